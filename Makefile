@@ -1,0 +1,26 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Both create .venv (if needed) and install foveal with its pinned ranges from pyproject.toml.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+.PHONY: install demo test test-all
+install: $(VENV)/.installed
+
+## Train LeNet-5 on scikit-learn's digits (ships offline) and write an HTML report under runs/.
+demo: install
+	$(VENV)/bin/foveal train --output runs --name digits-demo
+
+## Fast test suite (what CI runs).
+test: install
+	$(PY) -m pytest -n 2 -q
+
+## Everything, including slow tests.
+test-all: install
+	$(PY) -m pytest -n 2 -q -m "slow or not slow"

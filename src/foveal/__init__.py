@@ -1,0 +1,44 @@
+"""foveal: deep computer vision with convolutional networks on Keras 3.
+
+The Python API mirrors the command line::
+
+    import foveal
+    result = foveal.train(foveal.TrainConfig(data="digits", model="lenet5", epochs=5))
+    model, card = foveal.load_model(result.run_dir / "best.keras")
+    foveal.predict(model, card, ["photo.png"])
+"""
+
+from __future__ import annotations
+
+import os
+
+# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "TrainConfig": "foveal.config",
+    "train": "foveal.training.trainer",
+    "evaluate": "foveal.evaluation.run",
+    "predict": "foveal.predict",
+    "build_model": "foveal.models",
+    "load_model": "foveal.models",
+    "save_model": "foveal.models",
+    "MODELS": "foveal.models",
+    "load_dataset": "foveal.data.readers",
+    "inspect_dataset": "foveal.data.inspect",
+}
+
+
+def __getattr__(name: str):
+    """Import the public API lazily so ``import foveal`` and ``foveal --help`` stay fast."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'foveal' has no attribute {name!r}")
+
+
+__all__ = ["__version__", *_LAZY]

@@ -1,0 +1,191 @@
+"""The ``foveal`` command line: a thin shell over the library's public functions.
+
+Each subcommand parses its options, calls one public function, and prints. A
+:class:`~foveal.errors.FovealError` becomes a one-paragraph message and exit status 2; an
+interrupted training run exits with 130 after saving a resumable state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from foveal import __version__
+from foveal.errors import FovealError
+
+EPILOG_TRAIN = """examples:
+  foveal train                                   # LeNet-5 on scikit-learn's digits
+  foveal train --data ../shared/datasets/fashion-mnist --model geron_cnn --optimizer nadam
+  foveal train --data photos/ --model resnet18 --image-size 64 --augment standard
+  foveal train --config run.yaml --epochs 20     # YAML file, command line overrides it
+  foveal train --resume runs/geron_cnn-fashion-mnist-20261123-101500
+"""
+
+
+def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from foveal import configtools
+    from foveal.config import TrainConfig
+    from foveal.training.trainer import train
+
+    if args.resume:
+        result = train(resume=args.resume, **overrides)
+    else:
+        cfg = configtools.resolve(TrainConfig, args.config, overrides)
+        result = train(cfg)
+    return 130 if result.interrupted else 0
+
+
+def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.evaluation.classification import format_metrics_table
+    from foveal.evaluation.run import evaluate
+
+    metrics = evaluate(args.model, args.data, split=args.split, batch_size=args.batch_size,
+                       top_k=args.top_k, output=args.output, skip_invalid=args.skip_invalid)
+    print(json.dumps(metrics, indent=1) if args.json else format_metrics_table(metrics))
+    if args.output:
+        print(f"wrote {Path(args.output) / 'report.html'}", file=sys.stderr)
+    return 0
+
+
+def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal import predict as p
+    from foveal.models.io import load_model
+    from foveal.utils_io import atomic_write_text
+
+    model, card = load_model(args.model)
+    rows = p.predict(model, card, args.images, top_k=args.top_k, skip_invalid=args.skip_invalid)
+    fmt = args.format or (Path(args.output).suffix.lstrip(".") if args.output else "table")
+    if fmt not in ("table", "csv", "json"):
+        raise FovealError(f"unknown output format {fmt!r}", hint="use --format table, csv or json")
+    text = {"table": p.format_table, "csv": p.to_csv, "json": p.to_json}[fmt](rows)
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(p.format_table(rows))
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    skipped = sum("error" in r for r in rows)
+    if skipped:
+        print(f"skipped {skipped} unreadable file(s)", file=sys.stderr)
+    return 0
+
+
+def _models(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.models.catalog import describe_models, format_models
+
+    rows = describe_models(num_classes=args.num_classes)
+    print(json.dumps(rows, indent=1) if args.json else format_models(rows))
+    return 0
+
+
+def _datasets_inspect(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.data.inspect import format_inspection, inspect_dataset
+
+    report = inspect_dataset(args.path, full=not args.quick)
+    print(json.dumps(report, indent=1) if args.json else format_inspection(report))
+    return 0
+
+
+def _datasets_convert(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.data.readers import load_dataset
+    from foveal.data.readers.tfrecord import write_tfrecord
+
+    parts = load_dataset(args.path, skip_invalid=args.skip_invalid)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, part in parts.items():
+        files = write_tfrecord(part, out / f"{name}.tfrecord", shards=args.shards)
+        print(f"{name}: {len(part)} images -> {', '.join(map(str, files))}")
+    (out / "classes.txt").write_text("\n".join(next(iter(parts.values())).class_names) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from foveal import configtools
+    from foveal.config import TrainConfig
+
+    parser = argparse.ArgumentParser(
+        prog="foveal", description="Train, evaluate, inspect and use convolutional image classifiers.")
+    parser.add_argument("--version", action="version", version=f"foveal {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    t = sub.add_parser("train", help="train a classifier and write a run folder with a report",
+                       description="Train a classifier. Every option can also be a key of the --config "
+                       "YAML file; options given here override the file.", epilog=EPILOG_TRAIN, formatter_class=fmt)
+    t.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
+    configtools.add_arguments(t, TrainConfig)
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="accuracy, top-k, per-class report and confusion matrix of a model")
+    e.add_argument("model", help="a .keras model file written by foveal")
+    e.add_argument("--data", required=True, help="dataset spec (folder, IDX/CIFAR folder, .npz, .tfrecord, digits)")
+    e.add_argument("--split", default="test", help="dataset part to use: test, val or train (default: test)")
+    e.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    e.add_argument("--top-k", type=int, default=5, help="k of the top-k accuracy (default: 5)")
+    e.add_argument("--output", metavar="DIR", help="write metrics.json, confusion_matrix.png and report.html here")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument("--skip-invalid", action="store_true", help="skip unreadable images instead of stopping")
+    e.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="top-k labels with probabilities for image files or folders")
+    p.add_argument("model", help="a .keras model file written by foveal")
+    p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("--top-k", type=int, default=5, help="labels per image (default: 5)")
+    p.add_argument("--output", metavar="FILE", help="write the predictions to FILE (.csv or .json)")
+    p.add_argument("--format", choices=("table", "csv", "json"), help="output format (default: from --output, else table)")
+    p.add_argument("--skip-invalid", action="store_true", help="report unreadable images and go on")
+    p.set_defaults(func=_predict)
+
+    m = sub.add_parser("models", help="list the architectures with parameters and input size")
+    m.add_argument("--num-classes", type=int, default=10, help="classes used to count parameters (default: 10)")
+    m.add_argument("--json", action="store_true", help="print JSON")
+    m.set_defaults(func=_models)
+
+    d = sub.add_parser("datasets", help="inspect or convert datasets")
+    dsub = d.add_subparsers(dest="action", metavar="ACTION", required=True)
+    di = dsub.add_parser("inspect", help="counts per class, image sizes and problems found")
+    di.add_argument("path", help="dataset spec (folder, IDX/CIFAR folder, .npz, .tfrecord, digits)")
+    di.add_argument("--quick", action="store_true", help="check file headers only, do not decode every image")
+    di.add_argument("--json", action="store_true", help="print JSON")
+    di.set_defaults(func=_datasets_inspect)
+    dc = dsub.add_parser("convert", help="write any dataset as TFRecord files of tf.train.Example")
+    dc.add_argument("path", help="dataset spec to read")
+    dc.add_argument("--output", required=True, metavar="DIR", help="folder for the .tfrecord files and classes.txt")
+    dc.add_argument("--shards", type=int, default=1, help="files per split (default: 1)")
+    dc.add_argument("--skip-invalid", action="store_true", help="leave out unreadable images")
+    dc.set_defaults(func=_datasets_convert)
+    return parser
+
+
+_NOT_TRAIN_OPTIONS = {"command", "func", "config", "resume", "verbose", "action"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``foveal`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s: %(message)s")
+    overrides = {k: v for k, v in vars(args).items() if k not in _NOT_TRAIN_OPTIONS} if args.command == "train" else {}
+    func: Callable[[argparse.Namespace, dict[str, Any]], int] = args.func
+    try:
+        return func(args, overrides)
+    except FovealError as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The training options: one dataclass behind the YAML file, the CLI and the Python API.
+
+Every field is an option of ``foveal train`` (``--batch-size 64``) and a key of the YAML file
+given with ``--config`` (``batch_size: 64``); the resolved set is written to the run folder as
+``config.yaml`` and is what ``--resume`` reads back.
+
+Example:
+    >>> cfg = TrainConfig(data="digits", model="lenet5", epochs=3)
+    >>> cfg.optimizer
+    'adam'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from foveal.configtools import option
+from foveal.errors import ConfigError
+
+Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
+Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle", "plateau"]
+
+
+@dataclass
+class TrainConfig:
+    """All options of a classification training run (see ``foveal train --help``)."""
+
+    # data
+    data: str = option("digits", "dataset: an image folder, IDX/CIFAR folder, .npz, .tfrecord, "
+                       "tfds:NAME, or 'digits' (scikit-learn, ships offline)", group="data")
+    val_data: str | None = option(None, "a separate validation dataset (else split from train)", group="data")
+    test_data: str | None = option(None, "a separate test dataset (else the dataset's own test split, "
+                                   "or --test-split of train)", group="data")
+    val_split: float = option(0.1, "fraction of train held out for validation, stratified", group="data")
+    test_split: float = option(0.1, "fraction of train held out for testing when the dataset has "
+                               "no test split", group="data")
+    image_size: list[int] | None = option(None, "input HEIGHT WIDTH (default: the model's)", group="data")
+    channels: int | None = option(None, "1 (gray) or 3 (RGB); default: the data's for arrays, "
+                                  "else the model's", group="data")
+    keep_aspect: bool = option(False, "resize with padding to keep the aspect ratio", group="data")
+    cache: Literal["auto", "memory", "none"] = option("auto", "cache decoded images in memory "
+                                                       "('auto': only for in-memory datasets)", group="data")
+    augment: str = option("none", "augmentation preset (none, light, standard, heavy, digits) or "
+                          "ops like 'flip,rotate=10,zoom=0.1,jpeg=70'", group="data")
+    class_weight: Literal["none", "balanced"] = option("none", "weight the loss by inverse class "
+                                                      "frequency", group="data")
+    oversample: bool = option(False, "repeat minority-class images until classes are even", group="data")
+    shuffle_buffer: int = option(10_000, "shuffle buffer size (images)", group="data")
+    skip_invalid: bool = option(False, "skip unreadable images with a warning instead of stopping", group="data")
+    verify: Literal["header", "full", "none"] = option("header", "check image files before training: "
+                                                       "headers only, full decode, or not at all", group="data")
+    max_image_pixels: int = option(89_478_485, "refuse images with more pixels (decompression bombs)", group="data")
+
+    # model
+    model: str = option("lenet5", "architecture name (see `foveal models`)", group="model")
+    model_options: dict[str, Any] = option({}, "architecture options, e.g. stem=cifar,width=32", group="model")
+    preprocessing: str | None = option(None, "rescale, tf, torch, caffe, standardize or none "
+                                       "(default: the model's)", group="model")
+    dropout: float | None = option(None, "dropout rate for models that have dropout", group="model")
+    l1: float = option(0.0, "L1 penalty on every kernel", group="model")
+    l2: float = option(0.0, "L2 penalty on every kernel", group="model")
+
+    # optimisation
+    epochs: int = option(10, "number of epochs", group="training")
+    batch_size: int = option(64, "images per step", group="training")
+    optimizer: Optimizer = option("adam", "optimizer", group="training")
+    learning_rate: float = option(1e-3, "peak learning rate", group="training")
+    momentum: float = option(0.9, "momentum for sgd and rmsprop", group="training")
+    nesterov: bool = option(False, "Nesterov momentum for sgd", group="training")
+    weight_decay: float | None = option(None, "decoupled weight decay (adamw; default 0.004)", group="training")
+    schedule: Schedule = option("constant", "learning-rate schedule", group="training")
+    warmup_epochs: float = option(0.0, "linear warm-up epochs (step, exponential, cosine)", group="training")
+    step_epochs: int = option(10, "step schedule: epochs between drops", group="training")
+    gamma: float = option(0.1, "step: drop factor; exponential: decay per epoch; plateau: factor", group="training")
+    plateau_patience: int = option(3, "plateau: epochs without improvement before the drop", group="training")
+    min_learning_rate: float = option(0.0, "floor for cosine and plateau", group="training")
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", group="training")
+    early_stopping: int = option(0, "stop after this many epochs without improvement of --monitor "
+                                 "and restore the best weights (0: off)", group="training")
+    monitor: str = option("val_loss", "metric watched by early stopping, plateau and best.keras", group="training")
+    seed: int = option(42, "random seed for splits, shuffling, augmentation and initialisation", group="training")
+    deterministic: bool = option(True, "make runs repeatable on CPU (TensorFlow op determinism)", group="training")
+
+    # outputs
+    output: str = option("runs", "folder that receives the run folder", group="output")
+    name: str | None = option(None, "run folder name (default: MODEL-DATA-TIMESTAMP)", group="output")
+    tensorboard: bool = option(True, "write TensorBoard logs to RUN/tensorboard", group="output")
+    top_k: int = option(5, "k of the top-k accuracy", group="output")
+    report_misclassified: int = option(32, "misclassified test images shown in the report", group="output")
+    progress: bool = option(True, "show progress bars", group="output")
+
+    def validate(self) -> None:
+        """Check ranges that the types alone cannot express."""
+        checks = [
+            (0.0 <= self.val_split < 1.0, "val_split must be in [0, 1)"),
+            (0.0 <= self.test_split < 1.0, "test_split must be in [0, 1)"),
+            (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.learning_rate > 0, "learning_rate must be positive"),
+            (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
+            (self.dropout is None or 0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
+            (self.l1 >= 0 and self.l2 >= 0, "l1 and l2 must not be negative"),
+            (self.channels in (None, 1, 3), "channels must be 1 or 3"),
+            (self.image_size is None or (len(self.image_size) in (1, 2) and min(self.image_size) > 0),
+             "image_size must be SIZE or HEIGHT WIDTH, positive"),
+            (self.early_stopping >= 0, "early_stopping must not be negative"),
+            (self.top_k >= 1, "top_k must be at least 1"),
+            (self.max_image_pixels > 0, "max_image_pixels must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def image_hw(self) -> tuple[int, int] | None:
+        if self.image_size is None:
+            return None
+        return (self.image_size[0], self.image_size[-1])

@@ -1,0 +1,92 @@
+"""Turn stored images into ``tf.data`` elements of ``(uint8 HxWxC, int32 label)``.
+
+Decoding uses TensorFlow's own decoders (JPEG incl. CMYK, PNG incl. 16-bit, BMP, GIF first
+frame), run in parallel by ``tf.data``; gray, RGB and RGBA sources are converted to the channel
+count asked for. Files that fail to decode stop the run with a :class:`DataError` naming the
+file (see :func:`decode_errors_as_data_errors`), unless ``skip_invalid`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from foveal.errors import DataError
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """Convert a uint8 HxWxC image (C in 1, 3, 4) to ``channels`` channels."""
+    have = image.shape[-1]
+    if have == channels or have is None:
+        return image
+    if have == 4:
+        image = image[..., :3]
+        have = 3
+    if have == channels:
+        return image
+    if have == 1 and channels == 3:
+        return tf.image.grayscale_to_rgb(image)
+    if have == 3 and channels == 1:
+        return tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))), tf.uint8)
+    raise DataError(f"cannot convert {have}-channel images to {channels} channels")
+
+
+def dataset_from_arrays(images: np.ndarray, labels: np.ndarray, channels: int) -> tf.data.Dataset:
+    """Elements from an in-memory uint8 array (N, H, W, C)."""
+    if images.ndim == 3:
+        images = images[..., None]
+    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    if images.shape[-1] != channels:
+        ds = ds.map(lambda x, y: (_to_channels(x, channels), y), num_parallel_calls=AUTOTUNE)
+    return ds
+
+
+def decode_image_bytes(contents: tf.Tensor, channels: int) -> tf.Tensor:
+    """Decode JPEG/PNG/BMP/GIF bytes to a uint8 image with ``channels`` channels."""
+    image = tf.io.decode_image(contents, channels=channels, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, channels])
+    return image
+
+
+def dataset_from_paths(
+    paths: np.ndarray, labels: np.ndarray, channels: int, skip_invalid: bool = False
+) -> tf.data.Dataset:
+    """Elements decoded from image files, streamed (memory does not grow with N)."""
+    ds = tf.data.Dataset.from_tensor_slices((paths.astype(str), labels.astype(np.int32)))
+
+    def load(path: tf.Tensor, label: tf.Tensor):
+        return decode_image_bytes(tf.io.read_file(path), channels), label
+
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
+    if skip_invalid:
+        ds = ds.ignore_errors(log_warning=True)
+    return ds
+
+
+def dataset_from_tfrecord(spec, labels: np.ndarray, channels: int, skip_invalid: bool = False):
+    """Elements read from TFRecord files (see :mod:`foveal.data.readers.tfrecord`)."""
+    from foveal.data.readers.tfrecord import records_dataset
+
+    ds = records_dataset(spec, channels)
+    if skip_invalid:
+        ds = ds.ignore_errors(log_warning=True)
+    return ds
+
+
+@contextlib.contextmanager
+def decode_errors_as_data_errors(origin: str) -> Iterator[None]:
+    """Turn TensorFlow's decode failures inside a pipeline into a :class:`DataError`."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as exc:
+        detail = str(exc).strip().splitlines()[0][:300]
+        raise DataError(
+            f"an image in {origin} could not be decoded: {detail}",
+            hint="run `foveal datasets inspect PATH` to list the bad files, "
+            "or pass --skip-invalid to skip them",
+        ) from None

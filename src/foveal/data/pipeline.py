@@ -1,0 +1,86 @@
+"""The ``tf.data`` input pipeline: decode, resize, cache, shuffle, batch, augment, prefetch.
+
+Images stay uint8 until after batching (a cache holds 1 byte a pixel), then become float32
+pixels 0..255: scaling to what the network wants is the model's own ``Preprocess`` layer, so
+training and inference cannot disagree.
+
+Example:
+    >>> from foveal.data.readers import load_dataset
+    >>> train = load_dataset("digits")["train"]
+    >>> ds = make_pipeline(train, image_size=(32, 32), channels=1, batch_size=64, training=True)
+    >>> images, labels = next(iter(ds))
+    >>> images.shape, labels.shape
+    (TensorShape([64, 32, 32, 1]), TensorShape([64, 10]))
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import tensorflow as tf
+
+from foveal.data.augment import build_augmenter
+from foveal.data.source import LabeledImages
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def resize_image(image: tf.Tensor, size: tuple[int, int], keep_aspect: bool) -> tf.Tensor:
+    """Resize a uint8 HxWxC image to ``size`` (stretch, or pad to keep the aspect ratio)."""
+    static = image.shape[:2]
+    if static[0] == size[0] and static[1] == size[1]:
+        return image
+    if keep_aspect:
+        out = tf.image.resize_with_pad(tf.cast(image, tf.float32), size[0], size[1], antialias=True)
+    else:
+        out = tf.image.resize(image, size, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+
+
+def make_pipeline(
+    data: LabeledImages,
+    *,
+    image_size: tuple[int, int],
+    channels: int,
+    batch_size: int,
+    training: bool,
+    augment: str = "none",
+    cache: Literal["auto", "memory", "none"] = "auto",
+    shuffle_buffer: int = 10_000,
+    seed: int = 0,
+    keep_aspect: bool = False,
+    skip_invalid: bool = False,
+    one_hot: bool = True,
+) -> tf.data.Dataset:
+    """Batches of ``(float32 images 0..255, labels)`` for ``fit``, ``evaluate`` or ``predict``.
+
+    Args:
+        data: the images and labels.
+        image_size: (height, width) the model takes.
+        channels: 1 or 3.
+        training: shuffle and augment (validation and test pipelines do neither).
+        augment: an augmentation spec (see :mod:`foveal.data.augment`).
+        cache: keep decoded, resized uint8 images in memory after the first epoch;
+            ``auto`` caches data that is in memory already and streams files.
+        seed: shuffle and augmentation seed.
+        one_hot: labels as one-hot float vectors (needed for label smoothing), else int32.
+    """
+    ds = data.to_tf_dataset(channels, skip_invalid=skip_invalid)
+    ds = ds.map(lambda x, y: (resize_image(x, image_size, keep_aspect), y), num_parallel_calls=AUTOTUNE)
+    if cache == "memory" or (cache == "auto" and not data.streams_from_disk):
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(min(shuffle_buffer, max(len(data), 1)), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
+    num_classes = data.num_classes
+
+    def to_model_input(x, y):
+        x = tf.cast(x, tf.float32)
+        x.set_shape([None, image_size[0], image_size[1], channels])
+        return x, (tf.one_hot(y, num_classes) if one_hot else y)
+
+    ds = ds.map(to_model_input, num_parallel_calls=AUTOTUNE)
+    augmenter = build_augmenter(augment, image_size, seed) if training else None
+    if augmenter is not None:
+        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)

@@ -1,0 +1,83 @@
+"""Stratified, seeded train / validation / test splits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from foveal.data.source import LabeledImages, Splits
+from foveal.errors import DataError
+
+
+def stratified_indices(labels: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
+    """Split example indices into ``len(fractions) + 1`` parts, keeping class proportions.
+
+    Each class is shuffled with ``seed`` and cut by the fractions (rounded, at least one
+    example per part when the class has enough); the last part gets the rest. Indices inside
+    each part are sorted, so the result does not depend on class order.
+
+    Example:
+        >>> train, val = stratified_indices(np.array([0, 0, 0, 0, 1, 1, 1, 1]), [0.25], seed=0)
+        >>> len(train), len(val)
+        (6, 2)
+    """
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        rng.shuffle(idx)
+        start = 0
+        for p, frac in enumerate(fractions, start=1):
+            take = int(round(frac * len(idx)))
+            if frac > 0 and take == 0 and len(idx) - start > 1:
+                take = 1
+            parts[p].append(idx[start:start + take])
+            start += take
+        parts[0].append(idx[start:])
+    return [np.sort(np.concatenate(p)) if p else np.array([], dtype=np.int64) for p in parts]
+
+
+def make_splits(
+    parts: dict[str, LabeledImages],
+    *,
+    val_split: float,
+    test_split: float,
+    seed: int,
+    val_data: dict[str, LabeledImages] | None = None,
+    test_data: dict[str, LabeledImages] | None = None,
+) -> Splits:
+    """Combine what the dataset has with what must be carved out of its training part.
+
+    Validation comes from ``val_data``, else the dataset's own ``val`` part, else
+    ``val_split`` of train. Test comes from ``test_data``, else the dataset's ``test`` part,
+    else ``test_split`` of train.
+    """
+    if "train" not in parts:
+        raise DataError(f"the dataset has no training part (found: {', '.join(parts) or 'nothing'})")
+    train = parts["train"]
+    val = _first_part(val_data) if val_data else parts.get("val")
+    test = _first_part(test_data) if test_data else parts.get("test")
+    fractions = [val_split if val is None else 0.0, test_split if test is None else 0.0]
+    if any(fractions):
+        keep, val_idx, test_idx = stratified_indices(train.labels, fractions, seed)
+        if val is None and fractions[0]:
+            val = train.subset(val_idx, origin=f"{train.origin} (validation split)")
+        if test is None and fractions[1]:
+            test = train.subset(test_idx, origin=f"{train.origin} (test split)")
+        train = train.subset(keep)
+    for name, part in (("validation", val), ("test", test)):
+        if part is not None and part.class_names != train.class_names:
+            raise DataError(
+                f"the {name} data has classes {part.class_names[:10]} but train has {train.class_names[:10]}",
+                hint="give both the same class subfolders (or the same class list)",
+            )
+    if len(train) == 0:
+        raise DataError(f"{train.origin}: no training images left after the splits")
+    return Splits(train=train, val=val if val is not None and len(val) else None,
+                  test=test if test is not None and len(test) else None)
+
+
+def _first_part(parts: dict[str, LabeledImages]) -> LabeledImages:
+    for key in ("test", "val", "train"):
+        if key in parts:
+            return parts[key]
+    raise DataError("the extra dataset has no images")

@@ -1,0 +1,151 @@
+"""Run a classifier over a dataset and score it: used by ``train`` (test split) and ``evaluate``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from foveal.data.decode import decode_errors_as_data_errors
+from foveal.data.pipeline import make_pipeline
+from foveal.data.source import LabeledImages
+from foveal.errors import DataError
+from foveal.evaluation.classification import classification_metrics
+from foveal.models.io import ModelCard, load_model
+
+
+@dataclass
+class Scored:
+    """Predictions of a model on a dataset, with its metrics and a sample of its mistakes."""
+
+    labels: np.ndarray
+    probs: np.ndarray
+    metrics: dict[str, Any]
+    misclassified_images: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 1, 1), np.uint8))
+    misclassified_titles: list[str] = field(default_factory=list)
+
+
+def score(
+    model: keras.Model,
+    card: ModelCard,
+    data: LabeledImages,
+    *,
+    batch_size: int = 64,
+    top_k: int = 5,
+    keep_misclassified: int = 32,
+    skip_invalid: bool = False,
+) -> Scored:
+    """Predict every image of ``data`` and compute the classification metrics.
+
+    Labels are collected from the pipeline itself, so skipped files cannot misalign them.
+    """
+    data = align_classes(data, card)
+    h, w, c = card.input_shape
+    ds = make_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
+                       keep_aspect=card.keep_aspect, skip_invalid=skip_invalid, one_hot=False, cache="none")
+    labels, probs, bad_images, bad_titles = [], [], [], []
+    with decode_errors_as_data_errors(data.origin):
+        for images, y in ds:
+            p = np.asarray(model.predict_on_batch(images))
+            y = y.numpy()
+            labels.append(y)
+            probs.append(p)
+            if len(bad_titles) < keep_misclassified:
+                pred = p.argmax(axis=1)
+                for i in np.flatnonzero(pred != y)[: keep_misclassified - len(bad_titles)]:
+                    bad_images.append(np.clip(images[i].numpy(), 0, 255).astype(np.uint8))
+                    bad_titles.append(f"true {card.class_names[y[i]]}\npred {card.class_names[pred[i]]} ({p[i, pred[i]]:.2f})")
+    if not labels:
+        raise DataError(f"{data.origin}: no images to evaluate")
+    labels_arr, probs_arr = np.concatenate(labels), np.concatenate(probs)
+    metrics = classification_metrics(labels_arr, probs_arr, card.class_names, top_k=top_k)
+    images_arr = np.stack(bad_images) if bad_images else np.zeros((0, h, w, c), np.uint8)
+    return Scored(labels_arr, probs_arr, metrics, images_arr, bad_titles)
+
+
+def align_classes(data: LabeledImages, card: ModelCard) -> LabeledImages:
+    """Relabel ``data`` to the model's class order, matching by class name.
+
+    Datasets whose class names are only indices ("0", "1", ...) are taken as they are.
+    """
+    if data.class_names == card.class_names:
+        return data
+    missing = [name for name in data.class_names if name not in card.class_names]
+    if missing:
+        if len(data.class_names) == len(card.class_names) and all(n.isdigit() for n in data.class_names):
+            return data
+        raise DataError(
+            f"{data.origin}: classes {missing[:5]} are unknown to the model "
+            f"(it knows {card.class_names[:10]}{'...' if len(card.class_names) > 10 else ''})",
+            hint="evaluate on data with the model's classes",
+        )
+    mapping = np.array([card.class_names.index(n) for n in data.class_names])
+    from dataclasses import replace
+
+    return replace(data, labels=mapping[data.labels], class_names=list(card.class_names))
+
+
+def evaluate(
+    model_path: str | Path,
+    data: str,
+    *,
+    split: str = "test",
+    batch_size: int = 64,
+    top_k: int = 5,
+    output: str | Path | None = None,
+    skip_invalid: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a saved model on a dataset split; optionally write metrics and plots to ``output``.
+
+    Args:
+        model_path: a ``.keras`` file written by foveal.
+        data: any dataset spec (see ``foveal datasets --help``).
+        split: which part of the dataset (``test``, ``val`` or ``train``); if the dataset has
+            only one part, that part is used.
+
+    Returns:
+        The metrics dictionary (accuracy, top-k, per-class report, confusion matrix).
+
+    Example:
+        >>> metrics = evaluate("runs/digits-demo/best.keras", "digits")  # doctest: +SKIP
+    """
+    from foveal.data.readers import load_dataset
+
+    model, card = load_model(model_path)
+    parts = load_dataset(data, skip_invalid=skip_invalid)
+    if split in parts:
+        part = parts[split]
+    elif len(parts) == 1:
+        part = next(iter(parts.values()))
+    else:
+        raise DataError(f"{data}: has no {split!r} part (it has {', '.join(parts)})",
+                        hint="choose one with --split")
+    scored = score(model, card, part, batch_size=batch_size, top_k=top_k, skip_invalid=skip_invalid)
+    metrics = scored.metrics | {"model": str(model_path), "data": data, "split": split}
+    if output is not None:
+        write_evaluation(Path(output), metrics, card, scored)
+    return metrics
+
+
+def write_evaluation(output: Path, metrics: dict[str, Any], card: ModelCard, scored: Scored) -> None:
+    """metrics.json, confusion_matrix.png and report.html in ``output``."""
+    import json
+
+    from foveal.utils_io import atomic_write_text
+    from foveal.visualize.plots import plot_confusion_matrix
+    from foveal.visualize.report import write_classification_report
+
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=1))
+    (output / "confusion_matrix.png").write_bytes(plot_confusion_matrix(metrics["confusion_matrix"], card.class_names))
+    misclassified = (scored.misclassified_images, scored.misclassified_titles) if scored.misclassified_titles else None
+    write_classification_report(
+        output / "report.html", title=f"Evaluation of {metrics.get('model', card.architecture)}",
+        summary={"model": str(metrics.get("model")), "data": str(metrics.get("data")),
+                 "split": str(metrics.get("split")), "images": metrics["num_examples"],
+                 "accuracy": round(metrics["accuracy"], 4)},
+        config={}, history=None, metrics=metrics, misclassified=misclassified,
+    )

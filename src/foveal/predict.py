@@ -1,0 +1,141 @@
+"""``foveal predict``: image files or folders -> top-k labels with probabilities.
+
+Everything needed comes from the model file: its card gives the class names, input size,
+channels and resize policy; its own first layer does the preprocessing.
+
+Example:
+    >>> model, card = load_model("runs/digits-demo/best.keras")  # doctest: +SKIP
+    >>> rows = predict(model, card, ["my_digit.png"], top_k=3)  # doctest: +SKIP
+    >>> rows[0]["predictions"][0]  # doctest: +SKIP
+    {'label': '7', 'probability': 0.98}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterable
+
+import keras
+import numpy as np
+
+from foveal.errors import DataError
+from foveal.models.io import ModelCard
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+log = logging.getLogger("foveal")
+
+
+def collect_images(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand folders (recursively) into image files; keep files as given, in order."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{path}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    return files
+
+
+def load_image(path: Path, card: ModelCard, max_pixels: int = 89_478_485) -> np.ndarray:
+    """Decode and resize one image exactly as the training pipeline does (uint8 HxWxC)."""
+    import tensorflow as tf
+
+    from foveal.data.decode import decode_image_bytes
+    from foveal.data.imagecheck import check_image_file
+    from foveal.data.pipeline import resize_image
+
+    problem = check_image_file(str(path), full=True, max_pixels=max_pixels)
+    if problem:
+        raise DataError(f"{path}: {problem}")
+    h, w, c = card.input_shape
+    try:
+        image = decode_image_bytes(tf.io.read_file(str(path)), c)
+        return resize_image(image, (h, w), card.keep_aspect).numpy()
+    except tf.errors.InvalidArgumentError as exc:
+        raise DataError(f"{path}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
+
+
+def predict(
+    model: keras.Model,
+    card: ModelCard,
+    images: Iterable[str | Path],
+    *,
+    top_k: int = 5,
+    batch_size: int = 32,
+    skip_invalid: bool = False,
+) -> list[dict[str, Any]]:
+    """Top-k predictions for each image file (folders are expanded).
+
+    Returns:
+        One dict per image: ``{"file": str, "predictions": [{"label", "probability"}, ...]}``.
+        Skipped files (with ``skip_invalid``) get ``"error"`` instead of predictions.
+    """
+    files = collect_images(images)
+    k = max(1, min(top_k, len(card.class_names)))
+    rows: list[dict[str, Any]] = []
+    batch: list[tuple[Path, np.ndarray]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        probs = np.asarray(model.predict_on_batch(np.stack([im for _, im in batch]).astype(np.float32)))
+        for (path, _), p in zip(batch, probs):
+            order = np.argsort(-p, kind="stable")[:k]
+            rows.append({"file": str(path), "predictions": [
+                {"label": card.class_names[i], "probability": round(float(p[i]), 6)} for i in order]})
+        batch.clear()
+
+    for path in files:
+        try:
+            batch.append((path, load_image(path, card)))
+        except DataError as exc:
+            if not skip_invalid:
+                raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
+            log.warning("skipping %s", exc.message)
+            flush()
+            rows.append({"file": str(path), "error": exc.message})
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A terminal table: file, then 'label (probability)' for each of the top k."""
+    lines = []
+    width = min(60, max((len(r["file"]) for r in rows), default=4))
+    for r in rows:
+        name = r["file"] if len(r["file"]) <= width else "..." + r["file"][-(width - 3):]
+        if "error" in r:
+            lines.append(f"{name:<{width}}  ERROR {r['error']}")
+        else:
+            preds = "  ".join(f"{p['label']} ({p['probability']:.3f})" for p in r["predictions"])
+            lines.append(f"{name:<{width}}  {preds}")
+    return "\n".join(lines)
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """CSV with columns file, rank, label, probability (one row per prediction)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["file", "rank", "label", "probability", "error"])
+    for r in rows:
+        if "error" in r:
+            writer.writerow([r["file"], "", "", "", r["error"]])
+        for rank, p in enumerate(r.get("predictions", []), start=1):
+            writer.writerow([r["file"], rank, p["label"], p["probability"], ""])
+    return out.getvalue()
+
+
+def to_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, indent=1)

@@ -1,0 +1,194 @@
+"""Callbacks that make a run survive interruption.
+
+* :class:`RunCheckpoint` writes, after every finished epoch and atomically, ``last.keras``
+  (weights and optimizer state), ``state.json`` (epoch, history, counters of the other
+  callbacks) and ``history.csv``, plus ``best.keras`` when the monitored value improves.
+* :class:`InterruptGuard` turns SIGINT/SIGTERM into :class:`TrainingInterrupted` at the next
+  batch boundary; the partial epoch is dropped and the last finished one is already on disk.
+* :class:`ResumableEarlyStopping` and :class:`ResumablePlateau` restore their counters from
+  ``state.json`` instead of starting over.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from foveal.errors import TrainingInterrupted
+from foveal.utils_io import atomic_write_text
+
+STATE_FILE = "state.json"
+
+
+def read_state(run_dir: Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+    lr = optimizer.learning_rate
+    return float(keras.ops.convert_to_numpy(lr))
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose ``wait``/``best`` survive a resume (best weights come from best.keras)."""
+
+    def __init__(self, restored: dict[str, Any] | None = None, best_weights_loader: Callable[[], list] | None = None, **kw: Any):
+        super().__init__(**kw)
+        self._restored = restored or {}
+        self._best_weights_loader = best_weights_loader
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._restored:
+            self.wait = int(self._restored.get("wait", 0))
+            best = self._restored.get("best")
+            self.best = self.best if best is None else float(best)
+            self.best_epoch = int(self._restored.get("best_epoch", 0))
+            if self.restore_best_weights and self._best_weights_loader is not None:
+                self.best_weights = self._best_weights_loader()
+
+    def state(self) -> dict[str, Any]:
+        best = None if self.best is None or not np.isfinite(self.best) else float(self.best)
+        return {"wait": int(self.wait), "best": best, "best_epoch": int(self.best_epoch)}
+
+
+class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters survive a resume (the rate itself is in the optimizer)."""
+
+    def __init__(self, restored: dict[str, Any] | None = None, **kw: Any):
+        super().__init__(**kw)
+        self._restored = restored or {}
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._restored:
+            self.wait = int(self._restored.get("wait", 0))
+            self.cooldown_counter = int(self._restored.get("cooldown_counter", 0))
+            if self._restored.get("best") is not None:
+                self.best = float(self._restored["best"])
+
+    def state(self) -> dict[str, Any]:
+        best = float(self.best) if np.isfinite(self.best) else None
+        return {"wait": int(self.wait), "cooldown_counter": int(self.cooldown_counter), "best": best}
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Persist everything needed to resume, after each finished epoch.
+
+    Args:
+        run_dir: the run folder.
+        save: ``save(model, path)`` writes a model file atomically (with its card).
+        monitor, mode: what ``best.keras`` tracks; ``mode`` is ``min`` or ``max``.
+        history: the history of earlier sessions of this run (extended in place).
+        best: the best monitored value so far (from ``state.json`` on resume).
+        stateful: callbacks whose ``state()`` is stored under their key.
+    """
+
+    def __init__(self, run_dir: Path, save: Callable[[keras.Model, Path], Any], *, monitor: str,
+                 mode: str, history: dict[str, list[float]], best: float | None,
+                 stateful: dict[str, Any], extra_state: dict[str, Any]):
+        super().__init__()
+        self.run_dir, self.save, self.monitor, self.mode = Path(run_dir), save, monitor, mode
+        self.history, self.best, self.stateful, self.extra_state = history, best, stateful, extra_state
+        self.epoch_start = time.perf_counter()
+
+    def _improved(self, value: float) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+        logs["epoch_seconds"] = time.perf_counter() - self.epoch_start
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        value = logs.get(self.monitor)
+        if self._improved(value):
+            self.best = float(value)
+            self.save(self.model, self.run_dir / "best.keras")
+        # last.keras first: if we die between the two writes, state.json still points at a
+        # consistent older epoch and the newer weights are simply redone.
+        self.save(self.model, self.run_dir / "last.keras")
+        state = {
+            "epoch": epoch + 1,  # epochs completed
+            "best": self.best,
+            "monitor": self.monitor,
+            "history": self.history,
+            "callbacks": {k: cb.state() for k, cb in self.stateful.items()},
+            "status": "running",
+            **self.extra_state,
+        }
+        atomic_write_text(self.run_dir / "state.json", json.dumps(state, indent=1))
+        atomic_write_text(self.run_dir / "history.csv", history_csv(self.history))
+
+
+def history_csv(history: dict[str, list[float]]) -> str:
+    """History as CSV text with an ``epoch`` column (1-based)."""
+    keys = list(history)
+    n = max((len(v) for v in history.values()), default=0)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["epoch", *keys])
+    for i in range(n):
+        writer.writerow([i + 1, *(f"{history[k][i]:.6g}" if i < len(history[k]) else "" for k in keys)])
+    return out.getvalue()
+
+
+class InterruptGuard(keras.callbacks.Callback):
+    """Catch SIGINT/SIGTERM during ``fit`` and stop cleanly at the next batch boundary.
+
+    Use as a context manager around ``fit`` and pass it in ``callbacks``. A second signal
+    while stopping falls back to the default behaviour, so a stuck run can still be killed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is not None:  # second signal: give up at once
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> "InterruptGuard":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    def _check(self) -> None:
+        if self.signum is not None:
+            raise TrainingInterrupted(self.signum)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._check()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._check()

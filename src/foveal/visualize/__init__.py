@@ -1,0 +1,18 @@
+"""Plots (PNG bytes) and the self-contained HTML report of a classification run."""
+
+from foveal.visualize.plots import (
+    plot_confusion_matrix,
+    plot_history,
+    plot_image_grid,
+    plot_per_class_bars,
+)
+from foveal.visualize.report import png_data_uri, write_classification_report
+
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_history",
+    "plot_image_grid",
+    "plot_per_class_bars",
+    "png_data_uri",
+    "write_classification_report",
+]
