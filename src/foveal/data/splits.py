@@ -8,12 +8,23 @@ from foveal.data.source import LabeledImages, Splits
 from foveal.errors import DataError
 
 
+def _apportion(counts: np.ndarray, fraction: float) -> np.ndarray:
+    """Per-class sizes summing to round(fraction * total), by largest remainder."""
+    quotas = fraction * counts
+    sizes = np.floor(quotas).astype(np.int64)
+    short = int(np.floor(fraction * counts.sum() + 0.5)) - int(sizes.sum())
+    if short > 0:
+        order = np.argsort(-(quotas - sizes), kind="stable")
+        sizes[order[:short]] += 1
+    return np.minimum(sizes, counts)
+
+
 def stratified_indices(labels: np.ndarray, fractions: list[float], seed: int) -> list[np.ndarray]:
     """Split example indices into ``len(fractions) + 1`` parts, keeping class proportions.
 
-    Each class is shuffled with ``seed`` and cut by the fractions (rounded, at least one
-    example per part when the class has enough); the last part gets the rest. Indices inside
-    each part are sorted, so the result does not depend on class order.
+    Each part gets ``round(fraction * N)`` examples, shared among classes in proportion to
+    their size (largest remainder); each class is shuffled with ``seed``. The first part gets
+    the rest. Indices inside each part are sorted.
 
     Example:
         >>> train, val = stratified_indices(np.array([0, 0, 0, 0, 1, 1, 1, 1]), [0.25], seed=0)
@@ -21,17 +32,22 @@ def stratified_indices(labels: np.ndarray, fractions: list[float], seed: int) ->
         (6, 2)
     """
     rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    remaining = counts.copy()
+    sizes = []
+    for frac in fractions:
+        size = _apportion(counts, frac)
+        size = np.minimum(size, remaining)
+        remaining -= size
+        sizes.append(size)
     parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
-    for cls in np.unique(labels):
+    for c, cls in enumerate(classes):
         idx = np.flatnonzero(labels == cls)
         rng.shuffle(idx)
         start = 0
-        for p, frac in enumerate(fractions, start=1):
-            take = int(round(frac * len(idx)))
-            if frac > 0 and take == 0 and len(idx) - start > 1:
-                take = 1
-            parts[p].append(idx[start:start + take])
-            start += take
+        for p, size in enumerate(sizes, start=1):
+            parts[p].append(idx[start:start + size[c]])
+            start += size[c]
         parts[0].append(idx[start:])
     return [np.sort(np.concatenate(p)) if p else np.array([], dtype=np.int64) for p in parts]
 

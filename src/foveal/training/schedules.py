@@ -87,7 +87,9 @@ def make_schedule(
         return OneCycle(learning_rate, total)
     elif name == "step":
         drops = range(step_epochs, epochs, step_epochs)
-        boundaries = [d * steps_per_epoch for d in drops]
+        # PiecewiseConstantDecay switches *after* a boundary; the optimizer asks with the 0-based
+        # step, so the first step of epoch d (step d * steps_per_epoch) must be past it.
+        boundaries = [d * steps_per_epoch - 1 for d in drops]
         values = [learning_rate * gamma**i for i in range(len(boundaries) + 1)]
         schedule = S.PiecewiseConstantDecay(boundaries, values) if boundaries else learning_rate
     elif name == "exponential":

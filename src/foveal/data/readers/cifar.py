@@ -68,7 +68,7 @@ def _numbered_batches(folder: Path) -> list[Path]:
 
 
 def find_cifar(folder: Path) -> tuple[str, Path] | None:
-    """``("cifar10" | "cifar100", batch folder)`` if ``folder`` (or a known subfolder) holds CIFAR."""
+    """``("cifar10" | "cifar100", batch folder)`` if ``folder`` or a known subfolder holds CIFAR."""
     for candidate in (folder, *(folder / s for s in SUBFOLDERS)):
         if not candidate.is_dir():
             continue

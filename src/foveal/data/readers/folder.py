@@ -150,8 +150,10 @@ def scan_layout(root: str | Path) -> FolderLayout:
     return FolderLayout(root, splits, split_dirs, ignored)
 
 
-def structure_problems(layout: FolderLayout, valid: dict[str, set[str]] | None = None) -> list[str]:
-    """Problems that make the folder unusable whatever is skipped, as messages.
+def structure_problems(
+    layout: FolderLayout, valid: dict[str, set[str]] | None = None
+) -> list[tuple[str, str]]:
+    """Problems that make the folder unusable whatever is skipped, as ``(path, problem)``.
 
     Args:
         layout: the scanned folder.
@@ -163,26 +165,26 @@ def structure_problems(layout: FolderLayout, valid: dict[str, set[str]] | None =
     for split, folders in layout.splits.items():
         for folder in folders:
             if split != "train" and folder.name not in train_names:
-                problems.append(
-                    f"{folder.path}: class '{folder.name}' is not among the train classes"
-                )
+                problems.append((str(folder.path), f"class '{folder.name}' is not a train class"))
             usable = len(folder.images) if valid is None else len(valid[str(folder.path)])
             if usable == 0:
                 why = "no image files" if not folder.images else "no valid images"
-                problems.append(f"{folder.path}: class folder '{folder.name}' has {why}")
+                problems.append((str(folder.path), f"class folder '{folder.name}' has {why}"))
     if len(layout.class_names) < 2:
-        only = f" ('{layout.class_names[0]}')" if layout.class_names else ""
-        where = layout.splits["train"][0].path.parent if layout.class_names else layout.root
+        only = f" (only '{layout.class_names[0]}')" if layout.class_names else ""
         problems.append(
-            f"{where}: single-class folder{only}; classification needs at least two classes"
+            (
+                str(layout.split_dirs["train"]),
+                f"single-class folder{only}; classification needs at least two classes",
+            )
         )
     return problems
 
 
-def _raise_structure(problems: list[str]) -> None:
+def _raise_structure(problems: list[tuple[str, str]]) -> None:
     if problems:
         raise DataError(
-            "\n".join(problems),
+            "\n".join(f"{path}: {problem}" for path, problem in problems),
             hint=_LAYOUT_HINT + "; every class folder needs at least one valid image",
         )
 

@@ -65,7 +65,9 @@ def read_idx(path: str | Path, expect_ndim: int) -> np.ndarray:
     raw = _read_raw(path)
     kind = "image" if expect_ndim == 3 else "label"
     if len(raw) < 4:
-        raise DataError(f"{path}: only {len(raw)} bytes, too short for an IDX header", hint=_FIX_HINT)
+        raise DataError(
+            f"{path}: only {len(raw)} bytes, too short for an IDX header", hint=_FIX_HINT
+        )
     if raw[0] != 0 or raw[1] != 0:
         raise DataError(
             f"{path}: not an IDX file (magic number 0x{raw[:4].hex()}, "

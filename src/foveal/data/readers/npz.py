@@ -23,7 +23,11 @@ from foveal.data.readers import check_label_range, numbered_names
 from foveal.data.source import LabeledImages
 from foveal.errors import DataError
 
-_SPLIT_KEYS = {"train": ("x_train", "y_train"), "val": ("x_val", "y_val"), "test": ("x_test", "y_test")}
+_SPLIT_KEYS = {
+    "train": ("x_train", "y_train"),
+    "val": ("x_val", "y_val"),
+    "test": ("x_test", "y_test"),
+}
 _SINGLE_KEYS = (("x", "y"), ("images", "labels"))
 _KEYS_HINT = (
     "save the arrays as x_train, y_train (optionally x_val, y_val, x_test, y_test), "
@@ -85,7 +89,9 @@ def _labels(array: np.ndarray, path: Path, key: str, count: int, images_key: str
             hint="for one-hot labels save labels.argmax(axis=1)",
         )
     if len(array) != count:
-        raise DataError(f"{path}: '{images_key}' holds {count} images but '{key}' {len(array)} labels")
+        raise DataError(
+            f"{path}: '{images_key}' holds {count} images but '{key}' {len(array)} labels"
+        )
     return array.astype(np.int32)
 
 

@@ -122,8 +122,9 @@ def _scan_file(path: str, label_key: str) -> tuple[np.ndarray, dict[int, set[str
                         names.setdefault(lab, set()).add(name.decode("utf-8", "replace"))
     except tf.errors.DataLossError as exc:
         raise DataError(
-            f"{path}: corrupt or truncated TFRecord file ({_first_line(exc)})",
-            hint="write the file again; a partial copy or download also causes this",
+            f"{path}: not a TFRecord file, or a corrupt or truncated one ({_first_line(exc)})",
+            hint="write the file again (a partial copy or download also causes this), or "
+            "check that the pattern only matches TFRecord files",
         ) from None
     except tf.errors.InvalidArgumentError as exc:
         raise DataError(
@@ -190,7 +191,8 @@ def load_tfrecords(
         names = _names_from_records(seen, top + 1, origin) or numbered_names(top + 1)
     out = {}
     for split, (labels, per_file) in scanned.items():
-        split_origin = next(iter(per_file)) if len(per_file) == 1 else f"{origin} (+{len(per_file) - 1})"
+        first = next(iter(per_file))
+        split_origin = first if len(per_file) == 1 else f"{first} (+{len(per_file) - 1} files)"
         check_label_range(labels, names, split_origin)
         out[split] = LabeledImages(
             class_names=names,
