@@ -8,6 +8,7 @@ interrupted training run exits with 130 after saving a resumable state.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -91,16 +92,11 @@ def _datasets_inspect(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
 
 def _datasets_convert(args: argparse.Namespace, _: dict[str, Any]) -> int:
-    from foveal.data.readers import load_dataset
-    from foveal.data.readers.tfrecord import write_tfrecord
+    from foveal.data.readers import convert_to_tfrecord
 
-    parts = load_dataset(args.path, skip_invalid=args.skip_invalid)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, part in parts.items():
-        files = write_tfrecord(part, out / f"{name}.tfrecord", shards=args.shards)
-        print(f"{name}: {len(part)} images -> {', '.join(map(str, files))}")
-    (out / "classes.txt").write_text("\n".join(next(iter(parts.values())).class_names) + "\n")
+    written = convert_to_tfrecord(args.path, args.output, shards=args.shards, skip_invalid=args.skip_invalid)
+    for name, files in written.items():
+        print(f"{name}: {', '.join(map(str, files))}")
     return 0
 
 
@@ -109,10 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.config import TrainConfig
 
     parser = argparse.ArgumentParser(
-        prog="foveal", description="Train, evaluate, inspect and use convolutional image classifiers.")
+        prog="foveal", description="Train, evaluate, inspect and use convolutional image classifiers.",
+        allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"foveal {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Abbreviations would let a misspelt option (--epoch) pass silently as another one.
+    sub.add_parser = functools.partial(sub.add_parser, allow_abbrev=False)  # type: ignore[method-assign]
     fmt = argparse.RawDescriptionHelpFormatter
 
     t = sub.add_parser("train", help="train a classifier and write a run folder with a report",
@@ -150,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("datasets", help="inspect or convert datasets")
     dsub = d.add_subparsers(dest="action", metavar="ACTION", required=True)
+    dsub.add_parser = functools.partial(dsub.add_parser, allow_abbrev=False)  # type: ignore[method-assign]
     di = dsub.add_parser("inspect", help="counts per class, image sizes and problems found")
     di.add_argument("path", help="dataset spec (folder, IDX/CIFAR folder, .npz, .tfrecord, digits)")
     di.add_argument("--quick", action="store_true", help="check file headers only, do not decode every image")

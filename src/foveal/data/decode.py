@@ -47,10 +47,23 @@ def dataset_from_arrays(images: np.ndarray, labels: np.ndarray, channels: int) -
 
 
 def decode_image_bytes(contents: tf.Tensor, channels: int) -> tf.Tensor:
-    """Decode JPEG/PNG/BMP/GIF bytes to a uint8 image with ``channels`` channels."""
-    image = tf.io.decode_image(contents, channels=channels, dtype=tf.uint8, expand_animations=False)
-    image.set_shape([None, None, channels])
-    return image
+    """Decode JPEG/PNG/BMP/GIF bytes to a uint8 image with ``channels`` (1 or 3) channels.
+
+    The file is decoded with its own channel count (TensorFlow refuses ``channels=1`` for
+    BMP, GIF and CMYK JPEG), then converted: alpha dropped, gray repeated to RGB, RGB
+    turned to luma. Gray sources asked for as gray keep their exact values.
+    """
+    image = tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False)
+    have = tf.shape(image)[-1]
+    rgb = tf.cond(have >= 3, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))
+    rgb.set_shape([None, None, 3])
+    if channels == 3:
+        return rgb
+    if channels != 1:
+        raise DataError(f"images can be read with 1 or 3 channels, not {channels}")
+    gray = tf.cond(have >= 3, lambda: _to_channels(rgb, 1), lambda: rgb[..., :1])
+    gray.set_shape([None, None, 1])
+    return gray
 
 
 def dataset_from_paths(

@@ -90,7 +90,8 @@ class LabeledImages:
         return {name: int(c[i]) for i, name in enumerate(self.class_names)}
 
     def subset(self, indices: np.ndarray, origin: str | None = None) -> "LabeledImages":
-        """The examples at ``indices`` (in that order), stored the same way."""
+        """The examples at ``indices``, stored the same way (in that order, except for TFRecord
+        storage, which keeps file order)."""
         indices = np.asarray(indices, dtype=np.int64)
         kw: dict[str, Any] = {"labels": self.labels[indices], "origin": origin or self.origin}
         if self.images is not None:
@@ -99,6 +100,9 @@ class LabeledImages:
             kw["paths"] = self.paths[indices]
         else:
             assert self.tfrecord is not None
+            # Records stream in file order, so a subset must list them in that order too.
+            indices = np.sort(indices)
+            kw["labels"] = self.labels[indices]
             base = self.tfrecord.record_indices
             chosen = indices if base is None else base[indices]
             kw["tfrecord"] = replace(self.tfrecord, record_indices=chosen)

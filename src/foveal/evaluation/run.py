@@ -8,6 +8,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from foveal.data.decode import decode_errors_as_data_errors
 from foveal.data.pipeline import make_pipeline
@@ -47,9 +48,10 @@ def score(
     ds = make_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
                        keep_aspect=card.keep_aspect, skip_invalid=skip_invalid, one_hot=False, cache="none")
     labels, probs, bad_images, bad_titles = [], [], [], []
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     with decode_errors_as_data_errors(data.origin):
         for images, y in ds:
-            p = np.asarray(model.predict_on_batch(images))
+            p = forward(images).numpy()
             y = y.numpy()
             labels.append(y)
             probs.append(p)

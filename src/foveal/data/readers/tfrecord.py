@@ -239,7 +239,7 @@ def records_dataset(spec: TFRecordFiles, channels: int):
 
     Args:
         spec: the files and the selection (see :func:`selected_records` for the order).
-        channels: 1, 3 or 4.
+        channels: 1 or 3.
     """
     import tensorflow as tf
 
