@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 
 ## Train LeNet-5 on scikit-learn's digits (ships offline) and write an HTML report under runs/.
 demo: install
-	$(VENV)/bin/foveal train --output runs --name digits-demo
+	$(VENV)/bin/foveal train --output runs
 
 ## Fast test suite (what CI runs).
 test: install
