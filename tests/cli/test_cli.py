@@ -146,3 +146,18 @@ def test_inspect_reports_bad_files_without_failing(tmp_path, capsys):
     code = main(["train", "--data", str(root), "--epochs", "1", "--output", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "broken.png" in err and "--skip-invalid" in err
+
+
+FASHION = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "fashion-mnist"
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="needs ../shared/datasets/fashion-mnist")
+def test_fashion_mnist_idx_end_to_end(tmp_path, capsys):
+    """The real Fashion-MNIST IDX files: train one epoch, evaluate on the 10,000 test images."""
+    assert main(["train", "--data", str(FASHION), "--model", "lenet5", "--epochs", "1", "--batch-size", "256",
+                 "--output", str(tmp_path), "--name", "fm", "--no-progress", "--no-tensorboard"]) == 0
+    out = capsys.readouterr().out
+    assert "train 54000, val 6000, test 10000" in out
+    metrics = json.loads((tmp_path / "fm" / "metrics.json").read_text())
+    assert metrics["num_examples"] == 10_000 and metrics["accuracy"] > 0.7
+    assert [row["class"] for row in metrics["per_class"]][:2] == ["T-shirt/top", "Trouser"]

@@ -164,6 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with file descriptor 2 muted.
+
+    TensorFlow's native start-up lines (oneDNN notice, absl preamble) are written before its
+    log level is read, so no environment variable hides them; they mean nothing to a user.
+    Python-level import errors still propagate once stderr is restored.
+    """
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 _NOT_TRAIN_OPTIONS = {"command", "func", "config", "resume", "verbose", "action"}
 
 
@@ -175,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s: %(message)s")
     overrides = {k: v for k, v in vars(args).items() if k not in _NOT_TRAIN_OPTIONS} if args.command == "train" else {}
     func: Callable[[argparse.Namespace, dict[str, Any]], int] = args.func
+    if not args.verbose:
+        _import_tensorflow_quietly()
     try:
         return func(args, overrides)
     except FovealError as exc:
