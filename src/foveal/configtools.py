@@ -86,25 +86,15 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
             return value.lower() in ("true", "yes", "1")
         raise _type_error(key, value, tp)
-    if tp is int:
-        if isinstance(value, bool):
-            raise _type_error(key, value, tp)
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise _type_error(key, value, tp)
-    if tp is float:
-        if isinstance(value, bool):
+    if tp in (int, float):
+        # bool is an int subclass, and 2.5 must not pass silently as int 2.
+        if isinstance(value, bool) or (tp is int and isinstance(value, float)):
             raise _type_error(key, value, tp)
         if isinstance(value, (int, float)):
-            return float(value)
+            return tp(value)
         if isinstance(value, str):
             try:
-                return float(value)
+                return tp(value)
             except ValueError:
                 pass
         raise _type_error(key, value, tp)
