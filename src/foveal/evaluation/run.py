@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from foveal.data.decode import decode_errors_as_data_errors
 from foveal.data.pipeline import make_pipeline
@@ -49,8 +52,11 @@ def score(
                        keep_aspect=card.keep_aspect, skip_invalid=skip_invalid, one_hot=False, cache="none")
     labels, probs, bad_images, bad_titles = [], [], [], []
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    batches = math.ceil(len(data) / batch_size)
+    progress = tqdm(ds, total=batches, desc="evaluating", unit="batch", leave=False,
+                    disable=not sys.stderr.isatty() or batches < 20)
     with decode_errors_as_data_errors(data.origin):
-        for images, y in ds:
+        for images, y in progress:
             p = forward(images).numpy()
             y = y.numpy()
             labels.append(y)
@@ -85,8 +91,6 @@ def align_classes(data: LabeledImages, card: ModelCard) -> LabeledImages:
             hint="evaluate on data with the model's classes",
         )
     mapping = np.array([card.class_names.index(n) for n in data.class_names])
-    from dataclasses import replace
-
     return replace(data, labels=mapping[data.labels], class_names=list(card.class_names))
 
 
