@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--shards", type=int, default=1, help="files per split (default: 1)")
     dc.add_argument("--skip-invalid", action="store_true", help="leave out unreadable images")
     dc.set_defaults(func=_datasets_convert)
+
+    from foveal.export.cli import add_export_commands
+
+    add_export_commands(sub)
     return parser
 
 

@@ -1,0 +1,176 @@
+"""``foveal benchmark``: latency and throughput of a model in every runtime, side by side.
+
+Method (the texts' advice on measuring inference): warm-up runs first (graph tracing,
+allocation), then many timed runs; latency percentiles at batch 1, throughput at a larger
+batch; the model alone and end to end (encoded image bytes -> decode and resize -> model ->
+top-k labels). Runtimes: Keras ``predict_on_batch``, a direct Keras call, SavedModel, TFLite
+(LiteRT) and ONNX Runtime, all on the same weights.
+"""
+
+from __future__ import annotations
+
+import io
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from foveal.errors import ConfigError
+from foveal.export.formats import artifact_size, write_export
+from foveal.export.runners import Runner, open_runner, write_export_card
+
+RUNTIMES = ("keras-predict", "keras-call", "savedmodel", "tflite", "onnx")
+
+
+def _percentiles(samples_ms: list[float]) -> dict[str, float]:
+    a = np.asarray(samples_ms)
+    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}
+
+
+def time_calls(fn: Callable[[], Any], warmup: int, runs: int) -> list[float]:
+    """Milliseconds of each of ``runs`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _sample_jpeg(shape: tuple[int, int, int], seed: int = 0) -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    h, w, c = shape
+    pixels = rng.integers(0, 256, (max(h, 64) * 2, max(w, 64) * 2, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _end_to_end(runner: Runner, encoded: bytes, top_k: int) -> Callable[[], list[tuple[str, float]]]:
+    import tensorflow as tf
+
+    from foveal.data.decode import decode_image_bytes
+    from foveal.data.pipeline import resize_image
+
+    card = runner.card
+    h, w, c = card.input_shape
+
+    def run() -> list[tuple[str, float]]:
+        image = resize_image(decode_image_bytes(tf.constant(encoded), c), (h, w), card.keep_aspect)
+        probs = runner(np.asarray(image, np.float32)[None])[0]
+        order = np.argsort(-probs)[:top_k]
+        return [(card.class_names[i], float(probs[i])) for i in order]
+
+    return run
+
+
+def benchmark_runner(runner: Runner, *, warmup: int, runs: int, batch_size: int, top_k: int = 5) -> dict[str, Any]:
+    """Latency at batch 1 (model alone and end to end) and throughput at ``batch_size``."""
+    shape = runner.card.input_shape
+    rng = np.random.default_rng(0)
+    one = rng.uniform(0, 255, (1, *shape)).astype(np.float32)
+    many = rng.uniform(0, 255, (batch_size, *shape)).astype(np.float32)
+    latency = _percentiles(time_calls(lambda: runner(one), warmup, runs))
+    e2e = _percentiles(time_calls(_end_to_end(runner, _sample_jpeg(shape), top_k), warmup, runs))
+    batch_runs = max(3, runs // 10)
+    batch_ms = time_calls(lambda: runner(many), max(1, warmup // 5), batch_runs)
+    return {
+        "runtime": runner.kind,
+        "path": str(runner.path),
+        "size_bytes": artifact_size(runner.path),
+        "batch1": latency,
+        "batch1_end_to_end": e2e,
+        "throughput_images_per_s": batch_size / (float(np.median(batch_ms)) / 1e3),
+        "throughput_batch_size": batch_size,
+    }
+
+
+def machine_info(threads: int | None) -> dict[str, Any]:
+    import os
+
+    import keras
+    import tensorflow as tf
+
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def benchmark(
+    model_or_export: str | Path,
+    *,
+    runtimes: tuple[str, ...] = RUNTIMES,
+    threads: int | None = 2,
+    warmup: int = 10,
+    runs: int = 100,
+    batch_size: int = 32,
+    workdir: str | Path | None = None,
+) -> dict[str, Any]:
+    """Benchmark a ``.keras`` model in every runtime (exporting it to a temporary folder), or
+    one existing export.
+
+    Returns:
+        ``{"machine": ..., "model": ..., "parameters": ..., "results": [one dict per runtime]}``.
+
+    Example:
+        >>> table = benchmark("runs/digits/best.keras", runs=50)  # doctest: +SKIP
+        >>> print(format_benchmark(table))  # doctest: +SKIP
+    """
+    path = Path(model_or_export)
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise ConfigError(f"unknown runtime(s) {', '.join(unknown)}", hint=f"choose from {', '.join(RUNTIMES)}")
+    results = []
+    parameters = None
+    if path.suffix != ".keras":
+        results.append(benchmark_runner(open_runner(path, threads=threads), warmup=warmup, runs=runs,
+                                        batch_size=batch_size))
+    else:
+        from foveal.models.io import load_model
+
+        model, card = load_model(path)
+        parameters = int(model.count_params())
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            for runtime in runtimes:
+                if runtime.startswith("keras"):
+                    runner = open_runner(path, threads=threads, direct=runtime == "keras-call")
+                else:
+                    target = Path(tmp) / f"model{ {'savedmodel': '', 'tflite': '.tflite', 'onnx': '.onnx'}[runtime] }"
+                    write_export(model, card, runtime, target, None)
+                    write_export_card(target, card)
+                    runner = open_runner(target, threads=threads)
+                result = benchmark_runner(runner, warmup=warmup, runs=runs, batch_size=batch_size)
+                if runtime.startswith("keras"):
+                    result["size_bytes"] = artifact_size(path)
+                results.append(result)
+    return {"machine": machine_info(threads), "model": str(path), "parameters": parameters,
+            "warmup": warmup, "runs": runs, "results": results}
+
+
+def format_benchmark(table: dict[str, Any]) -> str:
+    """The side-by-side table printed by ``foveal benchmark``."""
+    head = (f"{'runtime':<14}{'size MB':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
+            f"{'e2e p50':>9}{'img/s @' + str(table['results'][0]['throughput_batch_size']):>12}")
+    lines = [f"{table['model']}  ({table['parameters'] or '?'} parameters; "
+             f"{table['machine']['cpu']}, {table['machine']['threads']} threads)", head, "-" * len(head)]
+    for r in table["results"]:
+        b = r["batch1"]
+        lines.append(f"{r['runtime']:<14}{r['size_bytes'] / 1e6:>9.2f}{b['p50_ms']:>9.2f}{b['p90_ms']:>9.2f}"
+                     f"{b['p99_ms']:>9.2f}{r['batch1_end_to_end']['p50_ms']:>9.2f}"
+                     f"{r['throughput_images_per_s']:>12.1f}")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""``foveal export`` and ``foveal benchmark`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from foveal.export.benchmark import RUNTIMES
+from foveal.export.formats import FORMATS
+
+
+def _export(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.export.parity import ExportParityError, export_model
+
+    try:
+        report = export_model(args.model, args.format, args.output, quantize=args.quantize, data=args.data,
+                              split=args.split, tolerance=args.tolerance, samples=args.samples,
+                              calibration=args.calibration, accuracy_limit=args.accuracy_limit,
+                              threads=args.threads)
+    except ExportParityError as exc:
+        print(json.dumps(exc.report.to_dict(), indent=1) if args.json else exc.report.summary())
+        raise
+    print(json.dumps(report.to_dict(), indent=1) if args.json else report.summary())
+    return 0
+
+
+def _benchmark(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.export.benchmark import benchmark, format_benchmark
+
+    table = benchmark(args.model, runtimes=tuple(args.runtimes), threads=args.threads, warmup=args.warmup,
+                      runs=args.runs, batch_size=args.batch_size)
+    print(json.dumps(table, indent=1) if args.json else format_benchmark(table))
+    if args.output:
+        from foveal.utils_io import atomic_write_text
+
+        atomic_write_text(args.output, json.dumps(table, indent=1))
+    return 0
+
+
+def add_export_commands(sub: Any) -> None:
+    """Add ``export`` and ``benchmark`` to the ``foveal`` subcommands."""
+    e = sub.add_parser("export", help="export a model to SavedModel, TFLite or ONNX and check it",
+                       description="Export a .keras model, check its outputs against Keras on sample images, "
+                       "and with --data measure the export's accuracy next to the Keras model's.")
+    e.add_argument("model", help="a .keras model file written by foveal")
+    e.add_argument("--format", required=True, choices=FORMATS, help="export format")
+    e.add_argument("--quantize", choices=("float16", "dynamic", "int8"),
+                   help="tflite: float16, dynamic or int8; onnx: dynamic or int8 (default: none)")
+    e.add_argument("--output", metavar="PATH", help="target file or folder (default: beside the model)")
+    e.add_argument("--data", metavar="SPEC", help="dataset: parity samples, int8 calibration images (train "
+                   "split) and the accuracy comparison (--split)")
+    e.add_argument("--split", default="test", help="dataset part for parity and accuracy (default: test)")
+    e.add_argument("--tolerance", type=float, help="largest allowed |probability difference| (default by "
+                   "quantization: 1e-4 none, 1e-2 float16, 0.1 dynamic, 0.2 int8)")
+    e.add_argument("--samples", type=int, default=64, help="images for the parity check (default: 64)")
+    e.add_argument("--calibration", type=int, default=200, help="int8 calibration images (default: 200)")
+    e.add_argument("--accuracy-limit", type=int, help="score at most this many images (default: all)")
+    e.add_argument("--threads", type=int, help="runtime threads for the checks")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
+    e.set_defaults(func=_export)
+
+    b = sub.add_parser("benchmark", help="latency and throughput in every runtime, side by side",
+                       description="Warm up, then time many runs: p50/p90/p99 latency at batch 1 (model alone "
+                       "and end to end from JPEG bytes to top-k labels) and throughput at --batch-size.")
+    b.add_argument("model", help="a .keras file (benchmarked in every runtime) or one export "
+                   "(.tflite, .onnx, SavedModel folder)")
+    b.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES, metavar="RUNTIME",
+                   help=f"runtimes for a .keras model (default: all: {', '.join(RUNTIMES)})")
+    b.add_argument("--threads", type=int, default=2, help="intra-op threads (default: 2)")
+    b.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
+    b.add_argument("--runs", type=int, default=100, help="timed runs at batch 1 (default: 100)")
+    b.add_argument("--batch-size", type=int, default=32, help="batch for the throughput figure (default: 32)")
+    b.add_argument("--output", metavar="FILE.json", help="also write the results as JSON")
+    b.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    b.set_defaults(func=_benchmark)

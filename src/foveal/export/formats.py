@@ -1,0 +1,163 @@
+"""Write a foveal model as SavedModel, TFLite (LiteRT) or ONNX, optionally quantized.
+
+All exports take float32 pixels 0..255 in NHWC (the model's own ``Preprocess`` layer is inside),
+with a dynamic batch size. The SavedModel has a second signature, ``predict_images``, that takes
+encoded JPEG/PNG/BMP/GIF bytes and decodes and resizes them exactly as foveal's pipeline does.
+
+Quantization (TFLite): ``float16`` (weights in half precision), ``dynamic`` (int8 weights,
+float activations), ``int8`` (full integer: weights and activations, calibrated on a
+representative sample; input and output stay float32 so the interface does not change).
+ONNX: ``dynamic`` and ``int8`` (static, calibrated) through onnxruntime's quantization tools.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Literal
+
+import keras
+import numpy as np
+
+from foveal.errors import ConfigError, FovealError
+from foveal.models.io import ModelCard
+
+Format = Literal["savedmodel", "tflite", "onnx"]
+Quantize = Literal["float16", "dynamic", "int8"]
+FORMATS: tuple[str, ...] = ("savedmodel", "tflite", "onnx")
+QUANTIZATIONS: dict[str, tuple[str, ...]] = {
+    "savedmodel": (),
+    "tflite": ("float16", "dynamic", "int8"),
+    "onnx": ("dynamic", "int8"),
+}
+SUFFIX = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
+
+
+def write_savedmodel(model: keras.Model, card: ModelCard, path: Path) -> Path:
+    """A SavedModel with ``serving_default`` (pixels) and ``predict_images`` (encoded bytes)."""
+    import tensorflow as tf
+
+    from foveal.data.decode import decode_image_bytes
+    from foveal.data.pipeline import resize_image
+
+    h, w, c = card.input_shape
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve_pixels(images):
+        return {"probabilities": model(images, training=False)}
+
+    def serve_bytes(encoded):
+        def one(data):
+            return tf.cast(resize_image(decode_image_bytes(data, c), (h, w), card.keep_aspect), tf.float32)
+
+        images = tf.map_fn(one, encoded, fn_output_signature=tf.TensorSpec([h, w, c], tf.float32))
+        return {"probabilities": model(images, training=False)}
+
+    archive.add_endpoint("serving_default", serve_pixels,
+                         input_signature=[tf.TensorSpec([None, h, w, c], tf.float32, name="images")])
+    archive.add_endpoint("predict_images", serve_bytes,
+                         input_signature=[tf.TensorSpec([None], tf.string, name="encoded")])
+    if path.exists():
+        shutil.rmtree(path)
+    archive.write_out(str(path), verbose=False)
+    return path
+
+
+def write_tflite(model: keras.Model, card: ModelCard, path: Path, quantize: str | None = None,
+                 representative: Callable[[], Iterable[np.ndarray]] | None = None) -> Path:
+    """A ``.tflite`` flatbuffer converted from a temporary SavedModel."""
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = write_savedmodel(model, card, Path(tmp) / "sm")
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["serving_default"])
+        if quantize:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantize == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            if representative is None:
+                raise ConfigError("int8 quantization needs a representative sample",
+                                  hint="pass --data DATASET (a few hundred training images are used)")
+            converter.representative_dataset = lambda: ([batch] for batch in representative())
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        try:
+            flatbuffer = converter.convert()
+        except Exception as exc:  # the converter raises many types, all meaning "cannot convert"
+            raise FovealError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc)[:400]}") from None
+    path.write_bytes(flatbuffer)
+    return path
+
+
+def write_onnx(model: keras.Model, card: ModelCard, path: Path, quantize: str | None = None,
+               representative: Callable[[], Iterable[np.ndarray]] | None = None) -> Path:
+    """An ONNX graph via Keras' exporter (tf2onnx), optionally quantized with onnxruntime."""
+    try:
+        import onnx  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        raise FovealError("ONNX export needs onnx and tf2onnx", hint="pip install 'foveal[export]'") from None
+    # Keras' ONNX exporter refuses a model that was loaded but never called.
+    model(np.zeros((1, *card.input_shape), np.float32), training=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "model.onnx"
+        model.export(str(raw), format="onnx", verbose=False)
+        if quantize is None:
+            shutil.move(raw, path)
+        else:
+            _quantize_onnx(raw, path, quantize, representative)
+    return path
+
+
+def _quantize_onnx(source: Path, target: Path, quantize: str, representative) -> None:
+    from onnxruntime import quantization as q
+
+    prepared = source.with_name("prepared.onnx")
+    q.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    if quantize == "dynamic":
+        q.quantize_dynamic(str(prepared), str(target), weight_type=q.QuantType.QInt8)
+        return
+    if representative is None:
+        raise ConfigError("int8 quantization needs a representative sample",
+                          hint="pass --data DATASET (a few hundred training images are used)")
+    import onnxruntime as ort
+
+    input_name = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(representative())
+
+        def get_next(self):
+            batch = next(self._batches, None)
+            return None if batch is None else {input_name: batch}
+
+    q.quantize_static(str(prepared), str(target), Reader(), quant_format=q.QuantFormat.QDQ,
+                      activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+                      per_channel=True)
+
+
+def write_export(model: keras.Model, card: ModelCard, fmt: str, path: Path, quantize: str | None,
+                 representative=None) -> Path:
+    """Dispatch to the writer of ``fmt`` after checking the quantization is supported."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}", hint=f"choose from {', '.join(FORMATS)}")
+    if quantize and quantize not in QUANTIZATIONS[fmt]:
+        allowed = ", ".join(QUANTIZATIONS[fmt]) or "none"
+        raise ConfigError(f"{fmt} export does not support --quantize {quantize}", hint=f"supported: {allowed}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "savedmodel":
+        return write_savedmodel(model, card, path)
+    if fmt == "tflite":
+        return write_tflite(model, card, path, quantize, representative)
+    return write_onnx(model, card, path, quantize, representative)
+
+
+def artifact_size(path: Path) -> int:
+    """Bytes on disk of a file or a folder."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size

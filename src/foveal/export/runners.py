@@ -1,0 +1,186 @@
+"""Run any model artifact on a batch of raw pixels: ``.keras``, SavedModel, TFLite, ONNX.
+
+Every runner is a callable ``runner(images) -> probabilities`` on float32 NHWC pixels 0..255
+(the models carry their own preprocessing), with ``runner.kind`` and ``runner.path``; the
+model card is read from the artifact (``.keras``) or from the ``foveal.json`` written beside
+the export. ``threads`` sets the intra-op thread count where the runtime allows.
+
+Example:
+    >>> run = open_runner("model.onnx", threads=2)  # doctest: +SKIP
+    >>> probs = run(images)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from foveal.errors import FovealError, ModelError
+from foveal.models.io import ModelCard
+
+CARD_SUFFIX = ".foveal.json"
+
+
+def card_path_for(artifact: Path) -> Path:
+    """Where the model card of an export lives: inside a SavedModel folder, else beside the file."""
+    artifact = Path(artifact)
+    return artifact / "foveal.json" if artifact.is_dir() else artifact.with_name(artifact.name + CARD_SUFFIX)
+
+
+def read_export_card(artifact: Path) -> ModelCard:
+    path = card_path_for(artifact)
+    if not path.is_file():
+        raise ModelError(f"{artifact}: no model card found at {path}",
+                         hint="export with `foveal export`, which writes it beside the model")
+    return ModelCard.from_json(path.read_text())
+
+
+class Runner:
+    """Base class: holds the card and the kind; subclasses implement ``__call__``."""
+
+    kind = "base"
+
+    def __init__(self, path: Path, card: ModelCard) -> None:
+        self.path, self.card = Path(path), card
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class KerasRunner(Runner):
+    """``model.predict_on_batch`` (``direct=False``) or a plain call ``model(x)`` (``direct=True``)."""
+
+    def __init__(self, path: Path, threads: int | None = None, direct: bool = False) -> None:
+        from foveal.models.io import load_model
+
+        _set_tf_threads(threads)
+        self.model, card = load_model(path)
+        super().__init__(path, card)
+        self.direct = direct
+        self.kind = "keras-call" if direct else "keras-predict"
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        if self.direct:
+            return np.asarray(self.model(images, training=False))
+        return np.asarray(self.model.predict_on_batch(images))
+
+
+class SavedModelRunner(Runner):
+    kind = "savedmodel"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import tensorflow as tf
+
+        _set_tf_threads(threads)
+        super().__init__(path, read_export_card(path))
+        self._loaded = tf.saved_model.load(str(path))
+        self._fn = self._loaded.signatures["serving_default"]
+        self._tf = tf
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        out = self._fn(self._tf.constant(images, self._tf.float32))
+        return np.asarray(next(iter(out.values())))
+
+
+class TFLiteRunner(Runner):
+    kind = "tflite"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise FovealError("running TFLite models needs LiteRT", hint="pip install 'foveal[export]'") from None
+        super().__init__(path, read_export_card(path))
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._batch = -1
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        it = self._interpreter
+        if images.shape[0] != self._batch:
+            it.resize_tensor_input(self._input["index"], list(images.shape))
+            it.allocate_tensors()
+            self._batch = images.shape[0]
+        it.set_tensor(self._input["index"], _quantize_input(images, self._input))
+        it.invoke()
+        return _dequantize_output(it.get_tensor(self._output["index"]), self._output)
+
+
+def _quantize_input(images: np.ndarray, detail: dict) -> np.ndarray:
+    dtype = detail["dtype"]
+    if dtype == np.float32:
+        return images.astype(np.float32)
+    scale, zero = detail["quantization"]
+    return np.clip(np.round(images / scale + zero), np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
+
+
+def _dequantize_output(values: np.ndarray, detail: dict) -> np.ndarray:
+    if detail["dtype"] == np.float32:
+        return values
+    scale, zero = detail["quantization"]
+    return (values.astype(np.float32) - zero) * scale
+
+
+class OnnxRunner(Runner):
+    kind = "onnx"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise FovealError("running ONNX models needs onnxruntime", hint="pip install 'foveal[export]'") from None
+        super().__init__(path, read_export_card(path))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: images.astype(np.float32)})[0]
+
+
+def _set_tf_threads(threads: int | None) -> None:
+    if not threads:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised in this process: keep what is set
+        pass
+
+
+def open_runner(path: str | Path, *, threads: int | None = None, direct: bool = False) -> Runner:
+    """A runner for the artifact at ``path``, chosen by its form."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: no such model file or folder")
+    factories: dict[str, Callable[[], Runner]] = {
+        ".keras": lambda: KerasRunner(path, threads, direct),
+        ".tflite": lambda: TFLiteRunner(path, threads),
+        ".onnx": lambda: OnnxRunner(path, threads),
+    }
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise ModelError(f"{path}: a folder but not a SavedModel (no saved_model.pb)")
+        return SavedModelRunner(path, threads)
+    if path.suffix not in factories:
+        raise ModelError(f"{path}: unknown model format {path.suffix!r}",
+                         hint="use a .keras, .tflite or .onnx file, or a SavedModel folder")
+    return factories[path.suffix]()
+
+
+def write_export_card(artifact: Path, card: ModelCard, extra: dict | None = None) -> Path:
+    """Write the card (plus export facts) where :func:`read_export_card` finds it."""
+    from foveal.utils_io import atomic_write_text
+
+    data = json.loads(card.to_json())
+    data.update(extra or {})
+    return atomic_write_text(card_path_for(artifact), json.dumps(data, indent=2))
