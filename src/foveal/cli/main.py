@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.export.cli import add_export_commands
 
     add_export_commands(sub)
+    from foveal.serve.cli import add_serve_command
+
+    add_serve_command(sub)
     return parser
 
 

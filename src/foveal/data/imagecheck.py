@@ -21,6 +21,7 @@ import contextlib
 import io
 import os
 import re
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,6 +64,9 @@ class ImageProbe:
     format: str | None = None
 
 
+_PIL_LIMIT_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def pil_pixel_limit(max_pixels: int) -> Iterator[None]:
     """Let our own ``max_pixels`` test decide, not PIL's global limit.
@@ -71,6 +75,15 @@ def pil_pixel_limit(max_pixels: int) -> Iterator[None]:
     silenced here (the size is checked explicitly), and PIL's limit is raised for the duration
     only when the caller allows more pixels than PIL would ever open.
     """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or max_pixels <= limit:
+        yield  # PIL neither warns nor refuses below our own limit: nothing global to touch
+        return
+    with _PIL_LIMIT_LOCK:  # PIL's limit and the warnings filters are process-wide
+        yield from _pil_pixel_limit_unlocked(max_pixels)
+
+
+def _pil_pixel_limit_unlocked(max_pixels: int) -> Iterator[None]:
     old = Image.MAX_IMAGE_PIXELS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

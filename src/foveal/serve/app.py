@@ -1,0 +1,532 @@
+"""The HTTP service behind ``foveal serve``: one model, a JSON API and a web page.
+
+Endpoints:
+
+* ``GET /health``: status, the model (architecture, task, classes, input shape), the limits,
+  counters and the foveal version.
+* ``GET /``: the web page (``static/index.html``; no external resources).
+* ``POST /predict[?top_k=K]``: one image, sent either as a ``multipart/form-data`` field named
+  ``image`` or as the raw request body with an ``image/*`` content type. The answer is::
+
+      {"task": "classify", "file": "cat.jpg", "model": "resnet18",
+       "image": {"width": 640, "height": 480, "format": "JPEG"},
+       "predictions": [{"label": "cat", "probability": 0.93}, ...],
+       "elapsed_ms": 12.5}
+
+  ``image`` gives the size of the upload as sent, so that detection and segmentation answers
+  (later) can put their ``"boxes"`` (``[{"label", "probability", "box": [x0, y0, x1, y1]}]`` in
+  those pixel coordinates) and ``"masks"`` next to ``predictions``; clients switch on ``task``.
+  Errors are ``{"error": "..."}`` with status 413 (upload too large, too many pixels), 415
+  (not an image, unsupported format, wrong content type) or 422 (truncated or corrupt image,
+  no ``image`` field, bad ``top_k``).
+
+Images are checked and decoded exactly as ``foveal predict`` does (PIL header and full check,
+then TensorFlow's decoder and the training pipeline's resize). Decoding runs on a small thread
+pool; inference runs on one thread that batches whatever requests are waiting, so a burst is
+served a batch at a time and each request gets back its own row.
+
+Example:
+    >>> import uvicorn
+    >>> app = create_app("runs/digits-demo/best.keras", top_k=3)  # doctest: +SKIP
+    >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from foveal import __version__
+from foveal.data.imagecheck import ImageProbe, probe_bytes
+from foveal.errors import DataError, ModelError
+from foveal.models.io import ModelCard
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_BATCH = 16  # requests answered by one model call at most
+_ENVELOPE_BYTES = 64 * 1024  # room for the multipart boundaries and headers around the file
+_ENV_PREFIX = "FOVEAL_SERVE_"
+
+# The page may load only its own files and talk only to this server.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+_PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "string", "format": "binary"}},
+                    "required": ["image"],
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+class RejectedImage(DataError):
+    """An upload that cannot be classified; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def problem_status(problem: str) -> int:
+    """HTTP status for a problem string of :mod:`foveal.data.imagecheck`."""
+    if "decompression bomb" in problem:
+        return 413
+    if problem.startswith(("not an image", "unsupported")):
+        return 415
+    return 422
+
+
+def load_image_bytes(
+    data: bytes, card: ModelCard, *, name: str = "upload", max_pixels: int = 40_000_000
+) -> tuple[np.ndarray, ImageProbe]:
+    """Check, decode and resize encoded image bytes exactly as ``foveal predict`` reads a file.
+
+    Returns:
+        The uint8 HxWxC image the model takes, and the header facts of the upload.
+
+    Raises:
+        RejectedImage: not an image, unsupported, truncated, or over ``max_pixels``.
+    """
+    import tensorflow as tf
+
+    from foveal.data.decode import decode_image_bytes
+    from foveal.data.pipeline import resize_image
+
+    probe = probe_bytes(data, name, full=True, max_pixels=max_pixels)
+    if probe.problem:
+        raise RejectedImage(f"{name}: {probe.problem}", problem_status(probe.problem))
+    h, w, c = card.input_shape
+    try:
+        image = decode_image_bytes(tf.constant(data), c)
+        return resize_image(image, (h, w), card.keep_aspect).numpy(), probe
+    except tf.errors.InvalidArgumentError as exc:
+        detail = str(exc).splitlines()[0][:200]
+        raise RejectedImage(f"{name}: cannot be decoded ({detail})", 422) from None
+
+
+def _tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (3, 2)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _bucket(n: int) -> int:
+    """The power of two >= n: batches are padded to a few fixed sizes so the model's traced
+    (or XLA-compiled) function is reused instead of rebuilt for every batch size."""
+    return 1 << max(0, n - 1).bit_length()
+
+
+@dataclass
+class Stats:
+    """Counters shown by ``/health`` (and read by the burst benchmark)."""
+
+    requests: int = 0
+    rejected: int = 0
+    batches: int = 0
+    batched_images: int = 0
+    max_batch: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        mean = self.batched_images / self.batches if self.batches else 0.0
+        return {"requests": self.requests, "refused_images": self.rejected, "batches": self.batches,
+                "mean_batch": round(mean, 3), "max_batch": self.max_batch}
+
+
+@dataclass
+class Batcher:
+    """Runs the model on one thread, over batches of whatever requests are waiting.
+
+    ``submit`` returns a future for one image's output row. The worker takes the first waiting
+    image, then every other one already queued (up to ``max_batch``), pads the stack to a power
+    of two, runs the model once and hands row ``i`` to request ``i``.
+    """
+
+    model: Any
+    max_batch: int = MAX_BATCH
+    stats: Stats = field(default_factory=Stats)
+    _queue: "queue.SimpleQueue[tuple[np.ndarray, Future] | None]" = field(default_factory=queue.SimpleQueue)
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def warm_up(self, shape: tuple[int, ...]) -> None:
+        """Trace the model for every batch size it will see, before the first request."""
+        size = 1
+        while size <= _bucket(self.max_batch):
+            self.model.predict_on_batch(np.zeros((size, *shape), np.float32))
+            size *= 2
+
+    def submit(self, image: np.ndarray) -> Future:
+        future: Future = Future()
+        self._start()
+        self._queue.put((image, future))
+        return future
+
+    def close(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join(timeout=30)
+                self._thread = None
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="foveal-serve-model", daemon=True)
+                self._thread.start()
+
+    def _take(self) -> tuple[list[tuple[np.ndarray, Future]], bool]:
+        """The next batch, and whether the stop signal came."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        items = [first]
+        while len(items) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return items, True
+            items.append(item)
+        return items, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            items, stop = self._take()
+            if items:
+                self._predict(items)
+
+    def _predict(self, items: list[tuple[np.ndarray, Future]]) -> None:
+        items = [(image, future) for image, future in items if future.set_running_or_notify_cancel()]
+        if not items:
+            return
+        n = len(items)
+        batch = np.zeros((_bucket(n), *items[0][0].shape), np.float32)
+        for i, (image, _) in enumerate(items):
+            batch[i] = image
+        try:
+            probs = np.asarray(self.model.predict_on_batch(batch))
+        except Exception as exc:  # the requests get the error; the worker lives on
+            for _, future in items:
+                future.set_exception(exc)
+            return
+        self.stats.batches += 1
+        self.stats.batched_images += n
+        self.stats.max_batch = max(self.stats.max_batch, n)
+        for i, (_, future) in enumerate(items):
+            future.set_result(probs[i].copy())
+
+
+@dataclass
+class Service:
+    """Everything one app needs: the model, its card, the limits, the worker threads."""
+
+    model_path: Path
+    model: Any
+    card: ModelCard
+    batcher: Batcher
+    decoders: ThreadPoolExecutor
+    max_upload_bytes: int
+    max_pixels: int
+    top_k: int
+
+    def health(self) -> dict[str, Any]:
+        card = self.card
+        return {
+            "status": "ok",
+            "foveal_version": __version__,
+            "model": {
+                "file": self.model_path.name,
+                "architecture": card.architecture,
+                "task": card.task,
+                "classes": list(card.class_names),
+                "num_classes": len(card.class_names),
+                "input_shape": list(card.input_shape),
+                "channel_order": card.channel_order,
+                "keep_aspect": card.keep_aspect,
+                "preprocessing": card.preprocessing,
+                "trained_with": card.foveal_version or None,
+            },
+            "limits": {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
+                       "top_k": self.top_k, "max_batch": self.batcher.max_batch},
+            "stats": self.batcher.stats.as_dict(),
+        }
+
+    async def classify(self, data: bytes, name: str, top_k: int | None) -> dict[str, Any]:
+        """Decode on the decoder pool, then wait for this image's row of a model batch."""
+        image, probe = await asyncio.wrap_future(self.decoders.submit(
+            load_image_bytes, data, self.card, name=name, max_pixels=self.max_pixels))
+        probs = await asyncio.wrap_future(self.batcher.submit(image.astype(np.float32)))
+        return self._answer(name, probe, probs, top_k)
+
+    def _answer(self, name: str, probe: ImageProbe, probs: np.ndarray, top_k: int | None) -> dict[str, Any]:
+        names = self.card.class_names
+        k = max(1, min(top_k or self.top_k, len(names)))
+        order = np.argsort(-probs, kind="stable")[:k]
+        # ROOM: detection answers add "boxes" and segmentation answers "masks" next to
+        # "predictions", in the pixel coordinates of "image"; clients switch on "task".
+        return {
+            "task": self.card.task,
+            "file": name,
+            "model": self.card.architecture,
+            "image": {"width": probe.width, "height": probe.height, "format": probe.format},
+            "predictions": [{"label": names[i], "probability": round(float(probs[i]), 6)} for i in order],
+        }
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with 413.
+
+    A declared ``Content-Length`` is refused before anything is read; a chunked body is
+    counted as it arrives and stopped as soon as it passes the limit.
+    """
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse({"error": self._message()}, status_code=413)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Raised inside the endpoint's read, so the app's handlers answer it.
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _message(self) -> str:
+        return f"upload too large: the limit is {_megabytes(self.limit - _ENVELOPE_BYTES)}"
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n} bytes"
+
+
+async def _read_upload(request: Request, limit: int) -> tuple[bytes, str]:
+    """The image bytes and a file name, from a multipart field ``image`` or a raw body."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=4, max_fields=16)
+        try:
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise HTTPException(422, "no file in the form field 'image' "
+                                         "(send multipart/form-data with an 'image' file field)")
+            data = await upload.read()
+            name = Path(upload.filename or "upload").name
+        finally:
+            await form.close()
+    elif ctype.startswith("image/") or ctype == "application/octet-stream":
+        data = await request.body()
+        name = Path(request.headers.get("x-filename", "") or "upload").name
+    else:
+        shown = ctype or "none"
+        raise HTTPException(415, f"unsupported content type {shown}: send multipart/form-data with "
+                                 "an 'image' file field, or the image bytes with an image/* type")
+    if len(data) > limit:
+        raise HTTPException(413, f"upload too large: {len(data)} bytes, the limit is {_megabytes(limit)}")
+    return data, name[:200]
+
+
+def create_app(
+    model_path: str | os.PathLike,
+    *,
+    max_upload_bytes: int = 10 * 2**20,
+    max_pixels: int = 40_000_000,
+    top_k: int = 5,
+    max_batch: int = MAX_BATCH,
+    decode_threads: int | None = None,
+) -> FastAPI:
+    """A FastAPI app serving the classifier in ``model_path`` (loaded once, here).
+
+    Args:
+        model_path: a ``.keras`` file written by foveal.
+        max_upload_bytes: larger uploads are refused with 413.
+        max_pixels: images with more pixels are refused with 413 (decompression bombs).
+        top_k: labels per answer unless the request asks with ``?top_k=``.
+        max_batch: most requests answered by one model call.
+        decode_threads: threads checking and decoding uploads (default: the CPU count, at
+            most 4; each may hold one decoded image of up to ``max_pixels``).
+
+    Raises:
+        ModelError: the file cannot be loaded, or its task is not classification.
+    """
+    from foveal.models.io import load_model
+
+    if top_k < 1 or max_upload_bytes < 1 or max_pixels < 1 or max_batch < 1:
+        raise ModelError("top_k, max_upload_bytes, max_pixels and max_batch must be positive")
+    path = Path(model_path)
+    model, card = load_model(path)
+    if card.task != "classify":
+        raise ModelError(f"{path}: foveal serve answers classification models only (this one is {card.task!r})")
+    batcher = Batcher(model, max_batch=max_batch)
+    batcher.warm_up(tuple(card.input_shape))
+    load_image_bytes(_tiny_png(), card)  # the first decode and resize set up TensorFlow's kernels
+    threads = decode_threads or min(4, os.cpu_count() or 1)
+    service = Service(path, model, card, batcher, ThreadPoolExecutor(threads, thread_name_prefix="foveal-decode"),
+                      max_upload_bytes, max_pixels, top_k)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        batcher.close()
+        service.decoders.shutdown(wait=False, cancel_futures=True)
+
+    # The interactive /docs pages load their scripts from a CDN; the schema stays at /openapi.json.
+    app = FastAPI(title="foveal serve", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.service = service
+    app.add_middleware(_BodyLimit, limit=max_upload_bytes + _ENVELOPE_BYTES)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}" for e in exc.errors()]
+        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return service.health()
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=_PAGE_HEADERS)
+
+    @app.post("/predict", openapi_extra=_PREDICT_BODY)
+    async def predict(
+        request: Request,
+        top_k: int | None = Query(None, ge=1, le=10_000, description="labels to return (default: the server's)"),
+    ) -> JSONResponse:
+        start = time.perf_counter()
+        service.batcher.stats.requests += 1
+        data, name = await _read_upload(request, max_upload_bytes)
+        try:
+            answer = await service.classify(data, name, top_k)
+        except RejectedImage as exc:
+            service.batcher.stats.rejected += 1
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        answer["elapsed_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        return JSONResponse(answer)
+
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app described by ``FOVEAL_SERVE_*`` variables (for ``uvicorn --factory`` and workers).
+
+    ``FOVEAL_SERVE_MODEL`` (required), ``FOVEAL_SERVE_MAX_UPLOAD_BYTES``,
+    ``FOVEAL_SERVE_MAX_PIXELS``, ``FOVEAL_SERVE_TOP_K``.
+    """
+    env = os.environ
+    if not env.get(f"{_ENV_PREFIX}MODEL"):
+        raise ModelError(f"set {_ENV_PREFIX}MODEL to the .keras file to serve")
+    numbers = {key: int(env[f"{_ENV_PREFIX}{key.upper()}"])
+               for key in ("max_upload_bytes", "max_pixels", "top_k") if env.get(f"{_ENV_PREFIX}{key.upper()}")}
+    return create_app(env[f"{_ENV_PREFIX}MODEL"], **numbers)
+
+
+def app_environment(model_path: str | os.PathLike, *, max_upload_bytes: int, max_pixels: int,
+                    top_k: int) -> dict[str, str]:
+    """The ``FOVEAL_SERVE_*`` variables that make :func:`create_app_from_env` build this app."""
+    return {f"{_ENV_PREFIX}MODEL": str(Path(model_path).resolve()),
+            f"{_ENV_PREFIX}MAX_UPLOAD_BYTES": str(max_upload_bytes),
+            f"{_ENV_PREFIX}MAX_PIXELS": str(max_pixels), f"{_ENV_PREFIX}TOP_K": str(top_k)}
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening-ready TCP socket bound to ``host:port`` (port 0: a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ModelError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                         hint="pick another --port, or stop the program using it") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+@contextlib.contextmanager
+def background_server(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free port of ``host`` in a thread; yield its base URL.
+
+    For tests and benchmarks. The server stops when the block ends.
+
+    Example:
+        >>> with background_server(create_app("best.keras")) as url:  # doctest: +SKIP
+        ...     httpx.get(url + "/health").json()["status"]
+        'ok'
+    """
+    import uvicorn
+
+    sock = bind_socket(host)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="foveal-serve")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        shown = f"[{host}]" if ":" in host else host
+        yield f"http://{shown}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

@@ -1,0 +1,164 @@
+"""``foveal serve MODEL``: the classifier as a web page and a JSON API, run by uvicorn.
+
+Only the argparse wiring lives here; :mod:`foveal.serve.app` builds the app. FastAPI and
+uvicorn are imported when the command runs, so ``foveal --help`` works without them.
+
+Example:
+    foveal serve runs/digits-demo/best.keras --port 8000 --top-k 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import ipaddress
+import os
+import sys
+from typing import Any, Iterator
+
+from foveal.errors import ConfigError, FovealError
+
+# Distribution -> importable module names (python-multipart renamed its module).
+_NEEDS = {"fastapi": ("fastapi",), "uvicorn": ("uvicorn",), "python-multipart": ("python_multipart", "multipart")}
+
+EPILOG = """examples:
+  foveal serve runs/digits-demo/best.keras            # http://127.0.0.1:8000/
+  foveal serve best.keras --port 0                    # any free port (printed)
+  foveal serve best.keras --host 0.0.0.0 --workers 2  # reachable from other machines
+
+API:
+  GET  /health                      model, classes, limits, counters
+  POST /predict?top_k=K             multipart field "image", or raw bytes with Content-Type image/*
+  curl -F image=@cat.jpg http://127.0.0.1:8000/predict
+"""
+
+
+def add_serve_command(subparsers: Any) -> None:
+    """Add ``serve`` to the ``foveal`` command's subparsers."""
+    s = subparsers.add_parser(
+        "serve", help="serve a model as a web page and a JSON API (needs foveal[serve])",
+        description="Serve a classifier: a web page to drop images on, and POST /predict returning\n"
+        "the top-k labels as JSON. There is no authentication: keep the default loopback\n"
+        "--host unless the network is trusted.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    s.add_argument("model", help="a .keras model file written by foveal")
+    s.add_argument("--host", metavar="ADDRESS", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    s.add_argument("--port", metavar="N", type=int, default=8000,
+                   help="TCP port; 0 picks a free one (default: 8000)")
+    s.add_argument("--top-k", metavar="K", type=int, default=5,
+                   help="labels per answer unless a request sets ?top_k= (default: 5)")
+    s.add_argument("--max-upload-mb", metavar="MIB", type=float, default=10.0,
+                   help="refuse uploads larger than this many MiB with 413 (default: 10)")
+    s.add_argument("--max-pixels", metavar="N", type=int, default=40_000_000,
+                   help="refuse images with more pixels (decompression bombs) with 413 (default: 40000000)")
+    s.add_argument("--workers", metavar="N", type=int, default=1,
+                   help="server processes, each with its own copy of the model (default: 1)")
+    s.set_defaults(func=handler)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
+    for option, value in (("--top-k", args.top_k), ("--max-upload-mb", args.max_upload_mb),
+                          ("--max-pixels", args.max_pixels), ("--workers", args.workers)):
+        if value <= 0:
+            raise ConfigError(f"{option} must be positive, got {value}")
+    if args.workers > 1 and args.port == 0:
+        raise ConfigError("--port 0 works with --workers 1 only", hint="give a port number")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else host
+    return f"http://[{shown}]:{port}/" if ":" in shown and not shown.startswith("[") else f"http://{shown}:{port}/"
+
+
+def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
+    """Run the server until Ctrl+C; 0 on a clean stop."""
+    _check(args)
+    missing = [name for name, modules in _NEEDS.items() if not any(importlib.util.find_spec(m) for m in modules)]
+    if missing:
+        raise FovealError(f"foveal serve needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                          "not installed", hint='pip install "foveal[serve]"')
+    import uvicorn
+
+    from foveal.serve.app import app_environment, bind_socket, create_app
+
+    limits = {"max_upload_bytes": int(args.max_upload_mb * 2**20), "max_pixels": args.max_pixels, "top_k": args.top_k}
+    if not _is_loopback(args.host):
+        print(f"warning: listening on {args.host}: anyone who can reach this machine can use the model "
+              "(there is no authentication)", file=sys.stderr)
+    if args.workers > 1:
+        _check_model(args.model)
+        os.environ.update(app_environment(args.model, **limits))
+        print(f"foveal serve: {_url(args.host, args.port)} ({args.workers} workers; Ctrl+C stops)", flush=True)
+        with _stopped_by_ctrl_c():
+            uvicorn.run("foveal.serve.app:create_app_from_env", factory=True, host=args.host, port=args.port,
+                        workers=args.workers, log_level="info")
+        return 0
+    app = create_app(args.model, **limits)
+    sock = bind_socket(args.host, args.port)
+    port = sock.getsockname()[1]
+    health = app.state.service.health()["model"]
+    print(f"foveal serve: {_url(args.host, port)}  model {health['architecture']} "
+          f"({health['num_classes']} classes, input {'x'.join(map(str, health['input_shape']))}); Ctrl+C stops",
+          flush=True)
+    try:
+        with _stopped_by_ctrl_c():
+            uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+@contextlib.contextmanager
+def _stopped_by_ctrl_c() -> Iterator[None]:
+    """Ctrl+C is the normal way to stop a server: exit 0, not 130.
+
+    uvicorn shuts down gracefully on SIGINT, then raises the signal again for the caller.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    print("foveal serve: stopped", file=sys.stderr)
+
+
+def _check_model(path: str) -> None:
+    """Fail in the parent, with a clear message, before every worker fails the same way."""
+    from pathlib import Path
+
+    from foveal.errors import ModelError
+    from foveal.models.io import read_card
+
+    if not Path(path).is_file():
+        raise ModelError(f"model file not found: {path}", hint="pass the path of a .keras file")
+    card = read_card(path)
+    if card is not None and card.task != "classify":
+        raise ModelError(f"{path}: foveal serve answers classification models only (this one is {card.task!r})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m foveal.serve.cli MODEL ...``: the same as ``foveal serve MODEL ...``."""
+    parser = argparse.ArgumentParser(prog="python -m foveal.serve.cli", allow_abbrev=False)
+    add_serve_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return args.func(args, {})
+    except FovealError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
