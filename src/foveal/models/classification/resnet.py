@@ -1,47 +1,159 @@
-"""ResNet v1 with basic residual units, built from a stage table.
+"""ResNet v1 and v2, every depth one row of a table.
 
-He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016. Each variant
-is a row of :data:`RESNET_STAGES` (units per stage); a unit is conv3x3-BN-ReLU-conv3x3-BN
-added to a shortcut, then ReLU. The shortcut is the identity, or a strided 1x1 convolution with
-batch norm where the shape changes (the paper's option B). Convolutions carry no bias since
-batch norm follows each one. With ImageNet settings (224x224x3, 1000 classes) ResNet-18 has
-11,689,512 trainable parameters and ResNet-34 21,797,672, as in the paper's implementations.
+He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", CVPR 2016 (v1), and
+"Identity Mappings in Deep Residual Networks", ECCV 2016 (v2, pre-activation). A variant is a
+row of :data:`RESNETS`: units per stage, unit type (basic 3x3-3x3 or bottleneck 1x1-3x3-1x1
+with expansion 4), v1 or v2, and a *style* (:data:`STYLES`) that fixes the details the papers
+leave open and implementations disagree on:
 
+- ``torchvision``: no convolution biases (batch norm follows), bottleneck stride on the 3x3,
+  downsampling in the first unit of a stage. ResNet-18/34 use it: 11,689,512 and 21,797,672
+  trainable parameters at 224x224x3 with 1000 classes, as torchvision's; ``resnet50`` with
+  ``style="torchvision"`` has torchvision's 25,557,032.
+- ``keras``: keras.applications' layout, the default of the bottleneck variants, so the counts
+  equal theirs (total ``count_params()`` incl. batch-norm statistics: ResNet50 25,636,712,
+  ResNet101 44,707,176, ResNet152 60,419,944, ResNet50V2 25,613,800, ResNet101V2 44,675,560,
+  ResNet152V2 60,380,648). In v1 every convolution has a bias and a bottleneck's stride is on
+  its first 1x1 convolution (as in the paper); in v2 only the convolutions no batch norm
+  follows have a bias, the stride is on the 3x3, and each stage downsamples in its *last*
+  unit (the last stage not at all).
+
+``se_ratio=r`` adds a squeeze-and-excitation block to every unit (see :mod:`.senet`).
 ``stem="cifar"`` replaces the 7x7/2 convolution and max pool with one 3x3/1 convolution, the
-usual choice for 32x32 inputs, where the ImageNet stem would leave a 1x1 map after stage 4.
+usual choice for 32x32 inputs. ``meta["feature_layers"]`` names the last unit output at
+strides 4, 8, 16 and 32 (the final BN-ReLU for v2) for the ImageNet stem.
+
+The residual units live in :mod:`foveal.layers.residual` and are re-exported here.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 from keras import layers
 
+from foveal.errors import ConfigError
+from foveal.layers.residual import (
+    basic_residual_unit,
+    bn_relu,
+    bottleneck_residual_unit,
+    conv_bn,
+    preact_basic_unit,
+    preact_bottleneck_unit,
+)
 from foveal.models.classification.lenet import classifier_output
 from foveal.models.registry import MODELS
 
-RESNET_STAGES: dict[str, tuple[int, ...]] = {
-    "resnet18": (2, 2, 2, 2),
-    "resnet34": (3, 4, 6, 3),
+
+@dataclass(frozen=True)
+class UnitStyle:
+    """Implementation details of one ResNet convention.
+
+    Attributes:
+        use_bias: convolution biases (v1: all convolutions; v2: those no batch norm follows).
+        stride_on: bottleneck v1 only: ``"first"`` (1x1) or ``"middle"`` (3x3) convolution.
+        downsample: ``"first"`` or ``"last"`` unit of a stage carries the stride.
+        epsilon: batch-norm epsilon.
+    """
+
+    use_bias: bool
+    stride_on: str
+    downsample: str
+    epsilon: float
+
+
+# (style, pre-activation) -> details. torchvision has no v2: its row follows the v2 paper's
+# own code (no biases, downsampling in the first unit).
+STYLES: dict[tuple[str, bool], UnitStyle] = {
+    ("torchvision", False): UnitStyle(use_bias=False, stride_on="middle", downsample="first", epsilon=1e-5),
+    ("keras", False): UnitStyle(use_bias=True, stride_on="first", downsample="first", epsilon=1.001e-5),
+    ("torchvision", True): UnitStyle(use_bias=False, stride_on="middle", downsample="first", epsilon=1e-5),
+    ("keras", True): UnitStyle(use_bias=True, stride_on="middle", downsample="last", epsilon=1.001e-5),
 }
 
+UNITS = {
+    ("basic", False): basic_residual_unit,
+    ("bottleneck", False): bottleneck_residual_unit,
+    ("basic", True): preact_basic_unit,
+    ("bottleneck", True): preact_bottleneck_unit,
+}
 
-def _conv_bn(x, filters: int, kernel: int, strides: int, name: str, relu: bool):
-    x = layers.Conv2D(
-        filters, kernel, strides=strides, padding="same", use_bias=False,
-        kernel_initializer="he_normal", name=f"{name}_conv",
-    )(x)
-    x = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_bn")(x)
-    return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+V1_PAPER = "He et al., Deep Residual Learning for Image Recognition, CVPR 2016"
+V2_PAPER = "He et al., Identity Mappings in Deep Residual Networks, ECCV 2016"
 
 
-def basic_residual_unit(x, filters: int, strides: int, name: str):
-    """Two 3x3 convolutions plus a shortcut (projected when the shape changes)."""
-    shortcut = x
-    if strides != 1 or x.shape[-1] != filters:
-        shortcut = _conv_bn(x, filters, 1, strides, f"{name}_proj", relu=False)
-    y = _conv_bn(x, filters, 3, strides, f"{name}_a", relu=True)
-    y = _conv_bn(y, filters, 3, 1, f"{name}_b", relu=False)
-    y = layers.Add(name=f"{name}_add")([shortcut, y])
-    return layers.Activation("relu", name=f"{name}_out")(y)
+@dataclass(frozen=True)
+class ResNetVariant:
+    """One row of the ResNet table.
+
+    Attributes:
+        stages: residual units per stage.
+        block: ``"basic"`` or ``"bottleneck"``.
+        preact: True for v2 (pre-activation) units.
+        style: default :data:`STYLES` convention.
+        se_ratio: default squeeze-and-excitation ratio (0: none).
+        preprocessing: default input normalisation.
+        paper: citation shown by ``foveal models``.
+    """
+
+    stages: tuple[int, ...]
+    block: str = "basic"
+    preact: bool = False
+    style: str = "torchvision"
+    se_ratio: int = 0
+    preprocessing: str = "rescale"
+    paper: str = ""
+
+    @property
+    def depth(self) -> int:
+        """Weighted layers: convolutions on the main path plus the stem and the classifier."""
+        return (2 if self.block == "basic" else 3) * sum(self.stages) + 2
+
+
+def _v1(stages: tuple[int, ...], block: str, **kw) -> ResNetVariant:
+    return ResNetVariant(stages, block, paper=V1_PAPER, **kw)
+
+
+def _v2(stages: tuple[int, ...], block: str) -> ResNetVariant:
+    return ResNetVariant(stages, block, preact=True, style="keras", preprocessing="tf", paper=V2_PAPER)
+
+
+RESNETS: dict[str, ResNetVariant] = {
+    "resnet18": _v1((2, 2, 2, 2), "basic"),
+    "resnet34": _v1((3, 4, 6, 3), "basic"),
+    "resnet50": _v1((3, 4, 6, 3), "bottleneck", style="keras", preprocessing="caffe"),
+    "resnet101": _v1((3, 4, 23, 3), "bottleneck", style="keras", preprocessing="caffe"),
+    "resnet152": _v1((3, 8, 36, 3), "bottleneck", style="keras", preprocessing="caffe"),
+    "resnet18v2": _v2((2, 2, 2, 2), "basic"),
+    "resnet34v2": _v2((3, 4, 6, 3), "basic"),
+    "resnet50v2": _v2((3, 4, 6, 3), "bottleneck"),
+    "resnet101v2": _v2((3, 4, 23, 3), "bottleneck"),
+    "resnet152v2": _v2((3, 8, 36, 3), "bottleneck"),
+}
+
+# Units per stage of each registered ResNet (kept for callers of the first version).
+RESNET_STAGES: dict[str, tuple[int, ...]] = {name: v.stages for name, v in RESNETS.items()}
+
+
+def _unit_strides(stage: int, unit: int, units: int, num_stages: int, downsample: str) -> int:
+    if downsample == "first":
+        return 2 if unit == 0 and stage > 0 else 1
+    return 2 if unit == units - 1 and stage < num_stages - 1 else 1
+
+
+def _stem(x, width: int, stem: str, preact: bool, style: UnitStyle):
+    kernel, strides = {"imagenet": (7, 2), "cifar": (3, 1)}.get(stem, (None, None))
+    if kernel is None:
+        raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+    if preact:  # v2: the first unit's pre-activation normalises the stem output
+        x = layers.Conv2D(width, kernel, strides=strides, padding="same", use_bias=style.use_bias,
+                          kernel_initializer="he_normal", name="stem_conv")(x)
+    else:
+        x = conv_bn(x, width, kernel, strides, "stem", relu=True, use_bias=style.use_bias, epsilon=style.epsilon)
+    if stem == "imagenet":
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    return x
 
 
 def resnet_body(
@@ -53,20 +165,51 @@ def resnet_body(
     width: int = 64,
     stem: str = "imagenet",
     dropout: float = 0.0,
+    block: str = "basic",
+    preact: bool = False,
+    style: str = "torchvision",
+    se_ratio: int = 0,
 ):
-    """ResNet v1 body: stem, stages of basic units (stride 2 from stage 2 on), GAP, softmax."""
-    if stem == "imagenet":
-        x = _conv_bn(x, width, 7, 2, "stem", relu=True)
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
-    elif stem == "cifar":
-        x = _conv_bn(x, width, 3, 1, "stem", relu=True)
-    else:
-        raise ValueError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
+    """ResNet body: stem, stages of residual units (channels doubling per stage), GAP, softmax.
+
+    Args:
+        x: the preprocessed input tensor.
+        stages: residual units per stage.
+        width: channels of the stem and of the first stage's units (bottleneck: before x4).
+        stem: ``"imagenet"`` (7x7/2 conv + 3x3/2 max pool) or ``"cifar"`` (3x3/1 conv).
+        dropout: rate before the classifier (0 disables).
+        block: ``"basic"`` or ``"bottleneck"``.
+        preact: v2 pre-activation units and a final BN-ReLU.
+        style: a :data:`STYLES` convention, ``"torchvision"`` or ``"keras"``.
+        se_ratio: squeeze-and-excitation ratio in every unit (0: none).
+
+    Example:
+        >>> import keras
+        >>> y = resnet_body(keras.Input((32, 32, 3)), (1, 1), num_classes=10, include_top=True,
+        ...                 width=8, stem="cifar")
+        >>> y.shape
+        (None, 10)
+    """
+    unit_style = STYLES.get((style, preact))
+    if unit_style is None:
+        raise ConfigError(f"style must be 'torchvision' or 'keras', got {style!r}")
+    if isinstance(se_ratio, bool) or not isinstance(se_ratio, int) or se_ratio < 0:
+        raise ConfigError(f"se_ratio must be a non-negative integer (0 disables), got {se_ratio!r}")
+    unit_fn = UNITS.get((block, preact))
+    if unit_fn is None:
+        raise ConfigError(f"block must be 'basic' or 'bottleneck', got {block!r}")
+    options = {"use_bias": unit_style.use_bias, "epsilon": unit_style.epsilon, "se_ratio": se_ratio}
+    if block == "bottleneck" and not preact:
+        options["stride_on"] = unit_style.stride_on
+
+    x = _stem(x, width, stem, preact, unit_style)
     for stage, units in enumerate(stages):
         filters = width * 2**stage
         for unit in range(units):
-            strides = 2 if (unit == 0 and stage > 0) else 1
-            x = basic_residual_unit(x, filters, strides, name=f"stage{stage + 1}_unit{unit + 1}")
+            strides = _unit_strides(stage, unit, units, len(stages), unit_style.downsample)
+            x = unit_fn(x, filters, strides, f"stage{stage + 1}_unit{unit + 1}", **options)
+    if preact:
+        x = bn_relu(x, "post", unit_style.epsilon)
     if not include_top:
         return x
     x = layers.GlobalAveragePooling2D(name="gap")(x)
@@ -75,28 +218,59 @@ def resnet_body(
     return classifier_output(x, num_classes)
 
 
-def _register(name: str, stages: tuple[int, ...]) -> None:
-    depth = name.removeprefix("resnet")
+def resnet_feature_layers(variant: ResNetVariant) -> dict[str, str]:
+    """Pyramid level -> name of the last layer at that stride, for the ImageNet stem."""
+    style = STYLES[(variant.style, variant.preact)]
+    stride, by_stride = 4, {4: "stem_pool"}
+    for stage, units in enumerate(variant.stages):
+        for unit in range(units):
+            stride *= _unit_strides(stage, unit, units, len(variant.stages), style.downsample)
+            by_stride[stride] = f"stage{stage + 1}_unit{unit + 1}_out"
+    if variant.preact:
+        by_stride[stride] = "post_relu"
+    return {f"P{int(math.log2(s))}": name for s, name in by_stride.items() if 4 <= s <= 32}
+
+
+def _description(name: str, variant: ResNetVariant) -> str:
+    prefix = "SE-ResNet" if variant.se_ratio else "ResNet"
+    version = "v2" if variant.preact else "v1"
+    text = f"{prefix}-{variant.depth} {version}, {variant.block} units {list(variant.stages)}"
+    if variant.block == "bottleneck" or variant.preact:
+        text += f", {variant.style} style"
+    return text + (f", SE ratio {variant.se_ratio}" if variant.se_ratio else "")
+
+
+def register_resnet(name: str, variant: ResNetVariant) -> None:
+    """Register ``variant`` as architecture ``name`` with the options width, stem, dropout,
+    style and se_ratio (defaults from the row)."""
 
     @MODELS.register(
         name,
         input_shape=(224, 224, 3),
-        preprocessing="rescale",
-        paper="He et al., Deep Residual Learning for Image Recognition, CVPR 2016",
-        description=f"ResNet-{depth} v1, basic units {list(stages)}",
+        preprocessing=variant.preprocessing,
+        paper=variant.paper,
+        description=_description(name, variant),
+        feature_layers=resnet_feature_layers(variant),
     )
     def builder(
         x, *, num_classes: int, include_top: bool = True, width: int = 64, stem: str = "imagenet",
-        dropout: float = 0.0,
+        dropout: float = 0.0, style: str = variant.style, se_ratio: int = variant.se_ratio,
     ):
         return resnet_body(
-            x, stages, num_classes=num_classes, include_top=include_top, width=width, stem=stem,
-            dropout=dropout,
+            x, variant.stages, num_classes=num_classes, include_top=include_top, width=width, stem=stem,
+            dropout=dropout, block=variant.block, preact=variant.preact, style=style, se_ratio=se_ratio,
         )
 
     builder.__name__ = name
-    builder.__doc__ = f"ResNet-{depth} (stage table {list(stages)}); options: width, stem, dropout."
+    builder.__doc__ = (f"{_description(name, variant)}; options: width, stem, dropout, style "
+                       f"('torchvision' or 'keras'), se_ratio (0: no SE blocks).")
 
 
-for _name, _stages in RESNET_STAGES.items():
-    _register(_name, _stages)
+for _name, _variant in RESNETS.items():
+    register_resnet(_name, _variant)
+
+__all__ = [
+    "RESNETS", "RESNET_STAGES", "STYLES", "ResNetVariant", "UnitStyle", "basic_residual_unit",
+    "bottleneck_residual_unit", "preact_basic_unit", "preact_bottleneck_unit", "register_resnet",
+    "resnet_body", "resnet_feature_layers",
+]
