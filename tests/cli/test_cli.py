@@ -13,7 +13,8 @@ from foveal.cli.main import build_parser, main
 
 
 @pytest.mark.parametrize("argv", [[], ["train"], ["evaluate"], ["predict"], ["models"], ["datasets"],
-                                  ["datasets", "inspect"], ["datasets", "convert"]])
+                                  ["datasets", "inspect"], ["datasets", "convert"], ["inspect"], ["export"],
+                                  ["benchmark"], ["serve"]])
 def test_help_everywhere(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--help"])
@@ -161,3 +162,14 @@ def test_fashion_mnist_idx_end_to_end(tmp_path, capsys):
     metrics = json.loads((tmp_path / "fm" / "metrics.json").read_text())
     assert metrics["num_examples"] == 10_000 and metrics["accuracy"] > 0.7
     assert [row["class"] for row in metrics["per_class"]][:2] == ["T-shirt/top", "Trouser"]
+
+
+def test_help_does_not_load_tensorflow():
+    """`foveal --help` must stay instant: building the parser may not import TensorFlow or Keras."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from foveal.cli.main import build_parser; build_parser(); "
+            "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

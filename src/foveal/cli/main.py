@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.serve.cli import add_serve_command
 
     add_serve_command(sub)
+    from foveal.inspection.cli import add_inspect_command
+
+    add_inspect_command(sub)
     return parser
 
 

@@ -5,8 +5,19 @@ Example:
     >>> report.passed, report.max_abs_diff, report.accuracy  # doctest: +SKIP
 """
 
-from foveal.export.formats import FORMATS, QUANTIZATIONS
-from foveal.export.parity import ExportReport, export_model
-from foveal.export.runners import open_runner
+from foveal.export.names import FORMATS, QUANTIZATIONS, RUNTIMES
 
-__all__ = ["FORMATS", "QUANTIZATIONS", "ExportReport", "export_model", "open_runner"]
+_LAZY = {"ExportReport": "foveal.export.parity", "export_model": "foveal.export.parity",
+         "open_runner": "foveal.export.runners", "benchmark": "foveal.export.benchmark"}
+
+
+def __getattr__(name: str):
+    """Load the TensorFlow-backed parts only when used."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'foveal.export' has no attribute {name!r}")
+
+
+__all__ = ["FORMATS", "QUANTIZATIONS", "RUNTIMES", *_LAZY]

@@ -20,9 +20,9 @@ import numpy as np
 
 from foveal.errors import ConfigError
 from foveal.export.formats import artifact_size, write_export
+from foveal.export.names import RUNTIMES
 from foveal.export.runners import Runner, open_runner, write_export_card
 
-RUNTIMES = ("keras-predict", "keras-call", "savedmodel", "tflite", "onnx")
 
 
 def _percentiles(samples_ms: list[float]) -> dict[str, float]:

@@ -6,8 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from foveal.export.benchmark import RUNTIMES
-from foveal.export.formats import FORMATS
+from foveal.export.names import FORMATS, RUNTIMES
 
 
 def _export(args: argparse.Namespace, _: dict[str, Any]) -> int:

@@ -21,16 +21,11 @@ import keras
 import numpy as np
 
 from foveal.errors import ConfigError, FovealError
+from foveal.export.names import FORMATS, QUANTIZATIONS
 from foveal.models.io import ModelCard
 
 Format = Literal["savedmodel", "tflite", "onnx"]
 Quantize = Literal["float16", "dynamic", "int8"]
-FORMATS: tuple[str, ...] = ("savedmodel", "tflite", "onnx")
-QUANTIZATIONS: dict[str, tuple[str, ...]] = {
-    "savedmodel": (),
-    "tflite": ("float16", "dynamic", "int8"),
-    "onnx": ("dynamic", "int8"),
-}
 SUFFIX = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
 
 

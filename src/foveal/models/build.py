@@ -9,6 +9,7 @@ import keras
 
 from foveal.errors import ConfigError, ModelError
 from foveal.layers.preprocess import Preprocess
+from foveal.models.auxiliary import assemble_model
 from foveal.models.registry import MODELS
 
 
@@ -47,7 +48,7 @@ def build_model(
     """
     entry = MODELS.get(name)
     shape = tuple(input_shape or entry.meta["input_shape"])
-    if len(shape) != 3 or any(int(d) <= 0 for d in shape):
+    if len(shape) != 3 or any(d is not None and int(d) <= 0 for d in shape):
         raise ConfigError(f"input_shape must be (height, width, channels), got {shape}")
     if num_classes < 2 and include_top:
         raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
@@ -66,7 +67,7 @@ def build_model(
         outputs = entry.obj(x, num_classes=num_classes, include_top=include_top, **options)
     except ValueError as exc:  # e.g. an input too small for the number of poolings
         raise ModelError(f"cannot build {name!r} for input {shape}: {exc}") from None
-    model = keras.Model(inputs, outputs, name=name)
+    model = assemble_model(inputs, outputs, name=name)
     if l1 or l2:
         add_weight_penalty(model, l1=l1, l2=l2)
     return model
@@ -79,7 +80,8 @@ def add_weight_penalty(model: keras.Model, *, l1: float = 0.0, l2: float = 0.0) 
     (so it counts in this session's loss without rebuilding).
     """
     reg = keras.regularizers.L1L2(l1=l1, l2=l2)
-    for layer in model.layers:
+    # Recursive: inception modules and auxiliary heads hold kernels of their own.
+    for layer in model._flatten_layers(include_self=False, recursive=True):
         for attr in ("kernel", "depthwise_kernel"):
             var = getattr(layer, attr, None)
             if var is not None and hasattr(layer, f"{attr}_regularizer"):
