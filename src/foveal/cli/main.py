@@ -78,7 +78,7 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
 def _models(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.models.catalog import describe_models, format_models
 
-    rows = describe_models(num_classes=args.num_classes)
+    rows = describe_models(num_classes=args.num_classes, build=args.build)
     print(json.dumps(rows, indent=1) if args.json else format_models(rows))
     return 0
 
@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_predict)
 
     m = sub.add_parser("models", help="list the architectures with parameters and input size")
-    m.add_argument("--num-classes", type=int, default=10, help="classes used to count parameters (default: 10)")
+    m.add_argument("--num-classes", type=int, help="classes to count parameters for (default: 1000 for "
+                   "ImageNet-sized models, 10 for the small ones); other values build each model")
+    m.add_argument("--build", action="store_true", help="build every model to count (slow) instead of "
+                   "reading the verified reference table")
     m.add_argument("--json", action="store_true", help="print JSON")
     m.set_defaults(func=_models)
 
