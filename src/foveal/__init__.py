@@ -29,6 +29,8 @@ _LAZY = {
     "MODELS": "foveal.models",
     "load_dataset": "foveal.data.readers",
     "inspect_dataset": "foveal.data.inspect",
+    "train_localizer": "foveal.localization",
+    "export_model": "foveal.export",
 }
 
 

@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.inspection.cli import add_inspect_command
 
     add_inspect_command(sub)
+    from foveal.localization.cli import add_localize_command
+
+    add_localize_command(sub)
     return parser
 
 

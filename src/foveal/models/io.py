@@ -125,6 +125,8 @@ def load_model(path: str | Path, compile: bool = False) -> tuple[keras.Model, Mo
         raise ModelError(f"{path}: not a .keras model file (it is not a zip archive)",
                          hint="the file may be truncated; use the run's best.keras or last.keras")
     card = read_card(path)
+    if card is not None and card.task == "localize":
+        import foveal.localization.model  # noqa: F401  registers its loss and metric
     try:
         model = keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged file

@@ -1,0 +1,198 @@
+"""``foveal localize predict``: image files -> class, score and box in the image's own pixels.
+
+Everything comes from the model file: its card gives the class names and input size, its
+first layer does the preprocessing. Each image is decoded as in training, stretched to the
+input size, and the predicted box (fractions of the image) is scaled back to the original
+width and height. With an output folder, a copy of every image with its box drawn is written
+there together with ``predictions.csv`` and ``predictions.json``.
+
+Example:
+    >>> model, card = load_model("runs/raccoon/best.keras")  # doctest: +SKIP
+    >>> rows = predict_boxes(model, card, ["raccoon.jpg"], output="boxed/")  # doctest: +SKIP
+    >>> rows[0]  # doctest: +SKIP
+    {'file': 'raccoon.jpg', 'class': 'raccoon', 'score': 0.99, 'box': [81.2, 90.4, 510.0, 401.3], ...}
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterable
+
+import keras
+import numpy as np
+
+from foveal.errors import DataError, ModelError
+from foveal.localization.draw import PRED_COLOR, draw_boxes
+from foveal.localization.metrics import decode_boxes
+from foveal.models.io import ModelCard
+from foveal.predict import collect_images
+from foveal.utils_io import atomic_path, atomic_write_text
+
+log = logging.getLogger("foveal")
+CSV_COLUMNS = ("file", "class", "score", "x_min", "y_min", "x_max", "y_max", "image_width", "image_height")
+
+
+def check_card(card: ModelCard) -> None:
+    """Refuse a model file that is not a localizer."""
+    if card.task != "localize":
+        raise ModelError(f"this model was trained for the task {card.task!r}, not 'localize'",
+                         hint="use `foveal predict` for classifiers, or a model written by `foveal localize train`")
+
+
+def decode_file(path: str | Path, channels: int, max_pixels: int = 89_478_485) -> np.ndarray:
+    """Decode one image file as the training pipeline does (uint8 HxWxC, original size)."""
+    import tensorflow as tf
+
+    from foveal.data.decode import decode_image_bytes
+    from foveal.data.imagecheck import check_image_file
+
+    problem = check_image_file(str(path), full=True, max_pixels=max_pixels)
+    if problem:
+        raise DataError(f"{path}: {problem}")
+    try:
+        return decode_image_bytes(tf.io.read_file(str(path)), channels).numpy()
+    except tf.errors.InvalidArgumentError as exc:
+        raise DataError(f"{path}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
+
+
+def model_inputs(images: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+    """Stretch uint8 images to ``size`` exactly as training does; float32 batch 0..255."""
+    from foveal.data.pipeline import resize_image
+
+    return np.stack([np.asarray(resize_image(im, size, keep_aspect=False)) for im in images]).astype(np.float32)
+
+
+def predict_normalized(model: keras.Model, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class outputs (N, C or 1) and normalised corner boxes (N, 4) for a float32 batch."""
+    out = model.predict_on_batch(batch)
+    boxes = keras.ops.convert_to_numpy(decode_boxes(out["box"]))
+    return np.asarray(out["class"]), boxes
+
+
+def class_and_score(class_output: np.ndarray, class_names: list[str]) -> tuple[str, float]:
+    """The predicted class and its probability (the presence score for one class)."""
+    if len(class_names) == 1:
+        return class_names[0], float(class_output[0])
+    k = int(np.argmax(class_output))
+    return class_names[k], float(class_output[k])
+
+
+def predict_boxes(
+    model: keras.Model,
+    card: ModelCard,
+    images: Iterable[str | Path],
+    *,
+    batch_size: int = 16,
+    output: str | Path | None = None,
+    skip_invalid: bool = False,
+) -> list[dict[str, Any]]:
+    """Class, score and box for each image file (folders are searched recursively).
+
+    Args:
+        model, card: from :func:`foveal.models.load_model` of a localizer.
+        images: files and/or folders.
+        batch_size: images per forward pass.
+        output: folder that receives each image with its box drawn (PNG) plus
+            ``predictions.csv``/``.json``; None writes nothing.
+        skip_invalid: report unreadable files as rows with ``"error"`` instead of raising.
+
+    Returns:
+        One dict per image: ``file``, ``class``, ``score``, ``box`` (``[x_min, y_min, x_max,
+        y_max]`` in the original image's pixels), ``image_size`` (``[width, height]``) and,
+        when drawn, ``drawn`` (the written file).
+    """
+    check_card(card)
+    files = collect_images(images)
+    h, w, channels = card.input_shape
+    out_dir = Path(output) if output is not None else None
+    used_names: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    batch: list[tuple[Path, np.ndarray]] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        classes, boxes = predict_normalized(model, model_inputs([im for _, im in batch], (h, w)))
+        for (path, image), cls_out, box in zip(batch, classes, boxes):
+            height, width = image.shape[:2]
+            name, score = class_and_score(cls_out, card.class_names)
+            pixels = box * np.array([width, height, width, height], np.float32)
+            row: dict[str, Any] = {"file": str(path), "class": name, "score": round(score, 6),
+                                   "box": [round(float(v), 1) for v in pixels], "image_size": [int(width), int(height)]}
+            if out_dir is not None:
+                row["drawn"] = str(_write_drawn(out_dir, path, image, pixels, f"{name} {score:.2f}", used_names))
+            rows.append(row)
+        batch.clear()
+
+    for path in files:
+        try:
+            batch.append((path, decode_file(path, channels)))
+        except DataError as exc:
+            if not skip_invalid:
+                raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
+            log.warning("skipping %s", exc.message)
+            flush()
+            rows.append({"file": str(path), "error": exc.message})
+        if len(batch) >= batch_size:
+            flush()
+    flush()
+    if out_dir is not None:
+        atomic_write_text(out_dir / "predictions.csv", to_csv(rows))
+        atomic_write_text(out_dir / "predictions.json", to_json(rows))
+    return rows
+
+
+def _write_drawn(folder: Path, source: Path, image: np.ndarray, box: np.ndarray, label: str,
+                 used: set[str]) -> Path:
+    """Save ``image`` with ``box`` drawn as ``folder/<stem>.png`` (``<stem>_2.png`` on a clash)."""
+    from PIL import Image
+
+    stem, k = source.stem, 1
+    name = f"{stem}.png"
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}.png"
+    used.add(name)
+    target = folder / name
+    with atomic_path(target) as tmp:
+        Image.fromarray(draw_boxes(image, [box], labels=[label], color=PRED_COLOR)).save(tmp, format="PNG")
+    return target
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per image: file, class, score, box corners, image size (errors leave them empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*CSV_COLUMNS, "error"])
+    for r in rows:
+        if "error" in r:
+            writer.writerow([r["file"], *([""] * (len(CSV_COLUMNS) - 1)), r["error"]])
+        else:
+            writer.writerow([r["file"], r["class"], r["score"], *r["box"], *r["image_size"], ""])
+    return out.getvalue()
+
+
+def to_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, indent=1)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A terminal table: file, class (score), box."""
+    width = min(50, max((len(r["file"]) for r in rows), default=4))
+    lines = []
+    for r in rows:
+        name = r["file"] if len(r["file"]) <= width else "..." + r["file"][-(width - 3):]
+        if "error" in r:
+            lines.append(f"{name:<{width}}  ERROR {r['error']}")
+        else:
+            box = ", ".join(f"{v:g}" for v in r["box"])
+            lines.append(f"{name:<{width}}  {r['class']} ({r['score']:.3f})  [{box}]")
+    return "\n".join(lines)
+
+
+__all__ = ["check_card", "decode_file", "format_table", "model_inputs", "predict_boxes",
+           "predict_normalized", "to_csv", "to_json"]
