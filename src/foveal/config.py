@@ -53,13 +53,40 @@ class TrainConfig:
     max_image_pixels: int = option(89_478_485, "refuse images with more pixels (decompression bombs)", group="data")
 
     # model
-    model: str = option("lenet5", "architecture name (see `foveal models`)", group="model")
+    model: str = option("lenet5", "architecture name (see `foveal models`), or a keras.applications network "
+                        "such as resnet50, xception, mobilenetv2, efficientnet_b0 (for --weights imagenet)",
+                        group="model")
     model_options: dict[str, Any] = option({}, "architecture options, e.g. stem=cifar,width=32", group="model")
     preprocessing: str | None = option(None, "rescale, tf, torch, caffe, standardize or none "
                                        "(default: the model's)", group="model")
     dropout: float | None = option(None, "dropout rate for models that have dropout", group="model")
     l1: float = option(0.0, "L1 penalty on every kernel", group="model")
     l2: float = option(0.0, "L2 penalty on every kernel", group="model")
+
+    # transfer learning
+    weights: str | None = option(None, "initial weights: 'imagenet' (keras.applications models such as "
+                                 "resnet50, xception, mobilenetv2; downloaded once into ~/.keras/models), "
+                                 "a .keras model file or a .weights.h5/.h5 weights file (layers copied by "
+                                 "name where shapes match; a classifier for other classes starts fresh), "
+                                 "or none for random initialisation", group="transfer learning")
+    freeze: str | None = option(None, "layers frozen during the first --epochs: 'base' (everything before "
+                                "the classifier head), 'all', a slice ':-10', a glob 'block5*', 're:REGEX' "
+                                "or a block prefix like 'conv4'; terms combine with commas", group="transfer learning")
+    fine_tune: str | None = option(None, "layers to unfreeze for the fine-tuning phase, same syntax as --freeze "
+                                   "(e.g. 'conv5*', 'block5,head', or --fine-tune=-30: for the last 30 layers; "
+                                   "default: all)", group="transfer learning")
+    fine_tune_epochs: int = option(0, "epochs of a second, fine-tuning phase after --epochs: unfreeze the "
+                                   "--fine-tune layers, recompile with --fine-tune-learning-rate and train on "
+                                   "(0: no second phase)", group="transfer learning")
+    fine_tune_learning_rate: float | None = option(None, "peak learning rate of the fine-tuning phase "
+                                                   "(unset: --learning-rate / 10)", group="transfer learning")
+    freeze_batchnorm: bool = option(False, "keep batch-norm layers frozen (inference mode) while fine-tuning, "
+                                    "as advised for large pretrained bases on small datasets",
+                                    group="transfer learning")
+    bottleneck: bool = option(False, "train the first phase on cached features of the frozen base: one "
+                              "forward pass over the data (kept in OUTPUT/.cache/bottleneck), then fast "
+                              "epochs of the head only (implies --freeze base; no augmentation in that "
+                              "phase)", group="transfer learning")
 
     # optimisation
     epochs: int = option(10, "number of epochs", group="training")
@@ -108,6 +135,13 @@ class TrainConfig:
             (self.early_stopping >= 0, "early_stopping must not be negative"),
             (self.top_k >= 1, "top_k must be at least 1"),
             (self.max_image_pixels > 0, "max_image_pixels must be positive"),
+            (self.fine_tune_epochs >= 0, "fine_tune_epochs must not be negative"),
+            (self.fine_tune_learning_rate is None or self.fine_tune_learning_rate > 0,
+             "fine_tune_learning_rate must be positive"),
+            (self.fine_tune is None or self.fine_tune_epochs > 0,
+             "fine_tune names the layers of a second phase: give fine_tune_epochs too"),
+            (not self.bottleneck or self.freeze in (None, "base"),
+             "bottleneck trains the head on features of the frozen base: use freeze 'base' or leave it out"),
         ]
         for ok, message in checks:
             if not ok:

@@ -160,3 +160,16 @@ def test_single_class_data_is_refused(tmp_path):
     np.savez(path, x=np.zeros((10, 8, 8), np.uint8), y=np.zeros(10, np.int64))
     with pytest.raises(DataError):
         train(TrainConfig(**{**FAST, "data": str(path)}, output=str(tmp_path)))
+
+
+def test_best_weights_of_a_model_with_auxiliary_heads(tmp_path):
+    """Early stopping after a resume reloads best.keras; auxiliary heads must come back too
+    (keras.models.clone_model used to drop them, so set_weights failed)."""
+    import foveal.training.trainer as trainer
+    from foveal.models import ModelCard, build_model, save_model
+
+    model = build_model("googlenet", num_classes=3, input_shape=(96, 96, 3), width=0.125)
+    path = save_model(model, tmp_path / "best.keras", ModelCard("googlenet", ["a", "b", "c"], (96, 96, 3)))
+    weights = trainer._weights_of(path, model)
+    assert len(weights) == len(model.get_weights())
+    model.set_weights(weights)  # what EarlyStopping does when it restores

@@ -4,6 +4,13 @@ A run folder holds ``config.yaml`` (the resolved options), ``history.csv``, ``be
 ``last.keras`` (self-describing model files), ``state.json`` (what ``--resume`` needs),
 ``metrics.json`` (test metrics), ``report.html`` and ``tensorboard/``.
 
+Transfer learning (``--weights``, ``--freeze``, ``--fine-tune``): the model starts from
+ImageNet or file weights; phase 1 trains ``epochs`` epochs with the ``freeze`` layers frozen
+(on cached bottleneck features of the frozen base with ``--bottleneck``), phase 2 unfreezes
+the ``fine_tune`` layers, recompiles with the lower learning rate and trains
+``fine_tune_epochs`` more. The phase is stored in ``state.json`` so ``--resume`` re-applies the
+right trainable flags, and ``history.csv`` runs on across both phases with a ``phase`` column.
+
 Example:
     >>> from foveal.config import TrainConfig
     >>> result = train(TrainConfig(data="digits", model="lenet5", epochs=2, output="/tmp/runs"))  # doctest: +SKIP
@@ -36,8 +43,10 @@ from foveal.data.source import LabeledImages, Splits
 from foveal.data.splits import make_splits
 from foveal.errors import ConfigError, DataError, TrainingInterrupted
 from foveal.evaluation.run import score
-from foveal.models import MODELS, ModelCard, build_model, save_model
+from foveal.models import ModelCard, add_weight_penalty, build_model, save_model
 from foveal.training import callbacks as cb
+from foveal.transfer.finetune import Phases
+from foveal.transfer.pretrained import build_pretrained, builder_for, default_input_shape
 from foveal.training.schedules import make_optimizer, make_schedule
 from foveal.utils_io import atomic_write_text
 
@@ -88,13 +97,32 @@ def prepare_data(cfg: TrainConfig) -> Splits:
     return splits
 
 
+def _weights_card(cfg: TrainConfig) -> ModelCard | None:
+    """The card of a ``.keras`` file given as ``--weights``, else None."""
+    if cfg.weights is None or cfg.weights == "imagenet" or not cfg.weights.endswith(".keras"):
+        return None
+    from foveal.models.io import read_card
+
+    return read_card(cfg.weights)
+
+
 def input_shape_for(cfg: TrainConfig, train: LabeledImages) -> tuple[int, int, int]:
-    """(H, W, C): the config's, else the model's default size with the data's channels."""
-    default = MODELS.get(cfg.model).meta["input_shape"]
+    """(H, W, C): the config's, else the model's default size with the data's channels.
+
+    With ``--weights imagenet`` the channels default to 3 (gray images are repeated to RGB);
+    with a ``.keras`` weights file, size and channels default to that model's.
+    """
+    source = _weights_card(cfg)
+    default = (tuple(source.input_shape) if source is not None
+               else default_input_shape(cfg.model, builder_for(cfg.model, cfg.weights)))
     h, w = cfg.image_hw or default[:2]
     channels = cfg.channels
     if channels is None:
-        if train.images is not None:
+        if cfg.weights == "imagenet":
+            channels = 3
+        elif source is not None:
+            channels = default[2]
+        elif train.images is not None:
             channels = 1 if train.images.ndim == 3 or train.images.shape[-1] == 1 else 3
         else:
             channels = default[2]
@@ -117,12 +145,28 @@ def _standardize_stats(train: LabeledImages, channels: int) -> tuple[list[float]
 
 def _new_model(cfg: TrainConfig, splits: Splits, input_shape: tuple[int, int, int]) -> keras.Model:
     options = dict(cfg.model_options)
-    if cfg.dropout is not None:
+    builder = builder_for(cfg.model, cfg.weights)
+    if cfg.dropout is not None and builder == "foveal":
         options["dropout"] = cfg.dropout
     stats = _standardize_stats(splits.train, input_shape[2]) if cfg.preprocessing == "standardize" else None
-    return build_model(cfg.model, num_classes=splits.train.num_classes, input_shape=input_shape,
-                       preprocessing=cfg.preprocessing, preprocessing_stats=stats,
-                       l1=cfg.l1, l2=cfg.l2, **options)
+    if cfg.weights is None and builder == "foveal":
+        return build_model(cfg.model, num_classes=splits.train.num_classes, input_shape=input_shape,
+                           preprocessing=cfg.preprocessing, preprocessing_stats=stats,
+                           l1=cfg.l1, l2=cfg.l2, **options)
+    if stats is not None:
+        if builder == "keras":
+            raise ConfigError("preprocessing 'standardize' is for foveal's own architectures",
+                              hint="keras.applications models use the preprocessing their weights expect")
+        options["preprocessing_stats"] = stats
+    model = build_pretrained(cfg.model, weights=cfg.weights, num_classes=splits.train.num_classes,
+                             input_shape=input_shape, preprocessing=cfg.preprocessing,
+                             dropout=cfg.dropout if builder == "keras" else None,
+                             class_names=list(splits.train.class_names), **options)
+    if cfg.l1 or cfg.l2:
+        add_weight_penalty(model, l1=cfg.l1, l2=cfg.l2)
+    report = getattr(model, "_foveal_weight_transfer", None)
+    say(report.summary() if report is not None else f"weights: {cfg.weights or 'random'} ({builder} {cfg.model})")
+    return model
 
 
 def _compile(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int) -> None:
@@ -175,43 +219,167 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         if (run_dir / "state.json").exists():
             raise ConfigError(f"run folder {run_dir} already holds a run",
                               hint=f"continue it with --resume {run_dir}, or choose another --name")
-    MODELS.get(cfg.model)  # unknown names fail before any data is read
+    # Unknown names and missing files fail before any data is read; a resumed run needs no
+    # weights file any more (its weights are in last.keras).
+    saved_card = _saved_card(run_dir) if state is not None else None
+    _check_model_and_weights(cfg, check_file=state is None)
     set_determinism(cfg.seed, cfg.deterministic)
 
     splits = prepare_data(cfg)
     train_data = oversample(splits.train, cfg.seed) if cfg.oversample else splits.train
-    input_shape = input_shape_for(cfg, splits.train)
+    input_shape = tuple(saved_card.input_shape) if saved_card else input_shape_for(cfg, splits.train)
     class_names = splits.train.class_names
     steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(cfg))
 
-    start_epoch = 0
+    phases = Phases.from_config(cfg)
+    total = cfg.epochs + cfg.fine_tune_epochs
+    start_epoch, phase, phase_start = 0, 1, 0
     if state is not None:
         from foveal.models.io import load_model
 
-        model, _ = load_model(run_dir / "last.keras", compile=True)
         start_epoch = int(state["epoch"])
-        say(f"resuming {run_dir} after epoch {start_epoch} of {cfg.epochs}")
+        phase, phase_start = int(state.get("phase", 1)), int(state.get("phase_start", 0))
+        if phase == 1 and phases.two_phase and start_epoch >= cfg.epochs:
+            phase, phase_start = 2, start_epoch
+        model, _ = load_model(run_dir / "last.keras", compile=True)
+        say(f"resuming {run_dir} after epoch {start_epoch} of {total}"
+            + (f" (phase {phase})" if phases.two_phase else ""))
     else:
         model = _new_model(cfg, splits, input_shape)
-        _compile(model, cfg, steps_per_epoch, len(class_names))
+    builder = saved_card.training.get("builder") if saved_card else None
+    training_facts: dict[str, Any] = {"data": cfg.data, "run": run_dir.name,
+                                      "builder": builder or builder_for(cfg.model, cfg.weights)}
+    if cfg.weights is not None:
+        training_facts["weights"] = cfg.weights
     card = ModelCard(architecture=cfg.model, class_names=list(class_names), input_shape=input_shape,
                      preprocessing=_preprocessing_of(model), keep_aspect=cfg.keep_aspect,
-                     training={"data": cfg.data, "run": run_dir.name})
+                     training=training_facts)
 
     def save(m: keras.Model, path: Path) -> None:
         save_model(m, path, card)
 
     _describe(cfg, splits, model, run_dir)
     history: dict[str, list[float]] = {k: list(v) for k, v in (state or {}).get("history", {}).items()}
-    interrupted = False
-    if start_epoch < cfg.epochs:
-        interrupted = _fit(cfg, model, splits, train_data, input_shape, run_dir, save, history, state, start_epoch)
+    run = _Run(cfg, splits, train_data, input_shape, run_dir, save, history, steps_per_epoch, len(class_names))
+    interrupted, seconds, fitted = False, 0.0, False
+    if phase == 1:
+        if start_epoch < cfg.epochs:
+            restored = (state or {}).get("callbacks", {}) if state is not None else None
+            if cfg.bottleneck:
+                interrupted, seconds = _fit_bottleneck(run, model, phases, start_epoch, restored)
+            else:
+                _prepare_phase(run, model, phases, 1, resumed=state is not None)
+                interrupted, seconds = _fit(run, model, start_epoch, cfg.epochs, phase=1, phase_start=0,
+                                            restored=restored)
+            fitted = True
+        if not interrupted and phases.two_phase:
+            phase, phase_start = 2, int((cb.read_state(run_dir) or {}).get("epoch", start_epoch))
+            _enter_phase_two(run_dir, phase_start)
+            start_epoch, state = phase_start, None
+    if phase == 2 and not interrupted:
+        fresh = start_epoch <= phase_start
+        _prepare_phase(run, model, phases, 2, resumed=not fresh)
+        end = phase_start + cfg.fine_tune_epochs
+        if start_epoch < end:
+            restored = None if fresh else (state or {}).get("callbacks", {})
+            interrupted, more = _fit(run, model, start_epoch, end, phase=2, phase_start=phase_start,
+                                     restored=restored)
+            seconds += more
+            fitted = True
     if interrupted:
         return TrainResult(run_dir, history, None, interrupted=True)
-    metrics = _finish(cfg, model, card, splits, run_dir, history)
+    if fitted:
+        _mark(run_dir, "trained", train_seconds=seconds)
+    metrics = _finish(cfg, model, card, splits, run_dir, history, phases)
     return TrainResult(run_dir, history, metrics)
+
+
+def _saved_card(run_dir: Path) -> ModelCard | None:
+    from foveal.models.io import read_card
+
+    return read_card(run_dir / "last.keras")
+
+
+def _check_model_and_weights(cfg: TrainConfig, *, check_file: bool = True) -> None:
+    from foveal.errors import ModelError
+    from foveal.transfer.pretrained import PRETRAINED
+
+    if cfg.weights == "imagenet":
+        if cfg.model.lower() not in PRETRAINED:
+            builder_for(cfg.model, None)  # an unknown name says so
+            raise ModelError(f"foveal's own {cfg.model!r} has no ImageNet weights",
+                             hint=f"models with ImageNet weights: {', '.join(PRETRAINED)}")
+        return
+    if cfg.weights is not None and check_file and not Path(cfg.weights).is_file():
+        raise ModelError(f"weights file not found: {cfg.weights}",
+                         hint="--weights takes 'imagenet', a .keras model file or a .weights.h5/.h5 file")
+    builder_for(cfg.model, cfg.weights if check_file else None)
+
+
+@dataclass
+class _Run:
+    """What every phase of one run shares."""
+
+    cfg: TrainConfig
+    splits: Splits
+    train_data: LabeledImages
+    input_shape: tuple[int, int, int]
+    run_dir: Path
+    save: Any
+    history: dict[str, list[float]]
+    steps_per_epoch: int
+    num_classes: int
+
+
+def _phase_config(cfg: TrainConfig, phases: Phases, phase: int) -> TrainConfig:
+    """The options a phase compiles with: phase 2 has its own rate and schedule length."""
+    if phase == 1:
+        return cfg
+    return replace(cfg, learning_rate=phases.learning_rate_of(2), epochs=max(cfg.fine_tune_epochs, 1))
+
+
+def _prepare_phase(run: _Run, model: keras.Model, phases: Phases, phase: int, *, resumed: bool) -> None:
+    """Set the phase's trainable flags and compile: trainable changes take effect only in a
+    freshly compiled model. A resumed phase keeps its restored optimizer (with its state)
+    when the flags it was saved with are unchanged."""
+    manages_flags = phases.freeze is not None or phases.two_phase
+    before = [v.path for v in model.trainable_variables]
+    if manages_flags:
+        phases.apply(model, phase)
+    unchanged = before == [v.path for v in model.trainable_variables]
+    if resumed and unchanged and getattr(model, "optimizer", None) is not None:
+        return
+    if resumed and not unchanged:
+        say("the trainable layers differ from the saved run's: the optimizer starts afresh")
+    _compile(model, _phase_config(run.cfg, phases, phase), run.steps_per_epoch, run.num_classes)
+    if manages_flags:
+        from foveal.transfer.freeze import trainable_counts
+
+        c = trainable_counts(model)
+        say(f"phase {phase}: {c.trainable_params:,} trainable parameters in {c.trainable_layers} layer(s), "
+            f"{c.frozen_layers} layer(s) frozen; learning rate {phases.learning_rate_of(phase):g}")
+
+
+def _enter_phase_two(run_dir: Path, phase_start: int) -> None:
+    """Record in state.json that phase 1 is over, so a resume goes on with phase 2."""
+    state = cb.read_state(run_dir)
+    if state is not None:
+        state.update(phase=2, phase_start=phase_start, callbacks={})
+        atomic_write_text(run_dir / cb.STATE_FILE, json.dumps(state, indent=1))
+
+
+class _PhaseCheckpoint(cb.RunCheckpoint):
+    """RunCheckpoint that records the phase of each epoch in the history (not in the logs
+    other callbacks see)."""
+
+    def __init__(self, *args: Any, phase: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.phase = phase
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, {**(logs or {}), "phase": self.phase})
 
 
 def _as_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -230,62 +398,138 @@ def _describe(cfg: TrainConfig, splits: Splits, model: keras.Model, run_dir: Pat
                       (("train", splits.train), ("val", splits.val), ("test", splits.test)) if part is not None)
     say(f"data: {cfg.data} ({splits.train.num_classes} classes; {sizes})")
     say(f"model: {cfg.model}, input {model.input_shape[1:]}, {model.count_params():,} parameters")
+    phases = Phases.from_config(cfg)
+    if phases.freeze is not None or phases.two_phase:
+        say(phases.describe() + (" (phase 1 on bottleneck features)" if cfg.bottleneck else ""))
     say(f"run folder: {run_dir}")
 
 
-def _fit(cfg, model, splits, train_data, input_shape, run_dir, save, history, state, start_epoch) -> bool:
-    """Run ``fit`` with the resumable callbacks; return True if a signal interrupted it."""
-    size = input_shape[:2]
-    common = dict(image_size=size, channels=input_shape[2], batch_size=cfg.batch_size,
+def _fit(run: _Run, model: keras.Model, start_epoch: int, end_epoch: int, *, phase: int, phase_start: int,
+         restored: dict[str, Any] | None) -> tuple[bool, float]:
+    """Train on images from ``start_epoch`` to ``end_epoch``; return (interrupted, seconds)."""
+    cfg, splits = run.cfg, run.splits
+    size = run.input_shape[:2]
+    common = dict(image_size=size, channels=run.input_shape[2], batch_size=cfg.batch_size,
                   keep_aspect=cfg.keep_aspect, skip_invalid=cfg.skip_invalid)
-    # A resumed run must not replay the shuffles of the first epochs.
-    train_ds = make_pipeline(train_data, training=True, augment=cfg.augment, cache=cfg.cache,
+    # A resumed run (or a new phase) must not replay the shuffles of the first epochs.
+    train_ds = make_pipeline(run.train_data, training=True, augment=cfg.augment, cache=cfg.cache,
                              shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed + start_epoch, **common)
     val_ds = make_pipeline(splits.val, training=False, cache=cfg.cache, **common) if splits.val else None
-    monitor = cfg.monitor if val_ds is not None or not cfg.monitor.startswith("val_") else cfg.monitor[4:]
+    loader = (lambda: _weights_of(run.run_dir / "best.keras", model)) if restored is not None else None
+    callbacks, guard = _callbacks(run, model, has_val=val_ds is not None, phase=phase, phase_start=phase_start,
+                                  restored=restored, best_weights_loader=loader, save=run.save)
+    return _run_fit(run, guard, lambda: model.fit(
+        train_ds, validation_data=val_ds, epochs=end_epoch, initial_epoch=start_epoch, callbacks=callbacks,
+        class_weight=_class_weight(run), verbose=_verbosity(cfg), shuffle=False))
+
+
+def _fit_bottleneck(run: _Run, model: keras.Model, phases: Phases, start_epoch: int,
+                    restored: dict[str, Any] | None) -> tuple[bool, float]:
+    """Phase 1 on cached features of the frozen base: only the head's layers (shared with
+    ``model``) train; checkpoints save the whole ``model``. A resumed bottleneck phase keeps
+    its weights but starts the head's optimizer afresh."""
+    from foveal.transfer.bottleneck import compute_features, feature_split, features_dataset
+
+    cfg, splits = run.cfg, run.splits
+    phases.apply(model, 1)
+    extractor, head = feature_split(model)
+    geometry = dict(image_size=run.input_shape[:2], channels=run.input_shape[2], batch_size=cfg.batch_size,
+                    keep_aspect=cfg.keep_aspect, skip_invalid=cfg.skip_invalid,
+                    cache_dir=Path(cfg.output) / ".cache" / "bottleneck")
+    started = time.perf_counter()
+    train_f = compute_features(extractor, run.train_data, **geometry)
+    val_f = compute_features(extractor, splits.val, **geometry) if splits.val is not None else None
+    how = "read from the cache" if train_f.from_cache else f"computed in {time.perf_counter() - started:.1f} s"
+    say(f"bottleneck features: {train_f.features.shape[1]} per image, {how} ({train_f.path.parent})")
+    if cfg.augment != "none":
+        say("note: augmentation does not apply to bottleneck features (phase 1); it does in phase 2")
+    _compile(head, cfg, run.steps_per_epoch, run.num_classes)
+
+    batches = dict(num_classes=run.num_classes, batch_size=cfg.batch_size)
+    train_ds = features_dataset(train_f.features, train_f.labels, seed=cfg.seed + start_epoch, **batches)
+    val = features_dataset(val_f.features, val_f.labels, **batches) if val_f is not None else None
+    loader = (lambda: _head_weights_of(run.run_dir / "best.keras", model, head)) if restored is not None else None
+    callbacks, guard = _callbacks(run, head, has_val=val is not None, phase=1, phase_start=0, restored=restored,
+                                  best_weights_loader=loader, save=lambda _head, path: run.save(model, path))
+    return _run_fit(run, guard, lambda: head.fit(
+        train_ds, validation_data=val, epochs=cfg.epochs, initial_epoch=start_epoch, callbacks=callbacks,
+        class_weight=_class_weight(run), verbose=_verbosity(cfg), shuffle=False))
+
+
+def _callbacks(run: _Run, fit_model: keras.Model, *, has_val: bool, phase: int, phase_start: int,
+               restored: dict[str, Any] | None, best_weights_loader, save) -> tuple[list, cb.InterruptGuard]:
+    cfg = run.cfg
+    monitor = cfg.monitor if has_val or not cfg.monitor.startswith("val_") else cfg.monitor[4:]
     mode = _monitor_mode(monitor)
-    restored = (state or {}).get("callbacks", {})
+    restored = restored or {}
     stateful: dict[str, Any] = {}
     callbacks: list[keras.callbacks.Callback] = []
     if cfg.early_stopping:
         stateful["early_stopping"] = cb.ResumableEarlyStopping(
             restored=restored.get("early_stopping"), monitor=monitor, mode=mode, patience=cfg.early_stopping,
-            restore_best_weights=True,
-            best_weights_loader=(lambda: _weights_of(run_dir / "best.keras", model)) if state else None)
+            restore_best_weights=True, best_weights_loader=best_weights_loader)
     if cfg.schedule == "plateau":
         stateful["plateau"] = cb.ResumablePlateau(
             restored=restored.get("plateau"), monitor=monitor, mode=mode, factor=cfg.gamma,
             patience=cfg.plateau_patience, min_lr=cfg.min_learning_rate)
     callbacks += stateful.values()
     guard = cb.InterruptGuard()
-    callbacks.append(cb.RunCheckpoint(run_dir, save, monitor=monitor, mode=mode, history=history,
-                                      best=(state or {}).get("best"), stateful=stateful, extra_state={}))
+    best = (cb.read_state(run.run_dir) or {}).get("best")
+    callbacks.append(_PhaseCheckpoint(run.run_dir, save, monitor=monitor, mode=mode, history=run.history,
+                                      best=best, stateful=stateful,
+                                      extra_state={"phase": phase, "phase_start": phase_start}, phase=phase))
     if cfg.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False))
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.run_dir / "tensorboard"), write_graph=False))
     callbacks.append(guard)
-    class_weight = balanced_class_weights(train_data.labels, train_data.num_classes) if cfg.class_weight == "balanced" else None
-    verbose = (1 if sys.stdout.isatty() else 2) if cfg.progress else 0
+    return callbacks, guard
+
+
+def _class_weight(run: _Run) -> dict[int, float] | None:
+    if run.cfg.class_weight != "balanced":
+        return None
+    return balanced_class_weights(run.train_data.labels, run.train_data.num_classes)
+
+
+def _verbosity(cfg: TrainConfig) -> int:
+    return (1 if sys.stdout.isatty() else 2) if cfg.progress else 0
+
+
+def _run_fit(run: _Run, guard: cb.InterruptGuard, fit) -> tuple[bool, float]:
+    """Call ``fit()`` under the signal guard; return (interrupted, seconds)."""
     started = time.perf_counter()
     try:
-        with guard, decode_errors_as_data_errors(cfg.data):
-            model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start_epoch,
-                      callbacks=callbacks, class_weight=class_weight, verbose=verbose, shuffle=False)
+        with guard, decode_errors_as_data_errors(run.cfg.data):
+            fit()
     except TrainingInterrupted as exc:
-        done = (cb.read_state(run_dir) or {}).get("epoch", 0)
-        _mark(run_dir, "interrupted")
+        done = (cb.read_state(run.run_dir) or {}).get("epoch", 0)
+        _mark(run.run_dir, "interrupted")
         say(f"\ninterrupted by signal {exc.signum} after {done} finished epoch(s); "
-            f"continue with: foveal train --resume {run_dir}")
-        return True
-    _mark(run_dir, "trained", train_seconds=time.perf_counter() - started)
-    return False
+            f"continue with: foveal train --resume {run.run_dir}")
+        return True, time.perf_counter() - started
+    return False, time.perf_counter() - started
+
+
+def _head_weights_of(path: Path, model: keras.Model, head: keras.Model) -> list[np.ndarray] | None:
+    """The head's weights (in ``head.get_weights()`` order) as saved in the full model ``path``."""
+    saved = _saved_model(path)
+    if saved is None:
+        return None
+    return [w for layer in head.layers if layer.weights for w in saved.get_layer(layer.name).get_weights()]
+
+
+def _saved_model(path: Path) -> keras.Model | None:
+    """The model stored at ``path`` (not a clone of the live one: clone_model would drop
+    training-only parts such as GoogLeNet's auxiliary heads)."""
+    if not path.is_file():
+        return None
+    from foveal.models.io import load_model
+
+    return load_model(path)[0]
 
 
 def _weights_of(path: Path, model: keras.Model) -> list[np.ndarray] | None:
-    if not path.is_file():
-        return None
-    clone = keras.models.clone_model(model)
-    clone.load_weights(path)
-    return clone.get_weights()
+    saved = _saved_model(path)
+    return None if saved is None else saved.get_weights()
 
 
 def _mark(run_dir: Path, status: str, **extra: Any) -> None:
@@ -297,7 +541,7 @@ def _mark(run_dir: Path, status: str, **extra: Any) -> None:
 
 
 def _finish(cfg: TrainConfig, model: keras.Model, card: ModelCard, splits: Splits, run_dir: Path,
-            history: dict[str, list[float]]) -> dict[str, Any] | None:
+            history: dict[str, list[float]], phases: Phases | None = None) -> dict[str, Any] | None:
     """Score the best weights on the test split (else validation) and write the report."""
     from foveal.visualize.report import write_classification_report
 
@@ -321,6 +565,10 @@ def _finish(cfg: TrainConfig, model: keras.Model, card: ModelCard, splits: Split
         "parameters": f"{model.count_params():,}", "epochs": epochs_done,
         "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
     }
+    if cfg.weights is not None:
+        summary["initial weights"] = cfg.weights
+    if phases is not None and (phases.freeze is not None or phases.two_phase):
+        summary["phases"] = phases.describe() + (" (phase 1 on bottleneck features)" if cfg.bottleneck else "")
     if metrics is not None:
         summary[f"{part_name} accuracy"] = round(metrics["accuracy"], 4)
     misclassified = None
@@ -328,7 +576,8 @@ def _finish(cfg: TrainConfig, model: keras.Model, card: ModelCard, splits: Split
         misclassified = (scored.misclassified_images, scored.misclassified_titles)
     report = write_classification_report(
         run_dir / "report.html", title=f"foveal run {run_dir.name}", summary=summary,
-        config=_as_dict(cfg), history=history, metrics=metrics, misclassified=misclassified)
+        config=_as_dict(cfg), history={k: v for k, v in history.items() if k != "phase"}, metrics=metrics,
+        misclassified=misclassified)
     _mark(run_dir, "done", best=state.get("best"))
     say(f"report: {report}")
     return metrics
