@@ -88,6 +88,14 @@ class TrainConfig:
                               "epochs of the head only (implies --freeze base; no augmentation in that "
                               "phase)", group="transfer learning")
 
+    # knowledge distillation
+    distill_from: str | None = option(None, "teacher .keras model: train this model (the student) on "
+                                      "the labels and the teacher's temperature-softened outputs "
+                                      "(Hinton et al. 2015)", group="distillation")
+    distill_temperature: float = option(4.0, "softmax temperature of the soft targets", group="distillation")
+    distill_alpha: float = option(0.1, "weight of the hard-label loss (the soft loss gets 1 - alpha)",
+                                  group="distillation")
+
     # optimisation
     epochs: int = option(10, "number of epochs", group="training")
     batch_size: int = option(64, "images per step", group="training")
@@ -142,6 +150,10 @@ class TrainConfig:
              "fine_tune names the layers of a second phase: give fine_tune_epochs too"),
             (not self.bottleneck or self.freeze in (None, "base"),
              "bottleneck trains the head on features of the frozen base: use freeze 'base' or leave it out"),
+            (self.distill_temperature > 0, "distill_temperature must be positive"),
+            (0.0 <= self.distill_alpha <= 1.0, "distill_alpha must be in [0, 1]"),
+            (not (self.distill_from and self.bottleneck), "distillation needs images, not bottleneck features: "
+             "drop --bottleneck or --distill-from"),
         ]
         for ok, message in checks:
             if not ok:

@@ -15,7 +15,8 @@ from foveal.cli.main import build_parser, main
 @pytest.mark.parametrize("argv", [[], ["train"], ["evaluate"], ["predict"], ["models"], ["datasets"],
                                   ["datasets", "inspect"], ["datasets", "convert"], ["inspect"], ["export"],
                                   ["benchmark"], ["serve"], ["localize"],
-                                  ["localize", "train"], ["localize", "evaluate"], ["localize", "predict"]])
+                                  ["localize", "train"], ["localize", "evaluate"], ["localize", "predict"],
+                                  ["prune"]])
 def test_help_everywhere(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--help"])

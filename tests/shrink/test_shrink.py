@@ -77,3 +77,73 @@ def test_distillation_needs_logits_layer():
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     with pytest.raises(ModelError, match="logits"):
         Distiller(build_model("lenet5"), plain)
+
+
+def test_distillation_loss_against_numpy():
+    from foveal.shrink import DistillationLoss
+
+    rng = np.random.default_rng(0)
+    logits_s, logits_t = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+    p, t, hard = softmax(logits_s), 3.0, np.eye(4)[[0, 1, 2, 3, 0]]
+    soft = softmax(logits_t / t)
+    loss = DistillationLoss(temperature=t, alpha=0.25)
+    got = float(loss(np.concatenate([hard, soft], 1).astype("float32"), p.astype("float32")))
+    ce = -(hard * np.log(p)).sum(1)
+    kl = (soft * (np.log(soft) - np.log(softmax(logits_s / t)))).sum(1) * t * t
+    assert got == pytest.approx(float((0.25 * ce + 0.75 * kl).mean()), rel=1e-4)
+
+
+def test_train_with_distillation_option_and_resume(tmp_path, teacher):
+    """`foveal train --distill-from TEACHER`: the student is the saved model; resume works."""
+    import json
+
+    from foveal.config import TrainConfig
+    from foveal.training.trainer import train
+
+    teacher_path = save_model(teacher, tmp_path / "teacher.keras",
+                              ModelCard("lenet5", [str(i) for i in range(10)], (32, 32, 1)))
+    cfg = TrainConfig(data="digits", model="geron_cnn", image_size=[28, 28], model_options={"width": 8},
+                      distill_from=str(teacher_path), distill_temperature=3.0, distill_alpha=0.3, epochs=4,
+                      dropout=0.0, learning_rate=3e-3,
+                      batch_size=128, output=str(tmp_path), name="kd", tensorboard=False, progress=False)
+    result = train(cfg)
+    assert result.metrics["accuracy"] > 0.5
+    assert {"loss", "accuracy", "val_accuracy"} <= set(result.history)
+    student, card = load_model(result.run_dir / "best.keras")
+    assert student.name == "geron_cnn" and card.input_shape == (28, 28, 1)
+    resumed = train(resume=result.run_dir, epochs=5)
+    assert len(resumed.history["loss"]) == 5
+    assert json.loads((result.run_dir / "state.json").read_text())["status"] == "done"
+
+
+def test_distillation_refuses_a_teacher_with_other_classes(tmp_path, teacher):
+    from foveal.config import TrainConfig
+    from foveal.errors import ConfigError
+    from foveal.training.trainer import train
+
+    path = save_model(teacher, tmp_path / "t.keras", ModelCard("lenet5", [f"c{i}" for i in range(10)], (32, 32, 1)))
+    with pytest.raises(ConfigError, match="teacher"):
+        train(TrainConfig(data="digits", distill_from=str(path), epochs=1, output=str(tmp_path),
+                          tensorboard=False, progress=False))
+
+
+def test_prune_command(tmp_path, teacher, capsys):
+    import json
+
+    from foveal.cli.main import main
+
+    path = save_model(teacher, tmp_path / "t.keras", ModelCard("lenet5", [str(i) for i in range(10)], (32, 32, 1)))
+    data = tmp_path / "digits.npz"
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * 255 / 16).astype(np.uint8)
+    np.savez(data, x_train=images[:1400], y_train=d.target[:1400], x_test=images[1400:], y_test=d.target[1400:])
+    assert main(["prune", str(path), "--data", str(data), "--sparsity", "0.6", "--epochs", "2", "--json",
+                 "--output", str(tmp_path / "p.keras")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["overall_sparsity"] == pytest.approx(0.6, abs=0.02)
+    assert report["accuracy_after"] >= report["accuracy_before"] - 0.05
+    assert report["gzip_bytes_after"] < report["gzip_bytes_before"]
+    assert main(["prune", str(path), "--data", str(data), "--sparsity", "1.5"]) == 2

@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.localization.cli import add_localize_command
 
     add_localize_command(sub)
+    from foveal.shrink.cli import add_prune_command
+
+    add_prune_command(sub)
     return parser
 
 

@@ -37,6 +37,7 @@ class Distiller(keras.Model):
     """Trains ``student`` against labels and a frozen ``teacher``; predicts with the student.
 
     Labels are one-hot (foveal pipelines). ``self.student`` is the trained model to save.
+    The teacher's layers are set non-trainable (in place: pass a copy to keep yours trainable).
     """
 
     def __init__(self, student: keras.Model, teacher: keras.Model, temperature: float = 4.0,
@@ -74,3 +75,86 @@ class Distiller(keras.Model):
     @property
     def metrics(self):
         return [*super().metrics, self.hard_loss_tracker, self.soft_loss_tracker, self.accuracy]
+
+
+# --- Distillation as a training option -------------------------------------------------------
+# `foveal train --distill-from TEACHER.keras` keeps the trained model the plain student (so
+# checkpoints, resume and early stopping work unchanged): the teacher's softened outputs ride
+# along with the labels through tf.data, and DistillationLoss splits them off again.
+
+
+@keras.saving.register_keras_serializable(package="foveal")
+class DistillationLoss(keras.losses.Loss):
+    """``alpha * CE(hard, p) + (1 - alpha) * T^2 * KL(soft || softmax(log p / T))``.
+
+    ``y_true`` is ``[one-hot labels | teacher's softmax at temperature T]`` (2K columns);
+    ``y_pred`` is the student's probabilities (K columns).
+    """
+
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.1, label_smoothing: float = 0.0,
+                 name: str = "distillation", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.temperature, self.alpha, self.label_smoothing = float(temperature), float(alpha), float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        k = ops.shape(y_pred)[-1]
+        hard, soft = y_true[..., :k], y_true[..., k:]
+        hard_loss = keras.losses.categorical_crossentropy(hard, y_pred, label_smoothing=self.label_smoothing)
+        t = self.temperature
+        log_p_t = ops.log_softmax(ops.log(ops.clip(y_pred, 1e-12, 1.0)) / t, axis=-1)
+        soft_loss = ops.sum(soft * (ops.log(ops.clip(soft, 1e-12, 1.0)) - log_p_t), axis=-1) * (t * t)
+        return self.alpha * hard_loss + (1.0 - self.alpha) * soft_loss
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature, "alpha": self.alpha,
+                "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="foveal")
+class HardLabelAccuracy(keras.metrics.Metric):
+    """Top-k accuracy against the one-hot half of distillation targets."""
+
+    def __init__(self, k: int = 1, name: str = "accuracy", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.k = int(k)
+        self.hits = self.add_variable(shape=(), initializer="zeros", name="hits")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        k = ops.shape(y_pred)[-1]
+        labels = ops.argmax(y_true[..., :k], axis=-1)
+        true_score = ops.take_along_axis(y_pred, ops.expand_dims(labels, -1), axis=-1)
+        rank = ops.sum(ops.cast(y_pred > true_score, "float32"), axis=-1)  # classes scored higher
+        hits = ops.cast(rank < self.k, "float32")
+        self.hits.assign_add(ops.sum(hits))
+        self.count.assign_add(ops.cast(ops.shape(hits)[0], "float32"))
+
+    def result(self):
+        return self.hits / ops.maximum(self.count, 1.0)
+
+    def reset_state(self):
+        self.hits.assign(0.0)
+        self.count.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "k": self.k}
+
+
+def with_teacher_targets(dataset, teacher: keras.Model, temperature: float):
+    """Map batches ``(x, one_hot)`` to ``(x, [one_hot | softmax(teacher_logits(x) / T)])``.
+
+    Images are resized to the teacher's input size if it differs from the student's.
+    """
+    import tensorflow as tf
+
+    teacher_logits = logits_model(teacher)
+    size = tuple(teacher.input_shape[1:3])
+
+    def add(x, y):
+        xt = x if tuple(x.shape[1:3]) == size else tf.image.resize(x, size, antialias=True)
+        if teacher.input_shape[-1] != x.shape[-1]:
+            xt = tf.image.grayscale_to_rgb(xt) if x.shape[-1] == 1 else tf.image.rgb_to_grayscale(xt)
+        soft = tf.nn.softmax(tf.cast(teacher_logits(xt, training=False), tf.float32) / temperature, axis=-1)
+        return x, tf.concat([tf.cast(y, tf.float32), soft], axis=-1)
+
+    return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)

@@ -175,13 +175,36 @@ def _compile(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, num_cla
                        gamma=cfg.gamma, min_learning_rate=cfg.min_learning_rate)
     optimizer = make_optimizer(cfg.optimizer, lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
-    metrics: list[Any] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     k = min(cfg.top_k, num_classes - 1)
-    if k > 1:
-        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=k, name=f"top_{k}_accuracy"))
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-                  metrics=metrics)
+    if cfg.distill_from:
+        from foveal.shrink.distill import DistillationLoss, HardLabelAccuracy
+
+        loss: Any = DistillationLoss(cfg.distill_temperature, cfg.distill_alpha, cfg.label_smoothing)
+        metrics: list[Any] = [HardLabelAccuracy(1, name="accuracy")]
+        if k > 1:
+            metrics.append(HardLabelAccuracy(k, name=f"top_{k}_accuracy"))
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        if k > 1:
+            metrics.append(keras.metrics.TopKCategoricalAccuracy(k=k, name=f"top_{k}_accuracy"))
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
+def _teacher(cfg: TrainConfig, class_names: list[str]) -> keras.Model | None:
+    """The distillation teacher, checked against the data's classes; None without distillation."""
+    if not cfg.distill_from:
+        return None
+    import foveal.shrink.distill  # noqa: F401  registers the loss and metric
+    from foveal.models.io import load_model
+
+    teacher, card = load_model(cfg.distill_from)
+    if card.class_names != list(class_names):
+        raise ConfigError(f"teacher {cfg.distill_from} knows classes {card.class_names[:10]}, "
+                          f"the data has {list(class_names)[:10]}",
+                          hint="distil from a teacher trained on the same classes")
+    teacher.trainable = False
+    return teacher
 
 
 def _monitor_mode(monitor: str) -> str:
@@ -243,6 +266,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         phase, phase_start = int(state.get("phase", 1)), int(state.get("phase_start", 0))
         if phase == 1 and phases.two_phase and start_epoch >= cfg.epochs:
             phase, phase_start = 2, start_epoch
+        if cfg.distill_from:
+            import foveal.shrink.distill  # noqa: F401  registers the saved loss and metrics
         model, _ = load_model(run_dir / "last.keras", compile=True)
         say(f"resuming {run_dir} after epoch {start_epoch} of {total}"
             + (f" (phase {phase})" if phases.two_phase else ""))
@@ -415,6 +440,12 @@ def _fit(run: _Run, model: keras.Model, start_epoch: int, end_epoch: int, *, pha
     train_ds = make_pipeline(run.train_data, training=True, augment=cfg.augment, cache=cfg.cache,
                              shuffle_buffer=cfg.shuffle_buffer, seed=cfg.seed + start_epoch, **common)
     val_ds = make_pipeline(splits.val, training=False, cache=cfg.cache, **common) if splits.val else None
+    teacher = _teacher(cfg, splits.train.class_names)
+    if teacher is not None:
+        from foveal.shrink.distill import with_teacher_targets
+
+        train_ds = with_teacher_targets(train_ds, teacher, cfg.distill_temperature)
+        val_ds = with_teacher_targets(val_ds, teacher, cfg.distill_temperature) if val_ds is not None else None
     loader = (lambda: _weights_of(run.run_dir / "best.keras", model)) if restored is not None else None
     callbacks, guard = _callbacks(run, model, has_val=val_ds is not None, phase=phase, phase_start=phase_start,
                                   restored=restored, best_weights_loader=loader, save=run.save)
