@@ -8,6 +8,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	scripts/fetch_ort_web.sh || echo "onnxruntime-web not fetched; the in-browser test will be skipped"
 	touch $@
 
 .PHONY: install demo test test-all

@@ -116,3 +116,14 @@ def test_cli_export_and_benchmark(model_and_data, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["results"][0]["runtime"] == "tflite"
     assert main(["export", str(model_path), "--format", "onnx", "--quantize", "float16"]) == 2
     assert "does not support" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("quantize", [None, "float16"])
+def test_coreml_export_is_checked_structurally(model_and_data, tmp_path, quantize):
+    pytest.importorskip("coremltools")
+    model_path, _ = model_and_data
+    report = export_model(model_path, "coreml", tmp_path / "m.mlpackage", quantize=quantize)
+    assert report.passed and report.check == "structural"
+    assert list(report.structure["inputs"].values()) == [[1, 32, 32, 1]]
+    assert report.structure["operations"] > 5
+    assert (tmp_path / "m.mlpackage").is_dir()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
+import numpy as np
 import pytest
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "",
@@ -227,3 +228,80 @@ def test_page_classifies_a_chosen_image(browser, server_url, image_files, images
     assert not [e for e in browser.events if e["method"] == "Runtime.exceptionThrown"]
     urls = [e["params"]["request"]["url"] for e in browser.events if e["method"] == "Network.requestWillBeSent"]
     assert urls and all(u.startswith((server_url, "blob:", "data:")) for u in urls), urls
+
+
+# ---- the in-browser mode: the ONNX export run by ONNX Runtime Web (wasm, one thread) ----------
+# Measured (Chromium 1xx, onnxruntime-web 1.22.0, the images of conftest.py): for PNG, BMP and GIF
+# the page's model input equals the server's bit for bit (its resize is TensorFlow's, computed in
+# float32) and the probabilities agree to the 6 decimals both round to. Chromium's JPEG decoder
+# differs from TensorFlow's by up to 2 levels on about half the pixels, which moved the
+# probabilities by at most 2.2e-4. The canvas's own drawImage resize ("high" smoothing) differs
+# by up to 59 levels (mean 15) on these noise images, 1 level on a smooth ramp: not used.
+LOSSLESS_TOLERANCE = 2e-6  # both sides round to 6 decimals
+JPEG_TOLERANCE = 1e-3
+IN_BROWSER = ["rgb.png", "gray.png", "small.png", "wide.bmp", "anim.gif", "photo.jpg", "dark.jpg"]
+PIXELS = "(async () => Array.from(await window.foveal.pixels(document.getElementById('file').files[0], '{}')))()"
+
+
+def _switch_to_browser(browser: DevTools) -> None:
+    assert browser.wait_for("!document.getElementById('where').hidden")
+    browser.evaluate("document.querySelector('#where input[value=browser]').click()")
+    assert browser.evaluate("document.getElementById('where').dataset.mode") == "browser"
+
+
+def test_page_runs_the_model_in_the_browser(browser, server_url, image_files, images, model_file):
+    from foveal.models.io import read_card
+    from foveal.serve.app import load_image_bytes
+    from foveal.serve.browser import runtime_available
+
+    if not runtime_available():
+        pytest.skip("ONNX Runtime Web is not fetched (scripts/fetch_ort_web.sh)")
+    card = read_card(model_file)
+    browser.events.clear()
+    browser.call("Page.navigate", url=server_url + "/")
+    _switch_to_browser(browser)
+    predicts_before = httpx.get(server_url + "/health").json()["stats"]["requests"]
+    for name in IN_BROWSER:
+        choose_file(browser, image_files[name])
+        assert browser.wait_for(STATE, timeout=90) == "done", browser.evaluate("document.body.innerText")
+        assert browser.evaluate("document.getElementById('timing').textContent").startswith("ran in your browser in ")
+        shown = browser.evaluate(BARS)
+        expected = httpx.post(server_url + "/predict", params={"top_k": 2},
+                              files={"image": (name, images[name])}).json()["predictions"]
+        jpeg = name.endswith(".jpg")
+        assert shown[0]["label"] == expected[0]["label"], name
+        for got, want in zip(shown, expected):
+            assert got["probability"] == pytest.approx(want["probability"],
+                                                       abs=JPEG_TOLERANCE if jpeg else LOSSLESS_TOLERANCE), name
+        # The model's input: equal to the server's, but for the JPEG decoder.
+        server = load_image_bytes(images[name], card)[0].astype(float).ravel()
+        exact = abs(np.array(browser.evaluate(PIXELS.format("exact"))) - server).max()
+        assert exact <= (3 if jpeg else 0), (name, exact)
+
+    # Nothing was posted: the images never left the page (the /predict calls above are the test's).
+    health = httpx.get(server_url + "/health").json()
+    assert health["stats"]["requests"] == predicts_before + len(IN_BROWSER)
+    assert not [e for e in browser.events if e["method"] == "Runtime.exceptionThrown"]
+    urls = [e["params"]["request"]["url"] for e in browser.events if e["method"] == "Network.requestWillBeSent"]
+    assert not [u for u in urls if "/predict" in u]
+    assert all(u.startswith((server_url, "blob:", "data:")) for u in urls), urls
+
+
+def test_browser_letterbox_equals_the_servers(browser, tmp_path, image_files, images):
+    """keep_aspect models: the page pads like tf.image.resize_with_pad, to the pixel."""
+    from foveal.models import ModelCard, build_model, save_model
+    from foveal.serve.app import background_server, create_app, load_image_bytes
+    from foveal.serve.browser import runtime_available
+
+    if not runtime_available():
+        pytest.skip("ONNX Runtime Web is not fetched (scripts/fetch_ort_web.sh)")
+    card = ModelCard(architecture="lenet5", class_names=["x", "y"], input_shape=(32, 32, 3), keep_aspect=True)
+    save_model(build_model("lenet5", num_classes=2, input_shape=(32, 32, 3)), tmp_path / "wide.keras", card)
+    with background_server(create_app(tmp_path / "wide.keras", max_batch=1)) as url:
+        browser.call("Page.navigate", url=url + "/")
+        _switch_to_browser(browser)
+        for name in ("wide.bmp", "rgb.png", "small.png"):
+            choose_file(browser, image_files[name])
+            assert browser.wait_for(STATE, timeout=90) == "done"
+            server = load_image_bytes(images[name], card)[0].astype(float).ravel()
+            assert abs(np.array(browser.evaluate(PIXELS.format("exact"))) - server).max() == 0, name

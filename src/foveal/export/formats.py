@@ -26,7 +26,7 @@ from foveal.models.io import ModelCard
 
 Format = Literal["savedmodel", "tflite", "onnx"]
 Quantize = Literal["float16", "dynamic", "int8"]
-SUFFIX = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}
+SUFFIX = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage"}
 
 
 def write_savedmodel(model: keras.Model, card: ModelCard, path: Path) -> Path:
@@ -134,6 +134,42 @@ def _quantize_onnx(source: Path, target: Path, quantize: str, representative) ->
                       per_channel=True)
 
 
+def write_coreml(model: keras.Model, card: ModelCard, path: Path, quantize: str | None = None) -> Path:
+    """A Core ML ``.mlpackage`` (ML program) converted from the Keras model by coremltools.
+
+    Core ML runs only on Apple systems, so foveal checks the package structurally (see
+    :func:`coreml_structure`); ``float16`` sets the compute precision, else float32.
+    """
+    try:
+        import coremltools as ct
+    except ImportError:
+        raise FovealError("Core ML export needs coremltools", hint="pip install 'foveal[export]'") from None
+    precision = ct.precision.FLOAT16 if quantize == "float16" else ct.precision.FLOAT32
+    try:
+        converted = ct.convert(model, source="tensorflow", convert_to="mlprogram",
+                               inputs=[ct.TensorType(name="image", shape=(1, *card.input_shape))],
+                               compute_precision=precision)
+    except Exception as exc:  # coremltools raises many types, all meaning "cannot convert"
+        raise FovealError(f"Core ML conversion failed: {type(exc).__name__}: {str(exc)[:400]}") from None
+    converted.short_description = f"foveal {card.architecture}: {len(card.class_names)} classes"
+    if path.exists():
+        shutil.rmtree(path)
+    converted.save(str(path))
+    return path
+
+
+def coreml_structure(path: Path) -> dict:
+    """Inputs, outputs and operation count of a saved ``.mlpackage``, read without running it."""
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(path))
+    inputs = {i.name: list(i.type.multiArrayType.shape) for i in spec.description.input}
+    outputs = {o.name: list(o.type.multiArrayType.shape) for o in spec.description.output}
+    functions = spec.mlProgram.functions
+    ops = sum(len(block.operations) for f in functions.values() for block in f.block_specializations.values())
+    return {"inputs": inputs, "outputs": outputs, "operations": ops, "spec_version": spec.specificationVersion}
+
+
 def write_export(model: keras.Model, card: ModelCard, fmt: str, path: Path, quantize: str | None,
                  representative=None) -> Path:
     """Dispatch to the writer of ``fmt`` after checking the quantization is supported."""
@@ -147,6 +183,8 @@ def write_export(model: keras.Model, card: ModelCard, fmt: str, path: Path, quan
         return write_savedmodel(model, card, path)
     if fmt == "tflite":
         return write_tflite(model, card, path, quantize, representative)
+    if fmt == "coreml":
+        return write_coreml(model, card, path, quantize)
     return write_onnx(model, card, path, quantize, representative)
 
 

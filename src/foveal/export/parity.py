@@ -41,6 +41,8 @@ class ExportReport:
     passed: bool
     export_seconds: float
     accuracy: dict[str, float] = field(default_factory=dict)
+    check: str = "numeric"  # "structural" where the runtime cannot run here (Core ML)
+    structure: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,10 +52,14 @@ class ExportReport:
             f"exported {self.format}{' (' + self.quantize + ')' if self.quantize else ''} -> {self.path}",
             f"  size: {self.size_bytes / 1e6:.2f} MB (Keras file {self.keras_size_bytes / 1e6:.2f} MB), "
             f"{self.parameters:,} parameters, {self.export_seconds:.1f} s",
-            f"  parity on {self.samples} images: max |diff| {self.max_abs_diff:.3g} "
-            f"(tolerance {self.tolerance:g}), top-1 agreement {self.top1_agreement:.2%} -> "
-            f"{'PASS' if self.passed else 'FAIL'}",
         ]
+        if self.check == "structural":
+            lines.append(f"  structural check (Core ML does not run on this system): {self.structure} -> "
+                         f"{'PASS' if self.passed else 'FAIL'}")
+        else:
+            lines.append(f"  parity on {self.samples} images: max |diff| {self.max_abs_diff:.3g} "
+                         f"(tolerance {self.tolerance:g}), top-1 agreement {self.top1_agreement:.2%} -> "
+                         f"{'PASS' if self.passed else 'FAIL'}")
         if self.accuracy:
             lines.append("  accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in self.accuracy.items()))
         return "\n".join(lines)
@@ -154,6 +160,8 @@ def export_model(
     write_export(model, card, fmt, target, quantize, _representative(card, parts, calibration))
     write_export_card(target, card, {"export": {"format": fmt, "quantize": quantize, "source": str(model_path)}})
     seconds = time.perf_counter() - started
+    if fmt == "coreml":
+        return _structural_report(model, card, model_path, target, quantize, seconds)
 
     exported = open_runner(target, threads=threads)
     images = _sample_images(card, parts, split, samples)
@@ -176,6 +184,28 @@ def export_model(
         report.accuracy["difference"] = report.accuracy["export"] - report.accuracy["keras"]
     if not report.passed:
         raise ExportParityError(report)
+    return report
+
+
+def _structural_report(model, card, model_path: Path, target: Path, quantize: str | None,
+                       seconds: float) -> ExportReport:
+    """Core ML cannot run off Apple systems: check the package's inputs and outputs instead."""
+    from foveal.export.formats import coreml_structure
+
+    structure = coreml_structure(target)
+    shapes_ok = list(structure["inputs"].values()) == [[1, *card.input_shape]]
+    outputs = list(structure["outputs"].values())
+    outputs_ok = len(outputs) == 1 and (not outputs[0] or outputs[0][-1] == len(card.class_names))
+    report = ExportReport(
+        format="coreml", quantize=quantize, path=str(target), size_bytes=artifact_size(target),
+        keras_size_bytes=artifact_size(model_path), parameters=int(model.count_params()), samples=0,
+        max_abs_diff=float("nan"), top1_agreement=float("nan"), tolerance=float("nan"),
+        passed=bool(shapes_ok and outputs_ok and structure["operations"] > 0), export_seconds=seconds,
+        check="structural", structure=structure,
+    )
+    if not report.passed:
+        raise FovealError(f"{target}: the Core ML package does not have the model's input/output shapes: "
+                          f"{structure}")
     return report
 
 

@@ -5,6 +5,9 @@ Endpoints:
 * ``GET /health``: status, the model (architecture, task, classes, input shape), the limits,
   counters and the foveal version.
 * ``GET /``: the web page (``static/index.html``; no external resources).
+* ``GET /model.onnx`` and ``GET /model.json``: the model's ONNX export and its card, for the
+  page's "in the browser" mode (ONNX Runtime Web); 404 when there is none. ``/health`` says
+  ``"browser_runtime": true`` when the page can use them (see :mod:`foveal.serve.browser`).
 * ``POST /predict[?top_k=K]``: one image, sent either as a ``multipart/form-data`` field named
   ``image`` or as the raw request body with an ``image/*`` content type. The answer is::
 
@@ -56,16 +59,18 @@ from foveal import __version__
 from foveal.data.imagecheck import ImageProbe, probe_bytes
 from foveal.errors import DataError, ModelError
 from foveal.models.io import ModelCard
+from foveal.serve.browser import BrowserModel, prepare_browser_model, runtime_available
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BATCH = 16  # requests answered by one model call at most
 _ENVELOPE_BYTES = 64 * 1024  # room for the multipart boundaries and headers around the file
 _ENV_PREFIX = "FOVEAL_SERVE_"
 
-# The page may load only its own files and talk only to this server.
+# The page may load only its own files and talk only to this server. 'wasm-unsafe-eval' lets it
+# compile ONNX Runtime Web's WebAssembly (it allows no JavaScript eval).
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' blob: data:; script-src 'self'; style-src 'self'; "
+        "default-src 'self'; img-src 'self' blob: data:; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
@@ -264,6 +269,7 @@ class Service:
     max_upload_bytes: int
     max_pixels: int
     top_k: int
+    browser: BrowserModel | None = None
 
     def health(self) -> dict[str, Any]:
         card = self.card
@@ -285,6 +291,8 @@ class Service:
             "limits": {"max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
                        "top_k": self.top_k, "max_batch": self.batcher.max_batch},
             "stats": self.batcher.stats.as_dict(),
+            "browser_runtime": self.browser is not None and runtime_available(),
+            "browser_model": "/model.json" if self.browser is not None else None,
         }
 
     async def classify(self, data: bytes, name: str, top_k: int | None) -> dict[str, Any]:
@@ -385,6 +393,7 @@ def create_app(
     top_k: int = 5,
     max_batch: int = MAX_BATCH,
     decode_threads: int | None = None,
+    browser_model: str | os.PathLike | bool | None = None,
 ) -> FastAPI:
     """A FastAPI app serving the classifier in ``model_path`` (loaded once, here).
 
@@ -396,9 +405,13 @@ def create_app(
         max_batch: most requests answered by one model call.
         decode_threads: threads checking and decoding uploads (default: the CPU count, at
             most 4; each may hold one decoded image of up to ``max_pixels``).
+        browser_model: the ONNX file served at ``/model.onnx`` for the page's in-browser mode;
+            ``None`` exports the model once into ``.foveal-cache/`` beside it (a failure only
+            logs a warning), ``False`` serves none.
 
     Raises:
-        ModelError: the file cannot be loaded, or its task is not classification.
+        ModelError: the file cannot be loaded, or its task is not classification, or an
+            explicitly given ``browser_model`` is missing or belongs to another model.
     """
     from foveal.models.io import load_model
 
@@ -413,7 +426,7 @@ def create_app(
     load_image_bytes(_tiny_png(), card)  # the first decode and resize set up TensorFlow's kernels
     threads = decode_threads or min(4, os.cpu_count() or 1)
     service = Service(path, model, card, batcher, ThreadPoolExecutor(threads, thread_name_prefix="foveal-decode"),
-                      max_upload_bytes, max_pixels, top_k)
+                      max_upload_bytes, max_pixels, top_k, prepare_browser_model(path, card, browser_model))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -444,6 +457,19 @@ def create_app(
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=_PAGE_HEADERS)
 
+    @app.get("/model.onnx", response_model=None)
+    async def browser_model_file() -> FileResponse | JSONResponse:
+        if service.browser is None:
+            return JSONResponse({"error": "this server has no in-browser model"}, status_code=404)
+        return FileResponse(service.browser.path, media_type="application/octet-stream",
+                            headers={"Cache-Control": "no-cache"})
+
+    @app.get("/model.json")
+    async def browser_model_card() -> JSONResponse:
+        if service.browser is None:
+            return JSONResponse({"error": "this server has no in-browser model"}, status_code=404)
+        return JSONResponse(service.browser.description(), headers={"Cache-Control": "no-cache"})
+
     @app.post("/predict", openapi_extra=_PREDICT_BODY)
     async def predict(
         request: Request,
@@ -467,22 +493,26 @@ def create_app_from_env() -> FastAPI:
     """The app described by ``FOVEAL_SERVE_*`` variables (for ``uvicorn --factory`` and workers).
 
     ``FOVEAL_SERVE_MODEL`` (required), ``FOVEAL_SERVE_MAX_UPLOAD_BYTES``,
-    ``FOVEAL_SERVE_MAX_PIXELS``, ``FOVEAL_SERVE_TOP_K``.
+    ``FOVEAL_SERVE_MAX_PIXELS``, ``FOVEAL_SERVE_TOP_K``, ``FOVEAL_SERVE_BROWSER_MODEL`` (an
+    ``.onnx`` path, or ``off``; unset: export as :func:`create_app` does).
     """
     env = os.environ
     if not env.get(f"{_ENV_PREFIX}MODEL"):
         raise ModelError(f"set {_ENV_PREFIX}MODEL to the .keras file to serve")
     numbers = {key: int(env[f"{_ENV_PREFIX}{key.upper()}"])
                for key in ("max_upload_bytes", "max_pixels", "top_k") if env.get(f"{_ENV_PREFIX}{key.upper()}")}
-    return create_app(env[f"{_ENV_PREFIX}MODEL"], **numbers)
+    browser = env.get(f"{_ENV_PREFIX}BROWSER_MODEL") or None
+    return create_app(env[f"{_ENV_PREFIX}MODEL"], **numbers, browser_model=False if browser == "off" else browser)
 
 
 def app_environment(model_path: str | os.PathLike, *, max_upload_bytes: int, max_pixels: int,
-                    top_k: int) -> dict[str, str]:
-    """The ``FOVEAL_SERVE_*`` variables that make :func:`create_app_from_env` build this app."""
+                    top_k: int, browser_model: str | os.PathLike | None = None) -> dict[str, str]:
+    """The ``FOVEAL_SERVE_*`` variables that make :func:`create_app_from_env` build this app
+    (``browser_model``: an ONNX path, or ``None`` for none)."""
     return {f"{_ENV_PREFIX}MODEL": str(Path(model_path).resolve()),
             f"{_ENV_PREFIX}MAX_UPLOAD_BYTES": str(max_upload_bytes),
-            f"{_ENV_PREFIX}MAX_PIXELS": str(max_pixels), f"{_ENV_PREFIX}TOP_K": str(top_k)}
+            f"{_ENV_PREFIX}MAX_PIXELS": str(max_pixels), f"{_ENV_PREFIX}TOP_K": str(top_k),
+            f"{_ENV_PREFIX}BROWSER_MODEL": str(Path(browser_model).resolve()) if browser_model else "off"}
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

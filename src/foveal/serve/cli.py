@@ -26,10 +26,12 @@ EPILOG = """examples:
   foveal serve runs/digits-demo/best.keras            # http://127.0.0.1:8000/
   foveal serve best.keras --port 0                    # any free port (printed)
   foveal serve best.keras --host 0.0.0.0 --workers 2  # reachable from other machines
+  foveal serve best.keras --browser-model best.onnx   # the page's in-browser mode runs this file
 
 API:
   GET  /health                      model, classes, limits, counters
   POST /predict?top_k=K             multipart field "image", or raw bytes with Content-Type image/*
+  GET  /model.onnx, /model.json     the ONNX export and its card (the page's in-browser mode)
   curl -F image=@cat.jpg http://127.0.0.1:8000/predict
 """
 
@@ -55,6 +57,12 @@ def add_serve_command(subparsers: Any) -> None:
                    help="refuse images with more pixels (decompression bombs) with 413 (default: 40000000)")
     s.add_argument("--workers", metavar="N", type=int, default=1,
                    help="server processes, each with its own copy of the model (default: 1)")
+    browser = s.add_mutually_exclusive_group()
+    browser.add_argument("--browser-model", metavar="PATH",
+                         help="ONNX file the page runs in the browser (default: export the model once into "
+                              ".foveal-cache/ beside it; needs foveal[export] and scripts/fetch_ort_web.sh)")
+    browser.add_argument("--no-browser-model", action="store_true",
+                         help="serve no ONNX model: the page classifies on the server only")
     s.set_defaults(func=handler)
 
 
@@ -98,21 +106,27 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
     if not _is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this machine can use the model "
               "(there is no authentication)", file=sys.stderr)
+    browser_model = False if args.no_browser_model else args.browser_model
     if args.workers > 1:
-        _check_model(args.model)
-        os.environ.update(app_environment(args.model, **limits))
+        card = _check_model(args.model)
+        # Export once here, not once per worker.
+        from foveal.serve.browser import prepare_browser_model
+
+        prepared = prepare_browser_model(args.model, card, browser_model) if card is not None else None
+        os.environ.update(app_environment(args.model, **limits, browser_model=prepared and prepared.path))
         print(f"foveal serve: {_url(args.host, args.port)} ({args.workers} workers; Ctrl+C stops)", flush=True)
         with _stopped_by_ctrl_c():
             uvicorn.run("foveal.serve.app:create_app_from_env", factory=True, host=args.host, port=args.port,
                         workers=args.workers, log_level="info")
         return 0
-    app = create_app(args.model, **limits)
+    app = create_app(args.model, **limits, browser_model=browser_model)
     sock = bind_socket(args.host, args.port)
     port = sock.getsockname()[1]
     health = app.state.service.health()["model"]
+    in_browser = "; runs in the browser too" if app.state.service.health()["browser_runtime"] else ""
     print(f"foveal serve: {_url(args.host, port)}  model {health['architecture']} "
-          f"({health['num_classes']} classes, input {'x'.join(map(str, health['input_shape']))}); Ctrl+C stops",
-          flush=True)
+          f"({health['num_classes']} classes, input {'x'.join(map(str, health['input_shape']))}{in_browser}); "
+          "Ctrl+C stops", flush=True)
     try:
         with _stopped_by_ctrl_c():
             uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
@@ -134,8 +148,9 @@ def _stopped_by_ctrl_c() -> Iterator[None]:
     print("foveal serve: stopped", file=sys.stderr)
 
 
-def _check_model(path: str) -> None:
-    """Fail in the parent, with a clear message, before every worker fails the same way."""
+def _check_model(path: str):
+    """Fail in the parent, with a clear message, before every worker fails the same way;
+    return the model's card (None when the file has none)."""
     from pathlib import Path
 
     from foveal.errors import ModelError
@@ -146,6 +161,7 @@ def _check_model(path: str) -> None:
     card = read_card(path)
     if card is not None and card.task != "classify":
         raise ModelError(f"{path}: foveal serve answers classification models only (this one is {card.task!r})")
+    return card
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,8 +10,8 @@ const state = { health: null, file: null, objectUrl: null, request: 0 };
 
 // ---- BACKENDS ---------------------------------------------------------------------------
 // A backend turns (file, topK) into the /predict JSON: {task, file, image, predictions, ...}.
-// ROOM: a "browser" backend (the model's ONNX export run by ONNX Runtime Web) would return
-// the same JSON, and a switch in the header would choose between the two.
+// "server" posts the file; "browser" runs the model's ONNX export (/model.onnx) with ONNX
+// Runtime Web (wasm, one thread) on pixels prepared here exactly as foveal prepares them.
 const BACKENDS = {
   server: {
     async predict(file, topK) {
@@ -28,8 +28,203 @@ const BACKENDS = {
       return body;
     },
   },
+  browser: {
+    where: "browser",
+    async predict(file, topK) {
+      const { card, session } = await browserModel();
+      const start = performance.now();
+      const decoded = await decodeImage(file);
+      const maxPixels = state.health && state.health.limits.max_pixels;
+      if (maxPixels && decoded.width * decoded.height > maxPixels) {
+        throw new Error(`${file.name || "the image"}: ${decoded.width}×${decoded.height} has more than ${maxPixels} pixels`);
+      }
+      const [h, w, c] = card.input_shape;
+      const input = new ort.Tensor("float32", modelInput(decoded, card), [1, h, w, c]);
+      const outputs = await session.run({ [session.inputNames[0]]: input });
+      const probs = outputs[session.outputNames[0]].data;
+      const k = Math.max(1, Math.min(Number(topK) || 5, probs.length));
+      const order = [...probs.keys()].sort((a, b) => probs[b] - probs[a] || a - b).slice(0, k);
+      return {
+        task: card.task, file: file.name || "pasted image", model: card.architecture,
+        image: { width: decoded.width, height: decoded.height, format: (file.type.split("/")[1] || "").toUpperCase() },
+        predictions: order.map((i) => ({ label: card.class_names[i], probability: Math.round(probs[i] * 1e6) / 1e6 })),
+        elapsed_ms: Math.round((performance.now() - start) * 100) / 100,
+        where: "browser",
+      };
+    },
+  },
 };
 let backend = BACKENDS.server;
+
+// ---- the in-browser model ------------------------------------------------------------------
+const ORT_DIR = "/static/ort/";
+let browserLoading = null;
+
+function loadScript(src) {
+  return new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = src;
+    script.onload = resolve;
+    script.onerror = () => reject(new Error(`cannot load ${src}`));
+    document.head.append(script);
+  });
+}
+
+async function fetchOk(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: the server answered ${response.status}`);
+  return response;
+}
+
+// ONNX Runtime Web, the card and the session: loaded on first use (~11 MB), then kept.
+function browserModel() {
+  if (!browserLoading) {
+    browserLoading = (async () => {
+      if (!window.ort) await loadScript(`${ORT_DIR}ort.wasm.min.js`);
+      ort.env.wasm.wasmPaths = ORT_DIR;
+      ort.env.wasm.numThreads = 1;  // threads need cross-origin isolation; one is enough here
+      ort.env.wasm.proxy = false;
+      const [card, bytes] = await Promise.all([
+        fetchOk("/model.json").then((r) => r.json()),
+        fetchOk("/model.onnx").then((r) => r.arrayBuffer()),
+      ]);
+      const session = await ort.InferenceSession.create(new Uint8Array(bytes), { executionProviders: ["wasm"] });
+      return { card, session };
+    })();
+    browserLoading.catch(() => { browserLoading = null; });  // try again on the next image
+  }
+  return browserLoading;
+}
+
+// ---- pixels, as foveal's pipeline makes them (foveal.data.decode + pipeline.resize_image) ----
+// The browser decodes (PNG, BMP and GIF give the same pixels as TensorFlow; JPEG decoders may
+// differ by a level or two); everything after is computed here in float32 like TensorFlow.
+const LUMA = [0.2989, 0.587, 0.114];  // tf.image.rgb_to_grayscale
+const f32 = Math.fround;
+
+async function decodeImage(file) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  } catch (_) {
+    throw new Error(`${file.name || "the image"}: not an image this browser can decode`);
+  }
+  const { width, height } = bitmap;
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.drawImage(bitmap, 0, 0);
+  const rgba = context.getImageData(0, 0, width, height).data;
+  return { width, height, rgba, bitmap };
+}
+
+// tf.round: halves go to the even neighbour.
+function roundHalfEven(v) {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function toUint8(v) { return Math.min(255, Math.max(0, roundHalfEven(v))); }
+
+// RGBA bytes -> float32 HxWxC with C = 1 (luma, rounded to uint8 as foveal does) or 3.
+function channels(rgba, n, c) {
+  const out = new Float32Array(n * c);
+  for (let i = 0; i < n; i++) {
+    const [r, g, b] = [rgba[4 * i], rgba[4 * i + 1], rgba[4 * i + 2]];
+    if (c === 1) out[i] = toUint8(f32(f32(f32(LUMA[0] * r) + f32(LUMA[1] * g)) + f32(LUMA[2] * b)));
+    else out.set([r, g, b], 3 * i);
+  }
+  return out;
+}
+
+// tf.image.resize(bilinear, antialias=True) is ScaleAndTranslate with a triangle kernel widened
+// by the downscale factor: for each output index, its input span and normalised weights.
+function spans(inSize, outSize) {
+  const scale = f32(outSize / inSize);
+  const inv = f32(1 / scale);
+  const kernelScale = Math.max(inv, 1);
+  const result = [];
+  for (let x = 0; x < outSize; x++) {
+    const sample = f32((x + 0.5) * inv);
+    const first = Math.min(Math.max(Math.ceil(sample - kernelScale - 0.5), 0), inSize - 1);
+    const last = Math.min(Math.max(Math.floor(sample + kernelScale - 0.5), 0), inSize - 1);
+    const weights = [];
+    for (let s = first; s <= last; s++) weights.push(Math.max(0, 1 - Math.abs((s + 0.5 - sample) / kernelScale)));
+    const total = weights.reduce((a, b) => a + b, 0);
+    result.push({ first, weights: total > 0 ? weights.map((v) => f32(v / total)) : weights });
+  }
+  return result;
+}
+
+// Float32 HxWxC -> float32 outH x outW x C, one axis at a time.
+function resizeAntialias(pixels, h, w, c, outH, outW) {
+  const cols = spans(w, outW), rows = spans(h, outH);
+  const wide = new Float32Array(h * outW * c);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < outW; x++) {
+      const { first, weights } = cols[x];
+      for (let k = 0; k < c; k++) {
+        let sum = 0;
+        for (let j = 0; j < weights.length; j++) sum = f32(sum + f32(weights[j] * pixels[(y * w + first + j) * c + k]));
+        wide[(y * outW + x) * c + k] = sum;
+      }
+    }
+  }
+  const out = new Float32Array(outH * outW * c);
+  for (let y = 0; y < outH; y++) {
+    const { first, weights } = rows[y];
+    for (let x = 0; x < outW; x++) {
+      for (let k = 0; k < c; k++) {
+        let sum = 0;
+        for (let j = 0; j < weights.length; j++) sum = f32(sum + f32(weights[j] * wide[((first + j) * outW + x) * c + k]));
+        out[(y * outW + x) * c + k] = sum;
+      }
+    }
+  }
+  return out;
+}
+
+// tf.image.resize_with_pad's geometry: the scaled size (floored) and the top-left padding.
+function letterbox(h, w, outH, outW) {
+  const ratio = Math.max(f32(w / outW), f32(h / outH));
+  const rh = f32(h / ratio), rw = f32(w / ratio);
+  return { h: Math.floor(rh), w: Math.floor(rw),
+           top: Math.max(0, Math.floor(f32((outH - rh) / 2))), left: Math.max(0, Math.floor(f32((outW - rw) / 2))) };
+}
+
+// The model's float32 NHWC input (0..255), as foveal's resize_image makes it. resize "canvas"
+// lets the browser scale instead (drawImage, high-quality smoothing): close, not identical.
+function modelInput(decoded, card, resize = "exact") {
+  const [outH, outW, c] = card.input_shape;
+  const { width: w, height: h } = decoded;
+  if (w === outW && h === outH) return channels(decoded.rgba, w * h, c);
+  const box = card.keep_aspect ? letterbox(h, w, outH, outW) : { h: outH, w: outW, top: 0, left: 0 };
+  let scaled;
+  if (resize === "canvas") {
+    const canvas = document.createElement("canvas");
+    canvas.width = box.w;
+    canvas.height = box.h;
+    const context = canvas.getContext("2d", { willReadFrequently: true });
+    context.imageSmoothingQuality = "high";
+    context.drawImage(decoded.bitmap, 0, 0, box.w, box.h);
+    scaled = channels(context.getImageData(0, 0, box.w, box.h).data, box.w * box.h, c);
+  } else {
+    scaled = resizeAntialias(channels(decoded.rgba, w * h, c), h, w, c, box.h, box.w).map(toUint8);
+  }
+  if (box.h === outH && box.w === outW) return scaled;
+  const out = new Float32Array(outH * outW * c);  // zero padding, as resize_with_pad
+  for (let y = 0; y < box.h; y++) out.set(scaled.subarray(y * box.w * c, (y + 1) * box.w * c), ((y + box.top) * outW + box.left) * c);
+  return out;
+}
+
+// For tests and the curious: the exact pixels the model gets, by either resize.
+window.foveal = {
+  async pixels(file, resize = "exact") {
+    const { card } = await browserModel();
+    return Array.from(modelInput(await decodeImage(file), card, resize));
+  },
+};
 
 // ---- RENDERERS, one per task (the "task" key of the answer) ------------------------------
 // ROOM: "detect" will draw answer.boxes ([{label, probability, box: [x0, y0, x1, y1]}] in the
@@ -96,6 +291,7 @@ async function loadHealth() {
   const topk = $("topk");
   topk.max = String(m.num_classes);
   topk.value = String(Math.min(state.health.limits.top_k, m.num_classes));
+  $("where").hidden = !state.health.browser_runtime;
 }
 
 function showPreview(file) {
@@ -117,13 +313,13 @@ async function classify(file) {
   state.file = file;
   const limit = state.health && state.health.limits.max_upload_bytes;
   showPreview(file);
-  if (limit && file.size > limit) {
+  if (limit && file.size > limit && backend === BACKENDS.server) {
     $("bars").replaceChildren();
     setStatus("error", `This file is ${formatBytes(file.size)}; the server takes at most ${formatBytes(limit)}.`);
     return;
   }
   const request = ++state.request;  // answers to older requests are dropped
-  setStatus("busy", "Classifying…");
+  setStatus("busy", backend === BACKENDS.browser && !browserLoading ? "Loading the model into the browser…" : "Classifying…");
   try {
     const answer = await backend.predict(file, $("topk").value || 5);
     if (request !== state.request) return;
@@ -132,7 +328,9 @@ async function classify(file) {
     render(answer);
     const size = answer.image && answer.image.width ? `${answer.image.width}×${answer.image.height} ${answer.image.format}` : "";
     setStatus("done", `${answer.file}${size ? ` (${size})` : ""}`);
-    $("timing").textContent = `answered in ${answer.elapsed_ms} ms on the server`;
+    $("timing").textContent = answer.where === "browser"
+      ? `ran in your browser in ${answer.elapsed_ms} ms`
+      : `answered in ${answer.elapsed_ms} ms on the server`;
   } catch (error) {
     if (request !== state.request) return;
     $("bars").replaceChildren();
@@ -170,6 +368,11 @@ function wire() {
     if (file) classify(file);
   });
   $("topk").addEventListener("change", () => { if (state.file) classify(state.file); });
+  document.querySelectorAll('#where input[name="where"]').forEach((radio) => radio.addEventListener("change", () => {
+    backend = BACKENDS[radio.value] || BACKENDS.server;
+    $("where").dataset.mode = radio.value;
+    if (state.file) classify(state.file);
+  }));
   // Dropping a file anywhere else would make the browser open it and leave the page.
   window.addEventListener("dragover", (event) => event.preventDefault());
   window.addEventListener("drop", (event) => event.preventDefault());
