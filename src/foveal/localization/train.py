@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from foveal import configtools
 from foveal.configtools import option
 from foveal.errors import ConfigError, DataError, TrainingInterrupted
+from foveal.training.runs import TrainResult, mark, run_name, say, set_determinism, weights_of
 from foveal.utils_io import atomic_write_text
 
 import numpy as np
@@ -135,23 +135,7 @@ class LocalizeConfig:
         return (int(self.image_size[0]), int(self.image_size[-1]))
 
 
-@dataclass
-class LocalizeResult:
-    """What a localization run produced."""
-
-    run_dir: Path
-    history: dict[str, list[float]]
-    metrics: dict[str, Any] | None
-    interrupted: bool = False
-
-    @property
-    def best_model(self) -> Path:
-        best = self.run_dir / "best.keras"
-        return best if best.exists() else self.run_dir / "last.keras"
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
+LocalizeResult = TrainResult  # the same run-folder result as classification
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -228,18 +212,7 @@ def _resolve(config: LocalizeConfig | None, resume: str | Path | None,
 
 
 def _run_name(cfg: LocalizeConfig) -> str:
-    data = re.sub(r"[^A-Za-z0-9]+", "-", Path(cfg.data.rstrip("/")).name or cfg.data).strip("-") or "data"
-    return f"localize-{cfg.model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def set_determinism(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras; make TensorFlow's ops deterministic if asked."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
+    return run_name(cfg.model, cfg.data, prefix="localize")
 
 
 def _new_model(cfg: LocalizeConfig, num_classes: int, steps_per_epoch: int) -> keras.Model:
@@ -357,7 +330,7 @@ def _fit(cfg: LocalizeConfig, model: keras.Model, card: ModelCard, train: BoxedI
         stateful["early_stopping"] = cb.ResumableEarlyStopping(
             restored=restored.get("early_stopping"), monitor=monitor, mode=mode, patience=cfg.early_stopping,
             restore_best_weights=True,
-            best_weights_loader=(lambda: _weights_of(run_dir / "best.keras", model)) if state else None)
+            best_weights_loader=(lambda: weights_of(run_dir / "best.keras", model)) if state else None)
     guard = cb.InterruptGuard()
     callbacks: list[keras.callbacks.Callback] = list(stateful.values())
     callbacks.append(cb.RunCheckpoint(run_dir, lambda m, p: save_model(m, p, card), monitor=monitor, mode=mode,
@@ -374,31 +347,12 @@ def _fit(cfg: LocalizeConfig, model: keras.Model, card: ModelCard, train: BoxedI
                       callbacks=callbacks, verbose=verbose)
     except TrainingInterrupted as exc:
         done = (cb.read_state(run_dir) or {}).get("epoch", 0)
-        _mark(run_dir, "interrupted")
+        mark(run_dir, "interrupted")
         say(f"\ninterrupted by signal {exc.signum} after {done} finished epoch(s); "
             f"continue with: foveal localize train --resume {run_dir}")
         return True
-    _mark(run_dir, "trained", train_seconds=time.perf_counter() - started)
+    mark(run_dir, "trained", train_seconds=time.perf_counter() - started)
     return False
-
-
-def _weights_of(path: Path, model: keras.Model) -> list[np.ndarray] | None:
-    from foveal.models import load_model
-
-    if not path.is_file():
-        return None
-    other, _ = load_model(path)
-    return other.get_weights()
-
-
-def _mark(run_dir: Path, status: str, **extra: Any) -> None:
-    from foveal.training import callbacks as cb
-
-    state = cb.read_state(run_dir)
-    if state is not None:
-        state["status"] = status
-        state.update(extra)
-        atomic_write_text(run_dir / cb.STATE_FILE, json.dumps(state, indent=1))
 
 
 def _finish(cfg: LocalizeConfig, model: keras.Model, card: ModelCard, split: str, part: BoxedImages | None, run_dir: Path,
@@ -429,7 +383,7 @@ def _finish(cfg: LocalizeConfig, model: keras.Model, card: ModelCard, split: str
                     "images scored": metrics["num_examples"]}
     path = write_localization_report(run_dir / "report.html", title=f"foveal localization run {run_dir.name}",
                                      summary=summary, config=asdict(cfg), history=history, drawn=drawn)
-    _mark(run_dir, "done")
+    mark(run_dir, "done")
     say(f"report: {path}")
     return metrics
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -31,7 +30,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from foveal import configtools
 from foveal.config import TrainConfig
@@ -48,38 +46,12 @@ from foveal.training import callbacks as cb
 from foveal.transfer.finetune import Phases
 from foveal.transfer.pretrained import build_pretrained, builder_for, default_input_shape
 from foveal.training.schedules import make_optimizer, make_schedule
+from foveal.training.runs import TrainResult, mark, run_name, saved_model, say, set_determinism, weights_of
 from foveal.utils_io import atomic_write_text
 
 
-@dataclass
-class TrainResult:
-    """What a training run produced."""
-
-    run_dir: Path
-    history: dict[str, list[float]]
-    metrics: dict[str, Any] | None
-    interrupted: bool = False
-
-    @property
-    def best_model(self) -> Path:
-        best = self.run_dir / "best.keras"
-        return best if best.exists() else self.run_dir / "last.keras"
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
-def set_determinism(seed: int, deterministic: bool) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras; make TensorFlow's ops deterministic if asked."""
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-
-
 def _run_name(cfg: TrainConfig) -> str:
-    data = re.sub(r"[^A-Za-z0-9]+", "-", Path(cfg.data.rstrip("/")).name or cfg.data).strip("-") or "data"
-    return f"{cfg.model}-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return run_name(cfg.model, cfg.data)
 
 
 def prepare_data(cfg: TrainConfig) -> Splits:
@@ -316,7 +288,7 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     if interrupted:
         return TrainResult(run_dir, history, None, interrupted=True)
     if fitted:
-        _mark(run_dir, "trained", train_seconds=seconds)
+        mark(run_dir, "trained", train_seconds=seconds)
     metrics = _finish(cfg, model, card, splits, run_dir, history, phases)
     return TrainResult(run_dir, history, metrics)
 
@@ -446,7 +418,7 @@ def _fit(run: _Run, model: keras.Model, start_epoch: int, end_epoch: int, *, pha
 
         train_ds = with_teacher_targets(train_ds, teacher, cfg.distill_temperature)
         val_ds = with_teacher_targets(val_ds, teacher, cfg.distill_temperature) if val_ds is not None else None
-    loader = (lambda: _weights_of(run.run_dir / "best.keras", model)) if restored is not None else None
+    loader = (lambda: weights_of(run.run_dir / "best.keras", model)) if restored is not None else None
     callbacks, guard = _callbacks(run, model, has_val=val_ds is not None, phase=phase, phase_start=phase_start,
                                   restored=restored, best_weights_loader=loader, save=run.save)
     return _run_fit(run, guard, lambda: model.fit(
@@ -479,7 +451,7 @@ def _fit_bottleneck(run: _Run, model: keras.Model, phases: Phases, start_epoch: 
     batches = dict(num_classes=run.num_classes, batch_size=cfg.batch_size)
     train_ds = features_dataset(train_f.features, train_f.labels, seed=cfg.seed + start_epoch, **batches)
     val = features_dataset(val_f.features, val_f.labels, **batches) if val_f is not None else None
-    loader = (lambda: _head_weights_of(run.run_dir / "best.keras", model, head)) if restored is not None else None
+    loader = (lambda: _headweights_of(run.run_dir / "best.keras", model, head)) if restored is not None else None
     callbacks, guard = _callbacks(run, head, has_val=val is not None, phase=1, phase_start=0, restored=restored,
                                   best_weights_loader=loader, save=lambda _head, path: run.save(model, path))
     return _run_fit(run, guard, lambda: head.fit(
@@ -533,42 +505,19 @@ def _run_fit(run: _Run, guard: cb.InterruptGuard, fit) -> tuple[bool, float]:
             fit()
     except TrainingInterrupted as exc:
         done = (cb.read_state(run.run_dir) or {}).get("epoch", 0)
-        _mark(run.run_dir, "interrupted")
+        mark(run.run_dir, "interrupted")
         say(f"\ninterrupted by signal {exc.signum} after {done} finished epoch(s); "
             f"continue with: foveal train --resume {run.run_dir}")
         return True, time.perf_counter() - started
     return False, time.perf_counter() - started
 
 
-def _head_weights_of(path: Path, model: keras.Model, head: keras.Model) -> list[np.ndarray] | None:
+def _headweights_of(path: Path, model: keras.Model, head: keras.Model) -> list[np.ndarray] | None:
     """The head's weights (in ``head.get_weights()`` order) as saved in the full model ``path``."""
-    saved = _saved_model(path)
+    saved = saved_model(path)
     if saved is None:
         return None
     return [w for layer in head.layers if layer.weights for w in saved.get_layer(layer.name).get_weights()]
-
-
-def _saved_model(path: Path) -> keras.Model | None:
-    """The model stored at ``path`` (not a clone of the live one: clone_model would drop
-    training-only parts such as GoogLeNet's auxiliary heads)."""
-    if not path.is_file():
-        return None
-    from foveal.models.io import load_model
-
-    return load_model(path)[0]
-
-
-def _weights_of(path: Path, model: keras.Model) -> list[np.ndarray] | None:
-    saved = _saved_model(path)
-    return None if saved is None else saved.get_weights()
-
-
-def _mark(run_dir: Path, status: str, **extra: Any) -> None:
-    state = cb.read_state(run_dir)
-    if state is not None:
-        state["status"] = status
-        state.update(extra)
-        atomic_write_text(run_dir / cb.STATE_FILE, json.dumps(state, indent=1))
 
 
 def _finish(cfg: TrainConfig, model: keras.Model, card: ModelCard, splits: Splits, run_dir: Path,
@@ -609,7 +558,7 @@ def _finish(cfg: TrainConfig, model: keras.Model, card: ModelCard, splits: Split
         run_dir / "report.html", title=f"foveal run {run_dir.name}", summary=summary,
         config=_as_dict(cfg), history={k: v for k, v in history.items() if k != "phase"}, metrics=metrics,
         misclassified=misclassified)
-    _mark(run_dir, "done", best=state.get("best"))
+    mark(run_dir, "done", best=state.get("best"))
     say(f"report: {report}")
     return metrics
 

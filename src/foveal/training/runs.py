@@ -1,0 +1,76 @@
+"""Run-folder helpers shared by every trainer (classification, localization, ...)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foveal.utils_io import atomic_write_text
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    history: dict[str, list[float]]
+    metrics: dict[str, Any] | None
+    interrupted: bool = False
+
+    @property
+    def best_model(self) -> Path:
+        best = self.run_dir / "best.keras"
+        return best if best.exists() else self.run_dir / "last.keras"
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras; make TensorFlow's ops deterministic if asked."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def run_name(model: str, data: str, prefix: str = "") -> str:
+    """``[PREFIX-]MODEL-DATA-YYYYmmdd-HHMMSS`` with the data's last path part, made filename-safe."""
+    tag = re.sub(r"[^A-Za-z0-9]+", "-", Path(data.rstrip("/")).name or data).strip("-") or "data"
+    return f"{prefix + '-' if prefix else ''}{model}-{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def mark(run_dir: Path, status: str, **extra: Any) -> None:
+    """Set the run's ``status`` (and any ``extra`` facts) in its ``state.json``."""
+    from foveal.training import callbacks as cb
+
+    state = cb.read_state(run_dir)
+    if state is not None:
+        state["status"] = status
+        state.update(extra)
+        atomic_write_text(run_dir / cb.STATE_FILE, json.dumps(state, indent=1))
+
+
+def saved_model(path: Path):
+    """The model stored at ``path`` or None (a fresh load, not ``clone_model``, which would
+    drop training-only parts such as GoogLeNet's auxiliary heads)."""
+    if not path.is_file():
+        return None
+    from foveal.models.io import load_model
+
+    return load_model(path)[0]
+
+
+def weights_of(path: Path, model=None) -> list[np.ndarray] | None:
+    """All weights of the model saved at ``path`` (for restoring the best epoch)."""
+    saved = saved_model(path)
+    return None if saved is None else saved.get_weights()
