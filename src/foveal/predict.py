@@ -17,7 +17,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import keras
 import numpy as np
@@ -82,22 +82,44 @@ def predict(
     """
     files = collect_images(images)
     k = max(1, min(top_k, len(card.class_names)))
-    rows: list[dict[str, Any]] = []
-    batch: list[tuple[Path, np.ndarray]] = []
 
-    def flush() -> None:
-        if not batch:
-            return
+    def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
         probs = np.asarray(model.predict_on_batch(np.stack([im for _, im in batch]).astype(np.float32)))
+        rows = []
         for (path, _), p in zip(batch, probs):
             order = np.argsort(-p, kind="stable")[:k]
             rows.append({"file": str(path), "predictions": [
                 {"label": card.class_names[i], "probability": round(float(p[i]), 6)} for i in order]})
-        batch.clear()
+        return rows
+
+    return predict_in_batches(files, lambda path: load_image(path, card), rows_for,
+                              batch_size=batch_size, skip_invalid=skip_invalid)
+
+
+def predict_in_batches(
+    files: list[Path],
+    load: Callable[[Path], Any],
+    rows_for: Callable[[list[tuple[Path, Any]]], list[dict[str, Any]]],
+    *,
+    batch_size: int,
+    skip_invalid: bool,
+) -> list[dict[str, Any]]:
+    """Load files one by one and predict them a batch at a time, keeping the input order.
+
+    A file ``load`` refuses with a :class:`DataError` stops the run, or with ``skip_invalid``
+    becomes a row ``{"file", "error"}`` in its place (with a warning).
+    """
+    rows: list[dict[str, Any]] = []
+    batch: list[tuple[Path, Any]] = []
+
+    def flush() -> None:
+        if batch:
+            rows.extend(rows_for(batch))
+            batch.clear()
 
     for path in files:
         try:
-            batch.append((path, load_image(path, card)))
+            batch.append((path, load(path)))
         except DataError as exc:
             if not skip_invalid:
                 raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None

@@ -29,7 +29,7 @@ from foveal.errors import DataError, ModelError
 from foveal.localization.draw import PRED_COLOR, draw_boxes
 from foveal.localization.metrics import decode_boxes
 from foveal.models.io import ModelCard
-from foveal.predict import collect_images
+from foveal.predict import collect_images, predict_in_batches
 from foveal.utils_io import atomic_path, atomic_write_text
 
 log = logging.getLogger("foveal")
@@ -110,13 +110,10 @@ def predict_boxes(
     h, w, channels = card.input_shape
     out_dir = Path(output) if output is not None else None
     used_names: set[str] = set()
-    rows: list[dict[str, Any]] = []
-    batch: list[tuple[Path, np.ndarray]] = []
 
-    def flush() -> None:
-        if not batch:
-            return
+    def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
         classes, boxes = predict_normalized(model, model_inputs([im for _, im in batch], (h, w)))
+        rows = []
         for (path, image), cls_out, box in zip(batch, classes, boxes):
             height, width = image.shape[:2]
             name, score = class_and_score(cls_out, card.class_names)
@@ -126,20 +123,10 @@ def predict_boxes(
             if out_dir is not None:
                 row["drawn"] = str(_write_drawn(out_dir, path, image, pixels, f"{name} {score:.2f}", used_names))
             rows.append(row)
-        batch.clear()
+        return rows
 
-    for path in files:
-        try:
-            batch.append((path, decode_file(path, channels)))
-        except DataError as exc:
-            if not skip_invalid:
-                raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
-            log.warning("skipping %s", exc.message)
-            flush()
-            rows.append({"file": str(path), "error": exc.message})
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    rows = predict_in_batches(files, lambda path: decode_file(path, channels), rows_for,
+                              batch_size=batch_size, skip_invalid=skip_invalid)
     if out_dir is not None:
         atomic_write_text(out_dir / "predictions.csv", to_csv(rows))
         atomic_write_text(out_dir / "predictions.json", to_json(rows))
