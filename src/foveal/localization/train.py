@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from foveal import configtools
 from foveal.configtools import option
 from foveal.errors import ConfigError, DataError, TrainingInterrupted
-from foveal.training.runs import TrainResult, mark, run_name, say, set_determinism, weights_of
+from foveal.training.runs import TrainResult, mark, resolve_run, say, set_determinism, weights_of
 from foveal.utils_io import atomic_write_text
 
 import numpy as np
@@ -188,31 +188,7 @@ def mean_box(data: BoxedImages) -> list[float]:
 
 def _resolve(config: LocalizeConfig | None, resume: str | Path | None,
              overrides: dict[str, Any]) -> tuple[LocalizeConfig, Path, dict[str, Any] | None]:
-    from foveal.training import callbacks as cb
-
-    if resume is not None:
-        run_dir = Path(resume)
-        state = cb.read_state(run_dir)
-        if state is None or not (run_dir / "last.keras").is_file() or not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"{run_dir}: nothing to resume (no finished epoch saved there)",
-                              hint="pass the folder of a run that finished at least one epoch")
-        base = configtools.load_yaml(run_dir / "config.yaml")
-        cfg = configtools.from_mapping(LocalizeConfig, base | overrides, source=str(run_dir / "config.yaml"))
-        return cfg, run_dir, state
-    cfg = config or LocalizeConfig()
-    if overrides:
-        cfg = configtools.from_mapping(LocalizeConfig, {**asdict(cfg), **overrides})
-    else:
-        cfg.validate()
-    run_dir = Path(cfg.output) / (cfg.name or _run_name(cfg))
-    if (run_dir / "state.json").exists():
-        raise ConfigError(f"run folder {run_dir} already holds a run",
-                          hint=f"continue it with --resume {run_dir}, or choose another --name")
-    return cfg, run_dir, None
-
-
-def _run_name(cfg: LocalizeConfig) -> str:
-    return run_name(cfg.model, cfg.data, prefix="localize")
+    return resolve_run(LocalizeConfig, config, resume, overrides, name_prefix="localize")
 
 
 def _new_model(cfg: LocalizeConfig, num_classes: int, steps_per_epoch: int) -> keras.Model:

@@ -74,3 +74,37 @@ def weights_of(path: Path, model=None) -> list[np.ndarray] | None:
     """All weights of the model saved at ``path`` (for restoring the best epoch)."""
     saved = saved_model(path)
     return None if saved is None else saved.get_weights()
+
+
+def resolve_run(config_class: type, config: Any | None, resume: str | Path | None,
+                overrides: dict[str, Any], name_prefix: str = "") -> tuple[Any, Path, dict[str, Any] | None]:
+    """(options, run folder, saved state or None) for a new run or a ``--resume``.
+
+    A resumed run reads its ``config.yaml`` with ``overrides`` on top (e.g. more epochs); a
+    new run refuses a folder that already holds a run.
+    """
+    from dataclasses import asdict
+
+    from foveal import configtools
+    from foveal.errors import ConfigError
+    from foveal.training import callbacks as cb
+
+    if resume is not None:
+        run_dir = Path(resume)
+        state = cb.read_state(run_dir)
+        if state is None or not (run_dir / "last.keras").is_file() or not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"{run_dir}: nothing to resume (no finished epoch saved there)",
+                              hint="pass the folder of a run that finished at least one epoch")
+        base = configtools.load_yaml(run_dir / "config.yaml")
+        return configtools.from_mapping(config_class, base | overrides, source=str(run_dir / "config.yaml")), \
+            run_dir, state
+    cfg = config or config_class()
+    if overrides:
+        cfg = configtools.from_mapping(config_class, {**asdict(cfg), **overrides})
+    else:
+        cfg.validate()
+    run_dir = Path(cfg.output) / (cfg.name or run_name(cfg.model, cfg.data, prefix=name_prefix))
+    if (run_dir / "state.json").exists():
+        raise ConfigError(f"run folder {run_dir} already holds a run",
+                          hint=f"continue it with --resume {run_dir}, or choose another --name")
+    return cfg, run_dir, None

@@ -46,12 +46,8 @@ from foveal.training import callbacks as cb
 from foveal.transfer.finetune import Phases
 from foveal.transfer.pretrained import build_pretrained, builder_for, default_input_shape
 from foveal.training.schedules import make_optimizer, make_schedule
-from foveal.training.runs import TrainResult, mark, run_name, saved_model, say, set_determinism, weights_of
+from foveal.training.runs import TrainResult, mark, resolve_run, saved_model, say, set_determinism, weights_of
 from foveal.utils_io import atomic_write_text
-
-
-def _run_name(cfg: TrainConfig) -> str:
-    return run_name(cfg.model, cfg.data)
 
 
 def prepare_data(cfg: TrainConfig) -> Splits:
@@ -196,24 +192,7 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         A :class:`TrainResult`; ``interrupted`` is True when a signal stopped the run.
     """
     state: dict[str, Any] | None = None
-    if resume is not None:
-        run_dir = Path(resume)
-        state = cb.read_state(run_dir)
-        if state is None or not (run_dir / "last.keras").is_file() or not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"{run_dir}: nothing to resume (no finished epoch saved there)",
-                              hint="pass the folder of a run that finished at least one epoch")
-        base = configtools.load_yaml(run_dir / "config.yaml")
-        cfg = configtools.from_mapping(TrainConfig, base | overrides, source=str(run_dir / "config.yaml"))
-    else:
-        cfg = config or TrainConfig()
-        if overrides:
-            cfg = configtools.from_mapping(TrainConfig, {**_as_dict(cfg), **overrides})
-        else:
-            cfg.validate()
-        run_dir = Path(cfg.output) / (cfg.name or _run_name(cfg))
-        if (run_dir / "state.json").exists():
-            raise ConfigError(f"run folder {run_dir} already holds a run",
-                              hint=f"continue it with --resume {run_dir}, or choose another --name")
+    cfg, run_dir, state = resolve_run(TrainConfig, config, resume, overrides)
     # Unknown names and missing files fail before any data is read; a resumed run needs no
     # weights file any more (its weights are in last.keras).
     saved_card = _saved_card(run_dir) if state is not None else None
