@@ -179,3 +179,32 @@ def test_non_classifier_and_missing_files_are_refused(tmp_path, model_file):
         dst.writestr(CARD_MEMBER, card.to_json())
     with pytest.raises(ModelError, match="classification models only"):
         create_app(detector)
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx", "savedmodel"])
+def test_serves_an_export_with_the_same_answers(tmp_path, fmt):
+    """Pick the fastest format from `foveal benchmark` and serve it: same predictions."""
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from foveal.export import export_model
+    from foveal.models import ModelCard, build_model, save_model
+    from foveal.serve.app import create_app
+
+    model = build_model("lenet5", num_classes=3)
+    keras_path = save_model(model, tmp_path / "m.keras", ModelCard("lenet5", ["a", "b", "c"], (32, 32, 1)))
+    target = tmp_path / ("sm" if fmt == "savedmodel" else f"m.{fmt}")
+    export_model(keras_path, fmt, target)
+    buf = io.BytesIO()
+    Image.fromarray(np.arange(0, 256, 4, dtype=np.uint8).reshape(8, 8)).save(buf, format="PNG")
+    answers = []
+    for path in (keras_path, target):
+        with TestClient(create_app(path, browser_model=False)) as client:
+            response = client.post("/predict", files={"image": ("x.png", buf.getvalue(), "image/png")})
+            assert response.status_code == 200
+            answers.append(response.json()["predictions"])
+    assert [p["label"] for p in answers[0]] == [p["label"] for p in answers[1]]
+    np.testing.assert_allclose([p["probability"] for p in answers[0]], [p["probability"] for p in answers[1]],
+                               atol=1e-4)

@@ -385,6 +385,29 @@ async def _read_upload(request: Request, limit: int) -> tuple[bytes, str]:
     return data, name[:200]
 
 
+class _RunnerModel:
+    """An exported model (TFLite, ONNX, SavedModel) behind the Keras call the batcher makes."""
+
+    def __init__(self, runner: Any) -> None:
+        self._runner = runner
+
+    def predict_on_batch(self, images: np.ndarray) -> np.ndarray:
+        return self._runner(np.asarray(images, np.float32))
+
+
+def load_servable(path: Path) -> tuple[Any, ModelCard]:
+    """A ``.keras`` model, or an export (``.tflite``, ``.onnx``, SavedModel folder) with the
+    card ``foveal export`` wrote beside it, as ``(object with predict_on_batch, card)``."""
+    if path.suffix == ".keras":
+        from foveal.models.io import load_model
+
+        return load_model(path)
+    from foveal.export.runners import open_runner
+
+    runner = open_runner(path)
+    return _RunnerModel(runner), runner.card
+
+
 def create_app(
     model_path: str | os.PathLike,
     *,
@@ -398,7 +421,8 @@ def create_app(
     """A FastAPI app serving the classifier in ``model_path`` (loaded once, here).
 
     Args:
-        model_path: a ``.keras`` file written by foveal.
+        model_path: a ``.keras`` file written by foveal, or an export of one (``.tflite``,
+            ``.onnx`` or a SavedModel folder, with the card ``foveal export`` wrote).
         max_upload_bytes: larger uploads are refused with 413.
         max_pixels: images with more pixels are refused with 413 (decompression bombs).
         top_k: labels per answer unless the request asks with ``?top_k=``.
@@ -413,12 +437,14 @@ def create_app(
         ModelError: the file cannot be loaded, or its task is not classification, or an
             explicitly given ``browser_model`` is missing or belongs to another model.
     """
-    from foveal.models.io import load_model
-
     if top_k < 1 or max_upload_bytes < 1 or max_pixels < 1 or max_batch < 1:
         raise ModelError("top_k, max_upload_bytes, max_pixels and max_batch must be positive")
     path = Path(model_path)
-    model, card = load_model(path)
+    model, card = load_servable(path)
+    if path.suffix == ".onnx" and browser_model is None:
+        browser_model = path  # the served ONNX file is what the page runs, too
+    elif path.suffix != ".keras" and browser_model is None:
+        browser_model = False  # only a .keras model can be exported to ONNX here
     if card.task != "classify":
         raise ModelError(f"{path}: foveal serve answers classification models only (this one is {card.task!r})")
     batcher = Batcher(model, max_batch=max_batch)

@@ -27,6 +27,7 @@ EPILOG = """examples:
   foveal serve best.keras --port 0                    # any free port (printed)
   foveal serve best.keras --host 0.0.0.0 --workers 2  # reachable from other machines
   foveal serve best.keras --browser-model best.onnx   # the page's in-browser mode runs this file
+  foveal serve best.int8.tflite                       # an export: the fastest format from `foveal benchmark`
 
 API:
   GET  /health                      model, classes, limits, counters
@@ -44,7 +45,8 @@ def add_serve_command(subparsers: Any) -> None:
         "the top-k labels as JSON. There is no authentication: keep the default loopback\n"
         "--host unless the network is trusted.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    s.add_argument("model", help="a .keras model file written by foveal")
+    s.add_argument("model", help="a .keras model file written by foveal, or its export from `foveal export` "
+                   "(.tflite, .onnx or a SavedModel folder): serve the fastest format from `foveal benchmark`")
     s.add_argument("--host", metavar="ADDRESS", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only)")
     s.add_argument("--port", metavar="N", type=int, default=8000,
@@ -156,8 +158,13 @@ def _check_model(path: str):
     from foveal.errors import ModelError
     from foveal.models.io import read_card
 
-    if not Path(path).is_file():
-        raise ModelError(f"model file not found: {path}", hint="pass the path of a .keras file")
+    if not Path(path).exists():
+        raise ModelError(f"model file not found: {path}",
+                         hint="pass a .keras file, or an export of one (.tflite, .onnx, SavedModel folder)")
+    if Path(path).suffix != ".keras":
+        from foveal.export.runners import read_export_card
+
+        return read_export_card(Path(path))
     card = read_card(path)
     if card is not None and card.task != "classify":
         raise ModelError(f"{path}: foveal serve answers classification models only (this one is {card.task!r})")
