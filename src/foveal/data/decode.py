@@ -67,10 +67,18 @@ def decode_image_bytes(contents: tf.Tensor, channels: int) -> tf.Tensor:
 
 
 def dataset_from_paths(
-    paths: np.ndarray, labels: np.ndarray, channels: int, skip_invalid: bool = False
+    paths: np.ndarray, labels: np.ndarray, channels: int, skip_invalid: bool = False,
+    shuffle_seed: int | None = None,
 ) -> tf.data.Dataset:
-    """Elements decoded from image files, streamed (memory does not grow with N)."""
+    """Elements decoded from image files, streamed (memory does not grow with N).
+
+    With ``shuffle_seed``, the file list is shuffled with a buffer as large as the list
+    before decoding: folders are read class by class, and a smaller image buffer later
+    would give batches of two or three classes. Only strings sit in this buffer.
+    """
     ds = tf.data.Dataset.from_tensor_slices((paths.astype(str), labels.astype(np.int32)))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(max(len(paths), 1), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load(path: tf.Tensor, label: tf.Tensor):
         return decode_image_bytes(tf.io.read_file(path), channels), label

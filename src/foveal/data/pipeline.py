@@ -65,7 +65,7 @@ def make_pipeline(
         seed: shuffle and augmentation seed.
         one_hot: labels as one-hot float vectors (needed for label smoothing), else int32.
     """
-    ds = data.to_tf_dataset(channels, skip_invalid=skip_invalid)
+    ds = data.to_tf_dataset(channels, skip_invalid=skip_invalid, shuffle_seed=seed if training else None)
     ds = ds.map(lambda x, y: (resize_image(x, image_size, keep_aspect), y), num_parallel_calls=AUTOTUNE)
     if cache == "memory" or (cache == "auto" and not data.streams_from_disk):
         ds = ds.cache()
