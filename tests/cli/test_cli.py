@@ -16,7 +16,7 @@ from foveal.cli.main import build_parser, main
                                   ["datasets", "inspect"], ["datasets", "convert"], ["inspect"], ["export"],
                                   ["benchmark"], ["serve"], ["localize"],
                                   ["localize", "train"], ["localize", "evaluate"], ["localize", "predict"],
-                                  ["prune"]])
+                                  ["prune"], ["datasets", "convert-boxes"], ["datasets", "validate-boxes"]])
 def test_help_everywhere(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--help"])

@@ -164,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     dc.add_argument("--shards", type=int, default=1, help="files per split (default: 1)")
     dc.add_argument("--skip-invalid", action="store_true", help="leave out unreadable images")
     dc.set_defaults(func=_datasets_convert)
+    from foveal.data.boxes import cli as boxes_cli
+
+    cb_ = dsub.add_parser("convert-boxes", help="convert a box dataset between COCO, Pascal VOC and YOLO")
+    boxes_cli.add_convert_arguments(cb_)
+    cb_.set_defaults(func=lambda args, _: boxes_cli.convert_command(args))
+    vb = dsub.add_parser("validate-boxes", help="report degenerate, outside, unknown-class and missing boxes/images")
+    boxes_cli.add_validate_arguments(vb)
+    vb.set_defaults(func=lambda args, _: boxes_cli.validate_command(args))
 
     from foveal.export.cli import add_export_commands
 
