@@ -1,0 +1,424 @@
+"""Image + mask pairs for semantic segmentation: find them, check them, decode them.
+
+Layouts read by :func:`read_mask_folder`:
+
+* ``ROOT/images/NAME.ext`` + ``ROOT/masks/NAME.png`` (pairs matched by file stem), or
+* ``ROOT/image/N.png`` + ``ROOT/label/N.png`` (the ISBI 2012 layout).
+
+Mask formats (``mask_format``):
+
+``index``    gray PNG whose value is the class index (``ignore_label``, 255, marks "don't care")
+``binary``   gray PNG with 0 and 255 (ISBI, most medical masks) -> classes 0 and 1
+``palette``  RGB PNG, one colour per class, listed in ``ROOT/palette.txt`` as ``R G B name``
+             lines (line order = class index; ``# comments`` and blank lines are skipped)
+``auto``     ``palette`` when ``palette.txt`` exists, else ``binary`` when the first mask holds
+             only 0 and 255, else ``index``
+
+COCO instance annotations become semantic masks with :func:`coco_semantic_masks`: class 0 is
+background and COCO categories, sorted by id, are classes 1..K (:func:`coco_class_names`);
+crowd regions are painted with the ignore label last, so no loss is taken on them.
+
+Example:
+    >>> data = read_mask_folder("../shared/datasets/isbi-membrane/train")   # doctest: +SKIP
+    >>> len(data), data.class_names
+    (30, ['background', 'foreground'])
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foveal.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+FOLDER_PAIRS = (("images", "masks"), ("image", "label"), ("images", "labels"))
+MASK_FORMATS = ("auto", "index", "binary", "palette")
+
+
+@dataclass(frozen=True)
+class SegmentationImages:
+    """Image files with their mask files, read on the fly.
+
+    Attributes:
+        image_paths: image files (N,).
+        mask_paths: mask files (N,), same order.
+        class_names: class index -> name.
+        ignore_label: mask value that marks pixels without a label (no loss, no metric).
+        mask_format: ``index``, ``binary`` or ``palette`` (see the module docstring).
+        palette: (K, 3) uint8 colours for ``palette`` masks, else None.
+        origin: where the data came from, for messages.
+        info: facts a reader passes on (e.g. ``skipped``: the pairs left out and why).
+    """
+
+    image_paths: np.ndarray
+    mask_paths: np.ndarray
+    class_names: list[str]
+    ignore_label: int = 255
+    mask_format: str = "index"
+    palette: np.ndarray | None = None
+    origin: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.image_paths) != len(self.mask_paths):
+            raise DataError(f"{self.origin}: {len(self.image_paths)} images but {len(self.mask_paths)} masks")
+        if self.mask_format not in MASK_FORMATS[1:]:
+            raise DataError(f"unknown mask format {self.mask_format!r}", hint=f"use one of {', '.join(MASK_FORMATS[1:])}")
+        if 0 <= self.ignore_label < self.num_classes:
+            raise DataError(f"ignore_label {self.ignore_label} is also a class index (0..{self.num_classes - 1})")
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, indices: np.ndarray) -> "SegmentationImages":
+        """The pairs at ``indices``, in that order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return replace(self, image_paths=self.image_paths[indices], mask_paths=self.mask_paths[indices])
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """Mask ``index`` as an HxW uint8 array of class indices (unknown values -> ignore)."""
+        return decode_mask_array(read_pixels(self.mask_paths[index]), self)
+
+    def to_tf_dataset(self, channels: int = 3, skip_invalid: bool = False):
+        """An unbatched ``tf.data.Dataset`` of ``(uint8 HxWxC image, uint8 HxW mask)``.
+
+        Masks are mapped to class indices inside the pipeline; values that are no class
+        become ``ignore_label`` (run :func:`validate_pairs` first to hear about them).
+        """
+        import tensorflow as tf
+
+        from foveal.data.decode import decode_image_bytes
+
+        lut = tf.constant(_value_table(self), dtype=tf.uint8)
+        palette = None if self.palette is None else tf.constant(_colour_codes(self.palette), dtype=tf.int32)
+        ignore = self.ignore_label
+
+        def load(image_path, mask_path):
+            image = decode_image_bytes(tf.io.read_file(image_path), channels)
+            raw = tf.io.decode_png(tf.io.read_file(mask_path), channels=3 if palette is not None else 1)
+            if palette is None:
+                mask = tf.gather(lut, tf.cast(raw[..., 0], tf.int32))
+            else:
+                code = tf.cast(raw, tf.int32)
+                code = code[..., 0] * 65536 + code[..., 1] * 256 + code[..., 2]
+                hits = tf.equal(code[..., None], palette)
+                index = tf.where(tf.reduce_any(hits, -1), tf.argmax(tf.cast(hits, tf.int32), -1, output_type=tf.int32), ignore)
+                mask = tf.cast(index, tf.uint8)
+            tf.debugging.assert_equal(tf.shape(image)[:2], tf.shape(mask)[:2], message="mask size differs from image")
+            return image, mask
+
+        ds = tf.data.Dataset.from_tensor_slices((self.image_paths.astype(str), self.mask_paths.astype(str)))
+        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.ignore_errors(log_warning=True) if skip_invalid else ds
+
+
+def read_pixels(path: str | Path) -> np.ndarray:
+    """The pixels of an image file as a uint8 array (HxW or HxWxC), with the file named on failure."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("P", "RGBA", "LA", "CMYK"):
+                img = img.convert("RGB")
+            elif img.mode not in ("L", "RGB"):
+                img = img.convert("L")
+            return np.asarray(img)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the image ({exc})") from None
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header only."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the image ({exc})") from None
+
+
+def read_palette(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """A ``palette.txt`` (``R G B name`` per line) -> ((K, 3) uint8 colours, K names)."""
+    colours, names = [], []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(maxsplit=3)
+        try:
+            rgb = [int(v) for v in parts[:3]]
+            if len(parts) < 4 or not all(0 <= v <= 255 for v in rgb):
+                raise ValueError
+        except ValueError:
+            raise DataError(f"{path}:{number}: expected 'R G B name' with R, G, B in 0..255, got {line!r}") from None
+        colours.append(rgb)
+        names.append(parts[3])
+    if not colours:
+        raise DataError(f"{path}: the palette lists no colours")
+    if len({tuple(c) for c in colours}) != len(colours):
+        raise DataError(f"{path}: two classes share a colour")
+    return np.asarray(colours, dtype=np.uint8), names
+
+
+def decode_mask_array(raw: np.ndarray, data: SegmentationImages) -> np.ndarray:
+    """Pixels of a mask file -> HxW uint8 class indices, unknown values -> ignore label."""
+    if data.mask_format == "palette":
+        assert data.palette is not None
+        rgb = raw if raw.ndim == 3 else np.repeat(raw[..., None], 3, axis=-1)
+        code = _colour_codes(rgb.reshape(-1, 3)).reshape(rgb.shape[:2])
+        out = np.full(code.shape, data.ignore_label, dtype=np.uint8)
+        for index, colour in enumerate(_colour_codes(data.palette)):
+            out[code == colour] = index
+        return out
+    gray = raw if raw.ndim == 2 else raw[..., 0]
+    return _value_table(data)[gray]
+
+
+def unknown_values(raw: np.ndarray, data: SegmentationImages) -> list:
+    """The mask values (or colours) of ``raw`` that are neither a class nor the ignore label."""
+    if data.mask_format == "palette":
+        rgb = raw if raw.ndim == 3 else np.repeat(raw[..., None], 3, axis=-1)
+        known = set(_colour_codes(data.palette).tolist())
+        codes = np.unique(_colour_codes(rgb.reshape(-1, 3)))
+        return [tuple(int(v) for v in ((c >> 16) & 255, (c >> 8) & 255, c & 255)) for c in codes if c not in known]
+    gray = raw if raw.ndim == 2 else raw[..., 0]
+    table = _value_table(data)
+    return [int(v) for v in np.unique(gray) if table[v] == data.ignore_label and v != _ignore_source(data)]
+
+
+def validate_pairs(data: SegmentationImages, skip_invalid: bool = False) -> SegmentationImages:
+    """Check that every mask matches its image's size and holds only known labels.
+
+    Args:
+        data: the pairs to check (every mask is read once).
+        skip_invalid: drop bad pairs (listed in ``info["skipped"]``) instead of raising.
+
+    Raises:
+        DataError: naming the first bad image/mask pair and what is wrong with it.
+    """
+    keep, skipped = [], []
+    for i, (image_path, mask_path) in enumerate(zip(data.image_paths, data.mask_paths)):
+        problem = _pair_problem(str(image_path), str(mask_path), data)
+        if problem is None:
+            keep.append(i)
+            continue
+        if not skip_invalid:
+            raise DataError(problem, hint="fix or remove the pair, or pass --skip-invalid to leave it out")
+        skipped.append(problem)
+    if not skipped:
+        return data
+    kept = data.subset(np.asarray(keep, dtype=np.int64))
+    return replace(kept, info={**data.info, "skipped": data.info.get("skipped", []) + skipped})
+
+
+def _pair_problem(image_path: str, mask_path: str, data: SegmentationImages) -> str | None:
+    try:
+        raw = read_pixels(mask_path)
+        size = image_size(image_path)
+    except DataError as exc:
+        return exc.message
+    if raw.shape[:2] != size:
+        return (f"mask {mask_path} is {raw.shape[1]}x{raw.shape[0]} but its image {image_path} is "
+                f"{size[1]}x{size[0]} (width x height)")
+    bad = unknown_values(raw, data)
+    if bad:
+        shown = ", ".join(map(str, bad[:8])) + (" ..." if len(bad) > 8 else "")
+        return (f"mask {mask_path} (image {image_path}) holds values that are no class of "
+                f"{data.class_names} and not the ignore label {data.ignore_label}: {shown}")
+    return None
+
+
+def read_mask_folder(
+    root: str | Path,
+    *,
+    mask_format: str = "auto",
+    class_names: list[str] | None = None,
+    ignore_label: int = 255,
+    skip_invalid: bool = False,
+    validate: bool = True,
+) -> SegmentationImages:
+    """Pair the images and masks under ``root`` (see the module docstring for layouts).
+
+    Args:
+        root: folder with ``images/`` + ``masks/`` or ``image/`` + ``label/``.
+        mask_format: ``auto``, ``index``, ``binary`` or ``palette``.
+        class_names: class names for ``index`` masks (default: ``class_0`` .. up to the largest
+            value found in the first masks); ``binary`` defaults to background/foreground,
+            ``palette`` takes the palette's names.
+        ignore_label: mask value meaning "no label".
+        skip_invalid: leave out pairs with a missing partner, a size mismatch or unknown
+            values (listed in ``info["skipped"]``) instead of raising.
+        validate: read every mask to check it (set False for huge sets already checked).
+
+    Raises:
+        DataError: no known layout, missing pairs, bad palette or a bad mask (named).
+    """
+    root = Path(root)
+    pair = next(((root / a, root / b) for a, b in FOLDER_PAIRS if (root / a).is_dir() and (root / b).is_dir()), None)
+    if pair is None:
+        raise DataError(
+            f"{root}: no image/mask folders found",
+            hint="expected images/ + masks/ (matched by file stem) or image/ + label/ (ISBI)",
+        )
+    images = {p.stem: p for p in sorted(pair[0].iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    masks = {p.stem: p for p in sorted(pair[1].iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    lonely = sorted(set(images) ^ set(masks))
+    skipped = [f"{images.get(s) or masks[s]} has no {'mask' if s in images else 'image'} in {pair[1] if s in images else pair[0]}" for s in lonely]
+    if skipped and not skip_invalid:
+        raise DataError(f"{len(lonely)} unpaired file(s): " + "; ".join(skipped[:5]),
+                        hint="every image needs a mask with the same file stem, or pass --skip-invalid")
+    stems = sorted(set(images) & set(masks), key=_natural_key)
+    if not stems:
+        raise DataError(f"{root}: no image/mask pairs")
+    fmt, palette, names = _resolve_format(root, mask_format, masks[stems[0]], class_names, ignore_label, [masks[s] for s in stems[:16]])
+    data = SegmentationImages(
+        image_paths=np.asarray([str(images[s]) for s in stems]),
+        mask_paths=np.asarray([str(masks[s]) for s in stems]),
+        class_names=names, ignore_label=ignore_label, mask_format=fmt, palette=palette,
+        origin=str(root), info={"skipped": skipped} if skipped else {},
+    )
+    return validate_pairs(data, skip_invalid) if validate else data
+
+
+def _resolve_format(root: Path, mask_format: str, first_mask: Path, class_names, ignore_label: int, sample: list[Path]):
+    if mask_format not in MASK_FORMATS:
+        raise DataError(f"unknown mask format {mask_format!r}", hint=f"use one of {', '.join(MASK_FORMATS)}")
+    palette_file = root / "palette.txt"
+    if mask_format == "auto":
+        if palette_file.is_file():
+            mask_format = "palette"
+        else:
+            values = set(np.unique(read_pixels(first_mask)).tolist())
+            mask_format = "binary" if values <= {0, 255} else "index"
+    if mask_format == "palette":
+        if not palette_file.is_file():
+            raise DataError(f"{root}: palette masks need {palette_file} ('R G B name' per line)")
+        palette, names = read_palette(palette_file)
+        return "palette", palette, list(class_names or names)
+    if mask_format == "binary":
+        return "binary", None, list(class_names or ["background", "foreground"])
+    if class_names is None:
+        top = max(int(v) for p in sample for v in np.unique(read_pixels(p)) if v != ignore_label)
+        class_names = [f"class_{i}" for i in range(top + 1)]
+    return "index", None, list(class_names)
+
+
+def _value_table(data: SegmentationImages) -> np.ndarray:
+    """Gray value -> class index lookup (256 entries) for index and binary masks."""
+    table = np.full(256, data.ignore_label, dtype=np.uint8)
+    if data.mask_format == "binary":
+        table[0], table[255] = 0, 1
+    else:
+        table[: data.num_classes] = np.arange(data.num_classes)
+    return table
+
+
+def _ignore_source(data: SegmentationImages) -> int:
+    # Binary masks use 255 for the foreground, so there they have no ignore value.
+    return -1 if data.mask_format == "binary" else data.ignore_label
+
+
+def _colour_codes(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb, dtype=np.int64)
+    return rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
+
+
+def _natural_key(stem: str):
+    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
+
+
+# ----------------------------------------------------------------------------- COCO
+
+
+@functools.lru_cache(maxsize=4)
+def _coco(annotation_json: str):
+    from pycocotools.coco import COCO
+    import contextlib
+    import io
+
+    if not Path(annotation_json).is_file():
+        raise DataError(f"COCO annotation file not found: {annotation_json}")
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        return COCO(annotation_json)
+
+
+def coco_class_names(annotation_json: str | Path) -> list[str]:
+    """``["background", <COCO categories sorted by id>]``: index i is the semantic class i."""
+    coco = _coco(str(annotation_json))
+    return ["background"] + [coco.cats[c]["name"] for c in sorted(coco.cats)]
+
+
+def coco_semantic_masks(annotation_json: str | Path, image_id: int, ignore_label: int = 255) -> np.ndarray:
+    """Rasterise one COCO image's instance annotations into an HxW uint8 semantic mask.
+
+    Polygons and (compressed or uncompressed) RLE are decoded with pycocotools. Class 0 is
+    background; category ids sorted ascending map to 1..K (see :func:`coco_class_names`).
+    Larger instances are painted first so small objects on top stay visible; crowd regions
+    (``iscrowd=1``) are painted last with ``ignore_label``.
+
+    Example:
+        >>> m = coco_semantic_masks("instances_val2017.json", 139)   # doctest: +SKIP
+        >>> m.shape, m.dtype
+        ((426, 640), dtype('uint8'))
+    """
+    from pycocotools import mask as mask_utils
+
+    coco = _coco(str(annotation_json))
+    if image_id not in coco.imgs:
+        raise DataError(f"{annotation_json}: no image with id {image_id}")
+    info = coco.imgs[image_id]
+    h, w = int(info["height"]), int(info["width"])
+    index = {cat: i + 1 for i, cat in enumerate(sorted(coco.cats))}
+    out = np.zeros((h, w), dtype=np.uint8)
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=None))
+    things = sorted((a for a in anns if not a.get("iscrowd", 0)), key=lambda a: -a.get("area", 0))
+    crowds = [a for a in anns if a.get("iscrowd", 0)]
+    for ann in things + crowds:
+        seg = ann["segmentation"]
+        if isinstance(seg, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w)) if seg else None
+        elif isinstance(seg.get("counts"), list):
+            rle = mask_utils.frPyObjects(seg, h, w)
+        else:
+            rle = seg
+        if rle is None:
+            continue
+        region = mask_utils.decode(rle).astype(bool)
+        out[region] = ignore_label if ann.get("iscrowd", 0) else index[ann["category_id"]]
+    return out
+
+
+def write_coco_masks(annotation_json: str | Path, image_dir: str | Path, mask_dir: str | Path,
+                     ignore_label: int = 255) -> SegmentationImages:
+    """Write every image's semantic mask as ``mask_dir/<image stem>.png`` and pair them up."""
+    from PIL import Image
+
+    coco = _coco(str(annotation_json))
+    mask_dir = Path(mask_dir)
+    mask_dir.mkdir(parents=True, exist_ok=True)
+    images, masks = [], []
+    for image_id in sorted(coco.imgs):
+        name = coco.imgs[image_id]["file_name"]
+        target = mask_dir / (Path(name).stem + ".png")
+        Image.fromarray(coco_semantic_masks(annotation_json, image_id, ignore_label)).save(target)
+        images.append(str(Path(image_dir) / name))
+        masks.append(str(target))
+    return SegmentationImages(np.asarray(images), np.asarray(masks), coco_class_names(annotation_json),
+                              ignore_label=ignore_label, mask_format="index", origin=str(annotation_json))
+
+
+__all__ = [
+    "MASK_FORMATS", "SegmentationImages", "coco_class_names", "coco_semantic_masks", "read_mask_folder",
+    "read_palette", "validate_pairs", "write_coco_masks",
+]

@@ -1,0 +1,280 @@
+"""Segmentation networks that output per-pixel class probabilities.
+
+* :func:`unet` — Ronneberger, Fischer, Brox, "U-Net: Convolutional Networks for Biomedical
+  Image Segmentation", MICCAI 2015 (Fig. 1): ``depth`` poolings, two 3x3 convolutions per
+  level, filters doubling from ``width``, 2x2 up-convolutions halving them, skip connections
+  by concatenation, a 1x1 softmax. ``padding="valid"`` is the paper's form (unpadded
+  convolutions, skips centre-cropped; a 572x572 input gives a 388x388 map, for the
+  overlap-tile strategy); ``"same"`` (default) keeps the input size.
+* :func:`unet_backbone` — a U-Net-style decoder on a foveal backbone's ``feature_layers``.
+* :func:`fcn` — Long, Shelhamer, Darrell, "Fully Convolutional Networks for Semantic
+  Segmentation", CVPR 2015: VGG-16 with fc6/fc7 as convolutions ("conv7"), 1x1 score layers
+  on pool3/pool4/conv7, x2 learned upsampling + sums, and a fixed bilinear x8/x16/x32 to input
+  size (variants 8s/16s/32s). Convolutions use "same" padding instead of the paper's 100-pixel
+  input padding and crops, so every stride divides exactly (input sides must be multiples of 32).
+
+Every builder returns a ``keras.Model`` on raw pixels (0..255) with a ``Preprocess`` layer
+first and a float32 ``probabilities`` softmax of shape (H, W, num_classes) last.
+``SEGMENTATION_MODELS`` lists them by name.
+
+Example:
+    >>> model = unet((64, 64, 1), num_classes=2, depth=2, width=8)
+    >>> model.output_shape
+    (None, 64, 64, 2)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers
+
+from foveal.errors import ConfigError, ModelError
+from foveal.layers.decoder import upsample
+from foveal.layers.preprocess import Preprocess
+from foveal.registry import Registry
+
+SEGMENTATION_MODELS: Registry = Registry("segmentation model")
+
+#: FCN skip taps (paper names -> layer names) for backbones whose pools are not pyramid levels.
+FCN_TAPS: dict[str, dict[str, str]] = {
+    "vgg16": {"pool3": "block3_pool", "pool4": "block4_pool", "pool5": "block5_pool"},
+    "vgg19": {"pool3": "block3_pool", "pool4": "block4_pool", "pool5": "block5_pool"},
+}
+#: How many skips each FCN variant fuses and its final upsampling factor.
+FCN_VARIANTS: dict[str, tuple[int, int]] = {"32s": (0, 32), "16s": (1, 16), "8s": (2, 8)}
+
+
+def segmentation_output(x, num_classes: int):
+    """1x1 convolution to class scores and a float32 per-pixel softmax."""
+    x = layers.Conv2D(num_classes, 1, name="logits")(x)
+    return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+
+
+def _conv_pair(x, filters: int, padding: str, batch_norm: bool, name: str):
+    for i in (1, 2):
+        x = layers.Conv2D(filters, 3, padding=padding, use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+        x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
+    return x
+
+
+def _centre_crop_to(skip, target, name: str):
+    """Crop ``skip`` to ``target``'s height and width (U-Net's valid-padding skips)."""
+    dh = skip.shape[1] - target.shape[1]
+    dw = skip.shape[2] - target.shape[2]
+    if dh == 0 and dw == 0:
+        return skip
+    if dh < 0 or dw < 0:
+        raise ValueError(f"skip {skip.shape} is smaller than the decoder map {target.shape}")
+    return layers.Cropping2D(((dh // 2, dh - dh // 2), (dw // 2, dw - dw // 2)), name=name)(skip)
+
+
+@SEGMENTATION_MODELS.register(
+    "unet", input_shape=(572, 572, 1), preprocessing="rescale",
+    paper="Ronneberger, Fischer, Brox, U-Net, MICCAI 2015",
+    description="U-Net encoder-decoder with concatenated skips",
+)
+def unet(
+    input_shape: tuple[int, int, int] = (256, 256, 1),
+    num_classes: int = 2,
+    depth: int = 4,
+    width: int = 64,
+    padding: str = "same",
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+    preprocessing: str = "rescale",
+    name: str = "unet",
+) -> keras.Model:
+    """U-Net (Ronneberger et al., MICCAI 2015) on raw pixels.
+
+    Args:
+        input_shape: (H, W, C); with ``same`` padding H and W must be multiples of 2**depth.
+        num_classes: softmax size per pixel.
+        depth: number of poolings (4 in the paper).
+        width: filters of the first level (64 in the paper); level i has width * 2**i.
+        padding: ``same`` (output = input size) or ``valid`` (the paper's unpadded convolutions).
+        batch_norm: batch normalisation after each convolution (not in the paper).
+        dropout: dropout before the bottleneck's up-convolution (the paper uses drop-out at
+            the end of the contracting path).
+        preprocessing: the input ``Preprocess`` mode.
+
+    Example:
+        >>> unet((572, 572, 1), 2, width=4, padding="valid").output_shape   # the paper's Fig. 1
+        (None, 388, 388, 2)
+    """
+    if padding not in ("same", "valid"):
+        raise ConfigError(f"padding must be 'same' or 'valid', got {padding!r}")
+    h, w = input_shape[:2]
+    if padding == "same" and h and w and (h % 2**depth or w % 2**depth):
+        raise ModelError(f"unet with depth {depth} needs height and width divisible by {2**depth}, got {h}x{w}")
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = Preprocess(preprocessing, name="preprocess")(inputs)
+    skips = []
+    for level in range(depth):
+        x = _conv_pair(x, width * 2**level, padding, batch_norm, f"down{level + 1}")
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
+    x = _conv_pair(x, width * 2**depth, padding, batch_norm, "bottleneck")
+    if dropout:
+        x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    for level in reversed(range(depth)):
+        filters = width * 2**level
+        x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"upconv{level + 1}")(x)
+        skip = skips[level] if padding == "same" else _centre_crop_to(skips[level], x, f"crop{level + 1}")
+        x = layers.Concatenate(name=f"concat{level + 1}")([skip, x])
+        x = _conv_pair(x, filters, padding, batch_norm, f"up{level + 1}")
+    try:
+        return keras.Model(inputs, segmentation_output(x, num_classes), name=name)
+    except ValueError as exc:
+        raise ModelError(f"cannot build unet for input {input_shape}: {exc}") from None
+
+
+def valid_unet_output_size(size: int, depth: int = 4) -> int:
+    """Output side of a ``padding="valid"`` U-Net for an input side (572 -> 388 at depth 4)."""
+    for _ in range(depth):
+        size = (size - 4) // 2
+    size -= 4
+    for _ in range(depth):
+        size = size * 2 - 4
+    return size
+
+
+def _backbone(backbone: str, input_shape, **options: Any) -> keras.Model:
+    from foveal.models import build_model
+
+    return build_model(backbone, input_shape=tuple(input_shape), include_top=False, **options)
+
+
+@SEGMENTATION_MODELS.register(
+    "unet_backbone", input_shape=(224, 224, 3),
+    paper="Ronneberger et al., MICCAI 2015 (decoder) on a foveal classification backbone",
+    description="U-Net-style decoder on a backbone's P2..P5 feature layers",
+)
+def unet_backbone(
+    backbone_name: str = "vgg16",
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    num_classes: int = 2,
+    decoder_widths: tuple[int, ...] = (256, 128, 64, 32, 16),
+    upsampling: str = "transposed",
+    batch_norm: bool = True,
+    name: str | None = None,
+    **backbone_options: Any,
+) -> keras.Model:
+    """A U-Net decoder on the encoder ``backbone_name`` (any foveal model with ``feature_layers``).
+
+    The decoder starts at the deepest pyramid level, and at each shallower level upsamples x2,
+    concatenates that level's features and applies two 3x3 convolutions; after P2 (stride 4)
+    two more x2 steps without skips reach the input size.
+
+    Args:
+        backbone_name: a registered classification architecture, e.g. ``vgg16``, ``resnet18``.
+        input_shape: (H, W, C), sides multiples of 32.
+        num_classes: softmax size per pixel.
+        decoder_widths: filters per decoder step, deepest first (one per step used).
+        upsampling: ``transposed``, ``nearest`` or ``bilinear`` (see :func:`upsample`).
+        batch_norm: batch normalisation in the decoder.
+        **backbone_options: passed to the backbone builder (e.g. ``width``).
+
+    Example:
+        >>> unet_backbone("vgg16", (64, 64, 3), 3, width=0.125).output_shape
+        (None, 64, 64, 3)
+    """
+    from foveal.models.registry import MODELS
+
+    taps = MODELS.get(backbone_name).meta.get("feature_layers") or {}
+    levels = [lvl for lvl in ("P5", "P4", "P3", "P2") if lvl in taps]
+    if not levels:
+        raise ModelError(f"backbone {backbone_name!r} names no feature layers to attach a decoder to")
+    base = _backbone(backbone_name, input_shape, **backbone_options)
+    feats = {lvl: base.get_layer(taps[lvl]).output for lvl in levels}
+    x = feats[levels[0]]
+    stride = 2 ** (int(levels[0][1]) )
+    step = 0
+    widths = list(decoder_widths)
+    for lvl in levels[1:]:
+        x = upsample(x, 2, upsampling, filters=widths[step] if upsampling == "transposed" else None, name=f"dec{step + 1}_up")
+        x = layers.Concatenate(name=f"dec{step + 1}_concat")([x, feats[lvl]])
+        x = _conv_pair(x, widths[step], "same", batch_norm, f"dec{step + 1}")
+        stride //= 2
+        step += 1
+    while stride > 1:
+        x = upsample(x, 2, upsampling, filters=widths[min(step, len(widths) - 1)] if upsampling == "transposed" else None,
+                     name=f"dec{step + 1}_up")
+        x = _conv_pair(x, widths[min(step, len(widths) - 1)], "same", batch_norm, f"dec{step + 1}")
+        stride //= 2
+        step += 1
+    return keras.Model(base.input, segmentation_output(x, num_classes), name=name or f"unet_{backbone_name}")
+
+
+@SEGMENTATION_MODELS.register(
+    "fcn", input_shape=(224, 224, 3),
+    paper="Long, Shelhamer, Darrell, Fully Convolutional Networks for Semantic Segmentation, CVPR 2015",
+    description="FCN-32s/16s/8s on VGG-16",
+)
+def fcn(
+    backbone: str = "vgg16",
+    variant: str = "8s",
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    num_classes: int = 21,
+    fc_filters: int = 4096,
+    dropout: float = 0.5,
+    name: str | None = None,
+    **backbone_options: Any,
+) -> keras.Model:
+    """FCN-32s, -16s or -8s (Long et al., CVPR 2015) on a VGG (or any pyramid) backbone.
+
+    conv7 = fc6 (7x7, ``fc_filters``) + fc7 (1x1) with ReLU and dropout on pool5; score layers
+    are 1x1 convolutions to ``num_classes``; each fusion step upsamples x2 with a learned
+    transposed convolution (bilinear start) and adds the next skip's score; the final
+    upsampling to input size is a fixed bilinear transposed convolution.
+
+    Args:
+        backbone: ``vgg16``/``vgg19`` (taps pool3/pool4/pool5) or another architecture, whose
+            P3/P4/P5 feature layers are used.
+        variant: ``32s``, ``16s`` or ``8s``.
+        input_shape: (H, W, C) with sides multiples of 32.
+        num_classes: 21 for PASCAL VOC.
+        fc_filters: width of fc6/fc7 (4096 in the paper).
+        dropout: after fc6 and fc7.
+        **backbone_options: passed to the backbone builder (e.g. ``width``).
+
+    Example:
+        >>> fcn("vgg16", "16s", (64, 64, 3), 5, fc_filters=32, width=0.125).output_shape
+        (None, 64, 64, 5)
+    """
+    if variant not in FCN_VARIANTS:
+        raise ConfigError(f"FCN variant must be one of {', '.join(FCN_VARIANTS)}, got {variant!r}")
+    h, w = input_shape[:2]
+    if h % 32 or w % 32:
+        raise ModelError(f"fcn needs height and width divisible by 32, got {h}x{w}")
+    from foveal.models.registry import MODELS
+
+    if backbone in FCN_TAPS:
+        taps = FCN_TAPS[backbone]
+    else:
+        pyramid = MODELS.get(backbone).meta.get("feature_layers") or {}
+        if not all(k in pyramid for k in ("P3", "P4", "P5")):
+            raise ModelError(f"backbone {backbone!r} has no P3/P4/P5 feature layers for FCN skips")
+        taps = {"pool3": pyramid["P3"], "pool4": pyramid["P4"], "pool5": pyramid["P5"]}
+    base = _backbone(backbone, input_shape, **backbone_options)
+    x = base.get_layer(taps["pool5"]).output
+    for i, size in ((6, 7), (7, 1)):
+        x = layers.Conv2D(fc_filters, size, padding="same", activation="relu", name=f"fc{i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"drop{i}")(x)
+    x = layers.Conv2D(num_classes, 1, name="score_fr")(x)
+    skips, final = FCN_VARIANTS[variant]
+    for pool in ("pool4", "pool3")[:skips]:
+        x = upsample(x, 2, "transposed", filters=num_classes, name=f"upscore_{pool}")
+        score = layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name=f"score_{pool}")(base.get_layer(taps[pool]).output)
+        x = layers.Add(name=f"fuse_{pool}")([x, score])
+    x = upsample(x, final, "transposed", filters=num_classes, trainable=False, name=f"upscore{final}")
+    probs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(base.input, probs, name=name or f"fcn{variant}_{backbone}")
+
+
+__all__ = ["FCN_TAPS", "FCN_VARIANTS", "SEGMENTATION_MODELS", "fcn", "segmentation_output", "unet", "unet_backbone",
+           "valid_unet_output_size"]
