@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from foveal.configtools import option
 from foveal.errors import ConfigError
+from foveal.training.recipes import check_recipe, recipe_help
 
 Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
 Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle", "plateau"]
@@ -96,6 +97,16 @@ class TrainConfig:
     distill_alpha: float = option(0.1, "weight of the hard-label loss (the soft loss gets 1 - alpha)",
                                   group="distillation")
 
+    # speed
+    recipe: str | None = option(None, "named preset filling every option not given explicitly (command "
+                                "line, YAML and keyword arguments win) -- " + recipe_help(), group="training")
+    mixed_precision: Literal["none", "bfloat16", "float16"] = option(
+        "none", "mixed precision: compute in bfloat16 or float16 with float32 weights and softmax "
+        "(float16 adds loss scaling); saved models are float32", group="training")
+    jit_compile: Literal["auto", "on", "off"] = option(
+        "auto", "XLA compilation of the training step (on CPU it can take longer to compile than it "
+        "saves; see recipes/fast-training.md)", group="training")
+
     # optimisation
     epochs: int = option(10, "number of epochs", group="training")
     batch_size: int = option(64, "images per step", group="training")
@@ -158,9 +169,31 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        check_recipe(self.recipe)
+
+    @property
+    def explicit_options(self) -> frozenset[str]:
+        """The fields given to the constructor (what a recipe must not override)."""
+        return self.__dict__.get("_explicit", frozenset())
 
     @property
     def image_hw(self) -> tuple[int, int] | None:
         if self.image_size is None:
             return None
         return (self.image_size[0], self.image_size[-1])
+
+
+def _recording_init(init):
+    """Wrap the dataclass ``__init__`` to remember which fields were passed: the YAML loader and
+    the CLI pass only the options the user gave, so this is what ``--recipe`` must leave alone."""
+    names = [f for f in TrainConfig.__dataclass_fields__]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.__dict__["_explicit"] = frozenset(names[:len(args)]) | frozenset(kwargs)
+
+    __init__.__doc__ = init.__doc__
+    return __init__
+
+
+TrainConfig.__init__ = _recording_init(TrainConfig.__init__)  # type: ignore[method-assign]

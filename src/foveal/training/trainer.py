@@ -11,6 +11,11 @@ the ``fine_tune`` layers, recompiles with the lower learning rate and trains
 ``fine_tune_epochs`` more. The phase is stored in ``state.json`` so ``--resume`` re-applies the
 right trainable flags, and ``history.csv`` runs on across both phases with a ``phase`` column.
 
+Speed options: ``--recipe`` fills the options not given explicitly from a preset (resolved
+here, before anything else, so ``config.yaml`` holds the final values); ``--mixed-precision``
+builds the model under a mixed dtype policy (the global policy is restored afterwards, and
+checkpoints are saved as float32 copies); ``--jit-compile`` goes to ``model.compile``.
+
 Example:
     >>> from foveal.config import TrainConfig
     >>> result = train(TrainConfig(data="digits", model="lenet5", epochs=2, output="/tmp/runs"))  # doctest: +SKIP
@@ -45,6 +50,8 @@ from foveal.models import ModelCard, add_weight_penalty, build_model, save_model
 from foveal.training import callbacks as cb
 from foveal.transfer.finetune import Phases
 from foveal.transfer.pretrained import build_pretrained, builder_for, default_input_shape
+from foveal.training.precision import as_float32, dtype_policy, is_mixed, with_loss_scaling, with_policy
+from foveal.training.recipes import resolve_recipe
 from foveal.training.schedules import make_optimizer, make_schedule
 from foveal.training.runs import TrainResult, mark, resolve_run, saved_model, say, set_determinism, weights_of
 from foveal.utils_io import atomic_write_text
@@ -112,6 +119,12 @@ def _standardize_stats(train: LabeledImages, channels: int) -> tuple[list[float]
 
 
 def _new_model(cfg: TrainConfig, splits: Splits, input_shape: tuple[int, int, int]) -> keras.Model:
+    """The model of ``cfg``, built under its mixed-precision policy."""
+    with dtype_policy(cfg.mixed_precision):
+        return _build(cfg, splits, input_shape)
+
+
+def _build(cfg: TrainConfig, splits: Splits, input_shape: tuple[int, int, int]) -> keras.Model:
     options = dict(cfg.model_options)
     builder = builder_for(cfg.model, cfg.weights)
     if cfg.dropout is not None and builder == "foveal":
@@ -143,6 +156,8 @@ def _compile(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, num_cla
                        gamma=cfg.gamma, min_learning_rate=cfg.min_learning_rate)
     optimizer = make_optimizer(cfg.optimizer, lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
+    if is_mixed(model):
+        optimizer = with_loss_scaling(optimizer, cfg.mixed_precision)
     k = min(cfg.top_k, num_classes - 1)
     if cfg.distill_from:
         from foveal.shrink.distill import DistillationLoss, HardLabelAccuracy
@@ -156,7 +171,11 @@ def _compile(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, num_cla
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
         if k > 1:
             metrics.append(keras.metrics.TopKCategoricalAccuracy(k=k, name=f"top_{k}_accuracy"))
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+    jit = {"auto": "auto", "on": True, "off": False}[cfg.jit_compile]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
+    if jit is True and not model.jit_compile:
+        say("note: XLA is off despite --jit-compile on (Keras disables it under TensorFlow op "
+            "determinism: add --no-deterministic)")
 
 
 def _teacher(cfg: TrainConfig, class_names: list[str]) -> keras.Model | None:
@@ -179,19 +198,24 @@ def _monitor_mode(monitor: str) -> str:
     return "min" if "loss" in monitor else "max"
 
 
-def train(config: TrainConfig | None = None, *, resume: str | Path | None = None, **overrides: Any) -> TrainResult:
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
+          callbacks: list[keras.callbacks.Callback] | None = None, **overrides: Any) -> TrainResult:
     """Train a classifier and write a run folder; see the module docstring.
 
     Args:
         config: the options (defaults to :class:`TrainConfig`'s).
         resume: a run folder to continue from its last finished epoch; its ``config.yaml``
             is used, with ``overrides`` (e.g. ``epochs=20`` to train longer) on top.
+        callbacks: extra Keras callbacks for every ``fit`` (e.g. a benchmark's per-epoch test
+            evaluation; setting ``model.stop_training`` ends the run early, as finished).
         **overrides: options that replace those of ``config``.
 
     Returns:
         A :class:`TrainResult`; ``interrupted`` is True when a signal stopped the run.
     """
     state: dict[str, Any] | None = None
+    if resume is None:
+        config, overrides = _with_recipe(config, overrides), {}
     cfg, run_dir, state = resolve_run(TrainConfig, config, resume, overrides)
     # Unknown names and missing files fail before any data is read; a resumed run needs no
     # weights file any more (its weights are in last.keras).
@@ -220,6 +244,8 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         if cfg.distill_from:
             import foveal.shrink.distill  # noqa: F401  registers the saved loss and metrics
         model, _ = load_model(run_dir / "last.keras", compile=True)
+        if cfg.mixed_precision != "none":
+            model = _mixed_copy(model, cfg, steps_per_epoch, len(class_names))
         say(f"resuming {run_dir} after epoch {start_epoch} of {total}"
             + (f" (phase {phase})" if phases.two_phase else ""))
     else:
@@ -229,16 +255,20 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
                                       "builder": builder or builder_for(cfg.model, cfg.weights)}
     if cfg.weights is not None:
         training_facts["weights"] = cfg.weights
+    training_facts["mixed_precision"] = cfg.mixed_precision
+    if cfg.recipe:
+        training_facts["recipe"] = cfg.recipe
     card = ModelCard(architecture=cfg.model, class_names=list(class_names), input_shape=input_shape,
                      preprocessing=_preprocessing_of(model), keep_aspect=cfg.keep_aspect,
                      training=training_facts)
 
     def save(m: keras.Model, path: Path) -> None:
-        save_model(m, path, card)
+        save_model(_float32_for_saving(m), path, card)
 
     _describe(cfg, splits, model, run_dir)
     history: dict[str, list[float]] = {k: list(v) for k, v in (state or {}).get("history", {}).items()}
-    run = _Run(cfg, splits, train_data, input_shape, run_dir, save, history, steps_per_epoch, len(class_names))
+    run = _Run(cfg, splits, train_data, input_shape, run_dir, save, history, steps_per_epoch, len(class_names),
+               list(callbacks or []))
     interrupted, seconds, fitted = False, 0.0, False
     if phase == 1:
         if start_epoch < cfg.epochs:
@@ -270,6 +300,45 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         mark(run_dir, "trained", train_seconds=seconds)
     metrics = _finish(cfg, model, card, splits, run_dir, history, phases)
     return TrainResult(run_dir, history, metrics)
+
+
+def _with_recipe(config: TrainConfig | None, overrides: dict[str, Any]) -> TrainConfig:
+    """``config`` with ``overrides`` on top and its recipe filled in where neither set a value."""
+    cfg = config or TrainConfig()
+    explicit = cfg.explicit_options | set(k.replace("-", "_") for k in overrides)
+    if overrides:
+        cfg = configtools.from_mapping(TrainConfig, {**_as_dict(cfg), **overrides})
+    return resolve_recipe(cfg, explicit)
+
+
+def _float32_for_saving(model: keras.Model) -> keras.Model:
+    """A float32 copy of a mixed-precision model, with its compiled optimizer and loss, so
+    that ``last.keras`` resumes (the optimizer state is shared, not copied)."""
+    if not is_mixed(model):
+        return model
+    copy = as_float32(model)
+    if getattr(model, "optimizer", None) is not None and getattr(model, "loss", None) is not None:
+        optimizer = model.optimizer
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            optimizer = optimizer.inner_optimizer
+        copy.compile(optimizer=optimizer, loss=model.loss, metrics=None)
+    return copy
+
+
+def _mixed_copy(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int) -> keras.Model:
+    """The resumed (float32) ``model`` rebuilt under the run's mixed policy, compiled, with the
+    saved optimizer state carried over variable by variable (same structure, same order)."""
+    mixed = with_policy(model, cfg.mixed_precision)
+    saved = getattr(model, "optimizer", None)
+    _compile(mixed, cfg, steps_per_epoch, num_classes)
+    if saved is not None and saved.built:
+        optimizer = mixed.optimizer
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        inner.build(mixed.trainable_variables)
+        if len(inner.variables) == len(saved.variables):
+            for target, value in zip(inner.variables, saved.variables):
+                target.assign(value)
+    return mixed
 
 
 def _saved_card(run_dir: Path) -> ModelCard | None:
@@ -307,6 +376,7 @@ class _Run:
     history: dict[str, list[float]]
     steps_per_epoch: int
     num_classes: int
+    extra_callbacks: list[Any]
 
 
 def _phase_config(cfg: TrainConfig, phases: Phases, phase: int) -> TrainConfig:
@@ -462,6 +532,7 @@ def _callbacks(run: _Run, fit_model: keras.Model, *, has_val: bool, phase: int, 
                                       extra_state={"phase": phase, "phase_start": phase_start}, phase=phase))
     if cfg.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.run_dir / "tensorboard"), write_graph=False))
+    callbacks += run.extra_callbacks
     callbacks.append(guard)
     return callbacks, guard
 
