@@ -6,7 +6,7 @@ warm-up epoch, with nothing else consuming the batches. The reference is
 ``keras.utils.image_dataset_from_directory`` followed by Keras preprocessing layers mapped
 over the dataset, which is how the Keras guides build it. Prints one JSON document.
 
-    python benchmarks/input_pipeline.py --folder /tmp/cifar10/train --image-size 32 --limit 20000
+    python benchmarks/input_pipeline.py --folder /tmp/cifar10/train --image-size 32
     python benchmarks/input_pipeline.py --cifar ../shared/datasets/cifar10-jpeg.tar.gz
 """
 

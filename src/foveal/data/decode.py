@@ -53,6 +53,10 @@ def decode_image_bytes(contents: tf.Tensor, channels: int) -> tf.Tensor:
     BMP, GIF and CMYK JPEG), then converted: alpha dropped, gray repeated to RGB, RGB
     turned to luma. Gray sources asked for as gray keep their exact values.
     """
+    if channels == 3:  # every format decodes straight to RGB (gray repeated, alpha dropped)
+        image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
+        image.set_shape([None, None, 3])
+        return image
     image = tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False)
     have = tf.shape(image)[-1]
     rgb = tf.cond(have >= 3, lambda: image[..., :3], lambda: tf.tile(image[..., :1], [1, 1, 3]))

@@ -26,15 +26,29 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def resize_image(image: tf.Tensor, size: tuple[int, int], keep_aspect: bool) -> tf.Tensor:
-    """Resize a uint8 HxWxC image to ``size`` (stretch, or pad to keep the aspect ratio)."""
+    """Resize a uint8 HxWxC image to ``size`` (stretch, or pad to keep the aspect ratio).
+
+    Images already at ``size`` pass through untouched, decided statically for arrays and at
+    run time for decoded files (whose size is unknown when the graph is built).
+    """
     static = image.shape[:2]
     if static[0] == size[0] and static[1] == size[1]:
         return image
-    if keep_aspect:
-        out = tf.image.resize_with_pad(tf.cast(image, tf.float32), size[0], size[1], antialias=True)
-    else:
-        out = tf.image.resize(image, size, method="bilinear", antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+
+    def resized() -> tf.Tensor:
+        if keep_aspect:
+            out = tf.image.resize_with_pad(tf.cast(image, tf.float32), size[0], size[1], antialias=True)
+        else:
+            out = tf.image.resize(image, size, method="bilinear", antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(out), 0, 255), tf.uint8)
+
+    if static[0] is not None and static[1] is not None:
+        return resized()
+    shape = tf.shape(image)
+    same = tf.logical_and(tf.equal(shape[0], size[0]), tf.equal(shape[1], size[1]))
+    out = tf.cond(same, lambda: image, resized)
+    out.set_shape([size[0], size[1], image.shape[-1]])
+    return out
 
 
 def make_pipeline(
