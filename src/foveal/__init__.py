@@ -10,6 +10,8 @@ The Python API mirrors the command line::
 
 from __future__ import annotations
 
+from foveal._lazy import lazy_getattr
+
 import os
 
 # Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
@@ -34,13 +36,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    """Import the public API lazily so ``import foveal`` and ``foveal --help`` stay fast."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'foveal' has no attribute {name!r}")
+__getattr__ = lazy_getattr("foveal", _LAZY)
 
 
 __all__ = ["__version__", *_LAZY]

@@ -5,19 +5,15 @@ Example:
     >>> report.passed, report.max_abs_diff, report.accuracy  # doctest: +SKIP
 """
 
+from foveal._lazy import lazy_getattr
+
 from foveal.export.names import FORMATS, QUANTIZATIONS, RUNTIMES
 
 _LAZY = {"ExportReport": "foveal.export.parity", "export_model": "foveal.export.parity",
          "open_runner": "foveal.export.runners", "benchmark": "foveal.export.benchmark"}
 
 
-def __getattr__(name: str):
-    """Load the TensorFlow-backed parts only when used."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'foveal.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr("foveal.export", _LAZY)
 
 
 __all__ = ["FORMATS", "QUANTIZATIONS", "RUNTIMES", *_LAZY]

@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+from foveal._lazy import lazy_getattr
+
 _LAZY = {
     "BYTES_PER_MB": "foveal.inspection.memory",
     "format_memory": "foveal.inspection.memory",
@@ -29,12 +31,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'foveal.inspection' has no attribute {name!r}")
+__getattr__ = lazy_getattr("foveal.inspection", _LAZY)
 
 
 __all__ = sorted(_LAZY)

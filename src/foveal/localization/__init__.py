@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+from foveal._lazy import lazy_getattr
+
 _LAZY = {
     "LocalizeConfig": "foveal.localization.train",
     "LocalizeResult": "foveal.localization.train",
@@ -36,12 +38,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'foveal.localization' has no attribute {name!r}")
+__getattr__ = lazy_getattr("foveal.localization", _LAZY)
 
 
 __all__ = list(_LAZY)

@@ -12,18 +12,15 @@ Example:
 
 from __future__ import annotations
 
+from foveal._lazy import lazy_getattr
+
 _LAZY = {"add_serve_command": "foveal.serve.cli", "create_app": "foveal.serve.app",
          "background_server": "foveal.serve.app", "load_image_bytes": "foveal.serve.app"}
 
 
-def __getattr__(name: str):
-    """Import lazily: ``foveal --help`` must not import FastAPI, and ``python -m
-    foveal.serve.cli`` must not find its own module imported already."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'foveal.serve' has no attribute {name!r}")
+# Lazy: `foveal --help` must not import FastAPI, and `python -m foveal.serve.cli` must not
+# find its own module imported already.
+__getattr__ = lazy_getattr("foveal.serve", _LAZY)
 
 
 __all__ = ["add_serve_command", "background_server", "create_app", "load_image_bytes"]

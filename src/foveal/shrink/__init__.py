@@ -1,5 +1,7 @@
 """Make models smaller: magnitude pruning with a sparsity schedule, and knowledge distillation."""
 
+from foveal._lazy import lazy_getattr
+
 _LAZY = {
     "DistillationLoss": "foveal.shrink.distill", "Distiller": "foveal.shrink.distill",
     "HardLabelAccuracy": "foveal.shrink.distill", "logits_model": "foveal.shrink.distill",
@@ -9,13 +11,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    """Import the Keras-backed parts only when used (keeps `foveal --help` instant)."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'foveal.shrink' has no attribute {name!r}")
+__getattr__ = lazy_getattr("foveal.shrink", _LAZY)
 
 
 __all__ = list(_LAZY)

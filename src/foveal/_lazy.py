@@ -1,0 +1,22 @@
+"""Lazy package attributes: public names imported on first use, so importing a package (and
+``foveal --help``) never loads TensorFlow or Keras."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+
+def lazy_getattr(package: str, table: dict[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that imports ``table[name]`` (a module path) on first access.
+
+    Example:
+        >>> __getattr__ = lazy_getattr("foveal.export", {"export_model": "foveal.export.parity"})
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name in table:
+            return getattr(importlib.import_module(table[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
