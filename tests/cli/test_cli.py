@@ -175,3 +175,23 @@ def test_help_does_not_load_tensorflow():
             "heavy = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--task", "segment", "--epochs", "2"], ["segment", "train", "--epochs", "2"]),
+    (["-v", "train", "--epochs", "2", "--task=localize"], ["-v", "localize", "train", "--epochs", "2"]),
+    (["train", "--task", "classify", "--epochs", "2"], ["train", "--epochs", "2"]),
+    (["train", "--task", "bogus"], ["train", "--task", "bogus"]),
+    (["localize", "train", "--epochs", "2"], ["localize", "train", "--epochs", "2"]),
+    (["train", "--", "--task", "detect"], ["train", "--", "--task", "detect"]),
+])
+def test_train_task_routes_to_the_task_command(argv, expected):
+    from foveal.cli.main import route_task
+
+    assert route_task(argv) == expected
+
+
+def test_train_task_unknown_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--task", "bogus"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -24,7 +24,14 @@ EPILOG_TRAIN = """examples:
   foveal train --data photos/ --model resnet18 --image-size 64 --augment standard
   foveal train --config run.yaml --epochs 20     # YAML file, command line overrides it
   foveal train --resume runs/geron_cnn-fashion-mnist-20261123-101500
+  foveal train --task localize --data ../shared/datasets/raccoon   # same as `foveal localize train`
+
+other tasks: --task localize|segment|detect hands the remaining options to
+`foveal localize|segment|detect train` (see `foveal TASK train --help` for their options).
 """
+
+# `foveal train --task X ARGS` is `foveal X train ARGS`: each task keeps its own option set.
+TASK_COMMANDS = {"localize": "localize", "segment": "segment", "detect": "detect"}
 
 
 def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
@@ -119,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "YAML file; options given here override the file.", epilog=EPILOG_TRAIN, formatter_class=fmt)
     t.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
+    t.add_argument("--task", choices=["classify", *TASK_COMMANDS], default="classify",
+                   help="what to train: classify (default, the options below), or another task whose "
+                   "options are those of `foveal TASK train`")
     configtools.add_arguments(t, TrainConfig)
     t.set_defaults(func=_train)
 
@@ -212,13 +222,43 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-_NOT_TRAIN_OPTIONS = {"command", "func", "config", "resume", "verbose", "action"}
+_NOT_TRAIN_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "task"}
+
+
+def route_task(argv: Sequence[str]) -> list[str]:
+    """Rewrite ``train --task X ARGS`` (or ``--task=X``) as ``X train ARGS``; other argv unchanged.
+
+    Only ``--task`` before a ``--`` counts; an unknown task is left for argparse to refuse.
+    """
+    argv = list(argv)
+    if "train" not in argv:
+        return argv
+    head = argv.index("train")
+    if any(a not in ("-v", "--verbose") for a in argv[:head]):
+        return argv
+    rest = argv[head + 1:]
+    for i, arg in enumerate(rest):
+        if arg == "--":
+            break
+        task = None
+        if arg == "--task" and i + 1 < len(rest):
+            task, drop = rest[i + 1], 2
+        elif arg.startswith("--task="):
+            task, drop = arg.split("=", 1)[1], 1
+        if task is None:
+            continue
+        if task in TASK_COMMANDS:
+            return [*argv[:head], TASK_COMMANDS[task], "train", *rest[:i], *rest[i + drop:]]
+        if task == "classify":
+            return [*argv[:head], "train", *rest[:i], *rest[i + drop:]]
+        return argv
+    return argv
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``foveal`` command."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(route_task(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     overrides = {k: v for k, v in vars(args).items() if k not in _NOT_TRAIN_OPTIONS} if args.command == "train" else {}
