@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.localization.cli import add_localize_command
 
     add_localize_command(sub)
+    from foveal.detection.cli import add_detect_command
+
+    add_detect_command(sub)
     from foveal.shrink.cli import add_prune_command
 
     add_prune_command(sub)

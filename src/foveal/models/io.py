@@ -33,7 +33,7 @@ class ModelCard:
         input_shape: (height, width, channels) of the raw pixel input.
         preprocessing: mode of the model's own ``Preprocess`` layer (already inside the model).
         keep_aspect: resize with padding to keep the aspect ratio (else stretch).
-        task: ``classify``, ``localize`` or ``segment``.
+        task: ``classify``, ``localize``, ``segment`` or ``detect``.
         training: facts about how it was trained (dataset, epochs, metrics), free-form.
     """
 
@@ -130,6 +130,8 @@ def load_model(path: str | Path, compile: bool = False) -> tuple[keras.Model, Mo
     if card is not None and card.task == "segment":
         import foveal.segmentation.losses  # noqa: F401  register the losses and metrics
         import foveal.segmentation.metrics  # noqa: F401
+    if card is not None and card.task == "detect":
+        import foveal.detection.model  # noqa: F401  registers DetectorModel, AnchorReshape, YoloLoss
     try:
         model = keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged file

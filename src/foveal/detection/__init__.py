@@ -1,0 +1,65 @@
+"""Object detection: YOLO-style detectors on any foveal backbone.
+
+A detector is a foveal backbone with a YOLO head (Redmon & Farhadi, "YOLO9000", CVPR 2017;
+"YOLOv3: An Incremental Improvement", arXiv 2018): per grid cell and anchor, box offsets
+(sigmoid centre, exp scale of the anchor), an objectness score and class scores, on one scale
+(YOLOv2) or three (YOLOv3). Modules: :mod:`.model` (``build_detector`` and ``DetectorModel``,
+whose ``predict`` returns boxes, scores and classes), :mod:`.loss` (``YoloLoss``, targets built
+in-graph from padded boxes), :mod:`.postprocess` (decoding and non-max suppression in
+TensorFlow, a NumPy reference), :mod:`.augment` and :mod:`.pipeline` (box-aware ``tf.data``
+input, multi-scale batches, letterboxing), :mod:`.config` and :mod:`.train` (``DetectConfig``,
+run folders, evaluation), :mod:`.scoring` (COCO/VOC metrics of a model on a dataset),
+:mod:`.predict`, :mod:`.report` (HTML with PR curves), :mod:`.sliding_window` and
+:mod:`.scan` (the texts' FCN detector), :mod:`.cli` (``foveal detect``).
+
+The names below are imported lazily, so ``import foveal.detection`` stays cheap.
+
+Example:
+    >>> import numpy as np
+    >>> from foveal.detection import build_detector
+    >>> model = build_detector("resnet18", 2, np.array([[0.2, 0.3]]), input_shape=(64, 64, 3),
+    ...                        backbone_options={"width": 8})  # doctest: +SKIP
+    >>> model.compile("adam"); model.fit(dataset)  # (images, {"boxes", "classes"})  # doctest: +SKIP
+    >>> model.predict(images)["boxes"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from foveal._lazy import lazy_getattr
+
+_LAZY = {
+    "build_detector": "foveal.detection.model",
+    "DetectorModel": "foveal.detection.model",
+    "AnchorReshape": "foveal.detection.model",
+    "YoloLoss": "foveal.detection.loss",
+    "assign_targets": "foveal.detection.loss",
+    "decode_predictions": "foveal.detection.postprocess",
+    "detect_from_outputs": "foveal.detection.postprocess",
+    "non_max_suppression": "foveal.detection.postprocess",
+    "nms_image": "foveal.detection.postprocess",
+    "reference_nms": "foveal.detection.postprocess",
+    "BoxAugment": "foveal.detection.augment",
+    "parse_box_augment": "foveal.detection.augment",
+    "augment_boxes": "foveal.detection.augment",
+    "make_detection_pipeline": "foveal.detection.pipeline",
+    "DetectConfig": "foveal.detection.config",
+    "train_detector": "foveal.detection.train",
+    "evaluate_detector": "foveal.detection.train",
+    "detect_dataset": "foveal.detection.scoring",
+    "score_detections": "foveal.detection.scoring",
+    "to_coco_results": "foveal.detection.scoring",
+    "predict_detections": "foveal.detection.predict",
+    "write_detection_report": "foveal.detection.report",
+    "patch_dataset": "foveal.detection.sliding_window",
+    "train_patch_classifier": "foveal.detection.sliding_window",
+    "to_fully_convolutional": "foveal.detection.sliding_window",
+    "sliding_window_detect": "foveal.detection.sliding_window",
+    "run_sliding_window": "foveal.detection.scan",
+    "add_detect_command": "foveal.detection.cli",
+}
+
+
+__getattr__ = lazy_getattr("foveal.detection", _LAZY)
+
+
+__all__ = list(_LAZY)

@@ -1,0 +1,197 @@
+"""``foveal detect train|evaluate|predict|anchors``: the command line of object detection.
+
+:func:`add_detect_command` adds the ``detect`` command to the ``foveal`` parser's subcommands;
+each action calls one public function of :mod:`foveal.detection`. ``foveal train --task detect``
+is the same as ``foveal detect train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+EPILOG_TRAIN = """examples:
+  foveal detect train                                  # raccoon boxes, YOLO on resnet18 (width 16), 256x256
+  foveal detect train --epochs 80 --multi-scale 224 256 288 320 --time-budget 1800
+  foveal detect train --backbone-weights runs/cifar-resnet18/best.keras --freeze-backbone-epochs 5
+  foveal detect train --data coco/annotations/instances_train2017.json --scales 3 --anchors 3
+  foveal detect train --resume runs/detect-resnet18-raccoon-20261123-101500
+"""
+
+EPILOG_PREDICT = """examples:
+  foveal detect predict runs/RUN/best.keras photo.jpg more_photos/ --output boxed/
+  foveal detect predict runs/RUN/best.keras photo.jpg --format json --score-threshold 0.5
+"""
+
+_NOT_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "detect_action", "task"}
+
+
+def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from foveal import configtools
+    from foveal.detection.config import DetectConfig
+    from foveal.detection.train import train_detector
+
+    # Options are suppressed unless given, so what is in ``args`` is what the user typed.
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS} | dict(overrides)
+    if args.resume:
+        result = train_detector(resume=args.resume, **given)
+    else:
+        result = train_detector(configtools.resolve(DetectConfig, args.config, given))
+    return 130 if result.interrupted else 0
+
+
+def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.detection.train import evaluate_detector, format_metrics
+
+    metrics = evaluate_detector(args.model, args.data, split=args.split, batch_size=args.batch_size,
+                                output=args.output, skip_invalid=args.skip_invalid,
+                                score_threshold=args.score_threshold, iou_threshold=args.iou_threshold)
+    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
+    if args.output:
+        print(f"wrote {Path(args.output) / 'report.html'} and detections.json", file=sys.stderr)
+    return 0
+
+
+def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.detection import predict as p
+    from foveal.detection.train import _set_postprocess
+    from foveal.models.io import load_model
+
+    model, card = load_model(args.model)
+    p.check_card(card)
+    _set_postprocess(model, args.score_threshold, args.iou_threshold)
+    rows = p.predict_detections(model, card, args.images, batch_size=args.batch_size, output=args.output,
+                                skip_invalid=args.skip_invalid)
+    text = {"table": p.format_table, "csv": p.to_csv,
+            "json": lambda r: json.dumps(r, indent=1)}[args.format](rows)
+    print(text)
+    if args.output:
+        print(f"wrote {len(rows)} image(s), detections.json and detections.csv to {args.output}", file=sys.stderr)
+    skipped = sum("error" in r for r in rows)
+    if skipped:
+        print(f"skipped {skipped} unreadable file(s)", file=sys.stderr)
+    return 0
+
+
+def _anchors(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.data.boxes import load_boxes
+    from foveal.ops.anchors import anchors_for
+
+    parts = load_boxes(args.data, skip_invalid=args.skip_invalid)
+    data = parts.get(args.split) or parts["train"]
+    width, height = args.image_size[-1], args.image_size[0]
+    anchors, mean_iou = anchors_for(data, args.k, (width, height), seed=args.seed)
+    result = {"data": args.data, "split": args.split if args.split in parts else "train", "k": args.k,
+              "image_size": [height, width], "mean_iou": round(float(mean_iou), 4),
+              "anchors_pixels": [[round(float(a), 1), round(float(b), 1)] for a, b in anchors],
+              "anchors_normalised": [[round(float(a) / width, 5), round(float(b) / height, 5)] for a, b in anchors]}
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"{args.k} anchors (width x height in pixels of a {width}x{height} input), "
+              f"mean best IoU with the {data.num_boxes} boxes: {mean_iou:.3f}")
+        for a, b in result["anchors_pixels"]:
+            print(f"  {a:7.1f} x {b:7.1f}")
+    return 0
+
+
+def _sliding_window(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.detection.scan import run_sliding_window
+    from foveal.detection.train import format_metrics
+
+    metrics = run_sliding_window(args.data, output=args.output, architecture=args.model, patch_size=args.patch_size,
+                                 epochs=args.epochs, scales=args.scales, score_threshold=args.score_threshold,
+                                 iou_threshold=args.iou_threshold, split=args.split, seed=args.seed,
+                                 skip_invalid=args.skip_invalid)
+    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
+    return 0
+
+
+def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``detect`` with its ``train``, ``evaluate``, ``predict`` and ``anchors`` actions."""
+    from foveal import configtools
+    from foveal.data.boxes import FORMATS_HELP
+    from foveal.detection.config import DetectConfig
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    det = subparsers.add_parser(
+        "detect", help="object detection: YOLO-style detectors on the zoo's backbones",
+        description="Train, evaluate and use object detectors (YOLOv2/v3-style heads on any zoo backbone), "
+        "with COCO metrics equal to pycocotools'.", allow_abbrev=False)
+    actions = det.add_subparsers(dest="detect_action", metavar="ACTION", required=True)
+
+    t = actions.add_parser(
+        "train", help="train a detector and write a run folder with a report", allow_abbrev=False,
+        description="Train a YOLO-style detector on box annotations. Every option can also be a key of the "
+        "--config YAML file; options given here override the file.", epilog=EPILOG_TRAIN, formatter_class=fmt)
+    t.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
+    configtools.add_arguments(t, DetectConfig)
+    t.set_defaults(func=_train)
+
+    e = actions.add_parser("evaluate", help="COCO AP table, VOC mAP@0.5 and PR curves of a detector",
+                           allow_abbrev=False)
+    e.add_argument("model", help="a .keras model file written by `foveal detect train`")
+    e.add_argument("--data", required=True, help=FORMATS_HELP)
+    e.add_argument("--split", default="test", help="part to score: test, val or train (default: test)")
+    e.add_argument("--batch-size", type=int, default=8, help="images per batch (default: 8)")
+    e.add_argument("--score-threshold", type=float, help="post-processing score threshold (default: the model's)")
+    e.add_argument("--iou-threshold", type=float, help="non-max suppression IoU (default: the model's)")
+    e.add_argument("--output", metavar="DIR", help="write metrics.json, detections.json and report.html here")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.add_argument("--skip-invalid", action="store_true", help="skip images with bad annotations or files")
+    e.set_defaults(func=_evaluate)
+
+    p = actions.add_parser("predict", help="boxes, classes and scores for image files or folders",
+                           allow_abbrev=False, epilog=EPILOG_PREDICT, formatter_class=fmt)
+    p.add_argument("model", help="a .keras model file written by `foveal detect train`")
+    p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("--output", metavar="DIR", help="write each image with its boxes drawn, detections.json "
+                   "(COCO results) and detections.csv here")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="what to print (default: table)")
+    p.add_argument("--score-threshold", type=float, help="keep detections scoring at least this (default: the model's)")
+    p.add_argument("--iou-threshold", type=float, help="non-max suppression IoU (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default: 8)")
+    p.add_argument("--skip-invalid", action="store_true", help="report unreadable images and go on")
+    p.set_defaults(func=_predict)
+
+    a = actions.add_parser("anchors", help="anchor boxes by k-means with the IoU distance (YOLOv2)",
+                           allow_abbrev=False)
+    a.add_argument("--data", required=True, help=FORMATS_HELP)
+    a.add_argument("--k", type=int, default=5, help="number of anchors (default: 5)")
+    a.add_argument("--image-size", type=int, nargs="+", default=[416], help="model input SIZE or HEIGHT WIDTH "
+                   "(boxes are scaled as the images are stretched to it; default: 416)")
+    a.add_argument("--split", default="train", help="which split's boxes (default: train)")
+    a.add_argument("--seed", type=int, default=0, help="k-means seed (default: 0)")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.add_argument("--skip-invalid", action="store_true", help="skip images with bad annotations")
+    a.set_defaults(func=_anchors)
+
+    s = actions.add_parser(
+        "sliding-window", allow_abbrev=False, formatter_class=fmt,
+        help="the texts' FCN detector: a patch classifier slid over the image, then NMS",
+        description="Train a small patch classifier on the boxes and background squares of the train split, "
+        "turn it into a fully convolutional network, scan each image of --split at several scales, "
+        "suppress overlaps, and score the detections like `foveal detect evaluate` (Géron, ch. 14).",
+        epilog="example:\n  foveal detect sliding-window --data ../shared/datasets/raccoon --output fcn-raccoon/")
+    s.add_argument("--data", required=True, help=FORMATS_HELP)
+    s.add_argument("--output", required=True, metavar="DIR", help="folder for the classifier, metrics.json, "
+                   "detections.json and report.html")
+    s.add_argument("--model", default="lenet5", help="patch classifier with a Flatten->Dense head (default: lenet5)")
+    s.add_argument("--patch-size", type=int, default=32, help="window side in pixels (default: 32)")
+    s.add_argument("--epochs", type=int, default=15, help="patch classifier epochs (default: 15)")
+    s.add_argument("--scales", type=float, nargs="+", default=[0.5, 0.25, 0.125],
+                   help="image pyramid scales (default: 0.5 0.25 0.125)")
+    s.add_argument("--score-threshold", type=float, default=0.5, help="least object probability (default: 0.5)")
+    s.add_argument("--iou-threshold", type=float, default=0.3, help="non-max suppression IoU (default: 0.3)")
+    s.add_argument("--split", default="test", help="split to scan and score (default: test)")
+    s.add_argument("--seed", type=int, default=0, help="seed for patches and training (default: 0)")
+    s.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    s.add_argument("--skip-invalid", action="store_true", help="skip images with bad annotations or files")
+    s.set_defaults(func=_sliding_window)
+
+
+__all__ = ["add_detect_command"]

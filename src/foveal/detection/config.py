@@ -1,0 +1,153 @@
+"""``DetectConfig``: every option of ``foveal detect train`` (and ``foveal train --task detect``).
+
+One dataclass drives the command-line options, the YAML file and the ``config.yaml`` written
+into each run folder (see :mod:`foveal.configtools`).
+
+Example:
+    >>> cfg = DetectConfig(data="../shared/datasets/raccoon", epochs=40, image_size=[320])
+    >>> cfg.validate()
+    >>> cfg.image_hw
+    (320, 320)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from foveal.configtools import option
+from foveal.errors import ConfigError
+
+Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
+Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle"]
+DEFAULT_DATA = "../shared/datasets/raccoon"
+DEFAULT_BACKBONE_OPTIONS = {"width": 16}
+STRIDE = 32  # the coarsest grid: every input side must be a multiple of it
+
+
+@dataclass
+class DetectConfig:
+    """All options of a detector training run (see ``foveal detect train --help``)."""
+
+    # data
+    data: str = option(DEFAULT_DATA, "box annotations: a Pascal VOC folder (annotations/, images/, optional "
+                       "train.txt/val.txt/test.txt), a COCO JSON, a YOLO folder or a CSV file", group="data")
+    test_data: str | None = option(None, "separate test annotations (else the dataset's test split, or "
+                                   "--test-split of train)", group="data")
+    val_split: float = option(0.1, "fraction of train held out for validation when the dataset has no val split",
+                              group="data")
+    test_split: float = option(0.2, "fraction of train held out for testing when there is no test split", group="data")
+    image_size: list[int] = option([256], "input SIZE or HEIGHT WIDTH, multiples of 32", group="data")
+    multi_scale: list[int] = option([], "training sizes drawn per batch (YOLOv2 multi-scale), e.g. "
+                                    "'224 256 288 320'; empty: train at --image-size only", group="data")
+    keep_aspect: bool = option(False, "letterbox (pad) images to the input instead of stretching them", group="data")
+    channels: int = option(3, "1 (gray) or 3 (RGB)", group="data")
+    augment: str = option("detect", "box-aware augmentation: none, light, detect, or a list like "
+                          "'flip,crop=0.5,min_visible=0.3,translate=0.1,brightness=0.2'", group="data")
+    max_boxes: int = option(100, "boxes kept per image (more are dropped with a warning)", group="data")
+    cache: Literal["auto", "memory", "none"] = option("auto", "cache decoded images in memory ('auto': when "
+                                                       "under 1 GiB)", group="data")
+    skip_invalid: bool = option(False, "skip images with bad annotations or files (counted) instead of stopping",
+                                group="data")
+    clip_tolerance: float = option(3.0, "pixels a box may stick out of its image and be clipped (with a "
+                                   "warning) rather than refused", group="data")
+
+    # model
+    backbone: str = option("resnet18", "backbone architecture (see `foveal models`)", group="model")
+    backbone_options: dict[str, Any] = option(DEFAULT_BACKBONE_OPTIONS, "backbone options (the default suits "
+                                              "resnet18; use {} for others)", group="model")
+    backbone_weights: str | None = option(None, "a .keras classifier of the same backbone trained by "
+                                          "`foveal train` (e.g. on CIFAR-10): its weights start the "
+                                          "backbone; matched by layer name and shape", group="model")
+    preprocessing: str | None = option(None, "rescale, tf, torch, caffe or none (default: the backbone's, or "
+                                       "the --backbone-weights model's)", group="model")
+    scales: int = option(1, "1 (YOLOv2: one grid at stride 32) or 3 (YOLOv3: strides 8, 16, 32)",
+                                   group="model")
+    anchors: int = option(5, "anchor boxes per scale, chosen by k-means with the IoU distance on the training "
+                          "boxes", group="model")
+    head_width: int | None = option(None, "channels of the head's convolutions (default: the model's)",
+                                    group="model")
+    freeze_backbone_epochs: int = option(0, "epochs with the backbone frozen first (useful with "
+                                         "--backbone-weights)", group="model")
+
+    # loss
+    lambda_coord: float = option(5.0, "weight of the box term (YOLO: 5)", group="loss")
+    lambda_noobj: float = option(0.5, "weight of the no-object term (YOLO: 0.5)", group="loss")
+    ignore_threshold: float = option(0.5, "predictions overlapping a true box above this IoU add no "
+                                     "no-object loss (YOLOv3)", group="loss")
+
+    # post-processing
+    score_threshold: float = option(0.25, "detections scoring below this are dropped", group="postprocess")
+    iou_threshold: float = option(0.45, "non-max suppression overlap", group="postprocess")
+    max_detections: int = option(100, "detections kept per image", group="postprocess")
+    class_aware_nms: bool = option(True, "suppress overlaps only within a class", group="postprocess")
+
+    # optimisation
+    epochs: int = option(60, "number of epochs", group="training")
+    batch_size: int = option(8, "images per step", group="training")
+    optimizer: Optimizer = option("adam", "optimizer", group="training")
+    learning_rate: float = option(1e-3, "peak learning rate", group="training")
+    schedule: Schedule = option("cosine", "learning-rate schedule", group="training")
+    warmup_epochs: float = option(1.0, "linear warm-up epochs", group="training")
+    weight_decay: float = option(0.0, "decoupled weight decay (adamw)", group="training")
+    time_budget: float = option(0.0, "stop training after this many seconds and score the best weights "
+                                "(0: no limit)", group="training")
+    eval_every: int = option(1, "compute the validation mAP@0.5 every N epochs (it picks best.keras)",
+                             group="training")
+    early_stopping: int = option(0, "stop after this many epochs without improvement of --monitor (0: off)",
+                                 group="training")
+    monitor: str = option("val_map50", "metric that picks best.keras: val_map50 or val_loss", group="training")
+    seed: int = option(42, "random seed for splits, shuffling, augmentation and initialisation", group="training")
+    deterministic: bool = option(False, "make runs repeatable on CPU (TensorFlow op determinism; slower)",
+                                 group="training")
+
+    # outputs
+    output: str = option("runs", "folder that receives the run folder", group="output")
+    name: str | None = option(None, "run folder name (default: detect-BACKBONE-DATA-TIMESTAMP)", group="output")
+    tensorboard: bool = option(False, "write TensorBoard logs to RUN/tensorboard", group="output")
+    report_images: int = option(12, "test images drawn in the report", group="output")
+    progress: bool = option(True, "show progress bars", group="output")
+
+    def validate(self) -> None:
+        """Check ranges that the types alone cannot express."""
+        from foveal.detection.augment import parse_box_augment
+
+        sizes = [*self.image_size, *self.multi_scale]
+        checks = [
+            (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
+            (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
+            (len(self.image_size) in (1, 2), "image_size must be SIZE or HEIGHT WIDTH"),
+            (all(s >= STRIDE and s % STRIDE == 0 for s in sizes),
+             f"image_size and multi_scale sizes must be multiples of {STRIDE} (the coarsest grid's stride)"),
+            (self.channels in (1, 3), "channels must be 1 or 3"),
+            (self.scales in (1, 3), "scales must be 1 (YOLOv2) or 3 (YOLOv3)"),
+            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be at least 1"),
+            (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.anchors >= 1 and self.max_boxes >= 1 and self.max_detections >= 1,
+             "anchors, max_boxes and max_detections must be at least 1"),
+            (0.0 <= self.score_threshold < 1.0 and 0.0 < self.iou_threshold <= 1.0
+             and 0.0 < self.ignore_threshold <= 1.0, "score_threshold must be in [0, 1), the IoU thresholds in (0, 1]"),
+            (min(self.lambda_coord, self.lambda_noobj, self.weight_decay, self.time_budget) >= 0,
+             "loss weights, weight_decay and time_budget must not be negative"),
+            (self.eval_every >= 1 and self.early_stopping >= 0 and self.report_images >= 0
+             and self.freeze_backbone_epochs >= 0, "eval_every must be >= 1; early_stopping, report_images and "
+             "freeze_backbone_epochs not negative"),
+            (self.freeze_backbone_epochs < self.epochs, "freeze_backbone_epochs must be below epochs"),
+            (self.monitor in ("val_map50", "val_loss", "loss"), "monitor must be val_map50, val_loss or loss"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        parse_box_augment(self.augment)
+
+    @property
+    def model(self) -> str:
+        """The backbone's name (run folders are named after it)."""
+        return self.backbone
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        return (int(self.image_size[0]), int(self.image_size[-1]))
+
+
+__all__ = ["DEFAULT_DATA", "DetectConfig", "STRIDE"]

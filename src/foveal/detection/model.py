@@ -1,0 +1,397 @@
+"""YOLO-style detectors on any foveal backbone, with decoding and NMS inside ``predict``.
+
+Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017 (one output scale, anchor
+boxes, sigmoid centre offsets, exp size scales) and "YOLOv3: An Incremental Improvement",
+arXiv 2018 (three scales fed by a top-down path: upsample, concatenate, convolve).
+
+* ``scales=1`` (YOLOv2): the backbone's stride-32 map ``P5`` (``P4`` when it has none; the
+  last feature map for a backbone without ``feature_layers``), an optional 3x3
+  conv-BN-LeakyReLU of ``head_width`` filters, and a 1x1 convolution with
+  ``A * (5 + K)`` filters.
+* ``scales=3`` (YOLOv3): ``P5``, ``P4`` and ``P3``. At ``P5``: 1x1, 3x3, 1x1 convolutions
+  (``head_width`` filters, 2x for the 3x3), the *route*; a 3x3 convolution and the 1x1 output
+  on it. At ``P4`` then ``P3``: the previous route reduced by a 1x1 convolution, upsampled x2
+  and concatenated with the backbone map, then the same block with half the filters. The
+  smallest anchors go to the finest scale.
+
+Each output is reshaped to ``[B, gh, gw, A, 5 + K]`` raw logits ``(tx, ty, tw, th, to,
+c_1..c_K)``; the outputs form a list, finest scale first. The model is fully convolutional
+(input ``(None, None, C)``): any input whose sides are multiples of the largest stride works,
+which is what multi-scale training needs.
+
+:class:`DetectorModel` is that functional graph plus the anchors and the post-processing
+settings. ``model(x)`` and ``fit`` see the raw outputs (``compile`` uses
+:class:`~foveal.detection.loss.YoloLoss` and logs its four terms as ``coord_loss``,
+``obj_loss``, ``noobj_loss`` and ``class_loss``); ``predict`` and :meth:`DetectorModel.detect`
+decode and suppress in-graph and return ``{"boxes", "scores", "classes", "num_detections"}``.
+Training may be XLA-compiled (``jit_compile``: the loss has static shapes); ``predict`` never
+is, since NMS keeps a data-dependent number of boxes.
+
+Example:
+    >>> import numpy as np
+    >>> anchors = np.array([[0.1, 0.1], [0.3, 0.3], [0.6, 0.6]], np.float32)
+    >>> model = build_detector("resnet18", 3, anchors, input_shape=(64, 64, 3),
+    ...                        backbone_options={"width": 8})
+    >>> [tuple(o.shape) for o in model.outputs]
+    [(None, None, None, 3, 8)]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+from foveal.detection.loss import COMPONENTS, YoloLoss
+from foveal.detection.postprocess import detect_from_outputs
+from foveal.errors import ConfigError
+
+#: Objectness probability the output bias starts at, so the many empty cells do not swamp the
+#: first steps with no-object loss (the prior-probability initialisation of Lin et al.,
+#: "Focal Loss for Dense Object Detection", ICCV 2017).
+OBJECTNESS_PRIOR = 0.01
+LEVEL_STRIDES = {"P2": 4, "P3": 8, "P4": 16, "P5": 32}
+
+
+@keras.saving.register_keras_serializable(package="foveal")
+class AnchorReshape(layers.Layer):
+    """``[B, H, W, A * D]`` -> ``[B, H, W, A, D]`` for any (dynamic) H and W.
+
+    Example:
+        >>> AnchorReshape(3, 7)(np.zeros((1, 2, 2, 21), np.float32)).shape
+        TensorShape([1, 2, 2, 3, 7])
+    """
+
+    def __init__(self, num_anchors: int, depth: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.num_anchors = int(num_anchors)
+        self.depth = int(depth)
+
+    def call(self, x):
+        shape = ops.shape(x)
+        return ops.reshape(x, (shape[0], shape[1], shape[2], self.num_anchors, self.depth))
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:3], self.num_anchors, self.depth)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_anchors": self.num_anchors, "depth": self.depth}
+
+
+def _conv(x, filters: int, kernel: int, name: str):
+    """Convolution, batch norm, LeakyReLU(0.1): YOLO's building block."""
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.LeakyReLU(0.1, name=f"{name}_leaky")(x)
+
+
+def _output(x, num_anchors: int, depth: int, level: str):
+    x = layers.Conv2D(num_anchors * depth, 1, dtype="float32", name=f"head_{level}_out")(x)
+    return AnchorReshape(num_anchors, depth, dtype="float32", name=f"output_{level}")(x)
+
+
+def _pyramid(base: keras.Model, backbone: str, scales: int) -> dict[str, Any]:
+    """The backbone maps the head uses, level name -> tensor (coarsest last)."""
+    from foveal.models.registry import MODELS
+
+    taps = MODELS.get(backbone).meta.get("feature_layers") or {}
+    if scales == 3:
+        missing = [level for level in ("P3", "P4", "P5") if level not in taps]
+        if missing:
+            raise ConfigError(f"backbone {backbone!r} has no {', '.join(missing)} feature map for 3 scales",
+                              hint="use scales=1, or a backbone with P3-P5 (see `foveal models`)")
+        return {level: base.get_layer(taps[level]).output for level in ("P3", "P4", "P5")}
+    for level in ("P5", "P4"):
+        if level in taps:
+            return {level: base.get_layer(taps[level]).output}
+    return {"last": base.output}
+
+
+def _stride(level: str, base: keras.Model, tensor, input_shape) -> int:
+    if level in LEVEL_STRIDES:
+        return LEVEL_STRIDES[level]
+    probe = keras.Model(base.input, tensor).compute_output_spec(keras.KerasTensor((1, *input_shape)))
+    return max(1, int(round(input_shape[0] / probe.shape[1])))
+
+
+def build_detector(
+    backbone: str,
+    num_classes: int,
+    anchors,
+    *,
+    scales: int = 1,
+    input_shape: tuple[int, int, int] = (416, 416, 3),
+    preprocessing: str | None = None,
+    head_width: int | None = None,
+    backbone_options: dict[str, Any] | None = None,
+    score_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    max_detections: int = 100,
+    class_aware: bool = True,
+) -> "DetectorModel":
+    """Build a YOLOv2-style (1 scale) or YOLOv3-style (3 scales) detector on ``backbone``.
+
+    Args:
+        backbone: a registered architecture (see ``foveal models``), built without its top.
+        num_classes: object classes ``K`` (1 is fine: the score is then the objectness).
+        anchors: ``[S*A, 2]`` normalised ``(w, h)`` anchor sizes, e.g.
+            :func:`foveal.ops.anchors.anchors_for` divided by the input size; ``S = scales``.
+            They are sorted by area; scale ``s`` (finest first) gets rows ``s*A .. s*A+A-1``.
+        scales: 1 (YOLOv2) or 3 (YOLOv3).
+        input_shape: nominal ``(H, W, C)``, recorded on the model; its sides must be multiples
+            of the largest stride (32 for P5), like every size the model is later given.
+        preprocessing: the backbone's ``Preprocess`` mode (default: the architecture's).
+        head_width: filters of the head's convolutions at the coarsest scale (halved at each
+            finer one). None: the coarsest feature map's channels, at most 512. ``0`` with one
+            scale: no extra convolution, only the 1x1 output on the backbone map.
+        backbone_options: passed to the backbone builder (e.g. ``{"width": 16}``).
+        score_threshold, iou_threshold, max_detections, class_aware: post-processing
+            settings of ``predict`` (see :func:`~foveal.detection.postprocess.non_max_suppression`);
+            change them later with :meth:`DetectorModel.set_postprocess`.
+
+    Returns:
+        An uncompiled :class:`DetectorModel`.
+
+    Raises:
+        ConfigError: bad ``scales``/anchors/input size, or a backbone without the needed
+            feature maps.
+    """
+    from foveal.models import build_model
+
+    if scales not in (1, 3):
+        raise ConfigError(f"scales must be 1 (YOLOv2) or 3 (YOLOv3), got {scales}")
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+    anchors = np.asarray(anchors, np.float32)
+    if anchors.ndim == 2:  # the grouping by scale relies on it: smallest anchors on the finest map
+        anchors = anchors[np.argsort(anchors[:, 0] * anchors[:, 1], kind="stable")]
+    if anchors.ndim != 2 or anchors.shape[1] != 2 or len(anchors) % scales or not len(anchors):
+        raise ConfigError(f"anchors must be [scales * A, 2] normalised (w, h), got shape {anchors.shape}")
+    if np.any(anchors <= 0) or np.any(anchors > 4):
+        raise ConfigError("anchors must be normalised sizes (fractions of the image), all > 0",
+                          hint="divide pixel anchors by the input width and height")
+    if scales == 3 and head_width == 0:
+        raise ConfigError("head_width=0 is only possible with one scale (the neck needs convolutions)")
+    input_shape = tuple(int(d) for d in input_shape)
+    base = build_model(backbone, num_classes=max(num_classes, 2), input_shape=(None, None, input_shape[2]),
+                       include_top=False, preprocessing=preprocessing, **(backbone_options or {}))
+    maps = _pyramid(base, backbone, scales)
+    coarsest = list(maps.values())[-1]
+    width = min(int(coarsest.shape[-1]), 512) if head_width is None else int(head_width)
+    num_anchors, depth = len(anchors) // scales, 5 + num_classes
+
+    outputs = []
+    if scales == 1:
+        (level, x), = maps.items()
+        if width:
+            x = _conv(x, width, 3, f"head_{level}")
+        outputs.append(_output(x, num_anchors, depth, level))
+    else:
+        route = None
+        for i, level in enumerate(("P5", "P4", "P3")):
+            filters = max(width >> i, 8)
+            x = maps[level]
+            if route is not None:
+                up = _conv(route, filters, 1, f"neck_{level}_reduce")
+                up = layers.UpSampling2D(2, name=f"neck_{level}_up")(up)
+                x = layers.Concatenate(name=f"neck_{level}_concat")([up, x])
+            for j, (f, k) in enumerate(((filters, 1), (2 * filters, 3), (filters, 1))):
+                x = _conv(x, f, k, f"neck_{level}_{j + 1}")
+            route = x
+            x = _conv(x, 2 * filters, 3, f"head_{level}")
+            outputs.insert(0, _output(x, num_anchors, depth, level))
+    levels = ["P3", "P4", "P5"] if scales == 3 else list(maps)
+    strides = [_stride(level, base, maps[level], input_shape) for level in levels]
+    if input_shape[0] % max(strides) or input_shape[1] % max(strides):
+        raise ConfigError(f"input sides must be multiples of {max(strides)} for this detector, got "
+                          f"{input_shape[0]}x{input_shape[1]}", hint=f"e.g. {_round_up(input_shape[0], max(strides))}")
+    model = DetectorModel(
+        base.input, outputs, anchors=anchors, num_classes=num_classes, levels=levels, strides=strides,
+        input_size=input_shape, score_threshold=score_threshold, iou_threshold=iou_threshold,
+        max_detections=max_detections, class_aware=class_aware, name=f"{backbone}_yolo{'v3' if scales == 3 else 'v2'}",
+    )
+    model.init_objectness()
+    return model
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _as_list(outputs) -> list:
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+@keras.saving.register_keras_serializable(package="foveal")
+class DetectorModel(keras.Model):
+    """A YOLO detector: raw outputs for training, boxes/scores/classes from ``predict``.
+
+    Args:
+        inputs, outputs: the functional graph (outputs: one ``[B, gh, gw, A, 5+K]`` tensor
+            per scale, finest first).
+        anchors: ``[S*A, 2]`` normalised anchors sorted by area.
+        num_classes: ``K``.
+        levels: pyramid level of each output (``"P3"``...), for reports.
+        strides: stride of each output in input pixels.
+        input_size: nominal ``(H, W, C)``.
+        score_threshold, iou_threshold, max_detections, class_aware: post-processing.
+        loss_config: a :class:`~foveal.detection.loss.YoloLoss` config restored by ``compile``.
+
+    ``predict(images)`` returns NumPy ``boxes [N, D, 4]`` (normalised corners clipped to the
+    image), ``scores [N, D]``, ``classes [N, D]`` (``-1`` for padding) and
+    ``num_detections [N]``, ``D = max_detections``.
+    """
+
+    def __init__(self, inputs, outputs, *, anchors, num_classes: int, levels=None, strides=None,
+                 input_size=None, score_threshold: float = 0.25, iou_threshold: float = 0.45,
+                 max_detections: int = 100, class_aware: bool = True, loss_config: dict | None = None,
+                 name: str | None = None, trainable: bool = True) -> None:
+        super().__init__(inputs=inputs, outputs=outputs, name=name, trainable=trainable)
+        self.anchors = np.asarray(anchors, np.float32).reshape(-1, 2)
+        self.num_classes = int(num_classes)
+        count = len(_as_list(outputs))
+        self.levels = list(levels) if levels is not None else [f"S{i}" for i in range(count)]
+        self.strides = [int(s) for s in strides] if strides is not None else []
+        self.input_size = tuple(int(d) for d in input_size) if input_size is not None else None
+        self.score_threshold = float(score_threshold)
+        self.iou_threshold = float(iou_threshold)
+        self.max_detections = int(max_detections)
+        self.class_aware = bool(class_aware)
+        self.yolo_loss: YoloLoss | None = YoloLoss.from_config(loss_config) if loss_config else None
+        self.coord_loss_tracker = keras.metrics.Mean(name="coord_loss")
+        self.obj_loss_tracker = keras.metrics.Mean(name="obj_loss")
+        self.noobj_loss_tracker = keras.metrics.Mean(name="noobj_loss")
+        self.class_loss_tracker = keras.metrics.Mean(name="class_loss")
+        self._detect_fn = None
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors per scale."""
+        return len(self.anchors) // len(self.outputs)
+
+    # -- training ----------------------------------------------------------------------------
+
+    def compile(self, optimizer="adam", loss: YoloLoss | None = None, **kwargs) -> None:
+        """Compile with :class:`YoloLoss` (default weights, or the one given / restored).
+
+        ``loss`` may be a :class:`YoloLoss` or None; other Keras losses make no sense here.
+        """
+        if isinstance(loss, YoloLoss):
+            self.yolo_loss = loss
+        elif loss is not None:
+            raise ConfigError(f"a detector trains with YoloLoss, got loss={loss!r}")
+        elif self.yolo_loss is None:
+            self.yolo_loss = YoloLoss(self.anchors)
+        super().compile(optimizer=optimizer, loss=None, **kwargs)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        # Keras skips models whose compile() is overridden; ours restores the same settings.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built and getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if self.yolo_loss is None:
+            self.yolo_loss = YoloLoss(self.anchors)
+        parts = self.yolo_loss.components(y, _as_list(y_pred))
+        for name, tracker in zip(COMPONENTS, self._component_trackers()):
+            tracker.update_state(parts[name])
+        total = parts["loss"]
+        for extra in self.losses:  # weight penalties
+            total = total + ops.cast(ops.sum(extra), total.dtype)
+        return total
+
+    def _component_trackers(self) -> list[keras.metrics.Mean]:
+        return [self.coord_loss_tracker, self.obj_loss_tracker, self.noobj_loss_tracker, self.class_loss_tracker]
+
+    def init_objectness(self, prior: float = OBJECTNESS_PRIOR) -> None:
+        """Set every output bias to 0 except objectness, at ``logit(prior)``."""
+        depth = 5 + self.num_classes
+        for level in self.levels:
+            layer = self.get_layer(f"head_{level}_out")
+            bias = np.zeros((self.num_anchors, depth), np.float32)
+            bias[:, 4] = np.log(prior / (1 - prior))
+            layer.bias.assign(bias.reshape(-1))
+
+    # -- inference ---------------------------------------------------------------------------
+
+    def postprocess(self, raw_outputs) -> dict[str, tf.Tensor]:
+        """Decode and suppress raw outputs (in-graph); boxes are clipped to [0, 1]."""
+        out = detect_from_outputs(_as_list(raw_outputs), self.anchors, **self.postprocess_config())
+        return {"boxes": tf.clip_by_value(out["boxes"], 0.0, 1.0), "scores": out["scores"],
+                "classes": out["classes"], "num_detections": out["num_detections"]}
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.postprocess(self(x, training=False))
+
+    def make_predict_function(self, force: bool = False):
+        # NMS (data-dependent shapes) cannot be XLA-compiled: predict never uses jit_compile,
+        # training still may (the loss is static-shaped).
+        jit, self._jit_compile = self._jit_compile, False
+        try:
+            return super().make_predict_function(force=force)
+        finally:
+            self._jit_compile = jit
+
+    def detect(self, images) -> dict[str, np.ndarray]:
+        """Detections for a batch of raw images ``[N, H, W, C]`` (0..255), as NumPy arrays.
+
+        One traced graph serves every input size; see the class docstring for the outputs.
+        """
+        if self._detect_fn is None:
+            self._detect_fn = tf.function(lambda x: self.postprocess(self(x, training=False)),
+                                          reduce_retracing=True)
+        images = tf.cast(tf.convert_to_tensor(images), tf.float32)
+        return {k: v.numpy() for k, v in self._detect_fn(images).items()}
+
+    def set_postprocess(self, *, score_threshold: float | None = None, iou_threshold: float | None = None,
+                        max_detections: int | None = None, class_aware: bool | None = None) -> None:
+        """Change the post-processing settings; the next ``predict``/``detect`` uses them."""
+        if score_threshold is not None:
+            self.score_threshold = float(score_threshold)
+        if iou_threshold is not None:
+            self.iou_threshold = float(iou_threshold)
+        if max_detections is not None:
+            if int(max_detections) < 1:
+                raise ConfigError(f"max_detections must be at least 1, got {max_detections}")
+            self.max_detections = int(max_detections)
+        if class_aware is not None:
+            self.class_aware = bool(class_aware)
+        self.predict_function = None  # the thresholds are constants of the traced graphs
+        self._detect_fn = None
+
+    def postprocess_config(self) -> dict[str, Any]:
+        """The current post-processing settings."""
+        return {"score_threshold": self.score_threshold, "iou_threshold": self.iou_threshold,
+                "max_detections": self.max_detections, "class_aware": self.class_aware}
+
+    # -- serialisation -----------------------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        graph = keras.Model(self.inputs, self.outputs, name=self.name)
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "graph": graph.get_config(),
+            "anchors": self.anchors.tolist(),
+            "num_classes": self.num_classes,
+            "levels": self.levels,
+            "strides": self.strides,
+            "input_size": list(self.input_size) if self.input_size else None,
+            **self.postprocess_config(),
+            "loss_config": self.yolo_loss.get_config() if self.yolo_loss is not None else None,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects=None) -> "DetectorModel":
+        config = dict(config)
+        graph = keras.Model.from_config(config.pop("graph"), custom_objects=custom_objects)
+        return cls(graph.input, graph.outputs, **config)
+
+
+__all__ = ["AnchorReshape", "DetectorModel", "LEVEL_STRIDES", "OBJECTNESS_PRIOR", "build_detector"]

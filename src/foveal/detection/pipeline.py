@@ -1,0 +1,423 @@
+"""The ``tf.data`` pipeline of the detector: decode, resize or letterbox, augment, pad, batch.
+
+Each element of the result is ``(images, targets)``:
+
+* ``images``: float32 ``[B, H, W, C]``, pixels 0..255 (the model's own ``Preprocess`` layer
+  scales them);
+* ``targets["boxes"]``: float32 ``[B, M, 4]``, normalised corners ``[x_min, y_min, x_max, y_max]``
+  in 0..1 of the image the model sees (after resizing, letterboxing and augmentation);
+  padding rows are all 0;
+* ``targets["classes"]``: int32 ``[B, M]``, the class of each box, -1 on padding rows.
+
+``M`` is ``max_boxes``: images with more boxes keep their ``M`` largest (a warning says how
+many images were cut). Images without boxes are kept with all-padding targets: they are the
+negatives the detector learns "nothing here" from.
+
+Boxes flagged ``difficult`` (Pascal VOC) or ``iscrowd`` (COCO) are left out of the targets;
+the evaluation (:mod:`foveal.evaluation.detection`) reads them from the
+:class:`~foveal.data.boxes.BoxedImages` and ignores detections that match them, so they
+neither teach nor penalise.
+
+Order of the stages: decode (a file that cannot be read or decoded stops the run naming the
+file, see :func:`detection_data_errors`, or with ``skip_invalid`` is skipped with a warning and
+listed in ``data.info["undecodable"]``; outside training a blank gray image stands in for it,
+so predictions stay aligned with ``data``) -> stretch or letterbox to the input size (uint8) ->
+cache -> shuffle -> box-aware augmentation (:mod:`foveal.detection.augment`, training only) ->
+pad to ``M`` -> batch -> multi-scale resize (training only) -> prefetch.
+
+Multi-scale training (Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017,
+sec. 2, "Multi-Scale Training"): with ``multi_scale=[320, 352, ..., 512]`` every *batch* is
+resized, after batching, to one square size drawn (seeded) from the list, so one batch has
+one shape and the next may have another; the boxes, being fractions, need no change. Images
+are first prepared at the largest listed size so that no batch is upsampled from a smaller
+copy. Outside training ``multi_scale`` is ignored and ``image_size`` is used.
+
+Example:
+    >>> from foveal.data.boxes import load_boxes
+    >>> data = load_boxes("../shared/datasets/raccoon")["train"]  # doctest: +SKIP
+    >>> ds = make_detection_pipeline(data, image_size=416, batch_size=8, training=True)  # doctest: +SKIP
+    >>> images, targets = next(iter(ds))  # doctest: +SKIP
+    >>> images.shape, targets["boxes"].shape, targets["classes"].shape  # doctest: +SKIP
+    (TensorShape([8, 416, 416, 3]), TensorShape([8, 100, 4]), TensorShape([8, 100]))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from typing import Iterator, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from foveal.data.boxes import BoxedImages
+from foveal.data.decode import decode_image_bytes
+from foveal.data.pipeline import resize_image
+from foveal.detection.augment import FILL_VALUE, augment_boxes, parse_box_augment
+from foveal.errors import ConfigError, DataError
+
+log = logging.getLogger("foveal")
+
+AUTOTUNE = tf.data.AUTOTUNE
+MULTI_SCALE_STEP = 32
+_AUTO_CACHE_BYTES = 1 << 30  # cache decoded images when they fit in 1 GiB
+_CACHE_CHOICES = ("auto", "memory", "none")
+_UNDECODABLE = "foveal-undecodable-image:"
+
+
+# ---------------------------------------------------------------------------- targets
+
+
+def detection_targets(data: BoxedImages) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per image: the boxes a detector learns, normalised to 0..1, and their classes.
+
+    Difficult/crowd boxes are left out (see the module docstring); coordinates are divided
+    by the image's width and height and clipped to 0..1.
+
+    Returns:
+        ``(boxes, classes)``: N float32 arrays (K_i, 4) and N int32 arrays (K_i,).
+    """
+    assert data.difficult is not None
+    boxes, classes = [], []
+    for b, labels, hard, (w, h) in zip(data.boxes, data.labels, data.difficult, data.image_sizes):
+        keep = ~np.asarray(hard, bool)
+        scale = np.array([w, h, w, h], np.float32)
+        boxes.append(np.clip(np.asarray(b, np.float32)[keep] / np.maximum(scale, 1), 0.0, 1.0).reshape(-1, 4))
+        classes.append(np.asarray(labels, np.int32)[keep])
+    return boxes, classes
+
+
+def pad_targets(boxes: tf.Tensor, classes: tf.Tensor, max_boxes: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Pad (or cut to the ``max_boxes`` largest) one image's boxes to exactly ``max_boxes`` rows.
+
+    Padding rows are ``[0, 0, 0, 0]`` with class -1; kept boxes stay in their original order.
+    """
+    count = tf.shape(boxes)[0]
+
+    def largest():
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        index = tf.sort(tf.math.top_k(area, k=max_boxes).indices)
+        return tf.gather(boxes, index), tf.gather(classes, index)
+
+    boxes, classes = tf.cond(count > max_boxes, largest, lambda: (boxes, classes))
+    missing = max_boxes - tf.shape(boxes)[0]
+    boxes = tf.pad(boxes, [[0, missing], [0, 0]])
+    classes = tf.pad(classes, [[0, missing]], constant_values=-1)
+    boxes.set_shape([max_boxes, 4])
+    classes.set_shape([max_boxes])
+    return boxes, classes
+
+
+def images_only(images: tf.Tensor, targets: dict[str, tf.Tensor]) -> tf.Tensor:
+    """``ds.map(images_only)``: the batches without their targets, for ``model.predict``."""
+    return images
+
+
+# ---------------------------------------------------------------------------- geometry
+
+
+def _hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    size = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
+    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in size):
+        raise ConfigError(f"image_size must be a positive SIZE or (HEIGHT, WIDTH), got {image_size!r}")
+    return int(size[0]), int(size[1])
+
+
+def check_multi_scale(sizes: Sequence[int] | None) -> tuple[int, ...]:
+    """Validate multi-scale sizes: positive multiples of 32 (the coarsest grid's stride)."""
+    if not sizes:
+        return ()
+    bad = [s for s in sizes if not isinstance(s, (int, np.integer)) or s <= 0 or s % MULTI_SCALE_STEP]
+    if bad:
+        raise ConfigError(f"multi_scale sizes must be positive multiples of {MULTI_SCALE_STEP}; "
+                          f"{', '.join(map(str, bad))} {'is' if len(bad) == 1 else 'are'} not",
+                          hint="e.g. 320,352,384,416,448,480,512")
+    return tuple(int(s) for s in sizes)
+
+
+def letterbox_geometry(width: int, height: int, input_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where a ``width`` x ``height`` image lands when letterboxed into ``input_hw``.
+
+    The image is scaled by the smaller of the two ratios to ``(new_w, new_h)`` (rounded to whole
+    pixels) and centred with whole-pixel offsets; the rest is gray (:data:`FILL_VALUE`).
+
+    Returns:
+        ``(new_w, new_h, left, top)`` in input pixels.
+
+    Example:
+        >>> letterbox_geometry(200, 100, (64, 64))
+        (64, 32, 0, 16)
+    """
+    in_h, in_w = input_hw
+    scale = min(in_w / max(width, 1), in_h / max(height, 1))
+    new_w = int(min(max(np.round(width * scale), 1), in_w))
+    new_h = int(min(max(np.round(height * scale), 1), in_h))
+    return new_w, new_h, (in_w - new_w) // 2, (in_h - new_h) // 2
+
+
+def to_image_pixels(boxes: np.ndarray, image_wh: tuple[int, int], input_hw: tuple[int, int],
+                    keep_aspect: bool) -> np.ndarray:
+    """Normalised corners on the model input -> pixel corners in the original image.
+
+    The exact inverse of this pipeline's resizing (stretch, or :func:`letterbox_geometry`),
+    clipped to the image.
+
+    Example:
+        >>> to_image_pixels(np.array([[0.0, 0.25, 1.0, 0.75]]), (200, 100), (64, 64), keep_aspect=True)
+        array([[  0.,   0., 200., 100.]])
+    """
+    width, height = image_wh
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    in_h, in_w = input_hw
+    if keep_aspect:
+        new_w, new_h, left, top = letterbox_geometry(width, height, input_hw)
+        x = (b[:, [0, 2]] * in_w - left) / new_w * width
+        y = (b[:, [1, 3]] * in_h - top) / new_h * height
+    else:
+        x, y = b[:, [0, 2]] * width, b[:, [1, 3]] * height
+    out = np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=-1)
+    return np.clip(out, 0.0, np.array([width, height, width, height], np.float64))
+
+
+def letterbox(image: tf.Tensor, boxes: tf.Tensor, size: tuple[int, int]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Scale a uint8 image to fit ``size`` keeping its aspect ratio, pad with gray, move the boxes.
+
+    Same arithmetic as :func:`letterbox_geometry` (which gives the inverse for predictions).
+    """
+    shape = tf.shape(image)
+    h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
+    in_h, in_w = size
+    scale = tf.minimum(in_w / tf.maximum(w, 1.0), in_h / tf.maximum(h, 1.0))
+    new_w = tf.cast(tf.clip_by_value(tf.round(w * scale), 1.0, float(in_w)), tf.int32)
+    new_h = tf.cast(tf.clip_by_value(tf.round(h * scale), 1.0, float(in_h)), tf.int32)
+    left, top = (in_w - new_w) // 2, (in_h - new_h) // 2
+    resized = tf.image.resize(image, tf.stack([new_h, new_w]), method="bilinear", antialias=True)
+    resized = tf.clip_by_value(tf.round(resized), 0.0, 255.0)
+    padded = tf.pad(resized - FILL_VALUE, [[top, in_h - new_h - top], [left, in_w - new_w - left], [0, 0]]) + FILL_VALUE
+    out = tf.cast(padded, tf.uint8)
+    out.set_shape([in_h, in_w, image.shape[-1]])
+    fx, fy = tf.cast(new_w, tf.float32) / in_w, tf.cast(new_h, tf.float32) / in_h
+    ox, oy = tf.cast(left, tf.float32) / in_w, tf.cast(top, tf.float32) / in_h
+    moved = boxes * tf.stack([fx, fy, fx, fy]) + tf.stack([ox, oy, ox, oy])
+    return out, moved
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def _record_skip(data: BoxedImages):
+    def record(path) -> bool:
+        name = path.numpy().decode("utf-8", "replace")
+        seen = data.info.setdefault("undecodable", [])
+        if name not in seen:
+            seen.append(name)
+            log.warning("skipping %s: the file could not be read or decoded as an image", name)
+        return False
+
+    return record
+
+
+@contextlib.contextmanager
+def detection_data_errors(origin: str) -> Iterator[None]:
+    """Turn a read/decode failure while iterating the pipeline into a :class:`DataError`.
+
+    Without ``skip_invalid``, a file that cannot be read or decoded stops the pipeline with
+    a TensorFlow error carrying the file's path; this names it in a short message.
+
+    Example:
+        >>> with detection_data_errors("raccoon"):  # doctest: +SKIP
+        ...     model.fit(train_ds, epochs=3)
+    """
+    try:
+        yield
+    except tf.errors.OpError as exc:
+        found = re.search(re.escape(f"[{_UNDECODABLE}]") + r" \[([^\]\n]*)\]", str(exc))
+        if found is None:
+            raise
+        raise DataError(
+            f"{found.group(1)}: the file could not be read or decoded as an image ({origin})",
+            hint="replace or remove the file (`foveal datasets inspect PATH` lists bad files), "
+                 "or pass --skip-invalid to skip such images",
+        ) from None
+
+
+# ---------------------------------------------------------------------------- pipeline
+
+
+def make_detection_pipeline(
+    data: BoxedImages,
+    *,
+    image_size: int | tuple[int, int] = 416,
+    channels: int = 3,
+    batch_size: int = 8,
+    training: bool = False,
+    augment: str = "detect",
+    seed: int = 0,
+    max_boxes: int = 100,
+    cache: str = "auto",
+    skip_invalid: bool = False,
+    multi_scale: Sequence[int] | None = None,
+    keep_aspect: bool = False,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches of ``(images, {"boxes", "classes"})`` for a detector (see the module docstring).
+
+    Args:
+        data: annotated images (images without boxes are kept as negatives).
+        image_size: SIZE or (HEIGHT, WIDTH) of the model input.
+        channels: 1 (gray) or 3 (RGB).
+        batch_size: images per batch.
+        training: shuffle (seeded), augment and apply ``multi_scale``; otherwise the images
+            come in ``data``'s order, unaugmented.
+        augment: a box augmentation spec (:mod:`foveal.detection.augment`), used in training.
+        seed: shuffle, augmentation and multi-scale seed; the same seed gives the same batches.
+        max_boxes: ``M``, the number of box rows per image.
+        cache: ``memory`` keeps decoded, resized uint8 images after the first epoch, ``none``
+            streams from disk every epoch, ``auto`` caches when they take under 1 GiB.
+        skip_invalid: do not stop on files that cannot be read or decoded: warn, list them
+            in ``data.info["undecodable"]``, and in training leave them out; outside training
+            they stay as blank gray images without boxes, so outputs keep ``data``'s order.
+        multi_scale: square sizes, multiples of 32, drawn per batch in training (YOLOv2).
+        keep_aspect: letterbox (scale to fit and pad with gray) instead of stretching.
+        drop_remainder: drop the last, smaller batch (static batch size).
+
+    Raises:
+        ConfigError: a bad size, ``cache``, ``augment`` or ``multi_scale`` value.
+        DataError: ``data`` holds no images.
+    """
+    size = _hw(image_size)
+    scales = check_multi_scale(multi_scale)
+    aug = parse_box_augment(augment)  # parsed even when unused, so a typo shows up at once
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 or 3, not {channels}")
+    if cache not in _CACHE_CHOICES:
+        raise ConfigError(f"cache must be one of {', '.join(_CACHE_CHOICES)}, not {cache!r}")
+    if batch_size < 1 or max_boxes < 1:
+        raise ConfigError("batch_size and max_boxes must be at least 1")
+    if len(data) == 0:
+        raise DataError(f"{data.origin or 'the dataset'}: no images to read")
+    multi = bool(training and scales)
+    base = (max(scales), max(scales)) if multi else size
+
+    cached = cache == "memory" or (cache == "auto" and len(data) * base[0] * base[1] * channels < _AUTO_CACHE_BYTES)
+    ds = tf.data.Dataset.from_tensor_slices((data.paths.astype(str), *_target_arrays(data, max_boxes)))
+    if training and not cached:  # shuffle the file list: cheap, and the order then varies per epoch
+        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(_loader(channels, base, keep_aspect), cycle_length=AUTOTUNE,
+                       num_parallel_calls=AUTOTUNE, deterministic=True)
+    if skip_invalid:
+        record = _record_skip(data)
+
+        def noted(ok, path):
+            return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(record, [path], Tout=tf.bool))
+
+        if training:
+            ds = ds.filter(lambda image, b, c, ok, path: noted(ok, path))
+        else:  # keep a blank stand-in so outputs stay aligned with ``data``
+            ds = ds.map(lambda image, b, c, ok, path: (image, b, c, noted(ok, path)))
+        ds = ds.map(lambda image, b, c, *_: (image, b, c), num_parallel_calls=AUTOTUNE)
+    else:
+        ds = ds.map(_fail_on_undecodable, num_parallel_calls=AUTOTUNE)
+    if cached:
+        ds = ds.cache()
+    if training and cached:
+        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
+    if training and aug.active:
+        # One random int per element, different every epoch but fixed by ``seed``.
+        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+        def augment_fn(element, r):
+            image, b, c = element
+            pair = tf.stack([r, tf.constant(seed, tf.int64)])
+            return augment_boxes(tf.cast(image, tf.float32), b, c, pair, aug)
+
+        ds = tf.data.Dataset.zip((ds, randoms)).map(augment_fn, num_parallel_calls=AUTOTUNE)
+
+    def to_model(image, b, c):
+        image = tf.cast(image, tf.float32)
+        image.set_shape([base[0], base[1], channels])
+        b, c = pad_targets(b, c, max_boxes)
+        return image, {"boxes": b, "classes": c}
+
+    ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    if multi:
+        ds = _multi_scale(ds, scales, seed, channels)
+    return ds.prefetch(AUTOTUNE)
+
+
+def _target_arrays(data: BoxedImages, max_boxes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every image's boxes and classes padded to the largest count, with the counts.
+
+    Warns once when some images have more than ``max_boxes`` boxes (cut later, after
+    augmentation may have dropped some).
+    """
+    boxes, classes = detection_targets(data)
+    counts = np.array([len(c) for c in classes], np.int32)
+    crowded = int((counts > max_boxes).sum())
+    if crowded:
+        log.warning("%s: %d image(s) have more than %d boxes (up to %d); the %d largest are kept",
+                    data.origin or "detection data", crowded, max_boxes, int(counts.max()), max_boxes)
+    most = int(counts.max())
+    padded_boxes = np.zeros((len(data), most, 4), np.float32)
+    padded_classes = np.full((len(data), most), -1, np.int32)
+    for i, (b, c) in enumerate(zip(boxes, classes)):
+        padded_boxes[i, :len(c)], padded_classes[i, :len(c)] = b, c
+    return padded_boxes, padded_classes, counts
+
+
+def _loader(channels: int, size: tuple[int, int], keep_aspect: bool):
+    """Element -> a one-element dataset ``(image, boxes, classes, ok, path)``.
+
+    A file that fails to read or decode yields a placeholder with ``ok`` False instead of an
+    error, so the next stage can name it (TensorFlow's decode errors do not say which file).
+    """
+
+    def load(path, boxes, classes, count):
+        boxes, classes = boxes[:count], classes[:count]
+
+        def decode(p):
+            image = decode_image_bytes(tf.io.read_file(p), channels)
+            if keep_aspect:
+                image, moved = letterbox(image, boxes, size)
+            else:
+                image, moved = resize_image(image, size, keep_aspect=False), boxes
+            return image, moved, classes, tf.constant(True), p
+
+        good = tf.data.Dataset.from_tensors(path).map(decode).ignore_errors()
+        placeholder = tf.data.Dataset.from_tensors(
+            (tf.fill([size[0], size[1], channels], tf.constant(int(FILL_VALUE), tf.uint8)), tf.zeros([0, 4]),
+             tf.zeros([0], tf.int32),
+             tf.constant(False), path))
+        return good.concatenate(placeholder).take(1)
+
+    return load
+
+
+def _fail_on_undecodable(image, boxes, classes, ok, path):
+    check = tf.debugging.Assert(ok, [_UNDECODABLE, path])
+    with tf.control_dependencies([check]):
+        return tf.identity(image), boxes, classes
+
+
+def _multi_scale(ds: tf.data.Dataset, scales: tuple[int, ...], seed: int, channels: int) -> tf.data.Dataset:
+    """Resize each batch to one size drawn from ``scales`` (seeded, a new draw per batch)."""
+    table = tf.constant(scales, tf.int32)
+    randoms = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+
+    def resize(batch, r):
+        images, targets = batch
+        side = table[tf.cast(tf.math.floormod(r, len(scales)), tf.int32)]
+        same = tf.equal(tf.shape(images)[1], side) & tf.equal(tf.shape(images)[2], side)
+        images = tf.cond(same, lambda: images,
+                         lambda: tf.clip_by_value(tf.image.resize(images, tf.stack([side, side]), method="bilinear",
+                                                                  antialias=True), 0.0, 255.0))
+        images.set_shape([None, None, None, channels])
+        return images, targets
+
+    return tf.data.Dataset.zip((ds, randoms)).map(resize, num_parallel_calls=AUTOTUNE)
+
+
+__all__ = ["MULTI_SCALE_STEP", "check_multi_scale", "detection_data_errors", "detection_targets", "images_only",
+           "letterbox", "letterbox_geometry", "make_detection_pipeline", "pad_targets", "to_image_pixels"]

@@ -1,0 +1,120 @@
+"""The detection report: one HTML file with the training curves, the metrics table, the
+precision-recall curve of each class and test images with predicted and true boxes.
+
+Predicted boxes are red with ``class score`` tags, true boxes green (as in localization
+reports). It reuses the classification report's page (:mod:`foveal.visualize.report`) and adds
+detection sections.
+
+Example:
+    >>> write_detection_report("run/report.html", title="raccoon", summary={}, config={},
+    ...                        history=None, data=None, detections=None, curves=None,
+    ...                        metrics=None)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from foveal.data.boxes import BoxedImages
+    from foveal.detection.scoring import ImageDetections
+    from foveal.evaluation.detection import ClassCurve
+
+
+def plot_pr_curves(curves: Sequence[ClassCurve], class_names: Sequence[str], path: str | Path | None = None) -> bytes:
+    """Precision against recall for each class (VOC matching at IoU 0.5), AP in the legend."""
+    from foveal.evaluation.detection import voc_ap
+    from foveal.visualize.plots import _finish, _new_figure
+
+    fig = _new_figure(5.5, 4.2)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, curve in zip(class_names, curves):
+        if not curve.num_gt:
+            continue
+        recall, precision, _ = curve.curve()
+        # The monotone envelope is what AP integrates; the raw curve is drawn faintly under it.
+        envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+        line, = ax.plot(recall, envelope, label=f"{name} (AP50 {voc_ap(recall, precision):.3f})")
+        ax.plot(recall, precision, color=line.get_color(), alpha=0.3, linewidth=0.8)
+    ax.set_xlim(0, 1.0)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("precision-recall at IoU 0.5")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, loc="lower left")
+    return _finish(fig, path)
+
+
+def detection_thumbnail(image: np.ndarray, detections: ImageDetections, true_boxes: np.ndarray,
+                        class_names: Sequence[str], size: int = 200) -> np.ndarray:
+    """``image`` with true boxes (green) and detections (red, ``class score``), padded square."""
+    from PIL import Image, ImageOps
+
+    from foveal.localization.draw import PRED_COLOR, TRUE_COLOR, draw_boxes
+
+    canvas = draw_boxes(image, true_boxes, color=TRUE_COLOR) if len(true_boxes) else np.asarray(image)
+    labels = [f"{class_names[int(c)]} {s:.2f}" if len(class_names) > 1 else f"{s:.2f}"
+              for c, s in zip(detections.classes, detections.scores)]
+    canvas = draw_boxes(canvas, detections.boxes, labels=labels, color=PRED_COLOR)
+    return np.asarray(ImageOps.pad(Image.fromarray(canvas), (size, size), color="black"))
+
+
+def example_grid(data: BoxedImages, detections: Sequence[ImageDetections], count: int,
+                 channels: int = 3) -> tuple[np.ndarray, list[str]] | None:
+    """The first ``count`` images with their boxes drawn, and captions."""
+    from foveal.localization.predict import decode_file
+
+    if count <= 0 or data is None or not len(data) or not detections:
+        return None
+    thumbs, titles = [], []
+    for i in range(min(count, len(data))):
+        image = decode_file(data.paths[i], channels)
+        thumbs.append(detection_thumbnail(image, detections[i], data.boxes[i], data.class_names))
+        titles.append(f"{Path(str(data.paths[i])).name}\n{len(detections[i])} det. / {len(data.boxes[i])} true")
+    return np.stack(thumbs), titles
+
+
+def write_detection_report(path: str | Path, *, title: str, summary: dict[str, Any], config: dict[str, Any],
+                           history: dict[str, list[float]] | None, data: BoxedImages | None,
+                           detections: Sequence[ImageDetections] | None, curves: Sequence[ClassCurve] | None,
+                           metrics: dict[str, Any] | None, count: int = 12) -> Path:
+    """Write the single-file HTML report of a detection run or evaluation."""
+    from markupsafe import Markup
+
+    from foveal.visualize.plots import plot_image_grid
+    from foveal.visualize.report import png_data_uri, write_classification_report
+
+    extra: list[tuple[str, Any]] = []
+    if metrics is not None:
+        rows = "".join(
+            Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
+                name, "n/a" if r["ap50"] is None else f"{r['ap50']:.4f}", f"{r['precision']:.3f}",
+                f"{r['recall']:.3f}", r["num_gt"], r["num_detections"])
+            for name, r in metrics["per_class"].items())
+        coco = "".join(Markup("<tr><td>{}</td><td>{}</td></tr>").format(k, f"{v:.4f}")
+                       for k, v in metrics["coco"].items())
+        extra.append(("Per-class results (VOC, IoU 0.5)", Markup(
+            "<table><tr><th>class</th><th>AP50</th><th>precision</th><th>recall</th><th>true boxes</th>"
+            "<th>detections</th></tr>{}</table><p>precision and recall at score &ge; {}</p>").format(
+                Markup(rows), metrics["score_threshold"])))
+        extra.append(("COCO metrics (pycocotools' definitions)", Markup("<table>{}</table>").format(Markup(coco))))
+    if curves is not None and data is not None:
+        uri = png_data_uri(plot_pr_curves(curves, data.class_names))
+        extra.append(("Precision-recall curves", Markup('<figure><img src="{}" alt="precision-recall curves">'
+                                                        "</figure>").format(uri)))
+    grid = example_grid(data, detections, count) if data is not None and detections is not None else None
+    if grid is not None:
+        uri = png_data_uri(plot_image_grid(grid[0], grid[1], cols=4))
+        extra.append(("Example detections: predicted red, true green",
+                      Markup('<figure><img src="{}" alt="test images with boxes"></figure>').format(uri)))
+    curves_history = {k: v for k, v in (history or {}).items() if k != "epoch_seconds"}
+    return write_classification_report(path, title=title, summary=summary, config=config,
+                                       history=curves_history or None, metrics=None, extra_sections=extra)
+
+
+__all__ = ["detection_thumbnail", "example_grid", "plot_pr_curves", "write_detection_report"]

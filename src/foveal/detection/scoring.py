@@ -1,0 +1,162 @@
+"""Run a detector over an annotated dataset and score it: COCO AP table, VOC AP, PR curves.
+
+:func:`detect_dataset` turns a :class:`~foveal.data.boxes.BoxedImages` collection into one
+:class:`ImageDetections` per image, in the original image's pixels (the model works on resized
+or letterboxed inputs and returns normalised corners;
+:func:`foveal.detection.pipeline.to_image_pixels` undoes that). :func:`score_detections` compares them
+with the ground truth twice: with :func:`foveal.evaluation.detection.coco_evaluate` (equal to
+pycocotools) and with the VOC rules (mAP@0.5, all-point and 11-point, and per-class precision
+and recall at the score threshold). :func:`to_coco_results` gives the COCO results JSON
+records, with the image ids of :func:`foveal.data.boxes.to_coco_dict`.
+
+Example:
+    >>> dets = detect_dataset(model, card, parts["test"])  # doctest: +SKIP
+    >>> metrics, curves = score_detections(parts["test"], dets)  # doctest: +SKIP
+    >>> metrics["map50"]  # doctest: +SKIP
+    0.71
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from foveal.data.boxes import BoxedImages, to_coco_dict
+from foveal.errors import ModelError
+
+if TYPE_CHECKING:
+    import keras
+
+    from foveal.evaluation.detection import ClassCurve
+    from foveal.models import ModelCard
+
+
+@dataclass
+class ImageDetections:
+    """The detections of one image: corner boxes in pixels, scores, class indices."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def check_card(card: ModelCard) -> None:
+    """Refuse a model file that is not a detector."""
+    if card.task != "detect":
+        raise ModelError(f"this model was trained for the task {card.task!r}, not 'detect'",
+                         hint="use a model written by `foveal detect train` (or `foveal train --task detect`)")
+
+
+def split_outputs(outputs: dict[str, np.ndarray], sizes: Sequence[tuple[int, int]], input_hw: tuple[int, int],
+                  keep_aspect: bool) -> list[ImageDetections]:
+    """The batched ``predict`` dict of a DetectorModel -> one :class:`ImageDetections` per image."""
+    from foveal.detection.pipeline import to_image_pixels
+
+    counts = np.asarray(outputs["num_detections"]).reshape(-1)
+    result = []
+    for i, (n, wh) in enumerate(zip(counts, sizes)):
+        n = int(n)
+        result.append(ImageDetections(
+            to_image_pixels(np.asarray(outputs["boxes"][i][:n]), wh, input_hw, keep_aspect),
+            np.asarray(outputs["scores"][i][:n], np.float64),
+            np.asarray(outputs["classes"][i][:n]).astype(np.int64)))
+    return result
+
+
+def detect_dataset(model: keras.Model, card: ModelCard, data: BoxedImages, *, batch_size: int = 8,
+                   skip_invalid: bool = False) -> list[ImageDetections]:
+    """Detections for every image of ``data`` (in its order), in original-image pixels.
+
+    With ``skip_invalid``, files that cannot be decoded are named in a warning, listed in
+    ``data.info["undecodable"]`` and get no detections (see :func:`readable`).
+    """
+    from foveal.detection.pipeline import detection_data_errors, images_only, make_detection_pipeline
+
+    check_card(card)
+    h, w, c = card.input_shape
+    keep_aspect = bool(card.training.get("keep_aspect", False))
+    if len(data) == 0:
+        return []
+    ds = make_detection_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
+                                 augment="none", keep_aspect=keep_aspect, skip_invalid=skip_invalid,
+                                 cache="none")
+    with detection_data_errors(data.origin or "detection data"):
+        outputs = model.predict(ds.map(images_only), verbose=0)
+    sizes = [(int(a), int(b)) for a, b in data.image_sizes]
+    return split_outputs(outputs, sizes, (h, w), keep_aspect)
+
+
+def readable(data: BoxedImages, detections: Sequence[ImageDetections]) -> tuple[BoxedImages, list[ImageDetections]]:
+    """Leave out the images the pipeline could not decode (``data.info["undecodable"]``), so
+    that their gray stand-ins are not scored as real images."""
+    bad = set(data.info.get("undecodable", []) or [])
+    if not bad:
+        return data, list(detections)
+    keep = np.flatnonzero([str(p) not in bad for p in data.paths])
+    return data.subset(keep), [detections[i] for i in keep]
+
+
+def to_coco_results(data: BoxedImages, detections: Sequence[ImageDetections]) -> list[dict[str, Any]]:
+    """COCO results records (``image_id``, ``category_id``, ``bbox`` [x, y, w, h], ``score``)."""
+    cat_ids = data.info.get("category_ids") or list(range(1, data.num_classes + 1))
+    records = []
+    for image_id, det in enumerate(detections, start=1):
+        for box, score, cls in zip(det.boxes, det.scores, det.classes):
+            x0, y0, x1, y1 = (float(v) for v in box)
+            records.append({"image_id": image_id, "category_id": int(cat_ids[int(cls)]),
+                            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+                            "score": round(float(score), 5)})
+    return records
+
+
+def score_detections(data: BoxedImages, detections: Sequence[ImageDetections], *,
+                     score_threshold: float = 0.25) -> tuple[dict[str, Any], list[ClassCurve]]:
+    """COCO and VOC metrics of ``detections`` against ``data``'s boxes.
+
+    Returns:
+        ``(metrics, curves)``: a JSON-ready dict with ``map50`` (VOC all-point AP at IoU 0.5,
+        mean over classes; the headline number), ``map50_voc07`` (11-point), the twelve COCO
+        numbers under ``coco`` (pycocotools' definitions), per-class AP and precision/recall at
+        ``score_threshold``; and the per-class VOC curves for plotting.
+    """
+    from foveal.evaluation.detection import coco_evaluate, match_voc, voc_ap
+
+    names = list(data.class_names)
+    args = ([b for b in data.boxes], [lab for lab in data.labels], [d.boxes for d in detections],
+            [d.classes for d in detections], [d.scores for d in detections])
+    curves = match_voc(*args, num_classes=len(names), iou_threshold=0.5, gt_difficult=list(data.difficult))
+    per_class: dict[str, Any] = {}
+    for name, curve in zip(names, curves):
+        rec, prec, _ = curve.curve()
+        p, r = curve.at_threshold(score_threshold)
+        per_class[name] = {"ap50": _r(voc_ap(rec, prec)) if curve.num_gt else None,
+                           "ap50_voc07": _r(voc_ap(rec, prec, eleven_point=True)) if curve.num_gt else None,
+                           "precision": _r(p), "recall": _r(r), "num_gt": curve.num_gt,
+                           "num_detections": int(len(curve.scores))}
+    with_gt = [v for v in per_class.values() if v["num_gt"]]
+    coco = coco_evaluate(to_coco_dict(data), to_coco_results(data, detections))
+    metrics = {
+        "map50": _r(np.mean([v["ap50"] for v in with_gt])) if with_gt else float("nan"),
+        "map50_voc07": _r(np.mean([v["ap50_voc07"] for v in with_gt])) if with_gt else float("nan"),
+        "coco": {k: _r(v) for k, v in coco.stats.items()},
+        "score_threshold": score_threshold,
+        "precision": _r(np.mean([v["precision"] for v in with_gt])) if with_gt else float("nan"),
+        "recall": _r(np.mean([v["recall"] for v in with_gt])) if with_gt else float("nan"),
+        "per_class": per_class,
+        "num_images": len(data), "num_boxes": int(data.num_boxes),
+        "num_detections": int(sum(len(d) for d in detections)),
+    }
+    return metrics, curves
+
+
+def _r(value: float) -> float:
+    return round(float(value), 6)
+
+
+__all__ = ["ImageDetections", "check_card", "detect_dataset", "score_detections", "split_outputs",
+           "readable", "to_coco_results"]

@@ -1,0 +1,400 @@
+"""The texts' first detector: a patch classifier slid over the image as a fully convolutional net.
+
+The approach of Géron (*Hands-On Machine Learning*, 2nd ed., ch. 14, "Object Detection" and
+"Fully Convolutional Networks"), after Long, Shelhamer & Darrell, "Fully Convolutional
+Networks for Semantic Segmentation", CVPR 2015:
+
+1. :func:`patch_dataset` cuts training patches from annotated images: a square around each
+   box (class ``1 + k``) and random background squares that barely overlap any box
+   (class 0, ``background``).
+2. :func:`train_patch_classifier` trains a small zoo classifier (LeNet-5 by default) on them.
+3. :func:`to_fully_convolutional` turns its ``Flatten -> Dense`` head into convolutions with
+   the same weights (:func:`foveal.models.classification.vgg.dense_to_convolutional`): on a
+   larger image the network returns one class-probability vector per window position, equal
+   to the classifier applied to that window, computed in one pass with shared convolutions
+   instead of once per window.
+4. :func:`sliding_window_detect` runs it over an image pyramid (windows of several sizes),
+   keeps the windows whose best non-background probability passes a threshold, and removes
+   overlapping duplicates with non-max suppression
+   (:func:`foveal.detection.postprocess.non_max_suppression`).
+
+The equality of step 3 is exact when every convolution and pooling before the head uses
+"valid" padding (LeNet-5, AlexNet-style chains): the FCN's output at row ``i``, column ``j``
+is the classifier's output on the window whose top-left corner is ``(i * stride_y,
+j * stride_x)``, where the stride is the product of the layers' strides. With "same" padding
+the classifier saw zeros at the window's border where the FCN sees the neighbouring pixels,
+so the outputs only approximate each other (a warning says so).
+
+The detected box is the window itself: this approach finds where objects are at the
+granularity of the stride and the pyramid's scales; it does not regress box edges (the YOLO
+detector of :mod:`foveal.detection` does).
+
+Example:
+    >>> parts = load_boxes("../shared/datasets/raccoon")  # doctest: +SKIP
+    >>> classifier, history = train_patch_classifier(parts["train"], epochs=10)  # doctest: +SKIP
+    >>> fcn = to_fully_convolutional(classifier)  # doctest: +SKIP
+    >>> boxes, scores, classes = sliding_window_detect(fcn, image, scales=(0.25, 0.125))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+from keras import layers
+
+from foveal.data.boxes import BoxedImages
+from foveal.data.source import LabeledImages
+from foveal.errors import ConfigError, DataError, ModelError
+from foveal.ops.boxes import iou_matrix
+
+log = logging.getLogger("foveal")
+
+BACKGROUND = "background"
+_NEGATIVE_TRIES = 50
+_SPATIAL = (layers.Conv2D, layers.MaxPooling2D, layers.AveragePooling2D)
+
+
+# ---------------------------------------------------------------------------- patches
+
+
+def patch_dataset(
+    data: BoxedImages,
+    patch_size: int = 32,
+    *,
+    channels: int = 3,
+    positives_per_box: int = 2,
+    jitter: float = 0.1,
+    negatives_per_image: int = 3,
+    max_negative_iou: float = 0.1,
+    seed: int = 0,
+    skip_invalid: bool = False,
+) -> LabeledImages:
+    """Square patches cut from annotated images, for a patch classifier with a background class.
+
+    Positives: a square of side ``max(box width, box height)`` centred on each box (the first
+    copy exactly, the others shifted and scaled by up to ``jitter`` of the side, so the
+    classifier tolerates windows that miss the object by a stride). Negatives: random squares
+    whose side is drawn around the image's box sizes (or 10-50% of the image's short side
+    when it has none), kept when their IoU with every box is at most ``max_negative_iou`` and
+    less than half of the square lies inside any one box (a patch of raccoon fur is neither
+    raccoon nor background). Difficult/crowd boxes make no positives but do block negatives.
+    Every patch is resized (antialiased) to ``patch_size``; parts outside the image are black.
+
+    Args:
+        data: the annotated images.
+        patch_size: side of the square patches in pixels (the classifier's input).
+        channels: 1 (gray) or 3 (RGB).
+        positives_per_box: patches per box (>= 1).
+        jitter: largest shift and scale change of the extra positive copies, in box sides.
+        negatives_per_image: background patches per image (fewer when none can be placed).
+        max_negative_iou: the largest IoU a background patch may have with a box.
+        seed: seeds the jitter and the background positions.
+        skip_invalid: skip images that cannot be opened (counted in ``info["skipped"]``)
+            instead of raising.
+
+    Returns:
+        :class:`~foveal.data.source.LabeledImages` of uint8 patches ``(P, patch, patch, C)``
+        with classes ``["background", *data.class_names]``; ``info`` holds the counts.
+
+    Raises:
+        DataError: an image cannot be opened (without ``skip_invalid``), or no patch was made.
+    """
+    from PIL import Image
+
+    if patch_size < 4 or positives_per_box < 1 or negatives_per_image < 0 or channels not in (1, 3):
+        raise ConfigError("patch_size >= 4, positives_per_box >= 1, negatives_per_image >= 0 and channels 1 or 3")
+    rng = np.random.default_rng(seed)
+    mode = "RGB" if channels == 3 else "L"
+    patches: list[np.ndarray] = []
+    labels: list[int] = []
+    skipped: list[tuple[str, str]] = []
+    assert data.difficult is not None
+    for path, boxes, classes, hard in zip(data.paths, data.boxes, data.labels, data.difficult):
+        try:
+            with Image.open(path) as opened:
+                image = opened.convert(mode)
+        except Exception as exc:  # PIL raises many kinds for broken files
+            if not skip_invalid:
+                raise DataError(f"{path}: cannot open the image ({exc})", hint="pass --skip-invalid to skip it") from None
+            log.warning("skipping %s: %s", path, exc)
+            skipped.append((str(path), str(exc)))
+            continue
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        hard = np.asarray(hard, bool)
+        for box, cls in zip(boxes[~hard], np.asarray(classes)[~hard]):
+            for copy in range(positives_per_box):
+                patches.append(_crop(image, _square_around(box, jitter if copy else 0.0, rng), patch_size))
+                labels.append(int(cls) + 1)
+        for square in _background_squares(image.size, boxes, negatives_per_image, max_negative_iou, rng):
+            patches.append(_crop(image, square, patch_size))
+            labels.append(0)
+    if not patches:
+        raise DataError(f"{data.origin or 'the dataset'}: no patches could be cut")
+    stacked = np.stack(patches).reshape(len(patches), patch_size, patch_size, channels)
+    label_array = np.asarray(labels, np.int32)
+    info: dict[str, Any] = {"positives": int((label_array > 0).sum()), "negatives": int((label_array == 0).sum())}
+    if skipped:
+        info["skipped"] = skipped
+    return LabeledImages(class_names=[BACKGROUND, *data.class_names], labels=label_array, images=stacked,
+                         origin=f"{data.origin} (patches)", info=info)
+
+
+def _square_around(box: np.ndarray, jitter: float, rng: np.random.Generator) -> np.ndarray:
+    side = float(max(box[2] - box[0], box[3] - box[1]))
+    centre = (box[:2] + box[2:]) / 2
+    if jitter:
+        centre = centre + rng.uniform(-jitter, jitter, 2) * side
+        side *= 1.0 + rng.uniform(-jitter, jitter)
+    return np.concatenate([centre - side / 2, centre + side / 2])
+
+
+def _background_squares(size: tuple[int, int], boxes: np.ndarray, count: int, max_iou: float,
+                        rng: np.random.Generator) -> list[np.ndarray]:
+    width, height = size
+    short = min(width, height)
+    sides = np.maximum(boxes[:, 2:] - boxes[:, :2], 1).max(axis=1) if len(boxes) else None
+    found: list[np.ndarray] = []
+    for _ in range(count * _NEGATIVE_TRIES):
+        if len(found) == count:
+            break
+        base = rng.choice(sides) * rng.uniform(0.5, 1.5) if sides is not None else short * rng.uniform(0.1, 0.5)
+        side = float(np.clip(base, 8, short))
+        x, y = rng.uniform(0, width - side), rng.uniform(0, height - side)
+        square = np.array([x, y, x + side, y + side])
+        if len(boxes):
+            inter_w = np.clip(np.minimum(square[2], boxes[:, 2]) - np.maximum(square[0], boxes[:, 0]), 0, None)
+            inter_h = np.clip(np.minimum(square[3], boxes[:, 3]) - np.maximum(square[1], boxes[:, 1]), 0, None)
+            inside = (inter_w * inter_h).max() / side**2
+            if iou_matrix(square[None], boxes).max() > max_iou or inside >= 0.5:
+                continue
+        found.append(square)
+    return found
+
+
+def _crop(image, square: np.ndarray, patch_size: int) -> np.ndarray:
+    from PIL import Image
+
+    x0, y0, x1, y1 = (int(round(v)) for v in square)
+    patch = image.crop((x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)))
+    return np.asarray(patch.resize((patch_size, patch_size), Image.Resampling.BILINEAR), np.uint8)
+
+
+# ---------------------------------------------------------------------------- classifier
+
+
+def train_patch_classifier(
+    data: BoxedImages | LabeledImages,
+    *,
+    architecture: str = "lenet5",
+    patch_size: int = 32,
+    channels: int = 3,
+    epochs: int = 10,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    augment: str = "flip",
+    validation: BoxedImages | LabeledImages | None = None,
+    seed: int = 0,
+    verbose: int = 0,
+    **patch_options: Any,
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Train a zoo classifier on background/object patches (Adam, cross-entropy).
+
+    Args:
+        data: annotated images (cut with :func:`patch_dataset`) or patches already cut.
+        architecture: a registered classifier; keep one whose convolutions and pools use
+            "valid" padding (``lenet5``, ``lenet5_classic``) for an exact FCN.
+        patch_size: patch side (the classifier's input is ``patch_size`` x ``patch_size``).
+        channels: 1 or 3.
+        epochs, batch_size, learning_rate: training settings.
+        augment: a classification augmentation spec (:mod:`foveal.data.augment`).
+        validation: optional held-out images or patches.
+        seed: seeds patch cutting, initialisation, shuffling and augmentation.
+        verbose: Keras ``fit`` verbosity.
+        **patch_options: passed to :func:`patch_dataset`.
+
+    Returns:
+        ``(model, history)``: the classifier (input ``(patch, patch, channels)``, softmax over
+        ``["background", *classes]``) and its Keras history.
+    """
+    from foveal.data.pipeline import make_pipeline
+    from foveal.models import build_model
+
+    def patches_of(source, part_seed):
+        if isinstance(source, LabeledImages):
+            return source
+        return patch_dataset(source, patch_size, channels=channels, seed=part_seed, **patch_options)
+
+    keras.utils.set_random_seed(seed)
+    train = patches_of(data, seed)
+    size = (patch_size, patch_size)
+    model = build_model(architecture, num_classes=train.num_classes, input_shape=(*size, channels))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    common = dict(image_size=size, channels=channels, batch_size=batch_size, seed=seed)
+    train_ds = make_pipeline(train, training=True, augment=augment, **common)
+    val_ds = None
+    if validation is not None:
+        val_ds = make_pipeline(patches_of(validation, seed + 1), training=False, **common)
+    # The pipeline shuffles (seeded); Keras' own shuffle flag does not apply to datasets.
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False)
+    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+# ---------------------------------------------------------------------------- FCN
+
+
+def to_fully_convolutional(model: keras.Model) -> keras.Model:
+    """The classifier as a fully convolutional network taking images of any size.
+
+    The first Dense layer after ``Flatten`` becomes a convolution as large as the flattened
+    map, the following Dense layers 1x1 convolutions, with the same weights (see the module
+    docstring for when the outputs are exactly equal).
+
+    Args:
+        model: a chain classifier ending in ``Flatten -> Dense ... -> softmax``.
+
+    Returns:
+        A model from ``(None, None, C)`` images to ``(h, w, classes)`` probability maps.
+
+    Raises:
+        ModelError: the model is not a chain with a ``Flatten -> Dense`` head.
+
+    Example:
+        >>> from foveal.models import build_model
+        >>> fcn = to_fully_convolutional(build_model("lenet5", num_classes=3, input_shape=(32, 32, 3)))
+        >>> fcn.output_shape, fcn_geometry(fcn)
+        ((None, None, None, 3), ((32, 32), (4, 4)))
+    """
+    from foveal.models.classification.vgg import dense_to_convolutional
+
+    same = [layer.name for layer in model.layers if isinstance(layer, _SPATIAL) and layer.padding == "same"]
+    if same:
+        log.warning("%s: %s use 'same' padding; the FCN's window outputs will only approximate the "
+                    "classifier's (use 'valid' padding for an exact match)", model.name, ", ".join(same[:4]))
+    return dense_to_convolutional(model)
+
+
+def fcn_geometry(fcn: keras.Model) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(window, stride)`` in input pixels, each ``(height, width)``, of a fully convolutional chain.
+
+    Output position ``(i, j)`` looks at the input window with top-left ``(i * sy, j * sx)``
+    and size ``window``. Read from the layers: the stride is the product of the strides; the
+    window is the input that gives a 1x1 output (``n_in = (n_out - 1) * s + k`` backwards).
+
+    Raises:
+        ModelError: a layer with "same" padding or another spatial layer makes the window
+            ambiguous; pass ``window`` and ``stride`` to :func:`sliding_window_detect` yourself.
+    """
+    window = np.array([1, 1])
+    stride = np.array([1, 1])
+    for layer in reversed(fcn.layers):
+        if isinstance(layer, _SPATIAL):
+            if layer.padding != "valid":
+                raise ModelError(f"{layer.name}: 'same' padding; the window of {fcn.name} is ambiguous",
+                                 hint="pass window= and stride= explicitly")
+            kernel = np.array(layer.kernel_size if isinstance(layer, layers.Conv2D) else layer.pool_size)
+            step = np.array(layer.strides)
+            dilation = np.array(getattr(layer, "dilation_rate", (1, 1)))
+            window = (window - 1) * step + (kernel - 1) * dilation + 1
+            stride = stride * step
+        elif isinstance(layer, (layers.ZeroPadding2D, layers.Cropping2D, layers.UpSampling2D,
+                                layers.Conv2DTranspose, layers.Reshape, layers.Flatten)):
+            raise ModelError(f"{layer.name}: cannot read the sliding-window geometry through a "
+                             f"{type(layer).__name__} layer", hint="pass window= and stride= explicitly")
+    return (int(window[0]), int(window[1])), (int(stride[0]), int(stride[1]))
+
+
+def sliding_window_detect(
+    fcn: keras.Model,
+    image: np.ndarray,
+    *,
+    window: int | tuple[int, int] | None = None,
+    stride: int | tuple[int, int] | None = None,
+    score_threshold: float = 0.5,
+    iou_threshold: float = 0.3,
+    scales: Sequence[float] = (1.0,),
+    max_detections: int = 100,
+    class_aware: bool = True,
+    background: int | None = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detect objects by sliding the FCN over an image pyramid, then non-max suppression.
+
+    At scale ``s`` the image is resized by ``s`` and the FCN's windows cover ``window / s``
+    original pixels: scales below 1 find objects larger than the window, above 1 smaller
+    ones. A window's score is its best non-background probability and its class that
+    class. Windows at or below ``score_threshold`` are dropped, then each kept window
+    suppresses the others overlapping it by IoU above ``iou_threshold`` (sliding windows one
+    stride apart overlap a lot, hence the default below the texts' 0.6).
+
+    Args:
+        fcn: from :func:`to_fully_convolutional`; outputs ``(1, h, w, classes)`` probabilities.
+        image: ``(H, W, C)`` pixels 0..255 (any dtype), or ``(H, W)`` for gray.
+        window: the classifier's input size (default: read by :func:`fcn_geometry`).
+        stride: pixels between neighbouring windows (default: read by :func:`fcn_geometry`).
+        score_threshold: least probability of a detection (strictly above).
+        iou_threshold: overlap above which the weaker of two windows is suppressed.
+        scales: pyramid scales; those that make the image smaller than the window are skipped.
+        max_detections: most boxes returned.
+        class_aware: suppress only within a class.
+        background: the index of the background class (None: every class is an object).
+
+    Returns:
+        ``(boxes, scores, classes)``: float32 ``(N, 4)`` corners ``[x_min, y_min, x_max, y_max]`` in
+        the image's pixels, float32 ``(N,)`` and int32 ``(N,)`` object-class indices (background
+        removed, so class ``k`` is ``data.class_names[k]`` of the annotated set), best first.
+
+    Example:
+        >>> boxes, scores, classes = sliding_window_detect(fcn, image, scales=(1.0, 0.5))  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from foveal.detection.postprocess import non_max_suppression
+
+    if window is None or stride is None:
+        inferred_window, inferred_stride = fcn_geometry(fcn)
+        window = inferred_window if window is None else window
+        stride = inferred_stride if stride is None else stride
+    win_h, win_w = (window, window) if isinstance(window, int) else window
+    step_y, step_x = (stride, stride) if isinstance(stride, int) else stride
+    if not scales or min(scales) <= 0:
+        raise ConfigError(f"scales must be positive numbers, got {list(scales)}")
+    pixels = np.asarray(image, np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    height, width = pixels.shape[:2]
+    all_boxes, all_scores, all_classes = [], [], []
+    for scale in scales:
+        new_h, new_w = int(round(height * scale)), int(round(width * scale))
+        if new_h < win_h or new_w < win_w:
+            continue
+        scaled = pixels if (new_h, new_w) == (height, width) else tf.image.resize(
+            pixels, (new_h, new_w), method="bilinear", antialias=True).numpy()
+        probs = np.asarray(fcn(scaled[None], training=False))[0]  # (h, w, classes)
+        if background is not None:
+            probs = np.delete(probs, background, axis=-1)
+        best = probs.argmax(axis=-1)
+        score = probs.max(axis=-1)
+        rows, cols = np.nonzero(score > score_threshold)
+        fx, fy = width / new_w, height / new_h  # scaled -> original pixels, per axis
+        x0, y0 = cols * step_x, rows * step_y
+        all_boxes.append(np.stack([x0 * fx, y0 * fy, (x0 + win_w) * fx, (y0 + win_h) * fy], axis=-1))
+        all_scores.append(score[rows, cols])
+        all_classes.append(best[rows, cols])
+    if not all_boxes or not sum(len(s) for s in all_scores):
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+    boxes = np.concatenate(all_boxes).astype(np.float32)
+    scores = np.concatenate(all_scores).astype(np.float32)
+    classes = np.concatenate(all_classes).astype(np.int32)
+    kept = non_max_suppression(boxes, scores, classes, iou_threshold=iou_threshold,
+                               score_threshold=score_threshold, max_detections=max_detections,
+                               class_aware=class_aware)
+    count = int(kept["num_detections"])
+    return (np.asarray(kept["boxes"])[:count], np.asarray(kept["scores"])[:count],
+            np.asarray(kept["classes"])[:count].astype(np.int32))
+
+
+__all__ = ["BACKGROUND", "fcn_geometry", "patch_dataset", "sliding_window_detect", "to_fully_convolutional",
+           "train_patch_classifier"]
