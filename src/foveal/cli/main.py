@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.detection.cli import add_detect_command
 
     add_detect_command(sub)
+    from foveal.segmentation.cli import add_segment_command
+
+    add_segment_command(sub)
     from foveal.shrink.cli import add_prune_command
 
     add_prune_command(sub)

@@ -56,16 +56,19 @@ class SegmentationAugment:
     ignore_label: int = 255
     image_interpolation: str = "bilinear"
 
-    def __call__(self, image, mask, seed):
+    def __call__(self, image, mask, seed, weights=None):
         """Augment one pair with the stateless random ``seed`` (an int32/int64 pair).
 
         Args:
             image: HxWxC image (any numeric dtype, pixel values 0..255).
             mask: HxW or HxWx1 integer mask.
             seed: shape (2,) integer tensor; the same seed gives the same result.
+            weights: optional HxW per-pixel loss weights; they follow the mask (nearest
+                neighbour, 0 outside the image).
 
         Returns:
-            (float32 image out_h x out_w x C, int32 mask out_h x out_w).
+            (float32 image out_h x out_w x C, int32 mask out_h x out_w), plus the float32
+            weights out_h x out_w when ``weights`` is given.
         """
         image = tf.convert_to_tensor(image)
         image = tf.cast(image, tf.float32)
@@ -80,10 +83,15 @@ class SegmentationAugment:
         image = _sample(image, ys, xs, self.image_interpolation, fill=None)
         mask = _sample(mask[..., None], ys, xs, "nearest", fill=self.ignore_label)[..., 0]
         image = self._photometric(image, seeds[6], seeds[7])
+        if weights is not None:
+            weights = tf.cast(tf.convert_to_tensor(weights), tf.float32)
+            weights = _sample(weights[..., None], ys, xs, "nearest", fill=0.0)[..., 0]
         if self.crop_size is not None:
             image = tf.ensure_shape(image, [*self.crop_size, None])
             mask = tf.ensure_shape(mask, list(self.crop_size))
-        return image, mask
+            if weights is not None:
+                weights = tf.ensure_shape(weights, list(self.crop_size))
+        return (image, mask) if weights is None else (image, mask, weights)
 
     def _source_coordinates(self, src_h, src_w, out_h, out_w, seeds):
         """Source (y, x) in pixel-centre coordinates for every output pixel."""

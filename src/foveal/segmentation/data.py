@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any

@@ -52,11 +52,11 @@ def segmentation_output(x, num_classes: int):
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
 
 
-def _conv_pair(x, filters: int, padding: str, batch_norm: bool, name: str):
+def _conv_pair(x, filters: int, padding: str, batch_norm: bool, name: str, bn_momentum: float = 0.99):
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding=padding, use_bias=not batch_norm, name=f"{name}_conv{i}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn{i}")(x)
         x = layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
 
@@ -86,6 +86,7 @@ def unet(
     batch_norm: bool = False,
     dropout: float = 0.0,
     preprocessing: str = "rescale",
+    bn_momentum: float = 0.9,
     name: str = "unet",
 ) -> keras.Model:
     """U-Net (Ronneberger et al., MICCAI 2015) on raw pixels.
@@ -100,6 +101,10 @@ def unet(
         dropout: dropout before the bottleneck's up-convolution (the paper uses drop-out at
             the end of the contracting path).
         preprocessing: the input ``Preprocess`` mode.
+        bn_momentum: momentum of the batch-normalisation moving statistics. 0.9 rather than
+            Keras' 0.99: the moving variance starts at 1 while the early layers' true variance
+            is far smaller, and with 0.99 a few hundred steps leave enough of that start value
+            for the inference-mode network to predict a single class.
 
     Example:
         >>> unet((572, 572, 1), 2, width=4, padding="valid").output_shape   # the paper's Fig. 1
@@ -114,10 +119,10 @@ def unet(
     x = Preprocess(preprocessing, name="preprocess")(inputs)
     skips = []
     for level in range(depth):
-        x = _conv_pair(x, width * 2**level, padding, batch_norm, f"down{level + 1}")
+        x = _conv_pair(x, width * 2**level, padding, batch_norm, f"down{level + 1}", bn_momentum)
         skips.append(x)
         x = layers.MaxPooling2D(2, name=f"pool{level + 1}")(x)
-    x = _conv_pair(x, width * 2**depth, padding, batch_norm, "bottleneck")
+    x = _conv_pair(x, width * 2**depth, padding, batch_norm, "bottleneck", bn_momentum)
     if dropout:
         x = layers.Dropout(dropout, name="bottleneck_dropout")(x)
     for level in reversed(range(depth)):
@@ -125,7 +130,7 @@ def unet(
         x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"upconv{level + 1}")(x)
         skip = skips[level] if padding == "same" else _centre_crop_to(skips[level], x, f"crop{level + 1}")
         x = layers.Concatenate(name=f"concat{level + 1}")([skip, x])
-        x = _conv_pair(x, filters, padding, batch_norm, f"up{level + 1}")
+        x = _conv_pair(x, filters, padding, batch_norm, f"up{level + 1}", bn_momentum)
     try:
         return keras.Model(inputs, segmentation_output(x, num_classes), name=name)
     except ValueError as exc:
@@ -248,7 +253,7 @@ def fcn(
     if variant not in FCN_VARIANTS:
         raise ConfigError(f"FCN variant must be one of {', '.join(FCN_VARIANTS)}, got {variant!r}")
     h, w = input_shape[:2]
-    if h % 32 or w % 32:
+    if h and w and (h % 32 or w % 32):  # None: any size, checked when called
         raise ModelError(f"fcn needs height and width divisible by 32, got {h}x{w}")
     from foveal.models.registry import MODELS
 

@@ -1,0 +1,87 @@
+"""Optional dense-CRF refinement of per-pixel probabilities.
+
+A fully connected conditional random field (Krähenbühl, Koltun, "Efficient Inference in Fully
+Connected CRFs with Gaussian Edge Potentials", NeurIPS 2011) sharpens a network's soft map
+along image edges: its unary term is the network's ``-log p``, and two Gaussian pairwise
+terms favour equal labels for pixels that are close (smoothness kernel) and for pixels that are
+close *and* similar in colour (appearance kernel). Chen et al. used it after DeepLab ("Semantic
+Image Segmentation with Deep Convolutional Nets and Fully Connected CRFs", ICLR 2015).
+
+The inference is the ``pydensecrf`` module of the ``pydensecrf2`` package, an optional extra
+(``pip install 'foveal[crf]'``; it builds a C++ extension, so a compiler is needed where no
+wheel exists). Without it, asking for ``--crf`` raises a :class:`~foveal.errors.FovealError`
+that says what to install; nothing else in foveal needs it.
+
+Example:
+    >>> probs = crf_refine(image, probs, iterations=5)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from foveal.errors import FovealError
+
+INSTALL_HINT = ("pip install 'foveal[crf]' (or pip install pydensecrf2; it compiles C++ code, so "
+                "a compiler such as g++ must be installed)")
+
+
+def crf_available() -> bool:
+    """True when the optional ``pydensecrf`` module imports."""
+    try:
+        import pydensecrf.densecrf  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_crf() -> None:
+    """Raise a :class:`FovealError` naming the package to install when the CRF is missing."""
+    if not crf_available():
+        raise FovealError("dense-CRF refinement (--crf) needs the optional package pydensecrf2, "
+                          "which is not installed", hint=INSTALL_HINT)
+
+
+def crf_refine(
+    image: np.ndarray,
+    probs: np.ndarray,
+    *,
+    iterations: int = 5,
+    smooth_sxy: float = 3.0,
+    smooth_compat: float = 3.0,
+    appearance_sxy: float = 50.0,
+    appearance_srgb: float = 13.0,
+    appearance_compat: float = 5.0,
+) -> np.ndarray:
+    """Refined HxWxK probabilities from an HxW[xC] uint8 ``image`` and HxWxK ``probs``.
+
+    Args:
+        image: the image the probabilities belong to (gray images are repeated to RGB).
+        probs: per-pixel class probabilities (rows sum to 1).
+        iterations: mean-field steps.
+        smooth_sxy, smooth_compat: spatial std (pixels) and weight of the smoothness kernel.
+        appearance_sxy, appearance_srgb, appearance_compat: spatial std, colour std and weight
+            of the appearance (bilateral) kernel.
+
+    Raises:
+        FovealError: ``pydensecrf2`` is not installed (with what to install).
+    """
+    require_crf()
+    import pydensecrf.densecrf as dcrf
+    from pydensecrf.utils import unary_from_softmax
+
+    height, width, k = probs.shape
+    rgb = np.asarray(image)
+    if rgb.ndim == 2:
+        rgb = rgb[..., None]
+    rgb = np.ascontiguousarray(np.repeat(rgb, 3, -1) if rgb.shape[-1] == 1 else rgb[..., :3], dtype=np.uint8)
+    field = dcrf.DenseCRF2D(width, height, k)
+    soft = np.clip(np.moveaxis(probs, -1, 0).astype(np.float32), 1e-8, 1.0)
+    field.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(soft)))
+    field.addPairwiseGaussian(sxy=smooth_sxy, compat=smooth_compat)
+    field.addPairwiseBilateral(sxy=appearance_sxy, srgb=appearance_srgb, rgbim=rgb, compat=appearance_compat)
+    refined = np.asarray(field.inference(int(iterations)), dtype=np.float32).reshape(k, height, width)
+    return np.moveaxis(refined, 0, -1)
+
+
+__all__ = ["INSTALL_HINT", "crf_available", "crf_refine", "require_crf"]

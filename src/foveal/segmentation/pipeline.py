@@ -1,0 +1,228 @@
+"""The ``tf.data`` input of the segmentation trainer: decode, resize, crop and augment pairs.
+
+Each element of :meth:`SegmentationImages.to_tf_dataset` (a uint8 image and its mask of class
+indices) is optionally stretched to ``image_size`` (the image bilinearly, the mask by nearest
+neighbour, so labels are never blended), cached, then:
+
+* for training, shuffled, repeated when a fixed number of steps per epoch is asked for, and
+  passed through one :class:`~foveal.segmentation.augment.SegmentationAugment` draw that also
+  takes the random crop of ``crop_size``;
+* for evaluation, left whole and padded at the bottom and right to a multiple of the model's
+  stride (the padding is labelled with the ignore label, so it counts nowhere).
+
+Batches are ``(float32 pixels 0..255, target)``; the target is the (B, H, W) int32 label map,
+or (B, H, W, 2) float32 labels + per-pixel weights when U-Net border weights are on (the
+layout :mod:`foveal.segmentation.losses` reads).
+
+Augmentation spec (``--augment``): a preset name or a comma list of ops.
+
+==============  ===================================================================  ========
+op              what it does                                                         default
+==============  ===================================================================  ========
+hflip, vflip    mirror left-right / top-bottom with probability 1/2                  -
+rot90           rotate by 0, 90, 180 or 270 degrees                                  -
+angle=D         rotate by a further angle drawn from [-D, D] degrees                 10
+scale=LO-HI     zoom by a factor drawn log-uniformly from [LO, HI]                   0.8-1.25
+elastic=S       U-Net's elastic deformation: 3x3 grid of displacements, std S px     10
+brightness=F    add up to +-F x 255 to the image                                     0.1
+contrast=F      scale the image's contrast by a factor in [1-F, 1+F]                 0.1
+==============  ===================================================================  ========
+
+Presets: ``none`` (crop only), ``flips`` (``hflip``), ``standard`` (natural images:
+``hflip,scale=0.8-1.25,brightness=0.1,contrast=0.1``) and ``microscopy`` (rotation-free
+textures such as electron micrographs: ``hflip,vflip,rot90,angle=10,scale=0.9-1.1,elastic=10,
+brightness=0.05,contrast=0.1``).
+
+Example:
+    >>> aug = parse_augment("microscopy", crop_size=(256, 256))
+    >>> aug.elastic_sigma, aug.rot90
+    (10.0, True)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from foveal.errors import ConfigError
+from foveal.segmentation.augment import SegmentationAugment
+
+PRESETS: dict[str, str] = {
+    "none": "",
+    "flips": "hflip",
+    "standard": "hflip,scale=0.8-1.25,brightness=0.1,contrast=0.1",
+    "microscopy": "hflip,vflip,rot90,angle=10,scale=0.9-1.1,elastic=10,brightness=0.05,contrast=0.1",
+}
+#: op -> (SegmentationAugment field, default value); flags have no value.
+OPS: dict[str, tuple[str, Any]] = {
+    "hflip": ("hflip", None), "vflip": ("vflip", None), "rot90": ("rot90", None),
+    "angle": ("max_angle", 10.0), "scale": ("scale", (0.8, 1.25)), "elastic": ("elastic_sigma", 10.0),
+    "brightness": ("brightness", 0.1), "contrast": ("contrast", 0.1),
+}
+_AUTO_CACHE_BYTES = 1 << 30  # cache decoded pairs in memory when they fit in 1 GiB
+
+
+def parse_augment(spec: str, *, crop_size: tuple[int, int] | None = None,
+                  ignore_label: int = 255) -> SegmentationAugment:
+    """A preset name or ``"hflip,angle=15,elastic=8"`` -> :class:`SegmentationAugment`.
+
+    Raises:
+        ConfigError: an unknown op or a value that is not a number (a range for ``scale``).
+    """
+    text = PRESETS.get(spec.strip(), spec)
+    values: dict[str, Any] = {"hflip": False}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, raw = (s.strip() for s in item.partition("="))
+        if name not in OPS:
+            raise ConfigError(f"unknown segmentation augmentation {name!r}",
+                              hint=f"use a preset ({', '.join(PRESETS)}) or a comma list of {', '.join(OPS)}")
+        field, default = OPS[name]
+        if default is None:
+            if sep:
+                raise ConfigError(f"segmentation augmentation {name!r} takes no value")
+            values[field] = True
+        elif not sep:
+            values[field] = default
+        else:
+            values[field] = _parse_value(name, raw)
+    return SegmentationAugment(crop_size=crop_size, ignore_label=ignore_label, **values)
+
+
+def _parse_value(name: str, raw: str) -> Any:
+    try:
+        if name == "scale":
+            lo, _, hi = raw.partition("-")
+            pair = (float(lo), float(hi or lo))
+            if not 0 < pair[0] <= pair[1]:
+                raise ValueError
+            return pair
+        value = float(raw)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        form = "LO-HI with 0 < LO <= HI, e.g. scale=0.8-1.25" if name == "scale" else "a number >= 0"
+        raise ConfigError(f"segmentation augmentation {name}={raw!r}: expected {form}") from None
+
+
+def make_segmentation_pipeline(
+    data,
+    *,
+    channels: int,
+    batch_size: int,
+    training: bool,
+    image_size: tuple[int, int] | None = None,
+    crop_size: tuple[int, int] | None = None,
+    augment: SegmentationAugment | None = None,
+    stride: int = 32,
+    seed: int = 0,
+    repeat: bool = False,
+    cache: str = "auto",
+    skip_invalid: bool = False,
+    weight_map: Callable[[np.ndarray], np.ndarray] | None = None,
+):
+    """Batches of ``(images, targets)`` from a :class:`~foveal.segmentation.data.SegmentationImages`.
+
+    Args:
+        data: the image/mask pairs.
+        channels: 1 or 3 (images are converted).
+        batch_size: pairs per batch.
+        training: shuffle, crop and augment (else whole images, padded to ``stride``).
+        image_size: (height, width) every pair is stretched to first; None keeps file sizes.
+        crop_size: training crop (None: whole images, padded to ``stride``).
+        augment: the random transformations (None: crop only); its ``crop_size`` is replaced.
+        stride: the model's total downsampling; whole images are padded to a multiple of it.
+        seed: shuffling and augmentation seed.
+        repeat: repeat the training data forever (for a fixed number of steps per epoch).
+        cache: ``memory``, ``none`` or ``auto`` (memory when the decoded pairs fit in 1 GiB).
+        skip_invalid: drop pairs that fail to decode instead of stopping.
+        weight_map: ``mask -> HxW float32 weights`` (e.g. U-Net border weights), computed
+            once per pair before augmentation; None trains without pixel weights.
+    """
+    import tensorflow as tf
+
+    from foveal.data.pipeline import resize_image
+
+    ignore = data.ignore_label
+    ds = data.to_tf_dataset(channels, skip_invalid=skip_invalid)
+    if image_size is not None:
+        size = tuple(int(v) for v in image_size)
+
+        def resize(image, mask):
+            mask = tf.image.resize(mask[..., None], size, method="nearest")[..., 0]
+            return resize_image(image, size, keep_aspect=False), mask
+
+        ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE)
+    if weight_map is not None:
+        def add_weights(image, mask):
+            weights = tf.numpy_function(lambda m: weight_map(m).astype(np.float32), [mask], tf.float32)
+            weights.set_shape(mask.shape)
+            return image, mask, weights
+
+        ds = ds.map(add_weights, num_parallel_calls=tf.data.AUTOTUNE)
+    if _should_cache(data, channels, image_size, cache):
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(max(1, len(data)), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        aug = augment if augment is not None else SegmentationAugment(hflip=False, ignore_label=ignore)
+        aug = _with_crop(aug, crop_size)
+        seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda pair, s: aug(*pair[:2], s, *pair[2:]),
+                                                  num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda *pair: _cast(*pair), num_parallel_calls=tf.data.AUTOTUNE)
+    if not training or crop_size is None:
+        ds = ds.map(lambda *pair: _pad_to_stride(*pair, stride=stride, ignore=ignore),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        values = (0.0, ignore) if weight_map is None else (0.0, ignore, 0.0)
+        ds = ds.padded_batch(batch_size, padding_values=tuple(tf.constant(v, t) for v, t in
+                                                               zip(values, (tf.float32, tf.int32, tf.float32))))
+    else:
+        ds = ds.batch(batch_size)
+    if weight_map is not None:
+        ds = ds.map(lambda image, mask, weights: (image, tf.stack([tf.cast(mask, tf.float32), weights], -1)))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _with_crop(aug: SegmentationAugment, crop_size: tuple[int, int] | None) -> SegmentationAugment:
+    from dataclasses import replace
+
+    return replace(aug, crop_size=None if crop_size is None else tuple(int(v) for v in crop_size))
+
+
+def _cast(image, mask, weights=None):
+    import tensorflow as tf
+
+    out = (tf.cast(image, tf.float32), tf.cast(mask, tf.int32))
+    return out if weights is None else (*out, weights)
+
+
+def _pad_to_stride(image, mask, weights=None, *, stride: int, ignore: int):
+    """Pad bottom/right to a multiple of ``stride``: zeros for the image, ``ignore`` for the mask."""
+    import tensorflow as tf
+
+    shape = tf.shape(mask)
+    ph = (stride - shape[0] % stride) % stride
+    pw = (stride - shape[1] % stride) % stride
+    image = tf.pad(image, [[0, ph], [0, pw], [0, 0]])
+    mask = tf.pad(mask, [[0, ph], [0, pw]], constant_values=ignore)
+    if weights is None:
+        return image, mask
+    return image, mask, tf.pad(weights, [[0, ph], [0, pw]])
+
+
+def _should_cache(data, channels: int, image_size, cache: str) -> bool:
+    if cache != "auto":
+        return cache == "memory"
+    from foveal.segmentation.data import image_size as header_size
+
+    if len(data) == 0:
+        return False
+    h, w = image_size or header_size(data.image_paths[0])
+    return len(data) * h * w * (channels + 1) < _AUTO_CACHE_BYTES
+
+
+__all__ = ["OPS", "PRESETS", "make_segmentation_pipeline", "parse_augment"]

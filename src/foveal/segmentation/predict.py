@@ -1,0 +1,308 @@
+"""``foveal segment predict``: image files -> per-pixel class maps at each image's own size.
+
+Everything comes from the model file: its card gives the class names, the channel count, the
+resize policy and the model's stride; the model's first layer does the preprocessing.
+
+How an image of any size is predicted (the same code scores ``evaluate`` and the end of a run):
+
+1. A model trained on resized images (``--image-size``) sees the image stretched to that size,
+   and its probabilities are stretched back (bilinearly) to the original size before the
+   arg-max; otherwise the image keeps its resolution.
+2. Trained models are fully convolutional. An image whose sides fit in ``tile`` (1024 pixels
+   by default, stored in the card) is predicted in one pass after mirror-padding its bottom
+   and right edges to a multiple of the stride. A larger image is cut into overlapping
+   ``tile`` x ``tile`` windows on a mirror-padded canvas; only the centre of each window is
+   kept (the outer eighth on each side is context), in the spirit of U-Net's overlap-tile
+   strategy, so seams do not show and memory stays bounded.
+3. Optionally a fully connected CRF refines the probabilities (see :mod:`.crf`).
+
+Outputs, with an output folder: ``masks/NAME.png`` (8-bit gray PNG whose pixel value is the
+class index: an *index PNG*), ``overlays/NAME.png`` (the image with the classes painted in
+half-transparent colours; a class named ``background`` is left unpainted) and
+``predictions.csv`` (file, written files, size, share of pixels per class).
+
+Example:
+    >>> model, card = load_model("runs/isbi/best.keras")  # doctest: +SKIP
+    >>> rows = predict_masks(model, card, ["slice.png"], output="pred/")  # doctest: +SKIP
+    >>> rows[0]["mask"]  # doctest: +SKIP
+    'pred/masks/slice.png'
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from foveal.errors import DataError, ModelError
+from foveal.utils_io import atomic_path, atomic_write_text
+
+DEFAULT_TILE = 1024
+OVERLAY_ALPHA = 0.5
+
+
+def check_card(card) -> None:
+    """Refuse a model file that is not a segmenter."""
+    if card.task != "segment":
+        raise ModelError(f"this model was trained for the task {card.task!r}, not 'segment'",
+                         hint="use a model written by `foveal segment train`")
+
+
+def decode_file(path: str | Path, channels: int) -> np.ndarray:
+    """Decode one image file as the training pipeline does (uint8 HxWxC, original size).
+
+    Raises:
+        DataError: naming the file when it is missing, not an image, or cannot be decoded.
+    """
+    import tensorflow as tf
+
+    from foveal.data.decode import decode_image_bytes
+    from foveal.data.imagecheck import check_image_file
+
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no such file")
+    problem = check_image_file(str(path), full=True)
+    if problem:
+        raise DataError(f"{path}: {problem}")
+    try:
+        return decode_image_bytes(tf.io.read_file(str(path)), channels).numpy()
+    except tf.errors.InvalidArgumentError as exc:
+        raise DataError(f"{path}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
+
+
+# ------------------------------------------------------------------------------- colours
+
+
+def default_palette(num_classes: int) -> np.ndarray:
+    """The PASCAL VOC colour map (bit-interleaved class index), (K, 3) uint8."""
+    colours = np.zeros((num_classes, 3), np.uint8)
+    for k in range(num_classes):
+        c, r, g, b = k, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (c & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        colours[k] = (r, g, b)
+    if num_classes == 2:  # black and dark red are hard to see on gray micrographs
+        colours[:] = [(255, 64, 64), (64, 160, 255)]
+    return colours
+
+
+def class_colours(card) -> np.ndarray:
+    """(K, 3) uint8: the dataset's palette when it had one, else :func:`default_palette`."""
+    palette = card.training.get("palette")
+    if palette is not None and len(palette) == len(card.class_names):
+        return np.asarray(palette, np.uint8)
+    return default_palette(len(card.class_names))
+
+
+def overlay_classes(image: np.ndarray, labels: np.ndarray, colours: np.ndarray, *, alpha: float = OVERLAY_ALPHA,
+            skip: Iterable[int] = ()) -> np.ndarray:
+    """``image`` (HxW[xC] uint8) with each class painted over it; labels outside ``colours`` and
+    classes in ``skip`` stay unpainted. Returns HxWx3 uint8."""
+    rgb = np.asarray(image)
+    if rgb.ndim == 2:
+        rgb = rgb[..., None]
+    rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb[..., :3]
+    out = rgb.astype(np.float32)
+    paint = labels < len(colours)
+    for k in skip:
+        paint &= labels != k
+    tint = colours[np.where(paint, labels, 0)].astype(np.float32)
+    out[paint] = (1 - alpha) * out[paint] + alpha * tint[paint]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def unpainted(card) -> list[int]:
+    """Classes an overlay leaves alone: those named ``background``."""
+    return [i for i, name in enumerate(card.class_names) if name.lower() == "background"]
+
+
+# ---------------------------------------------------------------------------- prediction
+
+
+def _call(model, batch: np.ndarray) -> np.ndarray:
+    return np.asarray(model(batch, training=False), dtype=np.float32)
+
+
+def sliding_window(model, image: np.ndarray, *, tile: int, stride: int, batch_size: int = 4) -> np.ndarray:
+    """Per-pixel probabilities (HxWxK) of a fully convolutional ``model`` on a float32 image.
+
+    See the module docstring: one mirror-padded pass when the image fits in ``tile``, else
+    overlapping windows whose centres are kept.
+    """
+    height, width = image.shape[:2]
+    tile = max(stride, tile // stride * stride)
+    if height <= tile and width <= tile:
+        ph, pw = -height % stride, -width % stride
+        padded = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
+        return _call(model, padded[None])[0, :height, :width]
+    margin = tile // 8
+    inner = tile - 2 * margin
+    ny, nx = math.ceil(height / inner), math.ceil(width / inner)
+    padded = np.pad(image, ((margin, ny * inner - height + margin), (margin, nx * inner - width + margin), (0, 0)),
+                    mode="symmetric")
+    corners = [(i * inner, j * inner) for i in range(ny) for j in range(nx)]
+    out = None
+    for start in range(0, len(corners), batch_size):
+        chunk = corners[start:start + batch_size]
+        probs = _call(model, np.stack([padded[y:y + tile, x:x + tile] for y, x in chunk]))
+        if out is None:
+            out = np.zeros((ny * inner, nx * inner, probs.shape[-1]), np.float32)
+        for (y, x), p in zip(chunk, probs):
+            out[y:y + inner, x:x + inner] = p[margin:margin + inner, margin:margin + inner]
+    return out[:height, :width]
+
+
+def predict_probabilities(model, card, image: np.ndarray, *, batch_size: int = 4) -> np.ndarray:
+    """HxWxK float32 class probabilities for one decoded uint8 image, at its own size."""
+    import tensorflow as tf
+
+    from foveal.data.pipeline import resize_image
+
+    height, width = image.shape[:2]
+    size = card.training.get("image_size")
+    fixed = tuple(model.input_shape[1:3])
+    if all(fixed):  # a model with a fixed input size can only see that size
+        size = fixed
+    x = image if not size else np.asarray(resize_image(tf.constant(image), tuple(size), keep_aspect=False))
+    x = x.astype(np.float32)
+    if all(fixed):
+        probs = _call(model, x[None])[0]
+    else:
+        probs = sliding_window(model, x, tile=int(card.training.get("tile", DEFAULT_TILE)),
+                               stride=int(card.training.get("stride", 32)), batch_size=batch_size)
+    if probs.shape[:2] != (height, width):
+        probs = tf.image.resize(probs, (height, width), method="bilinear").numpy()
+    return probs
+
+
+def predict_labels(model, card, image: np.ndarray, *, crf: bool | dict[str, Any] = False) -> np.ndarray:
+    """HxW uint8 class indices for one decoded image; ``crf`` (True or CRF options) refines first."""
+    probs = predict_probabilities(model, card, image)
+    if crf:
+        from foveal.segmentation.crf import crf_refine
+
+        probs = crf_refine(image, probs, **(crf if isinstance(crf, dict) else {}))
+    return probs.argmax(-1).astype(np.uint8)
+
+
+def predict_masks(
+    model,
+    card,
+    images: Iterable[str | Path],
+    *,
+    output: str | Path | None = None,
+    overlay: bool = True,
+    crf: bool | dict[str, Any] = False,
+    skip_invalid: bool = False,
+) -> list[dict[str, Any]]:
+    """Predict every image file (folders are searched recursively) and optionally write them.
+
+    Args:
+        model, card: from :func:`foveal.models.load_model` of a segmenter.
+        images: files and/or folders.
+        output: folder for ``masks/`` (index PNGs), ``overlays/`` and ``predictions.csv``;
+            None writes nothing.
+        overlay: also write the overlays.
+        crf: refine with a dense CRF (True, or a dict of :func:`~.crf.crf_refine` options);
+            needs the optional ``pydensecrf2`` package.
+        skip_invalid: report unreadable files as rows with ``"error"`` instead of raising.
+
+    Returns:
+        One dict per image: ``file``, ``size`` (``[width, height]``), ``fractions`` (share of
+        pixels per class name) and, when written, ``mask`` and ``overlay``.
+    """
+    from foveal.predict import collect_images
+
+    check_card(card)
+    if crf:
+        from foveal.segmentation.crf import require_crf
+
+        require_crf()
+    files = collect_images(images)
+    out_dir = Path(output) if output is not None else None
+    colours, skip = class_colours(card), unpainted(card)
+    used: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            image = decode_file(path, card.input_shape[-1])
+        except DataError as exc:
+            if not skip_invalid:
+                raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
+            rows.append({"file": str(path), "error": exc.message})
+            continue
+        labels = predict_labels(model, card, image, crf=crf)
+        counts = np.bincount(labels.ravel(), minlength=len(card.class_names))
+        row: dict[str, Any] = {
+            "file": str(path), "size": [int(labels.shape[1]), int(labels.shape[0])],
+            "fractions": {n: round(float(c) / labels.size, 6) for n, c in zip(card.class_names, counts)},
+        }
+        if out_dir is not None:
+            name = _unique_name(path, used)
+            row["mask"] = str(write_png(out_dir / "masks" / name, labels))
+            if overlay:
+                painted = overlay_classes(image, labels, colours, skip=skip)
+                row["overlay"] = str(write_png(out_dir / "overlays" / name, painted))
+        rows.append(row)
+    if out_dir is not None:
+        atomic_write_text(out_dir / "predictions.csv", to_csv(rows, card.class_names))
+    return rows
+
+
+def _unique_name(source: Path, used: set[str]) -> str:
+    stem, k = Path(source).stem, 1
+    name = f"{stem}.png"
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}.png"
+    used.add(name)
+    return name
+
+
+def write_png(path: Path, pixels: np.ndarray) -> Path:
+    """Write a uint8 HxW (gray: an index PNG for label maps) or HxWx3 array as PNG, atomically."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.asarray(pixels, np.uint8)).save(tmp, format="PNG")
+    return path
+
+
+def to_csv(rows: list[dict[str, Any]], class_names: list[str]) -> str:
+    """One line per image: file, mask, overlay, width, height, share of each class, error."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["file", "mask", "overlay", "width", "height", *(f"fraction_{n}" for n in class_names), "error"])
+    for r in rows:
+        if "error" in r:
+            writer.writerow([r["file"], "", "", "", "", *([""] * len(class_names)), r["error"]])
+        else:
+            writer.writerow([r["file"], r.get("mask", ""), r.get("overlay", ""), *r["size"],
+                             *(r["fractions"][n] for n in class_names), ""])
+    return out.getvalue()
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A terminal table: file, then the share of each class."""
+    width = min(50, max((len(r["file"]) for r in rows), default=4))
+    lines = []
+    for r in rows:
+        name = r["file"] if len(r["file"]) <= width else "..." + r["file"][-(width - 3):]
+        if "error" in r:
+            lines.append(f"{name:<{width}}  ERROR {r['error']}")
+        else:
+            shares = "  ".join(f"{k} {v:.1%}" for k, v in r["fractions"].items())
+            lines.append(f"{name:<{width}}  {shares}")
+    return "\n".join(lines)
+
+
+__all__ = ["check_card", "class_colours", "decode_file", "default_palette", "format_table", "overlay_classes",
+           "predict_labels", "predict_masks", "predict_probabilities", "sliding_window", "to_csv", "write_png"]

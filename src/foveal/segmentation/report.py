@@ -1,0 +1,136 @@
+"""The single-file HTML report of a segmentation run or evaluation.
+
+Built on :func:`foveal.visualize.report.write_classification_report` (summary, training
+curves, resolved configuration) with segmentation sections: a per-class table (IoU, Dice,
+precision, recall, pixel counts), the pixel confusion matrix, and example images shown three
+times side by side: the image, the true mask over it, the predicted mask over it.
+
+Example:
+    >>> write_segmentation_report("run/report.html", title="run", summary={}, config={},
+    ...                           history=None, scores=scores, examples=examples)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+THUMBNAIL = 192
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.4f}"
+
+
+def per_class_table(scores: dict[str, Any]):
+    """The per-class rows of :func:`~.train.scores_to_metrics` output as an HTML table (Markup)."""
+    from markupsafe import Markup, escape
+
+    rows = []
+    for row in scores["per_class"]:
+        cells = [escape(row["class"])] + [_fmt(row[k]) for k in ("iou", "dice", "precision", "recall")]
+        cells += [f"{row['pixels']:,}", f"{row['predicted_pixels']:,}"]
+        rows.append("<tr><td>" + "</td><td class=\"num\">".join(str(c) for c in cells) + "</td></tr>")
+    head = ("<thead><tr><th>class</th><th class=\"num\">IoU</th><th class=\"num\">Dice</th>"
+            "<th class=\"num\">precision</th><th class=\"num\">recall</th><th class=\"num\">true pixels</th>"
+            "<th class=\"num\">predicted pixels</th></tr></thead>")
+    means = (f"<p>pixel accuracy {_fmt(scores['pixel_accuracy'])}, mean IoU {_fmt(scores['mean_iou'])}, "
+             f"mean Dice {_fmt(scores['mean_dice'])} over {scores['num_images']} image(s); a class absent "
+             "from both truth and prediction has no score (n/a) and is left out of the means.</p>")
+    return Markup(f"<table>{head}<tbody>{''.join(rows)}</tbody></table>{means}")
+
+
+def example_grid(examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], colours: np.ndarray,
+                 skip: Sequence[int], ignore_label: int) -> bytes:
+    """A PNG grid: per example the image, the true mask over it and the predicted mask over it."""
+    from foveal.segmentation.predict import overlay_classes
+    from foveal.visualize.plots import plot_image_grid
+
+    tiles, titles = [], []
+    for image, truth, predicted, title in examples:
+        shown_truth = np.where(truth == ignore_label, len(colours), truth)  # ignored pixels unpainted
+        for picture, caption in ((overlay_classes(image, np.zeros_like(truth), colours, alpha=0.0), title),
+                                 (overlay_classes(image, shown_truth, colours, skip=skip), "true mask"),
+                                 (overlay_classes(image, predicted, colours, skip=skip), "predicted")):
+            tiles.append(_thumbnail(picture))
+            titles.append(caption)
+    return plot_image_grid(np.stack(tiles), titles, cols=6)
+
+
+def _thumbnail(rgb: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
+    """Fit ``rgb`` into a size x size square (aspect kept, black borders; small images are
+    enlarged with nearest-neighbour sampling so their pixels stay crisp)."""
+    from PIL import Image
+
+    img = Image.fromarray(rgb)
+    scale = min(size / img.width, size / img.height)
+    method = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR
+    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), method)
+    canvas = Image.new("RGB", (size, size))
+    canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+    return np.asarray(canvas)
+
+
+def legend(class_names: Sequence[str], colours: np.ndarray, skip: Sequence[int]):
+    """Coloured class names as HTML (Markup)."""
+    from markupsafe import Markup, escape
+
+    parts = []
+    for k, name in enumerate(class_names):
+        r, g, b = (int(v) for v in colours[k])
+        swatch = "transparent" if k in skip else f"rgb({r},{g},{b})"
+        parts.append(f'<span style="display:inline-block;width:1em;height:1em;background:{swatch};'
+                     f'border:1px solid #888;vertical-align:middle"></span> {escape(name)}')
+    return Markup("<p>" + " &nbsp; ".join(parts) + "</p>")
+
+
+def write_segmentation_report(
+    path: str | Path,
+    *,
+    title: str,
+    summary: dict[str, Any],
+    config: dict[str, Any],
+    history: dict[str, list[float]] | None,
+    scores: dict[str, Any] | None,
+    examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = (),
+    class_names: Sequence[str] = (),
+    colours: np.ndarray | None = None,
+    skip: Sequence[int] = (),
+    ignore_label: int = 255,
+) -> Path:
+    """Write the report (see the module docstring); returns its path.
+
+    Args:
+        scores: the metrics dict of :func:`~.train.scores_to_metrics` (or None).
+        examples: ``(uint8 image, true labels, predicted labels, caption)`` per example.
+        class_names, colours, skip: for the legend and overlays (``skip``: unpainted classes).
+    """
+    from markupsafe import Markup
+
+    from foveal.segmentation.predict import default_palette
+    from foveal.visualize.plots import plot_confusion_matrix
+    from foveal.visualize.report import png_data_uri, write_classification_report
+
+    colours = default_palette(len(class_names)) if colours is None else colours
+    extra: list[tuple[str, Any]] = []
+    if scores is not None:
+        extra.append(("Per-class IoU and Dice", per_class_table(scores)))
+        cm = np.asarray(scores["confusion_matrix"])
+        if cm.size and cm.sum():
+            uri = png_data_uri(plot_confusion_matrix(cm, list(class_names)))
+            extra.append(("Pixel confusion matrix", Markup(
+                '<figure><img src="{}" alt="pixel confusion matrix"><figcaption>Rows are true classes, '
+                'columns predicted classes, counted over labelled pixels.</figcaption></figure>').format(uri)))
+    if examples:
+        uri = png_data_uri(example_grid(examples, colours, skip, ignore_label))
+        extra.append(("Example overlays: image, true mask, predicted mask",
+                      legend(class_names, colours, skip)
+                      + Markup('<figure><img src="{}" alt="example overlays"></figure>').format(uri)))
+    curves = {k: v for k, v in (history or {}).items() if k != "epoch_seconds"}
+    return write_classification_report(path, title=title, summary=summary, config=config,
+                                       history=curves or None, metrics=None, extra_sections=extra)
+
+
+__all__ = ["example_grid", "legend", "per_class_table", "write_segmentation_report"]

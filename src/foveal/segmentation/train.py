@@ -1,0 +1,809 @@
+"""``foveal segment train`` and ``evaluate``: from a :class:`SegmentConfig` to a run folder.
+
+The run folder mirrors the other tasks': ``config.yaml`` (the resolved options),
+``history.csv``, ``best.keras`` and ``last.keras`` (self-describing models whose card says
+``task: segment`` and carries the class names, resize policy and stride), ``state.json`` (what
+``--resume`` needs), ``metrics.json`` (pixel accuracy, per-class and mean IoU and Dice on the
+test split, else validation) and ``report.html`` (curves, per-class table, confusion matrix,
+example overlays).
+
+Data: a folder of ``images/`` + ``masks/`` (or ISBI's ``image/`` + ``label/``), see
+:func:`~foveal.segmentation.data.read_mask_folder`. Classes are named in index order with
+``--classes``; for binary masks the first name is the black (0) pixels and the second the
+white (255) ones, so ISBI is ``--classes membrane cell``. ``--foreground`` names the class whose
+IoU and Dice are reported on their own (and pick ``best.keras`` by default).
+
+Splits: ``--test-data``, else the last ``--holdout N`` pairs in file order, else a seeded
+``--test-split`` fraction; ``--val-data``, else a seeded ``--val-split`` fraction of what is
+left. Training sees random ``--crop-size`` crops (augmented by ``--augment``) of images
+optionally stretched to ``--image-size`` first; validation and scoring see whole images
+(:mod:`.predict` explains how images of any size are predicted).
+
+Example:
+    >>> cfg = SegmentConfig(data="../shared/datasets/isbi-membrane/train", classes=["membrane", "cell"],
+    ...                     foreground="membrane", holdout=5, epochs=2, output="/tmp/runs")
+    >>> result = train_segmenter(cfg)  # doctest: +SKIP
+    >>> 0.0 <= result.metrics["foreground_dice"] <= 1.0  # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from foveal import configtools
+from foveal.configtools import option
+from foveal.errors import ConfigError, DataError, TrainingInterrupted
+from foveal.training.runs import TrainResult, mark, resolve_run, say, set_determinism, weights_of
+from foveal.utils_io import atomic_write_text
+
+if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
+    import keras
+
+    from foveal.models import ModelCard
+    from foveal.segmentation.data import SegmentationImages
+
+Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
+Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle"]
+DEFAULT_DATA = "../shared/datasets/isbi-membrane/train"
+
+#: trainer model name -> (builder in SEGMENTATION_MODELS, options fixed by the name)
+ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
+    "unet": ("unet", {}),
+    "unet_backbone": ("unet_backbone", {}),
+    "fcn8s": ("fcn", {"variant": "8s"}),
+    "fcn16s": ("fcn", {"variant": "16s"}),
+    "fcn32s": ("fcn", {"variant": "32s"}),
+}
+
+
+@dataclass
+class SegmentConfig:
+    """All options of a segmentation training run (see ``foveal segment train --help``)."""
+
+    # data
+    data: str = option(DEFAULT_DATA, "folder of images/ + masks/ (matched by file stem) or image/ + label/ (ISBI)",
+                       group="data")
+    val_data: str | None = option(None, "separate validation folder (else --val-split of train)", group="data")
+    test_data: str | None = option(None, "separate test folder (else --holdout or --test-split of train)",
+                                   group="data")
+    holdout: int = option(0, "use the last N pairs (file order) of --data as the test split", group="data")
+    val_split: float = option(0.1, "seeded random fraction of train held out for validation", group="data")
+    test_split: float = option(0.1, "seeded random fraction of train held out for testing (when neither "
+                               "--test-data nor --holdout)", group="data")
+    mask_format: Literal["auto", "index", "binary", "palette"] = option(
+        "auto", "index (pixel value = class), binary (0/255), palette (RGB colours listed in palette.txt) "
+        "or auto", group="data")
+    classes: list[str] = option([], "class names in index order; binary masks: the 0 (black) class, then "
+                                "the 255 (white) class (empty: background foreground for binary masks, "
+                                "class_0 class_1 ... for index masks, palette.txt's names)", group="data")
+    foreground: str | None = option(None, "class reported on its own (IoU, Dice) and monitored; default: "
+                                    "class 1 when there are two classes", group="data")
+    ignore_label: int = option(255, "mask value meaning 'no label' (no loss, no score); binary masks "
+                               "have none", group="data")
+    channels: int = option(0, "1 (gray) or 3 (RGB); 0: 1 when the first image is gray, else 3", group="data")
+    image_size: list[int] = option([], "stretch every image and mask to SIZE or HEIGHT WIDTH first "
+                                   "(empty: keep the files' resolution)", group="data")
+    crop_size: list[int] = option([256], "train on random crops of SIZE or HEIGHT WIDTH (a multiple of the "
+                                  "model's stride); 0: whole images", group="data")
+    augment: str = option("standard", "none, flips, standard, microscopy (with elastic deformation) or a list "
+                          "like 'hflip,vflip,rot90,angle=15,scale=0.8-1.25,elastic=10,brightness=0.1,"
+                          "contrast=0.1'", group="data")
+    cache: Literal["auto", "memory", "none"] = option("auto", "cache decoded pairs in memory ('auto': when "
+                                                       "under 1 GiB)", group="data")
+    verify: Literal["full", "quick"] = option("full", "check every image before training: decode it fully, or "
+                                              "read its header only", group="data")
+    skip_invalid: bool = option(False, "leave out (and count) pairs with a missing partner, a mask of the wrong "
+                                "size or with unknown values, or an undecodable image, instead of stopping",
+                                group="data")
+
+    # model and loss
+    model: str = option("unet", f"architecture: {', '.join(ARCHITECTURES)}", group="model")
+    model_options: dict[str, Any] = option({}, "builder options, e.g. width=16,depth=4,batch_norm=true for "
+                                           "unet; backbone=vgg16,width=0.25,fc_filters=512 for fcn*s",
+                                           group="model")
+    loss: Literal["ce", "dice", "ce+dice"] = option("ce", "pixel cross-entropy, soft Dice, or their sum",
+                                                    group="model")
+    dice_weight: float = option(1.0, "weight of the Dice term in ce+dice", group="model")
+    class_weights: str = option("none", "cross-entropy class weights: none, balanced (inverse pixel "
+                                "frequency) or a list like '2,1'", group="model")
+    border_weight: float = option(0.0, "U-Net border weight w0 (the paper: 10) for pixels between touching "
+                                  "objects; 0: off", group="model")
+    border_sigma: float = option(5.0, "U-Net border weight width sigma in pixels (the paper: 5)", group="model")
+    border_objects: str | None = option(None, "class whose connected regions are the objects of the border "
+                                        "weights (default: class 1)", group="model")
+
+    # optimisation
+    epochs: int = option(50, "number of epochs", group="training")
+    steps_per_epoch: int = option(0, "batches per epoch (0: one pass over the training images)", group="training")
+    batch_size: int = option(8, "crops (or images) per step", group="training")
+    optimizer: Optimizer = option("adam", "optimizer", group="training")
+    learning_rate: float = option(1e-3, "peak learning rate", group="training")
+    schedule: Schedule = option("cosine", "learning-rate schedule", group="training")
+    warmup_epochs: float = option(0.0, "linear warm-up epochs", group="training")
+    early_stopping: int = option(0, "stop after this many epochs without improvement of --monitor and "
+                                 "restore the best weights (0: off)", group="training")
+    monitor: str = option("auto", "metric that picks best.keras: auto (val_foreground_dice, or val_mean_iou "
+                          "without a foreground class), or e.g. val_mean_iou, val_loss", group="training")
+    time_budget: float = option(0.0, "stop training gracefully after this many seconds of training (summed "
+                                "over resumes) and score best.keras; 0: no limit", group="training")
+    seed: int = option(42, "random seed for splits, shuffling, augmentation and initialisation", group="training")
+    deterministic: bool = option(True, "make runs repeatable on CPU (TensorFlow op determinism)", group="training")
+
+    # outputs
+    output: str = option("runs", "folder that receives the run folder", group="output")
+    name: str | None = option(None, "run folder name (default: segment-MODEL-DATA-TIMESTAMP)", group="output")
+    tile: int = option(1024, "images with a side above this are predicted in overlapping tiles of this size",
+                       group="output")
+    tensorboard: bool = option(False, "write TensorBoard logs to RUN/tensorboard", group="output")
+    report_images: int = option(6, "scored images shown as overlays in the report", group="output")
+    progress: bool = option(True, "show progress bars", group="output")
+
+    def validate(self) -> None:
+        """Check ranges that the types alone cannot express."""
+        from foveal.segmentation.pipeline import parse_augment
+
+        checks = [
+            (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
+            (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
+            (self.holdout >= 0, "holdout must not be negative"),
+            (len(self.image_size) in (0, 1, 2) and all(v >= 8 for v in self.image_size),
+             "image_size must be empty, SIZE or HEIGHT WIDTH, at least 8"),
+            (len(self.crop_size) in (0, 1, 2) and all(v >= 0 for v in self.crop_size),
+             "crop_size must be 0, SIZE or HEIGHT WIDTH"),
+            (self.channels in (0, 1, 3), "channels must be 0 (auto), 1 or 3"),
+            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be at least 1"),
+            (self.steps_per_epoch >= 0 and self.time_budget >= 0, "steps_per_epoch and time_budget must not be negative"),
+            (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.dice_weight >= 0 and self.border_weight >= 0 and self.border_sigma > 0,
+             "dice_weight and border_weight must not be negative, border_sigma must be positive"),
+            (self.early_stopping >= 0 and self.report_images >= 0, "early_stopping and report_images must not be negative"),
+            (self.tile >= 32, "tile must be at least 32"),
+            (0 <= self.ignore_label <= 255, "ignore_label must be in 0..255"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if self.model not in ARCHITECTURES:
+            import difflib
+
+            close = difflib.get_close_matches(self.model, ARCHITECTURES, n=1)
+            raise ConfigError(f"unknown segmentation model {self.model!r}; known: {', '.join(ARCHITECTURES)}",
+                              hint=f"did you mean {close[0]!r}?" if close else None)
+        if self.model_options.get("padding", "same") != "same":
+            raise ConfigError("the trainer builds padding='same' U-Nets (output = input size)",
+                              hint="build the paper's unpadded form with foveal.segmentation.models.unet(padding='valid')")
+        parse_augment(self.augment)
+        parse_class_weights(self.class_weights)
+
+    @property
+    def image_hw(self) -> tuple[int, int] | None:
+        return (int(self.image_size[0]), int(self.image_size[-1])) if self.image_size else None
+
+    @property
+    def crop_hw(self) -> tuple[int, int] | None:
+        if not self.crop_size or min(self.crop_size) == 0:
+            return None
+        return (int(self.crop_size[0]), int(self.crop_size[-1]))
+
+    @property
+    def stride(self) -> int:
+        """The model's total downsampling: inputs are padded or cropped to multiples of it."""
+        if self.model == "unet":
+            return 2 ** int(self.model_options.get("depth", 4))
+        return 32
+
+
+SegmentResult = TrainResult  # the same run-folder result as classification
+
+
+def parse_class_weights(spec: str) -> str | list[float] | None:
+    """``none`` -> None, ``balanced`` -> ``"balanced"``, ``"2,1"`` -> [2.0, 1.0]."""
+    text = spec.strip().lower()
+    if text in ("none", ""):
+        return None
+    if text == "balanced":
+        return "balanced"
+    try:
+        weights = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ConfigError(f"class_weights {spec!r}: expected none, balanced or numbers like '2,1'") from None
+    if any(w < 0 for w in weights):
+        raise ConfigError("class weights must not be negative")
+    return weights
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+def read_folder(path: str, cfg: SegmentConfig, class_names: list[str] | None = None) -> SegmentationImages:
+    """One image/mask folder, with every mask and (by ``cfg.verify``) every image checked."""
+    from foveal.segmentation.data import read_mask_folder
+
+    names = class_names or (list(cfg.classes) or None)
+    data = read_mask_folder(path, mask_format=cfg.mask_format, class_names=names, ignore_label=cfg.ignore_label,
+                            skip_invalid=cfg.skip_invalid)
+    if data.mask_format == "binary" and data.num_classes != 2:
+        raise ConfigError(f"{path}: binary masks have 2 classes, got --classes {data.class_names}")
+    return check_images(data, full=cfg.verify == "full", skip_invalid=cfg.skip_invalid)
+
+
+def check_images(data: SegmentationImages, *, full: bool, skip_invalid: bool) -> SegmentationImages:
+    """Decode (or header-check) every image; bad ones raise a DataError naming them, or are skipped."""
+    from foveal.data.imagecheck import scan_files
+
+    bad = scan_files([str(p) for p in data.image_paths], full=full, progress=False)
+    if not bad:
+        return data
+    problems = [f"image {path}: {problem}" for path, problem in bad.items()]
+    if not skip_invalid:
+        raise DataError(f"{len(bad)} unusable image(s): " + "; ".join(problems[:5]),
+                        hint="fix or remove them, or pass --skip-invalid to leave their pairs out")
+    keep = np.flatnonzero([str(p) not in bad for p in data.image_paths])
+    return replace(data.subset(keep), info={**data.info, "skipped": data.info.get("skipped", []) + problems})
+
+
+def load_splits(cfg: SegmentConfig) -> dict[str, SegmentationImages]:
+    """Train / val / test pairs as the config asks (see the module docstring)."""
+    train = read_folder(cfg.data, cfg)
+    names = train.class_names
+    parts: dict[str, SegmentationImages] = {}
+    if cfg.test_data:
+        parts["test"] = read_folder(cfg.test_data, cfg, names)
+    elif cfg.holdout:
+        if cfg.holdout >= len(train):
+            raise ConfigError(f"--holdout {cfg.holdout} leaves no training pairs ({cfg.data} has {len(train)})")
+        parts["test"] = train.subset(np.arange(len(train) - cfg.holdout, len(train)))
+        train = train.subset(np.arange(len(train) - cfg.holdout))
+    elif cfg.test_split > 0:
+        train, parts["test"] = _random_split(train, cfg.test_split, cfg.seed)
+    if cfg.val_data:
+        parts["val"] = read_folder(cfg.val_data, cfg, names)
+    elif cfg.val_split > 0:
+        train, parts["val"] = _random_split(train, cfg.val_split, cfg.seed + 1)
+    parts["train"] = train
+    for name, part in parts.items():
+        if part.class_names != names:
+            raise DataError(f"{part.origin}: classes {part.class_names} differ from train's {names}",
+                            hint="give the same classes in every split (--classes, or the same palette.txt)")
+        if len(part) == 0:
+            raise DataError(f"the {name} split of {part.origin} is empty")
+    return parts
+
+
+def _random_split(data: SegmentationImages, fraction: float, seed: int) -> tuple[SegmentationImages, SegmentationImages]:
+    count = min(len(data) - 1, max(1, round(fraction * len(data))))
+    if count < 1:
+        raise DataError(f"{data.origin}: {len(data)} pair(s) are too few to hold some out",
+                        hint="add pairs, or pass --val-split 0 --test-split 0")
+    order = np.random.default_rng(seed).permutation(len(data))
+    return data.subset(np.sort(order[count:])), data.subset(np.sort(order[:count]))
+
+
+def skipped_of(parts: dict[str, SegmentationImages]) -> list[str]:
+    """Every pair left out by ``--skip-invalid`` (folders shared by splits counted once)."""
+    seen: dict[str, None] = {}
+    for part in parts.values():
+        seen.update(dict.fromkeys(part.info.get("skipped", [])))
+    return list(seen)
+
+
+def guess_channels(data: SegmentationImages) -> int:
+    """1 when the first image is single-channel (gray), else 3."""
+    from PIL import Image
+
+    with Image.open(data.image_paths[0]) as img:
+        return 1 if img.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+
+
+def class_index(name: str | None, names: list[str], what: str) -> int | None:
+    """The index of class ``name`` (a name or an index), None for None."""
+    if name is None:
+        return None
+    if name in names:
+        return names.index(name)
+    if name.isdigit() and int(name) < len(names):
+        return int(name)
+    raise ConfigError(f"--{what} {name!r} is not one of the classes {names}")
+
+
+def resolve_weights(spec: str, train: SegmentationImages, max_masks: int = 200) -> list[float] | None:
+    """Class weights from the option; ``balanced`` counts pixels of up to ``max_masks`` masks."""
+    parsed = parse_class_weights(spec)
+    if parsed is None:
+        return None
+    if parsed != "balanced":
+        if len(parsed) != train.num_classes:
+            raise ConfigError(f"--class-weights gives {len(parsed)} weights for {train.num_classes} classes")
+        return list(parsed)
+    step = max(1, len(train) // max_masks)
+    counts = np.zeros(train.num_classes, np.int64)
+    for i in range(0, len(train), step):
+        mask = train.load_mask(i)
+        counts += np.bincount(mask[mask != train.ignore_label].ravel(), minlength=train.num_classes)[:train.num_classes]
+    # balanced_class_weights' formula (total / (K * count), absent classes 0) on the counts
+    weights = np.where(counts > 0, counts.sum() / (train.num_classes * np.maximum(counts, 1)), 0.0)
+    return [round(float(w), 6) for w in weights]
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def build_segmenter(name: str, *, num_classes: int, channels: int, options: dict[str, Any] | None = None,
+                    preprocessing: str | None = None) -> keras.Model:
+    """A fully convolutional segmentation model (input ``(None, None, channels)``) by trainer name.
+
+    Example:
+        >>> build_segmenter("fcn8s", num_classes=3, channels=3,
+        ...                 options={"width": 0.0625, "fc_filters": 8}).output_shape  # doctest: +SKIP
+        (None, None, None, 3)
+    """
+    from foveal.segmentation.models import SEGMENTATION_MODELS
+
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"unknown segmentation model {name!r}; known: {', '.join(ARCHITECTURES)}")
+    builder, fixed = ARCHITECTURES[name]
+    kwargs = {**fixed, **(options or {})}
+    if preprocessing is not None:
+        kwargs["preprocessing"] = preprocessing
+    try:
+        return SEGMENTATION_MODELS.get(builder).obj(input_shape=(None, None, channels), num_classes=num_classes,
+                                                    **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"model {name!r}: {exc}", hint="check --model-options against the builder's arguments "
+                          "(see foveal.segmentation.models)") from None
+
+
+def make_loss(cfg: SegmentConfig, num_classes: int, class_weights: list[float] | None):
+    from foveal.segmentation.losses import CrossEntropyDice, PixelCrossEntropy, SoftDiceLoss
+
+    if cfg.loss == "ce":
+        return PixelCrossEntropy(class_weights, ignore_label=cfg.ignore_label)
+    if cfg.loss == "dice":
+        return SoftDiceLoss(num_classes, ignore_label=cfg.ignore_label)
+    return CrossEntropyDice(num_classes, class_weights, dice_weight=cfg.dice_weight, ignore_label=cfg.ignore_label)
+
+
+def make_metrics(num_classes: int, ignore_label: int, foreground: int | None) -> list:
+    """Pixel accuracy and mean IoU, plus the foreground class's IoU and Dice, as Keras metrics."""
+    from foveal.segmentation.metrics import StreamingConfusion
+
+    metrics = [StreamingConfusion(num_classes, "pixel_accuracy", ignore_label),
+               StreamingConfusion(num_classes, "mean_iou", ignore_label)]
+    if foreground is not None:
+        metrics += [StreamingConfusion(num_classes, f"iou_{foreground}", ignore_label, name="foreground_iou"),
+                    StreamingConfusion(num_classes, f"dice_{foreground}", ignore_label, name="foreground_dice")]
+    return metrics
+
+
+def _resolve(config: SegmentConfig | None, resume: str | Path | None,
+             overrides: dict[str, Any]) -> tuple[SegmentConfig, Path, dict[str, Any] | None]:
+    return resolve_run(SegmentConfig, config, resume, overrides, name_prefix="segment")
+
+
+def train_segmenter(config: SegmentConfig | None = None, *, resume: str | Path | None = None,
+                    **overrides: Any) -> SegmentResult:
+    """Train a segmenter and write a run folder; see the module docstring.
+
+    Args:
+        config: the options (default: :class:`SegmentConfig`'s).
+        resume: a run folder to continue from its last finished epoch; its ``config.yaml`` is
+            used, with ``overrides`` (e.g. ``epochs=80``) on top.
+        **overrides: options that replace those of ``config``.
+
+    Returns:
+        A :class:`SegmentResult`; ``interrupted`` is True when a signal stopped the run.
+    """
+    from foveal.models import ModelCard, load_model
+
+    cfg, run_dir, state = _resolve(config, resume, overrides)
+    crop = cfg.crop_hw
+    if crop is not None and (crop[0] % cfg.stride or crop[1] % cfg.stride):
+        raise ConfigError(f"--crop-size {crop[0]}x{crop[1]} is not a multiple of {cfg.model}'s stride {cfg.stride}")
+    set_determinism(cfg.seed, cfg.deterministic)
+    parts = load_splits(cfg)
+    train, val, test = parts["train"], parts.get("val"), parts.get("test")
+    names = train.class_names
+    channels = cfg.channels or guess_channels(train)
+    foreground = class_index(cfg.foreground, names, "foreground")
+    if foreground is None and len(names) == 2:
+        foreground = 1
+    weights = resolve_weights(cfg.class_weights, train)
+    skipped = skipped_of(parts)
+    start_epoch = 0
+    if state is not None:
+        model, _ = load_model(run_dir / "last.keras", compile=True)
+        start_epoch = int(state["epoch"])
+        say(f"resuming {run_dir} after epoch {start_epoch} of {cfg.epochs}")
+    else:
+        model = build_segmenter(cfg.model, num_classes=len(names), channels=channels, options=cfg.model_options)
+        _compile(cfg, model, len(names), weights, foreground, len(train))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(cfg))
+    card = ModelCard(
+        architecture=cfg.model, class_names=list(names),
+        input_shape=(*(crop or cfg.image_hw or (cfg.stride * 8,) * 2), channels),
+        preprocessing=getattr(_layer(model, "preprocess"), "mode", "none"), keep_aspect=False, task="segment",
+        training={"data": cfg.data, "run": run_dir.name, "image_size": list(cfg.image_hw) if cfg.image_hw else None,
+                  "crop_size": list(crop) if crop else None, "stride": cfg.stride, "tile": cfg.tile,
+                  "ignore_label": cfg.ignore_label, "mask_format": train.mask_format,
+                  "palette": None if train.palette is None else train.palette.tolist(),
+                  "foreground": None if foreground is None else names[foreground], "loss": cfg.loss,
+                  "class_weights": weights},
+    )
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in (("train", train), ("val", val), ("test", test)) if v is not None)
+    say(f"data: {cfg.data} ({train.mask_format} masks, classes {names}; pairs {sizes}"
+        + (f"; {len(skipped)} skipped" if skipped else "") + ")")
+    for problem in skipped[:5]:
+        say(f"  skipped: {problem}")
+    say(f"model: {cfg.model}, {channels} channel(s), {model.count_params():,} parameters; loss {cfg.loss}"
+        + (f", class weights {weights}" if weights else ""))
+    say(f"run folder: {run_dir}")
+
+    history: dict[str, list[float]] = {k: list(v) for k, v in (state or {}).get("history", {}).items()}
+    if start_epoch < cfg.epochs:
+        if _fit(cfg, model, card, train, val, run_dir, history, state, start_epoch, channels, foreground):
+            return SegmentResult(run_dir, history, None, interrupted=True)
+    split, part = ("test", test) if test is not None else ("validation", val)
+    metrics = _finish(cfg, model, card, split, part, run_dir, history, skipped)
+    return SegmentResult(run_dir, history, metrics)
+
+
+def _compile(cfg: SegmentConfig, model: keras.Model, num_classes: int, weights: list[float] | None,
+             foreground: int | None, num_train: int) -> None:
+    from foveal.training.schedules import make_optimizer, make_schedule
+
+    steps = cfg.steps_per_epoch or math.ceil(num_train / cfg.batch_size)
+    lr = make_schedule(cfg.schedule, learning_rate=cfg.learning_rate, steps_per_epoch=steps, epochs=cfg.epochs,
+                       warmup_epochs=cfg.warmup_epochs)
+    model.compile(optimizer=make_optimizer(cfg.optimizer, lr), loss=make_loss(cfg, num_classes, weights),
+                  metrics=make_metrics(num_classes, cfg.ignore_label, foreground))
+
+
+def _layer(model: keras.Model, name: str):
+    return next((layer for layer in model.layers if layer.name == name), None)
+
+
+def border_weight_fn(cfg: SegmentConfig, names: list[str], weights: list[float] | None):
+    """``mask -> U-Net weight map`` (Ronneberger et al. 2015, eq. 2) or None when off."""
+    if not cfg.border_weight:
+        return None
+    from foveal.segmentation.losses import unet_weight_map
+
+    objects = class_index(cfg.border_objects, names, "border-objects")
+    objects = 1 if objects is None else objects
+    # The loss multiplies by the class weights itself, so the map carries only the border term.
+    ones = [1.0] * len(names)
+    return lambda mask: unet_weight_map(mask, w0=cfg.border_weight, sigma=cfg.border_sigma, foreground=objects,
+                                        class_weights=ones, ignore_label=cfg.ignore_label)
+
+
+def time_budget_callback(seconds: float) -> keras.callbacks.Callback:
+    """A callback that stops ``fit`` at the first batch end after ``seconds`` of training;
+    Keras then still validates and ends that epoch, so the checkpoint callbacks run as usual.
+    Its ``hit`` attribute says whether the budget stopped the run."""
+    import keras
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds, self.hit, self.start = float(seconds), False, time.monotonic()
+
+        def on_train_begin(self, logs=None):
+            self.start = time.monotonic()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if time.monotonic() - self.start >= self.seconds:
+                self.hit = True
+                self.model.stop_training = True
+
+    return TimeBudget()
+
+
+def _fit(cfg: SegmentConfig, model: keras.Model, card: ModelCard, train: SegmentationImages,
+         val: SegmentationImages | None, run_dir: Path, history: dict[str, list[float]], state: dict[str, Any] | None,
+         start_epoch: int, channels: int, foreground: int | None) -> bool:
+    """Run ``fit`` with the resumable callbacks; return True if a signal interrupted it."""
+    import keras
+
+    from foveal.data.decode import decode_errors_as_data_errors
+    from foveal.models import save_model
+    from foveal.segmentation.pipeline import make_segmentation_pipeline, parse_augment
+    from foveal.training import callbacks as cb
+
+    common = dict(channels=channels, batch_size=cfg.batch_size, image_size=cfg.image_hw, stride=cfg.stride,
+                  cache=cfg.cache, skip_invalid=cfg.skip_invalid)
+    weight_fn = border_weight_fn(cfg, train.class_names, None)
+    # A resumed run must not replay the shuffles and augmentations of the first epochs.
+    train_ds = make_segmentation_pipeline(
+        train, training=True, crop_size=cfg.crop_hw, seed=cfg.seed + start_epoch, repeat=cfg.steps_per_epoch > 0,
+        augment=parse_augment(cfg.augment, ignore_label=cfg.ignore_label), weight_map=weight_fn, **common)
+    val_ds = make_segmentation_pipeline(val, training=False, weight_map=weight_fn, **common) if val is not None else None
+    monitor = cfg.monitor
+    if monitor == "auto":
+        monitor = "val_foreground_dice" if foreground is not None else "val_mean_iou"
+    if val_ds is None and monitor.startswith("val_"):
+        monitor = monitor[4:]
+    mode = "min" if "loss" in monitor else "max"
+    restored = (state or {}).get("callbacks", {})
+    stateful: dict[str, Any] = {}
+    if cfg.early_stopping:
+        stateful["early_stopping"] = cb.ResumableEarlyStopping(
+            restored=restored.get("early_stopping"), monitor=monitor, mode=mode, patience=cfg.early_stopping,
+            restore_best_weights=True,
+            best_weights_loader=(lambda: weights_of(run_dir / "best.keras", model)) if state else None)
+    guard = cb.InterruptGuard()
+    callbacks: list[keras.callbacks.Callback] = list(stateful.values())
+    callbacks.append(cb.RunCheckpoint(run_dir, lambda m, p: save_model(m, p, card), monitor=monitor, mode=mode,
+                                      history=history, best=(state or {}).get("best"), stateful=stateful,
+                                      extra_state={"task": "segment"}))
+    budget = None
+    if cfg.time_budget:
+        left = cfg.time_budget - sum(history.get("epoch_seconds", []))
+        if left <= 0:
+            say(f"time budget of {cfg.time_budget:.0f} s already spent; scoring best.keras")
+            return False
+        budget = time_budget_callback(left)
+        callbacks.append(budget)
+    if cfg.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False))
+    callbacks.append(guard)
+    verbose = (1 if sys.stdout.isatty() else 2) if cfg.progress else 0
+    started = time.perf_counter()
+    try:
+        with guard, decode_errors_as_data_errors(cfg.data):
+            model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start_epoch,
+                      steps_per_epoch=cfg.steps_per_epoch or None, callbacks=callbacks, verbose=verbose)
+    except TrainingInterrupted as exc:
+        done = (cb.read_state(run_dir) or {}).get("epoch", 0)
+        mark(run_dir, "interrupted")
+        say(f"\ninterrupted by signal {exc.signum} after {done} finished epoch(s); "
+            f"continue with: foveal segment train --resume {run_dir}")
+        return True
+    seconds = time.perf_counter() - started
+    if budget is not None and budget.hit:
+        say(f"time budget of {cfg.time_budget:.0f} s reached after {len(history.get('loss', []))} epoch(s)")
+    mark(run_dir, "trained", train_seconds=seconds, time_budget_reached=bool(budget is not None and budget.hit))
+    return False
+
+
+def _finish(cfg: SegmentConfig, model: keras.Model, card: ModelCard, split: str, part: SegmentationImages | None,
+            run_dir: Path, history: dict[str, list[float]], skipped: list[str]) -> dict[str, Any] | None:
+    """Score the best weights on the test split (else validation) and write the report."""
+    best = run_dir / "best.keras"
+    if best.is_file():
+        model.load_weights(best)
+    metrics, examples = None, []
+    if part is not None:
+        metrics, examples = score_segmenter(model, card, part, report_images=cfg.report_images,
+                                            skip_invalid=cfg.skip_invalid)
+        metrics["split"] = split
+        metrics["skipped_pairs"] = len(skipped) + metrics.pop("skipped_images")
+        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+        say(f"{split}: {format_headline(metrics)}")
+    summary: dict[str, Any] = {
+        "run": run_dir.name, "task": "semantic segmentation", "model": cfg.model, "data": cfg.data,
+        "classes": ", ".join(card.class_names), "parameters": f"{model.count_params():,}",
+        "epochs": len(history.get("loss", [])), "training time (s)": f"{sum(history.get('epoch_seconds', [])):.1f}",
+        "skipped pairs": len(skipped),
+    }
+    if metrics is not None:
+        summary |= _summary_scores(metrics)
+    from foveal.segmentation.predict import class_colours, unpainted
+    from foveal.segmentation.report import write_segmentation_report
+
+    path = write_segmentation_report(run_dir / "report.html", title=f"foveal segmentation run {run_dir.name}",
+                                     summary=summary, config=asdict(cfg), history=history, scores=metrics,
+                                     examples=examples, class_names=card.class_names, colours=class_colours(card),
+                                     skip=unpainted(card), ignore_label=cfg.ignore_label)
+    mark(run_dir, "done")
+    say(f"report: {path}")
+    return metrics
+
+
+def _summary_scores(metrics: dict[str, Any]) -> dict[str, Any]:
+    split = metrics.get("split", "scored")
+    out = {f"{split} pixel accuracy": metrics["pixel_accuracy"], f"{split} mean IoU": metrics["mean_iou"],
+           f"{split} mean Dice": metrics["mean_dice"]}
+    if metrics.get("foreground") is not None:
+        out[f"{split} {metrics['foreground']} IoU"] = metrics["foreground_iou"]
+        out[f"{split} {metrics['foreground']} Dice"] = metrics["foreground_dice"]
+    out["images scored"] = metrics["num_images"]
+    return out
+
+
+# ---------------------------------------------------------------------------------- evaluation
+
+
+def scores_to_metrics(cm: np.ndarray, class_names: list[str], foreground: str | None = None) -> dict[str, Any]:
+    """A JSON-ready dict from a confusion matrix: pixel accuracy, per-class and mean IoU and Dice.
+
+    Undefined scores (a class in neither truth nor prediction) are None and left out of means.
+    """
+    from foveal.segmentation.metrics import per_class_dice, per_class_iou, pixel_accuracy
+
+    iou, dice = per_class_iou(cm), per_class_dice(cm)
+    tp, true, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan)
+        recall = np.where(true > 0, tp / np.maximum(true, 1), np.nan)
+
+    def num(v) -> float | None:
+        return None if not np.isfinite(v) else round(float(v), 6)
+
+    defined_iou, defined_dice = iou[np.isfinite(iou)], dice[np.isfinite(dice)]
+    metrics: dict[str, Any] = {
+        "pixel_accuracy": num(pixel_accuracy(cm)),
+        "mean_iou": num(defined_iou.mean()) if defined_iou.size else None,
+        "mean_dice": num(defined_dice.mean()) if defined_dice.size else None,
+        "per_class": [{"class": n, "iou": num(iou[k]), "dice": num(dice[k]), "precision": num(precision[k]),
+                       "recall": num(recall[k]), "pixels": int(true[k]), "predicted_pixels": int(predicted[k])}
+                      for k, n in enumerate(class_names)],
+        "confusion_matrix": cm.astype(int).tolist(),
+        "num_pixels": int(cm.sum()),
+        "foreground": foreground,
+    }
+    if foreground is not None:
+        k = class_names.index(foreground)
+        metrics["foreground_iou"], metrics["foreground_dice"] = num(iou[k]), num(dice[k])
+    return metrics
+
+
+def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImages, *, crf: bool | dict = False,
+                    report_images: int = 0, skip_invalid: bool = False, output: str | Path | None = None,
+                    overlay: bool = True) -> tuple[dict[str, Any], list]:
+    """Predict every image of ``data`` as :func:`~.predict.predict_labels` does and score the maps.
+
+    Scores are taken at each mask's own resolution over labelled pixels (see
+    :mod:`foveal.segmentation.metrics`); with ``output``, the predicted index PNGs and
+    overlays are written to ``output/masks`` and ``output/overlays``.
+
+    Returns:
+        ``(metrics, examples)``: :func:`scores_to_metrics` plus ``num_images`` and
+        ``skipped_images``, and up to ``report_images`` ``(image, truth, predicted, caption)``.
+    """
+    from foveal.segmentation.metrics import confusion_matrix
+    from foveal.segmentation.predict import (check_card, class_colours, decode_file, overlay_classes,
+                                             predict_labels, unpainted, write_png)
+
+    check_card(card)
+    k = len(card.class_names)
+    if data.num_classes != k:
+        raise DataError(f"{data.origin}: {data.num_classes} classes {data.class_names}, the model has {k} "
+                        f"{card.class_names}")
+    cm = np.zeros((k, k), np.int64)
+    examples, skipped, scored = [], 0, 0
+    out = Path(output) if output is not None else None
+    colours, skip = class_colours(card), unpainted(card)
+    for i, (image_path, mask_path) in enumerate(zip(data.image_paths, data.mask_paths)):
+        try:
+            image = decode_file(image_path, card.input_shape[-1])
+        except DataError as exc:
+            if not skip_invalid:
+                raise DataError(exc.message, hint="fix or remove the pair, or pass --skip-invalid") from None
+            say(f"skipped: {exc.message}")
+            skipped += 1
+            continue
+        truth = data.load_mask(i)
+        if truth.shape != image.shape[:2]:
+            raise DataError(f"mask {mask_path} is {truth.shape[1]}x{truth.shape[0]} but its image {image_path} "
+                            f"is {image.shape[1]}x{image.shape[0]}")
+        predicted = predict_labels(model, card, image, crf=crf)
+        cm += confusion_matrix(truth, predicted, k, data.ignore_label)
+        scored += 1
+        if out is not None:
+            name = f"{Path(str(image_path)).stem}.png"
+            write_png(out / "masks" / name, predicted)
+            if overlay:
+                write_png(out / "overlays" / name, overlay_classes(image, predicted, colours, skip=skip))
+        if len(examples) < report_images:
+            examples.append((image, truth, predicted, Path(str(image_path)).name))
+    foreground = card.training.get("foreground")
+    metrics = scores_to_metrics(cm, list(card.class_names), foreground if foreground in card.class_names else None)
+    metrics["num_images"], metrics["skipped_images"] = scored, skipped
+    return metrics, examples
+
+
+def format_headline(metrics: dict[str, Any]) -> str:
+    """``pixel accuracy 0.91, mean IoU 0.80, membrane IoU 0.70 Dice 0.82, 5 images``."""
+    def f(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    text = f"pixel accuracy {f(metrics['pixel_accuracy'])}, mean IoU {f(metrics['mean_iou'])}, " \
+           f"mean Dice {f(metrics['mean_dice'])}"
+    if metrics.get("foreground") is not None:
+        text += f", {metrics['foreground']} IoU {f(metrics['foreground_iou'])} Dice {f(metrics['foreground_dice'])}"
+    return text + f", {metrics['num_images']} image(s)"
+
+
+def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all", output: str | Path | None = None,
+                       crf: bool | dict = False, skip_invalid: bool = False, report_images: int = 6,
+                       overlay: bool = True) -> dict[str, Any]:
+    """Score a saved segmenter on an image/mask folder; optionally write masks, overlays and a report.
+
+    Args:
+        model_path: a ``.keras`` file written by ``foveal segment train``.
+        data: a folder of images and masks (see :func:`~foveal.segmentation.data.read_mask_folder`).
+        split: ``all`` scores every pair; ``train``, ``val`` or ``test`` rebuild that split of
+            ``data`` with the options in the ``config.yaml`` beside the model (same holdout,
+            fractions and seed as the training run).
+        output: folder for ``metrics.json``, ``report.html``, ``masks/`` and ``overlays/``.
+        crf: refine with a dense CRF (needs ``pydensecrf2``).
+        report_images: images shown in the report.
+
+    Returns:
+        The metrics dict (see :func:`scores_to_metrics`), with ``split`` and ``num_images``.
+    """
+    from foveal.models import load_model
+    from foveal.segmentation.predict import check_card, class_colours, unpainted
+    from foveal.segmentation.report import write_segmentation_report
+
+    if crf:
+        from foveal.segmentation.crf import require_crf
+
+        require_crf()
+    model, card = load_model(model_path)
+    check_card(card)
+    cfg = SegmentConfig(data=data, classes=list(card.class_names), ignore_label=int(card.training.get("ignore_label", 255)),
+                        mask_format=card.training.get("mask_format", "auto"), skip_invalid=skip_invalid)
+    if split == "all":
+        part = read_folder(data, cfg, list(card.class_names))
+        skipped = part.info.get("skipped", [])
+    elif split in ("train", "val", "test"):
+        saved = Path(model_path).parent / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"--split {split} needs the run's config.yaml beside {model_path}",
+                              hint="use --split all to score every pair of --data")
+        run_cfg = configtools.from_mapping(SegmentConfig, configtools.load_yaml(saved) | {
+            "data": data, "skip_invalid": skip_invalid}, source=str(saved))
+        parts = load_splits(run_cfg)
+        if split not in parts:
+            raise DataError(f"the training run had no {split!r} split (it had {', '.join(parts)})")
+        part, skipped = parts[split], skipped_of(parts)
+    else:
+        raise ConfigError(f"--split must be all, train, val or test, got {split!r}")
+    metrics, examples = score_segmenter(model, card, part, crf=crf, report_images=report_images if output else 0,
+                                        skip_invalid=skip_invalid, output=output, overlay=overlay)
+    metrics["split"] = split
+    metrics["skipped_pairs"] = len(skipped) + metrics.pop("skipped_images")
+    if output is not None:
+        out = Path(output)
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        summary = {"model": str(model_path), "data": data, "split": split, "crf": bool(crf),
+                   "skipped pairs": metrics["skipped_pairs"]} | _summary_scores(metrics)
+        write_segmentation_report(out / "report.html", title=f"foveal segmentation evaluation of {Path(model_path).name}",
+                                  summary=summary, config={}, history=None, scores=metrics, examples=examples,
+                                  class_names=card.class_names, colours=class_colours(card), skip=unpainted(card),
+                                  ignore_label=part.ignore_label)
+    return metrics
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """The headline numbers and a per-class table as text."""
+    def f(v):
+        return "   n/a" if v is None else f"{v:.4f}"
+
+    lines = [f"split           {metrics.get('split', '')}", f"images          {metrics['num_images']}",
+             f"pixel accuracy  {f(metrics['pixel_accuracy'])}", f"mean IoU        {f(metrics['mean_iou'])}",
+             f"mean Dice       {f(metrics['mean_dice'])}"]
+    if metrics.get("skipped_pairs"):
+        lines.append(f"skipped pairs   {metrics['skipped_pairs']}")
+    width = max(5, *(len(r["class"]) for r in metrics["per_class"]))
+    lines.append("")
+    lines.append(f"{'class':<{width}}  {'IoU':>6}  {'Dice':>6}  {'prec.':>6}  {'recall':>6}  {'pixels':>12}")
+    for r in metrics["per_class"]:
+        lines.append(f"{r['class']:<{width}}  {f(r['iou'])}  {f(r['dice'])}  {f(r['precision'])}  "
+                     f"{f(r['recall'])}  {r['pixels']:>12,}")
+    return "\n".join(lines)
+
+
+__all__ = ["ARCHITECTURES", "SegmentConfig", "SegmentResult", "build_segmenter", "evaluate_segmenter",
+           "format_metrics", "load_splits", "score_segmenter", "scores_to_metrics", "train_segmenter"]
