@@ -1,6 +1,6 @@
 """`foveal detect train|evaluate|predict|anchors` end to end on a tiny synthetic VOC set.
 
-The detector is tiny (ResNet-18 at width 4, 64x64 inputs) and trains for a few epochs only, so
+The detector is tiny (ResNet-18 at width 16, 64x64 inputs) and trains for a few epochs only, so
 these tests check the plumbing (run folder, metrics equal to pycocotools on the written
 detections, report, drawn predictions, resume, time budget, backbone weights), not accuracy;
 benchmarks/raccoon_detection.py measures accuracy.
@@ -25,7 +25,8 @@ from foveal.errors import ConfigError, DataError
 
 from .conftest import voc_xml
 
-TINY = dict(image_size=[64], backbone_options={"width": 4}, batch_size=4, epochs=3, progress=False,
+# resnet18 below 16 channels trips a oneDNN heap corruption when training on TF 2.21 (flaky aborts).
+TINY = dict(image_size=[64], backbone_options={"width": 16}, batch_size=4, epochs=3, progress=False,
             report_images=3, augment="light", anchors=2, learning_rate=3e-3, warmup_epochs=0.0,
             score_threshold=0.001)
 
@@ -144,10 +145,16 @@ def test_evaluate_refuses_a_classifier(tmp_path):
 
 
 def test_train_task_detect_cli_and_anchors(shapes, tmp_path, capsys):
+    # YOLOv3 layout (3 scales) with multi-scale batches, through `foveal train --task detect`.
     code = main(["train", "--task", "detect", "--data", str(shapes), "--image-size", "64", "--backbone-options",
-                 "width=4", "--epochs", "1", "--batch-size", "8", "--output", str(tmp_path), "--name", "cli",
-                 "--no-progress", "--report-images", "0", "--anchors", "1", "--val-split", "0"])
+                 "width=16", "--epochs", "1", "--batch-size", "8", "--output", str(tmp_path), "--name", "cli",
+                 "--no-progress", "--report-images", "0", "--anchors", "1", "--val-split", "0", "--scales", "3",
+                 "--multi-scale", "64", "96"])
     assert code == 0 and (tmp_path / "cli" / "metrics.json").is_file()
+    from foveal.models import load_model
+
+    model, card = load_model(tmp_path / "cli" / "best.keras")
+    assert len(model.outputs) == 3 and len(card.training["anchors"]) == 3
     capsys.readouterr()
     assert main(["detect", "anchors", "--data", str(shapes), "--k", "3", "--image-size", "64", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -212,6 +219,19 @@ def test_bad_boxes_are_named_or_skipped(tmp_path):
                        **(TINY | {"epochs": 1, "report_images": 0}))
     with pytest.raises(DataError, match="s01"):
         train_detector(cfg)
+    # --skip-invalid leaves the image out, says so, and trains on the rest.
+    result = train_detector(cfg, skip_invalid=True, val_split=0.0, name="skip")
+    assert result.metrics is not None and result.metrics["num_images"] >= 1
+
+
+def test_sliding_window_cli_scores_the_fcn_detector(shapes, tmp_path, capsys):
+    code = main(["detect", "sliding-window", "--data", str(shapes), "--output", str(tmp_path / "fcn"),
+                 "--epochs", "1", "--scales", "1.0", "0.5", "--json"])
+    assert code == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["method"] == "sliding-window FCN" and 0.0 <= metrics["map50"] <= 1.0
+    for name in ("patch_classifier.keras", "metrics.json", "detections.json", "report.html"):
+        assert (tmp_path / "fcn" / name).is_file(), name
 
 
 def test_config_refuses_sizes_off_the_grid():

@@ -133,6 +133,21 @@ def test_predict_writes_index_pngs_and_overlays(unet_run, squares, tmp_path, cap
     assert "fraction_red" in capsys.readouterr().out
 
 
+def test_tta_from_the_command_line(unet_run, squares, tmp_path, capsys):
+    model = str(unet_run / "best.keras")
+    capsys.readouterr()
+    assert run_cli(["segment", "evaluate", model, "--data", str(squares), "--split", "test", "--tta", "d4"]) == 0
+    assert "TTA             d4" in capsys.readouterr().out
+    assert run_cli(["segment", "evaluate", model, "--data", str(squares), "--split", "test", "--tta", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tta"] == "flips"  # a bare --tta means the 4 flips
+    image = sorted((squares / "images").glob("*.png"))[0]
+    out = tmp_path / "pred"
+    assert run_cli(["segment", "predict", model, str(image), "--tta", "d4", "--output", str(out), "--no-overlay"]) == 0
+    assert read_png(out / "masks" / image.name).shape == (48, 64)  # gray: the training masks were gray
+    with pytest.raises(SystemExit):
+        make_parser().parse_args(["segment", "predict", model, str(image), "--tta", "d8"])
+
+
 def test_predict_refuses_other_tasks(tmp_path):
     from foveal.models import ModelCard, build_model
     from foveal.segmentation.predict import predict_masks

@@ -29,11 +29,14 @@ EPILOG_TRAIN = """examples:
 EPILOG_EVALUATE = """examples:
   foveal segment evaluate runs/RUN/best.keras --data my_set_test/ --output eval/
   foveal segment evaluate runs/RUN/best.keras --data ../shared/datasets/isbi-membrane/train --split test
+  # test-time augmentation: average the 8 flipped/turned views (d4), or the 4 flips (--tta alone)
+  foveal segment evaluate runs/RUN/best.keras --data ../shared/datasets/isbi-membrane/train --split test --tta d4
 """
 
 EPILOG_PREDICT = """examples:
   foveal segment predict runs/RUN/best.keras photo.jpg more_photos/ --output predicted/
   foveal segment predict runs/RUN/best.keras slices/ --output predicted/ --crf --no-overlay
+  foveal segment predict runs/RUN/best.keras slices/ --output predicted/ --tta d4 --mask-png indexed
 """
 
 _NOT_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "segment_action"}
@@ -57,7 +60,7 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
     metrics = evaluate_segmenter(args.model, args.data, split=args.split, output=args.output, crf=args.crf,
                                  skip_invalid=args.skip_invalid, report_images=args.report_images,
-                                 overlay=args.overlay)
+                                 overlay=args.overlay, tta=args.tta, mask_png=args.mask_png)
     print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
     if args.output:
         print(f"wrote {Path(args.output) / 'report.html'}, metrics.json, masks/ and overlays/", file=sys.stderr)
@@ -71,7 +74,7 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     model, card = load_model(args.model)
     p.check_card(card)
     rows = p.predict_masks(model, card, args.images, output=args.output, overlay=args.overlay, crf=args.crf,
-                           skip_invalid=args.skip_invalid)
+                           skip_invalid=args.skip_invalid, tta=args.tta, mask_png=args.mask_png)
     print(p.to_csv(rows, card.class_names) if args.format == "csv" else
           json.dumps(rows, indent=1) if args.format == "json" else p.format_table(rows))
     if args.output:
@@ -82,6 +85,19 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     if skipped:
         print(f"skipped {skipped} unreadable file(s)", file=sys.stderr)
     return 0
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    """--tta and --mask-png, shared by evaluate and predict."""
+    from foveal.segmentation.predict import MASK_PNGS, TTA_VIEWS
+
+    parser.add_argument("--tta", nargs="?", const="flips", default="none", choices=tuple(TTA_VIEWS),
+                        help="test-time augmentation: average the class probabilities of flipped views, mapped "
+                        "back: flips (4 views, the default of a bare --tta), d4 (8: flips, quarter turns, "
+                        "transposes) or none (default); costs 4x or 8x the time")
+    parser.add_argument("--mask-png", choices=MASK_PNGS, default="auto",
+                        help="predicted masks as gray PNGs or palette-mode (indexed, coloured in viewers) PNGs; "
+                        "the pixel value is the class index either way; auto (default): like the training masks")
 
 
 def add_segment_command(subparsers: argparse._SubParsersAction) -> None:
@@ -117,6 +133,7 @@ def add_segment_command(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--crf", action="store_true", help="refine with a dense CRF (needs pydensecrf2)")
     e.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
                    help="write overlays next to the masks (default: on)")
+    _add_output_options(e)
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--skip-invalid", action="store_true", help="skip (and count) bad pairs instead of stopping")
     e.set_defaults(func=_evaluate)
@@ -130,6 +147,7 @@ def add_segment_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
                    help="write overlays next to the masks (default: on)")
     p.add_argument("--crf", action="store_true", help="refine with a dense CRF (needs pydensecrf2)")
+    _add_output_options(p)
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="what to print (default: table)")
     p.add_argument("--skip-invalid", action="store_true", help="report unreadable images and go on")
     p.set_defaults(func=_predict)

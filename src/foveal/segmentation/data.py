@@ -7,12 +7,22 @@ Layouts read by :func:`read_mask_folder`:
 
 Mask formats (``mask_format``):
 
-``index``    gray PNG whose value is the class index (``ignore_label``, 255, marks "don't care")
+``index``    PNG whose value is the class index (``ignore_label``, 255, marks "don't care"):
+             gray (mode ``L``) or palette-mode (``P``, as Pascal VOC's ``SegmentationClass``),
+             where the palette *index* of each pixel is the class and the palette itself only
+             colours the file in viewers (VOC's border value 255 is the ignore label)
 ``binary``   gray PNG with 0 and 255 (ISBI, most medical masks) -> classes 0 and 1
 ``palette``  RGB PNG, one colour per class, listed in ``ROOT/palette.txt`` as ``R G B name``
-             lines (line order = class index; ``# comments`` and blank lines are skipped)
-``auto``     ``palette`` when ``palette.txt`` exists, else ``binary`` when the first mask holds
-             only 0 and 255, else ``index``
+             lines (line order = class index; ``# comments`` and blank lines are skipped);
+             P-mode files are read by colour here, through their palette
+``auto``     ``palette`` when ``palette.txt`` exists, else ``index`` when the first mask is a
+             P-mode PNG, else ``binary`` when it holds only 0 and 255, else ``index``
+
+Masks are decoded by PIL on both paths, :meth:`SegmentationImages.load_mask` and the
+``tf.data`` pipeline of :meth:`SegmentationImages.to_tf_dataset` (through
+``tf.numpy_function``): TensorFlow's PNG decoder expands palettes to colours, so it would read
+a P-mode index mask differently. One decoder means the trainer, the evaluation and the checks
+of :func:`validate_pairs` always see the same class indices.
 
 COCO instance annotations become semantic masks with :func:`coco_semantic_masks`: class 0 is
 background and COCO categories, sorted by id, are classes 1..K (:func:`coco_class_names`);
@@ -38,6 +48,7 @@ from foveal.errors import DataError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 FOLDER_PAIRS = (("images", "masks"), ("image", "label"), ("images", "labels"))
 MASK_FORMATS = ("auto", "index", "binary", "palette")
+INDEXED_MODES = ("P", "PA")  # PIL modes whose pixel values are palette indices
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,10 @@ class SegmentationImages:
         ignore_label: mask value that marks pixels without a label (no loss, no metric).
         mask_format: ``index``, ``binary`` or ``palette`` (see the module docstring).
         palette: (K, 3) uint8 colours for ``palette`` masks, else None.
+        colours: (K, 3) uint8 display colours of the classes when the masks are P-mode index
+            PNGs (their own palette, extended with :func:`~.predict.default_palette` colours if
+            it is short), else None; predicted masks of a model trained on them are written
+            as P-mode PNGs with these colours.
         origin: where the data came from, for messages.
         info: facts a reader passes on (e.g. ``skipped``: the pairs left out and why).
     """
@@ -61,6 +76,7 @@ class SegmentationImages:
     ignore_label: int = 255
     mask_format: str = "index"
     palette: np.ndarray | None = None
+    colours: np.ndarray | None = None
     origin: str = ""
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -86,33 +102,29 @@ class SegmentationImages:
 
     def load_mask(self, index: int) -> np.ndarray:
         """Mask ``index`` as an HxW uint8 array of class indices (unknown values -> ignore)."""
-        return decode_mask_array(read_pixels(self.mask_paths[index]), self)
+        return decode_mask_array(read_mask_pixels(self.mask_paths[index], self.mask_format), self)
 
     def to_tf_dataset(self, channels: int = 3, skip_invalid: bool = False):
         """An unbatched ``tf.data.Dataset`` of ``(uint8 HxWxC image, uint8 HxW mask)``.
 
-        Masks are mapped to class indices inside the pipeline; values that are no class
-        become ``ignore_label`` (run :func:`validate_pairs` first to hear about them).
+        Masks are decoded by :meth:`load_mask` (PIL, see the module docstring) inside the
+        pipeline; values that are no class become ``ignore_label`` (run
+        :func:`validate_pairs` first to hear about them).
         """
         import tensorflow as tf
 
         from foveal.data.decode import decode_image_bytes
 
-        lut = tf.constant(_value_table(self), dtype=tf.uint8)
-        palette = None if self.palette is None else tf.constant(_colour_codes(self.palette), dtype=tf.int32)
-        ignore = self.ignore_label
+        def decode_mask(path: bytes) -> np.ndarray:
+            try:
+                return decode_mask_array(read_mask_pixels(path.decode(), self.mask_format), self)
+            except DataError as exc:  # TensorFlow reports a ValueError as InvalidArgumentError
+                raise ValueError(exc.message) from None
 
         def load(image_path, mask_path):
             image = decode_image_bytes(tf.io.read_file(image_path), channels)
-            raw = tf.io.decode_png(tf.io.read_file(mask_path), channels=3 if palette is not None else 1)
-            if palette is None:
-                mask = tf.gather(lut, tf.cast(raw[..., 0], tf.int32))
-            else:
-                code = tf.cast(raw, tf.int32)
-                code = code[..., 0] * 65536 + code[..., 1] * 256 + code[..., 2]
-                hits = tf.equal(code[..., None], palette)
-                index = tf.where(tf.reduce_any(hits, -1), tf.argmax(tf.cast(hits, tf.int32), -1, output_type=tf.int32), ignore)
-                mask = tf.cast(index, tf.uint8)
+            mask = tf.numpy_function(decode_mask, [mask_path], tf.uint8, stateful=False)
+            mask.set_shape([None, None])
             tf.debugging.assert_equal(tf.shape(image)[:2], tf.shape(mask)[:2], message="mask size differs from image")
             return image, mask
 
@@ -121,19 +133,57 @@ class SegmentationImages:
         return ds.ignore_errors(log_warning=True) if skip_invalid else ds
 
 
-def read_pixels(path: str | Path) -> np.ndarray:
-    """The pixels of an image file as a uint8 array (HxW or HxWxC), with the file named on failure."""
+def read_pixels(path: str | Path, *, indices: bool = False) -> np.ndarray:
+    """The pixels of an image file as a uint8 array (HxW or HxWxC), with the file named on failure.
+
+    A palette-mode (``P``) file gives its palette indices (HxW) with ``indices``, else the
+    colours they stand for (HxWx3).
+    """
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            if img.mode in ("P", "RGBA", "LA", "CMYK"):
+            if indices and img.mode in INDEXED_MODES:
+                pixels = np.asarray(img)
+                return pixels if pixels.ndim == 2 else pixels[..., 0]  # PA: drop the alpha
+            if img.mode in ("P", "PA", "RGBA", "LA", "CMYK"):
                 img = img.convert("RGB")
             elif img.mode not in ("L", "RGB"):
                 img = img.convert("L")
             return np.asarray(img)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the image ({exc})") from None
+
+
+def read_mask_pixels(path: str | Path, mask_format: str) -> np.ndarray:
+    """A mask file's pixels as its format reads them: colours for ``palette`` masks, else
+    values (the palette indices of a P-mode file)."""
+    return read_pixels(path, indices=mask_format != "palette")
+
+
+def is_indexed_png(path: str | Path) -> bool:
+    """True when the file is a palette-mode (``P``) image, as VOC's class masks are."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.mode in INDEXED_MODES
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the image ({exc})") from None
+
+
+def file_palette(path: str | Path, count: int) -> np.ndarray:
+    """The first ``count`` colours, (count, 3) uint8, of a P-mode file's palette; entries the
+    palette lacks take :func:`~.predict.default_palette`'s colours."""
+    from PIL import Image
+
+    from foveal.segmentation.predict import default_palette
+
+    with Image.open(path) as img:
+        stored = np.asarray(img.getpalette("RGB") or [], np.uint8).reshape(-1, 3)[:count]
+    colours = default_palette(count)
+    colours[: len(stored)] = stored
+    return colours
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -223,7 +273,7 @@ def validate_pairs(data: SegmentationImages, skip_invalid: bool = False) -> Segm
 
 def _pair_problem(image_path: str, mask_path: str, data: SegmentationImages) -> str | None:
     try:
-        raw = read_pixels(mask_path)
+        raw = read_mask_pixels(mask_path, data.mask_format)
         size = image_size(image_path)
     except DataError as exc:
         return exc.message
@@ -280,11 +330,13 @@ def read_mask_folder(
     stems = sorted(set(images) & set(masks), key=_natural_key)
     if not stems:
         raise DataError(f"{root}: no image/mask pairs")
-    fmt, palette, names = _resolve_format(root, mask_format, masks[stems[0]], class_names, ignore_label, [masks[s] for s in stems[:16]])
+    first = masks[stems[0]]
+    fmt, palette, names = _resolve_format(root, mask_format, first, class_names, ignore_label, [masks[s] for s in stems[:16]])
+    colours = _indexed_colours(first, len(names)) if fmt == "index" else None
     data = SegmentationImages(
         image_paths=np.asarray([str(images[s]) for s in stems]),
         mask_paths=np.asarray([str(masks[s]) for s in stems]),
-        class_names=names, ignore_label=ignore_label, mask_format=fmt, palette=palette,
+        class_names=names, ignore_label=ignore_label, mask_format=fmt, palette=palette, colours=colours,
         origin=str(root), info={"skipped": skipped} if skipped else {},
     )
     return validate_pairs(data, skip_invalid) if validate else data
@@ -297,6 +349,8 @@ def _resolve_format(root: Path, mask_format: str, first_mask: Path, class_names,
     if mask_format == "auto":
         if palette_file.is_file():
             mask_format = "palette"
+        elif is_indexed_png(first_mask):  # VOC style: 0 and 255 there are background and "ignore"
+            mask_format = "index"
         else:
             values = set(np.unique(read_pixels(first_mask)).tolist())
             mask_format = "binary" if values <= {0, 255} else "index"
@@ -308,9 +362,20 @@ def _resolve_format(root: Path, mask_format: str, first_mask: Path, class_names,
     if mask_format == "binary":
         return "binary", None, list(class_names or ["background", "foreground"])
     if class_names is None:
-        top = max(int(v) for p in sample for v in np.unique(read_pixels(p)) if v != ignore_label)
+        found = [int(v) for p in sample for v in np.unique(read_pixels(p, indices=True)) if v != ignore_label]
+        top = max(found, default=0)
         class_names = [f"class_{i}" for i in range(top + 1)]
     return "index", None, list(class_names)
+
+
+def _indexed_colours(first_mask: Path, count: int) -> np.ndarray | None:
+    """The class colours of P-mode masks (the first mask's palette), None for other masks.
+
+    An unreadable first mask gives None here; validation names it (or skips its pair)."""
+    try:
+        return file_palette(first_mask, count) if is_indexed_png(first_mask) else None
+    except (DataError, OSError, ValueError):
+        return None
 
 
 def _value_table(data: SegmentationImages) -> np.ndarray:
@@ -418,6 +483,6 @@ def write_coco_masks(annotation_json: str | Path, image_dir: str | Path, mask_di
 
 
 __all__ = [
-    "MASK_FORMATS", "SegmentationImages", "coco_class_names", "coco_semantic_masks", "read_mask_folder",
-    "read_palette", "validate_pairs", "write_coco_masks",
+    "MASK_FORMATS", "SegmentationImages", "coco_class_names", "coco_semantic_masks", "is_indexed_png",
+    "read_mask_folder", "read_mask_pixels", "read_palette", "validate_pairs", "write_coco_masks",
 ]

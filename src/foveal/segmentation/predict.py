@@ -14,10 +14,24 @@ How an image of any size is predicted (the same code scores ``evaluate`` and the
    ``tile`` x ``tile`` windows on a mirror-padded canvas; only the centre of each window is
    kept (the outer eighth on each side is context), in the spirit of U-Net's overlap-tile
    strategy, so seams do not show and memory stays bounded.
-3. Optionally a fully connected CRF refines the probabilities (see :mod:`.crf`).
+3. Optionally, test-time augmentation (``tta``) predicts transformed copies of the image,
+   maps each prediction back onto the image and averages the softmax probabilities:
 
-Outputs, with an output folder: ``masks/NAME.png`` (8-bit gray PNG whose pixel value is the
-class index: an *index PNG*), ``overlays/NAME.png`` (the image with the classes painted in
+   =========  ==========================================================================
+   ``none``   the image alone (default)
+   ``flips``  4 views: as is, mirrored left-right, mirrored top-bottom, both (= a half turn)
+   ``d4``     8 views: the dihedral group of the square, i.e. ``flips`` plus the quarter
+              turns and the two diagonal mirrors (transposes); suits textures without an
+              up or a left, such as micrographs. A model with a fixed, non-square input
+              size cannot take it.
+   =========  ==========================================================================
+
+   The cost grows with the number of views (4x, 8x).
+4. Optionally a fully connected CRF refines the (averaged) probabilities (see :mod:`.crf`).
+
+Outputs, with an output folder: ``masks/NAME.png`` (8-bit PNG whose pixel value is the
+class index: an *index PNG*; gray, or palette-mode with the classes' colours when the model
+was trained on palette-mode masks such as Pascal VOC's, see ``mask_png``), ``overlays/NAME.png`` (the image with the classes painted in
 half-transparent colours; a class named ``background`` is left unpainted) and
 ``predictions.csv`` (file, written files, size, share of pixels per class).
 
@@ -38,11 +52,18 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from foveal.errors import DataError, ModelError
+from foveal.errors import ConfigError, DataError, ModelError
 from foveal.utils_io import atomic_path, atomic_write_text
 
 DEFAULT_TILE = 1024
 OVERLAY_ALPHA = 0.5
+#: TTA set -> its views as (quarter turns counter-clockwise, mirrored left-right first)
+TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "none": ((0, False),),
+    "flips": ((0, False), (0, True), (2, True), (2, False)),  # identity, hflip, vflip, both
+    "d4": tuple((k, mirror) for mirror in (False, True) for k in range(4)),
+}
+MASK_PNGS = ("auto", "gray", "indexed")
 
 
 def check_card(card) -> None:
@@ -159,32 +180,80 @@ def sliding_window(model, image: np.ndarray, *, tile: int, stride: int, batch_si
     return out[:height, :width]
 
 
-def predict_probabilities(model, card, image: np.ndarray, *, batch_size: int = 4) -> np.ndarray:
-    """HxWxK float32 class probabilities for one decoded uint8 image, at its own size."""
+def tta_views(tta: str | bool | None) -> tuple[tuple[int, bool], ...]:
+    """The views of a TTA set name (``none``, ``flips``, ``d4``; True means ``flips``).
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    name = "flips" if tta is True else "none" if tta in (None, False) else str(tta).strip().lower()
+    if name not in TTA_VIEWS:
+        raise ConfigError(f"unknown test-time augmentation {tta!r}", hint=f"use one of {', '.join(TTA_VIEWS)}")
+    return TTA_VIEWS[name]
+
+
+def tta_name(tta: str | bool | None) -> str:
+    """The canonical name of a ``tta`` argument (``none``, ``flips`` or ``d4``)."""
+    views = tta_views(tta)
+    return next(name for name, v in TTA_VIEWS.items() if v == views)
+
+
+def view(array: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
+    """``array`` (HxWx...) mirrored left-right (if ``mirror``), then turned ``turns`` quarter turns."""
+    out = array[:, ::-1] if mirror else array
+    return np.rot90(out, turns, axes=(0, 1))
+
+
+def unview(array: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
+    """The inverse of :func:`view`: maps a prediction of the view back onto the image."""
+    out = np.rot90(array, -turns, axes=(0, 1))
+    return out[:, ::-1] if mirror else out
+
+
+def predict_probabilities(model, card, image: np.ndarray, *, batch_size: int = 4,
+                          tta: str | bool | None = "none") -> np.ndarray:
+    """HxWxK float32 class probabilities for one decoded uint8 image, at its own size.
+
+    ``tta`` (``none``, ``flips``, ``d4``) averages the probabilities of transformed views, each
+    mapped back first (see the module docstring).
+    """
     import tensorflow as tf
 
     from foveal.data.pipeline import resize_image
 
+    views = tta_views(tta)
     height, width = image.shape[:2]
     size = card.training.get("image_size")
     fixed = tuple(model.input_shape[1:3])
     if all(fixed):  # a model with a fixed input size can only see that size
         size = fixed
+        if fixed[0] != fixed[1] and any(turns % 2 for turns, _ in views):
+            raise ConfigError(f"quarter turns do not fit the model's fixed {fixed[0]}x{fixed[1]} input",
+                              hint="use --tta flips")
     x = image if not size else np.asarray(resize_image(tf.constant(image), tuple(size), keep_aspect=False))
     x = x.astype(np.float32)
-    if all(fixed):
-        probs = _call(model, x[None])[0]
-    else:
-        probs = sliding_window(model, x, tile=int(card.training.get("tile", DEFAULT_TILE)),
-                               stride=int(card.training.get("stride", 32)), batch_size=batch_size)
+
+    def predict(pixels: np.ndarray) -> np.ndarray:
+        if all(fixed):
+            return _call(model, pixels[None])[0]
+        return sliding_window(model, pixels, tile=int(card.training.get("tile", DEFAULT_TILE)),
+                              stride=int(card.training.get("stride", 32)), batch_size=batch_size)
+
+    probs = None
+    for turns, mirror in views:
+        p = unview(predict(np.ascontiguousarray(view(x, turns, mirror))), turns, mirror)
+        probs = p if probs is None else probs + p
+    probs = np.ascontiguousarray(probs / len(views), dtype=np.float32)
     if probs.shape[:2] != (height, width):
         probs = tf.image.resize(probs, (height, width), method="bilinear").numpy()
     return probs
 
 
-def predict_labels(model, card, image: np.ndarray, *, crf: bool | dict[str, Any] = False) -> np.ndarray:
-    """HxW uint8 class indices for one decoded image; ``crf`` (True or CRF options) refines first."""
-    probs = predict_probabilities(model, card, image)
+def predict_labels(model, card, image: np.ndarray, *, crf: bool | dict[str, Any] = False,
+                   tta: str | bool | None = "none") -> np.ndarray:
+    """HxW uint8 class indices for one decoded image; ``tta`` averages views (see
+    :func:`predict_probabilities`), ``crf`` (True or CRF options) then refines."""
+    probs = predict_probabilities(model, card, image, tta=tta)
     if crf:
         from foveal.segmentation.crf import crf_refine
 
@@ -201,6 +270,8 @@ def predict_masks(
     overlay: bool = True,
     crf: bool | dict[str, Any] = False,
     skip_invalid: bool = False,
+    tta: str | bool | None = "none",
+    mask_png: str = "auto",
 ) -> list[dict[str, Any]]:
     """Predict every image file (folders are searched recursively) and optionally write them.
 
@@ -213,6 +284,10 @@ def predict_masks(
         crf: refine with a dense CRF (True, or a dict of :func:`~.crf.crf_refine` options);
             needs the optional ``pydensecrf2`` package.
         skip_invalid: report unreadable files as rows with ``"error"`` instead of raising.
+        tta: test-time augmentation, ``none``, ``flips`` or ``d4`` (see the module docstring).
+        mask_png: ``gray`` (mode L), ``indexed`` (mode P with the class colours as palette) or
+            ``auto`` (indexed when the model was trained on P-mode masks); the pixel value is
+            the class index either way.
 
     Returns:
         One dict per image: ``file``, ``size`` (``[width, height]``), ``fractions`` (share of
@@ -221,6 +296,7 @@ def predict_masks(
     from foveal.predict import collect_images
 
     check_card(card)
+    tta_views(tta)
     if crf:
         from foveal.segmentation.crf import require_crf
 
@@ -228,6 +304,7 @@ def predict_masks(
     files = collect_images(images)
     out_dir = Path(output) if output is not None else None
     colours, skip = class_colours(card), unpainted(card)
+    mask_palette = mask_png_palette(card, mask_png)
     used: set[str] = set()
     rows: list[dict[str, Any]] = []
     for path in files:
@@ -238,7 +315,7 @@ def predict_masks(
                 raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
             rows.append({"file": str(path), "error": exc.message})
             continue
-        labels = predict_labels(model, card, image, crf=crf)
+        labels = predict_labels(model, card, image, crf=crf, tta=tta)
         counts = np.bincount(labels.ravel(), minlength=len(card.class_names))
         row: dict[str, Any] = {
             "file": str(path), "size": [int(labels.shape[1]), int(labels.shape[0])],
@@ -246,7 +323,7 @@ def predict_masks(
         }
         if out_dir is not None:
             name = _unique_name(path, used)
-            row["mask"] = str(write_png(out_dir / "masks" / name, labels))
+            row["mask"] = str(write_png(out_dir / "masks" / name, labels, palette=mask_palette))
             if overlay:
                 painted = overlay_classes(image, labels, colours, skip=skip)
                 row["overlay"] = str(write_png(out_dir / "overlays" / name, painted))
@@ -266,13 +343,36 @@ def _unique_name(source: Path, used: set[str]) -> str:
     return name
 
 
-def write_png(path: Path, pixels: np.ndarray) -> Path:
-    """Write a uint8 HxW (gray: an index PNG for label maps) or HxWx3 array as PNG, atomically."""
+def mask_png_palette(card, mask_png: str = "auto") -> np.ndarray | None:
+    """The palette predicted index masks are written with (None: gray PNGs).
+
+    ``auto`` follows the training masks: palette-mode when they were (Pascal VOC style).
+    """
+    if mask_png not in MASK_PNGS:
+        raise ConfigError(f"unknown mask PNG kind {mask_png!r}", hint=f"use one of {', '.join(MASK_PNGS)}")
+    indexed = mask_png == "indexed" or (mask_png == "auto" and bool(card.training.get("indexed_masks")))
+    return class_colours(card) if indexed else None
+
+
+def write_png(path: Path, pixels: np.ndarray, palette: np.ndarray | None = None) -> Path:
+    """Write a uint8 HxW or HxWx3 array as PNG, atomically.
+
+    An HxW label map is an index PNG: gray (mode L), or with ``palette`` ((K, 3) colours of
+    the classes) palette-mode (mode P), whose pixel values are still the class indices.
+    """
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.asarray(pixels, np.uint8)
+    if palette is not None and pixels.ndim == 2:
+        img = Image.fromarray(pixels, mode="P")  # the values become palette indices, unchanged
+        entries = np.zeros((256, 3), np.uint8)
+        entries[: len(palette)] = np.asarray(palette, np.uint8)[:256]
+        img.putpalette(entries.ravel().tolist())
+    else:
+        img = Image.fromarray(pixels)
     with atomic_path(path) as tmp:
-        Image.fromarray(np.asarray(pixels, np.uint8)).save(tmp, format="PNG")
+        img.save(tmp, format="PNG")
     return path
 
 
@@ -304,5 +404,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["check_card", "class_colours", "decode_file", "default_palette", "format_table", "overlay_classes",
-           "predict_labels", "predict_masks", "predict_probabilities", "sliding_window", "to_csv", "write_png"]
+__all__ = ["MASK_PNGS", "TTA_VIEWS", "check_card", "class_colours", "decode_file", "default_palette", "format_table",
+           "mask_png_palette", "overlay_classes", "predict_labels", "predict_masks", "predict_probabilities",
+           "sliding_window", "to_csv", "tta_name", "tta_views", "unview", "view", "write_png"]

@@ -80,8 +80,8 @@ class SegmentConfig:
     test_split: float = option(0.1, "seeded random fraction of train held out for testing (when neither "
                                "--test-data nor --holdout)", group="data")
     mask_format: Literal["auto", "index", "binary", "palette"] = option(
-        "auto", "index (pixel value = class), binary (0/255), palette (RGB colours listed in palette.txt) "
-        "or auto", group="data")
+        "auto", "index (pixel value = class; gray, or palette-mode PNGs as in Pascal VOC, whose palette index "
+        "is the class), binary (0/255), palette (RGB colours listed in palette.txt) or auto", group="data")
     classes: list[str] = option([], "class names in index order; binary masks: the 0 (black) class, then "
                                 "the 255 (white) class (empty: background foreground for binary masks, "
                                 "class_0 class_1 ... for index masks, palette.txt's names)", group="data")
@@ -435,7 +435,7 @@ def train_segmenter(config: SegmentConfig | None = None, *, resume: str | Path |
         training={"data": cfg.data, "run": run_dir.name, "image_size": list(cfg.image_hw) if cfg.image_hw else None,
                   "crop_size": list(crop) if crop else None, "stride": cfg.stride, "tile": cfg.tile,
                   "ignore_label": cfg.ignore_label, "mask_format": train.mask_format,
-                  "palette": None if train.palette is None else train.palette.tolist(),
+                  "palette": _display_palette(train), "indexed_masks": train.colours is not None,
                   "foreground": None if foreground is None else names[foreground], "loss": cfg.loss,
                   "class_weights": weights},
     )
@@ -455,6 +455,12 @@ def train_segmenter(config: SegmentConfig | None = None, *, resume: str | Path |
     split, part = ("test", test) if test is not None else ("validation", val)
     metrics = _finish(cfg, model, card, split, part, run_dir, history, skipped)
     return SegmentResult(run_dir, history, metrics)
+
+
+def _display_palette(data: SegmentationImages) -> list[list[int]] | None:
+    """The class colours a card keeps for overlays: palette.txt's, else those of P-mode masks."""
+    colours = data.palette if data.palette is not None else data.colours
+    return None if colours is None else np.asarray(colours).tolist()
 
 
 def _compile(cfg: SegmentConfig, model: keras.Model, num_classes: int, weights: list[float] | None,
@@ -659,22 +665,28 @@ def scores_to_metrics(cm: np.ndarray, class_names: list[str], foreground: str | 
 
 def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImages, *, crf: bool | dict = False,
                     report_images: int = 0, skip_invalid: bool = False, output: str | Path | None = None,
-                    overlay: bool = True) -> tuple[dict[str, Any], list]:
+                    overlay: bool = True, tta: str | bool | None = "none",
+                    mask_png: str = "auto") -> tuple[dict[str, Any], list]:
     """Predict every image of ``data`` as :func:`~.predict.predict_labels` does and score the maps.
 
     Scores are taken at each mask's own resolution over labelled pixels (see
-    :mod:`foveal.segmentation.metrics`); with ``output``, the predicted index PNGs and
-    overlays are written to ``output/masks`` and ``output/overlays``.
+    :mod:`foveal.segmentation.metrics`); with ``output``, the predicted index PNGs (gray or
+    palette-mode by ``mask_png``, see :func:`~.predict.predict_masks`) and overlays are
+    written to ``output/masks`` and ``output/overlays``. ``tta`` (``none``, ``flips``, ``d4``)
+    averages the probabilities of flipped/turned views (see :mod:`.predict`).
 
     Returns:
-        ``(metrics, examples)``: :func:`scores_to_metrics` plus ``num_images`` and
-        ``skipped_images``, and up to ``report_images`` ``(image, truth, predicted, caption)``.
+        ``(metrics, examples)``: :func:`scores_to_metrics` plus ``num_images``,
+        ``skipped_images`` and ``tta``, and up to ``report_images`` ``(image, truth,
+        predicted, caption)``.
     """
     from foveal.segmentation.metrics import confusion_matrix
-    from foveal.segmentation.predict import (check_card, class_colours, decode_file, overlay_classes,
-                                             predict_labels, unpainted, write_png)
+    from foveal.segmentation.predict import (check_card, class_colours, decode_file, mask_png_palette,
+                                             overlay_classes, predict_labels, tta_name, unpainted, write_png)
 
     check_card(card)
+    tta = tta_name(tta)
+    mask_palette = mask_png_palette(card, mask_png)
     k = len(card.class_names)
     if data.num_classes != k:
         raise DataError(f"{data.origin}: {data.num_classes} classes {data.class_names}, the model has {k} "
@@ -696,19 +708,19 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
         if truth.shape != image.shape[:2]:
             raise DataError(f"mask {mask_path} is {truth.shape[1]}x{truth.shape[0]} but its image {image_path} "
                             f"is {image.shape[1]}x{image.shape[0]}")
-        predicted = predict_labels(model, card, image, crf=crf)
+        predicted = predict_labels(model, card, image, crf=crf, tta=tta)
         cm += confusion_matrix(truth, predicted, k, data.ignore_label)
         scored += 1
         if out is not None:
             name = f"{Path(str(image_path)).stem}.png"
-            write_png(out / "masks" / name, predicted)
+            write_png(out / "masks" / name, predicted, palette=mask_palette)
             if overlay:
                 write_png(out / "overlays" / name, overlay_classes(image, predicted, colours, skip=skip))
         if len(examples) < report_images:
             examples.append((image, truth, predicted, Path(str(image_path)).name))
     foreground = card.training.get("foreground")
     metrics = scores_to_metrics(cm, list(card.class_names), foreground if foreground in card.class_names else None)
-    metrics["num_images"], metrics["skipped_images"] = scored, skipped
+    metrics["num_images"], metrics["skipped_images"], metrics["tta"] = scored, skipped, tta
     return metrics, examples
 
 
@@ -726,7 +738,7 @@ def format_headline(metrics: dict[str, Any]) -> str:
 
 def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all", output: str | Path | None = None,
                        crf: bool | dict = False, skip_invalid: bool = False, report_images: int = 6,
-                       overlay: bool = True) -> dict[str, Any]:
+                       overlay: bool = True, tta: str | bool | None = "none", mask_png: str = "auto") -> dict[str, Any]:
     """Score a saved segmenter on an image/mask folder; optionally write masks, overlays and a report.
 
     Args:
@@ -738,20 +750,27 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
         output: folder for ``metrics.json``, ``report.html``, ``masks/`` and ``overlays/``.
         crf: refine with a dense CRF (needs ``pydensecrf2``).
         report_images: images shown in the report.
+        overlay: also write overlays (with ``output``).
+        tta: test-time augmentation: ``none``, ``flips`` (4 views) or ``d4`` (8 views); the
+            softmax probabilities of the views, mapped back, are averaged (see :mod:`.predict`).
+        mask_png: predicted masks as ``gray`` or ``indexed`` (palette-mode) PNGs, or ``auto``
+            (like the training masks).
 
     Returns:
         The metrics dict (see :func:`scores_to_metrics`), with ``split`` and ``num_images``.
     """
     from foveal.models import load_model
-    from foveal.segmentation.predict import check_card, class_colours, unpainted
+    from foveal.segmentation.predict import check_card, class_colours, mask_png_palette, tta_name, unpainted
     from foveal.segmentation.report import write_segmentation_report
 
+    tta = tta_name(tta)
     if crf:
         from foveal.segmentation.crf import require_crf
 
         require_crf()
     model, card = load_model(model_path)
     check_card(card)
+    mask_png_palette(card, mask_png)  # refuse a bad value before reading any data
     cfg = SegmentConfig(data=data, classes=list(card.class_names), ignore_label=int(card.training.get("ignore_label", 255)),
                         mask_format=card.training.get("mask_format", "auto"), skip_invalid=skip_invalid)
     if split == "all":
@@ -771,13 +790,15 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
     else:
         raise ConfigError(f"--split must be all, train, val or test, got {split!r}")
     metrics, examples = score_segmenter(model, card, part, crf=crf, report_images=report_images if output else 0,
-                                        skip_invalid=skip_invalid, output=output, overlay=overlay)
+                                        skip_invalid=skip_invalid, output=output, overlay=overlay, tta=tta,
+                                        mask_png=mask_png)
     metrics["split"] = split
     metrics["skipped_pairs"] = len(skipped) + metrics.pop("skipped_images")
     if output is not None:
         out = Path(output)
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
         summary = {"model": str(model_path), "data": data, "split": split, "crf": bool(crf),
+                   "test-time augmentation": tta,
                    "skipped pairs": metrics["skipped_pairs"]} | _summary_scores(metrics)
         write_segmentation_report(out / "report.html", title=f"foveal segmentation evaluation of {Path(model_path).name}",
                                   summary=summary, config={}, history=None, scores=metrics, examples=examples,
@@ -792,6 +813,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         return "   n/a" if v is None else f"{v:.4f}"
 
     lines = [f"split           {metrics.get('split', '')}", f"images          {metrics['num_images']}",
+             f"TTA             {metrics.get('tta', 'none')}",
              f"pixel accuracy  {f(metrics['pixel_accuracy'])}", f"mean IoU        {f(metrics['mean_iou'])}",
              f"mean Dice       {f(metrics['mean_dice'])}"]
     if metrics.get("skipped_pairs"):

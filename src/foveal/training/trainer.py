@@ -16,6 +16,12 @@ here, before anything else, so ``config.yaml`` holds the final values); ``--mixe
 builds the model under a mixed dtype policy (the global policy is restored afterwards, and
 checkpoints are saved as float32 copies); ``--jit-compile`` goes to ``model.compile``.
 
+Distribution (``--distribute mirrored|multi-worker``, :mod:`foveal.training.distribute`): the
+strategy is created first of all; models are built and compiled in its scope; ``--batch-size``
+is the global batch, cut by a plan that depends only on the seed and the epoch, so 1 or N
+workers train the same model; only the chief writes the run folder (the other workers write a
+private temporary copy) and scores the model.
+
 Example:
     >>> from foveal.config import TrainConfig
     >>> result = train(TrainConfig(data="digits", model="lenet5", epochs=2, output="/tmp/runs"))  # doctest: +SKIP
@@ -48,6 +54,7 @@ from foveal.errors import ConfigError, DataError, TrainingInterrupted
 from foveal.evaluation.run import score
 from foveal.models import ModelCard, add_weight_penalty, build_model, save_model
 from foveal.training import callbacks as cb
+from foveal.training import distribute
 from foveal.transfer.finetune import Phases
 from foveal.transfer.pretrained import build_pretrained, builder_for, default_input_shape
 from foveal.training.precision import as_float32, dtype_policy, is_mixed, with_loss_scaling, with_policy
@@ -211,15 +218,33 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
         **overrides: options that replace those of ``config``.
 
     Returns:
-        A :class:`TrainResult`; ``interrupted`` is True when a signal stopped the run.
+        A :class:`TrainResult`; ``interrupted`` is True when a signal stopped the run. On a
+        multi-worker run's non-chief workers, ``metrics`` is None (the chief scores).
+
+    Raises:
+        FovealError: for user errors, including a worker that cannot be reached at start-up
+            or is lost during training (``--distribute multi-worker``).
     """
     state: dict[str, Any] | None = None
     if resume is None:
         config, overrides = _with_recipe(config, overrides), {}
     cfg, run_dir, state = resolve_run(TrainConfig, config, resume, overrides)
+    # A multi-worker strategy must exist before any other TensorFlow work in the process.
+    dist = distribute.start(cfg.distribute, workers=cfg.workers, worker_index=cfg.worker_index,
+                            timeout=cfg.worker_timeout, collective_timeout=cfg.collective_timeout,
+                            devices=cfg.devices, say=say)
+    try:
+        dist.check_same_options(_as_dict(cfg))
+        return _train(cfg, run_dir, state, dist, list(callbacks or []))
+    finally:
+        dist.cleanup()
+
+
+def _train(cfg: TrainConfig, public_dir: Path, state: dict[str, Any] | None, dist: distribute.Distribution,
+           callbacks: list[keras.callbacks.Callback]) -> TrainResult:
     # Unknown names and missing files fail before any data is read; a resumed run needs no
     # weights file any more (its weights are in last.keras).
-    saved_card = _saved_card(run_dir) if state is not None else None
+    saved_card = _saved_card(public_dir) if state is not None else None
     _check_model_and_weights(cfg, check_file=state is None)
     set_determinism(cfg.seed, cfg.deterministic)
 
@@ -227,9 +252,20 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     train_data = oversample(splits.train, cfg.seed) if cfg.oversample else splits.train
     input_shape = tuple(saved_card.input_shape) if saved_card else input_shape_for(cfg, splits.train)
     class_names = splits.train.class_names
-    steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
+    if dist.active and cfg.batch_size < dist.num_replicas:
+        raise ConfigError(f"--batch-size {cfg.batch_size} is smaller than the {dist.num_replicas} replicas",
+                          hint="the batch size is the global batch: give every replica at least one image")
+    steps_per_epoch = (distribute.batch_layout(len(train_data), cfg.batch_size, dist.num_replicas).steps
+                       if dist.active else math.ceil(len(train_data) / cfg.batch_size))
+    if steps_per_epoch < 1:
+        raise DataError(f"{cfg.data}: {len(train_data)} training image(s) cannot fill one step of "
+                        f"{dist.num_replicas} replicas")
+    # Workers other than the chief write into a private copy of the run folder.
+    run_dir = dist.private_run_dir(public_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(cfg))
+    # The cluster is per launch, not part of the run: a resume names it again.
+    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(replace(cfg, workers=None, worker_index=None)))
+    saved_cfg, cfg = cfg, _scaled(cfg, dist)
 
     phases = Phases.from_config(cfg)
     total = cfg.epochs + cfg.fine_tune_epochs
@@ -243,13 +279,15 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
             phase, phase_start = 2, start_epoch
         if cfg.distill_from:
             import foveal.shrink.distill  # noqa: F401  registers the saved loss and metrics
-        model, _ = load_model(run_dir / "last.keras", compile=True)
-        if cfg.mixed_precision != "none":
-            model = _mixed_copy(model, cfg, steps_per_epoch, len(class_names))
-        say(f"resuming {run_dir} after epoch {start_epoch} of {total}"
+        with dist.scope():
+            model, _ = load_model(run_dir / "last.keras", compile=True)
+            if cfg.mixed_precision != "none":
+                model = _mixed_copy(model, cfg, steps_per_epoch, len(class_names))
+        say(f"resuming {public_dir} after epoch {start_epoch} of {total}"
             + (f" (phase {phase})" if phases.two_phase else ""))
     else:
-        model = _new_model(cfg, splits, input_shape)
+        with dist.scope():
+            model = _new_model(cfg, splits, input_shape)
     builder = saved_card.training.get("builder") if saved_card else None
     training_facts: dict[str, Any] = {"data": cfg.data, "run": run_dir.name,
                                       "builder": builder or builder_for(cfg.model, cfg.weights)}
@@ -258,6 +296,11 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     training_facts["mixed_precision"] = cfg.mixed_precision
     if cfg.recipe:
         training_facts["recipe"] = cfg.recipe
+    if dist.active:
+        training_facts["distribute"] = {"strategy": cfg.distribute, "replicas": dist.num_replicas,
+                                        "workers": dist.num_workers, "global_batch": cfg.batch_size}
+    if cfg.learning_rate != saved_cfg.learning_rate:
+        training_facts["learning_rate"] = cfg.learning_rate
     card = ModelCard(architecture=cfg.model, class_names=list(class_names), input_shape=input_shape,
                      preprocessing=_preprocessing_of(model), keep_aspect=cfg.keep_aspect,
                      training=training_facts)
@@ -265,10 +308,15 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
     def save(m: keras.Model, path: Path) -> None:
         save_model(_float32_for_saving(m), path, card)
 
-    _describe(cfg, splits, model, run_dir)
+    _describe(cfg, splits, model, public_dir)
+    if dist.active:
+        say(dist.describe(cfg.batch_size))
+        if not dist.is_chief:
+            say(f"worker {dist.worker_index} writes no run folder (the chief does); it keeps a private copy "
+                f"in {run_dir} until the end")
     history: dict[str, list[float]] = {k: list(v) for k, v in (state or {}).get("history", {}).items()}
     run = _Run(cfg, splits, train_data, input_shape, run_dir, save, history, steps_per_epoch, len(class_names),
-               list(callbacks or []))
+               callbacks, dist)
     interrupted, seconds, fitted = False, 0.0, False
     if phase == 1:
         if start_epoch < cfg.epochs:
@@ -295,11 +343,34 @@ def train(config: TrainConfig | None = None, *, resume: str | Path | None = None
             seconds += more
             fitted = True
     if interrupted:
-        return TrainResult(run_dir, history, None, interrupted=True)
+        return TrainResult(public_dir, history, None, interrupted=True)
     if fitted:
         mark(run_dir, "trained", train_seconds=seconds)
-    metrics = _finish(cfg, model, card, splits, run_dir, history, phases)
+    if not dist.is_chief:
+        say(f"worker {dist.worker_index} done; the chief scores the model and writes the report")
+        return TrainResult(public_dir, history, None)
+    if dist.active:  # score with a plain copy: evaluation under the strategy would need every worker
+        from foveal.models.io import load_model
+
+        best = run_dir / "best.keras"
+        model = load_model(best if best.is_file() else run_dir / "last.keras")[0]
+    metrics = _finish(saved_cfg, model, card, splits, run_dir, history, phases)
     return TrainResult(run_dir, history, metrics)
+
+
+def _scaled(cfg: TrainConfig, dist: distribute.Distribution) -> TrainConfig:
+    """``cfg`` with the learning rates of ``--lr-scaling`` (saying what was done when it matters)."""
+    lr, message = distribute.scale_learning_rate(cfg.learning_rate, cfg.batch_size, cfg.lr_reference_batch,
+                                                 cfg.lr_scaling)
+    if cfg.lr_scaling != "none" or dist.active:
+        say(message)
+    if cfg.lr_scaling == "none":
+        return cfg
+    fine_tune = cfg.fine_tune_learning_rate
+    if fine_tune is not None:
+        fine_tune = distribute.scale_learning_rate(fine_tune, cfg.batch_size, cfg.lr_reference_batch,
+                                                   cfg.lr_scaling)[0]
+    return replace(cfg, learning_rate=lr, fine_tune_learning_rate=fine_tune)
 
 
 def _with_recipe(config: TrainConfig | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -377,6 +448,7 @@ class _Run:
     steps_per_epoch: int
     num_classes: int
     extra_callbacks: list[Any]
+    dist: distribute.Distribution
 
 
 def _phase_config(cfg: TrainConfig, phases: Phases, phase: int) -> TrainConfig:
@@ -399,7 +471,8 @@ def _prepare_phase(run: _Run, model: keras.Model, phases: Phases, phase: int, *,
         return
     if resumed and not unchanged:
         say("the trainable layers differ from the saved run's: the optimizer starts afresh")
-    _compile(model, _phase_config(run.cfg, phases, phase), run.steps_per_epoch, run.num_classes)
+    with run.dist.scope():  # the optimizer belongs to the strategy it is created under
+        _compile(model, _phase_config(run.cfg, phases, phase), run.steps_per_epoch, run.num_classes)
     if manages_flags:
         from foveal.transfer.freeze import trainable_counts
 
@@ -454,6 +527,9 @@ def _fit(run: _Run, model: keras.Model, start_epoch: int, end_epoch: int, *, pha
          restored: dict[str, Any] | None) -> tuple[bool, float]:
     """Train on images from ``start_epoch`` to ``end_epoch``; return (interrupted, seconds)."""
     cfg, splits = run.cfg, run.splits
+    if run.dist.active:
+        return _fit_distributed(run, model, start_epoch, end_epoch, phase=phase, phase_start=phase_start,
+                                restored=restored)
     size = run.input_shape[:2]
     common = dict(image_size=size, channels=run.input_shape[2], batch_size=cfg.batch_size,
                   keep_aspect=cfg.keep_aspect, skip_invalid=cfg.skip_invalid)
@@ -473,6 +549,37 @@ def _fit(run: _Run, model: keras.Model, start_epoch: int, end_epoch: int, *, pha
     return _run_fit(run, guard, lambda: model.fit(
         train_ds, validation_data=val_ds, epochs=end_epoch, initial_epoch=start_epoch, callbacks=callbacks,
         class_weight=_class_weight(run), verbose=_verbosity(cfg), shuffle=False))
+
+
+def _fit_distributed(run: _Run, model: keras.Model, start_epoch: int, end_epoch: int, *, phase: int,
+                     phase_start: int, restored: dict[str, Any] | None) -> tuple[bool, float]:
+    """``_fit`` under a tf.distribute strategy: per-replica batches of the global batch plan
+    (see :mod:`foveal.training.distribute`), the same callbacks."""
+    cfg, splits, dist = run.cfg, run.splits, run.dist
+    common = dict(image_size=run.input_shape[:2], channels=run.input_shape[2], batch_size=cfg.batch_size,
+                  seed=cfg.seed, keep_aspect=cfg.keep_aspect, cache=cfg.cache, shuffle_buffer=cfg.shuffle_buffer)
+    with decode_errors_as_data_errors(cfg.data):  # in-memory data is decoded here, once
+        train_b = dist.batches(run.train_data, training=True, epochs=(start_epoch, end_epoch),
+                               augment=cfg.augment, class_weight=_class_weight(run), **common)
+        val_b = dist.batches(splits.val, training=False, **common) if splits.val is not None else None
+    how = {"examples": "each worker loads its replicas' slices of every global batch",
+           "files": "each worker reads only its own image files",
+           "records": "each worker keeps every n-th record"}[train_b.sharding]
+    say(f"data sharding: {train_b.sharding} ({how}); {train_b.steps} steps per epoch"
+        + (f"; the last {train_b.dropped} example(s) of each epoch are left out (fewer than the replicas)"
+           if train_b.dropped else ""))
+    loader = (lambda: weights_of(run.run_dir / "best.keras", model)) if restored is not None else None
+    callbacks, guard = _callbacks(run, model, has_val=val_b is not None, phase=phase, phase_start=phase_start,
+                                  restored=restored, best_weights_loader=loader, save=run.save)
+
+    def fit() -> None:
+        with dist.fitting(model, train_b.element_spec):
+            model.fit(train_b.dataset, validation_data=val_b.dataset if val_b is not None else None,
+                      epochs=end_epoch, initial_epoch=start_epoch, steps_per_epoch=train_b.steps,
+                      validation_steps=val_b.steps if val_b is not None else None, callbacks=callbacks,
+                      verbose=_verbosity(cfg), shuffle=False)
+
+    return _run_fit(run, guard, fit)
 
 
 def _fit_bottleneck(run: _Run, model: keras.Model, phases: Phases, start_epoch: int,
