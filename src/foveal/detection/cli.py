@@ -8,6 +8,7 @@ is the same as ``foveal detect train``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -46,9 +47,10 @@ def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.detection.train import evaluate_detector, format_metrics
 
-    metrics = evaluate_detector(args.model, args.data, split=args.split, batch_size=args.batch_size,
-                                output=args.output, skip_invalid=args.skip_invalid,
-                                score_threshold=args.score_threshold, iou_threshold=args.iou_threshold)
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        metrics = evaluate_detector(args.model, args.data, split=args.split, batch_size=args.batch_size,
+                                    output=args.output, skip_invalid=args.skip_invalid,
+                                    score_threshold=args.score_threshold, iou_threshold=args.iou_threshold)
     print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
     if args.output:
         print(f"wrote {Path(args.output) / 'report.html'} and detections.json", file=sys.stderr)
@@ -102,10 +104,12 @@ def _sliding_window(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.detection.scan import run_sliding_window
     from foveal.detection.train import format_metrics
 
-    metrics = run_sliding_window(args.data, output=args.output, architecture=args.model, patch_size=args.patch_size,
-                                 epochs=args.epochs, scales=args.scales, score_threshold=args.score_threshold,
-                                 iou_threshold=args.iou_threshold, split=args.split, seed=args.seed,
-                                 skip_invalid=args.skip_invalid)
+    # With --json, stdout carries only the JSON document; progress lines go to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        metrics = run_sliding_window(args.data, output=args.output, architecture=args.model,
+                                     patch_size=args.patch_size, epochs=args.epochs, scales=args.scales,
+                                     score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
+                                     split=args.split, seed=args.seed, skip_invalid=args.skip_invalid)
     print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
     return 0
 
