@@ -52,6 +52,7 @@ from foveal.data.source import LabeledImages, Splits
 from foveal.data.splits import make_splits
 from foveal.errors import ConfigError, DataError, TrainingInterrupted
 from foveal.evaluation.run import score
+from foveal.training.whitening import has_whitening, init_whitening
 from foveal.models import ModelCard, add_weight_penalty, build_model, save_model
 from foveal.training import callbacks as cb
 from foveal.training import distribute
@@ -155,6 +156,18 @@ def _build(cfg: TrainConfig, splits: Splits, input_shape: tuple[int, int, int]) 
     report = getattr(model, "_foveal_weight_transfer", None)
     say(report.summary() if report is not None else f"weights: {cfg.weights or 'random'} ({builder} {cfg.model})")
     return model
+
+
+def _init_whitening(model: keras.Model, cfg: TrainConfig, train: LabeledImages,
+                    input_shape: tuple[int, int, int], sample: int = 5000) -> None:
+    """Set the frozen ``whiten`` layer (airbench) from a seeded sample of training images."""
+    rng = np.random.default_rng(cfg.seed)
+    chosen = np.sort(rng.choice(len(train), min(sample, len(train)), replace=False))
+    ds = make_pipeline(train.subset(chosen), image_size=input_shape[:2], channels=input_shape[2], batch_size=500,
+                       training=False, keep_aspect=cfg.keep_aspect, skip_invalid=cfg.skip_invalid, cache="none")
+    images = np.concatenate([np.asarray(x) for x, _ in ds])
+    init_whitening(model, images)
+    say(f"whitening layer set from the 2x2 patches of {len(images)} training images (frozen)")
 
 
 def _compile(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int) -> None:
@@ -288,6 +301,8 @@ def _train(cfg: TrainConfig, public_dir: Path, state: dict[str, Any] | None, dis
     else:
         with dist.scope():
             model = _new_model(cfg, splits, input_shape)
+        if has_whitening(model):
+            _init_whitening(model, cfg, train_data, input_shape)
     builder = saved_card.training.get("builder") if saved_card else None
     training_facts: dict[str, Any] = {"data": cfg.data, "run": run_dir.name,
                                       "builder": builder or builder_for(cfg.model, cfg.weights)}

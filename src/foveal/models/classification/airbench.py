@@ -1,0 +1,110 @@
+"""A small, fast CIFAR-10 network after Jordan's airbench (arXiv:2404.00498, 2024).
+
+Keller Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU". The network is a 2x2
+"whitening" convolution (24 filters, no padding: 32x32 -> 31x31) with GELU, then three conv
+groups; each is a 3x3 convolution, 2x2 max pooling, batch normalisation, GELU, a second 3x3
+convolution, batch normalisation and GELU (widths 64, 256, 256 by default), then a global max
+pool and a bias-free linear layer whose logits are scaled by 1/9. Batch normalisation keeps
+only its shift (the scale is fixed at 1) and uses a short running-average memory (momentum 0.6
+in Keras terms). With 10 classes it has 1,971,640 trainable parameters (as the paper's PyTorch model) plus
+2,304 batch-norm running statistics, and it spends its multiply-adds
+at small resolutions (about 0.12 G per 32x32 image), which is what makes it train quickly.
+
+The paper also initialises the first layer from the eigenvectors of the training set's 2x2
+patch covariance (:func:`whitening_weights`); foveal's trainer applies that when the option
+``whiten=true`` is given, and freezes the layer.
+
+Example:
+    >>> from foveal.models import build_model
+    >>> build_model("airbench", num_classes=10).count_params()
+    1973944
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import layers
+
+from foveal.models.registry import MODELS
+
+WHITEN_LAYER = "whiten"
+
+
+@MODELS.register(
+    "airbench",
+    input_shape=(32, 32, 3),
+    preprocessing="torch",
+    paper="Jordan, 94% on CIFAR-10 in 3.29 Seconds on a Single GPU, arXiv:2404.00498 (2024)",
+    description="fast small-image CNN: 2x2 whitening conv, 3 conv groups (64/256/256), max-pool head",
+)
+def airbench(
+    x,
+    *,
+    num_classes: int,
+    include_top: bool = True,
+    width: int = 64,
+    wide: int = 256,
+    whiten: bool = False,
+    logit_scale: float = 1.0 / 9.0,
+    bn_momentum: float = 0.6,
+):
+    """The airbench body on a preprocessed input ``x``.
+
+    Args:
+        width: filters of the first conv group.
+        wide: filters of the second and third conv groups.
+        whiten: mark the first layer for initialisation from the data's patch whitening
+            (done by the trainer; the layer is then frozen).
+        logit_scale: factor on the logits before the softmax (the paper: 1/9).
+        bn_momentum: Keras batch-norm momentum (the weight of the old running average).
+    """
+
+    def bn_gelu(x, name: str):
+        x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-5, scale=False, name=f"{name}_bn")(x)
+        return layers.Activation("gelu", name=f"{name}_gelu")(x)
+
+    def group(x, filters: int, name: str):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+        x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+        x = bn_gelu(x, f"{name}_1")
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+        return bn_gelu(x, f"{name}_2")
+
+    x = layers.Conv2D(24, 2, padding="valid", name=WHITEN_LAYER, trainable=not whiten)(x)
+    x = layers.Activation("gelu", name="whiten_gelu")(x)
+    for i, filters in enumerate((width, wide, wide), start=1):
+        x = group(x, filters, f"group{i}")
+    if not include_top:
+        return x
+    x = layers.GlobalMaxPooling2D(name="global_max")(x)
+    x = layers.Dense(num_classes, use_bias=False, name="logits")(x)
+    x = layers.Rescaling(logit_scale, name="logit_scale")(x)
+    return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
+
+
+def whitening_weights(patches: np.ndarray, eps: float = 5e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Kernel and bias of the 2x2 whitening layer from preprocessed training patches.
+
+    The 12 eigenvectors of the 2x2x3 patch covariance, each divided by the square root of its
+    eigenvalue (plus ``eps``), and their negatives: 24 filters whose outputs are decorrelated
+    with unit variance. The bias centres them on the patch mean.
+
+    Args:
+        patches: array (N, 2, 2, C) of patches from preprocessed training images.
+
+    Returns:
+        ``(kernel, bias)`` shaped (2, 2, C, 2*4*C) and (2*4*C,).
+    """
+    n, h, w, c = patches.shape
+    flat = patches.reshape(n, h * w * c).astype(np.float64)
+    mean = flat.mean(axis=0)
+    cov = np.cov(flat - mean, rowvar=False)
+    eigenvalues, eigenvectors = np.linalg.eigh(cov)
+    filters = (eigenvectors / np.sqrt(eigenvalues + eps)).T  # (12, 12): one filter per row
+    filters = np.concatenate([filters, -filters], axis=0)
+    kernel = filters.reshape(-1, h, w, c).transpose(1, 2, 3, 0)
+    bias = -(filters @ mean)
+    return kernel.astype(np.float32), bias.astype(np.float32)
+
+
+__all__ = ["airbench", "whitening_weights", "WHITEN_LAYER"]
