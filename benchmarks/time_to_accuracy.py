@@ -1,8 +1,9 @@
 """Time to a test accuracy: the texts' plain-Keras reference against foveal's ``fast`` recipe.
 
-Both runs happen back to back in one process on the same data (all 60,000 training images of
-Fashion-MNIST or MNIST from ``../shared/datasets``, no validation split) and are scored on the
-10,000 test images at the end of every epoch. A run stops when the test accuracy first reaches
+Both runs happen back to back in one process on the same data (all training images of
+Fashion-MNIST, MNIST or CIFAR-10 from ``../shared/datasets``, no validation split; CIFAR-10's
+JPEG archive is extracted once to ``--cifar-folder`` and foveal reads that folder as a user
+would) and are scored on the 10,000 test images at the end of every epoch. A run stops when the test accuracy first reaches
 ``--target`` or when its time budget is spent (checked after every batch).
 
 * ``reference``: the book's CNN (Géron, *Hands-On Machine Learning*, 2nd ed., ch. 14) written
@@ -33,7 +34,7 @@ from typing import Any
 import keras
 import numpy as np
 
-DATASETS = {"fashion": "fashion-mnist", "mnist": "mnist"}
+DATASETS = {"fashion": "fashion-mnist", "mnist": "mnist", "cifar10": "cifar10-jpeg.tar.gz"}
 
 
 def log(message: str) -> None:
@@ -100,15 +101,56 @@ class TestClock(keras.callbacks.Callback):
         }
 
 
-def load(dataset: str, root: Path):
+def extract_cifar(archive: Path, folder: Path) -> Path:
+    """The CIFAR-10 JPEG archive as a train/ + test/ class-folder tree (extracted once)."""
+    import tarfile
+
+    if not (folder / "train").is_dir():
+        log(f"extracting {archive} to {folder}")
+        folder.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(folder, filter="data")
+    return folder
+
+
+def folder_arrays(split: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a class-folder split into (images uint8 N,H,W,C; labels) in sorted class order."""
+    from PIL import Image
+
+    classes = sorted(d.name for d in split.iterdir() if d.is_dir())
+    images, labels = [], []
+    for index, name in enumerate(classes):
+        for path in sorted((split / name).iterdir()):
+            with Image.open(path) as image:
+                images.append(np.asarray(image.convert("RGB")))
+            labels.append(index)
+    return np.stack(images), np.asarray(labels)
+
+
+def data_path(args: argparse.Namespace) -> Path:
+    if args.dataset == "cifar10":
+        return extract_cifar(args.data_root / DATASETS["cifar10"], args.cifar_folder)
+    return args.data_root / DATASETS[args.dataset]
+
+
+def load(args: argparse.Namespace):
+    if args.dataset == "cifar10":
+        folder = data_path(args)
+        x_train, y_train = folder_arrays(folder / "train")
+        x_test, y_test = folder_arrays(folder / "test")
+        return x_train, y_train, x_test, y_test
     from foveal.data.readers import load_dataset
 
-    parts = load_dataset(str(root / DATASETS[dataset]))
+    parts = load_dataset(str(data_path(args)))
     train, test = parts["train"], parts["test"]
     return train.images, train.labels, test.images, test.labels
 
 
-def book_cnn(num_classes: int = 10) -> keras.Model:
+def as_nhwc(images: np.ndarray) -> np.ndarray:
+    return images[..., None] if images.ndim == 3 else images
+
+
+def book_cnn(num_classes: int = 10, input_shape: tuple[int, ...] = (28, 28, 1)) -> keras.Model:
     """The texts' CNN, as the book writes it (Sequential, 'same' padding, He-normal)."""
     L = keras.layers
 
@@ -116,7 +158,7 @@ def book_cnn(num_classes: int = 10) -> keras.Model:
         return L.Conv2D(filters, kernel, padding="same", activation="relu", kernel_initializer="he_normal")
 
     return keras.Sequential([
-        keras.Input((28, 28, 1)),
+        keras.Input(input_shape),
         conv(64, 7), L.MaxPooling2D(2),
         conv(128), conv(128), L.MaxPooling2D(2),
         conv(256), conv(256), L.MaxPooling2D(2),
@@ -131,9 +173,9 @@ def run_reference(data, *, target: float, budget: float, seed: int) -> dict[str,
     x_train, y_train, x_test, y_test = data
     keras.utils.set_random_seed(seed)
     t0 = time.perf_counter()
-    x = (x_train.reshape(-1, 28, 28, 1) / 255.0).astype("float32")
-    xt = (x_test.reshape(-1, 28, 28, 1) / 255.0).astype("float32")
-    model = book_cnn()
+    x = (as_nhwc(x_train) / 255.0).astype("float32")
+    xt = (as_nhwc(x_test) / 255.0).astype("float32")
+    model = book_cnn(input_shape=x.shape[1:])
     model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.Nadam(1e-3),
                   metrics=["accuracy"])
     setup = time.perf_counter() - t0
@@ -155,16 +197,18 @@ def run_foveal(args, data) -> dict[str, Any]:
 
     _, _, x_test, y_test = data
     options: dict[str, Any] = dict(
-        data=str(args.data_root / DATASETS[args.dataset]), model=args.model, model_options=args.model_options,
+        data=str(data_path(args)), model=args.model, model_options=args.model_options,
         recipe=args.recipe, epochs=args.epochs, val_split=0.0, mixed_precision=args.mixed_precision,
         jit_compile=args.jit_compile, output=str(args.output), progress=False, report_misclassified=0,
         monitor="loss", seed=args.seed)
+    if args.cache:
+        options["cache"] = args.cache
     for key in ("batch_size", "learning_rate", "augment", "label_smoothing"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     cfg = configtools.from_mapping(TrainConfig, options)  # parses model_options like the CLI
     resolved = resolve_recipe(cfg)
-    clock = TestClock(x_test.reshape(-1, 28, 28, 1).astype("float32"), y_test, target=args.target,
+    clock = TestClock(as_nhwc(x_test).astype("float32"), y_test, target=args.target,
                       budget=args.budget, num_train=0)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # foveal's progress lines; stdout is the JSON
@@ -200,6 +244,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mixed-precision", choices=["none", "bfloat16", "float16"], default="bfloat16")
     p.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--cache", choices=["auto", "memory", "none"], default=None,
+                   help="foveal's image cache (CIFAR-10 streams JPEGs: 'memory' decodes them once)")
+    p.add_argument("--cifar-folder", type=Path, default=Path(tempfile.gettempdir()) / "foveal-cifar10",
+                   help="where the CIFAR-10 archive is extracted (once) for --dataset cifar10")
     p.add_argument("--output", type=Path, default=None, help="folder for foveal's run folder (default: temporary)")
     return p.parse_args(argv)
 
@@ -207,7 +255,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.output = args.output or Path(tempfile.mkdtemp(prefix="foveal-tta-"))
-    data = load(args.dataset, args.data_root)
+    data = load(args)
     report: dict[str, Any] = {
         "dataset": args.dataset, "target": args.target, "started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_average_before": os.getloadavg()[0], "cpu_count": os.cpu_count(),

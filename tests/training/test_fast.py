@@ -162,3 +162,24 @@ def test_schedules_still_work():
     s = make_schedule("one-cycle", learning_rate=0.01, steps_per_epoch=10, epochs=2)
     assert isinstance(s, OneCycle) and float(s(6)) == pytest.approx(0.01)
     assert make_schedule("constant", learning_rate=0.1, steps_per_epoch=1, epochs=1) == 0.1
+
+
+def test_airbench_whitening_is_set_from_the_data_and_stays_frozen(tmp_path):
+    """`--model airbench --model-options whiten=true`: the trainer sets the 2x2 whitening layer
+    from the training images before fit, training leaves it alone, and it survives the save."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), y=np.arange(64) % 4)
+    result = trainer.train(TrainConfig(data=str(path), model="airbench", model_options={"width": 8, "wide": 16,
+                                                                                        "whiten": True},
+                                       epochs=1, batch_size=32, val_split=0.0, test_split=0.0, tensorboard=False,
+                                       progress=False, report_misclassified=0, output=str(tmp_path)))
+    model, _ = load_model(result.run_dir / "last.keras")
+    layer = model.get_layer("whiten")
+    init = build_model("airbench", num_classes=4, width=8, wide=16, whiten=True).get_layer("whiten")
+    assert not layer.trainable
+    assert not np.allclose(layer.get_weights()[0], init.get_weights()[0])
+    # Uniform noise has a near-identity patch covariance: whitening ~ rotation scaled by 1/std.
+    kernel = layer.get_weights()[0].reshape(12, 24)[:, :12]
+    gram = kernel.T @ kernel
+    np.testing.assert_allclose(gram / np.mean(np.diag(gram)), np.eye(12), atol=0.15)
