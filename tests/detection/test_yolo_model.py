@@ -92,10 +92,10 @@ def test_predict_decodes_and_suppresses_in_graph():
         n = int(out["num_detections"][b])
         assert n == len(kept)
         np.testing.assert_allclose(out["boxes"][b, :n], np.clip(np.asarray(decoded["boxes"][b])[kept], 0, 1),
-                                   atol=1e-6)
+                                   atol=1e-5)  # graph vs eager: oneDNN may sum in another order
         np.testing.assert_allclose(out["scores"][b, :n], np.asarray(decoded["scores"][b])[kept], rtol=1e-5)
     detected = model.detect(images)
-    np.testing.assert_allclose(detected["boxes"], out["boxes"], atol=1e-6)
+    np.testing.assert_allclose(detected["boxes"], out["boxes"], atol=1e-5)
     model.set_postprocess(score_threshold=0.999, max_detections=5)
     assert model.predict(images, verbose=0)["boxes"].shape == (2, 5, 4)
     assert model.detect(images)["num_detections"].tolist() == [0, 0]
