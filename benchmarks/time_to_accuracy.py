@@ -8,8 +8,9 @@ would) and are scored on the 10,000 test images at the end of every epoch. A run
 
 * ``reference``: the book's CNN (Géron, *Hands-On Machine Learning*, 2nd ed., ch. 14) written
   with ``keras.Sequential``, inputs divided by 255, Nadam at 1e-3, batch 32, float32.
-* ``foveal``: ``foveal.training.trainer.train`` with ``TrainConfig(recipe="fast", ...)`` and the
-  model, epochs and precision given on the command line.
+* ``foveal``: ``foveal.training.trainer.train`` with ``TrainConfig(recipe="fast", ...)`` (or the
+  ``--recipe`` given) and the model, epochs and precision given on the command line; its test
+  scoring uses the recipe's test-time augmentation unless ``--tta`` says otherwise.
 
 The clock counts training only: it starts when ``fit`` starts (after data loading and model
 building, reported separately as ``setup_seconds``) and excludes the per-epoch test evaluations
@@ -46,9 +47,9 @@ class TestClock(keras.callbacks.Callback):
     or when the budget is spent."""
 
     def __init__(self, x_test: np.ndarray, y_test: np.ndarray, *, target: float, budget: float,
-                 num_train: int) -> None:
+                 num_train: int, tta: str = "none") -> None:
         super().__init__()
-        self.x_test, self.y_test = x_test, y_test
+        self.x_test, self.y_test, self.tta = x_test, y_test, tta
         self.target, self.budget, self.num_train = target, budget, num_train
         self.epochs: list[dict[str, float]] = []
         self.reached_at: float | None = None
@@ -75,7 +76,12 @@ class TestClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         train_seconds = self.elapsed()
         start = time.perf_counter()
-        probs = self.model.predict(self.x_test, batch_size=1000, verbose=0)
+        if self.tta == "none":
+            probs = self.model.predict(self.x_test, batch_size=1000, verbose=0)
+        else:
+            from foveal.evaluation.tta import predict_tta
+
+            probs = predict_tta(self.model, self.x_test, self.tta)
         accuracy = float(np.mean(np.argmax(probs, axis=-1) == self.y_test))
         self.eval_seconds += time.perf_counter() - start
         self.epochs.append({"epoch": epoch + 1, "train_seconds": round(train_seconds, 1),
@@ -208,8 +214,9 @@ def run_foveal(args, data) -> dict[str, Any]:
             options[key] = getattr(args, key)
     cfg = configtools.from_mapping(TrainConfig, options)  # parses model_options like the CLI
     resolved = resolve_recipe(cfg)
+    tta = args.tta or resolved.tta
     clock = TestClock(as_nhwc(x_test).astype("float32"), y_test, target=args.target,
-                      budget=args.budget, num_train=0)
+                      budget=args.budget, num_train=0, tta=tta)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # foveal's progress lines; stdout is the JSON
         train(cfg, callbacks=[clock])
@@ -220,7 +227,7 @@ def run_foveal(args, data) -> dict[str, Any]:
     result["images_per_second"] = round(clock.batches * resolved.batch_size / max(result["train_seconds"], 1e-9), 1)
     result["config"] = {k: getattr(resolved, k) for k in (
         "model", "model_options", "recipe", "epochs", "batch_size", "optimizer", "learning_rate", "weight_decay",
-        "schedule", "label_smoothing", "augment", "mixed_precision", "jit_compile")}
+        "schedule", "label_smoothing", "augment", "mixed_precision", "jit_compile")} | {"test_time_augmentation": tta}
     return result
 
 
@@ -244,6 +251,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mixed-precision", choices=["none", "bfloat16", "float16"], default="bfloat16")
     p.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--tta", choices=["none", "flip", "flip-shift"], default=None,
+                   help="test-time augmentation of foveal's per-epoch test scoring (default: the recipe's)")
     p.add_argument("--cache", choices=["auto", "memory", "none"], default=None,
                    help="foveal's image cache (CIFAR-10 streams JPEGs: 'memory' decodes them once)")
     p.add_argument("--cifar-folder", type=Path, default=Path(tempfile.gettempdir()) / "foveal-cifar10",

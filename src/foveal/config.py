@@ -142,6 +142,9 @@ class TrainConfig:
     momentum: float = option(0.9, "momentum for sgd and rmsprop", group="training")
     nesterov: bool = option(False, "Nesterov momentum for sgd", group="training")
     weight_decay: float | None = option(None, "decoupled weight decay (adamw; default 0.004)", group="training")
+    bias_lr_scale: float = option(1.0, "sgd: learning-rate multiplier for the batch-norm shifts (airbench "
+                                  "uses 64: with the scale fixed they are the only free BN parameters)",
+                                  group="training")
     schedule: Schedule = option("constant", "learning-rate schedule", group="training")
     warmup_epochs: float = option(0.0, "linear warm-up epochs (step, exponential, cosine)", group="training")
     step_epochs: int = option(10, "step schedule: epochs between drops", group="training")
@@ -149,6 +152,8 @@ class TrainConfig:
     plateau_patience: int = option(3, "plateau: epochs without improvement before the drop", group="training")
     min_learning_rate: float = option(0.0, "floor for cosine and plateau", group="training")
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy", group="training")
+    lookahead: bool = option(False, "Lookahead weight averaging every 5 steps with a share that grows "
+                             "to 0.77 by the end (Zhang et al. 2019, as airbench schedules it)", group="training")
     early_stopping: int = option(0, "stop after this many epochs without improvement of --monitor "
                                  "and restore the best weights (0: off)", group="training")
     monitor: str = option("val_loss", "metric watched by early stopping, plateau and best.keras", group="training")
@@ -160,6 +165,9 @@ class TrainConfig:
     name: str | None = option(None, "run folder name (default: MODEL-DATA-TIMESTAMP)", group="output")
     tensorboard: bool = option(True, "write TensorBoard logs to RUN/tensorboard", group="output")
     top_k: int = option(5, "k of the top-k accuracy", group="output")
+    tta: Literal["none", "flip", "flip-shift"] = option(
+        "none", "test-time augmentation of the final test evaluation: average over the mirror image "
+        "(flip) and one-pixel shifts (flip-shift)", group="output")
     report_misclassified: int = option(32, "misclassified test images shown in the report", group="output")
     progress: bool = option(True, "show progress bars", group="output")
 
@@ -172,6 +180,8 @@ class TrainConfig:
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.bias_lr_scale > 0, "bias_lr_scale must be positive"),
+            (self.bias_lr_scale == 1.0 or self.optimizer == "sgd", "bias_lr_scale is for --optimizer sgd"),
             (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
             (self.dropout is None or 0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.l1 >= 0 and self.l2 >= 0, "l1 and l2 must not be negative"),

@@ -60,6 +60,19 @@ def test_evaluate_prints_and_writes(trained, digits_folder, tmp_path, capsys):
     assert len(metrics["confusion_matrix"]) == 10
     for name in ("metrics.json", "confusion_matrix.png", "report.html"):
         assert (tmp_path / "eval" / name).is_file()
+    assert metrics["tta"] == "none"
+
+
+def test_evaluate_with_test_time_augmentation(trained, digits_folder, capsys):
+    from foveal.evaluation.run import evaluate
+
+    assert main(["evaluate", str(trained / "best.keras"), "--data", str(digits_folder), "--json",
+                 "--tta", "flip-shift"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["tta"] == "flip-shift" and metrics["num_examples"] == 300
+    flip = evaluate(trained / "best.keras", str(digits_folder), tta="flip")
+    plain = evaluate(trained / "best.keras", str(digits_folder))
+    assert flip["accuracy"] != plain["accuracy"] or flip["loss"] != plain["loss"]  # the views were used
 
 
 def test_predict_table_csv_json(trained, digits_folder, tmp_path, capsys):

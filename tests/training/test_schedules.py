@@ -36,3 +36,29 @@ def test_step_exponential_cosine_and_warmup():
 def test_optimizers(name):
     opt = make_optimizer(name, 0.01, nesterov=True)
     assert float(opt.learning_rate) == pytest.approx(0.01)
+
+
+def test_bias_scaled_sgd_scales_only_the_normalisation_shifts():
+    """One plain SGD step against one BiasScaledSGD step: the BN shift moves ``scale`` times
+    further, every other variable the same, and the scale survives a save and load."""
+    import numpy as np
+
+    from foveal.training.schedules import BiasScaledSGD
+
+    def one_step(optimizer):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization(),
+                                  keras.layers.Dense(2)])
+        before = [v.numpy().copy() for v in model.trainable_variables]
+        model.compile(optimizer, "mse")
+        model.train_on_batch(np.arange(16, dtype="float32").reshape(4, 4) / 10, np.ones((4, 2), "float32"))
+        return [(v.path.endswith("/beta"), v.numpy() - b) for v, b in zip(model.trainable_variables, before)], model
+
+    plain, _ = one_step(keras.optimizers.SGD(0.1))
+    scaled, model = one_step(make_optimizer("sgd", 0.1, momentum=0.0, bias_lr_scale=8.0))
+    assert isinstance(model.optimizer, BiasScaledSGD)
+    for (is_shift, delta), (_, scaled_delta) in zip(plain, scaled):
+        np.testing.assert_allclose(scaled_delta, (8.0 if is_shift else 1.0) * delta, rtol=1e-5, atol=1e-7)
+    assert any(is_shift and np.abs(d).max() > 0 for is_shift, d in plain)
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
+    assert isinstance(restored, BiasScaledSGD) and restored.bias_lr_scale == 8.0

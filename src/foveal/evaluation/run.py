@@ -18,6 +18,7 @@ from foveal.data.pipeline import make_pipeline
 from foveal.data.source import LabeledImages
 from foveal.errors import DataError
 from foveal.evaluation.classification import classification_metrics
+from foveal.evaluation.tta import average_views, check_tta
 from foveal.models.io import ModelCard, load_model
 
 
@@ -41,11 +42,14 @@ def score(
     top_k: int = 5,
     keep_misclassified: int = 32,
     skip_invalid: bool = False,
+    tta: str = "none",
 ) -> Scored:
     """Predict every image of ``data`` and compute the classification metrics.
 
     Labels are collected from the pipeline itself, so skipped files cannot misalign them.
+    ``tta`` averages the probabilities over flipped/shifted views (see :mod:`foveal.evaluation.tta`).
     """
+    check_tta(tta)
     data = align_classes(data, card)
     h, w, c = card.input_shape
     ds = make_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
@@ -57,7 +61,7 @@ def score(
                     disable=not sys.stderr.isatty() or batches < 20)
     with decode_errors_as_data_errors(data.origin):
         for images, y in progress:
-            p = forward(images).numpy()
+            p = average_views(forward, images, tta)
             y = y.numpy()
             labels.append(y)
             probs.append(p)
@@ -103,6 +107,7 @@ def evaluate(
     top_k: int = 5,
     output: str | Path | None = None,
     skip_invalid: bool = False,
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Evaluate a saved model on a dataset split; optionally write metrics and plots to ``output``.
 
@@ -111,6 +116,8 @@ def evaluate(
         data: any dataset spec (see ``foveal datasets --help``).
         split: which part of the dataset (``test``, ``val`` or ``train``); if the dataset has
             only one part, that part is used.
+        tta: test-time augmentation: ``none``, ``flip`` or ``flip-shift``
+            (:mod:`foveal.evaluation.tta`); the metrics record which.
 
     Returns:
         The metrics dictionary (accuracy, top-k, per-class report, confusion matrix).
@@ -129,8 +136,8 @@ def evaluate(
     else:
         raise DataError(f"{data}: has no {split!r} part (it has {', '.join(parts)})",
                         hint="choose one with --split")
-    scored = score(model, card, part, batch_size=batch_size, top_k=top_k, skip_invalid=skip_invalid)
-    metrics = scored.metrics | {"model": str(model_path), "data": data, "split": split}
+    scored = score(model, card, part, batch_size=batch_size, top_k=top_k, skip_invalid=skip_invalid, tta=tta)
+    metrics = scored.metrics | {"model": str(model_path), "data": data, "split": split, "tta": tta}
     if output is not None:
         write_evaluation(Path(output), metrics, card, scored)
     return metrics

@@ -106,12 +106,50 @@ def make_schedule(
     return schedule
 
 
+@keras.saving.register_keras_serializable(package="foveal")
+class BiasScaledSGD(keras.optimizers.SGD):
+    """SGD whose learning rate is ``bias_lr_scale`` times larger for normalisation shifts.
+
+    Jordan's airbench (arXiv:2404.00498) fixes the batch-norm scales at 1 and trains the shifts
+    (the variables named ``beta``) 64 times faster than the convolutions, whose scale does not
+    matter after batch normalisation. Weight decay stays at the base rate for every variable.
+
+    Example:
+        >>> opt = BiasScaledSGD(0.1, momentum=0.9, bias_lr_scale=64.0)
+        >>> opt.get_config()["bias_lr_scale"]
+        64.0
+    """
+
+    def __init__(self, *args: Any, bias_lr_scale: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bias_lr_scale = float(bias_lr_scale)
+        self._scaled_keys: set[Any] = set()
+
+    def build(self, variables) -> None:
+        if not self.built:
+            self._scaled_keys = {self._var_key(v) for v in variables if v.path.rsplit("/", 1)[-1] == "beta"}
+        super().build(variables)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._var_key(variable) in self._scaled_keys:
+            learning_rate = learning_rate * self.bias_lr_scale
+        return super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config() | {"bias_lr_scale": self.bias_lr_scale}
+
+
 def make_optimizer(name: str, learning_rate, *, momentum: float = 0.9, nesterov: bool = False,
-                   weight_decay: float | None = None) -> keras.optimizers.Optimizer:
-    """The optimizer ``name`` with ``learning_rate`` (a float or a schedule)."""
+                   weight_decay: float | None = None, bias_lr_scale: float = 1.0) -> keras.optimizers.Optimizer:
+    """The optimizer ``name`` with ``learning_rate`` (a float or a schedule).
+
+    ``bias_lr_scale`` (sgd only) multiplies the learning rate of normalisation shifts.
+    """
     O = keras.optimizers
     wd = {} if weight_decay is None else {"weight_decay": weight_decay}
     if name == "sgd":
+        if bias_lr_scale != 1.0:
+            return BiasScaledSGD(learning_rate, momentum=momentum, nesterov=nesterov, bias_lr_scale=bias_lr_scale, **wd)
         return O.SGD(learning_rate, momentum=momentum, nesterov=nesterov, **wd)
     if name == "adam":
         return O.Adam(learning_rate, **wd)

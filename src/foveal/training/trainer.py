@@ -175,7 +175,7 @@ def _compile(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, num_cla
                        epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, step_epochs=cfg.step_epochs,
                        gamma=cfg.gamma, min_learning_rate=cfg.min_learning_rate)
     optimizer = make_optimizer(cfg.optimizer, lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, bias_lr_scale=cfg.bias_lr_scale)
     if is_mixed(model):
         optimizer = with_loss_scaling(optimizer, cfg.mixed_precision)
     k = min(cfg.top_k, num_classes - 1)
@@ -647,6 +647,10 @@ def _callbacks(run: _Run, fit_model: keras.Model, *, has_val: bool, phase: int, 
             restored=restored.get("plateau"), monitor=monitor, mode=mode, factor=cfg.gamma,
             patience=cfg.plateau_patience, min_lr=cfg.min_learning_rate)
     callbacks += stateful.values()
+    if cfg.lookahead and phase == 1:
+        from foveal.training.lookahead import Lookahead
+
+        callbacks.append(Lookahead(total_steps=run.steps_per_epoch * cfg.epochs))
     guard = cb.InterruptGuard()
     best = (cb.read_state(run.run_dir) or {}).get("best")
     callbacks.append(_PhaseCheckpoint(run.run_dir, save, monitor=monitor, mode=mode, history=run.history,
@@ -705,8 +709,8 @@ def _finish(cfg: TrainConfig, model: keras.Model, card: ModelCard, splits: Split
     scored = None
     if part is not None:
         scored = score(model, card, part, batch_size=cfg.batch_size, top_k=cfg.top_k,
-                       keep_misclassified=cfg.report_misclassified, skip_invalid=cfg.skip_invalid)
-        metrics = scored.metrics | {"split": part_name}
+                       keep_misclassified=cfg.report_misclassified, skip_invalid=cfg.skip_invalid, tta=cfg.tta)
+        metrics = scored.metrics | {"split": part_name, "tta": cfg.tta}
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
         say(f"{part_name} accuracy: {metrics['accuracy']:.4f} on {metrics['num_examples']} images")
     state = cb.read_state(run_dir) or {}

@@ -22,12 +22,44 @@ Example:
 
 from __future__ import annotations
 
+import keras
 import numpy as np
-from keras import layers
+from keras import layers, ops
 
 from foveal.models.registry import MODELS
 
 WHITEN_LAYER = "whiten"
+
+
+@keras.saving.register_keras_serializable(package="foveal")
+class PartialDirac(keras.initializers.VarianceScaling):
+    """Conv kernel initialiser: identity for the first filters, uniform +-1/sqrt(fan_in) for the rest.
+
+    The first ``min(in, out)`` filters pass their input channel through unchanged (a Dirac delta
+    at the kernel centre), so a fresh network starts close to a shallower one; the others get
+    PyTorch's default convolution initialisation, as in airbench.
+
+    Example:
+        >>> k = np.asarray(PartialDirac(seed=0)((3, 3, 2, 4)))
+        >>> k[1, 1, :, :2].tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__(scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=seed)
+
+    def __call__(self, shape, dtype=None):
+        kernel = super().__call__(shape, dtype=dtype)
+        kh, kw, cin, cout = shape
+        n = min(cin, cout)
+        identity = np.zeros(shape, np.float32)
+        identity[kh // 2, kw // 2, np.arange(n), np.arange(n)] = 1.0
+        chosen = np.zeros(shape, bool)
+        chosen[..., :n] = True
+        return ops.where(chosen, ops.cast(identity, kernel.dtype), kernel)
+
+    def get_config(self) -> dict:
+        return {"seed": self.seed if isinstance(self.seed, int) else None}
 
 
 @MODELS.register(
@@ -47,6 +79,7 @@ def airbench(
     whiten: bool = False,
     logit_scale: float = 1.0 / 9.0,
     bn_momentum: float = 0.6,
+    dirac: bool = True,
 ):
     """The airbench body on a preprocessed input ``x``.
 
@@ -57,17 +90,20 @@ def airbench(
             (done by the trainer; the layer is then frozen).
         logit_scale: factor on the logits before the softmax (the paper: 1/9).
         bn_momentum: Keras batch-norm momentum (the weight of the old running average).
+        dirac: initialise the 3x3 convolutions with :class:`PartialDirac` (the paper) instead
+            of Keras' Glorot uniform.
     """
+    init = PartialDirac if dirac else (lambda: "glorot_uniform")
 
     def bn_gelu(x, name: str):
         x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-5, scale=False, name=f"{name}_bn")(x)
         return layers.Activation("gelu", name=f"{name}_gelu")(x)
 
     def group(x, filters: int, name: str):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init(), name=f"{name}_conv1")(x)
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
         x = bn_gelu(x, f"{name}_1")
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init(), name=f"{name}_conv2")(x)
         return bn_gelu(x, f"{name}_2")
 
     x = layers.Conv2D(24, 2, padding="valid", name=WHITEN_LAYER, trainable=not whiten)(x)
@@ -107,4 +143,4 @@ def whitening_weights(patches: np.ndarray, eps: float = 5e-4) -> tuple[np.ndarra
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-__all__ = ["airbench", "whitening_weights", "WHITEN_LAYER"]
+__all__ = ["PartialDirac", "airbench", "whitening_weights", "WHITEN_LAYER"]

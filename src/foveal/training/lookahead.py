@@ -1,0 +1,68 @@
+"""Lookahead weight averaging, as airbench schedules it.
+
+Zhang et al., "Lookahead Optimizer: k steps forward, 1 step back" (NeurIPS 2019): every ``k``
+steps the "slow" weights move a fraction of the way towards the "fast" weights the optimizer
+produced, and the fast weights restart from the slow ones. Jordan's airbench
+(arXiv:2404.00498) uses it with k = 5 and a slow-weight decay that grows with the cube of the
+training progress, up to 0.95^5: early on the averaging is negligible, near the end it
+smooths out the last, noisy steps; the final weights are the slow ones. Batch-norm running
+statistics are averaged too.
+
+Example:
+    >>> callback = Lookahead(total_steps=490)
+    >>> round(callback.decay(245), 4)
+    0.0967
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+class Lookahead(keras.callbacks.Callback):
+    """Keras callback: slow weights updated every ``every`` optimizer steps.
+
+    The step is the optimizer's own counter, so a resumed run keeps the schedule (its slow
+    weights restart from the restored ones).
+
+    Args:
+        total_steps: optimizer steps of the whole run; at that step the model takes the slow weights.
+        every: steps between updates (airbench: 5).
+        peak_decay: the slow weights' share at the end of training (airbench: 0.95 ** 5).
+        power: how the share grows with the fraction of training done (airbench: cubically).
+    """
+
+    def __init__(self, total_steps: int, every: int = 5, peak_decay: float = 0.95**5, power: float = 3.0) -> None:
+        super().__init__()
+        if total_steps < 1 or every < 1 or not 0.0 <= peak_decay < 1.0:
+            raise ValueError("Lookahead needs total_steps >= 1, every >= 1 and 0 <= peak_decay < 1")
+        self.total_steps, self.every, self.peak_decay, self.power = int(total_steps), int(every), peak_decay, power
+        self._slow: list[np.ndarray] | None = None
+
+    def decay(self, step: int) -> float:
+        """The slow weights' share at optimizer step ``step`` (1 at the end: take the slow weights)."""
+        if step >= self.total_steps:
+            return 1.0
+        return float(self.peak_decay * (step / self.total_steps) ** self.power)
+
+    def _variables(self) -> list:
+        return [v for v in self.model.weights if "float" in str(v.dtype)]
+
+    def on_train_begin(self, logs=None) -> None:
+        self._slow = [np.array(v.numpy()) for v in self._variables()]
+
+    def on_train_batch_end(self, batch, logs=None) -> None:
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if step % self.every and step < self.total_steps:
+            return
+        share = self.decay(step)
+        variables = self._variables()
+        assert self._slow is not None
+        for i, (variable, slow) in enumerate(zip(variables, self._slow)):
+            slow = share * slow + (1.0 - share) * variable.numpy()
+            variable.assign(slow)
+            self._slow[i] = slow
+
+
+__all__ = ["Lookahead"]
