@@ -36,7 +36,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-DEFAULT_MODELS = ["geron_cnn:28:1", "resnet18:224", "mobilenet_v2:224", "xception:299"]
+DEFAULT_MODELS = ["geron_cnn:28:1", "resnet18:224", "mobilenetv2:224", "xception:299"]
 
 
 def parse_model(spec: str) -> tuple[str, tuple[int, int, int]]:
@@ -144,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-classes", type=int, default=10, help="classifier size (default: 10)")
     parser.add_argument("--xla", action="store_true", help="also time bfloat16 with jit_compile=True")
     args = parser.parse_args(argv)
+    from foveal.models.registry import MODELS
+
+    unknown = [spec for spec in args.models if parse_model(spec)[0] not in MODELS.names()]
+    if unknown:  # fail before minutes of measuring, not in the middle
+        parser.error(f"unknown models {unknown}; known: {', '.join(MODELS.names())}")
 
     import keras
     import tensorflow as tf
