@@ -181,7 +181,8 @@ class TrainConfig:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.learning_rate > 0, "learning_rate must be positive"),
             (self.bias_lr_scale > 0, "bias_lr_scale must be positive"),
-            (self.bias_lr_scale == 1.0 or self.optimizer == "sgd", "bias_lr_scale is for --optimizer sgd"),
+            (self.bias_lr_scale == 1.0 or self.optimizer == "sgd", "bias_lr_scale is for --optimizer sgd (the airbench recipe sets it to 64; "
+             "give --bias-lr-scale 1 to use another optimizer with that recipe)"),
             (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
             (self.dropout is None or 0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
             (self.l1 >= 0 and self.l2 >= 0, "l1 and l2 must not be negative"),
