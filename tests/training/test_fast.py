@@ -183,3 +183,26 @@ def test_airbench_whitening_is_set_from_the_data_and_stays_frozen(tmp_path):
     kernel = layer.get_weights()[0].reshape(12, 24)[:, :12]
     gram = kernel.T @ kernel
     np.testing.assert_allclose(gram / np.mean(np.diag(gram)), np.eye(12), atol=0.15)
+
+
+def test_airbench_recipe_runs_end_to_end_with_its_building_blocks(tmp_path):
+    """`--recipe airbench` wires the BN-shift rate, Lookahead and test-time views through the
+    trainer: the saved optimizer is the scaled SGD and the test metrics say which views were used."""
+    import json
+
+    from foveal.training.schedules import BiasScaledSGD
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, x=rng.integers(0, 256, (96, 32, 32, 3), dtype=np.uint8), y=np.arange(96) % 4)
+    result = trainer.train(TrainConfig(data=str(path), recipe="airbench", model_options={"width": 8, "wide": 16,
+                                                                                         "whiten": True},
+                                       epochs=1, batch_size=32, mixed_precision="none", test_split=0.25,
+                                       val_split=0.0, monitor="loss", progress=False, report_misclassified=0,
+                                       output=str(tmp_path)))
+    resolved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert resolved["lookahead"] is True and resolved["bias_lr_scale"] == 64.0
+    model, _ = load_model(result.run_dir / "last.keras", compile=True)
+    assert isinstance(model.optimizer, BiasScaledSGD) and model.optimizer.bias_lr_scale == 64.0
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["tta"] == "flip-shift" and metrics["num_examples"] == 24
