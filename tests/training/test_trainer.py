@@ -114,13 +114,15 @@ def test_killed_cli_run_resumes(tmp_path):
     proc.wait()
     done = json.loads((run / "state.json").read_text())["epoch"]
     assert 2 <= done < 30
-    assert not list(run.glob(".*.tmp*")) or True  # a temp file may remain from the kill; never a broken target
+    # A temp file may remain from the kill (never a broken target); put one there for certain.
+    (run / ".last.keras.killed.tmp.keras").write_bytes(b"")
     out = subprocess.run([sys.executable, "-m", "foveal.cli.main", "train", "--resume", str(run), "--epochs",
                           str(done + 1)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"resuming {run} after epoch {done}" in out.stdout
     final = json.loads((run / "state.json").read_text())
     assert final["epoch"] == done + 1 and final["status"] == "done"
+    assert not list(run.rglob(".*.tmp*")), "resume must remove the temporary files a kill left"
 
 
 def test_early_stopping_restores_best_and_plateau_lowers_rate(tmp_path):

@@ -76,6 +76,35 @@ def weights_of(path: Path, model=None) -> list[np.ndarray] | None:
     return None if saved is None else saved.get_weights()
 
 
+TEMP_PATTERN = ".*.tmp*"  # what utils_io.atomic_path leaves behind when the process is killed
+
+
+def remove_temporary_files(run_dir: Path) -> list[Path]:
+    """Delete the half-written temporary files a killed run left in ``run_dir``; return them.
+
+    Only :func:`foveal.utils_io.atomic_path`'s names (``.NAME.RANDOM.tmpSUFFIX``) are touched,
+    so a user's own files stay.
+    """
+    removed = []
+    for path in sorted(run_dir.rglob(TEMP_PATTERN)):
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def checked_run_name(name: str) -> str:
+    """``name`` if it names a folder inside ``--output``; else a :class:`ConfigError`."""
+    from foveal.errors import ConfigError
+
+    parts = Path(name).parts
+    if not name.strip() or Path(name).is_absolute() or not parts or any(p in (".", "..") for p in parts) \
+            or name.rstrip("/") in (".", ".."):
+        raise ConfigError(f"--name {name!r} must name a folder inside --output (no absolute path, no '..')",
+                          hint="use --output to choose where runs go, and a plain --name such as 'run1'")
+    return name
+
+
 def resolve_run(config_class: type, config: Any | None, resume: str | Path | None,
                 overrides: dict[str, Any], name_prefix: str = "") -> tuple[Any, Path, dict[str, Any] | None]:
     """(options, run folder, saved state or None) for a new run or a ``--resume``.
@@ -95,6 +124,8 @@ def resolve_run(config_class: type, config: Any | None, resume: str | Path | Non
         if state is None or not (run_dir / "last.keras").is_file() or not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"{run_dir}: nothing to resume (no finished epoch saved there)",
                               hint="pass the folder of a run that finished at least one epoch")
+        for path in remove_temporary_files(run_dir):
+            say(f"removed {path} (a temporary file left by an interrupted write)")
         base = configtools.load_yaml(run_dir / "config.yaml")
         return configtools.from_mapping(config_class, base | overrides, source=str(run_dir / "config.yaml")), \
             run_dir, state
@@ -103,6 +134,8 @@ def resolve_run(config_class: type, config: Any | None, resume: str | Path | Non
         cfg = configtools.from_mapping(config_class, {**asdict(cfg), **overrides})
     else:
         cfg.validate()
+    if cfg.name is not None:
+        checked_run_name(cfg.name)
     run_dir = Path(cfg.output) / (cfg.name or run_name(cfg.model, cfg.data, prefix=name_prefix))
     if (run_dir / "state.json").exists():
         raise ConfigError(f"run folder {run_dir} already holds a run",
