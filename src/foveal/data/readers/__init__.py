@@ -233,11 +233,58 @@ def classes_txt_beside(folder: Path) -> list[str] | None:
     return read_classes_txt(path) if path.is_file() else None
 
 
+def _first_outside(labels: np.ndarray, count: int) -> tuple[int, int, int] | None:
+    """(index, value, how many) of the labels outside ``0..count-1``, or None."""
+    outside = np.flatnonzero((labels < 0) | (labels >= count))
+    if not len(outside):
+        return None
+    return int(outside[0]), int(labels[outside[0]]), len(outside)
+
+
 def check_label_range(labels: np.ndarray, class_names: list[str], origin: str) -> None:
-    """Raise a DataError naming ``origin`` when a label has no class name."""
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
+    """Raise a DataError naming ``origin``, the index and the value of a label with no class."""
+    found = _first_outside(np.asarray(labels), len(class_names))
+    if found is not None:
+        index, value, many = found
+        more = f"; {many} labels are outside" if many > 1 else ""
         raise DataError(
-            f"{origin}: labels span {int(labels.min())}..{int(labels.max())} but there are "
-            f"{len(class_names)} class names",
+            f"{origin}: label {value} at index {index} is outside the class range "
+            f"0..{len(class_names) - 1} ({len(class_names)} class names; labels span "
+            f"{int(np.min(labels))}..{int(np.max(labels))}{more})",
             hint="labels must be integers 0..K-1; fix the labels or the class list",
         )
+
+
+def infer_class_count(labeled: list[tuple[str, np.ndarray]], minimum: int = 0) -> int:
+    """The class count implied by labels when no class list is given.
+
+    The classes are the contiguous run of label values that starts at the smallest one (so
+    1..26 still gives 27 classes, class 0 unused, as EMNIST letters store them), and at least
+    ``minimum``. A value past a gap would silently add classes that have no example (a stray
+    253 among 0..9 made 254 classes), so it is refused, naming the file, index and value.
+
+    Args:
+        labeled: ``(origin, labels)`` for every split.
+        minimum: the smallest count to assume (10 for MNIST-style IDX files).
+    """
+    arrays = [np.asarray(lab) for _, lab in labeled if len(lab)]
+    if not arrays:
+        return minimum
+    used = np.unique(np.concatenate(arrays))
+    nonnegative = used[used >= 0]
+    breaks = np.flatnonzero(np.diff(nonnegative) != 1)
+    last = nonnegative[breaks[0]] if len(breaks) else (nonnegative[-1] if len(nonnegative) else -1)
+    count = max(minimum, int(last) + 1)
+    for origin, lab in labeled:
+        found = _first_outside(np.asarray(lab), count)
+        if found is not None:
+            index, value, many = found
+            more = f"; {many} labels are outside" if many > 1 else ""
+            raise DataError(
+                f"{origin}: label {value} at index {index} is outside the class range "
+                f"0..{count - 1} that the other labels form (labels span "
+                f"{int(np.min(lab))}..{int(np.max(lab))}{more}); it would add classes without examples",
+                hint="fix the label, or list every class name (classes.txt beside the files, "
+                "or a class_names array in an .npz) if the classes really go that high",
+            )
+    return count

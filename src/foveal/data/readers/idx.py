@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foveal.data.readers import check_label_range, classes_txt_beside, numbered_names
+from foveal.data.readers import check_label_range, classes_txt_beside, infer_class_count, numbered_names
 from foveal.data.source import LabeledImages
 from foveal.errors import DataError
 
@@ -119,15 +119,14 @@ def find_idx_files(folder: Path) -> dict[tuple[str, str], Path]:
     return found
 
 
-def class_names_for(folder: Path, labels: list[np.ndarray]) -> list[str]:
+def class_names_for(folder: Path, labels: list[tuple[str, np.ndarray]]) -> list[str]:
     """``classes.txt`` if present, Fashion-MNIST names for a folder named *fashion*, or digits."""
     listed = classes_txt_beside(folder)
     if listed is not None:
         return listed
     if "fashion" in folder.name.lower():
         return list(FASHION_NAMES)
-    top = max((int(lab.max()) for lab in labels if len(lab)), default=-1)
-    return numbered_names(max(10, top + 1))
+    return numbered_names(infer_class_count(labels, minimum=10))
 
 
 def _pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +146,7 @@ def _build(
     pairs: dict[str, tuple[Path, Path]], folder: Path
 ) -> dict[str, LabeledImages]:
     arrays = {split: _pair(img, lab) for split, (img, lab) in pairs.items()}
-    names = class_names_for(folder, [lab for _, lab in arrays.values()])
+    names = class_names_for(folder, [(str(pairs[split][1]), lab) for split, (_, lab) in arrays.items()])
     out = {}
     for split, (images, labels) in arrays.items():
         origin = str(pairs[split][1])

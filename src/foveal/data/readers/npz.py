@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foveal.data.readers import check_label_range, numbered_names
+from foveal.data.readers import check_label_range, infer_class_count, numbered_names
 from foveal.data.source import LabeledImages
 from foveal.errors import DataError
 
@@ -95,14 +95,13 @@ def _labels(array: np.ndarray, path: Path, key: str, count: int, images_key: str
     return array.astype(np.int32)
 
 
-def _class_names(arrays: dict[str, np.ndarray], labels: list[np.ndarray], path: Path) -> list[str]:
+def _class_names(arrays: dict[str, np.ndarray], labels: list[tuple[str, np.ndarray]], path: Path) -> list[str]:
     if "class_names" in arrays:
         names = arrays["class_names"]
         if names.ndim != 1 or names.dtype.kind not in "US":
             raise DataError(f"{path}: 'class_names' must be a 1-D array of strings")
         return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names.tolist()]
-    top = max((int(lab.max()) for lab in labels if len(lab)), default=0)
-    return numbered_names(top + 1)
+    return numbered_names(infer_class_count(labels, minimum=1))
 
 
 def _pairs(arrays: dict[str, np.ndarray], path: Path) -> dict[str, tuple[str, str]]:
@@ -136,7 +135,7 @@ def load_npz(path: Path) -> dict[str, LabeledImages]:
     for split, (x_key, y_key) in pairs.items():
         images = _images(arrays[x_key], path, x_key)
         loaded[split] = (images, _labels(arrays[y_key], path, y_key, len(images), x_key))
-    names = _class_names(arrays, [lab for _, lab in loaded.values()], path)
+    names = _class_names(arrays, [(f"{path}:{pairs[split][1]}", lab) for split, (_, lab) in loaded.items()], path)
     out = {}
     for split, (images, labels) in loaded.items():
         origin = f"{path}:{pairs[split][0]}"
