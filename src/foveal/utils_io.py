@@ -45,3 +45,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def printable_path(path: str | os.PathLike) -> str:
+    """``path`` safe to print and to store as JSON: bytes that are not UTF-8 become ``\\xNN``.
+
+    File names on POSIX are bytes; Python keeps the ones that are not UTF-8 as lone
+    surrogates, which ``print`` and TensorFlow refuse.
+    """
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_utf8_path(path: str | os.PathLike) -> bool:
+    """Whether ``path``'s bytes are valid UTF-8 (TensorFlow and our reports need that)."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

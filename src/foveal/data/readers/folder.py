@@ -26,6 +26,7 @@ import numpy as np
 from foveal.data.imagecheck import DEFAULT_MAX_PIXELS, scan_files
 from foveal.data.source import LabeledImages
 from foveal.errors import DataError
+from foveal.utils_io import is_utf8_path, printable_path
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
@@ -48,6 +49,7 @@ class ClassFolder:
     path: Path
     images: list[str] = field(default_factory=list)
     others: list[str] = field(default_factory=list)
+    notes: dict[str, str] = field(default_factory=dict)  # other -> its problem, when not the extension
 
 
 @dataclass
@@ -70,7 +72,7 @@ class FolderLayout:
             for folder in folders:
                 for path in folder.others:
                     ext = os.path.splitext(path)[1] or "no extension"
-                    out[path] = f"not an image file ({ext})"
+                    out[path] = folder.notes.get(path) or f"not an image file ({ext})"
         return out
 
 
@@ -83,15 +85,54 @@ def _subdirs(folder: Path) -> list[Path]:
         return sorted(Path(e.path) for e in it if _visible(e) and e.is_dir())
 
 
+def _prune_links(current: str, dirs: list[str], seen: set[str], found: ClassFolder) -> None:
+    """Drop from ``dirs`` the folders already read (symlink loops and repeats), noting them.
+
+    A link back to a folder above it would otherwise be followed until the path is too long
+    (40 levels of copies of every image); a link to a folder read elsewhere would count its
+    images twice.
+    """
+    here = os.path.realpath(current)
+    keep = []
+    for name in sorted(d for d in dirs if not d.startswith(".")):
+        path = os.path.join(current, name)
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            keep.append(name)
+            continue
+        shown = printable_path(path)
+        if here == real or here.startswith(real + os.sep):
+            found.notes[shown] = f"symlink loop: leads back to {printable_path(real)} (not followed)"
+        else:
+            found.notes[shown] = f"link to {printable_path(real)}, which is already read (not followed)"
+        found.others.append(shown)
+    dirs[:] = keep
+
+
 def _list_class(folder: Path, name: str) -> ClassFolder:
-    """All files under ``folder`` (recursively, sorted), split into images and others."""
+    """All files under ``folder`` (recursively, sorted), split into images and others.
+
+    Every real folder is read once, however many links lead to it. Names that are not UTF-8
+    and links that lead nowhere are listed with their problem among the others.
+    """
     found = ClassFolder(name, folder)
+    seen = {os.path.realpath(folder)}
     for current, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        _prune_links(current, dirs, seen, found)
         for fname in sorted(files):
             if fname.startswith(".") or fname.lower() in _IGNORED_NAMES:
                 continue
             path = os.path.join(current, fname)
+            if not is_utf8_path(path):
+                shown = printable_path(path)
+                found.notes[shown] = "file name is not valid UTF-8 (rename the file)"
+                found.others.append(shown)
+                continue
+            if os.path.islink(path) and not os.path.exists(path):
+                found.notes[path] = "broken symlink or symlink loop (leads to no file)"
+                found.others.append(path)
+                continue
             ext = os.path.splitext(fname)[1].lower()
             (found.images if ext in IMAGE_EXTENSIONS else found.others).append(path)
     return found
@@ -164,6 +205,10 @@ def structure_problems(
     train_names = set(layout.class_names)
     for split, folders in layout.splits.items():
         for folder in folders:
+            if not is_utf8_path(folder.path):
+                problems.append((printable_path(folder.path),
+                                 "class folder name is not valid UTF-8 (rename the folder)"))
+                continue
             if split != "train" and folder.name not in train_names:
                 problems.append((str(folder.path), f"class '{folder.name}' is not a train class"))
             usable = len(folder.images) if valid is None else len(valid[str(folder.path)])
