@@ -52,7 +52,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.evaluation.run import evaluate
 
     metrics = evaluate(args.model, args.data, split=args.split, batch_size=args.batch_size,
-                       top_k=args.top_k, output=args.output, skip_invalid=args.skip_invalid, tta=args.tta)
+                       top_k=args.top_k, output=args.output, skip_invalid=args.skip_invalid, tta=args.tta,
+                       class_map=args.class_map)
     print(json.dumps(metrics, indent=1) if args.json else format_metrics_table(metrics))
     if args.output:
         print(f"wrote {Path(args.output) / 'report.html'}", file=sys.stderr)
@@ -141,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", metavar="DIR", help="write metrics.json, confusion_matrix.png and report.html here")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--skip-invalid", action="store_true", help="skip unreadable images instead of stopping")
+    e.add_argument("--class-map", metavar="MAP", help="dataset class -> model class pairs (0=zero,1=one,...), a "
+                   "YAML/JSON file of them, or 'order'; default: classes are matched by name")
     e.add_argument("--tta", choices=("none", "flip", "flip-shift"), default="none",
                    help="test-time augmentation: average the predictions over the mirror image (flip) "
                    "and one-pixel shifts of both (flip-shift); for models trained with such augmentation")

@@ -17,6 +17,7 @@ from foveal.data.decode import decode_errors_as_data_errors
 from foveal.data.pipeline import make_pipeline
 from foveal.data.source import LabeledImages
 from foveal.errors import DataError
+from foveal.evaluation.classes import ClassMap, match_classes, parse_class_map, relabel
 from foveal.evaluation.classification import classification_metrics
 from foveal.evaluation.tta import average_views, check_tta
 from foveal.models.io import ModelCard, load_model
@@ -43,14 +44,17 @@ def score(
     keep_misclassified: int = 32,
     skip_invalid: bool = False,
     tta: str = "none",
+    class_map: ClassMap = None,
 ) -> Scored:
     """Predict every image of ``data`` and compute the classification metrics.
 
     Labels are collected from the pipeline itself, so skipped files cannot misalign them.
     ``tta`` averages the probabilities over flipped/shifted views (see :mod:`foveal.evaluation.tta`).
+    ``data``'s classes are matched to the model's by name, or by ``class_map``
+    (:func:`align_classes`).
     """
     check_tta(tta)
-    data = align_classes(data, card)
+    data = align_classes(data, card, class_map)
     h, w, c = card.input_shape
     ds = make_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
                        keep_aspect=card.keep_aspect, skip_invalid=skip_invalid, one_hot=False, cache="none")
@@ -78,24 +82,16 @@ def score(
     return Scored(labels_arr, probs_arr, metrics, images_arr, bad_titles)
 
 
-def align_classes(data: LabeledImages, card: ModelCard) -> LabeledImages:
+def align_classes(data: LabeledImages, card: ModelCard, class_map: ClassMap = None) -> LabeledImages:
     """Relabel ``data`` to the model's class order, matching by class name.
 
-    Datasets whose class names are only indices ("0", "1", ...) are taken as they are.
+    A dataset class the model does not know is an error listing both sets, unless
+    ``class_map`` says which model class it is (see :mod:`foveal.evaluation.classes`).
     """
-    if data.class_names == card.class_names:
+    if data.class_names == card.class_names and not class_map:
         return data
-    missing = [name for name in data.class_names if name not in card.class_names]
-    if missing:
-        if len(data.class_names) == len(card.class_names) and all(n.isdigit() for n in data.class_names):
-            return data
-        raise DataError(
-            f"{data.origin}: classes {missing[:5]} are unknown to the model "
-            f"(it knows {card.class_names[:10]}{'...' if len(card.class_names) > 10 else ''})",
-            hint="evaluate on data with the model's classes",
-        )
-    mapping = np.array([card.class_names.index(n) for n in data.class_names])
-    return replace(data, labels=mapping[data.labels], class_names=list(card.class_names))
+    mapping = match_classes(card.class_names, data.class_names, parse_class_map(class_map), origin=data.origin)
+    return replace(data, labels=relabel(data.labels, mapping), class_names=list(card.class_names))
 
 
 def evaluate(
@@ -108,6 +104,7 @@ def evaluate(
     output: str | Path | None = None,
     skip_invalid: bool = False,
     tta: str = "none",
+    class_map: ClassMap = None,
 ) -> dict[str, Any]:
     """Evaluate a saved model on a dataset split; optionally write metrics and plots to ``output``.
 
@@ -118,6 +115,8 @@ def evaluate(
             only one part, that part is used.
         tta: test-time augmentation: ``none``, ``flip`` or ``flip-shift``
             (:mod:`foveal.evaluation.tta`); the metrics record which.
+        class_map: which model class each dataset class is, when their names differ
+            (see :mod:`foveal.evaluation.classes`); default: match by name.
 
     Returns:
         The metrics dictionary (accuracy, top-k, per-class report, confusion matrix).
@@ -136,8 +135,12 @@ def evaluate(
     else:
         raise DataError(f"{data}: has no {split!r} part (it has {', '.join(parts)})",
                         hint="choose one with --split")
-    scored = score(model, card, part, batch_size=batch_size, top_k=top_k, skip_invalid=skip_invalid, tta=tta)
+    class_map = parse_class_map(class_map)
+    scored = score(model, card, part, batch_size=batch_size, top_k=top_k, skip_invalid=skip_invalid, tta=tta,
+                   class_map=class_map)
     metrics = scored.metrics | {"model": str(model_path), "data": data, "split": split, "tta": tta}
+    if class_map:
+        metrics["class_map"] = class_map
     if output is not None:
         write_evaluation(Path(output), metrics, card, scored)
     return metrics
