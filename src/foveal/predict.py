@@ -22,8 +22,9 @@ from typing import Any, Callable, Iterable
 import keras
 import numpy as np
 
-from foveal.errors import DataError
+from foveal.errors import ConfigError, DataError
 from foveal.models.io import ModelCard
+from foveal.utils_io import printable_path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 log = logging.getLogger("foveal")
@@ -54,15 +55,20 @@ def load_image(path: Path, card: ModelCard, max_pixels: int = 89_478_485) -> np.
     from foveal.data.imagecheck import check_image_file
     from foveal.data.pipeline import resize_image
 
-    problem = check_image_file(str(path), full=True, max_pixels=max_pixels)
+    shown = printable_path(path)
+    problem = check_image_file(path, full=True, max_pixels=max_pixels)
     if problem:
-        raise DataError(f"{path}: {problem}")
+        raise DataError(f"{shown}: {problem}")
     h, w, c = card.input_shape
     try:
-        image = decode_image_bytes(tf.io.read_file(str(path)), c)
+        # Read by Python, not tf.io.read_file: TensorFlow refuses file names that are not UTF-8.
+        data = Path(path).read_bytes()
+        image = decode_image_bytes(tf.constant(data), c)
         return resize_image(image, (h, w), card.keep_aspect).numpy()
+    except OSError as exc:
+        raise DataError(f"{shown}: cannot read ({exc.strerror or exc})") from None
     except tf.errors.InvalidArgumentError as exc:
-        raise DataError(f"{path}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
+        raise DataError(f"{shown}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
 
 
 def predict(
@@ -80,20 +86,33 @@ def predict(
         One dict per image: ``{"file": str, "predictions": [{"label", "probability"}, ...]}``.
         Skipped files (with ``skip_invalid``) get ``"error"`` instead of predictions.
     """
+    check_counts(top_k=top_k, batch_size=batch_size)
     files = collect_images(images)
-    k = max(1, min(top_k, len(card.class_names)))
+    k = min(top_k, len(card.class_names))
 
     def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
         probs = np.asarray(model.predict_on_batch(np.stack([im for _, im in batch]).astype(np.float32)))
         rows = []
         for (path, _), p in zip(batch, probs):
             order = np.argsort(-p, kind="stable")[:k]
-            rows.append({"file": str(path), "predictions": [
+            rows.append({"file": printable_path(path), "predictions": [
                 {"label": card.class_names[i], "probability": round(float(p[i]), 6)} for i in order]})
         return rows
 
     return predict_in_batches(files, lambda path: load_image(path, card), rows_for,
                               batch_size=batch_size, skip_invalid=skip_invalid)
+
+
+def check_counts(**counts: int) -> None:
+    """Refuse a count option below 1 (``top_k=0`` would print no prediction at all).
+
+    Raises:
+        ConfigError: naming the option and the value.
+    """
+    for name, value in counts.items():
+        if value < 1:
+            option = "--" + name.replace("_", "-")
+            raise ConfigError(f"{option} must be at least 1 (got {value})", hint=f"pass {option} 1 or more")
 
 
 def predict_in_batches(
@@ -125,7 +144,7 @@ def predict_in_batches(
                 raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
             log.warning("skipping %s", exc.message)
             flush()
-            rows.append({"file": str(path), "error": exc.message})
+            rows.append({"file": printable_path(path), "error": exc.message})
         if len(batch) >= batch_size:
             flush()
     flush()

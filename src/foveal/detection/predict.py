@@ -25,7 +25,7 @@ import numpy as np
 
 from foveal.detection.scoring import check_card, split_outputs
 from foveal.predict import collect_images, predict_in_batches
-from foveal.utils_io import atomic_path, atomic_write_text
+from foveal.utils_io import atomic_path, atomic_write_text, printable_path
 
 if TYPE_CHECKING:
     import keras
@@ -86,7 +86,7 @@ def predict_detections(
         for (path, image), det, (width, height) in zip(batch, split_outputs(outputs, sizes, (h, w), keep_aspect), sizes):
             found = [{"class": card.class_names[int(c)], "score": round(float(s), 5),
                       "box": [round(float(v), 1) for v in b]} for b, s, c in zip(det.boxes, det.scores, det.classes)]
-            row: dict[str, Any] = {"file": str(path), "image_size": [width, height], "detections": found}
+            row: dict[str, Any] = {"file": printable_path(path), "image_size": [width, height], "detections": found}
             if out_dir is not None:
                 row["drawn"] = str(_write_drawn(out_dir, path, image, det, card.class_names, used))
             rows.append(row)

@@ -30,7 +30,7 @@ from foveal.localization.draw import PRED_COLOR, draw_boxes
 from foveal.localization.metrics import decode_boxes
 from foveal.models.io import ModelCard
 from foveal.predict import collect_images, predict_in_batches
-from foveal.utils_io import atomic_path, atomic_write_text
+from foveal.utils_io import atomic_path, atomic_write_text, printable_path
 
 log = logging.getLogger("foveal")
 CSV_COLUMNS = ("file", "class", "score", "x_min", "y_min", "x_max", "y_max", "image_width", "image_height")
@@ -52,11 +52,12 @@ def decode_file(path: str | Path, channels: int, max_pixels: int = 89_478_485) -
 
     problem = check_image_file(str(path), full=True, max_pixels=max_pixels)
     if problem:
-        raise DataError(f"{path}: {problem}")
+        raise DataError(f"{printable_path(path)}: {problem}")
     try:
-        return decode_image_bytes(tf.io.read_file(str(path)), channels).numpy()
+        # Read by Python: TensorFlow refuses file names that are not UTF-8.
+        return decode_image_bytes(tf.constant(Path(path).read_bytes()), channels).numpy()
     except tf.errors.InvalidArgumentError as exc:
-        raise DataError(f"{path}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
+        raise DataError(f"{printable_path(path)}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
 
 
 def model_inputs(images: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
@@ -118,7 +119,7 @@ def predict_boxes(
             height, width = image.shape[:2]
             name, score = class_and_score(cls_out, card.class_names)
             pixels = box * np.array([width, height, width, height], np.float32)
-            row: dict[str, Any] = {"file": str(path), "class": name, "score": round(score, 6),
+            row: dict[str, Any] = {"file": printable_path(path), "class": name, "score": round(score, 6),
                                    "box": [round(float(v), 1) for v in pixels], "image_size": [int(width), int(height)]}
             if out_dir is not None:
                 row["drawn"] = str(_write_drawn(out_dir, path, image, pixels, f"{name} {score:.2f}", used_names))

@@ -53,7 +53,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from foveal.errors import ConfigError, DataError, ModelError
-from foveal.utils_io import atomic_path, atomic_write_text
+from foveal.utils_io import atomic_path, atomic_write_text, printable_path
 
 DEFAULT_TILE = 1024
 OVERLAY_ALPHA = 0.5
@@ -88,11 +88,12 @@ def decode_file(path: str | Path, channels: int) -> np.ndarray:
         raise DataError(f"{path}: no such file")
     problem = check_image_file(str(path), full=True)
     if problem:
-        raise DataError(f"{path}: {problem}")
+        raise DataError(f"{printable_path(path)}: {problem}")
     try:
-        return decode_image_bytes(tf.io.read_file(str(path)), channels).numpy()
+        # Read by Python: TensorFlow refuses file names that are not UTF-8.
+        return decode_image_bytes(tf.constant(Path(path).read_bytes()), channels).numpy()
     except tf.errors.InvalidArgumentError as exc:
-        raise DataError(f"{path}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
+        raise DataError(f"{printable_path(path)}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
 
 
 # ------------------------------------------------------------------------------- colours
@@ -313,12 +314,12 @@ def predict_masks(
         except DataError as exc:
             if not skip_invalid:
                 raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
-            rows.append({"file": str(path), "error": exc.message})
+            rows.append({"file": printable_path(path), "error": exc.message})
             continue
         labels = predict_labels(model, card, image, crf=crf, tta=tta)
         counts = np.bincount(labels.ravel(), minlength=len(card.class_names))
         row: dict[str, Any] = {
-            "file": str(path), "size": [int(labels.shape[1]), int(labels.shape[0])],
+            "file": printable_path(path), "size": [int(labels.shape[1]), int(labels.shape[0])],
             "fractions": {n: round(float(c) / labels.size, 6) for n, c in zip(card.class_names, counts)},
         }
         if out_dir is not None:
