@@ -70,22 +70,63 @@ def decode_image_bytes(contents: tf.Tensor, channels: int) -> tf.Tensor:
     return gray
 
 
+def orient_image(image: tf.Tensor, orientation: int | tf.Tensor) -> tf.Tensor:
+    """Turn a decoded HxWxC image upright by its EXIF ``orientation`` (1..8, 1 = as stored).
+
+    TensorFlow's decoders ignore EXIF, so a phone photo tagged "rotate 90" would be used
+    sideways. The eight cases are PIL's ``ImageOps.exif_transpose`` (tested against it).
+    """
+    def transpose() -> tf.Tensor:
+        return tf.transpose(image, [1, 0, 2])
+
+    cases = [
+        lambda: image,
+        lambda: tf.image.flip_left_right(image),
+        lambda: tf.image.rot90(image, 2),
+        lambda: tf.image.flip_up_down(image),
+        transpose,
+        lambda: tf.image.rot90(image, 3),
+        lambda: tf.image.rot90(transpose(), 2),
+        lambda: tf.image.rot90(image, 1),
+    ]
+    if isinstance(orientation, (int, np.integer)):
+        return cases[int(orientation) - 1]() if 1 <= orientation <= 8 else image
+    index = tf.clip_by_value(tf.cast(orientation, tf.int32) - 1, 0, 7)
+    out = tf.switch_case(index, cases)
+    out.set_shape([None, None, image.shape[-1]])
+    return out
+
+
 def dataset_from_paths(
     paths: np.ndarray, labels: np.ndarray, channels: int, skip_invalid: bool = False,
-    shuffle_seed: int | None = None,
+    shuffle_seed: int | None = None, orientations: dict[str, int] | None = None,
 ) -> tf.data.Dataset:
     """Elements decoded from image files, streamed (memory does not grow with N).
 
     With ``shuffle_seed``, the file list is shuffled with a buffer as large as the list
     before decoding: folders are read class by class, and a smaller image buffer later
     would give batches of two or three classes. Only strings sit in this buffer.
+    ``orientations`` (``{path: EXIF orientation}``, from the header scan) turns those files
+    upright; files not listed are used as stored, at no cost.
     """
     ds = tf.data.Dataset.from_tensor_slices((paths.astype(str), labels.astype(np.int32)))
     if shuffle_seed is not None:
         ds = ds.shuffle(max(len(paths), 1), seed=shuffle_seed, reshuffle_each_iteration=True)
+    table = None
+    rotated = {p: o for p, o in (orientations or {}).items() if o != 1}
+    if rotated:
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(rotated)), tf.constant(list(rotated.values()), tf.int32)
+            ),
+            default_value=1,
+        )
 
     def load(path: tf.Tensor, label: tf.Tensor):
-        return decode_image_bytes(tf.io.read_file(path), channels), label
+        image = decode_image_bytes(tf.io.read_file(path), channels)
+        if table is not None:
+            image = orient_image(image, table.lookup(path))
+        return image, label
 
     ds = ds.map(load, num_parallel_calls=AUTOTUNE)
     if skip_invalid:

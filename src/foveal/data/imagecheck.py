@@ -54,6 +54,8 @@ class ImageProbe:
         path: the file (or a label such as ``"x.tfrecord#12"`` for bytes).
         problem: ``None`` if the image is usable, else a short description.
         width, height, mode, format: from the header, when it could be read.
+        orientation: the EXIF orientation (1..8) of a JPEG, 1 when absent; the decoders
+            ignore it, so the pipelines apply it (:func:`foveal.data.decode.orient_image`).
     """
 
     path: str
@@ -62,6 +64,7 @@ class ImageProbe:
     height: int | None = None
     mode: str | None = None
     format: str | None = None
+    orientation: int = 1
 
 
 _PIL_LIMIT_LOCK = threading.RLock()
@@ -166,7 +169,24 @@ def _probe_stream(fp: BinaryIO, name: str, full: bool, max_pixels: int) -> Image
     with img:
         problem = _inspect_open(img, fp, full, max_pixels)
         width, height = img.size
-        return ImageProbe(name, problem, width, height, img.mode, img.format)
+        return ImageProbe(name, problem, width, height, img.mode, img.format, _orientation(img))
+
+
+_ORIENTATION_TAG = 0x0112
+
+
+def _orientation(img: Image.Image) -> int:
+    """EXIF orientation of a JPEG (already parsed with its header, so free); 1 otherwise.
+
+    Only JPEG is asked: phone photos are JPEG, and other formats would need more reading.
+    """
+    if img.format not in ("JPEG", "MPO") or "exif" not in img.info:
+        return 1
+    try:
+        value = int(img.getexif().get(_ORIENTATION_TAG, 1))
+    except Exception:  # a damaged EXIF block must not make a readable image unusable
+        return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def _probe_path(path: str, full: bool, max_pixels: int) -> ImageProbe:

@@ -120,7 +120,8 @@ class LabeledImages:
         if self.images is not None:
             return decode.dataset_from_arrays(self.images, self.labels, channels)
         if self.paths is not None:
-            return decode.dataset_from_paths(self.paths, self.labels, channels, skip_invalid, shuffle_seed)
+            return decode.dataset_from_paths(self.paths, self.labels, channels, skip_invalid, shuffle_seed,
+                                             orientations=self.info.get("orientations"))
         assert self.tfrecord is not None
         return decode.dataset_from_tfrecord(self.tfrecord, self.labels, channels, skip_invalid)
 

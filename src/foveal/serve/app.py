@@ -124,7 +124,7 @@ def load_image_bytes(
     """
     import tensorflow as tf
 
-    from foveal.data.decode import decode_image_bytes
+    from foveal.data.decode import decode_image_bytes, orient_image
     from foveal.data.pipeline import resize_image
 
     probe = probe_bytes(data, name, full=True, max_pixels=max_pixels)
@@ -132,7 +132,7 @@ def load_image_bytes(
         raise RejectedImage(f"{name}: {probe.problem}", problem_status(probe.problem))
     h, w, c = card.input_shape
     try:
-        image = decode_image_bytes(tf.constant(data), c)
+        image = orient_image(decode_image_bytes(tf.constant(data), c), probe.orientation)
         return resize_image(image, (h, w), card.keep_aspect).numpy(), probe
     except tf.errors.InvalidArgumentError as exc:
         detail = str(exc).splitlines()[0][:200]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foveal.data.imagecheck import DEFAULT_MAX_PIXELS, scan_files
+from foveal.data.imagecheck import DEFAULT_MAX_PIXELS, probe_files
 from foveal.data.source import LabeledImages
 from foveal.errors import DataError
 from foveal.utils_io import is_utf8_path, printable_path
@@ -246,16 +246,27 @@ def format_problems(root: Path, problems: dict[str, str]) -> str:
 
 def _file_problems(
     layout: FolderLayout, verify: str, max_pixels: int
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[str, int]]:
+    """``({path: problem}, {path: EXIF orientation})``, orientations other than 1 only.
+
+    The orientation comes free with the header check; ``verify="none"`` opens no file, so
+    images are then used as stored.
+    """
     problems = layout.non_images()
+    orientations: dict[str, int] = {}
     if verify != "none":
         paths = [p for folders in layout.splits.values() for f in folders for p in f.images]
-        problems.update(scan_files(paths, full=verify == "full", max_pixels=max_pixels))
-    return problems
+        for probe in probe_files(paths, full=verify == "full", max_pixels=max_pixels):
+            if probe.problem is not None:
+                problems[probe.path] = probe.problem
+            elif probe.orientation != 1:
+                orientations[probe.path] = probe.orientation
+    return problems, orientations
 
 
 def _build_split(
-    folders: list[ClassFolder], names: list[str], bad: dict[str, str], origin: str
+    folders: list[ClassFolder], names: list[str], bad: dict[str, str], origin: str,
+    orientations: dict[str, int] | None = None,
 ) -> LabeledImages:
     index = {name: i for i, name in enumerate(names)}
     paths: list[str] = []
@@ -272,6 +283,10 @@ def _build_split(
     info: dict = {"format": "folder"}
     if skipped:
         info["skipped"] = skipped
+    kept = set(paths)
+    oriented = {p: o for p, o in (orientations or {}).items() if p in kept}
+    if oriented:
+        info["orientations"] = oriented
     return LabeledImages(
         class_names=names,
         labels=np.asarray(labels, dtype=np.int32),
@@ -305,7 +320,7 @@ def load_folder(
     _raise_structure(structure_problems(layout))
     for path in layout.ignored:
         log.warning("ignoring folder %s (not train/val/test)", path)
-    bad = _file_problems(layout, verify, max_pixels)
+    bad, orientations = _file_problems(layout, verify, max_pixels)
     if bad and not skip_invalid:
         raise DataError(format_problems(root, bad), hint=_SKIP_HINT)
     if bad:
@@ -322,5 +337,5 @@ def load_folder(
     names = layout.class_names
     out = {}
     for split, folders in layout.splits.items():
-        out[split] = _build_split(folders, names, bad, str(layout.split_dirs[split]))
+        out[split] = _build_split(folders, names, bad, str(layout.split_dirs[split]), orientations)
     return out
