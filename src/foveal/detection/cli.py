@@ -50,7 +50,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         metrics = evaluate_detector(args.model, args.data, split=args.split, batch_size=args.batch_size,
                                     output=args.output, skip_invalid=args.skip_invalid,
-                                    score_threshold=args.score_threshold, iou_threshold=args.iou_threshold)
+                                    score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
+                                    ap_score_threshold=args.ap_score_threshold, class_map=args.class_map)
     print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
     if args.output:
         print(f"wrote {Path(args.output) / 'report.html'} and detections.json", file=sys.stderr)
@@ -142,8 +143,13 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--data", required=True, help=FORMATS_HELP)
     e.add_argument("--split", default="test", help="part to score: test, val or train (default: test)")
     e.add_argument("--batch-size", type=int, default=8, help="images per batch (default: 8)")
-    e.add_argument("--score-threshold", type=float, help="post-processing score threshold (default: the model's)")
+    e.add_argument("--score-threshold", type=float, help="display threshold: the precision/recall line and the "
+                   "drawn examples use detections scoring at least this (default: the model's)")
+    e.add_argument("--ap-score-threshold", type=float, default=0.001, help="AP and mAP are computed on the "
+                   "detections scoring at least this, at most 100 per image (default: 0.001, the COCO practice)")
     e.add_argument("--iou-threshold", type=float, help="non-max suppression IoU (default: the model's)")
+    e.add_argument("--class-map", metavar="MAP", help="dataset class -> model class pairs (0=zero,1=one,...), a "
+                   "YAML/JSON file of them, or 'order'; default: classes are matched by name")
     e.add_argument("--output", metavar="DIR", help="write metrics.json, detections.json and report.html here")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--skip-invalid", action="store_true", help="skip images with bad annotations or files")

@@ -100,13 +100,17 @@ def write_detection_report(path: str | Path, *, title: str, summary: dict[str, A
                        for k, v in metrics["coco"].items())
         extra.append(("Per-class results (VOC, IoU 0.5)", Markup(
             "<table><tr><th>class</th><th>AP50</th><th>precision</th><th>recall</th><th>true boxes</th>"
-            "<th>detections</th></tr>{}</table><p>precision and recall at score &ge; {}</p>").format(
-                Markup(rows), metrics["score_threshold"])))
+            "<th>detections</th></tr>{}</table><p>AP on the detections scoring &ge; {}; precision and recall "
+            "at score &ge; {} (the display threshold)</p>").format(
+                Markup(rows), metrics.get("ap_score_threshold", metrics["score_threshold"]),
+                metrics["score_threshold"])))
         extra.append(("COCO metrics (pycocotools' definitions)", Markup("<table>{}</table>").format(Markup(coco))))
     if curves is not None and data is not None:
         uri = png_data_uri(plot_pr_curves(curves, data.class_names))
         extra.append(("Precision-recall curves", Markup('<figure><img src="{}" alt="precision-recall curves">'
                                                         "</figure>").format(uri)))
+    if detections is not None and metrics is not None:  # draw what a user of the display threshold sees
+        detections = [d.above(metrics["score_threshold"]) for d in detections]
     grid = example_grid(data, detections, count) if data is not None and detections is not None else None
     if grid is not None:
         uri = png_data_uri(plot_image_grid(grid[0], grid[1], cols=4))

@@ -6,7 +6,14 @@ or letterboxed inputs and returns normalised corners;
 :func:`foveal.detection.pipeline.to_image_pixels` undoes that). :func:`score_detections` compares them
 with the ground truth twice: with :func:`foveal.evaluation.detection.coco_evaluate` (equal to
 pycocotools) and with the VOC rules (mAP@0.5, all-point and 11-point, and per-class precision
-and recall at the score threshold). :func:`to_coco_results` gives the COCO results JSON
+and recall at the score threshold).
+
+AP is computed on every detection down to a low score (:data:`SCORING_THRESHOLD`, 0.001, at
+most :data:`SCORING_MAX_DETECTIONS`, 100, per image: the COCO practice), not on those left
+after the model's display threshold (0.25), which cuts the precision-recall curve short and
+under-reports AP. :func:`detect_dataset` runs the model with those settings and restores its
+own afterwards; the display threshold stays for ``predict``, the drawn examples and the
+precision/recall line, and the metrics say which threshold each number used. :func:`to_coco_results` gives the COCO results JSON
 records, with the image ids of :func:`foveal.data.boxes.to_coco_dict`.
 
 Example:
@@ -18,8 +25,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -32,17 +40,31 @@ if TYPE_CHECKING:
     from foveal.evaluation.detection import ClassCurve
     from foveal.models import ModelCard
 
+#: the score down to which detections are kept for AP (COCO practice)
+SCORING_THRESHOLD = 0.001
+#: detections kept per image for AP (COCO's ``maxDets``)
+SCORING_MAX_DETECTIONS = 100
+
 
 @dataclass
 class ImageDetections:
-    """The detections of one image: corner boxes in pixels, scores, class indices."""
+    """The detections of one image: corner boxes in pixels, scores, class indices.
+
+    ``threshold`` is the score the detector cut them at, when known.
+    """
 
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+    threshold: float | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def above(self, score: float) -> "ImageDetections":
+        """The detections scoring at least ``score`` (what a user of the display threshold sees)."""
+        keep = self.scores >= score
+        return ImageDetections(self.boxes[keep], self.scores[keep], self.classes[keep], max(score, self.threshold or 0.0))
 
 
 def check_card(card: ModelCard) -> None:
@@ -68,12 +90,44 @@ def split_outputs(outputs: dict[str, np.ndarray], sizes: Sequence[tuple[int, int
     return result
 
 
+@contextlib.contextmanager
+def postprocess_settings(model: keras.Model, *, score_threshold: float | None = None,
+                         max_detections: int | None = None) -> Iterator[dict[str, Any]]:
+    """Run the block with the detector's post-processing changed, then restore it.
+
+    Yields the settings in force. The traced predict functions of both settings are kept on
+    the model, so a validation callback switching every epoch does not retrace each time.
+    """
+    saved = model.postprocess_config()
+    wanted = {k: v for k, v in (("score_threshold", score_threshold), ("max_detections", max_detections))
+              if v is not None}
+    if all(saved[k] == type(saved[k])(v) for k, v in wanted.items()):
+        yield saved
+        return
+    saved_fn = model.predict_function
+    model.set_postprocess(**wanted)
+    active = model.postprocess_config()
+    cached = model.__dict__.get("_foveal_scoring_predict")  # set directly: Keras need not track it
+    if cached is not None and cached[0] == active:
+        model.predict_function = cached[1]
+    try:
+        yield active
+    finally:
+        if model.predict_function is not None:
+            model.__dict__["_foveal_scoring_predict"] = (active, model.predict_function)
+        model.set_postprocess(**{k: saved[k] for k in wanted})
+        model.predict_function = saved_fn
+
+
 def detect_dataset(model: keras.Model, card: ModelCard, data: BoxedImages, *, batch_size: int = 8,
-                   skip_invalid: bool = False) -> list[ImageDetections]:
+                   skip_invalid: bool = False, score_threshold: float | None = SCORING_THRESHOLD,
+                   max_detections: int | None = SCORING_MAX_DETECTIONS) -> list[ImageDetections]:
     """Detections for every image of ``data`` (in its order), in original-image pixels.
 
-    With ``skip_invalid``, files that cannot be decoded are named in a warning, listed in
-    ``data.info["undecodable"]`` and get no detections (see :func:`readable`).
+    The model runs with ``score_threshold`` and ``max_detections`` (default: 0.001 and 100,
+    the COCO practice for scoring; None keeps the model's own), and gets its own settings
+    back afterwards. With ``skip_invalid``, files that cannot be decoded are named in a
+    warning, listed in ``data.info["undecodable"]`` and get no detections (see :func:`readable`).
     """
     from foveal.detection.pipeline import detection_data_errors, images_only, make_detection_pipeline
 
@@ -85,10 +139,14 @@ def detect_dataset(model: keras.Model, card: ModelCard, data: BoxedImages, *, ba
     ds = make_detection_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
                                  augment="none", keep_aspect=keep_aspect, skip_invalid=skip_invalid,
                                  cache="none")
-    with detection_data_errors(data.origin or "detection data"):
+    with detection_data_errors(data.origin or "detection data"), postprocess_settings(
+            model, score_threshold=score_threshold, max_detections=max_detections) as settings:
         outputs = model.predict(ds.map(images_only), verbose=0)
     sizes = [(int(a), int(b)) for a, b in data.image_sizes]
-    return split_outputs(outputs, sizes, (h, w), keep_aspect)
+    detections = split_outputs(outputs, sizes, (h, w), keep_aspect)
+    for d in detections:
+        d.threshold = float(settings["score_threshold"])
+    return detections
 
 
 def readable(data: BoxedImages, detections: Sequence[ImageDetections]) -> tuple[BoxedImages, list[ImageDetections]]:
@@ -122,7 +180,8 @@ def score_detections(data: BoxedImages, detections: Sequence[ImageDetections], *
         ``(metrics, curves)``: a JSON-ready dict with ``map50`` (VOC all-point AP at IoU 0.5,
         mean over classes; the headline number), ``map50_voc07`` (11-point), the twelve COCO
         numbers under ``coco`` (pycocotools' definitions), per-class AP and precision/recall at
-        ``score_threshold``; and the per-class VOC curves for plotting.
+        ``score_threshold`` (the display threshold), ``ap_score_threshold`` (the score the
+        detections were cut at: what AP was computed on); and the per-class VOC curves.
     """
     from foveal.evaluation.detection import coco_evaluate, match_voc, voc_ap
 
@@ -145,6 +204,7 @@ def score_detections(data: BoxedImages, detections: Sequence[ImageDetections], *
         "map50_voc07": _r(np.mean([v["ap50_voc07"] for v in with_gt])) if with_gt else float("nan"),
         "coco": {k: _r(v) for k, v in coco.stats.items()},
         "score_threshold": score_threshold,
+        "ap_score_threshold": _cut_at(detections, score_threshold),
         "precision": _r(np.mean([v["precision"] for v in with_gt])) if with_gt else float("nan"),
         "recall": _r(np.mean([v["recall"] for v in with_gt])) if with_gt else float("nan"),
         "per_class": per_class,
@@ -158,5 +218,11 @@ def _r(value: float) -> float:
     return round(float(value), 6)
 
 
-__all__ = ["ImageDetections", "check_card", "detect_dataset", "score_detections", "split_outputs",
-           "readable", "to_coco_results"]
+def _cut_at(detections: Sequence[ImageDetections], default: float) -> float:
+    """The score the detections were cut at; detections without a record were cut at ``default``."""
+    known = {d.threshold for d in detections if d.threshold is not None}
+    return float(max(known)) if known else float(default)
+
+
+__all__ = ["ImageDetections", "SCORING_MAX_DETECTIONS", "SCORING_THRESHOLD", "check_card", "detect_dataset",
+           "postprocess_settings", "readable", "score_detections", "split_outputs", "to_coco_results"]

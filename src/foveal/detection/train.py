@@ -391,7 +391,8 @@ def _finish(cfg: DetectConfig, model: keras.Model, card: ModelCard, split: str, 
 
 def evaluate_detector(model_path: str | Path, data: str, *, split: str = "test", batch_size: int = 8,
                       output: str | Path | None = None, skip_invalid: bool = False, score_threshold: float | None = None,
-                      iou_threshold: float | None = None, report_images: int = 12) -> dict[str, Any]:
+                      iou_threshold: float | None = None, report_images: int = 12,
+                      ap_score_threshold: float = 0.001, class_map: str | dict | None = None) -> dict[str, Any]:
     """Score a saved detector on one split of a box dataset; optionally write a report.
 
     Args:
@@ -399,25 +400,33 @@ def evaluate_detector(model_path: str | Path, data: str, *, split: str = "test",
         data: box annotations (see :func:`~foveal.data.boxes.load_boxes`).
         split: ``test``, ``val`` or ``train``; a source without splits is all ``train``.
         output: folder for ``metrics.json``, ``detections.json`` (COCO results) and ``report.html``.
-        score_threshold, iou_threshold: change the model's post-processing for this evaluation.
+        score_threshold: the display threshold of the precision/recall line and the drawn
+            examples (default: the model's).
+        iou_threshold: change the model's non-max suppression overlap for this evaluation.
+        ap_score_threshold: AP is computed on the detections scoring at least this (at most
+            100 per image; see :mod:`foveal.detection.scoring`).
+        class_map: which model class each dataset class is, when their names differ
+            (see :mod:`foveal.evaluation.classes`); default: match by name.
     """
     from foveal.detection.report import write_detection_report
     from foveal.detection.scoring import check_card, detect_dataset, readable, score_detections, to_coco_results
+    from foveal.evaluation.classes import align_boxes
     from foveal.models import load_model
 
     model, card = load_model(model_path)
     check_card(card)
     _set_postprocess(model, score_threshold, iou_threshold)
-    parts = load_boxes(data, class_names=card.class_names, skip_invalid=skip_invalid)
+    parts = load_boxes(data, skip_invalid=skip_invalid)
     if split not in parts:
         if len(parts) == 1 and "train" in parts:
             split = "train"
         else:
             raise DataError(f"{data}: has no {split!r} split (it has {', '.join(parts)})",
                             hint="pass --split with one of those")
-    part = parts[split]
+    part = align_boxes(parts[split], card.class_names, class_map)
     threshold = score_threshold if score_threshold is not None else float(card.training.get("score_threshold", 0.25))
-    dets = detect_dataset(model, card, part, batch_size=batch_size, skip_invalid=skip_invalid)
+    dets = detect_dataset(model, card, part, batch_size=batch_size, skip_invalid=skip_invalid,
+                          score_threshold=ap_score_threshold)
     part, dets = readable(part, dets)
     metrics, curves = score_detections(part, dets, score_threshold=threshold)
     metrics["split"] = split
@@ -445,7 +454,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     lines = [f"mAP@0.5 (VOC all-point)   {metrics['map50']:.4f}",
              f"mAP@0.5 (VOC07 11-point)  {metrics['map50_voc07']:.4f}",
              f"precision / recall        {metrics['precision']:.4f} / {metrics['recall']:.4f} "
-             f"at score >= {metrics['score_threshold']}"]
+             f"at score >= {metrics['score_threshold']}",
+             f"AP computed on           detections scoring >= "
+             f"{metrics.get('ap_score_threshold', metrics['score_threshold'])}"]
     lines += [f"COCO {k:<20} {v:.4f}" for k, v in metrics["coco"].items()]
     for name, row in metrics["per_class"].items():
         ap = "n/a" if row["ap50"] is None else f"{row['ap50']:.4f}"

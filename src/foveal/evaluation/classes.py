@@ -27,11 +27,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
 from foveal.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from foveal.data.boxes import BoxedImages
 
 #: ``order``, a mapping of dataset names to model names, or None (match by name only).
 ClassMap = Union[str, Mapping[str, str], None]
@@ -186,4 +189,28 @@ def mask_lookup(mapping: np.ndarray, ignore_label: int) -> np.ndarray:
     return table
 
 
-__all__ = ["BY_ORDER", "CLASS_MAP_HELP", "ClassMap", "mask_lookup", "match_classes", "parse_class_map", "relabel"]
+def align_boxes(data: BoxedImages, model_names: Sequence[str], class_map: ClassMap = None) -> BoxedImages:
+    """``data`` (box annotations) relabelled to the model's classes by :func:`match_classes`.
+
+    COCO category ids (``info["category_ids"]``) follow the classes: a model class keeps the
+    id of the dataset class matched to it, so written detections name the dataset's ids;
+    model classes the dataset lacks get new ids after the largest.
+    """
+    from dataclasses import replace
+
+    names = [str(n) for n in model_names]
+    class_map = parse_class_map(class_map)
+    if list(data.class_names) == names and not class_map:
+        return data
+    mapping = match_classes(names, data.class_names, class_map, origin=data.origin or "box data")
+    old_ids = data.info.get("category_ids") or list(range(1, len(data.class_names) + 1))
+    ids: dict[int, int] = {}
+    for d, m in enumerate(mapping.tolist()):
+        ids.setdefault(m, int(old_ids[d]))
+    spare = iter(range(max(ids.values(), default=0) + 1, 1 << 31))
+    category_ids = [ids[m] if m in ids else next(spare) for m in range(len(names))]
+    return replace(data, labels=[relabel(lab, mapping) for lab in data.labels], class_names=names,
+                   info={**data.info, "category_ids": category_ids})
+
+
+__all__ = ["BY_ORDER", "CLASS_MAP_HELP", "ClassMap", "align_boxes", "mask_lookup", "match_classes", "parse_class_map", "relabel"]

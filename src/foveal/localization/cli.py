@@ -47,7 +47,7 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.localization.train import evaluate_localizer, format_metrics
 
     metrics = evaluate_localizer(args.model, args.data, split=args.split, batch_size=args.batch_size,
-                                 output=args.output, skip_invalid=args.skip_invalid)
+                                 output=args.output, skip_invalid=args.skip_invalid, class_map=args.class_map)
     print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
     if args.output:
         print(f"wrote {Path(args.output) / 'report.html'}", file=sys.stderr)
@@ -100,6 +100,8 @@ def add_localize_command(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--split", default="test", help="part to score: test, val or train (default: test)")
     e.add_argument("--batch-size", type=int, default=32, help="images per batch (default: 32)")
     e.add_argument("--output", metavar="DIR", help="write metrics.json and report.html here")
+    e.add_argument("--class-map", metavar="MAP", help="dataset class -> model class pairs (0=zero,1=one,...), a "
+                   "YAML/JSON file of them, or 'order'; default: classes are matched by name")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--skip-invalid", action="store_true", help="skip images with bad annotations or files")
     e.set_defaults(func=_evaluate)

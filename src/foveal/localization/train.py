@@ -464,7 +464,7 @@ def write_localization_report(path: Path, *, title: str, summary: dict[str, Any]
 
 def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test", batch_size: int = 32,
                        output: str | Path | None = None, skip_invalid: bool = False,
-                       report_images: int = 16) -> dict[str, Any]:
+                       report_images: int = 16, class_map: str | dict | None = None) -> dict[str, Any]:
     """Score a saved localizer on one split of a box dataset; optionally write a report.
 
     Args:
@@ -472,21 +472,25 @@ def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test"
         data: box annotations (see :func:`~foveal.data.boxes.load_boxes`).
         split: ``test``, ``val`` or ``train``; a source without splits is all ``train``.
         output: folder for ``metrics.json`` and ``report.html``.
+        class_map: which model class each dataset class is, when their names differ
+            (see :mod:`foveal.evaluation.classes`); default: match by name.
     """
+    from foveal.evaluation.classes import align_boxes
     from foveal.models import load_model
 
     from foveal.localization.predict import check_card
 
     model, card = load_model(model_path)
     check_card(card)
-    parts = load_boxes(data, class_names=card.class_names, skip_invalid=skip_invalid)
+    parts = load_boxes(data, skip_invalid=skip_invalid)
     if split not in parts:
         if len(parts) == 1 and "train" in parts:
             split = "train"
         else:
             raise DataError(f"{data}: has no {split!r} split (it has {', '.join(parts)})",
                             hint="pass --split with one of those")
-    part = parts[split] if len(card.class_names) == 1 else _drop_unboxed(parts[split])
+    part = align_boxes(parts[split], card.class_names, class_map)
+    part = part if len(card.class_names) == 1 else _drop_unboxed(part)
     metrics, predicted = score_localizer(model, card, part, batch_size=batch_size)
     metrics["split"] = split
     if output is not None:
