@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from foveal.errors import FovealError, ModelError
+from foveal.export.trust import check_export
 from foveal.models.io import ModelCard
 
 CARD_SUFFIX = ".foveal.json"
@@ -71,9 +72,10 @@ class KerasRunner(Runner):
 class SavedModelRunner(Runner):
     kind = "savedmodel"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, trust_model: bool = False) -> None:
         import tensorflow as tf
 
+        check_export(path, trusted=trust_model)  # before TensorFlow loads (and can run) the graph
         _set_tf_threads(threads)
         super().__init__(path, read_export_card(path))
         self._loaded = tf.saved_model.load(str(path))
@@ -88,11 +90,12 @@ class SavedModelRunner(Runner):
 class TFLiteRunner(Runner):
     kind = "tflite"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, trust_model: bool = False) -> None:
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:  # pragma: no cover - depends on the environment
             raise FovealError("running TFLite models needs LiteRT", hint="pip install 'foveal[export]'") from None
+        check_export(path, trusted=trust_model)
         super().__init__(path, read_export_card(path))
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]
@@ -128,11 +131,12 @@ def _dequantize_output(values: np.ndarray, detail: dict) -> np.ndarray:
 class OnnxRunner(Runner):
     kind = "onnx"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, trust_model: bool = False) -> None:
         try:
             import onnxruntime as ort
         except ImportError:  # pragma: no cover - depends on the environment
             raise FovealError("running ONNX models needs onnxruntime", hint="pip install 'foveal[export]'") from None
+        check_export(path, trusted=trust_model)
         super().__init__(path, read_export_card(path))
         options = ort.SessionOptions()
         if threads:
@@ -157,20 +161,26 @@ def _set_tf_threads(threads: int | None) -> None:
         pass
 
 
-def open_runner(path: str | Path, *, threads: int | None = None, direct: bool = False) -> Runner:
-    """A runner for the artifact at ``path``, chosen by its form."""
+def open_runner(path: str | Path, *, threads: int | None = None, direct: bool = False,
+                trust_model: bool = False) -> Runner:
+    """A runner for the artifact at ``path``, chosen by its form.
+
+    Exports (SavedModel, TFLite, ONNX) are programs: unless ``trust_model``, their graphs are
+    checked against an allow-list of inference ops first (:mod:`foveal.export.trust`).
+    ``.keras`` files are always loaded in Keras safe mode.
+    """
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: no such model file or folder")
     factories: dict[str, Callable[[], Runner]] = {
         ".keras": lambda: KerasRunner(path, threads, direct),
-        ".tflite": lambda: TFLiteRunner(path, threads),
-        ".onnx": lambda: OnnxRunner(path, threads),
+        ".tflite": lambda: TFLiteRunner(path, threads, trust_model),
+        ".onnx": lambda: OnnxRunner(path, threads, trust_model),
     }
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ModelError(f"{path}: a folder but not a SavedModel (no saved_model.pb)")
-        return SavedModelRunner(path, threads)
+        return SavedModelRunner(path, threads, trust_model)
     if path.suffix not in factories:
         raise ModelError(f"{path}: unknown model format {path.suffix!r}",
                          hint="use a .keras, .tflite or .onnx file, or a SavedModel folder")
