@@ -48,6 +48,7 @@ _LAZY = {
     "detect_dataset": "foveal.detection.scoring",
     "score_detections": "foveal.detection.scoring",
     "to_coco_results": "foveal.detection.scoring",
+    "score_results": "foveal.detection.results",
     "predict_detections": "foveal.detection.predict",
     "write_detection_report": "foveal.detection.report",
     "patch_dataset": "foveal.detection.sliding_window",

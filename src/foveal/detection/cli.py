@@ -1,4 +1,4 @@
-"""``foveal detect train|evaluate|predict|anchors``: the command line of object detection.
+"""``foveal detect train|evaluate|score|predict|anchors``: the command line of object detection.
 
 :func:`add_detect_command` adds the ``detect`` command to the ``foveal`` parser's subcommands;
 each action calls one public function of :mod:`foveal.detection`. ``foveal train --task detect``
@@ -55,6 +55,15 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
     if args.output:
         print(f"wrote {Path(args.output) / 'report.html'} and detections.json", file=sys.stderr)
+    return 0
+
+
+def _score(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.detection.results import score_results
+    from foveal.detection.train import format_metrics
+
+    metrics = score_results(args.ground_truth, args.results, score_threshold=args.score_threshold)
+    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
     return 0
 
 
@@ -154,6 +163,20 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.add_argument("--skip-invalid", action="store_true", help="skip images with bad annotations or files")
     e.set_defaults(func=_evaluate)
+
+    sc = actions.add_parser(
+        "score", help="COCO AP table and VOC mAP@0.5 of a COCO results file from any detector", allow_abbrev=False,
+        description="Score a COCO results file (a JSON list of image_id, category_id, bbox [x, y, w, h], score "
+        "records, as written by `foveal detect evaluate --output` or any other detector) against a COCO "
+        "instances file, with the numbers `foveal detect evaluate` prints (COCO's equal pycocotools').",
+        epilog="example:\n  foveal detect score annotations/instances_val2017.json detections.json",
+        formatter_class=fmt)
+    sc.add_argument("ground_truth", metavar="GT.json", help="COCO instances file (images, annotations, categories)")
+    sc.add_argument("results", metavar="RESULTS.json", help="COCO results file (a list of detections)")
+    sc.add_argument("--score-threshold", type=float, default=0.25,
+                    help="where the precision/recall line is taken; AP uses every result (default: 0.25)")
+    sc.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    sc.set_defaults(func=_score)
 
     p = actions.add_parser("predict", help="boxes, classes and scores for image files or folders",
                            allow_abbrev=False, epilog=EPILOG_PREDICT, formatter_class=fmt)

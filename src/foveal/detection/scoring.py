@@ -172,8 +172,8 @@ def to_coco_results(data: BoxedImages, detections: Sequence[ImageDetections]) ->
     return records
 
 
-def score_detections(data: BoxedImages, detections: Sequence[ImageDetections], *,
-                     score_threshold: float = 0.25) -> tuple[dict[str, Any], list[ClassCurve]]:
+def score_detections(data: BoxedImages, detections: Sequence[ImageDetections], *, score_threshold: float = 0.25,
+                     coco: dict[str, float] | None = None) -> tuple[dict[str, Any], list[ClassCurve]]:
     """COCO and VOC metrics of ``detections`` against ``data``'s boxes.
 
     Returns:
@@ -182,6 +182,8 @@ def score_detections(data: BoxedImages, detections: Sequence[ImageDetections], *
         numbers under ``coco`` (pycocotools' definitions), per-class AP and precision/recall at
         ``score_threshold`` (the display threshold), ``ap_score_threshold`` (the score the
         detections were cut at: what AP was computed on); and the per-class VOC curves.
+        ``coco`` gives the twelve COCO numbers when they were computed on the original files
+        (whose areas and ids :func:`to_coco_dict` would not reproduce).
     """
     from foveal.evaluation.detection import coco_evaluate, match_voc, voc_ap
 
@@ -198,11 +200,12 @@ def score_detections(data: BoxedImages, detections: Sequence[ImageDetections], *
                            "precision": _r(p), "recall": _r(r), "num_gt": curve.num_gt,
                            "num_detections": int(len(curve.scores))}
     with_gt = [v for v in per_class.values() if v["num_gt"]]
-    coco = coco_evaluate(to_coco_dict(data), to_coco_results(data, detections))
+    if coco is None:
+        coco = coco_evaluate(to_coco_dict(data), to_coco_results(data, detections)).stats
     metrics = {
         "map50": _r(np.mean([v["ap50"] for v in with_gt])) if with_gt else float("nan"),
         "map50_voc07": _r(np.mean([v["ap50_voc07"] for v in with_gt])) if with_gt else float("nan"),
-        "coco": {k: _r(v) for k, v in coco.stats.items()},
+        "coco": {k: _r(v) for k, v in coco.items()},
         "score_threshold": score_threshold,
         "ap_score_threshold": _cut_at(detections, score_threshold),
         "precision": _r(np.mean([v["precision"] for v in with_gt])) if with_gt else float("nan"),
