@@ -44,13 +44,13 @@ def test_folder_report_with_bad_files(two_class_folder, write_image):
     assert "cat" in text and "8x8" in text
 
 
-def test_truncated_file_reported_by_full_inspection_only(two_class_folder):
+@pytest.mark.parametrize("full", [False, True])
+def test_truncated_file_reported_by_any_inspection(two_class_folder, full):
     root = two_class_folder()
     target = root / "cat" / "00.png"
     data = target.read_bytes()
     target.write_bytes(data[: len(data) - 30])
-    assert inspect_dataset(str(root), full=False)["num_problems"] == 0
-    report = inspect_dataset(str(root), full=True)
+    report = inspect_dataset(str(root), full=full)
     [problem] = report["splits"]["train"]["problems"]
     assert problem["file"].endswith("00.png") and problem["problem"].startswith("truncated")
 

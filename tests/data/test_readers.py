@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import shared_dataset
 from foveal.data.readers import describe_formats, load_dataset
 from foveal.data.readers.cifar import load_cifar
 from foveal.errors import ConfigError, DataError
 
 from .conftest import MIXED, cifar_rows
-
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
 def _take(data, channels):
@@ -121,15 +120,15 @@ def test_bad_files_raise_naming_them_or_are_skipped(two_class_folder, write_imag
     assert sorted(Path(p).name for p in data.info["skipped"]) == ["broken.jpg", "readme.txt"]
 
 
-def test_truncated_image_needs_full_verify(two_class_folder):
+def test_truncated_image_found_by_header_verify(two_class_folder):
     root = two_class_folder()
     big = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8))
     big.save(root / "dog" / "cut.png")
     data = (root / "dog" / "cut.png").read_bytes()
     (root / "dog" / "cut.png").write_bytes(data[: len(data) // 2])
-    assert len(load_dataset(str(root), verify="header")["train"]) == 7
-    with pytest.raises(DataError, match="cut.png: truncated or corrupt"):
-        load_dataset(str(root), verify="full")
+    for verify in ("header", "full"):
+        with pytest.raises(DataError, match="cut.png: truncated or corrupt"):
+            load_dataset(str(root), verify=verify)
     assert len(load_dataset(str(root), verify="none")["train"]) == 7
 
 
@@ -248,9 +247,7 @@ def test_idx_missing_label_file(idx_dataset):
 
 
 def test_real_fashion_mnist():
-    folder = SHARED / "fashion-mnist"
-    if not folder.is_dir():
-        pytest.skip(f"{folder} is not available")
+    folder = shared_dataset("fashion-mnist")
     splits = load_dataset(str(folder))
     assert (len(splits["train"]), len(splits["test"])) == (60_000, 10_000)
     assert splits["train"].images.shape[1:] == (28, 28, 1)

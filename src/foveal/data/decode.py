@@ -150,9 +150,34 @@ def decode_errors_as_data_errors(origin: str) -> Iterator[None]:
     try:
         yield
     except tf.errors.InvalidArgumentError as exc:
-        detail = str(exc).strip().splitlines()[0][:300]
+        found = _find_bad_images(origin)
+        detail = found or str(exc).strip().splitlines()[0][:300]
         raise DataError(
             f"an image in {origin} could not be decoded: {detail}",
             hint="run `foveal datasets inspect PATH` to list the bad files, "
             "or pass --skip-invalid to skip them",
         ) from None
+
+
+def _find_bad_images(origin: str, shown: int = 5) -> str | None:
+    """``"FILE: problem"`` lines for the images of ``origin`` that fail a full decode.
+
+    TensorFlow's decode error names neither the file nor the record, so after a failure the
+    dataset is checked once more, image by image (TFRecord records named ``FILE#INDEX``).
+    None when ``origin`` cannot be read again or nothing is found.
+    """
+    import logging
+
+    from foveal.data.inspect import inspect_dataset
+
+    logging.getLogger("foveal").warning("an image failed to decode; looking for it in %s", origin)
+    try:
+        report = inspect_dataset(origin, full=True)
+    except Exception:  # the diagnosis must never hide the original error
+        return None
+    problems = [p for split in report["splits"].values() for p in split["problems"]]
+    if not problems:
+        return None
+    lines = [f"{p['file']}: {p['problem']}" for p in problems[:shown]]
+    more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
+    return "; ".join(lines) + more

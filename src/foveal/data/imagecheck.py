@@ -1,8 +1,9 @@
 """Check image files before training: can TensorFlow decode them, and are they safe to open?
 
 A *header* check opens each file with PIL (format, mode, size, decompression-bomb limit) and
-costs a few hundred bytes of reading per file; a *full* check also decodes the pixels, which
-catches truncated and corrupt files. Problems come back as short strings such as
+costs a few hundred bytes of reading per file, plus the last 4 KB of a PNG or JPEG to find its
+end marker (a file without one is decoded to confirm it is truncated); a *full* check also
+decodes the pixels, which catches corrupt files. Problems come back as short strings such as
 ``"not an image file"`` or ``"truncated or corrupt: ..."``; ``None`` means the file is fine.
 
 Gray, RGB, RGBA, palette, gray+alpha, 16-bit and CMYK images are all fine: TensorFlow decodes
@@ -137,7 +138,10 @@ def _inspect_open(img: Image.Image, fp: BinaryIO, full: bool, max_pixels: int) -
         problem = _bmp_problem(fp, img)
         if problem:
             return problem
-    if full:
+    cut = _cut_short(fp, img.format)
+    if cut and img.format == "PNG":  # PIL reads such a file, TensorFlow refuses it
+        return "truncated or corrupt: the PNG file has no IEND chunk (cut short?)"
+    if full or cut:
         try:
             img.load()
         except Image.DecompressionBombError as exc:
@@ -145,6 +149,43 @@ def _inspect_open(img: Image.Image, fp: BinaryIO, full: bool, max_pixels: int) -
         except Exception as exc:  # PIL plugins raise OSError, SyntaxError, ValueError, ...
             return f"truncated or corrupt: {_short(exc)}"
     return None
+
+
+_TAIL = 4096  # bytes read from the end of a PNG or JPEG to find its end marker
+_END_MARKERS = {"PNG": b"IEND", "JPEG": b"\xff\xd9", "MPO": b"\xff\xd9"}
+
+
+def _cut_short(fp: BinaryIO, fmt: str | None) -> bool:
+    """Whether a PNG lacks its end chunk, or a JPEG its end marker near the end.
+
+    A header check alone passes a file cut short (a download that stopped), which then fails
+    in the middle of training. Reading the last few KB costs one seek. A PNG whose tail lacks
+    ``IEND`` is searched whole (a long trailer is allowed); a JPEG whose tail lacks its end
+    marker is then decoded by the caller to confirm, so a trailer there is allowed too.
+    """
+    marker = _END_MARKERS.get(fmt or "")
+    if marker is None:
+        return False
+    where = fp.tell()
+    try:
+        fp.seek(0, os.SEEK_END)
+        size = fp.tell()
+        fp.seek(max(0, size - _TAIL))
+        if marker in fp.read(_TAIL):
+            return False
+        if fmt != "PNG":
+            return True
+        fp.seek(0)
+        previous = b""
+        while chunk := fp.read(1 << 20):
+            if marker in previous[-len(marker) + 1:] + chunk:
+                return False
+            previous = chunk
+        return True
+    except (OSError, ValueError):
+        return False
+    finally:
+        fp.seek(where)
 
 
 def _pixels_in(exc: Exception) -> int | None:
