@@ -159,3 +159,24 @@ def test_reasons_and_allow_list():
     dangerous = {"ReadFile", "WriteFile", "SaveV2", "RestoreV2", "PyFunc", "EagerPyFunc", "PrintV2", "Send", "Recv",
                  "MatchingFiles", "ImmutableConst", "InitializeTableFromTextFileV2", "DebugIdentityV2"}
     assert not dangerous & TF_ALLOWED
+
+
+def test_trust_model_flag_is_offered_and_explained(capsys):
+    from foveal.cli.main import main
+
+    for command in ("serve", "benchmark"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--trust-model" in text and "allow-list" in text, command
+
+
+def test_trusted_hostile_savedmodel_is_served_when_asked(tmp_path):
+    """--trust-model reaches the server: the trusted file loads (and its graph runs)."""
+    from foveal.serve.app import create_app
+
+    victim = tmp_path / "victim.txt"
+    model = hostile_savedmodel(tmp_path / "sm", victim)
+    app = create_app(model, browser_model=False, trust_model=True)
+    assert app.state.service.card.class_names == ["a", "b", "c"]
+    assert victim.exists()  # the warm-up ran the graph

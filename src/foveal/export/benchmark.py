@@ -120,9 +120,10 @@ def benchmark(
     runs: int = 100,
     batch_size: int = 32,
     workdir: str | Path | None = None,
+    trust_model: bool = False,
 ) -> dict[str, Any]:
     """Benchmark a ``.keras`` model in every runtime (exporting it to a temporary folder), or
-    one existing export.
+    one existing export (checked against the allow-list of inference ops unless ``trust_model``).
 
     Returns:
         ``{"machine": ..., "model": ..., "parameters": ..., "results": [one dict per runtime]}``.
@@ -138,8 +139,8 @@ def benchmark(
     results = []
     parameters = None
     if path.suffix != ".keras":
-        results.append(benchmark_runner(open_runner(path, threads=threads), warmup=warmup, runs=runs,
-                                        batch_size=batch_size))
+        runner = open_runner(path, threads=threads, trust_model=trust_model)
+        results.append(benchmark_runner(runner, warmup=warmup, runs=runs, batch_size=batch_size))
     else:
         from foveal.models.io import load_model
 

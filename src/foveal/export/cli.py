@@ -28,7 +28,7 @@ def _benchmark(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.export.benchmark import benchmark, format_benchmark
 
     table = benchmark(args.model, runtimes=tuple(args.runtimes), threads=args.threads, warmup=args.warmup,
-                      runs=args.runs, batch_size=args.batch_size)
+                      runs=args.runs, batch_size=args.batch_size, trust_model=args.trust_model)
     print(json.dumps(table, indent=1) if args.json else format_benchmark(table))
     if args.output:
         from foveal.utils_io import atomic_write_text
@@ -72,4 +72,7 @@ def add_export_commands(sub: Any) -> None:
     b.add_argument("--batch-size", type=int, default=32, help="batch for the throughput figure (default: 32)")
     b.add_argument("--output", metavar="FILE.json", help="also write the results as JSON")
     b.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    b.add_argument("--trust-model", action="store_true",
+                   help="run an export even if its graph has ops outside foveal's allow-list of inference ops "
+                   "(file, process, network or unknown ops): only for files whose origin you trust")
     b.set_defaults(func=_benchmark)

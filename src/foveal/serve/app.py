@@ -395,16 +395,19 @@ class _RunnerModel:
         return self._runner(np.asarray(images, np.float32))
 
 
-def load_servable(path: Path) -> tuple[Any, ModelCard]:
+def load_servable(path: Path, trust_model: bool = False) -> tuple[Any, ModelCard]:
     """A ``.keras`` model, or an export (``.tflite``, ``.onnx``, SavedModel folder) with the
-    card ``foveal export`` wrote beside it, as ``(object with predict_on_batch, card)``."""
+    card ``foveal export`` wrote beside it, as ``(object with predict_on_batch, card)``.
+
+    An export's graph is checked against foveal's allow-list of inference ops unless
+    ``trust_model`` (see :mod:`foveal.export.trust`)."""
     if path.suffix == ".keras":
         from foveal.models.io import load_model
 
         return load_model(path)
     from foveal.export.runners import open_runner
 
-    runner = open_runner(path)
+    runner = open_runner(path, trust_model=trust_model)
     return _RunnerModel(runner), runner.card
 
 
@@ -417,6 +420,7 @@ def create_app(
     max_batch: int = MAX_BATCH,
     decode_threads: int | None = None,
     browser_model: str | os.PathLike | bool | None = None,
+    trust_model: bool = False,
 ) -> FastAPI:
     """A FastAPI app serving the classifier in ``model_path`` (loaded once, here).
 
@@ -432,6 +436,7 @@ def create_app(
         browser_model: the ONNX file served at ``/model.onnx`` for the page's in-browser mode;
             ``None`` exports the model once into ``.foveal-cache/`` beside it (a failure only
             logs a warning), ``False`` serves none.
+        trust_model: run an export's graph without checking its ops against the allow-list.
 
     Raises:
         ModelError: the file cannot be loaded, or its task is not classification, or an
@@ -440,7 +445,7 @@ def create_app(
     if top_k < 1 or max_upload_bytes < 1 or max_pixels < 1 or max_batch < 1:
         raise ModelError("top_k, max_upload_bytes, max_pixels and max_batch must be positive")
     path = Path(model_path)
-    model, card = load_servable(path)
+    model, card = load_servable(path, trust_model)
     if path.suffix == ".onnx" and browser_model is None:
         browser_model = path  # the served ONNX file is what the page runs, too
     elif path.suffix != ".keras" and browser_model is None:
@@ -528,17 +533,20 @@ def create_app_from_env() -> FastAPI:
     numbers = {key: int(env[f"{_ENV_PREFIX}{key.upper()}"])
                for key in ("max_upload_bytes", "max_pixels", "top_k") if env.get(f"{_ENV_PREFIX}{key.upper()}")}
     browser = env.get(f"{_ENV_PREFIX}BROWSER_MODEL") or None
-    return create_app(env[f"{_ENV_PREFIX}MODEL"], **numbers, browser_model=False if browser == "off" else browser)
+    return create_app(env[f"{_ENV_PREFIX}MODEL"], **numbers, browser_model=False if browser == "off" else browser,
+                      trust_model=env.get(f"{_ENV_PREFIX}TRUST_MODEL") == "1")
 
 
 def app_environment(model_path: str | os.PathLike, *, max_upload_bytes: int, max_pixels: int,
-                    top_k: int, browser_model: str | os.PathLike | None = None) -> dict[str, str]:
+                    top_k: int, browser_model: str | os.PathLike | None = None,
+                    trust_model: bool = False) -> dict[str, str]:
     """The ``FOVEAL_SERVE_*`` variables that make :func:`create_app_from_env` build this app
     (``browser_model``: an ONNX path, or ``None`` for none)."""
     return {f"{_ENV_PREFIX}MODEL": str(Path(model_path).resolve()),
             f"{_ENV_PREFIX}MAX_UPLOAD_BYTES": str(max_upload_bytes),
             f"{_ENV_PREFIX}MAX_PIXELS": str(max_pixels), f"{_ENV_PREFIX}TOP_K": str(top_k),
-            f"{_ENV_PREFIX}BROWSER_MODEL": str(Path(browser_model).resolve()) if browser_model else "off"}
+            f"{_ENV_PREFIX}BROWSER_MODEL": str(Path(browser_model).resolve()) if browser_model else "off",
+            f"{_ENV_PREFIX}TRUST_MODEL": "1" if trust_model else "0"}
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

@@ -59,6 +59,10 @@ def add_serve_command(subparsers: Any) -> None:
                    help="refuse images with more pixels (decompression bombs) with 413 (default: 40000000)")
     s.add_argument("--workers", metavar="N", type=int, default=1,
                    help="server processes, each with its own copy of the model (default: 1)")
+    s.add_argument("--trust-model", action="store_true",
+                   help="run an export (SavedModel, TFLite, ONNX) even if its graph has ops outside foveal's "
+                   "allow-list of inference ops (file, process, network or unknown ops): only for files whose "
+                   "origin you trust (.keras files are always loaded in Keras safe mode)")
     browser = s.add_mutually_exclusive_group()
     browser.add_argument("--browser-model", metavar="PATH",
                          help="ONNX file the page runs in the browser (default: export the model once into "
@@ -110,18 +114,19 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
               "(there is no authentication)", file=sys.stderr)
     browser_model = False if args.no_browser_model else args.browser_model
     if args.workers > 1:
-        card = _check_model(args.model)
+        card = _check_model(args.model, args.trust_model)
         # Export once here, not once per worker.
         from foveal.serve.browser import prepare_browser_model
 
         prepared = prepare_browser_model(args.model, card, browser_model) if card is not None else None
-        os.environ.update(app_environment(args.model, **limits, browser_model=prepared and prepared.path))
+        os.environ.update(app_environment(args.model, **limits, browser_model=prepared and prepared.path,
+                                          trust_model=args.trust_model))
         print(f"foveal serve: {_url(args.host, args.port)} ({args.workers} workers; Ctrl+C stops)", flush=True)
         with _stopped_by_ctrl_c():
             uvicorn.run("foveal.serve.app:create_app_from_env", factory=True, host=args.host, port=args.port,
                         workers=args.workers, log_level="info")
         return 0
-    app = create_app(args.model, **limits, browser_model=browser_model)
+    app = create_app(args.model, **limits, browser_model=browser_model, trust_model=args.trust_model)
     sock = bind_socket(args.host, args.port)
     port = sock.getsockname()[1]
     health = app.state.service.health()["model"]
@@ -150,7 +155,7 @@ def _stopped_by_ctrl_c() -> Iterator[None]:
     print("foveal serve: stopped", file=sys.stderr)
 
 
-def _check_model(path: str):
+def _check_model(path: str, trust_model: bool = False):
     """Fail in the parent, with a clear message, before every worker fails the same way;
     return the model's card (None when the file has none)."""
     from pathlib import Path
@@ -163,7 +168,9 @@ def _check_model(path: str):
                          hint="pass a .keras file, or an export of one (.tflite, .onnx, SavedModel folder)")
     if Path(path).suffix != ".keras":
         from foveal.export.runners import read_export_card
+        from foveal.export.trust import check_export
 
+        check_export(path, trusted=trust_model)
         return read_export_card(Path(path))
     card = read_card(path)
     if card is not None and card.task != "classify":
