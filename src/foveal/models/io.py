@@ -135,5 +135,7 @@ def load_model(path: str | Path, compile: bool = False) -> tuple[keras.Model, Mo
     try:
         model = keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged file
-        raise ModelError(f"{path}: could not load the model ({type(exc).__name__}: {str(exc)[:300]})") from None
+        from foveal.models.load_errors import explain_load_error
+
+        raise explain_load_error(path, exc) from None
     return model, card or ModelCard.guess(model)
