@@ -92,11 +92,19 @@ def test_export_errors(model_and_data, tmp_path):
         open_runner(tmp_path / "stray.onnx")
 
 
-def test_parity_failure_keeps_file(model_and_data, tmp_path):
+def test_parity_failure_leaves_nothing(model_and_data, tmp_path):
     model_path, _ = model_and_data
-    with pytest.raises(ExportParityError, match="parity check failed") as info:
+    with pytest.raises(ExportParityError, match="nothing was written") as info:
         export_model(model_path, "tflite", tmp_path / "d.tflite", quantize="dynamic", tolerance=0.0)
-    assert (tmp_path / "d.tflite").is_file() and not info.value.report.passed
+    assert not info.value.report.passed
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no export, no card, no temporary folder
+    # An older export at the target survives a failed one.
+    export_model(model_path, "tflite", tmp_path / "d.tflite")
+    before = (tmp_path / "d.tflite").read_bytes()
+    with pytest.raises(ExportParityError):
+        export_model(model_path, "tflite", tmp_path / "d.tflite", quantize="dynamic", tolerance=0.0)
+    assert (tmp_path / "d.tflite").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tflite", "d.tflite.foveal.json"]
 
 
 def test_cli_export_and_benchmark(model_and_data, tmp_path, capsys):

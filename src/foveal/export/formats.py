@@ -1,7 +1,11 @@
 """Write a foveal model as SavedModel, TFLite (LiteRT) or ONNX, optionally quantized.
 
 All exports take float32 pixels 0..255 in NHWC (the model's own ``Preprocess`` layer is inside),
-with a dynamic batch size. The SavedModel has a second signature, ``predict_images``, that takes
+with a dynamic batch size (segmenters: dynamic height and width too). What they hold and return
+is the task's export graph (:func:`foveal.export.tasks.export_graph`): a classifier's
+``probabilities``, a localizer's ``class`` and ``box``, a detector's raw head outputs
+``raw_P3``... (decoded and suppressed by the runners), a segmenter's per-pixel
+``probabilities``. The SavedModel has a second signature, ``predict_images``, that takes
 encoded JPEG/PNG/BMP/GIF bytes and decodes and resizes them exactly as foveal's pipeline does.
 
 Quantization (TFLite): ``float16`` (weights in half precision), ``dynamic`` (int8 weights,
@@ -29,8 +33,15 @@ Quantize = Literal["float16", "dynamic", "int8"]
 SUFFIX = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage"}
 
 
-def write_savedmodel(model: keras.Model, card: ModelCard, path: Path) -> Path:
-    """A SavedModel with ``serving_default`` (pixels) and ``predict_images`` (encoded bytes)."""
+def _named(out) -> dict:
+    """The graph's outputs as a dict of named tensors (a single output is ``probabilities``)."""
+    return dict(out) if isinstance(out, dict) else {"probabilities": out}
+
+
+def write_savedmodel(model: keras.Model, card: ModelCard, path: Path,
+                     shape: tuple[int | None, ...] | None = None) -> Path:
+    """A SavedModel with ``serving_default`` (pixels, per-image ``shape``, default the card's
+    input) and ``predict_images`` (encoded bytes, resized to the card's input)."""
     import tensorflow as tf
 
     from foveal.data.decode import decode_image_bytes
@@ -41,17 +52,17 @@ def write_savedmodel(model: keras.Model, card: ModelCard, path: Path) -> Path:
     archive.track(model)
 
     def serve_pixels(images):
-        return {"probabilities": model(images, training=False)}
+        return _named(model(images, training=False))
 
     def serve_bytes(encoded):
         def one(data):
             return tf.cast(resize_image(decode_image_bytes(data, c), (h, w), card.keep_aspect), tf.float32)
 
         images = tf.map_fn(one, encoded, fn_output_signature=tf.TensorSpec([h, w, c], tf.float32))
-        return {"probabilities": model(images, training=False)}
+        return _named(model(images, training=False))
 
     archive.add_endpoint("serving_default", serve_pixels,
-                         input_signature=[tf.TensorSpec([None, h, w, c], tf.float32, name="images")])
+                         input_signature=[tf.TensorSpec([None, *(shape or (h, w, c))], tf.float32, name="images")])
     archive.add_endpoint("predict_images", serve_bytes,
                          input_signature=[tf.TensorSpec([None], tf.string, name="encoded")])
     if path.exists():
@@ -61,12 +72,14 @@ def write_savedmodel(model: keras.Model, card: ModelCard, path: Path) -> Path:
 
 
 def write_tflite(model: keras.Model, card: ModelCard, path: Path, quantize: str | None = None,
-                 representative: Callable[[], Iterable[np.ndarray]] | None = None) -> Path:
-    """A ``.tflite`` flatbuffer converted from a temporary SavedModel."""
+                 representative: Callable[[], Iterable[np.ndarray]] | None = None,
+                 shape: tuple[int | None, ...] | None = None) -> Path:
+    """A ``.tflite`` flatbuffer converted from a temporary SavedModel (outputs keep their names
+    in its ``serving_default`` signature)."""
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
-        saved = write_savedmodel(model, card, Path(tmp) / "sm")
+        saved = write_savedmodel(model, card, Path(tmp) / "sm", shape)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["serving_default"])
         if quantize:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -87,8 +100,12 @@ def write_tflite(model: keras.Model, card: ModelCard, path: Path, quantize: str 
 
 
 def write_onnx(model: keras.Model, card: ModelCard, path: Path, quantize: str | None = None,
-               representative: Callable[[], Iterable[np.ndarray]] | None = None) -> Path:
-    """An ONNX graph via Keras' exporter (tf2onnx), optionally quantized with onnxruntime."""
+               representative: Callable[[], Iterable[np.ndarray]] | None = None,
+               shape: tuple[int | None, ...] | None = None) -> Path:
+    """An ONNX graph via Keras' exporter (tf2onnx), optionally quantized with onnxruntime.
+
+    A graph with a dict of outputs keeps their names; ``shape`` (per image, ``None`` for free
+    sides) defaults to the card's input."""
     try:
         import onnx  # noqa: F401
         import tf2onnx  # noqa: F401
@@ -98,7 +115,10 @@ def write_onnx(model: keras.Model, card: ModelCard, path: Path, quantize: str | 
     model(np.zeros((1, *card.input_shape), np.float32), training=False)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
-        model.export(str(raw), format="onnx", verbose=False)
+        import tensorflow as tf
+
+        signature = [tf.TensorSpec([None, *(shape or card.input_shape)], tf.float32, name="images")]
+        model.export(str(raw), format="onnx", verbose=False, input_signature=signature)
         if quantize is None:
             shutil.move(raw, path)
         else:
@@ -170,22 +190,31 @@ def coreml_structure(path: Path) -> dict:
     return {"inputs": inputs, "outputs": outputs, "operations": ops, "spec_version": spec.specificationVersion}
 
 
-def write_export(model: keras.Model, card: ModelCard, fmt: str, path: Path, quantize: str | None,
-                 representative=None) -> Path:
-    """Dispatch to the writer of ``fmt`` after checking the quantization is supported."""
+def check_format(fmt: str, quantize: str | None) -> None:
+    """Refuse an unknown format, or a quantization the format does not support."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}", hint=f"choose from {', '.join(FORMATS)}")
     if quantize and quantize not in QUANTIZATIONS[fmt]:
         allowed = ", ".join(QUANTIZATIONS[fmt]) or "none"
         raise ConfigError(f"{fmt} export does not support --quantize {quantize}", hint=f"supported: {allowed}")
+
+
+def write_export(model: keras.Model, card: ModelCard, fmt: str, path: Path, quantize: str | None,
+                 representative=None) -> Path:
+    """Write the task's export graph (:func:`foveal.export.tasks.export_graph`) of ``model`` as
+    ``fmt``, after checking the quantization is supported."""
+    from foveal.export.tasks import export_graph, input_signature
+
+    check_format(fmt, quantize)
     path.parent.mkdir(parents=True, exist_ok=True)
+    graph, shape = export_graph(model, card), input_signature(card)
     if fmt == "savedmodel":
-        return write_savedmodel(model, card, path)
+        return write_savedmodel(graph, card, path, shape)
     if fmt == "tflite":
-        return write_tflite(model, card, path, quantize, representative)
+        return write_tflite(graph, card, path, quantize, representative, shape)
     if fmt == "coreml":
-        return write_coreml(model, card, path, quantize)
-    return write_onnx(model, card, path, quantize, representative)
+        return write_coreml(graph, card, path, quantize)
+    return write_onnx(graph, card, path, quantize, representative, shape)
 
 
 def artifact_size(path: Path) -> int:

@@ -1,7 +1,10 @@
 """Run any model artifact on a batch of raw pixels: ``.keras``, SavedModel, TFLite, ONNX.
 
 Every runner is a callable ``runner(images) -> probabilities`` on float32 NHWC pixels 0..255
-(the models carry their own preprocessing), with ``runner.kind`` and ``runner.path``; the
+(the models carry their own preprocessing), with ``runner.kind`` and ``runner.path``;
+``runner.raw(images)`` gives every named output of the exported graph (``{"box", "class"}``
+of a localizer, ``{"raw_P5", ...}`` of a detector), which :mod:`foveal.export.tasks` turns
+into boxes, classes or masks. The
 model card is read from the artifact (``.keras``) or from the ``foveal.json`` written beside
 the export. ``threads`` sets the intra-op thread count where the runtime allows.
 
@@ -47,7 +50,12 @@ class Runner:
     def __init__(self, path: Path, card: ModelCard) -> None:
         self.path, self.card = Path(path), card
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        """The first (for a classifier: the only) output."""
+        return next(iter(self.raw(images).values()))
+
+    def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
+        """Every output of the graph by name, as NumPy arrays."""
         raise NotImplementedError
 
 
@@ -62,11 +70,21 @@ class KerasRunner(Runner):
         super().__init__(path, card)
         self.direct = direct
         self.kind = "keras-call" if direct else "keras-predict"
+        self._graph = None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         if self.direct:
             return np.asarray(self.model(images, training=False))
         return np.asarray(self.model.predict_on_batch(images))
+
+    def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """The named outputs of the graph that exports write (see :func:`foveal.export.tasks.export_graph`)."""
+        if self._graph is None:
+            from foveal.export.tasks import export_graph
+
+            self._graph = export_graph(self.model, self.card)
+        out = self._graph(images, training=False) if self.direct else self._graph.predict_on_batch(images)
+        return {name: np.asarray(value) for name, value in out.items()}
 
 
 class SavedModelRunner(Runner):
@@ -82,9 +100,9 @@ class SavedModelRunner(Runner):
         self._fn = self._loaded.signatures["serving_default"]
         self._tf = tf
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:
         out = self._fn(self._tf.constant(images, self._tf.float32))
-        return np.asarray(next(iter(out.values())))
+        return {name: np.asarray(value) for name, value in sorted(out.items())}
 
 
 class TFLiteRunner(Runner):
@@ -99,18 +117,31 @@ class TFLiteRunner(Runner):
         super().__init__(path, read_export_card(path))
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
-        self._batch = -1
+        self._outputs = _named_outputs(self._interpreter)
+        self._shape: tuple[int, ...] = ()
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:
         it = self._interpreter
-        if images.shape[0] != self._batch:
+        if images.shape != self._shape:  # a new batch size (or image size, for segmenters)
             it.resize_tensor_input(self._input["index"], list(images.shape))
             it.allocate_tensors()
-            self._batch = images.shape[0]
+            self._shape = images.shape
         it.set_tensor(self._input["index"], _quantize_input(images, self._input))
         it.invoke()
-        return _dequantize_output(it.get_tensor(self._output["index"]), self._output)
+        return {name: _dequantize_output(it.get_tensor(detail["index"]), detail)
+                for name, detail in self._outputs.items()}
+
+
+def _named_outputs(interpreter) -> dict[str, dict]:
+    """Output details by the names of the ``serving_default`` signature (sorted), so a
+    multi-output model's outputs are found by name; positional names for a bare flatbuffer."""
+    details = interpreter.get_output_details()
+    signature = interpreter.get_signature_list().get("serving_default")
+    if not signature:
+        return {f"output_{i}": d for i, d in enumerate(details)}
+    by_index = {d["index"]: d for d in details}
+    named = interpreter.get_signature_runner("serving_default").get_output_details()
+    return {name: by_index[named[name]["index"]] for name in sorted(named)}
 
 
 def _quantize_input(images: np.ndarray, detail: dict) -> np.ndarray:
@@ -144,9 +175,11 @@ class OnnxRunner(Runner):
             options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
+        self._names = [o.name for o in self._session.get_outputs()]
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: images.astype(np.float32)})[0]
+    def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        values = self._session.run(None, {self._input: images.astype(np.float32)})
+        return dict(sorted(zip(self._names, values)))
 
 
 def _set_tf_threads(threads: int | None) -> None:

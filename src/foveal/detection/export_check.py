@@ -1,0 +1,218 @@
+"""Export, benchmark and serve hooks of YOLO detectors (see :mod:`foveal.export.tasks`).
+
+**What the export holds.** The detector's raw head outputs, one named tensor per scale
+(``raw_P3``, ``raw_P4``, ``raw_P5``: ``[N, gh, gw, A, 5 + K]`` logits), not the boxes after
+NMS. Decoding and class-aware NMS then run in the runner, with the very function
+``DetectorModel.predict`` runs in-graph (:func:`~foveal.detection.postprocess.detect_from_outputs`),
+the anchors and thresholds coming from the card written beside the export. Why: the in-graph
+NMS (a ``map_fn`` over images with data-dependent sizes) converts to ONNX but the converted
+TFLite graph fails at run time, Core ML has no such loop, int8 quantization of post-NMS scores
+is meaningless, and thresholds stay adjustable without re-exporting. Every format therefore
+has the same, cleanly exportable graph, and every runner returns the same boxes.
+
+**Parity** matches the boxes after NMS by IoU (greedy, IoU >= 0.5, class-agnostic), per
+image; a pair counts when the classes agree and the score and corners differ by at most the
+tolerance. A box without a partner passes only when its score is within the tolerance of the
+score threshold (it may fall on either side of it by rounding). **Accuracy** is mAP@0.5 by
+:func:`~foveal.detection.scoring.score_detections`, the detector's own evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator
+
+import numpy as np
+
+from foveal.models.io import ModelCard
+
+RAW_PREFIX = "raw_"
+MATCH_IOU = 0.5
+_DECODERS: dict[tuple, Any] = {}
+
+
+def export_graph(model: Any, card: ModelCard) -> Any:
+    """The detector's functional graph with its outputs named ``raw_<level>``."""
+    import keras
+
+    outs = model.outputs if isinstance(model.outputs, (list, tuple)) else [model.outputs]
+    return keras.Model(model.inputs, {f"{RAW_PREFIX}{level}": out for level, out in zip(model.levels, outs)},
+                       name=f"{model.name}_raw")
+
+
+def input_signature(card: ModelCard) -> tuple[int | None, ...]:
+    return tuple(card.input_shape)
+
+
+def export_card(model: Any, card: ModelCard) -> ModelCard:
+    """The card plus what decoding needs: anchors, levels and the model's post-processing."""
+    training = dict(card.training)
+    training.update(anchors=np.asarray(model.anchors).round(6).tolist(), levels=list(model.levels),
+                    postprocess=model.postprocess_config())
+    return dataclasses.replace(card, training=training)
+
+
+def postprocess_settings(card: ModelCard) -> dict[str, Any]:
+    """Thresholds of a card: those the export recorded, else the training run's."""
+    saved = card.training.get("postprocess")
+    if saved:
+        return dict(saved)
+    return {"score_threshold": float(card.training.get("score_threshold", 0.25)),
+            "iou_threshold": float(card.training.get("iou_threshold", 0.45)),
+            "max_detections": 100, "class_aware": True}
+
+
+def _decoder(anchors: np.ndarray, settings: dict[str, Any]):
+    """A traced decode + NMS for these anchors and settings (built once, then reused)."""
+    import tensorflow as tf
+
+    from foveal.detection.postprocess import detect_from_outputs
+
+    key = (anchors.tobytes(), tuple(sorted(settings.items())))
+    if key not in _DECODERS:
+        def decode(raw):
+            out = detect_from_outputs(raw, anchors, **settings)
+            return {"boxes": tf.clip_by_value(out["boxes"], 0.0, 1.0), "scores": out["scores"],
+                    "classes": out["classes"], "num_detections": out["num_detections"]}
+
+        _DECODERS[key] = tf.function(decode, reduce_retracing=True)
+    return _DECODERS[key]
+
+
+def decode_raw(raw: dict[str, np.ndarray], card: ModelCard) -> dict[str, np.ndarray]:
+    """Raw head outputs of an export -> ``boxes``, ``scores``, ``classes``, ``num_detections``."""
+    import tensorflow as tf
+
+    # Finest scale first, as the anchors are grouped; the grid sizes say which is which.
+    scales = sorted((v for k, v in raw.items() if k.startswith(RAW_PREFIX)),
+                    key=lambda a: -int(a.shape[1]) * int(a.shape[2]))
+    anchors = np.asarray(card.training["anchors"], np.float32).reshape(-1, 2)
+    out = _decoder(anchors, postprocess_settings(card))([tf.constant(s, tf.float32) for s in scales])
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Detections after NMS: ``boxes [N, D, 4]`` (normalised corners), ``scores``, ``classes``
+    (-1 pads), ``num_detections``; a Keras detector decodes inside ``predict_on_batch``."""
+    from foveal.export.tasks import is_runner
+
+    if is_runner(source):
+        return decode_raw(source.raw(images), card)
+    return {k: np.asarray(v) for k, v in source.predict_on_batch(images).items()}
+
+
+def _image_boxes(out: dict[str, np.ndarray], i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = int(out["num_detections"][i])
+    return out["boxes"][i][:n], out["scores"][i][:n], out["classes"][i][:n]
+
+
+def match_boxes(ref_boxes: np.ndarray, got_boxes: np.ndarray, min_iou: float = MATCH_IOU) -> list[tuple[int, int, float]]:
+    """Greedy one-to-one matching by IoU (highest first): ``(ref index, got index, IoU)``."""
+    from foveal.ops.boxes import iou_matrix
+
+    if not len(ref_boxes) or not len(got_boxes):
+        return []
+    ious = np.asarray(iou_matrix(ref_boxes, got_boxes), np.float64)
+    pairs, used_ref, used_got = [], set(), set()
+    for flat in np.argsort(-ious, axis=None, kind="stable"):
+        r, g = divmod(int(flat), ious.shape[1])
+        if ious[r, g] < min_iou:
+            break
+        if r not in used_ref and g not in used_got:
+            pairs.append((r, g, float(ious[r, g])))
+            used_ref.add(r)
+            used_got.add(g)
+    return pairs
+
+
+def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], card: ModelCard,
+           tolerance: float) -> dict[str, Any]:
+    threshold = float(postprocess_settings(card)["score_threshold"])
+    borderline = threshold + tolerance
+    ref_total = got_total = matched = same_class = unexcused = 0
+    ious: list[float] = []
+    score_diff = box_diff = 0.0
+    for i in range(len(reference["num_detections"])):
+        rb, rs, rc = _image_boxes(reference, i)
+        gb, gs, gc = _image_boxes(exported, i)
+        ref_total, got_total = ref_total + len(rb), got_total + len(gb)
+        paired_ref, paired_got = set(), set()
+        for r, g, iou in match_boxes(rb, gb):
+            ious.append(iou)
+            if rc[r] != gc[g]:
+                continue  # an IoU match of another class: both boxes stay unpaired
+            same_class += 1
+            paired_ref.add(r)
+            paired_got.add(g)
+            score_diff = max(score_diff, abs(float(rs[r]) - float(gs[g])))
+            box_diff = max(box_diff, float(np.abs(rb[r] - gb[g]).max()))
+        matched += len(paired_ref)
+        unexcused += sum(1 for r in range(len(rb)) if r not in paired_ref and rs[r] > borderline)
+        unexcused += sum(1 for g in range(len(gb)) if g not in paired_got and gs[g] > borderline)
+    diff = max(score_diff, box_diff)
+    return {
+        "passed": unexcused == 0 and diff <= tolerance, "max_abs_diff": diff,
+        "agreement": matched / max(ref_total, got_total, 1), "agreement_name": "boxes matched",
+        "keras_boxes": ref_total, "export_boxes": got_total, "matched_boxes": matched,
+        "unmatched_boxes_above_threshold": unexcused,
+        "class_agreement": same_class / len(ious) if ious else 1.0,
+        "mean_iou": float(np.mean(ious)) if ious else float("nan"),
+        "min_iou": float(np.min(ious)) if ious else float("nan"),
+        "max_score_diff": score_diff, "max_box_diff": box_diff, "score_threshold": threshold,
+    }
+
+
+def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
+    from foveal.data.boxes import load_boxes
+
+    return load_boxes(spec, class_names=list(card.class_names))
+
+
+def _batches(part: Any, card: ModelCard, batch_size: int, limit: int | None) -> Iterator[np.ndarray]:
+    from foveal.detection.pipeline import images_only, make_detection_pipeline
+
+    h, w, c = card.input_shape
+    if limit is not None:
+        part = part.subset(np.arange(min(limit, len(part))))
+    ds = make_detection_pipeline(part, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
+                                 augment="none", keep_aspect=bool(card.training.get("keep_aspect", card.keep_aspect)),
+                                 cache="none")
+    for x in ds.map(images_only):
+        yield x.numpy()
+
+
+def sample_images(part: Any, card: ModelCard, count: int) -> np.ndarray:
+    return np.concatenate(list(_batches(part, card, 16, count)))
+
+
+def accuracy(source: Any, card: ModelCard, part: Any, limit: int | None) -> dict[str, Any]:
+    """mAP@0.5 (VOC all-point) of a Keras detector or of a runner, by the detector's own scoring."""
+    from foveal.detection.scoring import detect_dataset, readable, score_detections
+    from foveal.export.tasks import OutputsModel, is_runner
+
+    if limit is not None:
+        part = part.subset(np.arange(min(limit, len(part))))
+    model = source
+    if is_runner(source):
+        model = OutputsModel(lambda x: outputs(source, card, x), (None, *card.input_shape))
+    detections = detect_dataset(model, card, part)
+    data, detections = readable(part, detections)
+    metrics, _ = score_detections(data, detections, score_threshold=float(postprocess_settings(card)["score_threshold"]))
+    return {"metric": "map50", "value": float(metrics["map50"])}
+
+
+def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], top_k: int) -> dict[str, Any]:
+    """``{"boxes": [{"label", "score", "box": [x0, y0, x1, y1]}]}`` in the upload's pixels, best first."""
+    from foveal.detection.pipeline import to_image_pixels
+
+    n = int(row["num_detections"])
+    h, w = card.input_shape[:2]
+    keep_aspect = bool(card.training.get("keep_aspect", card.keep_aspect))
+    pixels = to_image_pixels(np.asarray(row["boxes"][:n]), image, (h, w), keep_aspect)
+    return {"boxes": [{"label": card.class_names[int(c)], "score": round(float(s), 6),
+                       "box": [round(float(v), 1) for v in box]}
+                      for box, s, c in zip(pixels, row["scores"][:n], row["classes"][:n])]}
+
+
+__all__ = ["accuracy", "decode_raw", "export_card", "export_graph", "input_signature", "load_parts", "match_boxes",
+           "outputs", "parity", "postprocess_settings", "render", "sample_images"]

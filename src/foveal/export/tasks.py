@@ -1,0 +1,153 @@
+"""One dispatch for what export, benchmark and serve need to know about a model's task.
+
+Each task keeps its deployment knowledge in its own package, as plain module-level functions
+with the same names (``foveal.export.classify``, ``foveal.localization.export_check``,
+``foveal.detection.export_check``, ``foveal.segmentation.export_check``); this module only
+maps the card's ``task`` to that module and forwards. The hooks:
+
+* ``export_graph(model, card) -> keras.Model``: the graph the exports hold, with named outputs
+  (the runners' ``raw`` returns them by those names).
+* ``input_signature(card) -> (H, W, C)``: the per-image input shape of the exports (``None``
+  for sides the export leaves free, as segmenters do).
+* ``export_card(model, card) -> ModelCard``: the card written beside an export (a detector
+  adds its post-processing settings, which the runners need to decode).
+* ``outputs(source, card, images) -> dict``: what the task predicts for a batch, from a Keras
+  model or from any runner: ``probabilities`` (classify); ``class`` and normalised corner
+  ``box`` (localize); ``boxes``, ``scores``, ``classes``, ``num_detections`` after NMS
+  (detect); per-pixel ``probabilities`` (segment).
+* ``parity(reference, exported, card, tolerance) -> dict``: compares two ``outputs``; has
+  ``passed``, ``max_abs_diff``, ``agreement`` (and its ``agreement_name``) and task figures.
+* ``load_parts(spec, card)``, ``sample_images(parts, card, split, count)``: the task's data.
+* ``accuracy(source, card, part, limit) -> {"metric", "value"}``: the task's own score
+  (top-1 accuracy, mean IoU, mAP@0.5, mean IoU of masks) through the task's scoring code.
+* ``render(row, card, image, top_k) -> dict``: the ``/predict`` JSON of one image's outputs
+  (``image``: the upload's ``(width, height)``).
+
+Example:
+    >>> from foveal.export import tasks  # doctest: +SKIP
+    >>> out = tasks.outputs(open_runner("det.onnx"), card, images)  # doctest: +SKIP
+    >>> out["boxes"].shape  # doctest: +SKIP
+    (8, 100, 4)
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from foveal.errors import ModelError
+
+if TYPE_CHECKING:
+    from foveal.models.io import ModelCard
+
+#: task name -> module holding its hooks (the lead's task table can take this mapping over).
+TASK_MODULES: dict[str, str] = {
+    "classify": "foveal.export.classify",
+    "localize": "foveal.localization.export_check",
+    "detect": "foveal.detection.export_check",
+    "segment": "foveal.segmentation.export_check",
+}
+
+
+def hooks(task: str) -> ModuleType:
+    """The module of ``task``'s hooks.
+
+    Raises:
+        ModelError: a task foveal cannot export or serve.
+    """
+    if task not in TASK_MODULES:
+        raise ModelError(f"foveal cannot export or serve models of the task {task!r}",
+                         hint=f"known tasks: {', '.join(TASK_MODULES)}")
+    return importlib.import_module(TASK_MODULES[task])
+
+
+def export_graph(model: Any, card: ModelCard) -> Any:
+    return hooks(card.task).export_graph(model, card)
+
+
+def input_signature(card: ModelCard) -> tuple[int | None, ...]:
+    return hooks(card.task).input_signature(card)
+
+
+def export_card(model: Any, card: ModelCard) -> ModelCard:
+    return hooks(card.task).export_card(model, card)
+
+
+def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.ndarray]:
+    return hooks(card.task).outputs(source, card, np.asarray(images, np.float32))
+
+
+def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], card: ModelCard,
+           tolerance: float) -> dict[str, Any]:
+    return hooks(card.task).parity(reference, exported, card, tolerance)
+
+
+def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
+    return hooks(card.task).load_parts(spec, card)
+
+
+def sample_images(parts: dict[str, Any], card: ModelCard, split: str, count: int) -> np.ndarray:
+    return hooks(card.task).sample_images(pick_part(parts, split), card, count)
+
+
+def accuracy(source: Any, card: ModelCard, part: Any, limit: int | None) -> dict[str, Any]:
+    return hooks(card.task).accuracy(source, card, part, limit)
+
+
+def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], top_k: int) -> dict[str, Any]:
+    return hooks(card.task).render(row, card, image, top_k)
+
+
+def pick_part(parts: dict[str, Any], split: str) -> Any:
+    """The split named ``split``, else the first one (a source without splits)."""
+    return parts.get(split) or next(iter(parts.values()))
+
+
+def is_runner(source: Any) -> bool:
+    """Whether ``source`` is an export runner (else a Keras model)."""
+    from foveal.export.runners import Runner
+
+    return isinstance(source, Runner)
+
+
+class OutputsModel:
+    """A runner dressed as the Keras model a task's scoring code expects.
+
+    The scorers (``detect_dataset``, ``score_localizer``, ``score_segmenter``) call
+    ``model.predict(dataset)``, ``model.predict_on_batch(x)`` or ``model(x)``; this answers
+    them with ``fn(images)`` so the export is scored by the very same code as the Keras model.
+
+    Args:
+        fn: a batch of float32 pixels -> an array or a dict of arrays.
+        input_shape: what ``model.input_shape`` should say (``(None, H, W, C)``).
+    """
+
+    def __init__(self, fn: Callable[[np.ndarray], Any], input_shape: tuple[int | None, ...]) -> None:
+        self._fn = fn
+        self.input_shape = input_shape
+
+    def __call__(self, images: Any, training: bool = False) -> Any:
+        return self._fn(np.asarray(images, np.float32))
+
+    def predict_on_batch(self, images: Any) -> Any:
+        return self._fn(np.asarray(images, np.float32))
+
+    def predict(self, data: Any, verbose: int = 0, batch_size: int = 32) -> Any:
+        """Every batch of a ``tf.data`` dataset of images (or an array), joined."""
+        if isinstance(data, np.ndarray):
+            batches = (data[i:i + batch_size] for i in range(0, len(data), batch_size))
+        else:
+            batches = (np.asarray(batch) for batch in data)
+        results = [self._fn(np.asarray(batch, np.float32)) for batch in batches]
+        if not results:
+            return {}
+        if isinstance(results[0], dict):
+            return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+        return np.concatenate(results)
+
+
+__all__ = ["OutputsModel", "TASK_MODULES", "accuracy", "export_card", "export_graph", "hooks", "input_signature",
+           "is_runner", "load_parts", "outputs", "parity", "pick_part", "render", "sample_images"]
