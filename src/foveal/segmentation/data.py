@@ -83,7 +83,7 @@ class SegmentationImages:
     def __post_init__(self) -> None:
         if len(self.image_paths) != len(self.mask_paths):
             raise DataError(f"{self.origin}: {len(self.image_paths)} images but {len(self.mask_paths)} masks")
-        if self.mask_format not in MASK_FORMATS[1:]:
+        if self.mask_format not in (*MASK_FORMATS[1:], "coco"):  # coco: see foveal.segmentation.coco
             raise DataError(f"unknown mask format {self.mask_format!r}", hint=f"use one of {', '.join(MASK_FORMATS[1:])}")
         if 0 <= self.ignore_label < self.num_classes:
             raise DataError(f"ignore_label {self.ignore_label} is also a class index (0..{self.num_classes - 1})")
@@ -157,7 +157,11 @@ def read_pixels(path: str | Path, *, indices: bool = False) -> np.ndarray:
 
 def read_mask_pixels(path: str | Path, mask_format: str) -> np.ndarray:
     """A mask file's pixels as its format reads them: colours for ``palette`` masks, else
-    values (the palette indices of a P-mode file)."""
+    values (the palette indices of a P-mode file); ``coco`` masks are drawn from their file."""
+    if mask_format == "coco":
+        from foveal.segmentation.coco import read_coco_mask
+
+        return read_coco_mask(path)
     return read_pixels(path, indices=mask_format != "palette")
 
 
@@ -230,8 +234,15 @@ def decode_mask_array(raw: np.ndarray, data: SegmentationImages) -> np.ndarray:
         for index, colour in enumerate(_colour_codes(data.palette)):
             out[code == colour] = index
         return out
+    if is_colour(raw):
+        raise DataError(f"a {data.mask_format} mask of {data.origin} is a colour image; it would be read "
+                        "by its red channel alone", hint=_COLOUR_HINT)
     gray = raw if raw.ndim == 2 else raw[..., 0]
     return _value_table(data)[gray]
+
+
+_COLOUR_HINT = ("use --mask-format auto (the palette is derived from the colours) or palette with a "
+                "palette.txt ('R G B name' per line)")
 
 
 def unknown_values(raw: np.ndarray, data: SegmentationImages) -> list:
@@ -277,6 +288,9 @@ def _pair_problem(image_path: str, mask_path: str, data: SegmentationImages) -> 
         size = image_size(image_path)
     except DataError as exc:
         return exc.message
+    if data.mask_format != "palette" and is_colour(raw):
+        return (f"mask {mask_path} is a colour image but the masks are read as {data.mask_format} "
+                f"(its red channel alone would be the class); {_COLOUR_HINT}")
     if raw.shape[:2] != size:
         return (f"mask {mask_path} is {raw.shape[1]}x{raw.shape[0]} but its image {image_path} is "
                 f"{size[1]}x{size[0]} (width x height)")
@@ -331,7 +345,7 @@ def read_mask_folder(
     if not stems:
         raise DataError(f"{root}: no image/mask pairs")
     first = masks[stems[0]]
-    fmt, palette, names = _resolve_format(root, mask_format, first, class_names, ignore_label, [masks[s] for s in stems[:16]])
+    fmt, palette, names = _resolve_format(root, mask_format, first, class_names, ignore_label, [masks[s] for s in stems[:64]])
     colours = _indexed_colours(first, len(names)) if fmt == "index" else None
     data = SegmentationImages(
         image_paths=np.asarray([str(images[s]) for s in stems]),
@@ -352,7 +366,11 @@ def _resolve_format(root: Path, mask_format: str, first_mask: Path, class_names,
         elif is_indexed_png(first_mask):  # VOC style: 0 and 255 there are background and "ignore"
             mask_format = "index"
         else:
-            values = set(np.unique(read_pixels(first_mask)).tolist())
+            pixels = read_pixels(first_mask)
+            if is_colour(pixels):  # read as gray, its red channel alone would be the class
+                palette, names = derive_palette(sample)
+                return "palette", palette, list(class_names or names)
+            values = set(np.unique(pixels).tolist())
             mask_format = "binary" if values <= {0, 255} else "index"
     if mask_format == "palette":
         if not palette_file.is_file():
@@ -366,6 +384,39 @@ def _resolve_format(root: Path, mask_format: str, first_mask: Path, class_names,
         top = max(found, default=0)
         class_names = [f"class_{i}" for i in range(top + 1)]
     return "index", None, list(class_names)
+
+
+def is_colour(pixels: np.ndarray) -> bool:
+    """Whether decoded pixels are a colour image (some pixel's R, G and B differ)."""
+    if pixels.ndim != 3 or pixels.shape[-1] < 3:
+        return False
+    rgb = pixels[..., :3]
+    return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
+
+
+def derive_palette(masks: list[Path]) -> tuple[np.ndarray, list[str]]:
+    """A palette (K, 3) and class names from the colours present in colour masks.
+
+    Black is class 0, ``background``; the other colours follow in RGB order, named
+    ``colour_R_G_B``. The palette is logged as ``palette.txt`` lines, so the user can save it
+    with real names (or another order): a guessed palette is never silent.
+    """
+    import logging
+
+    codes: set[int] = set()
+    for path in masks:
+        pixels = read_pixels(path)
+        rgb = pixels[..., :3] if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=-1)
+        codes.update(np.unique(_colour_codes(rgb.reshape(-1, 3))).tolist())
+    ordered = sorted(codes)  # black (code 0) first when present
+    colours = np.asarray([((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in ordered], dtype=np.uint8)
+    names = ["background" if c == 0 else "colour_{}_{}_{}".format(*colours[i]) for i, c in enumerate(ordered)]
+    lines = "\n".join(f"  {r} {g} {b} {name}" for (r, g, b), name in zip(colours.tolist(), names))
+    logging.getLogger("foveal").warning(
+        "%s: colour masks without palette.txt; %d classes derived from the colours of %d mask(s):\n%s\n"
+        "save these lines as palette.txt beside images/ and masks/ to name the classes or fix their order",
+        Path(masks[0]).parent.parent, len(names), len(masks), lines)
+    return colours, names
 
 
 def _indexed_colours(first_mask: Path, count: int) -> np.ndarray | None:
