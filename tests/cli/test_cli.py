@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 
+from conftest import SHARED_DATASETS, requires_shared
 from foveal.cli.main import build_parser, main
 
 
@@ -164,10 +164,10 @@ def test_inspect_reports_bad_files_without_failing(tmp_path, capsys):
     assert code == 2 and "broken.png" in err and "--skip-invalid" in err
 
 
-FASHION = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "fashion-mnist"
+FASHION = SHARED_DATASETS / "fashion-mnist"
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="needs ../shared/datasets/fashion-mnist")
+@requires_shared("fashion-mnist")
 def test_fashion_mnist_idx_end_to_end(tmp_path, capsys):
     """The real Fashion-MNIST IDX files: train one epoch, evaluate on the 10,000 test images."""
     assert main(["train", "--data", str(FASHION), "--model", "lenet5", "--epochs", "1", "--batch-size", "256",

@@ -6,7 +6,9 @@ from pathlib import Path
 
 from PIL import Image
 
-RACCOON = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "raccoon"
+from conftest import SHARED_DATASETS
+
+RACCOON = SHARED_DATASETS / "raccoon"
 
 
 def write_image(path: Path, width: int, height: int) -> Path:

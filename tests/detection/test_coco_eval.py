@@ -93,9 +93,9 @@ def test_coco_metrics_with_many_detections_per_image():
 
 
 def test_coco_metrics_equal_pycocotools_on_coco_mini():
-    path = COCO_MINI / "instances_val2017.json"
-    if not path.is_file():
-        pytest.skip("coco-mini is absent")
+    from conftest import shared_dataset  # here, not at the top: benchmarks/coco_eval_speed.py imports this module
+
+    path = shared_dataset("coco-mini", "annotations", "instances_val2017.json")
     gt = json.loads(path.read_text())
     dets = perturbed_detections(gt, 5)
     ref, *_ = pycoco_stats(gt, dets)

@@ -8,9 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import requires_shared
 from foveal.data.boxes import BoxedImages, load_boxes
-from foveal.detection.pipeline import (detection_data_errors, images_only, letterbox_geometry,
-                                       make_detection_pipeline, to_image_pixels)
+from foveal.detection.pipeline import (
+    detection_data_errors,
+    images_only,
+    letterbox_geometry,
+    make_detection_pipeline,
+    to_image_pixels,
+)
 from foveal.errors import ConfigError, DataError
 
 from .conftest import RACCOON
@@ -134,7 +140,7 @@ def test_bad_options_are_config_errors(tmp_path):
             make_detection_pipeline(data, **options)
 
 
-@pytest.mark.skipif(not RACCOON.is_dir(), reason="raccoon dataset not available")
+@requires_shared("raccoon")
 def test_raccoon_with_the_detect_preset():
     data = load_boxes(RACCOON)["train"].subset(np.arange(6))
     ds = make_detection_pipeline(data, image_size=128, batch_size=3, training=True, augment="detect",

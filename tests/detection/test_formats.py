@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import requires_shared
 from foveal.data.boxes import convert_boxes, load_boxes, validate_boxes
 from foveal.data.boxes.cli import add_convert_arguments, convert_command
 from foveal.errors import DataError
@@ -50,9 +51,8 @@ def test_voc_coco_yolo_voc_round_trip(voc_set, tmp_path):
     _assert_same(original, load_boxes(yolo)["train"])
 
 
+@requires_shared("raccoon")
 def test_round_trip_on_raccoon(tmp_path):
-    if not RACCOON.is_dir():
-        pytest.skip("raccoon is absent")
     original = load_boxes(RACCOON)
     voc = convert_boxes(convert_boxes(convert_boxes(RACCOON, tmp_path / "c", to="coco"), tmp_path / "y", to="yolo"),
                         tmp_path / "v", to="voc")

@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from foveal.ops import (anchors_for, center_to_corners, clip_boxes, corners_to_center, decode_yolo, encode_yolo,
-                        iou_matrix, kmeans_anchors)
+from conftest import requires_shared
+from foveal.ops import (
+    anchors_for,
+    center_to_corners,
+    clip_boxes,
+    corners_to_center,
+    decode_yolo,
+    encode_yolo,
+    iou_matrix,
+    kmeans_anchors,
+)
 from foveal.ops.boxes import iou_matrix_tensor
 
 from .conftest import RACCOON
@@ -45,9 +54,8 @@ def test_kmeans_anchors_are_seeded_and_sorted():
         kmeans_anchors(wh[:2], 3)
 
 
+@requires_shared("raccoon")
 def test_anchors_for_raccoon():
-    if not RACCOON.is_dir():
-        pytest.skip("raccoon is absent")
     from foveal.data.boxes import load_boxes
 
     anchors, mean_iou = anchors_for(load_boxes(RACCOON)["train"], 5, 416, seed=0)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-RACCOON = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "raccoon"
+from conftest import SHARED_DATASETS
+
+RACCOON = SHARED_DATASETS / "raccoon"
 
 
 def write_image(path: Path, width: int, height: int, color=(40, 40, 40)) -> Path:

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 
+from conftest import requires_shared
 from foveal.data.boxes import load_boxes, read_box_csv, read_voc, split_boxed
 from foveal.data.boxes.voc import load_voc
 from foveal.errors import DataError
@@ -164,7 +165,7 @@ def test_split_is_seeded_and_disjoint(voc_root):
     assert list(parts["test"].paths) == list(again["test"].paths)
 
 
-@pytest.mark.skipif(not RACCOON.is_dir(), reason="shared raccoon dataset not present")
+@requires_shared("raccoon")
 def test_real_raccoon_annotations_parse():
     splits = load_boxes(RACCOON)
     assert len(splits["train"]) == 160 and len(splits["test"]) == 40

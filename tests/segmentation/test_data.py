@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import SHARED_DATASETS, requires_shared
 from foveal.errors import DataError
 from foveal.segmentation.data import coco_class_names, coco_semantic_masks, read_mask_folder
-
-from pathlib import Path
-
-SHARED_DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 ISBI = SHARED_DATASETS / "isbi-membrane" / "train"
 COCO_VAL = SHARED_DATASETS / "coco-mini" / "annotations" / "instances_val2017.json"
@@ -27,6 +23,7 @@ def write_pairs(root, masks, image_dirs=("images", "masks"), rgb_masks=False):
     return root
 
 
+@requires_shared("isbi-membrane", "train")
 def test_isbi_layout_reads_binary_masks():
     data = read_mask_folder(ISBI)
     assert len(data) == 30 and data.mask_format == "binary"
@@ -93,6 +90,7 @@ def test_no_layout(tmp_path):
         read_mask_folder(tmp_path)
 
 
+@requires_shared("coco-mini", "annotations", "instances_val2017.json")
 def test_coco_semantic_masks_match_pycocotools():
     from pycocotools.coco import COCO
 

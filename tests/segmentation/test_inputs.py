@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import SHARED_DATASETS, requires_shared
 from foveal.errors import ConfigError, DataError, FovealError
 from foveal.segmentation.train import SegmentConfig, load_splits, skipped_of
 
 from .conftest import CLASSES, write_squares
 
-COCO_MINI = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "coco-mini"
+COCO_MINI = SHARED_DATASETS / "coco-mini"
 
 
 def config(data, **kw) -> SegmentConfig:
@@ -203,6 +204,7 @@ def test_crf_refines_along_edges():
     assert (refined.argmax(-1) == truth).mean() > 0.99
 
 
+@requires_shared("coco-mini")
 @pytest.mark.parametrize("split", ["val2017", "train2017"])
 def test_coco_masks_match_ann_to_mask(split, tmp_path):
     """The reader path (write_coco_masks -> index PNGs -> load_mask) reproduces, pixel for pixel,

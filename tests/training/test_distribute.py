@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SHARED_DATASETS
 from foveal import configtools
 from foveal.config import TrainConfig
 from foveal.errors import ConfigError
 from foveal.training import distribute as d
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist"
+SHARED = SHARED_DATASETS / "mnist"  # read when present; scikit-learn's digits otherwise (see mnist_npz)
 
 
 def free_ports(n: int) -> list[str]:

@@ -5,12 +5,11 @@ exercise of Géron, *Hands-On Machine Learning*, 2nd ed., ch. 11, with a CNN).""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 
-MNIST = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "mnist"
+from conftest import SHARED_DATASETS, requires_shared
+
+MNIST = SHARED_DATASETS / "mnist"
 ARCH = dict(width=8)  # geron_cnn at 1/8 width: 7x7x8, 2x16, 2x32 convolutions, dense 128/64
 SHAPE = (28, 28, 1)
 
@@ -40,7 +39,7 @@ def _accuracy(model, data):
     return model.evaluate(_pipeline(data, training=False, batch_size=200), verbose=0)[1]
 
 
-@pytest.mark.skipif(not (MNIST / "train-images-idx3-ubyte.gz").is_file(), reason="MNIST not in shared/datasets")
+@requires_shared("mnist", "train-images-idx3-ubyte.gz")
 def test_transfer_beats_training_from_scratch(tmp_path):
     from foveal.data.readers.idx import read_idx
     from foveal.models import ModelCard, build_model, save_model
