@@ -74,6 +74,11 @@ def _load(path: Path) -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(
             data.get("categories"), list):
         raise DataError(f"{path}: no 'images' and 'categories' lists", hint=_HINT)
+    if not isinstance(data.get("annotations"), list):
+        # COCO's image-info files (test-dev) look like this: read as boxes, every image would
+        # silently become a negative.
+        raise DataError(f"{path}: no 'annotations' list, so no boxes (an image-info file such as COCO's "
+                        "test-dev has none)", hint=_HINT + "; write \"annotations\": [] if the images really have no objects")
     return data
 
 
@@ -112,7 +117,7 @@ def read_coco(
                 record.problem = f"image {im['file_name']!r} not found in {folder}"
             records[int(im["id"])] = record
         orphans: list[AnnotatedImage] = []
-        for k, ann in enumerate(data.get("annotations", [])):
+        for k, ann in enumerate(data["annotations"]):
             record = records.get(int(ann["image_id"]))
             if record is None:
                 orphans.append(AnnotatedImage("", f"{path} (annotation {ann.get('id', k)})",

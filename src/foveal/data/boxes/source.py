@@ -25,6 +25,9 @@ log = logging.getLogger("foveal")
 
 CLIP_TOLERANCE = 3.0
 """Pixels a coordinate may lie outside the image and still be clipped (with a warning)."""
+SILENT_CLIP = 0.5
+"""Pixels outside the image clipped without a warning: rounding (YOLO's 6 decimals, a float
+written as text) puts an edge box a hair outside, which is no annotation error."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,7 @@ def check_box(box: tuple[float, float, float, float], width: int, height: int, *
     """Validate one ``[x_min, y_min, x_max, y_max]`` box against a ``width`` x ``height`` image.
 
     Coordinates up to ``tolerance`` pixels outside the image are clipped to it with a warning
-    (annotation tools often write -1 or W+1); further out, or a box with ``x_max <= x_min`` or
+    (annotation tools often write -1 or W+1), silently up to half a pixel (rounding); further out, or a box with ``x_max <= x_min`` or
     ``y_max <= y_min`` (after clipping), raises :class:`BoxProblem`.
 
     Args:
@@ -161,7 +164,8 @@ def check_box(box: tuple[float, float, float, float], width: int, height: int, *
     if outside:
         clipped = (min(max(x0, 0.0), width), min(max(y0, 0.0), height),
                    min(max(x1, 0.0), width), min(max(y1, 0.0), height))
-        log.warning("%s: box %s clipped to the %dx%d image", where, _fmt(box), width, height)
+        if worst > SILENT_CLIP:
+            log.warning("%s: box %s clipped to the %dx%d image", where, _fmt(box), width, height)
         x0, y0, x1, y1 = clipped
     if x1 <= x0 or y1 <= y0:
         raise BoxProblem(f"{where}: degenerate box {_fmt(box)} (needs x_max > x_min and y_max > y_min)")

@@ -135,7 +135,8 @@ def load_yolo(root: str | Path, *, class_names: list[str] | None = None, **optio
 
 def yolo_lines(boxes: np.ndarray, labels: np.ndarray, width: int, height: int) -> list[str]:
     """``class cx cy w h`` lines (normalised, 6 decimals) of corner boxes in a ``width`` x ``height`` image."""
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    # Clipped first: a box that sticks out by rounding would come back further outside.
+    b = np.clip(np.asarray(boxes, np.float64).reshape(-1, 4), 0, [width, height, width, height])
     cx, cy = (b[:, 0] + b[:, 2]) / 2 / width, (b[:, 1] + b[:, 3]) / 2 / height
     w, h = (b[:, 2] - b[:, 0]) / width, (b[:, 3] - b[:, 1]) / height
     return [f"{int(c)} {x:.6f} {y:.6f} {ww:.6f} {hh:.6f}" for c, x, y, ww, hh in zip(labels, cx, cy, w, h)]
