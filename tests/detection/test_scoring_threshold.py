@@ -131,10 +131,10 @@ def test_box_datasets_are_matched_to_the_model_by_name(tmp_path, capsys):
 
 
 def test_localizer_evaluation_matches_classes_by_name(tmp_path):
+    import keras
+
     from foveal.localization.train import evaluate_localizer
     from foveal.models import ModelCard, save_model
-
-    import keras
 
     inputs = keras.Input((SIZE, SIZE, 3))
     pooled = keras.layers.GlobalAveragePooling2D()(inputs)

@@ -60,7 +60,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
     metrics = evaluate_segmenter(args.model, args.data, split=args.split, output=args.output, crf=args.crf,
                                  skip_invalid=args.skip_invalid, report_images=args.report_images,
-                                 overlay=args.overlay, tta=args.tta, mask_png=args.mask_png)
+                                 overlay=args.overlay, tta=args.tta, mask_png=args.mask_png, images=args.images,
+                                 class_map=args.class_map)
     print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
     if args.output:
         print(f"wrote {Path(args.output) / 'report.html'}, metrics.json, masks/ and overlays/", file=sys.stderr)
@@ -125,7 +126,11 @@ def add_segment_command(subparsers: argparse._SubParsersAction) -> None:
     e = actions.add_parser("evaluate", help="pixel accuracy, per-class IoU and Dice of a segmenter",
                            allow_abbrev=False, epilog=EPILOG_EVALUATE, formatter_class=fmt)
     e.add_argument("model", help="a .keras model file written by `foveal segment train`")
-    e.add_argument("--data", required=True, help="folder of images/ + masks/ (or image/ + label/)")
+    e.add_argument("--data", required=True, help="folder of images/ + masks/ (or image/ + label/), or a COCO "
+                   "instances .json (polygons or RLE)")
+    e.add_argument("--images", metavar="DIR", help="image folder of a COCO --data file (default: found beside it)")
+    e.add_argument("--class-map", metavar="MAP", help="dataset class -> model class pairs (a=b,c=d), a YAML/JSON "
+                   "file of them, or 'order', for data that names its classes (COCO, palette.txt); default: by name")
     e.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
                    help="all pairs (default), or that split of the training run (its config.yaml beside the model)")
     e.add_argument("--output", metavar="DIR", help="write metrics.json, report.html, masks/ and overlays/ here")

@@ -70,8 +70,10 @@ class SegmentConfig:
     """All options of a segmentation training run (see ``foveal segment train --help``)."""
 
     # data
-    data: str = option(DEFAULT_DATA, "folder of images/ + masks/ (matched by file stem) or image/ + label/ (ISBI)",
-                       group="data")
+    data: str = option(DEFAULT_DATA, "folder of images/ + masks/ (matched by file stem) or image/ + label/ (ISBI), "
+                       "or a COCO instances .json (polygons or RLE; class 0 is background)", group="data")
+    images: str | None = option(None, "image folder of a COCO --data file (default: found beside it, e.g. "
+                                "val2017/ for annotations/instances_val2017.json)", group="data")
     val_data: str | None = option(None, "separate validation folder (else --val-split of train)", group="data")
     test_data: str | None = option(None, "separate test folder (else --holdout or --test-split of train)",
                                    group="data")
@@ -226,9 +228,14 @@ def parse_class_weights(spec: str) -> str | list[float] | None:
 
 def read_folder(path: str, cfg: SegmentConfig, class_names: list[str] | None = None) -> SegmentationImages:
     """One image/mask folder, with every mask and (by ``cfg.verify``) every image checked."""
+    from foveal.segmentation.coco import is_coco_file, read_coco_segmentation
     from foveal.segmentation.data import read_mask_folder
 
     names = class_names or (list(cfg.classes) or None)
+    if is_coco_file(path):
+        data = read_coco_segmentation(path, cfg.images if path == cfg.data else None, class_names=names,
+                                      ignore_label=cfg.ignore_label, skip_invalid=cfg.skip_invalid)
+        return check_images(data, full=cfg.verify == "full", skip_invalid=cfg.skip_invalid)
     data = read_mask_folder(path, mask_format=cfg.mask_format, class_names=names, ignore_label=cfg.ignore_label,
                             skip_invalid=cfg.skip_invalid)
     if data.mask_format == "binary" and data.num_classes != 2:
@@ -666,14 +673,16 @@ def scores_to_metrics(cm: np.ndarray, class_names: list[str], foreground: str | 
 def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImages, *, crf: bool | dict = False,
                     report_images: int = 0, skip_invalid: bool = False, output: str | Path | None = None,
                     overlay: bool = True, tta: str | bool | None = "none",
-                    mask_png: str = "auto") -> tuple[dict[str, Any], list]:
+                    mask_png: str = "auto", class_map: str | dict | None = None) -> tuple[dict[str, Any], list]:
     """Predict every image of ``data`` as :func:`~.predict.predict_labels` does and score the maps.
 
     Scores are taken at each mask's own resolution over labelled pixels (see
     :mod:`foveal.segmentation.metrics`); with ``output``, the predicted index PNGs (gray or
     palette-mode by ``mask_png``, see :func:`~.predict.predict_masks`) and overlays are
     written to ``output/masks`` and ``output/overlays``. ``tta`` (``none``, ``flips``, ``d4``)
-    averages the probabilities of flipped/turned views (see :mod:`.predict`).
+    averages the probabilities of flipped/turned views (see :mod:`.predict`). ``data``'s
+    classes are matched to the model's by name, or by ``class_map``
+    (:mod:`foveal.evaluation.classes`), and its masks re-indexed to match.
 
     Returns:
         ``(metrics, examples)``: :func:`scores_to_metrics` plus ``num_images``,
@@ -688,9 +697,10 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
     tta = tta_name(tta)
     mask_palette = mask_png_palette(card, mask_png)
     k = len(card.class_names)
-    if data.num_classes != k:
-        raise DataError(f"{data.origin}: {data.num_classes} classes {data.class_names}, the model has {k} "
-                        f"{card.class_names}")
+    from foveal.evaluation.classes import mask_lookup, match_classes, parse_class_map
+
+    to_model = mask_lookup(match_classes(card.class_names, data.class_names, parse_class_map(class_map),
+                                         origin=data.origin), data.ignore_label)
     cm = np.zeros((k, k), np.int64)
     examples, skipped, scored = [], 0, 0
     out = Path(output) if output is not None else None
@@ -704,7 +714,7 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
             say(f"skipped: {exc.message}")
             skipped += 1
             continue
-        truth = data.load_mask(i)
+        truth = to_model[data.load_mask(i)]
         if truth.shape != image.shape[:2]:
             raise DataError(f"mask {mask_path} is {truth.shape[1]}x{truth.shape[0]} but its image {image_path} "
                             f"is {image.shape[1]}x{image.shape[0]}")
@@ -738,7 +748,8 @@ def format_headline(metrics: dict[str, Any]) -> str:
 
 def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all", output: str | Path | None = None,
                        crf: bool | dict = False, skip_invalid: bool = False, report_images: int = 6,
-                       overlay: bool = True, tta: str | bool | None = "none", mask_png: str = "auto") -> dict[str, Any]:
+                       overlay: bool = True, tta: str | bool | None = "none", mask_png: str = "auto",
+                       images: str | None = None, class_map: str | dict | None = None) -> dict[str, Any]:
     """Score a saved segmenter on an image/mask folder; optionally write masks, overlays and a report.
 
     Args:
@@ -755,11 +766,16 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
             softmax probabilities of the views, mapped back, are averaged (see :mod:`.predict`).
         mask_png: predicted masks as ``gray`` or ``indexed`` (palette-mode) PNGs, or ``auto``
             (like the training masks).
+        images: the image folder of a COCO ``data`` file (default: found beside it).
+        class_map: which model class each dataset class is, when their names differ; only for
+            data that names its classes (COCO files, ``palette.txt``), see
+            :mod:`foveal.evaluation.classes`. Default: match by name.
 
     Returns:
         The metrics dict (see :func:`scores_to_metrics`), with ``split`` and ``num_images``.
     """
     from foveal.models import load_model
+    from foveal.segmentation.coco import own_class_names
     from foveal.segmentation.predict import check_card, class_colours, mask_png_palette, tta_name, unpainted
     from foveal.segmentation.report import write_segmentation_report
 
@@ -771,10 +787,16 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
     model, card = load_model(model_path)
     check_card(card)
     mask_png_palette(card, mask_png)  # refuse a bad value before reading any data
+    mask_format = card.training.get("mask_format", "auto")
     cfg = SegmentConfig(data=data, classes=list(card.class_names), ignore_label=int(card.training.get("ignore_label", 255)),
-                        mask_format=card.training.get("mask_format", "auto"), skip_invalid=skip_invalid)
+                        mask_format="auto" if mask_format == "coco" else mask_format, skip_invalid=skip_invalid,
+                        images=images)
     if split == "all":
-        part = read_folder(data, cfg, list(card.class_names))
+        own = own_class_names(data, cfg.mask_format)  # COCO and palette data name their classes: match them
+        if own is None and class_map:
+            raise ConfigError(f"{data}: its masks are bare class indices with no names, so --class-map has "
+                              "nothing to match", hint="--class-map applies to COCO files and palette.txt folders")
+        part = read_folder(data, replace(cfg, classes=own or cfg.classes), own or list(card.class_names))
         skipped = part.info.get("skipped", [])
     elif split in ("train", "val", "test"):
         saved = Path(model_path).parent / "config.yaml"
@@ -782,7 +804,7 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
             raise ConfigError(f"--split {split} needs the run's config.yaml beside {model_path}",
                               hint="use --split all to score every pair of --data")
         run_cfg = configtools.from_mapping(SegmentConfig, configtools.load_yaml(saved) | {
-            "data": data, "skip_invalid": skip_invalid}, source=str(saved))
+            "data": data, "skip_invalid": skip_invalid} | ({"images": images} if images else {}), source=str(saved))
         parts = load_splits(run_cfg)
         if split not in parts:
             raise DataError(f"the training run had no {split!r} split (it had {', '.join(parts)})")
@@ -791,7 +813,7 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
         raise ConfigError(f"--split must be all, train, val or test, got {split!r}")
     metrics, examples = score_segmenter(model, card, part, crf=crf, report_images=report_images if output else 0,
                                         skip_invalid=skip_invalid, output=output, overlay=overlay, tta=tta,
-                                        mask_png=mask_png)
+                                        mask_png=mask_png, class_map=class_map)
     metrics["split"] = split
     metrics["skipped_pairs"] = len(skipped) + metrics.pop("skipped_images")
     if output is not None:

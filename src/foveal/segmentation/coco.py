@@ -1,0 +1,169 @@
+"""COCO instance files (polygons or RLE) as semantic segmentation data: ``--data instances.json``.
+
+:func:`read_coco_segmentation` pairs every image of a COCO instances file with a mask drawn on
+the fly from its annotations by :func:`foveal.segmentation.data.coco_semantic_masks`
+(pycocotools decodes polygons, uncompressed and compressed RLE): class 0 is background, the
+categories sorted by id are 1..K, crowd regions are the ignore label. No mask file is written:
+a mask "path" is ``<json>#<image id>`` and :func:`read_coco_mask` draws it, so the trainer, the
+evaluation and the pair checks read COCO masks through the same
+:func:`~foveal.segmentation.data.read_mask_pixels` as mask files.
+
+Images are looked up as the box reader does (:mod:`foveal.data.boxes.coco`): the folder given,
+else ``val2017/`` for ``instances_val2017.json`` beside the ``annotations`` folder, else
+``images/``, else the JSON file's own folder.
+
+Example:
+    >>> data = read_coco_segmentation("coco-mini/annotations/instances_val2017.json")  # doctest: +SKIP
+    >>> data.class_names[:3], data.mask_format  # doctest: +SKIP
+    (['background', 'person', 'bicycle'], 'coco')
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from foveal.errors import DataError
+
+MASK_FORMAT = "coco"
+_SEPARATOR = "#"
+_HINT = ("expected a COCO instances JSON: 'images' (id, file_name, width, height), 'annotations' (image_id, "
+         "category_id, segmentation: polygons or RLE) and 'categories' (id, name)")
+
+
+def is_coco_file(path: str | Path) -> bool:
+    """True when ``path`` names a ``.json`` file (a COCO instances file for segmentation)."""
+    return Path(path).suffix.lower() == ".json" and Path(path).is_file()
+
+
+def mask_path(annotation_json: str | Path, image_id: int) -> str:
+    """The stand-in mask path of one COCO image: ``<json>#<image id>``."""
+    return f"{annotation_json}{_SEPARATOR}{int(image_id)}"
+
+
+def read_coco_mask(path: str | Path, ignore_label: int = 255) -> np.ndarray:
+    """The HxW uint8 semantic mask behind a :func:`mask_path` (class indices, crowd = ignore)."""
+    from foveal.segmentation.data import coco_semantic_masks
+
+    annotation_json, _, image_id = str(path).rpartition(_SEPARATOR)
+    if not annotation_json or not image_id.isdigit():
+        raise DataError(f"{path}: not a COCO mask reference (<file.json>#<image id>)")
+    return coco_semantic_masks(annotation_json, int(image_id), ignore_label)
+
+
+def check_coco_segmentation(path: str | Path) -> dict[str, Any]:
+    """Read and check a COCO instances file for segmentation; one-line errors naming the record."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"COCO annotation file not found: {path}", hint=_HINT)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable JSON file ({exc})", hint=_HINT) from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: a COCO instances file holds an object, not a {type(data).__name__}", hint=_HINT)
+    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
+    if missing:
+        raise DataError(f"{path}: no {', '.join(repr(k) for k in missing)} list", hint=_HINT)
+    if not data["categories"]:
+        raise DataError(f"{path}: the 'categories' list is empty", hint=_HINT)
+    for what, records, keys in (("image", data["images"], ("id", "file_name", "width", "height")),
+                                ("category", data["categories"], ("id", "name")),
+                                ("annotation", data["annotations"], ("image_id", "category_id", "segmentation"))):
+        for i, record in enumerate(records):
+            lacking = [k for k in keys if not isinstance(record, dict) or k not in record]
+            if lacking:
+                raise DataError(f"{path}: {what} {i} has no {', '.join(repr(k) for k in lacking)}", hint=_HINT)
+    images = {im["id"] for im in data["images"]}
+    cats = {c["id"] for c in data["categories"]}
+    for i, ann in enumerate(data["annotations"]):
+        seg = ann["segmentation"]
+        where = f"{path}: annotation {i} (id {ann.get('id', '?')})"
+        if ann["image_id"] not in images:
+            raise DataError(f"{where} names image id {ann['image_id']}, which 'images' lacks", hint=_HINT)
+        if ann["category_id"] not in cats:
+            raise DataError(f"{where} names category id {ann['category_id']}, which 'categories' lacks", hint=_HINT)
+        polygons = isinstance(seg, list) and all(
+            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in seg)
+        rle = isinstance(seg, dict) and "counts" in seg and "size" in seg
+        if not (polygons or rle):
+            raise DataError(f"{where}: segmentation is neither polygons ([[x, y, ...], ...]) nor RLE "
+                            "({counts, size})", hint=_HINT)
+    return data
+
+
+def coco_names(path: str | Path) -> list[str]:
+    """``["background", <category names sorted by id>]`` of a checked COCO file."""
+    data = check_coco_segmentation(path)
+    return ["background"] + [str(c["name"]) for c in sorted(data["categories"], key=lambda c: c["id"])]
+
+
+def read_coco_segmentation(path: str | Path, images: str | Path | None = None, *,
+                           class_names: list[str] | None = None, ignore_label: int = 255,
+                           skip_invalid: bool = False, validate: bool = True):
+    """Every image of a COCO instances file with its semantic mask (see the module docstring).
+
+    Args:
+        path: the instances JSON (polygons or RLE).
+        images: the image folder (default: found beside the file, as the box reader does).
+        class_names: the classes the caller expects (e.g. the training split's); they must be
+            the file's (``background`` then the categories by id), else a DataError lists both.
+        ignore_label: the value of crowd regions (no loss, no score).
+        skip_invalid: leave out images that are missing or whose size differs from the file's
+            record (listed in ``info["skipped"]``) instead of raising.
+        validate: draw every mask once to check it against its image.
+
+    Returns:
+        A :class:`~foveal.segmentation.data.SegmentationImages` of ``mask_format`` ``coco``.
+    """
+    from foveal.data.boxes.coco import _image_folder
+    from foveal.segmentation.data import SegmentationImages, validate_pairs
+
+    path = Path(path)
+    data = check_coco_segmentation(path)
+    names = ["background"] + [str(c["name"]) for c in sorted(data["categories"], key=lambda c: c["id"])]
+    if class_names is not None and list(class_names) != names:
+        raise DataError(f"{path}: its classes {names[:12]} differ from the expected {list(class_names)[:12]}",
+                        hint="give COCO files with the same categories (background is class 0)")
+    if len(names) > min(ignore_label, 255):
+        raise DataError(f"{path}: {len(names) - 1} categories do not fit in a uint8 mask beside the ignore "
+                        f"label {ignore_label}")
+    folder = _image_folder(path, images)
+    pairs, skipped = [], []
+    for im in sorted(data["images"], key=lambda im: im["id"]):
+        image = folder / Path(str(im["file_name"])).name
+        if image.is_file():
+            pairs.append((str(image), mask_path(path, im["id"])))
+            continue
+        problem = f"{path}: image {im['file_name']!r} (id {im['id']}) not found in {folder}"
+        if not skip_invalid:
+            raise DataError(problem, hint="give the image folder with --images, or pass --skip-invalid")
+        skipped.append(problem)
+    if not pairs:
+        raise DataError(f"{path}: none of its {len(data['images'])} images are in {folder}",
+                        hint="give the image folder with --images")
+    result = SegmentationImages(
+        image_paths=np.asarray([p for p, _ in pairs]), mask_paths=np.asarray([m for _, m in pairs]),
+        class_names=names, ignore_label=ignore_label, mask_format=MASK_FORMAT, origin=str(path),
+        info={"skipped": skipped} if skipped else {})
+    return validate_pairs(result, skip_invalid) if validate else result
+
+
+def own_class_names(spec: str | Path, mask_format: str = "auto") -> list[str] | None:
+    """The class names a segmentation dataset carries itself, or None when its masks are bare
+    class indices: a COCO file's (background + categories), a ``palette.txt``'s names."""
+    from foveal.segmentation.data import read_palette
+
+    if is_coco_file(spec):
+        return coco_names(spec)
+    palette = Path(spec) / "palette.txt"
+    if mask_format in ("auto", "palette") and palette.is_file():
+        return read_palette(palette)[1]
+    return None
+
+
+__all__ = ["MASK_FORMAT", "check_coco_segmentation", "coco_names", "is_coco_file", "mask_path", "own_class_names",
+           "read_coco_mask", "read_coco_segmentation"]
