@@ -27,6 +27,10 @@ class DataError(FovealError):
     """A dataset, image or annotation file that cannot be read as asked."""
 
 
+class OutputError(FovealError):
+    """A file or folder foveal was asked to write cannot be written there."""
+
+
 class ModelError(FovealError):
     """An unknown architecture or a model file that cannot be used."""
 

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from foveal.errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
@@ -21,10 +23,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         ...     tmp.write_text("hello")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{suffix or path.suffix}", dir=path.parent
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=f".tmp{suffix or path.suffix}", dir=path.parent
+        )
+    except OSError as exc:
+        raise OutputError(f"cannot write {printable_path(path)}: {_reason(exc, path.parent)}",
+                          hint="choose a path in a folder you can write to") from None
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600; give the final file the mode a plain open() would.
@@ -38,6 +44,51 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _reason(exc: OSError, folder: Path) -> str:
+    """Why ``folder`` cannot hold files, in words (the errno names are cryptic)."""
+    if isinstance(exc, FileExistsError) or (isinstance(exc, NotADirectoryError) and folder.is_file()):
+        return f"{printable_path(folder)} is a file, not a folder"
+    if isinstance(exc, NotADirectoryError):
+        return "a part of the path is a file, not a folder"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def ensure_output_dir(path: str | os.PathLike, what: str = "--output") -> Path:
+    """Create the folder ``path`` (with its parents) and check that files can be written in it.
+
+    Called by every library function that writes into a folder it is given (train, evaluate,
+    export, datasets convert), before any work, so a bad place fails at once in one line
+    instead of as a traceback after training.
+
+    Args:
+        path: the folder.
+        what: the option that named it, for the message (``--output``).
+
+    Raises:
+        OutputError: ``path`` is a file, lies under a file, or cannot be created or written.
+    """
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{what} {printable_path(folder)}: cannot create the folder: {_reason(exc, folder)}",
+                          hint=f"give {what} a folder you can write to") from None
+    if not folder.is_dir():  # mkdir(exist_ok=True) passes a symlink to a file on some systems
+        raise OutputError(f"{what} {printable_path(folder)}: is a file, not a folder",
+                          hint=f"give {what} a folder you can write to")
+    try:
+        # os.access says yes to root even on a read-only mount: write a file to be sure.
+        fd, probe = tempfile.mkstemp(prefix=".foveal-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{what} {printable_path(folder)}: cannot write there: {_reason(exc, folder)}",
+                          hint=f"give {what} a folder you can write to") from None
+    return folder
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -42,3 +42,11 @@ def test_non_utf8_file_name_is_read(tmp_path, tiny):
     assert "caf\\xe9.png" in rows[0]["file"]
     for text in (format_table(rows), to_csv(rows), to_json(rows)):
         text.encode("utf-8")
+
+
+@pytest.mark.parametrize("options", [{"batch_size": -1}, {"top_k": 0}])
+def test_evaluate_refuses_bad_counts_before_loading(tmp_path, options):
+    from foveal.evaluation.run import evaluate
+
+    with pytest.raises(ConfigError, match="at least 1"):
+        evaluate(tmp_path / "missing.keras", "digits", **options)

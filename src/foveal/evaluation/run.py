@@ -21,6 +21,7 @@ from foveal.evaluation.classes import ClassMap, match_classes, parse_class_map, 
 from foveal.evaluation.classification import classification_metrics
 from foveal.evaluation.tta import average_views, check_tta
 from foveal.models.io import ModelCard, load_model
+from foveal.utils_io import atomic_write_text, ensure_output_dir
 
 
 @dataclass
@@ -125,7 +126,11 @@ def evaluate(
         >>> metrics = evaluate("runs/digits-demo/best.keras", "digits")  # doctest: +SKIP
     """
     from foveal.data.readers import load_dataset
+    from foveal.predict import check_counts
 
+    check_counts(batch_size=batch_size, top_k=top_k)
+    if output is not None:
+        ensure_output_dir(output, "--output")  # before the work, not after it
     model, card = load_model(model_path)
     parts = load_dataset(data, skip_invalid=skip_invalid)
     if split in parts:
@@ -150,11 +155,10 @@ def write_evaluation(output: Path, metrics: dict[str, Any], card: ModelCard, sco
     """metrics.json, confusion_matrix.png and report.html in ``output``."""
     import json
 
-    from foveal.utils_io import atomic_write_text
     from foveal.visualize.plots import plot_confusion_matrix
     from foveal.visualize.report import write_classification_report
 
-    output.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(output, "--output")
     atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=1))
     (output / "confusion_matrix.png").write_bytes(plot_confusion_matrix(metrics["confusion_matrix"], card.class_names))
     misclassified = (scored.misclassified_images, scored.misclassified_titles) if scored.misclassified_titles else None

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import atomic_write_text, ensure_output_dir
 
 
 @dataclass
@@ -124,6 +124,7 @@ def resolve_run(config_class: type, config: Any | None, resume: str | Path | Non
         if state is None or not (run_dir / "last.keras").is_file() or not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"{run_dir}: nothing to resume (no finished epoch saved there)",
                               hint="pass the folder of a run that finished at least one epoch")
+        ensure_output_dir(run_dir, "--resume")
         for path in remove_temporary_files(run_dir):
             say(f"removed {path} (a temporary file left by an interrupted write)")
         base = configtools.load_yaml(run_dir / "config.yaml")
@@ -136,6 +137,7 @@ def resolve_run(config_class: type, config: Any | None, resume: str | Path | Non
         cfg.validate()
     if cfg.name is not None:
         checked_run_name(cfg.name)
+    ensure_output_dir(cfg.output, "--output")
     run_dir = Path(cfg.output) / (cfg.name or run_name(cfg.model, cfg.data, prefix=name_prefix))
     if (run_dir / "state.json").exists():
         raise ConfigError(f"run folder {run_dir} already holds a run",

@@ -22,6 +22,7 @@ from foveal.data.boxes.coco import write_coco
 from foveal.data.boxes.source import BoxedImages
 from foveal.data.boxes.yolo import write_class_names, write_yolo_labels
 from foveal.errors import DataError
+from foveal.utils_io import ensure_output_dir
 
 FORMATS = ("coco", "voc", "yolo")
 
@@ -73,8 +74,7 @@ def write_dataset(splits: dict[str, BoxedImages], output: str | Path, to: str) -
     """Write ``splits`` to ``output`` in format ``to`` (see the module docstring)."""
     if to not in FORMATS:
         raise DataError(f"unknown box format {to!r}", hint=f"choose one of {', '.join(FORMATS)}")
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    output = ensure_output_dir(output, "--output")
     for split, boxed in splits.items():
         if to == "coco":
             _place_images(boxed, output / "images")

@@ -414,9 +414,10 @@ def convert_to_tfrecord(
         ``{split: [file, ...]}``.
     """
     from foveal.data.readers import load_dataset
+    from foveal.utils_io import ensure_output_dir
 
+    out_dir = ensure_output_dir(output_dir, "--output")  # before reading: fail fast
     splits = load_dataset(spec, **load_kw)
-    out_dir = Path(output_dir)
     return {
         split: write_tfrecord(
             data, out_dir / f"{split}.tfrecord", image_format=image_format, shards=shards
