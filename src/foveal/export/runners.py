@@ -39,7 +39,9 @@ def read_export_card(artifact: Path) -> ModelCard:
     if not path.is_file():
         raise ModelError(f"{artifact}: no model card found at {path}",
                          hint="export with `foveal export`, which writes it beside the model")
-    return ModelCard.from_json(path.read_text())
+    from foveal.models.card_check import read_card_file
+
+    return read_card_file(path)  # types and sizes checked; export facts beside the card are kept
 
 
 class Runner:

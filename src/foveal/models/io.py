@@ -105,7 +105,9 @@ def read_card(path: str | Path) -> ModelCard | None:
         with zipfile.ZipFile(path) as archive:
             if CARD_MEMBER not in archive.namelist():
                 return None
-            return ModelCard.from_json(archive.read(CARD_MEMBER).decode("utf-8"))
+            from foveal.models.card_check import card_from_archive
+
+            return card_from_archive(archive, CARD_MEMBER, path)  # checked, before the model is loaded
     except (zipfile.BadZipFile, KeyError, ValueError, TypeError) as exc:
         raise ModelError(f"{path}: not a readable .keras model file ({exc})") from None
 
@@ -138,4 +140,8 @@ def load_model(path: str | Path, compile: bool = False) -> tuple[keras.Model, Mo
         from foveal.models.load_errors import explain_load_error
 
         raise explain_load_error(path, exc) from None
+    if card is not None:
+        from foveal.models.card_check import check_card_against_model
+
+        check_card_against_model(card, model, path)
     return model, card or ModelCard.guess(model)
