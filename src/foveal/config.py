@@ -217,6 +217,10 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        if self.image_hw is not None:
+            from foveal.memcheck import check_input_batch
+
+            check_input_batch(self.batch_size, self.image_hw, self.channels or 3)
         check_recipe(self.recipe)
         if self.workers is not None:
             from foveal.training.distribute import parse_workers

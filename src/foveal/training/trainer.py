@@ -61,6 +61,7 @@ from foveal.transfer.pretrained import build_pretrained, builder_for, default_in
 from foveal.training.precision import as_float32, dtype_policy, is_mixed, with_loss_scaling, with_policy
 from foveal.training.recipes import resolve_recipe
 from foveal.training.schedules import make_optimizer, make_schedule
+from foveal.memcheck import check_training_memory
 from foveal.training.runs import TrainResult, mark, resolve_run, saved_model, say, set_determinism, weights_of
 from foveal.utils_io import atomic_write_text
 
@@ -303,6 +304,7 @@ def _train(cfg: TrainConfig, public_dir: Path, state: dict[str, Any] | None, dis
             model = _new_model(cfg, splits, input_shape)
         if has_whitening(model):
             _init_whitening(model, cfg, train_data, input_shape)
+    check_training_memory(model, cfg.batch_size)  # a clear refusal, not ResourceExhaustedError mid-fit
     builder = saved_card.training.get("builder") if saved_card else None
     training_facts: dict[str, Any] = {"data": cfg.data, "run": run_dir.name,
                                       "builder": builder or builder_for(cfg.model, cfg.weights)}
