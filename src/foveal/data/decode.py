@@ -140,8 +140,10 @@ def dataset_from_tfrecord(spec, labels: np.ndarray, channels: int, skip_invalid:
 
     ds = records_dataset(spec, channels)
     if skip_invalid:
-        ds = ds.ignore_errors(log_warning=True)
-    return ds
+        return ds.ignore_errors(log_warning=True)  # how many survive is unknown until read
+    # Reading records (and selecting some) hides the count from tf.data; without it Keras warns
+    # "your input ran out of data" at the end of every epoch.
+    return ds.apply(tf.data.experimental.assert_cardinality(len(labels)))
 
 
 @contextlib.contextmanager

@@ -319,6 +319,10 @@ def make_detection_pipeline(
         ds = ds.map(lambda image, b, c, *_: (image, b, c), num_parallel_calls=AUTOTUNE)
     else:
         ds = ds.map(_fail_on_undecodable, num_parallel_calls=AUTOTUNE)
+    if not (skip_invalid and training):
+        # One image per file, but interleave hides the count; without it Keras warns "your
+        # input ran out of data" at the end of every epoch.
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(data)))
     if cached:
         ds = ds.cache()
     if training and cached:
