@@ -199,9 +199,9 @@ def test_help_does_not_load_tensorflow():
     (["train", "--", "--task", "detect"], ["train", "--", "--task", "detect"]),
 ])
 def test_train_task_routes_to_the_task_command(argv, expected):
-    from foveal.cli.main import route_task
+    from foveal.cli.grammar import route
 
-    assert route_task(argv) == expected
+    assert route(argv) == expected
 
 
 def test_train_task_unknown_is_refused(capsys):

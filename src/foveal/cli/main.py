@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from foveal import __version__
+from foveal.cli.grammar import route
 from foveal.errors import FovealError
 
 EPILOG_TRAIN = """examples:
@@ -30,8 +31,8 @@ other tasks: --task localize|segment|detect hands the remaining options to
 `foveal localize|segment|detect train` (see `foveal TASK train --help` for their options).
 """
 
-# `foveal train --task X ARGS` is `foveal X train ARGS`: each task keeps its own option set.
-TASK_COMMANDS = {"localize": "localize", "segment": "segment", "detect": "detect"}
+# `foveal train --task X ARGS` is `foveal X train ARGS` (see foveal.cli.grammar): each task keeps its options.
+TASK_COMMANDS = ("localize", "segment", "detect")
 
 
 def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
@@ -210,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.shrink.cli import add_prune_command
 
     add_prune_command(sub)
+    from foveal.scratch.cli import add_scratch_command
+    add_scratch_command(sub)
     return parser
 
 
@@ -237,40 +240,18 @@ def _import_tensorflow_quietly() -> None:
 _NOT_TRAIN_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "task"}
 
 
-def route_task(argv: Sequence[str]) -> list[str]:
-    """Rewrite ``train --task X ARGS`` (or ``--task=X``) as ``X train ARGS``; other argv unchanged.
-
-    Only ``--task`` before a ``--`` counts; an unknown task is left for argparse to refuse.
-    """
-    argv = list(argv)
-    if "train" not in argv:
-        return argv
-    head = argv.index("train")
-    if any(a not in ("-v", "--verbose") for a in argv[:head]):
-        return argv
-    rest = argv[head + 1:]
-    for i, arg in enumerate(rest):
-        if arg == "--":
-            break
-        task = None
-        if arg == "--task" and i + 1 < len(rest):
-            task, drop = rest[i + 1], 2
-        elif arg.startswith("--task="):
-            task, drop = arg.split("=", 1)[1], 1
-        if task is None:
-            continue
-        if task in TASK_COMMANDS:
-            return [*argv[:head], TASK_COMMANDS[task], "train", *rest[:i], *rest[i + drop:]]
-        if task == "classify":
-            return [*argv[:head], "train", *rest[:i], *rest[i + drop:]]
-        return argv
-    return argv
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``foveal`` command."""
     parser = build_parser()
-    args = parser.parse_args(route_task(sys.argv[1:] if argv is None else argv))
+    raw = list(sys.argv[1:] if argv is None else argv)
+    try:
+        routed = route(raw)
+    except FovealError as exc:
+        if any(a in ("-v", "--verbose") for a in raw[:1]):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(routed)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
     overrides = {k: v for k, v in vars(args).items() if k not in _NOT_TRAIN_OPTIONS} if args.command == "train" else {}

@@ -4,7 +4,7 @@ One dataclass drives the command-line options, the YAML file and the ``config.ya
 into each run folder (see :mod:`foveal.configtools`).
 
 Example:
-    >>> cfg = DetectConfig(data="../shared/datasets/raccoon", epochs=40, image_size=[320])
+    >>> cfg = DetectConfig(data="boxes/annotations.json", epochs=40, image_size=[320])
     >>> cfg.validate()
     >>> cfg.image_hw
     (320, 320)
@@ -13,24 +13,22 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from foveal.configtools import option
+from foveal.engine.config import RunConfig
 from foveal.errors import ConfigError
 
-Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
-Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle"]
-DEFAULT_DATA = "../shared/datasets/raccoon"
 DEFAULT_BACKBONE_OPTIONS = {"width": 16}
 STRIDE = 32  # the coarsest grid: every input side must be a multiple of it
 
 
 @dataclass
-class DetectConfig:
+class DetectConfig(RunConfig):
     """All options of a detector training run (see ``foveal detect train --help``)."""
 
     # data
-    data: str = option(DEFAULT_DATA, "box annotations: a Pascal VOC folder (annotations/, images/, optional "
+    data: str | None = option(None, "box annotations (required): a Pascal VOC folder (annotations/, images/, optional "
                        "train.txt/val.txt/test.txt), a COCO JSON, a YOLO folder or a CSV file", group="data")
     test_data: str | None = option(None, "separate test annotations (else the dataset's test split, or "
                                    "--test-split of train)", group="data")
@@ -45,10 +43,6 @@ class DetectConfig:
     augment: str = option("detect", "box-aware augmentation: none, light, detect, or a list like "
                           "'flip,crop=0.5,min_visible=0.3,translate=0.1,brightness=0.2'", group="data")
     max_boxes: int = option(100, "boxes kept per image (more are dropped with a warning)", group="data")
-    cache: Literal["auto", "memory", "none"] = option("auto", "cache decoded images in memory ('auto': when "
-                                                       "under 1 GiB)", group="data")
-    skip_invalid: bool = option(False, "skip images with bad annotations or files (counted) instead of stopping",
-                                group="data")
     clip_tolerance: float = option(3.0, "pixels a box may stick out of its image and be clipped (with a "
                                    "warning) rather than refused", group="data")
 
@@ -85,33 +79,21 @@ class DetectConfig:
     # optimisation
     epochs: int = option(60, "number of epochs", group="training")
     batch_size: int = option(8, "images per step", group="training")
-    optimizer: Optimizer = option("adam", "optimizer", group="training")
     learning_rate: float = option(1e-3, "peak learning rate", group="training")
-    schedule: Schedule = option("cosine", "learning-rate schedule", group="training")
     warmup_epochs: float = option(1.0, "linear warm-up epochs", group="training")
-    weight_decay: float = option(0.0, "decoupled weight decay (adamw)", group="training")
-    time_budget: float = option(0.0, "stop training after this many seconds and score the best weights "
-                                "(0: no limit)", group="training")
     eval_every: int = option(1, "compute the validation mAP@0.5 every N epochs (it picks best.keras)",
                              group="training")
-    early_stopping: int = option(0, "stop after this many epochs without improvement of --monitor (0: off)",
-                                 group="training")
     monitor: str = option("val_map50", "metric that picks best.keras: val_map50 or val_loss", group="training")
-    seed: int = option(42, "random seed for splits, shuffling, augmentation and initialisation", group="training")
-    deterministic: bool = option(False, "make runs repeatable on CPU (TensorFlow op determinism; slower)",
-                                 group="training")
 
     # outputs
-    output: str = option("runs", "folder that receives the run folder", group="output")
     name: str | None = option(None, "run folder name (default: detect-BACKBONE-DATA-TIMESTAMP)", group="output")
-    tensorboard: bool = option(False, "write TensorBoard logs to RUN/tensorboard", group="output")
     report_images: int = option(12, "test images drawn in the report", group="output")
-    progress: bool = option(True, "show progress bars", group="output")
 
     def validate(self) -> None:
         """Check ranges that the types alone cannot express."""
         from foveal.detection.augment import parse_box_augment
 
+        self.validate_run()
         sizes = [*self.image_size, *self.multi_scale]
         checks = [
             (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
@@ -121,16 +103,13 @@ class DetectConfig:
              f"image_size and multi_scale sizes must be multiples of {STRIDE} (the coarsest grid's stride)"),
             (self.channels in (1, 3), "channels must be 1 or 3"),
             (self.scales in (1, 3), "scales must be 1 (YOLOv2) or 3 (YOLOv3)"),
-            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be at least 1"),
-            (self.learning_rate > 0, "learning_rate must be positive"),
             (self.anchors >= 1 and self.max_boxes >= 1 and self.max_detections >= 1,
              "anchors, max_boxes and max_detections must be at least 1"),
             (0.0 <= self.score_threshold < 1.0 and 0.0 < self.iou_threshold <= 1.0
              and 0.0 < self.ignore_threshold <= 1.0, "score_threshold must be in [0, 1), the IoU thresholds in (0, 1]"),
-            (min(self.lambda_coord, self.lambda_noobj, self.weight_decay, self.time_budget) >= 0,
-             "loss weights, weight_decay and time_budget must not be negative"),
-            (self.eval_every >= 1 and self.early_stopping >= 0 and self.report_images >= 0
-             and self.freeze_backbone_epochs >= 0, "eval_every must be >= 1; early_stopping, report_images and "
+            (min(self.lambda_coord, self.lambda_noobj) >= 0, "loss weights must not be negative"),
+            (self.eval_every >= 1 and self.report_images >= 0
+             and self.freeze_backbone_epochs >= 0, "eval_every must be >= 1; report_images and "
              "freeze_backbone_epochs not negative"),
             (self.freeze_backbone_epochs < self.epochs, "freeze_backbone_epochs must be below epochs"),
             (self.monitor in ("val_map50", "val_loss", "loss"), "monitor must be val_map50, val_loss or loss"),
@@ -150,4 +129,4 @@ class DetectConfig:
         return (int(self.image_size[0]), int(self.image_size[-1]))
 
 
-__all__ = ["DEFAULT_DATA", "DetectConfig", "STRIDE"]
+__all__ = ["DetectConfig", "STRIDE"]

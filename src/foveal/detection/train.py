@@ -20,20 +20,15 @@ Example:
 from __future__ import annotations
 
 import json
-import math
-import sys
-import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foveal import configtools
-from foveal.data.boxes import BoxedImages, load_boxes, split_boxed
-from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS, DetectConfig
-from foveal.errors import ConfigError, DataError, TrainingInterrupted
-from foveal.training.runs import TrainResult, mark, resolve_run, say, set_determinism, weights_of
+from foveal.data.boxes import BoxedImages, load_boxes
+from foveal.detection.config import DetectConfig
+from foveal.errors import ConfigError, DataError
+from foveal.training.runs import TrainResult, say
 from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
@@ -41,7 +36,6 @@ if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --
 
     from foveal.models import ModelCard
 
-DetectResult = TrainResult
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -49,25 +43,11 @@ DetectResult = TrainResult
 
 def load_splits(cfg: DetectConfig) -> dict[str, BoxedImages]:
     """Train / val / test box collections as the config asks (see the module docstring)."""
-    common = dict(skip_invalid=cfg.skip_invalid, tolerance=cfg.clip_tolerance)
-    parts = load_boxes(cfg.data, **common)  # type: ignore[arg-type]
-    if "train" not in parts:
-        raise DataError(f"{cfg.data}: no training annotations (no train split)")
-    names = parts["train"].class_names
-    if cfg.test_data:
-        other = load_boxes(cfg.test_data, class_names=names, **common)  # type: ignore[arg-type]
-        parts["test"] = other.get("test") or other["train"]
-    wanted = {}
-    if "val" not in parts and cfg.val_split > 0:
-        wanted["val"] = cfg.val_split
-    if "test" not in parts and cfg.test_split > 0:
-        wanted["test"] = cfg.test_split
-    if wanted:
-        parts.update(split_boxed(parts["train"], wanted, seed=cfg.seed))
-    for part in parts.values():
-        if part.class_names != names:
-            raise DataError(f"{part.origin}: classes {part.class_names} differ from train's {names}",
-                            hint="give the same classes in every split (a classes.txt fixes their order)")
+    from foveal.data.boxes.splits import load_box_splits
+
+    parts = load_box_splits(cfg.data, test_data=cfg.test_data, val_split=cfg.val_split,  # type: ignore[arg-type]
+                            test_split=cfg.test_split, seed=cfg.seed, skip_invalid=cfg.skip_invalid,
+                            tolerance=cfg.clip_tolerance)
     if parts["train"].num_boxes == 0:
         raise DataError(f"{cfg.data}: the training images have no boxes", hint="check the annotation files")
     return parts
@@ -83,30 +63,6 @@ def choose_anchors(cfg: DetectConfig, train: BoxedImages) -> tuple[np.ndarray, f
 
 
 # ------------------------------------------------------------------------------------ training
-
-
-def _new_model(cfg: DetectConfig, num_classes: int, anchors: np.ndarray, steps_per_epoch: int) -> keras.Model:
-    from foveal.detection.model import build_detector
-
-    shape = (*cfg.image_hw, cfg.channels)
-    preprocessing = cfg.preprocessing
-    if cfg.backbone_weights and preprocessing is None:
-        preprocessing = _weights_card(cfg.backbone_weights).preprocessing
-    try:
-        model = build_detector(cfg.backbone, num_classes, anchors, scales=cfg.scales, input_shape=shape,
-                               preprocessing=preprocessing, head_width=cfg.head_width,
-                               backbone_options=dict(cfg.backbone_options), score_threshold=cfg.score_threshold,
-                               iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections,
-                               class_aware=cfg.class_aware_nms)
-    except ConfigError as exc:
-        if cfg.backbone_options != DEFAULT_BACKBONE_OPTIONS or "has no option" not in exc.message:
-            raise
-        raise ConfigError(f"{exc.message} (the default --backbone-options {DEFAULT_BACKBONE_OPTIONS} suit resnet18)",
-                          hint=f"pass --backbone-options {{}} with --backbone {cfg.backbone}; {exc.hint}") from None
-    if cfg.backbone_weights:
-        _load_backbone_weights(model, cfg.backbone_weights)
-    _compile(cfg, model, steps_per_epoch)
-    return model
 
 
 def _weights_card(path: str):
@@ -140,37 +96,8 @@ def _load_backbone_weights(model: keras.Model, path: str) -> None:
         say(report.summary())
 
 
-def _compile(cfg: DetectConfig, model: keras.Model, steps_per_epoch: int) -> None:
-    from foveal.detection.loss import YoloLoss
-    from foveal.training.schedules import make_optimizer, make_schedule
-
-    lr = make_schedule(cfg.schedule, learning_rate=cfg.learning_rate, steps_per_epoch=steps_per_epoch,
-                       epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs)
-    optimizer = make_optimizer(cfg.optimizer, lr, weight_decay=cfg.weight_decay or None)
-    model.compile(optimizer=optimizer, loss=YoloLoss(model.anchors, lambda_coord=cfg.lambda_coord,
-                                                     lambda_noobj=cfg.lambda_noobj,
-                                                     ignore_threshold=cfg.ignore_threshold))
-
-
-HEAD_PREFIXES = ("head_", "neck_", "output_")  # the detector's own layers; the rest is the backbone
-
-
-def set_backbone_trainable(model: keras.Model, trainable: bool) -> int:
-    """Freeze or unfreeze the backbone's layers (all but the head and neck); returns how many.
-
-    While frozen, batch-norm layers of the backbone run in inference mode (Keras does so for
-    non-trainable BatchNormalization), which keeps pretrained statistics intact.
-    """
-    count = 0
-    for layer in model.layers:
-        if layer.weights and not layer.name.startswith(HEAD_PREFIXES):
-            layer.trainable = trainable
-            count += 1
-    return count
-
-
 def train_detector(config: DetectConfig | None = None, *, resume: str | Path | None = None,
-                   callbacks: list[Any] | None = None, **overrides: Any) -> DetectResult:
+                   callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
     """Train a YOLO-style detector and write a run folder; see the module docstring.
 
     Args:
@@ -184,59 +111,10 @@ def train_detector(config: DetectConfig | None = None, *, resume: str | Path | N
         A :class:`~foveal.training.runs.TrainResult`; ``interrupted`` is True when a signal
         stopped the run; ``metrics`` holds the test (else validation) scores.
     """
-    from foveal.models import MODELS, ModelCard, load_model
+    from foveal.detection.task import DetectTask
+    from foveal.engine.run import train_task
 
-    cfg, run_dir, state = resolve_run(DetectConfig, config, resume, overrides, name_prefix="detect")
-    MODELS.get(cfg.backbone)  # unknown names fail before any data is read
-    set_determinism(cfg.seed, cfg.deterministic)
-    parts = load_splits(cfg)
-    train, val, test = parts["train"], parts.get("val"), parts.get("test")
-    names = list(train.class_names)
-    steps = math.ceil(len(train) / cfg.batch_size)
-    start_epoch = 0
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if state is not None:
-        model, card = load_model(run_dir / "last.keras", compile=False)
-        _compile(cfg, model, steps)
-        start_epoch = int(state["epoch"])
-        anchors = np.asarray(card.training["anchors"], np.float32)
-        say(f"resuming {run_dir} after epoch {start_epoch} of {cfg.epochs}")
-    else:
-        anchors, anchor_iou = choose_anchors(cfg, train)
-        atomic_write_text(run_dir / "anchors.json", json.dumps(
-            {"anchors_wh_normalised": anchors.round(6).tolist(), "mean_iou_with_boxes": round(anchor_iou, 4),
-             "image_size": list(cfg.image_hw)}, indent=1))
-        say(f"anchors: {len(anchors)} by k-means (IoU distance), mean best IoU with the training boxes {anchor_iou:.3f}")
-        model = _new_model(cfg, len(names), anchors, steps)
-    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(cfg))
-    card = ModelCard(
-        architecture=f"yolo-{cfg.backbone}", class_names=names, input_shape=(*cfg.image_hw, cfg.channels),
-        preprocessing=_preprocessing_of(model), keep_aspect=cfg.keep_aspect, task="detect",
-        training={"data": cfg.data, "run": run_dir.name, "backbone": cfg.backbone, "scales": cfg.scales,
-                  "anchors": np.asarray(anchors).round(6).tolist(), "keep_aspect": cfg.keep_aspect,
-                  "box_format": "normalised corners (x_min, y_min, x_max, y_max) of the model input",
-                  "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold},
-    )
-    sizes = ", ".join(f"{k} {len(v)}" for k, v in (("train", train), ("val", val), ("test", test)) if v is not None)
-    say(f"data: {cfg.data} ({len(names)} class(es); images {sizes}; {train.num_boxes} training boxes)")
-    say(f"model: YOLO ({cfg.scales} scale(s)) on {cfg.backbone}, input {cfg.image_hw}, "
-        f"{model.count_params():,} parameters")
-    say(f"run folder: {run_dir}")
-
-    history: dict[str, list[float]] = {k: list(v) for k, v in (state or {}).get("history", {}).items()}
-    if start_epoch < cfg.epochs:
-        if _fit(cfg, model, card, train, val, run_dir, history, state, start_epoch, callbacks or []):
-            return DetectResult(run_dir, history, None, interrupted=True)
-    split, part = ("test", test) if test is not None else ("validation", val)
-    metrics = _finish(cfg, model, card, split, part, run_dir, history)
-    return DetectResult(run_dir, history, metrics)
-
-
-def _preprocessing_of(model: keras.Model) -> str:
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if type(layer).__name__ == "Preprocess":
-            return str(getattr(layer, "mode", "none"))
-    return "none"
+    return train_task(DetectTask(), config, resume=resume, callbacks=callbacks, **overrides)
 
 
 class ValidationMap:
@@ -268,122 +146,6 @@ class ValidationMap:
                 logs["val_map50"] = self.last
 
         return _ValidationMap(*args, **kwargs)
-
-
-def _fit(cfg: DetectConfig, model: keras.Model, card: ModelCard, train: BoxedImages, val: BoxedImages | None,
-         run_dir: Path, history: dict[str, list[float]], state: dict[str, Any] | None, start_epoch: int,
-         extra_callbacks: list[Any]) -> bool:
-    """Run ``fit`` (after an optional frozen-backbone phase); return True if a signal interrupted it."""
-    import keras
-
-    from foveal.detection.pipeline import detection_data_errors, make_detection_pipeline
-    from foveal.models import save_model
-    from foveal.training import callbacks as cb
-    from foveal.training.budget import TimeBudget
-
-    common = dict(image_size=cfg.image_hw, channels=cfg.channels, batch_size=cfg.batch_size, cache=cfg.cache,
-                  skip_invalid=cfg.skip_invalid, keep_aspect=cfg.keep_aspect, max_boxes=cfg.max_boxes)
-    # A resumed run must not replay the shuffles of the first epochs.
-    train_ds = make_detection_pipeline(train, training=True, augment=cfg.augment, seed=cfg.seed + start_epoch,
-                                       multi_scale=cfg.multi_scale or None, **common)  # type: ignore[arg-type]
-    val_ds = (make_detection_pipeline(val, training=False, augment="none", **common)  # type: ignore[arg-type]
-              if val is not None and len(val) else None)
-    monitor = cfg.monitor
-    if val_ds is None and monitor.startswith("val_"):
-        monitor = "loss"
-    mode = "min" if "loss" in monitor else "max"
-    restored = (state or {}).get("callbacks", {})
-    callbacks: list[keras.callbacks.Callback] = []
-    if val_ds is not None and monitor == "val_map50":
-        callbacks.append(ValidationMap(val, card, every=cfg.eval_every, batch_size=cfg.batch_size,
-                                       score_threshold=cfg.score_threshold,
-                                       last=(history.get("val_map50") or [None])[-1]))
-    stateful: dict[str, Any] = {}
-    if cfg.early_stopping:
-        stateful["early_stopping"] = cb.ResumableEarlyStopping(
-            restored=restored.get("early_stopping"), monitor=monitor, mode=mode, patience=cfg.early_stopping,
-            restore_best_weights=True,
-            best_weights_loader=(lambda: weights_of(run_dir / "best.keras", model)) if state else None)
-    callbacks += list(stateful.values())
-    guard = cb.InterruptGuard()
-    spent = float(sum(history.get("epoch_seconds", [])))
-    budget = TimeBudget(cfg.time_budget, spent=spent)
-    callbacks.append(budget)
-    callbacks.append(cb.RunCheckpoint(run_dir, lambda m, p: save_model(m, p, card), monitor=monitor, mode=mode,
-                                      history=history, best=(state or {}).get("best"), stateful=stateful,
-                                      extra_state={"task": "detect"}))
-    if cfg.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False))
-    callbacks += extra_callbacks
-    callbacks.append(guard)
-    verbose = (1 if sys.stdout.isatty() else 2) if cfg.progress else 0
-    started = time.perf_counter()
-    steps = math.ceil(len(train) / cfg.batch_size)
-    try:
-        with guard, detection_data_errors(cfg.data):
-            first = start_epoch
-            if cfg.freeze_backbone_epochs > start_epoch:
-                frozen = set_backbone_trainable(model, False)
-                say(f"phase 1: backbone frozen ({frozen} layer(s)) for {cfg.freeze_backbone_epochs} epoch(s)")
-                _compile(cfg, model, steps)
-                model.fit(train_ds, validation_data=val_ds, epochs=cfg.freeze_backbone_epochs, initial_epoch=first,
-                          callbacks=callbacks, verbose=verbose, shuffle=False)
-                first = cfg.freeze_backbone_epochs
-                set_backbone_trainable(model, True)
-                _compile(cfg, model, steps)
-                say("phase 2: whole detector trained")
-            if not budget.exhausted and first < cfg.epochs:
-                model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=first,
-                          callbacks=callbacks, verbose=verbose, shuffle=False)
-    except TrainingInterrupted as exc:
-        done = (cb.read_state(run_dir) or {}).get("epoch", 0)
-        mark(run_dir, "interrupted")
-        say(f"\ninterrupted by signal {exc.signum} after {done} finished epoch(s); "
-            f"continue with: foveal detect train --resume {run_dir}")
-        return True
-    if budget.exhausted:
-        say(f"time budget of {cfg.time_budget:.0f} s reached after {len(history.get('loss', []))} epoch(s)")
-    mark(run_dir, "trained", train_seconds=time.perf_counter() - started)
-    return False
-
-
-def _finish(cfg: DetectConfig, model: keras.Model, card: ModelCard, split: str, part: BoxedImages | None,
-            run_dir: Path, history: dict[str, list[float]]) -> dict[str, Any] | None:
-    """Score the best weights on the test split (else validation) and write the outputs."""
-    from foveal.detection.report import write_detection_report
-    from foveal.detection.scoring import detect_dataset, score_detections, to_coco_results
-
-    best = run_dir / "best.keras"
-    if best.is_file():
-        model.load_weights(best)
-    metrics, curves, dets = None, None, None
-    if part is not None and len(part):
-        dets = detect_dataset(model, card, part, batch_size=cfg.batch_size)
-        metrics, curves = score_detections(part, dets, score_threshold=cfg.score_threshold)
-        metrics["split"] = split
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
-        atomic_write_text(run_dir / "detections.json", json.dumps(to_coco_results(part, dets)))
-        say(f"{split}: mAP@0.5 {metrics['map50']:.4f} (VOC07 11-point {metrics['map50_voc07']:.4f}), "
-            f"COCO AP {metrics['coco']['AP']:.4f}, AP50 {metrics['coco']['AP50']:.4f}; "
-            f"precision {metrics['precision']:.3f} recall {metrics['recall']:.3f} at score {cfg.score_threshold}; "
-            f"{metrics['num_images']} images")
-    summary: dict[str, Any] = {
-        "run": run_dir.name, "task": "object detection (YOLO)", "backbone": cfg.backbone,
-        "scales": cfg.scales, "anchors": len(card.training["anchors"]), "data": cfg.data,
-        "classes": ", ".join(card.class_names), "input": "x".join(map(str, card.input_shape)),
-        "parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
-        "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
-    }
-    if metrics is not None:
-        summary |= {f"{split} mAP@0.5 (VOC all-point)": metrics["map50"], "mAP@0.5 (VOC07 11-point)": metrics["map50_voc07"],
-                    "COCO AP@[.50:.95]": metrics["coco"]["AP"], "COCO AP50": metrics["coco"]["AP50"],
-                    "COCO AP75": metrics["coco"]["AP75"], "images scored": metrics["num_images"]}
-    path = write_detection_report(run_dir / "report.html", title=f"foveal detection run {run_dir.name}",
-                                  summary=summary, config=asdict(cfg), history=history, data=part, detections=dets,
-                                  curves=curves, metrics=metrics, count=cfg.report_images)
-    mark(run_dir, "done")
-    say(f"report: {path}")
-    return metrics
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -465,5 +227,5 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DetectResult", "choose_anchors", "evaluate_detector", "format_metrics", "load_splits",
+__all__ = ["choose_anchors", "evaluate_detector", "format_metrics", "load_splits",
            "train_detector"]

@@ -20,7 +20,6 @@ from foveal._lazy import lazy_getattr
 
 _LAZY = {
     "LocalizeConfig": "foveal.localization.train",
-    "LocalizeResult": "foveal.localization.train",
     "train_localizer": "foveal.localization.train",
     "evaluate_localizer": "foveal.localization.train",
     "score_localizer": "foveal.localization.train",

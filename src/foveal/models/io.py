@@ -127,13 +127,10 @@ def load_model(path: str | Path, compile: bool = False) -> tuple[keras.Model, Mo
         raise ModelError(f"{path}: not a .keras model file (it is not a zip archive)",
                          hint="the file may be truncated; use the run's best.keras or last.keras")
     card = read_card(path)
-    if card is not None and card.task == "localize":
-        import foveal.localization.model  # noqa: F401  registers its loss and metric
-    if card is not None and card.task == "segment":
-        import foveal.segmentation.losses  # noqa: F401  register the losses and metrics
-        import foveal.segmentation.metrics  # noqa: F401
-    if card is not None and card.task == "detect":
-        import foveal.detection.model  # noqa: F401  registers DetectorModel, AnchorReshape, YoloLoss
+    if card is not None:
+        from foveal.tasks import task_of_card_task
+
+        task_of_card_task(card.task).register_objects()  # the task's layers, losses and models
     try:
         model = keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a damaged file
@@ -145,3 +142,11 @@ def load_model(path: str | Path, compile: bool = False) -> tuple[keras.Model, Mo
 
         check_card_against_model(card, model, path)
     return model, card or ModelCard.guess(model)
+
+
+def preprocessing_of(model: keras.Model) -> str:
+    """The mode of the model's ``Preprocess`` layer (searched in nested models too), else "none"."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if type(layer).__name__ == "Preprocess":
+            return str(getattr(layer, "mode", "none"))
+    return "none"

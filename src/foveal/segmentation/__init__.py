@@ -21,7 +21,6 @@ from foveal._lazy import lazy_getattr
 
 _LAZY = {
     "SegmentConfig": "foveal.segmentation.train",
-    "SegmentResult": "foveal.segmentation.train",
     "train_segmenter": "foveal.segmentation.train",
     "evaluate_segmenter": "foveal.segmentation.train",
     "score_segmenter": "foveal.segmentation.train",

@@ -30,10 +30,7 @@ Example:
 from __future__ import annotations
 
 import json
-import math
-import sys
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,8 +38,9 @@ import numpy as np
 
 from foveal import configtools
 from foveal.configtools import option
-from foveal.errors import ConfigError, DataError, TrainingInterrupted
-from foveal.training.runs import TrainResult, mark, resolve_run, say, set_determinism, weights_of
+from foveal.engine.config import RunConfig
+from foveal.errors import ConfigError, DataError
+from foveal.training.runs import TrainResult, say
 from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
@@ -51,9 +49,6 @@ if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --
     from foveal.models import ModelCard
     from foveal.segmentation.data import SegmentationImages
 
-Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
-Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle"]
-DEFAULT_DATA = "../shared/datasets/isbi-membrane/train"
 
 #: trainer model name -> (builder in SEGMENTATION_MODELS, options fixed by the name)
 ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
@@ -66,11 +61,11 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 @dataclass
-class SegmentConfig:
+class SegmentConfig(RunConfig):
     """All options of a segmentation training run (see ``foveal segment train --help``)."""
 
     # data
-    data: str = option(DEFAULT_DATA, "folder of images/ + masks/ (matched by file stem) or image/ + label/ (ISBI), "
+    data: str | None = option(None, "(required) folder of images/ + masks/ (matched by file stem) or image/ + label/ (ISBI), "
                        "or a COCO instances .json (polygons or RLE; class 0 is background)", group="data")
     images: str | None = option(None, "image folder of a COCO --data file (default: found beside it, e.g. "
                                 "val2017/ for annotations/instances_val2017.json)", group="data")
@@ -127,32 +122,22 @@ class SegmentConfig:
     epochs: int = option(50, "number of epochs", group="training")
     steps_per_epoch: int = option(0, "batches per epoch (0: one pass over the training images)", group="training")
     batch_size: int = option(8, "crops (or images) per step", group="training")
-    optimizer: Optimizer = option("adam", "optimizer", group="training")
     learning_rate: float = option(1e-3, "peak learning rate", group="training")
-    schedule: Schedule = option("cosine", "learning-rate schedule", group="training")
     warmup_epochs: float = option(0.0, "linear warm-up epochs", group="training")
-    early_stopping: int = option(0, "stop after this many epochs without improvement of --monitor and "
-                                 "restore the best weights (0: off)", group="training")
     monitor: str = option("auto", "metric that picks best.keras: auto (val_foreground_dice, or val_mean_iou "
                           "without a foreground class), or e.g. val_mean_iou, val_loss", group="training")
-    time_budget: float = option(0.0, "stop training gracefully after this many seconds of training (summed "
-                                "over resumes) and score best.keras; 0: no limit", group="training")
-    seed: int = option(42, "random seed for splits, shuffling, augmentation and initialisation", group="training")
-    deterministic: bool = option(True, "make runs repeatable on CPU (TensorFlow op determinism)", group="training")
 
     # outputs
-    output: str = option("runs", "folder that receives the run folder", group="output")
     name: str | None = option(None, "run folder name (default: segment-MODEL-DATA-TIMESTAMP)", group="output")
     tile: int = option(1024, "images with a side above this are predicted in overlapping tiles of this size",
                        group="output")
-    tensorboard: bool = option(False, "write TensorBoard logs to RUN/tensorboard", group="output")
     report_images: int = option(6, "scored images shown as overlays in the report", group="output")
-    progress: bool = option(True, "show progress bars", group="output")
 
     def validate(self) -> None:
         """Check ranges that the types alone cannot express."""
         from foveal.segmentation.pipeline import parse_augment
 
+        self.validate_run()
         checks = [
             (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
             (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
@@ -162,12 +147,10 @@ class SegmentConfig:
             (len(self.crop_size) in (0, 1, 2) and all(v >= 0 for v in self.crop_size),
              "crop_size must be 0, SIZE or HEIGHT WIDTH"),
             (self.channels in (0, 1, 3), "channels must be 0 (auto), 1 or 3"),
-            (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be at least 1"),
-            (self.steps_per_epoch >= 0 and self.time_budget >= 0, "steps_per_epoch and time_budget must not be negative"),
-            (self.learning_rate > 0, "learning_rate must be positive"),
+            (self.steps_per_epoch >= 0, "steps_per_epoch must not be negative"),
             (self.dice_weight >= 0 and self.border_weight >= 0 and self.border_sigma > 0,
              "dice_weight and border_weight must not be negative, border_sigma must be positive"),
-            (self.early_stopping >= 0 and self.report_images >= 0, "early_stopping and report_images must not be negative"),
+            (self.report_images >= 0, "report_images must not be negative"),
             (self.tile >= 32, "tile must be at least 32"),
             (0 <= self.ignore_label <= 255, "ignore_label must be in 0..255"),
         ]
@@ -204,7 +187,6 @@ class SegmentConfig:
         return 32
 
 
-SegmentResult = TrainResult  # the same run-folder result as classification
 
 
 def parse_class_weights(spec: str) -> str | list[float] | None:
@@ -391,98 +373,24 @@ def make_metrics(num_classes: int, ignore_label: int, foreground: int | None) ->
     return metrics
 
 
-def _resolve(config: SegmentConfig | None, resume: str | Path | None,
-             overrides: dict[str, Any]) -> tuple[SegmentConfig, Path, dict[str, Any] | None]:
-    return resolve_run(SegmentConfig, config, resume, overrides, name_prefix="segment")
-
-
 def train_segmenter(config: SegmentConfig | None = None, *, resume: str | Path | None = None,
-                    **overrides: Any) -> SegmentResult:
+                    callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
     """Train a segmenter and write a run folder; see the module docstring.
 
     Args:
         config: the options (default: :class:`SegmentConfig`'s).
         resume: a run folder to continue from its last finished epoch; its ``config.yaml`` is
             used, with ``overrides`` (e.g. ``epochs=80``) on top.
+        callbacks: extra Keras callbacks for ``fit``.
         **overrides: options that replace those of ``config``.
 
     Returns:
-        A :class:`SegmentResult`; ``interrupted`` is True when a signal stopped the run.
+        A :class:`~foveal.training.runs.TrainResult`; ``interrupted`` is True when a signal stopped the run.
     """
-    from foveal.models import ModelCard, load_model
+    from foveal.engine.run import train_task
+    from foveal.segmentation.task import SegmentTask
 
-    cfg, run_dir, state = _resolve(config, resume, overrides)
-    crop = cfg.crop_hw
-    if crop is not None and (crop[0] % cfg.stride or crop[1] % cfg.stride):
-        raise ConfigError(f"--crop-size {crop[0]}x{crop[1]} is not a multiple of {cfg.model}'s stride {cfg.stride}")
-    set_determinism(cfg.seed, cfg.deterministic)
-    parts = load_splits(cfg)
-    train, val, test = parts["train"], parts.get("val"), parts.get("test")
-    names = train.class_names
-    channels = cfg.channels or guess_channels(train)
-    foreground = class_index(cfg.foreground, names, "foreground")
-    if foreground is None and len(names) == 2:
-        foreground = 1
-    weights = resolve_weights(cfg.class_weights, train)
-    skipped = skipped_of(parts)
-    start_epoch = 0
-    if state is not None:
-        model, _ = load_model(run_dir / "last.keras", compile=True)
-        start_epoch = int(state["epoch"])
-        say(f"resuming {run_dir} after epoch {start_epoch} of {cfg.epochs}")
-    else:
-        model = build_segmenter(cfg.model, num_classes=len(names), channels=channels, options=cfg.model_options)
-        _compile(cfg, model, len(names), weights, foreground, len(train))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(cfg))
-    card = ModelCard(
-        architecture=cfg.model, class_names=list(names),
-        input_shape=(*(crop or cfg.image_hw or (cfg.stride * 8,) * 2), channels),
-        preprocessing=getattr(_layer(model, "preprocess"), "mode", "none"), keep_aspect=False, task="segment",
-        training={"data": cfg.data, "run": run_dir.name, "image_size": list(cfg.image_hw) if cfg.image_hw else None,
-                  "crop_size": list(crop) if crop else None, "stride": cfg.stride, "tile": cfg.tile,
-                  "ignore_label": cfg.ignore_label, "mask_format": train.mask_format,
-                  "palette": _display_palette(train), "indexed_masks": train.colours is not None,
-                  "foreground": None if foreground is None else names[foreground], "loss": cfg.loss,
-                  "class_weights": weights},
-    )
-    sizes = ", ".join(f"{k} {len(v)}" for k, v in (("train", train), ("val", val), ("test", test)) if v is not None)
-    say(f"data: {cfg.data} ({train.mask_format} masks, classes {names}; pairs {sizes}"
-        + (f"; {len(skipped)} skipped" if skipped else "") + ")")
-    for problem in skipped[:5]:
-        say(f"  skipped: {problem}")
-    say(f"model: {cfg.model}, {channels} channel(s), {model.count_params():,} parameters; loss {cfg.loss}"
-        + (f", class weights {weights}" if weights else ""))
-    say(f"run folder: {run_dir}")
-
-    history: dict[str, list[float]] = {k: list(v) for k, v in (state or {}).get("history", {}).items()}
-    if start_epoch < cfg.epochs:
-        if _fit(cfg, model, card, train, val, run_dir, history, state, start_epoch, channels, foreground):
-            return SegmentResult(run_dir, history, None, interrupted=True)
-    split, part = ("test", test) if test is not None else ("validation", val)
-    metrics = _finish(cfg, model, card, split, part, run_dir, history, skipped)
-    return SegmentResult(run_dir, history, metrics)
-
-
-def _display_palette(data: SegmentationImages) -> list[list[int]] | None:
-    """The class colours a card keeps for overlays: palette.txt's, else those of P-mode masks."""
-    colours = data.palette if data.palette is not None else data.colours
-    return None if colours is None else np.asarray(colours).tolist()
-
-
-def _compile(cfg: SegmentConfig, model: keras.Model, num_classes: int, weights: list[float] | None,
-             foreground: int | None, num_train: int) -> None:
-    from foveal.training.schedules import make_optimizer, make_schedule
-
-    steps = cfg.steps_per_epoch or math.ceil(num_train / cfg.batch_size)
-    lr = make_schedule(cfg.schedule, learning_rate=cfg.learning_rate, steps_per_epoch=steps, epochs=cfg.epochs,
-                       warmup_epochs=cfg.warmup_epochs)
-    model.compile(optimizer=make_optimizer(cfg.optimizer, lr), loss=make_loss(cfg, num_classes, weights),
-                  metrics=make_metrics(num_classes, cfg.ignore_label, foreground))
-
-
-def _layer(model: keras.Model, name: str):
-    return next((layer for layer in model.layers if layer.name == name), None)
+    return train_task(SegmentTask(), config, resume=resume, callbacks=callbacks, **overrides)
 
 
 def border_weight_fn(cfg: SegmentConfig, names: list[str], weights: list[float] | None):
@@ -497,129 +405,6 @@ def border_weight_fn(cfg: SegmentConfig, names: list[str], weights: list[float] 
     ones = [1.0] * len(names)
     return lambda mask: unet_weight_map(mask, w0=cfg.border_weight, sigma=cfg.border_sigma, foreground=objects,
                                         class_weights=ones, ignore_label=cfg.ignore_label)
-
-
-def time_budget_callback(seconds: float) -> keras.callbacks.Callback:
-    """A callback that stops ``fit`` at the first batch end after ``seconds`` of training;
-    Keras then still validates and ends that epoch, so the checkpoint callbacks run as usual.
-    Its ``hit`` attribute says whether the budget stopped the run."""
-    import keras
-
-    class TimeBudget(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.seconds, self.hit, self.start = float(seconds), False, time.monotonic()
-
-        def on_train_begin(self, logs=None):
-            self.start = time.monotonic()
-
-        def on_train_batch_end(self, batch, logs=None):
-            if time.monotonic() - self.start >= self.seconds:
-                self.hit = True
-                self.model.stop_training = True
-
-    return TimeBudget()
-
-
-def _fit(cfg: SegmentConfig, model: keras.Model, card: ModelCard, train: SegmentationImages,
-         val: SegmentationImages | None, run_dir: Path, history: dict[str, list[float]], state: dict[str, Any] | None,
-         start_epoch: int, channels: int, foreground: int | None) -> bool:
-    """Run ``fit`` with the resumable callbacks; return True if a signal interrupted it."""
-    import keras
-
-    from foveal.data.decode import decode_errors_as_data_errors
-    from foveal.models import save_model
-    from foveal.segmentation.pipeline import make_segmentation_pipeline, parse_augment
-    from foveal.training import callbacks as cb
-
-    common = dict(channels=channels, batch_size=cfg.batch_size, image_size=cfg.image_hw, stride=cfg.stride,
-                  cache=cfg.cache, skip_invalid=cfg.skip_invalid)
-    weight_fn = border_weight_fn(cfg, train.class_names, None)
-    # A resumed run must not replay the shuffles and augmentations of the first epochs.
-    train_ds = make_segmentation_pipeline(
-        train, training=True, crop_size=cfg.crop_hw, seed=cfg.seed + start_epoch, repeat=cfg.steps_per_epoch > 0,
-        augment=parse_augment(cfg.augment, ignore_label=cfg.ignore_label), weight_map=weight_fn, **common)
-    val_ds = make_segmentation_pipeline(val, training=False, weight_map=weight_fn, **common) if val is not None else None
-    monitor = cfg.monitor
-    if monitor == "auto":
-        monitor = "val_foreground_dice" if foreground is not None else "val_mean_iou"
-    if val_ds is None and monitor.startswith("val_"):
-        monitor = monitor[4:]
-    mode = "min" if "loss" in monitor else "max"
-    restored = (state or {}).get("callbacks", {})
-    stateful: dict[str, Any] = {}
-    if cfg.early_stopping:
-        stateful["early_stopping"] = cb.ResumableEarlyStopping(
-            restored=restored.get("early_stopping"), monitor=monitor, mode=mode, patience=cfg.early_stopping,
-            restore_best_weights=True,
-            best_weights_loader=(lambda: weights_of(run_dir / "best.keras", model)) if state else None)
-    guard = cb.InterruptGuard()
-    callbacks: list[keras.callbacks.Callback] = list(stateful.values())
-    callbacks.append(cb.RunCheckpoint(run_dir, lambda m, p: save_model(m, p, card), monitor=monitor, mode=mode,
-                                      history=history, best=(state or {}).get("best"), stateful=stateful,
-                                      extra_state={"task": "segment"}))
-    budget = None
-    if cfg.time_budget:
-        left = cfg.time_budget - sum(history.get("epoch_seconds", []))
-        if left <= 0:
-            say(f"time budget of {cfg.time_budget:.0f} s already spent; scoring best.keras")
-            return False
-        budget = time_budget_callback(left)
-        callbacks.append(budget)
-    if cfg.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False))
-    callbacks.append(guard)
-    verbose = (1 if sys.stdout.isatty() else 2) if cfg.progress else 0
-    started = time.perf_counter()
-    try:
-        with guard, decode_errors_as_data_errors(cfg.data):
-            model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=start_epoch,
-                      steps_per_epoch=cfg.steps_per_epoch or None, callbacks=callbacks, verbose=verbose)
-    except TrainingInterrupted as exc:
-        done = (cb.read_state(run_dir) or {}).get("epoch", 0)
-        mark(run_dir, "interrupted")
-        say(f"\ninterrupted by signal {exc.signum} after {done} finished epoch(s); "
-            f"continue with: foveal segment train --resume {run_dir}")
-        return True
-    seconds = time.perf_counter() - started
-    if budget is not None and budget.hit:
-        say(f"time budget of {cfg.time_budget:.0f} s reached after {len(history.get('loss', []))} epoch(s)")
-    mark(run_dir, "trained", train_seconds=seconds, time_budget_reached=bool(budget is not None and budget.hit))
-    return False
-
-
-def _finish(cfg: SegmentConfig, model: keras.Model, card: ModelCard, split: str, part: SegmentationImages | None,
-            run_dir: Path, history: dict[str, list[float]], skipped: list[str]) -> dict[str, Any] | None:
-    """Score the best weights on the test split (else validation) and write the report."""
-    best = run_dir / "best.keras"
-    if best.is_file():
-        model.load_weights(best)
-    metrics, examples = None, []
-    if part is not None:
-        metrics, examples = score_segmenter(model, card, part, report_images=cfg.report_images,
-                                            skip_invalid=cfg.skip_invalid)
-        metrics["split"] = split
-        metrics["skipped_pairs"] = len(skipped) + metrics.pop("skipped_images")
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
-        say(f"{split}: {format_headline(metrics)}")
-    summary: dict[str, Any] = {
-        "run": run_dir.name, "task": "semantic segmentation", "model": cfg.model, "data": cfg.data,
-        "classes": ", ".join(card.class_names), "parameters": f"{model.count_params():,}",
-        "epochs": len(history.get("loss", [])), "training time (s)": f"{sum(history.get('epoch_seconds', [])):.1f}",
-        "skipped pairs": len(skipped),
-    }
-    if metrics is not None:
-        summary |= _summary_scores(metrics)
-    from foveal.segmentation.predict import class_colours, unpainted
-    from foveal.segmentation.report import write_segmentation_report
-
-    path = write_segmentation_report(run_dir / "report.html", title=f"foveal segmentation run {run_dir.name}",
-                                     summary=summary, config=asdict(cfg), history=history, scores=metrics,
-                                     examples=examples, class_names=card.class_names, colours=class_colours(card),
-                                     skip=unpainted(card), ignore_label=cfg.ignore_label)
-    mark(run_dir, "done")
-    say(f"report: {path}")
-    return metrics
 
 
 def _summary_scores(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -849,5 +634,5 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ARCHITECTURES", "SegmentConfig", "SegmentResult", "build_segmenter", "evaluate_segmenter",
+__all__ = ["ARCHITECTURES", "SegmentConfig", "build_segmenter", "evaluate_segmenter",
            "format_metrics", "load_splits", "score_segmenter", "scores_to_metrics", "train_segmenter"]

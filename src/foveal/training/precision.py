@@ -93,3 +93,35 @@ def _set_policy(config, name: str) -> None:
     elif isinstance(config, list):
         for value in config:
             _set_policy(value, name)
+
+
+def float32_for_saving(model: keras.Model) -> keras.Model:
+    """A float32 copy of a mixed-precision model, with its compiled optimizer and loss, so that
+    ``last.keras`` resumes (the optimizer state is shared, not copied); ``model`` itself when
+    it is float32 throughout."""
+    if not is_mixed(model):
+        return model
+    copy = as_float32(model)
+    if getattr(model, "optimizer", None) is not None and getattr(model, "loss", None) is not None:
+        optimizer = model.optimizer
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            optimizer = optimizer.inner_optimizer
+        copy.compile(optimizer=optimizer, loss=model.loss, metrics=None)
+    return copy
+
+
+def mixed_copy(model: keras.Model, mixed_precision: str, compile_fn) -> keras.Model:
+    """A resumed (float32) ``model`` rebuilt under the run's mixed policy and compiled by
+    ``compile_fn(model)``, with the saved optimizer state carried over variable by variable
+    (same structure, same order)."""
+    mixed = with_policy(model, mixed_precision)
+    saved = getattr(model, "optimizer", None)
+    compile_fn(mixed)
+    if saved is not None and saved.built:
+        optimizer = mixed.optimizer
+        inner = getattr(optimizer, "inner_optimizer", optimizer)
+        inner.build(mixed.trainable_variables)
+        if len(inner.variables) == len(saved.variables):
+            for target, value in zip(inner.variables, saved.variables):
+                target.assign(value)
+    return mixed

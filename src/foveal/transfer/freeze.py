@@ -204,4 +204,26 @@ def trainable_summary(model: keras.Model) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["TrainableCounts", "freeze", "select_layers", "trainable_counts", "trainable_summary", "unfreeze"]
+
+
+HEAD_PREFIXES = ("head_", "neck_", "output_")  # a task model's own layers; the rest is its backbone
+
+
+def set_backbone_trainable(model: keras.Model, trainable: bool,
+                           head_prefixes: tuple[str, ...] = HEAD_PREFIXES) -> int:
+    """Freeze or unfreeze a task model's backbone (every layer with weights whose name does not
+    start with one of ``head_prefixes``); returns how many layers changed.
+
+    While frozen, batch-norm layers of the backbone run in inference mode (Keras does so for
+    non-trainable BatchNormalization), which keeps pretrained statistics intact. Recompile after.
+    """
+    count = 0
+    for layer in model.layers:
+        if layer.weights and not layer.name.startswith(head_prefixes):
+            layer.trainable = trainable
+            count += 1
+    return count
+
+
+__all__ = ["HEAD_PREFIXES", "TrainableCounts", "freeze", "select_layers", "set_backbone_trainable",
+           "trainable_counts", "trainable_summary", "unfreeze"]

@@ -1,0 +1,119 @@
+"""``foveal [TASK] MODE ...``: one command grammar for every task.
+
+The parser has the classification modes at the top level (``foveal train``, ``foveal predict``,
+...), one command per other task (``foveal detect train``, ...) and the modes that take a model
+file of any task (``export``, ``benchmark``, ``serve``, ``inspect``, ``prune``). :func:`route`
+rewrites what the user typed into that shape before argparse sees it:
+
+* ``foveal train --task detect ...`` is ``foveal detect train ...``;
+* ``foveal classify MODE ...`` is ``foveal MODE ...``;
+* ``foveal detect export MODEL ...`` is ``foveal export MODEL ...`` (likewise benchmark, serve,
+  inspect and prune), after checking that MODEL is a detector;
+* ``foveal evaluate|predict MODEL ...`` reads MODEL's task from its card, so
+  ``foveal predict det.keras photo.jpg`` is ``foveal detect predict det.keras photo.jpg``;
+* a model of another task than the one named, or a mode its task does not support, is refused
+  in one line that names the file, its task and the command to use.
+
+Example:
+    >>> route(["train", "--task", "detect", "--epochs", "3"])
+    ['detect', 'train', '--epochs', '3']
+    >>> route(["classify", "models"])
+    ['models']
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from foveal.errors import ConfigError
+
+GLOBAL_FLAGS = ("-v", "--verbose")
+ANY_TASK_MODES = ("export", "benchmark", "serve", "inspect", "prune")
+
+
+def route(argv: Sequence[str]) -> list[str]:
+    """``argv`` in the parser's shape (see the module docstring); raises ConfigError on a task mismatch."""
+    from foveal.tasks import MODEL_MODES, TASKS
+
+    argv = list(argv)
+    head = 0
+    while head < len(argv) and argv[head] in GLOBAL_FLAGS:
+        head += 1
+    if head >= len(argv):
+        return argv
+    flags, word, rest = argv[:head], argv[head], argv[head + 1:]
+    if word == "train":
+        return flags + _train_task(rest)
+    named = None
+    if word in TASKS and rest and not rest[0].startswith("-"):
+        mode = rest[0]
+        if word == "classify" or mode in ANY_TASK_MODES:
+            named, word, rest = word, mode, rest[1:]
+        elif mode in MODEL_MODES:
+            _check_model(word, mode, rest[1:])
+            return argv
+        else:
+            return argv
+    if word in MODEL_MODES:
+        task = _check_model(named, word, rest)
+        if task is not None and task != "classify" and word in ("evaluate", "predict"):
+            return flags + [task, word, *rest]
+    if named == "classify" and word == "train":
+        return flags + _train_task(rest)
+    return flags + [word, *rest]
+
+
+def _train_task(rest: list[str]) -> list[str]:
+    """``train --task X ARGS`` (or ``--task=X``) -> ``X train ARGS``; only before a ``--``."""
+    from foveal.tasks import TASKS
+
+    for i, arg in enumerate(rest):
+        if arg == "--":
+            break
+        task = None
+        if arg == "--task" and i + 1 < len(rest):
+            task, drop = rest[i + 1], 2
+        elif arg.startswith("--task="):
+            task, drop = arg.split("=", 1)[1], 1
+        if task is None:
+            continue
+        others = rest[:i] + rest[i + drop:]
+        if task == "classify":
+            return ["train", *others]
+        if task in TASKS:
+            return [task, "train", *others]
+        return ["train", *rest]  # argparse refuses the unknown task with the choices
+    return ["train", *rest]
+
+
+def _model_file(args: list[str]) -> Path | None:
+    """The first argument that is an existing ``.keras`` file (the mode's model)."""
+    for arg in args:
+        if arg == "--":
+            break
+        if arg.endswith(".keras") and Path(arg).is_file():
+            return Path(arg)
+    return None
+
+
+def _check_model(named: str | None, mode: str, args: list[str]) -> str | None:
+    """The task of the mode's model file (None without one), checked against ``named`` and ``mode``."""
+    from foveal.tasks import TASKS, check_mode, model_task
+
+    path = _model_file(args)
+    if path is None:
+        return None
+    task, has_card = model_task(path)
+    if named is not None and named != "classify" and not has_card:
+        raise ConfigError(f"{path} has no foveal model card (a plain Keras model, used as a classifier)",
+                          hint=f"use `foveal {mode} {path}` for a classifier, or a model trained by "
+                               f"`foveal {named} train`")
+    if named is not None and task.name != named:
+        raise ConfigError(f"{path} is a {task.name} model ({task.title}), not a {TASKS[named].title} model",
+                          hint=f"use `{task.command(mode)} {path} ...`")
+    check_mode(task, mode, path)
+    return task.name
+
+
+__all__ = ["ANY_TASK_MODES", "route"]

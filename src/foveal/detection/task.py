@@ -1,0 +1,178 @@
+"""Object detection as a task of the run engine: YOLO-style heads on any zoo backbone.
+
+The plugin reads box annotations (VOC, COCO, YOLO, CSV) and their splits, chooses anchors by
+k-means with the IoU distance, builds the detector (whose ``YoloLoss`` builds targets in the graph
+and whose ``predict_step`` decodes and suppresses boxes), adds the validation mAP@0.5 to each
+epoch's logs, and scores the best weights with COCO's and VOC's rules. Everything else about a
+run is the engine's (:mod:`foveal.engine.run`).
+
+Example:
+    >>> from foveal.engine.run import train_task
+    >>> result = train_task(DetectTask(), DetectConfig(data="raccoon/", epochs=2))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS, DetectConfig
+from foveal.engine.plugin import RunData, TaskPlugin
+from foveal.errors import ConfigError
+from foveal.training.runs import say
+from foveal.utils_io import atomic_write_text
+
+if TYPE_CHECKING:
+    import keras
+
+    from foveal.models import ModelCard
+
+
+class DetectTask(TaskPlugin):
+    """The engine's hooks for YOLO detectors."""
+
+    name = "detect"
+    config_class = DetectConfig
+    data_help = "box annotations: a Pascal VOC folder, a COCO .json, a YOLO folder or a CSV file"
+
+    def check(self, cfg: DetectConfig) -> None:
+        from foveal.models import MODELS
+
+        MODELS.get(cfg.backbone)  # unknown names fail before any data is read
+
+    def load_data(self, cfg: DetectConfig) -> RunData:
+        from foveal.detection.train import load_splits
+
+        parts = load_splits(cfg)
+        return RunData(parts["train"], parts.get("val"), parts.get("test"), list(parts["train"].class_names))
+
+    def build(self, cfg: DetectConfig, data: RunData, run_dir: Path) -> keras.Model:
+        from foveal.detection.model import build_detector
+        from foveal.detection.train import _load_backbone_weights, _weights_card, choose_anchors
+
+        anchors, anchor_iou = choose_anchors(cfg, data.train)
+        data.extra.update(anchors=anchors, anchor_iou=anchor_iou)
+        say(f"anchors: {len(anchors)} by k-means (IoU distance), mean best IoU with the training boxes {anchor_iou:.3f}")
+        preprocessing = cfg.preprocessing
+        if cfg.backbone_weights and preprocessing is None:
+            preprocessing = _weights_card(cfg.backbone_weights).preprocessing
+        try:
+            model = build_detector(cfg.backbone, len(data.class_names), anchors, scales=cfg.scales,
+                                   input_shape=(*cfg.image_hw, cfg.channels), preprocessing=preprocessing,
+                                   head_width=cfg.head_width, backbone_options=dict(cfg.backbone_options),
+                                   score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
+                                   max_detections=cfg.max_detections, class_aware=cfg.class_aware_nms)
+        except ConfigError as exc:
+            if cfg.backbone_options != DEFAULT_BACKBONE_OPTIONS or "has no option" not in exc.message:
+                raise
+            raise ConfigError(f"{exc.message} (the default --backbone-options {DEFAULT_BACKBONE_OPTIONS} suit "
+                              "resnet18)", hint=f"pass --backbone-options {{}} with --backbone {cfg.backbone}; "
+                              f"{exc.hint}") from None
+        if cfg.backbone_weights:
+            _load_backbone_weights(model, cfg.backbone_weights)
+        return model
+
+    def compile(self, cfg: DetectConfig, model: keras.Model, data: RunData, steps_per_epoch: int) -> None:
+        from foveal.detection.loss import YoloLoss
+        from foveal.engine.optim import jit_compile_of, optimizer_for
+
+        model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch),
+                      loss=YoloLoss(model.anchors, lambda_coord=cfg.lambda_coord, lambda_noobj=cfg.lambda_noobj,
+                                    ignore_threshold=cfg.ignore_threshold), jit_compile=jit_compile_of(cfg))
+
+    def restore(self, cfg: DetectConfig, data: RunData, model: keras.Model, card: ModelCard) -> None:
+        data.extra["anchors"] = np.asarray(card.training["anchors"], np.float32)
+
+    def card(self, cfg: DetectConfig, data: RunData, model: keras.Model, run_dir: Path) -> ModelCard:
+        from foveal.models import ModelCard
+        from foveal.models.io import preprocessing_of
+
+        anchors = np.asarray(data.extra["anchors"])
+        if "anchor_iou" in data.extra:  # a new run: record how well the anchors fit the boxes
+            atomic_write_text(run_dir / "anchors.json", json.dumps(
+                {"anchors_wh_normalised": anchors.round(6).tolist(),
+                 "mean_iou_with_boxes": round(data.extra["anchor_iou"], 4), "image_size": list(cfg.image_hw)}, indent=1))
+        return ModelCard(
+            architecture=f"yolo-{cfg.backbone}", class_names=list(data.class_names),
+            input_shape=(*cfg.image_hw, cfg.channels), preprocessing=preprocessing_of(model),
+            keep_aspect=cfg.keep_aspect, task="detect",
+            training={"data": cfg.data, "run": run_dir.name, "backbone": cfg.backbone, "scales": cfg.scales,
+                      "anchors": anchors.round(6).tolist(), "keep_aspect": cfg.keep_aspect,
+                      "box_format": "normalised corners (x_min, y_min, x_max, y_max) of the model input",
+                      "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold})
+
+    def describe(self, cfg: DetectConfig, data: RunData, model: keras.Model) -> list[str]:
+        return [f"data: {cfg.data} ({len(data.class_names)} class(es); images {data.sizes()}; "
+                f"{data.train.num_boxes} training boxes)",
+                f"model: YOLO ({cfg.scales} scale(s)) on {cfg.backbone}, input {cfg.image_hw}, "
+                f"{model.count_params():,} parameters"]
+
+    def data_errors(self, cfg: DetectConfig):
+        from foveal.detection.pipeline import detection_data_errors
+
+        return detection_data_errors(cfg.data)
+
+    def pipelines(self, cfg: DetectConfig, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+        from foveal.detection.pipeline import make_detection_pipeline
+
+        common = dict(image_size=cfg.image_hw, channels=cfg.channels, batch_size=cfg.batch_size, cache=cfg.cache,
+                      skip_invalid=cfg.skip_invalid, keep_aspect=cfg.keep_aspect, max_boxes=cfg.max_boxes)
+        train = make_detection_pipeline(data.train, training=True, augment=cfg.augment, seed=seed,
+                                        multi_scale=cfg.multi_scale or None, **common)  # type: ignore[arg-type]
+        val = (make_detection_pipeline(data.val, training=False, augment="none", **common)  # type: ignore[arg-type]
+               if data.val is not None and len(data.val) else None)
+        return train, val
+
+    def monitor_without_validation(self, monitor: str) -> str:
+        return "loss"  # mAP is computed on validation images only
+
+    def callbacks(self, cfg: DetectConfig, model: keras.Model, card: ModelCard, data: RunData,
+                  history: dict[str, list[float]]) -> list[Any]:
+        from foveal.detection.train import ValidationMap
+
+        if data.val is None or not len(data.val) or cfg.monitor != "val_map50":
+            return []
+        return [ValidationMap(data.val, card, every=cfg.eval_every, batch_size=cfg.batch_size,
+                              score_threshold=cfg.score_threshold, last=(history.get("val_map50") or [None])[-1])]
+
+    def finish(self, cfg: DetectConfig, model: keras.Model, card: ModelCard, data: RunData, run_dir: Path,
+               history: dict[str, list[float]]) -> dict[str, Any] | None:
+        from foveal.detection.report import write_detection_report
+        from foveal.detection.scoring import detect_dataset, score_detections, to_coco_results
+
+        split, part = data.scored_part()
+        metrics, curves, dets = None, None, None
+        if part is not None and len(part):
+            dets = detect_dataset(model, card, part, batch_size=cfg.batch_size)
+            metrics, curves = score_detections(part, dets, score_threshold=cfg.score_threshold)
+            metrics["split"] = split
+            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+            atomic_write_text(run_dir / "detections.json", json.dumps(to_coco_results(part, dets)))
+            say(f"{split}: mAP@0.5 {metrics['map50']:.4f} (VOC07 11-point {metrics['map50_voc07']:.4f}), "
+                f"COCO AP {metrics['coco']['AP']:.4f}, AP50 {metrics['coco']['AP50']:.4f}; precision "
+                f"{metrics['precision']:.3f} recall {metrics['recall']:.3f} at score {cfg.score_threshold}; "
+                f"{metrics['num_images']} images")
+        summary: dict[str, Any] = {
+            "run": run_dir.name, "task": "object detection (YOLO)", "backbone": cfg.backbone,
+            "scales": cfg.scales, "anchors": len(card.training["anchors"]), "data": cfg.data,
+            "classes": ", ".join(card.class_names), "input": "x".join(map(str, card.input_shape)),
+            "parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
+            "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
+        }
+        if metrics is not None:
+            summary |= {f"{split} mAP@0.5 (VOC all-point)": metrics["map50"],
+                        "mAP@0.5 (VOC07 11-point)": metrics["map50_voc07"], "COCO AP@[.50:.95]": metrics["coco"]["AP"],
+                        "COCO AP50": metrics["coco"]["AP50"], "COCO AP75": metrics["coco"]["AP75"],
+                        "images scored": metrics["num_images"]}
+        path = write_detection_report(run_dir / "report.html", title=f"foveal detection run {run_dir.name}",
+                                      summary=summary, config=asdict(cfg), history=history, data=part,
+                                      detections=dets, curves=curves, metrics=metrics, count=cfg.report_images)
+        say(f"report: {path}")
+        return metrics
+
+
+__all__ = ["DetectTask"]

@@ -1,0 +1,129 @@
+"""The task table: every task foveal trains, and what each one supplies.
+
+One row per task names, as ``"module:attribute"`` strings imported only when used (so
+``foveal --help`` never loads TensorFlow), the task's config class, its engine plugin, the
+modules that register its custom Keras objects, and the modes it supports. The command line
+reads a model file's task from its card and dispatches through this table, and the model
+loader registers a task's custom objects through it.
+
+Adding a task: write its package (config, plugin, model, scoring, report, prediction writer,
+export check), then add one row here. Nothing else changes.
+
+Example:
+    >>> TASKS["detect"].modes
+    ('train', 'evaluate', 'predict', 'export', 'benchmark', 'serve', 'inspect')
+    >>> task_of_card_task("segment").title
+    'semantic segmentation'
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from foveal.errors import ConfigError, ModelError
+
+#: modes that take a model file as their first argument
+MODEL_MODES = ("evaluate", "predict", "export", "benchmark", "serve", "inspect", "prune")
+ALL_MODES = ("train", *MODEL_MODES)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One row of the task table.
+
+    Attributes:
+        name: the task word of the command line and of model cards (``task`` field).
+        title: what the task does, in words.
+        config: ``module:Class`` of the task's options.
+        plugin: ``module:Class`` of its engine plugin (None: the classification trainer).
+        registers: modules whose import registers the task's custom Keras objects.
+        modes: the modes that work on this task's models.
+        instead: for each unsupported mode, what to run instead.
+    """
+
+    name: str
+    title: str
+    config: str
+    plugin: str | None
+    registers: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ALL_MODES
+    instead: tuple[tuple[str, str], ...] = ()
+
+    def load(self, ref: str) -> Any:
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def config_class(self) -> type:
+        return self.load(self.config)
+
+    def register_objects(self) -> None:
+        """Import the modules that register this task's layers, losses and models with Keras."""
+        for module in self.registers:
+            importlib.import_module(module)
+
+    def command(self, mode: str) -> str:
+        """The command line of ``mode`` for this task, e.g. ``foveal detect predict``."""
+        return f"foveal {mode}" if self.name == "classify" else f"foveal {self.name} {mode}"
+
+
+_BOX_MODES = ("train", "evaluate", "predict", "export", "benchmark", "serve", "inspect")
+_NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prune the backbone as a "
+                       "classifier (foveal prune CLASSIFIER.keras) and train this task on it"),)
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("classify", "image classification", "foveal.config:TrainConfig", None),
+    Task("localize", "classification with localization", "foveal.localization.train:LocalizeConfig",
+         "foveal.localization.task:LocalizeTask", ("foveal.localization.model",), _BOX_MODES, _NO_PRUNE),
+    Task("detect", "object detection (YOLO)", "foveal.detection.config:DetectConfig",
+         "foveal.detection.task:DetectTask", ("foveal.detection.model",), _BOX_MODES, _NO_PRUNE),
+    Task("segment", "semantic segmentation", "foveal.segmentation.train:SegmentConfig",
+         "foveal.segmentation.task:SegmentTask", ("foveal.segmentation.losses", "foveal.segmentation.metrics"),
+         _BOX_MODES, _NO_PRUNE),
+)}
+
+
+def task_of_card_task(name: str | None) -> Task:
+    """The table row of a card's ``task`` field (old cards without one are classifiers)."""
+    task = TASKS.get(name or "classify")
+    if task is None:
+        raise ModelError(f"the model is of task {name!r}, which this foveal does not know "
+                         f"(known: {', '.join(TASKS)})", hint="it may come from a newer foveal: upgrade foveal")
+    return task
+
+
+def model_task(path: str | Path) -> tuple[Task, bool]:
+    """(task of the model file ``path``, whether it has a foveal card). Reads only the card."""
+    from foveal.models.io import read_card
+
+    card = read_card(path)
+    return task_of_card_task(card.task if card is not None else None), card is not None
+
+
+def check_mode(task: Task, mode: str, path: str | Path) -> None:
+    """Refuse ``mode`` on a model of ``task`` that does not support it, saying what to run instead."""
+    if mode in task.modes:
+        return
+    why = dict(task.instead).get(mode, f"{mode} does not apply to {task.title} models")
+    raise ConfigError(f"{path} is a {task.name} model ({task.title}): `foveal {mode}` is not available for it",
+                      hint=why)
+
+
+def run_train(task_name: str, config: Any | None = None, **kwargs: Any):
+    """Train a task from the Python API: ``run_train("detect", DetectConfig(data=...))``."""
+    task = TASKS.get(task_name)
+    if task is None:
+        raise ConfigError(f"unknown task {task_name!r}", hint=f"tasks: {', '.join(TASKS)}")
+    if task.plugin is None:
+        from foveal.training.trainer import train
+
+        return train(config, **kwargs)
+    from foveal.engine.run import train_task
+
+    return train_task(task.load(task.plugin)(), config, **kwargs)
+
+
+__all__ = ["ALL_MODES", "MODEL_MODES", "TASKS", "Task", "check_mode", "model_task", "run_train",
+           "task_of_card_task"]
