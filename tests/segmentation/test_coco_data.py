@@ -149,7 +149,7 @@ def _save_segmenter(path: Path, class_names: list[str]) -> Path:
 
     keras.utils.set_random_seed(1)
     model = build_segmenter("unet", num_classes=len(class_names), channels=3, options={"width": 4, "depth": 2})
-    card = ModelCard(architecture="unet", class_names=class_names, input_shape=(None, None, 3),
+    card = ModelCard(architecture="unet", class_names=class_names, input_shape=(32, 32, 3),
                      preprocessing="rescale", task="segment",
                      training={"mask_format": "coco", "ignore_label": 255, "stride": 4})
     return save_model(model, path, card)

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,20 @@ def read_coco_mask(path: str | Path, ignore_label: int = 255) -> np.ndarray:
 
 
 def check_coco_segmentation(path: str | Path) -> dict[str, Any]:
-    """Read and check a COCO instances file for segmentation; one-line errors naming the record."""
+    """Read and check a COCO instances file for segmentation; one-line errors naming the record.
+
+    The checked content is cached per file version (a large file is read once per run).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"COCO annotation file not found: {path}", hint=_HINT)
+    stat = path.stat()
+    return _checked(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _checked(name: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    path = Path(name)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
