@@ -60,6 +60,8 @@ from foveal.data.imagecheck import ImageProbe, probe_bytes
 from foveal.errors import DataError, ModelError
 from foveal.models.io import ModelCard
 from foveal.serve.browser import BrowserModel, prepare_browser_model, runtime_available
+from foveal.serve.guard import (BODY_IDLE_TIMEOUT, BODY_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS, BodyTimeout,
+                                server_config)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BATCH = 16  # requests answered by one model call at most
@@ -421,6 +423,8 @@ def create_app(
     decode_threads: int | None = None,
     browser_model: str | os.PathLike | bool | None = None,
     trust_model: bool = False,
+    body_idle_timeout: float = BODY_IDLE_TIMEOUT,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> FastAPI:
     """A FastAPI app serving the classifier in ``model_path`` (loaded once, here).
 
@@ -437,13 +441,16 @@ def create_app(
             ``None`` exports the model once into ``.foveal-cache/`` beside it (a failure only
             logs a warning), ``False`` serves none.
         trust_model: run an export's graph without checking its ops against the allow-list.
+        body_idle_timeout: a request body pausing longer than this many seconds is answered 408.
+        body_timeout: a request body not complete this many seconds after its headers is answered 408
+            (header timeouts and the connection cap are the server's: :func:`foveal.serve.guard.server_config`).
 
     Raises:
         ModelError: the file cannot be loaded, or its task is not classification, or an
             explicitly given ``browser_model`` is missing or belongs to another model.
     """
-    if top_k < 1 or max_upload_bytes < 1 or max_pixels < 1 or max_batch < 1:
-        raise ModelError("top_k, max_upload_bytes, max_pixels and max_batch must be positive")
+    if min(top_k, max_upload_bytes, max_pixels, max_batch) < 1 or min(body_idle_timeout, body_timeout) <= 0:
+        raise ModelError("top_k, max_upload_bytes, max_pixels, max_batch and the timeouts must be positive")
     path = Path(model_path)
     model, card = load_servable(path, trust_model)
     if path.suffix == ".onnx" and browser_model is None:
@@ -469,6 +476,7 @@ def create_app(
     app = FastAPI(title="foveal serve", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.service = service
     app.add_middleware(_BodyLimit, limit=max_upload_bytes + _ENVELOPE_BYTES)
+    app.add_middleware(BodyTimeout, idle=body_idle_timeout, total=body_timeout)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(HTTPException)
@@ -530,8 +538,11 @@ def create_app_from_env() -> FastAPI:
     env = os.environ
     if not env.get(f"{_ENV_PREFIX}MODEL"):
         raise ModelError(f"set {_ENV_PREFIX}MODEL to the .keras file to serve")
-    numbers = {key: int(env[f"{_ENV_PREFIX}{key.upper()}"])
-               for key in ("max_upload_bytes", "max_pixels", "top_k") if env.get(f"{_ENV_PREFIX}{key.upper()}")}
+    numbers: dict[str, Any] = {key: int(env[f"{_ENV_PREFIX}{key.upper()}"])
+                               for key in ("max_upload_bytes", "max_pixels", "top_k")
+                               if env.get(f"{_ENV_PREFIX}{key.upper()}")}
+    numbers.update({key: float(env[f"{_ENV_PREFIX}{key.upper()}"]) for key in ("body_idle_timeout", "body_timeout")
+                    if env.get(f"{_ENV_PREFIX}{key.upper()}")})
     browser = env.get(f"{_ENV_PREFIX}BROWSER_MODEL") or None
     return create_app(env[f"{_ENV_PREFIX}MODEL"], **numbers, browser_model=False if browser == "off" else browser,
                       trust_model=env.get(f"{_ENV_PREFIX}TRUST_MODEL") == "1")
@@ -539,14 +550,16 @@ def create_app_from_env() -> FastAPI:
 
 def app_environment(model_path: str | os.PathLike, *, max_upload_bytes: int, max_pixels: int,
                     top_k: int, browser_model: str | os.PathLike | None = None,
-                    trust_model: bool = False) -> dict[str, str]:
+                    trust_model: bool = False, body_idle_timeout: float = BODY_IDLE_TIMEOUT,
+                    body_timeout: float = BODY_TIMEOUT) -> dict[str, str]:
     """The ``FOVEAL_SERVE_*`` variables that make :func:`create_app_from_env` build this app
     (``browser_model``: an ONNX path, or ``None`` for none)."""
     return {f"{_ENV_PREFIX}MODEL": str(Path(model_path).resolve()),
             f"{_ENV_PREFIX}MAX_UPLOAD_BYTES": str(max_upload_bytes),
             f"{_ENV_PREFIX}MAX_PIXELS": str(max_pixels), f"{_ENV_PREFIX}TOP_K": str(top_k),
             f"{_ENV_PREFIX}BROWSER_MODEL": str(Path(browser_model).resolve()) if browser_model else "off",
-            f"{_ENV_PREFIX}TRUST_MODEL": "1" if trust_model else "0"}
+            f"{_ENV_PREFIX}TRUST_MODEL": "1" if trust_model else "0",
+            f"{_ENV_PREFIX}BODY_IDLE_TIMEOUT": str(body_idle_timeout), f"{_ENV_PREFIX}BODY_TIMEOUT": str(body_timeout)}
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -558,14 +571,16 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ModelError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                         hint="pick another --port, or stop the program using it") from None
+        from foveal.serve.limits import listen_error
+
+        raise listen_error(host, port, exc) from None
     sock.set_inheritable(True)
     return sock
 
 
 @contextlib.contextmanager
-def background_server(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+def background_server(app: FastAPI, host: str = "127.0.0.1", *, header_timeout: float = HEADER_TIMEOUT,
+                      max_connections: int = MAX_CONNECTIONS) -> Iterator[str]:
     """Run ``app`` with uvicorn on a free port of ``host`` in a thread; yield its base URL.
 
     For tests and benchmarks. The server stops when the block ends.
@@ -579,7 +594,8 @@ def background_server(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
 
     sock = bind_socket(host)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(server_config(app, header_timeout=header_timeout, max_connections=max_connections,
+                                          log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="foveal-serve")
     thread.start()
     try:

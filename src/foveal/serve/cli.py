@@ -18,6 +18,7 @@ import sys
 from typing import Any, Iterator
 
 from foveal.errors import ConfigError, FovealError
+from foveal.serve.limits import BODY_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS, host_problem
 
 # Distribution -> importable module names (python-multipart renamed its module).
 _NEEDS = {"fastapi": ("fastapi",), "uvicorn": ("uvicorn",), "python-multipart": ("python_multipart", "multipart")}
@@ -59,6 +60,19 @@ def add_serve_command(subparsers: Any) -> None:
                    help="refuse images with more pixels (decompression bombs) with 413 (default: 40000000)")
     s.add_argument("--workers", metavar="N", type=int, default=1,
                    help="server processes, each with its own copy of the model (default: 1)")
+    s.add_argument("--read-timeout", metavar="S", type=float, default=HEADER_TIMEOUT,
+                   help="close a connection whose request headers are not complete in S seconds, and answer "
+                   f"408 to a body that pauses longer (default: {HEADER_TIMEOUT:g})")
+    s.add_argument("--body-timeout", metavar="S", type=float, default=BODY_TIMEOUT,
+                   help=f"answer 408 to a request body not complete S seconds after its headers (default: "
+                   f"{BODY_TIMEOUT:g})")
+    s.add_argument("--max-connections", metavar="N", type=int, default=MAX_CONNECTIONS,
+                   help="answer 503 to requests beyond N open connections (per worker; default: "
+                   f"{MAX_CONNECTIONS})")
+    s.add_argument("--trust-model", action="store_true",
+                   help="run an export (SavedModel, TFLite, ONNX) even if its graph has ops outside foveal's "
+                   "allow-list of inference ops (file, process, network or unknown ops): only for files whose "
+                   "origin you trust (.keras files are always loaded in Keras safe mode)")
     s.add_argument("--trust-model", action="store_true",
                    help="run an export (SavedModel, TFLite, ONNX) even if its graph has ops outside foveal's "
                    "allow-list of inference ops (file, process, network or unknown ops): only for files whose "
@@ -76,9 +90,16 @@ def _check(args: argparse.Namespace) -> None:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
     for option, value in (("--top-k", args.top_k), ("--max-upload-mb", args.max_upload_mb),
-                          ("--max-pixels", args.max_pixels), ("--workers", args.workers)):
+                          ("--max-pixels", args.max_pixels), ("--workers", args.workers),
+                          ("--read-timeout", args.read_timeout), ("--body-timeout", args.body_timeout),
+                          ("--max-connections", args.max_connections)):
         if value <= 0:
             raise ConfigError(f"{option} must be positive, got {value}")
+    problem = host_problem(args.host)
+    if problem:
+        raise ConfigError(f"--host: {problem}",
+                          hint="use 127.0.0.1 (this machine only), 0.0.0.0 (every network interface), or a host "
+                          "name or address of this machine")
     if args.workers > 1 and args.port == 0:
         raise ConfigError("--port 0 works with --workers 1 only", hint="give a port number")
 
@@ -107,6 +128,7 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
     import uvicorn
 
     from foveal.serve.app import app_environment, bind_socket, create_app
+    from foveal.serve.guard import server_config
 
     limits = {"max_upload_bytes": int(args.max_upload_mb * 2**20), "max_pixels": args.max_pixels, "top_k": args.top_k}
     if not _is_loopback(args.host):
@@ -120,13 +142,20 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
 
         prepared = prepare_browser_model(args.model, card, browser_model) if card is not None else None
         os.environ.update(app_environment(args.model, **limits, browser_model=prepared and prepared.path,
-                                          trust_model=args.trust_model))
+                                          trust_model=args.trust_model, body_idle_timeout=args.read_timeout,
+                                          body_timeout=args.body_timeout))
+        bind_socket(args.host, args.port).close()  # a bad --host or a busy --port: our message, not uvicorn's
+        from foveal.serve.guard import worker_options
+
+        options, variables = worker_options(args.read_timeout, args.max_connections)
+        os.environ.update(variables)
         print(f"foveal serve: {_url(args.host, args.port)} ({args.workers} workers; Ctrl+C stops)", flush=True)
         with _stopped_by_ctrl_c():
             uvicorn.run("foveal.serve.app:create_app_from_env", factory=True, host=args.host, port=args.port,
-                        workers=args.workers, log_level="info")
+                        workers=args.workers, log_level="info", **options)
         return 0
-    app = create_app(args.model, **limits, browser_model=browser_model, trust_model=args.trust_model)
+    app = create_app(args.model, **limits, browser_model=browser_model, trust_model=args.trust_model,
+                     body_idle_timeout=args.read_timeout, body_timeout=args.body_timeout)
     sock = bind_socket(args.host, args.port)
     port = sock.getsockname()[1]
     health = app.state.service.health()["model"]
@@ -136,7 +165,8 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
           "Ctrl+C stops", flush=True)
     try:
         with _stopped_by_ctrl_c():
-            uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
+            uvicorn.Server(server_config(app, header_timeout=args.read_timeout,
+                                         max_connections=args.max_connections, log_level="info")).run(sockets=[sock])
     finally:
         sock.close()
     return 0
