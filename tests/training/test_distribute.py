@@ -285,6 +285,18 @@ def test_tfrecord_files_are_sharded_by_file(tmp_path):
 FAST = dict(data="digits", model="lenet5", tensorboard=False, progress=False, report_misclassified=0)
 
 
+def test_mirrored_with_default_options_writes_tensorboard_logs(tmp_path):
+    """The default path (TensorBoard on): distributed steps log shape-(1,) values, which the scalar
+    summary refused with a traceback before."""
+    from foveal.training.trainer import train
+
+    result = train(TrainConfig(data="digits", model="lenet5", epochs=1, distribute="mirrored", progress=False,
+                               report_misclassified=0, output=str(tmp_path), name="tb"))
+    assert TrainConfig().tensorboard  # the default this test relies on
+    assert list((result.run_dir / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    assert result.metrics is not None
+
+
 def test_mirrored_resume_continues_the_same_epochs(tmp_path, mnist_npz, capsys):
     from foveal.models.io import load_model
     from foveal.training.trainer import train

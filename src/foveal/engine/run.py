@@ -173,7 +173,6 @@ class _Fit:
         return False
 
     def _callbacks(self, *, has_val: bool, budget: Any) -> tuple[list[Any], Any]:
-        import keras
 
         from foveal.models import save_model
         from foveal.training import callbacks as cb
@@ -204,7 +203,7 @@ class _Fit:
                                           best=(self.state or {}).get("best"), stateful=stateful,
                                           extra_state={"task": plugin.name}))
         if getattr(cfg, "tensorboard", False):
-            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"), write_graph=False))
+            callbacks.append(cb.tensorboard_callback(run_dir))
         callbacks += self.extra
         guard = cb.InterruptGuard()
         callbacks.append(guard)

@@ -192,3 +192,29 @@ class InterruptGuard(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._check()
+
+
+def _as_scalars(logs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Logs with one-element arrays made plain floats (distributed steps return shape (1,))."""
+    if logs is None:
+        return None
+    return {k: float(np.asarray(v).reshape(-1)[0]) if np.size(v) == 1 else v for k, v in logs.items()}
+
+
+class ScalarTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, fed scalar logs whatever shape the step returned them in
+    (under ``--distribute`` they carry a batch axis of one, which the scalar summary refuses)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, _as_scalars(logs))
+
+    def on_test_end(self, logs=None):
+        super().on_test_end(_as_scalars(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, _as_scalars(logs))
+
+
+def tensorboard_callback(run_dir: Path) -> ScalarTensorBoard:
+    """The run's TensorBoard logger, writing to ``RUN/tensorboard`` (no graph: it is large and slow)."""
+    return ScalarTensorBoard(log_dir=str(Path(run_dir) / "tensorboard"), write_graph=False)

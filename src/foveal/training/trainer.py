@@ -659,7 +659,7 @@ def _callbacks(run: _Run, fit_model: keras.Model, *, has_val: bool, phase: int, 
                                       best=best, stateful=stateful,
                                       extra_state={"phase": phase, "phase_start": phase_start}, phase=phase))
     if cfg.tensorboard:
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run.run_dir / "tensorboard"), write_graph=False))
+        callbacks.append(cb.tensorboard_callback(run.run_dir))
     callbacks += run.extra_callbacks
     callbacks.append(guard)
     return callbacks, guard
