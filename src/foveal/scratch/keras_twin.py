@@ -7,7 +7,8 @@ TensorFlow and Keras are imported only when these functions run.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -89,9 +90,28 @@ def compile_twin(model: Any, loss: Loss, learning_rate: float, momentum: float =
     import keras
 
     dtype = model.inputs[0].dtype
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov),
+    # A plain Python 0.9 becomes a float32 constant inside Keras' compiled step (0.89999998);
+    # a NumPy float64 keeps the twin's momentum exact.
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=np.float64(momentum), nesterov=nesterov),
                   loss=keras_loss(loss, dtype), metrics=["categorical_accuracy"])
     return model
+
+
+@contextlib.contextmanager
+def keras_floatx(dtype: str) -> Iterator[None]:
+    """Keras' default float type set to ``dtype`` inside the block (restored after).
+
+    The optimizer's learning rate and the metrics are created in the default float type; in
+    float32 they would round the twin's float64 updates (5e-3 is not a float32 number).
+    """
+    import keras
+
+    before = keras.config.floatx()
+    keras.config.set_floatx(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(before)
 
 
 def to_one_hot(y: np.ndarray, num_classes: int, dtype: str) -> np.ndarray:
