@@ -89,3 +89,21 @@ def test_bad_tfrecord_record_is_named_by_index(tmp_path):
         with decode_errors_as_data_errors(str(path)):
             list(train.to_tf_dataset(3).as_numpy_iterator())
     assert "train.tfrecord#2" in str(err.value) and "Graph execution error" not in str(err.value)
+
+
+def test_skip_invalid_drops_bad_tfrecord_records_with_a_count(tmp_path):
+    import tensorflow as tf
+
+    path = tmp_path / "train.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i, image in enumerate([_png(0), _png(1), _png(2)[:200], _png(3)]):
+            feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image])),
+                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 2]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train = load_dataset(str(path), skip_invalid=True)["train"]
+    assert any("skipping 1 invalid" in str(w.message) for w in caught)
+    assert len(train) == 3 and list(train.labels) == [0, 1, 1]
+    assert list(train.info["skipped"]) == [f"{path}#2"]
+    assert len(list(train.to_tf_dataset(3).as_numpy_iterator())) == 3

@@ -136,7 +136,7 @@ def _inspect_arrays(data: LabeledImages) -> dict[str, Any]:
     )
 
 
-def _record_probes(data: LabeledImages, full: bool, max_pixels: int) -> list[ImageProbe]:
+def record_probes(data: LabeledImages, full: bool, max_pixels: int) -> list[ImageProbe]:
     """Probe the image bytes of every record, file by file (records named ``FILE#N``)."""
     import tensorflow as tf
 
@@ -161,7 +161,7 @@ def _record_probes(data: LabeledImages, full: bool, max_pixels: int) -> list[Ima
 
 
 def _inspect_records(data: LabeledImages, full: bool, max_pixels: int) -> dict[str, Any]:
-    probes = _record_probes(data, full, max_pixels)
+    probes = record_probes(data, full, max_pixels)
     problems = [{"file": p.path, "problem": p.problem} for p in probes if p.problem is not None]
     return _split_report(
         data.counts(),

@@ -127,8 +127,8 @@ def load_dataset(
 
     Args:
         spec: what to read; see :func:`describe_formats`.
-        skip_invalid: for image folders, drop unreadable files (with one warning, and the list
-            in ``info["skipped"]``) instead of stopping.
+        skip_invalid: for image folders and TFRecords, drop unreadable files or records
+            (with one warning, and the list in ``info["skipped"]``) instead of stopping.
         verify: how image files are checked before use: ``"none"``, ``"header"`` (PIL opens
             each file: format, mode, size) or ``"full"`` (every image is decoded).
         max_image_pixels: refuse images larger than this (decompression bombs).
@@ -179,7 +179,9 @@ def load_dataset(
     if kind == "tfrecord":
         from foveal.data.readers import tfrecord
 
-        return tfrecord.load_tfrecords(target)
+        return tfrecord.load_tfrecords(
+            target, skip_invalid=skip_invalid, verify=verify, max_pixels=max_image_pixels
+        )
     from foveal.data.readers import folder
 
     return folder.load_folder(

@@ -28,6 +28,7 @@ import glob
 import io
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -155,13 +156,19 @@ def _names_from_records(
 
 
 def load_tfrecords(
-    spec: str, *, image_key: str = "image", label_key: str = "label"
+    spec: str, *, image_key: str = "image", label_key: str = "label", skip_invalid: bool = False,
+    verify: str = "header", max_pixels: int | None = None,
 ) -> dict[str, LabeledImages]:
     """Read the labels of TFRecord files and return record-backed splits.
 
     Args:
         spec: a ``.tfrecord`` file, a folder of them or a glob.
         image_key, label_key: the feature names in the records.
+        skip_invalid: check every record's image (``verify``: ``header`` or ``full``) and
+            leave the bad ones out, with one warning and ``info["skipped"]``
+            (``{"FILE#INDEX": problem}``), as folders do. Without it records are not opened
+            here; a bad one stops the run later, named by its index.
+        max_pixels: the decompression-bomb limit of that check.
 
     Returns:
         The splits; ``info["records_per_file"]`` gives each file's record count.
@@ -201,7 +208,27 @@ def load_tfrecords(
             origin=split_origin,
             info={"format": "tfrecord", "records_per_file": per_file},
         )
+        if skip_invalid and verify != "none":
+            out[split] = _without_bad_records(out[split], verify == "full", max_pixels)
     return out
+
+
+def _without_bad_records(data: LabeledImages, full: bool, max_pixels: int | None) -> LabeledImages:
+    """``data`` less the records whose image fails the check, with one warning and the list."""
+    import warnings
+
+    from foveal.data.imagecheck import DEFAULT_MAX_PIXELS
+    from foveal.data.inspect import record_probes
+
+    probes = record_probes(data, full, max_pixels or DEFAULT_MAX_PIXELS)
+    bad = {p.path: p.problem for p in probes if p.problem is not None}
+    if not bad:
+        return data
+    keep = np.asarray([i for i, p in enumerate(probes[: len(data)]) if p.problem is None], np.int64)
+    kept = replace(data.subset(keep), info={**data.info, "skipped": bad})
+    warnings.warn(f"skipping {len(bad)} invalid record(s) in {data.origin} (listed in info['skipped'])",
+                  stacklevel=4)
+    return kept
 
 
 # ---------------------------------------------------------------------------- streaming
