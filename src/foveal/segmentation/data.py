@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from foveal.errors import DataError
+from foveal.utils_io import is_utf8_path, printable_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 FOLDER_PAIRS = (("images", "masks"), ("image", "label"), ("images", "labels"))
@@ -336,11 +337,20 @@ def read_mask_folder(
         )
     images = {p.stem: p for p in sorted(pair[0].iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     masks = {p.stem: p for p in sorted(pair[1].iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    # TensorFlow cannot open a path that is not UTF-8, nor can a message print it: name it here.
+    unnamed = sorted(p for p in [*images.values(), *masks.values()] if not is_utf8_path(p))
+    for path in unnamed:
+        (images if path.parent == pair[0] else masks).pop(path.stem, None)
+    bad_names = [f"{printable_path(p)}: file name is not valid UTF-8 (rename the file)" for p in unnamed]
+    if bad_names and not skip_invalid:
+        raise DataError(f"{len(bad_names)} file name(s) cannot be used: " + "; ".join(bad_names[:5]),
+                        hint="rename the files, or pass --skip-invalid")
     lonely = sorted(set(images) ^ set(masks))
     skipped = [f"{images.get(s) or masks[s]} has no {'mask' if s in images else 'image'} in {pair[1] if s in images else pair[0]}" for s in lonely]
     if skipped and not skip_invalid:
         raise DataError(f"{len(lonely)} unpaired file(s): " + "; ".join(skipped[:5]),
                         hint="every image needs a mask with the same file stem, or pass --skip-invalid")
+    skipped = bad_names + skipped
     stems = sorted(set(images) & set(masks), key=_natural_key)
     if not stems:
         raise DataError(f"{root}: no image/mask pairs")

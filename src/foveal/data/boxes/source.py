@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from foveal.errors import DataError
+from foveal.utils_io import is_utf8_path, printable_path
 
 log = logging.getLogger("foveal")
 
@@ -226,6 +227,11 @@ def build_boxed_images(
     if class_names is not None and len(set(class_names)) != len(class_names):
         raise DataError(f"{origin}: the class list repeats a name: {class_names}")
     limit = max_image_pixels or DEFAULT_MAX_PIXELS
+    for record in records:
+        if not (is_utf8_path(record.image) and is_utf8_path(record.where)):
+            # TensorFlow cannot take such a path, nor can a message print it: name it here.
+            record.where = printable_path(record.where)
+            record.image, record.problem = printable_path(record.image), "file name is not valid UTF-8 (rename the file)"
     readable = [r for r in records if r.problem is None and r.image]
     probes = {p.path: p for p in probe_files([r.image for r in readable], full=False, max_pixels=limit,
                                                progress=False)}
