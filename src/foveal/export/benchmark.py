@@ -3,8 +3,11 @@
 Method (the texts' advice on measuring inference): warm-up runs first (graph tracing,
 allocation), then many timed runs; latency percentiles at batch 1, throughput at a larger
 batch; the model alone and end to end (encoded image bytes -> decode and resize -> model ->
-top-k labels). Runtimes: Keras ``predict_on_batch``, a direct Keras call, SavedModel, TFLite
-(LiteRT) and ONNX Runtime, all on the same weights.
+the task's answer: top-k labels, boxes, or the mask as a PNG, as ``foveal serve`` gives it).
+"The model alone" includes the task's own post-processing (a detector's decode and NMS, a
+localizer's box decoding), which every runtime runs the same way (:mod:`foveal.export.tasks`).
+Runtimes: Keras ``predict_on_batch``, a direct Keras call, SavedModel, TFLite (LiteRT) and ONNX
+Runtime, all on the same weights.
 """
 
 from __future__ import annotations
@@ -54,36 +57,42 @@ def _sample_jpeg(shape: tuple[int, int, int], seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def _end_to_end(runner: Runner, encoded: bytes, top_k: int) -> Callable[[], list[tuple[str, float]]]:
+def _end_to_end(runner: Runner, encoded: bytes, top_k: int) -> Callable[[], dict[str, Any]]:
     import tensorflow as tf
 
     from foveal.data.decode import decode_image_bytes
     from foveal.data.pipeline import resize_image
+    from foveal.export import tasks
 
     card = runner.card
     h, w, c = card.input_shape
 
-    def run() -> list[tuple[str, float]]:
-        image = resize_image(decode_image_bytes(tf.constant(encoded), c), (h, w), card.keep_aspect)
-        probs = runner(np.asarray(image, np.float32)[None])[0]
-        order = np.argsort(-probs)[:top_k]
-        return [(card.class_names[i], float(probs[i])) for i in order]
+    def run() -> dict[str, Any]:
+        decoded = decode_image_bytes(tf.constant(encoded), c)
+        image = resize_image(decoded, (h, w), card.keep_aspect)
+        out = tasks.outputs(runner, card, np.asarray(image, np.float32)[None])
+        size = (int(decoded.shape[1]), int(decoded.shape[0]))
+        return tasks.render({k: v[0] for k, v in out.items()}, card, size, top_k)
 
     return run
 
 
 def benchmark_runner(runner: Runner, *, warmup: int, runs: int, batch_size: int, top_k: int = 5) -> dict[str, Any]:
     """Latency at batch 1 (model alone and end to end) and throughput at ``batch_size``."""
-    shape = runner.card.input_shape
+    from foveal.export import tasks
+
+    card = runner.card
+    shape = card.input_shape
     rng = np.random.default_rng(0)
     one = rng.uniform(0, 255, (1, *shape)).astype(np.float32)
     many = rng.uniform(0, 255, (batch_size, *shape)).astype(np.float32)
-    latency = _percentiles(time_calls(lambda: runner(one), warmup, runs))
+    latency = _percentiles(time_calls(lambda: tasks.outputs(runner, card, one), warmup, runs))
     e2e = _percentiles(time_calls(_end_to_end(runner, _sample_jpeg(shape), top_k), warmup, runs))
     batch_runs = max(3, runs // 10)
-    batch_ms = time_calls(lambda: runner(many), max(1, warmup // 5), batch_runs)
+    batch_ms = time_calls(lambda: tasks.outputs(runner, card, many), max(1, warmup // 5), batch_runs)
     return {
         "runtime": runner.kind,
+        "task": card.task,
         "path": str(runner.path),
         "size_bytes": artifact_size(runner.path),
         "batch1": latency,
@@ -142,6 +151,7 @@ def benchmark(
         runner = open_runner(path, threads=threads, trust_model=trust_model)
         results.append(benchmark_runner(runner, warmup=warmup, runs=runs, batch_size=batch_size))
     else:
+        from foveal.export.tasks import export_card
         from foveal.models.io import load_model
 
         model, card = load_model(path)
@@ -153,7 +163,7 @@ def benchmark(
                 else:
                     target = Path(tmp) / f"model{ {'savedmodel': '', 'tflite': '.tflite', 'onnx': '.onnx'}[runtime] }"
                     write_export(model, card, runtime, target, None)
-                    write_export_card(target, card)
+                    write_export_card(target, export_card(model, card))
                     runner = open_runner(target, threads=threads)
                 result = benchmark_runner(runner, warmup=warmup, runs=runs, batch_size=batch_size)
                 if runtime.startswith("keras"):
@@ -167,7 +177,8 @@ def format_benchmark(table: dict[str, Any]) -> str:
     """The side-by-side table printed by ``foveal benchmark``."""
     head = (f"{'runtime':<14}{'size MB':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
             f"{'e2e p50':>9}{'img/s @' + str(table['results'][0]['throughput_batch_size']):>12}")
-    lines = [f"{table['model']}  ({table['parameters'] or '?'} parameters; "
+    task = table["results"][0].get("task", "classify")
+    lines = [f"{table['model']}  ({task}; {table['parameters'] or '?'} parameters; "
              f"{table['machine']['cpu']}, {table['machine']['threads']} threads)", head, "-" * len(head)]
     for r in table["results"]:
         b = r["batch1"]

@@ -77,8 +77,9 @@ class ExportReport:
                 p = self.parity
                 lines.append(f"  boxes: Keras {p['keras_boxes']}, export {p['export_boxes']}, matched "
                              f"{p['matched_boxes']} (mean IoU {p['mean_iou']:.4f}, class agreement "
-                             f"{p['class_agreement']:.2%}), unmatched above the score threshold "
-                             f"{p['unmatched_boxes_above_threshold']}")
+                             f"{p['class_agreement']:.2%}); unmatched: {p['unmatched_at_threshold']} at the "
+                             f"score threshold, {p['unmatched_by_nms']} swapped by NMS, "
+                             f"{p['unexplained_boxes']} unexplained")
             elif self.task == "localize":
                 lines.append(f"  box IoU with Keras: mean {self.parity['mean_box_iou']:.4f}, "
                              f"min {self.parity['min_box_iou']:.4f}")

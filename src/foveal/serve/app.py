@@ -16,9 +16,16 @@ Endpoints:
        "predictions": [{"label": "cat", "probability": 0.93}, ...],
        "elapsed_ms": 12.5}
 
-  ``image`` gives the size of the upload as sent, so that detection and segmentation answers
-  (later) can put their ``"boxes"`` (``[{"label", "probability", "box": [x0, y0, x1, y1]}]`` in
-  those pixel coordinates) and ``"masks"`` next to ``predictions``; clients switch on ``task``.
+  ``image`` gives the size of the upload (as shown, EXIF orientation applied); the other tasks
+  answer in those pixels, in place of or next to ``predictions`` (clients switch on ``task``;
+  each task's ``render`` in :mod:`foveal.export.tasks` writes its part):
+
+  * ``detect``: ``"boxes": [{"label", "score", "box": [x0, y0, x1, y1]}, ...]``, best first;
+  * ``localize``: one such box, and ``predictions`` (the class probabilities);
+  * ``segment``: ``"mask": {"width", "height", "format": "png", "data": BASE64}`` (a palette
+    PNG whose pixel values are the class indices, in the classes' colours, background
+    transparent) and ``"classes": [{"label", "index", "pixels", "fraction", "colour"}, ...]``.
+
   Errors are ``{"error": "..."}`` with status 413 (upload too large, too many pixels), 415
   (not an image, unsupported format, wrong content type) or 422 (truncated or corrupt image,
   no ``image`` field, bad ``top_k``).
@@ -247,7 +254,7 @@ class Batcher:
         for i, (image, _) in enumerate(items):
             batch[i] = image
         try:
-            probs = np.asarray(self.model.predict_on_batch(batch))
+            out = self.model.predict_on_batch(batch)
         except Exception as exc:  # the requests get the error; the worker lives on
             for _, future in items:
                 future.set_exception(exc)
@@ -256,7 +263,10 @@ class Batcher:
         self.stats.batched_images += n
         self.stats.max_batch = max(self.stats.max_batch, n)
         for i, (_, future) in enumerate(items):
-            future.set_result(probs[i].copy())
+            # A task model answers a dict of arrays (boxes, scores, ...): each request its rows.
+            row = {k: np.asarray(v)[i].copy() for k, v in out.items()} if isinstance(out, dict) \
+                else np.asarray(out)[i].copy()
+            future.set_result(row)
 
 
 @dataclass
@@ -298,25 +308,43 @@ class Service:
         }
 
     async def classify(self, data: bytes, name: str, top_k: int | None) -> dict[str, Any]:
-        """Decode on the decoder pool, then wait for this image's row of a model batch."""
+        """Decode on the decoder pool, wait for this image's row of a model batch, then turn
+        it into the task's answer on the pool again (a segmenter's mask is resized and encoded)."""
         image, probe = await asyncio.wrap_future(self.decoders.submit(
             load_image_bytes, data, self.card, name=name, max_pixels=self.max_pixels))
-        probs = await asyncio.wrap_future(self.batcher.submit(image.astype(np.float32)))
-        return self._answer(name, probe, probs, top_k)
+        row = await asyncio.wrap_future(self.batcher.submit(image.astype(np.float32)))
+        return await asyncio.wrap_future(self.decoders.submit(self._answer, name, probe, row, top_k))
 
-    def _answer(self, name: str, probe: ImageProbe, probs: np.ndarray, top_k: int | None) -> dict[str, Any]:
-        names = self.card.class_names
-        k = max(1, min(top_k or self.top_k, len(names)))
-        order = np.argsort(-probs, kind="stable")[:k]
-        # ROOM: detection answers add "boxes" and segmentation answers "masks" next to
-        # "predictions", in the pixel coordinates of "image"; clients switch on "task".
+    def _answer(self, name: str, probe: ImageProbe, row: dict[str, np.ndarray], top_k: int | None) -> dict[str, Any]:
+        from foveal.export import tasks
+
+        width, height = shown_size(probe)
         return {
             "task": self.card.task,
             "file": name,
             "model": self.card.architecture,
-            "image": {"width": probe.width, "height": probe.height, "format": probe.format},
-            "predictions": [{"label": names[i], "probability": round(float(probs[i]), 6)} for i in order],
+            "image": {"width": width, "height": height, "format": probe.format},
+            **tasks.render(row, self.card, (width, height), top_k or self.top_k),
         }
+
+
+def shown_size(probe: ImageProbe) -> tuple[int, int]:
+    """``(width, height)`` of the image as decoded: EXIF orientations 5-8 turn it a quarter."""
+    turned = getattr(probe, "orientation", 1) in (5, 6, 7, 8)
+    return (probe.height, probe.width) if turned else (probe.width, probe.height)
+
+
+class TaskModel:
+    """The served model as the batcher calls it: ``predict_on_batch`` gives the task's outputs
+    (:func:`foveal.export.tasks.outputs`), from a Keras model or an export's runner."""
+
+    def __init__(self, source: Any, card: ModelCard) -> None:
+        self.source, self.card = source, card
+
+    def predict_on_batch(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        from foveal.export import tasks
+
+        return tasks.outputs(self.source, self.card, images)
 
 
 class _BodyLimit:
@@ -426,7 +454,8 @@ def create_app(
     body_idle_timeout: float = BODY_IDLE_TIMEOUT,
     body_timeout: float = BODY_TIMEOUT,
 ) -> FastAPI:
-    """A FastAPI app serving the classifier in ``model_path`` (loaded once, here).
+    """A FastAPI app serving the model in ``model_path`` (loaded once, here): a classifier,
+    localizer, detector or segmenter (see the module docstring for each answer).
 
     Args:
         model_path: a ``.keras`` file written by foveal, or an export of one (``.tflite``,
@@ -439,14 +468,15 @@ def create_app(
             most 4; each may hold one decoded image of up to ``max_pixels``).
         browser_model: the ONNX file served at ``/model.onnx`` for the page's in-browser mode;
             ``None`` exports the model once into ``.foveal-cache/`` beside it (a failure only
-            logs a warning), ``False`` serves none.
+            logs a warning), ``False`` serves none. Classifiers only: the page's in-browser
+            mode does not decode boxes or masks, so other tasks are answered by the server.
         trust_model: run an export's graph without checking its ops against the allow-list.
         body_idle_timeout: a request body pausing longer than this many seconds is answered 408.
         body_timeout: a request body not complete this many seconds after its headers is answered 408
             (header timeouts and the connection cap are the server's: :func:`foveal.serve.guard.server_config`).
 
     Raises:
-        ModelError: the file cannot be loaded, or its task is not classification, or an
+        ModelError: the file cannot be loaded, or its task is unknown, or an
             explicitly given ``browser_model`` is missing or belongs to another model.
     """
     if min(top_k, max_upload_bytes, max_pixels, max_batch) < 1 or min(body_idle_timeout, body_timeout) <= 0:
@@ -457,9 +487,16 @@ def create_app(
         browser_model = path  # the served ONNX file is what the page runs, too
     elif path.suffix != ".keras" and browser_model is None:
         browser_model = False  # only a .keras model can be exported to ONNX here
+    from foveal.export import tasks
+
+    tasks.hooks(card.task)  # a task foveal cannot serve is refused here, with the known ones
     if card.task != "classify":
-        raise ModelError(f"{path}: foveal serve answers classification models only (this one is {card.task!r})")
-    batcher = Batcher(model, max_batch=max_batch)
+        if browser_model not in (None, False):
+            raise ModelError(f"{path}: the page's in-browser mode runs classifiers only (this model is a "
+                             f"{card.task!r} model)", hint="leave out --browser-model: the page asks the server")
+        browser_model = False
+    source = model._runner if isinstance(model, _RunnerModel) else model
+    batcher = Batcher(TaskModel(source, card), max_batch=max_batch)
     batcher.warm_up(tuple(card.input_shape))
     load_image_bytes(_tiny_png(), card)  # the first decode and resize set up TensorFlow's kernels
     threads = decode_threads or min(4, os.cpu_count() or 1)

@@ -42,8 +42,9 @@ def add_serve_command(subparsers: Any) -> None:
     """Add ``serve`` to the ``foveal`` command's subparsers."""
     s = subparsers.add_parser(
         "serve", help="serve a model as a web page and a JSON API (needs foveal[serve])",
-        description="Serve a classifier: a web page to drop images on, and POST /predict returning\n"
-        "the top-k labels as JSON. There is no authentication: keep the default loopback\n"
+        description="Serve a model: a web page to drop images on, and POST /predict returning the\n"
+        "top-k labels (classifiers), boxes (detectors, localizers) or a mask (segmenters) as\n"
+        "JSON; the page draws them. There is no authentication: keep the default loopback\n"
         "--host unless the network is trusted.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     s.add_argument("model", help="a .keras model file written by foveal, or its export from `foveal export` "
@@ -69,10 +70,6 @@ def add_serve_command(subparsers: Any) -> None:
     s.add_argument("--max-connections", metavar="N", type=int, default=MAX_CONNECTIONS,
                    help="answer 503 to requests beyond N open connections (per worker; default: "
                    f"{MAX_CONNECTIONS})")
-    s.add_argument("--trust-model", action="store_true",
-                   help="run an export (SavedModel, TFLite, ONNX) even if its graph has ops outside foveal's "
-                   "allow-list of inference ops (file, process, network or unknown ops): only for files whose "
-                   "origin you trust (.keras files are always loaded in Keras safe mode)")
     s.add_argument("--trust-model", action="store_true",
                    help="run an export (SavedModel, TFLite, ONNX) even if its graph has ops outside foveal's "
                    "allow-list of inference ops (file, process, network or unknown ops): only for files whose "
@@ -140,7 +137,9 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
         # Export once here, not once per worker.
         from foveal.serve.browser import prepare_browser_model
 
-        prepared = prepare_browser_model(args.model, card, browser_model) if card is not None else None
+        # The in-browser mode runs classifiers only (the page does not decode boxes or masks).
+        prepared = (prepare_browser_model(args.model, card, browser_model)
+                    if card is not None and card.task == "classify" else None)
         os.environ.update(app_environment(args.model, **limits, browser_model=prepared and prepared.path,
                                           trust_model=args.trust_model, body_idle_timeout=args.read_timeout,
                                           body_timeout=args.body_timeout))
@@ -161,7 +160,7 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
     health = app.state.service.health()["model"]
     in_browser = "; runs in the browser too" if app.state.service.health()["browser_runtime"] else ""
     print(f"foveal serve: {_url(args.host, port)}  model {health['architecture']} "
-          f"({health['num_classes']} classes, input {'x'.join(map(str, health['input_shape']))}{in_browser}); "
+          f"({health['task']}, {health['num_classes']} classes, input {'x'.join(map(str, health['input_shape']))}{in_browser}); "
           "Ctrl+C stops", flush=True)
     try:
         with _stopped_by_ctrl_c():
@@ -203,8 +202,10 @@ def _check_model(path: str, trust_model: bool = False):
         check_export(path, trusted=trust_model)
         return read_export_card(Path(path))
     card = read_card(path)
-    if card is not None and card.task != "classify":
-        raise ModelError(f"{path}: foveal serve answers classification models only (this one is {card.task!r})")
+    if card is not None:
+        from foveal.export.tasks import hooks
+
+        hooks(card.task)  # refuses a task foveal cannot serve
     return card
 
 

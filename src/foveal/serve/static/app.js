@@ -1,4 +1,6 @@
-// foveal serve page: choose, drop or paste an image; show it and the model's top-k labels.
+// foveal serve page: choose, drop or paste an image; show it and the model's answer: top-k
+// labels (classifiers), boxes drawn over the image (detectors, localizers) or the mask painted
+// over it (segmenters).
 //
 // Layout of this file: BACKENDS (where answers come from), RENDERERS (how an answer is drawn,
 // one per model task), then the page wiring. #results carries data-state
@@ -227,18 +229,85 @@ window.foveal = {
 };
 
 // ---- RENDERERS, one per task (the "task" key of the answer) ------------------------------
-// ROOM: "detect" will draw answer.boxes ([{label, probability, box: [x0, y0, x1, y1]}] in the
-// pixels of answer.image) and "segment" answer.masks on the #overlay canvas, then list labels.
+// Boxes ([{label, score, box: [x0, y0, x1, y1]}]) and masks (a palette PNG, background
+// transparent) come in the pixels of answer.image and are drawn on the #overlay canvas, which
+// has that size and is stretched over the photo by CSS, so they line up at any display size.
 const RENDERERS = {
   classify(answer) {
-    const bars = $("bars");
-    bars.replaceChildren(...answer.predictions.map(barRow));
-    // Let the zero-width bars paint once so their widths animate in.
-    requestAnimationFrame(() => requestAnimationFrame(() => {
-      bars.querySelectorAll(".fill").forEach((fill) => { fill.style.width = fill.dataset.width; });
-    }));
+    showBars(answer.predictions);
+  },
+  detect(answer) {
+    drawBoxes(answer);
+    showBars(answer.boxes.map((b) => ({ label: b.label, probability: b.score, box: b.box })));
+  },
+  localize(answer) {
+    drawBoxes(answer);
+    showBars(answer.predictions);
+  },
+  async segment(answer) {
+    const canvas = overlayFor(answer);
+    const mask = new Image();
+    mask.src = `data:image/png;base64,${answer.mask.data}`;
+    await mask.decode();
+    canvas.getContext("2d").drawImage(mask, 0, 0, canvas.width, canvas.height);
+    showBars(answer.classes.map((c) => ({ label: c.label, probability: c.fraction, colour: c.colour })));
   },
 };
+
+function showBars(rows) {
+  const bars = $("bars");
+  bars.replaceChildren(...rows.map(barRow));
+  // Let the zero-width bars paint once so their widths animate in.
+  requestAnimationFrame(() => requestAnimationFrame(() => {
+    bars.querySelectorAll(".fill").forEach((fill) => { fill.style.width = fill.dataset.width; });
+  }));
+}
+
+// The #overlay canvas at the answer's image size, cleared and shown.
+function overlayFor(answer) {
+  const canvas = $("overlay");
+  canvas.width = answer.image.width;
+  canvas.height = answer.image.height;
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  canvas.hidden = false;
+  return canvas;
+}
+
+function clearOverlay() {
+  const canvas = $("overlay");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  canvas.hidden = true;
+}
+
+// One colour per class: hues spread around the wheel by the golden angle.
+function classColour(label) {
+  const names = (state.health && state.health.model.classes) || [];
+  const index = Math.max(0, names.indexOf(label));
+  return `hsl(${(index * 137.508 + 20) % 360}, 90%, 50%)`;
+}
+
+function drawBoxes(answer) {
+  const canvas = overlayFor(answer);
+  const context = canvas.getContext("2d");
+  const line = Math.max(2, Math.round(Math.min(canvas.width, canvas.height) / 150));
+  context.lineWidth = line;
+  context.font = `${Math.max(10, line * 6)}px system-ui, sans-serif`;
+  context.textBaseline = "top";
+  for (const { label, score, box } of answer.boxes) {
+    const [x0, y0, x1, y1] = box;
+    const colour = classColour(label);
+    context.strokeStyle = colour;
+    context.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    const text = `${label} ${(score * 100).toFixed(0)}%`;
+    const height = Math.max(10, line * 6) + 4;
+    const width = context.measureText(text).width + 6;
+    const top = y0 >= height ? y0 - height : y0;
+    context.fillStyle = colour;
+    context.fillRect(x0, top, width, height);
+    context.fillStyle = "#fff";
+    context.fillText(text, x0 + 3, top + 2);
+  }
+}
 
 function barRow(prediction) {
   const percent = prediction.probability * 100;
@@ -246,10 +315,13 @@ function barRow(prediction) {
   const li = document.createElement("li");
   li.dataset.label = prediction.label;
   li.dataset.probability = String(prediction.probability);
+  if (prediction.box) li.dataset.box = prediction.box.join(",");
   const label = el("span", "label", prediction.label);
   label.title = prediction.label;
   const track = el("span", "track");
   const fill = el("span", "fill");
+  if (prediction.colour) fill.style.background = `rgb(${prediction.colour.join(",")})`;
+  else if (prediction.box) fill.style.background = classColour(prediction.label);
   fill.dataset.width = `${Math.min(100, Math.max(0, percent)).toFixed(2)}%`;
   track.append(fill);
   track.setAttribute("role", "img");
@@ -284,9 +356,15 @@ async function loadHealth() {
   const model = $("model");
   model.replaceChildren(
     el("b", "", m.architecture),
-    document.createTextNode(` · ${m.num_classes} classes · input ${m.input_shape.join("×")} (${m.channel_order})`),
+    document.createTextNode(`${m.task === "classify" ? "" : ` · ${TASK_NAMES[m.task] || m.task}`}`
+      + ` · ${m.num_classes} classes · input ${m.input_shape.join("×")} (${m.channel_order})`),
   );
   model.dataset.architecture = m.architecture;
+  model.dataset.task = m.task;
+  $("answer-title").textContent = TASK_TITLES[m.task] || "Predictions";
+  $("topk").parentElement.hidden = m.task === "detect" || m.task === "segment";
+  // The in-browser mode runs classifiers only: it does not decode boxes or masks.
+  $("browser-note").hidden = m.task === "classify";
   $("classes").textContent = m.classes.join(", ");
   const topk = $("topk");
   topk.max = String(m.num_classes);
@@ -308,9 +386,13 @@ function formatBytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
+const TASK_NAMES = { localize: "localizer", detect: "detector", segment: "segmenter" };
+const TASK_TITLES = { localize: "Object", detect: "Detections", segment: "Classes in the image" };
+
 async function classify(file) {
   if (!file) return;
   state.file = file;
+  clearOverlay();
   const limit = state.health && state.health.limits.max_upload_bytes;
   showPreview(file);
   if (limit && file.size > limit && backend === BACKENDS.server) {
@@ -325,15 +407,17 @@ async function classify(file) {
     if (request !== state.request) return;
     const render = RENDERERS[answer.task];
     if (!render) throw new Error(`this page cannot show answers of task "${answer.task}"`);
-    render(answer);
+    await render(answer);
     const size = answer.image && answer.image.width ? `${answer.image.width}×${answer.image.height} ${answer.image.format}` : "";
-    setStatus("done", `${answer.file}${size ? ` (${size})` : ""}`);
+    const none = answer.boxes && !answer.boxes.length ? " · no objects above the score threshold" : "";
+    setStatus("done", `${answer.file}${size ? ` (${size})` : ""}${none}`);
     $("timing").textContent = answer.where === "browser"
       ? `ran in your browser in ${answer.elapsed_ms} ms`
       : `answered in ${answer.elapsed_ms} ms on the server`;
   } catch (error) {
     if (request !== state.request) return;
     $("bars").replaceChildren();
+    clearOverlay();
     $("timing").textContent = "";
     setStatus("error", error.message);
   }
