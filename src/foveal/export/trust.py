@@ -14,9 +14,11 @@ control flow, variables, quantization). A graph with anything else is refused wi
 offending ops, unless the caller says the file is trusted (``--trust-model`` on the command
 line, ``trust_model=True`` in Python).
 
-SavedModel checkpoint functions (the ``saver_def`` save and restore functions every SavedModel
-carries, which ``tf.saved_model.load`` does not call) may use the checkpoint ops; nothing that
-the serving signatures or the loaded objects can reach may.
+SavedModel checkpoint functions (the ``saver_def`` save and restore functions every TF2
+SavedModel carries, which ``tf.saved_model.load`` does not call) may use the checkpoint ops;
+nothing that the serving signatures or the loaded objects can reach may. A TF1 SavedModel (no
+object graph) restores its variables with ``RestoreV2`` nodes of its main graph, which the
+loader runs, so it is refused unless trusted.
 
 Example:
     >>> check_export("downloaded/model.onnx")  # doctest: +SKIP
