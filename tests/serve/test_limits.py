@@ -169,3 +169,29 @@ def test_limit_options_are_checked(option):
     args = parser.parse_args(["serve", "m.keras", option, "0"])
     with pytest.raises(ConfigError, match=option):
         _check(args)
+
+
+def test_deadline_ends_with_the_body():
+    """After the whole body has arrived, reads (a response waiting for the client to leave) wait freely."""
+    import asyncio
+
+    from foveal.serve.guard import BodyTimeout
+
+    async def scenario() -> list[str]:
+        messages = [{"type": "http.request", "body": b"x", "more_body": False}]
+        seen: list[str] = []
+
+        async def receive():
+            if messages:
+                return messages.pop()
+            await asyncio.sleep(0.3)  # longer than the idle limit below
+            return {"type": "http.disconnect"}
+
+        async def app(scope, receive_, send):
+            seen.append((await receive_())["type"])
+            seen.append((await receive_())["type"])
+
+        await BodyTimeout(app, idle=0.1, total=0.2)({"type": "http"}, receive, None)
+        return seen
+
+    assert asyncio.run(scenario()) == ["http.request", "http.disconnect"]

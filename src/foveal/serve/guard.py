@@ -112,11 +112,17 @@ class BodyTimeout:
             await self.app(scope, receive, send)
             return
         deadline = time.monotonic() + self.total
+        body_done = False
 
         async def timed() -> dict:
+            nonlocal body_done
+            if body_done:  # e.g. a streaming response listening for the client to leave: no deadline
+                return await receive()
             wait = min(self.idle, deadline - time.monotonic())
             try:
-                return await asyncio.wait_for(receive(), timeout=max(wait, 0.0))
+                message = await asyncio.wait_for(receive(), timeout=max(wait, 0.0))
+                body_done = message["type"] != "http.request" or not message.get("more_body", False)
+                return message
             except asyncio.TimeoutError:
                 from starlette.exceptions import HTTPException
 
