@@ -14,9 +14,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from foveal.cli.task_commands import (
+    add_evaluate_options,
+    add_mode,
+    add_predict_options,
+    add_task_command,
+    report_skipped,
+)
+
 EPILOG_TRAIN = """examples:
-  foveal detect train                                  # raccoon boxes, YOLO on resnet18 (width 16), 256x256
-  foveal detect train --epochs 80 --multi-scale 224 256 288 320 --time-budget 1800
+  foveal detect train --data ../shared/datasets/raccoon   # YOLO on resnet18 (width 16), 256x256
+  foveal detect train --data ../shared/datasets/raccoon --epochs 80 --multi-scale 224 256 288 320 --time-budget 1800
   foveal detect train --backbone-weights runs/cifar-resnet18/best.keras --freeze-backbone-epochs 5
   foveal detect train --data coco/annotations/instances_train2017.json --scales 3 --anchors 3
   foveal detect train --resume runs/detect-resnet18-raccoon-20261123-101500
@@ -26,23 +34,6 @@ EPILOG_PREDICT = """examples:
   foveal detect predict runs/RUN/best.keras photo.jpg more_photos/ --output boxed/
   foveal detect predict runs/RUN/best.keras photo.jpg --format json --score-threshold 0.5
 """
-
-_NOT_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "detect_action", "task"}
-
-
-def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    from foveal import configtools
-    from foveal.detection.config import DetectConfig
-    from foveal.detection.train import train_detector
-
-    # Options are suppressed unless given, so what is in ``args`` is what the user typed.
-    given = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS} | dict(overrides)
-    if args.resume:
-        result = train_detector(resume=args.resume, **given)
-    else:
-        result = train_detector(configtools.resolve(DetectConfig, args.config, given))
-    return 130 if result.interrupted else 0
-
 
 def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.detection.train import evaluate_detector, format_metrics
@@ -82,9 +73,7 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     print(text)
     if args.output:
         print(f"wrote {len(rows)} image(s), detections.json and detections.csv to {args.output}", file=sys.stderr)
-    skipped = sum("error" in r for r in rows)
-    if skipped:
-        print(f"skipped {skipped} unreadable file(s)", file=sys.stderr)
+    report_skipped(rows)
     return 0
 
 
@@ -126,42 +115,25 @@ def _sliding_window(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
 def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``detect`` with its ``train``, ``evaluate``, ``predict`` and ``anchors`` actions."""
-    from foveal import configtools
     from foveal.data.boxes import FORMATS_HELP
-    from foveal.detection.config import DetectConfig
 
     fmt = argparse.RawDescriptionHelpFormatter
-    det = subparsers.add_parser(
-        "detect", help="object detection: YOLO-style detectors on the zoo's backbones",
+    actions = add_task_command(
+        subparsers, "detect", help="object detection: YOLO-style detectors on the zoo's backbones",
         description="Train, evaluate and use object detectors (YOLOv2/v3-style heads on any zoo backbone), "
-        "with COCO metrics equal to pycocotools'.", allow_abbrev=False)
-    actions = det.add_subparsers(dest="detect_action", metavar="ACTION", required=True)
+        "with COCO metrics equal to pycocotools'.", train_help="train a detector and write a run folder with a report",
+        train_description="Train a YOLO-style detector on box annotations.", train_epilog=EPILOG_TRAIN)
 
-    t = actions.add_parser(
-        "train", help="train a detector and write a run folder with a report", allow_abbrev=False,
-        description="Train a YOLO-style detector on box annotations. Every option can also be a key of the "
-        "--config YAML file; options given here override the file.", epilog=EPILOG_TRAIN, formatter_class=fmt)
-    t.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
-    configtools.add_arguments(t, DetectConfig)
-    t.set_defaults(func=_train)
-
-    e = actions.add_parser("evaluate", help="COCO AP table, VOC mAP@0.5 and PR curves of a detector",
-                           allow_abbrev=False)
-    e.add_argument("model", help="a .keras model file written by `foveal detect train`")
-    e.add_argument("--data", required=True, help=FORMATS_HELP)
+    e = add_mode(actions, "evaluate", "detect", help="COCO AP table, VOC mAP@0.5 and PR curves of a detector",
+                 batch_size=8)
+    add_evaluate_options(e, data_help=FORMATS_HELP, output_help="write metrics.json, detections.json and "
+                         "report.html here")
     e.add_argument("--split", default="test", help="part to score: test, val or train (default: test)")
-    e.add_argument("--batch-size", type=int, default=8, help="images per batch (default: 8)")
     e.add_argument("--score-threshold", type=float, help="display threshold: the precision/recall line and the "
                    "drawn examples use detections scoring at least this (default: the model's)")
     e.add_argument("--ap-score-threshold", type=float, default=0.001, help="AP and mAP are computed on the "
                    "detections scoring at least this, at most 100 per image (default: 0.001, the COCO practice)")
     e.add_argument("--iou-threshold", type=float, help="non-max suppression IoU (default: the model's)")
-    e.add_argument("--class-map", metavar="MAP", help="dataset class -> model class pairs (0=zero,1=one,...), a "
-                   "YAML/JSON file of them, or 'order'; default: classes are matched by name")
-    e.add_argument("--output", metavar="DIR", help="write metrics.json, detections.json and report.html here")
-    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    e.add_argument("--skip-invalid", action="store_true", help="skip images with bad annotations or files")
     e.set_defaults(func=_evaluate)
 
     sc = actions.add_parser(
@@ -178,17 +150,12 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
     sc.add_argument("--json", action="store_true", help="print the metrics as JSON")
     sc.set_defaults(func=_score)
 
-    p = actions.add_parser("predict", help="boxes, classes and scores for image files or folders",
-                           allow_abbrev=False, epilog=EPILOG_PREDICT, formatter_class=fmt)
-    p.add_argument("model", help="a .keras model file written by `foveal detect train`")
-    p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
-    p.add_argument("--output", metavar="DIR", help="write each image with its boxes drawn, detections.json "
-                   "(COCO results) and detections.csv here")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="what to print (default: table)")
+    p = add_mode(actions, "predict", "detect", help="boxes, classes and scores for image files or folders",
+                 epilog=EPILOG_PREDICT, batch_size=8)
+    add_predict_options(p, output_help="write each image with its boxes drawn, detections.json (COCO results) "
+                        "and detections.csv here")
     p.add_argument("--score-threshold", type=float, help="keep detections scoring at least this (default: the model's)")
     p.add_argument("--iou-threshold", type=float, help="non-max suppression IoU (default: the model's)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default: 8)")
-    p.add_argument("--skip-invalid", action="store_true", help="report unreadable images and go on")
     p.set_defaults(func=_predict)
 
     a = actions.add_parser("anchors", help="anchor boxes by k-means with the IoU distance (YOLOv2)",

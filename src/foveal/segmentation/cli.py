@@ -14,6 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from foveal.cli.task_commands import (
+    add_evaluate_options,
+    add_mode,
+    add_predict_options,
+    add_task_command,
+    report_skipped,
+)
+
 EPILOG_TRAIN = """examples:
   # ISBI 2012 membranes: a small U-Net on 256x256 crops, the last 5 images held out for testing
   foveal segment train --data ../shared/datasets/isbi-membrane/train --classes membrane cell \\
@@ -38,22 +46,6 @@ EPILOG_PREDICT = """examples:
   foveal segment predict runs/RUN/best.keras slices/ --output predicted/ --crf --no-overlay
   foveal segment predict runs/RUN/best.keras slices/ --output predicted/ --tta d4 --mask-png indexed
 """
-
-_NOT_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "segment_action"}
-
-
-def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    from foveal import configtools
-    from foveal.segmentation.train import SegmentConfig, train_segmenter
-
-    # Options are suppressed unless given, so what is in ``args`` is what the user typed.
-    given = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS} | dict(overrides)
-    if args.resume:
-        result = train_segmenter(resume=args.resume, **given)
-    else:
-        result = train_segmenter(configtools.resolve(SegmentConfig, args.config, given))
-    return 130 if result.interrupted else 0
-
 
 def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.segmentation.train import evaluate_segmenter, format_metrics
@@ -82,16 +74,17 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
         print(f"wrote {sum('mask' in r for r in rows)} mask(s) to {Path(args.output) / 'masks'}"
               + (f", overlays to {Path(args.output) / 'overlays'}" if args.overlay else "")
               + f" and {Path(args.output) / 'predictions.csv'}", file=sys.stderr)
-    skipped = sum("error" in r for r in rows)
-    if skipped:
-        print(f"skipped {skipped} unreadable file(s)", file=sys.stderr)
+    report_skipped(rows)
     return 0
 
 
-def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    """--tta and --mask-png, shared by evaluate and predict."""
+def _add_mask_options(parser: argparse.ArgumentParser) -> None:
+    """--overlay, --crf, --tta and --mask-png, shared by evaluate and predict."""
     from foveal.segmentation.predict import MASK_PNGS, TTA_VIEWS
 
+    parser.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
+                        help="write overlays next to the masks (default: on)")
+    parser.add_argument("--crf", action="store_true", help="refine with a dense CRF (needs pydensecrf2)")
     parser.add_argument("--tta", nargs="?", const="flips", default="none", choices=tuple(TTA_VIEWS),
                         help="test-time augmentation: average the class probabilities of flipped views, mapped "
                         "back: flips (4 views, the default of a bare --tta), d4 (8: flips, quarter turns, "
@@ -103,58 +96,30 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 
 def add_segment_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``segment`` with its ``train``, ``evaluate`` and ``predict`` actions to ``subparsers``."""
-    from foveal import configtools
-    from foveal.segmentation.train import SegmentConfig
-
-    fmt = argparse.RawDescriptionHelpFormatter
-    seg = subparsers.add_parser(
-        "segment", help="semantic segmentation: a class for every pixel (U-Net, FCN-8s/16s/32s)",
+    actions = add_task_command(
+        subparsers, "segment", help="semantic segmentation: a class for every pixel (U-Net, FCN-8s/16s/32s)",
         description="Train, evaluate and use semantic segmentation models on folders of images and masks.",
-        allow_abbrev=False)
-    actions = seg.add_subparsers(dest="segment_action", metavar="ACTION", required=True)
+        train_help="train a segmenter and write a run folder with a report",
+        train_description="Train a segmentation model on a folder of images/ + masks/ (or ISBI's image/ + "
+        "label/), or a COCO instances .json.", train_epilog=EPILOG_TRAIN)
 
-    t = actions.add_parser(
-        "train", help="train a segmenter and write a run folder with a report", allow_abbrev=False,
-        description="Train a segmentation model on a folder of images/ + masks/ (or ISBI's image/ + label/). "
-        "Every option can also be a key of the --config YAML file; options given here override the file.",
-        epilog=EPILOG_TRAIN, formatter_class=fmt)
-    t.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
-    configtools.add_arguments(t, SegmentConfig)
-    t.set_defaults(func=_train)
-
-    e = actions.add_parser("evaluate", help="pixel accuracy, per-class IoU and Dice of a segmenter",
-                           allow_abbrev=False, epilog=EPILOG_EVALUATE, formatter_class=fmt)
-    e.add_argument("model", help="a .keras model file written by `foveal segment train`")
-    e.add_argument("--data", required=True, help="folder of images/ + masks/ (or image/ + label/), or a COCO "
-                   "instances .json (polygons or RLE)")
+    e = add_mode(actions, "evaluate", "segment", help="pixel accuracy, per-class IoU and Dice of a segmenter",
+                 epilog=EPILOG_EVALUATE)
+    add_evaluate_options(e, data_help="folder of images/ + masks/ (or image/ + label/), or a COCO instances "
+                         ".json (polygons or RLE)", output_help="write metrics.json, report.html, masks/ and "
+                         "overlays/ here")
     e.add_argument("--images", metavar="DIR", help="image folder of a COCO --data file (default: found beside it)")
-    e.add_argument("--class-map", metavar="MAP", help="dataset class -> model class pairs (a=b,c=d), a YAML/JSON "
-                   "file of them, or 'order', for data that names its classes (COCO, palette.txt); default: by name")
     e.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
                    help="all pairs (default), or that split of the training run (its config.yaml beside the model)")
-    e.add_argument("--output", metavar="DIR", help="write metrics.json, report.html, masks/ and overlays/ here")
     e.add_argument("--report-images", type=int, default=6, help="images shown in the report (default: 6)")
-    e.add_argument("--crf", action="store_true", help="refine with a dense CRF (needs pydensecrf2)")
-    e.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
-                   help="write overlays next to the masks (default: on)")
-    _add_output_options(e)
-    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    e.add_argument("--skip-invalid", action="store_true", help="skip (and count) bad pairs instead of stopping")
-    e.set_defaults(func=_evaluate)
+    _add_mask_options(e)
 
-    p = actions.add_parser("predict", help="per-pixel classes for image files or folders: index PNGs and overlays",
-                           allow_abbrev=False, epilog=EPILOG_PREDICT, formatter_class=fmt)
-    p.add_argument("model", help="a .keras model file written by `foveal segment train`")
-    p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
-    p.add_argument("--output", metavar="DIR", help="write masks/NAME.png (pixel value = class index), "
-                   "overlays/NAME.png and predictions.csv here")
-    p.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
-                   help="write overlays next to the masks (default: on)")
-    p.add_argument("--crf", action="store_true", help="refine with a dense CRF (needs pydensecrf2)")
-    _add_output_options(p)
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="what to print (default: table)")
-    p.add_argument("--skip-invalid", action="store_true", help="report unreadable images and go on")
+    p = add_mode(actions, "predict", "segment", help="per-pixel classes for image files or folders: index PNGs "
+                 "and overlays", epilog=EPILOG_PREDICT)
+    add_predict_options(p, output_help="write masks/NAME.png (pixel value = class index), overlays/NAME.png and "
+                        "predictions.csv here")
+    _add_mask_options(p)
+    e.set_defaults(func=_evaluate)
     p.set_defaults(func=_predict)
 
 

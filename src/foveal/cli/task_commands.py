@@ -1,0 +1,98 @@
+"""What every task's command (``foveal detect|segment|localize ...``) has in common.
+
+A task's ``cli.py`` adds its command with :func:`add_task_command`, which gives it the ``train``
+action (``--config``, ``--resume`` and every option of the task's config class, run through the
+engine via the task table) and the arguments every ``evaluate`` and ``predict`` action takes;
+the task adds only its own options and handlers. Handlers have the signature
+``handler(args, overrides) -> exit status``; a :class:`~foveal.errors.FovealError` they raise is
+printed by ``foveal``'s ``main`` in one line.
+
+Example:
+    >>> actions = add_task_command(subparsers, "detect", help="...", description="...",  # doctest: +SKIP
+    ...                            train_help="...", train_epilog=EPILOG_TRAIN)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+#: argparse destinations that are not options of a task's config
+NOT_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "task", "task_action"}
+
+
+def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from foveal import configtools
+    from foveal.tasks import TASKS, run_train
+
+    task = TASKS[args.command]
+    # Options are suppressed unless given, so what is in ``args`` is what the user typed.
+    given = {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS} | dict(overrides)
+    if args.resume:
+        result = run_train(task.name, resume=args.resume, **given)
+    else:
+        result = run_train(task.name, configtools.resolve(task.config_class(), args.config, given))
+    return 130 if result.interrupted else 0
+
+
+def add_task_command(subparsers: argparse._SubParsersAction, task: str, *, help: str, description: str,
+                     train_help: str, train_description: str, train_epilog: str) -> argparse._SubParsersAction:
+    """Add ``foveal TASK`` with its ``train`` action; returns the actions for the task's others."""
+    from foveal import configtools
+    from foveal.tasks import TASKS
+
+    command = subparsers.add_parser(task, help=help, description=description, allow_abbrev=False)
+    actions = command.add_subparsers(dest="task_action", metavar="ACTION", required=True)
+    t = actions.add_parser("train", help=train_help, allow_abbrev=False, epilog=train_epilog,
+                           description=train_description + " Every option can also be a key of the --config YAML "
+                           "file; options given here override the file.",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
+    configtools.add_arguments(t, TASKS[task].config_class())
+    t.set_defaults(func=_train)
+    return actions
+
+
+def add_mode(actions: argparse._SubParsersAction, mode: str, task: str, *, help: str, epilog: str | None = None,
+             batch_size: int | None = None) -> argparse.ArgumentParser:
+    """An ``evaluate`` or ``predict`` action with the model argument (and ``--batch-size``)."""
+    parser = actions.add_parser(mode, help=help, allow_abbrev=False, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help=f"a .keras model file written by `foveal {task} train`")
+    if mode == "predict":
+        parser.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    if batch_size is not None:
+        parser.add_argument("--batch-size", type=int, default=batch_size,
+                            help=f"images per batch (default: {batch_size})")
+    return parser
+
+
+def add_evaluate_options(parser: argparse.ArgumentParser, *, data_help: str, output_help: str) -> None:
+    """``--data``, ``--output``, ``--class-map``, ``--json`` and ``--skip-invalid`` of an evaluate action."""
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--output", metavar="DIR", help=output_help)
+    parser.add_argument("--class-map", metavar="MAP", help="dataset class -> model class pairs (a=b,c=d), a "
+                        "YAML/JSON file of them, or 'order'; default: classes are matched by name")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument("--skip-invalid", action="store_true", help="skip (and count) bad images or annotations")
+
+
+def add_predict_options(parser: argparse.ArgumentParser, *, output_help: str) -> None:
+    """``--output``, ``--format`` and ``--skip-invalid`` of a predict action."""
+    parser.add_argument("--output", metavar="DIR", help=output_help)
+    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="what to print (default: table)")
+    parser.add_argument("--skip-invalid", action="store_true", help="report unreadable images and go on")
+
+
+def report_skipped(rows: list[dict[str, Any]]) -> None:
+    """Say on stderr how many files a prediction could not read."""
+    skipped = sum("error" in r for r in rows)
+    if skipped:
+        print(f"skipped {skipped} unreadable file(s)", file=sys.stderr)
+
+
+__all__ = ["NOT_OPTIONS", "add_evaluate_options", "add_mode", "add_predict_options", "add_task_command",
+           "report_skipped"]
