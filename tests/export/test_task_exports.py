@@ -227,6 +227,16 @@ def test_unknown_task_is_refused():
         tasks.hooks("caption")
 
 
+def test_benchmark_table_of_a_segmenter(task_models):
+    from foveal.export.benchmark import benchmark, format_benchmark
+
+    table = benchmark(task_models["segment"], runtimes=("keras-call",), warmup=1, runs=2, batch_size=2)
+    (result,) = table["results"]
+    assert result["task"] == "segment" and result["batch1_end_to_end"]["p50_ms"] > 0
+    assert "(segment;" in format_benchmark(table)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_benchmark_every_runtime(task_models, tmp_path, task):
     from foveal.export.benchmark import benchmark, format_benchmark
@@ -240,3 +250,23 @@ def test_benchmark_every_runtime(task_models, tmp_path, task):
     text = format_benchmark(table)
     assert f"({task};" in text and "onnx" in text
     assert list(tmp_path.iterdir()) == []  # the temporary exports are gone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASKS)
+def test_coreml_export_is_checked_structurally(task_models, tmp_path, task):
+    pytest.importorskip("coremltools")
+    report = export_model(task_models[task], "coreml", tmp_path, samples=2)
+    assert report.passed and report.check == "structural" and report.task == task
+    assert list(report.structure["inputs"].values()) == [[1, 64, 64, 3]]
+    assert len(report.structure["outputs"]) == (2 if task == "localize" else 1)
+    assert (tmp_path / {"detect": "det", "localize": "loc", "segment": "seg"}[task]).with_suffix(".mlpackage").is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_int8_export_of_a_localizer_calibrates_on_its_boxes(task_models, task_data, tmp_path, fmt):
+    report = export_model(task_models["localize"], fmt, tmp_path / f"q.{fmt}", quantize="int8",
+                          data=task_data["localize"], samples=4, calibration=8)
+    assert report.passed and report.size_bytes < report.keras_size_bytes / 2
+    assert abs(report.accuracy["difference"]) < 0.05

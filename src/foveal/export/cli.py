@@ -40,17 +40,23 @@ def _benchmark(args: argparse.Namespace, _: dict[str, Any]) -> int:
 def add_export_commands(sub: Any) -> None:
     """Add ``export`` and ``benchmark`` to the ``foveal`` subcommands."""
     e = sub.add_parser("export", help="export a model to SavedModel, TFLite or ONNX and check it",
-                       description="Export a .keras model, check its outputs against Keras on sample images, "
-                       "and with --data measure the export's accuracy next to the Keras model's.")
-    e.add_argument("model", help="a .keras model file written by foveal")
+                       description="Export a .keras model (classifier, localizer, detector or segmenter), check "
+                       "its outputs against Keras on sample images (probabilities; class and box; boxes after NMS "
+                       "matched by IoU; masks pixel by pixel), and with --data measure the export's accuracy "
+                       "next to the Keras model's with the task's own metric (accuracy, mean IoU, mAP@0.5, mean "
+                       "IoU of masks). The export is moved into place only when the check passes.")
+    e.add_argument("model", help="a .keras model file written by foveal (any task)")
     e.add_argument("--format", required=True, choices=FORMATS, help="export format")
     e.add_argument("--quantize", choices=("float16", "dynamic", "int8"),
                    help="tflite: float16, dynamic or int8; onnx: dynamic or int8 (default: none)")
-    e.add_argument("--output", metavar="PATH", help="target file or folder (default: beside the model)")
-    e.add_argument("--data", metavar="SPEC", help="dataset: parity samples, int8 calibration images (train "
-                   "split) and the accuracy comparison (--split)")
+    e.add_argument("--output", metavar="PATH", help="target file (suffix of the format), or folder: an existing "
+                   "one, or a new one given with a trailing / or without a suffix (default: beside the model)")
+    e.add_argument("--data", metavar="SPEC", help="dataset of the model's task (classes; boxes; image/mask "
+                   "folder): parity samples, int8 calibration images (train split) and the accuracy comparison "
+                   "(--split)")
     e.add_argument("--split", default="test", help="dataset part for parity and accuracy (default: test)")
-    e.add_argument("--tolerance", type=float, help="largest allowed |probability difference| (default by "
+    e.add_argument("--tolerance", type=float, help="largest allowed difference of probabilities, scores and "
+                   "box corners (fractions of the image) (default by "
                    "quantization: 1e-4 none, 1e-2 float16, 0.1 dynamic, 0.2 int8)")
     e.add_argument("--samples", type=int, default=64, help="images for the parity check (default: 64)")
     e.add_argument("--calibration", type=int, default=200, help="int8 calibration images (default: 200)")
