@@ -213,6 +213,10 @@ def test_segment_train_and_evaluate_take_a_coco_file(tmp_path, capsys):
     assert run_cli(["segment", "evaluate", str(run / "best.keras"), "--data", str(path), "--images", str(moved),
                     "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["num_images"] == 3
+    # the run's own test split, rebuilt from its config.yaml, with the images found through --images
+    assert run_cli(["segment", "evaluate", str(run / "best.keras"), "--data", str(path), "--images", str(moved),
+                    "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_images"] == metrics["num_images"] == 1
 
 
 def test_coco_mini_masks_equal_pycocotools_through_the_reader():
