@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from foveal.detection.loss import YoloLoss
-from foveal.detection.model import DetectorModel, build_detector
+from foveal.detection.model import DetectorModel, _as_list, build_detector
 from foveal.detection.postprocess import decode_predictions, reference_nms
 from foveal.errors import ConfigError
 from foveal.models import ModelCard, load_model, save_model
@@ -54,12 +54,13 @@ def test_three_scale_head_shapes_and_anchor_groups():
                                    np.broadcast_to(ANCHORS_3[3 * group:3 * group + 3], (count // 3, 3, 2)), atol=1e-6)
 
 
-def test_backbone_without_pyramid_and_bad_settings():
+def test_small_backbone_levels_are_measured_and_bad_settings():
+    # geron_cnn names no levels anywhere: its stride-8 output is found as P3 on the graph
     model = build_detector("geron_cnn", 1, ANCHORS_1, input_shape=(64, 64, 3), head_width=0, backbone_options=TINY)
-    assert model.levels == ["last"] and model.strides == [8]
+    assert model.levels == ["P3"] and model.strides == [8]
     assert model(_images(1, 64)).shape == (1, 8, 8, 3, 6)
-    with pytest.raises(ConfigError, match="P3"):
-        build_detector("geron_cnn", 1, ANCHORS_3, scales=3, input_shape=(64, 64, 3), backbone_options=TINY)
+    with pytest.raises(ConfigError, match="P1, P2.*three consecutive"):  # LeNet-5 reaches stride 4 only
+        build_detector("lenet5", 1, ANCHORS_3, scales=3, input_shape=(64, 64, 3))
     with pytest.raises(ConfigError, match="scales"):
         build_detector("resnet18", 1, ANCHORS_1, scales=2, backbone_options=TINY)
     with pytest.raises(ConfigError, match="normalised"):
@@ -68,6 +69,29 @@ def test_backbone_without_pyramid_and_bad_settings():
         build_detector("resnet18", 1, ANCHORS_1[:2], scales=3, backbone_options=TINY)
     with pytest.raises(ConfigError, match="multiples of 32"):
         build_detector("resnet18", 1, ANCHORS_1, input_shape=(100, 96, 3), backbone_options=TINY)
+
+
+def test_xception_with_fewer_middle_blocks_builds_and_predicts():
+    # bug row of issue 13: the P5 layer name was that of the 8-block network (block14_...)
+    options = {"alpha": 0.0625, "middle_blocks": 1}
+    for scales, anchors in ((1, ANCHORS_1), (3, ANCHORS_3)):
+        model = build_detector("xception", 2, anchors, scales=scales, input_shape=(64, 64, 3),
+                               backbone_options=options, score_threshold=0.0, max_detections=5)
+        assert model.strides == [8, 16, 32][-scales:]
+        assert [tuple(r.shape[1:3]) for r in _as_list(model(_images(1, 64)))] == [(8, 8), (4, 4), (2, 2)][-scales:]
+        assert model.predict(_images(2, 64), verbose=0)["boxes"].shape == (2, 5, 4)
+
+
+def test_cifar_stem_strides_are_measured():
+    # bug row of issue 13: the stride was read from the level name of the ImageNet stem (32)
+    model = build_detector("resnet18", 2, ANCHORS_1, input_shape=(64, 64, 3),
+                           backbone_options={**TINY, "stem": "cifar"})
+    assert model.levels == ["P3"] and model.strides == [8]
+    assert model(_images(1, 64)).shape[1:3] == (64 // 8, 64 // 8)
+    three = build_detector("resnet18", 2, ANCHORS_3, scales=3, input_shape=(64, 64, 3),
+                           backbone_options={**TINY, "stem": "cifar"})
+    assert three.levels == ["P1", "P2", "P3"] and three.strides == [2, 4, 8]
+    assert [r.shape[1] * s for r, s in zip(three(_images(1, 64)), three.strides)] == [64, 64, 64]
 
 
 def test_anchors_are_sorted_by_area_before_grouping():

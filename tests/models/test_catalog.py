@@ -22,5 +22,5 @@ def test_reference_counts_match_a_build(name):
 def test_listing_reads_the_table_and_other_class_counts_build():
     rows = {r["name"]: r for r in describe_models()}
     assert rows["vgg16"]["parameters"] == 138_357_544 and rows["vgg16"]["classes"] == 1000
-    assert rows["lenet5"]["feature_layers"] == MODELS.get("lenet5").meta.get("feature_layers", {})
+    assert "feature_layers" not in rows["lenet5"]  # measured on a build (models/pyramid.py), not listed
     assert count_parameters("lenet5", 3)[0] == 61_706 - 7 * 85  # 7 fewer outputs of 84 weights + bias

@@ -10,7 +10,7 @@ import pytest
 
 from foveal.errors import ModelError
 from foveal.layers import InceptionModule, LocalResponseNormalization
-from foveal.models import MODELS, ModelCard, build_model, load_model, save_model
+from foveal.models import ModelCard, build_model, load_model, save_model
 from foveal.models.auxiliary import AuxiliaryClassifierModel
 from foveal.models.classification import alexnet, googlenet, lenet_classic, vgg  # noqa: F401  registers them
 from foveal.models.classification.googlenet import GOOGLENET_MODULES, googlenet_parameters
@@ -281,31 +281,6 @@ def test_small_variant_trains_and_round_trips(tmp_path, name, shape, options):
     assert len(loaded.weights) == len(model.weights)
     for a, b in zip(model.weights, loaded.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
-# Input and options at which each architecture is checked for its pyramid levels.
-FEATURE_CHECKS = {
-    "lenet5_classic": ((32, 32, 1), {}),
-    "alexnet": ((227, 227, 3), {"width": 1 / 16}),
-    **{name: ((128, 128, 3), {"width": 1 / 16}) for name in ("vgg11", "vgg13", "vgg16", "vgg19", "googlenet")},
-}
-STRIDES = {"P2": 4, "P3": 8, "P4": 16, "P5": 32}
-
-
-@pytest.mark.parametrize("name", sorted(FEATURE_CHECKS))
-def test_feature_layers_exist_at_their_stride(name):
-    levels = MODELS.get(name).meta["feature_layers"]
-    assert levels and set(levels) <= set(STRIDES)
-    shape, options = FEATURE_CHECKS[name]
-    model = build_model(name, num_classes=3, input_shape=shape, **options)
-    for level, layer_name in levels.items():
-        size = model.get_layer(layer_name).output.shape[1]
-        if name.startswith(("vgg", "googlenet")):  # "same" padding: exactly input / stride
-            assert size == shape[0] // STRIDES[level], (level, layer_name)
-        else:  # "valid" convolutions trim the borders
-            assert size <= shape[0] // STRIDES[level], (level, layer_name)
-    headless = build_model(name, num_classes=3, input_shape=shape, include_top=False, **options)
-    assert len(headless.output_shape) == 4
 
 
 # ---------------------------------------------------------- GoogLeNet auxiliary classifiers

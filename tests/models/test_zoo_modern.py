@@ -1,5 +1,6 @@
 """ResNet 50-152 (v1, v2), SE-ResNet, Xception, MobileNet v1/v2: parameter counts at the reference
-size, pyramid feature layers, a training step and a save/load round trip on tiny variants."""
+size, a training step and a save/load round trip on tiny variants (feature pyramids: every
+architecture in test_every_architecture.py)."""
 
 from __future__ import annotations
 
@@ -105,41 +106,6 @@ def _basic_resnet_trainable(stages, preact: bool, bias: bool, width=64, classes=
 def test_basic_resnet_counts_from_their_definition(name, stages, preact, expected):
     assert _basic_resnet_trainable(stages, preact=preact, bias=preact) == expected
     assert trainable(build_model(name, num_classes=1000)) == expected
-
-
-# Tiny variants: (name, input shape, options). Every new architecture has its pyramid checked.
-TINY = [
-    ("resnet50", (64, 64, 3), {"width": 4}),
-    pytest.param("resnet101", (64, 64, 3), {"width": 4}, marks=slow),
-    pytest.param("resnet152", (64, 64, 3), {"width": 4}, marks=slow),
-    ("resnet18v2", (64, 64, 3), {"width": 8}),
-    ("resnet34v2", (64, 64, 3), {"width": 4}),
-    ("resnet50v2", (64, 64, 3), {"width": 4}),
-    pytest.param("resnet101v2", (64, 64, 3), {"width": 4}, marks=slow),
-    pytest.param("resnet152v2", (64, 64, 3), {"width": 4}, marks=slow),
-    ("se_resnet50", (64, 64, 3), {"width": 4}),
-    ("xception", (64, 64, 3), {"alpha": 0.0625}),
-    ("mobilenet", (64, 64, 3), {"alpha": 0.25}),
-    ("mobilenetv2", (64, 64, 3), {"alpha": 0.35}),
-]
-
-
-@pytest.mark.parametrize("name, shape, options", TINY)
-def test_feature_layers_and_headless_output(name, shape, options):
-    levels = MODELS.get(name).meta["feature_layers"]
-    assert list(levels) == ["P2", "P3", "P4", "P5"]
-    model = build_model(name, num_classes=3, input_shape=shape, include_top=False, **options)
-    sizes, channels = [], []
-    for level, layer_name in levels.items():
-        out = model.get_layer(layer_name).output.shape
-        stride = 2 ** int(level[1:])
-        # Xception's unpadded stem shifts sizes by one; the others halve exactly.
-        assert abs(out[1] - shape[0] / stride) <= (1 if name == "xception" else 0), (level, out)
-        sizes.append(out[1])
-        channels.append(out[-1])
-    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 4
-    assert channels == sorted(channels)
-    assert model.output_shape == model.get_layer(levels["P5"]).output.shape
 
 
 def test_headless_shapes_at_reference_size():

@@ -58,5 +58,30 @@ def test_fcn_skip_structure():
     assert not m8.get_layer("upscore8").trainable
 
 
+def _source(model, layer: str) -> str:
+    """Name of the layer whose output feeds ``layer``."""
+    return model.get_layer(layer).input._keras_history.operation.name
+
+
+def test_fcn_taps_are_measured_pools_on_vgg_and_last_maps_elsewhere():
+    vgg = fcn("vgg11", "8s", (64, 64, 3), 3, fc_filters=8, width=0.0625)
+    assert (_source(vgg, "score_pool3"), _source(vgg, "score_pool4"), _source(vgg, "fc6")) == (
+        "block3_pool", "block4_pool", "block5_pool")
+    resnet = fcn("resnet18", "8s", (64, 64, 3), 3, fc_filters=8, width=16)
+    assert (_source(resnet, "score_pool3"), _source(resnet, "fc6")) == ("stage2_unit2_out", "stage4_unit2_out")
+    with pytest.raises(ModelError, match="no P4, P5 feature map.*P3"):  # the CIFAR stem stops at stride 8
+        fcn("resnet18", "16s", (64, 64, 3), 3, fc_filters=8, width=16, stem="cifar")
+
+
+def test_unet_backbone_follows_the_measured_strides():
+    # CIFAR stem: P2 and P3 only (stride 8 at most), so one skip and two x2 steps to full size
+    model = unet_backbone("resnet18", (64, 64, 3), 3, stem="cifar", width=16, decoder_widths=(16, 8, 8))
+    assert model.output_shape == (None, 64, 64, 3)
+    assert model.get_layer("dec1_concat").input[1]._keras_history.operation.name == "stage3_unit2_out"
+    assert [layer.name for layer in model.layers if layer.name.endswith("_up")] == ["dec1_up", "dec2_up", "dec3_up"]
+    with pytest.raises(ModelError, match="unpadded convolutions"):  # Xception trims borders: 15 vs 2x8
+        unet_backbone("xception", (64, 64, 3), 2, alpha=0.0625, middle_blocks=1)
+
+
 def test_registry_lists_builders():
     assert SEGMENTATION_MODELS.names() == ["fcn", "unet", "unet_backbone"]

@@ -4,13 +4,18 @@ Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017 (one output sc
 boxes, sigmoid centre offsets, exp size scales) and "YOLOv3: An Incremental Improvement",
 arXiv 2018 (three scales fed by a top-down path: upsample, concatenate, convolve).
 
-* ``scales=1`` (YOLOv2): the backbone's stride-32 map ``P5`` (``P4`` when it has none; the
-  last feature map for a backbone without ``feature_layers``), an optional 3x3
+The backbone's feature maps come from :func:`foveal.models.pyramid.feature_pyramid`, which
+measures each map's stride on the built graph (``Pk`` has stride ``2**k``), so every backbone
+option (stem, width, number of blocks) gives the right levels and strides.
+
+* ``scales=1`` (YOLOv2): the backbone's coarsest level (``P5`` for the ImageNet-style
+  backbones, ``P3`` for a ResNet with the CIFAR stem), an optional 3x3
   conv-BN-LeakyReLU of ``head_width`` filters, and a 1x1 convolution with
   ``A * (5 + K)`` filters.
-* ``scales=3`` (YOLOv3): ``P5``, ``P4`` and ``P3``. At ``P5``: 1x1, 3x3, 1x1 convolutions
+* ``scales=3`` (YOLOv3): the three coarsest levels, which must be consecutive (``P3``, ``P4``,
+  ``P5`` for the ImageNet-style backbones). At the coarsest: 1x1, 3x3, 1x1 convolutions
   (``head_width`` filters, 2x for the 3x3), the *route*; a 3x3 convolution and the 1x1 output
-  on it. At ``P4`` then ``P3``: the previous route reduced by a 1x1 convolution, upsampled x2
+  on it. At each finer level: the previous route reduced by a 1x1 convolution, upsampled x2
   and concatenated with the backbone map, then the same block with half the filters. The
   smallest anchors go to the finest scale.
 
@@ -53,7 +58,6 @@ from foveal.errors import ConfigError
 #: first steps with no-object loss (the prior-probability initialisation of Lin et al.,
 #: "Focal Loss for Dense Object Detection", ICCV 2017).
 OBJECTNESS_PRIOR = 0.01
-LEVEL_STRIDES = {"P2": 4, "P3": 8, "P4": 16, "P5": 32}
 
 
 @keras.saving.register_keras_serializable(package="foveal")
@@ -93,28 +97,21 @@ def _output(x, num_anchors: int, depth: int, level: str):
     return AnchorReshape(num_anchors, depth, dtype="float32", name=f"output_{level}")(x)
 
 
-def _pyramid(base: keras.Model, backbone: str, scales: int) -> dict[str, Any]:
-    """The backbone maps the head uses, level name -> tensor (coarsest last)."""
-    from foveal.models.registry import MODELS
+def _head_maps(base: keras.Model, backbone: str, scales: int, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """The backbone maps the head uses, level name -> tensor, finest first (measured strides)."""
+    from foveal.models.pyramid import feature_pyramid, level_stride
 
-    taps = MODELS.get(backbone).meta.get("feature_layers") or {}
-    if scales == 3:
-        missing = [level for level in ("P3", "P4", "P5") if level not in taps]
-        if missing:
-            raise ConfigError(f"backbone {backbone!r} has no {', '.join(missing)} feature map for 3 scales",
-                              hint="use scales=1, or a backbone with P3-P5 (see `foveal models`)")
-        return {level: base.get_layer(taps[level]).output for level in ("P3", "P4", "P5")}
-    for level in ("P5", "P4"):
-        if level in taps:
-            return {level: base.get_layer(taps[level]).output}
-    return {"last": base.output}
-
-
-def _stride(level: str, base: keras.Model, tensor, input_shape) -> int:
-    if level in LEVEL_STRIDES:
-        return LEVEL_STRIDES[level]
-    probe = keras.Model(base.input, tensor).compute_output_spec(keras.KerasTensor((1, *input_shape)))
-    return max(1, int(round(input_shape[0] / probe.shape[1])))
+    pyramid = feature_pyramid(base, min_level=1, input_size=input_shape[:2])
+    if not pyramid:
+        raise ConfigError(f"backbone {backbone!r} has no feature map with a stride of 2 or more",
+                          hint="pick a backbone that downsamples (see `foveal models`)")
+    names = list(pyramid)[-scales:]
+    strides = [level_stride(name) for name in names]
+    if len(names) < scales or any(b != 2 * a for a, b in zip(strides, strides[1:])):
+        raise ConfigError(f"backbone {backbone!r} has feature maps {', '.join(pyramid)} (measured); 3 scales need "
+                          "three consecutive levels, e.g. P3, P4, P5",
+                          hint="use scales=1, or a backbone with P3-P5 (see `foveal models`)")
+    return {name: pyramid[name] for name in names}
 
 
 def build_detector(
@@ -160,6 +157,7 @@ def build_detector(
             feature maps.
     """
     from foveal.models import build_model
+    from foveal.models.pyramid import level_stride
 
     if scales not in (1, 3):
         raise ConfigError(f"scales must be 1 (YOLOv2) or 3 (YOLOv3), got {scales}")
@@ -178,7 +176,7 @@ def build_detector(
     input_shape = tuple(int(d) for d in input_shape)
     base = build_model(backbone, num_classes=max(num_classes, 2), input_shape=(None, None, input_shape[2]),
                        include_top=False, preprocessing=preprocessing, **(backbone_options or {}))
-    maps = _pyramid(base, backbone, scales)
+    maps = _head_maps(base, backbone, scales, input_shape)
     coarsest = list(maps.values())[-1]
     width = min(int(coarsest.shape[-1]), 512) if head_width is None else int(head_width)
     num_anchors, depth = len(anchors) // scales, 5 + num_classes
@@ -191,7 +189,7 @@ def build_detector(
         outputs.append(_output(x, num_anchors, depth, level))
     else:
         route = None
-        for i, level in enumerate(("P5", "P4", "P3")):
+        for i, level in enumerate(reversed(maps)):
             filters = max(width >> i, 8)
             x = maps[level]
             if route is not None:
@@ -203,8 +201,8 @@ def build_detector(
             route = x
             x = _conv(x, 2 * filters, 3, f"head_{level}")
             outputs.insert(0, _output(x, num_anchors, depth, level))
-    levels = ["P3", "P4", "P5"] if scales == 3 else list(maps)
-    strides = [_stride(level, base, maps[level], input_shape) for level in levels]
+    levels = list(maps)
+    strides = [level_stride(level) for level in levels]
     if input_shape[0] % max(strides) or input_shape[1] % max(strides):
         raise ConfigError(f"input sides must be multiples of {max(strides)} for this detector, got "
                           f"{input_shape[0]}x{input_shape[1]}", hint=f"e.g. {_round_up(input_shape[0], max(strides))}")
@@ -394,4 +392,4 @@ class DetectorModel(keras.Model):
         return cls(graph.input, graph.outputs, **config)
 
 
-__all__ = ["AnchorReshape", "DetectorModel", "LEVEL_STRIDES", "OBJECTNESS_PRIOR", "build_detector"]
+__all__ = ["AnchorReshape", "DetectorModel", "OBJECTNESS_PRIOR", "build_detector"]

@@ -77,7 +77,6 @@ def describe_models(num_classes: int | None = None, build: bool = False) -> list
             "parameters": total,
             "trainable_parameters": trainable,
             "preprocessing": entry.meta.get("preprocessing", "rescale"),
-            "feature_layers": dict(entry.meta.get("feature_layers", {})),
             "description": entry.meta.get("description", ""),
             "paper": entry.meta.get("paper", ""),
         })

@@ -6,10 +6,12 @@
   by concatenation, a 1x1 softmax. ``padding="valid"`` is the paper's form (unpadded
   convolutions, skips centre-cropped; a 572x572 input gives a 388x388 map, for the
   overlap-tile strategy); ``"same"`` (default) keeps the input size.
-* :func:`unet_backbone` — a U-Net-style decoder on a foveal backbone's ``feature_layers``.
+* :func:`unet_backbone` — a U-Net-style decoder on a foveal backbone's feature pyramid
+  (:func:`foveal.models.pyramid.feature_pyramid`: maps by measured stride).
 * :func:`fcn` — Long, Shelhamer, Darrell, "Fully Convolutional Networks for Semantic
   Segmentation", CVPR 2015: VGG-16 with fc6/fc7 as convolutions ("conv7"), 1x1 score layers
-  on pool3/pool4/conv7, x2 learned upsampling + sums, and a fixed bilinear x8/x16/x32 to input
+  on pool3/pool4/conv7 (the first maps at strides 8 and 16: VGG's pooling outputs), x2 learned
+  upsampling + sums, and a fixed bilinear x8/x16/x32 to input
   size (variants 8s/16s/32s). Convolutions use "same" padding instead of the paper's 100-pixel
   input padding and crops, so every stride divides exactly (input sides must be multiples of 32).
 
@@ -37,11 +39,9 @@ from foveal.registry import Registry
 
 SEGMENTATION_MODELS: Registry = Registry("segmentation model")
 
-#: FCN skip taps (paper names -> layer names) for backbones whose pools are not pyramid levels.
-FCN_TAPS: dict[str, dict[str, str]] = {
-    "vgg16": {"pool3": "block3_pool", "pool4": "block4_pool", "pool5": "block5_pool"},
-    "vgg19": {"pool3": "block3_pool", "pool4": "block4_pool", "pool5": "block5_pool"},
-}
+#: Backbones on which FCN taps the *first* map at strides 8, 16 and 32 (the paper's pool3, pool4,
+#: pool5 on VGG); on the others it taps the last (deepest) one, like the other heads.
+FCN_POOL_BACKBONES: frozenset[str] = frozenset({"vgg11", "vgg13", "vgg16", "vgg19"})
 #: How many skips each FCN variant fuses and its final upsampling factor.
 FCN_VARIANTS: dict[str, tuple[int, int]] = {"32s": (0, 32), "16s": (1, 16), "8s": (2, 8)}
 
@@ -156,7 +156,7 @@ def _backbone(backbone: str, input_shape, **options: Any) -> keras.Model:
 @SEGMENTATION_MODELS.register(
     "unet_backbone", input_shape=(224, 224, 3),
     paper="Ronneberger et al., MICCAI 2015 (decoder) on a foveal classification backbone",
-    description="U-Net-style decoder on a backbone's P2..P5 feature layers",
+    description="U-Net-style decoder on a backbone's P2..P5 feature maps",
 )
 def unet_backbone(
     backbone_name: str = "vgg16",
@@ -168,15 +168,16 @@ def unet_backbone(
     name: str | None = None,
     **backbone_options: Any,
 ) -> keras.Model:
-    """A U-Net decoder on the encoder ``backbone_name`` (any foveal model with ``feature_layers``).
+    """A U-Net decoder on the encoder ``backbone_name`` (any registered architecture).
 
-    The decoder starts at the deepest pyramid level, and at each shallower level upsamples x2,
-    concatenates that level's features and applies two 3x3 convolutions; after P2 (stride 4)
-    two more x2 steps without skips reach the input size.
+    The decoder starts at the deepest level of the backbone's measured pyramid (P2 and above),
+    and at each shallower level upsamples to it, concatenates that level's features and
+    applies two 3x3 convolutions; after the finest level (P2, stride 4) x2 steps without
+    skips reach the input size.
 
     Args:
         backbone_name: a registered classification architecture, e.g. ``vgg16``, ``resnet18``.
-        input_shape: (H, W, C), sides multiples of 32.
+        input_shape: (H, W, C), sides multiples of the backbone's largest stride (32 for most).
         num_classes: softmax size per pixel.
         decoder_widths: filters per decoder step, deepest first (one per step used).
         upsampling: ``transposed``, ``nearest`` or ``bilinear`` (see :func:`upsample`).
@@ -187,23 +188,29 @@ def unet_backbone(
         >>> unet_backbone("vgg16", (64, 64, 3), 3, width=0.125).output_shape
         (None, 64, 64, 3)
     """
-    from foveal.models.registry import MODELS
+    from foveal.models.pyramid import feature_pyramid, level_stride
 
-    taps = MODELS.get(backbone_name).meta.get("feature_layers") or {}
-    levels = [lvl for lvl in ("P5", "P4", "P3", "P2") if lvl in taps]
-    if not levels:
-        raise ModelError(f"backbone {backbone_name!r} names no feature layers to attach a decoder to")
     base = _backbone(backbone_name, input_shape, **backbone_options)
-    feats = {lvl: base.get_layer(taps[lvl]).output for lvl in levels}
+    feats = feature_pyramid(base, min_level=2)
+    if not feats:
+        raise ModelError(f"backbone {backbone_name!r} has no feature map at stride 4 or more to attach a decoder to")
+    levels = list(reversed(feats))  # deepest first
     x = feats[levels[0]]
-    stride = 2 ** (int(levels[0][1]) )
-    step = 0
+    stride = level_stride(levels[0])
     widths = list(decoder_widths)
+    step = 0
     for lvl in levels[1:]:
-        x = upsample(x, 2, upsampling, filters=widths[step] if upsampling == "transposed" else None, name=f"dec{step + 1}_up")
+        factor = stride // level_stride(lvl)
+        x = upsample(x, factor, upsampling, filters=widths[step] if upsampling == "transposed" else None,
+                     name=f"dec{step + 1}_up")
+        if tuple(x.shape[1:3]) != tuple(feats[lvl].shape[1:3]):
+            raise ModelError(f"backbone {backbone_name!r} gives a {lvl} map of {tuple(feats[lvl].shape[1:3])} at input "
+                             f"{tuple(input_shape[:2])}, not {factor}x its {tuple(x.shape[1:3])} coarser map "
+                             "(unpadded convolutions trim borders)",
+                             hint="use a backbone with 'same' padding (vgg, resnet, mobilenet, googlenet)")
         x = layers.Concatenate(name=f"dec{step + 1}_concat")([x, feats[lvl]])
         x = _conv_pair(x, widths[step], "same", batch_norm, f"dec{step + 1}")
-        stride //= 2
+        stride = level_stride(lvl)
         step += 1
     while stride > 1:
         x = upsample(x, 2, upsampling, filters=widths[min(step, len(widths) - 1)] if upsampling == "transposed" else None,
@@ -229,7 +236,7 @@ def fcn(
     name: str | None = None,
     **backbone_options: Any,
 ) -> keras.Model:
-    """FCN-32s, -16s or -8s (Long et al., CVPR 2015) on a VGG (or any pyramid) backbone.
+    """FCN-32s, -16s or -8s (Long et al., CVPR 2015) on a VGG (or any other) backbone.
 
     conv7 = fc6 (7x7, ``fc_filters``) + fc7 (1x1) with ReLU and dropout on pool5; score layers
     are 1x1 convolutions to ``num_classes``; each fusion step upsamples x2 with a learned
@@ -237,8 +244,8 @@ def fcn(
     upsampling to input size is a fixed bilinear transposed convolution.
 
     Args:
-        backbone: ``vgg16``/``vgg19`` (taps pool3/pool4/pool5) or another architecture, whose
-            P3/P4/P5 feature layers are used.
+        backbone: a VGG (taps pool3/pool4/pool5, the first maps at strides 8, 16 and 32) or
+            another architecture (taps its P3/P4/P5 pyramid levels, measured).
         variant: ``32s``, ``16s`` or ``8s``.
         input_shape: (H, W, C) with sides multiples of 32.
         num_classes: 21 for PASCAL VOC.
@@ -255,31 +262,33 @@ def fcn(
     h, w = input_shape[:2]
     if h and w and (h % 32 or w % 32):  # None: any size, checked when called
         raise ModelError(f"fcn needs height and width divisible by 32, got {h}x{w}")
-    from foveal.models.registry import MODELS
+    from foveal.models.pyramid import feature_pyramid, level_stride
 
-    if backbone in FCN_TAPS:
-        taps = FCN_TAPS[backbone]
-    else:
-        pyramid = MODELS.get(backbone).meta.get("feature_layers") or {}
-        if not all(k in pyramid for k in ("P3", "P4", "P5")):
-            raise ModelError(f"backbone {backbone!r} has no P3/P4/P5 feature layers for FCN skips")
-        taps = {"pool3": pyramid["P3"], "pool4": pyramid["P4"], "pool5": pyramid["P5"]}
     base = _backbone(backbone, input_shape, **backbone_options)
-    x = base.get_layer(taps["pool5"]).output
+    position = "first" if backbone.lower() in FCN_POOL_BACKBONES else "last"
+    pyramid = feature_pyramid(base, min_level=3, max_level=5, position=position)
+    skips, final = FCN_VARIANTS[variant]
+    needed = ("P3", "P4", "P5")[2 - skips:]
+    missing = [level for level in needed if level not in pyramid]
+    if missing:
+        raise ModelError(f"backbone {backbone!r} has no {', '.join(missing)} feature map (stride "
+                         f"{', '.join(str(level_stride(m)) for m in missing)}) for FCN-{variant}; it has "
+                         f"{', '.join(pyramid) or 'none of P3-P5'}", hint="use vgg16, or a backbone with the ImageNet stem")
+    taps = {"pool3": pyramid.get("P3"), "pool4": pyramid.get("P4"), "pool5": pyramid["P5"]}
+    x = taps["pool5"]
     for i, size in ((6, 7), (7, 1)):
         x = layers.Conv2D(fc_filters, size, padding="same", activation="relu", name=f"fc{i}")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"drop{i}")(x)
     x = layers.Conv2D(num_classes, 1, name="score_fr")(x)
-    skips, final = FCN_VARIANTS[variant]
     for pool in ("pool4", "pool3")[:skips]:
         x = upsample(x, 2, "transposed", filters=num_classes, name=f"upscore_{pool}")
-        score = layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name=f"score_{pool}")(base.get_layer(taps[pool]).output)
+        score = layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name=f"score_{pool}")(taps[pool])
         x = layers.Add(name=f"fuse_{pool}")([x, score])
     x = upsample(x, final, "transposed", filters=num_classes, trainable=False, name=f"upscore{final}")
     probs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(base.input, probs, name=name or f"fcn{variant}_{backbone}")
 
 
-__all__ = ["FCN_TAPS", "FCN_VARIANTS", "SEGMENTATION_MODELS", "fcn", "segmentation_output", "unet", "unet_backbone",
+__all__ = ["FCN_POOL_BACKBONES", "FCN_VARIANTS", "SEGMENTATION_MODELS", "fcn", "segmentation_output", "unet", "unet_backbone",
            "valid_unet_output_size"]

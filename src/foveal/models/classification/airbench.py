@@ -68,6 +68,7 @@ class PartialDirac(keras.initializers.VarianceScaling):
     preprocessing="torch",
     paper="Jordan, 94% on CIFAR-10 in 3.29 Seconds on a Single GPU, arXiv:2404.00498 (2024)",
     description="fast small-image CNN: 2x2 whitening conv, 3 conv groups (64/256/256), max-pool head",
+    smoke={"input_shape": (32, 32, 3), "options": {"width": 16, "wide": 32}},
 )
 def airbench(
     x,

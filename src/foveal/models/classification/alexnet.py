@@ -83,7 +83,7 @@ def scaled(n: int, width: float) -> int:
     paper="Krizhevsky, Sutskever, Hinton, ImageNet Classification with Deep Convolutional "
           "Neural Networks, NeurIPS 2012",
     description="AlexNet, single tower: 5 conv (LRN, overlapping pooling), 2x FC 4096, dropout",
-    feature_layers={"P2": "norm1", "P3": "norm2", "P4": "conv5", "P5": "pool5"},
+    smoke={"input_shape": (99, 99, 3), "options": {"width": 1 / 16}},  # 99: the smallest side whose pool5 is 2x2
 )
 def alexnet(
     x, *, num_classes: int, include_top: bool = True, width: float = 1.0, dropout: float = 0.5, init: str = "paper"

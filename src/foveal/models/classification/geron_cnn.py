@@ -21,6 +21,7 @@ from foveal.models.registry import MODELS
     preprocessing="rescale",
     paper="Géron, Hands-On Machine Learning with Scikit-Learn, Keras & TensorFlow, 2nd ed., ch. 14",
     description="the texts' Fashion-MNIST CNN (64-7x7, 2x128, 2x256, dense 128/64)",
+    smoke={"input_shape": (28, 28, 1), "options": {"width": 16}},
 )
 def geron_cnn(
     x,

@@ -83,7 +83,7 @@ def auxiliary_classifier(x, num_classes: int, name: str, width: float = 1.0, dro
     preprocessing="caffe",
     paper="Szegedy et al., Going Deeper with Convolutions, CVPR 2015",
     description="GoogLeNet / Inception v1 (Table 1), auxiliary classifiers weighted 0.3 in training",
-    feature_layers={"P2": "norm2", "P3": "inception_3b", "P4": "inception_4e", "P5": "inception_5b"},
+    smoke={"input_shape": (64, 64, 3), "options": {"width": 1 / 16}},
 )
 def googlenet(
     x,

@@ -9,7 +9,6 @@ sub-sampling for max pooling and the RBF output for softmax, as most courses tea
 
 from __future__ import annotations
 
-
 from keras import layers
 
 from foveal.models.registry import MODELS
@@ -21,6 +20,7 @@ from foveal.models.registry import MODELS
     preprocessing="rescale",
     paper="LeCun et al., Gradient-based learning applied to document recognition, 1998",
     description="LeNet-5, modern form (ReLU, max pool, softmax)",
+    smoke={"input_shape": (32, 32, 1), "options": {}},
 )
 def lenet5(x, *, num_classes: int, include_top: bool = True, batch_norm: bool = False, dropout: float = 0.0):
     """LeNet-5 body on a preprocessed input ``x``.

@@ -271,7 +271,7 @@ class EuclideanRBF(keras.layers.Layer):
     preprocessing="rescale",
     paper="LeCun et al., Gradient-based learning applied to document recognition, Proc. IEEE 1998",
     description="LeNet-5 as published: scaled tanh, trainable sub-sampling, C3 table, RBF output",
-    feature_layers={"P2": "s4"},
+    smoke={"input_shape": (32, 32, 1), "options": {}},
 )
 def lenet5_classic(x, *, num_classes: int, include_top: bool = True, rbf_trainable: bool = False):
     """LeNet-5 as in the 1998 paper, on a ``rescale``-preprocessed input ``x`` (0..1).

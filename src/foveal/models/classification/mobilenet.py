@@ -15,12 +15,12 @@
   are rounded to multiples of 8. At 224x224x3 with 1000 classes: 3,538,984 parameters for
   alpha 1.0, keras.applications.MobileNetV2's count.
 
-``meta["feature_layers"]`` names the last block output at strides 4, 8, 16 and 32.
+The feature maps by stride are measured on the built graph
+(:func:`foveal.models.pyramid.feature_pyramid`): for MobileNetV2 they are the expansions
+entering each downsampling unit, where the paper attaches SSDLite (section 6.2).
 """
 
 from __future__ import annotations
-
-import math
 
 from keras import layers
 
@@ -46,21 +46,13 @@ def _check_alpha(alpha: float) -> None:
         raise ConfigError(f"alpha must be positive, got {alpha!r}")
 
 
-def _v1_feature_layers() -> dict[str, str]:
-    stride, by_stride = 2, {}
-    for i, (_, block_stride) in enumerate(MOBILENET_V1_BLOCKS, start=1):
-        stride *= block_stride
-        by_stride[stride] = f"conv_pw_{i}_relu"
-    return {f"P{int(math.log2(s))}": name for s, name in by_stride.items() if 4 <= s <= 32}
-
-
 @MODELS.register(
     "mobilenet",
     input_shape=(224, 224, 3),
     preprocessing="tf",
     paper="Howard et al., MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications, 2017",
     description="MobileNet v1, 13 depthwise separable blocks, width multiplier alpha",
-    feature_layers=_v1_feature_layers(),
+    smoke={"input_shape": (64, 64, 3), "options": {"alpha": 0.25}},
 )
 def mobilenet(x, *, num_classes: int, include_top: bool = True, alpha: float = 1.0, depth_multiplier: int = 1,
               dropout: float = 1e-3):
@@ -118,26 +110,13 @@ def _v2_blocks():
             index += 1
 
 
-def _v2_feature_layers() -> dict[str, str]:
-    # The last unit at strides 4, 8 and 16 repeats its stage's channels, so it always ends
-    # in an add, whatever alpha; stride 32 ends with the 1x1 head.
-    stride, by_stride, previous = 2, {}, None
-    for index, _, channels, strides in _v2_blocks():
-        stride *= strides
-        residual = strides == 1 and channels == previous
-        by_stride[stride] = f"block{index}_add" if residual else f"block{index}_project_bn"
-        previous = channels
-    by_stride[stride] = "head_relu"
-    return {f"P{int(math.log2(s))}": name for s, name in by_stride.items() if 4 <= s <= 32}
-
-
 @MODELS.register(
     "mobilenetv2",
     input_shape=(224, 224, 3),
     preprocessing="tf",
     paper="Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018",
     description="MobileNetV2, 17 inverted residual units, width multiplier alpha",
-    feature_layers=_v2_feature_layers(),
+    smoke={"input_shape": (64, 64, 3), "options": {"alpha": 0.35}},
 )
 def mobilenetv2(x, *, num_classes: int, include_top: bool = True, alpha: float = 1.0, dropout: float = 0.0):
     """MobileNetV2 body on a preprocessed input ``x``.

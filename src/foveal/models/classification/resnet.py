@@ -20,15 +20,16 @@ leave open and implementations disagree on:
 
 ``se_ratio=r`` adds a squeeze-and-excitation block to every unit (see :mod:`.senet`).
 ``stem="cifar"`` replaces the 7x7/2 convolution and max pool with one 3x3/1 convolution, the
-usual choice for 32x32 inputs. ``meta["feature_layers"]`` names the last unit output at
-strides 4, 8, 16 and 32 (the final BN-ReLU for v2) for the ImageNet stem.
+usual choice for 32x32 inputs. The feature maps by stride (the last unit output at each
+stride, the final BN-ReLU for v2) are measured on the built graph by
+:func:`foveal.models.pyramid.feature_pyramid`, so they follow the stem: strides 4-32 with the
+ImageNet stem, 1-8 with the CIFAR one.
 
 The residual units live in :mod:`foveal.layers.residual` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from keras import layers
@@ -218,19 +219,6 @@ def resnet_body(
     return classifier_output(x, num_classes)
 
 
-def resnet_feature_layers(variant: ResNetVariant) -> dict[str, str]:
-    """Pyramid level -> name of the last layer at that stride, for the ImageNet stem."""
-    style = STYLES[(variant.style, variant.preact)]
-    stride, by_stride = 4, {4: "stem_pool"}
-    for stage, units in enumerate(variant.stages):
-        for unit in range(units):
-            stride *= _unit_strides(stage, unit, units, len(variant.stages), style.downsample)
-            by_stride[stride] = f"stage{stage + 1}_unit{unit + 1}_out"
-    if variant.preact:
-        by_stride[stride] = "post_relu"
-    return {f"P{int(math.log2(s))}": name for s, name in by_stride.items() if 4 <= s <= 32}
-
-
 def _description(name: str, variant: ResNetVariant) -> str:
     prefix = "SE-ResNet" if variant.se_ratio else "ResNet"
     version = "v2" if variant.preact else "v1"
@@ -238,6 +226,16 @@ def _description(name: str, variant: ResNetVariant) -> str:
     if variant.block == "bottleneck" or variant.preact:
         text += f", {variant.style} style"
     return text + (f", SE ratio {variant.se_ratio}" if variant.se_ratio else "")
+
+
+def _smoke(variant: ResNetVariant) -> dict:
+    """The registry's small build. Width 16: TF 2.21's oneDNN corrupts its heap training
+    ResNet-18 below 16 channels. Building takes seconds per hundred layers at any width, so
+    only the shallowest network of each unit type (v1/v2, basic/bottleneck) is in the fast
+    tier; the deeper ones repeat the same units."""
+    kind = (variant.block, variant.preact)
+    shallowest = min(sum(v.stages) for v in RESNETS.values() if (v.block, v.preact) == kind)
+    return {"input_shape": (64, 64, 3), "options": {"width": 16}, "slow": sum(variant.stages) > shallowest}
 
 
 def register_resnet(name: str, variant: ResNetVariant) -> None:
@@ -250,7 +248,7 @@ def register_resnet(name: str, variant: ResNetVariant) -> None:
         preprocessing=variant.preprocessing,
         paper=variant.paper,
         description=_description(name, variant),
-        feature_layers=resnet_feature_layers(variant),
+        smoke=_smoke(variant),
     )
     def builder(
         x, *, num_classes: int, include_top: bool = True, width: int = 64, stem: str = "imagenet",
@@ -272,5 +270,5 @@ for _name, _variant in RESNETS.items():
 __all__ = [
     "RESNETS", "RESNET_STAGES", "STYLES", "ResNetVariant", "UnitStyle", "basic_residual_unit",
     "bottleneck_residual_unit", "preact_basic_unit", "preact_bottleneck_unit", "register_resnet",
-    "resnet_body", "resnet_feature_layers",
+    "resnet_body",
 ]

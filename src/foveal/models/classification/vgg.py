@@ -36,15 +36,6 @@ VGG_CONFIGS: dict[str, tuple[int, ...]] = {
 VGG_FILTERS: tuple[int, ...] = (64, 128, 256, 512, 512)
 VGG_DENSE: tuple[int, ...] = (4096, 4096)
 _PAPER_CONFIG = {"vgg11": "A", "vgg13": "B", "vgg16": "D", "vgg19": "E"}
-# Feature-pyramid level of the output of blocks 3, 4 and 5 (block b ends at stride 2**b, its
-# convolutions run at stride 2**(b-1)).
-_LEVELS = {3: "P2", 4: "P3", 5: "P4"}
-
-
-def feature_layers(convs: tuple[int, ...]) -> dict[str, str]:
-    """Pyramid level -> last layer at that stride, for the blocks ``convs``."""
-    levels = {level: f"block{block}_conv{convs[block - 1]}" for block, level in _LEVELS.items()}
-    return levels | {"P5": "block5_pool"}
 
 
 def vgg_body(
@@ -153,7 +144,7 @@ def _register(name: str, convs: tuple[int, ...]) -> None:
         paper="Simonyan, Zisserman, Very Deep Convolutional Networks for Large-Scale Image "
               "Recognition, ICLR 2015",
         description=f"VGG-{depth} (configuration {_PAPER_CONFIG[name]}), convs per block {list(convs)}",
-        feature_layers=feature_layers(convs),
+        smoke={"input_shape": (64, 64, 3), "options": {"width": 1 / 16}},
     )
     def builder(
         x, *, num_classes: int, include_top: bool = True, width: float = 1.0, dropout: float = 0.5,
@@ -176,4 +167,4 @@ for _name, _convs in VGG_CONFIGS.items():
     _register(_name, _convs)
 
 
-__all__ = ["VGG_CONFIGS", "VGG_DENSE", "VGG_FILTERS", "dense_to_convolutional", "feature_layers", "vgg_body"]
+__all__ = ["VGG_CONFIGS", "VGG_DENSE", "VGG_FILTERS", "dense_to_convolutional", "vgg_body"]

@@ -14,8 +14,9 @@ ends with one). Separable convolutions carry no bias (batch norm follows). At 29
 1000 classes the model has 22,910,480 parameters (incl. batch-norm statistics), exactly
 keras.applications.Xception's.
 
-``meta["feature_layers"]`` names each block's output (the ``add`` of the last block at
-strides 4, 8, 16; the final activation at 32) for the default ``middle_blocks=8``.
+The feature maps by stride (the ``add`` of the last block at strides 4, 8 and 16, the final
+activation at 32) are measured on the built graph by :func:`foveal.models.pyramid.feature_pyramid`,
+so they follow ``middle_blocks`` and ``alpha``.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def _middle_block(x, filters: int, name: str):
     preprocessing="tf",
     paper="Chollet, Xception: Deep Learning with Depthwise Separable Convolutions, CVPR 2017",
     description="Xception, entry/middle (8x)/exit flows of separable convolutions",
-    feature_layers={"P2": "block2_add", "P3": "block3_add", "P4": "block12_add", "P5": "block14_sepconv2_act"},
+    smoke={"input_shape": (64, 64, 3), "options": {"alpha": 0.0625, "middle_blocks": 1}},
 )
 def xception(x, *, num_classes: int, include_top: bool = True, alpha: float = 1.0, middle_blocks: int = 8,
              dropout: float = 0.0):
