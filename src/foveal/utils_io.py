@@ -57,7 +57,7 @@ def _reason(exc: OSError, folder: Path) -> str:
     return exc.strerror or str(exc)
 
 
-def ensure_output_dir(path: str | os.PathLike, what: str = "--output") -> Path:
+def ensure_output_dir(path: str | os.PathLike, what: str = "--output", *, create: bool = True) -> Path:
     """Create the folder ``path`` (with its parents) and check that files can be written in it.
 
     Called by every library function that writes into a folder it is given (train, evaluate,
@@ -67,11 +67,25 @@ def ensure_output_dir(path: str | os.PathLike, what: str = "--output") -> Path:
     Args:
         path: the folder.
         what: the option that named it, for the message (``--output``).
+        create: False only checks, creating nothing: ``path`` or, where it does not exist yet,
+            its nearest existing parent must be a folder that can be written (for callers
+            that decide later whether to write there at all, such as a non-chief worker).
 
     Raises:
         OutputError: ``path`` is a file, lies under a file, or cannot be created or written.
     """
     folder = Path(path)
+    if not create:
+        existing = folder
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            why = "is a file, not a folder" if existing == folder else f"lies under {printable_path(existing)}, a file"
+            raise OutputError(f"{what} {printable_path(folder)}: {why}", hint=f"give {what} a folder you can write to")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputError(f"{what} {printable_path(folder)}: cannot write in {printable_path(existing)}: "
+                              "permission denied", hint=f"give {what} a folder you can write to")
+        return folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -88,3 +88,11 @@ def test_box_conversion_output(tmp_path, a_file):
 
     with pytest.raises(FovealError, match="--output"):
         write_dataset({}, a_file, "coco")
+
+
+def test_check_only_creates_nothing(tmp_path, a_file):
+    assert ensure_output_dir(tmp_path / "new" / "deeper", "--output", create=False) == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(FovealError) as err:
+        ensure_output_dir(a_file / "x" / "y", "--output", create=False)
+    assert "a file" in _one_line(err)

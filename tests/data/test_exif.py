@@ -91,3 +91,20 @@ def test_predict_and_serve_see_what_training_sees(tmp_path):
     assert _close(load_image(tmp_path / "a.jpg", card).astype(int), expected)
     served, _ = load_image_bytes(data, card)
     assert _close(served.astype(int), expected)
+
+
+@pytest.mark.parametrize("cache", ["auto", "memory"])
+def test_distributed_loader_turns_the_same_files(tmp_path, cache):
+    import tensorflow as tf
+
+    from foveal.data.readers import load_dataset
+    from foveal.training.distribute import _IndexedImages
+
+    train = load_dataset(str(_folder(tmp_path / "pets")))["train"]
+    phone = [i for i, p in enumerate(train.paths) if p.endswith("phone.jpg")]
+    loader = _IndexedImages(train, image_size=(6, 10), channels=3, keep_aspect=False, cache=cache)
+    loader.build()
+    images = loader.load(tf.constant(phone)).numpy().astype(int)
+    expected = _expected(_jpeg_bytes(6))
+    for image in images:
+        assert _close(image, expected)

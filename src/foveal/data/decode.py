@@ -97,6 +97,25 @@ def orient_image(image: tf.Tensor, orientation: int | tf.Tensor) -> tf.Tensor:
     return out
 
 
+def orientation_table(orientations: dict[str, int] | None) -> tf.lookup.StaticHashTable | None:
+    """A path -> EXIF orientation lookup for the files that need turning, None if none do."""
+    rotated = {p: o for p, o in (orientations or {}).items() if o != 1}
+    if not rotated:
+        return None
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(rotated)), tf.constant(list(rotated.values()), tf.int32)
+        ),
+        default_value=1,
+    )
+
+
+def decode_path(path: tf.Tensor, channels: int, table: tf.lookup.StaticHashTable | None = None) -> tf.Tensor:
+    """Read and decode one image file, turned upright when ``table`` lists its orientation."""
+    image = decode_image_bytes(tf.io.read_file(path), channels)
+    return image if table is None else orient_image(image, table.lookup(path))
+
+
 def dataset_from_paths(
     paths: np.ndarray, labels: np.ndarray, channels: int, skip_invalid: bool = False,
     shuffle_seed: int | None = None, orientations: dict[str, int] | None = None,
@@ -112,21 +131,10 @@ def dataset_from_paths(
     ds = tf.data.Dataset.from_tensor_slices((paths.astype(str), labels.astype(np.int32)))
     if shuffle_seed is not None:
         ds = ds.shuffle(max(len(paths), 1), seed=shuffle_seed, reshuffle_each_iteration=True)
-    table = None
-    rotated = {p: o for p, o in (orientations or {}).items() if o != 1}
-    if rotated:
-        table = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(list(rotated)), tf.constant(list(rotated.values()), tf.int32)
-            ),
-            default_value=1,
-        )
+    table = orientation_table(orientations)
 
     def load(path: tf.Tensor, label: tf.Tensor):
-        image = decode_image_bytes(tf.io.read_file(path), channels)
-        if table is not None:
-            image = orient_image(image, table.lookup(path))
-        return image, label
+        return decode_path(path, channels, table), label
 
     ds = ds.map(load, num_parallel_calls=AUTOTUNE)
     if skip_invalid:

@@ -137,7 +137,7 @@ def resolve_run(config_class: type, config: Any | None, resume: str | Path | Non
         cfg.validate()
     if cfg.name is not None:
         checked_run_name(cfg.name)
-    ensure_output_dir(cfg.output, "--output")
+    ensure_output_dir(cfg.output, "--output", create=False)  # the trainer decides who creates it
     run_dir = Path(cfg.output) / (cfg.name or run_name(cfg.model, cfg.data, prefix=name_prefix))
     if (run_dir / "state.json").exists():
         raise ConfigError(f"run folder {run_dir} already holds a run",
