@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from markupsafe import Markup, escape
+from matplotlib.ticker import MaxNLocator
 
 from foveal.visualize.plots import _finish, _new_figure
 from foveal.visualize.report import png_data_uri
@@ -44,6 +45,7 @@ def plot_twin_curves(numpy_history: Mapping[str, Sequence[float]],
                         label=f"{'NumPy' if who == 'numpy' else 'Keras'} {split}")
         ax.set_title(base)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
     ax = axes[2]
@@ -53,6 +55,7 @@ def plot_twin_curves(numpy_history: Mapping[str, Sequence[float]],
             ax.semilogy(np.arange(1, len(diff) + 1), np.maximum(diff, 1e-17), marker="o", markersize=3, label=key)
     ax.set_title("|NumPy - Keras| (0 drawn at 1e-17)")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     return _finish(fig, None)
