@@ -14,7 +14,8 @@ from segmentation.conftest import write_squares
 ANCHORS = np.array([[0.15, 0.15], [0.3, 0.3], [0.6, 0.6]], np.float32)
 
 
-def save_detector(path: Path, classes: list[str], *, score_threshold: float = 0.05) -> Path:
+def save_detector(path: Path, classes: list[str], *, score_threshold: float = 0.05,
+                  keep_aspect: bool = False) -> Path:
     """An untrained one-scale YOLO on ResNet-18 (width 16); the objectness bias is set to 0 so
     that it finds boxes (the prior of 0.01 would leave every image empty)."""
     from foveal.detection.model import build_detector
@@ -27,8 +28,8 @@ def save_detector(path: Path, classes: list[str], *, score_threshold: float = 0.
     bias = bias.reshape(len(ANCHORS), -1)
     bias[:, 4] = 0.0
     layer.set_weights([kernel, bias.reshape(-1)])
-    card = ModelCard("yolo-resnet18", list(classes), (64, 64, 3), task="detect",
-                     training={"anchors": ANCHORS.tolist(), "keep_aspect": False,
+    card = ModelCard("yolo-resnet18", list(classes), (64, 64, 3), keep_aspect=keep_aspect, task="detect",
+                     training={"anchors": ANCHORS.tolist(), "keep_aspect": keep_aspect,
                                "score_threshold": score_threshold, "iou_threshold": 0.45})
     return save_model(model, path, card)
 

@@ -65,6 +65,25 @@ def test_detector_answers_boxes_in_the_uploads_pixels(models):
     assert [b["score"] for b in boxes] == sorted((b["score"] for b in boxes), reverse=True)
 
 
+def test_letterboxing_detector_answers_what_detect_predict_finds(tmp_path):
+    """A keep-aspect detector sees the upload letterboxed as in training, and its boxes come
+    back in the upload's pixels: the same as `foveal detect predict` on the file."""
+    from foveal.detection.predict import predict_detections
+    from foveal.models import load_model
+    from foveal.serve.app import create_app
+
+    path = save_detector(tmp_path / "wide.keras", ["cat", "dog"], keep_aspect=True)
+    photo = tmp_path / "wide.png"
+    photo.write_bytes(_upload(size=(128, 48)))
+    with TestClient(create_app(path, browser_model=False)) as client:
+        answer = _post(client, photo.read_bytes())
+    model, card = load_model(path)
+    (row,) = predict_detections(model, card, [photo])
+    assert answer["boxes"]
+    assert [(b["label"], b["box"]) for b in answer["boxes"]] == [(d["class"], d["box"]) for d in row["detections"]]
+    assert [b["score"] for b in answer["boxes"]] == pytest.approx([d["score"] for d in row["detections"]], abs=1e-5)
+
+
 def test_localizer_answers_one_box_and_the_class_probabilities(models):
     from foveal.serve.app import create_app
 

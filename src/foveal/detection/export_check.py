@@ -57,6 +57,15 @@ def export_card(model: Any, card: ModelCard) -> ModelCard:
     return dataclasses.replace(card, training=training)
 
 
+def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
+    """One decoded uint8 image resized as ``detect predict`` does (stretch, or the training
+    pipeline's gray letterbox, which :func:`render` inverts)."""
+    from foveal.detection.predict import model_inputs
+
+    keep_aspect = bool(card.training.get("keep_aspect", card.keep_aspect))
+    return model_inputs([np.asarray(image)], tuple(card.input_shape[:2]), keep_aspect)[0]
+
+
 def postprocess_settings(card: ModelCard) -> dict[str, Any]:
     """Thresholds of a card: those the export recorded, else the training run's."""
     saved = card.training.get("postprocess")

@@ -61,15 +61,14 @@ def _end_to_end(runner: Runner, encoded: bytes, top_k: int) -> Callable[[], dict
     import tensorflow as tf
 
     from foveal.data.decode import decode_image_bytes
-    from foveal.data.pipeline import resize_image
     from foveal.export import tasks
 
     card = runner.card
-    h, w, c = card.input_shape
+    c = card.input_shape[-1]
 
     def run() -> dict[str, Any]:
         decoded = decode_image_bytes(tf.constant(encoded), c)
-        image = resize_image(decoded, (h, w), card.keep_aspect)
+        image = tasks.model_input(decoded, card)
         out = tasks.outputs(runner, card, np.asarray(image, np.float32)[None])
         size = (int(decoded.shape[1]), int(decoded.shape[0]))
         return tasks.render({k: v[0] for k, v in out.items()}, card, size, top_k)

@@ -27,6 +27,14 @@ def export_card(model: Any, card: ModelCard) -> ModelCard:
     return card
 
 
+def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
+    """One decoded uint8 image (its own size) resized to the model's input as training does."""
+    from foveal.data.pipeline import resize_image
+
+    h, w = card.input_shape[:2]
+    return np.asarray(resize_image(image, (h, w), card.keep_aspect))
+
+
 def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.ndarray]:
     """``{"probabilities": [N, K]}`` from a runner or from ``model.predict_on_batch``."""
     from foveal.export.tasks import is_runner

@@ -11,6 +11,9 @@ maps the card's ``task`` to that module and forwards. The hooks:
   for sides the export leaves free, as segmenters do).
 * ``export_card(model, card) -> ModelCard``: the card written beside an export (a detector
   adds its post-processing settings, which the runners need to decode).
+* ``model_input(image, card) -> array``: one decoded uint8 image (its own size) resized to
+  the model's input as the task's ``predict`` does (a detector letterboxes like its training
+  pipeline); serve and benchmark prepare uploads with it.
 * ``outputs(source, card, images) -> dict``: what the task predicts for a batch, from a Keras
   model or from any runner: ``probabilities`` (classify); ``class`` and normalised corner
   ``box`` (localize); ``boxes``, ``scores``, ``classes``, ``num_detections`` after NMS
@@ -74,6 +77,10 @@ def input_signature(card: ModelCard) -> tuple[int | None, ...]:
 
 def export_card(model: Any, card: ModelCard) -> ModelCard:
     return hooks(card.task).export_card(model, card)
+
+
+def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
+    return hooks(card.task).model_input(image, card)
 
 
 def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -150,4 +157,4 @@ class OutputsModel:
 
 
 __all__ = ["OutputsModel", "TASK_MODULES", "accuracy", "export_card", "export_graph", "hooks", "input_signature",
-           "is_runner", "load_parts", "outputs", "parity", "pick_part", "render", "sample_images"]
+           "is_runner", "load_parts", "model_input", "outputs", "parity", "pick_part", "render", "sample_images"]

@@ -30,6 +30,14 @@ def export_card(model: Any, card: ModelCard) -> ModelCard:
     return card
 
 
+def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
+    """One decoded uint8 image (its own size) resized to the model's input as ``localize predict`` does."""
+    from foveal.data.pipeline import resize_image
+
+    h, w = card.input_shape[:2]
+    return np.asarray(resize_image(image, (h, w), keep_aspect=False))
+
+
 def _raw(source: Any, images: np.ndarray) -> dict[str, np.ndarray]:
     from foveal.export.tasks import is_runner
 

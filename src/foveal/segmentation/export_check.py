@@ -36,6 +36,16 @@ def export_card(model: Any, card: ModelCard) -> ModelCard:
     return card
 
 
+def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
+    """One decoded uint8 image (its own size) stretched to the card's input size, as ``segment
+    predict`` does for a model trained at a fixed size (one trained on crops at native
+    resolution is tiled there instead: the served answer then sees the image rescaled)."""
+    from foveal.data.pipeline import resize_image
+
+    h, w = card.input_shape[:2]
+    return np.asarray(resize_image(image, (h, w), keep_aspect=False))
+
+
 def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.ndarray]:
     """``{"probabilities": [N, H, W, K]}`` at the images' own size."""
     from foveal.export.tasks import is_runner

@@ -134,15 +134,15 @@ def load_image_bytes(
     import tensorflow as tf
 
     from foveal.data.decode import decode_image_bytes, orient_image
-    from foveal.data.pipeline import resize_image
+    from foveal.export import tasks
 
     probe = probe_bytes(data, name, full=True, max_pixels=max_pixels)
     if probe.problem:
         raise RejectedImage(f"{name}: {probe.problem}", problem_status(probe.problem))
-    h, w, c = card.input_shape
+    c = card.input_shape[-1]
     try:
         image = orient_image(decode_image_bytes(tf.constant(data), c), probe.orientation)
-        return resize_image(image, (h, w), card.keep_aspect).numpy(), probe
+        return tasks.model_input(image, card), probe
     except tf.errors.InvalidArgumentError as exc:
         detail = str(exc).splitlines()[0][:200]
         raise RejectedImage(f"{name}: cannot be decoded ({detail})", 422) from None
