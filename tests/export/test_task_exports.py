@@ -10,8 +10,7 @@ import pytest
 
 from foveal.cli.main import main
 from foveal.errors import ConfigError
-from foveal.export import export_model, open_runner
-from foveal.export import tasks
+from foveal.export import export_model, open_runner, tasks
 from foveal.export.parity import ExportParityError, resolve_target
 from foveal.models.io import ModelCard
 

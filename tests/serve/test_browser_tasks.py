@@ -12,8 +12,11 @@ import pytest
 from export.conftest import save_detector, save_segmenter
 from PIL import Image
 
+from . import test_browser as chromium
 from .conftest import encode
-from .test_browser import BARS, CHROMIUM, STATE, DevTools, browser, choose_file  # noqa: F401 (fixture)
+from .test_browser import BARS, CHROMIUM, STATE, DevTools, choose_file
+
+browser = chromium.browser  # the Chromium fixture of test_browser.py, used here too
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
 
@@ -74,8 +77,8 @@ def test_page_draws_the_detectors_boxes(browser, tmp_path):
 
 
 def test_page_paints_the_segmenters_mask(browser, tmp_path):
-    from foveal.segmentation.predict import class_colours
     from foveal.models.io import read_card
+    from foveal.segmentation.predict import class_colours
 
     model = save_segmenter(tmp_path / "seg.keras", ["background", "red", "blue"])
     colours = class_colours(read_card(model))
