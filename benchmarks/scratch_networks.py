@@ -233,9 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     only = args.only or ["simple", "cnn", "step"]
 
-    from threadpoolctl import threadpool_limits
-
     import tensorflow as tf
+    from threadpoolctl import threadpool_limits
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)

@@ -6,8 +6,21 @@ import numpy as np
 import pytest
 
 from foveal.scratch import (
-    AvgPool2D, Conv2D, CrossEntropy, Dense, Flatten, MaxPool2D, Network, ReLU, SGD, Sigmoid, SimpleNetwork,
-    Softmax, SoftmaxCrossEntropy, gradient_check, small_cnn,
+    SGD,
+    AvgPool2D,
+    Conv2D,
+    CrossEntropy,
+    Dense,
+    Flatten,
+    MaxPool2D,
+    Network,
+    ReLU,
+    Sigmoid,
+    SimpleNetwork,
+    Softmax,
+    SoftmaxCrossEntropy,
+    gradient_check,
+    small_cnn,
 )
 
 

@@ -22,7 +22,8 @@ def _train(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.scratch.config import ScratchConfig
     from foveal.scratch.run import train
 
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "func", "config", "verbose", "action")}
+    known = configtools.fields_of(ScratchConfig)
+    overrides = {k: v for k, v in vars(args).items() if k in known}  # options given (defaults are suppressed)
     train(configtools.resolve(ScratchConfig, args.config, overrides))
     return 0
 

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
+
 from foveal.scratch.layers import Layer, Shape, glorot_uniform
 from foveal.scratch.shapes import Padding, ShapeError, check_padding, output_size, pad_amounts
 
