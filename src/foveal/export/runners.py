@@ -95,9 +95,9 @@ class SavedModelRunner(Runner):
     def __init__(self, path: Path, threads: int | None = None, trust_model: bool = False) -> None:
         import tensorflow as tf
 
-        check_export(path, trusted=trust_model)  # before TensorFlow loads (and can run) the graph
         _set_tf_threads(threads)
         super().__init__(path, read_export_card(path))
+        check_export(path, trusted=trust_model)  # before TensorFlow loads (and can run) the graph
         self._loaded = tf.saved_model.load(str(path))
         self._fn = self._loaded.signatures["serving_default"]
         self._tf = tf
@@ -115,8 +115,8 @@ class TFLiteRunner(Runner):
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:  # pragma: no cover - depends on the environment
             raise FovealError("running TFLite models needs LiteRT", hint="pip install 'foveal[export]'") from None
-        check_export(path, trusted=trust_model)
         super().__init__(path, read_export_card(path))
+        check_export(path, trusted=trust_model)
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]
         self._outputs = _named_outputs(self._interpreter)
@@ -169,8 +169,8 @@ class OnnxRunner(Runner):
             import onnxruntime as ort
         except ImportError:  # pragma: no cover - depends on the environment
             raise FovealError("running ONNX models needs onnxruntime", hint="pip install 'foveal[export]'") from None
-        check_export(path, trusted=trust_model)
         super().__init__(path, read_export_card(path))
+        check_export(path, trusted=trust_model)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
