@@ -61,8 +61,6 @@ class DetectConfig(RunConfig):
                           "boxes", group="model")
     head_width: int | None = option(None, "channels of the head's convolutions (default: the model's)",
                                     group="model")
-    freeze_backbone_epochs: int = option(0, "epochs with the backbone frozen first (useful with "
-                                         "--backbone-weights)", group="model")
 
     # loss
     lambda_coord: float = option(5.0, "weight of the box term (YOLO: 5)", group="loss")
@@ -91,7 +89,7 @@ class DetectConfig(RunConfig):
 
     def validate(self) -> None:
         """Check ranges that the types alone cannot express."""
-        from foveal.detection.augment import parse_box_augment
+        from foveal.data.box_augment import parse_box_augment
 
         self.validate_run()
         sizes = [*self.image_size, *self.multi_scale]
@@ -108,10 +106,7 @@ class DetectConfig(RunConfig):
             (0.0 <= self.score_threshold < 1.0 and 0.0 < self.iou_threshold <= 1.0
              and 0.0 < self.ignore_threshold <= 1.0, "score_threshold must be in [0, 1), the IoU thresholds in (0, 1]"),
             (min(self.lambda_coord, self.lambda_noobj) >= 0, "loss weights must not be negative"),
-            (self.eval_every >= 1 and self.report_images >= 0
-             and self.freeze_backbone_epochs >= 0, "eval_every must be >= 1; report_images and "
-             "freeze_backbone_epochs not negative"),
-            (self.freeze_backbone_epochs < self.epochs, "freeze_backbone_epochs must be below epochs"),
+            (self.eval_every >= 1 and self.report_images >= 0, "eval_every must be >= 1; report_images not negative"),
             (self.monitor in ("val_map50", "val_loss", "loss"), "monitor must be val_map50, val_loss or loss"),
         ]
         for ok, message in checks:

@@ -50,6 +50,8 @@ class RunConfig:
     early_stopping: int = option(0, "stop after this many epochs without improvement of --monitor and restore "
                                  "the best weights (0: off)", group="training")
     monitor: str = option("val_loss", "metric that picks best.keras (and early stopping)", group="training")
+    freeze_backbone_epochs: int = option(0, "epochs trained first with the backbone frozen (only the task's "
+                                         "head learns; useful with pretrained backbone weights)", group="training")
     time_budget: float = option(0.0, "stop training after this many seconds and score the best weights "
                                 "(0: no limit)", group="training")
     mixed_precision: MixedPrecision = option("none", "compute in bfloat16 (CPUs with AVX-512 BF16/AMX, recent "
@@ -75,6 +77,7 @@ class RunConfig:
             (min(self.warmup_epochs, self.weight_decay, self.time_budget) >= 0,
              "warmup_epochs, weight_decay and time_budget must not be negative"),
             (self.early_stopping >= 0, "early_stopping must not be negative"),
+            (0 <= self.freeze_backbone_epochs < self.epochs, "freeze_backbone_epochs must be in [0, epochs)"),
         ]
         for ok, message in checks:
             if not ok:

@@ -63,9 +63,9 @@ def train_task(plugin: TaskPlugin, config: Any | None = None, *, resume: str | P
     from foveal.models import load_model
     from foveal.training.precision import dtype_policy, mixed_copy
 
-    cfg, run_dir, state = resolve_run(plugin.config_class, config, resume, overrides, name_prefix=plugin.name)
-    if not cfg.data:
+    if resume is None and not overrides.get("data", getattr(config, "data", None)):
         raise ConfigError(f"foveal {plugin.name} train needs --data", hint=f"pass --data with {plugin.data_help}")
+    cfg, run_dir, state = resolve_run(plugin.config_class, config, resume, overrides, name_prefix=plugin.name)
     plugin.check(cfg)
     set_determinism(cfg.seed, cfg.deterministic)
     data = plugin.load_data(cfg)

@@ -37,6 +37,7 @@ class LocalizeTask(TaskPlugin):
     name = "localize"
     config_class = LocalizeConfig
     data_help = "box annotations: a Pascal VOC folder or a CSV file (the largest box of each image is the target)"
+    head_prefixes = ("head_", "class", "box")
 
     def check(self, cfg: LocalizeConfig) -> None:
         from foveal.models import MODELS

@@ -38,6 +38,9 @@ class SegmentTask(TaskPlugin):
     name = "segment"
     config_class = SegmentConfig
     data_help = "a folder of images/ + masks/ (or ISBI's image/ + label/), or a COCO instances .json"
+    # the decoders' layers (U-Net: bottleneck and up path; FCN: fc6/fc7 and the score/upsampling
+    # layers); the rest is the encoder that a frozen first phase keeps
+    head_prefixes = ("head_", "bottleneck", "up", "logits", "fc6", "fc7", "score", "decoder")
 
     def check(self, cfg: SegmentConfig) -> None:
         crop = cfg.crop_hw
