@@ -153,7 +153,8 @@ class DetectTask(TaskPlugin):
             atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
             atomic_write_text(run_dir / "detections.json", json.dumps(to_coco_results(part, dets)))
             say(f"{split}: mAP@0.5 {metrics['map50']:.4f} (VOC07 11-point {metrics['map50_voc07']:.4f}), "
-                f"COCO AP {metrics['coco']['AP']:.4f}, AP50 {metrics['coco']['AP50']:.4f}; precision "
+                f"COCO AP {metrics['coco']['AP']:.4f}, AP50 {metrics['coco']['AP50']:.4f} (on detections scoring "
+                f">= {metrics.get('ap_score_threshold', cfg.score_threshold)}); precision "
                 f"{metrics['precision']:.3f} recall {metrics['recall']:.3f} at score {cfg.score_threshold}; "
                 f"{metrics['num_images']} images")
         summary: dict[str, Any] = {
