@@ -96,3 +96,17 @@ def test_check_only_creates_nothing(tmp_path, a_file):
     with pytest.raises(FovealError) as err:
         ensure_output_dir(a_file / "x" / "y", "--output", create=False)
     assert "a file" in _one_line(err)
+
+
+def test_export_output_under_a_file(tmp_path, a_file):
+    import keras
+
+    from foveal.export.parity import export_model
+    from foveal.models.io import ModelCard, save_model
+
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
+    path = save_model(model, tmp_path / "m.keras", ModelCard("tiny", ["a", "b"], (8, 8, 1)))
+    with pytest.raises(FovealError) as err:
+        export_model(path, "tflite", output=a_file / "m.tflite")
+    assert str(a_file) in _one_line(err)

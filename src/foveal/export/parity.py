@@ -29,6 +29,7 @@ from foveal.export import tasks
 from foveal.export.formats import SUFFIX, artifact_size, check_format, write_export
 from foveal.export.runners import card_path_for, open_runner, write_export_card
 from foveal.models.io import ModelCard, load_model
+from foveal.utils_io import ensure_output_dir
 
 DEFAULT_TOLERANCE = {None: 1e-4, "float16": 1e-2, "dynamic": 0.1, "int8": 0.2}
 
@@ -211,7 +212,7 @@ def export_model(
     parts = tasks.load_parts(data, card) if data else None
     written_card = tasks.export_card(model, card)
     made = _first_missing(target.parent)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(target.parent, "--output")  # a file in the way: one line, not a traceback
     staging = Path(tempfile.mkdtemp(prefix=".foveal-export-", dir=target.parent))
     staged = staging / target.name
     passed = False
