@@ -19,7 +19,7 @@ import csv
 import io
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,8 @@ def train(config: ScratchConfig | None = None, **overrides: Any) -> TrainResult:
     cfg = config or ScratchConfig()
     cfg = configtools.from_mapping(ScratchConfig, {**asdict(cfg), **overrides}) if overrides else cfg
     cfg.validate()
+    # Record the network's defaults as values, so config.yaml reproduces the run by itself.
+    cfg = replace(cfg, **{key: cfg.resolved(key) for key in ("learning_rate", "momentum", "shuffle")})
     run_dir = Path(cfg.output) / (cfg.name or run_name(cfg.network, cfg.data, prefix="scratch"))
     if (run_dir / "metrics.json").exists():
         raise ConfigError(f"run folder {run_dir} already holds a run", hint="choose another --name or --output")
