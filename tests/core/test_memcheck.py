@@ -45,3 +45,11 @@ def test_train_refuses_before_fit(tmp_path, monkeypatch):
         train(TrainConfig(data="digits", model="lenet5", epochs=1, batch_size=32, output=str(tmp_path),
                           name="m", tensorboard=False))
     assert not (tmp_path / "m" / "last.keras").exists()
+
+
+def test_task_configs_refuse_a_huge_image_size():
+    from foveal.detection.config import DetectConfig
+
+    DetectConfig(data="x.json", image_size=[320]).validate()
+    with pytest.raises(ConfigError, match=r"20000x20000x3 \(float32\) needs about"):
+        DetectConfig(data="x.json", image_size=[20000], batch_size=16).validate()

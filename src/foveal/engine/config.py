@@ -82,6 +82,14 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        try:
+            hw = getattr(self, "image_hw", None)  # each task's own size option, when it has one
+        except (IndexError, TypeError, ValueError):
+            hw = None  # a malformed size: the task's own checks name it
+        if hw:
+            from foveal.memcheck import check_input_batch
+
+            check_input_batch(self.batch_size, hw, getattr(self, "channels", None) or 3)
 
 
 __all__ = ["JitCompile", "MixedPrecision", "Optimizer", "RunConfig", "Schedule"]
