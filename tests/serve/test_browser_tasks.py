@@ -45,8 +45,7 @@ def _open(browser: DevTools, url: str, task: str) -> None:
     browser.events.clear()
     browser.call("Page.navigate", url=url + "/")
     assert browser.wait_for("document.getElementById('model')?.dataset.task") == task
-    assert not browser.evaluate("document.getElementById('browser-note').hidden")
-    assert browser.evaluate("document.getElementById('where').hidden")
+    assert browser.evaluate("document.getElementById('where').hidden")  # served with browser_model=False
 
 
 def test_page_draws_the_detectors_boxes(browser, tmp_path):
@@ -106,3 +105,54 @@ def test_page_paints_the_segmenters_mask(browser, tmp_path):
                     assert a == pytest.approx(128, abs=2), (x, y, k)
                     assert np.abs(np.array([r, g, b]) - colours[k]).max() <= 3, (x, y, k)
         assert not [e for e in browser.events if e["method"] == "Runtime.exceptionThrown"]
+
+
+# ---- the in-browser mode (ONNX Runtime Web) for the other tasks ------------------------------
+ANSWER = ("(() => { const a = window.foveal.answer; "
+          "return {where: a.where, boxes: a.boxes, classes: a.classes, predictions: a.predictions}; })()")
+
+
+@pytest.mark.parametrize("task", ["localize", "detect", "segment"])
+def test_page_runs_the_task_in_the_browser_as_the_server_does(browser, tmp_path, task):
+    from foveal.serve.app import background_server, create_app
+    from foveal.serve.browser import runtime_available
+
+    if not runtime_available():
+        pytest.skip("ONNX Runtime Web is not fetched (scripts/fetch_ort_web.sh)")
+    from export.conftest import save_localizer
+
+    save = {"localize": lambda p: save_localizer(p, ["cat", "dog", "bird"]),
+            "detect": lambda p: save_detector(p, ["cat", "dog"], score_threshold=0.3),
+            "segment": lambda p: save_segmenter(p, ["background", "red", "blue"])}[task]
+    model = save(tmp_path / "m.keras")
+    photo = _photo(tmp_path)
+    with background_server(create_app(model)) as url:
+        browser.events.clear()
+        browser.call("Page.navigate", url=url + "/")
+        assert browser.wait_for("!document.getElementById('where').hidden")
+        browser.evaluate("document.querySelector('#where input[value=browser]').click()")
+        choose_file(browser, photo)
+        assert browser.wait_for(STATE, timeout=90) == "done", browser.evaluate("document.body.innerText")
+        got = browser.evaluate(ANSWER)
+        want = httpx.post(url + "/predict", files={"image": ("photo.png", photo.read_bytes())}).json()
+        assert got["where"] == "browser"
+        if task == "localize":
+            assert got["predictions"][0]["label"] == want["predictions"][0]["label"]
+            assert got["boxes"][0]["box"] == pytest.approx(want["boxes"][0]["box"], abs=0.25)
+        elif task == "detect":
+            assert want["boxes"] and len(got["boxes"]) == len(want["boxes"])
+            for g, w in zip(got["boxes"], want["boxes"]):
+                assert g["label"] == w["label"] and g["score"] == pytest.approx(w["score"], abs=1e-4)
+                assert g["box"] == pytest.approx(w["box"], abs=0.25)
+        else:
+            labels = np.asarray(Image.open(io.BytesIO(base64.b64decode(want["mask"]["data"]))))
+            assert [c["label"] for c in got["classes"]] == [c["label"] for c in want["classes"]]
+            for g, w in zip(got["classes"], want["classes"]):
+                assert g["fraction"] == pytest.approx(w["fraction"], abs=2e-3)
+            drawn = np.array(browser.evaluate(
+                "Array.from(document.getElementById('overlay').getContext('2d').getImageData(0, 0, 120, 90).data)"))
+            alpha = drawn.reshape(90, 120, 4)[..., 3]
+            assert ((alpha == 0) == (labels == 0)).mean() > 0.995
+        assert not [e for e in browser.events if e["method"] == "Runtime.exceptionThrown"]
+        assert not [e for e in browser.events if e["method"] == "Network.requestWillBeSent"
+                    and "/predict" in e["params"]["request"]["url"]]

@@ -142,9 +142,13 @@ def test_an_export_answers_like_the_keras_model(models, tmp_path, task):
             abs(a["fraction"] - b["fraction"]) < 1e-3 for a, b in zip(want["classes"], got["classes"]))
 
 
-def test_browser_model_is_refused_for_other_tasks(models, tmp_path):
+def test_browser_model_is_refused_for_a_letterboxing_detector(tmp_path):
     from foveal.errors import ModelError
     from foveal.serve.app import create_app
 
-    with pytest.raises(ModelError, match="in-browser mode runs classifiers only"):
-        create_app(models["segment"], browser_model=tmp_path / "x.onnx")
+    path = save_detector(tmp_path / "wide.keras", ["cat"], keep_aspect=True)
+    with pytest.raises(ModelError, match="cannot run a letterboxing detector"):
+        create_app(path, browser_model=tmp_path / "x.onnx")
+    with TestClient(create_app(path)) as client:  # the default: no browser model, and the page says why
+        health = client.get("/health").json()
+    assert health["browser_runtime"] is False and "letterbox" in health["browser_model_note"]

@@ -66,7 +66,7 @@ from foveal import __version__
 from foveal.data.imagecheck import ImageProbe, probe_bytes
 from foveal.errors import DataError, ModelError
 from foveal.models.io import ModelCard
-from foveal.serve.browser import BrowserModel, prepare_browser_model, runtime_available
+from foveal.serve.browser import BrowserModel, browser_supported, prepare_browser_model, runtime_available
 from foveal.serve.guard import (BODY_IDLE_TIMEOUT, BODY_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS, BodyTimeout,
                                 server_config)
 
@@ -305,6 +305,8 @@ class Service:
             "stats": self.batcher.stats.as_dict(),
             "browser_runtime": self.browser is not None and runtime_available(),
             "browser_model": "/model.json" if self.browser is not None else None,
+            "browser_model_note": None if browser_supported(card) else
+            "Runs on the server: the page cannot letterbox this detector's input as its training did.",
         }
 
     async def classify(self, data: bytes, name: str, top_k: int | None) -> dict[str, Any]:
@@ -468,8 +470,8 @@ def create_app(
             most 4; each may hold one decoded image of up to ``max_pixels``).
         browser_model: the ONNX file served at ``/model.onnx`` for the page's in-browser mode;
             ``None`` exports the model once into ``.foveal-cache/`` beside it (a failure only
-            logs a warning), ``False`` serves none. Classifiers only: the page's in-browser
-            mode does not decode boxes or masks, so other tasks are answered by the server.
+            logs a warning), ``False`` serves none. Not for letterboxing detectors (see
+            :mod:`foveal.serve.browser`): those are answered by the server.
         trust_model: run an export's graph without checking its ops against the allow-list.
         body_idle_timeout: a request body pausing longer than this many seconds is answered 408.
         body_timeout: a request body not complete this many seconds after its headers is answered 408
@@ -490,10 +492,10 @@ def create_app(
     from foveal.export import tasks
 
     tasks.hooks(card.task)  # a task foveal cannot serve is refused here, with the known ones
-    if card.task != "classify":
+    if not browser_supported(card):
         if browser_model not in (None, False):
-            raise ModelError(f"{path}: the page's in-browser mode runs classifiers only (this model is a "
-                             f"{card.task!r} model)", hint="leave out --browser-model: the page asks the server")
+            raise ModelError(f"{path}: the page's in-browser mode cannot run a letterboxing detector as the "
+                             "server does", hint="leave out --browser-model: the page asks the server")
         browser_model = False
     source = model._runner if isinstance(model, _RunnerModel) else model
     batcher = Batcher(TaskModel(source, card), max_batch=max_batch)

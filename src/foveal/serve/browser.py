@@ -1,9 +1,13 @@
 """The "run in the browser" side of ``foveal serve``: the model as ONNX, and ONNX Runtime Web.
 
-The page can classify without sending the image anywhere: it fetches the model's ONNX export
-(``GET /model.onnx``, float32 NHWC pixels 0..255 with the preprocessing inside) and its card
-(``GET /model.json``), and runs it with ONNX Runtime Web's single-threaded wasm backend, whose
-files ``scripts/fetch_ort_web.sh`` copies into ``static/ort/`` (git-ignored, ~11 MB).
+The page can run the model without sending the image anywhere: it fetches the model's ONNX
+export (``GET /model.onnx``, float32 NHWC pixels 0..255 with the preprocessing inside) and its
+card (``GET /model.json``), and runs it with ONNX Runtime Web's single-threaded wasm backend,
+whose files ``scripts/fetch_ort_web.sh`` copies into ``static/ort/`` (git-ignored, ~11 MB).
+For the other tasks the card carries what the page needs to finish the job as the server does:
+a detector's anchors and post-processing (the page decodes and runs class-aware NMS), a
+segmenter's class colours. Detectors that letterbox (``keep_aspect``) are not run in the
+browser: the page's resize is TensorFlow's ``resize_with_pad``, not the training letterbox.
 
 Unless a file is given, the export is made once at start-up with
 :func:`foveal.export.parity.export_model` (which checks parity with the Keras model) into a
@@ -53,7 +57,7 @@ class BrowserModel:
         """The ``/model.json`` answer: what the page needs to feed the model and read it."""
         card = self.card
         h, w, c = card.input_shape
-        return {
+        return {**_task_details(self.path, card),
             "architecture": card.architecture,
             "task": card.task,
             "class_names": list(card.class_names),
@@ -63,6 +67,31 @@ class BrowserModel:
             "input": {"layout": "NHWC", "dtype": "float32", "range": [0, 255]},
             "onnx": {"url": "/model.onnx", "size_bytes": self.path.stat().st_size},
         }
+
+
+def _task_details(path: Path, card: ModelCard) -> dict[str, Any]:
+    """What a task's page code needs beyond the pixels: a detector's anchors and thresholds
+    (from the card written beside its export), a segmenter's colours."""
+    if card.task == "detect":
+        from foveal.detection.export_check import postprocess_settings
+        from foveal.export.runners import card_path_for
+
+        written = card_path_for(path)
+        if written.is_file():
+            card = ModelCard.from_json(written.read_text())
+        return {"detect": {"anchors": card.training["anchors"], "postprocess": postprocess_settings(card)}}
+    if card.task == "segment":
+        from foveal.segmentation.export_check import MASK_OPACITY
+        from foveal.segmentation.predict import class_colours, unpainted
+
+        return {"segment": {"colours": class_colours(card).tolist(), "transparent": unpainted(card),
+                            "opacity": MASK_OPACITY}}
+    return {}
+
+
+def browser_supported(card: ModelCard) -> bool:
+    """Whether the page's in-browser mode can run this model as the server does."""
+    return not (card.task == "detect" and bool(card.training.get("keep_aspect", card.keep_aspect)))
 
 
 def file_digest(path: Path, length: int = 16) -> str:

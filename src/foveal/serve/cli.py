@@ -135,11 +135,10 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
     if args.workers > 1:
         card = _check_model(args.model, args.trust_model)
         # Export once here, not once per worker.
-        from foveal.serve.browser import prepare_browser_model
+        from foveal.serve.browser import browser_supported, prepare_browser_model
 
-        # The in-browser mode runs classifiers only (the page does not decode boxes or masks).
         prepared = (prepare_browser_model(args.model, card, browser_model)
-                    if card is not None and card.task == "classify" else None)
+                    if card is not None and browser_supported(card) else None)
         os.environ.update(app_environment(args.model, **limits, browser_model=prepared and prepared.path,
                                           trust_model=args.trust_model, body_idle_timeout=args.read_timeout,
                                           body_timeout=args.body_timeout))

@@ -43,13 +43,12 @@ const BACKENDS = {
       const [h, w, c] = card.input_shape;
       const input = new ort.Tensor("float32", modelInput(decoded, card), [1, h, w, c]);
       const outputs = await session.run({ [session.inputNames[0]]: input });
-      const probs = outputs[session.outputNames[0]].data;
-      const k = Math.max(1, Math.min(Number(topK) || 5, probs.length));
-      const order = [...probs.keys()].sort((a, b) => probs[b] - probs[a] || a - b).slice(0, k);
+      const finish = BROWSER_TASKS[card.task];
+      if (!finish) throw new Error(`the page cannot run a "${card.task}" model in the browser`);
       return {
         task: card.task, file: file.name || "pasted image", model: card.architecture,
         image: { width: decoded.width, height: decoded.height, format: (file.type.split("/")[1] || "").toUpperCase() },
-        predictions: order.map((i) => ({ label: card.class_names[i], probability: Math.round(probs[i] * 1e6) / 1e6 })),
+        ...finish(outputs, session, card, decoded, Number(topK) || 5),
         elapsed_ms: Math.round((performance.now() - start) * 100) / 100,
         where: "browser",
       };
@@ -57,6 +56,125 @@ const BACKENDS = {
   },
 };
 let backend = BACKENDS.server;
+
+// ---- the in-browser answer of each task, as the server's render() writes it ------------------
+// (foveal.export.tasks: classify.py, localization/detection/segmentation export_check.py)
+const round6 = (v) => Math.round(v * 1e6) / 1e6;
+const round1 = (v) => Math.round(v * 10) / 10;
+const sigmoid = (v) => 1 / (1 + Math.exp(-v));
+
+function topK(probs, names, k) {
+  const order = [...probs.keys()].sort((a, b) => probs[b] - probs[a] || a - b).slice(0, Math.max(1, Math.min(k, probs.length)));
+  return order.map((i) => ({ label: names[i], probability: round6(probs[i]) }));
+}
+
+const BROWSER_TASKS = {
+  classify(outputs, session, card, decoded, k) {
+    return { predictions: topK(outputs[session.outputNames[0]].data, card.class_names, k) };
+  },
+  // The box is (cx, cy, sqrt w, sqrt h) of the image; one class: a presence score.
+  localize(outputs, session, card, { width, height }, k) {
+    const [cx, cy, sw, sh] = outputs.box.data;
+    const probs = outputs.class.data;
+    const hw = (sw * sw) / 2, hh = (sh * sh) / 2;
+    const clip = (v) => Math.min(1, Math.max(0, v));
+    const box = [clip(cx - hw) * width, clip(cy - hh) * height, clip(cx + hw) * width, clip(cy + hh) * height];
+    const single = card.class_names.length === 1;
+    const best = single ? 0 : probs.indexOf(Math.max(...probs));
+    const predictions = single ? [{ label: card.class_names[0], probability: round6(probs[0]) }] : topK(probs, card.class_names, k);
+    return { boxes: [{ label: card.class_names[best], score: round6(probs[best]), box: box.map(round1) }], predictions };
+  },
+  // Decode every anchor whose objectness passes the threshold (YOLO: sigmoid centre in its cell,
+  // anchor size times exp), score = objectness x best class probability, then greedy
+  // class-aware NMS, as foveal.detection.postprocess.detect_from_outputs.
+  detect(outputs, session, card, { width, height }) {
+    const { anchors, postprocess: p } = card.detect;
+    const scales = session.outputNames.filter((n) => n.startsWith("raw_")).map((n) => outputs[n])
+      .sort((a, b) => b.dims[1] * b.dims[2] - a.dims[1] * a.dims[2]);
+    const perScale = anchors.length / scales.length;
+    const found = [];
+    scales.forEach((raw, s) => {
+      const [, gh, gw, na, depth] = raw.dims;
+      const t = raw.data;
+      for (let cell = 0; cell < gh * gw; cell++) {
+        const row = Math.floor(cell / gw), col = cell % gw;
+        for (let a = 0; a < na; a++) {
+          const o = (cell * na + a) * depth;
+          const objectness = sigmoid(t[o + 4]);
+          if (!(objectness > p.score_threshold)) continue;
+          let best = 0, total = 0;
+          const top = Math.max(...t.subarray(o + 5, o + depth));
+          for (let j = 5; j < depth; j++) total += Math.exp(t[o + j] - top);
+          for (let j = 6; j < depth; j++) if (t[o + j] > t[o + 5 + best]) best = j - 5;
+          const score = objectness * (Math.exp(t[o + 5 + best] - top) / total);
+          if (!(score > p.score_threshold)) continue;
+          const [aw, ah] = anchors[s * perScale + a];
+          const x = (sigmoid(t[o]) + col) / gw, y = (sigmoid(t[o + 1]) + row) / gh;
+          const w = aw * Math.exp(t[o + 2]) / 2, h = ah * Math.exp(t[o + 3]) / 2;
+          found.push({ box: [x - w, y - h, x + w, y + h], score, cls: best });
+        }
+      }
+    });
+    found.sort((a, b) => b.score - a.score);
+    const kept = [];
+    for (const d of found) {
+      if (kept.length >= p.max_detections) break;
+      if (kept.every((k) => (p.class_aware && k.cls !== d.cls) || iou(k.box, d.box) <= p.iou_threshold)) kept.push(d);
+    }
+    const clip = (v, limit) => Math.min(limit, Math.max(0, Math.min(1, Math.max(0, v)) * limit));
+    return { boxes: kept.map((d) => ({
+      label: card.class_names[d.cls], score: round6(d.score),
+      box: [clip(d.box[0], width), clip(d.box[1], height), clip(d.box[2], width), clip(d.box[3], height)].map(round1),
+    })) };
+  },
+  // Probabilities at the model's size, resized to the image's (bilinear, half-pixel centres,
+  // as tf.image.resize), then the most probable class per pixel, painted in the class colours.
+  segment(outputs, session, card, { width, height }) {
+    const probs = outputs[session.outputNames[0]];
+    const [, ih, iw, classes] = probs.dims;
+    const p = probs.data;
+    const { colours, transparent, opacity } = card.segment;
+    const axis = (outSize, inSize) => Array.from({ length: outSize }, (_, i) => {
+      const at = (i + 0.5) * (inSize / outSize) - 0.5;
+      const low = Math.floor(at);
+      return [Math.min(Math.max(low, 0), inSize - 1), Math.min(Math.max(Math.ceil(at), 0), inSize - 1), at - low];
+    });
+    const ys = axis(height, ih), xs = axis(width, iw);
+    const pixels = new ImageData(width, height);
+    const counts = new Array(classes).fill(0);
+    for (let y = 0; y < height; y++) {
+      const [y0, y1, ly] = ys[y];
+      for (let x = 0; x < width; x++) {
+        const [x0, x1, lx] = xs[x];
+        let best = 0, bestValue = -Infinity;
+        for (let k = 0; k < classes; k++) {
+          const tl = p[(y0 * iw + x0) * classes + k], tr = p[(y0 * iw + x1) * classes + k];
+          const bl = p[(y1 * iw + x0) * classes + k], br = p[(y1 * iw + x1) * classes + k];
+          const top = tl + (tr - tl) * lx, bottom = bl + (br - bl) * lx;
+          const v = top + (bottom - top) * ly;
+          if (v > bestValue) { bestValue = v; best = k; }
+        }
+        counts[best]++;
+        const o = 4 * (y * width + x);
+        pixels.data.set([...colours[best], transparent.includes(best) ? 0 : Math.round(255 * opacity)], o);
+      }
+    }
+    const order = [...counts.keys()].filter((k) => counts[k]).sort((a, b) => counts[b] - counts[a] || a - b);
+    return {
+      mask: { width, height, format: "rgba", pixels },
+      classes: order.map((k) => ({ label: card.class_names[k], index: k, pixels: counts[k],
+                                  fraction: round6(counts[k] / (width * height)), colour: colours[k] })),
+    };
+  },
+};
+
+function iou(a, b) {
+  const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
+  const h = Math.max(0, Math.min(a[3], b[3]) - Math.max(a[1], b[1]));
+  const area = (r) => Math.max(0, r[2] - r[0]) * Math.max(0, r[3] - r[1]);
+  const inter = w * h;
+  return inter / Math.max(area(a) + area(b) - inter, 1e-9);
+}
 
 // ---- the in-browser model ------------------------------------------------------------------
 const ORT_DIR = "/static/ort/";
@@ -246,10 +364,14 @@ const RENDERERS = {
   },
   async segment(answer) {
     const canvas = overlayFor(answer);
-    const mask = new Image();
-    mask.src = `data:image/png;base64,${answer.mask.data}`;
-    await mask.decode();
-    canvas.getContext("2d").drawImage(mask, 0, 0, canvas.width, canvas.height);
+    if (answer.mask.pixels) {  // computed in the browser: already RGBA at the image's size
+      canvas.getContext("2d").putImageData(answer.mask.pixels, 0, 0);
+    } else {
+      const mask = new Image();
+      mask.src = `data:image/png;base64,${answer.mask.data}`;
+      await mask.decode();
+      canvas.getContext("2d").drawImage(mask, 0, 0, canvas.width, canvas.height);
+    }
     showBars(answer.classes.map((c) => ({ label: c.label, probability: c.fraction, colour: c.colour })));
   },
 };
@@ -363,8 +485,9 @@ async function loadHealth() {
   model.dataset.task = m.task;
   $("answer-title").textContent = TASK_TITLES[m.task] || "Predictions";
   $("topk").parentElement.hidden = m.task === "detect" || m.task === "segment";
-  // The in-browser mode runs classifiers only: it does not decode boxes or masks.
-  $("browser-note").hidden = m.task === "classify";
+  // Letterboxing detectors run on the server only (the page cannot letterbox as training did).
+  $("browser-note").hidden = state.health.browser_runtime || !state.health.browser_model_note;
+  $("browser-note").textContent = state.health.browser_model_note || "";
   $("classes").textContent = m.classes.join(", ");
   const topk = $("topk");
   topk.max = String(m.num_classes);
@@ -408,6 +531,7 @@ async function classify(file) {
     const render = RENDERERS[answer.task];
     if (!render) throw new Error(`this page cannot show answers of task "${answer.task}"`);
     await render(answer);
+    window.foveal.answer = answer;  // for tests and the curious
     const size = answer.image && answer.image.width ? `${answer.image.width}×${answer.image.height} ${answer.image.format}` : "";
     const none = answer.boxes && !answer.boxes.length ? " · no objects above the score threshold" : "";
     setStatus("done", `${answer.file}${size ? ` (${size})` : ""}${none}`);
