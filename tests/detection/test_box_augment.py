@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from foveal.detection.augment import (FILL_VALUE, PRESETS, BoxAugment, augment_boxes, boxes_in_window,
-                                      parse_box_augment, sample_window)
+from foveal.data.box_augment import (
+    FILL_VALUE,
+    PRESETS,
+    BoxAugment,
+    augment_boxes,
+    boxes_in_window,
+    parse_box_augment,
+    sample_window,
+)
 from foveal.errors import ConfigError
 
 
@@ -121,6 +128,28 @@ def test_random_crops_keep_boxes_on_their_pixels():
             np.testing.assert_allclose(boxes[0] * 64, extent, atol=1.5)
             assert np.all((boxes >= 0) & (boxes <= 1))
     assert kept > 0
+
+
+def test_safe_crop_keeps_every_box_whole_on_its_pixels():
+    image = rectangle_image(64, 64, (6, 10, 18, 20)) + rectangle_image(64, 64, (40, 36, 58, 60))
+    boxes = np.array([[6 / 64, 10 / 64, 18 / 64, 20 / 64], [40 / 64, 36 / 64, 58 / 64, 60 / 64]], np.float32)
+    sides = set()
+    for seed in range(10):
+        out, moved, classes = run(image, boxes, [0, 1], [seed, 4], "safe_crop=0.3")
+        assert classes.tolist() == [0, 1]  # nothing cut, nothing dropped
+        sides.add(round(float(moved[1, 2] - moved[0, 0]), 3))
+        first = bright_extent(out[:, : int(np.ceil(moved[0, 2] * 64)) + 1])
+        np.testing.assert_allclose(moved[0] * 64, first, atol=1.0)
+    assert len(sides) > 1  # the zoom varies
+    # Without boxes the window holds the centre, and the image is still cropped and zoomed.
+    out, moved, _ = run(image, np.zeros((0, 4), np.float32), [], [1, 4], "safe_crop=0.3")
+    assert out.shape == image.shape and moved.shape == (0, 4)
+
+
+def test_the_two_crops_exclude_each_other():
+    assert parse_box_augment("safe_crop").safe_crop == 0.75 and parse_box_augment("safe_crop").geometric
+    with pytest.raises(ConfigError, match="use one of them"):
+        parse_box_augment("crop,safe_crop")
 
 
 def test_min_visible_drops_cut_boxes():

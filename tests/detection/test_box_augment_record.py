@@ -5,6 +5,12 @@ fixed seeds on a tiny synthetic dataset, when each task still had its own augmen
 (recorded by running this file as a script on the code before that change). Boxes and classes
 are kept whole; images as 8x8-pixel block means, which a change of draw or resampling moves.
 
+Detection is unchanged to the record. Localization is unchanged except the pixels of its crop:
+the same windows are drawn and the boxes are the recorded ones, but the window is now
+resampled with detection's exact pixel-centre mapping (``sample_window``) instead of
+``crop_and_resize`` on the window's corners, which put the picture up to half a pixel off its
+box (``tests/localization/test_pipeline.py`` measures that).
+
 Re-record only on purpose: ``.venv/bin/python tests/detection/test_box_augment_record.py``.
 """
 
@@ -24,6 +30,8 @@ RECORD = Path(__file__).with_name("box_augment_record.json")
 SIZE = 32
 EPOCHS = 2
 LOCALIZATION_CASES = {"flip,brightness=0.3,contrast=0.4": 2, "standard": 4, "crop=0.6": 1}
+# Specs with the localizer's crop: their images were resampled differently when recorded.
+RESAMPLED = {"standard", "crop=0.6"}
 DETECTION_CASES = {"detect": 4, "light,vflip": 2, "flip,crop=0.6,translate=0.2,saturation=0.5,hue=0.1": 7}
 
 
@@ -90,9 +98,11 @@ def _recorded() -> dict:
     return json.loads(RECORD.read_text())
 
 
-def _compare(got: list[dict], recorded: list[dict], *, image_atol: float) -> None:
+def _compare(got: list[dict], recorded: list[dict], *, image_atol: float, images: bool = True) -> None:
     for epoch, (now, then) in enumerate(zip(got, recorded, strict=True)):
         for key, value in now.items():
+            if key == "blocks" and not images:
+                continue
             atol = image_atol if key == "blocks" else 2e-6
             np.testing.assert_allclose(value, np.array(then[key]), atol=atol, rtol=0,
                                        err_msg=f"epoch {epoch}, {key}")
@@ -107,7 +117,8 @@ def test_detection_pipeline_matches_the_record(tmp_path):
 def test_localization_pipeline_matches_the_record(tmp_path):
     data = tiny_boxes(tmp_path)
     for spec, seed in LOCALIZATION_CASES.items():
-        _compare(localization_outputs(data, spec, seed), _recorded()["localization"][spec], image_atol=2e-3)
+        _compare(localization_outputs(data, spec, seed), _recorded()["localization"][spec], image_atol=2e-3,
+                 images=spec not in RESAMPLED)
 
 
 if __name__ == "__main__":

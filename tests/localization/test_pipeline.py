@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from foveal.data.boxes import BoxedImages
 from foveal.errors import ConfigError
 from foveal.localization.metrics import NO_BOX, decode_boxes
-from foveal.localization.pipeline import make_localization_pipeline, parse_augment
+from foveal.localization.pipeline import augment_example, make_localization_pipeline, parse_augment
 
 SIZE = 64
 
@@ -68,6 +69,25 @@ def test_crop_keeps_the_box_on_the_rectangle(tmp_path):
         np.testing.assert_allclose(_bright_extent(image), box, atol=2.0)
 
 
+def test_crop_puts_the_picture_on_its_box_to_a_fraction_of_a_pixel():
+    # The crop used to resample with crop_and_resize on the window's corners, which left the
+    # picture up to 0.43 px off its box in these draws; the shared exact mapping leaves 0.11.
+    image = np.full((SIZE, SIZE, 3), 20, np.float32)
+    image[20:50, 6:26] = 240
+    box = tf.constant([6 / SIZE, 20 / SIZE, 26 / SIZE, 50 / SIZE])
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE] + 0.5
+    offsets = []
+    for seed in range(40):
+        out, moved, kept = augment_example(tf.constant(image), box, tf.constant(True),
+                                           tf.constant([seed, 3], tf.int64), parse_augment("crop=0.5"))
+        assert bool(kept)
+        mass = np.clip((np.asarray(out)[..., 0] - 20) / 220, 0, 1)
+        centre = np.array([(mass * cols).sum(), (mass * rows).sum()]) / mass.sum()
+        corners = np.asarray(moved) * SIZE
+        offsets.append(np.abs(centre - (corners[:2] + corners[2:]) / 2).max())
+    assert max(offsets) < 0.2
+
+
 def test_photometric_ops_leave_the_box_alone(tmp_path):
     data = _rectangle_data(tmp_path, copies=8)
     plain_images, plain, _ = _batch(data, "none")
@@ -87,12 +107,15 @@ def test_multiclass_targets_and_images_without_box(tmp_path):
     np.testing.assert_allclose(targets["box"].numpy()[1], [NO_BOX] * 4)
 
 
-@pytest.mark.parametrize("spec", ["rotate", "flip=1", "crop=1.5", "brightness=x"])
+@pytest.mark.parametrize("spec", ["rotate", "flip=1", "crop=1.5", "brightness=x", "translate=0.1", "safe_crop"])
 def test_bad_augment_specs(spec):
     with pytest.raises(ConfigError):
         parse_augment(spec)
 
 
 def test_presets():
-    assert parse_augment("standard").flip and parse_augment("standard").crop == 0.75
+    assert parse_augment("standard").flip and parse_augment("standard").safe_crop == 0.75
     assert not parse_augment("none").active
+    # The localizer's crop is the shared crop that keeps every box whole, not detection's.
+    custom = parse_augment("flip,vflip,crop=0.6,hue=0.1")
+    assert (custom.safe_crop, custom.crop, custom.vflip, custom.hue) == (0.6, None, True, 0.1)

@@ -1,11 +1,17 @@
-"""Box-aware augmentation for detection: one random draw moves an image and all its boxes.
+"""Box-aware augmentation: one random draw moves an image and all its boxes.
+
+The one implementation behind the detection pipeline (:mod:`foveal.detection.pipeline`, any
+number of boxes) and the localization pipeline (:mod:`foveal.localization.pipeline`, one box).
+Each task spells its specs in its own :class:`AugmentGrammar` (presets, op names, defaults), and
+the grammar also fixes which seed slot each op draws from, so a task's recorded runs repeat.
 
 Everything runs inside ``tf.data`` with stateless random ops, so an example's augmentation is
 a pure function of its seed: a run is repeatable, and each epoch draws afresh (the pipeline
 gives every element a new seed per epoch, derived from the run's seed).
 
 A spec is a preset name or a comma list of ``op`` / ``op=value`` items; presets may appear in
-the list and later items override earlier ones (``detect,hue=0`` is the preset without hue):
+the list and later items override earlier ones (``detect,hue=0`` is the preset without hue).
+The detection grammar (:data:`DETECTION_GRAMMAR`, the default) knows every op:
 
 =============  ======================================================================  =======
 op             what it does                                                            default
@@ -15,6 +21,9 @@ vflip          vertical flip with probability 1/2 (aerial/medical images)       
 crop=S         with probability 1/2, a random window of each side about S..1 of the     0.5
                image (aspect ratio jittered within 3/4..4/3) stretched to the input:
                scale jitter by zooming in and a random crop at once
+safe_crop=S    a random window of each side at least S of the image that holds every    0.75
+               box whole (all of them: their union), stretched to the input; instead
+               of ``crop``. The localizer's ``crop``.
 scale=F        zoom by a factor drawn in [1-F, 1+F] about the window's centre; below 1  0.25
                the image shrinks inside a gray border (zoom out)
 translate=F    shift the view by up to F of the width and height (gray border)        0.1
@@ -29,7 +38,7 @@ Presets: ``none``; ``light`` (flip, translate=0.05, brightness=0.1, contrast=0.1
 the detection preset (flip, crop=0.5, scale=0.25, translate=0.1, min_visible=0.3,
 brightness=0.15, contrast=0.25, saturation=0.3, hue=0.02).
 
-Geometry: crop, scale and translate together choose one window of the source image
+Geometry: crop (or safe_crop), scale and translate together choose one window of the source image
 (normalised coordinates, possibly reaching past its edges), sampled back to the input size
 in a single ``crop_and_resize``; pixel centres are mapped exactly, so a box follows its
 pixels. Boxes are then clipped to the view and kept when at least ``min_visible`` of their
@@ -45,7 +54,8 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 
 import tensorflow as tf
 
@@ -59,12 +69,12 @@ PRESETS: dict[str, str] = {
 }
 #: Default value of each op written without one; flags have None.
 DEFAULTS: dict[str, float | None] = {
-    "flip": None, "vflip": None, "crop": 0.5, "scale": 0.25, "translate": 0.1, "min_visible": 0.3,
-    "brightness": 0.15, "contrast": 0.25, "saturation": 0.3, "hue": 0.02,
+    "flip": None, "vflip": None, "crop": 0.5, "safe_crop": 0.75, "scale": 0.25, "translate": 0.1,
+    "min_visible": 0.3, "brightness": 0.15, "contrast": 0.25, "saturation": 0.3, "hue": 0.02,
 }
 # Allowed (low, high, high included) per op with a value.
 _RANGES: dict[str, tuple[float, float, bool]] = {
-    "crop": (0.0, 1.0, True), "scale": (0.0, 1.0, False), "translate": (0.0, 1.0, False),
+    "crop": (0.0, 1.0, True), "safe_crop": (0.0, 1.0, True), "scale": (0.0, 1.0, False), "translate": (0.0, 1.0, False),
     "min_visible": (0.0, 1.0, True), "brightness": (0.0, 1.0, True), "contrast": (0.0, 1.0, True),
     "saturation": (0.0, 1.0, True), "hue": (0.0, 0.5, True),
 }
@@ -73,8 +83,10 @@ FILL_VALUE = 114.0
 _CROP_PROBABILITY = 0.5
 _ASPECT_JITTER = 4.0 / 3.0
 # One fixed seed slot per op, so switching an op on or off leaves the others' draws alone.
+# ``stateless_split`` gives the same first seeds whatever their number, so ops added at the end
+# leave the earlier ones' draws as they were.
 _SLOTS = ("crop", "crop_apply", "scale", "translate", "flip", "vflip", "brightness", "contrast",
-          "saturation", "hue")
+          "saturation", "hue", "safe_crop")
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,7 @@ class BoxAugment:
     flip: bool = False
     vflip: bool = False
     crop: float | None = None
+    safe_crop: float | None = None
     scale: float | None = None
     translate: float | None = None
     min_visible: float = 0.3
@@ -94,11 +107,13 @@ class BoxAugment:
     contrast: float | None = None
     saturation: float | None = None
     hue: float | None = None
+    #: Seed slot of each op, in order (set by the grammar the spec was parsed with).
+    slots: tuple[str, ...] = field(default=_SLOTS, compare=False, repr=False)
 
     @property
     def geometric(self) -> bool:
-        """Whether the view window moves (crop, scale or translate)."""
-        return any(v for v in (self.crop, self.scale, self.translate))
+        """Whether the view window moves (crop, safe_crop, scale or translate)."""
+        return any(v for v in (self.crop, self.safe_crop, self.scale, self.translate))
 
     @property
     def active(self) -> bool:
@@ -111,7 +126,7 @@ class BoxAugment:
         items = []
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "min_visible":
+            if f.name in ("min_visible", "slots"):
                 continue
             if value is True:
                 items.append(f.name)
@@ -122,12 +137,38 @@ class BoxAugment:
         return ",".join(items) or "none"
 
 
-def parse_box_augment(spec: str | BoxAugment | None) -> BoxAugment:
+@dataclass(frozen=True)
+class AugmentGrammar:
+    """How one task spells augmentation specs.
+
+    Attributes:
+        presets: preset name -> the comma list it stands for.
+        ops: op name as written -> :class:`BoxAugment` field it sets.
+        defaults: op name as written -> its value when written without one (None: a flag).
+        slots: the seed slot of each field, in order; a task's recorded runs repeat only with
+            the slots they were drawn with.
+    """
+
+    presets: Mapping[str, str]
+    ops: Mapping[str, str]
+    defaults: Mapping[str, float | None]
+    slots: tuple[str, ...] = _SLOTS
+
+
+#: Detection's spelling: every op under its own name, the presets above.
+DETECTION_GRAMMAR = AugmentGrammar(presets=PRESETS, ops={name: name for name in DEFAULTS}, defaults=DEFAULTS)
+
+
+def parse_box_augment(spec: str | BoxAugment | None, grammar: AugmentGrammar = DETECTION_GRAMMAR) -> BoxAugment:
     """A spec string (see the module docstring) -> :class:`BoxAugment`.
 
+    Args:
+        spec: a preset, a comma list of ops, or an already parsed :class:`BoxAugment`.
+        grammar: the task's spelling (default: detection's).
+
     Raises:
-        ConfigError: an unknown op, a value that is not a number or out of range, or a value
-            given to ``flip``/``vflip``; the message names the item.
+        ConfigError: an unknown op, a value that is not a number or out of range, a value
+            given to a flag such as ``flip``, or both kinds of crop; the message names the item.
 
     Example:
         >>> parse_box_augment("detect,hue=0").hue
@@ -136,41 +177,46 @@ def parse_box_augment(spec: str | BoxAugment | None) -> BoxAugment:
     if isinstance(spec, BoxAugment):
         return spec
     values: dict[str, object] = {}
-    for item in _expand(spec or "none"):
+    for item in _expand(spec or "none", grammar.presets):
         name, sep, raw = (part.strip() for part in item.partition("="))
-        if name not in DEFAULTS:
+        if name not in grammar.ops:
             raise ConfigError(f"unknown box augmentation {item!r}",
-                              hint=f"use a preset ({', '.join(PRESETS)}) or a comma list of {', '.join(DEFAULTS)}")
-        if DEFAULTS[name] is None:
+                              hint=f"use a preset ({', '.join(grammar.presets)}) or a comma list of "
+                                   f"{', '.join(grammar.ops)}")
+        target = grammar.ops[name]
+        if grammar.defaults[name] is None:
             if sep:
                 raise ConfigError(f"box augmentation {item!r}: {name} takes no value")
-            values[name] = True
+            values[target] = True
             continue
         try:
-            value = float(raw) if sep else float(DEFAULTS[name])  # type: ignore[arg-type]
+            value = float(raw) if sep else float(grammar.defaults[name])  # type: ignore[arg-type]
         except ValueError:
             raise ConfigError(f"box augmentation {item!r}: {raw!r} is not a number") from None
-        low, high, closed = _RANGES[name]
+        low, high, closed = _RANGES[target]
+        no_zero = target in ("crop", "safe_crop")
         if not math.isfinite(value) or value < low or value > high or (value == high and not closed) or (
-                name == "crop" and value == 0.0):
+                no_zero and value == 0.0):
             bracket = "]" if closed else ")"
-            opening = "(" if name == "crop" else "["
+            opening = "(" if no_zero else "["
             raise ConfigError(f"box augmentation {item!r} is out of range {opening}{low:g}, {high:g}{bracket}")
-        values[name] = value
-    return replace(BoxAugment(), **values)  # type: ignore[arg-type]
+        values[target] = value
+    if values.get("crop") and values.get("safe_crop"):
+        raise ConfigError("box augmentation: crop and safe_crop both choose the window; use one of them")
+    return replace(BoxAugment(), slots=grammar.slots, **values)  # type: ignore[arg-type]
 
 
 #: The name the trainer's config uses.
 parse_augment = parse_box_augment
 
 
-def _expand(spec: str) -> list[str]:
+def _expand(spec: str, presets: Mapping[str, str]) -> list[str]:
     items: list[str] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        if part in PRESETS:
-            items.extend(p for p in PRESETS[part].split(",") if p)
+        if part in presets:
+            items.extend(p for p in presets[part].split(",") if p)
         else:
             items.append(part)
     return items
@@ -213,11 +259,11 @@ def augment_boxes(
     image = tf.convert_to_tensor(image, tf.float32)
     boxes = tf.reshape(tf.convert_to_tensor(boxes, tf.float32), [-1, 4])
     classes = tf.reshape(tf.convert_to_tensor(classes, tf.int32), [-1])
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=len(_SLOTS))
-    slot = {name: seeds[i] for i, name in enumerate(_SLOTS)}
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=len(cfg.slots))
+    slot = {name: seeds[i] for i, name in enumerate(cfg.slots)}
 
     if cfg.geometric:
-        window = _view_window(cfg, slot)
+        window = _view_window(cfg, slot, boxes)
         image = sample_window(image, window)
         boxes, classes = boxes_in_window(boxes, classes, window, cfg.min_visible, tf.shape(image)[:2])
     if cfg.flip:
@@ -236,10 +282,13 @@ def _uniform(seed: tf.Tensor, low: float, high: float, shape=()) -> tf.Tensor:
     return tf.random.stateless_uniform(shape, seed, low, high)
 
 
-def _view_window(cfg: BoxAugment, slot: dict[str, tf.Tensor]) -> tf.Tensor:
+def _view_window(cfg: BoxAugment, slot: dict[str, tf.Tensor], boxes: tf.Tensor) -> tf.Tensor:
     """The source window ``[x0, y0, x1, y1]`` (normalised, may pass the edges) to show."""
     centre = tf.constant([0.5, 0.5])
     size = tf.constant([1.0, 1.0])  # (w, h)
+    if cfg.safe_crop:
+        start, size = _safe_crop(boxes, slot["safe_crop"], cfg.safe_crop)
+        centre = start + size / 2
     if cfg.crop:
         s = _uniform(slot["crop"], 0.0, 1.0, [4])
         side = cfg.crop + (1.0 - cfg.crop) * s[0]
@@ -255,6 +304,24 @@ def _view_window(cfg: BoxAugment, slot: dict[str, tf.Tensor]) -> tf.Tensor:
     if cfg.translate:
         centre = centre + _uniform(slot["translate"], -cfg.translate, cfg.translate, [2])
     return tf.concat([centre - size / 2, centre + size / 2], axis=0)
+
+
+def _safe_crop(boxes: tf.Tensor, seed: tf.Tensor, min_side: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Start ``(x0, y0)`` and size ``(w, h)`` of a random window that holds every box whole.
+
+    Each side is drawn in ``min_side..1`` of the image (at least the boxes' extent), then the
+    window is placed uniformly among the positions that keep the boxes inside it.
+    """
+    # Without boxes any window will do: let it hold the centre point.
+    union = tf.cond(tf.shape(boxes)[0] > 0,
+                    lambda: tf.concat([tf.reduce_min(boxes[:, :2], 0), tf.reduce_max(boxes[:, 2:], 0)], 0),
+                    lambda: tf.constant([0.5, 0.5, 0.5, 0.5]))
+    u = tf.random.stateless_uniform([3], seed)
+    side = min_side + (1.0 - min_side) * u[0]
+    extent = tf.minimum(tf.maximum(side, union[2:] - union[:2]), 1.0)
+    low = tf.maximum(0.0, union[2:] - extent)
+    high = tf.minimum(union[:2], 1.0 - extent)
+    return low + (high - low) * u[1:], extent
 
 
 def sample_window(image: tf.Tensor, window: tf.Tensor, size: tf.Tensor | None = None) -> tf.Tensor:
@@ -350,6 +417,6 @@ def _scale_saturation(image: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
     return value - (value - image) * scale
 
 
-__all__ = ["BoxAugment", "DEFAULTS", "FILL_VALUE", "PRESETS", "augment_boxes", "boxes_in_window",
+__all__ = ["AugmentGrammar", "BoxAugment", "DEFAULTS", "DETECTION_GRAMMAR", "FILL_VALUE", "PRESETS", "augment_boxes", "boxes_in_window",
            "flip_boxes_horizontally", "flip_boxes_vertically", "parse_augment", "parse_box_augment",
            "sample_window"]

@@ -6,11 +6,12 @@ A detector is a foveal backbone with a YOLO head (Redmon & Farhadi, "YOLO9000", 
 (YOLOv2) or three (YOLOv3). Modules: :mod:`.model` (``build_detector`` and ``DetectorModel``,
 whose ``predict`` returns boxes, scores and classes), :mod:`.loss` (``YoloLoss``, targets built
 in-graph from padded boxes), :mod:`.postprocess` (decoding and non-max suppression in
-TensorFlow, a NumPy reference), :mod:`.augment` and :mod:`.pipeline` (box-aware ``tf.data``
-input, multi-scale batches, letterboxing), :mod:`.config` and :mod:`.train` (``DetectConfig``,
-run folders, evaluation), :mod:`.scoring` (COCO/VOC metrics of a model on a dataset),
-:mod:`.predict`, :mod:`.report` (HTML with PR curves), :mod:`.sliding_window` and
-:mod:`.scan` (the texts' FCN detector), :mod:`.cli` (``foveal detect``).
+TensorFlow, a NumPy reference), :mod:`.pipeline` (``tf.data`` input with the box-aware
+augmentation of :mod:`foveal.data.box_augment`, multi-scale batches, letterboxing),
+:mod:`.config` and :mod:`.train` (``DetectConfig``, run folders, evaluation), :mod:`.scoring`
+(COCO/VOC metrics of a model on a dataset), :mod:`.predict`, :mod:`.report` (HTML with PR
+curves), :mod:`.sliding_window` and :mod:`.scan` (the texts' FCN detector), :mod:`.cli`
+(``foveal detect``).
 
 The names below are imported lazily, so ``import foveal.detection`` stays cheap.
 
@@ -38,9 +39,9 @@ _LAZY = {
     "non_max_suppression": "foveal.detection.postprocess",
     "nms_image": "foveal.detection.postprocess",
     "reference_nms": "foveal.detection.postprocess",
-    "BoxAugment": "foveal.detection.augment",
-    "parse_box_augment": "foveal.detection.augment",
-    "augment_boxes": "foveal.detection.augment",
+    "BoxAugment": "foveal.data.box_augment",
+    "parse_box_augment": "foveal.data.box_augment",
+    "augment_boxes": "foveal.data.box_augment",
     "make_detection_pipeline": "foveal.detection.pipeline",
     "DetectConfig": "foveal.detection.config",
     "train_detector": "foveal.detection.train",

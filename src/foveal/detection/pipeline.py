@@ -22,7 +22,7 @@ Order of the stages: decode (a file that cannot be read or decoded stops the run
 file, see :func:`detection_data_errors`, or with ``skip_invalid`` is skipped with a warning and
 listed in ``data.info["undecodable"]``; outside training a blank gray image stands in for it,
 so predictions stay aligned with ``data``) -> stretch or letterbox to the input size (uint8) ->
-cache -> shuffle -> box-aware augmentation (:mod:`foveal.detection.augment`, training only) ->
+cache -> shuffle -> box-aware augmentation (:mod:`foveal.data.box_augment`, training only) ->
 pad to ``M`` -> batch -> multi-scale resize (training only) -> prefetch.
 
 Multi-scale training (Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017,
@@ -51,10 +51,10 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+from foveal.data.box_augment import FILL_VALUE, augment_boxes, parse_box_augment
 from foveal.data.boxes import BoxedImages
 from foveal.data.decode import decode_image_bytes
 from foveal.data.pipeline import resize_image
-from foveal.detection.augment import FILL_VALUE, augment_boxes, parse_box_augment
 from foveal.errors import ConfigError, DataError
 
 log = logging.getLogger("foveal")
@@ -270,7 +270,7 @@ def make_detection_pipeline(
         batch_size: images per batch.
         training: shuffle (seeded), augment and apply ``multi_scale``; otherwise the images
             come in ``data``'s order, unaugmented.
-        augment: a box augmentation spec (:mod:`foveal.detection.augment`), used in training.
+        augment: a box augmentation spec (:mod:`foveal.data.box_augment`), used in training.
         seed: shuffle, augmentation and multi-scale seed; the same seed gives the same batches.
         max_boxes: ``M``, the number of box rows per image.
         cache: ``memory`` keeps decoded, resized uint8 images after the first epoch, ``none``
