@@ -134,7 +134,8 @@ def _spatial_sizes(model: keras.Model, order: list[Any], tensors: list[Any],
                 specs[id(reference)] = spec
     except (ValueError, TypeError) as exc:
         raise ModelError(f"cannot measure the feature maps of {model.name!r} at input {size[0]}x{size[1]}: {exc}",
-                         hint="give a larger input_size (sides a multiple of 32)") from None
+                         hint="give a larger input_size; a graph with layers tied to one input size "
+                              "(Flatten, Reshape) cannot be measured") from None
     return [(int(specs[id(t)].shape[1]), int(specs[id(t)].shape[2])) for t in tensors]
 
 
@@ -172,12 +173,9 @@ def pyramid_levels(
     if not candidates:
         return []
     fixed = tuple(model.inputs[0].shape[1:3])
-    if None in fixed:
-        first = tuple(int(d) for d in (input_size or (DEFAULT_PROBE, DEFAULT_PROBE)))
-        sizes_a = _spatial_sizes(model, order, candidates, first)
-    else:
-        first = fixed
-        sizes_a = [(t.shape[1], t.shape[2]) for t in candidates]
+    first = fixed if None not in fixed else tuple(int(d) for d in (input_size or (DEFAULT_PROBE, DEFAULT_PROBE)))
+    # Both sizes symbolically, even for a fixed input: a layer may leave its static shape unknown.
+    sizes_a = _spatial_sizes(model, order, candidates, first)
     sizes_b = _spatial_sizes(model, order, candidates, (first[0] + PROBE_STEP, first[1] + PROBE_STEP))
     by_stride: dict[int, Any] = {}
     for tensor, (ha, wa), (hb, wb) in zip(candidates, sizes_a, sizes_b):
