@@ -6,6 +6,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from foveal.cli.main import main
@@ -113,21 +114,49 @@ def test_task_cards_check_class_count_where_it_applies(tmp_path):
 
 
 def test_export_card_is_checked_too(tmp_path):
-    import onnx
-    from onnx import TensorProto, helper
-
     from foveal.export.runners import open_runner
 
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
-    path = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    path = tiny_onnx_classifier(tmp_path / "m.onnx")
     card = {"architecture": "m", "class_names": ["a", "b", "c"], "input_shape": [6000, 6000, 3],
             "export": {"format": "onnx"}}
     path.with_name("m.onnx.foveal.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="6000x6000 is too large"):
         open_runner(path)
-    card["input_shape"] = [32, 32, 3]
+    card["input_shape"] = [2, 2, 1]
     path.with_name("m.onnx.foveal.json").write_text(json.dumps(card))
     assert open_runner(path).card.class_names == ["a", "b", "c"]  # export facts beside the card are fine
+
+
+def tiny_onnx_classifier(path: Path, classes: int = 3) -> Path:
+    """An ONNX classifier: 2x2x1 pixels -> softmax over ``classes``."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.ones((4, classes), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["images"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"])], "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 2, 2, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", classes])], initializer=[weights])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_export_card_is_checked_against_what_the_export_computes(tmp_path):
+    """An export card with fewer class names than outputs made every /predict an IndexError (HTTP 500)."""
+    from foveal.export.runners import open_runner
+
+    path = tiny_onnx_classifier(tmp_path / "m.onnx")
+    card_file = path.with_name("m.onnx.foveal.json")
+    card = {"architecture": "m", "class_names": ["a", "b"], "input_shape": [2, 2, 1]}
+    card_file.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="2 class names but the export gives 3 outputs"):
+        open_runner(path)
+    card.update(class_names=["a", "b", "c"], input_shape=[5, 5, 1])
+    card_file.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="does not run on the input its card gives, 5x5x1"):
+        open_runner(path)
+    card["input_shape"] = [2, 2, 1]
+    card_file.write_text(json.dumps(card))
+    assert open_runner(path)(np.zeros((2, 2, 2, 1), np.float32)).shape == (2, 3)

@@ -215,11 +215,20 @@ def open_runner(path: str | Path, *, threads: int | None = None, direct: bool = 
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ModelError(f"{path}: a folder but not a SavedModel (no saved_model.pb)")
-        return SavedModelRunner(path, threads, trust_model)
+        return _card_checked(SavedModelRunner(path, threads, trust_model))
     if path.suffix not in factories:
         raise ModelError(f"{path}: unknown model format {path.suffix!r}",
                          hint="use a .keras, .tflite or .onnx file, or a SavedModel folder")
-    return factories[path.suffix]()
+    return _card_checked(factories[path.suffix]())
+
+
+def _card_checked(runner: Runner) -> Runner:
+    """An export's card against what the export computes (a ``.keras`` file was checked on load)."""
+    if not isinstance(runner, KerasRunner):
+        from foveal.models.card_check import check_card_against_runner
+
+        check_card_against_runner(runner)
+    return runner
 
 
 def write_export_card(artifact: Path, card: ModelCard, extra: dict | None = None) -> Path:

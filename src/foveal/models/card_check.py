@@ -197,3 +197,30 @@ def check_card_against_model(card, model, source: str | Path) -> None:
             "detect": "classes in the detector"}[card.task]
     raise ModelError(f"{source}: the model card has {names} class names but the model has {outputs} {what}",
                      hint=_HINT)
+
+
+def check_card_against_runner(runner: Any) -> None:
+    """Run an export once on a blank image of its card's input size and check the answer's shape.
+
+    The export's file has no Keras model to compare with, so the runtime tells: the export must
+    take the card's input, and a classifier's (or segmenter's) ``probabilities`` must have one
+    value per class name. Other tasks' exports hold raw heads that their own checks decode.
+
+    Raises:
+        ModelError: one line naming the export, the card's value and what the export did.
+    """
+    import numpy as np
+
+    card = runner.card
+    if card.task not in ("classify", "segment"):
+        return
+    try:
+        outputs = runner.raw(np.zeros((1, *card.input_shape), np.float32))
+    except Exception as exc:  # each runtime raises its own types for a wrong input shape
+        raise ModelError(f"{runner.path}: the export does not run on the input its card gives, "
+                         f"{_shape_text(card.input_shape)} ({type(exc).__name__})", hint=_HINT) from None
+    values = outputs.get("probabilities", next(iter(outputs.values()), None)) if outputs else None
+    size = int(np.shape(values)[-1]) if values is not None and np.ndim(values) else None
+    if size is not None and size != len(card.class_names):
+        raise ModelError(f"{runner.path}: the model card has {len(card.class_names)} class names but the export "
+                         f"gives {size} {'outputs' if card.task == 'classify' else 'output channels'}", hint=_HINT)
