@@ -112,6 +112,7 @@ ANSWER = ("(() => { const a = window.foveal.answer; "
           "return {where: a.where, boxes: a.boxes, classes: a.classes, predictions: a.predictions}; })()")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["localize", "detect", "segment"])
 def test_page_runs_the_task_in_the_browser_as_the_server_does(browser, tmp_path, task):
     from foveal.serve.app import background_server, create_app
