@@ -144,10 +144,10 @@ def test_bad_host_says_fix_the_host_not_the_port(monkeypatch, error):
 
 @pytest.mark.parametrize("host", ["300.1.1.1", "1.2.3", "127.0.0.1:8000", "http://127.0.0.1", "my host"])
 def test_malformed_host_is_refused_before_any_socket(monkeypatch, host):
+    import argparse
+
     from foveal.errors import ConfigError
     from foveal.serve.cli import _check, add_serve_command
-
-    import argparse
 
     parser = argparse.ArgumentParser(allow_abbrev=False)
     add_serve_command(parser.add_subparsers(dest="command"))

@@ -67,8 +67,14 @@ from foveal.data.imagecheck import ImageProbe, probe_bytes
 from foveal.errors import DataError, ModelError
 from foveal.models.io import ModelCard
 from foveal.serve.browser import BrowserModel, browser_supported, prepare_browser_model, runtime_available
-from foveal.serve.guard import (BODY_IDLE_TIMEOUT, BODY_TIMEOUT, HEADER_TIMEOUT, MAX_CONNECTIONS, BodyTimeout,
-                                server_config)
+from foveal.serve.guard import (
+    BODY_IDLE_TIMEOUT,
+    BODY_TIMEOUT,
+    HEADER_TIMEOUT,
+    MAX_CONNECTIONS,
+    BodyTimeout,
+    server_config,
+)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MAX_BATCH = 16  # requests answered by one model call at most

@@ -30,8 +30,14 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from foveal.serve.limits import (BODY_IDLE_TIMEOUT, BODY_TIMEOUT, HEADER_TIMEOUT, KEEP_ALIVE, MAX_CONNECTIONS,
-                                 MAX_HEADER_BYTES)
+from foveal.serve.limits import (
+    BODY_IDLE_TIMEOUT,
+    BODY_TIMEOUT,
+    HEADER_TIMEOUT,
+    KEEP_ALIVE,
+    MAX_CONNECTIONS,
+    MAX_HEADER_BYTES,
+)
 
 _ENV_HEADER_TIMEOUT = "FOVEAL_SERVE_HEADER_TIMEOUT"
 
