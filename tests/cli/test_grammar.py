@@ -102,3 +102,24 @@ def test_truncated_model_file_is_a_one_line_error(models, tmp_path, photo, mode,
     err = capsys.readouterr().err.strip()
     assert code == 2 and str(broken) in err and "Traceback" not in err
     assert len(err.splitlines()) <= 2  # the message and its hint
+
+
+def test_inspect_any_task_model_at_its_trained_size(models, photo, capsys):
+    for task in ("detect", "segment", "localize"):
+        assert main(["inspect", str(models[task]), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["input_shape"] == [64, 64, 3] and report["layers"]
+    code = main(["inspect", str(models["detect"]), "--image", str(photo)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Grad-CAM" in err and "detect model" in err
+
+
+@pytest.mark.slow
+def test_routing_by_card_prints_no_framework_noise(models, photo):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "foveal.cli.main", "predict", str(models["localize"]), str(photo)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "oneDNN" not in done.stderr and "absl" not in done.stderr

@@ -32,8 +32,12 @@ GLOBAL_FLAGS = ("-v", "--verbose")
 ANY_TASK_MODES = ("export", "benchmark", "serve", "inspect", "prune")
 
 
-def route(argv: Sequence[str]) -> list[str]:
-    """``argv`` in the parser's shape (see the module docstring); raises ConfigError on a task mismatch."""
+def route(argv: Sequence[str], *, quiet: bool = False) -> list[str]:
+    """``argv`` in the parser's shape (see the module docstring); raises ConfigError on a task mismatch.
+
+    ``quiet``: import TensorFlow without its start-up lines before a model card is read (reading
+    one loads Keras).
+    """
     from foveal.tasks import MODEL_MODES, TASKS
 
     argv = list(argv)
@@ -51,12 +55,12 @@ def route(argv: Sequence[str]) -> list[str]:
         if word == "classify" or mode in ANY_TASK_MODES:
             named, word, rest = word, mode, rest[1:]
         elif mode in MODEL_MODES:
-            _check_model(word, mode, rest[1:])
+            _check_model(word, mode, rest[1:], quiet)
             return argv
         else:
             return argv
     if word in MODEL_MODES:
-        task = _check_model(named, word, rest)
+        task = _check_model(named, word, rest, quiet)
         if task is not None and task != "classify" and word in ("evaluate", "predict"):
             return flags + [task, word, *rest]
     if named == "classify" and word == "train":
@@ -97,13 +101,17 @@ def _model_file(args: list[str]) -> Path | None:
     return None
 
 
-def _check_model(named: str | None, mode: str, args: list[str]) -> str | None:
+def _check_model(named: str | None, mode: str, args: list[str], quiet: bool = False) -> str | None:
     """The task of the mode's model file (None without one), checked against ``named`` and ``mode``."""
     from foveal.tasks import TASKS, check_mode, model_task
 
     path = _model_file(args)
     if path is None:
         return None
+    if quiet:
+        from foveal.cli.quiet import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     task, has_card = model_task(path)
     if named is not None and named != "classify" and not has_card:
         raise ConfigError(f"{path} has no foveal model card (a plain Keras model, used as a classifier)",

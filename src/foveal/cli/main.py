@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 
 from foveal import __version__
 from foveal.cli.grammar import route
+from foveal.cli.quiet import import_tensorflow_quietly
 from foveal.errors import FovealError
 
 EPILOG_TRAIN = """examples:
@@ -216,27 +217,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with file descriptor 2 muted.
-
-    TensorFlow's native start-up lines (oneDNN notice, absl preamble) are written before its
-    log level is read, so no environment variable hides them; they mean nothing to a user.
-    Python-level import errors still propagate once stderr is restored.
-    """
-    import os
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 _NOT_TRAIN_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "task"}
 
 
@@ -245,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
     try:
-        routed = route(raw)
+        routed = route(raw, quiet=not any(a in ("-v", "--verbose") for a in raw[:1]))
     except FovealError as exc:
         if any(a in ("-v", "--verbose") for a in raw[:1]):
             raise
@@ -257,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {k: v for k, v in vars(args).items() if k not in _NOT_TRAIN_OPTIONS} if args.command == "train" else {}
     func: Callable[[argparse.Namespace, dict[str, Any]], int] = args.func
     if not args.verbose:
-        _import_tensorflow_quietly()
+        import_tensorflow_quietly()
     try:
         return func(args, overrides)
     except FovealError as exc:

@@ -147,6 +147,11 @@ def inspect_command(args: argparse.Namespace, _overrides: dict[str, Any] | None 
     shape = tuple(args.input_shape) if args.input_shape else None
     model, card, source = _resolve_model(args.model, args.num_classes, shape)
     count_shape = shape if source == "file" else None  # a built architecture already has it
+    if count_shape is None and source == "file" and None in model.input_shape[1:]:
+        count_shape = tuple(card.input_shape)  # fully convolutional task models: count at the trained size
+    if args.image and card.task != "classify":
+        raise FovealError(f"{args.model} is a {card.task} model: Grad-CAM (--image) explains a classifier's class "
+                          "score", hint="leave out --image for its layers, FLOPs, receptive fields, memory and filters")
     if args.layer:
         find_layer(model, args.layer)  # an unknown name fails before any work
     class_index = _class_index(args.class_, list(card.class_names))

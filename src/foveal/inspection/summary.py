@@ -179,7 +179,9 @@ def with_input_shape(model: keras.Model, input_shape: Sequence[int]) -> keras.Mo
     if current == shape:
         return model
     try:
-        return keras.models.clone_model(model, input_tensors=keras.Input(shape=shape))
+        new_input = keras.Input(shape=shape, name=model.inputs[0].name)
+        # a model whose input structure is a list (e.g. the detector) wants the same structure
+        return keras.models.clone_model(model, input_tensors=[new_input] if isinstance(model.input, list) else new_input)
     except Exception as exc:  # Keras raises ValueError or TypeError for incompatible shapes
         raise ModelError(
             f"model {model.name!r} cannot be rebuilt for input shape {shape}: {str(exc)[:200]}",
