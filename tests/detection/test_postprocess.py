@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from foveal.detection.postprocess import (decode_predictions, detect_from_outputs, nms_image, non_max_suppression,
-                                          reference_nms, split_anchors)
+from foveal.detection.postprocess import (
+    decode_predictions,
+    decode_scale,
+    detect_from_outputs,
+    grid_cells,
+    nms_image,
+    non_max_suppression,
+    reference_nms,
+    split_anchors,
+)
 from foveal.ops.boxes import center_to_corners, decode_yolo
 
 
@@ -34,6 +42,19 @@ def test_decode_matches_numpy_decode_yolo():
     objectness = 1 / (1 + np.exp(-np.concatenate([t[..., 4].reshape(2, -1) for t in raw], 1)))
     np.testing.assert_allclose(np.asarray(out["scores"]), objectness * probs.max(-1), rtol=1e-5)
     np.testing.assert_array_equal(np.asarray(out["classes"]), probs.argmax(-1))
+
+
+def test_keras_corner_conversion_gives_the_hand_written_floats():
+    """Decoding uses keras' ``center_xywh -> xyxy``; it replaced ``xy -/+ wh / grid / 2`` bit for bit."""
+    rng = np.random.default_rng(5)
+    anchors = np.array([[0.07, 0.1], [0.3, 0.2], [0.6, 0.9]], np.float32)
+    for grid_h, grid_w in ((13, 13), (7, 5)):
+        raw = rng.normal(0, 2, (2, grid_h, grid_w, 3, 6)).astype(np.float32)
+        grid = np.array([grid_w, grid_h], np.float32)
+        centre = decode_yolo(raw[..., :4], grid_cells(grid_h, grid_w), anchors * grid)
+        xy, half = centre[..., :2] / grid, centre[..., 2:] / grid / 2
+        np.testing.assert_array_equal(np.asarray(decode_scale(raw, anchors)),
+                                      np.concatenate([xy - half, xy + half], axis=-1))
 
 
 def test_decode_is_size_independent_in_normalised_units():

@@ -48,6 +48,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import tensorflow as tf
+from keras.utils import bounding_boxes
 
 from foveal.ops.boxes import decode_yolo, iou_matrix
 
@@ -83,9 +84,7 @@ def decode_scale(raw, anchors) -> tf.Tensor:
     grid = tf.cast(tf.stack([grid_w, grid_h]), tf.float32)  # (x, y) order
     anchors_cells = tf.constant(np.asarray(anchors, np.float32)) * grid  # anchors in grid units
     centre = decode_yolo(raw[..., :4], grid_cells(grid_h, grid_w), anchors_cells)
-    xy = centre[..., :2] / grid
-    half = centre[..., 2:] / grid / 2
-    return tf.concat([xy - half, xy + half], axis=-1)
+    return bounding_boxes.convert_format(centre / tf.tile(grid, [2]), "center_xywh", "xyxy")
 
 
 def decode_predictions(raw_outputs: Sequence[Any] | Any, anchors) -> dict[str, tf.Tensor]:
@@ -240,8 +239,7 @@ def detect_from_outputs(
             grid = tf.cast(tf.stack([grid_w, grid_h]), tf.float32)
             # the operations of decode_scale, on the candidates only: the same numbers
             centre = decode_yolo(picked[:, :4], cells, tf.gather(tf.constant(group) * grid, anchor))
-            xy, half = centre[:, :2] / grid, centre[:, 2:] / grid / 2
-            boxes.append(tf.concat([xy - half, xy + half], axis=-1))
+            boxes.append(bounding_boxes.convert_format(centre / tf.tile(grid, [2]), "center_xywh", "xyxy"))
             probs = tf.nn.softmax(picked[:, 5:], axis=-1)
             scores.append(tf.gather(objectness, cand) * tf.reduce_max(probs, axis=-1))
             classes.append(tf.argmax(probs, axis=-1, output_type=tf.int32))
