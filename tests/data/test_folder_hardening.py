@@ -75,4 +75,6 @@ def test_non_utf8_class_folder_is_a_named_problem(tmp_path):
         load_folder(root, skip_invalid=True)
     str(err.value).encode("utf-8")
     assert "UTF-8" in str(err.value)
-    assert inspect_dataset(str(root))["num_problems"] >= 1
+    report = inspect_dataset(str(root))
+    assert report["num_problems"] >= 1
+    format_inspection(report).encode("utf-8")  # the class table prints the folder's name

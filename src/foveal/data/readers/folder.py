@@ -185,7 +185,7 @@ def scan_layout(root: str | Path) -> FolderLayout:
         used = set(split_dirs.values())
         ignored = [str(d) for d in subdirs if d not in used]
     splits = {
-        split: [_list_class(d, d.name) for d in _subdirs(folder)]
+        split: [_list_class(d, printable_path(d.name)) for d in _subdirs(folder)]  # names get printed
         for split, folder in split_dirs.items()
     }
     return FolderLayout(root, splits, split_dirs, ignored)
