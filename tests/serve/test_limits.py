@@ -195,3 +195,12 @@ def test_deadline_ends_with_the_body():
         return seen
 
     assert asyncio.run(scenario()) == ["http.request", "http.disconnect"]
+
+
+def test_unfinished_head_over_16_kib_is_refused(strict_url):
+    """A request head still growing past 16 KiB is refused at once (400), not held until the deadline."""
+    with connect(strict_url) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 20_000)
+        answer, seconds = read_all(sock, limit=10)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    assert seconds < HEADER_TIMEOUT
