@@ -167,6 +167,7 @@ def test_inspect_reports_bad_files_without_failing(tmp_path, capsys):
 FASHION = SHARED_DATASETS / "fashion-mnist"
 
 
+@pytest.mark.slow  # an epoch over 54,000 images; the IDX reader itself: tests/data/test_readers.py (fast)
 @requires_shared("fashion-mnist")
 def test_fashion_mnist_idx_end_to_end(tmp_path, capsys):
     """The real Fashion-MNIST IDX files: train one epoch, evaluate on the 10,000 test images."""

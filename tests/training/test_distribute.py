@@ -388,6 +388,7 @@ def _wait(procs: list[subprocess.Popen], timeout: float) -> list[int]:
                 p.kill()  # SIGKILL: a worker blocked in a collective ignores SIGTERM
 
 
+@pytest.mark.slow  # three trainings, two in new processes; multi-worker start-up stays fast: ..._different_options_...
 def test_two_workers_train_the_model_of_one_process(tmp_path, mnist_npz, monkeypatch):
     """Two worker processes see disjoint halves of every global batch, end with identical
     weights, and match one process training with the same global batch; only the chief

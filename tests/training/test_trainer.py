@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -98,6 +97,7 @@ def test_sigterm_saves_state_and_resume_finishes(tmp_path, monkeypatch):
     assert resumed.metrics["accuracy"] > 0.8
 
 
+@pytest.mark.slow  # two CLI processes (TensorFlow imported twice); in-process resume: test_sigterm_saves_state...
 def test_killed_cli_run_resumes(tmp_path):
     """SIGKILL (no chance to clean up) mid-run; --resume continues from the last epoch on disk."""
     run = tmp_path / "killed"

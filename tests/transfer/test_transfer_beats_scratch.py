@@ -6,6 +6,7 @@ exercise of Géron, *Hands-On Machine Learning*, 2nd ed., ch. 11, with a CNN).""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from conftest import SHARED_DATASETS, requires_shared
 
@@ -39,6 +40,7 @@ def _accuracy(model, data):
     return model.evaluate(_pipeline(data, training=False, batch_size=200), verbose=0)[1]
 
 
+@pytest.mark.slow  # pretrains on 15,000 digits; transfer's default path: test_finetune_training.py, test_pretrained.py
 @requires_shared("mnist", "train-images-idx3-ubyte.gz")
 def test_transfer_beats_training_from_scratch(tmp_path):
     from foveal.data.readers.idx import read_idx
