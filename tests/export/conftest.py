@@ -48,13 +48,15 @@ def save_localizer(path: Path, classes: list[str]) -> Path:
     return save_model(model, path, card)
 
 
-def save_segmenter(path: Path, classes: list[str]) -> Path:
+def save_segmenter(path: Path, classes: list[str], *, image_size: tuple[int, int] | None = (64, 64)) -> Path:
+    """A U-Net (depth 2, width 16); ``image_size`` None: trained at native resolution (on crops)."""
     from foveal.models import ModelCard, save_model
     from foveal.segmentation.train import build_segmenter
 
     model = build_segmenter("unet", num_classes=len(classes), channels=3, options={"depth": 2, "width": 16})
     card = ModelCard("unet", list(classes), (64, 64, 3), task="segment",
-                     training={"stride": 4, "tile": 256, "ignore_label": 255})
+                     training={"stride": 4, "tile": 256, "ignore_label": 255,
+                               "image_size": list(image_size) if image_size else None})
     return save_model(model, path, card)
 
 

@@ -147,8 +147,30 @@ def test_browser_model_is_refused_for_a_letterboxing_detector(tmp_path):
     from foveal.serve.app import create_app
 
     path = save_detector(tmp_path / "wide.keras", ["cat"], keep_aspect=True)
-    with pytest.raises(ModelError, match="cannot run a letterboxing detector"):
+    with pytest.raises(ModelError, match="cannot prepare this model.s input"):
         create_app(path, browser_model=tmp_path / "x.onnx")
     with TestClient(create_app(path)) as client:  # the default: no browser model, and the page says why
         health = client.get("/health").json()
-    assert health["browser_runtime"] is False and "letterbox" in health["browser_model_note"]
+    assert health["browser_runtime"] is False and "Runs on the server" in health["browser_model_note"]
+
+
+def test_native_resolution_segmenter_answers_what_segment_predict_finds(tmp_path):
+    """A segmenter trained on crops at native resolution sees each upload at its own size (tiled
+    as `foveal segment predict` tiles it), not squeezed into the crop size; mixed sizes batch."""
+    from foveal.models import load_model
+    from foveal.segmentation.predict import predict_labels
+    from foveal.serve.app import create_app, load_image_bytes
+
+    path = save_segmenter(tmp_path / "native.keras", ["background", "red", "blue"], image_size=None)
+    model, card = load_model(path)
+    uploads = [_upload(7, (96, 80)), _upload(8, (50, 70))]
+    with TestClient(create_app(path)) as client:
+        health = client.get("/health").json()
+        answers = [_post(client, data) for data in uploads]
+    assert health["browser_runtime"] is False and health["browser_model_note"]
+    for data, answer in zip(uploads, answers):
+        image, _ = load_image_bytes(data, card)
+        expected = predict_labels(model, card, image)
+        labels = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["mask"]["data"]))))
+        assert labels.shape == expected.shape == (answer["image"]["height"], answer["image"]["width"])
+        assert (labels == expected).mean() > 0.999

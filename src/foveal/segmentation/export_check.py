@@ -37,21 +37,26 @@ def export_card(model: Any, card: ModelCard) -> ModelCard:
 
 
 def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
-    """One decoded uint8 image (its own size) stretched to the card's input size, as ``segment
-    predict`` does for a model trained at a fixed size (one trained on crops at native
-    resolution is tiled there instead: the served answer then sees the image rescaled)."""
+    """One decoded uint8 image as ``segment predict`` feeds it: stretched to the training
+    ``image_size``, or at its own size for a model trained at native resolution (on crops)."""
     from foveal.data.pipeline import resize_image
 
-    h, w = card.input_shape[:2]
-    return np.asarray(resize_image(image, (h, w), keep_aspect=False))
+    size = card.training.get("image_size")
+    if not size:
+        return np.asarray(image)
+    return np.asarray(resize_image(image, tuple(size), keep_aspect=False))
 
 
 def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.ndarray]:
-    """``{"probabilities": [N, H, W, K]}`` at the images' own size."""
-    from foveal.export.tasks import is_runner
+    """``{"probabilities": [N, H, W, K]}`` at the images' own size, each image predicted as
+    ``segment predict`` does (padded to the stride, tiled when larger than the card's tile)."""
+    from foveal.export.tasks import OutputsModel, is_runner
+    from foveal.segmentation.predict import DEFAULT_TILE, sliding_window
 
-    probs = source(images) if is_runner(source) else source.predict_on_batch(images)
-    return {"probabilities": np.asarray(probs, np.float32)}
+    model = OutputsModel(lambda x: source(x), (None, *input_signature(card))) if is_runner(source) else source
+    tile, stride = int(card.training.get("tile", DEFAULT_TILE)), int(card.training.get("stride", 32))
+    probs = [sliding_window(model, np.asarray(image, np.float32), tile=tile, stride=stride) for image in images]
+    return {"probabilities": np.stack(probs).astype(np.float32)}
 
 
 def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], card: ModelCard,

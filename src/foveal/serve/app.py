@@ -253,8 +253,14 @@ class Batcher:
 
     def _predict(self, items: list[tuple[np.ndarray, Future]]) -> None:
         items = [(image, future) for image, future in items if future.set_running_or_notify_cancel()]
-        if not items:
-            return
+        # Images of one size go together (a segmenter at native resolution sees each upload's own).
+        shapes: dict[tuple[int, ...], list[tuple[np.ndarray, Future]]] = {}
+        for item in items:
+            shapes.setdefault(item[0].shape, []).append(item)
+        for group in shapes.values():
+            self._predict_batch(group)
+
+    def _predict_batch(self, items: list[tuple[np.ndarray, Future]]) -> None:
         n = len(items)
         batch = np.zeros((_bucket(n), *items[0][0].shape), np.float32)
         for i, (image, _) in enumerate(items):
@@ -312,7 +318,7 @@ class Service:
             "browser_runtime": self.browser is not None and runtime_available(),
             "browser_model": "/model.json" if self.browser is not None else None,
             "browser_model_note": None if browser_supported(card) else
-            "Runs on the server: the page cannot letterbox this detector's input as its training did.",
+            "Runs on the server: the page cannot prepare this model's input as its training did.",
         }
 
     async def classify(self, data: bytes, name: str, top_k: int | None) -> dict[str, Any]:
@@ -500,8 +506,9 @@ def create_app(
     tasks.hooks(card.task)  # a task foveal cannot serve is refused here, with the known ones
     if not browser_supported(card):
         if browser_model not in (None, False):
-            raise ModelError(f"{path}: the page's in-browser mode cannot run a letterboxing detector as the "
-                             "server does", hint="leave out --browser-model: the page asks the server")
+            raise ModelError(f"{path}: the page's in-browser mode cannot prepare this model's input as the "
+                             "server does (a letterboxing detector, or a segmenter at native resolution)",
+                             hint="leave out --browser-model: the page asks the server")
         browser_model = False
     source = model._runner if isinstance(model, _RunnerModel) else model
     batcher = Batcher(TaskModel(source, card), max_batch=max_batch)

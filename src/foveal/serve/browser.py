@@ -6,8 +6,9 @@ card (``GET /model.json``), and runs it with ONNX Runtime Web's single-threaded 
 whose files ``scripts/fetch_ort_web.sh`` copies into ``static/ort/`` (git-ignored, ~11 MB).
 For the other tasks the card carries what the page needs to finish the job as the server does:
 a detector's anchors and post-processing (the page decodes and runs class-aware NMS), a
-segmenter's class colours. Detectors that letterbox (``keep_aspect``) are not run in the
-browser: the page's resize is TensorFlow's ``resize_with_pad``, not the training letterbox.
+segmenter's class colours. Detectors that letterbox (``keep_aspect``) and segmenters trained at
+native resolution are not run in the browser (:func:`browser_supported`): the page's resize is
+TensorFlow's ``resize_with_pad`` to the card's input, not the training letterbox or tiling.
 
 Unless a file is given, the export is made once at start-up with
 :func:`foveal.export.parity.export_model` (which checks parity with the Keras model) into a
@@ -90,8 +91,15 @@ def _task_details(path: Path, card: ModelCard) -> dict[str, Any]:
 
 
 def browser_supported(card: ModelCard) -> bool:
-    """Whether the page's in-browser mode can run this model as the server does."""
-    return not (card.task == "detect" and bool(card.training.get("keep_aspect", card.keep_aspect)))
+    """Whether the page's in-browser mode can run this model as the server does: not a
+    detector that letterboxes, nor a segmenter that works at the image's own resolution (the
+    page feeds the card's input size)."""
+    if card.task == "detect":
+        return not bool(card.training.get("keep_aspect", card.keep_aspect))
+    if card.task == "segment":
+        size = card.training.get("image_size")
+        return bool(size) and tuple(size) == tuple(card.input_shape[:2])
+    return True
 
 
 def file_digest(path: Path, length: int = 16) -> str:
