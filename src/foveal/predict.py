@@ -151,18 +151,20 @@ def predict_in_batches(
     return rows
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A terminal table: file, then 'label (probability)' for each of the top k."""
+def file_table(rows: list[dict[str, Any]], describe, width: int = 60) -> str:
+    """A terminal table of prediction rows: the file (shortened from the left), then
+    ``describe(row)``, or the row's error. Every task's ``format_table`` uses it."""
     lines = []
-    width = min(60, max((len(r["file"]) for r in rows), default=4))
+    width = min(width, max((len(r["file"]) for r in rows), default=4))
     for r in rows:
         name = r["file"] if len(r["file"]) <= width else "..." + r["file"][-(width - 3):]
-        if "error" in r:
-            lines.append(f"{name:<{width}}  ERROR {r['error']}")
-        else:
-            preds = "  ".join(f"{p['label']} ({p['probability']:.3f})" for p in r["predictions"])
-            lines.append(f"{name:<{width}}  {preds}")
+        lines.append(f"{name:<{width}}  " + (f"ERROR {r['error']}" if "error" in r else describe(r)))
     return "\n".join(lines)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A terminal table: file, then 'label (probability)' for each of the top k."""
+    return file_table(rows, lambda r: "  ".join(f"{p['label']} ({p['probability']:.3f})" for p in r["predictions"]))
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

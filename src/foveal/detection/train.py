@@ -98,18 +98,11 @@ def _load_backbone_weights(model: keras.Model, path: str) -> None:
 
 def train_detector(config: DetectConfig | None = None, *, resume: str | Path | None = None,
                    callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
-    """Train a YOLO-style detector and write a run folder; see the module docstring.
+    """Train a YOLO-style detector and write a run folder (the module docstring says what is in it).
 
-    Args:
-        config: the options (default: :class:`DetectConfig`'s).
-        resume: a run folder to continue from its last finished epoch; its ``config.yaml`` is
-            used, with ``overrides`` on top.
-        callbacks: extra Keras callbacks for ``fit``.
-        **overrides: options that replace those of ``config``.
-
-    Returns:
-        A :class:`~foveal.training.runs.TrainResult`; ``interrupted`` is True when a signal
-        stopped the run; ``metrics`` holds the test (else validation) scores.
+    The arguments are :func:`foveal.engine.run.train_task`'s: ``config`` (default: DetectConfig's
+    defaults), ``resume`` (a run folder to continue, with ``overrides`` such as ``epochs`` on top),
+    extra Keras ``callbacks``, and option ``overrides``.
     """
     from foveal.detection.task import DetectTask
     from foveal.engine.run import train_task

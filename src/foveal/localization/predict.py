@@ -170,16 +170,10 @@ def to_json(rows: list[dict[str, Any]]) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A terminal table: file, class (score), box."""
-    width = min(50, max((len(r["file"]) for r in rows), default=4))
-    lines = []
-    for r in rows:
-        name = r["file"] if len(r["file"]) <= width else "..." + r["file"][-(width - 3):]
-        if "error" in r:
-            lines.append(f"{name:<{width}}  ERROR {r['error']}")
-        else:
-            box = ", ".join(f"{v:g}" for v in r["box"])
-            lines.append(f"{name:<{width}}  {r['class']} ({r['score']:.3f})  [{box}]")
-    return "\n".join(lines)
+    from foveal.predict import file_table
+
+    return file_table(rows, lambda r: f"{r['class']} ({r['score']:.3f})  [{', '.join(f'{v:g}' for v in r['box'])}]",
+                      width=50)
 
 
 __all__ = ["check_card", "decode_file", "format_table", "model_inputs", "predict_boxes",

@@ -24,15 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from foveal.configtools import option
+from foveal.data.boxes import BoxedImages, load_boxes
 from foveal.engine.config import RunConfig
 from foveal.errors import ConfigError, DataError
 from foveal.training.runs import TrainResult, say
 from foveal.utils_io import atomic_write_text
-
-import numpy as np
-
-from foveal.data.boxes import BoxedImages, load_boxes
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
     import keras
@@ -154,17 +153,11 @@ def mean_box(data: BoxedImages) -> list[float]:
 
 def train_localizer(config: LocalizeConfig | None = None, *, resume: str | Path | None = None,
                     callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
-    """Train a localizer and write a run folder; see the module docstring.
+    """Train a localizer and write a run folder (the module docstring says what is in it).
 
-    Args:
-        config: the options (default: :class:`LocalizeConfig`'s).
-        resume: a run folder to continue from its last finished epoch; its ``config.yaml`` is
-            used, with ``overrides`` (e.g. ``epochs=60``) on top.
-        callbacks: extra Keras callbacks for ``fit``.
-        **overrides: options that replace those of ``config``.
-
-    Returns:
-        A :class:`~foveal.training.runs.TrainResult`; ``interrupted`` is True when a signal stopped the run.
+    The arguments are :func:`foveal.engine.run.train_task`'s: ``config`` (default: LocalizeConfig's
+    defaults), ``resume`` (a run folder to continue, with ``overrides`` such as ``epochs`` on top),
+    extra Keras ``callbacks``, and option ``overrides``.
     """
     from foveal.engine.run import train_task
     from foveal.localization.task import LocalizeTask
@@ -189,7 +182,6 @@ def score_localizer(model: keras.Model, card: ModelCard, data: BoxedImages, *,
         ``(metrics, predicted)``: a JSON-ready dict and the predicted normalised corners (N, 4).
     """
     import keras
-    
 
     from foveal.localization.metrics import decode_boxes, iou
     from foveal.localization.pipeline import make_localization_pipeline, targets_of
@@ -230,10 +222,9 @@ def _mean(values: np.ndarray) -> float:
 def report_thumbnails(data: BoxedImages, predicted: np.ndarray, card: ModelCard, count: int,
                       size: int = 160) -> tuple[np.ndarray, list[str]] | None:
     """The first ``count`` images with the predicted (red) and true (green) box, and titles."""
-    from foveal.localization.pipeline import targets_of
-
     from foveal.localization.draw import comparison_thumbnail
     from foveal.localization.metrics import iou
+    from foveal.localization.pipeline import targets_of
     from foveal.localization.predict import decode_file
 
     if count <= 0 or len(data) == 0:
@@ -284,9 +275,8 @@ def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test"
             (see :mod:`foveal.evaluation.classes`); default: match by name.
     """
     from foveal.evaluation.classes import align_boxes
-    from foveal.models import load_model
-
     from foveal.localization.predict import check_card
+    from foveal.models import load_model
 
     model, card = load_model(model_path)
     check_card(card)

@@ -393,16 +393,9 @@ def to_csv(rows: list[dict[str, Any]], class_names: list[str]) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A terminal table: file, then the share of each class."""
-    width = min(50, max((len(r["file"]) for r in rows), default=4))
-    lines = []
-    for r in rows:
-        name = r["file"] if len(r["file"]) <= width else "..." + r["file"][-(width - 3):]
-        if "error" in r:
-            lines.append(f"{name:<{width}}  ERROR {r['error']}")
-        else:
-            shares = "  ".join(f"{k} {v:.1%}" for k, v in r["fractions"].items())
-            lines.append(f"{name:<{width}}  {shares}")
-    return "\n".join(lines)
+    from foveal.predict import file_table
+
+    return file_table(rows, lambda r: "  ".join(f"{k} {v:.1%}" for k, v in r["fractions"].items()), width=50)
 
 
 __all__ = ["MASK_PNGS", "TTA_VIEWS", "check_card", "class_colours", "decode_file", "default_palette", "format_table",

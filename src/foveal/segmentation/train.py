@@ -375,17 +375,11 @@ def make_metrics(num_classes: int, ignore_label: int, foreground: int | None) ->
 
 def train_segmenter(config: SegmentConfig | None = None, *, resume: str | Path | None = None,
                     callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
-    """Train a segmenter and write a run folder; see the module docstring.
+    """Train a segmenter and write a run folder (the module docstring says what is in it).
 
-    Args:
-        config: the options (default: :class:`SegmentConfig`'s).
-        resume: a run folder to continue from its last finished epoch; its ``config.yaml`` is
-            used, with ``overrides`` (e.g. ``epochs=80``) on top.
-        callbacks: extra Keras callbacks for ``fit``.
-        **overrides: options that replace those of ``config``.
-
-    Returns:
-        A :class:`~foveal.training.runs.TrainResult`; ``interrupted`` is True when a signal stopped the run.
+    The arguments are :func:`foveal.engine.run.train_task`'s: ``config`` (default: SegmentConfig's
+    defaults), ``resume`` (a run folder to continue, with ``overrides`` such as ``epochs`` on top),
+    extra Keras ``callbacks``, and option ``overrides``.
     """
     from foveal.engine.run import train_task
     from foveal.segmentation.task import SegmentTask
@@ -475,8 +469,17 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
         predicted, caption)``.
     """
     from foveal.segmentation.metrics import confusion_matrix
-    from foveal.segmentation.predict import (check_card, class_colours, decode_file, mask_png_palette,
-                                             overlay_classes, predict_labels, tta_name, unpainted, write_png)
+    from foveal.segmentation.predict import (
+        check_card,
+        class_colours,
+        decode_file,
+        mask_png_palette,
+        overlay_classes,
+        predict_labels,
+        tta_name,
+        unpainted,
+        write_png,
+    )
 
     check_card(card)
     tta = tta_name(tta)
