@@ -152,6 +152,7 @@ def test_output_paths(tmp_path):
         resolve_target(model, "savedmodel", None, tmp_path / "file.tflite")
 
 
+@pytest.mark.slow
 def test_cli_export_to_a_new_folder(task_models, tmp_path, capsys):
     """`foveal export MODEL --format onnx --output exp` with no `exp` yet: a folder holding the export."""
     assert main(["export", str(task_models["segment"]), "--format", "onnx", "--output", str(tmp_path / "exp"),

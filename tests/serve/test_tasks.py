@@ -65,6 +65,7 @@ def test_detector_answers_boxes_in_the_uploads_pixels(models):
     assert [b["score"] for b in boxes] == sorted((b["score"] for b in boxes), reverse=True)
 
 
+@pytest.mark.slow
 def test_letterboxing_detector_answers_what_detect_predict_finds(tmp_path):
     """A keep-aspect detector sees the upload letterboxed as in training, and its boxes come
     back in the upload's pixels: the same as `foveal detect predict` on the file."""
@@ -142,6 +143,7 @@ def test_an_export_answers_like_the_keras_model(models, tmp_path, task):
             abs(a["fraction"] - b["fraction"]) < 1e-3 for a, b in zip(want["classes"], got["classes"]))
 
 
+@pytest.mark.slow
 def test_browser_model_is_refused_for_a_letterboxing_detector(tmp_path):
     from foveal.errors import ModelError
     from foveal.serve.app import create_app
@@ -154,6 +156,7 @@ def test_browser_model_is_refused_for_a_letterboxing_detector(tmp_path):
     assert health["browser_runtime"] is False and "Runs on the server" in health["browser_model_note"]
 
 
+@pytest.mark.slow
 def test_native_resolution_segmenter_answers_what_segment_predict_finds(tmp_path):
     """A segmenter trained on crops at native resolution sees each upload at its own size (tiled
     as `foveal segment predict` tiles it), not squeezed into the crop size; mixed sizes batch."""
