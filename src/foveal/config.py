@@ -157,6 +157,8 @@ class TrainConfig:
     early_stopping: int = option(0, "stop after this many epochs without improvement of --monitor "
                                  "and restore the best weights (0: off)", group="training")
     monitor: str = option("val_loss", "metric watched by early stopping, plateau and best.keras", group="training")
+    time_budget: float = option(0.0, "stop training after this many seconds (summed over resumes) and score the "
+                                "best weights (0: no limit)", group="training")
     seed: int = option(42, "random seed for splits, shuffling, augmentation and initialisation", group="training")
     deterministic: bool = option(True, "make runs repeatable on CPU (TensorFlow op determinism)", group="training")
 
@@ -190,6 +192,7 @@ class TrainConfig:
             (self.image_size is None or (len(self.image_size) in (1, 2) and min(self.image_size) > 0),
              "image_size must be SIZE or HEIGHT WIDTH, positive"),
             (self.early_stopping >= 0, "early_stopping must not be negative"),
+            (self.time_budget >= 0, "time_budget must not be negative"),
             (self.top_k >= 1, "top_k must be at least 1"),
             (self.max_image_pixels > 0, "max_image_pixels must be positive"),
             (self.fine_tune_epochs >= 0, "fine_tune_epochs must not be negative"),

@@ -37,3 +37,22 @@ def test_no_budget_runs_every_epoch():
 def test_spent_time_counts():
     budget = TimeBudget(10.0, spent=10.0)
     assert _fit(budget) == 1 and budget.exhausted
+
+
+def test_classification_has_the_time_budget_too(tmp_path, capsys):
+    """--time-budget was a detect/segment option only; now every task's training has it."""
+    import json
+
+    from foveal.config import TrainConfig
+    from foveal.training.trainer import train
+
+    cfg = TrainConfig(data="digits", model="lenet5", epochs=20, time_budget=0.001, tensorboard=False,
+                      progress=False, report_misclassified=0, output=str(tmp_path), name="budget")
+    result = train(cfg)
+    assert len(result.history["loss"]) == 1 and result.metrics is not None
+    assert "time budget of 0.001 s reached after 1 epoch(s)" in capsys.readouterr().out
+    state = json.loads((result.run_dir / "state.json").read_text())
+    assert state["time_budget_reached"] is True and state["status"] == "done"
+    again = train(resume=result.run_dir)  # the budget is spent: score, do not train
+    assert len(again.history["loss"]) == 1
+    assert "already spent" in capsys.readouterr().out

@@ -335,7 +335,9 @@ def _train(cfg: TrainConfig, public_dir: Path, state: dict[str, Any] | None, dis
     run = _Run(cfg, splits, train_data, input_shape, run_dir, save, history, steps_per_epoch, len(class_names),
                callbacks, dist)
     interrupted, seconds, fitted = False, 0.0, False
-    if phase == 1:
+    if run.out_of_time:
+        say(f"time budget of {cfg.time_budget:g} s already spent; scoring best.keras")
+    elif phase == 1:
         if start_epoch < cfg.epochs:
             restored = (state or {}).get("callbacks", {}) if state is not None else None
             if cfg.bottleneck:
@@ -345,11 +347,11 @@ def _train(cfg: TrainConfig, public_dir: Path, state: dict[str, Any] | None, dis
                 interrupted, seconds = _fit(run, model, start_epoch, cfg.epochs, phase=1, phase_start=0,
                                             restored=restored)
             fitted = True
-        if not interrupted and phases.two_phase:
+        if not interrupted and phases.two_phase and not run.out_of_time:
             phase, phase_start = 2, int((cb.read_state(run_dir) or {}).get("epoch", start_epoch))
             _enter_phase_two(run_dir, phase_start)
             start_epoch, state = phase_start, None
-    if phase == 2 and not interrupted:
+    if phase == 2 and not interrupted and not run.out_of_time:
         fresh = start_epoch <= phase_start
         _prepare_phase(run, model, phases, 2, resumed=not fresh)
         end = phase_start + cfg.fine_tune_epochs
@@ -361,8 +363,10 @@ def _train(cfg: TrainConfig, public_dir: Path, state: dict[str, Any] | None, dis
             fitted = True
     if interrupted:
         return TrainResult(public_dir, history, None, interrupted=True)
+    if run.budget is not None and run.budget.exhausted:
+        say(f"time budget of {cfg.time_budget:g} s reached after {len(history.get('loss', []))} epoch(s)")
     if fitted:
-        mark(run_dir, "trained", train_seconds=seconds)
+        mark(run_dir, "trained", train_seconds=seconds, time_budget_reached=run.out_of_time)
     if not dist.is_chief:
         say(f"worker {dist.worker_index} done; the chief scores the model and writes the report")
         return TrainResult(public_dir, history, None)
@@ -466,6 +470,15 @@ class _Run:
     num_classes: int
     extra_callbacks: list[Any]
     dist: distribute.Distribution
+    budget: Any = None  # the TimeBudget of the current fit, with --time-budget
+
+    @property
+    def out_of_time(self) -> bool:
+        """True once --time-budget is spent (counting earlier sessions of a resumed run)."""
+        if not self.cfg.time_budget:
+            return False
+        return (self.budget is not None and self.budget.exhausted) or \
+            sum(self.history.get("epoch_seconds", [])) >= self.cfg.time_budget
 
 
 def _phase_config(cfg: TrainConfig, phases: Phases, phase: int) -> TrainConfig:
@@ -653,6 +666,11 @@ def _callbacks(run: _Run, fit_model: keras.Model, *, has_val: bool, phase: int, 
         from foveal.training.lookahead import Lookahead
 
         callbacks.append(Lookahead(total_steps=run.steps_per_epoch * cfg.epochs))
+    if cfg.time_budget:
+        from foveal.training.budget import TimeBudget
+
+        run.budget = TimeBudget(cfg.time_budget, spent=float(sum(run.history.get("epoch_seconds", []))))
+        callbacks.append(run.budget)
     guard = cb.InterruptGuard()
     best = (cb.read_state(run.run_dir) or {}).get("best")
     callbacks.append(_PhaseCheckpoint(run.run_dir, save, monitor=monitor, mode=mode, history=run.history,
