@@ -123,3 +123,23 @@ def test_routing_by_card_prints_no_framework_noise(models, photo):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "oneDNN" not in done.stderr and "absl" not in done.stderr
+
+
+def test_foveal_evaluate_on_a_detector_scores_boxes(models, tmp_path, capsys):
+    """Was: "class folder 'annotations' has no image files" (the classifier's reader)."""
+    from localization.conftest import write_rectangles
+
+    boxes = write_rectangles(tmp_path / "rects", 6)
+    assert main(["evaluate", str(models["detect"]), "--data", str(boxes), "--split", "train", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert "map50" in metrics and metrics["num_images"] == 6
+
+
+def test_every_task_has_the_same_run_defaults():
+    """Determinism, early stopping off and the monitor fallback no longer differ by task."""
+    from foveal.tasks import TASKS
+
+    for task in TASKS.values():
+        cfg = task.config_class()()
+        assert cfg.deterministic is True, task.name
+        assert cfg.time_budget == 0 and cfg.early_stopping == 0, task.name
