@@ -107,3 +107,18 @@ def test_skip_invalid_drops_bad_tfrecord_records_with_a_count(tmp_path):
     assert len(train) == 3 and list(train.labels) == [0, 1, 1]
     assert list(train.info["skipped"]) == [f"{path}#2"]
     assert len(list(train.to_tf_dataset(3).as_numpy_iterator())) == 3
+
+
+def test_decode_failure_inside_a_whole_file_is_found_by_a_full_recheck(tmp_path):
+    from foveal.data.decode import decode_errors_as_data_errors
+
+    data = bytearray(_png())
+    middle = len(data) // 2
+    data[middle:middle + 40] = bytes(40)  # damaged pixel data; the end chunk is still there
+    root = _pets(tmp_path / "pets", bad_name="damaged.png", bad=bytes(data))
+    assert check_image_file(root / "dog" / "damaged.png", full=False) is None
+    train = load_dataset(str(root))["train"]
+    with pytest.raises(DataError) as err:
+        with decode_errors_as_data_errors(str(root)):
+            list(train.to_tf_dataset(3).as_numpy_iterator())
+    assert "damaged.png" in str(err.value)

@@ -169,23 +169,32 @@ def decode_errors_as_data_errors(origin: str) -> Iterator[None]:
         ) from None
 
 
+_FULL_RECHECK_LIMIT = 20_000  # images decoded again to find a bad one (a minute or so)
+
+
 def _find_bad_images(origin: str, shown: int = 5) -> str | None:
-    """``"FILE: problem"`` lines for the images of ``origin`` that fail a full decode.
+    """``"FILE: problem"`` lines for the images of ``origin`` that fail a check.
 
     TensorFlow's decode error names neither the file nor the record, so after a failure the
-    dataset is checked once more, image by image (TFRecord records named ``FILE#INDEX``).
-    None when ``origin`` cannot be read again or nothing is found.
+    dataset is checked once more, image by image (TFRecord records named ``FILE#INDEX``): the
+    header check first, then, for datasets of up to 20,000 images, a full decode. None when
+    ``origin`` cannot be read again or nothing is found.
     """
     import logging
 
     from foveal.data.inspect import inspect_dataset
 
     logging.getLogger("foveal").warning("an image failed to decode; looking for it in %s", origin)
+    problems: list[dict] = []
     try:
-        report = inspect_dataset(origin, full=True)
+        for full in (False, True):
+            report = inspect_dataset(origin, full=full)
+            problems = [p for split in report["splits"].values() for p in split["problems"]]
+            images = sum(split.get("num_images", 0) for split in report["splits"].values())
+            if problems or images > _FULL_RECHECK_LIMIT:
+                break
     except Exception:  # the diagnosis must never hide the original error
         return None
-    problems = [p for split in report["splits"].values() for p in split["problems"]]
     if not problems:
         return None
     lines = [f"{p['file']}: {p['problem']}" for p in problems[:shown]]
