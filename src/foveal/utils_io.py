@@ -1,4 +1,6 @@
-"""Atomic file writing: a crash or kill mid-write never leaves a broken file behind."""
+"""Writing files safely: atomic writes (a crash or kill mid-write never leaves a broken file
+behind), output folders checked before any work, and file names that are not UTF-8 made
+printable."""
 
 from __future__ import annotations
 
