@@ -23,6 +23,7 @@ import numpy as np
 from foveal.data.imagecheck import DEFAULT_MAX_PIXELS, ImageProbe, probe_bytes, probe_files
 from foveal.data.readers import detect_format, load_dataset
 from foveal.data.source import LabeledImages
+from foveal.utils_io import printable_path
 
 MAX_LISTED_PROBLEMS = 1000  # per split, in the report (the count is always exact)
 _ARRAY_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -211,7 +212,7 @@ def inspect_dataset(
         }
     total = len(body["problems"]) + sum(s["num_problems"] for s in body["splits"].values())
     return _jsonable({
-        "spec": str(spec),
+        "spec": printable_path(spec),
         "format": kind,
         "num_classes": len(body["class_names"]),
         "class_names": list(body["class_names"]),

@@ -341,7 +341,7 @@ def read_mask_folder(
     unnamed = sorted(p for p in [*images.values(), *masks.values()] if not is_utf8_path(p))
     for path in unnamed:
         (images if path.parent == pair[0] else masks).pop(path.stem, None)
-    bad_names = [f"{printable_path(p)}: file name is not valid UTF-8 (rename the file)" for p in unnamed]
+    bad_names = [f"{printable_path(p)}: path is not valid UTF-8 (rename the file or its folder)" for p in unnamed]
     if bad_names and not skip_invalid:
         raise DataError(f"{len(bad_names)} file name(s) cannot be used: " + "; ".join(bad_names[:5]),
                         hint="rename the files, or pass --skip-invalid")

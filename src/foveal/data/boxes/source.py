@@ -231,7 +231,7 @@ def build_boxed_images(
         if not (is_utf8_path(record.image) and is_utf8_path(record.where)):
             # TensorFlow cannot take such a path, nor can a message print it: name it here.
             record.where = printable_path(record.where)
-            record.image, record.problem = printable_path(record.image), "file name is not valid UTF-8 (rename the file)"
+            record.image, record.problem = printable_path(record.image), "path is not valid UTF-8 (rename the file or its folder)"
     readable = [r for r in records if r.problem is None and r.image]
     probes = {p.path: p for p in probe_files([r.image for r in readable], full=False, max_pixels=limit,
                                                progress=False)}

@@ -126,7 +126,7 @@ def _list_class(folder: Path, name: str) -> ClassFolder:
             path = os.path.join(current, fname)
             if not is_utf8_path(path):
                 shown = printable_path(path)
-                found.notes[shown] = "file name is not valid UTF-8 (rename the file)"
+                found.notes[shown] = "path is not valid UTF-8 (rename the file or its folder)"
                 found.others.append(shown)
                 continue
             if os.path.islink(path) and not os.path.exists(path):
