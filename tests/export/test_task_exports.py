@@ -27,6 +27,8 @@ def _check_runner_outputs(task, path, card_source):
     assert runner.card.task == task
     images = np.random.default_rng(1).uniform(0, 255, (3, 64, 64, 3)).astype(np.float32)
     out = tasks.outputs(runner, runner.card, images)
+    # The export's outputs carry the names of the Keras graph's (what the decoders look up).
+    assert set(runner.raw(images)) == set(open_runner(card_source).raw(images))
     if task == "detect":
         assert set(out) == {"boxes", "scores", "classes", "num_detections"}
         assert out["boxes"].shape[0] == 3 and out["num_detections"].sum() > 0
@@ -270,3 +272,23 @@ def test_int8_export_of_a_localizer_calibrates_on_its_boxes(task_models, task_da
                           data=task_data["localize"], samples=4, calibration=8)
     assert report.passed and report.size_bytes < report.keras_size_bytes / 2
     assert abs(report.accuracy["difference"]) < 0.05
+
+
+def test_runner_decoding_equals_the_detectors_own_postprocessing():
+    """decode_raw (what every export runner uses) gives detect_from_outputs' boxes, for heads
+    of different depths and batch sizes one after another (one traced decoder each)."""
+    from foveal.detection.export_check import decode_raw
+    from foveal.detection.postprocess import detect_from_outputs
+
+    anchors = np.array([[0.1, 0.1], [0.3, 0.3], [0.6, 0.6]], np.float32)
+    settings = {"score_threshold": 0.2, "iou_threshold": 0.45, "max_detections": 10, "class_aware": True}
+    rng = np.random.default_rng(0)
+    for classes, batch, grid in ((1, 2, 2), (2, 3, 4), (1, 1, 3), (3, 2, 2)):
+        card = ModelCard("yolo", [str(i) for i in range(classes)], (64, 64, 3), task="detect",
+                         training={"anchors": anchors.tolist(), "postprocess": settings})
+        raw = rng.normal(0, 2, (batch, grid, grid, 3, 5 + classes)).astype(np.float32)
+        got = decode_raw({"raw_P5": raw}, card)
+        want = detect_from_outputs([raw], anchors, **settings)
+        assert got["num_detections"].tolist() == np.asarray(want["num_detections"]).tolist()
+        np.testing.assert_allclose(got["boxes"], np.clip(np.asarray(want["boxes"]), 0, 1), atol=1e-6)
+        np.testing.assert_array_equal(got["classes"], np.asarray(want["classes"]))

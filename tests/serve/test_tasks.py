@@ -130,7 +130,6 @@ def test_an_export_answers_like_the_keras_model(models, tmp_path, task):
     report = export_model(models[task], "onnx", tmp_path / "m.onnx", samples=2)
     with TestClient(create_app(models[task], browser_model=False)) as keras_client, \
             TestClient(create_app(report.path)) as onnx_client:
-        assert onnx_client.get("/health").json()["browser_runtime"] is False
         want, got = _post(keras_client, _upload(5)), _post(onnx_client, _upload(5))
     if task == "detect":
         from foveal.detection.export_check import match_boxes

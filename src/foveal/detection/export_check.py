@@ -76,20 +76,22 @@ def postprocess_settings(card: ModelCard) -> dict[str, Any]:
             "max_detections": 100, "class_aware": True}
 
 
-def _decoder(anchors: np.ndarray, settings: dict[str, Any]):
-    """A traced decode + NMS for these anchors and settings (built once, then reused)."""
+def _decoder(anchors: np.ndarray, settings: dict[str, Any], heads: tuple[tuple[int, int], ...]):
+    """A traced decode + NMS for these anchors, settings and heads (``(anchors, 5 + K)`` per
+    scale), built once; batch and grid sizes stay free, the depth static as decoding needs."""
     import tensorflow as tf
 
     from foveal.detection.postprocess import detect_from_outputs
 
-    key = (anchors.tobytes(), tuple(sorted(settings.items())))
+    key = (anchors.tobytes(), tuple(sorted(settings.items())), heads)
     if key not in _DECODERS:
         def decode(raw):
             out = detect_from_outputs(raw, anchors, **settings)
             return {"boxes": tf.clip_by_value(out["boxes"], 0.0, 1.0), "scores": out["scores"],
                     "classes": out["classes"], "num_detections": out["num_detections"]}
 
-        _DECODERS[key] = tf.function(decode, reduce_retracing=True)
+        signature = [[tf.TensorSpec([None, None, None, a, d], tf.float32) for a, d in heads]]
+        _DECODERS[key] = tf.function(decode, input_signature=signature)
     return _DECODERS[key]
 
 
@@ -103,7 +105,9 @@ def decode_raw(raw: dict[str, np.ndarray], card: ModelCard,
     scales = sorted((v for k, v in raw.items() if k.startswith(RAW_PREFIX)),
                     key=lambda a: -int(a.shape[1]) * int(a.shape[2]))
     anchors = np.asarray(card.training["anchors"], np.float32).reshape(-1, 2)
-    out = _decoder(anchors, settings or postprocess_settings(card))([tf.constant(s, tf.float32) for s in scales])
+    heads = tuple((int(s.shape[3]), int(s.shape[4])) for s in scales)
+    decode = _decoder(anchors, settings or postprocess_settings(card), heads)
+    out = decode([tf.constant(s, tf.float32) for s in scales])
     return {k: np.asarray(v) for k, v in out.items()}
 
 

@@ -86,7 +86,9 @@ class KerasRunner(Runner):
 
             self._graph = export_graph(self.model, self.card)
         out = self._graph(images, training=False) if self.direct else self._graph.predict_on_batch(images)
-        return {name: np.asarray(value) for name, value in out.items()}
+        if not isinstance(out, dict):  # one output: named as the exports name it
+            out = {"probabilities": out}
+        return {name: np.asarray(value) for name, value in sorted(out.items())}
 
 
 class SavedModelRunner(Runner):
@@ -140,7 +142,7 @@ def _named_outputs(interpreter) -> dict[str, dict]:
     details = interpreter.get_output_details()
     signature = interpreter.get_signature_list().get("serving_default")
     if not signature:
-        return {f"output_{i}": d for i, d in enumerate(details)}
+        return {"probabilities": details[0]} if len(details) == 1 else {f"output_{i}": d for i, d in enumerate(details)}
     by_index = {d["index"]: d for d in details}
     named = interpreter.get_signature_runner("serving_default").get_output_details()
     return {name: by_index[named[name]["index"]] for name in sorted(named)}
@@ -178,6 +180,8 @@ class OnnxRunner(Runner):
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._names = [o.name for o in self._session.get_outputs()]
+        if len(self._names) == 1 and ":" in self._names[0]:  # tf2onnx's "Identity:0": the exports' name
+            self._names = ["probabilities"]
 
     def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:
         values = self._session.run(None, {self._input: images.astype(np.float32)})
