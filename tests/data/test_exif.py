@@ -108,3 +108,11 @@ def test_distributed_loader_turns_the_same_files(tmp_path, cache):
     expected = _expected(_jpeg_bytes(6))
     for image in images:
         assert _close(image, expected)
+
+
+def test_inspect_reports_how_many_images_are_turned(tmp_path):
+    from foveal.data.inspect import format_inspection, inspect_dataset
+
+    report = inspect_dataset(str(_folder(tmp_path / "pets")), full=False)
+    assert report["splits"]["train"]["exif_turned"] == 2
+    assert "EXIF orientation: 2 images are turned upright" in format_inspection(report)

@@ -75,6 +75,7 @@ def _probe_summary(probes: Iterable[ImageProbe]) -> dict[str, Any]:
         "image_size": _size_stats([(p.height, p.width) for p in good]),
         "channel_modes": dict(Counter(p.mode for p in good).most_common()),
         "file_formats": dict(Counter(p.format for p in good).most_common()),
+        "exif_turned": sum(p.orientation != 1 for p in good),
     }
 
 
@@ -169,7 +170,8 @@ def _inspect_records(data: LabeledImages, full: bool, max_pixels: int) -> dict[s
         problems,
         path=data.origin,
         files=list(data.tfrecord.files) if data.tfrecord else [],
-        **_probe_summary(probes),
+        # Records are decoded as stored: EXIF orientation is applied to image files only.
+        **{k: v for k, v in _probe_summary(probes).items() if k != "exif_turned"},
     )
 
 
@@ -260,6 +262,8 @@ def _format_split(name: str, split: dict[str, Any]) -> list[str]:
     for key, title in (("channel_modes", "modes"), ("file_formats", "formats")):
         if split.get(key):
             lines.append("  " + _format_counter(title, split[key]))
+    if split.get("exif_turned"):
+        lines.append(f"  EXIF orientation: {split['exif_turned']} images are turned upright when read")
     lines += _format_problems(split["problems"], split["num_problems"])
     return lines
 
