@@ -60,6 +60,7 @@ def train_task(plugin: TaskPlugin, config: Any | None = None, *, resume: str | P
         A :class:`~foveal.training.runs.TrainResult`: ``interrupted`` is True when a signal
         stopped the run; ``metrics`` holds the scores of the best weights.
     """
+    from foveal.memcheck import check_training_memory
     from foveal.models import load_model
     from foveal.training.precision import dtype_policy, mixed_copy
 
@@ -85,6 +86,7 @@ def train_task(plugin: TaskPlugin, config: Any | None = None, *, resume: str | P
         with dtype_policy(mixed):
             model = plugin.build(cfg, data, run_dir)
         plugin.compile(cfg, model, data, steps)
+    check_training_memory(model, cfg.batch_size)  # a clear refusal, not ResourceExhaustedError mid-fit
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a model that cannot be built leaves no folder
     atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(cfg))
     card = plugin.card(cfg, data, model, run_dir)
