@@ -144,6 +144,8 @@ def test_evaluate_refuses_a_classifier(tmp_path):
         evaluate_detector(path, "unused")
 
 
+@pytest.mark.slow  # YOLOv3 at 3 scales, multi-scale 64/96: the costliest detector run; `--task detect` routing and
+# multi-scale batches keep fast tests (tests/cli/test_cli.py, tests/detection/test_yolo_model.py)
 def test_train_task_detect_cli_and_anchors(shapes, tmp_path, capsys):
     # YOLOv3 layout (3 scales) with multi-scale batches, through `foveal train --task detect`.
     code = main(["train", "--task", "detect", "--data", str(shapes), "--image-size", "64", "--backbone-options",
