@@ -132,7 +132,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     run_dir = dist.private_run_dir(public_dir)  # workers other than the chief write a private copy
     if state is not None:
         start_epoch = int(state["epoch"])
-        phase_no, phase_start = int(state.get("phase", 1)), int(state.get("phase_start", 0))
+        phase_no, phase_start = _phase_at(plan, state, start_epoch)
         with dist.scope():
             model, saved_card = load_model(run_dir / "last.keras", compile=True)
             plugin.restore(cfg, data, model, saved_card)
@@ -186,6 +186,19 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
 
 def _plan_end(plan: list[Phase]) -> int:
     return sum(p.epochs for p in plan)
+
+
+def _phase_at(plan: list[Phase], state: dict[str, Any], epoch: int) -> tuple[int, int]:
+    """(phase, the epoch it started at) of a saved run; run folders from before the engine
+    recorded phases get the phase whose epochs (back to back) hold ``epoch``."""
+    if "phase" in state:
+        return int(state["phase"]), int(state.get("phase_start", 0))
+    begin = 0
+    for phase in plan[:-1]:
+        if epoch < begin + phase.epochs:
+            return phase.number, begin
+        begin += phase.epochs
+    return plan[-1].number, begin
 
 
 def _phase_cfg(cfg: Any, phase: Phase) -> Any:
