@@ -38,7 +38,7 @@ class Task:
         name: the task word of the command line and of model cards (``task`` field).
         title: what the task does, in words.
         config: ``module:Class`` of the task's options.
-        plugin: ``module:Class`` of its engine plugin (None: the classification trainer).
+        plugin: ``module:Class`` of its engine plugin.
         registers: modules whose import registers the task's custom Keras objects.
         modes: the modes that work on this task's models.
         instead: for each unsupported mode, what to run instead.
@@ -47,7 +47,7 @@ class Task:
     name: str
     title: str
     config: str
-    plugin: str | None
+    plugin: str
     registers: tuple[str, ...] = ()
     modes: tuple[str, ...] = ALL_MODES
     instead: tuple[tuple[str, str], ...] = ()
@@ -74,7 +74,8 @@ _NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prun
                        "classifier (foveal prune CLASSIFIER.keras) and train this task on it"),)
 
 TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("classify", "image classification", "foveal.config:TrainConfig", None),
+    Task("classify", "image classification", "foveal.config:TrainConfig",
+         "foveal.classification.task:ClassifyTask"),
     Task("localize", "classification with localization", "foveal.localization.train:LocalizeConfig",
          "foveal.localization.task:LocalizeTask", ("foveal.localization.model",), _BOX_MODES, _NO_PRUNE),
     Task("detect", "object detection (YOLO)", "foveal.detection.config:DetectConfig",
@@ -116,10 +117,6 @@ def run_train(task_name: str, config: Any | None = None, **kwargs: Any):
     task = TASKS.get(task_name)
     if task is None:
         raise ConfigError(f"unknown task {task_name!r}", hint=f"tasks: {', '.join(TASKS)}")
-    if task.plugin is None:
-        from foveal.training.trainer import train
-
-        return train(config, **kwargs)
     from foveal.engine.run import train_task
 
     return train_task(task.load(task.plugin)(), config, **kwargs)

@@ -5,8 +5,11 @@ knows: how its data is read and split, how its model is built and compiled (the 
 loss and decoding through Keras hooks), its input pipelines, the facts its model card carries,
 extra callbacks (e.g. a validation mAP) and how the best weights are scored and reported.
 Everything else (run folder, ``config.yaml``, resume, seeds, early stopping, checkpoints, time
-budget, TensorBoard, mixed precision, the frozen-backbone phase) is the engine's
-(:mod:`foveal.engine.run`), so a feature added there serves every task.
+budget, TensorBoard, mixed precision, distribution, the phase plan) is the engine's
+(:mod:`foveal.engine.run`), so a feature added there serves every task. Optional hooks let a
+task change the options before the run folder is chosen (recipes), plan its phases (frozen
+layers, learning rate and length of each), replace the ``fit`` of a phase (training a head on
+cached features) and feed distributed training.
 
 The design follows Ultralytics' ``BaseTrainer`` (one loop, per-task hooks) and keras-hub's
 ``Task`` (the model owns loss and post-processing; Keras' ``fit`` is the only loop).
@@ -22,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
     import keras
@@ -55,6 +58,29 @@ class RunData:
         return ("test", self.test) if self.test is not None else ("validation", self.val)
 
 
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a run's plan: its own trainable flags, learning rate and length.
+
+    Attributes:
+        number: 1, 2, ...: stored in ``state.json`` (``phase``, with ``phase_start``, the epoch it
+            began at) so that a resume re-applies this phase's flags.
+        epochs: epochs of the phase, counted from the epoch it starts at (an earlier phase that
+            stopped early, e.g. by early stopping, does not shorten it).
+        trainable: sets the phase's trainable flags on the model (None: leave them as they are).
+        learning_rate: the phase's peak learning rate (None: the config's).
+        schedule_epochs: the length of its learning-rate schedule (None: the config's ``epochs``).
+        title: what the phase does, said when it starts.
+    """
+
+    number: int
+    epochs: int
+    trainable: Callable[[Any], Any] | None = None
+    learning_rate: float | None = None
+    schedule_epochs: int | None = None
+    title: str = ""
+
+
 class TaskPlugin:
     """Base of a task's hooks; see the module docstring. Subclasses set ``name`` and
     ``config_class`` and implement the hooks that raise ``NotImplementedError``."""
@@ -63,10 +89,27 @@ class TaskPlugin:
     config_class: type = object
     #: what ``--data`` takes, for the error when it is missing
     data_help: str = "a dataset path"
+    #: start of generated run-folder names (None: the task's name)
+    run_name_prefix: str | None = None
+    #: learning-rate options that ``--lr-scaling`` scales with the global batch
+    learning_rate_fields: tuple[str, ...] = ("learning_rate",)
+    #: record each epoch's phase number in the history (a ``phase`` column)
+    history_phase: bool = False
+    #: how the time budget's seconds are written in messages
+    seconds_format: str = ".0f"
 
     # ------------------------------------------------------------------------------ set-up
+    def prepare(self, config: Any | None, overrides: dict[str, Any],
+                resume: str | Path | None) -> tuple[Any | None, dict[str, Any]]:
+        """(config, overrides) before the run folder is resolved, e.g. with a recipe filled in."""
+        return config, overrides
+
     def check(self, cfg: Any) -> None:
         """Fail fast on unknown names or impossible options, before any data is read."""
+
+    def check_resumed(self, cfg: Any) -> None:
+        """:meth:`check` for a resumed run (whose weights already are in ``last.keras``)."""
+        self.check(cfg)
 
     def load_data(self, cfg: Any) -> RunData:
         raise NotImplementedError
@@ -83,6 +126,9 @@ class TaskPlugin:
 
     def restore(self, cfg: Any, data: RunData, model: keras.Model, card: ModelCard) -> None:
         """Take back what a resumed run derived from its data the first time (e.g. anchors)."""
+
+    def ready(self, cfg: Any, data: RunData, model: keras.Model) -> None:
+        """Last checks on the built or resumed model before training (e.g. its memory needs)."""
 
     def card(self, cfg: Any, data: RunData, model: keras.Model, run_dir: Path) -> ModelCard:
         raise NotImplementedError
@@ -121,6 +167,42 @@ class TaskPlugin:
         """Task callbacks that add to the epoch logs; they run before the checkpoint."""
         return []
 
+    def fit_kwargs(self, cfg: Any, data: RunData) -> dict[str, Any]:
+        """More arguments of ``fit`` on one process (e.g. ``class_weight``)."""
+        return {}
+
+    def phase_callbacks(self, cfg: Any, data: RunData, phase: Phase, steps_per_epoch: int) -> list[Any]:
+        """Callbacks of one phase only (before the engine's own)."""
+        return []
+
+    def phases(self, cfg: Any) -> list[Phase]:
+        """The run's plan: by default the backbone frozen for ``frozen_epochs``, then the whole model."""
+        from foveal.training.runs import say
+
+        frozen = min(self.frozen_epochs(cfg), cfg.epochs)
+        if not frozen:
+            return [Phase(1, cfg.epochs)]
+
+        def freeze(model: keras.Model) -> None:
+            count = self.set_backbone_trainable(model, False)
+            say(f"phase 1: backbone frozen ({count} layer(s)) for {frozen} epoch(s)")
+
+        return [Phase(1, frozen, freeze), Phase(2, cfg.epochs - frozen, lambda m: self.set_backbone_trainable(m, True),
+                                             title="phase 2: the whole model trains")]
+
+    def fit_phase(self, run: Any, phase: Phase, start_epoch: int, restored: dict[str, Any] | None) -> bool | None:
+        """Train ``phase`` in a way of the task's own (``run`` is the engine's
+        :class:`~foveal.engine.run.Run`); return whether a signal interrupted it, or None to let
+        the engine ``fit`` the model on :meth:`pipelines`."""
+        return None
+
+    supports_distribution: bool = False
+
+    def distributed_batches(self, cfg: Any, data: RunData, dist: Any, *, epochs: tuple[int, int]) -> tuple[Any, Any]:
+        """(training, validation or None) :class:`~foveal.training.distribute.Batches` of the
+        global batch plan for ``--distribute``; only tasks with ``supports_distribution``."""
+        raise NotImplementedError
+
     def frozen_epochs(self, cfg: Any) -> int:
         """Epochs trained first with the backbone frozen (0: none)."""
         return int(getattr(cfg, "freeze_backbone_epochs", 0) or 0)
@@ -140,4 +222,4 @@ class TaskPlugin:
         raise NotImplementedError
 
 
-__all__ = ["RunData", "TaskPlugin"]
+__all__ = ["Phase", "RunData", "TaskPlugin"]

@@ -17,7 +17,15 @@ runs/NAME/
 What the engine gives every task: resume after SIGINT/SIGTERM/SIGKILL (from the last finished
 epoch, shuffles not replayed), seeds and op determinism, early stopping with the best weights
 restored, a wall-clock time budget, TensorBoard, mixed precision (float32 checkpoints),
-``--jit-compile``, and a first phase with the backbone frozen.
+``--jit-compile``, ``--distribute`` with ``--lr-scaling`` (for tasks whose plugin feeds it), and
+a plan of phases (by default a first phase with the backbone frozen), each with its own
+trainable flags, learning rate and length; ``state.json`` records the phase (``phase``,
+``phase_start``) so a resume re-applies its flags.
+
+Distribution (:mod:`foveal.training.distribute`): the strategy is started before any other
+TensorFlow work; models are built, loaded and compiled in its scope; ``--batch-size`` is the
+global batch; workers other than the chief write a private copy of the run folder, and only the
+chief scores the model and writes the report.
 
 Example:
     >>> from foveal.detection.task import DetectTask
@@ -26,14 +34,16 @@ Example:
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from foveal import configtools
-from foveal.engine.plugin import RunData, TaskPlugin
-from foveal.errors import ConfigError, TrainingInterrupted
+from foveal.engine.plugin import Phase, RunData, TaskPlugin
+from foveal.errors import ConfigError, DataError, TrainingInterrupted
 from foveal.training.runs import TrainResult, mark, resolve_run, say, set_determinism, weights_of
 from foveal.utils_io import atomic_write_text
 
@@ -41,6 +51,7 @@ if TYPE_CHECKING:
     import keras
 
     from foveal.models import ModelCard
+    from foveal.training.distribute import Distribution
 
 
 def train_task(plugin: TaskPlugin, config: Any | None = None, *, resume: str | Path | None = None,
@@ -53,58 +64,168 @@ def train_task(plugin: TaskPlugin, config: Any | None = None, *, resume: str | P
         resume: a run folder to continue from its last finished epoch; its ``config.yaml`` is
             used, with ``overrides`` (e.g. ``epochs=80``) on top.
         callbacks: extra Keras callbacks for ``fit`` (setting ``model.stop_training`` ends the
-            run early, as finished).
+            phase early, as finished).
         **overrides: options that replace those of ``config``.
 
     Returns:
         A :class:`~foveal.training.runs.TrainResult`: ``interrupted`` is True when a signal
-        stopped the run; ``metrics`` holds the scores of the best weights.
-    """
-    from foveal.memcheck import check_training_memory
-    from foveal.models import load_model
-    from foveal.training.precision import dtype_policy, mixed_copy
+        stopped the run; ``metrics`` holds the scores of the best weights (None on the workers
+        of a multi-worker run other than the chief).
 
+    Raises:
+        FovealError: for user errors, including ``--distribute`` for a task that cannot
+            distribute, or a worker that cannot be reached or is lost.
+    """
+    from dataclasses import asdict
+
+    from foveal.training import distribute
+
+    config, overrides = plugin.prepare(config, overrides, resume)
     if resume is None and not overrides.get("data", getattr(config, "data", None)):
         raise ConfigError(f"foveal {plugin.name} train needs --data", hint=f"pass --data with {plugin.data_help}")
-    cfg, run_dir, state = resolve_run(plugin.config_class, config, resume, overrides, name_prefix=plugin.name)
-    plugin.check(cfg)
+    prefix = plugin.name if plugin.run_name_prefix is None else plugin.run_name_prefix
+    cfg, public_dir, state = resolve_run(plugin.config_class, config, resume, overrides, name_prefix=prefix)
+    kind = getattr(cfg, "distribute", "none")
+    if kind != "none" and not plugin.supports_distribution:
+        raise ConfigError(f"foveal {plugin.name} train cannot --distribute yet",
+                          hint="train on one process (leave out --distribute)")
+    # A multi-worker strategy must exist before any other TensorFlow work in the process.
+    dist = distribute.start(kind, workers=getattr(cfg, "workers", None),
+                            worker_index=getattr(cfg, "worker_index", None),
+                            timeout=getattr(cfg, "worker_timeout", 120.0),
+                            collective_timeout=getattr(cfg, "collective_timeout", 0.0),
+                            devices=getattr(cfg, "devices", None), say=say)
+    try:
+        dist.check_same_options(asdict(cfg))
+        return _train(plugin, cfg, public_dir, state, dist, list(callbacks or []))
+    finally:
+        dist.cleanup()
+
+
+def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any] | None, dist: Distribution,
+           extra: list[Any]) -> TrainResult:
+    from foveal.memcheck import check_training_memory
+    from foveal.models import load_model
+    from foveal.training import distribute
+    from foveal.training.precision import dtype_policy, mixed_copy
+
+    if state is None:
+        plugin.check(cfg)
+    else:
+        plugin.check_resumed(cfg)
     set_determinism(cfg.seed, cfg.deterministic)
     data = plugin.load_data(cfg)
-    steps = plugin.steps_per_epoch(cfg, data)
-    start_epoch = 0
-    mixed = getattr(cfg, "mixed_precision", "none")
-    if state is not None:
-        model, saved_card = load_model(run_dir / "last.keras", compile=True)
-        plugin.restore(cfg, data, model, saved_card)
-        start_epoch = int(state["epoch"])
-        if mixed != "none":
-            model = mixed_copy(model, mixed, lambda m: plugin.compile(cfg, m, data, steps))
-        elif getattr(model, "optimizer", None) is None:
-            plugin.compile(cfg, model, data, steps)
-        say(f"resuming {run_dir} after epoch {start_epoch} of {cfg.epochs}")
+    if dist.active:
+        if cfg.batch_size < dist.num_replicas:
+            raise ConfigError(f"--batch-size {cfg.batch_size} is smaller than the {dist.num_replicas} replicas",
+                              hint="the batch size is the global batch: give every replica at least one image")
+        steps = distribute.batch_layout(len(data.train), cfg.batch_size, dist.num_replicas).steps
+        if steps < 1:
+            raise DataError(f"{cfg.data}: {len(data.train)} training image(s) cannot fill one step of "
+                            f"{dist.num_replicas} replicas")
     else:
-        with dtype_policy(mixed):
+        steps = plugin.steps_per_epoch(cfg, data)
+    saved_cfg, cfg = cfg, _scaled(plugin, cfg, dist)
+    plan = plugin.phases(cfg)
+    total = _plan_end(plan)
+    start_epoch, phase_no, phase_start = 0, 1, 0
+    mixed = getattr(cfg, "mixed_precision", "none")
+    run_dir = dist.private_run_dir(public_dir)  # workers other than the chief write a private copy
+    if state is not None:
+        start_epoch = int(state["epoch"])
+        phase_no, phase_start = _phase_at(plan, state, start_epoch)
+        with dist.scope():
+            model, saved_card = load_model(run_dir / "last.keras", compile=True)
+            plugin.restore(cfg, data, model, saved_card)
+            current = _phase_cfg(cfg, next((p for p in plan if p.number == phase_no), plan[0]))
+            if mixed != "none":
+                model = mixed_copy(model, mixed, lambda m: plugin.compile(current, m, data, steps))
+            elif getattr(model, "optimizer", None) is None:
+                plugin.compile(current, model, data, steps)
+        say(f"resuming {public_dir} after epoch {start_epoch} of {total}"
+            + (f" (phase {phase_no})" if len(plan) > 1 else ""))
+    else:
+        with dist.scope(), dtype_policy(mixed):
             model = plugin.build(cfg, data, run_dir)
-        plugin.compile(cfg, model, data, steps)
+    plugin.ready(cfg, data, model)
     check_training_memory(model, cfg.batch_size)  # a clear refusal, not ResourceExhaustedError mid-fit
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a model that cannot be built leaves no folder
-    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(cfg))
+    # The cluster is per launch, not part of the run: a resume names it again.
+    per_launch = {k: None for k in ("workers", "worker_index") if hasattr(saved_cfg, k)}
+    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(replace(saved_cfg, **per_launch)))
     card = plugin.card(cfg, data, model, run_dir)
+    if dist.active:
+        card.training["distribute"] = {"strategy": cfg.distribute, "replicas": dist.num_replicas,
+                                       "workers": dist.num_workers, "global_batch": cfg.batch_size}
+    if cfg.learning_rate != saved_cfg.learning_rate:
+        card.training["learning_rate"] = cfg.learning_rate
     for line in plugin.describe(cfg, data, model):
         say(line)
-    say(f"run folder: {run_dir}")
+    say(f"run folder: {public_dir}")
+    if dist.active:
+        say(dist.describe(cfg.batch_size))
+        if not dist.is_chief:
+            say(f"worker {dist.worker_index} writes no run folder (the chief does); it keeps a private copy "
+                f"in {run_dir} until the end")
 
     history: dict[str, list[float]] = {k: list(v) for k, v in (state or {}).get("history", {}).items()}
-    if start_epoch < cfg.epochs:
-        fit = _Fit(plugin, cfg, data, model, card, run_dir, history, state, steps, list(callbacks or []))
-        if fit.run(start_epoch):
-            return TrainResult(run_dir, history, None, interrupted=True)
+    run = Run(plugin, cfg, data, model, card, run_dir, history, steps, extra, dist)
+    if start_epoch < total or phase_no < plan[-1].number:
+        if run.train(plan, start_epoch, phase_no, phase_start, state):
+            return TrainResult(public_dir, history, None, interrupted=True)
+    if not dist.is_chief:
+        say(f"worker {dist.worker_index} done; the chief scores the model and writes the report")
+        return TrainResult(public_dir, history, None)
     best = run_dir / "best.keras"
-    if best.is_file():
+    if dist.active:  # score with a plain copy: evaluation under the strategy would need every worker
+        model = load_model(best if best.is_file() else run_dir / "last.keras")[0]
+    elif best.is_file():
         model.load_weights(best)
-    metrics = plugin.finish(cfg, model, card, data, run_dir, history)
+    metrics = plugin.finish(saved_cfg, model, card, data, run_dir, history)
     mark(run_dir, "done")
     return TrainResult(run_dir, history, metrics)
+
+
+def _plan_end(plan: list[Phase]) -> int:
+    return sum(p.epochs for p in plan)
+
+
+def _phase_at(plan: list[Phase], state: dict[str, Any], epoch: int) -> tuple[int, int]:
+    """(phase, the epoch it started at) of a saved run; run folders from before the engine
+    recorded phases get the phase whose epochs (back to back) hold ``epoch``."""
+    if "phase" in state:
+        return int(state["phase"]), int(state.get("phase_start", 0))
+    begin = 0
+    for phase in plan[:-1]:
+        if epoch < begin + phase.epochs:
+            return phase.number, begin
+        begin += phase.epochs
+    return plan[-1].number, begin
+
+
+def _phase_cfg(cfg: Any, phase: Phase) -> Any:
+    """The options ``phase`` compiles with: its own learning rate and schedule length."""
+    changes: dict[str, Any] = {}
+    if phase.learning_rate is not None:
+        changes["learning_rate"] = phase.learning_rate
+    if phase.schedule_epochs is not None:
+        changes["epochs"] = phase.schedule_epochs
+    return replace(cfg, **changes) if changes else cfg
+
+
+def _scaled(plugin: TaskPlugin, cfg: Any, dist: Distribution) -> Any:
+    """``cfg`` with the learning rates of ``--lr-scaling`` (saying what was done when it matters)."""
+    from foveal.training.distribute import scale_learning_rate
+
+    how = getattr(cfg, "lr_scaling", "none")
+    if how == "none" and not dist.active:
+        return cfg
+    reference = getattr(cfg, "lr_reference_batch", cfg.batch_size)
+    say(scale_learning_rate(cfg.learning_rate, cfg.batch_size, reference, how)[1])
+    if how == "none":
+        return cfg
+    return replace(cfg, **{name: scale_learning_rate(getattr(cfg, name), cfg.batch_size, reference, how)[0]
+                           for name in plugin.learning_rate_fields if getattr(cfg, name) is not None})
 
 
 def monitor_mode(monitor: str) -> str:
@@ -121,95 +242,191 @@ def resume_command(task: str, run_dir: Path) -> str:
     return f"foveal {'' if task == 'classify' else task + ' '}train --resume {run_dir}"
 
 
-class _Fit:
-    """One run's ``fit`` calls with the engine's callbacks (and the frozen-backbone phase)."""
+class Run:
+    """One run's phases and their ``fit`` calls with the engine's callbacks; a plugin's
+    :meth:`~foveal.engine.plugin.TaskPlugin.fit_phase` uses :meth:`callbacks` and :meth:`guarded`."""
 
     def __init__(self, plugin: TaskPlugin, cfg: Any, data: RunData, model: keras.Model, card: ModelCard,
-                 run_dir: Path, history: dict[str, list[float]], state: dict[str, Any] | None, steps: int,
-                 extra: list[Any]) -> None:
+                 run_dir: Path, history: dict[str, list[float]], steps: int, extra: list[Any],
+                 dist: Distribution) -> None:
         self.plugin, self.cfg, self.data, self.model, self.card = plugin, cfg, data, model, card
-        self.run_dir, self.history, self.state, self.steps, self.extra = run_dir, history, state, steps, extra
+        self.run_dir, self.history, self.steps, self.extra, self.dist = run_dir, history, steps, extra, dist
+        self.budget_s = float(getattr(cfg, "time_budget", 0.0) or 0.0)
+        self.budget: Any = None
 
-    def run(self, start_epoch: int) -> bool:
-        """Train from ``start_epoch`` to ``cfg.epochs``; True if a signal interrupted it."""
+    @property
+    def out_of_time(self) -> bool:
+        """True once the time budget is spent (counting earlier sessions of a resumed run)."""
+        if not self.budget_s:
+            return False
+        return (self.budget is not None and self.budget.exhausted) or \
+            sum(self.history.get("epoch_seconds", [])) >= self.budget_s
+
+    def seconds(self) -> str:
+        return format(self.budget_s, self.plugin.seconds_format)
+
+    def save(self, model: keras.Model, path: Path) -> None:
+        """Write ``model`` (a float32 copy of a mixed one, so that it resumes) with the run's card."""
+        from foveal.models import save_model
+        from foveal.training.precision import float32_for_saving
+
+        save_model(float32_for_saving(model), path, self.card)
+
+    def train(self, plan: list[Phase], start: int, phase_no: int, phase_start: int,
+              state: dict[str, Any] | None) -> bool:
+        """Train the phases of ``plan`` from epoch ``start`` of phase ``phase_no``; True if a signal
+        interrupted it."""
+        from foveal.training import callbacks as cb
+
+        if self.out_of_time:
+            say(f"time budget of {self.seconds()} s already spent; scoring best.keras")
+            return False
+        started, fitted = time.perf_counter(), False
+        for index, phase in enumerate(plan):
+            if phase.number < phase_no:
+                continue
+            if phase.number > phase_no:  # the previous phase is over: say so in state.json first
+                phase_no, phase_start, state = phase.number, start, None
+                saved = cb.read_state(self.run_dir)
+                if saved is not None:
+                    saved.update(phase=phase_no, phase_start=phase_start, callbacks={})
+                    atomic_write_text(self.run_dir / cb.STATE_FILE, json.dumps(saved, indent=1))
+            end = phase_start + phase.epochs
+            if start >= end:
+                continue
+            fresh = start <= phase_start
+            restored = None if fresh or state is None else state.get("callbacks", {})
+            if phase.title:
+                say(phase.title)
+            interrupted = self.plugin.fit_phase(self, phase, start, restored)
+            if interrupted is None:
+                self._prepare(phase, resumed=not fresh)
+                interrupted = self._fit(phase, start, end, phase_start, restored)
+            fitted = True
+            if interrupted:
+                return True
+            start = int((cb.read_state(self.run_dir) or {}).get("epoch", start))
+            if self.out_of_time:
+                break
+        if self.budget is not None and self.budget.exhausted:
+            say(f"time budget of {self.seconds()} s reached after {len(self.history.get('loss', []))} epoch(s)")
+        if fitted:
+            mark(self.run_dir, "trained", train_seconds=time.perf_counter() - started,
+                 time_budget_reached=self.out_of_time)
+        return False
+
+    def _prepare(self, phase: Phase, *, resumed: bool) -> None:
+        """Set the phase's trainable flags and compile (flags take effect only in a freshly
+        compiled model); a resumed phase keeps its restored optimizer when its flags are those
+        it was saved with."""
+        model = self.model
+        before = [v.path for v in model.trainable_variables]
+        if phase.trainable is not None:
+            phase.trainable(model)
+        unchanged = before == [v.path for v in model.trainable_variables]
+        if resumed and unchanged and getattr(model, "optimizer", None) is not None:
+            return
+        if resumed and not unchanged:
+            say("the trainable layers differ from the saved run's: the optimizer starts afresh")
+        with self.dist.scope():  # the optimizer belongs to the strategy it is created under
+            self.plugin.compile(_phase_cfg(self.cfg, phase), model, self.data, self.steps)
+
+    def _fit(self, phase: Phase, start: int, end: int, phase_start: int, restored: dict[str, Any] | None) -> bool:
+        cfg, plugin, model = self.cfg, self.plugin, self.model
+        loader = (lambda: weights_of(self.run_dir / "best.keras", model)) if restored is not None else None
+        if not self.dist.active:
+            train_ds, val_ds = plugin.pipelines(cfg, self.data, seed=cfg.seed + start)
+            callbacks = self.callbacks(model, phase, phase_start, has_val=val_ds is not None, restored=restored,
+                                       best_weights_loader=loader)
+            return self.guarded(callbacks, lambda: model.fit(
+                train_ds, validation_data=val_ds, epochs=end, initial_epoch=start, callbacks=callbacks,
+                verbose=verbosity(cfg), steps_per_epoch=plugin.fit_steps(cfg, self.data),
+                **plugin.fit_kwargs(cfg, self.data)))
+        dist = self.dist
+        with plugin.data_errors(cfg):  # in-memory data is decoded here, once
+            train_b, val_b = plugin.distributed_batches(cfg, self.data, dist, epochs=(start, end))
+        callbacks = self.callbacks(model, phase, phase_start, has_val=val_b is not None, restored=restored,
+                                   best_weights_loader=loader)
+
+        def fit() -> None:
+            with dist.fitting(model, train_b.element_spec):
+                model.fit(train_b.dataset, validation_data=val_b.dataset if val_b is not None else None,
+                          epochs=end, initial_epoch=start, steps_per_epoch=train_b.steps,
+                          validation_steps=val_b.steps if val_b is not None else None, callbacks=callbacks,
+                          verbose=verbosity(cfg), shuffle=False)
+
+        return self.guarded(callbacks, fit)
+
+    def callbacks(self, fit_model: keras.Model, phase: Phase, phase_start: int, *, has_val: bool,
+                  restored: dict[str, Any] | None, best_weights_loader: Any = None,
+                  save: Any = None) -> list[Any]:
+        """The callbacks of one ``fit`` of ``fit_model`` (the run's model, or a part of it that
+        ``save(fit_model, path)`` turns into the run's model file); the last is the signal guard."""
         from foveal.training import callbacks as cb
         from foveal.training.budget import TimeBudget
 
-        cfg, plugin, model = self.cfg, self.plugin, self.model
-        spent = float(sum(self.history.get("epoch_seconds", [])))
-        budget_s = float(getattr(cfg, "time_budget", 0.0) or 0.0)
-        if budget_s and spent >= budget_s:
-            say(f"time budget of {budget_s:.0f} s already spent; scoring best.keras")
-            return False
-        train_ds, val_ds = plugin.pipelines(cfg, self.data, seed=cfg.seed + start_epoch)
-        budget = TimeBudget(budget_s, spent=spent)
-        callbacks, guard = self._callbacks(has_val=val_ds is not None, budget=budget)
-        fit_args = dict(validation_data=val_ds, callbacks=callbacks, verbose=verbosity(cfg),
-                        steps_per_epoch=plugin.fit_steps(cfg, self.data))
-        started = time.perf_counter()
-        try:
-            with guard, plugin.data_errors(cfg):
-                first = start_epoch
-                frozen_epochs = min(plugin.frozen_epochs(cfg), cfg.epochs)
-                if frozen_epochs > start_epoch:
-                    count = plugin.set_backbone_trainable(model, False)
-                    say(f"phase 1: backbone frozen ({count} layer(s)) for {frozen_epochs} epoch(s)")
-                    plugin.compile(cfg, model, self.data, self.steps)
-                    model.fit(train_ds, epochs=frozen_epochs, initial_epoch=first, **fit_args)
-                    first = frozen_epochs
-                    plugin.set_backbone_trainable(model, True)
-                    plugin.compile(cfg, model, self.data, self.steps)
-                    say("phase 2: the whole model trains")
-                if not budget.exhausted and not model.stop_training and first < cfg.epochs:
-                    model.fit(train_ds, epochs=cfg.epochs, initial_epoch=first, **fit_args)
-        except TrainingInterrupted as exc:
-            done = (cb.read_state(self.run_dir) or {}).get("epoch", 0)
-            mark(self.run_dir, "interrupted")
-            say(f"\ninterrupted by signal {exc.signum} after {done} finished epoch(s); "
-                f"continue with: {resume_command(plugin.name, self.run_dir)}")
-            return True
-        if budget.exhausted:
-            say(f"time budget of {budget_s:.0f} s reached after {len(self.history.get('loss', []))} epoch(s)")
-        mark(self.run_dir, "trained", train_seconds=time.perf_counter() - started,
-             time_budget_reached=budget.exhausted)
-        return False
-
-    def _callbacks(self, *, has_val: bool, budget: Any) -> tuple[list[Any], Any]:
-
-        from foveal.models import save_model
-        from foveal.training import callbacks as cb
-        from foveal.training.precision import float32_for_saving
-
-        cfg, plugin, model, run_dir = self.cfg, self.plugin, self.model, self.run_dir
+        cfg, plugin = self.cfg, self.plugin
         monitor = plugin.monitor(cfg, self.data)
         if not has_val and monitor.startswith("val_"):
             monitor = plugin.monitor_without_validation(monitor)
         mode = monitor_mode(monitor)
-        restored = (self.state or {}).get("callbacks", {})
+        restored = restored or {}
         stateful: dict[str, Any] = {}
         if getattr(cfg, "early_stopping", 0):
             stateful["early_stopping"] = cb.ResumableEarlyStopping(
                 restored=restored.get("early_stopping"), monitor=monitor, mode=mode, patience=cfg.early_stopping,
-                restore_best_weights=True,
-                best_weights_loader=(lambda: weights_of(run_dir / "best.keras", model)) if self.state else None)
+                restore_best_weights=True, best_weights_loader=best_weights_loader)
         if getattr(cfg, "schedule", None) == "plateau":
             stateful["plateau"] = cb.ResumablePlateau(
                 restored=restored.get("plateau"), monitor=monitor, mode=mode, factor=cfg.gamma,
                 patience=cfg.plateau_patience, min_lr=cfg.min_learning_rate)
-        callbacks: list[Any] = plugin.callbacks(cfg, model, self.card, self.data, self.history)
+        callbacks: list[Any] = plugin.callbacks(cfg, self.model, self.card, self.data, self.history)
+        callbacks += plugin.phase_callbacks(cfg, self.data, phase, self.steps)
         callbacks += list(stateful.values())
-        callbacks.append(budget)
-        card = self.card
-        callbacks.append(cb.RunCheckpoint(run_dir, lambda m, p: save_model(float32_for_saving(m), p, card),
-                                          monitor=monitor, mode=mode, history=self.history,
-                                          best=(self.state or {}).get("best"), stateful=stateful,
-                                          extra_state={"task": plugin.name}))
+        self.budget = TimeBudget(self.budget_s, spent=float(sum(self.history.get("epoch_seconds", []))))
+        callbacks.append(self.budget)
+        checkpoint = _phase_checkpoint_class() if plugin.history_phase else cb.RunCheckpoint
+        callbacks.append(checkpoint(self.run_dir, save or self.save, monitor=monitor, mode=mode,
+                                    history=self.history, best=(cb.read_state(self.run_dir) or {}).get("best"),
+                                    stateful=stateful,
+                                    extra_state={"task": plugin.name, "phase": phase.number,
+                                                 "phase_start": phase_start}))
         if getattr(cfg, "tensorboard", False):
-            callbacks.append(cb.tensorboard_callback(run_dir))
+            callbacks.append(cb.tensorboard_callback(self.run_dir))
         callbacks += self.extra
-        guard = cb.InterruptGuard()
-        callbacks.append(guard)
-        return callbacks, guard
+        callbacks.append(cb.InterruptGuard())
+        return callbacks
+
+    def guarded(self, callbacks: list[Any], fit: Any) -> bool:
+        """Call ``fit()`` under the signal guard (the last of ``callbacks``); True if a signal
+        interrupted it (the run is marked so, and the resume command said)."""
+        from foveal.training import callbacks as cb
+
+        try:
+            with callbacks[-1], self.plugin.data_errors(self.cfg):
+                fit()
+        except TrainingInterrupted as exc:
+            done = (cb.read_state(self.run_dir) or {}).get("epoch", 0)
+            mark(self.run_dir, "interrupted")
+            say(f"\ninterrupted by signal {exc.signum} after {done} finished epoch(s); "
+                f"continue with: {resume_command(self.plugin.name, self.run_dir)}")
+            return True
+        return False
 
 
-__all__ = ["monitor_mode", "resume_command", "train_task", "verbosity"]
+def _phase_checkpoint_class() -> type:
+    """The checkpoint class that adds a ``phase`` column (defined on first use: Keras loads only
+    when a run starts)."""
+    from foveal.training import callbacks as cb
+
+    class PhaseCheckpoint(cb.RunCheckpoint):
+        """A checkpoint that records each epoch's phase in the history (not in the logs other
+        callbacks see)."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, {**(logs or {}), "phase": self.extra_state["phase"]})
+
+    return PhaseCheckpoint
+
+
+__all__ = ["Run", "monitor_mode", "resume_command", "train_task", "verbosity"]

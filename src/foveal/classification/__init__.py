@@ -1,0 +1,1 @@
+"""Image classification as a task of the run engine (:class:`~foveal.classification.task.ClassifyTask`)."""
