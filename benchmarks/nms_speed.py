@@ -40,8 +40,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from foveal.detection.postprocess import (decode_predictions, detect_from_outputs,  # noqa: E402
-                                          non_max_suppression, reference_nms)
+from foveal.detection.postprocess import decode_predictions, detect_from_outputs, non_max_suppression, reference_nms  # noqa: E402
 from foveal.ops.boxes import encode_yolo, wh_iou  # noqa: E402
 
 INPUT = 416

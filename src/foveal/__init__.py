@@ -10,9 +10,9 @@ The Python API mirrors the command line::
 
 from __future__ import annotations
 
-from foveal._lazy import lazy_getattr
-
 import os
+
+from foveal._lazy import lazy_getattr
 
 # Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

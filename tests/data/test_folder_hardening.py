@@ -10,7 +10,6 @@ import pytest
 from foveal.data.inspect import format_inspection, inspect_dataset
 from foveal.data.readers.folder import load_folder
 from foveal.errors import DataError
-
 from tests.data.conftest import save_image
 
 

@@ -7,7 +7,6 @@ import pytest
 
 from foveal.data.readers import load_dataset
 from foveal.errors import DataError
-
 from tests.data.conftest import write_idx_file
 
 

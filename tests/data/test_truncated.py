@@ -12,7 +12,6 @@ from PIL import Image
 from foveal.data.imagecheck import check_image_file
 from foveal.data.readers import load_dataset
 from foveal.errors import DataError
-
 from tests.data.conftest import save_image
 
 

@@ -8,8 +8,13 @@ import pytest
 from PIL import Image
 
 from foveal.data.boxes import BoxedImages
-from foveal.detection.sliding_window import (fcn_geometry, patch_dataset, sliding_window_detect,
-                                             to_fully_convolutional, train_patch_classifier)
+from foveal.detection.sliding_window import (
+    fcn_geometry,
+    patch_dataset,
+    sliding_window_detect,
+    to_fully_convolutional,
+    train_patch_classifier,
+)
 from foveal.errors import DataError, ModelError
 from foveal.models import build_model
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-from sklearn.metrics import confusion_matrix as sk_confusion, f1_score, jaccard_score
+from sklearn.metrics import confusion_matrix as sk_confusion
+from sklearn.metrics import f1_score, jaccard_score
 
 from foveal.layers.decoder import DilatedConvBlock, MaxPoolingWithArgmax, MaxUnpooling, upsample
-from foveal.segmentation.losses import PixelCrossEntropy, SoftDiceLoss, CrossEntropyDice, pack_target, unet_weight_map
+from foveal.segmentation.losses import CrossEntropyDice, PixelCrossEntropy, SoftDiceLoss, pack_target, unet_weight_map
 from foveal.segmentation.metrics import StreamingConfusion, segmentation_scores
 
 

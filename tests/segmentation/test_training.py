@@ -13,7 +13,8 @@ import signal
 import numpy as np
 import pytest
 from PIL import Image
-from sklearn.metrics import confusion_matrix as sk_confusion, f1_score, jaccard_score
+from sklearn.metrics import confusion_matrix as sk_confusion
+from sklearn.metrics import f1_score, jaccard_score
 
 from foveal.errors import ConfigError, ModelError
 from foveal.segmentation.cli import add_segment_command

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from foveal.models import load_model
 from foveal.predict import predict
 

@@ -15,7 +15,6 @@ from PIL import Image
 
 from foveal.errors import FovealError
 from foveal.evaluation import classification_metrics
-from foveal.visualize import report as report_module
 from foveal.visualize import (
     plot_confusion_matrix,
     plot_history,
@@ -24,6 +23,7 @@ from foveal.visualize import (
     png_data_uri,
     write_classification_report,
 )
+from foveal.visualize import report as report_module
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert('x')</script>"

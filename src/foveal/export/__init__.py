@@ -6,7 +6,6 @@ Example:
 """
 
 from foveal._lazy import lazy_getattr
-
 from foveal.export.names import FORMATS, QUANTIZATIONS, RUNTIMES
 
 _LAZY = {"ExportReport": "foveal.export.parity", "export_model": "foveal.export.parity",

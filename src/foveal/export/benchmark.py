@@ -27,7 +27,6 @@ from foveal.export.names import RUNTIMES
 from foveal.export.runners import Runner, open_runner, write_export_card
 
 
-
 def _percentiles(samples_ms: list[float]) -> dict[str, float]:
     a = np.asarray(samples_ms)
     return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),

@@ -468,9 +468,10 @@ def _natural_key(stem: str):
 
 @functools.lru_cache(maxsize=4)
 def _coco(annotation_json: str):
-    from pycocotools.coco import COCO
     import contextlib
     import io
+
+    from pycocotools.coco import COCO
 
     if not Path(annotation_json).is_file():
         raise DataError(f"COCO annotation file not found: {annotation_json}")
