@@ -351,3 +351,30 @@ def test_npz_errors_name_the_file(tmp_path, arrays, message):
     with pytest.raises(DataError, match=message) as err:
         load_dataset(str(path))
     assert "bad_arrays.npz" in err.value.message
+
+
+def test_keras_dataset_names_download_or_say_how_to_use_a_local_copy(monkeypatch):
+    """`--data mnist` goes through keras.datasets (online users); offline it fails in one line."""
+    import keras
+
+    from foveal.data.readers import detect_format, load_dataset
+    from foveal.errors import DataError
+
+    assert detect_format("mnist") == ("keras", "mnist")
+    assert detect_format("keras:Fashion-MNIST") == ("keras", "fashion_mnist")
+
+    def offline():
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.raises(DataError, match="could not download") as info:
+        load_dataset("mnist")
+    assert "--data DIR" in info.value.hint
+
+    rng = np.random.default_rng(0)
+    fake = ((rng.integers(0, 255, (12, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, (12, 1))),
+            (rng.integers(0, 255, (4, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, (4, 1))))
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", lambda: fake)
+    parts = load_dataset("cifar10")
+    assert parts["train"].class_names[0] == "airplane" and len(parts["test"]) == 4
+    assert parts["train"].labels.shape == (12,) and parts["train"].images.shape == (12, 32, 32, 3)

@@ -40,6 +40,7 @@ _GLOB_CHARS = set("*?[")
 _FORMATS = (
     ("digits | sklearn:digits", "scikit-learn's 1,797 8x8 digits (offline)"),
     ("tfds:NAME[:SPLIT]", "a TensorFlow Datasets dataset (needs `pip install foveal[tfds]`)"),
+    ("mnist | fashion_mnist | cifar10 | cifar100", "downloaded once by keras.datasets (online), then cached"),
     ("DIR with IDX files", "MNIST / Fashion-MNIST train-images-idx3-ubyte[.gz] etc."),
     ("FILE-images-idx3-ubyte[.gz]", "one IDX image file with its labels file beside it"),
     ("DIR with CIFAR batches", "cifar-10-batches-py or cifar-100-python (python pickles)"),
@@ -80,6 +81,10 @@ def detect_format(spec: str) -> tuple[str, Any]:
         return "tfds", text[len("tfds:") :]
     path = Path(text).expanduser()
     if not path.exists():
+        from foveal.data.readers.keras_datasets import keras_dataset_name
+
+        if keras_dataset_name(text) is not None:
+            return "keras", keras_dataset_name(text)
         if _GLOB_CHARS & set(text):
             if _glob.glob(text):
                 return "tfrecord", text
@@ -160,6 +165,10 @@ def load_dataset(
         from foveal.data.readers import tfds
 
         return tfds.load_tfds(target)
+    if kind == "keras":
+        from foveal.data.readers.keras_datasets import load_keras_dataset
+
+        return load_keras_dataset(target)
     if kind == "idx":
         from foveal.data.readers import idx
 
