@@ -236,8 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
     from threadpoolctl import threadpool_limits
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    except RuntimeError:  # TensorFlow already ran in this process (called from Python): keep its threads
+        print("note: TensorFlow was initialised before --threads could apply; its thread counts are unchanged",
+              file=sys.stderr)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from peak_flops import measure
 
