@@ -32,9 +32,6 @@ other tasks: --task localize|segment|detect hands the remaining options to
 `foveal localize|segment|detect train` (see `foveal TASK train --help` for their options).
 """
 
-# `foveal train --task X ARGS` is `foveal X train ARGS` (see foveal.cli.grammar): each task keeps its options.
-TASK_COMMANDS = ("localize", "segment", "detect")
-
 
 def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     from foveal import configtools
@@ -113,6 +110,7 @@ def _datasets_convert(args: argparse.Namespace, _: dict[str, Any]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from foveal import configtools
     from foveal.config import TrainConfig
+    from foveal.tasks import TASKS
 
     parser = argparse.ArgumentParser(
         prog="foveal", description="Train, evaluate, inspect and use convolutional image classifiers.",
@@ -129,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "YAML file; options given here override the file.", epilog=EPILOG_TRAIN, formatter_class=fmt)
     t.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
-    t.add_argument("--task", choices=["classify", *TASK_COMMANDS], default="classify",
+    # `foveal train --task X ARGS` is `foveal X train ARGS` (foveal.cli.grammar): each task keeps its options.
+    t.add_argument("--task", choices=list(TASKS), default="classify",
                    help="what to train: classify (default, the options below), or another task whose "
                    "options are those of `foveal TASK train`")
     configtools.add_arguments(t, TrainConfig)

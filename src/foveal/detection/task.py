@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS, DetectConfig
-from foveal.engine.plugin import RunData, TaskPlugin
-from foveal.errors import ConfigError
+from foveal.engine.plugin import RunData, TaskPlugin, default_options_explained
 from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
@@ -60,18 +59,13 @@ class DetectTask(TaskPlugin):
         preprocessing = cfg.preprocessing
         if cfg.backbone_weights and preprocessing is None:
             preprocessing = _weights_card(cfg.backbone_weights).preprocessing
-        try:
+        with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
+                                       "--backbone", cfg.backbone):
             model = build_detector(cfg.backbone, len(data.class_names), anchors, scales=cfg.scales,
                                    input_shape=(*cfg.image_hw, cfg.channels), preprocessing=preprocessing,
                                    head_width=cfg.head_width, backbone_options=dict(cfg.backbone_options),
                                    score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
                                    max_detections=cfg.max_detections, class_aware=cfg.class_aware_nms)
-        except ConfigError as exc:
-            if cfg.backbone_options != DEFAULT_BACKBONE_OPTIONS or "has no option" not in exc.message:
-                raise
-            raise ConfigError(f"{exc.message} (the default --backbone-options {DEFAULT_BACKBONE_OPTIONS} suit "
-                              "resnet18)", hint=f"pass --backbone-options {{}} with --backbone {cfg.backbone}; "
-                              f"{exc.hint}") from None
         if cfg.backbone_weights:
             _load_backbone_weights(model, cfg.backbone_weights)
         return model

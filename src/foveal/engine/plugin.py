@@ -23,9 +23,12 @@ Example:
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from foveal.errors import ConfigError
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
     import keras
@@ -222,4 +225,18 @@ class TaskPlugin:
         raise NotImplementedError
 
 
-__all__ = ["Phase", "RunData", "TaskPlugin"]
+@contextmanager
+def default_options_explained(given: dict[str, Any], default: dict[str, Any], flag: str, name_flag: str,
+                              name: str) -> Iterator[None]:
+    """Inside the block, a backbone that has no option of the task's default options (they suit
+    resnet18) is refused with a hint to pass ``FLAG {}``; other errors pass unchanged."""
+    try:
+        yield
+    except ConfigError as exc:
+        if given != default or "has no option" not in exc.message:
+            raise
+        raise ConfigError(f"{exc.message} (the default {flag} {default} suit resnet18)",
+                          hint=f"pass {flag} {{}} with {name_flag} {name}; {exc.hint}") from None
+
+
+__all__ = ["Phase", "RunData", "TaskPlugin", "default_options_explained"]

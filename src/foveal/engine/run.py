@@ -239,7 +239,11 @@ def verbosity(cfg: Any) -> int:
 
 
 def resume_command(task: str, run_dir: Path) -> str:
-    return f"foveal {'' if task == 'classify' else task + ' '}train --resume {run_dir}"
+    """The command that continues ``run_dir``, e.g. ``foveal detect train --resume RUN``."""
+    from foveal.tasks import TASKS, Task
+
+    row = TASKS.get(task) or Task(task, task, "", None)
+    return f"{row.command('train')} --resume {run_dir}"
 
 
 class Run:

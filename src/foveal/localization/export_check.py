@@ -14,28 +14,10 @@ from typing import Any
 
 import numpy as np
 
+# A localizer exports as it is (its outputs are already named ``class`` and ``box``) and is fed like a
+# classifier: the card's size, resized as training did (localizer cards never letterbox).
+from foveal.export.classify import export_card, export_graph, input_signature, model_input
 from foveal.models.io import ModelCard
-
-
-def export_graph(model: Any, card: ModelCard) -> Any:
-    """The localizer itself: its outputs are already named ``class`` and ``box``."""
-    return model
-
-
-def input_signature(card: ModelCard) -> tuple[int | None, ...]:
-    return tuple(card.input_shape)
-
-
-def export_card(model: Any, card: ModelCard) -> ModelCard:
-    return card
-
-
-def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
-    """One decoded uint8 image (its own size) resized to the model's input as ``localize predict`` does."""
-    from foveal.data.pipeline import resize_image
-
-    h, w = card.input_shape[:2]
-    return np.asarray(resize_image(image, (h, w), keep_aspect=False))
 
 
 def _raw(source: Any, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -126,5 +108,5 @@ def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], 
             "predictions": predictions}
 
 
-__all__ = ["accuracy", "export_card", "export_graph", "input_signature", "load_parts", "outputs", "parity", "render",
-           "sample_images"]
+__all__ = ["accuracy", "export_card", "export_graph", "input_signature", "load_parts", "model_input", "outputs", "parity",
+           "render", "sample_images"]

@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foveal.engine.plugin import RunData, TaskPlugin
-from foveal.errors import ConfigError
+from foveal.engine.plugin import RunData, TaskPlugin, default_options_explained
 from foveal.localization.train import DEFAULT_MODEL_OPTIONS, LocalizeConfig
 from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
@@ -55,15 +54,11 @@ class LocalizeTask(TaskPlugin):
         from foveal.localization.model import build_localizer, init_heads
         from foveal.localization.pipeline import targets_of
 
-        try:
+        with default_options_explained(cfg.model_options, DEFAULT_MODEL_OPTIONS, "--model-options", "--model",
+                                       cfg.model):
             model = build_localizer(cfg.model, num_classes=len(data.class_names), input_shape=(*cfg.image_hw, cfg.channels),
                                     preprocessing=cfg.preprocessing, pooling=cfg.pooling, dropout=cfg.dropout,
                                     l2=cfg.l2, **cfg.model_options)
-        except ConfigError as exc:
-            if cfg.model_options != DEFAULT_MODEL_OPTIONS or "has no option" not in exc.message:
-                raise
-            raise ConfigError(f"{exc.message} (the default --model-options {DEFAULT_MODEL_OPTIONS} suit resnet18)",
-                              hint=f"pass --model-options {{}} with --model {cfg.model}; {exc.hint}") from None
         corners, _, valid = targets_of(data.train)
         if valid.any():
             encoded = np.asarray(encode_boxes(corners[valid])).mean(axis=0)

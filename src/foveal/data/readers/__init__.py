@@ -254,16 +254,19 @@ def _first_outside(labels: np.ndarray, count: int) -> tuple[int, int, int] | Non
 
 def check_label_range(labels: np.ndarray, class_names: list[str], origin: str) -> None:
     """Raise a DataError naming ``origin``, the index and the value of a label with no class."""
-    found = _first_outside(np.asarray(labels), len(class_names))
-    if found is not None:
-        index, value, many = found
-        more = f"; {many} labels are outside" if many > 1 else ""
-        raise DataError(
-            f"{origin}: label {value} at index {index} is outside the class range "
-            f"0..{len(class_names) - 1} ({len(class_names)} class names; labels span "
-            f"{int(np.min(labels))}..{int(np.max(labels))}{more})",
-            hint="labels must be integers 0..K-1; fix the labels or the class list",
-        )
+    _refuse_outside(np.asarray(labels), len(class_names), origin, f"{len(class_names)} class names; ",
+                    "labels must be integers 0..K-1; fix the labels or the class list")
+
+
+def _refuse_outside(labels: np.ndarray, count: int, origin: str, why: str, hint: str, tail: str = "") -> None:
+    """Raise a DataError for the first label of ``labels`` outside ``0..count-1``, if any."""
+    found = _first_outside(labels, count)
+    if found is None:
+        return
+    index, value, many = found
+    more = f"; {many} labels are outside" if many > 1 else ""
+    raise DataError(f"{origin}: label {value} at index {index} is outside the class range 0..{count - 1} "
+                    f"({why}labels span {int(np.min(labels))}..{int(np.max(labels))}{more}){tail}", hint=hint)
 
 
 def infer_class_count(labeled: list[tuple[str, np.ndarray]], minimum: int = 0) -> int:
@@ -287,15 +290,8 @@ def infer_class_count(labeled: list[tuple[str, np.ndarray]], minimum: int = 0) -
     last = nonnegative[breaks[0]] if len(breaks) else (nonnegative[-1] if len(nonnegative) else -1)
     count = max(minimum, int(last) + 1)
     for origin, lab in labeled:
-        found = _first_outside(np.asarray(lab), count)
-        if found is not None:
-            index, value, many = found
-            more = f"; {many} labels are outside" if many > 1 else ""
-            raise DataError(
-                f"{origin}: label {value} at index {index} is outside the class range "
-                f"0..{count - 1} that the other labels form (labels span "
-                f"{int(np.min(lab))}..{int(np.max(lab))}{more}); it would add classes without examples",
-                hint="fix the label, or list every class name (classes.txt beside the files, "
-                "or a class_names array in an .npz) if the classes really go that high",
-            )
+        _refuse_outside(np.asarray(lab), count, origin, "the range the other labels form; ",
+                        "fix the label, or list every class name (classes.txt beside the files, "
+                        "or a class_names array in an .npz) if the classes really go that high",
+                        tail="; it would add classes without examples")
     return count
