@@ -169,6 +169,8 @@ class _SigintAfterFirstEpoch(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+# slow tier: resume is the engine's; the default tier resumes classification (tests/training) and segmentation runs
+@pytest.mark.slow
 def test_interrupted_run_resumes(shapes, tmp_path):
     cfg = DetectConfig(data=str(shapes), output=str(tmp_path), name="r", val_split=0.0, monitor="loss",
                        **(TINY | {"epochs": 2, "report_images": 0}))
@@ -213,6 +215,7 @@ def test_backbone_weights_from_a_foveal_classifier(tmp_path):
         _load_backbone_weights(detector, str(wrong))
 
 
+@pytest.mark.slow  # the readers' messages and --skip-invalid are tested without training in tests/localization/test_boxes.py
 def test_bad_boxes_are_named_or_skipped(tmp_path):
     root = make_shapes(tmp_path / "voc", count=6)
     bad = root / "annotations" / "s01.xml"

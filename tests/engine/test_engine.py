@@ -57,6 +57,7 @@ def test_mixed_precision_frozen_phase_and_resume(rectangles, tmp_path, capsys):
     assert len(resumed.history["loss"]) == 3
 
 
+@pytest.mark.slow  # one short run per task; TimeBudget itself is in tests/training/test_budget.py (default tier)
 def test_time_budget_for_every_task(rectangles, tmp_path, capsys):
     from foveal.localization.train import LocalizeConfig
     from foveal.tasks import run_train

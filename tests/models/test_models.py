@@ -45,6 +45,9 @@ SMALL = [
     ("resnet18", (32, 32, 3), {"width": 8, "stem": "cifar"}),
     ("resnet34", (64, 64, 3), {"width": 4}),
 ]
+# Every architecture's headless build, round trip and training step run in the default tier
+# (test_every_architecture.py); these whole classifiers, with their heads, in the slow tier.
+SMALL = [pytest.param(*case, marks=pytest.mark.slow) if case[0] in ("resnet18", "resnet34") else case for case in SMALL]
 
 
 @pytest.mark.parametrize("name, shape, options", SMALL)

@@ -256,6 +256,9 @@ SMALL = [
     ("googlenet", (96, 96, 3), {"width": 1 / 16}),
     ("googlenet", (64, 64, 3), {"width": 1 / 16, "aux_classifiers": False}),
 ]
+# Every architecture's headless build, round trip and training step run in the default tier
+# (test_every_architecture.py); these whole classifiers, with their heads, in the slow tier.
+SMALL = [pytest.param(*case, marks=pytest.mark.slow) if case[0] in ("alexnet", "googlenet", "vgg11", "vgg13", "vgg16", "vgg19") else case for case in SMALL]
 # Tracing GoogLeNet's training step takes seconds; the graph-mode step is covered once, by
 # test_googlenet_training_loss_adds_the_weighted_aux_losses.
 EAGER = {"googlenet"}

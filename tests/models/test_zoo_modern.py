@@ -145,6 +145,9 @@ SMALL = [
     ("mobilenet", (32, 32, 3), {"alpha": 0.25}),
     ("mobilenetv2", (32, 32, 3), {"alpha": 0.35}),
 ]
+# Every architecture's headless build, round trip and training step run in the default tier
+# (test_every_architecture.py); these whole classifiers, with their heads, in the slow tier.
+SMALL = [pytest.param(*case, marks=pytest.mark.slow) if case[0] in ("mobilenet", "resnet18", "resnet18v2", "resnet50", "resnet50v2", "se_resnet50", "xception") else case for case in SMALL]
 
 
 @pytest.mark.parametrize("name, shape, options", SMALL)

@@ -30,7 +30,12 @@ BUILDERS = [
 ]
 
 
-@pytest.mark.parametrize("name, build, shape", BUILDERS, ids=[b[0] for b in BUILDERS])
+# unet and fcn8s in the default tier; the U-Net on a VGG backbone and FCN-32s (FCN-8s without its skips) in the slow one.
+CASES = [pytest.param(*b, id=b[0], marks=[pytest.mark.slow] if b[0] in ("unet_backbone", "fcn32s") else [])
+         for b in BUILDERS]
+
+
+@pytest.mark.parametrize("name, build, shape", CASES)
 def test_train_step_and_round_trip(name, build, shape, tmp_path):
     model = build()
     assert model.output_shape == (None, *shape[:2], 3)

@@ -158,6 +158,7 @@ def test_predict_refuses_other_tasks(tmp_path):
         predict_masks(build_model("lenet5", num_classes=2), card, [tmp_path])
 
 
+@pytest.mark.slow  # FCN-8s builds and trains a step in tests/segmentation/test_models.py (default tier)
 def test_fcn8s_end_to_end(squares, tmp_path, capsys):
     assert run_cli(train_args(squares, tmp_path, "fcn", TINY_FCN, "--augment", "none", "--epochs", "1")) == 0
     run = tmp_path / "fcn"
@@ -201,6 +202,7 @@ def test_resume_after_interruption(squares, tmp_path, monkeypatch):
         train_segmenter(**options)
 
 
+@pytest.mark.slow  # TimeBudget is the engine's, tested in tests/training/test_budget.py (default tier)
 def test_time_budget_stops_and_still_scores(squares, tmp_path):
     from foveal.segmentation.train import train_segmenter
 

@@ -94,6 +94,7 @@ def test_distillation_loss_against_numpy():
     assert got == pytest.approx(float((0.25 * ce + 0.75 * kl).mean()), rel=1e-4)
 
 
+@pytest.mark.slow  # test_distillation_trains_a_student covers distillation in the default tier
 def test_train_with_distillation_option_and_resume(tmp_path, teacher):
     """`foveal train --distill-from TEACHER`: the student is the saved model; resume works."""
     import json

@@ -297,6 +297,7 @@ def test_mirrored_with_default_options_writes_tensorboard_logs(tmp_path):
     assert result.metrics is not None
 
 
+@pytest.mark.slow  # the default tier runs a mirrored run with the default options
 def test_mirrored_resume_continues_the_same_epochs(tmp_path, mnist_npz, capsys):
     from foveal.models.io import load_model
     from foveal.training.trainer import train
@@ -340,6 +341,7 @@ def mnist_npz(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow  # the default tier runs a mirrored run with the default options
 def test_mirrored_runs_the_other_training_options(tmp_path, mnist_npz):
     from foveal.training.trainer import train
 
@@ -496,6 +498,7 @@ def test_killed_worker_stops_the_other_and_a_restart_resumes(tmp_path, mnist_npz
     assert f"resuming {run} after epoch {done}" in (tmp_path / "again0.log").read_text()
 
 
+@pytest.mark.slow  # two worker processes
 def test_workers_started_with_different_options_refuse_to_train(tmp_path):
     ports = ",".join(free_ports(2))
     procs = [subprocess.Popen(_cli("--data", "digits", "--epochs", "1", "--batch-size", str(64 * (i + 1)),

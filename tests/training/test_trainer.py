@@ -34,6 +34,7 @@ def test_run_folder_has_everything(tmp_path):
     assert "Confusion" in html and "data:image/png;base64" in html
 
 
+@pytest.mark.slow  # two full runs of the same seed; the slow tier keeps reproducibility checked on every CI run
 def test_same_seed_same_history(tmp_path):
     kw = dict(FAST, epochs=2, augment="digits", output=str(tmp_path))
     a = train(TrainConfig(**kw, name="a")).history
@@ -137,8 +138,10 @@ def test_early_stopping_restores_best_and_plateau_lowers_rate(tmp_path):
 @pytest.mark.parametrize("extra", [
     dict(optimizer="sgd", nesterov=True, schedule="step", step_epochs=1, gamma=0.5),
     dict(optimizer="adamw", schedule="one-cycle", label_smoothing=0.1, class_weight="balanced"),
-    dict(optimizer="rmsprop", schedule="exponential", gamma=0.9, warmup_epochs=0.5, l2=1e-4, oversample=True),
-    dict(optimizer="nadam", preprocessing="standardize", dropout=0.2),
+    # two more combinations in the slow tier (each is a whole, if short, run)
+    pytest.param(dict(optimizer="rmsprop", schedule="exponential", gamma=0.9, warmup_epochs=0.5, l2=1e-4,
+                      oversample=True), marks=pytest.mark.slow),
+    pytest.param(dict(optimizer="nadam", preprocessing="standardize", dropout=0.2), marks=pytest.mark.slow),
 ])
 def test_optimizer_schedule_combinations_train(tmp_path, extra):
     result = train(TrainConfig(**FAST, epochs=1, output=str(tmp_path), name="c", **extra))

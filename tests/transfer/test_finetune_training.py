@@ -101,6 +101,8 @@ def test_cli_two_phase_run_then_resume_extends_phase_two(source, tmp_path, capsy
     assert int(saved.optimizer.iterations) == 2 * STEPS  # phase 2's optimizer went on
 
 
+# slow tier: phase plans and resume: test_cli_two_phase_run_then_resume_extends_phase_two keeps the default path in the default tier
+@pytest.mark.slow
 def test_resume_at_the_phase_boundary_starts_phase_two(source, tmp_path, capsys):
     common = dict(FAST, weights=str(source), freeze="base", epochs=1, output=str(tmp_path))
     first = train(TrainConfig(**common, name="boundary"))
@@ -152,6 +154,7 @@ def test_missing_weights_file_fails_before_reading_data(tmp_path):
         train(TrainConfig(data=str(tmp_path / "nowhere"), weights=str(tmp_path / "none.keras"), output=str(tmp_path)))
 
 
+@pytest.mark.slow  # the bottleneck phase's resume; the default tier resumes a two-phase run
 def test_interrupted_bottleneck_phase_resumes_with_early_stopping_state(source, tmp_path, monkeypatch):
     """SIGTERM in the second bottleneck epoch; the resumed run restores the early-stopping
     counters and the head's best weights (read from best.keras), then goes on to phase 2."""
