@@ -625,7 +625,7 @@ class _IndexedImages:
             return tf.gather(self._pixels_tensor, ids)
         paths = tf.gather(self._paths_tensor, ids)
         return tf.map_fn(
-            lambda p: resize_image(decode_path(p, self.channels, self._orientations), self.size, self.keep_aspect),
+            lambda p: resize_image(decode_path(p, self.channels), self.size, self.keep_aspect),
             paths, fn_output_signature=tf.TensorSpec((*self.size, self.channels), tf.uint8))
 
     def build(self) -> None:
@@ -634,10 +634,7 @@ class _IndexedImages:
         if self.pixels is not None:
             self._pixels_tensor = tf.constant(self.pixels)
         else:
-            from foveal.data.decode import orientation_table
-
             self._paths_tensor = tf.constant(self.data.paths.astype(str))
-            self._orientations = orientation_table(self.data.info.get("orientations"))  # EXIF, as in training
 
 
 def _plan_dataset(loader: _IndexedImages, layout: BatchLayout, *, seed: int, epochs: tuple[int, int] | None,
