@@ -107,7 +107,8 @@ def exif_orientation(contents: tf.Tensor) -> tf.Tensor:
     head = tf.strings.substr(contents, 0, EXIF_HEAD_BYTES)
     # Most files have no EXIF block: two cheap byte-string ops decide, and only the others are parsed.
     tagged = tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8") & \
-        (tf.size(tf.strings.split(head, sep=b"Exif\x00\x00")) > 1)
+        (tf.size(tf.raw_ops.StringSplitV2(input=tf.reshape(head, [1]), sep=b"Exif\x00\x00", maxsplit=1).values)
+         > 1)
     return tf.cond(tagged, lambda: _parse_orientation(head), lambda: tf.constant(1, tf.int32))
 
 
@@ -268,20 +269,26 @@ def dataset_from_tfrecord(spec, labels: np.ndarray, channels: int, skip_invalid:
                           info: dict[str, Any] | None = None):
     """Elements read from TFRecord files (see :mod:`foveal.data.readers.tfrecord`); with
     ``skip_invalid``, records that fail to parse or decode are left out and listed in
-    ``info["undecodable"]`` as ``FILE record N`` (N: the record's number over all files)."""
+    ``info["undecodable"]`` as ``FILE#INDEX`` (INDEX: the record's number in its file)."""
     from foveal.data.readers.tfrecord import parse_record, selected_records
 
     parse = parse_record(spec, channels)
     records = selected_records(spec)
     if skip_invalid:
-        import os
-
-        where = spec.files[0] if len(spec.files) == 1 else f"{os.path.dirname(spec.files[0]) or '.'} (TFRecord files)"
+        counts = (info or {}).get("records_per_file") or {}
+        sizes = [int(counts.get(f, -1)) for f in spec.files]
         chosen = None if spec.record_indices is None else tf.constant(np.asarray(spec.record_indices, np.int64))
+        ends = tf.constant(np.cumsum(sizes), tf.int64) if min(sizes, default=-1) >= 0 else None
+        files = tf.constant(list(spec.files))
 
-        def name(i, record):  # the record's number over all the files, in order
+        def name(i, record):  # FILE#INDEX, the record's number in its file, as elsewhere
             number = i if chosen is None else tf.gather(chosen, i)
-            return tf.strings.format("{} record {}", (where, number))
+            if ends is None:  # the per-file counts are unknown: the number over all files
+                return tf.strings.join([files[0] if len(spec.files) == 1 else "record", "#",
+                                        tf.strings.as_string(number)])
+            k = tf.minimum(tf.searchsorted(ends, tf.reshape(number, [1]), side="right")[0], len(sizes) - 1)
+            start = tf.where(k > 0, tf.gather(ends, tf.maximum(k - 1, 0)), tf.constant(0, tf.int64))
+            return tf.strings.join([tf.gather(files, k), "#", tf.strings.as_string(number - start)])
 
         return map_skipping_undecodable(records.enumerate(), lambda i, r: parse(r), info if info is not None else {},
                                         name=name)

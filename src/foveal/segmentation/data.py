@@ -114,7 +114,7 @@ class SegmentationImages:
         """
         import tensorflow as tf
 
-        from foveal.data.decode import decode_image_bytes
+        from foveal.data.decode import decode_image_bytes, map_skipping_undecodable
 
         def decode_mask(path: bytes) -> np.ndarray:
             try:
@@ -130,8 +130,9 @@ class SegmentationImages:
             return image, mask
 
         ds = tf.data.Dataset.from_tensor_slices((self.image_paths.astype(str), self.mask_paths.astype(str)))
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.ignore_errors(log_warning=True) if skip_invalid else ds
+        if skip_invalid:  # left out, named (by the image) and counted in info["undecodable"]
+            return map_skipping_undecodable(ds, load, self.info)
+        return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def read_pixels(path: str | Path, *, indices: bool = False) -> np.ndarray:
