@@ -1,6 +1,8 @@
-"""Train detect, localize and segment with ``--distribute mirrored`` over two logical CPU devices
-(run as a script by ``test_distribute_tasks.py``: the devices must be set before TensorFlow
-starts, so it cannot run inside the test process). Prints one JSON line of results."""
+"""Train TASK (detect, localize or segment) with ``--distribute mirrored`` over two logical CPU
+devices: ``python mirrored_tasks.py FOLDER TASK``. Run as a script by ``test_distribute_tasks.py``:
+the devices must be set before TensorFlow starts, so it cannot run inside the test process, and
+one task per process, since two strategies over two devices in one process can mix up their
+all-reduce keys (TensorFlow's collective instance keys). Prints one JSON line of results."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ configs = {
 }
 results = {}
 for task, cfg in configs.items():
-    if sys.argv[2:] and task not in sys.argv[2:]:  # a subset, when debugging
+    if task != sys.argv[2]:
         continue
     result = run_train(task, cfg, output=str(root / "runs"), name=task)
     results[task] = {"run_dir": str(result.run_dir), "loss": result.history["loss"],
