@@ -16,17 +16,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from foveal.configtools import option
+from foveal.engine.config import Distribute, DistributionOptions, LrScaling  # noqa: F401 (re-exported)
 from foveal.errors import ConfigError
 from foveal.training.recipes import check_recipe, recipe_help
 
 Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
 Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle", "plateau"]
-Distribute = Literal["none", "mirrored", "multi-worker"]
-LrScaling = Literal["none", "linear", "sqrt"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DistributionOptions):
     """All options of a classification training run (see ``foveal train --help``)."""
 
     # data
@@ -109,31 +108,6 @@ class TrainConfig:
         "auto", "XLA compilation of the training step (on CPU it can take longer to compile than it "
         "saves; see recipes/fast-training.md)", group="training")
 
-    # distribution (docs/distributed.md)
-    distribute: Distribute = option(
-        "none", "train on several devices or machines: 'mirrored' (every GPU of this machine, "
-        "tf.distribute.MirroredStrategy) or 'multi-worker' (one process per machine, "
-        "MultiWorkerMirroredStrategy; the cluster from --workers or TF_CONFIG); --batch-size is the "
-        "global batch, split across the replicas", group="distribution")
-    workers: list[str] | None = option(None, "multi-worker: HOST:PORT of every worker, the same list on "
-                                       "each (worker 0 is the chief); else TF_CONFIG is read", group="distribution")
-    worker_index: int | None = option(None, "multi-worker: which of --workers this process is (0-based)",
-                                      group="distribution")
-    worker_timeout: float = option(120.0, "multi-worker: seconds to wait at start-up for every worker to be "
-                                   "reachable and to join (0: forever); a worker lost later is detected by "
-                                   "TensorFlow's heartbeats within about 10 s", group="distribution")
-    collective_timeout: float = option(0.0, "multi-worker: fail when one collective operation (an all-reduce) "
-                                       "takes longer than this many seconds (0: no limit). For debugging hangs "
-                                       "only: TensorFlow keeps a sleeping thread per operation for that long",
-                                       group="distribution")
-    devices: list[str] | None = option(None, "mirrored: the devices, e.g. GPU:0 GPU:1 (default: every GPU, "
-                                       "else the CPU)", group="distribution")
-    lr_scaling: LrScaling = option("none", "scale --learning-rate with the global batch: linear "
-                                   "(x batch/reference, Goyal et al. 2017), sqrt (x sqrt(batch/reference)) or "
-                                   "none", group="distribution")
-    lr_reference_batch: int = option(64, "the batch size --learning-rate was chosen for (--lr-scaling)",
-                                     group="distribution")
-
     # optimisation
     epochs: int = option(10, "number of epochs", group="training")
     batch_size: int = option(64, "images per step", group="training")
@@ -206,12 +180,6 @@ class TrainConfig:
             (0.0 <= self.distill_alpha <= 1.0, "distill_alpha must be in [0, 1]"),
             (not (self.distill_from and self.bottleneck), "distillation needs images, not bottleneck features: "
              "drop --bottleneck or --distill-from"),
-            (self.worker_timeout >= 0, "worker_timeout must not be negative"),
-            (self.collective_timeout >= 0, "collective_timeout must not be negative"),
-            (self.lr_reference_batch >= 1, "lr_reference_batch must be at least 1"),
-            (self.distribute == "multi-worker" or (self.workers is None and self.worker_index is None),
-             "workers and worker_index are for --distribute multi-worker"),
-            (self.distribute == "mirrored" or self.devices is None, "devices is for --distribute mirrored"),
             (self.distribute == "none" or not self.bottleneck,
              "--bottleneck is not supported with --distribute (train the head on one process)"),
             (self.distribute == "none" or not self.distill_from,
@@ -225,10 +193,7 @@ class TrainConfig:
 
             check_input_batch(self.batch_size, self.image_hw, self.channels or 3)
         check_recipe(self.recipe)
-        if self.workers is not None:
-            from foveal.training.distribute import parse_workers
-
-            parse_workers(self.workers, self.worker_index)
+        self.validate_distribution()
 
     @property
     def explicit_options(self) -> frozenset[str]:

@@ -184,9 +184,15 @@ def to_yaml(instance: Any) -> str:
     return yaml.safe_dump(dataclasses.asdict(instance), sort_keys=False)
 
 
+_LAST_GROUPS = ("distribution",)  # shown after a config's own groups (its fields come from a base class)
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type, groups: dict[str, str] | None = None) -> None:
     """Add one ``--option`` per field; defaults are suppressed so only given options appear."""
     arg_groups: dict[str, Any] = {}
+    found = [f.metadata.get("group", "options") for f, _ in fields_of(cls).values()]
+    for group_name in sorted(dict.fromkeys(found), key=lambda g: g in _LAST_GROUPS):  # stable: the rest in order
+        arg_groups[group_name] = parser.add_argument_group(group_name)
     for name, (f, tp) in fields_of(cls).items():
         group_name = f.metadata.get("group", "options")
         if group_name not in arg_groups:

@@ -51,7 +51,7 @@ def load_image(path: Path, card: ModelCard, max_pixels: int = 89_478_485) -> np.
     """Decode and resize one image exactly as the training pipeline does (uint8 HxWxC)."""
     import tensorflow as tf
 
-    from foveal.data.decode import decode_image_bytes, orient_image
+    from foveal.data.decode import decode_image_bytes
     from foveal.data.imagecheck import probe_image
     from foveal.data.pipeline import resize_image
 
@@ -63,7 +63,7 @@ def load_image(path: Path, card: ModelCard, max_pixels: int = 89_478_485) -> np.
     try:
         # Read by Python, not tf.io.read_file: TensorFlow refuses file names that are not UTF-8.
         data = Path(path).read_bytes()
-        image = orient_image(decode_image_bytes(tf.constant(data), c), probe.orientation)
+        image = decode_image_bytes(tf.constant(data), c)  # turned upright by its EXIF orientation
         return resize_image(image, (h, w), card.keep_aspect).numpy()
     except OSError as exc:
         raise DataError(f"{shown}: cannot read ({exc.strerror or exc})") from None

@@ -39,16 +39,51 @@ def _close(image: np.ndarray, expected: np.ndarray) -> bool:
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_decode_applies_every_orientation_like_pil(orientation):
+def test_decoder_applies_every_orientation_like_pil(orientation):
     import tensorflow as tf
 
-    from foveal.data.decode import decode_image_bytes, orient_image
+    from foveal.data.decode import decode_image_bytes, exif_orientation
 
     data = _jpeg_bytes(orientation)
-    image = orient_image(decode_image_bytes(tf.constant(data), 3), orientation).numpy().astype(int)
-    expected = _expected(data)
-    assert image.shape == expected.shape
-    assert _close(image, expected)
+    assert int(exif_orientation(tf.constant(data))) == orientation
+    image = decode_image_bytes(tf.constant(data), 3).numpy().astype(int)
+    assert _close(image, _expected(data))
+    gray = decode_image_bytes(tf.constant(data), 1).numpy()
+    assert gray.shape == (*_expected(data).shape[:2], 1)
+    stored = decode_image_bytes(tf.constant(data), 3, orient=False).numpy()
+    assert stored.shape == (10, 6, 3)
+
+
+def _app1_exif(tiff: bytes) -> bytes:
+    body = b"Exif\x00\x00" + tiff
+    return b"\xff\xe1" + (len(body) + 2).to_bytes(2, "big") + body
+
+
+def test_exif_orientation_big_endian_after_other_segments_and_damage():
+    """Motorola byte order, an APP0 and a comment before the EXIF block: read as PIL reads
+    them; damaged or absent EXIF gives 1 and never an error."""
+    import tensorflow as tf
+
+    from foveal.data.decode import exif_orientation
+
+    plain = io.BytesIO()
+    _pattern().save(plain, "JPEG")  # no EXIF at all
+    rest = _jpeg_bytes(1)
+    rest = rest[rest.index(b"\xff\xdb"):]  # from the quantisation tables on
+    app0 = b"\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    comment = b"\xff\xfe\x00\x08Exif\x00\x00"  # a comment holding the signature is not the EXIF block
+    # IFD0 with two entries, the orientation second; values big-endian.
+    ifd = (b"\x00\x02" + b"\x01\x0f\x00\x02\x00\x00\x00\x04ACME" + b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x08\x00\x00"
+           + b"\x00\x00\x00\x00")
+    big = b"\xff\xd8" + app0 + comment + _app1_exif(b"MM\x00\x2a\x00\x00\x00\x08" + ifd) + rest
+    assert Image.open(io.BytesIO(big)).getexif().get(0x0112) == 8  # PIL agrees on the file
+    assert int(exif_orientation(tf.constant(big))) == 8
+    bad_offset = b"\xff\xd8" + _app1_exif(b"MM\x00\x2a\xff\xff\xff\xf0" + ifd) + rest
+    out_of_range = b"\xff\xd8" + _app1_exif(b"II\x2a\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00\x09\x00") + rest
+    buf = io.BytesIO()
+    _pattern().save(buf, "PNG")
+    for data in (bad_offset, out_of_range, big[:30], b"", b"\xff\xd8", buf.getvalue(), plain.getvalue()):
+        assert int(exif_orientation(tf.constant(data))) == 1
 
 
 def test_header_probe_reads_orientation(tmp_path):
@@ -116,3 +151,131 @@ def test_inspect_reports_how_many_images_are_turned(tmp_path):
     report = inspect_dataset(str(_folder(tmp_path / "pets")), full=False)
     assert report["splits"]["train"]["exif_turned"] == 2
     assert "EXIF orientation: 2 images are turned upright" in format_inspection(report)
+
+
+# --- every reader decodes through the same path (issue #20: boxes, masks, TFRecord, --verify none)
+
+def _turned_jpeg(path, orientation: int = 6) -> np.ndarray:
+    """Write a 40x24 (w x h, as stored) JPEG tagged ``orientation``; return it as shown (RGB)."""
+    a = np.zeros((24, 40, 3), np.uint8)
+    a[:12, :20] = (255, 0, 0)
+    a[:12, 20:] = (0, 255, 0)
+    a[12:, :20] = (0, 0, 255)
+    a[12:, 20:] = (255, 255, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(a).save(path, "JPEG", quality=100, subsampling=0, exif=exif)
+    return np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+
+
+def _red_box(shown: np.ndarray) -> tuple[int, int, int, int]:
+    ys, xs = np.nonzero((shown[..., 0] > 200) & (shown[..., 1] < 60) & (shown[..., 2] < 60))
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def _mostly_red(image: np.ndarray, box) -> bool:
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in (box[0] * w, box[1] * h, box[2] * w, box[3] * h))
+    patch = image[y0 + 1:y1 - 1, x0 + 1:x1 - 1].reshape(-1, 3).astype(int)
+    return patch.size > 0 and patch[:, 0].mean() > 180 and patch[:, 1:].mean() < 80
+
+
+def test_folder_read_without_verification_is_turned(tmp_path):
+    from foveal.data.readers import load_dataset
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        _turned_jpeg(tmp_path / cls / "phone.jpg")
+    train = load_dataset(str(tmp_path), verify="none")["train"]  # no header is read
+    assert {tuple(image.shape[:2]) for image, _ in train.to_tf_dataset(3)} == {(40, 24)}
+
+
+def test_tfrecord_images_are_turned(tmp_path):
+    import tensorflow as tf
+
+    from foveal.data.readers import load_dataset
+
+    shown = _turned_jpeg(tmp_path / "phone.jpg", 8)
+    with tf.io.TFRecordWriter(str(tmp_path / "data.tfrecord")) as writer:
+        for label in (0, 1):
+            feature = {"image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[(tmp_path / "phone.jpg").read_bytes()])),
+                       "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    train = load_dataset(str(tmp_path / "data.tfrecord"))["train"]
+    for image, _ in train.to_tf_dataset(3):
+        assert _close(image.numpy().astype(int), shown.astype(int))
+
+
+def _voc(root, size_as_stored: bool):
+    """A VOC folder of two photos tagged 6, each annotated with the red quadrant: drawn on the
+    image as shown (what EXIF-aware tools record) or, with ``size_as_stored``, as stored."""
+    (root / "images").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    for name in ("p1", "p2"):
+        shown = _turned_jpeg(root / "images" / f"{name}.jpg", 6)
+        if size_as_stored:
+            stored = np.asarray(Image.open(root / "images" / f"{name}.jpg").convert("RGB"))
+            (x0, y0, x1, y1), (w, h) = _red_box(stored), (40, 24)
+        else:
+            (x0, y0, x1, y1), (h, w) = _red_box(shown), shown.shape[:2]
+        (root / "annotations" / f"{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename><size><width>{w}</width><height>{h}</height>"
+            f"<depth>3</depth></size><object><name>red</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+            f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object></annotation>")
+    return root
+
+
+@pytest.mark.parametrize("size_as_stored", [False, True], ids=["drawn-as-shown", "drawn-as-stored"])
+def test_box_datasets_are_read_on_the_turned_image(tmp_path, size_as_stored):
+    from foveal.data.boxes import load_boxes
+    from foveal.detection.pipeline import make_detection_pipeline
+    from foveal.localization.pipeline import make_localization_pipeline
+
+    data = load_boxes(str(_voc(tmp_path / "voc", size_as_stored)))["train"]
+    assert data.image_sizes.tolist() == [[24, 40], [24, 40]]  # (width, height) as shown
+    images, targets = next(iter(make_detection_pipeline(data, image_size=(40, 24), batch_size=2)))
+    for image, box in zip(images.numpy(), targets["boxes"].numpy()[:, 0]):
+        assert image.shape[:2] == (40, 24) and _mostly_red(image, box)
+    located, _ = next(iter(make_localization_pipeline(data, image_size=(40, 24), channels=3, batch_size=2,
+                                                      training=False)))
+    assert np.array_equal(located.numpy(), images.numpy())  # the same pixels under the same boxes
+
+
+def test_masks_stay_on_turned_images(tmp_path):
+    from foveal.segmentation.data import read_mask_folder
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("p1", "p2"):
+        shown = _turned_jpeg(tmp_path / "images" / f"{name}.jpg", 6)
+        red = np.zeros(shown.shape[:2], np.uint8)
+        x0, y0, x1, y1 = _red_box(shown)
+        red[y0:y1, x0:x1] = 1
+        Image.fromarray(red).save(tmp_path / "masks" / f"{name}.png")
+    data = read_mask_folder(tmp_path, mask_format="index", class_names=["other", "red"])  # sizes checked
+    for image, mask in data.to_tf_dataset(3):
+        image, mask = image.numpy().astype(int), mask.numpy()
+        assert image.shape[:2] == mask.shape == (40, 24)
+        assert image[mask == 1][:, 0].mean() > 180 and image[mask == 1][:, 1:].mean() < 80
+
+
+def test_predict_readers_turn_images(tmp_path):
+    from foveal.localization.predict import decode_file
+
+    shown = _turned_jpeg(tmp_path / "a.jpg", 6)
+    assert _close(decode_file(tmp_path / "a.jpg", 3).astype(int), shown.astype(int))
+
+
+def test_orient_box_matches_pil():
+    from foveal.data.boxes.source import orient_box
+
+    a = np.zeros((24, 40), np.uint8)
+    a[3:9, 5:17] = 255  # box (5, 3, 17, 9) on the stored 40x24 image
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, "PNG", exif=exif)
+        shown = np.asarray(ImageOps.exif_transpose(Image.open(buf)))
+        ys, xs = np.nonzero(shown)
+        assert orient_box((5, 3, 17, 9), orientation, (40, 24)) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)

@@ -9,7 +9,9 @@ file (see :func:`decode_errors_as_data_errors`), unless ``skip_invalid`` is set.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import logging
+import threading
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +19,7 @@ import tensorflow as tf
 from foveal.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
+log = logging.getLogger("foveal")
 
 
 def _to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
@@ -46,13 +49,24 @@ def dataset_from_arrays(images: np.ndarray, labels: np.ndarray, channels: int) -
     return ds
 
 
-def decode_image_bytes(contents: tf.Tensor, channels: int) -> tf.Tensor:
+def decode_image_bytes(contents: tf.Tensor, channels: int, *, orient: bool = True) -> tf.Tensor:
     """Decode JPEG/PNG/BMP/GIF bytes to a uint8 image with ``channels`` (1 or 3) channels.
 
     The file is decoded with its own channel count (TensorFlow refuses ``channels=1`` for
     BMP, GIF and CMYK JPEG), then converted: alpha dropped, gray repeated to RGB, RGB
     turned to luma. Gray sources asked for as gray keep their exact values.
+
+    With ``orient`` (the default), a JPEG is turned upright by its EXIF orientation
+    (:func:`exif_orientation`, :func:`orient_image`), as PIL's ``ImageOps.exif_transpose``,
+    photo viewers and annotation tools show it. Every reader (image folders, box and mask
+    datasets, TFRecord records), ``predict``, ``serve`` and the SavedModel's encoded-bytes
+    signature decode through here, so all of them see the same pixels.
     """
+    image = _decode(contents, channels)
+    return orient_image(image, exif_orientation(contents)) if orient else image
+
+
+def _decode(contents: tf.Tensor, channels: int) -> tf.Tensor:
     if channels == 3:  # every format decodes straight to RGB (gray repeated, alpha dropped)
         image = tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
         image.set_shape([None, None, 3])
@@ -68,6 +82,70 @@ def decode_image_bytes(contents: tf.Tensor, channels: int) -> tf.Tensor:
     gray = tf.cond(have >= 3, lambda: _to_channels(rgb, 1), lambda: rgb[..., :1])
     gray.set_shape([None, None, 1])
     return gray
+
+
+EXIF_HEAD_BYTES = 65_536  # where a JPEG's EXIF block is looked for (it is one segment, < 64 KiB)
+_EXIF_ENTRIES = 64  # IFD0 entries read (they are sorted by tag; orientation, 0x0112, comes early)
+_EXIF_SIGNATURE = (0xFF, 0xE1, None, None, 0x45, 0x78, 0x69, 0x66, 0x00, 0x00)  # APP1, length, "Exif\0\0"
+
+
+def exif_orientation(contents: tf.Tensor) -> tf.Tensor:
+    """The EXIF orientation (int32, 1..8) of encoded image bytes: 1 for anything but a JPEG
+    whose first APP1 "Exif" segment's IFD0 holds a valid orientation tag.
+
+    Read in the graph (TensorFlow ops only, no Python), so it runs inside ``tf.data`` and in
+    exported SavedModels. The first 64 KiB are searched for the APP1 ``Exif`` segment; its
+    TIFF header gives the byte order and IFD0's offset, and IFD0's entries are scanned for tag
+    0x0112 (a SHORT, stored in the first two bytes of the value field). Every read is clamped
+    to the bytes present, so damaged EXIF gives some orientation (or 1), never an error; the
+    same files as PIL's ``Image.getexif()`` are turned (tested for all eight values).
+
+    Example:
+        >>> int(exif_orientation(tf.constant(open("phone.jpg", "rb").read())))  # doctest: +SKIP
+        6
+    """
+    head = tf.strings.substr(contents, 0, EXIF_HEAD_BYTES)
+    # Most files have no EXIF block: two cheap byte-string ops decide, and only the others are parsed.
+    tagged = tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8") & \
+        (tf.size(tf.raw_ops.StringSplitV2(input=tf.reshape(head, [1]), sep=b"Exif\x00\x00", maxsplit=1).values)
+         > 1)
+    return tf.cond(tagged, lambda: _parse_orientation(head), lambda: tf.constant(1, tf.int32))
+
+
+def _parse_orientation(head: tf.Tensor) -> tf.Tensor:
+    head = tf.io.decode_raw(head, tf.uint8)
+    data = tf.concat([tf.cast(head, tf.int32), tf.zeros([16], tf.int32)], 0)  # never empty
+    size = tf.shape(data)[0]
+
+    def at(index):
+        return tf.gather(data, tf.clip_by_value(index, 0, size - 1))
+
+    span = size - len(_EXIF_SIGNATURE)
+    found = tf.ones([tf.maximum(span, 0)], tf.bool)
+    for k, byte in enumerate(_EXIF_SIGNATURE):
+        if byte is not None:
+            found = found & tf.equal(data[k:k + tf.maximum(span, 0)], byte)
+    is_jpeg = tf.equal(data[0], 0xFF) & tf.equal(data[1], 0xD8)
+    tiff = tf.cast(tf.argmax(tf.cast(found, tf.int32), output_type=tf.int32), tf.int32) + 10
+    little = tf.equal(at(tiff), 0x49)  # "II": Intel order; "MM": Motorola
+
+    def u16(i):
+        return tf.where(little, at(i) + 256 * at(i + 1), 256 * at(i) + at(i + 1))
+
+    def offset(i):  # a 32-bit TIFF offset; one beyond the bytes read counts as "not here"
+        high, low = tf.where(little, u16(i + 2), u16(i)), tf.where(little, u16(i), u16(i + 2))
+        return tf.where(tf.equal(high, 0), low, EXIF_HEAD_BYTES)
+
+    ifd = tiff + offset(tiff + 4)
+    count = u16(ifd)
+    entries = ifd + 2 + 12 * tf.range(_EXIF_ENTRIES)
+    hit = tf.equal(u16(entries), _ORIENTATION_TAG) & (tf.range(_EXIF_ENTRIES) < count)
+    value = u16(entries[tf.argmax(tf.cast(hit, tf.int32), output_type=tf.int32)] + 8)
+    ok = is_jpeg & tf.reduce_any(found) & tf.reduce_any(hit) & (value >= 1) & (value <= 8)
+    return tf.where(ok, value, 1)
+
+
+_ORIENTATION_TAG = 0x0112
 
 
 def orient_image(image: tf.Tensor, orientation: int | tf.Tensor) -> tf.Tensor:
@@ -97,60 +175,126 @@ def orient_image(image: tf.Tensor, orientation: int | tf.Tensor) -> tf.Tensor:
     return out
 
 
-def orientation_table(orientations: dict[str, int] | None) -> tf.lookup.StaticHashTable | None:
-    """A path -> EXIF orientation lookup for the files that need turning, None if none do."""
-    rotated = {p: o for p, o in (orientations or {}).items() if o != 1}
-    if not rotated:
-        return None
-    return tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(list(rotated)), tf.constant(list(rotated.values()), tf.int32)
-        ),
-        default_value=1,
-    )
+def decode_path(path: tf.Tensor, channels: int) -> tf.Tensor:
+    """Read and decode one image file (turned upright by its EXIF orientation)."""
+    return decode_image_bytes(tf.io.read_file(path), channels)
 
 
-def decode_path(path: tf.Tensor, channels: int, table: tf.lookup.StaticHashTable | None = None) -> tf.Tensor:
-    """Read and decode one image file, turned upright when ``table`` lists its orientation."""
-    image = decode_image_bytes(tf.io.read_file(path), channels)
-    return image if table is None else orient_image(image, table.lookup(path))
+UNDECODABLE = "undecodable"  # the ``info`` key listing the files a pipeline skipped
+
+
+def record_undecodable(info: dict[str, Any], what: str = "the file could not be read or decoded as an image"
+                       ) -> Callable[[tf.Tensor], bool]:
+    """A ``tf.py_function`` body that notes a skipped file (or record) in ``info["undecodable"]``
+    once, with a warning, and returns False (for ``Dataset.filter``)."""
+    def record(name: tf.Tensor) -> bool:
+        text = name.numpy().decode("utf-8", "replace")
+        with _RECORD_LOCK:
+            seen = info.setdefault(UNDECODABLE, [])
+            if text not in seen:
+                seen.append(text)
+                log.warning("skipping %s: %s", text, what)
+        return False
+
+    return record
+
+
+_RECORD_LOCK = threading.Lock()
+
+
+def map_skipping_undecodable(ds: tf.data.Dataset, load: Callable[..., Any], info: dict[str, Any],
+                             name: Callable[..., tf.Tensor] | None = None) -> tf.data.Dataset:
+    """``ds.map(load)`` that leaves out the elements whose ``load`` fails (a file that cannot be
+    read or decoded) and lists each of them, by ``name(*element)`` (default: the element's
+    first part, its path), in ``info["undecodable"]`` with a warning.
+
+    ``Dataset.ignore_errors`` drops such elements without saying which or how many; here each
+    element is loaded inside a one-element dataset whose error is caught, followed by a
+    stand-in flagged as failed, so the failure can be seen and counted. The order of ``ds`` is
+    kept. The run engine reports the count at the end of a run (``state.json``,
+    ``metrics.json``).
+
+    Example:
+        >>> info = {}
+        >>> ds = map_skipping_undecodable(paths_ds, lambda p: decode_path(p, 3), info)  # doctest: +SKIP
+        >>> _ = list(ds); info.get("undecodable")  # doctest: +SKIP
+        ['photos/cut.jpg']
+    """
+    name = name or (lambda *element: element[0])
+    spec = ds.map(load).element_spec
+
+    def blank(s):
+        shape = [d if d is not None else 0 for d in s.shape]
+        return tf.fill(shape, tf.constant("", tf.string)) if s.dtype == tf.string else tf.zeros(shape, s.dtype)
+
+    def one(*element):
+        good = tf.data.Dataset.from_tensors(element).map(lambda *e: (load(*e), True, name(*e))).ignore_errors()
+        stand_in = (tf.nest.map_structure(blank, spec), False, name(*element))
+        return good.concatenate(tf.data.Dataset.from_tensors(stand_in)).take(1)
+
+    record = record_undecodable(info)
+
+    def kept(value, ok, key):
+        return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(record, [key], Tout=tf.bool))
+
+    ds = ds.interleave(one, cycle_length=AUTOTUNE, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return ds.filter(kept).map(lambda value, ok, key: value)
 
 
 def dataset_from_paths(
     paths: np.ndarray, labels: np.ndarray, channels: int, skip_invalid: bool = False,
-    shuffle_seed: int | None = None, orientations: dict[str, int] | None = None,
+    shuffle_seed: int | None = None, info: dict[str, Any] | None = None,
 ) -> tf.data.Dataset:
     """Elements decoded from image files, streamed (memory does not grow with N).
 
     With ``shuffle_seed``, the file list is shuffled with a buffer as large as the list
     before decoding: folders are read class by class, and a smaller image buffer later
     would give batches of two or three classes. Only strings sit in this buffer.
-    ``orientations`` (``{path: EXIF orientation}``, from the header scan) turns those files
-    upright; files not listed are used as stored, at no cost.
+    With ``skip_invalid``, files that fail to decode are left out and listed in
+    ``info["undecodable"]`` (see :func:`map_skipping_undecodable`).
     """
     ds = tf.data.Dataset.from_tensor_slices((paths.astype(str), labels.astype(np.int32)))
     if shuffle_seed is not None:
         ds = ds.shuffle(max(len(paths), 1), seed=shuffle_seed, reshuffle_each_iteration=True)
-    table = orientation_table(orientations)
 
     def load(path: tf.Tensor, label: tf.Tensor):
-        return decode_path(path, channels, table), label
+        return decode_path(path, channels), label
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
     if skip_invalid:
-        ds = ds.ignore_errors(log_warning=True)
-    return ds
+        return map_skipping_undecodable(ds, load, info if info is not None else {})
+    return ds.map(load, num_parallel_calls=AUTOTUNE)
 
 
-def dataset_from_tfrecord(spec, labels: np.ndarray, channels: int, skip_invalid: bool = False):
-    """Elements read from TFRecord files (see :mod:`foveal.data.readers.tfrecord`)."""
-    from foveal.data.readers.tfrecord import records_dataset
+def dataset_from_tfrecord(spec, labels: np.ndarray, channels: int, skip_invalid: bool = False,
+                          info: dict[str, Any] | None = None):
+    """Elements read from TFRecord files (see :mod:`foveal.data.readers.tfrecord`); with
+    ``skip_invalid``, records that fail to parse or decode are left out and listed in
+    ``info["undecodable"]`` as ``FILE#INDEX`` (INDEX: the record's number in its file)."""
+    from foveal.data.readers.tfrecord import parse_record, selected_records
 
-    ds = records_dataset(spec, channels)
+    parse = parse_record(spec, channels)
+    records = selected_records(spec)
     if skip_invalid:
-        return ds.ignore_errors(log_warning=True)  # how many survive is unknown until read
+        counts = (info or {}).get("records_per_file") or {}
+        sizes = [int(counts.get(f, -1)) for f in spec.files]
+        chosen = None if spec.record_indices is None else tf.constant(np.asarray(spec.record_indices, np.int64))
+        ends = tf.constant(np.cumsum(sizes), tf.int64) if min(sizes, default=-1) >= 0 else None
+        files = tf.constant(list(spec.files))
+
+        def name(i, record):  # FILE#INDEX, the record's number in its file, as elsewhere
+            number = i if chosen is None else tf.gather(chosen, i)
+            if ends is None:  # the per-file counts are unknown: the number over all files
+                return tf.strings.join([files[0] if len(spec.files) == 1 else "record", "#",
+                                        tf.strings.as_string(number)])
+            k = tf.minimum(tf.searchsorted(ends, tf.reshape(number, [1]), side="right")[0], len(sizes) - 1)
+            start = tf.where(k > 0, tf.gather(ends, tf.maximum(k - 1, 0)), tf.constant(0, tf.int64))
+            return tf.strings.join([tf.gather(files, k), "#", tf.strings.as_string(number - start)])
+
+        return map_skipping_undecodable(records.enumerate(), lambda i, r: parse(r), info if info is not None else {},
+                                        name=name)
     # Reading records (and selecting some) hides the count from tf.data; without it Keras warns
     # "your input ran out of data" at the end of every epoch.
+    ds = records.map(parse, num_parallel_calls=AUTOTUNE)
     return ds.apply(tf.data.experimental.assert_cardinality(len(labels)))
 
 

@@ -55,8 +55,9 @@ class ImageProbe:
         path: the file (or a label such as ``"x.tfrecord#12"`` for bytes).
         problem: ``None`` if the image is usable, else a short description.
         width, height, mode, format: from the header, when it could be read.
-        orientation: the EXIF orientation (1..8) of a JPEG, 1 when absent; the decoders
-            ignore it, so the pipelines apply it (:func:`foveal.data.decode.orient_image`).
+        orientation: the EXIF orientation (1..8) of a JPEG, 1 when absent; TensorFlow's
+            decoders ignore it, so foveal's decoder applies it
+            (:func:`foveal.data.decode.decode_image_bytes`).
     """
 
     path: str
@@ -66,6 +67,12 @@ class ImageProbe:
     mode: str | None = None
     format: str | None = None
     orientation: int = 1
+
+    @property
+    def shown_size(self) -> tuple[int | None, int | None]:
+        """``(width, height)`` as the image is shown and decoded: EXIF orientations 5-8 turn it a
+        quarter, so its stored width and height swap."""
+        return (self.height, self.width) if self.orientation in (5, 6, 7, 8) else (self.width, self.height)
 
 
 _PIL_LIMIT_LOCK = threading.RLock()
@@ -210,13 +217,13 @@ def _probe_stream(fp: BinaryIO, name: str, full: bool, max_pixels: int) -> Image
     with img:
         problem = _inspect_open(img, fp, full, max_pixels)
         width, height = img.size
-        return ImageProbe(name, problem, width, height, img.mode, img.format, _orientation(img))
+        return ImageProbe(name, problem, width, height, img.mode, img.format, exif_orientation_of(img))
 
 
 _ORIENTATION_TAG = 0x0112
 
 
-def _orientation(img: Image.Image) -> int:
+def exif_orientation_of(img: Image.Image) -> int:
     """EXIF orientation of a JPEG (already parsed with its header, so free); 1 otherwise.
 
     Only JPEG is asked: phone photos are JPEG, and other formats would need more reading.

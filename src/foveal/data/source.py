@@ -121,9 +121,9 @@ class LabeledImages:
             return decode.dataset_from_arrays(self.images, self.labels, channels)
         if self.paths is not None:
             return decode.dataset_from_paths(self.paths, self.labels, channels, skip_invalid, shuffle_seed,
-                                             orientations=self.info.get("orientations"))
+                                             info=self.info)
         assert self.tfrecord is not None
-        return decode.dataset_from_tfrecord(self.tfrecord, self.labels, channels, skip_invalid)
+        return decode.dataset_from_tfrecord(self.tfrecord, self.labels, channels, skip_invalid, info=self.info)
 
 
 @dataclass

@@ -53,6 +53,7 @@ from keras import layers, ops
 from foveal.detection.loss import COMPONENTS, YoloLoss
 from foveal.detection.postprocess import detect_from_outputs
 from foveal.errors import ConfigError
+from foveal.training.distribute import per_replica_loss
 
 #: Objectness probability the output bias starts at, so the many empty cells do not swamp the
 #: first steps with no-object loss (the prior-probability initialisation of Lin et al.,
@@ -301,7 +302,7 @@ class DetectorModel(keras.Model):
         total = parts["loss"]
         for extra in self.losses:  # weight penalties
             total = total + ops.cast(ops.sum(extra), total.dtype)
-        return total
+        return per_replica_loss(total)
 
     def _component_trackers(self) -> list[keras.metrics.Mean]:
         return [self.coord_loss_tracker, self.obj_loss_tracker, self.noobj_loss_tracker, self.class_loss_tracker]

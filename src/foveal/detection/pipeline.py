@@ -207,15 +207,9 @@ def letterbox(image: tf.Tensor, boxes: tf.Tensor, size: tuple[int, int]) -> tupl
 
 
 def _record_skip(data: BoxedImages):
-    def record(path) -> bool:
-        name = path.numpy().decode("utf-8", "replace")
-        seen = data.info.setdefault("undecodable", [])
-        if name not in seen:
-            seen.append(name)
-            log.warning("skipping %s: the file could not be read or decoded as an image", name)
-        return False
+    from foveal.data.decode import record_undecodable
 
-    return record
+    return record_undecodable(data.info)
 
 
 @contextlib.contextmanager

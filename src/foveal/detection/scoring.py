@@ -130,6 +130,7 @@ def detect_dataset(model: keras.Model, card: ModelCard, data: BoxedImages, *, ba
     warning, listed in ``data.info["undecodable"]`` and get no detections (see :func:`readable`).
     """
     from foveal.detection.pipeline import detection_data_errors, images_only, make_detection_pipeline
+    from foveal.training.distribute import predict_here
 
     check_card(card)
     h, w, c = card.input_shape
@@ -141,7 +142,7 @@ def detect_dataset(model: keras.Model, card: ModelCard, data: BoxedImages, *, ba
                                  cache="none")
     with detection_data_errors(data.origin or "detection data"), postprocess_settings(
             model, score_threshold=score_threshold, max_detections=max_detections) as settings:
-        outputs = model.predict(ds.map(images_only), verbose=0)
+        outputs = predict_here(model, ds.map(images_only))  # model.predict, also inside a distributed fit
     sizes = [(int(a), int(b)) for a, b in data.image_sizes]
     detections = split_outputs(outputs, sizes, (h, w), keep_aspect)
     for d in detections:

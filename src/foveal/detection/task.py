@@ -35,6 +35,7 @@ class DetectTask(TaskPlugin):
     """The engine's hooks for YOLO detectors."""
 
     name = "detect"
+    supports_distribution = True  # the engine's default distributed_batches: its own pipelines, split
     config_class = DetectConfig
     data_help = "box annotations: a Pascal VOC folder, a COCO .json, a YOLO folder or a CSV file"
 

@@ -26,10 +26,60 @@ Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
 Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle"]
 MixedPrecision = Literal["none", "bfloat16", "float16"]
 JitCompile = Literal["auto", "on", "off"]
+Distribute = Literal["none", "mirrored", "multi-worker"]
+LrScaling = Literal["none", "linear", "sqrt"]
 
 
 @dataclass
-class RunConfig:
+class DistributionOptions:
+    """The ``--distribute`` options (docs/distributed.md), shared by classification's
+    ``TrainConfig`` and every task's :class:`RunConfig`."""
+
+    distribute: Distribute = option(
+        "none", "train on several devices or machines: 'mirrored' (every GPU of this machine, "
+        "tf.distribute.MirroredStrategy) or 'multi-worker' (one process per machine, "
+        "MultiWorkerMirroredStrategy; the cluster from --workers or TF_CONFIG); --batch-size is the "
+        "global batch, split across the replicas", group="distribution")
+    workers: list[str] | None = option(None, "multi-worker: HOST:PORT of every worker, the same list on "
+                                       "each (worker 0 is the chief); else TF_CONFIG is read", group="distribution")
+    worker_index: int | None = option(None, "multi-worker: which of --workers this process is (0-based)",
+                                      group="distribution")
+    worker_timeout: float = option(120.0, "multi-worker: seconds to wait at start-up for every worker to be "
+                                   "reachable and to join (0: forever); a worker lost later is detected by "
+                                   "TensorFlow's heartbeats within about 10 s", group="distribution")
+    collective_timeout: float = option(0.0, "multi-worker: fail when one collective operation (an all-reduce) "
+                                       "takes longer than this many seconds (0: no limit). For debugging hangs "
+                                       "only: TensorFlow keeps a sleeping thread per operation for that long",
+                                       group="distribution")
+    devices: list[str] | None = option(None, "mirrored: the devices, e.g. GPU:0 GPU:1 (default: every GPU, "
+                                       "else the CPU)", group="distribution")
+    lr_scaling: LrScaling = option("none", "scale --learning-rate with the global batch: linear "
+                                   "(x batch/reference, Goyal et al. 2017), sqrt (x sqrt(batch/reference)) or "
+                                   "none", group="distribution")
+    lr_reference_batch: int = option(64, "the batch size --learning-rate was chosen for (--lr-scaling)",
+                                     group="distribution")
+
+
+    def validate_distribution(self) -> None:
+        checks = [
+            (self.worker_timeout >= 0, "worker_timeout must not be negative"),
+            (self.collective_timeout >= 0, "collective_timeout must not be negative"),
+            (self.lr_reference_batch >= 1, "lr_reference_batch must be at least 1"),
+            (self.distribute == "multi-worker" or (self.workers is None and self.worker_index is None),
+             "workers and worker_index are for --distribute multi-worker"),
+            (self.distribute == "mirrored" or self.devices is None, "devices is for --distribute mirrored"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if self.workers is not None:
+            from foveal.training.distribute import parse_workers
+
+            parse_workers(self.workers, self.worker_index)
+
+
+@dataclass
+class RunConfig(DistributionOptions):
     """Options shared by every task (see ``foveal TASK train --help``)."""
 
     # data
@@ -82,6 +132,7 @@ class RunConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self.validate_distribution()
         try:
             hw = getattr(self, "image_hw", None)  # each task's own size option, when it has one
         except (IndexError, TypeError, ValueError):
@@ -92,4 +143,5 @@ class RunConfig:
             check_input_batch(self.batch_size, hw, getattr(self, "channels", None) or 3)
 
 
-__all__ = ["JitCompile", "MixedPrecision", "Optimizer", "RunConfig", "Schedule"]
+__all__ = ["Distribute", "DistributionOptions", "JitCompile", "LrScaling", "MixedPrecision", "Optimizer", "RunConfig",
+           "Schedule"]

@@ -202,9 +202,25 @@ class TaskPlugin:
     supports_distribution: bool = False
 
     def distributed_batches(self, cfg: Any, data: RunData, dist: Any, *, epochs: tuple[int, int]) -> tuple[Any, Any]:
-        """(training, validation or None) :class:`~foveal.training.distribute.Batches` of the
-        global batch plan for ``--distribute``; only tasks with ``supports_distribution``."""
-        raise NotImplementedError
+        """(training, validation or None) :class:`~foveal.training.distribute.Batches` for
+        ``--distribute``; only tasks with ``supports_distribution``.
+
+        By default the task's own :meth:`pipelines` (global batches of ``--batch-size``), each
+        batch split between the replicas by ``tf.distribute``
+        (:meth:`~foveal.training.distribute.Distribution.pipeline_batches`). Classification
+        replaces this with an exact, resumable batch plan over examples.
+        """
+        train, val = self.pipelines(cfg, data, seed=cfg.seed + epochs[0])
+        train_b = dist.pipeline_batches(train, count=len(data.train), batch_size=cfg.batch_size,
+                                        steps=self.fit_steps(cfg, data))
+        val_b = None if val is None else dist.pipeline_batches(val, count=len(data.val), batch_size=cfg.batch_size)
+        from foveal.training.runs import say
+
+        say(f"data sharding: {train_b.sharding} (each global batch of {cfg.batch_size} split between the "
+            f"{dist.num_replicas} replicas); {train_b.steps} steps per epoch"
+            + (f"; a last batch of {train_b.dropped} image(s), fewer than the replicas, is left out"
+               if train_b.dropped else ""))
+        return train_b, val_b
 
     def frozen_epochs(self, cfg: Any) -> int:
         """Epochs trained first with the backbone frozen (0: none)."""

@@ -172,6 +172,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     run = Run(plugin, cfg, data, model, card, run_dir, history, steps, extra, dist)
     if start_epoch < total or phase_no < plan[-1].number:
         if run.train(plan, start_epoch, phase_no, phase_start, state):
+            _report_undecodable(run_dir, data, None)
             return TrainResult(public_dir, history, None, interrupted=True)
     if not dist.is_chief:
         say(f"worker {dist.worker_index} done; the chief scores the model and writes the report")
@@ -183,7 +184,40 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
         model.load_weights(best)
     metrics = plugin.finish(saved_cfg, model, card, data, run_dir, history)
     mark(run_dir, "done")
+    _report_undecodable(run_dir, data, metrics)
     return TrainResult(run_dir, history, metrics)
+
+
+_SHOWN_UNDECODABLE = 5
+
+
+def _report_undecodable(run_dir: Path, data: RunData, metrics: dict[str, Any] | None) -> None:
+    """Say how many files ``--skip-invalid`` left out because they failed to decode during the run
+    (found mid-run, e.g. with ``--verify none``; see :func:`foveal.data.decode.map_skipping_undecodable`),
+    and record them: ``undecodable`` (the names) in ``state.json``, ``undecodable_images`` (the
+    count) in ``metrics.json`` and the returned metrics. Earlier sessions of a resumed run count too."""
+    from foveal.data.decode import UNDECODABLE
+    from foveal.training import callbacks as cb
+
+    state = cb.read_state(run_dir) or {}
+    names = dict.fromkeys(state.get(UNDECODABLE, []))
+    for part in (data.train, data.val, data.test):
+        names.update(dict.fromkeys((getattr(part, "info", None) or {}).get(UNDECODABLE, [])))
+    if not names:
+        return
+    found = list(names)
+    shown = ", ".join(found[:_SHOWN_UNDECODABLE]) + (f" (and {len(found) - _SHOWN_UNDECODABLE} more)"
+                                                      if len(found) > _SHOWN_UNDECODABLE else "")
+    say(f"skipped {len(found)} file(s) that could not be decoded (--skip-invalid): {shown}")
+    if state:
+        mark(run_dir, state.get("status", "done"), **{UNDECODABLE: found})
+    if metrics is not None:
+        metrics["undecodable_images"] = len(found)
+        path = run_dir / "metrics.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            saved["undecodable_images"] = len(found)
+            atomic_write_text(path, json.dumps(saved, indent=1))
 
 
 def _plan_end(plan: list[Phase]) -> int:

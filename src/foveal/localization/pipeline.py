@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from foveal.data.box_augment import AugmentGrammar, BoxAugment, augment_boxes, parse_box_augment
 from foveal.data.boxes import BoxedImages
-from foveal.data.decode import decode_image_bytes
+from foveal.data.decode import decode_image_bytes, map_skipping_undecodable
 from foveal.data.pipeline import resize_image
 from foveal.localization.metrics import NO_BOX, encode_boxes
 
@@ -125,7 +125,8 @@ def make_localization_pipeline(
         seed: shuffle and augmentation seed.
         cache: keep decoded, resized uint8 images in memory after the first epoch (``auto``:
             when they take less than 1 GiB).
-        skip_invalid: drop images that fail to decode instead of raising.
+        skip_invalid: leave out images that fail to decode instead of raising (each named
+            with a warning and listed in ``data.info["undecodable"]``).
     """
     corners, labels, valid = targets_of(data)
     single = data.num_classes == 1
@@ -136,9 +137,10 @@ def make_localization_pipeline(
         image = resize_image(decode_image_bytes(tf.io.read_file(path), channels), image_size, keep_aspect=False)
         return image, box, label, ok
 
-    ds = ds.map(load, num_parallel_calls=AUTOTUNE)
-    if skip_invalid:
-        ds = ds.ignore_errors(log_warning=True)
+    if skip_invalid:  # left out, named and counted in data.info["undecodable"]
+        ds = map_skipping_undecodable(ds, load, data.info)
+    else:
+        ds = ds.map(load, num_parallel_calls=AUTOTUNE)
     size_bytes = len(data) * image_size[0] * image_size[1] * channels
     if cache == "memory" or (cache == "auto" and size_bytes < _AUTO_CACHE_BYTES):
         ds = ds.cache()

@@ -34,6 +34,7 @@ class LocalizeTask(TaskPlugin):
     """The engine's hooks for localizers."""
 
     name = "localize"
+    supports_distribution = True  # the engine's default distributed_batches: its own pipelines, split
     config_class = LocalizeConfig
     data_help = "box annotations: a Pascal VOC folder or a CSV file (the largest box of each image is the target)"
     head_prefixes = ("head_", "class", "box")

@@ -114,7 +114,7 @@ class SegmentationImages:
         """
         import tensorflow as tf
 
-        from foveal.data.decode import decode_image_bytes
+        from foveal.data.decode import decode_image_bytes, map_skipping_undecodable
 
         def decode_mask(path: bytes) -> np.ndarray:
             try:
@@ -130,20 +130,28 @@ class SegmentationImages:
             return image, mask
 
         ds = tf.data.Dataset.from_tensor_slices((self.image_paths.astype(str), self.mask_paths.astype(str)))
-        ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.ignore_errors(log_warning=True) if skip_invalid else ds
+        if skip_invalid:  # left out, named (by the image) and counted in info["undecodable"]
+            return map_skipping_undecodable(ds, load, self.info)
+        return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def read_pixels(path: str | Path, *, indices: bool = False) -> np.ndarray:
     """The pixels of an image file as a uint8 array (HxW or HxWxC), with the file named on failure.
 
+    A JPEG with an EXIF orientation is turned upright first, as the image decoder does
+    (:func:`foveal.data.decode.decode_image_bytes`), so a mask stays on its image.
+
     A palette-mode (``P``) file gives its palette indices (HxW) with ``indices``, else the
     colours they stand for (HxWx3).
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
+
+    from foveal.data.imagecheck import exif_orientation_of
 
     try:
         with Image.open(path) as img:
+            if exif_orientation_of(img) != 1:  # as shown, and as the decoder turns images
+                img = ImageOps.exif_transpose(img)
             if indices and img.mode in INDEXED_MODES:
                 pixels = np.asarray(img)
                 return pixels if pixels.ndim == 2 else pixels[..., 0]  # PA: drop the alpha
@@ -192,12 +200,14 @@ def file_palette(path: str | Path, count: int) -> np.ndarray:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file, from its header only."""
+    """(height, width) of an image file as shown (EXIF orientation applied), from its header only."""
     from PIL import Image
+
+    from foveal.data.imagecheck import exif_orientation_of
 
     try:
         with Image.open(path) as img:
-            return img.height, img.width
+            return (img.width, img.height) if exif_orientation_of(img) in (5, 6, 7, 8) else (img.height, img.width)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the image ({exc})") from None
 

@@ -36,6 +36,7 @@ class SegmentTask(TaskPlugin):
     """The engine's hooks for semantic segmenters."""
 
     name = "segment"
+    supports_distribution = True  # the engine's default distributed_batches: its own pipelines, split
     config_class = SegmentConfig
     data_help = "a folder of images/ + masks/ (or ISBI's image/ + label/), or a COCO instances .json"
     # the decoders' layers (U-Net: bottleneck and up path; FCN: fc6/fc7 and the score/upsampling

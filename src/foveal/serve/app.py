@@ -139,7 +139,7 @@ def load_image_bytes(
     """
     import tensorflow as tf
 
-    from foveal.data.decode import decode_image_bytes, orient_image
+    from foveal.data.decode import decode_image_bytes
     from foveal.export import tasks
 
     probe = probe_bytes(data, name, full=True, max_pixels=max_pixels)
@@ -147,7 +147,7 @@ def load_image_bytes(
         raise RejectedImage(f"{name}: {probe.problem}", problem_status(probe.problem))
     c = card.input_shape[-1]
     try:
-        image = orient_image(decode_image_bytes(tf.constant(data), c), probe.orientation)
+        image = decode_image_bytes(tf.constant(data), c)  # turned upright by its EXIF orientation
         return tasks.model_input(image, card), probe
     except tf.errors.InvalidArgumentError as exc:
         detail = str(exc).splitlines()[0][:200]
@@ -344,8 +344,7 @@ class Service:
 
 def shown_size(probe: ImageProbe) -> tuple[int, int]:
     """``(width, height)`` of the image as decoded: EXIF orientations 5-8 turn it a quarter."""
-    turned = getattr(probe, "orientation", 1) in (5, 6, 7, 8)
-    return (probe.height, probe.width) if turned else (probe.width, probe.height)
+    return probe.shown_size  # type: ignore[return-value]
 
 
 class TaskModel:

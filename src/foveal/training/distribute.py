@@ -548,6 +548,29 @@ class Distribution:
         distributed = self.strategy.distribute_datasets_from_function(dataset_fn)
         return Batches(distributed, state["steps"], state["spec"], state["sharding"], state["dropped"])
 
+    def pipeline_batches(self, ds, *, count: int, batch_size: int, steps: int | None = None) -> Batches:
+        """Per-replica batches from a task's own ``tf.data`` pipeline of global batches (any
+        element structure: dict targets, weights, padded or multi-scale batches).
+
+        Each global batch is split between the replicas by ``tf.distribute`` (on several
+        workers, each takes its share of the batches: the ``DATA`` rule); the dataset repeats,
+        and an epoch is ``steps`` global steps (default: the batches of ``count`` examples). A
+        last batch with fewer examples than replicas is left out, as in :func:`batch_layout`,
+        since every replica must get at least one example.
+        """
+        import tensorflow as tf
+
+        replicas = self.num_replicas
+        full, tail = divmod(count, batch_size)
+        dropped = tail if 0 < tail < replicas else 0
+        if replicas > 1:
+            ds = ds.filter(lambda *element: tf.shape(tf.nest.flatten(element)[0])[0] >= replicas)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        ds = ds.repeat().with_options(options)
+        return Batches(self.strategy.experimental_distribute_dataset(ds), steps or max(1, full + (tail >= replicas)),
+                       ds.element_spec, "batches" if self.num_workers == 1 else "records", dropped)
+
     # -- fitting
 
     @contextlib.contextmanager
@@ -579,6 +602,36 @@ class Distribution:
             for name in ("train_step", "test_step"):
                 model.__dict__.pop(name, None)
             model._distribute_strategy = saved
+
+
+def predict_here(model, ds):
+    """``model.predict(ds)``, but on this device alone when called inside a strategy's scope.
+
+    A callback during distributed training (e.g. the detector's validation mAP) runs inside the
+    strategy's scope, where Keras' ``predict`` splits each batch between the replicas; a batch
+    smaller than the replicas leaves one of them an empty batch, which fails. Here each batch
+    runs whole through ``predict_step`` (the mirrored weights read in cross-replica context) and
+    the outputs are joined as ``predict`` joins them.
+    """
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy():
+        return model.predict(ds, verbose=0)
+    step = tf.function(model.predict_step)
+    parts = [tf.nest.map_structure(np.asarray, step(batch)) for batch in ds]
+    return tf.nest.map_structure(lambda *xs: np.concatenate(xs, axis=0), *parts)
+
+
+def per_replica_loss(value):
+    """Scale a model's own ``compute_loss`` result as Keras scales its built-in losses under a
+    ``tf.distribute`` strategy: divided by the replicas in sync, since their gradients are
+    summed (Keras' train and test steps multiply the value they log back). A no-op on one
+    replica. Models that override ``compute_loss`` (the detector) must return this.
+    """
+    import tensorflow as tf
+
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return value if replicas == 1 else value * tf.cast(1.0 / replicas, value.dtype)
 
 
 def _with_batch_axis(step: Callable) -> Callable:
@@ -625,7 +678,7 @@ class _IndexedImages:
             return tf.gather(self._pixels_tensor, ids)
         paths = tf.gather(self._paths_tensor, ids)
         return tf.map_fn(
-            lambda p: resize_image(decode_path(p, self.channels, self._orientations), self.size, self.keep_aspect),
+            lambda p: resize_image(decode_path(p, self.channels), self.size, self.keep_aspect),
             paths, fn_output_signature=tf.TensorSpec((*self.size, self.channels), tf.uint8))
 
     def build(self) -> None:
@@ -634,10 +687,7 @@ class _IndexedImages:
         if self.pixels is not None:
             self._pixels_tensor = tf.constant(self.pixels)
         else:
-            from foveal.data.decode import orientation_table
-
             self._paths_tensor = tf.constant(self.data.paths.astype(str))
-            self._orientations = orientation_table(self.data.info.get("orientations"))  # EXIF, as in training
 
 
 def _plan_dataset(loader: _IndexedImages, layout: BatchLayout, *, seed: int, epochs: tuple[int, int] | None,

@@ -270,12 +270,23 @@ def _validate(record: AnnotatedImage, probes: dict, known: set[str] | None, tole
     probe = probes[record.image]
     if probe.problem is not None:
         raise BoxProblem(f"{record.image}: {probe.problem} (annotated in {record.where})")
-    width, height = int(probe.width), int(probe.height)
-    if record.declared_size and tuple(record.declared_size) != (width, height) and all(record.declared_size):
-        log.warning("%s: the annotation says %dx%d but the image is %dx%d; using the image's size",
-                    record.where, *record.declared_size, width, height)
+    # Boxes are read on the image as shown (EXIF orientation applied), as the decoder gives it.
+    width, height = (int(v) for v in probe.shown_size)
+    objects = record.objects
+    declared = tuple(record.declared_size) if record.declared_size and all(record.declared_size) else None
+    if declared is not None and declared != (width, height):
+        if probe.orientation != 1 and declared == (probe.width, probe.height):
+            # Drawn by a tool that ignored the EXIF orientation: the boxes follow the image's turn.
+            log.warning("%s: the annotation says %dx%d, the image as stored; its EXIF orientation %d shows it "
+                        "as %dx%d, so the boxes are turned with it", record.where, *declared, probe.orientation,
+                        width, height)
+            stored = (int(probe.width), int(probe.height))
+            objects = [(n, orient_box(b, probe.orientation, stored), h) for n, b, h in objects]
+        else:
+            log.warning("%s: the annotation says %dx%d but the image is %dx%d; using the image's size",
+                        record.where, *declared, width, height)
     boxes, names, difficult = [], [], []
-    for k, (name, box, hard) in enumerate(record.objects):
+    for k, (name, box, hard) in enumerate(objects):
         where = f"{record.where} (object {k + 1}, {name!r})"
         if known is not None and name not in known:
             raise BoxProblem(f"{where}: unknown class {name!r} (classes: {', '.join(sorted(known))})")
@@ -284,6 +295,26 @@ def _validate(record: AnnotatedImage, probes: dict, known: set[str] | None, tole
         difficult.append(bool(hard))
     return (record, np.array(boxes, np.float32).reshape(-1, 4), names, np.array(difficult, bool),
             (width, height))
+
+
+def orient_box(box: tuple[float, float, float, float], orientation: int,
+               stored_size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A box ``[x_min, y_min, x_max, y_max]`` on an image as stored (``stored_size`` = width,
+    height) moved to the same place on the image turned by its EXIF ``orientation``, as
+    PIL's ``ImageOps.exif_transpose`` and :func:`foveal.data.decode.orient_image` turn it.
+
+    Example:
+        >>> orient_box((0, 0, 10, 5), 6, (100, 50))  # turned a quarter clockwise: 50 wide now
+        (45.0, 0.0, 50.0, 10.0)
+    """
+    w, h = stored_size
+    turn = {
+        1: lambda x, y: (x, y), 2: lambda x, y: (w - x, y), 3: lambda x, y: (w - x, h - y),
+        4: lambda x, y: (x, h - y), 5: lambda x, y: (y, x), 6: lambda x, y: (h - y, x),
+        7: lambda x, y: (h - y, w - x), 8: lambda x, y: (y, w - x),
+    }.get(int(orientation), lambda x, y: (x, y))
+    (ax, ay), (bx, by) = turn(box[0], box[1]), turn(box[2], box[3])
+    return (float(min(ax, bx)), float(min(ay, by)), float(max(ax, bx)), float(max(ay, by)))
 
 
 def split_boxed(data: BoxedImages, fractions: dict[str, float], seed: int) -> dict[str, BoxedImages]:
@@ -310,4 +341,4 @@ def split_boxed(data: BoxedImages, fractions: dict[str, float], seed: int) -> di
 
 
 __all__ = ["AnnotatedImage", "BoxProblem", "BoxedImages", "CLIP_TOLERANCE", "box_areas",
-           "build_boxed_images", "check_box", "split_boxed"]
+           "build_boxed_images", "check_box", "orient_box", "split_boxed"]

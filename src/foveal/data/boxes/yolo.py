@@ -112,7 +112,8 @@ def read_yolo(
         txt = labels / f"{f.stem}.txt"
         record = AnnotatedImage(str(f), str(txt) if txt.is_file() else str(f))
         if txt.is_file() and probe.problem is None:
-            _parse_labels(txt, record, class_names, (int(probe.width), int(probe.height)))
+            # YOLO fractions are of the image as shown (EXIF orientation applied), as Ultralytics reads it
+            _parse_labels(txt, record, class_names, tuple(int(v) for v in probe.shown_size))
         records.append(record)
     stems = {f.stem for f in files}
     if labels.is_dir():

@@ -244,30 +244,19 @@ def format_problems(root: Path, problems: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def _file_problems(
-    layout: FolderLayout, verify: str, max_pixels: int
-) -> tuple[dict[str, str], dict[str, int]]:
-    """``({path: problem}, {path: EXIF orientation})``, orientations other than 1 only.
-
-    The orientation comes free with the header check; ``verify="none"`` opens no file, so
-    images are then used as stored.
-    """
+def _file_problems(layout: FolderLayout, verify: str, max_pixels: int) -> dict[str, str]:
+    """``{path: problem}`` of the files the ``verify`` check finds bad (EXIF orientation needs no
+    scan: the decoder reads it, :func:`foveal.data.decode.exif_orientation`)."""
     problems = layout.non_images()
-    orientations: dict[str, int] = {}
     if verify != "none":
         paths = [p for folders in layout.splits.values() for f in folders for p in f.images]
         for probe in probe_files(paths, full=verify == "full", max_pixels=max_pixels):
             if probe.problem is not None:
                 problems[probe.path] = probe.problem
-            elif probe.orientation != 1:
-                orientations[probe.path] = probe.orientation
-    return problems, orientations
+    return problems
 
 
-def _build_split(
-    folders: list[ClassFolder], names: list[str], bad: dict[str, str], origin: str,
-    orientations: dict[str, int] | None = None,
-) -> LabeledImages:
+def _build_split(folders: list[ClassFolder], names: list[str], bad: dict[str, str], origin: str) -> LabeledImages:
     index = {name: i for i, name in enumerate(names)}
     paths: list[str] = []
     labels: list[int] = []
@@ -283,10 +272,6 @@ def _build_split(
     info: dict = {"format": "folder"}
     if skipped:
         info["skipped"] = skipped
-    kept = set(paths)
-    oriented = {p: o for p, o in (orientations or {}).items() if p in kept}
-    if oriented:
-        info["orientations"] = oriented
     return LabeledImages(
         class_names=names,
         labels=np.asarray(labels, dtype=np.int32),
@@ -320,7 +305,7 @@ def load_folder(
     _raise_structure(structure_problems(layout))
     for path in layout.ignored:
         log.warning("ignoring folder %s (not train/val/test)", path)
-    bad, orientations = _file_problems(layout, verify, max_pixels)
+    bad = _file_problems(layout, verify, max_pixels)
     if bad and not skip_invalid:
         raise DataError(format_problems(root, bad), hint=_SKIP_HINT)
     if bad:
@@ -337,5 +322,5 @@ def load_folder(
     names = layout.class_names
     out = {}
     for split, folders in layout.splits.items():
-        out[split] = _build_split(folders, names, bad, str(layout.split_dirs[split]), orientations)
+        out[split] = _build_split(folders, names, bad, str(layout.split_dirs[split]))
     return out

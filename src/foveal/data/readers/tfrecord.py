@@ -261,13 +261,8 @@ def selected_records(spec: TFRecordFiles):
     )
 
 
-def records_dataset(spec: TFRecordFiles, channels: int):
-    """Decoded ``(uint8 HxWxC image, int32 label)`` pairs of the records ``spec`` selects.
-
-    Args:
-        spec: the files and the selection (see :func:`selected_records` for the order).
-        channels: 1 or 3.
-    """
+def parse_record(spec: TFRecordFiles, channels: int):
+    """A function: serialized ``tf.train.Example`` -> ``(uint8 HxWxC image, int32 label)``."""
     import tensorflow as tf
 
     from foveal.data.decode import decode_image_bytes
@@ -279,10 +274,22 @@ def records_dataset(spec: TFRecordFiles, channels: int):
 
     def parse(serialized):
         example = tf.io.parse_single_example(serialized, features)
-        image = decode_image_bytes(example[spec.image_key], channels)
+        image = decode_image_bytes(example[spec.image_key], channels)  # EXIF orientation applied
         return image, tf.cast(example[spec.label_key], tf.int32)
 
-    return selected_records(spec).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    return parse
+
+
+def records_dataset(spec: TFRecordFiles, channels: int):
+    """Decoded ``(uint8 HxWxC image, int32 label)`` pairs of the records ``spec`` selects.
+
+    Args:
+        spec: the files and the selection (see :func:`selected_records` for the order).
+        channels: 1 or 3.
+    """
+    import tensorflow as tf
+
+    return selected_records(spec).map(parse_record(spec, channels), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------------------- writing
