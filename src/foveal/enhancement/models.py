@@ -17,7 +17,7 @@ times larger for super-resolution.
   ``levels`` poolings; 0 is a plain FCN as VDSR, Kim et al., CVPR 2016) adds the details the
   interpolation lost.
 * ``espcn`` — Shi et al., "Real-Time Single Image and Video Super-Resolution Using an Efficient
-  Sub-Pixel Convolutional Neural Network", CVPR 2016: 5x5/64, 3x3/32 tanh convolutions on the
+  Sub-Pixel Convolutional Neural Network", CVPR 2016: 5x5/64, 3x3/32 tanh convolutions (``width`` 64) on the
   low-resolution image and a 3x3 convolution to ``C * scale**2`` channels rearranged by
   ``depth_to_space`` (the sub-pixel convolution).
 * ``edsr`` — Lim et al., "Enhanced Deep Residual Networks for Single Image Super-Resolution",
@@ -54,7 +54,7 @@ SCALES: dict[str, tuple[int, ...]] = {"sr-upscale": (2, 3, 4, 5, 6, 8), "espcn":
 OPTIONS: dict[str, dict[str, Any]] = {
     "denoise": {"width": 32, "depth": 2, "convs": 2, "decoder": "transposed", "encoder": None, "skips": False},
     "sr-upscale": {"width": 64, "depth": 6, "levels": 1, "method": "bicubic"},
-    "espcn": {"filters": [64, 32], "activation": "tanh"},
+    "espcn": {"width": 64, "activation": "tanh"},
     "edsr": {"blocks": 16, "filters": 64, "res_scale": 1.0},
 }
 
@@ -271,8 +271,8 @@ def _sr_upscale(x, *, channels: int, scale: int, width: int, depth: int, levels:
     return layers.Add(name="add_upscaled")([up, residual])
 
 
-def _espcn(x, *, channels: int, scale: int, filters: list[int], activation: str):
-    for k, f in enumerate(filters):
+def _espcn(x, *, channels: int, scale: int, width: int, activation: str):
+    for k, f in enumerate((width, max(1, width // 2))):
         x = layers.Conv2D(int(f), 5 if k == 0 else 3, padding="same", activation=activation, name=f"conv{k + 1}")(x)
     x = layers.Conv2D(channels * scale * scale, 3, padding="same", name="subpixel_conv")(x)
     return PixelShuffle(scale, name="pixel_shuffle")(x)

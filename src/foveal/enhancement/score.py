@@ -26,7 +26,6 @@ import numpy as np
 from foveal.enhancement.data import ImageSet, check_sizes
 from foveal.enhancement.metrics import mean_quality, quality
 from foveal.errors import ConfigError
-from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -187,7 +186,6 @@ def evaluate_enhancer(model_path: str | Path, data: str, *, output: str | Path |
         write_enhancement_report(out / "report.html", title=f"foveal enhancement evaluation of {Path(model_path).name}",
                                  summary={"model": str(model_path), "data": data, "task": card.architecture},
                                  config={}, history=None, metrics=metrics, strips=strips)
-    say(format_headline(metrics))
     return metrics
 
 
