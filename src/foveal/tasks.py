@@ -83,6 +83,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("segment", "semantic segmentation", "foveal.segmentation.train:SegmentConfig",
          "foveal.segmentation.task:SegmentTask", ("foveal.segmentation.losses", "foveal.segmentation.metrics"),
          _BOX_MODES, _NO_PRUNE),
+    Task("enhance", "image enhancement (denoising, super-resolution)", "foveal.enhancement.config:EnhanceConfig",
+         "foveal.enhancement.task:EnhanceTask", ("foveal.enhancement.models",),
+         ("train", "evaluate", "predict", "export", "benchmark", "inspect"),
+         (*_NO_PRUNE, ("serve", "the served page draws labels, boxes and masks, not images; enhance files with "
+                                "`foveal enhance predict MODEL IMAGES --output DIR`"))),
 )}
 
 

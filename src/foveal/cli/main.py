@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.segmentation.cli import add_segment_command
 
     add_segment_command(sub)
+    from foveal.enhancement.cli import add_enhance_command
+
+    add_enhance_command(sub)
     from foveal.shrink.cli import add_prune_command
 
     add_prune_command(sub)

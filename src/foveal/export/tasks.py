@@ -52,6 +52,7 @@ TASK_MODULES: dict[str, str] = {
     "localize": "foveal.localization.export_check",
     "detect": "foveal.detection.export_check",
     "segment": "foveal.segmentation.export_check",
+    "enhance": "foveal.enhancement.export_check",
 }
 
 

@@ -1,0 +1,100 @@
+"""``tf.data`` input of enhancement training: random patches, degraded on the fly.
+
+Each element is ``(model input, target)``: the input in raw pixels (0..255, 8-bit levels) as
+the model takes them, the target in [0, 1]. Training repeats the images forever (``fit`` counts
+``steps_per_epoch``), shuffles them, cuts ``patches_per_image`` random ``patch`` x ``patch``
+windows from each (optionally flipped and turned), and degrades each window with its own
+stateless seed (:func:`foveal.enhancement.degrade.degrade`): noise for denoising, bicubic
+downscaling (and any corruption) for super-resolution. Validation cuts the same windows with
+the same degradation every epoch.
+
+Example:
+    >>> ds = patch_dataset(images, training=True, patch=96, scale=3, corruption=(),  # doctest: +SKIP
+    ...                    batch_size=16, seed=0)
+    >>> next(iter(ds))[0].shape  # doctest: +SKIP
+    TensorShape([16, 32, 32, 3])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from foveal.enhancement.data import ImageSet
+from foveal.enhancement.degrade import Corruption, degrade
+
+CACHE_LIMIT = 1 << 30
+
+
+def image_dataset(images: ImageSet) -> tf.data.Dataset:
+    """uint8 HxWxC images, in order (files decoded in parallel)."""
+    if images.images is not None:
+        from foveal.enhancement.data import to_channels
+
+        array = images.images
+        if array.shape[-1] != images.channels:
+            array = np.stack([to_channels(a, images.channels) for a in array])
+        return tf.data.Dataset.from_tensor_slices(array)
+    from foveal.data.decode import dataset_from_paths
+
+    paths = np.asarray(images.paths)
+    ds = dataset_from_paths(paths, np.zeros(len(paths), np.int32), images.channels)
+    return ds.map(lambda image, label: image, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _bytes(images: ImageSet) -> int:
+    return sum(h * w * images.channels for h, w in images.sizes)
+
+
+def crop_to_multiple(image, multiple: int):
+    """The top-left part of ``image`` whose sides are multiples of ``multiple``."""
+    shape = tf.shape(image)
+    return image[:shape[0] // multiple * multiple, :shape[1] // multiple * multiple]
+
+
+def _augment(patch, seed):
+    turns = tf.random.stateless_uniform([], seed, 0, 4, tf.int32)
+    flip = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(seed, 1)) < 0.5
+    patch = tf.image.rot90(patch, turns)
+    return tf.cond(flip, lambda: tf.image.flip_left_right(patch), lambda: patch)
+
+
+def patch_dataset(images: ImageSet, *, training: bool, patch: int | None, scale: int, corruption: Corruption,
+                  batch_size: int, seed: int, patches_per_image: int = 1, augment: bool = True,
+                  multiple: int = 1, cache: str = "auto") -> tf.data.Dataset:
+    """Batches of ``(input pixels 0..255, target in [0, 1])`` (see the module docstring).
+
+    ``patch`` is the target's side (None: whole images, cropped to multiples of ``scale *
+    multiple``; they must share one size to be batched).
+    """
+    ds = image_dataset(images)
+    if cache == "memory" or (cache == "auto" and images.images is None and _bytes(images) < CACHE_LIMIT):
+        ds = ds.cache()
+    if training:
+        ds = ds.repeat().shuffle(min(len(images), 4096), seed=seed, reshuffle_each_iteration=True)
+    k = int(patches_per_image)
+    ds = ds.enumerate()
+    if k > 1:
+        ds = ds.flat_map(lambda i, image: tf.data.Dataset.range(k).map(lambda j: (i * k + j, image)))
+    step = scale * multiple
+
+    def make(index, image):
+        base = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
+        ref = tf.cast(image, tf.float32) / 255.0
+        if patch:
+            ref = tf.image.stateless_random_crop(ref, [patch, patch, images.channels],
+                                                 tf.random.experimental.stateless_fold_in(base, 0))
+        else:
+            ref = crop_to_multiple(ref, step)
+        if training and augment:
+            ref = _augment(ref, tf.random.experimental.stateless_fold_in(base, 1))
+        x = degrade(ref, scale=scale, corruption=corruption, seed=tf.random.experimental.stateless_fold_in(base, 2))
+        return x * 255.0, ref
+
+    ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and k > 1:
+        ds = ds.shuffle(max(4 * batch_size, k), seed=seed + 1)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+__all__ = ["crop_to_multiple", "image_dataset", "patch_dataset"]

@@ -1,0 +1,210 @@
+"""``foveal enhance predict``: images of any size in, enhanced images out.
+
+Everything comes from the model file's card: the channel count, the scale factor, what the
+input sides must be multiples of, and the tile size. An image whose sides fit in ``tile``
+(input pixels; 512 by default) is enhanced in one pass after mirror-padding its bottom and
+right edges to the multiple, and cropped back. A larger image is cut into overlapping tiles
+on a mirror-padded canvas: each tile keeps only its centre (a ``tile // 8`` margin on each
+side is context), so a fully convolutional model whose receptive field fits in the margin
+gives the same pixels as one pass over the whole image (tested). A model with a fixed input
+size (a zoo encoder) is always tiled at that size.
+
+Outputs, with an output folder: ``enhanced/NAME.png`` (8-bit PNGs, written atomically) and
+``predictions.csv`` (file, written file, input and output sizes).
+
+Example:
+    >>> model, card = load_model("runs/sr/best.keras")  # doctest: +SKIP
+    >>> rows = enhance_files(model, card, ["photo.jpg"], output="out/")  # doctest: +SKIP
+    >>> rows[0]["output_size"]  # doctest: +SKIP
+    [1920, 1440]
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from foveal.errors import DataError, ModelError
+from foveal.utils_io import atomic_path, atomic_write_text, printable_path
+
+DEFAULT_TILE = 512
+
+
+def check_card(card) -> None:
+    """Refuse a model that is not an enhancement model."""
+    if card.task != "enhance":
+        raise ModelError(f"this is a {card.task} model, not an enhancement model",
+                         hint="use a model written by `foveal enhance train`")
+
+
+def geometry(card) -> dict[str, Any]:
+    """``scale``, ``multiple``, ``tile`` and ``fixed`` (input side, or None) from the card."""
+    t = card.training
+    fixed = t.get("fixed_size")
+    tile = int(fixed or t.get("tile", DEFAULT_TILE))
+    return {"scale": int(t.get("scale", 1)), "multiple": int(t.get("multiple", 1)), "tile": tile,
+            "fixed": int(fixed) if fixed else None}
+
+
+def _call(model, batch: np.ndarray) -> np.ndarray:
+    return np.asarray(model(batch, training=False), dtype=np.float32)
+
+
+def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Mirror-pad bottom and right to (height, width), repeating the mirror if the image is tiny."""
+    while image.shape[0] < height or image.shape[1] < width:
+        ph, pw = min(height - image.shape[0], image.shape[0]), min(width - image.shape[1], image.shape[1])
+        image = np.pad(image, ((0, max(ph, 0)), (0, max(pw, 0)), (0, 0)), mode="symmetric")
+    return image
+
+
+def enhance_array(model, image: np.ndarray, *, scale: int, multiple: int = 1, tile: int = DEFAULT_TILE,
+                  fixed: int | None = None, margin: int | None = None, batch_size: int = 4) -> np.ndarray:
+    """The enhanced image (float32 in [0, 1], ``scale`` times larger) of one HxWxC image of raw
+    pixels (see the module docstring); ``margin`` overrides the tiles' context (``tile // 8``)."""
+    image = np.asarray(image, np.float32)
+    height, width = image.shape[:2]
+    tile = max(multiple, tile // multiple * multiple)
+    if fixed is None and height <= tile and width <= tile:
+        padded = _pad_to(image, -(-height // multiple) * multiple, -(-width // multiple) * multiple)
+        return np.clip(_call(model, padded[None])[0, :height * scale, :width * scale], 0.0, 1.0)
+    margin = tile // 8 if margin is None else margin
+    margin = margin // multiple * multiple
+    inner = tile - 2 * margin
+    if inner <= 0:
+        raise ModelError(f"tile {tile} leaves no centre after its margin {margin} on each side")
+    ny, nx = math.ceil(height / inner), math.ceil(width / inner)
+    canvas = np.pad(image, ((margin, 0), (margin, 0), (0, 0)), mode="symmetric") if margin else image
+    canvas = _pad_to(canvas, ny * inner + 2 * margin, nx * inner + 2 * margin)
+    corners = [(i * inner, j * inner) for i in range(ny) for j in range(nx)]
+    out = None
+    s = scale
+    for start in range(0, len(corners), batch_size):
+        chunk = corners[start:start + batch_size]
+        pred = _call(model, np.stack([canvas[y:y + tile, x:x + tile] for y, x in chunk]))
+        if out is None:
+            out = np.zeros((ny * inner * s, nx * inner * s, pred.shape[-1]), np.float32)
+        for (y, x), p in zip(chunk, pred):
+            out[y * s:(y + inner) * s, x * s:(x + inner) * s] = p[margin * s:(margin + inner) * s,
+                                                                  margin * s:(margin + inner) * s]
+    return np.clip(out[:height * s, :width * s], 0.0, 1.0)
+
+
+def enhance(model, card, image: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """:func:`enhance_array` with the card's geometry."""
+    return enhance_array(model, image, **{**geometry(card), **kwargs})
+
+
+def enhance_batch(model, card, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Enhanced images (float32 [0, 1]) of same-size images (N, H, W, C) that fit in one pass
+    (batched), else one by one."""
+    g = geometry(card)
+    n, h, w = images.shape[:3]
+    if g["fixed"] is not None or max(h, w) > g["tile"]:
+        return np.stack([enhance(model, card, im) for im in images])
+    m, s = g["multiple"], g["scale"]
+    padded = np.stack([_pad_to(np.asarray(im, np.float32), -(-h // m) * m, -(-w // m) * m) for im in images])
+    out = [_call(model, padded[i:i + batch_size]) for i in range(0, n, batch_size)]
+    return np.clip(np.concatenate(out)[:, :h * s, :w * s], 0.0, 1.0)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] floats -> uint8 pixels (rounded)."""
+    return np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_png(path: Path, pixels: np.ndarray) -> Path:
+    """Write uint8 HxW, HxWx1 or HxWx3 pixels as a PNG, atomically."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.asarray(pixels, np.uint8)
+    img = Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
+def _unique_name(source: Path, used: set[str]) -> str:
+    stem, k = Path(source).stem, 1
+    name = f"{stem}.png"
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}.png"
+    used.add(name)
+    return name
+
+
+def enhance_files(model, card, images: Iterable[str | Path], *, output: str | Path | None = None,
+                  skip_invalid: bool = False) -> list[dict[str, Any]]:
+    """Enhance every image file (folders searched recursively) and optionally write them.
+
+    Args:
+        model, card: from :func:`foveal.models.load_model` of an enhancement model.
+        images: files and/or folders.
+        output: folder for ``enhanced/NAME.png`` and ``predictions.csv``; None writes nothing.
+        skip_invalid: report unreadable files as rows with ``error`` instead of raising.
+
+    Returns:
+        One dict per image: ``file``, ``input_size`` and ``output_size`` (``[width, height]``),
+        ``enhanced`` (the written file, with ``output``), and ``image`` (the uint8 result,
+        only without ``output``).
+    """
+    from foveal.predict import collect_images
+    from foveal.segmentation.predict import decode_file
+
+    check_card(card)
+    channels = card.input_shape[-1]
+    out_dir = Path(output) if output is not None else None
+    used: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    for path in collect_images(images):
+        try:
+            image = decode_file(path, channels)
+        except DataError as exc:
+            if not skip_invalid:
+                raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
+            rows.append({"file": printable_path(path), "error": exc.message})
+            continue
+        result = to_uint8(enhance(model, card, image))
+        row: dict[str, Any] = {"file": printable_path(path), "input_size": [image.shape[1], image.shape[0]],
+                               "output_size": [result.shape[1], result.shape[0]]}
+        if out_dir is not None:
+            row["enhanced"] = str(write_png(out_dir / "enhanced" / _unique_name(path, used), result))
+        else:
+            row["image"] = result
+        rows.append(row)
+    if out_dir is not None:
+        atomic_write_text(out_dir / "predictions.csv", to_csv(rows))
+    return rows
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """One line per image: file, written file, input and output sizes, error."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["file", "enhanced", "input_width", "input_height", "output_width", "output_height", "error"])
+    for r in rows:
+        if "error" in r:
+            writer.writerow([r["file"], "", "", "", "", "", r["error"]])
+        else:
+            writer.writerow([r["file"], r.get("enhanced", ""), *r["input_size"], *r["output_size"], ""])
+    return out.getvalue()
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A terminal table: file, input size -> output size."""
+    from foveal.predict import file_table
+
+    return file_table(rows, lambda r: f"{r['input_size'][0]}x{r['input_size'][1]} -> "
+                      f"{r['output_size'][0]}x{r['output_size'][1]}" + (f"  {r['enhanced']}" if "enhanced" in r else ""),
+                      width=50)
+
+
+__all__ = ["DEFAULT_TILE", "check_card", "enhance", "enhance_array", "enhance_batch", "enhance_files",
+           "format_table", "geometry", "to_csv", "to_uint8", "write_png"]
