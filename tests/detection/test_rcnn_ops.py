@@ -144,6 +144,9 @@ def test_roi_sampling_takes_a_quarter_foreground_with_the_right_targets():
                 np.testing.assert_allclose(rcnn.decode_boxes(target, roi, (10, 10, 5, 5)).numpy(), real[iou.argmax()],
                                            atol=1e-2)
     assert (labels[1] == 2).sum() >= 1  # the ground-truth box itself is a candidate
+    empty = rcnn.sample_rois(proposals[:1], valid[:1], np.zeros((1, 2, 4), np.float32), np.full((1, 2), -1),
+                             np.zeros((1, 2), bool), batch=64)
+    assert (empty["labels"].numpy() == 0).all()  # an image without boxes gives background RoIs only
 
 
 def test_smooth_l1_is_quadratic_inside_and_linear_outside():

@@ -245,6 +245,7 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, *, ba
     candidates = tf.concat([tf.cast(proposals, tf.float32), tf.cast(gt_boxes, tf.float32)], axis=1)
     valid = tf.concat([tf.cast(proposal_valid, tf.bool), gt_valid], axis=1)
     _, best, matched = _matched_iou(candidates, gt_boxes, gt_valid)
+    best = tf.maximum(best, 0.0)  # an image without boxes: every candidate is background (IoU 0)
     fg = valid & (best >= positive_iou)
     bg = valid & (best < positive_iou) & (best >= negative_iou_low)
     priority = tf.random.uniform(tf.shape(best), seed=seed)
