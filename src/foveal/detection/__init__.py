@@ -1,10 +1,13 @@
-"""Object detection: YOLO-style detectors on any foveal backbone.
+"""Object detection: YOLO-style detectors and Faster R-CNN on any foveal backbone.
 
 A detector is a foveal backbone with a YOLO head (Redmon & Farhadi, "YOLO9000", CVPR 2017;
 "YOLOv3: An Incremental Improvement", arXiv 2018): per grid cell and anchor, box offsets
 (sigmoid centre, exp scale of the anchor), an objectness score and class scores, on one scale
-(YOLOv2) or three (YOLOv3). Modules: :mod:`.model` (``build_detector`` and ``DetectorModel``,
-whose ``predict`` returns boxes, scores and classes), :mod:`.loss` (``YoloLoss``, targets built
+(YOLOv2) or three (YOLOv3); or a two-stage Faster R-CNN (Ren et al., NeurIPS 2015: region
+proposals, then RoI Align and a classification/refinement head; :mod:`.faster_rcnn`, with
+:mod:`foveal.ops.rcnn` and :mod:`foveal.layers.roi`), chosen with ``--detector``. Both models'
+``predict`` return boxes, scores and classes, so everything below serves both. Modules:
+:mod:`.model` (``build_detector`` and ``DetectorModel``), :mod:`.loss` (``YoloLoss``, targets built
 in-graph from padded boxes), :mod:`.postprocess` (decoding and non-max suppression in
 TensorFlow, a NumPy reference), :mod:`.pipeline` (``tf.data`` input with the box-aware
 augmentation of :mod:`foveal.data.box_augment`, multi-scale batches, letterboxing),
@@ -32,6 +35,10 @@ _LAZY = {
     "build_detector": "foveal.detection.model",
     "DetectorModel": "foveal.detection.model",
     "AnchorReshape": "foveal.detection.model",
+    "DetectionOutputs": "foveal.detection.model",
+    "build_faster_rcnn": "foveal.detection.faster_rcnn",
+    "FasterRCNNModel": "foveal.detection.faster_rcnn",
+    "RCNNSettings": "foveal.detection.faster_rcnn",
     "YoloLoss": "foveal.detection.loss",
     "assign_targets": "foveal.detection.loss",
     "decode_predictions": "foveal.detection.postprocess",

@@ -28,6 +28,8 @@ EPILOG_TRAIN = """examples:
   foveal detect train --backbone-weights runs/cifar-resnet18/best.keras --freeze-backbone-epochs 5
   foveal detect train --data coco/annotations/instances_train2017.json --scales 3 --anchors 3
   foveal detect train --resume runs/detect-resnet18-raccoon-20261123-101500
+  foveal detect train --data ../shared/datasets/raccoon --detector faster-rcnn --roi-batch 128 --time-budget 1800
+  foveal detect train --data voc/ --detector faster-rcnn --anchor-sizes 64 128 256 --roi-pool max --image-size 512
 """
 
 EPILOG_PREDICT = """examples:
@@ -119,10 +121,12 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
 
     fmt = argparse.RawDescriptionHelpFormatter
     actions = add_task_command(
-        subparsers, "detect", help="object detection: YOLO-style detectors on the zoo's backbones",
-        description="Train, evaluate and use object detectors (YOLOv2/v3-style heads on any zoo backbone), "
+        subparsers, "detect", help="object detection: YOLO-style and Faster R-CNN detectors on the zoo's backbones",
+        description="Train, evaluate and use object detectors (YOLOv2/v3-style heads or Faster R-CNN on any zoo "
+        "backbone), "
         "with COCO metrics equal to pycocotools'.", train_help="train a detector and write a run folder with a report",
-        train_description="Train a YOLO-style detector on box annotations.", train_epilog=EPILOG_TRAIN)
+        train_description="Train a YOLO-style detector (default) or a Faster R-CNN (--detector faster-rcnn) "
+        "on box annotations.", train_epilog=EPILOG_TRAIN)
 
     e = add_mode(actions, "evaluate", "detect", help="COCO AP table, VOC mAP@0.5 and PR curves of a detector",
                  batch_size=8)

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
@@ -47,6 +47,9 @@ class DetectConfig(RunConfig):
                                    "warning) rather than refused", group="data")
 
     # model
+    detector: Literal["yolo", "faster-rcnn"] = option("yolo", "detector kind: yolo (one stage, YOLOv2/v3 heads) or "
+                                                      "faster-rcnn (region proposals + RoI head, two stages)",
+                                                      group="model")
     backbone: str = option("resnet18", "backbone architecture (see `foveal models`)", group="model")
     backbone_options: dict[str, Any] = option(DEFAULT_BACKBONE_OPTIONS, "backbone options (the default suits "
                                               "resnet18; use {} for others)", group="model")
@@ -59,8 +62,29 @@ class DetectConfig(RunConfig):
                                    group="model")
     anchors: int = option(5, "anchor boxes per scale, chosen by k-means with the IoU distance on the training "
                           "boxes", group="model")
-    head_width: int | None = option(None, "channels of the head's convolutions (default: the model's)",
+    head_width: int | None = option(None, "YOLO: channels of the head's convolutions (default: the model's); "
+                                    "Faster R-CNN: units of the two fully connected layers (default: 256)",
                                     group="model")
+
+    # Faster R-CNN
+    rcnn_level: str = option("P4", "Faster R-CNN: the backbone feature map the RPN and RoI pooling read "
+                             "(P4: stride 16, as VGG-16's conv5 in the paper)", group="faster-rcnn")
+    anchor_sizes: list[float] = option([], "Faster R-CNN: anchor sizes in input pixels (square roots of the "
+                                       "areas), e.g. '32 64 128'; empty: three chosen from the training boxes "
+                                       "(their sqrt(area) at the 1/6, 1/2 and 5/6 quantiles)", group="faster-rcnn")
+    anchor_ratios: list[float] = option([0.5, 1.0, 2.0], "Faster R-CNN: anchor aspect ratios (height / width)",
+                                        group="faster-rcnn")
+    roi_pool: Literal["align", "max"] = option("align", "Faster R-CNN: RoI Align (bilinear) or RoI max pooling "
+                                               "(Fast R-CNN, the texts' figure)", group="faster-rcnn")
+    rpn_batch: int = option(256, "Faster R-CNN: anchors sampled per image for the RPN loss (at most half "
+                            "positive)", group="faster-rcnn")
+    roi_batch: int = option(512, "Faster R-CNN: RoIs sampled per image for the second stage (a quarter "
+                            "foreground)", group="faster-rcnn")
+    rpn_lambda: float = option(10.0, "Faster R-CNN: weight of the RPN box term (the paper's lambda)",
+                               group="faster-rcnn")
+    rcnn_options: dict[str, Any] = option({}, "Faster R-CNN: other settings, e.g. 'post_nms_train=1000,"
+                                          "post_nms_test=300,rpn_positive_iou=0.7,roi_positive_fraction=0.25' "
+                                          "(see foveal.detection.faster_rcnn.RCNNSettings)", group="faster-rcnn")
 
     # loss
     lambda_coord: float = option(5.0, "weight of the box term (YOLO: 5)", group="loss")
@@ -113,11 +137,24 @@ class DetectConfig(RunConfig):
             if not ok:
                 raise ConfigError(message)
         parse_box_augment(self.augment)
+        if self.detector == "faster-rcnn":
+            self.rcnn_settings()  # refuses unknown or out-of-range settings now
+
+    def rcnn_settings(self) -> dict[str, Any]:
+        """The Faster R-CNN settings of these options (anchor sizes as given: empty means "from the data")."""
+        from foveal.detection.faster_rcnn import RCNNSettings
+
+        chosen = {"anchor_ratios": list(self.anchor_ratios), "rpn_batch": self.rpn_batch,
+                  "roi_batch": self.roi_batch, "rpn_lambda": self.rpn_lambda, **dict(self.rcnn_options)}
+        if self.anchor_sizes:
+            chosen["anchor_sizes"] = list(self.anchor_sizes)
+        RCNNSettings.from_dict(chosen)
+        return chosen
 
     @property
     def model(self) -> str:
-        """The backbone's name (run folders are named after it)."""
-        return self.backbone
+        """The backbone's name, after ``faster-rcnn-`` for a Faster R-CNN (run folders are named after it)."""
+        return self.backbone if self.detector == "yolo" else f"{self.detector}-{self.backbone}"
 
     @property
     def image_hw(self) -> tuple[int, int]:

@@ -36,10 +36,27 @@ MATCH_IOU = 0.5
 _DECODERS: dict[tuple, Any] = {}
 
 
+def is_two_stage(card: ModelCard) -> bool:
+    """Whether the card is a Faster R-CNN's (``training.detector``), not a YOLO detector's."""
+    return card.training.get("detector", "yolo") == "faster-rcnn"
+
+
+def refuse_two_stage(card: ModelCard) -> None:
+    """Exports hold a detector's raw head outputs and decode them in the runner; a Faster R-CNN
+    has no such graph (its second stage runs on proposals chosen by NMS), so it is refused."""
+    from foveal.errors import ModelError
+
+    if is_two_stage(card):
+        raise ModelError(f"{card.architecture}: Faster R-CNN models cannot be exported yet (the second stage runs on "
+                         "proposals chosen by NMS inside the graph, which these formats' runners cannot decode)",
+                         hint="serve or predict with the .keras file itself (foveal serve MODEL.keras)")
+
+
 def export_graph(model: Any, card: ModelCard) -> Any:
     """The detector's functional graph with its outputs named ``raw_<level>``."""
     import keras
 
+    refuse_two_stage(card)
     outs = model.outputs if isinstance(model.outputs, (list, tuple)) else [model.outputs]
     return keras.Model(model.inputs, {f"{RAW_PREFIX}{level}": out for level, out in zip(model.levels, outs)},
                        name=f"{model.name}_raw")
@@ -51,6 +68,7 @@ def input_signature(card: ModelCard) -> tuple[int | None, ...]:
 
 def export_card(model: Any, card: ModelCard) -> ModelCard:
     """The card plus what decoding needs: anchors, levels and the model's post-processing."""
+    refuse_two_stage(card)
     training = dict(card.training)
     training.update(anchors=np.asarray(model.anchors).round(6).tolist(), levels=list(model.levels),
                     postprocess=model.postprocess_config())

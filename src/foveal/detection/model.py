@@ -224,8 +224,66 @@ def _as_list(outputs) -> list:
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
+class DetectionOutputs:
+    """What every foveal detector model shares (YOLO, Faster R-CNN): ``predict`` returns boxes,
+    scores and classes after NMS, with post-processing settings that can change after training.
+
+    A subclass (also a ``keras.Model``) implements :meth:`detections` (a batch of images ->
+    the in-graph dict) and sets ``score_threshold``, ``iou_threshold``, ``max_detections``,
+    ``class_aware`` and ``_detect_fn = None`` in its ``__init__``.
+    """
+
+    def detections(self, images) -> dict[str, tf.Tensor]:
+        """In-graph ``boxes`` (normalised corners in [0, 1]), ``scores``, ``classes``, ``num_detections``."""
+        raise NotImplementedError
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.detections(x)
+
+    def make_predict_function(self, force: bool = False):
+        # NMS (data-dependent shapes) cannot be XLA-compiled: predict never uses jit_compile,
+        # training still may where the loss is static-shaped.
+        jit, self._jit_compile = self._jit_compile, False
+        try:
+            return super().make_predict_function(force=force)
+        finally:
+            self._jit_compile = jit
+
+    def detect(self, images) -> dict[str, np.ndarray]:
+        """Detections for a batch of raw images ``[N, H, W, C]`` (0..255), as NumPy arrays.
+
+        One traced graph serves every input size; see the class docstring for the outputs.
+        """
+        if self._detect_fn is None:
+            self._detect_fn = tf.function(self.detections, reduce_retracing=True)
+        images = tf.cast(tf.convert_to_tensor(images), tf.float32)
+        return {k: v.numpy() for k, v in self._detect_fn(images).items()}
+
+    def set_postprocess(self, *, score_threshold: float | None = None, iou_threshold: float | None = None,
+                        max_detections: int | None = None, class_aware: bool | None = None) -> None:
+        """Change the post-processing settings; the next ``predict``/``detect`` uses them."""
+        if score_threshold is not None:
+            self.score_threshold = float(score_threshold)
+        if iou_threshold is not None:
+            self.iou_threshold = float(iou_threshold)
+        if max_detections is not None:
+            if int(max_detections) < 1:
+                raise ConfigError(f"max_detections must be at least 1, got {max_detections}")
+            self.max_detections = int(max_detections)
+        if class_aware is not None:
+            self.class_aware = bool(class_aware)
+        self.predict_function = None  # the thresholds are constants of the traced graphs
+        self._detect_fn = None
+
+    def postprocess_config(self) -> dict[str, Any]:
+        """The current post-processing settings."""
+        return {"score_threshold": self.score_threshold, "iou_threshold": self.iou_threshold,
+                "max_detections": self.max_detections, "class_aware": self.class_aware}
+
+
 @keras.saving.register_keras_serializable(package="foveal")
-class DetectorModel(keras.Model):
+class DetectorModel(DetectionOutputs, keras.Model):
     """A YOLO detector: raw outputs for training, boxes/scores/classes from ``predict``.
 
     Args:
@@ -324,50 +382,8 @@ class DetectorModel(keras.Model):
         return {"boxes": tf.clip_by_value(out["boxes"], 0.0, 1.0), "scores": out["scores"],
                 "classes": out["classes"], "num_detections": out["num_detections"]}
 
-    def predict_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self.postprocess(self(x, training=False))
-
-    def make_predict_function(self, force: bool = False):
-        # NMS (data-dependent shapes) cannot be XLA-compiled: predict never uses jit_compile,
-        # training still may (the loss is static-shaped).
-        jit, self._jit_compile = self._jit_compile, False
-        try:
-            return super().make_predict_function(force=force)
-        finally:
-            self._jit_compile = jit
-
-    def detect(self, images) -> dict[str, np.ndarray]:
-        """Detections for a batch of raw images ``[N, H, W, C]`` (0..255), as NumPy arrays.
-
-        One traced graph serves every input size; see the class docstring for the outputs.
-        """
-        if self._detect_fn is None:
-            self._detect_fn = tf.function(lambda x: self.postprocess(self(x, training=False)),
-                                          reduce_retracing=True)
-        images = tf.cast(tf.convert_to_tensor(images), tf.float32)
-        return {k: v.numpy() for k, v in self._detect_fn(images).items()}
-
-    def set_postprocess(self, *, score_threshold: float | None = None, iou_threshold: float | None = None,
-                        max_detections: int | None = None, class_aware: bool | None = None) -> None:
-        """Change the post-processing settings; the next ``predict``/``detect`` uses them."""
-        if score_threshold is not None:
-            self.score_threshold = float(score_threshold)
-        if iou_threshold is not None:
-            self.iou_threshold = float(iou_threshold)
-        if max_detections is not None:
-            if int(max_detections) < 1:
-                raise ConfigError(f"max_detections must be at least 1, got {max_detections}")
-            self.max_detections = int(max_detections)
-        if class_aware is not None:
-            self.class_aware = bool(class_aware)
-        self.predict_function = None  # the thresholds are constants of the traced graphs
-        self._detect_fn = None
-
-    def postprocess_config(self) -> dict[str, Any]:
-        """The current post-processing settings."""
-        return {"score_threshold": self.score_threshold, "iou_threshold": self.iou_threshold,
-                "max_detections": self.max_detections, "class_aware": self.class_aware}
+    def detections(self, images) -> dict[str, tf.Tensor]:
+        return self.postprocess(self(images, training=False))
 
     # -- serialisation -----------------------------------------------------------------------
 
@@ -393,4 +409,4 @@ class DetectorModel(keras.Model):
         return cls(graph.input, graph.outputs, **config)
 
 
-__all__ = ["AnchorReshape", "DetectorModel", "OBJECTNESS_PRIOR", "build_detector"]
+__all__ = ["AnchorReshape", "DetectionOutputs", "DetectorModel", "OBJECTNESS_PRIOR", "build_detector"]

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
 
 class DetectTask(TaskPlugin):
-    """The engine's hooks for YOLO detectors."""
+    """The engine's hooks for detectors: YOLO (``--detector yolo``) and Faster R-CNN
+    (``--detector faster-rcnn``); both models return boxes, scores and classes from ``predict``,
+    so data, validation mAP, scoring and the report are shared."""
 
     name = "detect"
     supports_distribution = True  # the engine's default distributed_batches: its own pipelines, split
@@ -54,6 +56,8 @@ class DetectTask(TaskPlugin):
         from foveal.detection.model import build_detector
         from foveal.detection.train import _load_backbone_weights, _weights_card, choose_anchors
 
+        if cfg.detector == "faster-rcnn":
+            return self._build_faster_rcnn(cfg, data)
         anchors, anchor_iou = choose_anchors(cfg, data.train)
         data.extra.update(anchors=anchors, anchor_iou=anchor_iou)
         say(f"anchors: {len(anchors)} by k-means (IoU distance), mean best IoU with the training boxes {anchor_iou:.3f}")
@@ -71,21 +75,63 @@ class DetectTask(TaskPlugin):
             _load_backbone_weights(model, cfg.backbone_weights)
         return model
 
+    def _build_faster_rcnn(self, cfg: DetectConfig, data: RunData) -> keras.Model:
+        from foveal.detection.faster_rcnn import anchor_sizes_from_boxes, build_faster_rcnn
+        from foveal.detection.train import _load_backbone_weights, _weights_card
+
+        settings = cfg.rcnn_settings()
+        if "anchor_sizes" not in settings:
+            settings["anchor_sizes"] = anchor_sizes_from_boxes(data.train, cfg.image_hw)
+            say(f"anchor sizes from the training boxes: {', '.join(f'{v:g}' for v in settings['anchor_sizes'])} "
+                f"pixels, ratios {', '.join(f'{v:g}' for v in settings['anchor_ratios'])}")
+        data.extra["anchor_sizes"] = list(settings["anchor_sizes"])
+        preprocessing = cfg.preprocessing
+        if cfg.backbone_weights and preprocessing is None:
+            preprocessing = _weights_card(cfg.backbone_weights).preprocessing
+        with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
+                                       "--backbone", cfg.backbone):
+            model = build_faster_rcnn(cfg.backbone, len(data.class_names), input_shape=(*cfg.image_hw, cfg.channels),
+                                      level=cfg.rcnn_level, preprocessing=preprocessing,
+                                      backbone_options=dict(cfg.backbone_options), head_width=cfg.head_width or 256,
+                                      roi_pool=cfg.roi_pool, score_threshold=cfg.score_threshold,
+                                      iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections,
+                                      class_aware=cfg.class_aware_nms, **settings)
+        if cfg.backbone_weights:
+            _load_backbone_weights(model, cfg.backbone_weights)
+        return model
+
     def compile(self, cfg: DetectConfig, model: keras.Model, data: RunData, steps_per_epoch: int) -> None:
         from foveal.detection.loss import YoloLoss
         from foveal.engine.optim import jit_compile_of, optimizer_for
 
+        if cfg.detector == "faster-rcnn":  # the model owns its losses; never XLA (data-dependent sizes)
+            model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch))
+            return
         model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch),
                       loss=YoloLoss(model.anchors, lambda_coord=cfg.lambda_coord, lambda_noobj=cfg.lambda_noobj,
                                     ignore_threshold=cfg.ignore_threshold), jit_compile=jit_compile_of(cfg))
 
     def restore(self, cfg: DetectConfig, data: RunData, model: keras.Model, card: ModelCard) -> None:
-        data.extra["anchors"] = np.asarray(card.training["anchors"], np.float32)
+        if cfg.detector == "faster-rcnn":
+            data.extra["anchor_sizes"] = list(card.training["anchor_sizes"])
+        else:
+            data.extra["anchors"] = np.asarray(card.training["anchors"], np.float32)
 
     def card(self, cfg: DetectConfig, data: RunData, model: keras.Model, run_dir: Path) -> ModelCard:
         from foveal.models import ModelCard
         from foveal.models.io import preprocessing_of
 
+        if cfg.detector == "faster-rcnn":
+            return ModelCard(
+                architecture=f"faster-rcnn-{cfg.backbone}", class_names=list(data.class_names),
+                input_shape=(*cfg.image_hw, cfg.channels), preprocessing=preprocessing_of(model.backbone),
+                keep_aspect=cfg.keep_aspect, task="detect",
+                training={"data": cfg.data, "run": run_dir.name, "detector": "faster-rcnn", "backbone": cfg.backbone,
+                          "level": model.level, "stride": model.stride, "roi_pool": model.roi_pool,
+                          "anchor_sizes": list(model.rcnn.anchor_sizes), "anchor_ratios": list(model.rcnn.anchor_ratios),
+                          "keep_aspect": cfg.keep_aspect,
+                          "box_format": "normalised corners (x_min, y_min, x_max, y_max) of the model input",
+                          "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold})
         anchors = np.asarray(data.extra["anchors"])
         if "anchor_iou" in data.extra:  # a new run: record how well the anchors fit the boxes
             atomic_write_text(run_dir / "anchors.json", json.dumps(
@@ -101,10 +147,11 @@ class DetectTask(TaskPlugin):
                       "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold})
 
     def describe(self, cfg: DetectConfig, data: RunData, model: keras.Model) -> list[str]:
+        kind = (f"Faster R-CNN ({model.level}, stride {model.stride}, {model.rcnn.num_anchors} anchors, RoI "
+                f"{model.roi_pool})" if cfg.detector == "faster-rcnn" else f"YOLO ({cfg.scales} scale(s))")
         return [f"data: {cfg.data} ({len(data.class_names)} class(es); images {data.sizes()}; "
                 f"{data.train.num_boxes} training boxes)",
-                f"model: YOLO ({cfg.scales} scale(s)) on {cfg.backbone}, input {cfg.image_hw}, "
-                f"{model.count_params():,} parameters"]
+                f"model: {kind} on {cfg.backbone}, input {cfg.image_hw}, {model.count_params():,} parameters"]
 
     def data_errors(self, cfg: DetectConfig):
         from foveal.detection.pipeline import detection_data_errors
@@ -152,9 +199,16 @@ class DetectTask(TaskPlugin):
                 f">= {metrics.get('ap_score_threshold', cfg.score_threshold)}); precision "
                 f"{metrics['precision']:.3f} recall {metrics['recall']:.3f} at score {cfg.score_threshold}; "
                 f"{metrics['num_images']} images")
+        if cfg.detector == "faster-rcnn":
+            head = {"task": "object detection (Faster R-CNN)", "backbone": cfg.backbone,
+                    "feature map": f"{model.level} (stride {model.stride})", "RoI pooling": model.roi_pool,
+                    "anchors": f"{model.rcnn.num_anchors} (sizes {card.training['anchor_sizes']}, ratios "
+                               f"{card.training['anchor_ratios']})"}
+        else:
+            head = {"task": "object detection (YOLO)", "backbone": cfg.backbone, "scales": cfg.scales,
+                    "anchors": len(card.training["anchors"])}
         summary: dict[str, Any] = {
-            "run": run_dir.name, "task": "object detection (YOLO)", "backbone": cfg.backbone,
-            "scales": cfg.scales, "anchors": len(card.training["anchors"]), "data": cfg.data,
+            "run": run_dir.name, **head, "data": cfg.data,
             "classes": ", ".join(card.class_names), "input": "x".join(map(str, card.input_shape)),
             "parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
             "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),

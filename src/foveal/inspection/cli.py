@@ -63,6 +63,12 @@ def _resolve_model(spec: str, num_classes: int, input_shape: tuple[int, int, int
     path = Path(spec)
     if path.suffix == ".keras" or path.is_file():
         model, card = load_model(path)
+        backbone = getattr(model, "backbone", None)
+        if not hasattr(model, "inputs") and hasattr(backbone, "inputs"):
+            # a two-stage detector (Faster R-CNN) is not one graph: its backbone is
+            print(f"note: {path} is a {card.architecture}; inspecting its backbone {backbone.name!r} (the RPN and "
+                  "the RoI head run on proposals and are not one graph)", file=sys.stderr)
+            return backbone, card, "file"
         return model, card, "file"
     if spec in MODELS:
         model = build_model(spec, num_classes=num_classes, input_shape=input_shape)

@@ -506,7 +506,7 @@ def create_app(
     if not browser_supported(card):
         if browser_model not in (None, False):
             raise ModelError(f"{path}: the page's in-browser mode cannot prepare this model's input as the "
-                             "server does (a letterboxing detector, or a segmenter at native resolution)",
+                             "server does (a letterboxing detector, a Faster R-CNN, or a segmenter at native resolution)",
                              hint="leave out --browser-model: the page asks the server")
         browser_model = False
     source = model._runner if isinstance(model, _RunnerModel) else model

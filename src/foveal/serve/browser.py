@@ -92,10 +92,11 @@ def _task_details(path: Path, card: ModelCard) -> dict[str, Any]:
 
 def browser_supported(card: ModelCard) -> bool:
     """Whether the page's in-browser mode can run this model as the server does: not a
-    detector that letterboxes, nor a segmenter that works at the image's own resolution (the
+    detector that letterboxes or is a Faster R-CNN, nor a segmenter that works at the image's own resolution (the
     page feeds the card's input size)."""
-    if card.task == "detect":
-        return not bool(card.training.get("keep_aspect", card.keep_aspect))
+    if card.task == "detect":  # a Faster R-CNN has no ONNX export to run in the page
+        return (not bool(card.training.get("keep_aspect", card.keep_aspect))
+                and card.training.get("detector", "yolo") == "yolo")
     if card.task == "segment":
         size = card.training.get("image_size")
         return bool(size) and tuple(size) == tuple(card.input_shape[:2])

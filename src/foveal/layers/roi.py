@@ -1,0 +1,158 @@
+"""Region-of-interest pooling: fixed-size features for boxes of any size (two-stage detectors).
+
+Both layers take ``[features, rois]``: a feature map ``[B, Hf, Wf, C]`` and boxes ``[B, R, 4]``
+as corners ``(x_min, y_min, x_max, y_max)`` in pixels of the model input, and return
+``[B, R, P, P, C]``. ``stride`` is how many input pixels one feature cell spans, so feature
+cell ``(i, j)`` covers input pixels ``[j * stride, (j + 1) * stride)`` horizontally.
+
+* :class:`RoIMaxPool` (Girshick, "Fast R-CNN", ICCV 2015, sec. 2.1; the texts' figure): the box
+  is snapped to whole cells (``floor(x_min / stride)`` to ``ceil(x_max / stride)``, at least
+  one), its ``h x w`` cells split into ``P x P`` bins whose edges are rounded up
+  (bin ``i`` spans rows ``ceil(i h / P)`` to ``ceil((i + 1) h / P)``: a 5 x 4 region pooled to
+  2 x 2 gets bins of 3 x 2 and 2 x 2 cells, as in the texts' example), and each bin keeps its maximum.
+* :class:`RoIAlign` (He, Gkioxari, Dollár & Girshick, "Mask R-CNN", ICCV 2017, sec. 3): no
+  snapping; each of the ``P x P`` bins averages ``sampling_ratio**2`` bilinear samples at
+  regularly spaced points. It is ``tf.image.crop_and_resize`` on a ``(sP) x (sP)`` grid whose
+  corners are moved half a sample inwards, so its points are exactly the bins' sample points,
+  then an average pool. Box coordinates map to the feature map with the half-cell offset of
+  Detectron2's ``aligned=True`` (a cell's value sits at its centre). Sample points outside the
+  map read 0 (``crop_and_resize``'s extrapolation).
+
+Both are checked against NumPy references in ``tests/layers/test_roi.py``.
+
+Example:
+    >>> import numpy as np
+    >>> features = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    >>> rois = np.array([[[0, 0, 4, 4]]], np.float32)
+    >>> RoIMaxPool(2, stride=1)([features, rois])[0, 0, :, :, 0].numpy().tolist()
+    [[5.0, 7.0], [13.0, 15.0]]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+
+def _flat(features, rois):
+    """(feature map, rois ``[B*R, 4]``, image index of each, B, R)."""
+    shape = tf.shape(rois)
+    batch, count = shape[0], shape[1]
+    flat = tf.reshape(tf.cast(rois, tf.float32), [-1, 4])
+    index = tf.repeat(tf.range(batch), count)
+    return tf.cast(features, tf.float32), flat, index, batch, count
+
+
+def roi_align(features, rois, *, pool_size: int = 7, stride: float = 16.0, sampling_ratio: int = 2) -> tf.Tensor:
+    """RoI Align of ``rois [B, R, 4]`` (input pixels) on ``features [B, Hf, Wf, C]`` -> ``[B, R, P, P, C]``."""
+    features, flat, index, batch, count = _flat(features, rois)
+    fh = tf.cast(tf.shape(features)[1], tf.float32)
+    fw = tf.cast(tf.shape(features)[2], tf.float32)
+    n = int(pool_size) * int(sampling_ratio)
+    # feature coordinates with the half-cell offset; then half a sample inwards on each side
+    x0, y0, x1, y1 = (flat[:, i] / float(stride) - 0.5 for i in range(4))
+    dx, dy = (x1 - x0) / (2.0 * n), (y1 - y0) / (2.0 * n)
+    boxes = tf.stack([(y0 + dy) / tf.maximum(fh - 1.0, 1.0), (x0 + dx) / tf.maximum(fw - 1.0, 1.0),
+                      (y1 - dy) / tf.maximum(fh - 1.0, 1.0), (x1 - dx) / tf.maximum(fw - 1.0, 1.0)], axis=-1)
+    crops = tf.image.crop_and_resize(features, boxes, index, [n, n], method="bilinear", extrapolation_value=0.0)
+    if sampling_ratio > 1:
+        crops = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID")
+    return tf.reshape(crops, tf.concat([[batch, count, pool_size, pool_size], tf.shape(features)[3:]], 0))
+
+
+def _bin_edges(start, extent, pool_size: int):
+    """Bin ``i`` of a region of ``extent`` cells starting at ``start``: rows/columns
+    ``[start + ceil(i extent / P), start + ceil((i + 1) extent / P))``, at least one each."""
+    i = tf.cast(tf.range(pool_size), tf.float32)[None]
+    extent_f = tf.cast(extent, tf.float32)[:, None]
+    lo = tf.math.ceil(i * extent_f / pool_size)
+    lo = tf.minimum(lo, extent_f - 1.0)
+    hi = tf.maximum(tf.math.ceil((i + 1.0) * extent_f / pool_size), lo + 1.0)
+    start = tf.cast(start, tf.float32)[:, None]
+    return start + lo, start + hi  # [N, P] each
+
+
+def roi_max_pool(features, rois, *, pool_size: int = 7, stride: float = 16.0) -> tf.Tensor:
+    """RoI max pooling of ``rois [B, R, 4]`` (input pixels) on ``features [B, Hf, Wf, C]`` -> ``[B, R, P, P, C]``."""
+    features, flat, index, batch, count = _flat(features, rois)
+    fh, fw = tf.shape(features)[1], tf.shape(features)[2]
+    # snap to whole cells, inside the map, at least one cell
+    c0 = tf.clip_by_value(tf.cast(tf.floor(flat[:, 0] / float(stride)), tf.int32), 0, fw - 1)
+    r0 = tf.clip_by_value(tf.cast(tf.floor(flat[:, 1] / float(stride)), tf.int32), 0, fh - 1)
+    c1 = tf.clip_by_value(tf.cast(tf.math.ceil(flat[:, 2] / float(stride)), tf.int32), c0 + 1, fw)
+    r1 = tf.clip_by_value(tf.cast(tf.math.ceil(flat[:, 3] / float(stride)), tf.int32), r0 + 1, fh)
+    row_lo, row_hi = _bin_edges(r0, r1 - r0, pool_size)
+    col_lo, col_hi = _bin_edges(c0, c1 - c0, pool_size)
+    rows = tf.cast(tf.range(fh), tf.float32)
+    cols = tf.cast(tf.range(fw), tf.float32)
+    in_row = (rows[None, None] >= row_lo[..., None]) & (rows[None, None] < row_hi[..., None])  # [N, P, Hf]
+    in_col = (cols[None, None] >= col_lo[..., None]) & (cols[None, None] < col_hi[..., None])  # [N, P, Wf]
+    lowest = tf.constant(float("-inf"), tf.float32)
+
+    def one(args):
+        image, rmask, cmask = args
+        fmap = features[image]  # [Hf, Wf, C]
+        by_col = tf.reduce_max(tf.where(cmask[:, None, :, None], fmap[None], lowest), axis=2)  # [P, Hf, C]
+        pooled = tf.reduce_max(tf.where(rmask[:, None, :, None], by_col[None], lowest), axis=2)  # [P, P, C]
+        return pooled
+
+    pooled = tf.map_fn(one, (index, in_row, in_col), fn_output_signature=tf.TensorSpec(None, tf.float32))
+    return tf.reshape(pooled, tf.concat([[batch, count, pool_size, pool_size], tf.shape(features)[3:]], 0))
+
+
+class _RoIPoolBase(keras.layers.Layer):
+    def __init__(self, pool_size: int = 7, stride: float = 16.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if int(pool_size) < 1 or float(stride) <= 0:
+            raise ValueError(f"{type(self).__name__} needs pool_size >= 1 and stride > 0, got {pool_size}, {stride}")
+        self.pool_size = int(pool_size)
+        self.stride = float(stride)
+
+    def compute_output_shape(self, input_shape):
+        features, rois = input_shape
+        return (features[0], rois[1], self.pool_size, self.pool_size, features[-1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "pool_size": self.pool_size, "stride": self.stride}
+
+
+@keras.saving.register_keras_serializable(package="foveal")
+class RoIAlign(_RoIPoolBase):
+    """RoI Align (bilinear samples, averaged per bin); see the module docstring.
+
+    Args:
+        pool_size: output side ``P``.
+        stride: input pixels per feature cell.
+        sampling_ratio: samples per bin along each side (2: four samples per bin).
+    """
+
+    def __init__(self, pool_size: int = 7, stride: float = 16.0, sampling_ratio: int = 2, **kwargs: Any) -> None:
+        super().__init__(pool_size, stride, **kwargs)
+        self.sampling_ratio = int(sampling_ratio)
+
+    def call(self, inputs):
+        features, rois = inputs
+        return roi_align(features, rois, pool_size=self.pool_size, stride=self.stride,
+                         sampling_ratio=self.sampling_ratio)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "sampling_ratio": self.sampling_ratio}
+
+
+@keras.saving.register_keras_serializable(package="foveal")
+class RoIMaxPool(_RoIPoolBase):
+    """RoI max pooling (Fast R-CNN; the texts' figure); see the module docstring.
+
+    Args:
+        pool_size: output side ``P``.
+        stride: input pixels per feature cell.
+    """
+
+    def call(self, inputs):
+        features, rois = inputs
+        return roi_max_pool(features, rois, pool_size=self.pool_size, stride=self.stride)
+
+
+__all__ = ["RoIAlign", "RoIMaxPool", "roi_align", "roi_max_pool"]

@@ -1,0 +1,157 @@
+"""Faster R-CNN as a model kind of the detect task: the model (losses in fit, detections from
+predict, .keras round trip) and the whole run through `foveal detect train|evaluate|predict`.
+
+Tiny settings (ResNet-18 at width 16, 64x64 inputs, the stride-8 map, 32 sampled RoIs) keep the
+default tier fast; the slow test checks that such a model learns the shapes (mAP@0.5 >= 0.9).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from foveal.cli.main import main
+from foveal.detection.config import DetectConfig
+from foveal.detection.faster_rcnn import RPN_COMPONENTS, build_faster_rcnn
+from foveal.detection.train import train_detector
+from foveal.errors import ConfigError
+
+from .test_detect_run import make_shapes
+
+TINY_RCNN = dict(detector="faster-rcnn", image_size=[64], backbone_options={"width": 16}, rcnn_level="P3",
+                 head_width=32, roi_batch=32, rpn_batch=64, batch_size=4, progress=False, report_images=2,
+                 augment="light", learning_rate=3e-3, warmup_epochs=0.0,
+                 rcnn_options={"pre_nms_train": 300, "post_nms_train": 100, "post_nms_test": 50})
+SMALL_MODEL = dict(input_shape=(64, 64, 3), level="P3", backbone_options={"width": 16}, head_width=32,
+                   anchor_sizes=[16, 24, 32], roi_batch=32, rpn_batch=64, pre_nms_train=300, post_nms_train=100,
+                   post_nms_test=50)
+
+
+def squares(count: int, seed: int = 0):
+    """Images with one red (class 0) or blue (class 1) square, and padded targets."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 30, (count, 64, 64, 3)).astype(np.float32)
+    boxes, classes = np.zeros((count, 3, 4), np.float32), np.full((count, 3), -1, np.int32)
+    for i in range(count):
+        side = int(rng.integers(14, 28))
+        x, y = (int(v) for v in rng.integers(0, 64 - side, 2))
+        images[i, y:y + side, x:x + side] = (230, 30, 30) if i % 2 == 0 else (30, 30, 230)
+        boxes[i, 0], classes[i, 0] = [x / 64, y / 64, (x + side) / 64, (y + side) / 64], i % 2
+    return images, {"boxes": boxes, "classes": classes}
+
+
+def test_fit_reports_four_losses_and_predict_returns_detections_that_survive_saving(tmp_path):
+    import tensorflow as tf
+
+    from foveal.models import ModelCard, load_model, save_model
+
+    model = build_faster_rcnn("resnet18", 2, **SMALL_MODEL, score_threshold=0.0, max_detections=10)
+    assert model.rcnn.num_anchors == 9 and model.stride == 8
+    out = model(np.zeros((1, 64, 64, 3), np.float32))
+    assert tuple(out["rpn_objectness"].shape) == (1, 8, 8, 9) and tuple(out["rpn_deltas"].shape) == (1, 8, 8, 36)
+    images, targets = squares(4)
+    model.compile("adam")
+    history = model.fit(tf.data.Dataset.from_tensor_slices((images, targets)).batch(2), epochs=1, verbose=0).history
+    for name in (*RPN_COMPONENTS, "loss"):
+        assert np.isfinite(history[name][0]), name
+    np.testing.assert_allclose(history["loss"][0], sum(history[n][0] for n in RPN_COMPONENTS), rtol=1e-4)
+    detections = model.predict(images, verbose=0)
+    assert set(detections) == {"boxes", "scores", "classes", "num_detections"}
+    assert detections["boxes"].shape == (4, 10, 4) and (detections["num_detections"] > 0).all()
+    assert ((detections["boxes"] >= 0) & (detections["boxes"] <= 1)).all()
+    path = save_model(model, tmp_path / "frcnn.keras", ModelCard("faster-rcnn-resnet18", ["red", "blue"],
+                                                                 (64, 64, 3), task="detect",
+                                                                 training={"detector": "faster-rcnn"}))
+    loaded, card = load_model(path)
+    assert type(loaded).__name__ == "FasterRCNNModel" and card.task == "detect"
+    again = loaded.predict(images, verbose=0)
+    for key in detections:
+        np.testing.assert_allclose(again[key], detections[key], atol=1e-5, err_msg=key)
+    assert loaded.rcnn == model.rcnn and loaded.postprocess_config() == model.postprocess_config()
+
+
+def test_roi_max_pool_variant_feeds_the_head():
+    model = build_faster_rcnn("resnet18", 3, **SMALL_MODEL, roi_pool="max")
+    features = model(np.zeros((2, 64, 64, 3), np.float32))["features"]
+    logits, deltas = model.head(features, np.tile(np.array([[[0, 0, 32, 32], [8, 8, 60, 40]]], np.float32), (2, 1, 1)))
+    assert type(model.roi_layer).__name__ == "RoIMaxPool"
+    assert tuple(logits.shape) == (2, 2, 4) and tuple(deltas.shape) == (2, 2, 3, 4)
+
+
+def test_bad_settings_are_refused_in_one_line():
+    with pytest.raises(ConfigError, match="unknown Faster R-CNN setting.*bogus"):
+        DetectConfig(data="x", detector="faster-rcnn", rcnn_options={"bogus": 1}).validate()
+    with pytest.raises(ConfigError, match="rpn_negative_iou"):
+        DetectConfig(data="x", detector="faster-rcnn", rcnn_options={"rpn_negative_iou": 0.9}).validate()
+    with pytest.raises(ConfigError, match="no feature map P6"):
+        build_faster_rcnn("resnet18", 1, **(SMALL_MODEL | {"level": "P6"}))
+    assert DetectConfig(data="x", detector="faster-rcnn").model == "faster-rcnn-resnet18"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    data = make_shapes(tmp_path_factory.mktemp("rcnn") / "voc", count=12)
+    out = tmp_path_factory.mktemp("rcnn_runs")
+    result = train_detector(DetectConfig(data=str(data), output=str(out), name="frcnn", val_split=0.2, epochs=1,
+                                         **TINY_RCNN))
+    return data, result
+
+
+def test_run_folder_card_and_cli_evaluate_predict(run, tmp_path, capsys):
+    data, result = run
+    folder = result.run_dir
+    for name in ("best.keras", "last.keras", "metrics.json", "detections.json", "report.html", "history.csv"):
+        assert (folder / name).is_file(), name
+    header = (folder / "history.csv").read_text().splitlines()[0]
+    assert all(name in header for name in (*RPN_COMPONENTS, "val_map50"))
+    from foveal.models.io import read_card
+
+    card = read_card(folder / "best.keras")
+    assert card.architecture == "faster-rcnn-resnet18" and card.training["detector"] == "faster-rcnn"
+    assert len(card.training["anchor_sizes"]) == 3  # chosen from the boxes
+    assert "Faster R-CNN" in (folder / "report.html").read_text()
+    saved = json.loads((folder / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", str(folder / "best.keras"), "--data", str(data), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["map50"] == pytest.approx(saved["map50"], abs=1e-6)
+    assert metrics["coco"] == pytest.approx(saved["coco"], abs=1e-6)
+    out = tmp_path / "drawn"
+    assert main(["predict", str(folder / "best.keras"), str(data / "images" / "s00.png"), "--output", str(out),
+                 "--format", "json", "--score-threshold", "0.01"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert Path(rows[0]["file"]).name == "s00.png" and (out / "s00.png").is_file()
+
+
+def test_export_is_refused_in_one_line(run, tmp_path, capsys):
+    _, result = run
+    code = main(["export", str(result.run_dir / "best.keras"), "--format", "onnx", "--output", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Faster R-CNN models cannot be exported" in err and "Traceback" not in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.slow  # about a minute: a tiny Faster R-CNN learns the two-colour squares
+def test_tiny_faster_rcnn_overfits_the_shapes():
+    import tensorflow as tf
+
+    from foveal.evaluation.detection import match_voc, voc_ap
+
+    tf.keras.utils.set_random_seed(0)
+    images, targets = squares(8)
+    model = build_faster_rcnn("resnet18", 2, **SMALL_MODEL, score_threshold=0.001)
+    model.compile(tf.keras.optimizers.Adam(3e-3))
+    model.fit(tf.data.Dataset.from_tensor_slices((images, targets)).batch(4).repeat(), steps_per_epoch=10,
+              epochs=12, verbose=0)
+    out = model.predict(images, verbose=0)
+    n = out["num_detections"]
+    gt_boxes = [targets["boxes"][i][:1] * 64 for i in range(8)]
+    gt_labels = [targets["classes"][i][:1] for i in range(8)]
+    curves = match_voc(gt_boxes, gt_labels, [out["boxes"][i][:n[i]] * 64 for i in range(8)],
+                       [out["classes"][i][:n[i]] for i in range(8)], [out["scores"][i][:n[i]] for i in range(8)],
+                       num_classes=2, iou_threshold=0.5)
+    aps = [voc_ap(*c.curve()[:2]) for c in curves]
+    assert np.mean(aps) >= 0.9, aps
