@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.segmentation.cli import add_segment_command
 
     add_segment_command(sub)
+    from foveal.generative.cli import add_generate_command
+
+    add_generate_command(sub)
     from foveal.shrink.cli import add_prune_command
 
     add_prune_command(sub)
