@@ -96,6 +96,8 @@ class GenerateConfig(RunConfig):
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        if self.freeze_backbone_epochs:
+            raise ConfigError("--freeze-backbone-epochs does not apply to generative models (they have no backbone)")
         if self.mixed_precision != "none":
             raise ConfigError("--mixed-precision is not available for generative models yet",
                               hint="leave out --mixed-precision (they train in float32)")

@@ -72,7 +72,9 @@ class GenerateTask(TaskPlugin):
         data.extra["image_shape"] = tuple(card.input_shape)
 
     def compile(self, cfg: GenerateConfig, model: keras.Model, data: RunData, steps_per_epoch: int) -> None:
-        model.compile(**optimizers_for(cfg, model, steps_per_epoch))
+        from foveal.engine.optim import jit_compile_of
+
+        model.compile(**optimizers_for(cfg, model, steps_per_epoch), jit_compile=jit_compile_of(cfg))
 
     def card(self, cfg: GenerateConfig, data: RunData, model: keras.Model, run_dir: Path) -> ModelCard:
         from foveal.models import ModelCard
