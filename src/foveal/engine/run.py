@@ -229,8 +229,10 @@ def _scaled(plugin: TaskPlugin, cfg: Any, dist: Distribution) -> Any:
 
 
 def monitor_mode(monitor: str) -> str:
-    """``min`` for losses, ``max`` for scores."""
-    return "min" if "loss" in monitor else "max"
+    """``min`` for losses and distances, ``max`` for scores (:func:`~foveal.training.runs.lower_is_better`)."""
+    from foveal.training.runs import lower_is_better
+
+    return "min" if lower_is_better(monitor) else "max"
 
 
 def verbosity(cfg: Any) -> int:
