@@ -106,13 +106,13 @@ def run_vae(data: str, out: Path, epochs: int, budget: float) -> dict[str, Any]:
             "run": str(result.run_dir)}
 
 
-def run_cgan(data: str, out: Path, epochs: int, budget: float, width: int) -> dict[str, Any]:
+def run_cgan(data: str, out: Path, epochs: int, budget: float, width: int, conditioning: str) -> dict[str, Any]:
     from foveal.generative.data import images01
     from foveal.generative.quality import RealStats, classifier_judge, frechet_distance, gaussian_stats
     from foveal.generative.task import GenerateTask
 
     options = {"data": data, "model": "cgan", "epochs": epochs, "batch_size": 64, "width": width,
-               "classifier": "auto", "classifier_epochs": 2, "quality_samples": 1000, "time_budget": budget,
+               "conditioning": conditioning, "classifier": "auto", "classifier_epochs": 2, "quality_samples": 1000, "time_budget": budget,
                "name": "cgan"}
     load = _load()
     result, seconds = _train(options, out)
@@ -133,7 +133,7 @@ def run_cgan(data: str, out: Path, epochs: int, budget: float, width: int) -> di
     real_val, real_test = RealStats.of(judge, val), RealStats.of(judge, test)
     _, probs = judge.run(test)
     fresh = build_generative("cgan", image_shape=shape, latent_dim=cfg.resolved_latent_dim(), num_classes=10,
-                             width=width, seed=42)
+                             width=width, conditioning=conditioning, seed=42)
     untrained = gaussian_stats(judge.run(sample(fresh, 1000, (np.arange(1000) % 10).astype(np.int32), seed=1))[0])
     frechet = history.get("frechet", [])
     falls = sum(b < a for a, b in zip(frechet, frechet[1:]))
@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--cgan-epochs", type=int, default=30)
     parser.add_argument("--cgan-budget", type=float, default=1200.0)
     parser.add_argument("--width", type=int, default=16, help="GAN width (first convolution's filters)")
+    parser.add_argument("--conditioning", default="concat", choices=("concat", "projection"), help="cgan's discriminator")
     parser.add_argument("--augment-gan-epochs", type=int, default=100)
     parser.add_argument("--augment-clf-epochs", type=int, default=30)
     args = parser.parse_args()
@@ -230,7 +231,8 @@ def main() -> None:
         if name == "vae":
             report["results"][name] = run_vae(args.data, out, args.vae_epochs, args.vae_budget)
         elif name == "cgan":
-            report["results"][name] = run_cgan(args.data, out, args.cgan_epochs, args.cgan_budget, args.width)
+            report["results"][name] = run_cgan(args.data, out, args.cgan_epochs, args.cgan_budget, args.width,
+                                               args.conditioning)
         elif name == "augment":
             report["results"][name] = run_augment(args.data, out, args.augment_gan_epochs, args.augment_clf_epochs,
                                                   args.width)

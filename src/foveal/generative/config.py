@@ -53,6 +53,9 @@ class GenerateConfig(RunConfig):
     label_smoothing: float = option(0.0, "GANs: one-sided smoothing of the discriminator's real targets",
                                     group="model")
     dropout: float = option(0.3, "GANs: dropout after each discriminator convolution", group="model")
+    conditioning: Literal["concat", "projection"] = option(
+        "concat", "cgan: how the discriminator sees the class: concat (a learnt label plane joined to the image) "
+        "or projection (class embedding . features added to the logit, Miyato & Koyama 2018)", group="model")
 
     # training (redeclared defaults)
     batch_size: int = option(64, "images per step", group="training")

@@ -116,16 +116,25 @@ def gan_generator(image_shape: tuple[int, int, int], latent_dim: int, width: int
 
 
 def gan_discriminator(image_shape: tuple[int, int, int], width: int = 32, num_classes: int = 0,
-                      dropout: float = 0.3) -> keras.Model:
-    """Images in [-1, 1] (and a class id) -> one logit: real (large) or generated (small)."""
+                      dropout: float = 0.3, conditioning: str = "concat") -> keras.Model:
+    """Images in [-1, 1] (and a class id) -> one logit: real (large) or generated (small).
+
+    A conditional discriminator sees the class either as an extra learnt image plane joined to
+    its input (``concat``, Mirza & Osindero 2014) or through a projection: the logit gains the
+    inner product of a learnt class embedding with the image's features (``projection``,
+    Miyato & Koyama 2018, "cGANs with Projection Discriminator")."""
+    if conditioning not in ("concat", "projection"):
+        raise ConfigError(f"unknown conditioning {conditioning!r}", hint="use concat or projection")
     k = _stages(image_shape)
     h, w, _ = image_shape
     image = keras.Input(image_shape, name="image")
     inputs: list[Any] = [image]
     x = image
+    label = None
     if num_classes:
         label = keras.Input((), dtype="int32", name="label")
         inputs.append(label)
+    if num_classes and conditioning == "concat":
         plane = layers.Embedding(num_classes, h * w, name="label_embedding")(label)
         plane = layers.Reshape((h, w, 1), name="label_plane")(plane)
         x = layers.Concatenate(name="image_and_label")([image, plane])
@@ -134,8 +143,11 @@ def gan_discriminator(image_shape: tuple[int, int, int], width: int = 32, num_cl
         x = layers.LeakyReLU(0.2, name=f"conv{i + 1}_lrelu")(x)
         if dropout:
             x = layers.Dropout(dropout, name=f"conv{i + 1}_dropout")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(1, name="logit", dtype="float32")(x)
+    features = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(1, name="logit", dtype="float32")(features)
+    if num_classes and conditioning == "projection":
+        embedded = layers.Embedding(num_classes, int(features.shape[-1]), name="label_projection")(label)
+        x = layers.Add(name="logit_plus_projection")([x, layers.Dot(axes=1, name="projection")([embedded, features])])
     return keras.Model(inputs if num_classes else image, x, name="discriminator")
 
 
@@ -392,7 +404,8 @@ class ConditionalGAN(GAN):
 
 def build_generative(name: str, *, image_shape: tuple[int, int, int], latent_dim: int, num_classes: int = 0,
                      width: int = 32, likelihood: str = "bernoulli", sigma: float = 0.0, kl_warmup_steps: int = 0,
-                     label_smoothing: float = 0.0, dropout: float = 0.3, seed: int = 0) -> keras.Model:
+                     label_smoothing: float = 0.0, dropout: float = 0.3, conditioning: str = "concat",
+                     seed: int = 0) -> keras.Model:
     """A new model ``vae``, ``dcgan`` or ``cgan`` (uncompiled) for images of ``image_shape``."""
     common = dict(image_shape=image_shape, latent_dim=latent_dim, seed=seed)
     if name == "vae":
@@ -406,7 +419,8 @@ def build_generative(name: str, *, image_shape: tuple[int, int, int], latent_dim
             raise ConfigError(f"cgan needs labelled data with at least two classes (found {num_classes})",
                               hint="use --model dcgan for unlabelled images")
         return ConditionalGAN(gan_generator(image_shape, latent_dim, width, num_classes),
-                              gan_discriminator(image_shape, width, num_classes, dropout=dropout),
+                              gan_discriminator(image_shape, width, num_classes, dropout=dropout,
+                                                conditioning=conditioning),
                               label_smoothing=label_smoothing, name="cgan", num_classes=num_classes, **common)
     raise ConfigError(f"unknown generative model {name!r}", hint=f"use one of {', '.join(MODEL_NAMES)}")
 

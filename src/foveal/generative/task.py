@@ -66,7 +66,8 @@ class GenerateTask(TaskPlugin):
         return build_generative(cfg.model, image_shape=data.extra["image_shape"], latent_dim=cfg.resolved_latent_dim(),
                                 num_classes=len(data.class_names), width=cfg.width, likelihood=cfg.likelihood,
                                 sigma=cfg.sigma, kl_warmup_steps=round(cfg.kl_warmup_epochs * steps),
-                                label_smoothing=cfg.label_smoothing, dropout=cfg.dropout, seed=cfg.seed)
+                                label_smoothing=cfg.label_smoothing, dropout=cfg.dropout,
+                                conditioning=cfg.conditioning, seed=cfg.seed)
 
     def restore(self, cfg: GenerateConfig, data: RunData, model: keras.Model, card: ModelCard) -> None:
         data.extra["image_shape"] = tuple(card.input_shape)
