@@ -60,3 +60,12 @@ def test_kid_is_unbiased_near_zero_for_one_distribution():
     rng = np.random.default_rng(5)
     values = [kernel_distance(rng.normal(size=(50, 4)), rng.normal(size=(50, 4)))[0] for _ in range(20)]
     assert abs(np.mean(values)) < 3 * np.std(values) / np.sqrt(len(values)) + 1e-3
+
+
+def test_inception_weights_that_are_missing_fail_clearly(tmp_path):
+    from foveal.errors import ConfigError
+    from foveal.generative.quality import inception_judge
+
+    with pytest.raises(ConfigError, match="file not found") as info:
+        inception_judge(str(tmp_path / "inception_v3_notop.h5"))
+    assert "offline there is no download" in info.value.hint
