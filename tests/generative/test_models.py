@@ -41,3 +41,17 @@ def test_unknown_model_and_too_few_classes_are_refused():
         build_generative("cgan", image_shape=(8, 8, 1), latent_dim=4, num_classes=1)
     with pytest.raises(ConfigError, match="multiple of 4"):
         build_generative("dcgan", image_shape=(10, 10, 1), latent_dim=4)
+
+
+@pytest.mark.parametrize("conditioning", ["concat", "projection"])
+def test_conditional_networks_see_the_label(conditioning):
+    gan = build_generative("cgan", image_shape=(8, 8, 1), latent_dim=4, num_classes=3, width=4,
+                           conditioning=conditioning)
+    images = np.random.default_rng(0).uniform(-1, 1, size=(2, 8, 8, 1)).astype(np.float32)
+    a = np.asarray(gan.discriminator([images, np.zeros(2, np.int32)]))
+    b = np.asarray(gan.discriminator([images, np.full(2, 2, np.int32)]))
+    assert np.abs(a - b).max() > 1e-6
+    z = noise(2, 4, seed=0)
+    assert np.abs(sample(gan, 2, np.zeros(2, np.int32), z=z) - sample(gan, 2, np.ones(2, np.int32), z=z)).max() > 1e-6
+    with pytest.raises(ConfigError, match="unknown conditioning"):
+        build_generative("cgan", image_shape=(8, 8, 1), latent_dim=4, num_classes=3, conditioning="film")

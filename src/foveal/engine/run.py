@@ -315,7 +315,7 @@ class Run:
             if self.out_of_time:
                 break
         if self.budget is not None and self.budget.exhausted:
-            say(f"time budget of {self.seconds()} s reached after {len(self.history.get('loss', []))} epoch(s)")
+            say(f"time budget of {self.seconds()} s reached after {len(self.history.get('epoch_seconds', []))} epoch(s)")
         if fitted:
             mark(self.run_dir, "trained", train_seconds=time.perf_counter() - started,
                  time_budget_reached=self.out_of_time)
