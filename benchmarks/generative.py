@@ -216,7 +216,7 @@ def main() -> None:
     parser.add_argument("--cgan-epochs", type=int, default=30)
     parser.add_argument("--cgan-budget", type=float, default=1200.0)
     parser.add_argument("--width", type=int, default=16, help="GAN width (first convolution's filters)")
-    parser.add_argument("--conditioning", default="concat", choices=("concat", "projection"), help="cgan's discriminator")
+    parser.add_argument("--conditioning", default="projection", choices=("concat", "projection"), help="cgan's discriminator")
     parser.add_argument("--augment-gan-epochs", type=int, default=100)
     parser.add_argument("--augment-clf-epochs", type=int, default=30)
     args = parser.parse_args()

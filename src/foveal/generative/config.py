@@ -54,8 +54,9 @@ class GenerateConfig(RunConfig):
                                     group="model")
     dropout: float = option(0.3, "GANs: dropout after each discriminator convolution", group="model")
     conditioning: Literal["concat", "projection"] = option(
-        "concat", "cgan: how the discriminator sees the class: concat (a learnt label plane joined to the image) "
-        "or projection (class embedding . features added to the logit, Miyato & Koyama 2018)", group="model")
+        "projection", "cgan: how the discriminator sees the class: projection (class embedding . features added "
+        "to the logit, Miyato & Koyama 2018; the default: 97% requested-class accuracy on MNIST where concat had "
+        "83-88%, recipes/generative.md) or concat (a learnt label plane joined to the image)", group="model")
 
     # training (redeclared defaults)
     batch_size: int = option(64, "images per step", group="training")

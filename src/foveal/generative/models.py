@@ -17,7 +17,9 @@ and give images in [0, 1] from :meth:`generate`.
   (:mod:`foveal.generative.losses`). Two optimizers: ``optimizer`` (generator) and
   ``d_optimizer`` (discriminator); both are saved in ``.keras`` files and restored on load.
 * :class:`ConditionalGAN` (Mirza & Osindero 2014): the class label is embedded and joined to the
-  noise in the generator and, as an extra image plane, to the discriminator's input.
+  noise in the generator; the discriminator sees it through a projection (its logit gains the
+  inner product of a class embedding with the image features, Miyato & Koyama 2018) or, as in
+  the texts, as an extra image plane joined to its input (``conditioning="concat"``).
 
 Example:
     >>> gan = build_generative("dcgan", image_shape=(28, 28, 1), latent_dim=64)  # doctest: +SKIP
@@ -404,7 +406,7 @@ class ConditionalGAN(GAN):
 
 def build_generative(name: str, *, image_shape: tuple[int, int, int], latent_dim: int, num_classes: int = 0,
                      width: int = 32, likelihood: str = "bernoulli", sigma: float = 0.0, kl_warmup_steps: int = 0,
-                     label_smoothing: float = 0.0, dropout: float = 0.3, conditioning: str = "concat",
+                     label_smoothing: float = 0.0, dropout: float = 0.3, conditioning: str = "projection",
                      seed: int = 0) -> keras.Model:
     """A new model ``vae``, ``dcgan`` or ``cgan`` (uncompiled) for images of ``image_shape``."""
     common = dict(image_shape=image_shape, latent_dim=latent_dim, seed=seed)
