@@ -32,6 +32,8 @@ _LAZY = {
     "load_dataset": "foveal.data.readers",
     "inspect_dataset": "foveal.data.inspect",
     "train_localizer": "foveal.localization",
+    "GenerateConfig": "foveal.generative",
+    "train_generator": "foveal.generative",
     "export_model": "foveal.export",
 }
 

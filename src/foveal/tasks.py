@@ -73,6 +73,17 @@ _BOX_MODES = ("train", "evaluate", "predict", "export", "benchmark", "serve", "i
 _NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prune the backbone as a "
                        "classifier (foveal prune CLASSIFIER.keras) and train this task on it"),)
 
+_SAMPLE = "sample images with `foveal generate predict MODEL --count N` (PNG files and a grid)"
+_GENERATE_INSTEAD = (
+    ("export", f"generative models are not exported yet; {_SAMPLE}"),
+    ("benchmark", f"benchmark times exported runtimes, which generative models do not have yet; {_SAMPLE}"),
+    ("serve", f"the server answers image uploads, not sampling requests; {_SAMPLE}"),
+    ("inspect", "inspect reads classifier-shaped graphs; its generator and discriminator are listed by "
+                "`foveal generate train` when it starts, and `foveal generate evaluate MODEL --data DATA` scores it"),
+    ("prune", "magnitude pruning measures classification accuracy; train a smaller model with "
+              "`foveal generate train --width N`"),
+)
+
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("classify", "image classification", "foveal.config:TrainConfig",
          "foveal.classification.task:ClassifyTask"),
@@ -89,6 +100,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          ("train", "evaluate", "predict", "export", "benchmark", "inspect"),
          (*_NO_PRUNE, ("serve", "the served page draws labels, boxes and masks, not images; enhance files with "
                                 "`foveal enhance predict MODEL IMAGES --output DIR`"))),
+    Task("generate", "image generation (VAE, GAN, conditional GAN)", "foveal.generative.config:GenerateConfig",
+         "foveal.generative.task:GenerateTask", ("foveal.generative.models",), ("train", "evaluate", "predict"),
+         _GENERATE_INSTEAD),
 )}
 
 

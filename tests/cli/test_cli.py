@@ -16,7 +16,8 @@ from foveal.cli.main import build_parser, main
                                   ["datasets", "inspect"], ["datasets", "convert"], ["inspect"], ["export"],
                                   ["benchmark"], ["serve"], ["localize"],
                                   ["localize", "train"], ["localize", "evaluate"], ["localize", "predict"],
-                                  ["prune"], ["datasets", "convert-boxes"], ["datasets", "validate-boxes"]])
+                                  ["prune"], ["datasets", "convert-boxes"], ["datasets", "validate-boxes"],
+                                  ["generate", "train"], ["generate", "evaluate"], ["generate", "predict"]])
 def test_help_everywhere(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--help"])

@@ -82,7 +82,7 @@ def test_early_stopping_for_every_task(rectangles, tmp_path):
     assert 2 <= len(stop.history["loss"]) < 12  # a learning rate that diverges stops early
 
 
-@pytest.mark.parametrize("task", ["detect", "segment", "localize"])
+@pytest.mark.parametrize("task", ["detect", "segment", "localize", "generate"])
 def test_missing_data_is_one_clear_error(task, tmp_path):
     from foveal.tasks import TASKS, run_train
 

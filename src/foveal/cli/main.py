@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.enhancement.cli import add_enhance_command
 
     add_enhance_command(sub)
+    from foveal.generative.cli import add_generate_command
+
+    add_generate_command(sub)
     from foveal.shrink.cli import add_prune_command
 
     add_prune_command(sub)

@@ -263,8 +263,10 @@ def _scaled(plugin: TaskPlugin, cfg: Any, dist: Distribution) -> Any:
 
 
 def monitor_mode(monitor: str) -> str:
-    """``min`` for losses, ``max`` for scores."""
-    return "min" if "loss" in monitor else "max"
+    """``min`` for losses and distances, ``max`` for scores (:func:`~foveal.training.runs.lower_is_better`)."""
+    from foveal.training.runs import lower_is_better
+
+    return "min" if lower_is_better(monitor) else "max"
 
 
 def verbosity(cfg: Any) -> int:
@@ -347,7 +349,7 @@ class Run:
             if self.out_of_time:
                 break
         if self.budget is not None and self.budget.exhausted:
-            say(f"time budget of {self.seconds()} s reached after {len(self.history.get('loss', []))} epoch(s)")
+            say(f"time budget of {self.seconds()} s reached after {len(self.history.get('epoch_seconds', []))} epoch(s)")
         if fitted:
             mark(self.run_dir, "trained", train_seconds=time.perf_counter() - started,
                  time_budget_reached=self.out_of_time)

@@ -29,6 +29,17 @@ class TrainResult:
         return best if best.exists() else self.run_dir / "last.keras"
 
 
+#: words of metric names whose lower values are better (the rest, e.g. accuracy, IoU, mAP: higher)
+LOWER_IS_BETTER = frozenset({"loss", "frechet", "distance", "elbo", "kl", "nll", "reconstruction", "fid", "kid",
+                             "error"})
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether smaller values of ``metric`` are better: a loss, a distance, a negative ELBO, ... (by the
+    words of its name, e.g. ``val_loss``, ``frechet``, ``val_neg_elbo``)."""
+    return "loss" in metric or not LOWER_IS_BETTER.isdisjoint(re.split(r"[^a-z0-9]+", metric.lower()))
+
+
 def say(message: str) -> None:
     print(message, flush=True)
 

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from foveal.errors import FovealError
+from foveal.training.runs import lower_is_better
 
 DPI = 100
 _LR_KEYS = ("learning_rate", "lr")
@@ -105,7 +106,7 @@ def plot_history(
                     marker="o" if len(values) <= 30 else None, markersize=3, linewidth=1.6)
             if split == "val" and np.any(np.isfinite(values)):
                 # Mark the best validation epoch: what early stopping / checkpointing keeps.
-                best = np.nanargmin(values) if "loss" in title else np.nanargmax(values)
+                best = np.nanargmin(values) if lower_is_better(title) else np.nanargmax(values)
                 ax.scatter([epochs[best]], [values[best]], s=60, facecolors="none",
                            edgecolors=_COLORS["val"], linewidths=1.5, zorder=3)
         if is_lr:

@@ -1,0 +1,41 @@
+"""Generative models of images: a convolutional VAE, DCGAN and a class-conditional GAN.
+
+``foveal generate train|evaluate|predict`` and this package's functions train them through the
+run engine (each model owns its ``train_step``), score them (negative ELBO in nats,
+classifier-space Frechet and kernel distances, requested-class accuracy, Inception FID with
+user-supplied weights) and draw samples. See :mod:`.models`, :mod:`.quality`, :mod:`.task`.
+
+Example:
+    >>> from foveal.generative import train_generator, GenerateConfig  # doctest: +SKIP
+    >>> result = train_generator(GenerateConfig(data="mnist", model="cgan", epochs=5))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from foveal.generative.config import GenerateConfig
+
+
+def train_generator(config: GenerateConfig | None = None, *, resume: str | Path | None = None,
+                    callbacks: list[Any] | None = None, **overrides: Any):
+    """Train a generative model and write a run folder (see :mod:`foveal.engine.run`)."""
+    from foveal.engine.run import train_task
+    from foveal.generative.task import GenerateTask
+
+    return train_task(GenerateTask(), config, resume=resume, callbacks=callbacks, **overrides)
+
+
+def __getattr__(name: str) -> Any:
+    lazy = {"evaluate_generator": "scoring", "write_samples": "sampling", "frechet_distance": "quality",
+            "kernel_distance": "quality", "build_generative": "models"}
+    if name in lazy:
+        import importlib
+
+        return getattr(importlib.import_module(f"foveal.generative.{lazy[name]}"), name)
+    raise AttributeError(name)
+
+
+__all__ = ["GenerateConfig", "build_generative", "evaluate_generator", "frechet_distance", "kernel_distance",
+           "train_generator", "write_samples"]
