@@ -73,6 +73,10 @@ _BOX_MODES = ("train", "evaluate", "predict", "export", "benchmark", "serve", "i
 _NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prune the backbone as a "
                        "classifier (foveal prune CLASSIFIER.keras) and train this task on it"),)
 
+_VIDEO_INSTEAD = tuple((mode, f"a video model is a sequence head on per-frame features; run `foveal {mode}` on the "
+                               f"frame classifier its run took as --backbone, and `foveal video evaluate|predict` on "
+                               f"the clip model") for mode in ("export", "benchmark", "serve", "inspect", "prune"))
+
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("classify", "image classification", "foveal.config:TrainConfig",
          "foveal.classification.task:ClassifyTask"),
@@ -83,6 +87,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("segment", "semantic segmentation", "foveal.segmentation.train:SegmentConfig",
          "foveal.segmentation.task:SegmentTask", ("foveal.segmentation.losses", "foveal.segmentation.metrics"),
          _BOX_MODES, _NO_PRUNE),
+    Task("video", "video clip classification", "foveal.video.config:VideoConfig",
+         "foveal.video.task:VideoTask", ("foveal.video.models",), ("train", "evaluate", "predict"), _VIDEO_INSTEAD),
 )}
 
 
