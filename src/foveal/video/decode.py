@@ -118,7 +118,7 @@ def _open(path: str | os.PathLike):
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
-        raise DataError(f"{path}: cannot be opened as a video (corrupt, or not a video file)",
+        raise DataError(f"{path}: cannot be opened as a video (no video stream: audio only, corrupt, or not a video file)",
                         hint="re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4) or pass --skip-invalid")
     return cap
 
