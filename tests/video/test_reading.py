@@ -121,7 +121,8 @@ def test_padded_and_masked_equals_unpadded(name):
 
     rng = np.random.default_rng(1)
     seqs = [rng.normal(size=(3, 6)).astype(np.float32), rng.normal(size=(7, 6)).astype(np.float32)]
-    model = build_sequence_model(name, steps=None, dim=6, num_classes=3, units=5, dense=4, deltas=name == "lstm")
+    model = build_sequence_model(name, steps=None, dim=6, num_classes=3, units=5, dense=4, deltas=name == "lstm",
+                                 stats=([0.5] * 6, [2.0] * 6))
     padded, _ = pad_sequences(seqs, 9)
     together = np.asarray(model(padded, training=False))
     for i, s in enumerate(seqs):
@@ -139,6 +140,6 @@ def test_temporal_deltas_against_numpy():
     inp = keras.Input((5, 3))
     out = TemporalDeltas()(keras.layers.Masking()(inp))
     got = np.asarray(keras.Model(inp, out)(x))
-    ref_delta = np.concatenate([np.zeros((2, 1, 3)), np.diff(x, axis=1)], axis=1)
+    ref_delta = np.concatenate([np.zeros((2, 1, 3)), np.abs(np.diff(x, axis=1))], axis=1)
     ref_delta[0, 3:] = 0
     assert np.allclose(got[..., :3], x) and np.allclose(got[..., 3:], ref_delta, atol=1e-6)

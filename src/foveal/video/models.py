@@ -23,8 +23,19 @@ from foveal.errors import ConfigError
 SEQUENCE_MODELS = ("lstm", "gru", "bilstm", "bigru", "avgpool")
 
 
+def feature_stats(sequences: Any, mask: Any = None) -> tuple[list[float], list[float]]:
+    """Per-feature mean and standard deviation over the real (unmasked) steps of ``(N, T, D)``."""
+    import numpy as np
+
+    x = np.asarray(sequences, np.float64)
+    rows = x[mask] if mask is not None else x[np.any(x != 0, axis=-1)]
+    std = rows.std(axis=0)
+    return rows.mean(axis=0).tolist(), np.where(std > 1e-6, std, 1.0).tolist()
+
+
 def build_sequence_model(name: str, *, steps: int | None, dim: int, num_classes: int, units: int = 512,
-                         dense: int = 256, dropout: float = 0.5, deltas: bool = False) -> Any:
+                         dense: int = 256, dropout: float = 0.5, deltas: bool = False,
+                         stats: tuple[list[float], list[float]] | None = None) -> Any:
     """A Keras classifier of ``(steps, dim)`` feature sequences (zero rows = padding).
 
     Args:
@@ -34,8 +45,10 @@ def build_sequence_model(name: str, *, steps: int | None, dim: int, num_classes:
         units: recurrent units (the texts: 512).
         dense: units of the Dense layer after it (the texts: 256; 0 leaves it out).
         dropout: dropout of the recurrent layer's inputs and after the Dense layer (the texts: 0.5).
-        deltas: append each step's difference from the previous step (temporal change) to its
-            features, inside the model (the first step's difference is zero).
+        deltas: append to each step the absolute change of its features since the previous step
+            (a motion cue), inside the model (zero for the first step).
+        stats: (mean, std) per feature from the training clips: the model standardises its
+            input with them (padded steps stay masked).
     """
     import keras
     from keras import layers
@@ -44,6 +57,8 @@ def build_sequence_model(name: str, *, steps: int | None, dim: int, num_classes:
         raise ConfigError(f"unknown video model {name!r}", hint=f"choose one of {', '.join(SEQUENCE_MODELS)}")
     inputs = keras.Input((steps, dim), name="features")
     x = layers.Masking(mask_value=0.0, name="masking")(inputs)
+    if stats is not None:
+        x = Standardize(stats[0], stats[1], name="standardize")(x)
     if deltas:
         x = TemporalDeltas(name="deltas")(x)
     if name == "avgpool":
@@ -65,7 +80,7 @@ def _register():
 
     @keras.saving.register_keras_serializable(package="foveal")
     class TemporalDeltas(keras.layers.Layer):
-        """``[x_t, x_t - x_{t-1}]`` per step (0 for the first step and across padded steps); keeps the mask."""
+        """``[x_t, |x_t - x_{t-1}|]`` per step (0 for the first step and across padded steps); keeps the mask."""
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -75,7 +90,7 @@ def _register():
             from keras import ops
 
             previous = ops.concatenate([x[:, :1], x[:, :-1]], axis=1)
-            delta = x - previous
+            delta = ops.abs(x - previous)
             if mask is not None:
                 m = ops.cast(mask, x.dtype)[..., None]
                 prev_m = ops.concatenate([m[:, :1], m[:, :-1]], axis=1)
@@ -88,9 +103,31 @@ def _register():
         def compute_mask(self, x, mask=None):
             return mask
 
-    return TemporalDeltas
+    @keras.saving.register_keras_serializable(package="foveal")
+    class Standardize(keras.layers.Layer):
+        """``(x - mean) / std`` with fixed per-feature statistics of the training data; keeps the mask."""
+
+        def __init__(self, mean: list[float], std: list[float], **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.mean, self.std = [float(v) for v in mean], [float(v) for v in std]
+            self.supports_masking = True
+
+        def call(self, x, mask=None):
+            from keras import ops
+
+            mean = ops.convert_to_tensor(self.mean, dtype=x.dtype)
+            std = ops.convert_to_tensor(self.std, dtype=x.dtype)
+            return (x - mean) / std
+
+        def compute_mask(self, x, mask=None):
+            return mask
+
+        def get_config(self) -> dict:
+            return {**super().get_config(), "mean": self.mean, "std": self.std}
+
+    return TemporalDeltas, Standardize
 
 
-TemporalDeltas = _register()
+TemporalDeltas, Standardize = _register()
 
-__all__ = ["SEQUENCE_MODELS", "TemporalDeltas", "build_sequence_model"]
+__all__ = ["SEQUENCE_MODELS", "Standardize", "TemporalDeltas", "build_sequence_model", "feature_stats"]

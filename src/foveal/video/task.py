@@ -111,11 +111,13 @@ def split_clips(clips: ClipSet, val: float, test: float, seed: int) -> tuple[Cli
     return train, val_part, test_part
 
 
-def build_for(cfg: VideoConfig, name: str, steps: int, dim: int, num_classes: int):
-    from foveal.video.models import build_sequence_model
+def build_for(cfg: VideoConfig, name: str, train: ClipSet, num_classes: int):
+    """The ``name`` sequence model for ``train``'s shapes, standardising with its feature statistics."""
+    from foveal.video.models import build_sequence_model, feature_stats
 
-    return build_sequence_model(name, steps=steps, dim=dim, num_classes=num_classes, units=cfg.units,
-                                dense=cfg.dense, dropout=cfg.dropout, deltas=cfg.deltas)
+    return build_sequence_model(name, steps=train.x.shape[1], dim=train.x.shape[2], num_classes=num_classes,
+                                units=cfg.units, dense=cfg.dense, dropout=cfg.dropout, deltas=cfg.deltas,
+                                stats=feature_stats(train.x))
 
 
 def compile_for(cfg: VideoConfig, model: Any, steps_per_epoch: int) -> None:
@@ -132,7 +134,7 @@ def fit_plain(cfg: VideoConfig, name: str, train: ClipSet, num_classes: int, *, 
     import keras
 
     keras.utils.set_random_seed(seed)
-    model = build_for(cfg, name, train.x.shape[1], train.x.shape[2], num_classes)
+    model = build_for(cfg, name, train, num_classes)
     compile_for(cfg, model, max(1, math.ceil(len(train) / cfg.batch_size)))
     callbacks = []
     if val is not None:
@@ -183,7 +185,7 @@ class VideoTask(TaskPlugin):
         return RunData(train, val, test, names, extra={**facts, "all": clips})
 
     def build(self, cfg: VideoConfig, data: RunData, run_dir: Path) -> keras.Model:
-        return build_for(cfg, cfg.model, data.extra["steps"], data.train.x.shape[2], len(data.class_names))
+        return build_for(cfg, cfg.model, data.train, len(data.class_names))
 
     def compile(self, cfg: VideoConfig, model: keras.Model, data: RunData, steps_per_epoch: int) -> None:
         compile_for(cfg, model, steps_per_epoch)
