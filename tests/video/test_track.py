@@ -96,3 +96,39 @@ def test_mot_text_format():
                       [{"id": 2, "box": [0, 0, 1, 2], "score": 1.0}]])
     assert text.splitlines() == ["1,1,10.00,20.00,30.00,40.00,0.5000,-1,-1,-1",
                                  "3,2,0.00,0.00,1.00,2.00,1.0000,-1,-1,-1"]
+
+
+def test_video_track_cli_with_a_fixed_output_detector(tmp_path, capsys):
+    """A detector whose head ignores the image (zero kernel) finds the same 16 cell boxes in every
+    frame: 16 tracks whose ids last the whole clip, the detector run on every 2nd frame only."""
+    import json
+
+    from foveal.cli.main import main
+    from foveal.detection.model import build_detector
+    from foveal.models import ModelCard, save_model
+    from foveal.video.decode import probe
+    from tests.video.conftest import moving_square, write_clip
+
+    model = build_detector("geron_cnn", 1, np.array([[0.25, 0.25]], np.float32), input_shape=(32, 32, 3),
+                           head_width=0, backbone_options={"width": 16})
+    layer = model.get_layer(f"head_{model.levels[0]}_out")
+    kernel, bias = layer.get_weights()
+    bias[:] = 0.0
+    bias[4] = 2.0  # objectness 0.88
+    layer.set_weights([np.zeros_like(kernel), bias])
+    card = ModelCard(architecture="yolo-geron_cnn", class_names=["thing"], input_shape=(32, 32, 3),
+                     preprocessing="rescale", task="detect",
+                     training={"anchors": [[0.25, 0.25]], "score_threshold": 0.25, "keep_aspect": False})
+    det = save_model(model, tmp_path / "det.keras", card)
+    clip = write_clip(tmp_path / "clip.mp4", moving_square(7, 1, w=32, h=32))
+    assert main(["video", "track", str(det), str(clip), "--every", "2", "--min-hits", "1", "--output",
+                 str(tmp_path / "out"), "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frames"] == 7 and result["detector_calls"] == 4
+    assert len(result["tracks"]) == 16
+    for items in result["tracks"].values():
+        assert [i["frame"] for i in items] == list(range(1, 8))
+        assert np.allclose([i["box"] for i in items], items[0]["box"], atol=1e-6)  # static boxes stay put
+    mot = (tmp_path / "out" / "clip.mot.txt").read_text().splitlines()
+    assert len(mot) == 16 * 7 and mot[0].endswith(",-1,-1,-1")
+    assert probe(tmp_path / "out" / "clip.tracked.mp4").frames == 7

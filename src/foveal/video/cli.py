@@ -74,10 +74,39 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     return 0
 
 
+EPILOG_TRACK = """examples:
+  # a detector of `foveal detect train` on every 3rd frame, SORT-style tracking in between
+  foveal video track runs/raccoon/best.keras street.mp4 --every 3 --output tracked/
+  #   -> tracked/street.tracks.json, street.mot.txt (MOT Challenge text) and street.tracked.mp4
+  foveal video track runs/raccoon/best.keras street.mp4 --every 1 --iou-threshold 0.3 --max-age 2 --min-hits 3
+"""
+
+
+def _track(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.models.io import load_model
+    from foveal.video.track import SortTracker, track_video
+
+    model, card = load_model(args.model)
+    tracker = SortTracker(iou_threshold=args.iou_threshold, max_age=args.max_age, min_hits=args.min_hits)
+    result = track_video(model, card, args.video, every=args.every, output=args.output, tracker=tracker,
+                         annotate=args.annotate, max_frames=args.max_frames)
+    if args.format == "json":
+        print(json.dumps(result, indent=1))
+    else:
+        print(f"{result['file']}: {result['frames']} frame(s), {len(result['tracks'])} track(s), detector on "
+              f"{result['detector_calls']} frame(s) (every {result['every']}), {result['fps']} frames/s")
+        for tid, items in sorted(result["tracks"].items()):
+            print(f"  #{tid} {items[0]['class']}: frames {items[0]['frame']}-{items[-1]['frame']} "
+                  f"({len(items)} boxes, {sum(not i['predicted'] for i in items)} detected)")
+    for path in result["outputs"]:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def add_video_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``video`` with its ``train``, ``evaluate`` and ``predict`` actions to ``subparsers``."""
     actions = add_task_command(
-        subparsers, "video", help="video clip classification: CNN features per frame + LSTM/GRU",
+        subparsers, "video", help="video: clip classification (CNN features per frame + LSTM/GRU), tracking",
         description="Train, evaluate and use video clip classifiers on folders of class subfolders of clips.",
         train_help="train a clip classifier (features cached, --folds for cross-validation)",
         train_description="Train a clip classifier: frames sampled from each clip, per-frame features of a "
@@ -104,6 +133,22 @@ def add_video_command(subparsers: argparse._SubParsersAction) -> None:
                    help="with --output: also write the video with the labels drawn on it (default: on)")
     p.add_argument("--skip-invalid", action="store_true", help="report unreadable videos and go on")
     p.set_defaults(func=_predict)
+
+    t = actions.add_parser("track", help="detect objects every k frames and track them (SORT): ids, MOT text, MP4",
+                           allow_abbrev=False, epilog=EPILOG_TRACK, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("model", help="a detector .keras file written by `foveal detect train`")
+    t.add_argument("video", help="a video file")
+    t.add_argument("--every", type=int, default=1, help="run the detector on every k-th frame; the tracker's "
+                   "Kalman prediction carries the boxes in between (default: 1)")
+    t.add_argument("--iou-threshold", type=float, default=0.3, help="least IoU of a detection-track match (default: 0.3)")
+    t.add_argument("--max-age", type=int, default=1, help="detector rounds a track survives unmatched (default: 1)")
+    t.add_argument("--min-hits", type=int, default=3, help="matches before a track is reported (default: 3)")
+    t.add_argument("--max-frames", type=int, help="stop after this many frames")
+    t.add_argument("--output", metavar="DIR", help="write NAME.tracks.json, NAME.mot.txt and NAME.tracked.mp4 here")
+    t.add_argument("--annotate", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --output: also write the video with the tracks drawn (default: on)")
+    t.add_argument("--format", choices=("table", "json"), default="table", help="what to print (default: table)")
+    t.set_defaults(func=_track)
 
 
 __all__ = ["add_video_command"]
