@@ -143,3 +143,22 @@ def test_temporal_deltas_against_numpy():
     ref_delta = np.concatenate([np.zeros((2, 1, 3)), np.abs(np.diff(x, axis=1))], axis=1)
     ref_delta[0, 3:] = 0
     assert np.allclose(got[..., :3], x) and np.allclose(got[..., 3:], ref_delta, atol=1e-6)
+
+
+def test_standardize_uses_the_real_steps_statistics_and_keeps_the_mask():
+    import keras
+
+    from foveal.video.models import Standardize, feature_stats
+
+    rng = np.random.default_rng(4)
+    seqs = [rng.normal(3.0, 2.0, size=(n, 4)).astype(np.float32) for n in (2, 5, 3)]
+    x, mask = pad_sequences(seqs)
+    mean, std = feature_stats(x)
+    rows = np.concatenate(seqs)
+    assert np.allclose(mean, rows.mean(0)) and np.allclose(std, rows.std(0))  # padding left out
+    inp = keras.Input((None, 4))
+    masked = keras.layers.Masking()(inp)
+    layer = Standardize(mean, std)
+    out = layer(masked)
+    assert np.allclose(np.asarray(keras.Model(inp, out)(x))[mask], (rows - rows.mean(0)) / rows.std(0), atol=1e-5)
+    assert layer.compute_mask(x, np.asarray(mask)) is not None
