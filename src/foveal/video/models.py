@@ -63,6 +63,9 @@ def build_sequence_model(name: str, *, steps: int | None, dim: int, num_classes:
         x = TemporalDeltas(name="deltas")(x)
     if name == "avgpool":
         x = layers.GlobalAveragePooling1D(name="temporal_mean")(x)
+        # Clip means vary far less than frames: standardise them too, or the softmax needs weights
+        # many times larger than Adam reaches in a few hundred steps.
+        x = layers.BatchNormalization(name="pool_norm")(x)
         x = layers.Dropout(dropout, name="pool_dropout")(x)
     else:
         cell = layers.LSTM if name in ("lstm", "bilstm") else layers.GRU
