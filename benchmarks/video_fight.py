@@ -64,6 +64,23 @@ def _decode_all(files: list[Path], reader: str) -> dict[str, float]:
     return {"frames": frames, "seconds": round(seconds, 3), "fps": round(frames / seconds, 1)}
 
 
+def _tracking(detector: str, clip: Path, every: int) -> dict:
+    """Frames per second of detect + track on every frame against the detector every ``every`` frames."""
+    from foveal.models.io import load_model
+    from foveal.video.track import track_video
+
+    model, card = load_model(detector)
+    track_video(model, card, clip, every=1, max_frames=3)  # warm-up: traces the predict function
+    out = {"clip": str(clip), "detector": detector, "input": list(card.input_shape)}
+    for k in (1, every):
+        r = track_video(model, card, clip, every=k)
+        out[f"every_{k}"] = {"frames": r["frames"], "seconds": r["seconds"], "fps": r["fps"],
+                             "detector_calls": r["detector_calls"], "detector_seconds": r["detector_seconds"],
+                             "tracks": len(r["tracks"])}
+    out["speed_up"] = round(out[f"every_{every}"]["fps"] / out["every_1"]["fps"], 2)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the fight-video folder (fight/, noFight/)")
@@ -82,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=0, help="decode-speed test on the first N clips (0: all)")
     parser.add_argument("--second-run", action="store_true", help="train again on the cached features")
     parser.add_argument("--output", help="folder for the run folders and the cache (default: a new temporary one)")
+    parser.add_argument("--detector", help="a detector .keras file: also time `foveal video track` on the first "
+                        "clip, the detector on every frame against every --every frames")
+    parser.add_argument("--every", type=int, default=3, help="k of the detect-every-k timing (default: 3)")
+    parser.add_argument("--no-train", action="store_true", help="skip the training and cross-validation")
     args = parser.parse_args(argv)
 
     from foveal import configtools
@@ -121,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         "feature_fps": round(stats["frames_extracted"] / stats["extract_s"], 1),
         "decode_and_features_fps": round(stats["frames_decoded"] / (stats["decode_s"] + stats["extract_s"]), 1),
     }
+    if args.detector:
+        result["tracking"] = _tracking(args.detector, files[0], args.every)
+    if args.no_train:
+        result["machine"]["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+        json.dump(result, sys.stdout, indent=1)
+        print()
+        return 0
     cfg = VideoConfig(data=args.data, backbone=args.backbone, backbone_options=options, model=args.model,
                       sampling=args.sampling, frame_size=[args.frame_size], deltas=args.deltas, units=args.units,
                       dense=args.dense, dropout=args.dropout, epochs=args.epochs, learning_rate=args.learning_rate,
