@@ -162,3 +162,26 @@ def test_standardize_uses_the_real_steps_statistics_and_keeps_the_mask():
     out = layer(masked)
     assert np.allclose(np.asarray(keras.Model(inp, out)(x))[mask], (rows - rows.mean(0)) / rows.std(0), atol=1e-5)
     assert layer.compute_mask(x, np.asarray(mask)) is not None
+
+
+def test_rotated_phone_video_is_decoded_upright(tmp_path):
+    """A display matrix of 90 degrees (written into the MP4's track header, as phones do) turns the
+    frames: OpenCV applies it, and probe reports the angle."""
+    import struct
+
+    frames = np.zeros((4, 16, 32, 3), np.uint8)
+    frames[:, :, :8] = 255  # a white band on the left
+    path = write_clip(tmp_path / "phone.mp4", frames)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    assert data[at + 4] == 0  # version 0 header: the matrix starts 40 bytes after the box's flags
+    matrix = at + 8 + 20 + 8 + 8
+    assert struct.unpack(">9I", data[matrix:matrix + 36])[8] == 0x40000000
+    data[matrix:matrix + 36] = struct.pack(">9I", 0, 0x00010000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)
+    path.write_bytes(bytes(data))
+    info = probe(path)
+    assert info.rotation == 90 and (info.width, info.height) == (16, 32)
+    got, _ = read_frames(path)
+    assert got.shape == (4, 32, 16, 3)
+    upright = np.rot90(frames[0], k=-1)  # clockwise: the left band becomes the top rows
+    assert np.abs(got[0].astype(int) - upright).mean() < 8
