@@ -24,6 +24,7 @@ on CIFAR-10 (``recipes/video.md`` says how it was made)::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -154,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                       dense=args.dense, dropout=args.dropout, epochs=args.epochs, learning_rate=args.learning_rate,
                       folds=args.folds, output=str(out), feature_cache=str(out / "features"), progress=False)
     started = time.perf_counter()
-    run = run_train("video", cfg, name="fight")
+    with contextlib.redirect_stdout(sys.stderr):  # the run's progress lines; stdout is the JSON
+        run = run_train("video", cfg, name="fight")
     total = time.perf_counter() - started
     metrics = run.metrics or {}
     result["train"] = {"end_to_end_s": round(total, 1), "feature_s": metrics.get("feature_seconds"),
@@ -163,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                        "cv": metrics.get("cv"), "run": str(run.run_dir)}
     if args.second_run:
         started = time.perf_counter()
-        again = run_train("video", cfg, name="fight-cached", folds=0)
+        with contextlib.redirect_stdout(sys.stderr):
+            again = run_train("video", cfg, name="fight-cached", folds=0)
         result["second_run"] = {"seconds": round(time.perf_counter() - started, 1),
                                 "features_from_cache": (again.metrics or {}).get("features_from_cache")}
     flags = (f"--backbone {args.backbone} --model {args.model} --sampling {args.sampling} --frame-size "
