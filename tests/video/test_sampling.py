@@ -70,3 +70,38 @@ def test_pad_sequences_zero_pads_cuts_and_masks():
     assert np.all(x[0, 3:] == 0) and np.all(x[1] == 2)
     x, mask = pad_sequences([a, b], 4)
     assert x.shape == (2, 4, 2) and mask[1].all()
+
+
+def test_timeline_windows_cover_the_video_tail_included():
+    from foveal.video.predict import _window_starts
+
+    assert _window_starts(1.3, 2.0, 1.0).tolist() == [0.0]  # shorter than a window: one window
+    assert _window_starts(5.0, 2.0, 1.0).tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert np.allclose(_window_starts(5.5, 2.0, 1.0), [0.0, 1.0, 2.0, 3.0, 3.5])
+
+
+def test_video_config_refuses_bad_options_in_one_line():
+    from foveal.video.config import VideoConfig
+
+    for bad in (dict(sampling="every:3"), dict(folds=1), dict(frame_size=[4]), dict(dropout=1.0),
+                dict(val_split=0.6, test_split=0.5)):
+        with pytest.raises(ConfigError):
+            VideoConfig(**bad).validate()
+    VideoConfig(data="x", sampling="scene:3", folds=5).validate()
+
+
+def test_keras_applications_backbone_offline_fails_in_one_line(monkeypatch):
+    import keras
+
+    from foveal.errors import ModelError
+    from foveal.video.features import FeatureExtractor
+
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3] "
+                        "Temporary failure in name resolution")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
+    with pytest.raises(ModelError, match="cannot be downloaded"):
+        FeatureExtractor.create("keras:MobileNetV2", (96, 96))
+    with pytest.raises(ConfigError, match="no such network"):
+        FeatureExtractor.create("keras:NoSuchNet", (96, 96))
