@@ -83,6 +83,9 @@ _GENERATE_INSTEAD = (
     ("prune", "magnitude pruning measures classification accuracy; train a smaller model with "
               "`foveal generate train --width N`"),
 )
+_VIDEO_INSTEAD = tuple((mode, f"a video model is a sequence head on per-frame features; run `foveal {mode}` on the "
+                               f"frame classifier its run took as --backbone, and `foveal video evaluate|predict` on "
+                               f"the clip model") for mode in ("export", "benchmark", "serve", "inspect", "prune"))
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("classify", "image classification", "foveal.config:TrainConfig",
@@ -103,6 +106,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("generate", "image generation (VAE, GAN, conditional GAN)", "foveal.generative.config:GenerateConfig",
          "foveal.generative.task:GenerateTask", ("foveal.generative.models",), ("train", "evaluate", "predict"),
          _GENERATE_INSTEAD),
+    Task("video", "video clip classification", "foveal.video.config:VideoConfig",
+         "foveal.video.task:VideoTask", ("foveal.video.models",), ("train", "evaluate", "predict"), _VIDEO_INSTEAD),
 )}
 
 

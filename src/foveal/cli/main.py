@@ -91,6 +91,14 @@ def _models(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
 
 def _datasets_inspect(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.video.decode import is_video_folder
+
+    if is_video_folder(args.path):  # class subfolders of clips: the video report
+        from foveal.video.inspect import format_video_inspection, inspect_video_folder
+
+        report = inspect_video_folder(args.path, full=not args.quick)
+        print(json.dumps(report, indent=1) if args.json else format_video_inspection(report))
+        return 0
     from foveal.data.inspect import format_inspection, inspect_dataset
 
     report = inspect_dataset(args.path, full=not args.quick)
@@ -171,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="action", metavar="ACTION", required=True)
     dsub.add_parser = functools.partial(dsub.add_parser, allow_abbrev=False)  # type: ignore[method-assign]
     di = dsub.add_parser("inspect", help="counts per class, image sizes and problems found")
-    di.add_argument("path", help="dataset spec (folder, IDX/CIFAR folder, .npz, .tfrecord, digits)")
+    di.add_argument("path", help="dataset spec (folder, IDX/CIFAR folder, .npz, .tfrecord, digits), or a folder of "
+                    "class subfolders of video clips")
     di.add_argument("--quick", action="store_true", help="check file headers only, do not decode every image")
     di.add_argument("--json", action="store_true", help="print JSON")
     di.set_defaults(func=_datasets_inspect)
@@ -214,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.generative.cli import add_generate_command
 
     add_generate_command(sub)
+    from foveal.video.cli import add_video_command
+
+    add_video_command(sub)
     from foveal.shrink.cli import add_prune_command
 
     add_prune_command(sub)

@@ -1,0 +1,85 @@
+"""``foveal video train|evaluate|predict`` and ``foveal datasets inspect`` end to end on tiny
+generated clips with a tiny random backbone (one training run shared by the file's tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from foveal.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def trained(clip_folder, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("video-runs")
+    rc = main(["video", "train", "--data", str(clip_folder), "--backbone", "airbench", "--backbone-options",
+               "width=4,wide=8", "--frame-size", "16", "--sampling", "even:6", "--units", "8", "--dense", "8",
+               "--epochs", "1", "--folds", "2", "--output", str(out), "--name", "run", "--no-progress"])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_the_run_with_baseline_cv_and_cached_features(trained, clip_folder, capsys):
+    run = trained / "run"
+    for name in ("best.keras", "backbone.keras", "metrics.json", "cv.json", "report.html", "config.yaml"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and "baseline_avgpool_accuracy" in metrics
+    cv = json.loads((run / "cv.json").read_text())
+    assert set(cv["models"]) == {"lstm", "avgpool"} and len(cv["models"]["lstm"]["per_fold"]) == 2
+    assert len(list((trained / "video-features").rglob("*.npy"))) == 12
+    # a second run with the same backbone and sampling reads every clip's features from the cache
+    rc = main(["video", "train", "--data", str(clip_folder), "--backbone", "airbench", "--backbone-options",
+               "width=4,wide=8", "--frame-size", "16", "--sampling", "even:6", "--model", "avgpool", "--epochs", "1", "--val-split", "0",
+               "--output", str(trained), "--name", "again", "--no-progress"])
+    assert rc == 0
+    assert json.loads((trained / "again" / "metrics.json").read_text())["features_from_cache"] == 12
+
+
+def test_predict_timeline_csv_json_and_annotated_mp4(trained, clip_folder, tmp_path, capsys):
+    from foveal.video.decode import probe
+
+    clip = clip_folder / "up" / "c5.mp4"  # 13 frames at 10 fps
+    rc = main(["predict", str(trained / "run" / "best.keras"), str(clip), "--output", str(tmp_path),
+               "--window", "0.6", "--stride", "0.3", "--format", "json"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)
+    row = rows[0]
+    assert row["label"] in ("up", "down") and row["frames"] == 13
+    assert [w["start"] for w in row["timeline"]] == [0.0, 0.3, 0.6, 0.7]
+    saved = json.loads((tmp_path / "c5.timeline.json").read_text())
+    assert saved["timeline"] == row["timeline"]
+    lines = (tmp_path / "c5.timeline.csv").read_text().splitlines()
+    assert lines[0] == "start,end,label,probability,down,up" and len(lines) == 5
+    info = probe(tmp_path / "c5.annotated.mp4")
+    assert (info.width, info.height, info.frames) == (32, 24, 13)
+
+
+def test_evaluate_and_bad_input_in_one_line(trained, clip_folder, tmp_path, capsys):
+    model = str(trained / "run" / "best.keras")
+    assert main(["video", "evaluate", model, "--data", str(clip_folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_examples"] == 12
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"nope")
+    assert main(["video", "predict", model, str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.mp4" in err and "cannot be opened" in err
+    assert main(["video", "predict", model, str(bad), str(clip_folder / "up" / "c0.mp4"), "--skip-invalid"]) == 0
+    assert "skipped 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["export", "benchmark", "serve", "inspect", "prune"])
+def test_any_task_modes_refuse_saying_what_to_run(trained, mode, capsys):
+    assert main([mode, str(trained / "run" / "best.keras")]) == 2
+    err = capsys.readouterr().err
+    assert f"`foveal {mode}` is not available" in err and "--backbone" in err
+
+
+def test_datasets_inspect_on_a_clip_folder(clip_folder, capsys):
+    assert main(["datasets", "inspect", str(clip_folder), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "video folder" and report["per_class"]["up"]["clips"] == 6
+    assert sorted(report["frame_count_histogram"]["counts"]) and sum(report["frame_count_histogram"]["counts"]) == 12
+    assert report["resolution"] == {"32x24": 12} and report["num_problems"] == 0
