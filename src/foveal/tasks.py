@@ -83,6 +83,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("segment", "semantic segmentation", "foveal.segmentation.train:SegmentConfig",
          "foveal.segmentation.task:SegmentTask", ("foveal.segmentation.losses", "foveal.segmentation.metrics"),
          _BOX_MODES, _NO_PRUNE),
+    Task("adapt", "domain adaptation (DANN, CORAL, MMD)", "foveal.adaptation.config:AdaptConfig",
+         "foveal.adaptation.task:AdaptTask", ("foveal.adaptation.model",), ("train", "evaluate", "predict"),
+         tuple((mode, "use the run's classifier.keras, the adapted classifier as a plain classifier file "
+                      f"(`foveal {mode} RUN/classifier.keras`)") for mode in ("export", "benchmark", "serve",
+                                                                               "inspect", "prune"))),
 )}
 
 

@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.segmentation.cli import add_segment_command
 
     add_segment_command(sub)
+    from foveal.adaptation.cli import add_adapt_command
+
+    add_adapt_command(sub)
     from foveal.shrink.cli import add_prune_command
 
     add_prune_command(sub)
