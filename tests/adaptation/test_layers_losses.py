@@ -86,3 +86,14 @@ def test_coral_and_mmd_match_numpy():
     assert float(mmd_loss(s.astype("float32"), t.astype("float32"))) == pytest.approx(_mmd_numpy(s, t), rel=1e-4)
     assert float(coral_loss(s.astype("float32"), s.astype("float32"))) == pytest.approx(0.0, abs=1e-9)
     assert float(mmd_loss(s.astype("float32"), s.astype("float32"))) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_dann_mnist_architecture_matches_the_papers_table():
+    from foveal.models import build_model
+
+    model = build_model("dann_mnist", num_classes=10)
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
+    assert shapes["conv1"] == (24, 24, 32) and shapes["pool1"] == (12, 12, 32)
+    assert shapes["conv2"] == (8, 8, 48) and shapes["pool2"] == (4, 4, 48)
+    assert shapes["fc1"] == (100,) and shapes["fc2"] == (100,)
+    assert model.count_params() == 2_432 + 38_448 + 76_900 + 10_100 + 1_010

@@ -304,7 +304,7 @@ def features_of(model: Any, part: DomainImages, batch_size: int = 256) -> np.nda
 
     from foveal.adaptation.model import feature_tensor
 
-    extractor = keras.Model(model.inputs, feature_tensor(model))
+    extractor = keras.Model(model.input, feature_tensor(model))
     images = part.images.astype(np.float32)  # eager batches: no predict function traced per model
     return np.concatenate([np.asarray(extractor(images[i:i + batch_size], training=False))
                            for i in range(0, len(images), batch_size)])

@@ -188,7 +188,7 @@ def make_mnist_m(digits: str, backgrounds: str | Path, output: str | Path, *, se
             read, _ = readers[split]
             rng = np.random.default_rng([seed, split_no])
             n = len(part) if limit is None else min(limit, len(part))
-            for name in part.class_names:
+            for name in sorted({part.class_names[int(c)] for c in part.labels[:n]}):  # classes with images only
                 (staging / split / name).mkdir(parents=True, exist_ok=True)
             for i in range(n):
                 digit = read(i)
