@@ -126,3 +126,33 @@ def test_bad_input_is_one_line(domains, capsys):
     assert main(["adapt", "train", "--source", str(domains["source"]), *common]) == 2
     assert "needs --target" in capsys.readouterr().err
     assert not (domains["root"] / "bad").exists() or not any((domains["root"] / "bad").iterdir())
+
+
+def test_feature_layer_is_chosen_and_checked():
+    from foveal.adaptation.model import feature_tensor
+    from foveal.errors import ModelError
+
+    model = build_model("lenet5", num_classes=3, input_shape=(32, 32, 1))
+    assert tuple(feature_tensor(model).shape[1:]) == (84,)  # the input of the logits layer
+    assert tuple(feature_tensor(model, "flatten").shape[1:]) == (400,)
+    with pytest.raises(ModelError, match="layer 'c1' gives"):
+        feature_tensor(model, "c1")
+    with pytest.raises(ModelError, match="has no layer 'nope'"):
+        feature_tensor(model, "nope")
+    paper = adapt_model(build_model("dann_mnist", num_classes=10), "dann", total_steps=1, feature_layer="flatten")
+    assert paper.training_model.output_shape[1] == (None, 768)
+
+
+@pytest.mark.slow
+def test_resume_extends_the_run_and_reuses_the_baseline(domains, capsys):
+    runs = domains["root"] / "resumed"
+    args = ["--source", str(domains["source"]), "--target", str(domains["target"]), "--channels", "3",
+            "--image-size", "16", "--batch-size", "16", "--output", str(runs), "--name", "r", "--no-progress",
+            "--eval-images", "20", "--method", "coral", "--feature-plot", "none"]
+    assert main(["adapt", "train", *args, "--epochs", "1"]) == 0
+    assert main(["adapt", "train", "--resume", str(runs / "r"), "--epochs", "2"]) == 0
+    assert len((runs / "r" / "history.csv").read_text().splitlines()) == 3
+    assert len(json.loads((runs / "r" / "source_only_history.json").read_text())["loss"]) == 2
+    capsys.readouterr()
+    assert main(["adapt", "train", "--resume", str(runs / "r")]) == 0  # finished: scored again, baseline read back
+    assert "source-only baseline: read back" in capsys.readouterr().out

@@ -95,5 +95,5 @@ def test_dann_mnist_architecture_matches_the_papers_table():
     shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers}
     assert shapes["conv1"] == (24, 24, 32) and shapes["pool1"] == (12, 12, 32)
     assert shapes["conv2"] == (8, 8, 48) and shapes["pool2"] == (4, 4, 48)
-    assert shapes["fc1"] == (100,) and shapes["fc2"] == (100,)
+    assert shapes["fc1_relu"] == (100,) and shapes["fc2_relu"] == (100,)
     assert model.count_params() == 2_432 + 38_448 + 76_900 + 10_100 + 1_010

@@ -51,6 +51,9 @@ class AdaptConfig(RunConfig):
                                        group="model")
 
     # adaptation
+    feature_layer: str | None = option(None, "layer whose output (feature vectors) is adapted; default: the "
+                                       "architecture's choice (dann_mnist: flatten, the paper's convolutional "
+                                       "features), else the input of the last dense layer", group="adaptation")
     method: Method = option("dann", "dann (gradient reversal + domain classifier, Ganin et al. 2016), coral "
                             "(Sun & Saenko 2016), mmd (Long et al. 2015) or source-only", group="adaptation")
     adapt_weight: float = option(1.0, "final weight of the adaptation term (DANN: the reversal lambda; "
@@ -59,6 +62,9 @@ class AdaptConfig(RunConfig):
     gamma: float = option(10.0, "steepness of the weight ramp (the paper's 10)", group="adaptation")
     domain_units: list[int] = option([100], "hidden layer sizes of the DANN domain classifier (the paper: "
                                      "100 for MNIST, 1024 1024 for larger nets)", group="adaptation")
+    per_domain_batches: bool = option(True, "run the labelled and the target batch through the network "
+                                      "separately, so batch normalisation uses each domain's own batch statistics "
+                                      "while training (else together)", group="adaptation")
     baseline: bool = option(True, "also train a source-only model with the same options in the same run, "
                             "for the comparison in the report", group="adaptation")
     feature_plot: Literal["pca", "tsne", "none"] = option("pca", "picture of source and target features "

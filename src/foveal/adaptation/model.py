@@ -19,6 +19,11 @@ see both domains), the compiled classification loss on the labelled images, plus
 * ``coral`` / ``mmd``: that weight times CORAL or MMD between the source and target features;
 * ``source-only``: nothing (the target batch is not even computed): the baseline.
 
+With ``per_domain_batches`` (the default) the labelled and the target batch go through the
+network one after the other, so batch normalisation normalises each domain with its own batch
+statistics during training (as public DANN re-implementations do; the moving averages used at
+inference blend both); otherwise they go through together.
+
 Example:
     >>> from foveal.models import build_model
     >>> model = adapt_model(build_model("lenet5", num_classes=10), "dann", total_steps=100)
@@ -40,13 +45,24 @@ from foveal.errors import ModelError
 METHODS = ("dann", "coral", "mmd", "source-only")
 
 
-def feature_tensor(model: keras.Model):
-    """The classifier's feature vector: the input of the dense layer that makes its class scores
-    (behind any weightless activation layers at the end).
+def feature_tensor(model: keras.Model, layer_name: str | None = None):
+    """The classifier's feature vector: the output of layer ``layer_name``, by default the input
+    of the dense layer that makes its class scores (behind weightless activation layers at the end).
 
     Raises:
-        ModelError: the output does not come from a dense layer on vectors.
+        ModelError: no such layer, its output is not a vector, or the output does not come from a
+            dense layer on vectors.
     """
+    if layer_name:
+        try:
+            named = model.get_layer(layer_name)
+        except ValueError:
+            raise ModelError(f"model {model.name!r} has no layer {layer_name!r}",
+                             hint=f"its layers: {', '.join(layer.name for layer in model.layers)}") from None
+        if len(named.output.shape) != 2:
+            raise ModelError(f"model {model.name!r}: layer {layer_name!r} gives {tuple(named.output.shape[1:])}, "
+                             "not feature vectors", hint="name a flatten or global-pooling layer, or a dense layer")
+        return named.output
     layer = model.layers[-1]
     seen = 0
     while not isinstance(layer, keras.layers.Dense) and not layer.weights and seen < 4:
@@ -77,13 +93,15 @@ class AdaptModel(keras.Model):
 
     def __init__(self, inputs, outputs, features, *, method: str = "dann", total_steps: int = 1,
                  adapt_weight: float = 1.0, gamma: float = 10.0, domain_units: Sequence[int] = (100,),
-                 domain_head: keras.Model | None = None, name: str | None = None, trainable: bool = True) -> None:
+                 domain_head: keras.Model | None = None, per_domain_batches: bool = True, name: str | None = None,
+                 trainable: bool = True) -> None:
         if method not in METHODS:
             raise ModelError(f"unknown adaptation method {method!r}", hint=f"methods: {', '.join(METHODS)}")
         super().__init__(inputs=inputs, outputs=outputs, name=name, trainable=trainable)
         self.method, self.total_steps = method, int(total_steps)
         self.adapt_weight, self.gamma = float(adapt_weight), float(gamma)
         self.domain_units = [int(u) for u in domain_units]
+        self.per_domain_batches = bool(per_domain_batches)
         self.training_model = keras.Model(inputs, [outputs, features], name=f"{self.name}_with_features")
         if method == "dann" and domain_head is None:
             domain_head = _domain_head(int(features.shape[-1]), self.domain_units)
@@ -107,16 +125,22 @@ class AdaptModel(keras.Model):
         n = tf.shape(images)[0]
         weight = self.adapt_weight * reversal_weight(self.progress(), self.gamma)
         adapt = self.method != "source-only"
-        batch = tf.concat([images, tf.cast(x["target"], images.dtype)], axis=0) if adapt else images
+        target = tf.cast(x["target"], images.dtype) if adapt else None
         with tf.GradientTape() as tape:
-            probs, features = self.training_model(batch, training=True)
+            if not adapt:
+                probs, features = self.training_model(images, training=True)
+            elif self.per_domain_batches:
+                probs, features = self.training_model(images, training=True)
+                features = tf.concat([features, self.training_model(target, training=True)[1]], axis=0)
+            else:
+                probs, features = self.training_model(tf.concat([images, target], axis=0), training=True)
             loss = self.compute_loss(x=images, y=y, y_pred=probs[:n], sample_weight=sample_weight, training=True)
             extra = tf.constant(0.0)
             if self.method == "dann":
                 self.reversal.scale.assign(weight)
                 logits = tf.cast(self.domain_head(features, training=True), tf.float32)[:, 0]
                 truth = tf.concat([tf.cast(tf.reshape(x["domain"], [-1]), tf.float32),
-                                   tf.ones([tf.shape(batch)[0] - n], tf.float32)], axis=0)
+                                   tf.ones([tf.shape(features)[0] - n], tf.float32)], axis=0)
                 extra = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=truth, logits=logits))
                 self.domain_accuracy_tracker.update_state(
                     tf.reduce_mean(tf.cast(tf.equal(tf.cast(logits > 0, tf.float32), truth), tf.float32)))
@@ -153,7 +177,8 @@ class AdaptModel(keras.Model):
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": self.trainable, "method": self.method,
                 "total_steps": self.total_steps, "adapt_weight": self.adapt_weight, "gamma": self.gamma,
-                "domain_units": self.domain_units, "graph": self.training_model.get_config(),
+                "domain_units": self.domain_units, "per_domain_batches": self.per_domain_batches,
+                "graph": self.training_model.get_config(),
                 "domain_head": None if self.domain_head is None else self.domain_head.get_config()}
 
     @classmethod
@@ -164,7 +189,8 @@ class AdaptModel(keras.Model):
         probs, features = graph.outputs
         return cls(graph.input, probs, features, method=config["method"], total_steps=config["total_steps"],
                    adapt_weight=config["adapt_weight"], gamma=config["gamma"], domain_units=config["domain_units"],
-                   domain_head=head, name=config.get("name"), trainable=config.get("trainable", True))
+                   domain_head=head, per_domain_batches=config.get("per_domain_batches", True), name=config.get("name"),
+                   trainable=config.get("trainable", True))
 
 
 def _domain_head(features: int, units: Sequence[int]) -> keras.Model:
@@ -178,11 +204,13 @@ def _domain_head(features: int, units: Sequence[int]) -> keras.Model:
 
 
 def adapt_model(classifier: keras.Model, method: str, *, total_steps: int, adapt_weight: float = 1.0,
-                gamma: float = 10.0, domain_units: Sequence[int] = (100,)) -> AdaptModel:
-    """Wrap a built classifier (any zoo model) for adaptation training with ``method``."""
-    return AdaptModel(classifier.input, classifier.output, feature_tensor(classifier), method=method,
+                gamma: float = 10.0, domain_units: Sequence[int] = (100,), feature_layer: str | None = None,
+                per_domain_batches: bool = True) -> AdaptModel:
+    """Wrap a built classifier (any zoo model) for adaptation training with ``method``; the
+    adaptation acts on the output of ``feature_layer`` (default: the input of the last dense layer)."""
+    return AdaptModel(classifier.input, classifier.output, feature_tensor(classifier, feature_layer), method=method,
                       total_steps=total_steps, adapt_weight=adapt_weight, gamma=gamma, domain_units=domain_units,
-                      name=classifier.name)
+                      per_domain_batches=per_domain_batches, name=classifier.name)
 
 
 __all__ = ["METHODS", "AdaptModel", "adapt_model", "feature_tensor"]

@@ -103,6 +103,7 @@ class AdaptTask(TaskPlugin):
 
     def restore(self, cfg: AdaptConfig, data: RunData, model: keras.Model, card: ModelCard) -> None:
         data.extra["input_shape"] = tuple(card.input_shape)
+        model.total_steps = self.steps_per_epoch(cfg, data) * cfg.epochs  # a resume may extend --epochs
 
     def compile(self, cfg: AdaptConfig, model: keras.Model, data: RunData, steps_per_epoch: int) -> None:
         compile_adapt_model(cfg, model, steps_per_epoch)
@@ -166,8 +167,10 @@ class AdaptTask(TaskPlugin):
 
         saved, saved_history = run_dir / BASELINE_MODEL, run_dir / BASELINE_HISTORY
         if saved.is_file() and saved_history.is_file():
-            say(f"source-only baseline: read back from {saved}")
-            return load_model(saved)[0], json.loads(saved_history.read_text(encoding="utf-8"))
+            history = json.loads(saved_history.read_text(encoding="utf-8"))
+            if len(history.get("loss", [])) == cfg.epochs:  # else --epochs changed on resume: train it again
+                say(f"source-only baseline: read back from {saved}")
+                return load_model(saved)[0], history
         say(f"source-only baseline: the same model and options without adaptation, {cfg.epochs} epoch(s)")
         set_determinism(cfg.seed, cfg.deterministic)
         steps = self.steps_per_epoch(cfg, data)
@@ -193,6 +196,7 @@ def _wants_baseline(cfg: AdaptConfig) -> bool:
 def _facts(cfg: AdaptConfig, domains: Domains, run_dir: Path) -> dict[str, Any]:
     return {"source": cfg.source, "target": cfg.target, "method": cfg.method, "run": run_dir.name,
             "target_labels_per_class": cfg.target_labels, "adapt_weight": cfg.adapt_weight,
+            "feature_layer": feature_layer_of(cfg),
             "data": cfg.source}
 
 
@@ -205,7 +209,15 @@ def build_adapt_model(cfg: AdaptConfig, data: RunData, method: str, total_steps:
     classifier = build_model(cfg.model, num_classes=len(data.class_names), input_shape=shape,
                              preprocessing=cfg.preprocessing, **dict(cfg.model_options))
     return adapt_model(classifier, method, total_steps=total_steps, adapt_weight=cfg.adapt_weight, gamma=cfg.gamma,
-                       domain_units=cfg.domain_units)
+                       domain_units=cfg.domain_units, feature_layer=feature_layer_of(cfg),
+                       per_domain_batches=cfg.per_domain_batches)
+
+
+def feature_layer_of(cfg: AdaptConfig) -> str | None:
+    """``--feature-layer``, else the architecture's ``adapt_features`` (its registry entry), else None."""
+    from foveal.models import MODELS
+
+    return cfg.feature_layer or MODELS.get(cfg.model).meta.get("adapt_features")
 
 
 def compile_adapt_model(cfg: AdaptConfig, model: keras.Model, steps_per_epoch: int) -> None:
@@ -298,13 +310,14 @@ def epoch_scores(cfg: AdaptConfig, domains: Domains):
     return EpochScores()
 
 
-def features_of(model: Any, part: DomainImages, batch_size: int = 256) -> np.ndarray:
-    """The feature vectors (input of the last dense layer) of ``model`` for ``part``."""
+def features_of(model: Any, part: DomainImages, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
+    """The feature vectors (``layer``'s output, default the input of the last dense layer) of
+    ``model`` for ``part``."""
     import keras
 
     from foveal.adaptation.model import feature_tensor
 
-    extractor = keras.Model(model.input, feature_tensor(model))
+    extractor = keras.Model(model.input, feature_tensor(model, layer))
     images = part.images.astype(np.float32)  # eager batches: no predict function traced per model
     return np.concatenate([np.asarray(extractor(images[i:i + batch_size], training=False))
                            for i in range(0, len(images), batch_size)])
@@ -356,17 +369,20 @@ def write_results(cfg: AdaptConfig, classifier: keras.Model, card: ModelCard, do
                             "run with the same options. Per-epoch scores use up to "
                             f"{cfg.eval_images} test images of each domain; the table, all of them.</figcaption>"
                             "</figure>")))
-    if cfg.feature_plot != "none" and s_test is not None and t_test is not None:
-        s, t = sample(s_test, 500, cfg.seed), sample(t_test, 500, cfg.seed)
-        panels = {}
+    s_part = s_test if s_test is not None else domains.source_val
+    t_part = t_test if t_test is not None else domains.target_train  # an unlabelled target: its images
+    if cfg.feature_plot != "none" and s_part is not None:
+        s, t = sample(s_part, 500, cfg.seed), sample(t_part, 500, cfg.seed)
+        panels, layer = {}, feature_layer_of(cfg)
         if baseline is not None:
-            panels["before: source-only"] = (features_of(baseline, s), features_of(baseline, t))
-        panels[f"after: {cfg.method}"] = (features_of(classifier, s), features_of(classifier, t))
+            panels["before: source-only"] = (features_of(baseline, s, layer), features_of(baseline, t, layer))
+        panels[f"after: {cfg.method}"] = (features_of(classifier, s, layer), features_of(classifier, t, layer))
         png = feature_picture(panels, cfg.feature_plot, cfg.seed)
         sections.append(("Source and target features",
                          Markup(f'<figure><img alt="features" src="{png_data_uri(png)}"><figcaption>'
-                                f"{cfg.feature_plot.upper()} of the feature vectors (the input of the last dense "
-                                f"layer) of {len(s)} source and {len(t)} target test images; adapted features "
+                                f"{cfg.feature_plot.upper()} of the adapted feature vectors (layer "
+                                f"{layer or 'before the last dense one'}) of {len(s)} source and {len(t)} target "
+                                "test images; adapted features "
                                 "mix the two colours.</figcaption></figure>")))
     summary: dict[str, Any] = {"run": run_dir.name, "task": "domain adaptation", "method": cfg.method,
                                "model": cfg.model, "source": cfg.source, "target": cfg.target,
