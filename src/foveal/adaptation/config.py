@@ -65,6 +65,10 @@ class AdaptConfig(RunConfig):
     per_domain_batches: bool = option(True, "run the labelled and the target batch through the network "
                                       "separately, so batch normalisation uses each domain's own batch statistics "
                                       "while training (else together)", group="adaptation")
+    target_statistics: bool = option(True, "after training, re-estimate the batch-norm statistics of the saved "
+                                     "classifier on target images (AdaBN, Li et al. 2017; models with batch "
+                                     "normalisation only); the report gives the accuracy without it too",
+                                     group="adaptation")
     baseline: bool = option(True, "also train a source-only model with the same options in the same run, "
                             "for the comparison in the report", group="adaptation")
     feature_plot: Literal["pca", "tsne", "none"] = option("pca", "picture of source and target features "

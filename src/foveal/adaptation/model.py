@@ -172,7 +172,7 @@ class AdaptModel(keras.Model):
 
     def classifier(self) -> keras.Model:
         """The inference graph as a plain functional classifier (shares the layers)."""
-        return keras.Model(self.inputs, self.outputs, name=self.name)
+        return keras.Model(self.input, self.output, name=self.name)
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "trainable": self.trainable, "method": self.method,

@@ -146,17 +146,29 @@ class AdaptTask(TaskPlugin):
     # ---------------------------------------------------------------------------- results
     def finish(self, cfg: AdaptConfig, model: keras.Model, card: ModelCard, data: RunData, run_dir: Path,
                history: dict[str, list[float]]) -> dict[str, Any] | None:
+        from foveal.adaptation.statistics import batch_norm_layers, target_statistics
         from foveal.models import save_model
 
         domains: Domains = data.extra["domains"]
         classifier = model.classifier() if hasattr(model, "classifier") else model
-        classifier_card = replace(card, task="classify", training={**card.training, "adapted": cfg.method})
+        facts: dict[str, Any] = {"adapted": cfg.method}
+        extra: dict[str, Any] = {}
+        if cfg.target_statistics and batch_norm_layers(classifier):
+            t_test = domains.target_test
+            if t_test is not None and t_test.labelled:
+                extra["target_accuracy_training_statistics"] = accuracy(classifier, t_test)
+            used = sample(domains.target_train, 10_000, cfg.seed)
+            layers = target_statistics(classifier, used.images.astype(np.float32))
+            facts["target_statistics"] = f"{layers} batch-norm layer(s) from {len(used)} target images (AdaBN)"
+            say(f"batch-norm statistics of {layers} layer(s) re-estimated on {len(used)} target images (AdaBN)")
+        classifier_card = replace(card, task="classify", training={**card.training, **facts})
         save_model(classifier, run_dir / CLASSIFIER, classifier_card, include_optimizer=False)
         say(f"adapted classifier: {run_dir / CLASSIFIER} (a plain classifier: foveal predict/export/serve take it)")
         baseline, base_history = None, None
         if _wants_baseline(cfg):
             baseline, base_history = self.baseline(cfg, data, run_dir, classifier_card)
-        return write_results(cfg, classifier, classifier_card, domains, run_dir, history, baseline, base_history)
+        return write_results(cfg, classifier, classifier_card, domains, run_dir, history, baseline, base_history,
+                             extra)
 
     def baseline(self, cfg: AdaptConfig, data: RunData, run_dir: Path,
                  card: ModelCard) -> tuple[keras.Model, dict[str, list[float]]]:
@@ -325,8 +337,9 @@ def features_of(model: Any, part: DomainImages, layer: str | None = None, batch_
 
 def write_results(cfg: AdaptConfig, classifier: keras.Model, card: ModelCard, domains: Domains, run_dir: Path,
                   history: dict[str, list[float]], baseline: keras.Model | None,
-                  base_history: dict[str, list[float]] | None) -> dict[str, Any]:
-    """Score both models on the whole test splits; write ``metrics.json`` and ``report.html``."""
+                  base_history: dict[str, list[float]] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score both models on the whole test splits; write ``metrics.json`` and ``report.html``
+    (``extra``: more metrics, e.g. the target accuracy before AdaBN)."""
     from markupsafe import Markup
 
     from foveal.adaptation.data import to_labeled
@@ -334,7 +347,8 @@ def write_results(cfg: AdaptConfig, classifier: keras.Model, card: ModelCard, do
     from foveal.evaluation.run import score
     from foveal.visualize.report import png_data_uri, write_classification_report
 
-    metrics: dict[str, Any] = {"method": cfg.method, "source_data": cfg.source, "target_data": cfg.target}
+    metrics: dict[str, Any] = {"method": cfg.method, "source_data": cfg.source, "target_data": cfg.target,
+                               **(extra or {})}
     t_test, s_test = domains.target_test, domains.source_test
     scored = None
     rows: list[tuple[str, Any, Any]] = []
@@ -349,6 +363,9 @@ def write_results(cfg: AdaptConfig, classifier: keras.Model, card: ModelCard, do
             say(f"target test accuracy (source-only): {metrics['source_only_target_accuracy']:.4f}; "
                 f"gain {100 * metrics['gain']:+.1f} points")
         rows.append(("target test accuracy", metrics["target_accuracy"], metrics.get("source_only_target_accuracy")))
+        if "target_accuracy_training_statistics" in metrics:
+            rows.append(("target test accuracy, before AdaBN (training batch-norm statistics)",
+                         metrics["target_accuracy_training_statistics"], None))
     if s_test is not None and s_test.labelled:
         metrics["source_accuracy"] = accuracy(classifier, s_test)
         if baseline is not None:
@@ -367,7 +384,9 @@ def write_results(cfg: AdaptConfig, classifier: keras.Model, card: ModelCard, do
                      Markup(f'<figure><img alt="accuracy per epoch" src="{png_data_uri(plot_side_by_side(curves))}">'
                             "<figcaption>solid: the adapted model; dashed: the source-only model trained in the same "
                             "run with the same options. Per-epoch scores use up to "
-                            f"{cfg.eval_images} test images of each domain; the table, all of them.</figcaption>"
+                            f"{cfg.eval_images} test images of each domain; the table, all of them"
+                            f"{' (the curves with the batch-norm statistics of training, the table after AdaBN)' if 'target_statistics' in card.training else ''}"
+                            ".</figcaption>"
                             "</figure>")))
     s_part = s_test if s_test is not None else domains.source_val
     t_part = t_test if t_test is not None else domains.target_train  # an unlabelled target: its images
@@ -388,7 +407,8 @@ def write_results(cfg: AdaptConfig, classifier: keras.Model, card: ModelCard, do
                                "model": cfg.model, "source": cfg.source, "target": cfg.target,
                                "classes": len(card.class_names), "input": "x".join(map(str, card.input_shape)),
                                "epochs": metrics["epochs"], "training time (s)": metrics["train_seconds"]}
-    for key in ("target_accuracy", "source_only_target_accuracy", "gain", "source_accuracy"):
+    for key in ("target_accuracy", "target_accuracy_training_statistics", "source_only_target_accuracy", "gain",
+                "source_accuracy"):
         if key in metrics:
             summary[key.replace("_", " ")] = round(float(metrics[key]), 4)
     misclassified = None
