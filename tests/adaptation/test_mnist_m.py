@@ -80,3 +80,13 @@ def test_cli_writes_and_refuses_a_full_folder(tmp_path, capsys):
     assert main(["datasets", "synth", "mnist-m", "--digits", str(digits), "--backgrounds", str(photos),
                  "--output", str(out)]) == 2
     assert "exists and is not empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["adapt", "train"], ["adapt", "evaluate"], ["adapt", "predict"],
+                                  ["datasets", "synth", "mnist-m"], ["datasets", "synth", "composite"]])
+def test_help_has_examples(argv, capsys):
+    from foveal.cli.main import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--help"])
+    assert stop.value.code == 0 and "examples:" in capsys.readouterr().out
