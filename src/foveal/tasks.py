@@ -108,6 +108,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          _GENERATE_INSTEAD),
     Task("video", "video clip classification", "foveal.video.config:VideoConfig",
          "foveal.video.task:VideoTask", ("foveal.video.models",), ("train", "evaluate", "predict"), _VIDEO_INSTEAD),
+    Task("adapt", "domain adaptation (DANN, CORAL, MMD)", "foveal.adaptation.config:AdaptConfig",
+         "foveal.adaptation.task:AdaptTask", ("foveal.adaptation.model",), ("train", "evaluate", "predict"),
+         tuple((mode, "use the run's classifier.keras, the adapted classifier as a plain classifier file "
+                      f"(`foveal {mode} RUN/classifier.keras`)") for mode in ("export", "benchmark", "serve",
+                                                                               "inspect", "prune"))),
 )}
 
 

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true", help="print JSON")
     m.set_defaults(func=_models)
 
-    d = sub.add_parser("datasets", help="inspect or convert datasets")
+    d = sub.add_parser("datasets", help="inspect, convert or generate datasets")
     dsub = d.add_subparsers(dest="action", metavar="ACTION", required=True)
     dsub.add_parser = functools.partial(dsub.add_parser, allow_abbrev=False)  # type: ignore[method-assign]
     di = dsub.add_parser("inspect", help="counts per class, image sizes and problems found")
@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     vb = dsub.add_parser("validate-boxes", help="report degenerate, outside, unknown-class and missing boxes/images")
     boxes_cli.add_validate_arguments(vb)
     vb.set_defaults(func=lambda args, _: boxes_cli.validate_command(args))
+    from foveal.data.synth.cli import add_synth_command
+
+    add_synth_command(dsub)
 
     from foveal.export.cli import add_export_commands
 
@@ -226,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.video.cli import add_video_command
 
     add_video_command(sub)
+    from foveal.adaptation.cli import add_adapt_command
+
+    add_adapt_command(sub)
     from foveal.shrink.cli import add_prune_command
 
     add_prune_command(sub)

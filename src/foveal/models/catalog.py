@@ -16,6 +16,7 @@ from foveal.models.registry import MODELS
 REFERENCE_COUNTS: dict[str, tuple[int, int, int]] = {
     "airbench": (10, 1_973_944, 1_971_640),
     "alexnet": (1000, 62_378_344, 62_378_344),
+    "dann_mnist": (10, 128_890, 128_890),
     "geron_cnn": (10, 1_413_834, 1_413_834),
     "googlenet": (1000, 13_378_280, 13_378_280),
     "lenet5": (10, 61_706, 61_706),

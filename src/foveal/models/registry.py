@@ -7,7 +7,8 @@ model is one flat functional graph (good for inspection, Grad-CAM and surgery). 
 ``smoke``: a small but complete build for quick checks, ``{"input_shape": ..., "options": {...}}``
 plus ``"slow": True`` when even that takes seconds (tests/models/test_every_architecture.py
 builds every architecture with it; one without ``smoke`` is checked at full size, in the slow
-tier). Feature maps by stride are not metadata: :func:`foveal.models.pyramid.feature_pyramid`
+tier); optionally ``adapt_features``, the layer whose output domain adaptation
+(:mod:`foveal.adaptation`) acts on by default. Feature maps by stride are not metadata: :func:`foveal.models.pyramid.feature_pyramid`
 measures them on the built graph.
 """
 

@@ -1,0 +1,111 @@
+"""``foveal datasets synth KIND``: write generated datasets (see :mod:`foveal.data.synth`)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from typing import Any
+
+EPILOG_MNIST_M = """examples:
+  # MNIST-M-style: the 70,000 MNIST digits over patches of the coco-mini photos
+  foveal datasets synth mnist-m --digits ../shared/datasets/mnist \\
+      --backgrounds ../shared/datasets/coco-mini --output data/mnist-m --seed 0
+  foveal datasets synth mnist-m --data mnist --backgrounds photos/ --output mnist-m --limit 5000
+  foveal train --data data/mnist-m --model lenet5 --channels 3      # read like any image folder
+"""
+
+
+def _mnist_m(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.data.synth.mnist_m import make_mnist_m
+
+    manifest = make_mnist_m(args.digits, args.backgrounds, args.output, seed=args.seed, limit=args.limit,
+                            binarize=args.binarize, overwrite=args.overwrite,
+                            progress=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(manifest, indent=1) if args.json else
+          f"wrote {sum(manifest['counts'].values())} images ({', '.join(f'{k} {v}' for k, v in manifest['counts'].items())}) "
+          f"to {args.output} from {manifest['photos']} background photo(s), seed {args.seed}")
+    return 0
+
+
+EPILOG_COMPOSITE = """examples:
+  # coco-mini's people and dogs pasted onto its own photos, 320x320, COCO boxes + masks
+  foveal datasets synth composite --objects ../shared/datasets/coco-mini/annotations/instances_train2017.json \\
+      --backgrounds ../shared/datasets/coco-mini/val2017 --categories person dog --count 500 --output synth/
+  foveal detect train --data synth/annotations/instances_train.json      # read like any COCO file
+  foveal segment train --data synth/annotations/instances_train.json
+"""
+
+
+def _composite(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.data.synth.composite import make_composites
+
+    manifest = make_composites(args.objects, args.backgrounds, args.output, count=args.count,
+                               size=(args.size[0], args.size[-1]), objects_per_image=tuple(args.objects_per_image),
+                               scale=tuple(args.scale), rotation=args.rotation, min_visible=args.min_visible,
+                               noise=args.noise, blur=args.blur, jitter=args.jitter, min_area=args.min_area,
+                               categories=args.categories, images=args.images, split=args.split, seed=args.seed,
+                               overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(manifest, indent=1) if args.json else
+          f"wrote {manifest['count']} images with {manifest['instances']} objects ({manifest['cutouts']} cut-outs "
+          f"over {manifest['photos']} background photo(s), seed {args.seed}) to {args.output}; "
+          f"annotations: {manifest['annotations']}")
+    return 0
+
+
+def add_synth_command(actions: argparse._SubParsersAction) -> None:
+    """Add ``synth`` with its kinds to the ``foveal datasets`` actions."""
+    s = actions.add_parser("synth", help="generate a dataset (MNIST-M-style digits, composited cut-outs)",
+                           description="Generate datasets, deterministic for a seed, in layouts foveal reads.")
+    kinds = s.add_subparsers(dest="kind", metavar="KIND", required=True)
+    kinds.add_parser = functools.partial(kinds.add_parser, allow_abbrev=False)  # type: ignore[method-assign]
+    m = kinds.add_parser("mnist-m", help="digits blended with random photo patches, |patch - digit| (Ganin et al.)",
+                         description="MNIST-M-style digits: each digit blended with a random patch of a random "
+                         "photo, |patch - digit| per channel (Ganin et al., JMLR 2016). Writes OUTPUT/<split>/<class>/"
+                         "NNNNNN.png and OUTPUT/mnist-m.json.", epilog=EPILOG_MNIST_M,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("--digits", "--data", dest="digits", required=True, metavar="SPEC",
+                   help="the digits: an MNIST IDX folder, 'mnist' (keras.datasets), an .npz or a class folder")
+    m.add_argument("--backgrounds", required=True, metavar="DIR",
+                   help="folder of photos (searched recursively) the patches are cut from")
+    m.add_argument("--output", required=True, metavar="DIR", help="folder to write (new or empty)")
+    m.add_argument("--seed", type=int, default=0, help="random seed: photo and place of every patch (default: 0)")
+    m.add_argument("--limit", type=int, metavar="N", help="at most N digits per split (the first ones)")
+    m.add_argument("--binarize", action="store_true", help="blend the digit as 0/255 (strokes invert the photo "
+                   "fully) instead of its gray levels")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    m.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    m.set_defaults(func=_mnist_m)
+
+    c = kinds.add_parser("composite", help="object cut-outs (COCO masks) pasted onto photos, with COCO boxes + masks",
+                         description="Cut objects out of a COCO instances file (polygon or RLE masks), paste them onto "
+                         "background photos at random scale, rotation and position, add noise, blur and colour "
+                         "jitter, and write OUTPUT/SPLIT/*.jpg with OUTPUT/annotations/instances_SPLIT.json (boxes and "
+                         "visible-area masks). Rendering 3D meshes is not available yet.", epilog=EPILOG_COMPOSITE,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--objects", required=True, metavar="FILE.json", help="COCO instances file whose masks give the "
+                   "cut-outs")
+    c.add_argument("--images", metavar="DIR", help="its image folder (default: found beside it)")
+    c.add_argument("--backgrounds", required=True, metavar="DIR", help="folder of photos, each at least --size")
+    c.add_argument("--output", required=True, metavar="DIR", help="folder to write (new or empty)")
+    c.add_argument("--count", type=int, default=100, help="images to write (default: 100)")
+    c.add_argument("--size", type=int, nargs="+", default=[320], metavar="N", help="SIZE or HEIGHT WIDTH (default: 320)")
+    c.add_argument("--categories", nargs="+", metavar="NAME", help="only these categories (default: all)")
+    c.add_argument("--objects-per-image", type=int, nargs=2, default=[1, 4], metavar=("MIN", "MAX"))
+    c.add_argument("--scale", type=float, nargs=2, default=[0.2, 0.6], metavar=("MIN", "MAX"),
+                   help="object's long side / image's short side (default: 0.2 0.6)")
+    c.add_argument("--rotation", type=float, default=20.0, help="largest rotation in degrees (default: 20)")
+    c.add_argument("--min-visible", type=float, default=0.3, help="drop objects occluded below this visible fraction")
+    c.add_argument("--min-area", type=float, default=400.0, help="smallest source mask in pixels (default: 400)")
+    c.add_argument("--noise", type=float, default=4.0, help="Gaussian noise sigma in grey levels (default: 4; 0: off)")
+    c.add_argument("--blur", type=float, default=1.0, help="largest Gaussian blur radius (default: 1; 0: off)")
+    c.add_argument("--jitter", type=float, default=0.2, help="brightness/contrast/saturation jitter (default: 0.2)")
+    c.add_argument("--split", default="train", help="image folder and annotation name (default: train)")
+    c.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    c.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    c.set_defaults(func=_composite)
+
+
+__all__ = ["add_synth_command"]
