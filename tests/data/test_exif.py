@@ -279,3 +279,18 @@ def test_orient_box_matches_pil():
         shown = np.asarray(ImageOps.exif_transpose(Image.open(buf)))
         ys, xs = np.nonzero(shown)
         assert orient_box((5, 3, 17, 9), orientation, (40, 24)) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+def test_yolo_fractions_are_of_the_turned_image(tmp_path):
+    """Ultralytics reads YOLO fractions on the image as shown (EXIF applied); so does foveal."""
+    from foveal.data.boxes import load_boxes
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "classes.txt").write_text("red\n")
+    shown = _turned_jpeg(tmp_path / "images" / "p.jpg", 8)
+    (x0, y0, x1, y1), (h, w) = _red_box(shown), shown.shape[:2]
+    (tmp_path / "labels" / "p.txt").write_text(f"0 {(x0 + x1) / 2 / w} {(y0 + y1) / 2 / h} {(x1 - x0) / w} {(y1 - y0) / h}\n")
+    data = load_boxes(str(tmp_path))["train"]
+    assert data.image_sizes.tolist() == [[24, 40]]
+    assert np.allclose(data.boxes[0], [[x0, y0, x1, y1]], atol=1e-3)
