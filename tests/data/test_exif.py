@@ -204,6 +204,9 @@ def test_tfrecord_images_are_turned(tmp_path):
     train = load_dataset(str(tmp_path / "data.tfrecord"))["train"]
     for image, _ in train.to_tf_dataset(3):
         assert _close(image.numpy().astype(int), shown.astype(int))
+    from foveal.data.inspect import inspect_dataset
+
+    assert inspect_dataset(str(tmp_path / "data.tfrecord"), full=False)["splits"]["train"]["exif_turned"] == 2
 
 
 def _voc(root, size_as_stored: bool):
