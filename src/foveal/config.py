@@ -210,7 +210,7 @@ class TrainConfig(DistributionOptions):
 def _recording_init(init):
     """Wrap the dataclass ``__init__`` to remember which fields were passed: the YAML loader and
     the CLI pass only the options the user gave, so this is what ``--recipe`` must leave alone."""
-    names = [f for f in TrainConfig.__dataclass_fields__]
+    names = [n for n, f in TrainConfig.__dataclass_fields__.items() if not f.kw_only]  # positional order
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         init(self, *args, **kwargs)

@@ -204,6 +204,9 @@ def test_tfrecord_images_are_turned(tmp_path):
     train = load_dataset(str(tmp_path / "data.tfrecord"))["train"]
     for image, _ in train.to_tf_dataset(3):
         assert _close(image.numpy().astype(int), shown.astype(int))
+    from foveal.data.inspect import inspect_dataset
+
+    assert inspect_dataset(str(tmp_path / "data.tfrecord"), full=False)["splits"]["train"]["exif_turned"] == 2
 
 
 def _voc(root, size_as_stored: bool):
@@ -225,13 +228,12 @@ def _voc(root, size_as_stored: bool):
     return root
 
 
-@pytest.mark.parametrize("size_as_stored", [False, True], ids=["drawn-as-shown", "drawn-as-stored"])
-def test_box_datasets_are_read_on_the_turned_image(tmp_path, size_as_stored):
+def test_box_datasets_are_read_on_the_turned_image(tmp_path):
     from foveal.data.boxes import load_boxes
     from foveal.detection.pipeline import make_detection_pipeline
     from foveal.localization.pipeline import make_localization_pipeline
 
-    data = load_boxes(str(_voc(tmp_path / "voc", size_as_stored)))["train"]
+    data = load_boxes(str(_voc(tmp_path / "voc", size_as_stored=False)))["train"]
     assert data.image_sizes.tolist() == [[24, 40], [24, 40]]  # (width, height) as shown
     images, targets = next(iter(make_detection_pipeline(data, image_size=(40, 24), batch_size=2)))
     for image, box in zip(images.numpy(), targets["boxes"].numpy()[:, 0]):
@@ -239,6 +241,18 @@ def test_box_datasets_are_read_on_the_turned_image(tmp_path, size_as_stored):
     located, _ = next(iter(make_localization_pipeline(data, image_size=(40, 24), channels=3, batch_size=2,
                                                       training=False)))
     assert np.array_equal(located.numpy(), images.numpy())  # the same pixels under the same boxes
+
+
+def test_boxes_drawn_on_the_stored_image_are_turned_with_it(tmp_path):
+    """A VOC file whose size is the image as stored came from a tool that ignored EXIF: its
+    boxes land on the same pixels of the turned image."""
+    from foveal.data.boxes import load_boxes
+
+    shown = load_boxes(str(_voc(tmp_path / "shown", size_as_stored=False)))["train"]
+    stored = load_boxes(str(_voc(tmp_path / "stored", size_as_stored=True)))["train"]
+    assert stored.image_sizes.tolist() == shown.image_sizes.tolist() == [[24, 40], [24, 40]]
+    for a, b in zip(stored.boxes, shown.boxes):
+        assert np.allclose(a, b, atol=1.0)
 
 
 def test_masks_stay_on_turned_images(tmp_path):
@@ -279,3 +293,18 @@ def test_orient_box_matches_pil():
         shown = np.asarray(ImageOps.exif_transpose(Image.open(buf)))
         ys, xs = np.nonzero(shown)
         assert orient_box((5, 3, 17, 9), orientation, (40, 24)) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+def test_yolo_fractions_are_of_the_turned_image(tmp_path):
+    """Ultralytics reads YOLO fractions on the image as shown (EXIF applied); so does foveal."""
+    from foveal.data.boxes import load_boxes
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "classes.txt").write_text("red\n")
+    shown = _turned_jpeg(tmp_path / "images" / "p.jpg", 8)
+    (x0, y0, x1, y1), (h, w) = _red_box(shown), shown.shape[:2]
+    (tmp_path / "labels" / "p.txt").write_text(f"0 {(x0 + x1) / 2 / w} {(y0 + y1) / 2 / h} {(x1 - x0) / w} {(y1 - y0) / h}\n")
+    data = load_boxes(str(tmp_path))["train"]
+    assert data.image_sizes.tolist() == [[24, 40]]
+    assert np.allclose(data.boxes[0], [[x0, y0, x1, y1]], atol=1e-3)

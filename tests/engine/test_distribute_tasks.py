@@ -24,7 +24,7 @@ def _mirrored(root: Path, task: str) -> dict:
                           timeout=600, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULTS ")]
     assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
-    return {"out": done.stdout, **json.loads(lines[-1][len("RESULTS "):])}
+    return {"out": done.stdout + done.stderr, **json.loads(lines[-1][len("RESULTS "):])}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,7 @@ def test_mirrored_run_trains_and_saves_a_model_that_loads(task, detect_run, tmp_
     h, w, c = card.input_shape
     assert model.predict(np.zeros((1, h or 32, w or 32, c), np.float32), verbose=0) is not None
     assert "distribution: mirrored, 2 replica(s)" in runs["out"] and "data sharding: batches" in runs["out"]
+    assert "ran out of data" not in runs["out"]  # every dataset fed to fit lasts its steps
 
 
 @pytest.mark.slow

@@ -170,8 +170,7 @@ def _inspect_records(data: LabeledImages, full: bool, max_pixels: int) -> dict[s
         problems,
         path=data.origin,
         files=list(data.tfrecord.files) if data.tfrecord else [],
-        # Records are decoded as stored: EXIF orientation is applied to image files only.
-        **{k: v for k, v in _probe_summary(probes).items() if k != "exif_turned"},
+        **_probe_summary(probes),  # records' JPEGs are turned by their EXIF orientation too
     )
 
 

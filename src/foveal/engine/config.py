@@ -30,7 +30,7 @@ Distribute = Literal["none", "mirrored", "multi-worker"]
 LrScaling = Literal["none", "linear", "sqrt"]
 
 
-@dataclass
+@dataclass(kw_only=True)  # keyword-only: a config's own fields keep their positions
 class DistributionOptions:
     """The ``--distribute`` options (docs/distributed.md), shared by classification's
     ``TrainConfig`` and every task's :class:`RunConfig`."""

@@ -213,8 +213,14 @@ class TaskPlugin:
         train, val = self.pipelines(cfg, data, seed=cfg.seed + epochs[0])
         train_b = dist.pipeline_batches(train, count=len(data.train), batch_size=cfg.batch_size,
                                         steps=self.fit_steps(cfg, data))
-        val_b = None if val is None else dist.pipeline_batches(val, count=len(data.val), batch_size=cfg.batch_size)
         from foveal.training.runs import say
+
+        val_b = None
+        if val is not None and len(data.val) < dist.num_replicas:
+            say(f"validation: {len(data.val)} image(s), fewer than the {dist.num_replicas} replicas: "
+                "no validation loss (use more validation images)")
+        elif val is not None:
+            val_b = dist.pipeline_batches(val, count=len(data.val), batch_size=cfg.batch_size)
 
         say(f"data sharding: {train_b.sharding} (each global batch of {cfg.batch_size} split between the "
             f"{dist.num_replicas} replicas); {train_b.steps} steps per epoch"
