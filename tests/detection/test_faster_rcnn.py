@@ -81,6 +81,29 @@ def test_roi_max_pool_variant_feeds_the_head():
     assert tuple(logits.shape) == (2, 2, 4) and tuple(deltas.shape) == (2, 2, 3, 4)
 
 
+def test_alternating_training_plans_the_papers_four_steps():
+    from foveal.detection.task import DetectTask
+
+    cfg = DetectConfig(data="x", detector="faster-rcnn", rcnn_training="alternating", epochs=10)
+    plan = DetectTask().phases(cfg)
+    assert [p.epochs for p in plan] == [3, 3, 2, 2] and [p.schedule_epochs for p in plan] == [3, 3, 2, 2]
+    model = build_faster_rcnn("resnet18", 2, **SMALL_MODEL)
+    images, targets = squares(2)
+    expected = {1: (True, True, False, RPN_COMPONENTS[:2]), 2: (True, False, True, RPN_COMPONENTS[2:]),
+                3: (False, True, False, RPN_COMPONENTS[:2]), 4: (False, False, True, RPN_COMPONENTS[2:])}
+    for phase in plan:
+        phase.trainable(model)
+        backbone, rpn, head, losses = expected[phase.number]
+        assert (model.backbone.trainable, model.rpn_conv.trainable, model.fc1.trainable) == (backbone, rpn, head)
+        assert model.active_losses == losses
+    out = model(images)
+    parts = model.losses_of(images, targets, out)
+    total = model.compute_loss(images, targets, out)
+    assert float(total) == pytest.approx(float(parts["cls_loss"] + parts["box_loss"]), rel=1e-4)
+    with pytest.raises(ConfigError, match="at least 4 epochs"):
+        DetectConfig(data="x", detector="faster-rcnn", rcnn_training="alternating", epochs=3).validate()
+
+
 def test_bad_settings_are_refused_in_one_line():
     with pytest.raises(ConfigError, match="unknown Faster R-CNN setting.*bogus"):
         DetectConfig(data="x", detector="faster-rcnn", rcnn_options={"bogus": 1}).validate()
@@ -132,6 +155,20 @@ def test_export_is_refused_in_one_line(run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Faster R-CNN models cannot be exported" in err and "Traceback" not in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.slow  # four compiled phases: the engine runs the paper's 4-step alternating training
+def test_alternating_training_runs_through_the_engine(tmp_path):
+    data = make_shapes(tmp_path / "voc", count=8)
+    result = train_detector(DetectConfig(data=str(data), output=str(tmp_path), name="alt", val_split=0.0,
+                                         monitor="loss", epochs=4, rcnn_training="alternating",
+                                         **(TINY_RCNN | {"report_images": 0})))
+    history = result.history
+    assert len(history["loss"]) == 4 and result.metrics is not None
+    # steps 1 and 3 minimise the RPN's losses, steps 2 and 4 the head's
+    for epoch, parts in ((0, RPN_COMPONENTS[:2]), (1, RPN_COMPONENTS[2:]), (2, RPN_COMPONENTS[:2]),
+                         (3, RPN_COMPONENTS[2:])):
+        assert history["loss"][epoch] == pytest.approx(sum(history[p][epoch] for p in parts), rel=1e-3)
 
 
 @pytest.mark.slow  # about a minute: a tiny Faster R-CNN learns the two-colour squares
