@@ -1,5 +1,5 @@
 """Faster R-CNN as a model kind of the detect task: the model (losses in fit, detections from
-predict, .keras round trip) and the whole run through `foveal detect train|evaluate|predict`.
+predict, config round trip) and the whole run through `foveal detect train|evaluate|predict`.
 
 Tiny settings (ResNet-18 at width 16, 64x64 inputs, the stride-8 map, 32 sampled RoIs) keep the
 default tier fast; the slow test checks that such a model learns the shapes (mAP@0.5 >= 0.9).
@@ -43,10 +43,8 @@ def squares(count: int, seed: int = 0):
     return images, {"boxes": boxes, "classes": classes}
 
 
-def test_fit_reports_four_losses_and_predict_returns_detections_that_survive_saving(tmp_path):
+def test_fit_reports_four_losses_and_predict_returns_detections():
     import tensorflow as tf
-
-    from foveal.models import ModelCard, load_model, save_model
 
     model = build_faster_rcnn("resnet18", 2, **SMALL_MODEL, score_threshold=0.0, max_detections=10)
     assert model.rcnn.num_anchors == 9 and model.stride == 8
@@ -62,15 +60,9 @@ def test_fit_reports_four_losses_and_predict_returns_detections_that_survive_sav
     assert set(detections) == {"boxes", "scores", "classes", "num_detections"}
     assert detections["boxes"].shape == (4, 10, 4) and (detections["num_detections"] > 0).all()
     assert ((detections["boxes"] >= 0) & (detections["boxes"] <= 1)).all()
-    path = save_model(model, tmp_path / "frcnn.keras", ModelCard("faster-rcnn-resnet18", ["red", "blue"],
-                                                                 (64, 64, 3), task="detect",
-                                                                 training={"detector": "faster-rcnn"}))
-    loaded, card = load_model(path)
-    assert type(loaded).__name__ == "FasterRCNNModel" and card.task == "detect"
-    again = loaded.predict(images, verbose=0)
-    for key in detections:
-        np.testing.assert_allclose(again[key], detections[key], atol=1e-5, err_msg=key)
-    assert loaded.rcnn == model.rcnn and loaded.postprocess_config() == model.postprocess_config()
+    clone = type(model).from_config(model.get_config())  # what loading a .keras file rebuilds
+    assert clone.rcnn == model.rcnn and clone.postprocess_config() == model.postprocess_config()
+    assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
 
 
 def test_roi_max_pool_variant_feeds_the_head():
@@ -140,6 +132,8 @@ def test_run_folder_card_and_cli_evaluate_predict(run, tmp_path, capsys):
     assert card.architecture == "faster-rcnn-resnet18" and card.training["detector"] == "faster-rcnn"
     assert len(card.training["anchor_sizes"]) == 3  # chosen from the boxes
     assert "Faster R-CNN" in (folder / "report.html").read_text()
+    # metrics.json was scored by the model in memory; evaluate loads best.keras: equal numbers
+    # mean the .keras round trip keeps the detector
     saved = json.loads((folder / "metrics.json").read_text())
     capsys.readouterr()
     assert main(["evaluate", str(folder / "best.keras"), "--data", str(data), "--json"]) == 0
