@@ -82,6 +82,10 @@ class DetectConfig(RunConfig):
                             "foreground)", group="faster-rcnn")
     rpn_lambda: float = option(10.0, "Faster R-CNN: weight of the RPN box term (the paper's lambda)",
                                group="faster-rcnn")
+    rcnn_training: Literal["joint", "alternating"] = option(
+        "joint", "Faster R-CNN: joint (approximate joint training: one fit of all four losses) or alternating "
+        "(the paper's 4 steps, --epochs split in four: RPN; detection head on its proposals; RPN layers on the "
+        "frozen backbone; head layers on the frozen backbone)", group="faster-rcnn")
     rcnn_options: dict[str, Any] = option({}, "Faster R-CNN: other settings, e.g. 'post_nms_train=1000,"
                                           "post_nms_test=300,rpn_positive_iou=0.7,roi_positive_fraction=0.25' "
                                           "(see foveal.detection.faster_rcnn.RCNNSettings)", group="faster-rcnn")
@@ -139,6 +143,12 @@ class DetectConfig(RunConfig):
         parse_box_augment(self.augment)
         if self.detector == "faster-rcnn":
             self.rcnn_settings()  # refuses unknown or out-of-range settings now
+        if self.detector == "faster-rcnn" and self.rcnn_training == "alternating":
+            if self.epochs < 4:
+                raise ConfigError("--rcnn-training alternating needs at least 4 epochs (its four steps split them)")
+            if self.freeze_backbone_epochs:
+                raise ConfigError("--rcnn-training alternating plans its own frozen steps",
+                                  hint="leave out --freeze-backbone-epochs")
 
     def rcnn_settings(self) -> dict[str, Any]:
         """The Faster R-CNN settings of these options (anchor sizes as given: empty means "from the data")."""

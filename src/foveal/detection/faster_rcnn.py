@@ -21,8 +21,10 @@ R-CNN", ICCV 2017. The pieces (all in :mod:`foveal.ops.rcnn` and :mod:`foveal.la
    refinements. Loss (Fast R-CNN eq. 1): softmax log loss + ``[u >= 1]`` smooth L1 on the true
    class's refinement, averaged over the sampled RoIs.
 
-Training is the paper's *approximate joint training*: one ``fit`` minimises the sum of the four
-losses; no gradient flows through the proposals' coordinates. ``model(x)`` always returns the
+Training is the paper's *approximate joint training* by default: one ``fit`` minimises the sum
+of the four losses; no gradient flows through the proposals' coordinates. The paper's 4-step
+alternating training is :meth:`FasterRCNNModel.set_training_step` (``--rcnn-training
+alternating`` plans the four steps as phases of the run engine). ``model(x)`` always returns the
 backbone's feature map and the RPN's outputs (the shape never changes with ``training``);
 the losses are built in :meth:`FasterRCNNModel.compute_loss` from those and the targets, and
 ``fit`` logs them as ``rpn_cls_loss``, ``rpn_box_loss``, ``cls_loss`` and ``box_loss``.
@@ -268,6 +270,8 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
         self.fc2.build((None, self.head_width))
         self.class_logits.build((None, self.head_width))
         self.box_deltas.build((None, self.head_width))
+        #: the losses ``fit`` minimises (all four; a step of alternating training picks some)
+        self.active_losses: tuple[str, ...] = RPN_COMPONENTS
         for component in RPN_COMPONENTS:  # one attribute each, so Keras tracks and logs them
             setattr(self, f"{component}_tracker", keras.metrics.Mean(name=component))
         self.built = True
@@ -377,12 +381,43 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         parts = self.losses_of(x, y, y_pred)
-        total = tf.add_n([parts[name] for name in RPN_COMPONENTS])
+        total = tf.add_n([parts[name] for name in self.active_losses])
         for name in RPN_COMPONENTS:
             getattr(self, f"{name}_tracker").update_state(parts[name])
         for extra in self.losses:  # weight penalties
             total = total + tf.cast(tf.reduce_sum(extra), total.dtype)
         return total
+
+    def rpn_layers(self) -> list[keras.layers.Layer]:
+        return [self.rpn_conv, self.rpn_objectness, self.rpn_deltas]
+
+    def head_layers(self) -> list[keras.layers.Layer]:
+        return [self.fc1, self.fc2, self.class_logits, self.box_deltas]
+
+    def set_training_step(self, step: int | None) -> None:
+        """Trainable parts and minimised losses of a step of the paper's 4-step alternating training
+        (Faster R-CNN, sec. 3.2), or everything (``None``: approximate joint training).
+
+        1. the backbone and the RPN learn the RPN's losses;
+        2. the backbone and the detection head learn the head's losses on the RPN's proposals, the
+           RPN layers frozen. The paper trains a second backbone here on fixed proposals; foveal's
+           model has one backbone, shared from the start, so the proposals move a little as it
+           learns: the steps' order, trainable parts and losses are the paper's;
+        3. the backbone frozen, the RPN layers are fine-tuned;
+        4. the backbone frozen, the head layers are fine-tuned.
+        The caller recompiles afterwards (trainable flags take effect in a fresh compile).
+        """
+        plan = {None: ((True, True, True), RPN_COMPONENTS),
+                1: ((True, True, False), RPN_COMPONENTS[:2]), 2: ((True, False, True), RPN_COMPONENTS[2:]),
+                3: ((False, True, False), RPN_COMPONENTS[:2]), 4: ((False, False, True), RPN_COMPONENTS[2:])}
+        if step not in plan:
+            raise ConfigError(f"alternating training has steps 1 to 4, got {step!r}")
+        (backbone, rpn, head), self.active_losses = plan[step]
+        self.backbone.trainable = backbone
+        for layer in self.rpn_layers():
+            layer.trainable = rpn
+        for layer in self.head_layers():
+            layer.trainable = head
 
     # -- inference ---------------------------------------------------------------------------
 

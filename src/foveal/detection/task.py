@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS, DetectConfig
-from foveal.engine.plugin import RunData, TaskPlugin, default_options_explained
+from foveal.engine.plugin import Phase, RunData, TaskPlugin, default_options_explained
 from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
@@ -127,6 +127,7 @@ class DetectTask(TaskPlugin):
                 input_shape=(*cfg.image_hw, cfg.channels), preprocessing=preprocessing_of(model.backbone),
                 keep_aspect=cfg.keep_aspect, task="detect",
                 training={"data": cfg.data, "run": run_dir.name, "detector": "faster-rcnn", "backbone": cfg.backbone,
+                          "rcnn_training": cfg.rcnn_training,
                           "level": model.level, "stride": model.stride, "roi_pool": model.roi_pool,
                           "anchor_sizes": list(model.rcnn.anchor_sizes), "anchor_ratios": list(model.rcnn.anchor_ratios),
                           "keep_aspect": cfg.keep_aspect,
@@ -169,6 +170,22 @@ class DetectTask(TaskPlugin):
                if data.val is not None and len(data.val) else None)
         return train, val
 
+    def phases(self, cfg: DetectConfig) -> list[Phase]:
+        """Faster R-CNN's 4-step alternating training as four phases (``--rcnn-training alternating``,
+        ``--epochs`` split in four, each with its own cosine schedule); else the engine's plan."""
+        if cfg.detector != "faster-rcnn" or cfg.rcnn_training != "alternating":
+            return super().phases(cfg)
+        lengths = [cfg.epochs // 4 + (1 if i < cfg.epochs % 4 else 0) for i in range(4)]
+        titles = ["step 1 of 4: backbone + RPN learn the proposals",
+                  "step 2 of 4: backbone + detection head learn on the RPN's proposals (RPN frozen)",
+                  "step 3 of 4: backbone frozen; the RPN layers are fine-tuned",
+                  "step 4 of 4: backbone frozen; the detection head is fine-tuned"]
+
+        def step(number: int):
+            return lambda model: model.set_training_step(number)
+
+        return [Phase(i + 1, lengths[i], step(i + 1), schedule_epochs=lengths[i], title=titles[i]) for i in range(4)]
+
     def monitor_without_validation(self, monitor: str) -> str:
         return "loss"  # mAP is computed on validation images only
 
@@ -200,7 +217,7 @@ class DetectTask(TaskPlugin):
                 f"{metrics['precision']:.3f} recall {metrics['recall']:.3f} at score {cfg.score_threshold}; "
                 f"{metrics['num_images']} images")
         if cfg.detector == "faster-rcnn":
-            head = {"task": "object detection (Faster R-CNN)", "backbone": cfg.backbone,
+            head = {"task": f"object detection (Faster R-CNN, {cfg.rcnn_training} training)", "backbone": cfg.backbone,
                     "feature map": f"{model.level} (stride {model.stride})", "RoI pooling": model.roi_pool,
                     "anchors": f"{model.rcnn.num_anchors} (sizes {card.training['anchor_sizes']}, ratios "
                                f"{card.training['anchor_ratios']})"}
