@@ -11,7 +11,9 @@ encoded JPEG/PNG/BMP/GIF bytes and decodes and resizes them exactly as foveal's 
 Quantization (TFLite): ``float16`` (weights in half precision), ``dynamic`` (int8 weights,
 float activations), ``int8`` (full integer: weights and activations, calibrated on a
 representative sample; input and output stay float32 so the interface does not change).
-ONNX: ``dynamic`` and ``int8`` (static, calibrated) through onnxruntime's quantization tools.
+ONNX: ``dynamic`` and ``int8`` (static, calibrated: uint8 activations and per-channel int8
+weights in QDQ form, which ONNX Runtime fuses into ``QLinearConv``/``QLinearAdd``) through
+onnxruntime's quantization tools.
 """
 
 from __future__ import annotations
