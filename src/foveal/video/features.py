@@ -209,6 +209,22 @@ def sampled_frames(path: str | os.PathLike, sampling: Sampling, size: tuple[int,
             stats["frames_decoded"] = stats.get("frames_decoded", 0) + (state["next"] is not None)
         frames = np.stack([f for _, f in picked])
         return frames, np.array([t for t, _ in picked])
+    if sampling.strategy == "even":  # trust the header's frame count if decoding confirms it
+        from foveal.video.decode import probe
+        from foveal.video.sampling import even_indices
+
+        count = probe(path).frames
+        wanted = set(even_indices(count, int(sampling.amount)).tolist()) if count > 0 else set()
+        seen, picked = 0, []
+        for index, t, f in iter_frames(path, size, keep=lambda i, _: i in wanted):
+            seen += 1
+            if f is not None:
+                picked.append((t, f))
+        if stats is not None:
+            stats["frames_decoded"] = stats.get("frames_decoded", 0) + seen
+        if seen == count and picked:
+            return np.stack([f for _, f in picked]), np.array([t for t, _ in picked])
+        # the header was wrong: decode again, converting every frame
     frames, times = [], []
     for _, t, f in iter_frames(path, size):
         frames.append(f)
