@@ -89,11 +89,12 @@ def test_feature_cache_is_written_once_and_reused(tmp_path, extractor, clip_fold
     assert len(list(tmp_path.rglob("*.npy"))) == 2
 
 
-def test_fps_sampling_while_decoding_equals_sampling_after(clip_folder):
+@pytest.mark.parametrize("spec", ["fps:4", "even:5", "even:50"])
+def test_sampling_while_decoding_equals_sampling_after(clip_folder, spec):
     path = clip_folder / "down" / "c5.mp4"
     all_frames, times = read_frames(path, size=(16, 16))
-    frames, picked_times = sampled_frames(path, Sampling.parse("fps:4"), (16, 16))
-    idx = Sampling.parse("fps:4").indices(times)
+    frames, picked_times = sampled_frames(path, Sampling.parse(spec), (16, 16))
+    idx = Sampling.parse(spec).indices(times)
     assert np.allclose(picked_times, times[idx]) and np.array_equal(frames, all_frames[idx])
 
 

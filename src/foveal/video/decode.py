@@ -2,8 +2,9 @@
 
 foveal decodes video with OpenCV (``opencv-python-headless``, its FFmpeg back end). On the
 Surveillance Camera Fight clips (H.264, 480x360 and others) it decoded 1,123-1,184 frames/s to
-RGB arrays against PyAV's 649-736 on the same 40 clips (2 cores; ``benchmarks/video_fight.py``
-measures both again). OpenCV applies a phone video's display matrix (rotation) itself
+RGB arrays against PyAV's 649-736 on the same 40 clips on a quiet 2-core machine; under load the
+two traded places (``recipes/video.md``; ``benchmarks/video_fight.py`` measures both). OpenCV
+applies a phone video's display matrix (rotation) itself
 (``CAP_PROP_ORIENTATION_AUTO``, on by default), and reports the angle
 (``CAP_PROP_ORIENTATION_META``), so a rotated clip is decoded upright.
 
