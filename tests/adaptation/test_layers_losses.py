@@ -97,3 +97,25 @@ def test_dann_mnist_architecture_matches_the_papers_table():
     assert shapes["conv2"] == (8, 8, 48) and shapes["pool2"] == (4, 4, 48)
     assert shapes["fc1_relu"] == (100,) and shapes["fc2_relu"] == (100,)
     assert model.count_params() == 2_432 + 38_448 + 76_900 + 10_100 + 1_010
+
+
+def test_target_statistics_are_the_numpy_moments_layer_by_layer():
+    from foveal.adaptation.statistics import target_statistics
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(3, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(4, name="fc")(x)
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    images = np.random.default_rng(0).uniform(0, 5, (37, 6, 6, 2)).astype("float32")
+    assert target_statistics(model, images, batch_size=10) == 2
+    conv_out = np.asarray(keras.Model(inputs, model.get_layer("conv").output)(images), np.float64)
+    np.testing.assert_allclose(model.get_layer("bn1").moving_mean.numpy(), conv_out.mean(axis=(0, 1, 2)), rtol=1e-4)
+    np.testing.assert_allclose(model.get_layer("bn1").moving_variance.numpy(), conv_out.var(axis=(0, 1, 2)), rtol=1e-3)
+    # bn2 is measured after bn1 took its new statistics
+    dense_in = np.asarray(keras.Model(inputs, model.get_layer("fc").output)(images, training=False), np.float64)
+    np.testing.assert_allclose(model.get_layer("bn2").moving_mean.numpy(), dense_in.mean(axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.get_layer("bn2").moving_variance.numpy(), dense_in.var(axis=0), rtol=1e-3)
