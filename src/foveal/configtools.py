@@ -199,7 +199,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, groups: dict[str, 
             arg_groups[group_name] = parser.add_argument_group(group_name)
         target = arg_groups[group_name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f"{f.metadata.get('help', '')} (default: {default!r})"
+        # argparse %-formats help strings: a literal '%' in an option's help (or default) must be doubled
+        help_text = f"{f.metadata.get('help', '')} (default: {default!r})".replace("%", "%%")
         flag = "--" + name.replace("_", "-")
         kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         base = tp

@@ -25,6 +25,30 @@ def test_help_everywhere(argv, capsys):
     assert "usage: foveal" in capsys.readouterr().out
 
 
+def _every_command(parser, path=()):
+    """Every (sub)command path of the parser, found by walking it (nobody lists them here)."""
+    import argparse
+
+    yield list(path)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _every_command(sub, (*path, name))
+
+
+def test_help_of_every_command_of_every_task_formats(capsys):
+    """argparse %-formats help text: one stray '%' in any option's help breaks that command's --help."""
+    commands = list(_every_command(build_parser()))
+    from foveal.tasks import TASKS
+
+    assert all([name] in commands for name in TASKS if name != "classify")
+    for argv in commands:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--help"])
+        assert exit_info.value.code == 0, argv
+        assert "usage: foveal" in capsys.readouterr().out, argv
+
+
 def test_models_lists_parameters(capsys):
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
