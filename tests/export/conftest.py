@@ -18,8 +18,12 @@ def save_detector(path: Path, classes: list[str], *, score_threshold: float = 0.
                   keep_aspect: bool = False) -> Path:
     """An untrained one-scale YOLO on ResNet-18 (width 16); the objectness bias is set to 0 so
     that it finds boxes (the prior of 0.01 would leave every image empty)."""
+    import keras
+
     from foveal.detection.model import build_detector
     from foveal.models import ModelCard, save_model
+
+    keras.utils.set_random_seed(0)  # the same untrained weights (and so the same boxes) in every run
 
     model = build_detector("resnet18", len(classes), ANCHORS, input_shape=(64, 64, 3),
                            backbone_options={"width": 16}, head_width=16, score_threshold=score_threshold)
@@ -35,8 +39,12 @@ def save_detector(path: Path, classes: list[str], *, score_threshold: float = 0.
 
 
 def save_localizer(path: Path, classes: list[str]) -> Path:
+    import keras
+
     from foveal.localization.model import build_localizer, init_heads
     from foveal.models import ModelCard, save_model
+
+    keras.utils.set_random_seed(0)
 
     model = build_localizer("resnet18", num_classes=len(classes), input_shape=(64, 64, 3), width=16)
     init_heads(model, [0.5, 0.5, 0.6, 0.6])  # boxes of a sensible size, as training starts
@@ -50,8 +58,12 @@ def save_localizer(path: Path, classes: list[str]) -> Path:
 
 def save_segmenter(path: Path, classes: list[str], *, image_size: tuple[int, int] | None = (64, 64)) -> Path:
     """A U-Net (depth 2, width 16); ``image_size`` None: trained at native resolution (on crops)."""
+    import keras
+
     from foveal.models import ModelCard, save_model
     from foveal.segmentation.train import build_segmenter
+
+    keras.utils.set_random_seed(0)
 
     model = build_segmenter("unet", num_classes=len(classes), channels=3, options={"depth": 2, "width": 16})
     card = ModelCard("unet", list(classes), (64, 64, 3), task="segment",
