@@ -8,9 +8,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from foveal.cli.task_commands import (
@@ -40,18 +38,6 @@ EPILOG_EVALUATE = """examples:
 EPILOG_PREDICT = """examples:
   foveal adapt predict runs/RUN/best.keras digit.png more_digits/ --top-k 3
 """
-
-
-def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
-    from foveal.evaluation.classification import format_metrics_table
-    from foveal.evaluation.run import evaluate
-
-    metrics = evaluate(args.model, args.data, split=args.split, batch_size=args.batch_size, top_k=args.top_k,
-                       output=args.output, skip_invalid=args.skip_invalid, class_map=args.class_map)
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics_table(metrics))
-    if args.output:
-        print(f"wrote {Path(args.output) / 'report.html'}", file=sys.stderr)
-    return 0
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -91,7 +77,10 @@ def add_adapt_command(subparsers: argparse._SubParsersAction) -> None:
     p = add_mode(actions, "predict", "adapt", help="top-k labels for image files or folders", epilog=EPILOG_PREDICT)
     add_predict_options(p, output_help="write predictions.csv here")
     p.add_argument("--top-k", type=int, default=5, help="labels per image (default: 5)")
-    e.set_defaults(func=_evaluate)
+    # an adapted model is scored as any classifier: the classifier command's handler, without test-time flips
+    from foveal.cli.main import _evaluate as evaluate_classifier
+
+    e.set_defaults(func=evaluate_classifier, tta="none")
     p.set_defaults(func=_predict)
 
 
