@@ -65,7 +65,7 @@ def mask_to_rle(mask: np.ndarray) -> dict:
 
     Example:
         >>> mask_to_rle(np.eye(2, dtype=bool))
-        {'size': [2, 2], 'counts': '0111'}
+        {'size': [2, 2], 'counts': '0120'}
     """
     from pycocotools import mask as mask_utils
 
