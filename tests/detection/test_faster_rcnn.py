@@ -110,6 +110,34 @@ def test_bad_settings_are_refused_in_one_line():
     assert DetectConfig(data="x", detector="faster-rcnn").model == "faster-rcnn-resnet18"
 
 
+def test_filtering_a_low_threshold_nms_equals_nms_at_the_higher_threshold():
+    """What a Faster R-CNN export's runner does (filter_detections) is what the model's own NMS does."""
+    from foveal.detection.export_check import filter_detections
+    from foveal.detection.postprocess import non_max_suppression
+    from foveal.errors import ModelError
+    from foveal.models.io import ModelCard
+
+    rng = np.random.default_rng(0)
+    corner = rng.uniform(0, 0.8, (2, 300, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(0.05, 0.2, (2, 300, 2))], -1).astype(np.float32)
+    scores = rng.uniform(0, 1, (2, 300)).astype(np.float32)
+    classes = rng.integers(0, 3, (2, 300)).astype(np.int32)
+    card = ModelCard(architecture="faster-rcnn-resnet18", class_names=["a", "b", "c"], input_shape=(64, 64, 3),
+                     task="detect", training={"detector": "faster-rcnn", "score_threshold": 0.3, "iou_threshold": 0.5})
+    low = non_max_suppression(boxes, scores, classes, iou_threshold=0.5, score_threshold=0.001, max_detections=100)
+    for threshold, count in ((0.3, 10), (0.6, 100), (0.95, 5)):
+        want = non_max_suppression(boxes, scores, classes, iou_threshold=0.5, score_threshold=threshold,
+                                   max_detections=count)
+        got = filter_detections({k: np.asarray(v) for k, v in low.items()}, card,
+                                {"score_threshold": threshold, "max_detections": count, "iou_threshold": 0.5,
+                                 "class_aware": True})
+        for key in ("boxes", "scores", "classes", "num_detections"):
+            np.testing.assert_allclose(got[key], np.asarray(want[key]), atol=1e-7, err_msg=f"{key} at {threshold}")
+    with pytest.raises(ModelError, match="NMS with iou_threshold 0.5 in its graph, not 0.7"):
+        filter_detections({k: np.asarray(v) for k, v in low.items()}, card,
+                          {"score_threshold": 0.3, "max_detections": 10, "iou_threshold": 0.7, "class_aware": True})
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     data = make_shapes(tmp_path_factory.mktemp("rcnn") / "voc", count=12)
@@ -147,12 +175,43 @@ def test_run_folder_card_and_cli_evaluate_predict(run, tmp_path, capsys):
     assert Path(rows[0]["file"]).name == "s00.png" and (out / "s00.png").is_file()
 
 
-def test_export_is_refused_in_one_line(run, tmp_path, capsys):
+def test_export_refuses_tflite_coreml_and_quantization_in_one_line(run, tmp_path, capsys):
     _, result = run
-    code = main(["export", str(result.run_dir / "best.keras"), "--format", "onnx", "--output", str(tmp_path / "m.onnx")])
-    err = capsys.readouterr().err
-    assert code == 2 and "Faster R-CNN models cannot be exported" in err and "Traceback" not in err
-    assert not (tmp_path / "m.onnx").exists()
+    for fmt, extra, words in (("tflite", [], "CropAndResize (RoI Align) has no TFLite builtin kernel"),
+                              ("coreml", [], "SavedModel or ONNX only"),
+                              ("onnx", ["--quantize", "dynamic"], "float32 only")):
+        target = tmp_path / f"m.{ {'coreml': 'mlpackage'}.get(fmt, fmt) }"
+        code = main(["export", str(result.run_dir / "best.keras"), "--format", fmt, "--output", str(target), *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and "Traceback" not in err, err
+        assert not target.exists()
+
+
+@pytest.mark.slow  # two exports of the whole detector (tf2onnx takes ~25 s here)
+@pytest.mark.parametrize("fmt, suffix", [("savedmodel", ""), ("onnx", ".onnx")])
+def test_export_holds_the_whole_detector_with_parity_and_map(run, tmp_path, capsys, fmt, suffix):
+    from foveal.detection.export_check import decode_raw, outputs
+    from foveal.export.runners import open_runner
+    from foveal.models.io import load_model, read_card
+
+    data, result = run
+    target = tmp_path / f"frcnn{suffix}"
+    capsys.readouterr()
+    assert main(["export", str(result.run_dir / "best.keras"), "--format", fmt, "--output", str(target),
+                 "--data", str(data), "--split", "val", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["parity"]["keras_boxes"] > 0, report
+    assert report["accuracy"]["export"] == pytest.approx(report["accuracy"]["keras"], abs=1e-6)
+    # the runner filters the export's low-threshold detections by the card's threshold, as the Keras model does
+    runner = open_runner(target)
+    card = read_card(result.run_dir / "best.keras")
+    model, _ = load_model(result.run_dir / "best.keras")
+    images = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    model.set_postprocess(score_threshold=0.01)
+    ours = outputs(model, card, images)
+    got = decode_raw(runner.raw(images), card, model.postprocess_config())
+    assert got["num_detections"].tolist() == ours["num_detections"].tolist() and ours["num_detections"].min() > 0
+    np.testing.assert_allclose(got["scores"], ours["scores"], atol=1e-4)
 
 
 @pytest.mark.slow  # four compiled phases: the engine runs the paper's 4-step alternating training

@@ -20,6 +20,18 @@ threshold (or of the lowest kept score when the other side is full), or the othe
 an overlapping box of its class (IoU above the NMS threshold, less the tolerance) scoring at
 least as high, less the tolerance, which suppresses it there. Anything else fails. **Accuracy** is mAP@0.5 by
 :func:`~foveal.detection.scoring.score_detections`, the detector's own evaluation.
+
+**Faster R-CNN** (two-stage) exports are different: its second stage runs on proposals chosen
+by NMS inside the graph, so there are no raw head outputs a runner could decode. The export
+holds the whole detector instead (:class:`WholeDetections`: proposals, RoI Align, head,
+class-aware NMS), with outputs ``boxes``, ``scores``, ``classes``, ``num_detections``, as
+SavedModel or ONNX (tf2onnx converts ``CropAndResize`` and ``NonMaxSuppressionV5``). The NMS
+IoU threshold is fixed at export; the score threshold is baked as low as scoring needs
+(:data:`~foveal.detection.scoring.SCORING_THRESHOLD`) and the runner filters by the card's
+(or a caller's) threshold afterwards, which gives the same boxes as NMS run after that
+threshold. TFLite is refused: ``CropAndResize`` has no TFLite builtin kernel, and a
+Select-TF-ops model cannot run in the Python TFLite interpreter that checks parity. Core ML
+has no NMS loop.
 """
 
 from __future__ import annotations
@@ -41,22 +53,75 @@ def is_two_stage(card: ModelCard) -> bool:
     return card.training.get("detector", "yolo") == "faster-rcnn"
 
 
-def refuse_two_stage(card: ModelCard) -> None:
-    """Exports hold a detector's raw head outputs and decode them in the runner; a Faster R-CNN
-    has no such graph (its second stage runs on proposals chosen by NMS), so it is refused."""
-    from foveal.errors import ModelError
+TWO_STAGE_FORMATS = ("savedmodel", "onnx")
 
-    if is_two_stage(card):
-        raise ModelError(f"{card.architecture}: Faster R-CNN models cannot be exported yet (the second stage runs on "
-                         "proposals chosen by NMS inside the graph, which these formats' runners cannot decode)",
-                         hint="serve or predict with the .keras file itself (foveal serve MODEL.keras)")
+
+def check_export(card: ModelCard, fmt: str, quantize: str | None) -> None:
+    """Refuse, in one line, a format or quantization a Faster R-CNN export cannot have."""
+    from foveal.errors import ConfigError
+
+    if not is_two_stage(card):
+        return
+    if fmt not in TWO_STAGE_FORMATS:
+        reason = ("CropAndResize (RoI Align) has no TFLite builtin kernel" if fmt == "tflite"
+                  else "Core ML has no NMS loop for the proposals")
+        raise ConfigError(f"{card.architecture}: a Faster R-CNN exports as SavedModel or ONNX only ({reason})",
+                          hint="use --format savedmodel or --format onnx")
+    if quantize:
+        raise ConfigError(f"{card.architecture}: a Faster R-CNN export is float32 only (its NMS and box decoding "
+                          "would run on quantized scores)", hint="leave out --quantize")
+
+
+class WholeDetections:
+    """Builds the exported graph of a Faster R-CNN: the whole detector, boxes after NMS.
+
+    The NMS runs with the card's IoU threshold and class awareness, scoring's score threshold
+    and at least 100 detections per image (:func:`baked_settings`), so that runners can filter
+    by any higher threshold. The detector's own settings are left as they were.
+    """
+
+    @staticmethod
+    def build(model: Any, card: ModelCard) -> Any:
+        import keras
+
+        baked = baked_settings(card)
+
+        class _Whole(keras.Model):
+            def __init__(self, detector: Any) -> None:
+                super().__init__(name=f"{detector.name}_detections")
+                self.detector = detector
+
+            def call(self, images, training: bool = False):
+                # Python settings are read while tracing: swap them in, and back.
+                own = self.detector.postprocess_config()
+                self.detector.set_postprocess(**baked)
+                try:
+                    return self.detector.detections(images)
+                finally:
+                    self.detector.set_postprocess(**own)
+
+        graph = _Whole(model)
+        graph(np.zeros((1, *card.input_shape), np.float32))  # built, as the exporters require
+        return graph
+
+
+def baked_settings(card: ModelCard) -> dict[str, Any]:
+    """The post-processing a Faster R-CNN export holds in its graph (see :class:`WholeDetections`)."""
+    from foveal.detection.scoring import SCORING_THRESHOLD
+
+    settings = postprocess_settings(card)
+    return {"score_threshold": min(SCORING_THRESHOLD, float(settings["score_threshold"])),
+            "iou_threshold": float(settings["iou_threshold"]), "class_aware": bool(settings["class_aware"]),
+            "max_detections": max(100, int(settings["max_detections"]))}
 
 
 def export_graph(model: Any, card: ModelCard) -> Any:
-    """The detector's functional graph with its outputs named ``raw_<level>``."""
+    """The detector's functional graph with its outputs named ``raw_<level>`` (a Faster R-CNN:
+    the whole detector, :class:`WholeDetections`)."""
     import keras
 
-    refuse_two_stage(card)
+    if is_two_stage(card):
+        return WholeDetections.build(model, card)
     outs = model.outputs if isinstance(model.outputs, (list, tuple)) else [model.outputs]
     return keras.Model(model.inputs, {f"{RAW_PREFIX}{level}": out for level, out in zip(model.levels, outs)},
                        name=f"{model.name}_raw")
@@ -67,9 +132,13 @@ def input_signature(card: ModelCard) -> tuple[int | None, ...]:
 
 
 def export_card(model: Any, card: ModelCard) -> ModelCard:
-    """The card plus what decoding needs: anchors, levels and the model's post-processing."""
-    refuse_two_stage(card)
+    """The card plus what decoding needs: anchors, levels and the model's post-processing (a
+    Faster R-CNN: the thresholds its graph holds, under ``baked_postprocess``)."""
     training = dict(card.training)
+    if is_two_stage(card):
+        training.update(postprocess=model.postprocess_config(), baked_postprocess=baked_settings(card),
+                        export_holds="detections")
+        return dataclasses.replace(card, training=training)
     training.update(anchors=np.asarray(model.anchors).round(6).tolist(), levels=list(model.levels),
                     postprocess=model.postprocess_config())
     return dataclasses.replace(card, training=training)
@@ -113,11 +182,52 @@ def _decoder(anchors: np.ndarray, settings: dict[str, Any], heads: tuple[tuple[i
     return _DECODERS[key]
 
 
+def filter_detections(out: dict[str, np.ndarray], card: ModelCard,
+                      settings: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """A Faster R-CNN export's detections kept at ``settings``' score threshold and count.
+
+    Raises:
+        ModelError: ``settings`` ask for an NMS the export's graph does not hold.
+    """
+    from foveal.errors import ModelError
+
+    wanted = settings or postprocess_settings(card)
+    baked = card.training.get("baked_postprocess") or baked_settings(card)
+    for key in ("iou_threshold", "class_aware"):
+        if key in wanted and wanted[key] != baked[key]:
+            raise ModelError(f"{card.architecture}: this Faster R-CNN export runs NMS with {key} {baked[key]} "
+                             f"in its graph, not {wanted[key]}", hint="predict with the .keras model, or re-export "
+                             "from a model set to that value")
+    if float(wanted["score_threshold"]) < float(baked["score_threshold"]) - 1e-9:
+        raise ModelError(f"{card.architecture}: this export keeps boxes scoring {baked['score_threshold']} and more",
+                         hint="use a score threshold at least that high")
+    scores = np.asarray(out["scores"], np.float32)
+    count = np.asarray(out["num_detections"]).astype(np.int64)
+    rank = np.arange(scores.shape[1])[None, :]
+    keep = (rank < count[:, None]) & (scores > float(wanted["score_threshold"]))  # strictly, as NMS
+    keep &= np.cumsum(keep, axis=1) <= int(wanted["max_detections"])  # scores are sorted, best first
+    limit = min(int(wanted["max_detections"]), scores.shape[1])
+    boxes = np.zeros((len(scores), limit, 4), np.float32)
+    kept_scores = np.zeros((len(scores), limit), np.float32)
+    classes = np.full((len(scores), limit), -1, np.int32)
+    for i in range(len(scores)):
+        idx = np.flatnonzero(keep[i])
+        boxes[i, :len(idx)] = np.asarray(out["boxes"])[i, idx]
+        kept_scores[i, :len(idx)] = scores[i, idx]
+        classes[i, :len(idx)] = np.asarray(out["classes"])[i, idx]
+    return {"boxes": boxes, "scores": kept_scores, "classes": classes,
+            "num_detections": keep.sum(axis=1).astype(np.int32)}
+
+
 def decode_raw(raw: dict[str, np.ndarray], card: ModelCard,
                settings: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Raw head outputs of an export -> ``boxes``, ``scores``, ``classes``, ``num_detections``
-    (post-processing ``settings`` default to the card's)."""
+    (post-processing ``settings`` default to the card's); a Faster R-CNN export's detections
+    are filtered (:func:`filter_detections`)."""
     import tensorflow as tf
+
+    if is_two_stage(card):
+        return filter_detections(raw, card, settings)
 
     # Finest scale first, as the anchors are grouped; the grid sizes say which is which.
     scales = sorted((v for k, v in raw.items() if k.startswith(RAW_PREFIX)),

@@ -211,9 +211,10 @@ def write_export(model: keras.Model, card: ModelCard, fmt: str, path: Path, quan
                  representative=None) -> Path:
     """Write the task's export graph (:func:`foveal.export.tasks.export_graph`) of ``model`` as
     ``fmt``, after checking the quantization is supported."""
-    from foveal.export.tasks import export_graph, input_signature
+    from foveal.export.tasks import check_export, export_graph, input_signature
 
     check_format(fmt, quantize)
+    check_export(card, fmt, quantize)
     path.parent.mkdir(parents=True, exist_ok=True)
     graph, shape = export_graph(model, card), input_signature(card)
     if fmt == "savedmodel":

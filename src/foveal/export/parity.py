@@ -208,6 +208,7 @@ def export_model(
     check_format(fmt, quantize)
     model, card = load_model(model_path)
     tasks.hooks(card.task)  # refuse an unknown task before writing anything
+    tasks.check_export(card, fmt, quantize)
     target = resolve_target(model_path, fmt, quantize, output)
     parts = tasks.load_parts(data, card) if data else None
     written_card = tasks.export_card(model, card)

@@ -7,6 +7,8 @@ maps the card's ``task`` to that module and forwards. The hooks:
 
 * ``export_graph(model, card) -> keras.Model``: the graph the exports hold, with named outputs
   (the runners' ``raw`` returns them by those names).
+* ``check_export(card, fmt, quantize)`` (optional): refuse, in one line, a format or a
+  quantization this model cannot have (a Faster R-CNN: SavedModel and ONNX, float only).
 * ``input_signature(card) -> (H, W, C)``: the per-image input shape of the exports (``None``
   for sides the export leaves free, as segmenters do).
 * ``export_card(model, card) -> ModelCard``: the card written beside an export (a detector
@@ -66,6 +68,13 @@ def hooks(task: str) -> ModuleType:
         raise ModelError(f"foveal cannot export or serve models of the task {task!r}",
                          hint=f"known tasks: {', '.join(TASK_MODULES)}")
     return importlib.import_module(TASK_MODULES[task])
+
+
+def check_export(card: ModelCard, fmt: str, quantize: str | None) -> None:
+    """The task's own refusal of a format or quantization (optional hook ``check_export``)."""
+    check = getattr(hooks(card.task), "check_export", None)
+    if check is not None:
+        check(card, fmt, quantize)
 
 
 def export_graph(model: Any, card: ModelCard) -> Any:
