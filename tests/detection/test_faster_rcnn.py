@@ -212,6 +212,15 @@ def test_export_holds_the_whole_detector_with_parity_and_map(run, tmp_path, caps
     got = decode_raw(runner.raw(images), card, model.postprocess_config())
     assert got["num_detections"].tolist() == ours["num_detections"].tolist() and ours["num_detections"].min() > 0
     np.testing.assert_allclose(got["scores"], ours["scores"], atol=1e-4)
+    # what `foveal serve` answers for the export: boxes in the upload's pixels
+    from foveal.export import tasks
+    from foveal.export.runners import read_export_card
+
+    written = read_export_card(target)
+    row = {k: v[0] for k, v in tasks.outputs(runner, written, images).items()}
+    answer = tasks.render(row, written, (128, 128), 5)
+    assert len(answer["boxes"]) == int(row["num_detections"])
+    assert all(0 <= v <= 128 for b in answer["boxes"] for v in b["box"])
 
 
 @pytest.mark.slow  # four compiled phases: the engine runs the paper's 4-step alternating training
