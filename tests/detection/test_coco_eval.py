@@ -255,3 +255,24 @@ def test_mask_to_rle_round_trips_through_pycocotools():
     assert isinstance(rle["counts"], str) and rle["size"] == [31, 17]
     json.dumps(rle)
     np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
+
+
+def test_other_max_dets_read_as_pycocotools_reads_them():
+    """With limits (1, 10, 1000) pycocotools' AP is -1 (it looks for 100) and the rest use 1000."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = synthetic_gt(7, images=4, cats=1)
+    dets = perturbed_detections(gt, 8, extra=150)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = copy.deepcopy(gt)
+        coco.createIndex()
+        ev = COCOeval(coco, coco.loadRes(copy.deepcopy(dets)), "bbox")
+        ev.params.maxDets = [1, 10, 1000]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    ours = coco_evaluate(gt, dets, max_dets=(1, 10, 1000))
+    np.testing.assert_allclose([ours.stats[name] for name, *_ in COCO_STATS], ev.stats, atol=1e-6, rtol=0)
+    assert ours.stats["AP"] == -1 and ours.stats["AP50"] > 0

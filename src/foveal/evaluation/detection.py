@@ -46,12 +46,15 @@ RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 MAX_DETS = (1, 10, 100)
 AREA_RANGES = {"all": (0.0, 1e5 ** 2), "small": (0.0, 32.0 ** 2), "medium": (32.0 ** 2, 96.0 ** 2),
                "large": (96.0 ** 2, 1e5 ** 2)}
-# (name, ap?, iou threshold, area range, max detections): COCOeval.summarize's 12 rows.
+# (name, ap?, iou threshold, area range, which max-detections limit): COCOeval.summarize's 12
+# rows. The limit is a position in ``max_dets`` (pycocotools' ``maxDets[i]``), except for AP,
+# which pycocotools always reads at 100 detections (None): with limits (1, 10, 1000) its AP is
+# -1 while AP50, AP75 and the rest use the 1000.
 COCO_STATS = (
-    ("AP", True, None, "all", 100), ("AP50", True, 0.5, "all", 100), ("AP75", True, 0.75, "all", 100),
-    ("APs", True, None, "small", 100), ("APm", True, None, "medium", 100), ("APl", True, None, "large", 100),
-    ("AR1", False, None, "all", 1), ("AR10", False, None, "all", 10), ("AR100", False, None, "all", 100),
-    ("ARs", False, None, "small", 100), ("ARm", False, None, "medium", 100), ("ARl", False, None, "large", 100),
+    ("AP", True, None, "all", None), ("AP50", True, 0.5, "all", -1), ("AP75", True, 0.75, "all", -1),
+    ("APs", True, None, "small", -1), ("APm", True, None, "medium", -1), ("APl", True, None, "large", -1),
+    ("AR1", False, None, "all", 0), ("AR10", False, None, "all", 1), ("AR100", False, None, "all", -1),
+    ("ARs", False, None, "small", -1), ("ARm", False, None, "medium", -1), ("ARl", False, None, "large", -1),
 )
 
 
@@ -230,8 +233,13 @@ def coco_evaluate(
             per_image = [_evaluate_cell(cell, lo, hi, thresholds) for cell in cells]
             for m, limit in enumerate(max_dets):
                 _accumulate(per_image, limit, precision[:, :, k, a, m], recall[:, k, a, m])
+    def limit_index(position: int | None) -> int | None:
+        if position is None:
+            return max_dets.index(100) if 100 in max_dets else None
+        return position % len(max_dets) if -len(max_dets) <= position < len(max_dets) else None
+
     stats = {name: _summary(precision if ap else recall, ap, iou, list(AREA_RANGES).index(area),
-                            max_dets.index(md) if md in max_dets else None, thresholds)
+                            limit_index(md), thresholds)
              for name, ap, iou, area, md in COCO_STATS}
     return CocoEvaluation(stats, precision, recall, cat_ids, max_dets=max_dets)
 
