@@ -343,7 +343,7 @@ class Service:
             "stats": self.batcher.stats.as_dict(),
             "browser_runtime": self.browser is not None and runtime_available(),
             "browser_model": "/model.json" if self.browser is not None else None,
-            "browser_model_note": None if browser_supported(card) else
+            "browser_model_note": None if browser_supported(card) or card.task in ("enhance", "generate") else
             "Runs on the server: the page cannot prepare this model's input as its training did.",
         }
 

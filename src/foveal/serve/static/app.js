@@ -383,8 +383,8 @@ const RENDERERS = {
   },
   generate(answer) {
     const g = answer.grid;
-    const what = answer.class !== null ? ` of class ${answer.class}` : "";
-    showOutput(g.data, `samples_seed${answer.seed}.png`, `${answer.count} image(s)${what}, seed ${answer.seed}`, false);
+    const rows = answer.class === null && answer.samples.length && answer.samples[0].class !== null ? ", one row per class" : "";
+    showOutput(g.data, `samples_seed${answer.seed}.png`, `grid ${g.width}×${g.height}${rows}`, false);
   },
 };
 
