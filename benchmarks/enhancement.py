@@ -80,6 +80,8 @@ def main() -> None:
                         "trains on Y) or 3 (RGB); default: as the images are")
     parser.add_argument("--loss", choices=("mse", "mae"), help="override the pixel loss (sr default: mae)")
     parser.add_argument("--learning-rate", type=float, help="override the learning rate")
+    parser.add_argument("--train-data", help="sr: train on this image folder instead of coco-mini's train2017 (e.g. "
+                        "a folder of links to it and other offline photos); the test set stays coco-mini's val2017")
     parser.add_argument("--output", default=None, help="folder for the run (default: a temporary one)")
     args = parser.parse_args()
 
@@ -90,6 +92,8 @@ def main() -> None:
     else:
         options = {"data": str(SHARED / "coco-mini" / "train2017"),
                    "test_data": str(SHARED / "coco-mini" / "val2017"), **SR_COMMON, **SR[args.model]}
+    if args.train_data and args.target == "sr":
+        options["data"] = args.train_data
     if args.model_options:
         options["model_options"] = {k: (int(v) if v.isdigit() else v) for k, v in
                                     (p.split("=", 1) for p in args.model_options.split(","))}
