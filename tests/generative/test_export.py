@@ -70,7 +70,7 @@ def test_served_export_draws_what_the_keras_model_draws(cgan, cgan_onnx):
 
     answers = []
     for path in (cgan, cgan_onnx["path"]):
-        with TestClient(create_app(path, browser_model=False)) as client:
+        with TestClient(create_app(path)) as client:  # the default: no in-browser model for a generator
             response = client.get("/generate", params={"count": 5, "seed": 9, "class": "two"})
             assert response.status_code == 200, response.text
             answers.append(response.json())

@@ -573,14 +573,14 @@ def create_app(
         raise ModelError("top_k, max_upload_bytes, max_pixels, max_batch and the timeouts must be positive")
     path = Path(model_path)
     model, card = load_servable(path, trust_model)
-    if path.suffix == ".onnx" and browser_model is None:
-        browser_model = path  # the served ONNX file is what the page runs, too
-    elif path.suffix != ".keras" and browser_model is None:
-        browser_model = False  # only a .keras model can be exported to ONNX here
     from foveal.export import tasks
 
     tasks.hooks(card.task)  # a task foveal cannot serve is refused here, with the known ones
     generative = not tasks.takes_images(card)
+    if path.suffix == ".onnx" and browser_model is None and browser_supported(card):
+        browser_model = path  # the served ONNX file is what the page runs, too
+    elif path.suffix != ".keras" and browser_model is None:
+        browser_model = False  # only a .keras model can be exported to ONNX here
     if not browser_supported(card):
         if browser_model not in (None, False):
             raise ModelError(f"{path}: the page's in-browser mode cannot prepare this model's input as the "
