@@ -80,6 +80,7 @@ def test_served_export_draws_what_the_keras_model_draws(cgan, cgan_onnx):
     assert np.abs(_pixels(keras_answer["grid"]["data"]).astype(int) - _pixels(onnx_answer["grid"]["data"])).max() <= 1
 
 
+@pytest.mark.slow
 def test_vae_decoder_savedmodel_takes_codes_not_image_bytes(tmp_path):
     import tensorflow as tf
 
