@@ -48,9 +48,10 @@ def add_serve_command(subparsers: Any) -> None:
         "serve", help="serve a model as a web page and a JSON API (needs foveal[serve])",
         description="Serve a model: a web page to drop images on, and POST /predict returning the\n"
         "top-k labels (classifiers), boxes (detectors, localizers), a mask (segmenters) or the\n"
-        "enhanced image (enhancers) as JSON; the page draws them. A generative model (VAE, GAN,\n"
-        "conditional GAN) is served at GET /generate, and the page draws its samples. There is no authentication: keep the default loopback\n"
-        "--host unless the network is trusted.",
+        "enhanced image (enhancers) as JSON; the page draws them. A generative model (VAE,\n"
+        "GAN, conditional GAN) is served at GET /generate, and the page draws its samples.\n"
+        "There is no authentication: keep the default loopback --host unless the network is\n"
+        "trusted.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     s.add_argument("model", help="a .keras model file written by foveal, or its export from `foveal export` "
                    "(.tflite, .onnx or a SavedModel folder): serve the fastest format from `foveal benchmark`")
