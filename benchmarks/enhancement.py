@@ -17,6 +17,8 @@ Run from the repository root::
     nice -n 5 .venv/bin/python benchmarks/enhancement.py denoise --seconds 300 > denoise.json
     nice -n 5 .venv/bin/python benchmarks/enhancement.py sr --model espcn --seconds 600 > espcn.json
     nice -n 5 .venv/bin/python benchmarks/enhancement.py sr --model edsr --seconds 600 > edsr.json
+    # ESPCN as its paper trains it: on the luma channel only, mean squared error
+    nice -n 5 .venv/bin/python benchmarks/enhancement.py sr --model espcn --channels 1 --loss mse --seconds 600
 """
 
 from __future__ import annotations
@@ -74,6 +76,12 @@ def main() -> None:
     parser.add_argument("--model-options", default=None, help="override the model's options, e.g. blocks=8,filters=32")
     parser.add_argument("--seconds", type=float, default=300, help="training budget in seconds")
     parser.add_argument("--epochs", type=int, help="override the epochs")
+    parser.add_argument("--channels", type=int, choices=(1, 3), help="train and score on 1 channel (luma, as ESPCN "
+                        "trains on Y) or 3 (RGB); default: as the images are")
+    parser.add_argument("--loss", choices=("mse", "mae"), help="override the pixel loss (sr default: mae)")
+    parser.add_argument("--learning-rate", type=float, help="override the learning rate")
+    parser.add_argument("--train-data", help="sr: train on this image folder instead of coco-mini's train2017 (e.g. "
+                        "a folder of links to it and other offline photos); the test set stays coco-mini's val2017")
     parser.add_argument("--output", default=None, help="folder for the run (default: a temporary one)")
     args = parser.parse_args()
 
@@ -84,11 +92,16 @@ def main() -> None:
     else:
         options = {"data": str(SHARED / "coco-mini" / "train2017"),
                    "test_data": str(SHARED / "coco-mini" / "val2017"), **SR_COMMON, **SR[args.model]}
+    if args.train_data and args.target == "sr":
+        options["data"] = args.train_data
     if args.model_options:
         options["model_options"] = {k: (int(v) if v.isdigit() else v) for k, v in
                                     (p.split("=", 1) for p in args.model_options.split(","))}
     if args.epochs:
         options["epochs"] = args.epochs
+    for key in ("channels", "loss", "learning_rate"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
     options["time_budget"] = args.seconds
     out = Path(args.output or tempfile.mkdtemp(prefix="foveal-enhance-"))
     options |= {"output": str(out), "name": f"{args.target}-{options['model']}", "progress": False}

@@ -10,6 +10,11 @@ Experiments (``--only`` picks some; each prints the ``foveal`` command it equals
   Baselines in the same run: the judge classifier's accuracy on real test images (the ceiling
   of the requested-class accuracy), chance (10%), the Frechet distance between two sets of real
   images (the floor) and that of the untrained generator.
+* ``cgan-fashion``: the same conditional GAN on Fashion-MNIST (``--fashion-data``), with the same
+  baselines (its own judge trained on Fashion-MNIST).
+* ``dcgan``: an unconditional DCGAN on MNIST: the classifier-space Frechet and kernel distances
+  per epoch, and the share of each class among its samples by the judge's reading (a GAN that
+  dropped modes draws some digits rarely), with the same real-vs-real and untrained baselines.
 * ``augment``: the texts' use of cGANs: a LeNet-5 trained on 1% of MNIST's training images (600,
   stratified), with and without 6,000 images from a cGAN trained on *those same 600 images*
   (no other labels are used), scored on the 10,000 test images.
@@ -39,6 +44,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MNIST = REPO_ROOT.parent / "shared" / "datasets" / "mnist"
+DEFAULT_FASHION = REPO_ROOT.parent / "shared" / "datasets" / "fashion-mnist"
 COMMON: dict[str, Any] = {"seed": 42, "deterministic": True, "tensorboard": False, "progress": False}
 
 
@@ -106,19 +112,22 @@ def run_vae(data: str, out: Path, epochs: int, budget: float) -> dict[str, Any]:
             "run": str(result.run_dir)}
 
 
-def run_cgan(data: str, out: Path, epochs: int, budget: float, width: int, conditioning: str) -> dict[str, Any]:
+def run_gan(data: str, out: Path, epochs: int, budget: float, width: int, conditioning: str,
+            model: str = "cgan", name: str = "cgan") -> dict[str, Any]:
+    """A cGAN (or a DCGAN) under a time budget, scored each epoch by a judge trained first, with
+    the baselines of the same judge: two real sets, and the untrained generator."""
     from foveal.generative.data import images01
     from foveal.generative.quality import RealStats, classifier_judge, frechet_distance, gaussian_stats
     from foveal.generative.task import GenerateTask
 
-    options = {"data": data, "model": "cgan", "epochs": epochs, "batch_size": 64, "width": width,
-               "conditioning": conditioning, "classifier": "auto", "classifier_epochs": 2, "quality_samples": 1000, "time_budget": budget,
-               "name": "cgan"}
+    options = {"data": data, "model": model, "epochs": epochs, "batch_size": 64, "width": width,
+               "conditioning": conditioning if model == "cgan" else None, "classifier": "auto",
+               "classifier_epochs": 2, "quality_samples": 1000, "time_budget": budget, "name": name}
+    options = {k: v for k, v in options.items() if v is not None}
     load = _load()
     result, seconds = _train(options, out)
     history, m = result.history, result.metrics
     run = Path(result.run_dir)
-    # baselines with the same judge: two real sets, and the untrained generator
     from foveal.generative import GenerateConfig
     from foveal.generative.models import build_generative
     from foveal.generative.sampling import sample
@@ -126,33 +135,52 @@ def run_cgan(data: str, out: Path, epochs: int, budget: float, width: int, condi
     cfg = GenerateConfig(**(COMMON | options))
     plugin = GenerateTask()
     parts = plugin.load_data(cfg)
+    k = len(parts.class_names)
     judge = classifier_judge(run / "classifier.keras")
     shape = parts.extra["image_shape"]
     val, _ = images01(parts.val, shape, 1000, seed=42)
     test, test_labels = images01(parts.test, shape, 1000, seed=7)
     real_val, real_test = RealStats.of(judge, val), RealStats.of(judge, test)
     _, probs = judge.run(test)
-    fresh = build_generative("cgan", image_shape=shape, latent_dim=cfg.resolved_latent_dim(), num_classes=10,
-                             width=width, conditioning=conditioning, seed=42)
-    untrained = gaussian_stats(judge.run(sample(fresh, 1000, (np.arange(1000) % 10).astype(np.int32), seed=1))[0])
+    conditional = model == "cgan"
+    fresh = build_generative(model, image_shape=shape, latent_dim=cfg.resolved_latent_dim(),
+                             num_classes=k if conditional else 0, width=width, conditioning=conditioning, seed=42)
+    labels = (np.arange(1000) % k).astype(np.int32) if conditional else None
+    untrained = gaussian_stats(judge.run(sample(fresh, 1000, labels, seed=1))[0])
     frechet = history.get("frechet", [])
     falls = sum(b < a for a, b in zip(frechet, frechet[1:]))
-    return {"command": _command(options), "load_before": load, "load_after": _load(),
-            "wall_seconds": round(seconds, 1),
-            "train_seconds": round(sum(history.get("epoch_seconds", [])), 1),
-            "epochs": len(history.get("epochs_done", [])),
-            "judge_test_accuracy_on_real_images": round(float(np.mean(np.argmax(probs, 1) == test_labels)), 4),
-            "chance_accuracy": 0.1,
-            "requested_class_accuracy_per_epoch": [round(v, 4) for v in history.get("class_accuracy", [])],
-            "frechet_per_epoch": [round(v, 4) for v in frechet],
-            "kernel_distance_per_epoch": [round(v, 5) for v in history.get("kernel_distance", [])],
-            "frechet_falls_in_epochs": f"{falls} of {max(len(frechet) - 1, 0)}",
-            "frechet_real_vs_real": round(frechet_distance(real_val.mean, real_val.cov, real_test.mean,
-                                                           real_test.cov), 4),
-            "frechet_untrained_generator": round(frechet_distance(real_test.mean, real_test.cov, *untrained), 4),
-            "final_test": {k: m.get(k) for k in ("frechet", "kernel_distance", "class_accuracy")},
-            "target_class_accuracy_95": bool(m.get("class_accuracy", 0) >= 0.95),
-            "run": str(run)}
+    row: dict[str, Any] = {
+        "command": _command(options), "load_before": load, "load_after": _load(),
+        "wall_seconds": round(seconds, 1),
+        "train_seconds": round(sum(history.get("epoch_seconds", [])), 1),
+        "epochs": len(history.get("epochs_done", [])),
+        "judge_test_accuracy_on_real_images": round(float(np.mean(np.argmax(probs, 1) == test_labels)), 4),
+        "chance_accuracy": round(1 / k, 4),
+        "frechet_per_epoch": [round(v, 4) for v in frechet],
+        "kernel_distance_per_epoch": [round(v, 5) for v in history.get("kernel_distance", [])],
+        "frechet_falls_in_epochs": f"{falls} of {max(len(frechet) - 1, 0)}",
+        "frechet_real_vs_real": round(frechet_distance(real_val.mean, real_val.cov, real_test.mean,
+                                                       real_test.cov), 4),
+        "frechet_untrained_generator": round(frechet_distance(real_test.mean, real_test.cov, *untrained), 4),
+        "final_test": {key: m.get(key) for key in ("frechet", "kernel_distance", "class_accuracy")},
+        "run": str(run)}
+    if conditional:
+        row["requested_class_accuracy_per_epoch"] = [round(v, 4) for v in history.get("class_accuracy", [])]
+        row["target_class_accuracy_95"] = bool(m.get("class_accuracy", 0) >= 0.95)
+    else:
+        from foveal.models import load_model
+
+        best, _ = load_model(run / "best.keras")
+        _, fake_probs = judge.run(sample(best, 1000, None, seed=5))
+        shares = np.bincount(np.argmax(fake_probs, 1), minlength=k) / 1000
+        row["class_shares_of_samples_by_judge"] = {parts.class_names[i]: round(float(v), 3)
+                                                   for i, v in enumerate(shares)}
+        row["class_share_min_max"] = [round(float(shares.min()), 3), round(float(shares.max()), 3)]
+    return row
+
+
+def run_cgan(data: str, out: Path, epochs: int, budget: float, width: int, conditioning: str) -> dict[str, Any]:
+    return run_gan(data, out, epochs, budget, width, conditioning)
 
 
 def run_augment(data: str, out: Path, gan_epochs: int, clf_epochs: int, width: int) -> dict[str, Any]:
@@ -209,12 +237,17 @@ def run_augment(data: str, out: Path, gan_epochs: int, clf_epochs: int, width: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_MNIST), help="MNIST (IDX folder or 'mnist')")
-    parser.add_argument("--only", default="vae,cgan,augment", help="comma-separated experiments")
+    parser.add_argument("--fashion-data", default=str(DEFAULT_FASHION), help="Fashion-MNIST (IDX folder or "
+                        "'fashion_mnist') for cgan-fashion")
+    parser.add_argument("--only", default="vae,cgan,augment", help="comma-separated experiments: vae, cgan, "
+                        "cgan-fashion, dcgan, augment")
     parser.add_argument("--output", default=None, help="folder for the runs (default: a temporary folder)")
     parser.add_argument("--vae-epochs", type=int, default=10)
     parser.add_argument("--vae-budget", type=float, default=600.0)
     parser.add_argument("--cgan-epochs", type=int, default=30)
     parser.add_argument("--cgan-budget", type=float, default=1200.0)
+    parser.add_argument("--dcgan-epochs", type=int, default=30)
+    parser.add_argument("--dcgan-budget", type=float, default=600.0)
     parser.add_argument("--width", type=int, default=16, help="GAN width (first convolution's filters)")
     parser.add_argument("--conditioning", default="projection", choices=("concat", "projection"), help="cgan's discriminator")
     parser.add_argument("--augment-gan-epochs", type=int, default=100)
@@ -233,6 +266,12 @@ def main() -> None:
         elif name == "cgan":
             report["results"][name] = run_cgan(args.data, out, args.cgan_epochs, args.cgan_budget, args.width,
                                                args.conditioning)
+        elif name == "cgan-fashion":
+            report["results"][name] = run_gan(args.fashion_data, out, args.cgan_epochs, args.cgan_budget, args.width,
+                                              args.conditioning, name="cgan-fashion")
+        elif name == "dcgan":
+            report["results"][name] = run_gan(args.data, out, args.dcgan_epochs, args.dcgan_budget, args.width,
+                                              args.conditioning, model="dcgan", name="dcgan")
         elif name == "augment":
             report["results"][name] = run_augment(args.data, out, args.augment_gan_epochs, args.augment_clf_epochs,
                                                   args.width)

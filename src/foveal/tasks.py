@@ -73,11 +73,10 @@ _BOX_MODES = ("train", "evaluate", "predict", "export", "benchmark", "serve", "i
 _NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prune the backbone as a "
                        "classifier (foveal prune CLASSIFIER.keras) and train this task on it"),)
 
-_SAMPLE = "sample images with `foveal generate predict MODEL --count N` (PNG files and a grid)"
 _GENERATE_INSTEAD = (
-    ("export", f"generative models are not exported yet; {_SAMPLE}"),
-    ("benchmark", f"benchmark times exported runtimes, which generative models do not have yet; {_SAMPLE}"),
-    ("serve", f"the server answers image uploads, not sampling requests; {_SAMPLE}"),
+    ("benchmark", "benchmark times image inputs end to end (decode, resize, model); time a generator's export "
+                  "with `foveal export MODEL --format onnx` and its sampling with `foveal generate predict` or "
+                  "`foveal serve MODEL` (GET /generate)"),
     ("inspect", "inspect reads classifier-shaped graphs; its generator and discriminator are listed by "
                 "`foveal generate train` when it starts, and `foveal generate evaluate MODEL --data DATA` scores it"),
     ("prune", "magnitude pruning measures classification accuracy; train a smaller model with "
@@ -100,12 +99,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          _BOX_MODES, _NO_PRUNE),
     Task("enhance", "image enhancement (denoising, super-resolution)", "foveal.enhancement.config:EnhanceConfig",
          "foveal.enhancement.task:EnhanceTask", ("foveal.enhancement.models",),
-         ("train", "evaluate", "predict", "export", "benchmark", "inspect"),
-         (*_NO_PRUNE, ("serve", "the served page draws labels, boxes and masks, not images; enhance files with "
-                                "`foveal enhance predict MODEL IMAGES --output DIR`"))),
+         ("train", "evaluate", "predict", "export", "benchmark", "serve", "inspect"), _NO_PRUNE),
     Task("generate", "image generation (VAE, GAN, conditional GAN)", "foveal.generative.config:GenerateConfig",
-         "foveal.generative.task:GenerateTask", ("foveal.generative.models",), ("train", "evaluate", "predict"),
-         _GENERATE_INSTEAD),
+         "foveal.generative.task:GenerateTask", ("foveal.generative.models",),
+         ("train", "evaluate", "predict", "export", "serve"), _GENERATE_INSTEAD),
     Task("video", "video clip classification", "foveal.video.config:VideoConfig",
          "foveal.video.task:VideoTask", ("foveal.video.models",), ("train", "evaluate", "predict"), _VIDEO_INSTEAD),
     Task("adapt", "domain adaptation (DANN, CORAL, MMD)", "foveal.adaptation.config:AdaptConfig",

@@ -308,3 +308,25 @@ def test_yolo_fractions_are_of_the_turned_image(tmp_path):
     data = load_boxes(str(tmp_path))["train"]
     assert data.image_sizes.tolist() == [[24, 40]]
     assert np.allclose(data.boxes[0], [[x0, y0, x1, y1]], atol=1e-3)
+
+
+def test_folder_pipelines_decode_through_one_traced_decoder_with_the_same_pixels(tmp_path):
+    """``dataset_from_paths`` calls a decoder traced once per channel count; its pixels are the
+    eager decoder's, EXIF orientation included, in every new pipeline."""
+    import tensorflow as tf
+
+    from foveal.data.decode import _traced_decode_path, dataset_from_paths, decode_path
+
+    paths = []
+    for orientation in (1, 6, 8):
+        path = tmp_path / f"o{orientation}.jpg"
+        path.write_bytes(_jpeg_bytes(orientation))
+        paths.append(str(path))
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8)).save(tmp_path / "gray.png")
+    paths.append(str(tmp_path / "gray.png"))
+    for channels in (1, 3):
+        expected = [np.asarray(decode_path(tf.constant(p), channels)) for p in paths]
+        for _ in range(2):  # a second pipeline reuses the traced decoder
+            got = [np.asarray(x) for x, _ in dataset_from_paths(np.array(paths), np.zeros(len(paths)), channels)]
+            assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+        assert _traced_decode_path(channels) is _traced_decode_path(channels)

@@ -92,7 +92,7 @@ def test_class_option_refused_for_a_vae(vae_run, tmp_path, capsys):
 
 
 def test_other_modes_refused_with_what_to_run(vae_run, capsys):
-    assert main(["export", str(vae_run / "best.keras"), "--format", "onnx"]) == 2
+    assert main(["benchmark", str(vae_run / "best.keras")]) == 2
     assert "foveal generate predict" in capsys.readouterr().err
 
 

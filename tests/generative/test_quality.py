@@ -69,3 +69,23 @@ def test_inception_weights_that_are_missing_fail_clearly(tmp_path):
     with pytest.raises(ConfigError, match="file not found") as info:
         inception_judge(str(tmp_path / "inception_v3_notop.h5"))
     assert "offline there is no download" in info.value.hint
+
+
+def test_imagenet_inception_weights_offline_say_how_to_supply_them(monkeypatch):
+    import keras
+
+    from foveal.errors import ConfigError
+    from foveal.generative.quality import INCEPTION_URL, inception_judge
+
+    calls = []
+
+    def offline(**kwargs):  # what keras.applications raises when get_file cannot reach the URL
+        calls.append(kwargs)
+        raise Exception(f"URL fetch failure on {INCEPTION_URL}: None -- [Errno -3] Temporary failure in name "
+                        "resolution")
+
+    monkeypatch.setattr(keras.applications, "InceptionV3", offline)
+    with pytest.raises(ConfigError, match="could not be downloaded") as info:
+        inception_judge("imagenet")
+    assert INCEPTION_URL in info.value.hint and "--inception-weights FILE" in info.value.hint
+    assert [c["include_top"] for c in calls] == [False]  # the headless file only: one attempt, not two

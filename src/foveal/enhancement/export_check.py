@@ -6,7 +6,7 @@ any size exactly as ``foveal enhance predict`` does, tiles included. Parity: the
 difference of the enhanced pixels (in [0, 1]) and the share of pixels whose 8-bit values agree.
 Accuracy: the headline PSNR by :func:`~foveal.enhancement.score.score_enhancer`, the task's own
 evaluation, run on the export. The ``/predict`` answer (``render``) carries the enhanced image
-as a PNG; ``foveal serve`` itself refuses these models (its page draws labels, boxes and masks).
+as a PNG (``enhanced``), which ``foveal serve``'s page shows beside the upload.
 """
 
 from __future__ import annotations
@@ -19,10 +19,18 @@ import numpy as np
 
 from foveal.models.io import ModelCard
 
+#: ``outputs`` enhances each image on its own (tiled at its own size): the server does not pad batches
+PER_IMAGE = True
+
 
 def export_graph(model: Any, card: ModelCard) -> Any:
     """The model itself: its one output is exported as ``enhanced``."""
     return model
+
+
+def output_scale(card: ModelCard) -> int:
+    """The upscaling factor (1 for denoising)."""
+    return int(card.training.get("scale", 1))
 
 
 def input_signature(card: ModelCard) -> tuple[int | None, ...]:
@@ -97,7 +105,7 @@ def accuracy(source: Any, card: ModelCard, part: Any, limit: int | None) -> dict
 
 
 def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], top_k: int) -> dict[str, Any]:
-    """``{"image": {"width", "height", "format": "png", "data": BASE64}}`` of the enhanced image."""
+    """``{"enhanced": {"width", "height", "format": "png", "data": BASE64}, "scale": S}`` of the enhanced image."""
     from PIL import Image
 
     from foveal.enhancement.predict import to_uint8
@@ -105,9 +113,9 @@ def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], 
     pixels = to_uint8(row["enhanced"])
     out = io.BytesIO()
     Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(out, "PNG")
-    return {"image": {"width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "format": "png",
+    return {"scale": output_scale(card), "enhanced": {"width": int(pixels.shape[1]), "height": int(pixels.shape[0]), "format": "png",
                       "data": base64.b64encode(out.getvalue()).decode("ascii")}}
 
 
-__all__ = ["accuracy", "export_card", "export_graph", "input_signature", "load_parts", "model_input", "outputs",
-           "parity", "render", "sample_images"]
+__all__ = ["PER_IMAGE", "accuracy", "export_card", "export_graph", "input_signature", "load_parts", "model_input",
+           "output_scale", "outputs", "parity", "render", "sample_images"]

@@ -40,11 +40,13 @@ def _benchmark(args: argparse.Namespace, _: dict[str, Any]) -> int:
 def add_export_commands(sub: Any) -> None:
     """Add ``export`` and ``benchmark`` to the ``foveal`` subcommands."""
     e = sub.add_parser("export", help="export a model to SavedModel, TFLite or ONNX and check it",
-                       description="Export a .keras model (classifier, localizer, detector or segmenter), check "
-                       "its outputs against Keras on sample images (probabilities; class and box; boxes after NMS "
-                       "matched by IoU; masks pixel by pixel), and with --data measure the export's accuracy "
-                       "next to the Keras model's with the task's own metric (accuracy, mean IoU, mAP@0.5, mean "
-                       "IoU of masks). The export is moved into place only when the check passes.")
+                       description="Export a .keras model (classifier, localizer, detector, segmenter, "
+                       "enhancer, or a generative model's sampler), check its outputs against Keras on sample "
+                       "images (probabilities; class and box; boxes after NMS matched by IoU; masks and enhanced "
+                       "images pixel by pixel; a generator's images from seeded latent codes, every class in "
+                       "turn), and with --data measure the export's accuracy next to the Keras model's with the "
+                       "task's own metric (accuracy, mean IoU, mAP@0.5, mean IoU of masks, PSNR). The export is "
+                       "moved into place only when the check passes.")
     e.add_argument("model", help="a .keras model file written by foveal (any task)")
     e.add_argument("--format", required=True, choices=FORMATS, help="export format")
     e.add_argument("--quantize", choices=("float16", "dynamic", "int8"),

@@ -63,10 +63,14 @@ def write_savedmodel(model: keras.Model, card: ModelCard, path: Path,
         images = tf.map_fn(one, encoded, fn_output_signature=tf.TensorSpec([h, w, c], tf.float32))
         return _named(model(images, training=False))
 
-    archive.add_endpoint("serving_default", serve_pixels,
-                         input_signature=[tf.TensorSpec([None, *(shape or (h, w, c))], tf.float32, name="images")])
-    archive.add_endpoint("predict_images", serve_bytes,
-                         input_signature=[tf.TensorSpec([None], tf.string, name="encoded")])
+    from foveal.export.tasks import takes_images
+
+    pixels = takes_images(card)
+    archive.add_endpoint("serving_default", serve_pixels, input_signature=[
+        tf.TensorSpec([None, *(shape or (h, w, c))], tf.float32, name="images" if pixels else "codes")])
+    if pixels:  # a generator's input is latent codes: there are no image bytes to decode
+        archive.add_endpoint("predict_images", serve_bytes,
+                             input_signature=[tf.TensorSpec([None], tf.string, name="encoded")])
     if path.exists():
         shutil.rmtree(path)
     archive.write_out(str(path), verbose=False)
@@ -113,13 +117,17 @@ def write_onnx(model: keras.Model, card: ModelCard, path: Path, quantize: str | 
         import tf2onnx  # noqa: F401
     except ImportError:
         raise FovealError("ONNX export needs onnx and tf2onnx", hint="pip install 'foveal[export]'") from None
+    from foveal.export.tasks import takes_images
+
     # Keras' ONNX exporter refuses a model that was loaded but never called.
-    model(np.zeros((1, *card.input_shape), np.float32), training=False)
+    first = card.input_shape if takes_images(card) or not shape else shape
+    model(np.zeros((1, *first), np.float32), training=False)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
         import tensorflow as tf
 
-        signature = [tf.TensorSpec([None, *(shape or card.input_shape)], tf.float32, name="images")]
+        name = "images" if takes_images(card) else "codes"
+        signature = [tf.TensorSpec([None, *(shape or card.input_shape)], tf.float32, name=name)]
         model.export(str(raw), format="onnx", verbose=False, input_signature=signature)
         if quantize is None:
             shutil.move(raw, path)
@@ -222,6 +230,11 @@ def write_export(model: keras.Model, card: ModelCard, fmt: str, path: Path, quan
     if fmt == "tflite":
         return write_tflite(graph, card, path, quantize, representative, shape)
     if fmt == "coreml":
+        from foveal.export.tasks import takes_images
+
+        if not takes_images(card):
+            raise ConfigError(f"coreml export takes images; this {card.task} model's graph takes latent codes",
+                              hint="export it as savedmodel, tflite or onnx")
         return write_coreml(graph, card, path, quantize)
     return write_onnx(graph, card, path, quantize, representative, shape)
 

@@ -126,12 +126,15 @@ def resolve_target(model_path: Path, fmt: str, quantize: str | None, output: str
 
 
 def _random_images(card: ModelCard, samples: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.uniform(0, 255, (samples, *card.input_shape)).astype(np.float32)
+    return tasks.random_inputs(card, samples, seed)
 
 
 def _representative(card: ModelCard, parts: dict | None, count: int):
-    """A generator factory of single-image batches from the training split (for calibration)."""
+    """A generator factory of single-image batches from the training split (for calibration), or
+    the task's own calibration inputs (a generator's latent codes)."""
+    own = getattr(tasks.hooks(card.task), "calibration_inputs", None)
+    if own is not None:
+        return own(card, count)
     if not parts:
         return None
     part = tasks.pick_part(parts, "train")

@@ -22,6 +22,12 @@ maps the card's ``task`` to that module and forwards. The hooks:
   (detect); per-pixel ``probabilities`` (segment).
 * ``parity(reference, exported, card, tolerance) -> dict``: compares two ``outputs``; has
   ``passed``, ``max_abs_diff``, ``agreement`` (and its ``agreement_name``) and task figures.
+* ``TAKES_IMAGES`` (optional, default True): False for a graph whose input is not pixels (a
+  generator's latent codes); such a task also has ``random_inputs(card, count, seed)`` (parity
+  inputs) and ``calibration_inputs(card, count)`` (int8 calibration batches).
+* ``PER_IMAGE`` (optional, default False): True where ``outputs`` runs each image on its own
+  (an enhancer tiles each upload at its own size), so the server does not pad its batches;
+  ``output_scale(card)`` (optional): how many times larger than the upload the answer image is.
 * ``load_parts(spec, card)``, ``sample_images(parts, card, split, count)``: the task's data.
 * ``accuracy(source, card, part, limit) -> {"metric", "value"}``: the task's own score
   (top-1 accuracy, mean IoU, mAP@0.5, mean IoU of masks) through the task's scoring code.
@@ -55,6 +61,7 @@ TASK_MODULES: dict[str, str] = {
     "detect": "foveal.detection.export_check",
     "segment": "foveal.segmentation.export_check",
     "enhance": "foveal.enhancement.export_check",
+    "generate": "foveal.generative.export_check",
 }
 
 
@@ -100,6 +107,26 @@ def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.nd
 def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], card: ModelCard,
            tolerance: float) -> dict[str, Any]:
     return hooks(card.task).parity(reference, exported, card, tolerance)
+
+
+def takes_images(card: ModelCard) -> bool:
+    """Whether the task's exports take pixels (else, e.g., a generator's latent codes)."""
+    return bool(getattr(hooks(card.task), "TAKES_IMAGES", True))
+
+
+def output_scale(card: ModelCard) -> int:
+    """How many times larger than the upload a task's answer image is (a super-resolver's scale; else 1)."""
+    own = getattr(hooks(card.task), "output_scale", None)
+    return int(own(card)) if own is not None else 1
+
+
+def random_inputs(card: ModelCard, count: int, seed: int = 0) -> np.ndarray:
+    """Parity inputs without a dataset: seeded uniform pixels 0..255 of the card's input, or the
+    task's own (a generator's seeded latent codes)."""
+    own = getattr(hooks(card.task), "random_inputs", None)
+    if own is not None:
+        return own(card, count, seed)
+    return np.random.default_rng(seed).uniform(0, 255, (count, *card.input_shape)).astype(np.float32)
 
 
 def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
@@ -167,4 +194,4 @@ class OutputsModel:
 
 
 __all__ = ["OutputsModel", "TASK_MODULES", "accuracy", "export_card", "export_graph", "hooks", "input_signature",
-           "is_runner", "load_parts", "model_input", "outputs", "parity", "pick_part", "render", "sample_images"]
+           "is_runner", "load_parts", "output_scale", "random_inputs", "takes_images", "model_input", "outputs", "parity", "pick_part", "render", "sample_images"]

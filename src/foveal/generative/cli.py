@@ -31,6 +31,7 @@ EPILOG_EVALUATE = """examples:
   foveal generate evaluate runs/RUN/best.keras --data ../shared/datasets/mnist
   foveal generate evaluate runs/RUN/best.keras --data mnist --classifier my_mnist_cnn.keras --count 5000
   foveal generate evaluate runs/RUN/best.keras --data mnist --inception-weights inception_v3_notop.h5
+  foveal generate evaluate runs/RUN/best.keras --data mnist --inception-weights imagenet   # online
 """
 
 EPILOG_PREDICT = """examples:
@@ -83,8 +84,8 @@ def add_generate_command(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--classifier", metavar="FILE.keras", help="judge classifier (default: classifier.keras beside "
                    "the model, when there is one; 'none' for no classifier-space scores)")
     e.add_argument("--count", type=int, default=1000, help="generated and real images compared (default: 1000)")
-    e.add_argument("--inception-weights", metavar="FILE.h5", help="InceptionV3 weights (keras.applications .h5) "
-                   "for the standard FID")
+    e.add_argument("--inception-weights", metavar="FILE.h5", help="InceptionV3 weights for the standard FID: a "
+                   "keras.applications .h5 file, or imagenet (downloaded once by Keras into ~/.keras/models)")
     e.add_argument("--seed", type=int, default=0, help="noise and image-choice seed (default: 0)")
     e.add_argument("--output", metavar="DIR", help="write metrics.json, the figures and report.html here")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")

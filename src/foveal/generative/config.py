@@ -75,8 +75,9 @@ class GenerateConfig(RunConfig):
     classifier_epochs: int = option(2, "epochs of the auto classifier", group="quality")
     quality_samples: int = option(1000, "generated and real images compared each epoch and at the end "
                                   "(0: no per-epoch scores)", group="quality")
-    inception_weights: str | None = option(None, "InceptionV3 weights (.h5 from keras.applications, include_top "
-                                           "false or true) for the standard FID at the end", group="quality")
+    inception_weights: str | None = option(None, "InceptionV3 weights for the standard FID at the end: a .h5 "
+                                           "file from keras.applications (include_top false or true), or imagenet "
+                                           "(downloaded once by Keras; offline: the file, by hand)", group="quality")
 
     def validate(self) -> None:
         """Check ranges that the types alone cannot express."""

@@ -163,31 +163,59 @@ def judge_of_classifier(model: keras.Model, card: ModelCard, source: str) -> Jud
     return Judge("classifier-space", both, tuple(card.input_shape), list(card.class_names), source)
 
 
+INCEPTION_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
+                 "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5")
+
+
+def _download_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` (from keras.applications) is a failed download, not bad weights: Keras'
+    ``get_file`` raises a plain Exception saying "URL fetch failure" (or lets a URLError through)."""
+    import urllib.error
+
+    return isinstance(exc, urllib.error.URLError) or "URL fetch failure" in str(exc)
+
+
 def inception_judge(weights: str) -> Judge:
-    """InceptionV3's 2048 pool features (the standard FID) from a keras.applications weights file.
+    """InceptionV3's 2048 pool features (the standard FID) from ``weights``: a keras.applications
+    weights file, or ``imagenet`` (downloaded once by Keras into ``~/.keras/models``, where an
+    offline machine also finds a copy put there by hand).
+
+    These are keras.applications' InceptionV3 weights, bilinearly resized 299x299 inputs: the
+    FID follows Heusel et al.'s formula on the same layer, but the original TF graph of the
+    reference implementations (pytorch-fid, TTUR) holds slightly different weights, so values are
+    close to, not equal to, published FIDs; compare FIDs computed the same way.
 
     Raises:
-        ConfigError: no such file; ModelError: the file is not InceptionV3 weights, or
-        ``imagenet`` could not be downloaded (offline).
+        ConfigError: no such file, or ``imagenet`` offline (one line saying where to get the file);
+        ModelError: the file is not InceptionV3 weights.
     """
     import keras
 
     if weights != "imagenet" and not Path(weights).is_file():
         raise ConfigError(f"--inception-weights {weights}: file not found",
                           hint="pass keras.applications' inception_v3 .h5 weights file (offline there is no download)")
-    tries = [dict(include_top=False, pooling="avg", input_shape=(299, 299, 3)), dict(include_top=True)]
+    # "imagenet" downloads only the headless file; a user's file may be either.
+    tries = [dict(include_top=False, pooling="avg", input_shape=(299, 299, 3))]
+    if weights != "imagenet":
+        tries.append(dict(include_top=True))
     last_error: Exception | None = None
     for kwargs in tries:
         try:
             net = keras.applications.InceptionV3(weights=weights, **kwargs)
         except Exception as exc:  # noqa: BLE001 - wrong file shapes, HDF5 errors and download errors alike
             last_error = exc
+            if weights == "imagenet" and _download_failed(exc):
+                raise ConfigError(
+                    "--inception-weights imagenet: InceptionV3's ImageNet weights could not be downloaded "
+                    "(no network?)",
+                    hint=f"on a machine with network download {INCEPTION_URL} and pass --inception-weights FILE "
+                         "(or put it in ~/.keras/models/, where Keras finds it offline)") from None
             continue
         if kwargs.get("include_top"):
             net = keras.Model(net.inputs, net.get_layer("avg_pool").output)
         return Judge("Inception", net, (299, 299, 3), [], weights, scale="inception")
-    what = "could not be downloaded (offline?)" if weights == "imagenet" else "is not InceptionV3 weights"
-    raise ModelError(f"--inception-weights {weights} {what}: {type(last_error).__name__}: {str(last_error)[:160]}",
+    raise ModelError(f"--inception-weights {weights} is not InceptionV3 weights: {type(last_error).__name__}: "
+                     f"{str(last_error)[:160]}",
                      hint="pass keras.applications' inception_v3_weights_tf_dim_ordering_tf_kernels(_notop).h5")
 
 

@@ -92,6 +92,22 @@ def tile(images01: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
     return grid[..., 0] if c == 1 else grid
 
 
+def grid_of(images01: np.ndarray, labels: np.ndarray | None, classes: int, *, by_class: bool = True,
+            cols: int = 0) -> np.ndarray:
+    """The mosaic of samples: one row per class for a conditional model's classes in turn
+    (``by_class`` and ``cols`` 0), else ``cols`` per row (0: a square)."""
+    count = len(images01)
+    if labels is not None and by_class and not cols:
+        per = -(-count // classes)
+        order = np.argsort(labels, kind="stable")  # one row per class
+        grid_images = np.ones((classes * per, *images01.shape[1:]), np.float32)
+        for c in range(classes):
+            members = order[labels[order] == c]
+            grid_images[c * per:c * per + len(members)] = images01[members]
+        return tile(grid_images, cols=per)
+    return tile(images01, cols=cols or int(np.ceil(np.sqrt(count))))
+
+
 def png_bytes(pixels: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -137,17 +153,7 @@ def write_samples(model: keras.Model, card: ModelCard, output: str | Path, *, co
     labels = requested_classes(model, card, requested, count)
     out = ensure_output_dir(output)
     images = sample(model, count, labels, seed=seed)
-    if labels is not None and requested is None and not cols:
-        k = len(card.class_names)
-        per = -(-count // k)
-        order = np.argsort(labels, kind="stable")  # one row per class
-        grid_images = np.ones((k * per, *images.shape[1:]), np.float32)
-        for c in range(k):
-            members = order[labels[order] == c]
-            grid_images[c * per:c * per + len(members)] = images[members]
-        grid = tile(grid_images, cols=per)
-    else:
-        grid = tile(images, cols=cols or int(np.ceil(np.sqrt(count))))
+    grid = grid_of(images, labels, len(card.class_names), by_class=requested is None, cols=cols)
     rows = []
     for i, image in enumerate(images):
         path = write_png(out / f"sample_{i:04d}.png", to_uint8(image))
@@ -161,5 +167,5 @@ def write_samples(model: keras.Model, card: ModelCard, output: str | Path, *, co
     return summary
 
 
-__all__ = ["class_index", "is_conditional", "manifold", "noise", "png_bytes", "requested_classes", "sample", "tile",
+__all__ = ["class_index", "grid_of", "is_conditional", "manifold", "noise", "png_bytes", "requested_classes", "sample", "tile",
            "to_uint8", "write_png", "write_samples"]

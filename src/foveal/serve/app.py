@@ -26,6 +26,19 @@ Endpoints:
     PNG whose pixel values are the class indices, in the classes' colours, background
     transparent) and ``"classes": [{"label", "index", "pixels", "fraction", "colour"}, ...]``.
 
+  * ``enhance``: ``"enhanced": {"width", "height", "format": "png", "data": BASE64}``, the whole
+    upload enhanced (super-resolved ``scale`` times larger, or denoised) through the model's tiled
+    prediction, as ``foveal enhance predict`` does; ``?format=png`` answers the PNG itself
+    (``image/png``) instead of JSON.
+
+* ``GET /generate?count=N&seed=S[&class=C][&format=png]`` (generative models: VAE decoder, GAN
+  or conditional GAN generator, ``.keras`` or its export): ``count`` samples drawn from the
+  noise of ``seed`` (the same seed gives the same images as ``foveal generate predict --seed``),
+  all of class ``C`` (name or index; a conditional model without ``class`` draws every class in
+  turn, one grid row each). The answer: ``{"task": "generate", "count", "seed", "class",
+  "grid": {"width", "height", "format": "png", "data"}, "samples": [{"class", "data"}, ...]}``,
+  or the grid PNG itself with ``format=png``. Such a server answers ``POST /predict`` with 400.
+
   Errors are ``{"error": "..."}`` with status 413 (upload too large, too many pixels), 415
   (not an image, unsupported format, wrong content type) or 422 (truncated or corrupt image,
   no ``image`` field, bad ``top_k``).
@@ -58,13 +71,13 @@ from typing import Any, Iterator
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from foveal import __version__
 from foveal.data.imagecheck import ImageProbe, probe_bytes
-from foveal.errors import DataError, ModelError
+from foveal.errors import DataError, FovealError, ModelError
 from foveal.models.io import ModelCard
 from foveal.serve.browser import BrowserModel, browser_supported, prepare_browser_model, runtime_available
 from foveal.serve.guard import (
@@ -145,6 +158,11 @@ def load_image_bytes(
     probe = probe_bytes(data, name, full=True, max_pixels=max_pixels)
     if probe.problem:
         raise RejectedImage(f"{name}: {probe.problem}", problem_status(probe.problem))
+    scale = tasks.output_scale(card)
+    width, height = probe.shown_size or (0, 0)
+    if scale > 1 and width * height * scale * scale > max_pixels:
+        raise RejectedImage(f"{name}: enhanced x{scale} it would have {width * scale}x{height * scale} = "
+                            f"{width * height * scale * scale} pixels, over the limit of {max_pixels}", 413)
     c = card.input_shape[-1]
     try:
         image = decode_image_bytes(tf.constant(data), c)  # turned upright by its EXIF orientation
@@ -198,6 +216,7 @@ class Batcher:
     model: Any
     max_batch: int = MAX_BATCH
     stats: Stats = field(default_factory=Stats)
+    pad: bool = True  # pad batches to a power of two (False: a task that runs each image on its own)
     _queue: "queue.SimpleQueue[tuple[np.ndarray, Future] | None]" = field(default_factory=queue.SimpleQueue)
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -205,7 +224,7 @@ class Batcher:
     def warm_up(self, shape: tuple[int, ...]) -> None:
         """Trace the model for every batch size it will see, before the first request."""
         size = 1
-        while size <= _bucket(self.max_batch):
+        while size <= (_bucket(self.max_batch) if self.pad else 1):
             self.model.predict_on_batch(np.zeros((size, *shape), np.float32))
             size *= 2
 
@@ -262,7 +281,7 @@ class Batcher:
 
     def _predict_batch(self, items: list[tuple[np.ndarray, Future]]) -> None:
         n = len(items)
-        batch = np.zeros((_bucket(n), *items[0][0].shape), np.float32)
+        batch = np.zeros((_bucket(n) if self.pad else n, *items[0][0].shape), np.float32)
         for i, (image, _) in enumerate(items):
             batch[i] = image
         try:
@@ -294,10 +313,17 @@ class Service:
     max_pixels: int
     top_k: int
     browser: BrowserModel | None = None
+    sampler: "Sampler | None" = None
 
     def health(self) -> dict[str, Any]:
         card = self.card
-        return {
+        extra: dict[str, Any] = {}
+        if self.sampler is not None:
+            extra["generate"] = self.sampler.describe()
+        if card.task == "enhance":
+            extra["enhance"] = {"scale": int(card.training.get("scale", 1)), "output": "png",
+                                "corruption": card.training.get("corruption")}
+        return {**extra,
             "status": "ok",
             "foveal_version": __version__,
             "model": {
@@ -317,7 +343,7 @@ class Service:
             "stats": self.batcher.stats.as_dict(),
             "browser_runtime": self.browser is not None and runtime_available(),
             "browser_model": "/model.json" if self.browser is not None else None,
-            "browser_model_note": None if browser_supported(card) else
+            "browser_model_note": None if browser_supported(card) or card.task in ("enhance", "generate") else
             "Runs on the server: the page cannot prepare this model's input as its training did.",
         }
 
@@ -340,6 +366,57 @@ class Service:
             "image": {"width": width, "height": height, "format": probe.format},
             **tasks.render(row, self.card, (width, height), top_k or self.top_k),
         }
+
+
+MAX_SAMPLES = 256  # images one GET /generate may ask for
+
+
+class Sampler:
+    """Draws samples of a generative model (``.keras`` or its export) on one thread, and encodes them.
+
+    Args:
+        source: the Keras model or an export's runner.
+        card: its card (the export's, with the codes' layout, for a runner).
+        max_samples: most images one request may ask for.
+    """
+
+    def __init__(self, source: Any, card: ModelCard, max_samples: int = MAX_SAMPLES) -> None:
+        self.source, self.card, self.max_samples = source, card, max_samples
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="foveal-serve-model")
+
+    def describe(self) -> dict[str, Any]:
+        from foveal.generative.export_check import code_layout
+
+        latent, classes = code_layout(self.card)
+        return {"latent_dim": latent, "conditional": bool(classes), "max_samples": self.max_samples,
+                "image_shape": list(self.card.input_shape)}
+
+    def answer(self, count: int, seed: int, requested: str | None, cols: int) -> dict[str, Any]:
+        """The ``/generate`` JSON (module docstring) of ``count`` samples."""
+        import base64
+
+        from foveal.generative.export_check import sample
+        from foveal.generative.sampling import grid_of, png_bytes, to_uint8
+
+        images, labels = sample(self.source, self.card, count, requested, seed)
+        classes = len(self.card.class_names) if labels is not None else 0
+        grid = grid_of(images, labels, classes, by_class=requested is None, cols=cols)
+
+        def encoded(pixels: np.ndarray) -> str:
+            pixels = np.asarray(pixels)
+            return base64.b64encode(png_bytes(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1
+                                              else pixels)).decode("ascii")
+
+        names = [None if labels is None else self.card.class_names[int(i)] for i in
+                 (labels if labels is not None else range(count))]
+        return {"task": "generate", "model": self.card.architecture, "count": count, "seed": seed,
+                "class": None if labels is None or requested is None else names[0],
+                "grid": {"width": int(grid.shape[1]), "height": int(grid.shape[0]), "format": "png",
+                         "data": encoded(grid)},
+                "samples": [{"class": name, "data": encoded(to_uint8(image))} for name, image in zip(names, images)]}
+
+    def close(self) -> None:
+        self.thread.shutdown(wait=False, cancel_futures=True)
 
 
 def shown_size(probe: ImageProbe) -> tuple[int, int]:
@@ -496,13 +573,14 @@ def create_app(
         raise ModelError("top_k, max_upload_bytes, max_pixels, max_batch and the timeouts must be positive")
     path = Path(model_path)
     model, card = load_servable(path, trust_model)
-    if path.suffix == ".onnx" and browser_model is None:
-        browser_model = path  # the served ONNX file is what the page runs, too
-    elif path.suffix != ".keras" and browser_model is None:
-        browser_model = False  # only a .keras model can be exported to ONNX here
     from foveal.export import tasks
 
     tasks.hooks(card.task)  # a task foveal cannot serve is refused here, with the known ones
+    generative = not tasks.takes_images(card)
+    if path.suffix == ".onnx" and browser_model is None and browser_supported(card):
+        browser_model = path  # the served ONNX file is what the page runs, too
+    elif path.suffix != ".keras" and browser_model is None:
+        browser_model = False  # only a .keras model can be exported to ONNX here
     if not browser_supported(card):
         if browser_model not in (None, False):
             raise ModelError(f"{path}: the page's in-browser mode cannot prepare this model's input as the "
@@ -510,17 +588,26 @@ def create_app(
                              hint="leave out --browser-model: the page asks the server")
         browser_model = False
     source = model._runner if isinstance(model, _RunnerModel) else model
-    batcher = Batcher(TaskModel(source, card), max_batch=max_batch)
-    batcher.warm_up(tuple(card.input_shape))
-    load_image_bytes(_tiny_png(), card)  # the first decode and resize set up TensorFlow's kernels
+    # A task that enhances each upload on its own (tiled at its own size) gains nothing from padding.
+    batcher = Batcher(TaskModel(source, card), max_batch=max_batch,
+                      pad=not getattr(tasks.hooks(card.task), "PER_IMAGE", False))
+    sampler = None
+    if generative:
+        sampler = Sampler(source, card)
+        sampler.answer(1, 0, None, 0)  # the first call traces the graph
+    else:
+        batcher.warm_up(tuple(card.input_shape))
+        load_image_bytes(_tiny_png(), card)  # the first decode and resize set up TensorFlow's kernels
     threads = decode_threads or min(4, os.cpu_count() or 1)
     service = Service(path, model, card, batcher, ThreadPoolExecutor(threads, thread_name_prefix="foveal-decode"),
-                      max_upload_bytes, max_pixels, top_k, prepare_browser_model(path, card, browser_model))
+                      max_upload_bytes, max_pixels, top_k, prepare_browser_model(path, card, browser_model), sampler)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
         batcher.close()
+        if sampler is not None:
+            sampler.close()
         service.decoders.shutdown(wait=False, cancel_futures=True)
 
     # The interactive /docs pages load their scripts from a CDN; the schema stays at /openapi.json.
@@ -560,12 +647,21 @@ def create_app(
             return JSONResponse({"error": "this server has no in-browser model"}, status_code=404)
         return JSONResponse(service.browser.description(), headers={"Cache-Control": "no-cache"})
 
-    @app.post("/predict", openapi_extra=_PREDICT_BODY)
+    @app.post("/predict", openapi_extra=_PREDICT_BODY, response_model=None)
     async def predict(
         request: Request,
         top_k: int | None = Query(None, ge=1, le=10_000, description="labels to return (default: the server's)"),
-    ) -> JSONResponse:
+        format: str = Query("json", pattern="^(json|png)$",
+                            description="png: the enhanced image itself (enhancement models)"),
+    ) -> JSONResponse | Response:
         start = time.perf_counter()
+        if generative:
+            return JSONResponse({"error": f"this server's model generates images ({card.architecture}): "
+                                          "GET /generate?count=N&seed=S (&class=C for a conditional model)"},
+                                status_code=400)
+        if format == "png" and card.task != "enhance":
+            return JSONResponse({"error": f"format=png is for models that answer with an image (enhance); this "
+                                          f"is a {card.task} model: use the JSON answer"}, status_code=422)
         service.batcher.stats.requests += 1
         data, name = await _read_upload(request, max_upload_bytes)
         try:
@@ -573,7 +669,41 @@ def create_app(
         except RejectedImage as exc:
             service.batcher.stats.rejected += 1
             return JSONResponse({"error": exc.message}, status_code=exc.status)
-        answer["elapsed_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        elapsed = round((time.perf_counter() - start) * 1000, 2)
+        if format == "png":
+            import base64
+
+            return Response(base64.b64decode(answer["enhanced"]["data"]), media_type="image/png",
+                            headers={"X-Elapsed-Ms": str(elapsed), "Cache-Control": "no-store"})
+        answer["elapsed_ms"] = elapsed
+        return JSONResponse(answer)
+
+    @app.get("/generate", response_model=None)
+    async def generate(
+        count: int = Query(16, ge=1, le=MAX_SAMPLES, description="images to draw"),
+        seed: int = Query(0, ge=0, le=2**63 - 1, description="noise seed: the same seed gives the same images"),
+        class_: str | None = Query(None, alias="class", max_length=200,
+                                   description="conditional models: the class (name or index)"),
+        cols: int = Query(0, ge=0, le=MAX_SAMPLES, description="grid columns (0: square, or one row per class)"),
+        format: str = Query("json", pattern="^(json|png)$", description="png: the grid image itself"),
+    ) -> JSONResponse | Response:
+        if sampler is None:
+            return JSONResponse({"error": f"this server's model is a {card.task} model, which does not generate "
+                                          "images: POST an image to /predict"}, status_code=404)
+        start = time.perf_counter()
+        service.batcher.stats.requests += 1
+        try:
+            answer = await asyncio.wrap_future(sampler.thread.submit(sampler.answer, count, seed, class_, cols))
+        except FovealError as exc:
+            service.batcher.stats.rejected += 1
+            return JSONResponse({"error": exc.message}, status_code=422)
+        elapsed = round((time.perf_counter() - start) * 1000, 2)
+        if format == "png":
+            import base64
+
+            return Response(base64.b64decode(answer["grid"]["data"]), media_type="image/png",
+                            headers={"X-Elapsed-Ms": str(elapsed), "Cache-Control": "no-store"})
+        answer["elapsed_ms"] = elapsed
         return JSONResponse(answer)
 
     return app

@@ -7,7 +7,7 @@ whose files ``scripts/fetch_ort_web.sh`` copies into ``static/ort/`` (git-ignore
 For the other tasks the card carries what the page needs to finish the job as the server does:
 a detector's anchors and post-processing (the page decodes and runs class-aware NMS), a
 segmenter's class colours. Detectors that letterbox (``keep_aspect``) and segmenters trained at
-native resolution are not run in the browser (:func:`browser_supported`): the page's resize is
+native resolution, enhancers and generators are not run in the browser (:func:`browser_supported`): the page's resize is
 TensorFlow's ``resize_with_pad`` to the card's input, not the training letterbox or tiling.
 
 Unless a file is given, the export is made once at start-up with
@@ -100,7 +100,9 @@ def browser_supported(card: ModelCard) -> bool:
     if card.task == "segment":
         size = card.training.get("image_size")
         return bool(size) and tuple(size) == tuple(card.input_shape[:2])
-    return True
+    # An enhancer tiles each image at its own size and a generator takes latent codes, not images:
+    # the page asks the server.
+    return card.task not in ("enhance", "generate")
 
 
 def file_digest(path: Path, length: int = 16) -> str:

@@ -29,10 +29,14 @@ EPILOG = """examples:
   foveal serve best.keras --host 0.0.0.0 --workers 2  # reachable from other machines
   foveal serve best.keras --browser-model best.onnx   # the page's in-browser mode runs this file
   foveal serve best.int8.tflite                       # an export: the fastest format from `foveal benchmark`
+  foveal serve runs/sr-espcn/best.keras               # an enhancer: the page shows the enhanced upload
+  foveal serve runs/cgan/best.keras                   # a generator: the page draws samples per class
 
 API:
   GET  /health                      model, classes, limits, counters
   POST /predict?top_k=K             multipart field "image", or raw bytes with Content-Type image/*
+  POST /predict?format=png          an enhancer's answer as the enhanced PNG itself
+  GET  /generate?count=16&seed=0&class=7[&format=png]   a generator's samples (JSON, or the grid PNG)
   GET  /model.onnx, /model.json     the ONNX export and its card (the page's in-browser mode)
   curl -F image=@cat.jpg http://127.0.0.1:8000/predict
 """
@@ -43,9 +47,11 @@ def add_serve_command(subparsers: Any) -> None:
     s = subparsers.add_parser(
         "serve", help="serve a model as a web page and a JSON API (needs foveal[serve])",
         description="Serve a model: a web page to drop images on, and POST /predict returning the\n"
-        "top-k labels (classifiers), boxes (detectors, localizers) or a mask (segmenters) as\n"
-        "JSON; the page draws them. There is no authentication: keep the default loopback\n"
-        "--host unless the network is trusted.",
+        "top-k labels (classifiers), boxes (detectors, localizers), a mask (segmenters) or the\n"
+        "enhanced image (enhancers) as JSON; the page draws them. A generative model (VAE,\n"
+        "GAN, conditional GAN) is served at GET /generate, and the page draws its samples.\n"
+        "There is no authentication: keep the default loopback --host unless the network is\n"
+        "trusted.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     s.add_argument("model", help="a .keras model file written by foveal, or its export from `foveal export` "
                    "(.tflite, .onnx or a SavedModel folder): serve the fastest format from `foveal benchmark`")
@@ -156,11 +162,17 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
                      body_idle_timeout=args.read_timeout, body_timeout=args.body_timeout)
     sock = bind_socket(args.host, args.port)
     port = sock.getsockname()[1]
-    health = app.state.service.health()["model"]
-    in_browser = "; runs in the browser too" if app.state.service.health()["browser_runtime"] else ""
-    print(f"foveal serve: {_url(args.host, port)}  model {health['architecture']} "
-          f"({health['task']}, {health['num_classes']} classes, input {'x'.join(map(str, health['input_shape']))}{in_browser}); "
-          "Ctrl+C stops", flush=True)
+    full = app.state.service.health()
+    health = full["model"]
+    in_browser = "; runs in the browser too" if full["browser_runtime"] else ""
+    shape = "x".join(map(str, health["input_shape"]))
+    if health["task"] == "generate":
+        what = f"generate, {'conditional on ' + str(health['num_classes']) + ' classes, ' if full['generate']['conditional'] else ''}images {shape}; GET /generate"
+    elif health["task"] == "enhance":
+        what = f"enhance x{full['enhance']['scale']}, {health['channel_order']} images of any size; POST /predict"
+    else:
+        what = f"{health['task']}, {health['num_classes']} classes, input {shape}{in_browser}"
+    print(f"foveal serve: {_url(args.host, port)}  model {health['architecture']} ({what}); Ctrl+C stops", flush=True)
     try:
         with _stopped_by_ctrl_c():
             uvicorn.Server(server_config(app, header_timeout=args.read_timeout,

@@ -1,6 +1,7 @@
 // foveal serve page: choose, drop or paste an image; show it and the model's answer: top-k
-// labels (classifiers), boxes drawn over the image (detectors, localizers) or the mask painted
-// over it (segmenters).
+// labels (classifiers), boxes drawn over the image (detectors, localizers), the mask painted
+// over it (segmenters) or the enhanced image beside it (enhancers). A generative model's page
+// has no upload: a form asks GET /generate for samples (count, seed, class) and shows the grid.
 //
 // Layout of this file: BACKENDS (where answers come from), RENDERERS (how an answer is drawn,
 // one per model task), then the page wiring. #results carries data-state
@@ -374,7 +375,35 @@ const RENDERERS = {
     }
     showBars(answer.classes.map((c) => ({ label: c.label, probability: c.fraction, colour: c.colour })));
   },
+  enhance(answer) {
+    const e = answer.enhanced;
+    const stem = (answer.file || "image").replace(/\.[^.]*$/, "");
+    showOutput(e.data, `${stem}_enhanced.png`,
+      `${e.width}×${e.height}${answer.scale > 1 ? ` (×${answer.scale})` : ""}`, e.width >= 256);
+  },
+  generate(answer) {
+    const g = answer.grid;
+    const rows = answer.class === null && answer.samples.length && answer.samples[0].class !== null ? ", one row per class" : "";
+    showOutput(g.data, `samples_seed${answer.seed}.png`, `grid ${g.width}×${g.height}${rows}`, false);
+  },
 };
+
+// An image answer (base64 PNG) in #output, with its caption and a download link.
+function showOutput(data, name, caption, smooth) {
+  const url = `data:image/png;base64,${data}`;
+  const image = $("output-image");
+  image.src = url;
+  image.classList.toggle("smooth", smooth);
+  $("output-caption").textContent = caption;
+  $("output-link").href = url;
+  $("output-link").download = name;
+  $("output").hidden = false;
+}
+
+function clearOutput() {
+  $("output").hidden = true;
+  $("output-image").removeAttribute("src");
+}
 
 function showBars(rows) {
   const bars = $("bars");
@@ -476,15 +505,22 @@ async function loadHealth() {
   }
   const m = state.health.model;
   const model = $("model");
+  const generate = state.health.generate;
+  const enhance = state.health.enhance;
+  let facts = ` · ${m.num_classes} classes · input ${m.input_shape.join("×")} (${m.channel_order})`;
+  if (generate) facts = `${generate.conditional ? ` · ${m.num_classes} classes` : ""} · images ${m.input_shape.join("×")} · latent size ${generate.latent_dim}`;
+  if (enhance) facts = ` · ×${enhance.scale} · ${m.channel_order} images of any size`;
   model.replaceChildren(
     el("b", "", m.architecture),
-    document.createTextNode(`${m.task === "classify" ? "" : ` · ${TASK_NAMES[m.task] || m.task}`}`
-      + ` · ${m.num_classes} classes · input ${m.input_shape.join("×")} (${m.channel_order})`),
+    document.createTextNode(`${m.task === "classify" ? "" : ` · ${TASK_NAMES[m.task] || m.task}`}${facts}`),
   );
   model.dataset.architecture = m.architecture;
   model.dataset.task = m.task;
   $("answer-title").textContent = TASK_TITLES[m.task] || "Predictions";
-  $("topk").parentElement.hidden = m.task === "detect" || m.task === "segment";
+  $("topk").parentElement.hidden = ["detect", "segment", "enhance", "generate"].includes(m.task);
+  $("classes-box").hidden = m.task === "enhance" || (generate && !generate.conditional);
+  if (generate) setUpGenerate(generate, m.classes);
+  else if (m.task === "enhance") setStatus("idle", "Choose an image to enhance it.");
   // Letterboxing detectors run on the server only (the page cannot letterbox as training did).
   $("browser-note").hidden = state.health.browser_runtime || !state.health.browser_model_note;
   $("browser-note").textContent = state.health.browser_model_note || "";
@@ -509,13 +545,54 @@ function formatBytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-const TASK_NAMES = { localize: "localizer", detect: "detector", segment: "segmenter" };
-const TASK_TITLES = { localize: "Object", detect: "Detections", segment: "Classes in the image" };
+const TASK_NAMES = { localize: "localizer", detect: "detector", segment: "segmenter", enhance: "enhancer", generate: "generator" };
+const TASK_TITLES = { localize: "Object", detect: "Detections", segment: "Classes in the image", enhance: "Enhanced image",
+                      generate: "Samples" };
+
+// A generative model: the form replaces the upload panel; its class list is the model's.
+function setUpGenerate(generate, classes) {
+  $("upload-panel").hidden = true;
+  $("generate-panel").hidden = false;
+  $("gen-count").max = String(generate.max_samples);
+  if (generate.conditional) {
+    $("gen-class").append(...classes.map((name) => { const o = el("option", "", name); o.value = name; return o; }));
+    $("gen-class-label").hidden = false;
+  }
+  setStatus("idle", "Choose how many images and a seed, then Generate.");
+}
+
+async function generateSamples() {
+  const query = new URLSearchParams({ count: $("gen-count").value || "16", seed: $("gen-seed").value || "0" });
+  if ($("gen-class").value) query.set("class", $("gen-class").value);
+  const request = ++state.request;
+  setStatus("busy", "Generating…");
+  try {
+    const response = await fetch(`/generate?${query}`);
+    let body;
+    try {
+      body = await response.json();
+    } catch (_) {
+      body = { error: `the server answered ${response.status} ${response.statusText}` };
+    }
+    if (!response.ok) throw new Error(body.error || `the server answered ${response.status}`);
+    if (request !== state.request) return;
+    RENDERERS.generate(body);
+    window.foveal.answer = body;
+    setStatus("done", `${body.count} image(s)${body.class !== null ? ` of class ${body.class}` : ""}, seed ${body.seed}`);
+    $("timing").textContent = `answered in ${body.elapsed_ms} ms on the server`;
+  } catch (error) {
+    if (request !== state.request) return;
+    clearOutput();
+    $("timing").textContent = "";
+    setStatus("error", error.message);
+  }
+}
 
 async function classify(file) {
-  if (!file) return;
+  if (!file || (state.health && state.health.generate)) return;  // a generator takes no uploads
   state.file = file;
   clearOverlay();
+  clearOutput();
   const limit = state.health && state.health.limits.max_upload_bytes;
   showPreview(file);
   if (limit && file.size > limit && backend === BACKENDS.server) {
@@ -524,7 +601,8 @@ async function classify(file) {
     return;
   }
   const request = ++state.request;  // answers to older requests are dropped
-  setStatus("busy", backend === BACKENDS.browser && !browserLoading ? "Loading the model into the browser…" : "Classifying…");
+  const working = state.health && state.health.model.task === "enhance" ? "Enhancing…" : "Classifying…";
+  setStatus("busy", backend === BACKENDS.browser && !browserLoading ? "Loading the model into the browser…" : working);
   try {
     const answer = await backend.predict(file, $("topk").value || 5);
     if (request !== state.request) return;
@@ -542,6 +620,7 @@ async function classify(file) {
     if (request !== state.request) return;
     $("bars").replaceChildren();
     clearOverlay();
+    clearOutput();
     $("timing").textContent = "";
     setStatus("error", error.message);
   }
@@ -576,6 +655,11 @@ function wire() {
     if (file) classify(file);
   });
   $("topk").addEventListener("change", () => { if (state.file) classify(state.file); });
+  $("generate-form").addEventListener("submit", (event) => { event.preventDefault(); generateSamples(); });
+  $("gen-new-seed").addEventListener("click", () => {
+    $("gen-seed").value = String(Math.floor(Math.random() * 1e9));
+    generateSamples();
+  });
   document.querySelectorAll('#where input[name="where"]').forEach((radio) => radio.addEventListener("change", () => {
     backend = BACKENDS[radio.value] || BACKENDS.server;
     $("where").dataset.mode = radio.value;
