@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.data.synth.cli import add_synth_command
 
     add_synth_command(dsub)
+    from foveal.instance.data_cli import add_instance_data_commands
+
+    add_instance_data_commands(dsub)
 
     from foveal.export.cli import add_export_commands
 

@@ -365,7 +365,7 @@ def coco_to_label_maps(
                 raise DataError(f"{where}: image {im['file_name']!r} has over 1000 instances of category {cls}")
             per_class[cls] = k + 1
             overlap += int(np.count_nonzero(labels[mask]))
-            labels[mask] = cls * CITYSCAPES_FACTOR + k if class_encoding == "cityscapes" else written + 1
+            labels[mask] = cls * CITYSCAPES_FACTOR + k if class_encoding == "cityscapes" else sum(per_class.values())
             written += 1
         write_label_map(out / "instances" / (Path(str(im["file_name"])).stem + ".png"), labels)
         if images is not None:
