@@ -43,6 +43,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from foveal.errors import DataError, OutputError
+from foveal.evaluation.detection import mask_to_rle
 from foveal.utils_io import atomic_path, atomic_write_text, ensure_output_dir
 
 CLASS_ENCODINGS = ("single", "cityscapes")
@@ -89,15 +90,6 @@ def write_label_map(path: str | Path, label_map: np.ndarray) -> Path:
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return Path(path)
-
-
-def encode_mask(mask: np.ndarray) -> dict[str, Any]:
-    """A boolean HxW mask as COCO compressed RLE ``{"size": [h, w], "counts": str}`` (pycocotools)."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, np.uint8)))
-    rle["counts"] = rle["counts"].decode("ascii")
-    return rle
 
 
 def _rle_annotation(rle: dict, **fields: Any) -> dict[str, Any]:
@@ -150,7 +142,7 @@ def label_map_annotations(label_map: np.ndarray, *, image_id: int, first_id: int
         [[1.0, 1.0, 3.0, 2.0]]
     """
     found, _ = split_instances(label_map, class_encoding, min_area=min_area)
-    return [_rle_annotation(encode_mask(mask), id=first_id + i, image_id=int(image_id), category_id=cls)
+    return [_rle_annotation(mask_to_rle(mask), id=first_id + i, image_id=int(image_id), category_id=cls)
             for i, (_, cls, mask) in enumerate(found)]
 
 
@@ -236,7 +228,7 @@ def label_maps_to_coco(
         image_id = len(coco_images) + 1
         coco_images.append({"id": image_id, "file_name": image.name, "width": width, "height": height})
         for _, cls, mask in found:
-            annotations.append(_rle_annotation(encode_mask(mask), id=len(annotations) + 1, image_id=image_id,
+            annotations.append(_rle_annotation(mask_to_rle(mask), id=len(annotations) + 1, image_id=image_id,
                                                category_id=cls))
             seen.add(cls)
         small += counts["small"]
@@ -385,5 +377,5 @@ def write_coco(coco: dict[str, Any], path: str | Path) -> Path:
     return atomic_write_text(path, json.dumps(coco))
 
 
-__all__ = ["CLASS_ENCODINGS", "coco_to_label_maps", "encode_mask", "find_label_map_pairs", "label_map_annotations",
+__all__ = ["CLASS_ENCODINGS", "coco_to_label_maps", "find_label_map_pairs", "label_map_annotations",
            "label_maps_to_coco", "read_label_map", "split_instances", "write_coco", "write_label_map"]

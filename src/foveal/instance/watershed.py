@@ -180,11 +180,11 @@ def instances_to_results(labels: np.ndarray, scores: np.ndarray, image_id: int, 
     of a label map's instances 1..N, in that order."""
     from pycocotools import mask as mask_utils
 
-    from foveal.instance.label_maps import encode_mask
+    from foveal.evaluation.detection import mask_to_rle
 
     out = []
     for k, value in enumerate(np.asarray(scores).tolist(), start=1):
-        rle = encode_mask(labels == k)
+        rle = mask_to_rle(labels == k)
         box = mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
         out.append({"image_id": int(image_id), "category_id": int(category_id), "segmentation": rle,
                     "bbox": [float(v) for v in box], "score": float(value)})
