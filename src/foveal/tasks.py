@@ -87,6 +87,12 @@ _VIDEO_INSTEAD = tuple((mode, f"a video model is a sequence head on per-frame fe
                                f"frame classifier its run took as --backbone, and `foveal video evaluate|predict` on "
                                f"the clip model") for mode in ("export", "benchmark", "serve", "inspect", "prune"))
 
+_INSTANCE_INSTEAD = tuple((mode, f"instance models (Mask R-CNN) are not {what} yet: their masks are pasted into "
+                                  "each image outside the graph; use `foveal instance predict MODEL IMAGES --output DIR` "
+                                  "(drawn masks and COCO JSON)")
+                          for mode, what in (("export", "exported"), ("benchmark", "exported, so not benchmarked"),
+                                             ("serve", "served"), ("inspect", "inspected"), ("prune", "pruned")))
+
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("classify", "image classification", "foveal.config:TrainConfig",
          "foveal.classification.task:ClassifyTask"),
@@ -98,6 +104,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("segment", "semantic segmentation", "foveal.segmentation.train:SegmentConfig",
          "foveal.segmentation.task:SegmentTask", ("foveal.segmentation.losses", "foveal.segmentation.metrics"),
          _BOX_MODES, _NO_PRUNE),
+    Task("instance", "instance segmentation (Mask R-CNN)", "foveal.instance.config:InstanceConfig",
+         "foveal.instance.task:InstanceTask", ("foveal.detection.faster_rcnn", "foveal.instance.mask_rcnn"),
+         ("train", "evaluate", "predict"), _INSTANCE_INSTEAD),
     Task("enhance", "image enhancement (denoising, super-resolution)", "foveal.enhancement.config:EnhanceConfig",
          "foveal.enhancement.task:EnhanceTask", ("foveal.enhancement.models",),
          ("train", "evaluate", "predict", "export", "benchmark", "inspect"),

@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.segmentation.cli import add_segment_command
 
     add_segment_command(sub)
+    from foveal.instance.cli import add_instance_command
+
+    add_instance_command(sub)
     from foveal.enhancement.cli import add_enhance_command
 
     add_enhance_command(sub)
