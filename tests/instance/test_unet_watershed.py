@@ -113,6 +113,16 @@ def test_evaluate_and_predict(setup, perfect, tmp_path, capsys):
 
     ours = coco_evaluate(gt, results, iou_type="segm")
     assert ours.stats["AP"] == pytest.approx(ev.stats[0], abs=1e-6) and 0 < ours.stats["AP"] < 1
+    from foveal.instance.unet_watershed import _ap
+
+    few = COCOeval(gt_api, gt_api.loadRes(results), "segm")
+    few.params.maxDets = [1, 2, 3]  # pycocotools' summary reads AP50 and AP75 at maxDets[2] (AP: at 100 only)
+    few.evaluate(), few.accumulate(), few.summarize()
+    capsys.readouterr()
+    mine = _ap(gt, results, (1, 2, 3))
+    precision = few.eval["precision"][:, :, :, 0, -1]
+    assert mine["mask_ap"] == pytest.approx(precision[precision > -1].mean(), abs=1e-6)
+    assert (mine["mask_ap50"], mine["mask_ap75"]) == pytest.approx(tuple(few.stats[1:3]), abs=1e-6)
 
     assert main(["segment", "instances", "predict", str(model), str(root / "images"), "--output",
                  str(tmp_path / "pred"), "--format", "json"]) == 0

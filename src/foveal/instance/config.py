@@ -48,8 +48,9 @@ class InstanceConfig(RunConfig):
     max_instances: int = option(50, "instances kept per image (the largest)", group="data")
 
     # model
-    model: Literal["mask-rcnn"] = option("mask-rcnn", "model family: mask-rcnn (Faster R-CNN + a mask head)",
-                                         group="model")
+    model: Literal["mask-rcnn", "unet-watershed"] = option(
+        "mask-rcnn", "model family: mask-rcnn (Faster R-CNN + a mask head) or unet-watershed (a U-Net on "
+        "background/interior/boundary targets + marker watershed; one class)", group="model")
     backbone: str = option("resnet18", "backbone architecture (see `foveal models`)", group="model")
     backbone_options: dict[str, Any] = option(DEFAULT_BACKBONE_OPTIONS, "backbone options (the default suits "
                                               "resnet18; use {} for others)", group="model")
@@ -75,6 +76,20 @@ class InstanceConfig(RunConfig):
     rcnn_options: dict[str, Any] = option({}, "other Faster R-CNN settings, e.g. 'post_nms_train=500,"
                                           "post_nms_test=100' (see foveal.detection.faster_rcnn.RCNNSettings)",
                                           group="mask-rcnn")
+
+    # U-Net + watershed (--model unet-watershed; see foveal.instance.watershed_family)
+    unet_options: dict[str, Any] = option({}, "U-Net builder options (default: width=16,depth=4,batch_norm=true)",
+                                          group="unet-watershed")
+    boundary_width: int = option(2, "width in pixels of the boundary class of the U-Net's targets",
+                                 group="unet-watershed")
+    crop_size: list[int] = option([0], "train the U-Net on random crops of SIZE or HEIGHT WIDTH of the resized "
+                                  "images (0: whole images)", group="unet-watershed")
+    unet_augment: str = option("standard", "the U-Net's augmentation, segmentation's grammar: none, flips, standard, "
+                               "microscopy or a list like 'hflip,vflip,rot90,elastic=6' (--augment is Mask R-CNN's)",
+                               group="unet-watershed")
+    watershed_options: dict[str, Any] = option({}, "post-processing, e.g. 'interior_threshold=0.5,min_area=8,"
+                                               "elevation=distance' (see foveal.instance.unet_watershed)",
+                                               group="unet-watershed")
 
     # post-processing
     score_threshold: float = option(0.25, "detections scoring below this are dropped (drawn, reported)",
@@ -106,6 +121,10 @@ class InstanceConfig(RunConfig):
         from foveal.instance.pipeline import parse_instance_augment
 
         self.validate_run()
+        if self.model == "unet-watershed":
+            from foveal.instance.watershed_family import validate_options
+
+            validate_options(self)
         sizes = list(self.image_size)
         checks = [
             (self.val_split >= 0 and self.test_split >= 0 and self.val_split + self.test_split < 1.0,

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 #: ``--model`` name -> ``module:Class`` of its family
 FAMILIES: dict[str, str] = {
     "mask-rcnn": "foveal.instance.family:MaskRCNNFamily",
+    "unet-watershed": "foveal.instance.watershed_family:UNetWatershedFamily",
 }
 
 

@@ -260,8 +260,21 @@ def _ap(gt: dict[str, Any], results: list[dict[str, Any]], max_dets: Sequence[in
     from foveal.evaluation.detection import coco_evaluate
 
     ev = coco_evaluate(gt, results, iou_type="segm", max_dets=max_dets)
-    return {"mask_ap": ev.stats["AP"], "mask_ap50": ev.stats["AP50"], "mask_ap75": ev.stats["AP75"],
-            "predicted_instances": len(results), "stats": ev.stats}
+    # AP at the largest limit, as pycocotools' summary takes maxDets[-1] (stats name the limit 100)
+    ap = {name: _mean_valid(ev.precision[sel, :, :, 0, -1])
+          for name, sel in (("mask_ap", slice(None)), ("mask_ap50", _at(0.5)), ("mask_ap75", _at(0.75)))}
+    return {**ap, "predicted_instances": len(results), "stats": ev.stats}
+
+
+def _at(iou: float) -> np.ndarray:
+    from foveal.evaluation.detection import IOU_THRESHOLDS
+
+    return np.flatnonzero(np.isclose(IOU_THRESHOLDS, iou))
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    valid = values[values > -1]
+    return float(np.mean(valid)) if valid.size else -1.0
 
 
 def _write_instances(out: Path, path: Path, image: np.ndarray, labels: np.ndarray) -> dict[str, str]:
