@@ -2,22 +2,27 @@
 
 1. ``foveal datasets cells``' function (:func:`foveal.instance.cells.write_cell_instances`)
    derives the instance ground truth (each cell a connected region between membranes) and the
-   3-class targets (background, interior, boundary of 2 pixels) into a temporary folder.
-2. ``foveal segment train``'s function trains the ISBI recipe's small U-Net
-   (recipes/isbi-unet.md: width 16, depth 4, batch norm, 256x256 crops, microscopy
-   augmentation, CE + Dice) on those targets for at most ``--seconds`` of training; the last 5
-   slices (25-29) are held out as the test split, 3 others validate.
-3. :func:`foveal.instance.unet_watershed.evaluate_watershed` scores ``best.keras`` on the 5
-   whole test slices: COCO mask AP, AP50, AP75 (pycocotools' rules, ``iou_type="segm"``) with
-   the default limit of 100 detections per image and, since a slice holds about 136 cells, also
-   with 1000; the baseline in the same invocation is connected components of the same
-   network's foreground (no watershed).
+   3-class targets (background, interior, boundary of 2 pixels) into a work folder; the last 5
+   slices (25-29) are the test set, as in recipes/isbi-unet.md.
+2. A small U-Net (the ISBI recipe's: width 16, depth 4, batch norm, 256x256 crops, microscopy
+   augmentation, CE + Dice, Adam 2e-3 with cosine decay) is trained on the targets for at most
+   ``--seconds`` of training (3 of the other 25 slices validate), by one of two routes:
+
+   * ``--route instance`` (default): ``foveal instance train --model unet-watershed`` on the COCO
+     file, the instance task that also trains Mask R-CNN; its test scores (COCO mask and box AP,
+     at most 100 detections per image) are the ones Mask R-CNN gets on the same files;
+   * ``--route segment``: ``foveal segment train`` on the 3-class masks (then the same scoring).
+
+3. ``best.keras`` is scored on the 5 whole test slices with COCO mask AP, AP50, AP75
+   (``coco_evaluate(iou_type="segm")``, pycocotools' rules) at COCO's 100 detections per image
+   and, since a slice holds about 116 cells, also at 1000; the baseline in the same invocation is
+   connected components of the same network's foreground (no watershed).
 
 Run from the repository root (nice it on a shared machine)::
 
     nice -n 5 .venv/bin/python benchmarks/isbi_instances.py --seconds 780 > isbi-instances.json
-    .venv/bin/python benchmarks/isbi_instances.py --run /tmp/isbi-inst-XXXX/isbi-cells-unet  # score a run again
-    .venv/bin/python benchmarks/isbi_instances.py --seconds 60 --epochs 1 --steps 5     # a smoke test
+    .venv/bin/python benchmarks/isbi_instances.py --run WORK/isbi-cells-unet   # score a run of WORK again
+    .venv/bin/python benchmarks/isbi_instances.py --seconds 60 --epochs 1        # a smoke test
 """
 
 from __future__ import annotations
@@ -37,68 +42,121 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "isbi-membrane" / "train"
 
+AUGMENT = "hflip,vflip,rot90,angle=10,scale=0.9-1.1,elastic=6,brightness=0.05,contrast=0.1"
+UNET = {"width": 16, "depth": 4, "batch_norm": True}
 #: recipes/isbi-unet.md's options, on the 3-class targets (class names come from palette.txt)
-RECIPE: dict[str, object] = {
-    "holdout": 5, "val_split": 0.12, "test_split": 0.0,
-    "model": "unet", "model_options": {"width": 16, "depth": 4, "batch_norm": True},
-    "crop_size": [256],
-    "augment": "hflip,vflip,rot90,angle=10,scale=0.9-1.1,elastic=6,brightness=0.05,contrast=0.1",
-    "loss": "ce+dice", "batch_size": 4, "steps_per_epoch": 50, "epochs": 20,
-    "learning_rate": 2e-3, "schedule": "cosine", "seed": 0,
+SEGMENT_RECIPE: dict[str, object] = {
+    "holdout": 5, "val_split": 0.12, "test_split": 0.0, "model": "unet", "model_options": UNET,
+    "crop_size": [256], "augment": AUGMENT, "loss": "ce+dice", "batch_size": 4, "steps_per_epoch": 50,
+    "epochs": 20, "learning_rate": 2e-3, "schedule": "cosine", "seed": 0,
 }
+#: the same through the instance task (an epoch is one 256x256 crop of each of the 22 slices)
+INSTANCE_RECIPE: dict[str, object] = {
+    "model": "unet-watershed", "image_size": [512], "channels": 1, "crop_size": [256], "unet_augment": AUGMENT,
+    "unet_options": UNET, "boundary_width": 2, "val_split": 0.12, "batch_size": 4, "epochs": 30,
+    "eval_every": 5, "learning_rate": 2e-3, "schedule": "cosine", "seed": 0,
+}
+HOLDOUT = 5
+
+
+def split_coco(coco: dict, names: set[str]) -> tuple[dict, dict]:
+    """(images not in ``names``, images in ``names``) of a COCO dict, annotations following."""
+    parts = []
+    for inside in (False, True):
+        images = [im for im in coco["images"] if (im["file_name"] in names) == inside]
+        ids = {im["id"] for im in images}
+        parts.append({**coco, "images": images, "annotations": [a for a in coco["annotations"] if a["image_id"] in ids]})
+    return parts[0], parts[1]
+
+
+def score_model(model_path: Path, test_json: Path, images: Path) -> dict[str, object]:
+    """Watershed and connected-component instances of the test slices, mask AP at 100 and 1000 detections."""
+    import numpy as np
+
+    from foveal.instance.unet_watershed import POST_DEFAULTS, _ap
+    from foveal.instance.watershed import connected_instances, instances_to_results, watershed_instances
+    from foveal.models import load_model
+    from foveal.segmentation.predict import decode_file
+
+    model, card = load_model(model_path)
+    gt = json.loads(test_json.read_text())
+    found: dict[str, list] = {"watershed": [], "baseline_connected_components": []}
+    started = time.perf_counter()
+    for im in gt["images"]:
+        image = decode_file(images / im["file_name"], card.input_shape[-1]).astype(np.float32)
+        probs = np.asarray(model.predict_on_batch(image[None]))[0]
+        for name, fn in (("watershed", watershed_instances), ("baseline_connected_components", connected_instances)):
+            options = POST_DEFAULTS if name == "watershed" else {"min_area": POST_DEFAULTS["min_area"]}
+            labels, scores = fn(probs, **options)
+            found[name] += instances_to_results(labels, scores, im["id"], gt["categories"][0]["id"])
+    seconds = (time.perf_counter() - started) / len(gt["images"])
+    out: dict[str, object] = {"test_images": len(gt["images"]), "ground_truth_instances": len(gt["annotations"]),
+                              "seconds_per_image": round(seconds, 2), "post_processing": POST_DEFAULTS}
+    for limit in (100, 1000):
+        out[f"max_dets_{limit}"] = {name: {k: v for k, v in _ap(gt, results, (1, 10, limit)).items() if k != "stats"}
+                                    for name, results in found.items()}
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="ISBI train folder (image/ + label/)")
+    parser.add_argument("--route", choices=("instance", "segment"), default="instance",
+                        help="train through foveal instance train (default) or foveal segment train")
     parser.add_argument("--seconds", type=float, default=780, help="training budget in seconds (default: 780)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
-    parser.add_argument("--steps", type=int, help="override the recipe's steps per epoch")
-    parser.add_argument("--boundary-width", type=int, default=2, help="boundary class width (default: 2)")
     parser.add_argument("--output", help="work folder (default: a new temporary folder, kept)")
     parser.add_argument("--run", help="score this existing run folder (its cells/ beside it) instead of training")
     args = parser.parse_args()
 
     from foveal.instance.cells import write_cell_instances
-    from foveal.instance.unet_watershed import evaluate_watershed
-    from foveal.segmentation.train import SegmentConfig, train_segmenter
+    from foveal.instance.label_maps import write_coco
 
     load_before = os.getloadavg()
     started = time.perf_counter()
-    report: dict[str, object] = {}
+    report: dict[str, object] = {"route": args.route}
+    work = Path(args.run).parent if args.run else Path(args.output or tempfile.mkdtemp(prefix="isbi-inst-"))
+    cells = work / "cells"
+    if not args.run:
+        manifest = write_cell_instances(args.data, cells, boundary_width=2, overwrite=True)
+        report["cells"] = {k: manifest[k] for k in ("images", "instances", "boundary_width")}
+    coco = json.loads((cells / "annotations" / "instances.json").read_text())
+    test_names = {im["file_name"] for im in coco["images"][-HOLDOUT:]}
+    train_json, test_json = cells / "annotations" / "instances_train.json", cells / "annotations" / "instances_test.json"
+    for part, path in zip(split_coco(coco, test_names), (train_json, test_json)):
+        write_coco(part, path)
     if args.run:
         run_dir = Path(args.run)
-        cells = run_dir.parent / "cells"
     else:
-        work = Path(args.output or tempfile.mkdtemp(prefix="isbi-inst-"))
-        cells = work / "cells"
-        manifest = write_cell_instances(args.data, cells, boundary_width=args.boundary_width, overwrite=True)
-        options = {"data": str(cells), **RECIPE, "time_budget": args.seconds}
-        options["epochs"] = args.epochs or options["epochs"]
-        options["steps_per_epoch"] = args.steps or options["steps_per_epoch"]
         with contextlib.redirect_stdout(sys.stderr):
-            result = train_segmenter(SegmentConfig(**options, output=str(work), name="isbi-cells-unet", progress=False))
+            if args.route == "segment":
+                from foveal.segmentation.train import SegmentConfig, train_segmenter
+
+                options = {**SEGMENT_RECIPE, "data": str(cells), "time_budget": args.seconds}
+                options["epochs"] = args.epochs or options["epochs"]
+                result = train_segmenter(SegmentConfig(**options, output=str(work), name="isbi-cells-unet",
+                                                       progress=False))
+            else:
+                from foveal.instance.config import InstanceConfig
+                from foveal.tasks import run_train
+
+                options = {**INSTANCE_RECIPE, "data": str(train_json), "test_data": str(test_json),
+                           "images": str(cells / "images"), "time_budget": args.seconds}
+                options["epochs"] = args.epochs or options["epochs"]
+                result = run_train("instance", InstanceConfig(**options, output=str(work), name="isbi-cells-unet",
+                                                             progress=False))
         run_dir = result.run_dir
-        report |= {"cells": {k: manifest[k] for k in ("images", "instances", "boundary_width")},
-                   "train_options": {k: v for k, v in options.items() if k != "data"},
+        metrics = result.metrics or {}
+        report |= {"train_options": {k: v for k, v in options.items() if k not in ("data", "test_data", "images")},
                    "train_seconds": round(sum(result.history.get("epoch_seconds", [])), 1),
-                   "epochs": len(result.history.get("loss", [])),
-                   "segmentation_test_metrics": {k: (result.metrics or {}).get(k)
-                                                 for k in ("pixel_accuracy", "mean_iou", "per_class")}}
-    model = run_dir / "best.keras"
-    scored = {}
-    for limit in (100, 1000):
-        t = time.perf_counter()
-        with contextlib.redirect_stdout(sys.stderr):
-            m = evaluate_watershed(model, cells, split="test", max_dets=(1, 10, limit))
-        scored[f"max_dets_{limit}"] = {
-            "watershed": {k: m[k] for k in ("mask_ap", "mask_ap50", "mask_ap75", "predicted_instances")},
-            "baseline_connected_components": {k: m["baseline"][k] for k in ("mask_ap", "mask_ap50", "mask_ap75",
-                                                                            "predicted_instances")},
-            "seconds": round(time.perf_counter() - t, 1)}
-    report |= {"run_dir": str(run_dir), "test_images": m["images"], "ground_truth_instances": m["ground_truth_instances"],
-               "post_processing": m["post_processing"], "seconds_per_image": m["seconds_per_image"], **scored,
-               "wall_seconds": round(time.perf_counter() - started, 1),
+                   "epochs": len(result.history.get("loss", []))}
+        if args.route == "instance":
+            report["instance_task_test_scores"] = {
+                "mask": {k: metrics["mask"][k] for k in ("AP", "AP50", "AP75")},
+                "box": {k: metrics["box"][k] for k in ("AP", "AP50")}, "num_images": metrics.get("num_images")}
+    with contextlib.redirect_stdout(sys.stderr):
+        report |= {"run_dir": str(run_dir), **score_model(run_dir / "best.keras", test_json, cells / "images")}
+    report |= {"wall_seconds": round(time.perf_counter() - started, 1),
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                            "load_average_before": [round(v, 2) for v in load_before],
                            "load_average_after": [round(v, 2) for v in os.getloadavg()]}}
