@@ -132,8 +132,10 @@ def test_cells_are_connected_regions_between_membranes(tmp_path):
         label[10 + i, :15] = 0  # and one across the left cell: three
         Image.fromarray(label).save(isbi / "label" / f"{i}.png")
         Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(isbi / "image" / f"{i}.png")
-    manifest = write_cell_instances(isbi, tmp_path / "cells", boundary_width=1)
+    manifest = write_cell_instances(isbi, tmp_path / "cells", boundary_width=1, holdout=1)
     assert manifest["instances"] == 6 and manifest["instances_per_image"] == [3, 3]
+    test = json.loads((tmp_path / "cells" / "annotations" / "instances_test.json").read_text())
+    assert [im["file_name"] for im in test["images"]] == ["1.png"] and len(test["annotations"]) == 3
     coco = json.loads((tmp_path / "cells" / "annotations" / "instances.json").read_text())
     assert len(coco["annotations"]) == 6 and coco["categories"][0]["name"] == "cell"
 

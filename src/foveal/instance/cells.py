@@ -13,7 +13,8 @@ reads, ``foveal datasets cells`` on the command line::
     OUTPUT/masks/N.png + OUTPUT/palette.txt   3-class U-Net + watershed targets (background,
                                               interior, boundary; see :mod:`.watershed`), the
                                               layout of ``foveal segment train --data OUTPUT``
-    OUTPUT/annotations/instances.json         COCO instances, compressed RLE masks
+    OUTPUT/annotations/instances.json         COCO instances, compressed RLE masks (with ``holdout``
+                                              also instances_train.json and instances_test.json)
 
 Example:
     >>> manifest = write_cell_instances("../shared/datasets/isbi-membrane/train", "cells/")  # doctest: +SKIP
@@ -68,6 +69,7 @@ def write_cell_instances(
     connectivity: int = 1,
     min_area: int = 0,
     boundary_width: int = 2,
+    holdout: int = 0,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -119,9 +121,16 @@ def write_cell_instances(
     coco = {"info": {"description": f"cells of {data} as instances (connected regions between membranes)"},
             "images": images, "annotations": annotations, "categories": [{"id": 1, "name": "cell", "supercategory": ""}]}
     write_coco(coco, out / "annotations" / "instances.json")
+    if holdout:
+        if not 0 < holdout < len(images):
+            raise ConfigError(f"--holdout {holdout}: must leave at least one of the {len(images)} slices for training")
+        for name, part in (("train", images[:-holdout]), ("test", images[-holdout:])):
+            ids = {im["id"] for im in part}
+            write_coco(coco | {"images": part, "annotations": [a for a in annotations if a["image_id"] in ids]},
+                       out / "annotations" / f"instances_{name}.json")
     manifest = {"source": str(data), "images": len(images), "instances": len(annotations),
                 "instances_per_image": per_image, "connectivity": connectivity, "min_area": min_area,
-                "boundary_width": boundary_width, "classes": list(TARGET_CLASSES)}
+                "boundary_width": boundary_width, "holdout": holdout, "classes": list(TARGET_CLASSES)}
     atomic_write_text(out / "cells.json", json.dumps(manifest, indent=1))
     return manifest
 

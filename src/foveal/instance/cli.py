@@ -28,6 +28,11 @@ EPILOG_TRAIN = """examples:
   foveal instance train --data coco/annotations/instances_train2017.json --images coco/train2017 \\
       --image-size 512 --anchor-sizes 32 64 128 256 --time-budget 3600
   foveal instance train --data my_coco.json --skip-invalid     # leave out (and count) images with bad masks
+  # U-Net + marker watershed (one class): ISBI cells, the last 5 slices held out
+  foveal datasets cells --data ../shared/datasets/isbi-membrane/train --output cells/ --holdout 5
+  foveal instance train --model unet-watershed --data cells/annotations/instances_train.json \\
+      --test-data cells/annotations/instances_test.json --image-size 512 --channels 1 --crop-size 256 \\
+      --unet-augment microscopy --batch-size 4 --epochs 30 --eval-every 5 --learning-rate 0.002
   foveal instance train --resume runs/instance-mask-rcnn-resnet18-shapes-20261207-001500
 """
 
@@ -91,7 +96,8 @@ def add_instance_command(subparsers: argparse._SubParsersAction) -> None:
         description="Train, evaluate and use instance segmentation models (Mask R-CNN on any zoo backbone) on "
         "COCO instances (polygons or RLE), scored by COCO box and mask AP.",
         train_help="train an instance segmentation model and write a run folder with a report",
-        train_description="Train Mask R-CNN (--model mask-rcnn) on COCO instances.", train_epilog=EPILOG_TRAIN)
+        train_description="Train Mask R-CNN (--model mask-rcnn) or U-Net + watershed (--model "
+        "unet-watershed) on COCO instances.", train_epilog=EPILOG_TRAIN)
 
     e = add_mode(actions, "evaluate", "instance", help="COCO box and mask AP of an instance model",
                  epilog=EPILOG_EVALUATE, batch_size=8)

@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 EPILOG_CELLS = """examples:
-  # ISBI cells: instances/, COCO annotations, and 3-class targets for U-Net + watershed
-  foveal datasets cells --data ../shared/datasets/isbi-membrane/train --output cells/
+  # ISBI cells: instances/, COCO annotations (the last 5 slices also as a test file), 3-class targets
+  foveal datasets cells --data ../shared/datasets/isbi-membrane/train --output cells/ --holdout 5
+  # U-Net + watershed in the instance task (scored like Mask R-CNN) ...
+  foveal instance train --model unet-watershed --data cells/annotations/instances_train.json \\
+      --test-data cells/annotations/instances_test.json --image-size 512 --channels 1 --crop-size 256
+  # ... or a U-Net trained by foveal segment train on masks/, then scored as instances
   foveal segment train --data cells/ --holdout 5 --model unet --model-options width=16,depth=4,batch_norm=true
   foveal segment instances evaluate runs/RUN/best.keras --data cells/ --split test
 """
@@ -44,7 +48,7 @@ def _cells(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.instance.cells import write_cell_instances
 
     manifest = write_cell_instances(args.data, args.output, connectivity=args.connectivity, min_area=args.min_area,
-                                    boundary_width=args.boundary_width, overwrite=args.overwrite,
+                                    boundary_width=args.boundary_width, holdout=args.holdout, overwrite=args.overwrite,
                                     progress=lambda line: print(line, file=sys.stderr))
     print(json.dumps(manifest, indent=1) if args.json else
           f"wrote {manifest['instances']} cells in {manifest['images']} images to {args.output}: instances/, "
@@ -121,6 +125,8 @@ def add_instance_data_commands(actions: argparse._SubParsersAction) -> None:
                    help="1: 4-neighbours (default; diagonal gaps in a membrane do not join cells), 2: 8-neighbours")
     c.add_argument("--min-area", type=int, default=0, help="cells with fewer pixels become background (default: 0)")
     c.add_argument("--boundary-width", type=int, default=2, help="boundary class width in pixels (default: 2)")
+    c.add_argument("--holdout", type=int, default=0, metavar="N", help="also write annotations/instances_train.json "
+                   "and instances_test.json, the last N slices being the test set (default: 0, no split)")
     c.add_argument("--overwrite", action="store_true", help="write into a non-empty --output")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
     c.set_defaults(func=_cells)
