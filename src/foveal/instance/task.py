@@ -51,7 +51,7 @@ class ValidationMaskAP:
                     return
                 if (epoch + 1) % self.every == 0 or self.last is None:
                     found = predict_dataset(self.model, self.card, self.data, batch_size=self.batch_size,
-                                            score_threshold=0.05)
+                                            score_threshold=0.05, max_detections=None)
                     metrics = score_instances(self.data, found)
                     self.last = (metrics["mask"]["AP50"], metrics["box"]["AP50"])
                 logs["val_mask_ap50"], logs["val_box_ap50"] = self.last
