@@ -176,3 +176,17 @@ def test_shapes_generator_is_deterministic_and_readable(tmp_path):
         masks = train.masks(i)
         for k in range(masks.shape[-1]):
             np.testing.assert_allclose(mask_box(masks[..., k]), train.boxes[i][k])
+
+
+def test_missing_data_and_bad_options_are_one_clear_error(tmp_path):
+    from foveal.errors import ConfigError
+    from foveal.instance.config import InstanceConfig
+    from foveal.tasks import run_train
+
+    with pytest.raises(ConfigError, match="foveal instance train needs --data"):
+        run_train("instance", InstanceConfig(output=str(tmp_path)))
+    with pytest.raises(ConfigError, match="multiples of 32"):
+        InstanceConfig(data="x.json", image_size=[100]).validate()
+    with pytest.raises(ConfigError, match="unknown box augmentation"):
+        InstanceConfig(data="x.json", augment="flip,spin").validate()
+    assert not any(tmp_path.iterdir())
