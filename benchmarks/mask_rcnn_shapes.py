@@ -20,6 +20,7 @@ time here depends on it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -47,6 +48,8 @@ def log(line: str) -> None:
 
 def box_mask_baseline(data: Any, found: list) -> dict[str, float]:
     """Mask AP of the same detections with each box filled as its mask."""
+    import numpy as np
+
     from foveal.instance.masks import encode_rle
     from foveal.instance.scoring import ImageInstances, score_instances
 
@@ -54,7 +57,7 @@ def box_mask_baseline(data: Any, found: list) -> dict[str, float]:
     for d, (w, h) in zip(found, data.image_sizes):
         rles = []
         for x0, y0, x1, y1 in d.boxes:
-            mask = __import__("numpy").zeros((int(h), int(w)), "uint8")
+            mask = np.zeros((int(h), int(w)), np.uint8)
             mask[int(round(y0)):int(round(y1)), int(round(x0)):int(round(x1))] = 1
             rles.append(encode_rle(mask))
         boxed.append(ImageInstances(d.boxes, d.scores, d.classes, d.threshold, rles))
@@ -86,17 +89,19 @@ def main() -> int:
     cfg = InstanceConfig(data=str(data_dir), epochs=args.epochs, time_budget=args.seconds, output=str(work / "runs"),
                          name=f"shapes-{int(time.time())}", progress=False, seed=args.seed, **RECIPE)
     started = time.perf_counter()
-    result = run_train("instance", cfg)
+    with contextlib.redirect_stdout(sys.stderr):  # the run's progress lines; stdout carries the JSON only
+        result = run_train("instance", cfg)
     wall = time.perf_counter() - started
     run_dir = Path(result.run_dir)
     history = result.history
     model, card = load_model(result.best_model)
     test = load_instance_splits(str(data_dir), val_split=0, test_split=0)["test"]
     started_eval = time.perf_counter()
-    found = predict_dataset(model, card, test)
-    metrics = score_instances(test, found)
-    eval_seconds = time.perf_counter() - started_eval
-    baseline = box_mask_baseline(test, found)
+    with contextlib.redirect_stdout(sys.stderr):
+        found = predict_dataset(model, card, test)
+        metrics = score_instances(test, found)
+        eval_seconds = time.perf_counter() - started_eval
+        baseline = box_mask_baseline(test, found)
     report = {
         "benchmark": "mask_rcnn_shapes", "target": "test mask AP50 >= 0.9 within 600 s of training",
         "data": {"counts": dict(zip(("train", "val", "test"), args.counts)), "size": [128, 128], "seed": args.seed},
