@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from conftest import shared_dataset
 from foveal.data.synth.shapes import CLASSES, make_shapes
 from foveal.errors import DataError
 from foveal.instance.data import load_instance_splits, read_instances
@@ -190,3 +191,22 @@ def test_missing_data_and_bad_options_are_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="unknown box augmentation"):
         InstanceConfig(data="x.json", augment="flip,spin").validate()
     assert not any(tmp_path.iterdir())
+
+
+def test_coco_mini_polygons_and_crowd_rle_match_pycocotools():
+    from pycocotools.coco import COCO
+
+    path = shared_dataset("coco-mini", "annotations", "instances_val2017.json")
+    inst = read_instances(path)
+    coco = COCO(str(path))
+    assert len(inst) == len(coco.imgs) and inst.info["crowd"] == sum(a["iscrowd"] for a in coco.anns.values())
+    gt = inst.coco_dict()
+    by_file = {im["file_name"]: im["id"] for im in coco.imgs.values()}
+    for i in range(0, len(inst), 20):  # every instance's mask is pycocotools' annToMask of its annotation
+        image_id = by_file[Path(str(inst.paths[i])).name]
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=None))
+        masks = inst.masks(i, crowd=True)
+        assert masks.shape[-1] == len(anns)
+        for k, ann in enumerate(anns):
+            np.testing.assert_array_equal(masks[..., k], coco.annToMask(ann))
+    assert len(gt["annotations"]) == len(coco.anns)
