@@ -43,7 +43,7 @@ def test_run_folder_scores_boxes_and_masks(run):
     assert isinstance(results[0]["segmentation"]["counts"], str)
     assert "mask (segm)" in (run_dir / "report.html").read_text()
     history = (run_dir / "history.csv").read_text().splitlines()[0]
-    assert "mask_loss" in history and "val_mask_ap50" in history
+    assert "mask_loss" in history and "val_mask_ap50" in history and "val_box_ap" in history
 
 
 def test_evaluate_repeats_the_run_numbers_and_predict_draws(run, tmp_path, capsys):
