@@ -139,7 +139,7 @@ def _load(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str, Pat
     return data, name, path
 
 
-def annotation_rle(ann: dict[str, Any], height: int, width: int, where: str) -> dict[str, Any]:
+def checked_rle(ann: dict[str, Any], height: int, width: int, where: str) -> dict[str, Any]:
     """The compressed RLE of one annotation's segmentation on an ``height`` x ``width`` image.
 
     Raises:
@@ -147,6 +147,8 @@ def annotation_rle(ann: dict[str, Any], height: int, width: int, where: str) -> 
             or a malformed segmentation.
     """
     from pycocotools import mask as mask_utils
+
+    from foveal.evaluation.detection import annotation_rle
 
     seg = ann.get("segmentation")
     if seg is None or (isinstance(seg, list) and not seg):
@@ -158,7 +160,7 @@ def annotation_rle(ann: dict[str, Any], height: int, width: int, where: str) -> 
                 raise _Invalid(f"{where}: a polygon is not a flat list of x, y numbers")
             if len(polygon) < 6:
                 raise _Invalid(f"{where}: a polygon with fewer than three points ({len(polygon) // 2})")
-        rle = mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+        rle = annotation_rle(seg, height, width)
     elif isinstance(seg, dict) and "counts" in seg and "size" in seg:
         size = [int(v) for v in seg["size"]] if isinstance(seg["size"], (list, tuple)) else seg["size"]
         if size != [height, width]:
@@ -166,7 +168,7 @@ def annotation_rle(ann: dict[str, Any], height: int, width: int, where: str) -> 
                            f"[{height}, {width}]")
         try:
             if isinstance(seg["counts"], list):
-                rle = mask_utils.frPyObjects(seg, height, width)
+                rle = annotation_rle(seg, height, width)
             else:
                 counts = seg["counts"].encode("ascii") if isinstance(seg["counts"], str) else seg["counts"]
                 rle = {"size": size, "counts": counts}
@@ -243,7 +245,7 @@ def read_instances(source: str | Path | dict[str, Any], images: str | Path | Non
                 category = int(ann["category_id"])
                 if category not in names:
                     raise _Invalid(f"{where}: category id {category} is not in 'categories'")
-                rle = annotation_rle(ann, height, width, where)
+                rle = checked_rle(ann, height, width, where)
                 area = int(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")}))
                 if area == 0:
                     raise _Invalid(f"{where}: an empty mask (no pixel inside the image)")
@@ -358,4 +360,4 @@ def skipped_summary(data: InstanceImages) -> str | None:
             f"annotation(s)")
 
 
-__all__ = ["InstanceImages", "annotation_rle", "load_instance_splits", "read_instances", "skipped_summary"]
+__all__ = ["InstanceImages", "checked_rle", "load_instance_splits", "read_instances", "skipped_summary"]

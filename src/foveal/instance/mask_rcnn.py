@@ -65,6 +65,22 @@ def build_mask_rcnn(backbone: str, num_classes: int, *, mask_width: int = 256, m
                                             "mask_pool": mask_pool}, **options)
 
 
+def mask_loss(logits, labels, targets) -> tf.Tensor:
+    """Mask R-CNN's ``L_mask``: the mean per-pixel sigmoid cross-entropy of each foreground RoI's
+    ground-truth class's mask, averaged over the foreground RoIs (0 without any).
+
+    Args:
+        logits: ``[B, R, m, m, K]`` mask logits; labels: ``[B, R]`` (class + 1, 0 background,
+            -1 unused); targets: ``[B, R, m, m]`` 0/1.
+    """
+    labels = tf.cast(labels, tf.int32)
+    chosen = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), tf.maximum(labels - 1, 0), batch_dims=2)  # [B, R, m, m]
+    bce = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.cast(targets, tf.float32), logits=chosen),
+                         axis=[2, 3])
+    foreground = tf.cast(labels > 0, tf.float32)
+    return tf.reduce_sum(bce * foreground) / tf.maximum(tf.reduce_sum(foreground), 1.0)
+
+
 @keras.saving.register_keras_serializable(package="foveal")
 class MaskRCNNModel(FasterRCNNModel):
     """A Faster R-CNN with a mask branch; see the module docstring.
@@ -124,12 +140,8 @@ class MaskRCNNModel(FasterRCNNModel):
         labels = roi["labels"][:, :positives]
         gt_index = roi["gt_index"][:, :positives]
         logits = self.mask_head(out["features"], rois, training=True)  # [B, P, m, m, K]
-        channel = tf.maximum(labels - 1, 0)
-        chosen = tf.gather(tf.transpose(logits, [0, 1, 4, 2, 3]), channel, batch_dims=2)  # [B, P, m, m]
         target = tf.stop_gradient(mask_targets(targets["masks"], rois, gt_index, self.mask_size))
-        bce = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=chosen), axis=[2, 3])
-        foreground = tf.cast(labels > 0, tf.float32)
-        parts["mask_loss"] = tf.reduce_sum(bce * foreground) / tf.maximum(tf.reduce_sum(foreground), 1.0)
+        parts["mask_loss"] = mask_loss(logits, labels, target)
         return parts
 
     def set_training_step(self, step: int | None) -> None:
@@ -158,4 +170,4 @@ class MaskRCNNModel(FasterRCNNModel):
                 "mask_pool": self.mask_pool}
 
 
-__all__ = ["MASK_COMPONENTS", "MaskRCNNModel", "build_mask_rcnn"]
+__all__ = ["MASK_COMPONENTS", "MaskRCNNModel", "build_mask_rcnn", "mask_loss"]

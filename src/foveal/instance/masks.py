@@ -105,11 +105,11 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, height: int, width: int,
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
-    """COCO's compressed RLE of a 2-D mask (pycocotools), ``counts`` as text for JSON."""
-    from pycocotools import mask as mask_utils
+    """COCO's compressed RLE of a 2-D mask, ``counts`` as text for JSON
+    (:func:`foveal.evaluation.detection.mask_to_rle`, pycocotools' encoder)."""
+    from foveal.evaluation.detection import mask_to_rle
 
-    rle = mask_utils.encode(np.asfortranarray(np.asarray(mask, np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    return mask_to_rle(mask)
 
 
 def decode_rle(rle: dict[str, Any]) -> np.ndarray:

@@ -9,8 +9,8 @@ only that, so Mask R-CNN and any other family are scored the same way.
   ``segmentation`` (RLE, ``counts`` as text), what ``detections.json`` holds.
 * :func:`score_instances`: COCO box AP (``bbox``) and mask AP (``segm``) against the ground truth
   (:meth:`~foveal.instance.data.InstanceImages.coco_dict`; crowd regions ignored as COCO does),
-  with pycocotools' rules: box AP by :func:`foveal.evaluation.detection.coco_evaluate` (equal to
-  pycocotools'), mask AP by pycocotools' ``COCOeval(..., "segm")``.
+  both by :func:`foveal.evaluation.detection.coco_evaluate` (``iou_type`` ``bbox`` and ``segm``,
+  equal to pycocotools').
 
 Example:
     >>> preds = predict_instances(model, card, data)  # doctest: +SKIP
@@ -20,8 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -79,25 +77,13 @@ def to_coco_results(detections: Sequence[ImageInstances], category_ids: Sequence
 
 
 def segm_evaluate(ground_truth: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, float]:
-    """COCO mask AP/AR: pycocotools' ``COCOeval(gt, dt, "segm")``, its 12 summary numbers by name."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    """COCO mask AP/AR (``segm``): :func:`foveal.evaluation.detection.coco_evaluate` with
+    ``iou_type="segm"`` (equal to pycocotools'), its 12 summary numbers by name."""
+    from foveal.evaluation.detection import COCO_STATS, coco_evaluate
 
-    from foveal.evaluation.detection import COCO_STATS
-
-    names = [row[0] for row in COCO_STATS]
     if not results:
-        return {name: 0.0 for name in names}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = {k: v for k, v in ground_truth.items()}
-        gt.createIndex()
-        dt = gt.loadRes([dict(r) for r in results])
-        ev = COCOeval(gt, dt, "segm")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    return {name: float(v) for name, v in zip(names, ev.stats)}
+        return {row[0]: 0.0 for row in COCO_STATS}
+    return coco_evaluate(ground_truth, results, iou_type="segm").stats
 
 
 def score_instances(data: Any, detections: Sequence[ImageInstances], *,

@@ -30,16 +30,17 @@ if TYPE_CHECKING:
 
 
 class ValidationMaskAP:
-    """Keras callback adding ``val_mask_ap50`` (COCO mask AP at IoU 0.5 on the validation images)
-    and ``val_box_ap50`` to the epoch logs, before the checkpoint picks ``best.keras``. Epochs
-    where it is not computed (``every`` > 1) carry the last value."""
+    """Keras callback adding ``val_mask_ap50`` (COCO mask AP at IoU 0.5 on the validation images),
+    ``val_box_ap50``, ``val_mask_ap`` and ``val_box_ap`` (AP at IoU 0.5:0.95) to the epoch logs,
+    before the checkpoint picks ``best.keras``. Epochs where they are not computed (``every`` > 1)
+    carry the last values."""
 
     def __new__(cls, *args: Any, **kwargs: Any):  # a keras.callbacks.Callback built lazily
         import keras
 
         class _ValidationMaskAP(keras.callbacks.Callback):
             def __init__(self, data: Any, card: ModelCard, *, every: int, batch_size: int,
-                         last: tuple[float, float] | None = None) -> None:
+                         last: tuple[float, ...] | None = None) -> None:
                 super().__init__()
                 self.data, self.card, self.every, self.batch_size, self.last = data, card, every, batch_size, last
 
@@ -51,10 +52,11 @@ class ValidationMaskAP:
                     return
                 if (epoch + 1) % self.every == 0 or self.last is None:
                     found = predict_dataset(self.model, self.card, self.data, batch_size=self.batch_size,
-                                            score_threshold=0.05)
+                                            score_threshold=0.05, max_detections=None)
                     metrics = score_instances(self.data, found)
-                    self.last = (metrics["mask"]["AP50"], metrics["box"]["AP50"])
-                logs["val_mask_ap50"], logs["val_box_ap50"] = self.last
+                    self.last = (metrics["mask"]["AP50"], metrics["box"]["AP50"], metrics["mask"]["AP"],
+                                 metrics["box"]["AP"])
+                logs["val_mask_ap50"], logs["val_box_ap50"], logs["val_mask_ap"], logs["val_box_ap"] = self.last
 
         return _ValidationMaskAP(*args, **kwargs)
 
@@ -146,8 +148,9 @@ class InstanceTask(TaskPlugin):
         if data.val is None or not len(data.val) or cfg.monitor != "val_mask_ap50":
             return []
         last = None
-        if history.get("val_mask_ap50"):
-            last = (history["val_mask_ap50"][-1], (history.get("val_box_ap50") or [0.0])[-1])
+        if history.get("val_mask_ap50"):  # a resumed run carries its last measured values
+            last = tuple((history.get(k) or [0.0])[-1] for k in ("val_mask_ap50", "val_box_ap50", "val_mask_ap",
+                                                                  "val_box_ap"))
         return [ValidationMaskAP(data.val, card, every=cfg.eval_every, batch_size=cfg.batch_size, last=last)]
 
     def finish(self, cfg: InstanceConfig, model: keras.Model, card: ModelCard, data: RunData, run_dir: Path,
