@@ -129,8 +129,12 @@ def test_evaluate_and_predict(setup, perfect, tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["count"] for r in rows] == [2, 2, 2] and (tmp_path / "pred" / "overlays" / "2.png").is_file()
 
+    from foveal.instance.label_maps import label_maps_to_coco, write_coco
     from foveal.instance.unet_watershed import evaluate_watershed
 
+    coco = write_coco(label_maps_to_coco(root), tmp_path / "annotations" / "gt.json")
+    same = evaluate_watershed(model, coco, images=root / "images", baseline=False)  # COCO ground truth
+    assert same["mask_ap"] == metrics["mask_ap"] and "baseline" not in same
     with pytest.raises(ModelError, match="not background, interior, boundary"):
         evaluate_watershed(other, root)
     assert main(["segment", "instances", "evaluate", str(model), "--data", str(root), "--split", "test"]) == 2
