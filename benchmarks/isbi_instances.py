@@ -69,8 +69,10 @@ def split_coco(coco: dict, names: set[str]) -> tuple[dict, dict]:
     return parts[0], parts[1]
 
 
-def score_model(model_path: Path, test_json: Path, images: Path) -> dict[str, object]:
-    """Watershed and connected-component instances of the test slices, mask AP at 100 and 1000 detections."""
+def score_model(model_path: Path, test_json: Path, images: Path, sweep: bool = False) -> dict[str, object]:
+    """Watershed and connected-component instances of the test slices, mask AP at 100 and 1000
+    detections; with ``sweep``, also the watershed's mask AP/AP50 for other elevations and
+    interior thresholds (a sensitivity table, not a choice: the defaults are not tuned on it)."""
     import numpy as np
 
     from foveal.instance.unet_watershed import POST_DEFAULTS, _ap
@@ -82,9 +84,11 @@ def score_model(model_path: Path, test_json: Path, images: Path) -> dict[str, ob
     gt = json.loads(test_json.read_text())
     found: dict[str, list] = {"watershed": [], "baseline_connected_components": []}
     started = time.perf_counter()
+    all_probs = []
     for im in gt["images"]:
         image = decode_file(images / im["file_name"], card.input_shape[-1]).astype(np.float32)
         probs = np.asarray(model.predict_on_batch(image[None]))[0]
+        all_probs.append(probs)
         for name, fn in (("watershed", watershed_instances), ("baseline_connected_components", connected_instances)):
             options = POST_DEFAULTS if name == "watershed" else {"min_area": POST_DEFAULTS["min_area"]}
             labels, scores = fn(probs, **options)
@@ -95,6 +99,20 @@ def score_model(model_path: Path, test_json: Path, images: Path) -> dict[str, ob
     for limit in (100, 1000):
         out[f"max_dets_{limit}"] = {name: {k: v for k, v in _ap(gt, results, (1, 10, limit)).items() if k != "stats"}
                                     for name, results in found.items()}
+    if sweep:
+        rows = []
+        for elevation in ("interior", "boundary", "distance"):
+            for threshold in (0.3, 0.5, 0.7):
+                options = {**POST_DEFAULTS, "elevation": elevation, "interior_threshold": threshold}
+                results = []
+                for im, probs in zip(gt["images"], all_probs):
+                    labels, scores = watershed_instances(probs, **options)
+                    results += instances_to_results(labels, scores, im["id"], gt["categories"][0]["id"])
+                ap = _ap(gt, results, (1, 10, 100))
+                rows.append({"elevation": elevation, "interior_threshold": threshold,
+                             **{k: round(ap[k], 4) for k in ("mask_ap", "mask_ap50")},
+                             "predicted_instances": len(results)})
+        out["sweep"] = rows
     return out
 
 
@@ -107,6 +125,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     parser.add_argument("--output", help="work folder (default: a new temporary folder, kept)")
     parser.add_argument("--run", help="score this existing run folder (its cells/ beside it) instead of training")
+    parser.add_argument("--sweep", action="store_true", help="also score other elevations and interior thresholds")
     args = parser.parse_args()
 
     from foveal.instance.cells import write_cell_instances
@@ -155,7 +174,7 @@ def main() -> None:
                 "mask": {k: metrics["mask"][k] for k in ("AP", "AP50", "AP75")},
                 "box": {k: metrics["box"][k] for k in ("AP", "AP50")}, "num_images": metrics.get("num_images")}
     with contextlib.redirect_stdout(sys.stderr):
-        report |= {"run_dir": str(run_dir), **score_model(run_dir / "best.keras", test_json, cells / "images")}
+        report |= {"run_dir": str(run_dir), **score_model(run_dir / "best.keras", test_json, cells / "images", args.sweep)}
     report |= {"wall_seconds": round(time.perf_counter() - started, 1),
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                            "load_average_before": [round(v, 2) for v in load_before],
