@@ -131,3 +131,27 @@ def test_bad_coco_annotations_are_named(tmp_path):
         coco_to_label_maps(sized, tmp_path / "d")
     with pytest.raises(OutputError, match="not empty"):
         coco_to_label_maps(empty, tmp_path / "b", skip_invalid=True)
+
+
+def test_cityscapes_folder_and_palette_maps(tmp_path):
+    root = tmp_path / "city"
+    (root / "images").mkdir(parents=True)
+    labels = np.zeros((12, 12), np.int64)
+    labels[:3] = 7
+    labels[4:8, 1:5] = 26000
+    labels[4:8, 6:10] = 24001
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(root / "images" / "c.png")
+    write_label_map(root / "instances" / "c.png", labels)
+    coco = label_maps_to_coco(root, class_encoding="cityscapes", class_names={24: "person", 26: "car"})
+    assert coco["categories"] == [{"id": 24, "name": "person", "supercategory": ""},
+                                  {"id": 26, "name": "car", "supercategory": ""}]
+    assert [a["category_id"] for a in coco["annotations"]] == [24, 26] and coco["info"]["non_instance_pixels"] == 36
+    assert [c["name"] for c in label_maps_to_coco(root, class_encoding="cityscapes")["categories"]] == \
+        ["class_24", "class_26"]
+    with pytest.raises(DataError, match=r"c\.png: class id 24 .* not among the given classes \[26\]"):
+        label_maps_to_coco(root, class_encoding="cityscapes", class_names={26: "car"})
+
+    palette = Image.fromarray(np.array([[0, 3], [3, 9]], np.uint8), mode="P")  # palette index = instance id
+    palette.putpalette([v for k in range(256) for v in (k, 255 - k, 0)])
+    palette.save(tmp_path / "p.png")
+    assert read_label_map(tmp_path / "p.png").tolist() == [[0, 3], [3, 9]]
