@@ -11,7 +11,9 @@
    * ``--route instance`` (default): ``foveal instance train --model unet-watershed`` on the COCO
      file, the instance task that also trains Mask R-CNN; its test scores (COCO mask and box AP,
      at most 100 detections per image) are the ones Mask R-CNN gets on the same files;
-   * ``--route segment``: ``foveal segment train`` on the 3-class masks (then the same scoring).
+   * ``--route segment``: ``foveal segment train`` on the 3-class masks (then the same scoring);
+   * ``--route mask-rcnn``: Mask R-CNN (``--model mask-rcnn``) on the same COCO files, for the
+     side-by-side (scored by the instance task only).
 
 3. ``best.keras`` is scored on the 5 whole test slices with COCO mask AP, AP50, AP75
    (``coco_evaluate(iou_type="segm")``, pycocotools' rules) at COCO's 100 detections per image
@@ -21,7 +23,7 @@
 Run from the repository root (nice it on a shared machine)::
 
     nice -n 5 .venv/bin/python benchmarks/isbi_instances.py --seconds 780 > isbi-instances.json
-    .venv/bin/python benchmarks/isbi_instances.py --run WORK/isbi-cells-unet   # score a run of WORK again
+    .venv/bin/python benchmarks/isbi_instances.py --run WORK/isbi-cells-instance --sweep  # score a run again
     .venv/bin/python benchmarks/isbi_instances.py --seconds 60 --epochs 1        # a smoke test
 """
 
@@ -55,6 +57,16 @@ INSTANCE_RECIPE: dict[str, object] = {
     "model": "unet-watershed", "image_size": [512], "channels": 1, "crop_size": [256], "unet_augment": AUGMENT,
     "unet_options": UNET, "boundary_width": 2, "val_split": 0.12, "batch_size": 4, "epochs": 30,
     "eval_every": 5, "learning_rate": 2e-3, "schedule": "cosine", "seed": 0,
+}
+#: Mask R-CNN on the same files (``--route mask-rcnn``), after benchmarks/mask_rcnn_shapes.py's recipe, at 512 px
+MASK_RCNN_RECIPE: dict[str, object] = {
+    "model": "mask-rcnn", "image_size": [512], "channels": 1, "rcnn_level": "P3", "backbone": "resnet18",
+    "backbone_options": {"width": 16}, "rpn_batch": 256, "roi_batch": 128, "head_width": 128, "mask_width": 32,
+    "mask_convs": 2, "rcnn_options": {"pre_nms_train": 2000, "post_nms_train": 600, "pre_nms_test": 1000,
+                                      "post_nms_test": 150},
+    "max_instances": 150, "max_detections": 100, "score_threshold": 0.5, "val_split": 0.12, "batch_size": 2,
+    "epochs": 30, "eval_every": 5, "learning_rate": 3e-3, "warmup_epochs": 1.0,
+    "augment": "flip,brightness=0.1,contrast=0.1", "seed": 0,
 }
 HOLDOUT = 5
 
@@ -119,8 +131,9 @@ def score_model(model_path: Path, test_json: Path, images: Path, sweep: bool = F
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="ISBI train folder (image/ + label/)")
-    parser.add_argument("--route", choices=("instance", "segment"), default="instance",
-                        help="train through foveal instance train (default) or foveal segment train")
+    parser.add_argument("--route", choices=("instance", "segment", "mask-rcnn"), default="instance",
+                        help="U-Net + watershed through foveal instance train (default) or foveal segment train, "
+                        "or Mask R-CNN on the same files (scored by the instance task only)")
     parser.add_argument("--seconds", type=float, default=780, help="training budget in seconds (default: 780)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     parser.add_argument("--output", help="work folder (default: a new temporary folder, kept)")
@@ -153,28 +166,33 @@ def main() -> None:
 
                 options = {**SEGMENT_RECIPE, "data": str(cells), "time_budget": args.seconds}
                 options["epochs"] = args.epochs or options["epochs"]
-                result = train_segmenter(SegmentConfig(**options, output=str(work), name="isbi-cells-unet",
+                result = train_segmenter(SegmentConfig(**options, output=str(work), name="isbi-cells-segment",
                                                        progress=False))
             else:
                 from foveal.instance.config import InstanceConfig
                 from foveal.tasks import run_train
 
-                options = {**INSTANCE_RECIPE, "data": str(train_json), "test_data": str(test_json),
+                recipe = MASK_RCNN_RECIPE if args.route == "mask-rcnn" else INSTANCE_RECIPE
+                options = {**recipe, "data": str(train_json), "test_data": str(test_json),
                            "images": str(cells / "images"), "time_budget": args.seconds}
                 options["epochs"] = args.epochs or options["epochs"]
-                result = run_train("instance", InstanceConfig(**options, output=str(work), name="isbi-cells-unet",
+                result = run_train("instance", InstanceConfig(**options, output=str(work), name=f"isbi-cells-{args.route}",
                                                              progress=False))
         run_dir = result.run_dir
         metrics = result.metrics or {}
         report |= {"train_options": {k: v for k, v in options.items() if k not in ("data", "test_data", "images")},
                    "train_seconds": round(sum(result.history.get("epoch_seconds", [])), 1),
                    "epochs": len(result.history.get("loss", []))}
-        if args.route == "instance":
+        if args.route != "segment":
             report["instance_task_test_scores"] = {
                 "mask": {k: metrics["mask"][k] for k in ("AP", "AP50", "AP75")},
                 "box": {k: metrics["box"][k] for k in ("AP", "AP50")}, "num_images": metrics.get("num_images")}
-    with contextlib.redirect_stdout(sys.stderr):
-        report |= {"run_dir": str(run_dir), **score_model(run_dir / "best.keras", test_json, cells / "images", args.sweep)}
+    if args.route == "mask-rcnn":
+        report["run_dir"] = str(run_dir)
+    else:
+        with contextlib.redirect_stdout(sys.stderr):
+            report |= {"run_dir": str(run_dir), **score_model(run_dir / "best.keras", test_json, cells / "images",
+                                                                    args.sweep)}
     report |= {"wall_seconds": round(time.perf_counter() - started, 1),
                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0],
                            "load_average_before": [round(v, 2) for v in load_before],
