@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.data.synth.cli import add_synth_command
 
     add_synth_command(dsub)
+    from foveal.instance.data_cli import add_instance_data_commands
+
+    add_instance_data_commands(dsub)
 
     from foveal.export.cli import add_export_commands
 
@@ -220,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     from foveal.segmentation.cli import add_segment_command
 
     add_segment_command(sub)
+    from foveal.instance.cli import add_instance_command
+
+    add_instance_command(sub)
     from foveal.enhancement.cli import add_enhance_command
 
     add_enhance_command(sub)

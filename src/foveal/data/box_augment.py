@@ -324,7 +324,8 @@ def _safe_crop(boxes: tf.Tensor, seed: tf.Tensor, min_side: float) -> tuple[tf.T
     return low + (high - low) * u[1:], extent
 
 
-def sample_window(image: tf.Tensor, window: tf.Tensor, size: tf.Tensor | None = None) -> tf.Tensor:
+def sample_window(image: tf.Tensor, window: tf.Tensor, size: tf.Tensor | None = None,
+                  fill: float = FILL_VALUE) -> tf.Tensor:
     """Resample the normalised source window ``[x0, y0, x1, y1]`` of ``image`` to ``size``.
 
     Pixel centres are mapped exactly: output pixel ``i`` (centre ``(i + 0.5) / h`` in output
@@ -336,6 +337,7 @@ def sample_window(image: tf.Tensor, window: tf.Tensor, size: tf.Tensor | None = 
         image: float32 (H, W, C).
         window: float32 (4,) normalised corners in the source.
         size: (h, w) of the output; default the input size.
+        fill: the value outside the image (:data:`FILL_VALUE`; 0 for masks).
     """
     shape = tf.shape(image)
     src = tf.cast(shape[:2], tf.float32)  # (H, W)
@@ -350,7 +352,7 @@ def sample_window(image: tf.Tensor, window: tf.Tensor, size: tf.Tensor | None = 
     denom = tf.maximum(src - 1.0, 1.0)
     box = tf.concat([first / denom, last / denom], axis=0)  # y0, x0, y1, x1
     result = tf.image.crop_and_resize(image[None], box[None], [0], out, method="bilinear",
-                                      extrapolation_value=FILL_VALUE)[0]
+                                      extrapolation_value=fill)[0]
     result.set_shape(image.shape if size is None else [None, None, image.shape[-1]])
     return result
 

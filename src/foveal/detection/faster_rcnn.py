@@ -153,6 +153,8 @@ def build_faster_rcnn(
     iou_threshold: float = 0.45,
     max_detections: int = 100,
     class_aware: bool = True,
+    model_class: type | None = None,
+    model_options: dict[str, Any] | None = None,
     **settings: Any,
 ) -> "FasterRCNNModel":
     """Build a Faster R-CNN on ``backbone`` (see the module docstring).
@@ -171,6 +173,8 @@ def build_faster_rcnn(
         roi_pool: ``align`` (RoI Align) or ``max`` (the texts' RoI max pooling).
         score_threshold, iou_threshold, max_detections, class_aware: ``predict``'s
             post-processing (change it later with ``set_postprocess``).
+        model_class, model_options: a subclass of :class:`FasterRCNNModel` to build instead (Mask
+            R-CNN) and its own keyword arguments.
         **settings: :class:`RCNNSettings` fields (anchor sizes and ratios, sampling, proposals).
 
     Returns:
@@ -194,12 +198,13 @@ def build_faster_rcnn(
         raise ConfigError(f"backbone {backbone!r} has no feature map {level} (it has {', '.join(pyramid) or 'none'})",
                           hint="pick one of those with --rcnn-level")
     features = keras.Model(base.input, pyramid[level], name=f"{backbone}_backbone")
-    return FasterRCNNModel(features, num_classes, stride=level_stride(level), level=level,
-                           rpn_width=rpn_width, head_width=head_width, pool_size=pool_size, roi_pool=roi_pool,
-                           settings=asdict(rcnn_settings), input_size=input_shape,
-                           score_threshold=score_threshold, iou_threshold=iou_threshold,
-                           max_detections=max_detections, class_aware=class_aware,
-                           name=f"{backbone}_faster_rcnn")
+    cls = model_class or FasterRCNNModel
+    return cls(features, num_classes, stride=level_stride(level), level=level,
+               rpn_width=rpn_width, head_width=head_width, pool_size=pool_size, roi_pool=roi_pool,
+               settings=asdict(rcnn_settings), input_size=input_shape,
+               score_threshold=score_threshold, iou_threshold=iou_threshold,
+               max_detections=max_detections, class_aware=class_aware,
+               name=f"{backbone}_{getattr(cls, 'name_suffix', 'faster_rcnn')}", **(model_options or {}))
 
 
 def _normal(std: float) -> keras.initializers.Initializer:
@@ -340,6 +345,12 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
     def losses_of(self, images, targets, out) -> dict[str, tf.Tensor]:
         """The four losses of a batch (see the module docstring); ``targets`` are the pipeline's
         ``{"boxes": [B, M, 4] normalised corners, "classes": [B, M]}`` (-1 on padding)."""
+        return self.losses_and_rois(images, targets, out)[0]
+
+    def losses_and_rois(self, images, targets, out) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
+        """:meth:`losses_of` and the second stage's sampled RoIs (:func:`foveal.ops.rcnn.sample_rois`:
+        ``rois``, ``labels``, ``targets``, ``gt_index``, foreground rows first), for heads that
+        learn on the same RoIs (Mask R-CNN's mask head)."""
         s = self.rcnn
         shape = tf.shape(images)
         height, width = shape[1], shape[2]
@@ -377,12 +388,12 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
         true_deltas = tf.gather(box_deltas, tf.maximum(roi_labels - 1, 0), batch_dims=2)  # [B, R, 4]
         box_reg = tf.reduce_sum(rcnn.smooth_l1(true_deltas - roi["targets"]), axis=-1)
         box_loss = s.roi_lambda * tf.reduce_sum(tf.where(foreground, box_reg, 0.0)) / count
-        return {"rpn_cls_loss": rpn_cls, "rpn_box_loss": rpn_box, "cls_loss": cls_loss, "box_loss": box_loss}
+        return {"rpn_cls_loss": rpn_cls, "rpn_box_loss": rpn_box, "cls_loss": cls_loss, "box_loss": box_loss}, roi
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         parts = self.losses_of(x, y, y_pred)
         total = tf.add_n([parts[name] for name in self.active_losses])
-        for name in RPN_COMPONENTS:
+        for name in parts:  # RPN_COMPONENTS, and a subclass's own (Mask R-CNN's mask_loss)
             getattr(self, f"{name}_tracker").update_state(parts[name])
         for extra in self.losses:  # weight penalties
             total = total + tf.cast(tf.reduce_sum(extra), total.dtype)
@@ -423,6 +434,11 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
 
     def detections(self, images) -> dict[str, tf.Tensor]:
         """The whole detector on a batch of raw images: proposals, head, class-aware NMS."""
+        return self.detections_and_features(images)[0]
+
+    def detections_and_features(self, images) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """:meth:`detections` and the backbone's feature map they came from (for heads that read
+        the final boxes' features, as Mask R-CNN's mask head does)."""
         from foveal.detection.postprocess import non_max_suppression
 
         images = tf.convert_to_tensor(images)
@@ -441,7 +457,7 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
             tf.reshape(boxes / scale, [batch, -1, 4]), tf.reshape(probs, [batch, -1]), tf.reshape(classes, [batch, -1]),
             **self.postprocess_config())
         return {"boxes": tf.clip_by_value(result["boxes"], 0.0, 1.0), "scores": result["scores"],
-                "classes": result["classes"], "num_detections": result["num_detections"]}
+                "classes": result["classes"], "num_detections": result["num_detections"]}, out["features"]
 
     # -- serialisation -----------------------------------------------------------------------
 

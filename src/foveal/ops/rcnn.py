@@ -239,7 +239,9 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, *, ba
     Returns:
         A dict of ``R = min(batch, P + M)`` rows per image: ``rois [B, R, 4]``, ``labels [B, R]``
         int32 (class + 1 for foreground, 0 background, -1 for unused rows), ``targets [B, R, 4]``
-        (the ground truth encoded against the RoI with ``weights``; meaningful on foreground).
+        (the ground truth encoded against the RoI with ``weights``; meaningful on foreground) and
+        ``gt_index [B, R]`` (the row of the ground-truth box each RoI matched best). Foreground
+        rows come first: at most ``int(batch * positive_fraction)`` of them.
     """
     gt_valid = tf.cast(gt_valid, tf.bool)
     candidates = tf.concat([tf.cast(proposals, tf.float32), tf.cast(gt_boxes, tf.float32)], axis=1)
@@ -262,7 +264,8 @@ def sample_rois(proposals, proposal_valid, gt_boxes, gt_classes, gt_valid, *, ba
     classes = tf.gather(tf.cast(gt_classes, tf.int32), gt_index, batch_dims=1)
     labels = tf.where(key >= 2.0, classes + 1, tf.where(key >= 1.0, 0, -1))
     targets = encode_boxes(tf.gather(tf.cast(gt_boxes, tf.float32), gt_index, batch_dims=1), rois, weights)
-    return {"rois": tf.stop_gradient(rois), "labels": labels, "targets": tf.stop_gradient(targets)}
+    return {"rois": tf.stop_gradient(rois), "labels": labels, "targets": tf.stop_gradient(targets),
+            "gt_index": gt_index}
 
 
 def smooth_l1(x, beta: float = 1.0) -> tf.Tensor:

@@ -1,4 +1,4 @@
-"""``foveal segment train|evaluate|predict``: the command line of semantic segmentation.
+"""``foveal segment train|evaluate|predict|instances``: the command line of semantic segmentation.
 
 :func:`add_segment_command` adds the ``segment`` command to the ``foveal`` parser's
 subcommands; each action calls one public function of :mod:`foveal.segmentation`. Handlers
@@ -121,6 +121,9 @@ def add_segment_command(subparsers: argparse._SubParsersAction) -> None:
     _add_mask_options(p)
     e.set_defaults(func=_evaluate)
     p.set_defaults(func=_predict)
+    from foveal.instance.watershed_cli import add_instance_actions
+
+    add_instance_actions(actions)  # `foveal segment instances evaluate|predict`: U-Net + watershed
 
 
 __all__ = ["add_segment_command"]

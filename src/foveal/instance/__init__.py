@@ -1,0 +1,1 @@
+"""Instance segmentation: Mask R-CNN and U-Net + watershed (issue #14)."""

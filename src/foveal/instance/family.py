@@ -1,0 +1,170 @@
+"""Model families of the instance task: what differs between Mask R-CNN and other instance models.
+
+The instance task (:mod:`foveal.instance.task`) reads data, runs the engine, scores and reports
+the same way whatever the model; a :class:`Family` supplies the rest: building and compiling
+the model, its training batches, the facts its card records, and turning a batch of model inputs
+into :class:`~foveal.instance.scoring.ImageInstances` in each original image's pixels. A family
+is one row of :data:`FAMILIES` (``--model NAME``, recorded in the card's ``training["model"]``).
+
+Example:
+    >>> family_named("mask-rcnn").title
+    'Mask R-CNN'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from foveal.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    import keras
+
+    from foveal.engine.plugin import RunData
+    from foveal.instance.scoring import ImageInstances
+
+#: ``--model`` name -> ``module:Class`` of its family
+FAMILIES: dict[str, str] = {
+    "mask-rcnn": "foveal.instance.family:MaskRCNNFamily",
+    "unet-watershed": "foveal.instance.watershed_family:UNetWatershedFamily",
+}
+
+
+class Family:
+    """The hooks of one instance model family (see the module docstring)."""
+
+    name = ""
+    title = ""
+
+    def build(self, cfg: Any, data: RunData) -> keras.Model:
+        raise NotImplementedError
+
+    def compile(self, cfg: Any, model: keras.Model, steps_per_epoch: int) -> None:
+        raise NotImplementedError
+
+    def restore(self, cfg: Any, data: RunData, card: Any) -> None:
+        """Take back what a resumed run derived from its data (e.g. anchor sizes)."""
+
+    def pipelines(self, cfg: Any, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+        from foveal.instance.pipeline import make_instance_pipeline
+
+        common = dict(image_size=cfg.image_hw, channels=cfg.channels, batch_size=cfg.batch_size, cache=cfg.cache,
+                      max_instances=cfg.max_instances)
+        train = make_instance_pipeline(data.train, training=True, augment=cfg.augment, seed=seed, **common)
+        val = (make_instance_pipeline(data.val, training=False, **common)
+               if data.val is not None and len(data.val) else None)
+        return train, val
+
+    def card_training(self, cfg: Any, model: keras.Model) -> dict[str, Any]:
+        """Facts of the model for its card's ``training`` (``model`` is added by the task)."""
+        return {}
+
+    def describe(self, cfg: Any, model: keras.Model) -> str:
+        return self.title
+
+    def predict_batch(self, model: keras.Model, card: Any, images: np.ndarray, sizes: Sequence[tuple[int, int]], *,
+                      score_threshold: float | None = None, max_detections: int | None = None,
+                      mask_threshold: float | None = None) -> list[ImageInstances]:
+        """Instances of a batch of model inputs ``[N, H, W, C]`` (0..255, stretched from images
+        of ``sizes`` (width, height)), in each original image's pixels."""
+        raise NotImplementedError
+
+
+def family_named(name: str) -> Family:
+    """The family of ``--model NAME``."""
+    ref = FAMILIES.get(name)
+    if ref is None:
+        raise ConfigError(f"unknown instance model {name!r}", hint=f"known: {', '.join(FAMILIES)}")
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)()
+
+
+def family_of(card: Any) -> Family:
+    """The family that wrote a model card."""
+    name = (card.training or {}).get("model")
+    if name not in FAMILIES:
+        raise ModelError(f"the instance model's card names the model family {name!r}, which this foveal does not know",
+                         hint=f"known: {', '.join(FAMILIES)}; it may come from a newer foveal")
+    return family_named(name)
+
+
+class MaskRCNNFamily(Family):
+    """Mask R-CNN (:mod:`foveal.instance.mask_rcnn`)."""
+
+    name = "mask-rcnn"
+    title = "Mask R-CNN"
+
+    def build(self, cfg: Any, data: RunData) -> keras.Model:
+        from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS
+        from foveal.detection.faster_rcnn import anchor_sizes_from_boxes
+        from foveal.detection.train import _load_backbone_weights, _weights_card
+        from foveal.engine.plugin import default_options_explained
+        from foveal.instance.mask_rcnn import build_mask_rcnn
+        from foveal.training.runs import say
+
+        settings = cfg.rcnn_settings()
+        if "anchor_sizes" not in settings:
+            settings["anchor_sizes"] = anchor_sizes_from_boxes(data.train, cfg.image_hw)
+            say(f"anchor sizes from the training boxes: {', '.join(f'{v:g}' for v in settings['anchor_sizes'])} "
+                f"pixels, ratios {', '.join(f'{v:g}' for v in settings['anchor_ratios'])}")
+        data.extra["anchor_sizes"] = list(settings["anchor_sizes"])
+        preprocessing = cfg.preprocessing
+        if cfg.backbone_weights and preprocessing is None:
+            preprocessing = _weights_card(cfg.backbone_weights).preprocessing
+        with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
+                                       "--backbone", cfg.backbone):
+            model = build_mask_rcnn(cfg.backbone, len(data.class_names), input_shape=(*cfg.image_hw, cfg.channels),
+                                    level=cfg.rcnn_level, preprocessing=preprocessing,
+                                    backbone_options=dict(cfg.backbone_options), head_width=cfg.head_width,
+                                    mask_width=cfg.mask_width, mask_convs=cfg.mask_convs,
+                                    score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
+                                    max_detections=cfg.max_detections, **settings)
+        if cfg.backbone_weights:
+            _load_backbone_weights(model, cfg.backbone_weights)
+        return model
+
+    def compile(self, cfg: Any, model: keras.Model, steps_per_epoch: int) -> None:
+        from foveal.engine.optim import optimizer_for
+
+        model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch))  # own losses; never XLA
+
+    def restore(self, cfg: Any, data: RunData, card: Any) -> None:
+        data.extra["anchor_sizes"] = list(card.training["anchor_sizes"])
+
+    def card_training(self, cfg: Any, model: keras.Model) -> dict[str, Any]:
+        return {"backbone": cfg.backbone, "level": model.level, "stride": model.stride,
+                "anchor_sizes": list(model.rcnn.anchor_sizes), "anchor_ratios": list(model.rcnn.anchor_ratios),
+                "mask_size": model.mask_size, "mask_threshold": cfg.mask_threshold,
+                "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold}
+
+    def describe(self, cfg: Any, model: keras.Model) -> str:
+        return (f"Mask R-CNN ({model.level}, stride {model.stride}, {model.rcnn.num_anchors} anchors, "
+                f"{model.mask_size}x{model.mask_size} masks from {model.mask_convs} conv(s) of {model.mask_width})")
+
+    def predict_batch(self, model: keras.Model, card: Any, images: np.ndarray, sizes: Sequence[tuple[int, int]], *,
+                      score_threshold: float | None = None, max_detections: int | None = None,
+                      mask_threshold: float | None = None) -> list[ImageInstances]:
+        from foveal.detection.pipeline import to_image_pixels
+        from foveal.detection.scoring import postprocess_settings
+        from foveal.instance.masks import encode_rle, paste_masks
+        from foveal.instance.scoring import ImageInstances
+
+        threshold = float(mask_threshold if mask_threshold is not None else card.training.get("mask_threshold", 0.5))
+        input_hw = tuple(card.input_shape[:2])
+        with postprocess_settings(model, score_threshold=score_threshold, max_detections=max_detections) as active:
+            out = {k: np.asarray(v) for k, v in model.predict_on_batch(np.asarray(images, np.float32)).items()}
+        result = []
+        for i, (w, h) in enumerate(sizes):
+            n = int(out["num_detections"][i])
+            boxes = to_image_pixels(out["boxes"][i][:n], (w, h), input_hw, False)
+            pasted = paste_masks(out["masks"][i][:n], boxes, h, w, threshold)
+            result.append(ImageInstances(boxes, out["scores"][i][:n].astype(np.float64),
+                                         out["classes"][i][:n].astype(np.int64), float(active["score_threshold"]),
+                                         [encode_rle(m) for m in pasted]))
+        return result
+
+
+__all__ = ["FAMILIES", "Family", "MaskRCNNFamily", "family_named", "family_of"]

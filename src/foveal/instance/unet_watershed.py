@@ -1,0 +1,356 @@
+"""A trained U-Net + marker watershed as an instance segmenter: predict, evaluate, targets.
+
+The U-Net is any model written by ``foveal segment train`` on 3-class watershed targets
+(classes ``background``, ``interior``, ``boundary``; :mod:`.watershed`). This module turns its
+class probabilities (:func:`foveal.segmentation.predict.predict_probabilities`: whole images
+of any size, tiles, optional test-time flips) into instances with
+:func:`~foveal.instance.watershed.watershed_instances`, and scores them with COCO mask AP
+(:func:`foveal.evaluation.detection.coco_evaluate` with ``iou_type="segm"``, equal to
+pycocotools), next to the baseline without watershed (connected components of the foreground).
+
+Ground truth for :func:`evaluate_watershed` is an instance folder (``images/`` +
+``instances/``, see :mod:`.label_maps`; with ``split`` ``train``/``val``/``test`` the training
+run's split of the same folder is rebuilt from the ``config.yaml`` beside the model) or a COCO
+instances JSON (one category).
+
+Example:
+    >>> write_targets("my_instances/", boundary_width=2)                     # doctest: +SKIP
+    >>> # foveal segment train --data my_instances/ ... then:
+    >>> metrics = evaluate_watershed("runs/RUN/best.keras", "my_instances/", split="test")  # doctest: +SKIP
+    >>> metrics["mask_ap"], metrics["mask_ap50"]                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from foveal.errors import ConfigError, DataError
+from foveal.utils_io import atomic_write_text, ensure_output_dir, printable_path
+
+#: The post-processing options and their defaults (see :func:`~.watershed.watershed_instances`).
+POST_DEFAULTS: dict[str, Any] = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "elevation": "interior",
+                                 "min_marker_area": 4, "min_area": 8, "score": "interior"}
+
+
+def post_options(**given: Any) -> dict[str, Any]:
+    """The post-processing options: defaults updated with ``given`` (None means default); checked."""
+    from foveal.instance.watershed import ELEVATIONS, SCORES
+
+    unknown = sorted(set(given) - set(POST_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown watershed option(s) {unknown}", hint=f"use {', '.join(POST_DEFAULTS)}")
+    out = POST_DEFAULTS | {k: v for k, v in given.items() if v is not None}
+    if not (0 < out["interior_threshold"] < 1 and 0 < out["foreground_threshold"] <= 1):
+        raise ConfigError("--interior-threshold must be in (0, 1) and --foreground-threshold in (0, 1]")
+    if out["min_area"] < 0 or out["min_marker_area"] < 0:
+        raise ConfigError("--min-area and --min-marker-area must not be negative")
+    if out["elevation"] not in ELEVATIONS or out["score"] not in SCORES:
+        raise ConfigError(f"--elevation must be one of {', '.join(ELEVATIONS)}, --score one of {', '.join(SCORES)}")
+    return out
+
+
+def load_segmenter(model_path: str | Path):
+    """A segmenter trained on watershed targets, with its card and its (background, interior,
+    boundary) channels; refuses other models in one line."""
+    from foveal.instance.watershed import target_channels
+    from foveal.models import load_model
+    from foveal.segmentation.predict import check_card
+
+    model, card = load_model(model_path)
+    check_card(card)
+    return model, card, target_channels(card.class_names)
+
+
+def predict_instances(model, card, image: np.ndarray, *, tta: str = "none", baseline: bool = False,
+                      **post: Any) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Instances of one decoded image: an HxW int32 label map (0 = background) and the scores.
+
+    With ``baseline`` the connected-component instances of the same probabilities follow.
+
+    Example:
+        >>> model, card, _ = load_segmenter("runs/RUN/best.keras")            # doctest: +SKIP
+        >>> labels, scores = predict_instances(model, card, image, min_area=20)  # doctest: +SKIP
+    """
+    from foveal.instance.watershed import connected_instances, target_channels, watershed_instances
+    from foveal.segmentation.predict import predict_probabilities
+
+    options = post_options(**post)
+    channels = target_channels(card.class_names)
+    probs = predict_probabilities(model, card, image, tta=tta)
+    labels, scores = watershed_instances(probs, channels=channels, **options)
+    if not baseline:
+        return labels, scores
+    base = connected_instances(probs, foreground_threshold=options["foreground_threshold"],
+                               min_area=options["min_area"], score=options["score"], channels=channels)
+    return labels, scores, *base
+
+
+def write_targets(root: str | Path, *, boundary_width: int = 2, images: str = "images",
+                  instances: str = "instances", skip_invalid: bool = False) -> dict[str, Any]:
+    """Write the 3-class watershed targets of an instance folder: ``root/masks/NAME.png``
+    (palette PNGs) and ``root/palette.txt``, so ``foveal segment train --data root`` trains on them."""
+    from foveal.instance.label_maps import find_label_map_pairs, read_label_map
+    from foveal.instance.watershed import TARGET_CLASSES, TARGET_COLOURS, instance_targets
+    from foveal.segmentation.data import image_size
+    from foveal.segmentation.predict import write_png
+
+    pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid)
+    root = Path(root)
+    ensure_output_dir(root / "masks")
+    written = 0
+    for image, label_path in pairs:
+        labels = read_label_map(label_path)
+        if labels.shape != image_size(image):
+            problem = (f"{label_path}: size {labels.shape[1]}x{labels.shape[0]} differs from its image {image} "
+                       f"({image_size(image)[1]}x{image_size(image)[0]})")
+            if not skip_invalid:
+                raise DataError(problem)
+            skipped.append(problem)
+            continue
+        write_png(root / "masks" / f"{image.stem}.png", instance_targets(labels, boundary_width), TARGET_COLOURS)
+        written += 1
+    atomic_write_text(root / "palette.txt", "".join(f"{r} {g} {b} {name}\n" for (r, g, b), name
+                                                     in zip(TARGET_COLOURS.tolist(), TARGET_CLASSES)))
+    return {"root": str(root), "masks": written, "boundary_width": boundary_width, "skipped": skipped,
+            "classes": list(TARGET_CLASSES)}
+
+
+def load_ground_truth(data: str | Path, *, split: str = "all", model_path: str | Path | None = None,
+                      images: str | Path | None = None) -> tuple[list[Path], dict[str, Any]]:
+    """The image files and their COCO ground truth (image ids 1..N in file order).
+
+    Args:
+        data: an instance folder (``images/`` + ``instances/``) or a COCO instances JSON.
+        split: ``all``, or the training run's ``train``/``val``/``test`` split of an instance
+            folder that also holds the run's ``masks/`` (rebuilt from the ``config.yaml``
+            beside ``model_path``).
+        model_path: the model, for ``split``.
+        images: the image folder of a COCO file (default: found beside it).
+    """
+    from foveal.instance.label_maps import find_label_map_pairs, label_map_annotations, read_label_map
+
+    data = Path(data)
+    if data.suffix.lower() == ".json":
+        if split != "all":
+            raise ConfigError(f"--split {split} needs an instance folder, not a COCO file; give --split all")
+        return _coco_ground_truth(data, images)
+    pairs, _ = find_label_map_pairs(data)
+    if split != "all":
+        wanted = {Path(p).stem for p in _split_images(data, split, model_path)}
+        pairs = [(i, m) for i, m in pairs if i.stem in wanted]
+    coco_images, annotations = [], []
+    for image_id, (image, label_path) in enumerate(pairs, start=1):
+        labels = read_label_map(label_path)
+        coco_images.append({"id": image_id, "file_name": image.name, "width": int(labels.shape[1]),
+                            "height": int(labels.shape[0])})
+        annotations += label_map_annotations(labels, image_id=image_id, first_id=len(annotations) + 1)
+    gt = {"images": coco_images, "annotations": annotations,
+          "categories": [{"id": 1, "name": "object", "supercategory": ""}]}
+    return [i for i, _ in pairs], gt
+
+
+def _split_images(data: Path, split: str, model_path: str | Path | None) -> list[str]:
+    from foveal import configtools
+    from foveal.segmentation.train import SegmentConfig, load_splits
+
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"--split must be all, train, val or test, got {split!r}")
+    saved = Path(model_path).parent / "config.yaml" if model_path else None
+    if saved is None or not saved.is_file():
+        raise ConfigError(f"--split {split} needs the run's config.yaml beside the model",
+                          hint="use --split all to score every image of --data")
+    cfg = configtools.from_mapping(SegmentConfig, configtools.load_yaml(saved) | {"data": str(data)}, source=str(saved))
+    parts = load_splits(cfg)
+    if split not in parts:
+        raise DataError(f"the training run had no {split!r} split (it had {', '.join(parts)})")
+    return [str(p) for p in parts[split].image_paths]
+
+
+def _coco_ground_truth(path: Path, images: str | Path | None) -> tuple[list[Path], dict[str, Any]]:
+    from foveal.data.boxes.coco import _image_folder
+
+    try:
+        gt = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the COCO JSON ({exc})") from None
+    if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list) for k in ("images", "annotations", "categories")):
+        raise DataError(f"{path}: not a COCO instances file (images, annotations, categories)")
+    if len(gt["categories"]) != 1:
+        raise DataError(f"{path}: {len(gt['categories'])} categories; U-Net + watershed finds objects of one class",
+                        hint="give a file with one category")
+    folder = _image_folder(path, images)
+    files = [folder / Path(str(im["file_name"])).name for im in gt["images"]]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise DataError(f"{path}: image {missing[0].name} not found in {folder}", hint="give the folder with --images")
+    return files, gt
+
+
+def evaluate_watershed(
+    model_path: str | Path,
+    data: str | Path,
+    *,
+    split: str = "all",
+    images: str | Path | None = None,
+    output: str | Path | None = None,
+    tta: str = "none",
+    max_dets: Sequence[int] = (1, 10, 100),
+    baseline: bool = True,
+    **post: Any,
+) -> dict[str, Any]:
+    """COCO mask AP of a U-Net + watershed on instance ground truth, with the baseline.
+
+    Args:
+        model_path: a ``.keras`` segmenter trained on watershed targets.
+        data, split, images: the ground truth (see :func:`load_ground_truth`).
+        output: folder for ``metrics.json``, ``results.json`` (COCO results, compressed RLE),
+            ``instances/NAME.png`` (label maps) and ``overlays/NAME.png``.
+        tta: ``none``, ``flips`` or ``d4`` (averaged class probabilities).
+        max_dets: COCO's detections-per-image limits; AP and AP50 are taken at the last.
+        baseline: also score connected components of the foreground (no watershed).
+        **post: post-processing options (:data:`POST_DEFAULTS`).
+
+    Returns:
+        ``mask_ap``, ``mask_ap50``, ``mask_ap75``, all twelve COCO ``stats``, counts, timing,
+        the options and ``baseline`` (the same numbers without watershed).
+    """
+    from foveal.segmentation.predict import decode_file
+
+    options = post_options(**post)
+    model, card, _ = load_segmenter(model_path)
+    files, gt = load_ground_truth(data, split=split, model_path=model_path, images=images)
+    category = int(gt["categories"][0]["id"])
+    out = ensure_output_dir(output) if output is not None else None
+    results, base_results, seconds = [], [], 0.0
+    for im, path in zip(gt["images"], files):
+        image = decode_file(path, card.input_shape[-1])
+        started = time.perf_counter()
+        labels, scores, base_labels, base_scores = predict_instances(model, card, image, tta=tta, baseline=True,
+                                                                     **options)
+        seconds += time.perf_counter() - started
+        results += _results(labels, scores, im["id"], category)
+        if baseline:
+            base_results += _results(base_labels, base_scores, im["id"], category)
+        if out is not None:
+            _write_instances(out, path, image, labels)
+    metrics = {"model": str(model_path), "data": str(data), "split": split, "images": len(files),
+               "ground_truth_instances": len(gt["annotations"]), **_ap(gt, results, max_dets),
+               "seconds_per_image": round(seconds / max(len(files), 1), 3), "post_processing": options,
+               "tta": tta, "max_dets": list(max_dets)}
+    if baseline:
+        metrics["baseline"] = {"method": "connected components of the foreground", **_ap(gt, base_results, max_dets)}
+    if out is not None:
+        atomic_write_text(out / "results.json", json.dumps(results))
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    return metrics
+
+
+def _results(labels: np.ndarray, scores: np.ndarray, image_id: int, category: int) -> list[dict[str, Any]]:
+    from foveal.instance.watershed import instances_to_results
+
+    return instances_to_results(labels, scores, image_id, category)
+
+
+def _ap(gt: dict[str, Any], results: list[dict[str, Any]], max_dets: Sequence[int]) -> dict[str, Any]:
+    from foveal.evaluation.detection import coco_evaluate
+
+    ev = coco_evaluate(gt, results, iou_type="segm", max_dets=max_dets)
+    # AP at the largest limit, as pycocotools' summary takes maxDets[-1] (stats name the limit 100)
+    ap = {name: _mean_valid(ev.precision[sel, :, :, 0, -1])
+          for name, sel in (("mask_ap", slice(None)), ("mask_ap50", _at(0.5)), ("mask_ap75", _at(0.75)))}
+    return {**ap, "predicted_instances": len(results), "stats": ev.stats}
+
+
+def _at(iou: float) -> np.ndarray:
+    from foveal.evaluation.detection import IOU_THRESHOLDS
+
+    return np.flatnonzero(np.isclose(IOU_THRESHOLDS, iou))
+
+
+def _mean_valid(values: np.ndarray) -> float:
+    valid = values[values > -1]
+    return float(np.mean(valid)) if valid.size else -1.0
+
+
+def _write_instances(out: Path, path: Path, image: np.ndarray, labels: np.ndarray) -> dict[str, str]:
+    from foveal.instance.label_maps import write_label_map
+    from foveal.segmentation.predict import overlay_classes, write_png
+
+    name = f"{Path(path).stem}.png"
+    rng = np.random.default_rng(0)  # the same colour for the same id in every image
+    colours = rng.integers(40, 256, size=(int(labels.max()) + 1, 3)).astype(np.uint8)
+    painted = overlay_classes(image, labels, colours, skip=(0,))
+    from skimage.segmentation import find_boundaries
+
+    painted[find_boundaries(labels, mode="inner") & (labels > 0)] = (255, 255, 255)
+    return {"instances": str(write_label_map(out / "instances" / name, labels)),
+            "overlay": str(write_png(out / "overlays" / name, painted))}
+
+
+def predict_watershed(model_path: str | Path, images: Iterable[str | Path], *, output: str | Path | None = None,
+                      tta: str = "none", skip_invalid: bool = False, **post: Any) -> list[dict[str, Any]]:
+    """Instances for image files (folders searched recursively); with ``output``, writes
+    ``instances/NAME.png`` (label maps), ``overlays/NAME.png`` and ``predictions.json`` (per
+    file: size and instances with score, box and compressed RLE mask).
+
+    Example:
+        >>> rows = predict_watershed("runs/RUN/best.keras", ["slices/"], output="cells/")  # doctest: +SKIP
+    """
+    from foveal.predict import collect_images
+    from foveal.segmentation.predict import decode_file
+
+    options = post_options(**post)
+    model, card, _ = load_segmenter(model_path)
+    out = ensure_output_dir(output) if output is not None else None
+    rows: list[dict[str, Any]] = []
+    for path in collect_images(images):
+        try:
+            image = decode_file(path, card.input_shape[-1])
+        except DataError as exc:
+            if not skip_invalid:
+                raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
+            rows.append({"file": printable_path(path), "error": exc.message})
+            continue
+        labels, scores = predict_instances(model, card, image, tta=tta, **options)
+        found = _results(labels, scores, 0, 1)
+        row: dict[str, Any] = {"file": printable_path(path), "size": [int(labels.shape[1]), int(labels.shape[0])],
+                               "count": len(found), "mean_score": round(float(np.mean(scores)), 4) if len(scores) else None,
+                               "instances": [{k: r[k] for k in ("score", "bbox", "segmentation")} for r in found]}
+        if out is not None:
+            row |= _write_instances(out, path, image, labels)
+        rows.append(row)
+    if out is not None:
+        atomic_write_text(out / "predictions.json", json.dumps(rows))
+    return rows
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """One line per file: its instance count and mean score."""
+    lines = []
+    for r in rows:
+        lines.append(f"{r['file']}: " + (r["error"] if "error" in r else
+                                          f"{r['count']} instance(s), mean score {r['mean_score']}"))
+    return "\n".join(lines)
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """The headline lines of :func:`evaluate_watershed`'s metrics."""
+    def line(name: str, m: dict[str, Any]) -> str:
+        return (f"{name}: mask AP {m['mask_ap']:.4f}, AP50 {m['mask_ap50']:.4f}, AP75 {m['mask_ap75']:.4f} "
+                f"({m['predicted_instances']} instances)")
+
+    text = [f"{metrics['images']} image(s), {metrics['ground_truth_instances']} ground-truth instances "
+            f"(split {metrics['split']}, max {metrics['max_dets'][-1]} detections per image)",
+            line("U-Net + watershed", metrics)]
+    if "baseline" in metrics:
+        text.append(line("baseline (connected components)", metrics["baseline"]))
+    return "\n".join(text)
+
+
+__all__ = ["POST_DEFAULTS", "evaluate_watershed", "format_metrics", "format_rows", "load_ground_truth",
+           "load_segmenter", "post_options", "predict_instances", "predict_watershed", "write_targets"]

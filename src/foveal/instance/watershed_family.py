@@ -1,0 +1,200 @@
+"""``foveal instance train --model unet-watershed``: U-Net + marker watershed as a family of the instance task.
+
+The same run engine, data (COCO instances), scoring (COCO box and mask AP), report and
+``evaluate``/``predict`` commands as Mask R-CNN (:mod:`foveal.instance.family`); what differs:
+
+* **targets**: each training image's instances are painted into a label map (later annotations
+  over earlier ones, crowd regions ignored) and turned into background / interior / boundary
+  classes (:func:`~foveal.instance.watershed.instance_targets`, ``--boundary-width``) at the
+  image's own resolution, then stretched to ``--image-size`` by nearest neighbour;
+* **input**: the segmentation pipeline (:func:`foveal.segmentation.pipeline.make_segmentation_pipeline`):
+  optional random crops (``--crop-size``) and joint image/target augmentation
+  (``--unet-augment``, segmentation's grammar: flips, quarter turns, rotation, zoom, elastic);
+* **model**: a U-Net (:func:`foveal.segmentation.models.unet`, ``--unet-options``) with three
+  output classes, trained with pixel cross-entropy + soft Dice;
+* **prediction**: class probabilities at the input size, stretched back to each image, then
+  :func:`~foveal.instance.watershed.watershed_instances` (``--watershed-options``); every region
+  is an instance of the data's one class, scored by its mean interior probability.
+
+One object class: data with several categories is refused (train one model per class).
+
+Example:
+    >>> from foveal.tasks import run_train                                             # doctest: +SKIP
+    >>> run_train("instance", InstanceConfig(data="cells/annotations/instances.json",  # doctest: +SKIP
+    ...           model="unet-watershed", image_size=[512], crop_size=[256]))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from foveal.errors import ConfigError
+from foveal.instance.family import Family
+
+if TYPE_CHECKING:
+    import keras
+
+    from foveal.engine.plugin import RunData
+    from foveal.instance.scoring import ImageInstances
+
+#: U-Net options used unless ``--unet-options`` says otherwise
+DEFAULT_UNET_OPTIONS: dict[str, Any] = {"width": 16, "depth": 4, "batch_norm": True}
+IGNORE = 255
+
+
+def unet_options(cfg: Any) -> dict[str, Any]:
+    """The U-Net builder options of a config (defaults updated with ``--unet-options``)."""
+    return DEFAULT_UNET_OPTIONS | dict(cfg.unet_options or {})
+
+
+def validate_options(cfg: Any) -> None:
+    """Check the unet-watershed options of an :class:`~foveal.instance.config.InstanceConfig`."""
+    from foveal.instance.unet_watershed import post_options
+    from foveal.segmentation.pipeline import parse_augment
+
+    if cfg.boundary_width < 1:
+        raise ConfigError(f"--boundary-width must be at least 1, got {cfg.boundary_width}")
+    if len(cfg.crop_size) not in (1, 2) or any(v < 0 for v in cfg.crop_size):
+        raise ConfigError("--crop-size must be 0, SIZE or HEIGHT WIDTH")
+    stride = 2 ** int(unet_options(cfg).get("depth", 4))
+    if any(v % stride for v in cfg.crop_size):
+        raise ConfigError(f"--crop-size {cfg.crop_size} must be a multiple of the U-Net's stride {stride}")
+    parse_augment(cfg.unet_augment)
+    post_options(**dict(cfg.watershed_options or {}))
+
+
+def crop_hw(cfg: Any) -> tuple[int, int] | None:
+    if not cfg.crop_size or min(cfg.crop_size) == 0:
+        return None
+    return int(cfg.crop_size[0]), int(cfg.crop_size[-1])
+
+
+class TargetImages:
+    """:class:`~foveal.instance.data.InstanceImages` seen as (image, 3-class target) pairs, the
+    interface :func:`~foveal.segmentation.pipeline.make_segmentation_pipeline` reads."""
+
+    def __init__(self, data: Any, boundary_width: int) -> None:
+        self.data, self.boundary_width, self.ignore_label = data, int(boundary_width), IGNORE
+        self.image_paths = np.asarray([str(p) for p in data.paths])
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def targets(self, index: int) -> np.ndarray:
+        """HxW uint8: 0 background, 1 interior, 2 boundary, 255 crowd (no loss)."""
+        from foveal.instance.masks import decode_rle
+        from foveal.instance.watershed import instance_targets
+
+        w, h = (int(v) for v in self.data.image_sizes[index])
+        labels = np.zeros((h, w), np.int32)
+        crowd = np.zeros((h, w), bool)
+        for k, (rle, is_crowd) in enumerate(zip(self.data.segmentations[index], self.data.difficult[index])):
+            mask = decode_rle(rle).astype(bool)
+            if is_crowd:
+                crowd |= mask
+            else:
+                labels[mask] = k + 1
+        out = instance_targets(labels, self.boundary_width)
+        out[crowd] = IGNORE
+        return out
+
+    def to_tf_dataset(self, channels: int = 3, skip_invalid: bool = False):
+        import tensorflow as tf
+
+        from foveal.data.decode import decode_image_bytes
+
+        def load(path, index):
+            image = decode_image_bytes(tf.io.read_file(path), channels)
+            target = tf.numpy_function(lambda i: self.targets(int(i)), [index], tf.uint8, stateful=False)
+            target.set_shape([None, None])
+            return image, target
+
+        ds = tf.data.Dataset.from_tensor_slices((self.image_paths, np.arange(len(self), dtype=np.int64)))
+        return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+class UNetWatershedFamily(Family):
+    """U-Net + marker watershed (see the module docstring)."""
+
+    name = "unet-watershed"
+    title = "U-Net + watershed"
+
+    def build(self, cfg: Any, data: RunData) -> keras.Model:
+        from foveal.segmentation.train import build_segmenter
+
+        if len(data.class_names) != 1:
+            raise ConfigError(f"U-Net + watershed finds objects of one class; the data has {len(data.class_names)} "
+                              f"({', '.join(data.class_names[:5])})", hint="train one model per class, or use "
+                              "--model mask-rcnn")
+        return build_segmenter("unet", num_classes=3, channels=cfg.channels, options=unet_options(cfg),
+                               preprocessing=cfg.preprocessing)
+
+    def compile(self, cfg: Any, model: keras.Model, steps_per_epoch: int) -> None:
+        from foveal.engine.optim import optimizer_for
+        from foveal.segmentation.losses import CrossEntropyDice
+
+        model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch),
+                      loss=CrossEntropyDice(3, ignore_label=IGNORE))
+
+    def pipelines(self, cfg: Any, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+        from foveal.segmentation.pipeline import make_segmentation_pipeline, parse_augment
+
+        stride = 2 ** int(unet_options(cfg).get("depth", 4))
+        common = dict(channels=cfg.channels, batch_size=cfg.batch_size, image_size=cfg.image_hw, stride=stride,
+                      cache=cfg.cache)
+        train = make_segmentation_pipeline(TargetImages(data.train, cfg.boundary_width), training=True,
+                                           crop_size=crop_hw(cfg), seed=seed,
+                                           augment=parse_augment(cfg.unet_augment), **common)
+        val = (make_segmentation_pipeline(TargetImages(data.val, cfg.boundary_width), training=False, **common)
+               if data.val is not None and len(data.val) else None)
+        return train, val
+
+    def card_training(self, cfg: Any, model: keras.Model) -> dict[str, Any]:
+        from foveal.instance.unet_watershed import post_options
+        from foveal.instance.watershed import TARGET_CLASSES
+
+        return {"unet_options": unet_options(cfg), "boundary_width": cfg.boundary_width,
+                "target_classes": list(TARGET_CLASSES), "watershed": post_options(**dict(cfg.watershed_options or {})),
+                "score_threshold": cfg.score_threshold, "max_detections": cfg.max_detections}
+
+    def describe(self, cfg: Any, model: keras.Model) -> str:
+        options = unet_options(cfg)
+        return (f"U-Net + watershed (width {options.get('width')}, depth {options.get('depth')}; targets background/"
+                f"interior/boundary of {cfg.boundary_width} px; crops {crop_hw(cfg) or 'none'})")
+
+    def predict_batch(self, model: keras.Model, card: Any, images: np.ndarray, sizes: Sequence[tuple[int, int]], *,
+                      score_threshold: float | None = None, max_detections: int | None = None,
+                      mask_threshold: float | None = None) -> list[ImageInstances]:
+        import tensorflow as tf
+        from pycocotools import mask as mask_utils
+
+        from foveal.evaluation.detection import mask_to_rle
+        from foveal.instance.scoring import ImageInstances
+        from foveal.instance.unet_watershed import post_options
+        from foveal.instance.watershed import watershed_instances
+
+        training = card.training or {}
+        post = post_options(**training.get("watershed", {}))
+        threshold = float(score_threshold if score_threshold is not None else training.get("score_threshold", 0.25))
+        limit = int(max_detections if max_detections is not None else training.get("max_detections", 100))
+        probs = np.asarray(model.predict_on_batch(np.asarray(images, np.float32)))
+        out = []
+        for p, (w, h) in zip(probs, sizes):
+            if p.shape[:2] != (h, w):
+                p = tf.image.resize(p, (h, w), method="bilinear").numpy()
+            labels, scores = watershed_instances(p, **post)
+            order = [int(k) for k in np.argsort(-scores, kind="stable") if scores[k] >= threshold][:limit]
+            rles = [mask_to_rle(labels == k + 1) for k in order]
+            boxes = np.zeros((len(order), 4), np.float32)
+            for j, rle in enumerate(rles):
+                x, y, bw, bh = mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
+                boxes[j] = (x, y, x + bw, y + bh)
+            out.append(ImageInstances(boxes, scores[order].astype(np.float64), np.zeros(len(order), np.int64),
+                                      threshold, rles))
+        return out
+
+
+__all__ = ["DEFAULT_UNET_OPTIONS", "TargetImages", "UNetWatershedFamily", "crop_hw", "unet_options",
+           "validate_options"]
