@@ -67,7 +67,7 @@ def box_mask_baseline(data: Any, found: list) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=600.0, help="training budget (default: 600)")
-    parser.add_argument("--epochs", type=int, default=16, help="epochs of the schedule (the budget may stop first)")
+    parser.add_argument("--epochs", type=int, default=22, help="epochs of the schedule (the budget may stop first)")
     parser.add_argument("--counts", type=int, nargs=3, default=[300, 50, 100], help="train val test images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", help="keep the data and run here (default: a temporary folder)")

@@ -210,3 +210,14 @@ def test_coco_mini_polygons_and_crowd_rle_match_pycocotools():
         for k, ann in enumerate(anns):
             np.testing.assert_array_equal(masks[..., k], coco.annToMask(ann))
     assert len(gt["annotations"]) == len(coco.anns)
+
+
+def test_shapes_command_refuses_bad_options_in_one_line(tmp_path, capsys):
+    from foveal.cli.main import main
+
+    assert main(["datasets", "synth", "shapes", "--output", str(tmp_path / "s"), "--counts", "0", "1", "1"]) == 2
+    assert "--counts" in capsys.readouterr().err
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("x")
+    assert main(["datasets", "synth", "shapes", "--output", str(tmp_path / "full")]) == 2
+    assert "not empty" in capsys.readouterr().err

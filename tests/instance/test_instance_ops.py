@@ -176,3 +176,19 @@ def test_mask_loss_is_the_true_class_bce_on_foreground_rois():
                 terms.append(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))))
     assert float(mask_loss(logits, labels, targets)) == pytest.approx(np.mean(terms), rel=1e-5)
     assert float(mask_loss(logits, np.zeros((2, 3), np.int32), targets)) == 0.0
+
+
+def test_sampled_rois_name_their_ground_truth_foreground_first():
+    from foveal.ops import rcnn
+
+    gt = np.array([[[0, 0, 20, 20], [30, 30, 60, 50], [0, 0, 0, 0]]], np.float32)
+    classes = np.array([[2, 0, -1]])
+    proposals = np.array([[[1, 1, 21, 19], [31, 29, 59, 52], [70, 70, 90, 90], [2, 0, 18, 22]]], np.float32)
+    out = rcnn.sample_rois(proposals, np.ones((1, 4), bool), gt, classes, classes >= 0, batch=6,
+                           positive_fraction=0.5)
+    labels, index, rois = out["labels"].numpy()[0], out["gt_index"].numpy()[0], out["rois"].numpy()[0]
+    fg = labels > 0
+    assert fg.sum() == 3 and fg[:3].all()  # at most batch * fraction foreground rows, first
+    for k in np.flatnonzero(fg):
+        assert labels[k] - 1 == classes[0, index[k]]
+        assert rcnn.pairwise_iou(rois[k:k + 1], gt[0, index[k]:index[k] + 1]).numpy()[0, 0] >= 0.5
