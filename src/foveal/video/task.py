@@ -268,6 +268,23 @@ def split_clips(clips: ClipSet, val: float, test: float, seed: int) -> tuple[Cli
     return train, val_part, test_part
 
 
+_FRAME_CNNS: dict[str, Any] = {}
+
+
+def frame_cnn(cfg: VideoConfig) -> Any:
+    """A fresh copy of ``cnn-lstm``'s per-frame CNN (``--backbone`` cut at its global pooling, with
+    the backbone's own weights) computing under ``--mixed-precision``; a backbone file is loaded
+    once per process, so every cross-validation fold starts from the same weights without reading it again."""
+    from foveal.training.precision import with_policy
+    from foveal.video.features import FeatureExtractor
+
+    key = json.dumps([cfg.backbone, list(cfg.frame_hw), cfg.backbone_options, cfg.seed], sort_keys=True, default=str)
+    if key not in _FRAME_CNNS:
+        _FRAME_CNNS[key] = FeatureExtractor.create(cfg.backbone, cfg.frame_hw, options=cfg.backbone_options,
+                                                   seed=cfg.seed).model
+    return with_policy(_FRAME_CNNS[key], cfg.mixed_precision)
+
+
 def build_for(cfg: VideoConfig, name: str, train: ClipSet, num_classes: int, steps: int | None = None):
     """The ``name`` model for ``train``'s shapes: a sequence model standardising with its feature
     statistics, or an end-to-end model of its frames (``cnn-lstm`` with a fresh ``--backbone``)."""
@@ -275,12 +292,7 @@ def build_for(cfg: VideoConfig, name: str, train: ClipSet, num_classes: int, ste
     from foveal.video.models import build_sequence_model, feature_stats
 
     if name in END_TO_END_MODELS:
-        backbone = None
-        if name == "cnn-lstm":
-            from foveal.video.features import FeatureExtractor
-
-            backbone = FeatureExtractor.create(cfg.backbone, cfg.frame_hw, options=cfg.backbone_options,
-                                               seed=cfg.seed).model
+        backbone = frame_cnn(cfg) if name == "cnn-lstm" else None
         return build_end_to_end(name, steps=steps or train.x.shape[1], frame_hw=cfg.frame_hw, num_classes=num_classes,
                                 backbone=backbone, units=cfg.units, dense=cfg.dense, dropout=cfg.dropout,
                                 filters=cfg.filters)
