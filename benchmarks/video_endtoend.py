@@ -22,8 +22,10 @@ In one invocation (the load average before and after is in the JSON: the machine
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -72,7 +74,7 @@ def main() -> None:
     from foveal.video.config import VideoConfig
     from foveal.video.task import cross_validate, load_features, load_frames
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):  # JSON alone on stdout
         work = Path(tmp)
         data = _subset(Path(args.data), args.clips, work)
         cache = args.cache or str(work / "cache")

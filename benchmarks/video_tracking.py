@@ -17,8 +17,10 @@ In one invocation (the load average before and after is in the JSON: the machine
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,7 +50,7 @@ def main() -> None:
     from foveal.video.synth import make_moving_shapes
     from foveal.video.track import SortTracker, track_video
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):  # JSON alone on stdout
         work = Path(args.workdir or tmp)
         t0 = time.perf_counter()
         manifest = make_moving_shapes(work / "shapes", seed=args.seed, frames=args.frames, objects=args.objects,

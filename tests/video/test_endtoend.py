@@ -147,3 +147,15 @@ def test_cnn_lstm_end_to_end_from_the_cli_frozen_phase_mixed_precision_predict(c
                  "--window", "0.6", "--stride", "0.3"]) == 0
     row = json.loads(capsys.readouterr().out)[0]
     assert row["label"] in ("up", "down") and len(row["timeline"]) == 4
+
+
+def test_feature_models_with_cache_none_neither_read_nor_write_the_feature_cache(clip_folder, tmp_path, capsys):
+    from foveal.video.config import VideoConfig
+    from foveal.video.task import load_features
+
+    cfg = VideoConfig(data=str(clip_folder), backbone="airbench", backbone_options={"width": 4, "wide": 8},
+                      frame_size=[16], sampling="even:3", output=str(tmp_path), cache="none", progress=False)
+    clips, _, facts = load_features(cfg)
+    assert clips.x.shape[:2] == (12, 3) and facts["cache"] is None and not facts["stats"].get("cached")
+    assert not (tmp_path / "video-features").exists()
+    assert "feature cache not used" in capsys.readouterr().out
