@@ -23,6 +23,11 @@ EPILOG_TRAIN = """examples:
   foveal video train --data clips/ --backbone runs/cifar/best.keras --sampling scene:4 --deltas
   # ImageNet features from keras.applications (downloads the weights: online only)
   foveal video train --data clips/ --backbone keras:MobileNetV2 --frame-size 224
+  # end to end on raw frames: the CIFAR-10 CNN fine-tuned through TimeDistributed (frozen for 2 epochs), an LSTM
+  foveal video train --data clips/ --model cnn-lstm --backbone runs/cifar/best.keras --frame-size 32 \
+      --sampling even:8 --units 64 --freeze-backbone-epochs 2 --epochs 20 --time-budget 900
+  # (2+1)D convolutions or ConvLSTM2D from scratch, bfloat16, frames decoded again every epoch (no memory cache)
+  foveal video train --data clips/ --model r2plus1d --frame-size 32 --mixed-precision bfloat16 --cache none
   foveal video train --resume runs/video-lstm-clips-20261206-210000
 """
 
@@ -118,7 +123,8 @@ def add_video_command(subparsers: argparse._SubParsersAction) -> None:
         description="Train, evaluate and use video clip classifiers on folders of class subfolders of clips.",
         train_help="train a clip classifier (features cached, --folds for cross-validation)",
         train_description="Train a clip classifier: frames sampled from each clip, per-frame features of a "
-        "frozen CNN backbone (cached), and a masked LSTM/GRU (or the temporal average baseline) on them.",
+        "frozen CNN backbone (cached), and a masked LSTM/GRU (or the temporal average baseline) on them; or a "
+        "model trained end to end on the raw frames (cnn-lstm, convlstm, r2plus1d).",
         train_epilog=EPILOG_TRAIN)
 
     e = add_mode(actions, "evaluate", "video", help="accuracy, per-class report and confusion matrix on a clip "
