@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--feature-epochs", type=int, default=60)
     parser.add_argument("--cache", help="feature/frame cache folder (default: a fresh temporary one)")
     parser.add_argument("--precision-check", action="store_true")
+    parser.add_argument("--no-features", action="store_true", help="leave out the feature route (step 1)")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
@@ -83,17 +84,20 @@ def main() -> None:
 
         # 1. the feature route (recipes/video.md's settings)
         t0 = time.perf_counter()
+        if args.no_features:
+            args.feature_epochs = 0
         fcfg = VideoConfig(data=str(data), backbone=args.backbone, frame_size=[64], sampling="even:16", deltas=True,
-                           model="lstm", units=128, dense=0, dropout=0.5, epochs=args.feature_epochs,
+                           model="lstm", units=128, dense=0, dropout=0.5, epochs=max(1, args.feature_epochs),
                            folds=args.folds, feature_cache=cache, output=str(work), seed=args.seed, progress=False)
-        feats, _, facts = load_features(fcfg)
-        feature_s = time.perf_counter() - t0
-        cv = cross_validate(fcfg, feats, 2, ["lstm", "avgpool"])
-        for name, r in cv["models"].items():
-            result["routes"][f"features+{name}"] = {**r, "settings": "64x64, even:16, deltas, 128 units" if name == "lstm"
-                                                    else "64x64, even:16, deltas"}
-        result["feature_route"] = {"features_s": round(feature_s, 1), "cv_s": round(cv["seconds"], 1),
-                                   "features_from_cache": int(facts["stats"].get("cached", 0))}
+        if not args.no_features:
+            feats, _, facts = load_features(fcfg)
+            feature_s = time.perf_counter() - t0
+            cv = cross_validate(fcfg, feats, 2, ["lstm", "avgpool"])
+            for name, r in cv["models"].items():
+                result["routes"][f"features+{name}"] = {
+                    **r, "settings": "64x64, even:16, deltas" + (", 128 units" if name == "lstm" else "")}
+            result["feature_route"] = {"features_s": round(feature_s, 1), "cv_s": round(cv["seconds"], 1),
+                                       "features_from_cache": int(facts["stats"].get("cached", 0))}
 
         # 2. end to end on raw frames
         base = dict(data=str(data), backbone=args.backbone, frame_size=[args.frame_size], sampling=args.sampling,
