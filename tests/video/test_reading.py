@@ -42,10 +42,15 @@ def test_bad_files_are_refused_naming_the_file(tmp_path):
     with wave.open(str(sound), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
         w.writeframes(np.zeros(8000, np.int16).tobytes())
+    said = {}
     for path in (empty, junk, sound):
         with pytest.raises(DataError) as err:
             read_frames(path)
         assert str(path) in err.value.message and "\n" not in err.value.message
+        said[path.name] = err.value.message
+    # an audio-only file is told apart from a corrupt one
+    assert "no video stream (audio only" in said["sound.mp4"] and "corrupt" not in said["sound.mp4"]
+    assert "corrupt" in said["junk.mkv"] and "audio" not in said["junk.mkv"]
 
 
 def test_truncated_avi_keeps_its_decodable_frames(tmp_path):

@@ -132,3 +132,14 @@ def test_video_track_cli_with_a_fixed_output_detector(tmp_path, capsys):
     mot = (tmp_path / "out" / "clip.mot.txt").read_text().splitlines()
     assert len(mot) == 16 * 7 and mot[0].endswith(",-1,-1,-1")
     assert probe(tmp_path / "out" / "clip.tracked.mp4").frames == 7
+    # scored against its own tracks as ground truth: perfect; against shifted ones: nothing matches
+    gt = tmp_path / "out" / "clip.mot.txt"
+    assert main(["video", "track", str(det), str(clip), "--every", "2", "--min-hits", "1", "--gt", str(gt)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "MOTA 1.000  IDF1 1.000" in line and "IDSW 0" in line
+    shifted = tmp_path / "shifted.txt"
+    shifted.write_text("".join(f"{r.split(',')[0]},{r.split(',')[1]},100,100,5,5,1,1,1\n" for r in mot))
+    assert main(["video", "track", str(det), str(clip), "--every", "2", "--min-hits", "1", "--gt", str(shifted),
+                 "--format", "json"]) == 0
+    scores = json.loads(capsys.readouterr().out)["scores"]
+    assert scores["matches"] == 0 and scores["fn"] == scores["fp"] == 16 * 7 and scores["mota"] == -1.0

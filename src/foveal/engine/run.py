@@ -134,6 +134,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     if state is not None:
         start_epoch = int(state["epoch"])
         phase_no, phase_start = _phase_at(plan, state, start_epoch)
+        import foveal.training.schedules  # noqa: F401  the saved optimizer's schedules (Warmup ...) must be registered
         with dist.scope():
             model, saved_card = load_model(run_dir / "last.keras", compile=True)
             plugin.restore(cfg, data, model, saved_card)

@@ -23,6 +23,11 @@ EPILOG_TRAIN = """examples:
   foveal video train --data clips/ --backbone runs/cifar/best.keras --sampling scene:4 --deltas
   # ImageNet features from keras.applications (downloads the weights: online only)
   foveal video train --data clips/ --backbone keras:MobileNetV2 --frame-size 224
+  # end to end on raw frames: the CIFAR-10 CNN fine-tuned through TimeDistributed (frozen for 2 epochs), an LSTM
+  foveal video train --data clips/ --model cnn-lstm --backbone runs/cifar/best.keras --frame-size 32 \
+      --sampling even:8 --units 64 --freeze-backbone-epochs 2 --epochs 20 --time-budget 900
+  # (2+1)D convolutions or ConvLSTM2D from scratch, bfloat16, frames decoded again every epoch (no memory cache)
+  foveal video train --data clips/ --model r2plus1d --frame-size 32 --mixed-precision bfloat16 --cache none
   foveal video train --resume runs/video-lstm-clips-20261206-210000
 """
 
@@ -79,6 +84,10 @@ EPILOG_TRACK = """examples:
   foveal video track runs/raccoon/best.keras street.mp4 --every 3 --output tracked/
   #   -> tracked/street.tracks.json, street.mot.txt (MOT Challenge text) and street.tracked.mp4
   foveal video track runs/raccoon/best.keras street.mp4 --every 1 --iou-threshold 0.3 --max-age 2 --min-hits 3
+  # scored against ground-truth tracks (MOT Challenge text): MOTA, IDF1, misses, false boxes, id switches
+  foveal datasets synth moving-shapes --output shapes/
+  foveal detect train --data shapes/ --image-size 128 --output runs --name shapes-det
+  foveal video track runs/shapes-det/best.keras shapes/video.mp4 --gt shapes/gt.txt --every 3
 """
 
 
@@ -89,7 +98,7 @@ def _track(args: argparse.Namespace, _: dict[str, Any]) -> int:
     model, card = load_model(args.model)
     tracker = SortTracker(iou_threshold=args.iou_threshold, max_age=args.max_age, min_hits=args.min_hits)
     result = track_video(model, card, args.video, every=args.every, output=args.output, tracker=tracker,
-                         annotate=args.annotate, max_frames=args.max_frames)
+                         annotate=args.annotate, max_frames=args.max_frames, gt=args.gt, gt_iou=args.gt_iou)
     if args.format == "json":
         print(json.dumps(result, indent=1))
     else:
@@ -98,6 +107,10 @@ def _track(args: argparse.Namespace, _: dict[str, Any]) -> int:
         for tid, items in sorted(result["tracks"].items()):
             print(f"  #{tid} {items[0]['class']}: frames {items[0]['frame']}-{items[-1]['frame']} "
                   f"({len(items)} boxes, {sum(not i['predicted'] for i in items)} detected)")
+        if "scores" in result:
+            from foveal.video.mot import format_scores
+
+            print(f"against {args.gt}: {format_scores(result['scores'])}")
     for path in result["outputs"]:
         print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -110,7 +123,8 @@ def add_video_command(subparsers: argparse._SubParsersAction) -> None:
         description="Train, evaluate and use video clip classifiers on folders of class subfolders of clips.",
         train_help="train a clip classifier (features cached, --folds for cross-validation)",
         train_description="Train a clip classifier: frames sampled from each clip, per-frame features of a "
-        "frozen CNN backbone (cached), and a masked LSTM/GRU (or the temporal average baseline) on them.",
+        "frozen CNN backbone (cached), and a masked LSTM/GRU (or the temporal average baseline) on them; or a "
+        "model trained end to end on the raw frames (cnn-lstm, convlstm, r2plus1d).",
         train_epilog=EPILOG_TRAIN)
 
     e = add_mode(actions, "evaluate", "video", help="accuracy, per-class report and confusion matrix on a clip "
@@ -147,6 +161,10 @@ def add_video_command(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--output", metavar="DIR", help="write NAME.tracks.json, NAME.mot.txt and NAME.tracked.mp4 here")
     t.add_argument("--annotate", action=argparse.BooleanOptionalAction, default=True,
                    help="with --output: also write the video with the tracks drawn (default: on)")
+    t.add_argument("--gt", metavar="FILE", help="ground-truth tracks of the video (MOT Challenge text: "
+                   "frame,id,left,top,width,height,...): score MOTA, IDF1, misses, false boxes and id switches")
+    t.add_argument("--gt-iou", type=float, default=0.5, help="least IoU of a tracked box and a true one to count "
+                   "as a match when scoring (default: 0.5)")
     t.add_argument("--format", choices=("table", "json"), default="table", help="what to print (default: table)")
     t.set_defaults(func=_track)
 

@@ -15,7 +15,9 @@ from foveal.configtools import option
 from foveal.engine.config import RunConfig
 from foveal.errors import ConfigError
 
-VideoModel = Literal["lstm", "gru", "bilstm", "bigru", "avgpool"]
+VideoModel = Literal["lstm", "gru", "bilstm", "bigru", "avgpool", "cnn-lstm", "convlstm", "r2plus1d"]
+#: bytes of decoded frames that ``--cache auto`` holds in memory (above it: decoded every epoch)
+AUTO_CACHE_BYTES = 1 << 30
 
 
 @dataclass
@@ -34,18 +36,27 @@ class VideoConfig(RunConfig):
                                    group="data")
     val_split: float = option(0.2, "fraction of the clips held out for validation (stratified)", group="data")
     test_split: float = option(0.0, "fraction of the clips held out for testing (stratified)", group="data")
-    feature_cache: str | None = option(None, "folder of cached per-frame features (default: OUTPUT/video-features); "
-                                       "a second run with the same backbone, frame size and sampling reuses them",
-                                       group="data")
+    feature_cache: str | None = option(None, "folder of cached per-frame features and decoded frames (default: "
+                                       "OUTPUT/video-features); a second run with the same backbone, frame size "
+                                       "and sampling reuses them", group="data")
+    cache: Literal["auto", "memory", "none"] = option(
+        "auto", "feature models: auto/memory read and write the feature cache (--feature-cache), none computes "
+        "every clip's features afresh without it; end-to-end models (cnn-lstm, convlstm, r2plus1d): memory decodes "
+        "the sampled frames once, keeps them in memory for every epoch and writes them to the cache, none decodes "
+        "them again every epoch (nothing kept), auto is memory when they fit in 1 GiB, else none", group="data")
 
     # model
     backbone: str = option("airbench", "per-frame feature extractor: a classifier .keras file (e.g. trained on "
                            "CIFAR-10 by `foveal train`), a zoo name (random weights) or keras:NAME "
                            "(keras.applications with ImageNet weights; online only)", group="model")
     backbone_options: dict[str, Any] = option({}, "options of a zoo --backbone (e.g. width=16)", group="model")
-    model: VideoModel = option("lstm", "sequence model: lstm (the texts'), gru, bilstm, bigru, or avgpool "
-                               "(temporal mean, the baseline)", group="model")
+    model: VideoModel = option("lstm", "lstm (the texts'), gru, bilstm, bigru or avgpool (temporal mean, the "
+                               "baseline) on cached --backbone features; or end to end on raw frames: cnn-lstm "
+                               "(the --backbone CNN through TimeDistributed, fine-tuned, then an LSTM), convlstm "
+                               "(ConvLSTM2D) or r2plus1d ((2+1)D convolutions, Tran et al. 2018)", group="model")
     units: int = option(512, "recurrent units (the texts: 512)", group="model")
+    filters: int = option(16, "convlstm and r2plus1d: channels of the first convolution (doubled per r2plus1d stage)",
+                          group="model")
     dense: int = option(256, "units of the Dense layer after the recurrent one (0: none)", group="model")
     dropout: float = option(0.5, "dropout of the recurrent inputs and after the Dense layer", group="model")
     deltas: bool = option(False, "append frame-to-frame feature differences (motion) to each step", group="model")
@@ -75,8 +86,8 @@ class VideoConfig(RunConfig):
             (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
             (len(self.frame_size) in (1, 2) and min(self.frame_size) >= 8, "frame_size must be SIZE or HEIGHT WIDTH, "
              "at least 8"),
-            (self.units >= 1 and self.dense >= 0 and 0.0 <= self.dropout < 1.0,
-             "units must be >= 1, dense >= 0 and dropout in [0, 1)"),
+            (self.units >= 1 and self.dense >= 0 and 0.0 <= self.dropout < 1.0 and self.filters >= 1,
+             "units and filters must be >= 1, dense >= 0 and dropout in [0, 1)"),
             (self.folds == 0 or self.folds >= 2, "folds must be 0 (off) or at least 2"),
             (self.max_frames >= 0, "max_frames must not be negative"),
             (0.0 < self.scene_threshold < 1.0, "scene_threshold must be in (0, 1)"),
@@ -87,8 +98,15 @@ class VideoConfig(RunConfig):
         Sampling.parse(self.sampling)
 
     @property
+    def end_to_end(self) -> bool:
+        """True for the models trained on raw frames (cnn-lstm, convlstm, r2plus1d)."""
+        from foveal.video.endtoend import END_TO_END_MODELS
+
+        return self.model in END_TO_END_MODELS
+
+    @property
     def frame_hw(self) -> tuple[int, int]:
         return (int(self.frame_size[0]), int(self.frame_size[-1]))
 
 
-__all__ = ["VideoConfig"]
+__all__ = ["AUTO_CACHE_BYTES", "VideoConfig"]

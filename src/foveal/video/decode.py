@@ -9,7 +9,8 @@ applies a phone video's display matrix (rotation) itself
 (``CAP_PROP_ORIENTATION_META``), so a rotated clip is decoded upright.
 
 Bad files are refused in one line naming the file: a file OpenCV cannot open (corrupt, not a
-video), one with zero decodable frames, an audio-only file. A truncated file whose first frames
+video), one with zero decodable frames, an audio-only file (told apart from a corrupt one by
+PyAV's demuxer, which lists the container's streams: "has no video stream (audio only ...)"). A truncated file whose first frames
 decode is used with the frames it has (the count is in ``Clip.frames`` and ``inspect`` reports
 the shortfall against the header's count).
 
@@ -119,9 +120,31 @@ def _open(path: str | os.PathLike):
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
-        raise DataError(f"{path}: cannot be opened as a video (no video stream: audio only, corrupt, or not a video file)",
+        streams = container_streams(path)
+        if streams is not None and streams["video"] == 0:
+            what = (f"has no video stream (audio only: {streams['audio']} audio stream(s), {streams['format']})"
+                    if streams["audio"] else f"has no video stream ({streams['format']} container)")
+            raise DataError(f"{path}: {what}", hint="pass --skip-invalid to leave it out")
+        raise DataError(f"{path}: cannot be opened as a video (corrupt or not a video file)",
                         hint="re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4) or pass --skip-invalid")
     return cap
+
+
+def container_streams(path: str | os.PathLike) -> dict[str, Any] | None:
+    """``{"format", "video", "audio"}`` stream counts of a media file read by PyAV (FFmpeg's
+    demuxer, without decoding), or None when PyAV cannot open it (corrupt, not a media file) or is
+    not installed. OpenCV only says "cannot open", so this tells an audio-only file from a corrupt one.
+    """
+    try:
+        import av
+    except ImportError:  # pragma: no cover - a dependency of foveal
+        return None
+    try:
+        with av.open(str(path)) as container:
+            return {"format": container.format.name, "video": len(container.streams.video),
+                    "audio": len(container.streams.audio)}
+    except (av.error.FFmpegError, OSError, ValueError):
+        return None
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
@@ -192,5 +215,5 @@ def read_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) ->
     return np.stack(frames), np.asarray(times, np.float64)
 
 
-__all__ = ["VIDEO_SUFFIXES", "ClipRef", "VideoInfo", "is_video_file", "is_video_folder", "iter_frames", "probe",
-           "read_frames", "scan_video_folder"]
+__all__ = ["VIDEO_SUFFIXES", "ClipRef", "VideoInfo", "container_streams", "is_video_file", "is_video_folder",
+           "iter_frames", "probe", "read_frames", "scan_video_folder"]

@@ -14,6 +14,8 @@ ch. 8 use a frozen ImageNet Inception-V3 the same way). ``--backbone`` takes:
 Cache layout: ``CACHE/<key>/<clip-digest>.npy`` where ``key`` names the backbone (with a digest
 of its file), frame size and sampling, and the clip digest covers the clip's path, size and
 modification time; a second run with the same settings reads the arrays instead of decoding.
+The end-to-end models' decoded frames (uint8, sampled and resized) are cached the same way
+under ``CACHE/frames-HxW-SAMPLING/`` (:func:`clip_frames`).
 
 Example:
     >>> ex = FeatureExtractor.create("airbench", frame_size=(64, 64))  # doctest: +SKIP
@@ -152,6 +154,32 @@ def _rebuilt_features(model: Any, size: tuple[int, int], source: str):
     return clone
 
 
+def _cache_file(cache: str | os.PathLike, key: str, path: Path) -> Path:
+    """``CACHE/KEY/<stem>-<digest of the clip's path, size and mtime>.npy``."""
+    return Path(cache) / key / f"{path.stem[:40]}-{_file_digest(path)}.npy"
+
+
+def _read_cached(target: Path | None, valid: Callable[[np.ndarray], bool]) -> np.ndarray | None:
+    if target is None or not target.is_file():
+        return None
+    try:
+        array = np.load(target, allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # a damaged cache entry is recomputed
+    return array if valid(array) else None
+
+
+def _write_cached(target: Path | None, array: np.ndarray) -> None:
+    if target is not None:
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, array, allow_pickle=False)
+
+
+def _scene_suffix(sampling: Sampling, scene_threshold: float) -> str:
+    return "" if sampling.strategy != "scene" else f"-t{scene_threshold}"
+
+
 def clip_features(extractor: FeatureExtractor, path: str | os.PathLike, sampling: Sampling, *,
                   cache: str | os.PathLike | None = None, scene_threshold: float = 0.4,
                   stats: dict[str, float] | None = None) -> np.ndarray:
@@ -161,19 +189,13 @@ def clip_features(extractor: FeatureExtractor, path: str | os.PathLike, sampling
     ``frames_extracted``, ``cached`` (clips read from the cache).
     """
     path = Path(path)
-    target = None
-    if cache is not None:
-        folder = Path(cache) / extractor.key(sampling, "" if sampling.strategy != "scene" else f"-t{scene_threshold}")
-        target = folder / f"{path.stem[:40]}-{_file_digest(path)}.npy"
-        if target.is_file():
-            try:
-                feats = np.load(target, allow_pickle=False)
-                if feats.ndim == 2 and feats.shape[1] == extractor.dim:
-                    if stats is not None:
-                        stats["cached"] = stats.get("cached", 0) + 1
-                    return feats
-            except (OSError, ValueError):
-                pass  # a damaged cache entry is recomputed
+    target = (None if cache is None else
+              _cache_file(cache, extractor.key(sampling, _scene_suffix(sampling, scene_threshold)), path))
+    feats = _read_cached(target, lambda a: a.ndim == 2 and a.shape[1] == extractor.dim)
+    if feats is not None:
+        if stats is not None:
+            stats["cached"] = stats.get("cached", 0) + 1
+        return feats
     started = time.perf_counter()
     frames, times = sampled_frames(path, sampling, extractor.frame_size, scene_threshold=scene_threshold,
                                    stats=stats)
@@ -183,11 +205,38 @@ def clip_features(extractor: FeatureExtractor, path: str | os.PathLike, sampling
         stats["decode_s"] = stats.get("decode_s", 0.0) + decoded - started
         stats["extract_s"] = stats.get("extract_s", 0.0) + time.perf_counter() - decoded
         stats["frames_extracted"] = stats.get("frames_extracted", 0) + len(frames)
-    if target is not None:
-        with atomic_path(target) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, feats, allow_pickle=False)
+    _write_cached(target, feats)
     return feats
+
+
+def frames_key(size: tuple[int, int], sampling: Sampling, scene_threshold: float = 0.4) -> str:
+    """The cache folder name of decoded frames: ``frames-HxW-SAMPLING``."""
+    return f"frames-{size[0]}x{size[1]}-{str(sampling).replace(':', '')}{_scene_suffix(sampling, scene_threshold)}"
+
+
+def clip_frames(path: str | os.PathLike, sampling: Sampling, size: tuple[int, int], *,
+                cache: str | os.PathLike | None = None, scene_threshold: float = 0.4,
+                stats: dict[str, float] | None = None) -> np.ndarray:
+    """The sampled frames of ``path`` resized to ``size``, ``(T, H, W, 3)`` uint8, read from
+    ``cache`` when there (``CACHE/frames-HxW-SAMPLING/<clip>.npy``; written after decoding).
+
+    ``stats`` accumulates ``decode_s``, ``frames_decoded`` and ``cached`` as in :func:`clip_features`.
+    """
+    path = Path(path)
+    h, w = (int(v) for v in size)
+    target = None if cache is None else _cache_file(cache, frames_key((h, w), sampling, scene_threshold), path)
+    frames = _read_cached(target, lambda a: a.ndim == 4 and a.shape[1:] == (h, w, 3) and a.dtype == np.uint8)
+    if frames is not None:
+        if stats is not None:
+            stats["cached"] = stats.get("cached", 0) + 1
+        return frames
+    started = time.perf_counter()
+    frames, _ = sampled_frames(path, sampling, (h, w), scene_threshold=scene_threshold, stats=stats)
+    if stats is not None:
+        stats["decode_s"] = stats.get("decode_s", 0.0) + time.perf_counter() - started
+    frames = np.ascontiguousarray(frames, np.uint8)
+    _write_cached(target, frames)
+    return frames
 
 
 def sampled_frames(path: str | os.PathLike, sampling: Sampling, size: tuple[int, int], *,
@@ -246,27 +295,47 @@ def dataset_features(extractor: FeatureExtractor, clips: list[Any], sampling: Sa
     Raises:
         DataError: a clip cannot be read and ``skip_invalid`` is off (the message names it).
     """
-    feats, kept, skipped = [], [], []
+    return each_clip(lambda path: clip_features(extractor, path, sampling, cache=cache,
+                                                scene_threshold=scene_threshold, stats=stats),
+                     clips, skip_invalid=skip_invalid, progress=progress)
+
+
+def dataset_frames(clips: list[Any], sampling: Sampling, size: tuple[int, int], *, cache: str | os.PathLike | None,
+                   skip_invalid: bool, scene_threshold: float = 0.4,
+                   progress: Callable[[int, int], None] | None = None, stats: dict[str, float] | None = None
+                   ) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """Sampled, resized frames of every clip (:func:`clip_frames`): ``(frames, kept, skipped)``."""
+    return each_clip(lambda path: clip_frames(path, sampling, size, cache=cache, scene_threshold=scene_threshold,
+                                              stats=stats),
+                     clips, skip_invalid=skip_invalid, progress=progress)
+
+
+def each_clip(compute: Callable[[Path], np.ndarray], clips: list[Any], *, skip_invalid: bool,
+              progress: Callable[[int, int], None] | None = None) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """``compute(path)`` of every clip: ``(arrays, kept clip indices, skipped 'file: reason' lines)``;
+    an unreadable clip or one with no sampled frame raises DataError naming it, or with
+    ``skip_invalid`` is left out and named in ``skipped``."""
+    arrays, kept, skipped = [], [], []
     for i, clip in enumerate(clips):
         try:
-            f = clip_features(extractor, clip.path, sampling, cache=cache, scene_threshold=scene_threshold,
-                              stats=stats)
+            a = compute(clip.path)
         except DataError as exc:
             if not skip_invalid:
                 raise
             skipped.append(exc.message)
             continue
-        if len(f) == 0:
+        if len(a) == 0:
             message = f"{clip.path}: no frames sampled"
             if not skip_invalid:
                 raise DataError(message, hint="pass --skip-invalid to leave it out")
             skipped.append(message)
             continue
-        feats.append(f)
+        arrays.append(a)
         kept.append(i)
         if progress is not None:
             progress(i + 1, len(clips))
-    return feats, kept, skipped
+    return arrays, kept, skipped
 
 
-__all__ = ["FeatureExtractor", "clip_features", "dataset_features", "feature_layer", "sampled_frames"]
+__all__ = ["FeatureExtractor", "clip_features", "clip_frames", "dataset_features", "dataset_frames", "each_clip",
+           "feature_layer", "frames_key", "sampled_frames"]

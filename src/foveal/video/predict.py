@@ -29,9 +29,20 @@ from foveal.video.decode import is_video_file, iter_frames, probe
 from foveal.video.sampling import Sampling, pad_sequences
 
 
+class FrameSource:
+    """The "extractor" of an end-to-end model: the sampled frames themselves (resized to its size)."""
+
+    def __init__(self, frame_size: tuple[int, int]) -> None:
+        self.frame_size = tuple(int(v) for v in frame_size)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return np.asarray(frames, np.uint8)
+
+
 @dataclass
 class VideoModel:
-    """A clip classifier with what it needs: sequence head, card, frame feature extractor."""
+    """A clip classifier with what it needs: sequence head (or the whole end-to-end model), card,
+    and frame feature extractor (:class:`FrameSource` for an end-to-end model)."""
 
     head: Any
     card: Any
@@ -49,9 +60,18 @@ class VideoModel:
     def class_names(self) -> list[str]:
         return list(self.card.class_names)
 
+    @property
+    def end_to_end(self) -> bool:
+        return bool(self.card.training.get("end_to_end"))
+
     def classify(self, sequences: list[np.ndarray]) -> np.ndarray:
-        """Class probabilities ``(N, C)`` of per-frame feature sequences (padded or cut to the
-        model's length)."""
+        """Class probabilities ``(N, C)`` of per-frame feature sequences, or of frame sequences
+        for an end-to-end model (padded or cut to the model's length)."""
+        if self.end_to_end:
+            from foveal.video.endtoend import pad_clips, padded_input
+
+            frames, lengths = pad_clips(sequences, self.steps)
+            return np.asarray(self.head.predict(padded_input(frames, lengths), verbose=0, batch_size=16))
         x, _ = pad_sequences(sequences, self.steps)
         return np.asarray(self.head.predict(x, verbose=0, batch_size=64))
 
@@ -75,6 +95,8 @@ def load_video_model(path: str | os.PathLike) -> VideoModel:
                          hint="use a best.keras written by `foveal video train`")
     facts = card.training
     size = tuple(facts.get("frame_size") or card.input_shape[:2])
+    if facts.get("end_to_end"):
+        return VideoModel(head, card, FrameSource(size))
     if facts.get("backbone_file"):
         backbone = Path(path).parent / facts["backbone_file"]
         if not backbone.is_file():
@@ -102,14 +124,18 @@ def evaluate_video(model_path: str | os.PathLike, data: str | os.PathLike, *, ou
     from foveal.evaluation.classes import match_classes, parse_class_map, relabel
     from foveal.evaluation.classification import classification_metrics
     from foveal.video.decode import scan_video_folder
-    from foveal.video.features import dataset_features
+    from foveal.video.features import dataset_features, dataset_frames
 
     vm = load_video_model(model_path)
     clips, names = scan_video_folder(data)
     mapping = match_classes(vm.class_names, names, parse_class_map(class_map), origin=str(data))
-    feats, kept, skipped = dataset_features(vm.extractor, clips, vm.sampling, cache=cache,
-                                            skip_invalid=skip_invalid,
-                                            scene_threshold=float(vm.card.training.get("scene_threshold", 0.4)))
+    threshold = float(vm.card.training.get("scene_threshold", 0.4))
+    if vm.end_to_end:
+        feats, kept, skipped = dataset_frames(clips, vm.sampling, vm.extractor.frame_size, cache=cache,
+                                              skip_invalid=skip_invalid, scene_threshold=threshold)
+    else:
+        feats, kept, skipped = dataset_features(vm.extractor, clips, vm.sampling, cache=cache,
+                                                skip_invalid=skip_invalid, scene_threshold=threshold)
     if not feats:
         raise DataError(f"{data}: no clip could be read ({len(skipped)} skipped)")
     labels = relabel(np.array([clips[i].label for i in kept]), mapping)
@@ -319,5 +345,5 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["VideoModel", "evaluate_video", "format_rows", "load_video_model", "predict_files", "predict_video",
+__all__ = ["FrameSource", "VideoModel", "evaluate_video", "format_rows", "load_video_model", "predict_files", "predict_video",
            "timeline_csv", "write_annotated"]

@@ -185,14 +185,18 @@ def mot_lines(frames: list[list[dict[str, Any]]]) -> str:
 
 
 def track_video(model: Any, card: Any, path: str | os.PathLike, *, every: int = 1, output: str | os.PathLike | None = None,
-                tracker: SortTracker | None = None, max_frames: int | None = None, annotate: bool = True
-                ) -> dict[str, Any]:
+                tracker: SortTracker | None = None, max_frames: int | None = None, annotate: bool = True,
+                gt: str | os.PathLike | None = None, gt_iou: float = 0.5) -> dict[str, Any]:
     """Detect (every ``every`` frames) and track objects through ``path`` with a foveal detector.
+
+    Args:
+        gt: a MOT ground-truth file of the video: the tracks are scored against it
+            (:func:`foveal.video.mot.mot_scores`: MOTA, IDF1, ... with IoU >= ``gt_iou``).
 
     Returns:
         ``{"file", "frames", "every", "seconds", "fps", "detector_calls", "tracks": {id: [{frame,
-        box, score, class, predicted}]}, "outputs"}``; with ``output``: ``NAME.tracks.json``,
-        ``NAME.mot.txt`` and ``NAME.tracked.mp4``.
+        box, score, class, predicted}]}, "outputs"}`` and, with ``gt``, ``"scores"``; with
+        ``output``: ``NAME.tracks.json``, ``NAME.mot.txt`` and ``NAME.tracked.mp4``.
     """
     from foveal.detection.predict import model_inputs
     from foveal.detection.scoring import check_card, split_outputs
@@ -201,6 +205,11 @@ def track_video(model: Any, card: Any, path: str | os.PathLike, *, every: int = 
     check_card(card)
     if every < 1:
         raise ConfigError("--every must be at least 1")
+    truth = None
+    if gt is not None:
+        from foveal.video.mot import read_mot
+
+        truth = read_mot(gt)  # read first: a bad file fails before the video is decoded
     info = probe(path)
     h, w, _ = card.input_shape
     keep_aspect = bool(card.training.get("keep_aspect", False))
@@ -237,6 +246,13 @@ def track_video(model: Any, card: Any, path: str | os.PathLike, *, every: int = 
                               "seconds": round(seconds, 3), "fps": round(len(per_frame) / max(seconds, 1e-9), 2),
                               "detector_calls": calls, "detector_seconds": round(detect_s, 3),
                               "tracks": tracks, "outputs": []}
+    if truth is not None:
+        from foveal.video.mot import frames_of_tracks, mot_scores
+
+        last = len(per_frame)
+        result["scores"] = mot_scores({f: b for f, b in truth.items() if f <= last}, frames_of_tracks(tracks),
+                                      iou_threshold=gt_iou)
+        result["scores"]["gt_file"] = str(gt)
     if output is not None:
         from foveal.utils_io import ensure_output_dir
 

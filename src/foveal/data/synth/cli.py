@@ -74,9 +74,32 @@ def _shapes(args: argparse.Namespace, _: dict[str, Any]) -> int:
     return 0
 
 
+EPILOG_MOVING_SHAPES = """examples:
+  # training frames (CSV boxes), an unseen test video and its MOT ground truth, then detect and track
+  foveal datasets synth moving-shapes --output shapes/ --seed 0
+  foveal detect train --data shapes/ --image-size 128 --output runs --name shapes-det
+  foveal video track runs/shapes-det/best.keras shapes/video.mp4 --gt shapes/gt.txt --every 3
+"""
+
+
+def _moving_shapes(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.video.synth import make_moving_shapes
+
+    manifest = make_moving_shapes(args.output, seed=args.seed, frames=args.frames, size=tuple(args.size) if
+                                  len(args.size) == 2 else args.size[0], objects=args.objects,
+                                  train_sequences=args.train_sequences, train_frames=args.train_frames,
+                                  val_frames=args.val_frames, fps=args.fps, overwrite=args.overwrite)
+    print(json.dumps(manifest, indent=1) if args.json else
+          f"wrote {sum(manifest['images'].values())} training/validation frames with boxes, the test video "
+          f"{manifest['video']} ({manifest['video_frames']} frames) and its tracks {manifest['gt']} "
+          f"(seed {args.seed}) to {args.output}")
+    return 0
+
+
 def add_synth_command(actions: argparse._SubParsersAction) -> None:
     """Add ``synth`` with its kinds to the ``foveal datasets`` actions."""
-    s = actions.add_parser("synth", help="generate a dataset (MNIST-M-style digits, composited cut-outs, shapes)",
+    s = actions.add_parser("synth", help="generate a dataset (MNIST-M-style digits, composited cut-outs, shapes, "
+                           "moving shapes with tracks)",
                            description="Generate datasets, deterministic for a seed, in layouts foveal reads.")
     kinds = s.add_subparsers(dest="kind", metavar="KIND", required=True)
     kinds.add_parser = functools.partial(kinds.add_parser, allow_abbrev=False)  # type: ignore[method-assign]
@@ -148,6 +171,27 @@ def add_synth_command(actions: argparse._SubParsersAction) -> None:
     sh.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     sh.add_argument("--json", action="store_true", help="print the manifest as JSON")
     sh.set_defaults(func=_shapes)
+
+    v = kinds.add_parser("moving-shapes", help="videos of moving circles and squares with ground-truth tracks (MOT)",
+                         description="Draw circles and squares moving and bouncing over a textured background "
+                         "(deterministic per seed): training frames with CSV boxes (OUTPUT/images, train.csv, "
+                         "val.csv; read by `foveal detect train --data OUTPUT`), and an unseen test video "
+                         "OUTPUT/video.mp4 with its tracks in MOT ground-truth format (OUTPUT/gt.txt) for "
+                         "`foveal video track --gt`.", epilog=EPILOG_MOVING_SHAPES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("--output", required=True, metavar="DIR", help="folder to write (new or empty)")
+    v.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    v.add_argument("--frames", type=int, default=150, help="frames of the test video (default: 150)")
+    v.add_argument("--size", type=int, nargs="+", default=[128], metavar="N", help="SIZE or HEIGHT WIDTH "
+                   "(default: 128)")
+    v.add_argument("--objects", type=int, default=3, help="shapes in every sequence (default: 3)")
+    v.add_argument("--train-sequences", type=int, default=3, help="training sequences (default: 3)")
+    v.add_argument("--train-frames", type=int, default=60, help="frames of each training sequence (default: 60)")
+    v.add_argument("--val-frames", type=int, default=30, help="frames of the validation sequence (default: 30)")
+    v.add_argument("--fps", type=float, default=10.0, help="frame rate of the test video (default: 10)")
+    v.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    v.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    v.set_defaults(func=_moving_shapes)
 
 
 __all__ = ["add_synth_command"]
