@@ -379,7 +379,9 @@ def _init_whitening(model: keras.Model, cfg: TrainConfig, train: LabeledImages,
                        training=False, keep_aspect=cfg.keep_aspect, skip_invalid=cfg.skip_invalid, cache="none")
     images = np.concatenate([np.asarray(x) for x, _ in ds])
     init_whitening(model, images)
-    say(f"whitening layer set from the 2x2 patches of {len(images)} training images (frozen)")
+    layer = model.get_layer("whiten")
+    say(f"whitening layer set from the 2x2 patches of {len(images)} training images (kernel frozen"
+        + (f", bias trained for {layer.bias_epochs} epochs)" if getattr(layer, "train_bias", False) else ")"))
 
 
 def compile_classifier(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int) -> None:
