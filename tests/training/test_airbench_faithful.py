@@ -108,6 +108,35 @@ def test_alternating_flip_mirrors_each_image_every_other_epoch():
     np.testing.assert_array_equal(flipped[2], flipped[0])
 
 
+def test_alternating_flip_follows_fits_epochs_in_the_pipeline():
+    """Through make_pipeline, the flip follows the epoch that AugmentationEpoch sets at each
+    epoch's start (Keras' fit makes a spare iterator at each epoch's end, so counting iterators
+    would not do)."""
+    from foveal.data.augment import AugmentationEpoch
+    from foveal.data.pipeline import make_pipeline
+    from foveal.data.source import LabeledImages
+
+    images = np.random.default_rng(1).integers(0, 256, (24, 4, 4, 3)).astype(np.uint8)
+    data = LabeledImages(["a", "b", "c"], (np.arange(24) % 3).astype(np.int32), images=images, origin="test")
+    ds = make_pipeline(data, image_size=(4, 4), channels=3, batch_size=8, training=True, augment="altflip",
+                       cache="memory", seed=0, one_hot=False)
+    callback = AugmentationEpoch()
+    flipped = []
+    for epoch in range(3):
+        callback.on_epoch_begin(epoch)
+        iter(ds)  # a spare iterator, as fit makes one, changes nothing
+        state = {}
+        for x, _ in ds:
+            for image in x.numpy().astype(np.uint8):
+                i = next(j for j in range(24) if np.array_equal(image, images[j])
+                         or np.array_equal(image, images[j][:, ::-1]))
+                state[i] = not np.array_equal(image, images[i])
+        flipped.append(np.array([state[i] for i in range(24)]))
+    assert 4 <= flipped[0].sum() <= 20
+    np.testing.assert_array_equal(flipped[1], ~flipped[0])
+    np.testing.assert_array_equal(flipped[2], flipped[0])
+
+
 def test_flip_shift_tta_is_the_papers_weighted_logit_average():
     keras.utils.set_random_seed(2)
     inputs = keras.Input((6, 6, 1))

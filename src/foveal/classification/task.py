@@ -173,10 +173,11 @@ class ClassifyTask(TaskPlugin):
     def phase_callbacks(self, cfg: TrainConfig, data: RunData, phase: Phase, steps_per_epoch: int) -> list[Any]:
         if phase.number != 1:
             return []
+        from foveal.data.augment import AugmentationEpoch
         from foveal.training.lookahead import Lookahead
         from foveal.training.whitening import FreezeWhiteningBias
 
-        callbacks: list[Any] = [FreezeWhiteningBias()]
+        callbacks: list[Any] = [FreezeWhiteningBias(), AugmentationEpoch()]
         if cfg.lookahead:
             # airbench94 starts the averaging after 3 epochs (when the run has more than 3)
             start = 3 * steps_per_epoch if cfg.epochs > 3 else 0

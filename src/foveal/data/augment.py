@@ -160,14 +160,38 @@ class RandomShift(keras.layers.Layer):
         return super().get_config() | {"pad": self.pad, "seed": self.seed}
 
 
-def alternating_flip(ds: tf.data.Dataset, seed: int = 0) -> tf.data.Dataset:
+_EPOCH: list[tf.Variable] = []
+
+
+def augmentation_epoch() -> tf.Variable:
+    """The epoch the training pipelines' epoch-dependent augmentation (``altflip``) uses.
+
+    :class:`AugmentationEpoch` sets it at the start of every epoch of ``fit``, before that
+    epoch's iterator is made (one variable per process: one run at a time).
+    """
+    if not _EPOCH:
+        with tf.init_scope():
+            _EPOCH.append(tf.Variable(0, dtype=tf.int64, trainable=False, name="augmentation_epoch"))
+    return _EPOCH[0]
+
+
+class AugmentationEpoch(keras.callbacks.Callback):
+    """Keras callback: tells :func:`augmentation_epoch` which epoch begins (resumed runs too)."""
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        augmentation_epoch().assign(int(epoch))
+
+
+def alternating_flip(ds: tf.data.Dataset, seed: int = 0, epoch: tf.Variable | None = None) -> tf.data.Dataset:
     """Batches of ``ds`` (images, labels) with airbench's alternating flip.
 
     Jordan (arXiv:2404.00498, section 3.6): instead of flipping each image at random every
     epoch, a random half is mirrored in the first epoch and every image's flip alternates from
     epoch to epoch, so consecutive epochs always show each image both ways. Which half is a
-    seeded hash of the image's pixels (so it holds whatever order the batches come in); the
-    epoch is counted by the pipeline itself (each new iterator is one epoch).
+    seeded hash of the image's pixels (so it holds whatever order the batches come in). The
+    epoch is read from ``epoch`` (the trainer passes :func:`augmentation_epoch`, which
+    :class:`AugmentationEpoch` sets); without one, each new iterator of the dataset counts as
+    an epoch (plain loops; Keras' ``fit`` makes more iterators than epochs).
 
     Example:
         >>> import numpy as np
@@ -177,20 +201,22 @@ def alternating_flip(ds: tf.data.Dataset, seed: int = 0) -> tf.data.Dataset:
         >>> sorted([a, b])
         [0.0, 2.0]
     """
-    counter = tf.Variable(-1, dtype=tf.int64, trainable=False, name="alternating_flip_epoch")
-    epoch = tf.data.Dataset.range(1).map(lambda _: counter.assign_add(1)).flat_map(
-        lambda e: tf.data.Dataset.from_tensors(e).repeat())
-
-    def flip(batch, e):
-        x, y = batch
+    def flip(x, y, e):
         flat = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
         digest = tf.strings.to_hash_bucket_strong(
             tf.strings.reduce_join(tf.strings.as_string(tf.cast(flat[:, ::7], tf.int32)), axis=1, separator=","),
             2, key=[int(seed), 0x5EED])
-        mirrored = tf.math.floormod(digest + e, 2) == 1
+        mirrored = tf.math.floormod(digest + tf.cast(e, tf.int64), 2) == 1
         return tf.where(mirrored[:, None, None, None], tf.reverse(x, axis=[2]), x), y
 
-    out = tf.data.Dataset.zip((ds, epoch)).map(flip, num_parallel_calls=tf.data.AUTOTUNE)
+    if epoch is not None:
+        out = ds.map(lambda x, y: flip(x, y, epoch.read_value()), num_parallel_calls=tf.data.AUTOTUNE)
+        out._foveal_epoch_counter = epoch
+        return out
+    counter = tf.Variable(-1, dtype=tf.int64, trainable=False, name="alternating_flip_epoch")
+    count = tf.data.Dataset.range(1).map(lambda _: counter.assign_add(1)).flat_map(
+        lambda e: tf.data.Dataset.from_tensors(e).repeat())
+    out = tf.data.Dataset.zip((ds, count)).map(lambda batch, e: flip(*batch, e), num_parallel_calls=tf.data.AUTOTUNE)
     out._foveal_epoch_counter = counter  # the variable lives as long as the dataset
     return out
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 import tensorflow as tf
 
-from foveal.data.augment import alternating_flip, build_augmenter, parse_spec
+from foveal.data.augment import alternating_flip, augmentation_epoch, build_augmenter, parse_spec
 from foveal.data.source import LabeledImages
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -97,7 +97,7 @@ def make_pipeline(
     augmenter = build_augmenter(augment, image_size, seed) if training else None
     counter = None
     if training and any(op == "altflip" for op, _ in parse_spec(augment)):
-        ds = alternating_flip(ds, seed)
+        ds = alternating_flip(ds, seed, augmentation_epoch())  # set by AugmentationEpoch in fit
         counter = ds._foveal_epoch_counter
     if augmenter is not None:
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
