@@ -349,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
             args.seed = seed
             log(f"foveal recipe {args.recipe!r}: {args.model or 'the recipe model'} "
                 f"{args.model_options or ''}, seed {seed}, budget {args.budget:.0f} s, load {os.getloadavg()[0]:.1f}")
-            run = run_foveal(args, data) | {"seed": seed, "load_average_before": round(os.getloadavg()[0], 2)}
+            load_before = round(os.getloadavg()[0], 2)
+            run = run_foveal(args, data) | {"seed": seed, "load_average_before": load_before,
+                                            "load_average_after": round(os.getloadavg()[0], 2)}
             run["seconds_to_target_at_400_gflops"] = at_reference_speed(run["seconds_to_target"], peak)
             runs.append(run)
         report["foveal"] = runs[0] if len(runs) == 1 else median_summary(runs, peak) | {"runs": runs}
