@@ -171,3 +171,11 @@ def test_lookahead_starts_late_and_restores_the_slow_weights_each_epoch():
     # epoch 3 ends at step 9, one fast step after the update at step 8: the model is put back on the slow weights
     np.testing.assert_array_equal(seen[2][0], seen[2][1])
     np.testing.assert_allclose(model.get_weights()[0], callback._slow[0], rtol=1e-6)
+
+
+def test_alternating_flip_is_refused_by_the_distributed_pipeline():
+    from foveal.errors import ConfigError
+    from foveal.training.distribute import _finisher
+
+    with pytest.raises(ConfigError, match="altflip"):
+        _finisher(10, (32, 32), 3, "altflip,crop=2", 0, None, False)
