@@ -9,8 +9,14 @@ would) and are scored on the 10,000 test images at the end of every epoch. A run
 * ``reference``: the book's CNN (Géron, *Hands-On Machine Learning*, 2nd ed., ch. 14) written
   with ``keras.Sequential``, inputs divided by 255, Nadam at 1e-3, batch 32, float32.
 * ``foveal``: ``foveal.training.trainer.train`` with ``TrainConfig(recipe="fast", ...)`` (or the
-  ``--recipe`` given) and the model, epochs and precision given on the command line; its test
-  scoring uses the recipe's test-time augmentation unless ``--tta`` says otherwise.
+  ``--recipe`` given; CIFAR-10's default is ``airbench``, the faithful airbench94, and runs
+  foveal only, as the reference CNN is a 28x28 model) and the model, epochs and precision given
+  on the command line; its test scoring uses the recipe's test-time augmentation unless
+  ``--tta`` says otherwise. ``--seeds`` runs it once per seed and reports the medians.
+
+As this machine's speed changes from day to day, the matrix-multiply peak
+(``benchmarks/peak_flops.py``) is measured in the same invocation, before the runs, and every
+time is also given as "seconds at 400 GFLOP/s" (raw seconds x measured bfloat16 peak / 400).
 
 The clock counts training only: it starts when ``fit`` starts (after data loading and model
 building, reported separately as ``setup_seconds``) and excludes the per-epoch test evaluations
@@ -18,6 +24,8 @@ building, reported separately as ``setup_seconds``) and excludes the per-epoch t
 
 Example:
     python benchmarks/time_to_accuracy.py --dataset fashion --target 0.92 > tta.json
+    nice -n 5 python benchmarks/time_to_accuracy.py --dataset cifar10 --target 0.94 --seeds 0 1 2 \
+        --budget 1800 > cifar10-airbench94.json
 """
 
 from __future__ import annotations
@@ -35,6 +43,14 @@ from typing import Any
 import keras
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+REFERENCE_GFLOPS = 400.0  # the issue's yardstick: the bfloat16 matmul peak of a quiet day
+DEFAULTS = {  # per dataset: recipe, model, model options, epochs (None: the recipe's)
+    "mnist": ("fast", "geron_cnn", "width=32,batch_norm=true,dropout=0.25", 8),
+    "fashion": ("fast", "geron_cnn", "width=32,batch_norm=true,dropout=0.25", 8),
+    "cifar10": ("airbench", None, None, None),
+}
 DATASETS = {"fashion": "fashion-mnist", "mnist": "mnist", "cifar10": "cifar10-jpeg.tar.gz"}
 
 
@@ -207,6 +223,7 @@ def run_foveal(args, data) -> dict[str, Any]:
         recipe=args.recipe, epochs=args.epochs, val_split=0.0, mixed_precision=args.mixed_precision,
         jit_compile=args.jit_compile, output=str(args.output), progress=False, report_misclassified=0,
         monitor="loss", seed=args.seed)
+    options = {k: v for k, v in options.items() if v is not None}  # None: the recipe's value
     if args.cache:
         options["cache"] = args.cache
     for key in ("batch_size", "learning_rate", "augment", "label_smoothing"):
@@ -240,25 +257,71 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=600.0, help="seconds of training for foveal's run")
     p.add_argument("--reference-budget", type=float, default=240.0, help="seconds of training for the reference")
     p.add_argument("--only", choices=["reference", "foveal"], help="run one side only")
-    p.add_argument("--model", default="geron_cnn")
-    p.add_argument("--model-options", default="width=32,batch_norm=true,dropout=0.25")
-    p.add_argument("--recipe", default="fast")
-    p.add_argument("--epochs", type=int, default=8, help="epochs of the one-cycle schedule")
+    p.add_argument("--model", default=None, help="default: geron_cnn (MNIST, Fashion-MNIST), the recipe's (CIFAR-10)")
+    p.add_argument("--model-options", default=None,
+                   help="default: width=32,batch_norm=true,dropout=0.25 for geron_cnn, the recipe's for CIFAR-10")
+    p.add_argument("--recipe", default=None, help="default: fast (MNIST, Fashion-MNIST), airbench (CIFAR-10)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of the schedule (default: 8; CIFAR-10: the recipe's, 10 for airbench94)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--augment", default=None)
     p.add_argument("--label-smoothing", type=float, default=None)
     p.add_argument("--mixed-precision", choices=["none", "bfloat16", "float16"], default="bfloat16")
     p.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seeds", type=int, nargs="+", default=[42], help="one foveal run per seed; medians reported")
     p.add_argument("--tta", choices=["none", "flip", "flip-shift"], default=None,
                    help="test-time augmentation of foveal's per-epoch test scoring (default: the recipe's)")
     p.add_argument("--cache", choices=["auto", "memory", "none"], default=None,
-                   help="foveal's image cache (CIFAR-10 streams JPEGs: 'memory' decodes them once)")
+                   help="foveal's image cache (CIFAR-10 streams JPEGs: 'memory', its default, decodes them once)")
+    p.add_argument("--no-peak", action="store_true", help="skip the matmul-peak measurement (tests)")
     p.add_argument("--cifar-folder", type=Path, default=Path(tempfile.gettempdir()) / "foveal-cifar10",
                    help="where the CIFAR-10 archive is extracted (once) for --dataset cifar10")
     p.add_argument("--output", type=Path, default=None, help="folder for foveal's run folder (default: temporary)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    recipe, model, model_options, epochs = DEFAULTS[args.dataset]
+    args.recipe = args.recipe or recipe
+    if args.model is None and model is not None:
+        args.model = model
+    if args.model_options is None and args.model in (None, model):
+        args.model_options = model_options
+    args.epochs = args.epochs if args.epochs is not None else epochs
+    if args.dataset == "cifar10":
+        args.cache = args.cache or "memory"
+        if args.only is None:
+            args.only = "foveal"  # the reference book CNN is a 28x28x1 model
+    return args
+
+
+def measure_peak() -> dict[str, float]:
+    """The matmul peak now, GFLOP/s per precision (``benchmarks/peak_flops.py``, best of 10)."""
+    from peak_flops import measure
+
+    return {d: round(measure(2048, d, 10)["gflops_best"], 1) for d in ("float32", "bfloat16")}
+
+
+def at_reference_speed(seconds: float | None, peak: dict[str, float] | None) -> float | None:
+    """``seconds`` rescaled to a machine whose bfloat16 matmul peak is 400 GFLOP/s."""
+    if seconds is None or not peak:
+        return None
+    return round(seconds * peak["bfloat16"] / REFERENCE_GFLOPS, 1)
+
+
+def median_summary(runs: list[dict[str, Any]], peak: dict[str, float] | None) -> dict[str, Any]:
+    """Medians over seeds; the time to target only when every seed reached it."""
+    import statistics
+
+    reached = [r["seconds_to_target"] for r in runs if r["reached_target"]]
+    all_reached = len(reached) == len(runs)
+    median_seconds = statistics.median(reached) if all_reached else None
+    return {
+        "seeds": len(runs), "seeds_reaching_target": len(reached),
+        "median_seconds_to_target": median_seconds,
+        "median_seconds_to_target_at_400_gflops": at_reference_speed(median_seconds, peak),
+        "median_final_test_accuracy": statistics.median(r["final_test_accuracy"] or 0.0 for r in runs),
+        "median_best_test_accuracy": statistics.median(r["best_test_accuracy"] or 0.0 for r in runs),
+        "median_images_per_second": statistics.median(r["images_per_second"] for r in runs),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,21 +332,35 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": args.dataset, "target": args.target, "started_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "load_average_before": os.getloadavg()[0], "cpu_count": os.cpu_count(),
     }
+    peak = None if args.no_peak else measure_peak()
+    report["peak_gflops_per_second"] = peak
+    report["reference_gflops_per_second"] = REFERENCE_GFLOPS
     if args.only in (None, "reference"):
         log(f"reference (plain Keras, book CNN, nadam, batch 32), budget {args.reference_budget:.0f} s")
-        ref = run_reference(data, target=args.target, budget=args.reference_budget, seed=args.seed)
+        ref = run_reference(data, target=args.target, budget=args.reference_budget, seed=args.seeds[0])
         if not ref["reached_target"]:
             # The book reports the target after 10 epochs; project the time at the measured speed.
             ref["projected_seconds_for_10_epochs"] = round(10 * len(data[0]) / ref["images_per_second"], 1)
+        ref["seconds_to_target_at_400_gflops"] = at_reference_speed(ref["seconds_to_target"], peak)
         report["reference"] = ref
     if args.only in (None, "foveal"):
-        log(f"foveal recipe {args.recipe!r}: {args.model} {args.model_options}, budget {args.budget:.0f} s")
-        report["foveal"] = run_foveal(args, data)
+        runs = []
+        for seed in args.seeds:
+            args.seed = seed
+            log(f"foveal recipe {args.recipe!r}: {args.model or 'the recipe model'} "
+                f"{args.model_options or ''}, seed {seed}, budget {args.budget:.0f} s, load {os.getloadavg()[0]:.1f}")
+            load_before = round(os.getloadavg()[0], 2)
+            run = run_foveal(args, data) | {"seed": seed, "load_average_before": load_before,
+                                            "load_average_after": round(os.getloadavg()[0], 2)}
+            run["seconds_to_target_at_400_gflops"] = at_reference_speed(run["seconds_to_target"], peak)
+            runs.append(run)
+        report["foveal"] = runs[0] if len(runs) == 1 else median_summary(runs, peak) | {"runs": runs}
     if "reference" in report and "foveal" in report:
         ref, fov = report["reference"], report["foveal"]
+        fov_time = fov.get("seconds_to_target", fov.get("median_seconds_to_target"))
         ref_time = ref["seconds_to_target"] or ref.get("projected_seconds_for_10_epochs")
-        if ref_time and fov["seconds_to_target"]:
-            report["speedup"] = round(ref_time / fov["seconds_to_target"], 2)
+        if ref_time and fov_time:
+            report["speedup"] = round(ref_time / fov_time, 2)
             report["speedup_basis"] = "measured" if ref["reached_target"] else "reference projected (10 epochs)"
     report["load_average_after"] = os.getloadavg()[0]
     print(json.dumps(report, indent=1))

@@ -21,7 +21,7 @@ from foveal.errors import ConfigError
 from foveal.training.recipes import check_recipe, recipe_help
 
 Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
-Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle", "plateau"]
+Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle", "triangle", "plateau"]
 
 
 @dataclass

@@ -30,7 +30,9 @@ def test_flip_average_matches_numpy_and_is_mirror_invariant():
     keras.utils.set_random_seed(1)
     model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
     images = np.random.default_rng(0).random((5, 6, 6, 1)).astype("float32")
-    expected = (model.predict(images, verbose=0) + model.predict(images[:, :, ::-1], verbose=0)) / 2
+    # the paper averages logits: the normalised geometric mean of the two views' probabilities
+    expected = np.sqrt(model.predict(images, verbose=0) * model.predict(images[:, :, ::-1], verbose=0))
+    expected /= expected.sum(axis=-1, keepdims=True)
     got = predict_tta(model, images, "flip", batch_size=2)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(predict_tta(model, images[:, :, ::-1], "flip"), got, rtol=1e-5, atol=1e-6)

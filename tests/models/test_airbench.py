@@ -40,7 +40,7 @@ def test_whitening_weights_decorrelate_patches():
     rng = np.random.default_rng(1)
     mix = rng.normal(0, 1, (12, 12))
     patches = (rng.normal(0, 1, (20000, 12)) @ mix + 3.0).reshape(-1, 2, 2, 3)
-    kernel, bias = whitening_weights(patches, eps=0.0)
+    kernel, bias = whitening_weights(patches, eps=0.0, center=True)  # the centred variant (legacy layers)
     assert kernel.shape == (2, 2, 3, 24) and bias.shape == (24,)
     out = patches.reshape(len(patches), -1) @ kernel.reshape(12, 24) + bias
     np.testing.assert_allclose(out.mean(axis=0), 0, atol=1e-4)  # float32 kernel
@@ -58,13 +58,14 @@ def test_init_whitening_sets_the_frozen_layer_from_the_model_input():
 
     pre = keras.Model(model.inputs, layer.input).predict(images, verbose=0)
     conv = keras.Model(model.inputs, layer.output).predict(images, verbose=0)
-    first = conv[..., :12].reshape(-1, 12)
-    cov = np.cov(first, rowvar=False)
-    assert np.abs(cov - np.diag(np.diag(cov))).max() < 1e-3  # decorrelated
-    # Along eigenvector i the output variance is lambda_i / (lambda_i + eps) (eps = 5e-4).
+    first = conv[..., :12].reshape(-1, 12).astype(np.float64)
+    second = first.T @ first / len(first)  # the paper whitens the uncentred second moment; bias 0
+    assert np.abs(second - np.diag(np.diag(second))).max() < 1e-3  # decorrelated
+    # Along eigenvector i the output's second moment is lambda_i / (lambda_i + eps) (eps = 5e-4).
     windows = np.lib.stride_tricks.sliding_window_view(pre.astype(np.float64), (2, 2), axis=(1, 2))
     patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)
-    eigenvalues = np.linalg.eigvalsh(np.cov(patches, rowvar=False))
-    np.testing.assert_allclose(np.sort(np.diag(cov)), np.sort(eigenvalues / (eigenvalues + 5e-4)), atol=2e-3)
-    assert pre.shape == (64, 32, 32, 3) and not layer.trainable
-    assert trainable(model) == 1_971_640 - (2 * 2 * 3 * 24 + 24)
+    eigenvalues = np.linalg.eigvalsh(patches.T @ patches / len(patches))
+    np.testing.assert_allclose(np.sort(np.diag(second)), np.sort(eigenvalues / (eigenvalues + 5e-4)), atol=2e-3)
+    np.testing.assert_array_equal(layer.bias.numpy(), 0.0)
+    assert pre.shape == (64, 32, 32, 3) and not layer.kernel.trainable and layer.bias.trainable
+    assert trainable(model) == 1_971_640 - 2 * 2 * 3 * 24  # the kernel frozen, the bias trains (3 epochs)

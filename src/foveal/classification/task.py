@@ -171,11 +171,18 @@ class ClassifyTask(TaskPlugin):
         return {"class_weight": _class_weight(cfg, data.train), "shuffle": False}
 
     def phase_callbacks(self, cfg: TrainConfig, data: RunData, phase: Phase, steps_per_epoch: int) -> list[Any]:
-        if not (cfg.lookahead and phase.number == 1):
+        if phase.number != 1:
             return []
+        from foveal.data.augment import AugmentationEpoch
         from foveal.training.lookahead import Lookahead
+        from foveal.training.whitening import FreezeWhiteningBias
 
-        return [Lookahead(total_steps=steps_per_epoch * cfg.epochs)]
+        callbacks: list[Any] = [FreezeWhiteningBias(), AugmentationEpoch()]
+        if cfg.lookahead:
+            # airbench94 starts the averaging after 3 epochs (when the run has more than 3)
+            start = 3 * steps_per_epoch if cfg.epochs > 3 else 0
+            callbacks.append(Lookahead(total_steps=steps_per_epoch * cfg.epochs, start_step=start))
+        return callbacks
 
     def fit_phase(self, run: Run, phase: Phase, start_epoch: int, restored: dict[str, Any] | None) -> bool | None:
         if not (run.cfg.bottleneck and phase.number == 1):
@@ -373,7 +380,9 @@ def _init_whitening(model: keras.Model, cfg: TrainConfig, train: LabeledImages,
                        training=False, keep_aspect=cfg.keep_aspect, skip_invalid=cfg.skip_invalid, cache="none")
     images = np.concatenate([np.asarray(x) for x, _ in ds])
     init_whitening(model, images)
-    say(f"whitening layer set from the 2x2 patches of {len(images)} training images (frozen)")
+    layer = model.get_layer("whiten")
+    say(f"whitening layer set from the 2x2 patches of {len(images)} training images (kernel frozen"
+        + (f", bias trained for {layer.bias_epochs} epochs)" if getattr(layer, "train_bias", False) else ")"))
 
 
 def compile_classifier(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int) -> None:

@@ -6,8 +6,12 @@ A spec is a preset name or a comma list of ``op`` / ``op=value`` items:
 op            what it does                                                    default
 ============  ==============================================================  =========
 flip          random horizontal flip                                          -
+altflip       alternating flip (airbench): a seeded half of the images mirrored   -
+              in even epochs, the other half in odd epochs (every image is seen
+              both ways every two epochs); applied by the pipeline, per image
 vflip         random vertical flip                                            -
-crop=P        random crop of the image padded by P pixels (reflection)        size / 8
+crop=P        random crop of the image padded by P pixels (reflection): a shift   size / 8
+              by a whole number of pixels drawn uniformly in [-P, P] each way
 translate=F   random shift by up to F of the height and width                 0.1
 zoom=F        scale jitter: zoom in or out by up to F                         0.1
 rotate=D      random rotation by up to D degrees                              10
@@ -114,9 +118,107 @@ def _make_op(op: str, value: str | None, size: tuple[int, int], seed: int) -> ke
 
 
 def _pad_crop(pad: float, h: int, w: int, seed: int) -> keras.layers.Layer:
-    # A crop of the reflection-padded image is the same as a shift with reflected borders,
-    # and RandomTranslation draws a different shift for every image of the batch.
-    return keras.layers.RandomTranslation(pad / h, pad / w, fill_mode="reflect", seed=seed, name="random_crop")
+    # A crop of the reflection-padded image is a shift with reflected borders by whole pixels
+    # (RandomTranslation would interpolate sub-pixel shifts, blurring the image).
+    return RandomShift(int(round(pad)), seed=seed, name="random_crop")
+
+
+@keras.saving.register_keras_serializable(package="foveal")
+class RandomShift(keras.layers.Layer):
+    """Random crops of the reflection-padded images: each image shifted by whole pixels
+    ``(dy, dx)``, each drawn uniformly from ``-pad..pad`` (airbench's translate=2).
+
+    Example:
+        >>> import numpy as np
+        >>> out = RandomShift(2, seed=0)(np.zeros((4, 8, 8, 3), "float32"), training=True)
+        >>> tuple(out.shape)
+        (4, 8, 8, 3)
+    """
+
+    def __init__(self, pad: int, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pad, self.seed = int(pad), seed
+        self._generator = tf.random.Generator.from_seed(seed or 0)
+
+    def call(self, images, training=True):
+        if not training or self.pad == 0:
+            return images
+        p = self.pad
+        shape = tf.shape(images)
+        n, h, w = shape[0], shape[1], shape[2]
+        padded = tf.pad(images, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+        shifts = self._generator.uniform([n, 2], -p, p + 1, dtype=tf.int32)
+        rows = tf.range(h)[None, :] + p - shifts[:, :1]  # content moves down by dy
+        cols = tf.range(w)[None, :] + p - shifts[:, 1:]
+        out = tf.gather(padded, rows, axis=1, batch_dims=1)
+        return tf.gather(out, cols, axis=2, batch_dims=1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config() | {"pad": self.pad, "seed": self.seed}
+
+
+_EPOCH: list[tf.Variable] = []
+
+
+def augmentation_epoch() -> tf.Variable:
+    """The epoch the training pipelines' epoch-dependent augmentation (``altflip``) uses.
+
+    :class:`AugmentationEpoch` sets it at the start of every epoch of ``fit``, before that
+    epoch's iterator is made (one variable per process: one run at a time).
+    """
+    if not _EPOCH:
+        with tf.init_scope():
+            _EPOCH.append(tf.Variable(0, dtype=tf.int64, trainable=False, name="augmentation_epoch"))
+    return _EPOCH[0]
+
+
+class AugmentationEpoch(keras.callbacks.Callback):
+    """Keras callback: tells :func:`augmentation_epoch` which epoch begins (resumed runs too)."""
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        augmentation_epoch().assign(int(epoch))
+
+
+def alternating_flip(ds: tf.data.Dataset, seed: int = 0, epoch: tf.Variable | None = None) -> tf.data.Dataset:
+    """Batches of ``ds`` (images, labels) with airbench's alternating flip.
+
+    Jordan (arXiv:2404.00498, section 3.6): instead of flipping each image at random every
+    epoch, a random half is mirrored in the first epoch and every image's flip alternates from
+    epoch to epoch, so consecutive epochs always show each image both ways. Which half is a
+    seeded hash of the image's pixels (so it holds whatever order the batches come in). The
+    epoch is read from ``epoch`` (the trainer passes :func:`augmentation_epoch`, which
+    :class:`AugmentationEpoch` sets); without one, each new iterator of the dataset counts as
+    an epoch (plain loops; Keras' ``fit`` makes more iterators than epochs).
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.arange(6, dtype="float32").reshape(1, 2, 3, 1)
+        >>> ds = alternating_flip(tf.data.Dataset.from_tensors((x, np.zeros(1))))
+        >>> a, b = [float(next(iter(ds))[0][0, 0, 0, 0]) for _ in range(2)]
+        >>> sorted([a, b])
+        [0.0, 2.0]
+    """
+    def flip(x, y, e):
+        flat = tf.reshape(tf.cast(x, tf.float32), [tf.shape(x)[0], -1])
+        digest = tf.strings.to_hash_bucket_strong(
+            tf.strings.reduce_join(tf.strings.as_string(tf.cast(flat[:, ::7], tf.int32)), axis=1, separator=","),
+            2, key=[int(seed), 0x5EED])
+        mirrored = tf.math.floormod(digest + tf.cast(e, tf.int64), 2) == 1
+        return tf.where(mirrored[:, None, None, None], tf.reverse(x, axis=[2]), x), y
+
+    if epoch is not None:
+        out = ds.map(lambda x, y: flip(x, y, epoch.read_value()), num_parallel_calls=tf.data.AUTOTUNE)
+        out._foveal_epoch_counter = epoch
+        return out
+    counter = tf.Variable(-1, dtype=tf.int64, trainable=False, name="alternating_flip_epoch")
+    count = tf.data.Dataset.range(1).map(lambda _: counter.assign_add(1)).flat_map(
+        lambda e: tf.data.Dataset.from_tensors(e).repeat())
+    out = tf.data.Dataset.zip((ds, count)).map(lambda batch, e: flip(*batch, e), num_parallel_calls=tf.data.AUTOTUNE)
+    out._foveal_epoch_counter = counter  # the variable lives as long as the dataset
+    return out
 
 
 def parse_spec(spec: str) -> list[tuple[str, str | None]]:
@@ -133,7 +235,7 @@ def parse_spec(spec: str) -> list[tuple[str, str | None]]:
 
 def build_augmenter(spec: str, image_size: tuple[int, int], seed: int = 0) -> keras.Sequential | None:
     """A ``keras.Sequential`` of random layers for ``spec``, or None for no augmentation."""
-    items = parse_spec(spec)
+    items = [(op, value) for op, value in parse_spec(spec) if op != "altflip"]  # the pipeline's (see above)
     if not items:
         return None
     layers = [_make_op(op, value, image_size, seed + i) for i, (op, value) in enumerate(items)]

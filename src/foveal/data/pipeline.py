@@ -19,7 +19,7 @@ from typing import Literal
 
 import tensorflow as tf
 
-from foveal.data.augment import build_augmenter
+from foveal.data.augment import alternating_flip, augmentation_epoch, build_augmenter, parse_spec
 from foveal.data.source import LabeledImages
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -95,6 +95,13 @@ def make_pipeline(
 
     ds = ds.map(to_model_input, num_parallel_calls=AUTOTUNE)
     augmenter = build_augmenter(augment, image_size, seed) if training else None
+    counter = None
+    if training and any(op == "altflip" for op, _ in parse_spec(augment)):
+        ds = alternating_flip(ds, seed, augmentation_epoch())  # set by AugmentationEpoch in fit
+        counter = ds._foveal_epoch_counter
     if augmenter is not None:
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    ds = ds.prefetch(AUTOTUNE)
+    if counter is not None:
+        ds._foveal_epoch_counter = counter  # keep alternating_flip's epoch variable alive
+    return ds

@@ -23,7 +23,7 @@ from foveal.configtools import option
 from foveal.errors import ConfigError
 
 Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
-Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle"]
+Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle", "triangle"]
 MixedPrecision = Literal["none", "bfloat16", "float16"]
 JitCompile = Literal["auto", "on", "off"]
 Distribute = Literal["none", "mirrored", "multi-worker"]

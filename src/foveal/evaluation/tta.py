@@ -5,12 +5,16 @@ equally valid versions of an image; averaging its class probabilities over a few
 cheap ensemble (Krizhevsky et al., "ImageNet Classification with Deep Convolutional Neural
 Networks", NIPS 2012, averaged ten crops and their flips). Jordan's airbench (arXiv:2404.00498)
 weights the views: the image and its mirror image count half, and the four one-pixel shifts of
-both (up-left, down-right) the other half; ``flip-shift`` here does the same.
+both (up-left, down-right) the other half; ``flip-shift`` here does the same. As there, the views
+are averaged as logits: foveal's classifiers end in a softmax, so the weighted mean is taken of
+the log-probabilities (each view's logits minus a constant of that view, so the winning class
+is the one of the mean logits) and turned back into probabilities.
 
 Modes:
     ``none``: the image only. ``flip``: the image and its mirror image, equally weighted.
-    ``flip-shift``: as ``flip`` (weight 1/2), plus both shifted one pixel up-left and one
-    pixel down-right with reflected borders (weight 1/2 between the four).
+    ``flip-shift``: as ``flip`` (weight 1/2), plus the image shifted one pixel up-left and one
+    pixel down-right with reflected borders, and the mirror images of those two shifts
+    (weight 1/2 between the four).
 
 Example:
     >>> import numpy as np, keras
@@ -55,7 +59,9 @@ def tta_views(images: tf.Tensor, mode: str) -> list[tuple[float, tf.Tensor]]:
     views = [(0.5, images), (0.5, flipped)]
     if mode == "flip-shift":
         views = [(w / 2, v) for w, v in views]
-        views += [(0.125, shift(v, d, d)) for v in (images, flipped) for d in (-1, 1)]
+        # the paper's: each one-pixel shift of the image, and the mirror image of that shift
+        shifted = [shift(images, d, d) for d in (-1, 1)]
+        views += [(0.125, v) for s in shifted for v in (s, tf.reverse(s, axis=[2]))]
     return views
 
 
@@ -70,12 +76,17 @@ def predict_tta(model: Callable, images, mode: str = "flip", *, batch_size: int 
 
 
 def average_views(forward: Callable, images: tf.Tensor, mode: str) -> np.ndarray:
-    """Weighted mean of ``forward`` over the views of one batch, as a float32 array."""
+    """Probabilities from the weighted mean of ``forward``'s log-probabilities over the views of
+    one batch (the normalised weighted geometric mean), as a float32 array."""
+    views = tta_views(images, mode)
+    if len(views) == 1:
+        return np.asarray(forward(views[0][1]), dtype=np.float32)
     total = None
-    for weight, view in tta_views(images, mode):
-        p = weight * np.asarray(forward(view), dtype=np.float32)
+    for weight, view in views:
+        p = weight * np.log(np.maximum(np.asarray(forward(view), dtype=np.float64), 1e-30))
         total = p if total is None else total + p
-    return total
+    total = np.exp(total - total.max(axis=-1, keepdims=True))
+    return (total / total.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 __all__ = ["TTA_MODES", "average_views", "check_tta", "predict_tta", "shift", "tta_views"]

@@ -769,8 +769,12 @@ def _finisher(num_classes: int, image_size, channels: int, augment: str, seed: i
     not all one."""
     import tensorflow as tf
 
-    from foveal.data.augment import build_augmenter
+    from foveal.data.augment import build_augmenter, parse_spec
+    from foveal.errors import ConfigError
 
+    if any(op == "altflip" for op, _ in parse_spec(augment)):
+        raise ConfigError("--augment altflip (alternating flips) needs the single-device pipeline",
+                          hint="use 'flip' with --distribute, or train on one device")
     augmenter = build_augmenter(augment, tuple(image_size), seed)
     classes = None
     if class_weight:

@@ -3,7 +3,9 @@
 Step, exponential and cosine come from Keras, wrapped with an optional linear warm-up;
 one-cycle (Smith & Topin, "Super-Convergence", 2017) is written here: linear warm-up from
 ``peak / div_factor`` to ``peak`` over ``pct_start`` of training, then cosine annealing to
-``peak / final_div_factor``. Plateau is not a schedule but a callback (see the trainer).
+``peak / final_div_factor``; so is airbench's triangle (Jordan, arXiv:2404.00498): linear from
+0.2x the peak to the peak at 23% of training, then linear down to 0.07x. Plateau is not a
+schedule but a callback (see the trainer).
 """
 
 from __future__ import annotations
@@ -46,6 +48,38 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 
 
 @keras.saving.register_keras_serializable(package="foveal")
+class Triangle(keras.optimizers.schedules.LearningRateSchedule):
+    """Piecewise-linear learning rate: ``start`` x peak at step 0, the peak at ``peak_at`` of
+    ``total_steps``, ``end`` x peak at the last step (held after it).
+
+    Jordan's airbench94 (arXiv:2404.00498) trains with this shape, start 0.2, peak at 23% of the
+    steps, end 0.07; those are the defaults.
+
+    Example:
+        >>> s = Triangle(1.0, total_steps=100)
+        >>> [round(float(s(t)), 4) for t in (0, 23, 100)]
+        [0.2, 1.0, 0.07]
+    """
+
+    def __init__(self, peak: float, total_steps: int, start: float = 0.2, end: float = 0.07,
+                 peak_at: float = 0.23) -> None:
+        self.peak, self.total_steps = float(peak), int(total_steps)
+        self.start, self.end, self.peak_at = float(start), float(end), float(peak_at)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        top = float(max(1, int(self.peak_at * self.total_steps)))
+        down = float(max(1.0, self.total_steps - top))
+        rise = self.start + (1.0 - self.start) * ops.minimum(step / top, 1.0)
+        fall = 1.0 + (self.end - 1.0) * ops.clip((step - top) / down, 0.0, 1.0)
+        return self.peak * ops.where(step < top, rise, fall)
+
+    def get_config(self) -> dict[str, Any]:
+        return dict(peak=self.peak, total_steps=self.total_steps, start=self.start, end=self.end,
+                    peak_at=self.peak_at)
+
+
+@keras.saving.register_keras_serializable(package="foveal")
 class Warmup(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up from 0 to ``after(warmup_steps)`` over ``warmup_steps``, then ``after``."""
 
@@ -85,6 +119,8 @@ def make_schedule(
         schedule: Any = learning_rate
     elif name == "one-cycle":
         return OneCycle(learning_rate, total)
+    elif name == "triangle":
+        return Triangle(learning_rate, total)
     elif name == "step":
         drops = range(step_epochs, epochs, step_epochs)
         # PiecewiseConstantDecay switches *after* a boundary; the optimizer asks with the 0-based

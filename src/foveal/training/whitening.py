@@ -2,7 +2,8 @@
 
 Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU" (arXiv:2404.00498) starts the
 network with a 2x2 convolution whose filters whiten the 2x2 patches of the training images,
-and keeps it frozen. :func:`init_whitening` does this for any model with a layer named
+keeps its kernel frozen and trains its bias for the first 3 epochs only
+(:class:`FreezeWhiteningBias` then freezes it). :func:`init_whitening` does this for any model with a layer named
 ``whiten`` (see :mod:`foveal.models.classification.airbench`): it runs a sample of training
 images through the model's preprocessing, collects every 2x2 patch and sets the layer's kernel
 and bias from :func:`~foveal.models.classification.airbench.whitening_weights`.
@@ -21,28 +22,56 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from foveal.models.classification.airbench import WHITEN_LAYER, whitening_weights
+from foveal.models.classification.airbench import WHITEN_LAYER, WhiteningConv, whitening_weights
+
+
+def _whiten_layer(model: keras.Model):
+    try:
+        return model.get_layer(WHITEN_LAYER)
+    except ValueError:
+        return None
 
 
 def has_whitening(model: keras.Model) -> bool:
-    """True when ``model`` has a frozen ``whiten`` layer waiting for its data-driven weights."""
-    try:
-        layer = model.get_layer(WHITEN_LAYER)
-    except ValueError:
-        return False
-    return not layer.trainable
+    """True when ``model``'s ``whiten`` layer waits for data-driven weights: a
+    :class:`WhiteningConv`, or a frozen layer of that name (models saved before it existed)."""
+    layer = _whiten_layer(model)
+    return layer is not None and (isinstance(layer, WhiteningConv) or not layer.trainable)
+
+
+class FreezeWhiteningBias(keras.callbacks.Callback):
+    """Freezes the whitening layer's bias at the start of epoch ``layer.bias_epochs`` (airbench: 3).
+
+    The train function is traced again so the optimizer stops updating the bias (no momentum or
+    weight decay on it afterwards, as a parameter without a gradient in PyTorch's SGD). Does
+    nothing for a model without a :class:`WhiteningConv`.
+
+    Example:
+        >>> from foveal.models import build_model
+        >>> model = build_model("airbench", num_classes=10, whiten=True, width=8, wide=16)
+        >>> callback = FreezeWhiteningBias(); callback.set_model(model)
+        >>> callback.on_epoch_begin(3); model.get_layer("whiten").bias.trainable
+        False
+    """
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        layer = _whiten_layer(self.model)
+        if isinstance(layer, WhiteningConv) and layer.train_bias and epoch >= layer.bias_epochs:
+            layer.freeze_bias()
+            if getattr(self.model, "train_function", None) is not None:
+                self.model.make_train_function(force=True)
 
 
 def init_whitening(model: keras.Model, images: np.ndarray, max_patches: int = 2_000_000) -> bool:
     """Set the ``whiten`` layer from the 2x2 patches of ``images`` (raw pixels, 0..255).
 
     Args:
-        model: a model with a layer named ``whiten`` (a 2x2 convolution, frozen).
+        model: a model with a layer named ``whiten`` (a :class:`WhiteningConv`, or a frozen 2x2 convolution).
         images: array (N, H, W, C) of training images as the model takes them.
         max_patches: patches used at most (a random subset beyond that).
 
     Returns:
-        True when the layer was set; False when the model has no frozen ``whiten`` layer.
+        True when the layer was set; False when the model has no ``whiten`` layer waiting for it.
     """
     if not has_whitening(model):
         return False
@@ -55,7 +84,8 @@ def init_whitening(model: keras.Model, images: np.ndarray, max_patches: int = 2_
     patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(-1, kh, kw, c)
     if len(patches) > max_patches:
         patches = patches[np.random.default_rng(0).choice(len(patches), max_patches, replace=False)]
-    kernel, bias = whitening_weights(patches)
+    # The paper: uncentred, bias 0 when the bias then trains; a frozen legacy layer keeps the centring bias.
+    kernel, bias = whitening_weights(patches, center=not isinstance(layer, WhiteningConv))
     if kernel.shape != tuple(layer.kernel.shape):
         raise ValueError(f"the whiten layer has kernel {tuple(layer.kernel.shape)}, "
                          f"whitening gives {kernel.shape}")
@@ -64,4 +94,4 @@ def init_whitening(model: keras.Model, images: np.ndarray, max_patches: int = 2_
     return True
 
 
-__all__ = ["has_whitening", "init_whitening"]
+__all__ = ["FreezeWhiteningBias", "has_whitening", "init_whitening"]

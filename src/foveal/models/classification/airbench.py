@@ -5,14 +5,19 @@ Keller Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU". The network is
 groups; each is a 3x3 convolution, 2x2 max pooling, batch normalisation, GELU, a second 3x3
 convolution, batch normalisation and GELU (widths 64, 256, 256 by default), then a global max
 pool and a bias-free linear layer whose logits are scaled by 1/9. Batch normalisation keeps
-only its shift (the scale is fixed at 1) and uses a short running-average memory (momentum 0.6
-in Keras terms). With 10 classes it has 1,971,640 trainable parameters (as the paper's PyTorch model) plus
-2,304 batch-norm running statistics, and it spends its multiply-adds
-at small resolutions (about 0.12 G per 32x32 image), which is what makes it train quickly.
+only its shift (the scale is fixed at 1), uses a short running-average memory (momentum 0.6
+in Keras terms) and the paper's epsilon of 1e-12. With 10 classes it has 1,971,640 parameters
+that gradients reach plus 2,304 batch-norm running statistics; with ``whiten=true`` the 288
+whitening weights are frozen, leaving 1,971,352 trainable, the count of the paper's PyTorch
+model (its parameters with ``requires_grad``), 1,971,328 once the whitening bias is frozen too.
+It spends its multiply-adds at small resolutions (about 0.12 G per 32x32 image), which is
+what makes it train quickly.
 
 The paper also initialises the first layer from the eigenvectors of the training set's 2x2
-patch covariance (:func:`whitening_weights`); foveal's trainer applies that when the option
-``whiten=true`` is given, and freezes the layer.
+patch second-moment matrix (:func:`whitening_weights`); foveal's trainer applies that when the
+option ``whiten=true`` is given. The layer is then a :class:`WhiteningConv`: its kernel stays
+frozen, its bias (starting at 0) trains for the first ``whiten_bias_epochs`` epochs (the
+paper: 3) and is then frozen by :class:`~foveal.training.whitening.FreezeWhiteningBias`.
 
 Example:
     >>> from foveal.models import build_model
@@ -21,6 +26,8 @@ Example:
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import keras
 import numpy as np
@@ -62,6 +69,42 @@ class PartialDirac(keras.initializers.VarianceScaling):
         return {"seed": self.seed if isinstance(self.seed, int) else None}
 
 
+@keras.saving.register_keras_serializable(package="foveal")
+class WhiteningConv(layers.Conv2D):
+    """airbench's first layer: a convolution with a frozen kernel and a bias trained for a while.
+
+    Args:
+        bias_epochs: epochs the bias trains before :class:`~foveal.training.whitening.FreezeWhiteningBias`
+            freezes it (0: frozen from the start).
+        train_bias: whether the bias is trainable now (saved, so a resumed run keeps it).
+
+    Example:
+        >>> layer = WhiteningConv(24, 2, bias_epochs=3)
+        >>> layer.build((None, 32, 32, 3))
+        >>> [v.trainable for v in (layer.kernel, layer.bias)]
+        [False, True]
+    """
+
+    def __init__(self, *args: Any, bias_epochs: int = 3, train_bias: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bias_epochs = int(bias_epochs)
+        self.train_bias = self.bias_epochs > 0 if train_bias is None else bool(train_bias)
+
+    def build(self, input_shape) -> None:
+        super().build(input_shape)
+        self.kernel.trainable = False
+        self.bias.trainable = self.train_bias
+
+    def freeze_bias(self) -> None:
+        """Stop training the bias (the caller retraces the train function)."""
+        self.train_bias = False
+        if self.built:
+            self.bias.trainable = False
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config() | {"bias_epochs": self.bias_epochs, "train_bias": self.train_bias}
+
+
 @MODELS.register(
     "airbench",
     input_shape=(32, 32, 3),
@@ -78,8 +121,10 @@ def airbench(
     width: int = 64,
     wide: int = 256,
     whiten: bool = False,
+    whiten_bias_epochs: int = 3,
     logit_scale: float = 1.0 / 9.0,
     bn_momentum: float = 0.6,
+    bn_epsilon: float = 1e-12,
     dirac: bool = True,
 ):
     """The airbench body on a preprocessed input ``x``.
@@ -87,17 +132,19 @@ def airbench(
     Args:
         width: filters of the first conv group.
         wide: filters of the second and third conv groups.
-        whiten: mark the first layer for initialisation from the data's patch whitening
-            (done by the trainer; the layer is then frozen).
+        whiten: make the first layer a :class:`WhiteningConv`, initialised by the trainer from
+            the data's patch whitening; its kernel is frozen.
+        whiten_bias_epochs: epochs the whitening bias trains before it is frozen (the paper: 3).
         logit_scale: factor on the logits before the softmax (the paper: 1/9).
         bn_momentum: Keras batch-norm momentum (the weight of the old running average).
+        bn_epsilon: batch-norm epsilon (the paper: 1e-12; statistics are float32 also under bfloat16).
         dirac: initialise the 3x3 convolutions with :class:`PartialDirac` (the paper) instead
             of Keras' Glorot uniform.
     """
     init = PartialDirac if dirac else (lambda: "glorot_uniform")
 
     def bn_gelu(x, name: str):
-        x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-5, scale=False, name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, scale=False, name=f"{name}_bn")(x)
         return layers.Activation("gelu", name=f"{name}_gelu")(x)
 
     def group(x, filters: int, name: str):
@@ -107,7 +154,10 @@ def airbench(
         x = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer=init(), name=f"{name}_conv2")(x)
         return bn_gelu(x, f"{name}_2")
 
-    x = layers.Conv2D(24, 2, padding="valid", name=WHITEN_LAYER, trainable=not whiten)(x)
+    if whiten:
+        x = WhiteningConv(24, 2, padding="valid", name=WHITEN_LAYER, bias_epochs=whiten_bias_epochs)(x)
+    else:
+        x = layers.Conv2D(24, 2, padding="valid", name=WHITEN_LAYER)(x)
     x = layers.Activation("gelu", name="whiten_gelu")(x)
     for i, filters in enumerate((width, wide, wide), start=1):
         x = group(x, filters, f"group{i}")
@@ -119,12 +169,15 @@ def airbench(
     return layers.Activation("softmax", dtype="float32", name="probabilities")(x)
 
 
-def whitening_weights(patches: np.ndarray, eps: float = 5e-4) -> tuple[np.ndarray, np.ndarray]:
+def whitening_weights(patches: np.ndarray, eps: float = 5e-4, center: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Kernel and bias of the 2x2 whitening layer from preprocessed training patches.
 
-    The 12 eigenvectors of the 2x2x3 patch covariance, each divided by the square root of its
-    eigenvalue (plus ``eps``), and their negatives: 24 filters whose outputs are decorrelated
-    with unit variance. The bias centres them on the patch mean.
+    The 12 eigenvectors of the 2x2x3 patch second-moment matrix (``patches^T patches / N``, as
+    the paper: the preprocessed images are already roughly centred), each divided by the square
+    root of its eigenvalue (plus ``eps``), and their negatives: 24 filters whose outputs are
+    decorrelated with unit variance; the bias is 0 (the paper trains it for 3 epochs). With
+    ``center=True`` the covariance about the mean is used instead and the bias centres the
+    outputs on the patch mean.
 
     Args:
         patches: array (N, 2, 2, C) of patches from preprocessed training images.
@@ -134,8 +187,8 @@ def whitening_weights(patches: np.ndarray, eps: float = 5e-4) -> tuple[np.ndarra
     """
     n, h, w, c = patches.shape
     flat = patches.reshape(n, h * w * c).astype(np.float64)
-    mean = flat.mean(axis=0)
-    cov = np.cov(flat - mean, rowvar=False)
+    mean = flat.mean(axis=0) if center else np.zeros(h * w * c)
+    cov = (flat - mean).T @ (flat - mean) / n
     eigenvalues, eigenvectors = np.linalg.eigh(cov)
     filters = (eigenvectors / np.sqrt(eigenvalues + eps)).T  # (12, 12): one filter per row
     filters = np.concatenate([filters, -filters], axis=0)
@@ -144,4 +197,4 @@ def whitening_weights(patches: np.ndarray, eps: float = 5e-4) -> tuple[np.ndarra
     return kernel.astype(np.float32), bias.astype(np.float32)
 
 
-__all__ = ["PartialDirac", "airbench", "whitening_weights", "WHITEN_LAYER"]
+__all__ = ["PartialDirac", "WhiteningConv", "airbench", "whitening_weights", "WHITEN_LAYER"]
