@@ -106,6 +106,7 @@ def add_synth_command(actions: argparse._SubParsersAction) -> None:
     c.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
     c.set_defaults(func=_composite)
+    add_mask_folder_kinds(kinds, c)
     add_render_kind(kinds)
 
 
@@ -167,4 +168,72 @@ def add_render_kind(kinds: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_render)
 
 
-__all__ = ["add_render_kind", "add_synth_command"]
+EPILOG_GRABCUT = """examples:
+  # a mask per raccoon box of the training split (GrabCut initialised with the box), then composites
+  foveal datasets synth grabcut --data ../shared/datasets/raccoon --split train --output raccoon-masks
+  foveal datasets synth composite --objects ../shared/datasets/raccoon/images --masks raccoon-masks \\
+      --backgrounds ../shared/datasets/coco-mini/train2017 --count 600 --size 256 --output raccoon-synth
+"""
+
+
+def _grabcut(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.data.synth.grabcut import grabcut_masks
+
+    manifest = grabcut_masks(args.data, args.output, split=args.split, iterations=args.iterations, margin=args.margin,
+                             work_size=args.work_size, seed=args.seed, overwrite=args.overwrite,
+                             progress=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(manifest, indent=1) if args.json else
+          f"wrote {manifest['masks']} mask file(s) with {manifest['objects']} objects from {manifest['images']} "
+          f"{args.split} images to {args.output} (foreground {manifest['mean_box_fraction']} of a box on average; "
+          f"{len(manifest['empty_boxes'])} box(es) left empty)")
+    return 0
+
+
+def _composite_any(args: argparse.Namespace, extra: dict[str, Any]) -> int:
+    """``composite`` with cut-outs from a COCO file, or from an image folder + ``--masks`` folder."""
+    if args.masks is None:
+        return _composite(args, extra)
+    from foveal.data.synth.composite import make_composites
+
+    manifest = make_composites(args.objects, args.backgrounds, args.output, count=args.count,
+                               size=(args.size[0], args.size[-1]), objects_per_image=tuple(args.objects_per_image),
+                               scale=tuple(args.scale), rotation=args.rotation, min_visible=args.min_visible,
+                               noise=args.noise, blur=args.blur, jitter=args.jitter, min_area=args.min_area,
+                               categories=args.categories, split=args.split, seed=args.seed, overwrite=args.overwrite,
+                               masks=args.masks, category=args.category,
+                               progress=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(manifest, indent=1) if args.json else
+          f"wrote {manifest['count']} images with {manifest['instances']} objects ({manifest['cutouts']} cut-outs "
+          f"over {manifest['photos']} background photo(s), seed {args.seed}) to {args.output}; "
+          f"annotations: {manifest['annotations']}")
+    return 0
+
+
+def add_mask_folder_kinds(kinds: argparse._SubParsersAction, composite: argparse.ArgumentParser) -> None:
+    """Cut-outs from mask folders: ``composite --masks`` and the ``grabcut`` kind that writes such masks."""
+    composite.add_argument("--masks", metavar="DIR", help="take the cut-outs from this folder of masks instead of a "
+                           "COCO file: --objects is then the image folder, each mask is named like its image (0: "
+                           "background, each other value one object), one subfolder per category or flat")
+    composite.add_argument("--category", default="object", help="category name of a flat --masks folder's objects "
+                           "(default: object)")
+    composite.set_defaults(func=_composite_any)
+    g = kinds.add_parser("grabcut", help="object masks from a box dataset's boxes with GrabCut (for composite --masks)",
+                         description="Run OpenCV's GrabCut initialised with each box of one split of a box dataset "
+                         "(VOC, COCO, YOLO, CSV) and write OUTPUT/<class>/<image stem>.png instance masks (k: the "
+                         "k-th box) and OUTPUT/grabcut.json, the layout composite --masks reads.",
+                         epilog=EPILOG_GRABCUT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("--data", required=True, metavar="SPEC", help="box dataset (a VOC folder, COCO .json, YOLO folder, CSV)")
+    g.add_argument("--output", required=True, metavar="DIR", help="folder to write (new or empty)")
+    g.add_argument("--split", default="train", help="which split's boxes (default: train; never cut the test split "
+                   "you score on)")
+    g.add_argument("--iterations", type=int, default=5, help="GrabCut rounds (default: 5)")
+    g.add_argument("--margin", type=float, default=0.25, help="background around the box GrabCut learns from, as a "
+                   "fraction of the box (default: 0.25)")
+    g.add_argument("--work-size", type=int, default=256, help="longest side of the crop GrabCut runs on (default: 256)")
+    g.add_argument("--seed", type=int, default=0, help="random seed of the colour models (default: 0)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    g.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    g.set_defaults(func=_grabcut)
+
+
+__all__ = ["add_mask_folder_kinds", "add_render_kind", "add_synth_command"]
