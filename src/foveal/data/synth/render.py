@@ -429,6 +429,10 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
         OutputError: ``output`` exists and is not empty (without ``overwrite``).
     """
     if "tensorflow" in sys.modules:  # its LLVM clashes with Mesa's llvmpipe (a crash at the first draw)
+        for file in mesh_files(meshes):  # the cheap checks here, before a child process starts
+            if not file.is_file():
+                raise DataError(f"{printable_path(file)}: no such mesh file",
+                                hint=f"--meshes takes {', '.join(MESH_SUFFIXES)} files or folders of them")
         options = dict(backgrounds=None if backgrounds is None else str(backgrounds), count=count, size=list(size),
                        objects_per_image=list(objects_per_image), distance=list(distance), fov=fov,
                        ambient=list(ambient), light=list(light), min_visible=min_visible, samples=samples, noise=noise,
