@@ -82,7 +82,7 @@ def add_synth_command(actions: argparse._SubParsersAction) -> None:
                          description="Cut objects out of a COCO instances file (polygon or RLE masks), paste them onto "
                          "background photos at random scale, rotation and position, add noise, blur and colour "
                          "jitter, and write OUTPUT/SPLIT/*.jpg with OUTPUT/annotations/instances_SPLIT.json (boxes and "
-                         "visible-area masks). Rendering 3D meshes is not available yet.", epilog=EPILOG_COMPOSITE,
+                         "visible-area masks); with --masks, from an image folder and its mask folder.", epilog=EPILOG_COMPOSITE,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--objects", required=True, metavar="FILE.json", help="COCO instances file whose masks give the "
                    "cut-outs")
