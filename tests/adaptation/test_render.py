@@ -37,18 +37,23 @@ def write_meshes(root: Path) -> dict[str, trimesh.Trimesh]:
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    from foveal.errors import ConfigError
+    import contextlib
+    import io
+
+    from foveal.cli.main import main
 
     root = tmp_path_factory.mktemp("render")
     meshes = write_meshes(root / "meshes")
-    options = dict(count=9, size=SIZE, objects_per_image=(1, 1), distance=(3.0, 5.0), noise=0.0, blur=0.0, jitter=0.0,
-                   seed=5)
-    try:
-        manifest = make_renders([root / "meshes"], root / "a", **options)
-    except ConfigError as exc:  # its message names the missing library (libEGL, Mesa's drivers)
-        if "OpenGL" not in exc.message:
-            raise
-        pytest.skip(f"no headless OpenGL context: {exc}")
+    # through the CLI (the same options as the API call of the determinism test)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["datasets", "synth", "render", "--meshes", str(root / "meshes"), "--output", str(root / "a"),
+                     "--count", "9", "--size", str(SIZE[0]), str(SIZE[1]), "--objects-per-image", "1", "1",
+                     "--distance", "3", "5", "--noise", "0", "--blur", "0", "--jitter", "0", "--seed", "5"])
+    if code == 2 and "OpenGL" in err.getvalue():  # the message names the missing library (libEGL, Mesa's drivers)
+        pytest.skip(f"no headless OpenGL context: {err.getvalue().strip()}")
+    assert code == 0, err.getvalue()
+    manifest = json.loads((root / "a" / "render.json").read_text())
     return root, meshes, manifest
 
 
@@ -92,8 +97,9 @@ def test_masks_match_the_projected_geometry_and_poses_are_rotations(rendered):
 
 
 def test_renders_are_deterministic_coloured_and_readable(rendered, tmp_path):
-    """The same seed in a child process (the path taken after TensorFlow is imported) writes the
-    same bytes; textures and vertex colours reach the pixels; the box reader reads the result."""
+    """The same seed through the API in a child process (the path taken after TensorFlow is
+    imported) writes the same bytes as the CLI did; textures and vertex colours reach the pixels;
+    the box reader reads the result."""
     from PIL import Image
     from pycocotools import mask as mask_utils
 
