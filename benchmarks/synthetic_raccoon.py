@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=800, help="composited images (default: 800)")
     parser.add_argument("--output", type=Path, help="working folder (default: a temporary one)")
     parser.add_argument("--only", choices=["real", "synthetic"], help="train one detector only")
+    parser.add_argument("--real-epochs", type=int, help="epochs of the real run's cosine schedule (default: "
+                        "about one per 4.5 s of budget)")
     args = parser.parse_args()
     out = args.output or Path(tempfile.mkdtemp(prefix="foveal-synth-raccoon-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -147,7 +149,7 @@ def main() -> None:
         report["composite"] = json.loads((synth / "composite.json").read_text()) | {"reused": True}
     # the cosine schedule should end near the budget: about one real epoch (144 images) per 4.5 s on this
     # machine (recipes/raccoon-detection.md), so scale the synthetic epochs by the image counts
-    real_epochs = max(10, int(args.seconds / 4.5))
+    real_epochs = args.real_epochs or max(10, int(args.seconds / 4.5))
     synth_epochs = max(3, round(real_epochs * 144 / (0.9 * args.count)))
     if args.only in (None, "real"):
         log(f"real: {real_epochs} epochs, budget {args.seconds:.0f} s")
