@@ -68,3 +68,102 @@ def test_backgrounds_smaller_than_the_images_are_named(tmp_path):
     with pytest.raises(DataError, match=r"bg0\.png: background 90x70 is smaller than the 100x100 images"):
         make_composites(objects, tmp_path / "src" / "photos", tmp_path / "out", size=(100, 100), min_area=50)
     assert not (tmp_path / "out").exists()
+
+
+def write_mask_folder(root: Path) -> tuple[Path, Path]:
+    """Two 48x48 photos with a red disc and a blue square, their instance masks in class subfolders."""
+    images, masks = root / "photos-src", root / "masks"
+    images.mkdir(parents=True)
+    (masks / "disc").mkdir(parents=True)
+    (masks / "square").mkdir()
+    yy, xx = np.mgrid[0:48, 0:48]
+    for i in range(2):
+        pixels = np.full((48, 48, 3), 90, np.uint8)
+        disc = (yy - 14) ** 2 + (xx - 14) ** 2 <= 10 ** 2
+        square = (yy >= 26) & (yy < 44) & (xx >= 26) & (xx < 44)
+        pixels[disc], pixels[square] = (230, 20, 20), (20, 20, 230)
+        Image.fromarray(pixels).save(images / f"p{i}.jpg", quality=100)
+        Image.fromarray(disc.astype(np.uint8) * 255).save(masks / "disc" / f"p{i}.png")  # binary: one object
+        Image.fromarray(square.astype(np.uint8) * (i + 1)).save(masks / "square" / f"p{i}.png")  # instance value
+    return images, masks
+
+
+def test_cutouts_from_a_mask_folder_are_pasted_with_their_colours(tmp_path):
+    from pycocotools import mask as mask_utils
+
+    from foveal.data.synth.composite import load_mask_cutouts
+
+    write_objects(tmp_path / "src")  # for its background photos
+    images, masks = write_mask_folder(tmp_path)
+    cutouts, cats = load_mask_cutouts(images, masks, min_area=50)
+    assert [c["name"] for c in cats] == ["disc", "square"] and len(cutouts) == 4
+    assert sorted(c.rgba.shape[:2] for c in cutouts)[0] == (18, 18)
+    manifest = make_composites(images, tmp_path / "src" / "photos", tmp_path / "out", masks=masks, count=4,
+                               size=(64, 64), min_area=50, scale=(0.4, 0.6), rotation=0.0, blur=0.0, noise=0.0,
+                               jitter=0.0, objects_per_image=(1, 1), seed=2)
+    assert manifest["cutouts"] == 4 and manifest["instances"] == 4
+    coco = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())
+    for ann in coco["annotations"]:
+        pixels = np.asarray(Image.open(tmp_path / "out" / "train" / f"{ann['image_id'] - 1:06d}.jpg")).astype(float)
+        inner = mask_utils.decode(ann["segmentation"]).astype(bool)
+        r, g, b = np.median(pixels[inner], axis=0)
+        assert (r > 150 > b) if ann["category_id"] == 1 else (b > 150 > r), (ann["category_id"], r, g, b)
+    # a flat folder is one category
+    cutouts, cats = load_mask_cutouts(images, masks / "square", category="box", min_area=50)
+    assert [c["name"] for c in cats] == ["box"] and len(cutouts) == 2
+
+
+def test_mask_folder_errors_name_the_file(tmp_path):
+    from foveal.data.synth.composite import load_mask_cutouts
+
+    images, masks = write_mask_folder(tmp_path)
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(masks / "disc" / "p1.png")
+    with pytest.raises(DataError, match=r"p1\.png: mask is 20x20 but its image .*p1\.jpg is 48x48"):
+        load_mask_cutouts(images, masks, min_area=50)
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(masks / "disc" / "p1.png")
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(masks / "disc" / "stray.png")
+    with pytest.raises(DataError, match=r"stray\.png: no image named stray\.\*"):
+        load_mask_cutouts(images, masks, min_area=50)
+
+
+def test_grabcut_finds_the_object_in_its_box_and_writes_masks_composite_reads(tmp_path):
+    """GrabCut (OpenCV) initialised with a loose box recovers a disc on a textured background;
+    the masks of a CSV box dataset are written per class and read back as cut-outs."""
+    from foveal.data.synth.composite import load_mask_cutouts
+    from foveal.data.synth.grabcut import grabcut_box, grabcut_masks
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:120, 0:160]
+    disc = (yy - 60) ** 2 + (xx - 70) ** 2 <= 30 ** 2
+    pixels = rng.integers(170, 256, (120, 160, 3), dtype=np.uint8)
+    pixels[disc] = rng.integers(10, 60, (int(disc.sum()), 3), dtype=np.uint8)
+    mask = grabcut_box(pixels, (34, 24, 106, 96))
+    assert (mask & disc).sum() / (mask | disc).sum() > 0.9
+    assert not mask[:, :34].any() and not mask[:, 107:].any()  # nothing outside the box
+    root = tmp_path / "boxes"
+    root.mkdir()
+    Image.fromarray(pixels).save(root / "a.png")
+    (root / "train.csv").write_text("filename,width,height,class,xmin,ymin,xmax,ymax\na.png,160,120,disc,34,24,106,96\n")
+    manifest = grabcut_masks(root / "train.csv", tmp_path / "masks")
+    assert manifest["objects"] == 1 and manifest["mean_box_fraction"] > 0.5
+    cutouts, cats = load_mask_cutouts(root, tmp_path / "masks", min_area=50)
+    assert [c["name"] for c in cats] == ["disc"] and len(cutouts) == 1
+    assert abs(int((cutouts[0].rgba[..., 3] > 0).sum()) - int(disc.sum())) < 0.1 * disc.sum()
+
+
+def test_cli_grabcut_then_composite_from_the_masks(tmp_path, capsys):
+    from foveal.cli.main import main
+
+    images, _ = write_mask_folder(tmp_path)
+    (images / "boxes.csv").write_text("filename,class,xmin,ymin,xmax,ymax\np0.jpg,disc,2,2,27,27\n"
+                                      "p1.jpg,disc,2,2,27,27\np1.jpg,square,24,24,46,46\n")
+    photos = write_objects(tmp_path / "src").parent.parent / "photos"
+    assert main(["datasets", "synth", "grabcut", "--data", str(images / "boxes.csv"), "--output",
+                 str(tmp_path / "gc")]) == 0
+    assert "wrote 3 mask file(s) with 3 objects from 2 train images" in capsys.readouterr().out
+    assert main(["datasets", "synth", "composite", "--objects", str(images), "--masks", str(tmp_path / "gc"),
+                 "--backgrounds", str(photos), "--size", "64", "--count", "3", "--min-area", "50",
+                 "--output", str(tmp_path / "out")]) == 0
+    assert "wrote 3 images" in capsys.readouterr().out
+    coco = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["disc", "square"]

@@ -83,7 +83,8 @@ def test_cli_writes_and_refuses_a_full_folder(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["adapt", "train"], ["adapt", "evaluate"], ["adapt", "predict"],
-                                  ["datasets", "synth", "mnist-m"], ["datasets", "synth", "composite"]])
+                                  ["datasets", "synth", "mnist-m"], ["datasets", "synth", "composite"],
+                                  ["datasets", "synth", "render"], ["datasets", "synth", "grabcut"]])
 def test_help_has_examples(argv, capsys):
     from foveal.cli.main import main
 

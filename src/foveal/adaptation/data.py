@@ -136,9 +136,12 @@ def _arrays(part: Any, labels: np.ndarray, domain: int, size: tuple[int, int], c
     """Decode and resize every image of ``part`` (uint8), keeping ``labels`` aligned."""
     from foveal.data.pipeline import make_pipeline
 
-    if part.images is not None and part.images.shape[1:3] == size and channels_of(part) == channels:
+    if part.images is not None and part.images.shape[1:3] == size and part.images.dtype == np.uint8:
         images = part.images if part.images.ndim == 4 else part.images[..., None]
-        return DomainImages(np.ascontiguousarray(images), labels.astype(np.int32), domain, part.origin)
+        if images.shape[-1] == 1 and channels == 3:  # gray to RGB as the pipeline does, without tracing it
+            images = np.repeat(images, 3, axis=-1)
+        if images.shape[-1] == channels:
+            return DomainImages(np.ascontiguousarray(images), labels.astype(np.int32), domain, part.origin)
     ds = make_pipeline(part, image_size=size, channels=channels, batch_size=512, training=False,
                        skip_invalid=skip_invalid, one_hot=False, cache="none")
     chunks = [np.asarray(x).round().clip(0, 255).astype(np.uint8) for x, _ in ds]

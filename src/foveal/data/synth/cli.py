@@ -125,7 +125,7 @@ def add_synth_command(actions: argparse._SubParsersAction) -> None:
                          description="Cut objects out of a COCO instances file (polygon or RLE masks), paste them onto "
                          "background photos at random scale, rotation and position, add noise, blur and colour "
                          "jitter, and write OUTPUT/SPLIT/*.jpg with OUTPUT/annotations/instances_SPLIT.json (boxes and "
-                         "visible-area masks). Rendering 3D meshes is not available yet.", epilog=EPILOG_COMPOSITE,
+                         "visible-area masks); with --masks, from an image folder and its mask folder.", epilog=EPILOG_COMPOSITE,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--objects", required=True, metavar="FILE.json", help="COCO instances file whose masks give the "
                    "cut-outs")
@@ -149,6 +149,8 @@ def add_synth_command(actions: argparse._SubParsersAction) -> None:
     c.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     c.add_argument("--json", action="store_true", help="print the manifest as JSON")
     c.set_defaults(func=_composite)
+    add_mask_folder_kinds(kinds, c)
+    add_render_kind(kinds)
 
     sh = kinds.add_parser("shapes", help="circles, squares and triangles on noisy backgrounds, COCO boxes + RLE masks",
                           description="Draw filled circles, squares and triangles (3 classes; random colour, size, "
@@ -194,4 +196,130 @@ def add_synth_command(actions: argparse._SubParsersAction) -> None:
     v.set_defaults(func=_moving_shapes)
 
 
-__all__ = ["add_synth_command"]
+EPILOG_RENDER = """examples:
+  # every mesh under models/ (one category per file) at random poses over coco-mini photos
+  foveal datasets synth render --meshes models/ --backgrounds ../shared/datasets/coco-mini/val2017 \\
+      --count 500 --size 256 --output render/ --seed 0
+  foveal datasets synth render --meshes mug.glb duck.obj --count 50 --output r/   # flat colour backgrounds
+  foveal detect train --data render/annotations/instances_train.json     # read like any COCO file
+"""
+
+
+def _render(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.data.synth.render import make_renders
+
+    manifest = make_renders(args.meshes, args.output, backgrounds=args.backgrounds, count=args.count,
+                            size=(args.size[0], args.size[-1]), objects_per_image=tuple(args.objects_per_image),
+                            distance=tuple(args.distance), fov=args.fov, ambient=tuple(args.ambient),
+                            light=tuple(args.light), min_visible=args.min_visible, samples=args.samples,
+                            noise=args.noise, blur=args.blur, jitter=args.jitter, split=args.split, seed=args.seed,
+                            overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(manifest, indent=1) if args.json else
+          f"wrote {manifest['count']} images with {manifest['instances']} objects ({len(manifest['meshes'])} mesh(es), "
+          f"seed {args.seed}, {manifest['renderer']}) to {args.output}; annotations: {manifest['annotations']}")
+    return 0
+
+
+def add_render_kind(kinds: argparse._SubParsersAction) -> None:
+    """Add ``render`` (3D meshes drawn headless) to the ``foveal datasets synth`` kinds."""
+    r = kinds.add_parser("render", help="3D meshes rendered headless at random poses, with COCO boxes, masks, poses",
+                         description="Render meshes (OBJ, PLY, GLB/glTF, STL, OFF; loaded by trimesh) with moderngl on "
+                         "a headless EGL context at random rotations, distances, image positions and lights, over "
+                         "random crops of background photos, and write OUTPUT/SPLIT/*.jpg with OUTPUT/annotations/"
+                         "instances_SPLIT.json: one category per mesh file, visible-area boxes and RLE masks, and each "
+                         "object's pose (X_cam = scale * R @ X_mesh + t, OpenCV camera frame; the image's camera_K).",
+                         epilog=EPILOG_RENDER, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("--meshes", required=True, nargs="+", metavar="PATH", help="mesh files or folders of them")
+    r.add_argument("--backgrounds", metavar="DIR", help="folder of photos, each at least --size (default: flat colours)")
+    r.add_argument("--output", required=True, metavar="DIR", help="folder to write (new or empty)")
+    r.add_argument("--count", type=int, default=100, help="images to write (default: 100)")
+    r.add_argument("--size", type=int, nargs="+", default=[256], metavar="N", help="SIZE or HEIGHT WIDTH (default: 256)")
+    r.add_argument("--objects-per-image", type=int, nargs=2, default=[1, 3], metavar=("MIN", "MAX"))
+    r.add_argument("--distance", type=float, nargs=2, default=[3.0, 8.0], metavar=("MIN", "MAX"),
+                   help="camera distance in bounding-sphere radii of the mesh (default: 3 8)")
+    r.add_argument("--fov", type=float, default=50.0, help="vertical field of view in degrees (default: 50)")
+    r.add_argument("--ambient", type=float, nargs=2, default=[0.2, 0.5], metavar=("MIN", "MAX"),
+                   help="ambient light (default: 0.2 0.5)")
+    r.add_argument("--light", type=float, nargs=2, default=[0.5, 1.2], metavar=("MIN", "MAX"),
+                   help="strength of the directional light, random direction and tint (default: 0.5 1.2)")
+    r.add_argument("--min-visible", type=float, default=0.3, help="drop objects occluded below this visible fraction")
+    r.add_argument("--samples", type=int, default=4, help="multisampling of the colour image (1: off; default: 4)")
+    r.add_argument("--noise", type=float, default=2.0, help="Gaussian noise sigma in grey levels (default: 2; 0: off)")
+    r.add_argument("--blur", type=float, default=0.5, help="largest Gaussian blur radius (default: 0.5; 0: off)")
+    r.add_argument("--jitter", type=float, default=0.1, help="brightness/contrast/saturation jitter (default: 0.1)")
+    r.add_argument("--split", default="train", help="image folder and annotation name (default: train)")
+    r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    r.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    r.set_defaults(func=_render)
+
+
+EPILOG_GRABCUT = """examples:
+  # a mask per raccoon box of the training split (GrabCut initialised with the box), then composites
+  foveal datasets synth grabcut --data ../shared/datasets/raccoon --split train --output raccoon-masks
+  foveal datasets synth composite --objects ../shared/datasets/raccoon/images --masks raccoon-masks \\
+      --backgrounds ../shared/datasets/coco-mini/train2017 --count 600 --size 256 --output raccoon-synth
+"""
+
+
+def _grabcut(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.data.synth.grabcut import grabcut_masks
+
+    manifest = grabcut_masks(args.data, args.output, split=args.split, iterations=args.iterations, margin=args.margin,
+                             work_size=args.work_size, seed=args.seed, overwrite=args.overwrite,
+                             progress=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(manifest, indent=1) if args.json else
+          f"wrote {manifest['masks']} mask file(s) with {manifest['objects']} objects from {manifest['images']} "
+          f"{args.split} images to {args.output} (foreground {manifest['mean_box_fraction']} of a box on average; "
+          f"{len(manifest['empty_boxes'])} box(es) left empty)")
+    return 0
+
+
+def _composite_any(args: argparse.Namespace, extra: dict[str, Any]) -> int:
+    """``composite`` with cut-outs from a COCO file, or from an image folder + ``--masks`` folder."""
+    if args.masks is None:
+        return _composite(args, extra)
+    from foveal.data.synth.composite import make_composites
+
+    manifest = make_composites(args.objects, args.backgrounds, args.output, count=args.count,
+                               size=(args.size[0], args.size[-1]), objects_per_image=tuple(args.objects_per_image),
+                               scale=tuple(args.scale), rotation=args.rotation, min_visible=args.min_visible,
+                               noise=args.noise, blur=args.blur, jitter=args.jitter, min_area=args.min_area,
+                               categories=args.categories, split=args.split, seed=args.seed, overwrite=args.overwrite,
+                               masks=args.masks, category=args.category,
+                               progress=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(manifest, indent=1) if args.json else
+          f"wrote {manifest['count']} images with {manifest['instances']} objects ({manifest['cutouts']} cut-outs "
+          f"over {manifest['photos']} background photo(s), seed {args.seed}) to {args.output}; "
+          f"annotations: {manifest['annotations']}")
+    return 0
+
+
+def add_mask_folder_kinds(kinds: argparse._SubParsersAction, composite: argparse.ArgumentParser) -> None:
+    """Cut-outs from mask folders: ``composite --masks`` and the ``grabcut`` kind that writes such masks."""
+    composite.add_argument("--masks", metavar="DIR", help="take the cut-outs from this folder of masks instead of a "
+                           "COCO file: --objects is then the image folder, each mask is named like its image (0: "
+                           "background, each other value one object), one subfolder per category or flat")
+    composite.add_argument("--category", default="object", help="category name of a flat --masks folder's objects "
+                           "(default: object)")
+    composite.set_defaults(func=_composite_any)
+    g = kinds.add_parser("grabcut", help="object masks from a box dataset's boxes with GrabCut (for composite --masks)",
+                         description="Run OpenCV's GrabCut initialised with each box of one split of a box dataset "
+                         "(VOC, COCO, YOLO, CSV) and write OUTPUT/<class>/<image stem>.png instance masks (k: the "
+                         "k-th box) and OUTPUT/grabcut.json, the layout composite --masks reads.",
+                         epilog=EPILOG_GRABCUT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("--data", required=True, metavar="SPEC", help="box dataset (a VOC folder, COCO .json, YOLO folder, CSV)")
+    g.add_argument("--output", required=True, metavar="DIR", help="folder to write (new or empty)")
+    g.add_argument("--split", default="train", help="which split's boxes (default: train; never cut the test split "
+                   "you score on)")
+    g.add_argument("--iterations", type=int, default=5, help="GrabCut rounds (default: 5)")
+    g.add_argument("--margin", type=float, default=0.25, help="background around the box GrabCut learns from, as a "
+                   "fraction of the box (default: 0.25)")
+    g.add_argument("--work-size", type=int, default=256, help="longest side of the crop GrabCut runs on (default: 256)")
+    g.add_argument("--seed", type=int, default=0, help="random seed of the colour models (default: 0)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
+    g.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    g.set_defaults(func=_grabcut)
+
+
+__all__ = ["add_mask_folder_kinds", "add_render_kind", "add_synth_command"]

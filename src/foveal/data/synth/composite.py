@@ -110,6 +110,84 @@ def load_cutouts(annotations: str | Path, images: str | Path | None = None, *, m
                      for i in used]
 
 
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
+
+
+def _read_shown_rgb(path: Path) -> np.ndarray:
+    """An image's RGB pixels as shown (EXIF orientation applied, as foveal's decoder does)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+def load_mask_cutouts(images: str | Path, masks: str | Path, *, category: str = "object", min_area: float = 400.0,
+                      categories: Sequence[str] | None = None) -> tuple[list[CutOut], list[dict[str, Any]]]:
+    """Cut-outs from an image folder and a folder of masks with the images' names (any suffix).
+
+    A mask is a PNG/BMP/TIFF of the image's size: 0 is background and every other value is one
+    object (an instance mask: values 1, 2, 3... for several objects; a binary 0/255 mask is one
+    object). ``masks`` is either flat (every object is ``category``) or holds one subfolder per
+    category (``masks/raccoon/img1.png``), the layout ``foveal datasets synth grabcut`` writes.
+    Images without a mask are not used.
+
+    Returns:
+        (cut-outs, their categories as COCO ``{"id", "name"}`` dicts, ids from 1 in name order).
+
+    Raises:
+        DataError: a folder is missing or has no masks, a mask has no image of its name or a
+            different size, or no object has ``min_area`` pixels (each named).
+    """
+    from PIL import Image
+
+    image_root, mask_root = Path(images), Path(masks)
+    for folder, option in ((image_root, "--objects"), (mask_root, "--masks")):
+        if not folder.is_dir():
+            raise DataError(f"{printable_path(folder)}: no such folder", hint=f"{option} takes a folder with --masks")
+    subfolders = sorted(p for p in mask_root.iterdir() if p.is_dir())
+    groups = [(p.name, p) for p in subfolders] if subfolders else [(category, mask_root)]
+    if categories is not None:
+        groups = [(name, folder) for name, folder in groups if name in set(categories)]
+    by_stem: dict[str, Path] = {}
+    from foveal.data.synth.mnist_m import photo_files
+
+    for path in photo_files(image_root):
+        by_stem.setdefault(path.stem, path)
+    cutouts: list[CutOut] = []
+    names = [name for name, _ in groups]
+    for cat_index, (name, folder) in enumerate(groups, start=1):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MASK_SUFFIXES and p.is_file())
+        if not files:
+            raise DataError(f"{printable_path(folder)}: no mask files ({', '.join(MASK_SUFFIXES)})",
+                            hint="write one mask per image, named like the image")
+        for file in files:
+            image = by_stem.get(file.stem)
+            if image is None:
+                raise DataError(f"{printable_path(file)}: no image named {file.stem}.* in {printable_path(image_root)}")
+            try:
+                with Image.open(file) as im:
+                    labels = np.asarray(im if im.mode in ("L", "P", "I", "I;16", "1") else im.convert("L"))
+                rgb = _read_shown_rgb(image)
+            except OSError as exc:
+                raise DataError(f"{printable_path(file)}: cannot read this mask or its image ({exc})") from None
+            if labels.ndim != 2 or labels.shape != rgb.shape[:2]:
+                raise DataError(f"{printable_path(file)}: mask is {labels.shape[1]}x{labels.shape[0]} but its image "
+                                f"{printable_path(image)} is {rgb.shape[1]}x{rgb.shape[0]}")
+            for value in sorted(int(v) for v in np.unique(labels) if v):
+                mask = labels == value
+                if mask.sum() < min_area:
+                    continue
+                ys, xs = np.nonzero(mask)
+                y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+                rgba = np.dstack([rgb[y0:y1, x0:x1], mask[y0:y1, x0:x1].astype(np.uint8) * 255])
+                cutouts.append(CutOut(rgba, cat_index, f"{printable_path(file)}#{value}"))
+    if not cutouts:
+        raise DataError(f"{printable_path(mask_root)}: no object mask of at least {min_area:g} pixels",
+                        hint="lower --min-area, or check that the masks are not all 0")
+    used = sorted({c.category_id for c in cutouts})
+    return cutouts, [{"id": i, "name": names[i - 1], "supercategory": ""} for i in used]
+
+
 def _background(rng: np.random.Generator, photos: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
     """A random crop of a random photo, scaled so its short side covers ``size``."""
     from PIL import Image
@@ -166,13 +244,14 @@ def make_composites(objects: str | Path, backgrounds: str | Path, output: str | 
                     scale: tuple[float, float] = (0.2, 0.6), rotation: float = 20.0, min_visible: float = 0.3,
                     noise: float = 4.0, blur: float = 1.0, jitter: float = 0.2, min_area: float = 400.0,
                     categories: Sequence[str] | None = None, images: str | Path | None = None, split: str = "train",
-                    seed: int = 0, overwrite: bool = False,
+                    seed: int = 0, overwrite: bool = False, masks: str | Path | None = None, category: str = "object",
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write ``count`` composited images with COCO boxes and masks (see the module docstring).
 
     Args:
         objects: COCO instances JSON whose masks give the cut-outs (``images``: its image folder,
-            found beside it by default).
+            found beside it by default); with ``masks``, a folder of images whose masks are there
+            (:func:`load_mask_cutouts`; ``category`` names a flat mask folder's objects).
         backgrounds: a folder of photos; each must be at least ``size``.
         output: the dataset folder (new or empty, unless ``overwrite``).
         size: (height, width) of every image.
@@ -210,7 +289,10 @@ def make_composites(objects: str | Path, backgrounds: str | Path, output: str | 
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputError(f"--output {printable_path(out)}: exists and is not empty",
                           hint="choose a new folder, or pass --overwrite to replace it")
-    cutouts, cats = load_cutouts(objects, images, min_area=min_area, categories=categories)
+    if masks is not None:
+        cutouts, cats = load_mask_cutouts(objects, masks, category=category, min_area=min_area, categories=categories)
+    else:
+        cutouts, cats = load_cutouts(objects, images, min_area=min_area, categories=categories)
     try:
         photos = load_backgrounds(backgrounds, *size).images
     except DataError as exc:
@@ -260,6 +342,7 @@ def make_composites(objects: str | Path, backgrounds: str | Path, output: str | 
                 "images": records, "annotations": annotations, "categories": cats}
         (staging / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco), encoding="utf-8")
         manifest = {"kind": "composite", "objects": printable_path(objects), "cutouts": len(cutouts),
+                    "masks": printable_path(masks) if masks is not None else None,
                     "backgrounds": printable_path(backgrounds), "photos": len(photos), "count": count,
                     "instances": len(annotations), "size": [h, w], "objects_per_image": list(objects_per_image),
                     "scale": list(scale), "rotation": rotation, "min_visible": min_visible, "noise": noise,
@@ -276,4 +359,4 @@ def make_composites(objects: str | Path, backgrounds: str | Path, output: str | 
     return manifest
 
 
-__all__ = ["CutOut", "load_cutouts", "make_composites"]
+__all__ = ["CutOut", "load_cutouts", "load_mask_cutouts", "make_composites"]
