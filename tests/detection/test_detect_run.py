@@ -63,7 +63,9 @@ def shapes(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(shapes, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    result = train_detector(DetectConfig(data=str(shapes), output=str(out), name="run", val_split=0.2, **TINY))
+    # two epochs: validation mAP is logged per epoch and best.keras chosen by it (the cost is the tracing)
+    result = train_detector(DetectConfig(data=str(shapes), output=str(out), name="run", val_split=0.2,
+                                         **(TINY | {"epochs": 2})))
     return shapes, result
 
 
@@ -169,7 +171,7 @@ class _SigintAfterFirstEpoch(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
-# slow tier: resume is the engine's; the default tier resumes classification (tests/training) and segmentation runs
+# slow tier: resume is the engine's; the default tier resumes classification (tests/training) and localization runs
 @pytest.mark.slow
 def test_interrupted_run_resumes(shapes, tmp_path):
     cfg = DetectConfig(data=str(shapes), output=str(tmp_path), name="r", val_split=0.0, monitor="loss",

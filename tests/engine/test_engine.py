@@ -92,6 +92,18 @@ def test_missing_data_is_one_clear_error(task, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_segmenter_built_under_bfloat16_ends_in_float32():
+    """The default-tier check of segmentation under bfloat16 (the whole run is in the slow tier;
+    the engine's bfloat16 run itself is tested on a classifier, tests/training/test_fast.py)."""
+    from foveal.segmentation.train import build_segmenter
+    from foveal.training.precision import dtype_policy, is_mixed
+
+    with dtype_policy("bfloat16"):
+        model = build_segmenter("unet", num_classes=2, channels=3, options={"depth": 2, "width": 8})
+    assert is_mixed(model) and model.output.dtype == "float32"
+
+
+@pytest.mark.slow  # a whole run (~8 s idle); the default tier: the bfloat16 segmenter above and test_fast's bfloat16 run
 def test_segmentation_through_the_engine_with_bfloat16(tmp_path):
     from foveal.segmentation.train import SegmentConfig
     from foveal.tasks import run_train

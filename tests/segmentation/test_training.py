@@ -174,6 +174,18 @@ def test_fcn8s_end_to_end(squares, tmp_path, capsys):
     assert_agrees_with_sklearn(metrics, squares / "masks", out / "masks", names)
 
 
+def test_a_second_run_into_the_same_folder_is_refused(squares, unet_run):
+    from foveal.segmentation.train import train_segmenter
+
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_segmenter(data=str(squares), classes=CLASSES, mask_format="index", model="unet",
+                        model_options={"width": 4, "depth": 2}, crop_size=[32], epochs=1, batch_size=4,
+                        output=str(unet_run.parent), name=unet_run.name, progress=False, report_images=0)
+
+
+# slow tier: resume is the engine's; the default tier resumes classification (tests/training/test_trainer.py)
+# and localization (tests/localization/test_training.py) runs
+@pytest.mark.slow
 def test_resume_after_interruption(squares, tmp_path, monkeypatch):
     """A SIGINT after the first epoch stops the run cleanly; --resume finishes it."""
     from foveal.segmentation.train import train_segmenter
