@@ -179,7 +179,11 @@ class AugmentationEpoch(keras.callbacks.Callback):
     """Keras callback: tells :func:`augmentation_epoch` which epoch begins (resumed runs too)."""
 
     def on_epoch_begin(self, epoch, logs=None) -> None:
-        augmentation_epoch().assign(int(epoch))
+        # Only a pipeline with altflip creates (and reads) the variable, and distributed pipelines
+        # refuse altflip: creating or assigning it inside a strategy's scope would tie it to that
+        # strategy, and the next run under another one fails ("Mixing different tf.distribute.Strategy").
+        if _EPOCH and not tf.distribute.has_strategy():
+            _EPOCH[0].assign(int(epoch))
 
 
 def alternating_flip(ds: tf.data.Dataset, seed: int = 0, epoch: tf.Variable | None = None) -> tf.data.Dataset:
