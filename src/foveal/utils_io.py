@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -105,6 +106,40 @@ def ensure_output_dir(path: str | os.PathLike, what: str = "--output", *, create
         raise OutputError(f"{what} {printable_path(folder)}: cannot write there: {_reason(exc, folder)}",
                           hint=f"give {what} a folder you can write to") from None
     return folder
+
+
+def refuse_nonempty_output(out: Path, overwrite: bool) -> None:
+    """Refuse ``--output`` naming a file or a folder that is not empty, unless ``overwrite``."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise OutputError(f"--output {printable_path(out)}: exists and is not empty",
+                          hint="choose a new folder, or pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path, what: str = "the dataset") -> Iterator[Path]:
+    """Yield an empty staging folder beside ``out``; on success it replaces ``out`` (any old
+    content included) in one rename, so a killed writer never leaves half a dataset there.
+
+    An ``OSError`` inside becomes one :class:`OutputError` line naming ``out`` and ``what``;
+    the staging folder is removed either way.
+
+    Example:
+        >>> with staged_folder(Path("/tmp/shapes")) as tmp:  # doctest: +SKIP
+        ...     (tmp / "labels.txt").write_text("a")
+    """
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        yield staging
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(staging, out)
+    except OSError as exc:
+        raise OutputError(f"--output {printable_path(out)}: cannot write {what} ({exc.strerror or exc})",
+                          hint="give --output a folder you can write to") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -21,16 +21,14 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from foveal.errors import ConfigError, DataError, OutputError
-from foveal.utils_io import printable_path
+from foveal.errors import ConfigError, DataError
+from foveal.utils_io import printable_path, refuse_nonempty_output, staged_folder
 
 
 @dataclass(frozen=True)
@@ -286,9 +284,7 @@ def make_composites(objects: str | Path, backgrounds: str | Path, output: str | 
         if not ok:
             raise ConfigError(message)
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputError(f"--output {printable_path(out)}: exists and is not empty",
-                          hint="choose a new folder, or pass --overwrite to replace it")
+    refuse_nonempty_output(out, overwrite)
     if masks is not None:
         cutouts, cats = load_mask_cutouts(objects, masks, category=category, min_area=min_area, categories=categories)
     else:
@@ -298,13 +294,11 @@ def make_composites(objects: str | Path, backgrounds: str | Path, output: str | 
     except DataError as exc:
         raise DataError(exc.message.replace("patch a digit needs", "images to write (--size)"), hint=exc.hint) from None
     rng = np.random.default_rng(seed)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / split).mkdir(parents=True)
-    (staging / "annotations").mkdir()
     h, w = size
     records, annotations = [], []
-    try:
+    with staged_folder(out) as staging:
+        (staging / split).mkdir(parents=True)
+        (staging / "annotations").mkdir()
         for index in range(count):
             canvas = _background(rng, photos, size)
             owner = np.zeros(size, np.int32)  # which pasted object each pixel shows (0: background)
@@ -349,13 +343,6 @@ def make_composites(objects: str | Path, backgrounds: str | Path, output: str | 
                     "blur": blur, "jitter": jitter, "seed": seed, "split": split,
                     "annotations": f"annotations/instances_{split}.json"}
         (staging / "composite.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(staging, out)
-    except OSError as exc:
-        raise OutputError(f"--output {printable_path(out)}: cannot write the dataset ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 

@@ -20,15 +20,13 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from foveal.errors import ConfigError, DataError, OutputError
-from foveal.utils_io import printable_path
+from foveal.errors import ConfigError, DataError
+from foveal.utils_io import printable_path, refuse_nonempty_output, staged_folder
 
 
 def grabcut_box(rgb: np.ndarray, box: tuple[float, float, float, float], *, iterations: int = 5,
@@ -93,20 +91,15 @@ def grabcut_masks(boxes: str | Path, output: str | Path, *, split: str = "train"
     if iterations < 1 or work_size < 16 or margin < 0:
         raise ConfigError("--iterations must be >= 1, --work-size >= 16 and --margin >= 0")
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputError(f"--output {printable_path(out)}: exists and is not empty",
-                          hint="choose a new folder, or pass --overwrite to replace it")
+    refuse_nonempty_output(out, overwrite)
     splits = load_boxes(boxes)
     if split not in splits:
         raise ConfigError(f"--split {split}: {printable_path(boxes)} has the splits {sorted(splits)}")
     data = splits[split]
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     fractions: list[float] = []
     empty: list[str] = []
     written = 0
-    try:
+    with staged_folder(out, "the masks") as staging:
         for index, (path, image_boxes, labels) in enumerate(zip(data.paths, data.boxes, data.labels)):
             try:
                 rgb = _read_shown_rgb(Path(path))
@@ -139,13 +132,6 @@ def grabcut_masks(boxes: str | Path, output: str | Path, *, split: str = "train"
                     "iterations": iterations, "margin": margin, "work_size": work_size, "seed": seed,
                     "classes": list(data.class_names)}
         (staging / "grabcut.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(staging, out)
-    except OSError as exc:
-        raise OutputError(f"--output {printable_path(out)}: cannot write the masks ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 

@@ -24,16 +24,14 @@ Example:
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from foveal.errors import ConfigError, DataError, OutputError
-from foveal.utils_io import printable_path
+from foveal.errors import ConfigError, DataError
+from foveal.utils_io import printable_path, refuse_nonempty_output, staged_folder
 
 #: photo file types read as backgrounds
 PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
@@ -171,19 +169,14 @@ def make_mnist_m(digits: str, backgrounds: str | Path, output: str | Path, *, se
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit}")
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputError(f"--output {printable_path(out)}: exists and is not empty",
-                          hint="choose a new folder, or pass --overwrite to replace it")
+    refuse_nonempty_output(out, overwrite)
     splits = load_dataset(digits)
     readers = {name: _gray_digits(part) for name, part in splits.items()}
     sizes = {shape for _, shape in readers.values()}
     height, width = max(h for h, _ in sizes), max(w for _, w in sizes)
     photos = load_backgrounds(backgrounds, height, width)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     counts: dict[str, int] = {}
-    try:
+    with staged_folder(out) as staging:
         for split_no, (split, part) in enumerate(splits.items()):
             read, _ = readers[split]
             rng = np.random.default_rng([seed, split_no])
@@ -204,14 +197,6 @@ def make_mnist_m(digits: str, backgrounds: str | Path, output: str | Path, *, se
                     "seed": seed, "limit": limit, "binarize": binarize, "counts": counts,
                     "classes": list(next(iter(splits.values())).class_names)}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(staging, out)
-    except OSError as exc:
-        raise OutputError(f"--output {printable_path(out)}: cannot write the dataset ({exc.strerror or exc})",
-                          hint="give --output a folder you can write to") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 

@@ -31,10 +31,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -44,7 +44,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from foveal.errors import ConfigError, DataError, OutputError
-from foveal.utils_io import printable_path
+from foveal.utils_io import printable_path, refuse_nonempty_output, staged_folder
 
 MESH_SUFFIXES = (".obj", ".ply", ".glb", ".gltf", ".stl", ".off")
 
@@ -456,9 +456,7 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
         if not ok:
             raise ConfigError(message)
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputError(f"--output {printable_path(out)}: exists and is not empty",
-                          hint="choose a new folder, or pass --overwrite to replace it")
+    refuse_nonempty_output(out, overwrite)
     models = [load_mesh(f) for f in mesh_files(meshes)]
     names: list[str] = []
     for m in models:  # one category per file; equal stems get a suffix
@@ -476,12 +474,11 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
     K = intrinsics(size, fov)
     h, w = size
     rng = np.random.default_rng(seed)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / split).mkdir(parents=True)
-    (staging / "annotations").mkdir()
     records, annotations = [], []
-    try:
+    with staged_folder(out) as staging, contextlib.ExitStack() as cleanup:
+        cleanup.callback(renderer.release)
+        (staging / split).mkdir()
+        (staging / "annotations").mkdir()
         for index in range(count):
             objects, poses = [], []
             for _ in range(int(rng.integers(objects_per_image[0], objects_per_image[1] + 1))):
@@ -553,14 +550,6 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
                     "renderer": renderer.ctx.info.get("GL_RENDERER", "?"),
                     "annotations": f"annotations/instances_{split}.json"}
         (staging / "render.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(staging, out)
-    except OSError as exc:
-        raise OutputError(f"--output {printable_path(out)}: cannot write the dataset ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        renderer.release()
     return manifest
 
 

@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from foveal.errors import ConfigError, OutputError
-from foveal.utils_io import printable_path
+from foveal.errors import ConfigError
+from foveal.utils_io import refuse_nonempty_output, staged_folder
 
 CLASSES = ("circle", "square", "triangle")
 SPLITS = ("train", "val", "test")
@@ -140,17 +138,13 @@ def make_shapes(output: str | Path, *, counts: tuple[int, int, int] = (300, 50, 
         if not ok:
             raise ConfigError(message)
     out = Path(output)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputError(f"--output {printable_path(out)}: exists and is not empty",
-                          hint="choose a new folder, or pass --overwrite to replace it")
+    refuse_nonempty_output(out, overwrite)
     rng = np.random.default_rng(seed)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "annotations").mkdir(parents=True)
     h, w = size
     cats = [{"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(CLASSES)]
     totals: dict[str, int] = {}
-    try:
+    with staged_folder(out) as staging:
+        (staging / "annotations").mkdir(parents=True)
         for split, count in zip(SPLITS, counts):
             if not count:
                 continue
@@ -180,13 +174,6 @@ def make_shapes(output: str | Path, *, counts: tuple[int, int, int] = (300, 50, 
                     "min_visible": min_visible, "noise": noise, "seed": seed,
                     "annotations": {s: f"annotations/instances_{s}.json" for s in totals}}
         (staging / "shapes.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(staging, out)
-    except OSError as exc:
-        raise OutputError(f"--output {printable_path(out)}: cannot write the dataset ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return manifest
 
 
