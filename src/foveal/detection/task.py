@@ -31,6 +31,35 @@ if TYPE_CHECKING:
     from foveal.models import ModelCard
 
 
+
+def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> keras.Model:
+    """A two-stage detector (Faster R-CNN, or Mask R-CNN through the instance task) from a
+    config with ``rcnn_settings()``: anchor sizes chosen from the training boxes unless given,
+    the backbone weights' preprocessing, and those weights loaded; ``options`` go to ``builder``
+    (e.g. ``build_faster_rcnn``) beside the settings every two-stage model shares."""
+    from foveal.detection.faster_rcnn import anchor_sizes_from_boxes
+    from foveal.detection.train import _load_backbone_weights, _weights_card
+
+    settings = cfg.rcnn_settings()
+    if "anchor_sizes" not in settings:
+        settings["anchor_sizes"] = anchor_sizes_from_boxes(data.train, cfg.image_hw)
+        say(f"anchor sizes from the training boxes: {', '.join(f'{v:g}' for v in settings['anchor_sizes'])} "
+            f"pixels, ratios {', '.join(f'{v:g}' for v in settings['anchor_ratios'])}")
+    data.extra["anchor_sizes"] = list(settings["anchor_sizes"])
+    preprocessing = cfg.preprocessing
+    if cfg.backbone_weights and preprocessing is None:
+        preprocessing = _weights_card(cfg.backbone_weights).preprocessing
+    with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
+                                   "--backbone", cfg.backbone):
+        model = builder(cfg.backbone, len(data.class_names), input_shape=(*cfg.image_hw, cfg.channels),
+                        level=cfg.rcnn_level, preprocessing=preprocessing,
+                        backbone_options=dict(cfg.backbone_options), score_threshold=cfg.score_threshold,
+                        iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections, **options, **settings)
+    if cfg.backbone_weights:
+        _load_backbone_weights(model, cfg.backbone_weights)
+    return model
+
+
 class DetectTask(TaskPlugin):
     """The engine's hooks for detectors: YOLO (``--detector yolo``) and Faster R-CNN
     (``--detector faster-rcnn``); both models return boxes, scores and classes from ``predict``,
@@ -76,29 +105,10 @@ class DetectTask(TaskPlugin):
         return model
 
     def _build_faster_rcnn(self, cfg: DetectConfig, data: RunData) -> keras.Model:
-        from foveal.detection.faster_rcnn import anchor_sizes_from_boxes, build_faster_rcnn
-        from foveal.detection.train import _load_backbone_weights, _weights_card
+        from foveal.detection.faster_rcnn import build_faster_rcnn
 
-        settings = cfg.rcnn_settings()
-        if "anchor_sizes" not in settings:
-            settings["anchor_sizes"] = anchor_sizes_from_boxes(data.train, cfg.image_hw)
-            say(f"anchor sizes from the training boxes: {', '.join(f'{v:g}' for v in settings['anchor_sizes'])} "
-                f"pixels, ratios {', '.join(f'{v:g}' for v in settings['anchor_ratios'])}")
-        data.extra["anchor_sizes"] = list(settings["anchor_sizes"])
-        preprocessing = cfg.preprocessing
-        if cfg.backbone_weights and preprocessing is None:
-            preprocessing = _weights_card(cfg.backbone_weights).preprocessing
-        with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
-                                       "--backbone", cfg.backbone):
-            model = build_faster_rcnn(cfg.backbone, len(data.class_names), input_shape=(*cfg.image_hw, cfg.channels),
-                                      level=cfg.rcnn_level, preprocessing=preprocessing,
-                                      backbone_options=dict(cfg.backbone_options), head_width=cfg.head_width or 256,
-                                      roi_pool=cfg.roi_pool, score_threshold=cfg.score_threshold,
-                                      iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections,
-                                      class_aware=cfg.class_aware_nms, **settings)
-        if cfg.backbone_weights:
-            _load_backbone_weights(model, cfg.backbone_weights)
-        return model
+        return build_two_stage(build_faster_rcnn, cfg, data, head_width=cfg.head_width or 256,
+                               roi_pool=cfg.roi_pool, class_aware=cfg.class_aware_nms)
 
     def compile(self, cfg: DetectConfig, model: keras.Model, data: RunData, steps_per_epoch: int) -> None:
         from foveal.detection.loss import YoloLoss

@@ -98,33 +98,11 @@ class MaskRCNNFamily(Family):
     title = "Mask R-CNN"
 
     def build(self, cfg: Any, data: RunData) -> keras.Model:
-        from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS
-        from foveal.detection.faster_rcnn import anchor_sizes_from_boxes
-        from foveal.detection.train import _load_backbone_weights, _weights_card
-        from foveal.engine.plugin import default_options_explained
+        from foveal.detection.task import build_two_stage
         from foveal.instance.mask_rcnn import build_mask_rcnn
-        from foveal.training.runs import say
 
-        settings = cfg.rcnn_settings()
-        if "anchor_sizes" not in settings:
-            settings["anchor_sizes"] = anchor_sizes_from_boxes(data.train, cfg.image_hw)
-            say(f"anchor sizes from the training boxes: {', '.join(f'{v:g}' for v in settings['anchor_sizes'])} "
-                f"pixels, ratios {', '.join(f'{v:g}' for v in settings['anchor_ratios'])}")
-        data.extra["anchor_sizes"] = list(settings["anchor_sizes"])
-        preprocessing = cfg.preprocessing
-        if cfg.backbone_weights and preprocessing is None:
-            preprocessing = _weights_card(cfg.backbone_weights).preprocessing
-        with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
-                                       "--backbone", cfg.backbone):
-            model = build_mask_rcnn(cfg.backbone, len(data.class_names), input_shape=(*cfg.image_hw, cfg.channels),
-                                    level=cfg.rcnn_level, preprocessing=preprocessing,
-                                    backbone_options=dict(cfg.backbone_options), head_width=cfg.head_width,
-                                    mask_width=cfg.mask_width, mask_convs=cfg.mask_convs,
-                                    score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
-                                    max_detections=cfg.max_detections, **settings)
-        if cfg.backbone_weights:
-            _load_backbone_weights(model, cfg.backbone_weights)
-        return model
+        return build_two_stage(build_mask_rcnn, cfg, data, head_width=cfg.head_width, mask_width=cfg.mask_width,
+                               mask_convs=cfg.mask_convs)
 
     def compile(self, cfg: Any, model: keras.Model, steps_per_epoch: int) -> None:
         from foveal.engine.optim import optimizer_for
