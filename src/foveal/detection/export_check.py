@@ -23,7 +23,7 @@ least as high, less the tolerance, which suppresses it there. Anything else fail
 
 **Faster R-CNN** (two-stage) exports are different: its second stage runs on proposals chosen
 by NMS inside the graph, so there are no raw head outputs a runner could decode. The export
-holds the whole detector instead (:class:`WholeDetections`: proposals, RoI Align, head,
+holds the whole detector instead (:func:`whole_detections`: proposals, RoI Align, head,
 class-aware NMS), with outputs ``boxes``, ``scores``, ``classes``, ``num_detections``, as
 SavedModel or ONNX (tf2onnx converts ``CropAndResize`` and ``NonMaxSuppressionV5``). The NMS
 IoU threshold is fixed at export; the score threshold is baked as low as scoring needs
@@ -72,41 +72,38 @@ def check_export(card: ModelCard, fmt: str, quantize: str | None) -> None:
                           "would run on quantized scores)", hint="leave out --quantize")
 
 
-class WholeDetections:
-    """Builds the exported graph of a Faster R-CNN: the whole detector, boxes after NMS.
+def whole_detections(model: Any, card: ModelCard) -> Any:
+    """The exported graph of a Faster R-CNN: the whole detector, boxes after NMS.
 
     The NMS runs with the card's IoU threshold and class awareness, scoring's score threshold
     and at least 100 detections per image (:func:`baked_settings`), so that runners can filter
     by any higher threshold. The detector's own settings are left as they were.
     """
+    import keras
 
-    @staticmethod
-    def build(model: Any, card: ModelCard) -> Any:
-        import keras
+    baked = baked_settings(card)
 
-        baked = baked_settings(card)
+    class _Whole(keras.Model):
+        def __init__(self, detector: Any) -> None:
+            super().__init__(name=f"{detector.name}_detections")
+            self.detector = detector
 
-        class _Whole(keras.Model):
-            def __init__(self, detector: Any) -> None:
-                super().__init__(name=f"{detector.name}_detections")
-                self.detector = detector
+        def call(self, images, training: bool = False):
+            # Python settings are read while tracing: swap them in, and back.
+            own = self.detector.postprocess_config()
+            self.detector.set_postprocess(**baked)
+            try:
+                return self.detector.detections(images)
+            finally:
+                self.detector.set_postprocess(**own)
 
-            def call(self, images, training: bool = False):
-                # Python settings are read while tracing: swap them in, and back.
-                own = self.detector.postprocess_config()
-                self.detector.set_postprocess(**baked)
-                try:
-                    return self.detector.detections(images)
-                finally:
-                    self.detector.set_postprocess(**own)
-
-        graph = _Whole(model)
-        graph(np.zeros((1, *card.input_shape), np.float32))  # built, as the exporters require
-        return graph
+    graph = _Whole(model)
+    graph(np.zeros((1, *card.input_shape), np.float32))  # built, as the exporters require
+    return graph
 
 
 def baked_settings(card: ModelCard) -> dict[str, Any]:
-    """The post-processing a Faster R-CNN export holds in its graph (see :class:`WholeDetections`)."""
+    """The post-processing a Faster R-CNN export holds in its graph (see :func:`whole_detections`)."""
     from foveal.detection.scoring import SCORING_THRESHOLD
 
     settings = postprocess_settings(card)
@@ -117,11 +114,11 @@ def baked_settings(card: ModelCard) -> dict[str, Any]:
 
 def export_graph(model: Any, card: ModelCard) -> Any:
     """The detector's functional graph with its outputs named ``raw_<level>`` (a Faster R-CNN:
-    the whole detector, :class:`WholeDetections`)."""
+    the whole detector, :func:`whole_detections`)."""
     import keras
 
     if is_two_stage(card):
-        return WholeDetections.build(model, card)
+        return whole_detections(model, card)
     outs = model.outputs if isinstance(model.outputs, (list, tuple)) else [model.outputs]
     return keras.Model(model.inputs, {f"{RAW_PREFIX}{level}": out for level, out in zip(model.levels, outs)},
                        name=f"{model.name}_raw")
