@@ -1,4 +1,4 @@
-"""Time to a test accuracy: the texts' plain-Keras reference against foveal's ``fast`` recipe.
+"""Time to a test accuracy: the texts' plain-Keras reference against foveal's fast recipes.
 
 Both runs happen back to back in one process on the same data (all training images of
 Fashion-MNIST, MNIST or CIFAR-10 from ``../shared/datasets``, no validation split; CIFAR-10's
@@ -8,8 +8,9 @@ would) and are scored on the 10,000 test images at the end of every epoch. A run
 
 * ``reference``: the book's CNN (Géron, *Hands-On Machine Learning*, 2nd ed., ch. 14) written
   with ``keras.Sequential``, inputs divided by 255, Nadam at 1e-3, batch 32, float32.
-* ``foveal``: ``foveal.training.trainer.train`` with ``TrainConfig(recipe="fast", ...)`` (or the
-  ``--recipe`` given; CIFAR-10's default is ``airbench``, the faithful airbench94, and runs
+* ``foveal``: ``foveal.training.trainer.train`` with the dataset's recipe (``fast-mnist``,
+  ``fast-fashion``: the airbench28 CNN, 1 and 2 epochs) or the ``--recipe`` given (CIFAR-10's
+  default is ``airbench``, the faithful airbench94, and runs
   foveal only, as the reference CNN is a 28x28 model) and the model, epochs and precision given
   on the command line; its test scoring uses the recipe's test-time augmentation unless
   ``--tta`` says otherwise. ``--seeds`` runs it once per seed and reports the medians.
@@ -47,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REFERENCE_GFLOPS = 400.0  # the issue's yardstick: the bfloat16 matmul peak of a quiet day
 DEFAULTS = {  # per dataset: recipe, model, model options, epochs (None: the recipe's)
-    "mnist": ("fast", "geron_cnn", "width=32,batch_norm=true,dropout=0.25", 8),
-    "fashion": ("fast", "geron_cnn", "width=32,batch_norm=true,dropout=0.25", 8),
+    "mnist": ("fast-mnist", None, None, None),
+    "fashion": ("fast-fashion", None, None, None),
     "cifar10": ("airbench", None, None, None),
 }
 DATASETS = {"fashion": "fashion-mnist", "mnist": "mnist", "cifar10": "cifar10-jpeg.tar.gz"}
@@ -257,17 +258,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=600.0, help="seconds of training for foveal's run")
     p.add_argument("--reference-budget", type=float, default=240.0, help="seconds of training for the reference")
     p.add_argument("--only", choices=["reference", "foveal"], help="run one side only")
-    p.add_argument("--model", default=None, help="default: geron_cnn (MNIST, Fashion-MNIST), the recipe's (CIFAR-10)")
-    p.add_argument("--model-options", default=None,
-                   help="default: width=32,batch_norm=true,dropout=0.25 for geron_cnn, the recipe's for CIFAR-10")
-    p.add_argument("--recipe", default=None, help="default: fast (MNIST, Fashion-MNIST), airbench (CIFAR-10)")
+    p.add_argument("--model", default=None, help="default: the recipe's (airbench28 for MNIST and Fashion-MNIST)")
+    p.add_argument("--model-options", default=None, help="default: the recipe's")
+    p.add_argument("--recipe", default=None,
+                   help="default: fast-mnist (MNIST), fast-fashion (Fashion-MNIST), airbench (CIFAR-10)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs of the schedule (default: 8; CIFAR-10: the recipe's, 10 for airbench94)")
+                   help="epochs of the schedule (default: the recipe's: 1 for fast-mnist, 2 for fast-fashion, "
+                        "10 for airbench)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--augment", default=None)
     p.add_argument("--label-smoothing", type=float, default=None)
-    p.add_argument("--mixed-precision", choices=["none", "bfloat16", "float16"], default="bfloat16")
+    p.add_argument("--mixed-precision", choices=["none", "bfloat16", "float16"], default=None,
+                   help="default: the recipe's (bfloat16 for fast-mnist, fast-fashion and airbench)")
     p.add_argument("--jit-compile", choices=["auto", "on", "off"], default="auto")
     p.add_argument("--seeds", type=int, nargs="+", default=[42], help="one foveal run per seed; medians reported")
     p.add_argument("--tta", choices=["none", "flip", "flip-shift"], default=None,
