@@ -13,7 +13,7 @@ def test_every_registered_model_has_a_reference_count():
 
 
 # The large ones are checked against the published figures in their own test files.
-@pytest.mark.parametrize("name", ["airbench", "lenet5", "lenet5_classic", "geron_cnn", "mobilenet", "googlenet", "resnet18"])
+@pytest.mark.parametrize("name", ["airbench", "airbench28", "lenet5", "lenet5_classic", "geron_cnn", "mobilenet", "googlenet", "resnet18"])
 def test_reference_counts_match_a_build(name):
     classes, total, trainable = REFERENCE_COUNTS[name]
     assert count_parameters(name, classes) == (total, trainable)

@@ -15,6 +15,7 @@ from foveal.models.registry import MODELS
 # name -> (classes, total parameters, trainable parameters) at the default input shape.
 REFERENCE_COUNTS: dict[str, tuple[int, int, int]] = {
     "airbench": (10, 1_973_944, 1_971_640),
+    "airbench28": (10, 295_520, 294_576),
     "alexnet": (1000, 62_378_344, 62_378_344),
     "dann_mnist": (10, 128_890, 128_890),
     "geron_cnn": (10, 1_413_834, 1_413_834),
