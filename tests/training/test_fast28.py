@@ -1,5 +1,6 @@
-"""The fast-mnist and fast-fashion recipes end to end on tiny generated 28x28 data: the recipe's
-values reach config.yaml, the run learns a separable problem, the test scoring uses its views."""
+"""The fast-mnist and fast-fashion recipes: their resolved values, and fast-fashion end to end on
+tiny generated 28x28 data (the recipe's values reach config.yaml, the run learns a separable
+problem, the test scoring uses the mirror-image views)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import yaml
 
 from foveal.config import TrainConfig
 from foveal.training import trainer
-from foveal.training.recipes import RECIPES
+from foveal.training.recipes import RECIPES, resolve_recipe
 
 TINY = {"stem": 0, "widths": [8, 8, 16]}
 
@@ -32,8 +33,16 @@ def stripes(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("recipe,views", [("fast-mnist", "none"), ("fast-fashion", "flip")])
-def test_recipe_trains_airbench28_end_to_end(stripes, tmp_path, recipe, views):
+def test_fast_mnist_resolves_to_one_epoch_without_flips():
+    cfg = resolve_recipe(TrainConfig(data="digits", recipe="fast-mnist", batch_size=64))
+    assert (cfg.model, cfg.epochs, cfg.augment, cfg.tta, cfg.mixed_precision) == ("airbench28", 1, "none", "none",
+                                                                                   "bfloat16")
+    assert cfg.model_options == {"stem": 0, "widths": [32, 64, 128]} and cfg.batch_size == 64  # explicit wins
+
+
+@pytest.mark.slow  # 40 s at load 22 on the shared 2 cores (tracing + bfloat16 + mirror-view scoring)
+def test_fast_fashion_trains_airbench28_end_to_end(stripes, tmp_path):
+    recipe, views = "fast-fashion", "flip"
     result = trainer.train(TrainConfig(data=str(stripes), recipe=recipe, model_options=TINY, epochs=2,
                                        batch_size=32, test_split=0.25, val_split=0.0, monitor="loss",
                                        progress=False, report_misclassified=0, output=str(tmp_path)))
