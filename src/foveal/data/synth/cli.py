@@ -201,6 +201,8 @@ EPILOG_RENDER = """examples:
   foveal datasets synth render --meshes models/ --backgrounds ../shared/datasets/coco-mini/val2017 \\
       --count 500 --size 256 --output render/ --seed 0
   foveal datasets synth render --meshes mug.glb duck.obj --count 50 --output r/   # flat colour backgrounds
+  foveal datasets synth render --meshes models/ --depth png --output rd/   # + 16-bit depth maps (z * 1000)
+  foveal datasets synth render --meshes models/ --depth npy --no-amodal --output rn/   # float32 depth, no amodal
   foveal detect train --data render/annotations/instances_train.json     # read like any COCO file
 """
 
@@ -213,10 +215,13 @@ def _render(args: argparse.Namespace, _: dict[str, Any]) -> int:
                             distance=tuple(args.distance), fov=args.fov, ambient=tuple(args.ambient),
                             light=tuple(args.light), min_visible=args.min_visible, samples=args.samples,
                             noise=args.noise, blur=args.blur, jitter=args.jitter, split=args.split, seed=args.seed,
+                            amodal=args.amodal, depth=args.depth, depth_scale=args.depth_scale,
                             overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr))
+    extras = [name for name, on in (("amodal masks", args.amodal), (f"{args.depth} depth maps", args.depth)) if on]
     print(json.dumps(manifest, indent=1) if args.json else
           f"wrote {manifest['count']} images with {manifest['instances']} objects ({len(manifest['meshes'])} mesh(es), "
-          f"seed {args.seed}, {manifest['renderer']}) to {args.output}; annotations: {manifest['annotations']}")
+          f"seed {args.seed}, {manifest['renderer']}{'; ' + ' and '.join(extras) if extras else ''}) to "
+          f"{args.output}; annotations: {manifest['annotations']}")
     return 0
 
 
@@ -249,6 +254,14 @@ def add_render_kind(kinds: argparse._SubParsersAction) -> None:
     r.add_argument("--jitter", type=float, default=0.1, help="brightness/contrast/saturation jitter (default: 0.1)")
     r.add_argument("--split", default="train", help="image folder and annotation name (default: train)")
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    r.add_argument("--amodal", action=argparse.BooleanOptionalAction, default=True,
+                   help="write each object's amodal mask (whole silhouette, occluded parts included) as "
+                   "amodal_segmentation RLE with amodal_bbox, amodal_area and occlusion (foveal's fields; default: on)")
+    r.add_argument("--depth", choices=["png", "npy"], help="write a depth map per image to OUTPUT/depth/SPLIT/: "
+                   "camera-frame z of the nearest surface, 0 for background; png: 16-bit z * --depth-scale, "
+                   "npy: float32 (default: none)")
+    r.add_argument("--depth-scale", type=float, default=1000.0, help="PNG counts per camera unit (one unit is a "
+                   "mesh's bounding-sphere radius; default: 1000)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     r.add_argument("--json", action="store_true", help="print the manifest as JSON")
     r.set_defaults(func=_render)
