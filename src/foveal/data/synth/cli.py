@@ -279,12 +279,16 @@ def _grabcut(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.data.synth.grabcut import grabcut_masks
 
     manifest = grabcut_masks(args.data, args.output, split=args.split, iterations=args.iterations, margin=args.margin,
-                             work_size=args.work_size, seed=args.seed, overwrite=args.overwrite,
+                             work_size=args.work_size, seed=args.seed, min_fraction=args.min_fraction,
+                             last_resort=args.last_resort, overwrite=args.overwrite,
                              progress=lambda line: print(line, file=sys.stderr))
+    m = manifest["methods"]
     print(json.dumps(manifest, indent=1) if args.json else
           f"wrote {manifest['masks']} mask file(s) with {manifest['objects']} objects from {manifest['images']} "
-          f"{args.split} images to {args.output} (foreground {manifest['mean_box_fraction']} of a box on average; "
-          f"{len(manifest['empty_boxes'])} box(es) left empty)")
+          f"{args.split} images to {args.output} (foreground {manifest['mean_box_fraction']} of a box on average); "
+          f"boxes by plain GrabCut {m['rect']}, by the fallbacks: ellipse prior {m['ellipse']}, foreground core "
+          f"{m['core']}, last resort ({args.last_resort}) {m.get(f'last-resort-{args.last_resort}', 0)}; "
+          f"{len(manifest['empty_boxes'])} box(es) left without a mask")
     return 0
 
 
@@ -319,7 +323,9 @@ def add_mask_folder_kinds(kinds: argparse._SubParsersAction, composite: argparse
     g = kinds.add_parser("grabcut", help="object masks from a box dataset's boxes with GrabCut (for composite --masks)",
                          description="Run OpenCV's GrabCut initialised with each box of one split of a box dataset "
                          "(VOC, COCO, YOLO, CSV) and write OUTPUT/<class>/<image stem>.png instance masks (k: the "
-                         "k-th box) and OUTPUT/grabcut.json, the layout composite --masks reads.",
+                         "k-th box) and OUTPUT/grabcut.json, the layout composite --masks reads. Where GrabCut finds "
+                         "less than --min-fraction of a box, it retries with an ellipse prior, then with a certain-"
+                         "foreground core, then takes --last-resort; the summary counts each.",
                          epilog=EPILOG_GRABCUT, formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("--data", required=True, metavar="SPEC", help="box dataset (a VOC folder, COCO .json, YOLO folder, CSV)")
     g.add_argument("--output", required=True, metavar="DIR", help="folder to write (new or empty)")
@@ -329,6 +335,11 @@ def add_mask_folder_kinds(kinds: argparse._SubParsersAction, composite: argparse
     g.add_argument("--margin", type=float, default=0.25, help="background around the box GrabCut learns from, as a "
                    "fraction of the box (default: 0.25)")
     g.add_argument("--work-size", type=int, default=256, help="longest side of the crop GrabCut runs on (default: 256)")
+    g.add_argument("--min-fraction", type=float, default=0.1, help="a GrabCut result covering less of its box "
+                   "counts as failed and the next fallback runs (default: 0.1)")
+    g.add_argument("--last-resort", choices=["ellipse", "box", "skip"], default="ellipse",
+                   help="when GrabCut fails with the rectangle, an ellipse prior and a foreground core: the ellipse "
+                   "inscribed in the box, the whole box, or no mask (default: ellipse)")
     g.add_argument("--seed", type=int, default=0, help="random seed of the colour models (default: 0)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     g.add_argument("--json", action="store_true", help="print the manifest as JSON")
