@@ -12,7 +12,7 @@ trimesh = pytest.importorskip("trimesh", reason="rendering needs trimesh (pip in
 pytest.importorskip("moderngl", reason="rendering needs moderngl (pip install 'foveal[render]')")
 
 from foveal.data.synth.render import load_mesh, make_renders  # noqa: E402
-from foveal.errors import DataError  # noqa: E402
+from foveal.errors import ConfigError, DataError  # noqa: E402
 
 SIZE = (96, 112)  # not square: the projection's x and y are checked apart
 
@@ -52,7 +52,8 @@ def rendered(tmp_path_factory):
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = main(["datasets", "synth", "render", "--meshes", str(root / "meshes"), "--output", str(root / "a"),
                      "--count", "9", "--size", str(SIZE[0]), str(SIZE[1]), "--objects-per-image", "1", "1",
-                     "--distance", "3", "5", "--noise", "0", "--blur", "0", "--jitter", "0", "--seed", "5"])
+                     "--distance", "3", "5", "--noise", "0", "--blur", "0", "--jitter", "0", "--seed", "5",
+                     "--depth", "png"])
     if code == 2 and "OpenGL" in err.getvalue():  # the message names the missing library (libEGL, Mesa's drivers)
         pytest.skip(f"no headless OpenGL context: {err.getvalue().strip()}")
     assert code == 0, err.getvalue()
@@ -101,7 +102,7 @@ def test_masks_match_the_projected_geometry_and_poses_are_rotations(rendered):
 
 def test_renders_are_deterministic_coloured_and_readable(rendered, tmp_path):
     """The same seed through the API in a child process (the path taken after TensorFlow is
-    imported) writes the same bytes as the CLI did; textures and vertex colours reach the pixels;
+    imported) writes the same bytes (images, annotations, depth maps) as the CLI did; textures and vertex colours reach the pixels;
     the box reader reads the result."""
     from PIL import Image
     from pycocotools import mask as mask_utils
@@ -111,8 +112,9 @@ def test_renders_are_deterministic_coloured_and_readable(rendered, tmp_path):
 
     root, _, manifest = rendered
     options = dict(count=9, size=list(SIZE), objects_per_image=[1, 1], distance=[3.0, 5.0], noise=0.0, blur=0.0,
-                   jitter=0.0, seed=5)
+                   jitter=0.0, seed=5, depth="png")
     _render_in_child([str(root / "meshes")], str(tmp_path / "b"), options, None)
+    assert len(list((root / "a" / "depth" / "train").glob("*.png"))) == 9
     for f in sorted((root / "a").rglob("*.*")):
         if f.name != "render.json":
             assert f.read_bytes() == (tmp_path / "b" / f.relative_to(root / "a")).read_bytes(), f
@@ -146,19 +148,19 @@ def test_bad_meshes_are_named(tmp_path):
         load_mesh(tmp_path / "mug.obj")
     with pytest.raises(DataError, match=r"nothing\.obj: no such mesh file"):
         make_renders([tmp_path / "nothing.obj"], tmp_path / "out")
+    with pytest.raises(ConfigError, match=r"--depth png: the farthest surface \(81 units.* does not fit in 16 bits"):
+        make_renders([tmp_path / "nothing.obj"], tmp_path / "out", depth="png", distance=(3.0, 80.0))
     assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")
 def layered(rendered, tmp_path_factory):
-    """2-3 meshes per image, close together (occlusions), with amodal masks and float32 depth
-    maps; and the same images with 16-bit PNG depth maps."""
+    """2-3 meshes per image, close together (occlusions), with amodal masks and float32 depth maps."""
     root, meshes, _ = rendered
     out = tmp_path_factory.mktemp("layers")
     options = dict(count=6, size=SIZE, objects_per_image=(2, 3), distance=(3.0, 4.0), noise=0.0, blur=0.0,
                    jitter=0.0, min_visible=0.0, seed=3)
     manifest = make_renders([root / "meshes"], out / "npy", depth="npy", **options)
-    make_renders([root / "meshes"], out / "png", depth="png", **options)
     coco = json.loads((out / "npy" / "annotations" / "instances_train.json").read_text())
     return out, meshes, manifest, coco
 
@@ -204,20 +206,21 @@ def test_amodal_masks_are_whole_silhouettes_and_contain_the_visible_masks(layere
 def test_depth_maps_equal_the_distance_to_the_geometry(layered):
     """At every visible pixel of a box, the depth map holds the z of the ray's first hit on the
     box (a ray-slab intersection in NumPy from the written pose and camera) to 1%; background
-    pixels hold 0; the 16-bit PNG holds the same depths * 1000, rounded."""
+    pixels hold 0; written as 16-bit PNG, the depths come back * 1000, rounded."""
     from PIL import Image
     from pycocotools import mask as mask_utils
+
+    from foveal.data.synth.render import _write_depth
 
     out, meshes, manifest, coco = layered
     names = {c["id"]: c["name"] for c in coco["categories"]}
     half = np.asarray(meshes["box"].extents) / 2
     checked = 0
-    coco_png = json.loads((out / "png" / "annotations" / "instances_train.json").read_text())
     for image in coco["images"]:
         z = np.load(out / "npy" / image["depth_file"])
         assert z.dtype == np.float32 and z.shape == SIZE and image["depth_scale"] == 1.0
-        record = next(r for r in coco_png["images"] if r["id"] == image["id"])
-        counts = np.asarray(Image.open(out / "png" / record["depth_file"]))
+        record = _write_depth(z, out, f"{image['id']}.png", 1000.0)
+        counts = np.asarray(Image.open(out / record["depth_file"]))
         assert counts.dtype == np.uint16 and record["depth_scale"] == pytest.approx(0.001)
         np.testing.assert_allclose(counts * record["depth_scale"], z, atol=0.0006)
         anns = [a for a in coco["annotations"] if a["image_id"] == image["id"]]

@@ -53,19 +53,27 @@ def epochs(cfg: DetectConfig, seed: int, count: int = 2) -> list[list[tuple[int,
     return out
 
 
-def test_the_mixed_pipeline_draws_both_sources_at_the_ratio(sources):
+def mixed_config(real: Path, extra: Path, seed: int = 1) -> DetectConfig:
+    return DetectConfig(data=str(real), extra_data=str(extra), extra_ratio=0.4, val_split=0.0, test_split=0.0,
+                        image_size=[32], batch_size=6, augment="none", seed=seed)
+
+
+@pytest.fixture(scope="module")
+def two_epochs(sources):
+    return epochs(mixed_config(*sources), seed=1)
+
+
+def test_the_mixed_pipeline_draws_both_sources_at_the_ratio(sources, two_epochs):
     """ratio 0.4 with 12 real images: each epoch has the 12 real images once and round(12 * 0.4 /
     0.6) = 8 extra ones (the 5 synthetic images once, 3 of them twice), interleaved, each with
-    its own box; the steps per epoch count both; the same seed gives the same epochs, in a new
-    order each epoch; --extra-ratio outside (0, 1) is refused."""
+    its own box, in a new order each epoch; the steps per epoch count both; --extra-ratio
+    outside (0, 1) is refused."""
     real, extra = sources
-    cfg = DetectConfig(data=str(real), extra_data=str(extra), extra_ratio=0.4, val_split=0.0, test_split=0.0,
-                       image_size=[32], batch_size=6, augment="none", seed=1)
+    cfg = mixed_config(real, extra)
     assert mixed_counts(12, 0.4) == (12, 8)
     data = DetectTask().load_data(cfg)
     assert DetectTask().steps_per_epoch(cfg, data) == 4  # ceil(20 / 6)
-    first = epochs(cfg, seed=1)
-    for seen in first:
+    for seen in two_epochs:
         levels = [level for level, _ in seen]
         real_levels = sorted(v for v in levels if v < 150)
         extra_levels = [v for v in levels if v >= 150]
@@ -75,10 +83,15 @@ def test_the_mixed_pipeline_draws_both_sources_at_the_ratio(sources):
             assert box == ((2, 2, 12, 12) if level < 150 else (16, 16, 28, 28))
         positions = [i for i, v in enumerate(levels) if v >= 150]
         assert positions != list(range(12, 20)) and positions != list(range(8))  # interleaved, not appended
-    assert first[0] != first[1]  # a new order every epoch
-    assert epochs(cfg, seed=1, count=1)[0] == first[0]
+    assert two_epochs[0] != two_epochs[1]  # a new order every epoch
     with pytest.raises(ConfigError, match="extra_ratio must be in"):
         DetectConfig(data=str(real), extra_data=str(extra), extra_ratio=1.0).validate()
+
+
+@pytest.mark.slow
+def test_the_mixed_pipeline_is_deterministic_for_a_seed(sources, two_epochs):
+    """A second pipeline with the same seed gives the same two epochs, image for image."""
+    assert epochs(mixed_config(*sources), seed=1) == two_epochs
 
 
 def test_extra_data_with_unknown_classes_or_no_train_split_is_refused(sources, tmp_path):

@@ -468,6 +468,10 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
             too small backgrounds (each named).
         OutputError: ``output`` exists and is not empty (without ``overwrite``).
     """
+    if depth == "png" and (distance[1] + 1.0) * depth_scale > 65535:
+        raise ConfigError(f"--depth png: the farthest surface ({distance[1] + 1.0:g} units: --distance MAX + the "
+                          f"bounding-sphere radius) times --depth-scale {depth_scale:g} does not fit in 16 bits",
+                          hint=f"use --depth-scale {int(65535 / (distance[1] + 1.0))} or less, or --depth npy")
     if "tensorflow" in sys.modules:  # its LLVM clashes with Mesa's llvmpipe (a crash at the first draw)
         for file in mesh_files(meshes):  # the cheap checks here, before a child process starts
             if not file.is_file():
@@ -498,10 +502,6 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    if depth == "png" and (distance[1] + 1.0) * depth_scale > 65535:
-        raise ConfigError(f"--depth png: the farthest surface ({distance[1] + 1.0:g} units: --distance MAX + the "
-                          f"bounding-sphere radius) times --depth-scale {depth_scale:g} does not fit in 16 bits",
-                          hint=f"use --depth-scale {int(65535 / (distance[1] + 1.0))} or less, or --depth npy")
     out = Path(output)
     refuse_nonempty_output(out, overwrite)
     models = [load_mesh(f) for f in mesh_files(meshes)]
