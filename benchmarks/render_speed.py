@@ -9,15 +9,21 @@ SIZE x SIZE pixels, a directional light, reading the colour image back each fram
   plus the object-id pass the masks come from (what ``foveal datasets synth render`` draws per
   one-object image: colour, ids, the object alone).
 * ``moderngl-egl-color``: the colour pass only (the fair comparison with pyrender's colour+depth).
+* ``moderngl-egl-depth``: as ``moderngl-egl`` plus reading back and linearising the depth buffer
+  (what ``synth render --depth`` adds per image).
 * ``pyrender-egl`` / ``pyrender-osmesa``: ``pyrender.OffscreenRenderer`` (colour + depth) with
   ``PYOPENGL_PLATFORM`` egl / osmesa; skipped with the reason when pyrender or the library is
   missing (OSMesa: Debian's libosmesa6).
-* ``end-to-end``: ``make_renders`` writing 100 JPEG images with COCO masks and poses (the
-  one-object setting, coco-mini backgrounds when present).
+* ``end-to-end``: ``make_renders`` writing 100 JPEG images with COCO masks and poses (1-3
+  meshes per image, coco-mini backgrounds when present), without amodal masks or depth maps;
+  ``end-to-end-amodal``: with amodal masks; ``end-to-end-amodal-depth``: with amodal masks and
+  16-bit PNG depth maps (the same seed, so the same scenes).
 
 Run from the repository root::
 
     nice -n 5 .venv/bin/python benchmarks/render_speed.py > render.json
+    nice -n 5 .venv/bin/python benchmarks/render_speed.py --only moderngl-egl moderngl-egl-depth \
+        end-to-end end-to-end-amodal-depth --count 60      # amodal + depth against the baseline
 
 The JSON has frames per second per candidate and scene, the GL renderer string, and the load
 average before and after (the machine is shared).
@@ -37,7 +43,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
-CANDIDATES = ["moderngl-egl", "moderngl-egl-color", "pyrender-egl", "pyrender-osmesa"]
+CANDIDATES = ["moderngl-egl", "moderngl-egl-color", "moderngl-egl-depth", "pyrender-egl", "pyrender-osmesa"]
+END_TO_END = {"end-to-end": {"amodal": False}, "end-to-end-amodal": {"amodal": True},
+              "end-to-end-amodal-depth": {"amodal": True, "depth": "png"}}
 
 
 def scenes():
@@ -73,7 +81,7 @@ def run_candidate(name: str, size: int, frames: int) -> dict:
                 if name == "moderngl-egl-color":
                     renderer.render_color([(mesh, mv)], K, **light)
                 else:
-                    renderer.render([(mesh, mv)], K, **light)
+                    renderer.render([(mesh, mv)], K, depth=name == "moderngl-egl-depth", **light)
 
             frame()  # compile shaders, upload buffers
             start = time.perf_counter()
@@ -116,7 +124,7 @@ def run_candidate(name: str, size: int, frames: int) -> dict:
     return results
 
 
-def end_to_end(count: int, size: int) -> dict:
+def end_to_end(count: int, size: int, options: dict) -> dict:
     import trimesh
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -131,10 +139,11 @@ def end_to_end(count: int, size: int) -> dict:
         photos = SHARED / "coco-mini" / "val2017"
         start = time.perf_counter()
         manifest = make_renders([meshes], Path(tmp) / "out", count=count, size=(size, size),
-                                backgrounds=photos if photos.is_dir() else None, seed=0)
+                                backgrounds=photos if photos.is_dir() else None, seed=0, **options)
         took = time.perf_counter() - start
     return {"images": count, "objects": manifest["instances"], "seconds": round(took, 2),
             "images_per_s": round(count / took, 2), "backgrounds": str(photos) if photos.is_dir() else "flat colours",
+            "options": options,
             "note": "includes loading meshes and backgrounds, JPEG encoding and RLE masks"}
 
 
@@ -143,16 +152,17 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--count", type=int, default=100, help="images of the end-to-end run")
+    parser.add_argument("--only", nargs="+", choices=[*CANDIDATES, *END_TO_END], help="run these candidates only")
     parser.add_argument("--candidate", help=argparse.SUPPRESS)  # the child's side
     args = parser.parse_args()
     if args.candidate:
-        out = end_to_end(args.count, args.size) if args.candidate == "end-to-end" else \
+        out = end_to_end(args.count, args.size, END_TO_END[args.candidate]) if args.candidate in END_TO_END else \
             run_candidate(args.candidate, args.size, args.frames)
         print(json.dumps(out))
         return
     load_before = os.getloadavg()
     results = {}
-    for name in [*CANDIDATES, "end-to-end"]:
+    for name in args.only or [*CANDIDATES, *END_TO_END]:
         child = subprocess.run([sys.executable, __file__, "--candidate", name, "--size", str(args.size),
                                 "--frames", str(args.frames), "--count", str(args.count)],
                                capture_output=True, text=True)
@@ -161,11 +171,11 @@ def main() -> None:
             results[name] = json.loads(lines[-1])
         except (IndexError, ValueError):
             results[name] = {"failed": f"exit {child.returncode}: {child.stderr.strip()[-300:]}"}
-    print(json.dumps({"benchmark": "render_speed", "size": args.size, "frames": args.frames,
+    print(json.dumps({"benchmark": "render_speed", "size": args.size, "frames": args.frames, "count": args.count,
                       "frames_per_s": results, "load_average_before": load_before,
                       "load_average_after": os.getloadavg(), "cpu_count": os.cpu_count(),
                       "python": platform.python_version(),
-                      "command": "nice -n 5 .venv/bin/python benchmarks/render_speed.py"}, indent=1))
+                      "command": " ".join(["python", *sys.argv])}, indent=1))
 
 
 if __name__ == "__main__":

@@ -127,12 +127,13 @@ def main() -> None:
     if not (masks / "grabcut.json").is_file():
         started = time.perf_counter()
         manifest = grabcut_masks(str(DATASETS / "raccoon"), masks, split="train", overwrite=True)
-        report["grabcut"] = {k: v for k, v in manifest.items() if k != "empty_boxes"} | {
+        report["grabcut"] = {k: v for k, v in manifest.items() if k not in ("empty_boxes", "fallbacks")} | {
             "empty_boxes": len(manifest["empty_boxes"]), "seconds": round(time.perf_counter() - started, 1),
             "command": f"foveal datasets synth grabcut --data {DATASETS / 'raccoon'} --split train --output {masks}"}
     else:
         report["grabcut"] = json.loads((masks / "grabcut.json").read_text()) | {"reused": True}
         report["grabcut"]["empty_boxes"] = len(report["grabcut"]["empty_boxes"])
+        report["grabcut"].pop("fallbacks", None)
     synth = out / "synth"
     if not (synth / "composite.json").is_file():
         started = time.perf_counter()

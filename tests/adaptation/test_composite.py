@@ -167,3 +167,57 @@ def test_cli_grabcut_then_composite_from_the_masks(tmp_path, capsys):
     assert "wrote 3 images" in capsys.readouterr().out
     coco = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())
     assert [c["name"] for c in coco["categories"]] == ["disc", "square"]
+
+
+def _hard_boxes() -> tuple[list[np.ndarray], np.ndarray, tuple[int, int, int, int]]:
+    """120x160 images where GrabCut with the box finds nothing: (a) a dark disc inside a dark
+    frame just outside its box (the background model learnt around the box explains the disc),
+    (b) a dark disc over dark stripes, (c) uniform noise (nothing to find); the disc; the box."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:120, 0:160]
+    disc = (yy - 60) ** 2 + (xx - 80) ** 2 <= 28 ** 2
+    dark = rng.integers(10, 60, (120, 160, 3), dtype=np.uint8)
+    frame = (xx >= 40) & (xx < 120) & (yy >= 12) & (yy < 108) & ~((xx >= 50) & (xx < 110) & (yy >= 30) & (yy < 90))
+    images = []
+    for dark_part in (frame | disc, ((xx // 4) % 2 == 0) | disc):
+        pixels = np.random.default_rng(3).integers(150, 256, (120, 160, 3), dtype=np.uint8)
+        pixels[dark_part] = dark[dark_part]
+        images.append(pixels)
+    return [*images, rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)], disc, (51, 31, 110, 90)
+
+
+def test_grabcut_fallbacks_recover_boxes_plain_grabcut_leaves_empty(tmp_path, capsys):
+    """Plain GrabCut returns an empty mask on all three images; the ellipse prior recovers the
+    framed disc, the certain-foreground core the striped one, and uniform noise gets the last
+    resort (the inscribed ellipse, the box, or no mask); grabcut_masks and the CLI count each."""
+    from foveal.cli.main import main
+    from foveal.data.synth.grabcut import _ellipse, grabcut_box, grabcut_with_fallback
+
+    (framed, striped, noise), disc, box = _hard_boxes()
+    for pixels in (framed, striped, noise):
+        assert not grabcut_box(pixels, box).any()
+    for pixels, expected in ((framed, "ellipse"), (striped, "core")):
+        mask, method = grabcut_with_fallback(pixels, box)
+        assert method == expected and (mask & disc).sum() / (mask | disc).sum() > 0.85, method
+    mask, method = grabcut_with_fallback(noise, box)
+    assert method == "last-resort-ellipse" and (mask == _ellipse(mask.shape, box, 1.0)).all()
+    assert mask.sum() == pytest.approx(np.pi * 59 * 59 / 4, rel=0.03)
+    mask, method = grabcut_with_fallback(noise, box, last_resort="box")
+    assert method == "last-resort-box" and mask.sum() == 59 * 59 and mask[31:90, 51:110].all()
+
+    root = tmp_path / "hard"
+    root.mkdir()
+    rows = ["filename,width,height,class,xmin,ymin,xmax,ymax"]
+    for name, pixels in (("framed", framed), ("striped", striped), ("noise", noise)):
+        Image.fromarray(pixels).save(root / f"{name}.png")
+        rows.append(f"{name}.png,160,120,disc,{','.join(map(str, box))}")
+    (root / "train.csv").write_text("\n".join(rows) + "\n")
+    assert main(["datasets", "synth", "grabcut", "--data", str(root / "train.csv"), "--output", str(tmp_path / "m"),
+                 "--last-resort", "skip"]) == 0
+    out = capsys.readouterr().out
+    assert ("boxes by plain GrabCut 0, by the fallbacks: ellipse prior 1, foreground core 1, last resort (skip) 0; "
+            "1 box(es) left without a mask") in out, out
+    manifest = json.loads((tmp_path / "m" / "grabcut.json").read_text())
+    assert manifest["methods"] == {"rect": 0, "ellipse": 1, "core": 1, "last-resort-skip": 0, "skipped": 1}
+    assert [f["method"] for f in manifest["fallbacks"]] == ["ellipse", "core", "skipped"]
+    assert sorted(p.name for p in (tmp_path / "m" / "disc").iterdir()) == ["framed.png", "striped.png"]

@@ -30,6 +30,9 @@ EPILOG_TRAIN = """examples:
   foveal detect train --resume runs/detect-resnet18-raccoon-20261123-101500
   foveal detect train --data ../shared/datasets/raccoon --detector faster-rcnn --roi-batch 128 --time-budget 1800
   foveal detect train --data voc/ --detector faster-rcnn --anchor-sizes 64 128 256 --roi-pool max --image-size 512
+  # real raccoons and composited ones (`foveal datasets synth composite`), half of each epoch synthetic
+  foveal detect train --data ../shared/datasets/raccoon --extra-data raccoon-synth/annotations/instances_train.json \\
+      --extra-ratio 0.5
 """
 
 EPILOG_PREDICT = """examples:

@@ -32,6 +32,13 @@ class DetectConfig(RunConfig):
                        "train.txt/val.txt/test.txt), a COCO JSON, a YOLO folder or a CSV file", group="data")
     test_data: str | None = option(None, "separate test annotations (else the dataset's test split, or "
                                    "--test-split of train)", group="data")
+    extra_data: str | None = option(None, "a second source of training boxes mixed into every epoch, e.g. "
+                                    "composites from `foveal datasets synth composite` (its train split; its "
+                                    "classes must be among --data's); validation and test stay --data's",
+                                    group="data")
+    extra_ratio: float = option(0.5, "fraction of each epoch's training images drawn from --extra-data: every "
+                                "real training image once plus ratio/(1-ratio) times as many extra ones",
+                                group="data")
     val_split: float = option(0.1, "fraction of train held out for validation when the dataset has no val split",
                               group="data")
     test_split: float = option(0.2, "fraction of train held out for testing when there is no test split", group="data")
@@ -125,6 +132,8 @@ class DetectConfig(RunConfig):
             (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
             (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
             (len(self.image_size) in (1, 2), "image_size must be SIZE or HEIGHT WIDTH"),
+            (0.0 < self.extra_ratio < 1.0, "extra_ratio must be in (0, 1)"),
+            (not self.extra_data or self.distribute == "none", "extra_data is not supported with --distribute yet"),
             (all(s >= STRIDE and s % STRIDE == 0 for s in sizes),
              f"image_size and multi_scale sizes must be multiples of {STRIDE} (the coarsest grid's stride)"),
             (self.channels in (1, 3), "channels must be 1 or 3"),

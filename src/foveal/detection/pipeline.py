@@ -25,6 +25,12 @@ so predictions stay aligned with ``data``) -> stretch or letterbox to the input 
 cache -> shuffle -> box-aware augmentation (:mod:`foveal.data.box_augment`, training only) ->
 pad to ``M`` -> batch -> multi-scale resize (training only) -> prefetch.
 
+Mixing a second source (``extra``, e.g. synthetic composites beside the real images; training
+only): each source runs the stages up to augmentation on its own, then a seeded sequence of
+choices interleaves them so that every epoch holds each real image once and
+:func:`mixed_counts` extra images (``extra_ratio`` of the epoch), before padding and batching.
+The same seed gives the same batches.
+
 Multi-scale training (Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017,
 sec. 2, "Multi-Scale Training"): with ``multi_scale=[320, 352, ..., 512]`` every *batch* is
 resized, after batching, to one square size drawn (seeded) from the list, so one batch has
@@ -254,6 +260,8 @@ def make_detection_pipeline(
     multi_scale: Sequence[int] | None = None,
     keep_aspect: bool = False,
     drop_remainder: bool = False,
+    extra: BoxedImages | None = None,
+    extra_ratio: float = 0.5,
 ) -> tf.data.Dataset:
     """Batches of ``(images, {"boxes", "classes"})`` for a detector (see the module docstring).
 
@@ -275,10 +283,13 @@ def make_detection_pipeline(
         multi_scale: square sizes, multiples of 32, drawn per batch in training (YOLOv2).
         keep_aspect: letterbox (scale to fit and pad with gray) instead of stretching.
         drop_remainder: drop the last, smaller batch (static batch size).
+        extra: a second training source (e.g. synthetic composites) mixed in when ``training``:
+            see :func:`mixed_counts`; ignored outside training.
+        extra_ratio: the fraction of each epoch's images drawn from ``extra``, in (0, 1).
 
     Raises:
-        ConfigError: a bad size, ``cache``, ``augment`` or ``multi_scale`` value.
-        DataError: ``data`` holds no images.
+        ConfigError: a bad size, ``cache``, ``augment``, ``multi_scale`` or ``extra_ratio`` value.
+        DataError: ``data`` (or ``extra``) holds no images.
     """
     size = _hw(image_size)
     scales = check_multi_scale(multi_scale)
@@ -293,7 +304,59 @@ def make_detection_pipeline(
         raise DataError(f"{data.origin or 'the dataset'}: no images to read")
     multi = bool(training and scales)
     base = (max(scales), max(scales)) if multi else size
+    common = dict(channels=channels, base=base, keep_aspect=keep_aspect, training=training, aug=aug,
+                  max_boxes=max_boxes, cache=cache, skip_invalid=skip_invalid)
+    ds = _elements(data, seed=seed, **common)  # type: ignore[arg-type]
+    if training and extra is not None:
+        real_count, extra_count = mixed_counts(len(data), extra_ratio)
+        if len(extra) == 0:
+            raise DataError(f"{extra.origin or 'the extra training data'}: no images to read")
+        more = _elements(extra, seed=seed + _EXTRA_SEED, **common)  # type: ignore[arg-type]
+        pattern = np.repeat(np.array([0, 1], np.int64), [real_count, extra_count])
+        choices = tf.data.Dataset.from_tensor_slices(pattern).shuffle(
+            len(pattern), seed=seed + _EXTRA_SEED + 1, reshuffle_each_iteration=True)
+        ds = tf.data.Dataset.choose_from_datasets([ds.repeat(), more.repeat()], choices)
+        if not skip_invalid:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(len(pattern)))
 
+    def to_model(image, b, c):
+        image = tf.cast(image, tf.float32)
+        image.set_shape([base[0], base[1], channels])
+        b, c = pad_targets(b, c, max_boxes)
+        return image, {"boxes": b, "classes": c}
+
+    ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    if multi:
+        ds = _multi_scale(ds, scales, seed, channels)
+    return ds.prefetch(AUTOTUNE)
+
+
+_EXTRA_SEED = 7919  # the extra source's shuffle and augmentation streams: apart from the real ones
+
+
+def mixed_counts(real: int, ratio: float) -> tuple[int, int]:
+    """Images per epoch from each source when a second one is mixed in at ``ratio``.
+
+    Every real training image once, plus ``round(real * ratio / (1 - ratio))`` images of the
+    extra source (at least 1), drawn in a seeded order that interleaves both: the epoch's share of
+    extra images is ``ratio`` up to rounding. The extra images are a fresh shuffle of that
+    source each epoch, repeated when it has fewer images than that.
+
+    Example:
+        >>> mixed_counts(160, 0.5), mixed_counts(160, 0.2)
+        ((160, 160), (160, 40))
+    """
+    if not 0.0 < ratio < 1.0:
+        raise ConfigError(f"extra_ratio must be in (0, 1), not {ratio}", hint="the fraction of each epoch's "
+                          "images drawn from the extra source (e.g. 0.5: as many as the real ones)")
+    return real, max(1, int(round(real * ratio / (1.0 - ratio))))
+
+
+def _elements(data: BoxedImages, *, seed: int, channels: int, base: tuple[int, int], keep_aspect: bool,
+              training: bool, aug, max_boxes: int, cache: str, skip_invalid: bool) -> tf.data.Dataset:
+    """One source's ``(uint8 image, boxes, classes)`` elements: decoded, resized, cached,
+    shuffled and augmented (the last two in training only), before padding and batching."""
     cached = cache == "memory" or (cache == "auto" and len(data) * base[0] * base[1] * channels < _AUTO_CACHE_BYTES)
     ds = tf.data.Dataset.from_tensor_slices((data.paths.astype(str), *_target_arrays(data, max_boxes)))
     if training and not cached:  # shuffle the file list: cheap, and the order then varies per epoch
@@ -331,18 +394,7 @@ def make_detection_pipeline(
             return augment_boxes(tf.cast(image, tf.float32), b, c, pair, aug)
 
         ds = tf.data.Dataset.zip((ds, randoms)).map(augment_fn, num_parallel_calls=AUTOTUNE)
-
-    def to_model(image, b, c):
-        image = tf.cast(image, tf.float32)
-        image.set_shape([base[0], base[1], channels])
-        b, c = pad_targets(b, c, max_boxes)
-        return image, {"boxes": b, "classes": c}
-
-    ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    if multi:
-        ds = _multi_scale(ds, scales, seed, channels)
-    return ds.prefetch(AUTOTUNE)
+    return ds
 
 
 def _target_arrays(data: BoxedImages, max_boxes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -418,4 +470,5 @@ def _multi_scale(ds: tf.data.Dataset, scales: tuple[int, ...], seed: int, channe
 
 
 __all__ = ["MULTI_SCALE_STEP", "check_multi_scale", "detection_data_errors", "detection_targets", "images_only",
-           "letterbox", "letterbox_geometry", "make_detection_pipeline", "pad_targets", "to_image_pixels"]
+           "letterbox", "letterbox_geometry", "make_detection_pipeline", "mixed_counts", "pad_targets",
+           "to_image_pixels"]

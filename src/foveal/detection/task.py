@@ -60,6 +60,11 @@ def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> ke
     return model
 
 
+def _extra_source(cfg: Any) -> dict[str, Any]:
+    """The model card's record of ``--extra-data`` (empty without it)."""
+    return {"extra_data": cfg.extra_data, "extra_ratio": cfg.extra_ratio} if cfg.extra_data else {}
+
+
 class DetectTask(TaskPlugin):
     """The engine's hooks for detectors: YOLO (``--detector yolo``) and Faster R-CNN
     (``--detector faster-rcnn``); both models return boxes, scores and classes from ``predict``,
@@ -76,10 +81,29 @@ class DetectTask(TaskPlugin):
         MODELS.get(cfg.backbone)  # unknown names fail before any data is read
 
     def load_data(self, cfg: DetectConfig) -> RunData:
-        from foveal.detection.train import load_splits
+        from foveal.detection.train import load_extra, load_splits
 
         parts = load_splits(cfg)
-        return RunData(parts["train"], parts.get("val"), parts.get("test"), list(parts["train"].class_names))
+        data = RunData(parts["train"], parts.get("val"), parts.get("test"), list(parts["train"].class_names))
+        extra = load_extra(cfg, data.class_names)
+        if extra is not None:
+            from foveal.detection.pipeline import mixed_counts
+
+            data.extra["extra_train"] = extra
+            real, more = mixed_counts(len(data.train), cfg.extra_ratio)
+            say(f"extra training data: {cfg.extra_data} ({len(extra)} images, {extra.num_boxes} boxes); each epoch "
+                f"mixes the {real} real training images with {more} of them (--extra-ratio {cfg.extra_ratio:g})")
+        return data
+
+    def steps_per_epoch(self, cfg: DetectConfig, data: RunData) -> int:
+        import math
+
+        count = len(data.train)
+        if "extra_train" in data.extra:
+            from foveal.detection.pipeline import mixed_counts
+
+            count = sum(mixed_counts(count, cfg.extra_ratio))
+        return max(1, math.ceil(count / cfg.batch_size))
 
     def build(self, cfg: DetectConfig, data: RunData, run_dir: Path) -> keras.Model:
         from foveal.detection.model import build_detector
@@ -136,7 +160,8 @@ class DetectTask(TaskPlugin):
                 architecture=f"faster-rcnn-{cfg.backbone}", class_names=list(data.class_names),
                 input_shape=(*cfg.image_hw, cfg.channels), preprocessing=preprocessing_of(model.backbone),
                 keep_aspect=cfg.keep_aspect, task="detect",
-                training={"data": cfg.data, "run": run_dir.name, "detector": "faster-rcnn", "backbone": cfg.backbone,
+                training={"data": cfg.data, **_extra_source(cfg), "run": run_dir.name, "detector": "faster-rcnn",
+                          "backbone": cfg.backbone,
                           "rcnn_training": cfg.rcnn_training,
                           "level": model.level, "stride": model.stride, "roi_pool": model.roi_pool,
                           "anchor_sizes": list(model.rcnn.anchor_sizes), "anchor_ratios": list(model.rcnn.anchor_ratios),
@@ -152,7 +177,8 @@ class DetectTask(TaskPlugin):
             architecture=f"yolo-{cfg.backbone}", class_names=list(data.class_names),
             input_shape=(*cfg.image_hw, cfg.channels), preprocessing=preprocessing_of(model),
             keep_aspect=cfg.keep_aspect, task="detect",
-            training={"data": cfg.data, "run": run_dir.name, "backbone": cfg.backbone, "scales": cfg.scales,
+            training={"data": cfg.data, **_extra_source(cfg), "run": run_dir.name, "backbone": cfg.backbone,
+                      "scales": cfg.scales,
                       "anchors": anchors.round(6).tolist(), "keep_aspect": cfg.keep_aspect,
                       "box_format": "normalised corners (x_min, y_min, x_max, y_max) of the model input",
                       "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold})
@@ -160,8 +186,10 @@ class DetectTask(TaskPlugin):
     def describe(self, cfg: DetectConfig, data: RunData, model: keras.Model) -> list[str]:
         kind = (f"Faster R-CNN ({model.level}, stride {model.stride}, {model.rcnn.num_anchors} anchors, RoI "
                 f"{model.roi_pool})" if cfg.detector == "faster-rcnn" else f"YOLO ({cfg.scales} scale(s))")
+        mixed = (f"; mixed with {cfg.extra_data} at ratio {cfg.extra_ratio:g}" if "extra_train" in data.extra
+                 else "")
         return [f"data: {cfg.data} ({len(data.class_names)} class(es); images {data.sizes()}; "
-                f"{data.train.num_boxes} training boxes)",
+                f"{data.train.num_boxes} training boxes{mixed})",
                 f"model: {kind} on {cfg.backbone}, input {cfg.image_hw}, {model.count_params():,} parameters"]
 
     def data_errors(self, cfg: DetectConfig):
@@ -175,7 +203,8 @@ class DetectTask(TaskPlugin):
         common = dict(image_size=cfg.image_hw, channels=cfg.channels, batch_size=cfg.batch_size, cache=cfg.cache,
                       skip_invalid=cfg.skip_invalid, keep_aspect=cfg.keep_aspect, max_boxes=cfg.max_boxes)
         train = make_detection_pipeline(data.train, training=True, augment=cfg.augment, seed=seed,
-                                        multi_scale=cfg.multi_scale or None, **common)  # type: ignore[arg-type]
+                                        multi_scale=cfg.multi_scale or None, extra=data.extra.get("extra_train"),
+                                        extra_ratio=cfg.extra_ratio, **common)  # type: ignore[arg-type]
         val = (make_detection_pipeline(data.val, training=False, augment="none", **common)  # type: ignore[arg-type]
                if data.val is not None and len(data.val) else None)
         return train, val
@@ -236,6 +265,7 @@ class DetectTask(TaskPlugin):
                     "anchors": len(card.training["anchors"])}
         summary: dict[str, Any] = {
             "run": run_dir.name, **head, "data": cfg.data,
+            **({"extra training data": f"{cfg.extra_data} (ratio {cfg.extra_ratio:g})"} if cfg.extra_data else {}),
             "classes": ", ".join(card.class_names), "input": "x".join(map(str, card.input_shape)),
             "parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
             "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),

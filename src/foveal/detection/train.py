@@ -53,6 +53,23 @@ def load_splits(cfg: DetectConfig) -> dict[str, BoxedImages]:
     return parts
 
 
+def load_extra(cfg: DetectConfig, class_names: list[str]) -> BoxedImages | None:
+    """The ``--extra-data`` training images (its train split, or its only part), with ``--data``'s
+    classes (a class ``--data`` lacks is refused, naming the file), or None without it."""
+    if not cfg.extra_data:
+        return None
+    from foveal.data.boxes import load_boxes
+
+    parts = load_boxes(cfg.extra_data, class_names=list(class_names), skip_invalid=cfg.skip_invalid,
+                       tolerance=cfg.clip_tolerance)
+    if "train" not in parts:
+        raise DataError(f"{cfg.extra_data}: no training annotations (no train split) for --extra-data")
+    extra = parts["train"]
+    if len(extra) == 0 or extra.num_boxes == 0:
+        raise DataError(f"{cfg.extra_data}: the --extra-data training images have no boxes")
+    return extra
+
+
 def choose_anchors(cfg: DetectConfig, train: BoxedImages) -> tuple[np.ndarray, float]:
     """k-means anchors (YOLOv2) for all scales, normalised (w, h) sorted by area, and their mean IoU."""
     from foveal.ops.anchors import anchors_for

@@ -201,6 +201,8 @@ EPILOG_RENDER = """examples:
   foveal datasets synth render --meshes models/ --backgrounds ../shared/datasets/coco-mini/val2017 \\
       --count 500 --size 256 --output render/ --seed 0
   foveal datasets synth render --meshes mug.glb duck.obj --count 50 --output r/   # flat colour backgrounds
+  foveal datasets synth render --meshes models/ --depth png --output rd/   # + 16-bit depth maps (z * 1000)
+  foveal datasets synth render --meshes models/ --depth npy --no-amodal --output rn/   # float32 depth, no amodal
   foveal detect train --data render/annotations/instances_train.json     # read like any COCO file
 """
 
@@ -213,10 +215,13 @@ def _render(args: argparse.Namespace, _: dict[str, Any]) -> int:
                             distance=tuple(args.distance), fov=args.fov, ambient=tuple(args.ambient),
                             light=tuple(args.light), min_visible=args.min_visible, samples=args.samples,
                             noise=args.noise, blur=args.blur, jitter=args.jitter, split=args.split, seed=args.seed,
+                            amodal=args.amodal, depth=args.depth, depth_scale=args.depth_scale,
                             overwrite=args.overwrite, progress=lambda line: print(line, file=sys.stderr))
+    extras = [name for name, on in (("amodal masks", args.amodal), (f"{args.depth} depth maps", args.depth)) if on]
     print(json.dumps(manifest, indent=1) if args.json else
           f"wrote {manifest['count']} images with {manifest['instances']} objects ({len(manifest['meshes'])} mesh(es), "
-          f"seed {args.seed}, {manifest['renderer']}) to {args.output}; annotations: {manifest['annotations']}")
+          f"seed {args.seed}, {manifest['renderer']}{'; ' + ' and '.join(extras) if extras else ''}) to "
+          f"{args.output}; annotations: {manifest['annotations']}")
     return 0
 
 
@@ -249,6 +254,14 @@ def add_render_kind(kinds: argparse._SubParsersAction) -> None:
     r.add_argument("--jitter", type=float, default=0.1, help="brightness/contrast/saturation jitter (default: 0.1)")
     r.add_argument("--split", default="train", help="image folder and annotation name (default: train)")
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    r.add_argument("--amodal", action=argparse.BooleanOptionalAction, default=True,
+                   help="write each object's amodal mask (whole silhouette, occluded parts included) as "
+                   "amodal_segmentation RLE with amodal_bbox, amodal_area and occlusion (foveal's fields; default: on)")
+    r.add_argument("--depth", choices=["png", "npy"], help="write a depth map per image to OUTPUT/depth/SPLIT/: "
+                   "camera-frame z of the nearest surface, 0 for background; png: 16-bit z * --depth-scale, "
+                   "npy: float32 (default: none)")
+    r.add_argument("--depth-scale", type=float, default=1000.0, help="PNG counts per camera unit (one unit is a "
+                   "mesh's bounding-sphere radius; default: 1000)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     r.add_argument("--json", action="store_true", help="print the manifest as JSON")
     r.set_defaults(func=_render)
@@ -266,12 +279,16 @@ def _grabcut(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.data.synth.grabcut import grabcut_masks
 
     manifest = grabcut_masks(args.data, args.output, split=args.split, iterations=args.iterations, margin=args.margin,
-                             work_size=args.work_size, seed=args.seed, overwrite=args.overwrite,
+                             work_size=args.work_size, seed=args.seed, min_fraction=args.min_fraction,
+                             last_resort=args.last_resort, overwrite=args.overwrite,
                              progress=lambda line: print(line, file=sys.stderr))
+    m = manifest["methods"]
     print(json.dumps(manifest, indent=1) if args.json else
           f"wrote {manifest['masks']} mask file(s) with {manifest['objects']} objects from {manifest['images']} "
-          f"{args.split} images to {args.output} (foreground {manifest['mean_box_fraction']} of a box on average; "
-          f"{len(manifest['empty_boxes'])} box(es) left empty)")
+          f"{args.split} images to {args.output} (foreground {manifest['mean_box_fraction']} of a box on average); "
+          f"boxes by plain GrabCut {m['rect']}, by the fallbacks: ellipse prior {m['ellipse']}, foreground core "
+          f"{m['core']}, last resort ({args.last_resort}) {m.get(f'last-resort-{args.last_resort}', 0)}; "
+          f"{len(manifest['empty_boxes'])} box(es) left without a mask")
     return 0
 
 
@@ -306,7 +323,9 @@ def add_mask_folder_kinds(kinds: argparse._SubParsersAction, composite: argparse
     g = kinds.add_parser("grabcut", help="object masks from a box dataset's boxes with GrabCut (for composite --masks)",
                          description="Run OpenCV's GrabCut initialised with each box of one split of a box dataset "
                          "(VOC, COCO, YOLO, CSV) and write OUTPUT/<class>/<image stem>.png instance masks (k: the "
-                         "k-th box) and OUTPUT/grabcut.json, the layout composite --masks reads.",
+                         "k-th box) and OUTPUT/grabcut.json, the layout composite --masks reads. Where GrabCut finds "
+                         "less than --min-fraction of a box, it retries with an ellipse prior, then with a certain-"
+                         "foreground core, then takes --last-resort; the summary counts each.",
                          epilog=EPILOG_GRABCUT, formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("--data", required=True, metavar="SPEC", help="box dataset (a VOC folder, COCO .json, YOLO folder, CSV)")
     g.add_argument("--output", required=True, metavar="DIR", help="folder to write (new or empty)")
@@ -316,6 +335,11 @@ def add_mask_folder_kinds(kinds: argparse._SubParsersAction, composite: argparse
     g.add_argument("--margin", type=float, default=0.25, help="background around the box GrabCut learns from, as a "
                    "fraction of the box (default: 0.25)")
     g.add_argument("--work-size", type=int, default=256, help="longest side of the crop GrabCut runs on (default: 256)")
+    g.add_argument("--min-fraction", type=float, default=0.1, help="a GrabCut result covering less of its box "
+                   "counts as failed and the next fallback runs (default: 0.1)")
+    g.add_argument("--last-resort", choices=["ellipse", "box", "skip"], default="ellipse",
+                   help="when GrabCut fails with the rectangle, an ellipse prior and a foreground core: the ellipse "
+                   "inscribed in the box, the whole box, or no mask (default: ellipse)")
     g.add_argument("--seed", type=int, default=0, help="random seed of the colour models (default: 0)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing --output folder")
     g.add_argument("--json", action="store_true", help="print the manifest as JSON")

@@ -22,6 +22,19 @@ antialiased), one category per mesh file (its file name without suffix), and per
 ``pose``: ``X_cam = scale * R @ X + t`` maps the mesh file's coordinates X into the camera
 frame of OpenCV (x right, y down, z forward), whose intrinsics ``K`` each image record holds
 (pixel centres at integer coordinates), so ``K @ X_cam`` projects a vertex onto the image.
+
+Amodal masks (on by default): COCO has no field for them, so foveal adds its own to each
+annotation: ``amodal_segmentation`` (RLE of the object's whole silhouette, drawn alone, occluded
+parts included, cut to the frame), ``amodal_bbox``, ``amodal_area`` and ``occlusion`` (1 - visible
+area / amodal area); COCO readers ignore them. Depth maps (``depth="png"`` or ``"npy"``): one per
+image in ``OUTPUT/depth/SPLIT/``, named by the image record's ``depth_file`` (relative to
+OUTPUT) and ``depth_scale`` (z = value * depth_scale): the camera-frame z (along the optical
+axis) of the nearest surface at each pixel centre, 0 where no object is, read from the id
+pass's depth buffer and linearised with the frame's near and far planes. Its unit is that of
+the poses' ``t``: every mesh is scaled to a bounding sphere of radius 1, so a unit is one
+bounding-sphere radius (a 16-bit PNG stores ``round(z * 1000)`` by default: millimetres if a
+unit were a metre).
+
 Deterministic for a seed (the same images byte for byte on one machine and Mesa version).
 
 Example:
@@ -274,6 +287,7 @@ class Renderer:
                                               self.ctx.depth_renderbuffer(wh, samples=samples))
         self.resolve_fbo = (self.ctx.framebuffer(self.ctx.renderbuffer(wh, 4)) if samples else self.color_fbo)
         self.id_fbo = self.ctx.framebuffer(self.ctx.renderbuffer(wh, 4), self.ctx.depth_renderbuffer(wh))
+        self.near, self.far = 0.1, 100.0  # the clip planes of the last frame, set per frame by _prepare
         self._vaos: dict[int, list[tuple[Any, Any]]] = {}
 
     def _parts(self, mesh: Mesh) -> list[tuple[Any, Any]]:
@@ -311,6 +325,7 @@ class Renderer:
         depths = [-float(mv[2, 3]) for _, mv in objects]
         near = max(1e-3, min(d - m.radius * _scale(mv) for d, (m, mv) in zip(depths, objects)) * 0.5)
         far = max(d + m.radius * _scale(mv) for d, (m, mv) in zip(depths, objects)) * 2.0
+        self.near, self.far = near, far
         self.ctx.enable(moderngl.DEPTH_TEST)
         self.ctx.disable(moderngl.CULL_FACE)
         prog = self.program
@@ -350,22 +365,26 @@ class Renderer:
         return raw.reshape(self.height, self.width, 4)[::-1].copy()
 
     def render(self, objects: Sequence[tuple[Mesh, np.ndarray]], K: np.ndarray, *, light_direction: np.ndarray,
-               light_color: np.ndarray, ambient: float, solo_masks: bool = True
-               ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+               light_color: np.ndarray, ambient: float, solo_masks: bool = True, depth: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], np.ndarray | None]:
         """Draw ``objects`` ((mesh, 4x4 model-view in OpenGL's camera frame) pairs) lit by an
         ambient term and one directional light (``light_direction`` points towards the light, in
         OpenGL's camera frame).
 
         Returns:
             (RGBA uint8 image whose alpha covers the objects, (H, W) int32 visible-object index
-            (0: background, k: the k-th object), the full silhouette of each object drawn alone
-            (bool; empty when ``solo_masks`` is False)).
+            (0: background, k: the k-th object), the full silhouette of each object drawn alone,
+            occluded parts included: its amodal mask inside the frame (bool; empty when
+            ``solo_masks`` is False), and with ``depth`` the (H, W) float32 depth map of the
+            id pass: the camera-frame z (distance along the optical axis, not along the ray) of
+            the nearest surface at each pixel centre, 0 where no object is; else None).
         """
         rgba = self.render_color(objects, K, light_direction=light_direction, light_color=light_color, ambient=ambient)
         proj = self._prepare(objects, K, light_direction, light_color, ambient)
         everyone = range(len(objects))
         self._draw(self.id_fbo, True, objects, everyone, proj)
         owner = self._read_ids()
+        z = self._read_depth() if depth else None
         solos = []
         if solo_masks and len(objects) == 1:
             solos.append(owner == 1)
@@ -373,7 +392,21 @@ class Renderer:
             for k in everyone:
                 self._draw(self.id_fbo, True, objects, [k], proj)
                 solos.append(self._read_ids() == k + 1)
-        return rgba, owner, solos
+        return rgba, owner, solos, z
+
+    def _read_depth(self) -> np.ndarray:
+        """The id pass's depth buffer, linearised with this frame's near and far planes.
+
+        The window depth d in [0, 1] of a perspective projection is d = (z_ndc + 1) / 2 with
+        z_ndc = (f + n) / (f - n) - 2 f n / ((f - n) z), so z = 2 f n / (f + n - z_ndc (f - n))
+        (the inverse of :meth:`projection`'s third and fourth rows); d = 1 is the cleared
+        background, written as 0.
+        """
+        raw = np.frombuffer(self.id_fbo.read(components=1, attachment=-1, dtype="f4"), np.float32)
+        d = raw.reshape(self.height, self.width)[::-1].astype(np.float64)
+        n, f = self.near, self.far
+        z = 2 * f * n / (f + n - (2 * d - 1) * (f - n))
+        return np.where(d < 1.0, z, 0.0).astype(np.float32)
 
     def _read_ids(self) -> np.ndarray:
         raw = np.frombuffer(self.id_fbo.read(components=4), np.uint8).reshape(self.height, self.width, 4)
@@ -403,6 +436,7 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
                  distance: tuple[float, float] = (3.0, 8.0), fov: float = 50.0, ambient: tuple[float, float] = (0.2, 0.5),
                  light: tuple[float, float] = (0.5, 1.2), min_visible: float = 0.3, samples: int = 4,
                  noise: float = 2.0, blur: float = 0.5, jitter: float = 0.1, split: str = "train", seed: int = 0,
+                 amodal: bool = True, depth: str | None = None, depth_scale: float = 1000.0,
                  overwrite: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Render ``count`` images of random meshes with COCO boxes, masks and poses (module docstring).
 
@@ -418,6 +452,12 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
         min_visible: drop an object whose visible mask is less than this fraction of its silhouette.
         samples: multisampling of the colour image (1: off; masks are never antialiased).
         noise, blur, jitter: the composite command's post-processing, 0 to switch off.
+        amodal: write each object's amodal mask (its whole silhouette inside the frame, occluded
+            parts included) beside the visible one, and its occlusion ratio.
+        depth: ``"png"`` (16-bit, ``round(z * depth_scale)``), ``"npy"`` (float32 z) or None:
+            a depth map per image, ``OUTPUT/depth/SPLIT/NNNNNN.png|npy``.
+        depth_scale: PNG counts per camera-frame unit (default 1000: millimetres when the unit
+            is a metre); the depth of the farthest possible surface must fit in 16 bits.
 
     Returns:
         The manifest written to ``OUTPUT/render.json``.
@@ -428,6 +468,10 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
             too small backgrounds (each named).
         OutputError: ``output`` exists and is not empty (without ``overwrite``).
     """
+    if depth == "png" and (distance[1] + 1.0) * depth_scale > 65535:
+        raise ConfigError(f"--depth png: the farthest surface ({distance[1] + 1.0:g} units: --distance MAX + the "
+                          f"bounding-sphere radius) times --depth-scale {depth_scale:g} does not fit in 16 bits",
+                          hint=f"use --depth-scale {int(65535 / (distance[1] + 1.0))} or less, or --depth npy")
     if "tensorflow" in sys.modules:  # its LLVM clashes with Mesa's llvmpipe (a crash at the first draw)
         for file in mesh_files(meshes):  # the cheap checks here, before a child process starts
             if not file.is_file():
@@ -436,7 +480,8 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
         options = dict(backgrounds=None if backgrounds is None else str(backgrounds), count=count, size=list(size),
                        objects_per_image=list(objects_per_image), distance=list(distance), fov=fov,
                        ambient=list(ambient), light=list(light), min_visible=min_visible, samples=samples, noise=noise,
-                       blur=blur, jitter=jitter, split=split, seed=seed, overwrite=overwrite)
+                       blur=blur, jitter=jitter, split=split, seed=seed, amodal=amodal, depth=depth,
+                       depth_scale=depth_scale, overwrite=overwrite)
         return _render_in_child([str(m) for m in meshes], str(output), options, progress)
     from PIL import Image
     from pycocotools import mask as mask_utils
@@ -451,7 +496,9 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
               (0 <= min_visible < 1 and min(noise, blur, jitter) >= 0, "--min-visible must be in [0, 1) and noise, blur, "
                "jitter not negative"),
               (0 <= ambient[0] <= ambient[1] and 0 <= light[0] <= light[1], "--ambient and --light must be MIN MAX >= 0"),
-              (min(size) >= 16, "--size must be at least 16")]
+              (min(size) >= 16, "--size must be at least 16"),
+              (depth in (None, "png", "npy"), f"--depth must be png or npy, not {depth!r}"),
+              (depth_scale > 0, "--depth-scale must be positive")]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
@@ -479,6 +526,8 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
         cleanup.callback(renderer.release)
         (staging / split).mkdir()
         (staging / "annotations").mkdir()
+        if depth:
+            (staging / "depth" / split).mkdir(parents=True)
         for index in range(count):
             objects, poses = [], []
             for _ in range(int(rng.integers(objects_per_image[0], objects_per_image[1] + 1))):
@@ -486,13 +535,13 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
                 mesh = models[k]
                 scale = 1.0 / mesh.radius  # the mesh's bounding sphere has radius 1
                 rotation = random_rotation(rng)
-                depth = float(rng.uniform(*distance))
+                away = float(rng.uniform(*distance))
                 # image position of the centre: the bounding sphere's image inside the frame when it fits
-                margin_x = min(w / 2, K[0, 0] / depth * 1.0 + 1)
-                margin_y = min(h / 2, K[1, 1] / depth * 1.0 + 1)
+                margin_x = min(w / 2, K[0, 0] / away * 1.0 + 1)
+                margin_y = min(h / 2, K[1, 1] / away * 1.0 + 1)
                 u = float(rng.uniform(margin_x - 0.5, w - margin_x - 0.5)) if margin_x < w / 2 else (w - 1) / 2
                 v = float(rng.uniform(margin_y - 0.5, h - margin_y - 0.5)) if margin_y < h / 2 else (h - 1) / 2
-                t_cv = np.array([(u - K[0, 2]) / K[0, 0] * depth, (v - K[1, 2]) / K[1, 1] * depth, depth])
+                t_cv = np.array([(u - K[0, 2]) / K[0, 0] * away, (v - K[1, 2]) / K[1, 1] * away, away])
                 # OpenCV camera frame: X_cam = s R (X - c) + t = s R X + (t - s R c)
                 R_cv, t_file = rotation, t_cv - scale * rotation @ mesh.center
                 model_view = np.eye(4)
@@ -506,7 +555,8 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
             tint = 1.0 + rng.uniform(-0.15, 0.15, 3)
             color = tint * float(rng.uniform(*light))
             amb = float(rng.uniform(*ambient))
-            rgba, owner, solos = renderer.render(objects, K, light_direction=direction, light_color=color, ambient=amb)
+            rgba, owner, solos, z = renderer.render(objects, K, light_direction=direction, light_color=color,
+                                                    ambient=amb, depth=bool(depth))
             if photos is not None:
                 canvas = _background(rng, photos, size)
             else:
@@ -519,26 +569,37 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
             image_id = index + 1
             records.append({"id": image_id, "file_name": name, "width": w, "height": h,
                             "camera_K": [[round(float(x), 6) for x in row] for row in K]})
+            if z is not None:
+                records[-1] |= _write_depth(z, staging, f"depth/{split}/{index:06d}.{depth}", depth_scale)
             for j, (k, R_cv, t_file, scale) in enumerate(poses):
                 visible = owner == j + 1
                 area = int(solos[j].sum())
                 if not area or visible.sum() < max(1, min_visible * area):
                     continue
-                ys, xs = np.nonzero(visible)
-                rle = mask_utils.encode(np.asfortranarray(visible.astype(np.uint8)))
-                rle["counts"] = rle["counts"].decode("ascii")
-                annotations.append({
-                    "id": len(annotations) + 1, "image_id": image_id, "category_id": k + 1,
-                    "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)],
-                    "area": int(visible.sum()), "iscrowd": 0, "segmentation": rle,
-                    "pose": {"R": [[round(float(x), 8) for x in row] for row in R_cv],
-                             "t": [round(float(x), 8) for x in t_file], "scale": round(float(scale), 10)}})
+                annotation = {"id": len(annotations) + 1, "image_id": image_id, "category_id": k + 1,
+                              "bbox": _bbox(visible), "area": int(visible.sum()), "iscrowd": 0,
+                              "segmentation": _rle(mask_utils, visible)}
+                if amodal:
+                    annotation |= {"amodal_segmentation": _rle(mask_utils, solos[j]), "amodal_bbox": _bbox(solos[j]),
+                                   "amodal_area": area, "occlusion": round(1.0 - float(visible.sum()) / area, 6)}
+                annotation["pose"] = {"R": [[round(float(x), 8) for x in row] for row in R_cv],
+                                      "t": [round(float(x), 8) for x in t_file], "scale": round(float(scale), 10)}
+                annotations.append(annotation)
             if progress and (index + 1) % 100 == 0:
                 progress(f"{index + 1}/{count} images")
         categories = [{"id": k + 1, "name": names[k], "supercategory": "mesh", "mesh": models[k].path}
                       for k in range(len(models))]
-        coco = {"info": {"description": "foveal datasets synth render", "seed": seed,
-                         "pose": "X_cam = scale * R @ X_mesh + t, OpenCV camera frame; pixel = K @ X_cam / z"},
+        info = {"description": "foveal datasets synth render", "seed": seed,
+                "pose": "X_cam = scale * R @ X_mesh + t, OpenCV camera frame; pixel = K @ X_cam / z"}
+        if amodal:
+            info["amodal"] = ("amodal_segmentation (RLE), amodal_bbox, amodal_area: the object's whole silhouette "
+                              "inside the image, occluded parts included; occlusion = 1 - area / amodal_area "
+                              "(not COCO fields: foveal's)")
+        if depth:
+            info["depth"] = ("images[].depth_file (relative to the dataset folder): camera-frame z of the nearest "
+                             "surface per pixel (0: background) = value * images[].depth_scale, in the units of "
+                             "the poses' t")
+        coco = {"info": info,
                 "images": records, "annotations": annotations, "categories": categories}
         (staging / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco), encoding="utf-8")
         manifest = {"kind": "render", "meshes": [m.path for m in models], "faces": [m.faces for m in models],
@@ -547,10 +608,39 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
                     "size": [h, w], "objects_per_image": list(objects_per_image), "distance": list(distance),
                     "fov": fov, "ambient": list(ambient), "light": list(light), "min_visible": min_visible,
                     "samples": samples, "noise": noise, "blur": blur, "jitter": jitter, "seed": seed, "split": split,
+                    "amodal": amodal, "depth": depth, "depth_scale": depth_scale if depth == "png" else None,
                     "renderer": renderer.ctx.info.get("GL_RENDERER", "?"),
                     "annotations": f"annotations/instances_{split}.json"}
         (staging / "render.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
+
+
+def _bbox(mask: np.ndarray) -> list[int]:
+    """COCO ``[x, y, width, height]`` of a non-empty mask's pixels."""
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+
+
+def _rle(mask_utils: Any, mask: np.ndarray) -> dict[str, Any]:
+    """A bool mask as COCO's compressed RLE with a JSON string for ``counts``."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return rle
+
+
+def _write_depth(z: np.ndarray, root: Path, relative: str, scale: float) -> dict[str, Any]:
+    """Write a depth map (16-bit PNG of ``round(z * scale)``, or float32 .npy) and return the
+    image record's fields that name it."""
+    from PIL import Image
+
+    path = root / relative
+    if relative.endswith(".npy"):
+        with path.open("wb") as f:
+            np.save(f, z.astype(np.float32))
+        return {"depth_file": relative, "depth_scale": 1.0}
+    counts = np.clip(np.round(z.astype(np.float64) * scale), 0, 65535).astype(np.uint16)
+    Image.fromarray(counts).save(path)
+    return {"depth_file": relative, "depth_scale": 1.0 / scale}
 
 
 def _render_in_child(meshes: list[str], output: str, options: dict[str, Any],
