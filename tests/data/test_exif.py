@@ -330,3 +330,27 @@ def test_folder_pipelines_decode_through_one_traced_decoder_with_the_same_pixels
             got = [np.asarray(x) for x, _ in dataset_from_paths(np.array(paths), np.zeros(len(paths)), channels)]
             assert all(np.array_equal(a, b) for a, b in zip(got, expected))
         assert _traced_decode_path(channels) is _traced_decode_path(channels)
+
+
+def test_graph_callers_decode_bytes_through_one_traced_decoder_with_the_eager_pixels():
+    """Inside a graph (a ``tf.data`` map: box, mask and record readers; the SavedModel's
+    ``predict_images``), ``decode_image_bytes`` calls a decoder traced once per channel count:
+    its pixels are the eager decoder's for all eight orientations, and new pipelines reuse it."""
+    import tensorflow as tf
+
+    from foveal.data.decode import _decode_and_orient, _traced_decoder, decode_image_bytes
+
+    blobs = [_jpeg_bytes(o) for o in range(1, 9)]
+    gray = io.BytesIO()
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(6, 8)).save(gray, "PNG")
+    blobs.append(gray.getvalue())
+    for channels in (1, 3):
+        eager = [np.asarray(_decode_and_orient(tf.constant(b), channels, True)) for b in blobs]
+        assert all(np.array_equal(np.asarray(decode_image_bytes(tf.constant(b), channels)), e)
+                   for b, e in zip(blobs, eager))  # eager callers run the same ops directly
+        for _ in range(2):  # a second pipeline traces nothing new
+            ds = tf.data.Dataset.from_tensor_slices(blobs).map(lambda b: decode_image_bytes(b, channels))
+            assert ds.element_spec.shape.as_list() == [None, None, channels]
+            assert all(np.array_equal(np.asarray(x), e) for x, e in zip(ds, eager))
+        assert _traced_decoder(channels) is _traced_decoder(channels)
+        assert _traced_decoder(channels).experimental_get_tracing_count() == 1

@@ -18,6 +18,9 @@ from foveal.errors import ConfigError, DataError
 from foveal.training.trainer import train
 
 FAST = dict(data="digits", model="lenet5", batch_size=128, tensorboard=False, progress=False)
+# The tests below that do not look at the report skip its misclassified-image grid (a second of
+# drawing per run); test_run_folder_has_everything keeps the default grid in the default tier.
+NO_GRID = dict(FAST, report_misclassified=0)
 
 
 def test_run_folder_has_everything(tmp_path):
@@ -78,7 +81,7 @@ def test_sigterm_saves_state_and_resume_finishes(tmp_path, monkeypatch):
             super().on_train_batch_end(batch, logs)
 
     monkeypatch.setattr(trainer.cb, "InterruptGuard", Guard)
-    cfg = TrainConfig(**FAST, epochs=4, output=str(tmp_path), name="r", schedule="cosine")
+    cfg = TrainConfig(**NO_GRID, epochs=4, output=str(tmp_path), name="r", schedule="cosine")
     first = train(cfg)
     assert first.interrupted
     state = json.loads((first.run_dir / "state.json").read_text())
@@ -127,7 +130,7 @@ def test_killed_cli_run_resumes(tmp_path):
 
 
 def test_early_stopping_restores_best_and_plateau_lowers_rate(tmp_path):
-    result = train(TrainConfig(**FAST, epochs=6, output=str(tmp_path), name="es", early_stopping=1,
+    result = train(TrainConfig(**NO_GRID, epochs=6, output=str(tmp_path), name="es", early_stopping=1,
                                schedule="plateau", plateau_patience=1, learning_rate=0.05, gamma=0.5,
                                optimizer="sgd"))
     lrs = result.history["learning_rate"]
@@ -144,7 +147,7 @@ def test_early_stopping_restores_best_and_plateau_lowers_rate(tmp_path):
     pytest.param(dict(optimizer="nadam", preprocessing="standardize", dropout=0.2), marks=pytest.mark.slow),
 ])
 def test_optimizer_schedule_combinations_train(tmp_path, extra):
-    result = train(TrainConfig(**FAST, epochs=1, output=str(tmp_path), name="c", **extra))
+    result = train(TrainConfig(**NO_GRID, epochs=1, output=str(tmp_path), name="c", **extra))
     assert np.isfinite(result.history["loss"][0])
 
 
