@@ -219,11 +219,14 @@ def write_export(model: keras.Model, card: ModelCard, fmt: str, path: Path, quan
                  representative=None) -> Path:
     """Write the task's export graph (:func:`foveal.export.tasks.export_graph`) of ``model`` as
     ``fmt``, after checking the quantization is supported."""
-    from foveal.export.tasks import check_export, export_graph, input_signature
+    from foveal.export.tasks import check_export, export_graph, hooks, input_signature
 
     check_format(fmt, quantize)
     check_export(card, fmt, quantize)
     path.parent.mkdir(parents=True, exist_ok=True)
+    own = getattr(hooks(card.task), "write_export", None)
+    if own is not None:  # a graph of several inputs (video: frames and lengths) is written by its task
+        return own(export_graph(model, card), card, fmt, path, quantize)
     graph, shape = export_graph(model, card), input_signature(card)
     if fmt == "savedmodel":
         return write_savedmodel(graph, card, path, shape)
