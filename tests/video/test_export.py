@@ -126,12 +126,12 @@ def test_export_graph_masks_the_padding_and_matches_the_keras_route(model, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,fmt", [("lstm", "tflite"), ("r2plus1d", "savedmodel"), ("cnn-lstm", "onnx")])
+@pytest.mark.parametrize("model,fmt", [("lstm", "tflite"), ("r2plus1d", "onnx"), ("cnn-lstm", "savedmodel")])
 def test_every_route_and_format_matches_keras(model, fmt, tmp_path, clip_folder):
     from foveal.export import export_model
 
     best = write_video_model(tmp_path / model, model)
-    data = str(clip_folder) if fmt == "savedmodel" else None  # parity on decoded clips and accuracy side by side
+    data = str(clip_folder) if model == "r2plus1d" else None  # parity on decoded clips and accuracy side by side
     report = export_model(best, fmt, samples=5, data=data)
     assert report.passed and report.max_abs_diff < 1e-4 and report.samples == 5, report.summary()
     if data:

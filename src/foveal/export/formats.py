@@ -117,8 +117,10 @@ def write_onnx(model: keras.Model, card: ModelCard, path: Path, quantize: str | 
         import tf2onnx  # noqa: F401
     except ImportError:
         raise FovealError("ONNX export needs onnx and tf2onnx", hint="pip install 'foveal[export]'") from None
+    from foveal.export.onnx_ops import register
     from foveal.export.tasks import takes_images
 
+    register()  # ops tf2onnx lacks (Erfc: the exact GELU of airbench)
     # Keras' ONNX exporter refuses a model that was loaded but never called.
     first = card.input_shape if takes_images(card) or not shape else shape
     model(np.zeros((1, *first), np.float32), training=False)
