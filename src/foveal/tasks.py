@@ -82,10 +82,10 @@ _GENERATE_INSTEAD = (
     ("prune", "magnitude pruning measures classification accuracy; train a smaller model with "
               "`foveal generate train --width N`"),
 )
-_VIDEO_INSTEAD = tuple((mode, f"a video model is a sequence head on per-frame features or a clip model on raw frames "
-                               f"(not exported yet); run `foveal {mode}` on the "
-                               f"frame classifier its run took as --backbone, and `foveal video evaluate|predict` on "
-                               f"the clip model") for mode in ("export", "benchmark", "serve", "inspect", "prune"))
+_VIDEO_INSTEAD = tuple((mode, f"a video model is a sequence head on per-frame features or a clip model on raw frames; "
+                               f"run `foveal {mode}` on the frame classifier its run took as --backbone, and "
+                               f"`foveal video evaluate|predict`, `foveal export` or `foveal serve` on the clip model")
+                       for mode in ("benchmark", "inspect", "prune"))
 
 _INSTANCE_PREDICT = "use `foveal instance predict MODEL IMAGES --output DIR` (drawn masks and COCO JSON with RLE)"
 _INSTANCE_INSTEAD = (
@@ -120,7 +120,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          "foveal.generative.task:GenerateTask", ("foveal.generative.models",),
          ("train", "evaluate", "predict", "export", "serve"), _GENERATE_INSTEAD),
     Task("video", "video clip classification", "foveal.video.config:VideoConfig",
-         "foveal.video.task:VideoTask", ("foveal.video.models", "foveal.video.endtoend"), ("train", "evaluate", "predict"), _VIDEO_INSTEAD),
+         "foveal.video.task:VideoTask", ("foveal.video.models", "foveal.video.endtoend"),
+         ("train", "evaluate", "predict", "export", "serve"), _VIDEO_INSTEAD),
     Task("adapt", "domain adaptation (DANN, CORAL, MMD)", "foveal.adaptation.config:AdaptConfig",
          "foveal.adaptation.task:AdaptTask", ("foveal.adaptation.model",), ("train", "evaluate", "predict"),
          tuple((mode, "use the run's classifier.keras, the adapted classifier as a plain classifier file "

@@ -89,7 +89,7 @@ def test_evaluate_and_bad_input_in_one_line(trained, clip_folder, tmp_path, caps
     assert "skipped 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("mode", ["export", "benchmark", "serve", "inspect", "prune"])
+@pytest.mark.parametrize("mode", ["benchmark", "inspect", "prune"])
 def test_any_task_modes_refuse_saying_what_to_run(trained, mode, capsys):
     assert main([mode, str(trained / "run" / "best.keras")]) == 2
     err = capsys.readouterr().err

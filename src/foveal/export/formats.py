@@ -117,8 +117,10 @@ def write_onnx(model: keras.Model, card: ModelCard, path: Path, quantize: str | 
         import tf2onnx  # noqa: F401
     except ImportError:
         raise FovealError("ONNX export needs onnx and tf2onnx", hint="pip install 'foveal[export]'") from None
+    from foveal.export.onnx_ops import register
     from foveal.export.tasks import takes_images
 
+    register()  # ops tf2onnx lacks (Erfc: the exact GELU of airbench)
     # Keras' ONNX exporter refuses a model that was loaded but never called.
     first = card.input_shape if takes_images(card) or not shape else shape
     model(np.zeros((1, *first), np.float32), training=False)
@@ -219,11 +221,14 @@ def write_export(model: keras.Model, card: ModelCard, fmt: str, path: Path, quan
                  representative=None) -> Path:
     """Write the task's export graph (:func:`foveal.export.tasks.export_graph`) of ``model`` as
     ``fmt``, after checking the quantization is supported."""
-    from foveal.export.tasks import check_export, export_graph, input_signature
+    from foveal.export.tasks import check_export, export_graph, hooks, input_signature
 
     check_format(fmt, quantize)
     check_export(card, fmt, quantize)
     path.parent.mkdir(parents=True, exist_ok=True)
+    own = getattr(hooks(card.task), "write_export", None)
+    if own is not None:  # a graph of several inputs (video: frames and lengths) is written by its task
+        return own(export_graph(model, card), card, fmt, path, quantize)
     graph, shape = export_graph(model, card), input_signature(card)
     if fmt == "savedmodel":
         return write_savedmodel(graph, card, path, shape)

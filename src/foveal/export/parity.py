@@ -28,7 +28,7 @@ from foveal.errors import ConfigError, FovealError
 from foveal.export import tasks
 from foveal.export.formats import SUFFIX, artifact_size, check_format, write_export
 from foveal.export.runners import card_path_for, open_runner, write_export_card
-from foveal.models.io import ModelCard, load_model
+from foveal.models.io import ModelCard
 from foveal.utils_io import ensure_output_dir
 
 DEFAULT_TOLERANCE = {None: 1e-4, "float16": 1e-2, "dynamic": 0.1, "int8": 0.2}
@@ -71,7 +71,8 @@ class ExportReport:
                          f"{'PASS' if self.passed else 'FAIL'}")
         else:
             name = self.parity.get("agreement_name", "top-1 agreement")
-            lines.append(f"  parity on {self.samples} images: max |diff| {self.max_abs_diff:.3g} "
+            what = "clips of different lengths" if self.task == "video" else "images"
+            lines.append(f"  parity on {self.samples} {what}: max |diff| {self.max_abs_diff:.3g} "
                          f"(tolerance {self.tolerance:g}), {name} {self.top1_agreement:.2%} -> "
                          f"{'PASS' if self.passed else 'FAIL'}")
             if self.task == "detect":
@@ -209,7 +210,7 @@ def export_model(
     """
     model_path = Path(model_path)
     check_format(fmt, quantize)
-    model, card = load_model(model_path)
+    model, card = tasks.load(model_path)
     tasks.hooks(card.task)  # refuse an unknown task before writing anything
     tasks.check_export(card, fmt, quantize)
     target = resolve_target(model_path, fmt, quantize, output)

@@ -4,7 +4,9 @@ Every runner is a callable ``runner(images) -> probabilities`` on float32 NHWC p
 (the models carry their own preprocessing), with ``runner.kind`` and ``runner.path``;
 ``runner.raw(images)`` gives every named output of the exported graph (``{"box", "class"}``
 of a localizer, ``{"raw_P5", ...}`` of a detector), which :mod:`foveal.export.tasks` turns
-into boxes, classes or masks. The
+into boxes, classes or masks. A graph of
+several inputs (a video classifier's ``frames`` and ``lengths``) takes a dict of named arrays
+instead, each in its own dtype. The
 model card is read from the artifact (``.keras``) or from the ``foveal.json`` written beside
 the export. ``threads`` sets the intra-op thread count where the runtime allows.
 
@@ -56,8 +58,9 @@ class Runner:
         """The first (for a classifier: the only) output."""
         return next(iter(self.raw(images).values()))
 
-    def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
-        """Every output of the graph by name, as NumPy arrays."""
+    def raw(self, images: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:  # pragma: no cover
+        """Every output of the graph by name, as NumPy arrays (``images``: float32 pixels, or a
+        dict of named inputs for a graph of several)."""
         raise NotImplementedError
 
 
@@ -104,8 +107,11 @@ class SavedModelRunner(Runner):
         self._fn = self._loaded.signatures["serving_default"]
         self._tf = tf
 
-    def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        out = self._fn(self._tf.constant(images, self._tf.float32))
+    def raw(self, images: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if isinstance(images, dict):
+            out = self._fn(**{name: self._tf.constant(value) for name, value in images.items()})
+        else:
+            out = self._fn(self._tf.constant(images, self._tf.float32))
         return {name: np.asarray(value) for name, value in sorted(out.items())}
 
 
@@ -124,7 +130,9 @@ class TFLiteRunner(Runner):
         self._outputs = _named_outputs(self._interpreter)
         self._shape: tuple[int, ...] = ()
 
-    def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:
+    def raw(self, images: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if isinstance(images, dict):
+            return self._raw_named(images)
         it = self._interpreter
         if images.shape != self._shape:  # a new batch size (or image size, for segmenters)
             it.resize_tensor_input(self._input["index"], list(images.shape))
@@ -134,6 +142,20 @@ class TFLiteRunner(Runner):
         it.invoke()
         return {name: _dequantize_output(it.get_tensor(detail["index"]), detail)
                 for name, detail in self._outputs.items()}
+
+
+    def _raw_named(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A graph of several named inputs, through its ``serving_default`` signature. A graph
+        converted with a static batch of 1 (TFLite cannot lower a masked LSTM's loop over a free
+        batch) runs one row at a time."""
+        runner = self._interpreter.get_signature_runner("serving_default")
+        details = runner.get_input_details()
+        count = len(next(iter(inputs.values())))
+        if count > 1 and all(int(d["shape_signature"][0]) == 1 for d in details.values()):
+            rows = [runner(**{k: v[i:i + 1] for k, v in inputs.items()}) for i in range(count)]
+            return {name: np.concatenate([np.asarray(r[name]) for r in rows]) for name in sorted(rows[0])}
+        out = runner(**{k: np.asarray(v, details[k]["dtype"]) for k, v in inputs.items()})
+        return {name: np.asarray(value) for name, value in sorted(out.items())}
 
 
 def _named_outputs(interpreter) -> dict[str, dict]:
@@ -191,13 +213,23 @@ class OnnxRunner(Runner):
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
+        self._types = {i.name: i.type for i in self._session.get_inputs()}
         self._names = [o.name for o in self._session.get_outputs()]
         if len(self._names) == 1 and ":" in self._names[0]:  # tf2onnx's "Identity:0": the exports' name
             self._names = ["probabilities"]
 
-    def raw(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        values = self._session.run(None, {self._input: images.astype(np.float32)})
+    def raw(self, images: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if isinstance(images, dict):
+            feed = {name: np.asarray(value, _ONNX_TYPES.get(self._types.get(name, ""), None))
+                    for name, value in images.items()}
+        else:
+            feed = {self._input: images.astype(np.float32)}
+        values = self._session.run(None, feed)
         return dict(sorted(zip(self._names, values)))
+
+
+_ONNX_TYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32,
+               "tensor(int64)": np.int64}
 
 
 def _set_tf_threads(threads: int | None) -> None:

@@ -28,6 +28,11 @@ maps the card's ``task`` to that module and forwards. The hooks:
 * ``PER_IMAGE`` (optional, default False): True where ``outputs`` runs each image on its own
   (an enhancer tiles each upload at its own size), so the server does not pad its batches;
   ``output_scale(card)`` (optional): how many times larger than the upload the answer image is.
+* ``load_model(path) -> (model, card)`` (optional): what export and serve load from a ``.keras``
+  file, where the file alone is not the model (a video classifier on per-frame features: its
+  sequence head with the frame backbone saved beside it); default :func:`foveal.models.io.load_model`.
+* ``write_export(graph, card, fmt, path, quantize)`` (optional): the task writes the formats
+  itself (a video graph takes two inputs, ``frames`` and ``lengths``).
 * ``load_parts(spec, card)``, ``sample_images(parts, card, split, count)``: the task's data.
 * ``accuracy(source, card, part, limit) -> {"metric", "value"}``: the task's own score
   (top-1 accuracy, mean IoU, mAP@0.5, mean IoU of masks) through the task's scoring code.
@@ -62,6 +67,7 @@ TASK_MODULES: dict[str, str] = {
     "segment": "foveal.segmentation.export_check",
     "enhance": "foveal.enhancement.export_check",
     "generate": "foveal.generative.export_check",
+    "video": "foveal.video.export_check",
 }
 
 
@@ -75,6 +81,19 @@ def hooks(task: str) -> ModuleType:
         raise ModelError(f"foveal cannot export or serve models of the task {task!r}",
                          hint=f"known tasks: {', '.join(TASK_MODULES)}")
     return importlib.import_module(TASK_MODULES[task])
+
+
+def load(path: Any) -> tuple[Any, ModelCard]:
+    """The model of a ``.keras`` file as export and serve use it: the task's ``load_model`` hook
+    (a video model with its frame backbone), else :func:`foveal.models.io.load_model`."""
+    from foveal.models.io import load_model, read_card
+
+    try:
+        card = read_card(path)
+    except (OSError, ModelError):  # missing or not a model file: load_model says so in its own words
+        card = None
+    own = getattr(hooks(card.task), "load_model", None) if card is not None and card.task in TASK_MODULES else None
+    return own(path) if own is not None else load_model(path)
 
 
 def check_export(card: ModelCard, fmt: str, quantize: str | None) -> None:
@@ -194,4 +213,4 @@ class OutputsModel:
 
 
 __all__ = ["OutputsModel", "TASK_MODULES", "accuracy", "export_card", "export_graph", "hooks", "input_signature",
-           "is_runner", "load_parts", "output_scale", "random_inputs", "takes_images", "model_input", "outputs", "parity", "pick_part", "render", "sample_images"]
+           "is_runner", "load", "load_parts", "output_scale", "random_inputs", "takes_images", "model_input", "outputs", "parity", "pick_part", "render", "sample_images"]

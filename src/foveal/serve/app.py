@@ -31,6 +31,13 @@ Endpoints:
     prediction, as ``foveal enhance predict`` does; ``?format=png`` answers the PNG itself
     (``image/png``) instead of JSON.
 
+* ``video`` (clip classifiers, ``.keras`` or their exports): ``POST /predict[?window=S&stride=S]``
+  takes a video file (``multipart/form-data`` field ``video``, or the raw body with a ``video/*``
+  content type) and answers the clip's ``label``, ``probability``, ``predictions`` (top k),
+  ``probabilities`` and the sliding-window ``timeline`` that ``foveal video predict`` writes
+  (:mod:`foveal.video.serving`); not a video or audio only: 415, no decodable frame: 422,
+  longer than ``max_video_seconds``: 413. The page (``static/video.html``) has an upload form.
+
 * ``GET /generate?count=N&seed=S[&class=C][&format=png]`` (generative models: VAE decoder, GAN
   or conditional GAN generator, ``.keras`` or its export): ``count`` samples drawn from the
   noise of ``seed`` (the same seed gives the same images as ``foveal generate predict --seed``),
@@ -314,12 +321,15 @@ class Service:
     top_k: int
     browser: BrowserModel | None = None
     sampler: "Sampler | None" = None
+    video: Any = None  # a foveal.video.serving.VideoAnswerer for a video model
 
     def health(self) -> dict[str, Any]:
         card = self.card
         extra: dict[str, Any] = {}
         if self.sampler is not None:
             extra["generate"] = self.sampler.describe()
+        if self.video is not None:
+            extra["video"] = self.video.describe()
         if card.task == "enhance":
             extra["enhance"] = {"scale": int(card.training.get("scale", 1)), "output": "png",
                                 "corruption": card.training.get("corruption")}
@@ -343,7 +353,7 @@ class Service:
             "stats": self.batcher.stats.as_dict(),
             "browser_runtime": self.browser is not None and runtime_available(),
             "browser_model": "/model.json" if self.browser is not None else None,
-            "browser_model_note": None if browser_supported(card) or card.task in ("enhance", "generate") else
+            "browser_model_note": None if browser_supported(card) or card.task in ("enhance", "generate", "video") else
             "Runs on the server: the page cannot prepare this model's input as its training did.",
         }
 
@@ -479,27 +489,28 @@ def _megabytes(n: int) -> str:
     return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
-async def _read_upload(request: Request, limit: int) -> tuple[bytes, str]:
-    """The image bytes and a file name, from a multipart field ``image`` or a raw body."""
+async def _read_upload(request: Request, limit: int, media: str = "image") -> tuple[bytes, str]:
+    """The upload's bytes and a file name, from a multipart field named ``media`` (``image``,
+    ``video``) or a raw body of a ``media/*`` content type."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         form = await request.form(max_files=4, max_fields=16)
         try:
-            upload = form.get("image")
+            upload = form.get(media)
             if upload is None or isinstance(upload, str):
-                raise HTTPException(422, "no file in the form field 'image' "
-                                         "(send multipart/form-data with an 'image' file field)")
+                raise HTTPException(422, f"no file in the form field '{media}' "
+                                         f"(send multipart/form-data with an '{media}' file field)")
             data = await upload.read()
             name = Path(upload.filename or "upload").name
         finally:
             await form.close()
-    elif ctype.startswith("image/") or ctype == "application/octet-stream":
+    elif ctype.startswith(f"{media}/") or ctype == "application/octet-stream":
         data = await request.body()
         name = Path(request.headers.get("x-filename", "") or "upload").name
     else:
         shown = ctype or "none"
         raise HTTPException(415, f"unsupported content type {shown}: send multipart/form-data with "
-                                 "an 'image' file field, or the image bytes with an image/* type")
+                                 f"an '{media}' file field, or the {media} bytes with an {media}/* type")
     if len(data) > limit:
         raise HTTPException(413, f"upload too large: {len(data)} bytes, the limit is {_megabytes(limit)}")
     return data, name[:200]
@@ -522,9 +533,9 @@ def load_servable(path: Path, trust_model: bool = False) -> tuple[Any, ModelCard
     An export's graph is checked against foveal's allow-list of inference ops unless
     ``trust_model`` (see :mod:`foveal.export.trust`)."""
     if path.suffix == ".keras":
-        from foveal.models.io import load_model
+        from foveal.export.tasks import load
 
-        return load_model(path)
+        return load(path)  # a video model comes with its frame backbone
     from foveal.export.runners import open_runner
 
     runner = open_runner(path, trust_model=trust_model)
@@ -543,6 +554,7 @@ def create_app(
     trust_model: bool = False,
     body_idle_timeout: float = BODY_IDLE_TIMEOUT,
     body_timeout: float = BODY_TIMEOUT,
+    max_video_seconds: float = 600.0,
 ) -> FastAPI:
     """A FastAPI app serving the model in ``model_path`` (loaded once, here): a classifier,
     localizer, detector or segmenter (see the module docstring for each answer).
@@ -564,19 +576,22 @@ def create_app(
         body_idle_timeout: a request body pausing longer than this many seconds is answered 408.
         body_timeout: a request body not complete this many seconds after its headers is answered 408
             (header timeouts and the connection cap are the server's: :func:`foveal.serve.guard.server_config`).
+        max_video_seconds: a video model refuses longer uploads with 413.
 
     Raises:
         ModelError: the file cannot be loaded, or its task is unknown, or an
             explicitly given ``browser_model`` is missing or belongs to another model.
     """
-    if min(top_k, max_upload_bytes, max_pixels, max_batch) < 1 or min(body_idle_timeout, body_timeout) <= 0:
-        raise ModelError("top_k, max_upload_bytes, max_pixels, max_batch and the timeouts must be positive")
+    if min(top_k, max_upload_bytes, max_pixels, max_batch) < 1 or min(body_idle_timeout, body_timeout,
+                                                                       max_video_seconds) <= 0:
+        raise ModelError("top_k, max_upload_bytes, max_pixels, max_batch, max_video_seconds and the timeouts "
+                         "must be positive")
     path = Path(model_path)
     model, card = load_servable(path, trust_model)
     from foveal.export import tasks
 
     tasks.hooks(card.task)  # a task foveal cannot serve is refused here, with the known ones
-    generative = not tasks.takes_images(card)
+    generative = not tasks.takes_images(card) and card.task != "video"  # a video model takes clips
     if path.suffix == ".onnx" and browser_model is None and browser_supported(card):
         browser_model = path  # the served ONNX file is what the page runs, too
     elif path.suffix != ".keras" and browser_model is None:
@@ -591,8 +606,15 @@ def create_app(
     # A task that enhances each upload on its own (tiled at its own size) gains nothing from padding.
     batcher = Batcher(TaskModel(source, card), max_batch=max_batch,
                       pad=not getattr(tasks.hooks(card.task), "PER_IMAGE", False))
-    sampler = None
-    if generative:
+    sampler = video = None
+    if card.task == "video":
+        from foveal.video.predict import ExportedVideoModel
+        from foveal.video.serving import VideoAnswerer
+
+        video = VideoAnswerer(ExportedVideoModel(source) if tasks.is_runner(source) else source,
+                              max_seconds=max_video_seconds, max_pixels=max_pixels)
+        video.warm_up()
+    elif generative:
         sampler = Sampler(source, card)
         sampler.answer(1, 0, None, 0)  # the first call traces the graph
     else:
@@ -600,7 +622,8 @@ def create_app(
         load_image_bytes(_tiny_png(), card)  # the first decode and resize set up TensorFlow's kernels
     threads = decode_threads or min(4, os.cpu_count() or 1)
     service = Service(path, model, card, batcher, ThreadPoolExecutor(threads, thread_name_prefix="foveal-decode"),
-                      max_upload_bytes, max_pixels, top_k, prepare_browser_model(path, card, browser_model), sampler)
+                      max_upload_bytes, max_pixels, top_k, prepare_browser_model(path, card, browser_model), sampler,
+                      video)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -608,6 +631,8 @@ def create_app(
         batcher.close()
         if sampler is not None:
             sampler.close()
+        if video is not None:
+            video.close()
         service.decoders.shutdown(wait=False, cancel_futures=True)
 
     # The interactive /docs pages load their scripts from a CDN; the schema stays at /openapi.json.
@@ -632,7 +657,8 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=_PAGE_HEADERS)
+        name = "video.html" if video is not None else "index.html"
+        return FileResponse(STATIC_DIR / name, media_type="text/html", headers=_PAGE_HEADERS)
 
     @app.get("/model.onnx", response_model=None)
     async def browser_model_file() -> FileResponse | JSONResponse:
@@ -653,8 +679,12 @@ def create_app(
         top_k: int | None = Query(None, ge=1, le=10_000, description="labels to return (default: the server's)"),
         format: str = Query("json", pattern="^(json|png)$",
                             description="png: the enhanced image itself (enhancement models)"),
+        window: float | None = Query(None, gt=0, le=3600, description="video models: timeline window, seconds"),
+        stride: float | None = Query(None, gt=0, le=3600, description="video models: seconds between windows"),
     ) -> JSONResponse | Response:
         start = time.perf_counter()
+        if video is not None:
+            return await _predict_video(request, top_k, window, stride, format, start)
         if generative:
             return JSONResponse({"error": f"this server's model generates images ({card.architecture}): "
                                           "GET /generate?count=N&seed=S (&class=C for a conditional model)"},
@@ -676,6 +706,24 @@ def create_app(
             return Response(base64.b64decode(answer["enhanced"]["data"]), media_type="image/png",
                             headers={"X-Elapsed-Ms": str(elapsed), "Cache-Control": "no-store"})
         answer["elapsed_ms"] = elapsed
+        return JSONResponse(answer)
+
+    async def _predict_video(request: Request, top_k: int | None, window: float | None, stride: float | None,
+                             format: str, start: float) -> JSONResponse:
+        from foveal.video.serving import RejectedVideo
+
+        if format == "png":
+            return JSONResponse({"error": "format=png is for models that answer with an image (enhance); this is a "
+                                          "video model: use the JSON answer"}, status_code=422)
+        service.batcher.stats.requests += 1
+        data, name = await _read_upload(request, max_upload_bytes, media="video")
+        try:
+            answer = await asyncio.wrap_future(video.thread.submit(
+                video.answer, data, name, window=window, stride=stride, top_k=top_k or service.top_k))
+        except RejectedVideo as exc:
+            service.batcher.stats.rejected += 1
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        answer["elapsed_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return JSONResponse(answer)
 
     @app.get("/generate", response_model=None)
@@ -722,7 +770,8 @@ def create_app_from_env() -> FastAPI:
     numbers: dict[str, Any] = {key: int(env[f"{_ENV_PREFIX}{key.upper()}"])
                                for key in ("max_upload_bytes", "max_pixels", "top_k")
                                if env.get(f"{_ENV_PREFIX}{key.upper()}")}
-    numbers.update({key: float(env[f"{_ENV_PREFIX}{key.upper()}"]) for key in ("body_idle_timeout", "body_timeout")
+    numbers.update({key: float(env[f"{_ENV_PREFIX}{key.upper()}"])
+                    for key in ("body_idle_timeout", "body_timeout", "max_video_seconds")
                     if env.get(f"{_ENV_PREFIX}{key.upper()}")})
     browser = env.get(f"{_ENV_PREFIX}BROWSER_MODEL") or None
     return create_app(env[f"{_ENV_PREFIX}MODEL"], **numbers, browser_model=False if browser == "off" else browser,
@@ -732,7 +781,7 @@ def create_app_from_env() -> FastAPI:
 def app_environment(model_path: str | os.PathLike, *, max_upload_bytes: int, max_pixels: int,
                     top_k: int, browser_model: str | os.PathLike | None = None,
                     trust_model: bool = False, body_idle_timeout: float = BODY_IDLE_TIMEOUT,
-                    body_timeout: float = BODY_TIMEOUT) -> dict[str, str]:
+                    body_timeout: float = BODY_TIMEOUT, max_video_seconds: float = 600.0) -> dict[str, str]:
     """The ``FOVEAL_SERVE_*`` variables that make :func:`create_app_from_env` build this app
     (``browser_model``: an ONNX path, or ``None`` for none)."""
     return {f"{_ENV_PREFIX}MODEL": str(Path(model_path).resolve()),
@@ -740,7 +789,8 @@ def app_environment(model_path: str | os.PathLike, *, max_upload_bytes: int, max
             f"{_ENV_PREFIX}MAX_PIXELS": str(max_pixels), f"{_ENV_PREFIX}TOP_K": str(top_k),
             f"{_ENV_PREFIX}BROWSER_MODEL": str(Path(browser_model).resolve()) if browser_model else "off",
             f"{_ENV_PREFIX}TRUST_MODEL": "1" if trust_model else "0",
-            f"{_ENV_PREFIX}BODY_IDLE_TIMEOUT": str(body_idle_timeout), f"{_ENV_PREFIX}BODY_TIMEOUT": str(body_timeout)}
+            f"{_ENV_PREFIX}BODY_IDLE_TIMEOUT": str(body_idle_timeout), f"{_ENV_PREFIX}BODY_TIMEOUT": str(body_timeout),
+            f"{_ENV_PREFIX}MAX_VIDEO_SECONDS": str(max_video_seconds)}
 
 
 def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

@@ -102,7 +102,8 @@ def browser_supported(card: ModelCard) -> bool:
         return bool(size) and tuple(size) == tuple(card.input_shape[:2])
     # An enhancer tiles each image at its own size and a generator takes latent codes, not images:
     # the page asks the server.
-    return card.task not in ("enhance", "generate")
+    # A video model takes clips sampled from a decoded video file: the page uploads the file.
+    return card.task not in ("enhance", "generate", "video")
 
 
 def file_digest(path: Path, length: int = 16) -> str:

@@ -31,11 +31,14 @@ EPILOG = """examples:
   foveal serve best.int8.tflite                       # an export: the fastest format from `foveal benchmark`
   foveal serve runs/sr-espcn/best.keras               # an enhancer: the page shows the enhanced upload
   foveal serve runs/cgan/best.keras                   # a generator: the page draws samples per class
+  foveal serve runs/fight/best.keras                  # a video classifier: upload a clip, get its label and timeline
+  foveal serve runs/fight/best.onnx --max-video-seconds 60   # its export (`foveal export`), shorter videos only
 
 API:
   GET  /health                      model, classes, limits, counters
   POST /predict?top_k=K             multipart field "image", or raw bytes with Content-Type image/*
   POST /predict?format=png          an enhancer's answer as the enhanced PNG itself
+  POST /predict?window=2&stride=1   a video model: multipart field "video" (or raw bytes, Content-Type video/*)
   GET  /generate?count=16&seed=0&class=7[&format=png]   a generator's samples (JSON, or the grid PNG)
   GET  /model.onnx, /model.json     the ONNX export and its card (the page's in-browser mode)
   curl -F image=@cat.jpg http://127.0.0.1:8000/predict
@@ -48,7 +51,8 @@ def add_serve_command(subparsers: Any) -> None:
         "serve", help="serve a model as a web page and a JSON API (needs foveal[serve])",
         description="Serve a model: a web page to drop images on, and POST /predict returning the\n"
         "top-k labels (classifiers), boxes (detectors, localizers), a mask (segmenters) or the\n"
-        "enhanced image (enhancers) as JSON; the page draws them. A generative model (VAE,\n"
+        "enhanced image (enhancers) as JSON; the page draws them. A video classifier takes an\n"
+        "uploaded clip and answers its label and a timeline over sliding windows. A generative model (VAE,\n"
         "GAN, conditional GAN) is served at GET /generate, and the page draws its samples.\n"
         "There is no authentication: keep the default loopback --host unless the network is\n"
         "trusted.",
@@ -65,6 +69,8 @@ def add_serve_command(subparsers: Any) -> None:
                    help="refuse uploads larger than this many MiB with 413 (default: 10)")
     s.add_argument("--max-pixels", metavar="N", type=int, default=40_000_000,
                    help="refuse images with more pixels (decompression bombs) with 413 (default: 40000000)")
+    s.add_argument("--max-video-seconds", metavar="S", type=float, default=600.0,
+                   help="video models: refuse longer videos with 413 (default: 600)")
     s.add_argument("--workers", metavar="N", type=int, default=1,
                    help="server processes, each with its own copy of the model (default: 1)")
     s.add_argument("--read-timeout", metavar="S", type=float, default=HEADER_TIMEOUT,
@@ -95,7 +101,8 @@ def _check(args: argparse.Namespace) -> None:
     for option, value in (("--top-k", args.top_k), ("--max-upload-mb", args.max_upload_mb),
                           ("--max-pixels", args.max_pixels), ("--workers", args.workers),
                           ("--read-timeout", args.read_timeout), ("--body-timeout", args.body_timeout),
-                          ("--max-connections", args.max_connections)):
+                          ("--max-connections", args.max_connections),
+                          ("--max-video-seconds", args.max_video_seconds)):
         if value <= 0:
             raise ConfigError(f"{option} must be positive, got {value}")
     problem = host_problem(args.host)
@@ -133,7 +140,8 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
     from foveal.serve.app import app_environment, bind_socket, create_app
     from foveal.serve.guard import server_config
 
-    limits = {"max_upload_bytes": int(args.max_upload_mb * 2**20), "max_pixels": args.max_pixels, "top_k": args.top_k}
+    limits = {"max_upload_bytes": int(args.max_upload_mb * 2**20), "max_pixels": args.max_pixels, "top_k": args.top_k,
+              "max_video_seconds": args.max_video_seconds}
     if not _is_loopback(args.host):
         print(f"warning: listening on {args.host}: anyone who can reach this machine can use the model "
               "(there is no authentication)", file=sys.stderr)
@@ -168,6 +176,10 @@ def handler(args: argparse.Namespace, _overrides: dict[str, Any]) -> int:
     shape = "x".join(map(str, health["input_shape"]))
     if health["task"] == "generate":
         what = f"generate, {'conditional on ' + str(health['num_classes']) + ' classes, ' if full['generate']['conditional'] else ''}images {shape}; GET /generate"
+    elif health["task"] == "video":
+        v = full["video"]
+        what = (f"video, {health['num_classes']} classes, {v['steps']} frames of {'x'.join(map(str, v['frame_size']))} "
+                f"({v['sampling']}), videos up to {v['max_seconds']:g} s; POST /predict")
     elif health["task"] == "enhance":
         what = f"enhance x{full['enhance']['scale']}, {health['channel_order']} images of any size; POST /predict"
     else:

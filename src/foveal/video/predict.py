@@ -29,6 +29,10 @@ from foveal.video.decode import is_video_file, iter_frames, probe
 from foveal.video.sampling import Sampling, pad_sequences
 
 
+class VideoTooLong(DataError):
+    """A video longer than the caller's limit (``predict_video(..., max_seconds=)``)."""
+
+
 class FrameSource:
     """The "extractor" of an end-to-end model: the sampled frames themselves (resized to its size)."""
 
@@ -75,14 +79,73 @@ class VideoModel:
         x, _ = pad_sequences(sequences, self.steps)
         return np.asarray(self.head.predict(x, verbose=0, batch_size=64))
 
+    def classify_frames(self, clips: list[np.ndarray]) -> np.ndarray:
+        """Class probabilities ``(N, C)`` of clips given as their sampled frames ``(T_i, H, W, 3)``
+        uint8 (the feature route computes each frame's features with the frozen backbone first)."""
+        return self.classify([self.extractor(frames) for frames in clips])
 
-def load_video_model(path: str | os.PathLike) -> VideoModel:
-    """Load ``foveal video train``'s model file and the backbone saved beside it.
+    def count_params(self) -> int:
+        """Weights of the whole classifier: the sequence head and, on the feature route, the backbone."""
+        backbone = getattr(self.extractor, "model", None)
+        return int(self.head.count_params()) + (0 if backbone is None else int(backbone.count_params()))
+
+
+class ExportedVideoModel(VideoModel):
+    """A video classifier exported by ``foveal export`` (SavedModel, TFLite, ONNX): one graph from
+    ``frames`` ``(N, T, H, W, 3)`` uint8 and ``lengths`` ``(N,)`` int32 to ``probabilities``, run by
+    an export runner (:func:`foveal.export.runners.open_runner`). Frames are sampled from a video
+    file exactly as for the ``.keras`` model (:func:`predict_video`), so the runner needs nothing else.
+
+    Example:
+        >>> vm = load_video_model("runs/fight/best.onnx")  # doctest: +SKIP
+        >>> predict_video(vm, "street.mp4")["label"]  # doctest: +SKIP
+    """
+
+    def __init__(self, runner: Any) -> None:
+        card = runner.card
+        size = tuple(card.training.get("frame_size") or card.input_shape[:2])
+        super().__init__(runner, card, FrameSource(size))
+
+    @property
+    def end_to_end(self) -> bool:
+        return True  # takes frames, whatever the Keras model took
+
+    def classify(self, sequences: list[np.ndarray]) -> np.ndarray:
+        from foveal.video.endtoend import pad_clips
+
+        frames, lengths = pad_clips([np.asarray(s, np.uint8) for s in sequences], self.steps)
+        out = []
+        for start in range(0, len(frames), 16):
+            raw = self.head.raw({"frames": frames[start:start + 16],
+                                 "lengths": lengths[start:start + 16].astype(np.int32)})
+            out.append(np.asarray(raw["probabilities"], np.float32))
+        return np.concatenate(out)
+
+    def classify_frames(self, clips: list[np.ndarray]) -> np.ndarray:
+        return self.classify(clips)
+
+    def count_params(self) -> int:
+        return 0  # an export's graph does not say
+
+
+def load_video_model(path: str | os.PathLike, *, trust_model: bool = False) -> VideoModel:
+    """Load ``foveal video train``'s model file and the backbone saved beside it, or an export of
+    it (``.onnx``, ``.tflite``, SavedModel folder: :class:`ExportedVideoModel`; its graph is checked
+    against foveal's allow-list of inference ops unless ``trust_model``).
 
     Raises:
         ModelError: the file is not a video model, or its backbone file is missing.
     """
     import keras
+
+    if Path(path).suffix != ".keras" and Path(path).exists():
+        from foveal.export.runners import open_runner
+
+        runner = open_runner(path, trust_model=trust_model)
+        if runner.card.task != "video":
+            raise ModelError(f"{path} is an export of a {runner.card.task} model, not of a video classifier",
+                             hint="export a best.keras written by `foveal video train` with `foveal export`")
+        return ExportedVideoModel(runner)
 
     import foveal.layers  # noqa: F401  the backbone's Preprocess layer
     import foveal.models.build  # noqa: F401  zoo layers and initializers
@@ -169,7 +232,7 @@ def _window_starts(duration: float, window: float, stride: float) -> np.ndarray:
 
 def predict_video(vm: VideoModel, path: str | os.PathLike, *, window: float = 2.0, stride: float = 1.0,
                   output: str | os.PathLike | None = None, annotate: bool = True,
-                  max_width: int = 640) -> dict[str, Any]:
+                  max_width: int = 640, max_seconds: float | None = None) -> dict[str, Any]:
     """Clip label and sliding-window timeline of one video file.
 
     Args:
@@ -177,6 +240,8 @@ def predict_video(vm: VideoModel, path: str | os.PathLike, *, window: float = 2.
         output: a folder for ``NAME.timeline.json``, ``NAME.timeline.csv`` and (with
             ``annotate``) ``NAME.annotated.mp4``; None writes nothing.
         max_width: the annotated video is scaled down to this width at most.
+        max_seconds: refuse (:class:`VideoTooLong`) a video with frames later than this many
+            seconds, found while decoding (a header can understate the length).
 
     Returns:
         ``{"file", "label", "probability", "probabilities", "duration", "timeline": [{"start",
@@ -204,6 +269,8 @@ def predict_video(vm: VideoModel, path: str | os.PathLike, *, window: float = 2.
 
     exact = sampling.strategy != "fps"
     for _, t, frame in iter_frames(path, size):
+        if max_seconds is not None and t > max_seconds:
+            raise VideoTooLong(f"{path}: longer than the limit of {max_seconds:g} s (a frame at {t:.1f} s)")
         if exact:
             full_frames.append(frame)
         full_times.append(t)
@@ -345,5 +412,5 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FrameSource", "VideoModel", "evaluate_video", "format_rows", "load_video_model", "predict_files", "predict_video",
+__all__ = ["ExportedVideoModel", "FrameSource", "VideoModel", "VideoTooLong", "evaluate_video", "format_rows", "load_video_model", "predict_files", "predict_video",
            "timeline_csv", "write_annotated"]
