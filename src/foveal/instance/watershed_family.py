@@ -167,6 +167,16 @@ class UNetWatershedFamily(Family):
     def predict_batch(self, model: keras.Model, card: Any, images: np.ndarray, sizes: Sequence[tuple[int, int]], *,
                       score_threshold: float | None = None, max_detections: int | None = None,
                       mask_threshold: float | None = None) -> list[ImageInstances]:
+        probs = np.asarray(model.predict_on_batch(np.asarray(images, np.float32)))
+        return self.to_instances({"probabilities": probs}, card, sizes, score_threshold=score_threshold,
+                                 max_detections=max_detections)
+
+    def to_instances(self, out: dict[str, np.ndarray], card: Any, sizes: Sequence[tuple[int, int]], *,
+                     score_threshold: float | None = None, max_detections: int | None = None,
+                     mask_threshold: float | None = None) -> list[ImageInstances]:
+        """Class probabilities ``{"probabilities": [N, h, w, 3]}`` stretched back to each image's
+        size, then the card's watershed (:func:`~foveal.instance.watershed.watershed_instances`):
+        the instances scoring at least ``score_threshold`` (default: the card's), best first."""
         import tensorflow as tf
         from pycocotools import mask as mask_utils
 
@@ -179,9 +189,8 @@ class UNetWatershedFamily(Family):
         post = post_options(**training.get("watershed", {}))
         threshold = float(score_threshold if score_threshold is not None else training.get("score_threshold", 0.25))
         limit = int(max_detections if max_detections is not None else training.get("max_detections", 100))
-        probs = np.asarray(model.predict_on_batch(np.asarray(images, np.float32)))
-        out = []
-        for p, (w, h) in zip(probs, sizes):
+        result = []
+        for p, (w, h) in zip(np.asarray(out["probabilities"]), sizes):
             if p.shape[:2] != (h, w):
                 p = tf.image.resize(p, (h, w), method="bilinear").numpy()
             labels, scores = watershed_instances(p, **post)
@@ -191,9 +200,9 @@ class UNetWatershedFamily(Family):
             for j, rle in enumerate(rles):
                 x, y, bw, bh = mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
                 boxes[j] = (x, y, x + bw, y + bh)
-            out.append(ImageInstances(boxes, scores[order].astype(np.float64), np.zeros(len(order), np.int64),
-                                      threshold, rles))
-        return out
+            result.append(ImageInstances(boxes, scores[order].astype(np.float64), np.zeros(len(order), np.int64),
+                                         threshold, rles))
+        return result
 
 
 __all__ = ["DEFAULT_UNET_OPTIONS", "TargetImages", "UNetWatershedFamily", "crop_hw", "unet_options",
