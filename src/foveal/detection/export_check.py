@@ -370,7 +370,7 @@ def _batches(part: Any, card: ModelCard, batch_size: int, limit: int | None) -> 
         part = part.subset(np.arange(min(limit, len(part))))
     ds = make_detection_pipeline(part, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
                                  augment="none", keep_aspect=bool(card.training.get("keep_aspect", card.keep_aspect)),
-                                 cache="none")
+                                 cache="none", max_boxes=None)
     for x in ds.map(images_only):
         yield x.numpy()
 
