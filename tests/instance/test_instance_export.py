@@ -183,3 +183,55 @@ def test_served_instances_are_rle_masks_the_page_can_decode(unet):
     for rle, got in zip(rles, indices):
         want = np.flatnonzero(mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).ravel())
         assert sorted(got) == want.tolist()
+
+
+def test_marker_threshold_is_chosen_on_validation_and_written_into_the_card(unet, tmp_path, monkeypatch):
+    """Interiors at P 0.65 and boundaries at 0.55: markers above 0.3-0.5 join the touching discs,
+    above 0.7 there are none, so 0.6 scores best; tune() records it and the file's card gets it."""
+    from types import SimpleNamespace
+
+    from foveal.instance.data import read_instances
+    from foveal.instance.watershed_family import UNetWatershedFamily, choose_marker_threshold
+    from foveal.models.io import read_card, replace_card
+
+    class Soft:  # image values 200 (disc), 90 (contour), 40 (background) -> class probabilities
+        def predict_on_batch(self, images):
+            v = np.asarray(images)[..., :1]
+            return np.where(v > 150, [0.05, 0.65, 0.30], np.where(v > 60, [0.05, 0.55, 0.40], [0.9, 0.05, 0.05]))
+
+    data = read_instances(unet["data"])
+    card = read_card(unet["model"])
+    card.training["watershed"] = card.training["watershed"] | {"min_area": 8}
+    search = choose_marker_threshold(Soft(), card, data)
+    assert search["grid"] == [0.3, 0.4, 0.5, 0.6, 0.7] and search["chosen"] == 0.6
+    assert search["val_mask_ap"][3] == pytest.approx(1.0) and max(search["val_mask_ap"][:3]) < 0.9
+    assert search["val_mask_ap"][4] == 0.0
+
+    import foveal.instance.watershed_family as module
+
+    monkeypatch.setattr(module, "choose_marker_threshold", lambda *a, **k: search)  # scored above
+    family = UNetWatershedFamily()
+    given = SimpleNamespace(marker_threshold=0.45, watershed_options={}, batch_size=4)
+    assert family.tune(given, Soft(), card, SimpleNamespace(val=data)) is None  # the user's value stays
+    cfg = SimpleNamespace(marker_threshold=None, watershed_options={}, batch_size=4)
+    assert family.tune(cfg, Soft(), card, SimpleNamespace(val=data))["chosen"] == 0.6
+    assert card.training["watershed"]["interior_threshold"] == 0.6 and card.training["marker_threshold"] == "validation"
+    copy = tmp_path / "m.keras"
+    copy.write_bytes(unet["model"].read_bytes())
+    replace_card(copy, card)
+    assert read_card(copy).training["marker_threshold_search"]["chosen"] == 0.6
+
+
+def test_marker_threshold_option_is_checked():
+    from foveal.errors import ConfigError
+    from foveal.instance.config import InstanceConfig
+    from foveal.instance.watershed_family import watershed_settings
+
+    cfg = InstanceConfig(data="x.json", model="unet-watershed", marker_threshold=0.6)
+    cfg.validate()
+    assert watershed_settings(cfg)["interior_threshold"] == 0.6
+    with pytest.raises(ConfigError, match="--marker-threshold must be in"):
+        InstanceConfig(data="x.json", model="unet-watershed", marker_threshold=1.5).validate()
+    with pytest.raises(ConfigError, match="disagree"):
+        InstanceConfig(data="x.json", model="unet-watershed", marker_threshold=0.6,
+                       watershed_options={"interior_threshold": 0.4}).validate()

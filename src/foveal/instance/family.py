@@ -65,6 +65,12 @@ class Family:
     def describe(self, cfg: Any, model: keras.Model) -> str:
         return self.title
 
+    def tune(self, cfg: Any, model: keras.Model, card: Any, data: RunData) -> dict[str, Any] | None:
+        """After training, before the test scoring: choose post-processing settings on the
+        validation data and write them into ``card.training`` (the task then rewrites the
+        card of ``best.keras``); returns what was chosen, or None when nothing was."""
+        return None
+
     def predict_batch(self, model: keras.Model, card: Any, images: np.ndarray, sizes: Sequence[tuple[int, int]], *,
                       score_threshold: float | None = None, max_detections: int | None = None,
                       mask_threshold: float | None = None) -> list[ImageInstances]:

@@ -31,6 +31,7 @@ EPILOG = """examples:
   foveal serve best.int8.tflite                       # an export: the fastest format from `foveal benchmark`
   foveal serve runs/sr-espcn/best.keras               # an enhancer: the page shows the enhanced upload
   foveal serve runs/cgan/best.keras                   # a generator: the page draws samples per class
+  foveal serve runs/mask-rcnn/best.onnx               # instances: boxes, classes, scores and RLE masks
 
 API:
   GET  /health                      model, classes, limits, counters
