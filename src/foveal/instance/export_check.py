@@ -109,7 +109,7 @@ class _ProbabilitiesModel:
         self.runner = runner
 
     def predict_on_batch(self, images: Any) -> np.ndarray:
-        return np.asarray(self.runner.raw(np.asarray(images, np.float32))["probabilities"])
+        return np.asarray(self.runner(np.asarray(images, np.float32)))  # the one output, whatever its name
 
 
 def instance_model(source: Any, card: ModelCard) -> Any:
@@ -164,8 +164,8 @@ def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.nd
         if is_runner(source):
             return filter_detections(source.raw(images), card)
         return {k: np.asarray(v) for k, v in source.predict_on_batch(images).items()}
-    if is_runner(source):
-        return {"probabilities": np.asarray(source.raw(images)["probabilities"], np.float32)}
+    if is_runner(source):  # the graph's one output (named by the format: ``probabilities``, ``output_0``...)
+        return {"probabilities": np.asarray(source(images), np.float32)}
     return {"probabilities": np.asarray(source.predict_on_batch(images), np.float32)}
 
 
