@@ -87,12 +87,7 @@ _VIDEO_INSTEAD = tuple((mode, f"a video model is a sequence head on per-frame fe
                                f"`foveal video evaluate|predict`, `foveal export` or `foveal serve` on the clip model")
                        for mode in ("benchmark", "inspect", "prune"))
 
-_INSTANCE_PREDICT = "use `foveal instance predict MODEL IMAGES --output DIR` (drawn masks and COCO JSON with RLE)"
 _INSTANCE_INSTEAD = (
-    ("export", "instance models are not exported yet: their masks are pasted into each image outside the graph, "
-               f"which no exported format holds yet; {_INSTANCE_PREDICT}"),
-    ("benchmark", f"benchmark times exported runtimes, which instance models do not have yet; {_INSTANCE_PREDICT}"),
-    ("serve", f"the server draws one model output per image, not pasted instance masks, yet; {_INSTANCE_PREDICT}"),
     ("inspect", "inspect reads single-graph models; an instance model's layers are listed by `foveal instance "
                 "train` when it starts"),
     *_NO_PRUNE,
@@ -109,10 +104,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("segment", "semantic segmentation", "foveal.segmentation.train:SegmentConfig",
          "foveal.segmentation.task:SegmentTask", ("foveal.segmentation.losses", "foveal.segmentation.metrics"),
          _BOX_MODES, _NO_PRUNE),
-    Task("instance", "instance segmentation (Mask R-CNN)", "foveal.instance.config:InstanceConfig",
+    Task("instance", "instance segmentation (Mask R-CNN, U-Net + watershed)", "foveal.instance.config:InstanceConfig",
          "foveal.instance.task:InstanceTask",
          ("foveal.detection.faster_rcnn", "foveal.instance.mask_rcnn", "foveal.segmentation.losses"),
-         ("train", "evaluate", "predict"), _INSTANCE_INSTEAD),
+         ("train", "evaluate", "predict", "export", "benchmark", "serve"), _INSTANCE_INSTEAD),
     Task("enhance", "image enhancement (denoising, super-resolution)", "foveal.enhancement.config:EnhanceConfig",
          "foveal.enhancement.task:EnhanceTask", ("foveal.enhancement.models",),
          ("train", "evaluate", "predict", "export", "benchmark", "serve", "inspect"), _NO_PRUNE),

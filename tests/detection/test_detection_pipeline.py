@@ -63,6 +63,11 @@ def test_targets_are_normalised_padded_and_in_order(tmp_path, caplog):
     widths = np.round((t2["boxes"][0, :, 2] - t2["boxes"][0, :, 0]) * 48).astype(int).tolist()
     assert widths == [6, 7, 8, 9, 10]
     assert np.asarray(next(iter(ds.map(images_only)))).shape == (2, 32, 32, 3)
+    # prediction and scoring (max_boxes None) keep every box and warn of none: scoring reads the data itself
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="foveal"):
+        every = batches(make_detection_pipeline(data, image_size=32, batch_size=3, max_boxes=None))
+    assert "more than" not in caplog.text and every[0][1]["boxes"].shape == (3, 7, 4)
 
 
 def test_letterbox_moves_boxes_with_the_pixels_and_inverts(tmp_path):

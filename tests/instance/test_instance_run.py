@@ -2,7 +2,7 @@
 
 The model is tiny (ResNet-18 at width 16, 64x64 inputs, one epoch): these tests check the
 plumbing (run folder, COCO box + mask AP, RLE results, report, drawn predictions, the saved
-model, the one-line refusal of export), not accuracy; benchmarks/mask_rcnn_shapes.py measures that.
+model, its SavedModel and ONNX exports), not accuracy; benchmarks/mask_rcnn_shapes.py measures that.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_evaluate_repeats_the_run_numbers_and_predict_draws(run, tmp_path, capsy
     assert all(isinstance(a["segmentation"]["counts"], str) for a in coco["annotations"])
 
 
-def test_saved_model_round_trip_and_export_refused(run, capsys):
+def test_saved_model_round_trip(run):
     from foveal.instance.mask_rcnn import MaskRCNNModel
     from foveal.models import load_model
 
@@ -77,7 +77,39 @@ def test_saved_model_round_trip_and_export_refused(run, capsys):
     again, _ = load_model(run_dir / "best.keras")
     np.testing.assert_allclose(again.predict(images, verbose=0)["masks"], out["masks"], atol=1e-6)
     assert out["masks"].shape == (2, model.max_detections, 28, 28)
+
+
+@pytest.mark.parametrize("fmt, suffix", [("savedmodel", ""), ("onnx", ".onnx")])
+def test_export_parity_mask_ap_and_serve(run, tmp_path, capsys, fmt, suffix):
+    """The whole Mask R-CNN exported: boxes, scores, classes and masks equal Keras's, the same
+    mask AP on the test split, and `foveal serve` of the export answers the .keras model's instances."""
+    from foveal.instance.export_check import load_instance_model
+    from foveal.instance.predict import predict_files
+
+    root, run_dir = run
+    target = tmp_path / f"mask_rcnn{suffix}"
     capsys.readouterr()
-    assert main(["export", str(run_dir / "best.keras"), "--output", str(run_dir / "x")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) <= 2 and "instance" in err[0] and "export" in err[0]
+    assert main(["export", str(run_dir / "best.keras"), "--format", fmt, "--output", str(target),
+                 "--data", str(root / "shapes"), "--split", "test", "--samples", "8", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    parity = report["parity"]
+    assert report["passed"] and parity["keras_boxes"] > 0 and parity["masks_compared"] == parity["matched_boxes"]
+    assert parity["mean_mask_iou"] > 0.999 and parity["max_mask_diff"] <= 1e-4, parity
+    assert report["accuracy_metric"] == "mask_ap"
+    assert report["accuracy"]["export"] == pytest.approx(report["accuracy"]["keras"], abs=1e-6)
+    files = sorted((root / "shapes" / "test").glob("*.png"))[:2]
+    keras_model, card = load_instance_model(run_dir / "best.keras")
+    export_model, written = load_instance_model(target)
+    want = predict_files(keras_model, card, files, score_threshold=0.05)
+    got = predict_files(export_model, written, files, score_threshold=0.05)
+    assert [len(r["instances"]) for r in got] == [len(r["instances"]) for r in want]
+    if fmt == "onnx":
+        from serve.conftest import TestClient
+
+        from foveal.serve.app import create_app
+
+        with TestClient(create_app(target)) as client:
+            answer = client.post("/predict", files={"image": ("s.png", files[0].read_bytes(), "image/png")}).json()
+        served = predict_files(keras_model, card, files[:1])[0]["instances"]  # at the model's own threshold
+        assert answer["task"] == "instance" and answer["instances"]
+        assert [d["label"] for d in answer["instances"]] == [d["class"] for d in served]

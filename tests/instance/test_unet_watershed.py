@@ -93,6 +93,8 @@ def test_evaluate_and_predict(setup, perfect, tmp_path, capsys):
     assert metrics["baseline"]["predicted_instances"] == 4 and metrics["baseline"]["mask_ap75"] < 0.5
     written = read_label_map(out / "instances" / "0.png")
     assert written.max() == 2 and np.array_equal(written > 0, _labels(0) > 0)
+    report = (out / "report.html").read_text()  # the instance task's report
+    assert "mask (segm)" in report and "baseline (connected components) mask AP" in report and "<img" in report
 
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval

@@ -37,7 +37,8 @@ def coco_file(tmp_path_factory):
         image[instance_targets(labels, 1) == 2] = 90  # visible contours
         Image.fromarray(image).save(root / "images" / f"{i}.png")
         write_label_map(root / "instances" / f"{i}.png", labels)
-    return write_coco(label_maps_to_coco(root, class_names=["disc"]), root / "annotations" / "instances.json")
+    # not "instances.json": its stem would make the COCO reader take the label maps in instances/ for the images
+    return write_coco(label_maps_to_coco(root, class_names=["disc"]), root / "annotations" / "discs.json")
 
 
 def test_targets_and_predict_batch(coco_file):
@@ -99,3 +100,33 @@ def test_train_evaluate_predict(coco_file, tmp_path, capsys):
     assert main(["predict", str(run / "best.keras"), str(coco_file.parent.parent / "images" / "3.png"),
                  "--format", "json"]) == 0  # the grammar routes by the card's task
     assert json.loads(capsys.readouterr().out)[0]["file"].endswith("3.png")
+    from foveal.models.io import read_card
+
+    trained = read_card(run / "best.keras").training  # the marker threshold chosen on the validation image
+    assert trained["marker_threshold"] == "validation"
+    assert trained["watershed"]["interior_threshold"] == trained["marker_threshold_search"]["chosen"]
+
+    # the export: the U-Net as a segmenter, the watershed in the runner; same instances, same mask AP
+    from foveal.instance.export_check import load_instance_model
+    from foveal.instance.predict import predict_files
+
+    target = tmp_path / "uw.onnx"
+    assert main(["export", str(run / "best.keras"), "--format", "onnx", "--data", str(coco_file), "--output",
+                 str(target), "--samples", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["accuracy_metric"] == "mask_ap", report
+    assert report["accuracy"]["export"] == pytest.approx(report["accuracy"]["keras"], abs=1e-6)
+    files = sorted((coco_file.parent.parent / "images").glob("*.png"))[:3]
+    keras_model, card = load_instance_model(run / "best.keras")
+    export_model, written = load_instance_model(target)
+    want = predict_files(keras_model, card, files, score_threshold=0.0)
+    assert [len(r["instances"]) for r in predict_files(export_model, written, files, score_threshold=0.0)] == [
+        len(r["instances"]) for r in want]
+    from serve.conftest import TestClient
+
+    from foveal.serve.app import create_app
+
+    with TestClient(create_app(target)) as client:
+        answer = client.post("/predict", files={"image": ("3.png", files[0].read_bytes(), "image/png")}).json()
+    assert answer["task"] == "instance"
+    assert len(answer["instances"]) == len(predict_files(keras_model, card, files[:1])[0]["instances"])

@@ -49,8 +49,16 @@ _DECODERS: dict[tuple, Any] = {}
 
 
 def is_two_stage(card: ModelCard) -> bool:
-    """Whether the card is a Faster R-CNN's (``training.detector``), not a YOLO detector's."""
+    """Whether the card is a Faster R-CNN's (``training.detector``) or a Mask R-CNN's (the instance
+    task's ``training.model``), not a YOLO detector's."""
+    if card.task == "instance":
+        return card.training.get("model") == "mask-rcnn"
     return card.training.get("detector", "yolo") == "faster-rcnn"
+
+
+def two_stage_title(card: ModelCard) -> str:
+    """``Mask R-CNN`` or ``Faster R-CNN``: the name the one-line refusals give."""
+    return "Mask R-CNN" if card.task == "instance" else "Faster R-CNN"
 
 
 TWO_STAGE_FORMATS = ("savedmodel", "onnx")
@@ -65,11 +73,11 @@ def check_export(card: ModelCard, fmt: str, quantize: str | None) -> None:
     if fmt not in TWO_STAGE_FORMATS:
         reason = ("CropAndResize (RoI Align) has no TFLite builtin kernel" if fmt == "tflite"
                   else "Core ML has no NMS loop for the proposals")
-        raise ConfigError(f"{card.architecture}: a Faster R-CNN exports as SavedModel or ONNX only ({reason})",
-                          hint="use --format savedmodel or --format onnx")
+        raise ConfigError(f"{card.architecture}: a {two_stage_title(card)} exports as SavedModel or ONNX only "
+                          f"({reason})", hint="use --format savedmodel or --format onnx")
     if quantize:
-        raise ConfigError(f"{card.architecture}: a Faster R-CNN export is float32 only (its NMS and box decoding "
-                          "would run on quantized scores)", hint="leave out --quantize")
+        raise ConfigError(f"{card.architecture}: a {two_stage_title(card)} export is float32 only (its NMS and box "
+                          "decoding would run on quantized scores)", hint="leave out --quantize")
 
 
 def whole_detections(model: Any, card: ModelCard) -> Any:
@@ -181,7 +189,8 @@ def _decoder(anchors: np.ndarray, settings: dict[str, Any], heads: tuple[tuple[i
 
 def filter_detections(out: dict[str, np.ndarray], card: ModelCard,
                       settings: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """A Faster R-CNN export's detections kept at ``settings``' score threshold and count.
+    """A Faster R-CNN export's detections kept at ``settings``' score threshold and count (with
+    any other per-detection output, a Mask R-CNN's ``masks``, kept alongside).
 
     Raises:
         ModelError: ``settings`` ask for an NMS the export's graph does not hold.
@@ -192,7 +201,7 @@ def filter_detections(out: dict[str, np.ndarray], card: ModelCard,
     baked = card.training.get("baked_postprocess") or baked_settings(card)
     for key in ("iou_threshold", "class_aware"):
         if key in wanted and wanted[key] != baked[key]:
-            raise ModelError(f"{card.architecture}: this Faster R-CNN export runs NMS with {key} {baked[key]} "
+            raise ModelError(f"{card.architecture}: this {two_stage_title(card)} export runs NMS with {key} {baked[key]} "
                              f"in its graph, not {wanted[key]}", hint="predict with the .keras model, or re-export "
                              "from a model set to that value")
     if float(wanted["score_threshold"]) < float(baked["score_threshold"]) - 1e-9:
@@ -207,13 +216,19 @@ def filter_detections(out: dict[str, np.ndarray], card: ModelCard,
     boxes = np.zeros((len(scores), limit, 4), np.float32)
     kept_scores = np.zeros((len(scores), limit), np.float32)
     classes = np.full((len(scores), limit), -1, np.int32)
+    # Other per-detection outputs (a Mask R-CNN's masks [N, D, m, m]) follow their boxes.
+    extra = {k: np.asarray(v) for k, v in out.items() if k not in ("boxes", "scores", "classes", "num_detections")
+             and np.ndim(v) >= 2 and np.shape(v)[:2] == scores.shape}
+    kept_extra = {k: np.zeros((len(scores), limit, *v.shape[2:]), v.dtype) for k, v in extra.items()}
     for i in range(len(scores)):
         idx = np.flatnonzero(keep[i])
         boxes[i, :len(idx)] = np.asarray(out["boxes"])[i, idx]
         kept_scores[i, :len(idx)] = scores[i, idx]
         classes[i, :len(idx)] = np.asarray(out["classes"])[i, idx]
+        for k, v in extra.items():
+            kept_extra[k][i, :len(idx)] = v[i, idx]
     return {"boxes": boxes, "scores": kept_scores, "classes": classes,
-            "num_detections": keep.sum(axis=1).astype(np.int32)}
+            "num_detections": keep.sum(axis=1).astype(np.int32), **kept_extra}
 
 
 def decode_raw(raw: dict[str, np.ndarray], card: ModelCard,
@@ -355,7 +370,7 @@ def _batches(part: Any, card: ModelCard, batch_size: int, limit: int | None) -> 
         part = part.subset(np.arange(min(limit, len(part))))
     ds = make_detection_pipeline(part, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
                                  augment="none", keep_aspect=bool(card.training.get("keep_aspect", card.keep_aspect)),
-                                 cache="none")
+                                 cache="none", max_boxes=None)
     for x in ds.map(images_only):
         yield x.numpy()
 
@@ -383,6 +398,9 @@ class RunnerDetector:
 
     def predict(self, data: Any, verbose: int = 0) -> dict[str, np.ndarray]:
         return self._model.predict(data, verbose=verbose)
+
+    def predict_on_batch(self, images: Any) -> dict[str, np.ndarray]:
+        return self._model.predict_on_batch(images)
 
 
 def accuracy(source: Any, card: ModelCard, part: Any, limit: int | None) -> dict[str, Any]:

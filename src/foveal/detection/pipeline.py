@@ -254,7 +254,7 @@ def make_detection_pipeline(
     training: bool = False,
     augment: str = "detect",
     seed: int = 0,
-    max_boxes: int = 100,
+    max_boxes: int | None = 100,
     cache: str = "auto",
     skip_invalid: bool = False,
     multi_scale: Sequence[int] | None = None,
@@ -274,7 +274,9 @@ def make_detection_pipeline(
             come in ``data``'s order, unaugmented.
         augment: a box augmentation spec (:mod:`foveal.data.box_augment`), used in training.
         seed: shuffle, augmentation and multi-scale seed; the same seed gives the same batches.
-        max_boxes: ``M``, the number of box rows per image.
+        max_boxes: ``M``, the number of box rows per image; None: as many as the most crowded
+            image has, so no box is cut and nothing is warned about (prediction and scoring,
+            which read the data's own boxes and keep every detection).
         cache: ``memory`` keeps decoded, resized uint8 images after the first epoch, ``none``
             streams from disk every epoch, ``auto`` caches when they take under 1 GiB.
         skip_invalid: do not stop on files that cannot be read or decoded: warn, list them
@@ -298,10 +300,12 @@ def make_detection_pipeline(
         raise ConfigError(f"channels must be 1 or 3, not {channels}")
     if cache not in _CACHE_CHOICES:
         raise ConfigError(f"cache must be one of {', '.join(_CACHE_CHOICES)}, not {cache!r}")
-    if batch_size < 1 or max_boxes < 1:
-        raise ConfigError("batch_size and max_boxes must be at least 1")
     if len(data) == 0:
         raise DataError(f"{data.origin or 'the dataset'}: no images to read")
+    if max_boxes is None:
+        max_boxes = max([1, *(len(b) for b in data.boxes)])
+    if batch_size < 1 or max_boxes < 1:
+        raise ConfigError("batch_size and max_boxes must be at least 1")
     multi = bool(training and scales)
     base = (max(scales), max(scales)) if multi else size
     common = dict(channels=channels, base=base, keep_aspect=keep_aspect, training=training, aug=aug,

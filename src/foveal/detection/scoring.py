@@ -139,7 +139,7 @@ def detect_dataset(model: keras.Model, card: ModelCard, data: BoxedImages, *, ba
         return []
     ds = make_detection_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
                                  augment="none", keep_aspect=keep_aspect, skip_invalid=skip_invalid,
-                                 cache="none")
+                                 cache="none", max_boxes=None)  # scoring reads the data's own boxes
     with detection_data_errors(data.origin or "detection data"), postprocess_settings(
             model, score_threshold=score_threshold, max_detections=max_detections) as settings:
         outputs = predict_here(model, ds.map(images_only))  # model.predict, also inside a distributed fit

@@ -37,16 +37,28 @@ def _benchmark(args: argparse.Namespace, _: dict[str, Any]) -> int:
     return 0
 
 
+EPILOG_EXPORT = """examples:
+  foveal export runs/RUN/best.keras --format onnx --data data/ --split test       # parity + accuracy
+  foveal export runs/RUN/best.keras --format tflite --quantize int8 --data data/ --output deploy/
+  # instance models: a Mask R-CNN exports whole (boxes, classes, scores, 28x28 masks; savedmodel or onnx,
+  # float32), a U-Net + watershed as a segmenter (the watershed runs in the runner); mask AP side by side
+  foveal export runs/mask-rcnn/best.keras --format savedmodel --data shapes/ --split test
+  foveal export runs/cells/best.keras --format onnx --data cells/annotations/instances_test.json
+"""
+
+
 def add_export_commands(sub: Any) -> None:
     """Add ``export`` and ``benchmark`` to the ``foveal`` subcommands."""
     e = sub.add_parser("export", help="export a model to SavedModel, TFLite or ONNX and check it",
                        description="Export a .keras model (classifier, localizer, detector, segmenter, "
-                       "enhancer, or a generative model's sampler), check its outputs against Keras on sample "
+                       "instance segmenter, enhancer, or a generative model's sampler), check its outputs against Keras on sample "
                        "images (probabilities; class and box; boxes after NMS matched by IoU; masks and enhanced "
                        "images pixel by pixel; a generator's images from seeded latent codes, every class in "
-                       "turn), and with --data measure the export's accuracy next to the Keras model's with the "
-                       "task's own metric (accuracy, mean IoU, mAP@0.5, mean IoU of masks, PSNR). The export is "
-                       "moved into place only when the check passes.")
+                       "turn; an instance model's boxes and masks, or its probabilities and watershed instances), "
+                       "and with --data measure the export's accuracy next to the Keras model's with the "
+                       "task's own metric (accuracy, mean IoU, mAP@0.5, mean IoU of masks, PSNR, mask AP). The "
+                       "export is moved into place only when the check passes.",
+                       epilog=EPILOG_EXPORT, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("model", help="a .keras model file written by foveal (any task)")
     e.add_argument("--format", required=True, choices=FORMATS, help="export format")
     e.add_argument("--quantize", choices=("float16", "dynamic", "int8"),

@@ -28,7 +28,7 @@ from foveal.errors import ConfigError, FovealError
 from foveal.export import tasks
 from foveal.export.formats import SUFFIX, artifact_size, check_format, write_export
 from foveal.export.runners import card_path_for, open_runner, write_export_card
-from foveal.models.io import ModelCard
+from foveal.models.io import ModelCard, read_card
 from foveal.utils_io import ensure_output_dir
 
 DEFAULT_TOLERANCE = {None: 1e-4, "float16": 1e-2, "dynamic": 0.1, "int8": 0.2}
@@ -210,6 +210,10 @@ def export_model(
     """
     model_path = Path(model_path)
     check_format(fmt, quantize)
+    early = read_card(model_path) if model_path.suffix == ".keras" and model_path.is_file() else None
+    if early is not None:  # a format the model cannot have is refused before the model loads
+        tasks.hooks(early.task)
+        tasks.check_export(early, fmt, quantize)
     model, card = tasks.load(model_path)
     tasks.hooks(card.task)  # refuse an unknown task before writing anything
     tasks.check_export(card, fmt, quantize)

@@ -8,7 +8,7 @@ maps the card's ``task`` to that module and forwards. The hooks:
 * ``export_graph(model, card) -> keras.Model``: the graph the exports hold, with named outputs
   (the runners' ``raw`` returns them by those names).
 * ``check_export(card, fmt, quantize)`` (optional): refuse, in one line, a format or a
-  quantization this model cannot have (a Faster R-CNN: SavedModel and ONNX, float only).
+  quantization this model cannot have (a Faster R-CNN or Mask R-CNN: SavedModel and ONNX, float only).
 * ``input_signature(card) -> (H, W, C)``: the per-image input shape of the exports (``None``
   for sides the export leaves free, as segmenters do).
 * ``export_card(model, card) -> ModelCard``: the card written beside an export (a detector
@@ -19,7 +19,8 @@ maps the card's ``task`` to that module and forwards. The hooks:
 * ``outputs(source, card, images) -> dict``: what the task predicts for a batch, from a Keras
   model or from any runner: ``probabilities`` (classify); ``class`` and normalised corner
   ``box`` (localize); ``boxes``, ``scores``, ``classes``, ``num_detections`` after NMS
-  (detect); per-pixel ``probabilities`` (segment).
+  (detect); per-pixel ``probabilities`` (segment); a Mask R-CNN's detections and ``masks``, or a U-Net +
+  watershed's ``probabilities`` (instance).
 * ``parity(reference, exported, card, tolerance) -> dict``: compares two ``outputs``; has
   ``passed``, ``max_abs_diff``, ``agreement`` (and its ``agreement_name``) and task figures.
 * ``TAKES_IMAGES`` (optional, default True): False for a graph whose input is not pixels (a
@@ -65,6 +66,7 @@ TASK_MODULES: dict[str, str] = {
     "localize": "foveal.localization.export_check",
     "detect": "foveal.detection.export_check",
     "segment": "foveal.segmentation.export_check",
+    "instance": "foveal.instance.export_check",
     "enhance": "foveal.enhancement.export_check",
     "generate": "foveal.generative.export_check",
     "video": "foveal.video.export_check",

@@ -33,6 +33,7 @@ EPILOG_TRAIN = """examples:
   foveal instance train --model unet-watershed --data cells/annotations/instances_train.json \\
       --test-data cells/annotations/instances_test.json --image-size 512 --channels 1 --crop-size 256 \\
       --unet-augment microscopy --batch-size 4 --epochs 30 --eval-every 5 --learning-rate 0.002
+  #   (the marker threshold is chosen on the validation images at the end; fix it with --marker-threshold 0.6)
   foveal instance train --resume runs/instance-mask-rcnn-resnet18-shapes-20261207-001500
 """
 
@@ -44,6 +45,9 @@ EPILOG_EVALUATE = """examples:
 EPILOG_PREDICT = """examples:
   foveal instance predict runs/RUN/best.keras photo.png more_photos/ --output drawn/
   foveal instance predict runs/RUN/best.keras data/shapes/test --score-threshold 0.5 --format json
+  # export (Mask R-CNN: savedmodel or onnx; U-Net + watershed: any format) with parity and mask AP, then serve
+  foveal export runs/RUN/best.keras --format onnx --data data/shapes --split test
+  foveal serve runs/RUN/best.onnx      # POST /predict answers instances: box, class, score, mask as COCO RLE
 """
 
 

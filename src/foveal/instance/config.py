@@ -90,6 +90,10 @@ class InstanceConfig(RunConfig):
     watershed_options: dict[str, Any] = option({}, "post-processing, e.g. 'interior_threshold=0.5,min_area=8,"
                                                "elevation=distance' (see foveal.instance.unet_watershed)",
                                                group="unet-watershed")
+    marker_threshold: float | None = option(None, "the watershed's marker threshold (P(interior) above it seeds "
+                                            "an instance); default: chosen at the end of training from 0.3, 0.4, "
+                                            "0.5, 0.6, 0.7 by mask AP on the validation images (0.5 without them)",
+                                            group="unet-watershed")
 
     # post-processing
     score_threshold: float = option(0.25, "detections scoring below this are dropped (drawn, reported)",

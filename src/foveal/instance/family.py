@@ -65,11 +65,27 @@ class Family:
     def describe(self, cfg: Any, model: keras.Model) -> str:
         return self.title
 
+    def tune(self, cfg: Any, model: keras.Model, card: Any, data: RunData) -> dict[str, Any] | None:
+        """After training, before the test scoring: choose post-processing settings on the
+        validation data and write them into ``card.training`` (the task then rewrites the
+        card of ``best.keras``); returns what was chosen, or None when nothing was."""
+        return None
+
     def predict_batch(self, model: keras.Model, card: Any, images: np.ndarray, sizes: Sequence[tuple[int, int]], *,
                       score_threshold: float | None = None, max_detections: int | None = None,
                       mask_threshold: float | None = None) -> list[ImageInstances]:
         """Instances of a batch of model inputs ``[N, H, W, C]`` (0..255, stretched from images
-        of ``sizes`` (width, height)), in each original image's pixels."""
+        of ``sizes`` (width, height)), in each original image's pixels.
+
+        ``model`` is a Keras model or anything with its ``predict_on_batch`` (an export's runner
+        dressed by :func:`foveal.instance.export_check.instance_model`)."""
+        raise NotImplementedError
+
+    def to_instances(self, out: dict[str, np.ndarray], card: Any, sizes: Sequence[tuple[int, int]], *,
+                     score_threshold: float | None = None, max_detections: int | None = None,
+                     mask_threshold: float | None = None) -> list[ImageInstances]:
+        """Instances of a batch of the model's outputs (what :meth:`predict_batch` computes from
+        them; an export's runner and ``foveal serve`` call it with the export's outputs)."""
         raise NotImplementedError
 
 
@@ -125,22 +141,34 @@ class MaskRCNNFamily(Family):
     def predict_batch(self, model: keras.Model, card: Any, images: np.ndarray, sizes: Sequence[tuple[int, int]], *,
                       score_threshold: float | None = None, max_detections: int | None = None,
                       mask_threshold: float | None = None) -> list[ImageInstances]:
-        from foveal.detection.pipeline import to_image_pixels
         from foveal.detection.scoring import postprocess_settings
+
+        with postprocess_settings(model, score_threshold=score_threshold, max_detections=max_detections) as active:
+            out = {k: np.asarray(v) for k, v in model.predict_on_batch(np.asarray(images, np.float32)).items()}
+        return self.to_instances(out, card, sizes, score_threshold=float(active["score_threshold"]),
+                                 mask_threshold=mask_threshold)
+
+    def to_instances(self, out: dict[str, np.ndarray], card: Any, sizes: Sequence[tuple[int, int]], *,
+                     score_threshold: float | None = None, max_detections: int | None = None,
+                     mask_threshold: float | None = None) -> list[ImageInstances]:
+        """The detections after NMS (``boxes`` normalised corners, ``scores``, ``classes``,
+        ``num_detections``, ``masks [N, D, m, m]``) with each mask pasted into its image
+        (:func:`~foveal.instance.masks.paste_masks`, at the card's mask threshold) as RLE.
+        The outputs are taken as they are (``score_threshold`` is the threshold they were cut at)."""
+        from foveal.detection.pipeline import to_image_pixels
         from foveal.instance.masks import encode_rle, paste_masks
         from foveal.instance.scoring import ImageInstances
 
         threshold = float(mask_threshold if mask_threshold is not None else card.training.get("mask_threshold", 0.5))
+        cut = float(score_threshold if score_threshold is not None else card.training.get("score_threshold", 0.25))
         input_hw = tuple(card.input_shape[:2])
-        with postprocess_settings(model, score_threshold=score_threshold, max_detections=max_detections) as active:
-            out = {k: np.asarray(v) for k, v in model.predict_on_batch(np.asarray(images, np.float32)).items()}
         result = []
         for i, (w, h) in enumerate(sizes):
             n = int(out["num_detections"][i])
-            boxes = to_image_pixels(out["boxes"][i][:n], (w, h), input_hw, False)
+            boxes = to_image_pixels(np.asarray(out["boxes"][i][:n]), (w, h), input_hw, False)
             pasted = paste_masks(out["masks"][i][:n], boxes, h, w, threshold)
-            result.append(ImageInstances(boxes, out["scores"][i][:n].astype(np.float64),
-                                         out["classes"][i][:n].astype(np.int64), float(active["score_threshold"]),
+            result.append(ImageInstances(boxes, np.asarray(out["scores"][i][:n], np.float64),
+                                         np.asarray(out["classes"][i][:n]).astype(np.int64), cut,
                                          [encode_rle(m) for m in pasted]))
         return result
 

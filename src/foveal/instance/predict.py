@@ -45,8 +45,9 @@ def predict_dataset(model: keras.Model, card: Any, data: Any, *, batch_size: int
     h, w, c = card.input_shape
     if len(data) == 0:
         return []
+    # Every instance of the data is scored (from the data itself): the pipeline cuts no boxes, warns of none.
     ds = make_detection_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
-                                 augment="none", cache="none")
+                                 augment="none", cache="none", max_boxes=None)
     sizes = [(int(a), int(b)) for a, b in data.image_sizes]
     result: list[ImageInstances] = []
     with detection_data_errors(data.origin or "instance data"):

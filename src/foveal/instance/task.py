@@ -155,10 +155,18 @@ class InstanceTask(TaskPlugin):
 
     def finish(self, cfg: InstanceConfig, model: keras.Model, card: ModelCard, data: RunData, run_dir: Path,
                history: dict[str, list[float]]) -> dict[str, Any] | None:
+        from foveal.instance.family import family_named
         from foveal.instance.predict import predict_dataset
         from foveal.instance.report import write_instance_report
         from foveal.instance.scoring import score_instances, to_coco_results
 
+        tuned = family_named(cfg.model).tune(cfg, model, card, data)
+        if tuned is not None:  # the chosen settings go into the saved models' cards
+            from foveal.models.io import replace_card
+
+            for name in ("best.keras", "last.keras"):
+                if (run_dir / name).is_file():
+                    replace_card(run_dir / name, card)
         split, part = data.scored_part()
         metrics, found = None, None
         if part is not None and len(part):

@@ -201,6 +201,7 @@ def evaluate_watershed(
     tta: str = "none",
     max_dets: Sequence[int] = (1, 10, 100),
     baseline: bool = True,
+    report_images: int = 12,
     **post: Any,
 ) -> dict[str, Any]:
     """COCO mask AP of a U-Net + watershed on instance ground truth, with the baseline.
@@ -209,7 +210,9 @@ def evaluate_watershed(
         model_path: a ``.keras`` segmenter trained on watershed targets.
         data, split, images: the ground truth (see :func:`load_ground_truth`).
         output: folder for ``metrics.json``, ``results.json`` (COCO results, compressed RLE),
-            ``instances/NAME.png`` (label maps) and ``overlays/NAME.png``.
+            ``instances/NAME.png`` (label maps), ``overlays/NAME.png`` and ``report.html`` (the
+            instance task's report: box and mask AP, the baseline, drawn examples).
+        report_images: images drawn in the report.
         tta: ``none``, ``flips`` or ``d4`` (averaged class probabilities).
         max_dets: COCO's detections-per-image limits; AP and AP50 are taken at the last.
         baseline: also score connected components of the foreground (no watershed).
@@ -247,7 +250,61 @@ def evaluate_watershed(
     if out is not None:
         atomic_write_text(out / "results.json", json.dumps(results))
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_watershed_report(out / "report.html", model_path, files, gt, results, metrics, count=report_images)
     return metrics
+
+
+class _ReportImages:
+    """The ground truth of :func:`evaluate_watershed` as the instance report draws it (files,
+    the class name, each image's true boxes in pixel corners)."""
+
+    def __init__(self, files: Sequence[Path], gt: dict[str, Any]) -> None:
+        self.paths = [Path(f) for f in files]
+        self.class_names = [str(gt["categories"][0].get("name", "object"))]
+        by_image: dict[int, list[list[float]]] = {int(im["id"]): [] for im in gt["images"]}
+        for a in gt["annotations"]:
+            if not a.get("iscrowd"):
+                x, y, w, h = (float(v) for v in a["bbox"])
+                by_image.setdefault(int(a["image_id"]), []).append([x, y, x + w, y + h])
+        self.boxes = [np.asarray(by_image[int(im["id"])], np.float32).reshape(-1, 4) for im in gt["images"]]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def write_watershed_report(path: Path, model_path: str | Path, files: Sequence[Path], gt: dict[str, Any],
+                           results: list[dict[str, Any]], metrics: dict[str, Any], *, count: int = 12) -> Path:
+    """The instance task's HTML report (:func:`foveal.instance.report.write_instance_report`) of a
+    U-Net + watershed evaluation: COCO box and mask AP side by side, the baseline's mask AP in
+    the summary, and the first images with their instances drawn over the true boxes."""
+    from foveal.evaluation.detection import coco_evaluate
+    from foveal.instance.report import write_instance_report
+    from foveal.instance.scoring import ImageInstances, segm_evaluate
+
+    box_results = [{k: v for k, v in r.items() if k != "segmentation"} for r in results]
+    mask = segm_evaluate(gt, results)
+    box = coco_evaluate(gt, box_results).stats if box_results else dict.fromkeys(mask, 0.0)
+    report_metrics = {"box": {k: round(float(v), 6) for k, v in box.items()},
+                      "mask": {k: round(float(v), 6) for k, v in mask.items()}, "num_images": len(files),
+                      "num_instances": sum(1 for a in gt["annotations"] if not a.get("iscrowd")),
+                      "score_threshold": 0.0}
+    found = []
+    for im in gt["images"]:
+        mine = [r for r in results if r["image_id"] == im["id"]]
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in mine)], np.float32).reshape(-1, 4)
+        found.append(ImageInstances(boxes, np.array([r["score"] for r in mine], np.float64),
+                                    np.zeros(len(mine), np.int64), 0.0, [r["segmentation"] for r in mine]))
+    summary = {"model": str(model_path), "data": metrics["data"], "split": metrics["split"],
+               "mask AP": metrics["mask_ap"], "mask AP50": metrics["mask_ap50"], "mask AP75": metrics["mask_ap75"],
+               "box AP": report_metrics["box"]["AP"], "instances found": metrics["predicted_instances"],
+               "seconds per image": metrics["seconds_per_image"], "test-time augmentation": metrics["tta"],
+               **{f"watershed {k}": v for k, v in metrics["post_processing"].items()}}
+    if "baseline" in metrics:
+        summary |= {"baseline (connected components) mask AP": metrics["baseline"]["mask_ap"],
+                    "baseline mask AP50": metrics["baseline"]["mask_ap50"]}
+    return write_instance_report(path, title=f"foveal U-Net + watershed evaluation of {Path(model_path).name}",
+                                 summary=summary, config={}, history=None, data=_ReportImages(files, gt),
+                                 instances=found, metrics=report_metrics, count=count)
 
 
 def _results(labels: np.ndarray, scores: np.ndarray, image_id: int, category: int) -> list[dict[str, Any]]:
@@ -352,5 +409,5 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
-__all__ = ["POST_DEFAULTS", "evaluate_watershed", "format_metrics", "format_rows", "load_ground_truth",
+__all__ = ["POST_DEFAULTS", "evaluate_watershed", "write_watershed_report", "format_metrics", "format_rows", "load_ground_truth",
            "load_segmenter", "post_options", "predict_instances", "predict_watershed", "write_targets"]

@@ -35,10 +35,12 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.instance.unet_watershed import evaluate_watershed, format_metrics
 
     metrics = evaluate_watershed(args.model, args.data, split=args.split, images=args.images, output=args.output,
-                                 tta=args.tta, max_dets=args.max_dets, baseline=args.baseline, **_post(args))
+                                 tta=args.tta, max_dets=args.max_dets, baseline=args.baseline,
+                                 report_images=args.report_images, **_post(args))
     print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
     if args.output:
-        print(f"wrote {Path(args.output) / 'metrics.json'}, results.json, instances/ and overlays/", file=sys.stderr)
+        print(f"wrote {Path(args.output) / 'metrics.json'}, results.json, report.html, instances/ and overlays/",
+              file=sys.stderr)
     return 0
 
 
@@ -95,8 +97,10 @@ def add_instance_actions(actions: argparse._SubParsersAction) -> None:
                    help="all images (default), or that split of the training run (its config.yaml beside the model; "
                    "--data is the folder it trained on)")
     e.add_argument("--images", metavar="DIR", help="image folder of a COCO --data file (default: found beside it)")
-    e.add_argument("--output", metavar="DIR", help="write metrics.json, results.json (COCO, RLE), instances/ and "
-                   "overlays/ here")
+    e.add_argument("--output", metavar="DIR", help="write metrics.json, results.json (COCO, RLE), report.html (box "
+                   "and mask AP, drawn examples), instances/ and overlays/ here")
+    e.add_argument("--report-images", type=int, default=12, metavar="N",
+                   help="images drawn in report.html (default: 12)")
     e.add_argument("--max-dets", type=int, nargs="+", default=[1, 10, 100], metavar="N",
                    help="detections kept per image (AP at the largest; default: 1 10 100, COCO's)")
     e.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,

@@ -62,7 +62,70 @@ def validate_options(cfg: Any) -> None:
     if any(v % stride for v in cfg.crop_size):
         raise ConfigError(f"--crop-size {cfg.crop_size} must be a multiple of the U-Net's stride {stride}")
     parse_augment(cfg.unet_augment)
-    post_options(**dict(cfg.watershed_options or {}))
+    given = dict(cfg.watershed_options or {})
+    if cfg.marker_threshold is not None:
+        if not 0 < cfg.marker_threshold < 1:
+            raise ConfigError(f"--marker-threshold must be in (0, 1), got {cfg.marker_threshold}")
+        if "interior_threshold" in given and float(given["interior_threshold"]) != float(cfg.marker_threshold):
+            raise ConfigError(f"--marker-threshold {cfg.marker_threshold} and --watershed-options interior_threshold="
+                              f"{given['interior_threshold']} disagree", hint="give one of them")
+    post_options(**given)
+
+
+#: marker thresholds tried on the validation images at the end of training (see :func:`choose_marker_threshold`)
+MARKER_GRID = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def watershed_settings(cfg: Any) -> dict[str, Any]:
+    """The post-processing of a config: ``--watershed-options`` with ``--marker-threshold``."""
+    from foveal.instance.unet_watershed import post_options
+
+    given = dict(cfg.watershed_options or {})
+    if cfg.marker_threshold is not None:
+        given["interior_threshold"] = float(cfg.marker_threshold)
+    return post_options(**given)
+
+
+def marker_threshold_fixed(cfg: Any) -> bool:
+    """Whether the user set the marker threshold (``--marker-threshold`` or ``interior_threshold``)."""
+    return cfg.marker_threshold is not None or "interior_threshold" in dict(cfg.watershed_options or {})
+
+
+def choose_marker_threshold(model: Any, card: Any, data: Any, grid: Sequence[float] = MARKER_GRID, *,
+                            batch_size: int = 8) -> dict[str, Any]:
+    """The marker threshold of ``grid`` whose instances score the best COCO mask AP on ``data``
+    (the validation images); ties go to the value nearest 0.5, the default.
+
+    The U-Net runs once; only the watershed is repeated per threshold (on the same class
+    probabilities), and every candidate's mask AP is scored as :func:`~foveal.instance.scoring.score_instances`
+    scores it (:func:`~foveal.instance.scoring.segm_evaluate`, equal to pycocotools).
+
+    Returns:
+        ``{"grid": [...], "val_mask_ap": [...], "chosen": value}``.
+    """
+    import dataclasses
+
+    from foveal.detection.pipeline import detection_data_errors, make_detection_pipeline
+    from foveal.instance.scoring import segm_evaluate, to_coco_results
+
+    h, w, c = card.input_shape
+    ds = make_detection_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
+                                 augment="none", cache="none", max_boxes=None)
+    with detection_data_errors(data.origin or "validation data"):
+        probs = np.concatenate([np.asarray(model.predict_on_batch(images)) for images, _ in ds])
+    sizes = [(int(a), int(b)) for a, b in data.image_sizes]
+    gt = data.coco_dict()
+    category_ids = [c["id"] for c in gt["categories"]]
+    family, scores = UNetWatershedFamily(), []
+    for value in grid:
+        training = dict(card.training)
+        training["watershed"] = dict(training.get("watershed", {})) | {"interior_threshold": float(value)}
+        trial = dataclasses.replace(card, training=training)
+        found = family.to_instances({"probabilities": probs}, trial, sizes, score_threshold=0.001)
+        scores.append(float(segm_evaluate(gt, to_coco_results(found, category_ids))["AP"]))  # as score_instances
+    best = max(range(len(grid)), key=lambda k: (round(scores[k], 9), -abs(float(grid[k]) - 0.5)))
+    return {"grid": [float(v) for v in grid], "val_mask_ap": [round(v, 6) for v in scores],
+            "chosen": float(grid[best])}
 
 
 def crop_hw(cfg: Any) -> tuple[int, int] | None:
@@ -152,12 +215,27 @@ class UNetWatershedFamily(Family):
         return train, val
 
     def card_training(self, cfg: Any, model: keras.Model) -> dict[str, Any]:
-        from foveal.instance.unet_watershed import post_options
         from foveal.instance.watershed import TARGET_CLASSES
 
         return {"unet_options": unet_options(cfg), "boundary_width": cfg.boundary_width,
-                "target_classes": list(TARGET_CLASSES), "watershed": post_options(**dict(cfg.watershed_options or {})),
+                "target_classes": list(TARGET_CLASSES), "watershed": watershed_settings(cfg),
+                "marker_threshold": "given" if marker_threshold_fixed(cfg) else "default",
                 "score_threshold": cfg.score_threshold, "max_detections": cfg.max_detections}
+
+    def tune(self, cfg: Any, model: keras.Model, card: Any, data: RunData) -> dict[str, Any] | None:
+        """Choose the marker threshold on the validation images (:func:`choose_marker_threshold`)
+        unless the user set it; the card's ``watershed`` settings take it (``marker_threshold``:
+        ``"validation"``, and ``marker_threshold_search`` records the grid and its scores)."""
+        from foveal.training.runs import say
+
+        if marker_threshold_fixed(cfg) or data.val is None or not len(data.val):
+            return None
+        search = choose_marker_threshold(model, card, data.val, batch_size=cfg.batch_size)
+        card.training["watershed"] = dict(card.training["watershed"]) | {"interior_threshold": search["chosen"]}
+        card.training.update(marker_threshold="validation", marker_threshold_search=search)
+        say(f"marker threshold {search['chosen']} (validation mask AP " + ", ".join(
+            f"{v}: {ap:.4f}" for v, ap in zip(search["grid"], search["val_mask_ap"])) + ")")
+        return search
 
     def describe(self, cfg: Any, model: keras.Model) -> str:
         options = unet_options(cfg)
@@ -167,6 +245,16 @@ class UNetWatershedFamily(Family):
     def predict_batch(self, model: keras.Model, card: Any, images: np.ndarray, sizes: Sequence[tuple[int, int]], *,
                       score_threshold: float | None = None, max_detections: int | None = None,
                       mask_threshold: float | None = None) -> list[ImageInstances]:
+        probs = np.asarray(model.predict_on_batch(np.asarray(images, np.float32)))
+        return self.to_instances({"probabilities": probs}, card, sizes, score_threshold=score_threshold,
+                                 max_detections=max_detections)
+
+    def to_instances(self, out: dict[str, np.ndarray], card: Any, sizes: Sequence[tuple[int, int]], *,
+                     score_threshold: float | None = None, max_detections: int | None = None,
+                     mask_threshold: float | None = None) -> list[ImageInstances]:
+        """Class probabilities ``{"probabilities": [N, h, w, 3]}`` stretched back to each image's
+        size, then the card's watershed (:func:`~foveal.instance.watershed.watershed_instances`):
+        the instances scoring at least ``score_threshold`` (default: the card's), best first."""
         import tensorflow as tf
         from pycocotools import mask as mask_utils
 
@@ -179,9 +267,8 @@ class UNetWatershedFamily(Family):
         post = post_options(**training.get("watershed", {}))
         threshold = float(score_threshold if score_threshold is not None else training.get("score_threshold", 0.25))
         limit = int(max_detections if max_detections is not None else training.get("max_detections", 100))
-        probs = np.asarray(model.predict_on_batch(np.asarray(images, np.float32)))
-        out = []
-        for p, (w, h) in zip(probs, sizes):
+        result = []
+        for p, (w, h) in zip(np.asarray(out["probabilities"]), sizes):
             if p.shape[:2] != (h, w):
                 p = tf.image.resize(p, (h, w), method="bilinear").numpy()
             labels, scores = watershed_instances(p, **post)
@@ -191,10 +278,10 @@ class UNetWatershedFamily(Family):
             for j, rle in enumerate(rles):
                 x, y, bw, bh = mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
                 boxes[j] = (x, y, x + bw, y + bh)
-            out.append(ImageInstances(boxes, scores[order].astype(np.float64), np.zeros(len(order), np.int64),
-                                      threshold, rles))
-        return out
+            result.append(ImageInstances(boxes, scores[order].astype(np.float64), np.zeros(len(order), np.int64),
+                                         threshold, rles))
+        return result
 
 
-__all__ = ["DEFAULT_UNET_OPTIONS", "TargetImages", "UNetWatershedFamily", "crop_hw", "unet_options",
-           "validate_options"]
+__all__ = ["DEFAULT_UNET_OPTIONS", "MARKER_GRID", "TargetImages", "UNetWatershedFamily", "choose_marker_threshold",
+           "crop_hw", "marker_threshold_fixed", "unet_options", "validate_options", "watershed_settings"]

@@ -93,6 +93,19 @@ def save_model(model: keras.Model, path: str | Path, card: ModelCard, include_op
     return path
 
 
+def replace_card(path: str | Path, card: ModelCard) -> Path:
+    """Write ``card`` into the ``.keras`` file at ``path`` in place of its card (the weights and
+    every other member copied unchanged), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as target:
+            for item in source.infolist():
+                if item.filename != CARD_MEMBER:
+                    target.writestr(item, source.read(item.filename))
+            target.writestr(CARD_MEMBER, card.to_json())
+    return path
+
+
 def _accepts_include_optimizer() -> bool:
     import inspect
 

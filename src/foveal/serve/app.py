@@ -25,6 +25,10 @@ Endpoints:
   * ``segment``: ``"mask": {"width", "height", "format": "png", "data": BASE64}`` (a palette
     PNG whose pixel values are the class indices, in the classes' colours, background
     transparent) and ``"classes": [{"label", "index", "pixels", "fraction", "colour"}, ...]``.
+  * ``instance`` (Mask R-CNN, U-Net + watershed; ``.keras`` or its export):
+    ``"instances": [{"label", "score", "box": [x0, y0, x1, y1], "area", "mask": {"size": [h, w],
+    "counts": RLE}}, ...]``, best first, each mask as COCO's compressed RLE (column-major,
+    pycocotools' ``decode`` reads it) at the upload's size, and the same ``boxes`` as a detector's.
 
   * ``enhance``: ``"enhanced": {"width", "height", "format": "png", "data": BASE64}``, the whole
     upload enhanced (super-resolved ``scale`` times larger, or denoised) through the model's tiled
@@ -557,7 +561,8 @@ def create_app(
     max_video_seconds: float = 600.0,
 ) -> FastAPI:
     """A FastAPI app serving the model in ``model_path`` (loaded once, here): a classifier,
-    localizer, detector or segmenter (see the module docstring for each answer).
+    localizer, detector, segmenter, instance segmenter, enhancer or generator (see the module
+    docstring for each answer).
 
     Args:
         model_path: a ``.keras`` file written by foveal, or an export of one (``.tflite``,
@@ -599,7 +604,8 @@ def create_app(
     if not browser_supported(card):
         if browser_model not in (None, False):
             raise ModelError(f"{path}: the page's in-browser mode cannot prepare this model's input as the "
-                             "server does (a letterboxing detector, a Faster R-CNN, or a segmenter at native resolution)",
+                             "server does (a letterboxing detector, a Faster R-CNN, an instance model, or a segmenter "
+                             "at native resolution)",
                              hint="leave out --browser-model: the page asks the server")
         browser_model = False
     source = model._runner if isinstance(model, _RunnerModel) else model

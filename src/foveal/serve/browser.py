@@ -100,10 +100,10 @@ def browser_supported(card: ModelCard) -> bool:
     if card.task == "segment":
         size = card.training.get("image_size")
         return bool(size) and tuple(size) == tuple(card.input_shape[:2])
-    # An enhancer tiles each image at its own size and a generator takes latent codes, not images:
-    # the page asks the server.
+    # An enhancer tiles each image at its own size, a generator takes latent codes, not images, and
+    # an instance model's masks are pasted (or its watershed run) outside the graph: the page asks the server.
     # A video model takes clips sampled from a decoded video file: the page uploads the file.
-    return card.task not in ("enhance", "generate", "video")
+    return card.task not in ("enhance", "generate", "instance", "video")
 
 
 def file_digest(path: Path, length: int = 16) -> str:

@@ -33,6 +33,7 @@ EPILOG = """examples:
   foveal serve runs/cgan/best.keras                   # a generator: the page draws samples per class
   foveal serve runs/fight/best.keras                  # a video classifier: upload a clip, get its label and timeline
   foveal serve runs/fight/best.onnx --max-video-seconds 60   # its export (`foveal export`), shorter videos only
+  foveal serve runs/mask-rcnn/best.onnx               # instances: boxes, classes, scores and RLE masks
 
 API:
   GET  /health                      model, classes, limits, counters

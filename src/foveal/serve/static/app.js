@@ -1,6 +1,7 @@
 // foveal serve page: choose, drop or paste an image; show it and the model's answer: top-k
 // labels (classifiers), boxes drawn over the image (detectors, localizers), the mask painted
-// over it (segmenters) or the enhanced image beside it (enhancers). A generative model's page
+// over it (segmenters), each instance's mask and box (instance segmenters) or the enhanced
+// image beside it (enhancers). A generative model's page
 // has no upload: a form asks GET /generate for samples (count, seed, class) and shows the grid.
 //
 // Layout of this file: BACKENDS (where answers come from), RENDERERS (how an answer is drawn,
@@ -363,6 +364,12 @@ const RENDERERS = {
     drawBoxes(answer);
     showBars(answer.predictions);
   },
+  instance(answer) {
+    const canvas = overlayFor(answer);
+    paintInstances(canvas, answer.instances);
+    drawBoxes(answer, canvas);
+    showBars(answer.instances.map((d) => ({ label: d.label, probability: d.score, box: d.box })));
+  },
   async segment(answer) {
     const canvas = overlayFor(answer);
     if (answer.mask.pixels) {  // computed in the browser: already RGBA at the image's size
@@ -437,8 +444,66 @@ function classColour(label) {
   return `hsl(${(index * 137.508 + 20) % 360}, 90%, 50%)`;
 }
 
-function drawBoxes(answer) {
-  const canvas = overlayFor(answer);
+// COCO's compressed RLE ({size: [h, w], counts: "..."}) -> run lengths, as pycocotools'
+// rleFrString reads them: 5 bits per character (offset 48), 0x20 "more follows", 0x10 the sign
+// of the last chunk; from the third count on, each is a difference to the count two before.
+function rleCounts(text) {
+  const counts = [];
+  let p = 0;
+  while (p < text.length) {
+    let x = 0, k = 0, more = 1;
+    while (more) {
+      const c = text.charCodeAt(p) - 48;
+      x |= (c & 0x1f) << (5 * k);
+      more = c & 0x20;
+      p++;
+      k++;
+      if (!more && (c & 0x10)) x |= -1 << (5 * k);
+    }
+    if (counts.length > 2) x += counts[counts.length - 2];
+    counts.push(x);
+  }
+  return counts;
+}
+
+// The pixels (row-major indices y * w + x) a compressed RLE covers; runs alternate 0 and 1,
+// starting with 0, down the columns (column-major).
+function rleIndices(rle) {
+  const [h, w] = rle.size;
+  const out = [];
+  let i = 0, on = false;
+  for (const run of rleCounts(rle.counts)) {
+    if (on) for (let j = i; j < i + run; j++) out.push((j % h) * w + Math.floor(j / h));
+    i += run;
+    on = !on;
+  }
+  return out;
+}
+
+// HSL (hue in degrees, saturation and lightness 0..1) -> [r, g, b] 0..255 (CSS's formula).
+function hslRgb(h, s, l) {
+  const a = s * Math.min(l, 1 - l);
+  const f = (n) => {
+    const k = (n + h / 30) % 12;
+    return Math.round(255 * (l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
+  };
+  return [f(0), f(8), f(4)];
+}
+
+// Each instance's mask tinted in a colour of its own (translucent), on the #overlay canvas.
+function paintInstances(canvas, instances) {
+  const context = canvas.getContext("2d");
+  const image = context.createImageData(canvas.width, canvas.height);
+  instances.forEach((d, k) => {
+    const [r, g, b] = hslRgb((k * 137.508 + 20) % 360, 0.9, 0.5);
+    for (const index of rleIndices(d.mask)) {
+      image.data.set([r, g, b, 120], index * 4);
+    }
+  });
+  context.putImageData(image, 0, 0);
+}
+
+function drawBoxes(answer, canvas = overlayFor(answer)) {
   const context = canvas.getContext("2d");
   const line = Math.max(2, Math.round(Math.min(canvas.width, canvas.height) / 150));
   context.lineWidth = line;
@@ -545,9 +610,10 @@ function formatBytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-const TASK_NAMES = { localize: "localizer", detect: "detector", segment: "segmenter", enhance: "enhancer", generate: "generator" };
-const TASK_TITLES = { localize: "Object", detect: "Detections", segment: "Classes in the image", enhance: "Enhanced image",
-                      generate: "Samples" };
+const TASK_NAMES = { localize: "localizer", detect: "detector", segment: "segmenter", instance: "instance segmenter",
+                     enhance: "enhancer", generate: "generator" };
+const TASK_TITLES = { localize: "Object", detect: "Detections", segment: "Classes in the image", instance: "Instances",
+                      enhance: "Enhanced image", generate: "Samples" };
 
 // A generative model: the form replaces the upload panel; its class list is the model's.
 function setUpGenerate(generate, classes) {
