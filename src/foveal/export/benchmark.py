@@ -63,7 +63,7 @@ def _end_to_end(runner: Runner, encoded: bytes, top_k: int) -> Callable[[], dict
     from foveal.export import tasks
 
     card = runner.card
-    c = card.input_shape[-1]
+    c = tasks.decode_channels(card)
 
     def run() -> dict[str, Any]:
         decoded = decode_image_bytes(tf.constant(encoded), c)

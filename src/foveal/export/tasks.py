@@ -28,6 +28,8 @@ maps the card's ``task`` to that module and forwards. The hooks:
 * ``PER_IMAGE`` (optional, default False): True where ``outputs`` runs each image on its own
   (an enhancer tiles each upload at its own size), so the server does not pad its batches;
   ``output_scale(card)`` (optional): how many times larger than the upload the answer image is.
+* ``decode_channels(card)`` (optional, default: the card's channels): the channels an upload
+  is decoded with before ``model_input`` (a luma enhancer takes colour, to answer in colour).
 * ``load_parts(spec, card)``, ``sample_images(parts, card, split, count)``: the task's data.
 * ``accuracy(source, card, part, limit) -> {"metric", "value"}``: the task's own score
   (top-1 accuracy, mean IoU, mAP@0.5, mean IoU of masks) through the task's scoring code.
@@ -98,6 +100,12 @@ def export_card(model: Any, card: ModelCard) -> ModelCard:
 
 def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
     return hooks(card.task).model_input(image, card)
+
+
+def decode_channels(card: ModelCard) -> int:
+    """The channels an upload is decoded with (the task's ``decode_channels``, else the card's)."""
+    own = getattr(hooks(card.task), "decode_channels", None)
+    return int(own(card)) if own is not None else int(card.input_shape[-1])
 
 
 def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -193,5 +201,5 @@ class OutputsModel:
         return np.concatenate(results)
 
 
-__all__ = ["OutputsModel", "TASK_MODULES", "accuracy", "export_card", "export_graph", "hooks", "input_signature",
+__all__ = ["OutputsModel", "TASK_MODULES", "accuracy", "decode_channels", "export_card", "export_graph", "hooks", "input_signature",
            "is_runner", "load_parts", "output_scale", "random_inputs", "takes_images", "model_input", "outputs", "parity", "pick_part", "render", "sample_images"]
