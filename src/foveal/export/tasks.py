@@ -30,7 +30,8 @@ maps the card's ``task`` to that module and forwards. The hooks:
   ``output_scale(card)`` (optional): how many times larger than the upload the answer image is.
 * ``decode_channels(card)`` (optional, default: the card's channels): the channels an upload
   is decoded with before ``model_input`` (a luma enhancer takes colour, to answer in colour).
-* ``load_parts(spec, card)``, ``sample_images(parts, card, split, count)``: the task's data.
+* ``load_parts(spec, card[, model_path])``, ``sample_images(parts, card, split, count)``: the task's
+  data (a generator's: real images and the judge classifier that scores samples).
 * ``accuracy(source, card, part, limit) -> {"metric", "value"}``: the task's own score
   (top-1 accuracy, mean IoU, mAP@0.5, mean IoU of masks) through the task's scoring code.
 * ``render(row, card, image, top_k) -> dict``: the ``/predict`` JSON of one image's outputs
@@ -137,11 +138,22 @@ def random_inputs(card: ModelCard, count: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (count, *card.input_shape)).astype(np.float32)
 
 
-def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
-    return hooks(card.task).load_parts(spec, card)
+def load_parts(spec: str, card: ModelCard, model_path: Any = None) -> dict[str, Any]:
+    """The task's data for ``spec``; ``model_path`` reaches a hook that takes it (a generator's judge
+    classifier is found beside its model file)."""
+    import inspect
+
+    load = hooks(card.task).load_parts
+    if model_path is not None and "model_path" in inspect.signature(load).parameters:
+        return load(spec, card, model_path=model_path)
+    return load(spec, card)
 
 
 def sample_images(parts: dict[str, Any], card: ModelCard, split: str, count: int) -> np.ndarray:
+    """Parity inputs from the data: images of the split, or (a task whose exports take no images) the
+    task's own seeded inputs."""
+    if not takes_images(card):
+        return random_inputs(card, count)
     return hooks(card.task).sample_images(pick_part(parts, split), card, count)
 
 
