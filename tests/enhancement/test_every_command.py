@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from foveal.cli.main import main
 
@@ -17,11 +16,10 @@ from .test_cli import _picture
 
 @pytest.fixture(scope="module")
 def sr(tmp_path_factory):
+    """A tiny x2 ESPCN and six 32x32 colour pictures as arrays (.npz: no decoding pipeline to build)."""
     root = tmp_path_factory.mktemp("sr_every")
-    photos = root / "photos"
-    photos.mkdir()
-    for i in range(6):
-        Image.fromarray(_picture(32, 32, i)).save(photos / f"p{i}.png")
+    photos = root / "photos.npz"
+    np.savez(photos, x=np.stack([_picture(32, 32, i) for i in range(6)]), y=np.zeros(6, np.int64))
     return save_enhancer(root / "espcn.keras", scale=2), photos
 
 

@@ -26,18 +26,18 @@ def save_generator(path: Path, kind: str, *, latent_dim: int = 4, shape: tuple[i
     return path
 
 
-def write_shapes_folder(root: Path, per_class: int = 12, size: int = 16) -> Path:
-    """``root/train|test/<zero|one|two>/*.png``: gray 16x16 images of three kinds (a bright square, a
-    vertical bar, a horizontal bar), with noise, for pruning and scoring tests."""
+def write_shapes_npz(path: Path, per_class: int = 12, size: int = 16) -> Path:
+    """An ``.npz`` (train and test parts, class names zero/one/two) of gray 16x16 images of three kinds (a
+    bright square, a vertical bar, a horizontal bar) on noise, for pruning and scoring tests; arrays, not
+    files, so that no decoding pipeline is built."""
     import numpy as np
-    from PIL import Image
 
     rng = np.random.default_rng(0)
+    arrays = {}
     for split, n in (("train", per_class), ("test", per_class // 2)):
-        for k, name in enumerate(CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(n):
+        images, labels = [], []
+        for k in range(len(CLASSES)):
+            for _ in range(n):
                 image = rng.integers(0, 40, (size, size)).astype(np.uint8)
                 a, b = rng.integers(2, 6, 2)
                 if k == 0:
@@ -46,8 +46,11 @@ def write_shapes_folder(root: Path, per_class: int = 12, size: int = 16) -> Path
                     image[:, b + 3:b + 7] = 220
                 else:
                     image[a + 3:a + 7, :] = 220
-                Image.fromarray(image).save(folder / f"{i}.png")
-    return root
+                images.append(image)
+                labels.append(k)
+        arrays[f"x_{split}"], arrays[f"y_{split}"] = np.stack(images), np.array(labels)
+    np.savez(path, class_names=np.array(CLASSES), **arrays)
+    return path
 
 
 def save_judge(path: Path, size: int = 16) -> Path:

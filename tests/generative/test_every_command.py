@@ -10,19 +10,22 @@ import pytest
 
 from foveal.cli.main import main
 
-from .conftest import save_generator, save_judge, write_shapes_folder
+from .conftest import save_generator, save_judge, write_shapes_npz
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A cgan and a vae, each in a run folder with a judge classifier.keras, and a 3-class image folder."""
+    """A cgan and a vae, each in a run folder with a judge classifier.keras, and 3-class images (.npz)."""
     root = tmp_path_factory.mktemp("gen_every")
     paths = {}
     for kind in ("cgan", "vae"):
         (root / kind).mkdir()
         paths[kind] = save_generator(root / kind / "best.keras", kind)
-        save_judge(root / kind / "classifier.keras")
-    return paths, write_shapes_folder(root / "data")
+        if kind == "cgan":
+            save_judge(root / kind / "classifier.keras")
+        else:
+            (root / kind / "classifier.keras").write_bytes((root / "cgan" / "classifier.keras").read_bytes())
+    return paths, write_shapes_npz(root / "shapes.npz")
 
 
 def test_inspect_lists_each_network_with_counts_from_the_formulas(runs, capsys):
