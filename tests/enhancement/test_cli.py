@@ -67,8 +67,9 @@ def test_evaluate_and_predict_from_the_command_line(run, photos, tmp_path, capsy
 
 
 def test_prune_needs_data_to_fine_tune_on(run, capsys):
-    assert main(["prune", str(run / "best.keras")]) == 2
-    assert "--data" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # argparse: a required option
+        main(["prune", str(run / "best.keras")])
+    assert exit_.value.code == 2 and "--data" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args,message", [

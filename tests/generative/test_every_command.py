@@ -74,6 +74,7 @@ def test_benchmark_draws_samples_at_several_batch_sizes(runs):
     assert "img/s @4" in format_benchmark(table) and "GET /generate" in format_benchmark(table)
 
 
+@pytest.mark.slow  # a GAN step traced and run, samples judged twice: 40 s at load 23
 def test_prune_the_generator_and_score_it_with_the_judge(runs, tmp_path):
     from foveal.models import load_model
     from foveal.shrink.cli import prune_file
