@@ -69,6 +69,16 @@ def command_line(options: dict[str, object]) -> str:
     return shlex.join(parts)
 
 
+def _value(text: str) -> object:
+    """``--set`` values: int, float, true/false, else the text."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("target", choices=("denoise", "sr"))
@@ -82,6 +92,9 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, help="override the learning rate")
     parser.add_argument("--train-data", help="sr: train on this image folder instead of coco-mini's train2017 (e.g. "
                         "a folder of links to it and other offline photos); the test set stays coco-mini's val2017")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other `foveal enhance train` option, e.g. --set patch_size=51 --set "
+                        "min_learning_rate=1e-4 (repeatable)")
     parser.add_argument("--output", default=None, help="folder for the run (default: a temporary one)")
     args = parser.parse_args()
 
@@ -102,6 +115,9 @@ def main() -> None:
     for key in ("channels", "loss", "learning_rate"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        options[key.strip().replace("-", "_")] = _value(value.strip())
     options["time_budget"] = args.seconds
     out = Path(args.output or tempfile.mkdtemp(prefix="foveal-enhance-"))
     options |= {"output": str(out), "name": f"{args.target}-{options['model']}", "progress": False}

@@ -73,15 +73,6 @@ _BOX_MODES = ("train", "evaluate", "predict", "export", "benchmark", "serve", "i
 _NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prune the backbone as a "
                        "classifier (foveal prune CLASSIFIER.keras) and train this task on it"),)
 
-_GENERATE_INSTEAD = (
-    ("benchmark", "benchmark times image inputs end to end (decode, resize, model); time a generator's export "
-                  "with `foveal export MODEL --format onnx` and its sampling with `foveal generate predict` or "
-                  "`foveal serve MODEL` (GET /generate)"),
-    ("inspect", "inspect reads classifier-shaped graphs; its generator and discriminator are listed by "
-                "`foveal generate train` when it starts, and `foveal generate evaluate MODEL --data DATA` scores it"),
-    ("prune", "magnitude pruning measures classification accuracy; train a smaller model with "
-              "`foveal generate train --width N`"),
-)
 _VIDEO_INSTEAD = tuple((mode, f"a video model is a sequence head on per-frame features or a clip model on raw frames; "
                                f"run `foveal {mode}` on the frame classifier its run took as --backbone, and "
                                f"`foveal video evaluate|predict`, `foveal export` or `foveal serve` on the clip model")
@@ -110,10 +101,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          ("train", "evaluate", "predict", "export", "benchmark", "serve"), _INSTANCE_INSTEAD),
     Task("enhance", "image enhancement (denoising, super-resolution)", "foveal.enhancement.config:EnhanceConfig",
          "foveal.enhancement.task:EnhanceTask", ("foveal.enhancement.models",),
-         ("train", "evaluate", "predict", "export", "benchmark", "serve", "inspect"), _NO_PRUNE),
+         ALL_MODES),
     Task("generate", "image generation (VAE, GAN, conditional GAN)", "foveal.generative.config:GenerateConfig",
-         "foveal.generative.task:GenerateTask", ("foveal.generative.models",),
-         ("train", "evaluate", "predict", "export", "serve"), _GENERATE_INSTEAD),
+         "foveal.generative.task:GenerateTask", ("foveal.generative.models",), ALL_MODES),
     Task("video", "video clip classification", "foveal.video.config:VideoConfig",
          "foveal.video.task:VideoTask", ("foveal.video.models", "foveal.video.endtoend"),
          ("train", "evaluate", "predict", "export", "serve"), _VIDEO_INSTEAD),

@@ -17,6 +17,6 @@ def save_enhancer(path: Path, *, scale: int = 2, channels: int = 3, tile: int = 
     model = build_enhancer("espcn", channels=channels, scale=scale, options={"width": 8})
     card = ModelCard(architecture="espcn", class_names=["image"], input_shape=(16, 16, channels), task="enhance",
                      keep_aspect=False, training={"scale": scale, "multiple": 1, "tile": tile, "fixed_size": None,
-                                                  "baseline": "bicubic", "corruption": "bicubic downscale"})
+                                                  "baseline": "bicubic", "corruption": "none"})
     save_model(model, path, card)
     return path

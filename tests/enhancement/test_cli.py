@@ -66,9 +66,10 @@ def test_evaluate_and_predict_from_the_command_line(run, photos, tmp_path, capsy
     assert (tmp_path / "pred" / "predictions.csv").read_text().count("\n") == 2
 
 
-def test_prune_is_refused_in_one_line(run, capsys):
-    assert main(["prune", str(run / "best.keras")]) == 2
-    assert "not available" in capsys.readouterr().err
+def test_prune_needs_data_to_fine_tune_on(run, capsys):
+    with pytest.raises(SystemExit) as exit_:  # argparse: a required option
+        main(["prune", str(run / "best.keras")])
+    assert exit_.value.code == 2 and "--data" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args,message", [

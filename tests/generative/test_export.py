@@ -99,7 +99,8 @@ def test_what_a_generator_export_cannot_take_is_refused_in_one_line(cgan, tmp_pa
     from foveal.errors import ConfigError
     from foveal.export import export_model
 
-    with pytest.raises(ConfigError, match="--data: a generative model's export is checked on seeded latent codes"):
+    with pytest.raises(ConfigError, match="--data: a generative model's export is scored by the Frechet distance "
+                       "with its run's judge classifier, and there is none at"):
         export_model(cgan, "onnx", output=tmp_path / "a/", data=str(tmp_path))
     with pytest.raises(ConfigError, match="coreml export takes images"):
         export_model(cgan, "coreml", output=tmp_path / "b/")

@@ -34,6 +34,9 @@ EPILOG_EVALUATE = """examples:
 EPILOG_PREDICT = """examples:
   foveal enhance predict runs/RUN/best.keras photo.jpg more_photos/ --output enhanced/
   foveal enhance predict runs/RUN/best.keras scan.png --output out/ --format json
+  # a luma model (trained with --channels 1) on colour photos: Y through the network, colour kept
+  foveal enhance predict runs/RUN-Y/best.keras photo.jpg --output out/   # RGB PNGs
+  foveal enhance predict runs/RUN-Y/best.keras photo.jpg --output out/ --luma-only   # the luma alone
 """
 
 
@@ -55,7 +58,8 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
     model, card = load_model(args.model)
     p.check_card(card)
-    rows = p.enhance_files(model, card, args.images, output=args.output, skip_invalid=args.skip_invalid)
+    rows = p.enhance_files(model, card, args.images, output=args.output, skip_invalid=args.skip_invalid,
+                           luma_only=args.luma_only)
     shown = [{k: v for k, v in r.items() if k != "image"} for r in rows]
     print(p.to_csv(shown) if args.format == "csv" else json.dumps(shown, indent=1) if args.format == "json"
           else p.format_table(shown))
@@ -93,6 +97,8 @@ def add_enhance_command(subparsers: argparse._SubParsersAction) -> None:
     p = add_mode(actions, "predict", "enhance", help="enhanced images of image files or folders",
                  epilog=EPILOG_PREDICT)
     add_predict_options(p, output_help="write enhanced/NAME.png and predictions.csv here")
+    p.add_argument("--luma-only", action="store_true", help="a 1-channel (luma) model: write colour photos as the "
+                   "enhanced luma alone (default: in colour, the chroma upscaled bicubic)")
     p.set_defaults(func=_predict)
 
 

@@ -62,6 +62,8 @@ class EnhanceConfig(RunConfig):
     steps_per_epoch: int = option(0, "batches per epoch (0: one patch per image per pass)", group="training")
     batch_size: int = option(16, "patches per step", group="training")
     learning_rate: float = option(1e-3, "peak learning rate", group="training")
+    min_learning_rate: float = option(0.0, "the learning rate the cosine schedule ends at (ESPCN's paper: 1e-3 "
+                                      "falling to 1e-4)", group="training")
     monitor: str = option("val_psnr", "metric that picks best.keras: val_psnr, val_loss, ...", group="training")
 
     name: str | None = option(None, "run folder name (default: enhance-MODEL-DATA-TIMESTAMP)", group="output")
@@ -83,6 +85,8 @@ class EnhanceConfig(RunConfig):
              "--patches-per-image must be at least 1"),
             (self.steps_per_epoch >= 0, "--steps-per-epoch must not be negative"),
             (self.tile >= 16, "--tile must be at least 16"),
+            (0.0 <= self.min_learning_rate <= self.learning_rate,
+             "--min-learning-rate must be between 0 and --learning-rate"),
             (self.report_images >= 0, "--report-images must not be negative"),
         ]
         for ok, message in checks:

@@ -4,6 +4,8 @@ The export holds the fully convolutional model with height and width left free
 (``[N, None, None, C]``; a zoo encoder's fixed size otherwise), so an export enhances images of
 any size exactly as ``foveal enhance predict`` does, tiles included. Parity: the largest
 difference of the enhanced pixels (in [0, 1]) and the share of pixels whose 8-bit values agree.
+A 1-channel (luma) model given a colour image answers in colour (Y through the network, Cb/Cr
+upscaled bicubic), through Keras and through every export's runner alike.
 Accuracy: the headline PSNR by :func:`~foveal.enhancement.score.score_enhancer`, the task's own
 evaluation, run on the export. The ``/predict`` answer (``render``) carries the enhanced image
 as a PNG (``enhanced``), which ``foveal serve``'s page shows beside the upload.
@@ -43,9 +45,18 @@ def export_card(model: Any, card: ModelCard) -> ModelCard:
     return card
 
 
+def decode_channels(card: ModelCard) -> int:
+    """Uploads are decoded in colour for a 1-channel (luma) model too, so that colour comes back in colour."""
+    return 3 if card.input_shape[-1] == 1 else card.input_shape[-1]
+
+
 def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
-    """One decoded uint8 image at its own size (the model is fully convolutional; tiling does the rest)."""
-    return np.asarray(image)
+    """One decoded uint8 image at its own size (the model is fully convolutional; tiling does the rest);
+    a gray upload to a 1-channel model as one channel, a colour one kept in colour
+    (:func:`~foveal.enhancement.predict.enhance` runs it through the luma path)."""
+    from foveal.enhancement.predict import as_model_channels
+
+    return as_model_channels(np.asarray(image), card)
 
 
 def _as_model(source: Any, card: ModelCard) -> Any:
@@ -117,5 +128,5 @@ def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], 
                       "data": base64.b64encode(out.getvalue()).decode("ascii")}}
 
 
-__all__ = ["PER_IMAGE", "accuracy", "export_card", "export_graph", "input_signature", "load_parts", "model_input",
+__all__ = ["PER_IMAGE", "accuracy", "decode_channels", "export_card", "export_graph", "input_signature", "load_parts", "model_input",
            "output_scale", "outputs", "parity", "render", "sample_images"]

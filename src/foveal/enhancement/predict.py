@@ -95,9 +95,81 @@ def enhance_array(model, image: np.ndarray, *, scale: int, multiple: int = 1, ti
     return np.clip(out[:height * s, :width * s], 0.0, 1.0)
 
 
-def enhance(model, card, image: np.ndarray, **kwargs: Any) -> np.ndarray:
-    """:func:`enhance_array` with the card's geometry."""
+#: JPEG/JFIF YCbCr (ITU-R BT.601 weights, full range): rows give Y, Cb, Cr of RGB in 0..255 (+ 0, 128, 128)
+_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
+_CHROMA_OFFSET = np.array([0.0, 0.5, 0.5])
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """Full-range BT.601 YCbCr (as JPEG and PIL's ``YCbCr`` mode) of RGB in [0, 1]; Y, Cb, Cr in [0, 1].
+
+    Full range because it is the luma foveal trains 1-channel models on (``--channels 1`` decodes
+    colour images to ``0.299 R + 0.587 G + 0.114 B``); scikit-image's ``rgb2ypbpr`` is the same
+    transform with Pb, Pr centred on 0 (tested).
+    """
+    return np.asarray(rgb, np.float64) @ _RGB_TO_YCBCR.T + _CHROMA_OFFSET
+
+
+def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`rgb_to_ycbcr` (not clipped)."""
+    return (np.asarray(ycbcr, np.float64) - _CHROMA_OFFSET) @ _YCBCR_TO_RGB.T
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """HxWx1 luma (0..255 floats, rounded) of HxWx3 raw pixels, exactly as images are decoded for a
+    1-channel model (:func:`foveal.data.decode.decode_image_bytes` with ``channels=1``)."""
+    import tensorflow as tf
+
+    return np.round(tf.image.rgb_to_grayscale(tf.constant(np.asarray(rgb, np.float32))).numpy())
+
+
+def enhance_colour(model, card, image: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """An RGB image (float32 in [0, 1], ``scale`` times larger) from a 1-channel (luma-trained) model:
+    the luma goes through the network, the chroma (Cb, Cr) is upscaled by the model's baseline
+    interpolation (bicubic), and the two are joined back into RGB (the SR literature's way of
+    applying a Y-channel network such as ESPCN to colour photos: Shi et al. 2016, Dong et al. 2014).
+
+    The result's luma is the network's output (up to clipping to [0, 1]), so its PSNR on Y equals
+    that of the luma path; its chroma is the bicubic baseline's.
+
+    Example:
+        >>> rgb = enhance_colour(espcn_y, card, photo_uint8.astype("float32"))  # doctest: +SKIP
+    """
+    from foveal.enhancement.degrade import upscale
+
+    image = np.asarray(image, np.float32)
+    g = {**geometry(card), **kwargs}
+    y = enhance_array(model, luma(image), **g)
+    chroma = rgb_to_ycbcr(image / 255.0)[..., 1:].astype(np.float32)
+    if g["scale"] > 1:
+        chroma = upscale(chroma, g["scale"], card.training.get("baseline", "bicubic")).numpy()
+    chroma = chroma[:y.shape[0], :y.shape[1]]
+    return np.clip(ycbcr_to_rgb(np.concatenate([y, chroma], axis=-1)), 0.0, 1.0).astype(np.float32)
+
+
+def enhance(model, card, image: np.ndarray, *, luma_only: bool = False, **kwargs: Any) -> np.ndarray:
+    """:func:`enhance_array` with the card's geometry.
+
+    A colour image given to a 1-channel model comes back in colour (:func:`enhance_colour`), or,
+    with ``luma_only``, as the enhanced luma alone.
+    """
+    image = np.asarray(image)
+    if card.input_shape[-1] == 1 and image.ndim == 3 and image.shape[-1] == 3:
+        if not luma_only:
+            return enhance_colour(model, card, image, **kwargs)
+        image = luma(image)
     return enhance_array(model, image, **{**geometry(card), **kwargs})
+
+
+def as_model_channels(image: np.ndarray, card) -> np.ndarray:
+    """A decoded HxWx3 image for ``card``'s model: a gray picture (R = G = B) as one channel for a
+    1-channel model, a colour one kept in colour (:func:`enhance` takes it through the luma path)."""
+    image = np.asarray(image)
+    if card.input_shape[-1] == 1 and image.shape[-1] == 3 and np.array_equal(image[..., 0], image[..., 1]) \
+            and np.array_equal(image[..., 0], image[..., 2]):
+        return image[..., :1]
+    return image
 
 
 def enhance_batch(model, card, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -141,7 +213,7 @@ def _unique_name(source: Path, used: set[str]) -> str:
 
 
 def enhance_files(model, card, images: Iterable[str | Path], *, output: str | Path | None = None,
-                  skip_invalid: bool = False) -> list[dict[str, Any]]:
+                  skip_invalid: bool = False, luma_only: bool = False) -> list[dict[str, Any]]:
     """Enhance every image file (folders searched recursively) and optionally write them.
 
     Args:
@@ -149,6 +221,8 @@ def enhance_files(model, card, images: Iterable[str | Path], *, output: str | Pa
         images: files and/or folders.
         output: folder for ``enhanced/NAME.png`` and ``predictions.csv``; None writes nothing.
         skip_invalid: report unreadable files as rows with ``error`` instead of raising.
+        luma_only: a 1-channel (luma) model writes colour photos as enhanced luma (gray); by
+            default they come back in colour (:func:`enhance_colour`).
 
     Returns:
         One dict per image: ``file``, ``input_size`` and ``output_size`` (``[width, height]``),
@@ -159,7 +233,7 @@ def enhance_files(model, card, images: Iterable[str | Path], *, output: str | Pa
     from foveal.segmentation.predict import decode_file
 
     check_card(card)
-    channels = card.input_shape[-1]
+    channels = 3 if card.input_shape[-1] == 1 else card.input_shape[-1]  # colour photos keep their colour
     out_dir = Path(output) if output is not None else None
     used: set[str] = set()
     rows: list[dict[str, Any]] = []
@@ -171,7 +245,7 @@ def enhance_files(model, card, images: Iterable[str | Path], *, output: str | Pa
                 raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
             rows.append({"file": printable_path(path), "error": exc.message})
             continue
-        result = to_uint8(enhance(model, card, image))
+        result = to_uint8(enhance(model, card, as_model_channels(image, card), luma_only=luma_only))
         row: dict[str, Any] = {"file": printable_path(path), "input_size": [image.shape[1], image.shape[0]],
                                "output_size": [result.shape[1], result.shape[0]]}
         if out_dir is not None:
@@ -206,5 +280,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                       width=50)
 
 
-__all__ = ["DEFAULT_TILE", "check_card", "enhance", "enhance_array", "enhance_batch", "enhance_files",
-           "format_table", "geometry", "to_csv", "to_uint8", "write_png"]
+__all__ = ["DEFAULT_TILE", "as_model_channels", "check_card", "enhance", "enhance_array", "enhance_batch",
+           "enhance_colour", "enhance_files", "format_table", "geometry", "luma", "rgb_to_ycbcr", "to_csv", "to_uint8",
+           "write_png", "ycbcr_to_rgb"]

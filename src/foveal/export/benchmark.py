@@ -17,7 +17,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def _end_to_end(runner: Runner, encoded: bytes, top_k: int) -> Callable[[], dict
     from foveal.export import tasks
 
     card = runner.card
-    c = card.input_shape[-1]
+    c = tasks.decode_channels(card)
 
     def run() -> dict[str, Any]:
         decoded = decode_image_bytes(tf.constant(encoded), c)
@@ -75,19 +75,50 @@ def _end_to_end(runner: Runner, encoded: bytes, top_k: int) -> Callable[[], dict
     return run
 
 
-def benchmark_runner(runner: Runner, *, warmup: int, runs: int, batch_size: int, top_k: int = 5) -> dict[str, Any]:
-    """Latency at batch 1 (model alone and end to end) and throughput at ``batch_size``."""
+def _sample_end_to_end(runner: Runner) -> Callable[[], bytes]:
+    """A generator's answer to ``GET /generate?count=1``: seeded codes -> image -> 8-bit PNG bytes."""
+    from foveal.generative.export_check import sample
+    from foveal.generative.sampling import png_bytes, to_uint8
+
+    def run() -> bytes:
+        images, _ = sample(runner, runner.card, 1, None, seed=0)
+        pixels = to_uint8(images[0])
+        return png_bytes(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+
+    return run
+
+
+def _inputs(card: Any, count: int) -> np.ndarray:
+    """``count`` inputs of the model: seeded pixels 0..255, or a generator's seeded latent codes."""
+    from foveal.export import tasks
+
+    if not tasks.takes_images(card):
+        return tasks.random_inputs(card, count, seed=0)
+    return np.random.default_rng(0).uniform(0, 255, (count, *card.input_shape)).astype(np.float32)
+
+
+def benchmark_runner(runner: Runner, *, warmup: int, runs: int, batch_size: int | Sequence[int],
+                     top_k: int = 5) -> dict[str, Any]:
+    """Latency at batch 1 (model alone and end to end) and throughput at each of ``batch_size``.
+
+    A generator takes latent codes (its images per second are samples drawn); its end to end is
+    one sample drawn from a seed and encoded as a PNG, as ``GET /generate`` answers.
+    """
     from foveal.export import tasks
 
     card = runner.card
-    shape = card.input_shape
-    rng = np.random.default_rng(0)
-    one = rng.uniform(0, 255, (1, *shape)).astype(np.float32)
-    many = rng.uniform(0, 255, (batch_size, *shape)).astype(np.float32)
+    sizes = [batch_size] if isinstance(batch_size, int) else [int(b) for b in batch_size]
+    one = _inputs(card, 1)
     latency = _percentiles(time_calls(lambda: tasks.outputs(runner, card, one), warmup, runs))
-    e2e = _percentiles(time_calls(_end_to_end(runner, _sample_jpeg(shape), top_k), warmup, runs))
+    e2e_call = (_end_to_end(runner, _sample_jpeg(card.input_shape), top_k) if tasks.takes_images(card)
+                else _sample_end_to_end(runner))
+    e2e = _percentiles(time_calls(e2e_call, warmup, runs))
     batch_runs = max(3, runs // 10)
-    batch_ms = time_calls(lambda: tasks.outputs(runner, card, many), max(1, warmup // 5), batch_runs)
+    throughput: dict[str, float] = {}
+    for size in sizes:
+        many = _inputs(card, size)
+        batch_ms = time_calls(lambda: tasks.outputs(runner, card, many), max(1, warmup // 5), batch_runs)
+        throughput[str(size)] = size / (float(np.median(batch_ms)) / 1e3)
     return {
         "runtime": runner.kind,
         "task": card.task,
@@ -95,8 +126,9 @@ def benchmark_runner(runner: Runner, *, warmup: int, runs: int, batch_size: int,
         "size_bytes": artifact_size(runner.path),
         "batch1": latency,
         "batch1_end_to_end": e2e,
-        "throughput_images_per_s": batch_size / (float(np.median(batch_ms)) / 1e3),
-        "throughput_batch_size": batch_size,
+        "throughput_images_per_s": throughput[str(sizes[0])],
+        "throughput_batch_size": sizes[0],
+        "throughput_by_batch_size": throughput,
     }
 
 
@@ -125,12 +157,14 @@ def benchmark(
     threads: int | None = 2,
     warmup: int = 10,
     runs: int = 100,
-    batch_size: int = 32,
+    batch_size: int | Sequence[int] = 32,
     workdir: str | Path | None = None,
     trust_model: bool = False,
 ) -> dict[str, Any]:
     """Benchmark a ``.keras`` model in every runtime (exporting it to a temporary folder), or
     one existing export (checked against the allow-list of inference ops unless ``trust_model``).
+    ``batch_size``: one size or several (images per second at each). Any task: a generator is timed
+    on latent codes (samples per second), an enhancer on images at its card's size.
 
     Returns:
         ``{"machine": ..., "model": ..., "parameters": ..., "results": [one dict per runtime]}``.
@@ -172,15 +206,21 @@ def benchmark(
 
 
 def format_benchmark(table: dict[str, Any]) -> str:
-    """The side-by-side table printed by ``foveal benchmark``."""
+    """The side-by-side table printed by ``foveal benchmark`` (one img/s column per batch size)."""
+    first = table["results"][0]
+    sizes = list(first.get("throughput_by_batch_size") or {str(first["throughput_batch_size"]): 0})
     head = (f"{'runtime':<14}{'size MB':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
-            f"{'e2e p50':>9}{'img/s @' + str(table['results'][0]['throughput_batch_size']):>12}")
-    task = table["results"][0].get("task", "classify")
+            f"{'e2e p50':>9}" + "".join(f"{'img/s @' + size:>12}" for size in sizes))
+    task = first.get("task", "classify")
     lines = [f"{table['model']}  ({task}; {table['parameters'] or '?'} parameters; "
              f"{table['machine']['cpu']}, {table['machine']['threads']} threads)", head, "-" * len(head)]
     for r in table["results"]:
         b = r["batch1"]
+        rates = r.get("throughput_by_batch_size") or {str(r["throughput_batch_size"]): r["throughput_images_per_s"]}
         lines.append(f"{r['runtime']:<14}{r['size_bytes'] / 1e6:>9.2f}{b['p50_ms']:>9.2f}{b['p90_ms']:>9.2f}"
                      f"{b['p99_ms']:>9.2f}{r['batch1_end_to_end']['p50_ms']:>9.2f}"
-                     f"{r['throughput_images_per_s']:>12.1f}")
+                     + "".join(f"{rates[size]:>12.1f}" for size in sizes))
+    if task == "generate":
+        lines.append("(a generator: img/s = samples drawn from latent codes; e2e = one seeded sample encoded as "
+                     "a PNG, as GET /generate)")
     return "\n".join(lines)

@@ -81,7 +81,13 @@ def add_export_commands(sub: Any) -> None:
 
     b = sub.add_parser("benchmark", help="latency and throughput in every runtime, side by side",
                        description="Warm up, then time many runs: p50/p90/p99 latency at batch 1 (model alone "
-                       "and end to end from JPEG bytes to top-k labels) and throughput at --batch-size.")
+                       "and end to end from JPEG bytes to the task's answer; a generator: from a seed to a PNG "
+                       "sample) and throughput at each --batch-size. Every task: classifiers, detectors, "
+                       "segmenters, enhancers and generators (VAE decoder, GAN generator; on latent codes).",
+                       epilog="examples:\n  foveal benchmark runs/RUN/best.keras --runtimes keras-predict onnx\n"
+                       "  foveal benchmark runs/GAN/best.keras --batch-size 1 16 64   # samples per second\n"
+                       "  foveal benchmark runs/RUN/best.onnx --runs 200",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("model", help="a .keras file (benchmarked in every runtime) or one export "
                    "(.tflite, .onnx, SavedModel folder)")
     b.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES, metavar="RUNTIME",
@@ -89,7 +95,9 @@ def add_export_commands(sub: Any) -> None:
     b.add_argument("--threads", type=int, default=2, help="intra-op threads (default: 2)")
     b.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
     b.add_argument("--runs", type=int, default=100, help="timed runs at batch 1 (default: 100)")
-    b.add_argument("--batch-size", type=int, default=32, help="batch for the throughput figure (default: 32)")
+    b.add_argument("--batch-size", type=int, nargs="+", default=[32], metavar="N",
+                   help="batch size(s) of the throughput figures: images (a generator: samples) per second at "
+                   "each (default: 32)")
     b.add_argument("--output", metavar="FILE.json", help="also write the results as JSON")
     b.add_argument("--json", action="store_true", help="print JSON instead of the table")
     b.add_argument("--trust-model", action="store_true",

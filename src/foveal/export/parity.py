@@ -218,7 +218,7 @@ def export_model(
     tasks.hooks(card.task)  # refuse an unknown task before writing anything
     tasks.check_export(card, fmt, quantize)
     target = resolve_target(model_path, fmt, quantize, output)
-    parts = tasks.load_parts(data, card) if data else None
+    parts = tasks.load_parts(data, card, model_path=model_path) if data else None
     written_card = tasks.export_card(model, card)
     made = _first_missing(target.parent)
     ensure_output_dir(target.parent, "--output")  # a file in the way: one line, not a traceback

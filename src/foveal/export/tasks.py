@@ -34,7 +34,10 @@ maps the card's ``task`` to that module and forwards. The hooks:
   sequence head with the frame backbone saved beside it); default :func:`foveal.models.io.load_model`.
 * ``write_export(graph, card, fmt, path, quantize)`` (optional): the task writes the formats
   itself (a video graph takes two inputs, ``frames`` and ``lengths``).
-* ``load_parts(spec, card)``, ``sample_images(parts, card, split, count)``: the task's data.
+* ``decode_channels(card)`` (optional, default: the card's channels): the channels an upload
+  is decoded with before ``model_input`` (a luma enhancer takes colour, to answer in colour).
+* ``load_parts(spec, card[, model_path])``, ``sample_images(parts, card, split, count)``: the task's
+  data (a generator's: real images and the judge classifier that scores samples).
 * ``accuracy(source, card, part, limit) -> {"metric", "value"}``: the task's own score
   (top-1 accuracy, mean IoU, mAP@0.5, mean IoU of masks) through the task's scoring code.
 * ``render(row, card, image, top_k) -> dict``: the ``/predict`` JSON of one image's outputs
@@ -121,6 +124,12 @@ def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
     return hooks(card.task).model_input(image, card)
 
 
+def decode_channels(card: ModelCard) -> int:
+    """The channels an upload is decoded with (the task's ``decode_channels``, else the card's)."""
+    own = getattr(hooks(card.task), "decode_channels", None)
+    return int(own(card)) if own is not None else int(card.input_shape[-1])
+
+
 def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.ndarray]:
     return hooks(card.task).outputs(source, card, np.asarray(images, np.float32))
 
@@ -150,11 +159,22 @@ def random_inputs(card: ModelCard, count: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (count, *card.input_shape)).astype(np.float32)
 
 
-def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
-    return hooks(card.task).load_parts(spec, card)
+def load_parts(spec: str, card: ModelCard, model_path: Any = None) -> dict[str, Any]:
+    """The task's data for ``spec``; ``model_path`` reaches a hook that takes it (a generator's judge
+    classifier is found beside its model file)."""
+    import inspect
+
+    load = hooks(card.task).load_parts
+    if model_path is not None and "model_path" in inspect.signature(load).parameters:
+        return load(spec, card, model_path=model_path)
+    return load(spec, card)
 
 
 def sample_images(parts: dict[str, Any], card: ModelCard, split: str, count: int) -> np.ndarray:
+    """Parity inputs from the data: images of the split, or (a task whose exports take no images) the
+    task's own seeded inputs."""
+    if not takes_images(card):
+        return random_inputs(card, count)
     return hooks(card.task).sample_images(pick_part(parts, split), card, count)
 
 
@@ -214,5 +234,6 @@ class OutputsModel:
         return np.concatenate(results)
 
 
-__all__ = ["OutputsModel", "TASK_MODULES", "accuracy", "export_card", "export_graph", "hooks", "input_signature",
-           "is_runner", "load", "load_parts", "output_scale", "random_inputs", "takes_images", "model_input", "outputs", "parity", "pick_part", "render", "sample_images"]
+__all__ = ["OutputsModel", "TASK_MODULES", "accuracy", "decode_channels", "export_card", "export_graph", "hooks",
+           "input_signature", "is_runner", "load", "load_parts", "output_scale", "random_inputs", "takes_images",
+           "model_input", "outputs", "parity", "pick_part", "render", "sample_images"]

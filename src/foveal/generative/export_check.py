@@ -132,8 +132,8 @@ def outputs(source: Any, card: ModelCard, inputs: np.ndarray) -> dict[str, np.nd
     from foveal.generative.sampling import sample
 
     inputs = np.asarray(inputs, np.float32)
-    if is_runner(source):
-        out = source(inputs)
+    if is_runner(source):  # raw: the sampler graph's output (a Keras runner's own call would run the whole model)
+        out = source.raw(inputs)
         out = next(iter(out.values())) if isinstance(out, dict) else out
         return {"images": np.clip(np.asarray(out, np.float32), 0.0, 1.0)}
     latent, classes = code_layout(card)
@@ -151,9 +151,58 @@ def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], ca
             "agreement_name": "8-bit pixel agreement"}
 
 
-def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
-    raise ConfigError("--data: a generative model's export is checked on seeded latent codes, not on a dataset",
-                      hint="leave out --data; score samples with `foveal generate evaluate MODEL --data DATA`")
+@dataclasses.dataclass
+class JudgedImages:
+    """The real side of an export's quality check: held-out images' judge features, and the judge."""
+
+    real: Any  # foveal.generative.quality.RealStats
+    judge: Any  # foveal.generative.quality.Judge
+    count: int
+
+
+def load_parts(spec: str, card: ModelCard, model_path: Any = None, count: int = 500) -> dict[str, Any]:
+    """With ``--data``, a generator's export (a quantized one above all) is scored next to the Keras model by
+    the classifier-space Frechet distance of ``count`` samples to ``count`` test images of ``spec``, in the
+    feature space of the run's judge (``classifier.keras`` beside the model)."""
+    from pathlib import Path
+
+    from foveal.data.readers import load_dataset
+    from foveal.generative.data import images01
+    from foveal.generative.quality import RealStats
+    from foveal.generative.shrink import find_judge
+
+    judge = find_judge(model_path, None) if model_path is not None else None
+    if judge is None:
+        where = Path(model_path).parent / "classifier.keras" if model_path is not None else "classifier.keras"
+        raise ConfigError(f"--data: a generative model's export is scored by the Frechet distance with its run's "
+                          f"judge classifier, and there is none at {where}",
+                          hint="leave out --data (parity on seeded latent codes still runs), or put the run's "
+                               "classifier.keras beside the model")
+    parts = load_dataset(spec)
+    part = parts.get("test") or parts.get("val") or parts["train"]
+    real, _ = images01(part, tuple(card.input_shape), count)
+    return {"test": JudgedImages(RealStats.of(judge, real), judge, len(real))}
+
+
+def sample_images(part: Any, card: ModelCard, count: int) -> np.ndarray:
+    """Parity inputs: seeded latent codes (the data scores the samples, it is not the input)."""
+    return random_inputs(card, count)
+
+
+def accuracy(source: Any, card: ModelCard, part: JudgedImages, limit: int | None) -> dict[str, Any]:
+    """The classifier-space Frechet distance (lower is better) of samples drawn by ``source`` (the Keras
+    model or an export's runner, from the same seeded codes) to the held-out images of ``part``."""
+    from foveal.generative.quality import compare
+
+    count = min(limit or part.count, part.count)
+    images, labels = sample(source, card, count, None, seed=1)
+    requested = None
+    if labels is not None:
+        from foveal.generative.task import judge_class_ids
+
+        requested = judge_class_ids(card.class_names, part.judge)[labels]
+    scores = compare(part.judge, part.real, images, requested)
+    return {"metric": "classifier-space Frechet distance (lower is better)", "value": float(scores["frechet"])}
 
 
 def sample(source: Any, card: ModelCard, count: int, requested: str | int | None = None,
@@ -183,5 +232,5 @@ def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], 
     raise ModelError("a generative model answers GET /generate, not image uploads")
 
 
-__all__ = ["TAKES_IMAGES", "calibration_inputs", "code_layout", "codes", "export_card", "export_graph",
-           "input_signature", "load_parts", "model_input", "outputs", "parity", "random_inputs", "render", "sample"]
+__all__ = ["TAKES_IMAGES", "JudgedImages", "accuracy", "calibration_inputs", "code_layout", "codes", "export_card", "export_graph",
+           "input_signature", "load_parts", "model_input", "sample_images", "outputs", "parity", "random_inputs", "render", "sample"]

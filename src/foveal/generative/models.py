@@ -194,6 +194,10 @@ class _Generative(keras.Model):
         """Images in [0, 1] from latent codes ``z`` (and class ids for a conditional model)."""
         raise NotImplementedError
 
+    def inspection_parts(self) -> dict[str, keras.Model]:
+        """The networks ``foveal inspect`` lists one by one (each is one graph; the model is not)."""
+        raise NotImplementedError
+
 
 def _sub(config: dict[str, Any], key: str) -> keras.Model:
     return keras.saving.deserialize_keras_object(config.pop(key))
@@ -287,6 +291,9 @@ class VAE(_Generative):
     def generate(self, z: Any, labels: Any = None, training: bool = False) -> Any:
         return self.decode(z)
 
+    def inspection_parts(self) -> dict[str, keras.Model]:
+        return {"encoder": self.encoder, "decoder": self.decoder}
+
     def call(self, x: Any, training: bool = False) -> Any:
         """The reconstruction (decoded posterior mean) in [0, 1] of raw images ``x``."""
         mean, _ = self.encode(ops.cast(x, "float32") / 255.0, training=training)
@@ -379,6 +386,9 @@ class GAN(_Generative):
 
     def generate(self, z: Any, labels: Any = None, training: bool = False) -> Any:
         return (self._g(z, labels, training) + 1.0) / 2.0
+
+    def inspection_parts(self) -> dict[str, keras.Model]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
 
     def call(self, z: Any, training: bool = False) -> Any:
         """Images in [0, 1] from noise ``z``."""

@@ -22,6 +22,8 @@ EPILOG = """examples:
   foveal inspect resnet18 --input-shape 64 64 3 --num-classes 10 --batch-size 128
   foveal inspect runs/NAME/best.keras --image cat.png --output inspect/   # + Grad-CAM, report
   foveal inspect runs/NAME/best.keras --image cat.png --class cat --layer stage4_unit2_out --output out/
+  foveal inspect runs/GAN/best.keras        # a VAE, GAN or cGAN: each network (generator, discriminator)
+  foveal enhance inspect runs/SR/best.keras --input-shape 64 64 3   # an enhancer at a 64x64 input
 """
 
 
@@ -125,11 +127,11 @@ def _inspect(model, name, source, input_shape, batch_size) -> tuple[dict[str, An
         entry = row.to_dict()
         entry.update({k: v for k, v in rf.to_dict().items() if k != "layer"})
         layers.append(entry)
-    counted_shape = input_shape or tuple(int(d) for d in model.input_shape[1:])
+    shapes = [tuple(int(d) for d in t.shape[1:]) for t in model.inputs] if input_shape is None else [input_shape]
     report = {
         "model": name,
         "source": source,
-        "input_shape": list(counted_shape),
+        "input_shape": list(shapes[0]),
         "flops_convention": FLOPS_CONVENTION,
         "totals": totals(rows),
         "memory": {
@@ -138,7 +140,39 @@ def _inspect(model, name, source, input_shape, batch_size) -> tuple[dict[str, An
         },
         "layers": layers,
     }
+    if len(shapes) > 1:  # e.g. a conditional generator: noise and a class id
+        report["inputs"] = {t.name: list(shape) for t, shape in zip(model.inputs, shapes)}
     return report, rows, fields
+
+
+def model_parts(model: Any) -> dict[str, Any]:
+    """The networks a model is made of, each one graph (a VAE's encoder and decoder, a GAN's generator and
+    discriminator: ``model.inspection_parts()``), or ``{}`` for a model that is one graph itself."""
+    parts = getattr(model, "inspection_parts", None)
+    return dict(parts()) if callable(parts) else {}
+
+
+def inspect_parts(model: Any, parts: dict[str, Any], *, name: str, source: str = "model",
+                  batch_size: int = 32) -> tuple[dict[str, Any], dict[str, tuple[list, list]]]:
+    """The report of a model of several networks (:func:`model_parts`): one :func:`inspect_model` report
+    per part under ``parts``, the whole model's parameters, and the summed FLOPs of one forward pass of
+    each part; plus each part's summary and receptive-field rows.
+
+    Example:
+        >>> from foveal.generative.models import build_generative
+        >>> gan = build_generative("dcgan", image_shape=(28, 28, 1), latent_dim=8, width=8)
+        >>> report, _ = inspect_parts(gan, model_parts(gan), name="dcgan")
+        >>> sorted(report["parts"]), report["parameters"] == gan.count_params()
+        (['discriminator', 'generator'], True)
+    """
+    reports, rows = {}, {}
+    for part_name, part in parts.items():
+        report, part_rows, fields = _inspect(part, f"{name}:{part_name}", source, None, batch_size)
+        reports[part_name] = report
+        rows[part_name] = (part_rows, fields)
+    whole = {"model": name, "source": source, "parameters": int(model.count_params()),
+             "flops_per_image_by_part": {k: r["totals"]["flops"] for k, r in reports.items()}, "parts": reports}
+    return whole, rows
 
 
 def inspect_command(args: argparse.Namespace, _overrides: dict[str, Any] | None = None) -> int:
@@ -152,6 +186,9 @@ def inspect_command(args: argparse.Namespace, _overrides: dict[str, Any] | None 
         raise FovealError(f"--num-classes must be at least 2, got {args.num_classes}")
     shape = tuple(args.input_shape) if args.input_shape else None
     model, card, source = _resolve_model(args.model, args.num_classes, shape)
+    parts = model_parts(model)
+    if parts:
+        return _inspect_parts_command(args, model, card, parts)
     count_shape = shape if source == "file" else None  # a built architecture already has it
     if count_shape is None and source == "file" and None in model.input_shape[1:]:
         count_shape = tuple(card.input_shape)  # fully convolutional task models: count at the trained size
@@ -196,6 +233,97 @@ def inspect_command(args: argparse.Namespace, _overrides: dict[str, Any] | None 
     return 0
 
 
+def _inspect_parts_command(args: argparse.Namespace, model: Any, card: Any, parts: dict[str, Any]) -> int:
+    """``foveal inspect`` of a model of several networks: each one's table, totals and memory."""
+    from foveal.inspection import format_memory, format_summary
+
+    if args.image:
+        raise FovealError(f"{args.model} is a {card.task} model: Grad-CAM (--image) explains a classifier's "
+                          "class score", hint="leave out --image for its layers, FLOPs, receptive fields and memory")
+    if args.input_shape or args.layer:
+        raise FovealError(f"{args.model}: --input-shape and --layer do not apply to a model of several networks "
+                          f"({', '.join(parts)})", hint="leave them out: each network is counted at its own input")
+    report, rows = inspect_parts(model, parts, name=args.model, source="file", batch_size=args.batch_size)
+    report["architecture"], report["task"] = card.architecture, card.task
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print(f"{args.model}: {card.architecture} ({card.task}), {report['parameters']:,} parameters in "
+              f"{len(parts)} networks: {', '.join(parts)}")
+        for name, part in report["parts"].items():
+            inputs = part.get("inputs") or {"input": part["input_shape"]}
+            print(f"\n== {name}: input {', '.join(f'{k} {tuple(v)}' for k, v in inputs.items())}")
+            print(format_summary(*rows[name]))
+            print(format_memory(part["memory"]["inference"], part["memory"]["training"]))
+        if any(k in parts for k in ("generator", "decoder")):
+            print("\n(receptive field 'whole' in a generator or decoder: every output pixel depends on the whole "
+                  "latent code)")
+    if args.output:
+        for path in _write_parts_outputs(Path(args.output), model, report, rows):
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _write_parts_outputs(out: Path, model, report, rows) -> list[Path]:
+    from foveal.inspection.summary import human
+    from foveal.utils_io import atomic_path, atomic_write_text
+    from foveal.visualize.filters import plot_first_layer_filters
+    from foveal.visualize.report import png_data_uri, write_classification_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [atomic_write_text(out / "summary.json", json.dumps(report, indent=1) + "\n")]
+    summary: dict[str, Any] = {"model": report["model"], "architecture": report.get("architecture", ""),
+                               "parameters": f"{report['parameters']:,}"}
+    sections: list[tuple[str, Any]] = []
+    for name, part in report["parts"].items():
+        t, inf, tr = part["totals"], part["memory"]["inference"], part["memory"]["training"]
+        summary[f"{name}: parameters, FLOPs per image"] = f"{t['parameters']:,}, {human(t['flops'])}"
+        summary[f"{name}: memory (inference batch 1 / training batch {tr['batch_size']})"] = (
+            f"{inf['inference_mb']:,.2f} MB / {tr['training_mb']:,.2f} MB")
+        sections.append((f"Layers of the {name}", _layer_table(*rows[name], part["flops_convention"])))
+        if name in ("encoder", "discriminator"):  # the network that looks at images has image filters
+            try:
+                png = plot_first_layer_filters(model_parts(model)[name])
+            except FovealError:
+                continue
+            with atomic_path(out / f"filters_{name}.png") as tmp:
+                tmp.write_bytes(png)
+            written.append(out / f"filters_{name}.png")
+            sections.append((f"First-layer filters of the {name}",
+                             _markup(f'<figure><img src="{png_data_uri(png)}" alt="filters"></figure>')))
+    written.append(write_classification_report(out / "inspect.html", title=f"Inspection of {report['model']}",
+                                               summary=summary, config={}, history=None, metrics=None,
+                                               extra_sections=sections))
+    return written
+
+
+def _markup(html: str) -> Any:
+    from markupsafe import Markup
+
+    return Markup(html)
+
+
+def _layer_table(rows, fields, convention: str) -> Any:
+    """The HTML layer table (layer, class, output shape, parameters, FLOPs, receptive field, jump)."""
+    from markupsafe import Markup, escape
+
+    from foveal.inspection.summary import human
+
+    head = "".join(f"<th>{h}</th>" for h in ("layer", "class", "output shape", "params", "FLOPs", "RF", "jump"))
+    body = []
+    for row, rf in zip(rows, fields):
+        shape = row.output_shape
+        rf_text = "whole input" if rf.receptive_field is None else "x".join(map(str, rf.receptive_field))
+        jump = "" if rf.jump is None else "x".join(f"{j:g}" for j in rf.jump)
+        cells = [Markup("&nbsp;" * 3 * row.depth) + escape(row.name), escape(row.class_name),
+                 escape(str(shape)), f"{row.params:,}", human(row.flops) + ("" if row.flops_counted else "?"),
+                 escape(rf_text), escape(jump)]
+        body.append("<tr>" + "".join(
+            f'<td class="num">{c}</td>' if i >= 3 else f"<td>{c}</td>" for i, c in enumerate(cells)) + "</tr>")
+    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+                  f"<p>{escape(convention)}</p>")
+
+
 def _write_outputs(out: Path, model, card, report, rows, fields, image, cam, layer) -> list[Path]:
     from foveal.utils_io import atomic_path, atomic_write_text
     from foveal.visualize.filters import plot_feature_maps, plot_first_layer_filters
@@ -220,7 +348,7 @@ def _write_outputs(out: Path, model, card, report, rows, fields, image, cam, lay
 
 
 def _write_html(path: Path, report, rows, fields, pngs) -> Path:
-    from markupsafe import Markup, escape
+    from markupsafe import Markup
 
     from foveal.inspection.summary import human
     from foveal.visualize.report import png_data_uri, write_classification_report
@@ -239,19 +367,7 @@ def _write_html(path: Path, report, rows, fields, pngs) -> Path:
     if "gradcam" in report:
         g = report["gradcam"]
         summary["Grad-CAM class"] = f"{g['class_name']} (p={g['probability']:.3f}) at {g['layer']}"
-    head = "".join(f"<th>{h}</th>" for h in ("layer", "class", "output shape", "params", "FLOPs", "RF", "jump"))
-    body = []
-    for row, rf in zip(rows, fields):
-        shape = row.output_shape
-        rf_text = "whole input" if rf.receptive_field is None else "x".join(map(str, rf.receptive_field))
-        jump = "" if rf.jump is None else "x".join(f"{j:g}" for j in rf.jump)
-        cells = [Markup("&nbsp;" * 3 * row.depth) + escape(row.name), escape(row.class_name),
-                 escape(str(shape)), f"{row.params:,}", human(row.flops) + ("" if row.flops_counted else "?"),
-                 escape(rf_text), escape(jump)]
-        body.append("<tr>" + "".join(
-            f'<td class="num">{c}</td>' if i >= 3 else f"<td>{c}</td>" for i, c in enumerate(cells)) + "</tr>")
-    table = Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-                   f"<p>{escape(report['flops_convention'])}</p>")
+    table = _layer_table(rows, fields, report["flops_convention"])
     sections: list[tuple[str, Any]] = [("Layers", table)]
     captions = {"filters.png": "First-layer filters", "feature_maps.png": "Feature maps", "gradcam.png": "Grad-CAM"}
     for name, png in pngs.items():
@@ -261,4 +377,4 @@ def _write_html(path: Path, report, rows, fields, pngs) -> Path:
                                        config={}, history=None, metrics=None, extra_sections=sections)
 
 
-__all__ = ["add_inspect_command", "inspect_command", "inspect_model"]
+__all__ = ["add_inspect_command", "inspect_command", "inspect_model", "inspect_parts", "model_parts"]

@@ -21,6 +21,7 @@ Counting conventions (all numbers are per image, i.e. for batch size 1):
   count ReLU either. Reshaping, padding, dropout and (inactive) augmentation layers count 0.
 * Preprocessing layers (``Rescaling``, ``Normalization``, foveal's ``Preprocess``): their
   per-element arithmetic (1 or 2 per element).
+* Embedding: 0 (a table lookup). Dot: one multiply-add per output element and reduced position.
 * foveal's layers: ``SqueezeExcite`` (mean, two dense layers, rescale), ``DepthwiseMaxPool``
   (1 per input element), ``LocalResponseNormalization`` (``2 * depth_radius + 5`` per element).
 
@@ -312,6 +313,14 @@ def _channel_pool(layer, ins, outs):
     return _elements(ins[0]), 0
 
 
+def _dot(layer, ins, outs):
+    """``Dot``: one multiply-add per output element and reduced position (``axes`` of the first input)."""
+    axes = layer.axes if isinstance(layer.axes, int) else layer.axes[0]
+    axis = axes - 1 if axes > 0 else axes  # shapes here have no batch axis
+    macs = _elements(outs[0]) * int(ins[0][axis])
+    return 2 * macs, macs
+
+
 def _lrn(layer, ins, outs):
     """Local response normalisation: square, window sum, scale, shift, power, divide."""
     n = _elements(outs[0])
@@ -348,6 +357,8 @@ FLOP_RULES: dict[str, Callable] = {
     "SqueezeExcite": _squeeze_excite,
     "DepthwiseMaxPool": _channel_pool,
     "LocalResponseNormalization": _lrn,
+    "Embedding": lambda layer, ins, outs: (0, 0),  # a table lookup (a gather), no arithmetic
+    "Dot": _dot,
 }
 """Layer class name -> ``rule(layer, input_shapes, output_shapes) -> (flops, multiplications)``.
 

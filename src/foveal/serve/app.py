@@ -174,7 +174,7 @@ def load_image_bytes(
     if scale > 1 and width * height * scale * scale > max_pixels:
         raise RejectedImage(f"{name}: enhanced x{scale} it would have {width * scale}x{height * scale} = "
                             f"{width * height * scale * scale} pixels, over the limit of {max_pixels}", 413)
-    c = card.input_shape[-1]
+    c = tasks.decode_channels(card)
     try:
         image = decode_image_bytes(tf.constant(data), c)  # turned upright by its EXIF orientation
         return tasks.model_input(image, card), probe

@@ -7,7 +7,8 @@ _LAZY = {
     "HardLabelAccuracy": "foveal.shrink.distill", "logits_model": "foveal.shrink.distill",
     "with_teacher_targets": "foveal.shrink.distill",
     "MagnitudePruning": "foveal.shrink.prune", "PolynomialSparsity": "foveal.shrink.prune",
-    "prune_model": "foveal.shrink.prune", "sparsity_report": "foveal.shrink.prune",
+    "prune_model": "foveal.shrink.prune", "prune_during_fit": "foveal.shrink.prune",
+    "sparsity_report": "foveal.shrink.prune",
 }
 
 

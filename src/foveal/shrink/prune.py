@@ -48,7 +48,8 @@ def prunable_variables(model: keras.Model, min_size: int = 256) -> list[tuple[st
     """(name, variable) of every conv/dense kernel with at least ``min_size`` weights.
 
     Small kernels (e.g. a first conv on a gray image) are left dense: pruning them saves
-    little and costs accuracy.
+    little and costs accuracy. (A generative model's networks are nested models: prune the one
+    that is deployed, its ``generator`` or ``decoder``, by passing it as ``model``.)
     """
     found = []
     for layer in model.layers:
@@ -63,15 +64,17 @@ class MagnitudePruning(keras.callbacks.Callback):
     """Apply the schedule during ``fit``: recompute masks every ``frequency`` steps, re-apply
     them after every step so the optimizer cannot revive pruned weights."""
 
-    def __init__(self, schedule: PolynomialSparsity, frequency: int = 100, min_size: int = 256) -> None:
+    def __init__(self, schedule: PolynomialSparsity, frequency: int = 100, min_size: int = 256,
+                 target: keras.Model | None = None) -> None:
         super().__init__()
         self.schedule, self.frequency, self.min_size = schedule, frequency, min_size
+        self.target = target  # the network whose kernels are pruned (default: the model being fit)
         self.step = 0
         self.masks: dict[str, np.ndarray] = {}
         self._variables: list[tuple[str, Any]] = []
 
     def on_train_begin(self, logs=None):
-        self._variables = prunable_variables(self.model, self.min_size)
+        self._variables = prunable_variables(self.target or self.model, self.min_size)
         self._update_masks()
 
     def _update_masks(self) -> None:
@@ -134,6 +137,35 @@ def prune_model(
     (one-hot labels, as foveal pipelines give). Sparsity reaches its final value at 75% of
     the fine-tuning steps, leaving the rest to recover accuracy with the mask fixed.
     """
+    model.compile(keras.optimizers.Adam(learning_rate), keras.losses.CategoricalCrossentropy(),
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    return prune_during_fit(model, train_data, final_sparsity=final_sparsity, initial_sparsity=initial_sparsity,
+                            epochs=epochs, steps_per_epoch=steps_per_epoch, frequency=frequency,
+                            validation_data=validation_data, min_size=min_size, verbose=verbose)
+
+
+def prune_during_fit(
+    model: keras.Model,
+    train_data,
+    *,
+    target: keras.Model | None = None,
+    final_sparsity: float = 0.8,
+    initial_sparsity: float = 0.0,
+    epochs: int = 2,
+    steps_per_epoch: int | None = None,
+    frequency: int = 50,
+    validation_data=None,
+    min_size: int = 256,
+    verbose: int = 0,
+) -> dict[str, Any]:
+    """Fine-tune the **compiled** ``model`` with its own loss (or its own ``train_step``: a GAN's
+    adversarial step, a VAE's ELBO) while pruning ``target``'s kernels (default: the model's) to
+    ``final_sparsity``; return :func:`sparsity_report` of ``target`` with the ``history``.
+
+    Example:
+        >>> gan.compile(optimizer=keras.optimizers.Adam(1e-4), d_optimizer=keras.optimizers.Adam(1e-4))  # doctest: +SKIP
+        >>> prune_during_fit(gan, images, target=gan.generator, final_sparsity=0.5, steps_per_epoch=100)  # doctest: +SKIP
+    """
     if not 0.0 <= initial_sparsity <= final_sparsity < 1.0:
         raise ValueError("need 0 <= initial_sparsity <= final_sparsity < 1")
     if steps_per_epoch is None:
@@ -142,11 +174,10 @@ def prune_model(
             raise ValueError("steps_per_epoch is needed for a dataset of unknown size")
     total = steps_per_epoch * epochs
     schedule = PolynomialSparsity(initial_sparsity, final_sparsity, 0, max(1, int(0.75 * total)))
-    model.compile(keras.optimizers.Adam(learning_rate), keras.losses.CategoricalCrossentropy(),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    callback = MagnitudePruning(schedule, frequency=min(frequency, max(1, total // 10)), min_size=min_size)
+    callback = MagnitudePruning(schedule, frequency=min(frequency, max(1, total // 10)), min_size=min_size,
+                                target=target)
     history = model.fit(train_data, epochs=epochs, steps_per_epoch=steps_per_epoch,
                         validation_data=validation_data, callbacks=[callback], verbose=verbose)
-    report = sparsity_report(model, min_size)
+    report = sparsity_report(target or model, min_size)
     report["history"] = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     return report
