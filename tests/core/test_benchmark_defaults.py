@@ -67,7 +67,9 @@ def test_time_to_accuracy_cifar10_runs_the_faithful_airbench_recipe():
     assert (args.recipe, args.model, args.model_options, args.epochs) == ("airbench", None, None, None)
     assert args.only == "foveal" and args.cache == "memory" and args.seeds == [0, 1, 2]
     fashion = tta.parse_args(["--dataset", "fashion"])
-    assert (fashion.recipe, fashion.model, fashion.epochs) == ("fast", "geron_cnn", 8)
+    assert (fashion.recipe, fashion.model, fashion.epochs) == ("fast-fashion", None, None)
+    mnist = tta.parse_args(["--dataset", "mnist"])
+    assert (mnist.recipe, mnist.model, mnist.epochs) == ("fast-mnist", None, None)
     runs = [{"reached_target": True, "seconds_to_target": s, "final_test_accuracy": a, "best_test_accuracy": a,
              "images_per_second": 500.0} for s, a in [(100.0, 0.94), (300.0, 0.95), (200.0, 0.941)]]
     summary = tta.median_summary(runs, {"bfloat16": 200.0})
