@@ -46,7 +46,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -54,6 +54,7 @@ import tensorflow as tf
 from foveal.data.box_augment import FILL_VALUE, augment_boxes, parse_box_augment
 from foveal.data.boxes import BoxedImages
 from foveal.data.decode import decode_image_bytes
+from foveal.data.epochs import shuffled_epochs
 from foveal.data.pipeline import resize_image
 from foveal.errors import ConfigError, DataError
 
@@ -254,6 +255,7 @@ def make_detection_pipeline(
     multi_scale: Sequence[int] | None = None,
     keep_aspect: bool = False,
     drop_remainder: bool = False,
+    start_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(images, {"boxes", "classes"})`` for a detector (see the module docstring).
 
@@ -275,6 +277,9 @@ def make_detection_pipeline(
         multi_scale: square sizes, multiples of 32, drawn per batch in training (YOLOv2).
         keep_aspect: letterbox (scale to fit and pad with gray) instead of stretching.
         drop_remainder: drop the last, smaller batch (static batch size).
+        start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled,
+            augmented and multi-scaled by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`);
+            None: one pass, reshuffled each time it is iterated.
 
     Raises:
         ConfigError: a bad size, ``cache``, ``augment`` or ``multi_scale`` value.
@@ -295,42 +300,29 @@ def make_detection_pipeline(
     base = (max(scales), max(scales)) if multi else size
 
     cached = cache == "memory" or (cache == "auto" and len(data) * base[0] * base[1] * channels < _AUTO_CACHE_BYTES)
-    ds = tf.data.Dataset.from_tensor_slices((data.paths.astype(str), *_target_arrays(data, max_boxes)))
-    if training and not cached:  # shuffle the file list: cheap, and the order then varies per epoch
-        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(_loader(channels, base, keep_aspect), cycle_length=AUTOTUNE,
-                       num_parallel_calls=AUTOTUNE, deterministic=True)
-    if skip_invalid:
-        record = _record_skip(data)
+    files = tf.data.Dataset.from_tensor_slices((data.paths.astype(str), *_target_arrays(data, max_boxes)))
 
-        def noted(ok, path):
-            return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(record, [path], Tout=tf.bool))
+    def decoded(ds: tf.data.Dataset) -> tf.data.Dataset:
+        ds = ds.interleave(_loader(channels, base, keep_aspect), cycle_length=AUTOTUNE,
+                           num_parallel_calls=AUTOTUNE, deterministic=True)
+        if skip_invalid:
+            record = _record_skip(data)
 
-        if training:
-            ds = ds.filter(lambda image, b, c, ok, path: noted(ok, path))
-        else:  # keep a blank stand-in so outputs stay aligned with ``data``
-            ds = ds.map(lambda image, b, c, ok, path: (image, b, c, noted(ok, path)))
-        ds = ds.map(lambda image, b, c, *_: (image, b, c), num_parallel_calls=AUTOTUNE)
-    else:
-        ds = ds.map(_fail_on_undecodable, num_parallel_calls=AUTOTUNE)
-    if not (skip_invalid and training):
-        # One image per file, but interleave hides the count; without it Keras warns "your
-        # input ran out of data" at the end of every epoch.
-        ds = ds.apply(tf.data.experimental.assert_cardinality(len(data)))
-    if cached:
-        ds = ds.cache()
-    if training and cached:
-        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    if training and aug.active:
-        # One random int per element, different every epoch but fixed by ``seed``.
-        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            def noted(ok, path):
+                return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(record, [path], Tout=tf.bool))
 
-        def augment_fn(element, r):
-            image, b, c = element
-            pair = tf.stack([r, tf.constant(seed, tf.int64)])
-            return augment_boxes(tf.cast(image, tf.float32), b, c, pair, aug)
-
-        ds = tf.data.Dataset.zip((ds, randoms)).map(augment_fn, num_parallel_calls=AUTOTUNE)
+            if training:
+                ds = ds.filter(lambda image, b, c, ok, path: noted(ok, path))
+            else:  # keep a blank stand-in so outputs stay aligned with ``data``
+                ds = ds.map(lambda image, b, c, ok, path: (image, b, c, noted(ok, path)))
+            ds = ds.map(lambda image, b, c, *_: (image, b, c), num_parallel_calls=AUTOTUNE)
+        else:
+            ds = ds.map(_fail_on_undecodable, num_parallel_calls=AUTOTUNE)
+        if not (skip_invalid and training):
+            # One image per file, but interleave hides the count; without it Keras warns "your
+            # input ran out of data" at the end of every epoch.
+            ds = ds.apply(tf.data.experimental.assert_cardinality(len(data)))
+        return ds
 
     def to_model(image, b, c):
         image = tf.cast(image, tf.float32)
@@ -338,10 +330,31 @@ def make_detection_pipeline(
         b, c = pad_targets(b, c, max_boxes)
         return image, {"boxes": b, "classes": c}
 
-    ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    if multi:
-        ds = _multi_scale(ds, scales, seed, channels)
+    def then(ds: tf.data.Dataset, s, epoch) -> tf.data.Dataset:
+        """One epoch from the (shuffled) files or cached images; random draws from the seed ``s``."""
+        if not cached:
+            ds = decoded(ds)
+        if training and aug.active:
+            # One random int per element, different every epoch but fixed by ``seed`` (and the epoch).
+            randoms = tf.data.Dataset.random(seed=s, rerandomize_each_iteration=epoch is None)
+
+            def augment_fn(element, r):
+                image, b, c = element
+                pair = tf.stack([r, tf.cast(s, tf.int64)])
+                return augment_boxes(tf.cast(image, tf.float32), b, c, pair, aug)
+
+            ds = tf.data.Dataset.zip((ds, randoms)).map(augment_fn, num_parallel_calls=AUTOTUNE)
+        ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+        return _multi_scale(ds, scales, s, channels, rerandomize=epoch is None) if multi else ds
+
+    # Uncached, the file list is shuffled (cheap, and the order then varies per epoch); cached,
+    # the decoded images are.
+    source = decoded(files).cache() if cached else files
+    if training:
+        ds = shuffled_epochs(source, len(data), seed=seed, start_epoch=start_epoch, then=then)
+    else:
+        ds = then(source, seed, None)
     return ds.prefetch(AUTOTUNE)
 
 
@@ -399,10 +412,12 @@ def _fail_on_undecodable(image, boxes, classes, ok, path):
         return tf.identity(image), boxes, classes
 
 
-def _multi_scale(ds: tf.data.Dataset, scales: tuple[int, ...], seed: int, channels: int) -> tf.data.Dataset:
-    """Resize each batch to one size drawn from ``scales`` (seeded, a new draw per batch)."""
+def _multi_scale(ds: tf.data.Dataset, scales: tuple[int, ...], seed: Any, channels: int, *,
+                 rerandomize: bool = True) -> tf.data.Dataset:
+    """Resize each batch to one size drawn from ``scales`` (seeded, a new draw per batch; new
+    draws each time ``ds`` is iterated with ``rerandomize``)."""
     table = tf.constant(scales, tf.int32)
-    randoms = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+    randoms = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=rerandomize)
 
     def resize(batch, r):
         images, targets = batch
