@@ -62,7 +62,8 @@ def test_classification_epoch_two_is_the_same_when_resumed_there():
     assert [len(b[1]) for b in whole] == [4, 4, 2]  # each epoch ends with its own short batch
 
 
-@pytest.mark.parametrize("task", ["localize", "detect"])
+# detect: interleaved file reads and multi-scale batches (about a minute on the loaded CI machine)
+@pytest.mark.parametrize("task", ["localize", pytest.param("detect", marks=pytest.mark.slow)])
 def test_box_task_epoch_two_is_the_same_when_resumed_there(rectangles, task):
     """Files streamed (no cache) and randomly augmented: the same batches, file order included."""
     from foveal.data.boxes import load_boxes
@@ -81,6 +82,25 @@ def test_box_task_epoch_two_is_the_same_when_resumed_there(rectangles, task):
     _assert_same(whole, resumed)
 
 
+def test_epoch_seeds_make_dropout_masks_depend_on_the_epoch_only():
+    import keras
+
+    from foveal.training.callbacks import EpochSeeds
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dropout(0.5), keras.layers.Dropout(0.5)])
+    seeds = EpochSeeds(42)
+    seeds.set_model(model)
+    x = np.ones((4, 64), np.float32)
+
+    def mask(epoch: int) -> np.ndarray:
+        seeds.on_epoch_begin(epoch)
+        return np.asarray(model(x, training=True))
+
+    second = mask(2)
+    assert not np.array_equal(mask(1), second)
+    np.testing.assert_array_equal(mask(2), second)  # whatever ran before
+
+
 def _signal_after_first_epoch():
     import keras
 
@@ -92,6 +112,7 @@ def _signal_after_first_epoch():
     return Stop()
 
 
+@pytest.mark.slow  # three short runs (whole, stopped, resumed) of a tiny localizer
 def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(rectangles, tmp_path):
     """A tiny localize run stopped by SIGTERM after epoch 1 and resumed ends with the same
     weights as the run that was never stopped (op determinism on; random augmentation and dropout)."""
@@ -99,7 +120,7 @@ def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(rectangl
     from foveal.models import load_model
     from foveal.tasks import run_train
 
-    kw = dict(data=str(rectangles), output=str(tmp_path), image_size=[32], model_options={"width": 8}, batch_size=6,
+    kw = dict(data=str(rectangles), output=str(tmp_path), image_size=[32], model_options={"width": 16}, batch_size=6,
               epochs=2, progress=False, report_images=0, val_split=0.0, test_split=0.0, augment="flip", dropout=0.3,
               monitor="loss", cache="none")
     whole = run_train("localize", LocalizeConfig(name="whole", **kw))
@@ -110,3 +131,4 @@ def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(rectangl
     a, b = (load_model(r.run_dir / "last.keras")[0] for r in (whole, resumed))
     for u, v in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(u, v)
+
