@@ -20,7 +20,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 def _foveal(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-m", "foveal.cli.main", *args], capture_output=True, text=True,
-                         timeout=300, env=env)
+                         timeout=1200, env=env)
     assert out.returncode == 0, (out.stdout[-1500:], out.stderr[-3000:])
     return out
 
