@@ -130,8 +130,10 @@ class AdaptTask(TaskPlugin):
                 f"method {cfg.method}" + (", baseline source-only in the same run" if _wants_baseline(cfg) else "")]
 
     # ---------------------------------------------------------------------------- training
-    def pipelines(self, cfg: AdaptConfig, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
-        return adapt_pipelines(cfg, data.extra["domains"], seed=seed, with_target=cfg.method != "source-only")
+    def pipelines(self, cfg: AdaptConfig, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
+        return adapt_pipelines(cfg, data.extra["domains"], seed=seed, with_target=cfg.method != "source-only",
+                               start_epoch=start_epoch)
 
     def fit_kwargs(self, cfg: AdaptConfig, data: RunData) -> dict[str, Any]:
         return {"shuffle": False}
@@ -251,14 +253,19 @@ def compile_adapt_model(cfg: AdaptConfig, model: keras.Model, steps_per_epoch: i
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")], jit_compile=False)
 
 
-def adapt_pipelines(cfg: AdaptConfig, domains: Domains, *, seed: int, with_target: bool = True) -> tuple[Any, Any]:
+def adapt_pipelines(cfg: AdaptConfig, domains: Domains, *, seed: int, with_target: bool = True,
+                    start_epoch: int | None = None) -> tuple[Any, Any]:
     """(training batches, source-validation batches or None).
 
     Training batches are ``({"image", "domain", "target"}, one-hot labels)``: ``batch_size``
     labelled images (source, plus the labelled target images with domain 1), each paired with
-    as many target images; both streams are shuffled and repeat on their own.
+    as many target images; both streams are shuffled and repeat on their own. With
+    ``start_epoch``, epochs ``start_epoch``, ... of :meth:`AdaptTask.steps_per_epoch` batches,
+    each drawn from ``(seed, epoch)`` only (:mod:`foveal.data.epochs`: a resume replays them).
     """
     import tensorflow as tf
+
+    from foveal.data.epochs import epoch_stream
 
     n_classes = len(domains.class_names)
     parts = [domains.source_train] + ([domains.few] if domains.few is not None else [])
@@ -266,19 +273,26 @@ def adapt_pipelines(cfg: AdaptConfig, domains: Domains, *, seed: int, with_targe
     labels = np.concatenate([p.labels for p in parts]).astype(np.int32)
     domain = np.concatenate([np.full(len(p), p.domain, np.int32) for p in parts])
     batch = cfg.batch_size
-    labelled = (tf.data.Dataset.from_tensor_slices((images, labels, domain))
-                .shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
-                .batch(batch, drop_remainder=len(images) >= batch))
-    if with_target:
-        target = (tf.data.Dataset.from_tensor_slices(domains.target_train.images)
-                  .shuffle(len(domains.target_train), seed=seed + 1, reshuffle_each_iteration=True).repeat()
-                  .batch(batch, drop_remainder=len(domains.target_train) >= batch))
-        paired = tf.data.Dataset.zip((labelled, target)).map(
-            lambda lab, t: ({"image": tf.cast(lab[0], tf.float32), "domain": lab[2], "target": tf.cast(t, tf.float32)},
-                            tf.one_hot(lab[1], n_classes)), num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        paired = labelled.map(lambda x, y, d: ({"image": tf.cast(x, tf.float32), "domain": d}, tf.one_hot(y, n_classes)),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+    labelled_set = tf.data.Dataset.from_tensor_slices((images, labels, domain))
+    target_set = tf.data.Dataset.from_tensor_slices(domains.target_train.images) if with_target else None
+    steps = max(1, math.ceil(len(images) / batch))
+
+    def one_epoch(s, epoch):
+        labelled = (labelled_set.shuffle(len(images), seed=s, reshuffle_each_iteration=epoch is None).repeat()
+                    .batch(batch, drop_remainder=len(images) >= batch))
+        if target_set is None:
+            paired = labelled.map(lambda x, y, d: ({"image": tf.cast(x, tf.float32), "domain": d},
+                                                   tf.one_hot(y, n_classes)), num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            target = (target_set.shuffle(len(domains.target_train), seed=s + 1, reshuffle_each_iteration=epoch is None)
+                      .repeat().batch(batch, drop_remainder=len(domains.target_train) >= batch))
+            paired = tf.data.Dataset.zip((labelled, target)).map(
+                lambda lab, t: ({"image": tf.cast(lab[0], tf.float32), "domain": lab[2],
+                                 "target": tf.cast(t, tf.float32)}, tf.one_hot(lab[1], n_classes)),
+                num_parallel_calls=tf.data.AUTOTUNE)
+        return paired if epoch is None else paired.take(steps)
+
+    paired = epoch_stream(one_epoch, seed=seed, start_epoch=start_epoch)
     val = None
     if domains.source_val is not None and len(domains.source_val):
         v = domains.source_val

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -148,14 +149,15 @@ class ClassifyTask(TaskPlugin):
         return [first, Phase(2, cfg.fine_tune_epochs, flags(2), learning_rate=plan.learning_rate_of(2),
                              schedule_epochs=max(cfg.fine_tune_epochs, 1))]
 
-    def pipelines(self, cfg: TrainConfig, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+    def pipelines(self, cfg: TrainConfig, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
         from foveal.data.pipeline import make_pipeline
 
         shape = data.extra["input_shape"]
         common = dict(image_size=shape[:2], channels=shape[2], batch_size=cfg.batch_size,
                       keep_aspect=cfg.keep_aspect, skip_invalid=cfg.skip_invalid)
         train = make_pipeline(data.train, training=True, augment=cfg.augment, cache=cfg.cache,
-                              shuffle_buffer=cfg.shuffle_buffer, seed=seed, **common)
+                              shuffle_buffer=cfg.shuffle_buffer, seed=seed, start_epoch=start_epoch, **common)
         val = make_pipeline(data.val, training=False, cache=cfg.cache, **common) if data.val else None
         if cfg.distill_from:
             from foveal.shrink.distill import with_teacher_targets
@@ -468,13 +470,14 @@ def _fit_bottleneck(plugin: ClassifyTask, run: Run, phase: Phase, start_epoch: i
     plugin.compile(cfg, head, data, run.steps)
 
     batches = dict(num_classes=len(data.class_names), batch_size=cfg.batch_size)
-    train_ds = features_dataset(train_f.features, train_f.labels, seed=cfg.seed + start_epoch, **batches)
+    train_ds = features_dataset(train_f.features, train_f.labels, seed=cfg.seed, start_epoch=start_epoch, **batches)
     val = features_dataset(val_f.features, val_f.labels, **batches) if val_f is not None else None
     loader = (lambda: _head_weights_of(run.run_dir / "best.keras", head)) if restored is not None else None
     callbacks = run.callbacks(head, phase, 0, has_val=val is not None, restored=restored, best_weights_loader=loader,
                               save=lambda _head, path: run.save(model, path))
     return run.guarded(callbacks, lambda: head.fit(
         train_ds, validation_data=val, epochs=cfg.epochs, initial_epoch=start_epoch, callbacks=callbacks,
+        steps_per_epoch=max(1, math.ceil(len(train_f.labels) / cfg.batch_size)),
         class_weight=_class_weight(cfg, data.train), verbose=verbosity(cfg), shuffle=False))
 
 

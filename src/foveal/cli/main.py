@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 from foveal import __version__
 from foveal.cli.grammar import route
 from foveal.cli.quiet import import_tensorflow_quietly
+from foveal.cli.task_commands import print_result
 from foveal.errors import FovealError
 
 EPILOG_TRAIN = """examples:
@@ -53,10 +54,7 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     metrics = evaluate(args.model, args.data, split=args.split, batch_size=args.batch_size,
                        top_k=args.top_k, output=args.output, skip_invalid=args.skip_invalid, tta=args.tta,
                        class_map=args.class_map)
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics_table(metrics))
-    if args.output:
-        print(f"wrote {Path(args.output) / 'report.html'}", file=sys.stderr)
-    return 0
+    return print_result(args, metrics, format_metrics_table, wrote=lambda out: f"{out / 'report.html'}")
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -86,8 +84,7 @@ def _models(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.models.catalog import describe_models, format_models
 
     rows = describe_models(num_classes=args.num_classes, build=args.build)
-    print(json.dumps(rows, indent=1) if args.json else format_models(rows))
-    return 0
+    return print_result(args, rows, format_models)
 
 
 def _datasets_inspect(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -102,8 +99,7 @@ def _datasets_inspect(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.data.inspect import format_inspection, inspect_dataset
 
     report = inspect_dataset(args.path, full=not args.quick)
-    print(json.dumps(report, indent=1) if args.json else format_inspection(report))
-    return 0
+    return print_result(args, report, format_inspection)
 
 
 def _datasets_convert(args: argparse.Namespace, _: dict[str, Any]) -> int:

@@ -15,8 +15,10 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 #: argparse destinations that are not options of a task's config
 NOT_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "task", "task_action"}
@@ -87,6 +89,35 @@ def add_predict_options(parser: argparse.ArgumentParser, *, output_help: str) ->
     parser.add_argument("--skip-invalid", action="store_true", help="report unreadable images and go on")
 
 
+def print_result(args: argparse.Namespace, result: Any, formatter: Callable[[Any], str], *,
+                 wrote: Callable[[Path], str] | None = None) -> int:
+    """Print what an ``evaluate`` (or ``score``) command found: JSON with ``--json``, else
+    ``formatter(result)``; with ``--output``, say on stderr ``wrote`` + ``wrote(output folder)``.
+    Returns the exit status, 0.
+
+    Example:
+        >>> return print_result(args, metrics, format_metrics,  # doctest: +SKIP
+        ...                     wrote=lambda out: f"{out / 'report.html'} and metrics.json")
+    """
+    print(json.dumps(result, indent=1) if args.json else formatter(result))
+    if wrote is not None and getattr(args, "output", None):
+        print(f"wrote {wrote(Path(args.output))}", file=sys.stderr)
+    return 0
+
+
+def print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], formats: dict[str, Callable[[Any], str]], *,
+               wrote: Callable[[Path], str] | None = None) -> int:
+    """Print a ``predict`` command's ``rows`` in ``formats[args.format]`` (``table``, ``csv``,
+    ``json``); with ``--output``, say on stderr ``wrote`` + ``wrote(output folder)``; then how many
+    files could not be read. Returns the exit status, 0.
+    """
+    print(formats[args.format](rows))
+    if wrote is not None and args.output:
+        print(f"wrote {wrote(Path(args.output))}", file=sys.stderr)
+    report_skipped(rows)
+    return 0
+
+
 def report_skipped(rows: list[dict[str, Any]]) -> None:
     """Say on stderr how many files a prediction could not read."""
     skipped = sum("error" in r for r in rows)
@@ -95,4 +126,4 @@ def report_skipped(rows: list[dict[str, Any]]) -> None:
 
 
 __all__ = ["NOT_OPTIONS", "add_evaluate_options", "add_mode", "add_predict_options", "add_task_command",
-           "report_skipped"]
+           "print_result", "print_rows", "report_skipped"]

@@ -186,7 +186,8 @@ class AugmentationEpoch(keras.callbacks.Callback):
             _EPOCH[0].assign(int(epoch))
 
 
-def alternating_flip(ds: tf.data.Dataset, seed: int = 0, epoch: tf.Variable | None = None) -> tf.data.Dataset:
+def alternating_flip(ds: tf.data.Dataset, seed: int = 0,
+                     epoch: tf.Variable | tf.Tensor | None = None) -> tf.data.Dataset:
     """Batches of ``ds`` (images, labels) with airbench's alternating flip.
 
     Jordan (arXiv:2404.00498, section 3.6): instead of flipping each image at random every
@@ -194,7 +195,8 @@ def alternating_flip(ds: tf.data.Dataset, seed: int = 0, epoch: tf.Variable | No
     epoch to epoch, so consecutive epochs always show each image both ways. Which half is a
     seeded hash of the image's pixels (so it holds whatever order the batches come in). The
     epoch is read from ``epoch`` (the trainer passes :func:`augmentation_epoch`, which
-    :class:`AugmentationEpoch` sets); without one, each new iterator of the dataset counts as
+    :class:`AugmentationEpoch` sets) or is the epoch tensor of a dataset of epochs
+    (:func:`foveal.data.epochs.epoch_stream`); without one, each new iterator of the dataset counts as
     an epoch (plain loops; Keras' ``fit`` makes more iterators than epochs).
 
     Example:
@@ -213,10 +215,12 @@ def alternating_flip(ds: tf.data.Dataset, seed: int = 0, epoch: tf.Variable | No
         mirrored = tf.math.floormod(digest + tf.cast(e, tf.int64), 2) == 1
         return tf.where(mirrored[:, None, None, None], tf.reverse(x, axis=[2]), x), y
 
-    if epoch is not None:
+    if isinstance(epoch, tf.Variable):
         out = ds.map(lambda x, y: flip(x, y, epoch.read_value()), num_parallel_calls=tf.data.AUTOTUNE)
         out._foveal_epoch_counter = epoch
         return out
+    if epoch is not None:  # the epoch of a dataset of epochs (foveal.data.epochs)
+        return ds.map(lambda x, y: flip(x, y, epoch), num_parallel_calls=tf.data.AUTOTUNE)
     counter = tf.Variable(-1, dtype=tf.int64, trainable=False, name="alternating_flip_epoch")
     count = tf.data.Dataset.range(1).map(lambda _: counter.assign_add(1)).flat_map(
         lambda e: tf.data.Dataset.from_tensors(e).repeat())

@@ -272,19 +272,20 @@ def map_skipping_undecodable(ds: tf.data.Dataset, load: Callable[..., Any], info
 
 def dataset_from_paths(
     paths: np.ndarray, labels: np.ndarray, channels: int, skip_invalid: bool = False,
-    shuffle_seed: int | None = None, info: dict[str, Any] | None = None,
+    shuffle_seed: Any = None, info: dict[str, Any] | None = None, reshuffle: bool = True,
 ) -> tf.data.Dataset:
     """Elements decoded from image files, streamed (memory does not grow with N).
 
     With ``shuffle_seed``, the file list is shuffled with a buffer as large as the list
     before decoding: folders are read class by class, and a smaller image buffer later
-    would give batches of two or three classes. Only strings sit in this buffer.
+    would give batches of two or three classes. Only strings sit in this buffer. The order
+    changes each time the dataset is iterated, unless ``reshuffle`` is False.
     With ``skip_invalid``, files that fail to decode are left out and listed in
     ``info["undecodable"]`` (see :func:`map_skipping_undecodable`).
     """
     ds = tf.data.Dataset.from_tensor_slices((paths.astype(str), labels.astype(np.int32)))
     if shuffle_seed is not None:
-        ds = ds.shuffle(max(len(paths), 1), seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(max(len(paths), 1), seed=shuffle_seed, reshuffle_each_iteration=reshuffle)
 
     def load(path: tf.Tensor, label: tf.Tensor):
         return decode_path(path, channels), label

@@ -20,6 +20,7 @@ from typing import Literal
 import tensorflow as tf
 
 from foveal.data.augment import alternating_flip, augmentation_epoch, build_augmenter, parse_spec
+from foveal.data.epochs import epoch_stream
 from foveal.data.source import LabeledImages
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -65,6 +66,7 @@ def make_pipeline(
     keep_aspect: bool = False,
     skip_invalid: bool = False,
     one_hot: bool = True,
+    start_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images 0..255, labels)`` for ``fit``, ``evaluate`` or ``predict``.
 
@@ -78,27 +80,43 @@ def make_pipeline(
             ``auto`` caches data that is in memory already and streams files.
         seed: shuffle and augmentation seed.
         one_hot: labels as one-hot float vectors (needed for label smoothing), else int32.
+        start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled
+            by ``(seed, epoch)`` only, so a resumed run replays them (``fit`` needs
+            ``steps_per_epoch``; see :mod:`foveal.data.epochs`); None: one pass, reshuffled each
+            time it is iterated.
     """
-    ds = data.to_tf_dataset(channels, skip_invalid=skip_invalid, shuffle_seed=seed if training else None)
-    ds = ds.map(lambda x, y: (resize_image(x, image_size, keep_aspect), y), num_parallel_calls=AUTOTUNE)
-    if cache == "memory" or (cache == "auto" and not data.streams_from_disk):
-        ds = ds.cache()
-    if training:
-        ds = ds.shuffle(min(shuffle_buffer, max(len(data), 1)), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
+    cached = cache == "memory" or (cache == "auto" and not data.streams_from_disk)
+
+    def decoded(shuffle_seed, reshuffle: bool = True) -> tf.data.Dataset:
+        ds = data.to_tf_dataset(channels, skip_invalid=skip_invalid, shuffle_seed=shuffle_seed, reshuffle=reshuffle)
+        return ds.map(lambda x, y: (resize_image(x, image_size, keep_aspect), y), num_parallel_calls=AUTOTUNE)
+
+    # A cache holds one fixed order of the files (a seeded shuffle: folders are read class by class);
+    # uncached files are shuffled anew each epoch before decoding; arrays have nothing to shuffle there.
+    if cached:
+        base = decoded(seed if training else None, reshuffle=not (training and start_epoch is not None)).cache()
+    else:
+        base = decoded(None) if not (training and data.streams_from_disk) else None
     num_classes = data.num_classes
+    altflip = training and any(op == "altflip" for op, _ in parse_spec(augment))
+    counter = augmentation_epoch() if altflip and start_epoch is None else None  # set by AugmentationEpoch in fit
 
     def to_model_input(x, y):
         x = tf.cast(x, tf.float32)
         x.set_shape([None, image_size[0], image_size[1], channels])
         return x, (tf.one_hot(y, num_classes) if one_hot else y)
 
-    ds = ds.map(to_model_input, num_parallel_calls=AUTOTUNE)
+    def one_epoch(s, epoch) -> tf.data.Dataset:
+        ds = base if base is not None else decoded(s if training else None)
+        if training:
+            ds = ds.shuffle(min(shuffle_buffer, max(len(data), 1)), seed=s, reshuffle_each_iteration=epoch is None)
+        ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE).map(to_model_input, num_parallel_calls=AUTOTUNE)
+        if altflip:
+            ds = alternating_flip(ds, seed, counter if epoch is None else epoch)
+        return ds
+
+    ds = epoch_stream(one_epoch, seed=seed, start_epoch=start_epoch if training else None)
     augmenter = build_augmenter(augment, image_size, seed) if training else None
-    counter = None
-    if training and any(op == "altflip" for op, _ in parse_spec(augment)):
-        ds = alternating_flip(ds, seed, augmentation_epoch())  # set by AugmentationEpoch in fit
-        counter = ds._foveal_epoch_counter
     if augmenter is not None:
         ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE)
     ds = ds.prefetch(AUTOTUNE)

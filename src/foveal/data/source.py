@@ -108,12 +108,14 @@ class LabeledImages:
             kw["tfrecord"] = replace(self.tfrecord, record_indices=chosen)
         return replace(self, **kw)
 
-    def to_tf_dataset(self, channels: int, skip_invalid: bool = False, shuffle_seed: int | None = None):
+    def to_tf_dataset(self, channels: int, skip_invalid: bool = False, shuffle_seed: Any = None,
+                      reshuffle: bool = True):
         """An unbatched ``tf.data.Dataset`` of ``(uint8 HxWxC image, int32 label)``.
 
         Arrays keep their size; files are decoded with ``channels`` channels (gray, RGB or
         RGBA converted as needed) and keep their own size, so a resize must follow.
-        ``shuffle_seed`` shuffles the whole file list each epoch before decoding (files only).
+        ``shuffle_seed`` shuffles the whole file list before decoding (files only), in a new
+        order each time the dataset is iterated unless ``reshuffle`` is False.
         """
         from foveal.data import decode  # local: keeps TensorFlow out of plain imports
 
@@ -121,7 +123,7 @@ class LabeledImages:
             return decode.dataset_from_arrays(self.images, self.labels, channels)
         if self.paths is not None:
             return decode.dataset_from_paths(self.paths, self.labels, channels, skip_invalid, shuffle_seed,
-                                             info=self.info)
+                                             info=self.info, reshuffle=reshuffle)
         assert self.tfrecord is not None
         return decode.dataset_from_tfrecord(self.tfrecord, self.labels, channels, skip_invalid, info=self.info)
 

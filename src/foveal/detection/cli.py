@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from foveal.cli.task_commands import (
@@ -19,7 +18,8 @@ from foveal.cli.task_commands import (
     add_mode,
     add_predict_options,
     add_task_command,
-    report_skipped,
+    print_result,
+    print_rows,
 )
 
 EPILOG_TRAIN = """examples:
@@ -48,10 +48,7 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
                                     output=args.output, skip_invalid=args.skip_invalid,
                                     score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
                                     ap_score_threshold=args.ap_score_threshold, class_map=args.class_map)
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
-    if args.output:
-        print(f"wrote {Path(args.output) / 'report.html'} and detections.json", file=sys.stderr)
-    return 0
+    return print_result(args, metrics, format_metrics, wrote=lambda out: f"{out / 'report.html'} and detections.json")
 
 
 def _score(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -59,8 +56,7 @@ def _score(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.detection.train import format_metrics
 
     metrics = score_results(args.ground_truth, args.results, score_threshold=args.score_threshold)
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
-    return 0
+    return print_result(args, metrics, format_metrics)
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -73,13 +69,9 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     _set_postprocess(model, args.score_threshold, args.iou_threshold)
     rows = p.predict_detections(model, card, args.images, batch_size=args.batch_size, output=args.output,
                                 skip_invalid=args.skip_invalid)
-    text = {"table": p.format_table, "csv": p.to_csv,
-            "json": lambda r: json.dumps(r, indent=1)}[args.format](rows)
-    print(text)
-    if args.output:
-        print(f"wrote {len(rows)} image(s), detections.json and detections.csv to {args.output}", file=sys.stderr)
-    report_skipped(rows)
-    return 0
+    formats = {"table": p.format_table, "csv": p.to_csv, "json": lambda r: json.dumps(r, indent=1)}
+    return print_rows(args, rows, formats,
+                      wrote=lambda _: f"{len(rows)} image(s), detections.json and detections.csv to {args.output}")
 
 
 def _anchors(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -114,8 +106,7 @@ def _sliding_window(args: argparse.Namespace, _: dict[str, Any]) -> int:
                                      patch_size=args.patch_size, epochs=args.epochs, scales=args.scales,
                                      score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
                                      split=args.split, seed=args.seed, skip_invalid=args.skip_invalid)
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
-    return 0
+    return print_result(args, metrics, format_metrics)
 
 
 def add_detect_command(subparsers: argparse._SubParsersAction) -> None:

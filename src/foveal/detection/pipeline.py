@@ -52,7 +52,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -60,6 +60,7 @@ import tensorflow as tf
 from foveal.data.box_augment import FILL_VALUE, augment_boxes, parse_box_augment
 from foveal.data.boxes import BoxedImages
 from foveal.data.decode import decode_image_bytes
+from foveal.data.epochs import epoch_stream
 from foveal.data.pipeline import resize_image
 from foveal.errors import ConfigError, DataError
 
@@ -262,6 +263,7 @@ def make_detection_pipeline(
     drop_remainder: bool = False,
     extra: BoxedImages | None = None,
     extra_ratio: float = 0.5,
+    start_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(images, {"boxes", "classes"})`` for a detector (see the module docstring).
 
@@ -288,6 +290,9 @@ def make_detection_pipeline(
         extra: a second training source (e.g. synthetic composites) mixed in when ``training``:
             see :func:`mixed_counts`; ignored outside training.
         extra_ratio: the fraction of each epoch's images drawn from ``extra``, in (0, 1).
+        start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled,
+            mixed, augmented and multi-scaled by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`);
+            None: one pass, reshuffled each time it is iterated.
 
     Raises:
         ConfigError: a bad size, ``cache``, ``augment``, ``multi_scale`` or ``extra_ratio`` value.
@@ -310,18 +315,14 @@ def make_detection_pipeline(
     base = (max(scales), max(scales)) if multi else size
     common = dict(channels=channels, base=base, keep_aspect=keep_aspect, training=training, aug=aug,
                   max_boxes=max_boxes, cache=cache, skip_invalid=skip_invalid)
-    ds = _elements(data, seed=seed, **common)  # type: ignore[arg-type]
-    if training and extra is not None:
+    real_epoch = _source_epochs(data, **common)  # type: ignore[arg-type]
+    mix = bool(training and extra is not None)
+    if mix:
         real_count, extra_count = mixed_counts(len(data), extra_ratio)
-        if len(extra) == 0:
-            raise DataError(f"{extra.origin or 'the extra training data'}: no images to read")
-        more = _elements(extra, seed=seed + _EXTRA_SEED, **common)  # type: ignore[arg-type]
+        if len(extra) == 0:  # type: ignore[arg-type]
+            raise DataError(f"{extra.origin or 'the extra training data'}: no images to read")  # type: ignore[union-attr]
+        extra_epoch = _source_epochs(extra, **common)  # type: ignore[arg-type]
         pattern = np.repeat(np.array([0, 1], np.int64), [real_count, extra_count])
-        choices = tf.data.Dataset.from_tensor_slices(pattern).shuffle(
-            len(pattern), seed=seed + _EXTRA_SEED + 1, reshuffle_each_iteration=True)
-        ds = tf.data.Dataset.choose_from_datasets([ds.repeat(), more.repeat()], choices)
-        if not skip_invalid:
-            ds = ds.apply(tf.data.experimental.assert_cardinality(len(pattern)))
 
     def to_model(image, b, c):
         image = tf.cast(image, tf.float32)
@@ -329,10 +330,21 @@ def make_detection_pipeline(
         b, c = pad_targets(b, c, max_boxes)
         return image, {"boxes": b, "classes": c}
 
-    ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    if multi:
-        ds = _multi_scale(ds, scales, seed, channels)
+    def one_epoch(s, epoch) -> tf.data.Dataset:
+        """One epoch of batches; every random draw (order, mixing, augmentation, sizes) from ``s``."""
+        ds = real_epoch(s, epoch)
+        if mix:
+            more = extra_epoch(s + _EXTRA_SEED, epoch)
+            choices = tf.data.Dataset.from_tensor_slices(pattern).shuffle(
+                len(pattern), seed=s + _EXTRA_SEED + 1, reshuffle_each_iteration=epoch is None)
+            ds = tf.data.Dataset.choose_from_datasets([ds.repeat(), more.repeat()], choices)
+            if not skip_invalid:
+                ds = ds.apply(tf.data.experimental.assert_cardinality(len(pattern)))
+        ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+        return _multi_scale(ds, scales, s, channels, rerandomize=epoch is None) if multi else ds
+
+    ds = epoch_stream(one_epoch, seed=seed, start_epoch=start_epoch) if training else one_epoch(seed, None)
     return ds.prefetch(AUTOTUNE)
 
 
@@ -357,48 +369,57 @@ def mixed_counts(real: int, ratio: float) -> tuple[int, int]:
     return real, max(1, int(round(real * ratio / (1.0 - ratio))))
 
 
-def _elements(data: BoxedImages, *, seed: int, channels: int, base: tuple[int, int], keep_aspect: bool,
-              training: bool, aug, max_boxes: int, cache: str, skip_invalid: bool) -> tf.data.Dataset:
-    """One source's ``(uint8 image, boxes, classes)`` elements: decoded, resized, cached,
-    shuffled and augmented (the last two in training only), before padding and batching."""
+def _source_epochs(data: BoxedImages, *, channels: int, base: tuple[int, int], keep_aspect: bool, training: bool,
+                   aug, max_boxes: int, cache: str, skip_invalid: bool):
+    """One source's epochs: ``epoch(s, e)`` gives its ``(uint8 image, boxes, classes)`` elements,
+    decoded, resized, shuffled and augmented (the last two in training only) from the seed ``s``,
+    before padding and batching. Decoded images are cached once for every epoch where they fit."""
     cached = cache == "memory" or (cache == "auto" and len(data) * base[0] * base[1] * channels < _AUTO_CACHE_BYTES)
-    ds = tf.data.Dataset.from_tensor_slices((data.paths.astype(str), *_target_arrays(data, max_boxes)))
-    if training and not cached:  # shuffle the file list: cheap, and the order then varies per epoch
-        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(_loader(channels, base, keep_aspect), cycle_length=AUTOTUNE,
-                       num_parallel_calls=AUTOTUNE, deterministic=True)
-    if skip_invalid:
-        record = _record_skip(data)
+    files = tf.data.Dataset.from_tensor_slices((data.paths.astype(str), *_target_arrays(data, max_boxes)))
 
-        def noted(ok, path):
-            return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(record, [path], Tout=tf.bool))
+    def decoded(ds: tf.data.Dataset) -> tf.data.Dataset:
+        ds = ds.interleave(_loader(channels, base, keep_aspect), cycle_length=AUTOTUNE,
+                           num_parallel_calls=AUTOTUNE, deterministic=True)
+        if skip_invalid:
+            record = _record_skip(data)
 
-        if training:
-            ds = ds.filter(lambda image, b, c, ok, path: noted(ok, path))
-        else:  # keep a blank stand-in so outputs stay aligned with ``data``
-            ds = ds.map(lambda image, b, c, ok, path: (image, b, c, noted(ok, path)))
-        ds = ds.map(lambda image, b, c, *_: (image, b, c), num_parallel_calls=AUTOTUNE)
-    else:
-        ds = ds.map(_fail_on_undecodable, num_parallel_calls=AUTOTUNE)
-    if not (skip_invalid and training):
-        # One image per file, but interleave hides the count; without it Keras warns "your
-        # input ran out of data" at the end of every epoch.
-        ds = ds.apply(tf.data.experimental.assert_cardinality(len(data)))
-    if cached:
-        ds = ds.cache()
-    if training and cached:
-        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    if training and aug.active:
-        # One random int per element, different every epoch but fixed by ``seed``.
-        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            def noted(ok, path):
+                return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(record, [path], Tout=tf.bool))
 
-        def augment_fn(element, r):
-            image, b, c = element
-            pair = tf.stack([r, tf.constant(seed, tf.int64)])
-            return augment_boxes(tf.cast(image, tf.float32), b, c, pair, aug)
+            if training:
+                ds = ds.filter(lambda image, b, c, ok, path: noted(ok, path))
+            else:  # keep a blank stand-in so outputs stay aligned with ``data``
+                ds = ds.map(lambda image, b, c, ok, path: (image, b, c, noted(ok, path)))
+            ds = ds.map(lambda image, b, c, *_: (image, b, c), num_parallel_calls=AUTOTUNE)
+        else:
+            ds = ds.map(_fail_on_undecodable, num_parallel_calls=AUTOTUNE)
+        if not (skip_invalid and training):
+            # One image per file, but interleave hides the count; without it Keras warns "your
+            # input ran out of data" at the end of every epoch.
+            ds = ds.apply(tf.data.experimental.assert_cardinality(len(data)))
+        return ds
 
-        ds = tf.data.Dataset.zip((ds, randoms)).map(augment_fn, num_parallel_calls=AUTOTUNE)
-    return ds
+    # Uncached, the file list is shuffled (cheap, and the order then varies per epoch); cached,
+    # the decoded images are.
+    source = decoded(files).cache() if cached else files
+
+    def epoch(s, e) -> tf.data.Dataset:
+        ds = source.shuffle(max(len(data), 1), seed=s, reshuffle_each_iteration=e is None) if training else source
+        if not cached:
+            ds = decoded(ds)
+        if training and aug.active:
+            # One random int per element, different every epoch but fixed by ``seed`` (and the epoch).
+            randoms = tf.data.Dataset.random(seed=s, rerandomize_each_iteration=e is None)
+
+            def augment_fn(element, r):
+                image, b, c = element
+                pair = tf.stack([r, tf.cast(s, tf.int64)])
+                return augment_boxes(tf.cast(image, tf.float32), b, c, pair, aug)
+
+            ds = tf.data.Dataset.zip((ds, randoms)).map(augment_fn, num_parallel_calls=AUTOTUNE)
+        return ds
+
+    return epoch
 
 
 def _target_arrays(data: BoxedImages, max_boxes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -455,10 +476,12 @@ def _fail_on_undecodable(image, boxes, classes, ok, path):
         return tf.identity(image), boxes, classes
 
 
-def _multi_scale(ds: tf.data.Dataset, scales: tuple[int, ...], seed: int, channels: int) -> tf.data.Dataset:
-    """Resize each batch to one size drawn from ``scales`` (seeded, a new draw per batch)."""
+def _multi_scale(ds: tf.data.Dataset, scales: tuple[int, ...], seed: Any, channels: int, *,
+                 rerandomize: bool = True) -> tf.data.Dataset:
+    """Resize each batch to one size drawn from ``scales`` (seeded, a new draw per batch; new
+    draws each time ``ds`` is iterated with ``rerandomize``)."""
     table = tf.constant(scales, tf.int32)
-    randoms = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+    randoms = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=rerandomize)
 
     def resize(batch, r):
         images, targets = batch

@@ -197,14 +197,16 @@ class DetectTask(TaskPlugin):
 
         return detection_data_errors(cfg.data)
 
-    def pipelines(self, cfg: DetectConfig, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+    def pipelines(self, cfg: DetectConfig, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
         from foveal.detection.pipeline import make_detection_pipeline
 
         common = dict(image_size=cfg.image_hw, channels=cfg.channels, batch_size=cfg.batch_size, cache=cfg.cache,
                       skip_invalid=cfg.skip_invalid, keep_aspect=cfg.keep_aspect, max_boxes=cfg.max_boxes)
         train = make_detection_pipeline(data.train, training=True, augment=cfg.augment, seed=seed,
-                                        multi_scale=cfg.multi_scale or None, extra=data.extra.get("extra_train"),
-                                        extra_ratio=cfg.extra_ratio, **common)  # type: ignore[arg-type]
+                                        start_epoch=start_epoch, multi_scale=cfg.multi_scale or None,
+                                        extra=data.extra.get("extra_train"), extra_ratio=cfg.extra_ratio,
+                                        **common)  # type: ignore[arg-type]
         val = (make_detection_pipeline(data.val, training=False, augment="none", **common)  # type: ignore[arg-type]
                if data.val is not None and len(data.val) else None)
         return train, val

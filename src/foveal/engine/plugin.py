@@ -142,8 +142,17 @@ class TaskPlugin:
                 f"{model.count_params():,} parameters"]
 
     # ---------------------------------------------------------------------------- training
-    def pipelines(self, cfg: Any, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
-        """(train dataset, validation dataset or None); ``seed`` already differs per resume."""
+    def pipelines(self, cfg: Any, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
+        """(train dataset, validation dataset or None).
+
+        With ``start_epoch`` (the engine passes the epoch a run starts or resumes at), the
+        training dataset is endless: the batches of epochs ``start_epoch``, ``start_epoch + 1``,
+        ... each shuffled (and randomly augmented) from ``(seed, epoch)`` only
+        (:func:`foveal.data.epochs.epoch_stream`), so a resumed run sees what an uninterrupted
+        one would; ``fit`` takes ``steps_per_epoch`` (:meth:`fit_steps`, else
+        :meth:`steps_per_epoch`). Without, one pass reshuffled each time it is iterated.
+        """
         raise NotImplementedError
 
     def data_errors(self, cfg: Any):
@@ -153,7 +162,8 @@ class TaskPlugin:
         return decode_errors_as_data_errors(cfg.data)
 
     def fit_steps(self, cfg: Any, data: RunData) -> int | None:
-        """``steps_per_epoch`` for ``fit`` when the training dataset repeats (else None)."""
+        """``steps_per_epoch`` of ``fit`` when an epoch is not one pass over the training images
+        (a stream of random patches ...); None: :meth:`steps_per_epoch`."""
         return None
 
     def monitor(self, cfg: Any, data: RunData) -> str:
@@ -210,7 +220,7 @@ class TaskPlugin:
         (:meth:`~foveal.training.distribute.Distribution.pipeline_batches`). Classification
         replaces this with an exact, resumable batch plan over examples.
         """
-        train, val = self.pipelines(cfg, data, seed=cfg.seed + epochs[0])
+        train, val = self.pipelines(cfg, data, seed=cfg.seed, start_epoch=epochs[0])
         train_b = dist.pipeline_batches(train, count=len(data.train), batch_size=cfg.batch_size,
                                         steps=self.fit_steps(cfg, data))
         from foveal.training.runs import say

@@ -15,8 +15,9 @@ runs/NAME/
 ```
 
 What the engine gives every task: resume after SIGINT/SIGTERM/SIGKILL (from the last finished
-epoch, shuffles not replayed), seeds and op determinism, early stopping with the best weights
-restored, a wall-clock time budget, TensorBoard, mixed precision (float32 checkpoints),
+epoch; the training pipeline of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees
+the batches an uninterrupted one would: :mod:`foveal.data.epochs`), seeds and op determinism,
+early stopping with the best weights restored, a wall-clock time budget, TensorBoard, mixed precision (float32 checkpoints),
 ``--jit-compile``, ``--distribute`` with ``--lr-scaling`` (for tasks whose plugin feeds it), and
 a plan of phases (by default a first phase with the backbone frozen), each with its own
 trainable flags, learning rate and length; ``state.json`` records the phase (``phase``,
@@ -376,12 +377,13 @@ class Run:
         cfg, plugin, model = self.cfg, self.plugin, self.model
         loader = (lambda: weights_of(self.run_dir / "best.keras", model)) if restored is not None else None
         if not self.dist.active:
-            train_ds, val_ds = plugin.pipelines(cfg, self.data, seed=cfg.seed + start)
+            # epochs start, start + 1, ... each shuffled by (seed, epoch): a resume replays them
+            train_ds, val_ds = plugin.pipelines(cfg, self.data, seed=cfg.seed, start_epoch=start)
             callbacks = self.callbacks(model, phase, phase_start, has_val=val_ds is not None, restored=restored,
                                        best_weights_loader=loader)
             return self.guarded(callbacks, lambda: model.fit(
                 train_ds, validation_data=val_ds, epochs=end, initial_epoch=start, callbacks=callbacks,
-                verbose=verbosity(cfg), steps_per_epoch=plugin.fit_steps(cfg, self.data),
+                verbose=verbosity(cfg), steps_per_epoch=plugin.fit_steps(cfg, self.data) or self.steps,
                 **plugin.fit_kwargs(cfg, self.data)))
         dist = self.dist
         with plugin.data_errors(cfg):  # in-memory data is decoded here, once
@@ -421,7 +423,9 @@ class Run:
             stateful["plateau"] = cb.ResumablePlateau(
                 restored=restored.get("plateau"), monitor=monitor, mode=mode, factor=cfg.gamma,
                 patience=cfg.plateau_patience, min_lr=cfg.min_learning_rate)
-        callbacks: list[Any] = plugin.callbacks(cfg, self.model, self.card, self.data, self.history)
+        # the model's random layers of epoch e draw from (seed, e), as the data pipelines do
+        callbacks: list[Any] = [cb.EpochSeeds(cfg.seed)]
+        callbacks += plugin.callbacks(cfg, self.model, self.card, self.data, self.history)
         callbacks += plugin.phase_callbacks(cfg, self.data, phase, self.steps)
         callbacks += list(stateful.values())
         self.budget = TimeBudget(self.budget_s, spent=float(sum(self.history.get("epoch_seconds", []))))

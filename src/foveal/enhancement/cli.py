@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from foveal.cli.task_commands import add_mode, add_predict_options, add_task_command, report_skipped
+from foveal.cli.task_commands import add_mode, add_predict_options, add_task_command, print_result, print_rows
 
 EPILOG_TRAIN = """examples:
   # the texts' denoising auto-encoder: MNIST with Gaussian noise of sigma 0.5, whole 28x28 images
@@ -46,10 +45,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     metrics = evaluate_enhancer(args.model, args.data, output=args.output, corruption=args.corruption,
                                 report_images=args.report_images, skip_invalid=args.skip_invalid,
                                 split=args.split, limit=args.limit)
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
-    if args.output:
-        print(f"wrote {Path(args.output) / 'report.html'}, metrics.json and enhanced/", file=sys.stderr)
-    return 0
+    return print_result(args, metrics, format_metrics,
+                        wrote=lambda out: f"{out / 'report.html'}, metrics.json and enhanced/")
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -61,15 +58,12 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     rows = p.enhance_files(model, card, args.images, output=args.output, skip_invalid=args.skip_invalid,
                            luma_only=args.luma_only)
     shown = [{k: v for k, v in r.items() if k != "image"} for r in rows]
-    print(p.to_csv(shown) if args.format == "csv" else json.dumps(shown, indent=1) if args.format == "json"
-          else p.format_table(shown))
-    if args.output:
-        print(f"wrote {sum('enhanced' in r for r in rows)} image(s) to {Path(args.output) / 'enhanced'} and "
-              f"{Path(args.output) / 'predictions.csv'}", file=sys.stderr)
-    else:
+    if not args.output:
         print("nothing written: pass --output DIR to save the enhanced images", file=sys.stderr)
-    report_skipped(rows)
-    return 0
+    formats = {"csv": p.to_csv, "json": lambda r: json.dumps(r, indent=1), "table": p.format_table}
+    return print_rows(args, shown, formats,
+                      wrote=lambda out: f"{sum('enhanced' in r for r in rows)} image(s) to {out / 'enhanced'} and "
+                      f"{out / 'predictions.csv'}")
 
 
 def add_enhance_command(subparsers: argparse._SubParsersAction) -> None:

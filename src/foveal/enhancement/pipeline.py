@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from foveal.data.epochs import epoch_stream
 from foveal.enhancement.data import ImageSet
 from foveal.enhancement.degrade import Corruption, degrade
 
@@ -61,40 +62,51 @@ def _augment(patch, seed):
 
 def patch_dataset(images: ImageSet, *, training: bool, patch: int | None, scale: int, corruption: Corruption,
                   batch_size: int, seed: int, patches_per_image: int = 1, augment: bool = True,
-                  multiple: int = 1, cache: str = "auto") -> tf.data.Dataset:
+                  multiple: int = 1, cache: str = "auto", start_epoch: int | None = None,
+                  steps_per_epoch: int | None = None) -> tf.data.Dataset:
     """Batches of ``(input pixels 0..255, target in [0, 1])`` (see the module docstring).
 
     ``patch`` is the target's side (None: whole images, cropped to multiples of ``scale *
-    multiple``; they must share one size to be batched).
+    multiple``; they must share one size to be batched). Training batches are an endless
+    stream; with ``start_epoch``, epochs ``start_epoch``, ... of ``steps_per_epoch`` batches,
+    each drawn from ``(seed, epoch)`` only (:mod:`foveal.data.epochs`: a resume replays them).
     """
     ds = image_dataset(images)
     if cache == "memory" or (cache == "auto" and images.images is None and _bytes(images) < CACHE_LIMIT):
         ds = ds.cache()
-    if training:
-        ds = ds.repeat().shuffle(min(len(images), 4096), seed=seed, reshuffle_each_iteration=True)
     k = int(patches_per_image)
-    ds = ds.enumerate()
-    if k > 1:
-        ds = ds.flat_map(lambda i, image: tf.data.Dataset.range(k).map(lambda j: (i * k + j, image)))
     step = scale * multiple
 
-    def make(index, image):
-        base = tf.stack([tf.cast(seed, tf.int64), tf.cast(index, tf.int64)])
-        ref = tf.cast(image, tf.float32) / 255.0
-        if patch:
-            ref = tf.image.stateless_random_crop(ref, [patch, patch, images.channels],
-                                                 tf.random.experimental.stateless_fold_in(base, 0))
-        else:
-            ref = crop_to_multiple(ref, step)
-        if training and augment:
-            ref = _augment(ref, tf.random.experimental.stateless_fold_in(base, 1))
-        x = degrade(ref, scale=scale, corruption=corruption, seed=tf.random.experimental.stateless_fold_in(base, 2))
-        return x * 255.0, ref
+    def one_epoch(s, epoch):
+        out = ds
+        if training:
+            out = out.repeat().shuffle(min(len(images), 4096), seed=s, reshuffle_each_iteration=epoch is None)
+        out = out.enumerate()
+        if k > 1:
+            out = out.flat_map(lambda i, image: tf.data.Dataset.range(k).map(lambda j: (i * k + j, image)))
 
-    ds = ds.map(make, num_parallel_calls=tf.data.AUTOTUNE)
-    if training and k > 1:
-        ds = ds.shuffle(max(4 * batch_size, k), seed=seed + 1)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        def make(index, image):
+            base = tf.stack([tf.cast(s, tf.int64), tf.cast(index, tf.int64)])
+            ref = tf.cast(image, tf.float32) / 255.0
+            if patch:
+                ref = tf.image.stateless_random_crop(ref, [patch, patch, images.channels],
+                                                     tf.random.experimental.stateless_fold_in(base, 0))
+            else:
+                ref = crop_to_multiple(ref, step)
+            if training and augment:
+                ref = _augment(ref, tf.random.experimental.stateless_fold_in(base, 1))
+            x = degrade(ref, scale=scale, corruption=corruption,
+                        seed=tf.random.experimental.stateless_fold_in(base, 2))
+            return x * 255.0, ref
+
+        out = out.map(make, num_parallel_calls=tf.data.AUTOTUNE)
+        if training and k > 1:
+            out = out.shuffle(max(4 * batch_size, k), seed=s + 1)
+        out = out.batch(batch_size)
+        return out.take(steps_per_epoch) if epoch is not None and steps_per_epoch else out
+
+    return epoch_stream(one_epoch, seed=seed, start_epoch=start_epoch if training else None).prefetch(
+        tf.data.AUTOTUNE)
 
 
 __all__ = ["crop_to_multiple", "image_dataset", "patch_dataset"]

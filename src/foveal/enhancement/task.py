@@ -118,14 +118,16 @@ class EnhanceTask(TaskPlugin):
                 f"model: {cfg.model} x{cfg.factor}, corruption {describe_corruption(cfg.corruption_spec)}, "
                 f"{model.count_params():,} parameters; patches {cfg.patch_size or 'whole images'}"]
 
-    def pipelines(self, cfg: EnhanceConfig, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+    def pipelines(self, cfg: EnhanceConfig, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
         from foveal.enhancement.models import input_multiple
         from foveal.enhancement.pipeline import patch_dataset
 
         common = dict(patch=cfg.patch_size or None, scale=cfg.factor, corruption=cfg.corruption_spec,
                       batch_size=cfg.batch_size, multiple=input_multiple(cfg.model, cfg.model_options),
                       cache=cfg.cache)
-        train = patch_dataset(data.train, training=True, seed=seed, patches_per_image=cfg.patches_per_image,
+        train = patch_dataset(data.train, training=True, seed=seed, start_epoch=start_epoch,
+                              steps_per_epoch=self.steps_per_epoch(cfg, data), patches_per_image=cfg.patches_per_image,
                               augment=cfg.augment, **common)
         val = patch_dataset(data.val, training=False, seed=cfg.seed, **common) if data.val is not None else None
         return train, val

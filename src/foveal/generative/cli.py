@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-from foveal.cli.task_commands import add_mode, add_task_command
+from foveal.cli.task_commands import add_mode, add_task_command, print_result
 
 EPILOG_TRAIN = """examples:
   # a VAE on MNIST with a 2-D latent space (the report shows the latent manifold)
@@ -47,10 +45,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     metrics = evaluate_generator(args.model, args.data, split=args.split, classifier=args.classifier, count=args.count,
                                  inception_weights=args.inception_weights, output=args.output, seed=args.seed,
                                  batch_size=args.batch_size, skip_invalid=args.skip_invalid)
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
-    if args.output:
-        print(f"wrote {Path(args.output) / 'report.html'}, metrics.json and the figures", file=sys.stderr)
-    return 0
+    return print_result(args, metrics, format_metrics,
+                        wrote=lambda out: f"{out / 'report.html'}, metrics.json and the figures")
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:

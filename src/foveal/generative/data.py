@@ -93,12 +93,13 @@ def load_generative_data(cfg: GenerateConfig) -> RunData:
 
 
 def pipeline(part: LabeledImages, shape: tuple[int, int, int], batch_size: int, *, training: bool, seed: int = 0,
-             cache: str = "auto", skip_invalid: bool = False):
-    """Batches of ``(float32 images 0..255, int32 labels)``."""
+             cache: str = "auto", skip_invalid: bool = False, start_epoch: int | None = None):
+    """Batches of ``(float32 images 0..255, int32 labels)`` (``start_epoch``: see
+    :func:`foveal.data.pipeline.make_pipeline`)."""
     from foveal.data.pipeline import make_pipeline
 
     return make_pipeline(part, image_size=shape[:2], channels=shape[2], batch_size=batch_size, training=training,
-                         cache=cache, seed=seed, skip_invalid=skip_invalid, one_hot=False)
+                         cache=cache, seed=seed, skip_invalid=skip_invalid, one_hot=False, start_epoch=start_epoch)
 
 
 def images01(part: LabeledImages, shape: tuple[int, int, int], count: int, seed: int = 0,

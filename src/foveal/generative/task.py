@@ -95,12 +95,13 @@ class GenerateTask(TaskPlugin):
         return [f"data: {cfg.data} ({len(data.class_names)} class(es); {data.sizes()}), images {h}x{w}x{c}",
                 f"model: {cfg.model}, latent size {model.latent_dim}; parameters: {', '.join(parts)}"]
 
-    def pipelines(self, cfg: GenerateConfig, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+    def pipelines(self, cfg: GenerateConfig, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
         from foveal.generative.data import pipeline
 
         shape = data.extra["image_shape"]
         common = dict(cache=cfg.cache, skip_invalid=cfg.skip_invalid)
-        train = pipeline(data.train, shape, cfg.batch_size, training=True, seed=seed, **common)
+        train = pipeline(data.train, shape, cfg.batch_size, training=True, seed=seed, start_epoch=start_epoch, **common)
         val = (pipeline(data.val, shape, cfg.batch_size, training=False, **common)
                if cfg.model == "vae" and data.val is not None else None)
         return train, val

@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from foveal.cli.task_commands import (
@@ -19,6 +18,7 @@ from foveal.cli.task_commands import (
     add_mode,
     add_predict_options,
     add_task_command,
+    print_result,
     report_skipped,
 )
 
@@ -60,10 +60,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
                                      output=args.output, skip_invalid=args.skip_invalid,
                                      score_threshold=args.score_threshold, images=args.images,
                                      report_images=args.report_images)
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
-    if args.output:
-        print(f"wrote {Path(args.output) / 'report.html'}, metrics.json and detections.json", file=sys.stderr)
-    return 0
+    return print_result(args, metrics, format_metrics,
+                        wrote=lambda out: f"{out / 'report.html'}, metrics.json and detections.json")
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:

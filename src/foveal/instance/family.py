@@ -48,12 +48,14 @@ class Family:
     def restore(self, cfg: Any, data: RunData, card: Any) -> None:
         """Take back what a resumed run derived from its data (e.g. anchor sizes)."""
 
-    def pipelines(self, cfg: Any, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+    def pipelines(self, cfg: Any, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
         from foveal.instance.pipeline import make_instance_pipeline
 
         common = dict(image_size=cfg.image_hw, channels=cfg.channels, batch_size=cfg.batch_size, cache=cfg.cache,
                       max_instances=cfg.max_instances)
-        train = make_instance_pipeline(data.train, training=True, augment=cfg.augment, seed=seed, **common)
+        train = make_instance_pipeline(data.train, training=True, augment=cfg.augment, seed=seed,
+                                       start_epoch=start_epoch, **common)
         val = (make_instance_pipeline(data.val, training=False, **common)
                if data.val is not None and len(data.val) else None)
         return train, val

@@ -131,7 +131,8 @@ def augment_instances(image: tf.Tensor, masks: tf.Tensor, boxes: tf.Tensor, clas
 
 def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int], channels: int = 3,
                            batch_size: int = 8, training: bool = False, augment: str | BoxAugment = "none",
-                           seed: int = 0, max_instances: int = 50, cache: str = "auto") -> tf.data.Dataset:
+                           seed: int = 0, max_instances: int = 50, cache: str = "auto",
+                           start_epoch: int | None = None) -> tf.data.Dataset:
     """The batches of ``data`` (see the module docstring).
 
     Args:
@@ -143,8 +144,11 @@ def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int],
         seed: shuffle and augmentation seed.
         max_instances: ``M``, instances per image kept (the largest).
         cache: ``memory``, ``none`` or ``auto`` (cache when the resized images and masks take under 1 GiB).
+        start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled
+            and augmented by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`); None: one pass.
     """
     from foveal.data.decode import decode_image_bytes
+    from foveal.data.epochs import shuffled_epochs
 
     if cache not in ("auto", "memory", "none"):
         raise ConfigError(f"cache must be auto, memory or none, not {cache!r}")
@@ -168,17 +172,6 @@ def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int],
     per_image = h * w * (channels + max(1, data.num_instances // max(len(data), 1)))
     if cache == "memory" or (cache == "auto" and len(data) * per_image < _AUTO_CACHE_BYTES):
         ds = ds.cache()
-    if training:
-        ds = ds.shuffle(len(data), seed=seed, reshuffle_each_iteration=True)
-    if training and aug.active:
-        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-
-        def augment_fn(element, r):
-            image, masks, boxes, classes = element
-            pair = tf.stack([r, tf.constant(seed, tf.int64)])
-            return augment_instances(tf.cast(image, tf.float32), masks, boxes, classes, pair, aug)
-
-        ds = tf.data.Dataset.zip((ds, randoms)).map(augment_fn, num_parallel_calls=AUTOTUNE)
 
     def to_model(image, masks, boxes, classes):
         count = tf.minimum(tf.shape(classes)[0], max_instances)
@@ -193,8 +186,23 @@ def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int],
         classes.set_shape([max_instances])
         return image, {"boxes": boxes, "classes": classes, "masks": masks}
 
-    ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=False).prefetch(AUTOTUNE)
+    def then(ds, s, epoch):
+        if training and aug.active:
+            randoms = tf.data.Dataset.random(seed=s, rerandomize_each_iteration=epoch is None)
+
+            def augment_fn(element, r):
+                image, masks, boxes, classes = element
+                pair = tf.stack([r, tf.cast(s, tf.int64)])
+                return augment_instances(tf.cast(image, tf.float32), masks, boxes, classes, pair, aug)
+
+            ds = tf.data.Dataset.zip((ds, randoms)).map(augment_fn, num_parallel_calls=AUTOTUNE)
+        return ds.map(to_model, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=False)
+
+    if training:
+        ds = shuffled_epochs(ds, len(data), seed=seed, start_epoch=start_epoch, then=then)
+    else:
+        ds = then(ds, seed, None)
+    return ds.prefetch(AUTOTUNE)
 
 
 def images_only(images: tf.Tensor, targets: dict[str, tf.Tensor]) -> tf.Tensor:

@@ -130,10 +130,11 @@ class InstanceTask(TaskPlugin):
                 f"model: {family_named(cfg.model).describe(cfg, model)} on {cfg.backbone}, input {cfg.image_hw}, "
                 f"{model.count_params():,} parameters"]
 
-    def pipelines(self, cfg: InstanceConfig, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+    def pipelines(self, cfg: InstanceConfig, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
         from foveal.instance.family import family_named
 
-        return family_named(cfg.model).pipelines(cfg, data, seed=seed)
+        return family_named(cfg.model).pipelines(cfg, data, seed=seed, start_epoch=start_epoch)
 
     def data_errors(self, cfg: InstanceConfig):
         from foveal.detection.pipeline import detection_data_errors

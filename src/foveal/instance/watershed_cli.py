@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from foveal.cli.task_commands import print_result
+
 EPILOG_EVALUATE = """examples:
   # ISBI cells: targets and ground truth, a U-Net on the targets, then mask AP on the 5 held-out slices
   foveal datasets cells --data ../shared/datasets/isbi-membrane/train --output cells/
@@ -37,11 +39,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
     metrics = evaluate_watershed(args.model, args.data, split=args.split, images=args.images, output=args.output,
                                  tta=args.tta, max_dets=args.max_dets, baseline=args.baseline,
                                  report_images=args.report_images, **_post(args))
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
-    if args.output:
-        print(f"wrote {Path(args.output) / 'metrics.json'}, results.json, report.html, instances/ and overlays/",
-              file=sys.stderr)
-    return 0
+    return print_result(args, metrics, format_metrics,
+                        wrote=lambda out: f"{out / 'metrics.json'}, results.json, report.html, instances/ and overlays/")
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:

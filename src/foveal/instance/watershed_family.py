@@ -201,14 +201,15 @@ class UNetWatershedFamily(Family):
         model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch),
                       loss=CrossEntropyDice(3, ignore_label=IGNORE))
 
-    def pipelines(self, cfg: Any, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+    def pipelines(self, cfg: Any, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
         from foveal.segmentation.pipeline import make_segmentation_pipeline, parse_augment
 
         stride = 2 ** int(unet_options(cfg).get("depth", 4))
         common = dict(channels=cfg.channels, batch_size=cfg.batch_size, image_size=cfg.image_hw, stride=stride,
                       cache=cfg.cache)
         train = make_segmentation_pipeline(TargetImages(data.train, cfg.boundary_width), training=True,
-                                           crop_size=crop_hw(cfg), seed=seed,
+                                           crop_size=crop_hw(cfg), seed=seed, start_epoch=start_epoch,
                                            augment=parse_augment(cfg.unet_augment), **common)
         val = (make_segmentation_pipeline(TargetImages(data.val, cfg.boundary_width), training=False, **common)
                if data.val is not None and len(data.val) else None)

@@ -9,9 +9,6 @@ have the signature ``handler(args, overrides) -> exit status``; a
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from foveal.cli.task_commands import (
@@ -19,7 +16,8 @@ from foveal.cli.task_commands import (
     add_mode,
     add_predict_options,
     add_task_command,
-    report_skipped,
+    print_result,
+    print_rows,
 )
 
 EPILOG_TRAIN = """examples:
@@ -42,10 +40,7 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
     metrics = evaluate_localizer(args.model, args.data, split=args.split, batch_size=args.batch_size,
                                  output=args.output, skip_invalid=args.skip_invalid, class_map=args.class_map)
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
-    if args.output:
-        print(f"wrote {Path(args.output) / 'report.html'}", file=sys.stderr)
-    return 0
+    return print_result(args, metrics, format_metrics, wrote=lambda out: f"{out / 'report.html'}")
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -55,11 +50,8 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     model, card = load_model(args.model)
     rows = p.predict_boxes(model, card, args.images, batch_size=args.batch_size, output=args.output,
                            skip_invalid=args.skip_invalid)
-    print({"table": p.format_table, "csv": p.to_csv, "json": p.to_json}[args.format](rows))
-    if args.output:
-        print(f"wrote {len(rows)} image(s), predictions.csv and predictions.json to {args.output}", file=sys.stderr)
-    report_skipped(rows)
-    return 0
+    return print_rows(args, rows, {"table": p.format_table, "csv": p.to_csv, "json": p.to_json},
+                      wrote=lambda _: f"{len(rows)} image(s), predictions.csv and predictions.json to {args.output}")
 
 
 def add_localize_command(subparsers: argparse._SubParsersAction) -> None:

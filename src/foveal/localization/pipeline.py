@@ -46,6 +46,7 @@ import tensorflow as tf
 from foveal.data.box_augment import AugmentGrammar, BoxAugment, augment_boxes, parse_box_augment
 from foveal.data.boxes import BoxedImages
 from foveal.data.decode import decode_image_bytes, map_skipping_undecodable
+from foveal.data.epochs import shuffled_epochs
 from foveal.data.pipeline import resize_image
 from foveal.localization.metrics import NO_BOX, encode_boxes
 
@@ -111,6 +112,7 @@ def make_localization_pipeline(
     seed: int = 0,
     cache: Literal["auto", "memory", "none"] = "auto",
     skip_invalid: bool = False,
+    start_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(images, {"class", "box"})`` for ``fit``/``evaluate``.
 
@@ -127,6 +129,8 @@ def make_localization_pipeline(
             when they take less than 1 GiB).
         skip_invalid: leave out images that fail to decode instead of raising (each named
             with a warning and listed in ``data.info["undecodable"]``).
+        start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled
+            and augmented by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`); None: one pass.
     """
     corners, labels, valid = targets_of(data)
     single = data.num_classes == 1
@@ -144,20 +148,6 @@ def make_localization_pipeline(
     size_bytes = len(data) * image_size[0] * image_size[1] * channels
     if cache == "memory" or (cache == "auto" and size_bytes < _AUTO_CACHE_BYTES):
         ds = ds.cache()
-    if training:
-        ds = ds.shuffle(max(len(data), 1), seed=seed, reshuffle_each_iteration=True)
-        if aug.active:
-            # One random int per element, different every epoch but fixed by ``seed``.
-            randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-            ds = tf.data.Dataset.zip((ds, randoms))
-
-            def augment_fn(element, r):
-                image, box, label, ok = element
-                pair = tf.stack([r, tf.constant(seed, tf.int64)])
-                image, box, ok = augment_example(tf.cast(image, tf.float32), box, ok, pair, aug)
-                return image, box, label, ok
-
-            ds = ds.map(augment_fn, num_parallel_calls=AUTOTUNE)
 
     def to_model(image, box, label, ok):
         image = tf.cast(image, tf.float32)
@@ -166,8 +156,25 @@ def make_localization_pipeline(
         target = tf.cast(ok, tf.float32)[None] if single else label
         return image, {"class": target, "box": encoded}
 
-    ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    def then(ds, s, epoch):
+        if aug.active:
+            # One random int per element, different every epoch but fixed by ``seed`` (and the epoch).
+            randoms = tf.data.Dataset.random(seed=s, rerandomize_each_iteration=epoch is None)
+
+            def augment_fn(element, r):
+                image, box, label, ok = element
+                pair = tf.stack([r, tf.cast(s, tf.int64)])
+                image, box, ok = augment_example(tf.cast(image, tf.float32), box, ok, pair, aug)
+                return image, box, label, ok
+
+            ds = tf.data.Dataset.zip((ds, randoms)).map(augment_fn, num_parallel_calls=AUTOTUNE)
+        return ds.map(to_model, num_parallel_calls=AUTOTUNE).batch(batch_size, num_parallel_calls=AUTOTUNE)
+
+    if training:
+        ds = shuffled_epochs(ds, len(data), seed=seed, start_epoch=start_epoch, then=then)
+    else:
+        ds = ds.map(to_model, num_parallel_calls=AUTOTUNE).batch(batch_size, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
 
 
 __all__ = ["LOCALIZATION_GRAMMAR", "PRESETS", "augment_example", "make_localization_pipeline", "parse_augment",

@@ -92,12 +92,14 @@ class LocalizeTask(TaskPlugin):
                 f"{data.train.num_boxes} training boxes)",
                 f"model: {cfg.model} localizer, input {model.input_shape[1:]}, {model.count_params():,} parameters"]
 
-    def pipelines(self, cfg: LocalizeConfig, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+    def pipelines(self, cfg: LocalizeConfig, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
         from foveal.localization.pipeline import make_localization_pipeline
 
         common = dict(image_size=cfg.image_hw, channels=cfg.channels, batch_size=cfg.batch_size, cache=cfg.cache,
                       skip_invalid=cfg.skip_invalid)
         train = make_localization_pipeline(data.train, training=True, augment=cfg.augment, seed=seed,
+                                           start_epoch=start_epoch,
                                            **common)  # type: ignore[arg-type]
         val = (make_localization_pipeline(data.val, training=False, **common)  # type: ignore[arg-type]
                if data.val is not None else None)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 from foveal.cli.task_commands import (
@@ -19,7 +17,8 @@ from foveal.cli.task_commands import (
     add_mode,
     add_predict_options,
     add_task_command,
-    report_skipped,
+    print_result,
+    print_rows,
 )
 
 EPILOG_TRAIN = """examples:
@@ -54,10 +53,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
                                  skip_invalid=args.skip_invalid, report_images=args.report_images,
                                  overlay=args.overlay, tta=args.tta, mask_png=args.mask_png, images=args.images,
                                  class_map=args.class_map)
-    print(json.dumps(metrics, indent=1) if args.json else format_metrics(metrics))
-    if args.output:
-        print(f"wrote {Path(args.output) / 'report.html'}, metrics.json, masks/ and overlays/", file=sys.stderr)
-    return 0
+    return print_result(args, metrics, format_metrics,
+                        wrote=lambda out: f"{out / 'report.html'}, metrics.json, masks/ and overlays/")
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -68,14 +65,12 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     p.check_card(card)
     rows = p.predict_masks(model, card, args.images, output=args.output, overlay=args.overlay, crf=args.crf,
                            skip_invalid=args.skip_invalid, tta=args.tta, mask_png=args.mask_png)
-    print(p.to_csv(rows, card.class_names) if args.format == "csv" else
-          json.dumps(rows, indent=1) if args.format == "json" else p.format_table(rows))
-    if args.output:
-        print(f"wrote {sum('mask' in r for r in rows)} mask(s) to {Path(args.output) / 'masks'}"
-              + (f", overlays to {Path(args.output) / 'overlays'}" if args.overlay else "")
-              + f" and {Path(args.output) / 'predictions.csv'}", file=sys.stderr)
-    report_skipped(rows)
-    return 0
+    formats = {"csv": lambda r: p.to_csv(r, card.class_names), "json": lambda r: json.dumps(r, indent=1),
+               "table": p.format_table}
+    return print_rows(args, rows, formats,
+                      wrote=lambda out: f"{sum('mask' in r for r in rows)} mask(s) to {out / 'masks'}"
+                      + (f", overlays to {out / 'overlays'}" if args.overlay else "")
+                      + f" and {out / 'predictions.csv'}")
 
 
 def _add_mask_options(parser: argparse.ArgumentParser) -> None:

@@ -121,6 +121,8 @@ def make_segmentation_pipeline(
     cache: str = "auto",
     skip_invalid: bool = False,
     weight_map: Callable[[np.ndarray], np.ndarray] | None = None,
+    start_epoch: int | None = None,
+    steps_per_epoch: int | None = None,
 ):
     """Batches of ``(images, targets)`` from a :class:`~foveal.segmentation.data.SegmentationImages`.
 
@@ -139,9 +141,14 @@ def make_segmentation_pipeline(
         skip_invalid: drop pairs that fail to decode instead of stopping.
         weight_map: ``mask -> HxW float32 weights`` (e.g. U-Net border weights), computed
             once per pair before augmentation; None trains without pixel weights.
+        start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled
+            and augmented by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`); None: one pass
+            (or, with ``repeat``, one endless stream).
+        steps_per_epoch: with ``repeat`` and ``start_epoch``: the batches of one epoch.
     """
     import tensorflow as tf
 
+    from foveal.data.epochs import shuffled_epochs
     from foveal.data.pipeline import resize_image
 
     ignore = data.ignore_label
@@ -163,25 +170,30 @@ def make_segmentation_pipeline(
         ds = ds.map(add_weights, num_parallel_calls=tf.data.AUTOTUNE)
     if _should_cache(data, channels, image_size, cache):
         ds = ds.cache()
-    if training:
-        ds = ds.shuffle(max(1, len(data)), seed=seed, reshuffle_each_iteration=True)
+    def batched(ds):
+        if not training or crop_size is None:
+            ds = ds.map(lambda *pair: _pad_to_stride(*pair, stride=stride, ignore=ignore),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+            values = (0.0, ignore) if weight_map is None else (0.0, ignore, 0.0)
+            return ds.padded_batch(batch_size, padding_values=tuple(tf.constant(v, t) for v, t in
+                                                                    zip(values, (tf.float32, tf.int32, tf.float32))))
+        return ds.batch(batch_size)
+
+    def then(ds, s, epoch):
         if repeat:
             ds = ds.repeat()
         aug = augment if augment is not None else SegmentationAugment(hflip=False, ignore_label=ignore)
         aug = _with_crop(aug, crop_size)
-        seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda pair, s: aug(*pair[:2], s, *pair[2:]),
+        seeds = tf.data.Dataset.random(seed=s).batch(2, drop_remainder=True)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda pair, r: aug(*pair[:2], r, *pair[2:]),
                                                   num_parallel_calls=tf.data.AUTOTUNE)
+        ds = batched(ds)
+        return ds.take(steps_per_epoch) if repeat and epoch is not None and steps_per_epoch else ds
+
+    if training:
+        ds = shuffled_epochs(ds, len(data), seed=seed, start_epoch=start_epoch, then=then)
     else:
-        ds = ds.map(lambda *pair: _cast(*pair), num_parallel_calls=tf.data.AUTOTUNE)
-    if not training or crop_size is None:
-        ds = ds.map(lambda *pair: _pad_to_stride(*pair, stride=stride, ignore=ignore),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-        values = (0.0, ignore) if weight_map is None else (0.0, ignore, 0.0)
-        ds = ds.padded_batch(batch_size, padding_values=tuple(tf.constant(v, t) for v, t in
-                                                               zip(values, (tf.float32, tf.int32, tf.float32))))
-    else:
-        ds = ds.batch(batch_size)
+        ds = batched(ds.map(lambda *pair: _cast(*pair), num_parallel_calls=tf.data.AUTOTUNE))
     if weight_map is not None:
         ds = ds.map(lambda image, mask, weights: (image, tf.stack([tf.cast(mask, tf.float32), weights], -1)))
     return ds.prefetch(tf.data.AUTOTUNE)

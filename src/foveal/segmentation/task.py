@@ -111,7 +111,8 @@ class SegmentTask(TaskPlugin):
                      f"loss {cfg.loss}" + (f", class weights {weights}" if weights else ""))
         return lines
 
-    def pipelines(self, cfg: SegmentConfig, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+    def pipelines(self, cfg: SegmentConfig, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
         from foveal.segmentation.pipeline import make_segmentation_pipeline, parse_augment
         from foveal.segmentation.train import border_weight_fn
 
@@ -120,6 +121,7 @@ class SegmentTask(TaskPlugin):
         weight_fn = border_weight_fn(cfg, data.class_names, None)
         train = make_segmentation_pipeline(
             data.train, training=True, crop_size=cfg.crop_hw, seed=seed, repeat=cfg.steps_per_epoch > 0,
+            start_epoch=start_epoch, steps_per_epoch=cfg.steps_per_epoch or None,
             augment=parse_augment(cfg.augment, ignore_label=cfg.ignore_label), weight_map=weight_fn, **common)
         val = (make_segmentation_pipeline(data.val, training=False, weight_map=weight_fn, **common)
                if data.val is not None else None)

@@ -150,6 +150,27 @@ def history_csv(history: dict[str, list[float]]) -> str:
     return out.getvalue()
 
 
+class EpochSeeds(keras.callbacks.Callback):
+    """Reseed the model's random layers (dropout, noise ...) from ``(seed, epoch)`` at the start
+    of every epoch, so that a resumed run draws the masks an uninterrupted one would (Keras keeps
+    each layer's random state in a ``SeedGenerator`` that a resume would otherwise restart).
+
+    Example:
+        >>> model.fit(ds, epochs=3, callbacks=[EpochSeeds(42)])  # doctest: +SKIP
+    """
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.seed = int(seed)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        generators = [g for layer in self.model._flatten_layers(include_self=True)
+                      for g in getattr(layer, "_seed_generators", [])]
+        for index, generator in enumerate(generators):
+            mixed = (self.seed * 1_000_003 + int(epoch) * 7_919 + index * 104_729 + 1) % 2_147_483_647
+            generator.state.assign(np.array([mixed, 0], dtype=generator.state.dtype))
+
+
 class InterruptGuard(keras.callbacks.Callback):
     """Catch SIGINT/SIGTERM during ``fit`` and stop cleanly at the next batch boundary.
 

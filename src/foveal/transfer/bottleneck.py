@@ -217,19 +217,24 @@ def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 # --------------------------------------------------------------------------- heads
 
 def features_dataset(features: np.ndarray, labels: np.ndarray, num_classes: int, *, batch_size: int,
-                     seed: int | None = None):
+                     seed: int | None = None, start_epoch: int | None = None):
     """Batches of (features, one-hot labels); shuffled each epoch when ``seed`` is given.
 
     A ``tf.data`` pipeline rather than NumPy arrays in ``fit``: Keras' array adapter logs a
-    TensorFlow graph warning under op determinism, and this shuffles reproducibly.
+    TensorFlow graph warning under op determinism, and this shuffles reproducibly. With
+    ``start_epoch``, the endless batches of epochs ``start_epoch``, ... each shuffled by
+    ``(seed, epoch)`` (:func:`foveal.data.epochs.shuffled_epochs`; ``fit`` needs ``steps_per_epoch``).
     """
     import tensorflow as tf
 
+    from foveal.data.epochs import shuffled_epochs
+
     one_hot = np.eye(num_classes, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(features, np.float32), one_hot))
-    if seed is not None:
-        ds = ds.shuffle(max(len(labels), 1), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if seed is None:
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return shuffled_epochs(ds, len(labels), seed=seed, start_epoch=start_epoch,
+                           then=lambda d, s, e: d.batch(batch_size)).prefetch(tf.data.AUTOTUNE)
 
 
 def make_head(feature_dim: int, num_classes: int, *, hidden: tuple[int, ...] = (), dropout: float = 0.0,

@@ -220,10 +220,12 @@ def decoded(cfg: VideoConfig, part: ClipSet, steps: int) -> ClipSet:
     return ClipSet(x, part.y, part.paths, lengths)
 
 
-def streamed(cfg: VideoConfig, part: ClipSet, steps: int, *, seed: int, shuffle: bool) -> Any:
+def streamed(cfg: VideoConfig, part: ClipSet, steps: int, *, seed: int, shuffle: bool,
+             start_epoch: int | None = None) -> Any:
     """A ``tf.data`` pipeline that decodes ``part``'s clips again every epoch (``--cache none``):
     batches of ``(frames float32 with padding frames of -1, labels)``; the order is shuffled anew
-    each epoch from ``seed``."""
+    each epoch from ``seed`` (with ``start_epoch``, the endless epochs ``start_epoch``, ... each
+    from ``(seed, epoch)`` only: :mod:`foveal.data.epochs`)."""
     import itertools
 
     import tensorflow as tf
@@ -235,9 +237,9 @@ def streamed(cfg: VideoConfig, part: ClipSet, steps: int, *, seed: int, shuffle:
     sampling, (h, w) = Sampling.parse(cfg.sampling), cfg.frame_hw
     epochs = itertools.count()
 
-    def clips():
-        order = (np.random.default_rng(seed + next(epochs)).permutation(len(part)) if shuffle
-                 else np.arange(len(part)))
+    def clips(order_seed=None):
+        order_seed = seed + next(epochs) if order_seed is None else int(order_seed)
+        order = np.random.default_rng(order_seed).permutation(len(part)) if shuffle else np.arange(len(part))
         for i in order:
             try:
                 frames = clip_frames(part.paths[i], sampling, (h, w), scene_threshold=cfg.scene_threshold)
@@ -249,10 +251,19 @@ def streamed(cfg: VideoConfig, part: ClipSet, steps: int, *, seed: int, shuffle:
             yield padded_input(x, lengths)[0], np.int64(part.y[i])
 
     spec = (tf.TensorSpec((steps, h, w, 3), tf.float32), tf.TensorSpec((), tf.int64))
-    ds = tf.data.Dataset.from_generator(clips, output_signature=spec)
-    if not cfg.skip_invalid:  # a known length: Keras counts the steps instead of running out of data
-        ds = ds.apply(tf.data.experimental.assert_cardinality(len(part)))
-    return ds.batch(cfg.batch_size).prefetch(1)
+
+    def one_epoch(s, epoch):
+        if epoch is None:
+            ds = tf.data.Dataset.from_generator(clips, output_signature=spec)
+        else:
+            ds = tf.data.Dataset.from_generator(clips, args=(s,), output_signature=spec)
+        if not cfg.skip_invalid:  # a known length: Keras counts the steps instead of running out of data
+            ds = ds.apply(tf.data.experimental.assert_cardinality(len(part)))
+        return ds.batch(cfg.batch_size)
+
+    from foveal.data.epochs import epoch_stream
+
+    return epoch_stream(one_epoch, seed=seed, start_epoch=start_epoch if shuffle else None).prefetch(1)
 
 
 def split_clips(clips: ClipSet, val: float, test: float, seed: int) -> tuple[ClipSet, ClipSet | None, ClipSet | None]:
@@ -450,12 +461,15 @@ class VideoTask(TaskPlugin):
         lines.append(f"model: {cfg.model} {what}, {model.count_params():,} parameters")
         return lines
 
-    def pipelines(self, cfg: VideoConfig, data: RunData, *, seed: int) -> tuple[Any, Any | None]:
+    def pipelines(self, cfg: VideoConfig, data: RunData, *, seed: int,
+                  start_epoch: int | None = None) -> tuple[Any, Any | None]:
         import tensorflow as tf
+
+        from foveal.data.epochs import shuffled_epochs
 
         if data.extra.get("stream"):
             steps = data.extra["steps"]
-            return (streamed(cfg, data.train, steps, seed=seed, shuffle=True),
+            return (streamed(cfg, data.train, steps, seed=seed, shuffle=True, start_epoch=start_epoch),
                     streamed(cfg, data.val, steps, seed=seed, shuffle=False) if data.val is not None else None)
 
         def part(clips: ClipSet) -> Any:
@@ -463,8 +477,8 @@ class VideoTask(TaskPlugin):
                 return tf.data.Dataset.from_tensor_slices((clips.x, clips.y))
             return tf.data.Dataset.from_tensor_slices((clips.x, clips.lengths, clips.y)).map(_frames_input)
 
-        train = part(data.train).shuffle(len(data.train), seed=seed, reshuffle_each_iteration=True)
-        train = train.batch(cfg.batch_size) if data.train.lengths is None else _batched(train, cfg.batch_size)
+        train = shuffled_epochs(part(data.train), len(data.train), seed=seed, start_epoch=start_epoch,
+                                then=lambda ds, s, e: ds.batch(cfg.batch_size)).prefetch(1)
         val = None
         if data.val is not None:
             val = part(data.val)

@@ -60,8 +60,7 @@ def load_boxes(
         spec: the path (see the module docstring).
         class_names: fixed class list shared by the splits; default: sorted names found.
         skip_invalid: leave out images with problems (listed in ``info["skipped"]``).
-        tolerance: pixels a box may stick out of its image and still be clipped.
-        max_image_pixels: decompression-bomb limit.
+        tolerance, max_image_pixels: passed to :func:`~foveal.data.boxes.source.build_boxed_images`.
 
     Raises:
         DataError: the path does not exist or holds no annotations in a known layout.

@@ -98,8 +98,7 @@ def read_coco(
         images: the image folder (default: searched as the module docstring says).
         class_names: fixed class list; default: the category names in id order.
         skip_invalid: leave out problem images (and orphan annotations) instead of raising.
-        tolerance: pixels a box may stick out of its image and still be clipped.
-        max_image_pixels: decompression-bomb limit.
+        tolerance, max_image_pixels: passed to :func:`~foveal.data.boxes.source.build_boxed_images`.
     """
     path = Path(path)
     data = _load(path)

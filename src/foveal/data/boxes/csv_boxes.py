@@ -46,8 +46,7 @@ def read_box_csv(
         images: the image folder (default: searched as the module docstring says).
         class_names: fixed class list (names outside it are errors); default: sorted names found.
         skip_invalid: leave out images with problems instead of raising :class:`DataError`.
-        tolerance: pixels a box may stick out of its image and still be clipped.
-        max_image_pixels: decompression-bomb limit.
+        tolerance, max_image_pixels: passed to :func:`~foveal.data.boxes.source.build_boxed_images`.
     """
     path = Path(path)
     if not path.is_file():

@@ -219,7 +219,7 @@ def build_boxed_images(
         class_names: the fixed class list; names outside it are problems. Default: the
             sorted names found in the images kept.
         skip_invalid: skip problem images with a warning instead of raising.
-        tolerance: see :func:`check_box`.
+        tolerance: pixels a box may stick out of its image and still be clipped (:func:`check_box`).
         max_image_pixels: decompression-bomb limit for the header check.
     """
     from foveal.data.imagecheck import DEFAULT_MAX_PIXELS, probe_files

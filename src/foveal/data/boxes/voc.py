@@ -129,8 +129,7 @@ def read_voc(
         list_file: read only the images this file lists, in its order.
         class_names: fixed class list (names outside it are errors); default: sorted names found.
         skip_invalid: leave out images with problems instead of raising :class:`DataError`.
-        tolerance: pixels a box may stick out of its image and still be clipped.
-        max_image_pixels: decompression-bomb limit.
+        tolerance, max_image_pixels: passed to :func:`~foveal.data.boxes.source.build_boxed_images`.
     """
     annotations = Path(annotations)
     records = _parse_folder(annotations, _images_dir(annotations, images))
