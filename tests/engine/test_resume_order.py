@@ -132,3 +132,21 @@ def test_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(rectangl
     for u, v in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_array_equal(u, v)
 
+
+
+def test_epochs_trace_under_a_global_seed_of_zero():
+    """``tf.random.set_seed(0)`` (``--seed 0``) made TensorFlow's seed check use the per-epoch seed
+    tensor as a Python bool, and every epoch stream failed to trace."""
+    import tensorflow as tf
+
+    from foveal.data.epochs import shuffled_epochs
+
+    tf.random.set_seed(0)
+    try:
+        whole = shuffled_epochs(tf.data.Dataset.range(6), 6, seed=1, start_epoch=0, then=lambda d, s, e: d.batch(6))
+        epochs = [b.numpy().tolist() for b in whole.take(3)]
+        resumed = shuffled_epochs(tf.data.Dataset.range(6), 6, seed=1, start_epoch=2, then=lambda d, s, e: d.batch(6))
+        assert next(iter(resumed)).numpy().tolist() == epochs[2]
+        assert all(sorted(e) == list(range(6)) for e in epochs) and epochs[0] != epochs[1]
+    finally:
+        tf.random.set_seed(42)

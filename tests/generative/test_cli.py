@@ -91,11 +91,6 @@ def test_class_option_refused_for_a_vae(vae_run, tmp_path, capsys):
     assert "not class-conditional" in err and err.count("\n") <= 2
 
 
-def test_other_modes_refused_with_what_to_run(vae_run, capsys):
-    assert main(["benchmark", str(vae_run / "best.keras")]) == 2
-    assert "foveal generate predict" in capsys.readouterr().err
-
-
 def test_gan_resume_restores_both_optimizers(cgan_run):
     run, first, second, result = cgan_run
     for saved, restored in zip(first.end, second.begin):  # generator's, then discriminator's optimizer

@@ -53,7 +53,17 @@ def epoch_stream(one_epoch: OneEpoch, *, seed: int, start_epoch: int | None) -> 
     """
     if start_epoch is None:
         return one_epoch(seed, None)
-    return tf.data.Dataset.counter(int(start_epoch)).flat_map(lambda e: one_epoch(epoch_seed(seed, e), e))
+
+    def epoch(e):
+        graph = tf.compat.v1.get_default_graph()
+        if graph.seed is not None and graph.seed % 2_147_483_647 == 0:
+            # TensorFlow's get_seed compares (global seed, op seed) with (0, 0) as a tuple: under a
+            # global seed of 0 the op seed, a tensor here, becomes a Python bool and tracing fails.
+            # A function graph's own seed only names the stream its explicitly seeded ops draw from.
+            graph.seed = 2_147_483_646
+        return one_epoch(epoch_seed(seed, e), e)
+
+    return tf.data.Dataset.counter(int(start_epoch)).flat_map(epoch)
 
 
 def shuffled_epochs(ds: tf.data.Dataset, buffer: int, *, seed: int, start_epoch: int | None,
