@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from foveal.data.boxes.source import AnnotatedImage, BoxedImages, build_boxed_images, split_boxed
+from foveal.data.boxes.source import AnnotatedImage, BoxedImages, build_boxed_images
+from foveal.data.boxes.splits import complete_splits
 from foveal.errors import DataError
 
 log = logging.getLogger("foveal")
@@ -336,16 +337,7 @@ def load_instance_splits(data: str | Path | dict[str, Any], *, test_data: str | 
     names = parts["train"].class_names
     if test_data:
         parts["test"] = read_instances(test_data, class_names=names, **common)  # type: ignore[arg-type]
-    wanted = {}
-    if "val" not in parts and val_split > 0:
-        wanted["val"] = val_split
-    if "test" not in parts and test_split > 0:
-        wanted["test"] = test_split
-    if wanted:
-        parts.update(split_boxed(parts["train"], wanted, seed=seed))  # type: ignore[arg-type]
-    for part in parts.values():
-        if part.class_names != names:
-            raise DataError(f"{part.origin}: classes {part.class_names} differ from train's {names}")
+    complete_splits(parts, val_split=val_split, test_split=test_split, seed=seed)
     if parts["train"].num_instances == 0:
         raise DataError(f"{parts['train'].origin}: the training images have no instances")
     return parts  # type: ignore[return-value]

@@ -32,6 +32,17 @@ def load_box_splits(data: str, *, test_data: str | None = None, val_split: float
     if test_data:
         other = load_boxes(test_data, class_names=names, **common)  # type: ignore[arg-type]
         parts["test"] = other.get("test") or other["train"]
+    return complete_splits(parts, val_split=val_split, test_split=test_split, seed=seed)
+
+
+def complete_splits(parts: dict, *, val_split: float, test_split: float, seed: int) -> dict:
+    """``parts`` with a missing ``val`` / ``test`` cut from ``train`` by seeded fractions (0: none),
+    after checking that every part has the training classes (box and instance datasets alike).
+
+    Raises:
+        DataError: a part whose classes differ from train's.
+    """
+    names = parts["train"].class_names
     wanted = {}
     if "val" not in parts and val_split > 0:
         wanted["val"] = val_split
@@ -46,4 +57,4 @@ def load_box_splits(data: str, *, test_data: str | None = None, val_split: float
     return parts
 
 
-__all__ = ["load_box_splits"]
+__all__ = ["complete_splits", "load_box_splits"]
