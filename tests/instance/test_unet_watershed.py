@@ -141,3 +141,17 @@ def test_evaluate_and_predict(setup, perfect, tmp_path, capsys):
         evaluate_watershed(other, root)
     assert main(["segment", "instances", "evaluate", str(model), "--data", str(root), "--split", "test"]) == 2
     assert "config.yaml" in capsys.readouterr().err
+
+
+def test_predict_names_an_unreadable_file_or_skips_it(setup, perfect, tmp_path, capsys):
+    from foveal.errors import DataError
+    from foveal.instance.unet_watershed import predict_watershed
+
+    _, model, _ = setup
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(DataError, match="broken.png") as info:
+        predict_watershed(model, [bad])
+    assert "--skip-invalid" in (info.value.hint or "")
+    rows = predict_watershed(model, [bad], skip_invalid=True)
+    assert len(rows) == 1 and "error" in rows[0] and rows[0]["file"].endswith("broken.png")

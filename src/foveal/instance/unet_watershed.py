@@ -358,21 +358,15 @@ def predict_watershed(model_path: str | Path, images: Iterable[str | Path], *, o
     Example:
         >>> rows = predict_watershed("runs/RUN/best.keras", ["slices/"], output="cells/")  # doctest: +SKIP
     """
-    from foveal.predict import collect_images
+    from foveal.predict import collect_images, predict_in_batches
     from foveal.segmentation.predict import decode_file
 
     options = post_options(**post)
     model, card, _ = load_segmenter(model_path)
     out = ensure_output_dir(output) if output is not None else None
-    rows: list[dict[str, Any]] = []
-    for path in collect_images(images):
-        try:
-            image = decode_file(path, card.input_shape[-1])
-        except DataError as exc:
-            if not skip_invalid:
-                raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
-            rows.append({"file": printable_path(path), "error": exc.message})
-            continue
+
+    def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
+        (path, image), = batch  # each image at its own size
         labels, scores = predict_instances(model, card, image, tta=tta, **options)
         found = _results(labels, scores, 0, 1)
         row: dict[str, Any] = {"file": printable_path(path), "size": [int(labels.shape[1]), int(labels.shape[0])],
@@ -380,7 +374,10 @@ def predict_watershed(model_path: str | Path, images: Iterable[str | Path], *, o
                                "instances": [{k: r[k] for k in ("score", "bbox", "segmentation")} for r in found]}
         if out is not None:
             row |= _write_instances(out, path, image, labels)
-        rows.append(row)
+        return [row]
+
+    rows = predict_in_batches(collect_images(images), lambda path: decode_file(path, card.input_shape[-1]), rows_for,
+                              batch_size=1, skip_invalid=skip_invalid)
     if out is not None:
         atomic_write_text(out / "predictions.json", json.dumps(rows))
     return rows
