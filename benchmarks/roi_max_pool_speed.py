@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "src"))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from foveal.layers.roi import _flat, roi_max_pool  # noqa: E402
+from foveal.layers.roi import _flat, _snap_to_cells, roi_max_pool  # noqa: E402
 
 
 def _float_bin_edges(start, extent, pool_size: int):
@@ -44,10 +44,7 @@ def per_roi_loop(features, rois, *, pool_size: int = 7, stride: float = 16.0) ->
     """The former RoI max pooling: one ``map_fn`` step per RoI, masking the map per bin."""
     features, flat, index, batch, count = _flat(features, rois)
     fh, fw = tf.shape(features)[1], tf.shape(features)[2]
-    c0 = tf.clip_by_value(tf.cast(tf.floor(flat[:, 0] / float(stride)), tf.int32), 0, fw - 1)
-    r0 = tf.clip_by_value(tf.cast(tf.floor(flat[:, 1] / float(stride)), tf.int32), 0, fh - 1)
-    c1 = tf.clip_by_value(tf.cast(tf.math.ceil(flat[:, 2] / float(stride)), tf.int32), c0 + 1, fw)
-    r1 = tf.clip_by_value(tf.cast(tf.math.ceil(flat[:, 3] / float(stride)), tf.int32), r0 + 1, fh)
+    c0, r0, c1, r1 = _snap_to_cells(flat, stride, fh, fw)
     row_lo, row_hi = _float_bin_edges(r0, r1 - r0, pool_size)
     col_lo, col_hi = _float_bin_edges(c0, c1 - c0, pool_size)
     rows = tf.cast(tf.range(fh), tf.float32)

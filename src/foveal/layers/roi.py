@@ -36,6 +36,16 @@ import keras
 import tensorflow as tf
 
 
+def _snap_to_cells(flat, stride: float, fh, fw):
+    """RoIs ``[N, 4]`` (x1, y1, x2, y2 in pixels) as whole cells ``c0, r0, c1, r1`` of a map of
+    ``fh x fw`` cells of ``stride`` pixels: inside the map, at least one cell each way."""
+    c0 = tf.clip_by_value(tf.cast(tf.floor(flat[:, 0] / float(stride)), tf.int32), 0, fw - 1)
+    r0 = tf.clip_by_value(tf.cast(tf.floor(flat[:, 1] / float(stride)), tf.int32), 0, fh - 1)
+    c1 = tf.clip_by_value(tf.cast(tf.math.ceil(flat[:, 2] / float(stride)), tf.int32), c0 + 1, fw)
+    r1 = tf.clip_by_value(tf.cast(tf.math.ceil(flat[:, 3] / float(stride)), tf.int32), r0 + 1, fh)
+    return c0, r0, c1, r1
+
+
 def _flat(features, rois):
     """(feature map, rois ``[B*R, 4]``, image index of each, B, R)."""
     shape = tf.shape(rois)
@@ -94,11 +104,7 @@ def roi_max_pool(features, rois, *, pool_size: int = 7, stride: float = 16.0) ->
     """
     features, flat, index, batch, count = _flat(features, rois)
     fh, fw = tf.shape(features)[1], tf.shape(features)[2]
-    # snap to whole cells, inside the map, at least one cell
-    c0 = tf.clip_by_value(tf.cast(tf.floor(flat[:, 0] / float(stride)), tf.int32), 0, fw - 1)
-    r0 = tf.clip_by_value(tf.cast(tf.floor(flat[:, 1] / float(stride)), tf.int32), 0, fh - 1)
-    c1 = tf.clip_by_value(tf.cast(tf.math.ceil(flat[:, 2] / float(stride)), tf.int32), c0 + 1, fw)
-    r1 = tf.clip_by_value(tf.cast(tf.math.ceil(flat[:, 3] / float(stride)), tf.int32), r0 + 1, fh)
+    c0, r0, c1, r1 = _snap_to_cells(flat, stride, fh, fw)
     row_lo, row_hi = _bin_edges(r0, r1 - r0, pool_size)
     col_lo, col_hi = _bin_edges(c0, c1 - c0, pool_size)
     image = tf.broadcast_to(index[:, None], tf.shape(row_lo))  # [N, P]
