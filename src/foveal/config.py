@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from foveal.configtools import option
 from foveal.engine.config import Distribute, DistributionOptions, LrScaling  # noqa: F401 (re-exported)
-from foveal.errors import ConfigError
+from foveal.errors import require_all
 from foveal.training.recipes import check_recipe, recipe_help
 
 Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
@@ -185,9 +185,7 @@ class TrainConfig(DistributionOptions):
             (self.distribute == "none" or not self.distill_from,
              "--distill-from is not supported with --distribute (distil on one process)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
         if self.image_hw is not None:
             from foveal.memcheck import check_input_batch
 

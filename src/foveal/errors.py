@@ -6,6 +6,8 @@ name): the CLI prints its message and a hint, and exits with status 2, never a t
 
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class FovealError(Exception):
     """A problem the user can fix; ``hint`` says how."""
@@ -21,6 +23,20 @@ class FovealError(Exception):
 
 class ConfigError(FovealError):
     """An option or config-file key that is unknown or has the wrong type."""
+
+
+def require_all(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise a :class:`ConfigError` with the message of the first ``(ok, message)`` that is not ok.
+
+    Example:
+        >>> require_all([(1 > 0, "fine"), (2 < 1, "--size must be at least 16")])
+        Traceback (most recent call last):
+        ...
+        foveal.errors.ConfigError: --size must be at least 16
+    """
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 class DataError(FovealError):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
-from foveal.errors import ConfigError
+from foveal.errors import require_all
 
 Method = Literal["dann", "coral", "mmd", "source-only"]
 AdaptSchedule = Literal["dann", "constant", "step", "exponential", "cosine", "one-cycle"]
@@ -103,9 +103,7 @@ class AdaptConfig(RunConfig):
             (all(u >= 1 for u in self.domain_units), "domain_units must be positive"),
             (self.mixed_precision == "none", "adaptation trains in float32 only (leave out --mixed-precision)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
 
     @property
     def image_hw(self) -> tuple[int, int] | None:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
-from foveal.errors import ConfigError
+from foveal.errors import ConfigError, require_all
 
 DEFAULT_BACKBONE_OPTIONS = {"width": 16}
 STRIDE = 32  # the coarsest grid: every input side must be a multiple of it
@@ -146,9 +146,7 @@ class DetectConfig(RunConfig):
             (self.eval_every >= 1 and self.report_images >= 0, "eval_every must be >= 1; report_images not negative"),
             (self.monitor in ("val_map50", "val_loss", "loss"), "monitor must be val_map50, val_loss or loss"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
         parse_box_augment(self.augment)
         if self.detector == "faster-rcnn":
             self.rcnn_settings()  # refuses unknown or out-of-range settings now

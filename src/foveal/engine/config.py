@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from foveal.configtools import option
-from foveal.errors import ConfigError
+from foveal.errors import require_all
 
 Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
 Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle", "triangle"]
@@ -69,9 +69,7 @@ class DistributionOptions:
              "workers and worker_index are for --distribute multi-worker"),
             (self.distribute == "mirrored" or self.devices is None, "devices is for --distribute mirrored"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
         if self.workers is not None:
             from foveal.training.distribute import parse_workers
 
@@ -129,9 +127,7 @@ class RunConfig(DistributionOptions):
             (self.early_stopping >= 0, "early_stopping must not be negative"),
             (0 <= self.freeze_backbone_epochs < self.epochs, "freeze_backbone_epochs must be in [0, epochs)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
         self.validate_distribution()
         try:
             hw = getattr(self, "image_hw", None)  # each task's own size option, when it has one

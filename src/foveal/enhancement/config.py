@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
-from foveal.errors import ConfigError
+from foveal.errors import ConfigError, require_all
 
 MODELS = ("denoise", "sr-upscale", "espcn", "edsr")
 
@@ -89,9 +89,7 @@ class EnhanceConfig(RunConfig):
              "--min-learning-rate must be between 0 and --learning-rate"),
             (self.report_images >= 0, "--report-images must not be negative"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
         check_scale(self.model, self.factor)
         check_options(self.model, self.model_options)
         parse_corruption(self.corruption_text)

@@ -18,7 +18,7 @@ from typing import Literal
 
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
-from foveal.errors import ConfigError
+from foveal.errors import ConfigError, require_all
 
 GenerativeModel = Literal["vae", "dcgan", "cgan"]
 
@@ -98,9 +98,7 @@ class GenerateConfig(RunConfig):
             (len(self.image_size) in (0, 1, 2) and all(s > 0 for s in self.image_size),
              "image_size takes SIZE or HEIGHT WIDTH"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
         if self.freeze_backbone_epochs:
             raise ConfigError("--freeze-backbone-epochs does not apply to generative models (they have no backbone)")
         if self.mixed_precision != "none":

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from foveal.configtools import option
 from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS, DetectConfig
 from foveal.engine.config import RunConfig
-from foveal.errors import ConfigError
+from foveal.errors import require_all
 
 STRIDE = 32
 
@@ -144,9 +144,7 @@ class InstanceConfig(RunConfig):
             (self.eval_every >= 1 and self.report_images >= 0, "eval_every must be >= 1; report_images not negative"),
             (self.monitor in ("val_mask_ap50", "val_loss", "loss"), "monitor must be val_mask_ap50, val_loss or loss"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
         parse_instance_augment(self.augment)
         if self.model == "mask-rcnn":
             self.rcnn_settings()

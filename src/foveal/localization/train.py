@@ -29,7 +29,7 @@ import numpy as np
 from foveal.configtools import option
 from foveal.data.boxes import BoxedImages, load_boxes
 from foveal.engine.config import RunConfig
-from foveal.errors import ConfigError, DataError
+from foveal.errors import DataError, require_all
 from foveal.training.runs import TrainResult, say
 from foveal.utils_io import atomic_write_text
 
@@ -104,9 +104,7 @@ class LocalizeConfig(RunConfig):
              "box_loss_weight must be positive and class_loss_weight not negative"),
             (self.report_images >= 0, "report_images must not be negative"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
         parse_augment(self.augment)
 
     @property

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from foveal.configtools import option
-from foveal.errors import ConfigError
+from foveal.errors import require_all
 
 # Per-network defaults where the texts fix them: ch. 1 trains with plain SGD at 5e-3 on
 # batches taken in the data's order; the CNN uses momentum and shuffled batches.
@@ -56,9 +56,7 @@ class ScratchConfig:
             (all(h >= 1 for h in self.hidden), "hidden sizes must be positive"),
             (len(self.filters) >= 1 and all(f >= 1 for f in self.filters), "filters must list positive counts"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
 
     def resolved(self, key: str) -> float | bool:
         """``learning_rate``, ``momentum`` or ``shuffle``: the given value, else the network's default."""

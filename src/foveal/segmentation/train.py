@@ -39,7 +39,7 @@ import numpy as np
 from foveal import configtools
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
-from foveal.errors import ConfigError, DataError
+from foveal.errors import ConfigError, DataError, require_all
 from foveal.training.runs import TrainResult, say
 from foveal.utils_io import atomic_write_text
 
@@ -154,9 +154,7 @@ class SegmentConfig(RunConfig):
             (self.tile >= 32, "tile must be at least 32"),
             (0 <= self.ignore_label <= 255, "ignore_label must be in 0..255"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
         if self.model not in ARCHITECTURES:
             import difflib
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
-from foveal.errors import ConfigError
+from foveal.errors import require_all
 
 VideoModel = Literal["lstm", "gru", "bilstm", "bigru", "avgpool", "cnn-lstm", "convlstm", "r2plus1d"]
 #: bytes of decoded frames that ``--cache auto`` holds in memory (above it: decoded every epoch)
@@ -92,9 +92,7 @@ class VideoConfig(RunConfig):
             (self.max_frames >= 0, "max_frames must not be negative"),
             (0.0 < self.scene_threshold < 1.0, "scene_threshold must be in (0, 1)"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require_all(checks)
         Sampling.parse(self.sampling)
 
     @property

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from foveal.errors import ConfigError, DataError
+from foveal.errors import DataError, require_all
 from foveal.utils_io import printable_path, refuse_nonempty_output, staged_folder
 
 
@@ -280,9 +280,7 @@ def make_composites(objects: str | Path, backgrounds: str | Path, output: str | 
               (0 <= min_visible < 1 and min(noise, blur, jitter, rotation) >= 0, "min_visible must be in [0, 1) and "
                "noise, blur, jitter, rotation not negative"),
               (min(size) >= 16, "--size must be at least 16")]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    require_all(checks)
     out = Path(output)
     refuse_nonempty_output(out, overwrite)
     if masks is not None:

@@ -56,7 +56,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from foveal.errors import ConfigError, DataError, OutputError
+from foveal.errors import ConfigError, DataError, OutputError, require_all
 from foveal.utils_io import printable_path, refuse_nonempty_output, staged_folder
 
 MESH_SUFFIXES = (".obj", ".ply", ".glb", ".gltf", ".stl", ".off")
@@ -499,9 +499,7 @@ def make_renders(meshes: Sequence[str | Path], output: str | Path, *, background
               (min(size) >= 16, "--size must be at least 16"),
               (depth in (None, "png", "npy"), f"--depth must be png or npy, not {depth!r}"),
               (depth_scale > 0, "--depth-scale must be positive")]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    require_all(checks)
     out = Path(output)
     refuse_nonempty_output(out, overwrite)
     models = [load_mesh(f) for f in mesh_files(meshes)]

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from foveal.errors import ConfigError
+from foveal.errors import require_all
 from foveal.utils_io import refuse_nonempty_output, staged_folder
 
 CLASSES = ("circle", "square", "triangle")
@@ -134,9 +134,7 @@ def make_shapes(output: str | Path, *, counts: tuple[int, int, int] = (300, 50, 
               (0 < radius[0] <= radius[1] <= 0.5, "--radius must be MIN MAX in (0, 0.5]"),
               (0 <= min_visible <= 1 and noise >= 0, "--min-visible must be in [0, 1] and --noise not negative"),
               (min(size) >= 16, "--size must be at least 16")]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
+    require_all(checks)
     out = Path(output)
     refuse_nonempty_output(out, overwrite)
     rng = np.random.default_rng(seed)
