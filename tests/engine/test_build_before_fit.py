@@ -31,7 +31,7 @@ def _model(optimizer: str):
     return model
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("optimizer", ["adam", pytest.param("sgd", marks=pytest.mark.slow)])
 def test_built_before_fit_trains_exactly_as_built_inside(optimizer):
     ds = _data()
     plain = _model(optimizer)
