@@ -67,16 +67,11 @@ def detection_thumbnail(image: np.ndarray, detections: ImageDetections, true_box
 def example_grid(data: BoxedImages, detections: Sequence[ImageDetections], count: int,
                  channels: int = 3) -> tuple[np.ndarray, list[str]] | None:
     """The first ``count`` images with their boxes drawn, and captions."""
-    from foveal.localization.predict import decode_file
+    from foveal.predict import example_thumbnails
 
-    if count <= 0 or data is None or not len(data) or not detections:
-        return None
-    thumbs, titles = [], []
-    for i in range(min(count, len(data))):
-        image = decode_file(data.paths[i], channels)
-        thumbs.append(detection_thumbnail(image, detections[i], data.boxes[i], data.class_names))
-        titles.append(f"{Path(str(data.paths[i])).name}\n{len(detections[i])} det. / {len(data.boxes[i])} true")
-    return np.stack(thumbs), titles
+    return example_thumbnails(data, count if detections else 0, channels, lambda i, image: (
+        detection_thumbnail(image, detections[i], data.boxes[i], data.class_names),
+        f"{len(detections[i])} det. / {len(data.boxes[i])} true"))
 
 
 def write_detection_report(path: str | Path, *, title: str, summary: dict[str, Any], config: dict[str, Any],

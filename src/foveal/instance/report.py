@@ -22,17 +22,14 @@ def example_grid(data: Any, instances: Sequence[ImageInstances], count: int, cha
     from PIL import Image, ImageOps
 
     from foveal.instance.predict import draw_instances
-    from foveal.localization.predict import decode_file
+    from foveal.predict import example_thumbnails
 
-    if count <= 0 or data is None or not len(data) or not instances:
-        return None
-    thumbs, titles = [], []
-    for i in range(min(count, len(data))):
-        image = decode_file(data.paths[i], channels)
+    def draw(i: int, image: np.ndarray) -> tuple[np.ndarray, str]:
         drawn = draw_instances(image, instances[i], data.class_names, true_boxes=data.boxes[i])
-        thumbs.append(np.asarray(ImageOps.pad(Image.fromarray(drawn), (size, size), color="black")))
-        titles.append(f"{Path(str(data.paths[i])).name}\n{len(instances[i])} found / {len(data.boxes[i])} true")
-    return np.stack(thumbs), titles
+        return (np.asarray(ImageOps.pad(Image.fromarray(drawn), (size, size), color="black")),
+                f"{len(instances[i])} found / {len(data.boxes[i])} true")
+
+    return example_thumbnails(data, count if instances else 0, channels, draw)
 
 
 def write_instance_report(path: str | Path, *, title: str, summary: dict[str, Any], config: dict[str, Any],
