@@ -231,19 +231,15 @@ def write_localization_report(path: Path, *, title: str, summary: dict[str, Any]
                               history: dict[str, list[float]] | None,
                               drawn: tuple[np.ndarray, list[str]] | None) -> Path:
     """The single-file HTML report: summary, curves, and the drawn test images."""
-    from markupsafe import Markup
-
     from foveal.visualize.plots import plot_image_grid
-    from foveal.visualize.report import png_data_uri, write_classification_report
+    from foveal.visualize.report import figure_section, write_task_report
 
     extra = []
     if drawn is not None:
-        uri = png_data_uri(plot_image_grid(drawn[0], drawn[1], cols=4))
-        extra.append(("Test images: predicted box red, true box green",
-                      Markup('<figure><img src="{}" alt="test images with boxes"></figure>').format(uri)))
-    curves = {k: v for k, v in (history or {}).items() if k != "epoch_seconds"}
-    return write_classification_report(path, title=title, summary=summary, config=config,
-                                       history=curves or None, metrics=None, extra_sections=extra)
+        extra.append(figure_section("Test images: predicted box red, true box green",
+                                    plot_image_grid(drawn[0], drawn[1], cols=4), "test images with boxes"))
+    return write_task_report(path, title=title, summary=summary, config=config, history=history,
+                             extra_sections=extra)
 
 
 def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test", batch_size: int = 32,
