@@ -21,7 +21,7 @@ Steps (each timed; the load average is recorded before and after each training):
 
 Each detector is scored with ``foveal detect evaluate`` (mAP@0.5, VOC all-point; COCO AP).
 
-    nice -n 5 .venv/bin/python benchmarks/synthetic_raccoon.py --seconds 480 --output /tmp/synth-raccoon > sr.json
+    nice -n 5 .venv/bin/python benchmarks/synthetic_raccoon.py --data-root ../shared/datasets --seconds 480 --output /tmp/synth-raccoon > sr.json
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
+DATASETS = Path()  # --data-root, set by main()
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -108,6 +108,8 @@ def adabn_and_score(model_path: Path, output: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-root", type=Path, required=True,
+                        help="folder holding raccoon/ and coco-mini/, e.g. ../shared/datasets")
     parser.add_argument("--seconds", type=float, default=480.0, help="training budget per detector (default: 480)")
     parser.add_argument("--count", type=int, default=800, help="composited images (default: 800)")
     parser.add_argument("--output", type=Path, help="working folder (default: a temporary one)")
@@ -115,6 +117,8 @@ def main() -> None:
     parser.add_argument("--real-epochs", type=int, help="epochs of the real run's cosine schedule (default: "
                         "about one per 4.5 s of budget)")
     args = parser.parse_args()
+    global DATASETS
+    DATASETS = args.data_root
     out = args.output or Path(tempfile.mkdtemp(prefix="foveal-synth-raccoon-"))
     out.mkdir(parents=True, exist_ok=True)
     from foveal.data.synth.composite import make_composites

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from foveal.errors import ConfigError, ModelError
 
@@ -151,5 +151,27 @@ def run_train(task_name: str, config: Any | None = None, **kwargs: Any):
     return train_task(task.load(task.plugin)(), config, **kwargs)
 
 
+def trainer(task_name: str, name: str, what: str) -> Callable[..., Any]:
+    """A task package's public training function ``name(config=None, *, resume=None,
+    callbacks=None, **overrides)``: :func:`foveal.engine.run.train_task` with the task's plugin.
+
+    Example:
+        >>> train_localizer = trainer("localize", "train_localizer", "a localizer")
+        >>> train_localizer.__name__
+        'train_localizer'
+    """
+
+    def train(config: Any | None = None, *, resume: str | Path | None = None, callbacks: list[Any] | None = None,
+              **overrides: Any) -> Any:
+        return run_train(task_name, config, resume=resume, callbacks=callbacks, **overrides)
+
+    train.__name__ = train.__qualname__ = name
+    train.__doc__ = (f"Train {what} and write a run folder; returns a TrainResult.\n\n"
+                     f"``config`` defaults to {TASKS[task_name].config.split(':')[1]}'s defaults; ``resume`` is a "
+                     "run folder to continue (``overrides`` such as ``epochs`` on top); ``callbacks`` are extra "
+                     "Keras callbacks. See :func:`foveal.engine.run.train_task`.")
+    return train
+
+
 __all__ = ["ALL_MODES", "MODEL_MODES", "TASKS", "Task", "check_mode", "model_task", "run_train",
-           "task_of_card_task"]
+           "task_of_card_task", "trainer"]

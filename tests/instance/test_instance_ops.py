@@ -48,15 +48,15 @@ def test_target_then_paste_returns_the_mask():
 def test_augmentation_moves_masks_with_boxes(tmp_path):
     import tensorflow as tf
 
-    from foveal.instance.pipeline import augment_instances
+    from foveal.data.box_augment import augment_boxes
 
     masks = np.stack([_disc(96, 96, 30, 30, 12), _disc(96, 96, 70, 60, 18), _disc(96, 96, 88, 88, 6)], -1)
     boxes = np.stack([mask_box(masks[..., k]) for k in range(3)]) / 96.0
     image = np.zeros((96, 96, 3), np.float32)
     seen_flip = seen_drop = False
     for s in (0, 1, 2, 3, 5, 9):
-        img, m, b, c = augment_instances(image, masks, boxes, tf.constant([0, 1, 2]), tf.constant([s, 7]),
-                                         "flip,crop=0.5,scale=0.3,min_visible=0.5")
+        img, m, b, c = augment_boxes(image, boxes, tf.constant([0, 1, 2]), tf.constant([s, 7]),
+                                     "flip,crop=0.5,scale=0.3,min_visible=0.5", masks=masks)
         m, b, c = m.numpy(), b.numpy() * 96, c.numpy()
         assert m.shape[-1] == len(b) == len(c) and img.shape == (96, 96, 3)
         seen_drop |= len(c) < 3

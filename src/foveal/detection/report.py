@@ -67,16 +67,11 @@ def detection_thumbnail(image: np.ndarray, detections: ImageDetections, true_box
 def example_grid(data: BoxedImages, detections: Sequence[ImageDetections], count: int,
                  channels: int = 3) -> tuple[np.ndarray, list[str]] | None:
     """The first ``count`` images with their boxes drawn, and captions."""
-    from foveal.localization.predict import decode_file
+    from foveal.predict import example_thumbnails
 
-    if count <= 0 or data is None or not len(data) or not detections:
-        return None
-    thumbs, titles = [], []
-    for i in range(min(count, len(data))):
-        image = decode_file(data.paths[i], channels)
-        thumbs.append(detection_thumbnail(image, detections[i], data.boxes[i], data.class_names))
-        titles.append(f"{Path(str(data.paths[i])).name}\n{len(detections[i])} det. / {len(data.boxes[i])} true")
-    return np.stack(thumbs), titles
+    return example_thumbnails(data, count if detections else 0, channels, lambda i, image: (
+        detection_thumbnail(image, detections[i], data.boxes[i], data.class_names),
+        f"{len(detections[i])} det. / {len(data.boxes[i])} true"))
 
 
 def write_detection_report(path: str | Path, *, title: str, summary: dict[str, Any], config: dict[str, Any],
@@ -87,7 +82,7 @@ def write_detection_report(path: str | Path, *, title: str, summary: dict[str, A
     from markupsafe import Markup
 
     from foveal.visualize.plots import plot_image_grid
-    from foveal.visualize.report import png_data_uri, write_classification_report
+    from foveal.visualize.report import figure_section, write_task_report
 
     extra: list[tuple[str, Any]] = []
     if metrics is not None:
@@ -106,19 +101,16 @@ def write_detection_report(path: str | Path, *, title: str, summary: dict[str, A
                 metrics["score_threshold"])))
         extra.append(("COCO metrics (pycocotools' definitions)", Markup("<table>{}</table>").format(Markup(coco))))
     if curves is not None and data is not None:
-        uri = png_data_uri(plot_pr_curves(curves, data.class_names))
-        extra.append(("Precision-recall curves", Markup('<figure><img src="{}" alt="precision-recall curves">'
-                                                        "</figure>").format(uri)))
+        extra.append(figure_section("Precision-recall curves", plot_pr_curves(curves, data.class_names),
+                                    "precision-recall curves"))
     if detections is not None and metrics is not None:  # draw what a user of the display threshold sees
         detections = [d.above(metrics["score_threshold"]) for d in detections]
     grid = example_grid(data, detections, count) if data is not None and detections is not None else None
     if grid is not None:
-        uri = png_data_uri(plot_image_grid(grid[0], grid[1], cols=4))
-        extra.append(("Example detections: predicted red, true green",
-                      Markup('<figure><img src="{}" alt="test images with boxes"></figure>').format(uri)))
-    curves_history = {k: v for k, v in (history or {}).items() if k != "epoch_seconds"}
-    return write_classification_report(path, title=title, summary=summary, config=config,
-                                       history=curves_history or None, metrics=None, extra_sections=extra)
+        extra.append(figure_section("Example detections: predicted red, true green",
+                                    plot_image_grid(grid[0], grid[1], cols=4), "test images with boxes"))
+    return write_task_report(path, title=title, summary=summary, config=config, history=history,
+                             extra_sections=extra)
 
 
 __all__ = ["detection_thumbnail", "example_grid", "plot_pr_curves", "write_detection_report"]

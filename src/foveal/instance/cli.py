@@ -13,14 +13,7 @@ import json
 import sys
 from typing import Any
 
-from foveal.cli.task_commands import (
-    add_evaluate_options,
-    add_mode,
-    add_predict_options,
-    add_task_command,
-    print_result,
-    report_skipped,
-)
+from foveal.cli import task_commands as tc
 
 EPILOG_TRAIN = """examples:
   foveal datasets synth shapes --output data/shapes --seed 0
@@ -60,8 +53,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
                                      output=args.output, skip_invalid=args.skip_invalid,
                                      score_threshold=args.score_threshold, images=args.images,
                                      report_images=args.report_images)
-    return print_result(args, metrics, format_metrics,
-                        wrote=lambda out: f"{out / 'report.html'}, metrics.json and detections.json")
+    return tc.print_result(args, metrics, format_metrics,
+                           wrote=lambda out: f"{out / 'report.html'}, metrics.json and detections.json")
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -87,13 +80,13 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     if args.output:
         print(f"wrote {sum('drawn' in r for r in rows)} drawn image(s) and instances.json to {args.output}",
               file=sys.stderr)
-    report_skipped(rows)
+    tc.report_skipped(rows)
     return 0
 
 
 def add_instance_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``instance`` with its ``train``, ``evaluate`` and ``predict`` actions."""
-    actions = add_task_command(
+    actions = tc.add_task_command(
         subparsers, "instance", help="instance segmentation: a mask, box and class per object (Mask R-CNN)",
         description="Train, evaluate and use instance segmentation models (Mask R-CNN on any zoo backbone) on "
         "COCO instances (polygons or RLE), scored by COCO box and mask AP.",
@@ -101,11 +94,11 @@ def add_instance_command(subparsers: argparse._SubParsersAction) -> None:
         train_description="Train Mask R-CNN (--model mask-rcnn) or U-Net + watershed (--model "
         "unet-watershed) on COCO instances.", train_epilog=EPILOG_TRAIN)
 
-    e = add_mode(actions, "evaluate", "instance", help="COCO box and mask AP of an instance model",
-                 epilog=EPILOG_EVALUATE, batch_size=8)
-    add_evaluate_options(e, data_help="COCO instances: a .json file or a folder of *train*/*val*/*test* .json files",
-                         output_help="write metrics.json, detections.json (COCO results, RLE masks) and report.html "
-                         "here")
+    e = tc.add_mode(actions, "evaluate", "instance", help="COCO box and mask AP of an instance model",
+                    epilog=EPILOG_EVALUATE, batch_size=8)
+    tc.add_evaluate_options(e, data_help="COCO instances: a .json file or a folder of *train*/*val*/*test* .json files",
+                            output_help="write metrics.json, detections.json (COCO results, RLE masks) and report.html "
+                            "here")
     e.add_argument("--images", metavar="DIR", help="image folder of the COCO file (default: found beside it)")
     e.add_argument("--split", default="test", help="part to score: test, val or train (default: test; a single "
                    "file is scored whole)")
@@ -114,10 +107,10 @@ def add_instance_command(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--report-images", type=int, default=12, help="images drawn in the report (default: 12)")
     e.set_defaults(func=_evaluate)
 
-    p = add_mode(actions, "predict", "instance", help="masks, boxes, classes and scores for image files or folders",
-                 epilog=EPILOG_PREDICT, batch_size=8)
-    add_predict_options(p, output_help="write each image with its masks and boxes drawn, and instances.json "
-                        "(COCO, RLE masks) here")
+    p = tc.add_mode(actions, "predict", "instance", help="masks, boxes, classes and scores for image files or folders",
+                    epilog=EPILOG_PREDICT, batch_size=8)
+    tc.add_predict_options(p, output_help="write each image with its masks and boxes drawn, and instances.json "
+                           "(COCO, RLE masks) here")
     p.add_argument("--score-threshold", type=float, help="keep instances scoring at least this (default: the "
                    "model's)")
     p.add_argument("--mask-threshold", type=float, help="mask probability cut (default: the model's, 0.5)")

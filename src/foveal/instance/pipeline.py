@@ -14,12 +14,9 @@ Order: decode (:func:`foveal.data.decode.decode_image_bytes`, the pixels every r
 masks (pycocotools) -> stretch both to the input size (masks bilinear, then >= 0.5) -> cache ->
 shuffle -> augmentation (training) -> pad -> batch -> prefetch.
 
-**Instance-aware augmentation** uses :mod:`foveal.data.box_augment`'s specs and draws: one
-window (crop, scale, translate) is sampled from the image and from every mask at once
-(:func:`~foveal.data.box_augment.sample_window`, masks with a 0 border), the boxes go through
-the same map (:func:`~foveal.data.box_augment.boxes_in_window`), and an instance is kept or
-dropped together with its mask and class (``min_visible`` of its box in view); flips turn the
-image, the masks and the boxes together; photometric ops change the image only.
+**Instance-aware augmentation** is :func:`foveal.data.box_augment.augment_boxes` given the
+masks: one draw moves the image, the masks and the boxes together, and an instance is kept or
+dropped with its mask and class.
 
 Example:
     >>> ds = make_instance_pipeline(data, image_size=(128, 128), batch_size=4, training=True)  # doctest: +SKIP
@@ -36,16 +33,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow as tf
 
-from foveal.data.box_augment import (
-    BoxAugment,
-    _photometric,
-    _view_window,
-    boxes_in_window,
-    flip_boxes_horizontally,
-    flip_boxes_vertically,
-    parse_box_augment,
-    sample_window,
-)
+from foveal.data.box_augment import BoxAugment, augment_boxes, parse_box_augment
 from foveal.errors import ConfigError
 from foveal.instance.data import InstanceImages
 
@@ -87,46 +75,6 @@ def _elements(data: InstanceImages, max_instances: int) -> Iterator[tuple]:
     if cut:
         log.warning("%s: %d image(s) have more than %d instances; their largest were kept (--max-instances)",
                     data.origin, cut, max_instances)
-
-
-def augment_instances(image: tf.Tensor, masks: tf.Tensor, boxes: tf.Tensor, classes: tf.Tensor, seed: tf.Tensor,
-                      cfg: BoxAugment | str) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Augment one image with its instances by one random draw (see the module docstring).
-
-    Args:
-        image: float32 ``[H, W, C]`` 0..255.
-        masks: ``[H, W, K]`` 0/1 (any numeric dtype).
-        boxes: ``[K, 4]`` normalised corners; classes: ``[K]``.
-        seed: ``(2,)`` seed of the stateless draws.
-        cfg: a :class:`~foveal.data.box_augment.BoxAugment` or a spec.
-
-    Returns:
-        ``(image, masks uint8 [H, W, K'], boxes [K', 4], classes [K'])``: the instances in view.
-    """
-    cfg = parse_box_augment(cfg) if isinstance(cfg, str) else cfg
-    image = tf.convert_to_tensor(image, tf.float32)
-    masks = tf.cast(masks, tf.float32)
-    boxes = tf.reshape(tf.convert_to_tensor(boxes, tf.float32), [-1, 4])
-    classes = tf.reshape(tf.convert_to_tensor(classes, tf.int32), [-1])
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=len(cfg.slots))
-    slot = {name: seeds[i] for i, name in enumerate(cfg.slots)}
-    if cfg.geometric:
-        window = _view_window(cfg, slot, boxes)
-        image = sample_window(image, window)
-        masks = tf.cast(sample_window(masks, window, fill=0.0) >= 0.5, tf.float32)
-        boxes, kept = boxes_in_window(boxes, tf.range(tf.shape(boxes)[0]), window, cfg.min_visible, tf.shape(image)[:2])
-        masks = tf.gather(masks, kept, axis=-1)
-        classes = tf.gather(classes, kept)
-    if cfg.flip:
-        do = tf.random.stateless_uniform([], slot["flip"]) < 0.5
-        image, masks = (tf.cond(do, lambda t=t: tf.reverse(t, axis=[1]), lambda t=t: t) for t in (image, masks))
-        boxes = tf.cond(do, lambda: flip_boxes_horizontally(boxes), lambda: boxes)
-    if cfg.vflip:
-        do = tf.random.stateless_uniform([], slot["vflip"]) < 0.5
-        image, masks = (tf.cond(do, lambda t=t: tf.reverse(t, axis=[0]), lambda t=t: t) for t in (image, masks))
-        boxes = tf.cond(do, lambda: flip_boxes_vertically(boxes), lambda: boxes)
-    image = _photometric(image, cfg, slot)
-    return tf.clip_by_value(image, 0.0, 255.0), tf.cast(masks, tf.uint8), boxes, classes
 
 
 def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int], channels: int = 3,
@@ -193,7 +141,7 @@ def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int],
             def augment_fn(element, r):
                 image, masks, boxes, classes = element
                 pair = tf.stack([r, tf.cast(s, tf.int64)])
-                return augment_instances(tf.cast(image, tf.float32), masks, boxes, classes, pair, aug)
+                return augment_boxes(tf.cast(image, tf.float32), boxes, classes, pair, aug, masks=masks)
 
             ds = tf.data.Dataset.zip((ds, randoms)).map(augment_fn, num_parallel_calls=AUTOTUNE)
         return ds.map(to_model, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=False)
@@ -210,4 +158,4 @@ def images_only(images: tf.Tensor, targets: dict[str, tf.Tensor]) -> tf.Tensor:
     return images
 
 
-__all__ = ["INSTANCE_PRESETS", "augment_instances", "images_only", "make_instance_pipeline", "parse_instance_augment"]
+__all__ = ["INSTANCE_PRESETS", "images_only", "make_instance_pipeline", "parse_instance_augment"]
