@@ -37,7 +37,10 @@ def test_throughput_profile_defaults_are_registered_models():
     profile = _load("throughput_profile")
     names = [profile.parse_spec(spec)[0] for spec in profile.DEFAULT_MODELS]
     assert names == ["resnet18", "resnet50", "airbench"] and all(n in MODELS for n in names)
-    assert profile.parse_spec("airbench:32@256") == ("airbench", (32, 32, 3), 256)
+    assert profile.parse_spec("airbench:32@256") == ("airbench", (32, 32, 3), 256, {})
+    assert profile.parse_spec('airbench28:28x1@256/{"stem": 0, "widths": [32, 64, 128]}') == (
+        "airbench28", (28, 28, 1), 256, {"stem": 0, "widths": [32, 64, 128]})
+    assert profile.VARIANTS["bfloat16+xla"] == ("bfloat16", True) and profile.VARIANTS["float32"] == ("none", False)
 
 
 def test_throughput_profile_sums_op_types_from_a_trace(tmp_path):
