@@ -14,6 +14,7 @@ from foveal.cli.main import main
 from foveal.data.boxes.coco import read_coco
 from foveal.errors import DataError
 from foveal.instance.data import read_instances
+
 from .conftest import save_unet_watershed, write_discs
 
 
