@@ -35,7 +35,6 @@ def write_discs(root: Path, count: int = 6, channels: int = 3) -> Path:
         image[instance_targets(labels, 1) == 2] = 90  # visible contours
         Image.fromarray(np.repeat(image[..., None], 3, -1) if channels == 3 else image).save(root / "images" / f"{i}.png")
         write_label_map(root / "instances" / f"{i}.png", labels)
-    # not "instances.json": its stem would make the COCO reader take the label maps in instances/ for the images
     return write_coco(label_maps_to_coco(root, class_names=["disc"]), root / "annotations" / "discs.json")
 
 

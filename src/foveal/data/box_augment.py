@@ -234,14 +234,8 @@ def flip_boxes_vertically(boxes: tf.Tensor) -> tf.Tensor:
 
 def augment_boxes(
     image: tf.Tensor, boxes: tf.Tensor, classes: tf.Tensor, seed: tf.Tensor, cfg: BoxAugment | str,
-    masks: tf.Tensor | None = None,
-) -> tuple[tf.Tensor, ...]:
-    """Augment one image, its boxes and (optionally) their instance masks with one random draw.
-
-    With masks, one window (crop, scale, translate) is sampled from the image and from every
-    mask at once (masks with a 0 border, then cut at 0.5); an instance is kept or dropped
-    together with its mask and class; flips turn the masks too; photometric ops change the
-    image only.
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Augment one image and its boxes with the same random draw.
 
     Args:
         image: float32 (H, W, C) pixels 0..255; the output has the same size.
@@ -249,12 +243,10 @@ def augment_boxes(
         classes: int32 (K,) class of each box.
         seed: int32/int64 (2,) seed of the stateless random ops.
         cfg: a :class:`BoxAugment` or a spec string.
-        masks: optional (H, W, K) 0/1 masks of the boxes (any numeric dtype).
 
     Returns:
         ``(image, boxes, classes)``: the image (float32, 0..255) and the boxes still in view,
-        clipped to it (K' <= K rows; dropped boxes are removed); with ``masks``,
-        ``(image, masks uint8 [H, W, K'], boxes, classes)``.
+        clipped to it (K' <= K rows; dropped boxes are removed).
 
     Example:
         >>> image = tf.zeros([64, 64, 3])
@@ -269,25 +261,21 @@ def augment_boxes(
     classes = tf.reshape(tf.convert_to_tensor(classes, tf.int32), [-1])
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=len(cfg.slots))
     slot = {name: seeds[i] for i, name in enumerate(cfg.slots)}
-    planes = [image] if masks is None else [image, tf.cast(masks, tf.float32)]  # what moves with the boxes
 
     if cfg.geometric:
         window = _view_window(cfg, slot, boxes)
-        planes[0] = sample_window(image, window)
-        boxes, kept = boxes_in_window(boxes, tf.range(tf.shape(boxes)[0]), window, cfg.min_visible,
-                                      tf.shape(planes[0])[:2])
-        classes = tf.gather(classes, kept)
-        if masks is not None:
-            planes[1] = tf.gather(tf.cast(sample_window(planes[1], window, fill=0.0) >= 0.5, tf.float32), kept, axis=-1)
-    for name, axis, flip in (("flip", 1, flip_boxes_horizontally), ("vflip", 0, flip_boxes_vertically)):
-        if getattr(cfg, name):
-            do = tf.random.stateless_uniform([], slot[name]) < 0.5
-            planes = [tf.cond(do, lambda t=t: tf.reverse(t, axis=[axis]), lambda t=t: t) for t in planes]
-            boxes = tf.cond(do, lambda f=flip, b=boxes: f(b), lambda b=boxes: b)
-    image = tf.clip_by_value(_photometric(planes[0], cfg, slot), 0.0, 255.0)
-    if masks is None:
-        return image, boxes, classes
-    return image, tf.cast(planes[1], tf.uint8), boxes, classes
+        image = sample_window(image, window)
+        boxes, classes = boxes_in_window(boxes, classes, window, cfg.min_visible, tf.shape(image)[:2])
+    if cfg.flip:
+        do = tf.random.stateless_uniform([], slot["flip"]) < 0.5
+        image = tf.cond(do, lambda: tf.reverse(image, axis=[1]), lambda: image)
+        boxes = tf.cond(do, lambda: flip_boxes_horizontally(boxes), lambda: boxes)
+    if cfg.vflip:
+        do = tf.random.stateless_uniform([], slot["vflip"]) < 0.5
+        image = tf.cond(do, lambda: tf.reverse(image, axis=[0]), lambda: image)
+        boxes = tf.cond(do, lambda: flip_boxes_vertically(boxes), lambda: boxes)
+    image = _photometric(image, cfg, slot)
+    return tf.clip_by_value(image, 0.0, 255.0), boxes, classes
 
 
 def _uniform(seed: tf.Tensor, low: float, high: float, shape=()) -> tf.Tensor:

@@ -21,7 +21,7 @@ EPILOG_TRAIN = """examples:
   foveal instance train --data coco/annotations/instances_train2017.json --images coco/train2017 \\
       --image-size 512 --anchor-sizes 32 64 128 256 --time-budget 3600
   foveal instance train --data my_coco.json --skip-invalid     # leave out (and count) images with bad masks
-  # U-Net + marker watershed (one class): ISBI cells, the last 5 slices held out
+  # U-Net + marker watershed (any number of classes): ISBI cells, the last 5 slices held out
   foveal datasets cells --data ../shared/datasets/isbi-membrane/train --output cells/ --holdout 5
   foveal instance train --model unet-watershed --data cells/annotations/instances_train.json \\
       --test-data cells/annotations/instances_test.json --image-size 512 --channels 1 --crop-size 256 \\

@@ -172,7 +172,7 @@ def _split_images(data: Path, split: str, model_path: str | Path | None) -> list
 
 
 def _coco_ground_truth(path: Path, images: str | Path | None) -> tuple[list[Path], dict[str, Any]]:
-    from foveal.data.boxes.coco import _image_folder
+    from foveal.data.boxes.coco import _file_names, _image_folder
 
     try:
         gt = json.loads(path.read_text(encoding="utf-8"))
@@ -183,7 +183,7 @@ def _coco_ground_truth(path: Path, images: str | Path | None) -> tuple[list[Path
     if len(gt["categories"]) != 1:
         raise DataError(f"{path}: {len(gt['categories'])} categories; U-Net + watershed finds objects of one class",
                         hint="give a file with one category")
-    folder = _image_folder(path, images)
+    folder = _image_folder(path, images, _file_names(gt))
     files = [folder / Path(str(im["file_name"])).name for im in gt["images"]]
     missing = [f for f in files if not f.is_file()]
     if missing:
