@@ -62,8 +62,21 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def stop_after(epochs: int) -> Any:
+    """A Keras callback that ends ``fit`` after ``epochs`` epochs of a longer schedule: the epochs a
+    time-budgeted run finished, replayed whatever the load."""
+    import keras
+
+    class StopAfter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 >= epochs:
+                self.model.stop_training = True
+
+    return StopAfter()
+
+
 def train_and_score(name: str, data: str, seconds: float, epochs: int, eval_every: int, output: Path,
-                    **more: Any) -> dict[str, Any]:
+                    stop: int | None = None, **more: Any) -> dict[str, Any]:
     from raccoon_detection import DETECTOR, command_line
 
     from foveal.detection.config import DetectConfig
@@ -75,12 +88,13 @@ def train_and_score(name: str, data: str, seconds: float, epochs: int, eval_ever
     load_before = os.getloadavg()
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
-        result = train_detector(cfg)
+        result = train_detector(cfg, callbacks=[stop_after(stop)] if stop else None)
         took = time.perf_counter() - started
         metrics = evaluate_detector(result.run_dir / "best.keras", str(DATASETS / "raccoon"), split="test")
     history = result.history
     val = history.get("val_map50", [])
     return {"command": command_line("foveal detect train", options).replace("'foveal detect train'", "foveal detect train"),
+            **({"stopped_after_epochs": stop} if stop else {}),
             "epochs_run": len(history.get("loss", [])), "train_seconds": round(sum(history.get("epoch_seconds", [])), 1),
             "total_seconds": round(took, 1), "best_val_map50": round(max(val), 4) if val else None,
             "test_map50": metrics.get("map50"), "test_coco_ap": metrics.get("coco", {}).get("AP"),
@@ -129,6 +143,10 @@ def main() -> None:
                         help="train these detectors only (default: real and synthetic)")
     parser.add_argument("--synthetic-epochs", type=int, help="epochs of the synthetic and adapted runs' cosine "
                         "schedule (default: as many composites as the real run's images)")
+    parser.add_argument("--stop-after", type=int, help="end the synthetic and adapted runs after this many epochs "
+                        "of their schedule (e.g. the epochs a recorded budgeted run finished)")
+    parser.add_argument("--baseline", type=Path, help="a saved detector (e.g. the recorded source-only run's "
+                        "best.keras) scored on the real test split in the same invocation")
     parser.add_argument("--adapt-weight", type=float, help="--adapt-weight of the adapted runs (default: the "
                         "method's)")
     parser.add_argument("--real-epochs", type=int, help="epochs of the real run's cosine schedule (default: "
@@ -178,7 +196,8 @@ def main() -> None:
     if "synthetic" in only:
         log(f"synthetic: {synth_epochs} epochs, budget {args.seconds:.0f} s")
         report["synthetic"] = train_and_score("synthetic", str(synth / "annotations" / "instances_train.json"),
-                                              args.seconds, synth_epochs, max(1, synth_epochs // 8), out / "runs")
+                                              args.seconds, synth_epochs, max(1, synth_epochs // 8), out / "runs",
+                                              stop=args.stop_after)
         try:
             report["synthetic+adabn"] = adabn_and_score(Path(report["synthetic"]["run_dir"]) / "best.keras", out)
         except Exception as exc:  # report what failed rather than lose the other numbers
@@ -191,7 +210,15 @@ def main() -> None:
                 adapt["adapt_weight"] = args.adapt_weight
             report[method] = train_and_score(method, str(synth / "annotations" / "instances_train.json"),
                                              args.seconds, synth_epochs, max(1, synth_epochs // 8), out / "runs",
-                                             **adapt)
+                                             stop=args.stop_after, **adapt)
+    if args.baseline is not None:
+        from foveal.detection.train import evaluate_detector
+
+        with contextlib.redirect_stdout(sys.stderr):
+            metrics = evaluate_detector(args.baseline, str(DATASETS / "raccoon"), split="test")
+        report["baseline"] = {"model": str(args.baseline), "test_map50": metrics.get("map50"),
+                              "test_coco_ap": metrics.get("coco", {}).get("AP"),
+                              "test_precision": metrics.get("precision"), "test_recall": metrics.get("recall")}
     report["load_average_end"] = os.getloadavg()
     report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     print(json.dumps(report, indent=1))
