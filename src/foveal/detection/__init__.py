@@ -14,7 +14,8 @@ augmentation of :mod:`foveal.data.box_augment`, multi-scale batches, letterboxin
 :mod:`.config` and :mod:`.train` (``DetectConfig``, run folders, evaluation), :mod:`.scoring`
 (COCO/VOC metrics of a model on a dataset), :mod:`.predict`, :mod:`.report` (HTML with PR
 curves), :mod:`.sliding_window` and :mod:`.scan` (the texts' FCN detector), :mod:`.cli`
-(``foveal detect``).
+(``foveal detect``), :mod:`.adapt` (``--adapt-target``: CORAL or a DANN domain head on the
+backbone map, trained against an unlabelled target image stream).
 
 The names below are imported lazily, so ``import foveal.detection`` stays cheap.
 
@@ -47,4 +48,5 @@ __getattr__, __all__ = lazy_exports("foveal.detection", {
     ".sliding_window": "patch_dataset train_patch_classifier to_fully_convolutional sliding_window_detect",
     ".scan": "run_sliding_window",
     ".cli": "add_detect_command",
+    ".adapt": "DomainAdapter",
 })

@@ -26,6 +26,10 @@ EPILOG_TRAIN = """examples:
   # real raccoons and composited ones (`foveal datasets synth composite`), half of each epoch synthetic
   foveal detect train --data ../shared/datasets/raccoon --extra-data raccoon-synth/annotations/instances_train.json \\
       --extra-ratio 0.5
+  # composites only, adapted to the unlabelled real photos (CORAL, or DANN's gradient-reversal domain head)
+  foveal detect train --data raccoon-synth/annotations/instances_train.json \
+      --adapt-target ../shared/datasets/raccoon --adapt-method dann --adapt-weight 0.1
+  foveal detect train --data synth.json --adapt-target real_photos/ --adapt-method coral --adapt-features pooled
 """
 
 EPILOG_PREDICT = """examples:

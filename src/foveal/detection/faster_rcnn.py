@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from foveal.detection.adapt import DomainAdaptiveDetector
 from foveal.detection.model import DetectionOutputs
 from foveal.errors import ConfigError
 from foveal.layers.roi import RoIAlign, RoIMaxPool
@@ -212,7 +213,7 @@ def _normal(std: float) -> keras.initializers.Initializer:
 
 
 @keras.saving.register_keras_serializable(package="foveal")
-class FasterRCNNModel(DetectionOutputs, keras.Model):
+class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
     """A Faster R-CNN: ``fit`` trains both stages jointly, ``predict`` returns detections.
 
     Args:
@@ -224,6 +225,8 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
         settings: :class:`RCNNSettings` as a dict.
         input_size: nominal ``(H, W, C)``.
         score_threshold, iou_threshold, max_detections, class_aware: post-processing.
+        adaptation: :class:`~foveal.detection.adapt.DomainAdapter` settings (``--adapt-target``:
+            the backbone's feature map adapted to target images), restored by ``from_config``.
 
     ``predict(images)`` returns NumPy ``boxes [N, D, 4]`` (normalised corners clipped to the
     image), ``scores [N, D]`` (the class's softmax probability), ``classes [N, D]`` (``-1`` for
@@ -234,7 +237,8 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
                  rpn_width: int | None = None, head_width: int = 256, pool_size: int = 7, roi_pool: str = "align",
                  settings: dict[str, Any] | None = None, input_size: Sequence[int] | None = None,
                  score_threshold: float = 0.25, iou_threshold: float = 0.45, max_detections: int = 100,
-                 class_aware: bool = True, name: str | None = None, trainable: bool = True) -> None:
+                 class_aware: bool = True, adaptation: dict[str, Any] | None = None, name: str | None = None,
+                 trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         self.backbone = backbone
         self.num_classes = int(num_classes)
@@ -279,6 +283,8 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
         self.active_losses: tuple[str, ...] = RPN_COMPONENTS
         for component in RPN_COMPONENTS:  # one attribute each, so Keras tracks and logs them
             setattr(self, f"{component}_tracker", keras.metrics.Mean(name=component))
+        if adaptation:
+            self.enable_adaptation(**adaptation)
         self.built = True
 
     # -- the graph ---------------------------------------------------------------------------
@@ -430,6 +436,18 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
         for layer in self.head_layers():
             layer.trainable = head
 
+    # -- domain adaptation (foveal.detection.adapt) ------------------------------------------
+
+    def feature_channels(self) -> int:
+        return int(self.backbone.output.shape[-1])
+
+    def outputs_and_features(self, images):
+        out = self(images, training=True)
+        return out, out["features"]
+
+    def feature_map(self, images):
+        return self.backbone(images, training=True)
+
     # -- inference ---------------------------------------------------------------------------
 
     def detections(self, images) -> dict[str, tf.Tensor]:
@@ -476,6 +494,7 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
             "settings": asdict(self.rcnn),
             "input_size": list(self.input_size) if self.input_size else None,
             **self.postprocess_config(),
+            **({"adaptation": self.adaptation_config()} if self.adapter is not None else {}),
         }
 
     @classmethod

@@ -117,7 +117,8 @@ train_detector = trainer("detect", "train_detector", "a detector (YOLO or Faster
 
 
 class ValidationMap:
-    """Keras callback that adds ``val_map50`` (VOC all-point mAP@0.5) to the epoch logs.
+    """Keras callback that adds ``val_map50`` (VOC all-point mAP@0.5 of ``data``; another name with
+    ``key``, e.g. the adaptation target's ``target_map50``) to the epoch logs.
 
     Runs before the checkpoint callback so ``best.keras`` can follow it. Epochs where it is
     not computed (``every`` > 1) carry the last value, so ``best`` only changes when measured.
@@ -128,9 +129,9 @@ class ValidationMap:
 
         class _ValidationMap(keras.callbacks.Callback):
             def __init__(self, data: BoxedImages, card: ModelCard, *, every: int, batch_size: int,
-                         score_threshold: float, last: float | None = None) -> None:
+                         score_threshold: float, last: float | None = None, key: str = "val_map50") -> None:
                 super().__init__()
-                self.data, self.card, self.every = data, card, every
+                self.data, self.card, self.every, self.key = data, card, every, key
                 self.batch_size, self.score_threshold = batch_size, score_threshold
                 self.last = last
 
@@ -142,7 +143,7 @@ class ValidationMap:
                 if (epoch + 1) % self.every == 0 or self.last is None:
                     dets = detect_dataset(self.model, self.card, self.data, batch_size=self.batch_size)
                     self.last = float(score_detections(self.data, dets, score_threshold=self.score_threshold)[0]["map50"])
-                logs["val_map50"] = self.last
+                logs[self.key] = self.last
 
         return _ValidationMap(*args, **kwargs)
 
