@@ -60,11 +60,12 @@ def add_inspect_command(subparsers: Any) -> None:
 
 def _resolve_model(spec: str, num_classes: int, input_shape: tuple[int, int, int] | None):
     """``(model, card, source)`` for a .keras path or a registered architecture name."""
-    from foveal.models import MODELS, ModelCard, build_model, load_model
+    from foveal.export.tasks import load
+    from foveal.models import MODELS, ModelCard, build_model
 
     path = Path(spec)
     if path.suffix == ".keras" or path.is_file():
-        model, card = load_model(path)
+        model, card = load(path)  # a video classifier comes with its frame backbone (two networks)
         backbone = getattr(model, "backbone", None)
         if not hasattr(model, "inputs") and hasattr(backbone, "inputs"):
             # a two-stage detector (Faster R-CNN) is not one graph: its backbone is
