@@ -123,6 +123,16 @@ def test_every_model_mode_on_a_video_model_works_or_says_what_to_run(trained, cl
         assert len(err.strip().splitlines()) <= 2, err  # the error and its hint
 
 
+def test_inspect_tables_an_end_to_end_clip_model(tmp_path, capsys):
+    from tests.video.conftest import write_video_model
+
+    model = write_video_model(tmp_path / "r21d", "r2plus1d")
+    assert main(["inspect", str(model), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["parts"]) == ["clip model"] and report["parts"]["clip model"]["input_shape"] == [4, 16, 16, 3]
+    assert report["parameters"] > 0
+
+
 def test_datasets_inspect_on_a_clip_folder(clip_folder, capsys):
     assert main(["datasets", "inspect", str(clip_folder), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

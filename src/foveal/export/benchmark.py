@@ -216,8 +216,9 @@ def benchmark(
                     write_export_card(target, export_card(model, card))
                     runner = open_runner(target, threads=threads)
                 result = benchmark_runner(runner, warmup=warmup, runs=runs, batch_size=batch_size)
-                if runtime.startswith("keras"):
-                    result["size_bytes"] = artifact_size(path)
+                if runtime.startswith("keras"):  # with a video model's frame backbone saved beside it
+                    beside = card.training.get("backbone_file") if card.task == "video" else None
+                    result["size_bytes"] = artifact_size(path) + (artifact_size(path.parent / beside) if beside else 0)
                 results.append(result)
     return {"machine": machine_info(threads), "model": str(path), "parameters": parameters,
             "warmup": warmup, "runs": runs, "results": results}
