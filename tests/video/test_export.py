@@ -106,6 +106,7 @@ def test_coreml_and_uncalibrated_int8_video_exports_are_refused_in_one_line(feat
     assert "not offered for a recurrent video model (lstm" in err and "--format onnx --quantize int8" in err
 
 
+@pytest.mark.slow  # the CLI cases of tests/video/test_cli.py time a video model in the default tier
 def test_benchmark_times_clips_in_the_keras_runtimes(feature_run, capsys):
     """`foveal benchmark` on a video model: clips (frames and lengths) -> probabilities at batch 1 and
     at each batch size, and end to end a video file -> the clip's label, the same label as the Keras

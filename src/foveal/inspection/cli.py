@@ -60,12 +60,11 @@ def add_inspect_command(subparsers: Any) -> None:
 
 def _resolve_model(spec: str, num_classes: int, input_shape: tuple[int, int, int] | None):
     """``(model, card, source)`` for a .keras path or a registered architecture name."""
-    from foveal.export.tasks import load
-    from foveal.models import MODELS, ModelCard, build_model
+    from foveal.models import MODELS, ModelCard, build_model, load_model
 
     path = Path(spec)
     if path.suffix == ".keras" or path.is_file():
-        model, card = load(path)  # a video classifier comes with its frame backbone (two networks)
+        model, card = load_model(path)
         backbone = getattr(model, "backbone", None)
         if not hasattr(model, "inputs") and hasattr(backbone, "inputs"):
             # a two-stage detector (Faster R-CNN) is not one graph: its backbone is

@@ -84,13 +84,6 @@ class VideoModel:
         uint8 (the feature route computes each frame's features with the frozen backbone first)."""
         return self.classify([self.extractor(frames) for frames in clips])
 
-    def inspection_parts(self) -> dict[str, Any]:
-        """The networks ``foveal inspect`` tables one by one: the frame backbone and the sequence
-        head of the feature route, or the end-to-end clip model."""
-        if self.end_to_end:
-            return {"clip model": self.head}
-        return {"frame backbone": self.extractor.model, "sequence head": self.head}
-
     def count_params(self) -> int:
         """Weights of the whole classifier: the sequence head and, on the feature route, the backbone."""
         backbone = getattr(self.extractor, "model", None)
