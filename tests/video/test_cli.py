@@ -95,7 +95,6 @@ def test_evaluate_and_bad_input_in_one_line(trained, clip_folder, tmp_path, caps
 # (its app, not a blocking server) and `export` tests/video/test_export.py (slow).
 MODES = {
     "predict": (["predict", "{model}", "{clip}", "--format", "json"], 0, '"timeline"'),
-    "video predict": (["video", "predict", "{model}", "{clip}", "--format", "json", "--no-annotate"], 0, '"timeline"'),
     "evaluate": (["evaluate", "{model}", "--data", "{data}", "--json"], 0, '"num_examples": 12'),
     "benchmark": (["benchmark", "{model}", "--runtimes", "keras-call", "--runs", "2", "--warmup", "1",
                    "--batch-size", "2"], 0, "clip/s @2"),
