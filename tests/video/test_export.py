@@ -97,10 +97,10 @@ def test_coreml_and_uncalibrated_int8_video_exports_are_refused_in_one_line(feat
     assert main(["export", str(feature_run), "--format", "coreml"]) == 2
     err = capsys.readouterr().err
     assert "coreml export takes one image" in err and len(err.strip().splitlines()) <= 2
-    assert main(["export", str(feature_run), "--format", "tflite", "--quantize", "int8"]) == 2
+    assert main(["export", str(feature_run), "--format", "onnx", "--quantize", "int8"]) == 2
     err = capsys.readouterr().err
     assert "needs calibration clips" in err and "--data" in err and len(err.strip().splitlines()) <= 2
-    assert not feature_run.with_name("best.int8.tflite").exists()
+    assert not feature_run.with_name("best.int8.onnx").exists()
     assert main(["export", str(feature_run), "--format", "tflite", "--quantize", "int8", "--data", "x/"]) == 2
     err = capsys.readouterr().err
     assert "not offered for a recurrent video model (lstm" in err and "--format onnx --quantize int8" in err
