@@ -24,7 +24,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "fight-video"
 VARIANTS = ("tflite:none", "tflite:float16", "tflite:dynamic", "tflite:int8", "onnx:none", "onnx:dynamic", "onnx:int8")
 
 
@@ -32,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", help="a .keras video model written by `foveal video train`")
     parser.add_argument("--tiny", action="store_true", help="an untrained tiny model instead (smoke test)")
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="class subfolders of clips (default: fight-video)")
+    parser.add_argument("--data", required=True, help="class subfolders of clips, e.g. ../shared/datasets/fight-video")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="FORMAT:QUANTIZE")
     parser.add_argument("--calibration", type=int, default=32, help="int8 calibration clips (default: 32)")
     parser.add_argument("--samples", type=int, default=8, help="parity clips of foveal export's own check")
