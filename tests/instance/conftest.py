@@ -72,3 +72,24 @@ def save_unet_watershed(path: Path, *, watershed: dict | None = None, channels: 
                                "boundary_width": 2, "target_classes": ["background", "interior", "boundary"],
                                "watershed": settings, "score_threshold": 0.05, "max_detections": 100})
     return save_model(model, path, card)
+
+
+def pycocotools_segm_stats(gt: dict, results: list[dict]) -> np.ndarray:
+    """pycocotools' own mask-AP ``stats`` (12 numbers) for a COCO ground truth and results: the
+    independent reference the instance tests compare foveal's scoring with."""
+    import contextlib
+    import copy
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = copy.deepcopy(gt)
+        coco.createIndex()
+        run = COCOeval(coco, coco.loadRes(copy.deepcopy(results)), "segm")
+        run.evaluate()
+        run.accumulate()
+        run.summarize()
+    return run.stats

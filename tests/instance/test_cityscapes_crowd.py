@@ -3,22 +3,18 @@ ignored by the mask AP exactly as pycocotools ignores them; "stuff" values stay 
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from foveal.cli.main import main
 from foveal.evaluation.detection import coco_evaluate, mask_to_rle
 from foveal.instance.data import read_instances
 from foveal.instance.label_maps import coco_to_label_maps, label_maps_to_coco, read_label_map, write_label_map
+from tests.instance.conftest import pycocotools_segm_stats
 
 
 def _city_map() -> np.ndarray:
@@ -39,17 +35,6 @@ def city(tmp_path_factory):
     write_label_map(root / "instances" / "frame.png", _city_map())
     return root
 
-
-def _pycocotools_segm(gt: dict, results: list[dict]) -> np.ndarray:
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = copy.deepcopy(gt)
-        coco.createIndex()
-        run = COCOeval(coco, coco.loadRes(copy.deepcopy(results)), "segm")
-        run.evaluate()
-        run.accumulate()
-        run.summarize()
-    return run.stats
 
 
 def test_class_only_regions_are_crowd_and_ignored_as_pycocotools_does(city):
@@ -75,12 +60,12 @@ def test_class_only_regions_are_crowd_and_ignored_as_pycocotools_does(city):
     inside[24:34, 22:30] = True
     results.append({"image_id": 1, "category_id": 24, "score": 0.95, "segmentation": mask_to_rle(inside)})
     ours = coco_evaluate(gt, results, iou_type="segm")
-    reference = _pycocotools_segm(gt, results)
+    reference = pycocotools_segm_stats(gt, results)
     np.testing.assert_allclose(list(ours.stats.values()), reference, atol=1e-6)
     assert ours.stats["AP"] == pytest.approx(1.0)
     no_crowd = {**gt, "annotations": [a for a in gt["annotations"] if not a["iscrowd"]]}
     dropped = coco_evaluate(no_crowd, results, iou_type="segm")
-    np.testing.assert_allclose(list(dropped.stats.values()), _pycocotools_segm(no_crowd, results), atol=1e-6)
+    np.testing.assert_allclose(list(dropped.stats.values()), pycocotools_segm_stats(no_crowd, results), atol=1e-6)
     assert dropped.stats["AP"] < 0.9  # without the crowd region the same detection is a false positive
 
 

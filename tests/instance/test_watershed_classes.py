@@ -3,9 +3,6 @@ the class with the most interior probability, scored by the same COCO mask AP (p
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import json
 from types import SimpleNamespace
 
@@ -16,6 +13,7 @@ from PIL import Image
 from foveal.cli.main import main
 from foveal.instance.label_maps import label_maps_to_coco, write_coco, write_label_map
 from foveal.instance.watershed import instance_targets
+from tests.instance.conftest import pycocotools_segm_stats
 
 SIZE = 64
 NAMES = {1: "disc", 2: "square"}
@@ -45,20 +43,6 @@ def coco_file(tmp_path_factory):
     return write_coco(coco, root / "annotations" / "instances_train.json")
 
 
-def _pycocotools_segm(gt: dict, results: list[dict]) -> np.ndarray:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO()
-        coco.dataset = copy.deepcopy(gt)
-        coco.createIndex()
-        run = COCOeval(coco, coco.loadRes(copy.deepcopy(results)), "segm")
-        run.evaluate()
-        run.accumulate()
-        run.summarize()
-    return run.stats
-
 
 def test_class_targets_and_perfect_probabilities_give_mask_ap_1(coco_file):
     from foveal.instance.data import read_instances
@@ -85,7 +69,7 @@ def test_class_targets_and_perfect_probabilities_give_mask_ap_1(coco_file):
     assert metrics["mask"]["AP"] == pytest.approx(1.0)
     gt = data.coco_dict()
     results = to_coco_results(found, [c["id"] for c in gt["categories"]])
-    assert metrics["mask"]["AP"] == pytest.approx(_pycocotools_segm(gt, results)[0], abs=1e-6)
+    assert metrics["mask"]["AP"] == pytest.approx(pycocotools_segm_stats(gt, results)[0], abs=1e-6)
     # a region half of one class, half of the other: the larger mass wins, the score is its share
     labels = np.zeros((4, 4), np.int32)
     labels[:, :3] = 1
