@@ -157,7 +157,6 @@ def per_shape(records: list[dict[str, Any]], steps: int, top: int = 12) -> list[
 
 def child(job: dict[str, Any]) -> None:
     """Run one job with oneDNN's verbose output on; print the timings as one marked JSON line."""
-    import numpy as np
     import tensorflow as tf
 
     if job["kind"] == "matmul":
@@ -173,18 +172,9 @@ def child(job: dict[str, Any]) -> None:
             out[dtype] = {"since_ms": start_ms, "seconds_per_call": (time.perf_counter() - started) / job["steps"]}
         print(CHILD_MARK + json.dumps(out), flush=True)
         return
-    import keras
-    from throughput_profile import VARIANTS, build, parse_spec
+    from throughput_profile import compiled_on_random_batch
 
-    name, shape, batch, options = parse_spec(job["spec"])
-    policy, jit = VARIANTS[job["precision"]]
-    model = build(name, shape, policy, options)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy",
-                  jit_compile=jit)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, size=(batch, *shape)).astype("float32")
-    y = rng.integers(0, 10, size=(batch,)).astype("int32")
-    ds = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
+    model, ds = compiled_on_random_batch(job["spec"], job["precision"])
     model.fit(ds, steps_per_epoch=job["warmup"], epochs=1, verbose=0)
     start_ms = time.time() * 1e3
     started = time.perf_counter()

@@ -109,21 +109,30 @@ def profile_steps(model, dataset, steps: int) -> dict[str, Any]:
             "top_ops": [{"op": op, "seconds": round(s, 3), "share": round(s / whole, 3)} for op, s in top]}
 
 
-def measure(spec: str, precision: str, args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, Any]:
+def compiled_on_random_batch(spec: str, precision: str) -> tuple[Any, Any]:
+    """The model of ``spec`` compiled for ``precision`` (SGD, sparse cross-entropy) and an endless
+    dataset repeating one seeded random batch: the training step both profilers time."""
     import keras
     import numpy as np
     import tensorflow as tf
 
     name, shape, batch, options = parse_spec(spec)
     policy, jit = VARIANTS[precision]
-    keras.utils.clear_session()
     model = build(name, shape, policy, options)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy",
                   jit_compile=jit)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, size=(batch, *shape)).astype("float32")
     y = rng.integers(0, 10, size=(batch,)).astype("int32")
-    ds = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
+    return model, tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
+
+
+def measure(spec: str, precision: str, args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, Any]:
+    import keras
+
+    name, shape, batch, options = parse_spec(spec)
+    keras.utils.clear_session()
+    model, ds = compiled_on_random_batch(spec, precision)
     started = time.perf_counter()
     model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace (+ XLA compile) + warm up
     warmup_seconds = time.perf_counter() - started
