@@ -127,7 +127,7 @@ def test_serve_answers_a_colour_upload_in_colour(luma_model, low_res):
     _, lr = low_res
     upload = io.BytesIO()
     Image.fromarray(lr).save(upload, "PNG")
-    with TestClient(create_app(path)) as client:
+    with TestClient(create_app(path, browser_model=False)) as client:
         response = client.post("/predict", files={"image": ("c.png", upload.getvalue(), "image/png")})
     assert response.status_code == 200, response.text
     enhanced = response.json()["enhanced"]

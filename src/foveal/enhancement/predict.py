@@ -136,14 +136,27 @@ def enhance_colour(model, card, image: np.ndarray, **kwargs: Any) -> np.ndarray:
     Example:
         >>> rgb = enhance_colour(espcn_y, card, photo_uint8.astype("float32"))  # doctest: +SKIP
     """
-    from foveal.enhancement.degrade import upscale
-
     image = np.asarray(image, np.float32)
     g = {**geometry(card), **kwargs}
     y = enhance_array(model, luma(image), **g)
-    chroma = rgb_to_ycbcr(image / 255.0)[..., 1:].astype(np.float32)
-    if g["scale"] > 1:
-        chroma = upscale(chroma, g["scale"], card.training.get("baseline", "bicubic")).numpy()
+    return join_luma(y, image, g["scale"], card.training.get("baseline", "bicubic"))
+
+
+def join_luma(y: np.ndarray, image: np.ndarray, scale: int, baseline: str = "bicubic") -> np.ndarray:
+    """RGB (float32 in [0, 1]) of an enhanced luma ``y`` (HxWx1 in [0, 1], ``scale`` times the
+    image) and the chroma of ``image`` (HxWx3 raw pixels) upscaled by ``baseline``: the second half
+    of :func:`enhance_colour`, which ``foveal serve``'s page repeats in the browser (tested).
+
+    Example:
+        >>> rgb = join_luma(np.full((6, 6, 1), 0.5, np.float32), np.zeros((2, 2, 3)), 3)
+        >>> rgb.shape, float(rgb.max())
+        ((6, 6, 3), 0.5)
+    """
+    from foveal.enhancement.degrade import upscale
+
+    chroma = rgb_to_ycbcr(np.asarray(image, np.float32) / 255.0)[..., 1:].astype(np.float32)
+    if scale > 1:
+        chroma = upscale(chroma, scale, baseline).numpy()
     chroma = chroma[:y.shape[0], :y.shape[1]]
     return np.clip(ycbcr_to_rgb(np.concatenate([y, chroma], axis=-1)), 0.0, 1.0).astype(np.float32)
 
@@ -253,5 +266,5 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 __all__ = ["DEFAULT_TILE", "as_model_channels", "check_card", "enhance", "enhance_array", "enhance_batch",
-           "enhance_colour", "enhance_files", "format_table", "geometry", "luma", "rgb_to_ycbcr", "to_csv", "to_uint8",
+           "enhance_colour", "enhance_files", "format_table", "geometry", "join_luma", "luma", "rgb_to_ycbcr", "to_csv", "to_uint8",
            "ycbcr_to_rgb"]

@@ -6,9 +6,14 @@ card (``GET /model.json``), and runs it with ONNX Runtime Web's single-threaded 
 whose files ``scripts/fetch_ort_web.sh`` copies into ``static/ort/`` (git-ignored, ~11 MB).
 For the other tasks the card carries what the page needs to finish the job as the server does:
 a detector's anchors and post-processing (the page decodes and runs class-aware NMS), a
-segmenter's class colours. Detectors that letterbox (``keep_aspect``) and segmenters trained at
-native resolution, enhancers and generators are not run in the browser (:func:`browser_supported`): the page's resize is
-TensorFlow's ``resize_with_pad`` to the card's input, not the training letterbox or tiling.
+segmenter's class colours, an enhancer's scale, input multiple, tile size and baseline
+interpolation (the page enhances each image at its own size, tiled as ``foveal enhance predict``
+tiles, and answers a colour photo given to a luma model in colour: Y through the network, Cb/Cr
+upscaled by the baseline, full-range BT.601 as :func:`foveal.enhancement.predict.join_luma`).
+Detectors that letterbox (``keep_aspect``), segmenters trained at native resolution, enhancers
+with a fixed input size (a zoo encoder) and generators are not run in the browser
+(:func:`browser_supported`): the page's resize is TensorFlow's ``resize_with_pad`` to the card's
+input, not the training letterbox.
 
 Unless a file is given, the export is made once at start-up with
 :func:`foveal.export.parity.export_model` (which checks parity with the Keras model) into a
@@ -87,23 +92,32 @@ def _task_details(path: Path, card: ModelCard) -> dict[str, Any]:
 
         return {"segment": {"colours": class_colours(card).tolist(), "transparent": unpainted(card),
                             "opacity": MASK_OPACITY}}
+    if card.task == "enhance":
+        from foveal.enhancement.predict import geometry
+
+        g = geometry(card)
+        return {"enhance": {"scale": g["scale"], "multiple": g["multiple"], "tile": g["tile"],
+                            "baseline": card.training.get("baseline", "bicubic")}}
     return {}
 
 
 def browser_supported(card: ModelCard) -> bool:
     """Whether the page's in-browser mode can run this model as the server does: not a
     detector that letterboxes or is a Faster R-CNN, nor a segmenter that works at the image's own resolution (the
-    page feeds the card's input size)."""
+    page feeds the card's input size), nor an enhancer with a fixed input size."""
     if card.task == "detect":  # a Faster R-CNN has no ONNX export to run in the page
         return (not bool(card.training.get("keep_aspect", card.keep_aspect))
                 and card.training.get("detector", "yolo") == "yolo")
     if card.task == "segment":
         size = card.training.get("image_size")
         return bool(size) and tuple(size) == tuple(card.input_shape[:2])
-    # An enhancer tiles each image at its own size, a generator takes latent codes, not images, and
-    # an instance model's masks are pasted (or its watershed run) outside the graph: the page asks the server.
+    if card.task == "enhance":  # the page tiles free-size models at the image's size, as enhance predict
+        return not card.training.get("fixed_size") and card.training.get("baseline", "bicubic") in ("bicubic",
+                                                                                                  "bilinear")
+    # A generator takes latent codes, not images, and an instance model's masks are pasted (or its
+    # watershed run) outside the graph: the page asks the server.
     # A video model takes clips sampled from a decoded video file: the page uploads the file.
-    return card.task not in ("enhance", "generate", "instance", "video")
+    return card.task not in ("generate", "instance", "video")
 
 
 def file_digest(path: Path, length: int = 16) -> str:

@@ -42,15 +42,25 @@ const BACKENDS = {
       if (maxPixels && decoded.width * decoded.height > maxPixels) {
         throw new Error(`${file.name || "the image"}: ${decoded.width}×${decoded.height} has more than ${maxPixels} pixels`);
       }
-      const [h, w, c] = card.input_shape;
-      const input = new ort.Tensor("float32", modelInput(decoded, card), [1, h, w, c]);
-      const outputs = await session.run({ [session.inputNames[0]]: input });
-      const finish = BROWSER_TASKS[card.task];
-      if (!finish) throw new Error(`the page cannot run a "${card.task}" model in the browser`);
+      let answer;
+      if (card.task === "enhance") {
+        const s = card.enhance.scale;
+        if (maxPixels && s > 1 && decoded.width * decoded.height * s * s > maxPixels) {
+          throw new Error(`${file.name || "the image"}: enhanced ×${s} it would have more than ${maxPixels} pixels`);
+        }
+        answer = await enhanceInBrowser(session, card, decoded);
+      } else {
+        const [h, w, c] = card.input_shape;
+        const input = new ort.Tensor("float32", modelInput(decoded, card), [1, h, w, c]);
+        const outputs = await session.run({ [session.inputNames[0]]: input });
+        const finish = BROWSER_TASKS[card.task];
+        if (!finish) throw new Error(`the page cannot run a "${card.task}" model in the browser`);
+        answer = finish(outputs, session, card, decoded, Number(topK) || 5);
+      }
       return {
         task: card.task, file: file.name || "pasted image", model: card.architecture,
         image: { width: decoded.width, height: decoded.height, format: (file.type.split("/")[1] || "").toUpperCase() },
-        ...finish(outputs, session, card, decoded, Number(topK) || 5),
+        ...answer,
         elapsed_ms: Math.round((performance.now() - start) * 100) / 100,
         where: "browser",
       };
@@ -169,6 +179,211 @@ const BROWSER_TASKS = {
     };
   },
 };
+
+// ---- enhancers (foveal.enhancement.predict.enhance): the image at its own size ------------------
+// One pass when both sides fit in the tile (bottom and right mirror-padded to the input multiple),
+// else overlapping tiles on a mirror-padded canvas, each keeping its centre. A colour upload to a
+// 1-channel (luma-trained) model: its luma goes through the network, its chroma (full-range
+// BT.601 Cb, Cr) is upscaled by the baseline interpolation, and the two are joined into RGB.
+async function enhanceInBrowser(session, card, decoded) {
+  const { scale } = card.enhance;
+  const { width: w, height: h, rgba } = decoded;
+  const n = w * h;
+  const c = card.input_shape[2];
+  let gray = c === 1;  // foveal.enhancement.predict.as_model_channels: R = G = B stays one channel
+  for (let i = 0; gray && i < n; i++) gray = rgba[4 * i] === rgba[4 * i + 1] && rgba[4 * i] === rgba[4 * i + 2];
+  let input;
+  if (c === 3) input = channels(rgba, n, 3);
+  else if (gray) input = Float32Array.from({ length: n }, (_, i) => rgba[4 * i]);
+  else input = channels(rgba, n, 1);
+  const run = async (pixels, th, tw) => {
+    const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", pixels, [1, th, tw, c]) };
+    return (await session.run(feeds))[session.outputNames[0]].data;
+  };
+  const out = await enhanceArray(run, input, h, w, c, card.enhance);
+  const H = h * scale, W = w * scale;
+  const rgb = c === 1 && !gray ? joinLuma(out, rgba, h, w, scale, card.enhance.baseline) : out;
+  const k = rgb.length / (H * W);
+  const image = new ImageData(W, H);
+  for (let i = 0; i < H * W; i++) {
+    for (let j = 0; j < 3; j++) image.data[4 * i + j] = toUint8(f32(rgb[i * k + (k === 3 ? j : 0)] * 255));
+    image.data[4 * i + 3] = 255;
+  }
+  const canvas = document.createElement("canvas");
+  canvas.width = W;
+  canvas.height = H;
+  canvas.getContext("2d").putImageData(image, 0, 0);
+  const data = canvas.toDataURL("image/png").replace(/^data:image\/png;base64,/, "");
+  return { scale, enhanced: { width: W, height: H, format: "png", data } };
+}
+
+// Index maps of numpy's "symmetric" padding: `before` in front (np.pad, filled chunk by chunk as
+// numpy does when the pad is longer than the axis), then the end padded to `total` by
+// foveal's _pad_to (repeated mirrors of the current end).
+function mirrorAxis(size, before, total) {
+  const map = new Array(before + size);
+  for (let i = 0; i < size; i++) map[before + i] = i;
+  for (let left = before; left > 0;) {
+    const period = Math.floor((map.length - left) / size) * size;
+    const chunk = Math.min(period, left);
+    const start = left - 1 + chunk;
+    for (let j = 0; j < chunk; j++) map[left - chunk + j] = map[start - j];
+    left -= chunk;
+  }
+  while (map.length < total) {
+    const len = map.length;
+    const k = Math.min(total - len, len);
+    for (let j = 0; j < k; j++) map.push(map[len - 1 - j]);
+  }
+  return map;
+}
+
+// Float32 HxWxC pixels (0..255) -> the model's output, (H*s)x(W*s)xC in [0, 1] (predict.enhance_array).
+async function enhanceArray(run, pixels, h, w, c, { scale: s, multiple, tile }) {
+  const crop = (rows, cols, y0, x0, th, tw) => {
+    const part = new Float32Array(th * tw * c);
+    for (let y = 0; y < th; y++) {
+      for (let x = 0; x < tw; x++) {
+        const from = (rows[y0 + y] * w + cols[x0 + x]) * c;
+        for (let k = 0; k < c; k++) part[(y * tw + x) * c + k] = pixels[from + k];
+      }
+    }
+    return part;
+  };
+  const clip = (v) => Math.min(1, Math.max(0, v));
+  tile = Math.max(multiple, Math.floor(tile / multiple) * multiple);
+  const H = h * s, W = w * s;
+  const out = new Float32Array(H * W * c);
+  if (h <= tile && w <= tile) {
+    const ph = Math.ceil(h / multiple) * multiple, pw = Math.ceil(w / multiple) * multiple;
+    const pred = await run(crop(mirrorAxis(h, 0, ph), mirrorAxis(w, 0, pw), 0, 0, ph, pw), ph, pw);
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W * c; x++) out[y * W * c + x] = clip(pred[y * pw * s * c + x]);
+    }
+    return out;
+  }
+  const margin = Math.floor(Math.floor(tile / 8) / multiple) * multiple;
+  const inner = tile - 2 * margin;
+  const ny = Math.ceil(h / inner), nx = Math.ceil(w / inner);
+  const rows = mirrorAxis(h, margin, ny * inner + 2 * margin), cols = mirrorAxis(w, margin, nx * inner + 2 * margin);
+  const ts = tile * s;
+  for (let i = 0; i < ny; i++) {
+    for (let j = 0; j < nx; j++) {
+      const pred = await run(crop(rows, cols, i * inner, j * inner, tile, tile), tile, tile);
+      for (let y = 0; y < inner * s; y++) {
+        const oy = i * inner * s + y;
+        if (oy >= H) break;
+        for (let x = 0; x < inner * s; x++) {
+          const ox = j * inner * s + x;
+          if (ox >= W) break;
+          for (let k = 0; k < c; k++) out[(oy * W + ox) * c + k] = clip(pred[((margin * s + y) * ts + margin * s + x) * c + k]);
+        }
+      }
+    }
+  }
+  return out;
+}
+
+// Full-range BT.601 (JPEG, PIL's YCbCr), as foveal.enhancement.predict.rgb_to_ycbcr / ycbcr_to_rgb.
+const RGB_TO_CBCR = [[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]];
+const YCBCR_TO_RGB = (() => {  // the inverse of [[0.299, 0.587, 0.114], ...RGB_TO_CBCR], computed as numpy does
+  const m = [[0.299, 0.587, 0.114], ...RGB_TO_CBCR];
+  const det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+    + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+  const cof = (r, q) => {
+    const rs = [0, 1, 2].filter((v) => v !== r), qs = [0, 1, 2].filter((v) => v !== q);
+    return ((r + q) % 2 ? -1 : 1) * (m[rs[0]][qs[0]] * m[rs[1]][qs[1]] - m[rs[0]][qs[1]] * m[rs[1]][qs[0]]);
+  };
+  return [0, 1, 2].map((i) => [0, 1, 2].map((j) => cof(j, i) / det));
+})();
+
+// An enhanced luma y ((h*s)x(w*s), [0, 1]) and the upload's RGBA bytes (h x w) -> RGB in [0, 1]:
+// predict.join_luma (the chroma upscaled by the baseline, clipped, joined, clipped).
+function joinLuma(y, rgba, h, w, scale, baseline = "bicubic") {
+  const n = h * w;
+  const chroma = new Float32Array(n * 2);
+  for (let i = 0; i < n; i++) {
+    const rgb = [0, 1, 2].map((j) => f32(rgba[4 * i + j] / 255));
+    for (let k = 0; k < 2; k++) {
+      const m = RGB_TO_CBCR[k];
+      chroma[2 * i + k] = f32(m[0] * rgb[0] + m[1] * rgb[1] + m[2] * rgb[2] + 0.5);
+    }
+  }
+  const up = scale > 1 ? resizeUp(chroma, h, w, 2, scale, baseline) : chroma;
+  const N = n * scale * scale;
+  const out = new Float32Array(N * 3);
+  for (let i = 0; i < N; i++) {
+    const v = [y[i], up[2 * i] - 0.5, up[2 * i + 1] - 0.5];
+    for (let j = 0; j < 3; j++) {
+      const m = YCBCR_TO_RGB[j];
+      out[3 * i + j] = Math.min(1, Math.max(0, m[0] * v[0] + m[1] * v[1] + m[2] * v[2]));
+    }
+  }
+  return out;
+}
+
+// tf.image.resize(method=bicubic or bilinear) upscaling by `s`, clipped to [0, 1] (degrade.upscale):
+// half-pixel centres; bicubic is TensorFlow's ResizeBicubic with Keys' kernel (a = -0.5) read from
+// its 1024-step table, taps outside the image dropped and the rest renormalised.
+const KEYS_TABLE = (() => {
+  const a = -0.5, size = 1024, table = new Float32Array((size + 1) * 2);
+  for (let i = 0; i <= size; i++) {
+    let x = i / size;
+    table[2 * i] = ((a + 2) * x - (a + 3)) * x * x + 1;
+    x += 1;
+    table[2 * i + 1] = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+  }
+  return table;
+})();
+
+function resizeTaps(inSize, outSize, method) {
+  const scale = f32(inSize / outSize);
+  const bound = (v) => Math.min(inSize - 1, Math.max(0, v));
+  return Array.from({ length: outSize }, (_, o) => {
+    const at = f32(f32(f32(o + 0.5) * scale) - 0.5);
+    const low = Math.floor(at);
+    if (method === "bilinear") {
+      const lerp = f32(at - low);
+      return { index: [bound(low), bound(Math.ceil(at))], weight: [1 - lerp, lerp] };
+    }
+    const offset = Math.round(f32(at - low) * 1024);  // lrintf; delta * 1024 is never a half here
+    const t = KEYS_TABLE;
+    const raw = [t[offset * 2 + 1], t[offset * 2], t[(1024 - offset) * 2], t[(1024 - offset) * 2 + 1]];
+    const index = [low - 1, low, low + 1, low + 2];
+    const weight = raw.map((v, k) => (bound(index[k]) === index[k] ? v : 0));
+    const sum = weight.reduce((p, q) => p + q, 0);
+    return { index: index.map(bound), weight: weight.map((v) => v / sum) };
+  });
+}
+
+function resizeUp(pixels, h, w, c, s, method) {
+  if (!["bicubic", "bilinear"].includes(method)) throw new Error(`the page cannot upscale by "${method}"`);
+  const H = h * s, W = w * s;
+  const cols = resizeTaps(w, W, method), rows = resizeTaps(h, H, method);
+  const wide = new Float64Array(h * W * c);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < W; x++) {
+      const { index, weight } = cols[x];
+      for (let k = 0; k < c; k++) {
+        let sum = 0;
+        for (let j = 0; j < index.length; j++) sum += weight[j] * pixels[(y * w + index[j]) * c + k];
+        wide[(y * W + x) * c + k] = sum;
+      }
+    }
+  }
+  const out = new Float32Array(H * W * c);
+  for (let y = 0; y < H; y++) {
+    const { index, weight } = rows[y];
+    for (let x = 0; x < W; x++) {
+      for (let k = 0; k < c; k++) {
+        let sum = 0;
+        for (let j = 0; j < index.length; j++) sum += weight[j] * wide[(index[j] * W + x) * c + k];
+        out[(y * W + x) * c + k] = Math.min(1, Math.max(0, sum));
+      }
+    }
+  }
+  return out;
+}
 
 function iou(a, b) {
   const w = Math.max(0, Math.min(a[2], b[2]) - Math.max(a[0], b[0]));
@@ -346,6 +561,14 @@ window.foveal = {
     const { card } = await browserModel();
     return Array.from(modelInput(await decodeImage(file), card, resize));
   },
+  // An enhanced luma joined with an RGB image's upscaled chroma (HxWx3 bytes, row-major), as
+  // predict.join_luma, and numpy-style mirror padding: pure functions, checked against Python.
+  joinLuma(y, rgb, h, w, scale, baseline) {
+    const rgba = new Uint8Array(h * w * 4);
+    for (let i = 0; i < h * w; i++) rgba.set([rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2], 255], 4 * i);
+    return Array.from(joinLuma(Float32Array.from(y), rgba, h, w, scale, baseline));
+  },
+  mirrorAxis,
 };
 
 // ---- RENDERERS, one per task (the "task" key of the answer) ------------------------------
