@@ -211,6 +211,7 @@ class ClassifyTask(TaskPlugin):
     # ---------------------------------------------------------------------------- results
     def finish(self, cfg: TrainConfig, model: keras.Model, card: ModelCard, data: RunData, run_dir: Path,
                history: dict[str, list[float]]) -> dict[str, Any] | None:
+        from foveal.evaluation.classification import collapse_warning
         from foveal.evaluation.run import score
         from foveal.visualize.report import write_classification_report
 
@@ -220,8 +221,14 @@ class ClassifyTask(TaskPlugin):
             scored = score(model, card, part, batch_size=cfg.batch_size, top_k=cfg.top_k,
                            keep_misclassified=cfg.report_misclassified, skip_invalid=cfg.skip_invalid, tta=cfg.tta)
             metrics = scored.metrics | {"split": split, "tta": cfg.tta}
+            trained = [a for a in history.get("accuracy", []) if a == a]  # the last epoch's, NaN-free
+            warning = collapse_warning(metrics, trained[-1] if trained else None)
+            if warning:
+                metrics["warnings"] = [warning]
             atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
             say(f"{split} accuracy: {metrics['accuracy']:.4f} on {metrics['num_examples']} images")
+            if warning:
+                say(f"warning: {warning}")
         summary: dict[str, Any] = {
             "run": run_dir.name, "model": cfg.model, "data": cfg.data,
             "classes": len(card.class_names), "input": "x".join(map(str, card.input_shape)),
@@ -235,6 +242,8 @@ class ClassifyTask(TaskPlugin):
             summary["phases"] = plan.describe() + (" (phase 1 on bottleneck features)" if cfg.bottleneck else "")
         if metrics is not None:
             summary[f"{split} accuracy"] = round(metrics["accuracy"], 4)
+            if metrics.get("warnings"):
+                summary["warning"] = " / ".join(metrics["warnings"])
         misclassified = None
         if scored is not None and scored.misclassified_titles:
             misclassified = (scored.misclassified_images, scored.misclassified_titles)
