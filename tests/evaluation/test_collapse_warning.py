@@ -20,7 +20,7 @@ def test_one_class_for_everything_warns():
     metrics = _metrics(np.full(100, 2))
     warning = collapse_warning(metrics, train_accuracy=0.86)
     assert warning.startswith("predictions collapsed to one class: 'c' for 100% of the images (its true share 25%)")
-    assert "training accuracy 0.8600" in warning and "bn_momentum" in warning
+    assert "training accuracy 0.8600" in warning and "recalibrate_batchnorm" in warning
     assert "warning" in format_metrics_table(metrics | {"warnings": [warning]})
 
 

@@ -189,10 +189,11 @@ def collapse_warning(metrics: dict[str, Any], train_accuracy: float | None = Non
     least :data:`COLLAPSE_SHARE` of the images while it is under half of the true labels; or,
     given the training accuracy of the last epoch (measured in training mode, batch statistics
     in the batch norms), an accuracy under half of it while training beat the majority class
-    by 2x. Both are what stale batch-norm moving statistics do after a short run from scratch
-    with a momentum meant for long ones (e.g. keras.applications' 0.999: after ``n`` steps the
-    moving averages still hold ``0.999 ** n`` of their initial 0 and 1), which inference mode
-    uses and training mode does not.
+    by 2x. Both are what stale batch-norm moving statistics do after a short, fast run from
+    scratch: the moving averages that inference uses mix statistics of past weights (with
+    keras.applications' momentum 0.999 they even keep ``0.999 ** steps`` of their initial 0 and
+    1), while training mode normalizes with each batch's own statistics
+    (:func:`foveal.training.precise_bn.recalibrate_batchnorm` recomputes them).
 
     Example:
         >>> m = classification_metrics([0, 1, 2, 3] * 5, np.eye(4)[[0] * 20], ["a", "b", "c", "d"])
@@ -206,9 +207,9 @@ def collapse_warning(metrics: dict[str, Any], train_accuracy: float | None = Non
     predicted, true = cm.sum(axis=0) / n, cm.sum(axis=1) / n
     top = int(np.argmax(predicted))
     accuracy = float(metrics.get("accuracy", np.trace(cm) / n))
-    hint = ("a short training from scratch with a slow batch-norm momentum leaves the moving statistics that "
-            "inference uses near their initial values: train longer, or with a smaller batch-norm "
-            "momentum (mobilenetv2: --model-options bn_momentum=0.9)")
+    hint = ("the batch-norm moving statistics that inference uses may not match the final weights (a short or "
+            "fast run from scratch): recompute them with foveal.training.precise_bn.recalibrate_batchnorm "
+            "on ~20 training batches, or train longer")
     if predicted[top] >= COLLAPSE_SHARE and true[top] < 0.5:
         names = metrics.get("per_class") or []
         name = names[top]["class"] if top < len(names) else str(top)

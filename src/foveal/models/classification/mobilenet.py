@@ -129,8 +129,9 @@ def mobilenetv2(x, *, num_classes: int, include_top: bool = True, alpha: float =
             default 0.99). keras.applications.MobileNetV2 uses 0.999, fine after its ImageNet
             run of hundreds of thousands of steps, but after a short training from scratch
             the moving statistics still hold ``0.999 ** steps`` of their initial values
-            (41% after 890 steps) and, compounded over 52 batch norms, an inference-mode
-            model can predict one class for every image (recipes/deployment.md).
+            (41% after 890 steps). Even 0.99 can lag a fast run's weights: recompute the
+            statistics with :func:`foveal.training.precise_bn.recalibrate_batchnorm` when an
+            inference-mode model predicts one class (recipes/deployment.md).
 
     Example:
         >>> from foveal.models import build_model
