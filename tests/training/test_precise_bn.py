@@ -29,3 +29,25 @@ def test_moving_statistics_are_the_average_batch_statistics():
     assert bn.momentum == 0.999 and model.get_layer("drop").rate == 0.5
     np.testing.assert_array_equal(frozen.moving_mean.numpy(), 0.0)
     np.testing.assert_array_equal(frozen.moving_variance.numpy(), 1.0)
+
+
+def test_train_recalibrates_best_keras(tmp_path, capsys):
+    import pytest
+
+    from foveal.config import TrainConfig
+    from foveal.errors import ConfigError
+    from foveal.models.io import load_model
+    from foveal.training.trainer import train
+
+    options = dict(data="digits", model="lenet5", model_options={"batch_norm": True}, batch_size=128, epochs=1,
+                   tensorboard=False, progress=False, report_misclassified=0, output=str(tmp_path))
+    with pytest.raises(ConfigError, match="recalibrate_bn"):
+        TrainConfig(**options, recalibrate_bn=-1).validate()
+    result = train(TrainConfig(**options, name="run", recalibrate_bn=3))
+    assert "batch-norm statistics recomputed over 3 training batches" in capsys.readouterr().out
+    best, last = load_model(result.run_dir / "best.keras")[0], load_model(result.run_dir / "last.keras")[0]
+    for a, b in zip(best.layers, last.layers):
+        if isinstance(a, keras.layers.BatchNormalization):
+            assert a.momentum == 0.99 and not np.allclose(a.moving_variance.numpy(), b.moving_variance.numpy())
+            np.testing.assert_array_equal(a.gamma.numpy(), b.gamma.numpy())
+    assert result.metrics["accuracy"] > 0.5

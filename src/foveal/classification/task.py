@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +215,8 @@ class ClassifyTask(TaskPlugin):
         from foveal.evaluation.run import score
         from foveal.visualize.report import write_classification_report
 
+        if cfg.recalibrate_bn:
+            _recalibrate(self, cfg, model, card, data, run_dir)
         split, part = data.scored_part()
         metrics, scored = None, None
         if part is not None:
@@ -252,6 +254,19 @@ class ClassifyTask(TaskPlugin):
             history={k: v for k, v in history.items() if k != "phase"}, metrics=metrics, misclassified=misclassified)
         say(f"report: {report}")
         return metrics
+
+
+def _recalibrate(plugin: ClassifyTask, cfg: TrainConfig, model: keras.Model, card: ModelCard, data: RunData,
+                 run_dir: Path) -> None:
+    """``--recalibrate-bn N``: precise batch-norm statistics for best.keras, before it is scored."""
+    from foveal.models.io import save_model
+    from foveal.training.precise_bn import recalibrate_batchnorm
+
+    train, _ = plugin.pipelines(replace(cfg, augment="none", distill_from=None), data, seed=cfg.seed)
+    used = recalibrate_batchnorm(model, train.take(cfg.recalibrate_bn))
+    if used:
+        save_model(model, run_dir / "best.keras", card)
+        say(f"batch-norm statistics recomputed over {used} training batches (best.keras rewritten)")
 
 
 def _preprocessing_of(model: keras.Model) -> str:
