@@ -145,6 +145,10 @@ class TrainConfig(DistributionOptions):
         "none", "test-time augmentation of the final test evaluation: average over the mirror image "
         "(flip) and one-pixel shifts (flip-shift)", group="output")
     report_misclassified: int = option(32, "misclassified test images shown in the report", group="output")
+    recalibrate_bn: int = option(0, "after training, recompute the batch-norm moving statistics of best.keras "
+                                 "over this many training batches with the final weights (precise BN; "
+                                 "for short, fast runs whose inference predicts one class); 0: off",
+                                 group="output")
     progress: bool = option(True, "show progress bars", group="output")
 
     def validate(self) -> None:
@@ -168,6 +172,7 @@ class TrainConfig(DistributionOptions):
             (self.early_stopping >= 0, "early_stopping must not be negative"),
             (self.time_budget >= 0, "time_budget must not be negative"),
             (self.top_k >= 1, "top_k must be at least 1"),
+            (self.recalibrate_bn >= 0, "recalibrate_bn must not be negative"),
             (self.max_image_pixels > 0, "max_image_pixels must be positive"),
             (self.fine_tune_epochs >= 0, "fine_tune_epochs must not be negative"),
             (self.fine_tune_learning_rate is None or self.fine_tune_learning_rate > 0,

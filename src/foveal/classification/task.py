@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -211,17 +211,26 @@ class ClassifyTask(TaskPlugin):
     # ---------------------------------------------------------------------------- results
     def finish(self, cfg: TrainConfig, model: keras.Model, card: ModelCard, data: RunData, run_dir: Path,
                history: dict[str, list[float]]) -> dict[str, Any] | None:
+        from foveal.evaluation.classification import collapse_warning
         from foveal.evaluation.run import score
         from foveal.visualize.report import write_classification_report
 
+        if cfg.recalibrate_bn:
+            _recalibrate(self, cfg, model, card, data, run_dir)
         split, part = data.scored_part()
         metrics, scored = None, None
         if part is not None:
             scored = score(model, card, part, batch_size=cfg.batch_size, top_k=cfg.top_k,
                            keep_misclassified=cfg.report_misclassified, skip_invalid=cfg.skip_invalid, tta=cfg.tta)
             metrics = scored.metrics | {"split": split, "tta": cfg.tta}
+            trained = [a for a in history.get("accuracy", []) if a == a]  # the last epoch's, NaN-free
+            warning = collapse_warning(metrics, trained[-1] if trained else None)
+            if warning:
+                metrics["warnings"] = [warning]
             atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
             say(f"{split} accuracy: {metrics['accuracy']:.4f} on {metrics['num_examples']} images")
+            if warning:
+                say(f"warning: {warning}")
         summary: dict[str, Any] = {
             "run": run_dir.name, "model": cfg.model, "data": cfg.data,
             "classes": len(card.class_names), "input": "x".join(map(str, card.input_shape)),
@@ -235,6 +244,8 @@ class ClassifyTask(TaskPlugin):
             summary["phases"] = plan.describe() + (" (phase 1 on bottleneck features)" if cfg.bottleneck else "")
         if metrics is not None:
             summary[f"{split} accuracy"] = round(metrics["accuracy"], 4)
+            if metrics.get("warnings"):
+                summary["warning"] = " / ".join(metrics["warnings"])
         misclassified = None
         if scored is not None and scored.misclassified_titles:
             misclassified = (scored.misclassified_images, scored.misclassified_titles)
@@ -243,6 +254,19 @@ class ClassifyTask(TaskPlugin):
             history={k: v for k, v in history.items() if k != "phase"}, metrics=metrics, misclassified=misclassified)
         say(f"report: {report}")
         return metrics
+
+
+def _recalibrate(plugin: ClassifyTask, cfg: TrainConfig, model: keras.Model, card: ModelCard, data: RunData,
+                 run_dir: Path) -> None:
+    """``--recalibrate-bn N``: precise batch-norm statistics for best.keras, before it is scored."""
+    from foveal.models.io import save_model
+    from foveal.training.precise_bn import recalibrate_batchnorm
+
+    train, _ = plugin.pipelines(replace(cfg, augment="none", distill_from=None), data, seed=cfg.seed)
+    used = recalibrate_batchnorm(model, train.take(cfg.recalibrate_bn))
+    if used:
+        save_model(model, run_dir / "best.keras", card)
+        say(f"batch-norm statistics recomputed over {used} training batches (best.keras rewritten)")
 
 
 def _preprocessing_of(model: keras.Model) -> str:

@@ -177,6 +177,51 @@ def classification_metrics(
     return metrics
 
 
+COLLAPSE_SHARE = 0.9
+"""A model that gives one class to this share of the images is said to have collapsed (when that
+class is less than half of the true labels)."""
+
+
+def collapse_warning(metrics: dict[str, Any], train_accuracy: float | None = None) -> str | None:
+    """A one-line warning when inference-mode predictions collapsed, else None.
+
+    Two signs, from the metrics of :func:`classification_metrics`: one class predicted for at
+    least :data:`COLLAPSE_SHARE` of the images while it is under half of the true labels; or,
+    given the training accuracy of the last epoch (measured in training mode, batch statistics
+    in the batch norms), an accuracy under half of it while training beat the majority class
+    by 2x. Both are what stale batch-norm moving statistics do after a short, fast run from
+    scratch: the moving averages that inference uses mix statistics of past weights (with
+    keras.applications' momentum 0.999 they even keep ``0.999 ** steps`` of their initial 0 and
+    1), while training mode normalizes with each batch's own statistics
+    (:func:`foveal.training.precise_bn.recalibrate_batchnorm` recomputes them).
+
+    Example:
+        >>> m = classification_metrics([0, 1, 2, 3] * 5, np.eye(4)[[0] * 20], ["a", "b", "c", "d"])
+        >>> collapse_warning(m).split(":")[0]
+        'predictions collapsed to one class'
+    """
+    cm = np.asarray(metrics.get("confusion_matrix", []))
+    if cm.ndim != 2 or cm.shape[0] < 2 or cm.sum() == 0:
+        return None
+    n = cm.sum()
+    predicted, true = cm.sum(axis=0) / n, cm.sum(axis=1) / n
+    top = int(np.argmax(predicted))
+    accuracy = float(metrics.get("accuracy", np.trace(cm) / n))
+    hint = ("the batch-norm moving statistics that inference uses may not match the final weights (a short or "
+            "fast run from scratch): recompute them with foveal.training.precise_bn.recalibrate_batchnorm "
+            "on ~20 training batches, or train longer")
+    if predicted[top] >= COLLAPSE_SHARE and true[top] < 0.5:
+        names = metrics.get("per_class") or []
+        name = names[top]["class"] if top < len(names) else str(top)
+        seen = f"; training accuracy {train_accuracy:.4f}" if train_accuracy is not None else ""
+        return (f"predictions collapsed to one class: {name!r} for {predicted[top]:.0%} of the images "
+                f"(its true share {true[top]:.0%}), accuracy {accuracy:.4f}{seen}; {hint}")
+    if train_accuracy is not None and accuracy < 0.5 * train_accuracy and train_accuracy > 2 * true.max():
+        return (f"accuracy {accuracy:.4f} in inference mode is under half the training accuracy "
+                f"{train_accuracy:.4f}; besides overfitting, {hint}")
+    return None
+
+
 def top_k_accuracy_key(metrics: dict[str, Any]) -> str | None:
     """Return the ``top_{k}_accuracy`` key present in ``metrics``, or None."""
     k = metrics.get("top_k")
@@ -230,6 +275,7 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
         summary.append((f"top-{key[4:-9]} accuracy", f"{metrics[key]:.4f}"))
     if "loss" in metrics:
         summary.append(("loss", f"{metrics['loss']:.4f}"))
+    summary.extend(("warning", text) for text in metrics.get("warnings", []))
     if summary:
         lines.append("")
         label_width = max(len(label) for label, _ in summary)

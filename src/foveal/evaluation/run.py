@@ -18,7 +18,7 @@ from foveal.data.pipeline import make_pipeline
 from foveal.data.source import LabeledImages
 from foveal.errors import DataError
 from foveal.evaluation.classes import ClassMap, match_classes, parse_class_map, relabel
-from foveal.evaluation.classification import classification_metrics
+from foveal.evaluation.classification import classification_metrics, collapse_warning
 from foveal.evaluation.tta import average_views, check_tta
 from foveal.models.io import ModelCard, load_model
 from foveal.utils_io import atomic_write_text, ensure_output_dir
@@ -146,6 +146,10 @@ def evaluate(
     metrics = scored.metrics | {"model": str(model_path), "data": data, "split": split, "tta": tta}
     if class_map:
         metrics["class_map"] = class_map
+    warning = collapse_warning(metrics)
+    if warning:
+        metrics["warnings"] = [warning]
+        print(f"warning: {warning}", file=sys.stderr)
     if output is not None:
         write_evaluation(Path(output), metrics, card, scored)
     return metrics
@@ -166,6 +170,7 @@ def write_evaluation(output: Path, metrics: dict[str, Any], card: ModelCard, sco
         output / "report.html", title=f"Evaluation of {metrics.get('model', card.architecture)}",
         summary={"model": str(metrics.get("model")), "data": str(metrics.get("data")),
                  "split": str(metrics.get("split")), "images": metrics["num_examples"],
-                 "accuracy": round(metrics["accuracy"], 4)},
+                 "accuracy": round(metrics["accuracy"], 4),
+                 **({"warning": " / ".join(metrics["warnings"])} if metrics.get("warnings") else {})},
         config={}, history=None, metrics=metrics, misclassified=misclassified,
     )

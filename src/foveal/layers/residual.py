@@ -173,7 +173,7 @@ def preact_bottleneck_unit(x, filters: int, strides: int, name: str, *, expansio
 
 
 def inverted_residual_unit(x, filters: int, strides: int, expansion: int, name: str, *,
-                           epsilon: float = 1e-3, momentum: float = 0.999):
+                           epsilon: float = 1e-3, momentum: float = 0.99):
     """MobileNetV2 unit: 1x1 expand (ReLU6) -> 3x3 depthwise (ReLU6) -> 1x1 linear projection.
 
     The shortcut is added only when stride is 1 and the channel count is unchanged; the

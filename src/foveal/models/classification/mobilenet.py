@@ -118,12 +118,20 @@ def _v2_blocks():
     description="MobileNetV2, 17 inverted residual units, width multiplier alpha",
     smoke={"input_shape": (64, 64, 3), "options": {"alpha": 0.35}},
 )
-def mobilenetv2(x, *, num_classes: int, include_top: bool = True, alpha: float = 1.0, dropout: float = 0.0):
+def mobilenetv2(x, *, num_classes: int, include_top: bool = True, alpha: float = 1.0, dropout: float = 0.0,
+                bn_momentum: float = 0.99):
     """MobileNetV2 body on a preprocessed input ``x``.
 
     Args:
         alpha: width multiplier (0.35 to 1.4 in the paper); the 1280-channel head only grows.
         dropout: rate before the classifier (0 disables).
+        bn_momentum: weight of the old value in the batch-norm moving averages (Keras'
+            default 0.99). keras.applications.MobileNetV2 uses 0.999, fine after its ImageNet
+            run of hundreds of thousands of steps, but after a short training from scratch
+            the moving statistics still hold ``0.999 ** steps`` of their initial values
+            (41% after 890 steps). Even 0.99 can lag a fast run's weights: recompute the
+            statistics with :func:`foveal.training.precise_bn.recalibrate_batchnorm` when an
+            inference-mode model predicts one class (recipes/deployment.md).
 
     Example:
         >>> from foveal.models import build_model
@@ -131,7 +139,9 @@ def mobilenetv2(x, *, num_classes: int, include_top: bool = True, alpha: float =
         3538984
     """
     _check_alpha(alpha)
-    bn = {"epsilon": 1e-3, "momentum": 0.999}
+    if not 0.0 <= bn_momentum < 1.0:
+        raise ConfigError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
+    bn = {"epsilon": 1e-3, "momentum": bn_momentum}
     x = layers.Conv2D(make_divisible(32 * alpha), 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.BatchNormalization(name="stem_bn", **bn)(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
