@@ -110,3 +110,57 @@ def test_train_two_classes_from_the_command_line(coco_file, tmp_path, capsys):
 
     saved = read_card(tmp_path / "run" / "best.keras")
     assert saved.class_names == ["disc", "square"] and len(saved.training["target_classes"]) == 4
+
+
+def test_segment_instances_evaluate_scores_several_classes_as_pycocotools(coco_file, tmp_path, capsys, monkeypatch):
+    """`foveal segment instances evaluate` of a segmenter on background, interior:disc,
+    interior:square, boundary: each region gets a category, the mean over the classes equals
+    pycocotools' on the written results (one square called a disc, so AP is neither 0 nor 1)."""
+    import keras
+
+    import foveal.segmentation.predict as p
+    from foveal.errors import DataError
+    from foveal.instance.unet_watershed import match_categories, predict_watershed
+    from foveal.models import ModelCard, save_model
+    from foveal.predict import decode_file
+    from foveal.segmentation.train import build_segmenter
+
+    keras.utils.set_random_seed(0)
+    names = ["background", "interior:disc", "interior:square", "boundary"]
+    card = ModelCard("unet", names, (SIZE, SIZE, 1), preprocessing="rescale", task="segment",
+                     training={"stride": 2, "mask_format": "palette", "ignore_label": 255})
+    model = save_model(build_segmenter("unet", num_classes=4, channels=1, options={"width": 2, "depth": 1}),
+                       tmp_path / "ws4.keras", card)
+    images = coco_file.parent.parent / "images"
+    index = {decode_file(images / f"{i}.png", 1).tobytes(): i for i in range(4)}
+
+    def fake(model, card, image, **_):  # the soft targets of the image, the square of image 0 called a disc
+        i = index[image.tobytes()]
+        labels = _labels(i)
+        three = instance_targets(labels, 2)
+        t = np.where(three == 1, np.where((labels >= 2000) & (i > 0), 2, 1), np.where(three == 2, 3, 0))
+        return 0.8 * np.eye(4, dtype=np.float32)[t] + 0.05
+
+    monkeypatch.setattr(p, "predict_probabilities", fake)
+    out = tmp_path / "eval"
+    assert main(["segment", "instances", "evaluate", str(model), "--data", str(coco_file), "--output", str(out),
+                 "--report-images", "1", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    results = json.loads((out / "results.json").read_text())
+    gt = json.loads(coco_file.read_text())
+    assert metrics["classes"] == 2 and metrics["predicted_instances"] == 12
+    assert sorted({r["category_id"] for r in results}) == [1, 2]
+    assert 0.5 < metrics["mask_ap"] < 1
+    assert metrics["mask_ap"] == pytest.approx(pycocotools_segm_stats(gt, results)[0], abs=1e-6)
+    assert metrics["baseline"]["mask_ap"] < metrics["mask_ap"]  # the touching discs merge without watershed
+    assert "mask (segm)" in (out / "report.html").read_text()
+    row, = predict_watershed(model, [images / "1.png"])
+    assert sorted(i["class"] for i in row["instances"]) == ["disc", "disc", "square"]
+    categories = gt["categories"]
+    assert match_categories(["square", "disc"], categories).tolist() == [2, 1]  # by name, in the model's order
+    with pytest.raises(DataError, match="2 categories, but the model finds objects of one class"):
+        match_categories(["object"], categories)
+    with pytest.raises(DataError, match=r"\(disc, circle\) are not the categories \(disc, square\)"):
+        match_categories(["disc", "circle"], categories)
+    with pytest.raises(DataError, match="are not the categories"):  # a category the model lacks
+        match_categories(["disc", "square"], [*categories, {"id": 3, "name": "star"}])

@@ -1,17 +1,24 @@
 """A trained U-Net + marker watershed as an instance segmenter: predict, evaluate, targets.
 
 The U-Net is any model written by ``foveal segment train`` on 3-class watershed targets
-(classes ``background``, ``interior``, ``boundary``; :mod:`.watershed`). This module turns its
+(classes ``background``, ``interior``, ``boundary``; :mod:`.watershed`), or on ``K + 2`` targets
+of ``K`` object classes (``background``, ``interior:NAME`` for each class, ``boundary``;
+:func:`~foveal.instance.watershed.target_layout`). This module turns its
 class probabilities (:func:`foveal.segmentation.predict.predict_probabilities`: whole images
 of any size, tiles, optional test-time flips) into instances with
 :func:`~foveal.instance.watershed.watershed_instances`, and scores them with COCO mask AP
 (:func:`foveal.evaluation.detection.coco_evaluate` with ``iou_type="segm"``, equal to
 pycocotools), next to the baseline without watershed (connected components of the foreground).
+With several classes the watershed floods the summed interiors and each region takes the class
+with the most interior probability over its pixels, its score times that class's share
+(:func:`~foveal.instance.watershed_family.class_instances`, as ``foveal instance train --model
+unet-watershed`` does), and the mask AP is COCO's mean over the classes.
 
 Ground truth for :func:`evaluate_watershed` is an instance folder (``images/`` +
 ``instances/``, see :mod:`.label_maps`; with ``split`` ``train``/``val``/``test`` the training
-run's split of the same folder is rebuilt from the ``config.yaml`` beside the model) or a COCO
-instances JSON (one category).
+run's split of the same folder is rebuilt from the ``config.yaml`` beside the model; one class)
+or a COCO instances JSON (one category, or the model's classes: each ``interior:NAME`` is the
+category named NAME).
 
 Example:
     >>> write_targets("my_instances/", boundary_width=2)                     # doctest: +SKIP
@@ -55,39 +62,75 @@ def post_options(**given: Any) -> dict[str, Any]:
 
 
 def load_segmenter(model_path: str | Path):
-    """A segmenter trained on watershed targets, with its card and its (background, interior,
-    boundary) channels; refuses other models in one line."""
-    from foveal.instance.watershed import target_channels
+    """A segmenter trained on watershed targets, with its card and its channel layout
+    (:func:`~foveal.instance.watershed.target_layout`: background, the interior of each object
+    class, boundary, the class names); refuses other models in one line."""
+    from foveal.instance.watershed import target_layout
     from foveal.models import load_model
     from foveal.segmentation.predict import check_card
 
     model, card = load_model(model_path)
     check_card(card)
-    return model, card, target_channels(card.class_names)
+    return model, card, target_layout(card.class_names)
+
+
+def classify_instances(probabilities: np.ndarray, layout: tuple, *, baseline: bool = False,
+                       **post: Any) -> dict[str, np.ndarray]:
+    """Instances of one image's class probabilities: ``labels`` (HxW int32, 0 = background),
+    ``scores`` and ``classes`` (indices into the layout's class names); with ``baseline`` also
+    ``baseline_labels``, ``baseline_scores`` and ``baseline_classes`` (connected components).
+
+    Args:
+        probabilities: HxWxC, the model's classes.
+        layout: :func:`~foveal.instance.watershed.target_layout` of the model's classes.
+        **post: post-processing options (:data:`POST_DEFAULTS`).
+
+    Example:
+        >>> layout = (0, [1, 2], 3, ["disc", "square"])
+        >>> p = np.zeros((8, 8, 4), np.float32); p[..., 0] = 1; p[2:6, 2:6] = (0, 0, 1, 0)
+        >>> found = classify_instances(p, layout, min_area=1, min_marker_area=1)
+        >>> found["classes"].tolist(), int((found["labels"] == 1).sum())
+        ([1], 16)
+    """
+    from foveal.instance.watershed import connected_instances, watershed_instances
+    from foveal.instance.watershed_family import class_instances
+
+    options = post_options(**post)
+    background, interiors, boundary, _ = layout
+    ordered = np.asarray(probabilities, np.float32)[..., [background, *interiors, boundary]]
+    merged = ordered if len(interiors) == 1 else np.stack(
+        [ordered[..., 0], ordered[..., 1:-1].sum(axis=-1), ordered[..., -1]], axis=-1)
+    labels, scores = watershed_instances(merged, **options)
+    found = {"labels": labels}
+    found["classes"], found["scores"] = class_instances(ordered, labels, scores)
+    if baseline:
+        base_labels, base_scores = connected_instances(merged, foreground_threshold=options["foreground_threshold"],
+                                                       min_area=options["min_area"], score=options["score"])
+        found["baseline_labels"] = base_labels
+        found["baseline_classes"], found["baseline_scores"] = class_instances(ordered, base_labels, base_scores)
+    return found
 
 
 def predict_instances(model, card, image: np.ndarray, *, tta: str = "none", baseline: bool = False,
                       **post: Any) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Instances of one decoded image: an HxW int32 label map (0 = background) and the scores.
 
-    With ``baseline`` the connected-component instances of the same probabilities follow.
+    With ``baseline`` the connected-component instances of the same probabilities follow. The
+    classes of a several-class model: :func:`classify_instances` on
+    :func:`foveal.segmentation.predict.predict_probabilities`.
 
     Example:
         >>> model, card, _ = load_segmenter("runs/RUN/best.keras")            # doctest: +SKIP
         >>> labels, scores = predict_instances(model, card, image, min_area=20)  # doctest: +SKIP
     """
-    from foveal.instance.watershed import connected_instances, target_channels, watershed_instances
+    from foveal.instance.watershed import target_layout
     from foveal.segmentation.predict import predict_probabilities
 
-    options = post_options(**post)
-    channels = target_channels(card.class_names)
     probs = predict_probabilities(model, card, image, tta=tta)
-    labels, scores = watershed_instances(probs, channels=channels, **options)
+    found = classify_instances(probs, target_layout(card.class_names), baseline=baseline, **post)
     if not baseline:
-        return labels, scores
-    base = connected_instances(probs, foreground_threshold=options["foreground_threshold"],
-                               min_area=options["min_area"], score=options["score"], channels=channels)
-    return labels, scores, *base
+        return found["labels"], found["scores"]
+    return found["labels"], found["scores"], found["baseline_labels"], found["baseline_scores"]
 
 
 def write_targets(root: str | Path, *, boundary_width: int = 2, images: str = "images",
@@ -180,15 +223,33 @@ def _coco_ground_truth(path: Path, images: str | Path | None) -> tuple[list[Path
         raise DataError(f"{path}: cannot read the COCO JSON ({exc})") from None
     if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list) for k in ("images", "annotations", "categories")):
         raise DataError(f"{path}: not a COCO instances file (images, annotations, categories)")
-    if len(gt["categories"]) != 1:
-        raise DataError(f"{path}: {len(gt['categories'])} categories; U-Net + watershed finds objects of one class",
-                        hint="give a file with one category")
     folder = _image_folder(path, images, _file_names(gt))
     files = [folder / Path(str(im["file_name"])).name for im in gt["images"]]
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise DataError(f"{path}: image {missing[0].name} not found in {folder}", hint="give the folder with --images")
     return files, gt
+
+
+def match_categories(names: Sequence[str], categories: Sequence[dict[str, Any]], where: Any = "the data") -> np.ndarray:
+    """The COCO category id of each of a model's object classes (:func:`~.watershed.target_layout`'s
+    names): a one-class model scores a one-category ground truth whatever the names; with
+    several classes each ``interior:NAME`` is the category named NAME (or with id NAME), and the
+    ground truth may have no category the model lacks."""
+    if len(names) == 1 and len(categories) == 1:
+        return np.array([int(categories[0]["id"])], np.int64)
+    if len(names) == 1:
+        raise DataError(f"{where}: {len(categories)} categories, but the model finds objects of one class",
+                        hint="train it on targets with an interior:NAME class per category, or give one category")
+    by_name = {str(c.get("name")): int(c["id"]) for c in categories} | {str(c["id"]): int(c["id"]) for c in categories}
+    missing = [n for n in names if n not in by_name]
+    ids = [by_name[n] for n in names if n in by_name]
+    extra = sorted({int(c["id"]) for c in categories} - set(ids))
+    if missing or extra:
+        known = ", ".join(str(c.get("name")) for c in categories)
+        raise DataError(f"{where}: the model's classes ({', '.join(names)}) are not the categories ({known})",
+                        hint="name the model's interior classes interior:CATEGORY, one per category")
+    return np.array(ids, np.int64)
 
 
 def evaluate_watershed(
@@ -219,30 +280,34 @@ def evaluate_watershed(
         **post: post-processing options (:data:`POST_DEFAULTS`).
 
     Returns:
-        ``mask_ap``, ``mask_ap50``, ``mask_ap75``, all twelve COCO ``stats``, counts, timing,
-        the options and ``baseline`` (the same numbers without watershed).
+        ``mask_ap``, ``mask_ap50``, ``mask_ap75`` (COCO's mean over the classes), all twelve
+        COCO ``stats``, counts, timing, the options and ``baseline`` (the same numbers without
+        watershed).
     """
     from foveal.predict import decode_file
+    from foveal.segmentation.predict import predict_probabilities
 
     options = post_options(**post)
-    model, card, _ = load_segmenter(model_path)
+    model, card, layout = load_segmenter(model_path)
     files, gt = load_ground_truth(data, split=split, model_path=model_path, images=images)
-    category = int(gt["categories"][0]["id"])
+    categories = match_categories(layout[3], gt["categories"], data)
     out = ensure_output_dir(output) if output is not None else None
     results, base_results, seconds = [], [], 0.0
     for im, path in zip(gt["images"], files):
         image = decode_file(path, card.input_shape[-1])
         started = time.perf_counter()
-        labels, scores, base_labels, base_scores = predict_instances(model, card, image, tta=tta, baseline=True,
-                                                                     **options)
+        found = classify_instances(predict_probabilities(model, card, image, tta=tta), layout, baseline=baseline,
+                                   **options)
         seconds += time.perf_counter() - started
-        results += _results(labels, scores, im["id"], category)
+        results += _results(found["labels"], found["scores"], im["id"], categories[found["classes"]])
         if baseline:
-            base_results += _results(base_labels, base_scores, im["id"], category)
+            base_results += _results(found["baseline_labels"], found["baseline_scores"], im["id"],
+                                     categories[found["baseline_classes"]])
         if out is not None:
-            _write_instances(out, path, image, labels)
+            _write_instances(out, path, image, found["labels"])
     metrics = {"model": str(model_path), "data": str(data), "split": split, "images": len(files),
-               "ground_truth_instances": len(gt["annotations"]), **_ap(gt, results, max_dets),
+               "ground_truth_instances": len(gt["annotations"]), "classes": len(categories),
+               **_ap(gt, results, max_dets),
                "seconds_per_image": round(seconds / max(len(files), 1), 3), "post_processing": options,
                "tta": tta, "max_dets": list(max_dets)}
     if baseline:
@@ -256,11 +321,11 @@ def evaluate_watershed(
 
 class _ReportImages:
     """The ground truth of :func:`evaluate_watershed` as the instance report draws it (files,
-    the class name, each image's true boxes in pixel corners)."""
+    the class names in category order, each image's true boxes in pixel corners)."""
 
     def __init__(self, files: Sequence[Path], gt: dict[str, Any]) -> None:
         self.paths = [Path(f) for f in files]
-        self.class_names = [str(gt["categories"][0].get("name", "object"))]
+        self.class_names = [str(c.get("name", c["id"])) for c in gt["categories"]]
         by_image: dict[int, list[list[float]]] = {int(im["id"]): [] for im in gt["images"]}
         for a in gt["annotations"]:
             if not a.get("iscrowd"):
@@ -288,12 +353,14 @@ def write_watershed_report(path: Path, model_path: str | Path, files: Sequence[P
                       "mask": {k: round(float(v), 6) for k, v in mask.items()}, "num_images": len(files),
                       "num_instances": sum(1 for a in gt["annotations"] if not a.get("iscrowd")),
                       "score_threshold": 0.0}
+    index = {int(c["id"]): k for k, c in enumerate(gt["categories"])}
     found = []
     for im in gt["images"]:
         mine = [r for r in results if r["image_id"] == im["id"]]
         boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in mine)], np.float32).reshape(-1, 4)
         found.append(ImageInstances(boxes, np.array([r["score"] for r in mine], np.float64),
-                                    np.zeros(len(mine), np.int64), 0.0, [r["segmentation"] for r in mine]))
+                                    np.array([index[int(r["category_id"])] for r in mine], np.int64), 0.0,
+                                    [r["segmentation"] for r in mine]))
     summary = {"model": str(model_path), "data": metrics["data"], "split": metrics["split"],
                "mask AP": metrics["mask_ap"], "mask AP50": metrics["mask_ap50"], "mask AP75": metrics["mask_ap75"],
                "box AP": report_metrics["box"]["AP"], "instances found": metrics["predicted_instances"],
@@ -354,24 +421,29 @@ def predict_watershed(model_path: str | Path, images: Iterable[str | Path], *, o
                       tta: str = "none", skip_invalid: bool = False, **post: Any) -> list[dict[str, Any]]:
     """Instances for image files (folders searched recursively); with ``output``, writes
     ``instances/NAME.png`` (label maps), ``overlays/NAME.png`` and ``predictions.json`` (per
-    file: size and instances with score, box and compressed RLE mask).
+    file: size and instances with class, score, box and compressed RLE mask; the class is
+    ``object`` for a one-class model).
 
     Example:
         >>> rows = predict_watershed("runs/RUN/best.keras", ["slices/"], output="cells/")  # doctest: +SKIP
     """
     from foveal.predict import predict_files
+    from foveal.segmentation.predict import predict_probabilities
 
     options = post_options(**post)
-    model, card, _ = load_segmenter(model_path)
+    model, card, layout = load_segmenter(model_path)
     out = ensure_output_dir(output) if output is not None else None
 
     def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
         (path, image), = batch  # each image at its own size
-        labels, scores = predict_instances(model, card, image, tta=tta, **options)
+        instances = classify_instances(predict_probabilities(model, card, image, tta=tta), layout, **options)
+        labels, scores = instances["labels"], instances["scores"]
         found = _results(labels, scores, 0, 1)
+        names = [layout[3][int(c)] for c in instances["classes"]]
         row: dict[str, Any] = {"file": printable_path(path), "size": [int(labels.shape[1]), int(labels.shape[0])],
                                "count": len(found), "mean_score": round(float(np.mean(scores)), 4) if len(scores) else None,
-                               "instances": [{k: r[k] for k in ("score", "bbox", "segmentation")} for r in found]}
+                               "instances": [{"class": name, **{k: r[k] for k in ("score", "bbox", "segmentation")}}
+                                             for name, r in zip(names, found)]}
         if out is not None:
             row |= _write_instances(out, path, image, labels)
         return [row]
@@ -403,5 +475,5 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join(text)
 
 
-__all__ = ["POST_DEFAULTS", "evaluate_watershed", "write_watershed_report", "format_metrics", "format_rows", "load_ground_truth",
+__all__ = ["POST_DEFAULTS", "classify_instances", "evaluate_watershed", "match_categories", "write_watershed_report", "format_metrics", "format_rows", "load_ground_truth",
            "load_segmenter", "post_options", "predict_instances", "predict_watershed", "write_targets"]

@@ -85,6 +85,30 @@ def target_channels(class_names: Sequence[str]) -> tuple[int, int, int]:
     return tuple(names.index(n) for n in TARGET_CLASSES)  # type: ignore[return-value]
 
 
+def target_layout(class_names: Sequence[str]) -> tuple[int, list[int], int, list[str]]:
+    """The channels of a model trained on watershed targets, with one or several object classes:
+    ``(background, [interior channel of each class], boundary, [object class names])``.
+
+    One class: the channels ``background``, ``interior``, ``boundary`` (:data:`TARGET_CLASSES`),
+    the object class named ``object``. Several: ``background``, ``interior:NAME`` for each class
+    NAME (in the model's order; what ``foveal instance train --model unet-watershed`` learns and
+    :func:`foveal.instance.watershed_family.target_names` names), ``boundary``.
+
+    Example:
+        >>> target_layout(["background", "interior:disc", "interior:square", "boundary"])
+        (0, [1, 2], 3, ['disc', 'square'])
+    """
+    names = [str(n) for n in class_names]
+    split = [i for i, n in enumerate(names) if n.startswith("interior:")]
+    if not split:
+        background, interior, boundary = target_channels(names)
+        return background, [interior], boundary, ["object"]
+    if "background" not in names or "boundary" not in names:
+        raise ModelError(f"the model's classes {names[:8]} have per-class interiors but no background or boundary",
+                         hint="train it on watershed targets: background, interior:NAME..., boundary")
+    return names.index("background"), split, names.index("boundary"), [names[i][len("interior:"):] for i in split]
+
+
 def _renumber(labels: np.ndarray, min_area: int) -> np.ndarray:
     sizes = np.bincount(labels.ravel())
     keep = sizes >= max(int(min_area), 1)
@@ -174,22 +198,27 @@ def connected_instances(probabilities: np.ndarray, *, foreground_threshold: floa
     return labels, _scores(labels, inner if score == "interior" else 1.0 - bg)
 
 
-def instances_to_results(labels: np.ndarray, scores: np.ndarray, image_id: int, category_id: int = 1
-                         ) -> list[dict[str, Any]]:
+def instances_to_results(labels: np.ndarray, scores: np.ndarray, image_id: int,
+                         category_id: int | Sequence[int] = 1) -> list[dict[str, Any]]:
     """COCO result records ``{"image_id", "category_id", "segmentation" (compressed RLE), "bbox", "score"}``
-    of a label map's instances 1..N, in that order."""
+    of a label map's instances 1..N, in that order; ``category_id`` is one id for all of them or
+    one per instance."""
     from pycocotools import mask as mask_utils
 
     from foveal.evaluation.detection import mask_to_rle
 
+    values = np.asarray(scores).tolist()
+    ids = [int(category_id)] * len(values) if np.ndim(category_id) == 0 else [int(c) for c in category_id]
+    if len(ids) != len(values):
+        raise ConfigError(f"{len(ids)} category ids for {len(values)} instances")
     out = []
-    for k, value in enumerate(np.asarray(scores).tolist(), start=1):
+    for k, (value, category) in enumerate(zip(values, ids), start=1):
         rle = mask_to_rle(labels == k)
         box = mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
-        out.append({"image_id": int(image_id), "category_id": int(category_id), "segmentation": rle,
+        out.append({"image_id": int(image_id), "category_id": category, "segmentation": rle,
                     "bbox": [float(v) for v in box], "score": float(value)})
     return out
 
 
 __all__ = ["ELEVATIONS", "SCORES", "TARGET_CLASSES", "TARGET_COLOURS", "connected_instances", "instance_targets",
-           "instances_to_results", "target_channels", "watershed_instances"]
+           "instances_to_results", "target_channels", "target_layout", "watershed_instances"]

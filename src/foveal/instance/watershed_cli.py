@@ -19,6 +19,8 @@ EPILOG_EVALUATE = """examples:
   foveal segment instances evaluate runs/RUN/best.keras --data cells/annotations/instances.json --max-dets 1 10 1000
   foveal segment instances evaluate runs/RUN/best.keras --data cells/ --split test --elevation distance \\
       --interior-threshold 0.6 --output eval/
+  # several classes: a segmenter of background, interior:disc, interior:square, boundary on COCO categories
+  foveal segment instances evaluate runs/RUN/best.keras --data shapes/annotations/instances_test.json
 """
 
 EPILOG_PREDICT = """examples:
@@ -89,9 +91,11 @@ def add_instance_actions(actions: argparse._SubParsersAction) -> None:
     e = modes.add_parser("evaluate", help="COCO mask AP/AP50 against instance ground truth, with the "
                          "connected-components baseline", epilog=EPILOG_EVALUATE, formatter_class=raw,
                          allow_abbrev=False)
-    e.add_argument("model", help="a .keras segmenter with classes background, interior, boundary")
-    e.add_argument("--data", required=True, help="instance folder (images/ + instances/) or a COCO instances .json "
-                   "(one category)")
+    e.add_argument("model", help="a .keras segmenter with classes background, interior, boundary (or "
+                   "background, interior:NAME for each object class, boundary)")
+    e.add_argument("--data", required=True, help="instance folder (images/ + instances/; one class) or a COCO "
+                   "instances .json (one category, or the model's classes: interior:NAME is the category NAME; "
+                   "mask AP is the mean over the classes)")
     e.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
                    help="all images (default), or that split of the training run (its config.yaml beside the model; "
                    "--data is the folder it trained on)")
@@ -110,7 +114,8 @@ def add_instance_actions(actions: argparse._SubParsersAction) -> None:
 
     p = modes.add_parser("predict", help="instance label maps, overlays and RLE masks for images",
                          epilog=EPILOG_PREDICT, formatter_class=raw, allow_abbrev=False)
-    p.add_argument("model", help="a .keras segmenter with classes background, interior, boundary")
+    p.add_argument("model", help="a .keras segmenter with classes background, interior, boundary (or "
+                   "background, interior:NAME for each object class, boundary)")
     p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     p.add_argument("--output", metavar="DIR", help="write instances/NAME.png (label maps), overlays/ and "
                    "predictions.json here")
