@@ -14,6 +14,7 @@ if os.environ.get("FOVEAL_CPU_PROFILE"):  # opt-in per-test CPU seconds; see tes
     from cpu_profile import (  # noqa: F401
         pytest_fixture_setup,
         pytest_runtest_call,
+        pytest_runtest_logreport,
         pytest_runtest_setup,
         pytest_runtest_teardown,
     )

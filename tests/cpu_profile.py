@@ -85,3 +85,10 @@ def pytest_fixture_setup(fixturedef, request):
     where = request.node.nodeid if fixturedef.scope == "function" else (
         f"{fixturedef.baseid or '<root>'}")
     yield from _timed(f"fixture:{fixturedef.scope}", f"{where}::{fixturedef.argname}")
+
+
+def pytest_runtest_logreport(report):
+    """Failures are recorded too (``-q`` output cut short by a time limit does not name them)."""
+    if report.failed:
+        _write({"kind": "failed", "name": report.nodeid, "when": report.when, "cpu": 0.0, "wall": 0.0,
+                "end": time.time()})

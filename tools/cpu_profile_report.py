@@ -33,6 +33,18 @@ def load(folder: Path) -> list[dict]:
     return records
 
 
+def merged(folders: list[Path]) -> list[dict]:
+    """The records of ``folders``; a test file measured in several keeps the last folder's records
+    (e.g. a partial run's profile completed by a later one)."""
+    by_file: dict[str, list[dict]] = {}
+    for folder in folders:
+        fresh: dict[str, list[dict]] = defaultdict(list)
+        for r in load(folder):
+            fresh[r["name"].split("::")[0]].append(r)
+        by_file.update(fresh)
+    return [r for records in by_file.values() for r in records]
+
+
 def summarise(records: list[dict]) -> dict:
     tests: dict[str, float] = defaultdict(float)
     files: dict[str, float] = defaultdict(float)
@@ -40,6 +52,9 @@ def summarise(records: list[dict]) -> dict:
     workers: dict[str, float] = defaultdict(float)
     wall: dict[str, float] = defaultdict(float)
     for r in records:
+        if r["kind"] == "failed":
+            print(f"FAILED ({r['when']}): {r['name']}")
+            continue
         if r["kind"].startswith("fixture:"):
             fixtures[r["name"]] += r["cpu"]
             continue
@@ -68,7 +83,8 @@ def _top(d: dict[str, float], n: int, before: dict[str, float] | None = None) ->
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folder", type=Path, nargs="+",
+                        help="profile folder(s); a test measured in several counts from the last one")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--compare", type=Path, help="an earlier profile's folder: its numbers beside")
     parser.add_argument("--write-costs", type=Path, help="write CPU-s per test file (JSON) here")
@@ -76,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--startup", type=float, default=25.0,
                         help="seconds a worker spends before its first test (imports, collection)")
     args = parser.parse_args(argv)
-    s = summarise(load(args.folder))
+    s = summarise(merged(args.folder))
     b = summarise(load(args.compare)) if args.compare else None
     n_tests = len(s["tests"])
     total = sum(s["workers"].values())
