@@ -10,6 +10,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
+if os.environ.get("FOVEAL_CPU_PROFILE"):  # opt-in per-test CPU seconds; see tests/cpu_profile.py
+    from cpu_profile import (  # noqa: F401
+        pytest_fixture_setup,
+        pytest_runtest_call,
+        pytest_runtest_logreport,
+        pytest_runtest_setup,
+        pytest_runtest_teardown,
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (each worker collects the same), the costliest files first: see
+    ``cpu_profile.order_by_cost`` (pyproject's ``--no-loadscope-reorder`` keeps this order)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        from cpu_profile import order_by_cost
+
+        order_by_cost(items)
+
+
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 

@@ -164,6 +164,24 @@ class AdaptModel(keras.Model):
                 logs.pop(key, None)
         return logs
 
+    def build_optimizers(self, element_spec: Any = None) -> None:
+        """Build before ``fit`` (``foveal.engine.optim.build_before_fit``) what :meth:`train_step`
+        would create on its first trace: the compiled loss and metrics, which it calls on the source
+        images, and the optimizer, which updates ``self.trainable_variables``."""
+        from foveal.engine.optim import build_compiled
+
+        if element_spec is not None:
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(element_spec)
+            if isinstance(x, dict) and "image" in x:
+                element_spec = (x["image"], y) if sample_weight is None else (x["image"], y, sample_weight)
+            else:
+                element_spec = None
+        if element_spec is None:
+            if not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
+            return
+        build_compiled(self, element_spec)
+
     def test_step(self, data):
         logs = super().test_step(data)
         for key in ("adapt_loss", "domain_accuracy", "adapt_weight"):

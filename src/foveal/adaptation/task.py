@@ -175,6 +175,7 @@ class AdaptTask(TaskPlugin):
     def baseline(self, cfg: AdaptConfig, data: RunData, run_dir: Path,
                  card: ModelCard) -> tuple[keras.Model, dict[str, list[float]]]:
         """The source-only model with the same options (read back from the run folder if done)."""
+        from foveal.engine.optim import build_before_fit
         from foveal.engine.run import verbosity
         from foveal.models import load_model, save_model
         from foveal.training.runs import set_determinism
@@ -191,6 +192,7 @@ class AdaptTask(TaskPlugin):
         model = build_adapt_model(cfg, data, "source-only", steps * cfg.epochs)
         compile_adapt_model(cfg, model, steps)
         train, val = adapt_pipelines(cfg, data.extra["domains"], seed=cfg.seed, with_target=False)
+        build_before_fit(model, train.element_spec)  # one trace of the train step, not two
         started = time.perf_counter()
         fitted = model.fit(train, validation_data=val, epochs=cfg.epochs, steps_per_epoch=steps, shuffle=False,
                            callbacks=[epoch_scores(cfg, data.extra["domains"])], verbose=verbosity(cfg))

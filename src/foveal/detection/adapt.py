@@ -181,6 +181,12 @@ class DomainAdaptiveDetector:
         config = self.adapter.get_config()
         return {k: config[k] for k in ("method", "weight", "features", "units", "total_steps")}
 
+    def build_optimizers(self, element_spec: Any = None) -> None:
+        """Create the optimizer's variables before ``fit`` (``foveal.engine.optim.build_before_fit``):
+        both steps, Keras' own and the adapter's below, update ``self.trainable_variables``."""
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+
     def train_step(self, data):
         if self.adapter is None:
             return super().train_step(data)  # type: ignore[misc]

@@ -47,27 +47,43 @@ def build_before_fit(model: keras.Model, element_spec: Any) -> None:
     the same way itself under a distribution strategy; the variables, their order and initial
     values, and so the numbers, are the ones the in-trace build makes (tested).
 
-    Only models trained by Keras' own ``train_step``: it applies the gradients of exactly
-    ``model.trainable_variables``, the list built for here (a GAN's two optimizers are not touched).
+    A model trained by Keras' own ``train_step`` has the gradients of exactly
+    ``model.trainable_variables`` applied, the list built for here. A model with a step of its own
+    is built only when it says which variables each of its optimizers updates, through a method
+    ``build_optimizers(element_spec)`` (a detector with its domain adapter, a GAN's two
+    optimizers, a VAE, a domain-adaptation classifier); any other is left to ``fit``.
     ``element_spec``: the training dataset's, ``(x, y)`` or ``(x, y, sample_weight)``."""
     import keras
 
     optimizer = getattr(model, "optimizer", None)
-    if optimizer is None or not model.built or type(model).train_step is not keras.Model.train_step:
+    if optimizer is None or not model.built:
         return
+    if type(model).train_step is not keras.Model.train_step:
+        build = getattr(model, "build_optimizers", None)
+        if callable(build):
+            build(element_spec)
+        return
+    build_compiled(model, element_spec)
+
+
+def build_compiled(model: keras.Model, element_spec: Any) -> None:
+    """Build what Keras' own ``train_step`` creates on its first trace: a functional model's
+    compiled loss and metrics (from symbolic tensors of ``element_spec``'s shapes, Keras' own
+    build under a strategy) and the optimizer on ``model.trainable_variables``. For a model whose
+    step of its own calls ``compute_loss``/``compute_metrics`` on what ``element_spec`` describes
+    (give it the ``(x, y)`` those calls see)."""
     try:
         from keras.src.models.functional import Functional
     except ImportError:  # a Keras that moved it: the optimizer alone
         Functional = ()  # noqa: N806
     if isinstance(model, Functional) and callable(getattr(model, "_symbolic_build", None)):
-        # loss, metrics and optimizer, from symbolic tensors of the batch's shapes (Keras' own
-        # build under a strategy); a functional model's outputs have one structure in training and not
+        # a functional model's outputs have one structure in training and not
         try:
             model._symbolic_build(data_batch=element_spec)
         except Exception:  # noqa: BLE001  an input Keras cannot make symbolic: fit builds what is left
             pass
-    if not optimizer.built:
-        optimizer.build(model.trainable_variables)
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
 
 
 def jit_compile_of(cfg: Any) -> bool | str:
@@ -75,4 +91,4 @@ def jit_compile_of(cfg: Any) -> bool | str:
     return {"auto": "auto", "on": True, "off": False}[getattr(cfg, "jit_compile", "auto")]
 
 
-__all__ = ["build_before_fit", "jit_compile_of", "optimizer_for"]
+__all__ = ["build_before_fit", "build_compiled", "jit_compile_of", "optimizer_for"]

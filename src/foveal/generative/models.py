@@ -276,6 +276,12 @@ class VAE(_Generative):
         return self._results(loss=loss, reconstruction=ops.mean(nll), kl=ops.mean(kl),
                              neg_elbo=ops.mean(nll + kl), kl_weight=beta)
 
+    def build_optimizers(self, element_spec: Any = None) -> None:
+        """Create the optimizer's variables before ``fit``: :meth:`train_step` updates
+        ``self.trainable_variables``."""
+        if not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
+
     def test_step(self, data: Any) -> dict[str, Any]:
         x = data[0] if isinstance(data, (tuple, list)) else data
         nll, kl = self.terms(x)
@@ -351,9 +357,16 @@ class GAN(_Generative):
             return
         self.compile(optimizer=keras.saving.deserialize_keras_object(config["optimizer"]),
                      d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]))
-        # build both now, on the variables their steps update, so that load_model restores their slots
-        self.optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.build_optimizers()  # so that load_model restores their slots
+
+    def build_optimizers(self, element_spec: Any = None) -> None:
+        """Create both optimizers' variables, on the variables their steps update: before ``fit``
+        (``foveal.engine.optim.build_before_fit``, one trace of :meth:`train_step` instead of
+        two) and when a saved GAN is loaded."""
+        if not self.optimizer.built:
+            self.optimizer.build(self.generator.trainable_variables)
+        if not self.d_optimizer.built:
+            self.d_optimizer.build(self.discriminator.trainable_variables)
 
     # -- the step
     def _noise(self, batch: Any) -> Any:
