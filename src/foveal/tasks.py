@@ -75,9 +75,7 @@ _NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prun
 
 _VIDEO_INSTEAD = (("prune", "magnitude pruning fine-tunes a classifier on images; prune the frame classifier the run "
                             "took as --backbone (foveal prune BACKBONE.keras --data IMAGES) and train the video "
-                            "model on the pruned one (foveal video train --backbone PRUNED.keras)"),
-                  ("inspect", "inspect tables one image graph; inspect the frame classifier the run took as "
-                              "--backbone (foveal inspect BACKBONE.keras)"))
+                            "model on the pruned one (foveal video train --backbone PRUNED.keras)"),)
 
 _INSTANCE_INSTEAD = (
     ("inspect", "inspect reads single-graph models; an instance model's layers are listed by `foveal instance "
@@ -107,7 +105,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          "foveal.generative.task:GenerateTask", ("foveal.generative.models",), ALL_MODES),
     Task("video", "video clip classification", "foveal.video.config:VideoConfig",
          "foveal.video.task:VideoTask", ("foveal.video.models", "foveal.video.endtoend"),
-         ("train", "evaluate", "predict", "export", "benchmark", "serve"), _VIDEO_INSTEAD),
+         ("train", "evaluate", "predict", "export", "benchmark", "serve", "inspect"), _VIDEO_INSTEAD),
     Task("adapt", "domain adaptation (DANN, CORAL, MMD)", "foveal.adaptation.config:AdaptConfig",
          "foveal.adaptation.task:AdaptTask", ("foveal.adaptation.model",), ("train", "evaluate", "predict"),
          tuple((mode, "use the run's classifier.keras, the adapted classifier as a plain classifier file "

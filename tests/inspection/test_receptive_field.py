@@ -4,6 +4,7 @@ against an independent loop over (kernel, stride) pairs."""
 from __future__ import annotations
 
 import keras
+import numpy as np
 import pytest
 from keras import layers
 
@@ -106,3 +107,27 @@ def test_upsampling_halves_the_jump(interpolation, expected):
     up = layers.UpSampling2D(2, interpolation=interpolation)
     rf = last(chain((8, 8, 1), layers.Conv2D(1, 3, padding="same"), up))
     assert rf.jump == (0.5, 0.5) and rf.receptive_field == (expected, expected)
+
+
+@pytest.mark.slow
+def test_time_distributed_and_convlstm_against_the_input_gradient():
+    """A video stack (frames -> per-frame strided conv -> ConvLSTM): the rows' window is the input
+    region that moves one output unit, measured by its gradient (every frame, both spatial axes)."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 48, 48, 1))
+    x = layers.TimeDistributed(layers.Conv2D(2, 3, strides=2, padding="same"), name="stem")(inputs)
+    x = layers.ConvLSTM2D(2, 3, padding="same", name="convlstm")(x)
+    model = keras.Model(inputs, x)
+    by_name = {f.layer_name: f for f in receptive_fields(model)}
+    assert by_name["stem"].receptive_field == (1, 3, 3) and by_name["stem"].jump == (1, 2, 2)
+    # the input convolution (3 + 2 * 2), then 3 state convolutions of 3x3 at jump 2
+    assert by_name["convlstm"].receptive_field == (7 + 3 * 2 * 2,) * 2 == (19, 19)
+    frames = tf.random.normal((1, 4, 48, 48, 1))
+    with tf.GradientTape() as tape:
+        tape.watch(frames)
+        unit = model(frames)[0, 12, 12, 0]
+    seen = np.abs(tape.gradient(unit, frames).numpy()[0, ..., 0]).max(axis=0) > 0  # any frame
+    rows, cols = np.nonzero(seen.any(axis=1))[0], np.nonzero(seen.any(axis=0))[0]
+    assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (19, 19)

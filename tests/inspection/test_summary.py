@@ -210,3 +210,65 @@ def test_foveal_custom_layers_have_flop_rules():
     fields = {f.layer_name: f for f in receptive_fields(keras.Model(inputs, x))}
     assert fields["inc"].receptive_field == (5, 5)  # its widest branch, the 5x5 convolution
     assert fields["lrn"].receptive_field == (5, 5)
+
+
+@pytest.mark.slow
+def test_recurrent_layers_match_the_profiler():
+    """LSTM, GRU (both reset modes) and SimpleRNN against ``tf.compat.v1.profiler`` on the unrolled
+    graph, every operation of it counted (the first step's product with the zero initial state too,
+    as the loop of a layer that is not unrolled runs it)."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    steps, dim = 3, 5
+    inputs = keras.Input((steps, dim))
+    recurrent = [layers.LSTM(4, unroll=True, return_sequences=True, name="lstm"),
+                 layers.GRU(3, unroll=True, return_sequences=True, name="gru"),
+                 layers.GRU(2, unroll=True, reset_after=False, return_sequences=True, name="gru_v1"),
+                 layers.SimpleRNN(3, unroll=True, name="rnn")]
+    x = inputs
+    for layer in recurrent:
+        x = layer(x)
+    model = keras.Model(inputs, x)
+    spec = tf.TensorSpec([1, steps, dim], tf.float32)
+    graph = convert_variables_to_constants_v2(
+        tf.function(lambda t: model(t, training=False)).get_concrete_function(spec)).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    profile = tf.compat.v1.profiler.profile(graph=graph, options=options)
+
+    def walk(node):
+        for child in node.children:
+            yield child
+            yield from walk(child)
+
+    counted = sum(node.float_ops for node in walk(profile))
+    rows = summarize(model)
+    assert counted > 1000 and totals(rows)["flops"] == counted
+    rows = by_name(rows)
+    lstm = rows["lstm"]
+    assert lstm.flops == steps * (8 * 4 * (dim + 4) + 12 * 4) and lstm.params == 4 * 4 * (dim + 4 + 1)
+
+
+@pytest.mark.slow
+def test_video_models_every_layer_counted():
+    """The end-to-end video models (masks, TimeDistributed, ConvLSTM, (2+1)D) and a feature-route
+    head (a Masking layer's bare mask operations, Standardize, TemporalDeltas, a bidirectional GRU):
+    every layer has a FLOP rule and the parameters are Keras' count."""
+    from foveal.models import build_model
+    from foveal.video.endtoend import build_end_to_end
+    from foveal.video.models import build_sequence_model
+
+    cnn = build_model("dann_mnist", num_classes=2, input_shape=(16, 16, 3))
+    cnn = keras.Model(cnn.inputs, cnn.get_layer(index=-2).output)
+    for name in ("cnn-lstm", "convlstm", "r2plus1d"):
+        model = build_end_to_end(name, steps=3, frame_hw=(16, 16), num_classes=2, backbone=cnn, units=4, filters=4)
+        rows = summarize(model)
+        t = totals(rows)
+        assert t["layers_without_flop_rule"] == [] and t["parameters"] == model.count_params(), name
+        if name == "cnn-lstm":  # the CNN once per frame
+            assert by_name(rows)["frame_cnn"].flops == 3 * totals(summarize(cnn))["flops"]
+    head = build_sequence_model("bigru", steps=3, dim=6, num_classes=2, units=4, dense=4, deltas=True,
+                                stats=([0.0] * 6, [1.0] * 6))
+    t = totals(summarize(head))
+    assert t["layers_without_flop_rule"] == [] and t["parameters"] == head.count_params()

@@ -92,7 +92,8 @@ def test_evaluate_and_bad_input_in_one_line(trained, clip_folder, tmp_path, caps
 # Every mode that takes a model file, generic (`foveal MODE MODEL`) and under the task word
 # (`foveal video MODE MODEL`), on a video model: it works (exit 0 and what it printed says so), or it
 # is refused in one line that says what to run instead (exit 2). `serve` is tests/serve/test_video.py
-# (its app, not a blocking server) and `export` tests/video/test_export.py (slow).
+# (its app, not a blocking server), `export` tests/video/test_export.py (slow) and `video inspect`
+# test_video_inspect_tables_backbone_and_head below.
 MODES = {
     "predict": (["predict", "{model}", "{clip}", "--format", "json"], 0, '"timeline"'),
     "evaluate": (["evaluate", "{model}", "--data", "{data}", "--json"], 0, '"num_examples": 12'),
@@ -100,8 +101,7 @@ MODES = {
                    "--batch-size", "2"], 0, "clip/s @2"),
     "video benchmark": (["video", "benchmark", "{model}", "--runtimes", "keras-predict", "--runs", "2", "--warmup",
                          "1", "--batch-size", "1", "--json"], 0, '"unit": "clips"'),
-    "inspect": (["inspect", "{model}"], 2, "foveal inspect BACKBONE.keras"),
-    "video inspect": (["video", "inspect", "{model}", "--json"], 2, "foveal inspect BACKBONE.keras"),
+    "inspect": (["inspect", "{model}"], 0, "FLOPs per clip"),
     "prune": (["prune", "{model}", "--data", "{data}"], 2, "foveal prune BACKBONE.keras"),
     "video prune": (["video", "prune", "{model}", "--data", "{data}"], 2, "foveal video train --backbone"),
     "video track": (["video", "track", "{model}", "{clip}"], 2, "not 'detect'"),
@@ -119,6 +119,33 @@ def test_every_model_mode_on_a_video_model_works_or_says_what_to_run(trained, cl
     assert said in (out if code == 0 else err), (out, err)
     if code:
         assert len(err.strip().splitlines()) <= 2, err  # the error and its hint
+
+
+def test_video_inspect_tables_backbone_and_head(trained, capsys):
+    """``foveal video inspect`` on a feature-route model: the frozen per-frame backbone and the
+    sequence head (its Masking layer's mask operations included), each with its layer table,
+    totals and memory, and the FLOPs of one clip (the backbone on every sampled frame)."""
+    import keras
+
+    run = trained / "run"
+    assert main(["video", "inspect", str(run / "best.keras"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    parts = report["parts"]
+    assert sorted(parts) == ["frame_backbone", "sequence_head"] and report["frames_per_clip"] == 6
+    head = keras.models.load_model(run / "best.keras", compile=False)
+    backbone = keras.models.load_model(run / "backbone.keras", compile=False)
+    assert parts["sequence_head"]["totals"]["parameters"] == head.count_params()
+    assert parts["frame_backbone"]["totals"]["parameters"] == backbone.count_params()
+    assert report["parameters"] == head.count_params() + backbone.count_params()
+    for part in parts.values():
+        assert part["totals"]["layers_without_flop_rule"] == [] and part["memory"]["inference"]["inference_mb"] > 0
+    lstm = next(r for r in parts["sequence_head"]["layers"] if r["class_name"] == "LSTM")
+    d, u = parts["sequence_head"]["input_shape"][-1], 8  # --units 8 (deltas off: the LSTM reads the features)
+    assert lstm["flops"] == 6 * (8 * u * (d + u) + 12 * u)
+    assert report["flops_per_clip"] == 6 * parts["frame_backbone"]["totals"]["flops"] + \
+        parts["sequence_head"]["totals"]["flops"]
+    assert main(["video", "inspect", str(run / "best.keras"), "--input-shape", "32", "32", "3"]) == 2
+    assert "--input-shape does not apply to a video model" in capsys.readouterr().err
 
 
 def test_datasets_inspect_on_a_clip_folder(clip_folder, capsys):

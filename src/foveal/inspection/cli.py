@@ -24,6 +24,7 @@ EPILOG = """examples:
   foveal inspect runs/NAME/best.keras --image cat.png --class cat --layer stage4_unit2_out --output out/
   foveal inspect runs/GAN/best.keras        # a VAE, GAN or cGAN: each network (generator, discriminator)
   foveal enhance inspect runs/SR/best.keras --input-shape 64 64 3   # an enhancer at a 64x64 input
+  foveal video inspect runs/FIGHT/best.keras   # the frame backbone and the sequence head, FLOPs per clip
 """
 
 
@@ -152,6 +153,16 @@ def model_parts(model: Any) -> dict[str, Any]:
     return dict(parts()) if callable(parts) else {}
 
 
+def video_parts(path: str, head: Any, card: Any) -> dict[str, Any]:
+    """The networks of a video model file (``foveal video train``): on the feature route the frozen
+    per-frame backbone (``backbone.keras`` beside the file, or the zoo network the card names) and the
+    sequence head; ``{}`` for an end-to-end model, which is one graph of whole clips."""
+    from foveal.video.predict import load_video_model
+
+    vm = load_video_model(path)
+    return {} if vm.end_to_end else {"frame_backbone": vm.extractor.model, "sequence_head": vm.head}
+
+
 def inspect_parts(model: Any, parts: dict[str, Any], *, name: str, source: str = "model",
                   batch_size: int = 32) -> tuple[dict[str, Any], dict[str, tuple[list, list]]]:
     """The report of a model of several networks (:func:`model_parts`): one :func:`inspect_model` report
@@ -186,7 +197,11 @@ def inspect_command(args: argparse.Namespace, _overrides: dict[str, Any] | None 
         raise FovealError(f"--num-classes must be at least 2, got {args.num_classes}")
     shape = tuple(args.input_shape) if args.input_shape else None
     model, card, source = _resolve_model(args.model, args.num_classes, shape)
-    parts = model_parts(model)
+    if source == "file" and card.task == "video" and shape is not None:
+        raise FovealError(f"{args.model}: --input-shape does not apply to a video model (its frames are counted at "
+                          f"the size it was trained on, {'x'.join(map(str, card.input_shape[:2]))})",
+                          hint="leave out --input-shape")
+    parts = video_parts(args.model, model, card) if source == "file" and card.task == "video" else model_parts(model)
     if parts:
         return _inspect_parts_command(args, model, card, parts)
     count_shape = shape if source == "file" else None  # a built architecture already has it
@@ -200,6 +215,9 @@ def inspect_command(args: argparse.Namespace, _overrides: dict[str, Any] | None 
     class_index = _class_index(args.class_, list(card.class_names))
     report, rows, fields = _inspect(model, args.model, source, count_shape, args.batch_size)
     report["architecture"] = card.architecture
+    if source == "file" and card.task == "video":  # an end-to-end model: one input is a whole clip
+        report["frames_per_clip"] = int(card.training["steps"])
+        report["flops_per_clip"] = report["totals"]["flops"]
 
     image = cam = None
     if args.image:
@@ -222,6 +240,9 @@ def inspect_command(args: argparse.Namespace, _overrides: dict[str, Any] | None 
         print(f"{report['model']} ({source}), input {'x'.join(map(str, report['input_shape']))}")
         print(format_summary(rows, fields))
         print(format_memory(report["memory"]["inference"], report["memory"]["training"]))
+        if "flops_per_clip" in report:
+            print(f"(a video model: one input is a clip of {report['frames_per_clip']} frames, so the FLOPs and "
+                  "memory per image above are per clip)")
         if cam is not None:
             g = report["gradcam"]
             print(f"Grad-CAM: class {g['class_name']} (index {g['class_index']}, p={g['probability']:.3f}) "
@@ -245,6 +266,12 @@ def _inspect_parts_command(args: argparse.Namespace, model: Any, card: Any, part
                           f"({', '.join(parts)})", hint="leave them out: each network is counted at its own input")
     report, rows = inspect_parts(model, parts, name=args.model, source="file", batch_size=args.batch_size)
     report["architecture"], report["task"] = card.architecture, card.task
+    if card.task == "video":  # the backbone runs on every sampled frame, the head once per clip
+        report["parameters"] = sum(r["totals"]["parameters"] for r in report["parts"].values())
+        steps = int(card.training["steps"])
+        by_part = report["flops_per_image_by_part"]
+        report["frames_per_clip"] = steps
+        report["flops_per_clip"] = steps * by_part["frame_backbone"] + by_part["sequence_head"]
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -255,6 +282,13 @@ def _inspect_parts_command(args: argparse.Namespace, model: Any, card: Any, part
             print(f"\n== {name}: input {', '.join(f'{k} {tuple(v)}' for k, v in inputs.items())}")
             print(format_summary(*rows[name]))
             print(format_memory(part["memory"]["inference"], part["memory"]["training"]))
+        if "flops_per_clip" in report:
+            from foveal.inspection.summary import human
+
+            by_part = report["flops_per_image_by_part"]
+            print(f"\nFLOPs per clip: {human(report['flops_per_clip'])} ({report['flops_per_clip']:,}) = "
+                  f"{report['frames_per_clip']} frames x {human(by_part['frame_backbone'])} (frame backbone, frozen) + "
+                  f"{human(by_part['sequence_head'])} (sequence head, once per clip)")
         if any(k in parts for k in ("generator", "decoder")):
             print("\n(receptive field 'whole' in a generator or decoder: every output pixel depends on the whole "
                   "latent code)")
@@ -377,4 +411,4 @@ def _write_html(path: Path, report, rows, fields, pngs) -> Path:
                                        config={}, history=None, metrics=None, extra_sections=sections)
 
 
-__all__ = ["add_inspect_command", "inspect_command", "inspect_model", "inspect_parts", "model_parts"]
+__all__ = ["add_inspect_command", "inspect_command", "inspect_model", "inspect_parts", "model_parts", "video_parts"]

@@ -28,6 +28,13 @@ inception module, say) widens the field by its widest sublayer window, which is 
 parallel branches and an underestimate for a chain inside one layer. Nested models are
 expanded like in :func:`~foveal.inspection.summarize`, and the rows come in the same order.
 
+Video (a time axis first: ``(T, H, W, C)`` has the axes time, height, width): ``TimeDistributed``
+applies its layer or nested model to each frame (window 1 in time; a per-frame network ending in
+global pooling sees the whole frame, so the whole input); ``ConvLSTM`` widens the spatial window
+by ``k - 1`` at each of the ``T - 1`` state convolutions its last state went through (stride 1, "same") after its
+input convolution, and without ``return_sequences`` its output has no time axis; ``LSTM``/``GRU``
+outputs without a time axis see the whole input.
+
 Example:
     >>> import keras
     >>> x = keras.Input((224, 224, 3))
@@ -176,6 +183,8 @@ def _propagate(layer: Any, ins: list[_Geo | None], in_tensors: list[Any], out_te
     if not in_tensors:  # an input layer
         rank = len(out_size)
         return _Geo((1,) * rank, (1,) * rank, (0.0,) * rank, out_size)
+    data = [(g, t) for g, t in zip(ins, in_tensors) if "bool" not in str(t.dtype)]  # a mask input is no data
+    ins, in_tensors = [g for g, _ in data], [t for _, t in data]
     known = [g for g in ins if g is not None and not g.whole]
     if not known or len(out_size) == 0 or any(n.startswith(_WHOLE_CLASSES) for n in names):
         return _Geo(None, None, None, out_size)
@@ -187,6 +196,10 @@ def _propagate(layer: Any, ins: list[_Geo | None], in_tensors: list[Any], out_te
     spatial = known
     geo = spatial[0]
     rank = len(geo.r)  # type: ignore[arg-type]
+    if "TimeDistributed" in names:
+        return _time_distributed(layer, geo, out_size)
+    if any(n.startswith("ConvLSTM") for n in names):
+        return _conv_lstm(layer, geo, out_size)
     if hasattr(layer, "kernel_size") and hasattr(layer, "strides"):
         args = (_tuple(layer.kernel_size, rank), _tuple(layer.strides, rank),
                 _tuple(getattr(layer, "dilation_rate", 1), rank), layer.padding, out_size)
@@ -211,9 +224,49 @@ def _propagate(layer: Any, ins: list[_Geo | None], in_tensors: list[Any], out_te
     return _resample(geo, out_size)
 
 
+def _time_distributed(layer: Any, geo: _Geo, out_size) -> _Geo:
+    """A layer or nested model applied to every frame: time window 1, the per-frame geometry."""
+    inner, rank = layer.layer, len(geo.r)  # type: ignore[arg-type]
+    if len(out_size) != rank:  # each frame reduced (e.g. a CNN ending in global pooling)
+        return _Geo(None, None, None, out_size)
+    if (hasattr(inner, "kernel_size") and hasattr(inner, "strides")) or hasattr(inner, "pool_size"):
+        k = getattr(inner, "kernel_size", None) or inner.pool_size
+        s = getattr(inner, "strides", None) or k
+        return _window(geo, (1, *_tuple(k, rank - 1)), (1, *_tuple(s, rank - 1)),
+                       (1, *_tuple(getattr(inner, "dilation_rate", 1), rank - 1)), inner.padding, out_size)
+    if is_nested_model(inner):
+        last = receptive_fields(inner)[-1]
+        if last.whole_input:
+            return _Geo(None, None, None, out_size)
+        r = (geo.r[0], *(rr + (ri - 1) * jj for rr, ri, jj in zip(geo.r[1:], last.receptive_field, geo.j[1:])))
+        j = (geo.j[0], *(jj * ji for jj, ji in zip(geo.j[1:], last.jump)))  # type: ignore[index]
+        start = None if geo.start is None else (geo.start[0], *(
+            None if s0 is None or si is None else s0 + si * jj
+            for s0, si, jj in zip(geo.start[1:], last.start, geo.j[1:])))  # type: ignore[arg-type,index]
+        return _Geo(r, j, start, out_size)  # type: ignore[arg-type]
+    return _Geo(geo.r, geo.j, geo.start, out_size) if tuple(out_size) == tuple(geo.size) else _resample(geo, out_size)
+
+
+def _conv_lstm(layer: Any, geo: _Geo, out_size) -> _Geo:
+    """ConvLSTM over ``(T, spatial...)``: the input convolution, then ``T`` state convolutions."""
+    rank = len(geo.r) - 1  # type: ignore[arg-type]
+    steps = geo.size[0] or 1
+    spatial_out = tuple(out_size[1:]) if getattr(layer, "return_sequences", False) else tuple(out_size)
+    frame = _Geo(geo.r[1:], geo.j[1:], None if geo.start is None else geo.start[1:], geo.size[1:])  # type: ignore[index]
+    frame = _window(frame, _tuple(layer.kernel_size, rank), _tuple(layer.strides, rank),
+                    _tuple(layer.dilation_rate, rank), layer.padding, spatial_out)
+    k = _tuple(layer.kernel_size, rank)
+    r = tuple(rr + (steps - 1) * (kk - 1) * jj for rr, kk, jj in zip(frame.r, k, frame.j))  # type: ignore[arg-type]
+    if not getattr(layer, "return_sequences", False):
+        return _Geo(r, frame.j, frame.start, spatial_out)
+    t_r = geo.r[0] + (steps - 1) * geo.j[0]  # type: ignore[index]  # the last step: every step before it
+    start = None if frame.start is None or geo.start is None else (geo.start[0], *frame.start)
+    return _Geo((t_r, *r), (geo.j[0], *frame.j), start, tuple(out_size))  # type: ignore[index]
+
+
 def _widest_sublayer_window(layer: Any, rank: int) -> tuple[int, ...] | None:
     """Largest effective kernel, per axis, among a custom layer's spatial sublayers."""
-    if isinstance(layer, keras.Model):
+    if isinstance(layer, keras.Model) or not isinstance(layer, keras.layers.Layer):  # or a bare operation
         return None
     windows = []
     for sub in layer._flatten_layers(include_self=False, recursive=True):
@@ -223,7 +276,8 @@ def _widest_sublayer_window(layer: Any, rank: int) -> tuple[int, ...] | None:
         if size is None:
             continue
         kernel, dilation = _tuple(size, rank), _tuple(getattr(sub, "dilation_rate", 1), rank)
-        windows.append(tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation)))
+        if len(kernel) == rank:  # a window of another rank (a per-frame layer of a video layer) is skipped
+            windows.append(tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation)))
     return tuple(max(w[axis] for w in windows) for axis in range(rank)) if windows else None
 
 

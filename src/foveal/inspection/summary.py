@@ -23,7 +23,20 @@ Counting conventions (all numbers are per image, i.e. for batch size 1):
   per-element arithmetic (1 or 2 per element).
 * Embedding: 0 (a table lookup). Dot: one multiply-add per output element and reduced position.
 * foveal's layers: ``SqueezeExcite`` (mean, two dense layers, rescale), ``DepthwiseMaxPool``
-  (1 per input element), ``LocalResponseNormalization`` (``2 * depth_radius + 5`` per element).
+  (1 per input element), ``LocalResponseNormalization`` (``2 * depth_radius + 5`` per element);
+  the video layers ``Standardize`` (2 per element), ``TemporalDeltas`` (difference, absolute
+  value and, with a mask, two mask products: 4 per input element), ``FrameMask`` (1 comparison per
+  pixel) and ``ZeroPadded`` (1 product per element).
+* Recurrent layers over ``T`` steps of ``d`` inputs and ``u`` units, every step counted in full
+  (the loop runs the recurrent product at the first step too, on the zero initial state; the
+  profiler counts the same on an unrolled graph): LSTM ``T * (8u(d + u) + 4u + 4u + 4u)`` (the two
+  products, their sum, the bias, ``c = f*c + i*g`` and ``h = o*tanh(c)``); GRU ``T * (6u(d + u)
+  + 3u + 3u or 6u + 5u)`` (one bias, or two with ``reset_after``; the reset product and the
+  update ``z*h + (1 - z)*h~``); SimpleRNN ``T * (2u(d + u) + u + u)``. ConvLSTM: the LSTM's
+  count with each product a "same" convolution at every output position. ``Bidirectional``: both
+  directions. ``TimeDistributed``: ``T`` times the wrapped layer (or nested model) on one step.
+* Bare Keras operations in a functional graph (a ``Masking`` layer's mask: ``NotEqual``, ``Any``):
+  a comparison or a reduction counts 1 per input element, a cast or reshape 0.
 
 Nested models (a functional or Sequential model used as a layer) are expanded: their row
 holds the sums of their layers, which follow one level deeper with ``outer/inner`` names. Any
@@ -321,6 +334,70 @@ def _dot(layer, ins, outs):
     return 2 * macs, macs
 
 
+def _recurrent_rule(gates: int) -> Callable:
+    """LSTM (4 gates), GRU (3), SimpleRNN (1) over ``T`` steps (see the module docstring)."""
+    def rule(layer, ins, outs):
+        steps, d = ins[0][0], ins[0][-1]
+        u = int(layer.units) if hasattr(layer, "units") else int(layer.cell.units)
+        macs = steps * gates * u * (d + u)
+        bias = gates * u * (2 if getattr(layer, "reset_after", False) else 1) if getattr(layer, "use_bias", True) else 0
+        sums = gates * u  # the input product plus the recurrent product, per gate unit
+        extra = {4: 4 * u, 3: 5 * u, 1: 0}[gates]  # the state update (products, sums, 1 - z)
+        mults = {4: 3 * u, 3: 3 * u, 1: 0}[gates]
+        return 2 * macs + steps * (sums + bias + extra), macs + steps * mults
+    return rule
+
+
+def _conv_lstm(layer, ins, outs):
+    """ConvLSTM: the LSTM count with the products as convolutions (input: the layer's strides;
+    state: stride 1, "same") at every output position, over ``T`` steps."""
+    steps, cin = ins[0][0], ins[0][_channel_axis(layer)]
+    out = outs[0][1:] if getattr(layer, "return_sequences", False) else outs[0]
+    positions = _elements(_spatial(layer, out))
+    f, k = int(layer.filters), int(np.prod(layer.kernel_size))
+    macs = steps * positions * k * 4 * f * (cin + f)
+    per_step = positions * 4 * f * (2 if layer.use_bias else 1) + positions * 4 * f  # sums, bias; state update
+    return 2 * macs + steps * per_step, macs + steps * positions * 3 * f
+
+
+def _bidirectional(layer, ins, outs):
+    total = [0, 0]
+    for direction in (layer.forward_layer, layer.backward_layer):
+        flops, mults, _ = layer_flops(direction, ins, outs)
+        total = [total[0] + flops, total[1] + mults]
+    return total[0], total[1]
+
+
+def _time_distributed(layer, ins, outs):
+    """``T`` times the wrapped layer on one step (a nested model: its whole count)."""
+    inner, steps = layer.layer, ins[0][0]
+    if is_nested_model(inner):
+        t = totals(_summarize_graph(inner, prefix="", depth=0))
+        if t["layers_without_flop_rule"]:
+            raise _NoRule
+        return steps * t["flops"], steps * t["multiplications"]
+    flops, mults, ok = layer_flops(inner, [s[1:] for s in ins[:1]], [s[1:] for s in outs])
+    if not ok:
+        raise _NoRule
+    return steps * flops, steps * mults
+
+
+class _NoRule(Exception):
+    """A rule that found a part it cannot count (the row is then marked not counted)."""
+
+
+def _temporal_deltas(layer, ins, outs):
+    n = _elements(ins[0])
+    return (4 if len(ins) > 1 else 2) * n, (2 if len(ins) > 1 else 0) * n
+
+
+def _first_input_elements(flops: int, mults: int) -> Callable:
+    def rule(layer, ins, outs):
+        n = _elements(ins[0])
+        return flops * n, mults * n
+    return rule
+
+
 def _lrn(layer, ins, outs):
     """Local response normalisation: square, window sum, scale, shift, power, divide."""
     n = _elements(outs[0])
@@ -359,6 +436,19 @@ FLOP_RULES: dict[str, Callable] = {
     "LocalResponseNormalization": _lrn,
     "Embedding": lambda layer, ins, outs: (0, 0),  # a table lookup (a gather), no arithmetic
     "Dot": _dot,
+    "LSTM": _recurrent_rule(4), "GRU": _recurrent_rule(3), "SimpleRNN": _recurrent_rule(1),
+    **{f"ConvLSTM{d}D": _conv_lstm for d in (1, 2, 3)},
+    "Bidirectional": _bidirectional,
+    "TimeDistributed": _time_distributed,
+    # foveal's video layers (foveal.video.models, foveal.video.endtoend)
+    "Standardize": _per_element(2, 1),
+    "TemporalDeltas": _temporal_deltas,
+    "FrameMask": _first_input_elements(1, 0),
+    "ZeroPadded": _first_input_elements(1, 1),
+    # bare Keras operations of a functional graph (a Masking layer's mask)
+    **{name: _first_input_elements(1, 0) for name in ("NotEqual", "Equal", "Greater", "GreaterEqual", "Less",
+                                                      "LessEqual", "Any", "All", "LogicalAnd", "LogicalOr")},
+    **{name: lambda layer, ins, outs: (0, 0) for name in ("Cast", "ExpandDims", "Squeeze", "Reshape")},
 }
 """Layer class name -> ``rule(layer, input_shapes, output_shapes) -> (flops, multiplications)``.
 
@@ -379,8 +469,13 @@ def layer_flops(layer: Any, input_shapes: list[Shape], output_shapes: list[Shape
         return 0, 0, False
     rule = _rule_for(layer)
     if rule is not None:
-        flops, mults = rule(layer, input_shapes, output_shapes)
+        try:
+            flops, mults = rule(layer, input_shapes, output_shapes)
+        except _NoRule:
+            return 0, 0, False
         return int(flops), int(mults), True
+    if not isinstance(layer, keras.layers.Layer):  # a bare operation without a rule
+        return 0, 0, False
     return _sublayer_flops(layer)
 
 
@@ -397,9 +492,10 @@ def _sublayer_flops(layer: Any) -> tuple[int, int, bool]:
         try:
             in_shape = tuple(shapes[0])
             out_shape = tuple(sub.compute_output_shape(in_shape))
-        except Exception:  # layers without compute_output_shape raise many kinds
+            stripped = [_strip(in_shape)], [_strip(out_shape)]
+        except Exception:  # layers without compute_output_shape (or with several outputs) raise many kinds
             return flops, mults, False
-        f, m, ok = layer_flops(sub, [_strip(in_shape)], [_strip(out_shape)])
+        f, m, ok = layer_flops(sub, *stripped)
         flops, mults = flops + f, mults + m
         if not ok:
             return flops, mults, False
@@ -458,8 +554,9 @@ def _summarize_graph(model: keras.Model, prefix: str, depth: int) -> list[LayerI
             name=name,
             class_name=type(layer).__name__,
             output_shape=out_shapes[0] if len(out_shapes) == 1 else out_shapes,
-            trainable_params=_weight_count(layer.trainable_weights) if first else 0,
-            non_trainable_params=_weight_count(layer.non_trainable_weights) if first else 0,
+            # a bare Keras operation in the graph (e.g. a Masking layer's mask) has no weights
+            trainable_params=_weight_count(getattr(layer, "trainable_weights", ())) if first else 0,
+            non_trainable_params=_weight_count(getattr(layer, "non_trainable_weights", ())) if first else 0,
             flops=0,
             multiplications=0,
             output_elements=sum(_elements(s) for s in out_shapes),

@@ -30,8 +30,10 @@ Quantization (``foveal export --quantize``), as for images (:mod:`foveal.export.
 TFLite ``float16``, ``dynamic`` (int8 weights) and ``int8`` (calibrated on clips of
 ``--data``, a folder of class subfolders of clips: the sampled frames and their lengths, the
 graph's two inputs; the int8 graph keeps in float what int8 cannot express, the uint8 -> float
-cast and the lengths' mask, rather than failing; refused for a recurrent model, whose int8
-conversion did not finish in 20 minutes in testing: dynamic or ONNX int8 instead). ONNX ``dynamic``
+cast and the lengths' mask, rather than failing; refused for a recurrent model: Keras 3's LSTM, GRU
+and ConvLSTM become a TFLite ``WHILE`` loop, and TFLite's int8 calibrator (TensorFlow 2.21) crashes the
+whole process with a segmentation fault while feeding it the first calibration sample, masked or
+not (tensorflow/tensorflow#41305): dynamic or ONNX int8 instead). ONNX ``dynamic``
 and ``int8`` (static, QDQ, calibrated on the same clips). Parity is then the label agreement and
 the probability difference within the quantization's tolerance, and with ``--data`` the
 accuracy of both side by side.
@@ -83,11 +85,12 @@ def _steps_hw(card: ModelCard) -> tuple[int, int, int]:
 
 def check_export(card: ModelCard, fmt: str, quantize: str | None) -> None:
     """Refuse what a video export cannot be: Core ML (one image input); TFLite int8 of a graph with a
-    recurrent loop (not verified: its conversion did not finish in 20 minutes in testing)."""
+    recurrent loop (TFLite's calibrator crashes the process on its ``WHILE`` op: module docstring)."""
     model = str(card.training.get("model", ""))
     if fmt == "tflite" and quantize == "int8" and model in RECURRENT:
-        raise ConfigError(f"--quantize int8 with tflite is not offered for a recurrent video model ({model}: "
-                          "its int8 conversion did not finish in 20 minutes on a 2-core machine in testing)",
+        raise ConfigError(f"--quantize int8 with tflite is not offered for a recurrent video model ({model}): its "
+                          "loop becomes a TFLite WHILE op, and TFLite's int8 calibrator crashes the process "
+                          "(segmentation fault) on it (tensorflow/tensorflow#41305)",
                           hint="use --quantize dynamic (int8 weights), or --format onnx --quantize int8")
     if fmt == "coreml":
         raise ConfigError("coreml export takes one image; a video graph takes frames and lengths",
