@@ -122,3 +122,19 @@ def test_roi_layers_round_trip_their_config_and_pass_gradients(case):
         assert float(tf.reduce_sum(tf.abs(tape.gradient(total, x)))) > 0
     with pytest.raises(ValueError, match="pool_size"):
         RoIAlign(0)
+
+
+def test_vectorised_roi_max_pool_equals_the_reference_on_many_bins_in_a_graph():
+    """Bins of 1 to 5 cells, overlapping bins (regions smaller than the grid), inside tf.function."""
+    import tensorflow as tf
+
+    from foveal.layers.roi import roi_max_pool
+
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(2, 23, 30, 4)).astype(np.float32)
+    corners = rng.uniform(-4, 124, size=(2, 20, 2, 2))
+    rois = np.concatenate([corners.min(axis=2), corners.max(axis=2)], axis=-1).astype(np.float32)
+    out = tf.function(lambda f, r: roi_max_pool(f, r, pool_size=5, stride=4.0))(features, rois).numpy()
+    for b in range(2):
+        for r in range(20):
+            np.testing.assert_array_equal(out[b, r], reference_max_pool(features[b], rois[b, r], 5, 4.0))

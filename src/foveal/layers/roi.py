@@ -70,12 +70,28 @@ def _bin_edges(start, extent, pool_size: int):
     lo = tf.math.ceil(i * extent_f / pool_size)
     lo = tf.minimum(lo, extent_f - 1.0)
     hi = tf.maximum(tf.math.ceil((i + 1.0) * extent_f / pool_size), lo + 1.0)
-    start = tf.cast(start, tf.float32)[:, None]
-    return start + lo, start + hi  # [N, P] each
+    start = tf.cast(start, tf.int32)[:, None]
+    return start + tf.cast(lo, tf.int32), start + tf.cast(hi, tf.int32)  # [N, P] each
+
+
+def _running_max(first, step, span):
+    """``max(step(0), ..., step(span - 1))`` (``first = step(0)``) in a ``tf.while_loop``."""
+
+    def body(t, acc):
+        return t + 1, tf.maximum(acc, step(t))
+
+    return tf.while_loop(lambda t, acc: t < span, body, (tf.constant(1), first))[1]
 
 
 def roi_max_pool(features, rois, *, pool_size: int = 7, stride: float = 16.0) -> tf.Tensor:
-    """RoI max pooling of ``rois [B, R, 4]`` (input pixels) on ``features [B, Hf, Wf, C]`` -> ``[B, R, P, P, C]``."""
+    """RoI max pooling of ``rois [B, R, 4]`` (input pixels) on ``features [B, Hf, Wf, C]`` -> ``[B, R, P, P, C]``.
+
+    Vectorised over the RoIs and separable: the maximum over a bin's rows is taken first, for
+    every RoI and row bin at once (``[B*R, P, Wf, C]``), then over the bin's columns. Bins hold
+    different numbers of cells, so each pass steps ``t = 0 .. S-1`` (``S`` the largest bin side)
+    and reads cell ``min(lo + t, hi - 1)`` of every bin: a bin smaller than ``S`` re-reads its
+    last cell, which leaves its maximum unchanged. Exact for the integer bins defined above.
+    """
     features, flat, index, batch, count = _flat(features, rois)
     fh, fw = tf.shape(features)[1], tf.shape(features)[2]
     # snap to whole cells, inside the map, at least one cell
@@ -85,20 +101,16 @@ def roi_max_pool(features, rois, *, pool_size: int = 7, stride: float = 16.0) ->
     r1 = tf.clip_by_value(tf.cast(tf.math.ceil(flat[:, 3] / float(stride)), tf.int32), r0 + 1, fh)
     row_lo, row_hi = _bin_edges(r0, r1 - r0, pool_size)
     col_lo, col_hi = _bin_edges(c0, c1 - c0, pool_size)
-    rows = tf.cast(tf.range(fh), tf.float32)
-    cols = tf.cast(tf.range(fw), tf.float32)
-    in_row = (rows[None, None] >= row_lo[..., None]) & (rows[None, None] < row_hi[..., None])  # [N, P, Hf]
-    in_col = (cols[None, None] >= col_lo[..., None]) & (cols[None, None] < col_hi[..., None])  # [N, P, Wf]
-    lowest = tf.constant(float("-inf"), tf.float32)
+    image = tf.broadcast_to(index[:, None], tf.shape(row_lo))  # [N, P]
 
-    def one(args):
-        image, rmask, cmask = args
-        fmap = features[image]  # [Hf, Wf, C]
-        by_col = tf.reduce_max(tf.where(cmask[:, None, :, None], fmap[None], lowest), axis=2)  # [P, Hf, C]
-        pooled = tf.reduce_max(tf.where(rmask[:, None, :, None], by_col[None], lowest), axis=2)  # [P, P, C]
-        return pooled
+    def rows_at(t):  # [N, P, Wf, C]: row lo + t of each row bin (its last row once past it)
+        return tf.gather_nd(features, tf.stack([image, tf.minimum(row_lo + t, row_hi - 1)], axis=-1))
 
-    pooled = tf.map_fn(one, (index, in_row, in_col), fn_output_signature=tf.TensorSpec(None, tf.float32))
+    def cols_at(t):  # [N, P, P, C]: column lo + t of each column bin
+        return tf.gather(by_rows, tf.minimum(col_lo + t, col_hi - 1), axis=2, batch_dims=1)
+
+    by_rows = _running_max(rows_at(0), rows_at, tf.reduce_max(row_hi - row_lo))
+    pooled = _running_max(cols_at(0), cols_at, tf.reduce_max(col_hi - col_lo))
     return tf.reshape(pooled, tf.concat([[batch, count, pool_size, pool_size], tf.shape(features)[3:]], 0))
 
 
