@@ -30,6 +30,7 @@ EPILOG_TRAIN = """examples:
   foveal detect train --resume runs/detect-resnet18-raccoon-20261123-101500
   foveal detect train --data ../shared/datasets/raccoon --detector faster-rcnn --roi-batch 128 --time-budget 1800
   foveal detect train --data voc/ --detector faster-rcnn --anchor-sizes 64 128 256 --roi-pool max --image-size 512
+  foveal detect train --data voc/ --detector faster-rcnn --fpn --image-size 512   # feature pyramid, small objects
 """
 
 EPILOG_PREDICT = """examples:
