@@ -94,15 +94,15 @@ def fpn_model():
     return build_faster_rcnn("resnet18", 2, **TINY_FPN, score_threshold=0.0, max_detections=10)
 
 
-def test_fpn_faster_rcnn_fits_predicts_and_round_trips(fpn_model, tmp_path):
+def test_fpn_maps_rpn_outputs_and_one_anchor_size_per_level(fpn_model):
     model = fpn_model
     assert model.fpn_levels == [2, 3, 4, 5] and model.level == "FPN P2-P6" and model.stride == 4
-    images, targets = squares(4)
+    images, _ = squares(2)
     out = model(images)
     sides = [int(f.shape[1]) for f in out["features"]]
     assert sides == [16, 8, 4, 2, 1] and all(int(f.shape[-1]) == 16 for f in out["features"])
     cells = sum(s * s for s in sides)
-    assert out["rpn_objectness"].shape == (4, cells * 3) and out["rpn_deltas"].shape == (4, cells * 3, 4)
+    assert out["rpn_objectness"].shape == (2, cells * 3) and out["rpn_deltas"].shape == (2, cells * 3, 4)
     anchors = model.anchors_for(out["features"]).numpy()
     assert anchors.shape == (cells * 3, 4)
     # one anchor size per level: the square anchors of P2 are 8 pixels, of P6 128
@@ -110,22 +110,30 @@ def test_fpn_faster_rcnn_fits_predicts_and_round_trips(fpn_model, tmp_path):
     sizes = np.sqrt((square[:, 2] - square[:, 0]) * (square[:, 3] - square[:, 1]))
     np.testing.assert_allclose(sizes[:256], 8.0, rtol=1e-5)
     np.testing.assert_allclose(sizes[-1:], 128.0, rtol=1e-5)
-    model.compile(keras.optimizers.Adam(1e-3))
+
+
+@pytest.mark.slow  # a training step, detections, a .keras round trip (~15 s on the loaded machine)
+def test_fpn_faster_rcnn_fits_predicts_and_round_trips(fpn_model, tmp_path):
+    model = fpn_model
+    images, targets = squares(4)
+    model.compile(keras.optimizers.Adam(1e-3), run_eagerly=True)  # eager: tracing would cost more than the step
+    lateral = next(v for v in model.trainable_variables if "fpn_lateral_P2" in v.path)
+    start = lateral.numpy().copy()
     logs = model.train_on_batch(images, targets, return_dict=True)
     assert all(np.isfinite(logs[k]) for k in ("rpn_cls_loss", "rpn_box_loss", "cls_loss", "box_loss"))
-    grads_reach = [v for v in model.trainable_variables if "fpn_lateral_P2" in v.path]
-    assert grads_reach
-    before = model.predict(images[:2], verbose=0)
-    assert before["boxes"].shape == (2, 10, 4)
+    assert not np.allclose(lateral.numpy(), start)  # the finest lateral convolution learns
+    before = {k: v.numpy() for k, v in model.detections(images[:2]).items()}  # what predict runs, eagerly
+    assert before["boxes"].shape == (2, 10, 4) and before["num_detections"].min() > 0
     path = tmp_path / "fpn.keras"
     model.save(path)
     clone = keras.models.load_model(path)
     assert clone.fpn_levels == [2, 3, 4, 5] and clone.rcnn.anchor_sizes == model.rcnn.anchor_sizes
-    after = clone.predict(images[:2], verbose=0)
+    after = {k: v.numpy() for k, v in clone.detections(images[:2]).items()}
     np.testing.assert_allclose(after["boxes"], before["boxes"], atol=1e-5)
     np.testing.assert_allclose(after["scores"], before["scores"], atol=1e-5)
 
 
+@pytest.mark.slow  # a Mask R-CNN training step (~1 min on the loaded machine)
 def test_fpn_mask_rcnn_trains_its_mask_head_on_the_pyramid():
     from foveal.instance.mask_rcnn import build_mask_rcnn
 
@@ -136,10 +144,10 @@ def test_fpn_mask_rcnn_trains_its_mask_head_on_the_pyramid():
     for i in range(2):
         x0, y0, x1, y1 = (targets["boxes"][i, 0] * 64).round().astype(int)
         masks[i, y0:y1, x0:x1, 0] = 1
-    model.compile(keras.optimizers.Adam(1e-3))
+    model.compile(keras.optimizers.Adam(1e-3), run_eagerly=True)
     logs = model.train_on_batch(images, {**targets, "masks": masks}, return_dict=True)
     assert np.isfinite(logs["mask_loss"]) and logs["mask_loss"] > 0
-    assert model.predict(images, verbose=0)["masks"].shape == (2, 5, 14, 14)
+    assert model.detections(images)["masks"].shape == (2, 5, 14, 14)
 
 
 def test_fpn_options_are_checked_in_one_line():
