@@ -33,6 +33,7 @@ EPILOG_TRAIN = """examples:
   # real raccoons and composited ones (`foveal datasets synth composite`), half of each epoch synthetic
   foveal detect train --data ../shared/datasets/raccoon --extra-data raccoon-synth/annotations/instances_train.json \\
       --extra-ratio 0.5
+  foveal detect train --data voc/ --detector faster-rcnn --fpn --image-size 512   # feature pyramid, small objects
 """
 
 EPILOG_PREDICT = """examples:
