@@ -167,10 +167,10 @@ def test_fpn_options_are_checked_in_one_line():
         _fpn_levels("lenet5", {"P1": None, "P2": None})
 
 
-CRASH = ("open bug: graph-mode training of a 64x64 --fpn Faster R-CNN (width-8 backbone) aborts the process "
-         "('double free or corruption', 3 of 3 runs on 2026-12-07) unless TF_ENABLE_ONEDNN_OPTS=0 (then it trains); "
-         "eager training and graph-mode Mask R-CNN --fpn training at 128 px ran; skipped so that the slow tier "
-         "is not killed until the oneDNN kernel at fault is found")
+CRASH = ("open bug (docs/fpn-onednn-crash.md): graph-mode training of an --fpn Faster R-CNN aborts the process "
+         "('double free or corruption') in oneDNN's Conv2D filter gradient (MklConvCustomBackpropFilterOp) when "
+         "the batch size changes between steps (7 images, batch 4: 4 then 3); a constant batch trains; "
+         "TF_ENABLE_ONEDNN_OPTS=0 or eager training avoid it. Skipped so that the slow tier is not killed")
 
 
 @pytest.mark.slow  # a one-epoch run from the command line, evaluate, then two exports with parity (~1 min)
