@@ -168,8 +168,8 @@ def test_fpn_options_are_checked_in_one_line():
 
 
 CRASH = ("open bug (docs/fpn-onednn-crash.md): graph-mode training of an --fpn Faster R-CNN aborts the process "
-         "('double free or corruption') in oneDNN's Conv2D filter gradient (MklConvCustomBackpropFilterOp) when "
-         "the batch size changes between steps (7 images, batch 4: 4 then 3); a constant batch trains; "
+         "('double free or corruption') in oneDNN's Conv2D filter gradient (MklConvCustomBackpropFilterOp); a "
+         "batch-size change between steps triggers it, and so did a constant --batch-size 1; "
          "TF_ENABLE_ONEDNN_OPTS=0 or eager training avoid it. Skipped so that the slow tier is not killed")
 
 
