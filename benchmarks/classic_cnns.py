@@ -10,7 +10,7 @@ progress (foveal's own messages included) goes to stderr, so ``> results.json`` 
 the results.
 
 Example:
-    python benchmarks/classic_cnns.py --only mnist > /tmp/mnist.json
+    python benchmarks/classic_cnns.py --data-root ../shared/datasets --only mnist > /tmp/mnist.json
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "datasets"
 
 # Settings shared by every experiment: repeatable, and no output that costs time.
 COMMON: dict[str, Any] = {"seed": 42, "deterministic": True, "tensorboard": False, "progress": False}
@@ -208,7 +207,7 @@ def run_experiment(name: str, data_root: Path, output: Path, epochs: int | None)
         "data": cfg.data,
         "model": cfg.model,
         "command": command,
-        "benchmark_command": f"python benchmarks/classic_cnns.py --only {name}"
+        "benchmark_command": f"python benchmarks/classic_cnns.py --data-root ../shared/datasets --only {name}"
                              + ("" if epochs is None else f" --epochs {epochs}"),
         "config": dataclasses.asdict(cfg),
         "epochs": cfg.epochs,
@@ -241,8 +240,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Train the texts' Fashion-MNIST CNN (Géron ch. 14) and LeNet-5 on MNIST with "
                     "foveal and print one JSON document of timings and accuracies to stdout.")
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
-                        help="folder holding mnist/ and fashion-mnist/ (default: %(default)s)")
+    parser.add_argument("--data-root", type=Path, required=True,
+                        help="folder holding mnist/ and fashion-mnist/, e.g. ../shared/datasets")
     parser.add_argument("--only", choices=sorted(EXPERIMENTS), action="append",
                         help="run only this experiment (repeatable; default: mnist then fashion)")
     parser.add_argument("--epochs", type=int, default=None,

@@ -15,7 +15,7 @@ calls); compare numbers of one run only, as the machine may be shared. One JSON 
 stdout; progress goes to stderr.
 
 Example:
-    python benchmarks/deploy_targets.py --only fashion > fashion-deploy.json
+    python benchmarks/deploy_targets.py --data-root ../shared/datasets --only fashion > fashion-deploy.json
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "datasets"
 THREADS = 2
 SPEEDUP_TARGET = 3.0
 ACCURACY_LOSS_TARGET = 1.0  # points
@@ -262,8 +261,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Measure the deployment targets (int8 TFLite/ONNX vs Keras predict on Fashion-MNIST "
                     "and CIFAR-10; ResNet-50 batch-1 latency per runtime) and print one JSON document.")
-    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
-                        help="folder holding fashion-mnist/ and cifar10-jpeg.tar.gz (default: %(default)s)")
+    parser.add_argument("--data-root", type=Path, required=True,
+                        help="folder holding fashion-mnist/ and cifar10-jpeg.tar.gz, e.g. ../shared/datasets")
     parser.add_argument("--only", choices=["fashion", "cifar", "resnet50"], action="append",
                         help="run only this experiment (repeatable; default: fashion, cifar, resnet50)")
     parser.add_argument("--work", type=Path, default=None,

@@ -7,7 +7,7 @@ consuming the batches. Each configuration is one row: evaluation (no augmentatio
 with the ``detect`` preset, and the same with letterboxing and multi-scale batches. Prints one
 JSON document.
 
-    python benchmarks/detection_pipeline.py
+    python benchmarks/detection_pipeline.py --data ../shared/datasets/raccoon
     python benchmarks/detection_pipeline.py --data ../shared/datasets/coco-mini --image-size 320 --cache none
 """
 
@@ -18,11 +18,9 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "raccoon"
 
 
 def images_per_second(dataset, epochs: int) -> float:
@@ -37,7 +35,7 @@ def images_per_second(dataset, epochs: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="box annotations (default: the raccoon set)")
+    parser.add_argument("--data", required=True, help="box annotations (e.g. the raccoon set)")
     parser.add_argument("--image-size", type=int, default=416, help="input size (default: 416)")
     parser.add_argument("--batch-size", type=int, default=8, help="batch size (default: 8)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up (default: 2)")

@@ -18,7 +18,7 @@ Two processes on one machine share its cores, so ``multi-worker-2`` measures the
 extra process and of the all-reduce, not a speed-up (see the ``note`` in the output).
 
 Example:
-    .venv/bin/python benchmarks/distributed_throughput.py --images 8192 --epochs 3 > dist.json
+    .venv/bin/python benchmarks/distributed_throughput.py --mnist ../shared/datasets/mnist --images 8192 --epochs 3 > dist.json
 """
 
 from __future__ import annotations
@@ -39,13 +39,12 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MNIST = REPO_ROOT.parent / "shared" / "datasets" / "mnist"
 
 
-def write_npz(path: Path, images: int) -> None:
-    with gzip.open(MNIST / "train-images-idx3-ubyte.gz") as f:
+def write_npz(path: Path, images: int, mnist: Path) -> None:
+    with gzip.open(mnist / "train-images-idx3-ubyte.gz") as f:
         x = np.frombuffer(f.read(16 + (images + 512) * 784)[16:], np.uint8).reshape(-1, 28, 28)
-    with gzip.open(MNIST / "train-labels-idx1-ubyte.gz") as f:
+    with gzip.open(mnist / "train-labels-idx1-ubyte.gz") as f:
         y = np.frombuffer(f.read(8 + images + 512)[8:], np.uint8).astype(np.int64)
     np.savez(path, x_train=x[:images], y_train=y[:images], x_test=x[images:], y_test=y[images:])
 
@@ -91,6 +90,7 @@ def run_setting(name: str, base: list[str], output: Path, workers: int, extra: l
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mnist", type=Path, required=True, help="MNIST IDX folder, e.g. ../shared/datasets/mnist")
     parser.add_argument("--images", type=int, default=8192, help="MNIST training images (default: 8192)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs; the first is not timed (default: 3)")
     parser.add_argument("--batch-size", type=int, default=128, help="global batch (default: 128)")
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "mnist.npz"
-        write_npz(data, args.images)
+        write_npz(data, args.images, args.mnist)
         base = ["--data", str(data), "--model", args.model, "--epochs", str(args.epochs), "--batch-size",
                 str(args.batch_size), "--val-split", "0", "--no-tensorboard", "--no-progress",
                 "--report-misclassified", "0"]

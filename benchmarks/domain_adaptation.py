@@ -16,8 +16,8 @@ accuracies, the gain, the wall times and the load average before and after (the 
 
 Run from the repository root::
 
-    nice -n 5 .venv/bin/python benchmarks/domain_adaptation.py --mnist-m /tmp/mnist-m > da.json
-    .venv/bin/python benchmarks/domain_adaptation.py --epochs 1 --limit 2000   # a smoke test
+    nice -n 5 .venv/bin/python benchmarks/domain_adaptation.py --mnist ../shared/datasets/mnist --backgrounds ../shared/datasets/coco-mini --mnist-m /tmp/mnist-m > da.json
+    .venv/bin/python benchmarks/domain_adaptation.py --mnist ../shared/datasets/mnist --backgrounds ../shared/datasets/coco-mini --epochs 1 --limit 2000   # a smoke test
 
 Target (issue #16): DANN target test accuracy >= 0.767 (the paper's MNIST-M figure) and at least
 15 points above source-only in the same run, in <= 20 minutes. Measured: recipes/domain-adaptation.md.
@@ -38,7 +38,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
 
 OPTIONS: dict[str, object] = {
     "model": "dann_mnist",
@@ -57,9 +56,10 @@ OPTIONS: dict[str, object] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mnist", default=str(SHARED / "mnist"), help="MNIST (IDX folder or any digit dataset)")
+    parser.add_argument("--mnist", required=True, help="MNIST (IDX folder or any digit dataset)")
     parser.add_argument("--mnist-m", help="an MNIST-M-style folder (default: generate one into a temporary folder)")
-    parser.add_argument("--backgrounds", default=str(SHARED / "coco-mini"), help="photos for generating the target")
+    parser.add_argument("--backgrounds", help="photos for generating the target, e.g. ../shared/datasets/coco-mini "
+                        "(needed without --mnist-m)")
     parser.add_argument("--limit", type=int, help="digits per split when generating the target (default: all)")
     parser.add_argument("--epochs", type=int, default=int(OPTIONS["epochs"]))
     parser.add_argument("--model", default=str(OPTIONS["model"]))
@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--adapt-weight", type=float, default=1.0)
     parser.add_argument("--output", default=None, help="folder for the run (default: a temporary folder)")
     args = parser.parse_args()
+    if args.mnist_m is None and not args.backgrounds:
+        parser.error("pass --mnist-m (an MNIST-M-style folder) or --backgrounds (photos to generate one from)")
 
     from foveal.adaptation.config import AdaptConfig
     from foveal.data.synth.mnist_m import make_mnist_m

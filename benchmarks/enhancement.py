@@ -14,11 +14,11 @@ machine is shared).
 
 Run from the repository root::
 
-    nice -n 5 .venv/bin/python benchmarks/enhancement.py denoise --seconds 300 > denoise.json
-    nice -n 5 .venv/bin/python benchmarks/enhancement.py sr --model espcn --seconds 600 > espcn.json
-    nice -n 5 .venv/bin/python benchmarks/enhancement.py sr --model edsr --seconds 600 > edsr.json
+    nice -n 5 .venv/bin/python benchmarks/enhancement.py denoise --data-root ../shared/datasets --seconds 300 > denoise.json
+    nice -n 5 .venv/bin/python benchmarks/enhancement.py sr --data-root ../shared/datasets --model espcn --seconds 600 > espcn.json
+    nice -n 5 .venv/bin/python benchmarks/enhancement.py sr --data-root ../shared/datasets --model edsr --seconds 600 > edsr.json
     # ESPCN as its paper trains it: on the luma channel only, mean squared error
-    nice -n 5 .venv/bin/python benchmarks/enhancement.py sr --model espcn --channels 1 --loss mse --seconds 600
+    nice -n 5 .venv/bin/python benchmarks/enhancement.py sr --data-root ../shared/datasets --model espcn --channels 1 --loss mse --seconds 600
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
 
 DENOISE: dict[str, object] = {
     "model": "denoise", "model_options": {"width": 32, "depth": 2, "decoder": "transposed"},
@@ -82,6 +81,8 @@ def _value(text: str) -> object:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("target", choices=("denoise", "sr"))
+    parser.add_argument("--data-root", type=Path, required=True,
+                        help="folder holding mnist/ (denoise) or coco-mini/ (sr), e.g. ../shared/datasets")
     parser.add_argument("--model", choices=tuple(SR), default="espcn", help="super-resolution model (sr)")
     parser.add_argument("--model-options", default=None, help="override the model's options, e.g. blocks=8,filters=32")
     parser.add_argument("--seconds", type=float, default=300, help="training budget in seconds")
@@ -101,10 +102,10 @@ def main() -> None:
     from foveal.enhancement import EnhanceConfig, train_enhancer
 
     if args.target == "denoise":
-        options = {"data": str(SHARED / "mnist"), **DENOISE}
+        options = {"data": str(args.data_root / "mnist"), **DENOISE}
     else:
-        options = {"data": str(SHARED / "coco-mini" / "train2017"),
-                   "test_data": str(SHARED / "coco-mini" / "val2017"), **SR_COMMON, **SR[args.model]}
+        options = {"data": str(args.data_root / "coco-mini" / "train2017"),
+                   "test_data": str(args.data_root / "coco-mini" / "val2017"), **SR_COMMON, **SR[args.model]}
     if args.train_data and args.target == "sr":
         options["data"] = args.train_data
     if args.model_options:

@@ -23,7 +23,7 @@ One JSON document goes to stdout (with ``os.getloadavg()`` before and after each
 the machine is shared); progress goes to stderr.
 
 Example:
-    nice -n 5 python benchmarks/generative.py --only cgan > /tmp/cgan.json
+    nice -n 5 python benchmarks/generative.py --data ../shared/datasets/mnist --only cgan > /tmp/cgan.json
 """
 
 from __future__ import annotations
@@ -43,8 +43,6 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MNIST = REPO_ROOT.parent / "shared" / "datasets" / "mnist"
-DEFAULT_FASHION = REPO_ROOT.parent / "shared" / "datasets" / "fashion-mnist"
 COMMON: dict[str, Any] = {"seed": 42, "deterministic": True, "tensorboard": False, "progress": False}
 
 
@@ -236,9 +234,8 @@ def run_augment(data: str, out: Path, gan_epochs: int, clf_epochs: int, width: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(DEFAULT_MNIST), help="MNIST (IDX folder or 'mnist')")
-    parser.add_argument("--fashion-data", default=str(DEFAULT_FASHION), help="Fashion-MNIST (IDX folder or "
-                        "'fashion_mnist') for cgan-fashion")
+    parser.add_argument("--data", required=True, help="MNIST (IDX folder or 'mnist')")
+    parser.add_argument("--fashion-data", help="Fashion-MNIST (IDX folder or 'fashion_mnist'); needed by cgan-fashion")
     parser.add_argument("--only", default="vae,cgan,augment", help="comma-separated experiments: vae, cgan, "
                         "cgan-fashion, dcgan, augment")
     parser.add_argument("--output", default=None, help="folder for the runs (default: a temporary folder)")
@@ -253,6 +250,8 @@ def main() -> None:
     parser.add_argument("--augment-gan-epochs", type=int, default=100)
     parser.add_argument("--augment-clf-epochs", type=int, default=30)
     args = parser.parse_args()
+    if "cgan-fashion" in args.only.split(",") and not args.fashion_data:
+        parser.error("cgan-fashion needs --fashion-data (a Fashion-MNIST IDX folder or 'fashion_mnist')")
     sys.path.insert(0, str(REPO_ROOT / "src"))
     out = Path(args.output or tempfile.mkdtemp(prefix="foveal-generative-"))
     out.mkdir(parents=True, exist_ok=True)

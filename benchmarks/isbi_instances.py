@@ -22,9 +22,9 @@
 
 Run from the repository root (nice it on a shared machine)::
 
-    nice -n 5 .venv/bin/python benchmarks/isbi_instances.py --seconds 780 > isbi-instances.json
-    .venv/bin/python benchmarks/isbi_instances.py --run WORK/isbi-cells-instance --sweep  # score a run again
-    .venv/bin/python benchmarks/isbi_instances.py --seconds 60 --epochs 1        # a smoke test
+    nice -n 5 .venv/bin/python benchmarks/isbi_instances.py --data ../shared/datasets/isbi-membrane/train --seconds 780 > isbi-instances.json
+    .venv/bin/python benchmarks/isbi_instances.py --data ../shared/datasets/isbi-membrane/train --run WORK/isbi-cells-instance --sweep  # score a run again
+    .venv/bin/python benchmarks/isbi_instances.py --data ../shared/datasets/isbi-membrane/train --seconds 60 --epochs 1        # a smoke test
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "isbi-membrane" / "train"
 
 AUGMENT = "hflip,vflip,rot90,angle=10,scale=0.9-1.1,elastic=6,brightness=0.05,contrast=0.1"
 UNET = {"width": 16, "depth": 4, "batch_norm": True}
@@ -90,7 +89,7 @@ def score_model(model_path: Path, test_json: Path, images: Path, sweep: bool = F
     from foveal.instance.unet_watershed import POST_DEFAULTS, _ap
     from foveal.instance.watershed import connected_instances, instances_to_results, watershed_instances
     from foveal.models import load_model
-    from foveal.segmentation.predict import decode_file
+    from foveal.predict import decode_file
 
     model, card = load_model(model_path)
     gt = json.loads(test_json.read_text())
@@ -130,7 +129,7 @@ def score_model(model_path: Path, test_json: Path, images: Path, sweep: bool = F
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="ISBI train folder (image/ + label/)")
+    parser.add_argument("--data", required=True, help="ISBI train folder (image/ + label/)")
     parser.add_argument("--route", choices=("instance", "segment", "mask-rcnn"), default="instance",
                         help="U-Net + watershed through foveal instance train (default) or foveal segment train, "
                         "or Mask R-CNN on the same files (scored by the instance task only)")

@@ -4,6 +4,11 @@ The peak is the yardstick for training throughput: a model's achieved FLOP/s div
 says how much of the machine the model uses. Prints one JSON document.
 
     python benchmarks/peak_flops.py --size 2048 --repeats 20
+    python benchmarks/peak_flops.py --sizes 256 512 1024 2048 4096 --threads 1   # the peak's shape
+
+The size matters: a 2048x2048 product is one large, cache-blocked GEMM, the best case for the
+CPU's matrix units (oneDNN's AMX kernels for bfloat16 on CPUs that have them); smaller products
+and convolutions on small feature maps get a fraction of it.
 """
 
 from __future__ import annotations
@@ -41,14 +46,23 @@ def measure(size: int, dtype: str, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=2048, help="square matrix size (default: 2048)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="several sizes (overrides --size)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="TensorFlow intra-op threads (default: TensorFlow's, one per core)")
     parser.add_argument("--repeats", type=int, default=20, help="timed multiplications (default: 20)")
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], help="dtypes to measure")
     args = parser.parse_args(argv)
     import tensorflow as tf
 
-    results = [measure(args.size, d, args.repeats) for d in args.dtypes]
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    load_before = os.getloadavg()
+    results = [measure(size, d, args.repeats) for size in (args.sizes or [args.size]) for d in args.dtypes]
     print(json.dumps({"machine": {"cpu": platform.processor(), "cores": os.cpu_count(),
                                   "tensorflow": tf.__version__},
+                      "intra_op_threads": args.threads or "default",
+                      "load_average_before": [round(v, 2) for v in load_before],
+                      "load_average_after": [round(v, 2) for v in os.getloadavg()],
                       "results": results}, indent=1))
     return 0
 

@@ -15,8 +15,8 @@ best checkpoint is scored on the 40 test images: mAP@0.5 (VOC all-point), COCO A
 to pycocotools'), precision and recall at score 0.25. The JSON also holds the commands and the
 machine's load (timings on a shared machine are noisy).
 
-    .venv/bin/python benchmarks/raccoon_detection.py --seconds 1800 > raccoon.json
-    .venv/bin/python benchmarks/raccoon_detection.py --seconds 120 --only scratch    # quick check
+    .venv/bin/python benchmarks/raccoon_detection.py --data-root ../shared/datasets --seconds 1800 > raccoon.json
+    .venv/bin/python benchmarks/raccoon_detection.py --data-root ../shared/datasets --seconds 120 --only scratch    # quick check
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / "shared" / "datasets"
+DATASETS = Path()  # --data-root, set by main()
 
 #: The detector options (recipes/raccoon-detection.md says how they were chosen).
 DETECTOR: dict[str, Any] = {
@@ -119,9 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbone-weights", help="a CIFAR-10 resnet18 (width 16) .keras written by foveal train")
     parser.add_argument("--pretrain-epochs", type=int, default=10, help="CIFAR-10 epochs when no --backbone-weights "
                         "is given (default: 10)")
-    parser.add_argument("--cifar", type=Path, default=DATASETS / "cifar10-jpeg.tar.gz", help="CIFAR-10 archive")
+    parser.add_argument("--data-root", type=Path, required=True, help="folder holding raccoon/ and "
+                        "cifar10-jpeg.tar.gz, e.g. ../shared/datasets")
+    parser.add_argument("--cifar", type=Path, help="CIFAR-10 archive (default: DATA_ROOT/cifar10-jpeg.tar.gz)")
     parser.add_argument("--output", type=Path, help="folder for the run folders (default: a temporary one)")
     args = parser.parse_args(argv)
+    global DATASETS
+    DATASETS = args.data_root
+    args.cifar = args.cifar or DATASETS / "cifar10-jpeg.tar.gz"
     output = args.output or Path(tempfile.mkdtemp(prefix="foveal-raccoon-"))
     epochs = args.epochs or max(10, int(args.seconds / 4.5))
     import tensorflow as tf

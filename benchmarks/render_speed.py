@@ -21,8 +21,8 @@ SIZE x SIZE pixels, a directional light, reading the colour image back each fram
 
 Run from the repository root::
 
-    nice -n 5 .venv/bin/python benchmarks/render_speed.py > render.json
-    nice -n 5 .venv/bin/python benchmarks/render_speed.py --only moderngl-egl moderngl-egl-depth \
+    nice -n 5 .venv/bin/python benchmarks/render_speed.py --backgrounds ../shared/datasets/coco-mini/val2017 > render.json
+    nice -n 5 .venv/bin/python benchmarks/render_speed.py --backgrounds ../shared/datasets/coco-mini/val2017 --only moderngl-egl moderngl-egl-depth \
         end-to-end end-to-end-amodal-depth --count 60      # amodal + depth against the baseline
 
 The JSON has frames per second per candidate and scene, the GL renderer string, and the load
@@ -42,7 +42,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "datasets"
 CANDIDATES = ["moderngl-egl", "moderngl-egl-color", "moderngl-egl-depth", "pyrender-egl", "pyrender-osmesa"]
 END_TO_END = {"end-to-end": {"amodal": False}, "end-to-end-amodal": {"amodal": True},
               "end-to-end-amodal-depth": {"amodal": True, "depth": "png"}}
@@ -124,7 +123,7 @@ def run_candidate(name: str, size: int, frames: int) -> dict:
     return results
 
 
-def end_to_end(count: int, size: int, options: dict) -> dict:
+def end_to_end(count: int, size: int, options: dict, backgrounds: str | None = None) -> dict:
     import trimesh
 
     sys.path.insert(0, str(ROOT / "src"))
@@ -136,13 +135,13 @@ def end_to_end(count: int, size: int, options: dict) -> dict:
         trimesh.creation.box(extents=(1.0, 0.6, 0.4)).export(meshes / "box.obj")
         trimesh.creation.icosphere(subdivisions=4).export(meshes / "sphere.ply")
         trimesh.creation.cylinder(radius=0.5, height=1.2, sections=48).export(meshes / "cylinder.glb")
-        photos = SHARED / "coco-mini" / "val2017"
+        photos = Path(backgrounds) if backgrounds else None
         start = time.perf_counter()
         manifest = make_renders([meshes], Path(tmp) / "out", count=count, size=(size, size),
-                                backgrounds=photos if photos.is_dir() else None, seed=0, **options)
+                                backgrounds=photos, seed=0, **options)
         took = time.perf_counter() - start
     return {"images": count, "objects": manifest["instances"], "seconds": round(took, 2),
-            "images_per_s": round(count / took, 2), "backgrounds": str(photos) if photos.is_dir() else "flat colours",
+            "images_per_s": round(count / took, 2), "backgrounds": str(photos) if photos else "flat colours",
             "options": options,
             "note": "includes loading meshes and backgrounds, JPEG encoding and RLE masks"}
 
@@ -153,10 +152,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--count", type=int, default=100, help="images of the end-to-end run")
     parser.add_argument("--only", nargs="+", choices=[*CANDIDATES, *END_TO_END], help="run these candidates only")
+    parser.add_argument("--backgrounds", help="photos behind the end-to-end renders, e.g. ../shared/datasets/coco-mini/val2017 "
+                        "(default: flat colours)")
     parser.add_argument("--candidate", help=argparse.SUPPRESS)  # the child's side
     args = parser.parse_args()
     if args.candidate:
-        out = end_to_end(args.count, args.size, END_TO_END[args.candidate]) if args.candidate in END_TO_END else \
+        out = end_to_end(args.count, args.size, END_TO_END[args.candidate], args.backgrounds) if args.candidate in END_TO_END else \
             run_candidate(args.candidate, args.size, args.frames)
         print(json.dumps(out))
         return
@@ -164,7 +165,8 @@ def main() -> None:
     results = {}
     for name in args.only or [*CANDIDATES, *END_TO_END]:
         child = subprocess.run([sys.executable, __file__, "--candidate", name, "--size", str(args.size),
-                                "--frames", str(args.frames), "--count", str(args.count)],
+                                "--frames", str(args.frames), "--count", str(args.count),
+                                *(["--backgrounds", args.backgrounds] if args.backgrounds else [])],
                                capture_output=True, text=True)
         lines = child.stdout.strip().splitlines()
         try:

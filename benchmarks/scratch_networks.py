@@ -22,7 +22,7 @@ sets NumPy's BLAS threads and TensorFlow's op threads alike. One JSON document g
 
 Example:
     python benchmarks/scratch_networks.py --data ../shared/datasets/mnist > scratch.json
-    python benchmarks/scratch_networks.py --only step
+    python benchmarks/scratch_networks.py --data ../shared/datasets/mnist --only step
 """
 
 from __future__ import annotations
@@ -210,8 +210,7 @@ def forward_macs(net) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "datasets" / "mnist"),
-                        help="MNIST IDX folder (default: ../shared/datasets/mnist from the repository root)")
+    parser.add_argument("--data", required=True, help="MNIST IDX folder (e.g. ../shared/datasets/mnist)")
     parser.add_argument("--only", action="append", choices=("simple", "cnn", "step"),
                         help="run only these experiments (repeatable; default: all three)")
     parser.add_argument("--seed", type=int, default=42, help="initial weights and batch order (default: 42)")
@@ -264,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                     "python": platform.python_version(), "numpy": np.__version__,
                     "tensorflow": tf.__version__, "keras": keras.__version__, "threads": args.threads},
         "started_at": started, "data": args.data,
-        "command": "python benchmarks/scratch_networks.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python benchmarks/scratch_networks.py --data ../shared/datasets/mnist " + " ".join(sys.argv[1:] if argv is None else argv),
         "peak_gflops_float32": {"before": round(peak, 1), "after": round(peak_after, 1)},
         "note": "'at_400_gflops' = raw seconds x the peak measured before / 400",
         "load_average_before": load_before, "load_average_after": loadavg(),

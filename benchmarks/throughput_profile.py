@@ -12,7 +12,11 @@ measured before and after in the same process, for the precision of the row.
     nice -n 5 python benchmarks/throughput_profile.py                       # resnet18, resnet50, airbench
     python benchmarks/throughput_profile.py --models airbench:32@256 --steps 3
 
-A model is ``NAME:SIZE[@BATCH]``. Prints one JSON document on stdout, with the load average.
+A model is ``NAME:SIZE[xCHANNELS][@BATCH][/OPTIONS]``, OPTIONS a JSON object of model options,
+e.g. ``'airbench28:28x1@256/{"stem": 0, "widths": [32, 64, 128]}'`` (the fast-mnist recipe's
+network). Precisions: ``float32``, ``bfloat16``, and either with ``+xla`` (``jit_compile=True``;
+its compilation falls in the untimed warm-up). Prints one JSON document on stdout, with the load
+average.
 """
 
 from __future__ import annotations
@@ -35,13 +39,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEFAULT_MODELS = ["resnet18:224@16", "resnet50:224@8", "airbench:32@256"]
 PRECISIONS = {"float32": "none", "bfloat16": "bfloat16"}
+VARIANTS = {**{p: (policy, False) for p, policy in PRECISIONS.items()},
+            **{f"{p}+xla": (policy, True) for p, policy in PRECISIONS.items()}}
 
 
-def parse_spec(spec: str) -> tuple[str, tuple[int, int, int], int]:
-    """``name:size[@batch]`` -> (name, (size, size, 3), batch); batch 32 when not given."""
+def parse_spec(spec: str) -> tuple[str, tuple[int, int, int], int, dict[str, Any]]:
+    """``name:size[xchannels][@batch][/json]`` -> (name, (size, size, channels), batch, options);
+    3 channels, batch 32 and no options when not given."""
+    spec, _, options = spec.partition("/")
     head, _, batch = spec.partition("@")
     name, _, size = head.partition(":")
-    return name, (int(size or 224),) * 2 + (3,), int(batch or 32)
+    size, _, channels = (size or "224").partition("x")
+    return name, (int(size), int(size), int(channels or 3)), int(batch or 32), json.loads(options or "{}")
+
+
+def build(name: str, shape: tuple[int, int, int], policy: str, options: dict[str, Any]):
+    from foveal.models import build_model
+    from foveal.training.precision import dtype_policy
+
+    with dtype_policy(policy):
+        return build_model(name, num_classes=10, input_shape=shape, **options)
+
+
+def forward_flops(name: str, shape: tuple[int, int, int], options: dict[str, Any]) -> int:
+    from foveal.inspection.summary import summarize, totals
+    from foveal.models import build_model
+
+    return int(totals(summarize(build_model(name, num_classes=10, input_shape=shape, **options)))["flops"])
 
 
 def op_type_totals(logdir: str) -> dict[str, float]:
@@ -80,40 +104,54 @@ def profile_steps(model, dataset, steps: int) -> dict[str, Any]:
         tf.profiler.experimental.stop()
     totals = op_type_totals(logdir)
     whole = sum(totals.values()) or 1.0
-    top = sorted(totals.items(), key=lambda kv: -kv[1])[:6]
+    top = sorted(totals.items(), key=lambda kv: -kv[1])[:12]
     return {"op_seconds_total": round(whole, 3),
             "top_ops": [{"op": op, "seconds": round(s, 3), "share": round(s / whole, 3)} for op, s in top]}
 
 
-def measure(spec: str, precision: str, args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, Any]:
+def compiled_on_random_batch(spec: str, precision: str) -> tuple[Any, Any]:
+    """The model of ``spec`` compiled for ``precision`` (SGD, sparse cross-entropy) and an endless
+    dataset repeating one seeded random batch: the training step both profilers time."""
     import keras
     import numpy as np
     import tensorflow as tf
-    from zoo_throughput import build, forward_flops
 
-    name, shape, batch = parse_spec(spec)
-    keras.utils.clear_session()
-    model = build(name, shape, PRECISIONS[precision], False, 10)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy")
+    name, shape, batch, options = parse_spec(spec)
+    policy, jit = VARIANTS[precision]
+    model = build(name, shape, policy, options)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy",
+                  jit_compile=jit)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, size=(batch, *shape)).astype("float32")
     y = rng.integers(0, 10, size=(batch,)).astype("int32")
-    ds = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
-    model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace + warm up
+    return model, tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
+
+
+def measure(spec: str, precision: str, args: argparse.Namespace, peaks: dict[str, float]) -> dict[str, Any]:
+    import keras
+
+    name, shape, batch, options = parse_spec(spec)
+    keras.utils.clear_session()
+    model, ds = compiled_on_random_batch(spec, precision)
+    started = time.perf_counter()
+    model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0)  # trace (+ XLA compile) + warm up
+    warmup_seconds = time.perf_counter() - started
     per_step = []
     for _ in range(args.repeats):
         start = time.perf_counter()
         model.fit(ds, steps_per_epoch=args.steps, epochs=1, verbose=0)
         per_step.append((time.perf_counter() - start) / args.steps)
-    flops = forward_flops(name, shape, 10)
+    flops = forward_flops(name, shape, options)
     images_per_second = batch / statistics.median(per_step)
     achieved = 3 * flops * images_per_second / 1e9
-    row = {"model": name, "input_shape": list(shape), "batch_size": batch, "precision": precision,
+    base = precision.split("+")[0]
+    row = {"model": name, "options": options, "input_shape": list(shape), "batch_size": batch, "precision": precision,
+           "warmup_seconds_2_steps": round(warmup_seconds, 2),
            "forward_gflops_per_image": round(flops / 1e9, 4),
            "seconds_per_step": [round(t, 4) for t in per_step],
            "train_images_per_second": round(images_per_second, 2),
            "train_gflops_per_second": round(achieved, 1),
-           "fraction_of_peak": round(achieved / peaks[precision], 3),
+           "fraction_of_peak": round(achieved / peaks[base], 3),
            "fraction_of_float32_peak": round(achieved / peaks["float32"], 3)}
     if args.profile_steps:
         row["profile"] = profile_steps(model, ds, args.profile_steps)
@@ -126,7 +164,7 @@ def measure(spec: str, precision: str, args: argparse.Namespace, peaks: dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, help="NAME:SIZE[@BATCH] (default: %(default)s)")
-    parser.add_argument("--precisions", nargs="+", choices=sorted(PRECISIONS), default=["float32", "bfloat16"])
+    parser.add_argument("--precisions", nargs="+", choices=sorted(VARIANTS), default=["float32", "bfloat16"])
     parser.add_argument("--steps", type=int, default=3, help="steps per timed repeat (default: 3)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is used (default: 3)")
     parser.add_argument("--profile-steps", type=int, default=2, help="steps traced by the profiler; 0: none (default: 2)")

@@ -1,7 +1,7 @@
 """Time to a test accuracy: the texts' plain-Keras reference against foveal's fast recipes.
 
 Both runs happen back to back in one process on the same data (all training images of
-Fashion-MNIST, MNIST or CIFAR-10 from ``../shared/datasets``, no validation split; CIFAR-10's
+Fashion-MNIST, MNIST or CIFAR-10 from ``--data-root``, no validation split; CIFAR-10's
 JPEG archive is extracted once to ``--cifar-folder`` and foveal reads that folder as a user
 would) and are scored on the 10,000 test images at the end of every epoch. A run stops when the test accuracy first reaches
 ``--target`` or when its time budget is spent (checked after every batch).
@@ -24,8 +24,8 @@ building, reported separately as ``setup_seconds``) and excludes the per-epoch t
 (reported as ``eval_seconds``). One JSON document goes to stdout.
 
 Example:
-    python benchmarks/time_to_accuracy.py --dataset fashion --target 0.92 > tta.json
-    nice -n 5 python benchmarks/time_to_accuracy.py --dataset cifar10 --target 0.94 --seeds 0 1 2 \
+    python benchmarks/time_to_accuracy.py --data-root ../shared/datasets --dataset fashion --target 0.92 > tta.json
+    nice -n 5 python benchmarks/time_to_accuracy.py --data-root ../shared/datasets --dataset cifar10 --target 0.94 --seeds 0 1 2 \
         --budget 1800 > cifar10-airbench94.json
 """
 
@@ -250,10 +250,10 @@ def run_foveal(args, data) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    here = Path(__file__).resolve().parent
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=sorted(DATASETS), default="fashion")
-    p.add_argument("--data-root", type=Path, default=here.parent.parent / "shared" / "datasets")
+    p.add_argument("--data-root", type=Path, required=True,
+                   help="folder holding fashion-mnist/, mnist/ and cifar10-jpeg.tar.gz, e.g. ../shared/datasets")
     p.add_argument("--target", type=float, default=0.92, help="test accuracy to reach")
     p.add_argument("--budget", type=float, default=600.0, help="seconds of training for foveal's run")
     p.add_argument("--reference-budget", type=float, default=240.0, help="seconds of training for the reference")

@@ -14,9 +14,9 @@ In one invocation (the load average before and after is in the JSON: the machine
 3. with ``--precision-check``: one epoch of ``r2plus1d`` on the training folds in float32 and in
    bfloat16 (seconds each), the speed mixed precision gives on this CPU.
 
-    nice -n 5 .venv/bin/python benchmarks/video_endtoend.py --backbone runs/cifar-airbench/best.keras \\
+    nice -n 5 .venv/bin/python benchmarks/video_endtoend.py --data ../shared/datasets/fight-video --backbone runs/cifar-airbench/best.keras \\
         --folds 5 --budget 60 > video_endtoend.json
-    .venv/bin/python benchmarks/video_endtoend.py --backbone airbench --clips 12 --folds 2 --epochs 1  # smoke test
+    .venv/bin/python benchmarks/video_endtoend.py --data ../shared/datasets/fight-video --backbone airbench --clips 12 --folds 2 --epochs 1  # smoke test
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "fight-video"
 
 
 def _subset(data: Path, clips: int | None, work: Path) -> Path:
@@ -50,7 +49,7 @@ def _subset(data: Path, clips: int | None, work: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--data", required=True, help="the fight-video folder (fight/, noFight/)")
     parser.add_argument("--backbone", required=True, help="classifier .keras (e.g. CIFAR-10 airbench) or zoo name")
     parser.add_argument("--clips", type=int, help="only the first N clips of each class")
     parser.add_argument("--folds", type=int, default=5)

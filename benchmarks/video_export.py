@@ -13,7 +13,7 @@ Example::
 
     nice -n 5 .venv/bin/python benchmarks/video_export.py RUN/best.keras \\
         --data ../shared/datasets/fight-video --clips 10 > video_export.json
-    .venv/bin/python benchmarks/video_export.py --tiny --clips 2   # smoke test: an untrained tiny model
+    .venv/bin/python benchmarks/video_export.py --data ../shared/datasets/fight-video --tiny --clips 2   # smoke test: an untrained tiny model
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "fight-video"
 
 
 def _tiny_model(folder: Path) -> Path:
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", help="a .keras video model written by `foveal video train`")
     parser.add_argument("--tiny", action="store_true", help="an untrained tiny model instead (smoke test)")
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="clips to run on (default: fight-video)")
+    parser.add_argument("--data", required=True, help="clips to run on (e.g. the fight-video folder)")
     parser.add_argument("--clips", type=int, default=10, help="clips timed per runtime (default: 10)")
     parser.add_argument("--batch", type=int, default=8, help="clips per model call for the model-alone figure")
     parser.add_argument("--formats", nargs="+", default=["savedmodel", "onnx", "tflite"])

@@ -16,9 +16,9 @@ since the machine is shared):
 The backbone must be a classifier trained by foveal (no ImageNet weights offline), e.g. airbench
 on CIFAR-10 (``recipes/video.md`` says how it was made)::
 
-    nice -n 5 .venv/bin/python benchmarks/video_fight.py --backbone runs/cifar-airbench/best.keras \\
+    nice -n 5 .venv/bin/python benchmarks/video_fight.py --data ../shared/datasets/fight-video --backbone runs/cifar-airbench/best.keras \\
         --deltas --folds 5 > video_fight.json
-    .venv/bin/python benchmarks/video_fight.py --backbone airbench --clips 10 --folds 2 --epochs 2  # smoke test
+    .venv/bin/python benchmarks/video_fight.py --data ../shared/datasets/fight-video --backbone airbench --clips 10 --folds 2 --epochs 2  # smoke test
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "fight-video"
 
 
 def _decode_all(files: list[Path], reader: str) -> dict[str, float]:
@@ -84,7 +83,7 @@ def _tracking(detector: str, clip: Path, every: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="the fight-video folder (fight/, noFight/)")
+    parser.add_argument("--data", required=True, help="the fight-video folder (fight/, noFight/)")
     parser.add_argument("--backbone", required=True, help="a classifier .keras file (or a zoo name: random weights)")
     parser.add_argument("--backbone-options", default="", help="zoo backbone options, e.g. width=8,wide=16")
     parser.add_argument("--model", default="lstm", help="lstm, gru, bilstm, bigru or avgpool")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from foveal.errors import ConfigError, ModelError
 
@@ -73,10 +73,11 @@ _BOX_MODES = ("train", "evaluate", "predict", "export", "benchmark", "serve", "i
 _NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prune the backbone as a "
                        "classifier (foveal prune CLASSIFIER.keras) and train this task on it"),)
 
-_VIDEO_INSTEAD = tuple((mode, f"a video model is a sequence head on per-frame features or a clip model on raw frames; "
-                               f"run `foveal {mode}` on the frame classifier its run took as --backbone, and "
-                               f"`foveal video evaluate|predict`, `foveal export` or `foveal serve` on the clip model")
-                       for mode in ("benchmark", "inspect", "prune"))
+_VIDEO_INSTEAD = (("prune", "magnitude pruning fine-tunes a classifier on images; prune the frame classifier the run "
+                            "took as --backbone (foveal prune BACKBONE.keras --data IMAGES) and train the video "
+                            "model on the pruned one (foveal video train --backbone PRUNED.keras)"),
+                  ("inspect", "inspect tables one image graph; inspect the frame classifier the run took as "
+                              "--backbone (foveal inspect BACKBONE.keras)"))
 
 _INSTANCE_INSTEAD = (
     ("inspect", "inspect reads single-graph models; an instance model's layers are listed by `foveal instance "
@@ -106,7 +107,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          "foveal.generative.task:GenerateTask", ("foveal.generative.models",), ALL_MODES),
     Task("video", "video clip classification", "foveal.video.config:VideoConfig",
          "foveal.video.task:VideoTask", ("foveal.video.models", "foveal.video.endtoend"),
-         ("train", "evaluate", "predict", "export", "serve"), _VIDEO_INSTEAD),
+         ("train", "evaluate", "predict", "export", "benchmark", "serve"), _VIDEO_INSTEAD),
     Task("adapt", "domain adaptation (DANN, CORAL, MMD)", "foveal.adaptation.config:AdaptConfig",
          "foveal.adaptation.task:AdaptTask", ("foveal.adaptation.model",), ("train", "evaluate", "predict"),
          tuple((mode, "use the run's classifier.keras, the adapted classifier as a plain classifier file "
@@ -151,5 +152,27 @@ def run_train(task_name: str, config: Any | None = None, **kwargs: Any):
     return train_task(task.load(task.plugin)(), config, **kwargs)
 
 
+def trainer(task_name: str, name: str, what: str) -> Callable[..., Any]:
+    """A task package's public training function ``name(config=None, *, resume=None,
+    callbacks=None, **overrides)``: :func:`foveal.engine.run.train_task` with the task's plugin.
+
+    Example:
+        >>> train_localizer = trainer("localize", "train_localizer", "a localizer")
+        >>> train_localizer.__name__
+        'train_localizer'
+    """
+
+    def train(config: Any | None = None, *, resume: str | Path | None = None, callbacks: list[Any] | None = None,
+              **overrides: Any) -> Any:
+        return run_train(task_name, config, resume=resume, callbacks=callbacks, **overrides)
+
+    train.__name__ = train.__qualname__ = name
+    train.__doc__ = (f"Train {what} and write a run folder; returns a TrainResult.\n\n"
+                     f"``config`` defaults to {TASKS[task_name].config.split(':')[1]}'s defaults; ``resume`` is a "
+                     "run folder to continue (``overrides`` such as ``epochs`` on top); ``callbacks`` are extra "
+                     "Keras callbacks. See :func:`foveal.engine.run.train_task`.")
+    return train
+
+
 __all__ = ["ALL_MODES", "MODEL_MODES", "TASKS", "Task", "check_mode", "model_task", "run_train",
-           "task_of_card_task"]
+           "task_of_card_task", "trainer"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from foveal.adaptation.layers import DannAnnealing, GradientReversal, reversal_weight
-from foveal.adaptation.losses import coral_loss, mmd_loss
+from foveal.layers.reversal import DannAnnealing, GradientReversal, reversal_weight
+from foveal.ops.domain import coral_loss, mmd_loss
 
 
 @pytest.mark.parametrize("scale", [0.0, 0.3, 1.0, 2.5])

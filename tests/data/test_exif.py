@@ -274,7 +274,7 @@ def test_masks_stay_on_turned_images(tmp_path):
 
 
 def test_predict_readers_turn_images(tmp_path):
-    from foveal.localization.predict import decode_file
+    from foveal.predict import decode_file
 
     shown = _turned_jpeg(tmp_path / "a.jpg", 6)
     assert _close(decode_file(tmp_path / "a.jpg", 3).astype(int), shown.astype(int))

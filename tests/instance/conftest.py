@@ -35,7 +35,6 @@ def write_discs(root: Path, count: int = 6, channels: int = 3) -> Path:
         image[instance_targets(labels, 1) == 2] = 90  # visible contours
         Image.fromarray(np.repeat(image[..., None], 3, -1) if channels == 3 else image).save(root / "images" / f"{i}.png")
         write_label_map(root / "instances" / f"{i}.png", labels)
-    # not "instances.json": its stem would make the COCO reader take the label maps in instances/ for the images
     return write_coco(label_maps_to_coco(root, class_names=["disc"]), root / "annotations" / "discs.json")
 
 
@@ -73,3 +72,24 @@ def save_unet_watershed(path: Path, *, watershed: dict | None = None, channels: 
                                "boundary_width": 2, "target_classes": ["background", "interior", "boundary"],
                                "watershed": settings, "score_threshold": 0.05, "max_detections": 100})
     return save_model(model, path, card)
+
+
+def pycocotools_segm_stats(gt: dict, results: list[dict]) -> np.ndarray:
+    """pycocotools' own mask-AP ``stats`` (12 numbers) for a COCO ground truth and results: the
+    independent reference the instance tests compare foveal's scoring with."""
+    import contextlib
+    import copy
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = copy.deepcopy(gt)
+        coco.createIndex()
+        run = COCOeval(coco, coco.loadRes(copy.deepcopy(results)), "segm")
+        run.evaluate()
+        run.accumulate()
+        run.summarize()
+    return run.stats

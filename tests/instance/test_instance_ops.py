@@ -46,27 +46,38 @@ def test_target_then_paste_returns_the_mask():
 
 
 def test_augmentation_moves_masks_with_boxes(tmp_path):
+    """Masks in their boxes' frames, augmented with their boxes, paste back where the same draw
+    moves the full-size masks (the image's own resampling, sample_window, as the reference)."""
     import tensorflow as tf
 
+    from foveal.instance.masks import box_mask
     from foveal.instance.pipeline import augment_instances
 
-    masks = np.stack([_disc(96, 96, 30, 30, 12), _disc(96, 96, 70, 60, 18), _disc(96, 96, 88, 88, 6)], -1)
-    boxes = np.stack([mask_box(masks[..., k]) for k in range(3)]) / 96.0
+    dense = np.stack([_disc(96, 96, 30, 30, 12), _disc(96, 96, 70, 60, 18), _disc(96, 96, 88, 88, 6)], -1)
+    pixel_boxes = np.stack([mask_box(dense[..., k]) for k in range(3)])
+    masks = np.stack([box_mask(dense[..., k], pixel_boxes[k]) for k in range(3)])
+    boxes = pixel_boxes / 96.0
     image = np.zeros((96, 96, 3), np.float32)
-    seen_flip = seen_drop = False
+    seen_flip = seen_drop = seen_clip = False
     for s in (0, 1, 2, 3, 5, 9):
-        img, m, b, c = augment_instances(image, masks, boxes, tf.constant([0, 1, 2]), tf.constant([s, 7]),
-                                         "flip,crop=0.5,scale=0.3,min_visible=0.5")
-        m, b, c = m.numpy(), b.numpy() * 96, c.numpy()
-        assert m.shape[-1] == len(b) == len(c) and img.shape == (96, 96, 3)
+        spec = "flip,crop=0.5,scale=0.3,min_visible=0.5"
+        img, m, b, c = augment_instances(image, masks, boxes, tf.constant([0, 1, 2]), tf.constant([s, 7]), spec)
+        # the reference: the same draw on the full-size masks, given as the image's three channels
+        ref, _, _, rc = augment_instances(dense.astype(np.float32) * 255.0, masks, boxes, tf.constant([0, 1, 2]),
+                                          tf.constant([s, 7]), spec)
+        m, b, c, ref = m.numpy(), b.numpy() * 96, c.numpy(), ref.numpy() / 255.0
+        assert m.shape[1:] == (64, 64) and m.shape[0] == len(b) == len(c) and img.shape == (96, 96, 3)
+        np.testing.assert_array_equal(c, rc.numpy())
         seen_drop |= len(c) < 3
-        for k in range(len(c)):  # the box still frames its mask (to resampling accuracy)
-            tight = mask_box(m[..., k])
-            assert tight is not None
-            np.testing.assert_allclose(tight, b[k], atol=2.5)
+        pasted = paste_masks(m.astype(np.float32) / 255.0, b, 96, 96)
+        for k in range(len(c)):  # the mask in its new box covers the same pixels as the moved full-size mask
+            truth = ref[..., c[k]] >= 0.5
+            iou = (pasted[k] & truth).sum() / max((pasted[k] | truth).sum(), 1)
+            assert iou > 0.9, (s, k, iou)
+            seen_clip |= bool(b[k].min() <= 0.01 or b[k].max() >= 95.99)
             if c[k] == 0:
                 seen_flip |= b[k][0] > 48
-    assert seen_flip and seen_drop
+    assert seen_flip and seen_drop and seen_clip
 
 
 @pytest.mark.slow  # tracing tf.data's generator and maps: ~25 s on the loaded machine
@@ -79,10 +90,10 @@ def test_pipeline_batches_pad_and_keep_instances(tmp_path):
     data = load_instance_splits(tmp_path / "s", val_split=0, test_split=0)["train"]
     ds = make_instance_pipeline(data, image_size=(32, 32), batch_size=3, training=False, max_instances=5)
     images, t = next(iter(ds))
-    assert images.shape == (3, 32, 32, 3) and t["masks"].shape == (3, 32, 32, 5) and t["boxes"].shape == (3, 5, 4)
+    assert images.shape == (3, 32, 32, 3) and t["masks"].shape == (3, 5, 64, 64) and t["boxes"].shape == (3, 5, 4)
     for i in range(3):
         n = len(data.boxes[i])
-        assert (t["classes"].numpy()[i] >= 0).sum() == n and t["masks"].numpy()[i, ..., n:].sum() == 0
+        assert (t["classes"].numpy()[i] >= 0).sum() == n and t["masks"].numpy()[i, n:].sum() == 0
         np.testing.assert_allclose(t["boxes"].numpy()[i, :n], data.boxes[i] / 48.0, atol=1e-6)
 
 
@@ -192,3 +203,25 @@ def test_sampled_rois_name_their_ground_truth_foreground_first():
     for k in np.flatnonzero(fg):
         assert labels[k] - 1 == classes[0, index[k]]
         assert rcnn.pairwise_iou(rois[k:k + 1], gt[0, index[k]:index[k] + 1]).numpy()[0, 0] >= 0.5
+
+
+def test_targets_from_box_frames_match_the_full_size_masks():
+    """The mask head's targets cut from 64x64 masks in their boxes' frames agree with the ones cut
+    from full-size masks, for RoIs around, inside and past their boxes; a frame read back is exact."""
+    from foveal.instance.masks import box_mask, reframe_box_masks
+
+    dense = np.stack([_disc(120, 100, 40.3, 50.2, 22.0), _disc(120, 100, 70, 30, 9.5),
+                      _disc(120, 100, 80, 100, 30.0)], -1)  # the last one cut by the image's edge
+    boxes = np.stack([mask_box(dense[..., k]) for k in range(3)])
+    framed = np.stack([box_mask(dense[..., k], boxes[k]) for k in range(3)])
+    np.testing.assert_array_equal(reframe_box_masks(framed, np.tile([[0.0, 0.0, 1.0, 1.0]], (3, 1))).numpy(), framed)
+    rng = np.random.default_rng(4)
+    index = np.repeat(np.arange(3), 20)[None]
+    size = (boxes[:, 2:] - boxes[:, :2])[index[0]]
+    jitter = rng.uniform(-0.25, 0.25, (60, 4)) * np.tile(size, 2)
+    rois = (boxes[index[0]] + jitter).astype(np.float32)[None]
+    full = mask_targets(dense[None], rois, index, 28).numpy()
+    cut = mask_targets(framed[None], rois, index, 28, gt_boxes=boxes[None]).numpy()
+    agree = (full == cut).mean(axis=(2, 3))[0]
+    assert agree.min() > 0.95 and agree.mean() > 0.99, (agree.min(), agree.mean())  # edge cells near 0.5 differ
+    assert full.sum() > 1000

@@ -37,7 +37,6 @@ def coco_file(tmp_path_factory):
         image[instance_targets(labels, 1) == 2] = 90  # visible contours
         Image.fromarray(image).save(root / "images" / f"{i}.png")
         write_label_map(root / "instances" / f"{i}.png", labels)
-    # not "instances.json": its stem would make the COCO reader take the label maps in instances/ for the images
     return write_coco(label_maps_to_coco(root, class_names=["disc"]), root / "annotations" / "discs.json")
 
 

@@ -138,3 +138,56 @@ def test_vectorised_roi_max_pool_equals_the_reference_on_many_bins_in_a_graph():
     for b in range(2):
         for r in range(20):
             np.testing.assert_array_equal(out[b, r], reference_max_pool(features[b], rois[b, r], 5, 4.0))
+
+
+def _autodiff_and_custom(features: np.ndarray, rois: np.ndarray, pool: int, stride: float, seed: int):
+    """(TF autodiff of the max passes, the layer's custom gradient, the upstream gradient)."""
+    import tensorflow as tf
+
+    from foveal.layers.roi import _bin_edges, _flat, _max_pool_cells, _snap_to_cells, roi_max_pool
+
+    # whole numbers: every sum of them is exact in float32, so the order of the sums cannot matter
+    upstream = tf.constant(np.random.default_rng(seed).choice(
+        [-3.0, -2.0, -1.0, 1.0, 2.0, 3.0], size=(*rois.shape[:2], pool, pool, features.shape[-1])).astype(np.float32))
+    x = tf.constant(features)
+
+    @tf.function
+    def both():
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            fmap, flat, index, _, _ = _flat(x, rois)
+            c0, r0, c1, r1 = _snap_to_cells(flat, stride, tf.shape(x)[1], tf.shape(x)[2])
+            plain = _max_pool_cells(fmap, index, *_bin_edges(r0, r1 - r0, pool), *_bin_edges(c0, c1 - c0, pool))
+            plain_total = tf.reduce_sum(tf.reshape(plain, tf.shape(upstream)) * upstream)
+            total = tf.reduce_sum(roi_max_pool(x, rois, pool_size=pool, stride=stride) * upstream)
+        return tape.gradient(plain_total, x), tape.gradient(total, x)
+
+    reference, custom = both()
+    return reference.numpy(), custom.numpy(), upstream.numpy()
+
+
+def test_roi_max_pool_gradient_goes_to_each_bins_maximum_exactly():
+    """The custom gradient equals TF's autodiff of the max passes, ties included (a map of a few
+    integer values, overlapping bins), and the NumPy rule (each bin's gradient to its argmax)."""
+    rng = np.random.default_rng(11)
+    corners = rng.uniform(-4, 124, size=(2, 10, 2, 2))
+    rois = np.concatenate([corners.min(axis=2), corners.max(axis=2)], axis=-1).astype(np.float32)
+    rois[0, 0] = [3, 3, 5, 5]  # one cell: every bin reads it
+    ties = rng.integers(0, 3, size=(2, 23, 30, 4)).astype(np.float32)
+    reference, custom, _ = _autodiff_and_custom(ties, rois, 5, 4.0, seed=1)
+    np.testing.assert_array_equal(custom, reference)
+    assert np.abs(custom).sum() > 0
+    features = rng.normal(size=(2, 23, 30, 4)).astype(np.float32)  # no ties: one argmax per bin
+    reference, custom, upstream = _autodiff_and_custom(features, rois, 5, 4.0, seed=2)
+    np.testing.assert_array_equal(custom, reference)
+    expected = np.zeros_like(features, np.float64)
+    for b in range(2):
+        for r in range(10):
+            pooled = reference_max_pool(features[b], rois[b, r], 5, 4.0)
+            for i in range(5):
+                for j in range(5):
+                    for c in range(4):
+                        hit = np.argwhere(features[b, :, :, c] == pooled[i, j, c])
+                        assert len(hit) == 1
+                        expected[b, hit[0][0], hit[0][1], c] += upstream[b, r, i, j, c]
+    np.testing.assert_array_equal(custom, expected)

@@ -58,6 +58,30 @@ def test_an_uploaded_clip_gets_the_label_and_timeline_of_video_predict(video_cli
     assert raw["window"] == 2.0 and raw["stride"] == 1.0 and raw["label"] in ("down", "up")
 
 
+def test_the_page_form_works_without_javascript(video_client, clip):
+    """The page's form, posted as a browser posts it with JavaScript off: the file with the window and
+    stride as plain form fields (no query string); the answer is the one the query would give."""
+    import re
+
+    page = video_client.get("/").text
+    form = re.search(r"<form[^>]*>", page).group(0)
+    assert 'action="/predict"' in form and 'method="post"' in form and 'enctype="multipart/form-data"' in form
+    assert 'name="window"' in page and 'name="stride"' in page
+    upload = {"video": ("walk.mp4", clip.read_bytes(), "video/mp4")}
+    posted = video_client.post("/predict", files=upload, data={"window": "0.8", "stride": "0.4"}).json()
+    queried = video_client.post("/predict?window=0.8&stride=0.4", files=upload).json()
+    assert (posted["window"], posted["stride"]) == (0.8, 0.4) and len(posted["timeline"]) == 5
+    assert posted["timeline"] == queried["timeline"] and posted["label"] == queried["label"]
+    blank = video_client.post("/predict", files=upload, data={"window": "", "stride": " "}).json()
+    assert (blank["window"], blank["stride"]) == (2.0, 1.0)  # empty fields: the server's defaults
+    query_wins = video_client.post("/predict?window=0.8", files=upload, data={"window": "5", "stride": "0.4"}).json()
+    assert query_wins["window"] == 0.8
+    for bad, said in (("abc", "not a number"), ("-1", "outside"), ("nan", "outside")):
+        response = video_client.post("/predict", files=upload, data={"window": bad})
+        assert response.status_code == 422 and "form field window: " in response.json()["error"]
+        assert said in response.json()["error"] and "\n" not in response.json()["error"]
+
+
 def _audio_only(path: Path) -> bytes:
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)

@@ -37,7 +37,7 @@ def test_fast_mnist_resolves_to_one_epoch_without_flips():
     cfg = resolve_recipe(TrainConfig(data="digits", recipe="fast-mnist", batch_size=64))
     assert (cfg.model, cfg.epochs, cfg.augment, cfg.tta, cfg.mixed_precision) == ("airbench28", 1, "none", "none",
                                                                                    "bfloat16")
-    assert cfg.model_options == {"stem": 0, "widths": [32, 64, 128]} and cfg.batch_size == 64  # explicit wins
+    assert cfg.model_options == {"stem": 0, "widths": [32, 64, 128], "fused_bn": True} and cfg.batch_size == 64  # explicit wins
 
 
 @pytest.mark.slow  # 40 s at load 22 on the shared 2 cores (tracing + bfloat16 + mirror-view scoring)

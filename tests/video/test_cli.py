@@ -89,11 +89,36 @@ def test_evaluate_and_bad_input_in_one_line(trained, clip_folder, tmp_path, caps
     assert "skipped 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("mode", ["benchmark", "inspect", "prune"])
-def test_any_task_modes_refuse_saying_what_to_run(trained, mode, capsys):
-    assert main([mode, str(trained / "run" / "best.keras")]) == 2
-    err = capsys.readouterr().err
-    assert f"`foveal {mode}` is not available" in err and "--backbone" in err
+# Every mode that takes a model file, generic (`foveal MODE MODEL`) and under the task word
+# (`foveal video MODE MODEL`), on a video model: it works (exit 0 and what it printed says so), or it
+# is refused in one line that says what to run instead (exit 2). `serve` is tests/serve/test_video.py
+# (its app, not a blocking server) and `export` tests/video/test_export.py (slow).
+MODES = {
+    "predict": (["predict", "{model}", "{clip}", "--format", "json"], 0, '"timeline"'),
+    "evaluate": (["evaluate", "{model}", "--data", "{data}", "--json"], 0, '"num_examples": 12'),
+    "benchmark": (["benchmark", "{model}", "--runtimes", "keras-call", "--runs", "2", "--warmup", "1",
+                   "--batch-size", "2"], 0, "clip/s @2"),
+    "video benchmark": (["video", "benchmark", "{model}", "--runtimes", "keras-predict", "--runs", "2", "--warmup",
+                         "1", "--batch-size", "1", "--json"], 0, '"unit": "clips"'),
+    "inspect": (["inspect", "{model}"], 2, "foveal inspect BACKBONE.keras"),
+    "video inspect": (["video", "inspect", "{model}", "--json"], 2, "foveal inspect BACKBONE.keras"),
+    "prune": (["prune", "{model}", "--data", "{data}"], 2, "foveal prune BACKBONE.keras"),
+    "video prune": (["video", "prune", "{model}", "--data", "{data}"], 2, "foveal video train --backbone"),
+    "video track": (["video", "track", "{model}", "{clip}"], 2, "not 'detect'"),
+    "detect predict": (["detect", "predict", "{model}", "{clip}"], 2, "foveal video predict"),
+}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_model_mode_on_a_video_model_works_or_says_what_to_run(trained, clip_folder, mode, capsys):
+    argv, code, said = MODES[mode]
+    values = {"model": str(trained / "run" / "best.keras"), "clip": str(clip_folder / "up" / "c3.mp4"),
+              "data": str(clip_folder)}
+    assert main([a.format(**values) for a in argv]) == code
+    out, err = capsys.readouterr()
+    assert said in (out if code == 0 else err), (out, err)
+    if code:
+        assert len(err.strip().splitlines()) <= 2, err  # the error and its hint
 
 
 def test_datasets_inspect_on_a_clip_folder(clip_folder, capsys):

@@ -93,11 +93,58 @@ def test_export_runs_on_a_video_file_as_video_predict_does(onnx_export, feature_
     assert json.loads(capsys.readouterr().out)[0]["label"] == want["label"]
 
 
-def test_quantized_or_coreml_video_exports_are_refused_in_one_line(feature_run, capsys):
-    assert main(["export", str(feature_run), "--format", "tflite", "--quantize", "int8"]) == 2
+def test_coreml_and_uncalibrated_int8_video_exports_are_refused_in_one_line(feature_run, capsys):
+    assert main(["export", str(feature_run), "--format", "coreml"]) == 2
     err = capsys.readouterr().err
-    assert "video exports are float only" in err and len(err.strip().splitlines()) <= 2
-    assert not feature_run.with_name("best.int8.tflite").exists()
+    assert "coreml export takes one image" in err and len(err.strip().splitlines()) <= 2
+    assert main(["export", str(feature_run), "--format", "onnx", "--quantize", "int8"]) == 2
+    err = capsys.readouterr().err
+    assert "needs calibration clips" in err and "--data" in err and len(err.strip().splitlines()) <= 2
+    assert not feature_run.with_name("best.int8.onnx").exists()
+    assert main(["export", str(feature_run), "--format", "tflite", "--quantize", "int8", "--data", "x/"]) == 2
+    err = capsys.readouterr().err
+    assert "not offered for a recurrent video model (lstm" in err and "--format onnx --quantize int8" in err
+
+
+@pytest.mark.slow  # the CLI cases of tests/video/test_cli.py time a video model in the default tier
+def test_benchmark_times_clips_in_the_keras_runtimes(feature_run, capsys):
+    """`foveal benchmark` on a video model: clips (frames and lengths) -> probabilities at batch 1 and
+    at each batch size, and end to end a video file -> the clip's label, the same label as the Keras
+    route `foveal video predict` runs on the same sampled frames."""
+    from foveal.export.benchmark import benchmark, format_benchmark
+    from foveal.export.tasks import load
+    from foveal.video.export_check import benchmark_end_to_end
+    from foveal.video.features import clip_frames
+
+    table = benchmark(feature_run, runtimes=("keras-predict", "keras-call"), warmup=1, runs=2, batch_size=[1, 3])
+    assert [r["runtime"] for r in table["results"]] == ["keras-predict", "keras-call"]
+    vm, card = load(feature_run)
+    assert table["parameters"] == vm.count_params() > vm.head.count_params()  # the backbone counts
+    for r in table["results"]:
+        assert r["task"] == "video" and r["unit"] == "clips" and set(r["throughput_by_batch_size"]) == {"1", "3"}
+        assert r["batch1"]["p50_ms"] > 0 and r["batch1_end_to_end"]["p50_ms"] > 0
+    assert "clip/s @3" in format_benchmark(table) and "video file decoded" in format_benchmark(table)
+    e2e = benchmark_end_to_end(vm, card)
+    answer = e2e()
+    frames = clip_frames(Path(e2e.folder.name) / "clip.mp4", vm.sampling, vm.extractor.frame_size)
+    want = vm.classify_frames([frames])[0]
+    assert answer["label"] == card.class_names[int(np.argmax(want))]
+    assert abs(answer["predictions"][0]["probability"] - float(want.max())) < 1e-5
+    # the command line, on the model file
+    assert main(["benchmark", str(feature_run), "--runtimes", "keras-call", "--runs", "2", "--warmup", "1",
+                 "--batch-size", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["unit"] == "clips"
+
+
+@pytest.mark.slow
+def test_benchmark_every_runtime_of_a_video_model_and_one_export(feature_run, onnx_export):
+    from foveal.export.benchmark import benchmark
+
+    table = benchmark(feature_run, warmup=1, runs=2, batch_size=[1, 2])
+    assert [r["runtime"] for r in table["results"]] == ["keras-predict", "keras-call", "savedmodel", "tflite", "onnx"]
+    assert all(r["unit"] == "clips" and r["throughput_by_batch_size"]["2"] > 0 for r in table["results"])
+    one = benchmark(onnx_export[0], warmup=1, runs=2, batch_size=[2])
+    assert one["results"][0]["runtime"] == "onnx" and one["results"][0]["batch1_end_to_end"]["p50_ms"] > 0
 
 
 @pytest.mark.parametrize("model", ["gru", "r2plus1d"])
@@ -143,3 +190,36 @@ def test_every_route_and_format_matches_keras(model, fmt, tmp_path, clip_folder)
     clips = [frames[0], frames[1, :3], frames[2, :1]]  # batch of 3: a batch-1 TFLite graph runs them one by one
     want = load_video_model(best).classify_frames(clips)
     assert np.abs(exported.classify_frames(clips) - want).max() < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["cnn-lstm", "convlstm", "r2plus1d"])
+def test_end_to_end_models_export_to_the_formats_test_above_leaves_out(model, tmp_path):
+    """With the test above, every end-to-end architecture in SavedModel, ONNX and TFLite, parity on
+    clips of 4, 3, 2 and 1 real frames (TimeDistributed CNN + LSTM, ConvLSTM2D and (2+1)D)."""
+    from foveal.export import export_model
+
+    best = write_video_model(tmp_path / model, model)
+    done = {"cnn-lstm": "savedmodel", "r2plus1d": "onnx"}.get(model)
+    for fmt in ("savedmodel", "onnx", "tflite"):
+        if fmt == done:
+            continue
+        report = export_model(best, fmt, samples=4)
+        assert report.passed and report.max_abs_diff < 1e-4 and report.top1_agreement == 1.0, (fmt, report.summary())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,fmt,quantize", [("lstm", "tflite", "dynamic"), ("avgpool", "tflite", "int8"),
+                                                ("lstm", "onnx", "dynamic"), ("lstm", "onnx", "int8")])
+def test_quantized_video_exports_agree_with_keras_on_clips(model, fmt, quantize, clip_folder, tmp_path):
+    """The feature route (backbone per frame + masked LSTM, or the average) quantized: int8 calibrated on
+    clips of the folder; parity on decoded clips within the quantization's tolerance, accuracy beside Keras."""
+    from foveal.export import export_model
+
+    best = write_video_model(tmp_path / model, model)
+    report = export_model(best, fmt, tmp_path / f"q.{fmt}", quantize=quantize, data=str(clip_folder),
+                          samples=4, calibration=4)
+    assert report.passed and report.quantize == quantize and report.samples == 4, report.summary()
+    assert report.top1_agreement >= 0.75 and abs(report.accuracy["difference"]) <= 1 / 6
+    card = json.loads((tmp_path / f"q.{fmt}.foveal.json").read_text())
+    assert card["export"]["quantize"] == quantize and card["task"] == "video"

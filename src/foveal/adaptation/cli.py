@@ -11,13 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from foveal.cli.task_commands import (
-    add_evaluate_options,
-    add_mode,
-    add_predict_options,
-    add_task_command,
-    report_skipped,
-)
+from foveal.cli import task_commands as tc
 
 EPILOG_TRAIN = """examples:
   # MNIST -> MNIST-M-style digits (made by `foveal datasets synth mnist-m`), DANN with its baseline
@@ -54,13 +48,13 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
         atomic_write_text(out, p.to_csv(rows))
         print(f"wrote {out}", file=sys.stderr)
     print(text)
-    report_skipped(rows)
+    tc.report_skipped(rows)
     return 0
 
 
 def add_adapt_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``adapt`` with its ``train``, ``evaluate`` and ``predict`` actions to ``subparsers``."""
-    actions = add_task_command(
+    actions = tc.add_task_command(
         subparsers, "adapt", help="domain adaptation: a classifier for unlabelled target images (DANN, CORAL, MMD)",
         description="Train a classifier on labelled source images that works on another domain (target) with "
         "no or few labels: DANN (gradient reversal), CORAL or MMD on any zoo classifier, with a source-only "
@@ -68,14 +62,14 @@ def add_adapt_command(subparsers: argparse._SubParsersAction) -> None:
         train_help="adapt a classifier from --source to --target and write a run folder with a report",
         train_description="Train a domain-adapted classifier and, in the same run, its source-only baseline.",
         train_epilog=EPILOG_TRAIN)
-    e = add_mode(actions, "evaluate", "adapt", help="accuracy and per-class report of an adapted classifier",
-                 epilog=EPILOG_EVALUATE, batch_size=256)
-    add_evaluate_options(e, data_help="dataset spec (e.g. the target's class folder)",
-                         output_help="write metrics.json, confusion_matrix.png and report.html here")
+    e = tc.add_mode(actions, "evaluate", "adapt", help="accuracy and per-class report of an adapted classifier",
+                    epilog=EPILOG_EVALUATE, batch_size=256)
+    tc.add_evaluate_options(e, data_help="dataset spec (e.g. the target's class folder)",
+                            output_help="write metrics.json, confusion_matrix.png and report.html here")
     e.add_argument("--split", default="test", help="dataset part: test (default), val or train")
     e.add_argument("--top-k", type=int, default=5, help="k of the top-k accuracy (default: 5)")
-    p = add_mode(actions, "predict", "adapt", help="top-k labels for image files or folders", epilog=EPILOG_PREDICT)
-    add_predict_options(p, output_help="write predictions.csv here")
+    p = tc.add_mode(actions, "predict", "adapt", help="top-k labels for image files or folders", epilog=EPILOG_PREDICT)
+    tc.add_predict_options(p, output_help="write predictions.csv here")
     p.add_argument("--top-k", type=int, default=5, help="labels per image (default: 5)")
     # an adapted model is scored as any classifier: the classifier command's handler, without test-time flips
     from foveal.cli.main import _evaluate as evaluate_classifier

@@ -38,9 +38,9 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from foveal.adaptation.layers import GradientReversal, reversal_weight
-from foveal.adaptation.losses import coral_loss, mmd_loss
 from foveal.errors import ModelError
+from foveal.layers.reversal import GradientReversal, domain_classifier, reversal_weight
+from foveal.ops.domain import coral_loss, mmd_loss
 
 METHODS = ("dann", "coral", "mmd", "source-only")
 
@@ -104,7 +104,7 @@ class AdaptModel(keras.Model):
         self.per_domain_batches = bool(per_domain_batches)
         self.training_model = keras.Model(inputs, [outputs, features], name=f"{self.name}_with_features")
         if method == "dann" and domain_head is None:
-            domain_head = _domain_head(int(features.shape[-1]), self.domain_units)
+            domain_head = domain_classifier(int(features.shape[-1]), self.domain_units)
         self.domain_head = domain_head if method == "dann" else None
         self.adapt_loss_tracker = keras.metrics.Mean(name="adapt_loss")
         self.domain_accuracy_tracker = keras.metrics.Mean(name="domain_accuracy")
@@ -191,16 +191,6 @@ class AdaptModel(keras.Model):
                    adapt_weight=config["adapt_weight"], gamma=config["gamma"], domain_units=config["domain_units"],
                    domain_head=head, per_domain_batches=config.get("per_domain_batches", True), name=config.get("name"),
                    trainable=config.get("trainable", True))
-
-
-def _domain_head(features: int, units: Sequence[int]) -> keras.Model:
-    """Gradient reversal, ``units`` ReLU dense layers, one logit."""
-    inputs = keras.Input((features,), name="domain_features")
-    x = GradientReversal(0.0, name="gradient_reversal")(inputs)
-    for i, n in enumerate(units):
-        x = keras.layers.Dense(n, activation="relu", name=f"domain_dense{i + 1}")(x)
-    out = keras.layers.Dense(1, dtype="float32", name="domain_logit")(x)
-    return keras.Model(inputs, out, name="domain_head")
 
 
 def adapt_model(classifier: keras.Model, method: str, *, total_steps: int, adapt_weight: float = 1.0,

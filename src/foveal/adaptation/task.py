@@ -238,8 +238,8 @@ def compile_adapt_model(cfg: AdaptConfig, model: keras.Model, steps_per_epoch: i
     """Optimizer (the DANN annealing by default), cross-entropy and accuracy; the ramp's length."""
     import keras
 
-    from foveal.adaptation.layers import DannAnnealing
     from foveal.engine.optim import optimizer_for
+    from foveal.layers.reversal import DannAnnealing
     from foveal.training.schedules import make_optimizer
 
     total = steps_per_epoch * cfg.epochs

@@ -28,6 +28,7 @@ import numpy as np
 
 from foveal import configtools
 from foveal.config import TrainConfig
+from foveal.engine.optim import build_before_fit
 from foveal.engine.plugin import Phase, RunData, TaskPlugin
 from foveal.errors import ConfigError, DataError
 from foveal.training.runs import saved_model, say
@@ -475,6 +476,7 @@ def _fit_bottleneck(plugin: ClassifyTask, run: Run, phase: Phase, start_epoch: i
     loader = (lambda: _head_weights_of(run.run_dir / "best.keras", head)) if restored is not None else None
     callbacks = run.callbacks(head, phase, 0, has_val=val is not None, restored=restored, best_weights_loader=loader,
                               save=lambda _head, path: run.save(model, path))
+    build_before_fit(head, train_ds.element_spec)
     return run.guarded(callbacks, lambda: head.fit(
         train_ds, validation_data=val, epochs=cfg.epochs, initial_epoch=start_epoch, callbacks=callbacks,
         steps_per_epoch=max(1, math.ceil(len(train_f.labels) / cfg.batch_size)),

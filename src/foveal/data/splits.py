@@ -97,3 +97,18 @@ def _first_part(parts: dict[str, LabeledImages]) -> LabeledImages:
         if key in parts:
             return parts[key]
     raise DataError("the extra dataset has no images")
+
+
+def pick_split(parts: dict, split: str, data: str) -> tuple[str, object]:
+    """``(name, part)`` of the part ``split`` that a command scores; a dataset of one part (a
+    source without splits) stands for any split.
+
+    Raises:
+        DataError: naming ``data``, the missing split and the ones it has.
+    """
+    if split in parts:
+        return split, parts[split]
+    if len(parts) == 1:
+        return next(iter(parts.items()))
+    raise DataError(f"{data}: has no {split!r} split (it has {', '.join(parts)})", hint="pass --split with one of those")
+

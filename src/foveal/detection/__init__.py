@@ -14,7 +14,8 @@ augmentation of :mod:`foveal.data.box_augment`, multi-scale batches, letterboxin
 :mod:`.config` and :mod:`.train` (``DetectConfig``, run folders, evaluation), :mod:`.scoring`
 (COCO/VOC metrics of a model on a dataset), :mod:`.predict`, :mod:`.report` (HTML with PR
 curves), :mod:`.sliding_window` and :mod:`.scan` (the texts' FCN detector), :mod:`.cli`
-(``foveal detect``).
+(``foveal detect``), :mod:`.adapt` (``--adapt-target``: CORAL or a DANN domain head on the
+backbone map, trained against an unlabelled target image stream).
 
 The names below are imported lazily, so ``import foveal.detection`` stays cheap.
 
@@ -29,46 +30,23 @@ Example:
 
 from __future__ import annotations
 
-from foveal._lazy import lazy_getattr
+from foveal._lazy import lazy_exports
 
-_LAZY = {
-    "build_detector": "foveal.detection.model",
-    "DetectorModel": "foveal.detection.model",
-    "AnchorReshape": "foveal.detection.model",
-    "DetectionOutputs": "foveal.detection.model",
-    "build_faster_rcnn": "foveal.detection.faster_rcnn",
-    "FasterRCNNModel": "foveal.detection.faster_rcnn",
-    "RCNNSettings": "foveal.detection.faster_rcnn",
-    "YoloLoss": "foveal.detection.loss",
-    "assign_targets": "foveal.detection.loss",
-    "decode_predictions": "foveal.detection.postprocess",
-    "detect_from_outputs": "foveal.detection.postprocess",
-    "non_max_suppression": "foveal.detection.postprocess",
-    "nms_image": "foveal.detection.postprocess",
-    "reference_nms": "foveal.detection.postprocess",
-    "BoxAugment": "foveal.data.box_augment",
-    "parse_box_augment": "foveal.data.box_augment",
-    "augment_boxes": "foveal.data.box_augment",
-    "make_detection_pipeline": "foveal.detection.pipeline",
-    "DetectConfig": "foveal.detection.config",
-    "train_detector": "foveal.detection.train",
-    "evaluate_detector": "foveal.detection.train",
-    "detect_dataset": "foveal.detection.scoring",
-    "score_detections": "foveal.detection.scoring",
-    "to_coco_results": "foveal.detection.scoring",
-    "score_results": "foveal.detection.results",
-    "predict_detections": "foveal.detection.predict",
-    "write_detection_report": "foveal.detection.report",
-    "patch_dataset": "foveal.detection.sliding_window",
-    "train_patch_classifier": "foveal.detection.sliding_window",
-    "to_fully_convolutional": "foveal.detection.sliding_window",
-    "sliding_window_detect": "foveal.detection.sliding_window",
-    "run_sliding_window": "foveal.detection.scan",
-    "add_detect_command": "foveal.detection.cli",
-}
-
-
-__getattr__ = lazy_getattr("foveal.detection", _LAZY)
-
-
-__all__ = list(_LAZY)
+__getattr__, __all__ = lazy_exports("foveal.detection", {
+    ".model": "build_detector DetectorModel AnchorReshape DetectionOutputs",
+    ".faster_rcnn": "build_faster_rcnn FasterRCNNModel RCNNSettings",
+    ".loss": "YoloLoss assign_targets",
+    ".postprocess": "decode_predictions detect_from_outputs non_max_suppression nms_image reference_nms",
+    "foveal.data.box_augment": "BoxAugment parse_box_augment augment_boxes",
+    ".pipeline": "make_detection_pipeline",
+    ".config": "DetectConfig",
+    ".train": "train_detector evaluate_detector",
+    ".scoring": "detect_dataset score_detections to_coco_results",
+    ".results": "score_results",
+    ".predict": "predict_detections",
+    ".report": "write_detection_report",
+    ".sliding_window": "patch_dataset train_patch_classifier to_fully_convolutional sliding_window_detect",
+    ".scan": "run_sliding_window",
+    ".cli": "add_detect_command",
+    ".adapt": "DomainAdapter",
+})

@@ -13,14 +13,7 @@ import json
 import sys
 from typing import Any
 
-from foveal.cli.task_commands import (
-    add_evaluate_options,
-    add_mode,
-    add_predict_options,
-    add_task_command,
-    print_result,
-    print_rows,
-)
+from foveal.cli import task_commands as tc
 
 EPILOG_TRAIN = """examples:
   foveal detect train --data ../shared/datasets/raccoon   # YOLO on resnet18 (width 16), 256x256
@@ -33,6 +26,10 @@ EPILOG_TRAIN = """examples:
   # real raccoons and composited ones (`foveal datasets synth composite`), half of each epoch synthetic
   foveal detect train --data ../shared/datasets/raccoon --extra-data raccoon-synth/annotations/instances_train.json \\
       --extra-ratio 0.5
+  # composites only, adapted to the unlabelled real photos (CORAL, or DANN's gradient-reversal domain head)
+  foveal detect train --data raccoon-synth/annotations/instances_train.json \
+      --adapt-target ../shared/datasets/raccoon --adapt-method dann --adapt-weight 0.1
+  foveal detect train --data synth.json --adapt-target real_photos/ --adapt-method coral --adapt-features pooled
   foveal detect train --data voc/ --detector faster-rcnn --fpn --image-size 512   # feature pyramid, small objects
 """
 
@@ -49,7 +46,7 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
                                     output=args.output, skip_invalid=args.skip_invalid,
                                     score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
                                     ap_score_threshold=args.ap_score_threshold, class_map=args.class_map)
-    return print_result(args, metrics, format_metrics, wrote=lambda out: f"{out / 'report.html'} and detections.json")
+    return tc.print_result(args, metrics, format_metrics, wrote=lambda out: f"{out / 'report.html'} and detections.json")
 
 
 def _score(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -57,7 +54,7 @@ def _score(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.detection.train import format_metrics
 
     metrics = score_results(args.ground_truth, args.results, score_threshold=args.score_threshold)
-    return print_result(args, metrics, format_metrics)
+    return tc.print_result(args, metrics, format_metrics)
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -71,8 +68,8 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     rows = p.predict_detections(model, card, args.images, batch_size=args.batch_size, output=args.output,
                                 skip_invalid=args.skip_invalid)
     formats = {"table": p.format_table, "csv": p.to_csv, "json": lambda r: json.dumps(r, indent=1)}
-    return print_rows(args, rows, formats,
-                      wrote=lambda _: f"{len(rows)} image(s), detections.json and detections.csv to {args.output}")
+    return tc.print_rows(args, rows, formats,
+                         wrote=lambda _: f"{len(rows)} image(s), detections.json and detections.csv to {args.output}")
 
 
 def _anchors(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -107,7 +104,7 @@ def _sliding_window(args: argparse.Namespace, _: dict[str, Any]) -> int:
                                      patch_size=args.patch_size, epochs=args.epochs, scales=args.scales,
                                      score_threshold=args.score_threshold, iou_threshold=args.iou_threshold,
                                      split=args.split, seed=args.seed, skip_invalid=args.skip_invalid)
-    return print_result(args, metrics, format_metrics)
+    return tc.print_result(args, metrics, format_metrics)
 
 
 def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
@@ -115,7 +112,7 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
     from foveal.data.boxes import FORMATS_HELP
 
     fmt = argparse.RawDescriptionHelpFormatter
-    actions = add_task_command(
+    actions = tc.add_task_command(
         subparsers, "detect", help="object detection: YOLO-style and Faster R-CNN detectors on the zoo's backbones",
         description="Train, evaluate and use object detectors (YOLOv2/v3-style heads or Faster R-CNN on any zoo "
         "backbone), "
@@ -123,10 +120,10 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
         train_description="Train a YOLO-style detector (default) or a Faster R-CNN (--detector faster-rcnn) "
         "on box annotations.", train_epilog=EPILOG_TRAIN)
 
-    e = add_mode(actions, "evaluate", "detect", help="COCO AP table, VOC mAP@0.5 and PR curves of a detector",
-                 batch_size=8)
-    add_evaluate_options(e, data_help=FORMATS_HELP, output_help="write metrics.json, detections.json and "
-                         "report.html here")
+    e = tc.add_mode(actions, "evaluate", "detect", help="COCO AP table, VOC mAP@0.5 and PR curves of a detector",
+                    batch_size=8)
+    tc.add_evaluate_options(e, data_help=FORMATS_HELP, output_help="write metrics.json, detections.json and "
+                            "report.html here")
     e.add_argument("--split", default="test", help="part to score: test, val or train (default: test)")
     e.add_argument("--score-threshold", type=float, help="display threshold: the precision/recall line and the "
                    "drawn examples use detections scoring at least this (default: the model's)")
@@ -149,10 +146,10 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
     sc.add_argument("--json", action="store_true", help="print the metrics as JSON")
     sc.set_defaults(func=_score)
 
-    p = add_mode(actions, "predict", "detect", help="boxes, classes and scores for image files or folders",
-                 epilog=EPILOG_PREDICT, batch_size=8)
-    add_predict_options(p, output_help="write each image with its boxes drawn, detections.json (COCO results) "
-                        "and detections.csv here")
+    p = tc.add_mode(actions, "predict", "detect", help="boxes, classes and scores for image files or folders",
+                    epilog=EPILOG_PREDICT, batch_size=8)
+    tc.add_predict_options(p, output_help="write each image with its boxes drawn, detections.json (COCO results) "
+                           "and detections.csv here")
     p.add_argument("--score-threshold", type=float, help="keep detections scoring at least this (default: the model's)")
     p.add_argument("--iou-threshold", type=float, help="non-max suppression IoU (default: the model's)")
     p.set_defaults(func=_predict)

@@ -41,6 +41,20 @@ class DetectConfig(RunConfig):
                                 group="data")
     val_split: float = option(0.1, "fraction of train held out for validation when the dataset has no val split",
                               group="data")
+    adapt_target: str | None = option(None, "adapt the detector to these unlabelled target images: a folder of "
+                                      "images, or a box dataset whose train split is read without its boxes (its "
+                                      "test split, if any, is scored as target_map50 for the report only)",
+                                      group="adaptation")
+    adapt_method: Literal["coral", "dann"] = option(
+        "coral", "with --adapt-target: coral (Deep CORAL between the backbone map's source and target "
+        "covariances) or dann (a domain classifier behind gradient reversal on the backbone map, Chen et al. "
+        "2018's image-level adaptation)", group="adaptation")
+    adapt_weight: float | None = option(None, "the adaptation weight, reached by the DANN paper's ramp "
+                                        "2/(1+exp(-10p))-1 (default: 1 for coral, 0.1 for dann)", group="adaptation")
+    adapt_features: Literal["positions", "pooled"] = option(
+        "positions", "the backbone map's samples: every position of every image (positions) or one mean vector "
+        "per image (pooled)", group="adaptation")
+    adapt_units: list[int] = option([256], "dann: hidden ReLU layers of the domain classifier", group="adaptation")
     test_split: float = option(0.2, "fraction of train held out for testing when there is no test split", group="data")
     image_size: list[int] = option([256], "input SIZE or HEIGHT WIDTH, multiples of 32", group="data")
     multi_scale: list[int] = option([], "training sizes drawn per batch (YOLOv2 multi-scale), e.g. "
@@ -140,6 +154,12 @@ class DetectConfig(RunConfig):
             (len(self.image_size) in (1, 2), "image_size must be SIZE or HEIGHT WIDTH"),
             (0.0 < self.extra_ratio < 1.0, "extra_ratio must be in (0, 1)"),
             (not self.extra_data or self.distribute == "none", "extra_data is not supported with --distribute yet"),
+            (not self.adapt_target or self.distribute == "none", "adapt_target is not supported with --distribute"),
+            (not self.adapt_target or self.detector == "yolo" or self.rcnn_training == "joint",
+             "adapt_target needs --rcnn-training joint (alternating training freezes the backbone it adapts)"),
+            (self.adapt_weight is None or self.adapt_weight >= 0, "adapt_weight must not be negative"),
+            (len(self.adapt_units) >= 1 and all(u >= 1 for u in self.adapt_units),
+             "adapt_units must be one or more positive layer sizes"),
             (all(s >= STRIDE and s % STRIDE == 0 for s in sizes),
              f"image_size and multi_scale sizes must be multiples of {STRIDE} (the coarsest grid's stride)"),
             (self.channels in (1, 3), "channels must be 1 or 3"),
@@ -153,6 +173,7 @@ class DetectConfig(RunConfig):
             (self.monitor in ("val_map50", "val_loss", "loss"), "monitor must be val_map50, val_loss or loss"),
             (self.fpn_width >= 1, "fpn_width must be at least 1"),
             (not self.fpn or self.detector == "faster-rcnn", "--fpn is an option of --detector faster-rcnn"),
+            (not (self.fpn and self.adapt_target), "--adapt-target adapts one backbone map; leave out --fpn with it"),
         ]
         require_all(checks)
         parse_box_augment(self.augment)

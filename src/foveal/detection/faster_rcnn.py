@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from foveal.detection.adapt import DomainAdaptiveDetector
 from foveal.detection.model import DetectionOutputs
 from foveal.errors import ConfigError
 from foveal.layers.roi import PyramidRoIPool, RoIAlign, RoIMaxPool
@@ -253,7 +254,7 @@ def _normal(std: float) -> keras.initializers.Initializer:
 
 
 @keras.saving.register_keras_serializable(package="foveal")
-class FasterRCNNModel(DetectionOutputs, keras.Model):
+class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
     """A Faster R-CNN: ``fit`` trains both stages jointly, ``predict`` returns detections.
 
     Args:
@@ -265,6 +266,8 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
         settings: :class:`RCNNSettings` as a dict.
         input_size: nominal ``(H, W, C)``.
         score_threshold, iou_threshold, max_detections, class_aware: post-processing.
+        adaptation: :class:`~foveal.detection.adapt.DomainAdapter` settings (``--adapt-target``:
+            the backbone's feature map adapted to target images), restored by ``from_config``.
 
     ``predict(images)`` returns NumPy ``boxes [N, D, 4]`` (normalised corners clipped to the
     image), ``scores [N, D]`` (the class's softmax probability), ``classes [N, D]`` (``-1`` for
@@ -276,7 +279,7 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
                  settings: dict[str, Any] | None = None, input_size: Sequence[int] | None = None,
                  score_threshold: float = 0.25, iou_threshold: float = 0.45, max_detections: int = 100,
                  class_aware: bool = True, fpn_levels: Sequence[int] | None = None, fpn_width: int = 256,
-                 name: str | None = None, trainable: bool = True) -> None:
+                 adaptation: dict[str, Any] | None = None, name: str | None = None, trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         self.backbone = backbone
         self.num_classes = int(num_classes)
@@ -308,7 +311,7 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
             self.anchors_per_cell = self.rcnn.num_anchors
             channels = int(backbone.output.shape[-1])
         #: channels of the map(s) the RoIs are pooled from
-        self.feature_channels = channels
+        self.pooled_channels = channels
         self.base_anchors = rcnn.base_anchors(self.rcnn.anchor_sizes, self.rcnn.anchor_ratios)
         self.input_size = tuple(int(d) for d in input_size) if input_size is not None else None
         self.score_threshold = float(score_threshold)
@@ -345,6 +348,8 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
         self.active_losses: tuple[str, ...] = RPN_COMPONENTS
         for component in RPN_COMPONENTS:  # one attribute each, so Keras tracks and logs them
             setattr(self, f"{component}_tracker", keras.metrics.Mean(name=component))
+        if adaptation:
+            self.enable_adaptation(**adaptation)
         self.built = True
 
     # -- the graph ---------------------------------------------------------------------------
@@ -545,6 +550,24 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
         for layer in self.head_layers():
             layer.trainable = head
 
+    # -- domain adaptation (foveal.detection.adapt) ------------------------------------------
+
+    def feature_channels(self) -> int:
+        return int(self.backbone.output.shape[-1])
+
+    def enable_adaptation(self, method: str, **kwargs: Any):
+        if self.fpn_levels:
+            raise ConfigError("domain adaptation reads one backbone map; a Faster R-CNN with an FPN has several",
+                              hint="leave out --fpn or --adapt-target")
+        return super().enable_adaptation(method, **kwargs)
+
+    def outputs_and_features(self, images):
+        out = self(images, training=True)
+        return out, out["features"]
+
+    def feature_map(self, images):
+        return self.backbone(images, training=True)
+
     # -- inference ---------------------------------------------------------------------------
 
     def detections(self, images) -> dict[str, tf.Tensor]:
@@ -593,6 +616,7 @@ class FasterRCNNModel(DetectionOutputs, keras.Model):
             "fpn_levels": list(self.fpn_levels) if self.fpn_levels else None,
             "fpn_width": self.fpn_width,
             **self.postprocess_config(),
+            **({"adaptation": self.adaptation_config()} if self.adapter is not None else {}),
         }
 
     @classmethod

@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from foveal.detection.adapt import DomainAdaptiveDetector
 from foveal.detection.loss import COMPONENTS, YoloLoss
 from foveal.detection.postprocess import detect_from_outputs
 from foveal.errors import ConfigError
@@ -211,6 +212,7 @@ def build_detector(
         base.input, outputs, anchors=anchors, num_classes=num_classes, levels=levels, strides=strides,
         input_size=input_shape, score_threshold=score_threshold, iou_threshold=iou_threshold,
         max_detections=max_detections, class_aware=class_aware, name=f"{backbone}_yolo{'v3' if scales == 3 else 'v2'}",
+        feature_layer=coarsest._keras_history.operation.name,
     )
     model.init_objectness()
     return model
@@ -283,7 +285,7 @@ class DetectionOutputs:
 
 
 @keras.saving.register_keras_serializable(package="foveal")
-class DetectorModel(DetectionOutputs, keras.Model):
+class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
     """A YOLO detector: raw outputs for training, boxes/scores/classes from ``predict``.
 
     Args:
@@ -296,6 +298,10 @@ class DetectorModel(DetectionOutputs, keras.Model):
         input_size: nominal ``(H, W, C)``.
         score_threshold, iou_threshold, max_detections, class_aware: post-processing.
         loss_config: a :class:`~foveal.detection.loss.YoloLoss` config restored by ``compile``.
+        feature_layer: the backbone layer whose output the head reads at the coarsest scale (the
+            map :meth:`enable_adaptation` adapts).
+        adaptation: :class:`~foveal.detection.adapt.DomainAdapter` settings (``--adapt-target``),
+            restored by ``from_config``.
 
     ``predict(images)`` returns NumPy ``boxes [N, D, 4]`` (normalised corners clipped to the
     image), ``scores [N, D]``, ``classes [N, D]`` (``-1`` for padding) and
@@ -305,8 +311,10 @@ class DetectorModel(DetectionOutputs, keras.Model):
     def __init__(self, inputs, outputs, *, anchors, num_classes: int, levels=None, strides=None,
                  input_size=None, score_threshold: float = 0.25, iou_threshold: float = 0.45,
                  max_detections: int = 100, class_aware: bool = True, loss_config: dict | None = None,
+                 feature_layer: str | None = None, adaptation: dict[str, Any] | None = None,
                  name: str | None = None, trainable: bool = True) -> None:
         super().__init__(inputs=inputs, outputs=outputs, name=name, trainable=trainable)
+        self.feature_layer = feature_layer
         self.anchors = np.asarray(anchors, np.float32).reshape(-1, 2)
         self.num_classes = int(num_classes)
         count = len(_as_list(outputs))
@@ -323,6 +331,8 @@ class DetectorModel(DetectionOutputs, keras.Model):
         self.noobj_loss_tracker = keras.metrics.Mean(name="noobj_loss")
         self.class_loss_tracker = keras.metrics.Mean(name="class_loss")
         self._detect_fn = None
+        if adaptation:
+            self.enable_adaptation(**adaptation)
 
     @property
     def num_anchors(self) -> int:
@@ -374,6 +384,35 @@ class DetectorModel(DetectionOutputs, keras.Model):
             bias[:, 4] = np.log(prior / (1 - prior))
             layer.bias.assign(bias.reshape(-1))
 
+    # -- domain adaptation (foveal.detection.adapt) ------------------------------------------
+
+    def _feature_tensor(self):
+        if not self.feature_layer:
+            raise ConfigError(f"{self.name}: this detector does not record which backbone map its head reads "
+                              "(saved by an older foveal)", hint="train a new detector to adapt it")
+        return self.get_layer(self.feature_layer).output
+
+    def feature_channels(self) -> int:
+        return int(self._feature_tensor().shape[-1])
+
+    def _graphs(self) -> tuple[keras.Model, keras.Model]:
+        """(image -> raw outputs and the backbone map, image -> the map): the detector's own layers,
+        kept out of Keras' tracking (they add no weights)."""
+        graphs = self.__dict__.get("_adapt_graphs")
+        if graphs is None:
+            feature = self._feature_tensor()
+            graphs = (keras.Model(self.input, [*_as_list(self.outputs), feature], name=f"{self.name}_with_features"),
+                      keras.Model(self.input, feature, name=f"{self.name}_features"))
+            object.__setattr__(self, "_adapt_graphs", graphs)
+        return graphs
+
+    def outputs_and_features(self, images):
+        *outputs, feature = self._graphs()[0](images, training=True)
+        return outputs, feature
+
+    def feature_map(self, images):
+        return self._graphs()[1](images, training=True)
+
     # -- inference ---------------------------------------------------------------------------
 
     def postprocess(self, raw_outputs) -> dict[str, tf.Tensor]:
@@ -400,6 +439,8 @@ class DetectorModel(DetectionOutputs, keras.Model):
             "input_size": list(self.input_size) if self.input_size else None,
             **self.postprocess_config(),
             "loss_config": self.yolo_loss.get_config() if self.yolo_loss is not None else None,
+            "feature_layer": self.feature_layer,
+            "adaptation": self.adaptation_config(),
         }
 
     @classmethod

@@ -31,6 +31,13 @@ choices interleaves them so that every epoch holds each real image once and
 :func:`mixed_counts` extra images (``extra_ratio`` of the epoch), before padding and batching.
 The same seed gives the same batches.
 
+Adapting to a target domain (``target``: unlabelled images, training only): each batch becomes
+``({"images": source images, "target": target images}, targets)``, the target batch as large as
+the source batch, drawn by the same stages (decode, resize, cache, seeded shuffle and
+augmentation; any boxes the target has are dropped) from a stream of its own seeded by
+``(seed, epoch)``: an epoch reads the target images in a fresh order, repeated as often as the
+source epoch needs (:mod:`foveal.detection.adapt`).
+
 Multi-scale training (Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017,
 sec. 2, "Multi-Scale Training"): with ``multi_scale=[320, 352, ..., 512]`` every *batch* is
 resized, after batching, to one square size drawn (seeded) from the list, so one batch has
@@ -263,6 +270,7 @@ def make_detection_pipeline(
     drop_remainder: bool = False,
     extra: BoxedImages | None = None,
     extra_ratio: float = 0.5,
+    target: BoxedImages | None = None,
     start_epoch: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(images, {"boxes", "classes"})`` for a detector (see the module docstring).
@@ -290,6 +298,8 @@ def make_detection_pipeline(
         extra: a second training source (e.g. synthetic composites) mixed in when ``training``:
             see :func:`mixed_counts`; ignored outside training.
         extra_ratio: the fraction of each epoch's images drawn from ``extra``, in (0, 1).
+        target: images of the domain to adapt to (their boxes unused), paired batch by batch with
+            the training batches when ``training``; ignored outside training.
         start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled,
             mixed, augmented and multi-scaled by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`);
             None: one pass, reshuffled each time it is iterated.
@@ -323,12 +333,24 @@ def make_detection_pipeline(
             raise DataError(f"{extra.origin or 'the extra training data'}: no images to read")  # type: ignore[union-attr]
         extra_epoch = _source_epochs(extra, **common)  # type: ignore[arg-type]
         pattern = np.repeat(np.array([0, 1], np.int64), [real_count, extra_count])
+    adapt = bool(training and target is not None)
+    if adapt:
+        if len(target) == 0:  # type: ignore[arg-type]
+            raise DataError(f"{target.origin or 'the target images'}: no images to read")  # type: ignore[union-attr]
+        target_epoch = _source_epochs(target, **common)  # type: ignore[arg-type]
+        per_epoch = -(-(len(pattern) if mix else len(data)) // batch_size) * batch_size
+        repeats = -(-per_epoch // len(target))  # type: ignore[arg-type]
+
+        def target_batches(s, epoch) -> tf.data.Dataset:
+            """The epoch's target images: ``repeats`` passes, each in an order of its own."""
+            passes = tf.data.Dataset.range(repeats).flat_map(
+                lambda r: target_epoch(tf.cast(s, tf.int64) + _TARGET_SEED + r * 104_729, epoch))
+            images = passes.map(lambda image, b, c: _as_input(image, base, channels), num_parallel_calls=AUTOTUNE)
+            return images.take(per_epoch).batch(batch_size, num_parallel_calls=AUTOTUNE)
 
     def to_model(image, b, c):
-        image = tf.cast(image, tf.float32)
-        image.set_shape([base[0], base[1], channels])
         b, c = pad_targets(b, c, max_boxes)
-        return image, {"boxes": b, "classes": c}
+        return _as_input(image, base, channels), {"boxes": b, "classes": c}
 
     def one_epoch(s, epoch) -> tf.data.Dataset:
         """One epoch of batches; every random draw (order, mixing, augmentation, sizes) from ``s``."""
@@ -342,13 +364,24 @@ def make_detection_pipeline(
                 ds = ds.apply(tf.data.experimental.assert_cardinality(len(pattern)))
         ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-        return _multi_scale(ds, scales, s, channels, rerandomize=epoch is None) if multi else ds
+        ds = _multi_scale(ds, scales, s, channels, rerandomize=epoch is None) if multi else ds
+        if adapt:
+            ds = tf.data.Dataset.zip((ds, target_batches(s, epoch))).map(
+                lambda batch, more: ({"images": batch[0], "target": more}, batch[1]))
+        return ds
 
     ds = epoch_stream(one_epoch, seed=seed, start_epoch=start_epoch) if training else one_epoch(seed, None)
     return ds.prefetch(AUTOTUNE)
 
 
 _EXTRA_SEED = 7919  # the extra source's shuffle and augmentation streams: apart from the real ones
+_TARGET_SEED = 15_485_863  # the adaptation target's streams: apart from both
+
+
+def _as_input(image: tf.Tensor, base: tuple[int, int], channels: int) -> tf.Tensor:
+    image = tf.cast(image, tf.float32)
+    image.set_shape([base[0], base[1], channels])
+    return image
 
 
 def mixed_counts(real: int, ratio: float) -> tuple[int, int]:

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from foveal.detection.scoring import check_card, split_outputs
-from foveal.predict import collect_images, predict_in_batches
-from foveal.utils_io import atomic_path, atomic_write_text, printable_path
+from foveal.predict import Drawings, coco_results, predict_files
 
 if TYPE_CHECKING:
     import keras
@@ -69,69 +68,35 @@ def predict_detections(
         One dict per image: ``file``, ``image_size`` ([width, height]), ``detections`` (a list
         of ``{"class", "score", "box"}``, boxes as pixel corners), and ``drawn`` when written.
     """
-    from foveal.localization.predict import decode_file
+    from foveal.localization.draw import PRED_COLOR, draw_boxes
 
     check_card(card)
-    files = collect_images(images)
     h, w, channels = card.input_shape
     keep_aspect = bool(card.training.get("keep_aspect", False))
-    out_dir = Path(output) if output is not None else None
-    used: set[str] = set()
+    drawings = Drawings(output)
 
     def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
         outputs = model.predict_on_batch(model_inputs([im for _, im in batch], (h, w), keep_aspect))
         outputs = {k: np.asarray(v) for k, v in outputs.items()}
         sizes = [(int(im.shape[1]), int(im.shape[0])) for _, im in batch]
         rows = []
-        for (path, image), det, (width, height) in zip(batch, split_outputs(outputs, sizes, (h, w), keep_aspect), sizes):
+        for (path, image), det, size in zip(batch, split_outputs(outputs, sizes, (h, w), keep_aspect), sizes):
             found = [{"class": card.class_names[int(c)], "score": round(float(s), 5),
                       "box": [round(float(v), 1) for v in b]} for b, s, c in zip(det.boxes, det.scores, det.classes)]
-            row: dict[str, Any] = {"file": printable_path(path), "image_size": [width, height], "detections": found}
-            if out_dir is not None:
-                row["drawn"] = str(_write_drawn(out_dir, path, image, det, card.class_names, used))
-            rows.append(row)
+            labels = [f"{card.class_names[int(c)]} {s:.2f}" for c, s in zip(det.classes, det.scores)]
+            rows.append(drawings.row(path, {"image_size": list(size), "detections": found}, lambda image=image, det=det,
+                                     labels=labels: draw_boxes(image, det.boxes, labels=labels, color=PRED_COLOR)))
         return rows
 
-    rows = predict_in_batches(files, lambda path: decode_file(path, channels), rows_for,
-                              batch_size=batch_size, skip_invalid=skip_invalid)
-    if out_dir is not None:
-        atomic_write_text(out_dir / "detections.json", json.dumps(to_coco(rows, card.class_names), indent=1))
-        atomic_write_text(out_dir / "detections.csv", to_csv(rows))
-    return rows
-
-
-def _write_drawn(folder: Path, source: Path, image: np.ndarray, det, class_names, used: set[str]) -> Path:
-    """Save ``image`` with its detections drawn as ``folder/<stem>.png`` (``_2`` on a name clash)."""
-    from PIL import Image
-
-    from foveal.localization.draw import PRED_COLOR, draw_boxes
-
-    stem, k = source.stem, 1
-    name = f"{stem}.png"
-    while name in used:
-        k += 1
-        name = f"{stem}_{k}.png"
-    used.add(name)
-    labels = [f"{class_names[int(c)]} {s:.2f}" for c, s in zip(det.classes, det.scores)]
-    target = folder / name
-    with atomic_path(target) as tmp:
-        Image.fromarray(draw_boxes(image, det.boxes, labels=labels, color=PRED_COLOR)).save(tmp, format="PNG")
-    return target
+    return predict_files(images, channels, rows_for, batch_size=batch_size, skip_invalid=skip_invalid, output=output,
+                         tables={"detections.json": lambda rows: json.dumps(to_coco(rows, card.class_names), indent=1),
+                                 "detections.csv": to_csv})
 
 
 def to_coco(rows: list[dict[str, Any]], class_names: list[str]) -> dict[str, Any]:
     """COCO-style output: ``images`` (id, file_name, width, height), ``categories`` and
     ``annotations`` as COCO results records (``bbox`` [x, y, w, h], ``score``)."""
-    images, results = [], []
-    for image_id, row in enumerate((r for r in rows if "error" not in r), start=1):
-        width, height = row["image_size"]
-        images.append({"id": image_id, "file_name": row["file"], "width": width, "height": height})
-        for d in row["detections"]:
-            x0, y0, x1, y1 = d["box"]
-            results.append({"image_id": image_id, "category_id": class_names.index(d["class"]) + 1,
-                            "bbox": [x0, y0, round(x1 - x0, 1), round(y1 - y0, 1)], "score": d["score"]})
-    categories = [{"id": i, "name": n} for i, n in enumerate(class_names, start=1)]
-    return {"images": images, "categories": categories, "annotations": results}
+    return coco_results(rows, class_names, "detections")
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

@@ -67,27 +67,24 @@ def detection_thumbnail(image: np.ndarray, detections: ImageDetections, true_box
 def example_grid(data: BoxedImages, detections: Sequence[ImageDetections], count: int,
                  channels: int = 3) -> tuple[np.ndarray, list[str]] | None:
     """The first ``count`` images with their boxes drawn, and captions."""
-    from foveal.localization.predict import decode_file
+    from foveal.predict import example_thumbnails
 
-    if count <= 0 or data is None or not len(data) or not detections:
-        return None
-    thumbs, titles = [], []
-    for i in range(min(count, len(data))):
-        image = decode_file(data.paths[i], channels)
-        thumbs.append(detection_thumbnail(image, detections[i], data.boxes[i], data.class_names))
-        titles.append(f"{Path(str(data.paths[i])).name}\n{len(detections[i])} det. / {len(data.boxes[i])} true")
-    return np.stack(thumbs), titles
+    return example_thumbnails(data, count if detections else 0, channels, lambda i, image: (
+        detection_thumbnail(image, detections[i], data.boxes[i], data.class_names),
+        f"{len(detections[i])} det. / {len(data.boxes[i])} true"))
 
 
 def write_detection_report(path: str | Path, *, title: str, summary: dict[str, Any], config: dict[str, Any],
                            history: dict[str, list[float]] | None, data: BoxedImages | None,
                            detections: Sequence[ImageDetections] | None, curves: Sequence[ClassCurve] | None,
-                           metrics: dict[str, Any] | None, count: int = 12) -> Path:
-    """Write the single-file HTML report of a detection run or evaluation."""
+                           metrics: dict[str, Any] | None, count: int = 12,
+                           adaptation: dict[str, Any] | None = None) -> Path:
+    """Write the single-file HTML report of a detection run or evaluation; ``adaptation`` (what
+    ``--adapt-target`` did) adds a table of the domain loss and the source and target mAP per epoch."""
     from markupsafe import Markup
 
     from foveal.visualize.plots import plot_image_grid
-    from foveal.visualize.report import png_data_uri, write_classification_report
+    from foveal.visualize.report import figure_section, write_task_report
 
     extra: list[tuple[str, Any]] = []
     if metrics is not None:
@@ -106,19 +103,42 @@ def write_detection_report(path: str | Path, *, title: str, summary: dict[str, A
                 metrics["score_threshold"])))
         extra.append(("COCO metrics (pycocotools' definitions)", Markup("<table>{}</table>").format(Markup(coco))))
     if curves is not None and data is not None:
-        uri = png_data_uri(plot_pr_curves(curves, data.class_names))
-        extra.append(("Precision-recall curves", Markup('<figure><img src="{}" alt="precision-recall curves">'
-                                                        "</figure>").format(uri)))
+        extra.append(figure_section("Precision-recall curves", plot_pr_curves(curves, data.class_names),
+                                    "precision-recall curves"))
     if detections is not None and metrics is not None:  # draw what a user of the display threshold sees
         detections = [d.above(metrics["score_threshold"]) for d in detections]
     grid = example_grid(data, detections, count) if data is not None and detections is not None else None
     if grid is not None:
-        uri = png_data_uri(plot_image_grid(grid[0], grid[1], cols=4))
-        extra.append(("Example detections: predicted red, true green",
-                      Markup('<figure><img src="{}" alt="test images with boxes"></figure>').format(uri)))
-    curves_history = {k: v for k, v in (history or {}).items() if k != "epoch_seconds"}
-    return write_classification_report(path, title=title, summary=summary, config=config,
-                                       history=curves_history or None, metrics=None, extra_sections=extra)
+        extra.append(figure_section("Example detections: predicted red, true green",
+                                    plot_image_grid(grid[0], grid[1], cols=4), "test images with boxes"))
+    if adaptation is not None and history:
+        extra.insert(0, ("Domain adaptation", adaptation_table(adaptation, history)))
+    return write_task_report(path, title=title, summary=summary, config=config, history=history,
+                             extra_sections=extra)
 
 
-__all__ = ["detection_thumbnail", "example_grid", "plot_pr_curves", "write_detection_report"]
+#: the per-epoch columns of the adaptation table: history key -> heading
+ADAPTATION_COLUMNS = {"adapt_loss": "domain loss", "adapt_weight": "weight (ramp)",
+                      "domain_accuracy": "domain classifier accuracy", "loss": "training loss",
+                      "val_map50": "source validation mAP@0.5", "target_map50": "target test mAP@0.5"}
+
+
+def adaptation_table(facts: dict[str, Any], history: dict[str, list[float]]):
+    """The report's adaptation section: the settings, then one row per epoch of the domain loss,
+    its weight, the domain classifier's accuracy (dann) and the source and target mAP@0.5."""
+    from markupsafe import Markup
+
+    columns = [k for k in ADAPTATION_COLUMNS if history.get(k)]
+    epochs = max((len(history[k]) for k in columns), default=0)
+    head = "".join(Markup("<th>{}</th>").format(ADAPTATION_COLUMNS[k]) for k in columns)
+    rows = "".join(Markup("<tr><td>{}</td>{}</tr>").format(
+        e + 1, Markup("").join(Markup("<td>{}</td>").format(
+            f"{history[k][e]:.4g}" if e < len(history[k]) else "") for k in columns)) for e in range(epochs))
+    settings = ", ".join(f"{k} {v}" for k, v in facts.items())
+    return Markup("<p>{}</p><p>The domain loss is measured on the training batches (source and target "
+                  "images); the target mAP, when the target has labelled test images, is reported only and "
+                  "never picks best.keras.</p><table><tr><th>epoch</th>{}</tr>{}</table>").format(
+        settings, Markup(head), Markup(rows))
+
+
+__all__ = ["adaptation_table", "detection_thumbnail", "example_grid", "plot_pr_curves", "write_detection_report"]

@@ -61,8 +61,8 @@ def run_sliding_window(
     from foveal.detection.report import write_detection_report
     from foveal.detection.scoring import ImageDetections, score_detections, to_coco_results
     from foveal.detection.sliding_window import sliding_window_detect, to_fully_convolutional, train_patch_classifier
-    from foveal.localization.predict import decode_file
     from foveal.models import ModelCard, save_model
+    from foveal.predict import decode_file
 
     parts = load_boxes(data, skip_invalid=skip_invalid)
     if split not in parts or "train" not in parts:

@@ -67,8 +67,24 @@ def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> ke
 
 
 def _extra_source(cfg: Any) -> dict[str, Any]:
-    """The model card's record of ``--extra-data`` (empty without it)."""
-    return {"extra_data": cfg.extra_data, "extra_ratio": cfg.extra_ratio} if cfg.extra_data else {}
+    """The model card's record of ``--extra-data`` and ``--adapt-target`` (empty without them)."""
+    found: dict[str, Any] = {"extra_data": cfg.extra_data, "extra_ratio": cfg.extra_ratio} if cfg.extra_data else {}
+    if getattr(cfg, "adapt_target", None):
+        found["adaptation"] = _adaptation_facts(cfg)
+    return found
+
+
+def _adaptation_facts(cfg: Any) -> dict[str, Any]:
+    """What ``--adapt-target`` did, for the card, the report and ``metrics.json``."""
+    from foveal.detection.adapt import DEFAULT_WEIGHTS
+
+    return {"target": cfg.adapt_target, "method": cfg.adapt_method,
+            "weight": cfg.adapt_weight if cfg.adapt_weight is not None else DEFAULT_WEIGHTS[cfg.adapt_method],
+            "features": cfg.adapt_features, "schedule": "weight * (2 / (1 + exp(-10 p)) - 1)",
+            **({"domain_units": list(cfg.adapt_units)} if cfg.adapt_method == "dann" else {})}
+
+
+TARGET_MAP = "target_map50"  # the history column of the adaptation target's test mAP@0.5
 
 
 class DetectTask(TaskPlugin):
@@ -99,7 +115,22 @@ class DetectTask(TaskPlugin):
             real, more = mixed_counts(len(data.train), cfg.extra_ratio)
             say(f"extra training data: {cfg.extra_data} ({len(extra)} images, {extra.num_boxes} boxes); each epoch "
                 f"mixes the {real} real training images with {more} of them (--extra-ratio {cfg.extra_ratio:g})")
+        if cfg.adapt_target:
+            self._load_target(cfg, data)
         return data
+
+    def _load_target(self, cfg: DetectConfig, data: RunData) -> None:
+        from foveal.detection.adapt import load_target
+        from foveal.evaluation.classes import align_boxes
+
+        images, test = load_target(cfg.adapt_target, seed=cfg.seed, skip_invalid=cfg.skip_invalid,
+                                   tolerance=cfg.clip_tolerance)
+        data.extra["adapt_target"] = images
+        if test is not None:
+            data.extra["adapt_target_test"] = align_boxes(test, data.class_names, None)
+        say(f"adaptation target: {cfg.adapt_target} ({len(images)} images, their boxes unused"
+            + (f"; {len(test)} labelled test images scored as target_map50, never to pick best.keras)"
+               if test is not None else ")"))
 
     def steps_per_epoch(self, cfg: DetectConfig, data: RunData) -> int:
         import math
@@ -132,13 +163,25 @@ class DetectTask(TaskPlugin):
                                    max_detections=cfg.max_detections, class_aware=cfg.class_aware_nms)
         if cfg.backbone_weights:
             _load_backbone_weights(model, cfg.backbone_weights)
-        return model
+        return self._adapted(cfg, data, model)
 
     def _build_faster_rcnn(self, cfg: DetectConfig, data: RunData) -> keras.Model:
         from foveal.detection.faster_rcnn import build_faster_rcnn
 
-        return build_two_stage(build_faster_rcnn, cfg, data, head_width=cfg.head_width or 256,
-                               roi_pool=cfg.roi_pool, class_aware=cfg.class_aware_nms)
+        model = build_two_stage(build_faster_rcnn, cfg, data, head_width=cfg.head_width or 256,
+                                roi_pool=cfg.roi_pool, class_aware=cfg.class_aware_nms)
+        return self._adapted(cfg, data, model)
+
+    def _adapted(self, cfg: DetectConfig, data: RunData, model: keras.Model) -> keras.Model:
+        """``model`` with the ``--adapt-target`` adapter (unchanged without it)."""
+        if cfg.adapt_target:
+            adapter = model.enable_adaptation(cfg.adapt_method, weight=cfg.adapt_weight, features=cfg.adapt_features,
+                                              units=cfg.adapt_units, total_steps=self._adapt_steps(cfg, data))
+            say(f"adaptation: {adapter.describe()}, over {adapter.total_steps} steps")
+        return model
+
+    def _adapt_steps(self, cfg: DetectConfig, data: RunData) -> int:
+        return self.steps_per_epoch(cfg, data) * cfg.epochs
 
     def compile(self, cfg: DetectConfig, model: keras.Model, data: RunData, steps_per_epoch: int) -> None:
         from foveal.detection.loss import YoloLoss
@@ -152,6 +195,14 @@ class DetectTask(TaskPlugin):
                                     ignore_threshold=cfg.ignore_threshold), jit_compile=jit_compile_of(cfg))
 
     def restore(self, cfg: DetectConfig, data: RunData, model: keras.Model, card: ModelCard) -> None:
+        from foveal.errors import ConfigError
+
+        adapter = getattr(model, "adapter", None)
+        if bool(cfg.adapt_target) != (adapter is not None):
+            raise ConfigError("--adapt-target cannot be added to or removed from a run when it resumes",
+                              hint="resume with the run's own options, or start a new run")
+        if adapter is not None:
+            adapter.total_steps = self._adapt_steps(cfg, data)  # a resume may extend --epochs
         if cfg.detector == "faster-rcnn":
             data.extra["anchor_sizes"] = list(card.training["anchor_sizes"])
         else:
@@ -195,9 +246,13 @@ class DetectTask(TaskPlugin):
                 f"{model.roi_pool})" if cfg.detector == "faster-rcnn" else f"YOLO ({cfg.scales} scale(s))")
         mixed = (f"; mixed with {cfg.extra_data} at ratio {cfg.extra_ratio:g}" if "extra_train" in data.extra
                  else "")
-        return [f"data: {cfg.data} ({len(data.class_names)} class(es); images {data.sizes()}; "
-                f"{data.train.num_boxes} training boxes{mixed})",
-                f"model: {kind} on {cfg.backbone}, input {cfg.image_hw}, {model.count_params():,} parameters"]
+        lines = [f"data: {cfg.data} ({len(data.class_names)} class(es); images {data.sizes()}; "
+                 f"{data.train.num_boxes} training boxes{mixed})",
+                 f"model: {kind} on {cfg.backbone}, input {cfg.image_hw}, {model.count_params():,} parameters"]
+        if getattr(model, "adapter", None) is not None:
+            lines.append(f"adapted to {cfg.adapt_target} ({len(data.extra['adapt_target'])} images): "
+                         f"{model.adapter.describe()}")
+        return lines
 
     def data_errors(self, cfg: DetectConfig):
         from foveal.detection.pipeline import detection_data_errors
@@ -213,7 +268,7 @@ class DetectTask(TaskPlugin):
         train = make_detection_pipeline(data.train, training=True, augment=cfg.augment, seed=seed,
                                         start_epoch=start_epoch, multi_scale=cfg.multi_scale or None,
                                         extra=data.extra.get("extra_train"), extra_ratio=cfg.extra_ratio,
-                                        **common)  # type: ignore[arg-type]
+                                        target=data.extra.get("adapt_target"), **common)  # type: ignore[arg-type]
         val = (make_detection_pipeline(data.val, training=False, augment="none", **common)  # type: ignore[arg-type]
                if data.val is not None and len(data.val) else None)
         return train, val
@@ -241,10 +296,16 @@ class DetectTask(TaskPlugin):
                   history: dict[str, list[float]]) -> list[Any]:
         from foveal.detection.train import ValidationMap
 
-        if data.val is None or not len(data.val) or cfg.monitor != "val_map50":
-            return []
-        return [ValidationMap(data.val, card, every=cfg.eval_every, batch_size=cfg.batch_size,
-                              score_threshold=cfg.score_threshold, last=(history.get("val_map50") or [None])[-1])]
+        found = []
+        if data.val is not None and len(data.val) and cfg.monitor == "val_map50":
+            found.append(ValidationMap(data.val, card, every=cfg.eval_every, batch_size=cfg.batch_size,
+                                       score_threshold=cfg.score_threshold,
+                                       last=(history.get("val_map50") or [None])[-1]))
+        if "adapt_target_test" in data.extra:  # reported only: the checkpoint never reads it
+            found.append(ValidationMap(data.extra["adapt_target_test"], card, every=cfg.eval_every,
+                                       batch_size=cfg.batch_size, score_threshold=cfg.score_threshold,
+                                       last=(history.get(TARGET_MAP) or [None])[-1], key=TARGET_MAP))
+        return found
 
     def finish(self, cfg: DetectConfig, model: keras.Model, card: ModelCard, data: RunData, run_dir: Path,
                history: dict[str, list[float]]) -> dict[str, Any] | None:
@@ -257,7 +318,12 @@ class DetectTask(TaskPlugin):
             dets = detect_dataset(model, card, part, batch_size=cfg.batch_size)
             metrics, curves = score_detections(part, dets, score_threshold=cfg.score_threshold)
             metrics["split"] = split
+        target = self._score_target(cfg, model, card, data)
+        if target is not None:
+            metrics = {**(metrics or {}), "target": target, "adaptation": _adaptation_facts(cfg)}
+        if metrics is not None:
             atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+        if part is not None and len(part):
             atomic_write_text(run_dir / "detections.json", json.dumps(to_coco_results(part, dets)))
             say(f"{split}: mAP@0.5 {metrics['map50']:.4f} (VOC07 11-point {metrics['map50_voc07']:.4f}), "
                 f"COCO AP {metrics['coco']['AP']:.4f}, AP50 {metrics['coco']['AP50']:.4f} (on detections scoring "
@@ -279,16 +345,44 @@ class DetectTask(TaskPlugin):
             "parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
             "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
         }
-        if metrics is not None:
+        if cfg.adapt_target:
+            summary["adapted to"] = (f"{cfg.adapt_target} ({cfg.adapt_method}, {cfg.adapt_features}, weight "
+                                     f"{_adaptation_facts(cfg)['weight']:g})")
+        if target is not None:
+            summary[f"target {target['split']} mAP@0.5 (VOC all-point)"] = target["map50"]
+            summary["target COCO AP@[.50:.95]"] = target["coco_ap"]
+        if metrics is not None and "map50" in metrics:
             summary |= {f"{split} mAP@0.5 (VOC all-point)": metrics["map50"],
                         "mAP@0.5 (VOC07 11-point)": metrics["map50_voc07"], "COCO AP@[.50:.95]": metrics["coco"]["AP"],
                         "COCO AP50": metrics["coco"]["AP50"], "COCO AP75": metrics["coco"]["AP75"],
                         "images scored": metrics["num_images"]}
         path = write_detection_report(run_dir / "report.html", title=f"foveal detection run {run_dir.name}",
                                       summary=summary, config=asdict(cfg), history=history, data=part,
-                                      detections=dets, curves=curves, metrics=metrics, count=cfg.report_images)
+                                      detections=dets, curves=curves,
+                                      metrics=metrics if metrics is not None and "map50" in metrics else None,
+                                      count=cfg.report_images,
+                                      adaptation=_adaptation_facts(cfg) if cfg.adapt_target else None)
         say(f"report: {path}")
         return metrics
+
+    def _score_target(self, cfg: DetectConfig, model: keras.Model, card: ModelCard,
+                      data: RunData) -> dict[str, Any] | None:
+        """The best weights on the adaptation target's labelled test images (None without them)."""
+        from foveal.detection.scoring import detect_dataset, score_detections
+
+        part = data.extra.get("adapt_target_test")
+        if part is None:
+            return None
+        dets = detect_dataset(model, card, part, batch_size=cfg.batch_size)
+        scores = score_detections(part, dets, score_threshold=cfg.score_threshold)[0]
+        target = {"data": cfg.adapt_target, "split": "test", "map50": scores["map50"],
+                  "map50_voc07": scores["map50_voc07"], "coco_ap": scores["coco"]["AP"],
+                  "coco_ap50": scores["coco"]["AP50"], "precision": scores["precision"], "recall": scores["recall"],
+                  "num_images": scores["num_images"], "num_boxes": scores["num_boxes"]}
+        say(f"adaptation target {cfg.adapt_target} (test, {target['num_images']} images): mAP@0.5 "
+            f"{target['map50']:.4f}, COCO AP {target['coco_ap']:.4f}; precision {target['precision']:.3f} recall "
+            f"{target['recall']:.3f} at score {cfg.score_threshold}")
+        return target
 
 
 __all__ = ["DetectTask"]

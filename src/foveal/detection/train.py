@@ -1,11 +1,10 @@
 """``foveal detect train`` and ``evaluate``: from a :class:`DetectConfig` to a run folder.
 
-The run folder mirrors a classification run: ``config.yaml`` (the resolved options),
-``history.csv`` (losses and the validation mAP@0.5 per epoch), ``best.keras`` and
-``last.keras`` (self-describing detectors whose card says ``task: detect`` and holds the
-anchors), ``state.json`` (what ``--resume`` needs), ``metrics.json`` (COCO and VOC numbers on
-the test split), ``detections.json`` (the test detections as COCO results), ``anchors.json``
-and ``report.html`` (curves, precision-recall per class, test images with boxes).
+The run folder is the engine's (:mod:`foveal.engine.run`); here ``history.csv`` has the
+validation mAP@0.5 per epoch, the cards say ``task: detect`` and hold the anchors,
+``metrics.json`` has COCO and VOC numbers on the test split, beside ``detections.json`` (the
+test detections as COCO results) and ``anchors.json``; ``report.html`` shows precision-recall
+per class and test images with boxes.
 
 Splits: the dataset's own (``train.txt``/``val.txt``/``test.txt`` of a VOC folder, COCO or
 YOLO split files), else ``--test-data``, else seeded fractions of the training images.
@@ -28,7 +27,8 @@ import numpy as np
 from foveal.data.boxes import BoxedImages, load_boxes
 from foveal.detection.config import DetectConfig
 from foveal.errors import ConfigError, DataError
-from foveal.training.runs import TrainResult, say
+from foveal.tasks import trainer
+from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
@@ -113,22 +113,12 @@ def _load_backbone_weights(model: keras.Model, path: str) -> None:
         say(report.summary())
 
 
-def train_detector(config: DetectConfig | None = None, *, resume: str | Path | None = None,
-                   callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
-    """Train a YOLO-style detector and write a run folder (the module docstring says what is in it).
-
-    The arguments are :func:`foveal.engine.run.train_task`'s: ``config`` (default: DetectConfig's
-    defaults), ``resume`` (a run folder to continue, with ``overrides`` such as ``epochs`` on top),
-    extra Keras ``callbacks``, and option ``overrides``.
-    """
-    from foveal.detection.task import DetectTask
-    from foveal.engine.run import train_task
-
-    return train_task(DetectTask(), config, resume=resume, callbacks=callbacks, **overrides)
+train_detector = trainer("detect", "train_detector", "a detector (YOLO or Faster R-CNN)")
 
 
 class ValidationMap:
-    """Keras callback that adds ``val_map50`` (VOC all-point mAP@0.5) to the epoch logs.
+    """Keras callback that adds ``val_map50`` (VOC all-point mAP@0.5 of ``data``; another name with
+    ``key``, e.g. the adaptation target's ``target_map50``) to the epoch logs.
 
     Runs before the checkpoint callback so ``best.keras`` can follow it. Epochs where it is
     not computed (``every`` > 1) carry the last value, so ``best`` only changes when measured.
@@ -139,9 +129,9 @@ class ValidationMap:
 
         class _ValidationMap(keras.callbacks.Callback):
             def __init__(self, data: BoxedImages, card: ModelCard, *, every: int, batch_size: int,
-                         score_threshold: float, last: float | None = None) -> None:
+                         score_threshold: float, last: float | None = None, key: str = "val_map50") -> None:
                 super().__init__()
-                self.data, self.card, self.every = data, card, every
+                self.data, self.card, self.every, self.key = data, card, every, key
                 self.batch_size, self.score_threshold = batch_size, score_threshold
                 self.last = last
 
@@ -153,7 +143,7 @@ class ValidationMap:
                 if (epoch + 1) % self.every == 0 or self.last is None:
                     dets = detect_dataset(self.model, self.card, self.data, batch_size=self.batch_size)
                     self.last = float(score_detections(self.data, dets, score_threshold=self.score_threshold)[0]["map50"])
-                logs["val_map50"] = self.last
+                logs[self.key] = self.last
 
         return _ValidationMap(*args, **kwargs)
 
@@ -180,6 +170,7 @@ def evaluate_detector(model_path: str | Path, data: str, *, split: str = "test",
         class_map: which model class each dataset class is, when their names differ
             (see :mod:`foveal.evaluation.classes`); default: match by name.
     """
+    from foveal.data.splits import pick_split
     from foveal.detection.report import write_detection_report
     from foveal.detection.scoring import check_card, detect_dataset, readable, score_detections, to_coco_results
     from foveal.evaluation.classes import align_boxes
@@ -188,14 +179,8 @@ def evaluate_detector(model_path: str | Path, data: str, *, split: str = "test",
     model, card = load_model(model_path)
     check_card(card)
     _set_postprocess(model, score_threshold, iou_threshold)
-    parts = load_boxes(data, skip_invalid=skip_invalid)
-    if split not in parts:
-        if len(parts) == 1 and "train" in parts:
-            split = "train"
-        else:
-            raise DataError(f"{data}: has no {split!r} split (it has {', '.join(parts)})",
-                            hint="pass --split with one of those")
-    part = align_boxes(parts[split], card.class_names, class_map)
+    split, part = pick_split(load_boxes(data, skip_invalid=skip_invalid), split, data)
+    part = align_boxes(part, card.class_names, class_map)
     threshold = score_threshold if score_threshold is not None else float(card.training.get("score_threshold", 0.25))
     dets = detect_dataset(model, card, part, batch_size=batch_size, skip_invalid=skip_invalid,
                           score_threshold=ap_score_threshold)

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from foveal import configtools
+from foveal.engine.optim import build_before_fit
 from foveal.engine.plugin import Phase, RunData, TaskPlugin
 from foveal.errors import ConfigError, DataError, TrainingInterrupted
 from foveal.training.runs import TrainResult, mark, resolve_run, say, set_determinism, weights_of
@@ -381,6 +382,7 @@ class Run:
             train_ds, val_ds = plugin.pipelines(cfg, self.data, seed=cfg.seed, start_epoch=start)
             callbacks = self.callbacks(model, phase, phase_start, has_val=val_ds is not None, restored=restored,
                                        best_weights_loader=loader)
+            build_before_fit(model, train_ds.element_spec)  # one trace of the train step, not two
             return self.guarded(callbacks, lambda: model.fit(
                 train_ds, validation_data=val_ds, epochs=end, initial_epoch=start, callbacks=callbacks,
                 verbose=verbosity(cfg), steps_per_epoch=plugin.fit_steps(cfg, self.data) or self.steps,

@@ -65,7 +65,7 @@ class ImageSet:
         """Image ``i`` as uint8 HxWxC."""
         if self.images is not None:
             return to_channels(self.images[i], self.channels)
-        from foveal.segmentation.predict import decode_file
+        from foveal.predict import decode_file
 
         return decode_file(self.paths[i], self.channels)
 

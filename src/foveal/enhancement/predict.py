@@ -29,8 +29,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from foveal.errors import DataError, ModelError
-from foveal.utils_io import atomic_path, atomic_write_text, printable_path
+from foveal.errors import ModelError
+from foveal.utils_io import printable_path
 
 DEFAULT_TILE = 512
 
@@ -190,28 +190,6 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
 
 
-def write_png(path: Path, pixels: np.ndarray) -> Path:
-    """Write uint8 HxW, HxWx1 or HxWx3 pixels as a PNG, atomically."""
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.asarray(pixels, np.uint8)
-    img = Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-    return path
-
-
-def _unique_name(source: Path, used: set[str]) -> str:
-    stem, k = Path(source).stem, 1
-    name = f"{stem}.png"
-    while name in used:
-        k += 1
-        name = f"{stem}_{k}.png"
-    used.add(name)
-    return name
-
-
 def enhance_files(model, card, images: Iterable[str | Path], *, output: str | Path | None = None,
                   skip_invalid: bool = False, luma_only: bool = False) -> list[dict[str, Any]]:
     """Enhance every image file (folders searched recursively) and optionally write them.
@@ -229,33 +207,27 @@ def enhance_files(model, card, images: Iterable[str | Path], *, output: str | Pa
         ``enhanced`` (the written file, with ``output``), and ``image`` (the uint8 result,
         only without ``output``).
     """
-    from foveal.predict import collect_images
-    from foveal.segmentation.predict import decode_file
+    from foveal.predict import predict_files, unique_name, write_png
 
     check_card(card)
     channels = 3 if card.input_shape[-1] == 1 else card.input_shape[-1]  # colour photos keep their colour
     out_dir = Path(output) if output is not None else None
     used: set[str] = set()
-    rows: list[dict[str, Any]] = []
-    for path in collect_images(images):
-        try:
-            image = decode_file(path, channels)
-        except DataError as exc:
-            if not skip_invalid:
-                raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
-            rows.append({"file": printable_path(path), "error": exc.message})
-            continue
+
+    def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
+        (path, image), = batch
         result = to_uint8(enhance(model, card, as_model_channels(image, card), luma_only=luma_only))
         row: dict[str, Any] = {"file": printable_path(path), "input_size": [image.shape[1], image.shape[0]],
                                "output_size": [result.shape[1], result.shape[0]]}
         if out_dir is not None:
-            row["enhanced"] = str(write_png(out_dir / "enhanced" / _unique_name(path, used), result))
+            row["enhanced"] = str(write_png(out_dir / "enhanced" / unique_name(path, used), result))
         else:
             row["image"] = result
-        rows.append(row)
-    if out_dir is not None:
-        atomic_write_text(out_dir / "predictions.csv", to_csv(rows))
-    return rows
+        return [row]
+
+    # One image at a time: each keeps its own size.
+    return predict_files(images, channels, rows_for, batch_size=1, skip_invalid=skip_invalid, output=output,
+                         tables={"predictions.csv": to_csv})
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -282,4 +254,4 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 __all__ = ["DEFAULT_TILE", "as_model_channels", "check_card", "enhance", "enhance_array", "enhance_batch",
            "enhance_colour", "enhance_files", "format_table", "geometry", "luma", "rgb_to_ycbcr", "to_csv", "to_uint8",
-           "write_png", "ycbcr_to_rgb"]
+           "ycbcr_to_rgb"]

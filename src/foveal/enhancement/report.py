@@ -56,20 +56,17 @@ def write_enhancement_report(path: str | Path, *, title: str, summary: dict[str,
                              history: dict[str, list[float]] | None, metrics: dict[str, Any] | None,
                              strips: Sequence = ()) -> Path:
     """Write the report; returns its path."""
-    from markupsafe import Markup
 
-    from foveal.visualize.report import png_data_uri, write_classification_report
+    from foveal.visualize.report import figure_section, write_task_report
 
     extra: list[tuple[str, Any]] = []
     if metrics is not None:
         extra.append(("Quality: model and baseline", scores_table(metrics)))
     if strips:
-        uri = png_data_uri(strip_grid(strips, int((metrics or {}).get("scale", 1))))
-        extra.append(("Before, after, reference", Markup('<figure><img src="{}" alt="example strips"></figure>')
-                      .format(uri)))
-    curves = {k: v for k, v in (history or {}).items() if k != "epoch_seconds"}
-    return write_classification_report(path, title=title, summary=summary, config=config,
-                                       history=curves or None, metrics=None, extra_sections=extra)
+        scale = int((metrics or {}).get("scale", 1))
+        extra.append(figure_section("Before, after, reference", strip_grid(strips, scale), "example strips"))
+    return write_task_report(path, title=title, summary=summary, config=config, history=history,
+                             extra_sections=extra)
 
 
 __all__ = ["scores_table", "strip_grid", "write_enhancement_report"]

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from foveal.engine.plugin import RunData, TaskPlugin
 from foveal.enhancement.config import EnhanceConfig
+from foveal.tasks import trainer
 from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
@@ -163,19 +164,7 @@ class EnhanceTask(TaskPlugin):
         return metrics
 
 
-def train_enhancer(config: EnhanceConfig | None = None, *, resume: str | Path | None = None,
-                   callbacks: list[Any] | None = None, **overrides: Any):
-    """Train an enhancement model and write a run folder (the engine's; see :func:`~foveal.engine.run.train_task`).
-
-    Example:
-        >>> result = train_enhancer(EnhanceConfig(data="../shared/datasets/mnist", patch_size=28,  # doctest: +SKIP
-        ...                                       epochs=5))
-        >>> result.metrics["gain"]["psnr"] > 10  # doctest: +SKIP
-        True
-    """
-    from foveal.engine.run import train_task
-
-    return train_task(EnhanceTask(), config, resume=resume, callbacks=callbacks, **overrides)
+train_enhancer = trainer("enhance", "train_enhancer", "an enhancement model")
 
 
 __all__ = ["EnhanceTask", "train_enhancer"]

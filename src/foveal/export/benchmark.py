@@ -5,7 +5,10 @@ allocation), then many timed runs; latency percentiles at batch 1, throughput at
 batch; the model alone and end to end (encoded image bytes -> decode and resize -> model ->
 the task's answer: top-k labels, boxes, or the mask as a PNG, as ``foveal serve`` gives it).
 "The model alone" includes the task's own post-processing (a detector's decode and NMS, a
-localizer's box decoding), which every runtime runs the same way (:mod:`foveal.export.tasks`).
+localizer's box decoding; an instance model's masks pasted at its input size, or a U-Net's
+marker watershed: :func:`foveal.export.tasks.inference`), which every runtime runs the same way
+(:mod:`foveal.export.tasks`); where that post-processing is not part of the graph, the network's
+own share is reported too (``batch1_network``).
 Runtimes: Keras ``predict_on_batch``, a direct Keras call, SavedModel, TFLite (LiteRT) and ONNX
 Runtime, all on the same weights.
 """
@@ -97,34 +100,54 @@ def _inputs(card: Any, count: int) -> np.ndarray:
     return np.random.default_rng(0).uniform(0, 255, (count, *card.input_shape)).astype(np.float32)
 
 
+def unit(card: Any) -> str:
+    """What the throughput counts: ``images``, a generator's ``samples``, or the task's own
+    (``BENCHMARK_UNIT`` of its hooks: a video classifier's ``clips``)."""
+    from foveal.export import tasks
+
+    own = getattr(tasks.hooks(card.task), "BENCHMARK_UNIT", None)
+    return own or ("images" if tasks.takes_images(card) else "samples")
+
+
 def benchmark_runner(runner: Runner, *, warmup: int, runs: int, batch_size: int | Sequence[int],
                      top_k: int = 5) -> dict[str, Any]:
     """Latency at batch 1 (model alone and end to end) and throughput at each of ``batch_size``.
 
     A generator takes latent codes (its images per second are samples drawn); its end to end is
-    one sample drawn from a seed and encoded as a PNG, as ``GET /generate`` answers.
+    one sample drawn from a seed and encoded as a PNG, as ``GET /generate`` answers. A task with a
+    ``benchmark_end_to_end(runner, card, top_k)`` hook times its own (a video classifier: one
+    video file decoded, its frames sampled and resized, the clip's label).
     """
     from foveal.export import tasks
 
     card = runner.card
     sizes = [batch_size] if isinstance(batch_size, int) else [int(b) for b in batch_size]
     one = _inputs(card, 1)
-    latency = _percentiles(time_calls(lambda: tasks.outputs(runner, card, one), warmup, runs))
-    e2e_call = (_end_to_end(runner, _sample_jpeg(card.input_shape), top_k) if tasks.takes_images(card)
-                else _sample_end_to_end(runner))
+    latency = _percentiles(time_calls(lambda: tasks.inference(runner, card, one), warmup, runs))
+    network = (_percentiles(time_calls(lambda: tasks.outputs(runner, card, one), max(1, warmup // 5), runs))
+               if hasattr(tasks.hooks(card.task), "postprocess") else None)
+    own = getattr(tasks.hooks(card.task), "benchmark_end_to_end", None)
+    if own is not None:
+        e2e_call = own(runner, card, top_k)
+    elif tasks.takes_images(card):
+        e2e_call = _end_to_end(runner, _sample_jpeg(card.input_shape), top_k)
+    else:
+        e2e_call = _sample_end_to_end(runner)
     e2e = _percentiles(time_calls(e2e_call, warmup, runs))
     batch_runs = max(3, runs // 10)
     throughput: dict[str, float] = {}
     for size in sizes:
         many = _inputs(card, size)
-        batch_ms = time_calls(lambda: tasks.outputs(runner, card, many), max(1, warmup // 5), batch_runs)
+        batch_ms = time_calls(lambda: tasks.inference(runner, card, many), max(1, warmup // 5), batch_runs)
         throughput[str(size)] = size / (float(np.median(batch_ms)) / 1e3)
     return {
         "runtime": runner.kind,
         "task": card.task,
+        "unit": unit(card),
         "path": str(runner.path),
         "size_bytes": artifact_size(runner.path),
         "batch1": latency,
+        **({"batch1_network": network} if network is not None else {}),
         "batch1_end_to_end": e2e,
         "throughput_images_per_s": throughput[str(sizes[0])],
         "throughput_batch_size": sizes[0],
@@ -164,7 +187,9 @@ def benchmark(
     """Benchmark a ``.keras`` model in every runtime (exporting it to a temporary folder), or
     one existing export (checked against the allow-list of inference ops unless ``trust_model``).
     ``batch_size``: one size or several (images per second at each). Any task: a generator is timed
-    on latent codes (samples per second), an enhancer on images at its card's size.
+    on latent codes (samples per second), an enhancer on images at its card's size, a video
+    classifier on clips (frames and lengths in, probabilities out; clips per second; its Keras
+    runtimes run the one graph its exports hold, backbone and sequence head together).
 
     Returns:
         ``{"machine": ..., "model": ..., "parameters": ..., "results": [one dict per runtime]}``.
@@ -183,10 +208,9 @@ def benchmark(
         runner = open_runner(path, threads=threads, trust_model=trust_model)
         results.append(benchmark_runner(runner, warmup=warmup, runs=runs, batch_size=batch_size))
     else:
-        from foveal.export.tasks import export_card
-        from foveal.models.io import load_model
+        from foveal.export.tasks import export_card, load
 
-        model, card = load_model(path)
+        model, card = load(path)  # a video classifier comes with its frame backbone
         parameters = int(model.count_params())
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             for runtime in runtimes:
@@ -198,8 +222,9 @@ def benchmark(
                     write_export_card(target, export_card(model, card))
                     runner = open_runner(target, threads=threads)
                 result = benchmark_runner(runner, warmup=warmup, runs=runs, batch_size=batch_size)
-                if runtime.startswith("keras"):
-                    result["size_bytes"] = artifact_size(path)
+                if runtime.startswith("keras"):  # with a video model's frame backbone saved beside it
+                    beside = card.training.get("backbone_file") if card.task == "video" else None
+                    result["size_bytes"] = artifact_size(path) + (artifact_size(path.parent / beside) if beside else 0)
                 results.append(result)
     return {"machine": machine_info(threads), "model": str(path), "parameters": parameters,
             "warmup": warmup, "runs": runs, "results": results}
@@ -209,9 +234,10 @@ def format_benchmark(table: dict[str, Any]) -> str:
     """The side-by-side table printed by ``foveal benchmark`` (one img/s column per batch size)."""
     first = table["results"][0]
     sizes = list(first.get("throughput_by_batch_size") or {str(first["throughput_batch_size"]): 0})
-    head = (f"{'runtime':<14}{'size MB':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
-            f"{'e2e p50':>9}" + "".join(f"{'img/s @' + size:>12}" for size in sizes))
     task = first.get("task", "classify")
+    per = {"clips": "clip/s @"}.get(first.get("unit", ""), "img/s @")
+    head = (f"{'runtime':<14}{'size MB':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
+            f"{'e2e p50':>9}" + "".join(f"{per + size:>12}" for size in sizes))
     lines = [f"{table['model']}  ({task}; {table['parameters'] or '?'} parameters; "
              f"{table['machine']['cpu']}, {table['machine']['threads']} threads)", head, "-" * len(head)]
     for r in table["results"]:
@@ -220,7 +246,15 @@ def format_benchmark(table: dict[str, Any]) -> str:
         lines.append(f"{r['runtime']:<14}{r['size_bytes'] / 1e6:>9.2f}{b['p50_ms']:>9.2f}{b['p90_ms']:>9.2f}"
                      f"{b['p99_ms']:>9.2f}{r['batch1_end_to_end']['p50_ms']:>9.2f}"
                      + "".join(f"{rates[size]:>12.1f}" for size in sizes))
+    network = [f"{r['runtime']} {r['batch1_network']['p50_ms']:.2f} ms" for r in table["results"] if "batch1_network" in r]
+    if network:
+        lines.append("(p50 and img/s include the post-processing outside the graph, e.g. an instance model's mask "
+                     "pasting or watershed; the network alone, p50: " + ", ".join(network) + ")")
     if task == "generate":
         lines.append("(a generator: img/s = samples drawn from latent codes; e2e = one seeded sample encoded as "
                      "a PNG, as GET /generate)")
+    if task == "video":
+        lines.append("(a video classifier: p50..p99 = one clip's frames and length -> probabilities; e2e = a "
+                     "video file decoded, its frames sampled and resized, -> the clip's label; clip/s = clips a "
+                     "second at each batch size; a TFLite graph with a recurrent loop runs its batch clip by clip)")
     return "\n".join(lines)

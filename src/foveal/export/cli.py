@@ -44,6 +44,9 @@ EPILOG_EXPORT = """examples:
   # float32), a U-Net + watershed as a segmenter (the watershed runs in the runner); mask AP side by side
   foveal export runs/mask-rcnn/best.keras --format savedmodel --data shapes/ --split test
   foveal export runs/cells/best.keras --format onnx --data cells/annotations/instances_test.json
+  # a video classifier: one graph from frames + lengths to probabilities; int8 calibrated on clips
+  foveal export runs/fight/best.keras --format tflite --quantize dynamic --data fight-video/
+  foveal export runs/fight/best.keras --format onnx --quantize int8 --data fight-video/ --calibration 32
 """
 
 
@@ -66,14 +69,15 @@ def add_export_commands(sub: Any) -> None:
     e.add_argument("--output", metavar="PATH", help="target file (suffix of the format), or folder: an existing "
                    "one, or a new one given with a trailing / or without a suffix (default: beside the model)")
     e.add_argument("--data", metavar="SPEC", help="dataset of the model's task (classes; boxes; image/mask "
-                   "folder): parity samples, int8 calibration images (train split) and the accuracy comparison "
-                   "(--split)")
+                   "folder; a video model: class subfolders of clips): parity samples, int8 calibration images "
+                   "or clips (train split) and the accuracy comparison (--split)")
     e.add_argument("--split", default="test", help="dataset part for parity and accuracy (default: test)")
     e.add_argument("--tolerance", type=float, help="largest allowed difference of probabilities, scores and "
                    "box corners (fractions of the image) (default by "
                    "quantization: 1e-4 none, 1e-2 float16, 0.1 dynamic, 0.2 int8)")
     e.add_argument("--samples", type=int, default=64, help="images for the parity check (default: 64)")
-    e.add_argument("--calibration", type=int, default=200, help="int8 calibration images (default: 200)")
+    e.add_argument("--calibration", type=int, default=200, help="int8 calibration images, or clips of a video "
+                   "model (default: 200)")
     e.add_argument("--accuracy-limit", type=int, help="score at most this many images (default: all)")
     e.add_argument("--threads", type=int, help="runtime threads for the checks")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -82,11 +86,14 @@ def add_export_commands(sub: Any) -> None:
     b = sub.add_parser("benchmark", help="latency and throughput in every runtime, side by side",
                        description="Warm up, then time many runs: p50/p90/p99 latency at batch 1 (model alone "
                        "and end to end from JPEG bytes to the task's answer; a generator: from a seed to a PNG "
-                       "sample) and throughput at each --batch-size. Every task: classifiers, detectors, "
-                       "segmenters, enhancers and generators (VAE decoder, GAN generator; on latent codes).",
+                       "sample; a video classifier: from a video file to the clip's label) and throughput at each "
+                       "--batch-size. Every task: classifiers, detectors, segmenters, enhancers, generators (VAE "
+                       "decoder, GAN generator; on latent codes) and video classifiers (on clips: frames and "
+                       "lengths; clips per second).",
                        epilog="examples:\n  foveal benchmark runs/RUN/best.keras --runtimes keras-predict onnx\n"
                        "  foveal benchmark runs/GAN/best.keras --batch-size 1 16 64   # samples per second\n"
-                       "  foveal benchmark runs/RUN/best.onnx --runs 200",
+                       "  foveal benchmark runs/RUN/best.onnx --runs 200\n"
+                       "  foveal benchmark runs/fight/best.keras --batch-size 1 4 16   # a video model: clips/s",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("model", help="a .keras file (benchmarked in every runtime) or one export "
                    "(.tflite, .onnx, SavedModel folder)")
@@ -96,7 +103,7 @@ def add_export_commands(sub: Any) -> None:
     b.add_argument("--warmup", type=int, default=10, help="untimed runs first (default: 10)")
     b.add_argument("--runs", type=int, default=100, help="timed runs at batch 1 (default: 100)")
     b.add_argument("--batch-size", type=int, nargs="+", default=[32], metavar="N",
-                   help="batch size(s) of the throughput figures: images (a generator: samples) per second at "
+                   help="batch size(s) of the throughput figures: images (a generator: samples; a video model: clips) per second at "
                    "each (default: 32)")
     b.add_argument("--output", metavar="FILE.json", help="also write the results as JSON")
     b.add_argument("--json", action="store_true", help="print JSON instead of the table")

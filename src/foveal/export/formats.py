@@ -21,7 +21,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import keras
 import numpy as np
@@ -87,22 +87,39 @@ def write_tflite(model: keras.Model, card: ModelCard, path: Path, quantize: str 
     with tempfile.TemporaryDirectory() as tmp:
         saved = write_savedmodel(model, card, Path(tmp) / "sm", shape)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["serving_default"])
-        if quantize:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        elif quantize == "int8":
-            if representative is None:
-                raise ConfigError("int8 quantization needs a representative sample",
-                                  hint="pass --data DATASET (a few hundred training images are used)")
-            converter.representative_dataset = lambda: ([batch] for batch in representative())
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        configure_tflite_quantization(converter, quantize, representative)
         try:
             flatbuffer = converter.convert()
         except Exception as exc:  # the converter raises many types, all meaning "cannot convert"
             raise FovealError(f"TFLite conversion failed: {type(exc).__name__}: {str(exc)[:400]}") from None
     path.write_bytes(flatbuffer)
     return path
+
+
+def configure_tflite_quantization(converter, quantize: str | None,
+                                  representative: Callable[[], Iterable[Any]] | None,
+                                  integer_only: bool = True) -> None:
+    """Set a TFLite converter up for ``quantize`` (module docstring). ``representative`` yields
+    calibration batches: arrays (one input) or dicts of named arrays (a graph of several inputs).
+    ``integer_only=False`` lets the ops int8 cannot express stay float (TFLite's int8 with float
+    fallback) instead of failing the conversion.
+
+    Raises:
+        ConfigError: int8 without a representative sample."""
+    import tensorflow as tf
+
+    if quantize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        if representative is None:
+            raise ConfigError("int8 quantization needs a representative sample",
+                              hint="pass --data DATASET (a few hundred training images are used)")
+        converter.representative_dataset = lambda: (batch if isinstance(batch, dict) else [batch]
+                                                    for batch in representative())
+        converter.target_spec.supported_ops = ([tf.lite.OpsSet.TFLITE_BUILTINS_INT8] if integer_only else
+                                               [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS])
 
 
 def write_onnx(model: keras.Model, card: ModelCard, path: Path, quantize: str | None = None,
@@ -134,11 +151,13 @@ def write_onnx(model: keras.Model, card: ModelCard, path: Path, quantize: str | 
         if quantize is None:
             shutil.move(raw, path)
         else:
-            _quantize_onnx(raw, path, quantize, representative)
+            quantize_onnx(raw, path, quantize, representative)
     return path
 
 
-def _quantize_onnx(source: Path, target: Path, quantize: str, representative) -> None:
+def quantize_onnx(source: Path, target: Path, quantize: str, representative) -> None:
+    """Quantize the ONNX graph at ``source`` into ``target`` with onnxruntime (module docstring);
+    ``representative`` yields calibration batches, arrays or dicts of named inputs."""
     from onnxruntime import quantization as q
 
     prepared = source.with_name("prepared.onnx")
@@ -158,8 +177,8 @@ def _quantize_onnx(source: Path, target: Path, quantize: str, representative) ->
             self._batches = iter(representative())
 
         def get_next(self):
-            batch = next(self._batches, None)
-            return None if batch is None else {input_name: batch}
+            batch = next(self._batches, None)  # an array, or a dict of named inputs (a video graph's two)
+            return None if batch is None else batch if isinstance(batch, dict) else {input_name: batch}
 
     # Unsigned activations with signed per-channel weights (U8S8): ONNX Runtime's x86 fast path.
     # With signed activations ONNX Runtime rewrites int8 to uint8 only where a QuantizeLinear has
@@ -228,7 +247,7 @@ def write_export(model: keras.Model, card: ModelCard, fmt: str, path: Path, quan
     path.parent.mkdir(parents=True, exist_ok=True)
     own = getattr(hooks(card.task), "write_export", None)
     if own is not None:  # a graph of several inputs (video: frames and lengths) is written by its task
-        return own(export_graph(model, card), card, fmt, path, quantize)
+        return own(export_graph(model, card), card, fmt, path, quantize, representative)
     graph, shape = export_graph(model, card), input_signature(card)
     if fmt == "savedmodel":
         return write_savedmodel(graph, card, path, shape)
@@ -250,3 +269,6 @@ def artifact_size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
+
+
+_quantize_onnx = quantize_onnx  # the former private name (tests/export/test_onnx_graph.py)

@@ -65,13 +65,16 @@ class Runner:
 
 
 class KerasRunner(Runner):
-    """``model.predict_on_batch`` (``direct=False``) or a plain call ``model(x)`` (``direct=True``)."""
+    """``model.predict_on_batch`` (``direct=False``) or a plain call ``model(x)`` (``direct=True``).
+
+    The model is loaded as export and serve load it (:func:`foveal.export.tasks.load`): a video
+    classifier with its frame backbone, whose ``raw`` runs the one graph of its exports."""
 
     def __init__(self, path: Path, threads: int | None = None, direct: bool = False) -> None:
-        from foveal.models.io import load_model
+        from foveal.export.tasks import load
 
         _set_tf_threads(threads)
-        self.model, card = load_model(path)
+        self.model, card = load(path)
         super().__init__(path, card)
         self.direct = direct
         self.kind = "keras-call" if direct else "keras-predict"

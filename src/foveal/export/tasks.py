@@ -21,6 +21,10 @@ maps the card's ``task`` to that module and forwards. The hooks:
   ``box`` (localize); ``boxes``, ``scores``, ``classes``, ``num_detections`` after NMS
   (detect); per-pixel ``probabilities`` (segment); a Mask R-CNN's detections and ``masks``, or a U-Net +
   watershed's ``probabilities`` (instance).
+* ``postprocess(out, card) -> Any`` (optional): the per-image work after ``outputs`` that makes
+  the task's answer at the model's input size (an instance model's masks pasted, or its marker
+  watershed); ``foveal benchmark`` times it with the model, so "the model alone" is the whole
+  inference of an image and not only the network.
 * ``parity(reference, exported, card, tolerance) -> dict``: compares two ``outputs``; has
   ``passed``, ``max_abs_diff``, ``agreement`` (and its ``agreement_name``) and task figures.
 * ``TAKES_IMAGES`` (optional, default True): False for a graph whose input is not pixels (a
@@ -132,6 +136,14 @@ def decode_channels(card: ModelCard) -> int:
 
 def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.ndarray]:
     return hooks(card.task).outputs(source, card, np.asarray(images, np.float32))
+
+
+def inference(source: Any, card: ModelCard, images: np.ndarray) -> Any:
+    """``outputs`` followed by the task's ``postprocess`` hook where it has one: what one
+    prediction of a batch costs (``foveal benchmark``'s "model alone")."""
+    out = outputs(source, card, images)
+    own = getattr(hooks(card.task), "postprocess", None)
+    return own(out, card) if own is not None else out
 
 
 def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], card: ModelCard,

@@ -12,19 +12,12 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from foveal.generative.config import GenerateConfig
+from foveal.tasks import trainer
 
-
-def train_generator(config: GenerateConfig | None = None, *, resume: str | Path | None = None,
-                    callbacks: list[Any] | None = None, **overrides: Any):
-    """Train a generative model and write a run folder (see :mod:`foveal.engine.run`)."""
-    from foveal.engine.run import train_task
-    from foveal.generative.task import GenerateTask
-
-    return train_task(GenerateTask(), config, resume=resume, callbacks=callbacks, **overrides)
+train_generator = trainer("generate", "train_generator", "a generative model")
 
 
 def __getattr__(name: str) -> Any:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from foveal.errors import ConfigError
+from foveal.predict import write_png
 
 if TYPE_CHECKING:
     import keras
@@ -114,14 +115,6 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.asarray(pixels, np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def write_png(path: Path, pixels: np.ndarray) -> Path:
-    """Write a uint8 image atomically."""
-    from foveal.segmentation.predict import write_png as write
-
-    pixels = np.asarray(pixels)
-    return write(Path(path), pixels[..., 0] if pixels.ndim == 3 and pixels.shape[-1] == 1 else pixels)
 
 
 def manifold(model: keras.Model, n: int = 15, low: float = 0.05, high: float = 0.95) -> np.ndarray:

@@ -215,6 +215,7 @@ def train_judge(cfg: GenerateConfig, data: RunData, path: Path) -> dict[str, Any
     classifier file) at ``path``; returns its test (else validation) accuracy."""
     import keras
 
+    from foveal.engine.optim import build_before_fit
     from foveal.generative.data import pipeline
     from foveal.models import ModelCard, build_model, save_model
     from foveal.models.io import preprocessing_of
@@ -226,8 +227,9 @@ def train_judge(cfg: GenerateConfig, data: RunData, path: Path) -> dict[str, Any
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     say(f"judge: training a LeNet-5 classifier on the training images for {cfg.classifier_epochs} epoch(s)")
     common = dict(cache=cfg.cache, skip_invalid=cfg.skip_invalid)
-    model.fit(pipeline(data.train, shape, 64, training=True, seed=cfg.seed, **common), epochs=cfg.classifier_epochs,
-              verbose=0, shuffle=False)
+    train = pipeline(data.train, shape, 64, training=True, seed=cfg.seed, **common)
+    build_before_fit(model, train.element_spec)
+    model.fit(train, epochs=cfg.classifier_epochs, verbose=0, shuffle=False)
     split, part = data.scored_part()
     facts: dict[str, Any] = {"data": cfg.data, "purpose": "judge of a generative run's samples"}
     if part is not None:

@@ -15,23 +15,10 @@ Example:
 
 from __future__ import annotations
 
-from foveal._lazy import lazy_getattr
+from foveal._lazy import lazy_exports
 
-_LAZY = {
-    "BYTES_PER_MB": "foveal.inspection.memory",
-    "format_memory": "foveal.inspection.memory",
-    "memory_budget": "foveal.inspection.memory",
-    "ReceptiveField": "foveal.inspection.receptive_field",
-    "receptive_fields": "foveal.inspection.receptive_field",
-    "FLOPS_CONVENTION": "foveal.inspection.summary",
-    "LayerInfo": "foveal.inspection.summary",
-    "format_summary": "foveal.inspection.summary",
-    "summarize": "foveal.inspection.summary",
-    "totals": "foveal.inspection.summary",
-}
-
-
-__getattr__ = lazy_getattr("foveal.inspection", _LAZY)
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __all__ = lazy_exports("foveal.inspection", {
+    ".memory": "BYTES_PER_MB format_memory memory_budget",
+    ".receptive_field": "ReceptiveField receptive_fields",
+    ".summary": "FLOPS_CONVENTION LayerInfo format_summary summarize totals",
+})

@@ -89,8 +89,8 @@ def write_cell_instances(
     """
     from foveal.instance.label_maps import label_map_annotations, write_coco, write_label_map
     from foveal.instance.watershed import TARGET_CLASSES, TARGET_COLOURS, instance_targets
+    from foveal.predict import write_png
     from foveal.segmentation.data import read_mask_folder
-    from foveal.segmentation.predict import write_png
 
     source = read_mask_folder(data, mask_format="binary", class_names=["membrane", "cell"])
     out = Path(output)

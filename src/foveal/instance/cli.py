@@ -13,14 +13,7 @@ import json
 import sys
 from typing import Any
 
-from foveal.cli.task_commands import (
-    add_evaluate_options,
-    add_mode,
-    add_predict_options,
-    add_task_command,
-    print_result,
-    report_skipped,
-)
+from foveal.cli import task_commands as tc
 
 EPILOG_TRAIN = """examples:
   foveal datasets synth shapes --output data/shapes --seed 0
@@ -29,7 +22,7 @@ EPILOG_TRAIN = """examples:
   foveal instance train --data coco/annotations/instances_train2017.json --images coco/train2017 \\
       --image-size 512 --anchor-sizes 32 64 128 256 --time-budget 3600
   foveal instance train --data my_coco.json --skip-invalid     # leave out (and count) images with bad masks
-  # U-Net + marker watershed (one class): ISBI cells, the last 5 slices held out
+  # U-Net + marker watershed (any number of classes): ISBI cells, the last 5 slices held out
   foveal datasets cells --data ../shared/datasets/isbi-membrane/train --output cells/ --holdout 5
   foveal instance train --model unet-watershed --data cells/annotations/instances_train.json \\
       --test-data cells/annotations/instances_test.json --image-size 512 --channels 1 --crop-size 256 \\
@@ -61,8 +54,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
                                      output=args.output, skip_invalid=args.skip_invalid,
                                      score_threshold=args.score_threshold, images=args.images,
                                      report_images=args.report_images)
-    return print_result(args, metrics, format_metrics,
-                        wrote=lambda out: f"{out / 'report.html'}, metrics.json and detections.json")
+    return tc.print_result(args, metrics, format_metrics,
+                           wrote=lambda out: f"{out / 'report.html'}, metrics.json and detections.json")
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -88,13 +81,13 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     if args.output:
         print(f"wrote {sum('drawn' in r for r in rows)} drawn image(s) and instances.json to {args.output}",
               file=sys.stderr)
-    report_skipped(rows)
+    tc.report_skipped(rows)
     return 0
 
 
 def add_instance_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``instance`` with its ``train``, ``evaluate`` and ``predict`` actions."""
-    actions = add_task_command(
+    actions = tc.add_task_command(
         subparsers, "instance", help="instance segmentation: a mask, box and class per object (Mask R-CNN)",
         description="Train, evaluate and use instance segmentation models (Mask R-CNN on any zoo backbone) on "
         "COCO instances (polygons or RLE), scored by COCO box and mask AP.",
@@ -102,11 +95,11 @@ def add_instance_command(subparsers: argparse._SubParsersAction) -> None:
         train_description="Train Mask R-CNN (--model mask-rcnn) or U-Net + watershed (--model "
         "unet-watershed) on COCO instances.", train_epilog=EPILOG_TRAIN)
 
-    e = add_mode(actions, "evaluate", "instance", help="COCO box and mask AP of an instance model",
-                 epilog=EPILOG_EVALUATE, batch_size=8)
-    add_evaluate_options(e, data_help="COCO instances: a .json file or a folder of *train*/*val*/*test* .json files",
-                         output_help="write metrics.json, detections.json (COCO results, RLE masks) and report.html "
-                         "here")
+    e = tc.add_mode(actions, "evaluate", "instance", help="COCO box and mask AP of an instance model",
+                    epilog=EPILOG_EVALUATE, batch_size=8)
+    tc.add_evaluate_options(e, data_help="COCO instances: a .json file or a folder of *train*/*val*/*test* .json files",
+                            output_help="write metrics.json, detections.json (COCO results, RLE masks) and report.html "
+                            "here")
     e.add_argument("--images", metavar="DIR", help="image folder of the COCO file (default: found beside it)")
     e.add_argument("--split", default="test", help="part to score: test, val or train (default: test; a single "
                    "file is scored whole)")
@@ -115,10 +108,10 @@ def add_instance_command(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--report-images", type=int, default=12, help="images drawn in the report (default: 12)")
     e.set_defaults(func=_evaluate)
 
-    p = add_mode(actions, "predict", "instance", help="masks, boxes, classes and scores for image files or folders",
-                 epilog=EPILOG_PREDICT, batch_size=8)
-    add_predict_options(p, output_help="write each image with its masks and boxes drawn, and instances.json "
-                        "(COCO, RLE masks) here")
+    p = tc.add_mode(actions, "predict", "instance", help="masks, boxes, classes and scores for image files or folders",
+                    epilog=EPILOG_PREDICT, batch_size=8)
+    tc.add_predict_options(p, output_help="write each image with its masks and boxes drawn, and instances.json "
+                           "(COCO, RLE masks) here")
     p.add_argument("--score-threshold", type=float, help="keep instances scoring at least this (default: the "
                    "model's)")
     p.add_argument("--mask-threshold", type=float, help="mask probability cut (default: the model's, 0.5)")

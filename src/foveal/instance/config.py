@@ -50,7 +50,7 @@ class InstanceConfig(RunConfig):
     # model
     model: Literal["mask-rcnn", "unet-watershed"] = option(
         "mask-rcnn", "model family: mask-rcnn (Faster R-CNN + a mask head) or unet-watershed (a U-Net on "
-        "background/interior/boundary targets + marker watershed; one class)", group="model")
+        "background/interior (per class)/boundary targets + marker watershed)", group="model")
     backbone: str = option("resnet18", "backbone architecture (see `foveal models`)", group="model")
     backbone_options: dict[str, Any] = option(DEFAULT_BACKBONE_OPTIONS, "backbone options (the default suits "
                                               "resnet18; use {} for others)", group="model")

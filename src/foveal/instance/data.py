@@ -198,12 +198,12 @@ def read_instances(source: str | Path | dict[str, Any], images: str | Path | Non
     """
     from pycocotools import mask as mask_utils
 
-    from foveal.data.boxes.coco import _image_folder
+    from foveal.data.boxes.coco import _file_names, _image_folder
     from foveal.instance.masks import mask_box
 
     data, name, path = _load(source)
     if path is not None:
-        folder: Path | None = _image_folder(path, images)
+        folder: Path | None = _image_folder(path, images, _file_names(data))
     else:
         folder = Path(images) if images is not None else None
     try:

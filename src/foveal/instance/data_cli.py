@@ -83,7 +83,9 @@ def _to_coco(args: argparse.Namespace, _: dict[str, Any]) -> int:
     info = coco["info"]
     print(json.dumps(info, indent=1) if args.json else
           f"wrote {info['instances']} instances of {len(coco['categories'])} class(es) in {info['images']} images to "
-          f"{args.output}" + (f"; skipped {len(info['skipped'])} file(s)" if info["skipped"] else "")
+          f"{args.output}" + (f"; {info['crowd']} crowd region(s) (class-only values of instance classes)"
+                               if info.get("crowd") else "")
+          + (f"; skipped {len(info['skipped'])} file(s)" if info["skipped"] else "")
           + (f"; dropped {info['small']} instance(s) under {args.min_area} px" if info["small"] else ""))
     return 0
 
@@ -95,7 +97,8 @@ def _to_maps(args: argparse.Namespace, _: dict[str, Any]) -> int:
                                   skip_invalid=args.skip_invalid, overwrite=args.overwrite)
     print(json.dumps(manifest, indent=1) if args.json else
           f"wrote {manifest['images']} label maps ({manifest['instances']} instances) to "
-          f"{Path(args.output) / 'instances'}; left out {manifest['crowd']} crowd region(s); "
+          f"{Path(args.output) / 'instances'}; {manifest['crowd']} crowd region(s) "
+          f"{'written as their class id' if args.class_encoding == 'cityscapes' else 'left out'}; "
           f"{manifest['overlap_pixels']} overlapping pixel(s) went to the later annotation")
     return 0
 
@@ -144,7 +147,7 @@ def add_instance_data_commands(actions: argparse._SubParsersAction) -> None:
     t.add_argument("--output", required=True, metavar="FILE.json", help="COCO file to write")
     t.add_argument("--class-encoding", choices=("single", "cityscapes"), default="single",
                    help="single: every id is one class (default); cityscapes: value = class id * 1000 + instance, "
-                   "values 1..999 are no instances")
+                   "values 1..999 of an instance class are crowd regions (iscrowd 1, ignored by scoring)")
     t.add_argument("--classes", nargs="+", metavar="NAME", help="single: the class name (default: object); "
                    "cityscapes: ID=NAME pairs, or names of ids 1, 2, ... (default: class_ID)")
     t.add_argument("--min-area", type=int, default=0, help="drop instances with fewer pixels (default: 0)")

@@ -33,6 +33,7 @@ def evaluate_instances(model_path: str | Path, data: str, *, split: str = "test"
             (default: the model's); AP uses every detection down to 0.001.
         images: the image folder of the COCO files (default: found beside them).
     """
+    from foveal.data.splits import pick_split
     from foveal.instance.data import load_instance_splits, skipped_summary
     from foveal.instance.predict import predict_dataset
     from foveal.instance.report import write_instance_report
@@ -43,13 +44,7 @@ def evaluate_instances(model_path: str | Path, data: str, *, split: str = "test"
     model, card = load_model(model_path)
     check_card(card)
     parts = load_instance_splits(data, images=images, val_split=0.0, test_split=0.0, skip_invalid=skip_invalid)
-    if split not in parts:
-        if len(parts) == 1:
-            split = "train"
-        else:
-            raise DataError(f"{data}: has no {split!r} split (it has {', '.join(parts)})",
-                            hint="pass --split with one of those")
-    part = parts[split]
+    split, part = pick_split(parts, split, data)
     if part.class_names != list(card.class_names):
         raise DataError(f"{data}: its classes {part.class_names} differ from the model's {card.class_names}",
                         hint="evaluate on data with the model's categories")

@@ -169,6 +169,20 @@ def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.nd
     return {"probabilities": np.asarray(source.predict_on_batch(images), np.float32)}
 
 
+def postprocess(out: dict[str, np.ndarray], card: ModelCard) -> list[Any]:
+    """The instances of a batch of ``outputs`` at the model's input size, by the family's own
+    ``to_instances`` (a Mask R-CNN's masks pasted into the image, a U-Net's marker watershed):
+    the per-image work ``foveal benchmark`` times with the network."""
+    from foveal.instance.family import family_of
+
+    if _is_mask_rcnn(card):
+        count = len(out["num_detections"])
+        h, w = card.input_shape[:2]
+    else:
+        count, h, w = np.asarray(out["probabilities"]).shape[:3]
+    return family_of(card).to_instances(out, card, [(int(w), int(h))] * int(count))
+
+
 def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
@@ -287,5 +301,6 @@ def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], 
 
 
 __all__ = ["accuracy", "check_export", "export_card", "export_graph", "family_name", "input_signature",
-           "instance_model", "load_instance_model", "load_parts", "model_input", "outputs", "parity", "render",
+           "instance_model", "load_instance_model", "load_parts", "model_input", "outputs", "parity", "postprocess",
+           "render",
            "sample_images"]

@@ -13,8 +13,13 @@ How a value names its class (``class_encoding``):
                 consecutive; an id whose pixels fall apart stays one instance.
 ``cityscapes``  Cityscapes' ``instanceIds`` rule: a value ``v >= 1000`` is instance
                 ``v % 1000`` of class ``v // 1000`` (the COCO category id); values 1..999 are
-                class regions without instance ids (Cityscapes' "stuff" and groups) and are not
-                instances: they are counted (``non_instance_pixels``), not converted.
+                class regions without instance ids. Of those, the regions of an instance class
+                (one of the given ``class_names``, or without names a class that has instances
+                somewhere in the folder: Cityscapes' groups, e.g. a crowd of people) become
+                crowd regions (``iscrowd: 1``, one per class and image), which training never
+                uses as a target and COCO scoring ignores (detections on them are neither true
+                nor false positives, as in pycocotools); the rest ("stuff": road, sky) is
+                counted (``non_instance_pixels``), not converted.
 
 Only integer PNG modes are label maps: ``L`` (8 bit), ``I;16`` (16 bit), ``I`` (32 bit) and
 ``P`` (palette indices are the ids; the palette only colours the file in viewers). Colour,
@@ -25,7 +30,8 @@ whose size differs from its image's.
 compressed RLE (encoded by pycocotools' mask API; boxes and areas from the same API), the
 form the Mask R-CNN reader and :func:`foveal.evaluation.detection.coco_evaluate` take;
 :func:`coco_to_label_maps` writes the inverse (polygons, RLE; crowd regions are left out and
-counted; where masks overlap the later annotation wins and the overlap is counted).
+counted, except with ``cityscapes``, which writes them back as their class id; where masks
+overlap the later annotation wins and the overlap is counted).
 
 Example:
     >>> coco = label_maps_to_coco("cells/")                                   # doctest: +SKIP
@@ -92,26 +98,34 @@ def write_label_map(path: str | Path, label_map: np.ndarray) -> Path:
     return Path(path)
 
 
-def _rle_annotation(rle: dict, **fields: Any) -> dict[str, Any]:
+def _rle_annotation(rle: dict, iscrowd: bool = False, **fields: Any) -> dict[str, Any]:
     from pycocotools import mask as mask_utils
 
     coded = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
     box = [float(v) for v in mask_utils.toBbox(coded)]
-    return {**fields, "segmentation": rle, "area": float(mask_utils.area(coded)), "bbox": box, "iscrowd": 0}
+    return {**fields, "segmentation": rle, "area": float(mask_utils.area(coded)), "bbox": box,
+            "iscrowd": int(iscrowd)}
+
+
+def is_crowd_value(value: int, class_encoding: str) -> bool:
+    """True for a Cityscapes class-only value (1..999): a region without instance ids."""
+    return class_encoding == "cityscapes" and 0 < value < CITYSCAPES_FACTOR
 
 
 def split_instances(label_map: np.ndarray, class_encoding: str = "single", *, min_area: int = 0,
-                    ) -> tuple[list[tuple[int, int, np.ndarray]], dict[str, int]]:
+                    crowd: bool = False) -> tuple[list[tuple[int, int, np.ndarray]], dict[str, int]]:
     """The instances of one label map: ``(value, class id, HxW bool mask)`` in value order.
 
     Args:
         label_map: HxW integer ids (0 = background).
         class_encoding: ``single`` (class 1) or ``cityscapes`` (see the module docstring).
         min_area: instances with fewer pixels are dropped (counted in ``small``).
+        crowd: also return Cityscapes' class-only regions (values 1..999, class id = value;
+            :func:`is_crowd_value` tells them apart), whatever their area.
 
     Returns:
         The instances and counts: ``small`` (dropped by ``min_area``), ``non_instance_pixels``
-        (Cityscapes values 1..999).
+        (Cityscapes values 1..999 not returned).
     """
     if class_encoding not in CLASS_ENCODINGS:
         raise DataError(f"unknown class encoding {class_encoding!r}", hint=f"use one of {', '.join(CLASS_ENCODINGS)}")
@@ -120,8 +134,11 @@ def split_instances(label_map: np.ndarray, class_encoding: str = "single", *, mi
     for value, count in zip(values.tolist(), counts.tolist()):
         if value == 0:
             continue
-        if class_encoding == "cityscapes" and value < CITYSCAPES_FACTOR:
-            loose += count
+        if is_crowd_value(value, class_encoding):
+            if crowd:
+                out.append((int(value), int(value), label_map == value))
+            else:
+                loose += count
             continue
         if count < min_area:
             small += 1
@@ -132,18 +149,20 @@ def split_instances(label_map: np.ndarray, class_encoding: str = "single", *, mi
 
 
 def label_map_annotations(label_map: np.ndarray, *, image_id: int, first_id: int = 1,
-                          class_encoding: str = "single", min_area: int = 0) -> list[dict[str, Any]]:
+                          class_encoding: str = "single", min_area: int = 0,
+                          crowd: bool = False) -> list[dict[str, Any]]:
     """COCO annotations (compressed RLE, box, area) of one label map's instances, with ids from
-    ``first_id`` on.
+    ``first_id`` on; with ``crowd``, Cityscapes' class-only regions too, as ``iscrowd: 1``.
 
     Example:
         >>> labels = np.zeros((4, 5), np.int64); labels[1:3, 1:4] = 7
         >>> [a["bbox"] for a in label_map_annotations(labels, image_id=1)]
         [[1.0, 1.0, 3.0, 2.0]]
     """
-    found, _ = split_instances(label_map, class_encoding, min_area=min_area)
-    return [_rle_annotation(mask_to_rle(mask), id=first_id + i, image_id=int(image_id), category_id=cls)
-            for i, (_, cls, mask) in enumerate(found)]
+    found, _ = split_instances(label_map, class_encoding, min_area=min_area, crowd=crowd)
+    return [_rle_annotation(mask_to_rle(mask), is_crowd_value(value, class_encoding), id=first_id + i,
+                            image_id=int(image_id), category_id=cls)
+            for i, (value, cls, mask) in enumerate(found)]
 
 
 def find_label_map_pairs(root: str | Path, *, images: str = "images", instances: str = "instances",
@@ -197,7 +216,8 @@ def label_maps_to_coco(
 
     Returns:
         ``{"images", "annotations", "categories", "info"}``; ``file_name`` is the image's name
-        inside ``images/``; ``info`` holds the counts (images, instances, small, skipped).
+        inside ``images/``; ``info`` holds the counts (images, instances, crowd, small,
+        non_instance_pixels, skipped).
 
     Raises:
         DataError: naming the file: no partner, a non-integer PNG mode, a size that differs
@@ -208,6 +228,7 @@ def label_maps_to_coco(
     pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid)
     names = _class_table(class_encoding, class_names)
     coco_images, annotations, seen, small, loose = [], [], set(), 0, 0
+    pending: list[tuple[dict[str, Any], int]] = []  # Cityscapes class-only regions: (annotation, pixels)
     for index, (image, label_path) in enumerate(pairs):
         try:
             height, width = image_size(image)
@@ -215,8 +236,9 @@ def label_maps_to_coco(
             if labels.shape != (height, width):
                 raise DataError(f"{label_path}: size {labels.shape[1]}x{labels.shape[0]} differs from its image "
                                 f"{image} ({width}x{height})")
-            found, counts = split_instances(labels, class_encoding, min_area=min_area)
-            unknown = sorted({c for _, c, _ in found} - set(names)) if class_names is not None else []
+            found, counts = split_instances(labels, class_encoding, min_area=min_area, crowd=True)
+            unknown = sorted({c for v, c, _ in found if not is_crowd_value(v, class_encoding)} - set(names)
+                             ) if class_names is not None else []
             if unknown:
                 raise DataError(f"{label_path}: class id {unknown[0]} (value {unknown[0] * CITYSCAPES_FACTOR}+) is "
                                 f"not among the given classes {sorted(names)}")
@@ -227,9 +249,12 @@ def label_maps_to_coco(
             continue
         image_id = len(coco_images) + 1
         coco_images.append({"id": image_id, "file_name": image.name, "width": width, "height": height})
-        for _, cls, mask in found:
-            annotations.append(_rle_annotation(mask_to_rle(mask), id=len(annotations) + 1, image_id=image_id,
-                                               category_id=cls))
+        for value, cls, mask in found:
+            if is_crowd_value(value, class_encoding):  # kept below if cls is an instance class
+                pending.append((_rle_annotation(mask_to_rle(mask), True, id=0, image_id=image_id, category_id=cls),
+                                int(mask.sum())))
+                continue
+            annotations.append(_rle_annotation(mask_to_rle(mask), id=0, image_id=image_id, category_id=cls))
             seen.add(cls)
         small += counts["small"]
         loose += counts["non_instance_pixels"]
@@ -238,9 +263,14 @@ def label_maps_to_coco(
     if not coco_images:
         raise DataError(f"{root}: none of its {len(pairs)} label maps could be read", hint=_HINT)
     ids = sorted(names) if class_names is not None or class_encoding == "single" else sorted(seen)
+    crowd = [ann for ann, _ in pending if ann["category_id"] in ids]
+    loose += sum(pixels for ann, pixels in pending if ann["category_id"] not in ids)
+    annotations = sorted(annotations + crowd, key=lambda a: a["image_id"])  # stable: value order per image
+    for k, ann in enumerate(annotations, start=1):
+        ann["id"] = k
     categories = [{"id": c, "name": names.get(c, f"class_{c}"), "supercategory": ""} for c in ids]
     info = {"origin": str(root), "class_encoding": class_encoding, "images": len(coco_images),
-            "instances": len(annotations), "small": small, "min_area": min_area,
+            "instances": len(annotations) - len(crowd), "crowd": len(crowd), "small": small, "min_area": min_area,
             "non_instance_pixels": loose, "skipped": skipped}
     return {"info": info, "images": coco_images, "annotations": annotations, "categories": categories}
 
@@ -302,8 +332,9 @@ def coco_to_label_maps(
         overwrite: allow a non-empty ``output``.
 
     Returns:
-        A manifest: images, instances, crowd (left out), overlap_pixels (where a later
-        annotation painted over an earlier one), skipped.
+        A manifest: images, instances, crowd (left out; with ``cityscapes`` written as their
+        category id where no instance is), overlap_pixels (where a later annotation painted
+        over an earlier one), skipped.
     """
     import shutil
 
@@ -337,9 +368,12 @@ def coco_to_label_maps(
         height, width = int(im["height"]), int(im["width"])
         labels = np.zeros((height, width), np.int64)
         per_class: dict[int, int] = {}
+        crowd_regions: list[tuple[int, np.ndarray]] = []
         for ann in by_image.get(int(im["id"]), []):
             if ann.get("iscrowd", 0):
                 crowd += 1
+                if class_encoding == "cityscapes" and 1 <= int(ann["category_id"]) < CITYSCAPES_FACTOR:
+                    crowd_regions.append((int(ann["category_id"]), _annotation_mask(ann, height, width, where)))
                 continue
             try:
                 mask = _annotation_mask(ann, height, width, where)
@@ -359,6 +393,8 @@ def coco_to_label_maps(
             overlap += int(np.count_nonzero(labels[mask]))
             labels[mask] = cls * CITYSCAPES_FACTOR + k if class_encoding == "cityscapes" else sum(per_class.values())
             written += 1
+        for cls, mask in crowd_regions:  # Cityscapes' class-only values, under the instances
+            labels[mask & (labels == 0)] = cls
         write_label_map(out / "instances" / (Path(str(im["file_name"])).stem + ".png"), labels)
         if images is not None:
             source = Path(images) / Path(str(im["file_name"])).name
@@ -377,5 +413,5 @@ def write_coco(coco: dict[str, Any], path: str | Path) -> Path:
     return atomic_write_text(path, json.dumps(coco))
 
 
-__all__ = ["CLASS_ENCODINGS", "coco_to_label_maps", "find_label_map_pairs", "label_map_annotations",
+__all__ = ["CLASS_ENCODINGS", "coco_to_label_maps", "find_label_map_pairs", "is_crowd_value", "label_map_annotations",
            "label_maps_to_coco", "read_label_map", "split_instances", "write_coco", "write_label_map"]

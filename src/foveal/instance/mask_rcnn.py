@@ -20,8 +20,9 @@ paper's third branch:
   and thresholds it at 0.5.
 
 The targets ``fit`` takes are the detector's plus the instances' masks:
-``{"boxes": [B, M, 4] normalised corners, "classes": [B, M] (-1 padding), "masks": [B, H, W, M]}``
-(0/1 at the input's resolution; see :mod:`foveal.instance.pipeline`).
+``{"boxes": [B, M, 4] normalised corners, "classes": [B, M] (-1 padding), "masks": [B, M, 64, 64]}``
+(each mask's 0..255 coverage in its box's frame, :func:`foveal.instance.masks.box_mask`; see
+:mod:`foveal.instance.pipeline`).
 
 Example:
     >>> model = build_mask_rcnn("resnet18", 3, input_shape=(128, 128, 3), backbone_options={"width": 16},
@@ -100,7 +101,7 @@ class MaskRCNNModel(FasterRCNNModel):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.mask_width, self.mask_convs, self.mask_pool = int(mask_width), int(mask_convs), int(mask_pool)
-        channels = self.feature_channels
+        channels = self.pooled_channels
         self.mask_roi = self.roi_pooling(self.mask_pool, "align", "roi_align_mask")
         self.mask_layers = []
         width = channels
@@ -140,7 +141,9 @@ class MaskRCNNModel(FasterRCNNModel):
         labels = roi["labels"][:, :positives]
         gt_index = roi["gt_index"][:, :positives]
         logits = self.mask_head(out["features"], rois, training=True)  # [B, P, m, m, K]
-        target = tf.stop_gradient(mask_targets(targets["masks"], rois, gt_index, self.mask_size))
+        hw = tf.cast(tf.shape(images)[1:3], tf.float32)
+        gt_boxes = tf.cast(targets["boxes"], tf.float32) * tf.stack([hw[1], hw[0], hw[1], hw[0]])
+        target = tf.stop_gradient(mask_targets(targets["masks"], rois, gt_index, self.mask_size, gt_boxes=gt_boxes))
         parts["mask_loss"] = mask_loss(logits, labels, target)
         return parts
 

@@ -5,27 +5,35 @@ Each element is ``(images, targets)``:
 * ``images``: float32 ``[B, H, W, C]``, pixels 0..255;
 * ``targets["boxes"]``: float32 ``[B, M, 4]`` normalised corners of the input (0 on padding);
 * ``targets["classes"]``: int32 ``[B, M]``, -1 on padding;
-* ``targets["masks"]``: uint8 ``[B, H, W, M]``, each instance's 0/1 mask at the input's size.
+* ``targets["masks"]``: uint8 ``[B, M, S, S]``, each instance's mask in its box's frame
+  (``S`` = :data:`~foveal.instance.masks.MASK_GRID`, 0..255 coverage; :func:`~foveal.instance.masks.box_mask`),
+  which :func:`~foveal.instance.masks.mask_targets` cuts the mask head's targets from.
 
 ``M`` is ``max_instances`` (an image with more keeps its largest). Crowd regions are not
-targets (they only make detections on them neutral in the evaluation).
+targets (they only make detections on them neutral in the evaluation). Masks in box frames
+make memory grow with the number of instances times ``S x S``, not times the image's area: an
+ISBI-like slice of 115 cells at 512 x 512 holds 0.47 MB of masks instead of 30 MB, in the cache
+and in every batch (``benchmarks/instance_mask_memory.py`` measures both).
 
 Order: decode (:func:`foveal.data.decode.decode_image_bytes`, the pixels every reader sees) and
-masks (pycocotools) -> stretch both to the input size (masks bilinear, then >= 0.5) -> cache ->
-shuffle -> augmentation (training) -> pad -> batch -> prefetch.
+masks (pycocotools, one at a time, each resampled into its box's frame at the image's own
+resolution) -> stretch the image to the input size -> cache -> shuffle -> augmentation
+(training) -> pad -> batch -> prefetch.
 
 **Instance-aware augmentation** uses :mod:`foveal.data.box_augment`'s specs and draws: one
-window (crop, scale, translate) is sampled from the image and from every mask at once
-(:func:`~foveal.data.box_augment.sample_window`, masks with a 0 border), the boxes go through
-the same map (:func:`~foveal.data.box_augment.boxes_in_window`), and an instance is kept or
-dropped together with its mask and class (``min_visible`` of its box in view); flips turn the
-image, the masks and the boxes together; photometric ops change the image only.
+window (crop, scale, translate) is sampled from the image
+(:func:`~foveal.data.box_augment.sample_window`), the boxes go through the same map
+(:func:`~foveal.data.box_augment.boxes_in_window`), and an instance is kept or dropped together
+with its mask and class (``min_visible`` of its box in view). A mask in its box's frame does not
+change under that map, except where the window clips its box: then the clipped part of the frame
+is resampled (:func:`~foveal.instance.masks.reframe_box_masks`). Flips turn the image, the boxes
+and the masks in their frames together; photometric ops change the image only.
 
 Example:
     >>> ds = make_instance_pipeline(data, image_size=(128, 128), batch_size=4, training=True)  # doctest: +SKIP
     >>> images, targets = next(iter(ds))  # doctest: +SKIP
     >>> targets["masks"].shape  # doctest: +SKIP
-    TensorShape([4, 128, 128, 20])
+    TensorShape([4, 20, 64, 64])
 """
 
 from __future__ import annotations
@@ -68,22 +76,28 @@ def parse_instance_augment(spec: str) -> BoxAugment:
 
 
 def _elements(data: InstanceImages, max_instances: int) -> Iterator[tuple]:
-    """(path, masks [h, w, K + 1] with a last all-zero channel, boxes [K, 4] normalised, classes [K])."""
+    """(path, masks [K, S, S] in their boxes' frames, boxes [K, 4] normalised, classes [K])."""
+    from pycocotools import mask as mask_utils
+
+    from foveal.instance.masks import MASK_GRID, box_mask, decode_rle
+
     cut = 0
     assert data.difficult is not None
     for i in range(len(data)):
         w, h = (int(v) for v in data.image_sizes[i])
-        keep = np.flatnonzero(~data.difficult[i])
-        masks = data.masks(i)  # non-crowd, in box order
+        keep = np.flatnonzero(~data.difficult[i])  # non-crowd, in box order
         if len(keep) > max_instances:
-            areas = masks.reshape(-1, masks.shape[-1]).sum(axis=0)
-            order = np.sort(np.argsort(-areas, kind="stable")[:max_instances])
-            masks, keep = masks[..., order], keep[order]
+            segs = data.segmentations[i]
+            areas = np.array([mask_utils.area({"size": segs[k]["size"], "counts": segs[k]["counts"].encode("ascii")})
+                              for k in keep], np.float64)
+            keep = keep[np.sort(np.argsort(-areas, kind="stable")[:max_instances])]
             cut += 1
-        boxes = data.boxes[i][keep] / np.array([w, h, w, h], np.float32)
-        masks = np.concatenate([masks, np.zeros((h, w, 1), np.uint8)], axis=-1)
-        yield (str(data.paths[i]), masks, np.clip(boxes, 0.0, 1.0).astype(np.float32),
-               data.labels[i][keep].astype(np.int32))
+        boxes = np.clip(data.boxes[i][keep] / np.array([w, h, w, h], np.float32), 0.0, 1.0)
+        frames = boxes * np.array([w, h, w, h], np.float32)
+        masks = np.zeros((len(keep), MASK_GRID, MASK_GRID), np.uint8)
+        for j, k in enumerate(keep):  # one full-size mask at a time
+            masks[j] = box_mask(decode_rle(data.segmentations[i][k]), frames[j])
+        yield (str(data.paths[i]), masks, boxes.astype(np.float32), data.labels[i][keep].astype(np.int32))
     if cut:
         log.warning("%s: %d image(s) have more than %d instances; their largest were kept (--max-instances)",
                     data.origin, cut, max_instances)
@@ -95,14 +109,16 @@ def augment_instances(image: tf.Tensor, masks: tf.Tensor, boxes: tf.Tensor, clas
 
     Args:
         image: float32 ``[H, W, C]`` 0..255.
-        masks: ``[H, W, K]`` 0/1 (any numeric dtype).
+        masks: ``[K, S, S]`` in their boxes' frames (0..255 coverage, any numeric dtype).
         boxes: ``[K, 4]`` normalised corners; classes: ``[K]``.
         seed: ``(2,)`` seed of the stateless draws.
         cfg: a :class:`~foveal.data.box_augment.BoxAugment` or a spec.
 
     Returns:
-        ``(image, masks uint8 [H, W, K'], boxes [K', 4], classes [K'])``: the instances in view.
+        ``(image, masks uint8 [K', S, S], boxes [K', 4], classes [K'])``: the instances in view.
     """
+    from foveal.instance.masks import reframe_box_masks
+
     cfg = parse_box_augment(cfg) if isinstance(cfg, str) else cfg
     image = tf.convert_to_tensor(image, tf.float32)
     masks = tf.cast(masks, tf.float32)
@@ -113,20 +129,25 @@ def augment_instances(image: tf.Tensor, masks: tf.Tensor, boxes: tf.Tensor, clas
     if cfg.geometric:
         window = _view_window(cfg, slot, boxes)
         image = sample_window(image, window)
-        masks = tf.cast(sample_window(masks, window, fill=0.0) >= 0.5, tf.float32)
-        boxes, kept = boxes_in_window(boxes, tf.range(tf.shape(boxes)[0]), window, cfg.min_visible, tf.shape(image)[:2])
-        masks = tf.gather(masks, kept, axis=-1)
-        classes = tf.gather(classes, kept)
+        clipped, kept = boxes_in_window(boxes, tf.range(tf.shape(boxes)[0]), window, cfg.min_visible,
+                                        tf.shape(image)[:2])
+        origin, extent = tf.tile(window[:2], [2]), tf.tile(window[2:] - window[:2], [2])
+        moved = (tf.gather(boxes, kept) - origin) / extent  # the kept boxes, unclipped, in the window
+        size = tf.tile(tf.maximum(moved[:, 2:] - moved[:, :2], 1e-6), [1, 2])
+        masks = reframe_box_masks(tf.gather(masks, kept), (clipped - tf.tile(moved[:, :2], [1, 2])) / size)
+        boxes, classes = clipped, tf.gather(classes, kept)
     if cfg.flip:
         do = tf.random.stateless_uniform([], slot["flip"]) < 0.5
-        image, masks = (tf.cond(do, lambda t=t: tf.reverse(t, axis=[1]), lambda t=t: t) for t in (image, masks))
+        image = tf.cond(do, lambda: tf.reverse(image, axis=[1]), lambda: image)
+        masks = tf.cond(do, lambda: tf.reverse(masks, axis=[2]), lambda: masks)
         boxes = tf.cond(do, lambda: flip_boxes_horizontally(boxes), lambda: boxes)
     if cfg.vflip:
         do = tf.random.stateless_uniform([], slot["vflip"]) < 0.5
-        image, masks = (tf.cond(do, lambda t=t: tf.reverse(t, axis=[0]), lambda t=t: t) for t in (image, masks))
+        image = tf.cond(do, lambda: tf.reverse(image, axis=[0]), lambda: image)
+        masks = tf.cond(do, lambda: tf.reverse(masks, axis=[1]), lambda: masks)
         boxes = tf.cond(do, lambda: flip_boxes_vertically(boxes), lambda: boxes)
     image = _photometric(image, cfg, slot)
-    return tf.clip_by_value(image, 0.0, 255.0), tf.cast(masks, tf.uint8), boxes, classes
+    return tf.clip_by_value(image, 0.0, 255.0), tf.cast(tf.round(masks), tf.uint8), boxes, classes
 
 
 def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int], channels: int = 3,
@@ -156,7 +177,9 @@ def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int],
         raise ConfigError(f"max_instances must be at least 1, got {max_instances}")
     aug = parse_instance_augment(augment) if isinstance(augment, str) else augment
     h, w = (int(v) for v in image_size)
-    signature = (tf.TensorSpec([], tf.string), tf.TensorSpec([None, None, None], tf.uint8),
+    from foveal.instance.masks import MASK_GRID
+
+    signature = (tf.TensorSpec([], tf.string), tf.TensorSpec([None, MASK_GRID, MASK_GRID], tf.uint8),
                  tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.int32))
     ds = tf.data.Dataset.from_generator(lambda: _elements(data, max_instances), output_signature=signature)
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(data)))
@@ -164,12 +187,10 @@ def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int],
     def load(path, masks, boxes, classes):
         image = decode_image_bytes(tf.io.read_file(path), channels)
         image = tf.cast(tf.image.resize(tf.cast(image, tf.float32), [h, w], method="bilinear") + 0.5, tf.uint8)
-        resized = tf.image.resize(tf.cast(masks, tf.float32), [h, w], method="bilinear")
-        masks = tf.cast(resized >= 0.5, tf.uint8)[..., :-1]  # the last channel was a placeholder
-        return image, masks, boxes, classes
+        return image, masks, boxes, classes  # masks stay in their boxes' frames
 
     ds = ds.map(load, num_parallel_calls=AUTOTUNE)
-    per_image = h * w * (channels + max(1, data.num_instances // max(len(data), 1)))
+    per_image = h * w * channels + MASK_GRID * MASK_GRID * max(1, data.num_instances // max(len(data), 1))
     if cache == "memory" or (cache == "auto" and len(data) * per_image < _AUTO_CACHE_BYTES):
         ds = ds.cache()
 
@@ -178,8 +199,8 @@ def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int],
         pad = max_instances - count
         image = tf.cast(image, tf.float32)
         image.set_shape([h, w, channels])
-        masks = tf.pad(tf.cast(masks[..., :count], tf.uint8), [[0, 0], [0, 0], [0, pad]])
-        masks.set_shape([h, w, max_instances])
+        masks = tf.pad(tf.cast(masks[:count], tf.uint8), [[0, pad], [0, 0], [0, 0]])
+        masks.set_shape([max_instances, MASK_GRID, MASK_GRID])
         boxes = tf.pad(boxes[:count], [[0, pad], [0, 0]])
         boxes.set_shape([max_instances, 4])
         classes = tf.pad(classes[:count], [[0, pad]], constant_values=-1)

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from foveal.instance.scoring import ImageInstances, check_card
-from foveal.utils_io import atomic_path, atomic_write_text, printable_path
 
 if TYPE_CHECKING:
     import keras
@@ -77,22 +76,6 @@ def draw_instances(image: np.ndarray, instances: ImageInstances, class_names: Se
     return draw_boxes(out, instances.boxes, labels=labels, color=PRED_COLOR) if len(instances) else out
 
 
-def _write_drawn(folder: Path, source: Path, image: np.ndarray, instances: ImageInstances, class_names,
-                 used: set[str]) -> Path:
-    from PIL import Image
-
-    stem, k = source.stem, 1
-    name = f"{stem}.png"
-    while name in used:
-        k += 1
-        name = f"{stem}_{k}.png"
-    used.add(name)
-    target = folder / name
-    with atomic_path(target) as tmp:
-        Image.fromarray(draw_instances(image, instances, class_names)).save(tmp, format="PNG")
-    return target
-
-
 def predict_files(model: keras.Model, card: Any, images: Iterable[str | Path], *, batch_size: int = 8,
                   output: str | Path | None = None, skip_invalid: bool = False, score_threshold: float | None = None,
                   mask_threshold: float | None = None) -> list[dict[str, Any]]:
@@ -111,38 +94,31 @@ def predict_files(model: keras.Model, card: Any, images: Iterable[str | Path], *
         ``score``, ``box`` pixel corners, ``area`` mask pixels, ``segmentation`` RLE), and
         ``drawn`` when written.
     """
+    from foveal import predict as shared
     from foveal.detection.predict import model_inputs
     from foveal.instance.family import family_of
-    from foveal.localization.predict import decode_file
-    from foveal.predict import collect_images, predict_in_batches
 
     check_card(card)
     family = family_of(card)
-    files = collect_images(images)
     h, w, channels = card.input_shape
-    out_dir = Path(output) if output is not None else None
-    used: set[str] = set()
+    drawings = shared.Drawings(output)
 
     def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
         sizes = [(int(im.shape[1]), int(im.shape[0])) for _, im in batch]
         found = family.predict_batch(model, card, model_inputs([im for _, im in batch], (h, w), False), sizes,
                                      score_threshold=score_threshold, mask_threshold=mask_threshold)
         rows = []
-        for (path, image), inst, (width, height) in zip(batch, found, sizes):
+        for (path, image), inst, size in zip(batch, found, sizes):
             items = [{"class": card.class_names[int(c)], "score": round(float(s), 5),
                       "box": [round(float(v), 1) for v in b], "area": int(_area(r)), "segmentation": r}
                      for b, s, c, r in zip(inst.boxes, inst.scores, inst.classes, inst.rles)]
-            row: dict[str, Any] = {"file": printable_path(path), "image_size": [width, height], "instances": items}
-            if out_dir is not None:
-                row["drawn"] = str(_write_drawn(out_dir, path, image, inst, card.class_names, used))
-            rows.append(row)
+            rows.append(drawings.row(path, {"image_size": list(size), "instances": items},
+                                     lambda image=image, inst=inst: draw_instances(image, inst, card.class_names)))
         return rows
 
-    rows = predict_in_batches(files, lambda path: decode_file(path, channels), rows_for,
-                              batch_size=batch_size, skip_invalid=skip_invalid)
-    if out_dir is not None:
-        atomic_write_text(out_dir / "instances.json", json.dumps(to_coco(rows, card.class_names)))
-    return rows
+    tables = {"instances.json": lambda rows: json.dumps(to_coco(rows, card.class_names))}
+    return shared.predict_files(images, channels, rows_for, batch_size=batch_size, skip_invalid=skip_invalid,
+                                output=output, tables=tables)
 
 
 def _area(rle: dict[str, Any]) -> int:
@@ -153,19 +129,14 @@ def _area(rle: dict[str, Any]) -> int:
 
 def to_coco(rows: list[dict[str, Any]], class_names: list[str]) -> dict[str, Any]:
     """COCO-style output of :func:`predict_files`: ``images``, ``categories`` and ``annotations``
-    as result records (``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE, ``area``)."""
-    images, results = [], []
-    for image_id, row in enumerate((r for r in rows if "error" not in r), start=1):
-        width, height = row["image_size"]
-        images.append({"id": image_id, "file_name": row["file"], "width": width, "height": height})
-        for d in row["instances"]:
-            x0, y0, x1, y1 = d["box"]
-            results.append({"id": len(results) + 1, "image_id": image_id,
-                            "category_id": class_names.index(d["class"]) + 1,
-                            "bbox": [x0, y0, round(x1 - x0, 1), round(y1 - y0, 1)], "score": d["score"],
-                            "area": d["area"], "segmentation": d["segmentation"], "iscrowd": 0})
-    return {"images": images, "categories": [{"id": i, "name": n} for i, n in enumerate(class_names, start=1)],
-            "annotations": results}
+    as result records (``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE, ``area``, ``id``)."""
+    from foveal.predict import coco_results
+
+    coco = coco_results(rows, class_names, "instances",
+                        lambda d: {"area": d["area"], "segmentation": d["segmentation"], "iscrowd": 0})
+    for k, record in enumerate(coco["annotations"], start=1):
+        record["id"] = k
+    return coco
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

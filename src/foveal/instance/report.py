@@ -22,17 +22,14 @@ def example_grid(data: Any, instances: Sequence[ImageInstances], count: int, cha
     from PIL import Image, ImageOps
 
     from foveal.instance.predict import draw_instances
-    from foveal.localization.predict import decode_file
+    from foveal.predict import example_thumbnails
 
-    if count <= 0 or data is None or not len(data) or not instances:
-        return None
-    thumbs, titles = [], []
-    for i in range(min(count, len(data))):
-        image = decode_file(data.paths[i], channels)
+    def draw(i: int, image: np.ndarray) -> tuple[np.ndarray, str]:
         drawn = draw_instances(image, instances[i], data.class_names, true_boxes=data.boxes[i])
-        thumbs.append(np.asarray(ImageOps.pad(Image.fromarray(drawn), (size, size), color="black")))
-        titles.append(f"{Path(str(data.paths[i])).name}\n{len(instances[i])} found / {len(data.boxes[i])} true")
-    return np.stack(thumbs), titles
+        return (np.asarray(ImageOps.pad(Image.fromarray(drawn), (size, size), color="black")),
+                f"{len(instances[i])} found / {len(data.boxes[i])} true")
+
+    return example_thumbnails(data, count if instances else 0, channels, draw)
 
 
 def write_instance_report(path: str | Path, *, title: str, summary: dict[str, Any], config: dict[str, Any],
@@ -43,7 +40,7 @@ def write_instance_report(path: str | Path, *, title: str, summary: dict[str, An
     from markupsafe import Markup
 
     from foveal.visualize.plots import plot_image_grid
-    from foveal.visualize.report import png_data_uri, write_classification_report
+    from foveal.visualize.report import figure_section, write_task_report
 
     extra: list[tuple[str, Any]] = []
     if metrics is not None:
@@ -58,12 +55,10 @@ def write_instance_report(path: str | Path, *, title: str, summary: dict[str, An
         instances = [d.above(metrics["score_threshold"]) for d in instances]
     grid = example_grid(data, instances, count) if data is not None and instances is not None else None
     if grid is not None:
-        uri = png_data_uri(plot_image_grid(grid[0], grid[1], cols=4))
-        extra.append(("Example instances: predicted masks and boxes (red), true boxes (green)",
-                      Markup('<figure><img src="{}" alt="test images with masks"></figure>').format(uri)))
-    curves = {k: v for k, v in (history or {}).items() if k != "epoch_seconds"}
-    return write_classification_report(path, title=title, summary=summary, config=config, history=curves or None,
-                                       metrics=None, extra_sections=extra)
+        extra.append(figure_section("Example instances: predicted masks and boxes (red), true boxes (green)",
+                                    plot_image_grid(grid[0], grid[1], cols=4), "test images with masks"))
+    return write_task_report(path, title=title, summary=summary, config=config, history=history,
+                             extra_sections=extra)
 
 
 __all__ = ["example_grid", "write_instance_report"]

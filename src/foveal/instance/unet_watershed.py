@@ -96,8 +96,8 @@ def write_targets(root: str | Path, *, boundary_width: int = 2, images: str = "i
     (palette PNGs) and ``root/palette.txt``, so ``foveal segment train --data root`` trains on them."""
     from foveal.instance.label_maps import find_label_map_pairs, read_label_map
     from foveal.instance.watershed import TARGET_CLASSES, TARGET_COLOURS, instance_targets
+    from foveal.predict import write_png
     from foveal.segmentation.data import image_size
-    from foveal.segmentation.predict import write_png
 
     pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid)
     root = Path(root)
@@ -172,7 +172,7 @@ def _split_images(data: Path, split: str, model_path: str | Path | None) -> list
 
 
 def _coco_ground_truth(path: Path, images: str | Path | None) -> tuple[list[Path], dict[str, Any]]:
-    from foveal.data.boxes.coco import _image_folder
+    from foveal.data.boxes.coco import _file_names, _image_folder
 
     try:
         gt = json.loads(path.read_text(encoding="utf-8"))
@@ -183,7 +183,7 @@ def _coco_ground_truth(path: Path, images: str | Path | None) -> tuple[list[Path
     if len(gt["categories"]) != 1:
         raise DataError(f"{path}: {len(gt['categories'])} categories; U-Net + watershed finds objects of one class",
                         hint="give a file with one category")
-    folder = _image_folder(path, images)
+    folder = _image_folder(path, images, _file_names(gt))
     files = [folder / Path(str(im["file_name"])).name for im in gt["images"]]
     missing = [f for f in files if not f.is_file()]
     if missing:
@@ -222,7 +222,7 @@ def evaluate_watershed(
         ``mask_ap``, ``mask_ap50``, ``mask_ap75``, all twelve COCO ``stats``, counts, timing,
         the options and ``baseline`` (the same numbers without watershed).
     """
-    from foveal.segmentation.predict import decode_file
+    from foveal.predict import decode_file
 
     options = post_options(**post)
     model, card, _ = load_segmenter(model_path)
@@ -336,7 +336,8 @@ def _mean_valid(values: np.ndarray) -> float:
 
 def _write_instances(out: Path, path: Path, image: np.ndarray, labels: np.ndarray) -> dict[str, str]:
     from foveal.instance.label_maps import write_label_map
-    from foveal.segmentation.predict import overlay_classes, write_png
+    from foveal.predict import write_png
+    from foveal.segmentation.predict import overlay_classes
 
     name = f"{Path(path).stem}.png"
     rng = np.random.default_rng(0)  # the same colour for the same id in every image
@@ -358,8 +359,7 @@ def predict_watershed(model_path: str | Path, images: Iterable[str | Path], *, o
     Example:
         >>> rows = predict_watershed("runs/RUN/best.keras", ["slices/"], output="cells/")  # doctest: +SKIP
     """
-    from foveal.predict import collect_images, predict_in_batches
-    from foveal.segmentation.predict import decode_file
+    from foveal.predict import predict_files
 
     options = post_options(**post)
     model, card, _ = load_segmenter(model_path)
@@ -376,11 +376,8 @@ def predict_watershed(model_path: str | Path, images: Iterable[str | Path], *, o
             row |= _write_instances(out, path, image, labels)
         return [row]
 
-    rows = predict_in_batches(collect_images(images), lambda path: decode_file(path, card.input_shape[-1]), rows_for,
-                              batch_size=1, skip_invalid=skip_invalid)
-    if out is not None:
-        atomic_write_text(out / "predictions.json", json.dumps(rows))
-    return rows
+    return predict_files(images, card.input_shape[-1], rows_for, batch_size=1, skip_invalid=skip_invalid,
+                         output=out, tables={"predictions.json": json.dumps})
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:

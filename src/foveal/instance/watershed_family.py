@@ -6,17 +6,22 @@ The same run engine, data (COCO instances), scoring (COCO box and mask AP), repo
 * **targets**: each training image's instances are painted into a label map (later annotations
   over earlier ones, crowd regions ignored) and turned into background / interior / boundary
   classes (:func:`~foveal.instance.watershed.instance_targets`, ``--boundary-width``) at the
-  image's own resolution, then stretched to ``--image-size`` by nearest neighbour;
+  image's own resolution, then stretched to ``--image-size`` by nearest neighbour. With ``K``
+  object classes the interior is split by class: the targets are ``K + 2`` classes,
+  background, the interior of each object class, boundary (:func:`target_names`; one class
+  gives the three of before);
 * **input**: the segmentation pipeline (:func:`foveal.segmentation.pipeline.make_segmentation_pipeline`):
   optional random crops (``--crop-size``) and joint image/target augmentation
   (``--unet-augment``, segmentation's grammar: flips, quarter turns, rotation, zoom, elastic);
-* **model**: a U-Net (:func:`foveal.segmentation.models.unet`, ``--unet-options``) with three
+* **model**: a U-Net (:func:`foveal.segmentation.models.unet`, ``--unet-options``) with ``K + 2``
   output classes, trained with pixel cross-entropy + soft Dice;
 * **prediction**: class probabilities at the input size, stretched back to each image, then
-  :func:`~foveal.instance.watershed.watershed_instances` (``--watershed-options``); every region
-  is an instance of the data's one class, scored by its mean interior probability.
-
-One object class: data with several categories is refused (train one model per class).
+  :func:`~foveal.instance.watershed.watershed_instances` (``--watershed-options``) on
+  P(interior) = the sum of the classes' interior probabilities; every region is an instance,
+  scored by its mean interior probability. With several classes a region takes the class whose
+  interior probability has the most mass over its pixels (the per-pixel class head's majority,
+  weighted by confidence), and its score is multiplied by that class's share of the mass (so a
+  region split between two classes scores lower).
 
 Example:
     >>> from foveal.tasks import run_train                                             # doctest: +SKIP
@@ -134,9 +139,36 @@ def crop_hw(cfg: Any) -> tuple[int, int] | None:
     return int(cfg.crop_size[0]), int(cfg.crop_size[-1])
 
 
+def target_names(class_names: Sequence[str]) -> list[str]:
+    """The U-Net's target classes for these object classes: ``background, interior, boundary``
+    for one; ``background, interior:NAME..., boundary`` for several (the interior by class)."""
+    from foveal.instance.watershed import TARGET_CLASSES
+
+    if len(class_names) == 1:
+        return list(TARGET_CLASSES)
+    return ["background", *(f"interior:{name}" for name in class_names), "boundary"]
+
+
+def class_instances(probabilities: np.ndarray, labels: np.ndarray, scores: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Each watershed region's class and score from ``K + 2`` class probabilities (background,
+    K interiors, boundary): the class with the most interior probability over the region's
+    pixels; its score times that class's share of the region's interior mass."""
+    count = int(scores.shape[0])
+    k = probabilities.shape[-1] - 2
+    if k == 1 or count == 0:
+        return np.zeros(count, np.int64), np.asarray(scores, np.float64)
+    flat = labels.ravel()
+    mass = np.stack([np.bincount(flat, weights=probabilities[..., 1 + c].ravel(), minlength=count + 1)[1:count + 1]
+                     for c in range(k)], axis=-1)  # [count, K]
+    classes = np.argmax(mass, axis=-1)
+    share = mass[np.arange(count), classes] / np.maximum(mass.sum(axis=-1), 1e-12)
+    return classes.astype(np.int64), np.asarray(scores, np.float64) * share
+
+
 class TargetImages:
-    """:class:`~foveal.instance.data.InstanceImages` seen as (image, 3-class target) pairs, the
-    interface :func:`~foveal.segmentation.pipeline.make_segmentation_pipeline` reads."""
+    """:class:`~foveal.instance.data.InstanceImages` seen as (image, target) pairs, the interface
+    :func:`~foveal.segmentation.pipeline.make_segmentation_pipeline` reads (:func:`target_names`)."""
 
     def __init__(self, data: Any, boundary_width: int) -> None:
         self.data, self.boundary_width, self.ignore_label = data, int(boundary_width), IGNORE
@@ -146,7 +178,8 @@ class TargetImages:
         return len(self.data)
 
     def targets(self, index: int) -> np.ndarray:
-        """HxW uint8: 0 background, 1 interior, 2 boundary, 255 crowd (no loss)."""
+        """HxW uint8: 0 background, 1 interior, 2 boundary, 255 crowd (no loss); with K classes,
+        1 + c the interior of class c and K + 1 boundary."""
         from foveal.instance.masks import decode_rle
         from foveal.instance.watershed import instance_targets
 
@@ -160,6 +193,10 @@ class TargetImages:
             else:
                 labels[mask] = k + 1
         out = instance_targets(labels, self.boundary_width)
+        k = len(self.data.class_names)
+        if k > 1:
+            of_label = np.concatenate([[0], 1 + np.asarray(self.data.labels[index], np.int64)]).astype(np.uint8)
+            out = np.where(out == 1, of_label[labels], np.where(out == 2, k + 1, 0)).astype(np.uint8)
         out[crowd] = IGNORE
         return out
 
@@ -187,11 +224,11 @@ class UNetWatershedFamily(Family):
     def build(self, cfg: Any, data: RunData) -> keras.Model:
         from foveal.segmentation.train import build_segmenter
 
-        if len(data.class_names) != 1:
-            raise ConfigError(f"U-Net + watershed finds objects of one class; the data has {len(data.class_names)} "
-                              f"({', '.join(data.class_names[:5])})", hint="train one model per class, or use "
-                              "--model mask-rcnn")
-        return build_segmenter("unet", num_classes=3, channels=cfg.channels, options=unet_options(cfg),
+        if len(data.class_names) > IGNORE - 2:
+            raise ConfigError(f"U-Net + watershed takes at most {IGNORE - 2} classes; the data has "
+                              f"{len(data.class_names)}", hint="use --model mask-rcnn")
+        return build_segmenter("unet", num_classes=len(data.class_names) + 2, channels=cfg.channels,
+                               options=unet_options(cfg),
                                preprocessing=cfg.preprocessing)
 
     def compile(self, cfg: Any, model: keras.Model, steps_per_epoch: int) -> None:
@@ -199,7 +236,7 @@ class UNetWatershedFamily(Family):
         from foveal.segmentation.losses import CrossEntropyDice
 
         model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch),
-                      loss=CrossEntropyDice(3, ignore_label=IGNORE))
+                      loss=CrossEntropyDice(int(model.output_shape[-1]), ignore_label=IGNORE))
 
     def pipelines(self, cfg: Any, data: RunData, *, seed: int,
                   start_epoch: int | None = None) -> tuple[Any, Any | None]:
@@ -216,10 +253,10 @@ class UNetWatershedFamily(Family):
         return train, val
 
     def card_training(self, cfg: Any, model: keras.Model) -> dict[str, Any]:
-        from foveal.instance.watershed import TARGET_CLASSES
-
+        objects = int(model.output_shape[-1]) - 2  # the card's classes, in order
         return {"unet_options": unet_options(cfg), "boundary_width": cfg.boundary_width,
-                "target_classes": list(TARGET_CLASSES), "watershed": watershed_settings(cfg),
+                "target_classes": target_names([str(c) for c in range(objects)] if objects > 1 else ["object"]),
+                "watershed": watershed_settings(cfg),
                 "marker_threshold": "given" if marker_threshold_fixed(cfg) else "default",
                 "score_threshold": cfg.score_threshold, "max_detections": cfg.max_detections}
 
@@ -253,9 +290,11 @@ class UNetWatershedFamily(Family):
     def to_instances(self, out: dict[str, np.ndarray], card: Any, sizes: Sequence[tuple[int, int]], *,
                      score_threshold: float | None = None, max_detections: int | None = None,
                      mask_threshold: float | None = None) -> list[ImageInstances]:
-        """Class probabilities ``{"probabilities": [N, h, w, 3]}`` stretched back to each image's
-        size, then the card's watershed (:func:`~foveal.instance.watershed.watershed_instances`):
-        the instances scoring at least ``score_threshold`` (default: the card's), best first."""
+        """Class probabilities ``{"probabilities": [N, h, w, K + 2]}`` stretched back to each image's
+        size, then the card's watershed (:func:`~foveal.instance.watershed.watershed_instances`)
+        on background, the summed interiors and boundary, each region's class by
+        :func:`class_instances`: the instances scoring at least ``score_threshold`` (default:
+        the card's), best first."""
         import tensorflow as tf
         from pycocotools import mask as mask_utils
 
@@ -272,17 +311,23 @@ class UNetWatershedFamily(Family):
         for p, (w, h) in zip(np.asarray(out["probabilities"]), sizes):
             if p.shape[:2] != (h, w):
                 p = tf.image.resize(p, (h, w), method="bilinear").numpy()
-            labels, scores = watershed_instances(p, **post)
+            if p.shape[-1] > 3:  # K interiors: the watershed sees their sum
+                merged = np.stack([p[..., 0], p[..., 1:-1].sum(axis=-1), p[..., -1]], axis=-1)
+                labels, scores = watershed_instances(merged, **post)
+                classes, scores = class_instances(p, labels, scores)
+            else:
+                labels, scores = watershed_instances(p, **post)
+                classes = np.zeros(len(scores), np.int64)
             order = [int(k) for k in np.argsort(-scores, kind="stable") if scores[k] >= threshold][:limit]
             rles = [mask_to_rle(labels == k + 1) for k in order]
             boxes = np.zeros((len(order), 4), np.float32)
             for j, rle in enumerate(rles):
                 x, y, bw, bh = mask_utils.toBbox({"size": rle["size"], "counts": rle["counts"].encode("ascii")})
                 boxes[j] = (x, y, x + bw, y + bh)
-            result.append(ImageInstances(boxes, scores[order].astype(np.float64), np.zeros(len(order), np.int64),
+            result.append(ImageInstances(boxes, scores[order].astype(np.float64), classes[order],
                                          threshold, rles))
         return result
 
 
 __all__ = ["DEFAULT_UNET_OPTIONS", "MARKER_GRID", "TargetImages", "UNetWatershedFamily", "choose_marker_threshold",
-           "crop_hw", "marker_threshold_fixed", "unet_options", "validate_options", "watershed_settings"]
+           "class_instances", "crop_hw", "target_names", "marker_threshold_fixed", "unet_options", "validate_options", "watershed_settings"]

@@ -99,6 +99,68 @@ def _running_max(first, step, span):
     return tf.while_loop(lambda t, acc: t < span, body, (tf.constant(1), first))[1]
 
 
+def _running_argmax(first, step, span):
+    """As :func:`_running_max` where ``step(t)`` is ``(values, *where)``: the maximum and the
+    ``where`` tensors of the step it came from, the earliest on ties (as ``tf.maximum``'s
+    gradient, which goes to its first argument where both are equal)."""
+
+    def body(t, best):
+        new = step(t)
+        take = new[0] > best[0]
+        return t + 1, tuple(tf.where(take, n, b) for n, b in zip(new, best))
+
+    return tf.while_loop(lambda t, best: t < span, body, (tf.constant(1), tuple(first)))[1]
+
+
+def _max_pool_cells(features, index, row_lo, row_hi, col_lo, col_hi, *, argmax: bool = False):
+    """The pooled bins ``[N, P, P, C]`` of ``features [B, Hf, Wf, C]`` (float32), with, if
+    ``argmax``, the row and the column ``[N, P, P, C]`` each maximum was read from."""
+    image = tf.broadcast_to(index[:, None], tf.shape(row_lo))  # [N, P]
+    row_span, col_span = tf.reduce_max(row_hi - row_lo), tf.reduce_max(col_hi - col_lo)
+
+    def rows_of(t):  # [N, P]: row lo + t of each row bin (its last row once past it)
+        return tf.minimum(row_lo + t, row_hi - 1)
+
+    def rows_at(t):  # [N, P, Wf, C]
+        return tf.gather_nd(features, tf.stack([image, rows_of(t)], axis=-1))
+
+    def cols_of(t):  # [N, P]: column lo + t of each column bin
+        return tf.minimum(col_lo + t, col_hi - 1)
+
+    def gather_cols(x, t):  # [N, P, Wf, C] -> [N, P, P, C]
+        return tf.gather(x, cols_of(t), axis=2, batch_dims=1)
+
+    if not argmax:
+        by_rows = _running_max(rows_at(0), rows_at, row_span)
+        return _running_max(gather_cols(by_rows, 0), lambda t: gather_cols(by_rows, t), col_span)
+
+    def rows_step(t):
+        values = rows_at(t)
+        return values, tf.broadcast_to(rows_of(t)[:, :, None, None], tf.shape(values))
+
+    by_rows, which_row = _running_argmax(rows_step(0), rows_step, row_span)
+
+    def cols_step(t):
+        values = gather_cols(by_rows, t)
+        return values, gather_cols(which_row, t), tf.broadcast_to(cols_of(t)[:, None, :, None], tf.shape(values))
+
+    return _running_argmax(cols_step(0), cols_step, col_span)
+
+
+def _max_pool_gradient(features, index, bins, upstream):
+    """The gradient of the pooled bins w.r.t. ``features``: each bin's upstream gradient added to
+    the one cell its maximum came from (the cell ``tf.maximum``'s autodiff would pick), by one
+    ``unsorted_segment_sum`` over the flattened map instead of the autodiff of every gather step."""
+    _, rows, cols = _max_pool_cells(features, index, *bins, argmax=True)
+    shape = tf.shape(features, out_type=tf.int64)
+    channel = tf.range(shape[3])[None, None, None, :]
+    image = tf.cast(index, tf.int64)[:, None, None, None]
+    cell = ((image * shape[1] + tf.cast(rows, tf.int64)) * shape[2] + tf.cast(cols, tf.int64)) * shape[3] + channel
+    total = tf.reduce_prod(shape)
+    flat = tf.math.unsorted_segment_sum(tf.reshape(upstream, [-1]), tf.reshape(cell, [-1]), total)
+    return tf.reshape(flat, shape)
+
+
 def roi_max_pool(features, rois, *, pool_size: int = 7, stride: float = 16.0) -> tf.Tensor:
     """RoI max pooling of ``rois [B, R, 4]`` (input pixels) on ``features [B, Hf, Wf, C]`` -> ``[B, R, P, P, C]``.
 
@@ -107,6 +169,12 @@ def roi_max_pool(features, rois, *, pool_size: int = 7, stride: float = 16.0) ->
     different numbers of cells, so each pass steps ``t = 0 .. S-1`` (``S`` the largest bin side)
     and reads cell ``min(lo + t, hi - 1)`` of every bin: a bin smaller than ``S`` re-reads its
     last cell, which leaves its maximum unchanged. Exact for the integer bins defined above.
+
+    The gradient (Fast R-CNN, sec. 2.3: each output's gradient goes to the input cell that was
+    its maximum) is a custom one: the pass is re-run keeping the row and column of each maximum,
+    then one segment sum scatters the upstream gradient there. It equals TensorFlow's autodiff
+    of the passes above, ties included, without differentiating ``S`` gathers of ``[B*R, P, Wf,
+    C]``. The RoIs get no gradient (their snapping to cells is piecewise constant).
     """
     features, flat, index, batch, count = _flat(features, rois)
     pooled = _max_pool_boxes(features, flat, index, pool_size, stride)
@@ -117,18 +185,14 @@ def _max_pool_boxes(features, flat, index, pool_size: int, stride: float) -> tf.
     """RoI max pooling of boxes ``[N, 4]`` (input pixels) of images ``index [N]`` -> ``[N, P, P, C]``."""
     fh, fw = tf.shape(features)[1], tf.shape(features)[2]
     c0, r0, c1, r1 = _snap_to_cells(flat, stride, fh, fw)
-    row_lo, row_hi = _bin_edges(r0, r1 - r0, pool_size)
-    col_lo, col_hi = _bin_edges(c0, c1 - c0, pool_size)
-    image = tf.broadcast_to(index[:, None], tf.shape(row_lo))  # [N, P]
+    bins = (*_bin_edges(r0, r1 - r0, pool_size), *_bin_edges(c0, c1 - c0, pool_size))
 
-    def rows_at(t):  # [N, P, Wf, C]: row lo + t of each row bin (its last row once past it)
-        return tf.gather_nd(features, tf.stack([image, tf.minimum(row_lo + t, row_hi - 1)], axis=-1))
+    @tf.custom_gradient
+    def pool(fmap):
+        pooled = _max_pool_cells(fmap, index, *bins)
+        return pooled, lambda upstream: _max_pool_gradient(fmap, index, bins, upstream)
 
-    def cols_at(t):  # [N, P, P, C]: column lo + t of each column bin
-        return tf.gather(by_rows, tf.minimum(col_lo + t, col_hi - 1), axis=2, batch_dims=1)
-
-    by_rows = _running_max(rows_at(0), rows_at, tf.reduce_max(row_hi - row_lo))
-    return _running_max(cols_at(0), cols_at, tf.reduce_max(col_hi - col_lo))
+    return pool(features)
 
 
 def pyramid_levels(rois, *, min_level: int = 2, max_level: int = 5, canonical_size: float = 224.0,

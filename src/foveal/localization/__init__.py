@@ -16,28 +16,15 @@ Example:
 
 from __future__ import annotations
 
-from foveal._lazy import lazy_getattr
+from foveal._lazy import lazy_exports
 
-_LAZY = {
-    "LocalizeConfig": "foveal.localization.train",
-    "train_localizer": "foveal.localization.train",
-    "evaluate_localizer": "foveal.localization.train",
-    "score_localizer": "foveal.localization.train",
-    "build_localizer": "foveal.localization.model",
-    "compile_localizer": "foveal.localization.model",
-    "BoxMSE": "foveal.localization.losses",
-    "BoxIoU": "foveal.localization.metrics",
-    "iou": "foveal.localization.metrics",
-    "encode_boxes": "foveal.localization.metrics",
-    "decode_boxes": "foveal.localization.metrics",
-    "make_localization_pipeline": "foveal.localization.pipeline",
-    "predict_boxes": "foveal.localization.predict",
-    "draw_boxes": "foveal.localization.draw",
-    "add_localize_command": "foveal.localization.cli",
-}
-
-
-__getattr__ = lazy_getattr("foveal.localization", _LAZY)
-
-
-__all__ = list(_LAZY)
+__getattr__, __all__ = lazy_exports("foveal.localization", {
+    ".train": "LocalizeConfig train_localizer evaluate_localizer score_localizer",
+    ".model": "build_localizer compile_localizer",
+    ".losses": "BoxMSE",
+    ".metrics": "BoxIoU iou encode_boxes decode_boxes",
+    ".pipeline": "make_localization_pipeline",
+    ".predict": "predict_boxes",
+    ".draw": "draw_boxes",
+    ".cli": "add_localize_command",
+})

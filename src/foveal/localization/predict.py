@@ -18,21 +18,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 from pathlib import Path
 from typing import Any, Iterable
 
 import keras
 import numpy as np
 
-from foveal.errors import DataError, ModelError
+from foveal.errors import ModelError
 from foveal.localization.draw import PRED_COLOR, draw_boxes
 from foveal.localization.metrics import decode_boxes
 from foveal.models.io import ModelCard
-from foveal.predict import collect_images, predict_in_batches
-from foveal.utils_io import atomic_path, atomic_write_text, printable_path
+from foveal.predict import Drawings, predict_files
 
-log = logging.getLogger("foveal")
 CSV_COLUMNS = ("file", "class", "score", "x_min", "y_min", "x_max", "y_max", "image_width", "image_height")
 
 
@@ -41,23 +38,6 @@ def check_card(card: ModelCard) -> None:
     if card.task != "localize":
         raise ModelError(f"this model was trained for the task {card.task!r}, not 'localize'",
                          hint="use `foveal predict` for classifiers, or a model written by `foveal localize train`")
-
-
-def decode_file(path: str | Path, channels: int, max_pixels: int = 89_478_485) -> np.ndarray:
-    """Decode one image file as the training pipeline does (uint8 HxWxC, original size)."""
-    import tensorflow as tf
-
-    from foveal.data.decode import decode_image_bytes
-    from foveal.data.imagecheck import check_image_file
-
-    problem = check_image_file(str(path), full=True, max_pixels=max_pixels)
-    if problem:
-        raise DataError(f"{printable_path(path)}: {problem}")
-    try:
-        # Read by Python: TensorFlow refuses file names that are not UTF-8.
-        return decode_image_bytes(tf.constant(Path(path).read_bytes()), channels).numpy()
-    except tf.errors.InvalidArgumentError as exc:
-        raise DataError(f"{printable_path(path)}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
 
 
 def model_inputs(images: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
@@ -107,10 +87,8 @@ def predict_boxes(
         when drawn, ``drawn`` (the written file).
     """
     check_card(card)
-    files = collect_images(images)
     h, w, channels = card.input_shape
-    out_dir = Path(output) if output is not None else None
-    used_names: set[str] = set()
+    drawings = Drawings(output)
 
     def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
         classes, boxes = predict_normalized(model, model_inputs([im for _, im in batch], (h, w)))
@@ -119,36 +97,14 @@ def predict_boxes(
             height, width = image.shape[:2]
             name, score = class_and_score(cls_out, card.class_names)
             pixels = box * np.array([width, height, width, height], np.float32)
-            row: dict[str, Any] = {"file": printable_path(path), "class": name, "score": round(score, 6),
-                                   "box": [round(float(v), 1) for v in pixels], "image_size": [int(width), int(height)]}
-            if out_dir is not None:
-                row["drawn"] = str(_write_drawn(out_dir, path, image, pixels, f"{name} {score:.2f}", used_names))
-            rows.append(row)
+            fields = {"class": name, "score": round(score, 6), "box": [round(float(v), 1) for v in pixels],
+                      "image_size": [int(width), int(height)]}
+            rows.append(drawings.row(path, fields, lambda image=image, pixels=pixels, label=f"{name} {score:.2f}":
+                                     draw_boxes(image, [pixels], labels=[label], color=PRED_COLOR)))
         return rows
 
-    rows = predict_in_batches(files, lambda path: decode_file(path, channels), rows_for,
-                              batch_size=batch_size, skip_invalid=skip_invalid)
-    if out_dir is not None:
-        atomic_write_text(out_dir / "predictions.csv", to_csv(rows))
-        atomic_write_text(out_dir / "predictions.json", to_json(rows))
-    return rows
-
-
-def _write_drawn(folder: Path, source: Path, image: np.ndarray, box: np.ndarray, label: str,
-                 used: set[str]) -> Path:
-    """Save ``image`` with ``box`` drawn as ``folder/<stem>.png`` (``<stem>_2.png`` on a clash)."""
-    from PIL import Image
-
-    stem, k = source.stem, 1
-    name = f"{stem}.png"
-    while name in used:
-        k += 1
-        name = f"{stem}_{k}.png"
-    used.add(name)
-    target = folder / name
-    with atomic_path(target) as tmp:
-        Image.fromarray(draw_boxes(image, [box], labels=[label], color=PRED_COLOR)).save(tmp, format="PNG")
-    return target
+    return predict_files(images, channels, rows_for, batch_size=batch_size, skip_invalid=skip_invalid, output=output,
+                         tables={"predictions.csv": to_csv, "predictions.json": to_json})
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -176,5 +132,5 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                       width=50)
 
 
-__all__ = ["check_card", "decode_file", "format_table", "model_inputs", "predict_boxes",
+__all__ = ["check_card", "format_table", "model_inputs", "predict_boxes",
            "predict_normalized", "to_csv", "to_json"]

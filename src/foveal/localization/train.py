@@ -1,10 +1,8 @@
 """``foveal localize train`` and ``evaluate``: from a :class:`LocalizeConfig` to a run folder.
 
-The run folder mirrors a classification run: ``config.yaml`` (the resolved options),
-``history.csv``, ``best.keras`` and ``last.keras`` (self-describing models whose card says
-``task: localize``), ``state.json`` (what ``--resume`` needs), ``metrics.json`` (mean IoU and
-accuracy on the test split) and ``report.html`` (training curves, metrics, and test images with
-the predicted box in red and the true box in green).
+The run folder is the engine's (:mod:`foveal.engine.run`); here the cards say ``task: localize``,
+``metrics.json`` holds mean IoU and accuracy on the test split, and ``report.html`` shows test
+images with the predicted box in red and the true one in green.
 
 Splits: the dataset's own (a VOC folder's ``train.txt``/``val.txt``/``test.txt``), else
 ``--test-data``, else seeded random fractions of the training images (``--val-split``,
@@ -29,7 +27,8 @@ import numpy as np
 from foveal.configtools import option
 from foveal.data.boxes import BoxedImages, load_boxes
 from foveal.engine.config import RunConfig
-from foveal.errors import DataError, require_all
+from foveal.errors import require_all
+from foveal.tasks import trainer
 from foveal.training.runs import TrainResult, say
 from foveal.utils_io import atomic_write_text
 
@@ -149,18 +148,7 @@ def mean_box(data: BoxedImages) -> list[float]:
 # ------------------------------------------------------------------------------------ training
 
 
-def train_localizer(config: LocalizeConfig | None = None, *, resume: str | Path | None = None,
-                    callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
-    """Train a localizer and write a run folder (the module docstring says what is in it).
-
-    The arguments are :func:`foveal.engine.run.train_task`'s: ``config`` (default: LocalizeConfig's
-    defaults), ``resume`` (a run folder to continue, with ``overrides`` such as ``epochs`` on top),
-    extra Keras ``callbacks``, and option ``overrides``.
-    """
-    from foveal.engine.run import train_task
-    from foveal.localization.task import LocalizeTask
-
-    return train_task(LocalizeTask(), config, resume=resume, callbacks=callbacks, **overrides)
+train_localizer = trainer("localize", "train_localizer", "a localizer")
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -223,40 +211,35 @@ def report_thumbnails(data: BoxedImages, predicted: np.ndarray, card: ModelCard,
     from foveal.localization.draw import comparison_thumbnail
     from foveal.localization.metrics import iou
     from foveal.localization.pipeline import targets_of
-    from foveal.localization.predict import decode_file
+    from foveal.predict import example_thumbnails
 
     if count <= 0 or len(data) == 0:
         return None
     true, _, valid = targets_of(data)
-    thumbs, titles = [], []
-    for i in range(min(count, len(data))):
-        image = decode_file(data.paths[i], card.input_shape[2])
+
+    def draw(i: int, image: np.ndarray) -> tuple[np.ndarray, str]:
         height, width = image.shape[:2]
         # Boxes were validated against the header size; the decoded size is the same.
         scale = np.array([width, height, width, height], np.float32)
-        thumbs.append(comparison_thumbnail(image, predicted[i] * scale, data.boxes[i], size=size))
         score = f"IoU {float(np.asarray(iou(predicted[i], true[i]))):.2f}" if valid[i] else "no box"
-        titles.append(f"{Path(str(data.paths[i])).name}\n{score}")
-    return np.stack(thumbs), titles
+        return comparison_thumbnail(image, predicted[i] * scale, data.boxes[i], size=size), score
+
+    return example_thumbnails(data, count, card.input_shape[2], draw)
 
 
 def write_localization_report(path: Path, *, title: str, summary: dict[str, Any], config: dict[str, Any],
                               history: dict[str, list[float]] | None,
                               drawn: tuple[np.ndarray, list[str]] | None) -> Path:
     """The single-file HTML report: summary, curves, and the drawn test images."""
-    from markupsafe import Markup
-
     from foveal.visualize.plots import plot_image_grid
-    from foveal.visualize.report import png_data_uri, write_classification_report
+    from foveal.visualize.report import figure_section, write_task_report
 
     extra = []
     if drawn is not None:
-        uri = png_data_uri(plot_image_grid(drawn[0], drawn[1], cols=4))
-        extra.append(("Test images: predicted box red, true box green",
-                      Markup('<figure><img src="{}" alt="test images with boxes"></figure>').format(uri)))
-    curves = {k: v for k, v in (history or {}).items() if k != "epoch_seconds"}
-    return write_classification_report(path, title=title, summary=summary, config=config,
-                                       history=curves or None, metrics=None, extra_sections=extra)
+        extra.append(figure_section("Test images: predicted box red, true box green",
+                                    plot_image_grid(drawn[0], drawn[1], cols=4), "test images with boxes"))
+    return write_task_report(path, title=title, summary=summary, config=config, history=history,
+                             extra_sections=extra)
 
 
 def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test", batch_size: int = 32,
@@ -272,20 +255,15 @@ def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test"
         class_map: which model class each dataset class is, when their names differ
             (see :mod:`foveal.evaluation.classes`); default: match by name.
     """
+    from foveal.data.splits import pick_split
     from foveal.evaluation.classes import align_boxes
     from foveal.localization.predict import check_card
     from foveal.models import load_model
 
     model, card = load_model(model_path)
     check_card(card)
-    parts = load_boxes(data, skip_invalid=skip_invalid)
-    if split not in parts:
-        if len(parts) == 1 and "train" in parts:
-            split = "train"
-        else:
-            raise DataError(f"{data}: has no {split!r} split (it has {', '.join(parts)})",
-                            hint="pass --split with one of those")
-    part = align_boxes(parts[split], card.class_names, class_map)
+    split, part = pick_split(load_boxes(data, skip_invalid=skip_invalid), split, data)
+    part = align_boxes(part, card.class_names, class_map)
     part = part if len(card.class_names) == 1 else _drop_unboxed(part)
     metrics, predicted = score_localizer(model, card, part, batch_size=batch_size)
     metrics["split"] = split

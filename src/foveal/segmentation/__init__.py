@@ -17,29 +17,15 @@ Example:
 
 from __future__ import annotations
 
-from foveal._lazy import lazy_getattr
+from foveal._lazy import lazy_exports
 
-_LAZY = {
-    "SegmentConfig": "foveal.segmentation.train",
-    "train_segmenter": "foveal.segmentation.train",
-    "evaluate_segmenter": "foveal.segmentation.train",
-    "score_segmenter": "foveal.segmentation.train",
-    "build_segmenter": "foveal.segmentation.train",
-    "predict_masks": "foveal.segmentation.predict",
-    "predict_labels": "foveal.segmentation.predict",
-    "predict_probabilities": "foveal.segmentation.predict",
-    "make_segmentation_pipeline": "foveal.segmentation.pipeline",
-    "crf_refine": "foveal.segmentation.crf",
-    "write_segmentation_report": "foveal.segmentation.report",
-    "SegmentationImages": "foveal.segmentation.data",
-    "read_mask_folder": "foveal.segmentation.data",
-    "coco_semantic_masks": "foveal.segmentation.data",
-    "SEGMENTATION_MODELS": "foveal.segmentation.models",
-    "add_segment_command": "foveal.segmentation.cli",
-}
-
-
-__getattr__ = lazy_getattr("foveal.segmentation", _LAZY)
-
-
-__all__ = list(_LAZY)
+__getattr__, __all__ = lazy_exports("foveal.segmentation", {
+    ".train": "SegmentConfig train_segmenter evaluate_segmenter score_segmenter build_segmenter",
+    ".predict": "predict_masks predict_labels predict_probabilities",
+    ".pipeline": "make_segmentation_pipeline",
+    ".crf": "crf_refine",
+    ".report": "write_segmentation_report",
+    ".data": "SegmentationImages read_mask_folder coco_semantic_masks",
+    ".models": "SEGMENTATION_MODELS",
+    ".cli": "add_segment_command",
+})

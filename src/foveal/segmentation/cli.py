@@ -1,9 +1,7 @@
 """``foveal segment train|evaluate|predict|instances``: the command line of semantic segmentation.
 
 :func:`add_segment_command` adds the ``segment`` command to the ``foveal`` parser's
-subcommands; each action calls one public function of :mod:`foveal.segmentation`. Handlers
-have the signature ``handler(args, overrides) -> exit status``; a
-:class:`~foveal.errors.FovealError` they raise is printed by ``foveal``'s ``main``.
+subcommands; each action calls one public function of :mod:`foveal.segmentation`.
 """
 
 from __future__ import annotations
@@ -12,14 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from foveal.cli.task_commands import (
-    add_evaluate_options,
-    add_mode,
-    add_predict_options,
-    add_task_command,
-    print_result,
-    print_rows,
-)
+from foveal.cli import task_commands as tc
 
 EPILOG_TRAIN = """examples:
   # ISBI 2012 membranes: a small U-Net on 256x256 crops, the last 5 images held out for testing
@@ -53,8 +44,8 @@ def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
                                  skip_invalid=args.skip_invalid, report_images=args.report_images,
                                  overlay=args.overlay, tta=args.tta, mask_png=args.mask_png, images=args.images,
                                  class_map=args.class_map)
-    return print_result(args, metrics, format_metrics,
-                        wrote=lambda out: f"{out / 'report.html'}, metrics.json, masks/ and overlays/")
+    return tc.print_result(args, metrics, format_metrics,
+                           wrote=lambda out: f"{out / 'report.html'}, metrics.json, masks/ and overlays/")
 
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -67,10 +58,10 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
                            skip_invalid=args.skip_invalid, tta=args.tta, mask_png=args.mask_png)
     formats = {"csv": lambda r: p.to_csv(r, card.class_names), "json": lambda r: json.dumps(r, indent=1),
                "table": p.format_table}
-    return print_rows(args, rows, formats,
-                      wrote=lambda out: f"{sum('mask' in r for r in rows)} mask(s) to {out / 'masks'}"
-                      + (f", overlays to {out / 'overlays'}" if args.overlay else "")
-                      + f" and {out / 'predictions.csv'}")
+    return tc.print_rows(args, rows, formats,
+                         wrote=lambda out: f"{sum('mask' in r for r in rows)} mask(s) to {out / 'masks'}"
+                         + (f", overlays to {out / 'overlays'}" if args.overlay else "")
+                         + f" and {out / 'predictions.csv'}")
 
 
 def _add_mask_options(parser: argparse.ArgumentParser) -> None:
@@ -91,28 +82,28 @@ def _add_mask_options(parser: argparse.ArgumentParser) -> None:
 
 def add_segment_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``segment`` with its ``train``, ``evaluate`` and ``predict`` actions to ``subparsers``."""
-    actions = add_task_command(
+    actions = tc.add_task_command(
         subparsers, "segment", help="semantic segmentation: a class for every pixel (U-Net, FCN-8s/16s/32s)",
         description="Train, evaluate and use semantic segmentation models on folders of images and masks.",
         train_help="train a segmenter and write a run folder with a report",
         train_description="Train a segmentation model on a folder of images/ + masks/ (or ISBI's image/ + "
         "label/), or a COCO instances .json.", train_epilog=EPILOG_TRAIN)
 
-    e = add_mode(actions, "evaluate", "segment", help="pixel accuracy, per-class IoU and Dice of a segmenter",
-                 epilog=EPILOG_EVALUATE)
-    add_evaluate_options(e, data_help="folder of images/ + masks/ (or image/ + label/), or a COCO instances "
-                         ".json (polygons or RLE)", output_help="write metrics.json, report.html, masks/ and "
-                         "overlays/ here")
+    e = tc.add_mode(actions, "evaluate", "segment", help="pixel accuracy, per-class IoU and Dice of a segmenter",
+                    epilog=EPILOG_EVALUATE)
+    tc.add_evaluate_options(e, data_help="folder of images/ + masks/ (or image/ + label/), or a COCO instances "
+                            ".json (polygons or RLE)", output_help="write metrics.json, report.html, masks/ and "
+                            "overlays/ here")
     e.add_argument("--images", metavar="DIR", help="image folder of a COCO --data file (default: found beside it)")
     e.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
                    help="all pairs (default), or that split of the training run (its config.yaml beside the model)")
     e.add_argument("--report-images", type=int, default=6, help="images shown in the report (default: 6)")
     _add_mask_options(e)
 
-    p = add_mode(actions, "predict", "segment", help="per-pixel classes for image files or folders: index PNGs "
-                 "and overlays", epilog=EPILOG_PREDICT)
-    add_predict_options(p, output_help="write masks/NAME.png (pixel value = class index), overlays/NAME.png and "
-                        "predictions.csv here")
+    p = tc.add_mode(actions, "predict", "segment", help="per-pixel classes for image files or folders: index PNGs "
+                    "and overlays", epilog=EPILOG_PREDICT)
+    tc.add_predict_options(p, output_help="write masks/NAME.png (pixel value = class index), overlays/NAME.png and "
+                           "predictions.csv here")
     _add_mask_options(p)
     e.set_defaults(func=_evaluate)
     p.set_defaults(func=_predict)

@@ -130,7 +130,7 @@ def read_coco_segmentation(path: str | Path, images: str | Path | None = None, *
     Returns:
         A :class:`~foveal.segmentation.data.SegmentationImages` of ``mask_format`` ``coco``.
     """
-    from foveal.data.boxes.coco import _image_folder
+    from foveal.data.boxes.coco import _file_names, _image_folder
     from foveal.segmentation.data import SegmentationImages, validate_pairs
 
     path = Path(path)
@@ -142,7 +142,7 @@ def read_coco_segmentation(path: str | Path, images: str | Path | None = None, *
     if len(names) > min(ignore_label, 255):
         raise DataError(f"{path}: {len(names) - 1} categories do not fit in a uint8 mask beside the ignore "
                         f"label {ignore_label}")
-    folder = _image_folder(path, images)
+    folder = _image_folder(path, images, _file_names(data))
     pairs, skipped = [], []
     for im in sorted(data["images"], key=lambda im: im["id"]):
         image = folder / Path(str(im["file_name"])).name

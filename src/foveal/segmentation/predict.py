@@ -52,8 +52,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from foveal.errors import ConfigError, DataError, ModelError
-from foveal.utils_io import atomic_path, atomic_write_text, printable_path
+from foveal.errors import ConfigError, ModelError
+from foveal.utils_io import printable_path
 
 DEFAULT_TILE = 1024
 OVERLAY_ALPHA = 0.5
@@ -71,29 +71,6 @@ def check_card(card) -> None:
     if card.task != "segment":
         raise ModelError(f"this model was trained for the task {card.task!r}, not 'segment'",
                          hint="use a model written by `foveal segment train`")
-
-
-def decode_file(path: str | Path, channels: int) -> np.ndarray:
-    """Decode one image file as the training pipeline does (uint8 HxWxC, original size).
-
-    Raises:
-        DataError: naming the file when it is missing, not an image, or cannot be decoded.
-    """
-    import tensorflow as tf
-
-    from foveal.data.decode import decode_image_bytes
-    from foveal.data.imagecheck import check_image_file
-
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such file")
-    problem = check_image_file(str(path), full=True)
-    if problem:
-        raise DataError(f"{printable_path(path)}: {problem}")
-    try:
-        # Read by Python: TensorFlow refuses file names that are not UTF-8.
-        return decode_image_bytes(tf.constant(Path(path).read_bytes()), channels).numpy()
-    except tf.errors.InvalidArgumentError as exc:
-        raise DataError(f"{printable_path(path)}: cannot be decoded ({str(exc).splitlines()[0][:200]})") from None
 
 
 # ------------------------------------------------------------------------------- colours
@@ -294,7 +271,7 @@ def predict_masks(
         One dict per image: ``file``, ``size`` (``[width, height]``), ``fractions`` (share of
         pixels per class name) and, when written, ``mask`` and ``overlay``.
     """
-    from foveal.predict import collect_images
+    from foveal.predict import predict_files, unique_name, write_png
 
     check_card(card)
     tta_views(tta)
@@ -302,20 +279,13 @@ def predict_masks(
         from foveal.segmentation.crf import require_crf
 
         require_crf()
-    files = collect_images(images)
     out_dir = Path(output) if output is not None else None
     colours, skip = class_colours(card), unpainted(card)
     mask_palette = mask_png_palette(card, mask_png)
     used: set[str] = set()
-    rows: list[dict[str, Any]] = []
-    for path in files:
-        try:
-            image = decode_file(path, card.input_shape[-1])
-        except DataError as exc:
-            if not skip_invalid:
-                raise DataError(exc.message, hint="remove the file or pass --skip-invalid") from None
-            rows.append({"file": printable_path(path), "error": exc.message})
-            continue
+
+    def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
+        (path, image), = batch
         labels = predict_labels(model, card, image, crf=crf, tta=tta)
         counts = np.bincount(labels.ravel(), minlength=len(card.class_names))
         row: dict[str, Any] = {
@@ -323,25 +293,16 @@ def predict_masks(
             "fractions": {n: round(float(c) / labels.size, 6) for n, c in zip(card.class_names, counts)},
         }
         if out_dir is not None:
-            name = _unique_name(path, used)
+            name = unique_name(path, used)
             row["mask"] = str(write_png(out_dir / "masks" / name, labels, palette=mask_palette))
             if overlay:
                 painted = overlay_classes(image, labels, colours, skip=skip)
                 row["overlay"] = str(write_png(out_dir / "overlays" / name, painted))
-        rows.append(row)
-    if out_dir is not None:
-        atomic_write_text(out_dir / "predictions.csv", to_csv(rows, card.class_names))
-    return rows
+        return [row]
 
-
-def _unique_name(source: Path, used: set[str]) -> str:
-    stem, k = Path(source).stem, 1
-    name = f"{stem}.png"
-    while name in used:
-        k += 1
-        name = f"{stem}_{k}.png"
-    used.add(name)
-    return name
+    # One image at a time: each keeps its own size (tiled when large).
+    return predict_files(images, card.input_shape[-1], rows_for, batch_size=1, skip_invalid=skip_invalid,
+                         output=output, tables={"predictions.csv": lambda rows: to_csv(rows, card.class_names)})
 
 
 def mask_png_palette(card, mask_png: str = "auto") -> np.ndarray | None:
@@ -353,28 +314,6 @@ def mask_png_palette(card, mask_png: str = "auto") -> np.ndarray | None:
         raise ConfigError(f"unknown mask PNG kind {mask_png!r}", hint=f"use one of {', '.join(MASK_PNGS)}")
     indexed = mask_png == "indexed" or (mask_png == "auto" and bool(card.training.get("indexed_masks")))
     return class_colours(card) if indexed else None
-
-
-def write_png(path: Path, pixels: np.ndarray, palette: np.ndarray | None = None) -> Path:
-    """Write a uint8 HxW or HxWx3 array as PNG, atomically.
-
-    An HxW label map is an index PNG: gray (mode L), or with ``palette`` ((K, 3) colours of
-    the classes) palette-mode (mode P), whose pixel values are still the class indices.
-    """
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.asarray(pixels, np.uint8)
-    if palette is not None and pixels.ndim == 2:
-        img = Image.fromarray(pixels, mode="P")  # the values become palette indices, unchanged
-        entries = np.zeros((256, 3), np.uint8)
-        entries[: len(palette)] = np.asarray(palette, np.uint8)[:256]
-        img.putpalette(entries.ravel().tolist())
-    else:
-        img = Image.fromarray(pixels)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-    return path
 
 
 def to_csv(rows: list[dict[str, Any]], class_names: list[str]) -> str:
@@ -398,6 +337,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return file_table(rows, lambda r: "  ".join(f"{k} {v:.1%}" for k, v in r["fractions"].items()), width=50)
 
 
-__all__ = ["MASK_PNGS", "TTA_VIEWS", "check_card", "class_colours", "decode_file", "default_palette", "format_table",
+__all__ = ["MASK_PNGS", "TTA_VIEWS", "check_card", "class_colours", "default_palette", "format_table",
            "mask_png_palette", "overlay_classes", "predict_labels", "predict_masks", "predict_probabilities",
-           "sliding_window", "to_csv", "tta_name", "tta_views", "unview", "view", "write_png"]
+           "sliding_window", "to_csv", "tta_name", "tta_views", "unview", "view"]

@@ -111,7 +111,7 @@ def write_segmentation_report(
 
     from foveal.segmentation.predict import default_palette
     from foveal.visualize.plots import plot_confusion_matrix
-    from foveal.visualize.report import png_data_uri, write_classification_report
+    from foveal.visualize.report import figure_section, png_data_uri, write_task_report
 
     colours = default_palette(len(class_names)) if colours is None else colours
     extra: list[tuple[str, Any]] = []
@@ -124,13 +124,11 @@ def write_segmentation_report(
                 '<figure><img src="{}" alt="pixel confusion matrix"><figcaption>Rows are true classes, '
                 'columns predicted classes, counted over labelled pixels.</figcaption></figure>').format(uri)))
     if examples:
-        uri = png_data_uri(example_grid(examples, colours, skip, ignore_label))
-        extra.append(("Example overlays: image, true mask, predicted mask",
-                      legend(class_names, colours, skip)
-                      + Markup('<figure><img src="{}" alt="example overlays"></figure>').format(uri)))
-    curves = {k: v for k, v in (history or {}).items() if k != "epoch_seconds"}
-    return write_classification_report(path, title=title, summary=summary, config=config,
-                                       history=curves or None, metrics=None, extra_sections=extra)
+        extra.append(figure_section("Example overlays: image, true mask, predicted mask",
+                                    example_grid(examples, colours, skip, ignore_label), "example overlays",
+                                    before=legend(class_names, colours, skip)))
+    return write_task_report(path, title=title, summary=summary, config=config, history=history,
+                             extra_sections=extra)
 
 
 __all__ = ["example_grid", "legend", "per_class_table", "write_segmentation_report"]

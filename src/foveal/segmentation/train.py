@@ -1,11 +1,9 @@
 """``foveal segment train`` and ``evaluate``: from a :class:`SegmentConfig` to a run folder.
 
-The run folder mirrors the other tasks': ``config.yaml`` (the resolved options),
-``history.csv``, ``best.keras`` and ``last.keras`` (self-describing models whose card says
-``task: segment`` and carries the class names, resize policy and stride), ``state.json`` (what
-``--resume`` needs), ``metrics.json`` (pixel accuracy, per-class and mean IoU and Dice on the
-test split, else validation) and ``report.html`` (curves, per-class table, confusion matrix,
-example overlays).
+The run folder is the engine's (:mod:`foveal.engine.run`); here the cards say ``task: segment``
+and carry the class names, resize policy and stride, ``metrics.json`` has pixel accuracy,
+per-class and mean IoU and Dice, and ``report.html`` a per-class table, the confusion matrix and
+example overlays.
 
 Data: a folder of ``images/`` + ``masks/`` (or ISBI's ``image/`` + ``label/``), see
 :func:`~foveal.segmentation.data.read_mask_folder`. Classes are named in index order with
@@ -40,7 +38,8 @@ from foveal import configtools
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
 from foveal.errors import ConfigError, DataError, require_all
-from foveal.training.runs import TrainResult, say
+from foveal.tasks import trainer
+from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
@@ -371,18 +370,7 @@ def make_metrics(num_classes: int, ignore_label: int, foreground: int | None) ->
     return metrics
 
 
-def train_segmenter(config: SegmentConfig | None = None, *, resume: str | Path | None = None,
-                    callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
-    """Train a segmenter and write a run folder (the module docstring says what is in it).
-
-    The arguments are :func:`foveal.engine.run.train_task`'s: ``config`` (default: SegmentConfig's
-    defaults), ``resume`` (a run folder to continue, with ``overrides`` such as ``epochs`` on top),
-    extra Keras ``callbacks``, and option ``overrides``.
-    """
-    from foveal.engine.run import train_task
-    from foveal.segmentation.task import SegmentTask
-
-    return train_task(SegmentTask(), config, resume=resume, callbacks=callbacks, **overrides)
+train_segmenter = trainer("segment", "train_segmenter", "a segmenter")
 
 
 def border_weight_fn(cfg: SegmentConfig, names: list[str], weights: list[float] | None):
@@ -466,17 +454,16 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
         ``skipped_images`` and ``tta``, and up to ``report_images`` ``(image, truth,
         predicted, caption)``.
     """
+    from foveal.predict import decode_file, write_png
     from foveal.segmentation.metrics import confusion_matrix
     from foveal.segmentation.predict import (
         check_card,
         class_colours,
-        decode_file,
         mask_png_palette,
         overlay_classes,
         predict_labels,
         tta_name,
         unpainted,
-        write_png,
     )
 
     check_card(card)

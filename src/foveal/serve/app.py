@@ -40,7 +40,9 @@ Endpoints:
   content type) and answers the clip's ``label``, ``probability``, ``predictions`` (top k),
   ``probabilities`` and the sliding-window ``timeline`` that ``foveal video predict`` writes
   (:mod:`foveal.video.serving`); not a video or audio only: 415, no decodable frame: 422,
-  longer than ``max_video_seconds``: 413. The page (``static/video.html``) has an upload form.
+  longer than ``max_video_seconds``: 413. The page (``static/video.html``) has an upload form that
+  works without JavaScript too: ``window`` and ``stride`` may come as form fields beside the file
+  (the query parameters win when both are given; a bad value: 422 naming the field).
 
 * ``GET /generate?count=N&seed=S[&class=C][&format=png]`` (generative models: VAE decoder, GAN
   or conditional GAN generator, ``.keras`` or its export): ``count`` samples drawn from the
@@ -493,13 +495,17 @@ def _megabytes(n: int) -> str:
     return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
-async def _read_upload(request: Request, limit: int, media: str = "image") -> tuple[bytes, str]:
+async def _read_upload(request: Request, limit: int, media: str = "image",
+                       fields: dict[str, str] | None = None) -> tuple[bytes, str]:
     """The upload's bytes and a file name, from a multipart field named ``media`` (``image``,
-    ``video``) or a raw body of a ``media/*`` content type."""
+    ``video``) or a raw body of a ``media/*`` content type. ``fields``: filled with the form's
+    text fields (a page's ``window`` and ``stride`` posted without JavaScript)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
         form = await request.form(max_files=4, max_fields=16)
         try:
+            if fields is not None:
+                fields.update({k: v for k, v in form.multi_items() if isinstance(v, str)})
             upload = form.get(media)
             if upload is None or isinstance(upload, str):
                 raise HTTPException(422, f"no file in the form field '{media}' "
@@ -518,6 +524,21 @@ async def _read_upload(request: Request, limit: int, media: str = "image") -> tu
     if len(data) > limit:
         raise HTTPException(413, f"upload too large: {len(data)} bytes, the limit is {_megabytes(limit)}")
     return data, name[:200]
+
+
+def _seconds_field(fields: dict[str, str], name: str) -> float | None:
+    """A form field of seconds (``window``, ``stride``): None when absent or blank, else a number
+    in (0, 3600] (the query parameters' range), or ValueError naming the field."""
+    text = fields.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"form field {name}: {text[:40]!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise ValueError(f"form field {name}: {value:g} s is outside (0, 3600]")
+    return value
 
 
 class _RunnerModel:
@@ -722,7 +743,14 @@ def create_app(
             return JSONResponse({"error": "format=png is for models that answer with an image (enhance); this is a "
                                           "video model: use the JSON answer"}, status_code=422)
         service.batcher.stats.requests += 1
-        data, name = await _read_upload(request, max_upload_bytes, media="video")
+        fields: dict[str, str] = {}
+        data, name = await _read_upload(request, max_upload_bytes, media="video", fields=fields)
+        try:  # the page's form posts window and stride as fields when JavaScript is off; the query wins
+            window = window if window is not None else _seconds_field(fields, "window")
+            stride = stride if stride is not None else _seconds_field(fields, "stride")
+        except ValueError as exc:
+            service.batcher.stats.rejected += 1
+            return JSONResponse({"error": str(exc)}, status_code=422)
         try:
             answer = await asyncio.wrap_future(video.thread.submit(
                 video.answer, data, name, window=window, stride=stride, top_k=top_k or service.top_k))

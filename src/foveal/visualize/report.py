@@ -394,3 +394,21 @@ def write_classification_report(
     html = _ENV.from_string(_TEMPLATE).render(**context)
     _write_atomically(path, html)
     return path
+
+
+def write_task_report(path: str | os.PathLike[str], *, title: str, summary: Mapping[str, Any],
+                      config: Mapping[str, Any], history: Mapping[str, Sequence[float]] | None,
+                      extra_sections: Sequence[tuple[str, Any]]) -> Path:
+    """The report of a task other than classification: the same page (summary, curves, options)
+    with the task's own sections instead of the classification metrics; ``epoch_seconds`` is
+    left out of the curves."""
+    curves = {k: v for k, v in (history or {}).items() if k != "epoch_seconds"}
+    return write_classification_report(path, title=title, summary=summary, config=config, history=curves or None,
+                                       metrics=None, extra_sections=extra_sections)
+
+
+def figure_section(heading: str, png: bytes, alt: str, before: Any = "") -> tuple[str, Any]:
+    """A report section holding one embedded PNG figure (after ``before``, e.g. a legend)."""
+    from markupsafe import Markup
+
+    return heading, before + Markup('<figure><img src="{}" alt="{}"></figure>').format(png_data_uri(png), alt)

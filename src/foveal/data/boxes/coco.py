@@ -50,18 +50,60 @@ def coco_files(folder: str | Path) -> dict[str, Path]:
     return found
 
 
-def _image_folder(json_path: Path, images: str | Path | None) -> Path:
+def _image_folder(json_path: Path, images: str | Path | None, file_names: list[str] | None = None) -> Path:
+    """The image folder of the COCO file ``json_path``: ``images`` when given, else found beside it.
+
+    Candidates, looked for next to the ``annotations`` folder and next to the file: first the
+    split folder of a ``PREFIX_SPLIT.json`` name (``instances_val2017.json`` -> ``val2017/``) and
+    ``images/``; then, only if none of those holds the images, a folder named after the whole stem
+    (``train.json`` -> ``train/``) and the file's own folder. So ``instances.json`` beside
+    ``images/`` and ``instances/`` (the label-map layout of :mod:`foveal.instance.label_maps`,
+    whose PNGs may share the images' names) reads ``images/``. With ``file_names`` (the records'
+    ``file_name`` values; the first few decide) a candidate counts only if it holds them; two
+    first-rank candidates that both hold them all (``val2017/`` and ``images/``) are ambiguous: a
+    one-line :class:`~foveal.errors.DataError` names both and asks for ``--images``. When no
+    candidate holds them, the first existing one is returned (the reader then names the missing
+    image).
+    """
     if images is not None:
         folder = Path(images)
         if not folder.is_dir():
             raise DataError(f"image folder not found: {folder}")
         return folder
-    stem = json_path.stem.split("_", 1)[-1]  # instances_val2017 -> val2017
     roots = [json_path.parent.parent, json_path.parent]
-    for folder in [r / stem for r in roots] + [r / "images" for r in roots]:
-        if folder.is_dir():
-            return folder
-    return json_path.parent
+    prefix, _, split = json_path.stem.partition("_")  # instances_val2017 -> val2017
+    first = ([r / split for r in roots] if split else []) + [r / "images" for r in roots]
+    second = ([] if split else [r / prefix for r in roots]) + [json_path.parent]
+    names = [Path(str(n)).name for n in (file_names or [])][:_LAYOUT_SAMPLE]
+    seen: list[Path] = []
+    partial: list[tuple[int, Path]] = []  # (images held, folder) of the candidates holding only some
+    for tier in (first, second):
+        candidates = []
+        for folder in tier:
+            if folder.is_dir() and all(folder.resolve() != c.resolve() for c in seen):
+                seen.append(folder)
+                candidates.append(folder)
+        if candidates and not names:
+            return candidates[0]
+        found = [sum((c / n).is_file() for n in names) for c in candidates]
+        holding = [c for c, k in zip(candidates, found) if k == len(names)]
+        if len(holding) > 1:
+            raise DataError(f"{json_path}: its image files are in both {holding[0]} and {holding[1]}, which is "
+                            "ambiguous; name the image folder with --images DIR (Python: images=...)")
+        if holding:
+            return holding[0]
+        partial += [(k, c) for c, k in zip(candidates, found) if k]
+    if partial:
+        return max(partial, key=lambda kc: kc[0])[1]  # the first of those holding the most
+    return seen[0] if seen else json_path.parent
+
+
+_LAYOUT_SAMPLE = 32  # records whose files decide the image folder (all of a small file)
+
+
+def _file_names(data: dict) -> list[str]:
+    """The ``file_name`` of each image record (the ones that have one), to find their folder."""
+    return [str(im["file_name"]) for im in data.get("images", []) if isinstance(im, dict) and "file_name" in im]
 
 
 def _load(path: Path) -> dict:
@@ -102,7 +144,7 @@ def read_coco(
     """
     path = Path(path)
     data = _load(path)
-    folder = _image_folder(path, images)
+    folder = _image_folder(path, images, _file_names(data))
     try:
         cats = sorted(((int(c["id"]), str(c["name"])) for c in data["categories"]))
         names = {cid: name for cid, name in cats}

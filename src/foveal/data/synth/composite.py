@@ -53,7 +53,7 @@ def load_cutouts(annotations: str | Path, images: str | Path | None = None, *, m
     from PIL import Image
     from pycocotools.coco import COCO
 
-    from foveal.data.boxes.coco import _image_folder
+    from foveal.data.boxes.coco import _file_names, _image_folder
 
     path = Path(annotations)
     if not path.is_file():
@@ -67,7 +67,7 @@ def load_cutouts(annotations: str | Path, images: str | Path | None = None, *, m
             coco = COCO(str(path))
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{printable_path(path)}: not a COCO instances file ({exc})") from None
-    folder = _image_folder(path, images)
+    folder = _image_folder(path, images, _file_names(coco.dataset))
     wanted = {c["id"]: c for c in coco.loadCats(coco.getCatIds())
               if categories is None or c["name"] in set(categories)}
     if categories is not None:

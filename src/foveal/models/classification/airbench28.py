@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from keras import layers
 
 from foveal.errors import ConfigError
+from foveal.layers.fused_norm import FusedBatchNormalization
 from foveal.models.classification.airbench import PartialDirac
 from foveal.models.registry import MODELS
 
@@ -54,6 +55,7 @@ def airbench28(
     bn_scale: bool = False,
     dirac: bool = True,
     dropout: float = 0.0,
+    fused_bn: bool = False,
 ):
     """The network body on a preprocessed input ``x``.
 
@@ -68,6 +70,8 @@ def airbench28(
         dirac: initialise the group convolutions with :class:`PartialDirac` (airbench) instead of
             Keras' Glorot uniform.
         dropout: rate before the linear layer (0: none).
+        fused_bn: batch norm through TensorFlow's fused kernel (:class:`~foveal.layers.fused_norm.
+            FusedBatchNormalization`; same arithmetic, fewer element-wise ops under bfloat16).
     """
     widths = [int(w) for w in widths]
     if not widths or min(widths) < 1 or stem < 0:
@@ -78,7 +82,8 @@ def airbench28(
         return PartialDirac() if dirac else "glorot_uniform"
 
     def bn_act(x, name: str):
-        x = layers.BatchNormalization(momentum=bn_momentum, epsilon=bn_epsilon, scale=bn_scale, name=f"{name}_bn")(x)
+        norm = FusedBatchNormalization if fused_bn else layers.BatchNormalization
+        x = norm(momentum=bn_momentum, epsilon=bn_epsilon, scale=bn_scale, name=f"{name}_bn")(x)
         return layers.Activation(activation, name=f"{name}_act")(x)
 
     if stem:
