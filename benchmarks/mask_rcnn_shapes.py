@@ -13,9 +13,15 @@ adds over the detector alone.
 Prints one JSON document with the load average before and after (the machine is shared; every
 time here depends on it).
 
+``--compare-fpn`` trains twice in one invocation with the same budget, data and seed: the
+recipe's single feature map (the baseline) and the feature pyramid (``--fpn``, with
+:data:`FPN_RECIPE`), and reports box AP / AP_small and mask AP of both on the test images;
+``--radius`` draws smaller shapes (more COCO "small" objects, area < 32^2).
+
     .venv/bin/python benchmarks/mask_rcnn_shapes.py --seconds 600 > mask-rcnn-shapes.json
     .venv/bin/python benchmarks/mask_rcnn_shapes.py --seconds 60 --counts 40 10 10   # a smoke run
     for s in 0 1 2; do .venv/bin/python benchmarks/mask_rcnn_shapes.py --seed $s --workdir /tmp/shapes; done
+    nice -n 5 .venv/bin/python benchmarks/mask_rcnn_shapes.py --compare-fpn --seconds 480 --radius 0.04 0.2
 """
 
 from __future__ import annotations
@@ -43,6 +49,11 @@ RECIPE: dict[str, Any] = {
 }
 
 
+#: what ``--fpn`` changes: the pyramid on P2..P5 (64 channels for this narrow backbone), one
+#: anchor size per level P2..P6 (2 x stride: 128-pixel images hold no 512-pixel objects)
+FPN_RECIPE: dict[str, Any] = {"fpn": True, "fpn_width": 64, "anchor_sizes": [8.0, 16.0, 32.0, 64.0, 128.0]}
+
+
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -65,19 +76,9 @@ def box_mask_baseline(data: Any, found: list) -> dict[str, float]:
     return score_instances(data, boxed)["mask"]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=600.0, help="training budget (default: 600)")
-    parser.add_argument("--epochs", type=int, default=22, help="epochs of the schedule (the budget may stop first)")
-    parser.add_argument("--counts", type=int, nargs=3, default=[300, 50, 100], help="train val test images")
-    parser.add_argument("--seed", type=int, default=0, help="the training seed (default: 0)")
-    parser.add_argument("--data-seed", type=int, default=0,
-                        help="the shapes dataset's seed (default: 0; kept apart from --seed so that runs of "
-                             "several training seeds score the same images)")
-    parser.add_argument("--workdir", help="keep the data and run here (default: a temporary folder)")
-    args = parser.parse_args()
-
-    from foveal.data.synth.shapes import make_shapes
+def train_and_score(args: argparse.Namespace, data_dir: Path, work: Path, recipe: dict[str, Any],
+                    tag: str) -> dict[str, Any]:
+    """One training run of ``recipe`` within the budget, scored on the test split."""
     from foveal.instance.config import InstanceConfig
     from foveal.instance.data import load_instance_splits
     from foveal.instance.predict import predict_dataset
@@ -85,18 +86,12 @@ def main() -> int:
     from foveal.models import load_model
     from foveal.tasks import run_train
 
-    load_before = os.getloadavg()
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="mask-rcnn-shapes-"))
-    data_dir = work / "shapes"
-    if not data_dir.exists():
-        make_shapes(data_dir, counts=tuple(args.counts), size=(128, 128), seed=args.data_seed)
     cfg = InstanceConfig(data=str(data_dir), epochs=args.epochs, time_budget=args.seconds, output=str(work / "runs"),
-                         name=f"shapes-{int(time.time())}", progress=False, seed=args.seed, **RECIPE)
+                         name=f"shapes-{tag}-{int(time.time())}", progress=False, seed=args.seed, **recipe)
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # the run's progress lines; stdout carries the JSON only
         result = run_train("instance", cfg)
     wall = time.perf_counter() - started
-    run_dir = Path(result.run_dir)
     history = result.history
     model, card = load_model(result.best_model)
     test = load_instance_splits(str(data_dir), val_split=0, test_split=0)["test"]
@@ -106,22 +101,68 @@ def main() -> int:
         metrics = score_instances(test, found)
         eval_seconds = time.perf_counter() - started_eval
         baseline = box_mask_baseline(test, found)
-    report = {
-        "benchmark": "mask_rcnn_shapes", "target": "test mask AP50 >= 0.9 within 600 s of training",
-        "data": {"counts": dict(zip(("train", "val", "test"), args.counts)), "size": [128, 128], "seed": args.data_seed},
-        "training_seed": args.seed,
-        "recipe": RECIPE, "budget_seconds": args.seconds, "schedule_epochs": args.epochs,
-        "epochs_trained": len(history.get("loss", [])),
+    return {
+        "recipe": recipe, "epochs_trained": len(history.get("loss", [])),
         "training_seconds": round(sum(history.get("epoch_seconds", [])), 1), "run_wall_seconds": round(wall, 1),
+        "parameters": int(model.count_params()),
         "val_mask_ap50_history": history.get("val_mask_ap50"),
         "test": {"mask": metrics["mask"], "box": metrics["box"], "images": metrics["num_images"],
                  "instances": metrics["num_instances"], "eval_seconds": round(eval_seconds, 1)},
         "baseline_box_shaped_masks": {"mask_AP": baseline["AP"], "mask_AP50": baseline["AP50"],
                                       "mask_AP75": baseline["AP75"]},
-        "target_met": bool(metrics["mask"]["AP50"] >= 0.9),
-        "loadavg_before": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in os.getloadavg()],
-        "cpus": os.cpu_count(), "run_dir": str(run_dir),
+        "run_dir": str(result.run_dir),
     }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=600.0, help="training budget (default: 600)")
+    parser.add_argument("--epochs", type=int, default=22, help="epochs of the schedule (the budget may stop first)")
+    parser.add_argument("--counts", type=int, nargs=3, default=[300, 50, 100], help="train val test images")
+    parser.add_argument("--radius", type=float, nargs=2, default=[0.08, 0.2],
+                        help="shapes' circumradius range, a fraction of the side (default: 0.08 0.2)")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed (default: 0)")
+    parser.add_argument("--data-seed", type=int, default=0,
+                        help="the shapes dataset's seed (default: 0; kept apart from --seed so that runs of "
+                             "several training seeds score the same images)")
+    parser.add_argument("--fpn", action="store_true", help="train with the feature pyramid only")
+    parser.add_argument("--compare-fpn", action="store_true",
+                        help="train the single-map recipe and the FPN one, same budget, side by side")
+    parser.add_argument("--workdir", help="keep the data and run here (default: a temporary folder)")
+    args = parser.parse_args()
+
+    from foveal.data.synth.shapes import make_shapes
+
+    load_before = os.getloadavg()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="mask-rcnn-shapes-"))
+    data_dir = work / "shapes"
+    if not data_dir.exists():
+        make_shapes(data_dir, counts=tuple(args.counts), size=(128, 128), radius=tuple(args.radius), seed=args.data_seed)
+    variants = ([("single_map", RECIPE), ("fpn", RECIPE | FPN_RECIPE)] if args.compare_fpn
+                else [("fpn", RECIPE | FPN_RECIPE)] if args.fpn else [("single_map", RECIPE)])
+    runs = {}
+    for tag, recipe in variants:
+        load = os.getloadavg()
+        runs[tag] = train_and_score(args, data_dir, work, recipe, tag)
+        runs[tag]["loadavg_before"] = [round(v, 2) for v in load]
+        runs[tag]["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
+        test = runs[tag]["test"]
+        log(f"{tag}: box AP {test['box']['AP']:.4f} APs {test['box']['APs']:.4f}, mask AP50 {test['mask']['AP50']:.4f}")
+    report = {
+        "benchmark": "mask_rcnn_shapes", "target": "test mask AP50 >= 0.9 within 600 s of training",
+        "data": {"counts": dict(zip(("train", "val", "test"), args.counts)), "size": [128, 128], "seed": args.data_seed,
+                 "radius": list(args.radius)},
+        "training_seed": args.seed,
+        "budget_seconds": args.seconds, "schedule_epochs": args.epochs,
+        **(runs[variants[0][0]] if len(runs) == 1 else {"runs": runs}),
+        "target_met": {tag: bool(run["test"]["mask"]["AP50"] >= 0.9) for tag, run in runs.items()},
+        "loadavg_before": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+        "cpus": os.cpu_count(),
+    }
+    if len(runs) == 2:
+        report["fpn_minus_single_map"] = {
+            f"{kind}_{key}": round(runs["fpn"]["test"][kind][key] - runs["single_map"]["test"][kind][key], 4)
+            for kind in ("box", "mask") for key in ("AP", "AP50", "APs", "APm")}
     print(json.dumps(report, indent=1))
     return 0
 

@@ -30,6 +30,7 @@ EPILOG_TRAIN = """examples:
   foveal detect train --data raccoon-synth/annotations/instances_train.json \
       --adapt-target ../shared/datasets/raccoon --adapt-method dann --adapt-weight 0.1
   foveal detect train --data synth.json --adapt-target real_photos/ --adapt-method coral --adapt-features pooled
+  foveal detect train --data voc/ --detector faster-rcnn --fpn --image-size 512   # feature pyramid, small objects
 """
 
 EPILOG_PREDICT = """examples:

@@ -90,9 +90,15 @@ class DetectConfig(RunConfig):
     # Faster R-CNN
     rcnn_level: str = option("P4", "Faster R-CNN: the backbone feature map the RPN and RoI pooling read "
                              "(P4: stride 16, as VGG-16's conv5 in the paper)", group="faster-rcnn")
+    fpn: bool = option(False, "Faster R-CNN: a feature pyramid (FPN, Lin et al. 2017) on the backbone's P2..P5: "
+                       "the RPN on P2..P6 with one anchor size per level, RoIs pooled from the level their size "
+                       "picks (for small objects); default: the one map --rcnn-level", group="faster-rcnn")
+    fpn_width: int = option(256, "Faster R-CNN with --fpn: channels of the pyramid's maps (the paper: 256)",
+                            group="faster-rcnn")
     anchor_sizes: list[float] = option([], "Faster R-CNN: anchor sizes in input pixels (square roots of the "
                                        "areas), e.g. '32 64 128'; empty: three chosen from the training boxes "
-                                       "(their sqrt(area) at the 1/6, 1/2 and 5/6 quantiles)", group="faster-rcnn")
+                                       "(their sqrt(area) at the 1/6, 1/2 and 5/6 quantiles), or with --fpn one "
+                                       "per level P2..P6, the paper's 32 64 128 256 512", group="faster-rcnn")
     anchor_ratios: list[float] = option([0.5, 1.0, 2.0], "Faster R-CNN: anchor aspect ratios (height / width)",
                                         group="faster-rcnn")
     roi_pool: Literal["align", "max"] = option("align", "Faster R-CNN: RoI Align (bilinear) or RoI max pooling "
@@ -165,6 +171,9 @@ class DetectConfig(RunConfig):
             (min(self.lambda_coord, self.lambda_noobj) >= 0, "loss weights must not be negative"),
             (self.eval_every >= 1 and self.report_images >= 0, "eval_every must be >= 1; report_images not negative"),
             (self.monitor in ("val_map50", "val_loss", "loss"), "monitor must be val_map50, val_loss or loss"),
+            (self.fpn_width >= 1, "fpn_width must be at least 1"),
+            (not self.fpn or self.detector == "faster-rcnn", "--fpn is an option of --detector faster-rcnn"),
+            (not (self.fpn and self.adapt_target), "--adapt-target adapts one backbone map; leave out --fpn with it"),
         ]
         require_all(checks)
         parse_box_augment(self.augment)
@@ -186,6 +195,9 @@ class DetectConfig(RunConfig):
         if self.anchor_sizes:
             chosen["anchor_sizes"] = list(self.anchor_sizes)
         RCNNSettings.from_dict(chosen)
+        if self.fpn and self.anchor_sizes and len(self.anchor_sizes) != 5:
+            raise ConfigError(f"--fpn needs one anchor size per RPN level P2..P6 (5), got {len(self.anchor_sizes)}",
+                              hint="e.g. --anchor-sizes 32 64 128 256 512 (the paper's), or leave it out")
         return chosen
 
     @property

@@ -53,7 +53,7 @@ from keras import layers
 from foveal.detection.adapt import DomainAdaptiveDetector
 from foveal.detection.model import DetectionOutputs
 from foveal.errors import ConfigError
-from foveal.layers.roi import RoIAlign, RoIMaxPool
+from foveal.layers.roi import PyramidRoIPool, RoIAlign, RoIMaxPool
 from foveal.ops import rcnn
 
 RPN_COMPONENTS = ("rpn_cls_loss", "rpn_box_loss", "cls_loss", "box_loss")
@@ -154,6 +154,8 @@ def build_faster_rcnn(
     iou_threshold: float = 0.45,
     max_detections: int = 100,
     class_aware: bool = True,
+    fpn: bool = False,
+    fpn_width: int = 256,
     model_class: type | None = None,
     model_options: dict[str, Any] | None = None,
     **settings: Any,
@@ -174,6 +176,11 @@ def build_faster_rcnn(
         roi_pool: ``align`` (RoI Align) or ``max`` (the texts' RoI max pooling).
         score_threshold, iou_threshold, max_detections, class_aware: ``predict``'s
             post-processing (change it later with ``set_postprocess``).
+        fpn: read a feature pyramid (Lin et al. 2017) built on the backbone's levels ``P2``..``P5``
+            instead of the one map ``level``: the RPN runs on ``P2``..``P6`` with one anchor size
+            per level (default the paper's 32, 64, 128, 256, 512: ``8 x stride``; ``anchor_sizes``
+            may give one per level) and RoIs are pooled from the level their size picks.
+        fpn_width: channels of the pyramid's maps (the paper: 256).
         model_class, model_options: a subclass of :class:`FasterRCNNModel` to build instead (Mask
             R-CNN) and its own keyword arguments.
         **settings: :class:`RCNNSettings` fields (anchor sizes and ratios, sampling, proposals).
@@ -198,14 +205,48 @@ def build_faster_rcnn(
     if level not in pyramid:
         raise ConfigError(f"backbone {backbone!r} has no feature map {level} (it has {', '.join(pyramid) or 'none'})",
                           hint="pick one of those with --rcnn-level")
-    features = keras.Model(base.input, pyramid[level], name=f"{backbone}_backbone")
+    fpn_levels = None
+    if fpn:
+        fpn_levels = _fpn_levels(backbone, pyramid)
+        rpn_count = len(fpn_levels) + 1
+        if "anchor_sizes" not in settings:
+            rcnn_settings.anchor_sizes = [8.0 * 2**k for k in range(fpn_levels[0], fpn_levels[-1] + 2)]
+        elif len(rcnn_settings.anchor_sizes) != rpn_count:
+            raise ConfigError(f"with an FPN, give one anchor size per RPN level (P{fpn_levels[0]}..P{fpn_levels[-1] + 1}:"
+                              f" {rpn_count}), got {len(rcnn_settings.anchor_sizes)}",
+                              hint=f"e.g. --anchor-sizes {' '.join(str(8 * 2**k) for k in range(fpn_levels[0], fpn_levels[-1] + 2))}"
+                                   " (the paper's), or leave it out")
+        if fpn_width < 1:
+            raise ConfigError("fpn_width must be at least 1")
+        outputs, level = [pyramid[f"P{k}"] for k in fpn_levels], f"FPN P{fpn_levels[0]}-P{fpn_levels[-1] + 1}"
+        stride = 2 ** fpn_levels[0]
+    else:
+        outputs, stride = pyramid[level], level_stride(level)
+    features = keras.Model(base.input, outputs, name=f"{backbone}_backbone")
     cls = model_class or FasterRCNNModel
-    return cls(features, num_classes, stride=level_stride(level), level=level,
+    return cls(features, num_classes, stride=stride, level=level, fpn_levels=fpn_levels, fpn_width=fpn_width,
                rpn_width=rpn_width, head_width=head_width, pool_size=pool_size, roi_pool=roi_pool,
                settings=asdict(rcnn_settings), input_size=input_shape,
                score_threshold=score_threshold, iou_threshold=iou_threshold,
                max_detections=max_detections, class_aware=class_aware,
                name=f"{backbone}_{getattr(cls, 'name_suffix', 'faster_rcnn')}", **(model_options or {}))
+
+
+def _fpn_levels(backbone: str, pyramid: dict[str, Any]) -> list[int]:
+    """The consecutive levels among ``P2``..``P5`` a backbone has, the deepest included (at least two)."""
+    levels = [k for k in range(2, 6) if f"P{k}" in pyramid]
+    while len(levels) > 1 and levels[-1] - levels[-2] != 1:
+        levels.pop()
+    run = levels[-1:]
+    for k in reversed(levels[:-1]):
+        if k != run[0] - 1:
+            break
+        run.insert(0, k)
+    if len(run) < 2:
+        raise ConfigError(f"backbone {backbone!r} has no multi-scale outputs for an FPN (levels: "
+                          f"{', '.join(pyramid) or 'none'}; an FPN needs at least two consecutive of P2..P5)",
+                          hint="pick a backbone with strided stages (e.g. resnet18), or leave out --fpn")
+    return run
 
 
 def _normal(std: float) -> keras.initializers.Initializer:
@@ -237,14 +278,40 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
                  rpn_width: int | None = None, head_width: int = 256, pool_size: int = 7, roi_pool: str = "align",
                  settings: dict[str, Any] | None = None, input_size: Sequence[int] | None = None,
                  score_threshold: float = 0.25, iou_threshold: float = 0.45, max_detections: int = 100,
-                 class_aware: bool = True, adaptation: dict[str, Any] | None = None, name: str | None = None,
-                 trainable: bool = True) -> None:
+                 class_aware: bool = True, fpn_levels: Sequence[int] | None = None, fpn_width: int = 256,
+                 adaptation: dict[str, Any] | None = None, name: str | None = None, trainable: bool = True) -> None:
         super().__init__(name=name, trainable=trainable)
         self.backbone = backbone
         self.num_classes = int(num_classes)
         self.stride = int(stride)
         self.level = str(level)
         self.rcnn = RCNNSettings.from_dict(settings)
+        self.fpn_levels = [int(k) for k in fpn_levels] if fpn_levels else None
+        self.fpn_width = int(fpn_width)
+        self.fpn_lateral: list[keras.layers.Layer] = []
+        self.fpn_output: list[keras.layers.Layer] = []
+        if self.fpn_levels:
+            #: the RPN's levels: the pyramid's and one more (P6, by max-pooling the coarsest)
+            self.rpn_levels = [*self.fpn_levels, self.fpn_levels[-1] + 1]
+            if len(self.rcnn.anchor_sizes) != len(self.rpn_levels):
+                raise ConfigError(f"an FPN needs one anchor size per RPN level ({len(self.rpn_levels)}), got "
+                                  f"{len(self.rcnn.anchor_sizes)}")
+            self.level_anchors = [rcnn.base_anchors([size], self.rcnn.anchor_ratios) for size in self.rcnn.anchor_sizes]
+            self.anchors_per_cell = len(self.rcnn.anchor_ratios)
+            for k, tensor in zip(self.fpn_levels, backbone.outputs):
+                lateral = layers.Conv2D(self.fpn_width, 1, name=f"fpn_lateral_P{k}")
+                lateral.build((None, None, None, int(tensor.shape[-1])))
+                output = layers.Conv2D(self.fpn_width, 3, padding="same", name=f"fpn_output_P{k}")
+                output.build((None, None, None, self.fpn_width))
+                self.fpn_lateral.append(lateral)
+                self.fpn_output.append(output)
+            channels = self.fpn_width
+        else:
+            self.rpn_levels = None
+            self.anchors_per_cell = self.rcnn.num_anchors
+            channels = int(backbone.output.shape[-1])
+        #: channels of the map(s) the RoIs are pooled from
+        self.pooled_channels = channels
         self.base_anchors = rcnn.base_anchors(self.rcnn.anchor_sizes, self.rcnn.anchor_ratios)
         self.input_size = tuple(int(d) for d in input_size) if input_size is not None else None
         self.score_threshold = float(score_threshold)
@@ -252,20 +319,18 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         self.max_detections = int(max_detections)
         self.class_aware = bool(class_aware)
         self._detect_fn = None
-        channels = int(backbone.output.shape[-1])
         self.rpn_width = int(rpn_width or channels)
         self.head_width = int(head_width)
         self.pool_size = int(pool_size)
         self.roi_pool = str(roi_pool)
-        k, classes = self.rcnn.num_anchors, self.num_classes
+        k, classes = self.anchors_per_cell, self.num_classes
         self.rpn_conv = layers.Conv2D(self.rpn_width, 3, padding="same", activation="relu",
                                       kernel_initializer=_normal(0.01), name="head_rpn_conv")
         self.rpn_objectness = layers.Conv2D(k, 1, kernel_initializer=_normal(0.01), dtype="float32",
                                             name="head_rpn_objectness")
         self.rpn_deltas = layers.Conv2D(4 * k, 1, kernel_initializer=_normal(0.01), dtype="float32",
                                         name="head_rpn_deltas")
-        pool_class = RoIAlign if self.roi_pool == "align" else RoIMaxPool
-        self.roi_layer = pool_class(self.pool_size, stride=self.stride, name=f"roi_{self.roi_pool}")
+        self.roi_layer = self.roi_pooling(self.pool_size, self.roi_pool, f"roi_{self.roi_pool}")
         self.fc1 = layers.Dense(self.head_width, activation="relu", name="head_fc1")
         self.fc2 = layers.Dense(self.head_width, activation="relu", name="head_fc2")
         self.class_logits = layers.Dense(classes + 1, kernel_initializer=_normal(0.01), dtype="float32",
@@ -289,22 +354,69 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
 
     # -- the graph ---------------------------------------------------------------------------
 
+    def roi_pooling(self, pool_size: int, kind: str, name: str) -> keras.layers.Layer:
+        """A RoI pooling layer on the model's feature map(s): one map at ``stride``, or the
+        pyramid's levels (:class:`~foveal.layers.roi.PyramidRoIPool`)."""
+        if self.fpn_levels:
+            return PyramidRoIPool(pool_size, levels=self.fpn_levels, kind=kind, name=name)
+        pool_class = RoIAlign if kind == "align" else RoIMaxPool
+        return pool_class(pool_size, stride=self.stride, name=name)
+
+    def pool_rois(self, layer: keras.layers.Layer, features, rois) -> tf.Tensor:
+        """``layer`` (from :meth:`roi_pooling`) on ``call``'s ``features`` and ``rois [B, R, 4]``."""
+        if self.fpn_levels:
+            maps = [tf.cast(f, tf.float32) for f in features[:len(self.fpn_levels)]]
+            return layer([*maps, rois])
+        return layer([tf.cast(features, tf.float32), rois])
+
+    def pyramid(self, maps: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """The FPN (Lin et al. 2017, sec. 3): 1x1 lateral convolutions of ``C2``..``C5``, the
+        top-down path (nearest-neighbour upsampling of the coarser map, added), a 3x3
+        convolution on each sum, and ``P6`` as a stride-2 subsampling (max-pool of 1) of ``P5``."""
+        laterals = [conv(c) for conv, c in zip(self.fpn_lateral, maps)]
+        merged = [laterals[-1]]
+        for lateral in reversed(laterals[:-1]):
+            up = tf.image.resize(merged[0], tf.shape(lateral)[1:3], method="nearest")
+            merged.insert(0, lateral + tf.cast(up, lateral.dtype))
+        outputs = [conv(m) for conv, m in zip(self.fpn_output, merged)]
+        return [*outputs, tf.nn.max_pool2d(outputs[-1], 1, 2, "VALID")]
+
     def call(self, images, training: bool = False) -> dict[str, tf.Tensor]:
         """Feature map ``[B, Hf, Wf, C]``, objectness logits ``[B, Hf, Wf, k]`` and box deltas
-        ``[B, Hf, Wf, 4k]`` (float32)."""
+        ``[B, Hf, Wf, 4k]`` (float32). With an FPN: ``features`` is the list ``P2``..``P6`` and
+        the RPN's outputs are flattened level after level: ``[B, A]`` and ``[B, A, 4]``."""
         features = self.backbone(images, training=training)
-        hidden = self.rpn_conv(features)
-        return {"features": features, "rpn_objectness": self.rpn_objectness(hidden),
-                "rpn_deltas": self.rpn_deltas(hidden)}
+        if not self.fpn_levels:
+            hidden = self.rpn_conv(features)
+            return {"features": features, "rpn_objectness": self.rpn_objectness(hidden),
+                    "rpn_deltas": self.rpn_deltas(hidden)}
+        levels = self.pyramid(features if isinstance(features, (list, tuple)) else [features])
+        batch = tf.shape(images)[0]
+        objectness, deltas = [], []
+        for level in levels:  # one RPN shared by every level
+            hidden = self.rpn_conv(level)
+            objectness.append(tf.reshape(tf.cast(self.rpn_objectness(hidden), tf.float32), [batch, -1]))
+            deltas.append(tf.reshape(tf.cast(self.rpn_deltas(hidden), tf.float32), [batch, -1, 4]))
+        return {"features": levels, "rpn_objectness": tf.concat(objectness, 1), "rpn_deltas": tf.concat(deltas, 1)}
 
     @property
     def input_shape(self) -> tuple[int | None, ...]:
         return (None, None, None, int(self.backbone.input.shape[-1]))
 
     def anchors_for(self, feature_map) -> tf.Tensor:
-        """``[Hf * Wf * k, 4]`` anchors (input pixels) of a feature map ``[B, Hf, Wf, C]``."""
+        """``[Hf * Wf * k, 4]`` anchors (input pixels) of a feature map ``[B, Hf, Wf, C]`` (with
+        an FPN: of every level's map, ``P2``..``P6``, level after level, one size per level)."""
+        if self.fpn_levels:
+            return tf.concat([rcnn.anchor_grid(tf.shape(f)[1], tf.shape(f)[2], 2**k, base)
+                              for k, f, base in zip(self.rpn_levels, feature_map, self.level_anchors)], 0)
         shape = tf.shape(feature_map)
         return rcnn.anchor_grid(shape[1], shape[2], self.stride, self.base_anchors)
+
+    def level_counts(self, features) -> list[tf.Tensor] | None:
+        """Anchors of each RPN level (FPN), or None for one map."""
+        if not self.fpn_levels:
+            return None
+        return [tf.shape(f)[1] * tf.shape(f)[2] * self.anchors_per_cell for f in features]
 
     def _flat_rpn(self, out) -> tuple[tf.Tensor, tf.Tensor]:
         batch = tf.shape(out["rpn_objectness"])[0]
@@ -318,12 +430,13 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
                      else (self.rcnn.pre_nms_test, self.rcnn.post_nms_test))
         boxes, scores, valid = rcnn.generate_proposals(
             tf.stop_gradient(objectness), tf.stop_gradient(deltas), self.anchors_for(out["features"]), image_hw,
-            pre_nms=pre, post_nms=post, nms_iou=self.rcnn.rpn_nms_iou, min_size=self.rcnn.min_size)
+            pre_nms=pre, post_nms=post, nms_iou=self.rcnn.rpn_nms_iou, min_size=self.rcnn.min_size,
+            level_counts=self.level_counts(out["features"]))
         return boxes, scores, valid
 
     def head(self, features, rois, training: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
         """Class logits ``[B, R, K + 1]`` and box deltas ``[B, R, K, 4]`` of ``rois [B, R, 4]``."""
-        pooled = self.roi_layer([tf.cast(features, tf.float32), rois])
+        pooled = self.pool_rois(self.roi_layer, features, rois)
         shape = tf.shape(rois)
         flat = tf.reshape(pooled, [shape[0] * shape[1], self.pool_size * self.pool_size * pooled.shape[-1]])
         hidden = self.fc2(self.fc1(flat, training=training), training=training)
@@ -376,8 +489,7 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         rpn_cls = tf.reduce_sum(bce * sampled) / tf.maximum(tf.reduce_sum(sampled), 1.0)
         anchor_targets = rcnn.encode_boxes(tf.gather(gt_boxes, matched, batch_dims=1), anchors[None])
         reg = tf.reduce_sum(rcnn.smooth_l1(deltas - tf.stop_gradient(anchor_targets)), axis=-1)
-        fshape = tf.shape(out["features"])
-        locations = tf.cast(shape[0] * fshape[1] * fshape[2], tf.float32)  # N_reg: anchor locations
+        locations = tf.cast(shape[0] * (tf.shape(anchors)[0] // self.anchors_per_cell), tf.float32)  # N_reg: cells
         rpn_box = s.rpn_lambda * tf.reduce_sum(reg * positive) / locations
         # second stage
         proposals, _, valid = self.proposals(out, (height, width), training=True)
@@ -431,6 +543,8 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
             raise ConfigError(f"alternating training has steps 1 to 4, got {step!r}")
         (backbone, rpn, head), self.active_losses = plan[step]
         self.backbone.trainable = backbone
+        for layer in [*self.fpn_lateral, *self.fpn_output]:  # the pyramid is shared, as the backbone
+            layer.trainable = backbone
         for layer in self.rpn_layers():
             layer.trainable = rpn
         for layer in self.head_layers():
@@ -440,6 +554,12 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
 
     def feature_channels(self) -> int:
         return int(self.backbone.output.shape[-1])
+
+    def enable_adaptation(self, method: str, **kwargs: Any):
+        if self.fpn_levels:
+            raise ConfigError("domain adaptation reads one backbone map; a Faster R-CNN with an FPN has several",
+                              hint="leave out --fpn or --adapt-target")
+        return super().enable_adaptation(method, **kwargs)
 
     def outputs_and_features(self, images):
         out = self(images, training=True)
@@ -493,6 +613,8 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
             "roi_pool": self.roi_pool,
             "settings": asdict(self.rcnn),
             "input_size": list(self.input_size) if self.input_size else None,
+            "fpn_levels": list(self.fpn_levels) if self.fpn_levels else None,
+            "fpn_width": self.fpn_width,
             **self.postprocess_config(),
             **({"adaptation": self.adaptation_config()} if self.adapter is not None else {}),
         }

@@ -41,11 +41,13 @@ def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> ke
     from foveal.detection.train import _load_backbone_weights, _weights_card
 
     settings = cfg.rcnn_settings()
-    if "anchor_sizes" not in settings:
+    fpn = bool(getattr(cfg, "fpn", False))
+    if fpn:
+        options.update(fpn=True, fpn_width=cfg.fpn_width)
+    if "anchor_sizes" not in settings and not fpn:
         settings["anchor_sizes"] = anchor_sizes_from_boxes(data.train, cfg.image_hw)
         say(f"anchor sizes from the training boxes: {', '.join(f'{v:g}' for v in settings['anchor_sizes'])} "
             f"pixels, ratios {', '.join(f'{v:g}' for v in settings['anchor_ratios'])}")
-    data.extra["anchor_sizes"] = list(settings["anchor_sizes"])
     preprocessing = cfg.preprocessing
     if cfg.backbone_weights and preprocessing is None:
         preprocessing = _weights_card(cfg.backbone_weights).preprocessing
@@ -55,6 +57,10 @@ def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> ke
                         level=cfg.rcnn_level, preprocessing=preprocessing,
                         backbone_options=dict(cfg.backbone_options), score_threshold=cfg.score_threshold,
                         iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections, **options, **settings)
+    if fpn:
+        say(f"feature pyramid {model.level}: anchor sizes {', '.join(f'{v:g}' for v in model.rcnn.anchor_sizes)} "
+            f"pixels, one per level, ratios {', '.join(f'{v:g}' for v in model.rcnn.anchor_ratios)}")
+    data.extra["anchor_sizes"] = list(model.rcnn.anchor_sizes)
     if cfg.backbone_weights:
         _load_backbone_weights(model, cfg.backbone_weights)
     return model
@@ -215,6 +221,7 @@ class DetectTask(TaskPlugin):
                           "backbone": cfg.backbone,
                           "rcnn_training": cfg.rcnn_training,
                           "level": model.level, "stride": model.stride, "roi_pool": model.roi_pool,
+                          "fpn": bool(model.fpn_levels),
                           "anchor_sizes": list(model.rcnn.anchor_sizes), "anchor_ratios": list(model.rcnn.anchor_ratios),
                           "keep_aspect": cfg.keep_aspect,
                           "box_format": "normalised corners (x_min, y_min, x_max, y_max) of the model input",

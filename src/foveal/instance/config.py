@@ -66,7 +66,12 @@ class InstanceConfig(RunConfig):
     # Faster R-CNN (the detector under the masks)
     rcnn_level: str = option("P4", "the backbone feature map the RPN and RoI Align read (P4: stride 16)",
                              group="mask-rcnn")
-    anchor_sizes: list[float] = option([], "anchor sizes in input pixels; empty: three from the training boxes",
+    fpn: bool = option(False, "a feature pyramid (FPN, Lin et al. 2017) on the backbone's P2..P5: the RPN on "
+                       "P2..P6 with one anchor size per level, RoIs pooled from the level their size picks (for "
+                       "small objects); default: the one map --rcnn-level", group="mask-rcnn")
+    fpn_width: int = option(256, "with --fpn: channels of the pyramid's maps (the paper: 256)", group="mask-rcnn")
+    anchor_sizes: list[float] = option([], "anchor sizes in input pixels; empty: three from the training boxes, or "
+                                       "with --fpn one per level P2..P6, the paper's 32 64 128 256 512",
                                        group="mask-rcnn")
     anchor_ratios: list[float] = option([0.5, 1.0, 2.0], "anchor aspect ratios (height / width)", group="mask-rcnn")
     rpn_batch: int = option(256, "anchors sampled per image for the RPN loss", group="mask-rcnn")
@@ -137,8 +142,9 @@ class InstanceConfig(RunConfig):
             (all(s >= STRIDE and s % STRIDE == 0 for s in sizes), f"image_size must be multiples of {STRIDE}"),
             (self.channels in (1, 3), "channels must be 1 or 3"),
             (self.max_instances >= 1 and self.max_detections >= 1, "max_instances and max_detections must be >= 1"),
-            (min(self.head_width, self.mask_width, self.mask_convs) >= 1,
-             "head_width, mask_width and mask_convs must be at least 1"),
+            (min(self.head_width, self.mask_width, self.mask_convs, self.fpn_width) >= 1,
+             "head_width, mask_width, mask_convs and fpn_width must be at least 1"),
+            (not self.fpn or self.model == "mask-rcnn", "--fpn is an option of --model mask-rcnn"),
             (0.0 <= self.score_threshold < 1.0 and 0.0 < self.iou_threshold <= 1.0 and 0.0 < self.mask_threshold < 1.0,
              "score_threshold must be in [0, 1), iou_threshold in (0, 1], mask_threshold in (0, 1)"),
             (self.eval_every >= 1 and self.report_images >= 0, "eval_every must be >= 1; report_images not negative"),

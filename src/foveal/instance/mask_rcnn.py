@@ -5,7 +5,8 @@ He, Gkioxari, Dollár & Girshick, "Mask R-CNN", ICCV 2017. The detector is
 RoI Align, class and box head, their four losses and class-aware NMS); this subclass adds the
 paper's third branch:
 
-* **Mask head** (the paper's Fig. 4, "C4"-style on one feature map): RoI Align to 14 x 14, a
+* **Mask head** (the paper's Fig. 4, on one feature map, or on the FPN level each RoI's size
+  picks with ``fpn=True``): RoI Align to 14 x 14, a
   few 3x3 convolutions (ReLU), a 2x2 transposed convolution of stride 2 to 28 x 28 and a 1x1
   convolution to ``K`` mask logits, one 28 x 28 mask per class (mask and class are decoupled).
 * **Loss** ``L_mask``: the mean per-pixel binary cross-entropy of the ground-truth class's mask
@@ -42,7 +43,6 @@ from keras import layers
 from foveal.detection.faster_rcnn import RPN_COMPONENTS, FasterRCNNModel, build_faster_rcnn
 from foveal.errors import ConfigError
 from foveal.instance.masks import mask_targets
-from foveal.layers.roi import RoIAlign
 
 MASK_COMPONENTS = (*RPN_COMPONENTS, "mask_loss")
 
@@ -101,8 +101,8 @@ class MaskRCNNModel(FasterRCNNModel):
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.mask_width, self.mask_convs, self.mask_pool = int(mask_width), int(mask_convs), int(mask_pool)
-        channels = int(self.backbone.output.shape[-1])
-        self.mask_roi = RoIAlign(self.mask_pool, stride=self.stride, name="roi_align_mask")
+        channels = self.pooled_channels
+        self.mask_roi = self.roi_pooling(self.mask_pool, "align", "roi_align_mask")
         self.mask_layers = []
         width = channels
         for i in range(self.mask_convs):
@@ -123,7 +123,7 @@ class MaskRCNNModel(FasterRCNNModel):
 
     def mask_head(self, features, rois, training: bool = False) -> tf.Tensor:
         """Mask logits ``[B, R, m, m, K]`` of ``rois [B, R, 4]`` (input pixels), ``m = 2 * mask_pool``."""
-        pooled = self.mask_roi([tf.cast(features, tf.float32), rois])  # [B, R, P, P, C]
+        pooled = self.pool_rois(self.mask_roi, features, rois)  # [B, R, P, P, C]
         shape = tf.shape(rois)
         x = tf.reshape(pooled, [shape[0] * shape[1], self.mask_pool, self.mask_pool, pooled.shape[-1]])
         for conv in self.mask_layers:

@@ -58,6 +58,12 @@ def _flat(features, rois):
 def roi_align(features, rois, *, pool_size: int = 7, stride: float = 16.0, sampling_ratio: int = 2) -> tf.Tensor:
     """RoI Align of ``rois [B, R, 4]`` (input pixels) on ``features [B, Hf, Wf, C]`` -> ``[B, R, P, P, C]``."""
     features, flat, index, batch, count = _flat(features, rois)
+    crops = _align_boxes(features, flat, index, pool_size, stride, sampling_ratio)
+    return tf.reshape(crops, tf.concat([[batch, count, pool_size, pool_size], tf.shape(features)[3:]], 0))
+
+
+def _align_boxes(features, flat, index, pool_size: int, stride: float, sampling_ratio: int = 2) -> tf.Tensor:
+    """RoI Align of boxes ``[N, 4]`` (input pixels) of images ``index [N]`` -> ``[N, P, P, C]``."""
     fh = tf.cast(tf.shape(features)[1], tf.float32)
     fw = tf.cast(tf.shape(features)[2], tf.float32)
     n = int(pool_size) * int(sampling_ratio)
@@ -69,7 +75,7 @@ def roi_align(features, rois, *, pool_size: int = 7, stride: float = 16.0, sampl
     crops = tf.image.crop_and_resize(features, boxes, index, [n, n], method="bilinear", extrapolation_value=0.0)
     if sampling_ratio > 1:
         crops = tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID")
-    return tf.reshape(crops, tf.concat([[batch, count, pool_size, pool_size], tf.shape(features)[3:]], 0))
+    return crops
 
 
 def _bin_edges(start, extent, pool_size: int):
@@ -171,6 +177,12 @@ def roi_max_pool(features, rois, *, pool_size: int = 7, stride: float = 16.0) ->
     C]``. The RoIs get no gradient (their snapping to cells is piecewise constant).
     """
     features, flat, index, batch, count = _flat(features, rois)
+    pooled = _max_pool_boxes(features, flat, index, pool_size, stride)
+    return tf.reshape(pooled, tf.concat([[batch, count, pool_size, pool_size], tf.shape(features)[3:]], 0))
+
+
+def _max_pool_boxes(features, flat, index, pool_size: int, stride: float) -> tf.Tensor:
+    """RoI max pooling of boxes ``[N, 4]`` (input pixels) of images ``index [N]`` -> ``[N, P, P, C]``."""
     fh, fw = tf.shape(features)[1], tf.shape(features)[2]
     c0, r0, c1, r1 = _snap_to_cells(flat, stride, fh, fw)
     bins = (*_bin_edges(r0, r1 - r0, pool_size), *_bin_edges(c0, c1 - c0, pool_size))
@@ -180,8 +192,52 @@ def roi_max_pool(features, rois, *, pool_size: int = 7, stride: float = 16.0) ->
         pooled = _max_pool_cells(fmap, index, *bins)
         return pooled, lambda upstream: _max_pool_gradient(fmap, index, bins, upstream)
 
-    pooled = pool(features)
-    return tf.reshape(pooled, tf.concat([[batch, count, pool_size, pool_size], tf.shape(features)[3:]], 0))
+    return pool(features)
+
+
+def pyramid_levels(rois, *, min_level: int = 2, max_level: int = 5, canonical_size: float = 224.0,
+                   canonical_level: int = 4) -> tf.Tensor:
+    """The FPN level each RoI is pooled from (Lin et al., "Feature Pyramid Networks for Object
+    Detection", CVPR 2017, eq. 1): ``k = floor(k0 + log2(sqrt(w h) / 224))``, ``k0 = 4``, clipped
+    to ``[min_level, max_level]``. ``rois [..., 4]`` are corners in input pixels; int32 ``[...]``."""
+    rois = tf.cast(rois, tf.float32)
+    area = tf.maximum(rois[..., 2] - rois[..., 0], 0.0) * tf.maximum(rois[..., 3] - rois[..., 1], 0.0)
+    scale = tf.sqrt(tf.maximum(area, 1e-12))
+    k = tf.floor(float(canonical_level) + tf.math.log(scale / float(canonical_size)) / tf.math.log(2.0))
+    return tf.cast(tf.clip_by_value(k, float(min_level), float(max_level)), tf.int32)
+
+
+def pyramid_roi_pool(features, rois, *, levels, pool_size: int = 7, kind: str = "align",
+                     sampling_ratio: int = 2) -> tf.Tensor:
+    """RoI pooling from a feature pyramid: each RoI is pooled from the level
+    :func:`pyramid_levels` assigns it (Lin et al. 2017, sec. 4.2).
+
+    Args:
+        features: one map ``[B, Hl, Wl, C]`` per level, finest first (level ``l`` has stride ``2**l``).
+        rois: ``[B, R, 4]`` corners in input pixels.
+        levels: the levels of ``features`` (e.g. ``[2, 3, 4, 5]``), consecutive.
+        kind: ``align`` (RoI Align) or ``max`` (RoI max pooling).
+
+    Returns:
+        ``[B, R, P, P, C]``: the RoIs of each level pooled together, then put back in their order.
+    """
+    levels = [int(v) for v in levels]
+    _, flat, index, batch, count = _flat(features[0], rois)
+    assigned = pyramid_levels(flat, min_level=levels[0], max_level=levels[-1])
+    rows, pooled = [], []
+    for level, fmap in zip(levels, features):
+        where = tf.cast(tf.where(tf.equal(assigned, level))[:, 0], tf.int32)
+        boxes, images = tf.gather(flat, where), tf.gather(index, where)
+        fmap = tf.cast(fmap, tf.float32)
+        if kind == "align":
+            pooled.append(_align_boxes(fmap, boxes, images, pool_size, 2.0**level, sampling_ratio))
+        else:
+            pooled.append(_max_pool_boxes(fmap, boxes, images, pool_size, 2.0**level))
+        rows.append(where)
+    channels = tf.shape(features[0])[3:]
+    together = tf.scatter_nd(tf.concat(rows, 0)[:, None], tf.concat(pooled, 0),
+                             tf.concat([[batch * count, pool_size, pool_size], channels], 0))
+    return tf.reshape(together, tf.concat([[batch, count, pool_size, pool_size], channels], 0))
 
 
 class _RoIPoolBase(keras.layers.Layer):
@@ -237,4 +293,48 @@ class RoIMaxPool(_RoIPoolBase):
         return roi_max_pool(features, rois, pool_size=self.pool_size, stride=self.stride)
 
 
-__all__ = ["RoIAlign", "RoIMaxPool", "roi_align", "roi_max_pool"]
+@keras.saving.register_keras_serializable(package="foveal")
+class PyramidRoIPool(keras.layers.Layer):
+    """RoI Align or RoI max pooling from an FPN's levels, each RoI from the level its size picks
+    (:func:`pyramid_roi_pool`). Takes ``[P_min, ..., P_max, rois]``.
+
+    Args:
+        pool_size: output side ``P``.
+        levels: the pyramid levels given, finest first (``[2, 3, 4, 5]``: strides 4 to 32).
+        kind: ``align`` or ``max``.
+        sampling_ratio: RoI Align's samples per bin side.
+
+    Example:
+        >>> import numpy as np
+        >>> maps = [np.full((1, 512 // 2**k, 512 // 2**k, 2), k, np.float32) for k in (2, 3, 4, 5)]
+        >>> rois = np.array([[[4, 4, 12, 12], [0, 0, 224, 224], [0, 0, 512, 512]]], np.float32)
+        >>> PyramidRoIPool(2, levels=[2, 3, 4, 5])([*maps, rois])[0, :, 0, 0, 0].numpy().tolist()
+        [2.0, 4.0, 5.0]
+    """
+
+    def __init__(self, pool_size: int = 7, levels=(2, 3, 4, 5), kind: str = "align", sampling_ratio: int = 2,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        levels = [int(v) for v in levels]
+        if int(pool_size) < 1 or not levels or levels != list(range(levels[0], levels[0] + len(levels))):
+            raise ValueError(f"PyramidRoIPool needs pool_size >= 1 and consecutive levels, got {pool_size}, {levels}")
+        if kind not in ("align", "max"):
+            raise ValueError(f"PyramidRoIPool kind must be align or max, got {kind!r}")
+        self.pool_size, self.levels, self.kind = int(pool_size), levels, str(kind)
+        self.sampling_ratio = int(sampling_ratio)
+
+    def call(self, inputs):
+        *features, rois = inputs
+        return pyramid_roi_pool(features, rois, levels=self.levels, pool_size=self.pool_size, kind=self.kind,
+                                sampling_ratio=self.sampling_ratio)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[-1][1], self.pool_size, self.pool_size, input_shape[0][-1])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "pool_size": self.pool_size, "levels": self.levels, "kind": self.kind,
+                "sampling_ratio": self.sampling_ratio}
+
+
+__all__ = ["PyramidRoIPool", "RoIAlign", "RoIMaxPool", "pyramid_levels", "pyramid_roi_pool", "roi_align",
+           "roi_max_pool"]

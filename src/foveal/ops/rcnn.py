@@ -185,17 +185,35 @@ def clip_to_image(boxes, height, width) -> tf.Tensor:
     return tf.clip_by_value(boxes, 0.0, limits)
 
 
+def _top_indices(logits, pre_nms: int, level_counts) -> tf.Tensor:
+    """Indices of the ``pre_nms`` highest ``logits [A]``, or of each level's ``pre_nms`` highest
+    when ``level_counts`` (anchors per level, in order) is given (FPN: per-level top-k)."""
+    if level_counts is None:
+        return tf.math.top_k(logits, k=tf.minimum(int(pre_nms), tf.shape(logits)[0])).indices
+    chosen, offset = [], tf.constant(0, tf.int32)
+    for size in level_counts:
+        size = tf.cast(size, tf.int32)
+        part = logits[offset:offset + size]
+        chosen.append(tf.math.top_k(part, k=tf.minimum(int(pre_nms), size)).indices + offset)
+        offset = offset + size
+    return tf.concat(chosen, 0)
+
+
 def generate_proposals(objectness, deltas, anchors, image_hw, *, pre_nms: int = 2000, post_nms: int = 300,
-                       nms_iou: float = 0.7, min_size: float = 1.0) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+                       nms_iou: float = 0.7, min_size: float = 1.0,
+                       level_counts: Sequence | None = None) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Region proposals from the RPN's outputs (Faster R-CNN, sec. 3.3 "Implementation details").
 
     Per image: the ``pre_nms`` anchors of highest objectness are decoded, clipped to the image,
     boxes narrower or lower than ``min_size`` pixels dropped, greedy NMS at ``nms_iou``, and the
-    ``post_nms`` best kept.
+    ``post_nms`` best kept. With ``level_counts`` (a feature pyramid's anchors, level after
+    level), the ``pre_nms`` best are taken from each level, then NMS runs over all of them
+    together (Lin et al., "Feature Pyramid Networks", sec. 5.1).
 
     Args:
         objectness: ``[B, A]`` logits; deltas: ``[B, A, 4]``; anchors: ``[A, 4]`` pixels.
         image_hw: ``(height, width)`` of the input (tensors or ints).
+        level_counts: anchors of each pyramid level (ints or scalar tensors), summing to ``A``.
 
     Returns:
         ``(boxes [B, post_nms, 4], scores [B, post_nms], valid [B, post_nms])``, best first,
@@ -207,10 +225,9 @@ def generate_proposals(objectness, deltas, anchors, image_hw, *, pre_nms: int = 
 
     def one(args):
         logits, d = args
-        k = tf.minimum(int(pre_nms), tf.shape(logits)[0])
-        top = tf.math.top_k(logits, k=k, sorted=True)
-        boxes = clip_to_image(decode_boxes(tf.gather(d, top.indices), tf.gather(anchors, top.indices)), height, width)
-        scores = tf.sigmoid(top.values)
+        top = _top_indices(logits, pre_nms, level_counts)
+        boxes = clip_to_image(decode_boxes(tf.gather(d, top), tf.gather(anchors, top)), height, width)
+        scores = tf.sigmoid(tf.gather(logits, top))
         big = ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
         keep = tf.where(big)[:, 0]
         boxes, scores = tf.gather(boxes, keep), tf.gather(scores, keep)
