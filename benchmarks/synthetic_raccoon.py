@@ -151,6 +151,8 @@ def main() -> None:
                         "best.keras) scored on the real test split in the same invocation")
     parser.add_argument("--adapt-weight", type=float, help="--adapt-weight of the adapted runs (default: the "
                         "method's)")
+    parser.add_argument("--adapt-features", choices=["positions", "pooled"], help="--adapt-features of the adapted "
+                        "runs (default: the option's, positions)")
     parser.add_argument("--real-epochs", type=int, help="epochs of the real run's cosine schedule (default: "
                         "about one per 4.5 s of budget)")
     args = parser.parse_args()
@@ -212,6 +214,8 @@ def main() -> None:
             adapt = {"adapt_target": str(DATASETS / "raccoon"), "adapt_method": method}
             if args.adapt_weight is not None:
                 adapt["adapt_weight"] = args.adapt_weight
+            if args.adapt_features is not None:
+                adapt["adapt_features"] = args.adapt_features
             report[method] = train_and_score(method, str(synth / "annotations" / "instances_train.json"),
                                              args.seconds, synth_epochs, max(1, synth_epochs // 8), out / "runs",
                                              stop=args.stop_after, **adapt)
