@@ -134,6 +134,31 @@ def adabn_and_score(model_path: Path, output: Path) -> dict[str, Any]:
             "test_precision": metrics.get("precision"), "test_recall": metrics.get("recall"), "model": str(adapted)}
 
 
+def feature_picture_of(models: list[Path], composites: Path, output: Path) -> dict[str, Any]:
+    """PCA of the pooled backbone map of each detector on 200 composites (source) and 200 real
+    raccoon training images (target, their boxes unused): :func:`foveal.detection.adapt.feature_panels`."""
+    import numpy as np
+
+    from foveal.data.boxes import load_boxes
+    from foveal.detection.adapt import PICTURE_IMAGES, feature_panels, model_inputs
+    from foveal.models import load_model
+    from foveal.utils_io import atomic_path
+    from foveal.visualize.features import feature_picture
+
+    loaded = {path: load_model(path) for path in models}
+    card = next(iter(loaded.values()))[1]
+    source = model_inputs(load_boxes(str(composites))["train"], card, limit=PICTURE_IMAGES)
+    target = model_inputs(load_boxes(str(DATASETS / "raccoon"))["train"], card, limit=PICTURE_IMAGES)
+    panels = feature_panels({f"{path.parent.name}/{path.name}": model for path, (model, _) in loaded.items()},
+                            source, target)
+    with atomic_path(output) as tmp:
+        tmp.write_bytes(feature_picture(panels, "pca"))
+    gaps = {title: round(float(np.linalg.norm(s.mean(0) - t.mean(0)) / np.sqrt((s.var(0).sum() + t.var(0).sum()) / 2)), 4)
+            for title, (s, t) in panels.items()}
+    return {"png": str(output), "source_images": len(source), "target_images": len(target),
+            "mean_gap_over_spread": gaps}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", type=Path, required=True,
@@ -141,7 +166,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=480.0, help="training budget per detector (default: 480)")
     parser.add_argument("--count", type=int, default=800, help="composited images (default: 800)")
     parser.add_argument("--output", type=Path, help="working folder (default: a temporary one)")
-    parser.add_argument("--only", nargs="+", choices=["real", "synthetic", "coral", "dann"],
+    parser.add_argument("--only", nargs="+", choices=["real", "synthetic", "coral", "dann", "none"],
                         help="train these detectors only (default: real and synthetic)")
     parser.add_argument("--synthetic-epochs", type=int, help="epochs of the synthetic and adapted runs' cosine "
                         "schedule (default: as many composites as the real run's images)")
@@ -153,6 +178,10 @@ def main() -> None:
                         "method's)")
     parser.add_argument("--adapt-features", choices=["positions", "pooled"], help="--adapt-features of the adapted "
                         "runs (default: the option's, positions)")
+    parser.add_argument("--picture", type=Path, help="write a PNG of the pooled backbone features (PCA) of 200 "
+                        "composites and 200 real training images for --baseline and each --picture-models detector")
+    parser.add_argument("--picture-models", type=Path, nargs="*", default=[], help="detectors (.keras) pictured "
+                        "beside --baseline, e.g. the adapted runs' best.keras")
     parser.add_argument("--real-epochs", type=int, help="epochs of the real run's cosine schedule (default: "
                         "about one per 4.5 s of budget)")
     args = parser.parse_args()
@@ -227,6 +256,9 @@ def main() -> None:
         report["baseline"] = {"model": str(args.baseline), "test_map50": metrics.get("map50"),
                               "test_coco_ap": metrics.get("coco", {}).get("AP"),
                               "test_precision": metrics.get("precision"), "test_recall": metrics.get("recall")}
+    if args.picture is not None:
+        report["picture"] = feature_picture_of(([args.baseline] if args.baseline else []) + list(args.picture_models),
+                                               synth / "annotations" / "instances_train.json", args.picture)
     report["load_average_end"] = os.getloadavg()
     report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     print(json.dumps(report, indent=1))
