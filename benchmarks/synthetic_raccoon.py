@@ -106,24 +106,19 @@ def train_and_score(name: str, data: str, seconds: float, epochs: int, eval_ever
 
 
 def adabn_and_score(model_path: Path, output: Path) -> dict[str, Any]:
-    """Re-estimate the batch-norm statistics on the real training images (no labels), then score."""
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    from foveal.adaptation.statistics import target_statistics
+    """Re-estimate the batch-norm statistics on the real training images (no labels), then score:
+    what ``foveal detect train --adapt-method adabn`` does at the end of its run
+    (:func:`foveal.detection.adapt.adapt_batch_norm` on :func:`~foveal.detection.adapt.model_inputs`)."""
     from foveal.data.boxes import load_boxes
+    from foveal.detection.adapt import ADABN_IMAGES, adapt_batch_norm, model_inputs
     from foveal.detection.train import evaluate_detector
     from foveal.models import load_model
     from foveal.models.io import save_model
 
     model, card = load_model(model_path)
-    h, w = card.input_shape[:2]
-    images = []
-    for path in load_boxes(str(DATASETS / "raccoon"))["train"].paths:
-        with Image.open(path) as im:
-            images.append(np.asarray(ImageOps.exif_transpose(im).convert("RGB").resize((w, h), Image.BILINEAR)))
     started = time.perf_counter()
-    changed = target_statistics(model, np.stack(images).astype(np.float32), batch_size=32)
+    images = model_inputs(load_boxes(str(DATASETS / "raccoon"))["train"], card, limit=ADABN_IMAGES)
+    changed = adapt_batch_norm(model, images)
     adapted = output / "synthetic-adabn.keras"
     save_model(model, adapted, card)
     took = time.perf_counter() - started
@@ -166,8 +161,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=480.0, help="training budget per detector (default: 480)")
     parser.add_argument("--count", type=int, default=800, help="composited images (default: 800)")
     parser.add_argument("--output", type=Path, help="working folder (default: a temporary one)")
-    parser.add_argument("--only", nargs="+", choices=["real", "synthetic", "coral", "dann", "none"],
-                        help="train these detectors only (default: real and synthetic)")
+    parser.add_argument("--only", nargs="+", choices=["real", "synthetic", "coral", "dann", "adabn", "none"],
+                        help="train these detectors only (default: real and synthetic); adabn: AdaBN on --baseline; "
+                        "none: only --baseline and --picture")
     parser.add_argument("--synthetic-epochs", type=int, help="epochs of the synthetic and adapted runs' cosine "
                         "schedule (default: as many composites as the real run's images)")
     parser.add_argument("--stop-after", type=int, help="end the synthetic and adapted runs after this many epochs "
@@ -256,6 +252,8 @@ def main() -> None:
         report["baseline"] = {"model": str(args.baseline), "test_map50": metrics.get("map50"),
                               "test_coco_ap": metrics.get("coco", {}).get("AP"),
                               "test_precision": metrics.get("precision"), "test_recall": metrics.get("recall")}
+        if "adabn" in only:  # AdaBN (the library's, as --adapt-method adabn runs it) on the recorded detector
+            report["baseline+adabn"] = adabn_and_score(args.baseline, out)
     if args.picture is not None:
         report["picture"] = feature_picture_of(([args.baseline] if args.baseline else []) + list(args.picture_models),
                                                synth / "annotations" / "instances_train.json", args.picture)
