@@ -98,7 +98,7 @@ def test_a_run_from_the_command_line_records_the_extra_source(sources, tmp_path)
 
     real, extra = sources
     code = main(["train", "--data", str(real), "--extra-data", str(extra), "--extra-ratio", "0.4", "--model",
-                 "mlp", "--image-size", "8", "--channels", "1", "--epochs", "1", "--batch-size", "6",
+                 "lenet5", "--image-size", "32", "--channels", "1", "--epochs", "1", "--batch-size", "6",
                  "--val-split", "0", "--test-split", "0.25", "--output", str(tmp_path), "--name", "mixed",
                  "--no-progress", "--no-tensorboard"])
     assert code == 0
