@@ -92,6 +92,7 @@ def test_extra_data_is_refused_clearly(sources, tmp_path):
         ClassifyTask().load_data(config(real, tmp_path / "missing.npz"))
 
 
+@pytest.mark.slow
 def test_a_run_from_the_command_line_records_the_extra_source(sources, tmp_path):
     from foveal.cli.main import main
     from foveal.models import load_model
