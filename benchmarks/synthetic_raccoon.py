@@ -175,9 +175,9 @@ def main() -> None:
     parser.add_argument("--adapt-features", choices=["positions", "pooled"], help="--adapt-features of the adapted "
                         "runs (default: the option's, positions)")
     parser.add_argument("--picture", type=Path, help="write a PNG of the pooled backbone features (PCA) of 200 "
-                        "composites and 200 real training images for --baseline and each --picture-models detector")
-    parser.add_argument("--picture-models", type=Path, nargs="*", default=[], help="detectors (.keras) pictured "
-                        "beside --baseline, e.g. the adapted runs' best.keras")
+                        "composites and 200 real training images for each --picture-models detector")
+    parser.add_argument("--picture-models", type=Path, nargs="*", default=[], help="detectors (.keras) pictured, "
+                        "e.g. the adapted runs' best.keras (saved by a foveal that records the backbone map)")
     parser.add_argument("--real-epochs", type=int, help="epochs of the real run's cosine schedule (default: "
                         "about one per 4.5 s of budget)")
     args = parser.parse_args()
@@ -255,8 +255,8 @@ def main() -> None:
         if "adabn" in only:  # AdaBN (the library's, as --adapt-method adabn runs it) on the recorded detector
             report["baseline+adabn"] = adabn_and_score(args.baseline, out)
     if args.picture is not None:
-        report["picture"] = feature_picture_of(([args.baseline] if args.baseline else []) + list(args.picture_models),
-                                               synth / "annotations" / "instances_train.json", args.picture)
+        report["picture"] = feature_picture_of(list(args.picture_models), synth / "annotations" / "instances_train.json",
+                                               args.picture)
     report["load_average_end"] = os.getloadavg()
     report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     print(json.dumps(report, indent=1))
