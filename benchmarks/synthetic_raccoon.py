@@ -106,24 +106,19 @@ def train_and_score(name: str, data: str, seconds: float, epochs: int, eval_ever
 
 
 def adabn_and_score(model_path: Path, output: Path) -> dict[str, Any]:
-    """Re-estimate the batch-norm statistics on the real training images (no labels), then score."""
-    import numpy as np
-    from PIL import Image, ImageOps
-
-    from foveal.adaptation.statistics import target_statistics
+    """Re-estimate the batch-norm statistics on the real training images (no labels), then score:
+    what ``foveal detect train --adapt-method adabn`` does at the end of its run
+    (:func:`foveal.detection.adapt.adapt_batch_norm` on :func:`~foveal.detection.adapt.model_inputs`)."""
     from foveal.data.boxes import load_boxes
+    from foveal.detection.adapt import ADABN_IMAGES, adapt_batch_norm, model_inputs
     from foveal.detection.train import evaluate_detector
     from foveal.models import load_model
     from foveal.models.io import save_model
 
     model, card = load_model(model_path)
-    h, w = card.input_shape[:2]
-    images = []
-    for path in load_boxes(str(DATASETS / "raccoon"))["train"].paths:
-        with Image.open(path) as im:
-            images.append(np.asarray(ImageOps.exif_transpose(im).convert("RGB").resize((w, h), Image.BILINEAR)))
     started = time.perf_counter()
-    changed = target_statistics(model, np.stack(images).astype(np.float32), batch_size=32)
+    images = model_inputs(load_boxes(str(DATASETS / "raccoon"))["train"], card, limit=ADABN_IMAGES)
+    changed = adapt_batch_norm(model, images)
     adapted = output / "synthetic-adabn.keras"
     save_model(model, adapted, card)
     took = time.perf_counter() - started
@@ -134,6 +129,31 @@ def adabn_and_score(model_path: Path, output: Path) -> dict[str, Any]:
             "test_precision": metrics.get("precision"), "test_recall": metrics.get("recall"), "model": str(adapted)}
 
 
+def feature_picture_of(models: list[Path], composites: Path, output: Path) -> dict[str, Any]:
+    """PCA of the pooled backbone map of each detector on 200 composites (source) and 200 real
+    raccoon training images (target, their boxes unused): :func:`foveal.detection.adapt.feature_panels`."""
+    import numpy as np
+
+    from foveal.data.boxes import load_boxes
+    from foveal.detection.adapt import PICTURE_IMAGES, feature_panels, model_inputs
+    from foveal.models import load_model
+    from foveal.utils_io import atomic_path
+    from foveal.visualize.features import feature_picture
+
+    loaded = {path: load_model(path) for path in models}
+    card = next(iter(loaded.values()))[1]
+    source = model_inputs(load_boxes(str(composites))["train"], card, limit=PICTURE_IMAGES)
+    target = model_inputs(load_boxes(str(DATASETS / "raccoon"))["train"], card, limit=PICTURE_IMAGES)
+    panels = feature_panels({f"{path.parent.name}/{path.name}": model for path, (model, _) in loaded.items()},
+                            source, target)
+    with atomic_path(output) as tmp:
+        tmp.write_bytes(feature_picture(panels, "pca"))
+    gaps = {title: round(float(np.linalg.norm(s.mean(0) - t.mean(0)) / np.sqrt((s.var(0).sum() + t.var(0).sum()) / 2)), 4)
+            for title, (s, t) in panels.items()}
+    return {"png": str(output), "source_images": len(source), "target_images": len(target),
+            "mean_gap_over_spread": gaps}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-root", type=Path, required=True,
@@ -141,8 +161,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=480.0, help="training budget per detector (default: 480)")
     parser.add_argument("--count", type=int, default=800, help="composited images (default: 800)")
     parser.add_argument("--output", type=Path, help="working folder (default: a temporary one)")
-    parser.add_argument("--only", nargs="+", choices=["real", "synthetic", "coral", "dann"],
-                        help="train these detectors only (default: real and synthetic)")
+    parser.add_argument("--only", nargs="+", choices=["real", "synthetic", "coral", "dann", "adabn", "none"],
+                        help="train these detectors only (default: real and synthetic); adabn: AdaBN on --baseline; "
+                        "none: only --baseline and --picture")
     parser.add_argument("--synthetic-epochs", type=int, help="epochs of the synthetic and adapted runs' cosine "
                         "schedule (default: as many composites as the real run's images)")
     parser.add_argument("--stop-after", type=int, help="end the synthetic and adapted runs after this many epochs "
@@ -151,6 +172,12 @@ def main() -> None:
                         "best.keras) scored on the real test split in the same invocation")
     parser.add_argument("--adapt-weight", type=float, help="--adapt-weight of the adapted runs (default: the "
                         "method's)")
+    parser.add_argument("--adapt-features", choices=["positions", "pooled"], help="--adapt-features of the adapted "
+                        "runs (default: the option's, positions)")
+    parser.add_argument("--picture", type=Path, help="write a PNG of the pooled backbone features (PCA) of 200 "
+                        "composites and 200 real training images for each --picture-models detector")
+    parser.add_argument("--picture-models", type=Path, nargs="*", default=[], help="detectors (.keras) pictured, "
+                        "e.g. the adapted runs' best.keras (saved by a foveal that records the backbone map)")
     parser.add_argument("--real-epochs", type=int, help="epochs of the real run's cosine schedule (default: "
                         "about one per 4.5 s of budget)")
     args = parser.parse_args()
@@ -212,6 +239,8 @@ def main() -> None:
             adapt = {"adapt_target": str(DATASETS / "raccoon"), "adapt_method": method}
             if args.adapt_weight is not None:
                 adapt["adapt_weight"] = args.adapt_weight
+            if args.adapt_features is not None:
+                adapt["adapt_features"] = args.adapt_features
             report[method] = train_and_score(method, str(synth / "annotations" / "instances_train.json"),
                                              args.seconds, synth_epochs, max(1, synth_epochs // 8), out / "runs",
                                              stop=args.stop_after, **adapt)
@@ -223,6 +252,11 @@ def main() -> None:
         report["baseline"] = {"model": str(args.baseline), "test_map50": metrics.get("map50"),
                               "test_coco_ap": metrics.get("coco", {}).get("AP"),
                               "test_precision": metrics.get("precision"), "test_recall": metrics.get("recall")}
+        if "adabn" in only:  # AdaBN (the library's, as --adapt-method adabn runs it) on the recorded detector
+            report["baseline+adabn"] = adabn_and_score(args.baseline, out)
+    if args.picture is not None:
+        report["picture"] = feature_picture_of(list(args.picture_models), synth / "annotations" / "instances_train.json",
+                                               args.picture)
     report["load_average_end"] = os.getloadavg()
     report["finished_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
     print(json.dumps(report, indent=1))

@@ -34,6 +34,13 @@ class TrainConfig(DistributionOptions):
     val_data: str | None = option(None, "a separate validation dataset (else split from train)", group="data")
     test_data: str | None = option(None, "a separate test dataset (else the dataset's own test split, "
                                    "or --test-split of train)", group="data")
+    extra_data: str | None = option(None, "a second source of labelled training images mixed into every epoch, "
+                                    "e.g. synthetic or generated images (its train split, or its only part; its "
+                                    "classes must be among --data's, matched by name); validation and test stay "
+                                    "--data's", group="data")
+    extra_ratio: float = option(0.5, "fraction of each epoch's training images drawn from --extra-data: every "
+                                "--data training image once plus ratio/(1-ratio) times as many extra ones",
+                                group="data")
     val_split: float = option(0.1, "fraction of train held out for validation, stratified", group="data")
     test_split: float = option(0.1, "fraction of train held out for testing when the dataset has "
                                "no test split", group="data")
@@ -189,6 +196,12 @@ class TrainConfig(DistributionOptions):
              "--bottleneck is not supported with --distribute (train the head on one process)"),
             (self.distribute == "none" or not self.distill_from,
              "--distill-from is not supported with --distribute (distil on one process)"),
+            (0.0 < self.extra_ratio < 1.0, "extra_ratio must be in (0, 1)"),
+            (not (self.extra_data and self.bottleneck), "extra_data is not supported with --bottleneck (its "
+             "features are cached from --data's images only)"),
+            (not (self.extra_data and self.oversample), "extra_data is not supported with --oversample"),
+            (not self.extra_data or self.distribute == "none",
+             "extra_data is not supported with --distribute yet (its batch plan counts --data's images only)"),
         ]
         require_all(checks)
         if self.image_hw is not None:

@@ -1,6 +1,7 @@
 """Domain adaptation of detectors (``foveal detect train --adapt-target``): the adapter's losses
-against NumPy, the gradient that reaches the backbone (and its sign flip for DANN), the paired
-target stream, the refusals, and (slow tier) a CLI run from shapes to colour-shifted shapes."""
+against NumPy, the gradient that reaches the backbone (and its sign flip for DANN), AdaBN's
+statistics against NumPy, the paired target stream, the refusals, and (slow tier) CLI runs from
+shapes to colour-shifted shapes (DANN with resume; AdaBN with the features' picture)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from foveal.detection.adapt import DomainAdapter, feature_rows, load_target
+from foveal.detection.adapt import (
+    DomainAdapter,
+    adapt_batch_norm,
+    feature_rows,
+    load_target,
+    pooled_features,
+    uses_adabn,
+    uses_adapter,
+)
 from foveal.detection.config import DetectConfig
 from foveal.errors import ConfigError, DataError
 
@@ -120,6 +129,42 @@ def test_adapter_is_saved_with_the_detector(detector, tmp_path):
     assert plain.adapter is None and plain.get_config()["adaptation"] is None
 
 
+def test_adabn_sets_the_target_statistics_of_every_batch_norm_layer(detector):
+    from foveal.adaptation.statistics import batch_norm_layers
+    from foveal.detection.model import DetectorModel
+
+    model = DetectorModel.from_config(detector.get_config())
+    model.set_weights(detector.get_weights())
+    rng = np.random.default_rng(2)
+    target = np.clip(rng.normal(150, 40, (6, 64, 64, 3)), 0, 255).astype(np.uint8)
+    before = pooled_features(model, target)
+    layers = batch_norm_layers(model)
+    assert adapt_batch_norm(model, target, batch_size=4) == len(layers) > 0
+    for layer in (layers[0], layers[-1]):  # the first sees the target through adapted layers only at its input
+        x = keras.Model(model.input, layer.input)(target.astype(np.float32), training=False).numpy()
+        x = x.reshape(-1, x.shape[-1]).astype(np.float64)
+        np.testing.assert_allclose(layer.moving_mean.numpy(), x.mean(axis=0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), x.var(axis=0), rtol=1e-3, atol=1e-4)
+    after = pooled_features(model, target)
+    assert after.shape == before.shape == (6, model.feature_channels()) and not np.allclose(after, before)
+    assert adapt_batch_norm(model, target, batch_size=6) == len(layers)  # the same images: the same statistics
+    np.testing.assert_allclose(pooled_features(model, target), after, rtol=1e-3, atol=1e-4)
+
+
+def test_adabn_is_a_method_without_a_training_loss():
+    adabn = DetectConfig(data="x", adapt_target="y", adapt_method="adabn", detector="faster-rcnn",
+                         rcnn_training="alternating")
+    adabn.validate()  # no adapter trains the backbone: alternating training is fine
+    assert uses_adabn(adabn) and not uses_adapter(adabn)
+    coral = DetectConfig(data="x", adapt_target="y", target_statistics=True)
+    assert uses_adabn(coral) and uses_adapter(coral)
+    assert not uses_adabn(DetectConfig(data="x", adapt_target="y")) and not uses_adapter(DetectConfig(data="x"))
+    with pytest.raises(ConfigError, match="need --adapt-target"):
+        DetectConfig(data="x", target_statistics=True).validate()
+    with pytest.raises(ConfigError, match="need --adapt-target"):
+        DetectConfig(data="x", adapt_baseline="m.keras").validate()
+
+
 def _shift_colours(root: Path) -> Path:
     """The shapes' images with channels swapped and brightened: the same boxes in a new domain."""
     for path in (root / "images").iterdir():
@@ -221,3 +266,32 @@ def test_coral_on_an_unlabelled_folder_through_the_api(domains, tmp_path):
                                          monitor="loss", **(TINY | {"epochs": 1, "report_images": 0})))
     assert result.history["adapt_loss"][0] > 0 and "target_map50" not in result.history
     assert "target" not in result.metrics and result.metrics["map50"] >= 0
+
+
+@pytest.mark.slow
+def test_adabn_run_saves_target_statistics_and_pictures_the_features(domains, tmp_path):
+    from foveal.cli.main import main
+    from foveal.models import load_model
+
+    source, target = domains
+    common = ["--data", str(source), "--image-size", "64", "--backbone-options", "width=16", "--batch-size", "4",
+              "--epochs", "1", "--anchors", "2", "--augment", "light", "--warmup-epochs", "0", "--score-threshold",
+              "0.001", "--val-split", "0.2", "--output", str(tmp_path), "--no-progress", "--report-images", "0"]
+    assert main(["detect", "train", *common, "--name", "adabn", "--adapt-target", str(target), "--adapt-method",
+                 "adabn"]) == 0
+    run = tmp_path / "adabn"
+    assert "adapt_loss" not in (run / "history.csv").read_text().splitlines()[0]  # no domain loss, no target stream
+    metrics = json.loads((run / "metrics.json").read_text())
+    facts = metrics["adaptation"]
+    assert facts["method"] == "adabn" and facts["batch_norm_layers"] > 0 and facts["batch_norm_images"] == 12
+    assert 0.0 <= facts["target_before_adabn"]["map50"] <= 1.0 and metrics["target"]["num_images"] == 4
+    model, card = load_model(run / "best.keras")
+    assert card.training["adaptation"]["batch_norm_layers"] == facts["batch_norm_layers"]
+    last, _ = load_model(run / "last.keras")  # the resume point keeps the training statistics
+    bn = "moving_mean"
+    saved = [v.numpy() for v in model.weights if v.path.endswith(bn)]
+    trained = [v.numpy() for v in last.weights if v.path.endswith(bn)]
+    assert len(saved) == len(trained) > 0 and not all(np.allclose(a, b) for a, b in zip(saved, trained))
+    report = (run / "report.html").read_text()
+    assert "Source and target features" in report and "before AdaBN" in report
+    assert facts["picture_images"] == [4, 12]

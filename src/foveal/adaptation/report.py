@@ -2,7 +2,8 @@
 
 * :func:`plot_side_by_side`: source and target accuracy per epoch of the adapted model (solid)
   and of the source-only model trained in the same run (dashed).
-* :func:`feature_picture`: source and target feature vectors projected to 2-D (PCA, or t-SNE
+* :func:`feature_picture` (from :mod:`foveal.visualize.features`, shared with the detectors'
+  adaptation report): source and target feature vectors projected to 2-D (PCA, or t-SNE
   through scikit-learn), one panel per model: before adaptation (source-only) and after, the
   picture of the DANN paper's figure 4. Well-adapted features mix the two colours.
 
@@ -14,8 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
+from foveal.visualize.features import feature_picture, project
 from foveal.visualize.plots import _finish, _new_figure
 
 CURVES = (("val_accuracy", "source validation"), ("source_accuracy", "source test"),
@@ -37,34 +37,6 @@ def plot_side_by_side(histories: Mapping[str, Mapping[str, Sequence[float]]]) ->
     ax.set_ylabel("accuracy")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    return _finish(fig, None)
-
-
-def project(features: np.ndarray, how: str, seed: int) -> np.ndarray:
-    """(N, 2) coordinates of ``features`` by PCA or t-SNE (scikit-learn)."""
-    if how == "tsne":
-        from sklearn.manifold import TSNE
-
-        return TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30.0, len(features) / 4)
-                    ).fit_transform(features)
-    from sklearn.decomposition import PCA
-
-    return PCA(n_components=2, random_state=seed).fit_transform(features)
-
-
-def feature_picture(panels: Mapping[str, tuple[np.ndarray, np.ndarray]], how: str, seed: int = 0) -> bytes:
-    """PNG: for each ``title -> (source features, target features)``, a 2-D scatter of both."""
-    fig = _new_figure(4.2 * len(panels), 4.2)
-    for i, (title, (source, target)) in enumerate(panels.items()):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        xy = project(np.concatenate([source, target]).astype(np.float64), how, seed)
-        n = len(source)
-        ax.scatter(xy[:n, 0], xy[:n, 1], s=5, alpha=0.5, color="#1f77b4", label="source")
-        ax.scatter(xy[n:, 0], xy[n:, 1], s=5, alpha=0.5, color="#d62728", label="target")
-        ax.set_title(title, fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.legend(fontsize=8, markerscale=2)
     return _finish(fig, None)
 
 

@@ -79,7 +79,24 @@ class ClassifyTask(TaskPlugin):
 
         splits = prepare_data(cfg)
         train = oversample(splits.train, cfg.seed) if cfg.oversample else splits.train
-        return RunData(train, splits.val, splits.test, list(splits.train.class_names), extra={"splits": splits})
+        data = RunData(train, splits.val, splits.test, list(splits.train.class_names), extra={"splits": splits})
+        extra = load_extra(cfg, data.class_names)
+        if extra is not None:
+            from foveal.data.epochs import mixed_counts
+
+            data.extra["extra_train"] = extra
+            real, more = mixed_counts(len(train), cfg.extra_ratio)
+            say(f"extra training data: {cfg.extra_data} ({len(extra)} images); each epoch mixes the {real} "
+                f"training images with {more} of them (--extra-ratio {cfg.extra_ratio:g})")
+        return data
+
+    def steps_per_epoch(self, cfg: TrainConfig, data: RunData) -> int:
+        count = len(data.train)
+        if "extra_train" in data.extra:
+            from foveal.data.epochs import mixed_counts
+
+            count = sum(mixed_counts(count, cfg.extra_ratio))
+        return max(1, math.ceil(count / cfg.batch_size))
 
     def build(self, cfg: TrainConfig, data: RunData, run_dir: Path) -> keras.Model:
         from foveal.transfer.pretrained import builder_for
@@ -108,6 +125,8 @@ class ClassifyTask(TaskPlugin):
         from foveal.models import ModelCard
 
         facts: dict[str, Any] = {"data": cfg.data, "run": run_dir.name, "builder": data.extra["builder"]}
+        if cfg.extra_data:
+            facts |= {"extra_data": cfg.extra_data, "extra_ratio": cfg.extra_ratio}
         if cfg.weights is not None:
             facts["weights"] = cfg.weights
         facts["mixed_precision"] = cfg.mixed_precision
@@ -121,7 +140,9 @@ class ClassifyTask(TaskPlugin):
         splits = data.extra["splits"]
         sizes = ", ".join(f"{name} {len(part)}" for name, part in
                           (("train", splits.train), ("val", splits.val), ("test", splits.test)) if part is not None)
-        lines = [f"data: {cfg.data} ({splits.train.num_classes} classes; {sizes})",
+        mixed = (f"; mixed with {cfg.extra_data} ({len(data.extra['extra_train'])} images) at ratio "
+                 f"{cfg.extra_ratio:g}" if "extra_train" in data.extra else "")
+        lines = [f"data: {cfg.data} ({splits.train.num_classes} classes; {sizes}{mixed})",
                  f"model: {cfg.model}, input {model.input_shape[1:]}, {model.count_params():,} parameters"]
         plan = _plan(cfg)
         if plan.freeze is not None or plan.two_phase:
@@ -158,7 +179,8 @@ class ClassifyTask(TaskPlugin):
         common = dict(image_size=shape[:2], channels=shape[2], batch_size=cfg.batch_size,
                       keep_aspect=cfg.keep_aspect, skip_invalid=cfg.skip_invalid)
         train = make_pipeline(data.train, training=True, augment=cfg.augment, cache=cfg.cache,
-                              shuffle_buffer=cfg.shuffle_buffer, seed=seed, start_epoch=start_epoch, **common)
+                              shuffle_buffer=cfg.shuffle_buffer, seed=seed, start_epoch=start_epoch,
+                              extra=data.extra.get("extra_train"), extra_ratio=cfg.extra_ratio, **common)
         val = make_pipeline(data.val, training=False, cache=cfg.cache, **common) if data.val else None
         if cfg.distill_from:
             from foveal.shrink.distill import with_teacher_targets
@@ -297,6 +319,27 @@ def prepare_data(cfg: TrainConfig) -> Splits:
         raise DataError(f"{splits.train.origin}: classification needs at least two classes, found "
                         f"{splits.train.class_names}")
     return splits
+
+
+def load_extra(cfg: TrainConfig, class_names: list[str]) -> LabeledImages | None:
+    """The ``--extra-data`` training images (its train split, or its only part) relabelled in
+    ``--data``'s class order (a class ``--data`` lacks is refused, naming both sets), or None."""
+    if not cfg.extra_data:
+        return None
+    from dataclasses import replace
+
+    from foveal.data.readers import load_dataset
+    from foveal.evaluation.classes import match_classes, relabel
+
+    parts = load_dataset(cfg.extra_data, skip_invalid=cfg.skip_invalid, verify=cfg.verify,
+                         max_image_pixels=cfg.max_image_pixels)
+    extra = parts.get("train") or next(iter(parts.values()))
+    if len(extra) == 0:
+        raise DataError(f"{cfg.extra_data}: no training images (--extra-data)")
+    if extra.class_names != class_names:
+        mapping = match_classes(class_names, extra.class_names, origin=f"{cfg.extra_data} (--extra-data)")
+        extra = replace(extra, labels=relabel(extra.labels, mapping), class_names=list(class_names))
+    return extra
 
 
 def check_model_and_weights(cfg: TrainConfig, *, check_file: bool = True) -> None:

@@ -26,6 +26,7 @@ EPILOG_TRAIN = """examples:
   foveal train --data ../shared/datasets/fashion-mnist --model geron_cnn --optimizer nadam
   foveal train --data photos/ --model resnet18 --image-size 64 --augment standard
   foveal train --config run.yaml --epochs 20     # YAML file, command line overrides it
+  foveal train --data photos/ --extra-data rendered/ --extra-ratio 0.3   # 30% of each epoch from rendered/
   foveal train --resume runs/geron_cnn-fashion-mnist-20261123-101500
   foveal train --task localize --data ../shared/datasets/raccoon   # same as `foveal localize train`
 

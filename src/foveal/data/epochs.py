@@ -86,4 +86,40 @@ def shuffled_epochs(ds: tf.data.Dataset, buffer: int, *, seed: int, start_epoch:
                         seed=seed, start_epoch=start_epoch)
 
 
-__all__ = ["epoch_seed", "epoch_stream", "shuffled_epochs"]
+def mixed_counts(real: int, ratio: float) -> tuple[int, int]:
+    """Images per epoch from each source when a second one is mixed in at ``ratio``
+    (``--extra-data DIR --extra-ratio R`` of ``foveal train`` and ``foveal detect train``).
+
+    Every real training image once, plus ``round(real * ratio / (1 - ratio))`` images of the
+    extra source (at least 1), drawn in a seeded order that interleaves both
+    (:func:`interleave_sources`): the epoch's share of extra images is ``ratio`` up to rounding.
+    The extra images are a fresh shuffle of that source each epoch, repeated when it has fewer
+    images than that.
+
+    Example:
+        >>> mixed_counts(160, 0.5), mixed_counts(160, 0.2)
+        ((160, 160), (160, 40))
+    """
+    from foveal.errors import ConfigError
+
+    if not 0.0 < ratio < 1.0:
+        raise ConfigError(f"extra_ratio must be in (0, 1), not {ratio}", hint="the fraction of each epoch's "
+                          "images drawn from the extra source (e.g. 0.5: as many as the real ones)")
+    return real, max(1, int(round(real * ratio / (1.0 - ratio))))
+
+
+def interleave_sources(real: tf.data.Dataset, extra: tf.data.Dataset, counts: tuple[int, int], *, seed: Any,
+                       reshuffle: bool) -> tf.data.Dataset:
+    """One epoch of ``counts[0]`` elements of ``real`` and ``counts[1]`` of ``extra`` (both
+    repeated as needed), in an order drawn from ``seed`` (anew on every iteration when
+    ``reshuffle``): ``tf.data.Dataset.choose_from_datasets`` over a shuffled 0/1 pattern, so
+    the epoch's length and share are exact, unlike ``sample_from_datasets``' random weights."""
+    import numpy as np
+
+    pattern = np.repeat(np.array([0, 1], np.int64), list(counts))
+    choices = tf.data.Dataset.from_tensor_slices(pattern).shuffle(len(pattern), seed=seed,
+                                                                  reshuffle_each_iteration=reshuffle)
+    return tf.data.Dataset.choose_from_datasets([real.repeat(), extra.repeat()], choices)
+
+
+__all__ = ["epoch_seed", "epoch_stream", "interleave_sources", "mixed_counts", "shuffled_epochs"]

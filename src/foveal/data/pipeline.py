@@ -20,10 +20,12 @@ from typing import Literal
 import tensorflow as tf
 
 from foveal.data.augment import alternating_flip, augmentation_epoch, build_augmenter, parse_spec
-from foveal.data.epochs import epoch_stream
+from foveal.data.epochs import epoch_stream, interleave_sources, mixed_counts
 from foveal.data.source import LabeledImages
+from foveal.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
+EXTRA_SEED = 7919  # the extra source's shuffle and interleaving streams: apart from the real ones
 
 
 def resize_image(image: tf.Tensor, size: tuple[int, int], keep_aspect: bool) -> tf.Tensor:
@@ -67,6 +69,8 @@ def make_pipeline(
     skip_invalid: bool = False,
     one_hot: bool = True,
     start_epoch: int | None = None,
+    extra: LabeledImages | None = None,
+    extra_ratio: float = 0.5,
 ) -> tf.data.Dataset:
     """Batches of ``(float32 images 0..255, labels)`` for ``fit``, ``evaluate`` or ``predict``.
 
@@ -84,11 +88,17 @@ def make_pipeline(
             by ``(seed, epoch)`` only, so a resumed run replays them (``fit`` needs
             ``steps_per_epoch``; see :mod:`foveal.data.epochs`); None: one pass, reshuffled each
             time it is iterated.
+        extra: training: a second source mixed into every epoch (``--extra-data``), labelled in
+            ``data``'s classes (see :func:`foveal.evaluation.run.align_classes`): each epoch holds
+            every image of ``data`` once and ``mixed_counts(len(data), extra_ratio)[1]`` of
+            ``extra`` (a fresh seeded shuffle of it, repeated when it is smaller), interleaved in a
+            seeded order (:func:`foveal.data.epochs.interleave_sources`).
+        extra_ratio: the epoch's share of ``extra`` images, in (0, 1).
     """
     cached = cache == "memory" or (cache == "auto" and not data.streams_from_disk)
 
-    def decoded(shuffle_seed, reshuffle: bool = True) -> tf.data.Dataset:
-        ds = data.to_tf_dataset(channels, skip_invalid=skip_invalid, shuffle_seed=shuffle_seed, reshuffle=reshuffle)
+    def decoded(shuffle_seed, reshuffle: bool = True, source: LabeledImages = data) -> tf.data.Dataset:
+        ds = source.to_tf_dataset(channels, skip_invalid=skip_invalid, shuffle_seed=shuffle_seed, reshuffle=reshuffle)
         return ds.map(lambda x, y: (resize_image(x, image_size, keep_aspect), y), num_parallel_calls=AUTOTUNE)
 
     # A cache holds one fixed order of the files (a seeded shuffle: folders are read class by class);
@@ -98,6 +108,19 @@ def make_pipeline(
     else:
         base = decoded(None) if not (training and data.streams_from_disk) else None
     num_classes = data.num_classes
+    mix = training and extra is not None
+    if mix:
+        assert extra is not None
+        if len(extra) == 0:
+            raise DataError(f"{extra.origin or 'the extra training data'}: no images to read (--extra-data)")
+        if extra.class_names != data.class_names:
+            raise DataError(f"{extra.origin or 'the extra training data'}: its classes {extra.class_names} are not "
+                            f"the training data's {data.class_names}",
+                            hint="relabel it first (foveal.evaluation.run.align_classes matches classes by name)")
+        counts = mixed_counts(len(data), extra_ratio)
+        extra_cached = cache == "memory" or (cache == "auto" and not extra.streams_from_disk)
+        extra_base = (decoded(seed + EXTRA_SEED, reshuffle=start_epoch is None, source=extra).cache()
+                      if extra_cached else None)
     altflip = training and any(op == "altflip" for op, _ in parse_spec(augment))
     counter = augmentation_epoch() if altflip and start_epoch is None else None  # set by AugmentationEpoch in fit
 
@@ -110,6 +133,13 @@ def make_pipeline(
         ds = base if base is not None else decoded(s if training else None)
         if training:
             ds = ds.shuffle(min(shuffle_buffer, max(len(data), 1)), seed=s, reshuffle_each_iteration=epoch is None)
+        if mix:
+            assert extra is not None
+            more = extra_base if extra_base is not None else decoded(s + EXTRA_SEED, source=extra)
+            more = more.shuffle(min(shuffle_buffer, len(extra)), seed=s + EXTRA_SEED, reshuffle_each_iteration=epoch is None)
+            ds = interleave_sources(ds, more, counts, seed=s + EXTRA_SEED + 1, reshuffle=epoch is None)
+            if not skip_invalid:
+                ds = ds.apply(tf.data.experimental.assert_cardinality(sum(counts)))
         ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE).map(to_model_input, num_parallel_calls=AUTOTUNE)
         if altflip:
             ds = alternating_flip(ds, seed, counter if epoch is None else epoch)

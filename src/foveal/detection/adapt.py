@@ -17,7 +17,13 @@ comes from the labelled source batch only.
   CVPR 2018. Its cross-entropy (the mean of the two domains' means) is added to the loss;
   the reversal layer multiplies the gradient that reaches the backbone by ``-lambda``.
 
-Both read the feature map the detector's head reads (YOLO: the coarsest backbone level;
+* ``adabn``: no training-time loss; after training, the batch-norm layers' moving mean and
+  variance are re-estimated on the target images (Li et al., "Revisiting Batch Normalization for
+  Practical Domain Adaptation", ICLR workshop 2017; :func:`foveal.adaptation.statistics.target_statistics`,
+  shared with ``foveal adapt``) and ``best.keras`` is saved with them. ``--target-statistics``
+  does the same after ``coral`` or ``dann``.
+
+Both losses read the feature map the detector's head reads (YOLO: the coarsest backbone level;
 Faster R-CNN: ``--rcnn-level``) either per position (``positions``: every cell of every image
 is one sample, Chen et al.'s choice) or averaged over the image (``pooled``: one vector per
 image, as Deep CORAL's fc features). The weight ramps up as in the DANN paper,
@@ -49,12 +55,17 @@ from foveal.errors import ConfigError, DataError
 from foveal.layers.reversal import domain_classifier, reversal_weight
 from foveal.ops.domain import coral_loss
 
-METHODS = ("coral", "dann")
+METHODS = ("coral", "dann")  # the methods with a training-time domain loss (a DomainAdapter)
+ALL_METHODS = (*METHODS, "adabn")  # --adapt-method
 FEATURES = ("positions", "pooled")
 #: the adaptation weight when --adapt-weight is not given: Chen et al.'s lambda = 0.1 for the
 #: domain classifier; 1 for CORAL (Deep CORAL weights it so both losses end up comparable)
 DEFAULT_WEIGHTS = {"coral": 1.0, "dann": 0.1}
 GAMMA = 10.0  # the DANN paper's ramp steepness
+#: target images AdaBN reads at most (a seeded sample of a larger target), decoded at the input size
+ADABN_IMAGES = 500
+#: source and target images of the report's feature picture, at most
+PICTURE_IMAGES = 200
 #: the logs of an adapted training step (none of them is computed on validation data)
 ADAPT_LOGS = ("adapt_loss", "adapt_weight", "domain_accuracy")
 
@@ -156,8 +167,12 @@ class DomainAdaptiveDetector:
     def outputs_and_features(self, images) -> tuple[Any, tf.Tensor]:
         raise NotImplementedError
 
-    def feature_map(self, images) -> tf.Tensor:
+    def feature_map(self, images, training: bool = True) -> tf.Tensor:
         raise NotImplementedError
+
+    def batch_norm_model(self) -> keras.Model:
+        """The functional model (raw images in) whose batch-norm statistics AdaBN re-estimates."""
+        return self  # type: ignore[return-value]
 
     def feature_channels(self) -> int:
         raise NotImplementedError
@@ -219,6 +234,60 @@ class DomainAdaptiveDetector:
         return logs
 
 
+# ------------------------------------------------------------------------------ AdaBN, features
+
+
+def uses_adapter(cfg: Any) -> bool:
+    """Whether the run trains with a :class:`DomainAdapter` (``--adapt-method coral|dann``)."""
+    return bool(getattr(cfg, "adapt_target", None)) and cfg.adapt_method in METHODS
+
+
+def uses_adabn(cfg: Any) -> bool:
+    """Whether the run re-estimates batch-norm statistics on the target at the end."""
+    return bool(getattr(cfg, "adapt_target", None)) and (cfg.adapt_method == "adabn"
+                                                         or bool(getattr(cfg, "target_statistics", False)))
+
+
+def model_inputs(images: Any, card: Any, *, limit: int | None = None, seed: int = 0,
+                 batch_size: int = 16) -> np.ndarray:
+    """uint8 ``[N, H, W, C]``: up to ``limit`` images of ``images`` (a BoxedImages; a seeded sample
+    when it has more) decoded and resized as scoring does (the card's input size and letterbox)."""
+    from foveal.detection.pipeline import images_only, make_detection_pipeline
+
+    if limit is not None and len(images) > limit:
+        images = images.subset(np.sort(np.random.default_rng(seed).choice(len(images), limit, replace=False)))
+    h, w, c = card.input_shape
+    ds = make_detection_pipeline(images, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
+                                 augment="none", keep_aspect=bool(card.training.get("keep_aspect", False)),
+                                 cache="none", max_boxes=None)
+    batches = [np.asarray(batch) for batch in ds.map(images_only).as_numpy_iterator()]
+    return np.concatenate(batches).astype(np.uint8)
+
+
+def adapt_batch_norm(model: Any, pixels: np.ndarray, batch_size: int = 16) -> int:
+    """AdaBN on a detector: every batch-norm layer's moving mean and variance set to those of its
+    inputs on ``pixels`` (raw images at the input size); returns how many layers changed."""
+    from foveal.adaptation.statistics import target_statistics
+
+    network = model.batch_norm_model() if hasattr(model, "batch_norm_model") else model
+    return target_statistics(network, pixels, batch_size=batch_size)
+
+
+def pooled_features(model: Any, pixels: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """float ``[N, C]``: the backbone map the head reads, averaged over its positions, per image
+    (inference mode: the moving batch-norm statistics)."""
+    rows = [tf.reduce_mean(tf.cast(model.feature_map(pixels[i:i + batch_size].astype(np.float32), training=False),
+                                   tf.float32), axis=[1, 2]).numpy() for i in range(0, len(pixels), batch_size)]
+    return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def feature_panels(models: dict[str, Any], source: np.ndarray, target: np.ndarray) -> dict[str, tuple]:
+    """``title -> (source features, target features)`` of each detector, for
+    :func:`foveal.visualize.features.feature_picture` (the "before and after" picture)."""
+    return {title: (pooled_features(model, source), pooled_features(model, target))
+            for title, model in models.items()}
+
+
 # ------------------------------------------------------------------------------ target images
 
 
@@ -264,5 +333,6 @@ def load_target(spec: str, *, seed: int = 0, skip_invalid: bool = False,
     return train, (test if test is not None and len(test) and test.num_boxes else None)
 
 
-__all__ = ["ADAPT_LOGS", "DEFAULT_WEIGHTS", "FEATURES", "METHODS", "DomainAdapter", "DomainAdaptiveDetector",
-           "feature_rows", "load_target"]
+__all__ = ["ADABN_IMAGES", "ADAPT_LOGS", "ALL_METHODS", "DEFAULT_WEIGHTS", "FEATURES", "METHODS", "PICTURE_IMAGES",
+           "DomainAdapter", "DomainAdaptiveDetector", "adapt_batch_norm", "feature_panels", "feature_rows",
+           "load_target", "model_inputs", "pooled_features", "uses_adabn", "uses_adapter"]

@@ -27,10 +27,14 @@ EPILOG_TRAIN = """examples:
   foveal detect train --data ../shared/datasets/raccoon --extra-data raccoon-synth/annotations/instances_train.json \\
       --extra-ratio 0.5
   # composites only, adapted to the unlabelled real photos (CORAL, or DANN's gradient-reversal domain head)
-  foveal detect train --data raccoon-synth/annotations/instances_train.json \
+  foveal detect train --data raccoon-synth/annotations/instances_train.json \\
       --adapt-target ../shared/datasets/raccoon --adapt-method dann --adapt-weight 0.1
   foveal detect train --data synth.json --adapt-target real_photos/ --adapt-method coral --adapt-features pooled
   foveal detect train --data voc/ --detector faster-rcnn --fpn --image-size 512   # feature pyramid, small objects
+  # no domain loss: the batch-norm statistics re-estimated on the real photos at the end (AdaBN), the report's
+  # feature picture beside a source-only detector's
+  foveal detect train --data synth.json --adapt-target real_photos/ --adapt-method adabn \\
+      --adapt-baseline runs/source-only/best.keras
 """
 
 EPILOG_PREDICT = """examples:

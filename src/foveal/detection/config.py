@@ -45,10 +45,21 @@ class DetectConfig(RunConfig):
                                       "images, or a box dataset whose train split is read without its boxes (its "
                                       "test split, if any, is scored as target_map50 for the report only)",
                                       group="adaptation")
-    adapt_method: Literal["coral", "dann"] = option(
+    adapt_method: Literal["coral", "dann", "adabn"] = option(
         "coral", "with --adapt-target: coral (Deep CORAL between the backbone map's source and target "
-        "covariances) or dann (a domain classifier behind gradient reversal on the backbone map, Chen et al. "
-        "2018's image-level adaptation)", group="adaptation")
+        "covariances), dann (a domain classifier behind gradient reversal on the backbone map, Chen et al. "
+        "2018's image-level adaptation) or adabn (no domain loss: the batch-norm statistics re-estimated on the "
+        "target images after training, Li et al. 2017)", group="adaptation")
+    target_statistics: bool = option(False, "with --adapt-method coral or dann: also re-estimate the batch-norm "
+                                      "statistics on the target images after training (AdaBN; adabn always does); "
+                                      "best.keras keeps them, the report gives the target mAP before and after",
+                                      group="adaptation")
+    feature_plot: Literal["pca", "tsne", "none"] = option(
+        "pca", "with --adapt-target: the report's picture of the source and target images' pooled backbone "
+        "features (before and after AdaBN, or beside --adapt-baseline's)", group="adaptation")
+    adapt_baseline: str | None = option(None, "with --adapt-target: a source-only detector (.keras) whose features "
+                                        "the report's picture shows beside the adapted ones (\"before\")",
+                                        group="adaptation")
     adapt_weight: float | None = option(None, "the adaptation weight, reached by the DANN paper's ramp "
                                         "2/(1+exp(-10p))-1 (default: 1 for coral, 0.1 for dann)", group="adaptation")
     adapt_features: Literal["positions", "pooled"] = option(
@@ -155,9 +166,12 @@ class DetectConfig(RunConfig):
             (0.0 < self.extra_ratio < 1.0, "extra_ratio must be in (0, 1)"),
             (not self.extra_data or self.distribute == "none", "extra_data is not supported with --distribute yet"),
             (not self.adapt_target or self.distribute == "none", "adapt_target is not supported with --distribute"),
-            (not self.adapt_target or self.detector == "yolo" or self.rcnn_training == "joint",
+            (not self.adapt_target or self.adapt_method == "adabn" or self.detector == "yolo"
+             or self.rcnn_training == "joint",
              "adapt_target needs --rcnn-training joint (alternating training freezes the backbone it adapts)"),
             (self.adapt_weight is None or self.adapt_weight >= 0, "adapt_weight must not be negative"),
+            (bool(self.adapt_target) or not (self.target_statistics or self.adapt_baseline),
+             "target_statistics and adapt_baseline need --adapt-target (the target images)"),
             (len(self.adapt_units) >= 1 and all(u >= 1 for u in self.adapt_units),
              "adapt_units must be one or more positive layer sizes"),
             (all(s >= STRIDE and s % STRIDE == 0 for s in sizes),

@@ -565,8 +565,11 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         out = self(images, training=True)
         return out, out["features"]
 
-    def feature_map(self, images):
-        return self.backbone(images, training=True)
+    def feature_map(self, images, training: bool = True):
+        return self.backbone(images, training=training)
+
+    def batch_norm_model(self) -> keras.Model:
+        return self.backbone  # the heads have no batch normalisation; the backbone takes raw images
 
     # -- inference ---------------------------------------------------------------------------
 

@@ -410,8 +410,8 @@ class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         *outputs, feature = self._graphs()[0](images, training=True)
         return outputs, feature
 
-    def feature_map(self, images):
-        return self._graphs()[1](images, training=True)
+    def feature_map(self, images, training: bool = True):
+        return self._graphs()[1](images, training=training)
 
     # -- inference ---------------------------------------------------------------------------
 

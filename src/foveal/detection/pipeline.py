@@ -67,7 +67,7 @@ import tensorflow as tf
 from foveal.data.box_augment import FILL_VALUE, augment_boxes, parse_box_augment
 from foveal.data.boxes import BoxedImages
 from foveal.data.decode import decode_image_bytes
-from foveal.data.epochs import epoch_stream
+from foveal.data.epochs import epoch_stream, interleave_sources, mixed_counts
 from foveal.data.pipeline import resize_image
 from foveal.errors import ConfigError, DataError
 
@@ -332,13 +332,12 @@ def make_detection_pipeline(
         if len(extra) == 0:  # type: ignore[arg-type]
             raise DataError(f"{extra.origin or 'the extra training data'}: no images to read")  # type: ignore[union-attr]
         extra_epoch = _source_epochs(extra, **common)  # type: ignore[arg-type]
-        pattern = np.repeat(np.array([0, 1], np.int64), [real_count, extra_count])
     adapt = bool(training and target is not None)
     if adapt:
         if len(target) == 0:  # type: ignore[arg-type]
             raise DataError(f"{target.origin or 'the target images'}: no images to read")  # type: ignore[union-attr]
         target_epoch = _source_epochs(target, **common)  # type: ignore[arg-type]
-        per_epoch = -(-(len(pattern) if mix else len(data)) // batch_size) * batch_size
+        per_epoch = -(-(real_count + extra_count if mix else len(data)) // batch_size) * batch_size
         repeats = -(-per_epoch // len(target))  # type: ignore[arg-type]
 
         def target_batches(s, epoch) -> tf.data.Dataset:
@@ -357,11 +356,10 @@ def make_detection_pipeline(
         ds = real_epoch(s, epoch)
         if mix:
             more = extra_epoch(s + _EXTRA_SEED, epoch)
-            choices = tf.data.Dataset.from_tensor_slices(pattern).shuffle(
-                len(pattern), seed=s + _EXTRA_SEED + 1, reshuffle_each_iteration=epoch is None)
-            ds = tf.data.Dataset.choose_from_datasets([ds.repeat(), more.repeat()], choices)
+            ds = interleave_sources(ds, more, (real_count, extra_count), seed=s + _EXTRA_SEED + 1,
+                                    reshuffle=epoch is None)
             if not skip_invalid:
-                ds = ds.apply(tf.data.experimental.assert_cardinality(len(pattern)))
+                ds = ds.apply(tf.data.experimental.assert_cardinality(real_count + extra_count))
         ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
         ds = _multi_scale(ds, scales, s, channels, rerandomize=epoch is None) if multi else ds
@@ -382,24 +380,6 @@ def _as_input(image: tf.Tensor, base: tuple[int, int], channels: int) -> tf.Tens
     image = tf.cast(image, tf.float32)
     image.set_shape([base[0], base[1], channels])
     return image
-
-
-def mixed_counts(real: int, ratio: float) -> tuple[int, int]:
-    """Images per epoch from each source when a second one is mixed in at ``ratio``.
-
-    Every real training image once, plus ``round(real * ratio / (1 - ratio))`` images of the
-    extra source (at least 1), drawn in a seeded order that interleaves both: the epoch's share of
-    extra images is ``ratio`` up to rounding. The extra images are a fresh shuffle of that
-    source each epoch, repeated when it has fewer images than that.
-
-    Example:
-        >>> mixed_counts(160, 0.5), mixed_counts(160, 0.2)
-        ((160, 160), (160, 40))
-    """
-    if not 0.0 < ratio < 1.0:
-        raise ConfigError(f"extra_ratio must be in (0, 1), not {ratio}", hint="the fraction of each epoch's "
-                          "images drawn from the extra source (e.g. 0.5: as many as the real ones)")
-    return real, max(1, int(round(real * ratio / (1.0 - ratio))))
 
 
 def _source_epochs(data: BoxedImages, *, channels: int, base: tuple[int, int], keep_aspect: bool, training: bool,

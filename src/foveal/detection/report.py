@@ -78,9 +78,11 @@ def write_detection_report(path: str | Path, *, title: str, summary: dict[str, A
                            history: dict[str, list[float]] | None, data: BoxedImages | None,
                            detections: Sequence[ImageDetections] | None, curves: Sequence[ClassCurve] | None,
                            metrics: dict[str, Any] | None, count: int = 12,
-                           adaptation: dict[str, Any] | None = None) -> Path:
+                           adaptation: dict[str, Any] | None = None, adapted: dict[str, Any] | None = None) -> Path:
     """Write the single-file HTML report of a detection run or evaluation; ``adaptation`` (what
-    ``--adapt-target`` did) adds a table of the domain loss and the source and target mAP per epoch."""
+    ``--adapt-target`` did) adds a table of the domain loss and the source and target mAP per epoch,
+    ``adapted`` (what was done at the end: AdaBN's before and after, the features' ``picture``
+    PNG) a line and a figure."""
     from markupsafe import Markup
 
     from foveal.visualize.plots import plot_image_grid
@@ -111,8 +113,17 @@ def write_detection_report(path: str | Path, *, title: str, summary: dict[str, A
     if grid is not None:
         extra.append(figure_section("Example detections: predicted red, true green",
                                     plot_image_grid(grid[0], grid[1], cols=4), "test images with boxes"))
+    adapted = adapted or {}
+    if adapted.get("picture") is not None:
+        extra.insert(0, figure_section(
+            "Source and target features", adapted["picture"],
+            "source and target features (PCA or t-SNE of the pooled backbone map)",
+            before=Markup("<p>{}</p>").format(
+                f"The backbone map the head reads, averaged over its positions, of {adapted['picture_images'][0]} "
+                f"source and {adapted['picture_images'][1]} target images, projected to 2-D (each panel on its "
+                "own); adapted features mix the two colours.")))
     if adaptation is not None and history:
-        extra.insert(0, ("Domain adaptation", adaptation_table(adaptation, history)))
+        extra.insert(0, ("Domain adaptation", adaptation_table(adaptation, history, adapted)))
     return write_task_report(path, title=title, summary=summary, config=config, history=history,
                              extra_sections=extra)
 
@@ -123,9 +134,10 @@ ADAPTATION_COLUMNS = {"adapt_loss": "domain loss", "adapt_weight": "weight (ramp
                       "val_map50": "source validation mAP@0.5", "target_map50": "target test mAP@0.5"}
 
 
-def adaptation_table(facts: dict[str, Any], history: dict[str, list[float]]):
+def adaptation_table(facts: dict[str, Any], history: dict[str, list[float]], adapted: dict[str, Any] | None = None):
     """The report's adaptation section: the settings, then one row per epoch of the domain loss,
-    its weight, the domain classifier's accuracy (dann) and the source and target mAP@0.5."""
+    its weight, the domain classifier's accuracy (dann) and the source and target mAP@0.5; with
+    AdaBN (``adapted``), the layers and images it used and the target mAP before it."""
     from markupsafe import Markup
 
     columns = [k for k in ADAPTATION_COLUMNS if history.get(k)]
@@ -135,6 +147,13 @@ def adaptation_table(facts: dict[str, Any], history: dict[str, list[float]]):
         e + 1, Markup("").join(Markup("<td>{}</td>").format(
             f"{history[k][e]:.4g}" if e < len(history[k]) else "") for k in columns)) for e in range(epochs))
     settings = ", ".join(f"{k} {v}" for k, v in facts.items())
+    adapted = adapted or {}
+    if "batch_norm_layers" in adapted:
+        settings += (f". AdaBN: {adapted['batch_norm_layers']} batch-norm layer(s) re-estimated on "
+                     f"{adapted['batch_norm_images']} target images after training")
+        if "target_before_adabn" in adapted:
+            settings += (f"; target test mAP@0.5 {adapted['target_before_adabn']['map50']:.4f} before it "
+                         "(the per-epoch column below is before it too)")
     return Markup("<p>{}</p><p>The domain loss is measured on the training batches (source and target "
                   "images); the target mAP, when the target has labelled test images, is reported only and "
                   "never picks best.keras.</p><table><tr><th>epoch</th>{}</tr>{}</table>").format(

@@ -76,12 +76,16 @@ def _extra_source(cfg: Any) -> dict[str, Any]:
 
 def _adaptation_facts(cfg: Any) -> dict[str, Any]:
     """What ``--adapt-target`` did, for the card, the report and ``metrics.json``."""
-    from foveal.detection.adapt import DEFAULT_WEIGHTS
+    from foveal.detection.adapt import DEFAULT_WEIGHTS, uses_adabn
 
+    adabn = {"batch_norm": "statistics re-estimated on the target images after training (AdaBN)"} if uses_adabn(
+        cfg) else {}
+    if cfg.adapt_method == "adabn":
+        return {"target": cfg.adapt_target, "method": "adabn", **adabn}
     return {"target": cfg.adapt_target, "method": cfg.adapt_method,
             "weight": cfg.adapt_weight if cfg.adapt_weight is not None else DEFAULT_WEIGHTS[cfg.adapt_method],
             "features": cfg.adapt_features, "schedule": "weight * (2 / (1 + exp(-10 p)) - 1)",
-            **({"domain_units": list(cfg.adapt_units)} if cfg.adapt_method == "dann" else {})}
+            **({"domain_units": list(cfg.adapt_units)} if cfg.adapt_method == "dann" else {}), **adabn}
 
 
 TARGET_MAP = "target_map50"  # the history column of the adaptation target's test mAP@0.5
@@ -173,8 +177,12 @@ class DetectTask(TaskPlugin):
         return self._adapted(cfg, data, model)
 
     def _adapted(self, cfg: DetectConfig, data: RunData, model: keras.Model) -> keras.Model:
-        """``model`` with the ``--adapt-target`` adapter (unchanged without it)."""
-        if cfg.adapt_target:
+        """``model`` with the ``--adapt-target`` adapter (unchanged without it, and with adabn)."""
+        from foveal.detection.adapt import uses_adapter
+
+        if cfg.adapt_target and cfg.adapt_method == "adabn":
+            say("adaptation: AdaBN, the batch-norm statistics re-estimated on the target images after training")
+        if uses_adapter(cfg):
             adapter = model.enable_adaptation(cfg.adapt_method, weight=cfg.adapt_weight, features=cfg.adapt_features,
                                               units=cfg.adapt_units, total_steps=self._adapt_steps(cfg, data))
             say(f"adaptation: {adapter.describe()}, over {adapter.total_steps} steps")
@@ -195,10 +203,11 @@ class DetectTask(TaskPlugin):
                                     ignore_threshold=cfg.ignore_threshold), jit_compile=jit_compile_of(cfg))
 
     def restore(self, cfg: DetectConfig, data: RunData, model: keras.Model, card: ModelCard) -> None:
+        from foveal.detection.adapt import uses_adapter
         from foveal.errors import ConfigError
 
         adapter = getattr(model, "adapter", None)
-        if bool(cfg.adapt_target) != (adapter is not None):
+        if uses_adapter(cfg) != (adapter is not None):
             raise ConfigError("--adapt-target cannot be added to or removed from a run when it resumes",
                               hint="resume with the run's own options, or start a new run")
         if adapter is not None:
@@ -252,6 +261,11 @@ class DetectTask(TaskPlugin):
         if getattr(model, "adapter", None) is not None:
             lines.append(f"adapted to {cfg.adapt_target} ({len(data.extra['adapt_target'])} images): "
                          f"{model.adapter.describe()}")
+        if cfg.adapt_target and (cfg.adapt_method == "adabn" or cfg.target_statistics):
+            from foveal.detection.adapt import ADABN_IMAGES
+
+            lines.append(f"after training: batch-norm statistics re-estimated on up to {ADABN_IMAGES} of the "
+                         f"{len(data.extra['adapt_target'])} target images (AdaBN)")
         return lines
 
     def data_errors(self, cfg: DetectConfig):
@@ -261,6 +275,7 @@ class DetectTask(TaskPlugin):
 
     def pipelines(self, cfg: DetectConfig, data: RunData, *, seed: int,
                   start_epoch: int | None = None) -> tuple[Any, Any | None]:
+        from foveal.detection.adapt import uses_adapter
         from foveal.detection.pipeline import make_detection_pipeline
 
         common = dict(image_size=cfg.image_hw, channels=cfg.channels, batch_size=cfg.batch_size, cache=cfg.cache,
@@ -268,7 +283,8 @@ class DetectTask(TaskPlugin):
         train = make_detection_pipeline(data.train, training=True, augment=cfg.augment, seed=seed,
                                         start_epoch=start_epoch, multi_scale=cfg.multi_scale or None,
                                         extra=data.extra.get("extra_train"), extra_ratio=cfg.extra_ratio,
-                                        target=data.extra.get("adapt_target"), **common)  # type: ignore[arg-type]
+                                        target=data.extra.get("adapt_target") if uses_adapter(cfg) else None,
+                                        **common)  # type: ignore[arg-type]
         val = (make_detection_pipeline(data.val, training=False, augment="none", **common)  # type: ignore[arg-type]
                if data.val is not None and len(data.val) else None)
         return train, val
@@ -313,14 +329,16 @@ class DetectTask(TaskPlugin):
         from foveal.detection.scoring import detect_dataset, score_detections, to_coco_results
 
         split, part = data.scored_part()
+        adapted = self._adapt_at_end(cfg, model, card, data, run_dir, part) if cfg.adapt_target else {}
         metrics, curves, dets = None, None, None
         if part is not None and len(part):
             dets = detect_dataset(model, card, part, batch_size=cfg.batch_size)
             metrics, curves = score_detections(part, dets, score_threshold=cfg.score_threshold)
             metrics["split"] = split
         target = self._score_target(cfg, model, card, data)
-        if target is not None:
-            metrics = {**(metrics or {}), "target": target, "adaptation": _adaptation_facts(cfg)}
+        if target is not None or "batch_norm_layers" in adapted:
+            metrics = {**(metrics or {}), **({"target": target} if target is not None else {}),
+                       "adaptation": _adaptation_facts(cfg) | {k: v for k, v in adapted.items() if k != "picture"}}
         if metrics is not None:
             atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
         if part is not None and len(part):
@@ -345,12 +363,16 @@ class DetectTask(TaskPlugin):
             "parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
             "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
         }
-        if cfg.adapt_target:
+        if cfg.adapt_target and cfg.adapt_method != "adabn":
             summary["adapted to"] = (f"{cfg.adapt_target} ({cfg.adapt_method}, {cfg.adapt_features}, weight "
                                      f"{_adaptation_facts(cfg)['weight']:g})")
+        if cfg.adapt_target and cfg.adapt_method == "adabn":
+            summary["adapted to"] = f"{cfg.adapt_target} (AdaBN after training)"
         if target is not None:
             summary[f"target {target['split']} mAP@0.5 (VOC all-point)"] = target["map50"]
             summary["target COCO AP@[.50:.95]"] = target["coco_ap"]
+            if "target_before_adabn" in adapted:
+                summary["target mAP@0.5 before AdaBN"] = adapted["target_before_adabn"]["map50"]
         if metrics is not None and "map50" in metrics:
             summary |= {f"{split} mAP@0.5 (VOC all-point)": metrics["map50"],
                         "mAP@0.5 (VOC07 11-point)": metrics["map50_voc07"], "COCO AP@[.50:.95]": metrics["coco"]["AP"],
@@ -361,9 +383,70 @@ class DetectTask(TaskPlugin):
                                       detections=dets, curves=curves,
                                       metrics=metrics if metrics is not None and "map50" in metrics else None,
                                       count=cfg.report_images,
-                                      adaptation=_adaptation_facts(cfg) if cfg.adapt_target else None)
+                                      adaptation=_adaptation_facts(cfg) if cfg.adapt_target else None,
+                                      adapted=adapted)
         say(f"report: {path}")
         return metrics
+
+    def _adapt_at_end(self, cfg: DetectConfig, model: keras.Model, card: ModelCard, data: RunData,
+                      run_dir: Path, part: Any) -> dict[str, Any]:
+        """AdaBN when asked (``best.keras`` saved again with the target's batch-norm statistics; the
+        target's test mAP before it kept), and the picture of source and target features: the
+        ``--adapt-baseline`` detector's, the trained weights' before AdaBN, and the final ones."""
+        from dataclasses import replace
+
+        from foveal.detection.adapt import (
+            ADABN_IMAGES,
+            PICTURE_IMAGES,
+            adapt_batch_norm,
+            feature_panels,
+            model_inputs,
+            uses_adabn,
+        )
+        from foveal.models import load_model, save_model
+        from foveal.training.precision import float32_for_saving
+        from foveal.visualize.features import feature_picture
+
+        found: dict[str, Any] = {}
+        picture = cfg.feature_plot != "none"
+        adabn = uses_adabn(cfg)
+        if not (picture or adabn):
+            return found
+        target = model_inputs(data.extra["adapt_target"], card, limit=ADABN_IMAGES if adabn else PICTURE_IMAGES,
+                              seed=cfg.seed, batch_size=cfg.batch_size)
+        shown = part if part is not None and len(part) else (data.val if data.val is not None and len(data.val)
+                                                             else data.train)
+        source = (model_inputs(shown, card, limit=PICTURE_IMAGES, seed=cfg.seed, batch_size=cfg.batch_size)
+                  if picture else None)
+        panels: dict[str, Any] = {}
+        if picture and cfg.adapt_baseline:
+            baseline, _ = load_model(cfg.adapt_baseline)
+            if not hasattr(baseline, "feature_map"):
+                from foveal.errors import ConfigError
+
+                raise ConfigError(f"{cfg.adapt_baseline}: --adapt-baseline must be a detector of foveal detect "
+                                  "train (its backbone map is pictured)")
+            panels |= feature_panels({"before: --adapt-baseline (source-only)": baseline}, source,
+                                     target[:PICTURE_IMAGES])
+        if adabn:
+            if picture:
+                panels |= feature_panels({"before AdaBN (training statistics)": model}, source, target[:PICTURE_IMAGES])
+            before = self._score_target(cfg, model, card, data)
+            if before is not None:
+                found["target_before_adabn"] = before
+            layers = adapt_batch_norm(model, target, batch_size=cfg.batch_size)
+            found |= {"batch_norm_layers": layers, "batch_norm_images": len(target)}
+            say(f"AdaBN: batch-norm statistics of {layers} layer(s) re-estimated on {len(target)} target images")
+            training = {**card.training, "adaptation": {**card.training.get("adaptation", {}),
+                                                        "batch_norm_layers": layers, "batch_norm_images": len(target)}}
+            save_model(float32_for_saving(model), run_dir / "best.keras", replace(card, training=training))
+            say(f"best.keras saved with the target's batch-norm statistics: {run_dir / 'best.keras'}")
+        if picture:
+            after = f"after: {cfg.adapt_method}" + (" + AdaBN" if adabn and cfg.adapt_method != "adabn" else "")
+            panels |= feature_panels({after: model}, source, target[:PICTURE_IMAGES])
+            found["picture"] = feature_picture(panels, cfg.feature_plot, cfg.seed)
+            found["picture_images"] = [len(source), min(len(target), PICTURE_IMAGES)]
+        return found
 
     def _score_target(self, cfg: DetectConfig, model: keras.Model, card: ModelCard,
                       data: RunData) -> dict[str, Any] | None:
