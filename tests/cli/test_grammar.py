@@ -143,3 +143,21 @@ def test_every_task_has_the_same_run_defaults():
         cfg = task.config_class()()
         assert cfg.deterministic is True, task.name
         assert cfg.time_budget == 0 and cfg.early_stopping == 0, task.name
+
+
+def test_retracing_warnings_are_dropped_other_tensorflow_warnings_kept(caplog):
+    """`foveal video train --folds` printed TensorFlow's multi-line retracing advice once per fold."""
+    import logging
+
+    import tensorflow as tf
+
+    from foveal.cli.quiet import drop_retracing_warnings
+
+    drop_retracing_warnings()
+    drop_retracing_warnings()  # idempotent: one filter
+    logger = tf.get_logger()
+    assert sum(type(f).__name__ == "_NoRetracingWarning" for f in logger.filters) == 1
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning("5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is expensive")
+        logger.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 
@@ -24,6 +25,27 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    drop_retracing_warnings()
 
 
-__all__ = ["import_tensorflow_quietly"]
+class _NoRetracingWarning(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning (several long lines each).
+
+    It is advice to the author of a loop that builds many models (cross-validation folds, a
+    prune's fine-tune, a benchmark's runtimes), not something a command-line user can act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def drop_retracing_warnings() -> None:
+    """Install :class:`_NoRetracingWarning` on TensorFlow's Python logger (once)."""
+    import tensorflow as tf
+
+    logger = tf.get_logger()
+    if not any(isinstance(f, _NoRetracingWarning) for f in logger.filters):
+        logger.addFilter(_NoRetracingWarning())
+
+
+__all__ = ["drop_retracing_warnings", "import_tensorflow_quietly"]
