@@ -151,10 +151,10 @@ def test_fpn_mask_rcnn_trains_its_mask_head_on_the_pyramid():
     model = build_mask_rcnn("resnet18", 2, **TINY_FPN, mask_width=8, mask_convs=1, mask_pool=7,
                             score_threshold=0.0, max_detections=5)
     images, targets = squares(2)
-    masks = np.zeros((2, 64, 64, 3), np.float32)
-    for i in range(2):
-        x0, y0, x1, y1 = (targets["boxes"][i, 0] * 64).round().astype(int)
-        masks[i, y0:y1, x0:x1, 0] = 1
+    # the instance pipeline's form: each mask in its box's frame (64 x 64 coverage, 0..255); a
+    # square fills its box
+    masks = np.zeros((2, 3, 64, 64), np.uint8)
+    masks[:, 0] = 255
     model.compile(keras.optimizers.Adam(1e-3), run_eagerly=True)
     logs = model.train_on_batch(images, {**targets, "masks": masks}, return_dict=True)
     assert np.isfinite(logs["mask_loss"]) and logs["mask_loss"] > 0
