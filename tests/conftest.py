@@ -20,15 +20,6 @@ if os.environ.get("FOVEAL_CPU_PROFILE"):  # opt-in per-test CPU seconds; see tes
     )
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (each worker collects the same), the costliest files first: see
-    ``cpu_profile.order_by_cost`` (pyproject's ``--no-loadscope-reorder`` keeps this order)."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        from cpu_profile import order_by_cost
-
-        order_by_cost(items)
-
-
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 

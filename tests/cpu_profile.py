@@ -6,9 +6,10 @@ xdist worker) writes ``DIR/cpu-<worker>.jsonl``: one line per test phase (setup,
 one per fixture setup, with its CPU seconds (``time.process_time``) and wall seconds. Summarise with
 ``python tools/cpu_profile_report.py DIR``. Without the variable nothing is recorded.
 
-The same measurements order the files for ``pytest -n 2`` (:func:`order_by_cost`): the costliest
-file first, so that the two workers finish together instead of one running the last heavy file
-alone (``tools/cpu_profile_report.py DIR --write-costs tests/cpu_costs.json`` refreshes the table).
+The files are NOT reordered by these costs: sending the costliest files out first (tried
+2026-12-07) made the idle default tier slower, 487-500 s against 395 s in xdist's own order (the
+two heaviest training files at once on 2 cores: 910 against 714 CPU-s, TensorFlow's thread pools
+spinning against each other).
 
 Example::
 
@@ -26,24 +27,8 @@ from pathlib import Path
 import pytest
 
 _DIR = os.environ.get("FOVEAL_CPU_PROFILE")
-COSTS = Path(__file__).with_name("cpu_costs.json")
-UNKNOWN_FILE_COST = 10.0  # a file the table lacks (a new one) goes early: it may be heavy, and a light one early costs nothing
 
 
-def order_by_cost(items: list) -> None:
-    """Reorder ``items`` in place, file by file, costliest file first (by ``tests/cpu_costs.json``:
-    CPU seconds per test file of the default tier; a file it lacks counts
-    :data:`UNKNOWN_FILE_COST`); the tests of a file keep their order. Longest-first is what keeps
-    two workers that each take a whole file at a time (``--dist loadfile``) finishing together."""
-    try:
-        costs = json.loads(COSTS.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    first = {}
-    for index, item in enumerate(items):
-        first.setdefault(item.nodeid.split("::")[0], index)
-    items.sort(key=lambda item: (-float(costs.get(item.nodeid.split("::")[0], UNKNOWN_FILE_COST)),
-                                 first[item.nodeid.split("::")[0]]))
 _out = None
 
 

@@ -8,10 +8,10 @@ Example::
     FOVEAL_CPU_PROFILE=/tmp/prof python -m pytest -n 2 -q
     python tools/cpu_profile_report.py /tmp/prof --top 20
     python tools/cpu_profile_report.py /tmp/prof --compare /tmp/prof-before
-    python tools/cpu_profile_report.py /tmp/prof --write-costs tests/cpu_costs.json  # the file order of -n 2
+    python tools/cpu_profile_report.py /tmp/prof --write-costs costs.json  # CPU-s per test file
 
 ``estimated idle wall`` replays the files, costliest first, on two workers that each take the next
-file when free (what ``--dist loadfile`` with tests/conftest.py's order does), plus each worker's
+file when free (a lower bound: it ignores the two workers slowing each other), plus each worker's
 start-up (importing TensorFlow and collecting, measured separately: ``--startup``).
 """
 
