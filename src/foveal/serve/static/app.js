@@ -358,15 +358,23 @@ function resizeTaps(inSize, outSize, method) {
 
 function resizeUp(pixels, h, w, c, s, method) {
   if (!["bicubic", "bilinear"].includes(method)) throw new Error(`the page cannot upscale by "${method}"`);
-  const H = h * s, W = w * s;
-  const cols = resizeTaps(w, W, method), rows = resizeTaps(h, H, method);
-  const wide = new Float64Array(h * W * c);
+  const cols = resizeTaps(w, w * s, method), rows = resizeTaps(h, h * s, method);
+  const out = separable(pixels, h, w, c, cols, rows, (sum, weight, v) => sum + weight * v, Float64Array);
+  return out.map((v) => Math.min(1, Math.max(0, v)));
+}
+
+// Two 1-D passes, along the rows then the columns: `cols` and `rows` hold each output index's taps
+// {index, weight}; `add` accumulates one tap in the arithmetic of the TensorFlow kernel being
+// matched (float64 then rounded, or float32 at every step), `Wide` holds the first pass.
+function separable(pixels, h, w, c, cols, rows, add, Wide) {
+  const W = cols.length, H = rows.length;
+  const wide = new Wide(h * W * c);
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < W; x++) {
       const { index, weight } = cols[x];
       for (let k = 0; k < c; k++) {
         let sum = 0;
-        for (let j = 0; j < index.length; j++) sum += weight[j] * pixels[(y * w + index[j]) * c + k];
+        for (let j = 0; j < index.length; j++) sum = add(sum, weight[j], pixels[(y * w + index[j]) * c + k]);
         wide[(y * W + x) * c + k] = sum;
       }
     }
@@ -377,8 +385,8 @@ function resizeUp(pixels, h, w, c, s, method) {
     for (let x = 0; x < W; x++) {
       for (let k = 0; k < c; k++) {
         let sum = 0;
-        for (let j = 0; j < index.length; j++) sum += weight[j] * wide[(index[j] * W + x) * c + k];
-        out[(y * W + x) * c + k] = Math.min(1, Math.max(0, sum));
+        for (let j = 0; j < index.length; j++) sum = add(sum, weight[j], wide[(index[j] * W + x) * c + k]);
+        out[(y * W + x) * c + k] = sum;
       }
     }
   }
@@ -496,30 +504,10 @@ function spans(inSize, outSize) {
 
 // Float32 HxWxC -> float32 outH x outW x C, one axis at a time.
 function resizeAntialias(pixels, h, w, c, outH, outW) {
-  const cols = spans(w, outW), rows = spans(h, outH);
-  const wide = new Float32Array(h * outW * c);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < outW; x++) {
-      const { first, weights } = cols[x];
-      for (let k = 0; k < c; k++) {
-        let sum = 0;
-        for (let j = 0; j < weights.length; j++) sum = f32(sum + f32(weights[j] * pixels[(y * w + first + j) * c + k]));
-        wide[(y * outW + x) * c + k] = sum;
-      }
-    }
-  }
-  const out = new Float32Array(outH * outW * c);
-  for (let y = 0; y < outH; y++) {
-    const { first, weights } = rows[y];
-    for (let x = 0; x < outW; x++) {
-      for (let k = 0; k < c; k++) {
-        let sum = 0;
-        for (let j = 0; j < weights.length; j++) sum = f32(sum + f32(weights[j] * wide[((first + j) * outW + x) * c + k]));
-        out[(y * outW + x) * c + k] = sum;
-      }
-    }
-  }
-  return out;
+  const taps = (inSize, outSize) => spans(inSize, outSize).map(({ first, weights }) => (
+    { index: weights.map((_, j) => first + j), weight: weights }));
+  return separable(pixels, h, w, c, taps(w, outW), taps(h, outH), (sum, weight, v) => f32(sum + f32(weight * v)),
+                   Float32Array);
 }
 
 // tf.image.resize_with_pad's geometry: the scaled size (floored) and the top-left padding.
