@@ -232,6 +232,18 @@ def flip_boxes_vertically(boxes: tf.Tensor) -> tf.Tensor:
     return tf.stack([boxes[:, 0], 1.0 - boxes[:, 3], boxes[:, 2], 1.0 - boxes[:, 1]], axis=-1)
 
 
+def _draw_inputs(image, boxes, classes, seed, cfg: BoxAugment | str):
+    """The parsed ``cfg``, the image, boxes ``[K, 4]`` and classes ``[K]`` as tensors, and one
+    stateless seed per op slot of ``cfg`` split from ``seed`` (the draws every augmentation of
+    boxes shares: :func:`augment_boxes`, and instance augmentation with its masks)."""
+    cfg = parse_box_augment(cfg)
+    image = tf.convert_to_tensor(image, tf.float32)
+    boxes = tf.reshape(tf.convert_to_tensor(boxes, tf.float32), [-1, 4])
+    classes = tf.reshape(tf.convert_to_tensor(classes, tf.int32), [-1])
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=len(cfg.slots))
+    return cfg, image, boxes, classes, {name: seeds[i] for i, name in enumerate(cfg.slots)}
+
+
 def augment_boxes(
     image: tf.Tensor, boxes: tf.Tensor, classes: tf.Tensor, seed: tf.Tensor, cfg: BoxAugment | str,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -255,12 +267,7 @@ def augment_boxes(
         >>> out.shape, kept.shape
         (TensorShape([64, 64, 3]), TensorShape([1, 4]))
     """
-    cfg = parse_box_augment(cfg)
-    image = tf.convert_to_tensor(image, tf.float32)
-    boxes = tf.reshape(tf.convert_to_tensor(boxes, tf.float32), [-1, 4])
-    classes = tf.reshape(tf.convert_to_tensor(classes, tf.int32), [-1])
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=len(cfg.slots))
-    slot = {name: seeds[i] for i, name in enumerate(cfg.slots)}
+    cfg, image, boxes, classes, slot = _draw_inputs(image, boxes, classes, seed, cfg)
 
     if cfg.geometric:
         window = _view_window(cfg, slot, boxes)

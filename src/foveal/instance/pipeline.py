@@ -46,6 +46,7 @@ import tensorflow as tf
 
 from foveal.data.box_augment import (
     BoxAugment,
+    _draw_inputs,
     _photometric,
     _view_window,
     boxes_in_window,
@@ -119,13 +120,8 @@ def augment_instances(image: tf.Tensor, masks: tf.Tensor, boxes: tf.Tensor, clas
     """
     from foveal.instance.masks import reframe_box_masks
 
-    cfg = parse_box_augment(cfg) if isinstance(cfg, str) else cfg
-    image = tf.convert_to_tensor(image, tf.float32)
+    cfg, image, boxes, classes, slot = _draw_inputs(image, boxes, classes, seed, cfg)
     masks = tf.cast(masks, tf.float32)
-    boxes = tf.reshape(tf.convert_to_tensor(boxes, tf.float32), [-1, 4])
-    classes = tf.reshape(tf.convert_to_tensor(classes, tf.int32), [-1])
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=len(cfg.slots))
-    slot = {name: seeds[i] for i, name in enumerate(cfg.slots)}
     if cfg.geometric:
         window = _view_window(cfg, slot, boxes)
         image = sample_window(image, window)
