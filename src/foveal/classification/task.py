@@ -326,8 +326,6 @@ def load_extra(cfg: TrainConfig, class_names: list[str]) -> LabeledImages | None
     ``--data``'s class order (a class ``--data`` lacks is refused, naming both sets), or None."""
     if not cfg.extra_data:
         return None
-    from dataclasses import replace
-
     from foveal.data.readers import load_dataset
     from foveal.evaluation.classes import match_classes, relabel
 

@@ -4,7 +4,9 @@ Wu & Johnson, "Rethinking 'Batch' in BatchNorm", arXiv 2105.07576, 2021, section
 exponential moving averages that inference uses mix statistics of many past weights; when the
 weights move fast (a short run, a high learning rate) they no longer describe the model that was
 saved. Recomputing them as plain averages of batch statistics over a few training batches, with
-the weights fixed, gives the population statistics of the final model.
+the weights fixed, gives the population statistics of the final model. (AdaBN,
+:func:`foveal.adaptation.statistics.target_statistics`, measures exact statistics on another
+domain layer by layer, one pass per layer; this is one training-mode pass per batch.)
 
 A case measured in recipes/deployment.md: a MobileNetV2 trained one epoch on Fashion-MNIST at
 32x32 reached 78% training accuracy but predicted one class in inference mode; its depthwise
@@ -27,14 +29,7 @@ from typing import Any
 import keras
 import numpy as np
 
-
-def _layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
-    found, stack = [], list(getattr(model, "layers", []))
-    while stack:
-        layer = stack.pop(0)
-        found.append(layer)
-        stack.extend(getattr(layer, "layers", []))
-    return found
+from foveal.adaptation.statistics import batch_norm_layers
 
 
 def recalibrate_batchnorm(model: keras.Model, batches: Iterable[Any], max_batches: int | None = None) -> int:
@@ -54,9 +49,9 @@ def recalibrate_batchnorm(model: keras.Model, batches: Iterable[Any], max_batche
     Returns:
         The number of batches used (0 leaves the statistics as they were).
     """
-    layers = _layers(model)
-    norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
-    dropouts = [layer for layer in layers if isinstance(layer, keras.layers.Dropout)]
+    norms = [layer for layer in batch_norm_layers(model) if layer.trainable]
+    dropouts = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+                if isinstance(layer, keras.layers.Dropout)]
     if not norms:
         return 0
     momenta, rates = [layer.momentum for layer in norms], [layer.rate for layer in dropouts]
