@@ -295,3 +295,18 @@ def test_adabn_run_saves_target_statistics_and_pictures_the_features(domains, tm
     report = (run / "report.html").read_text()
     assert "Source and target features" in report and "before AdaBN" in report
     assert facts["picture_images"] == [4, 12]
+
+
+def test_adapt_baseline_that_is_not_a_detector_is_refused_before_training(tmp_path):
+    """`--adapt-baseline` is read only when the run ends: a missing file or a classifier is refused
+    by the task's check, before any data is read or any epoch trained."""
+    from foveal.detection.task import DetectTask
+    from foveal.models.io import ModelCard, save_model
+
+    options = dict(data="x", adapt_target=str(tmp_path))
+    with pytest.raises(ConfigError, match="--adapt-baseline must be a detector.*no such file"):
+        DetectTask().check(DetectConfig(**options, adapt_baseline=str(tmp_path / "missing.keras")))
+    classifier = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    path = save_model(classifier, tmp_path / "classifier.keras", ModelCard("tiny", ["a", "b"], (8, 8, 1)))
+    with pytest.raises(ConfigError, match="--adapt-baseline must be a detector.*a classify model"):
+        DetectTask().check(DetectConfig(**options, adapt_baseline=str(path)))

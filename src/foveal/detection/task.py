@@ -74,6 +74,14 @@ def _extra_source(cfg: Any) -> dict[str, Any]:
     return found
 
 
+def _not_a_baseline(path: str, what: str) -> Exception:
+    """The one-line refusal of an ``--adapt-baseline`` that is not a foveal detector."""
+    from foveal.errors import ConfigError
+
+    return ConfigError(f"{path}: --adapt-baseline must be a detector of foveal detect train (its backbone map "
+                       f"is pictured); this is {what}")
+
+
 def _adaptation_facts(cfg: Any) -> dict[str, Any]:
     """What ``--adapt-target`` did, for the card, the report and ``metrics.json``."""
     from foveal.detection.adapt import DEFAULT_WEIGHTS, uses_adabn
@@ -105,6 +113,14 @@ class DetectTask(TaskPlugin):
         from foveal.models import MODELS
 
         MODELS.get(cfg.backbone)  # unknown names fail before any data is read
+        if cfg.adapt_baseline:  # read at the end of the run: a wrong file fails now, not after training
+            from foveal.models.io import read_card
+
+            if not Path(cfg.adapt_baseline).is_file():
+                raise _not_a_baseline(cfg.adapt_baseline, "no such file")
+            card = read_card(cfg.adapt_baseline)
+            if card is None or card.task != "detect":
+                raise _not_a_baseline(cfg.adapt_baseline, f"a {card.task if card else 'foreign'} model")
 
     def load_data(self, cfg: DetectConfig) -> RunData:
         from foveal.detection.train import load_extra, load_splits
@@ -422,10 +438,7 @@ class DetectTask(TaskPlugin):
         if picture and cfg.adapt_baseline:
             baseline, _ = load_model(cfg.adapt_baseline)
             if not hasattr(baseline, "feature_map"):
-                from foveal.errors import ConfigError
-
-                raise ConfigError(f"{cfg.adapt_baseline}: --adapt-baseline must be a detector of foveal detect "
-                                  "train (its backbone map is pictured)")
+                raise _not_a_baseline(cfg.adapt_baseline, "a detector without a recorded backbone map")
             panels |= feature_panels({"before: --adapt-baseline (source-only)": baseline}, source,
                                      target[:PICTURE_IMAGES])
         if adabn:
