@@ -14,6 +14,11 @@ SIZE x SIZE pixels, a directional light, reading the colour image back each fram
 * ``pyrender-egl`` / ``pyrender-osmesa``: ``pyrender.OffscreenRenderer`` (colour + depth) with
   ``PYOPENGL_PLATFORM`` egl / osmesa; skipped with the reason when pyrender or the library is
   missing (OSMesa: Debian's libosmesa6).
+* ``vispy-egl`` / ``vispy-osmesa``: the texts' renderer, vispy's ``scene.SceneCanvas`` offscreen
+  (``show=False``) with a flat-shaded ``visuals.Mesh`` and ``canvas.render()`` (colour read back),
+  on vispy's EGL backend (Mesa's surfaceless platform: ``EGL_PLATFORM=surfaceless``, which it
+  needs without a display) or its OSMesa backend; skipped with the reason when vispy is missing
+  (``pip install vispy``; not a foveal dependency).
 * ``end-to-end``: ``make_renders`` writing 100 JPEG images with COCO masks and poses (1-3
   meshes per image, coco-mini backgrounds when present), without amodal masks or depth maps;
   ``end-to-end-amodal``: with amodal masks; ``end-to-end-amodal-depth``: with amodal masks and
@@ -42,7 +47,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CANDIDATES = ["moderngl-egl", "moderngl-egl-color", "moderngl-egl-depth", "pyrender-egl", "pyrender-osmesa"]
+CANDIDATES = ["moderngl-egl", "moderngl-egl-color", "moderngl-egl-depth", "pyrender-egl", "pyrender-osmesa",
+              "vispy-egl", "vispy-osmesa"]
 END_TO_END = {"end-to-end": {"amodal": False}, "end-to-end-amodal": {"amodal": True},
               "end-to-end-amodal-depth": {"amodal": True, "depth": "png"}}
 
@@ -88,6 +94,8 @@ def run_candidate(name: str, size: int, frames: int) -> dict:
                 frame()
             results[scene] = round(frames / (time.perf_counter() - start), 1)
         return results
+    if name.startswith("vispy"):
+        return run_vispy(name.split("-")[1], size, frames, rng)
     os.environ["PYOPENGL_PLATFORM"] = name.split("-")[1]
     try:
         import pyrender
@@ -120,6 +128,50 @@ def run_candidate(name: str, size: int, frames: int) -> dict:
             frame()
         results[scene] = round(frames / (time.perf_counter() - start), 1)
     r.delete()
+    return results
+
+
+def run_vispy(backend: str, size: int, frames: int, rng) -> dict:
+    """Frames per second of vispy's offscreen scene canvas on ``backend`` ('egl' or 'osmesa')."""
+    import numpy as np
+
+    if backend == "egl":
+        os.environ.setdefault("EGL_PLATFORM", "surfaceless")  # Mesa's EGL without a display
+    try:
+        from vispy import app, scene
+        from vispy.visuals.transforms import MatrixTransform
+    except ImportError as exc:
+        return {"skipped": f"vispy is not installed ({exc})"}
+    try:
+        app.use_app(backend)
+        canvas = scene.SceneCanvas(size=(size, size), show=False, bgcolor="black")
+    except Exception as exc:  # a missing libEGL/libOSMesa
+        return {"skipped": f"{type(exc).__name__}: {exc}"}
+    sys.path.insert(0, str(ROOT / "src"))
+    from foveal.data.synth.render import random_rotation
+
+    view = canvas.central_widget.add_view()
+    view.camera = scene.cameras.TurntableCamera(fov=50.0, distance=4.0)
+    results: dict = {"gl_renderer": str(app.use_app().backend_module.__name__)}
+    for name, tm in scenes().items():
+        radius = float(np.linalg.norm(tm.vertices, axis=1).max())
+        mesh = scene.visuals.Mesh(vertices=tm.vertices / radius, faces=tm.faces, color=(0.8, 0.6, 0.4, 1.0),
+                                  shading="flat", parent=view.scene)
+        mesh.transform = MatrixTransform()
+
+        def frame():
+            turn = np.eye(4)
+            turn[:3, :3] = random_rotation(rng).T  # vispy multiplies row vectors
+            mesh.transform.matrix = turn
+            canvas.render()
+
+        frame()  # compile shaders, upload buffers
+        start = time.perf_counter()
+        for _ in range(frames):
+            frame()
+        results[name] = round(frames / (time.perf_counter() - start), 1)
+        mesh.parent = None
+    canvas.close()
     return results
 
 
