@@ -14,8 +14,11 @@ import os
 
 from foveal._lazy import lazy_getattr
 
-# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Quiet TensorFlow's C++ chatter unless the user asked for it (TF_CPP_MIN_LOG_LEVEL=0 shows all).
+# Level 3, not 2: its ERROR lines seen here are advice, not failures (oneDNN's "supports DT_UINT8
+# only on platforms with AVX-512", printed at a graph's first uint8 transpose, in evaluate and
+# train of several tasks); a failing op raises a Python exception carrying its message anyway.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 __version__ = "0.1.0"
