@@ -147,6 +147,22 @@ def run(tmp_path_factory):
     return data, result
 
 
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory) -> Path:
+    """An untrained tiny Faster R-CNN saved with a detect card, for what needs a file, not a run."""
+    from foveal.models import ModelCard, save_model
+
+    model = build_faster_rcnn("resnet18", 2, **SMALL_MODEL)
+    card = ModelCard("faster-rcnn-resnet18", ["red", "blue"], (64, 64, 3), task="detect",
+                     training={"detector": "faster-rcnn", "anchor_sizes": SMALL_MODEL["anchor_sizes"]})
+    return save_model(model, tmp_path_factory.mktemp("frcnn_file") / "best.keras", card)
+
+
+# slow tier: a whole engine run of Faster R-CNN with CLI evaluate and predict (~15 CPU-s). The
+# default tier keeps its model's fit, predict and config round trip (above), its phase plan and
+# its export refusals (below), and detect's default path (YOLO) through train, evaluate and
+# predict (test_detect_run.py).
+@pytest.mark.slow
 def test_run_folder_card_and_cli_evaluate_predict(run, tmp_path, capsys):
     data, result = run
     folder = result.run_dir
@@ -175,13 +191,12 @@ def test_run_folder_card_and_cli_evaluate_predict(run, tmp_path, capsys):
     assert Path(rows[0]["file"]).name == "s00.png" and (out / "s00.png").is_file()
 
 
-def test_export_refuses_tflite_coreml_and_quantization_in_one_line(run, tmp_path, capsys):
-    _, result = run
+def test_export_refuses_tflite_coreml_and_quantization_in_one_line(untrained, tmp_path, capsys):
     for fmt, extra, words in (("tflite", [], "CropAndResize (RoI Align) has no TFLite builtin kernel"),
                               ("coreml", [], "SavedModel or ONNX only"),
                               ("onnx", ["--quantize", "dynamic"], "float32 only")):
         target = tmp_path / f"m.{ {'coreml': 'mlpackage'}.get(fmt, fmt) }"
-        code = main(["export", str(result.run_dir / "best.keras"), "--format", fmt, "--output", str(target), *extra])
+        code = main(["export", str(untrained), "--format", fmt, "--output", str(target), *extra])
         err = capsys.readouterr().err
         assert code == 2 and words in err and "Traceback" not in err, err
         assert not target.exists()

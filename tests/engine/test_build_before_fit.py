@@ -109,13 +109,30 @@ def _image_data():
     return tf.data.Dataset.from_tensor_slices((images, np.zeros(8, "int32"))).batch(4)
 
 
+def _auxiliary():
+    from foveal.models.auxiliary import AuxiliaryClassifierModel
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    side = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    main = keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    model = AuxiliaryClassifierModel(inputs, main, [side])
+    model.compile(keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 @pytest.mark.parametrize("make, data", [pytest.param(_detector, _detector_data, id="detector"),
+                                        pytest.param(_auxiliary, _data, id="auxiliary-heads"),
                                         pytest.param(lambda: _gan("dcgan"), _image_data, id="dcgan"),
                                         pytest.param(lambda: _gan("vae"), _image_data, id="vae",
                                                      marks=pytest.mark.slow)])
 def test_a_model_with_its_own_step_and_build_optimizers_traces_once_with_the_same_history(make, data):
-    """A detector (its domain-adaptation step), a GAN (two optimizers) and a VAE: built first
-    through their ``build_optimizers``, the step is traced once, not twice, and trains the same."""
+    """A detector (its domain-adaptation step), GoogLeNet-style side heads, a GAN (two optimizers)
+    and a VAE: built first through their ``build_optimizers``, the step is traced once, not twice,
+    and trains the same."""
     expected, plain_traces = _fit_counting_traces(make(), data(), build=False)
     history, traces = _fit_counting_traces(make(), data(), build=True)
     assert (plain_traces, traces) == (2, 1)

@@ -11,6 +11,8 @@ import pytest
 
 from foveal.cli.main import main
 
+from .conftest import save_generator
+
 
 @pytest.fixture(scope="module")
 def vae_run(digits_folder, tmp_path_factory) -> Path:
@@ -91,6 +93,10 @@ def test_class_option_refused_for_a_vae(vae_run, tmp_path, capsys):
     assert "not class-conditional" in err and err.count("\n") <= 2
 
 
+# slow tier: two engine runs of a cGAN (~10 CPU-s). The default tier keeps a GAN's file holding
+# both optimizers (test_models.py), their build before fit (tests/engine/test_build_before_fit.py),
+# the engine's resume (tests/training/test_trainer.py) and generate's default path (the VAE above).
+@pytest.mark.slow
 def test_gan_resume_restores_both_optimizers(cgan_run):
     run, first, second, result = cgan_run
     for saved, restored in zip(first.end, second.begin):  # generator's, then discriminator's optimizer
@@ -103,13 +109,13 @@ def test_gan_resume_restores_both_optimizers(cgan_run):
     assert (run / "samples" / "epoch_002.png").is_file()
 
 
-def test_cgan_samples_a_requested_class_and_refuses_unknown_ones(cgan_run, tmp_path, capsys):
-    run = cgan_run[0]
-    out = tmp_path / "sevens"
-    assert main(["generate", "predict", str(run / "last.keras"), "--class", "7", "--count", "3", "--output", str(out),
+def test_cgan_samples_a_requested_class_and_refuses_unknown_ones(tmp_path, capsys):
+    path = save_generator(tmp_path / "cgan.keras", "cgan")  # untrained, with the card a run writes
+    out = tmp_path / "twos"
+    assert main(["generate", "predict", str(path), "--class", "two", "--count", "3", "--output", str(out),
                  "--json"]) == 0
-    assert {row["class"] for row in json.loads(capsys.readouterr().out)["samples"]} == {"7"}
-    assert main(["generate", "predict", str(run / "last.keras"), "--class", "eleven", "--output", str(out)]) == 2
+    assert {row["class"] for row in json.loads(capsys.readouterr().out)["samples"]} == {"two"}
+    assert main(["generate", "predict", str(path), "--class", "eleven", "--output", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--class 'eleven'" in err and "no such class" in err
 
