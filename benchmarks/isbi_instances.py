@@ -57,15 +57,28 @@ INSTANCE_RECIPE: dict[str, object] = {
     "unet_options": UNET, "boundary_width": 2, "val_split": 0.12, "batch_size": 4, "epochs": 30,
     "eval_every": 5, "learning_rate": 2e-3, "schedule": "cosine", "seed": 0,
 }
-#: Mask R-CNN on the same files (``--route mask-rcnn``), after benchmarks/mask_rcnn_shapes.py's recipe, at 512 px
+#: Mask R-CNN on the same files (``--route mask-rcnn``) at 512 px, set for ~115 small touching cells per slice
+#: (benchmarks/isbi_mask_rcnn_diagnostics.py): the stride-4 map P2 and four anchor sizes from 12 to 96 px
+#: (cells are 8 to 120 px, sqrt of the box area, 5th to 95th percentile; at P3 with the three sizes chosen
+#: from the boxes, 45% of the cells had at most one positive anchor), 1000 proposals kept after NMS (a
+#: slice has up to 137 cells; 150 capped the proposal recall), 150 detections per image, 512 sampled
+#: anchors per image for the RPN
 MASK_RCNN_RECIPE: dict[str, object] = {
-    "model": "mask-rcnn", "image_size": [512], "channels": 1, "rcnn_level": "P3", "backbone": "resnet18",
-    "backbone_options": {"width": 16}, "rpn_batch": 256, "roi_batch": 128, "head_width": 128, "mask_width": 32,
-    "mask_convs": 2, "rcnn_options": {"pre_nms_train": 2000, "post_nms_train": 600, "pre_nms_test": 1000,
-                                      "post_nms_test": 150},
-    "max_instances": 150, "max_detections": 100, "score_threshold": 0.5, "val_split": 0.12, "batch_size": 2,
-    "epochs": 30, "eval_every": 5, "learning_rate": 3e-3, "warmup_epochs": 1.0,
-    "augment": "flip,brightness=0.1,contrast=0.1", "seed": 0,
+    "model": "mask-rcnn", "image_size": [512], "channels": 1, "rcnn_level": "P2", "backbone": "resnet18",
+    "backbone_options": {"width": 16}, "anchor_sizes": [12.0, 24.0, 48.0, 96.0], "rpn_batch": 512,
+    "roi_batch": 256, "head_width": 128, "mask_width": 32, "mask_convs": 2,
+    "rcnn_options": {"pre_nms_train": 4000, "post_nms_train": 1000, "pre_nms_test": 4000, "post_nms_test": 1000},
+    "max_instances": 160, "max_detections": 150, "score_threshold": 0.05, "val_split": 0.12, "batch_size": 2,
+    "epochs": 24, "eval_every": 4, "learning_rate": 3e-3, "warmup_epochs": 1.0,
+    "augment": "flip,vflip,brightness=0.1,contrast=0.1", "seed": 0,
+}
+#: the recipe measured first (2026-12-07, recipes/instance-segmentation.md): P3, anchors from the boxes
+#: (16.6, 32.6, 72.7 px), 150 proposals at test time, 100 detections (``--recipe first``)
+MASK_RCNN_FIRST: dict[str, object] = {
+    **MASK_RCNN_RECIPE, "rcnn_level": "P3", "anchor_sizes": [], "rpn_batch": 256, "roi_batch": 128,
+    "rcnn_options": {"pre_nms_train": 2000, "post_nms_train": 600, "pre_nms_test": 1000, "post_nms_test": 150},
+    "max_instances": 150, "max_detections": 100, "score_threshold": 0.5, "epochs": 30, "eval_every": 5,
+    "augment": "flip,brightness=0.1,contrast=0.1",
 }
 HOLDOUT = 5
 
@@ -133,6 +146,8 @@ def main() -> None:
     parser.add_argument("--route", choices=("instance", "segment", "mask-rcnn"), default="instance",
                         help="U-Net + watershed through foveal instance train (default) or foveal segment train, "
                         "or Mask R-CNN on the same files (scored by the instance task only)")
+    parser.add_argument("--recipe", choices=("current", "first"), default="current",
+                        help="--route mask-rcnn: the current recipe (default) or the first one measured")
     parser.add_argument("--seconds", type=float, default=780, help="training budget in seconds (default: 780)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     parser.add_argument("--output", help="work folder (default: a new temporary folder, kept)")
@@ -171,7 +186,8 @@ def main() -> None:
                 from foveal.instance.config import InstanceConfig
                 from foveal.tasks import run_train
 
-                recipe = MASK_RCNN_RECIPE if args.route == "mask-rcnn" else INSTANCE_RECIPE
+                recipe = INSTANCE_RECIPE if args.route != "mask-rcnn" else (
+                    MASK_RCNN_FIRST if args.recipe == "first" else MASK_RCNN_RECIPE)
                 options = {**recipe, "data": str(train_json), "test_data": str(test_json),
                            "images": str(cells / "images"), "time_budget": args.seconds}
                 options["epochs"] = args.epochs or options["epochs"]

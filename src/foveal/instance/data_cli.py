@@ -3,7 +3,7 @@
 * ``cells``: ISBI 2012 membranes -> cells as instances (:mod:`foveal.instance.cells`).
 * ``instances to-coco``: an image + instance-label-map folder -> COCO JSON with RLE masks.
 * ``instances to-label-maps``: a COCO instances JSON -> instance label maps.
-* ``instances targets``: an instance folder's 3-class U-Net + watershed targets.
+* ``instances targets``: U-Net + watershed targets (3 classes, or K + 2 with K object classes).
 """
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ EPILOG_TO_MAPS = """examples:
 EPILOG_TARGETS = """examples:
   foveal datasets instances targets my_set/ --boundary-width 2     # writes my_set/masks/ and palette.txt
   foveal segment train --data my_set/ --model unet
+  # several classes (K + 2 targets: background, interior:NAME per class, boundary) from COCO polygons or RLE
+  foveal datasets synth shapes --output shapes/ --seed 0
+  foveal datasets instances targets shapes/annotations/instances_train.json --output shapes-targets/
+  foveal segment train --data shapes-targets/ --model unet --model-options width=16,depth=3
+  foveal segment instances evaluate runs/RUN/best.keras --data shapes/annotations/instances_test.json
+  # or from Cityscapes-encoded label maps (class id * 1000 + instance)
+  foveal datasets instances targets city/ --class-encoding cityscapes --classes 24=person 26=car
 """
 
 
@@ -106,10 +113,18 @@ def _to_maps(args: argparse.Namespace, _: dict[str, Any]) -> int:
 def _targets(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.instance.unet_watershed import write_targets
 
-    manifest = write_targets(args.root, boundary_width=args.boundary_width, skip_invalid=args.skip_invalid)
+    manifest = write_targets(args.root, output=args.output, boundary_width=args.boundary_width, images=args.images,
+                             class_encoding=args.class_encoding,
+                             class_names=_class_names(args.classes, args.class_encoding),
+                             skip_invalid=args.skip_invalid, overwrite=args.overwrite)
+    classes = manifest["classes"]
     print(json.dumps(manifest, indent=1) if args.json else
-          f"wrote {manifest['masks']} target masks (background, interior, boundary of {args.boundary_width} px) to "
-          f"{Path(args.root) / 'masks'} and palette.txt")
+          f"wrote {manifest['masks']} target masks of {len(classes)} classes ({', '.join(classes[:6])}"
+          f"{', ...' if len(classes) > 6 else ''}; boundary of {args.boundary_width} px) to "
+          f"{Path(manifest['root']) / 'masks'} and palette.txt"
+          + (f"; {manifest['crowd_as_background']} crowd region(s) written as background"
+             if manifest["crowd_as_background"] else "")
+          + (f"; skipped {len(manifest['skipped'])} file(s)" if manifest["skipped"] else ""))
     return 0
 
 
@@ -171,13 +186,27 @@ def add_instance_data_commands(actions: argparse._SubParsersAction) -> None:
     m.add_argument("--json", action="store_true", help="print the manifest as JSON")
     m.set_defaults(func=_to_maps)
 
-    g = kinds.add_parser("targets", help="write U-Net + watershed targets (background/interior/boundary)",
-                         description="Write ROOT/masks/NAME.png (0 background, 1 interior, 2 boundary; palette PNGs) "
-                         "and ROOT/palette.txt from ROOT/instances/, for `foveal segment train --data ROOT`.",
+    g = kinds.add_parser("targets", help="write U-Net + watershed targets (background/interior by class/boundary)",
+                         description="Write the U-Net + watershed targets of instance data as index PNGs "
+                         "(palette mode) MASKS/NAME.png and palette.txt, for `foveal segment train --data FOLDER`. "
+                         "One object class: 0 background, 1 interior, 2 boundary. K > 1 classes (a COCO file's "
+                         "categories, or --class-encoding cityscapes): 0 background, 1..K interior:NAME, K+1 "
+                         "boundary, the classes `foveal segment instances evaluate|predict` match to the COCO "
+                         "categories by name. ROOT is a folder (images/ + instances/; written into it) or a "
+                         "COCO instances .json (with --output: its images are copied there).",
                          epilog=EPILOG_TARGETS, formatter_class=raw)
-    g.add_argument("root", help="folder with images/ and instances/")
+    g.add_argument("root", help="folder with images/ and instances/, or a COCO instances .json")
+    g.add_argument("--output", metavar="DIR", help="with a COCO file: the folder to write (images/, masks/, "
+                   "palette.txt)")
+    g.add_argument("--images", metavar="DIR", help="a COCO file's image folder (default: found beside it)")
+    g.add_argument("--class-encoding", choices=("single", "cityscapes"), default="single",
+                   help="a folder's label maps: single (one class, 3 targets; default) or cityscapes (value = "
+                   "class id * 1000 + instance: K + 2 targets)")
+    g.add_argument("--classes", nargs="+", metavar="NAME", help="cityscapes: ID=NAME pairs, or names of ids 1, 2, "
+                   "... (default: class_ID)")
     g.add_argument("--boundary-width", type=int, default=2, help="boundary width in pixels (default: 2)")
-    g.add_argument("--skip-invalid", action="store_true", help="skip (and list) unpaired or mis-sized files")
+    g.add_argument("--skip-invalid", action="store_true", help="skip (and list) unpaired, mis-sized or invalid files")
+    g.add_argument("--overwrite", action="store_true", help="with --output: write into a non-empty folder")
     g.add_argument("--json", action="store_true", help="print the manifest as JSON")
     g.set_defaults(func=_targets)
 

@@ -133,17 +133,76 @@ def predict_instances(model, card, image: np.ndarray, *, tta: str = "none", base
     return found["labels"], found["scores"], found["baseline_labels"], found["baseline_scores"]
 
 
-def write_targets(root: str | Path, *, boundary_width: int = 2, images: str = "images",
-                  instances: str = "instances", skip_invalid: bool = False) -> dict[str, Any]:
-    """Write the 3-class watershed targets of an instance folder: ``root/masks/NAME.png``
-    (palette PNGs) and ``root/palette.txt``, so ``foveal segment train --data root`` trains on them."""
+def target_colours(names: Sequence[str]) -> np.ndarray:
+    """Display colours of watershed target classes (:func:`~.watershed_family.target_names`):
+    the three of :data:`~.watershed.TARGET_COLOURS` for one object class; with several,
+    background black, the interiors in the PASCAL VOC colour map's order, boundary yellow."""
+    from foveal.instance.watershed import TARGET_COLOURS
+    from foveal.segmentation.predict import default_palette
+
+    if len(names) == 3:
+        return TARGET_COLOURS
+    interiors = default_palette(len(names) - 1)[1:]
+    return np.concatenate([TARGET_COLOURS[:1], interiors, TARGET_COLOURS[2:]]).astype(np.uint8)
+
+
+def write_targets(root: str | Path, *, output: str | Path | None = None, boundary_width: int = 2,
+                  images: str | Path | None = None, instances: str = "instances", class_encoding: str = "single",
+                  class_names: Sequence[str] | dict[int, str] | None = None, skip_invalid: bool = False,
+                  overwrite: bool = False) -> dict[str, Any]:
+    """Write the watershed targets of instance data as index PNGs ``masks/NAME.png`` (palette
+    mode, the pixel value is the class) and ``palette.txt`` (``R G B name``), so ``foveal segment
+    train --data FOLDER`` trains on them.
+
+    One object class gives the 3 classes background (0), interior (1), boundary (2). ``K > 1``
+    classes give ``K + 2``: background (0), ``interior:NAME`` (``1 + c`` for the ``c``-th class),
+    boundary (``K + 1``), the names ``foveal segment instances evaluate|predict`` match to the
+    COCO categories (:func:`~.watershed_family.target_names`). Boundary pixels carry no class.
+
+    Args:
+        root: an instance folder (``images/`` + ``instances/`` label maps; the targets are written
+            into it), or a COCO instances JSON (polygons or RLE; ``output`` required: its images are
+            copied to ``output/images/``, ``masks/`` and ``palette.txt`` written beside them).
+        output: the folder to write for a COCO file (new or empty unless ``overwrite``).
+        boundary_width: width in pixels of the boundary class (:func:`~.watershed.instance_targets`).
+        images: a folder's image folder name (default ``images``), or a COCO file's image folder
+            (default: found beside it).
+        instances: a folder's label-map folder name.
+        class_encoding, class_names: how a folder's label maps name classes
+            (:func:`~.label_maps.label_maps_to_coco`): ``single`` (one class, 3 targets) or
+            ``cityscapes`` (``class id * 1000 + instance``; its class-only crowd values are left
+            as background).
+        skip_invalid: skip (and list) unpaired, mis-sized or invalid files instead of raising.
+
+    Returns:
+        The manifest: root, masks written, boundary_width, classes (the target names), object
+        classes, crowd regions written as background, skipped files.
+
+    Example:
+        >>> write_targets("shapes/annotations/instances_train.json", output="shapes-targets/")  # doctest: +SKIP
+        >>> # foveal segment train --data shapes-targets/ ...
+    """
+    source = Path(root)
+    if source.suffix.lower() == ".json" or class_encoding != "single":
+        return _class_targets(source, output=output, boundary_width=boundary_width, images=images,
+                              instances=instances, class_encoding=class_encoding, class_names=class_names,
+                              skip_invalid=skip_invalid, overwrite=overwrite)
+    if output is not None:
+        raise ConfigError(f"--output {output}: an instance folder's targets are written into it ({source})",
+                          hint="leave out --output, or give a COCO .json file")
+    return _folder_targets(source, boundary_width=boundary_width, images=str(images or "images"),
+                           instances=instances, skip_invalid=skip_invalid)
+
+
+def _folder_targets(root: Path, *, boundary_width: int, images: str, instances: str,
+                    skip_invalid: bool) -> dict[str, Any]:
+    """One class: each label map's 3-class targets, as ever."""
     from foveal.instance.label_maps import find_label_map_pairs, read_label_map
     from foveal.instance.watershed import TARGET_CLASSES, TARGET_COLOURS, instance_targets
     from foveal.predict import write_png
     from foveal.segmentation.data import image_size
 
     pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid)
-    root = Path(root)
     ensure_output_dir(root / "masks")
     written = 0
     for image, label_path in pairs:
@@ -157,10 +216,66 @@ def write_targets(root: str | Path, *, boundary_width: int = 2, images: str = "i
             continue
         write_png(root / "masks" / f"{image.stem}.png", instance_targets(labels, boundary_width), TARGET_COLOURS)
         written += 1
-    atomic_write_text(root / "palette.txt", "".join(f"{r} {g} {b} {name}\n" for (r, g, b), name
-                                                     in zip(TARGET_COLOURS.tolist(), TARGET_CLASSES)))
+    _write_palette(root, list(TARGET_CLASSES), TARGET_COLOURS)
     return {"root": str(root), "masks": written, "boundary_width": boundary_width, "skipped": skipped,
-            "classes": list(TARGET_CLASSES)}
+            "classes": list(TARGET_CLASSES), "object_classes": ["object"], "crowd_as_background": 0}
+
+
+def _write_palette(root: Path, names: Sequence[str], colours: np.ndarray) -> None:
+    atomic_write_text(root / "palette.txt", "".join(f"{r} {g} {b} {name}\n" for (r, g, b), name
+                                                     in zip(np.asarray(colours).tolist(), names)))
+
+
+def _class_targets(source: Path, *, output: str | Path | None, boundary_width: int, images: str | Path | None,
+                   instances: str, class_encoding: str, class_names: Sequence[str] | dict[int, str] | None,
+                   skip_invalid: bool, overwrite: bool) -> dict[str, Any]:
+    """A COCO file's (or a Cityscapes-encoded folder's) targets by class, through the instance
+    task's own targets (:class:`~.watershed_family.TargetImages`), so both routes learn the same."""
+    import shutil
+
+    from foveal.errors import OutputError
+    from foveal.instance.data import read_instances
+    from foveal.instance.label_maps import label_maps_to_coco
+    from foveal.instance.watershed_family import IGNORE, TargetImages, target_names
+    from foveal.predict import write_png
+
+    if source.suffix.lower() == ".json":
+        if output is None:
+            raise ConfigError(f"{source}: a COCO file's targets need --output DIR (its images are copied there)")
+        out = Path(output)
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise OutputError(f"--output {out}: not empty", hint="choose a new folder, or pass --overwrite")
+        data = read_instances(source, images=images, skip_invalid=skip_invalid)
+        skipped = [": ".join(map(str, s)) if isinstance(s, (tuple, list)) else str(s)
+                   for s in data.info.get("skipped", []) or []]
+    else:
+        if output is not None:
+            raise ConfigError(f"--output {output}: an instance folder's targets are written into it ({source})",
+                              hint="leave out --output, or give a COCO .json file")
+        out = source
+        folder = source / str(images or "images")
+        coco = label_maps_to_coco(source, class_encoding=class_encoding, class_names=class_names,
+                                  images=str(images or "images"), instances=instances, skip_invalid=skip_invalid)
+        for im in coco["images"]:
+            im["file_name"] = str(folder / im["file_name"])
+        data = read_instances(coco, skip_invalid=skip_invalid)
+        skipped = list(coco["info"]["skipped"])
+    names = target_names(data.class_names)
+    colours = target_colours(names)
+    ensure_output_dir(out / "masks")
+    crowd = 0
+    for index, path in enumerate(data.paths):
+        path = Path(str(path))
+        if out != source:
+            (out / "images").mkdir(exist_ok=True)
+            shutil.copyfile(path, out / "images" / path.name)
+        target = TargetImages(data, boundary_width).targets(index)
+        crowd += int(np.asarray(data.difficult[index], bool).sum())
+        target[target == IGNORE] = 0  # palette masks have no "don't care" colour: crowd regions are background
+        write_png(out / "masks" / f"{path.stem}.png", target, colours)
+    _write_palette(out, names, colours)
+    return {"root": str(out), "masks": len(data), "boundary_width": boundary_width, "skipped": skipped,
+            "classes": names, "object_classes": list(data.class_names), "crowd_as_background": crowd}
 
 
 def load_ground_truth(data: str | Path, *, split: str = "all", model_path: str | Path | None = None,
@@ -476,4 +591,4 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 __all__ = ["POST_DEFAULTS", "classify_instances", "evaluate_watershed", "match_categories", "write_watershed_report", "format_metrics", "format_rows", "load_ground_truth",
-           "load_segmenter", "post_options", "predict_instances", "predict_watershed", "write_targets"]
+           "load_segmenter", "post_options", "predict_instances", "predict_watershed", "target_colours", "write_targets"]
