@@ -176,7 +176,7 @@ def _named_outputs(interpreter) -> dict[str, dict]:
 def _quantize_input(images: np.ndarray, detail: dict) -> np.ndarray:
     dtype = detail["dtype"]
     if dtype == np.float32:
-        return images.astype(np.float32)
+        return np.ascontiguousarray(images, dtype=np.float32)  # no copy when already float32
     scale, zero = detail["quantization"]
     return np.clip(np.round(images / scale + zero), np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
 
@@ -226,7 +226,7 @@ class OnnxRunner(Runner):
             feed = {name: np.asarray(value, _ONNX_TYPES.get(self._types.get(name, ""), None))
                     for name, value in images.items()}
         else:
-            feed = {self._input: images.astype(np.float32)}
+            feed = {self._input: np.ascontiguousarray(images, dtype=np.float32)}
         values = self._session.run(None, feed)
         return dict(sorted(zip(self._names, values)))
 
