@@ -176,7 +176,7 @@ def _named_outputs(interpreter) -> dict[str, dict]:
 def _quantize_input(images: np.ndarray, detail: dict) -> np.ndarray:
     dtype = detail["dtype"]
     if dtype == np.float32:
-        return images.astype(np.float32)
+        return np.ascontiguousarray(images, dtype=np.float32)  # no copy when already float32
     scale, zero = detail["quantization"]
     return np.clip(np.round(images / scale + zero), np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
 
@@ -196,7 +196,9 @@ class OnnxRunner(Runner):
     between operators: on a machine whose cores other processes also use, spinning threads steal
     the cores the next operator needs (ResNet-50 at batch 1, 2 threads, load average 11 on 2
     cores: 336 ms spinning, 258 ms not; recipes/deployment.md). On a machine reserved for the
-    server, ``spin=True`` can save a little latency.
+    server, ``spin=True`` cuts single-image latency (MobileNetV2 at 224, 2 threads, machine to
+    itself, consecutive calls: float32 7.55 to 4.92 ms, int8 5.09 to 3.44 ms) but not batch 32
+    (int8 79 to 91 ms in interleaved timing); it does not change the int8 / float32 ratio.
     """
 
     kind = "onnx"
@@ -226,7 +228,7 @@ class OnnxRunner(Runner):
             feed = {name: np.asarray(value, _ONNX_TYPES.get(self._types.get(name, ""), None))
                     for name, value in images.items()}
         else:
-            feed = {self._input: images.astype(np.float32)}
+            feed = {self._input: np.ascontiguousarray(images, dtype=np.float32)}
         values = self._session.run(None, feed)
         return dict(sorted(zip(self._names, values)))
 
