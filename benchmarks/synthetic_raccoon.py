@@ -93,13 +93,15 @@ def train_and_score(name: str, data: str, seconds: float, epochs: int, eval_ever
         metrics = evaluate_detector(result.run_dir / "best.keras", str(DATASETS / "raccoon"), split="test")
     history = result.history
     val = history.get("val_map50", [])
+    facts = (result.metrics or {}).get("adaptation", {})  # what the run's own end did (AdaBN, --adapt-baseline)
+    ends = {f"{key}_map50": facts[key]["map50"] for key in ("target_before_adabn", "target_baseline") if key in facts}
     return {"command": command_line("foveal detect train", options).replace("'foveal detect train'", "foveal detect train"),
             **({"stopped_after_epochs": stop} if stop else {}),
             "epochs_run": len(history.get("loss", [])), "train_seconds": round(sum(history.get("epoch_seconds", [])), 1),
             "total_seconds": round(took, 1), "best_val_map50": round(max(val), 4) if val else None,
             "test_map50": metrics.get("map50"), "test_coco_ap": metrics.get("coco", {}).get("AP"),
             "test_precision": metrics.get("precision"), "test_recall": metrics.get("recall"),
-            "run_dir": str(result.run_dir), "load_average_before": load_before, "load_average_after": os.getloadavg(),
+            **ends, "run_dir": str(result.run_dir), "load_average_before": load_before, "load_average_after": os.getloadavg(),
             **{f"per_epoch_{key}": [round(float(v), 4) for v in history[key]]
                for key in ("val_map50", "target_map50", "adapt_loss", "adapt_weight", "domain_accuracy", "loss")
                if key in history}}
@@ -174,10 +176,17 @@ def main() -> None:
                         "method's)")
     parser.add_argument("--adapt-features", choices=["positions", "pooled"], help="--adapt-features of the adapted "
                         "runs (default: the option's, positions)")
+    parser.add_argument("--adapt-normalize", action="store_true", help="--adapt-normalize of the adapted runs "
+                        "(coral: the distance divided by the features' scale^4)")
+    parser.add_argument("--target-statistics", action="store_true", help="--target-statistics of the adapted runs "
+                        "(AdaBN after training; their test scores are then after it, the JSON has both)")
+    parser.add_argument("--adapt-baseline", type=Path, help="--adapt-baseline of the adapted runs: a source-only "
+                        "detector scored on the target test split beside them in their report")
     parser.add_argument("--picture", type=Path, help="write a PNG of the pooled backbone features (PCA) of 200 "
                         "composites and 200 real training images for each --picture-models detector")
     parser.add_argument("--picture-models", type=Path, nargs="*", default=[], help="detectors (.keras) pictured, "
                         "e.g. the adapted runs' best.keras (saved by a foveal that records the backbone map)")
+    parser.add_argument("--seed", type=int, help="--seed of every training run (default: the option's, 42)")
     parser.add_argument("--real-epochs", type=int, help="epochs of the real run's cosine schedule (default: "
                         "about one per 4.5 s of budget)")
     args = parser.parse_args()
@@ -221,14 +230,15 @@ def main() -> None:
     real_epochs = args.real_epochs or max(10, int(args.seconds / 4.5))
     synth_epochs = args.synthetic_epochs or max(3, round(real_epochs * 144 / (0.9 * args.count)))
     only = args.only or ["real", "synthetic"]
+    seeded = {} if args.seed is None else {"seed": args.seed}
     if "real" in only:
         log(f"real: {real_epochs} epochs, budget {args.seconds:.0f} s")
-        report["real"] = train_and_score("real", str(DATASETS / "raccoon"), args.seconds, real_epochs, 5, out / "runs")
+        report["real"] = train_and_score("real", str(DATASETS / "raccoon"), args.seconds, real_epochs, 5, out / "runs", **seeded)
     if "synthetic" in only:
         log(f"synthetic: {synth_epochs} epochs, budget {args.seconds:.0f} s")
         report["synthetic"] = train_and_score("synthetic", str(synth / "annotations" / "instances_train.json"),
                                               args.seconds, synth_epochs, max(1, synth_epochs // 8), out / "runs",
-                                              stop=args.stop_after)
+                                              stop=args.stop_after, **seeded)
         try:
             report["synthetic+adabn"] = adabn_and_score(Path(report["synthetic"]["run_dir"]) / "best.keras", out)
         except Exception as exc:  # report what failed rather than lose the other numbers
@@ -241,9 +251,15 @@ def main() -> None:
                 adapt["adapt_weight"] = args.adapt_weight
             if args.adapt_features is not None:
                 adapt["adapt_features"] = args.adapt_features
+            if args.adapt_normalize:
+                adapt["adapt_normalize"] = True
+            if args.target_statistics:
+                adapt["target_statistics"] = True
+            if args.adapt_baseline is not None:
+                adapt["adapt_baseline"] = str(args.adapt_baseline)
             report[method] = train_and_score(method, str(synth / "annotations" / "instances_train.json"),
                                              args.seconds, synth_epochs, max(1, synth_epochs // 8), out / "runs",
-                                             stop=args.stop_after, **adapt)
+                                             stop=args.stop_after, **adapt, **seeded)
     if args.baseline is not None:
         from foveal.detection.train import evaluate_detector
 

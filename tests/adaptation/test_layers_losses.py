@@ -88,6 +88,25 @@ def test_coral_and_mmd_match_numpy():
     assert float(mmd_loss(s.astype("float32"), s.astype("float32"))) == pytest.approx(0.0, abs=1e-5)
 
 
+def test_normalised_coral_is_coral_over_the_features_scale_and_scale_free():
+    rng = np.random.default_rng(2)
+    s = rng.normal(size=(20, 5))
+    t = rng.normal(loc=0.3, scale=1.7, size=(12, 5))
+    scale2 = np.concatenate([s, t]).var(axis=0).mean()  # the mean (population) variance of both batches
+    got = float(coral_loss(s.astype("float32"), t.astype("float32"), normalize=True))
+    assert got == pytest.approx(_coral_numpy(s, t) / scale2 ** 2, rel=1e-4)
+    # the same for features 30x larger (the raw CORAL is 30^4 = 810,000x larger)
+    big = float(coral_loss((30 * s).astype("float32"), (30 * t).astype("float32"), normalize=True))
+    assert big == pytest.approx(got, rel=1e-4)
+    # the scale is not differentiated: the gradient is Deep CORAL's over scale^2
+    x, y = tf.constant(s, tf.float32), tf.constant(t, tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        plain, normalised = coral_loss(x, y), coral_loss(x, y, normalize=True)
+    np.testing.assert_allclose(tape.gradient(normalised, x).numpy(), tape.gradient(plain, x).numpy() / scale2 ** 2,
+                               rtol=1e-3, atol=1e-9)
+
+
 def test_dann_mnist_architecture_matches_the_papers_table():
     from foveal.models import build_model
 

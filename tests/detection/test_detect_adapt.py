@@ -60,6 +60,35 @@ def test_coral_term_equals_numpy(maps, features):
     assert float(adapter.step.numpy()) == 3.0  # each call is one step of the ramp
 
 
+def test_normalised_coral_term_and_its_round_trip(maps):
+    source, target = maps
+    adapter = DomainAdapter("coral", 6, weight=3.0, features="pooled", total_steps=1, normalize=True)
+    adapter.step.assign(1.0)  # the ramp at its end
+    term, loss, weight, _ = adapter(source, target)
+    s, t = source.mean(axis=(1, 2)), target.mean(axis=(1, 2))
+    scale2 = np.concatenate([s, t]).var(axis=0).mean()
+    np.testing.assert_allclose(float(loss), numpy_coral(s, t) / scale2 ** 2, rtol=1e-4)
+    np.testing.assert_allclose(float(term), float(weight) * float(loss), rtol=1e-6)
+    again = DomainAdapter.from_config(adapter.get_config())
+    assert again.normalize and "normalised CORAL" in again.describe()
+    assert not DomainAdapter.from_config({**adapter.get_config(), "normalize": False}).normalize
+
+
+def test_target_comparison_puts_source_only_beside_the_adapted_scores():
+    from foveal.detection.report import target_comparison
+
+    def score(m):
+        return {"map50": m, "coco_ap": m / 3, "precision": 0.5, "recall": 0.25, "num_images": 40, "num_boxes": 45}
+
+    html = str(target_comparison({"target_baseline": score(0.5) | {"model": "src/best.keras"},
+                                  "target_before_adabn": score(0.55), "target": score(0.6)}))
+    assert "source-only: --adapt-baseline src/best.keras" in html and "40 images, 45 boxes" in html
+    assert "+0.0500" in html and "+0.1000" in html and "after AdaBN" in html
+    alone = str(target_comparison({"target": score(0.6)}))
+    assert "Pass --adapt-baseline" in alone and "adapted (best.keras)" in alone
+    assert str(target_comparison({})) == ""
+
+
 def test_dann_flips_the_gradient_the_head_learns_plainly(maps):
     source, target = maps
     adapter = DomainAdapter("dann", 6, weight=0.5, units=(8,), total_steps=2)
@@ -122,7 +151,7 @@ def test_adapter_is_saved_with_the_detector(detector, tmp_path):
     model.save(tmp_path / "a.keras")
     loaded = keras.models.load_model(tmp_path / "a.keras")
     assert loaded.adaptation_config() == {"method": "dann", "weight": 0.3, "features": "pooled", "units": [4],
-                                          "total_steps": 7}
+                                          "total_steps": 7, "normalize": False}
     assert float(loaded.adapter.step.numpy()) == 5.0
     np.testing.assert_array_equal(loaded.adapter.head.get_weights()[0], model.adapter.head.get_weights()[0])
     plain = DetectorModel.from_config(detector.get_config())
@@ -295,6 +324,17 @@ def test_adabn_run_saves_target_statistics_and_pictures_the_features(domains, tm
     report = (run / "report.html").read_text()
     assert "Source and target features" in report and "before AdaBN" in report
     assert facts["picture_images"] == [4, 12]
+    # CORAL against that source-only detector: both scored on the target test split, side by side
+    assert main(["detect", "train", *common, "--name", "coral", "--adapt-target", str(target), "--adapt-method",
+                 "coral", "--adapt-normalize", "--adapt-baseline", str(run / "last.keras"), "--feature-plot",
+                 "none"]) == 0
+    coral = json.loads((tmp_path / "coral" / "metrics.json").read_text())
+    base = coral["adaptation"]["target_baseline"]
+    assert base["model"] == str(run / "last.keras") and base["num_images"] == 4
+    assert coral["adaptation"]["normalize"] is True
+    report = (tmp_path / "coral" / "report.html").read_text()
+    assert "source-only: --adapt-baseline" in report and "gain over source-only" in report
+    assert f"{coral['target']['map50'] - base['map50']:+.4f}" in report
 
 
 def test_adapt_baseline_that_is_not_a_detector_is_refused_before_training(tmp_path):

@@ -9,7 +9,11 @@ comes from the labelled source batch only.
 * ``coral``: Deep CORAL (Sun & Saenko, ECCV 2016 workshops), ``||C_s - C_t||_F^2 / (4 d^2)``
   between the covariances of the source and target features
   (:func:`foveal.ops.domain.coral_loss`, shared with ``foveal adapt``), added to the
-  detection loss times the adaptation weight.
+  detection loss times the adaptation weight. ``--adapt-normalize`` divides it by the fourth
+  power of the features' scale (their mean variance over both batches, not differentiated):
+  the raw CORAL of a backbone map grows as the fourth power of its activations, so a weight
+  that means something on one backbone means nothing on another; the normalised one is the
+  same for any scale of the features.
 * ``dann``: a domain classifier behind a gradient-reversal layer (Ganin et al., JMLR 2016;
   :func:`foveal.layers.reversal.domain_classifier`, shared with ``foveal adapt``) on the
   backbone map, one "source or target?" logit per feature-map position: the image-level
@@ -87,6 +91,7 @@ class DomainAdapter(keras.layers.Layer):
         channels: channels of the feature map (the domain classifier's input).
         weight: the adaptation weight the ramp ends at (None: :data:`DEFAULT_WEIGHTS`).
         features: ``positions`` or ``pooled``.
+        normalize: coral: divide the distance by the features' scale^4 (see the module docstring).
         units: hidden ReLU layers of the domain classifier (dann).
         total_steps: training steps over which the weight ramps up.
         gamma: the ramp's steepness.
@@ -104,13 +109,15 @@ class DomainAdapter(keras.layers.Layer):
     """
 
     def __init__(self, method: str, channels: int, *, weight: float | None = None, features: str = "positions",
-                 units: Sequence[int] = (256,), total_steps: int = 1, gamma: float = GAMMA, **kwargs: Any) -> None:
+                 units: Sequence[int] = (256,), total_steps: int = 1, gamma: float = GAMMA,
+                 normalize: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if method not in METHODS:
             raise ConfigError(f"unknown adaptation method {method!r}", hint=f"methods: {', '.join(METHODS)}")
         if features not in FEATURES:
             raise ConfigError(f"unknown adaptation features {features!r}", hint=f"one of {', '.join(FEATURES)}")
         self.method, self.channels, self.features = method, int(channels), features
+        self.normalize = bool(normalize)
         self.weight = float(DEFAULT_WEIGHTS[method] if weight is None else weight)
         self.units = [int(u) for u in units]
         self.total_steps, self.gamma = int(total_steps), float(gamma)
@@ -128,7 +135,7 @@ class DomainAdapter(keras.layers.Layer):
         source, target = feature_rows(source_map, self.features), feature_rows(target_map, self.features)
         accuracy = tf.constant(0.0)
         if self.method == "coral":
-            loss = coral_loss(source, target)
+            loss = coral_loss(source, target, normalize=self.normalize)
             term = weight * loss
         else:
             self.head.get_layer("gradient_reversal").scale.assign(weight)
@@ -143,14 +150,14 @@ class DomainAdapter(keras.layers.Layer):
         return term, loss, weight, accuracy
 
     def describe(self) -> str:
-        what = ("CORAL" if self.method == "coral" else
+        what = (("normalised CORAL" if self.normalize else "CORAL") if self.method == "coral" else
                 f"DANN (domain classifier {' -> '.join(map(str, [*self.units, 1]))} behind gradient reversal)")
         return f"{what} on the backbone map ({self.features}), weight ramping to {self.weight:g}"
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "method": self.method, "channels": self.channels, "weight": self.weight,
                 "features": self.features, "units": self.units, "total_steps": self.total_steps,
-                "gamma": self.gamma}
+                "gamma": self.gamma, "normalize": self.normalize}
 
 
 class DomainAdaptiveDetector:
@@ -178,11 +185,13 @@ class DomainAdaptiveDetector:
         raise NotImplementedError
 
     def enable_adaptation(self, method: str, *, weight: float | None = None, features: str = "positions",
-                          units: Sequence[int] = (256,), total_steps: int = 1) -> DomainAdapter:
+                          units: Sequence[int] = (256,), total_steps: int = 1,
+                          normalize: bool = False) -> DomainAdapter:
         """Add a :class:`DomainAdapter` on the backbone map; training then expects
         ``({"images": source, "target": target images}, targets)`` batches."""
         self.adapter = DomainAdapter(method, self.feature_channels(), weight=weight, features=features,
-                                     units=units, total_steps=total_steps, name="domain_adapter")
+                                     units=units, total_steps=total_steps, normalize=normalize,
+                                     name="domain_adapter")
         self.adapt_loss_tracker = keras.metrics.Mean(name="adapt_loss")
         self.adapt_weight_tracker = keras.metrics.Mean(name="adapt_weight")
         if method == "dann":
@@ -194,7 +203,7 @@ class DomainAdaptiveDetector:
         if self.adapter is None:
             return None
         config = self.adapter.get_config()
-        return {k: config[k] for k in ("method", "weight", "features", "units", "total_steps")}
+        return {k: config[k] for k in ("method", "weight", "features", "units", "total_steps", "normalize")}
 
     def build_optimizers(self, element_spec: Any = None) -> None:
         """Create the optimizer's variables before ``fit`` (``foveal.engine.optim.build_before_fit``):

@@ -65,6 +65,9 @@ class DetectConfig(RunConfig):
     adapt_features: Literal["positions", "pooled"] = option(
         "positions", "the backbone map's samples: every position of every image (positions) or one mean vector "
         "per image (pooled)", group="adaptation")
+    adapt_normalize: bool = option(False, "coral: divide the CORAL distance by the fourth power of the features' "
+                                   "scale (their mean variance, both domains), so --adapt-weight does not depend on "
+                                   "the backbone's activation scale", group="adaptation")
     adapt_units: list[int] = option([256], "dann: hidden ReLU layers of the domain classifier", group="adaptation")
     test_split: float = option(0.2, "fraction of train held out for testing when there is no test split", group="data")
     image_size: list[int] = option([256], "input SIZE or HEIGHT WIDTH, multiples of 32", group="data")

@@ -154,10 +154,37 @@ def adaptation_table(facts: dict[str, Any], history: dict[str, list[float]], ada
         if "target_before_adabn" in adapted:
             settings += (f"; target test mAP@0.5 {adapted['target_before_adabn']['map50']:.4f} before it "
                          "(the per-epoch column below is before it too)")
-    return Markup("<p>{}</p><p>The domain loss is measured on the training batches (source and target "
+    return Markup("{}<p>{}</p><p>The domain loss is measured on the training batches (source and target "
                   "images); the target mAP, when the target has labelled test images, is reported only and "
                   "never picks best.keras.</p><table><tr><th>epoch</th>{}</tr>{}</table>").format(
-        settings, Markup(head), Markup(rows))
+        target_comparison(adapted), settings, Markup(head), Markup(rows))
 
 
-__all__ = ["adaptation_table", "detection_thumbnail", "example_grid", "plot_pr_curves", "write_detection_report"]
+def target_comparison(adapted: dict[str, Any]):
+    """The target test scores side by side: the ``--adapt-baseline`` (source-only) detector's,
+    the adapted weights' before AdaBN (when it ran) and the final ones, with the gain of each over
+    source-only (empty without a labelled target test split)."""
+    from markupsafe import Markup
+
+    final = adapted.get("target")
+    if not final:
+        return Markup("")
+    base = adapted.get("target_baseline")
+    before = adapted.get("target_before_adabn")
+    rows = [(f"source-only: --adapt-baseline {base.get('model', '')}", base)] if base else []
+    if before:
+        rows.append(("adapted, before AdaBN", before))
+    rows.append(("adapted, after AdaBN (best.keras)" if before else "adapted (best.keras)", final))
+    cells = "".join(Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
+        name, f"{r['map50']:.4f}", f"{r['coco_ap']:.4f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}",
+        f"{r['map50'] - base['map50']:+.4f}" if base and r is not base else "")
+        for name, r in rows)
+    note = ("" if base else " Pass --adapt-baseline (a source-only detector) to score it beside them.")
+    return Markup("<p><b>Target test split ({} images, {} boxes)</b>: mAP@0.5 (VOC all-point), COCO AP, "
+                  "precision and recall at the display threshold.{}</p><table><tr><th>detector</th><th>mAP@0.5</th>"
+                  "<th>COCO AP</th><th>precision</th><th>recall</th><th>gain in mAP@0.5 over source-only</th></tr>"
+                  "{}</table>").format(final["num_images"], final["num_boxes"], note, Markup(cells))
+
+
+__all__ = ["adaptation_table", "detection_thumbnail", "example_grid", "plot_pr_curves", "target_comparison",
+           "write_detection_report"]

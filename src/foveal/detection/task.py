@@ -93,6 +93,7 @@ def _adaptation_facts(cfg: Any) -> dict[str, Any]:
     return {"target": cfg.adapt_target, "method": cfg.adapt_method,
             "weight": cfg.adapt_weight if cfg.adapt_weight is not None else DEFAULT_WEIGHTS[cfg.adapt_method],
             "features": cfg.adapt_features, "schedule": "weight * (2 / (1 + exp(-10 p)) - 1)",
+            **({"normalize": True} if cfg.adapt_method == "coral" and cfg.adapt_normalize else {}),
             **({"domain_units": list(cfg.adapt_units)} if cfg.adapt_method == "dann" else {}), **adabn}
 
 
@@ -200,7 +201,8 @@ class DetectTask(TaskPlugin):
             say("adaptation: AdaBN, the batch-norm statistics re-estimated on the target images after training")
         if uses_adapter(cfg):
             adapter = model.enable_adaptation(cfg.adapt_method, weight=cfg.adapt_weight, features=cfg.adapt_features,
-                                              units=cfg.adapt_units, total_steps=self._adapt_steps(cfg, data))
+                                              units=cfg.adapt_units, total_steps=self._adapt_steps(cfg, data),
+                                              normalize=cfg.adapt_normalize)
             say(f"adaptation: {adapter.describe()}, over {adapter.total_steps} steps")
         return model
 
@@ -389,6 +391,11 @@ class DetectTask(TaskPlugin):
             summary["target COCO AP@[.50:.95]"] = target["coco_ap"]
             if "target_before_adabn" in adapted:
                 summary["target mAP@0.5 before AdaBN"] = adapted["target_before_adabn"]["map50"]
+            if "target_baseline" in adapted:
+                summary["target mAP@0.5 of --adapt-baseline (source-only)"] = adapted["target_baseline"]["map50"]
+                summary["gain over source-only (target mAP@0.5)"] = (
+                    f"{target['map50'] - adapted['target_baseline']['map50']:+.4f}")
+            adapted = {**adapted, "target": target}  # the report's side-by-side table
         if metrics is not None and "map50" in metrics:
             summary |= {f"{split} mAP@0.5 (VOC all-point)": metrics["map50"],
                         "mAP@0.5 (VOC07 11-point)": metrics["map50_voc07"], "COCO AP@[.50:.95]": metrics["coco"]["AP"],
@@ -426,6 +433,12 @@ class DetectTask(TaskPlugin):
         found: dict[str, Any] = {}
         picture = cfg.feature_plot != "none"
         adabn = uses_adabn(cfg)
+        baseline = None
+        if cfg.adapt_baseline:  # the source-only detector, scored on the same target test images
+            baseline, baseline_card = load_model(cfg.adapt_baseline)
+            scored = self._score_target(cfg, baseline, baseline_card, data, what="--adapt-baseline")
+            if scored is not None:
+                found["target_baseline"] = scored | {"model": cfg.adapt_baseline}
         if not (picture or adabn):
             return found
         target = model_inputs(data.extra["adapt_target"], card, limit=ADABN_IMAGES if adabn else PICTURE_IMAGES,
@@ -435,8 +448,7 @@ class DetectTask(TaskPlugin):
         source = (model_inputs(shown, card, limit=PICTURE_IMAGES, seed=cfg.seed, batch_size=cfg.batch_size)
                   if picture else None)
         panels: dict[str, Any] = {}
-        if picture and cfg.adapt_baseline:
-            baseline, _ = load_model(cfg.adapt_baseline)
+        if picture and baseline is not None:
             if not hasattr(baseline, "feature_map"):
                 raise _not_a_baseline(cfg.adapt_baseline, "a detector without a recorded backbone map")
             panels |= feature_panels({"before: --adapt-baseline (source-only)": baseline}, source,
@@ -462,8 +474,9 @@ class DetectTask(TaskPlugin):
         return found
 
     def _score_target(self, cfg: DetectConfig, model: keras.Model, card: ModelCard,
-                      data: RunData) -> dict[str, Any] | None:
-        """The best weights on the adaptation target's labelled test images (None without them)."""
+                      data: RunData, what: str = "adaptation") -> dict[str, Any] | None:
+        """``model`` (the best weights, or the ``--adapt-baseline`` detector) on the adaptation
+        target's labelled test images (None without them)."""
         from foveal.detection.scoring import detect_dataset, score_detections
 
         part = data.extra.get("adapt_target_test")
@@ -475,7 +488,7 @@ class DetectTask(TaskPlugin):
                   "map50_voc07": scores["map50_voc07"], "coco_ap": scores["coco"]["AP"],
                   "coco_ap50": scores["coco"]["AP50"], "precision": scores["precision"], "recall": scores["recall"],
                   "num_images": scores["num_images"], "num_boxes": scores["num_boxes"]}
-        say(f"adaptation target {cfg.adapt_target} (test, {target['num_images']} images): mAP@0.5 "
+        say(f"{what} target {cfg.adapt_target} (test, {target['num_images']} images): mAP@0.5 "
             f"{target['map50']:.4f}, COCO AP {target['coco_ap']:.4f}; precision {target['precision']:.3f} recall "
             f"{target['recall']:.3f} at score {cfg.score_threshold}")
         return target

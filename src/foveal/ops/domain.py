@@ -2,7 +2,10 @@
 
 * CORAL: Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain Adaptation", ECCV
   2016 workshops: ``||C_s - C_t||_F^2 / (4 d^2)`` with ``C`` the (n - 1)-normalised feature
-  covariance of each domain's batch and ``d`` the feature size.
+  covariance of each domain's batch and ``d`` the feature size. ``normalize=True`` divides it by
+  ``s^4``, ``s^2`` the mean per-feature variance of both batches together (not differentiated): the
+  same distance between the features divided by their scale, so a weight chosen for one backbone
+  (whose features may be 10x larger, and its CORAL 10^4x) keeps its meaning on another.
 * MMD: the (biased) squared maximum mean discrepancy with a sum of Gaussian kernels, as in
   Long et al., "Learning Transferable Features with Deep Adaptation Networks", ICML 2015:
   ``mean k(s, s') + mean k(t, t') - 2 mean k(s, t)``, ``k(a, b) = sum_i exp(-|a - b|^2 /
@@ -36,12 +39,20 @@ def covariance(x):
     return ops.matmul(ops.transpose(centred), centred) / ops.maximum(n - 1.0, 1.0)
 
 
-def coral_loss(source, target):
-    """Deep CORAL's ``||C_s - C_t||_F^2 / (4 d^2)``."""
+def coral_loss(source, target, normalize: bool = False):
+    """Deep CORAL's ``||C_s - C_t||_F^2 / (4 d^2)``; with ``normalize``, divided by ``s^4`` where
+    ``s^2`` is the mean variance of the features over both batches together (a constant for the
+    gradient: the direction is Deep CORAL's, only its scale changes). It is then the CORAL of the
+    features divided by ``s``, unchanged when every feature is multiplied by one factor."""
     source, target = ops.cast(source, "float32"), ops.cast(target, "float32")
     d = ops.cast(ops.shape(source)[1], "float32")
     diff = covariance(source) - covariance(target)
-    return ops.sum(diff * diff) / (4.0 * d * d)
+    loss = ops.sum(diff * diff) / (4.0 * d * d)
+    if normalize:
+        both = ops.concatenate([source, target], axis=0)
+        scale = ops.stop_gradient(ops.mean(ops.var(both, axis=0)))
+        loss = loss / ops.maximum(scale * scale, 1e-12)
+    return loss
 
 
 def _squared_distances(a, b):
