@@ -58,7 +58,9 @@ def command_line(prefix: str, options: dict[str, Any]) -> str:
     parts = [prefix]
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
-        if isinstance(value, dict):
+        if isinstance(value, bool):  # the CLI's booleans are --name / --no-name
+            parts.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, dict):
             parts += [flag, ",".join(f"{k}={v}" for k, v in value.items())]
         elif isinstance(value, list):
             parts += [flag, *map(str, value)]
