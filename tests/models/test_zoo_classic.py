@@ -259,9 +259,10 @@ SMALL = [
 # Every architecture's headless build, round trip and training step run in the default tier
 # (test_every_architecture.py); these whole classifiers, with their heads, in the slow tier.
 SMALL = [pytest.param(*case, marks=pytest.mark.slow) if case[0] in ("alexnet", "googlenet", "vgg11", "vgg13", "vgg16", "vgg19") else case for case in SMALL]
-# Tracing GoogLeNet's training step takes seconds; the graph-mode step is covered once, by
-# test_googlenet_training_loss_adds_the_weighted_aux_losses.
-EAGER = {"googlenet"}
+# Every variant here takes its traced (graph-mode) step: GoogLeNet's (the traced
+# AuxiliaryClassifierModel step, seconds to trace) runs only here, in the slow tier; the
+# default-tier GoogLeNet tests take their steps eagerly.
+EAGER: set[str] = set()
 
 
 @pytest.mark.parametrize("name, shape, options", SMALL)
@@ -335,7 +336,7 @@ def test_googlenet_training_loss_adds_the_weighted_aux_losses(tmp_path):
     main, aux1, aux2 = _logits(model, x)
     expected = _cross_entropy(y, main) + 0.3 * (_cross_entropy(y, aux1) + _cross_entropy(y, aux2))
     # Eager steps (tracing this train step was most of the test's cost); the traced step runs in
-    # the GoogLeNet engine run of test_small_variant_trains_and_round_trips (slow tier).
+    # test_small_variant_trains_and_round_trips[googlenet] (slow tier).
     model.compile(keras.optimizers.SGD(0.0), keras.losses.CategoricalCrossentropy(), metrics=["accuracy"],
                   run_eagerly=True)
     logs = model.train_on_batch(x, y, return_dict=True)
