@@ -67,7 +67,7 @@ def trained(digits_folder, tmp_path_factory):
     config = out / "run.yaml"
     config.write_text("model: lenet5\nepochs: 30\nbatch_size: 16\nval_split: 0.2\ntest_split: 0.0\n"
                       "image_size: [32, 32]\naugment: digits\ntensorboard: false\n")
-    code = main(["train", "--config", str(config), "--data", str(digits_folder), "--epochs", "12",
+    code = main(["train", "--config", str(config), "--data", str(digits_folder), "--epochs", "6",
                  "--output", str(out), "--name", "folder", "--no-progress"])
     assert code == 0
     return out / "folder"
@@ -75,7 +75,7 @@ def trained(digits_folder, tmp_path_factory):
 
 def test_train_from_folder_writes_run(trained):
     resolved = (trained / "config.yaml").read_text()
-    assert "epochs: 12" in resolved and "batch_size: 16" in resolved  # CLI beat the YAML file
+    assert "epochs: 6" in resolved and "batch_size: 16" in resolved  # CLI beat the YAML file
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["split"] == "validation" and metrics["accuracy"] > 0.6
     assert (trained / "report.html").stat().st_size > 10_000

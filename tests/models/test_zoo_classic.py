@@ -259,9 +259,10 @@ SMALL = [
 # Every architecture's headless build, round trip and training step run in the default tier
 # (test_every_architecture.py); these whole classifiers, with their heads, in the slow tier.
 SMALL = [pytest.param(*case, marks=pytest.mark.slow) if case[0] in ("alexnet", "googlenet", "vgg11", "vgg13", "vgg16", "vgg19") else case for case in SMALL]
-# Tracing GoogLeNet's training step takes seconds; the graph-mode step is covered once, by
-# test_googlenet_training_loss_adds_the_weighted_aux_losses.
-EAGER = {"googlenet"}
+# Every variant here takes its traced (graph-mode) step: GoogLeNet's (the traced
+# AuxiliaryClassifierModel step, seconds to trace) runs only here, in the slow tier; the
+# default-tier GoogLeNet tests take their steps eagerly.
+EAGER: set[str] = set()
 
 
 @pytest.mark.parametrize("name, shape, options", SMALL)
@@ -334,7 +335,10 @@ def test_googlenet_training_loss_adds_the_weighted_aux_losses(tmp_path):
     # Without dropout (and without batch norm) the forward pass is the same in training.
     main, aux1, aux2 = _logits(model, x)
     expected = _cross_entropy(y, main) + 0.3 * (_cross_entropy(y, aux1) + _cross_entropy(y, aux2))
-    model.compile(keras.optimizers.SGD(0.0), keras.losses.CategoricalCrossentropy(), metrics=["accuracy"])
+    # Eager steps (tracing this train step was most of the test's cost); the traced step runs in
+    # test_small_variant_trains_and_round_trips[googlenet] (slow tier).
+    model.compile(keras.optimizers.SGD(0.0), keras.losses.CategoricalCrossentropy(), metrics=["accuracy"],
+                  run_eagerly=True)
     logs = model.train_on_batch(x, y, return_dict=True)
     assert logs["loss"] == pytest.approx(expected, rel=1e-4)
     assert logs["loss"] > _cross_entropy(y, main) + 1e-3
@@ -350,7 +354,7 @@ def test_googlenet_training_loss_adds_the_weighted_aux_losses(tmp_path):
     card = ModelCard(architecture="googlenet", class_names=["a", "b", "c"], input_shape=(96, 96, 3))
     loaded, _ = load_model(save_model(model, tmp_path / "g.keras", card))
     assert isinstance(loaded, AuxiliaryClassifierModel) and loaded.aux_weight == 0.3
-    for a, b in zip(model.training_model.predict_on_batch(x), loaded.training_model.predict_on_batch(x)):
+    for a, b in zip(model.training_model(x, training=False), loaded.training_model(x, training=False)):
         np.testing.assert_array_equal(a, b)
 
 
