@@ -90,13 +90,13 @@ class ClassifyTask(TaskPlugin):
                 f"training images with {more} of them (--extra-ratio {cfg.extra_ratio:g})")
         return data
 
-    def steps_per_epoch(self, cfg: TrainConfig, data: RunData) -> int:
+    def epoch_examples(self, cfg: TrainConfig, data: RunData) -> int:
         count = len(data.train)
         if "extra_train" in data.extra:
             from foveal.data.epochs import mixed_counts
 
             count = sum(mixed_counts(count, cfg.extra_ratio))
-        return max(1, math.ceil(count / cfg.batch_size))
+        return count
 
     def build(self, cfg: TrainConfig, data: RunData, run_dir: Path) -> keras.Model:
         from foveal.transfer.pretrained import builder_for

@@ -153,15 +153,13 @@ class DetectTask(TaskPlugin):
             + (f"; {len(test)} labelled test images scored as target_map50, never to pick best.keras)"
                if test is not None else ")"))
 
-    def steps_per_epoch(self, cfg: DetectConfig, data: RunData) -> int:
-        import math
-
+    def epoch_examples(self, cfg: DetectConfig, data: RunData) -> int:
         count = len(data.train)
         if "extra_train" in data.extra:
             from foveal.detection.pipeline import mixed_counts
 
             count = sum(mixed_counts(count, cfg.extra_ratio))
-        return max(1, math.ceil(count / cfg.batch_size))
+        return count
 
     def build(self, cfg: DetectConfig, data: RunData, run_dir: Path) -> keras.Model:
         from foveal.detection.model import build_detector

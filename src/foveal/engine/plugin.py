@@ -117,8 +117,15 @@ class TaskPlugin:
     def load_data(self, cfg: Any) -> RunData:
         raise NotImplementedError
 
+    def epoch_examples(self, cfg: Any, data: RunData) -> int:
+        """Training images in one epoch of :meth:`pipelines` (one pass over them, batched as
+        they come, the last batch smaller): ``len(data.train)``, or more with images mixed in
+        from an extra source. Tasks whose epochs are :meth:`fit_steps` batches of an endless
+        stream do not use it."""
+        return len(data.train)
+
     def steps_per_epoch(self, cfg: Any, data: RunData) -> int:
-        return max(1, math.ceil(len(data.train) / cfg.batch_size))
+        return max(1, math.ceil(self.epoch_examples(cfg, data) / cfg.batch_size))
 
     def build(self, cfg: Any, data: RunData, run_dir: Path) -> keras.Model:
         """A new model (not compiled: the engine calls :meth:`compile`)."""

@@ -18,7 +18,10 @@ What the engine gives every task: resume after SIGINT/SIGTERM/SIGKILL (from the 
 epoch; the training pipeline of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees
 the batches an uninterrupted one would: :mod:`foveal.data.epochs`), seeds and op determinism,
 early stopping with the best weights restored, a wall-clock time budget, TensorBoard, mixed precision (float32 checkpoints),
-``--jit-compile``, ``--distribute`` with ``--lr-scaling`` (for tasks whose plugin feeds it), and
+``--jit-compile``, ``--distribute`` with ``--lr-scaling`` (for tasks whose plugin feeds it),
+constant-size training batches where TensorFlow's oneDNN kernels would crash on a smaller last
+batch (:mod:`foveal.engine.onednn_guard`: a strided 1x1 convolution on fewer than 16 channels;
+recorded as ``constant_batches`` in the model card, ``state.json`` and ``metrics.json``), and
 a plan of phases (by default a first phase with the backbone frozen), each with its own
 trainable flags, learning rate and length; ``state.json`` records the phase (``phase``,
 ``phase_start``) so a resume re-applies its flags.
@@ -43,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from foveal import configtools
+from foveal.engine.onednn_guard import ConstantBatchPlan, constant_batch_plan, full_batches_only
 from foveal.engine.optim import build_before_fit
 from foveal.engine.plugin import Phase, RunData, TaskPlugin
 from foveal.errors import ConfigError, DataError, TrainingInterrupted
@@ -133,6 +137,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     start_epoch, phase_no, phase_start = 0, 1, 0
     mixed = getattr(cfg, "mixed_precision", "none")
     run_dir = dist.private_run_dir(public_dir)  # workers other than the chief write a private copy
+    constant = None
     if state is not None:
         start_epoch = int(state["epoch"])
         phase_no, phase_start = _phase_at(plan, state, start_epoch)
@@ -140,6 +145,8 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
         with dist.scope():
             model, saved_card = load_model(run_dir / "last.keras", compile=True)
             plugin.restore(cfg, data, model, saved_card)
+            constant = _constant_batches(plugin, cfg, data, model, dist)
+            steps = constant.steps if constant else steps
             current = _phase_cfg(cfg, next((p for p in plan if p.number == phase_no), plan[0]))
             if mixed != "none":
                 model = mixed_copy(model, mixed, lambda m: plugin.compile(current, m, data, steps))
@@ -150,6 +157,8 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     else:
         with dist.scope(), dtype_policy(mixed):
             model = plugin.build(cfg, data, run_dir)
+        constant = _constant_batches(plugin, cfg, data, model, dist)
+        steps = constant.steps if constant else steps
     plugin.ready(cfg, data, model)
     check_training_memory(model, cfg.batch_size)  # a clear refusal, not ResourceExhaustedError mid-fit
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a model that cannot be built leaves no folder
@@ -162,8 +171,12 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
                                        "workers": dist.num_workers, "global_batch": cfg.batch_size}
     if cfg.learning_rate != saved_cfg.learning_rate:
         card.training["learning_rate"] = cfg.learning_rate
+    if constant:
+        card.training["constant_batches"] = constant.record()
     for line in plugin.describe(cfg, data, model):
         say(line)
+    if constant:
+        say(constant.message())
     say(f"run folder: {public_dir}")
     if dist.active:
         say(dist.describe(cfg.batch_size))
@@ -172,10 +185,11 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
                 f"in {run_dir} until the end")
 
     history: dict[str, list[float]] = {k: list(v) for k, v in (state or {}).get("history", {}).items()}
-    run = Run(plugin, cfg, data, model, card, run_dir, history, steps, extra, dist)
+    run = Run(plugin, cfg, data, model, card, run_dir, history, steps, extra, dist, constant)
     if start_epoch < total or phase_no < plan[-1].number:
         if run.train(plan, start_epoch, phase_no, phase_start, state):
             _report_undecodable(run_dir, data, None)
+            _record_constant_batches(run_dir, constant, None)
             return TrainResult(public_dir, history, None, interrupted=True)
     if not dist.is_chief:
         say(f"worker {dist.worker_index} done; the chief scores the model and writes the report")
@@ -188,7 +202,37 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     metrics = plugin.finish(saved_cfg, model, card, data, run_dir, history)
     mark(run_dir, "done")
     _report_undecodable(run_dir, data, metrics)
+    _record_constant_batches(run_dir, constant, metrics)
     return TrainResult(run_dir, history, metrics)
+
+
+def _constant_batches(plugin: TaskPlugin, cfg: Any, data: RunData, model: keras.Model,
+                      dist: Distribution) -> ConstantBatchPlan | None:
+    """The oneDNN guard's plan for this run (:mod:`foveal.engine.onednn_guard`): only for one
+    process, and only when an epoch is one pass over the training images (not a stream of
+    :meth:`~foveal.engine.plugin.TaskPlugin.fit_steps` batches)."""
+    if dist.active or plugin.fit_steps(cfg, data) is not None:
+        return None
+    return constant_batch_plan(model, examples=plugin.epoch_examples(cfg, data), batch_size=cfg.batch_size)
+
+
+def _record_constant_batches(run_dir: Path, plan: ConstantBatchPlan | None, metrics: dict[str, Any] | None) -> None:
+    """Write the guard's plan as ``constant_batches`` into ``state.json``, ``metrics.json`` and
+    the returned metrics (the model card has it from the start)."""
+    if plan is None:
+        return
+    from foveal.training import callbacks as cb
+
+    state = cb.read_state(run_dir)
+    if state:
+        mark(run_dir, state.get("status", "done"), constant_batches=plan.record())
+    if metrics is not None:
+        metrics["constant_batches"] = plan.record()
+        path = run_dir / "metrics.json"
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            saved["constant_batches"] = plan.record()
+            atomic_write_text(path, json.dumps(saved, indent=1))
 
 
 _SHOWN_UNDECODABLE = 5
@@ -291,9 +335,11 @@ class Run:
 
     def __init__(self, plugin: TaskPlugin, cfg: Any, data: RunData, model: keras.Model, card: ModelCard,
                  run_dir: Path, history: dict[str, list[float]], steps: int, extra: list[Any],
-                 dist: Distribution) -> None:
+                 dist: Distribution, constant: ConstantBatchPlan | None = None) -> None:
         self.plugin, self.cfg, self.data, self.model, self.card = plugin, cfg, data, model, card
         self.run_dir, self.history, self.steps, self.extra, self.dist = run_dir, history, steps, extra, dist
+        #: the oneDNN guard's plan: training epochs of full batches only (None: as the task makes them)
+        self.constant = constant
         self.budget_s = float(getattr(cfg, "time_budget", 0.0) or 0.0)
         self.budget: Any = None
 
@@ -380,6 +426,8 @@ class Run:
         if not self.dist.active:
             # epochs start, start + 1, ... each shuffled by (seed, epoch): a resume replays them
             train_ds, val_ds = plugin.pipelines(cfg, self.data, seed=cfg.seed, start_epoch=start)
+            if self.constant is not None:
+                train_ds = full_batches_only(train_ds, self.constant.batch_size)
             callbacks = self.callbacks(model, phase, phase_start, has_val=val_ds is not None, restored=restored,
                                        best_weights_loader=loader)
             build_before_fit(model, train_ds.element_spec)  # one trace of the train step, not two

@@ -1,0 +1,142 @@
+"""Constant-size training batches where oneDNN's strided 1x1 filter gradient would crash.
+
+TensorFlow 2.21's oneDNN CPU kernels abort the process ("double free or corruption", a
+segfault) in the **filter gradient of a strided 1x1 convolution with fewer than 16 input
+channels** when the batch size changes between steps of the same graph, e.g. the smaller last
+batch of an epoch (``docs/fpn-onednn-crash.md`` has the ten-line reproduction and the bisection).
+A ResNet narrowed to ``width`` < 16 has such a layer (its first stride-2 shortcut); default
+widths do not (their stage inputs have 64 channels or more).
+
+The run engine (:mod:`foveal.engine.run`) asks :func:`constant_batch_plan` once the model exists:
+when the model has such a layer, oneDNN is on (``TF_ENABLE_ONEDNN_OPTS`` is not ``"0"``) and an
+epoch of the task's pipeline would end in a smaller batch, every epoch keeps only its full
+batches (:func:`full_batches_only`) and lasts ``epoch_examples // batch_size`` steps. The training
+split is reshuffled each epoch, so the images left out differ from epoch to epoch and none is
+lost over a run; validation, evaluation and prediction (no gradients) are not changed. The same
+plan holds for every task because it works on the batches the task's pipeline yields, whatever
+their structure, and it keeps a resumed run's epochs aligned (epoch ``e`` still depends on
+``(seed, e)`` only: :mod:`foveal.data.epochs`).
+
+Example:
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(8, 3),
+    ...                           keras.layers.Conv2D(16, 1, strides=2)])
+    >>> strided_narrow_1x1(model)
+    ['conv2d_1']
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+#: oneDNN's strided 1x1 kernel is safe from this many input channels on (one AVX-512 block of floats)
+SAFE_CHANNELS = 16
+#: where the crash and its workaround are described
+CRASH_DOC = "docs/fpn-onednn-crash.md"
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow's oneDNN kernels are on: ``TF_ENABLE_ONEDNN_OPTS`` is not ``"0"``
+    (TensorFlow reads it when it is imported; on x86 Linux builds oneDNN is on by default)."""
+    return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() != "0"
+
+
+def strided_narrow_1x1(model: keras.Model) -> list[str]:
+    """The names of ``model``'s ``Conv2D`` layers (nested models included) with a 1x1 kernel,
+    a stride above 1 and fewer than :data:`SAFE_CHANNELS` input channels: the layers whose
+    filter gradient oneDNN miscomputes when the batch size changes. Layers not yet built (no
+    kernel) are skipped."""
+    import keras
+
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not isinstance(layer, keras.layers.Conv2D):  # subclasses too; not the transposed/depthwise/separable kernels
+            continue
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None or tuple(layer.kernel_size) != (1, 1) or max(layer.strides) <= 1:
+            continue
+        channels = int(kernel.shape[-2]) * int(getattr(layer, "groups", 1) or 1)
+        if channels < SAFE_CHANNELS:
+            found.append(layer.name)
+    return found
+
+
+@dataclass(frozen=True)
+class ConstantBatchPlan:
+    """What the guard changes in a run: ``steps`` full batches of ``batch_size`` per epoch
+    instead of ``steps + 1``, ``dropped`` images of each (reshuffled) epoch left out, because of
+    ``layers``."""
+
+    batch_size: int
+    steps: int
+    dropped: int
+    layers: tuple[str, ...]
+
+    def record(self) -> dict[str, Any]:
+        """The plan as the run folder records it (model card, ``state.json``, ``metrics.json``)."""
+        return {"reason": "oneDNN strided 1x1 convolution on < 16 channels (TensorFlow 2.21 crash with a "
+                          f"changing batch size; {CRASH_DOC})",
+                "batch_size": self.batch_size, "steps_per_epoch": self.steps,
+                "dropped_per_epoch": self.dropped, "layers": list(self.layers)}
+
+    def message(self) -> str:
+        """The one log line that says what was done and why."""
+        names = ", ".join(self.layers[:3]) + (f" and {len(self.layers) - 3} more" if len(self.layers) > 3 else "")
+        return (f"constant batches: {self.dropped} image(s) of each reshuffled epoch left out ({self.steps} full "
+                f"batches of {self.batch_size}): oneDNN crashes on a changing batch size in the filter gradient of "
+                f"strided 1x1 convolutions on < {SAFE_CHANNELS} channels ({names}); TF_ENABLE_ONEDNN_OPTS=0 "
+                f"keeps every image ({CRASH_DOC})")
+
+
+def constant_batch_plan(model: keras.Model, *, examples: int | None, batch_size: int,
+                        onednn: bool | None = None) -> ConstantBatchPlan | None:
+    """The guard's plan for a run, or None when nothing needs to change.
+
+    Args:
+        model: the built model about to train.
+        examples: training images of one epoch of the task's pipeline (None: the pipeline is an
+            endless stream of full batches, e.g. random patches, and needs nothing).
+        batch_size: the training batch size.
+        onednn: whether oneDNN is on (default: :func:`onednn_enabled`).
+
+    Returns:
+        A plan when oneDNN is on, the model has a layer of :func:`strided_narrow_1x1` and an
+        epoch would end in a smaller batch (``examples`` above ``batch_size`` and not a multiple
+        of it); fewer images than a batch make one batch per epoch, of a constant size already.
+    """
+    if examples is None or examples <= batch_size or examples % batch_size == 0:
+        return None
+    if not (onednn_enabled() if onednn is None else onednn):
+        return None
+    layers = strided_narrow_1x1(model)
+    if not layers:
+        return None
+    return ConstantBatchPlan(batch_size, examples // batch_size, examples % batch_size, tuple(layers))
+
+
+def full_batches_only(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+    """``ds`` (batches of any structure: tuples, dicts, ragged tensors) without the batches whose
+    leading dimension is not ``batch_size``."""
+    import tensorflow as tf
+
+    def length(*element):
+        for leaf in tf.nest.flatten(element):
+            if isinstance(leaf, tf.RaggedTensor):
+                return tf.cast(leaf.nrows(), tf.int64)
+            if isinstance(leaf, tf.SparseTensor):
+                return leaf.dense_shape[0]
+            if leaf.shape.rank:
+                return tf.shape(leaf, out_type=tf.int64)[0]
+        raise ValueError("full_batches_only: the dataset's elements have no batch dimension")
+
+    return ds.filter(lambda *element: tf.equal(length(*element), batch_size))
+
+
+__all__ = ["CRASH_DOC", "ConstantBatchPlan", "SAFE_CHANNELS", "constant_batch_plan", "full_batches_only",
+           "onednn_enabled", "strided_narrow_1x1"]
