@@ -128,3 +128,20 @@ def test_the_table_lists_every_task_with_importable_parts():
             plugin = task.load(task.plugin)()
             assert isinstance(plugin, TaskPlugin) and plugin.name == task.name
             assert plugin.config_class is task.config_class()
+
+
+@pytest.mark.slow
+def test_fit_on_the_tasks_pipelines_warns_nothing(rectangles, tmp_path):
+    """The engine's fit takes the task's own shuffled pipelines: no Keras "`shuffle=True` was
+    passed, but will be ignored" warning reaches the user (the localize plugin passes no
+    fit arguments of its own, as detect, segment and instance do not)."""
+    import warnings
+
+    from foveal.localization.train import LocalizeConfig
+    from foveal.tasks import run_train
+
+    cfg = LocalizeConfig(data=str(rectangles), output=str(tmp_path), name="quiet", **{**TINY_LOCALIZE, "epochs": 1})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_train("localize", cfg)
+    assert not [w for w in caught if "shuffle" in str(w.message)], [str(w.message) for w in caught]

@@ -135,9 +135,6 @@ class AdaptTask(TaskPlugin):
         return adapt_pipelines(cfg, data.extra["domains"], seed=seed, with_target=cfg.method != "source-only",
                                start_epoch=start_epoch)
 
-    def fit_kwargs(self, cfg: AdaptConfig, data: RunData) -> dict[str, Any]:
-        return {"shuffle": False}
-
     def callbacks(self, cfg: AdaptConfig, model: keras.Model, card: ModelCard, data: RunData,
                   history: dict[str, list[float]]) -> list[Any]:
         return [epoch_scores(cfg, data.extra["domains"])]

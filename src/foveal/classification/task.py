@@ -193,7 +193,7 @@ class ClassifyTask(TaskPlugin):
         return train, val
 
     def fit_kwargs(self, cfg: TrainConfig, data: RunData) -> dict[str, Any]:
-        return {"class_weight": _class_weight(cfg, data.train), "shuffle": False}
+        return {"class_weight": _class_weight(cfg, data.train)}
 
     def phase_callbacks(self, cfg: TrainConfig, data: RunData, phase: Phase, steps_per_epoch: int) -> list[Any]:
         if phase.number != 1:

@@ -434,7 +434,8 @@ class Run:
             return self.guarded(callbacks, lambda: model.fit(
                 train_ds, validation_data=val_ds, epochs=end, initial_epoch=start, callbacks=callbacks,
                 verbose=verbosity(cfg), steps_per_epoch=plugin.fit_steps(cfg, self.data) or self.steps,
-                **plugin.fit_kwargs(cfg, self.data)))
+                # the task's pipelines shuffle (seeded per epoch); Keras' default True only warns on a Dataset
+                **({"shuffle": False} | plugin.fit_kwargs(cfg, self.data))))
         dist = self.dist
         with plugin.data_errors(cfg):  # in-memory data is decoded here, once
             train_b, val_b = plugin.distributed_batches(cfg, self.data, dist, epochs=(start, end))

@@ -106,9 +106,6 @@ class GenerateTask(TaskPlugin):
                if cfg.model == "vae" and data.val is not None else None)
         return train, val
 
-    def fit_kwargs(self, cfg: GenerateConfig, data: RunData) -> dict[str, Any]:
-        return {"shuffle": False}
-
     def monitor(self, cfg: GenerateConfig, data: RunData) -> str:
         if cfg.monitor != "auto":
             return cfg.monitor
