@@ -21,7 +21,11 @@ Steps (each timed; the load average is recorded before and after each training):
 6. ``coral`` / ``dann`` (``--only coral dann``): the synthetic detector's run with
    ``--adapt-target`` the raccoon dataset (its 160 training images, without their boxes, are the
    target stream; its test split is scored per epoch as ``target_map50``, never picking
-   ``best.keras``) and ``--adapt-method coral`` or ``dann``.
+   ``best.keras``) and ``--adapt-method coral`` or ``dann``;
+7. ``mixed`` (``--only real mixed``): the real run's detector and epochs trained on the real
+   training images plus the composites (``--extra-data``, ``--extra-ratio``: the share of
+   composites in an epoch), the texts' supervised case where labelled real images exist; scored
+   beside ``real`` from the same invocation and seed.
 
 ``--seconds 0`` trains every detector for its full epochs (no budget), which makes the runs
 repeatable for a seed whatever the load: ``--synthetic-epochs`` then sets the synthetic and
@@ -163,7 +167,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=480.0, help="training budget per detector (default: 480)")
     parser.add_argument("--count", type=int, default=800, help="composited images (default: 800)")
     parser.add_argument("--output", type=Path, help="working folder (default: a temporary one)")
-    parser.add_argument("--only", nargs="+", choices=["real", "synthetic", "coral", "dann", "adabn", "none"],
+    parser.add_argument("--only", nargs="+", choices=["real", "synthetic", "coral", "dann", "adabn", "mixed", "none"],
                         help="train these detectors only (default: real and synthetic); adabn: AdaBN on --baseline; "
                         "none: only --baseline and --picture")
     parser.add_argument("--synthetic-epochs", type=int, help="epochs of the synthetic and adapted runs' cosine "
@@ -186,6 +190,8 @@ def main() -> None:
                         "composites and 200 real training images for each --picture-models detector")
     parser.add_argument("--picture-models", type=Path, nargs="*", default=[], help="detectors (.keras) pictured, "
                         "e.g. the adapted runs' best.keras (saved by a foveal that records the backbone map)")
+    parser.add_argument("--extra-ratio", type=float, default=0.5,
+                        help="share of composites in an epoch of the mixed run (default: 0.5)")
     parser.add_argument("--seed", type=int, help="--seed of every training run (default: the option's, 42)")
     parser.add_argument("--real-epochs", type=int, help="epochs of the real run's cosine schedule (default: "
                         "about one per 4.5 s of budget)")
@@ -234,6 +240,12 @@ def main() -> None:
     if "real" in only:
         log(f"real: {real_epochs} epochs, budget {args.seconds:.0f} s")
         report["real"] = train_and_score("real", str(DATASETS / "raccoon"), args.seconds, real_epochs, 5, out / "runs", **seeded)
+    if "mixed" in only:
+        log(f"mixed: {real_epochs} epochs, real images + composites (extra ratio {args.extra_ratio}), "
+            f"budget {args.seconds:.0f} s")
+        report["mixed"] = train_and_score("mixed", str(DATASETS / "raccoon"), args.seconds, real_epochs, 5, out / "runs",
+                                          extra_data=str(synth / "annotations" / "instances_train.json"),
+                                          extra_ratio=args.extra_ratio, **seeded)
     if "synthetic" in only:
         log(f"synthetic: {synth_epochs} epochs, budget {args.seconds:.0f} s")
         report["synthetic"] = train_and_score("synthetic", str(synth / "annotations" / "instances_train.json"),
