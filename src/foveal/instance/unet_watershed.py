@@ -183,13 +183,13 @@ def write_targets(root: str | Path, *, output: str | Path | None = None, boundar
         >>> # foveal segment train --data shapes-targets/ ...
     """
     source = Path(root)
+    if output is not None and source.suffix.lower() != ".json":
+        raise ConfigError(f"--output {output}: an instance folder's targets are written into it ({source})",
+                          hint="leave out --output, or give a COCO .json file")
     if source.suffix.lower() == ".json" or class_encoding != "single":
         return _class_targets(source, output=output, boundary_width=boundary_width, images=images,
                               instances=instances, class_encoding=class_encoding, class_names=class_names,
                               skip_invalid=skip_invalid, overwrite=overwrite)
-    if output is not None:
-        raise ConfigError(f"--output {output}: an instance folder's targets are written into it ({source})",
-                          hint="leave out --output, or give a COCO .json file")
     return _folder_targets(source, boundary_width=boundary_width, images=str(images or "images"),
                            instances=instances, skip_invalid=skip_invalid)
 
@@ -248,10 +248,7 @@ def _class_targets(source: Path, *, output: str | Path | None, boundary_width: i
         data = read_instances(source, images=images, skip_invalid=skip_invalid)
         skipped = [": ".join(map(str, s)) if isinstance(s, (tuple, list)) else str(s)
                    for s in data.info.get("skipped", []) or []]
-    else:
-        if output is not None:
-            raise ConfigError(f"--output {output}: an instance folder's targets are written into it ({source})",
-                              hint="leave out --output, or give a COCO .json file")
+    else:  # a folder's targets go into it (write_targets refused --output)
         out = source
         folder = source / str(images or "images")
         coco = label_maps_to_coco(source, class_encoding=class_encoding, class_names=class_names,
@@ -263,11 +260,12 @@ def _class_targets(source: Path, *, output: str | Path | None, boundary_width: i
     names = target_names(data.class_names)
     colours = target_colours(names)
     ensure_output_dir(out / "masks")
+    if out != source:
+        (out / "images").mkdir(exist_ok=True)
     crowd = 0
     for index, path in enumerate(data.paths):
         path = Path(str(path))
         if out != source:
-            (out / "images").mkdir(exist_ok=True)
             shutil.copyfile(path, out / "images" / path.name)
         target = TargetImages(data, boundary_width).targets(index)
         crowd += int(np.asarray(data.difficult[index], bool).sum())
