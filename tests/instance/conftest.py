@@ -21,6 +21,18 @@ def disc_labels(i: int, size: int = DISC_SIZE) -> np.ndarray:
     return labels
 
 
+
+def two_class_labels(i: int, size: int = DISC_SIZE, top: int = 20) -> np.ndarray:
+    """Cityscapes values (class id * 1000 + instance): two touching discs of class 1 (1000, 1001)
+    and a square of class 2 (2000), placed by ``i``."""
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), np.int32)
+    cx, cy = 16 + 2 * (i % 4), top + 3 * (i % 5)
+    labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 100] = 1000
+    labels[(yy - cy - 4) ** 2 + (xx - cx - 18) ** 2 <= 100] = 1001
+    labels[44:58, 40 - i:54 - i] = 2000
+    return labels
+
 def write_discs(root: Path, count: int = 6, channels: int = 3) -> Path:
     """Images of discs and their COCO instances (one class, ``disc``); returns the .json."""
     from PIL import Image

@@ -13,21 +13,15 @@ from PIL import Image
 from foveal.cli.main import main
 from foveal.instance.label_maps import label_maps_to_coco, write_coco, write_label_map
 from foveal.instance.watershed import instance_targets
-from tests.instance.conftest import pycocotools_segm_stats
+from tests.instance.conftest import pycocotools_segm_stats, two_class_labels
 
 SIZE = 64
 NAMES = {1: "disc", 2: "square"}
 
 
 def _labels(i: int) -> np.ndarray:
-    """Cityscapes values: two touching discs (class 1) and a square (class 2)."""
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    labels = np.zeros((SIZE, SIZE), np.int32)
-    cx, cy = 16 + 2 * (i % 4), 20 + 3 * (i % 5)
-    labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 100] = 1000
-    labels[(yy - cy - 4) ** 2 + (xx - cx - 18) ** 2 <= 100] = 1001
-    labels[44:58, 40 - i:54 - i] = 2000
-    return labels
+    """Two touching discs (class 1) and a square (class 2)."""
+    return two_class_labels(i, SIZE)
 
 
 @pytest.fixture(scope="module")

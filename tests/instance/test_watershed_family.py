@@ -13,18 +13,13 @@ from PIL import Image
 from foveal.errors import ConfigError
 from foveal.instance.label_maps import label_maps_to_coco, write_coco, write_label_map
 from foveal.instance.watershed import instance_targets
+from tests.instance.conftest import disc_labels
 
 SIZE = 64
 
 
 def _labels(i: int) -> np.ndarray:
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    labels = np.zeros((SIZE, SIZE), np.int32)
-    cx, cy = 16 + 2 * (i % 4), 20 + 3 * (i % 5)
-    labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 100] = 1
-    labels[(yy - cy - 4) ** 2 + (xx - cx - 18) ** 2 <= 100] = 2  # touching the first
-    labels[(yy - 50) ** 2 + (xx - 48) ** 2 <= 36] = 3
-    return labels
+    return disc_labels(i, SIZE)
 
 
 @pytest.fixture(scope="module")
