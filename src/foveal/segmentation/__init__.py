@@ -25,7 +25,8 @@ __getattr__, __all__ = lazy_exports("foveal.segmentation", {
     ".pipeline": "make_segmentation_pipeline",
     ".crf": "crf_refine",
     ".report": "write_segmentation_report",
-    ".data": "SegmentationImages read_mask_folder coco_semantic_masks",
+    ".data": "SegmentationImages read_mask_folder",
+    ".coco": "coco_semantic_masks",
     ".models": "SEGMENTATION_MODELS",
     ".cli": "add_segment_command",
 })
