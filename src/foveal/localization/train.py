@@ -29,7 +29,7 @@ from foveal.data.boxes import BoxedImages, load_boxes
 from foveal.engine.config import RunConfig
 from foveal.errors import require_all
 from foveal.tasks import trainer
-from foveal.training.runs import TrainResult, say
+from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
@@ -111,9 +111,6 @@ class LocalizeConfig(RunConfig):
         return (int(self.image_size[0]), int(self.image_size[-1]))
 
 
-LocalizeResult = TrainResult  # the same run-folder result as classification
-
-
 # ---------------------------------------------------------------------------------------- data
 
 
@@ -176,10 +173,7 @@ def score_localizer(model: keras.Model, card: ModelCard, data: BoxedImages, *,
     check_card(card)
     h, w, c = card.input_shape
     ds = make_localization_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False)
-    def images_only(images, targets):
-        return images
-
-    outputs = model.predict(ds.map(images_only), verbose=0)
+    outputs = model.predict(ds.map(lambda images, targets: images), verbose=0)
     predicted = keras.ops.convert_to_numpy(decode_boxes(outputs["box"]))
     class_out = np.asarray(outputs["class"])
     true, labels, valid = targets_of(data)
@@ -227,18 +221,21 @@ def report_thumbnails(data: BoxedImages, predicted: np.ndarray, card: ModelCard,
     return example_thumbnails(data, count, card.input_shape[2], draw)
 
 
-def write_localization_report(path: Path, *, title: str, summary: dict[str, Any], config: dict[str, Any],
-                              history: dict[str, list[float]] | None,
+def write_localization_report(out: Path, metrics: dict[str, Any] | None, *, title: str, summary: dict[str, Any],
+                              config: dict[str, Any], history: dict[str, list[float]] | None,
                               drawn: tuple[np.ndarray, list[str]] | None) -> Path:
-    """The single-file HTML report: summary, curves, and the drawn test images."""
+    """``metrics.json`` (when something was scored) and the single-file ``report.html`` in ``out``:
+    summary, curves, and the drawn test images."""
     from foveal.visualize.plots import plot_image_grid
     from foveal.visualize.report import figure_section, write_task_report
 
+    if metrics is not None:
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     extra = []
     if drawn is not None:
         extra.append(figure_section("Test images: predicted box red, true box green",
                                     plot_image_grid(drawn[0], drawn[1], cols=4), "test images with boxes"))
-    return write_task_report(path, title=title, summary=summary, config=config, history=history,
+    return write_task_report(out / "report.html", title=title, summary=summary, config=config, history=history,
                              extra_sections=extra)
 
 
@@ -268,12 +265,10 @@ def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test"
     metrics, predicted = score_localizer(model, card, part, batch_size=batch_size)
     metrics["split"] = split
     if output is not None:
-        out = Path(output)
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
         summary = {"model": str(model_path), "data": data, "split": split} | {
             k: v for k, v in metrics.items() if k != "split"}
-        write_localization_report(out / "report.html", title=f"foveal localization evaluation of {Path(model_path).name}",
-                                  summary=summary, config={}, history=None,
+        write_localization_report(Path(output), metrics, title="foveal localization evaluation of "
+                                  f"{Path(model_path).name}", summary=summary, config={}, history=None,
                                   drawn=report_thumbnails(part, predicted, card, report_images))
     return metrics
 
@@ -285,5 +280,5 @@ def format_metrics(metrics: dict[str, Any]) -> str:
                      for k, v in metrics.items())
 
 
-__all__ = ["LocalizeConfig", "evaluate_localizer", "format_metrics", "load_splits",
-           "score_localizer", "train_localizer"]
+__all__ = ["LocalizeConfig", "evaluate_localizer", "format_metrics", "load_splits", "score_localizer",
+           "train_localizer"]

@@ -305,11 +305,9 @@ def read_mask_folder(
 
     Args:
         root: folder with ``images/`` + ``masks/`` or ``image/`` + ``label/``.
-        mask_format: ``auto``, ``index``, ``binary`` or ``palette``.
         class_names: class names for ``index`` masks (default: ``class_0`` .. up to the largest
             value found in the first masks); ``binary`` defaults to background/foreground,
             ``palette`` takes the palette's names.
-        ignore_label: mask value meaning "no label".
         skip_invalid: leave out pairs with a missing partner, a size mismatch or unknown
             values (listed in ``info["skipped"]``) instead of raising.
 
@@ -470,5 +468,5 @@ def _natural_key(stem: str):
     return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
 
 
-__all__ = ["MASK_FORMATS", "SegmentationImages", "is_indexed_png", "read_mask_folder", "read_mask_pixels", "read_palette",
-           "validate_pairs"]
+__all__ = ["MASK_FORMATS", "SegmentationImages", "is_indexed_png", "read_mask_folder", "read_mask_pixels",
+           "read_palette", "validate_pairs"]

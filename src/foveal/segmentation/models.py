@@ -147,12 +147,6 @@ def valid_unet_output_size(size: int, depth: int = 4) -> int:
     return size
 
 
-def _backbone(backbone: str, input_shape, **options: Any) -> keras.Model:
-    from foveal.models import build_model
-
-    return build_model(backbone, input_shape=tuple(input_shape), include_top=False, **options)
-
-
 @SEGMENTATION_MODELS.register(
     "unet_backbone", input_shape=(224, 224, 3),
     paper="Ronneberger et al., MICCAI 2015 (decoder) on a foveal classification backbone",
@@ -188,9 +182,10 @@ def unet_backbone(
         >>> unet_backbone("vgg16", (64, 64, 3), 3, width=0.125).output_shape
         (None, 64, 64, 3)
     """
+    from foveal.models import build_model
     from foveal.models.pyramid import feature_pyramid, level_stride
 
-    base = _backbone(backbone_name, input_shape, **backbone_options)
+    base = build_model(backbone_name, input_shape=tuple(input_shape), include_top=False, **backbone_options)
     feats = feature_pyramid(base, min_level=2)
     if not feats:
         raise ModelError(f"backbone {backbone_name!r} has no feature map at stride 4 or more to attach a decoder to")
@@ -262,9 +257,10 @@ def fcn(
     h, w = input_shape[:2]
     if h and w and (h % 32 or w % 32):  # None: any size, checked when called
         raise ModelError(f"fcn needs height and width divisible by 32, got {h}x{w}")
+    from foveal.models import build_model
     from foveal.models.pyramid import feature_pyramid, level_stride
 
-    base = _backbone(backbone, input_shape, **backbone_options)
+    base = build_model(backbone, input_shape=tuple(input_shape), include_top=False, **backbone_options)
     position = "first" if backbone.lower() in FCN_POOL_BACKBONES else "last"
     pyramid = feature_pyramid(base, min_level=3, max_level=5, position=position)
     skips, final = FCN_VARIANTS[variant]
@@ -290,5 +286,5 @@ def fcn(
     return keras.Model(base.input, probs, name=name or f"fcn{variant}_{backbone}")
 
 
-__all__ = ["FCN_POOL_BACKBONES", "FCN_VARIANTS", "SEGMENTATION_MODELS", "fcn", "segmentation_output", "unet", "unet_backbone",
-           "valid_unet_output_size"]
+__all__ = ["FCN_POOL_BACKBONES", "FCN_VARIANTS", "SEGMENTATION_MODELS", "fcn", "segmentation_output", "unet",
+           "unet_backbone", "valid_unet_output_size"]
