@@ -80,6 +80,3 @@ def comparison_thumbnail(
         canvas = draw_boxes(canvas, true, color=TRUE_COLOR)
     canvas = draw_boxes(canvas, [predicted], color=PRED_COLOR)
     return np.asarray(ImageOps.pad(Image.fromarray(canvas), (size, size), color="black"))
-
-
-__all__ = ["PRED_COLOR", "TRUE_COLOR", "comparison_thumbnail", "draw_boxes"]

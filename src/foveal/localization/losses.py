@@ -32,6 +32,3 @@ class BoxMSE(keras.losses.Loss):
         y_pred = ops.cast(y_pred, "float32")
         squared = ops.mean(ops.square(y_true - y_pred), axis=-1)
         return squared * ops.cast(has_box(y_true), "float32")
-
-
-__all__ = ["BoxMSE"]

@@ -113,6 +113,3 @@ class BoxIoU(keras.metrics.Metric):
 
     def result(self):
         return self.total / ops.maximum(self.count, 1.0)
-
-
-__all__ = ["BoxIoU", "NO_BOX", "box_area", "decode_boxes", "encode_boxes", "has_box", "iou"]

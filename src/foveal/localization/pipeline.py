@@ -171,7 +171,3 @@ def make_localization_pipeline(
     else:
         ds = ds.map(to_model, num_parallel_calls=AUTOTUNE).batch(batch_size, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
-
-
-__all__ = ["LOCALIZATION_GRAMMAR", "PRESETS", "augment_example", "make_localization_pipeline", "parse_augment",
-           "targets_of"]

@@ -117,6 +117,3 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
     return file_table(rows, lambda r: f"{r['class']} ({r['score']:.3f})  [{', '.join(f'{v:g}' for v in r['box'])}]",
                       width=50)
-
-
-__all__ = ["check_card", "format_table", "model_inputs", "predict_boxes", "to_csv", "to_json"]

@@ -130,6 +130,3 @@ class LocalizeTask(TaskPlugin):
                                          summary=summary, config=asdict(cfg), history=history, drawn=drawn)
         say(f"report: {path}")
         return metrics
-
-
-__all__ = ["LocalizeTask"]

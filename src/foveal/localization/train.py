@@ -278,7 +278,3 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     width = max(len(k) for k in metrics)
     return "\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
                      for k, v in metrics.items())
-
-
-__all__ = ["LocalizeConfig", "evaluate_localizer", "format_metrics", "load_splits", "score_localizer",
-           "train_localizer"]

@@ -182,6 +182,3 @@ def _sample(image, ys, xs, method: str, fill):
     if fill is None:
         return out
     return tf.where(inside[..., None], out, tf.cast(fill, out.dtype))
-
-
-__all__ = ["SegmentationAugment", "augment_dataset"]

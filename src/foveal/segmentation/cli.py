@@ -110,6 +110,3 @@ def add_segment_command(subparsers: argparse._SubParsersAction) -> None:
     from foveal.instance.watershed_cli import add_instance_actions
 
     add_instance_actions(actions)  # `foveal segment instances evaluate|predict`: U-Net + watershed
-
-
-__all__ = ["add_segment_command"]

@@ -220,7 +220,3 @@ def own_class_names(spec: str | Path, mask_format: str = "auto") -> list[str] | 
     if mask_format in ("auto", "palette") and palette.is_file():
         return read_palette(palette)[1]
     return None
-
-
-__all__ = ["MASK_FORMAT", "check_coco_segmentation", "coco_names", "coco_semantic_masks", "is_coco_file", "mask_path",
-           "own_class_names", "read_coco_mask", "read_coco_segmentation"]

@@ -73,6 +73,3 @@ def crf_refine(
     field.addPairwiseBilateral(sxy=appearance_sxy, srgb=appearance_srgb, rgbim=rgb, compat=appearance_compat)
     refined = np.asarray(field.inference(int(iterations)), dtype=np.float32).reshape(k, height, width)
     return np.moveaxis(refined, 0, -1)
-
-
-__all__ = ["crf_refine", "require_crf"]

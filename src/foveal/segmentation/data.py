@@ -466,7 +466,3 @@ def _code_colour(code: int) -> tuple[int, int, int]:
 
 def _natural_key(stem: str):
     return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
-
-
-__all__ = ["MASK_FORMATS", "SegmentationImages", "is_indexed_png", "read_mask_folder", "read_mask_pixels",
-           "read_palette", "validate_pairs"]

@@ -120,7 +120,3 @@ class StreamingConfusion(keras.metrics.Metric):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_classes": self.num_classes, "score": self.score, "ignore_label": self.ignore_label}
-
-
-__all__ = ["StreamingConfusion", "confusion_matrix", "per_class_dice", "per_class_iou", "pixel_accuracy",
-           "segmentation_scores"]

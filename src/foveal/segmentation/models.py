@@ -284,7 +284,3 @@ def fcn(
     x = upsample(x, final, "transposed", filters=num_classes, trainable=False, name=f"upscore{final}")
     probs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(base.input, probs, name=name or f"fcn{variant}_{backbone}")
-
-
-__all__ = ["FCN_POOL_BACKBONES", "FCN_VARIANTS", "SEGMENTATION_MODELS", "fcn", "segmentation_output", "unet",
-           "unet_backbone", "valid_unet_output_size"]

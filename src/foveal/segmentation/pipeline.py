@@ -223,6 +223,3 @@ def _should_cache(data, channels: int, image_size, cache: str) -> bool:
         return False
     h, w = image_size or header_size(data.image_paths[0])
     return len(data) * h * w * (channels + 1) < _AUTO_CACHE_BYTES
-
-
-__all__ = ["OPS", "PRESETS", "make_segmentation_pipeline", "parse_augment"]

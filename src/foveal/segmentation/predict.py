@@ -327,8 +327,3 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     from foveal.predict import file_table
 
     return file_table(rows, lambda r: "  ".join(f"{k} {v:.1%}" for k, v in r["fractions"].items()), width=50)
-
-
-__all__ = ["MASK_PNGS", "TTA_VIEWS", "check_card", "class_colours", "default_palette", "format_table",
-           "mask_png_palette", "overlay_classes", "predict_labels", "predict_masks", "predict_probabilities",
-           "sliding_window", "to_csv", "tta_name", "unview", "view"]

@@ -125,6 +125,3 @@ def write_segmentation_report(
                                     before=legend(class_names, colours, skip)))
     return write_task_report(path, title=title, summary=summary, config=config, history=history,
                              extra_sections=extra)
-
-
-__all__ = ["example_grid", "legend", "per_class_table", "write_segmentation_report"]

@@ -153,6 +153,3 @@ class SegmentTask(TaskPlugin):
                              summary=summary, config=asdict(cfg), history=history, ignore_label=cfg.ignore_label)
         say(f"report: {path}")
         return metrics
-
-
-__all__ = ["SegmentTask"]

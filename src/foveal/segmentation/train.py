@@ -627,7 +627,3 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         lines.append(f"{r['class']:<{width}}  {f(r['iou'])}  {f(r['dice'])}  {f(r['precision'])}  "
                      f"{f(r['recall'])}  {r['pixels']:>12,}")
     return "\n".join(lines)
-
-
-__all__ = ["ARCHITECTURES", "SegmentConfig", "build_segmenter", "evaluate_segmenter", "format_metrics", "load_splits",
-           "score_segmenter", "scores_to_metrics", "train_segmenter"]
