@@ -39,13 +39,6 @@ def check_card(card: ModelCard) -> None:
                          hint="use `foveal predict` for classifiers, or a model written by `foveal localize train`")
 
 
-def model_inputs(images: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
-    """Stretch uint8 images to ``size`` exactly as training does; float32 batch 0..255."""
-    from foveal.data.pipeline import resize_image
-
-    return np.stack([np.asarray(resize_image(im, size, keep_aspect=False)) for im in images]).astype(np.float32)
-
-
 def class_and_score(class_output: np.ndarray, class_names: list[str]) -> tuple[str, float]:
     """The predicted class and its probability (the presence score for one class)."""
     if len(class_names) == 1:
@@ -76,12 +69,14 @@ def predict_boxes(
         y_max]`` in the original image's pixels), ``image_size`` (``[width, height]``) and,
         when drawn, ``drawn`` (the written file).
     """
+    from foveal.detection.predict import model_inputs
+
     check_card(card)
     h, w, channels = card.input_shape
     drawings = Drawings(output)
 
     def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
-        out = model.predict_on_batch(model_inputs([im for _, im in batch], (h, w)))
+        out = model.predict_on_batch(model_inputs([im for _, im in batch], (h, w), keep_aspect=False))  # stretched
         boxes = keras.ops.convert_to_numpy(decode_boxes(out["box"]))  # normalised corners
         rows = []
         for (path, image), cls_out, box in zip(batch, np.asarray(out["class"]), boxes):

@@ -187,31 +187,22 @@ def make_segmentation_pipeline(
     if training:
         ds = shuffled_epochs(ds, len(data), seed=seed, start_epoch=start_epoch, then=then)
     else:
-        ds = batched(ds.map(lambda *pair: _cast(*pair), num_parallel_calls=tf.data.AUTOTUNE))
+        ds = batched(ds)
     if weight_map is not None:
         ds = ds.map(lambda image, mask, weights: (image, tf.stack([tf.cast(mask, tf.float32), weights], -1)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _cast(image, mask, weights=None):
-    import tensorflow as tf
-
-    out = (tf.cast(image, tf.float32), tf.cast(mask, tf.int32))
-    return out if weights is None else (*out, weights)
-
-
 def _pad_to_stride(image, mask, weights=None, *, stride: int, ignore: int):
-    """Pad bottom/right to a multiple of ``stride``: zeros for the image, ``ignore`` for the mask."""
+    """Pad bottom/right to a multiple of ``stride``: zeros for the (float32) image, ``ignore`` for
+    the (int32) mask, zeros for the weights."""
     import tensorflow as tf
 
     shape = tf.shape(mask)
-    ph = (stride - shape[0] % stride) % stride
-    pw = (stride - shape[1] % stride) % stride
-    image = tf.pad(image, [[0, ph], [0, pw], [0, 0]])
-    mask = tf.pad(mask, [[0, ph], [0, pw]], constant_values=ignore)
-    if weights is None:
-        return image, mask
-    return image, mask, tf.pad(weights, [[0, ph], [0, pw]])
+    pads = [[0, (stride - shape[0] % stride) % stride], [0, (stride - shape[1] % stride) % stride]]
+    image = tf.pad(tf.cast(image, tf.float32), [*pads, [0, 0]])
+    mask = tf.pad(tf.cast(mask, tf.int32), pads, constant_values=ignore)
+    return (image, mask) if weights is None else (image, mask, tf.pad(weights, pads))
 
 
 def _should_cache(data, channels: int, image_size, cache: str) -> bool:

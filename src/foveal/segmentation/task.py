@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,7 +60,7 @@ class SegmentTask(TaskPlugin):
             "class_weights": resolve_weights(cfg.class_weights, train), "skipped": skipped_of(parts)})
 
     def steps_per_epoch(self, cfg: SegmentConfig, data: RunData) -> int:
-        return cfg.steps_per_epoch or max(1, math.ceil(len(data.train) / cfg.batch_size))
+        return cfg.steps_per_epoch or super().steps_per_epoch(cfg, data)
 
     def fit_steps(self, cfg: SegmentConfig, data: RunData) -> int | None:
         return cfg.steps_per_epoch or None
