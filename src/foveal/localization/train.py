@@ -121,13 +121,13 @@ def load_splits(cfg: LocalizeConfig) -> dict[str, BoxedImages]:
     parts = load_box_splits(cfg.data, test_data=cfg.test_data, val_split=cfg.val_split,  # type: ignore[arg-type]
                             test_split=cfg.test_split, seed=cfg.seed, skip_invalid=cfg.skip_invalid,
                             tolerance=cfg.clip_tolerance)
-    if len(parts["train"].class_names) >= 2:
-        parts = {name: _drop_unboxed(part) for name, part in parts.items()}
-    return parts
+    return {name: drop_unboxed(part, len(parts["train"].class_names)) for name, part in parts.items()}
 
 
-def _drop_unboxed(data: BoxedImages) -> BoxedImages:
-    """Images without a box have no class to learn when there are several classes."""
+def drop_unboxed(data: BoxedImages, num_classes: int) -> BoxedImages:
+    """With several classes, the images that have a box: one without has no class to learn or score."""
+    if num_classes == 1:
+        return data
     keep = np.flatnonzero([len(b) > 0 for b in data.boxes])
     if len(keep) < len(data):
         say(f"{data.origin}: {len(data) - len(keep)} image(s) without boxes left out (several classes)")
@@ -260,8 +260,7 @@ def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test"
     model, card = load_model(model_path)
     check_card(card)
     split, part = pick_split(load_boxes(data, skip_invalid=skip_invalid), split, data)
-    part = align_boxes(part, card.class_names, class_map)
-    part = part if len(card.class_names) == 1 else _drop_unboxed(part)
+    part = drop_unboxed(align_boxes(part, card.class_names, class_map), len(card.class_names))
     metrics, predicted = score_localizer(model, card, part, batch_size=batch_size)
     metrics["split"] = split
     if output is not None:

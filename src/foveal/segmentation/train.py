@@ -419,9 +419,8 @@ def scores_to_metrics(cm: np.ndarray, class_names: list[str], foreground: str | 
 
     iou, dice = per_class_iou(cm), per_class_dice(cm)
     tp, true, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan)
-        recall = np.where(true > 0, tp / np.maximum(true, 1), np.nan)
+    precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan)
+    recall = np.where(true > 0, tp / np.maximum(true, 1), np.nan)
 
     def num(v) -> float | None:
         return None if not np.isfinite(v) else round(float(v), 6)
