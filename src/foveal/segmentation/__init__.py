@@ -1,6 +1,6 @@
 """Semantic segmentation: a class for every pixel.
 
-Modules: :mod:`.data` (image + mask folders, COCO polygons to masks, validation),
+Modules: :mod:`.data` (image + mask folders, validation), :mod:`.coco` (COCO polygons or RLE as masks),
 :mod:`.augment` (joint image/mask augmentation), :mod:`.losses` (pixel cross-entropy, soft
 Dice, U-Net border weights), :mod:`.metrics` (confusion matrix, IoU, Dice), :mod:`.models`
 (U-Net, U-Net on a backbone, FCN-8s/16s/32s), :mod:`.pipeline` (``tf.data`` input),

@@ -78,15 +78,9 @@ def check_card(card) -> None:
 
 def default_palette(num_classes: int) -> np.ndarray:
     """The PASCAL VOC colour map (bit-interleaved class index), (K, 3) uint8."""
-    colours = np.zeros((num_classes, 3), np.uint8)
-    for k in range(num_classes):
-        c, r, g, b = k, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        colours[k] = (r, g, b)
+    k, i = np.arange(num_classes)[:, None], np.arange(8)[:, None, None]
+    # bits 3i, 3i + 1 and 3i + 2 of the class index are bit 7 - i of R, G and B
+    colours = ((k >> (3 * i + np.arange(3)) & 1) << (7 - i)).sum(0).astype(np.uint8)
     if num_classes == 2:  # black and dark red are hard to see on gray micrographs
         colours[:] = [(255, 64, 64), (64, 160, 255)]
     return colours
