@@ -245,7 +245,8 @@ def unknown_values(raw: np.ndarray, data: SegmentationImages) -> list:
         return [_code_colour(c) for c in np.unique(_pixel_codes(raw)) if c not in known]
     gray = raw if raw.ndim == 2 else raw[..., 0]
     table = _value_table(data)
-    return [int(v) for v in np.unique(gray) if table[v] == data.ignore_label and v != _ignore_source(data)]
+    ignore = -1 if data.mask_format == "binary" else data.ignore_label  # binary masks' 255 is the foreground
+    return [int(v) for v in np.unique(gray) if table[v] == data.ignore_label and v != ignore]
 
 
 def validate_pairs(data: SegmentationImages, skip_invalid: bool = False) -> SegmentationImages:
@@ -442,11 +443,6 @@ def _value_table(data: SegmentationImages) -> np.ndarray:
     else:
         table[: data.num_classes] = np.arange(data.num_classes)
     return table
-
-
-def _ignore_source(data: SegmentationImages) -> int:
-    # Binary masks use 255 for the foreground, so there they have no ignore value.
-    return -1 if data.mask_format == "binary" else data.ignore_label
 
 
 def _colour_codes(rgb: np.ndarray) -> np.ndarray:
