@@ -190,29 +190,23 @@ def unet_backbone(
     if not feats:
         raise ModelError(f"backbone {backbone_name!r} has no feature map at stride 4 or more to attach a decoder to")
     levels = list(reversed(feats))  # deepest first
-    x = feats[levels[0]]
-    stride = level_stride(levels[0])
-    widths = list(decoder_widths)
-    step = 0
-    for lvl in levels[1:]:
-        factor = stride // level_stride(lvl)
-        x = upsample(x, factor, upsampling, filters=widths[step] if upsampling == "transposed" else None,
+    x, stride = feats[levels[0]], level_stride(levels[0])
+    # a step per shallower level (upsampled to it, its map concatenated), then x2 steps to stride 1
+    steps = levels[1:] + [None] * (level_stride(levels[-1]).bit_length() - 1)
+    for step, lvl in enumerate(steps):
+        target = level_stride(lvl) if lvl else stride // 2
+        width = decoder_widths[min(step, len(decoder_widths) - 1)]
+        x = upsample(x, stride // target, upsampling, filters=width if upsampling == "transposed" else None,
                      name=f"dec{step + 1}_up")
-        if tuple(x.shape[1:3]) != tuple(feats[lvl].shape[1:3]):
+        if lvl and tuple(x.shape[1:3]) != tuple(feats[lvl].shape[1:3]):
             raise ModelError(f"backbone {backbone_name!r} gives a {lvl} map of {tuple(feats[lvl].shape[1:3])} at input "
-                             f"{tuple(input_shape[:2])}, not {factor}x its {tuple(x.shape[1:3])} coarser map "
+                             f"{tuple(input_shape[:2])}, not {stride // target}x its {tuple(x.shape[1:3])} coarser map "
                              "(unpadded convolutions trim borders)",
                              hint="use a backbone with 'same' padding (vgg, resnet, mobilenet, googlenet)")
-        x = layers.Concatenate(name=f"dec{step + 1}_concat")([x, feats[lvl]])
-        x = _conv_pair(x, widths[step], "same", batch_norm, f"dec{step + 1}")
-        stride = level_stride(lvl)
-        step += 1
-    while stride > 1:
-        x = upsample(x, 2, upsampling, filters=widths[min(step, len(widths) - 1)] if upsampling == "transposed" else None,
-                     name=f"dec{step + 1}_up")
-        x = _conv_pair(x, widths[min(step, len(widths) - 1)], "same", batch_norm, f"dec{step + 1}")
-        stride //= 2
-        step += 1
+        if lvl:
+            x = layers.Concatenate(name=f"dec{step + 1}_concat")([x, feats[lvl]])
+        x = _conv_pair(x, width, "same", batch_norm, f"dec{step + 1}")
+        stride = target
     return keras.Model(base.input, segmentation_output(x, num_classes), name=name or f"unet_{backbone_name}")
 
 

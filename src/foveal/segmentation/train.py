@@ -462,30 +462,21 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
         ``skipped_images`` and ``tta``, and up to ``report_images`` ``(image, truth,
         predicted, caption)``.
     """
-    from foveal.predict import decode_file, write_png
-    from foveal.segmentation.metrics import confusion_matrix
-    from foveal.segmentation.predict import (
-        check_card,
-        class_colours,
-        mask_png_palette,
-        overlay_classes,
-        predict_labels,
-        tta_name,
-        unpainted,
-    )
-
-    check_card(card)
-    tta = tta_name(tta)
-    mask_palette = mask_png_palette(card, mask_png)
-    k = len(card.class_names)
     from foveal.evaluation.classes import mask_lookup, match_classes, parse_class_map
+    from foveal.predict import decode_file, write_png
+    from foveal.segmentation import predict as p
+    from foveal.segmentation.metrics import confusion_matrix
 
+    p.check_card(card)
+    tta = p.tta_name(tta)
+    mask_palette = p.mask_png_palette(card, mask_png)
+    k = len(card.class_names)
     to_model = mask_lookup(match_classes(card.class_names, data.class_names, parse_class_map(class_map),
                                          origin=data.origin), data.ignore_label)
     cm = np.zeros((k, k), np.int64)
     examples, skipped, scored = [], 0, 0
     out = Path(output) if output is not None else None
-    colours, skip = class_colours(card), unpainted(card)
+    colours, skip = p.class_colours(card), p.unpainted(card)
     for i, (image_path, mask_path) in enumerate(zip(data.image_paths, data.mask_paths)):
         try:
             image = decode_file(image_path, card.input_shape[-1])
@@ -499,14 +490,14 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
         if truth.shape != image.shape[:2]:
             raise DataError(f"mask {mask_path} is {truth.shape[1]}x{truth.shape[0]} but its image {image_path} "
                             f"is {image.shape[1]}x{image.shape[0]}")
-        predicted = predict_labels(model, card, image, crf=crf, tta=tta)
+        predicted = p.predict_labels(model, card, image, crf=crf, tta=tta)
         cm += confusion_matrix(truth, predicted, k, data.ignore_label)
         scored += 1
         if out is not None:
             name = f"{Path(str(image_path)).stem}.png"
             write_png(out / "masks" / name, predicted, palette=mask_palette)
             if overlay:
-                write_png(out / "overlays" / name, overlay_classes(image, predicted, colours, skip=skip))
+                write_png(out / "overlays" / name, p.overlay_classes(image, predicted, colours, skip=skip))
         if len(examples) < report_images:
             examples.append((image, truth, predicted, Path(str(image_path)).name))
     foreground = card.training.get("foreground")
