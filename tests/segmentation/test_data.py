@@ -8,7 +8,8 @@ from PIL import Image
 
 from conftest import SHARED_DATASETS, requires_shared
 from foveal.errors import DataError
-from foveal.segmentation.data import coco_class_names, coco_semantic_masks, read_mask_folder
+from foveal.segmentation.coco import coco_names, coco_semantic_masks
+from foveal.segmentation.data import read_mask_folder
 
 ISBI = SHARED_DATASETS / "isbi-membrane" / "train"
 COCO_VAL = SHARED_DATASETS / "coco-mini" / "annotations" / "instances_val2017.json"
@@ -95,7 +96,7 @@ def test_coco_semantic_masks_match_pycocotools():
     from pycocotools.coco import COCO
 
     coco = COCO(str(COCO_VAL))
-    names = coco_class_names(COCO_VAL)
+    names = coco_names(COCO_VAL)
     assert names[0] == "background" and len(names) == 81
     crowd = next(a for a in coco.dataset["annotations"] if a["iscrowd"])
     mask = coco_semantic_masks(COCO_VAL, crowd["image_id"])

@@ -206,8 +206,8 @@ def test_crf_refines_along_edges():
 
 @requires_shared("coco-mini")
 @pytest.mark.parametrize("split", ["val2017", "train2017"])
-def test_coco_masks_match_ann_to_mask(split, tmp_path):
-    """The reader path (write_coco_masks -> index PNGs -> load_mask) reproduces, pixel for pixel,
+def test_coco_masks_match_ann_to_mask(split):
+    """The reader path (read_coco_segmentation -> load_mask) reproduces, pixel for pixel,
     pycocotools' annToMask: instances painted largest first with their category's index, then
     crowd regions with the ignore label."""
     import contextlib
@@ -215,14 +215,14 @@ def test_coco_masks_match_ann_to_mask(split, tmp_path):
 
     from pycocotools.coco import COCO
 
-    from foveal.segmentation.data import coco_class_names, write_coco_masks
+    from foveal.segmentation.coco import coco_names, read_coco_segmentation
 
     annotations = COCO_MINI / "annotations" / f"instances_{split}.json"
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(annotations))
-    data = write_coco_masks(annotations, COCO_MINI / split, tmp_path / "masks")
+    data = read_coco_segmentation(annotations, COCO_MINI / split)
     index = {cat: i + 1 for i, cat in enumerate(sorted(coco.cats))}
-    assert coco_class_names(annotations)[1:] == [coco.cats[c]["name"] for c in sorted(coco.cats)]
+    assert coco_names(annotations)[1:] == [coco.cats[c]["name"] for c in sorted(coco.cats)]
     image_ids = sorted(coco.imgs)
     crowded = {a["image_id"] for a in coco.dataset["annotations"] if a["iscrowd"]}
     for image_id in sorted(set(image_ids[::8]) | crowded):

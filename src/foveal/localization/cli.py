@@ -65,6 +65,3 @@ def add_localize_command(subparsers: argparse._SubParsersAction) -> None:
                     epilog=EPILOG_PREDICT, batch_size=16)
     tc.add_predict_options(p, output_help="write each image with its box drawn, predictions.csv and predictions.json here")
     p.set_defaults(func=_predict)
-
-
-__all__ = ["add_localize_command"]

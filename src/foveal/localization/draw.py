@@ -68,7 +68,6 @@ def comparison_thumbnail(
     predicted: Sequence[float],
     true: Sequence[Sequence[float]] | np.ndarray | None,
     size: int = 160,
-    label: str | None = None,
 ) -> np.ndarray:
     """``image`` with its true boxes (green) and the predicted box (red), letterboxed to
     ``size`` x ``size``.
@@ -79,8 +78,5 @@ def comparison_thumbnail(
     canvas = np.asarray(_to_rgb(image))
     if true is not None and len(true):
         canvas = draw_boxes(canvas, true, color=TRUE_COLOR)
-    canvas = draw_boxes(canvas, [predicted], labels=[label] if label else None, color=PRED_COLOR)
+    canvas = draw_boxes(canvas, [predicted], color=PRED_COLOR)
     return np.asarray(ImageOps.pad(Image.fromarray(canvas), (size, size), color="black"))
-
-
-__all__ = ["PRED_COLOR", "TRUE_COLOR", "comparison_thumbnail", "draw_boxes"]

@@ -59,11 +59,10 @@ def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], ca
 
 def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
     from foveal.data.boxes import load_boxes
-    from foveal.localization.train import _drop_unboxed
+    from foveal.localization.train import drop_unboxed
 
     parts = load_boxes(spec, class_names=list(card.class_names))
-    # With several classes, an image without a box has no class to score (as evaluate does).
-    return parts if len(card.class_names) == 1 else {k: _drop_unboxed(v) for k, v in parts.items()}
+    return {k: drop_unboxed(v, len(card.class_names)) for k, v in parts.items()}  # as evaluate does
 
 
 def sample_images(part: Any, card: ModelCard, count: int) -> np.ndarray:

@@ -24,17 +24,11 @@ class BoxMSE(keras.losses.Loss):
         0.01
     """
 
-    def __init__(self, name: str = "box_mse", reduction: str = "sum_over_batch_size", **kwargs):
-        super().__init__(name=name, reduction=reduction, **kwargs)
+    def __init__(self, name: str = "box_mse", **kwargs):
+        super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
         y_true = ops.convert_to_tensor(y_true, dtype="float32")
         y_pred = ops.cast(y_pred, "float32")
         squared = ops.mean(ops.square(y_true - y_pred), axis=-1)
         return squared * ops.cast(has_box(y_true), "float32")
-
-    def get_config(self):
-        return super().get_config()
-
-
-__all__ = ["BoxMSE"]

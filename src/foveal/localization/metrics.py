@@ -113,13 +113,3 @@ class BoxIoU(keras.metrics.Metric):
 
     def result(self):
         return self.total / ops.maximum(self.count, 1.0)
-
-    def reset_state(self):
-        self.total.assign(0.0)
-        self.count.assign(0.0)
-
-    def get_config(self):
-        return super().get_config()
-
-
-__all__ = ["BoxIoU", "NO_BOX", "box_area", "decode_boxes", "encode_boxes", "has_box", "iou"]

@@ -139,11 +139,3 @@ def init_heads(model: keras.Model, mean_encoded_box, presence_rate: float | None
         cls = model.get_layer("class")
         kernel, _ = cls.get_weights()
         cls.set_weights([kernel, logit([presence_rate]).astype(np.float32)])
-
-
-def num_classes_of(model: keras.Model) -> int:
-    """Classes of a localizer: 1 for a presence head, else the softmax width."""
-    return int(model.get_layer("class").units)
-
-
-__all__ = ["BOX_FORMAT", "build_localizer", "compile_localizer", "init_heads", "num_classes_of"]

@@ -120,11 +120,7 @@ def make_localization_pipeline(
         data: annotated images (one class: the class target is presence 1/0; two or more:
             the label of the largest box; images without boxes must have been removed).
         image_size: (height, width) of the model input; images are stretched to it.
-        channels: 1 or 3.
-        batch_size: images per batch.
-        training: shuffle (seeded) and augment.
-        augment: see the module docstring.
-        seed: shuffle and augmentation seed.
+        training: shuffle (seeded) and augment (see the module docstring).
         cache: keep decoded, resized uint8 images in memory after the first epoch (``auto``:
             when they take less than 1 GiB).
         skip_invalid: leave out images that fail to decode instead of raising (each named
@@ -175,7 +171,3 @@ def make_localization_pipeline(
     else:
         ds = ds.map(to_model, num_parallel_calls=AUTOTUNE).batch(batch_size, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
-
-
-__all__ = ["LOCALIZATION_GRAMMAR", "PRESETS", "augment_example", "make_localization_pipeline", "parse_augment",
-           "targets_of"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -28,7 +27,7 @@ from foveal.errors import ModelError
 from foveal.localization.draw import PRED_COLOR, draw_boxes
 from foveal.localization.metrics import decode_boxes
 from foveal.models.io import ModelCard
-from foveal.predict import Drawings, predict_files
+from foveal.predict import Drawings, predict_files, to_json
 
 CSV_COLUMNS = ("file", "class", "score", "x_min", "y_min", "x_max", "y_max", "image_width", "image_height")
 
@@ -38,20 +37,6 @@ def check_card(card: ModelCard) -> None:
     if card.task != "localize":
         raise ModelError(f"this model was trained for the task {card.task!r}, not 'localize'",
                          hint="use `foveal predict` for classifiers, or a model written by `foveal localize train`")
-
-
-def model_inputs(images: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
-    """Stretch uint8 images to ``size`` exactly as training does; float32 batch 0..255."""
-    from foveal.data.pipeline import resize_image
-
-    return np.stack([np.asarray(resize_image(im, size, keep_aspect=False)) for im in images]).astype(np.float32)
-
-
-def predict_normalized(model: keras.Model, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class outputs (N, C or 1) and normalised corner boxes (N, 4) for a float32 batch."""
-    out = model.predict_on_batch(batch)
-    boxes = keras.ops.convert_to_numpy(decode_boxes(out["box"]))
-    return np.asarray(out["class"]), boxes
 
 
 def class_and_score(class_output: np.ndarray, class_names: list[str]) -> tuple[str, float]:
@@ -74,9 +59,7 @@ def predict_boxes(
     """Class, score and box for each image file (folders are searched recursively).
 
     Args:
-        model, card: from :func:`foveal.models.load_model` of a localizer.
         images: files and/or folders.
-        batch_size: images per forward pass.
         output: folder that receives each image with its box drawn (PNG) plus
             ``predictions.csv``/``.json``; None writes nothing.
         skip_invalid: report unreadable files as rows with ``"error"`` instead of raising.
@@ -86,14 +69,17 @@ def predict_boxes(
         y_max]`` in the original image's pixels), ``image_size`` (``[width, height]``) and,
         when drawn, ``drawn`` (the written file).
     """
+    from foveal.detection.predict import model_inputs
+
     check_card(card)
     h, w, channels = card.input_shape
     drawings = Drawings(output)
 
     def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
-        classes, boxes = predict_normalized(model, model_inputs([im for _, im in batch], (h, w)))
+        out = model.predict_on_batch(model_inputs([im for _, im in batch], (h, w), keep_aspect=False))  # stretched
+        boxes = keras.ops.convert_to_numpy(decode_boxes(out["box"]))  # normalised corners
         rows = []
-        for (path, image), cls_out, box in zip(batch, classes, boxes):
+        for (path, image), cls_out, box in zip(batch, np.asarray(out["class"]), boxes):
             height, width = image.shape[:2]
             name, score = class_and_score(cls_out, card.class_names)
             pixels = box * np.array([width, height, width, height], np.float32)
@@ -120,17 +106,9 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def to_json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, indent=1)
-
-
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A terminal table: file, class (score), box."""
     from foveal.predict import file_table
 
     return file_table(rows, lambda r: f"{r['class']} ({r['score']:.3f})  [{', '.join(f'{v:g}' for v in r['box'])}]",
                       width=50)
-
-
-__all__ = ["check_card", "format_table", "model_inputs", "predict_boxes",
-           "predict_normalized", "to_csv", "to_json"]

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,6 @@ import numpy as np
 from foveal.engine.plugin import RunData, TaskPlugin, default_options_explained
 from foveal.localization.train import DEFAULT_MODEL_OPTIONS, LocalizeConfig
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:
     import keras
@@ -114,7 +112,6 @@ class LocalizeTask(TaskPlugin):
         if part is not None:
             metrics, predicted = score_localizer(model, card, part, batch_size=cfg.batch_size)
             metrics["split"] = split
-            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
             say(f"{split}: mean IoU {metrics['mean_iou']:.4f} (mean-box baseline {metrics['baseline_mean_iou']:.4f}), "
                 f"IoU>=0.5 on {metrics['iou_at_0.5']:.1%}, accuracy {metrics['accuracy']:.4f}, "
                 f"{metrics['num_examples']} images")
@@ -129,10 +126,7 @@ class LocalizeTask(TaskPlugin):
             summary |= {f"{split} mean IoU": metrics["mean_iou"], "mean-box baseline IoU": metrics["baseline_mean_iou"],
                         "IoU >= 0.5": metrics["iou_at_0.5"], "class accuracy": metrics["accuracy"],
                         "images scored": metrics["num_examples"]}
-        path = write_localization_report(run_dir / "report.html", title=f"foveal localization run {run_dir.name}",
+        path = write_localization_report(run_dir, metrics, title=f"foveal localization run {run_dir.name}",
                                          summary=summary, config=asdict(cfg), history=history, drawn=drawn)
         say(f"report: {path}")
         return metrics
-
-
-__all__ = ["LocalizeTask"]

@@ -29,7 +29,7 @@ from foveal.data.boxes import BoxedImages, load_boxes
 from foveal.engine.config import RunConfig
 from foveal.errors import require_all
 from foveal.tasks import trainer
-from foveal.training.runs import TrainResult, say
+from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
@@ -111,9 +111,6 @@ class LocalizeConfig(RunConfig):
         return (int(self.image_size[0]), int(self.image_size[-1]))
 
 
-LocalizeResult = TrainResult  # the same run-folder result as classification
-
-
 # ---------------------------------------------------------------------------------------- data
 
 
@@ -124,13 +121,13 @@ def load_splits(cfg: LocalizeConfig) -> dict[str, BoxedImages]:
     parts = load_box_splits(cfg.data, test_data=cfg.test_data, val_split=cfg.val_split,  # type: ignore[arg-type]
                             test_split=cfg.test_split, seed=cfg.seed, skip_invalid=cfg.skip_invalid,
                             tolerance=cfg.clip_tolerance)
-    if len(parts["train"].class_names) >= 2:
-        parts = {name: _drop_unboxed(part) for name, part in parts.items()}
-    return parts
+    return {name: drop_unboxed(part, len(parts["train"].class_names)) for name, part in parts.items()}
 
 
-def _drop_unboxed(data: BoxedImages) -> BoxedImages:
-    """Images without a box have no class to learn when there are several classes."""
+def drop_unboxed(data: BoxedImages, num_classes: int) -> BoxedImages:
+    """With several classes, the images that have a box: one without has no class to learn or score."""
+    if num_classes == 1:
+        return data
     keep = np.flatnonzero([len(b) > 0 for b in data.boxes])
     if len(keep) < len(data):
         say(f"{data.origin}: {len(data) - len(keep)} image(s) without boxes left out (several classes)")
@@ -176,10 +173,7 @@ def score_localizer(model: keras.Model, card: ModelCard, data: BoxedImages, *,
     check_card(card)
     h, w, c = card.input_shape
     ds = make_localization_pipeline(data, image_size=(h, w), channels=c, batch_size=batch_size, training=False)
-    def images_only(images, targets):
-        return images
-
-    outputs = model.predict(ds.map(images_only), verbose=0)
+    outputs = model.predict(ds.map(lambda images, targets: images), verbose=0)
     predicted = keras.ops.convert_to_numpy(decode_boxes(outputs["box"]))
     class_out = np.asarray(outputs["class"])
     true, labels, valid = targets_of(data)
@@ -227,18 +221,21 @@ def report_thumbnails(data: BoxedImages, predicted: np.ndarray, card: ModelCard,
     return example_thumbnails(data, count, card.input_shape[2], draw)
 
 
-def write_localization_report(path: Path, *, title: str, summary: dict[str, Any], config: dict[str, Any],
-                              history: dict[str, list[float]] | None,
+def write_localization_report(out: Path, metrics: dict[str, Any] | None, *, title: str, summary: dict[str, Any],
+                              config: dict[str, Any], history: dict[str, list[float]] | None,
                               drawn: tuple[np.ndarray, list[str]] | None) -> Path:
-    """The single-file HTML report: summary, curves, and the drawn test images."""
+    """``metrics.json`` (when something was scored) and the single-file ``report.html`` in ``out``:
+    summary, curves, and the drawn test images."""
     from foveal.visualize.plots import plot_image_grid
     from foveal.visualize.report import figure_section, write_task_report
 
+    if metrics is not None:
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
     extra = []
     if drawn is not None:
         extra.append(figure_section("Test images: predicted box red, true box green",
                                     plot_image_grid(drawn[0], drawn[1], cols=4), "test images with boxes"))
-    return write_task_report(path, title=title, summary=summary, config=config, history=history,
+    return write_task_report(out / "report.html", title=title, summary=summary, config=config, history=history,
                              extra_sections=extra)
 
 
@@ -263,17 +260,14 @@ def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test"
     model, card = load_model(model_path)
     check_card(card)
     split, part = pick_split(load_boxes(data, skip_invalid=skip_invalid), split, data)
-    part = align_boxes(part, card.class_names, class_map)
-    part = part if len(card.class_names) == 1 else _drop_unboxed(part)
+    part = drop_unboxed(align_boxes(part, card.class_names, class_map), len(card.class_names))
     metrics, predicted = score_localizer(model, card, part, batch_size=batch_size)
     metrics["split"] = split
     if output is not None:
-        out = Path(output)
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
         summary = {"model": str(model_path), "data": data, "split": split} | {
             k: v for k, v in metrics.items() if k != "split"}
-        write_localization_report(out / "report.html", title=f"foveal localization evaluation of {Path(model_path).name}",
-                                  summary=summary, config={}, history=None,
+        write_localization_report(Path(output), metrics, title="foveal localization evaluation of "
+                                  f"{Path(model_path).name}", summary=summary, config={}, history=None,
                                   drawn=report_thumbnails(part, predicted, card, report_images))
     return metrics
 
@@ -283,7 +277,3 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     width = max(len(k) for k in metrics)
     return "\n".join(f"{k:<{width}}  {v:.4f}" if isinstance(v, float) else f"{k:<{width}}  {v}"
                      for k, v in metrics.items())
-
-
-__all__ = ["LocalizeConfig", "evaluate_localizer", "format_metrics", "load_splits",
-           "score_localizer", "train_localizer"]

@@ -1,6 +1,6 @@
 """Semantic segmentation: a class for every pixel.
 
-Modules: :mod:`.data` (image + mask folders, COCO polygons to masks, validation),
+Modules: :mod:`.data` (image + mask folders, validation), :mod:`.coco` (COCO polygons or RLE as masks),
 :mod:`.augment` (joint image/mask augmentation), :mod:`.losses` (pixel cross-entropy, soft
 Dice, U-Net border weights), :mod:`.metrics` (confusion matrix, IoU, Dice), :mod:`.models`
 (U-Net, U-Net on a backbone, FCN-8s/16s/32s), :mod:`.pipeline` (``tf.data`` input),
@@ -25,7 +25,8 @@ __getattr__, __all__ = lazy_exports("foveal.segmentation", {
     ".pipeline": "make_segmentation_pipeline",
     ".crf": "crf_refine",
     ".report": "write_segmentation_report",
-    ".data": "SegmentationImages read_mask_folder coco_semantic_masks",
+    ".data": "SegmentationImages read_mask_folder",
+    ".coco": "coco_semantic_masks",
     ".models": "SEGMENTATION_MODELS",
     ".cli": "add_segment_command",
 })

@@ -70,12 +70,9 @@ class SegmentationAugment:
             (float32 image out_h x out_w x C, int32 mask out_h x out_w), plus the float32
             weights out_h x out_w when ``weights`` is given.
         """
-        image = tf.convert_to_tensor(image)
-        image = tf.cast(image, tf.float32)
+        image = tf.cast(tf.convert_to_tensor(image), tf.float32)
         mask = tf.convert_to_tensor(mask)
-        if mask.shape.rank == 3:
-            mask = mask[..., 0]
-        mask = tf.cast(mask, tf.int32)
+        mask = tf.cast(mask[..., 0] if mask.shape.rank == 3 else mask, tf.int32)
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 8)
         src_h, src_w = tf.shape(image)[0], tf.shape(image)[1]
         out_h, out_w = (src_h, src_w) if self.crop_size is None else self.crop_size
@@ -139,14 +136,14 @@ class SegmentationAugment:
 
 
 def augment_dataset(ds: tf.data.Dataset, augment: SegmentationAugment, seed: int = 0) -> tf.data.Dataset:
-    """Map ``augment`` over an unbatched dataset of (image, mask), one fresh seed per element.
+    """Map ``augment`` over an unbatched dataset of (image, mask[, weights]), one fresh seed per element.
 
     Seeds come from ``tf.data.Dataset.random(seed)``, so a run is reproducible and each epoch
     (each new iteration) draws new transformations.
     """
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     pairs = tf.data.Dataset.zip((ds, seeds))
-    return pairs.map(lambda pair, s: augment(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE)
+    return pairs.map(lambda pair, s: augment(*pair[:2], s, *pair[2:]), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _between(a, b, u):
@@ -185,6 +182,3 @@ def _sample(image, ys, xs, method: str, fill):
     if fill is None:
         return out
     return tf.where(inside[..., None], out, tf.cast(fill, out.dtype))
-
-
-__all__ = ["SegmentationAugment", "augment_dataset"]

@@ -53,7 +53,6 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.segmentation import predict as p
 
     model, card = load_model(args.model)
-    p.check_card(card)
     rows = p.predict_masks(model, card, args.images, output=args.output, overlay=args.overlay, crf=args.crf,
                            skip_invalid=args.skip_invalid, tta=args.tta, mask_png=args.mask_png)
     formats = {"csv": lambda r: p.to_csv(r, card.class_names), "json": lambda r: json.dumps(r, indent=1),
@@ -110,6 +109,3 @@ def add_segment_command(subparsers: argparse._SubParsersAction) -> None:
     from foveal.instance.watershed_cli import add_instance_actions
 
     add_instance_actions(actions)  # `foveal segment instances evaluate|predict`: U-Net + watershed
-
-
-__all__ = ["add_segment_command"]

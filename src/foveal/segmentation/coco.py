@@ -1,7 +1,7 @@
 """COCO instance files (polygons or RLE) as semantic segmentation data: ``--data instances.json``.
 
 :func:`read_coco_segmentation` pairs every image of a COCO instances file with a mask drawn on
-the fly from its annotations by :func:`foveal.segmentation.data.coco_semantic_masks`
+the fly from its annotations by :func:`coco_semantic_masks`
 (pycocotools decodes polygons, uncompressed and compressed RLE): class 0 is background, the
 categories sorted by id are 1..K, crowd regions are the ignore label. No mask file is written:
 a mask "path" is ``<json>#<image id>`` and :func:`read_coco_mask` draws it, so the trainer, the
@@ -47,12 +47,45 @@ def mask_path(annotation_json: str | Path, image_id: int) -> str:
 
 def read_coco_mask(path: str | Path, ignore_label: int = 255) -> np.ndarray:
     """The HxW uint8 semantic mask behind a :func:`mask_path` (class indices, crowd = ignore)."""
-    from foveal.segmentation.data import coco_semantic_masks
-
     annotation_json, _, image_id = str(path).rpartition(_SEPARATOR)
     if not annotation_json or not image_id.isdigit():
         raise DataError(f"{path}: not a COCO mask reference (<file.json>#<image id>)")
     return coco_semantic_masks(annotation_json, int(image_id), ignore_label)
+
+
+def coco_semantic_masks(annotation_json: str | Path, image_id: int, ignore_label: int = 255) -> np.ndarray:
+    """Rasterise one COCO image's instance annotations into an HxW uint8 semantic mask.
+
+    Polygons and (compressed or uncompressed) RLE are decoded with pycocotools. Class 0 is
+    background; category ids sorted ascending map to 1..K (see :func:`coco_names`).
+    Larger instances are painted first so small objects on top stay visible; crowd regions
+    (``iscrowd=1``) are painted last with ``ignore_label``.
+
+    Example:
+        >>> m = coco_semantic_masks("instances_val2017.json", 139)   # doctest: +SKIP
+        >>> m.shape, m.dtype
+        ((426, 640), dtype('uint8'))
+    """
+    from pycocotools import mask as mask_utils
+
+    images, index = _by_image(*_version(annotation_json))
+    if image_id not in images:
+        raise DataError(f"{annotation_json}: no image with id {image_id}")
+    info, anns = images[image_id]
+    h, w = int(info["height"]), int(info["width"])
+    out = np.zeros((h, w), dtype=np.uint8)
+    things = sorted((a for a in anns if not a.get("iscrowd", 0)), key=lambda a: -a.get("area", 0))
+    for ann in things + [a for a in anns if a.get("iscrowd", 0)]:
+        seg = ann["segmentation"]
+        if isinstance(seg, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w)) if seg else None
+        elif isinstance(seg.get("counts"), list):
+            rle = mask_utils.frPyObjects(seg, h, w)
+        else:
+            rle = seg
+        if rle is not None:
+            out[mask_utils.decode(rle).astype(bool)] = ignore_label if ann.get("iscrowd", 0) else index[ann["category_id"]]
+    return out
 
 
 def check_coco_segmentation(path: str | Path) -> dict[str, Any]:
@@ -60,11 +93,26 @@ def check_coco_segmentation(path: str | Path) -> dict[str, Any]:
 
     The checked content is cached per file version (a large file is read once per run).
     """
+    return _checked(*_version(path))
+
+
+def _version(path: str | Path) -> tuple[str, int, int]:
+    """``(path, mtime, size)``: the cache key of a file's version."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"COCO annotation file not found: {path}", hint=_HINT)
     stat = path.stat()
-    return _checked(str(path), stat.st_mtime_ns, stat.st_size)
+    return str(path), stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=4)
+def _by_image(name: str, mtime_ns: int, size: int) -> tuple[dict[int, tuple[dict, list]], dict[int, int]]:
+    """``({image id: (image record, its annotations)}, {category id: class index})``."""
+    data = _checked(name, mtime_ns, size)
+    images: dict[int, tuple[dict, list]] = {im["id"]: (im, []) for im in data["images"]}
+    for ann in data["annotations"]:
+        images[ann["image_id"]][1].append(ann)
+    return images, {c: i + 1 for i, c in enumerate(sorted(c["id"] for c in data["categories"]))}
 
 
 @functools.lru_cache(maxsize=4)
@@ -114,7 +162,7 @@ def coco_names(path: str | Path) -> list[str]:
 
 def read_coco_segmentation(path: str | Path, images: str | Path | None = None, *,
                            class_names: list[str] | None = None, ignore_label: int = 255,
-                           skip_invalid: bool = False, validate: bool = True):
+                           skip_invalid: bool = False):
     """Every image of a COCO instances file with its semantic mask (see the module docstring).
 
     Args:
@@ -125,7 +173,6 @@ def read_coco_segmentation(path: str | Path, images: str | Path | None = None, *
         ignore_label: the value of crowd regions (no loss, no score).
         skip_invalid: leave out images that are missing or whose size differs from the file's
             record (listed in ``info["skipped"]``) instead of raising.
-        validate: draw every mask once to check it against its image.
 
     Returns:
         A :class:`~foveal.segmentation.data.SegmentationImages` of ``mask_format`` ``coco``.
@@ -134,8 +181,7 @@ def read_coco_segmentation(path: str | Path, images: str | Path | None = None, *
     from foveal.segmentation.data import SegmentationImages, validate_pairs
 
     path = Path(path)
-    data = check_coco_segmentation(path)
-    names = ["background"] + [str(c["name"]) for c in sorted(data["categories"], key=lambda c: c["id"])]
+    data, names = check_coco_segmentation(path), coco_names(path)
     if class_names is not None and list(class_names) != names:
         raise DataError(f"{path}: its classes {names[:12]} differ from the expected {list(class_names)[:12]}",
                         hint="give COCO files with the same categories (background is class 0)")
@@ -160,7 +206,7 @@ def read_coco_segmentation(path: str | Path, images: str | Path | None = None, *
         image_paths=np.asarray([p for p, _ in pairs]), mask_paths=np.asarray([m for _, m in pairs]),
         class_names=names, ignore_label=ignore_label, mask_format=MASK_FORMAT, origin=str(path),
         info={"skipped": skipped} if skipped else {})
-    return validate_pairs(result, skip_invalid) if validate else result
+    return validate_pairs(result, skip_invalid)
 
 
 def own_class_names(spec: str | Path, mask_format: str = "auto") -> list[str] | None:
@@ -174,7 +220,3 @@ def own_class_names(spec: str | Path, mask_format: str = "auto") -> list[str] | 
     if mask_format in ("auto", "palette") and palette.is_file():
         return read_palette(palette)[1]
     return None
-
-
-__all__ = ["MASK_FORMAT", "check_coco_segmentation", "coco_names", "is_coco_file", "mask_path", "own_class_names",
-           "read_coco_mask", "read_coco_segmentation"]

@@ -22,24 +22,15 @@ import numpy as np
 
 from foveal.errors import FovealError
 
-INSTALL_HINT = ("pip install 'foveal[crf]' (or pip install pydensecrf2; it compiles C++ code, so "
-                "a compiler such as g++ must be installed)")
-
-
-def crf_available() -> bool:
-    """True when the optional ``pydensecrf`` module imports."""
-    try:
-        import pydensecrf.densecrf  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
 
 def require_crf() -> None:
     """Raise a :class:`FovealError` naming the package to install when the CRF is missing."""
-    if not crf_available():
-        raise FovealError("dense-CRF refinement (--crf) needs the optional package pydensecrf2, "
-                          "which is not installed", hint=INSTALL_HINT)
+    try:
+        import pydensecrf.densecrf  # noqa: F401
+    except ImportError:
+        raise FovealError("dense-CRF refinement (--crf) needs the optional package pydensecrf2, which is not "
+                          "installed", hint="pip install 'foveal[crf]' (or pip install pydensecrf2; it compiles "
+                          "C++ code, so a compiler such as g++ must be installed)") from None
 
 
 def crf_refine(
@@ -82,6 +73,3 @@ def crf_refine(
     field.addPairwiseBilateral(sxy=appearance_sxy, srgb=appearance_srgb, rgbim=rgb, compat=appearance_compat)
     refined = np.asarray(field.inference(int(iterations)), dtype=np.float32).reshape(k, height, width)
     return np.moveaxis(refined, 0, -1)
-
-
-__all__ = ["INSTALL_HINT", "crf_available", "crf_refine", "require_crf"]

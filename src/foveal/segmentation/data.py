@@ -24,9 +24,7 @@ Masks are decoded by PIL on both paths, :meth:`SegmentationImages.load_mask` and
 a P-mode index mask differently. One decoder means the trainer, the evaluation and the checks
 of :func:`validate_pairs` always see the same class indices.
 
-COCO instance annotations become semantic masks with :func:`coco_semantic_masks`: class 0 is
-background and COCO categories, sorted by id, are classes 1..K (:func:`coco_class_names`);
-crowd regions are painted with the ignore label last, so no loss is taken on them.
+COCO instance files are read as masks drawn from their annotations by :mod:`.coco`.
 
 Example:
     >>> data = read_mask_folder("../shared/datasets/isbi-membrane/train")   # doctest: +SKIP
@@ -36,7 +34,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -185,20 +182,6 @@ def is_indexed_png(path: str | Path) -> bool:
         raise DataError(f"{path}: cannot read the image ({exc})") from None
 
 
-def file_palette(path: str | Path, count: int) -> np.ndarray:
-    """The first ``count`` colours, (count, 3) uint8, of a P-mode file's palette; entries the
-    palette lacks take :func:`~.predict.default_palette`'s colours."""
-    from PIL import Image
-
-    from foveal.segmentation.predict import default_palette
-
-    with Image.open(path) as img:
-        stored = np.asarray(img.getpalette("RGB") or [], np.uint8).reshape(-1, 3)[:count]
-    colours = default_palette(count)
-    colours[: len(stored)] = stored
-    return colours
-
-
 def image_size(path: str | Path) -> tuple[int, int]:
     """(height, width) of an image file as shown (EXIF orientation applied), from its header only."""
     from PIL import Image
@@ -239,8 +222,7 @@ def decode_mask_array(raw: np.ndarray, data: SegmentationImages) -> np.ndarray:
     """Pixels of a mask file -> HxW uint8 class indices, unknown values -> ignore label."""
     if data.mask_format == "palette":
         assert data.palette is not None
-        rgb = raw if raw.ndim == 3 else np.repeat(raw[..., None], 3, axis=-1)
-        code = _colour_codes(rgb.reshape(-1, 3)).reshape(rgb.shape[:2])
+        code = _pixel_codes(raw)
         out = np.full(code.shape, data.ignore_label, dtype=np.uint8)
         for index, colour in enumerate(_colour_codes(data.palette)):
             out[code == colour] = index
@@ -259,13 +241,12 @@ _COLOUR_HINT = ("use --mask-format auto (the palette is derived from the colours
 def unknown_values(raw: np.ndarray, data: SegmentationImages) -> list:
     """The mask values (or colours) of ``raw`` that are neither a class nor the ignore label."""
     if data.mask_format == "palette":
-        rgb = raw if raw.ndim == 3 else np.repeat(raw[..., None], 3, axis=-1)
         known = set(_colour_codes(data.palette).tolist())
-        codes = np.unique(_colour_codes(rgb.reshape(-1, 3)))
-        return [tuple(int(v) for v in ((c >> 16) & 255, (c >> 8) & 255, c & 255)) for c in codes if c not in known]
+        return [_code_colour(c) for c in np.unique(_pixel_codes(raw)) if c not in known]
     gray = raw if raw.ndim == 2 else raw[..., 0]
     table = _value_table(data)
-    return [int(v) for v in np.unique(gray) if table[v] == data.ignore_label and v != _ignore_source(data)]
+    ignore = -1 if data.mask_format == "binary" else data.ignore_label  # binary masks' 255 is the foreground
+    return [int(v) for v in np.unique(gray) if table[v] == data.ignore_label and v != ignore]
 
 
 def validate_pairs(data: SegmentationImages, skip_invalid: bool = False) -> SegmentationImages:
@@ -320,20 +301,16 @@ def read_mask_folder(
     class_names: list[str] | None = None,
     ignore_label: int = 255,
     skip_invalid: bool = False,
-    validate: bool = True,
 ) -> SegmentationImages:
     """Pair the images and masks under ``root`` (see the module docstring for layouts).
 
     Args:
         root: folder with ``images/`` + ``masks/`` or ``image/`` + ``label/``.
-        mask_format: ``auto``, ``index``, ``binary`` or ``palette``.
         class_names: class names for ``index`` masks (default: ``class_0`` .. up to the largest
             value found in the first masks); ``binary`` defaults to background/foreground,
             ``palette`` takes the palette's names.
-        ignore_label: mask value meaning "no label".
         skip_invalid: leave out pairs with a missing partner, a size mismatch or unknown
             values (listed in ``info["skipped"]``) instead of raising.
-        validate: read every mask to check it (set False for huge sets already checked).
 
     Raises:
         DataError: no known layout, missing pairs, bad palette or a bad mask (named).
@@ -373,7 +350,7 @@ def read_mask_folder(
         class_names=names, ignore_label=ignore_label, mask_format=fmt, palette=palette, colours=colours,
         origin=str(root), info={"skipped": skipped} if skipped else {},
     )
-    return validate_pairs(data, skip_invalid) if validate else data
+    return validate_pairs(data, skip_invalid)
 
 
 def _resolve_format(root: Path, mask_format: str, first_mask: Path, class_names, ignore_label: int, sample: list[Path]):
@@ -425,11 +402,9 @@ def derive_palette(masks: list[Path]) -> tuple[np.ndarray, list[str]]:
 
     codes: set[int] = set()
     for path in masks:
-        pixels = read_pixels(path)
-        rgb = pixels[..., :3] if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=-1)
-        codes.update(np.unique(_colour_codes(rgb.reshape(-1, 3))).tolist())
+        codes.update(np.unique(_pixel_codes(read_pixels(path))).tolist())
     ordered = sorted(codes)  # black (code 0) first when present
-    colours = np.asarray([((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in ordered], dtype=np.uint8)
+    colours = np.asarray([_code_colour(c) for c in ordered], dtype=np.uint8)
     names = ["background" if c == 0 else "colour_{}_{}_{}".format(*colours[i]) for i, c in enumerate(ordered)]
     lines = "\n".join(f"  {r} {g} {b} {name}" for (r, g, b), name in zip(colours.tolist(), names))
     logging.getLogger("foveal").warning(
@@ -440,13 +415,24 @@ def derive_palette(masks: list[Path]) -> tuple[np.ndarray, list[str]]:
 
 
 def _indexed_colours(first_mask: Path, count: int) -> np.ndarray | None:
-    """The class colours of P-mode masks (the first mask's palette), None for other masks.
+    """The class colours of P-mode masks: the first ``count`` of the first mask's palette (entries
+    it lacks take :func:`~.predict.default_palette`'s), None for other masks.
 
     An unreadable first mask gives None here; validation names it (or skips its pair)."""
+    from PIL import Image
+
+    from foveal.segmentation.predict import default_palette
+
     try:
-        return file_palette(first_mask, count) if is_indexed_png(first_mask) else None
-    except (DataError, OSError, ValueError):
+        with Image.open(first_mask) as img:
+            if img.mode not in INDEXED_MODES:
+                return None
+            stored = np.asarray(img.getpalette("RGB") or [], np.uint8).reshape(-1, 3)[:count]
+    except (OSError, ValueError):
         return None
+    colours = default_palette(count)
+    colours[: len(stored)] = stored
+    return colours
 
 
 def _value_table(data: SegmentationImages) -> np.ndarray:
@@ -459,102 +445,20 @@ def _value_table(data: SegmentationImages) -> np.ndarray:
     return table
 
 
-def _ignore_source(data: SegmentationImages) -> int:
-    # Binary masks use 255 for the foreground, so there they have no ignore value.
-    return -1 if data.mask_format == "binary" else data.ignore_label
-
-
 def _colour_codes(rgb: np.ndarray) -> np.ndarray:
+    """``R * 65536 + G * 256 + B`` over the last axis."""
     rgb = np.asarray(rgb, dtype=np.int64)
     return rgb[..., 0] * 65536 + rgb[..., 1] * 256 + rgb[..., 2]
 
 
+def _pixel_codes(pixels: np.ndarray) -> np.ndarray:
+    """HxW colour codes of HxW (gray) or HxWxC pixels."""
+    return _colour_codes(pixels[..., :3] if pixels.ndim == 3 else np.repeat(pixels[..., None], 3, axis=-1))
+
+
+def _code_colour(code: int) -> tuple[int, int, int]:
+    return (int(code) >> 16) & 255, (int(code) >> 8) & 255, int(code) & 255
+
+
 def _natural_key(stem: str):
     return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)
-
-
-# ----------------------------------------------------------------------------- COCO
-
-
-@functools.lru_cache(maxsize=4)
-def _coco(annotation_json: str):
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-
-    if not Path(annotation_json).is_file():
-        raise DataError(f"COCO annotation file not found: {annotation_json}")
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-        return COCO(annotation_json)
-
-
-def coco_class_names(annotation_json: str | Path) -> list[str]:
-    """``["background", <COCO categories sorted by id>]``: index i is the semantic class i."""
-    coco = _coco(str(annotation_json))
-    return ["background"] + [coco.cats[c]["name"] for c in sorted(coco.cats)]
-
-
-def coco_semantic_masks(annotation_json: str | Path, image_id: int, ignore_label: int = 255) -> np.ndarray:
-    """Rasterise one COCO image's instance annotations into an HxW uint8 semantic mask.
-
-    Polygons and (compressed or uncompressed) RLE are decoded with pycocotools. Class 0 is
-    background; category ids sorted ascending map to 1..K (see :func:`coco_class_names`).
-    Larger instances are painted first so small objects on top stay visible; crowd regions
-    (``iscrowd=1``) are painted last with ``ignore_label``.
-
-    Example:
-        >>> m = coco_semantic_masks("instances_val2017.json", 139)   # doctest: +SKIP
-        >>> m.shape, m.dtype
-        ((426, 640), dtype('uint8'))
-    """
-    from pycocotools import mask as mask_utils
-
-    coco = _coco(str(annotation_json))
-    if image_id not in coco.imgs:
-        raise DataError(f"{annotation_json}: no image with id {image_id}")
-    info = coco.imgs[image_id]
-    h, w = int(info["height"]), int(info["width"])
-    index = {cat: i + 1 for i, cat in enumerate(sorted(coco.cats))}
-    out = np.zeros((h, w), dtype=np.uint8)
-    anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], iscrowd=None))
-    things = sorted((a for a in anns if not a.get("iscrowd", 0)), key=lambda a: -a.get("area", 0))
-    crowds = [a for a in anns if a.get("iscrowd", 0)]
-    for ann in things + crowds:
-        seg = ann["segmentation"]
-        if isinstance(seg, list):
-            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w)) if seg else None
-        elif isinstance(seg.get("counts"), list):
-            rle = mask_utils.frPyObjects(seg, h, w)
-        else:
-            rle = seg
-        if rle is None:
-            continue
-        region = mask_utils.decode(rle).astype(bool)
-        out[region] = ignore_label if ann.get("iscrowd", 0) else index[ann["category_id"]]
-    return out
-
-
-def write_coco_masks(annotation_json: str | Path, image_dir: str | Path, mask_dir: str | Path,
-                     ignore_label: int = 255) -> SegmentationImages:
-    """Write every image's semantic mask as ``mask_dir/<image stem>.png`` and pair them up."""
-    from PIL import Image
-
-    coco = _coco(str(annotation_json))
-    mask_dir = Path(mask_dir)
-    mask_dir.mkdir(parents=True, exist_ok=True)
-    images, masks = [], []
-    for image_id in sorted(coco.imgs):
-        name = coco.imgs[image_id]["file_name"]
-        target = mask_dir / (Path(name).stem + ".png")
-        Image.fromarray(coco_semantic_masks(annotation_json, image_id, ignore_label)).save(target)
-        images.append(str(Path(image_dir) / name))
-        masks.append(str(target))
-    return SegmentationImages(np.asarray(images), np.asarray(masks), coco_class_names(annotation_json),
-                              ignore_label=ignore_label, mask_format="index", origin=str(annotation_json))
-
-
-__all__ = [
-    "MASK_FORMATS", "SegmentationImages", "coco_class_names", "coco_semantic_masks", "is_indexed_png",
-    "read_mask_folder", "read_mask_pixels", "read_palette", "validate_pairs", "write_coco_masks",
-]

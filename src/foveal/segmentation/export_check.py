@@ -17,14 +17,11 @@ from typing import Any
 
 import numpy as np
 
+# The segmenter is exported as it is (its one output is ``probabilities``), with its own card.
+from foveal.export.classify import export_card, export_graph
 from foveal.models.io import ModelCard
 
 MASK_OPACITY = 0.5  # how opaque the page paints classes over the photo
-
-
-def export_graph(model: Any, card: ModelCard) -> Any:
-    """The segmenter itself: its one output is exported as ``probabilities``."""
-    return model
 
 
 def input_signature(card: ModelCard) -> tuple[int | None, ...]:
@@ -32,8 +29,11 @@ def input_signature(card: ModelCard) -> tuple[int | None, ...]:
     return (None, None, card.input_shape[-1])
 
 
-def export_card(model: Any, card: ModelCard) -> ModelCard:
-    return card
+def _as_model(source: Any, card: ModelCard) -> Any:
+    """A Keras model as it is; a runner wrapped to be called like one."""
+    from foveal.export.tasks import OutputsModel, is_runner
+
+    return OutputsModel(lambda x: source(x), (None, *input_signature(card))) if is_runner(source) else source
 
 
 def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
@@ -50,10 +50,9 @@ def model_input(image: np.ndarray, card: ModelCard) -> np.ndarray:
 def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.ndarray]:
     """``{"probabilities": [N, H, W, K]}`` at the images' own size, each image predicted as
     ``segment predict`` does (padded to the stride, tiled when larger than the card's tile)."""
-    from foveal.export.tasks import OutputsModel, is_runner
     from foveal.segmentation.predict import DEFAULT_TILE, sliding_window
 
-    model = OutputsModel(lambda x: source(x), (None, *input_signature(card))) if is_runner(source) else source
+    model = _as_model(source, card)
     tile, stride = int(card.training.get("tile", DEFAULT_TILE)), int(card.training.get("stride", 32))
     probs = [sliding_window(model, np.asarray(image, np.float32), tile=tile, stride=stride) for image in images]
     return {"probabilities": np.stack(probs).astype(np.float32)}
@@ -71,11 +70,9 @@ def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], ca
 
 def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
     """Every image/mask pair of the folder ``spec`` (as ``foveal segment evaluate --split all``)."""
-    from foveal.segmentation.train import SegmentConfig, read_folder
+    from foveal.segmentation.train import card_config, read_folder
 
-    cfg = SegmentConfig(data=spec, classes=list(card.class_names), ignore_label=int(card.training.get("ignore_label", 255)),
-                        mask_format=card.training.get("mask_format", "auto"))
-    return {"all": read_folder(spec, cfg, list(card.class_names))}
+    return {"all": read_folder(spec, card_config(card, spec), list(card.class_names))}
 
 
 def sample_images(part: Any, card: ModelCard, count: int) -> np.ndarray:
@@ -90,15 +87,11 @@ def sample_images(part: Any, card: ModelCard, count: int) -> np.ndarray:
 
 def accuracy(source: Any, card: ModelCard, part: Any, limit: int | None) -> dict[str, Any]:
     """Mean IoU over classes (and pixel accuracy), by the segmenter's own scoring."""
-    from foveal.export.tasks import OutputsModel, is_runner
     from foveal.segmentation.train import score_segmenter
 
     if limit is not None:
         part = part.subset(np.arange(min(limit, len(part))))
-    model = source
-    if is_runner(source):
-        model = OutputsModel(lambda x: source(x), (None, *input_signature(card)))
-    metrics, _ = score_segmenter(model, card, part)
+    metrics, _ = score_segmenter(_as_model(source, card), card, part)
     return {"metric": "mean_iou", "value": float(metrics["mean_iou"]),
             "pixel_accuracy": float(metrics["pixel_accuracy"])}
 

@@ -213,9 +213,3 @@ def unet_weight_map(
 def pack_target(mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Stack labels and pixel weights into the (..., H, W, 2) float target the losses accept."""
     return np.stack([np.asarray(mask, np.float32), np.asarray(weights, np.float32)], axis=-1)
-
-
-__all__ = [
-    "CrossEntropyDice", "PixelCrossEntropy", "SoftDiceLoss", "balanced_class_weights", "pack_target",
-    "split_target", "unet_weight_map",
-]

@@ -63,11 +63,6 @@ def per_class_dice(cm: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, 2 * tp / denom, np.nan)
 
 
-def mean_iou(cm: np.ndarray) -> float:
-    """Mean of the defined per-class IoUs."""
-    return float(np.nanmean(per_class_iou(cm)))
-
-
 def segmentation_scores(y_true, y_pred, num_classes: int, ignore_label: int = 255) -> dict[str, Any]:
     """Confusion matrix, pixel accuracy, per-class and mean IoU and Dice in one dict."""
     cm = confusion_matrix(y_true, y_pred, num_classes, ignore_label)
@@ -123,14 +118,5 @@ class StreamingConfusion(keras.metrics.Metric):
         present = ops.cast(denom > 0, "float64")
         return ops.cast(ops.sum(per_class * present) / ops.maximum(ops.sum(present), 1.0), "float32")
 
-    def reset_state(self):
-        self.matrix.assign(ops.zeros_like(self.matrix))
-
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_classes": self.num_classes, "score": self.score, "ignore_label": self.ignore_label}
-
-
-__all__ = [
-    "StreamingConfusion", "confusion_matrix", "mean_iou", "per_class_dice", "per_class_iou", "pixel_accuracy",
-    "segmentation_scores",
-]

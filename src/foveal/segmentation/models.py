@@ -147,12 +147,6 @@ def valid_unet_output_size(size: int, depth: int = 4) -> int:
     return size
 
 
-def _backbone(backbone: str, input_shape, **options: Any) -> keras.Model:
-    from foveal.models import build_model
-
-    return build_model(backbone, input_shape=tuple(input_shape), include_top=False, **options)
-
-
 @SEGMENTATION_MODELS.register(
     "unet_backbone", input_shape=(224, 224, 3),
     paper="Ronneberger et al., MICCAI 2015 (decoder) on a foveal classification backbone",
@@ -188,36 +182,31 @@ def unet_backbone(
         >>> unet_backbone("vgg16", (64, 64, 3), 3, width=0.125).output_shape
         (None, 64, 64, 3)
     """
+    from foveal.models import build_model
     from foveal.models.pyramid import feature_pyramid, level_stride
 
-    base = _backbone(backbone_name, input_shape, **backbone_options)
+    base = build_model(backbone_name, input_shape=tuple(input_shape), include_top=False, **backbone_options)
     feats = feature_pyramid(base, min_level=2)
     if not feats:
         raise ModelError(f"backbone {backbone_name!r} has no feature map at stride 4 or more to attach a decoder to")
     levels = list(reversed(feats))  # deepest first
-    x = feats[levels[0]]
-    stride = level_stride(levels[0])
-    widths = list(decoder_widths)
-    step = 0
-    for lvl in levels[1:]:
-        factor = stride // level_stride(lvl)
-        x = upsample(x, factor, upsampling, filters=widths[step] if upsampling == "transposed" else None,
+    x, stride = feats[levels[0]], level_stride(levels[0])
+    # a step per shallower level (upsampled to it, its map concatenated), then x2 steps to stride 1
+    steps = levels[1:] + [None] * (level_stride(levels[-1]).bit_length() - 1)
+    for step, lvl in enumerate(steps):
+        target = level_stride(lvl) if lvl else stride // 2
+        width = decoder_widths[min(step, len(decoder_widths) - 1)]
+        x = upsample(x, stride // target, upsampling, filters=width if upsampling == "transposed" else None,
                      name=f"dec{step + 1}_up")
-        if tuple(x.shape[1:3]) != tuple(feats[lvl].shape[1:3]):
+        if lvl and tuple(x.shape[1:3]) != tuple(feats[lvl].shape[1:3]):
             raise ModelError(f"backbone {backbone_name!r} gives a {lvl} map of {tuple(feats[lvl].shape[1:3])} at input "
-                             f"{tuple(input_shape[:2])}, not {factor}x its {tuple(x.shape[1:3])} coarser map "
+                             f"{tuple(input_shape[:2])}, not {stride // target}x its {tuple(x.shape[1:3])} coarser map "
                              "(unpadded convolutions trim borders)",
                              hint="use a backbone with 'same' padding (vgg, resnet, mobilenet, googlenet)")
-        x = layers.Concatenate(name=f"dec{step + 1}_concat")([x, feats[lvl]])
-        x = _conv_pair(x, widths[step], "same", batch_norm, f"dec{step + 1}")
-        stride = level_stride(lvl)
-        step += 1
-    while stride > 1:
-        x = upsample(x, 2, upsampling, filters=widths[min(step, len(widths) - 1)] if upsampling == "transposed" else None,
-                     name=f"dec{step + 1}_up")
-        x = _conv_pair(x, widths[min(step, len(widths) - 1)], "same", batch_norm, f"dec{step + 1}")
-        stride //= 2
-        step += 1
+        if lvl:
+            x = layers.Concatenate(name=f"dec{step + 1}_concat")([x, feats[lvl]])
+        x = _conv_pair(x, width, "same", batch_norm, f"dec{step + 1}")
+        stride = target
     return keras.Model(base.input, segmentation_output(x, num_classes), name=name or f"unet_{backbone_name}")
 
 
@@ -262,9 +251,10 @@ def fcn(
     h, w = input_shape[:2]
     if h and w and (h % 32 or w % 32):  # None: any size, checked when called
         raise ModelError(f"fcn needs height and width divisible by 32, got {h}x{w}")
+    from foveal.models import build_model
     from foveal.models.pyramid import feature_pyramid, level_stride
 
-    base = _backbone(backbone, input_shape, **backbone_options)
+    base = build_model(backbone, input_shape=tuple(input_shape), include_top=False, **backbone_options)
     position = "first" if backbone.lower() in FCN_POOL_BACKBONES else "last"
     pyramid = feature_pyramid(base, min_level=3, max_level=5, position=position)
     skips, final = FCN_VARIANTS[variant]
@@ -288,7 +278,3 @@ def fcn(
     x = upsample(x, final, "transposed", filters=num_classes, trainable=False, name=f"upscore{final}")
     probs = layers.Activation("softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(base.input, probs, name=name or f"fcn{variant}_{backbone}")
-
-
-__all__ = ["FCN_POOL_BACKBONES", "FCN_VARIANTS", "SEGMENTATION_MODELS", "fcn", "segmentation_output", "unet", "unet_backbone",
-           "valid_unet_output_size"]

@@ -41,12 +41,13 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
 
 from foveal.errors import ConfigError
-from foveal.segmentation.augment import SegmentationAugment
+from foveal.segmentation.augment import SegmentationAugment, augment_dataset
 
 PRESETS: dict[str, str] = {
     "none": "",
@@ -127,18 +128,14 @@ def make_segmentation_pipeline(
     """Batches of ``(images, targets)`` from a :class:`~foveal.segmentation.data.SegmentationImages`.
 
     Args:
-        data: the image/mask pairs.
         channels: 1 or 3 (images are converted).
-        batch_size: pairs per batch.
         training: shuffle, crop and augment (else whole images, padded to ``stride``).
         image_size: (height, width) every pair is stretched to first; None keeps file sizes.
         crop_size: training crop (None: whole images, padded to ``stride``).
         augment: the random transformations (None: crop only); its ``crop_size`` is replaced.
         stride: the model's total downsampling; whole images are padded to a multiple of it.
-        seed: shuffling and augmentation seed.
         repeat: repeat the training data forever (for a fixed number of steps per epoch).
         cache: ``memory``, ``none`` or ``auto`` (memory when the decoded pairs fit in 1 GiB).
-        skip_invalid: drop pairs that fail to decode instead of stopping.
         weight_map: ``mask -> HxW float32 weights`` (e.g. U-Net border weights), computed
             once per pair before augmentation; None trains without pixel weights.
         start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled
@@ -183,47 +180,29 @@ def make_segmentation_pipeline(
         if repeat:
             ds = ds.repeat()
         aug = augment if augment is not None else SegmentationAugment(hflip=False, ignore_label=ignore)
-        aug = _with_crop(aug, crop_size)
-        seeds = tf.data.Dataset.random(seed=s).batch(2, drop_remainder=True)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda pair, r: aug(*pair[:2], r, *pair[2:]),
-                                                  num_parallel_calls=tf.data.AUTOTUNE)
-        ds = batched(ds)
+        crop = None if crop_size is None else tuple(int(v) for v in crop_size)
+        ds = batched(augment_dataset(ds, replace(aug, crop_size=crop), seed=s))
         return ds.take(steps_per_epoch) if repeat and epoch is not None and steps_per_epoch else ds
 
     if training:
         ds = shuffled_epochs(ds, len(data), seed=seed, start_epoch=start_epoch, then=then)
     else:
-        ds = batched(ds.map(lambda *pair: _cast(*pair), num_parallel_calls=tf.data.AUTOTUNE))
+        ds = batched(ds)
     if weight_map is not None:
         ds = ds.map(lambda image, mask, weights: (image, tf.stack([tf.cast(mask, tf.float32), weights], -1)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _with_crop(aug: SegmentationAugment, crop_size: tuple[int, int] | None) -> SegmentationAugment:
-    from dataclasses import replace
-
-    return replace(aug, crop_size=None if crop_size is None else tuple(int(v) for v in crop_size))
-
-
-def _cast(image, mask, weights=None):
-    import tensorflow as tf
-
-    out = (tf.cast(image, tf.float32), tf.cast(mask, tf.int32))
-    return out if weights is None else (*out, weights)
-
-
 def _pad_to_stride(image, mask, weights=None, *, stride: int, ignore: int):
-    """Pad bottom/right to a multiple of ``stride``: zeros for the image, ``ignore`` for the mask."""
+    """Pad bottom/right to a multiple of ``stride``: zeros for the (float32) image, ``ignore`` for
+    the (int32) mask, zeros for the weights."""
     import tensorflow as tf
 
     shape = tf.shape(mask)
-    ph = (stride - shape[0] % stride) % stride
-    pw = (stride - shape[1] % stride) % stride
-    image = tf.pad(image, [[0, ph], [0, pw], [0, 0]])
-    mask = tf.pad(mask, [[0, ph], [0, pw]], constant_values=ignore)
-    if weights is None:
-        return image, mask
-    return image, mask, tf.pad(weights, [[0, ph], [0, pw]])
+    pads = [[0, (stride - shape[0] % stride) % stride], [0, (stride - shape[1] % stride) % stride]]
+    image = tf.pad(tf.cast(image, tf.float32), [*pads, [0, 0]])
+    mask = tf.pad(tf.cast(mask, tf.int32), pads, constant_values=ignore)
+    return (image, mask) if weights is None else (image, mask, tf.pad(weights, pads))
 
 
 def _should_cache(data, channels: int, image_size, cache: str) -> bool:
@@ -235,6 +214,3 @@ def _should_cache(data, channels: int, image_size, cache: str) -> bool:
         return False
     h, w = image_size or header_size(data.image_paths[0])
     return len(data) * h * w * (channels + 1) < _AUTO_CACHE_BYTES
-
-
-__all__ = ["OPS", "PRESETS", "make_segmentation_pipeline", "parse_augment"]

@@ -78,15 +78,9 @@ def check_card(card) -> None:
 
 def default_palette(num_classes: int) -> np.ndarray:
     """The PASCAL VOC colour map (bit-interleaved class index), (K, 3) uint8."""
-    colours = np.zeros((num_classes, 3), np.uint8)
-    for k in range(num_classes):
-        c, r, g, b = k, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= (c & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        colours[k] = (r, g, b)
+    k, i = np.arange(num_classes)[:, None], np.arange(8)[:, None, None]
+    # bits 3i, 3i + 1 and 3i + 2 of the class index are bit 7 - i of R, G and B
+    colours = ((k >> (3 * i + np.arange(3)) & 1) << (7 - i)).sum(0).astype(np.uint8)
     if num_classes == 2:  # black and dark red are hard to see on gray micrographs
         colours[:] = [(255, 64, 64), (64, 160, 255)]
     return colours
@@ -158,8 +152,8 @@ def sliding_window(model, image: np.ndarray, *, tile: int, stride: int, batch_si
     return out[:height, :width]
 
 
-def tta_views(tta: str | bool | None) -> tuple[tuple[int, bool], ...]:
-    """The views of a TTA set name (``none``, ``flips``, ``d4``; True means ``flips``).
+def tta_name(tta: str | bool | None) -> str:
+    """The name of a TTA set in :data:`TTA_VIEWS` (``none``, ``flips``, ``d4``; True means ``flips``).
 
     Raises:
         ConfigError: an unknown name.
@@ -167,13 +161,7 @@ def tta_views(tta: str | bool | None) -> tuple[tuple[int, bool], ...]:
     name = "flips" if tta is True else "none" if tta in (None, False) else str(tta).strip().lower()
     if name not in TTA_VIEWS:
         raise ConfigError(f"unknown test-time augmentation {tta!r}", hint=f"use one of {', '.join(TTA_VIEWS)}")
-    return TTA_VIEWS[name]
-
-
-def tta_name(tta: str | bool | None) -> str:
-    """The canonical name of a ``tta`` argument (``none``, ``flips`` or ``d4``)."""
-    views = tta_views(tta)
-    return next(name for name, v in TTA_VIEWS.items() if v == views)
+    return name
 
 
 def view(array: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
@@ -199,7 +187,7 @@ def predict_probabilities(model, card, image: np.ndarray, *, batch_size: int = 4
 
     from foveal.data.pipeline import resize_image
 
-    views = tta_views(tta)
+    views = TTA_VIEWS[tta_name(tta)]
     height, width = image.shape[:2]
     size = card.training.get("image_size")
     fixed = tuple(model.input_shape[1:3])
@@ -254,11 +242,9 @@ def predict_masks(
     """Predict every image file (folders are searched recursively) and optionally write them.
 
     Args:
-        model, card: from :func:`foveal.models.load_model` of a segmenter.
         images: files and/or folders.
         output: folder for ``masks/`` (index PNGs), ``overlays/`` and ``predictions.csv``;
             None writes nothing.
-        overlay: also write the overlays.
         crf: refine with a dense CRF (True, or a dict of :func:`~.crf.crf_refine` options);
             needs the optional ``pydensecrf2`` package.
         skip_invalid: report unreadable files as rows with ``"error"`` instead of raising.
@@ -274,7 +260,7 @@ def predict_masks(
     from foveal.predict import predict_files, unique_name, write_png
 
     check_card(card)
-    tta_views(tta)
+    tta = tta_name(tta)
     if crf:
         from foveal.segmentation.crf import require_crf
 
@@ -335,8 +321,3 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     from foveal.predict import file_table
 
     return file_table(rows, lambda r: "  ".join(f"{k} {v:.1%}" for k, v in r["fractions"].items()), width=50)
-
-
-__all__ = ["MASK_PNGS", "TTA_VIEWS", "check_card", "class_colours", "default_palette", "format_table",
-           "mask_png_palette", "overlay_classes", "predict_labels", "predict_masks", "predict_probabilities",
-           "sliding_window", "to_csv", "tta_name", "tta_views", "unview", "view"]

@@ -62,15 +62,11 @@ def example_grid(examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, st
 def _thumbnail(rgb: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
     """Fit ``rgb`` into a size x size square (aspect kept, black borders; small images are
     enlarged with nearest-neighbour sampling so their pixels stay crisp)."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     img = Image.fromarray(rgb)
-    scale = min(size / img.width, size / img.height)
-    method = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BILINEAR
-    img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), method)
-    canvas = Image.new("RGB", (size, size))
-    canvas.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
-    return np.asarray(canvas)
+    method = Image.Resampling.NEAREST if max(img.size) < size else Image.Resampling.BILINEAR
+    return np.asarray(ImageOps.pad(img.convert("RGB"), (size, size), method=method, color="black"))
 
 
 def legend(class_names: Sequence[str], colours: np.ndarray, skip: Sequence[int]):
@@ -129,6 +125,3 @@ def write_segmentation_report(
                                     before=legend(class_names, colours, skip)))
     return write_task_report(path, title=title, summary=summary, config=config, history=history,
                              extra_sections=extra)
-
-
-__all__ = ["example_grid", "legend", "per_class_table", "write_segmentation_report"]

@@ -12,8 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +22,6 @@ from foveal.engine.plugin import RunData, TaskPlugin
 from foveal.errors import ConfigError
 from foveal.segmentation.train import SegmentConfig
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:
     import keras
@@ -63,7 +60,7 @@ class SegmentTask(TaskPlugin):
             "class_weights": resolve_weights(cfg.class_weights, train), "skipped": skipped_of(parts)})
 
     def steps_per_epoch(self, cfg: SegmentConfig, data: RunData) -> int:
-        return cfg.steps_per_epoch or max(1, math.ceil(len(data.train) / cfg.batch_size))
+        return cfg.steps_per_epoch or super().steps_per_epoch(cfg, data)
 
     def fit_steps(self, cfg: SegmentConfig, data: RunData) -> int | None:
         return cfg.steps_per_epoch or None
@@ -134,9 +131,7 @@ class SegmentTask(TaskPlugin):
 
     def finish(self, cfg: SegmentConfig, model: keras.Model, card: ModelCard, data: RunData, run_dir: Path,
                history: dict[str, list[float]]) -> dict[str, Any] | None:
-        from foveal.segmentation.predict import class_colours, unpainted
-        from foveal.segmentation.report import write_segmentation_report
-        from foveal.segmentation.train import _summary_scores, format_headline, score_segmenter
+        from foveal.segmentation.train import format_headline, score_segmenter, write_results
 
         split, part = data.scored_part()
         skipped = data.extra["skipped"]
@@ -146,7 +141,6 @@ class SegmentTask(TaskPlugin):
                                                 skip_invalid=cfg.skip_invalid)
             metrics["split"] = split
             metrics["skipped_pairs"] = len(skipped) + metrics.pop("skipped_images")
-            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
             say(f"{split}: {format_headline(metrics)}")
         summary: dict[str, Any] = {
             "run": run_dir.name, "task": "semantic segmentation", "model": cfg.model, "data": cfg.data,
@@ -154,15 +148,7 @@ class SegmentTask(TaskPlugin):
             "epochs": len(history.get("loss", [])),
             "training time (s)": f"{sum(history.get('epoch_seconds', [])):.1f}", "skipped pairs": len(skipped),
         }
-        if metrics is not None:
-            summary |= _summary_scores(metrics)
-        path = write_segmentation_report(run_dir / "report.html", title=f"foveal segmentation run {run_dir.name}",
-                                         summary=summary, config=asdict(cfg), history=history, scores=metrics,
-                                         examples=examples, class_names=card.class_names,
-                                         colours=class_colours(card), skip=unpainted(card),
-                                         ignore_label=cfg.ignore_label)
+        path = write_results(run_dir, metrics, examples, card, title=f"foveal segmentation run {run_dir.name}",
+                             summary=summary, config=asdict(cfg), history=history, ignore_label=cfg.ignore_label)
         say(f"report: {path}")
         return metrics
-
-
-__all__ = ["SegmentTask"]

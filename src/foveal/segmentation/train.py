@@ -154,12 +154,7 @@ class SegmentConfig(RunConfig):
             (0 <= self.ignore_label <= 255, "ignore_label must be in 0..255"),
         ]
         require_all(checks)
-        if self.model not in ARCHITECTURES:
-            import difflib
-
-            close = difflib.get_close_matches(self.model, ARCHITECTURES, n=1)
-            raise ConfigError(f"unknown segmentation model {self.model!r}; known: {', '.join(ARCHITECTURES)}",
-                              hint=f"did you mean {close[0]!r}?" if close else None)
+        check_architecture(self.model)
         if self.model_options.get("padding", "same") != "same":
             raise ConfigError("the trainer builds padding='same' U-Nets (output = input size)",
                               hint="build the paper's unpadded form with foveal.segmentation.models.unet(padding='valid')")
@@ -184,6 +179,14 @@ class SegmentConfig(RunConfig):
         return 32
 
 
+def check_architecture(name: str) -> None:
+    """Refuse a name that is not in :data:`ARCHITECTURES`, with the closest one as a hint."""
+    if name not in ARCHITECTURES:
+        import difflib
+
+        close = difflib.get_close_matches(name, ARCHITECTURES, n=1)
+        raise ConfigError(f"unknown segmentation model {name!r}; known: {', '.join(ARCHITECTURES)}",
+                          hint=f"did you mean {close[0]!r}?" if close else None)
 
 
 def parse_class_weights(spec: str) -> str | list[float] | None:
@@ -214,11 +217,11 @@ def read_folder(path: str, cfg: SegmentConfig, class_names: list[str] | None = N
     if is_coco_file(path):
         data = read_coco_segmentation(path, cfg.images if path == cfg.data else None, class_names=names,
                                       ignore_label=cfg.ignore_label, skip_invalid=cfg.skip_invalid)
-        return check_images(data, full=cfg.verify == "full", skip_invalid=cfg.skip_invalid)
-    data = read_mask_folder(path, mask_format=cfg.mask_format, class_names=names, ignore_label=cfg.ignore_label,
-                            skip_invalid=cfg.skip_invalid)
-    if data.mask_format == "binary" and data.num_classes != 2:
-        raise ConfigError(f"{path}: binary masks have 2 classes, got --classes {data.class_names}")
+    else:
+        data = read_mask_folder(path, mask_format=cfg.mask_format, class_names=names, ignore_label=cfg.ignore_label,
+                                skip_invalid=cfg.skip_invalid)
+        if data.mask_format == "binary" and data.num_classes != 2:
+            raise ConfigError(f"{path}: binary masks have 2 classes, got --classes {data.class_names}")
     return check_images(data, full=cfg.verify == "full", skip_invalid=cfg.skip_invalid)
 
 
@@ -276,10 +279,7 @@ def _random_split(data: SegmentationImages, fraction: float, seed: int) -> tuple
 
 def skipped_of(parts: dict[str, SegmentationImages]) -> list[str]:
     """Every pair left out by ``--skip-invalid`` (folders shared by splits counted once)."""
-    seen: dict[str, None] = {}
-    for part in parts.values():
-        seen.update(dict.fromkeys(part.info.get("skipped", [])))
-    return list(seen)
+    return list(dict.fromkeys(problem for part in parts.values() for problem in part.info.get("skipped", [])))
 
 
 def guess_channels(data: SegmentationImages) -> int:
@@ -334,8 +334,7 @@ def build_segmenter(name: str, *, num_classes: int, channels: int, options: dict
     """
     from foveal.segmentation.models import SEGMENTATION_MODELS
 
-    if name not in ARCHITECTURES:
-        raise ConfigError(f"unknown segmentation model {name!r}; known: {', '.join(ARCHITECTURES)}")
+    check_architecture(name)
     builder, fixed = ARCHITECTURES[name]
     kwargs = {**fixed, **(options or {})}
     if preprocessing is not None:
@@ -387,15 +386,25 @@ def border_weight_fn(cfg: SegmentConfig, names: list[str], weights: list[float] 
                                         class_weights=ones, ignore_label=cfg.ignore_label)
 
 
-def _summary_scores(metrics: dict[str, Any]) -> dict[str, Any]:
-    split = metrics.get("split", "scored")
-    out = {f"{split} pixel accuracy": metrics["pixel_accuracy"], f"{split} mean IoU": metrics["mean_iou"],
-           f"{split} mean Dice": metrics["mean_dice"]}
-    if metrics.get("foreground") is not None:
-        out[f"{split} {metrics['foreground']} IoU"] = metrics["foreground_iou"]
-        out[f"{split} {metrics['foreground']} Dice"] = metrics["foreground_dice"]
-    out["images scored"] = metrics["num_images"]
-    return out
+def write_results(out: Path, metrics: dict[str, Any] | None, examples: list, card: ModelCard, *, title: str,
+                  summary: dict[str, Any], config: dict[str, Any], history: dict[str, list[float]] | None,
+                  ignore_label: int) -> Path:
+    """``metrics.json`` (when something was scored) and ``report.html`` of a run or an evaluation."""
+    from foveal.segmentation.predict import class_colours, unpainted
+    from foveal.segmentation.report import write_segmentation_report
+
+    if metrics is not None:
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        split, foreground = metrics["split"], metrics.get("foreground")
+        summary = summary | {f"{split} pixel accuracy": metrics["pixel_accuracy"],
+                             f"{split} mean IoU": metrics["mean_iou"], f"{split} mean Dice": metrics["mean_dice"]}
+        if foreground is not None:
+            summary[f"{split} {foreground} IoU"] = metrics["foreground_iou"]
+            summary[f"{split} {foreground} Dice"] = metrics["foreground_dice"]
+        summary["images scored"] = metrics["num_images"]
+    return write_segmentation_report(out / "report.html", title=title, summary=summary, config=config, history=history,
+                                     scores=metrics, examples=examples, class_names=card.class_names,
+                                     colours=class_colours(card), skip=unpainted(card), ignore_label=ignore_label)
 
 
 # ---------------------------------------------------------------------------------- evaluation
@@ -410,9 +419,8 @@ def scores_to_metrics(cm: np.ndarray, class_names: list[str], foreground: str | 
 
     iou, dice = per_class_iou(cm), per_class_dice(cm)
     tp, true, predicted = np.diag(cm), cm.sum(1), cm.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan)
-        recall = np.where(true > 0, tp / np.maximum(true, 1), np.nan)
+    precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), np.nan)
+    recall = np.where(true > 0, tp / np.maximum(true, 1), np.nan)
 
     def num(v) -> float | None:
         return None if not np.isfinite(v) else round(float(v), 6)
@@ -454,30 +462,21 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
         ``skipped_images`` and ``tta``, and up to ``report_images`` ``(image, truth,
         predicted, caption)``.
     """
-    from foveal.predict import decode_file, write_png
-    from foveal.segmentation.metrics import confusion_matrix
-    from foveal.segmentation.predict import (
-        check_card,
-        class_colours,
-        mask_png_palette,
-        overlay_classes,
-        predict_labels,
-        tta_name,
-        unpainted,
-    )
-
-    check_card(card)
-    tta = tta_name(tta)
-    mask_palette = mask_png_palette(card, mask_png)
-    k = len(card.class_names)
     from foveal.evaluation.classes import mask_lookup, match_classes, parse_class_map
+    from foveal.predict import decode_file, write_png
+    from foveal.segmentation import predict as p
+    from foveal.segmentation.metrics import confusion_matrix
 
+    p.check_card(card)
+    tta = p.tta_name(tta)
+    mask_palette = p.mask_png_palette(card, mask_png)
+    k = len(card.class_names)
     to_model = mask_lookup(match_classes(card.class_names, data.class_names, parse_class_map(class_map),
                                          origin=data.origin), data.ignore_label)
     cm = np.zeros((k, k), np.int64)
     examples, skipped, scored = [], 0, 0
     out = Path(output) if output is not None else None
-    colours, skip = class_colours(card), unpainted(card)
+    colours, skip = p.class_colours(card), p.unpainted(card)
     for i, (image_path, mask_path) in enumerate(zip(data.image_paths, data.mask_paths)):
         try:
             image = decode_file(image_path, card.input_shape[-1])
@@ -491,14 +490,14 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
         if truth.shape != image.shape[:2]:
             raise DataError(f"mask {mask_path} is {truth.shape[1]}x{truth.shape[0]} but its image {image_path} "
                             f"is {image.shape[1]}x{image.shape[0]}")
-        predicted = predict_labels(model, card, image, crf=crf, tta=tta)
+        predicted = p.predict_labels(model, card, image, crf=crf, tta=tta)
         cm += confusion_matrix(truth, predicted, k, data.ignore_label)
         scored += 1
         if out is not None:
             name = f"{Path(str(image_path)).stem}.png"
             write_png(out / "masks" / name, predicted, palette=mask_palette)
             if overlay:
-                write_png(out / "overlays" / name, overlay_classes(image, predicted, colours, skip=skip))
+                write_png(out / "overlays" / name, p.overlay_classes(image, predicted, colours, skip=skip))
         if len(examples) < report_images:
             examples.append((image, truth, predicted, Path(str(image_path)).name))
     foreground = card.training.get("foreground")
@@ -533,8 +532,6 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
             fractions and seed as the training run).
         output: folder for ``metrics.json``, ``report.html``, ``masks/`` and ``overlays/``.
         crf: refine with a dense CRF (needs ``pydensecrf2``).
-        report_images: images shown in the report.
-        overlay: also write overlays (with ``output``).
         tta: test-time augmentation: ``none``, ``flips`` (4 views) or ``d4`` (8 views); the
             softmax probabilities of the views, mapped back, are averaged (see :mod:`.predict`).
         mask_png: predicted masks as ``gray`` or ``indexed`` (palette-mode) PNGs, or ``auto``
@@ -549,8 +546,7 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
     """
     from foveal.models import load_model
     from foveal.segmentation.coco import own_class_names
-    from foveal.segmentation.predict import check_card, class_colours, mask_png_palette, tta_name, unpainted
-    from foveal.segmentation.report import write_segmentation_report
+    from foveal.segmentation.predict import check_card, mask_png_palette, tta_name
 
     tta = tta_name(tta)
     if crf:
@@ -560,10 +556,7 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
     model, card = load_model(model_path)
     check_card(card)
     mask_png_palette(card, mask_png)  # refuse a bad value before reading any data
-    mask_format = card.training.get("mask_format", "auto")
-    cfg = SegmentConfig(data=data, classes=list(card.class_names), ignore_label=int(card.training.get("ignore_label", 255)),
-                        mask_format="auto" if mask_format == "coco" else mask_format, skip_invalid=skip_invalid,
-                        images=images)
+    cfg = card_config(card, data, skip_invalid=skip_invalid, images=images)
     if split == "all":
         own = own_class_names(data, cfg.mask_format)  # COCO and palette data name their classes: match them
         if own is None and class_map:
@@ -590,16 +583,20 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
     metrics["split"] = split
     metrics["skipped_pairs"] = len(skipped) + metrics.pop("skipped_images")
     if output is not None:
-        out = Path(output)
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
         summary = {"model": str(model_path), "data": data, "split": split, "crf": bool(crf),
-                   "test-time augmentation": tta,
-                   "skipped pairs": metrics["skipped_pairs"]} | _summary_scores(metrics)
-        write_segmentation_report(out / "report.html", title=f"foveal segmentation evaluation of {Path(model_path).name}",
-                                  summary=summary, config={}, history=None, scores=metrics, examples=examples,
-                                  class_names=card.class_names, colours=class_colours(card), skip=unpainted(card),
-                                  ignore_label=part.ignore_label)
+                   "test-time augmentation": tta, "skipped pairs": metrics["skipped_pairs"]}
+        write_results(Path(output), metrics, examples, card, title="foveal segmentation evaluation of "
+                      f"{Path(model_path).name}", summary=summary, config={}, history=None,
+                      ignore_label=part.ignore_label)
     return metrics
+
+
+def card_config(card: ModelCard, data: str, **options: Any) -> SegmentConfig:
+    """Options that read ``data`` as the model's training data was read: its classes, ignore
+    label and mask format."""
+    mask_format = card.training.get("mask_format", "auto")
+    return SegmentConfig(data=data, classes=list(card.class_names), ignore_label=int(card.training.get("ignore_label", 255)),
+                         mask_format="auto" if mask_format == "coco" else mask_format, **options)
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -620,7 +617,3 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         lines.append(f"{r['class']:<{width}}  {f(r['iou'])}  {f(r['dice'])}  {f(r['precision'])}  "
                      f"{f(r['recall'])}  {r['pixels']:>12,}")
     return "\n".join(lines)
-
-
-__all__ = ["ARCHITECTURES", "SegmentConfig", "build_segmenter", "evaluate_segmenter",
-           "format_metrics", "load_splits", "score_segmenter", "scores_to_metrics", "train_segmenter"]
