@@ -37,10 +37,11 @@ has no NMS loop.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
+from foveal.export.tasks import OutputsModel
 from foveal.models.io import ModelCard
 
 RAW_PREFIX = "raw_"
@@ -139,13 +140,11 @@ def input_signature(card: ModelCard) -> tuple[int | None, ...]:
 def export_card(model: Any, card: ModelCard) -> ModelCard:
     """The card plus what decoding needs: anchors, levels and the model's post-processing (a
     Faster R-CNN: the thresholds its graph holds, under ``baked_postprocess``)."""
-    training = dict(card.training)
+    training = {**card.training, "postprocess": model.postprocess_config()}
     if is_two_stage(card):
-        training.update(postprocess=model.postprocess_config(), baked_postprocess=baked_settings(card),
-                        export_holds="detections")
-        return dataclasses.replace(card, training=training)
-    training.update(anchors=np.asarray(model.anchors).round(6).tolist(), levels=list(model.levels),
-                    postprocess=model.postprocess_config())
+        training.update(baked_postprocess=baked_settings(card), export_holds="detections")
+    else:
+        training.update(anchors=np.asarray(model.anchors).round(6).tolist(), levels=list(model.levels))
     return dataclasses.replace(card, training=training)
 
 
@@ -212,23 +211,20 @@ def filter_detections(out: dict[str, np.ndarray], card: ModelCard,
     rank = np.arange(scores.shape[1])[None, :]
     keep = (rank < count[:, None]) & (scores > float(wanted["score_threshold"]))  # strictly, as NMS
     keep &= np.cumsum(keep, axis=1) <= int(wanted["max_detections"])  # scores are sorted, best first
-    limit = min(int(wanted["max_detections"]), scores.shape[1])
-    boxes = np.zeros((len(scores), limit, 4), np.float32)
-    kept_scores = np.zeros((len(scores), limit), np.float32)
-    classes = np.full((len(scores), limit), -1, np.int32)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :int(wanted["max_detections"])]  # the kept first, in order
+    valid = np.take_along_axis(keep, order, axis=1)
+
+    def kept(values: Any, dtype: Any, fill: float = 0) -> np.ndarray:
+        values = np.asarray(values)
+        index = order.reshape(*order.shape, *[1] * (values.ndim - 2))
+        return np.where(valid.reshape(index.shape), np.take_along_axis(values, index, axis=1), fill).astype(dtype)
+
     # Other per-detection outputs (a Mask R-CNN's masks [N, D, m, m]) follow their boxes.
-    extra = {k: np.asarray(v) for k, v in out.items() if k not in ("boxes", "scores", "classes", "num_detections")
+    extra = {k: kept(v, np.asarray(v).dtype) for k, v in out.items() if k not in ("boxes", "scores", "classes", "num_detections")
              and np.ndim(v) >= 2 and np.shape(v)[:2] == scores.shape}
-    kept_extra = {k: np.zeros((len(scores), limit, *v.shape[2:]), v.dtype) for k, v in extra.items()}
-    for i in range(len(scores)):
-        idx = np.flatnonzero(keep[i])
-        boxes[i, :len(idx)] = np.asarray(out["boxes"])[i, idx]
-        kept_scores[i, :len(idx)] = scores[i, idx]
-        classes[i, :len(idx)] = np.asarray(out["classes"])[i, idx]
-        for k, v in extra.items():
-            kept_extra[k][i, :len(idx)] = v[i, idx]
-    return {"boxes": boxes, "scores": kept_scores, "classes": classes,
-            "num_detections": keep.sum(axis=1).astype(np.int32), **kept_extra}
+    return {"boxes": kept(out["boxes"], np.float32), "scores": kept(scores, np.float32),
+            "classes": kept(out["classes"], np.int32, -1), "num_detections": keep.sum(axis=1).astype(np.int32),
+            **extra}
 
 
 def decode_raw(raw: dict[str, np.ndarray], card: ModelCard,
@@ -362,45 +358,30 @@ def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
     return load_boxes(spec, class_names=list(card.class_names))
 
 
-def _batches(part: Any, card: ModelCard, batch_size: int, limit: int | None) -> Iterator[np.ndarray]:
+def sample_images(part: Any, card: ModelCard, count: int) -> np.ndarray:
     from foveal.detection.pipeline import images_only, make_detection_pipeline
 
     h, w, c = card.input_shape
-    if limit is not None:
-        part = part.subset(np.arange(min(limit, len(part))))
-    ds = make_detection_pipeline(part, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
-                                 augment="none", keep_aspect=bool(card.training.get("keep_aspect", card.keep_aspect)),
-                                 cache="none", max_boxes=None)
-    for x in ds.map(images_only):
-        yield x.numpy()
+    ds = make_detection_pipeline(part.subset(np.arange(min(count, len(part)))), image_size=(h, w), channels=c,
+                                 batch_size=16, augment="none", cache="none", max_boxes=None,
+                                 keep_aspect=bool(card.training.get("keep_aspect", card.keep_aspect)))
+    return np.concatenate(list(ds.map(images_only).as_numpy_iterator()))
 
 
-def sample_images(part: Any, card: ModelCard, count: int) -> np.ndarray:
-    return np.concatenate(list(_batches(part, card, 16, count)))
-
-
-class RunnerDetector:
+class RunnerDetector(OutputsModel):
     """An export runner with the post-processing interface of ``DetectorModel`` that the
     detector's scoring uses (``postprocess_config``, ``set_postprocess``, ``predict``)."""
 
     def __init__(self, runner: Any, card: ModelCard) -> None:
-        from foveal.export.tasks import OutputsModel
-
         self.settings = postprocess_settings(card)
         self.predict_function = None
-        self._model = OutputsModel(lambda x: decode_raw(runner.raw(x), card, self.settings), (None, *card.input_shape))
+        super().__init__(lambda x: decode_raw(runner.raw(x), card, self.settings), (None, *card.input_shape))
 
     def postprocess_config(self) -> dict[str, Any]:
         return dict(self.settings)
 
     def set_postprocess(self, **settings: Any) -> None:
         self.settings.update({k: v for k, v in settings.items() if v is not None})
-
-    def predict(self, data: Any, verbose: int = 0) -> dict[str, np.ndarray]:
-        return self._model.predict(data, verbose=verbose)
-
-    def predict_on_batch(self, images: Any) -> dict[str, np.ndarray]:
-        return self._model.predict_on_batch(images)
 
 
 def accuracy(source: Any, card: ModelCard, part: Any, limit: int | None) -> dict[str, Any]:
@@ -428,7 +409,3 @@ def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], 
     return {"boxes": [{"label": card.class_names[int(c)], "score": round(float(s), 6),
                        "box": [round(float(v), 1) for v in box]}
                       for box, s, c in zip(pixels, row["scores"][:n], row["classes"][:n])]}
-
-
-__all__ = ["accuracy", "decode_raw", "export_card", "export_graph", "input_signature", "load_parts", "match_boxes",
-           "outputs", "parity", "postprocess_settings", "render", "sample_images"]
