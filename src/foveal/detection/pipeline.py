@@ -66,15 +66,15 @@ import tensorflow as tf
 
 from foveal.data.box_augment import FILL_VALUE, augment_boxes, parse_box_augment
 from foveal.data.boxes import BoxedImages
-from foveal.data.decode import decode_image_bytes
+from foveal.data.decode import decode_image_bytes, record_undecodable
 from foveal.data.epochs import epoch_stream, interleave_sources, mixed_counts
 from foveal.data.pipeline import resize_image
+from foveal.detection.config import STRIDE
 from foveal.errors import ConfigError, DataError
 
 log = logging.getLogger("foveal")
 
 AUTOTUNE = tf.data.AUTOTUNE
-MULTI_SCALE_STEP = 32
 _AUTO_CACHE_BYTES = 1 << 30  # cache decoded images when they fit in 1 GiB
 _CACHE_CHOICES = ("auto", "memory", "none")
 _UNDECODABLE = "foveal-undecodable-image:"
@@ -140,14 +140,12 @@ def _hw(image_size: int | Sequence[int]) -> tuple[int, int]:
 
 def check_multi_scale(sizes: Sequence[int] | None) -> tuple[int, ...]:
     """Validate multi-scale sizes: positive multiples of 32 (the coarsest grid's stride)."""
-    if not sizes:
-        return ()
-    bad = [s for s in sizes if not isinstance(s, (int, np.integer)) or s <= 0 or s % MULTI_SCALE_STEP]
+    bad = [s for s in sizes or () if not isinstance(s, (int, np.integer)) or s <= 0 or s % STRIDE]
     if bad:
-        raise ConfigError(f"multi_scale sizes must be positive multiples of {MULTI_SCALE_STEP}; "
+        raise ConfigError(f"multi_scale sizes must be positive multiples of {STRIDE}; "
                           f"{', '.join(map(str, bad))} {'is' if len(bad) == 1 else 'are'} not",
                           hint="e.g. 320,352,384,416,448,480,512")
-    return tuple(int(s) for s in sizes)
+    return tuple(int(s) for s in sizes or ())
 
 
 def letterbox_geometry(width: int, height: int, input_hw: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -218,12 +216,6 @@ def letterbox(image: tf.Tensor, boxes: tf.Tensor, size: tuple[int, int]) -> tupl
 
 
 # ---------------------------------------------------------------------------- errors
-
-
-def _record_skip(data: BoxedImages):
-    from foveal.data.decode import record_undecodable
-
-    return record_undecodable(data.info)
 
 
 @contextlib.contextmanager
@@ -394,7 +386,7 @@ def _source_epochs(data: BoxedImages, *, channels: int, base: tuple[int, int], k
         ds = ds.interleave(_loader(channels, base, keep_aspect), cycle_length=AUTOTUNE,
                            num_parallel_calls=AUTOTUNE, deterministic=True)
         if skip_invalid:
-            record = _record_skip(data)
+            record = record_undecodable(data.info)
 
             def noted(ok, path):
                 return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(record, [path], Tout=tf.bool))
@@ -507,8 +499,3 @@ def _multi_scale(ds: tf.data.Dataset, scales: tuple[int, ...], seed: Any, channe
         return images, targets
 
     return tf.data.Dataset.zip((ds, randoms)).map(resize, num_parallel_calls=AUTOTUNE)
-
-
-__all__ = ["MULTI_SCALE_STEP", "check_multi_scale", "detection_data_errors", "detection_targets", "images_only",
-           "letterbox", "letterbox_geometry", "make_detection_pipeline", "mixed_counts", "pad_targets",
-           "to_image_pixels"]
