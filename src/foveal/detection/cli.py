@@ -192,6 +192,3 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the metrics as JSON")
     s.add_argument("--skip-invalid", action="store_true", help="skip images with bad annotations or files")
     s.set_defaults(func=_sliding_window)
-
-
-__all__ = ["add_detect_command"]

@@ -190,6 +190,3 @@ class YoloLoss:
     def from_config(cls, config: dict[str, Any]) -> "YoloLoss":
         config = dict(config)
         return cls(config.pop("anchors"), **config)
-
-
-__all__ = ["COMPONENTS", "YoloLoss", "assign_targets"]

@@ -448,6 +448,3 @@ class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         config = dict(config)
         graph = keras.Model.from_config(config.pop("graph"), custom_objects=custom_objects)
         return cls(graph.input, graph.outputs, **config)
-
-
-__all__ = ["AnchorReshape", "DetectionOutputs", "DetectorModel", "OBJECTNESS_PRIOR", "build_detector"]

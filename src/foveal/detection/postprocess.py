@@ -298,7 +298,3 @@ def reference_nms(boxes, scores, classes=None, *, iou_threshold: float = 0.45, s
         if not rivals or iou_matrix(boxes[i:i + 1], boxes[rivals]).max() <= iou_threshold:
             kept.append(i)
     return np.asarray(kept, np.int64)
-
-
-__all__ = ["DETECTION_KEYS", "decode_predictions", "decode_scale", "detect_from_outputs", "grid_cells", "nms_image",
-           "non_max_suppression", "reference_nms", "split_anchors"]

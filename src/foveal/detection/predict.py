@@ -123,6 +123,3 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         for d in r["detections"]:
             lines.append(f"  {d['class']} {d['score']:.3f} [{', '.join(f'{v:g}' for v in d['box'])}]")
     return "\n".join(lines)
-
-
-__all__ = ["format_table", "model_inputs", "predict_detections", "to_coco", "to_csv"]

@@ -184,7 +184,3 @@ def target_comparison(adapted: dict[str, Any]):
                   "precision and recall at the display threshold.{}</p><table><tr><th>detector</th><th>mAP@0.5</th>"
                   "<th>COCO AP</th><th>precision</th><th>recall</th><th>gain in mAP@0.5 over source-only</th></tr>"
                   "{}</table>").format(final["num_images"], final["num_boxes"], note, Markup(cells))
-
-
-__all__ = ["adaptation_table", "detection_thumbnail", "example_grid", "plot_pr_curves", "target_comparison",
-           "write_detection_report"]

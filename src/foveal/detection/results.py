@@ -204,6 +204,3 @@ def score_results(ground_truth: str | Path | dict, results: str | Path | list, *
     coco = coco_evaluate(gt, res).stats
     metrics, _ = score_detections(data, detections, score_threshold=score_threshold, coco=coco)
     return {"ground_truth": gt_where, "results": res_where} | metrics
-
-
-__all__ = ["check_ground_truth", "check_results", "score_results"]

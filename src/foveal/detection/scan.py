@@ -116,6 +116,3 @@ def _preprocessing(model) -> str:
 def _last(history: dict[str, list[float]], key: str) -> float | None:
     values = history.get(key)
     return round(float(values[-1]), 4) if values else None
-
-
-__all__ = ["run_sliding_window"]

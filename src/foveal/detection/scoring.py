@@ -226,7 +226,3 @@ def _cut_at(detections: Sequence[ImageDetections], default: float) -> float:
     """The score the detections were cut at; detections without a record were cut at ``default``."""
     known = {d.threshold for d in detections if d.threshold is not None}
     return float(max(known)) if known else float(default)
-
-
-__all__ = ["ImageDetections", "SCORING_MAX_DETECTIONS", "SCORING_THRESHOLD", "check_card", "detect_dataset",
-           "postprocess_settings", "readable", "score_detections", "split_outputs", "to_coco_results"]

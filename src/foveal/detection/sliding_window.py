@@ -394,7 +394,3 @@ def sliding_window_detect(
     count = int(kept["num_detections"])
     return (np.asarray(kept["boxes"])[:count], np.asarray(kept["scores"])[:count],
             np.asarray(kept["classes"])[:count].astype(np.int32))
-
-
-__all__ = ["BACKGROUND", "fcn_geometry", "patch_dataset", "sliding_window_detect", "to_fully_convolutional",
-           "train_patch_classifier"]
