@@ -4,19 +4,14 @@ The approach of Géron (*Hands-On Machine Learning*, 2nd ed., ch. 14, "Object De
 "Fully Convolutional Networks"), after Long, Shelhamer & Darrell, "Fully Convolutional
 Networks for Semantic Segmentation", CVPR 2015:
 
-1. :func:`patch_dataset` cuts training patches from annotated images: a square around each
-   box (class ``1 + k``) and random background squares that barely overlap any box
-   (class 0, ``background``).
-2. :func:`train_patch_classifier` trains a small zoo classifier (LeNet-5 by default) on them.
-3. :func:`to_fully_convolutional` turns its ``Flatten -> Dense`` head into convolutions with
-   the same weights (:func:`foveal.models.classification.vgg.dense_to_convolutional`): on a
-   larger image the network returns one class-probability vector per window position, equal
-   to the classifier applied to that window, computed in one pass with shared convolutions
-   instead of once per window.
-4. :func:`sliding_window_detect` runs it over an image pyramid (windows of several sizes),
-   keeps the windows whose best non-background probability passes a threshold, and removes
-   overlapping duplicates with non-max suppression
-   (:func:`foveal.detection.postprocess.non_max_suppression`).
+1. :func:`patch_dataset` cuts squares around the boxes (class ``1 + k``) and background
+   squares (class 0) from annotated images;
+2. :func:`train_patch_classifier` trains a small zoo classifier (LeNet-5 by default) on them;
+3. :func:`to_fully_convolutional` turns its ``Flatten -> Dense`` head into convolutions with the
+   same weights: on a larger image the network returns, in one pass with shared convolutions,
+   the classifier's class probabilities for every window position;
+4. :func:`sliding_window_detect` runs it over an image pyramid, keeps the windows whose best
+   object probability passes a threshold and removes duplicates by non-max suppression.
 
 The equality of step 3 is exact when every convolution and pooling before the head uses
 "valid" padding (LeNet-5, AlexNet-style chains): the FCN's output at row ``i``, column ``j``
@@ -351,12 +346,11 @@ def sliding_window_detect(
     """
     import tensorflow as tf
 
-    from foveal.detection.postprocess import non_max_suppression
+    from foveal.detection.postprocess import nms_image
 
     if window is None or stride is None:
-        inferred_window, inferred_stride = fcn_geometry(fcn)
-        window = inferred_window if window is None else window
-        stride = inferred_stride if stride is None else stride
+        geometry = fcn_geometry(fcn)
+        window, stride = window or geometry[0], stride or geometry[1]
     win_h, win_w = (window, window) if isinstance(window, int) else window
     step_y, step_x = (stride, stride) if isinstance(stride, int) else stride
     if not scales or min(scales) <= 0:
@@ -383,14 +377,9 @@ def sliding_window_detect(
         all_boxes.append(np.stack([x0 * fx, y0 * fy, (x0 + win_w) * fx, (y0 + win_h) * fy], axis=-1))
         all_scores.append(score[rows, cols])
         all_classes.append(best[rows, cols])
-    if not all_boxes or not sum(len(s) for s in all_scores):
+    if not sum(len(s) for s in all_scores):
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
-    boxes = np.concatenate(all_boxes).astype(np.float32)
-    scores = np.concatenate(all_scores).astype(np.float32)
-    classes = np.concatenate(all_classes).astype(np.int32)
-    kept = non_max_suppression(boxes, scores, classes, iou_threshold=iou_threshold,
-                               score_threshold=score_threshold, max_detections=max_detections,
-                               class_aware=class_aware)
-    count = int(kept["num_detections"])
-    return (np.asarray(kept["boxes"])[:count], np.asarray(kept["scores"])[:count],
-            np.asarray(kept["classes"])[:count].astype(np.int32))
+    kept = nms_image(np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_classes),
+                     iou_threshold=iou_threshold, score_threshold=score_threshold, max_detections=max_detections,
+                     class_aware=class_aware)
+    return kept["boxes"], kept["scores"], kept["classes"].astype(np.int32)
