@@ -62,6 +62,7 @@ def run_sliding_window(
     from foveal.detection.scoring import ImageDetections, score_detections, to_coco_results
     from foveal.detection.sliding_window import sliding_window_detect, to_fully_convolutional, train_patch_classifier
     from foveal.models import ModelCard, save_model
+    from foveal.models.io import preprocessing_of
     from foveal.predict import decode_file
 
     parts = load_boxes(data, skip_invalid=skip_invalid)
@@ -79,7 +80,7 @@ def run_sliding_window(
     train_seconds = time.perf_counter() - started
     save_model(classifier, out / "patch_classifier.keras",
                ModelCard(architecture=architecture, class_names=["background", *train.class_names],
-                         input_shape=(patch_size, patch_size, 3), preprocessing=_preprocessing(classifier),
+                         input_shape=(patch_size, patch_size, 3), preprocessing=preprocessing_of(classifier),
                          training={"data": data, "purpose": "sliding-window patch classifier"}))
     fcn = to_fully_convolutional(classifier)
     started = time.perf_counter()
@@ -106,11 +107,6 @@ def run_sliding_window(
     say(f"{split}: mAP@0.5 {metrics['map50']:.4f}, COCO AP {metrics['coco']['AP']:.4f}; "
         f"{metrics['scan_seconds_per_image']:.3f} s per image; report: {out / 'report.html'}")
     return metrics
-
-
-def _preprocessing(model) -> str:
-    layer = next((lay for lay in model.layers if type(lay).__name__ == "Preprocess"), None)
-    return str(getattr(layer, "mode", "none"))
 
 
 def _last(history: dict[str, list[float]], key: str) -> float | None:
