@@ -55,6 +55,11 @@ from foveal.ops.boxes import decode_yolo, iou_matrix
 DETECTION_KEYS = ("boxes", "scores", "classes", "num_detections")
 
 
+def as_list(outputs: Any) -> list:
+    """A model's outputs as a list (one scale's tensor alone, or the list of them)."""
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
 def split_anchors(anchors, num_scales: int) -> list[np.ndarray]:
     """Anchors ``[S*A, 2]`` (sorted by area) -> one ``[A, 2]`` group per scale, finest first."""
     anchors = np.asarray(anchors, np.float32).reshape(-1, 2)
@@ -101,7 +106,7 @@ def decode_predictions(raw_outputs: Sequence[Any] | Any, anchors) -> dict[str, t
         (softmax), ``scores`` ``[B, N]`` (objectness times the best class probability) and
         ``classes`` ``[B, N]`` int32 (that class).
     """
-    outputs = list(raw_outputs) if isinstance(raw_outputs, (list, tuple)) else [raw_outputs]
+    outputs = as_list(raw_outputs)
     groups = split_anchors(anchors, len(outputs))
     boxes, objectness, probs = [], [], []
     for raw, group in zip(outputs, groups):
@@ -176,8 +181,7 @@ def non_max_suppression(
         ``indices`` ``[B, D]`` int32 (positions in the input), each padded with 0 / 0 / -1 / -1,
         and ``num_detections`` ``[B]`` int32, with ``D = max_detections``.
     """
-    boxes = tf.convert_to_tensor(boxes)
-    boxes = tf.cast(boxes, tf.float32) if boxes.dtype != tf.float32 else boxes
+    boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
     scores = tf.cast(tf.convert_to_tensor(scores), tf.float32)
     single = boxes.shape.rank == 2
     if single:
@@ -219,8 +223,7 @@ def detect_from_outputs(
         The dict of :func:`non_max_suppression` (``indices`` index the flattened candidates,
         scales in order, each ``(row, col, anchor)`` row-major).
     """
-    outputs = [tf.cast(o, tf.float32) for o in (raw_outputs if isinstance(raw_outputs, (list, tuple))
-                                                 else [raw_outputs])]
+    outputs = [tf.cast(o, tf.float32) for o in as_list(raw_outputs)]
     groups = split_anchors(anchors, len(outputs))
     max_detections = int(max_detections)
     settings = (float(iou_threshold), float(score_threshold), max_detections, bool(class_aware))
