@@ -384,10 +384,8 @@ class DetectTask(TaskPlugin):
                   "step 3 of 4: backbone frozen; the RPN layers are fine-tuned",
                   "step 4 of 4: backbone frozen; the detection head is fine-tuned"]
 
-        def step(number: int):
-            return lambda model: model.set_training_step(number)
-
-        return [Phase(i + 1, lengths[i], step(i + 1), schedule_epochs=lengths[i], title=titles[i]) for i in range(4)]
+        return [Phase(i + 1, lengths[i], lambda model, step=i + 1: model.set_training_step(step),
+                      schedule_epochs=lengths[i], title=titles[i]) for i in range(4)]
 
     def monitor_without_validation(self, monitor: str) -> str:
         return "loss"  # mAP is computed on validation images only
@@ -478,21 +476,14 @@ class DetectTask(TaskPlugin):
         ``--adapt-baseline`` detector's, the trained weights' before AdaBN, and the final ones."""
         from dataclasses import replace
 
-        from foveal.detection.adapt import (
-            ADABN_IMAGES,
-            PICTURE_IMAGES,
-            adapt_batch_norm,
-            feature_panels,
-            model_inputs,
-            uses_adabn,
-        )
+        from foveal.detection import adapt
         from foveal.models import load_model, save_model
         from foveal.training.precision import float32_for_saving
         from foveal.visualize.features import feature_picture
 
         found: dict[str, Any] = {}
         picture = cfg.feature_plot != "none"
-        adabn = uses_adabn(cfg)
+        adabn = adapt.uses_adabn(cfg)
         baseline = None
         if cfg.adapt_baseline:  # the source-only detector, scored on the same target test images
             baseline, baseline_card = load_model(cfg.adapt_baseline)
@@ -501,25 +492,28 @@ class DetectTask(TaskPlugin):
                 found["target_baseline"] = scored | {"model": cfg.adapt_baseline}
         if not (picture or adabn):
             return found
-        target = model_inputs(data.extra["adapt_target"], card, limit=ADABN_IMAGES if adabn else PICTURE_IMAGES,
-                              seed=cfg.seed, batch_size=cfg.batch_size)
+        target = adapt.model_inputs(data.extra["adapt_target"], card, seed=cfg.seed, batch_size=cfg.batch_size,
+                                    limit=adapt.ADABN_IMAGES if adabn else adapt.PICTURE_IMAGES)
         shown = part if part is not None and len(part) else (data.val if data.val is not None and len(data.val)
                                                              else data.train)
-        source = (model_inputs(shown, card, limit=PICTURE_IMAGES, seed=cfg.seed, batch_size=cfg.batch_size)
+        source = (adapt.model_inputs(shown, card, limit=adapt.PICTURE_IMAGES, seed=cfg.seed, batch_size=cfg.batch_size)
                   if picture else None)
         panels: dict[str, Any] = {}
+
+        def show(title: str, detector: keras.Model) -> None:
+            panels.update(adapt.feature_panels({title: detector}, source, target[:adapt.PICTURE_IMAGES]))
+
         if picture and baseline is not None:
             if not hasattr(baseline, "feature_map"):
                 raise _not_a_baseline(cfg.adapt_baseline, "a detector without a recorded backbone map")
-            panels |= feature_panels({"before: --adapt-baseline (source-only)": baseline}, source,
-                                     target[:PICTURE_IMAGES])
+            show("before: --adapt-baseline (source-only)", baseline)
         if adabn:
             if picture:
-                panels |= feature_panels({"before AdaBN (training statistics)": model}, source, target[:PICTURE_IMAGES])
+                show("before AdaBN (training statistics)", model)
             before = self._score_target(cfg, model, card, data)
             if before is not None:
                 found["target_before_adabn"] = before
-            layers = adapt_batch_norm(model, target, batch_size=cfg.batch_size)
+            layers = adapt.adapt_batch_norm(model, target, batch_size=cfg.batch_size)
             found |= {"batch_norm_layers": layers, "batch_norm_images": len(target)}
             say(f"AdaBN: batch-norm statistics of {layers} layer(s) re-estimated on {len(target)} target images")
             training = {**card.training, "adaptation": {**card.training.get("adaptation", {}),
@@ -527,10 +521,9 @@ class DetectTask(TaskPlugin):
             save_model(float32_for_saving(model), run_dir / "best.keras", replace(card, training=training))
             say(f"best.keras saved with the target's batch-norm statistics: {run_dir / 'best.keras'}")
         if picture:
-            after = f"after: {cfg.adapt_method}" + (" + AdaBN" if adabn and cfg.adapt_method != "adabn" else "")
-            panels |= feature_panels({after: model}, source, target[:PICTURE_IMAGES])
+            show(f"after: {cfg.adapt_method}" + (" + AdaBN" if adabn and cfg.adapt_method != "adabn" else ""), model)
             found["picture"] = feature_picture(panels, cfg.feature_plot, cfg.seed)
-            found["picture_images"] = [len(source), min(len(target), PICTURE_IMAGES)]
+            found["picture_images"] = [len(source), min(len(target), adapt.PICTURE_IMAGES)]
         return found
 
     def _score_target(self, cfg: DetectConfig, model: keras.Model, card: ModelCard,
