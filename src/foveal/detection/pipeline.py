@@ -271,30 +271,24 @@ def make_detection_pipeline(
         data: annotated images (images without boxes are kept as negatives).
         image_size: SIZE or (HEIGHT, WIDTH) of the model input.
         channels: 1 (gray) or 3 (RGB).
-        batch_size: images per batch.
-        training: shuffle (seeded), augment and apply ``multi_scale``; otherwise the images
-            come in ``data``'s order, unaugmented.
+        training: shuffle (seeded), augment, mix ``extra``, pair ``target`` and apply
+            ``multi_scale``; otherwise the images come in ``data``'s order, unaugmented.
         augment: a box augmentation spec (:mod:`foveal.data.box_augment`), used in training.
-        seed: shuffle, augmentation and multi-scale seed; the same seed gives the same batches.
-        max_boxes: ``M``, the number of box rows per image; None: as many as the most crowded
-            image has, so no box is cut and nothing is warned about (prediction and scoring,
-            which read the data's own boxes and keep every detection).
+        seed: every random draw; the same seed gives the same batches.
+        max_boxes: ``M``; None: as many as the most crowded image has, so no box is cut
+            (prediction and scoring, which read the data's own boxes).
         cache: ``memory`` keeps decoded, resized uint8 images after the first epoch, ``none``
             streams from disk every epoch, ``auto`` caches when they take under 1 GiB.
-        skip_invalid: do not stop on files that cannot be read or decoded: warn, list them
-            in ``data.info["undecodable"]``, and in training leave them out; outside training
-            they stay as blank gray images without boxes, so outputs keep ``data``'s order.
-        multi_scale: square sizes, multiples of 32, drawn per batch in training (YOLOv2).
+        skip_invalid: skip files that cannot be read or decoded (see the module docstring).
+        multi_scale: square sizes, multiples of 32, drawn per batch in training.
         keep_aspect: letterbox (scale to fit and pad with gray) instead of stretching.
         drop_remainder: drop the last, smaller batch (static batch size).
-        extra: a second training source (e.g. synthetic composites) mixed in when ``training``:
-            see :func:`mixed_counts`; ignored outside training.
-        extra_ratio: the fraction of each epoch's images drawn from ``extra``, in (0, 1).
-        target: images of the domain to adapt to (their boxes unused), paired batch by batch with
-            the training batches when ``training``; ignored outside training.
-        start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled,
-            mixed, augmented and multi-scaled by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`);
-            None: one pass, reshuffled each time it is iterated.
+        extra, extra_ratio: a second training source and the fraction of each epoch's images
+            drawn from it, in (0, 1).
+        target: images of the domain to adapt to (their boxes unused).
+        start_epoch: training: the endless batches of epochs ``start_epoch``, ... each drawn from
+            ``(seed, epoch)`` only (:mod:`foveal.data.epochs`); None: one pass, reshuffled each
+            time it is iterated.
 
     Raises:
         ConfigError: a bad size, ``cache``, ``augment``, ``multi_scale`` or ``extra_ratio`` value.
