@@ -158,7 +158,6 @@ def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> ke
     if fpn:
         say(f"feature pyramid {model.level}: anchor sizes {', '.join(f'{v:g}' for v in model.rcnn.anchor_sizes)} "
             f"pixels, one per level, ratios {', '.join(f'{v:g}' for v in model.rcnn.anchor_ratios)}")
-    data.extra["anchor_sizes"] = list(model.rcnn.anchor_sizes)
     return model
 
 
@@ -172,8 +171,6 @@ def _extra_source(cfg: Any) -> dict[str, Any]:
 
 def _not_a_baseline(path: str, what: str) -> Exception:
     """The one-line refusal of an ``--adapt-baseline`` that is not a foveal detector."""
-    from foveal.errors import ConfigError
-
     return ConfigError(f"{path}: --adapt-baseline must be a detector of foveal detect train (its backbone map "
                        f"is pictured); this is {what}")
 
@@ -225,7 +222,7 @@ class DetectTask(TaskPlugin):
         data = RunData(parts["train"], parts.get("val"), parts.get("test"), list(parts["train"].class_names))
         extra = load_extra(cfg, data.class_names)
         if extra is not None:
-            from foveal.detection.pipeline import mixed_counts
+            from foveal.data.epochs import mixed_counts
 
             data.extra["extra_train"] = extra
             real, more = mixed_counts(len(data.train), cfg.extra_ratio)
@@ -249,12 +246,9 @@ class DetectTask(TaskPlugin):
                if test is not None else ")"))
 
     def epoch_examples(self, cfg: DetectConfig, data: RunData) -> int:
-        count = len(data.train)
-        if "extra_train" in data.extra:
-            from foveal.detection.pipeline import mixed_counts
+        from foveal.data.epochs import mixed_counts
 
-            count = sum(mixed_counts(count, cfg.extra_ratio))
-        return count
+        return sum(mixed_counts(len(data.train), cfg.extra_ratio)) if "extra_train" in data.extra else len(data.train)
 
     def build(self, cfg: DetectConfig, data: RunData, run_dir: Path) -> keras.Model:
         from foveal.detection.faster_rcnn import build_faster_rcnn
@@ -263,12 +257,13 @@ class DetectTask(TaskPlugin):
         if cfg.detector == "faster-rcnn":
             model = build_two_stage(build_faster_rcnn, cfg, data, head_width=cfg.head_width or 256,
                                     roi_pool=cfg.roi_pool, class_aware=cfg.class_aware_nms)
-            return self._adapted(cfg, data, model)
-        anchors, anchor_iou = choose_anchors(cfg, data.train)
-        data.extra.update(anchors=anchors, anchor_iou=anchor_iou)
-        say(f"anchors: {len(anchors)} by k-means (IoU distance), mean best IoU with the training boxes {anchor_iou:.3f}")
-        model = _on_backbone(build_detector, cfg, data, anchors, scales=cfg.scales, head_width=cfg.head_width,
-                             class_aware=cfg.class_aware_nms)
+        else:
+            anchors, anchor_iou = choose_anchors(cfg, data.train)
+            data.extra.update(anchors=anchors, anchor_iou=anchor_iou)
+            say(f"anchors: {len(anchors)} by k-means (IoU distance), mean best IoU with the training boxes "
+                f"{anchor_iou:.3f}")
+            model = _on_backbone(build_detector, cfg, data, anchors, scales=cfg.scales, head_width=cfg.head_width,
+                                 class_aware=cfg.class_aware_nms)
         return self._adapted(cfg, data, model)
 
     def _adapted(self, cfg: DetectConfig, data: RunData, model: keras.Model) -> keras.Model:
@@ -288,16 +283,16 @@ class DetectTask(TaskPlugin):
         from foveal.detection.loss import YoloLoss
         from foveal.engine.optim import jit_compile_of, optimizer_for
 
+        optimizer = optimizer_for(cfg, model, steps_per_epoch)
         if cfg.detector == "faster-rcnn":  # the model owns its losses; never XLA (data-dependent sizes)
-            model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch))
-            return
-        model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch),
-                      loss=YoloLoss(model.anchors, lambda_coord=cfg.lambda_coord, lambda_noobj=cfg.lambda_noobj,
-                                    ignore_threshold=cfg.ignore_threshold), jit_compile=jit_compile_of(cfg))
+            model.compile(optimizer=optimizer)
+        else:
+            model.compile(optimizer=optimizer, jit_compile=jit_compile_of(cfg), loss=YoloLoss(
+                model.anchors, lambda_coord=cfg.lambda_coord, lambda_noobj=cfg.lambda_noobj,
+                ignore_threshold=cfg.ignore_threshold))
 
     def restore(self, cfg: DetectConfig, data: RunData, model: keras.Model, card: ModelCard) -> None:
         from foveal.detection.adapt import uses_adapter
-        from foveal.errors import ConfigError
 
         adapter = getattr(model, "adapter", None)
         if uses_adapter(cfg) != (adapter is not None):
@@ -305,9 +300,7 @@ class DetectTask(TaskPlugin):
                               hint="resume with the run's own options, or start a new run")
         if adapter is not None:
             adapter.total_steps = self.steps_per_epoch(cfg, data) * cfg.epochs  # a resume may extend --epochs
-        if cfg.detector == "faster-rcnn":
-            data.extra["anchor_sizes"] = list(card.training["anchor_sizes"])
-        else:
+        if cfg.detector == "yolo":  # the anchors k-means chose for the run
             data.extra["anchors"] = np.asarray(card.training["anchors"], np.float32)
 
     def card(self, cfg: DetectConfig, data: RunData, model: keras.Model, run_dir: Path) -> ModelCard:
