@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from foveal.export.classify import input_signature  # noqa: F401 - a hook: the card's input shape, as a classifier's
 from foveal.export.tasks import OutputsModel
 from foveal.models.io import ModelCard
 
@@ -131,10 +132,6 @@ def export_graph(model: Any, card: ModelCard) -> Any:
     outs = model.outputs if isinstance(model.outputs, (list, tuple)) else [model.outputs]
     return keras.Model(model.inputs, {f"{RAW_PREFIX}{level}": out for level, out in zip(model.levels, outs)},
                        name=f"{model.name}_raw")
-
-
-def input_signature(card: ModelCard) -> tuple[int | None, ...]:
-    return tuple(card.input_shape)
 
 
 def export_card(model: Any, card: ModelCard) -> ModelCard:

@@ -212,12 +212,8 @@ def detect_from_outputs(
     max_detections: int = 100,
     class_aware: bool = True,
 ) -> dict[str, tf.Tensor]:
-    """:func:`decode_predictions` then :func:`non_max_suppression`, with the same results, faster.
-
-    A box's score ``sigmoid(to) * max softmax(c)`` can only pass ``score_threshold`` if its
-    objectness does, so boxes and class probabilities are computed only for those candidates:
-    on a 416x416 YOLOv3 output with 80 classes that skips decoding nearly all 10,647 boxes and
-    the softmax of their 80 class logits, the bulk of the work.
+    """:func:`decode_predictions` then :func:`non_max_suppression`, with the same results, faster:
+    only the candidates whose objectness passes ``score_threshold`` are decoded (module docstring).
 
     Returns:
         The dict of :func:`non_max_suppression` (``indices`` index the flattened candidates,
