@@ -5,9 +5,9 @@ A detector is a foveal backbone with a YOLO head (Redmon & Farhadi, "YOLO9000", 
 :mod:`.postprocess`) or a two-stage Faster R-CNN (Ren et al., NeurIPS 2015; :mod:`.faster_rcnn`),
 chosen with ``--detector``. Both models' ``predict`` return boxes, scores and classes, so the
 data (:mod:`.pipeline`), the run (:mod:`.task`, :mod:`.train`), scoring, prediction, the
-report and the export hooks serve both. :mod:`.sliding_window` and :mod:`.scan` are the texts'
-FCN detector; :mod:`.adapt` adapts a detector to unlabelled target images. The names below are
-imported lazily, so ``import foveal.detection`` stays cheap.
+report and the export hooks serve both. :mod:`.sliding_window` is the texts' FCN detector;
+:mod:`.adapt` adapts a detector to unlabelled target images. The names below are imported
+lazily, so ``import foveal.detection`` stays cheap.
 
 Example:
     >>> import numpy as np
@@ -35,8 +35,8 @@ __getattr__, __all__ = lazy_exports("foveal.detection", {
     ".results": "score_results",
     ".predict": "predict_detections",
     ".report": "write_detection_report",
-    ".sliding_window": "patch_dataset train_patch_classifier to_fully_convolutional sliding_window_detect",
-    ".scan": "run_sliding_window",
+    ".sliding_window": "patch_dataset train_patch_classifier to_fully_convolutional sliding_window_detect "
+                       "run_sliding_window",
     ".cli": "add_detect_command",
     ".adapt": "DomainAdapter",
 })

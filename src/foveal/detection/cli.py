@@ -99,7 +99,7 @@ def _anchors(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
 
 def _sliding_window(args: argparse.Namespace, _: dict[str, Any]) -> int:
-    from foveal.detection.scan import run_sliding_window
+    from foveal.detection.sliding_window import run_sliding_window
     from foveal.detection.train import format_metrics
 
     # With --json, stdout carries only the JSON document; progress lines go to stderr.
