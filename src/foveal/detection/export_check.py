@@ -169,17 +169,13 @@ def _decoder(anchors: np.ndarray, settings: dict[str, Any], heads: tuple[tuple[i
     scale), built once; batch and grid sizes stay free, the depth static as decoding needs."""
     import tensorflow as tf
 
-    from foveal.detection.postprocess import detect_from_outputs
+    from foveal.detection.postprocess import clipped_detections
 
     key = (anchors.tobytes(), tuple(sorted(settings.items())), heads)
     if key not in _DECODERS:
-        def decode(raw):
-            out = detect_from_outputs(raw, anchors, **settings)
-            return {"boxes": tf.clip_by_value(out["boxes"], 0.0, 1.0), "scores": out["scores"],
-                    "classes": out["classes"], "num_detections": out["num_detections"]}
-
         signature = [[tf.TensorSpec([None, None, None, a, d], tf.float32) for a, d in heads]]
-        _DECODERS[key] = tf.function(decode, input_signature=signature)
+        _DECODERS[key] = tf.function(lambda raw: clipped_detections(raw, anchors, **settings),
+                                     input_signature=signature)
     return _DECODERS[key]
 
 
@@ -307,9 +303,8 @@ def _explained(box: np.ndarray, score: float, cls: int, other: tuple[np.ndarray,
 def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], card: ModelCard,
            tolerance: float) -> dict[str, Any]:
     settings = postprocess_settings(card)
-    threshold = float(settings["score_threshold"])
-    ref_total = got_total = matched = same_class = unexcused = 0
-    reasons = {"threshold": 0, "nms": 0}
+    ref_total = got_total = matched = 0
+    reasons: dict[str | None, int] = {"threshold": 0, "nms": 0, None: 0}  # None: a lonely box nothing explains
     ious: list[float] = []
     score_diff = box_diff = 0.0
     for i in range(len(reference["num_detections"])):
@@ -321,7 +316,6 @@ def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], ca
             ious.append(iou)
             if rc[r] != gc[g]:
                 continue  # an IoU match of another class: both boxes stay unpaired
-            same_class += 1
             paired_ref.add(r)
             paired_got.add(g)
             score_diff = max(score_diff, abs(float(rs[r]) - float(gs[g])))
@@ -330,22 +324,18 @@ def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], ca
         lonely = [(rb[r], rs[r], rc[r], (gb, gs, gc)) for r in range(len(rb)) if r not in paired_ref]
         lonely += [(gb[g], gs[g], gc[g], (rb, rs, rc)) for g in range(len(gb)) if g not in paired_got]
         for box, score, cls, other in lonely:
-            reason = _explained(box, float(score), int(cls), other, settings, tolerance)
-            if reason is None:
-                unexcused += 1
-            else:
-                reasons[reason] += 1
+            reasons[_explained(box, float(score), int(cls), other, settings, tolerance)] += 1
     diff = max(score_diff, box_diff)
     return {
-        "passed": unexcused == 0 and diff <= tolerance, "max_abs_diff": diff,
+        "passed": reasons[None] == 0 and diff <= tolerance, "max_abs_diff": diff,
         "agreement": matched / max(ref_total, got_total, 1), "agreement_name": "boxes matched",
         "keras_boxes": ref_total, "export_boxes": got_total, "matched_boxes": matched,
-        "unexplained_boxes": unexcused, "unmatched_at_threshold": reasons["threshold"],
+        "unexplained_boxes": reasons[None], "unmatched_at_threshold": reasons["threshold"],
         "unmatched_by_nms": reasons["nms"],
-        "class_agreement": same_class / len(ious) if ious else 1.0,
+        "class_agreement": matched / len(ious) if ious else 1.0,
         "mean_iou": float(np.mean(ious)) if ious else float("nan"),
         "min_iou": float(np.min(ious)) if ious else float("nan"),
-        "max_score_diff": score_diff, "max_box_diff": box_diff, "score_threshold": threshold,
+        "max_score_diff": score_diff, "max_box_diff": box_diff, "score_threshold": float(settings["score_threshold"]),
     }
 
 

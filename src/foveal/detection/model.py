@@ -52,7 +52,7 @@ from keras import layers, ops
 
 from foveal.detection.adapt import DomainAdaptiveDetector
 from foveal.detection.loss import COMPONENTS, YoloLoss
-from foveal.detection.postprocess import as_list, detect_from_outputs
+from foveal.detection.postprocess import as_list, clipped_detections
 from foveal.errors import ConfigError
 from foveal.training.distribute import per_replica_loss
 
@@ -410,9 +410,7 @@ class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
 
     def postprocess(self, raw_outputs) -> dict[str, tf.Tensor]:
         """Decode and suppress raw outputs (in-graph); boxes are clipped to [0, 1]."""
-        out = detect_from_outputs(as_list(raw_outputs), self.anchors, **self.postprocess_config())
-        return {"boxes": tf.clip_by_value(out["boxes"], 0.0, 1.0), "scores": out["scores"],
-                "classes": out["classes"], "num_detections": out["num_detections"]}
+        return clipped_detections(as_list(raw_outputs), self.anchors, **self.postprocess_config())
 
     def detections(self, images) -> dict[str, tf.Tensor]:
         return self.postprocess(self(images, training=False))

@@ -253,6 +253,14 @@ def detect_from_outputs(
     return dict(zip(("boxes", "scores", "classes", "indices", "num_detections"), out))
 
 
+def clipped_detections(raw_outputs: Sequence[Any] | Any, anchors, **settings: Any) -> dict[str, tf.Tensor]:
+    """:func:`detect_from_outputs` as a detector's ``predict`` returns it: boxes clipped to [0, 1],
+    no ``indices``."""
+    out = detect_from_outputs(raw_outputs, anchors, **settings)
+    return {"boxes": tf.clip_by_value(out["boxes"], 0.0, 1.0), "scores": out["scores"], "classes": out["classes"],
+            "num_detections": out["num_detections"]}
+
+
 def _signature(max_detections: int) -> tuple[tf.TensorSpec, ...]:
     return (tf.TensorSpec([max_detections, 4], tf.float32), tf.TensorSpec([max_detections], tf.float32),
             tf.TensorSpec([max_detections], tf.int32), tf.TensorSpec([max_detections], tf.int32),
