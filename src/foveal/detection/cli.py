@@ -63,12 +63,11 @@ def _score(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.detection import predict as p
-    from foveal.detection.train import _set_postprocess
     from foveal.models.io import load_model
 
     model, card = load_model(args.model)
     p.check_card(card)
-    _set_postprocess(model, args.score_threshold, args.iou_threshold)
+    model.set_postprocess(score_threshold=args.score_threshold, iou_threshold=args.iou_threshold)
     rows = p.predict_detections(model, card, args.images, batch_size=args.batch_size, output=args.output,
                                 skip_invalid=args.skip_invalid)
     formats = {"table": p.format_table, "csv": p.to_csv, "json": lambda r: json.dumps(r, indent=1)}

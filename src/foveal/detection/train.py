@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from foveal.data.boxes import load_boxes
 from foveal.tasks import trainer
 from foveal.utils_io import atomic_write_text
-
-if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
-    import keras
 
 train_detector = trainer("detect", "train_detector", "a detector (YOLO or Faster R-CNN)")
 
@@ -57,7 +54,7 @@ def evaluate_detector(model_path: str | Path, data: str, *, split: str = "test",
 
     model, card = load_model(model_path)
     check_card(card)
-    _set_postprocess(model, score_threshold, iou_threshold)
+    model.set_postprocess(score_threshold=score_threshold, iou_threshold=iou_threshold)  # None: the model's
     split, part = pick_split(load_boxes(data, skip_invalid=skip_invalid), split, data)
     part = align_boxes(part, card.class_names, class_map)
     threshold = score_threshold if score_threshold is not None else float(card.training.get("score_threshold", 0.25))
@@ -76,13 +73,6 @@ def evaluate_detector(model_path: str | Path, data: str, *, split: str = "test",
                                summary=summary, config={}, history=None, data=part, detections=dets,
                                curves=curves, metrics=metrics, count=report_images)
     return metrics
-
-
-def _set_postprocess(model: keras.Model, score_threshold: float | None, iou_threshold: float | None) -> None:
-    settings = {k: v for k, v in (("score_threshold", score_threshold), ("iou_threshold", iou_threshold))
-                if v is not None}
-    if settings:
-        model.set_postprocess(**settings)
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
