@@ -83,25 +83,6 @@ _UNDECODABLE = "foveal-undecodable-image:"
 # ---------------------------------------------------------------------------- targets
 
 
-def detection_targets(data: BoxedImages) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per image: the boxes a detector learns, normalised to 0..1, and their classes.
-
-    Difficult/crowd boxes are left out (see the module docstring); coordinates are divided
-    by the image's width and height and clipped to 0..1.
-
-    Returns:
-        ``(boxes, classes)``: N float32 arrays (K_i, 4) and N int32 arrays (K_i,).
-    """
-    assert data.difficult is not None
-    boxes, classes = [], []
-    for b, labels, hard, (w, h) in zip(data.boxes, data.labels, data.difficult, data.image_sizes):
-        keep = ~np.asarray(hard, bool)
-        scale = np.array([w, h, w, h], np.float32)
-        boxes.append(np.clip(np.asarray(b, np.float32)[keep] / np.maximum(scale, 1), 0.0, 1.0).reshape(-1, 4))
-        classes.append(np.asarray(labels, np.int32)[keep])
-    return boxes, classes
-
-
 def pad_targets(boxes: tf.Tensor, classes: tf.Tensor, max_boxes: int) -> tuple[tf.Tensor, tf.Tensor]:
     """Pad (or cut to the ``max_boxes`` largest) one image's boxes to exactly ``max_boxes`` rows.
 
@@ -422,23 +403,27 @@ def _source_epochs(data: BoxedImages, *, channels: int, base: tuple[int, int], k
 
 
 def _target_arrays(data: BoxedImages, max_boxes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every image's boxes and classes padded to the largest count, with the counts.
+    """Every image's boxes a detector learns (difficult/crowd ones left out, see the module
+    docstring; divided by the image's width and height and clipped to 0..1) and their classes,
+    padded to the largest count, with the counts.
 
     Warns once when some images have more than ``max_boxes`` boxes (cut later, after
     augmentation may have dropped some).
     """
-    boxes, classes = detection_targets(data)
-    counts = np.array([len(c) for c in classes], np.int32)
+    assert data.difficult is not None
+    keep = [~np.asarray(hard, bool) for hard in data.difficult]
+    counts = np.array([int(k.sum()) for k in keep], np.int32)
     crowded = int((counts > max_boxes).sum())
     if crowded:
         log.warning("%s: %d image(s) have more than %d boxes (up to %d); the %d largest are kept",
                     data.origin or "detection data", crowded, max_boxes, int(counts.max()), max_boxes)
-    most = int(counts.max())
-    padded_boxes = np.zeros((len(data), most, 4), np.float32)
-    padded_classes = np.full((len(data), most), -1, np.int32)
-    for i, (b, c) in enumerate(zip(boxes, classes)):
-        padded_boxes[i, :len(c)], padded_classes[i, :len(c)] = b, c
-    return padded_boxes, padded_classes, counts
+    boxes = np.zeros((len(data), int(counts.max()), 4), np.float32)
+    classes = np.full((len(data), int(counts.max())), -1, np.int32)
+    for i, (b, labels, k, (w, h)) in enumerate(zip(data.boxes, data.labels, keep, data.image_sizes)):
+        scale = np.maximum(np.array([w, h, w, h], np.float32), 1)
+        boxes[i, :counts[i]] = np.clip(np.asarray(b, np.float32).reshape(-1, 4)[k] / scale, 0.0, 1.0)
+        classes[i, :counts[i]] = np.asarray(labels, np.int32)[k]
+    return boxes, classes, counts
 
 
 def _loader(channels: int, size: tuple[int, int], keep_aspect: bool):

@@ -238,9 +238,8 @@ def train_patch_classifier(
                   metrics=["accuracy"])
     common = dict(image_size=size, channels=channels, batch_size=batch_size, seed=seed)
     train_ds = make_pipeline(train, training=True, augment=augment, **common)
-    val_ds = None
-    if validation is not None:
-        val_ds = make_pipeline(patches_of(validation, seed + 1), training=False, **common)
+    val_ds = (make_pipeline(patches_of(validation, seed + 1), training=False, **common)
+              if validation is not None else None)
     # The pipeline shuffles (seeded); Keras' own shuffle flag does not apply to datasets.
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False)
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
