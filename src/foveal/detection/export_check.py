@@ -83,12 +83,8 @@ def check_export(card: ModelCard, fmt: str, quantize: str | None) -> None:
 
 
 def whole_detections(model: Any, card: ModelCard) -> Any:
-    """The exported graph of a Faster R-CNN: the whole detector, boxes after NMS.
-
-    The NMS runs with the card's IoU threshold and class awareness, scoring's score threshold
-    and at least 100 detections per image (:func:`baked_settings`), so that runners can filter
-    by any higher threshold. The detector's own settings are left as they were.
-    """
+    """The exported graph of a Faster R-CNN: the whole detector, boxes after NMS with the
+    :func:`baked_settings` (see the module docstring); the detector's own settings stay as they were."""
     import keras
 
     baked = baked_settings(card)
