@@ -196,7 +196,7 @@ def test_time_budget_stops_training(shapes, tmp_path):
 
 def test_backbone_weights_from_a_foveal_classifier(tmp_path):
     from foveal.detection.model import build_detector
-    from foveal.detection.train import _load_backbone_weights
+    from foveal.detection.task import _load_backbone_weights
     from foveal.models import ModelCard, build_model, save_model
 
     classifier = build_model("resnet18", num_classes=3, input_shape=(32, 32, 3), width=4)

@@ -94,13 +94,13 @@ def test_ap_uses_the_low_threshold_and_the_model_keeps_its_own(detector_file, tm
 
 def test_validation_map_callback_scores_with_the_low_threshold(detector_file, tmp_path):
     from foveal.data.boxes import load_boxes
-    from foveal.detection.train import ValidationMap
+    from foveal.detection.config import DetectConfig
+    from foveal.detection.task import validation_map
     from foveal.models import load_model
 
     model, card = load_model(detector_file)
     val = load_boxes(cell_dataset(tmp_path / "cells", ["box"]))["train"]
-    callback = ValidationMap(val, card, every=1, batch_size=4, score_threshold=0.25)
-    callback.set_model(model)
+    callback = validation_map(model, val, card, DetectConfig(batch_size=4, score_threshold=0.25), None)
     logs: dict = {}
     callback.on_epoch_end(0, logs)
     assert logs["val_map50"] > 0.0

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from foveal.detection.loss import YoloLoss
-from foveal.detection.model import DetectorModel, _as_list, build_detector
-from foveal.detection.postprocess import decode_predictions, reference_nms
+from foveal.detection.model import DetectorModel, build_detector
+from foveal.detection.postprocess import as_list, decode_predictions, reference_nms
 from foveal.errors import ConfigError
 from foveal.models import ModelCard, load_model, save_model
 from foveal.ops.boxes import iou_matrix
@@ -78,7 +78,7 @@ def test_xception_with_fewer_middle_blocks_builds_and_predicts():
         model = build_detector("xception", 2, anchors, scales=scales, input_shape=(64, 64, 3),
                                backbone_options=options, score_threshold=0.0, max_detections=5)
         assert model.strides == [8, 16, 32][-scales:]
-        assert [tuple(r.shape[1:3]) for r in _as_list(model(_images(1, 64)))] == [(8, 8), (4, 4), (2, 2)][-scales:]
+        assert [tuple(r.shape[1:3]) for r in as_list(model(_images(1, 64)))] == [(8, 8), (4, 4), (2, 2)][-scales:]
         assert model.predict(_images(2, 64), verbose=0)["boxes"].shape == (2, 5, 4)
 
 

@@ -63,12 +63,11 @@ def _score(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
 def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
     from foveal.detection import predict as p
-    from foveal.detection.train import _set_postprocess
     from foveal.models.io import load_model
 
     model, card = load_model(args.model)
     p.check_card(card)
-    _set_postprocess(model, args.score_threshold, args.iou_threshold)
+    model.set_postprocess(score_threshold=args.score_threshold, iou_threshold=args.iou_threshold)
     rows = p.predict_detections(model, card, args.images, batch_size=args.batch_size, output=args.output,
                                 skip_invalid=args.skip_invalid)
     formats = {"table": p.format_table, "csv": p.to_csv, "json": lambda r: json.dumps(r, indent=1)}
@@ -99,7 +98,7 @@ def _anchors(args: argparse.Namespace, _: dict[str, Any]) -> int:
 
 
 def _sliding_window(args: argparse.Namespace, _: dict[str, Any]) -> int:
-    from foveal.detection.scan import run_sliding_window
+    from foveal.detection.sliding_window import run_sliding_window
     from foveal.detection.train import format_metrics
 
     # With --json, stdout carries only the JSON document; progress lines go to stderr.
@@ -192,6 +191,3 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true", help="print the metrics as JSON")
     s.add_argument("--skip-invalid", action="store_true", help="skip images with bad annotations or files")
     s.set_defaults(func=_sliding_window)
-
-
-__all__ = ["add_detect_command"]

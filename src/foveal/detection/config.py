@@ -225,6 +225,3 @@ class DetectConfig(RunConfig):
     @property
     def image_hw(self) -> tuple[int, int]:
         return (int(self.image_size[0]), int(self.image_size[-1]))
-
-
-__all__ = ["DetectConfig", "STRIDE"]

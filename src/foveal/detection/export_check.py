@@ -37,10 +37,12 @@ has no NMS loop.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
+from foveal.export.classify import input_signature  # noqa: F401 - a hook: the card's input shape, as a classifier's
+from foveal.export.tasks import OutputsModel
 from foveal.models.io import ModelCard
 
 RAW_PREFIX = "raw_"
@@ -81,12 +83,8 @@ def check_export(card: ModelCard, fmt: str, quantize: str | None) -> None:
 
 
 def whole_detections(model: Any, card: ModelCard) -> Any:
-    """The exported graph of a Faster R-CNN: the whole detector, boxes after NMS.
-
-    The NMS runs with the card's IoU threshold and class awareness, scoring's score threshold
-    and at least 100 detections per image (:func:`baked_settings`), so that runners can filter
-    by any higher threshold. The detector's own settings are left as they were.
-    """
+    """The exported graph of a Faster R-CNN: the whole detector, boxes after NMS with the
+    :func:`baked_settings` (see the module docstring); the detector's own settings stay as they were."""
     import keras
 
     baked = baked_settings(card)
@@ -132,20 +130,14 @@ def export_graph(model: Any, card: ModelCard) -> Any:
                        name=f"{model.name}_raw")
 
 
-def input_signature(card: ModelCard) -> tuple[int | None, ...]:
-    return tuple(card.input_shape)
-
-
 def export_card(model: Any, card: ModelCard) -> ModelCard:
     """The card plus what decoding needs: anchors, levels and the model's post-processing (a
     Faster R-CNN: the thresholds its graph holds, under ``baked_postprocess``)."""
-    training = dict(card.training)
+    training = {**card.training, "postprocess": model.postprocess_config()}
     if is_two_stage(card):
-        training.update(postprocess=model.postprocess_config(), baked_postprocess=baked_settings(card),
-                        export_holds="detections")
-        return dataclasses.replace(card, training=training)
-    training.update(anchors=np.asarray(model.anchors).round(6).tolist(), levels=list(model.levels),
-                    postprocess=model.postprocess_config())
+        training.update(baked_postprocess=baked_settings(card), export_holds="detections")
+    else:
+        training.update(anchors=np.asarray(model.anchors).round(6).tolist(), levels=list(model.levels))
     return dataclasses.replace(card, training=training)
 
 
@@ -173,17 +165,13 @@ def _decoder(anchors: np.ndarray, settings: dict[str, Any], heads: tuple[tuple[i
     scale), built once; batch and grid sizes stay free, the depth static as decoding needs."""
     import tensorflow as tf
 
-    from foveal.detection.postprocess import detect_from_outputs
+    from foveal.detection.postprocess import clipped_detections
 
     key = (anchors.tobytes(), tuple(sorted(settings.items())), heads)
     if key not in _DECODERS:
-        def decode(raw):
-            out = detect_from_outputs(raw, anchors, **settings)
-            return {"boxes": tf.clip_by_value(out["boxes"], 0.0, 1.0), "scores": out["scores"],
-                    "classes": out["classes"], "num_detections": out["num_detections"]}
-
         signature = [[tf.TensorSpec([None, None, None, a, d], tf.float32) for a, d in heads]]
-        _DECODERS[key] = tf.function(decode, input_signature=signature)
+        _DECODERS[key] = tf.function(lambda raw: clipped_detections(raw, anchors, **settings),
+                                     input_signature=signature)
     return _DECODERS[key]
 
 
@@ -212,23 +200,20 @@ def filter_detections(out: dict[str, np.ndarray], card: ModelCard,
     rank = np.arange(scores.shape[1])[None, :]
     keep = (rank < count[:, None]) & (scores > float(wanted["score_threshold"]))  # strictly, as NMS
     keep &= np.cumsum(keep, axis=1) <= int(wanted["max_detections"])  # scores are sorted, best first
-    limit = min(int(wanted["max_detections"]), scores.shape[1])
-    boxes = np.zeros((len(scores), limit, 4), np.float32)
-    kept_scores = np.zeros((len(scores), limit), np.float32)
-    classes = np.full((len(scores), limit), -1, np.int32)
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :int(wanted["max_detections"])]  # the kept first, in order
+    valid = np.take_along_axis(keep, order, axis=1)
+
+    def kept(values: Any, dtype: Any, fill: float = 0) -> np.ndarray:
+        values = np.asarray(values)
+        index = order.reshape(*order.shape, *[1] * (values.ndim - 2))
+        return np.where(valid.reshape(index.shape), np.take_along_axis(values, index, axis=1), fill).astype(dtype)
+
     # Other per-detection outputs (a Mask R-CNN's masks [N, D, m, m]) follow their boxes.
-    extra = {k: np.asarray(v) for k, v in out.items() if k not in ("boxes", "scores", "classes", "num_detections")
+    extra = {k: kept(v, np.asarray(v).dtype) for k, v in out.items() if k not in ("boxes", "scores", "classes", "num_detections")
              and np.ndim(v) >= 2 and np.shape(v)[:2] == scores.shape}
-    kept_extra = {k: np.zeros((len(scores), limit, *v.shape[2:]), v.dtype) for k, v in extra.items()}
-    for i in range(len(scores)):
-        idx = np.flatnonzero(keep[i])
-        boxes[i, :len(idx)] = np.asarray(out["boxes"])[i, idx]
-        kept_scores[i, :len(idx)] = scores[i, idx]
-        classes[i, :len(idx)] = np.asarray(out["classes"])[i, idx]
-        for k, v in extra.items():
-            kept_extra[k][i, :len(idx)] = v[i, idx]
-    return {"boxes": boxes, "scores": kept_scores, "classes": classes,
-            "num_detections": keep.sum(axis=1).astype(np.int32), **kept_extra}
+    return {"boxes": kept(out["boxes"], np.float32), "scores": kept(scores, np.float32),
+            "classes": kept(out["classes"], np.int32, -1), "num_detections": keep.sum(axis=1).astype(np.int32),
+            **extra}
 
 
 def decode_raw(raw: dict[str, np.ndarray], card: ModelCard,
@@ -314,9 +299,8 @@ def _explained(box: np.ndarray, score: float, cls: int, other: tuple[np.ndarray,
 def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], card: ModelCard,
            tolerance: float) -> dict[str, Any]:
     settings = postprocess_settings(card)
-    threshold = float(settings["score_threshold"])
-    ref_total = got_total = matched = same_class = unexcused = 0
-    reasons = {"threshold": 0, "nms": 0}
+    ref_total = got_total = matched = 0
+    reasons: dict[str | None, int] = {"threshold": 0, "nms": 0, None: 0}  # None: a lonely box nothing explains
     ious: list[float] = []
     score_diff = box_diff = 0.0
     for i in range(len(reference["num_detections"])):
@@ -328,7 +312,6 @@ def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], ca
             ious.append(iou)
             if rc[r] != gc[g]:
                 continue  # an IoU match of another class: both boxes stay unpaired
-            same_class += 1
             paired_ref.add(r)
             paired_got.add(g)
             score_diff = max(score_diff, abs(float(rs[r]) - float(gs[g])))
@@ -337,22 +320,18 @@ def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], ca
         lonely = [(rb[r], rs[r], rc[r], (gb, gs, gc)) for r in range(len(rb)) if r not in paired_ref]
         lonely += [(gb[g], gs[g], gc[g], (rb, rs, rc)) for g in range(len(gb)) if g not in paired_got]
         for box, score, cls, other in lonely:
-            reason = _explained(box, float(score), int(cls), other, settings, tolerance)
-            if reason is None:
-                unexcused += 1
-            else:
-                reasons[reason] += 1
+            reasons[_explained(box, float(score), int(cls), other, settings, tolerance)] += 1
     diff = max(score_diff, box_diff)
     return {
-        "passed": unexcused == 0 and diff <= tolerance, "max_abs_diff": diff,
+        "passed": reasons[None] == 0 and diff <= tolerance, "max_abs_diff": diff,
         "agreement": matched / max(ref_total, got_total, 1), "agreement_name": "boxes matched",
         "keras_boxes": ref_total, "export_boxes": got_total, "matched_boxes": matched,
-        "unexplained_boxes": unexcused, "unmatched_at_threshold": reasons["threshold"],
+        "unexplained_boxes": reasons[None], "unmatched_at_threshold": reasons["threshold"],
         "unmatched_by_nms": reasons["nms"],
-        "class_agreement": same_class / len(ious) if ious else 1.0,
+        "class_agreement": matched / len(ious) if ious else 1.0,
         "mean_iou": float(np.mean(ious)) if ious else float("nan"),
         "min_iou": float(np.min(ious)) if ious else float("nan"),
-        "max_score_diff": score_diff, "max_box_diff": box_diff, "score_threshold": threshold,
+        "max_score_diff": score_diff, "max_box_diff": box_diff, "score_threshold": float(settings["score_threshold"]),
     }
 
 
@@ -362,45 +341,30 @@ def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
     return load_boxes(spec, class_names=list(card.class_names))
 
 
-def _batches(part: Any, card: ModelCard, batch_size: int, limit: int | None) -> Iterator[np.ndarray]:
+def sample_images(part: Any, card: ModelCard, count: int) -> np.ndarray:
     from foveal.detection.pipeline import images_only, make_detection_pipeline
 
     h, w, c = card.input_shape
-    if limit is not None:
-        part = part.subset(np.arange(min(limit, len(part))))
-    ds = make_detection_pipeline(part, image_size=(h, w), channels=c, batch_size=batch_size, training=False,
-                                 augment="none", keep_aspect=bool(card.training.get("keep_aspect", card.keep_aspect)),
-                                 cache="none", max_boxes=None)
-    for x in ds.map(images_only):
-        yield x.numpy()
+    ds = make_detection_pipeline(part.subset(np.arange(min(count, len(part)))), image_size=(h, w), channels=c,
+                                 batch_size=16, augment="none", cache="none", max_boxes=None,
+                                 keep_aspect=bool(card.training.get("keep_aspect", card.keep_aspect)))
+    return np.concatenate(list(ds.map(images_only).as_numpy_iterator()))
 
 
-def sample_images(part: Any, card: ModelCard, count: int) -> np.ndarray:
-    return np.concatenate(list(_batches(part, card, 16, count)))
-
-
-class RunnerDetector:
+class RunnerDetector(OutputsModel):
     """An export runner with the post-processing interface of ``DetectorModel`` that the
     detector's scoring uses (``postprocess_config``, ``set_postprocess``, ``predict``)."""
 
     def __init__(self, runner: Any, card: ModelCard) -> None:
-        from foveal.export.tasks import OutputsModel
-
         self.settings = postprocess_settings(card)
         self.predict_function = None
-        self._model = OutputsModel(lambda x: decode_raw(runner.raw(x), card, self.settings), (None, *card.input_shape))
+        super().__init__(lambda x: decode_raw(runner.raw(x), card, self.settings), (None, *card.input_shape))
 
     def postprocess_config(self) -> dict[str, Any]:
         return dict(self.settings)
 
     def set_postprocess(self, **settings: Any) -> None:
         self.settings.update({k: v for k, v in settings.items() if v is not None})
-
-    def predict(self, data: Any, verbose: int = 0) -> dict[str, np.ndarray]:
-        return self._model.predict(data, verbose=verbose)
-
-    def predict_on_batch(self, images: Any) -> dict[str, np.ndarray]:
-        return self._model.predict_on_batch(images)
 
 
 def accuracy(source: Any, card: ModelCard, part: Any, limit: int | None) -> dict[str, Any]:
@@ -428,7 +392,3 @@ def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], 
     return {"boxes": [{"label": card.class_names[int(c)], "score": round(float(s), 6),
                        "box": [round(float(v), 1) for v in box]}
                       for box, s, c in zip(pixels, row["scores"][:n], row["classes"][:n])]}
-
-
-__all__ = ["accuracy", "decode_raw", "export_card", "export_graph", "input_signature", "load_parts", "match_boxes",
-           "outputs", "parity", "postprocess_settings", "render", "sample_images"]

@@ -52,7 +52,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from foveal.detection.postprocess import decode_scale, split_anchors
+from foveal.detection.postprocess import as_list, decode_scale, split_anchors
 from foveal.ops.boxes import iou_matrix_tensor
 
 COMPONENTS = ("coord", "obj", "noobj", "class")
@@ -148,8 +148,7 @@ class YoloLoss:
 
     def components(self, targets: dict[str, Any], raw_outputs) -> dict[str, tf.Tensor]:
         """The four unweighted terms (per image) and the weighted total ``loss``."""
-        outputs = [tf.cast(o, tf.float32) for o in (raw_outputs if isinstance(raw_outputs, (list, tuple))
-                                                     else [raw_outputs])]
+        outputs = [tf.cast(o, tf.float32) for o in as_list(raw_outputs)]
         groups = split_anchors(self.anchors, len(outputs))
         boxes = tf.cast(tf.convert_to_tensor(targets["boxes"]), tf.float32)
         classes = tf.cast(tf.convert_to_tensor(targets["classes"]), tf.int32)
@@ -190,6 +189,3 @@ class YoloLoss:
     def from_config(cls, config: dict[str, Any]) -> "YoloLoss":
         config = dict(config)
         return cls(config.pop("anchors"), **config)
-
-
-__all__ = ["COMPONENTS", "YoloLoss", "assign_targets"]

@@ -52,7 +52,7 @@ from keras import layers, ops
 
 from foveal.detection.adapt import DomainAdaptiveDetector
 from foveal.detection.loss import COMPONENTS, YoloLoss
-from foveal.detection.postprocess import detect_from_outputs
+from foveal.detection.postprocess import as_list, clipped_detections
 from foveal.errors import ConfigError
 from foveal.training.distribute import per_replica_loss
 
@@ -205,9 +205,10 @@ def build_detector(
             outputs.insert(0, _output(x, num_anchors, depth, level))
     levels = list(maps)
     strides = [level_stride(level) for level in levels]
-    if input_shape[0] % max(strides) or input_shape[1] % max(strides):
-        raise ConfigError(f"input sides must be multiples of {max(strides)} for this detector, got "
-                          f"{input_shape[0]}x{input_shape[1]}", hint=f"e.g. {_round_up(input_shape[0], max(strides))}")
+    largest = max(strides)
+    if input_shape[0] % largest or input_shape[1] % largest:
+        raise ConfigError(f"input sides must be multiples of {largest} for this detector, got "
+                          f"{input_shape[0]}x{input_shape[1]}", hint=f"e.g. {-(-input_shape[0] // largest) * largest}")
     model = DetectorModel(
         base.input, outputs, anchors=anchors, num_classes=num_classes, levels=levels, strides=strides,
         input_size=input_shape, score_threshold=score_threshold, iou_threshold=iou_threshold,
@@ -216,14 +217,6 @@ def build_detector(
     )
     model.init_objectness()
     return model
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
-def _as_list(outputs) -> list:
-    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 class DetectionOutputs:
@@ -317,7 +310,7 @@ class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         self.feature_layer = feature_layer
         self.anchors = np.asarray(anchors, np.float32).reshape(-1, 2)
         self.num_classes = int(num_classes)
-        count = len(_as_list(outputs))
+        count = len(as_list(outputs))
         self.levels = list(levels) if levels is not None else [f"S{i}" for i in range(count)]
         self.strides = [int(s) for s in strides] if strides is not None else []
         self.input_size = tuple(int(d) for d in input_size) if input_size is not None else None
@@ -364,7 +357,7 @@ class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if self.yolo_loss is None:
             self.yolo_loss = YoloLoss(self.anchors)
-        parts = self.yolo_loss.components(y, _as_list(y_pred))
+        parts = self.yolo_loss.components(y, as_list(y_pred))
         for name, tracker in zip(COMPONENTS, self._component_trackers()):
             tracker.update_state(parts[name])
         total = parts["loss"]
@@ -401,7 +394,7 @@ class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         graphs = self.__dict__.get("_adapt_graphs")
         if graphs is None:
             feature = self._feature_tensor()
-            graphs = (keras.Model(self.input, [*_as_list(self.outputs), feature], name=f"{self.name}_with_features"),
+            graphs = (keras.Model(self.input, [*as_list(self.outputs), feature], name=f"{self.name}_with_features"),
                       keras.Model(self.input, feature, name=f"{self.name}_features"))
             object.__setattr__(self, "_adapt_graphs", graphs)
         return graphs
@@ -417,9 +410,7 @@ class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
 
     def postprocess(self, raw_outputs) -> dict[str, tf.Tensor]:
         """Decode and suppress raw outputs (in-graph); boxes are clipped to [0, 1]."""
-        out = detect_from_outputs(_as_list(raw_outputs), self.anchors, **self.postprocess_config())
-        return {"boxes": tf.clip_by_value(out["boxes"], 0.0, 1.0), "scores": out["scores"],
-                "classes": out["classes"], "num_detections": out["num_detections"]}
+        return clipped_detections(as_list(raw_outputs), self.anchors, **self.postprocess_config())
 
     def detections(self, images) -> dict[str, tf.Tensor]:
         return self.postprocess(self(images, training=False))
@@ -448,6 +439,3 @@ class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         config = dict(config)
         graph = keras.Model.from_config(config.pop("graph"), custom_objects=custom_objects)
         return cls(graph.input, graph.outputs, **config)
-
-
-__all__ = ["AnchorReshape", "DetectionOutputs", "DetectorModel", "OBJECTNESS_PRIOR", "build_detector"]

@@ -66,40 +66,21 @@ import tensorflow as tf
 
 from foveal.data.box_augment import FILL_VALUE, augment_boxes, parse_box_augment
 from foveal.data.boxes import BoxedImages
-from foveal.data.decode import decode_image_bytes
+from foveal.data.decode import decode_image_bytes, record_undecodable
 from foveal.data.epochs import epoch_stream, interleave_sources, mixed_counts
 from foveal.data.pipeline import resize_image
+from foveal.detection.config import STRIDE
 from foveal.errors import ConfigError, DataError
 
 log = logging.getLogger("foveal")
 
 AUTOTUNE = tf.data.AUTOTUNE
-MULTI_SCALE_STEP = 32
 _AUTO_CACHE_BYTES = 1 << 30  # cache decoded images when they fit in 1 GiB
 _CACHE_CHOICES = ("auto", "memory", "none")
 _UNDECODABLE = "foveal-undecodable-image:"
 
 
 # ---------------------------------------------------------------------------- targets
-
-
-def detection_targets(data: BoxedImages) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per image: the boxes a detector learns, normalised to 0..1, and their classes.
-
-    Difficult/crowd boxes are left out (see the module docstring); coordinates are divided
-    by the image's width and height and clipped to 0..1.
-
-    Returns:
-        ``(boxes, classes)``: N float32 arrays (K_i, 4) and N int32 arrays (K_i,).
-    """
-    assert data.difficult is not None
-    boxes, classes = [], []
-    for b, labels, hard, (w, h) in zip(data.boxes, data.labels, data.difficult, data.image_sizes):
-        keep = ~np.asarray(hard, bool)
-        scale = np.array([w, h, w, h], np.float32)
-        boxes.append(np.clip(np.asarray(b, np.float32)[keep] / np.maximum(scale, 1), 0.0, 1.0).reshape(-1, 4))
-        classes.append(np.asarray(labels, np.int32)[keep])
-    return boxes, classes
 
 
 def pad_targets(boxes: tf.Tensor, classes: tf.Tensor, max_boxes: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -140,14 +121,12 @@ def _hw(image_size: int | Sequence[int]) -> tuple[int, int]:
 
 def check_multi_scale(sizes: Sequence[int] | None) -> tuple[int, ...]:
     """Validate multi-scale sizes: positive multiples of 32 (the coarsest grid's stride)."""
-    if not sizes:
-        return ()
-    bad = [s for s in sizes if not isinstance(s, (int, np.integer)) or s <= 0 or s % MULTI_SCALE_STEP]
+    bad = [s for s in sizes or () if not isinstance(s, (int, np.integer)) or s <= 0 or s % STRIDE]
     if bad:
-        raise ConfigError(f"multi_scale sizes must be positive multiples of {MULTI_SCALE_STEP}; "
+        raise ConfigError(f"multi_scale sizes must be positive multiples of {STRIDE}; "
                           f"{', '.join(map(str, bad))} {'is' if len(bad) == 1 else 'are'} not",
                           hint="e.g. 320,352,384,416,448,480,512")
-    return tuple(int(s) for s in sizes)
+    return tuple(int(s) for s in sizes or ())
 
 
 def letterbox_geometry(width: int, height: int, input_hw: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -220,12 +199,6 @@ def letterbox(image: tf.Tensor, boxes: tf.Tensor, size: tuple[int, int]) -> tupl
 # ---------------------------------------------------------------------------- errors
 
 
-def _record_skip(data: BoxedImages):
-    from foveal.data.decode import record_undecodable
-
-    return record_undecodable(data.info)
-
-
 @contextlib.contextmanager
 def detection_data_errors(origin: str) -> Iterator[None]:
     """Turn a read/decode failure while iterating the pipeline into a :class:`DataError`.
@@ -279,30 +252,24 @@ def make_detection_pipeline(
         data: annotated images (images without boxes are kept as negatives).
         image_size: SIZE or (HEIGHT, WIDTH) of the model input.
         channels: 1 (gray) or 3 (RGB).
-        batch_size: images per batch.
-        training: shuffle (seeded), augment and apply ``multi_scale``; otherwise the images
-            come in ``data``'s order, unaugmented.
+        training: shuffle (seeded), augment, mix ``extra``, pair ``target`` and apply
+            ``multi_scale``; otherwise the images come in ``data``'s order, unaugmented.
         augment: a box augmentation spec (:mod:`foveal.data.box_augment`), used in training.
-        seed: shuffle, augmentation and multi-scale seed; the same seed gives the same batches.
-        max_boxes: ``M``, the number of box rows per image; None: as many as the most crowded
-            image has, so no box is cut and nothing is warned about (prediction and scoring,
-            which read the data's own boxes and keep every detection).
+        seed: every random draw; the same seed gives the same batches.
+        max_boxes: ``M``; None: as many as the most crowded image has, so no box is cut
+            (prediction and scoring, which read the data's own boxes).
         cache: ``memory`` keeps decoded, resized uint8 images after the first epoch, ``none``
             streams from disk every epoch, ``auto`` caches when they take under 1 GiB.
-        skip_invalid: do not stop on files that cannot be read or decoded: warn, list them
-            in ``data.info["undecodable"]``, and in training leave them out; outside training
-            they stay as blank gray images without boxes, so outputs keep ``data``'s order.
-        multi_scale: square sizes, multiples of 32, drawn per batch in training (YOLOv2).
+        skip_invalid: skip files that cannot be read or decoded (see the module docstring).
+        multi_scale: square sizes, multiples of 32, drawn per batch in training.
         keep_aspect: letterbox (scale to fit and pad with gray) instead of stretching.
         drop_remainder: drop the last, smaller batch (static batch size).
-        extra: a second training source (e.g. synthetic composites) mixed in when ``training``:
-            see :func:`mixed_counts`; ignored outside training.
-        extra_ratio: the fraction of each epoch's images drawn from ``extra``, in (0, 1).
-        target: images of the domain to adapt to (their boxes unused), paired batch by batch with
-            the training batches when ``training``; ignored outside training.
-        start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled,
-            mixed, augmented and multi-scaled by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`);
-            None: one pass, reshuffled each time it is iterated.
+        extra, extra_ratio: a second training source and the fraction of each epoch's images
+            drawn from it, in (0, 1).
+        target: images of the domain to adapt to (their boxes unused).
+        start_epoch: training: the endless batches of epochs ``start_epoch``, ... each drawn from
+            ``(seed, epoch)`` only (:mod:`foveal.data.epochs`); None: one pass, reshuffled each
+            time it is iterated.
 
     Raises:
         ConfigError: a bad size, ``cache``, ``augment``, ``multi_scale`` or ``extra_ratio`` value.
@@ -394,7 +361,7 @@ def _source_epochs(data: BoxedImages, *, channels: int, base: tuple[int, int], k
         ds = ds.interleave(_loader(channels, base, keep_aspect), cycle_length=AUTOTUNE,
                            num_parallel_calls=AUTOTUNE, deterministic=True)
         if skip_invalid:
-            record = _record_skip(data)
+            record = record_undecodable(data.info)
 
             def noted(ok, path):
                 return tf.cond(ok, lambda: tf.constant(True), lambda: tf.py_function(record, [path], Tout=tf.bool))
@@ -436,23 +403,27 @@ def _source_epochs(data: BoxedImages, *, channels: int, base: tuple[int, int], k
 
 
 def _target_arrays(data: BoxedImages, max_boxes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every image's boxes and classes padded to the largest count, with the counts.
+    """Every image's boxes a detector learns (difficult/crowd ones left out, see the module
+    docstring; divided by the image's width and height and clipped to 0..1) and their classes,
+    padded to the largest count, with the counts.
 
     Warns once when some images have more than ``max_boxes`` boxes (cut later, after
     augmentation may have dropped some).
     """
-    boxes, classes = detection_targets(data)
-    counts = np.array([len(c) for c in classes], np.int32)
+    assert data.difficult is not None
+    keep = [~np.asarray(hard, bool) for hard in data.difficult]
+    counts = np.array([int(k.sum()) for k in keep], np.int32)
     crowded = int((counts > max_boxes).sum())
     if crowded:
         log.warning("%s: %d image(s) have more than %d boxes (up to %d); the %d largest are kept",
                     data.origin or "detection data", crowded, max_boxes, int(counts.max()), max_boxes)
-    most = int(counts.max())
-    padded_boxes = np.zeros((len(data), most, 4), np.float32)
-    padded_classes = np.full((len(data), most), -1, np.int32)
-    for i, (b, c) in enumerate(zip(boxes, classes)):
-        padded_boxes[i, :len(c)], padded_classes[i, :len(c)] = b, c
-    return padded_boxes, padded_classes, counts
+    boxes = np.zeros((len(data), int(counts.max()), 4), np.float32)
+    classes = np.full((len(data), int(counts.max())), -1, np.int32)
+    for i, (b, labels, k, (w, h)) in enumerate(zip(data.boxes, data.labels, keep, data.image_sizes)):
+        scale = np.maximum(np.array([w, h, w, h], np.float32), 1)
+        boxes[i, :counts[i]] = np.clip(np.asarray(b, np.float32).reshape(-1, 4)[k] / scale, 0.0, 1.0)
+        classes[i, :counts[i]] = np.asarray(labels, np.int32)[k]
+    return boxes, classes, counts
 
 
 def _loader(channels: int, size: tuple[int, int], keep_aspect: bool):
@@ -507,8 +478,3 @@ def _multi_scale(ds: tf.data.Dataset, scales: tuple[int, ...], seed: Any, channe
         return images, targets
 
     return tf.data.Dataset.zip((ds, randoms)).map(resize, num_parallel_calls=AUTOTUNE)
-
-
-__all__ = ["MULTI_SCALE_STEP", "check_multi_scale", "detection_data_errors", "detection_targets", "images_only",
-           "letterbox", "letterbox_geometry", "make_detection_pipeline", "mixed_counts", "pad_targets",
-           "to_image_pixels"]

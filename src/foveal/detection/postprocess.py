@@ -55,6 +55,11 @@ from foveal.ops.boxes import decode_yolo, iou_matrix
 DETECTION_KEYS = ("boxes", "scores", "classes", "num_detections")
 
 
+def as_list(outputs: Any) -> list:
+    """A model's outputs as a list (one scale's tensor alone, or the list of them)."""
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
 def split_anchors(anchors, num_scales: int) -> list[np.ndarray]:
     """Anchors ``[S*A, 2]`` (sorted by area) -> one ``[A, 2]`` group per scale, finest first."""
     anchors = np.asarray(anchors, np.float32).reshape(-1, 2)
@@ -101,7 +106,7 @@ def decode_predictions(raw_outputs: Sequence[Any] | Any, anchors) -> dict[str, t
         (softmax), ``scores`` ``[B, N]`` (objectness times the best class probability) and
         ``classes`` ``[B, N]`` int32 (that class).
     """
-    outputs = list(raw_outputs) if isinstance(raw_outputs, (list, tuple)) else [raw_outputs]
+    outputs = as_list(raw_outputs)
     groups = split_anchors(anchors, len(outputs))
     boxes, objectness, probs = [], [], []
     for raw, group in zip(outputs, groups):
@@ -176,8 +181,7 @@ def non_max_suppression(
         ``indices`` ``[B, D]`` int32 (positions in the input), each padded with 0 / 0 / -1 / -1,
         and ``num_detections`` ``[B]`` int32, with ``D = max_detections``.
     """
-    boxes = tf.convert_to_tensor(boxes)
-    boxes = tf.cast(boxes, tf.float32) if boxes.dtype != tf.float32 else boxes
+    boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
     scores = tf.cast(tf.convert_to_tensor(scores), tf.float32)
     single = boxes.shape.rank == 2
     if single:
@@ -208,19 +212,14 @@ def detect_from_outputs(
     max_detections: int = 100,
     class_aware: bool = True,
 ) -> dict[str, tf.Tensor]:
-    """:func:`decode_predictions` then :func:`non_max_suppression`, with the same results, faster.
-
-    A box's score ``sigmoid(to) * max softmax(c)`` can only pass ``score_threshold`` if its
-    objectness does, so boxes and class probabilities are computed only for those candidates:
-    on a 416x416 YOLOv3 output with 80 classes that skips decoding nearly all 10,647 boxes and
-    the softmax of their 80 class logits, the bulk of the work.
+    """:func:`decode_predictions` then :func:`non_max_suppression`, with the same results, faster:
+    only the candidates whose objectness passes ``score_threshold`` are decoded (module docstring).
 
     Returns:
         The dict of :func:`non_max_suppression` (``indices`` index the flattened candidates,
         scales in order, each ``(row, col, anchor)`` row-major).
     """
-    outputs = [tf.cast(o, tf.float32) for o in (raw_outputs if isinstance(raw_outputs, (list, tuple))
-                                                 else [raw_outputs])]
+    outputs = [tf.cast(o, tf.float32) for o in as_list(raw_outputs)]
     groups = split_anchors(anchors, len(outputs))
     max_detections = int(max_detections)
     settings = (float(iou_threshold), float(score_threshold), max_detections, bool(class_aware))
@@ -252,6 +251,14 @@ def detect_from_outputs(
 
     out = tf.map_fn(one, tuple(outputs), fn_output_signature=_signature(max_detections))
     return dict(zip(("boxes", "scores", "classes", "indices", "num_detections"), out))
+
+
+def clipped_detections(raw_outputs: Sequence[Any] | Any, anchors, **settings: Any) -> dict[str, tf.Tensor]:
+    """:func:`detect_from_outputs` as a detector's ``predict`` returns it: boxes clipped to [0, 1],
+    no ``indices``."""
+    out = detect_from_outputs(raw_outputs, anchors, **settings)
+    return {"boxes": tf.clip_by_value(out["boxes"], 0.0, 1.0), "scores": out["scores"], "classes": out["classes"],
+            "num_detections": out["num_detections"]}
 
 
 def _signature(max_detections: int) -> tuple[tf.TensorSpec, ...]:
@@ -298,7 +305,3 @@ def reference_nms(boxes, scores, classes=None, *, iou_threshold: float = 0.45, s
         if not rivals or iou_matrix(boxes[i:i + 1], boxes[rivals]).max() <= iou_threshold:
             kept.append(i)
     return np.asarray(kept, np.int64)
-
-
-__all__ = ["DETECTION_KEYS", "decode_predictions", "decode_scale", "detect_from_outputs", "grid_cells", "nms_image",
-           "non_max_suppression", "reference_nms", "split_anchors"]

@@ -88,15 +88,10 @@ def predict_detections(
                                      labels=labels: draw_boxes(image, det.boxes, labels=labels, color=PRED_COLOR)))
         return rows
 
+    tables = {"detections.json": lambda rows: json.dumps(coco_results(rows, card.class_names, "detections"), indent=1),
+              "detections.csv": to_csv}
     return predict_files(images, channels, rows_for, batch_size=batch_size, skip_invalid=skip_invalid, output=output,
-                         tables={"detections.json": lambda rows: json.dumps(to_coco(rows, card.class_names), indent=1),
-                                 "detections.csv": to_csv})
-
-
-def to_coco(rows: list[dict[str, Any]], class_names: list[str]) -> dict[str, Any]:
-    """COCO-style output: ``images`` (id, file_name, width, height), ``categories`` and
-    ``annotations`` as COCO results records (``bbox`` [x, y, w, h], ``score``)."""
-    return coco_results(rows, class_names, "detections")
+                         tables=tables)
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -123,6 +118,3 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         for d in r["detections"]:
             lines.append(f"  {d['class']} {d['score']:.3f} [{', '.join(f'{v:g}' for v in d['box'])}]")
     return "\n".join(lines)
-
-
-__all__ = ["format_table", "model_inputs", "predict_detections", "to_coco", "to_csv"]

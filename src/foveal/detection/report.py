@@ -39,11 +39,7 @@ def plot_pr_curves(curves: Sequence[ClassCurve], class_names: Sequence[str], pat
         envelope = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
         line, = ax.plot(recall, envelope, label=f"{name} (AP50 {voc_ap(recall, precision):.3f})")
         ax.plot(recall, precision, color=line.get_color(), alpha=0.3, linewidth=0.8)
-    ax.set_xlim(0, 1.0)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_title("precision-recall at IoU 0.5")
+    ax.set(xlim=(0, 1.0), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title="precision-recall at IoU 0.5")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="lower left")
@@ -184,7 +180,3 @@ def target_comparison(adapted: dict[str, Any]):
                   "precision and recall at the display threshold.{}</p><table><tr><th>detector</th><th>mAP@0.5</th>"
                   "<th>COCO AP</th><th>precision</th><th>recall</th><th>gain in mAP@0.5 over source-only</th></tr>"
                   "{}</table>").format(final["num_images"], final["num_boxes"], note, Markup(cells))
-
-
-__all__ = ["adaptation_table", "detection_thumbnail", "example_grid", "plot_pr_curves", "target_comparison",
-           "write_detection_report"]

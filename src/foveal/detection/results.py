@@ -138,6 +138,7 @@ def _as_boxed(gt: dict, results: list[dict], origin: str):
     """The ground truth as :class:`BoxedImages` and the results as one ImageDetections per image."""
     from foveal.data.boxes import BoxedImages
     from foveal.detection.scoring import ImageDetections
+    from foveal.ops.boxes import xywh_to_corners
 
     cats = sorted((int(c["id"]), str(c["name"])) for c in gt["categories"])
     index = {cid: k for k, (cid, _) in enumerate(cats)}
@@ -146,8 +147,7 @@ def _as_boxed(gt: dict, results: list[dict], origin: str):
     order = {int(im["id"]): i for i, im in enumerate(gt["images"])}
 
     def corners(records: list[dict]) -> np.ndarray:
-        xywh = np.asarray([r["bbox"] for r in records], np.float64).reshape(-1, 4)
-        return np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
+        return xywh_to_corners(np.asarray([r["bbox"] for r in records], np.float64).reshape(-1, 4)).astype(np.float32)
 
     truth: list[list[dict]] = [[] for _ in order]
     for ann in gt["annotations"]:
@@ -204,6 +204,3 @@ def score_results(ground_truth: str | Path | dict, results: str | Path | list, *
     coco = coco_evaluate(gt, res).stats
     metrics, _ = score_detections(data, detections, score_threshold=score_threshold, coco=coco)
     return {"ground_truth": gt_where, "results": res_where} | metrics
-
-
-__all__ = ["check_ground_truth", "check_results", "score_results"]

@@ -189,9 +189,9 @@ def score_detections(data: BoxedImages, detections: Sequence[ImageDetections], *
     from foveal.evaluation.detection import coco_evaluate, match_voc, voc_ap
 
     names = list(data.class_names)
-    args = ([b for b in data.boxes], [lab for lab in data.labels], [d.boxes for d in detections],
-            [d.classes for d in detections], [d.scores for d in detections])
-    curves = match_voc(*args, num_classes=len(names), iou_threshold=0.5, gt_difficult=list(data.difficult))
+    curves = match_voc(list(data.boxes), list(data.labels), [d.boxes for d in detections],
+                       [d.classes for d in detections], [d.scores for d in detections], num_classes=len(names),
+                       iou_threshold=0.5, gt_difficult=list(data.difficult))
     per_class: dict[str, Any] = {}
     for name, curve in zip(names, curves):
         rec, prec, _ = curve.curve()
@@ -201,16 +201,16 @@ def score_detections(data: BoxedImages, detections: Sequence[ImageDetections], *
                            "precision": _r(p), "recall": _r(r), "num_gt": curve.num_gt,
                            "num_detections": int(len(curve.scores))}
     with_gt = [v for v in per_class.values() if v["num_gt"]]
+
+    def mean(key: str) -> float:  # over the classes with true boxes
+        return _r(np.mean([v[key] for v in with_gt])) if with_gt else float("nan")
+
     if coco is None:
         coco = coco_evaluate(to_coco_dict(data), to_coco_results(data, detections)).stats
     metrics = {
-        "map50": _r(np.mean([v["ap50"] for v in with_gt])) if with_gt else float("nan"),
-        "map50_voc07": _r(np.mean([v["ap50_voc07"] for v in with_gt])) if with_gt else float("nan"),
-        "coco": {k: _r(v) for k, v in coco.items()},
-        "score_threshold": score_threshold,
-        "ap_score_threshold": _cut_at(detections, score_threshold),
-        "precision": _r(np.mean([v["precision"] for v in with_gt])) if with_gt else float("nan"),
-        "recall": _r(np.mean([v["recall"] for v in with_gt])) if with_gt else float("nan"),
+        "map50": mean("ap50"), "map50_voc07": mean("ap50_voc07"), "coco": {k: _r(v) for k, v in coco.items()},
+        "score_threshold": score_threshold, "ap_score_threshold": _cut_at(detections, score_threshold),
+        "precision": mean("precision"), "recall": mean("recall"),
         "per_class": per_class,
         "num_images": len(data), "num_boxes": int(data.num_boxes),
         "num_detections": int(sum(len(d) for d in detections)),
@@ -226,7 +226,3 @@ def _cut_at(detections: Sequence[ImageDetections], default: float) -> float:
     """The score the detections were cut at; detections without a record were cut at ``default``."""
     known = {d.threshold for d in detections if d.threshold is not None}
     return float(max(known)) if known else float(default)
-
-
-__all__ = ["ImageDetections", "SCORING_MAX_DETECTIONS", "SCORING_THRESHOLD", "check_card", "detect_dataset",
-           "postprocess_settings", "readable", "score_detections", "split_outputs", "to_coco_results"]

@@ -4,19 +4,14 @@ The approach of Géron (*Hands-On Machine Learning*, 2nd ed., ch. 14, "Object De
 "Fully Convolutional Networks"), after Long, Shelhamer & Darrell, "Fully Convolutional
 Networks for Semantic Segmentation", CVPR 2015:
 
-1. :func:`patch_dataset` cuts training patches from annotated images: a square around each
-   box (class ``1 + k``) and random background squares that barely overlap any box
-   (class 0, ``background``).
-2. :func:`train_patch_classifier` trains a small zoo classifier (LeNet-5 by default) on them.
-3. :func:`to_fully_convolutional` turns its ``Flatten -> Dense`` head into convolutions with
-   the same weights (:func:`foveal.models.classification.vgg.dense_to_convolutional`): on a
-   larger image the network returns one class-probability vector per window position, equal
-   to the classifier applied to that window, computed in one pass with shared convolutions
-   instead of once per window.
-4. :func:`sliding_window_detect` runs it over an image pyramid (windows of several sizes),
-   keeps the windows whose best non-background probability passes a threshold, and removes
-   overlapping duplicates with non-max suppression
-   (:func:`foveal.detection.postprocess.non_max_suppression`).
+1. :func:`patch_dataset` cuts squares around the boxes (class ``1 + k``) and background
+   squares (class 0) from annotated images;
+2. :func:`train_patch_classifier` trains a small zoo classifier (LeNet-5 by default) on them;
+3. :func:`to_fully_convolutional` turns its ``Flatten -> Dense`` head into convolutions with the
+   same weights: on a larger image the network returns, in one pass with shared convolutions,
+   the classifier's class probabilities for every window position;
+4. :func:`sliding_window_detect` runs it over an image pyramid, keeps the windows whose best
+   object probability passes a threshold and removes duplicates by non-max suppression.
 
 The equality of step 3 is exact when every convolution and pooling before the head uses
 "valid" padding (LeNet-5, AlexNet-style chains): the FCN's output at row ``i``, column ``j``
@@ -27,18 +22,24 @@ so the outputs only approximate each other (a warning says so).
 
 The detected box is the window itself: this approach finds where objects are at the
 granularity of the stride and the pyramid's scales; it does not regress box edges (the YOLO
-detector of :mod:`foveal.detection` does).
+detector of :mod:`foveal.detection` does). :func:`run_sliding_window` (``foveal detect
+sliding-window``) does all four steps and scores the result with the YOLO detector's COCO/VOC
+metrics and report, so the two approaches compare directly.
 
 Example:
     >>> parts = load_boxes("../shared/datasets/raccoon")  # doctest: +SKIP
     >>> classifier, history = train_patch_classifier(parts["train"], epochs=10)  # doctest: +SKIP
     >>> fcn = to_fully_convolutional(classifier)  # doctest: +SKIP
     >>> boxes, scores, classes = sliding_window_detect(fcn, image, scales=(0.25, 0.125))  # doctest: +SKIP
+    >>> run_sliding_window("../shared/datasets/raccoon", output="/tmp/fcn")["map50"]  # doctest: +SKIP
+    0.12
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
 import keras
@@ -49,6 +50,8 @@ from foveal.data.boxes import BoxedImages
 from foveal.data.source import LabeledImages
 from foveal.errors import ConfigError, DataError, ModelError
 from foveal.ops.boxes import iou_matrix
+from foveal.training.runs import say
+from foveal.utils_io import atomic_write_text
 
 log = logging.getLogger("foveal")
 
@@ -235,9 +238,8 @@ def train_patch_classifier(
                   metrics=["accuracy"])
     common = dict(image_size=size, channels=channels, batch_size=batch_size, seed=seed)
     train_ds = make_pipeline(train, training=True, augment=augment, **common)
-    val_ds = None
-    if validation is not None:
-        val_ds = make_pipeline(patches_of(validation, seed + 1), training=False, **common)
+    val_ds = (make_pipeline(patches_of(validation, seed + 1), training=False, **common)
+              if validation is not None else None)
     # The pipeline shuffles (seeded); Keras' own shuffle flag does not apply to datasets.
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False)
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
@@ -351,12 +353,11 @@ def sliding_window_detect(
     """
     import tensorflow as tf
 
-    from foveal.detection.postprocess import non_max_suppression
+    from foveal.detection.postprocess import nms_image
 
     if window is None or stride is None:
-        inferred_window, inferred_stride = fcn_geometry(fcn)
-        window = inferred_window if window is None else window
-        stride = inferred_stride if stride is None else stride
+        geometry = fcn_geometry(fcn)
+        window, stride = window or geometry[0], stride or geometry[1]
     win_h, win_w = (window, window) if isinstance(window, int) else window
     step_y, step_x = (stride, stride) if isinstance(stride, int) else stride
     if not scales or min(scales) <= 0:
@@ -383,18 +384,98 @@ def sliding_window_detect(
         all_boxes.append(np.stack([x0 * fx, y0 * fy, (x0 + win_w) * fx, (y0 + win_h) * fy], axis=-1))
         all_scores.append(score[rows, cols])
         all_classes.append(best[rows, cols])
-    if not all_boxes or not sum(len(s) for s in all_scores):
+    if not sum(len(s) for s in all_scores):
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
-    boxes = np.concatenate(all_boxes).astype(np.float32)
-    scores = np.concatenate(all_scores).astype(np.float32)
-    classes = np.concatenate(all_classes).astype(np.int32)
-    kept = non_max_suppression(boxes, scores, classes, iou_threshold=iou_threshold,
-                               score_threshold=score_threshold, max_detections=max_detections,
-                               class_aware=class_aware)
-    count = int(kept["num_detections"])
-    return (np.asarray(kept["boxes"])[:count], np.asarray(kept["scores"])[:count],
-            np.asarray(kept["classes"])[:count].astype(np.int32))
+    kept = nms_image(np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_classes),
+                     iou_threshold=iou_threshold, score_threshold=score_threshold, max_detections=max_detections,
+                     class_aware=class_aware)
+    return kept["boxes"], kept["scores"], kept["classes"].astype(np.int32)
 
 
-__all__ = ["BACKGROUND", "fcn_geometry", "patch_dataset", "sliding_window_detect", "to_fully_convolutional",
-           "train_patch_classifier"]
+def run_sliding_window(
+    data: str,
+    *,
+    output: str | Path,
+    architecture: str = "lenet5",
+    patch_size: int = 32,
+    epochs: int = 15,
+    scales: Sequence[float] = (0.5, 0.25, 0.125),
+    score_threshold: float = 0.5,
+    iou_threshold: float = 0.3,
+    split: str = "test",
+    seed: int = 0,
+    skip_invalid: bool = False,
+    report_images: int = 12,
+) -> dict[str, Any]:
+    """Train the patch classifier on ``train``, scan ``split``, and write the outputs.
+
+    Args:
+        data: box annotations (see :func:`foveal.data.boxes.load_boxes`); needs a train split
+            and the scored split (``test`` by default; a source without it is refused).
+        output: folder (created) for ``patch_classifier.keras``, ``metrics.json``, ``detections.json``
+            (COCO results) and ``report.html`` (PR curves and example images).
+        architecture: the patch classifier (a zoo model with a ``Flatten -> Dense`` head).
+        patch_size: its input side in pixels (the window).
+        epochs: its training epochs.
+        scales: image pyramid; at scale s a window covers ``patch_size / s`` original pixels.
+        score_threshold, iou_threshold: detection threshold and non-max suppression overlap.
+
+    Returns:
+        The metrics of :func:`foveal.detection.scoring.score_detections`, with timing.
+    """
+    import time
+
+    from foveal.data.boxes import load_boxes
+    from foveal.detection.report import write_detection_report
+    from foveal.detection.scoring import ImageDetections, score_detections, to_coco_results
+    from foveal.models import ModelCard, save_model
+    from foveal.models.io import preprocessing_of
+    from foveal.predict import decode_file
+
+    parts = load_boxes(data, skip_invalid=skip_invalid)
+    if split not in parts or "train" not in parts:
+        raise DataError(f"{data}: needs a train and a {split!r} split (it has {', '.join(parts)})",
+                        hint="use a dataset with train.txt/test.txt (or split files), or pass --split")
+    train, scored = parts["train"], parts[split]
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    say(f"training a {architecture} patch classifier ({patch_size}px) on {train.num_boxes} boxes "
+        f"and background squares for {epochs} epochs")
+    classifier, history = train_patch_classifier(train, architecture=architecture, patch_size=patch_size,
+                                                 epochs=epochs, seed=seed, skip_invalid=skip_invalid)
+    train_seconds = time.perf_counter() - started
+    save_model(classifier, out / "patch_classifier.keras",
+               ModelCard(architecture=architecture, class_names=["background", *train.class_names],
+                         input_shape=(patch_size, patch_size, 3), preprocessing=preprocessing_of(classifier),
+                         training={"data": data, "purpose": "sliding-window patch classifier"}))
+    fcn = to_fully_convolutional(classifier)
+    started = time.perf_counter()
+    detections = []
+    for path in scored.paths:
+        boxes, scores, classes = sliding_window_detect(fcn, decode_file(path, 3), scales=tuple(scales),
+                                                       score_threshold=score_threshold, iou_threshold=iou_threshold)
+        detections.append(ImageDetections(boxes, scores, classes))
+    scan_seconds = time.perf_counter() - started
+    metrics, curves = score_detections(scored, detections, score_threshold=score_threshold)
+    metrics |= {"split": split, "method": "sliding-window FCN", "architecture": architecture,
+                "patch_size": patch_size, "scales": list(scales), "train_seconds": round(train_seconds, 1),
+                "scan_seconds_per_image": round(scan_seconds / max(len(scored), 1), 4),
+                "patch_val_accuracy": _last(history, "val_accuracy"), "patch_accuracy": _last(history, "accuracy")}
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    atomic_write_text(out / "detections.json", json.dumps(to_coco_results(scored, detections)))
+    summary = {"method": "sliding-window FCN (Géron ch. 14)", "data": data, "split": split,
+               "patch classifier": f"{architecture} at {patch_size}px, {epochs} epochs", "scales": str(list(scales)),
+               "mAP@0.5": metrics["map50"], "COCO AP": metrics["coco"]["AP"],
+               "scan time per image (s)": metrics["scan_seconds_per_image"]}
+    write_detection_report(out / "report.html", title="foveal sliding-window detection", summary=summary,
+                           config={}, history=None, data=scored, detections=detections, curves=curves,
+                           metrics=metrics, count=report_images)
+    say(f"{split}: mAP@0.5 {metrics['map50']:.4f}, COCO AP {metrics['coco']['AP']:.4f}; "
+        f"{metrics['scan_seconds_per_image']:.3f} s per image; report: {out / 'report.html'}")
+    return metrics
+
+
+def _last(history: dict[str, list[float]], key: str) -> float | None:
+    values = history.get(key)
+    return round(float(values[-1]), 4) if values else None

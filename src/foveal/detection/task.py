@@ -22,23 +22,129 @@ import numpy as np
 
 from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS, DetectConfig
 from foveal.engine.plugin import Phase, RunData, TaskPlugin, default_options_explained
+from foveal.errors import ConfigError, DataError
 from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:
     import keras
 
+    from foveal.data.boxes import BoxedImages
     from foveal.models import ModelCard
 
+def load_splits(cfg: DetectConfig) -> dict[str, BoxedImages]:
+    """Train / val / test box collections: the dataset's own splits (``train.txt``/``val.txt``/``test.txt``
+    of a VOC folder, COCO or YOLO split files), else ``--test-data``, else seeded fractions of train."""
+    from foveal.data.boxes.splits import load_box_splits
+
+    parts = load_box_splits(cfg.data, test_data=cfg.test_data, val_split=cfg.val_split,  # type: ignore[arg-type]
+                            test_split=cfg.test_split, seed=cfg.seed, skip_invalid=cfg.skip_invalid,
+                            tolerance=cfg.clip_tolerance)
+    if parts["train"].num_boxes == 0:
+        raise DataError(f"{cfg.data}: the training images have no boxes", hint="check the annotation files")
+    return parts
+
+
+def load_extra(cfg: DetectConfig, class_names: list[str]) -> BoxedImages | None:
+    """The ``--extra-data`` training images (its train split, or its only part), with ``--data``'s
+    classes (a class ``--data`` lacks is refused, naming the file), or None without it."""
+    from foveal.data.boxes import load_boxes
+
+    if not cfg.extra_data:
+        return None
+    parts = load_boxes(cfg.extra_data, class_names=list(class_names), skip_invalid=cfg.skip_invalid,
+                       tolerance=cfg.clip_tolerance)
+    if "train" not in parts:
+        raise DataError(f"{cfg.extra_data}: no training annotations (no train split) for --extra-data")
+    extra = parts["train"]
+    if len(extra) == 0 or extra.num_boxes == 0:
+        raise DataError(f"{cfg.extra_data}: the --extra-data training images have no boxes")
+    return extra
+
+
+def choose_anchors(cfg: DetectConfig, train: BoxedImages) -> tuple[np.ndarray, float]:
+    """k-means anchors (YOLOv2) for all scales, normalised (w, h) sorted by area, and their mean IoU."""
+    from foveal.ops.anchors import anchors_for
+
+    h, w = cfg.image_hw
+    pixels, mean_iou = anchors_for(train, cfg.anchors * cfg.scales, (w, h), seed=cfg.seed)
+    return (np.asarray(pixels, np.float64) / np.array([w, h])).astype(np.float32), float(mean_iou)
+
+
+def _weights_card(path: str):
+    from foveal.models.io import read_card
+
+    card = read_card(path)
+    if card is None:
+        raise ConfigError(f"{path}: not a foveal .keras model (no model card)",
+                          hint="--backbone-weights takes a classifier written by `foveal train`")
+    return card
+
+
+def _load_backbone_weights(model: keras.Model, path: str) -> None:
+    """Start the backbone from a foveal classifier of the same architecture (by layer name)."""
+    from foveal.transfer.pretrained import load_weights_by_name
+
+    card = _weights_card(path)
+    targets = [layer for layer in model.layers if hasattr(layer, "layers") and layer.weights] or [model]
+    reports = []
+    for target in targets:
+        try:
+            reports.append(load_weights_by_name(target, path))
+        except Exception:  # noqa: BLE001 - a target without matches: try the others, fail below if none
+            continue
+    loaded = sum(len(r.loaded) for r in reports)
+    if not loaded:
+        raise ConfigError(f"{path}: none of its layers match the {model.name} backbone by name and shape",
+                          hint=f"the file is a {card.architecture!r} model; use --backbone {card.architecture} "
+                               "with the --backbone-options it was trained with")
+    for report in reports:
+        say(report.summary())
+
+
+def validation_map(model: keras.Model, data: BoxedImages, card: ModelCard, cfg: DetectConfig, last: float | None,
+                   key: str = "val_map50") -> Any:
+    """A callback adding ``key`` (VOC all-point mAP@0.5 of ``data``) to the epoch logs, before the
+    checkpoint reads them; between the ``--eval-every`` epochs it carries the ``last`` value, so
+    ``best.keras`` only changes when measured."""
+    import keras
+
+    from foveal.detection.scoring import detect_dataset, score_detections
+
+    def on_epoch_end(epoch: int, logs: dict[str, Any] | None = None) -> None:
+        nonlocal last
+        if (epoch + 1) % cfg.eval_every == 0 or last is None:
+            dets = detect_dataset(model, card, data, batch_size=cfg.batch_size)
+            last = float(score_detections(data, dets, score_threshold=cfg.score_threshold)[0]["map50"])
+        if logs is not None:
+            logs[key] = last
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
+
+
+def _on_backbone(builder: Any, cfg: Any, data: RunData, *args: Any, **options: Any) -> keras.Model:
+    """``builder(cfg.backbone, classes, *args, **options)`` with what every detector shares: the input
+    shape, post-processing and backbone options of ``cfg``, the ``--backbone-weights`` model's
+    preprocessing (unless given) and then its weights."""
+    preprocessing = cfg.preprocessing
+    if cfg.backbone_weights and preprocessing is None:
+        preprocessing = _weights_card(cfg.backbone_weights).preprocessing
+    with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
+                                   "--backbone", cfg.backbone):
+        model = builder(cfg.backbone, len(data.class_names), *args, input_shape=(*cfg.image_hw, cfg.channels),
+                        preprocessing=preprocessing, backbone_options=dict(cfg.backbone_options),
+                        score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
+                        max_detections=cfg.max_detections, **options)
+    if cfg.backbone_weights:
+        _load_backbone_weights(model, cfg.backbone_weights)
+    return model
 
 
 def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> keras.Model:
     """A two-stage detector (Faster R-CNN, or Mask R-CNN through the instance task) from a
-    config with ``rcnn_settings()``: anchor sizes chosen from the training boxes unless given,
-    the backbone weights' preprocessing, and those weights loaded; ``options`` go to ``builder``
-    (e.g. ``build_faster_rcnn``) beside the settings every two-stage model shares."""
+    config with ``rcnn_settings()``: anchor sizes chosen from the training boxes unless given;
+    ``options`` go to ``builder`` (e.g. ``build_faster_rcnn``) beside the shared ones."""
     from foveal.detection.faster_rcnn import anchor_sizes_from_boxes
-    from foveal.detection.train import _load_backbone_weights, _weights_card
 
     settings = cfg.rcnn_settings()
     fpn = bool(getattr(cfg, "fpn", False))
@@ -48,21 +154,10 @@ def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> ke
         settings["anchor_sizes"] = anchor_sizes_from_boxes(data.train, cfg.image_hw)
         say(f"anchor sizes from the training boxes: {', '.join(f'{v:g}' for v in settings['anchor_sizes'])} "
             f"pixels, ratios {', '.join(f'{v:g}' for v in settings['anchor_ratios'])}")
-    preprocessing = cfg.preprocessing
-    if cfg.backbone_weights and preprocessing is None:
-        preprocessing = _weights_card(cfg.backbone_weights).preprocessing
-    with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
-                                   "--backbone", cfg.backbone):
-        model = builder(cfg.backbone, len(data.class_names), input_shape=(*cfg.image_hw, cfg.channels),
-                        level=cfg.rcnn_level, preprocessing=preprocessing,
-                        backbone_options=dict(cfg.backbone_options), score_threshold=cfg.score_threshold,
-                        iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections, **options, **settings)
+    model = _on_backbone(builder, cfg, data, level=cfg.rcnn_level, **options, **settings)
     if fpn:
         say(f"feature pyramid {model.level}: anchor sizes {', '.join(f'{v:g}' for v in model.rcnn.anchor_sizes)} "
             f"pixels, one per level, ratios {', '.join(f'{v:g}' for v in model.rcnn.anchor_ratios)}")
-    data.extra["anchor_sizes"] = list(model.rcnn.anchor_sizes)
-    if cfg.backbone_weights:
-        _load_backbone_weights(model, cfg.backbone_weights)
     return model
 
 
@@ -76,8 +171,6 @@ def _extra_source(cfg: Any) -> dict[str, Any]:
 
 def _not_a_baseline(path: str, what: str) -> Exception:
     """The one-line refusal of an ``--adapt-baseline`` that is not a foveal detector."""
-    from foveal.errors import ConfigError
-
     return ConfigError(f"{path}: --adapt-baseline must be a detector of foveal detect train (its backbone map "
                        f"is pictured); this is {what}")
 
@@ -97,6 +190,7 @@ def _adaptation_facts(cfg: Any) -> dict[str, Any]:
             **({"domain_units": list(cfg.adapt_units)} if cfg.adapt_method == "dann" else {}), **adabn}
 
 
+BOX_FORMAT = "normalised corners (x_min, y_min, x_max, y_max) of the model input"
 TARGET_MAP = "target_map50"  # the history column of the adaptation target's test mAP@0.5
 
 
@@ -124,13 +218,11 @@ class DetectTask(TaskPlugin):
                 raise _not_a_baseline(cfg.adapt_baseline, f"a {card.task if card else 'foreign'} model")
 
     def load_data(self, cfg: DetectConfig) -> RunData:
-        from foveal.detection.train import load_extra, load_splits
-
         parts = load_splits(cfg)
         data = RunData(parts["train"], parts.get("val"), parts.get("test"), list(parts["train"].class_names))
         extra = load_extra(cfg, data.class_names)
         if extra is not None:
-            from foveal.detection.pipeline import mixed_counts
+            from foveal.data.epochs import mixed_counts
 
             data.extra["extra_train"] = extra
             real, more = mixed_counts(len(data.train), cfg.extra_ratio)
@@ -154,41 +246,24 @@ class DetectTask(TaskPlugin):
                if test is not None else ")"))
 
     def epoch_examples(self, cfg: DetectConfig, data: RunData) -> int:
-        count = len(data.train)
-        if "extra_train" in data.extra:
-            from foveal.detection.pipeline import mixed_counts
+        from foveal.data.epochs import mixed_counts
 
-            count = sum(mixed_counts(count, cfg.extra_ratio))
-        return count
+        return sum(mixed_counts(len(data.train), cfg.extra_ratio)) if "extra_train" in data.extra else len(data.train)
 
     def build(self, cfg: DetectConfig, data: RunData, run_dir: Path) -> keras.Model:
+        from foveal.detection.faster_rcnn import build_faster_rcnn
         from foveal.detection.model import build_detector
-        from foveal.detection.train import _load_backbone_weights, _weights_card, choose_anchors
 
         if cfg.detector == "faster-rcnn":
-            return self._build_faster_rcnn(cfg, data)
-        anchors, anchor_iou = choose_anchors(cfg, data.train)
-        data.extra.update(anchors=anchors, anchor_iou=anchor_iou)
-        say(f"anchors: {len(anchors)} by k-means (IoU distance), mean best IoU with the training boxes {anchor_iou:.3f}")
-        preprocessing = cfg.preprocessing
-        if cfg.backbone_weights and preprocessing is None:
-            preprocessing = _weights_card(cfg.backbone_weights).preprocessing
-        with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
-                                       "--backbone", cfg.backbone):
-            model = build_detector(cfg.backbone, len(data.class_names), anchors, scales=cfg.scales,
-                                   input_shape=(*cfg.image_hw, cfg.channels), preprocessing=preprocessing,
-                                   head_width=cfg.head_width, backbone_options=dict(cfg.backbone_options),
-                                   score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
-                                   max_detections=cfg.max_detections, class_aware=cfg.class_aware_nms)
-        if cfg.backbone_weights:
-            _load_backbone_weights(model, cfg.backbone_weights)
-        return self._adapted(cfg, data, model)
-
-    def _build_faster_rcnn(self, cfg: DetectConfig, data: RunData) -> keras.Model:
-        from foveal.detection.faster_rcnn import build_faster_rcnn
-
-        model = build_two_stage(build_faster_rcnn, cfg, data, head_width=cfg.head_width or 256,
-                                roi_pool=cfg.roi_pool, class_aware=cfg.class_aware_nms)
+            model = build_two_stage(build_faster_rcnn, cfg, data, head_width=cfg.head_width or 256,
+                                    roi_pool=cfg.roi_pool, class_aware=cfg.class_aware_nms)
+        else:
+            anchors, anchor_iou = choose_anchors(cfg, data.train)
+            data.extra.update(anchors=anchors, anchor_iou=anchor_iou)
+            say(f"anchors: {len(anchors)} by k-means (IoU distance), mean best IoU with the training boxes "
+                f"{anchor_iou:.3f}")
+            model = _on_backbone(build_detector, cfg, data, anchors, scales=cfg.scales, head_width=cfg.head_width,
+                                 class_aware=cfg.class_aware_nms)
         return self._adapted(cfg, data, model)
 
     def _adapted(self, cfg: DetectConfig, data: RunData, model: keras.Model) -> keras.Model:
@@ -199,38 +274,33 @@ class DetectTask(TaskPlugin):
             say("adaptation: AdaBN, the batch-norm statistics re-estimated on the target images after training")
         if uses_adapter(cfg):
             adapter = model.enable_adaptation(cfg.adapt_method, weight=cfg.adapt_weight, features=cfg.adapt_features,
-                                              units=cfg.adapt_units, total_steps=self._adapt_steps(cfg, data),
-                                              normalize=cfg.adapt_normalize)
+                                              units=cfg.adapt_units, normalize=cfg.adapt_normalize,
+                                              total_steps=self.steps_per_epoch(cfg, data) * cfg.epochs)
             say(f"adaptation: {adapter.describe()}, over {adapter.total_steps} steps")
         return model
-
-    def _adapt_steps(self, cfg: DetectConfig, data: RunData) -> int:
-        return self.steps_per_epoch(cfg, data) * cfg.epochs
 
     def compile(self, cfg: DetectConfig, model: keras.Model, data: RunData, steps_per_epoch: int) -> None:
         from foveal.detection.loss import YoloLoss
         from foveal.engine.optim import jit_compile_of, optimizer_for
 
+        optimizer = optimizer_for(cfg, model, steps_per_epoch)
         if cfg.detector == "faster-rcnn":  # the model owns its losses; never XLA (data-dependent sizes)
-            model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch))
-            return
-        model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch),
-                      loss=YoloLoss(model.anchors, lambda_coord=cfg.lambda_coord, lambda_noobj=cfg.lambda_noobj,
-                                    ignore_threshold=cfg.ignore_threshold), jit_compile=jit_compile_of(cfg))
+            model.compile(optimizer=optimizer)
+        else:
+            model.compile(optimizer=optimizer, jit_compile=jit_compile_of(cfg), loss=YoloLoss(
+                model.anchors, lambda_coord=cfg.lambda_coord, lambda_noobj=cfg.lambda_noobj,
+                ignore_threshold=cfg.ignore_threshold))
 
     def restore(self, cfg: DetectConfig, data: RunData, model: keras.Model, card: ModelCard) -> None:
         from foveal.detection.adapt import uses_adapter
-        from foveal.errors import ConfigError
 
         adapter = getattr(model, "adapter", None)
         if uses_adapter(cfg) != (adapter is not None):
             raise ConfigError("--adapt-target cannot be added to or removed from a run when it resumes",
                               hint="resume with the run's own options, or start a new run")
         if adapter is not None:
-            adapter.total_steps = self._adapt_steps(cfg, data)  # a resume may extend --epochs
-        if cfg.detector == "faster-rcnn":
-            data.extra["anchor_sizes"] = list(card.training["anchor_sizes"])
-        else:
+            adapter.total_steps = self.steps_per_epoch(cfg, data) * cfg.epochs  # a resume may extend --epochs
+        if cfg.detector == "yolo":  # the anchors k-means chose for the run
             data.extra["anchors"] = np.asarray(card.training["anchors"], np.float32)
 
     def card(self, cfg: DetectConfig, data: RunData, model: keras.Model, run_dir: Path) -> ModelCard:
@@ -238,33 +308,24 @@ class DetectTask(TaskPlugin):
         from foveal.models.io import preprocessing_of
 
         if cfg.detector == "faster-rcnn":
-            return ModelCard(
-                architecture=f"faster-rcnn-{cfg.backbone}", class_names=list(data.class_names),
-                input_shape=(*cfg.image_hw, cfg.channels), preprocessing=preprocessing_of(model.backbone),
-                keep_aspect=cfg.keep_aspect, task="detect",
-                training={"data": cfg.data, **_extra_source(cfg), "run": run_dir.name, "detector": "faster-rcnn",
-                          "backbone": cfg.backbone,
-                          "rcnn_training": cfg.rcnn_training,
-                          "level": model.level, "stride": model.stride, "roi_pool": model.roi_pool,
-                          "fpn": bool(model.fpn_levels),
-                          "anchor_sizes": list(model.rcnn.anchor_sizes), "anchor_ratios": list(model.rcnn.anchor_ratios),
-                          "keep_aspect": cfg.keep_aspect,
-                          "box_format": "normalised corners (x_min, y_min, x_max, y_max) of the model input",
-                          "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold})
-        anchors = np.asarray(data.extra["anchors"])
-        if "anchor_iou" in data.extra:  # a new run: record how well the anchors fit the boxes
-            atomic_write_text(run_dir / "anchors.json", json.dumps(
-                {"anchors_wh_normalised": anchors.round(6).tolist(),
-                 "mean_iou_with_boxes": round(data.extra["anchor_iou"], 4), "image_size": list(cfg.image_hw)}, indent=1))
+            kind = {"detector": "faster-rcnn", "backbone": cfg.backbone, "rcnn_training": cfg.rcnn_training,
+                    "level": model.level, "stride": model.stride, "roi_pool": model.roi_pool,
+                    "fpn": bool(model.fpn_levels), "anchor_sizes": list(model.rcnn.anchor_sizes),
+                    "anchor_ratios": list(model.rcnn.anchor_ratios)}
+        else:
+            anchors = np.asarray(data.extra["anchors"])
+            kind = {"backbone": cfg.backbone, "scales": cfg.scales, "anchors": anchors.round(6).tolist()}
+            if "anchor_iou" in data.extra:  # a new run: record how well the anchors fit the boxes
+                atomic_write_text(run_dir / "anchors.json", json.dumps(
+                    {"anchors_wh_normalised": kind["anchors"], "image_size": list(cfg.image_hw),
+                     "mean_iou_with_boxes": round(data.extra["anchor_iou"], 4)}, indent=1))
         return ModelCard(
-            architecture=f"yolo-{cfg.backbone}", class_names=list(data.class_names),
-            input_shape=(*cfg.image_hw, cfg.channels), preprocessing=preprocessing_of(model),
-            keep_aspect=cfg.keep_aspect, task="detect",
-            training={"data": cfg.data, **_extra_source(cfg), "run": run_dir.name, "backbone": cfg.backbone,
-                      "scales": cfg.scales,
-                      "anchors": anchors.round(6).tolist(), "keep_aspect": cfg.keep_aspect,
-                      "box_format": "normalised corners (x_min, y_min, x_max, y_max) of the model input",
-                      "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold})
+            architecture=f"{cfg.detector}-{cfg.backbone}", class_names=list(data.class_names),
+            input_shape=(*cfg.image_hw, cfg.channels), keep_aspect=cfg.keep_aspect,
+            preprocessing=preprocessing_of(model.backbone if cfg.detector == "faster-rcnn" else model),
+            task="detect", training={"data": cfg.data, **_extra_source(cfg), "run": run_dir.name, **kind,
+                                     "keep_aspect": cfg.keep_aspect, "box_format": BOX_FORMAT,
+                                     "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold})
 
     def describe(self, cfg: DetectConfig, data: RunData, model: keras.Model) -> list[str]:
         kind = (f"Faster R-CNN ({model.level}, stride {model.stride}, {model.rcnn.num_anchors} anchors, RoI "
@@ -316,27 +377,20 @@ class DetectTask(TaskPlugin):
                   "step 3 of 4: backbone frozen; the RPN layers are fine-tuned",
                   "step 4 of 4: backbone frozen; the detection head is fine-tuned"]
 
-        def step(number: int):
-            return lambda model: model.set_training_step(number)
-
-        return [Phase(i + 1, lengths[i], step(i + 1), schedule_epochs=lengths[i], title=titles[i]) for i in range(4)]
+        return [Phase(i + 1, lengths[i], lambda model, step=i + 1: model.set_training_step(step),
+                      schedule_epochs=lengths[i], title=titles[i]) for i in range(4)]
 
     def monitor_without_validation(self, monitor: str) -> str:
         return "loss"  # mAP is computed on validation images only
 
     def callbacks(self, cfg: DetectConfig, model: keras.Model, card: ModelCard, data: RunData,
                   history: dict[str, list[float]]) -> list[Any]:
-        from foveal.detection.train import ValidationMap
-
         found = []
         if data.val is not None and len(data.val) and cfg.monitor == "val_map50":
-            found.append(ValidationMap(data.val, card, every=cfg.eval_every, batch_size=cfg.batch_size,
-                                       score_threshold=cfg.score_threshold,
-                                       last=(history.get("val_map50") or [None])[-1]))
+            found.append(validation_map(model, data.val, card, cfg, (history.get("val_map50") or [None])[-1]))
         if "adapt_target_test" in data.extra:  # reported only: the checkpoint never reads it
-            found.append(ValidationMap(data.extra["adapt_target_test"], card, every=cfg.eval_every,
-                                       batch_size=cfg.batch_size, score_threshold=cfg.score_threshold,
-                                       last=(history.get(TARGET_MAP) or [None])[-1], key=TARGET_MAP))
+            found.append(validation_map(model, data.extra["adapt_target_test"], card, cfg,
+                                        (history.get(TARGET_MAP) or [None])[-1], key=TARGET_MAP))
         return found
 
     def finish(self, cfg: DetectConfig, model: keras.Model, card: ModelCard, data: RunData, run_dir: Path,
@@ -345,9 +399,10 @@ class DetectTask(TaskPlugin):
         from foveal.detection.scoring import detect_dataset, score_detections, to_coco_results
 
         split, part = data.scored_part()
+        scored = part is not None and len(part) > 0
         adapted = self._adapt_at_end(cfg, model, card, data, run_dir, part) if cfg.adapt_target else {}
         metrics, curves, dets = None, None, None
-        if part is not None and len(part):
+        if scored:
             dets = detect_dataset(model, card, part, batch_size=cfg.batch_size)
             metrics, curves = score_detections(part, dets, score_threshold=cfg.score_threshold)
             metrics["split"] = split
@@ -357,7 +412,7 @@ class DetectTask(TaskPlugin):
                        "adaptation": _adaptation_facts(cfg) | {k: v for k, v in adapted.items() if k != "picture"}}
         if metrics is not None:
             atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
-        if part is not None and len(part):
+        if scored:
             atomic_write_text(run_dir / "detections.json", json.dumps(to_coco_results(part, dets)))
             say(f"{split}: mAP@0.5 {metrics['map50']:.4f} (VOC07 11-point {metrics['map50_voc07']:.4f}), "
                 f"COCO AP {metrics['coco']['AP']:.4f}, AP50 {metrics['coco']['AP50']:.4f} (on detections scoring "
@@ -379,11 +434,10 @@ class DetectTask(TaskPlugin):
             "parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
             "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
         }
-        if cfg.adapt_target and cfg.adapt_method != "adabn":
-            summary["adapted to"] = (f"{cfg.adapt_target} ({cfg.adapt_method}, {cfg.adapt_features}, weight "
-                                     f"{_adaptation_facts(cfg)['weight']:g})")
-        if cfg.adapt_target and cfg.adapt_method == "adabn":
-            summary["adapted to"] = f"{cfg.adapt_target} (AdaBN after training)"
+        if cfg.adapt_target:
+            summary["adapted to"] = cfg.adapt_target + (" (AdaBN after training)" if cfg.adapt_method == "adabn" else
+                                                        f" ({cfg.adapt_method}, {cfg.adapt_features}, weight "
+                                                        f"{_adaptation_facts(cfg)['weight']:g})")
         if target is not None:
             summary[f"target {target['split']} mAP@0.5 (VOC all-point)"] = target["map50"]
             summary["target COCO AP@[.50:.95]"] = target["coco_ap"]
@@ -394,15 +448,14 @@ class DetectTask(TaskPlugin):
                 summary["gain over source-only (target mAP@0.5)"] = (
                     f"{target['map50'] - adapted['target_baseline']['map50']:+.4f}")
             adapted = {**adapted, "target": target}  # the report's side-by-side table
-        if metrics is not None and "map50" in metrics:
+        if scored:
             summary |= {f"{split} mAP@0.5 (VOC all-point)": metrics["map50"],
                         "mAP@0.5 (VOC07 11-point)": metrics["map50_voc07"], "COCO AP@[.50:.95]": metrics["coco"]["AP"],
                         "COCO AP50": metrics["coco"]["AP50"], "COCO AP75": metrics["coco"]["AP75"],
                         "images scored": metrics["num_images"]}
         path = write_detection_report(run_dir / "report.html", title=f"foveal detection run {run_dir.name}",
                                       summary=summary, config=asdict(cfg), history=history, data=part,
-                                      detections=dets, curves=curves,
-                                      metrics=metrics if metrics is not None and "map50" in metrics else None,
+                                      detections=dets, curves=curves, metrics=metrics if scored else None,
                                       count=cfg.report_images,
                                       adaptation=_adaptation_facts(cfg) if cfg.adapt_target else None,
                                       adapted=adapted)
@@ -416,21 +469,14 @@ class DetectTask(TaskPlugin):
         ``--adapt-baseline`` detector's, the trained weights' before AdaBN, and the final ones."""
         from dataclasses import replace
 
-        from foveal.detection.adapt import (
-            ADABN_IMAGES,
-            PICTURE_IMAGES,
-            adapt_batch_norm,
-            feature_panels,
-            model_inputs,
-            uses_adabn,
-        )
+        from foveal.detection import adapt
         from foveal.models import load_model, save_model
         from foveal.training.precision import float32_for_saving
         from foveal.visualize.features import feature_picture
 
         found: dict[str, Any] = {}
         picture = cfg.feature_plot != "none"
-        adabn = uses_adabn(cfg)
+        adabn = adapt.uses_adabn(cfg)
         baseline = None
         if cfg.adapt_baseline:  # the source-only detector, scored on the same target test images
             baseline, baseline_card = load_model(cfg.adapt_baseline)
@@ -439,25 +485,28 @@ class DetectTask(TaskPlugin):
                 found["target_baseline"] = scored | {"model": cfg.adapt_baseline}
         if not (picture or adabn):
             return found
-        target = model_inputs(data.extra["adapt_target"], card, limit=ADABN_IMAGES if adabn else PICTURE_IMAGES,
-                              seed=cfg.seed, batch_size=cfg.batch_size)
+        target = adapt.model_inputs(data.extra["adapt_target"], card, seed=cfg.seed, batch_size=cfg.batch_size,
+                                    limit=adapt.ADABN_IMAGES if adabn else adapt.PICTURE_IMAGES)
         shown = part if part is not None and len(part) else (data.val if data.val is not None and len(data.val)
                                                              else data.train)
-        source = (model_inputs(shown, card, limit=PICTURE_IMAGES, seed=cfg.seed, batch_size=cfg.batch_size)
+        source = (adapt.model_inputs(shown, card, limit=adapt.PICTURE_IMAGES, seed=cfg.seed, batch_size=cfg.batch_size)
                   if picture else None)
         panels: dict[str, Any] = {}
+
+        def show(title: str, detector: keras.Model) -> None:
+            panels.update(adapt.feature_panels({title: detector}, source, target[:adapt.PICTURE_IMAGES]))
+
         if picture and baseline is not None:
             if not hasattr(baseline, "feature_map"):
                 raise _not_a_baseline(cfg.adapt_baseline, "a detector without a recorded backbone map")
-            panels |= feature_panels({"before: --adapt-baseline (source-only)": baseline}, source,
-                                     target[:PICTURE_IMAGES])
+            show("before: --adapt-baseline (source-only)", baseline)
         if adabn:
             if picture:
-                panels |= feature_panels({"before AdaBN (training statistics)": model}, source, target[:PICTURE_IMAGES])
+                show("before AdaBN (training statistics)", model)
             before = self._score_target(cfg, model, card, data)
             if before is not None:
                 found["target_before_adabn"] = before
-            layers = adapt_batch_norm(model, target, batch_size=cfg.batch_size)
+            layers = adapt.adapt_batch_norm(model, target, batch_size=cfg.batch_size)
             found |= {"batch_norm_layers": layers, "batch_norm_images": len(target)}
             say(f"AdaBN: batch-norm statistics of {layers} layer(s) re-estimated on {len(target)} target images")
             training = {**card.training, "adaptation": {**card.training.get("adaptation", {}),
@@ -465,10 +514,9 @@ class DetectTask(TaskPlugin):
             save_model(float32_for_saving(model), run_dir / "best.keras", replace(card, training=training))
             say(f"best.keras saved with the target's batch-norm statistics: {run_dir / 'best.keras'}")
         if picture:
-            after = f"after: {cfg.adapt_method}" + (" + AdaBN" if adabn and cfg.adapt_method != "adabn" else "")
-            panels |= feature_panels({after: model}, source, target[:PICTURE_IMAGES])
+            show(f"after: {cfg.adapt_method}" + (" + AdaBN" if adabn and cfg.adapt_method != "adabn" else ""), model)
             found["picture"] = feature_picture(panels, cfg.feature_plot, cfg.seed)
-            found["picture_images"] = [len(source), min(len(target), PICTURE_IMAGES)]
+            found["picture_images"] = [len(source), min(len(target), adapt.PICTURE_IMAGES)]
         return found
 
     def _score_target(self, cfg: DetectConfig, model: keras.Model, card: ModelCard,
@@ -490,6 +538,3 @@ class DetectTask(TaskPlugin):
             f"{target['map50']:.4f}, COCO AP {target['coco_ap']:.4f}; precision {target['precision']:.3f} recall "
             f"{target['recall']:.3f} at score {cfg.score_threshold}")
         return target
-
-
-__all__ = ["DetectTask"]
