@@ -170,7 +170,3 @@ def trainer(task_name: str, name: str, what: str) -> Callable[..., Any]:
                      "run folder to continue (``overrides`` such as ``epochs`` on top); ``callbacks`` are extra "
                      "Keras callbacks. See :func:`foveal.engine.run.train_task`.")
     return train
-
-
-__all__ = ["ALL_MODES", "MODEL_MODES", "TASKS", "Task", "check_mode", "model_task", "run_train",
-           "task_of_card_task", "trainer"]

@@ -554,6 +554,3 @@ def _head_weights_of(path: Path, head: keras.Model) -> list[np.ndarray] | None:
     if saved is None:
         return None
     return [w for layer in head.layers if layer.weights for w in saved.get_layer(layer.name).get_weights()]
-
-
-__all__ = ["ClassifyTask", "check_model_and_weights", "compile_classifier", "input_shape_for", "prepare_data"]

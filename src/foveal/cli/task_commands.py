@@ -123,7 +123,3 @@ def report_skipped(rows: list[dict[str, Any]]) -> None:
     skipped = sum("error" in r for r in rows)
     if skipped:
         print(f"skipped {skipped} unreadable file(s)", file=sys.stderr)
-
-
-__all__ = ["NOT_OPTIONS", "add_evaluate_options", "add_mode", "add_predict_options", "add_task_command",
-           "print_result", "print_rows", "report_skipped"]

@@ -136,7 +136,3 @@ def full_batches_only(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
         raise ValueError("full_batches_only: the dataset's elements have no batch dimension")
 
     return ds.filter(lambda *element: tf.equal(length(*element), batch_size))
-
-
-__all__ = ["CRASH_DOC", "ConstantBatchPlan", "SAFE_CHANNELS", "constant_batch_plan", "full_batches_only",
-           "onednn_enabled", "strided_narrow_1x1"]

@@ -276,6 +276,3 @@ def default_options_explained(given: dict[str, Any], default: dict[str, Any], fl
             raise
         raise ConfigError(f"{exc.message} (the default {flag} {default} suit resnet18)",
                           hint=f"pass {flag} {{}} with {name_flag} {name}; {exc.hint}") from None
-
-
-__all__ = ["Phase", "RunData", "TaskPlugin", "default_options_explained"]

@@ -523,6 +523,3 @@ def _phase_checkpoint_class() -> type:
             super().on_epoch_end(epoch, {**(logs or {}), "phase": self.extra_state["phase"]})
 
     return PhaseCheckpoint
-
-
-__all__ = ["Run", "monitor_mode", "resume_command", "train_task", "verbosity"]

@@ -58,6 +58,3 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._check()
-
-
-__all__ = ["TimeBudget"]

@@ -848,8 +848,3 @@ def start(kind: str, *, workers: list[str] | None = None, worker_index: int | No
     finally:
         extended._check_health_initial_timeout = previous
     return Distribution("multi-worker", strategy, cluster if cluster is not None and cluster.size > 1 else None)
-
-
-__all__ = ["Batches", "BatchLayout", "Cluster", "Distribution", "SHARD_LOG_ENV", "batch_layout", "epoch_order",
-           "parse_address", "parse_tf_config", "parse_workers", "resolve_cluster", "scale_learning_rate", "start",
-           "wait_for_peers"]

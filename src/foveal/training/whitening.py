@@ -92,6 +92,3 @@ def init_whitening(model: keras.Model, images: np.ndarray, max_patches: int = 2_
     layer.kernel.assign(kernel)
     layer.bias.assign(bias)
     return True
-
-
-__all__ = ["FreezeWhiteningBias", "has_whitening", "init_whitening"]
