@@ -30,6 +30,12 @@ MODEL_MODES = ("evaluate", "predict", "export", "benchmark", "serve", "inspect",
 ALL_MODES = ("train", *MODEL_MODES)
 
 
+def load_ref(ref: str) -> Any:
+    """The object a ``"module:attribute"`` string names, imported now."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 @dataclass(frozen=True)
 class Task:
     """One row of the task table.
@@ -52,9 +58,7 @@ class Task:
     modes: tuple[str, ...] = ALL_MODES
     instead: tuple[tuple[str, str], ...] = ()
 
-    def load(self, ref: str) -> Any:
-        module, _, attr = ref.partition(":")
-        return getattr(importlib.import_module(module), attr)
+    load = staticmethod(load_ref)
 
     def config_class(self) -> type:
         return self.load(self.config)

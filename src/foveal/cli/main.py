@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 from foveal import __version__
 from foveal.cli.grammar import route
 from foveal.cli.quiet import import_tensorflow_quietly
-from foveal.cli.task_commands import print_result
+from foveal.cli.task_commands import print_result, report_skipped
 from foveal.errors import FovealError
 
 EPILOG_TRAIN = """examples:
@@ -75,9 +75,7 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         print(text)
-    skipped = sum("error" in r for r in rows)
-    if skipped:
-        print(f"skipped {skipped} unreadable file(s)", file=sys.stderr)
+    report_skipped(rows)
     return 0
 
 
@@ -112,10 +110,20 @@ def _datasets_convert(args: argparse.Namespace, _: dict[str, Any]) -> int:
     return 0
 
 
+#: the commands each package adds (``module:function(subparsers)``), imported when the parser is built
+_COMMANDS = ("foveal.export.cli:add_export_commands", "foveal.serve.cli:add_serve_command",
+             "foveal.inspection.cli:add_inspect_command", "foveal.localization.cli:add_localize_command",
+             "foveal.detection.cli:add_detect_command", "foveal.segmentation.cli:add_segment_command",
+             "foveal.instance.cli:add_instance_command", "foveal.enhancement.cli:add_enhance_command",
+             "foveal.generative.cli:add_generate_command", "foveal.video.cli:add_video_command",
+             "foveal.adaptation.cli:add_adapt_command", "foveal.shrink.cli:add_prune_command",
+             "foveal.scratch.cli:add_scratch_command")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from foveal import configtools
     from foveal.config import TrainConfig
-    from foveal.tasks import TASKS
+    from foveal.tasks import TASKS, load_ref
 
     parser = argparse.ArgumentParser(
         prog="foveal", description="Train, evaluate, inspect and use convolutional image classifiers.",
@@ -195,51 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     vb = dsub.add_parser("validate-boxes", help="report degenerate, outside, unknown-class and missing boxes/images")
     boxes_cli.add_validate_arguments(vb)
     vb.set_defaults(func=lambda args, _: boxes_cli.validate_command(args))
-    from foveal.data.synth.cli import add_synth_command
-
-    add_synth_command(dsub)
-    from foveal.instance.data_cli import add_instance_data_commands
-
-    add_instance_data_commands(dsub)
-
-    from foveal.export.cli import add_export_commands
-
-    add_export_commands(sub)
-    from foveal.serve.cli import add_serve_command
-
-    add_serve_command(sub)
-    from foveal.inspection.cli import add_inspect_command
-
-    add_inspect_command(sub)
-    from foveal.localization.cli import add_localize_command
-
-    add_localize_command(sub)
-    from foveal.detection.cli import add_detect_command
-
-    add_detect_command(sub)
-    from foveal.segmentation.cli import add_segment_command
-
-    add_segment_command(sub)
-    from foveal.instance.cli import add_instance_command
-
-    add_instance_command(sub)
-    from foveal.enhancement.cli import add_enhance_command
-
-    add_enhance_command(sub)
-    from foveal.generative.cli import add_generate_command
-
-    add_generate_command(sub)
-    from foveal.video.cli import add_video_command
-
-    add_video_command(sub)
-    from foveal.adaptation.cli import add_adapt_command
-
-    add_adapt_command(sub)
-    from foveal.shrink.cli import add_prune_command
-
-    add_prune_command(sub)
-    from foveal.scratch.cli import add_scratch_command
-    add_scratch_command(sub)
+    for ref in ("foveal.data.synth.cli:add_synth_command", "foveal.instance.data_cli:add_instance_data_commands"):
+        load_ref(ref)(dsub)
+    for ref in _COMMANDS:
+        load_ref(ref)(sub)
     return parser
 
 

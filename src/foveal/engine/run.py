@@ -14,22 +14,14 @@ runs/NAME/
   tensorboard/  with --tensorboard
 ```
 
-What the engine gives every task: resume after SIGINT/SIGTERM/SIGKILL (from the last finished
-epoch; the training pipeline of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees
-the batches an uninterrupted one would: :mod:`foveal.data.epochs`), seeds and op determinism,
-early stopping with the best weights restored, a wall-clock time budget, TensorBoard, mixed precision (float32 checkpoints),
-``--jit-compile``, ``--distribute`` with ``--lr-scaling`` (for tasks whose plugin feeds it),
-constant-size training batches where TensorFlow's oneDNN kernels would crash on a smaller last
-batch (:mod:`foveal.engine.onednn_guard`: a strided 1x1 convolution on fewer than 16 channels;
-recorded as ``constant_batches`` in the model card, ``state.json`` and ``metrics.json``), and
-a plan of phases (by default a first phase with the backbone frozen), each with its own
-trainable flags, learning rate and length; ``state.json`` records the phase (``phase``,
-``phase_start``) so a resume re-applies its flags.
-
-Distribution (:mod:`foveal.training.distribute`): the strategy is started before any other
-TensorFlow work; models are built, loaded and compiled in its scope; ``--batch-size`` is the
-global batch; workers other than the chief write a private copy of the run folder, and only the
-chief scores the model and writes the report.
+What the engine gives every task: resume after SIGINT/SIGTERM/SIGKILL from the last finished
+epoch (epoch ``e``'s batches depend only on ``(seed, e)``: :mod:`foveal.data.epochs`), seeds and
+op determinism, early stopping with the best weights restored, a time budget, TensorBoard, mixed
+precision (float32 checkpoints), ``--jit-compile``, ``--distribute`` with ``--lr-scaling``
+(:mod:`foveal.training.distribute`: only the chief writes the run folder and scores), the oneDNN
+guard's constant-size batches (:mod:`foveal.engine.onednn_guard`), and a plan of phases (by
+default the backbone frozen first), each with its own trainable flags, learning rate and length,
+recorded in ``state.json`` so that a resume re-applies them.
 
 Example:
     >>> from foveal.detection.task import DetectTask
@@ -133,7 +125,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
         steps = plugin.steps_per_epoch(cfg, data)
     saved_cfg, cfg = cfg, _scaled(plugin, cfg, dist)
     plan = plugin.phases(cfg)
-    total = _plan_end(plan)
+    total = sum(p.epochs for p in plan)
     start_epoch, phase_no, phase_start = 0, 1, 0
     mixed = getattr(cfg, "mixed_precision", "none")
     run_dir = dist.private_run_dir(public_dir)  # workers other than the chief write a private copy
@@ -188,8 +180,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     run = Run(plugin, cfg, data, model, card, run_dir, history, steps, extra, dist, constant)
     if start_epoch < total or phase_no < plan[-1].number:
         if run.train(plan, start_epoch, phase_no, phase_start, state):
-            _report_undecodable(run_dir, data, None)
-            _record_constant_batches(run_dir, constant, None)
+            _record_facts(run_dir, data, constant, None)
             return TrainResult(public_dir, history, None, interrupted=True)
     if not dist.is_chief:
         say(f"worker {dist.worker_index} done; the chief scores the model and writes the report")
@@ -201,8 +192,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
         model.load_weights(best)
     metrics = plugin.finish(saved_cfg, model, card, data, run_dir, history)
     mark(run_dir, "done")
-    _report_undecodable(run_dir, data, metrics)
-    _record_constant_batches(run_dir, constant, metrics)
+    _record_facts(run_dir, data, constant, metrics)
     return TrainResult(run_dir, history, metrics)
 
 
@@ -216,59 +206,43 @@ def _constant_batches(plugin: TaskPlugin, cfg: Any, data: RunData, model: keras.
     return constant_batch_plan(model, examples=plugin.epoch_examples(cfg, data), batch_size=cfg.batch_size)
 
 
-def _record_constant_batches(run_dir: Path, plan: ConstantBatchPlan | None, metrics: dict[str, Any] | None) -> None:
-    """Write the guard's plan as ``constant_batches`` into ``state.json``, ``metrics.json`` and
-    the returned metrics (the model card has it from the start)."""
-    if plan is None:
-        return
-    from foveal.training import callbacks as cb
-
-    state = cb.read_state(run_dir)
-    if state:
-        mark(run_dir, state.get("status", "done"), constant_batches=plan.record())
-    if metrics is not None:
-        metrics["constant_batches"] = plan.record()
-        path = run_dir / "metrics.json"
-        if path.is_file():
-            saved = json.loads(path.read_text())
-            saved["constant_batches"] = plan.record()
-            atomic_write_text(path, json.dumps(saved, indent=1))
-
-
 _SHOWN_UNDECODABLE = 5
 
 
-def _report_undecodable(run_dir: Path, data: RunData, metrics: dict[str, Any] | None) -> None:
-    """Say how many files ``--skip-invalid`` left out because they failed to decode during the run
-    (found mid-run, e.g. with ``--verify none``; see :func:`foveal.data.decode.map_skipping_undecodable`),
-    and record them: ``undecodable`` (the names) in ``state.json``, ``undecodable_images`` (the
-    count) in ``metrics.json`` and the returned metrics. Earlier sessions of a resumed run count too."""
+def _record_facts(run_dir: Path, data: RunData, plan: ConstantBatchPlan | None,
+                  metrics: dict[str, Any] | None) -> None:
+    """Record in ``state.json``, ``metrics.json`` and the returned metrics what the run met.
+
+    The files ``--skip-invalid`` left out because they failed to decode mid-run (e.g. with
+    ``--verify none``; :func:`foveal.data.decode.map_skipping_undecodable`), earlier sessions of a
+    resumed run included, are said and recorded (``undecodable``: the names in ``state.json``;
+    ``undecodable_images``: the count); so is the oneDNN guard's plan (``constant_batches``; the
+    model card has it from the start).
+    """
     from foveal.data.decode import UNDECODABLE
     from foveal.training import callbacks as cb
 
-    state = cb.read_state(run_dir) or {}
-    names = dict.fromkeys(state.get(UNDECODABLE, []))
+    state = cb.read_state(run_dir)
+    state_facts: dict[str, Any] = {}
+    metric_facts: dict[str, Any] = {}
+    names = dict.fromkeys((state or {}).get(UNDECODABLE, []))
     for part in (data.train, data.val, data.test):
         names.update(dict.fromkeys((getattr(part, "info", None) or {}).get(UNDECODABLE, [])))
-    if not names:
-        return
-    found = list(names)
-    shown = ", ".join(found[:_SHOWN_UNDECODABLE]) + (f" (and {len(found) - _SHOWN_UNDECODABLE} more)"
-                                                      if len(found) > _SHOWN_UNDECODABLE else "")
-    say(f"skipped {len(found)} file(s) that could not be decoded (--skip-invalid): {shown}")
-    if state:
-        mark(run_dir, state.get("status", "done"), **{UNDECODABLE: found})
-    if metrics is not None:
-        metrics["undecodable_images"] = len(found)
+    if names:
+        found = list(names)
+        shown = ", ".join(found[:_SHOWN_UNDECODABLE]) + (f" (and {len(found) - _SHOWN_UNDECODABLE} more)"
+                                                          if len(found) > _SHOWN_UNDECODABLE else "")
+        say(f"skipped {len(found)} file(s) that could not be decoded (--skip-invalid): {shown}")
+        state_facts[UNDECODABLE], metric_facts["undecodable_images"] = found, len(found)
+    if plan is not None:
+        state_facts["constant_batches"] = metric_facts["constant_batches"] = plan.record()
+    if state and state_facts:
+        mark(run_dir, state.get("status", "done"), **state_facts)
+    if metrics is not None and metric_facts:
+        metrics.update(metric_facts)
         path = run_dir / "metrics.json"
         if path.is_file():
-            saved = json.loads(path.read_text())
-            saved["undecodable_images"] = len(found)
-            atomic_write_text(path, json.dumps(saved, indent=1))
-
-
-def _plan_end(plan: list[Phase]) -> int:
-    return sum(p.epochs for p in plan)
+            atomic_write_text(path, json.dumps(json.loads(path.read_text()) | metric_facts, indent=1))
 
 
 def _phase_at(plan: list[Phase], state: dict[str, Any], epoch: int) -> tuple[int, int]:

@@ -1,37 +1,22 @@
 """Data-parallel training on several devices or machines with ``tf.distribute``.
 
-``foveal train --distribute mirrored`` trains one model on every GPU of a machine
-(``MirroredStrategy``); ``--distribute multi-worker`` on several processes, usually one per
-machine (``MultiWorkerMirroredStrategy``), each started with the same command and its own
-``--worker-index``. This module holds everything the trainer needs for that:
+``--distribute mirrored`` trains one model on every GPU of a machine (``MirroredStrategy``);
+``--distribute multi-worker`` on several processes, one per machine
+(``MultiWorkerMirroredStrategy``), each started with the same command and its own
+``--worker-index``. docs/distributed.md describes the behaviour; this module holds:
 
-* **The cluster**: ``--workers HOST:PORT,...`` with ``--worker-index``, or ``TF_CONFIG``,
-  checked (format, duplicates, index) and turned into the ``TF_CONFIG`` TensorFlow reads.
-  Before the strategy is created each worker listens on its own port and waits, at most
-  ``--worker-timeout`` seconds, until it can reach every other worker, so a missing machine
-  is an error naming it, never a silent hang; a worker lost during training is detected by
-  TensorFlow's heartbeats, and the error names it.
-* **The batch plan**: ``--batch-size`` is the *global* batch. Every epoch has one order of the
-  training examples that depends only on ``(seed, epoch)`` (a stateless shuffle), cut into
-  global batches; each global batch is split into one contiguous slice per replica, and each
-  worker loads only the slices of its own replicas (for image folders: it opens only those
-  files). The union of what the replicas see at a step is therefore the same global batch on
-  1, 2 or N workers, and so is the model, up to the order of floating-point sums. Data that
-  cannot be read by index (TFRecord files streamed from disk) is sharded by files instead
-  (``AutoShardPolicy.FILE``'s rule: each worker reads its own files), or by records when
-  there are fewer files than workers (``DATA``).
-* **The learning-rate rule** (``--lr-scaling``): none, linear (Goyal et al., "Accurate, Large
-  Minibatch SGD: Training ImageNet in 1 Hour", arXiv 2017) or square-root (Krizhevsky, "One
-  weird trick for parallelizing convolutional neural networks", arXiv 2014) in the ratio of
-  the global batch to ``--lr-reference-batch``; it depends on the global batch only, never
-  on the number of workers.
-* **Chief-only writing**: the chief (task ``chief``, else worker 0) writes the run folder;
-  every other worker runs in a private temporary copy of it, deleted at the end, doing the
-  same saves (as the Keras multi-worker guide advises: saving may need every worker).
+* the cluster: ``--workers`` or ``TF_CONFIG`` checked and turned into ``TF_CONFIG``, and every
+  peer probed within ``--worker-timeout`` so that a missing machine is an error naming it;
+* the batch plan: ``--batch-size`` is the global batch; each epoch's order depends only on
+  ``(seed, epoch)`` and each global batch is cut into one slice per replica, so the replicas
+  see the same global batches on 1, 2 or N workers (TFRecord streams are sharded by file);
+* the learning-rate rule (``--lr-scaling``): linear (Goyal et al., "Accurate, Large Minibatch
+  SGD", arXiv 2017) or square-root (Krizhevsky, "One weird trick for parallelizing
+  convolutional neural networks", arXiv 2014) in the global batch, never the worker count;
+* chief-only writing: the other workers write a private temporary copy of the run folder.
 
-Keras 3.15's ``fit`` does not run under ``MultiWorkerMirroredStrategy`` unaided (it reduces
-the scalar step logs along a batch axis, and peeks at a batch with a reduction that fails
-on nested data); :meth:`Distribution.fitting` works around both (see there).
+Keras 3.15's ``fit`` does not run under ``MultiWorkerMirroredStrategy`` unaided;
+:meth:`Distribution.fitting` works around it.
 
 Example:
     >>> cluster = parse_workers(["10.0.0.1:2222", "10.0.0.2:2222"], 1)
@@ -57,14 +42,11 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from foveal.errors import ConfigError, FovealError
-
-Distribute = Literal["none", "mirrored", "multi-worker"]
-LrScaling = Literal["none", "linear", "sqrt"]
 
 #: Set to a file path to record, one JSON line per per-replica batch, which example indices
 #: each worker trained on (``{"pipeline": i, "epoch": e, "ids": [...]}``): a way to check
@@ -124,24 +106,18 @@ class Cluster:
 def _check_addresses(addresses: list[str], what: str) -> None:
     if not addresses:
         raise ConfigError(f"{what}: no worker addresses given")
-    seen: dict[tuple[str, int], str] = {}
+    seen: set[tuple[str, int]] = set()
     for text in addresses:
         key = parse_address(text, what=f"{what}: address")
         if key in seen:
             raise ConfigError(f"{what}: {text!r} is listed twice",
                               hint="every worker needs its own HOST:PORT (two on one machine: two ports)")
-        seen[key] = text
-
-
-def split_addresses(workers: list[str] | str) -> list[str]:
-    """``["a:1,b:2", "c:3"]`` or ``"a:1, b:2"`` -> ``["a:1", "b:2", "c:3"]``."""
-    items = [workers] if isinstance(workers, str) else workers
-    return [a.strip() for item in items for a in str(item).split(",") if a.strip()]
+        seen.add(key)
 
 
 def parse_workers(workers: list[str], worker_index: int | None) -> Cluster:
-    """The cluster of ``--workers`` and ``--worker-index`` (worker 0 is the chief)."""
-    addresses = split_addresses(workers)
+    """The cluster of ``--workers`` (``["a:1,b:2", "c:3"]``) and ``--worker-index`` (0: the chief)."""
+    addresses = [a.strip() for item in workers for a in str(item).split(",") if a.strip()]
     _check_addresses(addresses, "--workers")
     if worker_index is None:
         raise ConfigError("--workers needs --worker-index: which of the listed workers this process is",
