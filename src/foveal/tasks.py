@@ -73,7 +73,7 @@ class Task:
         return f"foveal {mode}" if self.name == "classify" else f"foveal {self.name} {mode}"
 
 
-_BOX_MODES = ("train", "evaluate", "predict", "export", "benchmark", "serve", "inspect")
+_BOX_MODES = ALL_MODES[:-1]  # all but prune
 _NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prune the backbone as a "
                        "classifier (foveal prune CLASSIFIER.keras) and train this task on it"),)
 
@@ -103,13 +103,12 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          ("foveal.detection.faster_rcnn", "foveal.instance.mask_rcnn", "foveal.segmentation.losses"),
          ("train", "evaluate", "predict", "export", "benchmark", "serve"), _INSTANCE_INSTEAD),
     Task("enhance", "image enhancement (denoising, super-resolution)", "foveal.enhancement.config:EnhanceConfig",
-         "foveal.enhancement.task:EnhanceTask", ("foveal.enhancement.models",),
-         ALL_MODES),
+         "foveal.enhancement.task:EnhanceTask", ("foveal.enhancement.models",)),
     Task("generate", "image generation (VAE, GAN, conditional GAN)", "foveal.generative.config:GenerateConfig",
-         "foveal.generative.task:GenerateTask", ("foveal.generative.models",), ALL_MODES),
+         "foveal.generative.task:GenerateTask", ("foveal.generative.models",)),
     Task("video", "video clip classification", "foveal.video.config:VideoConfig",
-         "foveal.video.task:VideoTask", ("foveal.video.models", "foveal.video.endtoend"),
-         ("train", "evaluate", "predict", "export", "benchmark", "serve", "inspect"), _VIDEO_INSTEAD),
+         "foveal.video.task:VideoTask", ("foveal.video.models", "foveal.video.endtoend"), _BOX_MODES,
+         _VIDEO_INSTEAD),
     Task("adapt", "domain adaptation (DANN, CORAL, MMD)", "foveal.adaptation.config:AdaptConfig",
          "foveal.adaptation.task:AdaptTask", ("foveal.adaptation.model",), ("train", "evaluate", "predict"),
          tuple((mode, "use the run's classifier.keras, the adapted classifier as a plain classifier file "

@@ -179,6 +179,6 @@ def test_best_weights_of_a_model_with_auxiliary_heads(tmp_path):
 
     model = build_model("googlenet", num_classes=3, input_shape=(96, 96, 3), width=0.125)
     path = save_model(model, tmp_path / "best.keras", ModelCard("googlenet", ["a", "b", "c"], (96, 96, 3)))
-    weights = weights_of(path, model)
+    weights = weights_of(path)
     assert len(weights) == len(model.get_weights())
     model.set_weights(weights)  # what EarlyStopping does when it restores

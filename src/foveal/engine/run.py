@@ -396,7 +396,7 @@ class Run:
 
     def _fit(self, phase: Phase, start: int, end: int, phase_start: int, restored: dict[str, Any] | None) -> bool:
         cfg, plugin, model = self.cfg, self.plugin, self.model
-        loader = (lambda: weights_of(self.run_dir / "best.keras", model)) if restored is not None else None
+        loader = (lambda: weights_of(self.run_dir / "best.keras")) if restored is not None else None
         if not self.dist.active:
             # epochs start, start + 1, ... each shuffled by (seed, epoch): a resume replays them
             train_ds, val_ds = plugin.pipelines(cfg, self.data, seed=cfg.seed, start_epoch=start)
