@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from foveal import __version__
+from foveal.cli import task_commands as tc
 from foveal.cli.grammar import route
 from foveal.cli.quiet import import_tensorflow_quietly
 from foveal.cli.task_commands import print_result, report_skipped
@@ -147,25 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     configtools.add_arguments(t, TrainConfig)
     t.set_defaults(func=_train)
 
-    e = sub.add_parser("evaluate", help="accuracy, top-k, per-class report and confusion matrix of a model")
-    e.add_argument("model", help="a .keras model file written by foveal")
-    e.add_argument("--data", required=True, help="dataset spec (folder, IDX/CIFAR folder, .npz, .tfrecord, digits)")
+    e = tc.add_mode(sub, "evaluate", "classify", batch_size=64,
+                    help="accuracy, top-k, per-class report and confusion matrix of a model")
+    tc.add_evaluate_options(e, data_help="dataset spec (folder, IDX/CIFAR folder, .npz, .tfrecord, digits)",
+                            output_help="write metrics.json, confusion_matrix.png and report.html here")
     e.add_argument("--split", default="test", help="dataset part to use: test, val or train (default: test)")
-    e.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     e.add_argument("--top-k", type=int, default=5, help="k of the top-k accuracy (default: 5)")
-    e.add_argument("--output", metavar="DIR", help="write metrics.json, confusion_matrix.png and report.html here")
-    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    e.add_argument("--skip-invalid", action="store_true", help="skip unreadable images instead of stopping")
-    e.add_argument("--class-map", metavar="MAP", help="dataset class -> model class pairs (0=zero,1=one,...), a "
-                   "YAML/JSON file of them, or 'order'; default: classes are matched by name")
     e.add_argument("--tta", choices=("none", "flip", "flip-shift"), default="none",
                    help="test-time augmentation: average the predictions over the mirror image (flip) "
                    "and one-pixel shifts of both (flip-shift); for models trained with such augmentation")
     e.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="top-k labels with probabilities for image files or folders")
-    p.add_argument("model", help="a .keras model file written by foveal")
-    p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    p = tc.add_mode(sub, "predict", "classify", help="top-k labels with probabilities for image files or folders")
     p.add_argument("--top-k", type=int, default=5, help="labels per image (default: 5)")
     p.add_argument("--output", metavar="FILE", help="write the predictions to FILE (.csv or .json)")
     p.add_argument("--format", choices=("table", "csv", "json"), help="output format (default: from --output, else table)")

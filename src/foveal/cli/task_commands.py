@@ -62,7 +62,9 @@ def add_mode(actions: argparse._SubParsersAction, mode: str, task: str, *, help:
     """An ``evaluate`` or ``predict`` action with the model argument (and ``--batch-size``)."""
     parser = actions.add_parser(mode, help=help, allow_abbrev=False, epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help=f"a .keras model file written by `foveal {task} train`")
+    from foveal.tasks import TASKS
+
+    parser.add_argument("model", help=f"a .keras model file written by `{TASKS[task].command('train')}`")
     if mode == "predict":
         parser.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     if batch_size is not None:
