@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from foveal import __version__
 from foveal.cli import task_commands as tc
@@ -34,19 +34,6 @@ EPILOG_TRAIN = """examples:
 other tasks: --task localize|segment|detect hands the remaining options to
 `foveal localize|segment|detect train` (see `foveal TASK train --help` for their options).
 """
-
-
-def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    from foveal import configtools
-    from foveal.config import TrainConfig
-    from foveal.training.trainer import train
-
-    if args.resume:
-        result = train(resume=args.resume, **overrides)
-    else:
-        cfg = configtools.resolve(TrainConfig, args.config, overrides)
-        result = train(cfg)
-    return 130 if result.interrupted else 0
 
 
 def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -146,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to train: classify (default, the options below), or another task whose "
                    "options are those of `foveal TASK train`")
     configtools.add_arguments(t, TrainConfig)
-    t.set_defaults(func=_train)
+    t.set_defaults(func=tc.train_command)
 
     e = tc.add_mode(sub, "evaluate", "classify", batch_size=64,
                     help="accuracy, top-k, per-class report and confusion matrix of a model")
@@ -204,29 +191,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_NOT_TRAIN_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "task"}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``foveal`` command."""
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
+    verbose = raw[:1] in (["-v"], ["--verbose"])
     try:
-        routed = route(raw, quiet=not any(a in ("-v", "--verbose") for a in raw[:1]))
+        routed = route(raw, quiet=not verbose)
     except FovealError as exc:
-        if any(a in ("-v", "--verbose") for a in raw[:1]):
+        if verbose:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(routed)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
-    overrides = {k: v for k, v in vars(args).items() if k not in _NOT_TRAIN_OPTIONS} if args.command == "train" else {}
-    func: Callable[[argparse.Namespace, dict[str, Any]], int] = args.func
     if not args.verbose:
         import_tensorflow_quietly()
     try:
-        return func(args, overrides)
+        return args.func(args, {})  # a handler(args, overrides) -> exit status
     except FovealError as exc:
         if args.verbose:
             raise

@@ -24,11 +24,12 @@ from typing import Any, Callable
 NOT_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "task", "task_action"}
 
 
-def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+def train_command(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """``foveal [TASK] train``: the task's options as typed (with ``--config`` under them), or a resume."""
     from foveal import configtools
     from foveal.tasks import TASKS, run_train
 
-    task = TASKS[args.command]
+    task = TASKS["classify" if args.command == "train" else args.command]
     # Options are suppressed unless given, so what is in ``args`` is what the user typed.
     given = {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS} | dict(overrides)
     if args.resume:
@@ -53,7 +54,7 @@ def add_task_command(subparsers: argparse._SubParsersAction, task: str, *, help:
     t.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
     configtools.add_arguments(t, TASKS[task].config_class())
-    t.set_defaults(func=_train)
+    t.set_defaults(func=train_command)
     return actions
 
 
