@@ -83,16 +83,13 @@ def train_task(plugin: TaskPlugin, config: Any | None = None, *, resume: str | P
         raise ConfigError(f"foveal {plugin.name} train needs --data", hint=f"pass --data with {plugin.data_help}")
     prefix = plugin.name if plugin.run_name_prefix is None else plugin.run_name_prefix
     cfg, public_dir, state = resolve_run(plugin.config_class, config, resume, overrides, name_prefix=prefix)
-    kind = getattr(cfg, "distribute", "none")
-    if kind != "none" and not plugin.supports_distribution:
+    if cfg.distribute != "none" and not plugin.supports_distribution:
         raise ConfigError(f"foveal {plugin.name} train cannot --distribute yet",
                           hint="train on one process (leave out --distribute)")
     # A multi-worker strategy must exist before any other TensorFlow work in the process.
-    dist = distribute.start(kind, workers=getattr(cfg, "workers", None),
-                            worker_index=getattr(cfg, "worker_index", None),
-                            timeout=getattr(cfg, "worker_timeout", 120.0),
-                            collective_timeout=getattr(cfg, "collective_timeout", 0.0),
-                            devices=getattr(cfg, "devices", None), say=say)
+    dist = distribute.start(cfg.distribute, workers=cfg.workers, worker_index=cfg.worker_index,
+                            timeout=cfg.worker_timeout, collective_timeout=cfg.collective_timeout,
+                            devices=cfg.devices, say=say)
     try:
         dist.check_same_options(asdict(cfg))
         return _train(plugin, cfg, public_dir, state, dist, list(callbacks or []))
@@ -127,7 +124,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     plan = plugin.phases(cfg)
     total = sum(p.epochs for p in plan)
     start_epoch, phase_no, phase_start = 0, 1, 0
-    mixed = getattr(cfg, "mixed_precision", "none")
+    mixed = cfg.mixed_precision
     run_dir = dist.private_run_dir(public_dir)  # workers other than the chief write a private copy
     constant = None
     if state is not None:
@@ -155,8 +152,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     check_training_memory(model, cfg.batch_size)  # a clear refusal, not ResourceExhaustedError mid-fit
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a model that cannot be built leaves no folder
     # The cluster is per launch, not part of the run: a resume names it again.
-    per_launch = {k: None for k in ("workers", "worker_index") if hasattr(saved_cfg, k)}
-    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(replace(saved_cfg, **per_launch)))
+    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(replace(saved_cfg, workers=None, worker_index=None)))
     card = plugin.card(cfg, data, model, run_dir)
     if dist.active:
         card.training["distribute"] = {"strategy": cfg.distribute, "replicas": dist.num_replicas,
@@ -272,10 +268,9 @@ def _scaled(plugin: TaskPlugin, cfg: Any, dist: Distribution) -> Any:
     """``cfg`` with the learning rates of ``--lr-scaling`` (saying what was done when it matters)."""
     from foveal.training.distribute import scale_learning_rate
 
-    how = getattr(cfg, "lr_scaling", "none")
+    how, reference = cfg.lr_scaling, cfg.lr_reference_batch
     if how == "none" and not dist.active:
         return cfg
-    reference = getattr(cfg, "lr_reference_batch", cfg.batch_size)
     say(scale_learning_rate(cfg.learning_rate, cfg.batch_size, reference, how)[1])
     if how == "none":
         return cfg
@@ -292,7 +287,7 @@ def monitor_mode(monitor: str) -> str:
 
 def verbosity(cfg: Any) -> int:
     """Keras' ``verbose``: a live bar on a terminal, one line per epoch in a log, none without progress."""
-    return (1 if sys.stdout.isatty() else 2) if getattr(cfg, "progress", True) else 0
+    return (1 if sys.stdout.isatty() else 2) if cfg.progress else 0
 
 
 def resume_command(task: str, run_dir: Path) -> str:
@@ -314,7 +309,7 @@ class Run:
         self.run_dir, self.history, self.steps, self.extra, self.dist = run_dir, history, steps, extra, dist
         #: the oneDNN guard's plan: training epochs of full batches only (None: as the task makes them)
         self.constant = constant
-        self.budget_s = float(getattr(cfg, "time_budget", 0.0) or 0.0)
+        self.budget_s = float(cfg.time_budget or 0.0)
         self.budget: Any = None
 
     @property
@@ -440,11 +435,11 @@ class Run:
         mode = monitor_mode(monitor)
         restored = restored or {}
         stateful: dict[str, Any] = {}
-        if getattr(cfg, "early_stopping", 0):
+        if cfg.early_stopping:
             stateful["early_stopping"] = cb.ResumableEarlyStopping(
                 restored=restored.get("early_stopping"), monitor=monitor, mode=mode, patience=cfg.early_stopping,
                 restore_best_weights=True, best_weights_loader=best_weights_loader)
-        if getattr(cfg, "schedule", None) == "plateau":
+        if cfg.schedule == "plateau":
             stateful["plateau"] = cb.ResumablePlateau(
                 restored=restored.get("plateau"), monitor=monitor, mode=mode, factor=cfg.gamma,
                 patience=cfg.plateau_patience, min_lr=cfg.min_learning_rate)
@@ -461,7 +456,7 @@ class Run:
                                     stateful=stateful,
                                     extra_state={"task": plugin.name, "phase": phase.number,
                                                  "phase_start": phase_start}))
-        if getattr(cfg, "tensorboard", False):
+        if cfg.tensorboard:
             callbacks.append(cb.tensorboard_callback(self.run_dir))
         callbacks += self.extra
         callbacks.append(cb.InterruptGuard())
