@@ -343,13 +343,8 @@ class Batches:
 
 @dataclass
 class Distribution:
-    """The strategy of a run and this process's place in it (also for ``--distribute none``).
-
-    Attributes:
-        kind: ``none``, ``mirrored`` or ``multi-worker``.
-        strategy: the ``tf.distribute.Strategy`` (None for ``none``).
-        cluster: the workers (None on a single process).
-    """
+    """The strategy of a run (``kind`` ``none``: None) and this process's place in its ``cluster``
+    (None on a single process)."""
 
     kind: str = "none"
     strategy: Any = None
@@ -480,14 +475,9 @@ class Distribution:
                 seed: int, epochs: tuple[int, int] | None = None, augment: str = "none", keep_aspect: bool = False,
                 cache: str = "auto", shuffle_buffer: int = 10_000,
                 class_weight: dict[int, float] | None = None) -> Batches:
-        """The per-replica batches of ``data`` for ``fit`` (``training``) or validation.
-
-        Training batches follow :func:`batch_layout` over :func:`epoch_order` for the epochs
-        ``epochs = (first, end)``; validation batches keep the data's order and repeat.
-        In-memory data (and any data with ``cache='memory'``, decoded once per worker) is
-        read by index; image files are decoded per batch, each worker only its own;
-        TFRecord files streamed from disk are sharded by file.
-        """
+        """The per-replica batches of ``data`` for ``fit`` (``training``: :func:`batch_layout` over
+        :func:`epoch_order` for the epochs ``(first, end)``) or validation (in order, repeated).
+        In-memory data and image files are read by index, TFRecord streams sharded by file."""
         import tensorflow as tf
 
         geometry = dict(image_size=tuple(image_size), channels=channels, keep_aspect=keep_aspect)
@@ -525,15 +515,10 @@ class Distribution:
         return Batches(distributed, state["steps"], state["spec"], state["sharding"], state["dropped"])
 
     def pipeline_batches(self, ds, *, count: int, batch_size: int, steps: int | None = None) -> Batches:
-        """Per-replica batches from a task's own ``tf.data`` pipeline of global batches (any
-        element structure: dict targets, weights, padded or multi-scale batches).
-
-        Each global batch is split between the replicas by ``tf.distribute`` (on several
-        workers, each takes its share of the batches: the ``DATA`` rule); the dataset repeats,
-        and an epoch is ``steps`` global steps (default: the batches of ``count`` examples). A
-        last batch with fewer examples than replicas is left out, as in :func:`batch_layout`,
-        since every replica must get at least one example.
-        """
+        """Per-replica batches from a task's own pipeline of global batches (any structure), each
+        split between the replicas by ``tf.distribute`` (several workers: the ``DATA`` rule); it
+        repeats, an epoch being ``steps`` steps (default: the batches of ``count`` examples). A last
+        batch with fewer examples than replicas is left out: every replica needs one."""
         import tensorflow as tf
 
         replicas = self.num_replicas
