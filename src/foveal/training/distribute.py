@@ -144,23 +144,19 @@ def parse_tf_config(text: str) -> Cluster:
     if unknown:
         raise ConfigError(f"TF_CONFIG: job(s) {', '.join(unknown)} are not supported",
                           hint="multi-worker training uses 'worker' (and optionally one 'chief') tasks")
-    jobs: list[tuple[str, list[str]]] = []
-    for job in ("chief", "worker"):
-        if job in cluster:
-            members = cluster[job]
-            if not isinstance(members, list) or not all(isinstance(a, str) for a in members):
-                raise ConfigError(f"TF_CONFIG: cluster.{job} must be a list of \"HOST:PORT\" strings")
-            if job == "chief" and len(members) != 1:
-                raise ConfigError("TF_CONFIG: there must be exactly one chief")
-            jobs.append((job, members))
-    addresses = [a for _, members in jobs for a in members]
+    jobs = {job: cluster[job] for job in ("chief", "worker") if job in cluster}  # the chief first
+    for job, members in jobs.items():
+        if not isinstance(members, list) or not all(isinstance(a, str) for a in members):
+            raise ConfigError(f"TF_CONFIG: cluster.{job} must be a list of \"HOST:PORT\" strings")
+        if job == "chief" and len(members) != 1:
+            raise ConfigError("TF_CONFIG: there must be exactly one chief")
+    addresses = [a for members in jobs.values() for a in members]
     _check_addresses(addresses, "TF_CONFIG")
     kind, index = task.get("type"), task.get("index", 0)
-    if kind not in dict(jobs):
-        raise ConfigError(f"TF_CONFIG: task type {kind!r} is not a job of the cluster ({', '.join(dict(jobs))})")
-    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(dict(jobs)[kind]):
-        raise ConfigError(f"TF_CONFIG: task index {index!r} is out of range for the "
-                          f"{len(dict(jobs)[kind])} {kind} task(s)")
+    if kind not in jobs:
+        raise ConfigError(f"TF_CONFIG: task type {kind!r} is not a job of the cluster ({', '.join(jobs)})")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(jobs[kind]):
+        raise ConfigError(f"TF_CONFIG: task index {index!r} is out of range for the {len(jobs[kind])} {kind} task(s)")
     offset = 1 if kind == "worker" and "chief" in cluster else 0
     return Cluster(tuple(addresses), offset + index, spec)
 
@@ -171,13 +167,11 @@ def resolve_cluster(workers: list[str] | None, worker_index: int | None,
     environ = os.environ if environ is None else environ
     tf_config = environ.get("TF_CONFIG", "").strip()
     if workers:
-        if tf_config:
-            given = parse_workers(workers, worker_index)
-            if parse_tf_config(tf_config).addresses != given.addresses:
-                raise ConfigError("both --workers and TF_CONFIG are set, and they disagree",
-                                  hint="give the cluster once: unset TF_CONFIG or drop --workers")
-            return given
-        return parse_workers(workers, worker_index)
+        given = parse_workers(workers, worker_index)
+        if tf_config and parse_tf_config(tf_config).addresses != given.addresses:
+            raise ConfigError("both --workers and TF_CONFIG are set, and they disagree",
+                              hint="give the cluster once: unset TF_CONFIG or drop --workers")
+        return given
     if worker_index is not None:
         raise ConfigError("--worker-index needs --workers (the address of every worker)")
     return parse_tf_config(tf_config) if tf_config else None
