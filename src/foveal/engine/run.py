@@ -42,7 +42,7 @@ from foveal.engine.onednn_guard import ConstantBatchPlan, constant_batch_plan, f
 from foveal.engine.optim import build_before_fit
 from foveal.engine.plugin import Phase, RunData, TaskPlugin
 from foveal.errors import ConfigError, DataError, TrainingInterrupted
-from foveal.training.runs import TrainResult, mark, resolve_run, say, set_determinism, weights_of
+from foveal.training.runs import TrainResult, lower_is_better, mark, resolve_run, say, set_determinism, weights_of
 from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -278,13 +278,6 @@ def _scaled(plugin: TaskPlugin, cfg: Any, dist: Distribution) -> Any:
                            for name in plugin.learning_rate_fields if getattr(cfg, name) is not None})
 
 
-def monitor_mode(monitor: str) -> str:
-    """``min`` for losses and distances, ``max`` for scores (:func:`~foveal.training.runs.lower_is_better`)."""
-    from foveal.training.runs import lower_is_better
-
-    return "min" if lower_is_better(monitor) else "max"
-
-
 def verbosity(cfg: Any) -> int:
     """Keras' ``verbose``: a live bar on a terminal, one line per epoch in a log, none without progress."""
     return (1 if sys.stdout.isatty() else 2) if cfg.progress else 0
@@ -432,7 +425,7 @@ class Run:
         monitor = plugin.monitor(cfg, self.data)
         if not has_val and monitor.startswith("val_"):
             monitor = plugin.monitor_without_validation(monitor)
-        mode = monitor_mode(monitor)
+        mode = "min" if lower_is_better(monitor) else "max"  # losses and distances; scores: max
         restored = restored or {}
         stateful: dict[str, Any] = {}
         if cfg.early_stopping:
@@ -450,12 +443,11 @@ class Run:
         callbacks += list(stateful.values())
         self.budget = TimeBudget(self.budget_s, spent=float(sum(self.history.get("epoch_seconds", []))))
         callbacks.append(self.budget)
-        checkpoint = _phase_checkpoint_class() if plugin.history_phase else cb.RunCheckpoint
-        callbacks.append(checkpoint(self.run_dir, save or self.save, monitor=monitor, mode=mode,
-                                    history=self.history, best=(cb.read_state(self.run_dir) or {}).get("best"),
-                                    stateful=stateful,
-                                    extra_state={"task": plugin.name, "phase": phase.number,
-                                                 "phase_start": phase_start}))
+        callbacks.append(cb.RunCheckpoint(self.run_dir, save or self.save, monitor=monitor, mode=mode,
+                                          history=self.history, best=(cb.read_state(self.run_dir) or {}).get("best"),
+                                          stateful=stateful, history_phase=plugin.history_phase,
+                                          extra_state={"task": plugin.name, "phase": phase.number,
+                                                       "phase_start": phase_start}))
         if cfg.tensorboard:
             callbacks.append(cb.tensorboard_callback(self.run_dir))
         callbacks += self.extra
@@ -477,18 +469,3 @@ class Run:
                 f"continue with: {resume_command(self.plugin.name, self.run_dir)}")
             return True
         return False
-
-
-def _phase_checkpoint_class() -> type:
-    """The checkpoint class that adds a ``phase`` column (defined on first use: Keras loads only
-    when a run starts)."""
-    from foveal.training import callbacks as cb
-
-    class PhaseCheckpoint(cb.RunCheckpoint):
-        """A checkpoint that records each epoch's phase in the history (not in the logs other
-        callbacks see)."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, {**(logs or {}), "phase": self.extra_state["phase"]})
-
-    return PhaseCheckpoint

@@ -88,14 +88,18 @@ class RunCheckpoint(keras.callbacks.Callback):
         history: the history of earlier sessions of this run (extended in place).
         best: the best monitored value so far (from ``state.json`` on resume).
         stateful: callbacks whose ``state()`` is stored under their key.
+        extra_state: more facts for ``state.json`` (the task, the ``phase`` and its start).
+        history_phase: record each epoch's ``phase`` in the history too (not in the logs other
+            callbacks see).
     """
 
     def __init__(self, run_dir: Path, save: Callable[[keras.Model, Path], Any], *, monitor: str,
                  mode: str, history: dict[str, list[float]], best: float | None,
-                 stateful: dict[str, Any], extra_state: dict[str, Any]):
+                 stateful: dict[str, Any], extra_state: dict[str, Any], history_phase: bool = False):
         super().__init__()
         self.run_dir, self.save, self.monitor, self.mode = Path(run_dir), save, monitor, mode
         self.history, self.best, self.stateful, self.extra_state = history, best, stateful, extra_state
+        self.history_phase = history_phase
         self.epoch_start = time.perf_counter()
 
     def _improved(self, value: float) -> bool:
@@ -110,6 +114,8 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
+        if self.history_phase:
+            logs["phase"] = self.extra_state["phase"]
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["epoch_seconds"] = time.perf_counter() - self.epoch_start
         for key, value in logs.items():
