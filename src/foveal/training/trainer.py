@@ -17,19 +17,7 @@ Example:
     True
 """
 
-from __future__ import annotations
+from foveal.classification.task import prepare_data  # noqa: F401  (re-exported for the benchmarks)
+from foveal.tasks import trainer
 
-from pathlib import Path
-from typing import Any
-
-from foveal.classification.task import ClassifyTask, prepare_data  # noqa: F401  (prepare_data: re-exported)
-from foveal.config import TrainConfig
-from foveal.engine.run import train_task
-from foveal.training.runs import TrainResult
-
-
-def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
-          callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
-    """Train a classifier and write a run folder (:func:`foveal.engine.run.train_task`'s
-    arguments, result and errors, with classification's plugin and :class:`TrainConfig`)."""
-    return train_task(ClassifyTask(), config, resume=resume, callbacks=callbacks, **overrides)
+train = trainer("classify", "train", "a classifier")
