@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from foveal.configtools import option
-from foveal.engine.config import Distribute, DistributionOptions, LrScaling  # noqa: F401 (re-exported)
+from foveal.engine.config import DistributionOptions, JitCompile, MixedPrecision, Optimizer
 from foveal.errors import require_all
 from foveal.training.recipes import check_recipe, recipe_help
 
-Optimizer = Literal["sgd", "adam", "adamw", "nadam", "rmsprop"]
 Schedule = Literal["constant", "step", "exponential", "cosine", "one-cycle", "triangle", "plateau"]
 
 
@@ -108,10 +107,10 @@ class TrainConfig(DistributionOptions):
     # speed
     recipe: str | None = option(None, "named preset filling every option not given explicitly (command "
                                 "line, YAML and keyword arguments win) -- " + recipe_help(), group="training")
-    mixed_precision: Literal["none", "bfloat16", "float16"] = option(
+    mixed_precision: MixedPrecision = option(
         "none", "mixed precision: compute in bfloat16 or float16 with float32 weights and softmax "
         "(float16 adds loss scaling); saved models are float32", group="training")
-    jit_compile: Literal["auto", "on", "off"] = option(
+    jit_compile: JitCompile = option(
         "auto", "XLA compilation of the training step (on CPU it can take longer to compile than it "
         "saves; see recipes/fast-training.md)", group="training")
 

@@ -1,4 +1,5 @@
-"""``foveal predict``: image files or folders -> top-k labels with probabilities.
+"""``foveal predict``: image files or folders -> top-k labels with probabilities; and the file
+reading, batching, PNG writing and tables every task's prediction shares.
 
 Everything needed comes from the model file: its card gives the class names, input size,
 channels and resize policy; its own first layer does the preprocessing.
@@ -134,16 +135,10 @@ class Drawings:
         return row
 
 
-def predict_files(
-    images: Iterable[str | Path],
-    channels: int,
-    rows_for: Callable[[list[tuple[Path, np.ndarray]]], list[dict[str, Any]]],
-    *,
-    batch_size: int,
-    skip_invalid: bool,
-    output: str | Path | None = None,
-    tables: dict[str, Callable[[list[dict[str, Any]]], str]] | None = None,
-) -> list[dict[str, Any]]:
+def predict_files(images: Iterable[str | Path], channels: int,
+                  rows_for: Callable[[list[tuple[Path, np.ndarray]]], list[dict[str, Any]]], *, batch_size: int,
+                  skip_invalid: bool, output: str | Path | None = None,
+                  tables: dict[str, Callable[[list[dict[str, Any]]], str]] | None = None) -> list[dict[str, Any]]:
     """Predict image files and folders (searched recursively) a batch at a time.
 
     Each file is decoded at its own size (:func:`decode_file`); ``rows_for`` turns a batch of
@@ -192,15 +187,8 @@ def coco_results(rows: list[dict[str, Any]], class_names: list[str], key: str,
             "annotations": results}
 
 
-def predict(
-    model: keras.Model,
-    card: ModelCard,
-    images: Iterable[str | Path],
-    *,
-    top_k: int = 5,
-    batch_size: int = 32,
-    skip_invalid: bool = False,
-) -> list[dict[str, Any]]:
+def predict(model: keras.Model, card: ModelCard, images: Iterable[str | Path], *, top_k: int = 5,
+            batch_size: int = 32, skip_invalid: bool = False) -> list[dict[str, Any]]:
     """Top-k predictions for each image file (folders are expanded).
 
     Returns:
@@ -236,14 +224,9 @@ def check_counts(**counts: int) -> None:
             raise ConfigError(f"{option} must be at least 1 (got {value})", hint=f"pass {option} 1 or more")
 
 
-def predict_in_batches(
-    files: list[Path],
-    load: Callable[[Path], Any],
-    rows_for: Callable[[list[tuple[Path, Any]]], list[dict[str, Any]]],
-    *,
-    batch_size: int,
-    skip_invalid: bool,
-) -> list[dict[str, Any]]:
+def predict_in_batches(files: list[Path], load: Callable[[Path], Any],
+                       rows_for: Callable[[list[tuple[Path, Any]]], list[dict[str, Any]]], *, batch_size: int,
+                       skip_invalid: bool) -> list[dict[str, Any]]:
     """Load files one by one and predict them a batch at a time, keeping the input order.
 
     A file ``load`` refuses with a :class:`DataError` stops the run, or with ``skip_invalid``

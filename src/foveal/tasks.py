@@ -30,6 +30,12 @@ MODEL_MODES = ("evaluate", "predict", "export", "benchmark", "serve", "inspect",
 ALL_MODES = ("train", *MODEL_MODES)
 
 
+def load_ref(ref: str) -> Any:
+    """The object a ``"module:attribute"`` string names, imported now."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 @dataclass(frozen=True)
 class Task:
     """One row of the task table.
@@ -52,9 +58,7 @@ class Task:
     modes: tuple[str, ...] = ALL_MODES
     instead: tuple[tuple[str, str], ...] = ()
 
-    def load(self, ref: str) -> Any:
-        module, _, attr = ref.partition(":")
-        return getattr(importlib.import_module(module), attr)
+    load = staticmethod(load_ref)
 
     def config_class(self) -> type:
         return self.load(self.config)
@@ -69,7 +73,7 @@ class Task:
         return f"foveal {mode}" if self.name == "classify" else f"foveal {self.name} {mode}"
 
 
-_BOX_MODES = ("train", "evaluate", "predict", "export", "benchmark", "serve", "inspect")
+_BOX_MODES = ALL_MODES[:-1]  # all but prune
 _NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prune the backbone as a "
                        "classifier (foveal prune CLASSIFIER.keras) and train this task on it"),)
 
@@ -99,13 +103,12 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          ("foveal.detection.faster_rcnn", "foveal.instance.mask_rcnn", "foveal.segmentation.losses"),
          ("train", "evaluate", "predict", "export", "benchmark", "serve"), _INSTANCE_INSTEAD),
     Task("enhance", "image enhancement (denoising, super-resolution)", "foveal.enhancement.config:EnhanceConfig",
-         "foveal.enhancement.task:EnhanceTask", ("foveal.enhancement.models",),
-         ALL_MODES),
+         "foveal.enhancement.task:EnhanceTask", ("foveal.enhancement.models",)),
     Task("generate", "image generation (VAE, GAN, conditional GAN)", "foveal.generative.config:GenerateConfig",
-         "foveal.generative.task:GenerateTask", ("foveal.generative.models",), ALL_MODES),
+         "foveal.generative.task:GenerateTask", ("foveal.generative.models",)),
     Task("video", "video clip classification", "foveal.video.config:VideoConfig",
-         "foveal.video.task:VideoTask", ("foveal.video.models", "foveal.video.endtoend"),
-         ("train", "evaluate", "predict", "export", "benchmark", "serve", "inspect"), _VIDEO_INSTEAD),
+         "foveal.video.task:VideoTask", ("foveal.video.models", "foveal.video.endtoend"), _BOX_MODES,
+         _VIDEO_INSTEAD),
     Task("adapt", "domain adaptation (DANN, CORAL, MMD)", "foveal.adaptation.config:AdaptConfig",
          "foveal.adaptation.task:AdaptTask", ("foveal.adaptation.model",), ("train", "evaluate", "predict"),
          tuple((mode, "use the run's classifier.keras, the adapted classifier as a plain classifier file "
@@ -170,7 +173,3 @@ def trainer(task_name: str, name: str, what: str) -> Callable[..., Any]:
                      "run folder to continue (``overrides`` such as ``epochs`` on top); ``callbacks`` are extra "
                      "Keras callbacks. See :func:`foveal.engine.run.train_task`.")
     return train
-
-
-__all__ = ["ALL_MODES", "MODEL_MODES", "TASKS", "Task", "check_mode", "model_task", "run_train",
-           "task_of_card_task", "trainer"]

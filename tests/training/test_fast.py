@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from foveal import configtools
+from foveal.classification.task import compile_classifier
 from foveal.config import TrainConfig
 from foveal.errors import ConfigError
 from foveal.models import build_model
@@ -99,7 +100,7 @@ def test_bfloat16_run_trains_and_saves_a_float32_model(tmp_path):
 def test_float16_wraps_the_optimizer_in_loss_scaling():
     with dtype_policy("float16"):
         model = build_model("lenet5", num_classes=3, input_shape=(16, 16, 1))
-    trainer._compile(model, TrainConfig(mixed_precision="float16"), steps_per_epoch=2, num_classes=3)
+    compile_classifier(model, TrainConfig(mixed_precision="float16"), steps_per_epoch=2, num_classes=3)
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
@@ -109,7 +110,7 @@ def test_jit_compile_reaches_compile(flag, expected, monkeypatch):
     seen = {}
     compile_ = model.compile
     monkeypatch.setattr(model, "compile", lambda **kw: seen.update(kw) or compile_(**kw))
-    trainer._compile(model, TrainConfig(jit_compile=flag), steps_per_epoch=2, num_classes=3)
+    compile_classifier(model, TrainConfig(jit_compile=flag), steps_per_epoch=2, num_classes=3)
     assert seen["jit_compile"] == {"on": True, "off": False, "auto": "auto"}[flag]
     if flag != "on":  # "auto" is off on a CPU-only machine (Keras' rule); "on" is too under op determinism
         assert model.jit_compile is expected

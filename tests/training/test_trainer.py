@@ -62,9 +62,9 @@ class SignalAt(keras.callbacks.Callback):
 
 
 def test_sigterm_saves_state_and_resume_finishes(tmp_path, monkeypatch):
-    import foveal.training.trainer as trainer
+    from foveal.training import callbacks as cb
 
-    original = trainer.cb.InterruptGuard
+    original = cb.InterruptGuard
 
     class Guard(original):  # the guard plus a callback that fires the signal
         def set_model(self, model):
@@ -80,7 +80,7 @@ def test_sigterm_saves_state_and_resume_finishes(tmp_path, monkeypatch):
             self._signaller.on_train_batch_end(batch)
             super().on_train_batch_end(batch, logs)
 
-    monkeypatch.setattr(trainer.cb, "InterruptGuard", Guard)
+    monkeypatch.setattr(cb, "InterruptGuard", Guard)
     cfg = TrainConfig(**NO_GRID, epochs=4, output=str(tmp_path), name="r", schedule="cosine")
     first = train(cfg)
     assert first.interrupted
@@ -91,7 +91,7 @@ def test_sigterm_saves_state_and_resume_finishes(tmp_path, monkeypatch):
     steps_per_epoch = int(np.ceil(1437 / 128))
     assert int(saved.optimizer.iterations) == 2 * steps_per_epoch
 
-    monkeypatch.setattr(trainer.cb, "InterruptGuard", original)
+    monkeypatch.setattr(cb, "InterruptGuard", original)
     with pytest.raises(ConfigError, match="already holds a run"):
         train(cfg)
     resumed = train(resume=first.run_dir)
@@ -174,11 +174,11 @@ def test_single_class_data_is_refused(tmp_path):
 def test_best_weights_of_a_model_with_auxiliary_heads(tmp_path):
     """Early stopping after a resume reloads best.keras; auxiliary heads must come back too
     (keras.models.clone_model used to drop them, so set_weights failed)."""
-    import foveal.training.trainer as trainer
     from foveal.models import ModelCard, build_model, save_model
+    from foveal.training.runs import weights_of
 
     model = build_model("googlenet", num_classes=3, input_shape=(96, 96, 3), width=0.125)
     path = save_model(model, tmp_path / "best.keras", ModelCard("googlenet", ["a", "b", "c"], (96, 96, 3)))
-    weights = trainer.weights_of(path, model)
+    weights = weights_of(path)
     assert len(weights) == len(model.get_weights())
     model.set_weights(weights)  # what EarlyStopping does when it restores

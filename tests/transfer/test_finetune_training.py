@@ -161,9 +161,9 @@ def test_interrupted_bottleneck_phase_resumes_with_early_stopping_state(source, 
     import os
     import signal
 
-    import foveal.training.trainer as trainer
+    from foveal.training import callbacks as cb
 
-    original = trainer.cb.InterruptGuard
+    original = cb.InterruptGuard
 
     class Guard(original):  # the guard, plus SIGTERM at batch 3 of epoch 2
         def on_epoch_begin(self, epoch, logs=None):
@@ -175,13 +175,13 @@ def test_interrupted_bottleneck_phase_resumes_with_early_stopping_state(source, 
                 os.kill(os.getpid(), signal.SIGTERM)
             super().on_train_batch_end(batch, logs)
 
-    monkeypatch.setattr(trainer.cb, "InterruptGuard", Guard)
+    monkeypatch.setattr(cb, "InterruptGuard", Guard)
     cfg = TrainConfig(**FAST, weights=str(source), bottleneck=True, epochs=3, fine_tune_epochs=1, early_stopping=2,
                       output=str(tmp_path), name="bn")
     first = train(cfg)
     assert first.interrupted
     state = json.loads((first.run_dir / "state.json").read_text())
     assert state["epoch"] == 1 and state["phase"] == 1 and "early_stopping" in state["callbacks"]
-    monkeypatch.setattr(trainer.cb, "InterruptGuard", original)
+    monkeypatch.setattr(cb, "InterruptGuard", original)
     resumed = train(resume=first.run_dir)
     assert not resumed.interrupted and resumed.history["phase"] == [1.0, 1.0, 1.0, 2.0]

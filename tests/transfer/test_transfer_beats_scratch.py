@@ -45,7 +45,7 @@ def _accuracy(model, data):
 def test_transfer_beats_training_from_scratch(tmp_path):
     from foveal.data.readers.idx import read_idx
     from foveal.models import ModelCard, build_model, save_model
-    from foveal.training.trainer import set_determinism
+    from foveal.training.runs import set_determinism
     from foveal.transfer import Phases, build_pretrained, two_phase_fit
 
     images = read_idx(MNIST / "train-images-idx3-ubyte.gz", 3)

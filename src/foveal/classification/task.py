@@ -132,8 +132,10 @@ class ClassifyTask(TaskPlugin):
         facts["mixed_precision"] = cfg.mixed_precision
         if cfg.recipe:
             facts["recipe"] = cfg.recipe
+        # the top-level preprocess layer's mode (a base nested inside keeps its own)
+        preprocess = next((layer for layer in model.layers if layer.name == "preprocess"), None)
         return ModelCard(architecture=cfg.model, class_names=list(data.class_names),
-                         input_shape=data.extra["input_shape"], preprocessing=_preprocessing_of(model),
+                         input_shape=data.extra["input_shape"], preprocessing=getattr(preprocess, "mode", "none"),
                          keep_aspect=cfg.keep_aspect, training=facts)
 
     def describe(self, cfg: TrainConfig, data: RunData, model: keras.Model) -> list[str]:
@@ -291,12 +293,6 @@ def _recalibrate(plugin: ClassifyTask, cfg: TrainConfig, model: keras.Model, car
         say(f"batch-norm statistics recomputed over {used} training batches (best.keras rewritten)")
 
 
-def _preprocessing_of(model: keras.Model) -> str:
-    """The mode of the model's top-level ``preprocess`` layer (a base nested inside keeps its own)."""
-    layer = next((layer for layer in model.layers if layer.name == "preprocess"), None)
-    return getattr(layer, "mode", "none")
-
-
 def _plan(cfg: TrainConfig) -> Phases:
     from foveal.transfer.finetune import Phases
 
@@ -359,37 +355,25 @@ def check_model_and_weights(cfg: TrainConfig, *, check_file: bool = True) -> Non
     builder_for(cfg.model, cfg.weights if check_file else None)
 
 
-def _weights_card(cfg: TrainConfig) -> ModelCard | None:
-    """The card of a ``.keras`` file given as ``--weights``, else None."""
-    if cfg.weights is None or cfg.weights == "imagenet" or not cfg.weights.endswith(".keras"):
-        return None
-    from foveal.models.io import read_card
-
-    return read_card(cfg.weights)
-
-
 def input_shape_for(cfg: TrainConfig, train: LabeledImages) -> tuple[int, int, int]:
     """(H, W, C): the config's, else the model's default size with the data's channels.
 
     With ``--weights imagenet`` the channels default to 3 (gray images are repeated to RGB);
     with a ``.keras`` weights file, size and channels default to that model's.
     """
+    from foveal.models.io import read_card
     from foveal.transfer.pretrained import builder_for, default_input_shape
 
-    source = _weights_card(cfg)
+    source = read_card(cfg.weights) if cfg.weights and cfg.weights.endswith(".keras") else None
     default = (tuple(source.input_shape) if source is not None
                else default_input_shape(cfg.model, builder_for(cfg.model, cfg.weights)))
     h, w = cfg.image_hw or default[:2]
     channels = cfg.channels
-    if channels is None:
-        if cfg.weights == "imagenet":
-            channels = 3
-        elif source is not None:
-            channels = default[2]
-        elif train.images is not None:
-            channels = 1 if train.images.ndim == 3 or train.images.shape[-1] == 1 else 3
-        else:
-            channels = default[2]
+    if channels is None and cfg.weights == "imagenet":
+        channels = 3
+    elif channels is None:
+        arrays = source is None and train.images is not None
+        channels = (1 if train.images.ndim == 3 or train.images.shape[-1] == 1 else 3) if arrays else default[2]
     return (int(h), int(w), int(channels))
 
 
@@ -554,6 +538,3 @@ def _head_weights_of(path: Path, head: keras.Model) -> list[np.ndarray] | None:
     if saved is None:
         return None
     return [w for layer in head.layers if layer.weights for w in saved.get_layer(layer.name).get_weights()]
-
-
-__all__ = ["ClassifyTask", "check_model_and_weights", "compile_classifier", "input_shape_for", "prepare_data"]

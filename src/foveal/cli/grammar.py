@@ -122,6 +122,3 @@ def _check_model(named: str | None, mode: str, args: list[str], quiet: bool = Fa
                           hint=f"use `{task.command(mode)} {path} ...`")
     check_mode(task, mode, path)
     return task.name
-
-
-__all__ = ["ANY_TASK_MODES", "route"]

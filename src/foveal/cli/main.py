@@ -13,12 +13,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from foveal import __version__
+from foveal.cli import task_commands as tc
 from foveal.cli.grammar import route
 from foveal.cli.quiet import import_tensorflow_quietly
-from foveal.cli.task_commands import print_result
+from foveal.cli.task_commands import print_result, report_skipped
 from foveal.errors import FovealError
 
 EPILOG_TRAIN = """examples:
@@ -33,19 +34,6 @@ EPILOG_TRAIN = """examples:
 other tasks: --task localize|segment|detect hands the remaining options to
 `foveal localize|segment|detect train` (see `foveal TASK train --help` for their options).
 """
-
-
-def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    from foveal import configtools
-    from foveal.config import TrainConfig
-    from foveal.training.trainer import train
-
-    if args.resume:
-        result = train(resume=args.resume, **overrides)
-    else:
-        cfg = configtools.resolve(TrainConfig, args.config, overrides)
-        result = train(cfg)
-    return 130 if result.interrupted else 0
 
 
 def _evaluate(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -75,9 +63,7 @@ def _predict(args: argparse.Namespace, _: dict[str, Any]) -> int:
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         print(text)
-    skipped = sum("error" in r for r in rows)
-    if skipped:
-        print(f"skipped {skipped} unreadable file(s)", file=sys.stderr)
+    report_skipped(rows)
     return 0
 
 
@@ -112,10 +98,20 @@ def _datasets_convert(args: argparse.Namespace, _: dict[str, Any]) -> int:
     return 0
 
 
+#: the commands each package adds (``module:function(subparsers)``), imported when the parser is built
+_COMMANDS = ("foveal.export.cli:add_export_commands", "foveal.serve.cli:add_serve_command",
+             "foveal.inspection.cli:add_inspect_command", "foveal.localization.cli:add_localize_command",
+             "foveal.detection.cli:add_detect_command", "foveal.segmentation.cli:add_segment_command",
+             "foveal.instance.cli:add_instance_command", "foveal.enhancement.cli:add_enhance_command",
+             "foveal.generative.cli:add_generate_command", "foveal.video.cli:add_video_command",
+             "foveal.adaptation.cli:add_adapt_command", "foveal.shrink.cli:add_prune_command",
+             "foveal.scratch.cli:add_scratch_command")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from foveal import configtools
     from foveal.config import TrainConfig
-    from foveal.tasks import TASKS
+    from foveal.tasks import TASKS, load_ref
 
     parser = argparse.ArgumentParser(
         prog="foveal", description="Train, evaluate, inspect and use convolutional image classifiers.",
@@ -137,27 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what to train: classify (default, the options below), or another task whose "
                    "options are those of `foveal TASK train`")
     configtools.add_arguments(t, TrainConfig)
-    t.set_defaults(func=_train)
+    t.set_defaults(func=tc.train_command)
 
-    e = sub.add_parser("evaluate", help="accuracy, top-k, per-class report and confusion matrix of a model")
-    e.add_argument("model", help="a .keras model file written by foveal")
-    e.add_argument("--data", required=True, help="dataset spec (folder, IDX/CIFAR folder, .npz, .tfrecord, digits)")
+    e = tc.add_mode(sub, "evaluate", "classify", batch_size=64,
+                    help="accuracy, top-k, per-class report and confusion matrix of a model")
+    tc.add_evaluate_options(e, data_help="dataset spec (folder, IDX/CIFAR folder, .npz, .tfrecord, digits)",
+                            output_help="write metrics.json, confusion_matrix.png and report.html here")
     e.add_argument("--split", default="test", help="dataset part to use: test, val or train (default: test)")
-    e.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     e.add_argument("--top-k", type=int, default=5, help="k of the top-k accuracy (default: 5)")
-    e.add_argument("--output", metavar="DIR", help="write metrics.json, confusion_matrix.png and report.html here")
-    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    e.add_argument("--skip-invalid", action="store_true", help="skip unreadable images instead of stopping")
-    e.add_argument("--class-map", metavar="MAP", help="dataset class -> model class pairs (0=zero,1=one,...), a "
-                   "YAML/JSON file of them, or 'order'; default: classes are matched by name")
     e.add_argument("--tta", choices=("none", "flip", "flip-shift"), default="none",
                    help="test-time augmentation: average the predictions over the mirror image (flip) "
                    "and one-pixel shifts of both (flip-shift); for models trained with such augmentation")
     e.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="top-k labels with probabilities for image files or folders")
-    p.add_argument("model", help="a .keras model file written by foveal")
-    p.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
+    p = tc.add_mode(sub, "predict", "classify", help="top-k labels with probabilities for image files or folders")
     p.add_argument("--top-k", type=int, default=5, help="labels per image (default: 5)")
     p.add_argument("--output", metavar="FILE", help="write the predictions to FILE (.csv or .json)")
     p.add_argument("--format", choices=("table", "csv", "json"), help="output format (default: from --output, else table)")
@@ -195,77 +184,32 @@ def build_parser() -> argparse.ArgumentParser:
     vb = dsub.add_parser("validate-boxes", help="report degenerate, outside, unknown-class and missing boxes/images")
     boxes_cli.add_validate_arguments(vb)
     vb.set_defaults(func=lambda args, _: boxes_cli.validate_command(args))
-    from foveal.data.synth.cli import add_synth_command
-
-    add_synth_command(dsub)
-    from foveal.instance.data_cli import add_instance_data_commands
-
-    add_instance_data_commands(dsub)
-
-    from foveal.export.cli import add_export_commands
-
-    add_export_commands(sub)
-    from foveal.serve.cli import add_serve_command
-
-    add_serve_command(sub)
-    from foveal.inspection.cli import add_inspect_command
-
-    add_inspect_command(sub)
-    from foveal.localization.cli import add_localize_command
-
-    add_localize_command(sub)
-    from foveal.detection.cli import add_detect_command
-
-    add_detect_command(sub)
-    from foveal.segmentation.cli import add_segment_command
-
-    add_segment_command(sub)
-    from foveal.instance.cli import add_instance_command
-
-    add_instance_command(sub)
-    from foveal.enhancement.cli import add_enhance_command
-
-    add_enhance_command(sub)
-    from foveal.generative.cli import add_generate_command
-
-    add_generate_command(sub)
-    from foveal.video.cli import add_video_command
-
-    add_video_command(sub)
-    from foveal.adaptation.cli import add_adapt_command
-
-    add_adapt_command(sub)
-    from foveal.shrink.cli import add_prune_command
-
-    add_prune_command(sub)
-    from foveal.scratch.cli import add_scratch_command
-    add_scratch_command(sub)
+    for ref in ("foveal.data.synth.cli:add_synth_command", "foveal.instance.data_cli:add_instance_data_commands"):
+        load_ref(ref)(dsub)
+    for ref in _COMMANDS:
+        load_ref(ref)(sub)
     return parser
-
-
-_NOT_TRAIN_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "task"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``foveal`` command."""
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
+    verbose = raw[:1] in (["-v"], ["--verbose"])
     try:
-        routed = route(raw, quiet=not any(a in ("-v", "--verbose") for a in raw[:1]))
+        routed = route(raw, quiet=not verbose)
     except FovealError as exc:
-        if any(a in ("-v", "--verbose") for a in raw[:1]):
+        if verbose:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(routed)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s: %(message)s")
-    overrides = {k: v for k, v in vars(args).items() if k not in _NOT_TRAIN_OPTIONS} if args.command == "train" else {}
-    func: Callable[[argparse.Namespace, dict[str, Any]], int] = args.func
     if not args.verbose:
         import_tensorflow_quietly()
     try:
-        return func(args, overrides)
+        return args.func(args, {})  # a handler(args, overrides) -> exit status
     except FovealError as exc:
         if args.verbose:
             raise

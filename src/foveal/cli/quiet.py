@@ -46,6 +46,3 @@ def drop_retracing_warnings() -> None:
     logger = tf.get_logger()
     if not any(isinstance(f, _NoRetracingWarning) for f in logger.filters):
         logger.addFilter(_NoRetracingWarning())
-
-
-__all__ = ["drop_retracing_warnings", "import_tensorflow_quietly"]

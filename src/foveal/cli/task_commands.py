@@ -24,11 +24,12 @@ from typing import Any, Callable
 NOT_OPTIONS = {"command", "func", "config", "resume", "verbose", "action", "task", "task_action"}
 
 
-def _train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+def train_command(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    """``foveal [TASK] train``: the task's options as typed (with ``--config`` under them), or a resume."""
     from foveal import configtools
     from foveal.tasks import TASKS, run_train
 
-    task = TASKS[args.command]
+    task = TASKS["classify" if args.command == "train" else args.command]
     # Options are suppressed unless given, so what is in ``args`` is what the user typed.
     given = {k: v for k, v in vars(args).items() if k not in NOT_OPTIONS} | dict(overrides)
     if args.resume:
@@ -53,7 +54,7 @@ def add_task_command(subparsers: argparse._SubParsersAction, task: str, *, help:
     t.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of the options below")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last finished epoch")
     configtools.add_arguments(t, TASKS[task].config_class())
-    t.set_defaults(func=_train)
+    t.set_defaults(func=train_command)
     return actions
 
 
@@ -62,7 +63,9 @@ def add_mode(actions: argparse._SubParsersAction, mode: str, task: str, *, help:
     """An ``evaluate`` or ``predict`` action with the model argument (and ``--batch-size``)."""
     parser = actions.add_parser(mode, help=help, allow_abbrev=False, epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help=f"a .keras model file written by `foveal {task} train`")
+    from foveal.tasks import TASKS
+
+    parser.add_argument("model", help=f"a .keras model file written by `{TASKS[task].command('train')}`")
     if mode == "predict":
         parser.add_argument("images", nargs="+", help="image files and/or folders (searched recursively)")
     if batch_size is not None:
@@ -123,7 +126,3 @@ def report_skipped(rows: list[dict[str, Any]]) -> None:
     skipped = sum("error" in r for r in rows)
     if skipped:
         print(f"skipped {skipped} unreadable file(s)", file=sys.stderr)
-
-
-__all__ = ["NOT_OPTIONS", "add_evaluate_options", "add_mode", "add_predict_options", "add_task_command",
-           "print_result", "print_rows", "report_skipped"]

@@ -137,7 +137,3 @@ class RunConfig(DistributionOptions):
             from foveal.memcheck import check_input_batch
 
             check_input_batch(self.batch_size, hw, getattr(self, "channels", None) or 3)
-
-
-__all__ = ["Distribute", "DistributionOptions", "JitCompile", "LrScaling", "MixedPrecision", "Optimizer", "RunConfig",
-           "Schedule"]

@@ -7,15 +7,11 @@ batch of an epoch (``docs/fpn-onednn-crash.md`` has the ten-line reproduction an
 A ResNet narrowed to ``width`` < 16 has such a layer (its first stride-2 shortcut); default
 widths do not (their stage inputs have 64 channels or more).
 
-The run engine (:mod:`foveal.engine.run`) asks :func:`constant_batch_plan` once the model exists:
-when the model has such a layer, oneDNN is on (``TF_ENABLE_ONEDNN_OPTS`` is not ``"0"``) and an
-epoch of the task's pipeline would end in a smaller batch, every epoch keeps only its full
-batches (:func:`full_batches_only`) and lasts ``epoch_examples // batch_size`` steps. The training
-split is reshuffled each epoch, so the images left out differ from epoch to epoch and none is
-lost over a run; validation, evaluation and prediction (no gradients) are not changed. The same
-plan holds for every task because it works on the batches the task's pipeline yields, whatever
-their structure, and it keeps a resumed run's epochs aligned (epoch ``e`` still depends on
-``(seed, e)`` only: :mod:`foveal.data.epochs`).
+The run engine asks :func:`constant_batch_plan` once the model exists: when the model has such
+a layer, oneDNN is on and an epoch would end in a smaller batch, every epoch keeps only its full
+batches (:func:`full_batches_only`, whatever the structure of the task's batches). Epochs are
+reshuffled, so the images left out differ from epoch to epoch; validation, evaluation and
+prediction (no gradients) are unchanged, and a resumed run's epochs stay aligned.
 
 Example:
     >>> import keras
@@ -48,10 +44,8 @@ def onednn_enabled() -> bool:
 
 
 def strided_narrow_1x1(model: keras.Model) -> list[str]:
-    """The names of ``model``'s ``Conv2D`` layers (nested models included) with a 1x1 kernel,
-    a stride above 1 and fewer than :data:`SAFE_CHANNELS` input channels: the layers whose
-    filter gradient oneDNN miscomputes when the batch size changes. Layers not yet built (no
-    kernel) are skipped."""
+    """The names of ``model``'s built ``Conv2D`` layers (nested models included) with a strided 1x1
+    kernel on fewer than :data:`SAFE_CHANNELS` input channels: those oneDNN crashes on."""
     import keras
 
     found = []
@@ -98,17 +92,9 @@ def constant_batch_plan(model: keras.Model, *, examples: int | None, batch_size:
                         onednn: bool | None = None) -> ConstantBatchPlan | None:
     """The guard's plan for a run, or None when nothing needs to change.
 
-    Args:
-        model: the built model about to train.
-        examples: training images of one epoch of the task's pipeline (None: the pipeline is an
-            endless stream of full batches, e.g. random patches, and needs nothing).
-        batch_size: the training batch size.
-        onednn: whether oneDNN is on (default: :func:`onednn_enabled`).
-
-    Returns:
-        A plan when oneDNN is on, the model has a layer of :func:`strided_narrow_1x1` and an
-        epoch would end in a smaller batch (``examples`` above ``batch_size`` and not a multiple
-        of it); fewer images than a batch make one batch per epoch, of a constant size already.
+    ``examples``: training images of one epoch (None: an endless stream of full batches);
+    ``onednn``: whether oneDNN is on (default: :func:`onednn_enabled`). Fewer images than a batch
+    make one batch per epoch, of a constant size already.
     """
     if examples is None or examples <= batch_size or examples % batch_size == 0:
         return None
@@ -136,7 +122,3 @@ def full_batches_only(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
         raise ValueError("full_batches_only: the dataset's elements have no batch dimension")
 
     return ds.filter(lambda *element: tf.equal(length(*element), batch_size))
-
-
-__all__ = ["CRASH_DOC", "ConstantBatchPlan", "SAFE_CHANNELS", "constant_batch_plan", "full_batches_only",
-           "onednn_enabled", "strided_narrow_1x1"]

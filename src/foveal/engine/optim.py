@@ -89,6 +89,3 @@ def build_compiled(model: keras.Model, element_spec: Any) -> None:
 def jit_compile_of(cfg: Any) -> bool | str:
     """``model.compile``'s ``jit_compile`` for ``--jit-compile auto|on|off``."""
     return {"auto": "auto", "on": True, "off": False}[getattr(cfg, "jit_compile", "auto")]
-
-
-__all__ = ["build_before_fit", "build_compiled", "jit_compile_of", "optimizer_for"]

@@ -1,15 +1,12 @@
 """The hooks a task gives the run engine.
 
-A task (localize, detect, segment, ...) subclasses :class:`TaskPlugin` and fills in what only it
-knows: how its data is read and split, how its model is built and compiled (the model owns its
-loss and decoding through Keras hooks), its input pipelines, the facts its model card carries,
-extra callbacks (e.g. a validation mAP) and how the best weights are scored and reported.
-Everything else (run folder, ``config.yaml``, resume, seeds, early stopping, checkpoints, time
-budget, TensorBoard, mixed precision, distribution, the phase plan) is the engine's
-(:mod:`foveal.engine.run`), so a feature added there serves every task. Optional hooks let a
-task change the options before the run folder is chosen (recipes), plan its phases (frozen
-layers, learning rate and length of each), replace the ``fit`` of a phase (training a head on
-cached features) and feed distributed training.
+A task subclasses :class:`TaskPlugin` and fills in what only it knows: its data, its model
+(which owns its loss and decoding through Keras hooks) and compilation, its input pipelines, its
+model card, extra callbacks (e.g. a validation mAP), and how the best weights are scored and
+reported. The rest of a run is the engine's (:mod:`foveal.engine.run`), so a feature added there
+serves every task. Optional hooks change the options before the run folder is chosen (recipes),
+plan the phases, replace the ``fit`` of a phase (a head on cached features) and feed
+distributed training.
 
 The design follows Ultralytics' ``BaseTrainer`` (one loop, per-task hooks) and keras-hub's
 ``Task`` (the model owns loss and post-processing; Keras' ``fit`` is the only loop).
@@ -38,13 +35,8 @@ if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --
 
 @dataclass
 class RunData:
-    """A task's training data: its parts (any readers' objects) and class names.
-
-    Attributes:
-        train, val, test: the splits (``val``/``test`` may be None).
-        class_names: output index -> class name.
-        extra: whatever else the task derived from the data (anchors, channels, weights ...).
-    """
+    """A task's splits (any readers' objects; ``val``/``test`` may be None), class names (by output
+    index) and ``extra``: whatever else the task derived from the data (anchors, weights ...)."""
 
     train: Any
     val: Any | None
@@ -118,10 +110,8 @@ class TaskPlugin:
         raise NotImplementedError
 
     def epoch_examples(self, cfg: Any, data: RunData) -> int:
-        """Training images in one epoch of :meth:`pipelines` (one pass over them, batched as
-        they come, the last batch smaller): ``len(data.train)``, or more with images mixed in
-        from an extra source. Tasks whose epochs are :meth:`fit_steps` batches of an endless
-        stream do not use it."""
+        """Training images in one epoch of :meth:`pipelines` (more than ``len(data.train)`` with an
+        extra source mixed in); unused when epochs are :meth:`fit_steps` batches of a stream."""
         return len(data.train)
 
     def steps_per_epoch(self, cfg: Any, data: RunData) -> int:
@@ -153,12 +143,10 @@ class TaskPlugin:
                   start_epoch: int | None = None) -> tuple[Any, Any | None]:
         """(train dataset, validation dataset or None).
 
-        With ``start_epoch`` (the engine passes the epoch a run starts or resumes at), the
-        training dataset is endless: the batches of epochs ``start_epoch``, ``start_epoch + 1``,
-        ... each shuffled (and randomly augmented) from ``(seed, epoch)`` only
-        (:func:`foveal.data.epochs.epoch_stream`), so a resumed run sees what an uninterrupted
-        one would; ``fit`` takes ``steps_per_epoch`` (:meth:`fit_steps`, else
-        :meth:`steps_per_epoch`). Without, one pass reshuffled each time it is iterated.
+        With ``start_epoch`` (where a run starts or resumes) the training dataset is endless:
+        epochs ``start_epoch``, ``start_epoch + 1``, ... each shuffled and augmented from
+        ``(seed, epoch)`` only (:func:`foveal.data.epochs.epoch_stream`), so that a resumed run
+        sees what an uninterrupted one would. Without, one pass reshuffled each time.
         """
         raise NotImplementedError
 
@@ -220,13 +208,8 @@ class TaskPlugin:
 
     def distributed_batches(self, cfg: Any, data: RunData, dist: Any, *, epochs: tuple[int, int]) -> tuple[Any, Any]:
         """(training, validation or None) :class:`~foveal.training.distribute.Batches` for
-        ``--distribute``; only tasks with ``supports_distribution``.
-
-        By default the task's own :meth:`pipelines` (global batches of ``--batch-size``), each
-        batch split between the replicas by ``tf.distribute``
-        (:meth:`~foveal.training.distribute.Distribution.pipeline_batches`). Classification
-        replaces this with an exact, resumable batch plan over examples.
-        """
+        ``--distribute`` (tasks with ``supports_distribution``): by default the global batches of
+        :meth:`pipelines`, each split between the replicas by ``tf.distribute``."""
         train, val = self.pipelines(cfg, data, seed=cfg.seed, start_epoch=epochs[0])
         train_b = dist.pipeline_batches(train, count=len(data.train), batch_size=cfg.batch_size,
                                         steps=self.fit_steps(cfg, data))
@@ -276,6 +259,3 @@ def default_options_explained(given: dict[str, Any], default: dict[str, Any], fl
             raise
         raise ConfigError(f"{exc.message} (the default {flag} {default} suit resnet18)",
                           hint=f"pass {flag} {{}} with {name_flag} {name}; {exc.hint}") from None
-
-
-__all__ = ["Phase", "RunData", "TaskPlugin", "default_options_explained"]

@@ -14,22 +14,14 @@ runs/NAME/
   tensorboard/  with --tensorboard
 ```
 
-What the engine gives every task: resume after SIGINT/SIGTERM/SIGKILL (from the last finished
-epoch; the training pipeline of epoch ``e`` depends only on ``(seed, e)``, so a resumed run sees
-the batches an uninterrupted one would: :mod:`foveal.data.epochs`), seeds and op determinism,
-early stopping with the best weights restored, a wall-clock time budget, TensorBoard, mixed precision (float32 checkpoints),
-``--jit-compile``, ``--distribute`` with ``--lr-scaling`` (for tasks whose plugin feeds it),
-constant-size training batches where TensorFlow's oneDNN kernels would crash on a smaller last
-batch (:mod:`foveal.engine.onednn_guard`: a strided 1x1 convolution on fewer than 16 channels;
-recorded as ``constant_batches`` in the model card, ``state.json`` and ``metrics.json``), and
-a plan of phases (by default a first phase with the backbone frozen), each with its own
-trainable flags, learning rate and length; ``state.json`` records the phase (``phase``,
-``phase_start``) so a resume re-applies its flags.
-
-Distribution (:mod:`foveal.training.distribute`): the strategy is started before any other
-TensorFlow work; models are built, loaded and compiled in its scope; ``--batch-size`` is the
-global batch; workers other than the chief write a private copy of the run folder, and only the
-chief scores the model and writes the report.
+What the engine gives every task: resume after SIGINT/SIGTERM/SIGKILL from the last finished
+epoch (epoch ``e``'s batches depend only on ``(seed, e)``: :mod:`foveal.data.epochs`), seeds and
+op determinism, early stopping with the best weights restored, a time budget, TensorBoard, mixed
+precision (float32 checkpoints), ``--jit-compile``, ``--distribute`` with ``--lr-scaling``
+(:mod:`foveal.training.distribute`: only the chief writes the run folder and scores), the oneDNN
+guard's constant-size batches (:mod:`foveal.engine.onednn_guard`), and a plan of phases (by
+default the backbone frozen first), each with its own trainable flags, learning rate and length,
+recorded in ``state.json`` so that a resume re-applies them.
 
 Example:
     >>> from foveal.detection.task import DetectTask
@@ -50,7 +42,7 @@ from foveal.engine.onednn_guard import ConstantBatchPlan, constant_batch_plan, f
 from foveal.engine.optim import build_before_fit
 from foveal.engine.plugin import Phase, RunData, TaskPlugin
 from foveal.errors import ConfigError, DataError, TrainingInterrupted
-from foveal.training.runs import TrainResult, mark, resolve_run, say, set_determinism, weights_of
+from foveal.training.runs import TrainResult, lower_is_better, mark, resolve_run, say, set_determinism, weights_of
 from foveal.utils_io import atomic_write_text
 
 if TYPE_CHECKING:
@@ -91,16 +83,13 @@ def train_task(plugin: TaskPlugin, config: Any | None = None, *, resume: str | P
         raise ConfigError(f"foveal {plugin.name} train needs --data", hint=f"pass --data with {plugin.data_help}")
     prefix = plugin.name if plugin.run_name_prefix is None else plugin.run_name_prefix
     cfg, public_dir, state = resolve_run(plugin.config_class, config, resume, overrides, name_prefix=prefix)
-    kind = getattr(cfg, "distribute", "none")
-    if kind != "none" and not plugin.supports_distribution:
+    if cfg.distribute != "none" and not plugin.supports_distribution:
         raise ConfigError(f"foveal {plugin.name} train cannot --distribute yet",
                           hint="train on one process (leave out --distribute)")
     # A multi-worker strategy must exist before any other TensorFlow work in the process.
-    dist = distribute.start(kind, workers=getattr(cfg, "workers", None),
-                            worker_index=getattr(cfg, "worker_index", None),
-                            timeout=getattr(cfg, "worker_timeout", 120.0),
-                            collective_timeout=getattr(cfg, "collective_timeout", 0.0),
-                            devices=getattr(cfg, "devices", None), say=say)
+    dist = distribute.start(cfg.distribute, workers=cfg.workers, worker_index=cfg.worker_index,
+                            timeout=cfg.worker_timeout, collective_timeout=cfg.collective_timeout,
+                            devices=cfg.devices, say=say)
     try:
         dist.check_same_options(asdict(cfg))
         return _train(plugin, cfg, public_dir, state, dist, list(callbacks or []))
@@ -133,9 +122,9 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
         steps = plugin.steps_per_epoch(cfg, data)
     saved_cfg, cfg = cfg, _scaled(plugin, cfg, dist)
     plan = plugin.phases(cfg)
-    total = _plan_end(plan)
+    total = sum(p.epochs for p in plan)
     start_epoch, phase_no, phase_start = 0, 1, 0
-    mixed = getattr(cfg, "mixed_precision", "none")
+    mixed = cfg.mixed_precision
     run_dir = dist.private_run_dir(public_dir)  # workers other than the chief write a private copy
     constant = None
     if state is not None:
@@ -163,8 +152,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     check_training_memory(model, cfg.batch_size)  # a clear refusal, not ResourceExhaustedError mid-fit
     run_dir.mkdir(parents=True, exist_ok=True)  # only now: a model that cannot be built leaves no folder
     # The cluster is per launch, not part of the run: a resume names it again.
-    per_launch = {k: None for k in ("workers", "worker_index") if hasattr(saved_cfg, k)}
-    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(replace(saved_cfg, **per_launch)))
+    atomic_write_text(run_dir / "config.yaml", configtools.to_yaml(replace(saved_cfg, workers=None, worker_index=None)))
     card = plugin.card(cfg, data, model, run_dir)
     if dist.active:
         card.training["distribute"] = {"strategy": cfg.distribute, "replicas": dist.num_replicas,
@@ -188,8 +176,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
     run = Run(plugin, cfg, data, model, card, run_dir, history, steps, extra, dist, constant)
     if start_epoch < total or phase_no < plan[-1].number:
         if run.train(plan, start_epoch, phase_no, phase_start, state):
-            _report_undecodable(run_dir, data, None)
-            _record_constant_batches(run_dir, constant, None)
+            _record_facts(run_dir, data, constant, None)
             return TrainResult(public_dir, history, None, interrupted=True)
     if not dist.is_chief:
         say(f"worker {dist.worker_index} done; the chief scores the model and writes the report")
@@ -201,8 +188,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
         model.load_weights(best)
     metrics = plugin.finish(saved_cfg, model, card, data, run_dir, history)
     mark(run_dir, "done")
-    _report_undecodable(run_dir, data, metrics)
-    _record_constant_batches(run_dir, constant, metrics)
+    _record_facts(run_dir, data, constant, metrics)
     return TrainResult(run_dir, history, metrics)
 
 
@@ -216,59 +202,43 @@ def _constant_batches(plugin: TaskPlugin, cfg: Any, data: RunData, model: keras.
     return constant_batch_plan(model, examples=plugin.epoch_examples(cfg, data), batch_size=cfg.batch_size)
 
 
-def _record_constant_batches(run_dir: Path, plan: ConstantBatchPlan | None, metrics: dict[str, Any] | None) -> None:
-    """Write the guard's plan as ``constant_batches`` into ``state.json``, ``metrics.json`` and
-    the returned metrics (the model card has it from the start)."""
-    if plan is None:
-        return
-    from foveal.training import callbacks as cb
-
-    state = cb.read_state(run_dir)
-    if state:
-        mark(run_dir, state.get("status", "done"), constant_batches=plan.record())
-    if metrics is not None:
-        metrics["constant_batches"] = plan.record()
-        path = run_dir / "metrics.json"
-        if path.is_file():
-            saved = json.loads(path.read_text())
-            saved["constant_batches"] = plan.record()
-            atomic_write_text(path, json.dumps(saved, indent=1))
-
-
 _SHOWN_UNDECODABLE = 5
 
 
-def _report_undecodable(run_dir: Path, data: RunData, metrics: dict[str, Any] | None) -> None:
-    """Say how many files ``--skip-invalid`` left out because they failed to decode during the run
-    (found mid-run, e.g. with ``--verify none``; see :func:`foveal.data.decode.map_skipping_undecodable`),
-    and record them: ``undecodable`` (the names) in ``state.json``, ``undecodable_images`` (the
-    count) in ``metrics.json`` and the returned metrics. Earlier sessions of a resumed run count too."""
+def _record_facts(run_dir: Path, data: RunData, plan: ConstantBatchPlan | None,
+                  metrics: dict[str, Any] | None) -> None:
+    """Record in ``state.json``, ``metrics.json`` and the returned metrics what the run met.
+
+    The files ``--skip-invalid`` left out because they failed to decode mid-run (e.g. with
+    ``--verify none``; :func:`foveal.data.decode.map_skipping_undecodable`), earlier sessions of a
+    resumed run included, are said and recorded (``undecodable``: the names in ``state.json``;
+    ``undecodable_images``: the count); so is the oneDNN guard's plan (``constant_batches``; the
+    model card has it from the start).
+    """
     from foveal.data.decode import UNDECODABLE
     from foveal.training import callbacks as cb
 
-    state = cb.read_state(run_dir) or {}
-    names = dict.fromkeys(state.get(UNDECODABLE, []))
+    state = cb.read_state(run_dir)
+    state_facts: dict[str, Any] = {}
+    metric_facts: dict[str, Any] = {}
+    names = dict.fromkeys((state or {}).get(UNDECODABLE, []))
     for part in (data.train, data.val, data.test):
         names.update(dict.fromkeys((getattr(part, "info", None) or {}).get(UNDECODABLE, [])))
-    if not names:
-        return
-    found = list(names)
-    shown = ", ".join(found[:_SHOWN_UNDECODABLE]) + (f" (and {len(found) - _SHOWN_UNDECODABLE} more)"
-                                                      if len(found) > _SHOWN_UNDECODABLE else "")
-    say(f"skipped {len(found)} file(s) that could not be decoded (--skip-invalid): {shown}")
-    if state:
-        mark(run_dir, state.get("status", "done"), **{UNDECODABLE: found})
-    if metrics is not None:
-        metrics["undecodable_images"] = len(found)
+    if names:
+        found = list(names)
+        shown = ", ".join(found[:_SHOWN_UNDECODABLE]) + (f" (and {len(found) - _SHOWN_UNDECODABLE} more)"
+                                                          if len(found) > _SHOWN_UNDECODABLE else "")
+        say(f"skipped {len(found)} file(s) that could not be decoded (--skip-invalid): {shown}")
+        state_facts[UNDECODABLE], metric_facts["undecodable_images"] = found, len(found)
+    if plan is not None:
+        state_facts["constant_batches"] = metric_facts["constant_batches"] = plan.record()
+    if state and state_facts:
+        mark(run_dir, state.get("status", "done"), **state_facts)
+    if metrics is not None and metric_facts:
+        metrics.update(metric_facts)
         path = run_dir / "metrics.json"
         if path.is_file():
-            saved = json.loads(path.read_text())
-            saved["undecodable_images"] = len(found)
-            atomic_write_text(path, json.dumps(saved, indent=1))
-
-
-def _plan_end(plan: list[Phase]) -> int:
-    return sum(p.epochs for p in plan)
+            atomic_write_text(path, json.dumps(json.loads(path.read_text()) | metric_facts, indent=1))
 
 
 def _phase_at(plan: list[Phase], state: dict[str, Any], epoch: int) -> tuple[int, int]:
@@ -298,10 +268,9 @@ def _scaled(plugin: TaskPlugin, cfg: Any, dist: Distribution) -> Any:
     """``cfg`` with the learning rates of ``--lr-scaling`` (saying what was done when it matters)."""
     from foveal.training.distribute import scale_learning_rate
 
-    how = getattr(cfg, "lr_scaling", "none")
+    how, reference = cfg.lr_scaling, cfg.lr_reference_batch
     if how == "none" and not dist.active:
         return cfg
-    reference = getattr(cfg, "lr_reference_batch", cfg.batch_size)
     say(scale_learning_rate(cfg.learning_rate, cfg.batch_size, reference, how)[1])
     if how == "none":
         return cfg
@@ -309,16 +278,9 @@ def _scaled(plugin: TaskPlugin, cfg: Any, dist: Distribution) -> Any:
                            for name in plugin.learning_rate_fields if getattr(cfg, name) is not None})
 
 
-def monitor_mode(monitor: str) -> str:
-    """``min`` for losses and distances, ``max`` for scores (:func:`~foveal.training.runs.lower_is_better`)."""
-    from foveal.training.runs import lower_is_better
-
-    return "min" if lower_is_better(monitor) else "max"
-
-
 def verbosity(cfg: Any) -> int:
     """Keras' ``verbose``: a live bar on a terminal, one line per epoch in a log, none without progress."""
-    return (1 if sys.stdout.isatty() else 2) if getattr(cfg, "progress", True) else 0
+    return (1 if sys.stdout.isatty() else 2) if cfg.progress else 0
 
 
 def resume_command(task: str, run_dir: Path) -> str:
@@ -340,7 +302,7 @@ class Run:
         self.run_dir, self.history, self.steps, self.extra, self.dist = run_dir, history, steps, extra, dist
         #: the oneDNN guard's plan: training epochs of full batches only (None: as the task makes them)
         self.constant = constant
-        self.budget_s = float(getattr(cfg, "time_budget", 0.0) or 0.0)
+        self.budget_s = float(cfg.time_budget or 0.0)
         self.budget: Any = None
 
     @property
@@ -422,7 +384,7 @@ class Run:
 
     def _fit(self, phase: Phase, start: int, end: int, phase_start: int, restored: dict[str, Any] | None) -> bool:
         cfg, plugin, model = self.cfg, self.plugin, self.model
-        loader = (lambda: weights_of(self.run_dir / "best.keras", model)) if restored is not None else None
+        loader = (lambda: weights_of(self.run_dir / "best.keras")) if restored is not None else None
         if not self.dist.active:
             # epochs start, start + 1, ... each shuffled by (seed, epoch): a resume replays them
             train_ds, val_ds = plugin.pipelines(cfg, self.data, seed=cfg.seed, start_epoch=start)
@@ -463,14 +425,14 @@ class Run:
         monitor = plugin.monitor(cfg, self.data)
         if not has_val and monitor.startswith("val_"):
             monitor = plugin.monitor_without_validation(monitor)
-        mode = monitor_mode(monitor)
+        mode = "min" if lower_is_better(monitor) else "max"  # losses and distances; scores: max
         restored = restored or {}
         stateful: dict[str, Any] = {}
-        if getattr(cfg, "early_stopping", 0):
+        if cfg.early_stopping:
             stateful["early_stopping"] = cb.ResumableEarlyStopping(
                 restored=restored.get("early_stopping"), monitor=monitor, mode=mode, patience=cfg.early_stopping,
                 restore_best_weights=True, best_weights_loader=best_weights_loader)
-        if getattr(cfg, "schedule", None) == "plateau":
+        if cfg.schedule == "plateau":
             stateful["plateau"] = cb.ResumablePlateau(
                 restored=restored.get("plateau"), monitor=monitor, mode=mode, factor=cfg.gamma,
                 patience=cfg.plateau_patience, min_lr=cfg.min_learning_rate)
@@ -481,13 +443,12 @@ class Run:
         callbacks += list(stateful.values())
         self.budget = TimeBudget(self.budget_s, spent=float(sum(self.history.get("epoch_seconds", []))))
         callbacks.append(self.budget)
-        checkpoint = _phase_checkpoint_class() if plugin.history_phase else cb.RunCheckpoint
-        callbacks.append(checkpoint(self.run_dir, save or self.save, monitor=monitor, mode=mode,
-                                    history=self.history, best=(cb.read_state(self.run_dir) or {}).get("best"),
-                                    stateful=stateful,
-                                    extra_state={"task": plugin.name, "phase": phase.number,
-                                                 "phase_start": phase_start}))
-        if getattr(cfg, "tensorboard", False):
+        callbacks.append(cb.RunCheckpoint(self.run_dir, save or self.save, monitor=monitor, mode=mode,
+                                          history=self.history, best=(cb.read_state(self.run_dir) or {}).get("best"),
+                                          stateful=stateful, history_phase=plugin.history_phase,
+                                          extra_state={"task": plugin.name, "phase": phase.number,
+                                                       "phase_start": phase_start}))
+        if cfg.tensorboard:
             callbacks.append(cb.tensorboard_callback(self.run_dir))
         callbacks += self.extra
         callbacks.append(cb.InterruptGuard())
@@ -508,21 +469,3 @@ class Run:
                 f"continue with: {resume_command(self.plugin.name, self.run_dir)}")
             return True
         return False
-
-
-def _phase_checkpoint_class() -> type:
-    """The checkpoint class that adds a ``phase`` column (defined on first use: Keras loads only
-    when a run starts)."""
-    from foveal.training import callbacks as cb
-
-    class PhaseCheckpoint(cb.RunCheckpoint):
-        """A checkpoint that records each epoch's phase in the history (not in the logs other
-        callbacks see)."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            super().on_epoch_end(epoch, {**(logs or {}), "phase": self.extra_state["phase"]})
-
-    return PhaseCheckpoint
-
-
-__all__ = ["Run", "monitor_mode", "resume_command", "train_task", "verbosity"]

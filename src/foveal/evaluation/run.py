@@ -1,4 +1,8 @@
-"""Run a classifier over a dataset and score it: used by ``train`` (test split) and ``evaluate``."""
+"""Run a classifier over a dataset and score it: used by ``train`` (test split) and ``evaluate``.
+
+Example:
+    >>> metrics = evaluate("runs/digits-demo/best.keras", "digits", tta="flip")  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
@@ -35,18 +39,9 @@ class Scored:
     misclassified_titles: list[str] = field(default_factory=list)
 
 
-def score(
-    model: keras.Model,
-    card: ModelCard,
-    data: LabeledImages,
-    *,
-    batch_size: int = 64,
-    top_k: int = 5,
-    keep_misclassified: int = 32,
-    skip_invalid: bool = False,
-    tta: str = "none",
-    class_map: ClassMap = None,
-) -> Scored:
+def score(model: keras.Model, card: ModelCard, data: LabeledImages, *, batch_size: int = 64, top_k: int = 5,
+          keep_misclassified: int = 32, skip_invalid: bool = False, tta: str = "none",
+          class_map: ClassMap = None) -> Scored:
     """Predict every image of ``data`` and compute the classification metrics.
 
     Labels are collected from the pipeline itself, so skipped files cannot misalign them.
@@ -95,18 +90,9 @@ def align_classes(data: LabeledImages, card: ModelCard, class_map: ClassMap = No
     return replace(data, labels=relabel(data.labels, mapping), class_names=list(card.class_names))
 
 
-def evaluate(
-    model_path: str | Path,
-    data: str,
-    *,
-    split: str = "test",
-    batch_size: int = 64,
-    top_k: int = 5,
-    output: str | Path | None = None,
-    skip_invalid: bool = False,
-    tta: str = "none",
-    class_map: ClassMap = None,
-) -> dict[str, Any]:
+def evaluate(model_path: str | Path, data: str, *, split: str = "test", batch_size: int = 64, top_k: int = 5,
+             output: str | Path | None = None, skip_invalid: bool = False, tta: str = "none",
+             class_map: ClassMap = None) -> dict[str, Any]:
     """Evaluate a saved model on a dataset split; optionally write metrics and plots to ``output``.
 
     Args:
@@ -121,9 +107,6 @@ def evaluate(
 
     Returns:
         The metrics dictionary (accuracy, top-k, per-class report, confusion matrix).
-
-    Example:
-        >>> metrics = evaluate("runs/digits-demo/best.keras", "digits")  # doctest: +SKIP
     """
     from foveal.data.readers import load_dataset
     from foveal.predict import check_counts
@@ -162,7 +145,6 @@ def write_evaluation(output: Path, metrics: dict[str, Any], card: ModelCard, sco
     from foveal.visualize.plots import plot_confusion_matrix
     from foveal.visualize.report import write_classification_report
 
-    ensure_output_dir(output, "--output")
     atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=1))
     (output / "confusion_matrix.png").write_bytes(plot_confusion_matrix(metrics["confusion_matrix"], card.class_names))
     misclassified = (scored.misclassified_images, scored.misclassified_titles) if scored.misclassified_titles else None

@@ -21,20 +21,12 @@ import keras
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop training after ``seconds`` of ``fit`` wall time (0 or None: no limit).
+    """Stop ``fit`` after ``seconds`` of wall time (0 or None: no limit), ``spent`` of them by
+    earlier, resumed parts of the run; the epoch in progress ends early (its validation runs)."""
 
-    Args:
-        seconds: the budget, counted from ``on_train_begin``.
-        spent: seconds already used by an earlier, resumed part of the same run.
-        check_every_batch: stop mid-epoch (True) or only at epoch ends (False). Stopping
-            mid-epoch ends the epoch early; the epoch's validation still runs.
-    """
-
-    def __init__(self, seconds: float | None, *, spent: float = 0.0, check_every_batch: bool = True) -> None:
+    def __init__(self, seconds: float | None, *, spent: float = 0.0) -> None:
         super().__init__()
-        self.seconds = float(seconds or 0.0)
-        self.spent = float(spent)
-        self.check_every_batch = check_every_batch
+        self.seconds, self.spent = float(seconds or 0.0), float(spent)
         self.exhausted = False
         self._start = 0.0
 
@@ -53,11 +45,7 @@ class TimeBudget(keras.callbacks.Callback):
         self._check()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.check_every_batch:
-            self._check()
+        self._check()
 
     def on_epoch_end(self, epoch, logs=None):
         self._check()
-
-
-__all__ = ["TimeBudget"]

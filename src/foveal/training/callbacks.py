@@ -35,11 +35,6 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
-    lr = optimizer.learning_rate
-    return float(keras.ops.convert_to_numpy(lr))
-
-
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
     """EarlyStopping whose ``wait``/``best`` survive a resume (best weights come from best.keras)."""
 
@@ -93,14 +88,18 @@ class RunCheckpoint(keras.callbacks.Callback):
         history: the history of earlier sessions of this run (extended in place).
         best: the best monitored value so far (from ``state.json`` on resume).
         stateful: callbacks whose ``state()`` is stored under their key.
+        extra_state: more facts for ``state.json`` (the task, the ``phase`` and its start).
+        history_phase: record each epoch's ``phase`` in the history too (not in the logs other
+            callbacks see).
     """
 
     def __init__(self, run_dir: Path, save: Callable[[keras.Model, Path], Any], *, monitor: str,
                  mode: str, history: dict[str, list[float]], best: float | None,
-                 stateful: dict[str, Any], extra_state: dict[str, Any]):
+                 stateful: dict[str, Any], extra_state: dict[str, Any], history_phase: bool = False):
         super().__init__()
         self.run_dir, self.save, self.monitor, self.mode = Path(run_dir), save, monitor, mode
         self.history, self.best, self.stateful, self.extra_state = history, best, stateful, extra_state
+        self.history_phase = history_phase
         self.epoch_start = time.perf_counter()
 
     def _improved(self, value: float) -> bool:
@@ -115,7 +114,9 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
-        logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+        if self.history_phase:
+            logs["phase"] = self.extra_state["phase"]
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["epoch_seconds"] = time.perf_counter() - self.epoch_start
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
@@ -130,16 +131,11 @@ class RunCheckpoint(keras.callbacks.Callback):
         if improved:  # the same model and card: a copy of last.keras's bytes, not a second serialization
             with atomic_path(self.run_dir / "best.keras") as tmp:
                 shutil.copyfile(last, tmp)
-        state = {
-            "epoch": epoch + 1,  # epochs completed
-            "best": self.best,
-            "monitor": self.monitor,
-            "history": self.history,
-            "callbacks": {k: cb.state() for k, cb in self.stateful.items()},
-            "status": "running",
-            **self.extra_state,
-        }
-        atomic_write_text(self.run_dir / "state.json", json.dumps(state, indent=1))
+        state = {"epoch": epoch + 1,  # epochs completed
+                 "best": self.best, "monitor": self.monitor, "history": self.history,
+                 "callbacks": {k: cb.state() for k, cb in self.stateful.items()}, "status": "running",
+                 **self.extra_state}
+        atomic_write_text(self.run_dir / STATE_FILE, json.dumps(state, indent=1))
         atomic_write_text(self.run_dir / "history.csv", history_csv(self.history))
 
 

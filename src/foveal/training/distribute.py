@@ -1,37 +1,22 @@
 """Data-parallel training on several devices or machines with ``tf.distribute``.
 
-``foveal train --distribute mirrored`` trains one model on every GPU of a machine
-(``MirroredStrategy``); ``--distribute multi-worker`` on several processes, usually one per
-machine (``MultiWorkerMirroredStrategy``), each started with the same command and its own
-``--worker-index``. This module holds everything the trainer needs for that:
+``--distribute mirrored`` trains one model on every GPU of a machine (``MirroredStrategy``);
+``--distribute multi-worker`` on several processes, one per machine
+(``MultiWorkerMirroredStrategy``), each started with the same command and its own
+``--worker-index``. docs/distributed.md describes the behaviour; this module holds:
 
-* **The cluster**: ``--workers HOST:PORT,...`` with ``--worker-index``, or ``TF_CONFIG``,
-  checked (format, duplicates, index) and turned into the ``TF_CONFIG`` TensorFlow reads.
-  Before the strategy is created each worker listens on its own port and waits, at most
-  ``--worker-timeout`` seconds, until it can reach every other worker, so a missing machine
-  is an error naming it, never a silent hang; a worker lost during training is detected by
-  TensorFlow's heartbeats, and the error names it.
-* **The batch plan**: ``--batch-size`` is the *global* batch. Every epoch has one order of the
-  training examples that depends only on ``(seed, epoch)`` (a stateless shuffle), cut into
-  global batches; each global batch is split into one contiguous slice per replica, and each
-  worker loads only the slices of its own replicas (for image folders: it opens only those
-  files). The union of what the replicas see at a step is therefore the same global batch on
-  1, 2 or N workers, and so is the model, up to the order of floating-point sums. Data that
-  cannot be read by index (TFRecord files streamed from disk) is sharded by files instead
-  (``AutoShardPolicy.FILE``'s rule: each worker reads its own files), or by records when
-  there are fewer files than workers (``DATA``).
-* **The learning-rate rule** (``--lr-scaling``): none, linear (Goyal et al., "Accurate, Large
-  Minibatch SGD: Training ImageNet in 1 Hour", arXiv 2017) or square-root (Krizhevsky, "One
-  weird trick for parallelizing convolutional neural networks", arXiv 2014) in the ratio of
-  the global batch to ``--lr-reference-batch``; it depends on the global batch only, never
-  on the number of workers.
-* **Chief-only writing**: the chief (task ``chief``, else worker 0) writes the run folder;
-  every other worker runs in a private temporary copy of it, deleted at the end, doing the
-  same saves (as the Keras multi-worker guide advises: saving may need every worker).
+* the cluster: ``--workers`` or ``TF_CONFIG`` checked and turned into ``TF_CONFIG``, and every
+  peer probed within ``--worker-timeout`` so that a missing machine is an error naming it;
+* the batch plan: ``--batch-size`` is the global batch; each epoch's order depends only on
+  ``(seed, epoch)`` and each global batch is cut into one slice per replica, so the replicas
+  see the same global batches on 1, 2 or N workers (TFRecord streams are sharded by file);
+* the learning-rate rule (``--lr-scaling``): linear (Goyal et al., "Accurate, Large Minibatch
+  SGD", arXiv 2017) or square-root (Krizhevsky, "One weird trick for parallelizing
+  convolutional neural networks", arXiv 2014) in the global batch, never the worker count;
+* chief-only writing: the other workers write a private temporary copy of the run folder.
 
-Keras 3.15's ``fit`` does not run under ``MultiWorkerMirroredStrategy`` unaided (it reduces
-the scalar step logs along a batch axis, and peeks at a batch with a reduction that fails
-on nested data); :meth:`Distribution.fitting` works around both (see there).
+Keras 3.15's ``fit`` does not run under ``MultiWorkerMirroredStrategy`` unaided;
+:meth:`Distribution.fitting` works around it.
 
 Example:
     >>> cluster = parse_workers(["10.0.0.1:2222", "10.0.0.2:2222"], 1)
@@ -57,14 +42,11 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from foveal.errors import ConfigError, FovealError
-
-Distribute = Literal["none", "mirrored", "multi-worker"]
-LrScaling = Literal["none", "linear", "sqrt"]
 
 #: Set to a file path to record, one JSON line per per-replica batch, which example indices
 #: each worker trained on (``{"pipeline": i, "epoch": e, "ids": [...]}``): a way to check
@@ -124,24 +106,18 @@ class Cluster:
 def _check_addresses(addresses: list[str], what: str) -> None:
     if not addresses:
         raise ConfigError(f"{what}: no worker addresses given")
-    seen: dict[tuple[str, int], str] = {}
+    seen: set[tuple[str, int]] = set()
     for text in addresses:
         key = parse_address(text, what=f"{what}: address")
         if key in seen:
             raise ConfigError(f"{what}: {text!r} is listed twice",
                               hint="every worker needs its own HOST:PORT (two on one machine: two ports)")
-        seen[key] = text
-
-
-def split_addresses(workers: list[str] | str) -> list[str]:
-    """``["a:1,b:2", "c:3"]`` or ``"a:1, b:2"`` -> ``["a:1", "b:2", "c:3"]``."""
-    items = [workers] if isinstance(workers, str) else workers
-    return [a.strip() for item in items for a in str(item).split(",") if a.strip()]
+        seen.add(key)
 
 
 def parse_workers(workers: list[str], worker_index: int | None) -> Cluster:
-    """The cluster of ``--workers`` and ``--worker-index`` (worker 0 is the chief)."""
-    addresses = split_addresses(workers)
+    """The cluster of ``--workers`` (``["a:1,b:2", "c:3"]``) and ``--worker-index`` (0: the chief)."""
+    addresses = [a.strip() for item in workers for a in str(item).split(",") if a.strip()]
     _check_addresses(addresses, "--workers")
     if worker_index is None:
         raise ConfigError("--workers needs --worker-index: which of the listed workers this process is",
@@ -168,23 +144,19 @@ def parse_tf_config(text: str) -> Cluster:
     if unknown:
         raise ConfigError(f"TF_CONFIG: job(s) {', '.join(unknown)} are not supported",
                           hint="multi-worker training uses 'worker' (and optionally one 'chief') tasks")
-    jobs: list[tuple[str, list[str]]] = []
-    for job in ("chief", "worker"):
-        if job in cluster:
-            members = cluster[job]
-            if not isinstance(members, list) or not all(isinstance(a, str) for a in members):
-                raise ConfigError(f"TF_CONFIG: cluster.{job} must be a list of \"HOST:PORT\" strings")
-            if job == "chief" and len(members) != 1:
-                raise ConfigError("TF_CONFIG: there must be exactly one chief")
-            jobs.append((job, members))
-    addresses = [a for _, members in jobs for a in members]
+    jobs = {job: cluster[job] for job in ("chief", "worker") if job in cluster}  # the chief first
+    for job, members in jobs.items():
+        if not isinstance(members, list) or not all(isinstance(a, str) for a in members):
+            raise ConfigError(f"TF_CONFIG: cluster.{job} must be a list of \"HOST:PORT\" strings")
+        if job == "chief" and len(members) != 1:
+            raise ConfigError("TF_CONFIG: there must be exactly one chief")
+    addresses = [a for members in jobs.values() for a in members]
     _check_addresses(addresses, "TF_CONFIG")
     kind, index = task.get("type"), task.get("index", 0)
-    if kind not in dict(jobs):
-        raise ConfigError(f"TF_CONFIG: task type {kind!r} is not a job of the cluster ({', '.join(dict(jobs))})")
-    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(dict(jobs)[kind]):
-        raise ConfigError(f"TF_CONFIG: task index {index!r} is out of range for the "
-                          f"{len(dict(jobs)[kind])} {kind} task(s)")
+    if kind not in jobs:
+        raise ConfigError(f"TF_CONFIG: task type {kind!r} is not a job of the cluster ({', '.join(jobs)})")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(jobs[kind]):
+        raise ConfigError(f"TF_CONFIG: task index {index!r} is out of range for the {len(jobs[kind])} {kind} task(s)")
     offset = 1 if kind == "worker" and "chief" in cluster else 0
     return Cluster(tuple(addresses), offset + index, spec)
 
@@ -195,13 +167,11 @@ def resolve_cluster(workers: list[str] | None, worker_index: int | None,
     environ = os.environ if environ is None else environ
     tf_config = environ.get("TF_CONFIG", "").strip()
     if workers:
-        if tf_config:
-            given = parse_workers(workers, worker_index)
-            if parse_tf_config(tf_config).addresses != given.addresses:
-                raise ConfigError("both --workers and TF_CONFIG are set, and they disagree",
-                                  hint="give the cluster once: unset TF_CONFIG or drop --workers")
-            return given
-        return parse_workers(workers, worker_index)
+        given = parse_workers(workers, worker_index)
+        if tf_config and parse_tf_config(tf_config).addresses != given.addresses:
+            raise ConfigError("both --workers and TF_CONFIG are set, and they disagree",
+                              hint="give the cluster once: unset TF_CONFIG or drop --workers")
+        return given
     if worker_index is not None:
         raise ConfigError("--worker-index needs --workers (the address of every worker)")
     return parse_tf_config(tf_config) if tf_config else None
@@ -367,13 +337,8 @@ class Batches:
 
 @dataclass
 class Distribution:
-    """The strategy of a run and this process's place in it (also for ``--distribute none``).
-
-    Attributes:
-        kind: ``none``, ``mirrored`` or ``multi-worker``.
-        strategy: the ``tf.distribute.Strategy`` (None for ``none``).
-        cluster: the workers (None on a single process).
-    """
+    """The strategy of a run (``kind`` ``none``: None) and this process's place in its ``cluster``
+    (None on a single process)."""
 
     kind: str = "none"
     strategy: Any = None
@@ -504,14 +469,9 @@ class Distribution:
                 seed: int, epochs: tuple[int, int] | None = None, augment: str = "none", keep_aspect: bool = False,
                 cache: str = "auto", shuffle_buffer: int = 10_000,
                 class_weight: dict[int, float] | None = None) -> Batches:
-        """The per-replica batches of ``data`` for ``fit`` (``training``) or validation.
-
-        Training batches follow :func:`batch_layout` over :func:`epoch_order` for the epochs
-        ``epochs = (first, end)``; validation batches keep the data's order and repeat.
-        In-memory data (and any data with ``cache='memory'``, decoded once per worker) is
-        read by index; image files are decoded per batch, each worker only its own;
-        TFRecord files streamed from disk are sharded by file.
-        """
+        """The per-replica batches of ``data`` for ``fit`` (``training``: :func:`batch_layout` over
+        :func:`epoch_order` for the epochs ``(first, end)``) or validation (in order, repeated).
+        In-memory data and image files are read by index, TFRecord streams sharded by file."""
         import tensorflow as tf
 
         geometry = dict(image_size=tuple(image_size), channels=channels, keep_aspect=keep_aspect)
@@ -549,15 +509,10 @@ class Distribution:
         return Batches(distributed, state["steps"], state["spec"], state["sharding"], state["dropped"])
 
     def pipeline_batches(self, ds, *, count: int, batch_size: int, steps: int | None = None) -> Batches:
-        """Per-replica batches from a task's own ``tf.data`` pipeline of global batches (any
-        element structure: dict targets, weights, padded or multi-scale batches).
-
-        Each global batch is split between the replicas by ``tf.distribute`` (on several
-        workers, each takes its share of the batches: the ``DATA`` rule); the dataset repeats,
-        and an epoch is ``steps`` global steps (default: the batches of ``count`` examples). A
-        last batch with fewer examples than replicas is left out, as in :func:`batch_layout`,
-        since every replica must get at least one example.
-        """
+        """Per-replica batches from a task's own pipeline of global batches (any structure), each
+        split between the replicas by ``tf.distribute`` (several workers: the ``DATA`` rule); it
+        repeats, an epoch being ``steps`` steps (default: the batches of ``count`` examples). A last
+        batch with fewer examples than replicas is left out: every replica needs one."""
         import tensorflow as tf
 
         replicas = self.num_replicas
@@ -848,8 +803,3 @@ def start(kind: str, *, workers: list[str] | None = None, worker_index: int | No
     finally:
         extended._check_health_initial_timeout = previous
     return Distribution("multi-worker", strategy, cluster if cluster is not None and cluster.size > 1 else None)
-
-
-__all__ = ["Batches", "BatchLayout", "Cluster", "Distribution", "SHARD_LOG_ENV", "batch_layout", "epoch_order",
-           "parse_address", "parse_tf_config", "parse_workers", "resolve_cluster", "scale_learning_rate", "start",
-           "wait_for_peers"]

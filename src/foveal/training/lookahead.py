@@ -75,6 +75,3 @@ class Lookahead(keras.callbacks.Callback):
         if self._slow is not None and self.start_step > 0:
             for variable, slow in zip(self._variables(), self._slow):
                 variable.assign(slow)
-
-
-__all__ = ["Lookahead"]

@@ -53,12 +53,7 @@ def with_loss_scaling(optimizer: keras.optimizers.Optimizer, mixed_precision: st
 def is_mixed(model: keras.Model) -> bool:
     """True when any layer computes in a dtype other than its variables'."""
     return any(layer.dtype_policy.compute_dtype != layer.dtype_policy.variable_dtype
-               for layer in _all_layers(model))
-
-
-def _all_layers(model: keras.Model):
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        yield layer
+               for layer in model._flatten_layers(include_self=True, recursive=True))
 
 
 def with_policy(model: keras.Model, mixed_precision: str) -> keras.Model:

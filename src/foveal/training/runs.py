@@ -1,4 +1,4 @@
-"""Run-folder helpers shared by every trainer (classification, localization, ...)."""
+"""Run-folder helpers of the run engine and the tasks: result, names, status, resume."""
 
 from __future__ import annotations
 
@@ -81,13 +81,10 @@ def saved_model(path: Path):
     return load_model(path)[0]
 
 
-def weights_of(path: Path, model=None) -> list[np.ndarray] | None:
+def weights_of(path: Path) -> list[np.ndarray] | None:
     """All weights of the model saved at ``path`` (for restoring the best epoch)."""
     saved = saved_model(path)
     return None if saved is None else saved.get_weights()
-
-
-TEMP_PATTERN = ".*.tmp*"  # what utils_io.atomic_path leaves behind when the process is killed
 
 
 def remove_temporary_files(run_dir: Path) -> list[Path]:
@@ -97,7 +94,7 @@ def remove_temporary_files(run_dir: Path) -> list[Path]:
     so a user's own files stay.
     """
     removed = []
-    for path in sorted(run_dir.rglob(TEMP_PATTERN)):
+    for path in sorted(run_dir.rglob(".*.tmp*")):
         if path.is_file() and not path.is_symlink():
             path.unlink(missing_ok=True)
             removed.append(path)
@@ -108,9 +105,8 @@ def checked_run_name(name: str) -> str:
     """``name`` if it names a folder inside ``--output``; else a :class:`ConfigError`."""
     from foveal.errors import ConfigError
 
-    parts = Path(name).parts
-    if not name.strip() or Path(name).is_absolute() or not parts or any(p in (".", "..") for p in parts) \
-            or name.rstrip("/") in (".", ".."):
+    parts = Path(name).parts  # "." and "./" have none
+    if not name.strip() or Path(name).is_absolute() or not parts or ".." in parts:
         raise ConfigError(f"--name {name!r} must name a folder inside --output (no absolute path, no '..')",
                           hint="use --output to choose where runs go, and a plain --name such as 'run1'")
     return name

@@ -50,10 +50,7 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
 @keras.saving.register_keras_serializable(package="foveal")
 class Triangle(keras.optimizers.schedules.LearningRateSchedule):
     """Piecewise-linear learning rate: ``start`` x peak at step 0, the peak at ``peak_at`` of
-    ``total_steps``, ``end`` x peak at the last step (held after it).
-
-    Jordan's airbench94 (arXiv:2404.00498) trains with this shape, start 0.2, peak at 23% of the
-    steps, end 0.07; those are the defaults.
+    ``total_steps``, ``end`` x peak at the last step (held after it); the defaults are airbench94's.
 
     Example:
         >>> s = Triangle(1.0, total_steps=100)
@@ -100,17 +97,8 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
         return cls(keras.saving.deserialize_keras_object(config["after"]), config["warmup_steps"])
 
 
-def make_schedule(
-    name: str,
-    *,
-    learning_rate: float,
-    steps_per_epoch: int,
-    epochs: int,
-    warmup_epochs: float = 0.0,
-    step_epochs: int = 10,
-    gamma: float = 0.1,
-    min_learning_rate: float = 0.0,
-):
+def make_schedule(name: str, *, learning_rate: float, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
+                  step_epochs: int = 10, gamma: float = 0.1, min_learning_rate: float = 0.0):
     """A float (constant, plateau) or a ``LearningRateSchedule`` for the optimizer."""
     total = max(1, steps_per_epoch * epochs)
     warmup = int(round(warmup_epochs * steps_per_epoch))
@@ -131,8 +119,7 @@ def make_schedule(
     elif name == "exponential":
         schedule = S.ExponentialDecay(learning_rate, decay_steps=steps_per_epoch, decay_rate=gamma)
     elif name == "cosine":
-        alpha = min_learning_rate / learning_rate
-        schedule = S.CosineDecay(learning_rate, decay_steps=max(1, total - warmup), alpha=alpha)
+        schedule = S.CosineDecay(learning_rate, max(1, total - warmup), alpha=min_learning_rate / learning_rate)
     else:
         raise ValueError(f"unknown schedule {name!r}")
     if warmup and name != "plateau":
@@ -144,11 +131,11 @@ def make_schedule(
 
 @keras.saving.register_keras_serializable(package="foveal")
 class BiasScaledSGD(keras.optimizers.SGD):
-    """SGD whose learning rate is ``bias_lr_scale`` times larger for normalisation shifts.
+    """SGD whose learning rate is ``bias_lr_scale`` times larger for normalisation shifts (``beta``).
 
-    Jordan's airbench (arXiv:2404.00498) fixes the batch-norm scales at 1 and trains the shifts
-    (the variables named ``beta``) 64 times faster than the convolutions, whose scale does not
-    matter after batch normalisation. Weight decay stays at the base rate for every variable.
+    Jordan's airbench (arXiv:2404.00498) fixes the batch-norm scales at 1 and trains the shifts 64
+    times faster than the convolutions, whose scale does not matter after batch normalisation.
+    Weight decay stays at the base rate for every variable.
 
     Example:
         >>> opt = BiasScaledSGD(0.1, momentum=0.9, bias_lr_scale=64.0)

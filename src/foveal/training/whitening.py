@@ -2,11 +2,9 @@
 
 Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU" (arXiv:2404.00498) starts the
 network with a 2x2 convolution whose filters whiten the 2x2 patches of the training images,
-keeps its kernel frozen and trains its bias for the first 3 epochs only
-(:class:`FreezeWhiteningBias` then freezes it). :func:`init_whitening` does this for any model with a layer named
-``whiten`` (see :mod:`foveal.models.classification.airbench`): it runs a sample of training
-images through the model's preprocessing, collects every 2x2 patch and sets the layer's kernel
-and bias from :func:`~foveal.models.classification.airbench.whitening_weights`.
+keeps its kernel frozen and trains its bias for the first 3 epochs only. :func:`init_whitening`
+sets the layer named ``whiten`` of any model (:mod:`foveal.models.classification.airbench`)
+from the patches of a sample of training images, seen through the model's preprocessing.
 
 Example:
     >>> from foveal.models import build_model
@@ -92,6 +90,3 @@ def init_whitening(model: keras.Model, images: np.ndarray, max_patches: int = 2_
     layer.kernel.assign(kernel)
     layer.bias.assign(bias)
     return True
-
-
-__all__ = ["FreezeWhiteningBias", "has_whitening", "init_whitening"]
