@@ -129,6 +129,10 @@ def test_predict_decodes_and_suppresses_in_graph():
     assert model.jit_compile == jit  # predict restores the training setting
 
 
+# slow tier (a 3-scale ResNet detector traced four times); the default tier keeps a detector's file round trip:
+# test_tiny_overfit_recovers_the_boxes (save, load, the same predict outputs) and tests/detection/test_detect_run.py
+# (best.keras loaded by evaluate gives the run's metrics, so the post-processing settings come back)
+@pytest.mark.slow
 def test_save_and_load_round_trip(tmp_path):
     model = build_detector("resnet18", 2, ANCHORS_3, scales=3, input_shape=(64, 64, 3), backbone_options=TINY,
                            score_threshold=0.001, max_detections=30)
