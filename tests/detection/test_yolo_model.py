@@ -184,7 +184,8 @@ def test_tiny_overfit_recovers_the_boxes(tmp_path):
     model = _no_bn_detector()
     model.compile(keras.optimizers.Adam(5e-3))
     before = model.evaluate(images, targets, verbose=0, return_dict=True)
-    dataset = tf.data.Dataset.from_tensors((images, targets)).repeat(200)
+    # 120 steps: loss / 1063, IoU >= 0.97 (seed 0, 2026-12-07); 200 steps gave loss / 229, IoU >= 0.92
+    dataset = tf.data.Dataset.from_tensors((images, targets)).repeat(120)
     history = model.fit(dataset, epochs=1, verbose=0).history
     assert set(history) >= {"loss", "coord_loss", "obj_loss", "noobj_loss", "class_loss"}
     after = model.evaluate(images, targets, verbose=0, return_dict=True)
