@@ -6,6 +6,14 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Under xdist (`make test`: two workers on two cores) each worker computes on one intra-op thread:
+# two workers each spinning up a thread per core made TensorFlow's pools wait on each other. Measured
+# 2026-12-07 on the default tier, boosted: 533 -> 507 CPU-s in the tests, 314 -> 306 s of their wall
+# time. TensorFlow reads it when its runtime starts (_frozen_imports below makes sure that happens),
+# then it is removed: the tests' own subprocesses (the oneDNN crash reproduction) keep the default.
+_ONE_INTRA_OP_THREAD = bool(os.environ.get("PYTEST_XDIST_WORKER")) and "TF_NUM_INTRAOP_THREADS" not in os.environ
+if _ONE_INTRA_OP_THREAD:
+    os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
 
 import numpy as np
 import pytest
@@ -51,8 +59,11 @@ def _frozen_imports():
     import gc
 
     import keras  # noqa: F401
-    import tensorflow  # noqa: F401
+    import tensorflow
 
+    if _ONE_INTRA_OP_THREAD:
+        tensorflow.constant(0.0)  # starts the runtime (if collection did not), which reads the thread count
+        os.environ.pop("TF_NUM_INTRAOP_THREADS", None)
     gc.collect()
     gc.freeze()
     yield

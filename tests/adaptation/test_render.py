@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
-trimesh = pytest.importorskip("trimesh", reason="rendering needs trimesh (pip install 'foveal[render]')")
-pytest.importorskip("moderngl", reason="rendering needs moderngl (pip install 'foveal[render]')")
+# Skipped without the renderer's libraries; found, not imported: importing trimesh at collection cost
+# every xdist worker about half a second of the default tier's start-up, for this file's six tests.
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec(name) is None,
+                                 reason=f"rendering needs {name} (pip install 'foveal[render]')")
+              for name in ("trimesh", "moderngl")]
 
 from foveal.data.synth.render import load_mesh, make_renders  # noqa: E402
 from foveal.errors import ConfigError, DataError  # noqa: E402
+
+if TYPE_CHECKING:
+    import trimesh
 
 SIZE = (96, 112)  # not square: the projection's x and y are checked apart
 
@@ -20,6 +28,7 @@ SIZE = (96, 112)  # not square: the projection's x and y are checked apart
 def write_meshes(root: Path) -> dict[str, trimesh.Trimesh]:
     """A blue-textured box (OBJ + MTL + PNG), a green vertex-coloured sphere (PLY), a red-textured
     cylinder (GLB)."""
+    import trimesh
     from PIL import Image
 
     root.mkdir(parents=True, exist_ok=True)
@@ -135,6 +144,8 @@ def test_renders_are_deterministic_coloured_and_readable(rendered, tmp_path):
 
 
 def test_bad_meshes_are_named(tmp_path):
+    import trimesh
+
     (tmp_path / "points.ply").write_bytes(b"")
     trimesh.PointCloud(np.random.default_rng(0).random((10, 3))).export(tmp_path / "points.ply")
     with pytest.raises(DataError, match=r"points\.ply: the mesh has no faces"):

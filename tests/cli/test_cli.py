@@ -62,12 +62,16 @@ def test_models_lists_parameters(capsys):
 
 @pytest.fixture(scope="module")
 def trained(digits_folder, tmp_path_factory):
-    """One CLI training run on the 300-image folder, shared by the tests below."""
+    """One CLI training run on the 300-image folder, shared by the tests below.
+
+    Three epochs without augmentation: validation accuracy 0.93 in 7.8 CPU-s, against 0.95 in 16.4 for
+    six epochs with the digits augmentation (2026-12-07, one script, that first run also paying the
+    process's warm-up); the augmentation presets are built in tests/pipeline."""
     out = tmp_path_factory.mktemp("runs")
     config = out / "run.yaml"
     config.write_text("model: lenet5\nepochs: 30\nbatch_size: 16\nval_split: 0.2\ntest_split: 0.0\n"
-                      "image_size: [32, 32]\naugment: digits\ntensorboard: false\n")
-    code = main(["train", "--config", str(config), "--data", str(digits_folder), "--epochs", "6",
+                      "image_size: [32, 32]\ntensorboard: false\n")
+    code = main(["train", "--config", str(config), "--data", str(digits_folder), "--epochs", "3",
                  "--output", str(out), "--name", "folder", "--no-progress"])
     assert code == 0
     return out / "folder"
@@ -75,7 +79,7 @@ def trained(digits_folder, tmp_path_factory):
 
 def test_train_from_folder_writes_run(trained):
     resolved = (trained / "config.yaml").read_text()
-    assert "epochs: 6" in resolved and "batch_size: 16" in resolved  # CLI beat the YAML file
+    assert "epochs: 3" in resolved and "batch_size: 16" in resolved  # CLI beat the YAML file
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["split"] == "validation" and metrics["accuracy"] > 0.6
     assert (trained / "report.html").stat().st_size > 10_000

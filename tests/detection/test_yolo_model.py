@@ -129,6 +129,10 @@ def test_predict_decodes_and_suppresses_in_graph():
     assert model.jit_compile == jit  # predict restores the training setting
 
 
+# slow tier (a 3-scale ResNet detector traced four times); the default tier keeps a detector's file round trip:
+# test_tiny_overfit_recovers_the_boxes (save, load, the same predict outputs) and tests/detection/test_detect_run.py
+# (best.keras loaded by evaluate gives the run's metrics, so the post-processing settings come back)
+@pytest.mark.slow
 def test_save_and_load_round_trip(tmp_path):
     model = build_detector("resnet18", 2, ANCHORS_3, scales=3, input_shape=(64, 64, 3), backbone_options=TINY,
                            score_threshold=0.001, max_detections=30)
@@ -180,7 +184,8 @@ def test_tiny_overfit_recovers_the_boxes(tmp_path):
     model = _no_bn_detector()
     model.compile(keras.optimizers.Adam(5e-3))
     before = model.evaluate(images, targets, verbose=0, return_dict=True)
-    dataset = tf.data.Dataset.from_tensors((images, targets)).repeat(200)
+    # 120 steps: loss / 1063, IoU >= 0.97 (seed 0, 2026-12-07); 200 steps gave loss / 229, IoU >= 0.92
+    dataset = tf.data.Dataset.from_tensors((images, targets)).repeat(120)
     history = model.fit(dataset, epochs=1, verbose=0).history
     assert set(history) >= {"loss", "coord_loss", "obj_loss", "noobj_loss", "class_loss"}
     after = model.evaluate(images, targets, verbose=0, return_dict=True)

@@ -37,8 +37,12 @@ def model_and_data(tmp_path_factory):
     return path, str(data)
 
 
-@pytest.mark.parametrize("fmt, quantize", [("savedmodel", None), ("tflite", None), ("tflite", "float16"),
-                                           ("tflite", "dynamic"), ("onnx", None), ("onnx", "dynamic")])
+# tflite float16 and dynamic in the slow tier (a conversion each); the default tier converts tflite dynamic in
+# test_parity_failure_leaves_nothing and int8 in test_int8_with_calibration_reports_accuracy
+@pytest.mark.parametrize("fmt, quantize", [("savedmodel", None), ("tflite", None),
+                                           pytest.param("tflite", "float16", marks=pytest.mark.slow),
+                                           pytest.param("tflite", "dynamic", marks=pytest.mark.slow),
+                                           ("onnx", None), ("onnx", "dynamic")])
 def test_formats_pass_parity(model_and_data, tmp_path, fmt, quantize):
     model_path, _ = model_and_data
     report = export_model(model_path, fmt, tmp_path / f"out.{fmt}" if fmt != "savedmodel" else tmp_path / "sm",

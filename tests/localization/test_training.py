@@ -78,6 +78,9 @@ def test_saved_model_round_trip(run, tmp_path):
         np.testing.assert_array_equal(before[key], after[key])
 
 
+# slow tier: resume is the engine's; the default tier resumes classification runs (tests/training/test_trainer.py,
+# test_budget.py, test_fast.py, tests/transfer) and replays a localization epoch (tests/engine/test_resume_order.py)
+@pytest.mark.slow
 def test_resume_continues_the_run(run, tmp_path):
     import shutil
 

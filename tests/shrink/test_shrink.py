@@ -49,6 +49,9 @@ def test_polynomial_schedule():
     assert all(s(i) <= s(i + 1) for i in range(100))
 
 
+# slow tier (4 pruning epochs); the default tier prunes the same teacher through the command line in
+# test_prune_command (target sparsity, accuracy kept within 0.05, a smaller gzip file)
+@pytest.mark.slow
 def test_pruning_reaches_target_and_keeps_accuracy(digits, teacher, tmp_path):
     train, test = digits
     model = build_model("lenet5")

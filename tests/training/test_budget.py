@@ -46,7 +46,8 @@ def test_classification_has_the_time_budget_too(tmp_path, capsys):
     from foveal.config import TrainConfig
     from foveal.training.trainer import train
 
-    cfg = TrainConfig(data="digits", model="lenet5", epochs=20, time_budget=0.001, tensorboard=False,
+    # batch 128: 12 steps for the one epoch the budget allows (the default 32 made 45)
+    cfg = TrainConfig(data="digits", model="lenet5", epochs=20, batch_size=128, time_budget=0.001, tensorboard=False,
                       progress=False, report_misclassified=0, output=str(tmp_path), name="budget")
     result = train(cfg)
     assert len(result.history["loss"]) == 1 and result.metrics is not None

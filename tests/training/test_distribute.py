@@ -290,8 +290,9 @@ def test_mirrored_with_default_options_writes_tensorboard_logs(tmp_path):
     summary refused with a traceback before."""
     from foveal.training.trainer import train
 
-    result = train(TrainConfig(data="digits", model="lenet5", epochs=1, distribute="mirrored", progress=False,
-                               report_misclassified=0, output=str(tmp_path), name="tb"))
+    # batch 128 (12 distributed steps, not 45): the options under test are TensorBoard's and the strategy's
+    result = train(TrainConfig(data="digits", model="lenet5", epochs=1, batch_size=128, distribute="mirrored",
+                               progress=False, report_misclassified=0, output=str(tmp_path), name="tb"))
     assert TrainConfig().tensorboard  # the default this test relies on
     assert list((result.run_dir / "tensorboard" / "train").glob("events.out.tfevents.*"))
     assert result.metrics is not None

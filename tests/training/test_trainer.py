@@ -141,8 +141,11 @@ def test_early_stopping_restores_best_and_plateau_lowers_rate(tmp_path):
 
 @pytest.mark.parametrize("extra", [
     dict(optimizer="sgd", nesterov=True, schedule="step", step_epochs=1, gamma=0.5),
-    dict(optimizer="adamw", schedule="one-cycle", label_smoothing=0.1, class_weight="balanced"),
-    # two more combinations in the slow tier (each is a whole, if short, run)
+    # three more combinations in the slow tier (each is a whole, if short, run); their parts in the default tier:
+    # every optimizer and one-cycle in test_schedules.py, balanced weights in tests/pipeline, label smoothing
+    # and one-cycle in test_fast.py's recipe run
+    pytest.param(dict(optimizer="adamw", schedule="one-cycle", label_smoothing=0.1, class_weight="balanced"),
+                 marks=pytest.mark.slow),
     pytest.param(dict(optimizer="rmsprop", schedule="exponential", gamma=0.9, warmup_epochs=0.5, l2=1e-4,
                       oversample=True), marks=pytest.mark.slow),
     pytest.param(dict(optimizer="nadam", preprocessing="standardize", dropout=0.2), marks=pytest.mark.slow),
