@@ -58,6 +58,7 @@ def trained(domains) -> Path:
     return runs / "dann"
 
 
+@pytest.mark.slow  # the CLI run (7 CPU-s); the default tier steps, saves and reloads the coral adapter below
 def test_train_writes_both_models_and_the_comparison(trained):
     for name in ("best.keras", "last.keras", "classifier.keras", "source_only.keras", "history.csv",
                  "metrics.json", "report.html", "source_only_history.json"):
@@ -75,6 +76,7 @@ def test_train_writes_both_models_and_the_comparison(trained):
     assert "Adapted and source-only, epoch by epoch" in html and "Source and target features" in html
 
 
+@pytest.mark.slow  # uses the CLI run above
 def test_saved_files_predict_like_a_classifier(trained, domains, capsys):
     from foveal.models import load_model
 

@@ -208,6 +208,9 @@ def domains(tmp_path_factory):
     return make_shapes(root / "source"), _shift_colours(make_shapes(root / "target", seed=1))
 
 
+# a training run with resume (4.8 CPU-s); the default tier checks the CORAL/DANN terms and the adapter's round
+# trip above
+@pytest.mark.slow
 def test_target_batches_pair_every_step_and_replay_on_resume(domains):
     from foveal.data.boxes.splits import load_box_splits
     from foveal.detection.pipeline import make_detection_pipeline

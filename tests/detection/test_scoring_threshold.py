@@ -64,6 +64,7 @@ def detector_file(tmp_path_factory) -> Path:
     return save_detector(constant_detector(), tmp_path_factory.mktemp("det") / "det.keras", ["box"])
 
 
+@pytest.mark.slow  # two evaluations (6.6 CPU-s); the default tier's detect run checks its metrics against pycocotools
 def test_ap_uses_the_low_threshold_and_the_model_keeps_its_own(detector_file, tmp_path):
     from foveal.data.boxes import load_boxes
     from foveal.detection.scoring import detect_dataset

@@ -55,6 +55,9 @@ def cgan_run(digits_folder, vae_run, tmp_path_factory):
     return out / "cgan", first, second, result
 
 
+# the VAE's CLI training run (9 CPU-s); the default tier runs every command on saved VAE and cGAN files
+# (test_every_command.py) and samples an untrained saved cGAN below
+@pytest.mark.slow
 def test_vae_run_folder_has_scores_figures_and_report(vae_run):
     metrics = json.loads((vae_run / "metrics.json").read_text())
     assert metrics["split"] == "test" and 0 < metrics["neg_elbo"] < 16 * 16 * np.log(2) * 2
@@ -69,6 +72,7 @@ def test_vae_run_folder_has_scores_figures_and_report(vae_run):
     assert "val_loss" in history and "frechet" in history
 
 
+@pytest.mark.slow  # uses the VAE run above
 def test_predict_writes_pngs_and_a_grid(vae_run, tmp_path, capsys):
     from PIL import Image
 
@@ -78,6 +82,7 @@ def test_predict_writes_pngs_and_a_grid(vae_run, tmp_path, capsys):
     assert Image.open(files[0]).size == (16, 16)
 
 
+@pytest.mark.slow  # uses the VAE run above
 def test_evaluate_prints_json(vae_run, digits_folder, capsys):
     capsys.readouterr()
     assert main(["generate", "evaluate", str(vae_run / "best.keras"), "--data", str(digits_folder), "--split", "train",
@@ -87,6 +92,7 @@ def test_evaluate_prints_json(vae_run, digits_folder, capsys):
     assert metrics["judge"].endswith("classifier.keras")
 
 
+@pytest.mark.slow  # uses the VAE run above
 def test_class_option_refused_for_a_vae(vae_run, tmp_path, capsys):
     assert main(["generate", "predict", str(vae_run / "best.keras"), "--class", "3", "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err

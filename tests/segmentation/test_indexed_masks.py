@@ -79,6 +79,9 @@ def test_palette_txt_reads_p_mode_files_by_colour(tmp_path):
     np.testing.assert_array_equal(next(iter(data.to_tf_dataset(3)))[1].numpy(), [[2, 1], [0, 1]])
 
 
+# a training run (5.4 CPU-s); the default tier reads indexed masks in the tests above and trains a U-Net in
+# tests/segmentation/test_training.py
+@pytest.mark.slow
 def test_train_and_evaluate_on_indexed_masks(tmp_path, capsys):
     data = write_squares(tmp_path / "voc", 8, indexed=True)
     assert run_cli(["segment", "train", "--data", str(data), "--classes", *CLASSES, *TINY_UNET, "--holdout", "2",

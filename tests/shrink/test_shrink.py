@@ -66,6 +66,7 @@ def test_pruning_reaches_target_and_keeps_accuracy(digits, teacher, tmp_path):
     assert sparsity_report(reloaded)["overall_sparsity"] == pytest.approx(report["overall_sparsity"])
 
 
+@pytest.mark.slow  # a distillation run (6.9 CPU-s); the default tier prunes through the CLI in test_prune_command
 def test_distillation_trains_a_student(digits, teacher):
     train, test = digits
     student = build_model("lenet5")

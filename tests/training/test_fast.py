@@ -81,6 +81,9 @@ def test_policy_round_trip_keeps_predictions_close():
     assert np.allclose(back.predict(x, verbose=0), mixed.predict(x, verbose=0), atol=1e-6)
 
 
+# a bfloat16 engine run (6.5 CPU-s); the default tier checks the policy, float32 outputs and the round trip
+# above
+@pytest.mark.slow
 def test_bfloat16_run_trains_and_saves_a_float32_model(tmp_path):
     result = trainer.train(TrainConfig(**FAST, epochs=1, mixed_precision="bfloat16", output=str(tmp_path),
                                        name="bf16"))

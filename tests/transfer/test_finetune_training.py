@@ -76,6 +76,7 @@ def test_bad_transfer_options_are_refused(options, message):
         TrainConfig(**options).validate()
 
 
+@pytest.mark.slow  # the CLI run (7 CPU-s); the default tier fits both phases in test_two_phase_fit_history_has_phases
 def test_cli_two_phase_run_then_resume_extends_phase_two(source, tmp_path, capsys):
     argv = ["train", "--data", "digits", "--model", "lenet5", "--weights", str(source), "--freeze", "base",
             "--fine-tune", "all", "--fine-tune-epochs", "1", "--epochs", "1", "--batch-size", "128",
