@@ -59,7 +59,8 @@ def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> ke
                         iou_threshold=cfg.iou_threshold, max_detections=cfg.max_detections, **options, **settings)
     if fpn:
         say(f"feature pyramid {model.level}: anchor sizes {', '.join(f'{v:g}' for v in model.rcnn.anchor_sizes)} "
-            f"pixels, one per level, ratios {', '.join(f'{v:g}' for v in model.rcnn.anchor_ratios)}")
+            f"pixels, one per level, times {', '.join(f'{v:.4g}' for v in model.rcnn.anchor_scales)}, ratios "
+            f"{', '.join(f'{v:g}' for v in model.rcnn.anchor_ratios)}")
     data.extra["anchor_sizes"] = list(model.rcnn.anchor_sizes)
     if cfg.backbone_weights:
         _load_backbone_weights(model, cfg.backbone_weights)
@@ -248,6 +249,7 @@ class DetectTask(TaskPlugin):
                           "level": model.level, "stride": model.stride, "roi_pool": model.roi_pool,
                           "fpn": bool(model.fpn_levels),
                           "anchor_sizes": list(model.rcnn.anchor_sizes), "anchor_ratios": list(model.rcnn.anchor_ratios),
+                          "anchor_scales": list(model.rcnn.anchor_scales),
                           "keep_aspect": cfg.keep_aspect,
                           "box_format": "normalised corners (x_min, y_min, x_max, y_max) of the model input",
                           "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold})
