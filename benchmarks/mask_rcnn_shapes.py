@@ -17,7 +17,7 @@ time here depends on it).
 recipe's single feature map (the baseline) and the feature pyramid (``--fpn``, with
 :data:`FPN_RECIPE`), and reports box AP / AP_small and mask AP of both on the test images;
 ``--runs`` names any of :data:`VARIANTS` instead (e.g. ``fpn_before``: the pyramid with one anchor
-size per level; ``fpn_sampled``: its RPN box loss divided by the sampled anchors); ``--radius``
+size per level; ``fpn_locations``: its RPN box loss divided by the anchor locations); ``--radius``
 draws smaller shapes (more COCO "small" objects, area < 32^2). Each run also reports how well its
 anchors fit the training boxes (the median best anchor IoU per box; boxes without an anchor above
 the RPN's 0.7).
@@ -54,17 +54,28 @@ RECIPE: dict[str, Any] = {
 }
 
 
-#: what ``--fpn`` changes: the pyramid on P2..P5 (64 channels for this narrow backbone) and its
-#: default anchors (RetinaNet's: 4 x stride per level P2..P6, 16 ... 256, times 2^0, 2^(1/3), 2^(2/3))
+#: what ``--fpn`` changes: the pyramid on P2..P5 (64 channels for this narrow backbone) with its
+#: defaults: RetinaNet's anchors (4 x stride per level P2..P6, 16 ... 256, times 2^0, 2^(1/3),
+#: 2^(2/3)) and the RPN box term divided by the sampled anchors
 FPN_RECIPE: dict[str, Any] = {"fpn": True, "fpn_width": 64}
 
-#: the pyramid's variants ``--runs`` can name, on top of RECIPE; ``fpn_before`` is the FPN of the
-#: first measurement (one anchor size per level, 2 x stride: 8 ... 128, before RetinaNet's scales)
+
+def _rpn_box_norm(norm: str) -> dict[str, Any]:
+    return {"rcnn_options": {**RECIPE["rcnn_options"], "rpn_box_norm": norm}}
+
+
+#: the variants ``--runs`` can name, on top of RECIPE. ``fpn_sampled`` is ``fpn`` with its RPN
+#: normalisation spelt out (the name of the 2026-12-07 runs, made before it was the default);
+#: ``fpn_locations``: the new anchors, the box term divided by the anchor locations (Faster
+#: R-CNN's N_reg); ``fpn_before``: the first FPN measured (one anchor size per level, 2 x stride:
+#: 8 ... 128, N_reg the locations)
 VARIANTS: dict[str, dict[str, Any]] = {
     "single_map": {},
     "fpn": FPN_RECIPE,
-    "fpn_before": FPN_RECIPE | {"anchor_sizes": [8.0, 16.0, 32.0, 64.0, 128.0]},
-    "fpn_sampled": FPN_RECIPE | {"rcnn_options": {**RECIPE["rcnn_options"], "rpn_box_norm": "sampled"}},
+    "fpn_sampled": FPN_RECIPE | _rpn_box_norm("sampled"),
+    "fpn_locations": FPN_RECIPE | _rpn_box_norm("locations"),
+    "fpn_before": FPN_RECIPE | _rpn_box_norm("locations") | {"anchor_sizes": [8.0, 16.0, 32.0, 64.0, 128.0],
+                                                               "anchor_scales": [1.0]},
 }
 
 

@@ -226,11 +226,13 @@ def test_default_fpn_anchors_fit_small_boxes_better(fpn_model, default_fpn):
 
 
 def test_old_fpn_models_load_with_one_anchor_size_per_level(fpn_model):
-    # a model saved before anchor_scales existed: its settings have no such key
+    # a model saved before anchor_scales and rpn_box_norm existed: its settings have neither key
     config = fpn_model.get_config()
     assert config["settings"].pop("anchor_scales") == [1.0]
+    assert config["settings"].pop("rpn_box_norm") == "sampled"
     clone = FasterRCNNModel.from_config(config)
     assert clone.rcnn.anchor_sizes == [8.0, 16.0, 32.0, 64.0, 128.0] and clone.anchors_per_cell == 3
+    assert clone.rcnn.rpn_box_norm == "locations"  # the loss it was trained with
     np.testing.assert_allclose(clone.anchors_for_image((64, 64)), fpn_model.anchors_for_image((64, 64)))
     np.testing.assert_allclose(clone.anchors_for_image((64, 64))[:3],
                                numpy_level_anchors(1, 4, [8.0], [0.5, 1.0, 2.0]), atol=1e-5)
@@ -239,13 +241,14 @@ def test_old_fpn_models_load_with_one_anchor_size_per_level(fpn_model):
 def test_rpn_box_loss_is_divided_by_locations_or_sampled_anchors(fpn_model):
     images, targets = squares(2)
     out = fpn_model(images)
-    parts = {}
+    parts, default = {}, fpn_model.rcnn.rpn_box_norm
+    assert default == "sampled" and RCNNSettings().rpn_box_norm == "locations"  # FPN's default, the single map's
     for norm in ("locations", "sampled"):
         fpn_model.rcnn.rpn_box_norm = norm
         try:
             parts[norm] = float(fpn_model.losses_of(images, targets, out)["rpn_box_loss"])
         finally:
-            fpn_model.rcnn.rpn_box_norm = "locations"
+            fpn_model.rcnn.rpn_box_norm = default
     locations = 2 * sum((64 // 2**k) ** 2 for k in range(2, 7))  # cells of P2..P6, per image
     sampled = 2 * TINY_FPN["rpn_batch"]  # every image has enough negatives to fill its sample
     assert parts["locations"] > 0

@@ -106,8 +106,9 @@ class DetectConfig(RunConfig):
                              "(P4: stride 16, as VGG-16's conv5 in the paper)", group="faster-rcnn")
     fpn: bool = option(False, "Faster R-CNN: a feature pyramid (FPN, Lin et al. 2017) on the backbone's P2..P5: "
                        "the RPN on P2..P6 with one anchor size per level times --anchor-scales, RoIs pooled from "
-                       "the level their size picks (for small objects); default: the one map --rcnn-level",
-                       group="faster-rcnn")
+                       "the level their size picks (for small objects), the RPN box term divided by the sampled "
+                       "anchors (--rcnn-options rpn_box_norm=locations: by the anchor positions, as the single "
+                       "map); default: the one map --rcnn-level", group="faster-rcnn")
     fpn_width: int = option(256, "Faster R-CNN with --fpn: channels of the pyramid's maps (the paper: 256)",
                             group="faster-rcnn")
     anchor_sizes: list[float] = option([], "Faster R-CNN: anchor sizes in input pixels (square roots of the "

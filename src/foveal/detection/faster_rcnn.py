@@ -212,7 +212,9 @@ def build_faster_rcnn(
             per level times ``anchor_scales`` (default RetinaNet's: ``4 x stride``, 16 ... 256, times
             ``2^0, 2^(1/3), 2^(2/3)``, 9 anchors per cell; ``anchor_sizes`` may give one per level,
             e.g. the FPN paper's 32 ... 512 with one scale) and RoIs are pooled from the level
-            their size picks. Anchors stored by older models (one size per level) load as they were.
+            their size picks; the RPN's box term is divided by the sampled anchors
+            (``rpn_box_norm="sampled"``, unless given). Older models' anchors (one size per level)
+            and normalisation (the anchor locations) load as they were.
         fpn_width: channels of the pyramid's maps (the paper: 256).
         model_class, model_options: a subclass of :class:`FasterRCNNModel` to build instead (Mask
             R-CNN) and its own keyword arguments.
@@ -247,6 +249,8 @@ def build_faster_rcnn(
             rcnn_settings.anchor_sizes = fpn_anchor_sizes(rpn_levels)
             if "anchor_scales" not in settings:
                 rcnn_settings.anchor_scales = list(OCTAVE_SCALES)
+        if "rpn_box_norm" not in settings:  # measured better on small shapes (recipes/instance-segmentation.md)
+            rcnn_settings.rpn_box_norm = "sampled"
         elif len(rcnn_settings.anchor_sizes) != rpn_count:
             raise ConfigError(f"with an FPN, give one anchor size per RPN level (P{fpn_levels[0]}..P{fpn_levels[-1] + 1}:"
                               f" {rpn_count}), got {len(rcnn_settings.anchor_sizes)}",

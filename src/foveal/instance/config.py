@@ -68,7 +68,9 @@ class InstanceConfig(RunConfig):
                              group="mask-rcnn")
     fpn: bool = option(False, "a feature pyramid (FPN, Lin et al. 2017) on the backbone's P2..P5: the RPN on "
                        "P2..P6 with one anchor size per level times --anchor-scales, RoIs pooled from the level "
-                       "their size picks (for small objects); default: the one map --rcnn-level", group="mask-rcnn")
+                       "their size picks (for small objects), the RPN box term divided by the sampled anchors "
+                       "(--rcnn-options rpn_box_norm=locations: by the anchor positions, as the single map); "
+                       "default: the one map --rcnn-level", group="mask-rcnn")
     fpn_width: int = option(256, "with --fpn: channels of the pyramid's maps (the paper: 256)", group="mask-rcnn")
     anchor_sizes: list[float] = option([], "anchor sizes in input pixels; empty: three from the training boxes, or "
                                        "with --fpn one per level P2..P6, 4 x stride: 16 32 64 128 256 "
