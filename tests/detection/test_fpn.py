@@ -267,6 +267,10 @@ def test_fpn_options_are_checked_in_one_line():
     with pytest.raises(ConfigError, match="P2..P6"):
         DetectConfig(data="x", detector="faster-rcnn", fpn=True, anchor_sizes=[16, 32]).validate()
     DetectConfig(data="x", detector="faster-rcnn", fpn=True).validate()
+    assert "anchor_scales" not in DetectConfig(data="x", detector="faster-rcnn", fpn=True).rcnn_settings()
+    assert InstanceConfig(data="x", fpn=True, anchor_scales=[1, 1.5]).rcnn_settings()["anchor_scales"] == [1, 1.5]
+    with pytest.raises(ConfigError, match="anchor scales must be positive"):
+        DetectConfig(data="x", detector="faster-rcnn", anchor_scales=[-1]).validate()
     with pytest.raises(ConfigError, match="--model mask-rcnn"):
         InstanceConfig(data="x", model="unet-watershed", fpn=True).validate()
     assert InstanceConfig(data="x", fpn=True, fpn_width=64).fpn_width == 64
