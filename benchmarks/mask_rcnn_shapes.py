@@ -16,12 +16,17 @@ time here depends on it).
 ``--compare-fpn`` trains twice in one invocation with the same budget, data and seed: the
 recipe's single feature map (the baseline) and the feature pyramid (``--fpn``, with
 :data:`FPN_RECIPE`), and reports box AP / AP_small and mask AP of both on the test images;
-``--radius`` draws smaller shapes (more COCO "small" objects, area < 32^2).
+``--runs`` names any of :data:`VARIANTS` instead (e.g. ``fpn_before``: the pyramid with one anchor
+size per level; ``fpn_locations``: its RPN box loss divided by the anchor locations); ``--radius``
+draws smaller shapes (more COCO "small" objects, area < 32^2). Each run also reports how well its
+anchors fit the training boxes (the median best anchor IoU per box; boxes without an anchor above
+the RPN's 0.7).
 
     .venv/bin/python benchmarks/mask_rcnn_shapes.py --seconds 600 > mask-rcnn-shapes.json
     .venv/bin/python benchmarks/mask_rcnn_shapes.py --seconds 60 --counts 40 10 10   # a smoke run
     for s in 0 1 2; do .venv/bin/python benchmarks/mask_rcnn_shapes.py --seed $s --workdir /tmp/shapes; done
     nice -n 5 .venv/bin/python benchmarks/mask_rcnn_shapes.py --compare-fpn --seconds 480 --radius 0.04 0.2
+    nice -n 5 .venv/bin/python benchmarks/mask_rcnn_shapes.py --runs fpn_before fpn --seconds 6000 --radius 0.04 0.2
 """
 
 from __future__ import annotations
@@ -49,9 +54,29 @@ RECIPE: dict[str, Any] = {
 }
 
 
-#: what ``--fpn`` changes: the pyramid on P2..P5 (64 channels for this narrow backbone), one
-#: anchor size per level P2..P6 (2 x stride: 128-pixel images hold no 512-pixel objects)
-FPN_RECIPE: dict[str, Any] = {"fpn": True, "fpn_width": 64, "anchor_sizes": [8.0, 16.0, 32.0, 64.0, 128.0]}
+#: what ``--fpn`` changes: the pyramid on P2..P5 (64 channels for this narrow backbone) with its
+#: defaults: RetinaNet's anchors (4 x stride per level P2..P6, 16 ... 256, times 2^0, 2^(1/3),
+#: 2^(2/3)) and the RPN box term divided by the sampled anchors
+FPN_RECIPE: dict[str, Any] = {"fpn": True, "fpn_width": 64}
+
+
+def _rpn_box_norm(norm: str) -> dict[str, Any]:
+    return {"rcnn_options": {**RECIPE["rcnn_options"], "rpn_box_norm": norm}}
+
+
+#: the variants ``--runs`` can name, on top of RECIPE. ``fpn_sampled`` is ``fpn`` with its RPN
+#: normalisation spelt out (the name of the 2026-12-07 runs, made before it was the default);
+#: ``fpn_locations``: the new anchors, the box term divided by the anchor locations (Faster
+#: R-CNN's N_reg); ``fpn_before``: the first FPN measured (one anchor size per level, 2 x stride:
+#: 8 ... 128, N_reg the locations)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "single_map": {},
+    "fpn": FPN_RECIPE,
+    "fpn_sampled": FPN_RECIPE | _rpn_box_norm("sampled"),
+    "fpn_locations": FPN_RECIPE | _rpn_box_norm("locations"),
+    "fpn_before": FPN_RECIPE | _rpn_box_norm("locations") | {"anchor_sizes": [8.0, 16.0, 32.0, 64.0, 128.0],
+                                                               "anchor_scales": [1.0]},
+}
 
 
 def log(line: str) -> None:
@@ -110,8 +135,25 @@ def train_and_score(args: argparse.Namespace, data_dir: Path, work: Path, recipe
                  "instances": metrics["num_instances"], "eval_seconds": round(eval_seconds, 1)},
         "baseline_box_shaped_masks": {"mask_AP": baseline["AP"], "mask_AP50": baseline["AP50"],
                                       "mask_AP75": baseline["AP75"]},
-        "run_dir": str(result.run_dir),
+        "run_dir": str(result.run_dir), "_model": model,
     }
+
+
+def anchor_fit(data_dir: Path, model: Any) -> dict[str, Any]:
+    """How the trained model's anchors fit the training boxes (128x128 images): per box, the
+    best IoU of any anchor (:func:`foveal.ops.rcnn.best_anchor_iou`)."""
+    import numpy as np
+
+    from foveal.instance.data import load_instance_splits
+    from foveal.ops.rcnn import best_anchor_iou
+
+    train = load_instance_splits(str(data_dir), val_split=0, test_split=0)["train"]
+    boxes = np.concatenate([np.asarray(b, np.float32).reshape(-1, 4) for b in train.boxes])
+    best = best_anchor_iou(model.anchors_for_image((128, 128)), boxes)
+    return {"anchors": int(model.anchors_for_image((128, 128)).shape[0]), "anchor_sizes": model.rcnn.anchor_sizes,
+            "anchor_scales": model.rcnn.anchor_scales, "boxes": int(len(boxes)),
+            "median_best_iou": round(float(np.median(best)), 3),
+            "boxes_without_anchor_above_0.7": round(float(np.mean(best <= 0.7)), 3)}
 
 
 def main() -> int:
@@ -128,6 +170,8 @@ def main() -> int:
     parser.add_argument("--fpn", action="store_true", help="train with the feature pyramid only")
     parser.add_argument("--compare-fpn", action="store_true",
                         help="train the single-map recipe and the FPN one, same budget, side by side")
+    parser.add_argument("--runs", nargs="+", choices=sorted(VARIANTS),
+                        help="the variants to train, in order (default: single_map; see VARIANTS)")
     parser.add_argument("--workdir", help="keep the data and run here (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -138,12 +182,13 @@ def main() -> int:
     data_dir = work / "shapes"
     if not data_dir.exists():
         make_shapes(data_dir, counts=tuple(args.counts), size=(128, 128), radius=tuple(args.radius), seed=args.data_seed)
-    variants = ([("single_map", RECIPE), ("fpn", RECIPE | FPN_RECIPE)] if args.compare_fpn
-                else [("fpn", RECIPE | FPN_RECIPE)] if args.fpn else [("single_map", RECIPE)])
+    names = args.runs or (["single_map", "fpn"] if args.compare_fpn else ["fpn"] if args.fpn else ["single_map"])
+    variants = [(name, RECIPE | VARIANTS[name]) for name in names]
     runs = {}
     for tag, recipe in variants:
         load = os.getloadavg()
         runs[tag] = train_and_score(args, data_dir, work, recipe, tag)
+        runs[tag]["anchor_fit"] = anchor_fit(data_dir, runs[tag].pop("_model"))
         runs[tag]["loadavg_before"] = [round(v, 2) for v in load]
         runs[tag]["loadavg_after"] = [round(v, 2) for v in os.getloadavg()]
         test = runs[tag]["test"]
@@ -159,10 +204,11 @@ def main() -> int:
         "loadavg_before": [round(v, 2) for v in load_before], "loadavg_after": [round(v, 2) for v in os.getloadavg()],
         "cpus": os.cpu_count(),
     }
-    if len(runs) == 2:
-        report["fpn_minus_single_map"] = {
-            f"{kind}_{key}": round(runs["fpn"]["test"][kind][key] - runs["single_map"]["test"][kind][key], 4)
-            for kind in ("box", "mask") for key in ("AP", "AP50", "APs", "APm")}
+    for tag in runs:
+        if tag != "single_map" and "single_map" in runs:
+            report[f"{tag}_minus_single_map"] = {
+                f"{kind}_{key}": round(runs[tag]["test"][kind][key] - runs["single_map"]["test"][kind][key], 4)
+                for kind in ("box", "mask") for key in ("AP", "AP50", "APs", "APm")}
     print(json.dumps(report, indent=1))
     return 0
 

@@ -105,14 +105,20 @@ class DetectConfig(RunConfig):
     rcnn_level: str = option("P4", "Faster R-CNN: the backbone feature map the RPN and RoI pooling read "
                              "(P4: stride 16, as VGG-16's conv5 in the paper)", group="faster-rcnn")
     fpn: bool = option(False, "Faster R-CNN: a feature pyramid (FPN, Lin et al. 2017) on the backbone's P2..P5: "
-                       "the RPN on P2..P6 with one anchor size per level, RoIs pooled from the level their size "
-                       "picks (for small objects); default: the one map --rcnn-level", group="faster-rcnn")
+                       "the RPN on P2..P6 with one anchor size per level times --anchor-scales, RoIs pooled from "
+                       "the level their size picks (for small objects), the RPN box term divided by the sampled "
+                       "anchors (--rcnn-options rpn_box_norm=locations: by the anchor positions, as the single "
+                       "map); default: the one map --rcnn-level", group="faster-rcnn")
     fpn_width: int = option(256, "Faster R-CNN with --fpn: channels of the pyramid's maps (the paper: 256)",
                             group="faster-rcnn")
     anchor_sizes: list[float] = option([], "Faster R-CNN: anchor sizes in input pixels (square roots of the "
                                        "areas), e.g. '32 64 128'; empty: three chosen from the training boxes "
                                        "(their sqrt(area) at the 1/6, 1/2 and 5/6 quantiles), or with --fpn one "
-                                       "per level P2..P6, the paper's 32 64 128 256 512", group="faster-rcnn")
+                                       "per level P2..P6, 4 x stride: 16 32 64 128 256 (RetinaNet's)",
+                                       group="faster-rcnn")
+    anchor_scales: list[float] = option([], "Faster R-CNN: factors applied to every anchor size, e.g. '1 1.26 "
+                                        "1.587' (RetinaNet's 2^0, 2^(1/3), 2^(2/3)); empty: 1, or with --fpn and "
+                                        "no --anchor-sizes those three", group="faster-rcnn")
     anchor_ratios: list[float] = option([0.5, 1.0, 2.0], "Faster R-CNN: anchor aspect ratios (height / width)",
                                         group="faster-rcnn")
     roi_pool: Literal["align", "max"] = option("align", "Faster R-CNN: RoI Align (bilinear) or RoI max pooling "
@@ -211,10 +217,12 @@ class DetectConfig(RunConfig):
                   "roi_batch": self.roi_batch, "rpn_lambda": self.rpn_lambda, **dict(self.rcnn_options)}
         if self.anchor_sizes:
             chosen["anchor_sizes"] = list(self.anchor_sizes)
+        if self.anchor_scales:
+            chosen["anchor_scales"] = list(self.anchor_scales)
         RCNNSettings.from_dict(chosen)
         if self.fpn and self.anchor_sizes and len(self.anchor_sizes) != 5:
             raise ConfigError(f"--fpn needs one anchor size per RPN level P2..P6 (5), got {len(self.anchor_sizes)}",
-                              hint="e.g. --anchor-sizes 32 64 128 256 512 (the paper's), or leave it out")
+                              hint="e.g. --anchor-sizes 16 32 64 128 256 (4 x stride), or leave it out")
         return chosen
 
     @property

@@ -11,8 +11,9 @@ R-CNN", ICCV 2017. The pieces (all in :mod:`foveal.ops.rcnn` and :mod:`foveal.la
    Loss (the paper's eq. 1): ``1/N_cls sum_i L_cls(p_i, p_i*) + lambda 1/N_reg sum_i p_i*
    smooth_L1(t_i - t_i*)`` over 256 sampled anchors per image (at most half positive), with
    ``N_cls`` the number of sampled anchors, ``N_reg`` the number of anchor locations (cells)
-   and ``lambda = 10``; ``L_cls`` is the log loss of one sigmoid per anchor (the paper's two-way
-   softmax has the same expressive power).
+   and ``lambda = 10`` (``rpn_box_norm="sampled"``: ``N_reg`` is the sampled anchors instead,
+   Detectron's practice, for use with ``lambda = 1``); ``L_cls`` is the log loss of one sigmoid
+   per anchor (the paper's two-way softmax has the same expressive power).
 3. **Proposals**: decode, clip, drop tiny boxes, keep the best ``pre_nms``, NMS at 0.7, keep
    ``post_nms`` (2000/2000 in training, 1000/300 at inference).
 4. **Second stage**: in training 512 RoIs per image (a quarter foreground, IoU >= 0.5; the
@@ -58,6 +59,19 @@ from foveal.ops import rcnn
 
 RPN_COMPONENTS = ("rpn_cls_loss", "rpn_box_loss", "cls_loss", "box_loss")
 ROI_POOLS = ("align", "max")
+RPN_BOX_NORMS = ("locations", "sampled")
+#: RetinaNet's octave scales (Lin et al., "Focal Loss for Dense Object Detection", 2017, sec. 4):
+#: three anchor sizes per pyramid level, a third of an octave apart
+OCTAVE_SCALES = (1.0, 2.0 ** (1 / 3), 2.0 ** (2 / 3))
+#: with an FPN, the anchor size of level ``P_k`` is ``FPN_ANCHOR_STRIDES x 2^k`` (RetinaNet's 4 x
+#: stride; the FPN paper's is 8 x stride, 32 on P2)
+FPN_ANCHOR_STRIDES = 4.0
+
+
+def fpn_anchor_sizes(levels: Sequence[int], factor: float = FPN_ANCHOR_STRIDES) -> list[float]:
+    """One anchor size per RPN level ``P_k``: ``factor x 2^k`` (default RetinaNet's 4 x stride:
+    16, 32, 64, 128, 256 on ``P2``..``P6``)."""
+    return [float(factor * 2**k) for k in levels]
 
 
 @dataclass
@@ -65,11 +79,17 @@ class RCNNSettings:
     """Anchors, sampling, proposal and loss settings of a Faster R-CNN (the papers' defaults).
 
     Attributes:
-        anchor_sizes: square roots of the anchor areas, in input pixels.
+        anchor_sizes: square roots of the anchor areas, in input pixels (with an FPN: one per RPN level).
+        anchor_scales: factors applied to every size (RetinaNet's octave scales ``2^0, 2^(1/3),
+            2^(2/3)`` give three anchors per size; ``[1]``: the sizes alone, as Faster R-CNN).
         anchor_ratios: height / width of the anchors.
         rpn_batch, rpn_positive_fraction: anchors sampled per image, and the positives' most.
         rpn_positive_iou, rpn_negative_iou: anchor labelling thresholds.
         rpn_lambda: weight of the RPN's box term.
+        rpn_box_norm: what the RPN's box term is divided by: ``locations`` (Faster R-CNN's
+            ``N_reg``: the anchor positions, the cells of every RPN map) or ``sampled`` (the anchors
+            sampled for the loss, ``rpn_batch`` per image, Detectron's practice; there with
+            ``rpn_lambda`` 1 the two terms weigh alike, as the paper's ``N_reg ~ 2400, lambda 10``).
         pre_nms_train, post_nms_train, pre_nms_test, post_nms_test: proposals kept before and
             after NMS in training and at inference.
         rpn_nms_iou: the proposals' NMS overlap.
@@ -81,11 +101,13 @@ class RCNNSettings:
 
     anchor_sizes: list[float] = field(default_factory=lambda: [32.0, 64.0, 128.0])
     anchor_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
+    anchor_scales: list[float] = field(default_factory=lambda: [1.0])
     rpn_batch: int = 256
     rpn_positive_fraction: float = 0.5
     rpn_positive_iou: float = 0.7
     rpn_negative_iou: float = 0.3
     rpn_lambda: float = 10.0
+    rpn_box_norm: str = "locations"
     pre_nms_train: int = 2000
     post_nms_train: int = 2000
     pre_nms_test: int = 1000
@@ -114,6 +136,9 @@ class RCNNSettings:
             (len(self.anchor_sizes) >= 1 and all(s > 0 for s in self.anchor_sizes),
              "anchor sizes must be positive pixels"),
             (len(self.anchor_ratios) >= 1 and all(r > 0 for r in self.anchor_ratios), "anchor ratios must be positive"),
+            (len(self.anchor_scales) >= 1 and all(c > 0 for c in self.anchor_scales), "anchor scales must be positive"),
+            (self.rpn_box_norm in RPN_BOX_NORMS, f"rpn_box_norm must be one of {', '.join(RPN_BOX_NORMS)}, got "
+             f"{self.rpn_box_norm!r}"),
             (self.rpn_batch >= 1 and self.roi_batch >= 1, "rpn_batch and roi_batch must be at least 1"),
             (0 < self.rpn_positive_fraction <= 1 and 0 < self.roi_positive_fraction <= 1,
              "the positive fractions must be in (0, 1]"),
@@ -131,11 +156,17 @@ class RCNNSettings:
                 raise ConfigError(f"Faster R-CNN: {message}")
         self.anchor_sizes = [float(s) for s in self.anchor_sizes]
         self.anchor_ratios = [float(r) for r in self.anchor_ratios]
+        self.anchor_scales = [float(c) for c in self.anchor_scales]
         self.box_weights = [float(w) for w in self.box_weights]
 
     @property
     def num_anchors(self) -> int:
-        return len(self.anchor_sizes) * len(self.anchor_ratios)
+        """Anchor shapes in all: sizes x scales x ratios (with an FPN, over every level)."""
+        return len(self.anchor_sizes) * len(self.anchor_scales) * len(self.anchor_ratios)
+
+    def scaled_sizes(self, sizes: Sequence[float] | None = None) -> list[float]:
+        """``sizes`` (default: all) times every scale, size after size (the order of the RPN's anchors)."""
+        return [s * c for s in (self.anchor_sizes if sizes is None else sizes) for c in self.anchor_scales]
 
 
 def build_faster_rcnn(
@@ -178,8 +209,12 @@ def build_faster_rcnn(
             post-processing (change it later with ``set_postprocess``).
         fpn: read a feature pyramid (Lin et al. 2017) built on the backbone's levels ``P2``..``P5``
             instead of the one map ``level``: the RPN runs on ``P2``..``P6`` with one anchor size
-            per level (default the paper's 32, 64, 128, 256, 512: ``8 x stride``; ``anchor_sizes``
-            may give one per level) and RoIs are pooled from the level their size picks.
+            per level times ``anchor_scales`` (default RetinaNet's: ``4 x stride``, 16 ... 256, times
+            ``2^0, 2^(1/3), 2^(2/3)``, 9 anchors per cell; ``anchor_sizes`` may give one per level,
+            e.g. the FPN paper's 32 ... 512 with one scale) and RoIs are pooled from the level
+            their size picks; the RPN's box term is divided by the sampled anchors
+            (``rpn_box_norm="sampled"``, unless given). Older models' anchors (one size per level)
+            and normalisation (the anchor locations) load as they were.
         fpn_width: channels of the pyramid's maps (the paper: 256).
         model_class, model_options: a subclass of :class:`FasterRCNNModel` to build instead (Mask
             R-CNN) and its own keyword arguments.
@@ -209,13 +244,18 @@ def build_faster_rcnn(
     if fpn:
         fpn_levels = _fpn_levels(backbone, pyramid)
         rpn_count = len(fpn_levels) + 1
-        if "anchor_sizes" not in settings:
-            rcnn_settings.anchor_sizes = [8.0 * 2**k for k in range(fpn_levels[0], fpn_levels[-1] + 2)]
+        rpn_levels = range(fpn_levels[0], fpn_levels[-1] + 2)
+        if "anchor_sizes" not in settings:  # RetinaNet's anchors: 4 x stride, three octave scales
+            rcnn_settings.anchor_sizes = fpn_anchor_sizes(rpn_levels)
+            if "anchor_scales" not in settings:
+                rcnn_settings.anchor_scales = list(OCTAVE_SCALES)
+        if "rpn_box_norm" not in settings:  # measured better on small shapes (recipes/instance-segmentation.md)
+            rcnn_settings.rpn_box_norm = "sampled"
         elif len(rcnn_settings.anchor_sizes) != rpn_count:
             raise ConfigError(f"with an FPN, give one anchor size per RPN level (P{fpn_levels[0]}..P{fpn_levels[-1] + 1}:"
                               f" {rpn_count}), got {len(rcnn_settings.anchor_sizes)}",
-                              hint=f"e.g. --anchor-sizes {' '.join(str(8 * 2**k) for k in range(fpn_levels[0], fpn_levels[-1] + 2))}"
-                                   " (the paper's), or leave it out")
+                              hint=f"e.g. --anchor-sizes {' '.join(f'{v:g}' for v in fpn_anchor_sizes(rpn_levels))} "
+                                   "(4 x stride; the FPN paper's: 8 x stride), or leave it out")
         if fpn_width < 1:
             raise ConfigError("fpn_width must be at least 1")
         outputs, level = [pyramid[f"P{k}"] for k in fpn_levels], f"FPN P{fpn_levels[0]}-P{fpn_levels[-1] + 1}"
@@ -296,8 +336,9 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
             if len(self.rcnn.anchor_sizes) != len(self.rpn_levels):
                 raise ConfigError(f"an FPN needs one anchor size per RPN level ({len(self.rpn_levels)}), got "
                                   f"{len(self.rcnn.anchor_sizes)}")
-            self.level_anchors = [rcnn.base_anchors([size], self.rcnn.anchor_ratios) for size in self.rcnn.anchor_sizes]
-            self.anchors_per_cell = len(self.rcnn.anchor_ratios)
+            self.level_anchors = [rcnn.base_anchors(self.rcnn.scaled_sizes([size]), self.rcnn.anchor_ratios)
+                                  for size in self.rcnn.anchor_sizes]
+            self.anchors_per_cell = len(self.rcnn.anchor_scales) * len(self.rcnn.anchor_ratios)
             for k, tensor in zip(self.fpn_levels, backbone.outputs):
                 lateral = layers.Conv2D(self.fpn_width, 1, name=f"fpn_lateral_P{k}")
                 lateral.build((None, None, None, int(tensor.shape[-1])))
@@ -312,7 +353,7 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
             channels = int(backbone.output.shape[-1])
         #: channels of the map(s) the RoIs are pooled from
         self.pooled_channels = channels
-        self.base_anchors = rcnn.base_anchors(self.rcnn.anchor_sizes, self.rcnn.anchor_ratios)
+        self.base_anchors = rcnn.base_anchors(self.rcnn.scaled_sizes(), self.rcnn.anchor_ratios)
         self.input_size = tuple(int(d) for d in input_size) if input_size is not None else None
         self.score_threshold = float(score_threshold)
         self.iou_threshold = float(iou_threshold)
@@ -405,12 +446,22 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
 
     def anchors_for(self, feature_map) -> tf.Tensor:
         """``[Hf * Wf * k, 4]`` anchors (input pixels) of a feature map ``[B, Hf, Wf, C]`` (with
-        an FPN: of every level's map, ``P2``..``P6``, level after level, one size per level)."""
+        an FPN: of every level's map, ``P2``..``P6``, level after level, each level's size times
+        the scales)."""
         if self.fpn_levels:
             return tf.concat([rcnn.anchor_grid(tf.shape(f)[1], tf.shape(f)[2], 2**k, base)
                               for k, f, base in zip(self.rpn_levels, feature_map, self.level_anchors)], 0)
         shape = tf.shape(feature_map)
         return rcnn.anchor_grid(shape[1], shape[2], self.stride, self.base_anchors)
+
+    def anchors_for_image(self, image_hw: tuple[int, int]) -> np.ndarray:
+        """All the anchors (pixels, NumPy ``[A, 4]``) of an ``image_hw`` input, in the RPN's order:
+        the maps' sides are ``ceil(side / stride)`` (the backbones' "same" padding)."""
+        h, w = (int(v) for v in image_hw)
+        if self.fpn_levels:
+            return np.concatenate([rcnn.anchor_grid(-(-h // 2**k), -(-w // 2**k), 2**k, base).numpy()
+                                   for k, base in zip(self.rpn_levels, self.level_anchors)])
+        return rcnn.anchor_grid(-(-h // self.stride), -(-w // self.stride), self.stride, self.base_anchors).numpy()
 
     def level_counts(self, features) -> list[tf.Tensor] | None:
         """Anchors of each RPN level (FPN), or None for one map."""
@@ -489,8 +540,11 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         rpn_cls = tf.reduce_sum(bce * sampled) / tf.maximum(tf.reduce_sum(sampled), 1.0)
         anchor_targets = rcnn.encode_boxes(tf.gather(gt_boxes, matched, batch_dims=1), anchors[None])
         reg = tf.reduce_sum(rcnn.smooth_l1(deltas - tf.stop_gradient(anchor_targets)), axis=-1)
-        locations = tf.cast(shape[0] * (tf.shape(anchors)[0] // self.anchors_per_cell), tf.float32)  # N_reg: cells
-        rpn_box = s.rpn_lambda * tf.reduce_sum(reg * positive) / locations
+        if s.rpn_box_norm == "sampled":  # Detectron: the sampled anchors, as the class term
+            n_reg = tf.maximum(tf.reduce_sum(sampled), 1.0)
+        else:  # Faster R-CNN's N_reg: the anchor locations (cells of every RPN map)
+            n_reg = tf.cast(shape[0] * (tf.shape(anchors)[0] // self.anchors_per_cell), tf.float32)
+        rpn_box = s.rpn_lambda * tf.reduce_sum(reg * positive) / n_reg
         # second stage
         proposals, _, valid = self.proposals(out, (height, width), training=True)
         roi = rcnn.sample_rois(proposals, valid, gt_boxes, gt_classes, gt_valid, batch=s.roi_batch,
@@ -647,4 +701,5 @@ def anchor_sizes_from_boxes(data: Any, image_hw: tuple[int, int], count: int = 3
     return [round(float(v), 1) for v in np.maximum(np.quantile(values, quantiles), 1.0)]
 
 
-__all__ = ["FasterRCNNModel", "RCNNSettings", "RPN_COMPONENTS", "anchor_sizes_from_boxes", "build_faster_rcnn"]
+__all__ = ["FPN_ANCHOR_STRIDES", "FasterRCNNModel", "OCTAVE_SCALES", "RCNNSettings", "RPN_BOX_NORMS", "RPN_COMPONENTS",
+           "anchor_sizes_from_boxes", "build_faster_rcnn", "fpn_anchor_sizes"]

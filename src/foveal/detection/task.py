@@ -157,7 +157,8 @@ def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> ke
     model = _on_backbone(builder, cfg, data, level=cfg.rcnn_level, **options, **settings)
     if fpn:
         say(f"feature pyramid {model.level}: anchor sizes {', '.join(f'{v:g}' for v in model.rcnn.anchor_sizes)} "
-            f"pixels, one per level, ratios {', '.join(f'{v:g}' for v in model.rcnn.anchor_ratios)}")
+            f"pixels, one per level, times {', '.join(f'{v:.4g}' for v in model.rcnn.anchor_scales)}, ratios "
+            f"{', '.join(f'{v:g}' for v in model.rcnn.anchor_ratios)}")
     return model
 
 
@@ -311,7 +312,8 @@ class DetectTask(TaskPlugin):
             kind = {"detector": "faster-rcnn", "backbone": cfg.backbone, "rcnn_training": cfg.rcnn_training,
                     "level": model.level, "stride": model.stride, "roi_pool": model.roi_pool,
                     "fpn": bool(model.fpn_levels), "anchor_sizes": list(model.rcnn.anchor_sizes),
-                    "anchor_ratios": list(model.rcnn.anchor_ratios)}
+                    "anchor_ratios": list(model.rcnn.anchor_ratios),
+                    "anchor_scales": list(model.rcnn.anchor_scales)}
         else:
             anchors = np.asarray(data.extra["anchors"])
             kind = {"backbone": cfg.backbone, "scales": cfg.scales, "anchors": anchors.round(6).tolist()}

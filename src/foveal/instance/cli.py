@@ -18,7 +18,8 @@ from foveal.cli import task_commands as tc
 EPILOG_TRAIN = """examples:
   foveal datasets synth shapes --output data/shapes --seed 0
   foveal instance train --data data/shapes --image-size 128 --epochs 20            # Mask R-CNN on resnet18
-  foveal instance train --data data/shapes --image-size 128 --fpn --anchor-sizes 8 16 32 64 128   # with an FPN
+  foveal instance train --data data/shapes --image-size 128 --fpn   # with an FPN: 9 anchors per cell and level
+  foveal instance train --data data/shapes --image-size 128 --fpn --anchor-sizes 8 16 32 64 128 --anchor-scales 1
   foveal instance train --data coco/annotations/instances_train2017.json --images coco/train2017 \\
       --image-size 512 --anchor-sizes 32 64 128 256 --time-budget 3600
   foveal instance train --data my_coco.json --skip-invalid     # leave out (and count) images with bad masks

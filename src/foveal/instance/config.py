@@ -67,12 +67,17 @@ class InstanceConfig(RunConfig):
     rcnn_level: str = option("P4", "the backbone feature map the RPN and RoI Align read (P4: stride 16)",
                              group="mask-rcnn")
     fpn: bool = option(False, "a feature pyramid (FPN, Lin et al. 2017) on the backbone's P2..P5: the RPN on "
-                       "P2..P6 with one anchor size per level, RoIs pooled from the level their size picks (for "
-                       "small objects); default: the one map --rcnn-level", group="mask-rcnn")
+                       "P2..P6 with one anchor size per level times --anchor-scales, RoIs pooled from the level "
+                       "their size picks (for small objects), the RPN box term divided by the sampled anchors "
+                       "(--rcnn-options rpn_box_norm=locations: by the anchor positions, as the single map); "
+                       "default: the one map --rcnn-level", group="mask-rcnn")
     fpn_width: int = option(256, "with --fpn: channels of the pyramid's maps (the paper: 256)", group="mask-rcnn")
     anchor_sizes: list[float] = option([], "anchor sizes in input pixels; empty: three from the training boxes, or "
-                                       "with --fpn one per level P2..P6, the paper's 32 64 128 256 512",
-                                       group="mask-rcnn")
+                                       "with --fpn one per level P2..P6, 4 x stride: 16 32 64 128 256 "
+                                       "(RetinaNet's)", group="mask-rcnn")
+    anchor_scales: list[float] = option([], "factors applied to every anchor size, e.g. '1 1.26 1.587' "
+                                        "(RetinaNet's 2^0, 2^(1/3), 2^(2/3)); empty: 1, or with --fpn and no "
+                                        "--anchor-sizes those three", group="mask-rcnn")
     anchor_ratios: list[float] = option([0.5, 1.0, 2.0], "anchor aspect ratios (height / width)", group="mask-rcnn")
     rpn_batch: int = option(256, "anchors sampled per image for the RPN loss", group="mask-rcnn")
     roi_batch: int = option(128, "RoIs sampled per image for the second stage (a quarter foreground; the "

@@ -71,6 +71,37 @@ def anchor_grid(height, width, stride: float, base: np.ndarray) -> tf.Tensor:
     return tf.reshape(centres + tf.constant(base, tf.float32)[None, None], [-1, 4])
 
 
+def best_anchor_iou(anchors, boxes) -> np.ndarray:
+    """For each box, the highest IoU of any anchor: how well a set of anchors fits the objects
+    (an RPN learns from the anchors above its positive IoU, 0.7; below it only each box's best
+    anchor is positive). NumPy, in chunks of boxes.
+
+    Args:
+        anchors: ``[A, 4]`` corners in pixels (e.g. a model's ``anchors_for_image``).
+        boxes: ``[N, 4]`` corners in the same pixels.
+
+    Returns:
+        ``[N]`` float64 best IoUs (0 for an empty box).
+
+    Example:
+        >>> best_anchor_iou(np.array([[0, 0, 10, 10], [0, 0, 20, 20]]), np.array([[0, 0, 10, 5]])).tolist()
+        [0.5]
+    """
+    anchors = np.asarray(anchors, np.float64).reshape(-1, 4)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    area_a = np.clip(anchors[:, 2] - anchors[:, 0], 0, None) * np.clip(anchors[:, 3] - anchors[:, 1], 0, None)
+    best = np.zeros(len(boxes))
+    for start in range(0, len(boxes), 64):
+        b = boxes[start:start + 64]
+        w = np.clip(np.minimum(anchors[:, None, 2], b[None, :, 2]) - np.maximum(anchors[:, None, 0], b[None, :, 0]), 0, None)
+        h = np.clip(np.minimum(anchors[:, None, 3], b[None, :, 3]) - np.maximum(anchors[:, None, 1], b[None, :, 1]), 0, None)
+        inter = w * h
+        area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+        union = area_a[:, None] + area_b[None, :] - inter
+        best[start:start + 64] = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0).max(axis=0)
+    return best
+
+
 def _centre_size(boxes):
     w = boxes[..., 2] - boxes[..., 0]
     h = boxes[..., 3] - boxes[..., 1]
@@ -291,5 +322,5 @@ def smooth_l1(x, beta: float = 1.0) -> tf.Tensor:
     return tf.where(ax < beta, 0.5 * ax * ax / beta, ax - 0.5 * beta)
 
 
-__all__ = ["MAX_LOG_SCALE", "anchor_grid", "base_anchors", "clip_to_image", "decode_boxes", "encode_boxes",
+__all__ = ["MAX_LOG_SCALE", "anchor_grid", "base_anchors", "best_anchor_iou", "clip_to_image", "decode_boxes", "encode_boxes",
            "generate_proposals", "label_anchors", "pairwise_iou", "sample_labels", "sample_rois", "smooth_l1"]
