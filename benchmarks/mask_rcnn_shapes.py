@@ -68,9 +68,11 @@ def _rpn_box_norm(norm: str) -> dict[str, Any]:
 #: normalisation spelt out (the name of the 2026-12-07 runs, made before it was the default);
 #: ``fpn_locations``: the new anchors, the box term divided by the anchor locations (Faster
 #: R-CNN's N_reg); ``fpn_before``: the first FPN measured (one anchor size per level, 2 x stride:
-#: 8 ... 128, N_reg the locations)
+#: 8 ... 128, N_reg the locations); ``single_sampled``: the single map with the FPN's default
+#: normalisation (the box term divided by the sampled anchors)
 VARIANTS: dict[str, dict[str, Any]] = {
     "single_map": {},
+    "single_sampled": _rpn_box_norm("sampled"),
     "fpn": FPN_RECIPE,
     "fpn_sampled": FPN_RECIPE | _rpn_box_norm("sampled"),
     "fpn_locations": FPN_RECIPE | _rpn_box_norm("locations"),
