@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from raccoon_detection import DETECTOR, log, run_detector  # noqa: E402  (the YOLO recipe, not a copy)

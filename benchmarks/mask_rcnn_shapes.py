@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 #: the training options (on top of InstanceConfig's defaults)
 RECIPE: dict[str, Any] = {

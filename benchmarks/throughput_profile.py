@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEFAULT_MODELS = ["resnet18:224@16", "resnet50:224@8", "airbench:32@256"]

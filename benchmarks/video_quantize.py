@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("tflite:none", "tflite:float16", "tflite:dynamic", "tflite:int8", "onnx:none", "onnx:dynamic", "onnx:int8")

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEFAULT_MODELS = ["geron_cnn:28:1", "resnet18:224", "mobilenetv2:224", "xception:299"]
