@@ -69,11 +69,13 @@ def _rpn_box_norm(norm: str) -> dict[str, Any]:
 #: ``fpn_locations``: the new anchors, the box term divided by the anchor locations (Faster
 #: R-CNN's N_reg); ``fpn_before``: the first FPN measured (one anchor size per level, 2 x stride:
 #: 8 ... 128, N_reg the locations); ``single_sampled``: the single map with the FPN's default
-#: normalisation (the box term divided by the sampled anchors)
+#: normalisation (the box term divided by the sampled anchors); ``fpn_narrow``: the pyramid at
+#: width 32 instead of 64
 VARIANTS: dict[str, dict[str, Any]] = {
     "single_map": {},
     "single_sampled": _rpn_box_norm("sampled"),
     "fpn": FPN_RECIPE,
+    "fpn_narrow": FPN_RECIPE | {"fpn_width": 32},
     "fpn_sampled": FPN_RECIPE | _rpn_box_norm("sampled"),
     "fpn_locations": FPN_RECIPE | _rpn_box_norm("locations"),
     "fpn_before": FPN_RECIPE | _rpn_box_norm("locations") | {"anchor_sizes": [8.0, 16.0, 32.0, 64.0, 128.0],
