@@ -249,13 +249,13 @@ def build_faster_rcnn(
             rcnn_settings.anchor_sizes = fpn_anchor_sizes(rpn_levels)
             if "anchor_scales" not in settings:
                 rcnn_settings.anchor_scales = list(OCTAVE_SCALES)
-        if "rpn_box_norm" not in settings:  # measured better on small shapes (recipes/instance-segmentation.md)
-            rcnn_settings.rpn_box_norm = "sampled"
         elif len(rcnn_settings.anchor_sizes) != rpn_count:
             raise ConfigError(f"with an FPN, give one anchor size per RPN level (P{fpn_levels[0]}..P{fpn_levels[-1] + 1}:"
                               f" {rpn_count}), got {len(rcnn_settings.anchor_sizes)}",
                               hint=f"e.g. --anchor-sizes {' '.join(f'{v:g}' for v in fpn_anchor_sizes(rpn_levels))} "
                                    "(4 x stride; the FPN paper's: 8 x stride), or leave it out")
+        if "rpn_box_norm" not in settings:  # measured better on small shapes (recipes/instance-segmentation.md)
+            rcnn_settings.rpn_box_norm = "sampled"
         if fpn_width < 1:
             raise ConfigError("fpn_width must be at least 1")
         outputs, level = [pyramid[f"P{k}"] for k in fpn_levels], f"FPN P{fpn_levels[0]}-P{fpn_levels[-1] + 1}"
