@@ -209,7 +209,8 @@ def filter_detections(out: dict[str, np.ndarray], card: ModelCard,
         return np.where(valid.reshape(index.shape), np.take_along_axis(values, index, axis=1), fill).astype(dtype)
 
     # Other per-detection outputs (a Mask R-CNN's masks [N, D, m, m]) follow their boxes.
-    extra = {k: kept(v, np.asarray(v).dtype) for k, v in out.items() if k not in ("boxes", "scores", "classes", "num_detections")
+    extra = {k: kept(v, np.asarray(v).dtype) for k, v in out.items()
+             if k not in ("boxes", "scores", "classes", "num_detections")
              and np.ndim(v) >= 2 and np.shape(v)[:2] == scores.shape}
     return {"boxes": kept(out["boxes"], np.float32), "scores": kept(scores, np.float32),
             "classes": kept(out["classes"], np.int32, -1), "num_detections": keep.sum(axis=1).astype(np.int32),

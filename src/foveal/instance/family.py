@@ -133,8 +133,9 @@ class MaskRCNNFamily(Family):
     def card_training(self, cfg: Any, model: keras.Model) -> dict[str, Any]:
         return {"backbone": cfg.backbone, "level": model.level, "stride": model.stride, "fpn": bool(model.fpn_levels),
                 "anchor_sizes": list(model.rcnn.anchor_sizes), "anchor_ratios": list(model.rcnn.anchor_ratios),
-                "anchor_scales": list(model.rcnn.anchor_scales), "mask_size": model.mask_size, "mask_threshold": cfg.mask_threshold,
-                "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold}
+                "anchor_scales": list(model.rcnn.anchor_scales), "mask_size": model.mask_size,
+                "mask_threshold": cfg.mask_threshold, "score_threshold": cfg.score_threshold,
+                "iou_threshold": cfg.iou_threshold}
 
     def describe(self, cfg: Any, model: keras.Model) -> str:
         return (f"Mask R-CNN ({model.level}, stride {model.stride}, {model.rcnn.num_anchors} anchors, "

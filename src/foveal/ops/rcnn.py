@@ -317,5 +317,6 @@ def smooth_l1(x, beta: float = 1.0) -> tf.Tensor:
     return tf.where(ax < beta, 0.5 * ax * ax / beta, ax - 0.5 * beta)
 
 
-__all__ = ["MAX_LOG_SCALE", "anchor_grid", "base_anchors", "best_anchor_iou", "clip_to_image", "decode_boxes", "encode_boxes",
-           "generate_proposals", "label_anchors", "pairwise_iou", "sample_labels", "sample_rois", "smooth_l1"]
+__all__ = ["MAX_LOG_SCALE", "anchor_grid", "base_anchors", "best_anchor_iou", "clip_to_image", "decode_boxes",
+           "encode_boxes", "generate_proposals", "label_anchors", "pairwise_iou", "sample_labels", "sample_rois",
+           "smooth_l1"]

@@ -84,7 +84,8 @@ def coco_semantic_masks(annotation_json: str | Path, image_id: int, ignore_label
         else:
             rle = seg
         if rle is not None:
-            out[mask_utils.decode(rle).astype(bool)] = ignore_label if ann.get("iscrowd", 0) else index[ann["category_id"]]
+            value = ignore_label if ann.get("iscrowd", 0) else index[ann["category_id"]]
+            out[mask_utils.decode(rle).astype(bool)] = value
     return out
 
 

@@ -595,7 +595,8 @@ def card_config(card: ModelCard, data: str, **options: Any) -> SegmentConfig:
     """Options that read ``data`` as the model's training data was read: its classes, ignore
     label and mask format."""
     mask_format = card.training.get("mask_format", "auto")
-    return SegmentConfig(data=data, classes=list(card.class_names), ignore_label=int(card.training.get("ignore_label", 255)),
+    return SegmentConfig(data=data, classes=list(card.class_names),
+                         ignore_label=int(card.training.get("ignore_label", 255)),
                          mask_format="auto" if mask_format == "coco" else mask_format, **options)
 
 
