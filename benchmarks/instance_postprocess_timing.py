@@ -47,10 +47,10 @@ def main() -> None:
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    from foveal.data.files import decode_file
     from foveal.instance.data import read_instances
     from foveal.instance.family import family_of
     from foveal.models import load_model
-    from foveal.predict import decode_file
 
     load = os.getloadavg()
     model, card = load_model(args.model)

@@ -99,10 +99,10 @@ def score_model(model_path: Path, test_json: Path, images: Path, sweep: bool = F
     interior thresholds (a sensitivity table, not a choice: the defaults are not tuned on it)."""
     import numpy as np
 
+    from foveal.data.files import decode_file
     from foveal.instance.unet_watershed import POST_DEFAULTS, _ap
     from foveal.instance.watershed import connected_instances, instances_to_results, watershed_instances
     from foveal.models import load_model
-    from foveal.predict import decode_file
 
     model, card = load_model(model_path)
     gt = json.loads(test_json.read_text())

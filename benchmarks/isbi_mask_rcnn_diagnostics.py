@@ -140,8 +140,8 @@ def main() -> None:
 def measure_model(path: str, data, gt: list[np.ndarray], limit: int, side: int) -> dict[str, object]:
     import tensorflow as tf
 
+    from foveal.data.files import decode_file
     from foveal.models import load_model
-    from foveal.predict import decode_file
 
     model, card = load_model(path)
     h, w, c = card.input_shape

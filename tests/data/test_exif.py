@@ -115,8 +115,8 @@ def test_training_pipeline_rotates_only_oriented_files(tmp_path):
 
 
 def test_predict_and_serve_see_what_training_sees(tmp_path):
+    from foveal.data.files import load_image
     from foveal.models.io import ModelCard
-    from foveal.predict import load_image
     from foveal.serve.app import load_image_bytes
 
     data = _jpeg_bytes(6)
@@ -274,7 +274,7 @@ def test_masks_stay_on_turned_images(tmp_path):
 
 
 def test_predict_readers_turn_images(tmp_path):
-    from foveal.predict import decode_file
+    from foveal.data.files import decode_file
 
     shown = _turned_jpeg(tmp_path / "a.jpg", 6)
     assert _close(decode_file(tmp_path / "a.jpg", 3).astype(int), shown.astype(int))

@@ -113,10 +113,10 @@ def test_segment_instances_evaluate_scores_several_classes_as_pycocotools(coco_f
     import keras
 
     import foveal.segmentation.predict as p
+    from foveal.data.files import decode_file
     from foveal.errors import DataError
     from foveal.instance.unet_watershed import match_categories, predict_watershed
     from foveal.models import ModelCard, save_model
-    from foveal.predict import decode_file
     from foveal.segmentation.train import build_segmenter
 
     keras.utils.set_random_seed(0)

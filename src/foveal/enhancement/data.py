@@ -65,7 +65,7 @@ class ImageSet:
         """Image ``i`` as uint8 HxWxC."""
         if self.images is not None:
             return to_channels(self.images[i], self.channels)
-        from foveal.predict import decode_file
+        from foveal.data.files import decode_file
 
         return decode_file(self.paths[i], self.channels)
 
@@ -143,8 +143,8 @@ def read_folder(folder: str, *, channels: int = 0, skip_invalid: bool = False, v
                 option: str = "--data") -> ImageSet:
     """Every image file under ``folder`` (recursively), header-checked (``verify="full"``:
     decoded), with one channel count (see the module docstring)."""
+    from foveal.data.files import collect_images
     from foveal.data.imagecheck import probe_files
-    from foveal.predict import collect_images
 
     path = Path(folder)
     if not path.exists():

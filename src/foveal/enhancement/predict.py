@@ -220,7 +220,8 @@ def enhance_files(model, card, images: Iterable[str | Path], *, output: str | Pa
         ``enhanced`` (the written file, with ``output``), and ``image`` (the uint8 result,
         only without ``output``).
     """
-    from foveal.predict import predict_files, unique_name, write_png
+    from foveal.data.files import unique_name, write_png
+    from foveal.prediction import predict_files
 
     check_card(card)
     channels = 3 if card.input_shape[-1] == 1 else card.input_shape[-1]  # colour photos keep their colour
@@ -258,7 +259,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A terminal table: file, input size -> output size."""
-    from foveal.predict import file_table
+    from foveal.prediction import file_table
 
     return file_table(rows, lambda r: f"{r['input_size'][0]}x{r['input_size'][1]} -> "
                       f"{r['output_size'][0]}x{r['output_size'][1]}" + (f"  {r['enhanced']}" if "enhanced" in r else ""),

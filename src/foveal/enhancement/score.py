@@ -64,10 +64,10 @@ def score_enhancer(model: Any, card: ModelCard, images: ImageSet, *, report_imag
         (model minus baseline), ``baseline_name``, ``headline``, ``num_images`` and ``per_image``
         (up to 500 images).
     """
+    from foveal.data.files import write_png
     from foveal.enhancement.degrade import describe_corruption, upscale
     from foveal.enhancement.pipeline import patch_dataset
     from foveal.enhancement.predict import check_card, enhance, enhance_batch, geometry, to_uint8
-    from foveal.predict import write_png
 
     check_card(card)
     g = geometry(card)

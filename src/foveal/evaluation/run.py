@@ -109,7 +109,7 @@ def evaluate(model_path: str | Path, data: str, *, split: str = "test", batch_si
         The metrics dictionary (accuracy, top-k, per-class report, confusion matrix).
     """
     from foveal.data.readers import load_dataset
-    from foveal.predict import check_counts
+    from foveal.prediction import check_counts
 
     check_counts(batch_size=batch_size, top_k=top_k)
     if output is not None:

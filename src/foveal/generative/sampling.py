@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from foveal.data.files import write_png
 from foveal.errors import ConfigError
-from foveal.predict import write_png
 
 if TYPE_CHECKING:
     import keras

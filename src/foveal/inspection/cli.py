@@ -221,7 +221,7 @@ def inspect_command(args: argparse.Namespace, _overrides: dict[str, Any] | None 
 
     image = cam = None
     if args.image:
-        from foveal.predict import load_image
+        from foveal.data.files import load_image
         from foveal.visualize.gradcam import compute_gradcam
 
         image = load_image(Path(args.image), card)

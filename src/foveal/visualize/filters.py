@@ -50,7 +50,7 @@ def as_model_input(model: keras.Model, image: np.ndarray) -> np.ndarray:
     if len(expected) != 3 or any(e is not None and e != a for e, a in zip(expected, array.shape)):
         raise FovealError(
             f"the image has shape {array.shape} but model {model.name!r} takes {expected}",
-            hint="resize it first, e.g. with foveal.predict.load_image(path, card)",
+            hint="resize it first, e.g. with foveal.data.files.load_image(path, card)",
         )
     return array.astype(np.float32)[None]
 
