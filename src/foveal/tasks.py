@@ -1,13 +1,6 @@
-"""The task table: every task foveal trains, and what each one supplies.
-
-One row per task names, as ``"module:attribute"`` strings imported only when used (so
-``foveal --help`` never loads TensorFlow), the task's config class, its engine plugin, the
-modules that register its custom Keras objects, and the modes it supports. The command line
-reads a model file's task from its card and dispatches through this table, and the model
-loader registers a task's custom objects through it.
-
-Adding a task: write its package (config, plugin, model, scoring, report, prediction writer,
-export check), then add one row here. Nothing else changes.
+"""The task table: one row per task, naming as ``"module:attribute"`` strings (imported only when
+used, so ``foveal --help`` never loads TensorFlow) its config, engine plugin, the modules that
+register its Keras objects, and its modes. Adding a task is its package plus one row here.
 
 Example:
     >>> TASKS["detect"].modes
@@ -38,17 +31,9 @@ def load_ref(ref: str) -> Any:
 
 @dataclass(frozen=True)
 class Task:
-    """One row of the task table.
-
-    Attributes:
-        name: the task word of the command line and of model cards (``task`` field).
-        title: what the task does, in words.
-        config: ``module:Class`` of the task's options.
-        plugin: ``module:Class`` of its engine plugin.
-        registers: modules whose import registers the task's custom Keras objects.
-        modes: the modes that work on this task's models.
-        instead: for each unsupported mode, what to run instead.
-    """
+    """One row of the task table: ``name`` (the command's task word and the card's ``task``),
+    ``config`` and ``plugin`` (``module:Class``), the modules that ``registers`` its Keras objects,
+    its ``modes`` and, for each unsupported mode, what to run ``instead``."""
 
     name: str
     title: str
@@ -154,8 +139,8 @@ def run_train(task_name: str, config: Any | None = None, **kwargs: Any):
 
 
 def trainer(task_name: str, name: str, what: str) -> Callable[..., Any]:
-    """A task package's public training function ``name(config=None, *, resume=None,
-    callbacks=None, **overrides)``: :func:`foveal.engine.run.train_task` with the task's plugin.
+    """A task package's public training function: :func:`foveal.engine.run.train_task` with the
+    task's plugin.
 
     Example:
         >>> train_localizer = trainer("localize", "train_localizer", "a localizer")

@@ -1,17 +1,9 @@
 """Constant-size training batches where oneDNN's strided 1x1 filter gradient would crash.
 
-TensorFlow 2.21's oneDNN CPU kernels abort the process ("double free or corruption", a
-segfault) in the **filter gradient of a strided 1x1 convolution with fewer than 16 input
-channels** when the batch size changes between steps of the same graph, e.g. the smaller last
-batch of an epoch (``docs/fpn-onednn-crash.md`` has the ten-line reproduction and the bisection).
-A ResNet narrowed to ``width`` < 16 has such a layer (its first stride-2 shortcut); default
-widths do not (their stage inputs have 64 channels or more).
-
-The run engine asks :func:`constant_batch_plan` once the model exists: when the model has such
-a layer, oneDNN is on and an epoch would end in a smaller batch, every epoch keeps only its full
-batches (:func:`full_batches_only`, whatever the structure of the task's batches). Epochs are
-reshuffled, so the images left out differ from epoch to epoch; validation, evaluation and
-prediction (no gradients) are unchanged, and a resumed run's epochs stay aligned.
+TensorFlow 2.21's oneDNN CPU kernels abort the process in the filter gradient of a strided 1x1
+convolution on fewer than 16 input channels when the batch size changes between steps (the
+smaller last batch of an epoch); for such a model every epoch keeps only its full batches
+(docs/fpn-onednn-crash.md has the reproduction and the guard's rules).
 
 Example:
     >>> import keras
@@ -38,8 +30,7 @@ CRASH_DOC = "docs/fpn-onednn-crash.md"
 
 
 def onednn_enabled() -> bool:
-    """Whether TensorFlow's oneDNN kernels are on: ``TF_ENABLE_ONEDNN_OPTS`` is not ``"0"``
-    (TensorFlow reads it when it is imported; on x86 Linux builds oneDNN is on by default)."""
+    """Whether TensorFlow's oneDNN kernels are on (the default on x86 Linux)."""
     return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() != "0"
 
 
@@ -63,9 +54,7 @@ def strided_narrow_1x1(model: keras.Model) -> list[str]:
 
 @dataclass(frozen=True)
 class ConstantBatchPlan:
-    """What the guard changes in a run: ``steps`` full batches of ``batch_size`` per epoch
-    instead of ``steps + 1``, ``dropped`` images of each (reshuffled) epoch left out, because of
-    ``layers``."""
+    """``steps`` full batches of ``batch_size`` per epoch, ``dropped`` images left out, for ``layers``."""
 
     batch_size: int
     steps: int
@@ -90,12 +79,8 @@ class ConstantBatchPlan:
 
 def constant_batch_plan(model: keras.Model, *, examples: int | None, batch_size: int,
                         onednn: bool | None = None) -> ConstantBatchPlan | None:
-    """The guard's plan for a run, or None when nothing needs to change.
-
-    ``examples``: training images of one epoch (None: an endless stream of full batches);
-    ``onednn``: whether oneDNN is on (default: :func:`onednn_enabled`). Fewer images than a batch
-    make one batch per epoch, of a constant size already.
-    """
+    """The guard's plan for an epoch of ``examples`` images (None: a stream), or None when
+    nothing needs to change."""
     if examples is None or examples <= batch_size or examples % batch_size == 0:
         return None
     if not (onednn_enabled() if onednn is None else onednn):
@@ -107,8 +92,7 @@ def constant_batch_plan(model: keras.Model, *, examples: int | None, batch_size:
 
 
 def full_batches_only(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-    """``ds`` (batches of any structure: tuples, dicts, ragged tensors) without the batches whose
-    leading dimension is not ``batch_size``."""
+    """``ds`` (batches of any structure, ragged included) without those not of ``batch_size``."""
     import tensorflow as tf
 
     def length(*element):

@@ -1,15 +1,6 @@
-"""The hooks a task gives the run engine.
-
-A task subclasses :class:`TaskPlugin` and fills in what only it knows: its data, its model
-(which owns its loss and decoding through Keras hooks) and compilation, its input pipelines, its
-model card, extra callbacks (e.g. a validation mAP), and how the best weights are scored and
-reported. The rest of a run is the engine's (:mod:`foveal.engine.run`), so a feature added there
-serves every task. Optional hooks change the options before the run folder is chosen (recipes),
-plan the phases, replace the ``fit`` of a phase (a head on cached features) and feed
-distributed training.
-
-The design follows Ultralytics' ``BaseTrainer`` (one loop, per-task hooks) and keras-hub's
-``Task`` (the model owns loss and post-processing; Keras' ``fit`` is the only loop).
+"""The hooks a task gives the run engine: what only the task knows (data, model, compilation,
+pipelines, card, callbacks, scoring); the rest of a run is :mod:`foveal.engine.run`'s. After
+Ultralytics' ``BaseTrainer`` and keras-hub's ``Task`` (docs/architecture.md).
 
 Example:
     >>> class MyTask(TaskPlugin):  # doctest: +SKIP
@@ -58,14 +49,11 @@ class Phase:
     """One phase of a run's plan: its own trainable flags, learning rate and length.
 
     Attributes:
-        number: 1, 2, ...: stored in ``state.json`` (``phase``, with ``phase_start``, the epoch it
-            began at) so that a resume re-applies this phase's flags.
-        epochs: epochs of the phase, counted from the epoch it starts at (an earlier phase that
-            stopped early, e.g. by early stopping, does not shorten it).
-        trainable: sets the phase's trainable flags on the model (None: leave them as they are).
-        learning_rate: the phase's peak learning rate (None: the config's).
-        schedule_epochs: the length of its learning-rate schedule (None: the config's ``epochs``).
-        title: what the phase does, said when it starts.
+        number: 1, 2, ...: stored in ``state.json`` so that a resume re-applies its flags.
+        epochs: counted from the epoch the phase starts at.
+        trainable: sets the phase's trainable flags on the model (None: leave them).
+        learning_rate, schedule_epochs: None: the config's ``learning_rate`` and ``epochs``.
+        title: said when the phase starts.
     """
 
     number: int
@@ -141,13 +129,9 @@ class TaskPlugin:
     # ---------------------------------------------------------------------------- training
     def pipelines(self, cfg: Any, data: RunData, *, seed: int,
                   start_epoch: int | None = None) -> tuple[Any, Any | None]:
-        """(train dataset, validation dataset or None).
-
-        With ``start_epoch`` (where a run starts or resumes) the training dataset is endless:
-        epochs ``start_epoch``, ``start_epoch + 1``, ... each shuffled and augmented from
-        ``(seed, epoch)`` only (:func:`foveal.data.epochs.epoch_stream`), so that a resumed run
-        sees what an uninterrupted one would. Without, one pass reshuffled each time.
-        """
+        """(train dataset, validation dataset or None); with ``start_epoch``, the training dataset
+        is endless, epoch ``e`` shuffled and augmented from ``(seed, e)`` only
+        (:func:`foveal.data.epochs.epoch_stream`)."""
         raise NotImplementedError
 
     def data_errors(self, cfg: Any):
@@ -157,8 +141,7 @@ class TaskPlugin:
         return decode_errors_as_data_errors(cfg.data)
 
     def fit_steps(self, cfg: Any, data: RunData) -> int | None:
-        """``steps_per_epoch`` of ``fit`` when an epoch is not one pass over the training images
-        (a stream of random patches ...); None: :meth:`steps_per_epoch`."""
+        """``steps_per_epoch`` of ``fit`` for a stream of batches (None: :meth:`steps_per_epoch`)."""
         return None
 
     def monitor(self, cfg: Any, data: RunData) -> str:
@@ -166,8 +149,7 @@ class TaskPlugin:
         return cfg.monitor
 
     def monitor_without_validation(self, monitor: str) -> str:
-        """What replaces a ``val_*`` monitor when there is no validation data: the same metric on
-        the training batches (override when the task computes it on validation data only)."""
+        """What replaces a ``val_*`` monitor without validation data: the training metric."""
         return monitor[4:]
 
     def callbacks(self, cfg: Any, model: keras.Model, card: ModelCard, data: RunData,
@@ -199,17 +181,15 @@ class TaskPlugin:
                                              title="phase 2: the whole model trains")]
 
     def fit_phase(self, run: Any, phase: Phase, start_epoch: int, restored: dict[str, Any] | None) -> bool | None:
-        """Train ``phase`` in a way of the task's own (``run`` is the engine's
-        :class:`~foveal.engine.run.Run`); return whether a signal interrupted it, or None to let
-        the engine ``fit`` the model on :meth:`pipelines`."""
+        """Train ``phase`` the task's own way and return whether a signal interrupted it; None: the
+        engine fits the model on :meth:`pipelines`."""
         return None
 
     supports_distribution: bool = False
 
     def distributed_batches(self, cfg: Any, data: RunData, dist: Any, *, epochs: tuple[int, int]) -> tuple[Any, Any]:
         """(training, validation or None) :class:`~foveal.training.distribute.Batches` for
-        ``--distribute`` (tasks with ``supports_distribution``): by default the global batches of
-        :meth:`pipelines`, each split between the replicas by ``tf.distribute``."""
+        ``--distribute``: by default :meth:`pipelines`' global batches split between the replicas."""
         train, val = self.pipelines(cfg, data, seed=cfg.seed, start_epoch=epochs[0])
         train_b = dist.pipeline_batches(train, count=len(data.train), batch_size=cfg.batch_size,
                                         steps=self.fit_steps(cfg, data))
@@ -250,8 +230,8 @@ class TaskPlugin:
 @contextmanager
 def default_options_explained(given: dict[str, Any], default: dict[str, Any], flag: str, name_flag: str,
                               name: str) -> Iterator[None]:
-    """Inside the block, a backbone that has no option of the task's default options (they suit
-    resnet18) is refused with a hint to pass ``FLAG {}``; other errors pass unchanged."""
+    """A backbone lacking an option of the task's defaults (they suit resnet18) is refused with a
+    hint to pass ``FLAG {}``."""
     try:
         yield
     except ConfigError as exc:

@@ -1,27 +1,9 @@
 """The run engine: one training loop for every task plugin.
 
 :func:`train_task` turns a :class:`~foveal.engine.plugin.TaskPlugin` and its options into a run
-folder, the same for every task:
-
-```
-runs/NAME/
-  config.yaml   resolved options (what --resume reads)
-  history.csv   one row per epoch: losses, metrics, learning_rate, epoch_seconds
-  best.keras    best weights by --monitor; last.keras: the last finished epoch with optimizer state
-  state.json    epoch counter, callback state, best value, task
-  metrics.json  the task's scores of the best weights on the test split (else validation)
-  report.html   the task's report
-  tensorboard/  with --tensorboard
-```
-
-What the engine gives every task: resume after SIGINT/SIGTERM/SIGKILL from the last finished
-epoch (epoch ``e``'s batches depend only on ``(seed, e)``: :mod:`foveal.data.epochs`), seeds and
-op determinism, early stopping with the best weights restored, a time budget, TensorBoard, mixed
-precision (float32 checkpoints), ``--jit-compile``, ``--distribute`` with ``--lr-scaling``
-(:mod:`foveal.training.distribute`: only the chief writes the run folder and scores), the oneDNN
-guard's constant-size batches (:mod:`foveal.engine.onednn_guard`), and a plan of phases (by
-default the backbone frozen first), each with its own trainable flags, learning rate and length,
-recorded in ``state.json`` so that a resume re-applies them.
+folder (``config.yaml``, ``history.csv``, ``best.keras``, ``last.keras``, ``state.json``,
+``metrics.json``, ``report.html``) and gives every task resume, seeds, early stopping, a time
+budget, TensorBoard, mixed precision, ``--distribute`` and a plan of phases (docs/architecture.md).
 
 Example:
     >>> from foveal.detection.task import DetectTask
@@ -57,22 +39,13 @@ def train_task(plugin: TaskPlugin, config: Any | None = None, *, resume: str | P
     """Train ``plugin``'s model with ``config`` (or continue the run folder ``resume``).
 
     Args:
-        plugin: the task's hooks.
-        config: the options (default: the task config class's defaults).
         resume: a run folder to continue from its last finished epoch; its ``config.yaml`` is
             used, with ``overrides`` (e.g. ``epochs=80``) on top.
-        callbacks: extra Keras callbacks for ``fit`` (setting ``model.stop_training`` ends the
-            phase early, as finished).
-        **overrides: options that replace those of ``config``.
+        callbacks: extra Keras callbacks for ``fit`` (``model.stop_training`` ends the phase).
 
     Returns:
-        A :class:`~foveal.training.runs.TrainResult`: ``interrupted`` is True when a signal
-        stopped the run; ``metrics`` holds the scores of the best weights (None on the workers
-        of a multi-worker run other than the chief).
-
-    Raises:
-        FovealError: for user errors, including ``--distribute`` for a task that cannot
-            distribute, or a worker that cannot be reached or is lost.
+        A :class:`~foveal.training.runs.TrainResult` (``interrupted`` when a signal stopped the
+        run; ``metrics`` None on the workers other than the chief).
     """
     from dataclasses import asdict
 
@@ -194,9 +167,7 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
 
 def _constant_batches(plugin: TaskPlugin, cfg: Any, data: RunData, model: keras.Model,
                       dist: Distribution) -> ConstantBatchPlan | None:
-    """The oneDNN guard's plan for this run (:mod:`foveal.engine.onednn_guard`): only for one
-    process, and only when an epoch is one pass over the training images (not a stream of
-    :meth:`~foveal.engine.plugin.TaskPlugin.fit_steps` batches)."""
+    """The oneDNN guard's plan: on one process, when an epoch is one pass over the training images."""
     if dist.active or plugin.fit_steps(cfg, data) is not None:
         return None
     return constant_batch_plan(model, examples=plugin.epoch_examples(cfg, data), batch_size=cfg.batch_size)
@@ -207,14 +178,8 @@ _SHOWN_UNDECODABLE = 5
 
 def _record_facts(run_dir: Path, data: RunData, plan: ConstantBatchPlan | None,
                   metrics: dict[str, Any] | None) -> None:
-    """Record in ``state.json``, ``metrics.json`` and the returned metrics what the run met.
-
-    The files ``--skip-invalid`` left out because they failed to decode mid-run (e.g. with
-    ``--verify none``; :func:`foveal.data.decode.map_skipping_undecodable`), earlier sessions of a
-    resumed run included, are said and recorded (``undecodable``: the names in ``state.json``;
-    ``undecodable_images``: the count); so is the oneDNN guard's plan (``constant_batches``; the
-    model card has it from the start).
-    """
+    """Say and record in ``state.json`` and the metrics the files ``--skip-invalid`` left out
+    mid-run (earlier sessions included) and the oneDNN guard's plan."""
     from foveal.data.decode import UNDECODABLE
     from foveal.training import callbacks as cb
 
@@ -242,8 +207,7 @@ def _record_facts(run_dir: Path, data: RunData, plan: ConstantBatchPlan | None,
 
 
 def _phase_at(plan: list[Phase], state: dict[str, Any], epoch: int) -> tuple[int, int]:
-    """(phase, the epoch it started at) of a saved run; run folders from before the engine
-    recorded phases get the phase whose epochs (back to back) hold ``epoch``."""
+    """(phase, the epoch it started at) of a saved run (older run folders: found from ``epoch``)."""
     if "phase" in state:
         return int(state["phase"]), int(state.get("phase_start", 0))
     begin = 0
@@ -292,8 +256,7 @@ def resume_command(task: str, run_dir: Path) -> str:
 
 
 class Run:
-    """One run's phases and their ``fit`` calls with the engine's callbacks; a plugin's
-    :meth:`~foveal.engine.plugin.TaskPlugin.fit_phase` uses :meth:`callbacks` and :meth:`guarded`."""
+    """One run's phases and their ``fit`` calls with the engine's callbacks."""
 
     def __init__(self, plugin: TaskPlugin, cfg: Any, data: RunData, model: keras.Model, card: ModelCard,
                  run_dir: Path, history: dict[str, list[float]], steps: int, extra: list[Any],
@@ -367,9 +330,8 @@ class Run:
         return False
 
     def _prepare(self, phase: Phase, *, resumed: bool) -> None:
-        """Set the phase's trainable flags and compile (flags take effect only in a freshly
-        compiled model); a resumed phase keeps its restored optimizer when its flags are those
-        it was saved with."""
+        """Set the phase's trainable flags and compile, unless a resumed phase's flags are unchanged
+        (then its restored optimizer stays)."""
         model = self.model
         before = [v.path for v in model.trainable_variables]
         if phase.trainable is not None:
@@ -416,8 +378,8 @@ class Run:
     def callbacks(self, fit_model: keras.Model, phase: Phase, phase_start: int, *, has_val: bool,
                   restored: dict[str, Any] | None, best_weights_loader: Any = None,
                   save: Any = None) -> list[Any]:
-        """The callbacks of one ``fit`` of ``fit_model`` (the run's model, or a part of it that
-        ``save(fit_model, path)`` turns into the run's model file); the last is the signal guard."""
+        """The callbacks of one ``fit`` of ``fit_model`` (the model, or a part that ``save`` saves
+        whole); the last is the signal guard."""
         from foveal.training import callbacks as cb
         from foveal.training.budget import TimeBudget
 
@@ -455,8 +417,7 @@ class Run:
         return callbacks
 
     def guarded(self, callbacks: list[Any], fit: Any) -> bool:
-        """Call ``fit()`` under the signal guard (the last of ``callbacks``); True if a signal
-        interrupted it (the run is marked so, and the resume command said)."""
+        """Call ``fit()`` under the signal guard (the last of ``callbacks``); True if a signal stopped it."""
         from foveal.training import callbacks as cb
 
         try:

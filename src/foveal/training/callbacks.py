@@ -82,15 +82,10 @@ class RunCheckpoint(keras.callbacks.Callback):
     """Persist everything needed to resume, after each finished epoch.
 
     Args:
-        run_dir: the run folder.
         save: ``save(model, path)`` writes a model file atomically (with its card).
-        monitor, mode: what ``best.keras`` tracks; ``mode`` is ``min`` or ``max``.
         history: the history of earlier sessions of this run (extended in place).
-        best: the best monitored value so far (from ``state.json`` on resume).
         stateful: callbacks whose ``state()`` is stored under their key.
         extra_state: more facts for ``state.json`` (the task, the ``phase`` and its start).
-        history_phase: record each epoch's ``phase`` in the history too (not in the logs other
-            callbacks see).
     """
 
     def __init__(self, run_dir: Path, save: Callable[[keras.Model, Path], Any], *, monitor: str,
@@ -153,8 +148,7 @@ def history_csv(history: dict[str, list[float]]) -> str:
 
 class EpochSeeds(keras.callbacks.Callback):
     """Reseed the model's random layers (dropout, noise ...) from ``(seed, epoch)`` at the start
-    of every epoch, so that a resumed run draws the masks an uninterrupted one would (Keras keeps
-    each layer's random state in a ``SeedGenerator`` that a resume would otherwise restart).
+    of every epoch, so that a resumed run draws the masks an uninterrupted one would.
 
     Example:
         >>> model.fit(ds, epochs=3, callbacks=[EpochSeeds(42)])  # doctest: +SKIP
@@ -173,11 +167,8 @@ class EpochSeeds(keras.callbacks.Callback):
 
 
 class InterruptGuard(keras.callbacks.Callback):
-    """Catch SIGINT/SIGTERM during ``fit`` and stop cleanly at the next batch boundary.
-
-    Use as a context manager around ``fit`` and pass it in ``callbacks``. A second signal
-    while stopping falls back to the default behaviour, so a stuck run can still be killed.
-    """
+    """Catch SIGINT/SIGTERM during ``fit`` (a context manager, also passed in ``callbacks``) and
+    stop at the next batch boundary; a second signal gives up at once."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -224,8 +215,7 @@ def _as_scalars(logs: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class ScalarTensorBoard(keras.callbacks.TensorBoard):
-    """Keras' TensorBoard callback, fed scalar logs whatever shape the step returned them in
-    (under ``--distribute`` they carry a batch axis of one, which the scalar summary refuses)."""
+    """Keras' TensorBoard callback, fed scalar logs (``--distribute`` gives them a batch axis)."""
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, _as_scalars(logs))

@@ -1,22 +1,9 @@
-"""Data-parallel training on several devices or machines with ``tf.distribute``.
+"""Data-parallel training with ``tf.distribute`` (``--distribute mirrored`` or ``multi-worker``).
 
-``--distribute mirrored`` trains one model on every GPU of a machine (``MirroredStrategy``);
-``--distribute multi-worker`` on several processes, one per machine
-(``MultiWorkerMirroredStrategy``), each started with the same command and its own
-``--worker-index``. docs/distributed.md describes the behaviour; this module holds:
-
-* the cluster: ``--workers`` or ``TF_CONFIG`` checked and turned into ``TF_CONFIG``, and every
-  peer probed within ``--worker-timeout`` so that a missing machine is an error naming it;
-* the batch plan: ``--batch-size`` is the global batch; each epoch's order depends only on
-  ``(seed, epoch)`` and each global batch is cut into one slice per replica, so the replicas
-  see the same global batches on 1, 2 or N workers (TFRecord streams are sharded by file);
-* the learning-rate rule (``--lr-scaling``): linear (Goyal et al., "Accurate, Large Minibatch
-  SGD", arXiv 2017) or square-root (Krizhevsky, "One weird trick for parallelizing
-  convolutional neural networks", arXiv 2014) in the global batch, never the worker count;
-* chief-only writing: the other workers write a private temporary copy of the run folder.
-
-Keras 3.15's ``fit`` does not run under ``MultiWorkerMirroredStrategy`` unaided;
-:meth:`Distribution.fitting` works around it.
+The cluster (``--workers`` or ``TF_CONFIG``, every peer probed), the batch plan (the same global
+batches on 1, 2 or N workers), the learning-rate rule (linear: Goyal et al., "Accurate, Large
+Minibatch SGD", 2017; square root: Krizhevsky, "One weird trick...", 2014) and chief-only
+writing; docs/distributed.md describes them.
 
 Example:
     >>> cluster = parse_workers(["10.0.0.1:2222", "10.0.0.2:2222"], 1)
@@ -48,9 +35,7 @@ import numpy as np
 
 from foveal.errors import ConfigError, FovealError
 
-#: Set to a file path to record, one JSON line per per-replica batch, which example indices
-#: each worker trained on (``{"pipeline": i, "epoch": e, "ids": [...]}``): a way to check
-#: the sharding of a real run.
+#: a file path: one JSON line per per-replica batch with the example ids trained on (debugging)
 SHARD_LOG_ENV = "FOVEAL_SHARD_LOG"
 
 # Options that may differ between the workers of one run (everything else must agree).
@@ -73,13 +58,8 @@ def parse_address(text: str, what: str = "worker address") -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class Cluster:
-    """The processes of a multi-worker run and which one this is.
-
-    Attributes:
-        addresses: ``host:port`` of every task, the chief first.
-        index: this process's position in ``addresses``.
-        tf_config: the ``TF_CONFIG`` mapping TensorFlow reads.
-    """
+    """The processes of a multi-worker run (``addresses``, the chief first), this one's ``index``
+    in them and the ``TF_CONFIG`` mapping TensorFlow reads."""
 
     addresses: tuple[str, ...]
     index: int
@@ -99,7 +79,6 @@ class Cluster:
 
     @property
     def peers(self) -> list[tuple[int, str]]:
-        """(index, address) of every other task."""
         return [(i, a) for i, a in enumerate(self.addresses) if i != self.index]
 
 
@@ -178,11 +157,8 @@ def resolve_cluster(workers: list[str] | None, worker_index: int | None,
 
 
 def wait_for_peers(cluster: Cluster, timeout: float, *, interval: float = 0.5) -> float:
-    """Listen on this worker's port and wait until every other worker accepts a connection.
-
-    Returns the seconds waited. Raises a :class:`ConfigError` naming the first worker not
-    reachable within ``timeout`` seconds, or when this worker's own port cannot be opened.
-    """
+    """Listen on this worker's port, wait until every other worker accepts a connection and return
+    the seconds waited; a :class:`ConfigError` names the first worker not reachable in time."""
     host, port = parse_address(cluster.address)
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -229,11 +205,8 @@ def wait_for_peers(cluster: Cluster, timeout: float, *, interval: float = 0.5) -
 
 def scale_learning_rate(learning_rate: float, batch_size: int, reference_batch: int,
                         rule: str) -> tuple[float, str]:
-    """The learning rate for global batch ``batch_size`` and a sentence saying what was done.
-
-    ``linear`` multiplies by ``batch_size / reference_batch``, ``sqrt`` by its square root,
-    ``none`` keeps the rate.
-    """
+    """The learning rate for global batch ``batch_size`` by ``rule`` (``none``, ``linear``: times
+    ``batch_size / reference_batch``, ``sqrt``: its square root) and a sentence saying so."""
     ratio = batch_size / reference_batch
     factors = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}
     if rule not in factors:
@@ -254,15 +227,12 @@ class BatchLayout:
     """Where one input pipeline's per-replica batches lie in an epoch's order of examples.
 
     Attributes:
-        starts, sizes: position in the epoch order and size of each per-replica batch this
-            pipeline emits, in the order its replicas consume them (step by step, then replica).
-        weights: the example weight of each per-replica batch that makes the replicas' mean
-            losses add up to the global batch's mean (Keras averages per replica, then sums
-            over replicas divided by their number): ``replicas * size / global size``, 1 unless
-            a batch does not split evenly.
+        starts, sizes: position in the epoch order and size of each per-replica batch, step by
+            step, then replica.
+        weights: ``replicas * size / global size`` per batch (1 unless a batch does not split
+            evenly), so that the replicas' mean losses add up to the global batch's mean.
         steps: global steps per epoch.
-        dropped: examples of the epoch left out (a last global batch smaller than the number
-            of replicas cannot give every replica an example).
+        dropped: examples left out (a last global batch smaller than the number of replicas).
     """
 
     starts: np.ndarray
@@ -274,13 +244,9 @@ class BatchLayout:
 
 def batch_layout(num_examples: int, global_batch: int, num_replicas: int, num_pipelines: int = 1,
                  pipeline: int = 0) -> BatchLayout:
-    """Cut an epoch into global batches and each into one slice per replica.
-
-    The pipeline ``pipeline`` of ``num_pipelines`` feeds replicas ``pipeline * L`` to
-    ``(pipeline + 1) * L - 1`` with ``L = num_replicas / num_pipelines`` (its local replicas).
-    Slices of a batch differ in size by at most one; a last batch with fewer examples than
-    replicas is dropped (all replicas must step together).
-    """
+    """Cut an epoch into global batches and each into one slice per replica (sizes differing by
+    at most one); ``pipeline`` of ``num_pipelines`` feeds its ``num_replicas / num_pipelines``
+    local replicas. A last batch with fewer examples than replicas is dropped."""
     if num_replicas % num_pipelines:
         raise ValueError(f"{num_replicas} replicas cannot be spread over {num_pipelines} pipelines")
     local = num_replicas // num_pipelines
@@ -337,8 +303,7 @@ class Batches:
 
 @dataclass
 class Distribution:
-    """The strategy of a run (``kind`` ``none``: None) and this process's place in its ``cluster``
-    (None on a single process)."""
+    """The strategy of a run (None for ``none``) and this process's place in its ``cluster``."""
 
     kind: str = "none"
     strategy: Any = None
@@ -384,8 +349,7 @@ class Distribution:
     # -- run folder
 
     def private_run_dir(self, run_dir: Path) -> Path:
-        """Where this process writes: the run folder on the chief; a temporary copy (with the
-        files a resume reads) on the other workers, removed by :meth:`cleanup`."""
+        """Where this process writes: the run folder on the chief, a temporary copy elsewhere."""
         if self.is_chief:
             return run_dir
         root = Path(tempfile.mkdtemp(prefix=f"foveal-worker{self.worker_index}-"))
@@ -405,8 +369,7 @@ class Distribution:
     # -- agreement between workers
 
     def check_same_options(self, options: dict[str, Any]) -> None:
-        """Refuse to train when the workers were started with different options (a digest of
-        every option but the per-worker ones, gathered from every replica and compared)."""
+        """Refuse to train when the workers were started with different options (by digest)."""
         if self.kind != "multi-worker" or self.num_workers < 2:
             return
         import tensorflow as tf
@@ -446,7 +409,7 @@ class Distribution:
                                    "with --resume RUN_FOLDER (the last finished epoch is saved)") from None
 
     def _lost_message(self, exc: Exception, doing: str) -> str:
-        """Which workers TensorFlow's error names, with their addresses, and its first line."""
+        """The workers TensorFlow's error names, with their addresses, and its first line."""
         text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(exc))
         first = next((line.strip() for line in text.splitlines() if line.strip()), "")
         cluster = self.cluster
@@ -469,9 +432,8 @@ class Distribution:
                 seed: int, epochs: tuple[int, int] | None = None, augment: str = "none", keep_aspect: bool = False,
                 cache: str = "auto", shuffle_buffer: int = 10_000,
                 class_weight: dict[int, float] | None = None) -> Batches:
-        """The per-replica batches of ``data`` for ``fit`` (``training``: :func:`batch_layout` over
-        :func:`epoch_order` for the epochs ``(first, end)``) or validation (in order, repeated).
-        In-memory data and image files are read by index, TFRecord streams sharded by file."""
+        """Per-replica batches of ``data``: for training, :func:`batch_layout` over
+        :func:`epoch_order` for the epochs ``(first, end)``; for validation in order, repeated."""
         import tensorflow as tf
 
         geometry = dict(image_size=tuple(image_size), channels=channels, keep_aspect=keep_aspect)
@@ -509,10 +471,8 @@ class Distribution:
         return Batches(distributed, state["steps"], state["spec"], state["sharding"], state["dropped"])
 
     def pipeline_batches(self, ds, *, count: int, batch_size: int, steps: int | None = None) -> Batches:
-        """Per-replica batches from a task's own pipeline of global batches (any structure), each
-        split between the replicas by ``tf.distribute`` (several workers: the ``DATA`` rule); it
-        repeats, an epoch being ``steps`` steps (default: the batches of ``count`` examples). A last
-        batch with fewer examples than replicas is left out: every replica needs one."""
+        """Per-replica batches of a task's own pipeline of global batches, split by ``tf.distribute``,
+        repeated (``steps`` per epoch); a batch with fewer examples than replicas is left out."""
         import tensorflow as tf
 
         replicas = self.num_replicas
@@ -532,13 +492,9 @@ class Distribution:
     def fitting(self, model, element_spec) -> Iterator[None]:
         """Run ``model.fit``/``evaluate`` inside this block (a no-op without a strategy).
 
-        Works around two limits of Keras 3.15 with ``MultiWorkerMirroredStrategy``:
-        ``fit`` first reads one batch to build the metrics, and reduces it with a call that
-        fails on (x, y) pairs; here the metrics, loss and optimizer are built from the
-        dataset's element spec instead, and ``fit`` runs with the strategy taken from the
-        scope, which skips that read. And the step's scalar logs are reduced along a batch
-        axis they lack; the step functions here return them with a batch axis of one.
-        (Epoch logs come from the metrics' variables, summed over every replica.)
+        Works around two limits of Keras 3.15 with ``MultiWorkerMirroredStrategy`` (see
+        docs/distributed.md, "How it works"): the model is built from the element spec instead
+        of a first batch, and the step's scalar logs get a batch axis of one.
         """
         if not self.active:
             yield
@@ -560,14 +516,9 @@ class Distribution:
 
 
 def predict_here(model, ds):
-    """``model.predict(ds)``, but on this device alone when called inside a strategy's scope.
-
-    A callback during distributed training (e.g. the detector's validation mAP) runs inside the
-    strategy's scope, where Keras' ``predict`` splits each batch between the replicas; a batch
-    smaller than the replicas leaves one of them an empty batch, which fails. Here each batch
-    runs whole through ``predict_step`` (the mirrored weights read in cross-replica context) and
-    the outputs are joined as ``predict`` joins them.
-    """
+    """``model.predict(ds)``, but on this device alone inside a strategy's scope (a callback's
+    validation): Keras would split each batch between the replicas and fail on one smaller than
+    them."""
     import tensorflow as tf
 
     if not tf.distribute.has_strategy():
@@ -578,11 +529,8 @@ def predict_here(model, ds):
 
 
 def per_replica_loss(value):
-    """Scale a model's own ``compute_loss`` result as Keras scales its built-in losses under a
-    ``tf.distribute`` strategy: divided by the replicas in sync, since their gradients are
-    summed (Keras' train and test steps multiply the value they log back). A no-op on one
-    replica. Models that override ``compute_loss`` (the detector) must return this.
-    """
+    """A model's own ``compute_loss`` result divided by the replicas in sync, as Keras scales its
+    built-in losses (the replicas' gradients are summed); models overriding it must return this."""
     import tensorflow as tf
 
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
@@ -599,8 +547,7 @@ def _with_batch_axis(step: Callable) -> Callable:
 
 
 class _IndexedImages:
-    """Images of a :class:`LabeledImages` loaded by index: from a decoded, resized uint8 array
-    (in-memory data, or any data with ``cache='memory'``) or straight from their files."""
+    """Images of a :class:`LabeledImages` loaded by index, from a decoded uint8 array or their files."""
 
     def __init__(self, data, *, image_size: tuple[int, int], channels: int, keep_aspect: bool, cache: str):
         self.data, self.size, self.channels, self.keep_aspect = data, tuple(image_size), channels, keep_aspect
@@ -647,8 +594,7 @@ class _IndexedImages:
 
 def _plan_dataset(loader: _IndexedImages, layout: BatchLayout, *, seed: int, epochs: tuple[int, int] | None,
                   log: str | None, pipeline: int):
-    """(uint8 images, int32 labels, float32 example weights) per-replica batches following
-    ``layout``."""
+    """(uint8 images, int32 labels, float32 example weights) batches following ``layout``."""
     import tensorflow as tf
 
     loader.build()
@@ -677,9 +623,8 @@ def _plan_dataset(loader: _IndexedImages, layout: BatchLayout, *, seed: int, epo
 
 
 def tfrecord_shard(data, pipelines: int, pipeline: int):
-    """The TFRecord files of ``data`` that pipeline ``pipeline`` of ``pipelines`` reads
-    (every ``pipelines``-th file, with their labels), or None when the data is a selection of
-    records or has fewer files than pipelines (then records are sharded instead)."""
+    """Every ``pipelines``-th TFRecord file of ``data`` from ``pipeline`` on, with their labels;
+    None for a selection of records or fewer files than pipelines (then records are sharded)."""
     spec = data.tfrecord
     counts = data.info.get("records_per_file") or {}
     if spec is None or spec.record_indices is not None or len(spec.files) < pipelines:
@@ -697,9 +642,7 @@ def tfrecord_shard(data, pipelines: int, pipeline: int):
 
 def _streamed(data, pipelines: int, pipeline: int, *, per_replica: int, training: bool, seed: int,
               shuffle_buffer: int, image_size, channels, keep_aspect):
-    """Unbatched-then-batched uint8 pairs for data read as a stream (TFRecord): this worker's
-    files when every worker can have some and the records are not a selection, else every
-    ``pipelines``-th record."""
+    """Batches of uint8 pairs of a TFRecord stream: this worker's files, else every n-th record."""
     import tensorflow as tf
 
     from foveal.data.pipeline import resize_image
@@ -719,9 +662,8 @@ def _streamed(data, pipelines: int, pipeline: int, *, per_replica: int, training
 
 def _finisher(num_classes: int, image_size, channels: int, augment: str, seed: int,
               class_weight: dict[int, float] | None, example_weights: bool):
-    """(uint8 images, labels, example weights) -> what ``fit`` takes: float32 pixels 0..255,
-    one-hot labels, augmentation, and sample weights when the class or example weights are
-    not all one."""
+    """(uint8 images, labels, example weights) -> float32 pixels, augmented, one-hot labels and
+    the sample weights when class or example weights are not all one."""
     import tensorflow as tf
 
     from foveal.data.augment import build_augmenter, parse_spec
@@ -755,13 +697,9 @@ def start(kind: str, *, workers: list[str] | None = None, worker_index: int | No
     """Create the strategy of ``--distribute kind``: call this before any other TensorFlow work.
 
     For ``multi-worker`` the cluster comes from ``workers``/``worker_index`` or ``TF_CONFIG``
-    (set here from the options); without either it is one local worker. Every peer is
-    probed first (at most ``timeout`` seconds), and the strategy's start-up barrier times out
-    after ``timeout`` seconds too (0: no limit). Once training, a dead or frozen worker stops
-    sending TensorFlow's coordination heartbeats and the others fail within about 10 s.
-    ``collective_timeout`` (0: none) also bounds each all-reduce, but TensorFlow implements
-    it with a thread per operation that sleeps that long: at hundreds of operations a second
-    a long timeout exhausts the process's threads, so it is for debugging only.
+    (without either: one local worker); every peer is probed and the start-up barrier waits at
+    most ``timeout`` seconds (0: no limit). ``collective_timeout`` (0: none) bounds each
+    all-reduce: for debugging only (docs/distributed.md says why).
     """
     if kind == "none":
         return Distribution()

@@ -1,15 +1,10 @@
 """Lookahead weight averaging, as airbench schedules it.
 
 Zhang et al., "Lookahead Optimizer: k steps forward, 1 step back" (NeurIPS 2019): every ``k``
-steps the "slow" weights move a fraction of the way towards the "fast" weights the optimizer
-produced, and the fast weights restart from the slow ones. Jordan's airbench
-(arXiv:2404.00498) uses it with k = 5 and a slow-weight decay that grows with the cube of the
-training progress, up to 0.95^5: early on the averaging is negligible, near the end it
-smooths out the last, noisy steps; the final weights are the slow ones. Batch-norm running
-statistics are averaged too. As in airbench94, averaging can start late (``start_step``: the
-paper starts after 3 epochs, the first update there only takes a copy), and at the end of every
-epoch after that the model takes the slow weights (the fast steps since the last update are
-dropped).
+steps the slow weights move towards the fast ones, which restart from them. Jordan's airbench
+(arXiv:2404.00498) uses k = 5 and a slow-weight share growing with the cube of the training
+progress up to 0.95^5, batch-norm statistics averaged too, starting after 3 epochs; from then on
+every epoch ends on the slow weights.
 
 Example:
     >>> callback = Lookahead(total_steps=490)
@@ -24,16 +19,12 @@ import numpy as np
 
 
 class Lookahead(keras.callbacks.Callback):
-    """Keras callback: slow weights updated every ``every`` optimizer steps.
-
-    The step is the optimizer's own counter, so a resumed run keeps the schedule (its slow
-    weights restart from the restored ones).
+    """Keras callback: slow weights updated every ``every`` optimizer steps (the optimizer's own
+    counter, so a resumed run keeps the schedule).
 
     Args:
-        total_steps: optimizer steps of the whole run; at that step the model ends on the slow weights.
-        every: steps between updates (airbench: 5).
-        peak_decay: the slow weights' share at the end of training (airbench: 0.95 ** 5).
-        power: how the share grows with the fraction of training done (airbench: cubically).
+        total_steps: optimizer steps of the whole run; the model ends on the slow weights.
+        peak_decay: the slow weights' share at the end of training; ``power``: how it grows.
     """
 
     def __init__(self, total_steps: int, every: int = 5, peak_decay: float = 0.95**5, power: float = 3.0,

@@ -1,10 +1,8 @@
 """Initialise a model's patch-whitening layer from its training images (airbench's first layer).
 
-Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU" (arXiv:2404.00498) starts the
-network with a 2x2 convolution whose filters whiten the 2x2 patches of the training images,
-keeps its kernel frozen and trains its bias for the first 3 epochs only. :func:`init_whitening`
-sets the layer named ``whiten`` of any model (:mod:`foveal.models.classification.airbench`)
-from the patches of a sample of training images, seen through the model's preprocessing.
+Jordan, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU" (arXiv:2404.00498): a frozen 2x2
+convolution whitening the training images' 2x2 patches (seen through the model's
+preprocessing), its bias trained for the first 3 epochs only.
 
 Example:
     >>> from foveal.models import build_model
@@ -38,11 +36,8 @@ def has_whitening(model: keras.Model) -> bool:
 
 
 class FreezeWhiteningBias(keras.callbacks.Callback):
-    """Freezes the whitening layer's bias at the start of epoch ``layer.bias_epochs`` (airbench: 3).
-
-    The train function is traced again so the optimizer stops updating the bias (no momentum or
-    weight decay on it afterwards, as a parameter without a gradient in PyTorch's SGD). Does
-    nothing for a model without a :class:`WhiteningConv`.
+    """Freezes the whitening layer's bias at the start of epoch ``layer.bias_epochs`` (airbench: 3),
+    retracing the train function so that no momentum or weight decay reaches it afterwards.
 
     Example:
         >>> from foveal.models import build_model
@@ -61,16 +56,8 @@ class FreezeWhiteningBias(keras.callbacks.Callback):
 
 
 def init_whitening(model: keras.Model, images: np.ndarray, max_patches: int = 2_000_000) -> bool:
-    """Set the ``whiten`` layer from the 2x2 patches of ``images`` (raw pixels, 0..255).
-
-    Args:
-        model: a model with a layer named ``whiten`` (a :class:`WhiteningConv`, or a frozen 2x2 convolution).
-        images: array (N, H, W, C) of training images as the model takes them.
-        max_patches: patches used at most (a random subset beyond that).
-
-    Returns:
-        True when the layer was set; False when the model has no ``whiten`` layer waiting for it.
-    """
+    """Set the ``whiten`` layer from the 2x2 patches of ``images`` (N, H, W, C raw pixels, at most
+    ``max_patches`` patches); False when the model has no ``whiten`` layer waiting for it."""
     if not has_whitening(model):
         return False
     layer = model.get_layer(WHITEN_LAYER)
