@@ -441,18 +441,9 @@ def compile_classifier(model: keras.Model, cfg: TrainConfig, steps_per_epoch: in
     """Compile ``model`` with the optimizer, schedule, loss and metrics of ``cfg``."""
     import keras
 
-    from foveal.engine.optim import jit_compile_of
-    from foveal.training.precision import is_mixed, with_loss_scaling
-    from foveal.training.schedules import make_optimizer, make_schedule
+    from foveal.engine.optim import jit_compile_of, optimizer_for
 
-    lr = make_schedule(cfg.schedule, learning_rate=cfg.learning_rate, steps_per_epoch=steps_per_epoch,
-                       epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs, step_epochs=cfg.step_epochs,
-                       gamma=cfg.gamma, min_learning_rate=cfg.min_learning_rate)
-    # weight_decay goes as given: None means the optimizer's own default, 0 means none
-    optimizer = make_optimizer(cfg.optimizer, lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay, bias_lr_scale=cfg.bias_lr_scale)
-    if is_mixed(model):
-        optimizer = with_loss_scaling(optimizer, cfg.mixed_precision)
+    optimizer = optimizer_for(cfg, model, steps_per_epoch, zero_decay_default=False)
     k = min(cfg.top_k, num_classes - 1)
     if cfg.distill_from:
         from foveal.shrink.distill import DistillationLoss, HardLabelAccuracy

@@ -1,8 +1,5 @@
-"""The optimizer every task compiles with: schedule, optimizer, loss scaling, XLA switch.
-
-Task configs share the names of these options (``optimizer``, ``learning_rate``, ``schedule``,
-``warmup_epochs``, ``weight_decay``, ``mixed_precision``, ``jit_compile``, ...); options a task
-does not have take their defaults, so one function serves every task.
+"""The optimizer every task compiles with: schedule, optimizer, loss scaling, XLA switch (options
+a task's config lacks take their defaults).
 
 Example:
     >>> model.compile(optimizer=optimizer_for(cfg, model, steps_per_epoch=100), loss=...)  # doctest: +SKIP
@@ -17,12 +14,14 @@ if TYPE_CHECKING:
 
 
 def optimizer_for(cfg: Any, model: keras.Model, steps_per_epoch: int, *, learning_rate: float | None = None,
-                  epochs: int | None = None) -> keras.optimizers.Optimizer:
+                  epochs: int | None = None, zero_decay_default: bool = True) -> keras.optimizers.Optimizer:
     """The optimizer of ``cfg`` with its learning-rate schedule; wrapped for loss scaling when
-    ``model`` computes in float16."""
+    ``model`` computes in float16. A ``weight_decay`` of None means the optimizer's default, and so
+    does 0 with ``zero_decay_default`` (the task configs'; classification's 0 means none)."""
     from foveal.training.precision import is_mixed, with_loss_scaling
     from foveal.training.schedules import make_optimizer, make_schedule
 
+    decay = getattr(cfg, "weight_decay", None)
     lr = make_schedule(cfg.schedule, learning_rate=cfg.learning_rate if learning_rate is None else learning_rate,
                        steps_per_epoch=steps_per_epoch, epochs=cfg.epochs if epochs is None else epochs,
                        warmup_epochs=getattr(cfg, "warmup_epochs", 0.0),
@@ -30,7 +29,7 @@ def optimizer_for(cfg: Any, model: keras.Model, steps_per_epoch: int, *, learnin
                        min_learning_rate=getattr(cfg, "min_learning_rate", 0.0))
     optimizer = make_optimizer(cfg.optimizer, lr, momentum=getattr(cfg, "momentum", 0.9),
                                nesterov=getattr(cfg, "nesterov", False),
-                               weight_decay=getattr(cfg, "weight_decay", None) or None,
+                               weight_decay=(decay or None) if zero_decay_default else decay,
                                bias_lr_scale=getattr(cfg, "bias_lr_scale", 1.0))
     if is_mixed(model):
         optimizer = with_loss_scaling(optimizer, cfg.mixed_precision)
@@ -38,21 +37,10 @@ def optimizer_for(cfg: Any, model: keras.Model, steps_per_epoch: int, *, learnin
 
 
 def build_before_fit(model: keras.Model, element_spec: Any) -> None:
-    """Create the optimizer's variables (and, for a functional model, those of its compiled loss
-    and metrics) before ``fit``, outside any graph.
+    """Create the optimizer's variables (and a functional model's compiled loss and metrics)
+    before ``fit``, outside any graph, so that the train step is traced once (docs/architecture.md).
 
-    Left to ``fit``, they are created while the train step is first traced: every variable then
-    costs a ``tf.function`` of its own, and TensorFlow traces the whole step a second time once
-    variables were created (a LeNet-5 fit of two epochs: 2.2 CPU-s, 0.9 built first). Keras builds
-    the same way itself under a distribution strategy; the variables, their order and initial
-    values, and so the numbers, are the ones the in-trace build makes (tested).
-
-    A model trained by Keras' own ``train_step`` has the gradients of exactly
-    ``model.trainable_variables`` applied, the list built for here. A model with a step of its own
-    is built only when it says which variables each of its optimizers updates, through a method
-    ``build_optimizers(element_spec)`` (a detector with its domain adapter, a GAN's two
-    optimizers, a VAE, a domain-adaptation classifier); any other is left to ``fit``.
-    ``element_spec``: the training dataset's, ``(x, y)`` or ``(x, y, sample_weight)``."""
+    A model with a ``train_step`` of its own is built only through its ``build_optimizers(element_spec)``."""
     import keras
 
     optimizer = getattr(model, "optimizer", None)
@@ -68,10 +56,7 @@ def build_before_fit(model: keras.Model, element_spec: Any) -> None:
 
 def build_compiled(model: keras.Model, element_spec: Any) -> None:
     """Build what Keras' own ``train_step`` creates on its first trace: a functional model's
-    compiled loss and metrics (from symbolic tensors of ``element_spec``'s shapes, Keras' own
-    build under a strategy) and the optimizer on ``model.trainable_variables``. For a model whose
-    step of its own calls ``compute_loss``/``compute_metrics`` on what ``element_spec`` describes
-    (give it the ``(x, y)`` those calls see)."""
+    compiled loss and metrics (from ``element_spec``) and the optimizer."""
     try:
         from keras.src.models.functional import Functional
     except ImportError:  # a Keras that moved it: the optimizer alone
