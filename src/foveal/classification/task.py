@@ -1,14 +1,8 @@
-"""Image classification as a task of the run engine.
-
-The plugin reads image datasets and splits them, builds the classifier (foveal's own
-architectures, ``keras.applications`` networks or transfer from ImageNet or file weights),
-compiles it with its loss (cross-entropy, or distillation from a teacher), and scores the best
-weights (with test-time augmentation when asked). What it adds to the engine's run, through the
-engine's hooks: ``--recipe`` (resolved before the run folder is), the two-phase transfer plan
-of :class:`~foveal.transfer.finetune.Phases` (``--freeze``, ``--fine-tune``, a lower learning
-rate for phase 2), phase 1 on cached bottleneck features (``--bottleneck``), class weights and
-oversampling, Lookahead, the airbench whitening layer's start, and the global-batch plan of
-``--distribute``. Everything else about a run is the engine's (:mod:`foveal.engine.run`).
+"""Image classification as a task of the run engine: datasets and splits, the classifier (foveal's
+own, ``keras.applications`` or transferred weights), its loss (cross-entropy or distillation) and
+scoring; through the engine's hooks also ``--recipe``, the two-phase transfer plan of
+:class:`~foveal.transfer.finetune.Phases`, the bottleneck phase, class weights, Lookahead, the
+whitening layer's start and the exact batch plan of ``--distribute``.
 
 Example:
     >>> from foveal.engine.run import train_task
@@ -146,10 +140,8 @@ class ClassifyTask(TaskPlugin):
                  f"{cfg.extra_ratio:g}" if "extra_train" in data.extra else "")
         lines = [f"data: {cfg.data} ({splits.train.num_classes} classes; {sizes}{mixed})",
                  f"model: {cfg.model}, input {model.input_shape[1:]}, {model.count_params():,} parameters"]
-        plan = _plan(cfg)
-        if plan.freeze is not None or plan.two_phase:
-            lines.append(plan.describe() + (" (phase 1 on bottleneck features)" if cfg.bottleneck else ""))
-        return lines
+        phases = _phases_text(cfg)
+        return lines + ([phases] if phases else [])
 
     # ---------------------------------------------------------------------------- training
     def phases(self, cfg: TrainConfig) -> list[Phase]:
@@ -263,9 +255,8 @@ class ClassifyTask(TaskPlugin):
         }
         if cfg.weights is not None:
             summary["initial weights"] = cfg.weights
-        plan = _plan(cfg)
-        if plan.freeze is not None or plan.two_phase:
-            summary["phases"] = plan.describe() + (" (phase 1 on bottleneck features)" if cfg.bottleneck else "")
+        if phases := _phases_text(cfg):
+            summary["phases"] = phases
         if metrics is not None:
             summary[f"{split} accuracy"] = round(metrics["accuracy"], 4)
             if metrics.get("warnings"):
@@ -297,6 +288,14 @@ def _plan(cfg: TrainConfig) -> Phases:
     from foveal.transfer.finetune import Phases
 
     return Phases.from_config(cfg)
+
+
+def _phases_text(cfg: TrainConfig) -> str | None:
+    """The transfer plan in words, None for a single plain phase."""
+    plan = _plan(cfg)
+    if plan.freeze is None and not plan.two_phase:
+        return None
+    return plan.describe() + (" (phase 1 on bottleneck features)" if cfg.bottleneck else "")
 
 
 def prepare_data(cfg: TrainConfig) -> Splits:
