@@ -1,8 +1,5 @@
-"""The training options: one dataclass behind the YAML file, the CLI and the Python API.
-
-Every field is an option of ``foveal train`` (``--batch-size 64``) and a key of the YAML file
-given with ``--config`` (``batch_size: 64``); the resolved set is written to the run folder as
-``config.yaml`` and is what ``--resume`` reads back.
+"""The training options: one dataclass behind the YAML file (``batch_size: 64``), the CLI
+(``--batch-size 64``) and the Python API; the run folder's ``config.yaml`` is what ``--resume`` reads.
 
 Example:
     >>> cfg = TrainConfig(data="digits", model="lenet5", epochs=3)

@@ -1,18 +1,10 @@
 """``foveal [TASK] MODE ...``: one command grammar for every task.
 
-The parser has the classification modes at the top level (``foveal train``, ``foveal predict``,
-...), one command per other task (``foveal detect train``, ...) and the modes that take a model
-file of any task (``export``, ``benchmark``, ``serve``, ``inspect``, ``prune``). :func:`route`
-rewrites what the user typed into that shape before argparse sees it:
-
-* ``foveal train --task detect ...`` is ``foveal detect train ...``;
-* ``foveal classify MODE ...`` is ``foveal MODE ...``;
-* ``foveal detect export MODEL ...`` is ``foveal export MODEL ...`` (likewise benchmark, serve,
-  inspect and prune), after checking that MODEL is a detector;
-* ``foveal evaluate|predict MODEL ...`` reads MODEL's task from its card, so
-  ``foveal predict det.keras photo.jpg`` is ``foveal detect predict det.keras photo.jpg``;
-* a model of another task than the one named, or a mode its task does not support, is refused
-  in one line that names the file, its task and the command to use.
+:func:`route` rewrites what the user typed into the parser's shape (classification's modes at the
+top level, one command per other task, the model-file modes shared) before argparse sees it:
+``foveal train --task detect`` is ``foveal detect train``, ``foveal detect export MODEL`` is
+``foveal export MODEL`` once MODEL is checked to be a detector, and ``foveal evaluate|predict
+MODEL`` takes MODEL's task from its card (docs/architecture.md, "One command grammar").
 
 Example:
     >>> route(["train", "--task", "detect", "--epochs", "3"])

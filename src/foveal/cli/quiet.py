@@ -7,12 +7,8 @@ import sys
 
 
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with file descriptor 2 muted.
-
-    TensorFlow's native start-up lines (oneDNN notice, absl preamble) are written before its
-    log level is read, so no environment variable hides them; they mean nothing to a user.
-    Python-level import errors still propagate once stderr is restored.
-    """
+    """Import TensorFlow with file descriptor 2 muted: its native start-up lines are written
+    before its log level is read. Import errors still propagate once stderr is restored."""
     import os
 
     sys.stderr.flush()

@@ -1,11 +1,6 @@
-"""What every task's command (``foveal detect|segment|localize ...``) has in common.
-
-A task's ``cli.py`` adds its command with :func:`add_task_command`, which gives it the ``train``
-action (``--config``, ``--resume`` and every option of the task's config class, run through the
-engine via the task table) and the arguments every ``evaluate`` and ``predict`` action takes;
-the task adds only its own options and handlers. Handlers have the signature
-``handler(args, overrides) -> exit status``; a :class:`~foveal.errors.FovealError` they raise is
-printed by ``foveal``'s ``main`` in one line.
+"""What every task's command (``foveal detect|segment|localize ...``) has in common: the ``train``
+action with every option of the task's config, and the arguments of every ``evaluate`` and
+``predict`` action. Handlers are ``handler(args, overrides) -> exit status``.
 
 Example:
     >>> actions = add_task_command(subparsers, "detect", help="...", description="...",  # doctest: +SKIP
@@ -94,9 +89,8 @@ def add_predict_options(parser: argparse.ArgumentParser, *, output_help: str) ->
 
 def print_result(args: argparse.Namespace, result: Any, formatter: Callable[[Any], str], *,
                  wrote: Callable[[Path], str] | None = None) -> int:
-    """Print what an ``evaluate`` (or ``score``) command found: JSON with ``--json``, else
-    ``formatter(result)``; with ``--output``, say on stderr ``wrote`` + ``wrote(output folder)``.
-    Returns the exit status, 0.
+    """Print an ``evaluate`` (or ``score``) result: JSON with ``--json``, else ``formatter(result)``;
+    with ``--output``, ``wrote(output folder)`` on stderr. Returns the exit status, 0.
 
     Example:
         >>> return print_result(args, metrics, format_metrics,  # doctest: +SKIP
@@ -110,10 +104,8 @@ def print_result(args: argparse.Namespace, result: Any, formatter: Callable[[Any
 
 def print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], formats: dict[str, Callable[[Any], str]], *,
                wrote: Callable[[Path], str] | None = None) -> int:
-    """Print a ``predict`` command's ``rows`` in ``formats[args.format]`` (``table``, ``csv``,
-    ``json``); with ``--output``, say on stderr ``wrote`` + ``wrote(output folder)``; then how many
-    files could not be read. Returns the exit status, 0.
-    """
+    """Print a ``predict`` command's ``rows`` in ``formats[args.format]``, what was written and how
+    many files could not be read. Returns the exit status, 0."""
     print(formats[args.format](rows))
     if wrote is not None and args.output:
         print(f"wrote {wrote(Path(args.output))}", file=sys.stderr)

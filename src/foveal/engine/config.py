@@ -1,9 +1,5 @@
-"""``RunConfig``: the options every task's training run has, in one place.
-
-A task's config subclasses it and adds its own fields beside its code (``DetectConfig`` in
-:mod:`foveal.detection.config`, ...); it may redeclare a field to change its default or help.
-The engine (:mod:`foveal.engine.run`) reads only these shared options, so a run feature added
-here (a time budget, mixed precision, ...) is an option of every task at once.
+"""``RunConfig``: the options every task's training run has (the engine reads only these); a
+task's config subclasses it with its own fields and may redeclare one to change its default.
 
 Example:
     >>> from dataclasses import dataclass

@@ -42,13 +42,9 @@ class Scored:
 def score(model: keras.Model, card: ModelCard, data: LabeledImages, *, batch_size: int = 64, top_k: int = 5,
           keep_misclassified: int = 32, skip_invalid: bool = False, tta: str = "none",
           class_map: ClassMap = None) -> Scored:
-    """Predict every image of ``data`` and compute the classification metrics.
-
-    Labels are collected from the pipeline itself, so skipped files cannot misalign them.
-    ``tta`` averages the probabilities over flipped/shifted views (see :mod:`foveal.evaluation.tta`).
-    ``data``'s classes are matched to the model's by name, or by ``class_map``
-    (:func:`align_classes`).
-    """
+    """Predict every image of ``data`` (classes matched by :func:`align_classes`; ``tta``:
+    :mod:`foveal.evaluation.tta`) and compute the classification metrics. Labels come from the
+    pipeline itself, so skipped files cannot misalign them."""
     check_tta(tta)
     data = align_classes(data, card, class_map)
     h, w, c = card.input_shape
@@ -79,11 +75,8 @@ def score(model: keras.Model, card: ModelCard, data: LabeledImages, *, batch_siz
 
 
 def align_classes(data: LabeledImages, card: ModelCard, class_map: ClassMap = None) -> LabeledImages:
-    """Relabel ``data`` to the model's class order, matching by class name.
-
-    A dataset class the model does not know is an error listing both sets, unless
-    ``class_map`` says which model class it is (see :mod:`foveal.evaluation.classes`).
-    """
+    """Relabel ``data`` to the model's class order, by name or ``class_map``
+    (:mod:`foveal.evaluation.classes`); an unknown class is an error listing both sets."""
     if data.class_names == card.class_names and not class_map:
         return data
     mapping = match_classes(card.class_names, data.class_names, parse_class_map(class_map), origin=data.origin)
@@ -96,17 +89,12 @@ def evaluate(model_path: str | Path, data: str, *, split: str = "test", batch_si
     """Evaluate a saved model on a dataset split; optionally write metrics and plots to ``output``.
 
     Args:
-        model_path: a ``.keras`` file written by foveal.
-        data: any dataset spec (see ``foveal datasets --help``).
-        split: which part of the dataset (``test``, ``val`` or ``train``); if the dataset has
-            only one part, that part is used.
-        tta: test-time augmentation: ``none``, ``flip`` or ``flip-shift``
-            (:mod:`foveal.evaluation.tta`); the metrics record which.
-        class_map: which model class each dataset class is, when their names differ
-            (see :mod:`foveal.evaluation.classes`); default: match by name.
+        split: ``test``, ``val`` or ``train``; a dataset of one part uses that part.
+        tta: ``none``, ``flip`` or ``flip-shift`` (:mod:`foveal.evaluation.tta`).
+        class_map: which model class each dataset class is (default: matched by name).
 
     Returns:
-        The metrics dictionary (accuracy, top-k, per-class report, confusion matrix).
+        The metrics (accuracy, top-k, per-class report, confusion matrix).
     """
     from foveal.data.readers import load_dataset
     from foveal.prediction import check_counts

@@ -1,10 +1,6 @@
-"""A wall-clock training budget: stop ``fit`` cleanly once a number of seconds has passed.
-
-Time-to-accuracy targets ("Dice after 20 minutes", "mAP within 30 minutes") need training to
-end on time rather than after a fixed number of epochs. :class:`TimeBudget` checks the clock
-after every batch; when the budget is spent it sets ``model.stop_training``, so Keras finishes
-the current epoch's bookkeeping (validation, checkpoint callbacks) and returns normally. The
-run folder then looks like any finished run: ``best.keras`` is scored and reported.
+"""A wall-clock training budget (time-to-accuracy targets): once the seconds are spent,
+``model.stop_training`` is set, so Keras finishes the epoch's bookkeeping (validation,
+checkpoints) and the run ends like any finished one.
 
 Example:
     >>> budget = TimeBudget(20 * 60)

@@ -1,10 +1,8 @@
 """Named training recipes: presets of :class:`~foveal.config.TrainConfig` options.
 
-``foveal train --recipe fast`` (or ``TrainConfig(recipe="fast")``) fills every option the user
-did not set explicitly with the recipe's value; options given on the command line, in the YAML
-file or as keyword arguments win. The run's ``config.yaml`` holds the final values, so a resumed
-run never applies the recipe a second time. This module is plain data (no Keras import) so the
-config can list the recipes in its help text.
+``--recipe fast`` fills every option not set explicitly (command line, YAML file or keyword
+arguments win); ``config.yaml`` holds the final values, so a resume never applies it twice. Plain
+data (no Keras import), so the config's help can list the recipes.
 
 Example:
     >>> from foveal.config import TrainConfig
@@ -104,16 +102,8 @@ def check_recipe(name: str | None) -> None:
 
 
 def resolve_recipe(cfg: Any, explicit: set[str] | frozenset[str] | None = None) -> Any:
-    """A copy of ``cfg`` with its recipe's options filled in where not set explicitly.
-
-    Args:
-        cfg: a TrainConfig (any dataclass with a ``recipe`` field).
-        explicit: names of the fields the user set; default: those ``cfg`` was built with
-            (recorded by TrainConfig's constructor).
-
-    Returns:
-        ``cfg`` itself when it names no recipe, else a new, validated config.
-    """
+    """A validated copy of ``cfg`` with its recipe's options filled in where not in ``explicit``
+    (default: the fields ``cfg`` was built with); ``cfg`` itself when it names no recipe."""
     name = getattr(cfg, "recipe", None)
     if name is None:
         return cfg

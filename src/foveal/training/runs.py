@@ -88,11 +88,8 @@ def weights_of(path: Path) -> list[np.ndarray] | None:
 
 
 def remove_temporary_files(run_dir: Path) -> list[Path]:
-    """Delete the half-written temporary files a killed run left in ``run_dir``; return them.
-
-    Only :func:`foveal.utils_io.atomic_path`'s names (``.NAME.RANDOM.tmpSUFFIX``) are touched,
-    so a user's own files stay.
-    """
+    """Delete (and return) the half-written temporary files of :func:`foveal.utils_io.atomic_path`
+    (``.NAME.RANDOM.tmpSUFFIX``) a killed run left in ``run_dir``."""
     removed = []
     for path in sorted(run_dir.rglob(".*.tmp*")):
         if path.is_file() and not path.is_symlink():
@@ -114,11 +111,8 @@ def checked_run_name(name: str) -> str:
 
 def resolve_run(config_class: type, config: Any | None, resume: str | Path | None,
                 overrides: dict[str, Any], name_prefix: str = "") -> tuple[Any, Path, dict[str, Any] | None]:
-    """(options, run folder, saved state or None) for a new run or a ``--resume``.
-
-    A resumed run reads its ``config.yaml`` with ``overrides`` on top (e.g. more epochs); a
-    new run refuses a folder that already holds a run.
-    """
+    """(options, run folder, saved state or None) for a new run (refusing a folder that holds a
+    run) or a ``--resume`` (its ``config.yaml`` with ``overrides`` on top)."""
     from dataclasses import asdict
 
     from foveal import configtools

@@ -1,11 +1,8 @@
 """Learning-rate schedules keyed on the optimizer's step count (so resuming keeps them).
 
-Step, exponential and cosine come from Keras, wrapped with an optional linear warm-up;
-one-cycle (Smith & Topin, "Super-Convergence", 2017) is written here: linear warm-up from
-``peak / div_factor`` to ``peak`` over ``pct_start`` of training, then cosine annealing to
-``peak / final_div_factor``; so is airbench's triangle (Jordan, arXiv:2404.00498): linear from
-0.2x the peak to the peak at 23% of training, then linear down to 0.07x. Plateau is not a
-schedule but a callback (see the trainer).
+Step, exponential and cosine come from Keras, with an optional linear warm-up; one-cycle (Smith &
+Topin, "Super-Convergence", 2017) and airbench's triangle (Jordan, arXiv:2404.00498) are written
+here. Plateau is a callback (:class:`~foveal.training.callbacks.ResumablePlateau`).
 """
 
 from __future__ import annotations
@@ -19,7 +16,8 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="foveal")
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """One-cycle learning rate over ``total_steps``.
+    """One-cycle learning rate over ``total_steps``: linear from ``peak / div_factor`` to ``peak``
+    over ``pct_start`` of them, then cosine annealing to ``peak / final_div_factor``.
 
     Example:
         >>> s = OneCycle(0.1, total_steps=100)
