@@ -25,11 +25,8 @@ def import_tensorflow_quietly() -> None:
 
 
 class _NoRetracingWarning(logging.Filter):
-    """Drops TensorFlow's "triggered tf.function retracing" warning (several long lines each).
-
-    It is advice to the author of a loop that builds many models (cross-validation folds, a
-    prune's fine-tune, a benchmark's runtimes), not something a command-line user can act on.
-    """
+    """Drops TensorFlow's "triggered tf.function retracing" warning: advice for a loop's author
+    (folds, a prune's fine-tune), nothing a command-line user can act on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "triggered tf.function retracing" not in record.getMessage()
