@@ -227,16 +227,12 @@ class DetectionOutputs:
     def set_postprocess(self, *, score_threshold: float | None = None, iou_threshold: float | None = None,
                         max_detections: int | None = None, class_aware: bool | None = None) -> None:
         """Change the post-processing settings; the next ``predict``/``detect`` uses them."""
-        if score_threshold is not None:
-            self.score_threshold = float(score_threshold)
-        if iou_threshold is not None:
-            self.iou_threshold = float(iou_threshold)
-        if max_detections is not None:
-            if int(max_detections) < 1:
-                raise ConfigError(f"max_detections must be at least 1, got {max_detections}")
-            self.max_detections = int(max_detections)
-        if class_aware is not None:
-            self.class_aware = bool(class_aware)
+        if max_detections is not None and int(max_detections) < 1:
+            raise ConfigError(f"max_detections must be at least 1, got {max_detections}")
+        for key, cast, value in (("score_threshold", float, score_threshold), ("iou_threshold", float, iou_threshold),
+                                 ("max_detections", int, max_detections), ("class_aware", bool, class_aware)):
+            if value is not None:
+                setattr(self, key, cast(value))
         self.predict_function = None  # the thresholds are constants of the traced graphs
         self._detect_fn = None
 

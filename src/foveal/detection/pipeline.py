@@ -241,8 +241,10 @@ def make_detection_pipeline(
         raise ConfigError(f"channels must be 1 or 3, not {channels}")
     if cache not in _CACHE_CHOICES:
         raise ConfigError(f"cache must be one of {', '.join(_CACHE_CHOICES)}, not {cache!r}")
-    if len(data) == 0:
-        raise DataError(f"{data.origin or 'the dataset'}: no images to read")
+    for part, what in ((data, "the dataset"), (extra if training else None, "the extra training data"),
+                       (target if training else None, "the target images")):
+        if part is not None and len(part) == 0:
+            raise DataError(f"{part.origin or what}: no images to read")
     if max_boxes is None:
         max_boxes = max([1, *(len(b) for b in data.boxes)])
     if batch_size < 1 or max_boxes < 1:
@@ -255,13 +257,9 @@ def make_detection_pipeline(
     mix = bool(training and extra is not None)
     if mix:
         real_count, extra_count = mixed_counts(len(data), extra_ratio)
-        if len(extra) == 0:  # type: ignore[arg-type]
-            raise DataError(f"{extra.origin or 'the extra training data'}: no images to read")  # type: ignore[union-attr]
         extra_epoch = _source_epochs(extra, **common)  # type: ignore[arg-type]
     adapt = bool(training and target is not None)
     if adapt:
-        if len(target) == 0:  # type: ignore[arg-type]
-            raise DataError(f"{target.origin or 'the target images'}: no images to read")  # type: ignore[union-attr]
         target_epoch = _source_epochs(target, **common)  # type: ignore[arg-type]
         per_epoch = -(-(real_count + extra_count if mix else len(data)) // batch_size) * batch_size
         repeats = -(-per_epoch // len(target))  # type: ignore[arg-type]
