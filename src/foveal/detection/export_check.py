@@ -105,11 +105,12 @@ def export_graph(model: Any, card: ModelCard) -> Any:
     the whole detector, :func:`whole_detections`)."""
     import keras
 
+    from foveal.detection.postprocess import as_list
+
     if is_two_stage(card):
         return whole_detections(model, card)
-    outs = model.outputs if isinstance(model.outputs, (list, tuple)) else [model.outputs]
-    return keras.Model(model.inputs, {f"{RAW_PREFIX}{level}": out for level, out in zip(model.levels, outs)},
-                       name=f"{model.name}_raw")
+    named = {f"{RAW_PREFIX}{level}": out for level, out in zip(model.levels, as_list(model.outputs))}
+    return keras.Model(model.inputs, named, name=f"{model.name}_raw")
 
 
 def export_card(model: Any, card: ModelCard) -> ModelCard:
