@@ -1,19 +1,13 @@
 """Object detection: YOLO-style detectors and Faster R-CNN on any foveal backbone.
 
-A detector is a foveal backbone with a YOLO head (Redmon & Farhadi, "YOLO9000", CVPR 2017;
-"YOLOv3: An Incremental Improvement", arXiv 2018; :mod:`.model`, :mod:`.loss`,
-:mod:`.postprocess`) or a two-stage Faster R-CNN (Ren et al., NeurIPS 2015; :mod:`.faster_rcnn`),
-chosen with ``--detector``. Both models' ``predict`` return boxes, scores and classes, so the
-data (:mod:`.pipeline`), the run (:mod:`.task`, :mod:`.train`), scoring, prediction, the
-report and the export hooks serve both. :mod:`.sliding_window` is the texts' FCN detector;
-:mod:`.adapt` adapts a detector to unlabelled target images. The names below are imported
-lazily, so ``import foveal.detection`` stays cheap.
+YOLO heads (Redmon & Farhadi, "YOLO9000", CVPR 2017; "YOLOv3", arXiv 2018: :mod:`.model`,
+:mod:`.loss`, :mod:`.postprocess`) or a two-stage Faster R-CNN (Ren et al., NeurIPS 2015:
+:mod:`.faster_rcnn`), chosen with ``--detector``; both ``predict`` boxes, scores and classes, so
+data, run, scoring, prediction, report and export hooks serve both. :mod:`.sliding_window` is
+the texts' FCN detector, :mod:`.adapt` domain adaptation. Names are imported lazily.
 
 Example:
-    >>> import numpy as np
-    >>> from foveal.detection import build_detector
-    >>> model = build_detector("resnet18", 2, np.array([[0.2, 0.3]]), input_shape=(64, 64, 3),
-    ...                        backbone_options={"width": 8})  # doctest: +SKIP
+    >>> model = build_detector("resnet18", 2, np.array([[0.2, 0.3]]), input_shape=(64, 64, 3))  # doctest: +SKIP
     >>> model.compile("adam"); model.fit(dataset)  # (images, {"boxes", "classes"})  # doctest: +SKIP
     >>> model.predict(images)["boxes"]  # doctest: +SKIP
 """

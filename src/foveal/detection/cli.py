@@ -87,14 +87,9 @@ def _anchors(args: argparse.Namespace, _: dict[str, Any]) -> int:
               "image_size": [height, width], "mean_iou": round(float(mean_iou), 4),
               "anchors_pixels": [[round(float(a), 1), round(float(b), 1)] for a, b in anchors],
               "anchors_normalised": [[round(float(a) / width, 5), round(float(b) / height, 5)] for a, b in anchors]}
-    if args.json:
-        print(json.dumps(result, indent=1))
-    else:
-        print(f"{args.k} anchors (width x height in pixels of a {width}x{height} input), "
-              f"mean best IoU with the {data.num_boxes} boxes: {mean_iou:.3f}")
-        for a, b in result["anchors_pixels"]:
-            print(f"  {a:7.1f} x {b:7.1f}")
-    return 0
+    lines = [f"{args.k} anchors (width x height in pixels of a {width}x{height} input), mean best IoU with the "
+             f"{data.num_boxes} boxes: {mean_iou:.3f}", *(f"  {a:7.1f} x {b:7.1f}" for a, b in result["anchors_pixels"])]
+    return tc.print_result(args, result, lambda _: "\n".join(lines))
 
 
 def _sliding_window(args: argparse.Namespace, _: dict[str, Any]) -> int:
@@ -118,8 +113,7 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
     actions = tc.add_task_command(
         subparsers, "detect", help="object detection: YOLO-style and Faster R-CNN detectors on the zoo's backbones",
         description="Train, evaluate and use object detectors (YOLOv2/v3-style heads or Faster R-CNN on any zoo "
-        "backbone), "
-        "with COCO metrics equal to pycocotools'.", train_help="train a detector and write a run folder with a report",
+        "backbone), with COCO metrics equal to pycocotools'.", train_help="train a detector and write a run folder with a report",
         train_description="Train a YOLO-style detector (default) or a Faster R-CNN (--detector faster-rcnn) "
         "on box annotations.", train_epilog=EPILOG_TRAIN)
 

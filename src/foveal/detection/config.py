@@ -93,8 +93,7 @@ class DetectConfig(RunConfig):
                                           "backbone; matched by layer name and shape", group="model")
     preprocessing: str | None = option(None, "rescale, tf, torch, caffe or none (default: the backbone's, or "
                                        "the --backbone-weights model's)", group="model")
-    scales: int = option(1, "1 (YOLOv2: one grid at stride 32) or 3 (YOLOv3: strides 8, 16, 32)",
-                                   group="model")
+    scales: int = option(1, "1 (YOLOv2: one grid at stride 32) or 3 (YOLOv3: strides 8, 16, 32)", group="model")
     anchors: int = option(5, "anchor boxes per scale, chosen by k-means with the IoU distance on the training "
                           "boxes", group="model")
     head_width: int | None = option(None, "YOLO: channels of the head's convolutions (default: the model's); "

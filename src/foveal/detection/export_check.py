@@ -1,37 +1,19 @@
-"""Export, benchmark and serve hooks of YOLO detectors (see :mod:`foveal.export.tasks`).
+"""Export, benchmark and serve hooks of detectors (see :mod:`foveal.export.tasks`).
 
-**What the export holds.** The detector's raw head outputs, one named tensor per scale
-(``raw_P3``, ``raw_P4``, ``raw_P5``: ``[N, gh, gw, A, 5 + K]`` logits), not the boxes after
-NMS. Decoding and class-aware NMS then run in the runner, with the very function
-``DetectorModel.predict`` runs in-graph (:func:`~foveal.detection.postprocess.detect_from_outputs`),
-the anchors and thresholds coming from the card written beside the export. Why: the in-graph
-NMS (a ``map_fn`` over images with data-dependent sizes) converts to ONNX but the converted
-TFLite graph fails at run time, Core ML has no such loop, int8 quantization of post-NMS scores
-is meaningless, and thresholds stay adjustable without re-exporting. Every format therefore
-has the same, cleanly exportable graph, and every runner returns the same boxes.
+A YOLO export holds the raw head outputs (``raw_P3``...: ``[N, gh, gw, A, 5 + K]`` logits); a
+runner decodes them with :func:`~foveal.detection.postprocess.detect_from_outputs`, the very
+function ``DetectorModel.predict`` runs, using the anchors and thresholds of the card. A Faster
+R-CNN export holds the whole detector (:func:`whole_detections`, boxes after NMS; SavedModel or
+ONNX only) and its runner filters by the card's threshold (:func:`filter_detections`). Parity
+matches boxes after NMS by IoU and accepts an unmatched box only where NMS's discontinuity
+explains it; accuracy is mAP@0.5 by the detector's own scoring. Why each choice:
+``docs/architecture.md`` ("A detector's export holds the raw head outputs", "Faster R-CNN is a
+model kind", "Parity per task").
 
-**Parity** matches the boxes after NMS by IoU (greedy, IoU >= 0.5, class-agnostic; boxes too
-small for IoU to be stable match when their corners agree within the tolerance), per image; a
-pair counts when the classes agree and the score and corners differ by at most the
-tolerance. Greedy NMS is discontinuous: scores a rounding apart can swap which of two
-overlapping boxes survives, or put a box on the other side of the score threshold. So a box
-without a partner passes only when that explains it: its score is within the tolerance of the
-threshold (or of the lowest kept score when the other side is full), or the other side keeps
-an overlapping box of its class (IoU above the NMS threshold, less the tolerance) scoring at
-least as high, less the tolerance, which suppresses it there. Anything else fails. **Accuracy** is mAP@0.5 by
-:func:`~foveal.detection.scoring.score_detections`, the detector's own evaluation.
-
-**Faster R-CNN** (two-stage) exports are different: its second stage runs on proposals chosen
-by NMS inside the graph, so there are no raw head outputs a runner could decode. The export
-holds the whole detector instead (:func:`whole_detections`: proposals, RoI Align, head,
-class-aware NMS), with outputs ``boxes``, ``scores``, ``classes``, ``num_detections``, as
-SavedModel or ONNX (tf2onnx converts ``CropAndResize`` and ``NonMaxSuppressionV5``). The NMS
-IoU threshold is fixed at export; the score threshold is baked as low as scoring needs
-(:data:`~foveal.detection.scoring.SCORING_THRESHOLD`) and the runner filters by the card's
-(or a caller's) threshold afterwards, which gives the same boxes as NMS run after that
-threshold. TFLite is refused: ``CropAndResize`` has no TFLite builtin kernel, and a
-Select-TF-ops model cannot run in the Python TFLite interpreter that checks parity. Core ML
-has no NMS loop.
+Example:
+    >>> card = export_card(model, card)  # doctest: +SKIP
+    >>> outputs(open_runner("det.onnx"), card, images)["boxes"].shape  # doctest: +SKIP
+    (8, 100, 4)
 """
 
 from __future__ import annotations
@@ -123,11 +105,12 @@ def export_graph(model: Any, card: ModelCard) -> Any:
     the whole detector, :func:`whole_detections`)."""
     import keras
 
+    from foveal.detection.postprocess import as_list
+
     if is_two_stage(card):
         return whole_detections(model, card)
-    outs = model.outputs if isinstance(model.outputs, (list, tuple)) else [model.outputs]
-    return keras.Model(model.inputs, {f"{RAW_PREFIX}{level}": out for level, out in zip(model.levels, outs)},
-                       name=f"{model.name}_raw")
+    named = {f"{RAW_PREFIX}{level}": out for level, out in zip(model.levels, as_list(model.outputs))}
+    return keras.Model(model.inputs, named, name=f"{model.name}_raw")
 
 
 def export_card(model: Any, card: ModelCard) -> ModelCard:

@@ -5,19 +5,11 @@ Redmon et al., "You Only Look Once", CVPR 2016 (the sum-squared loss with ``lamb
 "YOLOv3: An Incremental Improvement", arXiv 2018 (one responsible anchor across all scales,
 logistic objectness, predictions overlapping an object left out of the no-object term).
 
-**Targets.** A batch's ground truth is ``{"boxes": [B, M, 4], "classes": [B, M]}``: normalised
-corners and class ids, padding rows with class ``-1``. For whatever grid ``gh x gw`` each
-prediction has (the input size may change from batch to batch), :func:`assign_targets` makes,
-for each real box,
-
-* the *responsible anchor*: the anchor of highest IoU with the box's shape (both centred on
-  one point), searched over the anchors of **all** scales; its scale is the box's scale;
-* the *responsible cell* at that scale: the one holding the box centre,
-  ``(col, row) = floor(centre * (gw, gh))``;
-* the encoded box, as :func:`foveal.ops.boxes.encode_yolo` would give it: the centre's offset
-  in the cell ``(x, y)`` in [0, 1] and ``(tw, th) = log(box size / anchor size)``.
-
-Two boxes given the same cell and anchor both pull on that one prediction.
+**Targets** (``{"boxes": [B, M, 4], "classes": [B, M]}``, normalised corners, padding class -1)
+are assigned for whatever grid each batch produced (:func:`assign_targets`): a box's
+*responsible anchor* is the one of highest shape IoU over the anchors of all scales (its scale
+is the box's), its *responsible cell* the one holding its centre, and its encoding that of
+:func:`foveal.ops.boxes.encode_yolo` (the centre's offset in the cell, ``log(size / anchor)``).
 
 **Loss** (per image, summed over predictions, then averaged over the batch)::
 
@@ -27,13 +19,10 @@ Two boxes given the same cell and anchor both pull on that one prediction.
     class = sum_resp softmax cross-entropy(class, c)
     loss  = lambda_coord * coord + lambda_obj * obj + lambda_noobj * noobj + lambda_class * class
 
-The ``2 - w*h`` weight (w, h normalised) gives small boxes more weight, the job the square
-roots of sizes do in the texts' formula; the offsets are regressed after the sigmoid and the
-sizes in log space, so a prediction equal to the encoded target costs exactly zero. Classes
-use a **softmax** cross-entropy (one label per box, as in YOLOv2 and the texts), so
-:mod:`~foveal.detection.postprocess` scores a box ``sigmoid(to) * softmax(c)``; with a single
-class the class term is zero and the score is the objectness. The ignore IoU is computed on
-the decoded predictions without gradient.
+The ``2 - w*h`` weight (normalised sizes) favours small boxes, the job of the texts' square
+roots; a prediction equal to the encoded target costs exactly zero. Classes use a softmax
+cross-entropy (one label per box, as YOLOv2 and the texts), so a single class has no class term.
+The ignore IoU is computed on the decoded predictions without gradient.
 
 Example:
     >>> import numpy as np
@@ -70,22 +59,16 @@ def assign_targets(boxes, classes, anchors, grid_sizes: Sequence[tuple[Any, Any]
                    anchors_per_scale: int) -> list[dict[str, tf.Tensor]]:
     """Responsible anchor, cell and encoded box of every ground-truth box, per scale.
 
-    Dense and static-shaped (no boolean indexing), so the loss also compiles with XLA: every
-    scale gets a row for every ``(image, box)`` pair, and ``mask`` says which rows are real
-    boxes assigned to that scale.
+    Dense and static-shaped, so the loss compiles with XLA: every scale gets a row for every
+    ``(image, box)`` pair, and ``mask`` says which rows are real boxes of that scale.
 
     Args:
-        boxes: ``[B, M, 4]`` normalised corners; classes ``[B, M]`` int, ``-1`` for padding.
-        anchors: ``[S*A, 2]`` normalised anchor sizes, sorted by area, finest scale first.
         grid_sizes: ``(gh, gw)`` of each scale (ints or scalar tensors).
-        anchors_per_scale: ``A``.
 
     Returns:
-        One dict per scale: ``indices`` ``[B, M, 4]`` int32 ``(image, row, col, anchor)`` into
-        that scale's prediction, ``mask`` ``[B, M]`` float (1: this box is that prediction's
-        responsibility), ``xy`` ``[B, M, 2]`` the centre offset in the cell, ``twh``
-        ``[B, M, 2]`` the log size ratios, ``weight`` ``[B, M]`` ``2 - w*h``, ``classes``
-        ``[B, M]`` int32 (padding as 0). Rows where ``mask`` is 0 hold harmless values.
+        One dict per scale, each value ``[B, M, ...]``: ``indices`` ``(image, row, col, anchor)``
+        into that scale's prediction, ``mask``, ``xy`` (offset in the cell), ``twh`` (log size
+        ratios), ``weight`` (``2 - w*h``) and ``classes`` (padding as 0).
     """
     boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
     classes = tf.cast(tf.convert_to_tensor(classes), tf.int32)
@@ -121,13 +104,10 @@ class YoloLoss:
     """The YOLOv2/v3 loss of the module docstring, on raw outputs ``[B, gh, gw, A, 5+K]``.
 
     Args:
-        anchors: ``[S*A, 2]`` normalised anchor sizes sorted by area (the model's anchors).
-        lambda_coord: weight of the box term (5 in the YOLO paper and the texts).
-        lambda_obj: weight of the objectness term of responsible predictions.
-        lambda_noobj: weight of the no-object term (0.5 in the YOLO paper and the texts).
-        lambda_class: weight of the class term.
-        ignore_threshold: predictions whose best IoU with a ground-truth box exceeds this add
-            no no-object loss (YOLOv3: 0.5; the texts mention 0.6).
+        anchors: the model's ``[S*A, 2]`` normalised anchors, sorted by area.
+        lambda_coord, lambda_noobj: 5 and 0.5 in the YOLO paper and the texts.
+        ignore_threshold: predictions whose best IoU with a true box exceeds this add no
+            no-object loss (YOLOv3: 0.5; the texts mention 0.6).
 
     Example:
         >>> YoloLoss([[0.1, 0.1], [0.3, 0.3]], lambda_noobj=1.0).get_config()["lambda_noobj"]

@@ -2,35 +2,14 @@
 
 Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017 (one output scale, anchor
 boxes, sigmoid centre offsets, exp size scales) and "YOLOv3: An Incremental Improvement",
-arXiv 2018 (three scales fed by a top-down path: upsample, concatenate, convolve).
-
-The backbone's feature maps come from :func:`foveal.models.pyramid.feature_pyramid`, which
-measures each map's stride on the built graph (``Pk`` has stride ``2**k``), so every backbone
-option (stem, width, number of blocks) gives the right levels and strides.
-
-* ``scales=1`` (YOLOv2): the backbone's coarsest level (``P5`` for the ImageNet-style
-  backbones, ``P3`` for a ResNet with the CIFAR stem), an optional 3x3
-  conv-BN-LeakyReLU of ``head_width`` filters, and a 1x1 convolution with
-  ``A * (5 + K)`` filters.
-* ``scales=3`` (YOLOv3): the three coarsest levels, which must be consecutive (``P3``, ``P4``,
-  ``P5`` for the ImageNet-style backbones). At the coarsest: 1x1, 3x3, 1x1 convolutions
-  (``head_width`` filters, 2x for the 3x3), the *route*; a 3x3 convolution and the 1x1 output
-  on it. At each finer level: the previous route reduced by a 1x1 convolution, upsampled x2
-  and concatenated with the backbone map, then the same block with half the filters. The
-  smallest anchors go to the finest scale.
-
-Each output is reshaped to ``[B, gh, gw, A, 5 + K]`` raw logits ``(tx, ty, tw, th, to,
-c_1..c_K)``; the outputs form a list, finest scale first. The model is fully convolutional
-(input ``(None, None, C)``): any input whose sides are multiples of the largest stride works,
-which is what multi-scale training needs.
-
-:class:`DetectorModel` is that functional graph plus the anchors and the post-processing
-settings. ``model(x)`` and ``fit`` see the raw outputs (``compile`` uses
-:class:`~foveal.detection.loss.YoloLoss` and logs its four terms as ``coord_loss``,
-``obj_loss``, ``noobj_loss`` and ``class_loss``); ``predict`` and :meth:`DetectorModel.detect`
-decode and suppress in-graph and return ``{"boxes", "scores", "classes", "num_detections"}``.
-Training may be XLA-compiled (``jit_compile``: the loss has static shapes); ``predict`` never
-is, since NMS keeps a data-dependent number of boxes.
+arXiv 2018 (three scales fed by a top-down path: upsample, concatenate, convolve). The
+backbone's maps come from :func:`foveal.models.pyramid.feature_pyramid` (strides measured on
+the built graph). Each output is ``[B, gh, gw, A, 5 + K]`` raw logits, finest scale first; the
+model is fully convolutional, so any input whose sides are multiples of the largest stride
+works (multi-scale training). :class:`DetectorModel` trains on the raw outputs with
+:class:`~foveal.detection.loss.YoloLoss` (logging ``coord_loss``, ``obj_loss``, ``noobj_loss``,
+``class_loss``; XLA allowed) and decodes and suppresses in ``predict`` (never XLA: NMS keeps a
+data-dependent number of boxes).
 
 Example:
     >>> import numpy as np
@@ -133,30 +112,23 @@ def build_detector(
 ) -> "DetectorModel":
     """Build a YOLOv2-style (1 scale) or YOLOv3-style (3 scales) detector on ``backbone``.
 
-    Args:
-        backbone: a registered architecture (see ``foveal models``), built without its top.
-        num_classes: object classes ``K`` (1 is fine: the score is then the objectness).
-        anchors: ``[S*A, 2]`` normalised ``(w, h)`` anchor sizes, e.g.
-            :func:`foveal.ops.anchors.anchors_for` divided by the input size; ``S = scales``.
-            They are sorted by area; scale ``s`` (finest first) gets rows ``s*A .. s*A+A-1``.
-        scales: 1 (YOLOv2) or 3 (YOLOv3).
-        input_shape: nominal ``(H, W, C)``, recorded on the model; its sides must be multiples
-            of the largest stride (32 for P5), like every size the model is later given.
-        preprocessing: the backbone's ``Preprocess`` mode (default: the architecture's).
-        head_width: filters of the head's convolutions at the coarsest scale (halved at each
-            finer one). None: the coarsest feature map's channels, at most 512. ``0`` with one
-            scale: no extra convolution, only the 1x1 output on the backbone map.
-        backbone_options: passed to the backbone builder (e.g. ``{"width": 16}``).
-        score_threshold, iou_threshold, max_detections, class_aware: post-processing
-            settings of ``predict`` (see :func:`~foveal.detection.postprocess.non_max_suppression`);
-            change them later with :meth:`DetectorModel.set_postprocess`.
+    One scale: the backbone's coarsest map, an optional 3x3 conv-BN-LeakyReLU and the 1x1
+    output. Three scales (three consecutive levels, e.g. P3-P5): at the coarsest, 1x1, 3x3, 1x1
+    convolutions (the *route*), a 3x3 and the output; at each finer level the route reduced,
+    upsampled x2 and concatenated with the backbone map, then the same block at half width.
 
-    Returns:
-        An uncompiled :class:`DetectorModel`.
+    Args:
+        num_classes: ``K`` (1 is fine: the score is then the objectness).
+        anchors: ``[S*A, 2]`` normalised ``(w, h)`` sizes (:func:`foveal.ops.anchors.anchors_for`
+            divided by the input size), sorted here by area: the smallest go to the finest scale.
+        input_shape: nominal ``(H, W, C)``; sides multiples of the largest stride.
+        head_width: filters of the head at the coarsest scale, halved at each finer one (None:
+            the map's channels, at most 512; ``0`` with one scale: only the 1x1 output).
+        score_threshold, iou_threshold, max_detections, class_aware: ``predict``'s
+            post-processing (:meth:`DetectorModel.set_postprocess` changes them).
 
     Raises:
-        ConfigError: bad ``scales``/anchors/input size, or a backbone without the needed
-            feature maps.
+        ConfigError: bad ``scales``, anchors or input size, or a backbone without the needed maps.
     """
     from foveal.models import build_model
     from foveal.models.pyramid import level_stride
@@ -223,9 +195,8 @@ class DetectionOutputs:
     """What every foveal detector model shares (YOLO, Faster R-CNN): ``predict`` returns boxes,
     scores and classes after NMS, with post-processing settings that can change after training.
 
-    A subclass (also a ``keras.Model``) implements :meth:`detections` (a batch of images ->
-    the in-graph dict) and sets ``score_threshold``, ``iou_threshold``, ``max_detections``,
-    ``class_aware`` and ``_detect_fn = None`` in its ``__init__``.
+    A subclass (also a ``keras.Model``) implements :meth:`detections` and sets the four
+    settings of :meth:`postprocess_config` and ``_detect_fn = None`` in its ``__init__``.
     """
 
     def detections(self, images) -> dict[str, tf.Tensor]:
@@ -246,10 +217,8 @@ class DetectionOutputs:
             self._jit_compile = jit
 
     def detect(self, images) -> dict[str, np.ndarray]:
-        """Detections for a batch of raw images ``[N, H, W, C]`` (0..255), as NumPy arrays.
-
-        One traced graph serves every input size; see the class docstring for the outputs.
-        """
+        """Detections for a batch of raw images ``[N, H, W, C]`` (0..255), as NumPy arrays (one
+        traced graph serves every input size)."""
         if self._detect_fn is None:
             self._detect_fn = tf.function(self.detections, reduce_retracing=True)
         images = tf.cast(tf.convert_to_tensor(images), tf.float32)
@@ -258,16 +227,12 @@ class DetectionOutputs:
     def set_postprocess(self, *, score_threshold: float | None = None, iou_threshold: float | None = None,
                         max_detections: int | None = None, class_aware: bool | None = None) -> None:
         """Change the post-processing settings; the next ``predict``/``detect`` uses them."""
-        if score_threshold is not None:
-            self.score_threshold = float(score_threshold)
-        if iou_threshold is not None:
-            self.iou_threshold = float(iou_threshold)
-        if max_detections is not None:
-            if int(max_detections) < 1:
-                raise ConfigError(f"max_detections must be at least 1, got {max_detections}")
-            self.max_detections = int(max_detections)
-        if class_aware is not None:
-            self.class_aware = bool(class_aware)
+        if max_detections is not None and int(max_detections) < 1:
+            raise ConfigError(f"max_detections must be at least 1, got {max_detections}")
+        for key, cast, value in (("score_threshold", float, score_threshold), ("iou_threshold", float, iou_threshold),
+                                 ("max_detections", int, max_detections), ("class_aware", bool, class_aware)):
+            if value is not None:
+                setattr(self, key, cast(value))
         self.predict_function = None  # the thresholds are constants of the traced graphs
         self._detect_fn = None
 
@@ -281,24 +246,15 @@ class DetectionOutputs:
 class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
     """A YOLO detector: raw outputs for training, boxes/scores/classes from ``predict``.
 
-    Args:
-        inputs, outputs: the functional graph (outputs: one ``[B, gh, gw, A, 5+K]`` tensor
-            per scale, finest first).
-        anchors: ``[S*A, 2]`` normalised anchors sorted by area.
-        num_classes: ``K``.
-        levels: pyramid level of each output (``"P3"``...), for reports.
-        strides: stride of each output in input pixels.
-        input_size: nominal ``(H, W, C)``.
-        score_threshold, iou_threshold, max_detections, class_aware: post-processing.
-        loss_config: a :class:`~foveal.detection.loss.YoloLoss` config restored by ``compile``.
-        feature_layer: the backbone layer whose output the head reads at the coarsest scale (the
-            map :meth:`enable_adaptation` adapts).
-        adaptation: :class:`~foveal.detection.adapt.DomainAdapter` settings (``--adapt-target``),
-            restored by ``from_config``.
+    ``predict(images)`` returns ``boxes [N, D, 4]`` (normalised corners clipped to the image),
+    ``scores [N, D]``, ``classes [N, D]`` (-1 pads) and ``num_detections [N]``, ``D = max_detections``.
 
-    ``predict(images)`` returns NumPy ``boxes [N, D, 4]`` (normalised corners clipped to the
-    image), ``scores [N, D]``, ``classes [N, D]`` (``-1`` for padding) and
-    ``num_detections [N]``, ``D = max_detections``.
+    Args:
+        levels: the pyramid level of each output (``"P3"``...).
+        loss_config: a :class:`~foveal.detection.loss.YoloLoss` config restored by ``compile``.
+        feature_layer: the backbone layer the head reads at the coarsest scale (the map
+            :meth:`enable_adaptation` adapts).
+        adaptation: :class:`~foveal.detection.adapt.DomainAdapter` settings, restored by ``from_config``.
     """
 
     def __init__(self, inputs, outputs, *, anchors, num_classes: int, levels=None, strides=None,
@@ -335,10 +291,7 @@ class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
     # -- training ----------------------------------------------------------------------------
 
     def compile(self, optimizer="adam", loss: YoloLoss | None = None, **kwargs) -> None:
-        """Compile with :class:`YoloLoss` (default weights, or the one given / restored).
-
-        ``loss`` may be a :class:`YoloLoss` or None; other Keras losses make no sense here.
-        """
+        """Compile with :class:`YoloLoss`: the one given, else the restored one, else the defaults."""
         if isinstance(loss, YoloLoss):
             self.yolo_loss = loss
         elif loss is not None:

@@ -1,57 +1,28 @@
 """The ``tf.data`` pipeline of the detector: decode, resize or letterbox, augment, pad, batch.
 
-Each element of the result is ``(images, targets)``:
+Each element is ``(images, targets)``: float32 ``images [B, H, W, C]`` (pixels 0..255; the
+model's ``Preprocess`` layer scales them), ``targets["boxes"] [B, M, 4]`` (normalised corners of
+the image the model sees, padding rows 0) and ``targets["classes"] [B, M]`` (-1 on padding).
+Images with more than ``M = max_boxes`` boxes keep their largest; images without boxes stay, as
+negatives. Difficult/crowd boxes are left out of the targets (the evaluation ignores
+detections that match them).
 
-* ``images``: float32 ``[B, H, W, C]``, pixels 0..255 (the model's own ``Preprocess`` layer
-  scales them);
-* ``targets["boxes"]``: float32 ``[B, M, 4]``, normalised corners ``[x_min, y_min, x_max, y_max]``
-  in 0..1 of the image the model sees (after resizing, letterboxing and augmentation);
-  padding rows are all 0;
-* ``targets["classes"]``: int32 ``[B, M]``, the class of each box, -1 on padding rows.
-
-``M`` is ``max_boxes``: images with more boxes keep their ``M`` largest (a warning says how
-many images were cut). Images without boxes are kept with all-padding targets: they are the
-negatives the detector learns "nothing here" from.
-
-Boxes flagged ``difficult`` (Pascal VOC) or ``iscrowd`` (COCO) are left out of the targets;
-the evaluation (:mod:`foveal.evaluation.detection`) reads them from the
-:class:`~foveal.data.boxes.BoxedImages` and ignores detections that match them, so they
-neither teach nor penalise.
-
-Order of the stages: decode (a file that cannot be read or decoded stops the run naming the
-file, see :func:`detection_data_errors`, or with ``skip_invalid`` is skipped with a warning and
-listed in ``data.info["undecodable"]``; outside training a blank gray image stands in for it,
-so predictions stay aligned with ``data``) -> stretch or letterbox to the input size (uint8) ->
-cache -> shuffle -> box-aware augmentation (:mod:`foveal.data.box_augment`, training only) ->
-pad to ``M`` -> batch -> multi-scale resize (training only) -> prefetch.
-
-Mixing a second source (``extra``, e.g. synthetic composites beside the real images; training
-only): each source runs the stages up to augmentation on its own, then a seeded sequence of
-choices interleaves them so that every epoch holds each real image once and
-:func:`mixed_counts` extra images (``extra_ratio`` of the epoch), before padding and batching.
-The same seed gives the same batches.
-
-Adapting to a target domain (``target``: unlabelled images, training only): each batch becomes
-``({"images": source images, "target": target images}, targets)``, the target batch as large as
-the source batch, drawn by the same stages (decode, resize, cache, seeded shuffle and
-augmentation; any boxes the target has are dropped) from a stream of its own seeded by
-``(seed, epoch)``: an epoch reads the target images in a fresh order, repeated as often as the
-source epoch needs (:mod:`foveal.detection.adapt`).
-
-Multi-scale training (Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017,
-sec. 2, "Multi-Scale Training"): with ``multi_scale=[320, 352, ..., 512]`` every *batch* is
-resized, after batching, to one square size drawn (seeded) from the list, so one batch has
-one shape and the next may have another; the boxes, being fractions, need no change. Images
-are first prepared at the largest listed size so that no batch is upsampled from a smaller
-copy. Outside training ``multi_scale`` is ignored and ``image_size`` is used.
+Stages: decode (an unreadable file stops the run naming it, :func:`detection_data_errors`; with
+``skip_invalid`` it is skipped in training and replaced by a gray image otherwise, so
+predictions stay aligned with ``data``) -> stretch or letterbox (uint8) -> cache -> shuffle ->
+box augmentation (:mod:`foveal.data.box_augment`, training) -> pad -> batch -> multi-scale
+resize (training) -> prefetch. In training, ``extra`` (a second source, mixed per epoch at
+``extra_ratio``: :mod:`foveal.data.epochs`) and ``target`` (unlabelled images of a domain to
+adapt to, :mod:`foveal.detection.adapt`, batched beside the source batch as ``{"images",
+"target"}``) run the same stages from seeds of their own. Multi-scale training (Redmon &
+Farhadi, "YOLO9000", CVPR 2017, sec. 2) resizes each batch to a square size drawn from
+``multi_scale``, after preparing the images at the largest one; boxes, being fractions, stay.
 
 Example:
-    >>> from foveal.data.boxes import load_boxes
     >>> data = load_boxes("../shared/datasets/raccoon")["train"]  # doctest: +SKIP
-    >>> ds = make_detection_pipeline(data, image_size=416, batch_size=8, training=True)  # doctest: +SKIP
-    >>> images, targets = next(iter(ds))  # doctest: +SKIP
-    >>> images.shape, targets["boxes"].shape, targets["classes"].shape  # doctest: +SKIP
-    (TensorShape([8, 416, 416, 3]), TensorShape([8, 100, 4]), TensorShape([8, 100]))
+    >>> images, targets = next(iter(make_detection_pipeline(data, image_size=416, training=True)))  # doctest: +SKIP
+    >>> images.shape, targets["boxes"].shape  # doctest: +SKIP
+    (TensorShape([8, 416, 416, 3]), TensorShape([8, 100, 4]))
 """
 
 from __future__ import annotations
@@ -201,10 +172,7 @@ def letterbox(image: tf.Tensor, boxes: tf.Tensor, size: tuple[int, int]) -> tupl
 
 @contextlib.contextmanager
 def detection_data_errors(origin: str) -> Iterator[None]:
-    """Turn a read/decode failure while iterating the pipeline into a :class:`DataError`.
-
-    Without ``skip_invalid``, a file that cannot be read or decoded stops the pipeline with
-    a TensorFlow error carrying the file's path; this names it in a short message.
+    """Turn the pipeline's error for an unreadable file into a one-line :class:`DataError` naming it.
 
     Example:
         >>> with detection_data_errors("raccoon"):  # doctest: +SKIP
@@ -249,27 +217,18 @@ def make_detection_pipeline(
     """Batches of ``(images, {"boxes", "classes"})`` for a detector (see the module docstring).
 
     Args:
-        data: annotated images (images without boxes are kept as negatives).
         image_size: SIZE or (HEIGHT, WIDTH) of the model input.
-        channels: 1 (gray) or 3 (RGB).
         training: shuffle (seeded), augment, mix ``extra``, pair ``target`` and apply
-            ``multi_scale``; otherwise the images come in ``data``'s order, unaugmented.
+            ``multi_scale``; otherwise ``data``'s order, unaugmented.
         augment: a box augmentation spec (:mod:`foveal.data.box_augment`), used in training.
-        seed: every random draw; the same seed gives the same batches.
-        max_boxes: ``M``; None: as many as the most crowded image has, so no box is cut
-            (prediction and scoring, which read the data's own boxes).
-        cache: ``memory`` keeps decoded, resized uint8 images after the first epoch, ``none``
-            streams from disk every epoch, ``auto`` caches when they take under 1 GiB.
-        skip_invalid: skip files that cannot be read or decoded (see the module docstring).
+        max_boxes: ``M``; None: as many as the most crowded image has (scoring).
+        cache: ``memory``, ``none``, or ``auto``: cache the decoded images when under 1 GiB.
         multi_scale: square sizes, multiples of 32, drawn per batch in training.
-        keep_aspect: letterbox (scale to fit and pad with gray) instead of stretching.
-        drop_remainder: drop the last, smaller batch (static batch size).
-        extra, extra_ratio: a second training source and the fraction of each epoch's images
-            drawn from it, in (0, 1).
+        keep_aspect: letterbox (scale to fit, pad with gray) instead of stretching.
+        extra, extra_ratio: a second training source and its share of each epoch, in (0, 1).
         target: images of the domain to adapt to (their boxes unused).
         start_epoch: training: the endless batches of epochs ``start_epoch``, ... each drawn from
-            ``(seed, epoch)`` only (:mod:`foveal.data.epochs`); None: one pass, reshuffled each
-            time it is iterated.
+            ``(seed, epoch)`` only (:mod:`foveal.data.epochs`); None: one pass.
 
     Raises:
         ConfigError: a bad size, ``cache``, ``augment``, ``multi_scale`` or ``extra_ratio`` value.
@@ -282,8 +241,10 @@ def make_detection_pipeline(
         raise ConfigError(f"channels must be 1 or 3, not {channels}")
     if cache not in _CACHE_CHOICES:
         raise ConfigError(f"cache must be one of {', '.join(_CACHE_CHOICES)}, not {cache!r}")
-    if len(data) == 0:
-        raise DataError(f"{data.origin or 'the dataset'}: no images to read")
+    for part, what in ((data, "the dataset"), (extra if training else None, "the extra training data"),
+                       (target if training else None, "the target images")):
+        if part is not None and len(part) == 0:
+            raise DataError(f"{part.origin or what}: no images to read")
     if max_boxes is None:
         max_boxes = max([1, *(len(b) for b in data.boxes)])
     if batch_size < 1 or max_boxes < 1:
@@ -296,13 +257,9 @@ def make_detection_pipeline(
     mix = bool(training and extra is not None)
     if mix:
         real_count, extra_count = mixed_counts(len(data), extra_ratio)
-        if len(extra) == 0:  # type: ignore[arg-type]
-            raise DataError(f"{extra.origin or 'the extra training data'}: no images to read")  # type: ignore[union-attr]
         extra_epoch = _source_epochs(extra, **common)  # type: ignore[arg-type]
     adapt = bool(training and target is not None)
     if adapt:
-        if len(target) == 0:  # type: ignore[arg-type]
-            raise DataError(f"{target.origin or 'the target images'}: no images to read")  # type: ignore[union-attr]
         target_epoch = _source_epochs(target, **common)  # type: ignore[arg-type]
         per_epoch = -(-(real_count + extra_count if mix else len(data)) // batch_size) * batch_size
         repeats = -(-per_epoch // len(target))  # type: ignore[arg-type]
@@ -351,9 +308,8 @@ def _as_input(image: tf.Tensor, base: tuple[int, int], channels: int) -> tf.Tens
 
 def _source_epochs(data: BoxedImages, *, channels: int, base: tuple[int, int], keep_aspect: bool, training: bool,
                    aug, max_boxes: int, cache: str, skip_invalid: bool):
-    """One source's epochs: ``epoch(s, e)`` gives its ``(uint8 image, boxes, classes)`` elements,
-    decoded, resized, shuffled and augmented (the last two in training only) from the seed ``s``,
-    before padding and batching. Decoded images are cached once for every epoch where they fit."""
+    """One source's epochs: ``epoch(s, e)`` gives its ``(image, boxes, classes)`` elements decoded,
+    resized, and in training shuffled and augmented from the seed ``s``."""
     cached = cache == "memory" or (cache == "auto" and len(data) * base[0] * base[1] * channels < _AUTO_CACHE_BYTES)
     files = tf.data.Dataset.from_tensor_slices((data.paths.astype(str), *_target_arrays(data, max_boxes)))
 
@@ -403,13 +359,8 @@ def _source_epochs(data: BoxedImages, *, channels: int, base: tuple[int, int], k
 
 
 def _target_arrays(data: BoxedImages, max_boxes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every image's boxes a detector learns (difficult/crowd ones left out, see the module
-    docstring; divided by the image's width and height and clipped to 0..1) and their classes,
-    padded to the largest count, with the counts.
-
-    Warns once when some images have more than ``max_boxes`` boxes (cut later, after
-    augmentation may have dropped some).
-    """
+    """Every image's learnt boxes (normalised, clipped) and classes, padded, with their counts;
+    warns when some images have more than ``max_boxes`` (cut after augmentation)."""
     assert data.difficult is not None
     keep = [~np.asarray(hard, bool) for hard in data.difficult]
     counts = np.array([int(k.sum()) for k in keep], np.int32)
@@ -427,11 +378,8 @@ def _target_arrays(data: BoxedImages, max_boxes: int) -> tuple[np.ndarray, np.nd
 
 
 def _loader(channels: int, size: tuple[int, int], keep_aspect: bool):
-    """Element -> a one-element dataset ``(image, boxes, classes, ok, path)``.
-
-    A file that fails to read or decode yields a placeholder with ``ok`` False instead of an
-    error, so the next stage can name it (TensorFlow's decode errors do not say which file).
-    """
+    """Element -> a one-element dataset ``(image, boxes, classes, ok, path)``; a file that fails
+    yields a placeholder with ``ok`` False, so the next stage can name it (TensorFlow's error does not)."""
 
     def load(path, boxes, classes, count):
         boxes, classes = boxes[:count], classes[:count]

@@ -1,38 +1,19 @@
-"""From raw YOLO head outputs to final detections: decoding and non-max suppression.
+"""From raw YOLO head outputs to final detections: decoding and non-max suppression, in-graph.
 
-Both steps are TensorFlow graph code, so they run inside the detector's ``predict_step``
-(``model.predict`` returns boxes, scores and classes directly) and inside exports.
+**Decoding** (Redmon & Farhadi, "YOLO9000", CVPR 2017, sec. 2, "Direct location prediction"; the
+same in YOLOv3): each output ``[B, gh, gw, A, 5 + K]`` holds per cell and anchor ``(tx, ty, tw,
+th, to, c_1..c_K)``; the box is :func:`foveal.ops.boxes.decode_yolo` divided by the grid size
+(normalised corners, as the anchors are normalised), its score ``sigmoid(to) * softmax(c)[k]``
+for its most probable class ``k``.
 
-**Decoding** (Redmon & Farhadi, "YOLO9000: Better, Faster, Stronger", CVPR 2017, sec. 2,
-"Direct location prediction"; the same parametrisation in "YOLOv3: An Incremental
-Improvement", arXiv 2018): each output tensor ``[B, gh, gw, A, 5 + K]`` holds, per grid cell
-and anchor, ``(tx, ty, tw, th, to, c_1..c_K)``. The box is :func:`foveal.ops.boxes.decode_yolo`
-of ``(tx, ty, tw, th)`` (sigmoid centre inside the cell, anchor size scaled by ``exp``),
-divided by the grid size so every box is in normalised corners ``(xmin, ymin, xmax, ymax)``;
-anchors are normalised ``(w, h)`` too, so one decoder serves any input size. The score of a
-box is ``sigmoid(to) * softmax(c)[k]`` for its most probable class ``k``.
-
-**Non-max suppression**: greedy, as in the texts (keep the best box, drop the boxes that
-overlap it by more than ``iou_threshold``, repeat), after dropping scores not above
-``score_threshold``. Class-aware suppression only compares boxes of one class; it is done in
-one call by shifting each class's boxes to their own region of the plane (``class * span``),
-so boxes of different classes never overlap. Per image, the candidates above the threshold
-are gathered first and TensorFlow's C++ greedy kernel (``tf.image.non_max_suppression``) runs
-on them. The indices of the kept boxes come back too (``combined_non_max_suppression``
-cannot give them, nor keep the classes in class-agnostic mode; the batched pure-TF
-``non_max_suppression_padded`` took 3-6 ms per image here).
-
-:func:`detect_from_outputs` fuses both steps the way the detector's ``predict`` uses them: a
-score can only pass the threshold if the objectness does, so only those candidates are
-decoded and get a softmax. Same results as :func:`decode_predictions` then
-:func:`non_max_suppression` (tested); on a 416x416 input with 80 classes,
-``benchmarks/nms_speed.py`` measured 0.3-0.9 ms per image on 2 CPU cores for one and three
-scales (YOLOv3's 10,647 anchors: 0.8-0.9 ms, against 2.8-4.4 ms decoding everything and
-13-35 ms for NumPy decoding plus Python greedy NMS), under the texts' 4 ms for a fast NMS.
-
-:func:`reference_nms` is the plain NumPy/Python greedy algorithm, the yardstick of the tests
-and the benchmark. (The texts' pseudocode compares a box with itself and never skips
-suppressed boxes; here each box is compared only with the boxes already kept.)
+**Non-max suppression** is the texts' greedy one after dropping scores not above
+``score_threshold``, by TensorFlow's kernel (``tf.image.non_max_suppression``) on the candidates
+of each image; class-aware suppression shifts each class's boxes to a region of its own, so one
+call serves all classes and the kept indices come back (``combined_non_max_suppression`` gives
+no indices). :func:`detect_from_outputs` decodes only the candidates whose objectness passes the
+threshold: the results of :func:`decode_predictions` then :func:`non_max_suppression`, faster
+(``benchmarks/nms_speed.py``; numbers in ``docs/architecture.md``). :func:`reference_nms` is the
+plain NumPy greedy algorithm, the tests' yardstick.
 
 Example:
     >>> import numpy as np
@@ -52,7 +33,7 @@ from keras.utils import bounding_boxes
 
 from foveal.ops.boxes import decode_yolo, iou_matrix
 
-DETECTION_KEYS = ("boxes", "scores", "classes", "num_detections")
+KEYS = ("boxes", "scores", "classes", "indices", "num_detections")
 
 
 def as_list(outputs: Any) -> list:
@@ -77,12 +58,8 @@ def grid_cells(grid_h, grid_w):
 
 
 def decode_scale(raw, anchors) -> tf.Tensor:
-    """Boxes of one output ``[B, gh, gw, A, 5+K]`` as normalised corners ``[B, gh, gw, A, 4]``.
-
-    Args:
-        raw: raw logits of one scale.
-        anchors: ``[A, 2]`` normalised anchor sizes of that scale.
-    """
+    """Boxes of one scale's raw output ``[B, gh, gw, A, 5+K]`` with its ``[A, 2]`` anchors, as
+    normalised corners ``[B, gh, gw, A, 4]``."""
     raw = tf.cast(raw, tf.float32)
     shape = tf.shape(raw)
     grid_h, grid_w = shape[1], shape[2]
@@ -93,18 +70,12 @@ def decode_scale(raw, anchors) -> tf.Tensor:
 
 
 def decode_predictions(raw_outputs: Sequence[Any] | Any, anchors) -> dict[str, tf.Tensor]:
-    """Decode the raw outputs of every scale into one flat list of candidate boxes per image.
-
-    Args:
-        raw_outputs: a tensor ``[B, gh, gw, A, 5+K]`` or a list of them, finest scale first.
-        anchors: ``[S*A, 2]`` normalised anchor sizes sorted by area; scale ``s`` uses rows
-            ``s*A .. (s+1)*A - 1``.
+    """Decode the raw outputs of every scale (finest first; anchors ``[S*A, 2]`` sorted by area)
+    into one flat list of ``N`` candidates per image.
 
     Returns:
-        A dict of tensors over ``N = sum(gh * gw * A)`` candidates: ``boxes`` ``[B, N, 4]``
-        normalised corners, ``objectness`` ``[B, N]`` (sigmoid), ``class_probs`` ``[B, N, K]``
-        (softmax), ``scores`` ``[B, N]`` (objectness times the best class probability) and
-        ``classes`` ``[B, N]`` int32 (that class).
+        ``boxes [B, N, 4]`` normalised corners, ``objectness [B, N]``, ``class_probs [B, N, K]``,
+        ``scores [B, N]`` (objectness times the best class probability) and ``classes [B, N]``.
     """
     outputs = as_list(raw_outputs)
     groups = split_anchors(anchors, len(outputs))
@@ -162,24 +133,18 @@ def non_max_suppression(
 ) -> dict[str, tf.Tensor]:
     """Score threshold and greedy (optionally class-aware) non-max suppression, in TensorFlow.
 
-    Works on a batch (``boxes [B, N, 4]``) or on one image (``boxes [N, 4]``; the outputs
-    then have no batch axis). Boxes are corners in any unit (normalised or pixels).
+    Works on a batch (``boxes [B, N, 4]``, corners in any unit) or on one image (``[N, 4]``:
+    no batch axis out). A box is dropped when its score is not above ``score_threshold`` or
+    its IoU with a kept box of its class (any class unless ``class_aware``) is above
+    ``iou_threshold``.
 
     Args:
-        boxes: corner boxes ``(xmin, ymin, xmax, ymax)``.
-        scores: ``[B, N]`` box scores, or ``[B, N, K]`` per-class scores (then each box keeps
-            its best class and ``classes`` must be None).
-        classes: ``[B, N]`` integer class of each box; None with 1-D scores means one class.
-        iou_threshold: a box is dropped when its IoU with a kept box of its class (any class
-            if not ``class_aware``) is strictly greater than this.
-        score_threshold: boxes with a score not strictly above this are dropped first.
-        max_detections: outputs are padded (or cut) to this many boxes, best first.
-        class_aware: suppress only within a class (True) or across classes.
+        scores: ``[B, N]``, or ``[B, N, K]`` per class (each box keeps its best; no ``classes``).
+        classes: ``[B, N]`` class of each box; None: one class.
 
     Returns:
-        A dict: ``boxes`` ``[B, D, 4]``, ``scores`` ``[B, D]``, ``classes`` ``[B, D]`` int32,
-        ``indices`` ``[B, D]`` int32 (positions in the input), each padded with 0 / 0 / -1 / -1,
-        and ``num_detections`` ``[B]`` int32, with ``D = max_detections``.
+        ``boxes [B, D, 4]``, ``scores [B, D]``, ``classes [B, D]``, ``indices [B, D]`` (into the
+        input), padded with 0 / 0 / -1 / -1, and ``num_detections [B]``; ``D = max_detections``.
     """
     boxes = tf.cast(tf.convert_to_tensor(boxes), tf.float32)
     scores = tf.cast(tf.convert_to_tensor(scores), tf.float32)
@@ -199,7 +164,7 @@ def non_max_suppression(
         return _nms_one(*args, float(iou_threshold), float(score_threshold), max_detections, bool(class_aware))
 
     out = tf.map_fn(one, (boxes, scores, classes), fn_output_signature=_signature(max_detections))
-    result = dict(zip(("boxes", "scores", "classes", "indices", "num_detections"), out))
+    result = dict(zip(KEYS, out))
     return {k: v[0] for k, v in result.items()} if single else result
 
 
@@ -250,7 +215,7 @@ def detect_from_outputs(
         return (*kept, count)
 
     out = tf.map_fn(one, tuple(outputs), fn_output_signature=_signature(max_detections))
-    return dict(zip(("boxes", "scores", "classes", "indices", "num_detections"), out))
+    return dict(zip(KEYS, out))
 
 
 def clipped_detections(raw_outputs: Sequence[Any] | Any, anchors, **settings: Any) -> dict[str, tf.Tensor]:
@@ -268,16 +233,7 @@ def _signature(max_detections: int) -> tuple[tf.TensorSpec, ...]:
 
 
 def nms_image(boxes, scores, classes=None, **options) -> dict[str, np.ndarray]:
-    """:func:`non_max_suppression` for one image with NumPy in and out, padding removed.
-
-    Args:
-        boxes: ``[N, 4]`` corner boxes; scores ``[N]``; classes ``[N]`` (or None: one class).
-        **options: ``iou_threshold``, ``score_threshold``, ``max_detections``, ``class_aware``.
-
-    Returns:
-        ``boxes [D, 4]``, ``scores [D]``, ``classes [D]`` and ``indices [D]`` (into the input),
-        best first.
-    """
+    """:func:`non_max_suppression` of one image's ``[N, 4]`` boxes, NumPy in and out, padding removed."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     options.setdefault("max_detections", max(len(boxes), 1))
     out = non_max_suppression(boxes, np.asarray(scores, np.float32).reshape(-1),
@@ -288,11 +244,7 @@ def nms_image(boxes, scores, classes=None, **options) -> dict[str, np.ndarray]:
 
 def reference_nms(boxes, scores, classes=None, *, iou_threshold: float = 0.45, score_threshold: float = 0.25,
                   max_detections: int = 100, class_aware: bool = True) -> np.ndarray:
-    """Plain greedy NMS in NumPy/Python (slow; the tests' and benchmark's reference).
-
-    Returns:
-        Indices of the kept boxes, best first (ties keep the input order).
-    """
+    """Plain greedy NMS in NumPy (slow; the tests' reference): kept indices, best first (ties in input order)."""
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     scores = np.asarray(scores, np.float64).reshape(-1)
     classes = np.zeros(len(scores), int) if classes is None else np.asarray(classes).reshape(-1)

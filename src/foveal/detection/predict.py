@@ -1,10 +1,8 @@
 """``foveal detect predict``: image files -> boxes, scores and classes in each image's pixels.
 
-The model file holds everything: the card gives class names, input size and whether inputs
-were letterboxed; the detector's own predict step decodes the grid and runs non-max
-suppression. With an output folder, every image is written with its labelled boxes, plus
-``detections.json`` (COCO results, with an ``images`` table that maps ids to files) and
-``detections.csv`` (one row per box).
+The model file holds everything (class names, input size, letterboxing; the model's own predict
+step decodes and suppresses). An output folder gets each image with its boxes drawn,
+``detections.json`` (COCO results with an ``images`` table) and ``detections.csv``.
 
 Example:
     >>> model, card = load_model("runs/raccoon/best.keras")  # doctest: +SKIP
@@ -55,14 +53,9 @@ def predict_detections(
     output: str | Path | None = None,
     skip_invalid: bool = False,
 ) -> list[dict[str, Any]]:
-    """Detections for each image file (folders are searched recursively).
-
-    Args:
-        model, card: from :func:`foveal.models.load_model` of a detector.
-        images: files and/or folders.
-        batch_size: images per forward pass.
-        output: folder for the drawn images, ``detections.json`` and ``detections.csv``.
-        skip_invalid: report unreadable files as rows with ``"error"`` instead of raising.
+    """Detections for each image file (folders are searched recursively); ``output`` gets the
+    drawn images, ``detections.json`` and ``detections.csv``; with ``skip_invalid`` an unreadable
+    file is a row with ``"error"``.
 
     Returns:
         One dict per image: ``file``, ``image_size`` ([width, height]), ``detections`` (a list

@@ -1,9 +1,6 @@
-"""The detection report: one HTML file with the training curves, the metrics table, the
-precision-recall curve of each class and test images with predicted and true boxes.
-
-Predicted boxes are red with ``class score`` tags, true boxes green (as in localization
-reports). It reuses the classification report's page (:mod:`foveal.visualize.report`) and adds
-detection sections.
+"""The detection report: one HTML page (:mod:`foveal.visualize.report`) with the training curves,
+the metrics, each class's precision-recall curve and test images with predicted (red) and true
+(green) boxes.
 
 Example:
     >>> write_detection_report("run/report.html", title="raccoon", summary={}, config={},
@@ -75,10 +72,8 @@ def write_detection_report(path: str | Path, *, title: str, summary: dict[str, A
                            detections: Sequence[ImageDetections] | None, curves: Sequence[ClassCurve] | None,
                            metrics: dict[str, Any] | None, count: int = 12,
                            adaptation: dict[str, Any] | None = None, adapted: dict[str, Any] | None = None) -> Path:
-    """Write the single-file HTML report of a detection run or evaluation; ``adaptation`` (what
-    ``--adapt-target`` did) adds a table of the domain loss and the source and target mAP per epoch,
-    ``adapted`` (what was done at the end: AdaBN's before and after, the features' ``picture``
-    PNG) a line and a figure."""
+    """Write the single-file HTML report of a detection run or evaluation; ``adaptation`` and
+    ``adapted`` (``--adapt-target``'s settings and end results) add its table and figure."""
     from markupsafe import Markup
 
     from foveal.visualize.plots import plot_image_grid

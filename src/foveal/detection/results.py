@@ -1,15 +1,9 @@
 """``foveal detect score GT.json RESULTS.json``: COCO and VOC numbers for any detector's results.
 
-A COCO results file (a JSON list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
-"score"}``, what COCO's test server and most detectors write) is scored against a COCO instances
-file with the same numbers ``foveal detect evaluate`` prints: the twelve COCO AP/AR values
-(:func:`foveal.evaluation.detection.coco_evaluate`, equal to pycocotools, computed on the files
-as they are: their ids, areas and crowd flags), VOC mAP@0.5 (all-point and 11-point, crowd
-boxes counted as "difficult"), per-category AP and precision/recall at a score threshold.
-
-Both files are checked first, so a stranger's file gives a one-line error naming what is
-wrong (bad JSON, a record without ``bbox``, an image or category id the ground truth lacks)
-instead of a traceback or silently dropped records.
+A COCO results file (a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``)
+is scored against a COCO instances file with the numbers ``foveal detect evaluate`` prints (the
+COCO ones on the files as they are: their ids, areas and crowd flags). Both files are checked
+first, so a stranger's file gives a one-line error naming what is wrong.
 
 Example:
     >>> metrics = score_results("instances_val2017.json", "detections.json")  # doctest: +SKIP
@@ -172,18 +166,9 @@ def _as_boxed(gt: dict, results: list[dict], origin: str):
 
 def score_results(ground_truth: str | Path | dict, results: str | Path | list, *,
                   score_threshold: float = 0.25) -> dict[str, Any]:
-    """COCO and VOC metrics of a COCO results file against a COCO instances file.
-
-    Args:
-        ground_truth: the instances JSON (path or dict).
-        results: the results JSON (path or list), from any detector.
-        score_threshold: where the precision/recall line is taken (AP uses every result; COCO
-            keeps the best 100 per image).
-
-    Returns:
-        The metrics dict of :func:`foveal.detection.scoring.score_detections` (``map50``,
-        ``map50_voc07``, ``coco``, ``per_class``, ``precision``, ``recall``, counts), with
-        ``ground_truth``, ``results`` and ``ap_score_threshold`` (the lowest score present).
+    """COCO and VOC metrics of a COCO results file (path or list) against a COCO instances file
+    (path or dict): those of :func:`foveal.detection.scoring.score_detections`, AP on every
+    result, precision and recall at ``score_threshold``.
 
     Raises:
         DataError: an unreadable file, a malformed record, or ids the ground truth lacks.

@@ -1,20 +1,11 @@
 """Run a detector over an annotated dataset and score it: COCO AP table, VOC AP, PR curves.
 
-:func:`detect_dataset` turns a :class:`~foveal.data.boxes.BoxedImages` collection into one
-:class:`ImageDetections` per image, in the original image's pixels (the model works on resized
-or letterboxed inputs and returns normalised corners;
-:func:`foveal.detection.pipeline.to_image_pixels` undoes that). :func:`score_detections` compares them
-with the ground truth twice: with :func:`foveal.evaluation.detection.coco_evaluate` (equal to
-pycocotools) and with the VOC rules (mAP@0.5, all-point and 11-point, and per-class precision
-and recall at the score threshold).
-
-AP is computed on every detection down to a low score (:data:`SCORING_THRESHOLD`, 0.001, at
-most :data:`SCORING_MAX_DETECTIONS`, 100, per image: the COCO practice), not on those left
-after the model's display threshold (0.25), which cuts the precision-recall curve short and
-under-reports AP. :func:`detect_dataset` runs the model with those settings and restores its
-own afterwards; the display threshold stays for ``predict``, the drawn examples and the
-precision/recall line, and the metrics say which threshold each number used. :func:`to_coco_results` gives the COCO results JSON
-records, with the image ids of :func:`foveal.data.boxes.to_coco_dict`.
+:func:`detect_dataset` gives one :class:`ImageDetections` per image in the original image's
+pixels; :func:`score_detections` scores them with :func:`foveal.evaluation.detection.coco_evaluate`
+(equal to pycocotools) and the VOC rules. AP is computed on every detection down to
+:data:`SCORING_THRESHOLD` (at most :data:`SCORING_MAX_DETECTIONS` per image, the COCO practice),
+not at the model's display threshold, which would cut the PR curve short (see
+``docs/architecture.md``); :func:`to_coco_results` writes COCO results records.
 
 Example:
     >>> dets = detect_dataset(model, card, parts["test"])  # doctest: +SKIP
@@ -93,11 +84,9 @@ def split_outputs(outputs: dict[str, np.ndarray], sizes: Sequence[tuple[int, int
 @contextlib.contextmanager
 def postprocess_settings(model: keras.Model, *, score_threshold: float | None = None,
                          max_detections: int | None = None) -> Iterator[dict[str, Any]]:
-    """Run the block with the detector's post-processing changed, then restore it.
-
-    Yields the settings in force. The traced predict functions of both settings are kept on
-    the model, so a validation callback switching every epoch does not retrace each time.
-    """
+    """Run the block with the detector's post-processing changed, yielding the settings in force,
+    then restore it; the traced predict functions of both are kept, so a validation callback
+    switching every epoch does not retrace."""
     saved = model.postprocess_config()
     wanted = {k: v for k, v in (("score_threshold", score_threshold), ("max_detections", max_detections))
               if v is not None}
@@ -122,13 +111,9 @@ def postprocess_settings(model: keras.Model, *, score_threshold: float | None = 
 def detect_dataset(model: keras.Model, card: ModelCard, data: BoxedImages, *, batch_size: int = 8,
                    skip_invalid: bool = False, score_threshold: float | None = SCORING_THRESHOLD,
                    max_detections: int | None = SCORING_MAX_DETECTIONS) -> list[ImageDetections]:
-    """Detections for every image of ``data`` (in its order), in original-image pixels.
-
-    The model runs with ``score_threshold`` and ``max_detections`` (default: 0.001 and 100,
-    the COCO practice for scoring; None keeps the model's own), and gets its own settings
-    back afterwards. With ``skip_invalid``, files that cannot be decoded are named in a
-    warning, listed in ``data.info["undecodable"]`` and get no detections (see :func:`readable`).
-    """
+    """Detections for every image of ``data`` (in its order), in original-image pixels, with the
+    model run at ``score_threshold`` and ``max_detections`` (None: the model's own); with
+    ``skip_invalid``, undecodable files are listed in ``data.info["undecodable"]`` (:func:`readable`)."""
     from foveal.detection.pipeline import detection_data_errors, images_only, make_detection_pipeline
     from foveal.training.distribute import predict_here
 
@@ -177,14 +162,15 @@ def score_detections(data: BoxedImages, detections: Sequence[ImageDetections], *
                      coco: dict[str, float] | None = None) -> tuple[dict[str, Any], list[ClassCurve]]:
     """COCO and VOC metrics of ``detections`` against ``data``'s boxes.
 
+    Args:
+        score_threshold: the display threshold of the precision/recall numbers.
+        coco: the twelve COCO numbers, when computed on the original files (whose areas and ids
+            :func:`to_coco_dict` would not reproduce).
+
     Returns:
-        ``(metrics, curves)``: a JSON-ready dict with ``map50`` (VOC all-point AP at IoU 0.5,
-        mean over classes; the headline number), ``map50_voc07`` (11-point), the twelve COCO
-        numbers under ``coco`` (pycocotools' definitions), per-class AP and precision/recall at
-        ``score_threshold`` (the display threshold), ``ap_score_threshold`` (the score the
-        detections were cut at: what AP was computed on); and the per-class VOC curves.
-        ``coco`` gives the twelve COCO numbers when they were computed on the original files
-        (whose areas and ids :func:`to_coco_dict` would not reproduce).
+        ``(metrics, curves)``: ``map50`` (VOC all-point, mean over classes), ``map50_voc07``,
+        ``coco``, per-class AP and precision/recall, ``ap_score_threshold`` (the score AP was
+        computed down to), counts; and the per-class VOC curves.
     """
     from foveal.evaluation.detection import coco_evaluate, match_voc, voc_ap
 

@@ -1,38 +1,21 @@
 """The texts' first detector: a patch classifier slid over the image as a fully convolutional net.
 
-The approach of Géron (*Hands-On Machine Learning*, 2nd ed., ch. 14, "Object Detection" and
-"Fully Convolutional Networks"), after Long, Shelhamer & Darrell, "Fully Convolutional
-Networks for Semantic Segmentation", CVPR 2015:
-
-1. :func:`patch_dataset` cuts squares around the boxes (class ``1 + k``) and background
-   squares (class 0) from annotated images;
-2. :func:`train_patch_classifier` trains a small zoo classifier (LeNet-5 by default) on them;
-3. :func:`to_fully_convolutional` turns its ``Flatten -> Dense`` head into convolutions with the
-   same weights: on a larger image the network returns, in one pass with shared convolutions,
-   the classifier's class probabilities for every window position;
-4. :func:`sliding_window_detect` runs it over an image pyramid, keeps the windows whose best
-   object probability passes a threshold and removes duplicates by non-max suppression.
-
-The equality of step 3 is exact when every convolution and pooling before the head uses
-"valid" padding (LeNet-5, AlexNet-style chains): the FCN's output at row ``i``, column ``j``
-is the classifier's output on the window whose top-left corner is ``(i * stride_y,
-j * stride_x)``, where the stride is the product of the layers' strides. With "same" padding
-the classifier saw zeros at the window's border where the FCN sees the neighbouring pixels,
-so the outputs only approximate each other (a warning says so).
-
-The detected box is the window itself: this approach finds where objects are at the
-granularity of the stride and the pyramid's scales; it does not regress box edges (the YOLO
-detector of :mod:`foveal.detection` does). :func:`run_sliding_window` (``foveal detect
-sliding-window``) does all four steps and scores the result with the YOLO detector's COCO/VOC
-metrics and report, so the two approaches compare directly.
+Géron (*Hands-On Machine Learning*, 2nd ed., ch. 14), after Long, Shelhamer & Darrell, "Fully
+Convolutional Networks for Semantic Segmentation", CVPR 2015: :func:`patch_dataset` cuts object
+and background squares from annotated images, :func:`train_patch_classifier` trains a small zoo
+classifier on them, :func:`to_fully_convolutional` turns its ``Flatten -> Dense`` head into
+convolutions with the same weights, and :func:`sliding_window_detect` runs that over an image
+pyramid and keeps the windows that pass a threshold, after NMS. The FCN's output at ``(i, j)``
+equals the classifier's on the window at ``(i * stride_y, j * stride_x)`` when every layer uses
+"valid" padding (with "same" padding it only approximates it, with a warning). A detected box
+is the window itself: no box regression. :func:`run_sliding_window` (``foveal detect
+sliding-window``) does it all and scores it with the YOLO detector's metrics and report.
 
 Example:
     >>> parts = load_boxes("../shared/datasets/raccoon")  # doctest: +SKIP
     >>> classifier, history = train_patch_classifier(parts["train"], epochs=10)  # doctest: +SKIP
     >>> fcn = to_fully_convolutional(classifier)  # doctest: +SKIP
     >>> boxes, scores, classes = sliding_window_detect(fcn, image, scales=(0.25, 0.125))  # doctest: +SKIP
-    >>> run_sliding_window("../shared/datasets/raccoon", output="/tmp/fcn")["map50"]  # doctest: +SKIP
-    0.12
 """
 
 from __future__ import annotations
@@ -77,33 +60,16 @@ def patch_dataset(
 ) -> LabeledImages:
     """Square patches cut from annotated images, for a patch classifier with a background class.
 
-    Positives: a square of side ``max(box width, box height)`` centred on each box (the first
-    copy exactly, the others shifted and scaled by up to ``jitter`` of the side, so the
-    classifier tolerates windows that miss the object by a stride). Negatives: random squares
-    whose side is drawn around the image's box sizes (or 10-50% of the image's short side
-    when it has none), kept when their IoU with every box is at most ``max_negative_iou`` and
-    less than half of the square lies inside any one box (a patch of raccoon fur is neither
-    raccoon nor background). Difficult/crowd boxes make no positives but do block negatives.
-    Every patch is resized (antialiased) to ``patch_size``; parts outside the image are black.
-
-    Args:
-        data: the annotated images.
-        patch_size: side of the square patches in pixels (the classifier's input).
-        channels: 1 (gray) or 3 (RGB).
-        positives_per_box: patches per box (>= 1).
-        jitter: largest shift and scale change of the extra positive copies, in box sides.
-        negatives_per_image: background patches per image (fewer when none can be placed).
-        max_negative_iou: the largest IoU a background patch may have with a box.
-        seed: seeds the jitter and the background positions.
-        skip_invalid: skip images that cannot be opened (counted in ``info["skipped"]``)
-            instead of raising.
+    Positives: a square of side ``max(box width, box height)`` centred on each box, the copies
+    after the first shifted and scaled by up to ``jitter`` of the side (so the classifier
+    tolerates windows a stride off). Negatives: random squares sized like the image's boxes,
+    kept when their IoU with every box is at most ``max_negative_iou`` and less than half of
+    them lies inside one box (raccoon fur is neither raccoon nor background). Difficult boxes
+    make no positives but block negatives. ``skip_invalid`` skips unopenable images (listed
+    in ``info["skipped"]``).
 
     Returns:
-        :class:`~foveal.data.source.LabeledImages` of uint8 patches ``(P, patch, patch, C)``
-        with classes ``["background", *data.class_names]``; ``info`` holds the counts.
-
-    Raises:
-        DataError: an image cannot be opened (without ``skip_invalid``), or no patch was made.
+        uint8 patches ``(P, patch, patch, C)`` with classes ``["background", *data.class_names]``.
     """
     from PIL import Image
 
@@ -206,21 +172,12 @@ def train_patch_classifier(
     """Train a zoo classifier on background/object patches (Adam, cross-entropy).
 
     Args:
-        data: annotated images (cut with :func:`patch_dataset`) or patches already cut.
-        architecture: a registered classifier; keep one whose convolutions and pools use
-            "valid" padding (``lenet5``, ``lenet5_classic``) for an exact FCN.
-        patch_size: patch side (the classifier's input is ``patch_size`` x ``patch_size``).
-        channels: 1 or 3.
-        epochs, batch_size, learning_rate: training settings.
+        data: annotated images (cut with :func:`patch_dataset`, given ``**patch_options``) or patches.
+        architecture: a registered classifier; one with "valid" padding (``lenet5``) gives an exact FCN.
         augment: a classification augmentation spec (:mod:`foveal.data.augment`).
-        validation: optional held-out images or patches.
-        seed: seeds patch cutting, initialisation, shuffling and augmentation.
-        verbose: Keras ``fit`` verbosity.
-        **patch_options: passed to :func:`patch_dataset`.
 
     Returns:
-        ``(model, history)``: the classifier (input ``(patch, patch, channels)``, softmax over
-        ``["background", *classes]``) and its Keras history.
+        ``(model, history)``: the classifier (softmax over ``["background", *classes]``) and its history.
     """
     from foveal.data.pipeline import make_pipeline
     from foveal.models import build_model
@@ -249,20 +206,8 @@ def train_patch_classifier(
 
 
 def to_fully_convolutional(model: keras.Model) -> keras.Model:
-    """The classifier as a fully convolutional network taking images of any size.
-
-    The first Dense layer after ``Flatten`` becomes a convolution as large as the flattened
-    map, the following Dense layers 1x1 convolutions, with the same weights (see the module
-    docstring for when the outputs are exactly equal).
-
-    Args:
-        model: a chain classifier ending in ``Flatten -> Dense ... -> softmax``.
-
-    Returns:
-        A model from ``(None, None, C)`` images to ``(h, w, classes)`` probability maps.
-
-    Raises:
-        ModelError: the model is not a chain with a ``Flatten -> Dense`` head.
+    """A chain classifier ending in ``Flatten -> Dense ... -> softmax`` as a fully convolutional
+    network (the same weights) from images of any size to ``(h, w, classes)`` probability maps.
 
     Example:
         >>> from foveal.models import build_model
@@ -280,15 +225,11 @@ def to_fully_convolutional(model: keras.Model) -> keras.Model:
 
 
 def fcn_geometry(fcn: keras.Model) -> tuple[tuple[int, int], tuple[int, int]]:
-    """``(window, stride)`` in input pixels, each ``(height, width)``, of a fully convolutional chain.
-
-    Output position ``(i, j)`` looks at the input window with top-left ``(i * sy, j * sx)``
-    and size ``window``. Read from the layers: the stride is the product of the strides; the
-    window is the input that gives a 1x1 output (``n_in = (n_out - 1) * s + k`` backwards).
+    """``(window, stride)`` in input pixels, each ``(height, width)``, of a fully convolutional chain:
+    the stride is the product of the strides, the window the input giving a 1x1 output.
 
     Raises:
-        ModelError: a layer with "same" padding or another spatial layer makes the window
-            ambiguous; pass ``window`` and ``stride`` to :func:`sliding_window_detect` yourself.
+        ModelError: "same" padding or another spatial layer makes the window ambiguous.
     """
     window = np.array([1, 1])
     stride = np.array([1, 1])
@@ -324,29 +265,20 @@ def sliding_window_detect(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Detect objects by sliding the FCN over an image pyramid, then non-max suppression.
 
-    At scale ``s`` the image is resized by ``s`` and the FCN's windows cover ``window / s``
-    original pixels: scales below 1 find objects larger than the window, above 1 smaller
-    ones. A window's score is its best non-background probability and its class that
-    class. Windows at or below ``score_threshold`` are dropped, then each kept window
-    suppresses the others overlapping it by IoU above ``iou_threshold`` (sliding windows one
-    stride apart overlap a lot, hence the default below the texts' 0.6).
+    At scale ``s`` a window covers ``window / s`` original pixels (scales below 1 find objects
+    larger than the window). A window scores its best non-background probability; windows
+    above ``score_threshold`` go through NMS at ``iou_threshold`` (windows a stride apart
+    overlap a lot, hence the default below the texts' 0.6).
 
     Args:
-        fcn: from :func:`to_fully_convolutional`; outputs ``(1, h, w, classes)`` probabilities.
-        image: ``(H, W, C)`` pixels 0..255 (any dtype), or ``(H, W)`` for gray.
-        window: the classifier's input size (default: read by :func:`fcn_geometry`).
-        stride: pixels between neighbouring windows (default: read by :func:`fcn_geometry`).
-        score_threshold: least probability of a detection (strictly above).
-        iou_threshold: overlap above which the weaker of two windows is suppressed.
-        scales: pyramid scales; those that make the image smaller than the window are skipped.
-        max_detections: most boxes returned.
-        class_aware: suppress only within a class.
+        image: ``(H, W, C)`` or ``(H, W)`` pixels 0..255.
+        window, stride: in pixels (default: read by :func:`fcn_geometry`).
+        scales: pyramid scales; those making the image smaller than the window are skipped.
         background: the index of the background class (None: every class is an object).
 
     Returns:
-        ``(boxes, scores, classes)``: float32 ``(N, 4)`` corners ``[x_min, y_min, x_max, y_max]`` in
-        the image's pixels, float32 ``(N,)`` and int32 ``(N,)`` object-class indices (background
-        removed, so class ``k`` is ``data.class_names[k]`` of the annotated set), best first.
+        ``(boxes, scores, classes)``: pixel corners, scores and object-class indices (background
+        removed: class ``k`` is ``data.class_names[k]``), best first.
 
     Example:
         >>> boxes, scores, classes = sliding_window_detect(fcn, image, scales=(1.0, 0.5))  # doctest: +SKIP
@@ -407,21 +339,16 @@ def run_sliding_window(
     skip_invalid: bool = False,
     report_images: int = 12,
 ) -> dict[str, Any]:
-    """Train the patch classifier on ``train``, scan ``split``, and write the outputs.
-
-    Args:
-        data: box annotations (see :func:`foveal.data.boxes.load_boxes`); needs a train split
-            and the scored split (``test`` by default; a source without it is refused).
-        output: folder (created) for ``patch_classifier.keras``, ``metrics.json``, ``detections.json``
-            (COCO results) and ``report.html`` (PR curves and example images).
-        architecture: the patch classifier (a zoo model with a ``Flatten -> Dense`` head).
-        patch_size: its input side in pixels (the window).
-        epochs: its training epochs.
-        scales: image pyramid; at scale s a window covers ``patch_size / s`` original pixels.
-        score_threshold, iou_threshold: detection threshold and non-max suppression overlap.
+    """Train the patch classifier on ``data``'s train split, scan ``split``, and write
+    ``patch_classifier.keras``, ``metrics.json``, ``detections.json`` (COCO results) and
+    ``report.html`` into ``output``.
 
     Returns:
         The metrics of :func:`foveal.detection.scoring.score_detections`, with timing.
+
+    Example:
+        >>> run_sliding_window("../shared/datasets/raccoon", output="/tmp/fcn")["map50"]  # doctest: +SKIP
+        0.12
     """
     import time
 

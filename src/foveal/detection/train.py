@@ -1,17 +1,11 @@
-"""``foveal detect train`` and ``evaluate``: from a :class:`DetectConfig` to a run folder (the
-training itself is the engine's, with :class:`~foveal.detection.task.DetectTask`), and a saved
-detector scored on a box dataset.
-
-In the run folder, ``history.csv`` has the validation mAP@0.5 per epoch, the cards say ``task:
-detect`` and hold the anchors, ``metrics.json`` has COCO and VOC numbers on the test split,
-beside ``detections.json`` (the test detections as COCO results) and ``anchors.json``;
-``report.html`` shows precision-recall per class and test images with boxes.
+"""``foveal detect train`` and ``evaluate``: a run of :class:`~foveal.detection.task.DetectTask`
+through the engine, and a saved detector scored on a box dataset. A run folder holds, beside
+the engine's files, ``metrics.json`` (COCO and VOC numbers of the test split), ``detections.json``
+(COCO results), ``anchors.json`` (YOLO) and ``report.html``.
 
 Example:
-    >>> cfg = DetectConfig(data="../shared/datasets/raccoon", epochs=2, output="/tmp/runs")
-    >>> result = train_detector(cfg)  # doctest: +SKIP
-    >>> 0.0 <= result.metrics["map50"] <= 1.0  # doctest: +SKIP
-    True
+    >>> result = train_detector(DetectConfig(data="../shared/datasets/raccoon", epochs=2))  # doctest: +SKIP
+    >>> metrics = evaluate_detector(result.best_model, "../shared/datasets/raccoon")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -31,20 +25,14 @@ def evaluate_detector(model_path: str | Path, data: str, *, split: str = "test",
                       output: str | Path | None = None, skip_invalid: bool = False, score_threshold: float | None = None,
                       iou_threshold: float | None = None, report_images: int = 12,
                       ap_score_threshold: float = 0.001, class_map: str | dict | None = None) -> dict[str, Any]:
-    """Score a saved detector on one split of a box dataset; optionally write a report.
+    """Score a saved detector on one split of a box dataset; ``output`` gets ``metrics.json``,
+    ``detections.json`` (COCO results) and ``report.html``.
 
     Args:
-        model_path: a ``.keras`` file written by ``foveal detect train``.
-        data: box annotations (see :func:`~foveal.data.boxes.load_boxes`).
-        split: ``test``, ``val`` or ``train``; a source without splits is all ``train``.
-        output: folder for ``metrics.json``, ``detections.json`` (COCO results) and ``report.html``.
         score_threshold: the display threshold of the precision/recall line and the drawn
-            examples (default: the model's).
-        iou_threshold: change the model's non-max suppression overlap for this evaluation.
-        ap_score_threshold: AP is computed on the detections scoring at least this (at most
-            100 per image; see :mod:`foveal.detection.scoring`).
-        class_map: which model class each dataset class is, when their names differ
-            (see :mod:`foveal.evaluation.classes`); default: match by name.
+            examples (default: the model's); ``iou_threshold``: NMS's (default: the model's).
+        ap_score_threshold: AP is computed on the detections scoring at least this.
+        class_map: which model class each dataset class is (:mod:`foveal.evaluation.classes`).
     """
     from foveal.data.splits import pick_split
     from foveal.detection.report import write_detection_report
