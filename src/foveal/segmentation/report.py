@@ -1,9 +1,6 @@
-"""The single-file HTML report of a segmentation run or evaluation.
-
-Built on :func:`foveal.visualize.report.write_classification_report` (summary, training
-curves, resolved configuration) with segmentation sections: a per-class table (IoU, Dice,
-precision, recall, pixel counts), the pixel confusion matrix, and example images shown three
-times side by side: the image, the true mask over it, the predicted mask over it.
+"""The single-file HTML report of a segmentation run or evaluation: the task report's summary,
+curves and configuration, with a per-class table, the pixel confusion matrix and example images
+(image, true mask, predicted mask side by side).
 
 Example:
     >>> write_segmentation_report("run/report.html", title="run", summary={}, config={},
@@ -60,8 +57,7 @@ def example_grid(examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, st
 
 
 def _thumbnail(rgb: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
-    """Fit ``rgb`` into a size x size square (aspect kept, black borders; small images are
-    enlarged with nearest-neighbour sampling so their pixels stay crisp)."""
+    """``rgb`` letterboxed into a size x size square (small images enlarged by nearest neighbour)."""
     from PIL import Image, ImageOps
 
     img = Image.fromarray(rgb)
@@ -96,13 +92,8 @@ def write_segmentation_report(
     skip: Sequence[int] = (),
     ignore_label: int = 255,
 ) -> Path:
-    """Write the report (see the module docstring); returns its path.
-
-    Args:
-        scores: the metrics dict of :func:`~.train.scores_to_metrics` (or None).
-        examples: ``(uint8 image, true labels, predicted labels, caption)`` per example.
-        class_names, colours, skip: for the legend and overlays (``skip``: unpainted classes).
-    """
+    """Write the report; ``scores``: :func:`~.train.scores_to_metrics` output or None; ``examples``:
+    ``(image, true labels, predicted labels, caption)``; ``skip``: classes left unpainted."""
     from markupsafe import Markup
 
     from foveal.segmentation.predict import default_palette
