@@ -98,7 +98,7 @@ def write_segmentation_report(
 
     from foveal.segmentation.predict import default_palette
     from foveal.visualize.plots import plot_confusion_matrix
-    from foveal.visualize.report import figure_section, png_data_uri, write_task_report
+    from foveal.visualize.report import figure_section, write_task_report
 
     colours = default_palette(len(class_names)) if colours is None else colours
     extra: list[tuple[str, Any]] = []
@@ -106,10 +106,10 @@ def write_segmentation_report(
         extra.append(("Per-class IoU and Dice", per_class_table(scores)))
         cm = np.asarray(scores["confusion_matrix"])
         if cm.size and cm.sum():
-            uri = png_data_uri(plot_confusion_matrix(cm, list(class_names)))
-            extra.append(("Pixel confusion matrix", Markup(
-                '<figure><img src="{}" alt="pixel confusion matrix"><figcaption>Rows are true classes, '
-                'columns predicted classes, counted over labelled pixels.</figcaption></figure>').format(uri)))
+            extra.append(figure_section("Pixel confusion matrix", plot_confusion_matrix(cm, list(class_names)),
+                                        "pixel confusion matrix", before=Markup(
+                                            "<p>Rows are true classes, columns predicted classes, counted over "
+                                            "labelled pixels.</p>")))
     if examples:
         extra.append(figure_section("Example overlays: image, true mask, predicted mask",
                                     example_grid(examples, colours, skip, ignore_label), "example overlays",
