@@ -1,11 +1,5 @@
-"""Classification with localization: one object per image, its class and its box.
-
-A localizer is a foveal backbone with two heads on its pooled features (Géron, *Hands-On
-Machine Learning*, 2nd ed., ch. 14): the class, and the box as ``(cx, cy, sqrt(w), sqrt(h))``
-in fractions of the image. Modules: :mod:`.model` (build and compile), :mod:`.losses`,
-:mod:`.metrics` (IoU, box encoding, the ``BoxIoU`` metric), :mod:`.pipeline` (box-aware
-``tf.data`` input), :mod:`.train` (run folders, evaluation, report), :mod:`.predict` and
-:mod:`.draw` (boxes on images), :mod:`.cli` (``foveal localize``).
+"""Classification with localization: one object per image, its class and its box
+(Géron, *Hands-On Machine Learning*, 2nd ed., ch. 14), ``foveal localize``.
 
 The names below are imported lazily, so ``import foveal.localization`` stays cheap.
 

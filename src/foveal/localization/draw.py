@@ -38,15 +38,9 @@ def draw_boxes(
     color: str = PRED_COLOR,
     width: int | None = None,
 ) -> np.ndarray:
-    """Return a copy of ``image`` (RGB uint8) with corner-format pixel ``boxes`` outlined.
-
-    Args:
-        image: HxW, HxWx1 or HxWx3 uint8 array, or a PIL image.
-        boxes: ``[x_min, y_min, x_max, y_max]`` per box, in the image's pixels.
-        labels: text written at each box's top-left corner (on a filled tag), or None.
-        color: any PIL colour name or ``#rrggbb``.
-        width: line width in pixels (default: about 1/150 of the image's larger side).
-    """
+    """A copy of ``image`` (HxW[x1|3] uint8 or PIL) as RGB with corner-format pixel ``boxes``
+    outlined in ``color``, each ``labels`` entry on a tag at its box's top-left corner; ``width``
+    defaults to about 1/150 of the larger side."""
     canvas = _to_rgb(image).copy()
     draw = ImageDraw.Draw(canvas)
     width = width or max(1, round(max(canvas.size) / 150))
@@ -70,11 +64,7 @@ def comparison_thumbnail(
     size: int = 160,
 ) -> np.ndarray:
     """``image`` with its true boxes (green) and the predicted box (red), letterboxed to
-    ``size`` x ``size``.
-
-    Boxes are in ``image``'s pixels; the thumbnail keeps the aspect ratio (black bars) so the
-    reader sees the photo undistorted.
-    """
+    ``size`` x ``size`` (aspect kept)."""
     canvas = np.asarray(_to_rgb(image))
     if true is not None and len(true):
         canvas = draw_boxes(canvas, true, color=TRUE_COLOR)

@@ -1,11 +1,9 @@
 """Export, benchmark and serve hooks of localizers (see :mod:`foveal.export.tasks`).
 
-The export holds the model as it is: two named outputs, ``class`` (softmax, or the one-class
-presence sigmoid) and ``box`` (encoded ``cx, cy, sqrt w, sqrt h``). :func:`outputs` decodes the
-box to normalised corners, for Keras and exports alike. Parity: the largest difference of the
-class probabilities and of the box corners, class agreement and the IoU of the two boxes.
-Accuracy: mean IoU by :func:`~foveal.localization.train.score_localizer`, the localizer's own
-evaluation, run on the export through :class:`~foveal.export.tasks.OutputsModel`.
+The export holds the model as it is (outputs ``class`` and encoded ``box``); :func:`outputs`
+decodes the box to normalised corners. Parity: the largest difference of class probabilities
+and box corners, class agreement and box IoU; accuracy: mean IoU by
+:func:`~foveal.localization.train.score_localizer`.
 """
 
 from __future__ import annotations
@@ -87,11 +85,8 @@ def accuracy(source: Any, card: ModelCard, part: Any, limit: int | None) -> dict
 
 
 def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], top_k: int) -> dict[str, Any]:
-    """The box in the upload's pixels with the predicted class, and the class probabilities.
-
-    ``{"boxes": [{"label", "score", "box"}], "predictions": [{"label", "probability"}]}``
-    (one class: the presence score is the box's score).
-    """
+    """``{"boxes": [{"label", "score", "box"}], "predictions": [{"label", "probability"}]}``: the
+    box in the upload's pixels and the class probabilities (one class: the presence score)."""
     from foveal.localization.predict import class_and_score
 
     width, height = image

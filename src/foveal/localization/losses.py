@@ -1,11 +1,4 @@
-"""The box regression loss of the localizer.
-
-The class head uses Keras' own cross-entropies (sparse categorical for two or more classes,
-binary for the single-class presence output); the box head uses :class:`BoxMSE`: the squared
-error of the encoded box ``(cx, cy, sqrt(w), sqrt(h))``, averaged over its four terms, and zero
-for images without a box (their target is :data:`~foveal.localization.metrics.NO_BOX`), since
-there is nothing to regress there.
-"""
+"""The box loss of the localizer (its class head uses Keras' cross-entropies)."""
 
 from __future__ import annotations
 
@@ -17,7 +10,7 @@ from foveal.localization.metrics import has_box
 
 @keras.saving.register_keras_serializable(package="foveal")
 class BoxMSE(keras.losses.Loss):
-    """Mean squared error of encoded boxes, masked where the target has no box.
+    """Mean squared error of encoded boxes, zero where the target has no box.
 
     Example:
         >>> round(float(BoxMSE()([[0.5, 0.5, 0.2, 0.2]], [[0.5, 0.5, 0.4, 0.2]])), 6)  # (0.2 ** 2) / 4

@@ -1,13 +1,8 @@
 """Box geometry: intersection over union, the localizer's box encoding, and the IoU metric.
 
-Boxes are in *corner format* ``[x_min, y_min, x_max, y_max]`` unless said otherwise, in any
-unit (pixels or fractions of the image), as the last axis of any array. :func:`iou` works on
-NumPy arrays and tensors alike (it is written with ``keras.ops``, so it also runs inside a
-compiled graph) and broadcasts, so the pairwise matrix of two box lists is
-``iou(a[:, None], b[None, :])``; detection will reuse it for matching and non-max suppression.
-
-The localizer predicts each box *encoded* as ``(centre x, centre y, sqrt(width),
-sqrt(height))``, every term a fraction of the image size (see :func:`encode_boxes`).
+Boxes are in corner format ``[x_min, y_min, x_max, y_max]`` (any unit) on the last axis;
+:func:`iou` is written with ``keras.ops``, so it runs on arrays and inside compiled graphs, and
+broadcasts (``iou(a[:, None], b[None, :])`` is the pairwise matrix).
 
 Example:
     >>> import numpy as np
@@ -31,14 +26,8 @@ def box_area(boxes):
 
 
 def iou(boxes_a, boxes_b, eps: float = 1e-9):
-    """Intersection over union of corner-format boxes, elementwise with broadcasting.
-
-    Args:
-        boxes_a, boxes_b: arrays or tensors of shape ``(..., 4)`` that broadcast together.
-        eps: keeps two empty boxes at IoU 0 instead of 0/0.
-
-    Returns:
-        A float32 tensor of the broadcast shape without the last axis, values in [0, 1].
+    """Intersection over union of corner-format ``(..., 4)`` boxes, elementwise with broadcasting
+    (float32, in [0, 1]; ``eps`` keeps two empty boxes at 0).
 
     Example:
         >>> import numpy as np
@@ -56,14 +45,8 @@ def iou(boxes_a, boxes_b, eps: float = 1e-9):
 
 
 def encode_boxes(corners):
-    """Normalised corners (fractions of the image) -> ``(cx, cy, sqrt(w), sqrt(h))``.
-
-    The square roots follow Géron (ch. 14) and YOLO (Redmon et al., CVPR 2016): under a plain
-    squared error, being 5 px off on a 20 px box costs as much as 5 px off on a 400 px box,
-    although the first ruins the small box's IoU and the second barely changes the big one's.
-    On a square-root scale the same pixel error costs more the smaller the box, so small-box
-    errors weigh about as much as large-box ones in the loss.
-    """
+    """Normalised corners -> ``(cx, cy, sqrt(w), sqrt(h))``; the square roots (Géron ch. 14, YOLO)
+    make a pixel error cost more the smaller the box, as it does to the IoU."""
     c = ops.convert_to_tensor(corners, dtype="float32")
     width = ops.maximum(c[..., 2] - c[..., 0], 0.0)
     height = ops.maximum(c[..., 3] - c[..., 1], 0.0)
@@ -86,9 +69,7 @@ def has_box(encoded_true):
 
 @keras.saving.register_keras_serializable(package="foveal")
 class BoxIoU(keras.metrics.Metric):
-    """Mean IoU between predicted and true boxes, both in the localizer's encoding.
-
-    Targets equal to :data:`NO_BOX` (images without an object) are left out of the mean.
+    """Mean IoU of predicted and true encoded boxes; :data:`NO_BOX` targets are left out.
 
     Example:
         >>> m = BoxIoU()

@@ -1,26 +1,11 @@
-"""Classification with localization: a backbone, global average pooling and two heads.
+"""Classification with localization: a backbone, pooling and two heads (Géron, *Hands-On
+Machine Learning*, 2nd ed., ch. 14).
 
-The design is the one Géron teaches (*Hands-On Machine Learning*, 2nd ed., ch. 14): any
-foveal backbone built with ``include_top=False``, then global average pooling, then
-
-* ``class``: the object's class, a softmax over the classes;
-* ``box``: ``Dense(4)`` regressing the box as ``(centre x, centre y, sqrt(width),
-  sqrt(height))``, each a fraction of the image size (see
-  :func:`~foveal.localization.metrics.encode_boxes` for why square roots).
-
-The model is one functional graph with a dict output ``{"class": ..., "box": ...}`` that saves
-and loads as ``.keras`` like every foveal model. Two choices of ours:
-
-* **One class.** A softmax over a single class is the constant 1 and learns nothing. With one
-  class the ``class`` head is therefore a single sigmoid *presence* score (trained with binary
-  cross-entropy: 1 for annotated images, 0 for images listed without boxes), which also gives
-  :mod:`~foveal.localization.predict` a confidence to report. With two or more classes it is
-  the softmax.
-* **Sigmoid on the box.** Every encoded target lies in [0, 1], so the box head ends in a
-  sigmoid: predictions can never leave the image or take the square root of a negative size.
-
-Images with several boxes are trained on their largest box (localization predicts one box;
-detection predicts them all).
+The ``class`` head is a softmax over the classes; with one class, where a softmax would be the
+constant 1, it is a sigmoid *presence* score (1 for annotated images, 0 for images without
+boxes). The ``box`` head regresses ``(cx, cy, sqrt(w), sqrt(h))`` in fractions of the image
+(:func:`~foveal.localization.metrics.encode_boxes`) through a sigmoid, since every target lies
+in [0, 1]. Images with several boxes are trained on their largest.
 
 Example:
     >>> model = build_localizer("resnet18", num_classes=1, input_shape=(64, 64, 3), width=8)
@@ -55,18 +40,15 @@ def build_localizer(
     l2: float = 0.0,
     **options: Any,
 ) -> keras.Model:
-    """Build a localizer on a registered backbone.
+    """Build a localizer on a registered backbone (built without its classifier).
 
     Args:
-        backbone: architecture name (see ``foveal models``), built without its classifier.
-        num_classes: object classes; 1 gives the sigmoid presence head (see module docstring).
+        num_classes: object classes; 1 gives the sigmoid presence head (see the module docstring).
         input_shape: (height, width, channels) of the raw pixel input (0..255).
         preprocessing: the backbone's ``Preprocess`` mode (default: the architecture's).
-        pooling: ``avg`` (global average pooling, as in the texts) or ``flatten`` (keep every
-            position of the last feature map: small backbones trained from scratch cannot
-            always tell *where* an object is after averaging, see the module docstring).
-        dropout: dropout rate on the pooled features, before both heads.
-        l1, l2: weight penalties on every kernel.
+        pooling: ``avg`` (global average pooling, as in the texts) or ``flatten`` (keeps every
+            position of the last map: small backbones trained from scratch may lose *where*).
+        dropout: on the pooled features, before both heads.
         **options: backbone options, e.g. ``width=16``.
 
     Returns:
@@ -100,10 +82,8 @@ def compile_localizer(
     class_weight: float = 0.8,
     box_weight: float = 0.2,
 ) -> None:
-    """Compile with the two losses weighted ``class_weight`` / ``box_weight`` (Géron: 0.8 / 0.2).
-
-    Logged metrics: ``class_accuracy`` (presence accuracy at 0.5 for one class) and ``box_iou``.
-    """
+    """Compile with the two losses weighted ``class_weight`` / ``box_weight`` (Géron: 0.8 / 0.2);
+    metrics ``class_accuracy`` (presence at 0.5 for one class) and ``box_iou``."""
     if num_classes >= 2:
         class_loss: keras.losses.Loss = keras.losses.SparseCategoricalCrossentropy()
         accuracy: keras.metrics.Metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -119,13 +99,8 @@ def compile_localizer(
 
 
 def init_heads(model: keras.Model, mean_encoded_box, presence_rate: float | None = None) -> None:
-    """Start the box head at the training set's mean box (and presence at its base rate).
-
-    The sigmoid box head with zero bias would start every prediction at the centre with a
-    quarter of the image's width and height. Setting its bias to the logit of the mean encoded
-    target makes the untrained model predict the mean box, the trivial baseline, so training
-    starts from it instead of spending its first epochs getting there.
-    """
+    """Start the box head at the training set's mean box (and presence at its base rate), so
+    training starts from the trivial baseline instead of a centred quarter-size box."""
     import numpy as np
 
     def logit(p):

@@ -1,32 +1,15 @@
 """The ``tf.data`` pipeline of the localizer: decode, resize, augment image and box together.
 
-Each image is decoded and stretched to the model's input size. Its target box (the largest,
-see :meth:`~foveal.data.boxes.BoxedImages.largest`) is kept in fractions of the image size, so
-stretching leaves it unchanged. Geometric augmentation moves image and box together;
-photometric augmentation touches the image only. Batches are ``(float32 pixels 0..255,
-{"class": ..., "box": encoded box})``.
+Each image is stretched to the model's input size; its target box (the largest) is kept in
+fractions of the image, so stretching leaves it unchanged. Batches are ``(float32 pixels
+0..255, {"class": ..., "box": encoded box})``.
 
-Augmentation is the detector's (:mod:`foveal.data.box_augment`), spelt in the localizer's
-grammar (:data:`LOCALIZATION_GRAMMAR`): ``none``, ``standard`` or a comma list of ops (``op``
-or ``op=value``), limited to ops that never push the box out of view:
-
-============  =====================================================================  =======
-op            what it does                                                           default
-============  =====================================================================  =======
-flip          horizontal flip with probability 1/2; the box is mirrored too          -
-vflip         vertical flip with probability 1/2                                     -
-crop=S        random crop that keeps the whole box, each side at least S of the      0.75
-              image, stretched back to the input size (the box follows)
-brightness=F  add up to +-F x 255 to every pixel                                     0.15
-contrast=F    scale contrast about the mean by a factor in [1-F, 1+F]                0.25
-saturation=F  scale saturation by a factor in [1-F, 1+F] (RGB only)                  0.3
-hue=F         rotate hue by up to +-F of the colour circle (RGB only)                0.02
-============  =====================================================================  =======
-
-``standard`` is ``flip,crop,brightness,contrast``. Random draws come from stateless ops seeded
-per element from ``seed`` (re-drawn each epoch), so a run is repeatable. A box narrower or
-shorter than one input pixel after the crop is dropped, as in detection: the image then counts
-as one without a box.
+Augmentation is the detector's (:mod:`foveal.data.box_augment`, which describes the ops),
+spelt in :data:`LOCALIZATION_GRAMMAR`: ``none``, ``standard`` (``flip,crop,brightness,contrast``)
+or a comma list of ``flip``, ``vflip``, ``crop=S`` (the detector's ``safe_crop``: a window
+keeping the whole box, each side at least S, default 0.75), ``brightness=F`` (0.15),
+``contrast=F`` (0.25), ``saturation=F`` (0.3) and ``hue=F`` (0.02). A box under one input pixel
+after the crop is dropped, as in detection: the image then counts as one without a box.
 
 Example:
     >>> ds = make_localization_pipeline(data, image_size=(128, 128), channels=3, batch_size=16,
@@ -66,28 +49,15 @@ _AUTO_CACHE_BYTES = 1 << 30  # cache decoded images when they fit in 1 GiB
 
 
 def parse_augment(spec: str) -> BoxAugment:
-    """A localization ``--augment`` spec (see the module docstring) -> :class:`BoxAugment`.
-
-    Raises:
-        ConfigError: an unknown op, a bad value, or a value given to ``flip``/``vflip``.
-    """
+    """A localization ``--augment`` spec -> :class:`BoxAugment` (ConfigError when bad)."""
     return parse_box_augment(spec, LOCALIZATION_GRAMMAR)
 
 
 def augment_example(image: tf.Tensor, corners: tf.Tensor, valid: tf.Tensor, seed: tf.Tensor,
                     aug: BoxAugment) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Augment one float32 image (H, W, C, 0..255) and its normalised corner box together.
-
-    Args:
-        image: the image, already at the model's input size.
-        corners: (4,) the box; a placeholder when ``valid`` is False, returned as it is.
-        valid: whether the image has a box.
-        seed: shape-(2,) int seed of the stateless random ops.
-        aug: parsed with :func:`parse_augment`.
-
-    Returns:
-        ``(image, corners, valid)``; ``valid`` turns False when the box was dropped.
-    """
+    """Augment one float32 image (0..255, at the input size) and its normalised corner box
+    together; ``corners`` is a placeholder where not ``valid``, and ``valid`` turns False when
+    the box was dropped. Returns ``(image, corners, valid)``."""
     boxes = tf.boolean_mask(corners[None], valid[None])  # (1, 4) or (0, 4)
     image, boxes, _ = augment_boxes(image, boxes, tf.zeros([tf.shape(boxes)[0]], tf.int32), seed, aug)
     kept = tf.shape(boxes)[0] > 0
@@ -117,14 +87,12 @@ def make_localization_pipeline(
     """Batches of ``(images, {"class", "box"})`` for ``fit``/``evaluate``.
 
     Args:
-        data: annotated images (one class: the class target is presence 1/0; two or more:
-            the label of the largest box; images without boxes must have been removed).
+        data: annotated images (one class: the target is presence 1/0; more: the label of the
+            largest box, and images without boxes must have been removed).
         image_size: (height, width) of the model input; images are stretched to it.
         training: shuffle (seeded) and augment (see the module docstring).
-        cache: keep decoded, resized uint8 images in memory after the first epoch (``auto``:
-            when they take less than 1 GiB).
-        skip_invalid: leave out images that fail to decode instead of raising (each named
-            with a warning and listed in ``data.info["undecodable"]``).
+        cache: keep decoded, resized images in memory (``auto``: when under 1 GiB).
+        skip_invalid: leave out (and name) images that fail to decode instead of raising.
         start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled
             and augmented by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`); None: one pass.
     """

@@ -1,10 +1,7 @@
 """``foveal localize predict``: image files -> class, score and box in the image's own pixels.
 
-Everything comes from the model file: its card gives the class names and input size, its
-first layer does the preprocessing. Each image is decoded as in training, stretched to the
-input size, and the predicted box (fractions of the image) is scaled back to the original
-width and height. With an output folder, a copy of every image with its box drawn is written
-there together with ``predictions.csv`` and ``predictions.json``.
+The card gives the class names and input size; each image is stretched to it as in training
+and the predicted box is scaled back to the original width and height.
 
 Example:
     >>> model, card = load_model("runs/raccoon/best.keras")  # doctest: +SKIP
@@ -59,15 +56,13 @@ def predict_boxes(
     """Class, score and box for each image file (folders are searched recursively).
 
     Args:
-        images: files and/or folders.
-        output: folder that receives each image with its box drawn (PNG) plus
-            ``predictions.csv``/``.json``; None writes nothing.
+        output: folder for each image with its box drawn (PNG) and ``predictions.csv``/``.json``;
+            None writes nothing.
         skip_invalid: report unreadable files as rows with ``"error"`` instead of raising.
 
     Returns:
-        One dict per image: ``file``, ``class``, ``score``, ``box`` (``[x_min, y_min, x_max,
-        y_max]`` in the original image's pixels), ``image_size`` (``[width, height]``) and,
-        when drawn, ``drawn`` (the written file).
+        One dict per image: ``file``, ``class``, ``score``, ``box`` (corners in the image's
+        pixels), ``image_size`` (``[width, height]``) and, when drawn, ``drawn``.
     """
     from foveal.detection.predict import model_inputs
 

@@ -1,12 +1,8 @@
 """``foveal localize train`` and ``evaluate``: from a :class:`LocalizeConfig` to a run folder.
 
-The run folder is the engine's (:mod:`foveal.engine.run`); here the cards say ``task: localize``,
-``metrics.json`` holds mean IoU and accuracy on the test split, and ``report.html`` shows test
-images with the predicted box in red and the true one in green.
-
-Splits: the dataset's own (a VOC folder's ``train.txt``/``val.txt``/``test.txt``), else
-``--test-data``, else seeded random fractions of the training images (``--val-split``,
-``--test-split``).
+The run is the engine's (:mod:`foveal.engine.run`) with :class:`~foveal.localization.task.LocalizeTask`;
+``metrics.json`` holds mean IoU and accuracy on the test split. Splits: the dataset's own, else
+``--test-data``, else seeded fractions of the training images.
 
 Example:
     >>> cfg = LocalizeConfig(data="../shared/datasets/raccoon", epochs=2, output="/tmp/runs")
@@ -111,9 +107,6 @@ class LocalizeConfig(RunConfig):
         return (int(self.image_size[0]), int(self.image_size[-1]))
 
 
-# ---------------------------------------------------------------------------------------- data
-
-
 def load_splits(cfg: LocalizeConfig) -> dict[str, BoxedImages]:
     """Train / val / test box collections as the config asks (see the module docstring)."""
     from foveal.data.boxes.splits import load_box_splits
@@ -142,23 +135,15 @@ def mean_box(data: BoxedImages) -> list[float]:
     return [round(float(v), 6) for v in corners[valid].mean(axis=0)] if valid.any() else [0.0, 0.0, 1.0, 1.0]
 
 
-# ------------------------------------------------------------------------------------ training
-
-
 train_localizer = trainer("localize", "train_localizer", "a localizer")
-
-
-# ---------------------------------------------------------------------------------- evaluation
 
 
 def score_localizer(model: keras.Model, card: ModelCard, data: BoxedImages, *,
                     batch_size: int = 32) -> tuple[dict[str, Any], np.ndarray]:
     """Mean IoU, IoU >= 0.5 rate and class accuracy of ``model`` on ``data``.
 
-    IoU is taken against each image's largest box (the training target), and also against
-    the best-matching of all its boxes (``mean_iou_any_box``); both are the same in pixels as
-    in fractions of the image, since IoU does not change when both axes are scaled. Images
-    without boxes count only in the accuracy (presence below 0.5 is correct there).
+    IoU is taken against each image's largest box (the training target) and against the best
+    of all its boxes (``mean_iou_any_box``); images without boxes count only in the accuracy.
     ``baseline_mean_iou`` is the IoU of always predicting the training set's mean box.
 
     Returns:
@@ -224,8 +209,7 @@ def report_thumbnails(data: BoxedImages, predicted: np.ndarray, card: ModelCard,
 def write_localization_report(out: Path, metrics: dict[str, Any] | None, *, title: str, summary: dict[str, Any],
                               config: dict[str, Any], history: dict[str, list[float]] | None,
                               drawn: tuple[np.ndarray, list[str]] | None) -> Path:
-    """``metrics.json`` (when something was scored) and the single-file ``report.html`` in ``out``:
-    summary, curves, and the drawn test images."""
+    """``metrics.json`` (when something was scored) and ``report.html`` in ``out``."""
     from foveal.visualize.plots import plot_image_grid
     from foveal.visualize.report import figure_section, write_task_report
 
@@ -245,11 +229,10 @@ def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test"
     """Score a saved localizer on one split of a box dataset; optionally write a report.
 
     Args:
-        model_path: a ``.keras`` file written by ``foveal localize train``.
         data: box annotations (see :func:`~foveal.data.boxes.load_boxes`).
         split: ``test``, ``val`` or ``train``; a source without splits is all ``train``.
         output: folder for ``metrics.json`` and ``report.html``.
-        class_map: which model class each dataset class is, when their names differ
+        class_map: model class of each dataset class when their names differ
             (see :mod:`foveal.evaluation.classes`); default: match by name.
     """
     from foveal.data.splits import pick_split

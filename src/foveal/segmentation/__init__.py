@@ -1,12 +1,4 @@
-"""Semantic segmentation: a class for every pixel.
-
-Modules: :mod:`.data` (image + mask folders, validation), :mod:`.coco` (COCO polygons or RLE as masks),
-:mod:`.augment` (joint image/mask augmentation), :mod:`.losses` (pixel cross-entropy, soft
-Dice, U-Net border weights), :mod:`.metrics` (confusion matrix, IoU, Dice), :mod:`.models`
-(U-Net, U-Net on a backbone, FCN-8s/16s/32s), :mod:`.pipeline` (``tf.data`` input),
-:mod:`.train` (run folders, evaluation), :mod:`.predict` (masks and overlays for any image
-size), :mod:`.crf` (optional dense-CRF refinement), :mod:`.report` and :mod:`.cli`
-(``foveal segment``).
+"""Semantic segmentation: a class for every pixel (U-Net, FCN), ``foveal segment``.
 
 The names below are imported lazily, so ``import foveal.segmentation`` stays cheap.
 

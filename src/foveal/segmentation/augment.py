@@ -1,16 +1,11 @@
 """Joint image + mask augmentation inside ``tf.data``: one random draw moves both.
 
-Every geometric op (flip, rotation by multiples of 90 degrees and by a small angle, scale
-jitter, random crop, elastic deformation) is folded into a single map from output pixel to
-source position, sampled once: bilinearly for the image, by nearest neighbour for the mask,
-so labels are never interpolated. Output pixels whose source lies outside the image get the
-mask's ignore label (and a reflected image). Photometric jitter (brightness, contrast) then
-touches the image only.
-
-The elastic deformation follows Ronneberger, Fischer, Brox, "U-Net: Convolutional Networks for
-Biomedical Image Segmentation", MICCAI 2015, section 3.1: random displacement vectors on a
-coarse 3x3 grid, drawn from a Gaussian with a standard deviation of 10 pixels and smoothly
-interpolated (bicubic) to a per-pixel displacement field.
+Every geometric op (flips, quarter turns, a small rotation, scale jitter, the random crop, the
+elastic deformation) is folded into one map from output pixel to source position, sampled
+bilinearly for the image and by nearest neighbour for the mask (labels are never blended);
+outside the source the mask gets the ignore label. Brightness and contrast then touch the image
+only. The elastic deformation is U-Net's (Ronneberger, Fischer, Brox, MICCAI 2015, section
+3.1): Gaussian displacements on a coarse 3x3 grid, interpolated bicubically to every pixel.
 
 Example:
     >>> aug = SegmentationAugment(crop_size=(128, 128), scale=(0.8, 1.25), elastic_sigma=10.0)
@@ -29,18 +24,10 @@ import tensorflow as tf
 class SegmentationAugment:
     """The random transformations applied to each (image, mask) pair.
 
-    Attributes:
-        crop_size: (height, width) of the output; None keeps the input size.
-        hflip, vflip: random horizontal / vertical flips.
-        rot90: random rotation by 0, 90, 180 or 270 degrees.
-        max_angle: extra rotation drawn uniformly in [-max_angle, max_angle] degrees.
-        scale: (min, max) scale factor, drawn log-uniformly (1, 1 disables).
-        elastic_sigma: std (pixels) of the coarse displacement vectors; 0 disables.
-        elastic_grid: coarse grid size of the displacement field (3 in U-Net).
-        brightness: add a value in [-b, b] * 255 to the image.
-        contrast: scale the image around its mean by a factor in [1 - c, 1 + c].
-        ignore_label: mask value for pixels from outside the source image.
-        image_interpolation: ``bilinear`` or ``nearest`` for the image (the mask is always nearest).
+    ``crop_size``: output (height, width), None keeps the input size; ``max_angle``: degrees;
+    ``scale``: (min, max) factor drawn log-uniformly; ``elastic_sigma``: std (pixels) of the
+    coarse displacements on an ``elastic_grid`` grid, 0 disables; ``brightness``: up to +-b x 255;
+    ``contrast``: a factor in [1 - c, 1 + c] around the mean.
     """
 
     crop_size: tuple[int, int] | None = None
@@ -57,18 +44,11 @@ class SegmentationAugment:
     image_interpolation: str = "bilinear"
 
     def __call__(self, image, mask, seed, weights=None):
-        """Augment one pair with the stateless random ``seed`` (an int32/int64 pair).
-
-        Args:
-            image: HxWxC image (any numeric dtype, pixel values 0..255).
-            mask: HxW or HxWx1 integer mask.
-            seed: shape (2,) integer tensor; the same seed gives the same result.
-            weights: optional HxW per-pixel loss weights; they follow the mask (nearest
-                neighbour, 0 outside the image).
+        """Augment one pair (HxWxC image 0..255, HxW[x1] integer mask) with the stateless random
+        ``seed`` (shape (2,)); optional HxW ``weights`` follow the mask (0 outside the image).
 
         Returns:
-            (float32 image out_h x out_w x C, int32 mask out_h x out_w), plus the float32
-            weights out_h x out_w when ``weights`` is given.
+            (float32 image, int32 mask[, float32 weights]) at ``crop_size``.
         """
         image = tf.cast(tf.convert_to_tensor(image), tf.float32)
         mask = tf.convert_to_tensor(mask)
@@ -136,11 +116,8 @@ class SegmentationAugment:
 
 
 def augment_dataset(ds: tf.data.Dataset, augment: SegmentationAugment, seed: int = 0) -> tf.data.Dataset:
-    """Map ``augment`` over an unbatched dataset of (image, mask[, weights]), one fresh seed per element.
-
-    Seeds come from ``tf.data.Dataset.random(seed)``, so a run is reproducible and each epoch
-    (each new iteration) draws new transformations.
-    """
+    """Map ``augment`` over an unbatched dataset of (image, mask[, weights]), one fresh seed per
+    element from ``tf.data.Dataset.random(seed)`` (reproducible, new draws each epoch)."""
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     pairs = tf.data.Dataset.zip((ds, seeds))
     return pairs.map(lambda pair, s: augment(*pair[:2], s, *pair[2:]), num_parallel_calls=tf.data.AUTOTUNE)

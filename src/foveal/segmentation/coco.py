@@ -1,16 +1,10 @@
 """COCO instance files (polygons or RLE) as semantic segmentation data: ``--data instances.json``.
 
-:func:`read_coco_segmentation` pairs every image of a COCO instances file with a mask drawn on
-the fly from its annotations by :func:`coco_semantic_masks`
-(pycocotools decodes polygons, uncompressed and compressed RLE): class 0 is background, the
-categories sorted by id are 1..K, crowd regions are the ignore label. No mask file is written:
-a mask "path" is ``<json>#<image id>`` and :func:`read_coco_mask` draws it, so the trainer, the
-evaluation and the pair checks read COCO masks through the same
-:func:`~foveal.segmentation.data.read_mask_pixels` as mask files.
-
-Images are looked up as the box reader does (:mod:`foveal.data.boxes.coco`): the folder given,
-else ``val2017/`` for ``instances_val2017.json`` beside the ``annotations`` folder, else
-``images/``, else the JSON file's own folder.
+Every image gets a mask drawn on the fly from its annotations (pycocotools decodes polygons and
+RLE): class 0 is background, the categories sorted by id are 1..K, crowd regions are the ignore
+label. A mask "path" is ``<json>#<image id>``, drawn by :func:`read_coco_mask` through the same
+:func:`~foveal.segmentation.data.read_mask_pixels` as mask files. Images are looked up as the box
+reader does (:mod:`foveal.data.boxes.coco`).
 
 Example:
     >>> data = read_coco_segmentation("coco-mini/annotations/instances_val2017.json")  # doctest: +SKIP
@@ -56,8 +50,6 @@ def read_coco_mask(path: str | Path, ignore_label: int = 255) -> np.ndarray:
 def coco_semantic_masks(annotation_json: str | Path, image_id: int, ignore_label: int = 255) -> np.ndarray:
     """Rasterise one COCO image's instance annotations into an HxW uint8 semantic mask.
 
-    Polygons and (compressed or uncompressed) RLE are decoded with pycocotools. Class 0 is
-    background; category ids sorted ascending map to 1..K (see :func:`coco_names`).
     Larger instances are painted first so small objects on top stay visible; crowd regions
     (``iscrowd=1``) are painted last with ``ignore_label``.
 
@@ -90,10 +82,7 @@ def coco_semantic_masks(annotation_json: str | Path, image_id: int, ignore_label
 
 
 def check_coco_segmentation(path: str | Path) -> dict[str, Any]:
-    """Read and check a COCO instances file for segmentation; one-line errors naming the record.
-
-    The checked content is cached per file version (a large file is read once per run).
-    """
+    """Read and check a COCO instances file (cached per file version); errors name the record."""
     return _checked(*_version(path))
 
 
@@ -164,19 +153,14 @@ def coco_names(path: str | Path) -> list[str]:
 def read_coco_segmentation(path: str | Path, images: str | Path | None = None, *,
                            class_names: list[str] | None = None, ignore_label: int = 255,
                            skip_invalid: bool = False):
-    """Every image of a COCO instances file with its semantic mask (see the module docstring).
+    """Every image of a COCO instances file with its semantic mask, as a ``coco``-format
+    :class:`~foveal.segmentation.data.SegmentationImages`.
 
     Args:
-        path: the instances JSON (polygons or RLE).
         images: the image folder (default: found beside the file, as the box reader does).
         class_names: the classes the caller expects (e.g. the training split's); they must be
             the file's (``background`` then the categories by id), else a DataError lists both.
-        ignore_label: the value of crowd regions (no loss, no score).
-        skip_invalid: leave out images that are missing or whose size differs from the file's
-            record (listed in ``info["skipped"]``) instead of raising.
-
-    Returns:
-        A :class:`~foveal.segmentation.data.SegmentationImages` of ``mask_format`` ``coco``.
+        skip_invalid: leave out images that are missing (listed in ``info["skipped"]``).
     """
     from foveal.data.boxes.coco import _file_names, _image_folder
     from foveal.segmentation.data import SegmentationImages, validate_pairs

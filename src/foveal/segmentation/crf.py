@@ -1,16 +1,10 @@
 """Optional dense-CRF refinement of per-pixel probabilities.
 
-A fully connected conditional random field (Krähenbühl, Koltun, "Efficient Inference in Fully
-Connected CRFs with Gaussian Edge Potentials", NeurIPS 2011) sharpens a network's soft map
-along image edges: its unary term is the network's ``-log p``, and two Gaussian pairwise
-terms favour equal labels for pixels that are close (smoothness kernel) and for pixels that are
-close *and* similar in colour (appearance kernel). Chen et al. used it after DeepLab ("Semantic
-Image Segmentation with Deep Convolutional Nets and Fully Connected CRFs", ICLR 2015).
-
-The inference is the ``pydensecrf`` module of the ``pydensecrf2`` package, an optional extra
-(``pip install 'foveal[crf]'``; it builds a C++ extension, so a compiler is needed where no
-wheel exists). Without it, asking for ``--crf`` raises a :class:`~foveal.errors.FovealError`
-that says what to install; nothing else in foveal needs it.
+A fully connected CRF (Krähenbühl, Koltun, "Efficient Inference in Fully Connected CRFs with
+Gaussian Edge Potentials", NeurIPS 2011; after DeepLab, Chen et al., ICLR 2015): the unary term
+is the network's ``-log p``, a smoothness and an appearance (bilateral) Gaussian kernel favour
+equal labels for close, similar pixels. It needs the optional ``pydensecrf2`` package
+(``pip install 'foveal[crf]'``); without it ``--crf`` says what to install.
 
 Example:
     >>> probs = crf_refine(image, probs, iterations=5)   # doctest: +SKIP
@@ -46,16 +40,8 @@ def crf_refine(
 ) -> np.ndarray:
     """Refined HxWxK probabilities from an HxW[xC] uint8 ``image`` and HxWxK ``probs``.
 
-    Args:
-        image: the image the probabilities belong to (gray images are repeated to RGB).
-        probs: per-pixel class probabilities (rows sum to 1).
-        iterations: mean-field steps.
-        smooth_sxy, smooth_compat: spatial std (pixels) and weight of the smoothness kernel.
-        appearance_sxy, appearance_srgb, appearance_compat: spatial std, colour std and weight
-            of the appearance (bilateral) kernel.
-
-    Raises:
-        FovealError: ``pydensecrf2`` is not installed (with what to install).
+    ``smooth_*``: spatial std (pixels) and weight of the smoothness kernel; ``appearance_*``:
+    spatial std, colour std and weight of the appearance kernel.
     """
     require_crf()
     import pydensecrf.densecrf as dcrf

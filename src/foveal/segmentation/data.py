@@ -1,28 +1,15 @@
 """Image + mask pairs for semantic segmentation: find them, check them, decode them.
 
-Layouts read by :func:`read_mask_folder`:
+:func:`read_mask_folder` reads ``ROOT/images/NAME.ext`` + ``ROOT/masks/NAME.png`` (matched by
+file stem) or the ISBI 2012 layout ``ROOT/image/N.png`` + ``ROOT/label/N.png``. Mask formats:
 
-* ``ROOT/images/NAME.ext`` + ``ROOT/masks/NAME.png`` (pairs matched by file stem), or
-* ``ROOT/image/N.png`` + ``ROOT/label/N.png`` (the ISBI 2012 layout).
-
-Mask formats (``mask_format``):
-
-``index``    PNG whose value is the class index (``ignore_label``, 255, marks "don't care"):
-             gray (mode ``L``) or palette-mode (``P``, as Pascal VOC's ``SegmentationClass``),
-             where the palette *index* of each pixel is the class and the palette itself only
-             colours the file in viewers (VOC's border value 255 is the ignore label)
-``binary``   gray PNG with 0 and 255 (ISBI, most medical masks) -> classes 0 and 1
-``palette``  RGB PNG, one colour per class, listed in ``ROOT/palette.txt`` as ``R G B name``
-             lines (line order = class index; ``# comments`` and blank lines are skipped);
-             P-mode files are read by colour here, through their palette
-``auto``     ``palette`` when ``palette.txt`` exists, else ``index`` when the first mask is a
-             P-mode PNG, else ``binary`` when it holds only 0 and 255, else ``index``
-
-Masks are decoded by PIL on both paths, :meth:`SegmentationImages.load_mask` and the
-``tf.data`` pipeline of :meth:`SegmentationImages.to_tf_dataset` (through
-``tf.numpy_function``): TensorFlow's PNG decoder expands palettes to colours, so it would read
-a P-mode index mask differently. One decoder means the trainer, the evaluation and the checks
-of :func:`validate_pairs` always see the same class indices.
+``index``    the pixel value is the class (``ignore_label``, 255, is "don't care"): gray, or
+             palette-mode (``P``, as Pascal VOC's), whose palette *index* is the class
+``binary``   gray 0 and 255 (ISBI, most medical masks) -> classes 0 and 1
+``palette``  RGB, one colour per class, listed in ``ROOT/palette.txt`` as ``R G B name`` lines
+             (line order = class index; ``#`` comments and blank lines skipped)
+``auto``     ``palette`` when ``palette.txt`` exists, else ``index`` for a P-mode first mask,
+             else ``binary`` when it holds only 0 and 255, else ``index``
 
 COCO instance files are read as masks drawn from their annotations by :mod:`.coco`.
 
@@ -53,19 +40,9 @@ INDEXED_MODES = ("P", "PA")  # PIL modes whose pixel values are palette indices
 class SegmentationImages:
     """Image files with their mask files, read on the fly.
 
-    Attributes:
-        image_paths: image files (N,).
-        mask_paths: mask files (N,), same order.
-        class_names: class index -> name.
-        ignore_label: mask value that marks pixels without a label (no loss, no metric).
-        mask_format: ``index``, ``binary`` or ``palette`` (see the module docstring).
-        palette: (K, 3) uint8 colours for ``palette`` masks, else None.
-        colours: (K, 3) uint8 display colours of the classes when the masks are P-mode index
-            PNGs (their own palette, extended with :func:`~.predict.default_palette` colours if
-            it is short), else None; predicted masks of a model trained on them are written
-            as P-mode PNGs with these colours.
-        origin: where the data came from, for messages.
-        info: facts a reader passes on (e.g. ``skipped``: the pairs left out and why).
+    ``palette``: the (K, 3) uint8 colours of ``palette`` masks; ``colours``: the class colours of
+    P-mode index masks (predicted masks are then written as P-mode PNGs with them); ``info``:
+    facts a reader passes on (e.g. ``skipped``: the pairs left out and why).
     """
 
     image_paths: np.ndarray
@@ -105,9 +82,9 @@ class SegmentationImages:
     def to_tf_dataset(self, channels: int = 3, skip_invalid: bool = False):
         """An unbatched ``tf.data.Dataset`` of ``(uint8 HxWxC image, uint8 HxW mask)``.
 
-        Masks are decoded by :meth:`load_mask` (PIL, see the module docstring) inside the
-        pipeline; values that are no class become ``ignore_label`` (run
-        :func:`validate_pairs` first to hear about them).
+        Masks are decoded by PIL as :meth:`load_mask` does (TensorFlow's PNG decoder would expand
+        a P-mode mask's palette to colours), so training, evaluation and the checks read the
+        same class indices; unknown values become ``ignore_label``.
         """
         import tensorflow as tf
 
@@ -133,14 +110,9 @@ class SegmentationImages:
 
 
 def read_pixels(path: str | Path, *, indices: bool = False) -> np.ndarray:
-    """The pixels of an image file as a uint8 array (HxW or HxWxC), with the file named on failure.
-
-    A JPEG with an EXIF orientation is turned upright first, as the image decoder does
-    (:func:`foveal.data.decode.decode_image_bytes`), so a mask stays on its image.
-
-    A palette-mode (``P``) file gives its palette indices (HxW) with ``indices``, else the
-    colours they stand for (HxWx3).
-    """
+    """The pixels of an image file as a uint8 array (HxW or HxWxC), turned upright by its EXIF
+    orientation as the image decoder does; a P-mode file gives its palette indices with
+    ``indices``, else its colours."""
     from PIL import Image, ImageOps
 
     from foveal.data.imagecheck import exif_orientation_of
@@ -250,15 +222,8 @@ def unknown_values(raw: np.ndarray, data: SegmentationImages) -> list:
 
 
 def validate_pairs(data: SegmentationImages, skip_invalid: bool = False) -> SegmentationImages:
-    """Check that every mask matches its image's size and holds only known labels.
-
-    Args:
-        data: the pairs to check (every mask is read once).
-        skip_invalid: drop bad pairs (listed in ``info["skipped"]``) instead of raising.
-
-    Raises:
-        DataError: naming the first bad image/mask pair and what is wrong with it.
-    """
+    """Check that every mask matches its image's size and holds only known labels; bad pairs
+    raise a DataError naming them, or with ``skip_invalid`` are listed in ``info["skipped"]``."""
     keep, skipped = [], []
     for i, (image_path, mask_path) in enumerate(zip(data.image_paths, data.mask_paths)):
         problem = _pair_problem(str(image_path), str(mask_path), data)
@@ -305,15 +270,11 @@ def read_mask_folder(
     """Pair the images and masks under ``root`` (see the module docstring for layouts).
 
     Args:
-        root: folder with ``images/`` + ``masks/`` or ``image/`` + ``label/``.
-        class_names: class names for ``index`` masks (default: ``class_0`` .. up to the largest
-            value found in the first masks); ``binary`` defaults to background/foreground,
-            ``palette`` takes the palette's names.
+        class_names: names for ``index`` masks (default: ``class_0`` .. up to the largest value
+            in the first masks); ``binary`` defaults to background/foreground, ``palette`` takes
+            the palette's names.
         skip_invalid: leave out pairs with a missing partner, a size mismatch or unknown
-            values (listed in ``info["skipped"]``) instead of raising.
-
-    Raises:
-        DataError: no known layout, missing pairs, bad palette or a bad mask (named).
+            values (listed in ``info["skipped"]``) instead of raising a DataError.
     """
     root = Path(root)
     pair = next(((root / a, root / b) for a, b in FOLDER_PAIRS if (root / a).is_dir() and (root / b).is_dir()), None)
@@ -392,12 +353,9 @@ def is_colour(pixels: np.ndarray) -> bool:
 
 
 def derive_palette(masks: list[Path]) -> tuple[np.ndarray, list[str]]:
-    """A palette (K, 3) and class names from the colours present in colour masks.
-
-    Black is class 0, ``background``; the other colours follow in RGB order, named
-    ``colour_R_G_B``. The palette is logged as ``palette.txt`` lines, so the user can save it
-    with real names (or another order): a guessed palette is never silent.
-    """
+    """A palette (K, 3) and class names from the colours of colour masks: black is class 0,
+    ``background``, the others follow in RGB order as ``colour_R_G_B``. The palette is logged as
+    ``palette.txt`` lines, so a guessed palette is never silent."""
     import logging
 
     codes: set[int] = set()
@@ -415,10 +373,8 @@ def derive_palette(masks: list[Path]) -> tuple[np.ndarray, list[str]]:
 
 
 def _indexed_colours(first_mask: Path, count: int) -> np.ndarray | None:
-    """The class colours of P-mode masks: the first ``count`` of the first mask's palette (entries
-    it lacks take :func:`~.predict.default_palette`'s), None for other masks.
-
-    An unreadable first mask gives None here; validation names it (or skips its pair)."""
+    """The first ``count`` colours of a P-mode first mask's palette (missing ones from
+    :func:`~.predict.default_palette`); None for other or unreadable masks (validation names those)."""
     from PIL import Image
 
     from foveal.segmentation.predict import default_palette

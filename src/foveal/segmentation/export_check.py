@@ -1,12 +1,10 @@
 """Export, benchmark and serve hooks of segmenters (see :mod:`foveal.export.tasks`).
 
-The export holds the fully convolutional model with its height and width left free
-(``[N, None, None, C]``; Core ML takes the card's input size), so an export predicts any image
-size exactly as ``foveal segment predict`` does, tiles included. Parity: the largest
-difference of the per-pixel probabilities and the agreement of the two masks (arg-max) pixel
-by pixel. Accuracy: mean IoU by :func:`~foveal.segmentation.train.score_segmenter`, the
-segmenter's own evaluation. The served answer carries the mask as a palette PNG (the pixel
-values are the class indices; background transparent) and each class's share of the image.
+The export leaves height and width free, so it predicts any image size exactly as ``foveal
+segment predict`` does, tiles included. Parity: the largest probability difference and the
+pixel agreement of the two masks; accuracy: mean IoU by
+:func:`~foveal.segmentation.train.score_segmenter`. The served answer carries the mask as a
+palette PNG (pixel value = class index; background transparent) and each class's share.
 """
 
 from __future__ import annotations
@@ -117,12 +115,8 @@ def mask_png(labels: np.ndarray, card: ModelCard) -> bytes:
 
 
 def render(row: dict[str, np.ndarray], card: ModelCard, image: tuple[int, int], top_k: int) -> dict[str, Any]:
-    """The mask at the upload's size and the share of each class present, largest first.
-
-    ``{"mask": {"width", "height", "format": "png", "data": BASE64}, "classes": [{"label",
-    "index", "pixels", "fraction", "colour": [r, g, b]}]}``; the PNG's pixel values are
-    class indices (palette mode), so it is both the picture and the data.
-    """
+    """``{"mask": {"width", "height", "format": "png", "data": BASE64}, "classes": [{"label",
+    "index", "pixels", "fraction", "colour"}]}`` at the upload's size, largest class first."""
     import tensorflow as tf
 
     from foveal.segmentation.predict import class_colours

@@ -1,19 +1,12 @@
 """Per-pixel losses for semantic segmentation, all blind to the ignore label.
 
-* :class:`PixelCrossEntropy` — cross-entropy of per-pixel softmax outputs, optionally weighted
-  per class and per pixel.
-* :func:`unet_weight_map` — the pixel weights of Ronneberger, Fischer, Brox, "U-Net:
-  Convolutional Networks for Biomedical Image Segmentation", MICCAI 2015, eq. 2:
-  ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2))``, with ``w_c`` balancing class
-  frequencies and ``d1``, ``d2`` the distances to the nearest and second-nearest object; thin
-  gaps between touching objects weigh most.
-* :class:`SoftDiceLoss` — ``1 - mean_c (2 sum p*g + eps) / (sum p + sum g + eps)`` (Milletari,
-  Navab, Ahmadi, "V-Net", 3DV 2016).
-* :class:`CrossEntropyDice` — their (weighted) sum.
+* :class:`PixelCrossEntropy`, optionally weighted per class and per pixel, with
+  :func:`unet_weight_map`, the pixel weights of Ronneberger, Fischer, Brox, "U-Net", MICCAI 2015, eq. 2;
+* :class:`SoftDiceLoss` (Milletari, Navab, Ahmadi, "V-Net", 3DV 2016) and :class:`CrossEntropyDice`.
 
-``y_true`` is a (B, H, W) or (B, H, W, 1) integer label map, or (B, H, W, 2) with the labels in
-channel 0 and a per-pixel weight in channel 1 (how a weight map travels through ``fit``);
-``y_pred`` is (B, H, W, K) probabilities. The cross-entropy is averaged over labelled pixels.
+``y_true`` is a (B, H, W[, 1]) label map, or (B, H, W, 2) with the labels in channel 0 and a
+pixel weight in channel 1 (how a weight map travels through ``fit``); ``y_pred`` is (B, H, W, K)
+probabilities.
 
 Example:
     >>> loss = CrossEntropyDice(num_classes=2, class_weights=[1.0, 2.0])
@@ -33,30 +26,20 @@ from keras import ops
 def split_target(y_true, ignore_label: int):
     """(B,H,W[,1|2]) target -> (int labels with ignored set to 0, valid 0/1 mask, pixel weights)."""
     y_true = ops.convert_to_tensor(y_true)
-    if len(y_true.shape) == 4 and y_true.shape[-1] == 2:
-        labels, weights = y_true[..., 0], ops.cast(y_true[..., 1], "float32")
-    else:
-        labels = y_true[..., 0] if len(y_true.shape) == 4 else y_true
-        weights = None
+    labels = y_true[..., 0] if len(y_true.shape) == 4 else y_true
     labels = ops.cast(ops.round(ops.cast(labels, "float32")), "int32")
     valid = ops.cast(ops.not_equal(labels, ignore_label), "float32")
-    labels = ops.where(labels == ignore_label, 0, labels)
-    if weights is None:
-        weights = ops.ones_like(valid)
-    return labels, valid, weights
+    weighted = len(y_true.shape) == 4 and y_true.shape[-1] == 2
+    weights = ops.cast(y_true[..., 1], "float32") if weighted else ops.ones_like(valid)
+    return ops.where(labels == ignore_label, 0, labels), valid, weights
 
 
 @keras.saving.register_keras_serializable(package="foveal")
 class PixelCrossEntropy(keras.losses.Loss):
-    """Per-pixel categorical cross-entropy with class and pixel weights, ignoring a label.
+    """Per-pixel cross-entropy with class and pixel weights, ignoring a label.
 
-    ``loss = sum_x v(x) w(x) cw[y(x)] (-log p_y(x)) / sum_x v(x)`` with ``v`` 0 at ignored
-    pixels, ``w`` the pixel weight map (1 without one) and ``cw`` the class weights.
-
-    Args:
-        class_weights: one weight per class (default: all 1).
-        ignore_label: label excluded from the loss.
-        eps: probabilities are clipped to [eps, 1] before the log.
+    ``sum_x v(x) w(x) cw[y(x)] (-log p_y(x)) / sum_x v(x)``: ``v`` 0 at ignored pixels, ``w`` the
+    pixel weights (1 without), ``cw`` the class weights; probabilities clipped to [eps, 1].
     """
 
     def __init__(self, class_weights: Sequence[float] | None = None, ignore_label: int = 255, eps: float = 1e-7,
@@ -82,16 +65,8 @@ class PixelCrossEntropy(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="foveal")
 class SoftDiceLoss(keras.losses.Loss):
-    """``1 - mean over classes of (2 sum p g + eps) / (sum p + sum g + eps)``, ignored pixels left out.
-
-    Sums run over the whole batch and all labelled pixels (one Dice per class, as V-Net).
-
-    Args:
-        num_classes: K (None: taken from y_pred).
-        include_background: keep class 0 in the mean.
-        ignore_label: label excluded from the sums.
-        eps: smoothing term; keeps an absent class (empty p and g) at Dice 1.
-    """
+    """``1 - mean over classes of (2 sum p g + eps) / (sum p + sum g + eps)`` over the batch's
+    labelled pixels (one Dice per class, as V-Net); ``eps`` keeps an absent class at Dice 1."""
 
     def __init__(self, num_classes: int | None = None, include_background: bool = True, ignore_label: int = 255,
                  eps: float = 1.0, name: str = "soft_dice", **kwargs: Any):
@@ -138,14 +113,10 @@ class CrossEntropyDice(keras.losses.Loss):
                 "dice_weight": self.dice_weight, "ignore_label": self.ignore_label, "eps": self.eps}
 
 
-def balanced_class_weights(labels: np.ndarray, num_classes: int, ignore_label: int = 255) -> np.ndarray:
-    """``total / (K * count_c)`` per class over labelled pixels (absent classes get 0)."""
-    labels = np.asarray(labels).ravel()
-    labels = labels[labels != ignore_label]
-    counts = np.bincount(labels, minlength=num_classes)[:num_classes].astype(np.float64)
-    with np.errstate(divide="ignore"):
-        w = np.where(counts > 0, labels.size / (num_classes * np.maximum(counts, 1)), 0.0)
-    return w
+def balanced_weights(counts: np.ndarray) -> np.ndarray:
+    """``total / (K * count_c)`` per class from pixel counts (absent classes get 0)."""
+    counts = np.asarray(counts, np.float64)
+    return np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
 
 
 def unet_weight_map(
@@ -158,24 +129,13 @@ def unet_weight_map(
     instances: np.ndarray | None = None,
     ignore_label: int = 255,
 ) -> np.ndarray:
-    """The U-Net pixel weight map (Ronneberger et al., MICCAI 2015, eq. 2) for one label mask.
+    """The U-Net pixel weight map (Ronneberger et al., MICCAI 2015, eq. 2) of one HxW label mask.
 
-    Objects are the connected components of ``mask == foreground`` (or the ids > 0 of
-    ``instances``). ``d1``/``d2`` are Euclidean distances (scipy's exact distance transform) to
-    the nearest and second-nearest object; the border term is added on background pixels
-    only (inside an object d1 = 0 and the term would just inflate the whole object). With
-    fewer than two objects there is no border term.
-
-    Args:
-        mask: HxW label map.
-        w0, sigma: the paper's 10 and 5 pixels.
-        foreground: label whose connected components are the objects.
-        class_weights: ``"balanced"`` (total / (K * count)), a sequence, or None (all 1).
-        instances: HxW instance ids (0 = none) overriding the connected components.
-        ignore_label: pixels with this label get weight 0.
-
-    Returns:
-        HxW float32 weights.
+    ``w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))**2 / (2 sigma**2))`` with ``d1``, ``d2`` the
+    distances to the nearest and second-nearest object: the connected components of
+    ``mask == foreground`` (or the ids > 0 of ``instances``). The border term is added on
+    background pixels only (inside an object it would inflate the whole object); ignored pixels
+    weigh 0. ``class_weights``: ``"balanced"``, a sequence, or None (all 1).
 
     Example:
         >>> m = np.zeros((5, 7), np.uint8); m[:, :3] = 1; m[:, 4:] = 1
@@ -188,7 +148,7 @@ def unet_weight_map(
     mask = np.asarray(mask)
     num_classes = int(max(mask[mask != ignore_label].max(initial=0), foreground)) + 1
     if isinstance(class_weights, str):
-        cw = balanced_class_weights(mask, num_classes, ignore_label)
+        cw = balanced_weights(np.bincount(mask[mask != ignore_label].ravel(), minlength=num_classes)[:num_classes])
     elif class_weights is None:
         cw = np.ones(num_classes)
     else:

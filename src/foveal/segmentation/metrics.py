@@ -1,10 +1,7 @@
-"""Segmentation scores from label maps: confusion matrix, pixel accuracy, IoU and Dice.
-
-All scores come from one K x K confusion matrix (rows: true class, columns: predicted class)
-over the pixels whose true label is not the ignore label. IoU of class c is
-``TP / (TP + FP + FN)`` (the Jaccard index), Dice ``2 TP / (2 TP + FP + FN)`` (the F1 score);
-a class that is absent from both truth and prediction has no score (NaN) and is left out of
-the means. :class:`StreamingConfusion` accumulates the same matrix as a Keras metric.
+"""Segmentation scores from one K x K confusion matrix over the labelled pixels (rows: true
+class, columns: predicted): pixel accuracy, IoU ``TP / (TP + FP + FN)`` and Dice
+``2 TP / (2 TP + FP + FN)`` per class. A class absent from both truth and prediction has no
+score (NaN) and is left out of the means. :class:`StreamingConfusion` is the Keras metric.
 
 Example:
     >>> t = np.array([[0, 1], [1, 255]]); p = np.array([[0, 1], [0, 0]])
@@ -23,10 +20,8 @@ from keras import ops
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int, ignore_label: int = 255) -> np.ndarray:
-    """K x K int64 counts; ``[i, j]`` = pixels of true class i predicted as j (ignored left out).
-
-    ``y_pred`` may be a label map or per-pixel probabilities (one more axis of size K).
-    """
+    """K x K int64 counts; ``[i, j]`` = pixels of true class i predicted as j (ignored left out);
+    ``y_pred`` may be labels or probabilities (one more axis)."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_pred.ndim == y_true.ndim + 1:
         y_pred = y_pred.argmax(-1)
@@ -75,14 +70,8 @@ def segmentation_scores(y_true, y_pred, num_classes: int, ignore_label: int = 25
 
 @keras.saving.register_keras_serializable(package="foveal")
 class StreamingConfusion(keras.metrics.Metric):
-    """A Keras metric that accumulates the confusion matrix and reports one score from it.
-
-    Args:
-        num_classes: K.
-        score: ``mean_iou``, ``pixel_accuracy``, ``mean_dice``, or ``iou_<c>`` / ``dice_<c>``
-            for class index c.
-        ignore_label: true label left out.
-    """
+    """A Keras metric that accumulates the confusion matrix and reports one ``score`` from it:
+    ``mean_iou``, ``pixel_accuracy``, ``mean_dice``, or ``iou_<c>`` / ``dice_<c>`` of class c."""
 
     def __init__(self, num_classes: int, score: str = "mean_iou", ignore_label: int = 255, name: str | None = None, **kwargs: Any):
         super().__init__(name=name or score, **kwargs)

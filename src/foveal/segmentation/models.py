@@ -1,23 +1,15 @@
 """Segmentation networks that output per-pixel class probabilities.
 
-* :func:`unet` — Ronneberger, Fischer, Brox, "U-Net: Convolutional Networks for Biomedical
-  Image Segmentation", MICCAI 2015 (Fig. 1): ``depth`` poolings, two 3x3 convolutions per
-  level, filters doubling from ``width``, 2x2 up-convolutions halving them, skip connections
-  by concatenation, a 1x1 softmax. ``padding="valid"`` is the paper's form (unpadded
-  convolutions, skips centre-cropped; a 572x572 input gives a 388x388 map, for the
-  overlap-tile strategy); ``"same"`` (default) keeps the input size.
-* :func:`unet_backbone` — a U-Net-style decoder on a foveal backbone's feature pyramid
-  (:func:`foveal.models.pyramid.feature_pyramid`: maps by measured stride).
-* :func:`fcn` — Long, Shelhamer, Darrell, "Fully Convolutional Networks for Semantic
-  Segmentation", CVPR 2015: VGG-16 with fc6/fc7 as convolutions ("conv7"), 1x1 score layers
-  on pool3/pool4/conv7 (the first maps at strides 8 and 16: VGG's pooling outputs), x2 learned
-  upsampling + sums, and a fixed bilinear x8/x16/x32 to input
-  size (variants 8s/16s/32s). Convolutions use "same" padding instead of the paper's 100-pixel
-  input padding and crops, so every stride divides exactly (input sides must be multiples of 32).
+* :func:`unet`: Ronneberger, Fischer, Brox, "U-Net: Convolutional Networks for Biomedical Image
+  Segmentation", MICCAI 2015 (Fig. 1); ``padding="valid"`` is the paper's unpadded form (572x572
+  in, 388x388 out), ``"same"`` (default) keeps the input size.
+* :func:`unet_backbone`: a U-Net-style decoder on a foveal backbone's feature pyramid.
+* :func:`fcn`: Long, Shelhamer, Darrell, "Fully Convolutional Networks for Semantic
+  Segmentation", CVPR 2015, variants 8s/16s/32s; "same" padding instead of the paper's
+  100-pixel input padding and crops, so input sides must be multiples of 32.
 
-Every builder returns a ``keras.Model`` on raw pixels (0..255) with a ``Preprocess`` layer
-first and a float32 ``probabilities`` softmax of shape (H, W, num_classes) last.
-``SEGMENTATION_MODELS`` lists them by name.
+Every builder returns a ``keras.Model`` on raw pixels (a ``Preprocess`` layer first) ending in a
+float32 ``probabilities`` softmax (H, W, num_classes); ``SEGMENTATION_MODELS`` lists them.
 
 Example:
     >>> model = unet((64, 64, 1), num_classes=2, depth=2, width=8)
@@ -93,18 +85,14 @@ def unet(
 
     Args:
         input_shape: (H, W, C); with ``same`` padding H and W must be multiples of 2**depth.
-        num_classes: softmax size per pixel.
         depth: number of poolings (4 in the paper).
         width: filters of the first level (64 in the paper); level i has width * 2**i.
         padding: ``same`` (output = input size) or ``valid`` (the paper's unpadded convolutions).
         batch_norm: batch normalisation after each convolution (not in the paper).
-        dropout: dropout before the bottleneck's up-convolution (the paper uses drop-out at
-            the end of the contracting path).
-        preprocessing: the input ``Preprocess`` mode.
-        bn_momentum: momentum of the batch-normalisation moving statistics. 0.9 rather than
-            Keras' 0.99: the moving variance starts at 1 while the early layers' true variance
-            is far smaller, and with 0.99 a few hundred steps leave enough of that start value
-            for the inference-mode network to predict a single class.
+        dropout: before the bottleneck's up-convolution (the paper's end of the contracting path).
+        bn_momentum: 0.9 rather than Keras' 0.99: the moving variance starts at 1, far above the
+            early layers' true variance, and with 0.99 a few hundred steps leave enough of it for
+            the inference-mode network to predict a single class.
 
     Example:
         >>> unet((572, 572, 1), 2, width=4, padding="valid").output_shape   # the paper's Fig. 1
@@ -164,19 +152,10 @@ def unet_backbone(
 ) -> keras.Model:
     """A U-Net decoder on the encoder ``backbone_name`` (any registered architecture).
 
-    The decoder starts at the deepest level of the backbone's measured pyramid (P2 and above),
-    and at each shallower level upsamples to it, concatenates that level's features and
-    applies two 3x3 convolutions; after the finest level (P2, stride 4) x2 steps without
-    skips reach the input size.
-
-    Args:
-        backbone_name: a registered classification architecture, e.g. ``vgg16``, ``resnet18``.
-        input_shape: (H, W, C), sides multiples of the backbone's largest stride (32 for most).
-        num_classes: softmax size per pixel.
-        decoder_widths: filters per decoder step, deepest first (one per step used).
-        upsampling: ``transposed``, ``nearest`` or ``bilinear`` (see :func:`upsample`).
-        batch_norm: batch normalisation in the decoder.
-        **backbone_options: passed to the backbone builder (e.g. ``width``).
+    From the deepest pyramid level (P2 and above), each shallower level is reached by upsampling,
+    concatenating its features and two 3x3 convolutions; x2 steps without skips then reach the
+    input size. ``decoder_widths``: filters per step, deepest first; ``upsampling``:
+    ``transposed``, ``nearest`` or ``bilinear``; ``**backbone_options`` go to the backbone builder.
 
     Example:
         >>> unet_backbone("vgg16", (64, 64, 3), 3, width=0.125).output_shape
@@ -227,20 +206,10 @@ def fcn(
 ) -> keras.Model:
     """FCN-32s, -16s or -8s (Long et al., CVPR 2015) on a VGG (or any other) backbone.
 
-    conv7 = fc6 (7x7, ``fc_filters``) + fc7 (1x1) with ReLU and dropout on pool5; score layers
-    are 1x1 convolutions to ``num_classes``; each fusion step upsamples x2 with a learned
-    transposed convolution (bilinear start) and adds the next skip's score; the final
-    upsampling to input size is a fixed bilinear transposed convolution.
-
-    Args:
-        backbone: a VGG (taps pool3/pool4/pool5, the first maps at strides 8, 16 and 32) or
-            another architecture (taps its P3/P4/P5 pyramid levels, measured).
-        variant: ``32s``, ``16s`` or ``8s``.
-        input_shape: (H, W, C) with sides multiples of 32.
-        num_classes: 21 for PASCAL VOC.
-        fc_filters: width of fc6/fc7 (4096 in the paper).
-        dropout: after fc6 and fc7.
-        **backbone_options: passed to the backbone builder (e.g. ``width``).
+    conv7 = fc6 (7x7, ``fc_filters``, 4096 in the paper) + fc7 (1x1) with ReLU and ``dropout`` on
+    pool5; 1x1 score layers; each fusion upsamples x2 (learned, bilinear start) and adds the next
+    skip's score; a fixed bilinear upsampling reaches the input size. A VGG taps pool3/pool4/pool5
+    (the first maps at strides 8, 16, 32), another backbone its measured P3/P4/P5.
 
     Example:
         >>> fcn("vgg16", "16s", (64, 64, 3), 5, fc_filters=32, width=0.125).output_shape

@@ -1,18 +1,10 @@
 """The ``tf.data`` input of the segmentation trainer: decode, resize, crop and augment pairs.
 
-Each element of :meth:`SegmentationImages.to_tf_dataset` (a uint8 image and its mask of class
-indices) is optionally stretched to ``image_size`` (the image bilinearly, the mask by nearest
-neighbour, so labels are never blended), cached, then:
-
-* for training, shuffled, repeated when a fixed number of steps per epoch is asked for, and
-  passed through one :class:`~foveal.segmentation.augment.SegmentationAugment` draw that also
-  takes the random crop of ``crop_size``;
-* for evaluation, left whole and padded at the bottom and right to a multiple of the model's
-  stride (the padding is labelled with the ignore label, so it counts nowhere).
-
-Batches are ``(float32 pixels 0..255, target)``; the target is the (B, H, W) int32 label map,
-or (B, H, W, 2) float32 labels + per-pixel weights when U-Net border weights are on (the
-layout :mod:`foveal.segmentation.losses` reads).
+Pairs are optionally stretched to ``image_size`` (masks by nearest neighbour) and cached; training
+shuffles them and takes one :class:`~foveal.segmentation.augment.SegmentationAugment` draw (with
+the random crop) per pair, evaluation pads whole images to a multiple of the stride with the
+ignore label. Batches are ``(float32 pixels 0..255, target)``: a (B, H, W) label map, or
+(B, H, W, 2) labels + pixel weights with U-Net border weights (see :mod:`.losses`).
 
 Augmentation spec (``--augment``): a preset name or a comma list of ops.
 
@@ -28,10 +20,8 @@ brightness=F    add up to +-F x 255 to the image                                
 contrast=F      scale the image's contrast by a factor in [1-F, 1+F]                 0.1
 ==============  ===================================================================  ========
 
-Presets: ``none`` (crop only), ``flips`` (``hflip``), ``standard`` (natural images:
-``hflip,scale=0.8-1.25,brightness=0.1,contrast=0.1``) and ``microscopy`` (rotation-free
-textures such as electron micrographs: ``hflip,vflip,rot90,angle=10,scale=0.9-1.1,elastic=10,
-brightness=0.05,contrast=0.1``).
+Presets: ``none`` (crop only), ``flips``, ``standard`` (natural images) and ``microscopy``
+(rotation-free textures such as micrographs), spelt out in :data:`PRESETS`.
 
 Example:
     >>> aug = parse_augment("microscopy", crop_size=(256, 256))
@@ -66,11 +56,8 @@ _AUTO_CACHE_BYTES = 1 << 30  # cache decoded pairs in memory when they fit in 1 
 
 def parse_augment(spec: str, *, crop_size: tuple[int, int] | None = None,
                   ignore_label: int = 255) -> SegmentationAugment:
-    """A preset name or ``"hflip,angle=15,elastic=8"`` -> :class:`SegmentationAugment`.
-
-    Raises:
-        ConfigError: an unknown op or a value that is not a number (a range for ``scale``).
-    """
+    """A preset name or ``"hflip,angle=15,elastic=8"`` -> :class:`SegmentationAugment` (ConfigError
+    for an unknown op or a bad value)."""
     text = PRESETS.get(spec.strip(), spec)
     values: dict[str, Any] = {"hflip": False}
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -128,19 +115,15 @@ def make_segmentation_pipeline(
     """Batches of ``(images, targets)`` from a :class:`~foveal.segmentation.data.SegmentationImages`.
 
     Args:
-        channels: 1 or 3 (images are converted).
-        training: shuffle, crop and augment (else whole images, padded to ``stride``).
+        training: shuffle, crop (``crop_size``; None: whole images) and augment, else whole
+            images padded to a multiple of ``stride``.
         image_size: (height, width) every pair is stretched to first; None keeps file sizes.
-        crop_size: training crop (None: whole images, padded to ``stride``).
         augment: the random transformations (None: crop only); its ``crop_size`` is replaced.
-        stride: the model's total downsampling; whole images are padded to a multiple of it.
         repeat: repeat the training data forever (for a fixed number of steps per epoch).
         cache: ``memory``, ``none`` or ``auto`` (memory when the decoded pairs fit in 1 GiB).
-        weight_map: ``mask -> HxW float32 weights`` (e.g. U-Net border weights), computed
-            once per pair before augmentation; None trains without pixel weights.
+        weight_map: ``mask -> HxW float32 weights`` (U-Net border weights), once per pair.
         start_epoch: training: the endless batches of epochs ``start_epoch``, ... each shuffled
-            and augmented by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`); None: one pass
-            (or, with ``repeat``, one endless stream).
+            and augmented by ``(seed, epoch)`` only (:mod:`foveal.data.epochs`); None: one pass.
         steps_per_epoch: with ``repeat`` and ``start_epoch``: the batches of one epoch.
     """
     import tensorflow as tf
@@ -194,8 +177,7 @@ def make_segmentation_pipeline(
 
 
 def _pad_to_stride(image, mask, weights=None, *, stride: int, ignore: int):
-    """Pad bottom/right to a multiple of ``stride``: zeros for the (float32) image, ``ignore`` for
-    the (int32) mask, zeros for the weights."""
+    """Pad bottom/right to a multiple of ``stride``: the mask with ``ignore``, the rest with zeros."""
     import tensorflow as tf
 
     shape = tf.shape(mask)

@@ -1,39 +1,17 @@
 """``foveal segment predict``: image files -> per-pixel class maps at each image's own size.
 
-Everything comes from the model file: its card gives the class names, the channel count, the
-resize policy and the model's stride; the model's first layer does the preprocessing.
+The card gives the class names, channels, resize policy, stride and tile size; the same code
+scores ``evaluate`` and the end of a run. A model trained on resized images (``--image-size``)
+sees the image stretched, and its probabilities are stretched back (bilinearly) before the
+arg-max. An image whose sides fit in ``tile`` is predicted in one pass, mirror-padded to a
+multiple of the stride; a larger one in overlapping ``tile`` windows whose centres are kept
+(the outer eighth is context), in the spirit of U-Net's overlap-tile strategy. Test-time
+augmentation (``tta``: ``flips``, 4 views; ``d4``, the 8 symmetries of the square) averages the
+probabilities of transformed views mapped back; an optional dense CRF (:mod:`.crf`) then refines.
 
-How an image of any size is predicted (the same code scores ``evaluate`` and the end of a run):
-
-1. A model trained on resized images (``--image-size``) sees the image stretched to that size,
-   and its probabilities are stretched back (bilinearly) to the original size before the
-   arg-max; otherwise the image keeps its resolution.
-2. Trained models are fully convolutional. An image whose sides fit in ``tile`` (1024 pixels
-   by default, stored in the card) is predicted in one pass after mirror-padding its bottom
-   and right edges to a multiple of the stride. A larger image is cut into overlapping
-   ``tile`` x ``tile`` windows on a mirror-padded canvas; only the centre of each window is
-   kept (the outer eighth on each side is context), in the spirit of U-Net's overlap-tile
-   strategy, so seams do not show and memory stays bounded.
-3. Optionally, test-time augmentation (``tta``) predicts transformed copies of the image,
-   maps each prediction back onto the image and averages the softmax probabilities:
-
-   =========  ==========================================================================
-   ``none``   the image alone (default)
-   ``flips``  4 views: as is, mirrored left-right, mirrored top-bottom, both (= a half turn)
-   ``d4``     8 views: the dihedral group of the square, i.e. ``flips`` plus the quarter
-              turns and the two diagonal mirrors (transposes); suits textures without an
-              up or a left, such as micrographs. A model with a fixed, non-square input
-              size cannot take it.
-   =========  ==========================================================================
-
-   The cost grows with the number of views (4x, 8x).
-4. Optionally a fully connected CRF refines the (averaged) probabilities (see :mod:`.crf`).
-
-Outputs, with an output folder: ``masks/NAME.png`` (8-bit PNG whose pixel value is the
-class index: an *index PNG*; gray, or palette-mode with the classes' colours when the model
-was trained on palette-mode masks such as Pascal VOC's, see ``mask_png``), ``overlays/NAME.png`` (the image with the classes painted in
-half-transparent colours; a class named ``background`` is left unpainted) and
-``predictions.csv`` (file, written files, size, share of pixels per class).
+Outputs: ``masks/NAME.png`` (pixel value = class index; gray, or palette-mode like the training
+masks, see ``mask_png``), ``overlays/NAME.png`` (classes painted half-transparent, ``background``
+left unpainted) and ``predictions.csv`` (share of pixels per class).
 
 Example:
     >>> model, card = load_model("runs/isbi/best.keras")  # doctest: +SKIP
@@ -71,9 +49,6 @@ def check_card(card) -> None:
     if card.task != "segment":
         raise ModelError(f"this model was trained for the task {card.task!r}, not 'segment'",
                          hint="use a model written by `foveal segment train`")
-
-
-# ------------------------------------------------------------------------------- colours
 
 
 def default_palette(num_classes: int) -> np.ndarray:
@@ -116,19 +91,13 @@ def unpainted(card) -> list[int]:
     return [i for i, name in enumerate(card.class_names) if name.lower() == "background"]
 
 
-# ---------------------------------------------------------------------------- prediction
-
-
 def _call(model, batch: np.ndarray) -> np.ndarray:
     return np.asarray(model(batch, training=False), dtype=np.float32)
 
 
 def sliding_window(model, image: np.ndarray, *, tile: int, stride: int, batch_size: int = 4) -> np.ndarray:
-    """Per-pixel probabilities (HxWxK) of a fully convolutional ``model`` on a float32 image.
-
-    See the module docstring: one mirror-padded pass when the image fits in ``tile``, else
-    overlapping windows whose centres are kept.
-    """
+    """Per-pixel probabilities (HxWxK) of a fully convolutional ``model`` on a float32 image: one
+    mirror-padded pass when it fits in ``tile``, else overlapping windows whose centres are kept."""
     height, width = image.shape[:2]
     tile = max(stride, tile // stride * stride)
     if height <= tile and width <= tile:
@@ -153,11 +122,7 @@ def sliding_window(model, image: np.ndarray, *, tile: int, stride: int, batch_si
 
 
 def tta_name(tta: str | bool | None) -> str:
-    """The name of a TTA set in :data:`TTA_VIEWS` (``none``, ``flips``, ``d4``; True means ``flips``).
-
-    Raises:
-        ConfigError: an unknown name.
-    """
+    """The name of a TTA set in :data:`TTA_VIEWS` (True means ``flips``); ConfigError if unknown."""
     name = "flips" if tta is True else "none" if tta in (None, False) else str(tta).strip().lower()
     if name not in TTA_VIEWS:
         raise ConfigError(f"unknown test-time augmentation {tta!r}", hint=f"use one of {', '.join(TTA_VIEWS)}")
@@ -178,11 +143,8 @@ def unview(array: np.ndarray, turns: int, mirror: bool) -> np.ndarray:
 
 def predict_probabilities(model, card, image: np.ndarray, *, batch_size: int = 4,
                           tta: str | bool | None = "none") -> np.ndarray:
-    """HxWxK float32 class probabilities for one decoded uint8 image, at its own size.
-
-    ``tta`` (``none``, ``flips``, ``d4``) averages the probabilities of transformed views, each
-    mapped back first (see the module docstring).
-    """
+    """HxWxK float32 class probabilities for one decoded uint8 image, at its own size; ``tta``
+    averages the views of :data:`TTA_VIEWS`, each mapped back first."""
     import tensorflow as tf
 
     from foveal.data.pipeline import resize_image
@@ -242,16 +204,12 @@ def predict_masks(
     """Predict every image file (folders are searched recursively) and optionally write them.
 
     Args:
-        images: files and/or folders.
-        output: folder for ``masks/`` (index PNGs), ``overlays/`` and ``predictions.csv``;
-            None writes nothing.
-        crf: refine with a dense CRF (True, or a dict of :func:`~.crf.crf_refine` options);
-            needs the optional ``pydensecrf2`` package.
+        output: folder for ``masks/``, ``overlays/`` and ``predictions.csv``; None writes nothing.
+        crf: refine with a dense CRF (True, or :func:`~.crf.crf_refine` options; needs ``pydensecrf2``).
         skip_invalid: report unreadable files as rows with ``"error"`` instead of raising.
-        tta: test-time augmentation, ``none``, ``flips`` or ``d4`` (see the module docstring).
-        mask_png: ``gray`` (mode L), ``indexed`` (mode P with the class colours as palette) or
-            ``auto`` (indexed when the model was trained on P-mode masks); the pixel value is
-            the class index either way.
+        tta: ``none``, ``flips`` or ``d4`` (see the module docstring).
+        mask_png: ``gray``, ``indexed`` (palette-mode in the class colours) or ``auto`` (indexed
+            when the model was trained on P-mode masks); the pixel value is the class index.
 
     Returns:
         One dict per image: ``file``, ``size`` (``[width, height]``), ``fractions`` (share of
@@ -292,10 +250,8 @@ def predict_masks(
 
 
 def mask_png_palette(card, mask_png: str = "auto") -> np.ndarray | None:
-    """The palette predicted index masks are written with (None: gray PNGs).
-
-    ``auto`` follows the training masks: palette-mode when they were (Pascal VOC style).
-    """
+    """The palette predicted index masks are written with (None: gray PNGs); ``auto`` follows
+    the training masks."""
     if mask_png not in MASK_PNGS:
         raise ConfigError(f"unknown mask PNG kind {mask_png!r}", hint=f"use one of {', '.join(MASK_PNGS)}")
     indexed = mask_png == "indexed" or (mask_png == "auto" and bool(card.training.get("indexed_masks")))

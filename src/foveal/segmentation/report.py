@@ -1,9 +1,6 @@
-"""The single-file HTML report of a segmentation run or evaluation.
-
-Built on :func:`foveal.visualize.report.write_classification_report` (summary, training
-curves, resolved configuration) with segmentation sections: a per-class table (IoU, Dice,
-precision, recall, pixel counts), the pixel confusion matrix, and example images shown three
-times side by side: the image, the true mask over it, the predicted mask over it.
+"""The single-file HTML report of a segmentation run or evaluation: the task report's summary,
+curves and configuration, with a per-class table, the pixel confusion matrix and example images
+(image, true mask, predicted mask side by side).
 
 Example:
     >>> write_segmentation_report("run/report.html", title="run", summary={}, config={},
@@ -60,8 +57,7 @@ def example_grid(examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, st
 
 
 def _thumbnail(rgb: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
-    """Fit ``rgb`` into a size x size square (aspect kept, black borders; small images are
-    enlarged with nearest-neighbour sampling so their pixels stay crisp)."""
+    """``rgb`` letterboxed into a size x size square (small images enlarged by nearest neighbour)."""
     from PIL import Image, ImageOps
 
     img = Image.fromarray(rgb)
@@ -96,18 +92,13 @@ def write_segmentation_report(
     skip: Sequence[int] = (),
     ignore_label: int = 255,
 ) -> Path:
-    """Write the report (see the module docstring); returns its path.
-
-    Args:
-        scores: the metrics dict of :func:`~.train.scores_to_metrics` (or None).
-        examples: ``(uint8 image, true labels, predicted labels, caption)`` per example.
-        class_names, colours, skip: for the legend and overlays (``skip``: unpainted classes).
-    """
+    """Write the report; ``scores``: :func:`~.train.scores_to_metrics` output or None; ``examples``:
+    ``(image, true labels, predicted labels, caption)``; ``skip``: classes left unpainted."""
     from markupsafe import Markup
 
     from foveal.segmentation.predict import default_palette
     from foveal.visualize.plots import plot_confusion_matrix
-    from foveal.visualize.report import figure_section, png_data_uri, write_task_report
+    from foveal.visualize.report import figure_section, write_task_report
 
     colours = default_palette(len(class_names)) if colours is None else colours
     extra: list[tuple[str, Any]] = []
@@ -115,10 +106,10 @@ def write_segmentation_report(
         extra.append(("Per-class IoU and Dice", per_class_table(scores)))
         cm = np.asarray(scores["confusion_matrix"])
         if cm.size and cm.sum():
-            uri = png_data_uri(plot_confusion_matrix(cm, list(class_names)))
-            extra.append(("Pixel confusion matrix", Markup(
-                '<figure><img src="{}" alt="pixel confusion matrix"><figcaption>Rows are true classes, '
-                'columns predicted classes, counted over labelled pixels.</figcaption></figure>').format(uri)))
+            extra.append(figure_section("Pixel confusion matrix", plot_confusion_matrix(cm, list(class_names)),
+                                        "pixel confusion matrix", before=Markup(
+                                            "<p>Rows are true classes, columns predicted classes, counted over "
+                                            "labelled pixels.</p>")))
     if examples:
         extra.append(figure_section("Example overlays: image, true mask, predicted mask",
                                     example_grid(examples, colours, skip, ignore_label), "example overlays",

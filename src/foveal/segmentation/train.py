@@ -1,21 +1,9 @@
 """``foveal segment train`` and ``evaluate``: from a :class:`SegmentConfig` to a run folder.
 
-The run folder is the engine's (:mod:`foveal.engine.run`); here the cards say ``task: segment``
-and carry the class names, resize policy and stride, ``metrics.json`` has pixel accuracy,
-per-class and mean IoU and Dice, and ``report.html`` a per-class table, the confusion matrix and
-example overlays.
-
-Data: a folder of ``images/`` + ``masks/`` (or ISBI's ``image/`` + ``label/``), see
-:func:`~foveal.segmentation.data.read_mask_folder`. Classes are named in index order with
-``--classes``; for binary masks the first name is the black (0) pixels and the second the
-white (255) ones, so ISBI is ``--classes membrane cell``. ``--foreground`` names the class whose
-IoU and Dice are reported on their own (and pick ``best.keras`` by default).
-
-Splits: ``--test-data``, else the last ``--holdout N`` pairs in file order, else a seeded
-``--test-split`` fraction; ``--val-data``, else a seeded ``--val-split`` fraction of what is
-left. Training sees random ``--crop-size`` crops (augmented by ``--augment``) of images
-optionally stretched to ``--image-size`` first; validation and scoring see whole images
-(:mod:`.predict` explains how images of any size are predicted).
+The run is the engine's (:mod:`foveal.engine.run`) with :class:`~foveal.segmentation.task.SegmentTask`;
+``metrics.json`` has pixel accuracy, per-class and mean IoU and Dice. Splits: ``--test-data``,
+else the last ``--holdout N`` pairs in file order, else a seeded ``--test-split`` fraction;
+``--val-data``, else a seeded ``--val-split`` fraction of what is left.
 
 Example:
     >>> cfg = SegmentConfig(data="../shared/datasets/isbi-membrane/train", classes=["membrane", "cell"],
@@ -205,9 +193,6 @@ def parse_class_weights(spec: str) -> str | list[float] | None:
     return weights
 
 
-# ---------------------------------------------------------------------------------------- data
-
-
 def read_folder(path: str, cfg: SegmentConfig, class_names: list[str] | None = None) -> SegmentationImages:
     """One image/mask folder, with every mask and (by ``cfg.verify``) every image checked."""
     from foveal.segmentation.coco import is_coco_file, read_coco_segmentation
@@ -303,6 +288,8 @@ def class_index(name: str | None, names: list[str], what: str) -> int | None:
 
 def resolve_weights(spec: str, train: SegmentationImages, max_masks: int = 200) -> list[float] | None:
     """Class weights from the option; ``balanced`` counts pixels of up to ``max_masks`` masks."""
+    from foveal.segmentation.losses import balanced_weights
+
     parsed = parse_class_weights(spec)
     if parsed is None:
         return None
@@ -315,12 +302,7 @@ def resolve_weights(spec: str, train: SegmentationImages, max_masks: int = 200) 
     for i in range(0, len(train), step):
         mask = train.load_mask(i)
         counts += np.bincount(mask[mask != train.ignore_label].ravel(), minlength=train.num_classes)[:train.num_classes]
-    # balanced_class_weights' formula (total / (K * count), absent classes 0) on the counts
-    weights = np.where(counts > 0, counts.sum() / (train.num_classes * np.maximum(counts, 1)), 0.0)
-    return [round(float(w), 6) for w in weights]
-
-
-# ------------------------------------------------------------------------------------ training
+    return [round(float(w), 6) for w in balanced_weights(counts)]
 
 
 def build_segmenter(name: str, *, num_classes: int, channels: int, options: dict[str, Any] | None = None,
@@ -407,9 +389,6 @@ def write_results(out: Path, metrics: dict[str, Any] | None, examples: list, car
                                      colours=class_colours(card), skip=unpainted(card), ignore_label=ignore_label)
 
 
-# ---------------------------------------------------------------------------------- evaluation
-
-
 def scores_to_metrics(cm: np.ndarray, class_names: list[str], foreground: str | None = None) -> dict[str, Any]:
     """A JSON-ready dict from a confusion matrix: pixel accuracy, per-class and mean IoU and Dice.
 
@@ -449,18 +428,13 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
                     mask_png: str = "auto", class_map: str | dict | None = None) -> tuple[dict[str, Any], list]:
     """Predict every image of ``data`` as :func:`~.predict.predict_labels` does and score the maps.
 
-    Scores are taken at each mask's own resolution over labelled pixels (see
-    :mod:`foveal.segmentation.metrics`); with ``output``, the predicted index PNGs (gray or
-    palette-mode by ``mask_png``, see :func:`~.predict.predict_masks`) and overlays are
-    written to ``output/masks`` and ``output/overlays``. ``tta`` (``none``, ``flips``, ``d4``)
-    averages the probabilities of flipped/turned views (see :mod:`.predict`). ``data``'s
-    classes are matched to the model's by name, or by ``class_map``
-    (:mod:`foveal.evaluation.classes`), and its masks re-indexed to match.
+    Scores are taken at each mask's own resolution over labelled pixels; ``data``'s classes are
+    matched to the model's by name or ``class_map`` (:mod:`foveal.evaluation.classes`). With
+    ``output``, the predicted index PNGs and overlays go to ``output/masks`` and ``output/overlays``.
 
     Returns:
-        ``(metrics, examples)``: :func:`scores_to_metrics` plus ``num_images``,
-        ``skipped_images`` and ``tta``, and up to ``report_images`` ``(image, truth,
-        predicted, caption)``.
+        ``(metrics, examples)``: :func:`scores_to_metrics` plus ``num_images``, ``skipped_images``
+        and ``tta``, and up to ``report_images`` ``(image, truth, predicted, caption)``.
     """
     from foveal.evaluation.classes import mask_lookup, match_classes, parse_class_map
     from foveal.predict import decode_file, write_png
@@ -526,20 +500,16 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
 
     Args:
         model_path: a ``.keras`` file written by ``foveal segment train``.
-        data: a folder of images and masks (see :func:`~foveal.segmentation.data.read_mask_folder`).
+        data: a mask folder (see :func:`~foveal.segmentation.data.read_mask_folder`) or COCO file.
         split: ``all`` scores every pair; ``train``, ``val`` or ``test`` rebuild that split of
-            ``data`` with the options in the ``config.yaml`` beside the model (same holdout,
-            fractions and seed as the training run).
+            ``data`` with the run's ``config.yaml`` beside the model (same holdout, fractions, seed).
         output: folder for ``metrics.json``, ``report.html``, ``masks/`` and ``overlays/``.
         crf: refine with a dense CRF (needs ``pydensecrf2``).
-        tta: test-time augmentation: ``none``, ``flips`` (4 views) or ``d4`` (8 views); the
-            softmax probabilities of the views, mapped back, are averaged (see :mod:`.predict`).
-        mask_png: predicted masks as ``gray`` or ``indexed`` (palette-mode) PNGs, or ``auto``
-            (like the training masks).
+        tta: ``none``, ``flips`` (4 views) or ``d4`` (8 views), see :mod:`.predict`.
+        mask_png: predicted masks as ``gray`` or ``indexed`` PNGs, or ``auto`` (like the training masks).
         images: the image folder of a COCO ``data`` file (default: found beside it).
-        class_map: which model class each dataset class is, when their names differ; only for
-            data that names its classes (COCO files, ``palette.txt``), see
-            :mod:`foveal.evaluation.classes`. Default: match by name.
+        class_map: model class of each dataset class when their names differ (COCO files,
+            ``palette.txt``), see :mod:`foveal.evaluation.classes`.
 
     Returns:
         The metrics dict (see :func:`scores_to_metrics`), with ``split`` and ``num_images``.
