@@ -77,7 +77,8 @@ def _roi_canonical(value: float | str) -> dict[str, Any]:
 #: 8 ... 128, N_reg the locations); ``single_sampled``: the single map with the FPN's default
 #: normalisation (the box term divided by the sampled anchors); ``fpn_narrow``: the pyramid at
 #: width 32 instead of 64; ``fpn_scaled``: the RoI level rule's canonical side scaled to the
-#: input (``roi_canonical=scaled``: 224 x 128 / 800 = 35.84 pixels pooled from P4, instead of 224)
+#: input (``roi_canonical=scaled``: 224 x 128 / 800 = 35.84 pixels pooled from P4, instead of 224);
+#: ``fpn_canonical56``: half-way (56: boxes from 28 to 56 pixels on P3, smaller ones on P2)
 VARIANTS: dict[str, dict[str, Any]] = {
     "single_map": {},
     "single_sampled": _rpn_box_norm("sampled"),
@@ -86,6 +87,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fpn_sampled": FPN_RECIPE | _rpn_box_norm("sampled"),
     "fpn_locations": FPN_RECIPE | _rpn_box_norm("locations"),
     "fpn_scaled": FPN_RECIPE | _roi_canonical("scaled"),
+    "fpn_canonical56": FPN_RECIPE | _roi_canonical(56.0),
     "fpn_before": FPN_RECIPE | _rpn_box_norm("locations") | {"anchor_sizes": [8.0, 16.0, 32.0, 64.0, 128.0],
                                                                "anchor_scales": [1.0]},
 }
