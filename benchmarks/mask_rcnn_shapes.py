@@ -27,6 +27,8 @@ the RPN's 0.7).
     for s in 0 1 2; do .venv/bin/python benchmarks/mask_rcnn_shapes.py --seed $s --workdir /tmp/shapes; done
     nice -n 5 .venv/bin/python benchmarks/mask_rcnn_shapes.py --compare-fpn --seconds 480 --radius 0.04 0.2
     nice -n 5 .venv/bin/python benchmarks/mask_rcnn_shapes.py --runs fpn_before fpn --seconds 6000 --radius 0.04 0.2
+    # a schedule longer than one sitting: stop it (any signal), then continue and score it
+    .venv/bin/python benchmarks/mask_rcnn_shapes.py --runs fpn --epochs 44 --workdir /tmp/w --resume /tmp/w/runs/shapes-fpn-...
 """
 
 from __future__ import annotations
@@ -64,13 +66,19 @@ def _rpn_box_norm(norm: str) -> dict[str, Any]:
     return {"rcnn_options": {**RECIPE["rcnn_options"], "rpn_box_norm": norm}}
 
 
+def _roi_canonical(value: float | str) -> dict[str, Any]:
+    return {"rcnn_options": {**RECIPE["rcnn_options"], "roi_canonical": value}}
+
+
 #: the variants ``--runs`` can name, on top of RECIPE. ``fpn_sampled`` is ``fpn`` with its RPN
 #: normalisation spelt out (the name of the 2026-12-07 runs, made before it was the default);
 #: ``fpn_locations``: the new anchors, the box term divided by the anchor locations (Faster
 #: R-CNN's N_reg); ``fpn_before``: the first FPN measured (one anchor size per level, 2 x stride:
 #: 8 ... 128, N_reg the locations); ``single_sampled``: the single map with the FPN's default
 #: normalisation (the box term divided by the sampled anchors); ``fpn_narrow``: the pyramid at
-#: width 32 instead of 64
+#: width 32 instead of 64; ``fpn_scaled``: the RoI level rule's canonical side scaled to the
+#: input (``roi_canonical=scaled``: 224 x 128 / 800 = 35.84 pixels pooled from P4, instead of 224);
+#: ``fpn_canonical56``: half-way (56: boxes from 28 to 56 pixels on P3, smaller ones on P2)
 VARIANTS: dict[str, dict[str, Any]] = {
     "single_map": {},
     "single_sampled": _rpn_box_norm("sampled"),
@@ -78,6 +86,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fpn_narrow": FPN_RECIPE | {"fpn_width": 32},
     "fpn_sampled": FPN_RECIPE | _rpn_box_norm("sampled"),
     "fpn_locations": FPN_RECIPE | _rpn_box_norm("locations"),
+    "fpn_scaled": FPN_RECIPE | _roi_canonical("scaled"),
+    "fpn_canonical56": FPN_RECIPE | _roi_canonical(56.0),
     "fpn_before": FPN_RECIPE | _rpn_box_norm("locations") | {"anchor_sizes": [8.0, 16.0, 32.0, 64.0, 128.0],
                                                                "anchor_scales": [1.0]},
 }
@@ -115,11 +125,15 @@ def train_and_score(args: argparse.Namespace, data_dir: Path, work: Path, recipe
     from foveal.models import load_model
     from foveal.tasks import run_train
 
-    cfg = InstanceConfig(data=str(data_dir), epochs=args.epochs, time_budget=args.seconds, output=str(work / "runs"),
-                         name=f"shapes-{tag}-{int(time.time())}", progress=False, seed=args.seed, **recipe)
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # the run's progress lines; stdout carries the JSON only
-        result = run_train("instance", cfg)
+        if args.resume:  # the run folder's own config (recipe, seed, epochs) from its last finished epoch
+            result = run_train("instance", resume=args.resume)
+        else:
+            cfg = InstanceConfig(data=str(data_dir), epochs=args.epochs, time_budget=args.seconds,
+                                 output=str(work / "runs"), name=f"shapes-{tag}-{int(time.time())}", progress=False,
+                                 seed=args.seed, **recipe)
+            result = run_train("instance", cfg)
     wall = time.perf_counter() - started
     history = result.history
     model, card = load_model(result.best_model)
@@ -154,7 +168,15 @@ def anchor_fit(data_dir: Path, model: Any) -> dict[str, Any]:
     train = load_instance_splits(str(data_dir), val_split=0, test_split=0)["train"]
     boxes = np.concatenate([np.asarray(b, np.float32).reshape(-1, 4) for b in train.boxes])
     best = best_anchor_iou(model.anchors_for_image((128, 128)), boxes)
-    return {"anchors": int(model.anchors_for_image((128, 128)).shape[0]), "anchor_sizes": model.rcnn.anchor_sizes,
+    levels = {}
+    if model.fpn_levels:  # the level each training box's RoI is pooled from
+        from foveal.layers.roi import pyramid_levels
+
+        assigned = pyramid_levels(boxes, min_level=model.fpn_levels[0], max_level=model.fpn_levels[-1],
+                                  canonical_size=float(model.rcnn.roi_canonical)).numpy()
+        levels = {"roi_canonical": round(float(model.rcnn.roi_canonical), 2),
+                  "roi_levels_of_training_boxes": {f"P{k}": int((assigned == k).sum()) for k in model.fpn_levels}}
+    return {**levels, "anchors": int(model.anchors_for_image((128, 128)).shape[0]), "anchor_sizes": model.rcnn.anchor_sizes,
             "anchor_scales": model.rcnn.anchor_scales, "boxes": int(len(boxes)),
             "median_best_iou": round(float(np.median(best)), 3),
             "boxes_without_anchor_above_0.7": round(float(np.mean(best <= 0.7)), 3)}
@@ -177,7 +199,12 @@ def main() -> int:
     parser.add_argument("--runs", nargs="+", choices=sorted(VARIANTS),
                         help="the variants to train, in order (default: single_map; see VARIANTS)")
     parser.add_argument("--workdir", help="keep the data and run here (default: a temporary folder)")
+    parser.add_argument("--resume", help="continue this run folder (of an interrupted run: a longer schedule in two "
+                                         "pieces) from its last finished epoch, then score it; give the same --runs "
+                                         "(one), --workdir and data options")
     args = parser.parse_args()
+    if args.resume and len(args.runs or []) != 1:
+        parser.error("--resume continues one run: name its variant with --runs")
 
     from foveal.data.synth.shapes import make_shapes
 

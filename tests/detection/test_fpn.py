@@ -7,6 +7,7 @@ line through training and export with parity.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -22,6 +23,7 @@ from foveal.detection.faster_rcnn import (
     RCNNSettings,
     build_faster_rcnn,
     fpn_anchor_sizes,
+    scaled_roi_canonical,
 )
 from foveal.errors import ConfigError
 from foveal.instance.config import InstanceConfig
@@ -56,6 +58,39 @@ def test_roi_levels_follow_the_papers_formula():
     assert set(got.tolist()) == {2, 3, 4, 5}
     # clipped to the levels a pyramid has
     np.testing.assert_array_equal(pyramid_levels(boxes, min_level=3, max_level=4).numpy(), np.clip(got, 3, 4))
+
+
+def test_roi_levels_with_a_canonical_side_scaled_to_the_input():
+    # roi_canonical="scaled": 224 x min(H, W) / 800, 35.84 pixels for 128 x 128 inputs
+    assert scaled_roi_canonical((128, 128)) == pytest.approx(35.84)
+    assert scaled_roi_canonical((96, 160, 3)) == pytest.approx(224 * 96 / 800)
+    rng = np.random.default_rng(4)
+    corners = rng.uniform(0, 128, size=(400, 2, 2))
+    boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=-1)
+    exact = np.array([[0, 0, 17.92, 17.92], [0, 0, 17.9, 17.9], [0, 0, 35.84, 35.84], [0, 0, 71.68, 71.68],
+                      [0, 0, 12, 12], [0, 0, 20, 20], [0, 0, 40, 40], [0, 0, 80, 80]])
+    boxes = np.concatenate([boxes, exact]).astype(np.float32)
+    for canonical in (35.84, 56.0):
+        got = pyramid_levels(boxes, canonical_size=canonical).numpy()
+        reference = [numpy_level(b, canonical=canonical) for b in boxes.astype(np.float32).astype(np.float64)]
+        np.testing.assert_array_equal(got, reference)
+    assert pyramid_levels(exact, canonical_size=35.84).numpy().tolist() == [3, 2, 4, 5, 2, 3, 4, 5]
+    assert pyramid_levels(exact).numpy().tolist() == [2] * 8  # the paper's 224: P2 below 112 pixels
+    # the layer pools each RoI from that level (constant maps: the value is the level), and a
+    # layer saved before the setting existed loads with the paper's 224
+    maps = [np.full((1, 128 // 2**k, 128 // 2**k, 1), k, np.float32) for k in (2, 3, 4, 5)]
+    centred = np.array([[[64 - s / 2, 64 - s / 2, 64 + s / 2, 64 + s / 2] for s in (12, 20, 40, 80)]], np.float32)
+    layer = PyramidRoIPool(2, levels=[2, 3, 4, 5], canonical_size=scaled_roi_canonical((128, 128)))
+    assert layer([*maps, centred])[0, :, 0, 0, 0].numpy().tolist() == [2, 3, 4, 5]
+    config = layer.get_config()
+    assert config.pop("canonical_size") == pytest.approx(35.84)
+    old = PyramidRoIPool.from_config(config)
+    assert old.canonical_size == 224.0
+    assert old([*maps, centred])[0, :, 0, 0, 0].numpy().tolist() == [2, 2, 2, 2]
+    assert RCNNSettings().roi_canonical == 224.0 and RCNNSettings.from_dict({"roi_canonical": 48}).roi_canonical == 48.0
+    for bad in (0, -3, "auto", True):
+        with pytest.raises(ConfigError, match="roi_canonical must be a positive box side in pixels or 'scaled'"):
+            RCNNSettings.from_dict({"roi_canonical": bad})
 
 
 @pytest.mark.parametrize("kind", ["align", "max"])
@@ -230,9 +265,11 @@ def test_old_fpn_models_load_with_one_anchor_size_per_level(fpn_model):
     config = fpn_model.get_config()
     assert config["settings"].pop("anchor_scales") == [1.0]
     assert config["settings"].pop("rpn_box_norm") == "sampled"
+    assert config["settings"].pop("roi_canonical") == 224.0
     clone = FasterRCNNModel.from_config(config)
     assert clone.rcnn.anchor_sizes == [8.0, 16.0, 32.0, 64.0, 128.0] and clone.anchors_per_cell == 3
     assert clone.rcnn.rpn_box_norm == "locations"  # the loss it was trained with
+    assert clone.rcnn.roi_canonical == 224.0 and clone.roi_layer.canonical_size == 224.0  # the paper's level rule
     np.testing.assert_allclose(clone.anchors_for_image((64, 64)), fpn_model.anchors_for_image((64, 64)))
     np.testing.assert_allclose(clone.anchors_for_image((64, 64))[:3],
                                numpy_level_anchors(1, 4, [8.0], [0.5, 1.0, 2.0]), atol=1e-5)
@@ -257,6 +294,31 @@ def test_rpn_box_loss_is_divided_by_locations_or_sampled_anchors(fpn_model):
         RCNNSettings.from_dict({"rpn_box_norm": "cells"})
     with pytest.raises(ConfigError, match="anchor scales must be positive"):
         RCNNSettings.from_dict({"anchor_scales": [1, 0]})
+
+
+def test_scaled_roi_canonical_is_resolved_to_the_models_input_and_saved(fpn_model):
+    config = fpn_model.get_config()
+    config["settings"]["roi_canonical"] = "scaled"
+    model = FasterRCNNModel.from_config(copy.deepcopy(config))  # 64 x 64 input: 224 x 64 / 800
+    assert model.rcnn.roi_canonical == pytest.approx(17.92) and model.roi_layer.canonical_size == pytest.approx(17.92)
+    assert model.get_config()["settings"]["roi_canonical"] == pytest.approx(17.92)  # the number, not "scaled"
+    with pytest.raises(ConfigError, match="needs the model's input size"):
+        FasterRCNNModel.from_config(config | {"input_size": None})
+
+
+def test_roi_canonical_from_the_command_line(capsys):
+    # a bad value is refused in one line before any data is read; "scaled" passes the checks
+    # (the run then stops at the missing data)
+    args = ["instance", "train", "--data", "/nonexistent-shapes", "--fpn", "--rcnn-options"]
+    assert main([*args, "roi_canonical=-1"]) == 2
+    assert "roi_canonical must be a positive box side in pixels or 'scaled', got -1" in capsys.readouterr().err
+    assert main([*args, "roi_canonical=scaled,post_nms_test=30"]) == 2
+    assert "instance data not found" in capsys.readouterr().err
+    assert InstanceConfig(data="x", fpn=True, rcnn_options={"roi_canonical": "scaled"}).rcnn_settings()[
+        "roi_canonical"] == "scaled"
+    assert main(["detect", "train", "--data", "/nonexistent-voc", "--detector", "faster-rcnn", "--fpn",
+                 "--rcnn-options", "roi_canonical=0"]) == 2
+    assert "roi_canonical must be" in capsys.readouterr().err
 
 
 def test_fpn_options_are_checked_in_one_line():

@@ -66,6 +66,17 @@ OCTAVE_SCALES = (1.0, 2.0 ** (1 / 3), 2.0 ** (2 / 3))
 #: with an FPN, the anchor size of level ``P_k`` is ``FPN_ANCHOR_STRIDES x 2^k`` (RetinaNet's 4 x
 #: stride; the FPN paper's is 8 x stride, 32 on P2)
 FPN_ANCHOR_STRIDES = 4.0
+#: the FPN's RoI level rule (Lin et al. 2017, eq. 1): a box of side ``ROI_CANONICAL`` (ImageNet's
+#: 224) is pooled from ``P4``, in images of about ``ROI_CANONICAL_IMAGE`` pixels (the paper's
+#: 800-pixel shorter side); ``roi_canonical="scaled"`` keeps that ratio to the input instead
+ROI_CANONICAL = 224.0
+ROI_CANONICAL_IMAGE = 800.0
+
+
+def scaled_roi_canonical(image_hw: Sequence[int]) -> float:
+    """The FPN's canonical RoI side scaled to an input: ``224 x min(H, W) / 800`` (35.84 for
+    128-pixel images, where the paper's 224 sends every box under 112 pixels to ``P2``)."""
+    return ROI_CANONICAL * min(int(v) for v in image_hw[:2]) / ROI_CANONICAL_IMAGE
 
 
 def fpn_anchor_sizes(levels: Sequence[int], factor: float = FPN_ANCHOR_STRIDES) -> list[float]:
@@ -97,6 +108,11 @@ class RCNNSettings:
         roi_batch, roi_positive_fraction, roi_positive_iou: the second stage's RoI sampling.
         roi_lambda: weight of the second stage's box term.
         box_weights: scale of the second stage's box targets (Fast R-CNN's 10, 10, 5, 5).
+        roi_canonical: with an FPN, the box side (input pixels) whose RoIs are pooled from ``P4``:
+            ``k = floor(4 + log2(sqrt(w h) / roi_canonical))`` (the FPN paper's eq. 1 with 224,
+            the default, which Detectron2, torchvision and mmdetection keep for every input
+            size), or ``"scaled"``: ``224 x min(H, W) / 800`` of the model's input size
+            (:func:`scaled_roi_canonical`), resolved to that number when the model is built.
     """
 
     anchor_sizes: list[float] = field(default_factory=lambda: [32.0, 64.0, 128.0])
@@ -119,6 +135,7 @@ class RCNNSettings:
     roi_positive_iou: float = 0.5
     roi_lambda: float = 1.0
     box_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 5.0, 5.0])
+    roi_canonical: float | str = ROI_CANONICAL
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> "RCNNSettings":
@@ -150,6 +167,9 @@ class RCNNSettings:
             (self.rpn_lambda >= 0 and self.roi_lambda >= 0 and self.min_size >= 0,
              "loss weights and min_size must not be negative"),
             (len(self.box_weights) == 4 and all(w > 0 for w in self.box_weights), "box_weights must be 4 positive numbers"),
+            (self.roi_canonical == "scaled" or (isinstance(self.roi_canonical, (int, float))
+                                                and not isinstance(self.roi_canonical, bool) and self.roi_canonical > 0),
+             f"roi_canonical must be a positive box side in pixels or 'scaled', got {self.roi_canonical!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -158,6 +178,8 @@ class RCNNSettings:
         self.anchor_ratios = [float(r) for r in self.anchor_ratios]
         self.anchor_scales = [float(c) for c in self.anchor_scales]
         self.box_weights = [float(w) for w in self.box_weights]
+        if self.roi_canonical != "scaled":
+            self.roi_canonical = float(self.roi_canonical)
 
     @property
     def num_anchors(self) -> int:
@@ -212,7 +234,7 @@ def build_faster_rcnn(
             per level times ``anchor_scales`` (default RetinaNet's: ``4 x stride``, 16 ... 256, times
             ``2^0, 2^(1/3), 2^(2/3)``, 9 anchors per cell; ``anchor_sizes`` may give one per level,
             e.g. the FPN paper's 32 ... 512 with one scale) and RoIs are pooled from the level
-            their size picks; the RPN's box term is divided by the sampled anchors
+            their size picks (``roi_canonical``: the side pooled from ``P4``, default 224); the RPN's box term is divided by the sampled anchors
             (``rpn_box_norm="sampled"``, unless given). Older models' anchors (one size per level)
             and normalisation (the anchor locations) load as they were.
         fpn_width: channels of the pyramid's maps (the paper: 256).
@@ -355,6 +377,10 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         self.pooled_channels = channels
         self.base_anchors = rcnn.base_anchors(self.rcnn.scaled_sizes(), self.rcnn.anchor_ratios)
         self.input_size = tuple(int(d) for d in input_size) if input_size is not None else None
+        if self.rcnn.roi_canonical == "scaled":  # resolved once, so the saved model keeps the number
+            if not self.input_size:
+                raise ConfigError("roi_canonical='scaled' needs the model's input size", hint="give input_size")
+            self.rcnn.roi_canonical = scaled_roi_canonical(self.input_size)
         self.score_threshold = float(score_threshold)
         self.iou_threshold = float(iou_threshold)
         self.max_detections = int(max_detections)
@@ -399,7 +425,8 @@ class FasterRCNNModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
         """A RoI pooling layer on the model's feature map(s): one map at ``stride``, or the
         pyramid's levels (:class:`~foveal.layers.roi.PyramidRoIPool`)."""
         if self.fpn_levels:
-            return PyramidRoIPool(pool_size, levels=self.fpn_levels, kind=kind, name=name)
+            return PyramidRoIPool(pool_size, levels=self.fpn_levels, kind=kind, name=name,
+                                  canonical_size=float(self.rcnn.roi_canonical))
         pool_class = RoIAlign if kind == "align" else RoIMaxPool
         return pool_class(pool_size, stride=self.stride, name=name)
 
@@ -701,5 +728,6 @@ def anchor_sizes_from_boxes(data: Any, image_hw: tuple[int, int], count: int = 3
     return [round(float(v), 1) for v in np.maximum(np.quantile(values, quantiles), 1.0)]
 
 
-__all__ = ["FPN_ANCHOR_STRIDES", "FasterRCNNModel", "OCTAVE_SCALES", "RCNNSettings", "RPN_BOX_NORMS", "RPN_COMPONENTS",
-           "anchor_sizes_from_boxes", "build_faster_rcnn", "fpn_anchor_sizes"]
+__all__ = ["FPN_ANCHOR_STRIDES", "FasterRCNNModel", "OCTAVE_SCALES", "RCNNSettings", "ROI_CANONICAL", "ROI_CANONICAL_IMAGE",
+           "RPN_BOX_NORMS", "RPN_COMPONENTS", "anchor_sizes_from_boxes", "build_faster_rcnn", "fpn_anchor_sizes",
+           "scaled_roi_canonical"]

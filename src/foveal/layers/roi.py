@@ -198,8 +198,19 @@ def _max_pool_boxes(features, flat, index, pool_size: int, stride: float) -> tf.
 def pyramid_levels(rois, *, min_level: int = 2, max_level: int = 5, canonical_size: float = 224.0,
                    canonical_level: int = 4) -> tf.Tensor:
     """The FPN level each RoI is pooled from (Lin et al., "Feature Pyramid Networks for Object
-    Detection", CVPR 2017, eq. 1): ``k = floor(k0 + log2(sqrt(w h) / 224))``, ``k0 = 4``, clipped
-    to ``[min_level, max_level]``. ``rois [..., 4]`` are corners in input pixels; int32 ``[...]``."""
+    Detection", CVPR 2017, eq. 1): ``k = floor(k0 + log2(sqrt(w h) / c))``, ``k0 = 4``, clipped
+    to ``[min_level, max_level]``. ``rois [..., 4]`` are corners in input pixels; int32 ``[...]``.
+
+    ``canonical_size`` ``c`` is the box side pooled from ``P_k0``: the paper's 224 (ImageNet's
+    image side, for ~800-pixel inputs); a smaller one sends boxes to coarser levels (e.g.
+    ``224 x 128 / 800`` for 128-pixel images, Faster R-CNN's ``roi_canonical="scaled"``).
+
+    Example:
+        >>> pyramid_levels([[0, 0, 20, 20], [0, 0, 224, 224]]).numpy().tolist()
+        [2, 4]
+        >>> pyramid_levels([[0, 0, 20, 20], [0, 0, 40, 40]], canonical_size=35.84).numpy().tolist()
+        [3, 4]
+    """
     rois = tf.cast(rois, tf.float32)
     area = tf.maximum(rois[..., 2] - rois[..., 0], 0.0) * tf.maximum(rois[..., 3] - rois[..., 1], 0.0)
     scale = tf.sqrt(tf.maximum(area, 1e-12))
@@ -208,7 +219,7 @@ def pyramid_levels(rois, *, min_level: int = 2, max_level: int = 5, canonical_si
 
 
 def pyramid_roi_pool(features, rois, *, levels, pool_size: int = 7, kind: str = "align",
-                     sampling_ratio: int = 2) -> tf.Tensor:
+                     sampling_ratio: int = 2, canonical_size: float = 224.0) -> tf.Tensor:
     """RoI pooling from a feature pyramid: each RoI is pooled from the level
     :func:`pyramid_levels` assigns it (Lin et al. 2017, sec. 4.2).
 
@@ -217,13 +228,14 @@ def pyramid_roi_pool(features, rois, *, levels, pool_size: int = 7, kind: str = 
         rois: ``[B, R, 4]`` corners in input pixels.
         levels: the levels of ``features`` (e.g. ``[2, 3, 4, 5]``), consecutive.
         kind: ``align`` (RoI Align) or ``max`` (RoI max pooling).
+        canonical_size: the box side pooled from ``P4`` (:func:`pyramid_levels`; the paper's 224).
 
     Returns:
         ``[B, R, P, P, C]``: the RoIs of each level pooled together, then put back in their order.
     """
     levels = [int(v) for v in levels]
     _, flat, index, batch, count = _flat(features[0], rois)
-    assigned = pyramid_levels(flat, min_level=levels[0], max_level=levels[-1])
+    assigned = pyramid_levels(flat, min_level=levels[0], max_level=levels[-1], canonical_size=canonical_size)
     rows, pooled = [], []
     for level, fmap in zip(levels, features):
         where = tf.cast(tf.where(tf.equal(assigned, level))[:, 0], tf.int32)
@@ -303,6 +315,8 @@ class PyramidRoIPool(keras.layers.Layer):
         levels: the pyramid levels given, finest first (``[2, 3, 4, 5]``: strides 4 to 32).
         kind: ``align`` or ``max``.
         sampling_ratio: RoI Align's samples per bin side.
+        canonical_size: the box side pooled from ``P4`` (the FPN paper's 224; layers saved
+            before it existed load with 224).
 
     Example:
         >>> import numpy as np
@@ -313,27 +327,30 @@ class PyramidRoIPool(keras.layers.Layer):
     """
 
     def __init__(self, pool_size: int = 7, levels=(2, 3, 4, 5), kind: str = "align", sampling_ratio: int = 2,
-                 **kwargs: Any) -> None:
+                 canonical_size: float = 224.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         levels = [int(v) for v in levels]
         if int(pool_size) < 1 or not levels or levels != list(range(levels[0], levels[0] + len(levels))):
             raise ValueError(f"PyramidRoIPool needs pool_size >= 1 and consecutive levels, got {pool_size}, {levels}")
         if kind not in ("align", "max"):
             raise ValueError(f"PyramidRoIPool kind must be align or max, got {kind!r}")
+        if not float(canonical_size) > 0:
+            raise ValueError(f"PyramidRoIPool canonical_size must be positive, got {canonical_size}")
         self.pool_size, self.levels, self.kind = int(pool_size), levels, str(kind)
         self.sampling_ratio = int(sampling_ratio)
+        self.canonical_size = float(canonical_size)
 
     def call(self, inputs):
         *features, rois = inputs
         return pyramid_roi_pool(features, rois, levels=self.levels, pool_size=self.pool_size, kind=self.kind,
-                                sampling_ratio=self.sampling_ratio)
+                                sampling_ratio=self.sampling_ratio, canonical_size=self.canonical_size)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], input_shape[-1][1], self.pool_size, self.pool_size, input_shape[0][-1])
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "pool_size": self.pool_size, "levels": self.levels, "kind": self.kind,
-                "sampling_ratio": self.sampling_ratio}
+                "sampling_ratio": self.sampling_ratio, "canonical_size": self.canonical_size}
 
 
 __all__ = ["PyramidRoIPool", "RoIAlign", "RoIMaxPool", "pyramid_levels", "pyramid_roi_pool", "roi_align",
