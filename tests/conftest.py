@@ -20,6 +20,7 @@ import pytest
 
 if os.environ.get("FOVEAL_CPU_PROFILE"):  # opt-in per-test CPU seconds; see tests/cpu_profile.py
     from cpu_profile import (  # noqa: F401
+        pytest_collection_finish,
         pytest_fixture_setup,
         pytest_runtest_call,
         pytest_runtest_logreport,

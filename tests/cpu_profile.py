@@ -3,7 +3,10 @@
 Wall time on a shared machine says little; CPU seconds of the test process (every thread, TensorFlow's
 included) do not depend on the load. Set ``FOVEAL_CPU_PROFILE=DIR`` and each pytest process (each
 xdist worker) writes ``DIR/cpu-<worker>.jsonl``: one line per test phase (setup, call, teardown) and
-one per fixture setup, with its CPU seconds (``time.process_time``) and wall seconds. Summarise with
+one per fixture setup, with its CPU seconds (``time.process_time``), the CPU seconds of the subprocesses it
+waited for (``children``: a CLI run in a new Python, a server) and wall seconds, and one ``startup`` line per
+process when its collection ends (CPU and wall seconds since the process started: TensorFlow's import,
+the test modules' imports, assertion rewriting). Summarise with
 ``python tools/cpu_profile_report.py DIR``. Without the variable nothing is recorded.
 
 The files are NOT reordered by these costs: sending the costliest files out first (tried
@@ -42,12 +45,34 @@ def _write(record: dict) -> None:
     _out.write(json.dumps(record) + "\n")
 
 
+def _children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
+
+
 def _timed(kind: str, name: str):
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, child0, wall0 = time.process_time(), _children_cpu(), time.perf_counter()
     outcome = yield
-    _write({"kind": kind, "name": name, "cpu": time.process_time() - cpu0, "wall": time.perf_counter() - wall0,
-            "end": time.time()})
+    _write({"kind": kind, "name": name, "cpu": time.process_time() - cpu0, "children": _children_cpu() - child0,
+            "wall": time.perf_counter() - wall0, "end": time.time()})
     return outcome
+
+
+def _process_age() -> float:
+    """Wall seconds since this process started (Linux: /proc; elsewhere 0)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def pytest_collection_finish(session):
+    _write({"kind": "startup", "name": "<collection>", "cpu": time.process_time(), "children": _children_cpu(),
+            "wall": _process_age(), "end": time.time()})
 
 
 @pytest.hookimpl(hookwrapper=True)

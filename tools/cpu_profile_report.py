@@ -51,9 +51,14 @@ def summarise(records: list[dict]) -> dict:
     fixtures: dict[str, float] = defaultdict(float)
     workers: dict[str, float] = defaultdict(float)
     wall: dict[str, float] = defaultdict(float)
+    children: dict[str, float] = defaultdict(float)
+    startup: dict[str, tuple[float, float]] = {}
     for r in records:
         if r["kind"] == "failed":
             print(f"FAILED ({r['when']}): {r['name']}")
+            continue
+        if r["kind"] == "startup":
+            startup[r["worker"]] = (r["cpu"], r["wall"])
             continue
         if r["kind"].startswith("fixture:"):
             fixtures[r["name"]] += r["cpu"]
@@ -62,7 +67,10 @@ def summarise(records: list[dict]) -> dict:
         files[r["name"].split("::")[0]] += r["cpu"]
         workers[r["worker"]] += r["cpu"]
         wall[r["worker"]] += r["wall"]
-    return {"tests": tests, "files": files, "fixtures": fixtures, "workers": workers, "wall": wall}
+        if r.get("children"):
+            children[r["name"]] += r["children"]
+    return {"tests": tests, "files": files, "fixtures": fixtures, "workers": workers, "wall": wall,
+            "children": children, "startup": startup}
 
 
 def makespan(files: dict[str, float], workers: int) -> float:
@@ -98,12 +106,18 @@ def main(argv: list[str] | None = None) -> None:
     total = sum(s["workers"].values())
     print(f"{n_tests} tests, {total:.0f} CPU-s in all")
     for w in sorted(s["workers"]):
-        print(f"  worker {w}: {s['workers'][w]:.0f} CPU-s, {s['wall'][w]:.0f} s wall")
+        cpu, wall = s["startup"].get(w, (float("nan"), float("nan")))
+        print(f"  worker {w}: {s['workers'][w]:.0f} CPU-s, {s['wall'][w]:.0f} s wall in tests; "
+              f"start-up to the end of collection {cpu:.1f} CPU-s, {wall:.1f} s wall")
+    if s["children"]:
+        print(f"  subprocesses the tests waited for: {sum(s['children'].values()):.0f} CPU-s (not in the totals)")
     if b:
         print(f"before: {len(b['tests'])} tests, {sum(b['workers'].values()):.0f} CPU-s")
     print(f"estimated idle wall on {args.workers} cores: {makespan(s['files'], args.workers) + args.startup:.0f} s "
           f"(longest-first replay of {len(s['files'])} files + {args.startup:.0f} s start-up)")
-    for key in ("tests", "fixtures", "files"):
+    for key in ("tests", "fixtures", "files", "children"):
+        if not s[key]:
+            continue
         print(f"\ntop {args.top} {key} (CPU-s):")
         print("\n".join(_top(s[key], args.top, b[key] if b else None)))
     if args.write_costs:
