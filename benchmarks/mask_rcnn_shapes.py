@@ -28,7 +28,8 @@ the RPN's 0.7).
     nice -n 5 .venv/bin/python benchmarks/mask_rcnn_shapes.py --compare-fpn --seconds 480 --radius 0.04 0.2
     nice -n 5 .venv/bin/python benchmarks/mask_rcnn_shapes.py --runs fpn_before fpn --seconds 6000 --radius 0.04 0.2
     # a schedule longer than one sitting: stop it (any signal), then continue and score it
-    .venv/bin/python benchmarks/mask_rcnn_shapes.py --runs fpn --epochs 44 --workdir /tmp/w --resume /tmp/w/runs/shapes-fpn-...
+    .venv/bin/python benchmarks/mask_rcnn_shapes.py --runs fpn --epochs 44 --workdir /tmp/w \
+        --resume /tmp/w/runs/shapes-fpn-...
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ def anchor_fit(data_dir: Path, model: Any) -> dict[str, Any]:
                                   canonical_size=float(model.rcnn.roi_canonical)).numpy()
         levels = {"roi_canonical": round(float(model.rcnn.roi_canonical), 2),
                   "roi_levels_of_training_boxes": {f"P{k}": int((assigned == k).sum()) for k in model.fpn_levels}}
-    return {**levels, "anchors": int(model.anchors_for_image((128, 128)).shape[0]), "anchor_sizes": model.rcnn.anchor_sizes,
+    return {**levels, "anchors": int(model.anchors_for_image((128, 128)).shape[0]),
+            "anchor_sizes": model.rcnn.anchor_sizes,
             "anchor_scales": model.rcnn.anchor_scales, "boxes": int(len(boxes)),
             "median_best_iou": round(float(np.median(best)), 3),
             "boxes_without_anchor_above_0.7": round(float(np.mean(best <= 0.7)), 3)}

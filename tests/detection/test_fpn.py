@@ -7,7 +7,7 @@ line through training and export with parity.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import math
 
@@ -297,13 +297,14 @@ def test_rpn_box_loss_is_divided_by_locations_or_sampled_anchors(fpn_model):
 
 
 def test_scaled_roi_canonical_is_resolved_to_the_models_input_and_saved(fpn_model):
-    config = fpn_model.get_config()
-    config["settings"]["roi_canonical"] = "scaled"
-    model = FasterRCNNModel.from_config(copy.deepcopy(config))  # 64 x 64 input: 224 x 64 / 800
+    # the tiny FPN's own backbone and options, with the setting given (no deserialisation: fast)
+    options = dict(fpn_levels=[2, 3, 4, 5], fpn_width=16, head_width=16, stride=4,
+                   settings={**dataclasses.asdict(fpn_model.rcnn), "roi_canonical": "scaled"})
+    model = FasterRCNNModel(fpn_model.backbone, 2, input_size=(64, 64, 3), **options)  # 224 x 64 / 800
     assert model.rcnn.roi_canonical == pytest.approx(17.92) and model.roi_layer.canonical_size == pytest.approx(17.92)
     assert model.get_config()["settings"]["roi_canonical"] == pytest.approx(17.92)  # the number, not "scaled"
     with pytest.raises(ConfigError, match="needs the model's input size"):
-        FasterRCNNModel.from_config(config | {"input_size": None})
+        FasterRCNNModel(fpn_model.backbone, 2, input_size=None, **options)
 
 
 def test_roi_canonical_from_the_command_line(capsys):
@@ -364,6 +365,7 @@ def test_fpn_from_the_command_line_through_training_and_export(tmp_path, capsys)
     card = read_card(run / "best.keras")
     assert card.training["fpn"] is True and card.training["level"] == "FPN P2-P6"
     assert card.training["anchor_sizes"] == [8, 16, 32, 64, 128]
+    assert card.training["roi_canonical"] == 224.0  # the FPN paper's level rule, the default
     saved = json.loads((run / "metrics.json").read_text())
     capsys.readouterr()
     assert main(["evaluate", str(run / "best.keras"), "--data", str(data), "--json"]) == 0
@@ -386,8 +388,10 @@ def test_fpn_mask_rcnn_from_the_command_line(tmp_path):
                  "--name", "r", "--fpn", "--fpn-width", "16", "--image-size", "64", "--epochs", "1",
                  "--batch-size", "4", "--backbone-options", "width=16", "--head-width", "16", "--mask-width", "8",
                  "--mask-convs", "1", "--roi-batch", "32", "--rpn-batch", "64", "--no-progress",
-                 "--report-images", "1", "--rcnn-options", "pre_nms_train=100,post_nms_train=60,post_nms_test=30"]) == 0
+                 "--report-images", "1", "--rcnn-options",
+                 "pre_nms_train=100,post_nms_train=60,post_nms_test=30,roi_canonical=scaled"]) == 0
     card = read_card(tmp_path / "runs" / "r" / "best.keras")
+    assert card.training["roi_canonical"] == pytest.approx(224 * 64 / 800)  # "scaled", resolved for 64 x 64
     assert card.training["fpn"] is True and card.training["anchor_sizes"] == [16, 32, 64, 128, 256]
     assert card.training["anchor_scales"] == pytest.approx(list(OCTAVE_SCALES))
     assert json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())["mask"]

@@ -167,8 +167,8 @@ class RCNNSettings:
             (self.rpn_lambda >= 0 and self.roi_lambda >= 0 and self.min_size >= 0,
              "loss weights and min_size must not be negative"),
             (len(self.box_weights) == 4 and all(w > 0 for w in self.box_weights), "box_weights must be 4 positive numbers"),
-            (self.roi_canonical == "scaled" or (isinstance(self.roi_canonical, (int, float))
-                                                and not isinstance(self.roi_canonical, bool) and self.roi_canonical > 0),
+            (self.roi_canonical == "scaled" or (isinstance(self.roi_canonical, (int, float)) and
+                                                not isinstance(self.roi_canonical, bool) and self.roi_canonical > 0),
              f"roi_canonical must be a positive box side in pixels or 'scaled', got {self.roi_canonical!r}"),
         ]
         for ok, message in checks:
@@ -234,9 +234,10 @@ def build_faster_rcnn(
             per level times ``anchor_scales`` (default RetinaNet's: ``4 x stride``, 16 ... 256, times
             ``2^0, 2^(1/3), 2^(2/3)``, 9 anchors per cell; ``anchor_sizes`` may give one per level,
             e.g. the FPN paper's 32 ... 512 with one scale) and RoIs are pooled from the level
-            their size picks (``roi_canonical``: the side pooled from ``P4``, default 224); the RPN's box term is divided by the sampled anchors
-            (``rpn_box_norm="sampled"``, unless given). Older models' anchors (one size per level)
-            and normalisation (the anchor locations) load as they were.
+            their size picks (``roi_canonical``: the side pooled from ``P4``, default 224); the
+            RPN's box term is divided by the sampled anchors (``rpn_box_norm="sampled"``, unless
+            given). Older models' anchors (one size per level), normalisation (the anchor
+            locations) and level rule (224) load as they were.
         fpn_width: channels of the pyramid's maps (the paper: 256).
         model_class, model_options: a subclass of :class:`FasterRCNNModel` to build instead (Mask
             R-CNN) and its own keyword arguments.
@@ -728,6 +729,6 @@ def anchor_sizes_from_boxes(data: Any, image_hw: tuple[int, int], count: int = 3
     return [round(float(v), 1) for v in np.maximum(np.quantile(values, quantiles), 1.0)]
 
 
-__all__ = ["FPN_ANCHOR_STRIDES", "FasterRCNNModel", "OCTAVE_SCALES", "RCNNSettings", "ROI_CANONICAL", "ROI_CANONICAL_IMAGE",
-           "RPN_BOX_NORMS", "RPN_COMPONENTS", "anchor_sizes_from_boxes", "build_faster_rcnn", "fpn_anchor_sizes",
+__all__ = ["FPN_ANCHOR_STRIDES", "FasterRCNNModel", "OCTAVE_SCALES", "RCNNSettings", "ROI_CANONICAL",
+           "ROI_CANONICAL_IMAGE", "RPN_BOX_NORMS", "RPN_COMPONENTS", "anchor_sizes_from_boxes", "build_faster_rcnn", "fpn_anchor_sizes",
            "scaled_roi_canonical"]

@@ -313,7 +313,7 @@ class DetectTask(TaskPlugin):
                     "level": model.level, "stride": model.stride, "roi_pool": model.roi_pool,
                     "fpn": bool(model.fpn_levels), "anchor_sizes": list(model.rcnn.anchor_sizes),
                     "anchor_ratios": list(model.rcnn.anchor_ratios),
-                    "anchor_scales": list(model.rcnn.anchor_scales)}
+                    "anchor_scales": list(model.rcnn.anchor_scales), "roi_canonical": float(model.rcnn.roi_canonical)}
         else:
             anchors = np.asarray(data.extra["anchors"])
             kind = {"backbone": cfg.backbone, "scales": cfg.scales, "anchors": anchors.round(6).tolist()}

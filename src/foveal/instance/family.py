@@ -135,7 +135,7 @@ class MaskRCNNFamily(Family):
                 "anchor_sizes": list(model.rcnn.anchor_sizes), "anchor_ratios": list(model.rcnn.anchor_ratios),
                 "anchor_scales": list(model.rcnn.anchor_scales), "mask_size": model.mask_size,
                 "mask_threshold": cfg.mask_threshold, "score_threshold": cfg.score_threshold,
-                "iou_threshold": cfg.iou_threshold}
+                "iou_threshold": cfg.iou_threshold, "roi_canonical": float(model.rcnn.roi_canonical)}
 
     def describe(self, cfg: Any, model: keras.Model) -> str:
         return (f"Mask R-CNN ({model.level}, stride {model.stride}, {model.rcnn.num_anchors} anchors, "
