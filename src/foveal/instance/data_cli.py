@@ -122,8 +122,8 @@ def _targets(args: argparse.Namespace, _: dict[str, Any]) -> int:
           f"wrote {manifest['masks']} target masks of {len(classes)} classes ({', '.join(classes[:6])}"
           f"{', ...' if len(classes) > 6 else ''}; boundary of {args.boundary_width} px) to "
           f"{Path(manifest['root']) / 'masks'} and palette.txt"
-          + (f"; {manifest['crowd_as_background']} crowd region(s) written as background"
-             if manifest["crowd_as_background"] else "")
+          + (f"; {manifest['crowd_as_ignore']} crowd region(s) written as \"don't care\" (index 255, colour "
+             "224 224 192: no loss, no metric)" if manifest["crowd_as_ignore"] else "")
           + (f"; skipped {len(manifest['skipped'])} file(s)" if manifest["skipped"] else ""))
     return 0
 
