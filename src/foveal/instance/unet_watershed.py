@@ -344,7 +344,8 @@ def _coco_ground_truth(path: Path, images: str | Path | None) -> tuple[list[Path
     if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list) for k in ("images", "annotations", "categories")):
         raise DataError(f"{path}: not a COCO instances file (images, annotations, categories)")
     folder = _image_folder(path, images, _file_names(gt))
-    files = [folder / Path(str(im["file_name"])).name for im in gt["images"]]
+    files = [Path(str(im["file_name"])) if Path(str(im["file_name"])).is_absolute()
+             else folder / Path(str(im["file_name"])).name for im in gt["images"]]
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise DataError(f"{path}: image {missing[0].name} not found in {folder}", hint="give the folder with --images")
