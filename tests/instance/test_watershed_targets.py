@@ -6,6 +6,7 @@ evaluate` (checked against pycocotools on the written results) and used by `... 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,7 +58,7 @@ def targets(source, tmp_path_factory):
 
 def test_targets_of_a_coco_file_and_of_cityscapes_maps_have_k_plus_2_classes(source, targets, capsys):
     root, coco = source
-    lines = (targets / "palette.txt").read_text().splitlines()
+    lines = [line for line in (targets / "palette.txt").read_text().splitlines() if not line.startswith("#")]
     assert [line.split()[3] for line in lines] == ["background", "interior:disc", "interior:square", "boundary"]
     colours = [tuple(int(v) for v in line.split()[:3]) for line in lines]
     assert colours[0] == (0, 0, 0) and len(set(colours)) == 4
@@ -89,6 +90,44 @@ def test_targets_of_a_coco_file_and_of_cityscapes_maps_have_k_plus_2_classes(sou
     assert "--output DIR" in capsys.readouterr().err
     assert main(["datasets", "instances", "targets", str(root), "--output", str(root.parent / "x")]) == 2
     assert "written into it" in capsys.readouterr().err
+
+
+def test_crowd_regions_are_written_as_the_segmentation_readers_ignore_label(source, tmp_path, capsys):
+    """A COCO crowd region (iscrowd 1) becomes index 255 coloured VOC's void: segmentation's
+    reader gives its ignore label there, by colour (palette.txt) and by index alike."""
+    from pycocotools import mask as mask_utils
+
+    from foveal.segmentation.data import VOID_COLOUR, read_mask_folder
+
+    root, coco = source
+    gt = json.loads(coco.read_text())
+    crowd = np.zeros((SIZE, SIZE), np.uint8, order="F")
+    crowd[2:10, 40:60] = 1  # background of image 0 (the shapes sit lower)
+    assert not _labels(0)[2:10, 40:60].any()
+    rle = mask_utils.encode(np.asfortranarray(crowd))
+    gt["annotations"].append({"id": 999, "image_id": gt["images"][0]["id"], "category_id": 1, "iscrowd": 1,
+                              "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()},
+                              "area": 160, "bbox": [40, 2, 20, 8]})
+    file = root / "annotations" / "instances_crowd.json"
+    file.write_text(json.dumps(gt))
+    out = tmp_path / "t"
+    assert main(["datasets", "instances", "targets", str(file), "--output", str(out)]) == 0
+    assert "1 crowd region(s) written as \"don't care\" (index 255" in capsys.readouterr().out
+    first = Path(gt["images"][0]["file_name"]).stem
+    raw = np.asarray(Image.open(out / "masks" / f"{first}.png"))
+    assert (raw[2:10, 40:60] == 255).all() and (raw[crowd == 0] == _expected(_labels(0))[crowd == 0]).all()
+    assert tuple(Image.open(out / "masks" / f"{first}.png").getpalette()[765:768]) == VOID_COLOUR
+    by_colour = read_mask_folder(out)  # palette.txt: read by colour; the void colour is no class
+    assert by_colour.mask_format == "palette" and by_colour.num_classes == 4
+    by_index = read_mask_folder(out, mask_format="index", class_names=by_colour.class_names)
+    for data in (by_colour, by_index):
+        stems = [Path(str(p)).stem for p in data.mask_paths]
+        mask = data.load_mask(stems.index(first))
+        assert (mask[2:10, 40:60] == data.ignore_label).all() and data.ignore_label == 255
+        assert np.array_equal(mask[crowd == 0], _expected(_labels(0))[crowd == 0])
+    assert main(["datasets", "instances", "targets", str(file), "--output", str(out), "--overwrite",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["crowd_as_ignore"] == 1
 
 
 @pytest.mark.slow

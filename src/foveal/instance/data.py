@@ -189,8 +189,9 @@ def read_instances(source: str | Path | dict[str, Any], images: str | Path | Non
     """Read COCO instances (a file or dict) into :class:`InstanceImages` (see the module docstring).
 
     Args:
-        source: a COCO instances JSON file, or its dict (``file_name`` then taken as given:
-            absolute, or relative to ``images`` when that is given).
+        source: a COCO instances JSON file (an absolute ``file_name`` is taken as it is), or its
+            dict (``file_name`` then taken as given: absolute, or relative to ``images`` when that
+            is given).
         images: the image folder (default for a file: found beside it as the COCO box reader does).
         class_names: the classes expected (e.g. the training split's); default: the categories by id.
         skip_invalid: leave out images with invalid annotations (counted) instead of raising.
@@ -233,8 +234,8 @@ def read_instances(source: str | Path | dict[str, Any], images: str | Path | Non
             raise DataError(f"{name}: an image record lacks id, file_name, width or height ({exc})",
                             hint=_FORMAT_HINT) from None
         file = Path(file_name)
-        image = (folder / file.name) if path is not None and folder is not None else (
-            folder / file if folder is not None and not file.is_absolute() else file)
+        image = file if file.is_absolute() else (folder / file.name) if path is not None and folder is not None else (
+            folder / file if folder is not None else file)
         where_image = f"{name} (image id {image_id}, {file_name})"
         record = AnnotatedImage(str(image) if image.is_file() else "", where_image, declared_size=(width, height))
         if not record.image:

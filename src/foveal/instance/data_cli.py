@@ -4,6 +4,7 @@
 * ``instances to-coco``: an image + instance-label-map folder -> COCO JSON with RLE masks.
 * ``instances to-label-maps``: a COCO instances JSON -> instance label maps.
 * ``instances targets``: U-Net + watershed targets (3 classes, or K + 2 with K object classes).
+* ``instances select``: a COCO instances JSON cut down to some categories (e.g. COCO's person).
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ EPILOG_TARGETS = """examples:
   foveal segment instances evaluate runs/RUN/best.keras --data shapes/annotations/instances_test.json
   # or from Cityscapes-encoded label maps (class id * 1000 + instance)
   foveal datasets instances targets city/ --class-encoding cityscapes --classes 24=person 26=car
+"""
+
+EPILOG_SELECT = """examples:
+  # COCO's person class alone (all images: those without a person are negatives)
+  foveal datasets instances select ../shared/datasets/coco-mini/annotations/instances_train2017.json \\
+      --classes person --output person/instances_train2017.json
+  foveal instance train --data person/instances_train2017.json --test-data person/instances_val2017.json
+  # two classes, only the images that hold one of them
+  foveal datasets instances select coco.json --classes person car --drop-empty --output people-cars.json
 """
 
 
@@ -122,9 +132,26 @@ def _targets(args: argparse.Namespace, _: dict[str, Any]) -> int:
           f"wrote {manifest['masks']} target masks of {len(classes)} classes ({', '.join(classes[:6])}"
           f"{', ...' if len(classes) > 6 else ''}; boundary of {args.boundary_width} px) to "
           f"{Path(manifest['root']) / 'masks'} and palette.txt"
-          + (f"; {manifest['crowd_as_background']} crowd region(s) written as background"
-             if manifest["crowd_as_background"] else "")
+          + (f"; {manifest['crowd_as_ignore']} crowd region(s) written as \"don't care\" (index 255, colour "
+             "224 224 192: no loss, no metric)" if manifest["crowd_as_ignore"] else "")
           + (f"; skipped {len(manifest['skipped'])} file(s)" if manifest["skipped"] else ""))
+    return 0
+
+
+def _select(args: argparse.Namespace, _: dict[str, Any]) -> int:
+    from foveal.instance.label_maps import select_classes, write_coco
+
+    if Path(args.output).exists() and not args.overwrite:
+        from foveal.errors import OutputError
+
+        raise OutputError(f"--output {args.output}: exists", hint="choose another file, or pass --overwrite")
+    coco = select_classes(args.coco, args.classes, images=args.images, drop_empty=args.drop_empty)
+    write_coco(coco, args.output)
+    chosen = coco["info"]["selected"]
+    print(json.dumps(chosen, indent=1) if args.json else
+          f"wrote {chosen['instances']} instance(s) of {', '.join(chosen['classes'])} in {chosen['images']} images "
+          f"({chosen['images_with_instances']} with an instance) to {args.output}"
+          + (f"; {chosen['crowd']} crowd region(s) kept" if chosen["crowd"] else ""))
     return 0
 
 
@@ -185,6 +212,20 @@ def add_instance_data_commands(actions: argparse._SubParsersAction) -> None:
     m.add_argument("--overwrite", action="store_true", help="write into a non-empty --output")
     m.add_argument("--json", action="store_true", help="print the manifest as JSON")
     m.set_defaults(func=_to_maps)
+
+    s = kinds.add_parser("select", help="a COCO instances file cut down to some categories (e.g. person)",
+                         description="Write a COCO instances JSON holding only the named categories (their ids "
+                         "and names kept) and their annotations, crowd regions included. Every image stays unless "
+                         "--drop-empty; file_name becomes the image's absolute path, so the file reads from "
+                         "anywhere.", epilog=EPILOG_SELECT, formatter_class=raw)
+    s.add_argument("coco", help="COCO instances JSON")
+    s.add_argument("--classes", nargs="+", required=True, metavar="NAME", help="category names to keep")
+    s.add_argument("--output", required=True, metavar="FILE.json", help="COCO file to write")
+    s.add_argument("--images", metavar="DIR", help="the file's image folder (default: found beside it)")
+    s.add_argument("--drop-empty", action="store_true", help="keep only the images with an instance of the classes")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    s.add_argument("--json", action="store_true", help="print the counts as JSON")
+    s.set_defaults(func=_select)
 
     g = kinds.add_parser("targets", help="write U-Net + watershed targets (background/interior by class/boundary)",
                          description="Write the U-Net + watershed targets of instance data as index PNGs "

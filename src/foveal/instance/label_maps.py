@@ -413,5 +413,68 @@ def write_coco(coco: dict[str, Any], path: str | Path) -> Path:
     return atomic_write_text(path, json.dumps(coco))
 
 
+def select_classes(source: str | Path, classes: Sequence[str], *, images: str | Path | None = None,
+                   drop_empty: bool = False) -> dict[str, Any]:
+    """A COCO instances file cut down to some of its categories, e.g. ``person`` of COCO's 80.
+
+    The categories keep their ids and names; the annotations of the others (crowd regions
+    included) are dropped. Every image stays (an image without the classes is a negative
+    example, and COCO scoring counts detections on it as false positives) unless
+    ``drop_empty``, which keeps only the images with at least one non-crowd instance of the
+    classes. ``file_name`` becomes the image's absolute path (the folder found as the readers
+    find it, or ``images``), so the written file reads from anywhere
+    (:func:`~foveal.instance.data.read_instances` takes an absolute ``file_name`` as it is).
+
+    Args:
+        source: a COCO instances JSON file.
+        classes: category names to keep, in any order (the file's id order is kept).
+        images: the file's image folder (default: found beside it).
+        drop_empty: leave out the images without an instance of the classes.
+
+    Returns:
+        The COCO dict; ``info["selected"]`` counts images, instances and crowd regions kept.
+
+    Raises:
+        ConfigError: a name that is no category of the file (the categories are listed).
+
+    Example:
+        >>> coco = select_classes("coco/annotations/instances_train2017.json", ["person"])  # doctest: +SKIP
+        >>> write_coco(coco, "person/instances_train2017.json")                          # doctest: +SKIP
+    """
+    from foveal.data.boxes.coco import _file_names, _image_folder
+    from foveal.errors import ConfigError
+
+    path = Path(source)
+    try:
+        coco = json.loads(path.read_text())
+        categories = {str(c["name"]): int(c["id"]) for c in coco["categories"]}
+        records, annotations = list(coco["images"]), list(coco["annotations"])
+    except FileNotFoundError:
+        raise DataError(f"COCO file not found: {path}") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a COCO instances file ({type(exc).__name__}: {exc})") from None
+    unknown = [name for name in classes if name not in categories]
+    if unknown or not classes:
+        listed = ", ".join(sorted(categories)[:100])
+        raise ConfigError(f"--classes {' '.join(unknown) or '(none)'}: not a category of {path}; "
+                          f"its {len(categories)} categories: {listed}")
+    ids = {categories[name] for name in classes}
+    kept = [a for a in annotations if int(a.get("category_id", -1)) in ids]
+    with_instances = {a["image_id"] for a in kept if not a.get("iscrowd", 0)}
+    if drop_empty:
+        records = [im for im in records if im.get("id") in with_instances]
+        kept = [a for a in kept if a["image_id"] in {im.get("id") for im in records}]
+    folder = _image_folder(path, images, _file_names(coco)).resolve()
+    records = [{**im, "file_name": str(folder / Path(str(im["file_name"])).name)} for im in records]
+    crowd = sum(bool(a.get("iscrowd", 0)) for a in kept)
+    info = {**(coco.get("info") or {}), "selected": {
+        "source": str(path), "classes": [n for n, i in sorted(categories.items(), key=lambda c: c[1]) if i in ids],
+        "images": len(records), "images_with_instances": len(with_instances), "instances": len(kept) - crowd,
+        "crowd": crowd}}
+    return {**coco, "info": info, "images": records, "annotations": kept,
+            "categories": [c for c in coco["categories"] if int(c["id"]) in ids]}
+
+
 __all__ = ["CLASS_ENCODINGS", "coco_to_label_maps", "find_label_map_pairs", "is_crowd_value", "label_map_annotations",
-           "label_maps_to_coco", "read_label_map", "split_instances", "write_coco", "write_label_map"]
+           "label_maps_to_coco", "read_label_map", "select_classes", "split_instances", "write_coco",
+           "write_label_map"]

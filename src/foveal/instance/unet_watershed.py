@@ -158,6 +158,10 @@ def write_targets(root: str | Path, *, output: str | Path | None = None, boundar
     classes give ``K + 2``: background (0), ``interior:NAME`` (``1 + c`` for the ``c``-th class),
     boundary (``K + 1``), the names ``foveal segment instances evaluate|predict`` match to the
     COCO categories (:func:`~.watershed_family.target_names`). Boundary pixels carry no class.
+    Crowd regions (``iscrowd: 1``) are "don't care", as in the instance task's own targets:
+    index 255 coloured PASCAL VOC's void (224 224 192), which segmentation's reader takes as its
+    ignore label (:data:`foveal.segmentation.data.VOID_COLOUR`) by colour or by index, so
+    ``foveal segment train`` leaves them out of the loss and the metrics.
 
     Args:
         root: an instance folder (``images/`` + ``instances/`` label maps; the targets are written
@@ -170,13 +174,13 @@ def write_targets(root: str | Path, *, output: str | Path | None = None, boundar
         instances: a folder's label-map folder name.
         class_encoding, class_names: how a folder's label maps name classes
             (:func:`~.label_maps.label_maps_to_coco`): ``single`` (one class, 3 targets) or
-            ``cityscapes`` (``class id * 1000 + instance``; its class-only crowd values are left
-            as background).
+            ``cityscapes`` (``class id * 1000 + instance``; its class-only values of instance
+            classes are crowd regions).
         skip_invalid: skip (and list) unpaired, mis-sized or invalid files instead of raising.
 
     Returns:
         The manifest: root, masks written, boundary_width, classes (the target names), object
-        classes, crowd regions written as background, skipped files.
+        classes, ``crowd_as_ignore`` (crowd regions written as "don't care"), skipped files.
 
     Example:
         >>> write_targets("shapes/annotations/instances_train.json", output="shapes-targets/")  # doctest: +SKIP
@@ -218,12 +222,12 @@ def _folder_targets(root: Path, *, boundary_width: int, images: str, instances: 
         written += 1
     _write_palette(root, list(TARGET_CLASSES), TARGET_COLOURS)
     return {"root": str(root), "masks": written, "boundary_width": boundary_width, "skipped": skipped,
-            "classes": list(TARGET_CLASSES), "object_classes": ["object"], "crowd_as_background": 0}
+            "classes": list(TARGET_CLASSES), "object_classes": ["object"], "crowd_as_ignore": 0}
 
 
-def _write_palette(root: Path, names: Sequence[str], colours: np.ndarray) -> None:
-    atomic_write_text(root / "palette.txt", "".join(f"{r} {g} {b} {name}\n" for (r, g, b), name
-                                                     in zip(np.asarray(colours).tolist(), names)))
+def _write_palette(root: Path, names: Sequence[str], colours: np.ndarray, note: str = "") -> None:
+    atomic_write_text(root / "palette.txt", note + "".join(f"{r} {g} {b} {name}\n" for (r, g, b), name
+                                                            in zip(np.asarray(colours).tolist(), names)))
 
 
 def _class_targets(source: Path, *, output: str | Path | None, boundary_width: int, images: str | Path | None,
@@ -238,6 +242,7 @@ def _class_targets(source: Path, *, output: str | Path | None, boundary_width: i
     from foveal.instance.label_maps import label_maps_to_coco
     from foveal.instance.watershed_family import IGNORE, TargetImages, target_names
     from foveal.predict import write_png
+    from foveal.segmentation.data import VOID_COLOUR
 
     if source.suffix.lower() == ".json":
         if output is None:
@@ -259,6 +264,8 @@ def _class_targets(source: Path, *, output: str | Path | None, boundary_width: i
         skipped = list(coco["info"]["skipped"])
     names = target_names(data.class_names)
     colours = target_colours(names)
+    entries = np.zeros((256, 3), np.uint8)  # the PNGs' palette: the classes' colours, VOC's void at 255
+    entries[: len(colours)], entries[IGNORE] = colours, VOID_COLOUR
     ensure_output_dir(out / "masks")
     if out != source:
         (out / "images").mkdir(exist_ok=True)
@@ -267,13 +274,13 @@ def _class_targets(source: Path, *, output: str | Path | None, boundary_width: i
         path = Path(str(path))
         if out != source:
             shutil.copyfile(path, out / "images" / path.name)
-        target = TargetImages(data, boundary_width).targets(index)
+        target = TargetImages(data, boundary_width).targets(index)  # crowd regions: IGNORE (255)
         crowd += int(np.asarray(data.difficult[index], bool).sum())
-        target[target == IGNORE] = 0  # palette masks have no "don't care" colour: crowd regions are background
-        write_png(out / "masks" / f"{path.stem}.png", target, colours)
-    _write_palette(out, names, colours)
+        write_png(out / "masks" / f"{path.stem}.png", target, entries)
+    _write_palette(out, names, colours, note=f"# {' '.join(map(str, VOID_COLOUR))} (index {IGNORE}, not a class): "
+                   "crowd regions, no loss and no metric\n")
     return {"root": str(out), "masks": len(data), "boundary_width": boundary_width, "skipped": skipped,
-            "classes": names, "object_classes": list(data.class_names), "crowd_as_background": crowd}
+            "classes": names, "object_classes": list(data.class_names), "crowd_as_ignore": crowd}
 
 
 def load_ground_truth(data: str | Path, *, split: str = "all", model_path: str | Path | None = None,
@@ -337,7 +344,8 @@ def _coco_ground_truth(path: Path, images: str | Path | None) -> tuple[list[Path
     if not isinstance(gt, dict) or not all(isinstance(gt.get(k), list) for k in ("images", "annotations", "categories")):
         raise DataError(f"{path}: not a COCO instances file (images, annotations, categories)")
     folder = _image_folder(path, images, _file_names(gt))
-    files = [folder / Path(str(im["file_name"])).name for im in gt["images"]]
+    files = [Path(str(im["file_name"])) if Path(str(im["file_name"])).is_absolute()
+             else folder / Path(str(im["file_name"])).name for im in gt["images"]]
     missing = [f for f in files if not f.is_file()]
     if missing:
         raise DataError(f"{path}: image {missing[0].name} not found in {folder}", hint="give the folder with --images")

@@ -7,7 +7,8 @@ file stem) or the ISBI 2012 layout ``ROOT/image/N.png`` + ``ROOT/label/N.png``. 
              palette-mode (``P``, as Pascal VOC's), whose palette *index* is the class
 ``binary``   gray 0 and 255 (ISBI, most medical masks) -> classes 0 and 1
 ``palette``  RGB, one colour per class, listed in ``ROOT/palette.txt`` as ``R G B name`` lines
-             (line order = class index; ``#`` comments and blank lines skipped)
+             (line order = class index; ``#`` comments and blank lines skipped); VOC's "void"
+             colour (:data:`VOID_COLOUR`, 224 224 192) is the ignore label unless a class has it
 ``auto``     ``palette`` when ``palette.txt`` exists, else ``index`` for a P-mode first mask,
              else ``binary`` when it holds only 0 and 255, else ``index``
 
@@ -33,6 +34,7 @@ from foveal.utils_io import is_utf8_path, printable_path
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 FOLDER_PAIRS = (("images", "masks"), ("image", "label"), ("images", "labels"))
 MASK_FORMATS = ("auto", "index", "binary", "palette")
+VOID_COLOUR = (224, 224, 192)  # PASCAL VOC's colour of its index 255: "don't care" in palette masks
 INDEXED_MODES = ("P", "PA")  # PIL modes whose pixel values are palette indices
 
 
@@ -213,7 +215,7 @@ _COLOUR_HINT = ("use --mask-format auto (the palette is derived from the colours
 def unknown_values(raw: np.ndarray, data: SegmentationImages) -> list:
     """The mask values (or colours) of ``raw`` that are neither a class nor the ignore label."""
     if data.mask_format == "palette":
-        known = set(_colour_codes(data.palette).tolist())
+        known = set(_colour_codes(data.palette).tolist()) | {int(_colour_codes(np.asarray(VOID_COLOUR)))}
         return [_code_colour(c) for c in np.unique(_pixel_codes(raw)) if c not in known]
     gray = raw if raw.ndim == 2 else raw[..., 0]
     table = _value_table(data)
