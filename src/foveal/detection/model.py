@@ -251,8 +251,8 @@ class DetectionOutputs:
         One traced graph serves every input size; see the class docstring for the outputs.
         """
         if self._detect_fn is None:
-            # not converted by AutoGraph, as Keras traces predict: the same graph, traced in about
-            # half the time (AutoGraph converted the whole post-processing)
+            # not converted by AutoGraph, as Keras traces predict: the same graph, traced faster
+            # (AutoGraph converted the whole post-processing call tree)
             self._detect_fn = tf.function(self.detections, reduce_retracing=True, autograph=False)
         images = tf.cast(tf.convert_to_tensor(images), tf.float32)
         return {k: v.numpy() for k, v in self._detect_fn(images).items()}
