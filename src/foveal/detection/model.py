@@ -220,7 +220,9 @@ class DetectionOutputs:
         """Detections for a batch of raw images ``[N, H, W, C]`` (0..255), as NumPy arrays (one
         traced graph serves every input size)."""
         if self._detect_fn is None:
-            self._detect_fn = tf.function(self.detections, reduce_retracing=True)
+            # not converted by AutoGraph, as Keras traces predict: the same graph, traced faster
+            # (AutoGraph converted the whole post-processing call tree)
+            self._detect_fn = tf.function(self.detections, reduce_retracing=True, autograph=False)
         images = tf.cast(tf.convert_to_tensor(images), tf.float32)
         return {k: v.numpy() for k, v in self._detect_fn(images).items()}
 
