@@ -21,11 +21,11 @@ from typing import Any, Iterable
 import keras
 import numpy as np
 
-from foveal.localization.draw import PRED_COLOR, draw_boxes
 from foveal.localization.metrics import decode_boxes
 from foveal.models.card_check import require_task
 from foveal.models.io import ModelCard
 from foveal.predict import Drawings, predict_files, to_json
+from foveal.visualize.draw import PRED_COLOR, draw_boxes
 
 CSV_COLUMNS = ("file", "class", "score", "x_min", "y_min", "x_max", "y_max", "image_width", "image_height")
 

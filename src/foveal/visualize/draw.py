@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
 PRED_COLOR = "red"
 TRUE_COLOR = "lime"
@@ -56,17 +56,3 @@ def draw_boxes(
             draw.text((x0 + 2, ty + 2 - top), labels[k], fill="black" if color == TRUE_COLOR else "white", font=font)
     return np.asarray(canvas)
 
-
-def comparison_thumbnail(
-    image: np.ndarray,
-    predicted: Sequence[float],
-    true: Sequence[Sequence[float]] | np.ndarray | None,
-    size: int = 160,
-) -> np.ndarray:
-    """``image`` with its true boxes (green) and the predicted box (red), letterboxed to
-    ``size`` x ``size`` (aspect kept)."""
-    canvas = np.asarray(_to_rgb(image))
-    if true is not None and len(true):
-        canvas = draw_boxes(canvas, true, color=TRUE_COLOR)
-    canvas = draw_boxes(canvas, [predicted], color=PRED_COLOR)
-    return np.asarray(ImageOps.pad(Image.fromarray(canvas), (size, size), color="black"))
