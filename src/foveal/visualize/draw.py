@@ -1,4 +1,4 @@
-"""Draw boxes with labels on images (PIL ``ImageDraw``), for predictions and reports.
+"""Draw boxes with labels on images (PIL ``ImageDraw``) and letterbox thumbnails, for predictions and reports.
 
 Colours follow one convention everywhere: predicted boxes red, true boxes green.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 PRED_COLOR = "red"
 TRUE_COLOR = "lime"
@@ -56,3 +56,10 @@ def draw_boxes(
             draw.text((x0 + 2, ty + 2 - top), labels[k], fill="black" if color == TRUE_COLOR else "white", font=font)
     return np.asarray(canvas)
 
+
+
+def thumbnail(rgb: np.ndarray, size: int) -> np.ndarray:
+    """``rgb`` letterboxed into a size x size square (small images enlarged by nearest neighbour)."""
+    img = Image.fromarray(rgb)
+    method = Image.Resampling.NEAREST if max(img.size) < size else Image.Resampling.BILINEAR
+    return np.asarray(ImageOps.pad(img.convert("RGB"), (size, size), method=method, color="black"))
