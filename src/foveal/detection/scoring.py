@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from foveal.data.boxes import BoxedImages, to_coco_dict
-from foveal.models.card_check import require_task
+from foveal.errors import require_task
 
 if TYPE_CHECKING:
     import keras

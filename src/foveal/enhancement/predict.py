@@ -30,8 +30,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from foveal.errors import ModelError
-from foveal.models.card_check import require_task
+from foveal.errors import ModelError, require_task
 from foveal.utils_io import printable_path
 
 DEFAULT_TILE = 512

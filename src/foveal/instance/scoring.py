@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from foveal.detection.scoring import ImageDetections
-from foveal.models.card_check import require_task
+from foveal.errors import require_task
 
 #: detections kept for AP: down to this score (COCO practice), at most 100 per image
 SCORING_THRESHOLD = 0.001

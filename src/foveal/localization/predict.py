@@ -21,8 +21,8 @@ from typing import Any, Iterable
 import keras
 import numpy as np
 
+from foveal.errors import require_task
 from foveal.localization.metrics import decode_boxes
-from foveal.models.card_check import require_task
 from foveal.models.io import ModelCard
 from foveal.predict import Drawings, predict_files, to_json
 from foveal.visualize.draw import PRED_COLOR, draw_boxes

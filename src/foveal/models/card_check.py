@@ -224,18 +224,3 @@ def check_card_against_runner(runner: Any) -> None:
     if size is not None and size != len(card.class_names):
         raise ModelError(f"{runner.path}: the model card has {len(card.class_names)} class names but the export "
                          f"gives {size} {'outputs' if card.task == 'classify' else 'output channels'}", hint=_HINT)
-
-
-def require_task(card: Any, task: str, *, hint: str | None = None, message: str | None = None) -> None:
-    """Refuse a model file written for another task than ``task`` (``card`` may be None).
-
-    ``hint`` defaults to "use a model written by `foveal TASK train`"; ``message``, a template
-    with ``{found}`` (the card's task), replaces "this model was trained for the task ...".
-
-    Example:
-        >>> check_card = functools.partial(require_task, task="segment")  # doctest: +SKIP
-    """
-    found = getattr(card, "task", None)
-    if found != task:
-        text = message or "this model was trained for the task {found!r}, not {task!r}"
-        raise ModelError(text.format(found=found, task=task), hint=hint or f"use a model written by `foveal {task} train`")

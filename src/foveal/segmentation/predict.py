@@ -31,8 +31,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from foveal.errors import ConfigError
-from foveal.models.card_check import require_task
+from foveal.errors import ConfigError, require_task
 from foveal.utils_io import printable_path
 
 DEFAULT_TILE = 1024
