@@ -6,7 +6,7 @@ name): the CLI prints its message and a hint, and exits with status 2, never a t
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 
 class FovealError(Exception):
@@ -49,6 +49,21 @@ class OutputError(FovealError):
 
 class ModelError(FovealError):
     """An unknown architecture or a model file that cannot be used."""
+
+
+def require_task(card: Any, task: str, *, hint: str | None = None, message: str | None = None) -> None:
+    """Refuse a model file written for another task than ``task`` (``card`` may be None).
+
+    ``hint`` defaults to "use a model written by `foveal TASK train`"; ``message``, a template
+    with ``{found}`` (the card's task), replaces "this model was trained for the task ...".
+
+    Example:
+        >>> check_card = functools.partial(require_task, task="segment")  # doctest: +SKIP
+    """
+    found = getattr(card, "task", None)
+    if found != task:
+        text = message or "this model was trained for the task {found!r}, not {task!r}"
+        raise ModelError(text.format(found=found, task=task), hint=hint or f"use a model written by `foveal {task} train`")
 
 
 class TrainingInterrupted(Exception):

@@ -16,11 +16,22 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from foveal.errors import FovealError
 
 T = TypeVar("T", bound=Callable[..., Any])
+
+
+def did_you_mean(name: str, known: Iterable[str], *, n: int = 3, cutoff: float = 0.5, quote: bool = False) -> str | None:
+    """The hint "did you mean a, b?" naming the known names closest to ``name`` (None if none is close).
+
+    Example:
+        >>> did_you_mean("fcn8", ["unet", "fcn8s"], n=1, quote=True)
+        "did you mean 'fcn8s'?"
+    """
+    close = difflib.get_close_matches(name, list(known), n=n, cutoff=cutoff)
+    return f"did you mean {', '.join(map(repr, close) if quote else close)}?" if close else None
 
 
 @dataclass(frozen=True)
@@ -55,10 +66,8 @@ class Registry(Generic[T]):
         """The entry for ``name``; an unknown name raises a :class:`FovealError` with suggestions."""
         key = name.lower()
         if key not in self._entries:
-            close = difflib.get_close_matches(key, self._entries, n=3, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}?" if close else None
             known = ", ".join(sorted(self._entries))
-            raise FovealError(f"unknown {self.kind} {name!r}; known: {known}", hint=hint)
+            raise FovealError(f"unknown {self.kind} {name!r}; known: {known}", hint=did_you_mean(key, self._entries))
         return self._entries[key]
 
     def __contains__(self, name: object) -> bool:

@@ -26,6 +26,13 @@ from foveal.errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 EXTRA_SEED = 7919  # the extra source's shuffle and interleaving streams: apart from the real ones
+AUTO_CACHE_BYTES = 1 << 30  # ``--cache auto`` keeps decoded data in memory when it fits in 1 GiB
+
+
+def should_cache(cache: str, nbytes: float | None) -> bool:
+    """Whether ``--cache`` (``memory``, ``none`` or ``auto``) keeps ``nbytes`` of decoded data in memory;
+    ``auto``: under :data:`AUTO_CACHE_BYTES` (an unknown size, None, is not cached)."""
+    return cache == "memory" or (cache == "auto" and nbytes is not None and nbytes < AUTO_CACHE_BYTES)
 
 
 def resize_image(image: tf.Tensor, size: tuple[int, int], keep_aspect: bool) -> tf.Tensor:

@@ -39,14 +39,13 @@ from foveal.data.box_augment import FILL_VALUE, augment_boxes, parse_box_augment
 from foveal.data.boxes import BoxedImages
 from foveal.data.decode import decode_image_bytes, record_undecodable
 from foveal.data.epochs import epoch_stream, interleave_sources, mixed_counts
-from foveal.data.pipeline import resize_image
+from foveal.data.pipeline import resize_image, should_cache
 from foveal.detection.config import STRIDE
 from foveal.errors import ConfigError, DataError
 
 log = logging.getLogger("foveal")
 
 AUTOTUNE = tf.data.AUTOTUNE
-_AUTO_CACHE_BYTES = 1 << 30  # cache decoded images when they fit in 1 GiB
 _CACHE_CHOICES = ("auto", "memory", "none")
 _UNDECODABLE = "foveal-undecodable-image:"
 
@@ -310,7 +309,7 @@ def _source_epochs(data: BoxedImages, *, channels: int, base: tuple[int, int], k
                    aug, max_boxes: int, cache: str, skip_invalid: bool):
     """One source's epochs: ``epoch(s, e)`` gives its ``(image, boxes, classes)`` elements decoded,
     resized, and in training shuffled and augmented from the seed ``s``."""
-    cached = cache == "memory" or (cache == "auto" and len(data) * base[0] * base[1] * channels < _AUTO_CACHE_BYTES)
+    cached = should_cache(cache, len(data) * base[0] * base[1] * channels)
     files = tf.data.Dataset.from_tensor_slices((data.paths.astype(str), *_target_arrays(data, max_boxes)))
 
     def decoded(ds: tf.data.Dataset) -> tf.data.Dataset:

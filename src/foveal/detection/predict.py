@@ -61,7 +61,7 @@ def predict_detections(
         One dict per image: ``file``, ``image_size`` ([width, height]), ``detections`` (a list
         of ``{"class", "score", "box"}``, boxes as pixel corners), and ``drawn`` when written.
     """
-    from foveal.localization.draw import PRED_COLOR, draw_boxes
+    from foveal.visualize.draw import PRED_COLOR, draw_boxes
 
     check_card(card)
     h, w, channels = card.input_shape

@@ -48,7 +48,7 @@ def detection_thumbnail(image: np.ndarray, detections: ImageDetections, true_box
     """``image`` with true boxes (green) and detections (red, ``class score``), padded square."""
     from PIL import Image, ImageOps
 
-    from foveal.localization.draw import PRED_COLOR, TRUE_COLOR, draw_boxes
+    from foveal.visualize.draw import PRED_COLOR, TRUE_COLOR, draw_boxes
 
     canvas = draw_boxes(image, true_boxes, color=TRUE_COLOR) if len(true_boxes) else np.asarray(image)
     labels = [f"{class_names[int(c)]} {s:.2f}" if len(class_names) > 1 else f"{s:.2f}"

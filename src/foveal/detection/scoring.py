@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from foveal.data.boxes import BoxedImages, to_coco_dict
-from foveal.errors import ModelError
+from foveal.errors import require_task
 
 if TYPE_CHECKING:
     import keras
@@ -58,11 +59,7 @@ class ImageDetections:
         return ImageDetections(self.boxes[keep], self.scores[keep], self.classes[keep], max(score, self.threshold or 0.0))
 
 
-def check_card(card: ModelCard) -> None:
-    """Refuse a model file that is not a detector."""
-    if card.task != "detect":
-        raise ModelError(f"this model was trained for the task {card.task!r}, not 'detect'",
-                         hint="use a model written by `foveal detect train` (or `foveal train --task detect`)")
+check_card = partial(require_task, task="detect", hint="use a model written by `foveal detect train` (or `foveal train --task detect`)")
 
 
 def split_outputs(outputs: dict[str, np.ndarray], sizes: Sequence[tuple[int, int]], input_hw: tuple[int, int],

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS, DetectConfig
-from foveal.engine.plugin import Phase, RunData, TaskPlugin, default_options_explained
+from foveal.engine.plugin import Phase, RunData, TaskPlugin, default_options_explained, training_summary
 from foveal.errors import ConfigError, DataError
 from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
@@ -433,8 +433,7 @@ class DetectTask(TaskPlugin):
             "run": run_dir.name, **head, "data": cfg.data,
             **({"extra training data": f"{cfg.extra_data} (ratio {cfg.extra_ratio:g})"} if cfg.extra_data else {}),
             "classes": ", ".join(card.class_names), "input": "x".join(map(str, card.input_shape)),
-            "parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
-            "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
+            **training_summary(model, history),
         }
         if cfg.adapt_target:
             summary["adapted to"] = cfg.adapt_target + (" (AdaBN after training)" if cfg.adapt_method == "adabn" else

@@ -239,3 +239,9 @@ def default_options_explained(given: dict[str, Any], default: dict[str, Any], fl
             raise
         raise ConfigError(f"{exc.message} (the default {flag} {default} suit resnet18)",
                           hint=f"pass {flag} {{}} with {name_flag} {name}; {exc.hint}") from None
+
+
+def training_summary(model: keras.Model, history: dict[str, list[float]]) -> dict[str, Any]:
+    """The report-summary rows every task shows after training: parameters, epochs, training time."""
+    return {"parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
+            "training time (s)": f"{sum(history.get('epoch_seconds', [])):.1f}"}

@@ -41,6 +41,7 @@ from keras import layers
 from foveal.errors import ConfigError
 from foveal.layers.decoder import MaxPoolingWithArgmax, MaxUnpooling, upsample
 from foveal.layers.preprocess import Preprocess
+from foveal.registry import did_you_mean
 
 ARCHITECTURES = ("denoise", "sr-upscale", "espcn", "edsr")
 #: He et al. (ICCV 2015) initialisation for ReLU layers: with Glorot's, the auto-encoder's output started
@@ -158,11 +159,8 @@ def build_enhancer(model: str, *, channels: int, scale: int = 1, options: dict[s
         ConfigError: an unknown model or option, or a scale the model cannot build.
     """
     if model not in ARCHITECTURES:
-        import difflib
-
-        close = difflib.get_close_matches(model, ARCHITECTURES, n=1)
         raise ConfigError(f"--model {model!r}: unknown enhancement model (known: {', '.join(ARCHITECTURES)})",
-                          hint=f"did you mean {close[0]!r}?" if close else None)
+                          hint=did_you_mean(model, ARCHITECTURES, n=1, cutoff=0.6, quote=True))
     check_scale(model, scale)
     opts = check_options(model, dict(options or {}))
     if model == "denoise" and opts["encoder"]:

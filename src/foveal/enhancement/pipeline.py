@@ -21,10 +21,9 @@ import numpy as np
 import tensorflow as tf
 
 from foveal.data.epochs import epoch_stream
+from foveal.data.pipeline import should_cache
 from foveal.enhancement.data import ImageSet
 from foveal.enhancement.degrade import Corruption, degrade
-
-CACHE_LIMIT = 1 << 30
 
 
 def image_dataset(images: ImageSet) -> tf.data.Dataset:
@@ -72,7 +71,7 @@ def patch_dataset(images: ImageSet, *, training: bool, patch: int | None, scale:
     each drawn from ``(seed, epoch)`` only (:mod:`foveal.data.epochs`: a resume replays them).
     """
     ds = image_dataset(images)
-    if cache == "memory" or (cache == "auto" and images.images is None and _bytes(images) < CACHE_LIMIT):
+    if should_cache(cache, _bytes(images) if images.images is None else None):  # arrays are in memory already
         ds = ds.cache()
     k = int(patches_per_image)
     step = scale * multiple

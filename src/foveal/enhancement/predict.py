@@ -24,22 +24,19 @@ from __future__ import annotations
 import csv
 import io
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from foveal.errors import ModelError
+from foveal.errors import ModelError, require_task
 from foveal.utils_io import printable_path
 
 DEFAULT_TILE = 512
 
 
-def check_card(card) -> None:
-    """Refuse a model that is not an enhancement model."""
-    if card.task != "enhance":
-        raise ModelError(f"this is a {card.task} model, not an enhancement model",
-                         hint="use a model written by `foveal enhance train`")
+check_card = partial(require_task, task="enhance", message="this is a {found} model, not an enhancement model")
 
 
 def geometry(card) -> dict[str, Any]:

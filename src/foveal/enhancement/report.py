@@ -36,7 +36,7 @@ def scores_table(metrics: dict[str, Any]):
 
 def strip_grid(strips: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]], scale: int) -> bytes:
     """A PNG grid: per example the input, the baseline, the output and the reference."""
-    from foveal.segmentation.report import _thumbnail
+    from foveal.visualize.draw import thumbnail
     from foveal.visualize.plots import plot_image_grid
 
     tiles, titles = [], []
@@ -47,7 +47,7 @@ def strip_grid(strips: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
         labels = names if scale > 1 else (names[0], names[2], names[3])
         for picture, label in zip(chosen, labels):
             rgb = picture if picture.shape[-1] == 3 else np.repeat(picture, 3, axis=-1)
-            tiles.append(_thumbnail(rgb, STRIP))
+            tiles.append(thumbnail(rgb, STRIP))
             titles.append(f"{caption}\n{label}" if label.startswith("input") else label)
     return plot_image_grid(np.stack(tiles), titles, cols=4 if scale > 1 else 3)
 

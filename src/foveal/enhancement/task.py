@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from foveal.engine.plugin import RunData, TaskPlugin
+from foveal.engine.plugin import RunData, TaskPlugin, training_summary
 from foveal.enhancement.config import EnhanceConfig
 from foveal.tasks import trainer
 from foveal.training.runs import say
@@ -148,9 +148,7 @@ class EnhanceTask(TaskPlugin):
             say(f"{split}: {format_headline(metrics)}")
         summary: dict[str, Any] = {
             "run": run_dir.name, "task": "image enhancement", "model": f"{cfg.model} x{cfg.factor}",
-            "data": cfg.data, "corruption": card.training["corruption"], "parameters": f"{model.count_params():,}",
-            "epochs": len(history.get("loss", [])),
-            "training time (s)": f"{sum(history.get('epoch_seconds', [])):.1f}",
+            "data": cfg.data, "corruption": card.training["corruption"], **training_summary(model, history),
         }
         if metrics is not None:
             h = metrics["headline"]

@@ -55,12 +55,12 @@ from foveal.data.box_augment import (
     parse_box_augment,
     sample_window,
 )
+from foveal.data.pipeline import should_cache
 from foveal.errors import ConfigError
 from foveal.instance.data import InstanceImages
 
 log = logging.getLogger("foveal")
 AUTOTUNE = tf.data.AUTOTUNE
-_AUTO_CACHE_BYTES = 1 << 30
 
 #: instance augmentation presets (detection's op names)
 INSTANCE_PRESETS = {
@@ -187,7 +187,7 @@ def make_instance_pipeline(data: InstanceImages, *, image_size: tuple[int, int],
 
     ds = ds.map(load, num_parallel_calls=AUTOTUNE)
     per_image = h * w * channels + MASK_GRID * MASK_GRID * max(1, data.num_instances // max(len(data), 1))
-    if cache == "memory" or (cache == "auto" and len(data) * per_image < _AUTO_CACHE_BYTES):
+    if should_cache(cache, len(data) * per_image):
         ds = ds.cache()
 
     def to_model(image, masks, boxes, classes):

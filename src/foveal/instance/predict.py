@@ -60,7 +60,7 @@ def predict_dataset(model: keras.Model, card: Any, data: Any, *, batch_size: int
 def draw_instances(image: np.ndarray, instances: ImageInstances, class_names: Sequence[str], *,
                    alpha: float = 0.45, true_boxes: np.ndarray | None = None) -> np.ndarray:
     """``image`` (uint8 HxW or HxWx3) with each instance's mask tinted and its box labelled."""
-    from foveal.localization.draw import PRED_COLOR, TRUE_COLOR, draw_boxes
+    from foveal.visualize.draw import PRED_COLOR, TRUE_COLOR, draw_boxes
 
     canvas = np.asarray(image)
     if canvas.ndim == 2 or canvas.shape[-1] == 1:

@@ -21,12 +21,13 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Sequence
 
 import numpy as np
 
 from foveal.detection.scoring import ImageDetections
-from foveal.errors import ModelError
+from foveal.errors import require_task
 
 #: detections kept for AP: down to this score (COCO practice), at most 100 per image
 SCORING_THRESHOLD = 0.001
@@ -54,12 +55,7 @@ class ImageInstances(ImageDetections):
         return np.stack([decode_rle(r) for r in self.rles])
 
 
-def check_card(card: Any) -> None:
-    """Refuse a model file that is not an instance segmentation model."""
-    if card is None or card.task != "instance":
-        task = getattr(card, "task", None)
-        raise ModelError(f"this model was trained for the task {task!r}, not 'instance'",
-                         hint="use a model written by `foveal instance train`")
+check_card = partial(require_task, task="instance")
 
 
 def to_coco_results(detections: Sequence[ImageInstances], category_ids: Sequence[int],

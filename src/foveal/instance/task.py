@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from foveal.engine.plugin import RunData, TaskPlugin
+from foveal.engine.plugin import RunData, TaskPlugin, training_summary
 from foveal.instance.config import InstanceConfig
 from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
@@ -182,8 +182,7 @@ class InstanceTask(TaskPlugin):
         summary: dict[str, Any] = {
             "run": run_dir.name, "task": f"instance segmentation ({cfg.model})", "backbone": cfg.backbone,
             "data": cfg.data, "classes": ", ".join(card.class_names), "input": "x".join(map(str, card.input_shape)),
-            "parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
-            "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
+            **training_summary(model, history),
         }
         if metrics is not None:
             summary |= {f"{split} mask AP": metrics["mask"]["AP"], "mask AP50": metrics["mask"]["AP50"],

@@ -30,7 +30,7 @@ from foveal.data.box_augment import AugmentGrammar, BoxAugment, augment_boxes, p
 from foveal.data.boxes import BoxedImages
 from foveal.data.decode import decode_image_bytes, map_skipping_undecodable
 from foveal.data.epochs import shuffled_epochs
-from foveal.data.pipeline import resize_image
+from foveal.data.pipeline import resize_image, should_cache
 from foveal.localization.metrics import NO_BOX, encode_boxes
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -45,7 +45,6 @@ LOCALIZATION_GRAMMAR = AugmentGrammar(
               "saturation": 0.3, "hue": 0.02},
     slots=("safe_crop", "flip", "brightness", "contrast", "vflip", "saturation", "hue"),
 )
-_AUTO_CACHE_BYTES = 1 << 30  # cache decoded images when they fit in 1 GiB
 
 
 def parse_augment(spec: str) -> BoxAugment:
@@ -110,7 +109,7 @@ def make_localization_pipeline(
     else:
         ds = ds.map(load, num_parallel_calls=AUTOTUNE)
     size_bytes = len(data) * image_size[0] * image_size[1] * channels
-    if cache == "memory" or (cache == "auto" and size_bytes < _AUTO_CACHE_BYTES):
+    if should_cache(cache, size_bytes):
         ds = ds.cache()
 
     def to_model(image, box, label, ok):

@@ -14,26 +14,23 @@ from __future__ import annotations
 
 import csv
 import io
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
 import keras
 import numpy as np
 
-from foveal.errors import ModelError
-from foveal.localization.draw import PRED_COLOR, draw_boxes
+from foveal.errors import require_task
 from foveal.localization.metrics import decode_boxes
 from foveal.models.io import ModelCard
 from foveal.predict import Drawings, predict_files, to_json
+from foveal.visualize.draw import PRED_COLOR, draw_boxes
 
 CSV_COLUMNS = ("file", "class", "score", "x_min", "y_min", "x_max", "y_max", "image_width", "image_height")
 
 
-def check_card(card: ModelCard) -> None:
-    """Refuse a model file that is not a localizer."""
-    if card.task != "localize":
-        raise ModelError(f"this model was trained for the task {card.task!r}, not 'localize'",
-                         hint="use `foveal predict` for classifiers, or a model written by `foveal localize train`")
+check_card = partial(require_task, task="localize", hint="use `foveal predict` for classifiers, or a model written by `foveal localize train`")
 
 
 def class_and_score(class_output: np.ndarray, class_names: list[str]) -> tuple[str, float]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foveal.engine.plugin import RunData, TaskPlugin, default_options_explained
+from foveal.engine.plugin import RunData, TaskPlugin, default_options_explained, training_summary
 from foveal.localization.train import DEFAULT_MODEL_OPTIONS, LocalizeConfig
 from foveal.training.runs import say
 
@@ -119,8 +119,7 @@ class LocalizeTask(TaskPlugin):
         summary: dict[str, Any] = {
             "run": run_dir.name, "task": "classification + localization", "backbone": cfg.model, "data": cfg.data,
             "classes": ", ".join(card.class_names), "input": "x".join(map(str, card.input_shape)),
-            "parameters": f"{model.count_params():,}", "epochs": len(history.get("loss", [])),
-            "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
+            **training_summary(model, history),
         }
         if metrics is not None:
             summary |= {f"{split} mean IoU": metrics["mean_iou"], "mean-box baseline IoU": metrics["baseline_mean_iou"],

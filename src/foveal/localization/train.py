@@ -187,10 +187,12 @@ def _mean(values: np.ndarray) -> float:
 def report_thumbnails(data: BoxedImages, predicted: np.ndarray, card: ModelCard, count: int,
                       size: int = 160) -> tuple[np.ndarray, list[str]] | None:
     """The first ``count`` images with the predicted (red) and true (green) box, and titles."""
-    from foveal.localization.draw import comparison_thumbnail
+    from PIL import Image, ImageOps
+
     from foveal.localization.metrics import iou
     from foveal.localization.pipeline import targets_of
     from foveal.predict import example_thumbnails
+    from foveal.visualize.draw import PRED_COLOR, TRUE_COLOR, draw_boxes
 
     if count <= 0 or len(data) == 0:
         return None
@@ -201,7 +203,9 @@ def report_thumbnails(data: BoxedImages, predicted: np.ndarray, card: ModelCard,
         # Boxes were validated against the header size; the decoded size is the same.
         scale = np.array([width, height, width, height], np.float32)
         score = f"IoU {float(np.asarray(iou(predicted[i], true[i]))):.2f}" if valid[i] else "no box"
-        return comparison_thumbnail(image, predicted[i] * scale, data.boxes[i], size=size), score
+        canvas = draw_boxes(image, data.boxes[i], color=TRUE_COLOR)
+        canvas = draw_boxes(canvas, [predicted[i] * scale], color=PRED_COLOR)
+        return np.asarray(ImageOps.pad(Image.fromarray(canvas), (size, size), color="black")), score  # aspect kept
 
     return example_thumbnails(data, count, card.input_shape[2], draw)
 

@@ -51,7 +51,6 @@ OPS: dict[str, tuple[str, Any]] = {
     "angle": ("max_angle", 10.0), "scale": ("scale", (0.8, 1.25)), "elastic": ("elastic_sigma", 10.0),
     "brightness": ("brightness", 0.1), "contrast": ("contrast", 0.1),
 }
-_AUTO_CACHE_BYTES = 1 << 30  # cache decoded pairs in memory when they fit in 1 GiB
 
 
 def parse_augment(spec: str, *, crop_size: tuple[int, int] | None = None,
@@ -188,11 +187,10 @@ def _pad_to_stride(image, mask, weights=None, *, stride: int, ignore: int):
 
 
 def _should_cache(data, channels: int, image_size, cache: str) -> bool:
-    if cache != "auto":
-        return cache == "memory"
+    from foveal.data.pipeline import should_cache
     from foveal.segmentation.data import image_size as header_size
 
-    if len(data) == 0:
-        return False
+    if cache != "auto" or len(data) == 0:
+        return should_cache(cache, None)
     h, w = image_size or header_size(data.image_paths[0])
-    return len(data) * h * w * (channels + 1) < _AUTO_CACHE_BYTES
+    return should_cache(cache, len(data) * h * w * (channels + 1))

@@ -25,12 +25,13 @@ from __future__ import annotations
 import csv
 import io
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from foveal.errors import ConfigError, ModelError
+from foveal.errors import ConfigError, require_task
 from foveal.utils_io import printable_path
 
 DEFAULT_TILE = 1024
@@ -44,11 +45,7 @@ TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
 MASK_PNGS = ("auto", "gray", "indexed")
 
 
-def check_card(card) -> None:
-    """Refuse a model file that is not a segmenter."""
-    if card.task != "segment":
-        raise ModelError(f"this model was trained for the task {card.task!r}, not 'segment'",
-                         hint="use a model written by `foveal segment train`")
+check_card = partial(require_task, task="segment")
 
 
 def default_palette(num_classes: int) -> np.ndarray:

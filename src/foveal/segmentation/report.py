@@ -43,6 +43,7 @@ def example_grid(examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, st
                  skip: Sequence[int], ignore_label: int) -> bytes:
     """A PNG grid: per example the image, the true mask over it and the predicted mask over it."""
     from foveal.segmentation.predict import overlay_classes
+    from foveal.visualize.draw import thumbnail
     from foveal.visualize.plots import plot_image_grid
 
     tiles, titles = [], []
@@ -51,18 +52,9 @@ def example_grid(examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, st
         for picture, caption in ((overlay_classes(image, np.zeros_like(truth), colours, alpha=0.0), title),
                                  (overlay_classes(image, shown_truth, colours, skip=skip), "true mask"),
                                  (overlay_classes(image, predicted, colours, skip=skip), "predicted")):
-            tiles.append(_thumbnail(picture))
+            tiles.append(thumbnail(picture, THUMBNAIL))
             titles.append(caption)
     return plot_image_grid(np.stack(tiles), titles, cols=6)
-
-
-def _thumbnail(rgb: np.ndarray, size: int = THUMBNAIL) -> np.ndarray:
-    """``rgb`` letterboxed into a size x size square (small images enlarged by nearest neighbour)."""
-    from PIL import Image, ImageOps
-
-    img = Image.fromarray(rgb)
-    method = Image.Resampling.NEAREST if max(img.size) < size else Image.Resampling.BILINEAR
-    return np.asarray(ImageOps.pad(img.convert("RGB"), (size, size), method=method, color="black"))
 
 
 def legend(class_names: Sequence[str], colours: np.ndarray, skip: Sequence[int]):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from foveal.engine.plugin import RunData, TaskPlugin
+from foveal.engine.plugin import RunData, TaskPlugin, training_summary
 from foveal.errors import ConfigError
 from foveal.segmentation.train import SegmentConfig
 from foveal.training.runs import say
@@ -144,9 +144,7 @@ class SegmentTask(TaskPlugin):
             say(f"{split}: {format_headline(metrics)}")
         summary: dict[str, Any] = {
             "run": run_dir.name, "task": "semantic segmentation", "model": cfg.model, "data": cfg.data,
-            "classes": ", ".join(card.class_names), "parameters": f"{model.count_params():,}",
-            "epochs": len(history.get("loss", [])),
-            "training time (s)": f"{sum(history.get('epoch_seconds', [])):.1f}", "skipped pairs": len(skipped),
+            "classes": ", ".join(card.class_names), **training_summary(model, history), "skipped pairs": len(skipped),
         }
         path = write_results(run_dir, metrics, examples, card, title=f"foveal segmentation run {run_dir.name}",
                              summary=summary, config=asdict(cfg), history=history, ignore_label=cfg.ignore_label)

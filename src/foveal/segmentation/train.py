@@ -26,6 +26,7 @@ from foveal import configtools
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
 from foveal.errors import ConfigError, DataError, require_all
+from foveal.registry import did_you_mean
 from foveal.tasks import trainer
 from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
@@ -170,11 +171,8 @@ class SegmentConfig(RunConfig):
 def check_architecture(name: str) -> None:
     """Refuse a name that is not in :data:`ARCHITECTURES`, with the closest one as a hint."""
     if name not in ARCHITECTURES:
-        import difflib
-
-        close = difflib.get_close_matches(name, ARCHITECTURES, n=1)
         raise ConfigError(f"unknown segmentation model {name!r}; known: {', '.join(ARCHITECTURES)}",
-                          hint=f"did you mean {close[0]!r}?" if close else None)
+                          hint=did_you_mean(name, ARCHITECTURES, n=1, cutoff=0.6, quote=True))
 
 
 def parse_class_weights(spec: str) -> str | list[float] | None:

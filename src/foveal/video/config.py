@@ -16,8 +16,6 @@ from foveal.engine.config import RunConfig
 from foveal.errors import require_all
 
 VideoModel = Literal["lstm", "gru", "bilstm", "bigru", "avgpool", "cnn-lstm", "convlstm", "r2plus1d"]
-#: bytes of decoded frames that ``--cache auto`` holds in memory (above it: decoded every epoch)
-AUTO_CACHE_BYTES = 1 << 30
 
 
 @dataclass
@@ -107,4 +105,4 @@ class VideoConfig(RunConfig):
         return (int(self.frame_size[0]), int(self.frame_size[-1]))
 
 
-__all__ = ["AUTO_CACHE_BYTES", "VideoConfig"]
+__all__ = ["VideoConfig"]

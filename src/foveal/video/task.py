@@ -159,7 +159,7 @@ def load_frames(cfg: VideoConfig) -> tuple[ClipSet, list[str], dict[str, Any]]:
         (all clips, class names, facts: ``skipped``, ``steps``, ``stats``, ``seconds``, ``cache``,
         ``stream``: True when the frames are decoded every epoch).
     """
-    from foveal.video.config import AUTO_CACHE_BYTES
+    from foveal.data.pipeline import should_cache
     from foveal.video.decode import probe, scan_video_folder
     from foveal.video.features import dataset_frames, each_clip
     from foveal.video.sampling import Sampling
@@ -171,7 +171,7 @@ def load_frames(cfg: VideoConfig) -> tuple[ClipSet, list[str], dict[str, Any]]:
     steps = _frames_per_clip(cfg, clips, sampling)
     if mode == "auto":
         estimate = None if steps is None else len(clips) * steps * h * w * 3
-        mode = "memory" if estimate is None or estimate <= AUTO_CACHE_BYTES else "none"
+        mode = "memory" if estimate is None or should_cache(mode, estimate) else "none"
         if mode == "none":
             say(f"--cache auto: the decoded frames would take {estimate / 2 ** 30:.1f} GiB (over 1 GiB): "
                 "they are decoded again every epoch (--cache memory keeps them)")

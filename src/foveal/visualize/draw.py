@@ -1,4 +1,4 @@
-"""Draw boxes with labels on images (PIL ``ImageDraw``), for predictions and reports.
+"""Draw boxes with labels on images (PIL ``ImageDraw``) and letterbox thumbnails, for predictions and reports.
 
 Colours follow one convention everywhere: predicted boxes red, true boxes green.
 
@@ -57,16 +57,9 @@ def draw_boxes(
     return np.asarray(canvas)
 
 
-def comparison_thumbnail(
-    image: np.ndarray,
-    predicted: Sequence[float],
-    true: Sequence[Sequence[float]] | np.ndarray | None,
-    size: int = 160,
-) -> np.ndarray:
-    """``image`` with its true boxes (green) and the predicted box (red), letterboxed to
-    ``size`` x ``size`` (aspect kept)."""
-    canvas = np.asarray(_to_rgb(image))
-    if true is not None and len(true):
-        canvas = draw_boxes(canvas, true, color=TRUE_COLOR)
-    canvas = draw_boxes(canvas, [predicted], color=PRED_COLOR)
-    return np.asarray(ImageOps.pad(Image.fromarray(canvas), (size, size), color="black"))
+
+def thumbnail(rgb: np.ndarray, size: int) -> np.ndarray:
+    """``rgb`` letterboxed into a size x size square (small images enlarged by nearest neighbour)."""
+    img = Image.fromarray(rgb)
+    method = Image.Resampling.NEAREST if max(img.size) < size else Image.Resampling.BILINEAR
+    return np.asarray(ImageOps.pad(img.convert("RGB"), (size, size), method=method, color="black"))
