@@ -22,17 +22,9 @@ from typing import Any, Iterable
 import keras
 import numpy as np
 
-from foveal.data.files import collect_images, decode_file, load_image, unique_name, write_png  # noqa: F401
+from foveal.data.files import collect_images, load_image
 from foveal.models.io import ModelCard
-from foveal.prediction import (  # noqa: F401  (the task packages that still import them from here)
-    Drawings,
-    check_counts,
-    coco_results,
-    example_thumbnails,
-    file_table,
-    predict_files,
-    predict_in_batches,
-)
+from foveal.prediction import check_counts, file_table, predict_in_batches
 from foveal.utils_io import printable_path
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from foveal.detection.scoring import check_card, split_outputs
-from foveal.predict import Drawings, coco_results, predict_files
+from foveal.prediction import Drawings, coco_results, predict_files
 
 if TYPE_CHECKING:
     import keras

@@ -60,7 +60,7 @@ def detection_thumbnail(image: np.ndarray, detections: ImageDetections, true_box
 def example_grid(data: BoxedImages, detections: Sequence[ImageDetections], count: int,
                  channels: int = 3) -> tuple[np.ndarray, list[str]] | None:
     """The first ``count`` images with their boxes drawn, and captions."""
-    from foveal.predict import example_thumbnails
+    from foveal.prediction import example_thumbnails
 
     return example_thumbnails(data, count if detections else 0, channels, lambda i, image: (
         detection_thumbnail(image, detections[i], data.boxes[i], data.class_names),

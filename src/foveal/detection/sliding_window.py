@@ -353,11 +353,11 @@ def run_sliding_window(
     import time
 
     from foveal.data.boxes import load_boxes
+    from foveal.data.files import decode_file
     from foveal.detection.report import write_detection_report
     from foveal.detection.scoring import ImageDetections, score_detections, to_coco_results
     from foveal.models import ModelCard, save_model
     from foveal.models.io import preprocessing_of
-    from foveal.predict import decode_file
 
     parts = load_boxes(data, skip_invalid=skip_invalid)
     if split not in parts or "train" not in parts:

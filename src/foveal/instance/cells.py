@@ -87,9 +87,9 @@ def write_cell_instances(
         The manifest (also ``OUTPUT/cells.json``): images, instances, the per-image counts and
         the options.
     """
+    from foveal.data.files import write_png
     from foveal.instance.label_maps import label_map_annotations, write_coco, write_label_map
     from foveal.instance.watershed import TARGET_CLASSES, TARGET_COLOURS, instance_targets
-    from foveal.predict import write_png
     from foveal.segmentation.data import read_mask_folder
 
     source = read_mask_folder(data, mask_format="binary", class_names=["membrane", "cell"])

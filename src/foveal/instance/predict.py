@@ -94,7 +94,7 @@ def predict_files(model: keras.Model, card: Any, images: Iterable[str | Path], *
         ``score``, ``box`` pixel corners, ``area`` mask pixels, ``segmentation`` RLE), and
         ``drawn`` when written.
     """
-    from foveal import predict as shared
+    from foveal import prediction as shared
     from foveal.detection.predict import model_inputs
     from foveal.instance.family import family_of
 
@@ -130,7 +130,7 @@ def _area(rle: dict[str, Any]) -> int:
 def to_coco(rows: list[dict[str, Any]], class_names: list[str]) -> dict[str, Any]:
     """COCO-style output of :func:`predict_files`: ``images``, ``categories`` and ``annotations``
     as result records (``bbox`` [x, y, w, h], ``score``, ``segmentation`` RLE, ``area``, ``id``)."""
-    from foveal.predict import coco_results
+    from foveal.prediction import coco_results
 
     coco = coco_results(rows, class_names, "instances",
                         lambda d: {"area": d["area"], "segmentation": d["segmentation"], "iscrowd": 0})

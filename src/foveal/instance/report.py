@@ -22,7 +22,7 @@ def example_grid(data: Any, instances: Sequence[ImageInstances], count: int, cha
     from PIL import Image, ImageOps
 
     from foveal.instance.predict import draw_instances
-    from foveal.predict import example_thumbnails
+    from foveal.prediction import example_thumbnails
 
     def draw(i: int, image: np.ndarray) -> tuple[np.ndarray, str]:
         drawn = draw_instances(image, instances[i], data.class_names, true_boxes=data.boxes[i])

@@ -201,9 +201,9 @@ def write_targets(root: str | Path, *, output: str | Path | None = None, boundar
 def _folder_targets(root: Path, *, boundary_width: int, images: str, instances: str,
                     skip_invalid: bool) -> dict[str, Any]:
     """One class: each label map's 3-class targets, as ever."""
+    from foveal.data.files import write_png
     from foveal.instance.label_maps import find_label_map_pairs, read_label_map
     from foveal.instance.watershed import TARGET_CLASSES, TARGET_COLOURS, instance_targets
-    from foveal.predict import write_png
     from foveal.segmentation.data import image_size
 
     pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid)
@@ -237,11 +237,11 @@ def _class_targets(source: Path, *, output: str | Path | None, boundary_width: i
     task's own targets (:class:`~.watershed_family.TargetImages`), so both routes learn the same."""
     import shutil
 
+    from foveal.data.files import write_png
     from foveal.errors import OutputError
     from foveal.instance.data import read_instances
     from foveal.instance.label_maps import label_maps_to_coco
     from foveal.instance.watershed_family import IGNORE, TargetImages, target_names
-    from foveal.predict import write_png
     from foveal.segmentation.data import VOID_COLOUR
 
     if source.suffix.lower() == ".json":
@@ -405,7 +405,7 @@ def evaluate_watershed(
         COCO ``stats``, counts, timing, the options and ``baseline`` (the same numbers without
         watershed).
     """
-    from foveal.predict import decode_file
+    from foveal.data.files import decode_file
     from foveal.segmentation.predict import predict_probabilities
 
     options = post_options(**post)
@@ -523,8 +523,8 @@ def _mean_valid(values: np.ndarray) -> float:
 
 
 def _write_instances(out: Path, path: Path, image: np.ndarray, labels: np.ndarray) -> dict[str, str]:
+    from foveal.data.files import write_png
     from foveal.instance.label_maps import write_label_map
-    from foveal.predict import write_png
     from foveal.segmentation.predict import overlay_classes
 
     name = f"{Path(path).stem}.png"
@@ -548,7 +548,7 @@ def predict_watershed(model_path: str | Path, images: Iterable[str | Path], *, o
     Example:
         >>> rows = predict_watershed("runs/RUN/best.keras", ["slices/"], output="cells/")  # doctest: +SKIP
     """
-    from foveal.predict import predict_files
+    from foveal.prediction import predict_files
     from foveal.segmentation.predict import predict_probabilities
 
     options = post_options(**post)

@@ -24,7 +24,8 @@ import numpy as np
 from foveal.errors import require_task
 from foveal.localization.metrics import decode_boxes
 from foveal.models.io import ModelCard
-from foveal.predict import Drawings, predict_files, to_json
+from foveal.predict import to_json
+from foveal.prediction import Drawings, predict_files
 from foveal.visualize.draw import PRED_COLOR, draw_boxes
 
 CSV_COLUMNS = ("file", "class", "score", "x_min", "y_min", "x_max", "y_max", "image_width", "image_height")
@@ -100,7 +101,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A terminal table: file, class (score), box."""
-    from foveal.predict import file_table
+    from foveal.prediction import file_table
 
     return file_table(rows, lambda r: f"{r['class']} ({r['score']:.3f})  [{', '.join(f'{v:g}' for v in r['box'])}]",
                       width=50)

@@ -191,7 +191,7 @@ def report_thumbnails(data: BoxedImages, predicted: np.ndarray, card: ModelCard,
 
     from foveal.localization.metrics import iou
     from foveal.localization.pipeline import targets_of
-    from foveal.predict import example_thumbnails
+    from foveal.prediction import example_thumbnails
     from foveal.visualize.draw import PRED_COLOR, TRUE_COLOR, draw_boxes
 
     if count <= 0 or len(data) == 0:

@@ -75,8 +75,8 @@ def load_parts(spec: str, card: ModelCard) -> dict[str, Any]:
 
 def sample_images(part: Any, card: ModelCard, count: int) -> np.ndarray:
     """The first ``count`` images, decoded as ``segment predict`` does and resized to the card's input."""
+    from foveal.data.files import decode_file
     from foveal.data.pipeline import resize_image
-    from foveal.predict import decode_file
 
     h, w, c = card.input_shape
     return np.stack([np.asarray(resize_image(decode_file(path, c), (h, w), keep_aspect=False), np.float32)

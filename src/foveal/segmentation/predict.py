@@ -212,7 +212,8 @@ def predict_masks(
         One dict per image: ``file``, ``size`` (``[width, height]``), ``fractions`` (share of
         pixels per class name) and, when written, ``mask`` and ``overlay``.
     """
-    from foveal.predict import predict_files, unique_name, write_png
+    from foveal.data.files import unique_name, write_png
+    from foveal.prediction import predict_files
 
     check_card(card)
     tta = tta_name(tta)
@@ -271,6 +272,6 @@ def to_csv(rows: list[dict[str, Any]], class_names: list[str]) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A terminal table: file, then the share of each class."""
-    from foveal.predict import file_table
+    from foveal.prediction import file_table
 
     return file_table(rows, lambda r: "  ".join(f"{k} {v:.1%}" for k, v in r["fractions"].items()), width=50)

@@ -434,8 +434,8 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
         ``(metrics, examples)``: :func:`scores_to_metrics` plus ``num_images``, ``skipped_images``
         and ``tta``, and up to ``report_images`` ``(image, truth, predicted, caption)``.
     """
+    from foveal.data.files import decode_file, write_png
     from foveal.evaluation.classes import mask_lookup, match_classes, parse_class_map
-    from foveal.predict import decode_file, write_png
     from foveal.segmentation import predict as p
     from foveal.segmentation.metrics import confusion_matrix
 
