@@ -63,6 +63,7 @@ def test_select_keeps_the_named_categories_and_reads_from_anywhere(coco, tmp_pat
                  str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err
     assert "--classes persn: not a category of" in err and "bicycle, car, person" in err
+    assert "did you mean 'person'?" in err
     assert not (tmp_path / "x.json").exists()
     assert main(["datasets", "instances", "select", str(coco), "--classes", "car", "--output", str(out)]) == 2
     assert "exists" in capsys.readouterr().err

@@ -456,8 +456,11 @@ def select_classes(source: str | Path, classes: Sequence[str], *, images: str | 
     unknown = [name for name in classes if name not in categories]
     if unknown or not classes:
         listed = ", ".join(sorted(categories)[:100])
+        from foveal.registry import did_you_mean
+
+        close = [hint for name in unknown if (hint := did_you_mean(name, categories, n=1, quote=True))]
         raise ConfigError(f"--classes {' '.join(unknown) or '(none)'}: not a category of {path}; "
-                          f"its {len(categories)} categories: {listed}")
+                          f"its {len(categories)} categories: {listed}", hint="; ".join(close) or None)
     ids = {categories[name] for name in classes}
     kept = [a for a in annotations if int(a.get("category_id", -1)) in ids]
     with_instances = {a["image_id"] for a in kept if not a.get("iscrowd", 0)}
