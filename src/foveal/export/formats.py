@@ -140,19 +140,39 @@ def write_onnx(model: keras.Model, card: ModelCard, path: Path, quantize: str | 
     register()  # ops tf2onnx lacks (Erfc: the exact GELU of airbench)
     # Keras' ONNX exporter refuses a model that was loaded but never called.
     first = card.input_shape if takes_images(card) or not shape else shape
-    model(np.zeros((1, *first), np.float32), training=False)
+    out = model(np.zeros((1, *first), np.float32), training=False)
+    ranks = sorted(len(t.shape) for t in keras.tree.flatten(out))
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "model.onnx"
         import tensorflow as tf
 
         name = "images" if takes_images(card) else "codes"
         signature = [tf.TensorSpec([None, *(shape or card.input_shape)], tf.float32, name=name)]
-        model.export(str(raw), format="onnx", verbose=False, input_signature=signature)
+        # tf2onnx 1.17's optimizer now and then drops a graph's closing Squeeze (about 1 export in
+        # 20 of a 1-channel ESPCN: an output of rank 5, not 4), so a graph whose output ranks are
+        # not the model's is converted again
+        for _ in range(3):
+            model.export(str(raw), format="onnx", verbose=False, input_signature=signature)
+            if _onnx_output_ranks(raw) in (None, ranks):
+                break
+        else:
+            raise FovealError(f"the ONNX converter gave outputs of rank {_onnx_output_ranks(raw)} for a model whose "
+                              f"outputs have rank {ranks}, three times")
         if quantize is None:
             shutil.move(raw, path)
         else:
             quantize_onnx(raw, path, quantize, representative)
     return path
+
+
+def _onnx_output_ranks(path: Path) -> list[int] | None:
+    """The sorted ranks of an ONNX graph's outputs (None when a shape is not recorded)."""
+    import onnx
+
+    outputs = onnx.load(str(path), load_external_data=False).graph.output
+    if not all(o.type.tensor_type.HasField("shape") for o in outputs):
+        return None
+    return sorted(len(o.type.tensor_type.shape.dim) for o in outputs)
 
 
 def quantize_onnx(source: Path, target: Path, quantize: str, representative) -> None:
