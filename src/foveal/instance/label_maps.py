@@ -443,16 +443,15 @@ def select_classes(source: str | Path, classes: Sequence[str], *, images: str | 
     """
     from foveal.data.boxes.coco import _file_names, _image_folder
     from foveal.errors import ConfigError
+    from foveal.instance.data import _load
 
     path = Path(source)
+    coco, _, _ = _load(path)  # missing, unreadable or not a COCO instances file: a DataError naming it
     try:
-        coco = json.loads(path.read_text())
         categories = {str(c["name"]): int(c["id"]) for c in coco["categories"]}
-        records, annotations = list(coco["images"]), list(coco["annotations"])
-    except FileNotFoundError:
-        raise DataError(f"COCO file not found: {path}") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{path}: not a COCO instances file ({type(exc).__name__}: {exc})") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: a category without a name or an integer id ({type(exc).__name__}: {exc})") from None
+    records, annotations = list(coco["images"]), list(coco["annotations"])
     unknown = [name for name in classes if name not in categories]
     if unknown or not classes:
         listed = ", ".join(sorted(categories)[:100])
