@@ -48,12 +48,15 @@ def vgg_by_hand(convs: tuple[int, ...], classes: int = 1000) -> int:
 # torchvision vgg11/vgg13 (configurations A and B, same layout), all equal to vgg_by_hand.
 # GoogLeNet: no batch norm, biases everywhere, 5x5 kernels, from Table 1 (6,998,552; the
 # paper's table totals about 6.8M); its side heads add 3,188,840 + 3,190,888.
+# VGG-13 and VGG-19 (0.8 CPU-s each) are in the slow tier: the default tier builds the same VGG builder with
+# other block counts (VGG-11, VGG-16 dense and fully convolutional) and checks their figures by hand
+# (test_hand_counts_agree_with_the_stated_figures).
 FULL_SIZE = [
     ("alexnet", {}, 62_378_344),
     ("vgg11", {}, 132_863_336),
-    ("vgg13", {}, 133_047_848),
+    pytest.param("vgg13", {}, 133_047_848, marks=pytest.mark.slow),
     ("vgg16", {}, 138_357_544),
-    ("vgg19", {}, 143_667_240),
+    pytest.param("vgg19", {}, 143_667_240, marks=pytest.mark.slow),
     ("vgg16", {"fully_convolutional": True}, 138_357_544),
     ("googlenet", {"aux_classifiers": False}, 6_998_552),
     ("googlenet", {}, 13_378_280),
