@@ -55,6 +55,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from foveal.detection.postprocess import as_list
 from foveal.errors import ConfigError, DataError
 from foveal.layers.reversal import domain_classifier, reversal_weight
 from foveal.ops.domain import coral_loss
@@ -243,6 +244,37 @@ class DomainAdaptiveDetector:
         return logs
 
 
+class LayerFeaturesDetector(DomainAdaptiveDetector):
+    """A functional detector (YOLO) whose head reads the output of its layer ``self.feature_layer``."""
+
+    def _feature_tensor(self):
+        if not self.feature_layer:
+            raise ConfigError(f"{self.name}: this detector does not record which backbone map its head reads "
+                              "(saved by an older foveal)", hint="train a new detector to adapt it")
+        return self.get_layer(self.feature_layer).output
+
+    def feature_channels(self) -> int:
+        return int(self._feature_tensor().shape[-1])
+
+    def _graphs(self) -> tuple[keras.Model, keras.Model]:
+        """(image -> raw outputs and the backbone map, image -> the map): the detector's own layers,
+        kept out of Keras' tracking (they add no weights)."""
+        graphs = self.__dict__.get("_adapt_graphs")
+        if graphs is None:
+            feature = self._feature_tensor()
+            graphs = (keras.Model(self.input, [*as_list(self.outputs), feature], name=f"{self.name}_with_features"),
+                      keras.Model(self.input, feature, name=f"{self.name}_features"))
+            object.__setattr__(self, "_adapt_graphs", graphs)
+        return graphs
+
+    def outputs_and_features(self, images):
+        *outputs, feature = self._graphs()[0](images, training=True)
+        return outputs, feature
+
+    def feature_map(self, images, training: bool = True):
+        return self._graphs()[1](images, training=training)
+
+
 # ------------------------------------------------------------------------------ AdaBN, features
 
 
@@ -343,5 +375,5 @@ def load_target(spec: str, *, seed: int = 0, skip_invalid: bool = False,
 
 
 __all__ = ["ADABN_IMAGES", "ADAPT_LOGS", "ALL_METHODS", "DEFAULT_WEIGHTS", "FEATURES", "METHODS", "PICTURE_IMAGES",
-           "DomainAdapter", "DomainAdaptiveDetector", "adapt_batch_norm", "feature_panels", "feature_rows",
-           "load_target", "model_inputs", "pooled_features", "uses_adabn", "uses_adapter"]
+           "DomainAdapter", "DomainAdaptiveDetector", "LayerFeaturesDetector", "adapt_batch_norm", "feature_panels",
+           "feature_rows", "load_target", "model_inputs", "pooled_features", "uses_adabn", "uses_adapter"]
