@@ -275,6 +275,27 @@ class LayerFeaturesDetector(DomainAdaptiveDetector):
         return self._graphs()[1](images, training=training)
 
 
+TARGET_SEED = 15_485_863  # the target images' streams in a training pipeline: apart from the source's
+
+
+def target_pairing(target_epoch: Any, as_input: Any, *, images: int, targets: int, batch_size: int) -> Any:
+    """``pair(batches, seed, epoch)`` for :func:`~foveal.detection.pipeline.make_detection_pipeline`:
+    each source batch of an epoch of ``images`` images as ``({"images", "target"}, targets)``, the
+    target batches drawn from ``targets`` images in as many passes as needed, each in an order of its
+    own (``target_epoch(seed, epoch)``: one pass of ``(image, boxes, classes)``)."""
+    per_epoch = -(-images // batch_size) * batch_size
+    repeats = -(-per_epoch // targets)
+
+    def pair(ds: tf.data.Dataset, s: Any, epoch: Any) -> tf.data.Dataset:
+        passes = tf.data.Dataset.range(repeats).flat_map(
+            lambda r: target_epoch(tf.cast(s, tf.int64) + TARGET_SEED + r * 104_729, epoch))
+        more = passes.map(lambda image, b, c: as_input(image), num_parallel_calls=tf.data.AUTOTUNE)
+        more = more.take(per_epoch).batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
+        return tf.data.Dataset.zip((ds, more)).map(lambda batch, t: ({"images": batch[0], "target": t}, batch[1]))
+
+    return pair
+
+
 # ------------------------------------------------------------------------------ AdaBN, features
 
 
@@ -376,4 +397,5 @@ def load_target(spec: str, *, seed: int = 0, skip_invalid: bool = False,
 
 __all__ = ["ADABN_IMAGES", "ADAPT_LOGS", "ALL_METHODS", "DEFAULT_WEIGHTS", "FEATURES", "METHODS", "PICTURE_IMAGES",
            "DomainAdapter", "DomainAdaptiveDetector", "LayerFeaturesDetector", "adapt_batch_norm", "feature_panels",
-           "feature_rows", "load_target", "model_inputs", "pooled_features", "uses_adabn", "uses_adapter"]
+           "feature_rows", "load_target", "model_inputs", "pooled_features", "target_pairing", "uses_adabn",
+           "uses_adapter"]

@@ -28,6 +28,17 @@ TARGET_MAP = "target_map50"  # the history column of the adaptation target's tes
 ADAPTATION_COLUMNS = {"adapt_loss": "domain loss", "adapt_weight": "weight (ramp)",
                       "domain_accuracy": "domain classifier accuracy", "loss": "training loss",
                       "val_map50": "source validation mAP@0.5", TARGET_MAP: "target test mAP@0.5"}
+#: ``foveal detect train --help``'s examples of adaptation
+ADAPT_EXAMPLES = """\
+  # composites only, adapted to the unlabelled real photos (CORAL, or DANN's gradient-reversal domain head)
+  foveal detect train --data raccoon-synth/annotations/instances_train.json \\
+      --adapt-target ../shared/datasets/raccoon --adapt-method dann --adapt-weight 0.1
+  foveal detect train --data synth.json --adapt-target real_photos/ --adapt-method coral --adapt-features pooled
+  # no domain loss: the batch-norm statistics re-estimated on the real photos at the end (AdaBN), the report's
+  # feature picture beside a source-only detector's
+  foveal detect train --data synth.json --adapt-target real_photos/ --adapt-method adabn \\
+      --adapt-baseline runs/source-only/best.keras
+"""
 
 
 @dataclass(kw_only=True)

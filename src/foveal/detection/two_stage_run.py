@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 
     from foveal.engine.plugin import Phase, RunData
 
+#: ``foveal detect train --help``'s examples of two-stage detection
+TWO_STAGE_EXAMPLES = """\
+  foveal detect train --data ../shared/datasets/raccoon --detector faster-rcnn --roi-batch 128 --time-budget 1800
+  foveal detect train --data voc/ --detector faster-rcnn --anchor-sizes 64 128 256 --roi-pool max --image-size 512
+  foveal detect train --data voc/ --detector faster-rcnn --fpn --image-size 512   # feature pyramid, small objects
+"""
+
 
 @dataclass(kw_only=True)
 class TwoStageOptions:
