@@ -24,7 +24,7 @@ from foveal.detection.adapt_run import DetectAdaptation, adaptation_record
 from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS, DetectConfig
 from foveal.detection.two_stage_run import DetectTwoStage
 from foveal.engine.plugin import RunData, TaskPlugin, default_options_explained, training_summary
-from foveal.errors import ConfigError, DataError
+from foveal.errors import DataError
 from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
@@ -73,37 +73,6 @@ def choose_anchors(cfg: DetectConfig, train: BoxedImages) -> tuple[np.ndarray, f
     return (np.asarray(pixels, np.float64) / np.array([w, h])).astype(np.float32), float(mean_iou)
 
 
-def _weights_card(path: str):
-    from foveal.models.io import read_card
-
-    card = read_card(path)
-    if card is None:
-        raise ConfigError(f"{path}: not a foveal .keras model (no model card)",
-                          hint="--backbone-weights takes a classifier written by `foveal train`")
-    return card
-
-
-def _load_backbone_weights(model: keras.Model, path: str) -> None:
-    """Start the backbone from a foveal classifier of the same architecture (by layer name)."""
-    from foveal.transfer.pretrained import load_weights_by_name
-
-    card = _weights_card(path)
-    targets = [layer for layer in model.layers if hasattr(layer, "layers") and layer.weights] or [model]
-    reports = []
-    for target in targets:
-        try:
-            reports.append(load_weights_by_name(target, path))
-        except Exception:  # noqa: BLE001 - a target without matches: try the others, fail below if none
-            continue
-    loaded = sum(len(r.loaded) for r in reports)
-    if not loaded:
-        raise ConfigError(f"{path}: none of its layers match the {model.name} backbone by name and shape",
-                          hint=f"the file is a {card.architecture!r} model; use --backbone {card.architecture} "
-                               "with the --backbone-options it was trained with")
-    for report in reports:
-        say(report.summary())
-
-
 def validation_map(model: keras.Model, data: BoxedImages, card: ModelCard, cfg: DetectConfig, last: float | None,
                    key: str = "val_map50") -> Any:
     """A callback adding ``key`` (VOC all-point mAP@0.5 of ``data``) to the epoch logs, before the
@@ -128,9 +97,11 @@ def _on_backbone(builder: Any, cfg: Any, data: RunData, *args: Any, **options: A
     """``builder(cfg.backbone, classes, *args, **options)`` with what every detector shares: the input
     shape, post-processing and backbone options of ``cfg``, the ``--backbone-weights`` model's
     preprocessing (unless given) and then its weights."""
+    from foveal.transfer.pretrained import classifier_card, load_backbone_weights
+
     preprocessing = cfg.preprocessing
     if cfg.backbone_weights and preprocessing is None:
-        preprocessing = _weights_card(cfg.backbone_weights).preprocessing
+        preprocessing = classifier_card(cfg.backbone_weights).preprocessing
     with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
                                    "--backbone", cfg.backbone):
         model = builder(cfg.backbone, len(data.class_names), *args, input_shape=(*cfg.image_hw, cfg.channels),
@@ -138,7 +109,7 @@ def _on_backbone(builder: Any, cfg: Any, data: RunData, *args: Any, **options: A
                         score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
                         max_detections=cfg.max_detections, **options)
     if cfg.backbone_weights:
-        _load_backbone_weights(model, cfg.backbone_weights)
+        load_backbone_weights(model, cfg.backbone_weights)
     return model
 
 
