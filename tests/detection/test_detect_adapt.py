@@ -75,7 +75,7 @@ def test_normalised_coral_term_and_its_round_trip(maps):
 
 
 def test_target_comparison_puts_source_only_beside_the_adapted_scores():
-    from foveal.detection.report import target_comparison
+    from foveal.detection.adapt_run import target_comparison
 
     def score(m):
         return {"map50": m, "coco_ap": m / 3, "precision": 0.5, "recall": 0.25, "num_images": 40, "num_boxes": 45}

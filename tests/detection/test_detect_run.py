@@ -201,8 +201,8 @@ def test_time_budget_stops_training(shapes, tmp_path):
 
 def test_backbone_weights_from_a_foveal_classifier(tmp_path):
     from foveal.detection.model import build_detector
-    from foveal.detection.task import _load_backbone_weights
     from foveal.models import ModelCard, build_model, save_model
+    from foveal.transfer.pretrained import load_backbone_weights
 
     classifier = build_model("resnet18", num_classes=3, input_shape=(32, 32, 3), width=4)
     path = save_model(classifier, tmp_path / "bb.keras", ModelCard(architecture="resnet18", class_names=["a", "b", "c"],
@@ -212,14 +212,14 @@ def test_backbone_weights_from_a_foveal_classifier(tmp_path):
     conv = next(layer for layer in classifier.layers if isinstance(layer, keras.layers.Conv2D))
     target = detector.get_layer(conv.name)
     assert not np.allclose(target.get_weights()[0], conv.get_weights()[0])
-    _load_backbone_weights(detector, str(path))
+    load_backbone_weights(detector, str(path))
     np.testing.assert_array_equal(target.get_weights()[0], conv.get_weights()[0])
 
     other = build_model("lenet5", num_classes=3)
     wrong = save_model(other, tmp_path / "lenet.keras", ModelCard(architecture="lenet5", class_names=["a", "b", "c"],
                                                                  input_shape=(32, 32, 1)))
     with pytest.raises(ConfigError, match="lenet5"):
-        _load_backbone_weights(detector, str(wrong))
+        load_backbone_weights(detector, str(wrong))
 
 
 @pytest.mark.slow  # the readers' messages and --skip-invalid are tested without training in tests/localization/test_boxes.py

@@ -115,8 +115,8 @@ def test_bad_settings_are_refused_in_one_line():
 
 def test_filtering_a_low_threshold_nms_equals_nms_at_the_higher_threshold():
     """What a Faster R-CNN export's runner does (filter_detections) is what the model's own NMS does."""
-    from foveal.detection.export_check import filter_detections
     from foveal.detection.postprocess import non_max_suppression
+    from foveal.detection.two_stage_export import filter_detections
     from foveal.errors import ModelError
     from foveal.models.io import ModelCard
 

@@ -132,7 +132,7 @@ def test_an_export_answers_like_the_keras_model(models, tmp_path, task):
             TestClient(create_app(report.path)) as onnx_client:
         want, got = _post(keras_client, _upload(5)), _post(onnx_client, _upload(5))
     if task == "detect":
-        from foveal.detection.export_check import match_boxes
+        from foveal.ops.boxes import match_boxes
 
         ref = np.array([b["box"] for b in want["boxes"]])
         pairs = match_boxes(ref, np.array([b["box"] for b in got["boxes"]]), min_iou=0.99)

@@ -55,6 +55,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from foveal.detection.postprocess import as_list
 from foveal.errors import ConfigError, DataError
 from foveal.layers.reversal import domain_classifier, reversal_weight
 from foveal.ops.domain import coral_loss
@@ -243,6 +244,58 @@ class DomainAdaptiveDetector:
         return logs
 
 
+class LayerFeaturesDetector(DomainAdaptiveDetector):
+    """A functional detector (YOLO) whose head reads the output of its layer ``self.feature_layer``."""
+
+    def _feature_tensor(self):
+        if not self.feature_layer:
+            raise ConfigError(f"{self.name}: this detector does not record which backbone map its head reads "
+                              "(saved by an older foveal)", hint="train a new detector to adapt it")
+        return self.get_layer(self.feature_layer).output
+
+    def feature_channels(self) -> int:
+        return int(self._feature_tensor().shape[-1])
+
+    def _graphs(self) -> tuple[keras.Model, keras.Model]:
+        """(image -> raw outputs and the backbone map, image -> the map): the detector's own layers,
+        kept out of Keras' tracking (they add no weights)."""
+        graphs = self.__dict__.get("_adapt_graphs")
+        if graphs is None:
+            feature = self._feature_tensor()
+            graphs = (keras.Model(self.input, [*as_list(self.outputs), feature], name=f"{self.name}_with_features"),
+                      keras.Model(self.input, feature, name=f"{self.name}_features"))
+            object.__setattr__(self, "_adapt_graphs", graphs)
+        return graphs
+
+    def outputs_and_features(self, images):
+        *outputs, feature = self._graphs()[0](images, training=True)
+        return outputs, feature
+
+    def feature_map(self, images, training: bool = True):
+        return self._graphs()[1](images, training=training)
+
+
+TARGET_SEED = 15_485_863  # the target images' streams in a training pipeline: apart from the source's
+
+
+def target_pairing(target_epoch: Any, as_input: Any, *, images: int, targets: int, batch_size: int) -> Any:
+    """``pair(batches, seed, epoch)`` for :func:`~foveal.detection.pipeline.make_detection_pipeline`:
+    each source batch of an epoch of ``images`` images as ``({"images", "target"}, targets)``, the
+    target batches drawn from ``targets`` images in as many passes as needed, each in an order of its
+    own (``target_epoch(seed, epoch)``: one pass of ``(image, boxes, classes)``)."""
+    per_epoch = -(-images // batch_size) * batch_size
+    repeats = -(-per_epoch // targets)
+
+    def pair(ds: tf.data.Dataset, s: Any, epoch: Any) -> tf.data.Dataset:
+        passes = tf.data.Dataset.range(repeats).flat_map(
+            lambda r: target_epoch(tf.cast(s, tf.int64) + TARGET_SEED + r * 104_729, epoch))
+        more = passes.map(lambda image, b, c: as_input(image), num_parallel_calls=tf.data.AUTOTUNE)
+        more = more.take(per_epoch).batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
+        return tf.data.Dataset.zip((ds, more)).map(lambda batch, t: ({"images": batch[0], "target": t}, batch[1]))
+
+    return pair
+
+
 # ------------------------------------------------------------------------------ AdaBN, features
 
 
@@ -343,5 +396,6 @@ def load_target(spec: str, *, seed: int = 0, skip_invalid: bool = False,
 
 
 __all__ = ["ADABN_IMAGES", "ADAPT_LOGS", "ALL_METHODS", "DEFAULT_WEIGHTS", "FEATURES", "METHODS", "PICTURE_IMAGES",
-           "DomainAdapter", "DomainAdaptiveDetector", "adapt_batch_norm", "feature_panels", "feature_rows",
-           "load_target", "model_inputs", "pooled_features", "uses_adabn", "uses_adapter"]
+           "DomainAdapter", "DomainAdaptiveDetector", "LayerFeaturesDetector", "adapt_batch_norm", "feature_panels",
+           "feature_rows", "load_target", "model_inputs", "pooled_features", "target_pairing", "uses_adabn",
+           "uses_adapter"]

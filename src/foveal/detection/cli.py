@@ -21,20 +21,9 @@ EPILOG_TRAIN = """examples:
   foveal detect train --backbone-weights runs/cifar-resnet18/best.keras --freeze-backbone-epochs 5
   foveal detect train --data coco/annotations/instances_train2017.json --scales 3 --anchors 3
   foveal detect train --resume runs/detect-resnet18-raccoon-20261123-101500
-  foveal detect train --data ../shared/datasets/raccoon --detector faster-rcnn --roi-batch 128 --time-budget 1800
-  foveal detect train --data voc/ --detector faster-rcnn --anchor-sizes 64 128 256 --roi-pool max --image-size 512
   # real raccoons and composited ones (`foveal datasets synth composite`), half of each epoch synthetic
   foveal detect train --data ../shared/datasets/raccoon --extra-data raccoon-synth/annotations/instances_train.json \\
       --extra-ratio 0.5
-  # composites only, adapted to the unlabelled real photos (CORAL, or DANN's gradient-reversal domain head)
-  foveal detect train --data raccoon-synth/annotations/instances_train.json \\
-      --adapt-target ../shared/datasets/raccoon --adapt-method dann --adapt-weight 0.1
-  foveal detect train --data synth.json --adapt-target real_photos/ --adapt-method coral --adapt-features pooled
-  foveal detect train --data voc/ --detector faster-rcnn --fpn --image-size 512   # feature pyramid, small objects
-  # no domain loss: the batch-norm statistics re-estimated on the real photos at the end (AdaBN), the report's
-  # feature picture beside a source-only detector's
-  foveal detect train --data synth.json --adapt-target real_photos/ --adapt-method adabn \\
-      --adapt-baseline runs/source-only/best.keras
 """
 
 EPILOG_PREDICT = """examples:
@@ -108,6 +97,8 @@ def _sliding_window(args: argparse.Namespace, _: dict[str, Any]) -> int:
 def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``detect`` with its ``train``, ``evaluate``, ``predict`` and ``anchors`` actions."""
     from foveal.data.boxes import FORMATS_HELP
+    from foveal.detection.adapt_run import ADAPT_EXAMPLES
+    from foveal.detection.two_stage_run import TWO_STAGE_EXAMPLES
 
     fmt = argparse.RawDescriptionHelpFormatter
     actions = tc.add_task_command(
@@ -115,7 +106,7 @@ def add_detect_command(subparsers: argparse._SubParsersAction) -> None:
         description="Train, evaluate and use object detectors (YOLOv2/v3-style heads or Faster R-CNN on any zoo "
         "backbone), with COCO metrics equal to pycocotools'.", train_help="train a detector and write a run folder with a report",
         train_description="Train a YOLO-style detector (default) or a Faster R-CNN (--detector faster-rcnn) "
-        "on box annotations.", train_epilog=EPILOG_TRAIN)
+        "on box annotations.", train_epilog=EPILOG_TRAIN + TWO_STAGE_EXAMPLES + ADAPT_EXAMPLES)
 
     e = tc.add_mode(actions, "evaluate", "detect", help="COCO AP table, VOC mAP@0.5 and PR curves of a detector",
                     batch_size=8)

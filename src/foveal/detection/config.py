@@ -16,15 +16,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from foveal.configtools import option
+from foveal.detection.adapt_run import AdaptOptions
+from foveal.detection.two_stage_run import TwoStageOptions
 from foveal.engine.config import RunConfig
-from foveal.errors import ConfigError, require_all
+from foveal.errors import require_all
 
 DEFAULT_BACKBONE_OPTIONS = {"width": 16}
 STRIDE = 32  # the coarsest grid: every input side must be a multiple of it
 
 
 @dataclass
-class DetectConfig(RunConfig):
+class DetectConfig(TwoStageOptions, AdaptOptions, RunConfig):
     """All options of a detector training run (see ``foveal detect train --help``)."""
 
     # data
@@ -41,34 +43,6 @@ class DetectConfig(RunConfig):
                                 group="data")
     val_split: float = option(0.1, "fraction of train held out for validation when the dataset has no val split",
                               group="data")
-    adapt_target: str | None = option(None, "adapt the detector to these unlabelled target images: a folder of "
-                                      "images, or a box dataset whose train split is read without its boxes (its "
-                                      "test split, if any, is scored as target_map50 for the report only)",
-                                      group="adaptation")
-    adapt_method: Literal["coral", "dann", "adabn"] = option(
-        "coral", "with --adapt-target: coral (Deep CORAL between the backbone map's source and target "
-        "covariances), dann (a domain classifier behind gradient reversal on the backbone map, Chen et al. "
-        "2018's image-level adaptation) or adabn (no domain loss: the batch-norm statistics re-estimated on the "
-        "target images after training, Li et al. 2017)", group="adaptation")
-    target_statistics: bool = option(False, "with --adapt-method coral or dann: also re-estimate the batch-norm "
-                                      "statistics on the target images after training (AdaBN; adabn always does); "
-                                      "best.keras keeps them, the report gives the target mAP before and after",
-                                      group="adaptation")
-    feature_plot: Literal["pca", "tsne", "none"] = option(
-        "pca", "with --adapt-target: the report's picture of the source and target images' pooled backbone "
-        "features (before and after AdaBN, or beside --adapt-baseline's)", group="adaptation")
-    adapt_baseline: str | None = option(None, "with --adapt-target: a source-only detector (.keras) whose features "
-                                        "the report's picture shows beside the adapted ones (\"before\")",
-                                        group="adaptation")
-    adapt_weight: float | None = option(None, "the adaptation weight, reached by the DANN paper's ramp "
-                                        "2/(1+exp(-10p))-1 (default: 1 for coral, 0.1 for dann)", group="adaptation")
-    adapt_features: Literal["positions", "pooled"] = option(
-        "positions", "the backbone map's samples: every position of every image (positions) or one mean vector "
-        "per image (pooled)", group="adaptation")
-    adapt_normalize: bool = option(False, "coral: divide the CORAL distance by the fourth power of the features' "
-                                   "scale (their mean variance, both domains), so --adapt-weight does not depend on "
-                                   "the backbone's activation scale", group="adaptation")
-    adapt_units: list[int] = option([256], "dann: hidden ReLU layers of the domain classifier", group="adaptation")
     test_split: float = option(0.2, "fraction of train held out for testing when there is no test split", group="data")
     image_size: list[int] = option([256], "input SIZE or HEIGHT WIDTH, multiples of 32", group="data")
     multi_scale: list[int] = option([], "training sizes drawn per batch (YOLOv2 multi-scale), e.g. "
@@ -99,42 +73,6 @@ class DetectConfig(RunConfig):
     head_width: int | None = option(None, "YOLO: channels of the head's convolutions (default: the model's); "
                                     "Faster R-CNN: units of the two fully connected layers (default: 256)",
                                     group="model")
-
-    # Faster R-CNN
-    rcnn_level: str = option("P4", "Faster R-CNN: the backbone feature map the RPN and RoI pooling read "
-                             "(P4: stride 16, as VGG-16's conv5 in the paper)", group="faster-rcnn")
-    fpn: bool = option(False, "Faster R-CNN: a feature pyramid (FPN, Lin et al. 2017) on the backbone's P2..P5: "
-                       "the RPN on P2..P6 with one anchor size per level times --anchor-scales, RoIs pooled from "
-                       "the level their size picks (for small objects), the RPN box term divided by the sampled "
-                       "anchors (--rcnn-options rpn_box_norm=locations: by the anchor positions, as the single "
-                       "map); default: the one map --rcnn-level", group="faster-rcnn")
-    fpn_width: int = option(256, "Faster R-CNN with --fpn: channels of the pyramid's maps (the paper: 256)",
-                            group="faster-rcnn")
-    anchor_sizes: list[float] = option([], "Faster R-CNN: anchor sizes in input pixels (square roots of the "
-                                       "areas), e.g. '32 64 128'; empty: three chosen from the training boxes "
-                                       "(their sqrt(area) at the 1/6, 1/2 and 5/6 quantiles), or with --fpn one "
-                                       "per level P2..P6, 4 x stride: 16 32 64 128 256 (RetinaNet's)",
-                                       group="faster-rcnn")
-    anchor_scales: list[float] = option([], "Faster R-CNN: factors applied to every anchor size, e.g. '1 1.26 "
-                                        "1.587' (RetinaNet's 2^0, 2^(1/3), 2^(2/3)); empty: 1, or with --fpn and "
-                                        "no --anchor-sizes those three", group="faster-rcnn")
-    anchor_ratios: list[float] = option([0.5, 1.0, 2.0], "Faster R-CNN: anchor aspect ratios (height / width)",
-                                        group="faster-rcnn")
-    roi_pool: Literal["align", "max"] = option("align", "Faster R-CNN: RoI Align (bilinear) or RoI max pooling "
-                                               "(Fast R-CNN, the texts' figure)", group="faster-rcnn")
-    rpn_batch: int = option(256, "Faster R-CNN: anchors sampled per image for the RPN loss (at most half "
-                            "positive)", group="faster-rcnn")
-    roi_batch: int = option(512, "Faster R-CNN: RoIs sampled per image for the second stage (a quarter "
-                            "foreground)", group="faster-rcnn")
-    rpn_lambda: float = option(10.0, "Faster R-CNN: weight of the RPN box term (the paper's lambda)",
-                               group="faster-rcnn")
-    rcnn_training: Literal["joint", "alternating"] = option(
-        "joint", "Faster R-CNN: joint (approximate joint training: one fit of all four losses) or alternating "
-        "(the paper's 4 steps, --epochs split in four: RPN; detection head on its proposals; RPN layers on the "
-        "frozen backbone; head layers on the frozen backbone)", group="faster-rcnn")
-    rcnn_options: dict[str, Any] = option({}, "Faster R-CNN: other settings, e.g. 'post_nms_train=1000,"
-                                          "post_nms_test=300,rpn_positive_iou=0.7,roi_positive_fraction=0.25' "
-                                          "(see foveal.detection.faster_rcnn.RCNNSettings)", group="faster-rcnn")
 
     # loss
     lambda_coord: float = option(5.0, "weight of the box term (YOLO: 5)", group="loss")
@@ -173,15 +111,6 @@ class DetectConfig(RunConfig):
             (len(self.image_size) in (1, 2), "image_size must be SIZE or HEIGHT WIDTH"),
             (0.0 < self.extra_ratio < 1.0, "extra_ratio must be in (0, 1)"),
             (not self.extra_data or self.distribute == "none", "extra_data is not supported with --distribute yet"),
-            (not self.adapt_target or self.distribute == "none", "adapt_target is not supported with --distribute"),
-            (not self.adapt_target or self.adapt_method == "adabn" or self.detector == "yolo"
-             or self.rcnn_training == "joint",
-             "adapt_target needs --rcnn-training joint (alternating training freezes the backbone it adapts)"),
-            (self.adapt_weight is None or self.adapt_weight >= 0, "adapt_weight must not be negative"),
-            (bool(self.adapt_target) or not (self.target_statistics or self.adapt_baseline),
-             "target_statistics and adapt_baseline need --adapt-target (the target images)"),
-            (len(self.adapt_units) >= 1 and all(u >= 1 for u in self.adapt_units),
-             "adapt_units must be one or more positive layer sizes"),
             (all(s >= STRIDE and s % STRIDE == 0 for s in sizes),
              f"image_size and multi_scale sizes must be multiples of {STRIDE} (the coarsest grid's stride)"),
             (self.channels in (1, 3), "channels must be 1 or 3"),
@@ -193,36 +122,12 @@ class DetectConfig(RunConfig):
             (min(self.lambda_coord, self.lambda_noobj) >= 0, "loss weights must not be negative"),
             (self.eval_every >= 1 and self.report_images >= 0, "eval_every must be >= 1; report_images not negative"),
             (self.monitor in ("val_map50", "val_loss", "loss"), "monitor must be val_map50, val_loss or loss"),
-            (self.fpn_width >= 1, "fpn_width must be at least 1"),
-            (not self.fpn or self.detector == "faster-rcnn", "--fpn is an option of --detector faster-rcnn"),
-            (not (self.fpn and self.adapt_target), "--adapt-target adapts one backbone map; leave out --fpn with it"),
+            *self.two_stage_checks(),
+            *self.adaptation_checks(),
         ]
         require_all(checks)
         parse_box_augment(self.augment)
-        if self.detector == "faster-rcnn":
-            self.rcnn_settings()  # refuses unknown or out-of-range settings now
-        if self.detector == "faster-rcnn" and self.rcnn_training == "alternating":
-            if self.epochs < 4:
-                raise ConfigError("--rcnn-training alternating needs at least 4 epochs (its four steps split them)")
-            if self.freeze_backbone_epochs:
-                raise ConfigError("--rcnn-training alternating plans its own frozen steps",
-                                  hint="leave out --freeze-backbone-epochs")
-
-    def rcnn_settings(self) -> dict[str, Any]:
-        """The Faster R-CNN settings of these options (anchor sizes as given: empty means "from the data")."""
-        from foveal.detection.faster_rcnn import RCNNSettings
-
-        chosen = {"anchor_ratios": list(self.anchor_ratios), "rpn_batch": self.rpn_batch,
-                  "roi_batch": self.roi_batch, "rpn_lambda": self.rpn_lambda, **dict(self.rcnn_options)}
-        if self.anchor_sizes:
-            chosen["anchor_sizes"] = list(self.anchor_sizes)
-        if self.anchor_scales:
-            chosen["anchor_scales"] = list(self.anchor_scales)
-        RCNNSettings.from_dict(chosen)
-        if self.fpn and self.anchor_sizes and len(self.anchor_sizes) != 5:
-            raise ConfigError(f"--fpn needs one anchor size per RPN level P2..P6 (5), got {len(self.anchor_sizes)}",
-                              hint="e.g. --anchor-sizes 16 32 64 128 256 (4 x stride), or leave it out")
-        return chosen
+        self.check_two_stage()
 
     @property
     def model(self) -> str:

@@ -3,8 +3,7 @@
 A YOLO export holds the raw head outputs (``raw_P3``...: ``[N, gh, gw, A, 5 + K]`` logits); a
 runner decodes them with :func:`~foveal.detection.postprocess.detect_from_outputs`, the very
 function ``DetectorModel.predict`` runs, using the anchors and thresholds of the card. A Faster
-R-CNN export holds the whole detector (:func:`whole_detections`, boxes after NMS; SavedModel or
-ONNX only) and its runner filters by the card's threshold (:func:`filter_detections`). Parity
+R-CNN export holds the whole detector (:mod:`.two_stage_export`). Parity
 matches boxes after NMS by IoU and accepts an unmatched box only where NMS's discontinuity
 explains it; accuracy is mAP@0.5 by the detector's own scoring. Why each choice:
 ``docs/architecture.md`` ("A detector's export holds the raw head outputs", "Faster R-CNN is a
@@ -23,81 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from foveal.detection import two_stage_export as two_stage
 from foveal.export.classify import input_signature  # noqa: F401 - a hook: the card's input shape, as a classifier's
 from foveal.export.tasks import OutputsModel
 from foveal.models.io import ModelCard
 
+check_export = two_stage.check_export  # a hook: a Faster R-CNN's refusals
+
 RAW_PREFIX = "raw_"
-MATCH_IOU = 0.5
 _DECODERS: dict[tuple, Any] = {}
-
-
-def is_two_stage(card: ModelCard) -> bool:
-    """Whether the card is a Faster R-CNN's (``training.detector``) or a Mask R-CNN's (the instance
-    task's ``training.model``), not a YOLO detector's."""
-    if card.task == "instance":
-        return card.training.get("model") == "mask-rcnn"
-    return card.training.get("detector", "yolo") == "faster-rcnn"
-
-
-def two_stage_title(card: ModelCard) -> str:
-    """``Mask R-CNN`` or ``Faster R-CNN``: the name the one-line refusals give."""
-    return "Mask R-CNN" if card.task == "instance" else "Faster R-CNN"
-
-
-TWO_STAGE_FORMATS = ("savedmodel", "onnx")
-
-
-def check_export(card: ModelCard, fmt: str, quantize: str | None) -> None:
-    """Refuse, in one line, a format or quantization a Faster R-CNN export cannot have."""
-    from foveal.errors import ConfigError
-
-    if not is_two_stage(card):
-        return
-    if fmt not in TWO_STAGE_FORMATS:
-        reason = ("CropAndResize (RoI Align) has no TFLite builtin kernel" if fmt == "tflite"
-                  else "Core ML has no NMS loop for the proposals")
-        raise ConfigError(f"{card.architecture}: a {two_stage_title(card)} exports as SavedModel or ONNX only "
-                          f"({reason})", hint="use --format savedmodel or --format onnx")
-    if quantize:
-        raise ConfigError(f"{card.architecture}: a {two_stage_title(card)} export is float32 only (its NMS and box "
-                          "decoding would run on quantized scores)", hint="leave out --quantize")
-
-
-def whole_detections(model: Any, card: ModelCard) -> Any:
-    """The exported graph of a Faster R-CNN: the whole detector, boxes after NMS with the
-    :func:`baked_settings` (see the module docstring); the detector's own settings stay as they were."""
-    import keras
-
-    baked = baked_settings(card)
-
-    class _Whole(keras.Model):
-        def __init__(self, detector: Any) -> None:
-            super().__init__(name=f"{detector.name}_detections")
-            self.detector = detector
-
-        def call(self, images, training: bool = False):
-            # Python settings are read while tracing: swap them in, and back.
-            own = self.detector.postprocess_config()
-            self.detector.set_postprocess(**baked)
-            try:
-                return self.detector.detections(images)
-            finally:
-                self.detector.set_postprocess(**own)
-
-    graph = _Whole(model)
-    graph(np.zeros((1, *card.input_shape), np.float32))  # built, as the exporters require
-    return graph
-
-
-def baked_settings(card: ModelCard) -> dict[str, Any]:
-    """The post-processing a Faster R-CNN export holds in its graph (see :func:`whole_detections`)."""
-    from foveal.detection.scoring import SCORING_THRESHOLD
-
-    settings = postprocess_settings(card)
-    return {"score_threshold": min(SCORING_THRESHOLD, float(settings["score_threshold"])),
-            "iou_threshold": float(settings["iou_threshold"]), "class_aware": bool(settings["class_aware"]),
-            "max_detections": max(100, int(settings["max_detections"]))}
 
 
 def export_graph(model: Any, card: ModelCard) -> Any:
@@ -107,8 +40,8 @@ def export_graph(model: Any, card: ModelCard) -> Any:
 
     from foveal.detection.postprocess import as_list
 
-    if is_two_stage(card):
-        return whole_detections(model, card)
+    if two_stage.is_two_stage(card):
+        return two_stage.whole_detections(model, card)
     named = {f"{RAW_PREFIX}{level}": out for level, out in zip(model.levels, as_list(model.outputs))}
     return keras.Model(model.inputs, named, name=f"{model.name}_raw")
 
@@ -117,8 +50,8 @@ def export_card(model: Any, card: ModelCard) -> ModelCard:
     """The card plus what decoding needs: anchors, levels and the model's post-processing (a
     Faster R-CNN: the thresholds its graph holds, under ``baked_postprocess``)."""
     training = {**card.training, "postprocess": model.postprocess_config()}
-    if is_two_stage(card):
-        training.update(baked_postprocess=baked_settings(card), export_holds="detections")
+    if two_stage.is_two_stage(card):
+        training.update(baked_postprocess=two_stage.baked_settings(card), export_holds="detections")
     else:
         training.update(anchors=np.asarray(model.anchors).round(6).tolist(), levels=list(model.levels))
     return dataclasses.replace(card, training=training)
@@ -158,48 +91,6 @@ def _decoder(anchors: np.ndarray, settings: dict[str, Any], heads: tuple[tuple[i
     return _DECODERS[key]
 
 
-def filter_detections(out: dict[str, np.ndarray], card: ModelCard,
-                      settings: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
-    """A Faster R-CNN export's detections kept at ``settings``' score threshold and count (with
-    any other per-detection output, a Mask R-CNN's ``masks``, kept alongside).
-
-    Raises:
-        ModelError: ``settings`` ask for an NMS the export's graph does not hold.
-    """
-    from foveal.errors import ModelError
-
-    wanted = settings or postprocess_settings(card)
-    baked = card.training.get("baked_postprocess") or baked_settings(card)
-    for key in ("iou_threshold", "class_aware"):
-        if key in wanted and wanted[key] != baked[key]:
-            raise ModelError(f"{card.architecture}: this {two_stage_title(card)} export runs NMS with {key} {baked[key]} "
-                             f"in its graph, not {wanted[key]}", hint="predict with the .keras model, or re-export "
-                             "from a model set to that value")
-    if float(wanted["score_threshold"]) < float(baked["score_threshold"]) - 1e-9:
-        raise ModelError(f"{card.architecture}: this export keeps boxes scoring {baked['score_threshold']} and more",
-                         hint="use a score threshold at least that high")
-    scores = np.asarray(out["scores"], np.float32)
-    count = np.asarray(out["num_detections"]).astype(np.int64)
-    rank = np.arange(scores.shape[1])[None, :]
-    keep = (rank < count[:, None]) & (scores > float(wanted["score_threshold"]))  # strictly, as NMS
-    keep &= np.cumsum(keep, axis=1) <= int(wanted["max_detections"])  # scores are sorted, best first
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :int(wanted["max_detections"])]  # the kept first, in order
-    valid = np.take_along_axis(keep, order, axis=1)
-
-    def kept(values: Any, dtype: Any, fill: float = 0) -> np.ndarray:
-        values = np.asarray(values)
-        index = order.reshape(*order.shape, *[1] * (values.ndim - 2))
-        return np.where(valid.reshape(index.shape), np.take_along_axis(values, index, axis=1), fill).astype(dtype)
-
-    # Other per-detection outputs (a Mask R-CNN's masks [N, D, m, m]) follow their boxes.
-    extra = {k: kept(v, np.asarray(v).dtype) for k, v in out.items()
-             if k not in ("boxes", "scores", "classes", "num_detections")
-             and np.ndim(v) >= 2 and np.shape(v)[:2] == scores.shape}
-    return {"boxes": kept(out["boxes"], np.float32), "scores": kept(scores, np.float32),
-            "classes": kept(out["classes"], np.int32, -1), "num_detections": keep.sum(axis=1).astype(np.int32),
-            **extra}
-
-
 def decode_raw(raw: dict[str, np.ndarray], card: ModelCard,
                settings: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Raw head outputs of an export -> ``boxes``, ``scores``, ``classes``, ``num_detections``
@@ -207,8 +98,8 @@ def decode_raw(raw: dict[str, np.ndarray], card: ModelCard,
     are filtered (:func:`filter_detections`)."""
     import tensorflow as tf
 
-    if is_two_stage(card):
-        return filter_detections(raw, card, settings)
+    if two_stage.is_two_stage(card):
+        return two_stage.filter_detections(raw, card, settings)
 
     # Finest scale first, as the anchors are grouped; the grid sizes say which is which.
     scales = sorted((v for k, v in raw.items() if k.startswith(RAW_PREFIX)),
@@ -235,33 +126,6 @@ def _image_boxes(out: dict[str, np.ndarray], i: int) -> tuple[np.ndarray, np.nda
     return out["boxes"][i][:n], out["scores"][i][:n], out["classes"][i][:n]
 
 
-def match_boxes(ref_boxes: np.ndarray, got_boxes: np.ndarray, min_iou: float = MATCH_IOU,
-                max_corner_diff: float = 0.0) -> list[tuple[int, int, float]]:
-    """Greedy one-to-one matching by IoU (highest first): ``(ref index, got index, IoU)``.
-
-    Boxes whose corners differ by at most ``max_corner_diff`` also match whatever their IoU:
-    on a box a few thousandths of the image wide, a rounding-level shift drops IoU below 0.5.
-    """
-    from foveal.ops.boxes import iou_matrix
-
-    if not len(ref_boxes) or not len(got_boxes):
-        return []
-    ious = np.asarray(iou_matrix(ref_boxes, got_boxes), np.float64)
-    corner = np.abs(np.asarray(ref_boxes, np.float64)[:, None] - np.asarray(got_boxes, np.float64)[None]).max(-1)
-    # Pairs by IoU first, then the tiny ones close in corners (ranked below every IoU pair).
-    affinity = np.where(ious >= min_iou, ious, np.where(corner <= max_corner_diff, -1.0 - corner, -np.inf))
-    pairs, used_ref, used_got = [], set(), set()
-    for flat in np.argsort(-affinity, axis=None, kind="stable"):
-        r, g = divmod(int(flat), ious.shape[1])
-        if affinity[r, g] == -np.inf:
-            break
-        if r not in used_ref and g not in used_got:
-            pairs.append((r, g, float(ious[r, g])))
-            used_ref.add(r)
-            used_got.add(g)
-    return pairs
-
-
 def _explained(box: np.ndarray, score: float, cls: int, other: tuple[np.ndarray, np.ndarray, np.ndarray],
                settings: dict[str, Any], tolerance: float) -> str | None:
     """Why a box may be missing from the ``other`` output: ``"threshold"``, ``"nms"`` or None."""
@@ -282,6 +146,8 @@ def _explained(box: np.ndarray, score: float, cls: int, other: tuple[np.ndarray,
 
 def parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], card: ModelCard,
            tolerance: float) -> dict[str, Any]:
+    from foveal.ops.boxes import match_boxes
+
     settings = postprocess_settings(card)
     ref_total = got_total = matched = 0
     reasons: dict[str | None, int] = {"threshold": 0, "nms": 0, None: 0}  # None: a lonely box nothing explains

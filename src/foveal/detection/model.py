@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from foveal.detection.adapt import DomainAdaptiveDetector
+from foveal.detection.adapt import LayerFeaturesDetector
 from foveal.detection.loss import COMPONENTS, YoloLoss
 from foveal.detection.postprocess import as_list, clipped_detections
 from foveal.errors import ConfigError
@@ -245,7 +245,7 @@ class DetectionOutputs:
 
 
 @keras.saving.register_keras_serializable(package="foveal")
-class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
+class DetectorModel(LayerFeaturesDetector, DetectionOutputs, keras.Model):
     """A YOLO detector: raw outputs for training, boxes/scores/classes from ``predict``.
 
     ``predict(images)`` returns ``boxes [N, D, 4]`` (normalised corners clipped to the image),
@@ -331,35 +331,6 @@ class DetectorModel(DomainAdaptiveDetector, DetectionOutputs, keras.Model):
             bias = np.zeros((self.num_anchors, depth), np.float32)
             bias[:, 4] = np.log(prior / (1 - prior))
             layer.bias.assign(bias.reshape(-1))
-
-    # -- domain adaptation (foveal.detection.adapt) ------------------------------------------
-
-    def _feature_tensor(self):
-        if not self.feature_layer:
-            raise ConfigError(f"{self.name}: this detector does not record which backbone map its head reads "
-                              "(saved by an older foveal)", hint="train a new detector to adapt it")
-        return self.get_layer(self.feature_layer).output
-
-    def feature_channels(self) -> int:
-        return int(self._feature_tensor().shape[-1])
-
-    def _graphs(self) -> tuple[keras.Model, keras.Model]:
-        """(image -> raw outputs and the backbone map, image -> the map): the detector's own layers,
-        kept out of Keras' tracking (they add no weights)."""
-        graphs = self.__dict__.get("_adapt_graphs")
-        if graphs is None:
-            feature = self._feature_tensor()
-            graphs = (keras.Model(self.input, [*as_list(self.outputs), feature], name=f"{self.name}_with_features"),
-                      keras.Model(self.input, feature, name=f"{self.name}_features"))
-            object.__setattr__(self, "_adapt_graphs", graphs)
-        return graphs
-
-    def outputs_and_features(self, images):
-        *outputs, feature = self._graphs()[0](images, training=True)
-        return outputs, feature
-
-    def feature_map(self, images, training: bool = True):
-        return self._graphs()[1](images, training=training)
 
     # -- inference ---------------------------------------------------------------------------
 

@@ -257,18 +257,14 @@ def make_detection_pipeline(
     if mix:
         real_count, extra_count = mixed_counts(len(data), extra_ratio)
         extra_epoch = _source_epochs(extra, **common)  # type: ignore[arg-type]
-    adapt = bool(training and target is not None)
-    if adapt:
-        target_epoch = _source_epochs(target, **common)  # type: ignore[arg-type]
-        per_epoch = -(-(real_count + extra_count if mix else len(data)) // batch_size) * batch_size
-        repeats = -(-per_epoch // len(target))  # type: ignore[arg-type]
+    pair = None
+    if training and target is not None:
+        from foveal.detection.adapt import target_pairing
 
-        def target_batches(s, epoch) -> tf.data.Dataset:
-            """The epoch's target images: ``repeats`` passes, each in an order of its own."""
-            passes = tf.data.Dataset.range(repeats).flat_map(
-                lambda r: target_epoch(tf.cast(s, tf.int64) + _TARGET_SEED + r * 104_729, epoch))
-            images = passes.map(lambda image, b, c: _as_input(image, base, channels), num_parallel_calls=AUTOTUNE)
-            return images.take(per_epoch).batch(batch_size, num_parallel_calls=AUTOTUNE)
+        target_epoch = _source_epochs(target, **common)  # type: ignore[arg-type]
+        pair = target_pairing(target_epoch, lambda image: _as_input(image, base, channels),
+                              images=real_count + extra_count if mix else len(data), targets=len(target),
+                              batch_size=batch_size)
 
     def to_model(image, b, c):
         b, c = pad_targets(b, c, max_boxes)
@@ -286,17 +282,13 @@ def make_detection_pipeline(
         ds = ds.map(to_model, num_parallel_calls=AUTOTUNE)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
         ds = _multi_scale(ds, scales, s, channels, rerandomize=epoch is None) if multi else ds
-        if adapt:
-            ds = tf.data.Dataset.zip((ds, target_batches(s, epoch))).map(
-                lambda batch, more: ({"images": batch[0], "target": more}, batch[1]))
-        return ds
+        return pair(ds, s, epoch) if pair else ds
 
     ds = epoch_stream(one_epoch, seed=seed, start_epoch=start_epoch) if training else one_epoch(seed, None)
     return ds.prefetch(AUTOTUNE)
 
 
 _EXTRA_SEED = 7919  # the extra source's shuffle and augmentation streams: apart from the real ones
-_TARGET_SEED = 15_485_863  # the adaptation target's streams: apart from both
 
 
 def _as_input(image: tf.Tensor, base: tuple[int, int], channels: int) -> tf.Tensor:

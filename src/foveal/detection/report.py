@@ -71,15 +71,15 @@ def write_detection_report(path: str | Path, *, title: str, summary: dict[str, A
                            history: dict[str, list[float]] | None, data: BoxedImages | None,
                            detections: Sequence[ImageDetections] | None, curves: Sequence[ClassCurve] | None,
                            metrics: dict[str, Any] | None, count: int = 12,
-                           adaptation: dict[str, Any] | None = None, adapted: dict[str, Any] | None = None) -> Path:
-    """Write the single-file HTML report of a detection run or evaluation; ``adaptation`` and
-    ``adapted`` (``--adapt-target``'s settings and end results) add its table and figure."""
+                           first: Sequence[tuple[str, Any]] = ()) -> Path:
+    """Write the single-file HTML report of a detection run or evaluation; ``first``: sections
+    shown before the others (``--adapt-target``'s table and figure)."""
     from markupsafe import Markup
 
     from foveal.visualize.plots import plot_image_grid
     from foveal.visualize.report import figure_section, write_task_report
 
-    extra: list[tuple[str, Any]] = []
+    extra: list[tuple[str, Any]] = list(first)
     if metrics is not None:
         rows = "".join(
             Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
@@ -104,74 +104,6 @@ def write_detection_report(path: str | Path, *, title: str, summary: dict[str, A
     if grid is not None:
         extra.append(figure_section("Example detections: predicted red, true green",
                                     plot_image_grid(grid[0], grid[1], cols=4), "test images with boxes"))
-    adapted = adapted or {}
-    if adapted.get("picture") is not None:
-        extra.insert(0, figure_section(
-            "Source and target features", adapted["picture"],
-            "source and target features (PCA or t-SNE of the pooled backbone map)",
-            before=Markup("<p>{}</p>").format(
-                f"The backbone map the head reads, averaged over its positions, of {adapted['picture_images'][0]} "
-                f"source and {adapted['picture_images'][1]} target images, projected to 2-D (each panel on its "
-                "own); adapted features mix the two colours.")))
-    if adaptation is not None and history:
-        extra.insert(0, ("Domain adaptation", adaptation_table(adaptation, history, adapted)))
     return write_task_report(path, title=title, summary=summary, config=config, history=history,
                              extra_sections=extra)
 
-
-#: the per-epoch columns of the adaptation table: history key -> heading
-ADAPTATION_COLUMNS = {"adapt_loss": "domain loss", "adapt_weight": "weight (ramp)",
-                      "domain_accuracy": "domain classifier accuracy", "loss": "training loss",
-                      "val_map50": "source validation mAP@0.5", "target_map50": "target test mAP@0.5"}
-
-
-def adaptation_table(facts: dict[str, Any], history: dict[str, list[float]], adapted: dict[str, Any] | None = None):
-    """The report's adaptation section: the settings, then one row per epoch of the domain loss,
-    its weight, the domain classifier's accuracy (dann) and the source and target mAP@0.5; with
-    AdaBN (``adapted``), the layers and images it used and the target mAP before it."""
-    from markupsafe import Markup
-
-    columns = [k for k in ADAPTATION_COLUMNS if history.get(k)]
-    epochs = max((len(history[k]) for k in columns), default=0)
-    head = "".join(Markup("<th>{}</th>").format(ADAPTATION_COLUMNS[k]) for k in columns)
-    rows = "".join(Markup("<tr><td>{}</td>{}</tr>").format(
-        e + 1, Markup("").join(Markup("<td>{}</td>").format(
-            f"{history[k][e]:.4g}" if e < len(history[k]) else "") for k in columns)) for e in range(epochs))
-    settings = ", ".join(f"{k} {v}" for k, v in facts.items())
-    adapted = adapted or {}
-    if "batch_norm_layers" in adapted:
-        settings += (f". AdaBN: {adapted['batch_norm_layers']} batch-norm layer(s) re-estimated on "
-                     f"{adapted['batch_norm_images']} target images after training")
-        if "target_before_adabn" in adapted:
-            settings += (f"; target test mAP@0.5 {adapted['target_before_adabn']['map50']:.4f} before it "
-                         "(the per-epoch column below is before it too)")
-    return Markup("{}<p>{}</p><p>The domain loss is measured on the training batches (source and target "
-                  "images); the target mAP, when the target has labelled test images, is reported only and "
-                  "never picks best.keras.</p><table><tr><th>epoch</th>{}</tr>{}</table>").format(
-        target_comparison(adapted), settings, Markup(head), Markup(rows))
-
-
-def target_comparison(adapted: dict[str, Any]):
-    """The target test scores side by side: the ``--adapt-baseline`` (source-only) detector's,
-    the adapted weights' before AdaBN (when it ran) and the final ones, with the gain of each over
-    source-only (empty without a labelled target test split)."""
-    from markupsafe import Markup
-
-    final = adapted.get("target")
-    if not final:
-        return Markup("")
-    base = adapted.get("target_baseline")
-    before = adapted.get("target_before_adabn")
-    rows = [(f"source-only: --adapt-baseline {base.get('model', '')}", base)] if base else []
-    if before:
-        rows.append(("adapted, before AdaBN", before))
-    rows.append(("adapted, after AdaBN (best.keras)" if before else "adapted (best.keras)", final))
-    cells = "".join(Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
-        name, f"{r['map50']:.4f}", f"{r['coco_ap']:.4f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}",
-        f"{r['map50'] - base['map50']:+.4f}" if base and r is not base else "")
-        for name, r in rows)
-    note = ("" if base else " Pass --adapt-baseline (a source-only detector) to score it beside them.")
-    return Markup("<p><b>Target test split ({} images, {} boxes)</b>: mAP@0.5 (VOC all-point), COCO AP, "
-                  "precision and recall at the display threshold.{}</p><table><tr><th>detector</th><th>mAP@0.5</th>"
-                  "<th>COCO AP</th><th>precision</th><th>recall</th><th>gain in mAP@0.5 over source-only</th></tr>"
-                  "{}</table>").format(final["num_images"], final["num_boxes"], note, Markup(cells))

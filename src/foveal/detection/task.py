@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from foveal.detection.adapt_run import DetectAdaptation, adaptation_record
 from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS, DetectConfig
-from foveal.engine.plugin import Phase, RunData, TaskPlugin, default_options_explained, training_summary
-from foveal.errors import ConfigError, DataError
+from foveal.detection.two_stage_run import DetectTwoStage
+from foveal.engine.plugin import RunData, TaskPlugin, default_options_explained, training_summary
+from foveal.errors import DataError
 from foveal.training.runs import say
 from foveal.utils_io import atomic_write_text
 
@@ -71,37 +73,6 @@ def choose_anchors(cfg: DetectConfig, train: BoxedImages) -> tuple[np.ndarray, f
     return (np.asarray(pixels, np.float64) / np.array([w, h])).astype(np.float32), float(mean_iou)
 
 
-def _weights_card(path: str):
-    from foveal.models.io import read_card
-
-    card = read_card(path)
-    if card is None:
-        raise ConfigError(f"{path}: not a foveal .keras model (no model card)",
-                          hint="--backbone-weights takes a classifier written by `foveal train`")
-    return card
-
-
-def _load_backbone_weights(model: keras.Model, path: str) -> None:
-    """Start the backbone from a foveal classifier of the same architecture (by layer name)."""
-    from foveal.transfer.pretrained import load_weights_by_name
-
-    card = _weights_card(path)
-    targets = [layer for layer in model.layers if hasattr(layer, "layers") and layer.weights] or [model]
-    reports = []
-    for target in targets:
-        try:
-            reports.append(load_weights_by_name(target, path))
-        except Exception:  # noqa: BLE001 - a target without matches: try the others, fail below if none
-            continue
-    loaded = sum(len(r.loaded) for r in reports)
-    if not loaded:
-        raise ConfigError(f"{path}: none of its layers match the {model.name} backbone by name and shape",
-                          hint=f"the file is a {card.architecture!r} model; use --backbone {card.architecture} "
-                               "with the --backbone-options it was trained with")
-    for report in reports:
-        say(report.summary())
-
-
 def validation_map(model: keras.Model, data: BoxedImages, card: ModelCard, cfg: DetectConfig, last: float | None,
                    key: str = "val_map50") -> Any:
     """A callback adding ``key`` (VOC all-point mAP@0.5 of ``data``) to the epoch logs, before the
@@ -126,9 +97,11 @@ def _on_backbone(builder: Any, cfg: Any, data: RunData, *args: Any, **options: A
     """``builder(cfg.backbone, classes, *args, **options)`` with what every detector shares: the input
     shape, post-processing and backbone options of ``cfg``, the ``--backbone-weights`` model's
     preprocessing (unless given) and then its weights."""
+    from foveal.transfer.pretrained import classifier_card, load_backbone_weights
+
     preprocessing = cfg.preprocessing
     if cfg.backbone_weights and preprocessing is None:
-        preprocessing = _weights_card(cfg.backbone_weights).preprocessing
+        preprocessing = classifier_card(cfg.backbone_weights).preprocessing
     with default_options_explained(cfg.backbone_options, DEFAULT_BACKBONE_OPTIONS, "--backbone-options",
                                    "--backbone", cfg.backbone):
         model = builder(cfg.backbone, len(data.class_names), *args, input_shape=(*cfg.image_hw, cfg.channels),
@@ -136,66 +109,20 @@ def _on_backbone(builder: Any, cfg: Any, data: RunData, *args: Any, **options: A
                         score_threshold=cfg.score_threshold, iou_threshold=cfg.iou_threshold,
                         max_detections=cfg.max_detections, **options)
     if cfg.backbone_weights:
-        _load_backbone_weights(model, cfg.backbone_weights)
-    return model
-
-
-def build_two_stage(builder: Any, cfg: Any, data: RunData, **options: Any) -> keras.Model:
-    """A two-stage detector (Faster R-CNN, or Mask R-CNN through the instance task) from a
-    config with ``rcnn_settings()``: anchor sizes chosen from the training boxes unless given;
-    ``options`` go to ``builder`` (e.g. ``build_faster_rcnn``) beside the shared ones."""
-    from foveal.detection.faster_rcnn import anchor_sizes_from_boxes
-
-    settings = cfg.rcnn_settings()
-    fpn = bool(getattr(cfg, "fpn", False))
-    if fpn:
-        options.update(fpn=True, fpn_width=cfg.fpn_width)
-    if "anchor_sizes" not in settings and not fpn:
-        settings["anchor_sizes"] = anchor_sizes_from_boxes(data.train, cfg.image_hw)
-        say(f"anchor sizes from the training boxes: {', '.join(f'{v:g}' for v in settings['anchor_sizes'])} "
-            f"pixels, ratios {', '.join(f'{v:g}' for v in settings['anchor_ratios'])}")
-    model = _on_backbone(builder, cfg, data, level=cfg.rcnn_level, **options, **settings)
-    if fpn:
-        say(f"feature pyramid {model.level}: anchor sizes {', '.join(f'{v:g}' for v in model.rcnn.anchor_sizes)} "
-            f"pixels, one per level, times {', '.join(f'{v:.4g}' for v in model.rcnn.anchor_scales)}, ratios "
-            f"{', '.join(f'{v:g}' for v in model.rcnn.anchor_ratios)}")
+        load_backbone_weights(model, cfg.backbone_weights)
     return model
 
 
 def _extra_source(cfg: Any) -> dict[str, Any]:
     """The model card's record of ``--extra-data`` and ``--adapt-target`` (empty without them)."""
     found: dict[str, Any] = {"extra_data": cfg.extra_data, "extra_ratio": cfg.extra_ratio} if cfg.extra_data else {}
-    if getattr(cfg, "adapt_target", None):
-        found["adaptation"] = _adaptation_facts(cfg)
-    return found
-
-
-def _not_a_baseline(path: str, what: str) -> Exception:
-    """The one-line refusal of an ``--adapt-baseline`` that is not a foveal detector."""
-    return ConfigError(f"{path}: --adapt-baseline must be a detector of foveal detect train (its backbone map "
-                       f"is pictured); this is {what}")
-
-
-def _adaptation_facts(cfg: Any) -> dict[str, Any]:
-    """What ``--adapt-target`` did, for the card, the report and ``metrics.json``."""
-    from foveal.detection.adapt import DEFAULT_WEIGHTS, uses_adabn
-
-    adabn = {"batch_norm": "statistics re-estimated on the target images after training (AdaBN)"} if uses_adabn(
-        cfg) else {}
-    if cfg.adapt_method == "adabn":
-        return {"target": cfg.adapt_target, "method": "adabn", **adabn}
-    return {"target": cfg.adapt_target, "method": cfg.adapt_method,
-            "weight": cfg.adapt_weight if cfg.adapt_weight is not None else DEFAULT_WEIGHTS[cfg.adapt_method],
-            "features": cfg.adapt_features, "schedule": "weight * (2 / (1 + exp(-10 p)) - 1)",
-            **({"normalize": True} if cfg.adapt_method == "coral" and cfg.adapt_normalize else {}),
-            **({"domain_units": list(cfg.adapt_units)} if cfg.adapt_method == "dann" else {}), **adabn}
+    return found | adaptation_record(cfg)
 
 
 BOX_FORMAT = "normalised corners (x_min, y_min, x_max, y_max) of the model input"
-TARGET_MAP = "target_map50"  # the history column of the adaptation target's test mAP@0.5
 
 
-class DetectTask(TaskPlugin):
+class DetectTask(DetectTwoStage, DetectAdaptation, TaskPlugin):
     """The engine's hooks for detectors: YOLO (``--detector yolo``) and Faster R-CNN
     (``--detector faster-rcnn``); both models return boxes, scores and classes from ``predict``,
     so data, validation mAP, scoring and the report are shared."""
@@ -209,14 +136,7 @@ class DetectTask(TaskPlugin):
         from foveal.models import MODELS
 
         MODELS.get(cfg.backbone)  # unknown names fail before any data is read
-        if cfg.adapt_baseline:  # read at the end of the run: a wrong file fails now, not after training
-            from foveal.models.io import read_card
-
-            if not Path(cfg.adapt_baseline).is_file():
-                raise _not_a_baseline(cfg.adapt_baseline, "no such file")
-            card = read_card(cfg.adapt_baseline)
-            if card is None or card.task != "detect":
-                raise _not_a_baseline(cfg.adapt_baseline, f"a {card.task if card else 'foreign'} model")
+        self.check_adaptation(cfg)
 
     def load_data(self, cfg: DetectConfig) -> RunData:
         parts = load_splits(cfg)
@@ -229,22 +149,8 @@ class DetectTask(TaskPlugin):
             real, more = mixed_counts(len(data.train), cfg.extra_ratio)
             say(f"extra training data: {cfg.extra_data} ({len(extra)} images, {extra.num_boxes} boxes); each epoch "
                 f"mixes the {real} real training images with {more} of them (--extra-ratio {cfg.extra_ratio:g})")
-        if cfg.adapt_target:
-            self._load_target(cfg, data)
+        self.load_target(cfg, data)
         return data
-
-    def _load_target(self, cfg: DetectConfig, data: RunData) -> None:
-        from foveal.detection.adapt import load_target
-        from foveal.evaluation.classes import align_boxes
-
-        images, test = load_target(cfg.adapt_target, seed=cfg.seed, skip_invalid=cfg.skip_invalid,
-                                   tolerance=cfg.clip_tolerance)
-        data.extra["adapt_target"] = images
-        if test is not None:
-            data.extra["adapt_target_test"] = align_boxes(test, data.class_names, None)
-        say(f"adaptation target: {cfg.adapt_target} ({len(images)} images, their boxes unused"
-            + (f"; {len(test)} labelled test images scored as target_map50, never to pick best.keras)"
-               if test is not None else ")"))
 
     def epoch_examples(self, cfg: DetectConfig, data: RunData) -> int:
         from foveal.data.epochs import mixed_counts
@@ -252,12 +158,10 @@ class DetectTask(TaskPlugin):
         return sum(mixed_counts(len(data.train), cfg.extra_ratio)) if "extra_train" in data.extra else len(data.train)
 
     def build(self, cfg: DetectConfig, data: RunData, run_dir: Path) -> keras.Model:
-        from foveal.detection.faster_rcnn import build_faster_rcnn
         from foveal.detection.model import build_detector
 
         if cfg.detector == "faster-rcnn":
-            model = build_two_stage(build_faster_rcnn, cfg, data, head_width=cfg.head_width or 256,
-                                    roi_pool=cfg.roi_pool, class_aware=cfg.class_aware_nms)
+            model = self.build_faster_rcnn(cfg, data)
         else:
             anchors, anchor_iou = choose_anchors(cfg, data.train)
             data.extra.update(anchors=anchors, anchor_iou=anchor_iou)
@@ -265,20 +169,7 @@ class DetectTask(TaskPlugin):
                 f"{anchor_iou:.3f}")
             model = _on_backbone(build_detector, cfg, data, anchors, scales=cfg.scales, head_width=cfg.head_width,
                                  class_aware=cfg.class_aware_nms)
-        return self._adapted(cfg, data, model)
-
-    def _adapted(self, cfg: DetectConfig, data: RunData, model: keras.Model) -> keras.Model:
-        """``model`` with the ``--adapt-target`` adapter (unchanged without it, and with adabn)."""
-        from foveal.detection.adapt import uses_adapter
-
-        if cfg.adapt_target and cfg.adapt_method == "adabn":
-            say("adaptation: AdaBN, the batch-norm statistics re-estimated on the target images after training")
-        if uses_adapter(cfg):
-            adapter = model.enable_adaptation(cfg.adapt_method, weight=cfg.adapt_weight, features=cfg.adapt_features,
-                                              units=cfg.adapt_units, normalize=cfg.adapt_normalize,
-                                              total_steps=self.steps_per_epoch(cfg, data) * cfg.epochs)
-            say(f"adaptation: {adapter.describe()}, over {adapter.total_steps} steps")
-        return model
+        return self.adapted(cfg, data, model)
 
     def compile(self, cfg: DetectConfig, model: keras.Model, data: RunData, steps_per_epoch: int) -> None:
         from foveal.detection.loss import YoloLoss
@@ -293,14 +184,7 @@ class DetectTask(TaskPlugin):
                 ignore_threshold=cfg.ignore_threshold))
 
     def restore(self, cfg: DetectConfig, data: RunData, model: keras.Model, card: ModelCard) -> None:
-        from foveal.detection.adapt import uses_adapter
-
-        adapter = getattr(model, "adapter", None)
-        if uses_adapter(cfg) != (adapter is not None):
-            raise ConfigError("--adapt-target cannot be added to or removed from a run when it resumes",
-                              hint="resume with the run's own options, or start a new run")
-        if adapter is not None:
-            adapter.total_steps = self.steps_per_epoch(cfg, data) * cfg.epochs  # a resume may extend --epochs
+        self.restore_adapter(cfg, data, model)
         if cfg.detector == "yolo":  # the anchors k-means chose for the run
             data.extra["anchors"] = np.asarray(card.training["anchors"], np.float32)
 
@@ -309,11 +193,7 @@ class DetectTask(TaskPlugin):
         from foveal.models.io import preprocessing_of
 
         if cfg.detector == "faster-rcnn":
-            kind = {"detector": "faster-rcnn", "backbone": cfg.backbone, "rcnn_training": cfg.rcnn_training,
-                    "level": model.level, "stride": model.stride, "roi_pool": model.roi_pool,
-                    "fpn": bool(model.fpn_levels), "anchor_sizes": list(model.rcnn.anchor_sizes),
-                    "anchor_ratios": list(model.rcnn.anchor_ratios),
-                    "anchor_scales": list(model.rcnn.anchor_scales), "roi_canonical": float(model.rcnn.roi_canonical)}
+            kind = self.faster_rcnn_card(cfg, model)
         else:
             anchors = np.asarray(data.extra["anchors"])
             kind = {"backbone": cfg.backbone, "scales": cfg.scales, "anchors": anchors.round(6).tolist()}
@@ -330,22 +210,13 @@ class DetectTask(TaskPlugin):
                                      "score_threshold": cfg.score_threshold, "iou_threshold": cfg.iou_threshold})
 
     def describe(self, cfg: DetectConfig, data: RunData, model: keras.Model) -> list[str]:
-        kind = (f"Faster R-CNN ({model.level}, stride {model.stride}, {model.rcnn.num_anchors} anchors, RoI "
-                f"{model.roi_pool})" if cfg.detector == "faster-rcnn" else f"YOLO ({cfg.scales} scale(s))")
+        kind = self.faster_rcnn_kind(model) if cfg.detector == "faster-rcnn" else f"YOLO ({cfg.scales} scale(s))"
         mixed = (f"; mixed with {cfg.extra_data} at ratio {cfg.extra_ratio:g}" if "extra_train" in data.extra
                  else "")
         lines = [f"data: {cfg.data} ({len(data.class_names)} class(es); images {data.sizes()}; "
                  f"{data.train.num_boxes} training boxes{mixed})",
                  f"model: {kind} on {cfg.backbone}, input {cfg.image_hw}, {model.count_params():,} parameters"]
-        if getattr(model, "adapter", None) is not None:
-            lines.append(f"adapted to {cfg.adapt_target} ({len(data.extra['adapt_target'])} images): "
-                         f"{model.adapter.describe()}")
-        if cfg.adapt_target and (cfg.adapt_method == "adabn" or cfg.target_statistics):
-            from foveal.detection.adapt import ADABN_IMAGES
-
-            lines.append(f"after training: batch-norm statistics re-estimated on up to {ADABN_IMAGES} of the "
-                         f"{len(data.extra['adapt_target'])} target images (AdaBN)")
-        return lines
+        return lines + self.adaptation_lines(cfg, data, model)
 
     def data_errors(self, cfg: DetectConfig):
         from foveal.detection.pipeline import detection_data_errors
@@ -354,7 +225,6 @@ class DetectTask(TaskPlugin):
 
     def pipelines(self, cfg: DetectConfig, data: RunData, *, seed: int,
                   start_epoch: int | None = None) -> tuple[Any, Any | None]:
-        from foveal.detection.adapt import uses_adapter
         from foveal.detection.pipeline import make_detection_pipeline
 
         common = dict(image_size=cfg.image_hw, channels=cfg.channels, batch_size=cfg.batch_size, cache=cfg.cache,
@@ -362,25 +232,11 @@ class DetectTask(TaskPlugin):
         train = make_detection_pipeline(data.train, training=True, augment=cfg.augment, seed=seed,
                                         start_epoch=start_epoch, multi_scale=cfg.multi_scale or None,
                                         extra=data.extra.get("extra_train"), extra_ratio=cfg.extra_ratio,
-                                        target=data.extra.get("adapt_target") if uses_adapter(cfg) else None,
+                                        target=self.target_images(cfg, data),
                                         **common)  # type: ignore[arg-type]
         val = (make_detection_pipeline(data.val, training=False, augment="none", **common)  # type: ignore[arg-type]
                if data.val is not None and len(data.val) else None)
         return train, val
-
-    def phases(self, cfg: DetectConfig) -> list[Phase]:
-        """Faster R-CNN's 4-step alternating training as four phases (``--rcnn-training alternating``,
-        ``--epochs`` split in four, each with its own cosine schedule); else the engine's plan."""
-        if cfg.detector != "faster-rcnn" or cfg.rcnn_training != "alternating":
-            return super().phases(cfg)
-        lengths = [cfg.epochs // 4 + (1 if i < cfg.epochs % 4 else 0) for i in range(4)]
-        titles = ["step 1 of 4: backbone + RPN learn the proposals",
-                  "step 2 of 4: backbone + detection head learn on the RPN's proposals (RPN frozen)",
-                  "step 3 of 4: backbone frozen; the RPN layers are fine-tuned",
-                  "step 4 of 4: backbone frozen; the detection head is fine-tuned"]
-
-        return [Phase(i + 1, lengths[i], lambda model, step=i + 1: model.set_training_step(step),
-                      schedule_epochs=lengths[i], title=titles[i]) for i in range(4)]
 
     def monitor_without_validation(self, monitor: str) -> str:
         return "loss"  # mAP is computed on validation images only
@@ -390,10 +246,7 @@ class DetectTask(TaskPlugin):
         found = []
         if data.val is not None and len(data.val) and cfg.monitor == "val_map50":
             found.append(validation_map(model, data.val, card, cfg, (history.get("val_map50") or [None])[-1]))
-        if "adapt_target_test" in data.extra:  # reported only: the checkpoint never reads it
-            found.append(validation_map(model, data.extra["adapt_target_test"], card, cfg,
-                                        (history.get(TARGET_MAP) or [None])[-1], key=TARGET_MAP))
-        return found
+        return found + self.target_callbacks(cfg, model, card, data, history)
 
     def finish(self, cfg: DetectConfig, model: keras.Model, card: ModelCard, data: RunData, run_dir: Path,
                history: dict[str, list[float]]) -> dict[str, Any] | None:
@@ -402,16 +255,13 @@ class DetectTask(TaskPlugin):
 
         split, part = data.scored_part()
         scored = part is not None and len(part) > 0
-        adapted = self._adapt_at_end(cfg, model, card, data, run_dir, part) if cfg.adapt_target else {}
+        adapted = self.adapt_at_end(cfg, model, card, data, run_dir, part)
         metrics, curves, dets = None, None, None
         if scored:
             dets = detect_dataset(model, card, part, batch_size=cfg.batch_size)
             metrics, curves = score_detections(part, dets, score_threshold=cfg.score_threshold)
             metrics["split"] = split
-        target = self._score_target(cfg, model, card, data)
-        if target is not None or "batch_norm_layers" in adapted:
-            metrics = {**(metrics or {}), **({"target": target} if target is not None else {}),
-                       "adaptation": _adaptation_facts(cfg) | {k: v for k, v in adapted.items() if k != "picture"}}
+        target, metrics = self.target_results(cfg, model, card, data, metrics, adapted)
         if metrics is not None:
             atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
         if scored:
@@ -422,10 +272,7 @@ class DetectTask(TaskPlugin):
                 f"{metrics['precision']:.3f} recall {metrics['recall']:.3f} at score {cfg.score_threshold}; "
                 f"{metrics['num_images']} images")
         if cfg.detector == "faster-rcnn":
-            head = {"task": f"object detection (Faster R-CNN, {cfg.rcnn_training} training)", "backbone": cfg.backbone,
-                    "feature map": f"{model.level} (stride {model.stride})", "RoI pooling": model.roi_pool,
-                    "anchors": f"{model.rcnn.num_anchors} (sizes {card.training['anchor_sizes']}, ratios "
-                               f"{card.training['anchor_ratios']})"}
+            head = self.faster_rcnn_summary(cfg, model, card)
         else:
             head = {"task": "object detection (YOLO)", "backbone": cfg.backbone, "scales": cfg.scales,
                     "anchors": len(card.training["anchors"])}
@@ -435,20 +282,7 @@ class DetectTask(TaskPlugin):
             "classes": ", ".join(card.class_names), "input": "x".join(map(str, card.input_shape)),
             **training_summary(model, history),
         }
-        if cfg.adapt_target:
-            summary["adapted to"] = cfg.adapt_target + (" (AdaBN after training)" if cfg.adapt_method == "adabn" else
-                                                        f" ({cfg.adapt_method}, {cfg.adapt_features}, weight "
-                                                        f"{_adaptation_facts(cfg)['weight']:g})")
-        if target is not None:
-            summary[f"target {target['split']} mAP@0.5 (VOC all-point)"] = target["map50"]
-            summary["target COCO AP@[.50:.95]"] = target["coco_ap"]
-            if "target_before_adabn" in adapted:
-                summary["target mAP@0.5 before AdaBN"] = adapted["target_before_adabn"]["map50"]
-            if "target_baseline" in adapted:
-                summary["target mAP@0.5 of --adapt-baseline (source-only)"] = adapted["target_baseline"]["map50"]
-                summary["gain over source-only (target mAP@0.5)"] = (
-                    f"{target['map50'] - adapted['target_baseline']['map50']:+.4f}")
-            adapted = {**adapted, "target": target}  # the report's side-by-side table
+        summary |= self.adaptation_summary(cfg, target, adapted)
         if scored:
             summary |= {f"{split} mAP@0.5 (VOC all-point)": metrics["map50"],
                         "mAP@0.5 (VOC07 11-point)": metrics["map50_voc07"], "COCO AP@[.50:.95]": metrics["coco"]["AP"],
@@ -458,84 +292,6 @@ class DetectTask(TaskPlugin):
                                       summary=summary, config=asdict(cfg), history=history, data=part,
                                       detections=dets, curves=curves, metrics=metrics if scored else None,
                                       count=cfg.report_images,
-                                      adaptation=_adaptation_facts(cfg) if cfg.adapt_target else None,
-                                      adapted=adapted)
+                                      first=self.adaptation_sections(cfg, history, target, adapted))
         say(f"report: {path}")
         return metrics
-
-    def _adapt_at_end(self, cfg: DetectConfig, model: keras.Model, card: ModelCard, data: RunData,
-                      run_dir: Path, part: Any) -> dict[str, Any]:
-        """AdaBN when asked (``best.keras`` saved again with the target's batch-norm statistics; the
-        target's test mAP before it kept), and the picture of source and target features: the
-        ``--adapt-baseline`` detector's, the trained weights' before AdaBN, and the final ones."""
-        from dataclasses import replace
-
-        from foveal.detection import adapt
-        from foveal.models import load_model, save_model
-        from foveal.training.precision import float32_for_saving
-        from foveal.visualize.features import feature_picture
-
-        found: dict[str, Any] = {}
-        picture = cfg.feature_plot != "none"
-        adabn = adapt.uses_adabn(cfg)
-        baseline = None
-        if cfg.adapt_baseline:  # the source-only detector, scored on the same target test images
-            baseline, baseline_card = load_model(cfg.adapt_baseline)
-            scored = self._score_target(cfg, baseline, baseline_card, data, what="--adapt-baseline")
-            if scored is not None:
-                found["target_baseline"] = scored | {"model": cfg.adapt_baseline}
-        if not (picture or adabn):
-            return found
-        target = adapt.model_inputs(data.extra["adapt_target"], card, seed=cfg.seed, batch_size=cfg.batch_size,
-                                    limit=adapt.ADABN_IMAGES if adabn else adapt.PICTURE_IMAGES)
-        shown = part if part is not None and len(part) else (data.val if data.val is not None and len(data.val)
-                                                             else data.train)
-        source = (adapt.model_inputs(shown, card, limit=adapt.PICTURE_IMAGES, seed=cfg.seed, batch_size=cfg.batch_size)
-                  if picture else None)
-        panels: dict[str, Any] = {}
-
-        def show(title: str, detector: keras.Model) -> None:
-            panels.update(adapt.feature_panels({title: detector}, source, target[:adapt.PICTURE_IMAGES]))
-
-        if picture and baseline is not None:
-            if not hasattr(baseline, "feature_map"):
-                raise _not_a_baseline(cfg.adapt_baseline, "a detector without a recorded backbone map")
-            show("before: --adapt-baseline (source-only)", baseline)
-        if adabn:
-            if picture:
-                show("before AdaBN (training statistics)", model)
-            before = self._score_target(cfg, model, card, data)
-            if before is not None:
-                found["target_before_adabn"] = before
-            layers = adapt.adapt_batch_norm(model, target, batch_size=cfg.batch_size)
-            found |= {"batch_norm_layers": layers, "batch_norm_images": len(target)}
-            say(f"AdaBN: batch-norm statistics of {layers} layer(s) re-estimated on {len(target)} target images")
-            training = {**card.training, "adaptation": {**card.training.get("adaptation", {}),
-                                                        "batch_norm_layers": layers, "batch_norm_images": len(target)}}
-            save_model(float32_for_saving(model), run_dir / "best.keras", replace(card, training=training))
-            say(f"best.keras saved with the target's batch-norm statistics: {run_dir / 'best.keras'}")
-        if picture:
-            show(f"after: {cfg.adapt_method}" + (" + AdaBN" if adabn and cfg.adapt_method != "adabn" else ""), model)
-            found["picture"] = feature_picture(panels, cfg.feature_plot, cfg.seed)
-            found["picture_images"] = [len(source), min(len(target), adapt.PICTURE_IMAGES)]
-        return found
-
-    def _score_target(self, cfg: DetectConfig, model: keras.Model, card: ModelCard,
-                      data: RunData, what: str = "adaptation") -> dict[str, Any] | None:
-        """``model`` (the best weights, or the ``--adapt-baseline`` detector) on the adaptation
-        target's labelled test images (None without them)."""
-        from foveal.detection.scoring import detect_dataset, score_detections
-
-        part = data.extra.get("adapt_target_test")
-        if part is None:
-            return None
-        dets = detect_dataset(model, card, part, batch_size=cfg.batch_size)
-        scores = score_detections(part, dets, score_threshold=cfg.score_threshold)[0]
-        target = {"data": cfg.adapt_target, "split": "test", "map50": scores["map50"],
-                  "map50_voc07": scores["map50_voc07"], "coco_ap": scores["coco"]["AP"],
-                  "coco_ap50": scores["coco"]["AP50"], "precision": scores["precision"], "recall": scores["recall"],
-                  "num_images": scores["num_images"], "num_boxes": scores["num_boxes"]}
-        say(f"{what} target {cfg.adapt_target} (test, {target['num_images']} images): mAP@0.5 "
-            f"{target['map50']:.4f}, COCO AP {target['coco_ap']:.4f}; precision {target['precision']:.3f} recall "
-            f"{target['recall']:.3f} at score {cfg.score_threshold}")
-        return target

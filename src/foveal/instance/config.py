@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from foveal.configtools import option
-from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS, DetectConfig
+from foveal.detection.config import DEFAULT_BACKBONE_OPTIONS
+from foveal.detection.two_stage_run import TwoStageOptions
 from foveal.engine.config import RunConfig
 from foveal.errors import require_all
 
@@ -128,7 +129,7 @@ class InstanceConfig(RunConfig):
     report_images: int = option(12, "test images drawn in the report", group="output")
 
     # the detector's settings are spelled as detection spells them
-    rcnn_settings = DetectConfig.rcnn_settings
+    rcnn_settings = TwoStageOptions.rcnn_settings
 
     def validate(self) -> None:
         """Check ranges that the types alone cannot express."""

@@ -3,13 +3,13 @@
 What the export holds depends on the model family (the card's ``training["model"]``):
 
 * **Mask R-CNN**: the whole model, as a Faster R-CNN export is
-  (:func:`foveal.detection.export_check.whole_detections`): proposals, RoI Align, the class and
+  (:func:`foveal.detection.two_stage_export.whole_detections`): proposals, RoI Align, the class and
   box head, class-aware NMS and the mask head on the final boxes, with outputs ``boxes``,
   ``scores``, ``classes``, ``num_detections`` and ``masks [N, D, 28, 28]`` (the predicted
   class's mask probabilities in the box's frame). SavedModel or ONNX only, float32 (TFLite has
   no ``CropAndResize`` kernel, Core ML no NMS loop). The NMS keeps boxes down to scoring's
   threshold (0.001); the runner filters them by the card's (or a caller's) threshold
-  (:func:`~foveal.detection.export_check.filter_detections`, masks kept with their boxes) and
+  (:func:`~foveal.detection.two_stage_export.filter_detections`, masks kept with their boxes) and
   pastes each mask into the image (:func:`foveal.instance.masks.paste_masks`) exactly as
   ``foveal instance predict`` does.
 * **U-Net + watershed**: the U-Net, exported as a segmenter is (per-pixel ``probabilities``
@@ -64,15 +64,15 @@ def _is_mask_rcnn(card: ModelCard) -> bool:
 def check_export(card: ModelCard, fmt: str, quantize: str | None) -> None:
     """Refuse, in one line, what a Mask R-CNN export cannot be (as a Faster R-CNN's: SavedModel
     or ONNX, float32); a U-Net + watershed exports in every format a segmenter does."""
-    from foveal.detection import export_check as detection
+    from foveal.detection.two_stage_export import check_export
 
     if _is_mask_rcnn(card):
-        detection.check_export(card, fmt, quantize)
+        check_export(card, fmt, quantize)
 
 
 def export_graph(model: Any, card: ModelCard) -> Any:
     """The whole Mask R-CNN (boxes after NMS and their masks), or the U-Net (``probabilities``)."""
-    from foveal.detection.export_check import whole_detections
+    from foveal.detection.two_stage_export import whole_detections
 
     return whole_detections(model, card) if _is_mask_rcnn(card) else model
 
@@ -85,7 +85,7 @@ def input_signature(card: ModelCard) -> tuple[int | None, ...]:
 def export_card(model: Any, card: ModelCard) -> ModelCard:
     """The card plus, for a Mask R-CNN, the model's post-processing and the NMS its graph holds
     (``baked_postprocess``); a U-Net's card already holds its watershed settings."""
-    from foveal.detection.export_check import baked_settings
+    from foveal.detection.two_stage_export import baked_settings
 
     if not _is_mask_rcnn(card):
         return card
@@ -156,7 +156,7 @@ def outputs(source: Any, card: ModelCard, images: np.ndarray) -> dict[str, np.nd
     """A batch's outputs: a Mask R-CNN's detections after NMS at the card's settings
     (``boxes`` normalised corners, ``scores``, ``classes``, ``num_detections``, ``masks``);
     a U-Net's ``probabilities [N, H, W, 3]``."""
-    from foveal.detection.export_check import filter_detections
+    from foveal.detection.two_stage_export import filter_detections
     from foveal.export.tasks import is_runner
 
     images = np.asarray(images, np.float32)
@@ -192,6 +192,7 @@ def _mask_rcnn_parity(reference: dict[str, np.ndarray], exported: dict[str, np.n
                       tolerance: float) -> dict[str, Any]:
     from foveal.detection import export_check as detection
     from foveal.instance.masks import paste_masks
+    from foveal.ops.boxes import match_boxes
 
     result = detection.parity(reference, exported, card, tolerance)
     h, w = card.input_shape[:2]
@@ -201,7 +202,7 @@ def _mask_rcnn_parity(reference: dict[str, np.ndarray], exported: dict[str, np.n
     for i in range(len(reference["num_detections"])):
         rb, _, rc = detection._image_boxes(reference, i)
         gb, _, gc = detection._image_boxes(exported, i)
-        for r, g, _ in detection.match_boxes(rb, gb, max_corner_diff=tolerance):
+        for r, g, _ in match_boxes(rb, gb, max_corner_diff=tolerance):
             if rc[r] != gc[g]:
                 continue
             ref_mask, got_mask = reference["masks"][i][r], exported["masks"][i][g]
@@ -218,9 +219,9 @@ def _mask_rcnn_parity(reference: dict[str, np.ndarray], exported: dict[str, np.n
 
 def _watershed_parity(reference: dict[str, np.ndarray], exported: dict[str, np.ndarray], card: ModelCard,
                       tolerance: float) -> dict[str, Any]:
-    from foveal.detection.export_check import match_boxes
     from foveal.instance.family import family_of
     from foveal.instance.masks import decode_rle
+    from foveal.ops.boxes import match_boxes
     from foveal.segmentation.export_check import parity as pixel_parity
 
     result = pixel_parity(reference, exported, card, tolerance)

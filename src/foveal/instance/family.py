@@ -116,7 +116,7 @@ class MaskRCNNFamily(Family):
     title = "Mask R-CNN"
 
     def build(self, cfg: Any, data: RunData) -> keras.Model:
-        from foveal.detection.task import build_two_stage
+        from foveal.detection.two_stage_run import build_two_stage
         from foveal.instance.mask_rcnn import build_mask_rcnn
 
         return build_two_stage(build_mask_rcnn, cfg, data, head_width=cfg.head_width, mask_width=cfg.mask_width,

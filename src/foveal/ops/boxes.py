@@ -129,6 +129,31 @@ def decode_yolo(t, cells, anchors):
     return ops.concatenate([ops.sigmoid(t[..., :2]) + c, p * ops.exp(t[..., 2:])], axis=-1)
 
 
+def match_boxes(ref_boxes: np.ndarray, got_boxes: np.ndarray, min_iou: float = 0.5,
+                max_corner_diff: float = 0.0) -> list[tuple[int, int, float]]:
+    """Greedy one-to-one matching by IoU (highest first): ``(ref index, got index, IoU)``.
+
+    Boxes whose corners differ by at most ``max_corner_diff`` also match whatever their IoU:
+    on a box a few thousandths of the image wide, a rounding-level shift drops IoU below 0.5.
+    """
+    if not len(ref_boxes) or not len(got_boxes):
+        return []
+    ious = np.asarray(iou_matrix(ref_boxes, got_boxes), np.float64)
+    corner = np.abs(np.asarray(ref_boxes, np.float64)[:, None] - np.asarray(got_boxes, np.float64)[None]).max(-1)
+    # Pairs by IoU first, then the tiny ones close in corners (ranked below every IoU pair).
+    affinity = np.where(ious >= min_iou, ious, np.where(corner <= max_corner_diff, -1.0 - corner, -np.inf))
+    pairs, used_ref, used_got = [], set(), set()
+    for flat in np.argsort(-affinity, axis=None, kind="stable"):
+        r, g = divmod(int(flat), ious.shape[1])
+        if affinity[r, g] == -np.inf:
+            break
+        if r not in used_ref and g not in used_got:
+            pairs.append((r, g, float(ious[r, g])))
+            used_ref.add(r)
+            used_got.add(g)
+    return pairs
+
+
 def iou_matrix_tensor(boxes_a, boxes_b):
     """:func:`iou_matrix` with ``keras.ops`` (float32), for use inside a model or loss."""
     a = ops.expand_dims(ops.convert_to_tensor(boxes_a, dtype="float32"), -2)
@@ -142,4 +167,4 @@ def iou_matrix_tensor(boxes_a, boxes_b):
 
 
 __all__ = ["box_area", "center_to_corners", "clip_boxes", "corners_to_center", "corners_to_xywh", "decode_yolo",
-           "encode_yolo", "iou_matrix", "iou_matrix_tensor", "wh_iou", "xywh_to_corners"]
+           "encode_yolo", "iou_matrix", "iou_matrix_tensor", "match_boxes", "wh_iou", "xywh_to_corners"]

@@ -671,8 +671,42 @@ def _legacy_arrays(f) -> dict[str, list[np.ndarray]]:
     return out
 
 
+def classifier_card(path: str | os.PathLike) -> Any:
+    """The model card of a foveal classifier given as ``--backbone-weights``."""
+    from foveal.models.io import read_card
+
+    card = read_card(path)
+    if card is None:
+        raise ConfigError(f"{path}: not a foveal .keras model (no model card)",
+                          hint="--backbone-weights takes a classifier written by `foveal train`")
+    return card
+
+
+def load_backbone_weights(model: keras.Model, path: str | os.PathLike) -> None:
+    """Start a detector's backbone (its nested models, else the model itself) from a foveal
+    classifier of the same architecture, by layer name (``--backbone-weights``)."""
+    from foveal.training.runs import say
+
+    card = classifier_card(path)
+    targets = [layer for layer in model.layers if hasattr(layer, "layers") and layer.weights] or [model]
+    reports = []
+    for target in targets:
+        try:
+            reports.append(load_weights_by_name(target, path))
+        except Exception:  # noqa: BLE001 - a target without matches: try the others, fail below if none
+            continue
+    loaded = sum(len(r.loaded) for r in reports)
+    if not loaded:
+        raise ConfigError(f"{path}: none of its layers match the {model.name} backbone by name and shape",
+                          hint=f"the file is a {card.architecture!r} model; use --backbone {card.architecture} "
+                               "with the --backbone-options it was trained with")
+    for report in reports:
+        say(report.summary())
+
+
 __all__ = [
     "IMAGENET_CLASSES", "PRETRAINED", "PretrainedSpec", "WeightTransfer", "build_pretrained", "builder_for",
+    "classifier_card", "load_backbone_weights",
     "decode_predictions", "default_input_shape", "imagenet_card", "imagenet_class_names",
     "load_weights_by_name", "output_layer_name", "weights_cache_dir",
 ]
