@@ -138,7 +138,7 @@ def target_colours(names: Sequence[str]) -> np.ndarray:
     the three of :data:`~.watershed.TARGET_COLOURS` for one object class; with several,
     background black, the interiors in the PASCAL VOC colour map's order, boundary yellow."""
     from foveal.instance.watershed import TARGET_COLOURS
-    from foveal.segmentation.predict import default_palette
+    from foveal.visualize.draw import default_palette
 
     if len(names) == 3:
         return TARGET_COLOURS
@@ -525,7 +525,7 @@ def _mean_valid(values: np.ndarray) -> float:
 def _write_instances(out: Path, path: Path, image: np.ndarray, labels: np.ndarray) -> dict[str, str]:
     from foveal.data.files import write_png
     from foveal.instance.label_maps import write_label_map
-    from foveal.segmentation.predict import overlay_classes
+    from foveal.visualize.draw import overlay_classes
 
     name = f"{Path(path).stem}.png"
     rng = np.random.default_rng(0)  # the same colour for the same id in every image

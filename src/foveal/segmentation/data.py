@@ -376,10 +376,10 @@ def derive_palette(masks: list[Path]) -> tuple[np.ndarray, list[str]]:
 
 def _indexed_colours(first_mask: Path, count: int) -> np.ndarray | None:
     """The first ``count`` colours of a P-mode first mask's palette (missing ones from
-    :func:`~.predict.default_palette`); None for other or unreadable masks (validation names those)."""
+    :func:`~foveal.visualize.draw.default_palette`); None for other or unreadable masks (validation names those)."""
     from PIL import Image
 
-    from foveal.segmentation.predict import default_palette
+    from foveal.visualize.draw import default_palette
 
     try:
         with Image.open(first_mask) as img:

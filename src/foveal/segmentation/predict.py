@@ -33,9 +33,9 @@ import numpy as np
 
 from foveal.errors import ConfigError, require_task
 from foveal.utils_io import printable_path
+from foveal.visualize.draw import default_palette, overlay_classes
 
 DEFAULT_TILE = 1024
-OVERLAY_ALPHA = 0.5
 #: TTA set -> its views as (quarter turns counter-clockwise, mirrored left-right first)
 TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
     "none": ((0, False),),
@@ -48,39 +48,12 @@ MASK_PNGS = ("auto", "gray", "indexed")
 check_card = partial(require_task, task="segment")
 
 
-def default_palette(num_classes: int) -> np.ndarray:
-    """The PASCAL VOC colour map (bit-interleaved class index), (K, 3) uint8."""
-    k, i = np.arange(num_classes)[:, None], np.arange(8)[:, None, None]
-    # bits 3i, 3i + 1 and 3i + 2 of the class index are bit 7 - i of R, G and B
-    colours = ((k >> (3 * i + np.arange(3)) & 1) << (7 - i)).sum(0).astype(np.uint8)
-    if num_classes == 2:  # black and dark red are hard to see on gray micrographs
-        colours[:] = [(255, 64, 64), (64, 160, 255)]
-    return colours
-
-
 def class_colours(card) -> np.ndarray:
     """(K, 3) uint8: the dataset's palette when it had one, else :func:`default_palette`."""
     palette = card.training.get("palette")
     if palette is not None and len(palette) == len(card.class_names):
         return np.asarray(palette, np.uint8)
     return default_palette(len(card.class_names))
-
-
-def overlay_classes(image: np.ndarray, labels: np.ndarray, colours: np.ndarray, *, alpha: float = OVERLAY_ALPHA,
-            skip: Iterable[int] = ()) -> np.ndarray:
-    """``image`` (HxW[xC] uint8) with each class painted over it; labels outside ``colours`` and
-    classes in ``skip`` stay unpainted. Returns HxWx3 uint8."""
-    rgb = np.asarray(image)
-    if rgb.ndim == 2:
-        rgb = rgb[..., None]
-    rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb[..., :3]
-    out = rgb.astype(np.float32)
-    paint = labels < len(colours)
-    for k in skip:
-        paint &= labels != k
-    tint = colours[np.where(paint, labels, 0)].astype(np.float32)
-    out[paint] = (1 - alpha) * out[paint] + alpha * tint[paint]
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def unpainted(card) -> list[int]:

@@ -42,8 +42,7 @@ def per_class_table(scores: dict[str, Any]):
 def example_grid(examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], colours: np.ndarray,
                  skip: Sequence[int], ignore_label: int) -> bytes:
     """A PNG grid: per example the image, the true mask over it and the predicted mask over it."""
-    from foveal.segmentation.predict import overlay_classes
-    from foveal.visualize.draw import thumbnail
+    from foveal.visualize.draw import overlay_classes, thumbnail
     from foveal.visualize.plots import plot_image_grid
 
     tiles, titles = [], []
@@ -88,7 +87,7 @@ def write_segmentation_report(
     ``(image, true labels, predicted labels, caption)``; ``skip``: classes left unpainted."""
     from markupsafe import Markup
 
-    from foveal.segmentation.predict import default_palette
+    from foveal.visualize.draw import default_palette
     from foveal.visualize.plots import plot_confusion_matrix
     from foveal.visualize.report import figure_section, write_task_report
 
