@@ -89,8 +89,6 @@ class LocalizeConfig(RunConfig):
 
         self.validate_run()
         checks = [
-            (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
-            (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
             (len(self.image_size) in (1, 2) and min(self.image_size) >= 16, "image_size must be SIZE or HEIGHT WIDTH, at least 16"),
             (self.channels in (1, 3), "channels must be 1 or 3"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),

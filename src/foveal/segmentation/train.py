@@ -127,8 +127,6 @@ class SegmentConfig(RunConfig):
 
         self.validate_run()
         checks = [
-            (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
-            (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
             (self.holdout >= 0, "holdout must not be negative"),
             (len(self.image_size) in (0, 1, 2) and all(v >= 8 for v in self.image_size),
              "image_size must be empty, SIZE or HEIGHT WIDTH, at least 8"),
