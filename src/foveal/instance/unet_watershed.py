@@ -201,10 +201,9 @@ def write_targets(root: str | Path, *, output: str | Path | None = None, boundar
 def _folder_targets(root: Path, *, boundary_width: int, images: str, instances: str,
                     skip_invalid: bool) -> dict[str, Any]:
     """One class: each label map's 3-class targets, as ever."""
-    from foveal.data.files import write_png
+    from foveal.data.files import image_size, write_png
     from foveal.instance.label_maps import find_label_map_pairs, read_label_map
     from foveal.instance.watershed import TARGET_CLASSES, TARGET_COLOURS, instance_targets
-    from foveal.segmentation.data import image_size
 
     pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid)
     ensure_output_dir(root / "masks")
