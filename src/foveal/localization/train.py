@@ -228,14 +228,8 @@ def write_localization_report(out: Path, metrics: dict[str, Any] | None, *, titl
 def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test", batch_size: int = 32,
                        output: str | Path | None = None, skip_invalid: bool = False,
                        report_images: int = 16, class_map: str | dict | None = None) -> dict[str, Any]:
-    """Score a saved localizer on one split of a box dataset; optionally write a report.
-
-    Args:
-        data: box annotations (see :func:`~foveal.data.boxes.load_boxes`).
-        split: ``test``, ``val`` or ``train``; a source without splits is all ``train``.
-        output: folder for ``metrics.json`` and ``report.html``.
-        class_map: model class of each dataset class when their names differ
-            (see :mod:`foveal.evaluation.classes`); default: match by name.
+    """Score a saved localizer on one split (``test``, ``val`` or ``train``; a source without splits
+    is all ``train``) of box annotations; ``output`` receives ``metrics.json`` and ``report.html``.
     """
     from foveal.data.splits import pick_split
     from foveal.evaluation.classes import align_boxes

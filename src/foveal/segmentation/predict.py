@@ -171,19 +171,9 @@ def predict_masks(
     tta: str | bool | None = "none",
     mask_png: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Predict every image file (folders are searched recursively) and optionally write them.
-
-    Args:
-        output: folder for ``masks/``, ``overlays/`` and ``predictions.csv``; None writes nothing.
-        crf: refine with a dense CRF (True, or :func:`~.crf.crf_refine` options; needs ``pydensecrf2``).
-        skip_invalid: report unreadable files as rows with ``"error"`` instead of raising.
-        tta: ``none``, ``flips`` or ``d4`` (see the module docstring).
-        mask_png: ``gray``, ``indexed`` (palette-mode in the class colours) or ``auto`` (indexed
-            when the model was trained on P-mode masks); the pixel value is the class index.
-
-    Returns:
-        One dict per image: ``file``, ``size`` (``[width, height]``), ``fractions`` (share of
-        pixels per class name) and, when written, ``mask`` and ``overlay``.
+    """Predict every image file (folders searched recursively); ``output`` receives ``masks/``,
+    ``overlays/`` and ``predictions.csv`` (options as in the module docstring). One dict per image:
+    ``file``, ``size`` (``[width, height]``), ``fractions`` per class and, when written, ``mask``, ``overlay``.
     """
     from foveal.data.files import unique_name, write_png
     from foveal.prediction import predict_files

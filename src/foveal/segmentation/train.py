@@ -422,15 +422,8 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
                     report_images: int = 0, skip_invalid: bool = False, output: str | Path | None = None,
                     overlay: bool = True, tta: str | bool | None = "none",
                     mask_png: str = "auto", class_map: str | dict | None = None) -> tuple[dict[str, Any], list]:
-    """Predict every image of ``data`` as :func:`~.predict.predict_labels` does and score the maps.
-
-    Scores are taken at each mask's own resolution over labelled pixels; ``data``'s classes are
-    matched to the model's by name or ``class_map`` (:mod:`foveal.evaluation.classes`). With
-    ``output``, the predicted index PNGs and overlays go to ``output/masks`` and ``output/overlays``.
-
-    Returns:
-        ``(metrics, examples)``: :func:`scores_to_metrics` plus ``num_images``, ``skipped_images``
-        and ``tta``, and up to ``report_images`` ``(image, truth, predicted, caption)``.
+    """Predict every image of ``data`` as :func:`~.predict.predict_labels` does and score the maps at
+    each mask's own resolution: ``(metrics, up to report_images (image, truth, predicted, caption))``.
     """
     from foveal.data.files import decode_file, write_png
     from foveal.evaluation.classes import mask_lookup, match_classes, parse_class_map
@@ -492,23 +485,10 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
                        crf: bool | dict = False, skip_invalid: bool = False, report_images: int = 6,
                        overlay: bool = True, tta: str | bool | None = "none", mask_png: str = "auto",
                        images: str | None = None, class_map: str | dict | None = None) -> dict[str, Any]:
-    """Score a saved segmenter on an image/mask folder; optionally write masks, overlays and a report.
-
-    Args:
-        model_path: a ``.keras`` file written by ``foveal segment train``.
-        data: a mask folder (see :func:`~foveal.segmentation.data.read_mask_folder`) or COCO file.
-        split: ``all`` scores every pair; ``train``, ``val`` or ``test`` rebuild that split of
-            ``data`` with the run's ``config.yaml`` beside the model (same holdout, fractions, seed).
-        output: folder for ``metrics.json``, ``report.html``, ``masks/`` and ``overlays/``.
-        crf: refine with a dense CRF (needs ``pydensecrf2``).
-        tta: ``none``, ``flips`` (4 views) or ``d4`` (8 views), see :mod:`.predict`.
-        mask_png: predicted masks as ``gray`` or ``indexed`` PNGs, or ``auto`` (like the training masks).
-        images: the image folder of a COCO ``data`` file (default: found beside it).
-        class_map: model class of each dataset class when their names differ (COCO files,
-            ``palette.txt``), see :mod:`foveal.evaluation.classes`.
-
-    Returns:
-        The metrics dict (see :func:`scores_to_metrics`), with ``split`` and ``num_images``.
+    """Score a saved segmenter on a mask folder or COCO file (options as ``foveal segment evaluate``'s);
+    ``output`` receives ``metrics.json``, ``report.html``, ``masks/`` and ``overlays/``. ``split``
+    ``all`` scores every pair; ``train``, ``val`` or ``test`` rebuild that split of ``data`` with the
+    run's ``config.yaml`` beside the model (same holdout, fractions, seed).
     """
     from foveal.models import load_model
     from foveal.segmentation.coco import own_class_names
