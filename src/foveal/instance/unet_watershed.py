@@ -317,19 +317,10 @@ def load_ground_truth(data: str | Path, *, split: str = "all", model_path: str |
 
 
 def _split_images(data: Path, split: str, model_path: str | Path | None) -> list[str]:
-    from foveal import configtools
+    from foveal.data.splits import training_run_splits
     from foveal.segmentation.train import SegmentConfig, load_splits
 
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"--split must be all, train, val or test, got {split!r}")
-    saved = Path(model_path).parent / "config.yaml" if model_path else None
-    if saved is None or not saved.is_file():
-        raise ConfigError(f"--split {split} needs the run's config.yaml beside the model",
-                          hint="use --split all to score every image of --data")
-    cfg = configtools.from_mapping(SegmentConfig, configtools.load_yaml(saved) | {"data": str(data)}, source=str(saved))
-    parts = load_splits(cfg)
-    if split not in parts:
-        raise DataError(f"the training run had no {split!r} split (it had {', '.join(parts)})")
+    parts = training_run_splits(model_path, split, SegmentConfig, load_splits, {"data": str(data)})
     return [str(p) for p in parts[split].image_paths]
 
 

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from foveal import configtools
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
 from foveal.errors import ConfigError, DataError, require_all
@@ -490,6 +489,7 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
     ``all`` scores every pair; ``train``, ``val`` or ``test`` rebuild that split of ``data`` with the
     run's ``config.yaml`` beside the model (same holdout, fractions, seed).
     """
+    from foveal.data.splits import training_run_splits
     from foveal.models import load_model
     from foveal.segmentation.coco import own_class_names
     from foveal.segmentation.predict import check_card, mask_png_palette, tta_name
@@ -510,19 +510,10 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
                               "nothing to match", hint="--class-map applies to COCO files and palette.txt folders")
         part = read_folder(data, replace(cfg, classes=own or cfg.classes), own or list(card.class_names))
         skipped = part.info.get("skipped", [])
-    elif split in ("train", "val", "test"):
-        saved = Path(model_path).parent / "config.yaml"
-        if not saved.is_file():
-            raise ConfigError(f"--split {split} needs the run's config.yaml beside {model_path}",
-                              hint="use --split all to score every pair of --data")
-        run_cfg = configtools.from_mapping(SegmentConfig, configtools.load_yaml(saved) | {
-            "data": data, "skip_invalid": skip_invalid} | ({"images": images} if images else {}), source=str(saved))
-        parts = load_splits(run_cfg)
-        if split not in parts:
-            raise DataError(f"the training run had no {split!r} split (it had {', '.join(parts)})")
-        part, skipped = parts[split], skipped_of(parts)
     else:
-        raise ConfigError(f"--split must be all, train, val or test, got {split!r}")
+        parts = training_run_splits(model_path, split, SegmentConfig, load_splits, {
+            "data": data, "skip_invalid": skip_invalid} | ({"images": images} if images else {}), what="pair")
+        part, skipped = parts[split], skipped_of(parts)
     metrics, examples = score_segmenter(model, card, part, crf=crf, report_images=report_images if output else 0,
                                         skip_invalid=skip_invalid, output=output, overlay=overlay, tta=tta,
                                         mask_png=mask_png, class_map=class_map)
