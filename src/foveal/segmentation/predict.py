@@ -178,15 +178,9 @@ def predict_masks(
     from foveal.data.files import unique_name, write_png
     from foveal.prediction import predict_files
 
-    check_card(card)
-    tta = tta_name(tta)
-    if crf:
-        from foveal.segmentation.crf import require_crf
-
-        require_crf()
+    tta, mask_palette = checked_options(card, tta, crf, mask_png)
     out_dir = Path(output) if output is not None else None
     colours, skip = class_colours(card), unpainted(card)
-    mask_palette = mask_png_palette(card, mask_png)
     used: set[str] = set()
 
     def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
@@ -208,6 +202,18 @@ def predict_masks(
     # One image at a time: each keeps its own size (tiled when large).
     return predict_files(images, card.input_shape[-1], rows_for, batch_size=1, skip_invalid=skip_invalid,
                          output=output, tables={"predictions.csv": lambda rows: to_csv(rows, card.class_names)})
+
+
+def checked_options(card, tta: str | bool | None, crf: bool | dict[str, Any] = False,
+                    mask_png: str = "auto") -> tuple[str, np.ndarray | None]:
+    """``(TTA name, mask PNG palette)`` once the card is a segmenter's, ``tta`` and ``mask_png`` are
+    known and, with ``crf``, ``pydensecrf2`` is installed."""
+    check_card(card)
+    if crf:
+        from foveal.segmentation.crf import require_crf
+
+        require_crf()
+    return tta_name(tta), mask_png_palette(card, mask_png)
 
 
 def mask_png_palette(card, mask_png: str = "auto") -> np.ndarray | None:

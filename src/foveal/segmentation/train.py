@@ -429,9 +429,7 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
     from foveal.segmentation import predict as p
     from foveal.segmentation.metrics import confusion_matrix
 
-    p.check_card(card)
-    tta = p.tta_name(tta)
-    mask_palette = p.mask_png_palette(card, mask_png)
+    tta, mask_palette = p.checked_options(card, tta, crf, mask_png)
     k = len(card.class_names)
     to_model = mask_lookup(match_classes(card.class_names, data.class_names, parse_class_map(class_map),
                                          origin=data.origin), data.ignore_label)
@@ -492,16 +490,10 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
     from foveal.data.splits import training_run_splits
     from foveal.models import load_model
     from foveal.segmentation.coco import own_class_names
-    from foveal.segmentation.predict import check_card, mask_png_palette, tta_name
+    from foveal.segmentation.predict import checked_options
 
-    tta = tta_name(tta)
-    if crf:
-        from foveal.segmentation.crf import require_crf
-
-        require_crf()
     model, card = load_model(model_path)
-    check_card(card)
-    mask_png_palette(card, mask_png)  # refuse a bad value before reading any data
+    tta, _ = checked_options(card, tta, crf, mask_png)  # refuse bad values before reading any data
     cfg = card_config(card, data, skip_invalid=skip_invalid, images=images)
     if split == "all":
         own = own_class_names(data, cfg.mask_format)  # COCO and palette data name their classes: match them
