@@ -22,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from functools import partial
 from pathlib import Path
@@ -227,16 +225,11 @@ def mask_png_palette(card, mask_png: str = "auto") -> np.ndarray | None:
 
 def to_csv(rows: list[dict[str, Any]], class_names: list[str]) -> str:
     """One line per image: file, mask, overlay, width, height, share of each class, error."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["file", "mask", "overlay", "width", "height", *(f"fraction_{n}" for n in class_names), "error"])
-    for r in rows:
-        if "error" in r:
-            writer.writerow([r["file"], "", "", "", "", *([""] * len(class_names)), r["error"]])
-        else:
-            writer.writerow([r["file"], r.get("mask", ""), r.get("overlay", ""), *r["size"],
-                             *(r["fractions"][n] for n in class_names), ""])
-    return out.getvalue()
+    from foveal.prediction import rows_csv
+
+    return rows_csv(rows, ["file", "mask", "overlay", "width", "height", *(f"fraction_{n}" for n in class_names)],
+                    lambda r: [[r["file"], r.get("mask", ""), r.get("overlay", ""), *r["size"],
+                                *(r["fractions"][n] for n in class_names)]])
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
