@@ -37,7 +37,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from foveal.errors import ConfigError, DataError
-from foveal.utils_io import atomic_write_text, ensure_output_dir, printable_path
+from foveal.utils_io import atomic_write_text, ensure_output_dir, printable_path, write_metrics
 
 #: The post-processing options and their defaults (see :func:`~.watershed.watershed_instances`).
 POST_DEFAULTS: dict[str, Any] = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "elevation": "interior",
@@ -425,7 +425,7 @@ def evaluate_watershed(
         metrics["baseline"] = {"method": "connected components of the foreground", **_ap(gt, base_results, max_dets)}
     if out is not None:
         atomic_write_text(out / "results.json", json.dumps(results))
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
         write_watershed_report(out / "report.html", model_path, files, gt, results, metrics, count=report_images)
     return metrics
 

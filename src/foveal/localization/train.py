@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +25,7 @@ from foveal.engine.config import RunConfig
 from foveal.errors import require_all
 from foveal.tasks import trainer
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import write_metrics
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
     import keras
@@ -216,7 +215,7 @@ def write_localization_report(out: Path, metrics: dict[str, Any] | None, *, titl
     from foveal.visualize.report import figure_section, write_task_report
 
     if metrics is not None:
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
     extra = []
     if drawn is not None:
         extra.append(figure_section("Test images: predicted box red, true box green",

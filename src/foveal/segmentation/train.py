@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,7 +27,7 @@ from foveal.errors import ConfigError, DataError, require_all
 from foveal.registry import did_you_mean
 from foveal.tasks import trainer
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import write_metrics
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
     import keras
@@ -371,7 +370,7 @@ def write_results(out: Path, metrics: dict[str, Any] | None, examples: list, car
     from foveal.segmentation.report import write_segmentation_report
 
     if metrics is not None:
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
         split, foreground = metrics["split"], metrics.get("foreground")
         summary = summary | {f"{split} pixel accuracy": metrics["pixel_accuracy"],
                              f"{split} mean IoU": metrics["mean_iou"], f"{split} mean Dice": metrics["mean_dice"]}
