@@ -263,10 +263,9 @@ def skipped_of(parts: dict[str, SegmentationImages]) -> list[str]:
 
 def guess_channels(data: SegmentationImages) -> int:
     """1 when the first image is single-channel (gray), else 3."""
-    from PIL import Image
+    from foveal.data.imagecheck import mode_channels, probe_image
 
-    with Image.open(data.image_paths[0]) as img:
-        return 1 if img.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+    return mode_channels(probe_image(data.image_paths[0], full=False).mode)
 
 
 def class_index(name: str | None, names: list[str], what: str) -> int | None:
