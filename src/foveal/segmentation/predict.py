@@ -31,7 +31,6 @@ import numpy as np
 
 from foveal.errors import ConfigError, require_task
 from foveal.utils_io import printable_path
-from foveal.visualize.draw import default_palette, overlay_classes
 
 DEFAULT_TILE = 1024
 #: TTA set -> its views as (quarter turns counter-clockwise, mirrored left-right first)
@@ -47,7 +46,9 @@ check_card = partial(require_task, task="segment")
 
 
 def class_colours(card) -> np.ndarray:
-    """(K, 3) uint8: the dataset's palette when it had one, else :func:`default_palette`."""
+    """(K, 3) uint8: the dataset's palette when it had one, else the default palette."""
+    from foveal.visualize.draw import default_palette  # foveal.visualize loads TensorFlow
+
     palette = card.training.get("palette")
     if palette is not None and len(palette) == len(card.class_names):
         return np.asarray(palette, np.uint8)
@@ -175,6 +176,7 @@ def predict_masks(
     """
     from foveal.data.files import unique_name, write_png
     from foveal.prediction import predict_files
+    from foveal.visualize.draw import overlay_classes
 
     tta, mask_palette = checked_options(card, tta, crf, mask_png)
     out_dir = Path(output) if output is not None else None

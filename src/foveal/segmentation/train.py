@@ -426,6 +426,7 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
     from foveal.evaluation.classes import mask_lookup, match_classes, parse_class_map
     from foveal.segmentation import predict as p
     from foveal.segmentation.metrics import confusion_matrix
+    from foveal.visualize.draw import overlay_classes
 
     tta, mask_palette = p.checked_options(card, tta, crf, mask_png)
     k = len(card.class_names)
@@ -455,7 +456,7 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
             name = f"{Path(str(image_path)).stem}.png"
             write_png(out / "masks" / name, predicted, palette=mask_palette)
             if overlay:
-                write_png(out / "overlays" / name, p.overlay_classes(image, predicted, colours, skip=skip))
+                write_png(out / "overlays" / name, overlay_classes(image, predicted, colours, skip=skip))
         if len(examples) < report_images:
             examples.append((image, truth, predicted, Path(str(image_path)).name))
     foreground = card.training.get("foreground")
