@@ -1,5 +1,5 @@
 """Prediction rows every task shares: files predicted a batch at a time (a bad file skipped or
-named), drawings saved beside the rows, terminal tables, COCO result records and report thumbnails.
+named), drawings saved beside the rows, terminal tables and CSV files, COCO result records and report thumbnails.
 
 Example:
     >>> rows = predict_files(["photos/"], 3, rows_for, batch_size=8, skip_invalid=True)  # doctest: +SKIP
@@ -8,9 +8,11 @@ Example:
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -141,3 +143,17 @@ def file_table(rows: list[dict[str, Any]], describe, width: int = 60) -> str:
         name = r["file"] if len(r["file"]) <= width else "..." + r["file"][-(width - 3):]
         lines.append(f"{name:<{width}}  " + (f"ERROR {r['error']}" if "error" in r else describe(r)))
     return "\n".join(lines)
+
+
+def rows_csv(rows: list[dict[str, Any]], columns: Sequence[str], lines: Callable[[dict[str, Any]], list[list]]) -> str:
+    """CSV of prediction rows: a header of ``columns`` and ``error``, then the value lists
+    ``lines(row)`` of each row, or for a row with an error its file, blanks and the error."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*columns, "error"])
+    for r in rows:
+        if "error" in r:
+            writer.writerow([r["file"], *([""] * (len(columns) - 1)), r["error"]])
+        else:
+            writer.writerows([*values, ""] for values in lines(r))
+    return out.getvalue()

@@ -5,6 +5,7 @@ printable."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -147,6 +148,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def write_metrics(folder: str | os.PathLike, metrics: dict) -> Path:
+    """``folder/metrics.json`` (indented JSON), written atomically: every task's scores."""
+    return atomic_write_text(Path(folder) / "metrics.json", json.dumps(metrics, indent=1))
 
 
 def printable_path(path: str | os.PathLike) -> str:

@@ -12,7 +12,7 @@ CLASSES = ["background", "red", "blue"]
 
 def voc_palette() -> list[int]:
     """Pascal VOC's 256-colour palette as the flat list PIL's ``putpalette`` takes."""
-    from foveal.segmentation.predict import default_palette
+    from foveal.visualize.draw import default_palette
 
     return default_palette(256).ravel().tolist()
 

@@ -13,7 +13,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 
 from foveal.errors import DataError
 from foveal.segmentation.data import read_mask_folder
-from foveal.segmentation.predict import default_palette
+from foveal.visualize.draw import default_palette
 
 from .conftest import CLASSES, write_indexed_png, write_squares
 from .test_training import TINY_UNET, run_cli

@@ -167,7 +167,7 @@ def test_resized_prediction_comes_back_at_image_size():
 
 
 def test_overlay_paints_classes():
-    from foveal.segmentation.predict import default_palette, overlay_classes
+    from foveal.visualize.draw import default_palette, overlay_classes
 
     image = np.full((2, 2, 1), 100, np.uint8)
     labels = np.array([[0, 1], [2, 3]])

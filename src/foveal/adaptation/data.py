@@ -81,9 +81,11 @@ def channels_of(part: Any) -> int:
     if part.paths is not None and len(part.paths):
         from PIL import Image
 
+        from foveal.data.imagecheck import mode_channels
+
         try:
             with Image.open(part.paths[0]) as im:
-                return 1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+                return mode_channels(im.mode)
         except OSError as exc:
             raise DataError(f"{printable_path(part.paths[0])}: cannot read this image ({exc})") from None
     return 3

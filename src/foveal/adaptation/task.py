@@ -36,7 +36,7 @@ from foveal.adaptation.config import AdaptConfig
 from foveal.engine.plugin import RunData, TaskPlugin
 from foveal.errors import ConfigError
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import atomic_write_text, write_metrics
 
 if TYPE_CHECKING:
     import keras
@@ -388,7 +388,7 @@ def write_results(cfg: AdaptConfig, classifier: keras.Model, card: ModelCard, do
     metrics["train_seconds"] = round(sum(history.get("epoch_seconds", [])), 1)
     if base_history is not None:
         metrics["source_only_seconds"] = sum(base_history.get("seconds", [])) or None
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+    write_metrics(run_dir, metrics)
 
     sections: list[tuple[str, Any]] = []
     curves = {cfg.method: history} | ({"source-only": base_history} if base_history is not None else {})

@@ -109,3 +109,21 @@ def write_png(path: Path, pixels: np.ndarray, palette: np.ndarray | None = None)
     with atomic_path(path) as tmp:
         img.save(tmp, format="PNG")
     return path
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file as shown (EXIF orientation applied), from its header only."""
+    from PIL import Image
+
+    from foveal.data.imagecheck import exif_orientation_of
+
+    try:
+        with Image.open(path) as img:
+            return (img.width, img.height) if exif_orientation_of(img) in (5, 6, 7, 8) else (img.height, img.width)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read the image ({exc})") from None
+
+
+def natural_key(stem: str) -> tuple:
+    """Sort key of file stems: numbers by value (``2`` before ``10``) before other names."""
+    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)

@@ -40,6 +40,7 @@ FINE_MODES = {
     "1", "L", "P", "LA", "PA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
     "I", "I;16", "I;16B", "I;16L", "I;16N",
 }  # fmt: skip
+GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # PIL's one-channel modes
 _BMP_DEPTHS = {8, 24, 32}  # TensorFlow's BMP decoder refuses 1-, 4- and 16-bit files
 _BMP_RLE = {1, 2}  # BI_RLE8, BI_RLE4
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
@@ -221,6 +222,11 @@ def _probe_stream(fp: BinaryIO, name: str, full: bool, max_pixels: int) -> Image
 
 
 _ORIENTATION_TAG = 0x0112
+
+
+def mode_channels(mode: str | None) -> int:
+    """1 for PIL's gray modes, else 3: the channels an image of that mode is read with."""
+    return 1 if mode in GRAY_MODES else 3
 
 
 def exif_orientation_of(img: Image.Image) -> int:

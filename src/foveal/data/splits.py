@@ -1,11 +1,14 @@
-"""Stratified, seeded train / validation / test splits."""
+"""Stratified, seeded train / validation / test splits, and the splits of a finished training run."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from foveal.data.source import LabeledImages, Splits
-from foveal.errors import DataError
+from foveal.errors import ConfigError, DataError
 
 
 def _apportion(counts: np.ndarray, fraction: float) -> np.ndarray:
@@ -112,3 +115,22 @@ def pick_split(parts: dict, split: str, data: str) -> tuple[str, object]:
         return next(iter(parts.items()))
     raise DataError(f"{data}: has no {split!r} split (it has {', '.join(parts)})", hint="pass --split with one of those")
 
+
+def training_run_splits(model_path: str | Path | None, split: str, config_class: type, load_splits: Callable,
+                        overrides: dict, what: str = "image") -> dict:
+    """The parts that the training run of ``model_path`` split its data into, rebuilt from its
+    ``config.yaml`` (with ``overrides``, e.g. ``data``) by the task's ``load_splits``, for
+    ``evaluate --split train|val|test``; ``split`` must be one of them."""
+    from foveal import configtools
+
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"--split must be all, train, val or test, got {split!r}")
+    saved = Path(model_path).parent / "config.yaml" if model_path else None
+    if saved is None or not saved.is_file():
+        raise ConfigError(f"--split {split} needs the run's config.yaml beside {model_path or 'the model'}",
+                          hint=f"use --split all to score every {what} of --data")
+    parts = load_splits(configtools.from_mapping(config_class, configtools.load_yaml(saved) | overrides,
+                                                 source=str(saved)))
+    if split not in parts:
+        raise DataError(f"the training run had no {split!r} split (it had {', '.join(parts)})")
+    return parts

@@ -79,7 +79,6 @@ class EnhanceConfig(RunConfig):
 
         self.validate_run()
         checks = [
-            (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
             (self.channels in (0, 1, 3), "--channels must be 0 (as the images are), 1 or 3"),
             (self.patch_size >= 0 and self.patches_per_image >= 1, "--patch-size must not be negative and "
              "--patches-per-image must be at least 1"),

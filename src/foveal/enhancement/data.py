@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from foveal.data.imagecheck import mode_channels
 from foveal.errors import ConfigError, DataError
 from foveal.utils_io import printable_path
-
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F", "La"}
 
 
 @dataclass
@@ -90,11 +89,6 @@ def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
         y = image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         return np.clip(np.round(y), 0, 255).astype(np.uint8)[..., None]
     return image
-
-
-def mode_channels(mode: str | None) -> int:
-    """1 for PIL's gray modes, else 3."""
-    return 1 if mode in GRAY_MODES else 3
 
 
 def is_array_spec(spec: str) -> bool:

@@ -21,8 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from functools import partial
 from pathlib import Path
@@ -243,15 +241,10 @@ def enhance_files(model, card, images: Iterable[str | Path], *, output: str | Pa
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
     """One line per image: file, written file, input and output sizes, error."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["file", "enhanced", "input_width", "input_height", "output_width", "output_height", "error"])
-    for r in rows:
-        if "error" in r:
-            writer.writerow([r["file"], "", "", "", "", "", r["error"]])
-        else:
-            writer.writerow([r["file"], r.get("enhanced", ""), *r["input_size"], *r["output_size"], ""])
-    return out.getvalue()
+    from foveal.prediction import rows_csv
+
+    return rows_csv(rows, ["file", "enhanced", "input_width", "input_height", "output_width", "output_height"],
+                    lambda r: [[r["file"], r.get("enhanced", ""), *r["input_size"], *r["output_size"]]])
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

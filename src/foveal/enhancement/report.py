@@ -18,20 +18,14 @@ STRIP = 224
 
 def scores_table(metrics: dict[str, Any]):
     """Model, baseline and gain per measure, as HTML (Markup)."""
-    from markupsafe import Markup, escape
+    from foveal.visualize.report import html_table
 
-    rows = []
-    for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("psnr_y", "PSNR on Y (dB)"), ("ssim_y", "SSIM on Y")):
-        m, b, d = metrics["model"][key], metrics["baseline"][key], metrics["gain"][key]
-        if m is None:
-            continue
-        rows.append(f"<tr><td>{label}</td><td class=\"num\">{m:.4f}</td><td class=\"num\">{b:.4f}</td>"
-                    f"<td class=\"num\">{d:+.4f}</td></tr>")
-    head = (f"<thead><tr><th>measure</th><th class=\"num\">model</th><th class=\"num\">"
-            f"{escape(metrics['baseline_name'])}</th><th class=\"num\">gain</th></tr></thead>")
-    note = (f"<p>{metrics['num_images']} image(s); x{metrics['scale']}; corruption {escape(metrics['corruption'])}; "
-            f"{metrics['border']} px cropped from each side before measuring; Y is BT.601 luma.</p>")
-    return Markup(f"<table>{head}<tbody>{''.join(rows)}</tbody></table>{note}")
+    rows = [[label, f"{metrics['model'][key]:.4f}", f"{metrics['baseline'][key]:.4f}", f"{metrics['gain'][key]:+.4f}"]
+            for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("psnr_y", "PSNR on Y (dB)"),
+                               ("ssim_y", "SSIM on Y")) if metrics["model"][key] is not None]
+    return html_table(["measure", "model", metrics["baseline_name"], "gain"], rows,
+                      note=f"{metrics['num_images']} image(s); x{metrics['scale']}; corruption {metrics['corruption']}; "
+                      f"{metrics['border']} px cropped from each side before measuring; Y is BT.601 luma.")
 
 
 def strip_grid(strips: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]], scale: int) -> bytes:

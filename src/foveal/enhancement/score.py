@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +25,7 @@ import numpy as np
 from foveal.enhancement.data import ImageSet, check_sizes
 from foveal.enhancement.metrics import mean_quality, quality
 from foveal.errors import ConfigError
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import write_metrics
 
 if TYPE_CHECKING:
     from foveal.models import ModelCard
@@ -183,7 +182,7 @@ def evaluate_enhancer(model_path: str | Path, data: str, *, output: str | Path |
     metrics["data"] = data
     if output is not None:
         out = Path(output)
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
         write_enhancement_report(out / "report.html", title=f"foveal enhancement evaluation of {Path(model_path).name}",
                                  summary={"model": str(model_path), "data": data, "task": card.architecture},
                                  config={}, history=None, metrics=metrics, strips=strips)

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -22,7 +21,7 @@ from foveal.engine.plugin import RunData, TaskPlugin, training_summary
 from foveal.enhancement.config import EnhanceConfig
 from foveal.tasks import trainer
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import write_metrics
 
 if TYPE_CHECKING:
     import keras
@@ -144,7 +143,7 @@ class EnhanceTask(TaskPlugin):
             metrics, strips = score_enhancer(model, card, part, report_images=cfg.report_images,
                                              skip_invalid=cfg.skip_invalid)
             metrics["split"] = split
-            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+            write_metrics(run_dir, metrics)
             say(f"{split}: {format_headline(metrics)}")
         summary: dict[str, Any] = {
             "run": run_dir.name, "task": "image enhancement", "model": f"{cfg.model} x{cfg.factor}",

@@ -85,7 +85,6 @@ class GenerateConfig(RunConfig):
 
         replace(self, learning_rate=self.resolved_learning_rate()).validate_run()
         checks = [
-            (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
             (self.latent_dim >= 0, "latent_dim must not be negative"),
             (self.width >= 1, "width must be at least 1"),
             (self.sigma >= 0 and self.kl_warmup_epochs >= 0, "sigma and kl_warmup_epochs must not be negative"),

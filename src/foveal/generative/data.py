@@ -25,18 +25,16 @@ from foveal.generative.config import GenerateConfig
 if TYPE_CHECKING:
     from foveal.data.source import LabeledImages
 
-GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-
 
 def _file_geometry(part: LabeledImages) -> tuple[set[int], set[tuple[int, int]], dict[Any, str]]:
     """Channel counts and sizes of a folder's files (from their headers), with an example file for each."""
-    from foveal.data.imagecheck import probe_files
+    from foveal.data.imagecheck import mode_channels, probe_files
 
     channels, sizes, example = set(), set(), {}
     for probe in probe_files(part.paths, full=False, progress=False):
         if probe.mode is None or probe.width is None:
             continue
-        c = 1 if probe.mode in GRAY_MODES else 3
+        c = mode_channels(probe.mode)
         channels.add(c)
         sizes.add((probe.height, probe.width))
         example.setdefault(c, probe.path)

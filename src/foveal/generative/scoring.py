@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,10 +166,10 @@ def evaluate_generator(model_path: str | Path, data: str, *, split: str = "test"
     metrics["split"] = split
     if output is not None:
         from foveal.generative.report import write_generative_report
-        from foveal.utils_io import atomic_write_text, ensure_output_dir
+        from foveal.utils_io import ensure_output_dir, write_metrics
 
         out = ensure_output_dir(output)
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
         for name, pixels in figures.items():
             sampling.write_png(out / f"{name}.png", pixels)
         write_generative_report(out / "report.html", title=f"foveal generative evaluation of {Path(model_path).name}",

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,7 +27,7 @@ from foveal.engine.plugin import RunData, TaskPlugin
 from foveal.errors import ConfigError
 from foveal.generative.config import GenerateConfig
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import write_metrics
 
 if TYPE_CHECKING:
     import keras
@@ -139,7 +138,7 @@ class GenerateTask(TaskPlugin):
                                            inception_weights=cfg.inception_weights, seed=cfg.seed,
                                            batch_size=cfg.batch_size, skip_invalid=cfg.skip_invalid)
         metrics["split"] = split
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(run_dir, metrics)
         for name, pixels in figures.items():
             from foveal.generative.sampling import write_png
 

@@ -142,8 +142,6 @@ class InstanceConfig(RunConfig):
             validate_options(self)
         sizes = list(self.image_size)
         checks = [
-            (self.val_split >= 0 and self.test_split >= 0 and self.val_split + self.test_split < 1.0,
-             "val_split and test_split must not be negative and sum below 1"),
             (len(self.image_size) in (1, 2), "image_size must be SIZE or HEIGHT WIDTH"),
             (all(s >= STRIDE and s % STRIDE == 0 for s in sizes), f"image_size must be multiples of {STRIDE}"),
             (self.channels in (1, 3), "channels must be 1 or 3"),

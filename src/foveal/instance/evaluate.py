@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from foveal.errors import DataError
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import atomic_write_text, write_metrics
 
 
 def evaluate_instances(model_path: str | Path, data: str, *, split: str = "test", batch_size: int = 8,
@@ -57,7 +57,7 @@ def evaluate_instances(model_path: str | Path, data: str, *, split: str = "test"
     metrics["split"] = split
     if output is not None:
         out = Path(output)
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
         category_ids = [c["id"] for c in part.coco_dict()["categories"]]
         atomic_write_text(out / "detections.json", json.dumps(to_coco_results(found, category_ids)))
         summary = {"model": str(model_path), "data": data, "split": split, "mask AP": metrics["mask"]["AP"],

@@ -169,7 +169,7 @@ def find_label_map_pairs(root: str | Path, *, images: str = "images", instances:
                          skip_invalid: bool = False) -> tuple[list[tuple[Path, Path]], list[str]]:
     """``(image, label map)`` paths under ``root`` matched by stem (natural order), and the
     unpaired files (an error unless ``skip_invalid``)."""
-    from foveal.segmentation.data import _natural_key
+    from foveal.data.files import natural_key
 
     root = Path(root)
     image_dir, label_dir = root / images, root / instances
@@ -183,7 +183,7 @@ def find_label_map_pairs(root: str | Path, *, images: str = "images", instances:
     if problems and not skip_invalid:
         raise DataError(f"{len(problems)} unpaired file(s): " + "; ".join(problems[:5]),
                         hint="every image needs instances/<same stem>.png, or pass --skip-invalid")
-    stems = sorted(set(found) & set(maps), key=_natural_key)
+    stems = sorted(set(found) & set(maps), key=natural_key)
     if not stems:
         raise DataError(f"{root}: no image/label-map pairs", hint=_HINT)
     return [(found[s], maps[s]) for s in stems], problems
@@ -223,7 +223,7 @@ def label_maps_to_coco(
         DataError: naming the file: no partner, a non-integer PNG mode, a size that differs
             from the image's, an unknown class id (with ``cityscapes`` and given names).
     """
-    from foveal.segmentation.data import image_size
+    from foveal.data.files import image_size
 
     pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid)
     names = _class_table(class_encoding, class_names)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from foveal.engine.plugin import RunData, TaskPlugin, training_summary
 from foveal.instance.config import InstanceConfig
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import atomic_write_text, write_metrics
 
 if TYPE_CHECKING:
     import keras
@@ -174,7 +174,7 @@ class InstanceTask(TaskPlugin):
             found = predict_dataset(model, card, part, batch_size=cfg.batch_size)
             metrics = score_instances(part, found, score_threshold=cfg.score_threshold)
             metrics["split"] = split
-            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+            write_metrics(run_dir, metrics)
             category_ids = [c["id"] for c in part.coco_dict()["categories"]]
             atomic_write_text(run_dir / "detections.json", json.dumps(to_coco_results(found, category_ids)))
             say(f"{split}: mask AP {metrics['mask']['AP']:.4f}, AP50 {metrics['mask']['AP50']:.4f}; box AP "

@@ -37,7 +37,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from foveal.errors import ConfigError, DataError
-from foveal.utils_io import atomic_write_text, ensure_output_dir, printable_path
+from foveal.utils_io import atomic_write_text, ensure_output_dir, printable_path, write_metrics
 
 #: The post-processing options and their defaults (see :func:`~.watershed.watershed_instances`).
 POST_DEFAULTS: dict[str, Any] = {"interior_threshold": 0.5, "foreground_threshold": 0.5, "elevation": "interior",
@@ -138,7 +138,7 @@ def target_colours(names: Sequence[str]) -> np.ndarray:
     the three of :data:`~.watershed.TARGET_COLOURS` for one object class; with several,
     background black, the interiors in the PASCAL VOC colour map's order, boundary yellow."""
     from foveal.instance.watershed import TARGET_COLOURS
-    from foveal.segmentation.predict import default_palette
+    from foveal.visualize.draw import default_palette
 
     if len(names) == 3:
         return TARGET_COLOURS
@@ -201,10 +201,9 @@ def write_targets(root: str | Path, *, output: str | Path | None = None, boundar
 def _folder_targets(root: Path, *, boundary_width: int, images: str, instances: str,
                     skip_invalid: bool) -> dict[str, Any]:
     """One class: each label map's 3-class targets, as ever."""
-    from foveal.data.files import write_png
+    from foveal.data.files import image_size, write_png
     from foveal.instance.label_maps import find_label_map_pairs, read_label_map
     from foveal.instance.watershed import TARGET_CLASSES, TARGET_COLOURS, instance_targets
-    from foveal.segmentation.data import image_size
 
     pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid)
     ensure_output_dir(root / "masks")
@@ -318,19 +317,10 @@ def load_ground_truth(data: str | Path, *, split: str = "all", model_path: str |
 
 
 def _split_images(data: Path, split: str, model_path: str | Path | None) -> list[str]:
-    from foveal import configtools
+    from foveal.data.splits import training_run_splits
     from foveal.segmentation.train import SegmentConfig, load_splits
 
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"--split must be all, train, val or test, got {split!r}")
-    saved = Path(model_path).parent / "config.yaml" if model_path else None
-    if saved is None or not saved.is_file():
-        raise ConfigError(f"--split {split} needs the run's config.yaml beside the model",
-                          hint="use --split all to score every image of --data")
-    cfg = configtools.from_mapping(SegmentConfig, configtools.load_yaml(saved) | {"data": str(data)}, source=str(saved))
-    parts = load_splits(cfg)
-    if split not in parts:
-        raise DataError(f"the training run had no {split!r} split (it had {', '.join(parts)})")
+    parts = training_run_splits(model_path, split, SegmentConfig, load_splits, {"data": str(data)})
     return [str(p) for p in parts[split].image_paths]
 
 
@@ -435,7 +425,7 @@ def evaluate_watershed(
         metrics["baseline"] = {"method": "connected components of the foreground", **_ap(gt, base_results, max_dets)}
     if out is not None:
         atomic_write_text(out / "results.json", json.dumps(results))
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
         write_watershed_report(out / "report.html", model_path, files, gt, results, metrics, count=report_images)
     return metrics
 
@@ -525,7 +515,7 @@ def _mean_valid(values: np.ndarray) -> float:
 def _write_instances(out: Path, path: Path, image: np.ndarray, labels: np.ndarray) -> dict[str, str]:
     from foveal.data.files import write_png
     from foveal.instance.label_maps import write_label_map
-    from foveal.segmentation.predict import overlay_classes
+    from foveal.visualize.draw import overlay_classes
 
     name = f"{Path(path).stem}.png"
     rng = np.random.default_rng(0)  # the same colour for the same id in every image

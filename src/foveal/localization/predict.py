@@ -12,8 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 from functools import partial
 from pathlib import Path
 from typing import Any, Iterable
@@ -25,7 +23,7 @@ from foveal.errors import require_task
 from foveal.localization.metrics import decode_boxes
 from foveal.models.io import ModelCard
 from foveal.predict import to_json
-from foveal.prediction import Drawings, predict_files
+from foveal.prediction import Drawings, predict_files, rows_csv
 from foveal.visualize.draw import PRED_COLOR, draw_boxes
 
 CSV_COLUMNS = ("file", "class", "score", "x_min", "y_min", "x_max", "y_max", "image_width", "image_height")
@@ -88,15 +86,7 @@ def predict_boxes(
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
     """One line per image: file, class, score, box corners, image size (errors leave them empty)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([*CSV_COLUMNS, "error"])
-    for r in rows:
-        if "error" in r:
-            writer.writerow([r["file"], *([""] * (len(CSV_COLUMNS) - 1)), r["error"]])
-        else:
-            writer.writerow([r["file"], r["class"], r["score"], *r["box"], *r["image_size"], ""])
-    return out.getvalue()
+    return rows_csv(rows, CSV_COLUMNS, lambda r: [[r["file"], r["class"], r["score"], *r["box"], *r["image_size"]]])
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

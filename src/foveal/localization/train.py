@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +25,7 @@ from foveal.engine.config import RunConfig
 from foveal.errors import require_all
 from foveal.tasks import trainer
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import write_metrics
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
     import keras
@@ -89,8 +88,6 @@ class LocalizeConfig(RunConfig):
 
         self.validate_run()
         checks = [
-            (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
-            (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
             (len(self.image_size) in (1, 2) and min(self.image_size) >= 16, "image_size must be SIZE or HEIGHT WIDTH, at least 16"),
             (self.channels in (1, 3), "channels must be 1 or 3"),
             (0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)"),
@@ -218,7 +215,7 @@ def write_localization_report(out: Path, metrics: dict[str, Any] | None, *, titl
     from foveal.visualize.report import figure_section, write_task_report
 
     if metrics is not None:
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
     extra = []
     if drawn is not None:
         extra.append(figure_section("Test images: predicted box red, true box green",
@@ -230,14 +227,8 @@ def write_localization_report(out: Path, metrics: dict[str, Any] | None, *, titl
 def evaluate_localizer(model_path: str | Path, data: str, *, split: str = "test", batch_size: int = 32,
                        output: str | Path | None = None, skip_invalid: bool = False,
                        report_images: int = 16, class_map: str | dict | None = None) -> dict[str, Any]:
-    """Score a saved localizer on one split of a box dataset; optionally write a report.
-
-    Args:
-        data: box annotations (see :func:`~foveal.data.boxes.load_boxes`).
-        split: ``test``, ``val`` or ``train``; a source without splits is all ``train``.
-        output: folder for ``metrics.json`` and ``report.html``.
-        class_map: model class of each dataset class when their names differ
-            (see :mod:`foveal.evaluation.classes`); default: match by name.
+    """Score a saved localizer on one split (``test``, ``val`` or ``train``; a source without splits
+    is all ``train``) of box annotations; ``output`` receives ``metrics.json`` and ``report.html``.
     """
     from foveal.data.splits import pick_split
     from foveal.evaluation.classes import align_boxes

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -30,7 +29,7 @@ from foveal.scratch.config import ScratchConfig
 from foveal.scratch.network import Network, SimpleNetwork, epoch_order, small_cnn
 from foveal.scratch.optim import SGD
 from foveal.training.runs import TrainResult, run_name, say
-from foveal.utils_io import atomic_path, atomic_write_text
+from foveal.utils_io import atomic_path, atomic_write_text, write_metrics
 
 
 def build_network(cfg: ScratchConfig, input_shape: tuple[int, ...], num_classes: int) -> Network:
@@ -200,7 +199,7 @@ def train(config: ScratchConfig | None = None, **overrides: Any) -> TrainResult:
         metrics.update(keras={"accuracy": keras_history["val_accuracy"][-1], "loss": keras_history["val_loss"][-1]},
                        keras_train_seconds=float(sum(keras_history["epoch_seconds"])),
                        max_abs_difference=max_differences(numpy_history, keras_history))
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+    write_metrics(run_dir, metrics)
     atomic_write_text(run_dir / "history.csv", _history_csv(numpy_history, keras_history))
     with atomic_path(run_dir / "weights.npz") as tmp:
         with open(tmp, "wb") as handle:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from foveal.data.files import image_size, natural_key
 from foveal.errors import DataError
 from foveal.utils_io import is_utf8_path, printable_path
 
@@ -152,19 +153,6 @@ def is_indexed_png(path: str | Path) -> bool:
     try:
         with Image.open(path) as img:
             return img.mode in INDEXED_MODES
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read the image ({exc})") from None
-
-
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(height, width) of an image file as shown (EXIF orientation applied), from its header only."""
-    from PIL import Image
-
-    from foveal.data.imagecheck import exif_orientation_of
-
-    try:
-        with Image.open(path) as img:
-            return (img.width, img.height) if exif_orientation_of(img) in (5, 6, 7, 8) else (img.height, img.width)
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the image ({exc})") from None
 
@@ -301,7 +289,7 @@ def read_mask_folder(
         raise DataError(f"{len(lonely)} unpaired file(s): " + "; ".join(skipped[:5]),
                         hint="every image needs a mask with the same file stem, or pass --skip-invalid")
     skipped = bad_names + skipped
-    stems = sorted(set(images) & set(masks), key=_natural_key)
+    stems = sorted(set(images) & set(masks), key=natural_key)
     if not stems:
         raise DataError(f"{root}: no image/mask pairs")
     first = masks[stems[0]]
@@ -376,10 +364,10 @@ def derive_palette(masks: list[Path]) -> tuple[np.ndarray, list[str]]:
 
 def _indexed_colours(first_mask: Path, count: int) -> np.ndarray | None:
     """The first ``count`` colours of a P-mode first mask's palette (missing ones from
-    :func:`~.predict.default_palette`); None for other or unreadable masks (validation names those)."""
+    :func:`~foveal.visualize.draw.default_palette`); None for other or unreadable masks (validation names those)."""
     from PIL import Image
 
-    from foveal.segmentation.predict import default_palette
+    from foveal.visualize.draw import default_palette
 
     try:
         with Image.open(first_mask) as img:
@@ -416,7 +404,3 @@ def _pixel_codes(pixels: np.ndarray) -> np.ndarray:
 
 def _code_colour(code: int) -> tuple[int, int, int]:
     return (int(code) >> 16) & 255, (int(code) >> 8) & 255, int(code) & 255
-
-
-def _natural_key(stem: str):
-    return (0, int(stem), "") if stem.isdigit() else (1, 0, stem)

@@ -22,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from functools import partial
 from pathlib import Path
@@ -35,7 +33,6 @@ from foveal.errors import ConfigError, require_task
 from foveal.utils_io import printable_path
 
 DEFAULT_TILE = 1024
-OVERLAY_ALPHA = 0.5
 #: TTA set -> its views as (quarter turns counter-clockwise, mirrored left-right first)
 TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
     "none": ((0, False),),
@@ -48,39 +45,14 @@ MASK_PNGS = ("auto", "gray", "indexed")
 check_card = partial(require_task, task="segment")
 
 
-def default_palette(num_classes: int) -> np.ndarray:
-    """The PASCAL VOC colour map (bit-interleaved class index), (K, 3) uint8."""
-    k, i = np.arange(num_classes)[:, None], np.arange(8)[:, None, None]
-    # bits 3i, 3i + 1 and 3i + 2 of the class index are bit 7 - i of R, G and B
-    colours = ((k >> (3 * i + np.arange(3)) & 1) << (7 - i)).sum(0).astype(np.uint8)
-    if num_classes == 2:  # black and dark red are hard to see on gray micrographs
-        colours[:] = [(255, 64, 64), (64, 160, 255)]
-    return colours
-
-
 def class_colours(card) -> np.ndarray:
-    """(K, 3) uint8: the dataset's palette when it had one, else :func:`default_palette`."""
+    """(K, 3) uint8: the dataset's palette when it had one, else the default palette."""
+    from foveal.visualize.draw import default_palette  # foveal.visualize loads TensorFlow
+
     palette = card.training.get("palette")
     if palette is not None and len(palette) == len(card.class_names):
         return np.asarray(palette, np.uint8)
     return default_palette(len(card.class_names))
-
-
-def overlay_classes(image: np.ndarray, labels: np.ndarray, colours: np.ndarray, *, alpha: float = OVERLAY_ALPHA,
-            skip: Iterable[int] = ()) -> np.ndarray:
-    """``image`` (HxW[xC] uint8) with each class painted over it; labels outside ``colours`` and
-    classes in ``skip`` stay unpainted. Returns HxWx3 uint8."""
-    rgb = np.asarray(image)
-    if rgb.ndim == 2:
-        rgb = rgb[..., None]
-    rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb[..., :3]
-    out = rgb.astype(np.float32)
-    paint = labels < len(colours)
-    for k in skip:
-        paint &= labels != k
-    tint = colours[np.where(paint, labels, 0)].astype(np.float32)
-    out[paint] = (1 - alpha) * out[paint] + alpha * tint[paint]
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def unpainted(card) -> list[int]:
@@ -198,32 +170,17 @@ def predict_masks(
     tta: str | bool | None = "none",
     mask_png: str = "auto",
 ) -> list[dict[str, Any]]:
-    """Predict every image file (folders are searched recursively) and optionally write them.
-
-    Args:
-        output: folder for ``masks/``, ``overlays/`` and ``predictions.csv``; None writes nothing.
-        crf: refine with a dense CRF (True, or :func:`~.crf.crf_refine` options; needs ``pydensecrf2``).
-        skip_invalid: report unreadable files as rows with ``"error"`` instead of raising.
-        tta: ``none``, ``flips`` or ``d4`` (see the module docstring).
-        mask_png: ``gray``, ``indexed`` (palette-mode in the class colours) or ``auto`` (indexed
-            when the model was trained on P-mode masks); the pixel value is the class index.
-
-    Returns:
-        One dict per image: ``file``, ``size`` (``[width, height]``), ``fractions`` (share of
-        pixels per class name) and, when written, ``mask`` and ``overlay``.
+    """Predict every image file (folders searched recursively); ``output`` receives ``masks/``,
+    ``overlays/`` and ``predictions.csv`` (options as in the module docstring). One dict per image:
+    ``file``, ``size`` (``[width, height]``), ``fractions`` per class and, when written, ``mask``, ``overlay``.
     """
     from foveal.data.files import unique_name, write_png
     from foveal.prediction import predict_files
+    from foveal.visualize.draw import overlay_classes
 
-    check_card(card)
-    tta = tta_name(tta)
-    if crf:
-        from foveal.segmentation.crf import require_crf
-
-        require_crf()
+    tta, mask_palette = checked_options(card, tta, crf, mask_png)
     out_dir = Path(output) if output is not None else None
     colours, skip = class_colours(card), unpainted(card)
-    mask_palette = mask_png_palette(card, mask_png)
     used: set[str] = set()
 
     def rows_for(batch: list[tuple[Path, np.ndarray]]) -> list[dict[str, Any]]:
@@ -247,6 +204,18 @@ def predict_masks(
                          output=output, tables={"predictions.csv": lambda rows: to_csv(rows, card.class_names)})
 
 
+def checked_options(card, tta: str | bool | None, crf: bool | dict[str, Any] = False,
+                    mask_png: str = "auto") -> tuple[str, np.ndarray | None]:
+    """``(TTA name, mask PNG palette)`` once the card is a segmenter's, ``tta`` and ``mask_png`` are
+    known and, with ``crf``, ``pydensecrf2`` is installed."""
+    check_card(card)
+    if crf:
+        from foveal.segmentation.crf import require_crf
+
+        require_crf()
+    return tta_name(tta), mask_png_palette(card, mask_png)
+
+
 def mask_png_palette(card, mask_png: str = "auto") -> np.ndarray | None:
     """The palette predicted index masks are written with (None: gray PNGs); ``auto`` follows
     the training masks."""
@@ -258,16 +227,11 @@ def mask_png_palette(card, mask_png: str = "auto") -> np.ndarray | None:
 
 def to_csv(rows: list[dict[str, Any]], class_names: list[str]) -> str:
     """One line per image: file, mask, overlay, width, height, share of each class, error."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["file", "mask", "overlay", "width", "height", *(f"fraction_{n}" for n in class_names), "error"])
-    for r in rows:
-        if "error" in r:
-            writer.writerow([r["file"], "", "", "", "", *([""] * len(class_names)), r["error"]])
-        else:
-            writer.writerow([r["file"], r.get("mask", ""), r.get("overlay", ""), *r["size"],
-                             *(r["fractions"][n] for n in class_names), ""])
-    return out.getvalue()
+    from foveal.prediction import rows_csv
+
+    return rows_csv(rows, ["file", "mask", "overlay", "width", "height", *(f"fraction_{n}" for n in class_names)],
+                    lambda r: [[r["file"], r.get("mask", ""), r.get("overlay", ""), *r["size"],
+                                *(r["fractions"][n] for n in class_names)]])
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

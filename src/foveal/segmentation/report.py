@@ -23,27 +23,20 @@ def _fmt(value: Any) -> str:
 
 def per_class_table(scores: dict[str, Any]):
     """The per-class rows of :func:`~.train.scores_to_metrics` output as an HTML table (Markup)."""
-    from markupsafe import Markup, escape
+    from foveal.visualize.report import html_table
 
-    rows = []
-    for row in scores["per_class"]:
-        cells = [escape(row["class"])] + [_fmt(row[k]) for k in ("iou", "dice", "precision", "recall")]
-        cells += [f"{row['pixels']:,}", f"{row['predicted_pixels']:,}"]
-        rows.append("<tr><td>" + "</td><td class=\"num\">".join(str(c) for c in cells) + "</td></tr>")
-    head = ("<thead><tr><th>class</th><th class=\"num\">IoU</th><th class=\"num\">Dice</th>"
-            "<th class=\"num\">precision</th><th class=\"num\">recall</th><th class=\"num\">true pixels</th>"
-            "<th class=\"num\">predicted pixels</th></tr></thead>")
-    means = (f"<p>pixel accuracy {_fmt(scores['pixel_accuracy'])}, mean IoU {_fmt(scores['mean_iou'])}, "
-             f"mean Dice {_fmt(scores['mean_dice'])} over {scores['num_images']} image(s); a class absent "
-             "from both truth and prediction has no score (n/a) and is left out of the means.</p>")
-    return Markup(f"<table>{head}<tbody>{''.join(rows)}</tbody></table>{means}")
+    rows = [[row["class"], *(_fmt(row[k]) for k in ("iou", "dice", "precision", "recall")),
+             f"{row['pixels']:,}", f"{row['predicted_pixels']:,}"] for row in scores["per_class"]]
+    return html_table(["class", "IoU", "Dice", "precision", "recall", "true pixels", "predicted pixels"], rows,
+                      note=f"pixel accuracy {_fmt(scores['pixel_accuracy'])}, mean IoU {_fmt(scores['mean_iou'])}, "
+                      f"mean Dice {_fmt(scores['mean_dice'])} over {scores['num_images']} image(s); a class absent "
+                      "from both truth and prediction has no score (n/a) and is left out of the means.")
 
 
 def example_grid(examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], colours: np.ndarray,
                  skip: Sequence[int], ignore_label: int) -> bytes:
     """A PNG grid: per example the image, the true mask over it and the predicted mask over it."""
-    from foveal.segmentation.predict import overlay_classes
-    from foveal.visualize.draw import thumbnail
+    from foveal.visualize.draw import overlay_classes, thumbnail
     from foveal.visualize.plots import plot_image_grid
 
     tiles, titles = [], []
@@ -88,7 +81,7 @@ def write_segmentation_report(
     ``(image, true labels, predicted labels, caption)``; ``skip``: classes left unpainted."""
     from markupsafe import Markup
 
-    from foveal.segmentation.predict import default_palette
+    from foveal.visualize.draw import default_palette
     from foveal.visualize.plots import plot_confusion_matrix
     from foveal.visualize.report import figure_section, write_task_report
 

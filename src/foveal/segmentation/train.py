@@ -15,21 +15,19 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from foveal import configtools
 from foveal.configtools import option
 from foveal.engine.config import RunConfig
 from foveal.errors import ConfigError, DataError, require_all
 from foveal.registry import did_you_mean
 from foveal.tasks import trainer
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import write_metrics
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
     import keras
@@ -127,8 +125,6 @@ class SegmentConfig(RunConfig):
 
         self.validate_run()
         checks = [
-            (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
-            (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
             (self.holdout >= 0, "holdout must not be negative"),
             (len(self.image_size) in (0, 1, 2) and all(v >= 8 for v in self.image_size),
              "image_size must be empty, SIZE or HEIGHT WIDTH, at least 8"),
@@ -267,10 +263,9 @@ def skipped_of(parts: dict[str, SegmentationImages]) -> list[str]:
 
 def guess_channels(data: SegmentationImages) -> int:
     """1 when the first image is single-channel (gray), else 3."""
-    from PIL import Image
+    from foveal.data.imagecheck import mode_channels, probe_image
 
-    with Image.open(data.image_paths[0]) as img:
-        return 1 if img.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+    return mode_channels(probe_image(data.image_paths[0], full=False).mode)
 
 
 def class_index(name: str | None, names: list[str], what: str) -> int | None:
@@ -374,7 +369,7 @@ def write_results(out: Path, metrics: dict[str, Any] | None, examples: list, car
     from foveal.segmentation.report import write_segmentation_report
 
     if metrics is not None:
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
         split, foreground = metrics["split"], metrics.get("foreground")
         summary = summary | {f"{split} pixel accuracy": metrics["pixel_accuracy"],
                              f"{split} mean IoU": metrics["mean_iou"], f"{split} mean Dice": metrics["mean_dice"]}
@@ -424,24 +419,16 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
                     report_images: int = 0, skip_invalid: bool = False, output: str | Path | None = None,
                     overlay: bool = True, tta: str | bool | None = "none",
                     mask_png: str = "auto", class_map: str | dict | None = None) -> tuple[dict[str, Any], list]:
-    """Predict every image of ``data`` as :func:`~.predict.predict_labels` does and score the maps.
-
-    Scores are taken at each mask's own resolution over labelled pixels; ``data``'s classes are
-    matched to the model's by name or ``class_map`` (:mod:`foveal.evaluation.classes`). With
-    ``output``, the predicted index PNGs and overlays go to ``output/masks`` and ``output/overlays``.
-
-    Returns:
-        ``(metrics, examples)``: :func:`scores_to_metrics` plus ``num_images``, ``skipped_images``
-        and ``tta``, and up to ``report_images`` ``(image, truth, predicted, caption)``.
+    """Predict every image of ``data`` as :func:`~.predict.predict_labels` does and score the maps at
+    each mask's own resolution: ``(metrics, up to report_images (image, truth, predicted, caption))``.
     """
     from foveal.data.files import decode_file, write_png
     from foveal.evaluation.classes import mask_lookup, match_classes, parse_class_map
     from foveal.segmentation import predict as p
     from foveal.segmentation.metrics import confusion_matrix
+    from foveal.visualize.draw import overlay_classes
 
-    p.check_card(card)
-    tta = p.tta_name(tta)
-    mask_palette = p.mask_png_palette(card, mask_png)
+    tta, mask_palette = p.checked_options(card, tta, crf, mask_png)
     k = len(card.class_names)
     to_model = mask_lookup(match_classes(card.class_names, data.class_names, parse_class_map(class_map),
                                          origin=data.origin), data.ignore_label)
@@ -469,7 +456,7 @@ def score_segmenter(model: keras.Model, card: ModelCard, data: SegmentationImage
             name = f"{Path(str(image_path)).stem}.png"
             write_png(out / "masks" / name, predicted, palette=mask_palette)
             if overlay:
-                write_png(out / "overlays" / name, p.overlay_classes(image, predicted, colours, skip=skip))
+                write_png(out / "overlays" / name, overlay_classes(image, predicted, colours, skip=skip))
         if len(examples) < report_images:
             examples.append((image, truth, predicted, Path(str(image_path)).name))
     foreground = card.training.get("foreground")
@@ -494,36 +481,18 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
                        crf: bool | dict = False, skip_invalid: bool = False, report_images: int = 6,
                        overlay: bool = True, tta: str | bool | None = "none", mask_png: str = "auto",
                        images: str | None = None, class_map: str | dict | None = None) -> dict[str, Any]:
-    """Score a saved segmenter on an image/mask folder; optionally write masks, overlays and a report.
-
-    Args:
-        model_path: a ``.keras`` file written by ``foveal segment train``.
-        data: a mask folder (see :func:`~foveal.segmentation.data.read_mask_folder`) or COCO file.
-        split: ``all`` scores every pair; ``train``, ``val`` or ``test`` rebuild that split of
-            ``data`` with the run's ``config.yaml`` beside the model (same holdout, fractions, seed).
-        output: folder for ``metrics.json``, ``report.html``, ``masks/`` and ``overlays/``.
-        crf: refine with a dense CRF (needs ``pydensecrf2``).
-        tta: ``none``, ``flips`` (4 views) or ``d4`` (8 views), see :mod:`.predict`.
-        mask_png: predicted masks as ``gray`` or ``indexed`` PNGs, or ``auto`` (like the training masks).
-        images: the image folder of a COCO ``data`` file (default: found beside it).
-        class_map: model class of each dataset class when their names differ (COCO files,
-            ``palette.txt``), see :mod:`foveal.evaluation.classes`.
-
-    Returns:
-        The metrics dict (see :func:`scores_to_metrics`), with ``split`` and ``num_images``.
+    """Score a saved segmenter on a mask folder or COCO file (options as ``foveal segment evaluate``'s);
+    ``output`` receives ``metrics.json``, ``report.html``, ``masks/`` and ``overlays/``. ``split``
+    ``all`` scores every pair; ``train``, ``val`` or ``test`` rebuild that split of ``data`` with the
+    run's ``config.yaml`` beside the model (same holdout, fractions, seed).
     """
+    from foveal.data.splits import training_run_splits
     from foveal.models import load_model
     from foveal.segmentation.coco import own_class_names
-    from foveal.segmentation.predict import check_card, mask_png_palette, tta_name
+    from foveal.segmentation.predict import checked_options
 
-    tta = tta_name(tta)
-    if crf:
-        from foveal.segmentation.crf import require_crf
-
-        require_crf()
     model, card = load_model(model_path)
-    check_card(card)
-    mask_png_palette(card, mask_png)  # refuse a bad value before reading any data
+    tta, _ = checked_options(card, tta, crf, mask_png)  # refuse bad values before reading any data
     cfg = card_config(card, data, skip_invalid=skip_invalid, images=images)
     if split == "all":
         own = own_class_names(data, cfg.mask_format)  # COCO and palette data name their classes: match them
@@ -532,19 +501,10 @@ def evaluate_segmenter(model_path: str | Path, data: str, *, split: str = "all",
                               "nothing to match", hint="--class-map applies to COCO files and palette.txt folders")
         part = read_folder(data, replace(cfg, classes=own or cfg.classes), own or list(card.class_names))
         skipped = part.info.get("skipped", [])
-    elif split in ("train", "val", "test"):
-        saved = Path(model_path).parent / "config.yaml"
-        if not saved.is_file():
-            raise ConfigError(f"--split {split} needs the run's config.yaml beside {model_path}",
-                              hint="use --split all to score every pair of --data")
-        run_cfg = configtools.from_mapping(SegmentConfig, configtools.load_yaml(saved) | {
-            "data": data, "skip_invalid": skip_invalid} | ({"images": images} if images else {}), source=str(saved))
-        parts = load_splits(run_cfg)
-        if split not in parts:
-            raise DataError(f"the training run had no {split!r} split (it had {', '.join(parts)})")
-        part, skipped = parts[split], skipped_of(parts)
     else:
-        raise ConfigError(f"--split must be all, train, val or test, got {split!r}")
+        parts = training_run_splits(model_path, split, SegmentConfig, load_splits, {
+            "data": data, "skip_invalid": skip_invalid} | ({"images": images} if images else {}), what="pair")
+        part, skipped = parts[split], skipped_of(parts)
     metrics, examples = score_segmenter(model, card, part, crf=crf, report_images=report_images if output else 0,
                                         skip_invalid=skip_invalid, output=output, overlay=overlay, tta=tta,
                                         mask_png=mask_png, class_map=class_map)

@@ -80,8 +80,6 @@ class VideoConfig(RunConfig):
 
         self.validate_run()
         checks = [
-            (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
-            (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
             (len(self.frame_size) in (1, 2) and min(self.frame_size) >= 8, "frame_size must be SIZE or HEIGHT WIDTH, "
              "at least 8"),
             (self.units >= 1 and self.dense >= 0 and 0.0 <= self.dropout < 1.0 and self.filters >= 1,

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from foveal.errors import DataError, ModelError
-from foveal.utils_io import atomic_path, atomic_write_text
+from foveal.utils_io import atomic_path, atomic_write_text, write_metrics
 from foveal.video.decode import is_video_file, iter_frames, probe
 from foveal.video.sampling import Sampling, pad_sequences
 
@@ -211,7 +211,7 @@ def evaluate_video(model_path: str | os.PathLike, data: str | os.PathLike, *, ou
         from foveal.visualize.report import write_classification_report
 
         out = ensure_output_dir(output)
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
         write_classification_report(out / "report.html", title=f"foveal video evaluation of {model_path}",
                                     summary={"model": str(model_path), "data": str(data),
                                              "clips": len(labels), "skipped clips": len(skipped),

@@ -38,7 +38,7 @@ import numpy as np
 from foveal.engine.plugin import RunData, TaskPlugin
 from foveal.errors import ConfigError, DataError
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import atomic_write_text, write_metrics
 from foveal.video.config import VideoConfig
 
 if TYPE_CHECKING:
@@ -546,7 +546,7 @@ class VideoTask(TaskPlugin):
                 cv = cross_validate(cfg, data.extra["all"], len(names), models)
             atomic_write_text(run_dir / "cv.json", json.dumps(cv, indent=1))
             metrics["cv"] = cv
-        atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(run_dir, metrics)
         summary: dict[str, Any] = {
             "run": run_dir.name, "task": "video classification", "model": cfg.model, "backbone": cfg.backbone,
             "sampling": cfg.sampling, "data": cfg.data, "classes": ", ".join(names),

@@ -1,4 +1,5 @@
-"""Draw boxes with labels on images (PIL ``ImageDraw``) and letterbox thumbnails, for predictions and reports.
+"""Draw boxes with labels on images (PIL ``ImageDraw``), paint class maps over them and letterbox
+thumbnails, for predictions and reports.
 
 Colours follow one convention everywhere: predicted boxes red, true boxes green.
 
@@ -12,13 +13,14 @@ Example:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 PRED_COLOR = "red"
 TRUE_COLOR = "lime"
+OVERLAY_ALPHA = 0.5  # class maps painted over images
 
 
 def _to_rgb(image: np.ndarray | Image.Image) -> Image.Image:
@@ -63,3 +65,30 @@ def thumbnail(rgb: np.ndarray, size: int) -> np.ndarray:
     img = Image.fromarray(rgb)
     method = Image.Resampling.NEAREST if max(img.size) < size else Image.Resampling.BILINEAR
     return np.asarray(ImageOps.pad(img.convert("RGB"), (size, size), method=method, color="black"))
+
+
+def default_palette(num_classes: int) -> np.ndarray:
+    """The PASCAL VOC colour map (bit-interleaved class index), (K, 3) uint8."""
+    k, i = np.arange(num_classes)[:, None], np.arange(8)[:, None, None]
+    # bits 3i, 3i + 1 and 3i + 2 of the class index are bit 7 - i of R, G and B
+    colours = ((k >> (3 * i + np.arange(3)) & 1) << (7 - i)).sum(0).astype(np.uint8)
+    if num_classes == 2:  # black and dark red are hard to see on gray micrographs
+        colours[:] = [(255, 64, 64), (64, 160, 255)]
+    return colours
+
+
+def overlay_classes(image: np.ndarray, labels: np.ndarray, colours: np.ndarray, *, alpha: float = OVERLAY_ALPHA,
+                    skip: Iterable[int] = ()) -> np.ndarray:
+    """``image`` (HxW[xC] uint8) with each class painted over it; labels outside ``colours`` and
+    classes in ``skip`` stay unpainted. Returns HxWx3 uint8."""
+    rgb = np.asarray(image)
+    if rgb.ndim == 2:
+        rgb = rgb[..., None]
+    rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb[..., :3]
+    out = rgb.astype(np.float32)
+    paint = labels < len(colours)
+    for k in skip:
+        paint &= labels != k
+    tint = colours[np.where(paint, labels, 0)].astype(np.float32)
+    out[paint] = (1 - alpha) * out[paint] + alpha * tint[paint]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)

@@ -412,3 +412,17 @@ def figure_section(heading: str, png: bytes, alt: str, before: Any = "") -> tupl
     from markupsafe import Markup
 
     return heading, before + Markup('<figure><img src="{}" alt="{}"></figure>').format(png_data_uri(png), alt)
+
+
+def html_table(head: Sequence[Any], rows: Sequence[Sequence[Any]], *, numeric_from: int = 1, note: Any = ""):
+    """A report table (Markup): the ``head`` cells, then ``rows``, columns from ``numeric_from`` on
+    right-aligned as numbers, then the paragraph ``note``; text that is not Markup is escaped."""
+    from markupsafe import Markup, escape
+
+    def cells(values: Sequence[Any], tag: str) -> str:
+        return "".join(f'<{tag} class="num">{escape(v)}</{tag}>' if i >= numeric_from else f"<{tag}>{escape(v)}</{tag}>"
+                       for i, v in enumerate(values))
+
+    body = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in rows)
+    return Markup(f"<table><thead><tr>{cells(head, 'th')}</tr></thead><tbody>{body}</tbody></table>"
+                  + (f"<p>{escape(note)}</p>" if note else ""))
