@@ -106,8 +106,6 @@ class DetectConfig(TwoStageOptions, AdaptOptions, RunConfig):
         self.validate_run()
         sizes = [*self.image_size, *self.multi_scale]
         checks = [
-            (0.0 <= self.val_split < 1.0 and 0.0 <= self.test_split < 1.0, "val_split and test_split must be in [0, 1)"),
-            (self.val_split + self.test_split < 1.0, "val_split + test_split must be below 1"),
             (len(self.image_size) in (1, 2), "image_size must be SIZE or HEIGHT WIDTH"),
             (0.0 < self.extra_ratio < 1.0, "extra_ratio must be in (0, 1)"),
             (not self.extra_data or self.distribute == "none", "extra_data is not supported with --distribute yet"),
