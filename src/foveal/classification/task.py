@@ -23,7 +23,7 @@ import numpy as np
 from foveal import configtools
 from foveal.config import TrainConfig
 from foveal.engine.optim import build_before_fit
-from foveal.engine.plugin import Phase, RunData, TaskPlugin
+from foveal.engine.plugin import Phase, RunData, TaskPlugin, training_summary
 from foveal.errors import ConfigError, DataError
 from foveal.training.runs import saved_model, say
 from foveal.utils_io import atomic_write_text
@@ -247,12 +247,9 @@ class ClassifyTask(TaskPlugin):
             say(f"{split} accuracy: {metrics['accuracy']:.4f} on {metrics['num_examples']} images")
             if warning:
                 say(f"warning: {warning}")
-        summary: dict[str, Any] = {
-            "run": run_dir.name, "model": cfg.model, "data": cfg.data,
-            "classes": len(card.class_names), "input": "x".join(map(str, card.input_shape)),
-            "parameters": f"{model.count_params():,}", "epochs": len(next(iter(history.values()), [])),
-            "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
-        }
+        summary: dict[str, Any] = {"run": run_dir.name, "model": cfg.model, "data": cfg.data,
+                                   "classes": len(card.class_names), "input": "x".join(map(str, card.input_shape)),
+                                   **training_summary(model, history)}
         if cfg.weights is not None:
             summary["initial weights"] = cfg.weights
         if phases := _phases_text(cfg):
@@ -355,11 +352,8 @@ def check_model_and_weights(cfg: TrainConfig, *, check_file: bool = True) -> Non
 
 
 def input_shape_for(cfg: TrainConfig, train: LabeledImages) -> tuple[int, int, int]:
-    """(H, W, C): the config's, else the model's default size with the data's channels.
-
-    With ``--weights imagenet`` the channels default to 3 (gray images are repeated to RGB);
-    with a ``.keras`` weights file, size and channels default to that model's.
-    """
+    """(H, W, C): the config's, else those of a ``.keras`` weights file, else the model's default
+    size with the data's channels (3 with ``--weights imagenet``)."""
     from foveal.models.io import read_card
     from foveal.transfer.pretrained import builder_for, default_input_shape
 

@@ -36,17 +36,8 @@ if TYPE_CHECKING:
 
 def train_task(plugin: TaskPlugin, config: Any | None = None, *, resume: str | Path | None = None,
                callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
-    """Train ``plugin``'s model with ``config`` (or continue the run folder ``resume``).
-
-    Args:
-        resume: a run folder to continue from its last finished epoch; its ``config.yaml`` is
-            used, with ``overrides`` (e.g. ``epochs=80``) on top.
-        callbacks: extra Keras callbacks for ``fit`` (``model.stop_training`` ends the phase).
-
-    Returns:
-        A :class:`~foveal.training.runs.TrainResult` (``interrupted`` when a signal stopped the
-        run; ``metrics`` None on the workers other than the chief).
-    """
+    """Train ``plugin``'s model with ``config`` (or continue the run folder ``resume``, its
+    ``config.yaml`` with ``overrides`` on top) and return a :class:`~foveal.training.runs.TrainResult`."""
     from dataclasses import asdict
 
     from foveal.training import distribute
@@ -220,11 +211,8 @@ def _phase_at(plan: list[Phase], state: dict[str, Any], epoch: int) -> tuple[int
 
 def _phase_cfg(cfg: Any, phase: Phase) -> Any:
     """The options ``phase`` compiles with: its own learning rate and schedule length."""
-    changes: dict[str, Any] = {}
-    if phase.learning_rate is not None:
-        changes["learning_rate"] = phase.learning_rate
-    if phase.schedule_epochs is not None:
-        changes["epochs"] = phase.schedule_epochs
+    changes = {k: v for k, v in (("learning_rate", phase.learning_rate), ("epochs", phase.schedule_epochs))
+               if v is not None}
     return replace(cfg, **changes) if changes else cfg
 
 

@@ -224,16 +224,8 @@ def scale_learning_rate(learning_rate: float, batch_size: int, reference_batch: 
 
 @dataclass(frozen=True)
 class BatchLayout:
-    """Where one input pipeline's per-replica batches lie in an epoch's order of examples.
-
-    Attributes:
-        starts, sizes: position in the epoch order and size of each per-replica batch, step by
-            step, then replica.
-        weights: ``replicas * size / global size`` per batch (1 unless a batch does not split
-            evenly), so that the replicas' mean losses add up to the global batch's mean.
-        steps: global steps per epoch.
-        dropped: examples left out (a last global batch smaller than the number of replicas).
-    """
+    """Where one input pipeline's per-replica batches lie in an epoch's order of examples (step by
+    step, then replica), their loss weights, the global steps and the examples ``dropped``."""
 
     starts: np.ndarray
     sizes: np.ndarray
@@ -490,12 +482,8 @@ class Distribution:
 
     @contextlib.contextmanager
     def fitting(self, model, element_spec) -> Iterator[None]:
-        """Run ``model.fit``/``evaluate`` inside this block (a no-op without a strategy).
-
-        Works around two limits of Keras 3.15 with ``MultiWorkerMirroredStrategy`` (see
-        docs/distributed.md, "How it works"): the model is built from the element spec instead
-        of a first batch, and the step's scalar logs get a batch axis of one.
-        """
+        """Run ``model.fit``/``evaluate`` inside this block, around two limits of Keras 3.15 with
+        ``MultiWorkerMirroredStrategy`` (docs/distributed.md, "How it works")."""
         if not self.active:
             yield
             return
@@ -667,7 +655,6 @@ def _finisher(num_classes: int, image_size, channels: int, augment: str, seed: i
     import tensorflow as tf
 
     from foveal.data.augment import build_augmenter, parse_spec
-    from foveal.errors import ConfigError
 
     if any(op == "altflip" for op, _ in parse_spec(augment)):
         raise ConfigError("--augment altflip (alternating flips) needs the single-device pipeline",
@@ -694,13 +681,7 @@ def _finisher(num_classes: int, image_size, channels: int, augment: str, seed: i
 def start(kind: str, *, workers: list[str] | None = None, worker_index: int | None = None,
           timeout: float = 120.0, collective_timeout: float = 0.0, devices: list[str] | None = None,
           say: Callable[[str], None] = print) -> Distribution:
-    """Create the strategy of ``--distribute kind``: call this before any other TensorFlow work.
-
-    For ``multi-worker`` the cluster comes from ``workers``/``worker_index`` or ``TF_CONFIG``
-    (without either: one local worker); every peer is probed and the start-up barrier waits at
-    most ``timeout`` seconds (0: no limit). ``collective_timeout`` (0: none) bounds each
-    all-reduce: for debugging only (docs/distributed.md says why).
-    """
+    """Create the strategy of ``--distribute kind``: call this before any other TensorFlow work."""
     if kind == "none":
         return Distribution()
     import tensorflow as tf

@@ -1,10 +1,6 @@
 """Mixed precision for training: the Keras dtype policy, loss scaling and float32 copies.
 
-Mixed precision (Micikevicius et al., "Mixed Precision Training", ICLR 2018) computes in a
-16-bit float while keeping float32 weights; foveal's classifiers keep their final softmax in
-float32. bfloat16 has float32's exponent range and needs no loss scaling; float16 does (Keras'
-``LossScaleOptimizer``). Models are saved as float32 copies so that a mixed-precision run gives
-the same kind of file as any other (for ``predict`` and the exporters).
+Micikevicius et al., "Mixed Precision Training", ICLR 2018.
 
 Example:
     >>> with dtype_policy("bfloat16"):
