@@ -1,9 +1,6 @@
-"""Data-parallel training with ``tf.distribute`` (``--distribute mirrored`` or ``multi-worker``).
-
-The cluster (``--workers`` or ``TF_CONFIG``, every peer probed), the batch plan (the same global
-batches on 1, 2 or N workers), the learning-rate rule (linear: Goyal et al., "Accurate, Large
-Minibatch SGD", 2017; square root: Krizhevsky, "One weird trick...", 2014) and chief-only
-writing; docs/distributed.md describes them.
+"""Data-parallel training with ``tf.distribute`` (``--distribute mirrored`` or ``multi-worker``):
+the cluster, the batch plan, the learning-rate rule (linear: Goyal et al., "Accurate, Large
+Minibatch SGD", 2017; square root: Krizhevsky, "One weird trick...", 2014); docs/distributed.md.
 
 Example:
     >>> cluster = parse_workers(["10.0.0.1:2222", "10.0.0.2:2222"], 1)
@@ -405,15 +402,13 @@ class Distribution:
         text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(exc))
         first = next((line.strip() for line in text.splitlines() if line.strip()), "")
         cluster = self.cluster
-        named: list[str] = []
+        named: dict[str, None] = {}  # in order, once each
         if cluster is not None:
             offset = 1 if "chief" in cluster.tf_config.get("cluster", {}) else 0
             for job, task in re.findall(r"/job:(chief|worker)/replica:\d+/task:(\d+)", text):
                 index = 0 if job == "chief" else int(task) + offset
                 if index != cluster.index and 0 <= index < cluster.size:
-                    label = f"worker {index} ({cluster.addresses[index]})"
-                    if label not in named:
-                        named.append(label)
+                    named[f"worker {index} ({cluster.addresses[index]})"] = None
         who = ", ".join(named) if named else "another worker"
         return (f"worker {self.worker_index} lost contact with {who} while {doing}: it stopped or cannot be "
                 f"reached ({type(exc).__name__}: {first[:200]})")

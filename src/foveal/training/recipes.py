@@ -105,8 +105,7 @@ def resolve_recipe(cfg: Any, explicit: set[str] | frozenset[str] | None = None) 
     if name is None:
         return cfg
     check_recipe(name)
-    if explicit is None:
-        explicit = getattr(cfg, "explicit_options", frozenset())
+    explicit = getattr(cfg, "explicit_options", frozenset()) if explicit is None else explicit
     changes = {k: v for k, v in RECIPES[name].options.items() if k not in explicit}
     resolved = dataclasses.replace(cfg, **changes)
     resolved.validate()
