@@ -1,9 +1,5 @@
 """``foveal predict``: image files or folders -> a classifier's top-k labels with probabilities.
 
-Everything needed comes from the model file: its card gives the class names, input size,
-channels and resize policy; its own first layer does the preprocessing. The file reading and the
-prediction rows every task shares are in :mod:`foveal.data.files` and :mod:`foveal.prediction`.
-
 Example:
     >>> model, card = load_model("runs/digits-demo/best.keras")  # doctest: +SKIP
     >>> rows = predict(model, card, ["my_digit.png"], top_k=3)  # doctest: +SKIP
@@ -30,12 +26,8 @@ from foveal.utils_io import printable_path
 
 def predict(model: keras.Model, card: ModelCard, images: Iterable[str | Path], *, top_k: int = 5,
             batch_size: int = 32, skip_invalid: bool = False) -> list[dict[str, Any]]:
-    """Top-k predictions for each image file (folders are expanded).
-
-    Returns:
-        One dict per image: ``{"file": str, "predictions": [{"label", "probability"}, ...]}``.
-        Skipped files (with ``skip_invalid``) get ``"error"`` instead of predictions.
-    """
+    """Top-k predictions for each image file (folders are expanded): one ``{"file", "predictions"}``
+    row per image (``"error"`` instead for a file ``skip_invalid`` skipped)."""
     check_counts(top_k=top_k, batch_size=batch_size)
     files = collect_images(images)
     k = min(top_k, len(card.class_names))

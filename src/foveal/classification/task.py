@@ -1,8 +1,5 @@
-"""Image classification as a task of the run engine: datasets and splits, the classifier (foveal's
-own, ``keras.applications`` or transferred weights), its loss (cross-entropy or distillation) and
-scoring; through the engine's hooks also ``--recipe``, the two-phase transfer plan of
-:class:`~foveal.transfer.finetune.Phases`, the bottleneck phase, class weights, Lookahead, the
-whitening layer's start and the exact batch plan of ``--distribute``.
+"""Image classification as a task of the run engine: datasets, the classifier, its loss and
+scoring, and through the engine's hooks recipes, transfer phases and the bottleneck phase.
 
 Example:
     >>> from foveal.engine.run import train_task
@@ -23,7 +20,7 @@ import numpy as np
 from foveal import configtools
 from foveal.config import TrainConfig
 from foveal.engine.optim import build_before_fit
-from foveal.engine.plugin import Phase, RunData, TaskPlugin
+from foveal.engine.plugin import Phase, RunData, TaskPlugin, training_summary
 from foveal.errors import ConfigError, DataError
 from foveal.training.runs import saved_model, say
 from foveal.utils_io import atomic_write_text
@@ -121,11 +118,7 @@ class ClassifyTask(TaskPlugin):
         facts: dict[str, Any] = {"data": cfg.data, "run": run_dir.name, "builder": data.extra["builder"]}
         if cfg.extra_data:
             facts |= {"extra_data": cfg.extra_data, "extra_ratio": cfg.extra_ratio}
-        if cfg.weights is not None:
-            facts["weights"] = cfg.weights
-        facts["mixed_precision"] = cfg.mixed_precision
-        if cfg.recipe:
-            facts["recipe"] = cfg.recipe
+        facts |= {k: getattr(cfg, k) for k in ("weights", "mixed_precision", "recipe") if getattr(cfg, k) is not None}
         # the top-level preprocess layer's mode (a base nested inside keeps its own)
         preprocess = next((layer for layer in model.layers if layer.name == "preprocess"), None)
         return ModelCard(architecture=cfg.model, class_names=list(data.class_names),
@@ -204,9 +197,8 @@ class ClassifyTask(TaskPlugin):
         return callbacks
 
     def fit_phase(self, run: Run, phase: Phase, start_epoch: int, restored: dict[str, Any] | None) -> bool | None:
-        if not (run.cfg.bottleneck and phase.number == 1):
-            return None
-        return _fit_bottleneck(self, run, phase, start_epoch, restored)
+        bottleneck = run.cfg.bottleneck and phase.number == 1
+        return _fit_bottleneck(self, run, phase, start_epoch, restored) if bottleneck else None
 
     def distributed_batches(self, cfg: TrainConfig, data: RunData, dist: Any, *,
                             epochs: tuple[int, int]) -> tuple[Any, Any]:
@@ -231,8 +223,11 @@ class ClassifyTask(TaskPlugin):
         from foveal.evaluation.run import score
         from foveal.visualize.report import write_classification_report
 
-        if cfg.recalibrate_bn:
-            _recalibrate(self, cfg, model, card, data, run_dir)
+        if cfg.recalibrate_bn:  # un-augmented training batches, no teacher targets
+            from foveal.training.precise_bn import recalibrate_best
+
+            train, _ = self.pipelines(replace(cfg, augment="none", distill_from=None), data, seed=cfg.seed)
+            recalibrate_best(model, card, run_dir, train.take(cfg.recalibrate_bn))
         split, part = data.scored_part()
         metrics, scored = None, None
         if part is not None:
@@ -247,12 +242,9 @@ class ClassifyTask(TaskPlugin):
             say(f"{split} accuracy: {metrics['accuracy']:.4f} on {metrics['num_examples']} images")
             if warning:
                 say(f"warning: {warning}")
-        summary: dict[str, Any] = {
-            "run": run_dir.name, "model": cfg.model, "data": cfg.data,
-            "classes": len(card.class_names), "input": "x".join(map(str, card.input_shape)),
-            "parameters": f"{model.count_params():,}", "epochs": len(next(iter(history.values()), [])),
-            "training time (s)": round(sum(history.get("epoch_seconds", [])), 1),
-        }
+        summary: dict[str, Any] = {"run": run_dir.name, "model": cfg.model, "data": cfg.data,
+                                   "classes": len(card.class_names), "input": "x".join(map(str, card.input_shape)),
+                                   **training_summary(model, history)}
         if cfg.weights is not None:
             summary["initial weights"] = cfg.weights
         if phases := _phases_text(cfg):
@@ -261,27 +253,13 @@ class ClassifyTask(TaskPlugin):
             summary[f"{split} accuracy"] = round(metrics["accuracy"], 4)
             if metrics.get("warnings"):
                 summary["warning"] = " / ".join(metrics["warnings"])
-        misclassified = None
-        if scored is not None and scored.misclassified_titles:
-            misclassified = (scored.misclassified_images, scored.misclassified_titles)
+        misclassified = ((scored.misclassified_images, scored.misclassified_titles)
+                         if scored is not None and scored.misclassified_titles else None)
         report = write_classification_report(
             run_dir / "report.html", title=f"foveal run {run_dir.name}", summary=summary, config=asdict(cfg),
             history={k: v for k, v in history.items() if k != "phase"}, metrics=metrics, misclassified=misclassified)
         say(f"report: {report}")
         return metrics
-
-
-def _recalibrate(plugin: ClassifyTask, cfg: TrainConfig, model: keras.Model, card: ModelCard, data: RunData,
-                 run_dir: Path) -> None:
-    """``--recalibrate-bn N``: precise batch-norm statistics for best.keras, before it is scored."""
-    from foveal.models.io import save_model
-    from foveal.training.precise_bn import recalibrate_batchnorm
-
-    train, _ = plugin.pipelines(replace(cfg, augment="none", distill_from=None), data, seed=cfg.seed)
-    used = recalibrate_batchnorm(model, train.take(cfg.recalibrate_bn))
-    if used:
-        save_model(model, run_dir / "best.keras", card)
-        say(f"batch-norm statistics recomputed over {used} training batches (best.keras rewritten)")
 
 
 def _plan(cfg: TrainConfig) -> Phases:
@@ -355,11 +333,8 @@ def check_model_and_weights(cfg: TrainConfig, *, check_file: bool = True) -> Non
 
 
 def input_shape_for(cfg: TrainConfig, train: LabeledImages) -> tuple[int, int, int]:
-    """(H, W, C): the config's, else the model's default size with the data's channels.
-
-    With ``--weights imagenet`` the channels default to 3 (gray images are repeated to RGB);
-    with a ``.keras`` weights file, size and channels default to that model's.
-    """
+    """(H, W, C): the config's, else those of a ``.keras`` weights file, else the model's default
+    size with the data's channels (3 with ``--weights imagenet``)."""
     from foveal.models.io import read_card
     from foveal.transfer.pretrained import builder_for, default_input_shape
 

@@ -1,10 +1,5 @@
-"""``foveal [TASK] MODE ...``: one command grammar for every task.
-
-:func:`route` rewrites what the user typed into the parser's shape (classification's modes at the
-top level, one command per other task, the model-file modes shared) before argparse sees it:
-``foveal train --task detect`` is ``foveal detect train``, ``foveal detect export MODEL`` is
-``foveal export MODEL`` once MODEL is checked to be a detector, and ``foveal evaluate|predict
-MODEL`` takes MODEL's task from its card (docs/architecture.md, "One command grammar").
+"""``foveal [TASK] MODE ...``: one command grammar for every task (docs/architecture.md, "One
+command grammar").
 
 Example:
     >>> route(["train", "--task", "detect", "--epochs", "3"])
@@ -25,11 +20,8 @@ ANY_TASK_MODES = ("export", "benchmark", "serve", "inspect", "prune")
 
 
 def route(argv: Sequence[str], *, quiet: bool = False) -> list[str]:
-    """``argv`` in the parser's shape (see the module docstring); raises ConfigError on a task mismatch.
-
-    ``quiet``: import TensorFlow without its start-up lines before a model card is read (reading
-    one loads Keras).
-    """
+    """``argv`` in the parser's shape (``quiet``: import TensorFlow silently before a card is read);
+    raises ConfigError on a task mismatch."""
     from foveal.tasks import MODEL_MODES, TASKS
 
     argv = list(argv)

@@ -1,9 +1,4 @@
-"""The ``foveal`` command line: a thin shell over the library's public functions.
-
-Each subcommand parses its options, calls one public function, and prints. A
-:class:`~foveal.errors.FovealError` becomes a one-paragraph message and exit status 2; an
-interrupted training run exits with 130 after saving a resumable state.
-"""
+"""The ``foveal`` command line: a thin shell over the library's public functions."""
 
 from __future__ import annotations
 
@@ -197,21 +192,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     verbose = raw[:1] in (["-v"], ["--verbose"])
     try:
-        routed = route(raw, quiet=not verbose)
-    except FovealError as exc:
-        if verbose:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args = parser.parse_args(routed)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s: %(message)s")
-    if not args.verbose:
-        import_tensorflow_quietly()
-    try:
+        args = parser.parse_args(route(raw, quiet=not verbose))
+        verbose = args.verbose
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+        if not verbose:
+            import_tensorflow_quietly()
         return args.func(args, {})  # a handler(args, overrides) -> exit status
     except FovealError as exc:
-        if args.verbose:
+        if verbose:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2

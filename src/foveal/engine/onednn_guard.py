@@ -1,9 +1,5 @@
-"""Constant-size training batches where oneDNN's strided 1x1 filter gradient would crash.
-
-TensorFlow 2.21's oneDNN CPU kernels abort the process in the filter gradient of a strided 1x1
-convolution on fewer than 16 input channels when the batch size changes between steps (the
-smaller last batch of an epoch); for such a model every epoch keeps only its full batches
-(docs/fpn-onednn-crash.md has the reproduction and the guard's rules).
+"""Constant-size training batches where oneDNN's strided 1x1 filter gradient would crash
+(TensorFlow 2.21 on a changing batch size; docs/fpn-onednn-crash.md).
 
 Example:
     >>> import keras

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from foveal.errors import ConfigError
+from foveal.training.runs import say
 
 if TYPE_CHECKING:  # Keras and TensorFlow wait until a run starts, so `foveal --help` stays fast
     import keras
@@ -46,15 +47,8 @@ class RunData:
 
 @dataclass(frozen=True)
 class Phase:
-    """One phase of a run's plan: its own trainable flags, learning rate and length.
-
-    Attributes:
-        number: 1, 2, ...: stored in ``state.json`` so that a resume re-applies its flags.
-        epochs: counted from the epoch the phase starts at.
-        trainable: sets the phase's trainable flags on the model (None: leave them).
-        learning_rate, schedule_epochs: None: the config's ``learning_rate`` and ``epochs``.
-        title: said when the phase starts.
-    """
+    """One phase of a run's plan: its own trainable flags (None: leave them), learning rate and
+    schedule length (None: the config's) and ``epochs``; ``number`` is stored in ``state.json``."""
 
     number: int
     epochs: int
@@ -167,8 +161,6 @@ class TaskPlugin:
 
     def phases(self, cfg: Any) -> list[Phase]:
         """The run's plan: by default the backbone frozen for ``frozen_epochs``, then the whole model."""
-        from foveal.training.runs import say
-
         frozen = min(self.frozen_epochs(cfg), cfg.epochs)
         if not frozen:
             return [Phase(1, cfg.epochs)]
@@ -193,8 +185,6 @@ class TaskPlugin:
         train, val = self.pipelines(cfg, data, seed=cfg.seed, start_epoch=epochs[0])
         train_b = dist.pipeline_batches(train, count=len(data.train), batch_size=cfg.batch_size,
                                         steps=self.fit_steps(cfg, data))
-        from foveal.training.runs import say
-
         val_b = None
         if val is not None and len(data.val) < dist.num_replicas:
             say(f"validation: {len(data.val)} image(s), fewer than the {dist.num_replicas} replicas: "

@@ -1,9 +1,5 @@
-"""The run engine: one training loop for every task plugin.
-
-:func:`train_task` turns a :class:`~foveal.engine.plugin.TaskPlugin` and its options into a run
-folder (``config.yaml``, ``history.csv``, ``best.keras``, ``last.keras``, ``state.json``,
-``metrics.json``, ``report.html``) and gives every task resume, seeds, early stopping, a time
-budget, TensorBoard, mixed precision, ``--distribute`` and a plan of phases (docs/architecture.md).
+"""The run engine: one training loop (a run folder, resume, seeds, early stopping, time budget,
+mixed precision, ``--distribute``, phases) for every task plugin (docs/architecture.md).
 
 Example:
     >>> from foveal.detection.task import DetectTask
@@ -15,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +20,8 @@ from foveal.engine.onednn_guard import ConstantBatchPlan, constant_batch_plan, f
 from foveal.engine.optim import build_before_fit
 from foveal.engine.plugin import Phase, RunData, TaskPlugin
 from foveal.errors import ConfigError, DataError, TrainingInterrupted
+from foveal.training import distribute
+from foveal.training.distribute import Distribution
 from foveal.training.runs import TrainResult, lower_is_better, mark, resolve_run, say, set_determinism, weights_of
 from foveal.utils_io import atomic_write_text
 
@@ -31,26 +29,12 @@ if TYPE_CHECKING:
     import keras
 
     from foveal.models import ModelCard
-    from foveal.training.distribute import Distribution
 
 
 def train_task(plugin: TaskPlugin, config: Any | None = None, *, resume: str | Path | None = None,
                callbacks: list[Any] | None = None, **overrides: Any) -> TrainResult:
-    """Train ``plugin``'s model with ``config`` (or continue the run folder ``resume``).
-
-    Args:
-        resume: a run folder to continue from its last finished epoch; its ``config.yaml`` is
-            used, with ``overrides`` (e.g. ``epochs=80``) on top.
-        callbacks: extra Keras callbacks for ``fit`` (``model.stop_training`` ends the phase).
-
-    Returns:
-        A :class:`~foveal.training.runs.TrainResult` (``interrupted`` when a signal stopped the
-        run; ``metrics`` None on the workers other than the chief).
-    """
-    from dataclasses import asdict
-
-    from foveal.training import distribute
-
+    """Train ``plugin``'s model with ``config`` (or continue the run folder ``resume``, its
+    ``config.yaml`` with ``overrides`` on top) and return a :class:`~foveal.training.runs.TrainResult`."""
     config, overrides = plugin.prepare(config, overrides, resume)
     if resume is None and not overrides.get("data", getattr(config, "data", None)):
         raise ConfigError(f"foveal {plugin.name} train needs --data", hint=f"pass --data with {plugin.data_help}")
@@ -74,13 +58,9 @@ def _train(plugin: TaskPlugin, cfg: Any, public_dir: Path, state: dict[str, Any]
            extra: list[Any]) -> TrainResult:
     from foveal.memcheck import check_training_memory
     from foveal.models import load_model
-    from foveal.training import distribute
     from foveal.training.precision import dtype_policy, mixed_copy
 
-    if state is None:
-        plugin.check(cfg)
-    else:
-        plugin.check_resumed(cfg)
+    (plugin.check if state is None else plugin.check_resumed)(cfg)
     set_determinism(cfg.seed, cfg.deterministic)
     data = plugin.load_data(cfg)
     if dist.active:
@@ -220,25 +200,20 @@ def _phase_at(plan: list[Phase], state: dict[str, Any], epoch: int) -> tuple[int
 
 def _phase_cfg(cfg: Any, phase: Phase) -> Any:
     """The options ``phase`` compiles with: its own learning rate and schedule length."""
-    changes: dict[str, Any] = {}
-    if phase.learning_rate is not None:
-        changes["learning_rate"] = phase.learning_rate
-    if phase.schedule_epochs is not None:
-        changes["epochs"] = phase.schedule_epochs
+    changes = {k: v for k, v in (("learning_rate", phase.learning_rate), ("epochs", phase.schedule_epochs))
+               if v is not None}
     return replace(cfg, **changes) if changes else cfg
 
 
 def _scaled(plugin: TaskPlugin, cfg: Any, dist: Distribution) -> Any:
     """``cfg`` with the learning rates of ``--lr-scaling`` (saying what was done when it matters)."""
-    from foveal.training.distribute import scale_learning_rate
-
     how, reference = cfg.lr_scaling, cfg.lr_reference_batch
     if how == "none" and not dist.active:
         return cfg
-    say(scale_learning_rate(cfg.learning_rate, cfg.batch_size, reference, how)[1])
+    say(distribute.scale_learning_rate(cfg.learning_rate, cfg.batch_size, reference, how)[1])
     if how == "none":
         return cfg
-    return replace(cfg, **{name: scale_learning_rate(getattr(cfg, name), cfg.batch_size, reference, how)[0]
+    return replace(cfg, **{name: distribute.scale_learning_rate(getattr(cfg, name), cfg.batch_size, reference, how)[0]
                            for name in plugin.learning_rate_fields if getattr(cfg, name) is not None})
 
 
@@ -301,10 +276,7 @@ class Run:
                 continue
             if phase.number > phase_no:  # the previous phase is over: say so in state.json first
                 phase_no, phase_start, state = phase.number, start, None
-                saved = cb.read_state(self.run_dir)
-                if saved is not None:
-                    saved.update(phase=phase_no, phase_start=phase_start, callbacks={})
-                    atomic_write_text(self.run_dir / cb.STATE_FILE, json.dumps(saved, indent=1))
+                mark(self.run_dir, phase=phase_no, phase_start=phase_start, callbacks={})
             end = phase_start + phase.epochs
             if start >= end:
                 continue

@@ -86,16 +86,8 @@ def align_classes(data: LabeledImages, card: ModelCard, class_map: ClassMap = No
 def evaluate(model_path: str | Path, data: str, *, split: str = "test", batch_size: int = 64, top_k: int = 5,
              output: str | Path | None = None, skip_invalid: bool = False, tta: str = "none",
              class_map: ClassMap = None) -> dict[str, Any]:
-    """Evaluate a saved model on a dataset split; optionally write metrics and plots to ``output``.
-
-    Args:
-        split: ``test``, ``val`` or ``train``; a dataset of one part uses that part.
-        tta: ``none``, ``flip`` or ``flip-shift`` (:mod:`foveal.evaluation.tta`).
-        class_map: which model class each dataset class is (default: matched by name).
-
-    Returns:
-        The metrics (accuracy, top-k, per-class report, confusion matrix).
-    """
+    """The metrics of a saved model on a dataset split (a dataset of one part: that part); with
+    ``output``, also written there with plots."""
     from foveal.data.readers import load_dataset
     from foveal.prediction import check_counts
 

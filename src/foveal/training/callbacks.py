@@ -1,13 +1,4 @@
-"""Callbacks that make a run survive interruption.
-
-* :class:`RunCheckpoint` writes, after every finished epoch and atomically, ``last.keras``
-  (weights and optimizer state), ``state.json`` (epoch, history, counters of the other
-  callbacks) and ``history.csv``, plus ``best.keras`` when the monitored value improves.
-* :class:`InterruptGuard` turns SIGINT/SIGTERM into :class:`TrainingInterrupted` at the next
-  batch boundary; the partial epoch is dropped and the last finished one is already on disk.
-* :class:`ResumableEarlyStopping` and :class:`ResumablePlateau` restore their counters from
-  ``state.json`` instead of starting over.
-"""
+"""Callbacks that make a run survive interruption: checkpoints, signals, resumable counters."""
 
 from __future__ import annotations
 
@@ -79,14 +70,8 @@ class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Persist everything needed to resume, after each finished epoch.
-
-    Args:
-        save: ``save(model, path)`` writes a model file atomically (with its card).
-        history: the history of earlier sessions of this run (extended in place).
-        stateful: callbacks whose ``state()`` is stored under their key.
-        extra_state: more facts for ``state.json`` (the task, the ``phase`` and its start).
-    """
+    """After each finished epoch write, atomically, ``last.keras`` (by ``save(model, path)``),
+    ``best.keras`` when ``monitor`` improves, ``state.json`` and ``history.csv``."""
 
     def __init__(self, run_dir: Path, save: Callable[[keras.Model, Path], Any], *, monitor: str,
                  mode: str, history: dict[str, list[float]], best: float | None,
@@ -193,18 +178,11 @@ class InterruptGuard(keras.callbacks.Callback):
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
 
-    def _check(self) -> None:
+    def _check(self, *args: Any, **kwargs: Any) -> None:
         if self.signum is not None:
             raise TrainingInterrupted(self.signum)
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._check()
-
-    def on_test_batch_end(self, batch, logs=None):
-        self._check()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._check()
+    on_train_batch_end = on_test_batch_end = on_epoch_begin = _check
 
 
 def _as_scalars(logs: dict[str, Any] | None) -> dict[str, Any] | None:

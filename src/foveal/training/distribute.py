@@ -1,9 +1,6 @@
-"""Data-parallel training with ``tf.distribute`` (``--distribute mirrored`` or ``multi-worker``).
-
-The cluster (``--workers`` or ``TF_CONFIG``, every peer probed), the batch plan (the same global
-batches on 1, 2 or N workers), the learning-rate rule (linear: Goyal et al., "Accurate, Large
-Minibatch SGD", 2017; square root: Krizhevsky, "One weird trick...", 2014) and chief-only
-writing; docs/distributed.md describes them.
+"""Data-parallel training with ``tf.distribute`` (``--distribute mirrored`` or ``multi-worker``):
+the cluster, the batch plan, the learning-rate rule (linear: Goyal et al., "Accurate, Large
+Minibatch SGD", 2017; square root: Krizhevsky, "One weird trick...", 2014); docs/distributed.md.
 
 Example:
     >>> cluster = parse_workers(["10.0.0.1:2222", "10.0.0.2:2222"], 1)
@@ -224,16 +221,8 @@ def scale_learning_rate(learning_rate: float, batch_size: int, reference_batch: 
 
 @dataclass(frozen=True)
 class BatchLayout:
-    """Where one input pipeline's per-replica batches lie in an epoch's order of examples.
-
-    Attributes:
-        starts, sizes: position in the epoch order and size of each per-replica batch, step by
-            step, then replica.
-        weights: ``replicas * size / global size`` per batch (1 unless a batch does not split
-            evenly), so that the replicas' mean losses add up to the global batch's mean.
-        steps: global steps per epoch.
-        dropped: examples left out (a last global batch smaller than the number of replicas).
-    """
+    """Where one input pipeline's per-replica batches lie in an epoch's order of examples (step by
+    step, then replica), their loss weights, the global steps and the examples ``dropped``."""
 
     starts: np.ndarray
     sizes: np.ndarray
@@ -413,15 +402,13 @@ class Distribution:
         text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(exc))
         first = next((line.strip() for line in text.splitlines() if line.strip()), "")
         cluster = self.cluster
-        named: list[str] = []
+        named: dict[str, None] = {}  # in order, once each
         if cluster is not None:
             offset = 1 if "chief" in cluster.tf_config.get("cluster", {}) else 0
             for job, task in re.findall(r"/job:(chief|worker)/replica:\d+/task:(\d+)", text):
                 index = 0 if job == "chief" else int(task) + offset
                 if index != cluster.index and 0 <= index < cluster.size:
-                    label = f"worker {index} ({cluster.addresses[index]})"
-                    if label not in named:
-                        named.append(label)
+                    named[f"worker {index} ({cluster.addresses[index]})"] = None
         who = ", ".join(named) if named else "another worker"
         return (f"worker {self.worker_index} lost contact with {who} while {doing}: it stopped or cannot be "
                 f"reached ({type(exc).__name__}: {first[:200]})")
@@ -490,12 +477,8 @@ class Distribution:
 
     @contextlib.contextmanager
     def fitting(self, model, element_spec) -> Iterator[None]:
-        """Run ``model.fit``/``evaluate`` inside this block (a no-op without a strategy).
-
-        Works around two limits of Keras 3.15 with ``MultiWorkerMirroredStrategy`` (see
-        docs/distributed.md, "How it works"): the model is built from the element spec instead
-        of a first batch, and the step's scalar logs get a batch axis of one.
-        """
+        """Run ``model.fit``/``evaluate`` inside this block, around two limits of Keras 3.15 with
+        ``MultiWorkerMirroredStrategy`` (docs/distributed.md, "How it works")."""
         if not self.active:
             yield
             return
@@ -667,7 +650,6 @@ def _finisher(num_classes: int, image_size, channels: int, augment: str, seed: i
     import tensorflow as tf
 
     from foveal.data.augment import build_augmenter, parse_spec
-    from foveal.errors import ConfigError
 
     if any(op == "altflip" for op, _ in parse_spec(augment)):
         raise ConfigError("--augment altflip (alternating flips) needs the single-device pipeline",
@@ -694,13 +676,7 @@ def _finisher(num_classes: int, image_size, channels: int, augment: str, seed: i
 def start(kind: str, *, workers: list[str] | None = None, worker_index: int | None = None,
           timeout: float = 120.0, collective_timeout: float = 0.0, devices: list[str] | None = None,
           say: Callable[[str], None] = print) -> Distribution:
-    """Create the strategy of ``--distribute kind``: call this before any other TensorFlow work.
-
-    For ``multi-worker`` the cluster comes from ``workers``/``worker_index`` or ``TF_CONFIG``
-    (without either: one local worker); every peer is probed and the start-up barrier waits at
-    most ``timeout`` seconds (0: no limit). ``collective_timeout`` (0: none) bounds each
-    all-reduce: for debugging only (docs/distributed.md says why).
-    """
+    """Create the strategy of ``--distribute kind``: call this before any other TensorFlow work."""
     if kind == "none":
         return Distribution()
     import tensorflow as tf

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -75,6 +76,18 @@ def recalibrate_batchnorm(model: keras.Model, batches: Iterable[Any], max_batche
     return used
 
 
+def recalibrate_best(model: keras.Model, card: Any, run_dir: Path, batches: Iterable[Any]) -> None:
+    """``--recalibrate-bn N``: precise statistics for the best weights over ``batches``, written back
+    to ``run_dir``'s best.keras (with ``card``) before they are scored."""
+    from foveal.models.io import save_model
+    from foveal.training.runs import say
+
+    used = recalibrate_batchnorm(model, batches)
+    if used:
+        save_model(model, run_dir / "best.keras", card)
+        say(f"batch-norm statistics recomputed over {used} training batches (best.keras rewritten)")
+
+
 def batch_statistics(model: keras.Model, inputs: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per batch norm (by name): the mean and variance of its input on ``inputs`` (training mode
     upstream), to compare with its moving statistics."""
@@ -89,4 +102,4 @@ def batch_statistics(model: keras.Model, inputs: np.ndarray) -> dict[str, tuple[
     return stats
 
 
-__all__ = ["batch_statistics", "recalibrate_batchnorm"]
+__all__ = ["batch_statistics", "recalibrate_batchnorm", "recalibrate_best"]

@@ -1,10 +1,6 @@
 """Mixed precision for training: the Keras dtype policy, loss scaling and float32 copies.
 
-Mixed precision (Micikevicius et al., "Mixed Precision Training", ICLR 2018) computes in a
-16-bit float while keeping float32 weights; foveal's classifiers keep their final softmax in
-float32. bfloat16 has float32's exponent range and needs no loss scaling; float16 does (Keras'
-``LossScaleOptimizer``). Models are saved as float32 copies so that a mixed-precision run gives
-the same kind of file as any other (for ``predict`` and the exporters).
+Micikevicius et al., "Mixed Precision Training", ICLR 2018.
 
 Example:
     >>> with dtype_policy("bfloat16"):
@@ -57,9 +53,8 @@ def is_mixed(model: keras.Model) -> bool:
 
 
 def with_policy(model: keras.Model, mixed_precision: str) -> keras.Model:
-    """A copy of ``model`` whose layers use the policy of ``mixed_precision``, with the same
-    weights (variables stay float32 either way, so the weights carry over unchanged); the
-    output layers stay float32."""
+    """A copy of ``model`` (same weights) whose layers but the output ones use the policy of
+    ``mixed_precision``."""
     name = policy_name(mixed_precision)
     config = model.get_config()
     # The layers that produce the outputs (the softmax) stay float32 under a mixed policy.
@@ -91,9 +86,8 @@ def _set_policy(config, name: str) -> None:
 
 
 def float32_for_saving(model: keras.Model) -> keras.Model:
-    """A float32 copy of a mixed-precision model, with its compiled optimizer and loss, so that
-    ``last.keras`` resumes (the optimizer state is shared, not copied); ``model`` itself when
-    it is float32 throughout."""
+    """A float32 copy of a mixed-precision model with its optimizer and loss, so that ``last.keras``
+    resumes; ``model`` itself when it is float32 throughout."""
     if not is_mixed(model):
         return model
     copy = as_float32(model)
@@ -106,9 +100,8 @@ def float32_for_saving(model: keras.Model) -> keras.Model:
 
 
 def mixed_copy(model: keras.Model, mixed_precision: str, compile_fn) -> keras.Model:
-    """A resumed (float32) ``model`` rebuilt under the run's mixed policy and compiled by
-    ``compile_fn(model)``, with the saved optimizer state carried over variable by variable
-    (same structure, same order)."""
+    """A resumed (float32) ``model`` rebuilt under the run's mixed policy, compiled by
+    ``compile_fn(model)``, with the saved optimizer state carried over."""
     mixed = with_policy(model, mixed_precision)
     saved = getattr(model, "optimizer", None)
     compile_fn(mixed)

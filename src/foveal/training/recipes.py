@@ -1,9 +1,5 @@
 """Named training recipes: presets of :class:`~foveal.config.TrainConfig` options.
 
-``--recipe fast`` fills every option not set explicitly (command line, YAML file or keyword
-arguments win); ``config.yaml`` holds the final values, so a resume never applies it twice. Plain
-data (no Keras import), so the config's help can list the recipes.
-
 Example:
     >>> from foveal.config import TrainConfig
     >>> cfg = resolve_recipe(TrainConfig(recipe="fast", batch_size=64))
@@ -14,11 +10,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
 from foveal.errors import ConfigError
+from foveal.registry import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -32,6 +28,14 @@ class Recipe:
 # the airbench28 network of the fast-mnist / fast-fashion recipes (recipes/fast-training.md): batch
 # norm through TensorFlow's fused kernel, 2x the training steps/s of Keras' unfused layer under bfloat16
 _AIRBENCH28: dict[str, Any] = {"stem": 0, "widths": [32, 64, 128], "fused_bn": True}
+
+
+def _fast28(**options: Any) -> dict[str, Any]:
+    """The options fast-mnist and fast-fashion share, with ``options`` on top."""
+    return dict(model="airbench28", model_options=dict(_AIRBENCH28), optimizer="adamw", learning_rate=4e-3,
+                schedule="one-cycle", batch_size=256, weight_decay=5e-4, label_smoothing=0.1,
+                mixed_precision="bfloat16", cache="memory", deterministic=False, tensorboard=False, **options)
+
 
 RECIPES: dict[str, Recipe] = {
     "fast": Recipe(
@@ -58,19 +62,13 @@ RECIPES: dict[str, Recipe] = {
         "28x28 digits (MNIST) in one epoch: the airbench28 CNN, one-cycle AdamW at peak 4e-3, batch "
         "256, label smoothing 0.1, no augmentation (flips would mirror the glyphs), bfloat16; 99.3% "
         "test accuracy after 1 epoch (see recipes/fast-training.md#mnist-and-fashion-mnist-airbench28)",
-        dict(model="airbench28", model_options=dict(_AIRBENCH28), optimizer="adamw", learning_rate=4e-3,
-             schedule="one-cycle", batch_size=256, weight_decay=5e-4, label_smoothing=0.1, epochs=1,
-             augment="none", mixed_precision="bfloat16", tta="none", cache="memory", deterministic=False,
-             tensorboard=False),
+        _fast28(epochs=1, augment="none", tta="none"),
     ),
     "fast-fashion": Recipe(
         "28x28 clothing (Fashion-MNIST) in two epochs: fast-mnist's airbench28 and optimizer with "
         "random horizontal flips and mirror-image test-time views; 92% test accuracy after 2 epochs "
         "(see recipes/fast-training.md#mnist-and-fashion-mnist-airbench28)",
-        dict(model="airbench28", model_options=dict(_AIRBENCH28), optimizer="adamw", learning_rate=4e-3,
-             schedule="one-cycle", batch_size=256, weight_decay=5e-4, label_smoothing=0.1, epochs=2,
-             augment="flip", mixed_precision="bfloat16", tta="flip", cache="memory", deterministic=False,
-             tensorboard=False),
+        _fast28(epochs=2, augment="flip", tta="flip"),
     ),
     "texts": Recipe(
         "the books' defaults (Géron ch. 14): Nadam at 1e-3, batch 32, constant rate, "
@@ -96,9 +94,8 @@ def check_recipe(name: str | None) -> None:
     """Raise ConfigError for an unknown recipe name, suggesting the closest one."""
     if name is None or name in RECIPES:
         return
-    close = difflib.get_close_matches(name, list(RECIPES), n=1)
     raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(RECIPES)}",
-                      hint=f"did you mean {close[0]!r}?" if close else "see `foveal train --help`")
+                      hint=did_you_mean(name, RECIPES, n=1, cutoff=0.6, quote=True) or "see `foveal train --help`")
 
 
 def resolve_recipe(cfg: Any, explicit: set[str] | frozenset[str] | None = None) -> Any:
@@ -108,8 +105,7 @@ def resolve_recipe(cfg: Any, explicit: set[str] | frozenset[str] | None = None) 
     if name is None:
         return cfg
     check_recipe(name)
-    if explicit is None:
-        explicit = getattr(cfg, "explicit_options", frozenset())
+    explicit = getattr(cfg, "explicit_options", frozenset()) if explicit is None else explicit
     changes = {k: v for k, v in RECIPES[name].options.items() if k not in explicit}
     resolved = dataclasses.replace(cfg, **changes)
     resolved.validate()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from foveal.errors import ConfigError
 from foveal.utils_io import atomic_write_text, ensure_output_dir
 
 
@@ -60,14 +61,13 @@ def run_name(model: str, data: str, prefix: str = "") -> str:
     return f"{prefix + '-' if prefix else ''}{model}-{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def mark(run_dir: Path, status: str, **extra: Any) -> None:
-    """Set the run's ``status`` (and any ``extra`` facts) in its ``state.json``."""
+def mark(run_dir: Path, status: str | None = None, **extra: Any) -> None:
+    """Set the run's ``status`` (None: keep it) and any ``extra`` facts in its ``state.json``."""
     from foveal.training import callbacks as cb
 
     state = cb.read_state(run_dir)
     if state is not None:
-        state["status"] = status
-        state.update(extra)
+        state.update(extra, **({"status": status} if status else {}))
         atomic_write_text(run_dir / cb.STATE_FILE, json.dumps(state, indent=1))
 
 
@@ -100,8 +100,6 @@ def remove_temporary_files(run_dir: Path) -> list[Path]:
 
 def checked_run_name(name: str) -> str:
     """``name`` if it names a folder inside ``--output``; else a :class:`ConfigError`."""
-    from foveal.errors import ConfigError
-
     parts = Path(name).parts  # "." and "./" have none
     if not name.strip() or Path(name).is_absolute() or not parts or ".." in parts:
         raise ConfigError(f"--name {name!r} must name a folder inside --output (no absolute path, no '..')",
@@ -113,10 +111,7 @@ def resolve_run(config_class: type, config: Any | None, resume: str | Path | Non
                 overrides: dict[str, Any], name_prefix: str = "") -> tuple[Any, Path, dict[str, Any] | None]:
     """(options, run folder, saved state or None) for a new run (refusing a folder that holds a
     run) or a ``--resume`` (its ``config.yaml`` with ``overrides`` on top)."""
-    from dataclasses import asdict
-
     from foveal import configtools
-    from foveal.errors import ConfigError
     from foveal.training import callbacks as cb
 
     if resume is not None:

@@ -129,11 +129,8 @@ def make_schedule(name: str, *, learning_rate: float, steps_per_epoch: int, epoc
 
 @keras.saving.register_keras_serializable(package="foveal")
 class BiasScaledSGD(keras.optimizers.SGD):
-    """SGD whose learning rate is ``bias_lr_scale`` times larger for normalisation shifts (``beta``).
-
-    Jordan's airbench (arXiv:2404.00498) fixes the batch-norm scales at 1 and trains the shifts 64
-    times faster than the convolutions, whose scale does not matter after batch normalisation.
-    Weight decay stays at the base rate for every variable.
+    """SGD whose learning rate is ``bias_lr_scale`` times larger for normalisation shifts (``beta``),
+    as in Jordan's airbench (arXiv:2404.00498).
 
     Example:
         >>> opt = BiasScaledSGD(0.1, momentum=0.9, bias_lr_scale=64.0)
@@ -162,10 +159,7 @@ class BiasScaledSGD(keras.optimizers.SGD):
 
 def make_optimizer(name: str, learning_rate, *, momentum: float = 0.9, nesterov: bool = False,
                    weight_decay: float | None = None, bias_lr_scale: float = 1.0) -> keras.optimizers.Optimizer:
-    """The optimizer ``name`` with ``learning_rate`` (a float or a schedule).
-
-    ``bias_lr_scale`` (sgd only) multiplies the learning rate of normalisation shifts.
-    """
+    """The optimizer ``name`` with ``learning_rate`` (a float or a schedule)."""
     O = keras.optimizers
     wd = {} if weight_decay is None else {"weight_decay": weight_decay}
     if name == "sgd":
