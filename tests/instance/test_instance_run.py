@@ -94,7 +94,10 @@ def test_export_parity_mask_ap_and_serve(run, tmp_path, capsys, fmt, suffix):
     report = json.loads(capsys.readouterr().out)
     parity = report["parity"]
     assert report["passed"] and parity["keras_boxes"] > 0 and parity["masks_compared"] == parity["matched_boxes"]
-    assert parity["mean_mask_iou"] > 0.999 and parity["max_mask_diff"] <= 1e-4, parity
+    # the probabilities are the strict check; the binarised masks' IoU is not: a small mask whose
+    # probabilities sit within max_mask_diff of the 0.5 threshold can flip a pixel (seen with
+    # onnxruntime 1.32: one mask at IoU 0.75 of 280, max |diff| 7.7e-7, mean IoU 0.99875)
+    assert parity["max_mask_diff"] <= 1e-4 and parity["mean_mask_iou"] > 0.99, parity
     assert report["accuracy_metric"] == "mask_ap"
     assert report["accuracy"]["export"] == pytest.approx(report["accuracy"]["keras"], abs=1e-6)
     files = sorted((root / "shapes" / "test").glob("*.png"))[:2]
