@@ -155,3 +155,29 @@ def test_cityscapes_folder_and_palette_maps(tmp_path):
     palette.putpalette([v for k in range(256) for v in (k, 255 - k, 0)])
     palette.save(tmp_path / "p.png")
     assert read_label_map(tmp_path / "p.png").tolist() == [[0, 3], [3, 9]]
+
+
+def test_voc_segmentation_object_pngs_leave_the_void_outlines_out(tmp_path, capsys):
+    """Pascal VOC's SegmentationObject PNGs: palette index = instance, 255 = void (the outline
+    round each object); 'voc' reads the objects without the outlines, 'single' takes 255 as one more."""
+    from foveal.cli.main import main
+
+    root = tmp_path / "VOC"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationObject").mkdir()
+    labels = np.zeros((20, 24), np.uint8)
+    labels[1:9, 1:11], labels[2:8, 2:10] = 255, 1
+    labels[9:19, 11:23], labels[10:18, 12:22] = 255, 2
+    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(root / "JPEGImages" / "2007_000032.jpg")
+    img = Image.fromarray(labels, mode="P")
+    img.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 744 + [224, 224, 192])
+    img.save(root / "SegmentationObject" / "2007_000032.png")
+    folders = dict(images="JPEGImages", instances="SegmentationObject")
+    assert len(label_maps_to_coco(root, **folders)["annotations"]) == 3
+    coco = label_maps_to_coco(root, class_encoding="voc", class_names=["object"], **folders)
+    assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 2.0, 8.0, 6.0], [12.0, 10.0, 10.0, 8.0]]
+    assert coco["info"]["non_instance_pixels"] == int((labels == 255).sum())
+    out = tmp_path / "voc.json"
+    assert main(["datasets", "instances", "to-coco", str(root), "--output", str(out), "--class-encoding", "voc",
+                 "--images-folder", "JPEGImages", "--instances-folder", "SegmentationObject"]) == 0
+    assert len(json.loads(out.read_text())["annotations"]) == 2

@@ -187,9 +187,10 @@ def add_instance_data_commands(actions: argparse._SubParsersAction) -> None:
                          formatter_class=raw)
     t.add_argument("root", help="folder with images/ and instances/")
     t.add_argument("--output", required=True, metavar="FILE.json", help="COCO file to write")
-    t.add_argument("--class-encoding", choices=("single", "cityscapes"), default="single",
+    t.add_argument("--class-encoding", choices=("single", "cityscapes", "voc"), default="single",
                    help="single: every id is one class (default); cityscapes: value = class id * 1000 + instance, "
-                   "values 1..999 of an instance class are crowd regions (iscrowd 1, ignored by scoring)")
+                   "values 1..999 of an instance class are crowd regions (iscrowd 1, ignored by scoring); voc: "
+                   "Pascal VOC's SegmentationObject PNGs, as single but 255 (the void outlines) is no instance")
     t.add_argument("--classes", nargs="+", metavar="NAME", help="single: the class name (default: object); "
                    "cityscapes: ID=NAME pairs, or names of ids 1, 2, ... (default: class_ID)")
     t.add_argument("--min-area", type=int, default=0, help="drop instances with fewer pixels (default: 0)")

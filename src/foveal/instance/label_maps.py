@@ -20,6 +20,9 @@ How a value names its class (``class_encoding``):
                 uses as a target and COCO scoring ignores (detections on them are neither true
                 nor false positives, as in pycocotools); the rest ("stuff": road, sky) is
                 counted (``non_instance_pixels``), not converted.
+``voc``         Pascal VOC's ``SegmentationObject`` PNGs: as ``single``, but value 255 is VOC's
+                void (the outline drawn round every object, and unlabelled regions): counted
+                (``non_instance_pixels``), not an instance.
 
 Only integer PNG modes are label maps: ``L`` (8 bit), ``I;16`` (16 bit), ``I`` (32 bit) and
 ``P`` (palette indices are the ids; the palette only colours the file in viewers). Colour,
@@ -52,11 +55,12 @@ from foveal.errors import DataError, OutputError
 from foveal.evaluation.detection import mask_to_rle
 from foveal.utils_io import atomic_path, atomic_write_text, ensure_output_dir
 
-CLASS_ENCODINGS = ("single", "cityscapes")
+CLASS_ENCODINGS = ("single", "cityscapes", "voc")
 #: PIL modes whose pixel values are integers a label map can hold
 INTEGER_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 CITYSCAPES_FACTOR = 1000
+VOC_VOID = 255
 _HINT = ("expected ROOT/images/NAME.ext and ROOT/instances/NAME.png (pixel value = instance id, 0 = "
          "background), the same size")
 
@@ -118,14 +122,14 @@ def split_instances(label_map: np.ndarray, class_encoding: str = "single", *, mi
 
     Args:
         label_map: HxW integer ids (0 = background).
-        class_encoding: ``single`` (class 1) or ``cityscapes`` (see the module docstring).
+        class_encoding: ``single`` (class 1), ``cityscapes`` or ``voc`` (see the module docstring).
         min_area: instances with fewer pixels are dropped (counted in ``small``).
         crowd: also return Cityscapes' class-only regions (values 1..999, class id = value;
             :func:`is_crowd_value` tells them apart), whatever their area.
 
     Returns:
         The instances and counts: ``small`` (dropped by ``min_area``), ``non_instance_pixels``
-        (Cityscapes values 1..999 not returned).
+        (Cityscapes values 1..999 and VOC's void not returned).
     """
     if class_encoding not in CLASS_ENCODINGS:
         raise DataError(f"unknown class encoding {class_encoding!r}", hint=f"use one of {', '.join(CLASS_ENCODINGS)}")
@@ -133,6 +137,9 @@ def split_instances(label_map: np.ndarray, class_encoding: str = "single", *, mi
     out, small, loose = [], 0, 0
     for value, count in zip(values.tolist(), counts.tolist()):
         if value == 0:
+            continue
+        if class_encoding == "voc" and value == VOC_VOID:
+            loose += count
             continue
         if is_crowd_value(value, class_encoding):
             if crowd:
@@ -204,8 +211,8 @@ def label_maps_to_coco(
 
     Args:
         root: the folder (``images/`` + ``instances/``, see the module docstring).
-        class_encoding: ``single`` or ``cityscapes``.
-        class_names: ``single``: one name (default ``["object"]``); ``cityscapes``: a
+        class_encoding: ``single``, ``cityscapes`` or ``voc``.
+        class_names: ``single``, ``voc``: one name (default ``["object"]``); ``cityscapes``: a
             ``{class id: name}`` dict, or a list whose position + 1 is the class id (default:
             ``class_<id>`` for every class found).
         min_area: drop instances with fewer pixels (counted in ``info["small"]``).
@@ -262,7 +269,7 @@ def label_maps_to_coco(
             progress(f"read {index + 1}/{len(pairs)} label maps")
     if not coco_images:
         raise DataError(f"{root}: none of its {len(pairs)} label maps could be read", hint=_HINT)
-    ids = sorted(names) if class_names is not None or class_encoding == "single" else sorted(seen)
+    ids = sorted(names) if class_names is not None or class_encoding != "cityscapes" else sorted(seen)
     crowd = [ann for ann, _ in pending if ann["category_id"] in ids]
     loose += sum(pixels for ann, pixels in pending if ann["category_id"] not in ids)
     annotations = sorted(annotations + crowd, key=lambda a: a["image_id"])  # stable: value order per image
@@ -278,10 +285,10 @@ def label_maps_to_coco(
 def _class_table(class_encoding: str, class_names: Sequence[str] | dict[int, str] | None) -> dict[int, str]:
     if class_encoding not in CLASS_ENCODINGS:
         raise DataError(f"unknown class encoding {class_encoding!r}", hint=f"use one of {', '.join(CLASS_ENCODINGS)}")
-    if class_encoding == "single":
+    if class_encoding in ("single", "voc"):
         names = list(class_names.values()) if isinstance(class_names, dict) else list(class_names or ["object"])
         if len(names) != 1:
-            raise DataError(f"class encoding 'single' has one class, not {len(names)} ({names[:5]})",
+            raise DataError(f"class encoding {class_encoding!r} has one class, not {len(names)} ({names[:5]})",
                             hint="give one class name, or use --class-encoding cityscapes")
         return {1: str(names[0])}
     if isinstance(class_names, dict):
