@@ -279,3 +279,17 @@ def test_tiny_faster_rcnn_overfits_the_shapes():
                        num_classes=2, iou_threshold=0.5)
     aps = [voc_ap(*c.curve()[:2]) for c in curves]
     assert np.mean(aps) >= 0.9, aps
+
+
+def test_benchmark_leaves_out_the_runtimes_a_two_stage_model_cannot_export(untrained, capsys):
+    """`foveal benchmark` (all runtimes by default) times the runtimes the model has and names the
+    one it leaves out (TFLite: no RoI Align kernel); asked only for refused runtimes, it says in one
+    line which to ask for instead."""
+    from foveal.export.benchmark import benchmark, format_benchmark
+
+    table = benchmark(untrained, runtimes=("keras-call", "tflite"), warmup=1, runs=2, batch_size=1)
+    assert [r["runtime"] for r in table["results"]] == ["keras-call"]
+    assert "RoI Align" in table["left_out"]["tflite"] and "tflite left out" in format_benchmark(table)
+    code = main(["benchmark", str(untrained), "--runtimes", "tflite"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--runtimes keras-predict keras-call savedmodel onnx" in err and "Traceback" not in err, err
