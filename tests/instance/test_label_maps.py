@@ -181,3 +181,22 @@ def test_voc_segmentation_object_pngs_leave_the_void_outlines_out(tmp_path, caps
     assert main(["datasets", "instances", "to-coco", str(root), "--output", str(out), "--class-encoding", "voc",
                  "--images-folder", "JPEGImages", "--instances-folder", "SegmentationObject"]) == 0
     assert len(json.loads(out.read_text())["annotations"]) == 2
+    # each object's class from SegmentationClass (VOC's class indices: 12 dog, 15 person), by majority
+    (root / "SegmentationClass").mkdir()
+    classes = np.where(labels == 1, 15, np.where(labels == 2, 12, labels)).astype(np.uint8)
+    classes[10, 12] = 15  # a stray pixel does not change the dog's class
+    Image.fromarray(classes).save(root / "SegmentationClass" / "2007_000032.png")
+    coco = label_maps_to_coco(root, class_encoding="voc", class_maps="SegmentationClass", **folders)
+    assert [a["category_id"] for a in coco["annotations"]] == [15, 12]
+    assert [c["name"] for c in coco["categories"]] == ["class_12", "class_15"]
+    names = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+             "dog", "horse", "motorbike", "person"]
+    assert main(["datasets", "instances", "to-coco", str(root), "--output", str(out), "--class-encoding", "voc",
+                 "--images-folder", "JPEGImages", "--instances-folder", "SegmentationObject", "--class-maps",
+                 "SegmentationClass", "--classes", *names]) == 0
+    written = json.loads(out.read_text())
+    assert [written["categories"][a["category_id"] - 1]["name"] for a in written["annotations"]] == ["person", "dog"]
+    classes[2:8, 2:10] = 0
+    Image.fromarray(classes).save(root / "SegmentationClass" / "2007_000032.png")
+    with pytest.raises(DataError, match=r"SegmentationClass/2007_000032\.png: object 1 has no class pixels"):
+        label_maps_to_coco(root, class_encoding="voc", class_maps="SegmentationClass", **folders)
