@@ -57,6 +57,12 @@ class Task:
         """The command line of ``mode`` for this task, e.g. ``foveal detect predict``."""
         return f"foveal {mode}" if self.name == "classify" else f"foveal {self.name} {mode}"
 
+    @property
+    def a_model(self) -> str:
+        """``"an instance model (instance segmentation)"``: the task word with its article."""
+        article = "an" if self.name[0] in "aeiou" else "a"
+        return f"{article} {self.name} model ({self.title})"
+
 
 _BOX_MODES = ALL_MODES[:-1]  # all but prune
 _NO_PRUNE = (("prune", "magnitude pruning measures classification accuracy; prune the backbone as a "
@@ -124,7 +130,7 @@ def check_mode(task: Task, mode: str, path: str | Path) -> None:
     if mode in task.modes:
         return
     why = dict(task.instead).get(mode, f"{mode} does not apply to {task.title} models")
-    raise ConfigError(f"{path} is a {task.name} model ({task.title}): `foveal {mode}` is not available for it",
+    raise ConfigError(f"{path} is {task.a_model}: `foveal {mode}` is not available for it",
                       hint=why)
 
 

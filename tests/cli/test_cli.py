@@ -242,3 +242,15 @@ def test_train_task_unknown_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--task", "bogus"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_python_dash_m_foveal_is_the_command(tmp_path):
+    """`python -m foveal ...` runs the `foveal` command (where the entry point is not on PATH)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = subprocess.run([sys.executable, "-m", "foveal", "--version"], capture_output=True, text=True, env=env,
+                         cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("foveal "), out.stderr[-300:]

@@ -161,3 +161,11 @@ def test_retracing_warnings_are_dropped_other_tensorflow_warnings_kept(caplog):
         logger.warning("5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is expensive")
         logger.warning("something else")
     assert [r.getMessage() for r in caplog.records] == ["something else"]
+
+
+def test_refusals_name_the_task_with_its_article():
+    from foveal.tasks import TASKS
+
+    assert TASKS["instance"].a_model == "an instance model (instance segmentation (Mask R-CNN, U-Net + watershed))"
+    assert TASKS["adapt"].a_model.startswith("an adapt model (")
+    assert TASKS["detect"].a_model.startswith("a detect model (")

@@ -68,6 +68,36 @@ def test_fit_reports_four_losses_and_predict_returns_detections():
     assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
 
 
+@pytest.mark.parametrize("norm", ["locations", "sampled"])
+def test_rpn_loss_is_the_papers_formula_in_numpy(norm):
+    """Eq. 1 of Ren et al.: 1/N_cls sum L_cls + lambda 1/N_reg sum p* smooth_L1(t - t*), lambda 10,
+    recomputed in NumPy from the model's outputs and anchor labels (checked against their own
+    reference in test_rcnn_ops); rpn_batch covers every labelled anchor, so nothing is sampled."""
+    from foveal.ops import rcnn
+
+    model = build_faster_rcnn("geron_cnn", 2, **{**SMALL_MODEL, "rpn_batch": 4096}, rpn_box_norm=norm)
+    images, targets = squares(2, seed=3)
+    out = model(images)
+    losses = model.losses_of(images, targets, out)
+    logits = out["rpn_objectness"].numpy().reshape(2, -1)
+    deltas = out["rpn_deltas"].numpy().reshape(2, -1, 4)
+    anchors = model.anchors_for(out["features"]).numpy()
+    gt = targets["boxes"] * 64.0
+    labels, matched = (t.numpy() for t in rcnn.label_anchors(anchors, gt, targets["classes"] >= 0))
+    sampled, positive = labels >= 0, labels == 1
+    assert positive.any() and (~positive & sampled).any()
+    bce = np.maximum(logits, 0) - logits * positive + np.log1p(np.exp(-np.abs(logits)))
+    np.testing.assert_allclose(losses["rpn_cls_loss"], bce[sampled].sum() / sampled.sum(), rtol=1e-5)
+    box = np.take_along_axis(gt, matched[..., None], axis=1)  # [B, A, 4] each anchor's box
+    (x, y, w, h), (xa, ya, wa, ha) = [((b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2,
+                                       b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]) for b in (box, anchors[None])]
+    t_star = np.stack([(x - xa) / wa, (y - ya) / ha, np.log(w / wa), np.log(h / ha)], -1)
+    diff = np.abs(deltas - t_star)
+    smooth = np.where(diff < 1, 0.5 * diff**2, diff - 0.5).sum(-1)
+    n_reg = sampled.sum() if norm == "sampled" else 2 * 8 * 8  # the anchor locations: B x cells
+    np.testing.assert_allclose(losses["rpn_box_loss"], 10.0 * smooth[positive].sum() / n_reg, rtol=1e-4)
+
+
 def test_roi_max_pool_variant_feeds_the_head():
     model = build_faster_rcnn("resnet18", 3, **SMALL_MODEL, roi_pool="max")
     features = model(np.zeros((2, 64, 64, 3), np.float32))["features"]
@@ -279,3 +309,17 @@ def test_tiny_faster_rcnn_overfits_the_shapes():
                        num_classes=2, iou_threshold=0.5)
     aps = [voc_ap(*c.curve()[:2]) for c in curves]
     assert np.mean(aps) >= 0.9, aps
+
+
+def test_benchmark_leaves_out_the_runtimes_a_two_stage_model_cannot_export(untrained, capsys):
+    """`foveal benchmark` (all runtimes by default) times the runtimes the model has and names the
+    one it leaves out (TFLite: no RoI Align kernel); asked only for refused runtimes, it says in one
+    line which to ask for instead."""
+    from foveal.export.benchmark import benchmark, format_benchmark
+
+    table = benchmark(untrained, runtimes=("keras-call", "tflite"), warmup=1, runs=2, batch_size=1)
+    assert [r["runtime"] for r in table["results"]] == ["keras-call"]
+    assert "RoI Align" in table["left_out"]["tflite"] and "tflite left out" in format_benchmark(table)
+    code = main(["benchmark", str(untrained), "--runtimes", "tflite"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--runtimes keras-predict keras-call savedmodel onnx" in err and "Traceback" not in err, err

@@ -155,3 +155,48 @@ def test_cityscapes_folder_and_palette_maps(tmp_path):
     palette.putpalette([v for k in range(256) for v in (k, 255 - k, 0)])
     palette.save(tmp_path / "p.png")
     assert read_label_map(tmp_path / "p.png").tolist() == [[0, 3], [3, 9]]
+
+
+def test_voc_segmentation_object_pngs_leave_the_void_outlines_out(tmp_path, capsys):
+    """Pascal VOC's SegmentationObject PNGs: palette index = instance, 255 = void (the outline
+    round each object); 'voc' reads the objects without the outlines, 'single' takes 255 as one more."""
+    from foveal.cli.main import main
+
+    root = tmp_path / "VOC"
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationObject").mkdir()
+    labels = np.zeros((20, 24), np.uint8)
+    labels[1:9, 1:11], labels[2:8, 2:10] = 255, 1
+    labels[9:19, 11:23], labels[10:18, 12:22] = 255, 2
+    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(root / "JPEGImages" / "2007_000032.jpg")
+    img = Image.fromarray(labels, mode="P")
+    img.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 744 + [224, 224, 192])
+    img.save(root / "SegmentationObject" / "2007_000032.png")
+    folders = dict(images="JPEGImages", instances="SegmentationObject")
+    assert len(label_maps_to_coco(root, **folders)["annotations"]) == 3
+    coco = label_maps_to_coco(root, class_encoding="voc", class_names=["object"], **folders)
+    assert [a["bbox"] for a in coco["annotations"]] == [[2.0, 2.0, 8.0, 6.0], [12.0, 10.0, 10.0, 8.0]]
+    assert coco["info"]["non_instance_pixels"] == int((labels == 255).sum())
+    out = tmp_path / "voc.json"
+    assert main(["datasets", "instances", "to-coco", str(root), "--output", str(out), "--class-encoding", "voc",
+                 "--images-folder", "JPEGImages", "--instances-folder", "SegmentationObject"]) == 0
+    assert len(json.loads(out.read_text())["annotations"]) == 2
+    # each object's class from SegmentationClass (VOC's class indices: 12 dog, 15 person), by majority
+    (root / "SegmentationClass").mkdir()
+    classes = np.where(labels == 1, 15, np.where(labels == 2, 12, labels)).astype(np.uint8)
+    classes[10, 12] = 15  # a stray pixel does not change the dog's class
+    Image.fromarray(classes).save(root / "SegmentationClass" / "2007_000032.png")
+    coco = label_maps_to_coco(root, class_encoding="voc", class_maps="SegmentationClass", **folders)
+    assert [a["category_id"] for a in coco["annotations"]] == [15, 12]
+    assert [c["name"] for c in coco["categories"]] == ["class_12", "class_15"]
+    names = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+             "dog", "horse", "motorbike", "person"]
+    assert main(["datasets", "instances", "to-coco", str(root), "--output", str(out), "--class-encoding", "voc",
+                 "--images-folder", "JPEGImages", "--instances-folder", "SegmentationObject", "--class-maps",
+                 "SegmentationClass", "--classes", *names]) == 0
+    written = json.loads(out.read_text())
+    assert [written["categories"][a["category_id"] - 1]["name"] for a in written["annotations"]] == ["person", "dog"]
+    classes[2:8, 2:10] = 0
+    Image.fromarray(classes).save(root / "SegmentationClass" / "2007_000032.png")
+    with pytest.raises(DataError, match=r"SegmentationClass/2007_000032\.png: object 1 has no class pixels"):
+        label_maps_to_coco(root, class_encoding="voc", class_maps="SegmentationClass", **folders)

@@ -102,7 +102,7 @@ def _check_model(named: str | None, mode: str, args: list[str], quiet: bool = Fa
                           hint=f"use `foveal {mode} {path}` for a classifier, or a model trained by "
                                f"`foveal {named} train`")
     if named is not None and task.name != named:
-        raise ConfigError(f"{path} is a {task.name} model ({task.title}), not a {TASKS[named].title} model",
+        raise ConfigError(f"{path} is {task.a_model}, not a {TASKS[named].title} model",
                           hint=f"use `{task.command(mode)} {path} ...`")
     check_mode(task, mode, path)
     return task.name

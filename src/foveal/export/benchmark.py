@@ -10,7 +10,8 @@ marker watershed: :func:`foveal.export.tasks.inference`), which every runtime ru
 (:mod:`foveal.export.tasks`); where that post-processing is not part of the graph, the network's
 own share is reported too (``batch1_network``).
 Runtimes: Keras ``predict_on_batch``, a direct Keras call, SavedModel, TFLite (LiteRT) and ONNX
-Runtime, all on the same weights.
+Runtime, all on the same weights; a runtime the model cannot be exported to (a two-stage detector's
+TFLite) is left out and named (``left_out``).
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ def benchmark(
     runtimes run the one graph its exports hold, backbone and sequence head together).
 
     Returns:
-        ``{"machine": ..., "model": ..., "parameters": ..., "results": [one dict per runtime]}``.
+        ``{"machine": ..., "model": ..., "parameters": ..., "results": [one dict per runtime],
+        "left_out": {runtime: why}}`` (the runtimes the model's export refuses).
 
     Example:
         >>> table = benchmark("runs/digits/best.keras", runs=50)  # doctest: +SKIP
@@ -203,14 +205,23 @@ def benchmark(
     if unknown:
         raise ConfigError(f"unknown runtime(s) {', '.join(unknown)}", hint=f"choose from {', '.join(RUNTIMES)}")
     results = []
-    parameters = None
+    parameters, left_out = None, {}
     if path.suffix != ".keras":
         runner = open_runner(path, threads=threads, trust_model=trust_model)
         results.append(benchmark_runner(runner, warmup=warmup, runs=runs, batch_size=batch_size))
     else:
-        from foveal.export.tasks import export_card, load
+        from foveal.export.tasks import check_export, export_card, load
 
         model, card = load(path)  # a video classifier comes with its frame backbone
+        for runtime in (r for r in runtimes if not r.startswith("keras")):
+            try:
+                check_export(card, runtime, None)
+            except ConfigError as exc:
+                left_out[runtime] = exc.message
+        runtimes = tuple(r for r in runtimes if r not in left_out)
+        if not runtimes:
+            raise ConfigError(f"{'; '.join(left_out.values())}: nothing left to benchmark", hint="benchmark with "
+                              f"--runtimes {' '.join(r for r in RUNTIMES if r not in left_out)}")
         parameters = int(model.count_params())
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             for runtime in runtimes:
@@ -227,7 +238,7 @@ def benchmark(
                     result["size_bytes"] = artifact_size(path) + (artifact_size(path.parent / beside) if beside else 0)
                 results.append(result)
     return {"machine": machine_info(threads), "model": str(path), "parameters": parameters,
-            "warmup": warmup, "runs": runs, "results": results}
+            "warmup": warmup, "runs": runs, "results": results, "left_out": left_out}
 
 
 def format_benchmark(table: dict[str, Any]) -> str:
@@ -250,6 +261,7 @@ def format_benchmark(table: dict[str, Any]) -> str:
     if network:
         lines.append("(p50 and img/s include the post-processing outside the graph, e.g. an instance model's mask "
                      "pasting or watershed; the network alone, p50: " + ", ".join(network) + ")")
+    lines += [f"({runtime} left out: {why})" for runtime, why in table.get("left_out", {}).items()]
     if task == "generate":
         lines.append("(a generator: img/s = samples drawn from latent codes; e2e = one seeded sample encoded as "
                      "a PNG, as GET /generate)")

@@ -327,7 +327,11 @@ def load_instance_splits(data: str | Path | dict[str, Any], *, test_data: str | 
     elif Path(data).is_dir():
         files = coco_files(data)
         if "train" not in files:
-            raise DataError(f"{data}: no COCO instances file with 'train' in its name", hint=_FORMAT_HINT)
+            maps = next((m for m in ("instances", "SegmentationObject") if (Path(data) / m).is_dir()), None)
+            raise DataError(f"{data}: no COCO instances file with 'train' in its name", hint=_FORMAT_HINT if not maps
+                            else f"a folder of label maps ({maps}/) converts with: foveal datasets instances to-coco "
+                            f"{data} --output {Path(data) / 'annotations' / 'instances_train.json'} --instances-folder "
+                            f"{maps} (--class-encoding cityscapes or voc, --images-folder, see its --help)")
         parts = {"train": read_instances(files["train"], **common)}  # type: ignore[arg-type]
         for split in ("val", "test"):
             if split in files:

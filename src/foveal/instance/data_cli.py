@@ -95,7 +95,8 @@ def _to_coco(args: argparse.Namespace, _: dict[str, Any]) -> int:
     coco = label_maps_to_coco(args.root, class_encoding=args.class_encoding,
                               class_names=_class_names(args.classes, args.class_encoding), min_area=args.min_area,
                               images=args.images_folder, instances=args.instances_folder,
-                              skip_invalid=args.skip_invalid, progress=lambda line: print(line, file=sys.stderr))
+                              skip_invalid=args.skip_invalid, progress=lambda line: print(line, file=sys.stderr),
+                              class_maps=args.class_maps)
     write_coco(coco, args.output)
     info = coco["info"]
     print(json.dumps(info, indent=1) if args.json else
@@ -187,11 +188,14 @@ def add_instance_data_commands(actions: argparse._SubParsersAction) -> None:
                          formatter_class=raw)
     t.add_argument("root", help="folder with images/ and instances/")
     t.add_argument("--output", required=True, metavar="FILE.json", help="COCO file to write")
-    t.add_argument("--class-encoding", choices=("single", "cityscapes"), default="single",
+    t.add_argument("--class-encoding", choices=("single", "cityscapes", "voc"), default="single",
                    help="single: every id is one class (default); cityscapes: value = class id * 1000 + instance, "
-                   "values 1..999 of an instance class are crowd regions (iscrowd 1, ignored by scoring)")
+                   "values 1..999 of an instance class are crowd regions (iscrowd 1, ignored by scoring); voc: "
+                   "Pascal VOC's SegmentationObject PNGs, as single but 255 (the void outlines) is no instance")
     t.add_argument("--classes", nargs="+", metavar="NAME", help="single: the class name (default: object); "
                    "cityscapes: ID=NAME pairs, or names of ids 1, 2, ... (default: class_ID)")
+    t.add_argument("--class-maps", metavar="FOLDER", help="voc: the class-index PNG folder under ROOT (VOC's "
+                   "SegmentationClass); an object's class is the one most of its pixels have (default: one class)")
     t.add_argument("--min-area", type=int, default=0, help="drop instances with fewer pixels (default: 0)")
     t.add_argument("--images-folder", default="images", help="image folder name (default: images)")
     t.add_argument("--instances-folder", default="instances", help="label-map folder name (default: instances)")

@@ -20,6 +20,11 @@ How a value names its class (``class_encoding``):
                 uses as a target and COCO scoring ignores (detections on them are neither true
                 nor false positives, as in pycocotools); the rest ("stuff": road, sky) is
                 counted (``non_instance_pixels``), not converted.
+``voc``         Pascal VOC's ``SegmentationObject`` PNGs: as ``single``, but value 255 is VOC's
+                void (the outline drawn round every object, and unlabelled regions): counted
+                (``non_instance_pixels``), not an instance. With ``class_maps`` (VOC's
+                ``SegmentationClass`` folder) an object's class is the class index most of its
+                pixels have there (``class_names``: names of indices 1, 2, ...).
 
 Only integer PNG modes are label maps: ``L`` (8 bit), ``I;16`` (16 bit), ``I`` (32 bit) and
 ``P`` (palette indices are the ids; the palette only colours the file in viewers). Colour,
@@ -52,11 +57,12 @@ from foveal.errors import DataError, OutputError
 from foveal.evaluation.detection import mask_to_rle
 from foveal.utils_io import atomic_path, atomic_write_text, ensure_output_dir
 
-CLASS_ENCODINGS = ("single", "cityscapes")
+CLASS_ENCODINGS = ("single", "cityscapes", "voc")
 #: PIL modes whose pixel values are integers a label map can hold
 INTEGER_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L", "I;16N")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 CITYSCAPES_FACTOR = 1000
+VOC_VOID = 255
 _HINT = ("expected ROOT/images/NAME.ext and ROOT/instances/NAME.png (pixel value = instance id, 0 = "
          "background), the same size")
 
@@ -118,14 +124,14 @@ def split_instances(label_map: np.ndarray, class_encoding: str = "single", *, mi
 
     Args:
         label_map: HxW integer ids (0 = background).
-        class_encoding: ``single`` (class 1) or ``cityscapes`` (see the module docstring).
+        class_encoding: ``single`` (class 1), ``cityscapes`` or ``voc`` (see the module docstring).
         min_area: instances with fewer pixels are dropped (counted in ``small``).
         crowd: also return Cityscapes' class-only regions (values 1..999, class id = value;
             :func:`is_crowd_value` tells them apart), whatever their area.
 
     Returns:
         The instances and counts: ``small`` (dropped by ``min_area``), ``non_instance_pixels``
-        (Cityscapes values 1..999 not returned).
+        (Cityscapes values 1..999 and VOC's void not returned).
     """
     if class_encoding not in CLASS_ENCODINGS:
         raise DataError(f"unknown class encoding {class_encoding!r}", hint=f"use one of {', '.join(CLASS_ENCODINGS)}")
@@ -133,6 +139,9 @@ def split_instances(label_map: np.ndarray, class_encoding: str = "single", *, mi
     out, small, loose = [], 0, 0
     for value, count in zip(values.tolist(), counts.tolist()):
         if value == 0:
+            continue
+        if class_encoding == "voc" and value == VOC_VOID:
+            loose += count
             continue
         if is_crowd_value(value, class_encoding):
             if crowd:
@@ -199,13 +208,14 @@ def label_maps_to_coco(
     instances: str = "instances",
     skip_invalid: bool = False,
     progress: Callable[[str], None] | None = None,
+    class_maps: str | None = None,
 ) -> dict[str, Any]:
     """Read an image + instance-label-map folder as a COCO instances dict with RLE masks.
 
     Args:
         root: the folder (``images/`` + ``instances/``, see the module docstring).
-        class_encoding: ``single`` or ``cityscapes``.
-        class_names: ``single``: one name (default ``["object"]``); ``cityscapes``: a
+        class_encoding: ``single``, ``cityscapes`` or ``voc``.
+        class_names: ``single``, ``voc``: one name (default ``["object"]``); ``cityscapes``: a
             ``{class id: name}`` dict, or a list whose position + 1 is the class id (default:
             ``class_<id>`` for every class found).
         min_area: drop instances with fewer pixels (counted in ``info["small"]``).
@@ -213,6 +223,7 @@ def label_maps_to_coco(
         skip_invalid: leave out (and list in ``info["skipped"]``) pairs that cannot be read,
             differ in size or have no partner, instead of raising.
         progress: called with a line every 100 images.
+        class_maps: with ``voc``, the folder of class-index PNGs (VOC's ``SegmentationClass``).
 
     Returns:
         ``{"images", "annotations", "categories", "info"}``; ``file_name`` is the image's name
@@ -226,7 +237,9 @@ def label_maps_to_coco(
     from foveal.data.files import image_size
 
     pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid)
-    names = _class_table(class_encoding, class_names)
+    if class_maps is not None and class_encoding != "voc":
+        raise DataError(f"class maps ({class_maps}/) go with class encoding 'voc', not {class_encoding!r}")
+    names = _class_table(class_encoding, class_names, class_maps is not None)
     coco_images, annotations, seen, small, loose = [], [], set(), 0, 0
     pending: list[tuple[dict[str, Any], int]] = []  # Cityscapes class-only regions: (annotation, pixels)
     for index, (image, label_path) in enumerate(pairs):
@@ -237,11 +250,14 @@ def label_maps_to_coco(
                 raise DataError(f"{label_path}: size {labels.shape[1]}x{labels.shape[0]} differs from its image "
                                 f"{image} ({width}x{height})")
             found, counts = split_instances(labels, class_encoding, min_area=min_area, crowd=True)
+            if class_maps is not None:
+                found = _voc_classes(Path(root) / class_maps / label_path.name, labels.shape, found)
             unknown = sorted({c for v, c, _ in found if not is_crowd_value(v, class_encoding)} - set(names)
                              ) if class_names is not None else []
             if unknown:
-                raise DataError(f"{label_path}: class id {unknown[0]} (value {unknown[0] * CITYSCAPES_FACTOR}+) is "
-                                f"not among the given classes {sorted(names)}")
+                value = f" (value {unknown[0] * CITYSCAPES_FACTOR}+)" if class_encoding == "cityscapes" else ""
+                raise DataError(f"{label_path}: class id {unknown[0]}{value} is not among the given classes "
+                                f"{sorted(names)}")
         except DataError as exc:
             if not skip_invalid:
                 raise
@@ -262,7 +278,8 @@ def label_maps_to_coco(
             progress(f"read {index + 1}/{len(pairs)} label maps")
     if not coco_images:
         raise DataError(f"{root}: none of its {len(pairs)} label maps could be read", hint=_HINT)
-    ids = sorted(names) if class_names is not None or class_encoding == "single" else sorted(seen)
+    by_name = class_names is not None or class_encoding == "single" or (class_encoding == "voc" and not class_maps)
+    ids = sorted(names) if by_name else sorted(seen)
     crowd = [ann for ann, _ in pending if ann["category_id"] in ids]
     loose += sum(pixels for ann, pixels in pending if ann["category_id"] not in ids)
     annotations = sorted(annotations + crowd, key=lambda a: a["image_id"])  # stable: value order per image
@@ -275,13 +292,33 @@ def label_maps_to_coco(
     return {"info": info, "images": coco_images, "annotations": annotations, "categories": categories}
 
 
-def _class_table(class_encoding: str, class_names: Sequence[str] | dict[int, str] | None) -> dict[int, str]:
+def _voc_classes(path: Path, shape: tuple[int, ...], found: list[tuple[int, int, np.ndarray]]
+                 ) -> list[tuple[int, int, np.ndarray]]:
+    """``found`` with each object's class: the class index most of its pixels have in ``path``."""
+    if not path.is_file():
+        raise DataError(f"{path}: no class map for {path.name}", hint="every label map needs a class map of that name")
+    classes = read_label_map(path)
+    if classes.shape != shape:
+        raise DataError(f"{path}: size {classes.shape[1]}x{classes.shape[0]} differs from its label map's "
+                        f"({shape[1]}x{shape[0]})")
+    out = []
+    for value, _, mask in found:
+        under = classes[mask]
+        under = under[(under != 0) & (under != VOC_VOID)]
+        if not under.size:
+            raise DataError(f"{path}: object {value} has no class pixels (only background or void)")
+        out.append((value, int(np.bincount(under).argmax()), mask))
+    return out
+
+
+def _class_table(class_encoding: str, class_names: Sequence[str] | dict[int, str] | None,
+                 class_maps: bool = False) -> dict[int, str]:
     if class_encoding not in CLASS_ENCODINGS:
         raise DataError(f"unknown class encoding {class_encoding!r}", hint=f"use one of {', '.join(CLASS_ENCODINGS)}")
-    if class_encoding == "single":
+    if class_encoding == "single" or class_encoding == "voc" and not class_maps:
         names = list(class_names.values()) if isinstance(class_names, dict) else list(class_names or ["object"])
         if len(names) != 1:
-            raise DataError(f"class encoding 'single' has one class, not {len(names)} ({names[:5]})",
+            raise DataError(f"class encoding {class_encoding!r} has one class, not {len(names)} ({names[:5]})",
                             hint="give one class name, or use --class-encoding cityscapes")
         return {1: str(names[0])}
     if isinstance(class_names, dict):
