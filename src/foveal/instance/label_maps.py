@@ -292,6 +292,34 @@ def label_maps_to_coco(
     return {"info": info, "images": coco_images, "annotations": annotations, "categories": categories}
 
 
+#: folder layouts a label-map folder is recognised by: (images, instances, class maps or None, encoding)
+LABEL_MAP_LAYOUTS = (("images", "instances", None, "single"),
+                     ("JPEGImages", "SegmentationObject", "SegmentationClass", "voc"))
+
+
+def label_map_layout(root: str | Path) -> dict[str, Any] | None:
+    """The :func:`label_maps_to_coco` options a folder's layout implies, or None.
+
+    ``images/`` + ``instances/``: foveal's layout, class encoding ``single`` (one class,
+    ``object``). ``JPEGImages/`` + ``SegmentationObject/``: Pascal VOC, class encoding ``voc``
+    (255, the void outlines, is no instance), each object's class from ``SegmentationClass/``
+    when the folder has it. Cityscapes' values (class id * 1000 + instance) cannot be told from
+    the layout: such folders are converted with ``foveal datasets instances to-coco``.
+
+    Example:
+        >>> label_map_layout("VOC2012/")                                     # doctest: +SKIP
+        {'images': 'JPEGImages', 'instances': 'SegmentationObject', 'class_encoding': 'voc', 'class_maps': ...}
+    """
+    root = Path(root)
+    for images, instances, class_maps, encoding in LABEL_MAP_LAYOUTS:
+        if (root / images).is_dir() and (root / instances).is_dir():
+            found: dict[str, Any] = {"images": images, "instances": instances, "class_encoding": encoding}
+            if class_maps is not None and (root / class_maps).is_dir():
+                found["class_maps"] = class_maps
+            return found
+    return None
+
+
 def _voc_classes(path: Path, shape: tuple[int, ...], found: list[tuple[int, int, np.ndarray]]
                  ) -> list[tuple[int, int, np.ndarray]]:
     """``found`` with each object's class: the class index most of its pixels have in ``path``."""
@@ -515,5 +543,5 @@ def select_classes(source: str | Path, classes: Sequence[str], *, images: str | 
 
 
 __all__ = ["CLASS_ENCODINGS", "coco_to_label_maps", "find_label_map_pairs", "is_crowd_value", "label_map_annotations",
-           "label_maps_to_coco", "read_label_map", "select_classes", "split_instances", "write_coco",
+           "label_map_layout", "label_maps_to_coco", "read_label_map", "select_classes", "split_instances", "write_coco",
            "write_label_map"]
