@@ -68,7 +68,11 @@ def test_label_map_folder_trains_and_reads_as_to_coco(tmp_path, capsys):
 
 def test_voc_folder_is_read_without_its_outlines(tmp_path):
     root, labels = _voc_folder(tmp_path / "VOC")
+    # VOC segments a subset of its JPEGImages: the label maps pick the images, an image without one is
+    # not an error (a label map without its image still is)
+    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(root / "JPEGImages" / "2007_000033.jpg")
     part = load_instance_splits(root, val_split=0.0, test_split=0.0)["train"]
+    assert len(part) == 1 and not part.info["label_maps"]["skipped"]
     assert part.class_names == ["object"] and part.info["label_maps"]["class_encoding"] == "voc"
     masks = part.masks(0)
     assert masks.shape == (20, 24, 2) and not masks[labels == 255].any()
@@ -81,6 +85,9 @@ def test_voc_folder_is_read_without_its_outlines(tmp_path):
     part = load_instance_splits(root, val_split=0.0, test_split=0.0)["train"]
     assert part.class_names == ["class_12", "class_15"] and part.labels[0].tolist() == [1, 0]
     assert part.info["label_maps"]["class_maps"] == "SegmentationClass"
+    Image.fromarray(labels, mode="P").save(root / "SegmentationObject" / "2007_000099.png")
+    with pytest.raises(DataError, match="2007_000099.png has no image"):
+        load_instance_splits(root, val_split=0.0, test_split=0.0)
 
 
 def test_bad_label_map_folders_name_the_file(tmp_path, capsys):
