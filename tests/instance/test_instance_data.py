@@ -223,11 +223,12 @@ def test_shapes_command_refuses_bad_options_in_one_line(tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("maps", ["instances", "SegmentationObject"])
-def test_a_label_map_folder_as_data_says_how_to_convert_it(tmp_path, maps):
-    """`instance train --data` takes COCO JSON: a folder of instance-index PNGs (foveal's layout or
-    Pascal VOC's) gets the one command that converts it."""
-    (tmp_path / "images").mkdir()
+@pytest.mark.parametrize("images,maps", [("photos", "instances"), ("images", "SegmentationObject")])
+def test_a_label_map_folder_as_data_says_how_to_convert_it(tmp_path, images, maps):
+    """A folder of instance-index PNGs whose layout is neither foveal's (images/ + instances/, read
+    directly: test_label_map_training.py) nor Pascal VOC's (JPEGImages/ + SegmentationObject/)
+    gets the one command that converts it."""
+    (tmp_path / images).mkdir()
     (tmp_path / maps).mkdir()
     with pytest.raises(DataError, match="no COCO instances file") as info:
         load_instance_splits(tmp_path)

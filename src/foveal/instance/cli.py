@@ -23,6 +23,11 @@ EPILOG_TRAIN = """examples:
   foveal instance train --data coco/annotations/instances_train2017.json --images coco/train2017 \\
       --image-size 512 --anchor-sizes 32 64 128 256 --time-budget 3600
   foveal instance train --data my_coco.json --skip-invalid     # leave out (and count) images with bad masks
+  # a folder of images/ + instances/ label maps (pixel = instance id), or Pascal VOC's JPEGImages/ +
+  # SegmentationObject/ (255 outlines left out; classes from SegmentationClass/ when present): read as
+  # `foveal datasets instances to-coco` converts it (Cityscapes values need to-coco --class-encoding cityscapes)
+  foveal instance train --data my_cells/ --image-size 256
+  foveal instance train --data VOC2012/ --image-size 320
   # U-Net + marker watershed (any number of classes): ISBI cells, the last 5 slices held out
   foveal datasets cells --data ../shared/datasets/isbi-membrane/train --output cells/ --holdout 5
   foveal instance train --model unet-watershed --data cells/annotations/instances_train.json \\
@@ -35,6 +40,7 @@ EPILOG_TRAIN = """examples:
 EPILOG_EVALUATE = """examples:
   foveal instance evaluate runs/RUN/best.keras --data data/shapes --split test --output eval/
   foveal instance evaluate runs/RUN/best.keras --data val.json --images val_images/ --json
+  foveal instance evaluate runs/RUN/best.keras --data my_cells_test/     # images/ + instances/ label maps
 """
 
 EPILOG_PREDICT = """examples:
@@ -98,7 +104,8 @@ def add_instance_command(subparsers: argparse._SubParsersAction) -> None:
 
     e = tc.add_mode(actions, "evaluate", "instance", help="COCO box and mask AP of an instance model",
                     epilog=EPILOG_EVALUATE, batch_size=8)
-    tc.add_evaluate_options(e, data_help="COCO instances: a .json file or a folder of *train*/*val*/*test* .json files",
+    tc.add_evaluate_options(e, data_help="COCO instances: a .json file, a folder of *train*/*val*/*test* .json files, or a "
+                           "label-map folder (images/ + instances/, or VOC's JPEGImages/ + SegmentationObject/)",
                             output_help="write metrics.json, detections.json (COCO results, RLE masks) and report.html "
                             "here")
     e.add_argument("--images", metavar="DIR", help="image folder of the COCO file (default: found beside it)")

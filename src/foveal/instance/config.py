@@ -31,11 +31,14 @@ class InstanceConfig(RunConfig):
     """All options of an instance segmentation run (see ``foveal instance train --help``)."""
 
     # data
-    data: str | None = option(None, "COCO instances (required): a .json file (polygons or RLE masks), or a folder "
-                              "of *train*/*val*/*test* .json files (and its annotations/ subfolder)", group="data")
+    data: str | None = option(None, "COCO instances (required): a .json file (polygons or RLE masks), a folder "
+                              "of *train*/*val*/*test* .json files (and its annotations/ subfolder), or a folder of "
+                              "images/ + instances/ label maps (pixel = instance id, one class) or Pascal VOC's "
+                              "JPEGImages/ + SegmentationObject/ (+ SegmentationClass/), read as `foveal datasets "
+                              "instances to-coco` converts it", group="data")
     images: str | None = option(None, "image folder of the COCO files (default: found beside them)", group="data")
-    test_data: str | None = option(None, "separate test annotations (else the dataset's test file, or "
-                                   "--test-split of train)", group="data")
+    test_data: str | None = option(None, "separate test annotations, a file or a label-map folder (else the "
+                                   "dataset's test file, or --test-split of train)", group="data")
     val_split: float = option(0.1, "fraction of train held out for validation when there is no val file",
                               group="data")
     test_split: float = option(0.2, "fraction of train held out for testing when there is no test file",

@@ -318,7 +318,10 @@ def load_instance_splits(data: str | Path | dict[str, Any], *, test_data: str | 
                          images: str | Path | None = None, val_split: float = 0.1, test_split: float = 0.2,
                          seed: int = 42, skip_invalid: bool = False) -> dict[str, InstanceImages]:
     """Train / val / test parts: a COCO file (all train), a folder of ``*train*``/``*val*``/``*test*``
-    JSON files, or a dict; a separate ``test_data``; else seeded fractions of train."""
+    JSON files, an image + instance-label-map folder (``images/`` + ``instances/``, or VOC's
+    ``JPEGImages/`` + ``SegmentationObject/``: converted in memory as ``foveal datasets instances
+    to-coco`` does, see :func:`~foveal.instance.label_maps.label_map_layout`), or a dict; a separate
+    ``test_data`` (a file or such a folder); else seeded fractions of train."""
     from foveal.data.boxes.coco import coco_files
 
     common = dict(images=images, skip_invalid=skip_invalid)
@@ -326,26 +329,62 @@ def load_instance_splits(data: str | Path | dict[str, Any], *, test_data: str | 
         parts = {"train": read_instances(data, **common)}  # type: ignore[arg-type]
     elif Path(data).is_dir():
         files = coco_files(data)
-        if "train" not in files:
+        if "train" not in files and _label_map_folder(data) is not None:
+            parts = {"train": _read_label_maps(data, images=images, skip_invalid=skip_invalid)}
+        elif "train" not in files:
             maps = next((m for m in ("instances", "SegmentationObject") if (Path(data) / m).is_dir()), None)
             raise DataError(f"{data}: no COCO instances file with 'train' in its name", hint=_FORMAT_HINT if not maps
                             else f"a folder of label maps ({maps}/) converts with: foveal datasets instances to-coco "
                             f"{data} --output {Path(data) / 'annotations' / 'instances_train.json'} --instances-folder "
                             f"{maps} (--class-encoding cityscapes or voc, --images-folder, see its --help)")
-        parts = {"train": read_instances(files["train"], **common)}  # type: ignore[arg-type]
+        else:
+            parts = {"train": read_instances(files["train"], **common)}  # type: ignore[arg-type]
         for split in ("val", "test"):
-            if split in files:
+            if split in files and "label_maps" not in parts["train"].info:
                 parts[split] = read_instances(files[split], class_names=parts["train"].class_names,
                                               **common)  # type: ignore[arg-type]
     else:
         raise DataError(f"instance data not found: {data}", hint=_FORMAT_HINT)
     names = parts["train"].class_names
     if test_data:
-        parts["test"] = read_instances(test_data, class_names=names, **common)  # type: ignore[arg-type]
+        parts["test"] = (_read_label_maps(test_data, class_names=names, skip_invalid=skip_invalid)
+                         if Path(test_data).is_dir() and _label_map_folder(test_data) is not None
+                         else read_instances(test_data, class_names=names, **common))  # type: ignore[arg-type]
     complete_splits(parts, val_split=val_split, test_split=test_split, seed=seed)
     if parts["train"].num_instances == 0:
         raise DataError(f"{parts['train'].origin}: the training images have no instances")
     return parts  # type: ignore[return-value]
+
+
+def _label_map_folder(folder: str | Path) -> dict[str, Any] | None:
+    from foveal.instance.label_maps import label_map_layout
+
+    return label_map_layout(folder)
+
+
+def _read_label_maps(folder: str | Path, *, images: str | Path | None = None, class_names: list[str] | None = None,
+                     skip_invalid: bool = False) -> InstanceImages:
+    """An image + instance-label-map folder (a layout :func:`~foveal.instance.label_maps.label_map_layout`
+    recognises) read through :func:`~foveal.instance.label_maps.label_maps_to_coco`, as
+    ``foveal datasets instances to-coco`` would convert it; ``info["label_maps"]`` records the
+    folders, the class encoding and the conversion's counts."""
+    from foveal.instance.label_maps import label_maps_to_coco
+
+    layout = _label_map_folder(folder)
+    assert layout is not None
+    if images is not None:
+        raise DataError(f"--images {images}: a label-map folder ({folder}) holds its images in "
+                        f"{layout['images']}/", hint="leave --images out")
+    coco = label_maps_to_coco(folder, skip_invalid=skip_invalid, **layout)
+    read = {"root": str(folder), "images_folder": layout["images"], "instances_folder": layout["instances"],
+            "class_maps": layout.get("class_maps"),
+            **{k: v for k, v in coco["info"].items() if k not in ("origin", "min_area")}}
+    coco["info"] = {"source": f"{folder} (label maps in {layout['instances']}/)"}
+    data = read_instances(coco, Path(folder) / layout["images"], class_names=class_names, skip_invalid=skip_invalid)
+    info = {**data.info, "label_maps": read}
+    if read.get("skipped"):  # pairs the conversion left out (unpaired, unreadable, another size)
+        info["skipped"] = [(line.split(": ")[0], line) for line in read["skipped"]] + list(info.get("skipped", []))
+    return replace(data, info=info)
 
 
 def skipped_summary(data: InstanceImages) -> str | None:

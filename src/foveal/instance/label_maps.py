@@ -175,9 +175,11 @@ def label_map_annotations(label_map: np.ndarray, *, image_id: int, first_id: int
 
 
 def find_label_map_pairs(root: str | Path, *, images: str = "images", instances: str = "instances",
-                         skip_invalid: bool = False) -> tuple[list[tuple[Path, Path]], list[str]]:
+                         skip_invalid: bool = False, maps_choose: bool = False) -> tuple[list[tuple[Path, Path]], list[str]]:
     """``(image, label map)`` paths under ``root`` matched by stem (natural order), and the
-    unpaired files (an error unless ``skip_invalid``)."""
+    unpaired files (an error unless ``skip_invalid``). ``maps_choose``: the label maps pick the
+    images (Pascal VOC segments 2,913 of its 17,125 JPEGImages), so only a map without an image
+    is unpaired."""
     from foveal.data.files import natural_key
 
     root = Path(root)
@@ -187,7 +189,7 @@ def find_label_map_pairs(root: str | Path, *, images: str = "images", instances:
             raise DataError(f"{root}: no {folder.name}/ folder", hint=_HINT)
     found = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     maps = {p.stem: p for p in sorted(label_dir.iterdir()) if p.suffix.lower() == ".png"}
-    lonely = sorted(set(found) ^ set(maps))
+    lonely = sorted(set(maps) - set(found) if maps_choose else set(found) ^ set(maps))
     problems = [f"{found.get(s) or maps[s]} has no {'label map' if s in found else 'image'}" for s in lonely]
     if problems and not skip_invalid:
         raise DataError(f"{len(problems)} unpaired file(s): " + "; ".join(problems[:5]),
@@ -236,7 +238,8 @@ def label_maps_to_coco(
     """
     from foveal.data.files import image_size
 
-    pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid)
+    pairs, skipped = find_label_map_pairs(root, images=images, instances=instances, skip_invalid=skip_invalid,
+                                          maps_choose=class_encoding == "voc")
     if class_maps is not None and class_encoding != "voc":
         raise DataError(f"class maps ({class_maps}/) go with class encoding 'voc', not {class_encoding!r}")
     names = _class_table(class_encoding, class_names, class_maps is not None)
@@ -290,6 +293,34 @@ def label_maps_to_coco(
             "instances": len(annotations) - len(crowd), "crowd": len(crowd), "small": small, "min_area": min_area,
             "non_instance_pixels": loose, "skipped": skipped}
     return {"info": info, "images": coco_images, "annotations": annotations, "categories": categories}
+
+
+#: folder layouts a label-map folder is recognised by: (images, instances, class maps or None, encoding)
+LABEL_MAP_LAYOUTS = (("images", "instances", None, "single"),
+                     ("JPEGImages", "SegmentationObject", "SegmentationClass", "voc"))
+
+
+def label_map_layout(root: str | Path) -> dict[str, Any] | None:
+    """The :func:`label_maps_to_coco` options a folder's layout implies, or None.
+
+    ``images/`` + ``instances/``: foveal's layout, class encoding ``single`` (one class,
+    ``object``). ``JPEGImages/`` + ``SegmentationObject/``: Pascal VOC, class encoding ``voc``
+    (255, the void outlines, is no instance), each object's class from ``SegmentationClass/``
+    when the folder has it. Cityscapes' values (class id * 1000 + instance) cannot be told from
+    the layout: such folders are converted with ``foveal datasets instances to-coco``.
+
+    Example:
+        >>> label_map_layout("VOC2012/")                                     # doctest: +SKIP
+        {'images': 'JPEGImages', 'instances': 'SegmentationObject', 'class_encoding': 'voc', 'class_maps': ...}
+    """
+    root = Path(root)
+    for images, instances, class_maps, encoding in LABEL_MAP_LAYOUTS:
+        if (root / images).is_dir() and (root / instances).is_dir():
+            found: dict[str, Any] = {"images": images, "instances": instances, "class_encoding": encoding}
+            if class_maps is not None and (root / class_maps).is_dir():
+                found["class_maps"] = class_maps
+            return found
+    return None
 
 
 def _voc_classes(path: Path, shape: tuple[int, ...], found: list[tuple[int, int, np.ndarray]]
@@ -515,5 +546,5 @@ def select_classes(source: str | Path, classes: Sequence[str], *, images: str | 
 
 
 __all__ = ["CLASS_ENCODINGS", "coco_to_label_maps", "find_label_map_pairs", "is_crowd_value", "label_map_annotations",
-           "label_maps_to_coco", "read_label_map", "select_classes", "split_instances", "write_coco",
+           "label_map_layout", "label_maps_to_coco", "read_label_map", "select_classes", "split_instances", "write_coco",
            "write_label_map"]

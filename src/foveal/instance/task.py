@@ -66,7 +66,9 @@ class InstanceTask(TaskPlugin):
 
     name = "instance"
     config_class = InstanceConfig
-    data_help = "COCO instances: a .json file (polygons or RLE) or a folder of *train*/*val*/*test* .json files"
+    data_help = ("COCO instances: a .json file (polygons or RLE), a folder of *train*/*val*/*test* .json files, or "
+                 "an image + instance-label-map folder (images/ + instances/, or VOC's JPEGImages/ + "
+                 "SegmentationObject/)")
 
     def check(self, cfg: InstanceConfig) -> None:
         from foveal.instance.family import family_named
@@ -86,6 +88,10 @@ class InstanceTask(TaskPlugin):
             if line:
                 say(line)
         train = parts["train"]
+        read = train.info.get("label_maps")
+        if read:
+            say(f"{read['root']}: {read['instances']} instance(s) in {read['images']} image(s) read from the label "
+                f"maps in {read['instances_folder']}/ ({read['class_encoding']} class encoding)")
         if train.info.get("derived_boxes") or train.info.get("crowd"):
             say(f"{train.origin}: {train.info.get('derived_boxes', 0)} box(es) derived from masks, "
                 f"{train.info.get('crowd', 0)} crowd region(s) ignored")
@@ -119,6 +125,7 @@ class InstanceTask(TaskPlugin):
             keep_aspect=False, task="instance",
             training={"data": cfg.data, "run": run_dir.name, "model": cfg.model,
                       "category_ids": list(data.train.info.get("category_ids", [])),
+                      **({"label_maps": data.train.info["label_maps"]} if data.train.info.get("label_maps") else {}),
                       "box_format": "pixel corners (x_min, y_min, x_max, y_max) of the original image; masks as "
                                     "COCO RLE", **family.card_training(cfg, model)})
 
