@@ -85,6 +85,10 @@ def test_voc_folder_is_read_without_its_outlines(tmp_path):
     part = load_instance_splits(root, val_split=0.0, test_split=0.0)["train"]
     assert part.class_names == ["class_12", "class_15"] and part.labels[0].tolist() == [1, 0]
     assert part.info["label_maps"]["class_maps"] == "SegmentationClass"
+    # read with a model's classes (instance evaluate): a folder holding some of them keeps the model's list
+    wider = load_instance_splits(root, val_split=0.0, test_split=0.0,
+                                 label_map_classes=["class_5", "class_12", "class_15"])["train"]
+    assert wider.class_names == ["class_5", "class_12", "class_15"] and wider.labels[0].tolist() == [2, 1]
     Image.fromarray(labels, mode="P").save(root / "SegmentationObject" / "2007_000099.png")
     with pytest.raises(DataError, match="2007_000099.png has no image"):
         load_instance_splits(root, val_split=0.0, test_split=0.0)

@@ -116,8 +116,9 @@ class RunConfig(DistributionOptions):
         """Check the shared options' ranges (task configs call this from ``validate``); a missing
         ``data`` is the engine's to refuse, when a run starts."""
         val, test = getattr(self, "val_split", 0.0), getattr(self, "test_split", 0.0)  # tasks that split
+        splits = " and ".join(f for f in ("val_split", "test_split") if hasattr(self, f)) or "val_split"
         checks = [
-            (0.0 <= val < 1.0 and 0.0 <= test < 1.0, "val_split and test_split must be in [0, 1)"),
+            (0.0 <= val < 1.0 and 0.0 <= test < 1.0, f"{splits} must be in [0, 1)"),
             (val + test < 1.0, "val_split + test_split must be below 1"),
             (self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be at least 1"),
             (self.learning_rate > 0, "learning_rate must be positive"),

@@ -316,12 +316,15 @@ def read_instances(source: str | Path | dict[str, Any], images: str | Path | Non
 
 def load_instance_splits(data: str | Path | dict[str, Any], *, test_data: str | Path | None = None,
                          images: str | Path | None = None, val_split: float = 0.1, test_split: float = 0.2,
-                         seed: int = 42, skip_invalid: bool = False) -> dict[str, InstanceImages]:
+                         seed: int = 42, skip_invalid: bool = False,
+                         label_map_classes: list[str] | None = None) -> dict[str, InstanceImages]:
     """Train / val / test parts: a COCO file (all train), a folder of ``*train*``/``*val*``/``*test*``
     JSON files, an image + instance-label-map folder (``images/`` + ``instances/``, or VOC's
     ``JPEGImages/`` + ``SegmentationObject/``: converted in memory as ``foveal datasets instances
     to-coco`` does, see :func:`~foveal.instance.label_maps.label_map_layout`), or a dict; a separate
-    ``test_data`` (a file or such a folder); else seeded fractions of train."""
+    ``test_data`` (a file or such a folder); else seeded fractions of train. ``label_map_classes``:
+    the classes a label-map ``data`` folder is read with (a model's, to evaluate on a folder holding
+    some of them), else the classes it holds."""
     from foveal.data.boxes.coco import coco_files
 
     common = dict(images=images, skip_invalid=skip_invalid)
@@ -330,7 +333,8 @@ def load_instance_splits(data: str | Path | dict[str, Any], *, test_data: str | 
     elif Path(data).is_dir():
         files = coco_files(data)
         if "train" not in files and _label_map_folder(data) is not None:
-            parts = {"train": _read_label_maps(data, images=images, skip_invalid=skip_invalid)}
+            parts = {"train": _read_label_maps(data, images=images, class_names=label_map_classes,
+                                               skip_invalid=skip_invalid)}
         elif "train" not in files:
             maps = next((m for m in ("instances", "SegmentationObject") if (Path(data) / m).is_dir()), None)
             raise DataError(f"{data}: no COCO instances file with 'train' in its name", hint=_FORMAT_HINT if not maps

@@ -43,7 +43,8 @@ def evaluate_instances(model_path: str | Path, data: str, *, split: str = "test"
 
     model, card = load_model(model_path)
     check_card(card)
-    parts = load_instance_splits(data, images=images, val_split=0.0, test_split=0.0, skip_invalid=skip_invalid)
+    parts = load_instance_splits(data, images=images, val_split=0.0, test_split=0.0, skip_invalid=skip_invalid,
+                                 label_map_classes=list(card.class_names))
     split, part = pick_split(parts, split, data)
     if part.class_names != list(card.class_names):
         raise DataError(f"{data}: its classes {part.class_names} differ from the model's {card.class_names}",
