@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, replace
@@ -23,7 +22,7 @@ from foveal.engine.optim import build_before_fit
 from foveal.engine.plugin import Phase, RunData, TaskPlugin, training_summary
 from foveal.errors import ConfigError, DataError
 from foveal.training.runs import saved_model, say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import write_metrics
 
 if TYPE_CHECKING:
     import keras
@@ -238,7 +237,7 @@ class ClassifyTask(TaskPlugin):
             warning = collapse_warning(metrics, trained[-1] if trained else None)
             if warning:
                 metrics["warnings"] = [warning]
-            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+            write_metrics(run_dir, metrics)
             say(f"{split} accuracy: {metrics['accuracy']:.4f} on {metrics['num_examples']} images")
             if warning:
                 say(f"warning: {warning}")

@@ -34,7 +34,7 @@ from foveal.data.source import LabeledImages
 from foveal.errors import ConfigError, DataError, ModelError
 from foveal.ops.boxes import iou_matrix
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import atomic_write_text, write_metrics
 
 log = logging.getLogger("foveal")
 
@@ -389,7 +389,7 @@ def run_sliding_window(
                 "patch_size": patch_size, "scales": list(scales), "train_seconds": round(train_seconds, 1),
                 "scan_seconds_per_image": round(scan_seconds / max(len(scored), 1), 4),
                 "patch_val_accuracy": _last(history, "val_accuracy"), "patch_accuracy": _last(history, "accuracy")}
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    write_metrics(out, metrics)
     atomic_write_text(out / "detections.json", json.dumps(to_coco_results(scored, detections)))
     summary = {"method": "sliding-window FCN (Géron ch. 14)", "data": data, "split": split,
                "patch classifier": f"{architecture} at {patch_size}px, {epochs} epochs", "scales": str(list(scales)),

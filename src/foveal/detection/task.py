@@ -26,7 +26,7 @@ from foveal.detection.two_stage_run import DetectTwoStage
 from foveal.engine.plugin import RunData, TaskPlugin, default_options_explained, training_summary
 from foveal.errors import DataError
 from foveal.training.runs import say
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import atomic_write_text, write_metrics
 
 if TYPE_CHECKING:
     import keras
@@ -263,7 +263,7 @@ class DetectTask(DetectTwoStage, DetectAdaptation, TaskPlugin):
             metrics["split"] = split
         target, metrics = self.target_results(cfg, model, card, data, metrics, adapted)
         if metrics is not None:
-            atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+            write_metrics(run_dir, metrics)
         if scored:
             atomic_write_text(run_dir / "detections.json", json.dumps(to_coco_results(part, dets)))
             say(f"{split}: mAP@0.5 {metrics['map50']:.4f} (VOC07 11-point {metrics['map50_voc07']:.4f}), "

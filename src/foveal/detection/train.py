@@ -16,7 +16,7 @@ from typing import Any
 
 from foveal.data.boxes import load_boxes
 from foveal.tasks import trainer
-from foveal.utils_io import atomic_write_text
+from foveal.utils_io import atomic_write_text, write_metrics
 
 train_detector = trainer("detect", "train_detector", "a detector (YOLO or Faster R-CNN)")
 
@@ -53,7 +53,7 @@ def evaluate_detector(model_path: str | Path, data: str, *, split: str = "test",
     metrics["split"] = split
     if output is not None:
         out = Path(output)
-        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+        write_metrics(out, metrics)
         atomic_write_text(out / "detections.json", json.dumps(to_coco_results(part, dets)))
         summary = {"model": str(model_path), "data": data, "split": split, "mAP@0.5": metrics["map50"],
                    "COCO AP": metrics["coco"]["AP"], "COCO AP50": metrics["coco"]["AP50"]}

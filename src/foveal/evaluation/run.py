@@ -25,7 +25,7 @@ from foveal.evaluation.classes import ClassMap, match_classes, parse_class_map, 
 from foveal.evaluation.classification import classification_metrics, collapse_warning
 from foveal.evaluation.tta import average_views, check_tta
 from foveal.models.io import ModelCard, load_model
-from foveal.utils_io import atomic_write_text, ensure_output_dir
+from foveal.utils_io import ensure_output_dir, write_metrics
 
 
 @dataclass
@@ -120,12 +120,11 @@ def evaluate(model_path: str | Path, data: str, *, split: str = "test", batch_si
 
 def write_evaluation(output: Path, metrics: dict[str, Any], card: ModelCard, scored: Scored) -> None:
     """metrics.json, confusion_matrix.png and report.html in ``output``."""
-    import json
 
     from foveal.visualize.plots import plot_confusion_matrix
     from foveal.visualize.report import write_classification_report
 
-    atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=1))
+    write_metrics(output, metrics)
     (output / "confusion_matrix.png").write_bytes(plot_confusion_matrix(metrics["confusion_matrix"], card.class_names))
     misclassified = (scored.misclassified_images, scored.misclassified_titles) if scored.misclassified_titles else None
     write_classification_report(

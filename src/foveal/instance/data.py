@@ -332,8 +332,9 @@ def load_instance_splits(data: str | Path | dict[str, Any], *, test_data: str | 
         parts = {"train": read_instances(data, **common)}  # type: ignore[arg-type]
     elif Path(data).is_dir():
         files = coco_files(data)
-        if "train" not in files and _label_map_folder(data) is not None:
-            parts = {"train": _read_label_maps(data, images=images, class_names=label_map_classes,
+        layout = _label_map_folder(data) if "train" not in files else None
+        if layout is not None:
+            parts = {"train": _read_label_maps(data, layout, images=images, class_names=label_map_classes,
                                                skip_invalid=skip_invalid)}
         elif "train" not in files:
             maps = next((m for m in ("instances", "SegmentationObject") if (Path(data) / m).is_dir()), None)
@@ -351,8 +352,9 @@ def load_instance_splits(data: str | Path | dict[str, Any], *, test_data: str | 
         raise DataError(f"instance data not found: {data}", hint=_FORMAT_HINT)
     names = parts["train"].class_names
     if test_data:
-        parts["test"] = (_read_label_maps(test_data, class_names=names, skip_invalid=skip_invalid)
-                         if Path(test_data).is_dir() and _label_map_folder(test_data) is not None
+        layout = _label_map_folder(test_data) if Path(test_data).is_dir() else None
+        parts["test"] = (_read_label_maps(test_data, layout, class_names=names, skip_invalid=skip_invalid)
+                         if layout is not None
                          else read_instances(test_data, class_names=names, **common))  # type: ignore[arg-type]
     complete_splits(parts, val_split=val_split, test_split=test_split, seed=seed)
     if parts["train"].num_instances == 0:
@@ -366,16 +368,14 @@ def _label_map_folder(folder: str | Path) -> dict[str, Any] | None:
     return label_map_layout(folder)
 
 
-def _read_label_maps(folder: str | Path, *, images: str | Path | None = None, class_names: list[str] | None = None,
-                     skip_invalid: bool = False) -> InstanceImages:
-    """An image + instance-label-map folder (a layout :func:`~foveal.instance.label_maps.label_map_layout`
-    recognises) read through :func:`~foveal.instance.label_maps.label_maps_to_coco`, as
+def _read_label_maps(folder: str | Path, layout: dict[str, Any], *, images: str | Path | None = None,
+                     class_names: list[str] | None = None, skip_invalid: bool = False) -> InstanceImages:
+    """An image + instance-label-map folder (of the ``layout`` :func:`~foveal.instance.label_maps.label_map_layout`
+    found) read through :func:`~foveal.instance.label_maps.label_maps_to_coco`, as
     ``foveal datasets instances to-coco`` would convert it; ``info["label_maps"]`` records the
     folders, the class encoding and the conversion's counts."""
     from foveal.instance.label_maps import label_maps_to_coco
 
-    layout = _label_map_folder(folder)
-    assert layout is not None
     if images is not None:
         raise DataError(f"--images {images}: a label-map folder ({folder}) holds its images in "
                         f"{layout['images']}/", hint="leave --images out")
