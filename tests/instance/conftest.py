@@ -22,6 +22,22 @@ def disc_labels(i: int, size: int = DISC_SIZE) -> np.ndarray:
 
 
 
+def voc_folder(root: Path) -> tuple[Path, np.ndarray]:
+    """A Pascal VOC folder of one image: ``JPEGImages/`` and a palette ``SegmentationObject/`` PNG
+    with two objects (1, 2), each ringed by VOC's void outline (255); returns the root and the labels."""
+    from PIL import Image
+
+    (root / "JPEGImages").mkdir(parents=True)
+    (root / "SegmentationObject").mkdir()
+    labels = np.zeros((20, 24), np.uint8)
+    labels[1:9, 1:11], labels[2:8, 2:10] = 255, 1
+    labels[9:19, 11:23], labels[10:18, 12:22] = 255, 2
+    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(root / "JPEGImages" / "2007_000032.jpg")
+    img = Image.fromarray(labels, mode="P")
+    img.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 744 + [224, 224, 192])
+    img.save(root / "SegmentationObject" / "2007_000032.png")
+    return root, labels
+
 def two_class_labels(i: int, size: int = DISC_SIZE, top: int = 20) -> np.ndarray:
     """Cityscapes values (class id * 1000 + instance): two touching discs of class 1 (1000, 1001)
     and a square of class 2 (2000), placed by ``i``."""

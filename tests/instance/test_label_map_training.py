@@ -15,7 +15,7 @@ from foveal.cli.main import main
 from foveal.errors import DataError
 from foveal.instance.data import load_instance_splits, read_instances
 
-from .conftest import disc_labels
+from .conftest import disc_labels, voc_folder
 
 
 def _label_map_folder(root, count=6):
@@ -27,19 +27,6 @@ def _label_map_folder(root, count=6):
         Image.fromarray(np.where(labels > 0, 200, 40).astype(np.uint8)).save(root / "images" / f"{i}.png")
         write_label_map(root / "instances" / f"{i}.png", labels)
     return root
-
-
-def _voc_folder(root):
-    (root / "JPEGImages").mkdir(parents=True)
-    (root / "SegmentationObject").mkdir()
-    labels = np.zeros((20, 24), np.uint8)
-    labels[1:9, 1:11], labels[2:8, 2:10] = 255, 1
-    labels[9:19, 11:23], labels[10:18, 12:22] = 255, 2
-    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(root / "JPEGImages" / "2007_000032.jpg")
-    img = Image.fromarray(labels, mode="P")
-    img.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 744 + [224, 224, 192])
-    img.save(root / "SegmentationObject" / "2007_000032.png")
-    return root, labels
 
 
 def test_label_map_folder_trains_and_reads_as_to_coco(tmp_path, capsys):
@@ -67,7 +54,7 @@ def test_label_map_folder_trains_and_reads_as_to_coco(tmp_path, capsys):
 
 
 def test_voc_folder_is_read_without_its_outlines(tmp_path):
-    root, labels = _voc_folder(tmp_path / "VOC")
+    root, labels = voc_folder(tmp_path / "VOC")
     # VOC segments a subset of its JPEGImages: the label maps pick the images, an image without one is
     # not an error (a label map without its image still is)
     Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(root / "JPEGImages" / "2007_000033.jpg")

@@ -18,6 +18,8 @@ from foveal.instance.label_maps import (
     write_label_map,
 )
 
+from .conftest import voc_folder
+
 
 def _maps() -> dict[str, np.ndarray]:
     a = np.zeros((20, 24), np.int64)
@@ -162,16 +164,7 @@ def test_voc_segmentation_object_pngs_leave_the_void_outlines_out(tmp_path, caps
     round each object); 'voc' reads the objects without the outlines, 'single' takes 255 as one more."""
     from foveal.cli.main import main
 
-    root = tmp_path / "VOC"
-    (root / "JPEGImages").mkdir(parents=True)
-    (root / "SegmentationObject").mkdir()
-    labels = np.zeros((20, 24), np.uint8)
-    labels[1:9, 1:11], labels[2:8, 2:10] = 255, 1
-    labels[9:19, 11:23], labels[10:18, 12:22] = 255, 2
-    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(root / "JPEGImages" / "2007_000032.jpg")
-    img = Image.fromarray(labels, mode="P")
-    img.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0] + [0] * 744 + [224, 224, 192])
-    img.save(root / "SegmentationObject" / "2007_000032.png")
+    root, labels = voc_folder(tmp_path / "VOC")
     folders = dict(images="JPEGImages", instances="SegmentationObject")
     assert len(label_maps_to_coco(root, **folders)["annotations"]) == 3
     coco = label_maps_to_coco(root, class_encoding="voc", class_names=["object"], **folders)
